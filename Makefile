@@ -1,0 +1,36 @@
+# The README's commands. `make demo` and `make test` install first when .venv/ is missing.
+VENV := .venv
+PY := $(VENV)/bin/python
+GEOSR := $(VENV)/bin/geosr
+export GEOSR_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: install demo test test-fast bench lint weights fuzz faults clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m geosr.demo
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check geosr tests benchmarks examples
+	$(VENV)/bin/ruff format --check geosr tests benchmarks examples
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m benchmarks.run
+
+weights: install
+	$(GEOSR) train --recipe pipelines/cnnrnn_fast_x4.toml
+	$(GEOSR) train --recipe pipelines/cnnrnn_fast_x2.toml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

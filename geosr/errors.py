@@ -1,0 +1,35 @@
+"""One root error for everything a user can get wrong, and the warning category.
+
+Every subclass also inherits the matching builtin, so that ``except ValueError``
+keeps working for callers who do not know geosr.  The CLI turns any
+:class:`GeosrError` into one readable line on stderr and exit status 2; its
+message must therefore say what was given, what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class GeosrError(Exception):
+    """Root of every error geosr raises on purpose (bad input, bad option)."""
+
+    exit_code = 2
+
+
+class InputError(GeosrError, ValueError):
+    """The input raster (or a frame, AOI, STAC item) cannot be used as given."""
+
+
+class OptionError(GeosrError, ValueError):
+    """An option value is out of range or inconsistent with the others."""
+
+
+class OutputError(GeosrError, OSError):
+    """The output cannot be written where or how it was asked for."""
+
+
+class ModelError(GeosrError, ValueError):
+    """A model name, weights file or model card is unknown, unsafe or inconsistent."""
+
+
+class GeosrWarning(UserWarning):
+    """Something the user should know about, where geosr could still go on."""

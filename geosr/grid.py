@@ -1,0 +1,46 @@
+"""The output grid of a super-resolution run, from the input grid.
+
+Georeferencing is one frozen value, odc-geo's :class:`~odc.geo.geobox.GeoBox`
+(shape, affine transform, CRS), passed whole.  This module is the only place
+that does arithmetic on transforms: the output grid has the same CRS, the
+transform ``input.transform * Affine.scale(1/s)`` and exactly ``s`` times the
+pixels, so its bounds equal the input's to the last bit of the affine terms.
+"""
+
+from __future__ import annotations
+
+from affine import Affine
+from odc.geo.geobox import GeoBox
+
+from geosr.errors import OptionError
+
+
+def scaled(grid: GeoBox, scale: int) -> GeoBox:
+    """Return the grid with ``scale`` times the pixels on the same footprint.
+
+    Parameters
+    ----------
+    grid : GeoBox
+        The input grid.
+    scale : int
+        Integer zoom factor, >= 1.
+
+    Returns
+    -------
+    GeoBox
+        Shape ``(h * scale, w * scale)``, transform ``grid.transform @ scale(1/s)``,
+        the same CRS.  Works for rotated/sheared transforms too.
+    """
+    if not isinstance(scale, int) or scale < 1:
+        raise OptionError(f"scale must be a positive integer, got {scale!r}")
+    h, w = grid.shape.yx
+    transform: Affine = grid.transform @ Affine.scale(1.0 / scale)
+    return GeoBox((h * scale, w * scale), transform, grid.crs)
+
+
+def describe(grid: GeoBox) -> str:
+    """One-line human description: size, CRS and pixel size."""
+    h, w = grid.shape.yx
+    crs = grid.crs.epsg if grid.crs is not None and grid.crs.epsg else grid.crs
+    res = grid.resolution
+    return f"{w} x {h} px, CRS {crs}, pixel {abs(res.x):g} x {abs(res.y):g}"

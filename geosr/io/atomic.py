@@ -1,0 +1,207 @@
+"""Atomic output: temporaries beside the destination, checks up front, rename at the end.
+
+Every writer in geosr follows the same life cycle so that a partial output never
+sits at the destination path:
+
+1. :func:`check_writable` before any compute starts (the run fails in a second,
+   not after an hour of inference);
+2. write into a hidden :func:`temporary_sibling` in the destination's directory
+   (same file system, so the final rename is atomic and needs no copy);
+3. :func:`replace_atomically` into place at commit, or :func:`remove_path` on
+   abort.
+
+Temporaries carry :data:`TMP_MARKER` in their name so that a crashed run's
+leftovers are recognisable (``.scene_x4.tif.geosr-tmp-1234-abcd.tif``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from geosr.errors import OutputError
+
+TMP_MARKER = ".geosr-tmp-"
+"""Part of the name of every temporary file or directory geosr writes."""
+
+# How a full disk (or a file-size limit, or a quota) shows up: as an errno from
+# Python and zarr, as message text from GDAL (which does not pass errno on).
+_SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_SPACE_WORDS = re.compile(r"no space|disk space|file too large|quota|short write", re.IGNORECASE)
+
+
+def temporary_sibling(destination: Path, suffix: str, *, directory: bool = False) -> Path:
+    """Create an empty, uniquely named, hidden file or directory beside ``destination``.
+
+    Parameters
+    ----------
+    destination : Path
+        The final output path; the temporary goes into its parent directory.
+    suffix : str
+        Ending of the temporary's name (``".tif"``, ``".zarr"``), so that drivers
+        that look at the extension behave.
+    directory : bool
+        Create a directory instead of a file.
+
+    Returns
+    -------
+    Path
+        The temporary, already created (exclusively: two writers never share one).
+
+    Raises
+    ------
+    OutputError
+        The directory does not accept new files.
+    """
+    prefix = f".{destination.name}{TMP_MARKER}{os.getpid()}-"
+    parent = destination.parent
+    try:
+        if directory:
+            return Path(tempfile.mkdtemp(suffix=suffix, prefix=prefix, dir=parent))
+        fd, name = tempfile.mkstemp(suffix=suffix, prefix=prefix, dir=parent)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {destination}: creating a temporary file in {parent} failed "
+            f"({exc.strerror or exc}); check the directory's permissions and free space"
+        ) from None
+    os.close(fd)
+    return Path(name)
+
+
+def check_writable(destination: Path, overwrite: bool) -> None:
+    """Fail fast, with one clear line, when ``destination`` cannot be written.
+
+    Parameters
+    ----------
+    destination : Path
+        The final output path.
+    overwrite : bool
+        Whether an existing ``destination`` may be replaced (at commit time only).
+
+    Raises
+    ------
+    OutputError
+        The parent directory is missing, not a directory or not writable, or the
+        destination exists and ``overwrite`` is false.
+    """
+    parent = destination.parent
+    if not parent.exists():
+        raise OutputError(
+            f"cannot write {destination}: directory {parent} does not exist; "
+            "create it first or choose another output path"
+        )
+    if not parent.is_dir():
+        raise OutputError(
+            f"cannot write {destination}: {parent} is not a directory; choose another output path"
+        )
+    # is_symlink too: a dangling link "does not exist" but would still be clobbered.
+    if (destination.exists() or destination.is_symlink()) and not overwrite:
+        raise OutputError(f"{destination} already exists; pass --overwrite to replace it")
+    # os.access answers for the real user; root passes it everywhere except on a
+    # read-only mount, which is why the sinks also create their temporary right away.
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"cannot write {destination}: directory {parent} is not writable; "
+            "fix its permissions or choose another output path"
+        )
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or a directory tree; a missing path is not an error."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def replace_atomically(tmp: Path, destination: Path) -> None:
+    """Move the finished temporary ``tmp`` to ``destination``, replacing what is there.
+
+    A file replacing a file (the COG case) is one ``os.replace``: readers see the
+    old or the new file, never a mix.  POSIX cannot swap directories atomically,
+    so a directory (a Zarr store) or a change of kind first moves the old output
+    aside, renames the new one in, and only then deletes the old one; if the
+    rename fails, the old output is put back.
+
+    Raises
+    ------
+    OutputError
+        The rename failed; the old destination, if any, is left in place.
+    """
+    try:
+        dest_is_dir = destination.is_dir() and not destination.is_symlink()
+        dest_exists = destination.exists() or destination.is_symlink()
+        if not dest_exists or not (dest_is_dir or tmp.is_dir()):
+            os.replace(tmp, destination)
+            return
+        aside = Path(
+            tempfile.mkdtemp(prefix=f".{destination.name}{TMP_MARKER}old-", dir=destination.parent)
+        )
+        old = aside / destination.name
+        os.replace(destination, old)
+        try:
+            os.replace(tmp, destination)
+        except OSError:
+            os.replace(old, destination)
+            raise
+        finally:
+            # The old output is garbage now (or was put back, leaving ``aside`` empty).
+            remove_path(aside)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot move the finished output into place at {destination} "
+            f"({exc.strerror or exc}); check permissions of {destination.parent}"
+        ) from None
+
+
+def free_bytes(directory: Path) -> int | None:
+    """Bytes available to this user in ``directory``'s file system, or None if unknown."""
+    try:
+        stat = os.statvfs(directory)
+    except (OSError, AttributeError):
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable size, e.g. ``'3.2 GiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def describe_write_failure(destination: Path, exc: BaseException, needed: int | None) -> str:
+    """One line for a failed write: the path, the cause and, for a full disk, the sizes.
+
+    Parameters
+    ----------
+    destination : Path
+        The output being written.
+    exc : BaseException
+        What the OS, GDAL or zarr raised.
+    needed : int or None
+        Upper bound of the output's size in bytes (uncompressed), when known.
+    """
+    reason = getattr(exc, "strerror", None)
+    if not reason:
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+    message = f"cannot write {destination}: {reason}"
+    errno_ = getattr(exc, "errno", None)
+    if errno_ in _SPACE_ERRNOS or _SPACE_WORDS.search(str(exc)):
+        if needed is not None:
+            message += f"; the output needs up to {format_bytes(needed)} uncompressed"
+            free = free_bytes(destination.parent)
+            if free is not None:
+                message += f" and {format_bytes(free)} are free in {destination.parent}"
+        return message + "; free some space or write to another directory"
+    return message + f"; check that {destination.parent} is writable and has free space"

@@ -1,0 +1,227 @@
+"""Cloud-Optimized GeoTIFF output: windowed writes to a tiled GeoTIFF, COG at commit.
+
+A COG puts its overviews *before* the full-resolution tiles, so it cannot be
+streamed window by window.  The sink therefore writes into a hidden, tiled,
+lightly compressed GeoTIFF beside the destination (``.<name>.geosr-tmp-*.tif``),
+and :meth:`CogSink.commit` turns that into the COG in one pass with GDAL's COG
+driver, validates it, and renames it into place.
+
+Why GDAL's COG driver rather than ``rio_cogeo.cogeo.cog_translate``: both end in
+GDAL, but the COG driver does it in one native ``CreateCopy`` (overviews computed
+multi-threaded from the source, then tiles copied in COG order), carries
+metadata, descriptions, colour interpretation and nodata as GTiff does, and is
+faster (about 1.4x on a 4-band uint16 4096 x 4096 test here), whereas
+``cog_translate`` goes through a VRT and a temporary GTiff of its own, and
+rewrites tags through rasterio.  rio-cogeo stays as the *validator*
+(``cog_validate``), which checks the layout independently of the writer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_validate
+
+from geosr.errors import GeosrError, OutputError
+from geosr.io.atomic import describe_write_failure, replace_atomically, temporary_sibling
+from geosr.io.sink import OutputSpec, SinkBase
+
+# Above this uncompressed size (full resolution + overviews) the COG must be
+# BigTIFF: classic TIFF offsets are 32-bit.  The margin covers tile headers and
+# incompressible data; below it GDAL's own IF_SAFER heuristic still applies.
+_BIGTIFF_BYTES = int(3.5 * 2**30)
+
+# GDAL signals failures as rasterio exceptions (RasterioError, some also OSError)
+# and, from some calls, as CPLE_* errors which derive from neither.
+try:
+    from rasterio._err import CPLE_BaseError
+
+    _GDAL_ERRORS: tuple[type[BaseException], ...] = (OSError, RasterioError, CPLE_BaseError)
+except ImportError:  # pragma: no cover - private module moved
+    _GDAL_ERRORS = (OSError, RasterioError)
+
+
+class CogSink(SinkBase):
+    """Write a Cloud-Optimized GeoTIFF atomically.
+
+    Parameters
+    ----------
+    destination : str or PathLike
+        The ``.tif`` to produce.
+    spec : OutputSpec
+        Grid, bands, dtype, nodata and metadata.
+    overwrite : bool
+        Replace an existing destination at commit.
+
+    Notes
+    -----
+    Single writer: all ``write`` calls must come from the process (and thread)
+    that opened the sink.  Windows need not be aligned to ``spec.block``, but
+    aligned windows avoid rewriting compressed tiles in the intermediate.
+    """
+
+    def __init__(
+        self, destination: str | os.PathLike[str], spec: OutputSpec, *, overwrite: bool = False
+    ):
+        super().__init__(destination, spec, overwrite)
+        self._tmp = temporary_sibling(self.destination, ".tif")
+        self._track(self._tmp)
+        try:
+            self._ds = rasterio.open(self._tmp, "w", **self._intermediate_profile())
+            self._write_metadata(self._ds)
+        except _GDAL_ERRORS as exc:
+            self._cleanup()
+            raise OutputError(describe_write_failure(self.destination, exc, self._needed())) from None
+
+    def _needed(self) -> int:
+        return self.spec.nbytes * 4 // 3  # full resolution + overviews (1/4 + 1/16 + ...)
+
+    def _intermediate_profile(self) -> dict[str, Any]:
+        spec = self.spec
+        height, width = spec.grid.shape.yx
+        return {
+            "driver": "GTiff",
+            "width": width,
+            "height": height,
+            "count": spec.count,
+            "dtype": spec.dtype,
+            "nodata": spec.nodata,
+            "crs": spec.grid.crs.wkt,
+            "transform": spec.grid.transform,
+            "tiled": True,
+            "blockxsize": spec.block,
+            "blockysize": spec.block,
+            "interleave": "pixel",  # as the COG will be: the copy reads whole pixels
+            # Fast, lossless: the intermediate is read once, but on a 10980 x 10980
+            # x4 Sentinel-2 tile it would be ~15 GiB uncompressed.
+            "compress": "zstd",
+            "zstd_level": 1,
+            "bigtiff": "IF_SAFER",
+            # Tiles never written cost no disk and read back as nodata.
+            "sparse_ok": True,
+            "num_threads": "ALL_CPUS",
+        }
+
+    def _write_metadata(self, ds: Any) -> None:
+        spec = self.spec
+        if spec.tags:
+            ds.update_tags(**spec.tags)
+        for band, description in enumerate(spec.descriptions, start=1):
+            if description:
+                ds.set_band_description(band, description)
+        for band, tags in enumerate(spec.band_tags, start=1):
+            if tags:
+                ds.update_tags(band, **{str(k): str(v) for k, v in tags.items()})
+        if spec.colorinterp:
+            ds.colorinterp = [ColorInterp[name] for name in spec.colorinterp]
+
+    def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
+        """Write ``data`` ``(count, h, w)`` at output pixels ``rows`` x ``cols``.
+
+        Raises
+        ------
+        ValueError
+            The window or the array does not match the spec.
+        OutputError
+            GDAL could not write (disk full, I/O error); temporaries are removed.
+        """
+        self._check_window(rows, cols, data)
+        window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
+        try:
+            self._ds.write(data, window=window)
+        except _GDAL_ERRORS as exc:
+            self.abort()
+            raise OutputError(describe_write_failure(self.destination, exc, self._needed())) from None
+
+    def commit(self) -> Path:
+        """Build the COG, validate it and rename it to the destination.
+
+        Returns
+        -------
+        Path
+            The destination.
+
+        Raises
+        ------
+        OutputError
+            Writing, validation or the rename failed; no temporaries are left
+            and an existing destination is untouched.
+        """
+        self._check_open()
+        try:
+            self._ds.close()  # flushes the block cache: write errors can surface here
+            cog = temporary_sibling(self.destination, ".tif")
+            self._track(cog)
+            rasterio.shutil.copy(self._tmp, cog, driver="COG", **self._cog_options())
+            self._verify(cog)
+            replace_atomically(cog, self.destination)
+        except GeosrError:
+            raise
+        except _GDAL_ERRORS as exc:
+            raise OutputError(describe_write_failure(self.destination, exc, self._needed())) from None
+        finally:
+            self._cleanup()
+        return self.destination
+
+    def abort(self) -> None:
+        """Close and remove the temporaries; the destination is not touched."""
+        if self._closed:
+            return
+        try:
+            self._ds.close()
+        except _GDAL_ERRORS:
+            pass  # it is being thrown away; a failing flush (full disk) is expected here
+        finally:
+            self._cleanup()
+
+    def _cog_options(self) -> dict[str, Any]:
+        return {
+            "BLOCKSIZE": self.spec.block,
+            "COMPRESS": "ZSTD",
+            # Explicit, so that the same pixels give the same bytes whatever GDAL's default.
+            "LEVEL": 9,
+            # YES = horizontal differencing (2) for integers, floating point (3) for floats.
+            "PREDICTOR": "YES",
+            # Average is the right summary of continuous imagery and skips nodata
+            # pixels (integer or NaN), so overviews do not bleed nodata into edges.
+            "OVERVIEW_RESAMPLING": "AVERAGE",
+            "BIGTIFF": "YES" if self._needed() > _BIGTIFF_BYTES else "IF_SAFER",
+            "NUM_THREADS": "ALL_CPUS",
+        }
+
+    def _verify(self, cog: Path) -> None:
+        """Check the COG against the spec and the COG rules before it replaces anything."""
+        spec = self.spec
+        with rasterio.open(cog) as src:
+            found_grid = (src.height, src.width, src.count, src.dtypes[0])
+            transform, crs = src.transform, src.crs
+        height, width = spec.grid.shape.yx
+        problems = []
+        if found_grid != (height, width, spec.count, spec.dtype):
+            problems.append(
+                f"shape/dtype {found_grid} instead of {(height, width, spec.count, spec.dtype)}"
+            )
+        # Exact comparison on purpose: the output must sit on the input's footprint
+        # to the last bit, and GeoTIFF stores the transform as doubles.
+        if tuple(transform) != tuple(spec.grid.transform):
+            problems.append(f"transform {tuple(transform)} instead of {tuple(spec.grid.transform)}")
+        if crs is None or spec.grid.crs != crs:
+            problems.append(f"CRS {crs} instead of {spec.grid.crs}")
+        if not problems:
+            is_valid, errors, _warnings = cog_validate(str(cog), quiet=True)
+            if not is_valid or errors:
+                problems.append("not a valid COG: " + "; ".join(errors))
+        if problems:
+            raise OutputError(
+                f"cannot write {self.destination}: the produced file has "
+                + "; ".join(problems)
+                + " (a geosr/GDAL bug: please report it with `geosr --version`)"
+            )

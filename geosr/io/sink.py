@@ -1,0 +1,287 @@
+"""Where super-resolved pixels go: an output description and the sink protocol.
+
+The pipeline knows only :class:`OutputSpec`, :class:`RasterSink` and
+:func:`open_sink`; the format follows the destination's suffix::
+
+    spec = OutputSpec(grid=scene.grid.zoom_out(1 / 4), count=4, dtype="uint16", nodata=0)
+    with open_sink("scene_x4.tif", spec) as sink:      # checks run here, before compute
+        for rows, cols, block in results:
+            sink.write(rows, cols, block)               # (count, h, w) of spec.dtype
+    # leaving the block commits (atomic rename); an exception aborts (no trace left)
+
+Writing is single-process for COG (GDAL handles are not shareable); a Zarr sink's
+store can also be written from other processes, chunk by chunk (see
+:mod:`geosr.io.zarr_store`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+import numpy as np
+from odc.geo.geobox import GeoBox
+from rasterio.enums import ColorInterp
+
+from geosr.errors import OptionError, OutputError
+from geosr.io.atomic import check_writable, remove_path
+
+SUPPORTED_SUFFIXES = {".tif": "COG", ".tiff": "COG", ".zarr": "Zarr"}
+"""Destination suffixes (case-insensitive) and the format each one selects."""
+
+OUTPUT_DTYPES = (
+    "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64",
+)  # fmt: skip
+"""Pixel types both GeoTIFF and Zarr store natively."""
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Everything a sink needs to know before the first pixel arrives.
+
+    Attributes
+    ----------
+    grid : GeoBox
+        The output grid (already scaled): shape, transform and CRS, written as is.
+    count : int
+        Number of bands.
+    dtype : str
+        Numpy dtype name of the pixels, one of :data:`OUTPUT_DTYPES`.
+    nodata : float or None
+        The nodata value (NaN allowed for float dtypes); None for no nodata.
+    descriptions : tuple of (str or None)
+        Per-band descriptions, or empty.
+    colorinterp : tuple of str
+        Per-band rasterio ``ColorInterp`` names (``"red"``, ``"gray"``, ...), or empty.
+    tags : mapping of str to str
+        Dataset tags: the input's, plus provenance.
+    band_tags : tuple of mappings
+        Per-band tags, or empty.
+    block : int
+        Edge of the internal tiles (COG) or chunks (Zarr), a multiple of 16.
+    """
+
+    grid: GeoBox
+    count: int
+    dtype: str
+    nodata: float | None
+    descriptions: tuple[str | None, ...] = ()
+    colorinterp: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+    band_tags: tuple[Mapping[str, str], ...] = ()
+    block: int = 512
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.grid, GeoBox) or self.grid.crs is None:
+            raise OptionError(f"output grid must be a GeoBox with a CRS, got {self.grid!r}")
+        if int(self.count) != self.count or self.count < 1:
+            raise OptionError(f"output band count must be a positive integer, got {self.count!r}")
+        try:
+            dtype = np.dtype(self.dtype).name
+        except TypeError:
+            dtype = str(self.dtype)
+        if dtype not in OUTPUT_DTYPES:
+            raise OptionError(
+                f"output dtype {self.dtype!r} is not supported; use one of {', '.join(OUTPUT_DTYPES)}"
+            )
+        object.__setattr__(self, "dtype", dtype)  # normalise np.uint16 / "u2" to "uint16"
+        _check_nodata(self.nodata, dtype)
+        for name in ("descriptions", "colorinterp", "band_tags"):
+            value = tuple(getattr(self, name))
+            if len(value) not in (0, self.count):
+                raise OptionError(
+                    f"output {name} has {len(value)} entries for {self.count} bands; "
+                    f"give one per band or none"
+                )
+            object.__setattr__(self, name, value)
+        unknown = [c for c in self.colorinterp if c not in ColorInterp.__members__]
+        if unknown:
+            raise OptionError(
+                f"unknown colour interpretation(s) {unknown}; use rasterio ColorInterp names "
+                f"such as {', '.join(list(ColorInterp.__members__)[:8])}"
+            )
+        if self.block < 16 or self.block % 16:
+            raise OptionError(f"output block size must be a multiple of 16, got {self.block}")
+        # A private copy: the caller's dict may change while the job runs.
+        object.__setattr__(self, "tags", {str(k): str(v) for k, v in self.tags.items()})
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(count, height, width)`` of the whole output."""
+        height, width = self.grid.shape.yx
+        return self.count, height, width
+
+    @property
+    def nbytes(self) -> int:
+        """Uncompressed size of the full-resolution pixels."""
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+
+def _check_nodata(nodata: float | None, dtype: str) -> None:
+    if nodata is None:
+        return
+    kind = np.dtype(dtype).kind
+    if kind == "f":
+        if not math.isnan(nodata) and not np.isfinite(np.asarray(nodata, dtype=dtype)):
+            raise OptionError(f"nodata {nodata!r} does not fit in {dtype}; choose a finite value")
+        return
+    info = np.iinfo(dtype)
+    if math.isnan(nodata) or nodata != int(nodata) or not info.min <= nodata <= info.max:
+        raise OptionError(
+            f"nodata {nodata!r} is not a valid {dtype} value; use an integer in "
+            f"[{info.min}, {info.max}] or no nodata"
+        )
+
+
+@runtime_checkable
+class RasterSink(Protocol):
+    """An output being written: windows in, one atomic commit (or abort) at the end.
+
+    ``write`` may be called in any order; each output pixel should be written
+    once.  After ``commit`` or ``abort`` the sink is closed.  Used as a context
+    manager, it commits on success and aborts on any exception.
+    """
+
+    spec: OutputSpec
+
+    def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
+        """Write ``data`` of shape ``(count, h, w)`` and ``spec.dtype`` at a window.
+
+        ``rows`` and ``cols`` are in output pixels, steps of 1, inside the grid.
+        """
+        ...
+
+    def commit(self) -> Path:
+        """Finish the output and move it atomically to its destination, returned."""
+        ...
+
+    def abort(self) -> None:
+        """Remove every temporary; leave the destination untouched."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class SinkBase:
+    """What both sinks share: the up-front checks, window checks and life cycle.
+
+    Subclasses register their temporaries with :meth:`_track` and implement
+    ``write``, ``commit`` and ``abort``.
+    """
+
+    def __init__(self, destination: str | os.PathLike[str], spec: OutputSpec, overwrite: bool):
+        self.spec = spec
+        self.destination = Path(destination).absolute()
+        self.overwrite = overwrite
+        self._closed = False
+        self._finalizers: list[weakref.finalize[..., None]] = []
+        check_writable(self.destination, overwrite)
+
+    def _track(self, tmp: Path) -> None:
+        # A sink dropped without commit/abort (a crash in the caller, or the
+        # interpreter exiting) still removes its temporaries.
+        self._finalizers.append(weakref.finalize(self, remove_path, tmp))
+
+    def _cleanup(self) -> None:
+        """Remove all tracked temporaries (idempotent) and close the sink."""
+        self._closed = True
+        for finalizer in self._finalizers:
+            finalizer()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OutputError(f"the output {self.destination} was already committed or aborted")
+
+    def _check_window(self, rows: slice, cols: slice, data: np.ndarray) -> None:
+        """Reject windows and arrays that do not match the spec (programming errors)."""
+        self._check_open()
+        count, height, width = self.spec.shape
+        for name, window, size in (("rows", rows, height), ("cols", cols, width)):
+            if (
+                not isinstance(window, slice)
+                or window.step not in (None, 1)
+                or not isinstance(window.start, int | np.integer)
+                or not isinstance(window.stop, int | np.integer)
+                or not 0 <= window.start < window.stop <= size
+            ):
+                raise ValueError(
+                    f"{name} {window!r} is not a window inside the output's {size} pixels; "
+                    "expected slice(start, stop) with 0 <= start < stop"
+                )
+        expected = (count, rows.stop - rows.start, cols.stop - cols.start)
+        if data.shape != expected:
+            raise ValueError(f"data of shape {data.shape} does not fill the window {expected}")
+        if data.dtype != np.dtype(self.spec.dtype):
+            raise ValueError(f"data of dtype {data.dtype}, expected {self.spec.dtype}; cast it first")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()  # type: ignore[attr-defined]
+        else:
+            self.abort()  # type: ignore[attr-defined]
+
+
+def open_sink(
+    destination: str | os.PathLike[str], spec: OutputSpec, *, overwrite: bool = False
+) -> RasterSink:
+    """Open the writer for ``destination``, chosen by its suffix.
+
+    Parameters
+    ----------
+    destination : str or PathLike
+        ``.tif``/``.tiff`` for a Cloud-Optimized GeoTIFF, ``.zarr`` for a Zarr v3
+        store.
+    spec : OutputSpec
+        Grid, bands, dtype, nodata and metadata of the output.
+    overwrite : bool
+        Replace an existing destination; the old one stays until commit.
+
+    Returns
+    -------
+    RasterSink
+        Also a context manager: commits on success, aborts on an exception.
+
+    Raises
+    ------
+    OptionError
+        Unsupported suffix.
+    OutputError
+        The destination exists (without ``overwrite``), or its directory is
+        missing or not writable.
+    """
+    path = Path(destination)
+    kind = SUPPORTED_SUFFIXES.get(path.suffix.lower())
+    # Imported here: a COG run need not load zarr, nor a Zarr run rasterio's COG code.
+    if kind == "COG":
+        from geosr.io.cog import CogSink
+
+        return CogSink(path, spec, overwrite=overwrite)
+    if kind == "Zarr":
+        from geosr.io.zarr_store import ZarrSink
+
+        return ZarrSink(path, spec, overwrite=overwrite)
+    raise OptionError(
+        f"cannot write {path}: unsupported output suffix {path.suffix or '(none)'!r}; "
+        f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+    )

@@ -1,0 +1,145 @@
+"""Zarr stores as scenes: xarray/rioxarray conventions and GeoZarr attributes.
+
+The georeferencing of a store is found, in order, from
+
+1. a CF grid mapping (``spatial_ref`` variable, ``crs_wkt``/``spatial_ref``
+   attributes, ``GeoTransform``) as rioxarray writes it;
+2. GeoZarr-style attributes on the variable or the group (``proj:code``,
+   ``proj:epsg``, ``proj:wkt2``);
+3. CF latitude/longitude coordinates (``lat``/``lon`` or
+   ``latitude``/``longitude``), which by the CF conventions are geographic
+   degrees: EPSG:4326.
+
+The transform comes from the coordinates (pixel centres) unless a
+``GeoTransform`` is stored.  A leading dimension (``band``, ``time``, ...) is read
+as bands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from odc.geo.geobox import GeoBox
+from rasterio.crs import CRS
+
+from geosr.errors import InputError
+from geosr.io.scene import GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, Scene
+
+SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
+
+
+def _open_dataset(path: str) -> xr.Dataset:
+    try:
+        # chunks=None: lazily indexed arrays without dask, so the io layer stays dask-free.
+        return xr.open_zarr(path, decode_coords="all", chunks=None)
+    except Exception as exc:  # zarr raises many types for a broken store
+        raise InputError(f"{path}: not a readable Zarr store ({exc}); check the path") from None
+
+
+def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
+    spatial = [
+        name for name, var in ds.data_vars.items()
+        if any(set(dims) <= set(var.dims) for dims in SPATIAL_DIMS) and var.ndim in (2, 3)
+    ]
+    if variable is not None:
+        if variable not in ds.data_vars:
+            raise InputError(f"{path}: no variable {variable!r}; it has {', '.join(map(str, ds.data_vars))}")
+        return variable
+    if len(spatial) == 1:
+        return str(spatial[0])
+    if "band_data" in spatial:
+        return "band_data"
+    raise InputError(
+        f"{path}: the store holds {len(spatial)} raster variables ({', '.join(map(str, spatial))}); "
+        "choose one with --variable NAME"
+    )
+
+
+def _spatial_dims(da: xr.DataArray, path: str) -> tuple[str, str]:
+    for ydim, xdim in SPATIAL_DIMS:
+        if ydim in da.dims and xdim in da.dims:
+            return ydim, xdim
+    raise InputError(f"{path}: variable {da.name!r} has no spatial dimensions (y/x or lat/lon): {da.dims}")
+
+
+def _crs(ds: xr.Dataset, da: xr.DataArray, ydim: str, xdim: str) -> CRS | None:
+    crs = da.rio.crs or ds.rio.crs
+    if crs is not None:
+        return CRS.from_user_input(crs)
+    for attrs in (da.attrs, ds.attrs):
+        for key in ("proj:wkt2", "proj:code", "proj:epsg"):
+            if key in attrs:
+                value = attrs[key]
+                return CRS.from_epsg(int(value)) if key == "proj:epsg" else CRS.from_user_input(value)
+    if (ydim, xdim) in GEOGRAPHIC_COORDS:
+        return CRS.from_epsg(4326)
+    return None
+
+
+def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
+    """Describe the raster variable of the Zarr store at ``path``."""
+    ds = _open_dataset(path)
+    name = _pick_variable(ds, path, variable)
+    da = ds[name]
+    ydim, xdim = _spatial_dims(da, path)
+    da = da.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
+    crs = _crs(ds, da, ydim, xdim)
+    if crs is None:
+        raise InputError(
+            f"{path}: variable {name!r} has no CRS (no spatial_ref / grid_mapping / proj:code); "
+            "write one with rioxarray: ds.rio.write_crs('EPSG:32633')"
+        )
+    if da.dtype.name not in SUPPORTED_DTYPES:
+        raise InputError(f"{path}: data type {da.dtype} of {name!r} is not supported")
+    try:
+        transform = da.rio.transform(recalc=True)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot derive a transform from the coordinates of {name!r} ({exc})") from None
+    nodata = da.rio.nodata if da.rio.nodata is not None else da.rio.encoded_nodata
+    if nodata is None and np.issubdtype(da.dtype, np.floating):
+        nodata = float("nan")
+    count = int(np.prod([da.sizes[d] for d in da.dims if d not in (ydim, xdim)]))
+    lead = [d for d in da.dims if d not in (ydim, xdim)]
+    descriptions: tuple[str | None, ...] = tuple(
+        str(v) for v in da[lead[0]].values
+    ) if lead and lead[0] in da.coords else (None,) * count
+    tags = {str(k): str(v) for k, v in da.attrs.items() if isinstance(v, str | int | float)}
+    return Scene(
+        path=path,
+        grid=GeoBox((da.sizes[ydim], da.sizes[xdim]), transform, crs),
+        count=count,
+        dtype=da.dtype.name,
+        nodata=None if nodata is None else float(nodata),
+        descriptions=descriptions,
+        tags=tags,
+        variable=name,
+    )
+
+
+def open_zarr_array(scene: Scene) -> Any:
+    """A lazily indexed ``(band, y, x)`` view of the scene's variable (no dask)."""
+    ds = _open_dataset(scene.path)
+    da = ds[str(scene.variable)]
+    ydim, xdim = _spatial_dims(da, scene.path)
+    lead = [d for d in da.dims if d not in (ydim, xdim)]
+    if lead:
+        da = da.transpose(*lead, ydim, xdim)
+    else:
+        da = da.expand_dims("band")
+    return _PositionalReader(da)
+
+
+class _PositionalReader:
+    """``reader[:, rows, cols]`` -> numpy, for an xarray variable."""
+
+    def __init__(self, da: xr.DataArray) -> None:
+        self._da = da
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self._da[key].values)
+
+    def close(self) -> None:
+        self._da.close()

@@ -1,0 +1,112 @@
+"""What every geosr super-resolution model exposes, and the checks they share.
+
+A model maps ``(B, T, C, h, w)`` -- ``T >= 1`` co-registered frames, the
+reference frame first, ``C`` bands, values already normalised to roughly
+``[0, 1]`` -- to ``(B, C, s*h, s*w)`` in float32.  Besides ``forward`` it reports
+what the tile planner and the provenance tags need: its ``scale``, its
+``receptive_field`` (the halo a tile needs, in low-resolution pixels), its
+``name`` and its model ``card``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from geosr.errors import ModelError
+
+if TYPE_CHECKING:
+    from geosr.models.card import ModelCard
+
+MIN_SCALE = 2
+MAX_SCALE = 8
+
+
+def check_scale(scale: object, *, model: str) -> int:
+    """Return ``scale`` if it is an integer in ``[MIN_SCALE, MAX_SCALE]``, else raise.
+
+    Raises
+    ------
+    ModelError
+        Naming the value given and the accepted range.
+    """
+    # bool is an int subclass: ``scale=True`` is a bug, not a scale of 1.
+    if isinstance(scale, bool) or not isinstance(scale, int):
+        raise ModelError(
+            f"scale {scale!r} ({type(scale).__name__}) is not supported by model {model}: "
+            f"use an integer {MIN_SCALE}..{MAX_SCALE}"
+        )
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        raise ModelError(
+            f"scale {scale} is not supported by model {model}: "
+            f"use an integer {MIN_SCALE}..{MAX_SCALE}"
+        )
+    return scale
+
+
+def check_input(x: torch.Tensor, *, model: str) -> None:
+    """Refuse anything but a non-empty floating ``(B, T, C, h, w)`` tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise ModelError(f"model {model} expects a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 5:
+        raise ModelError(
+            f"model {model} expects a 5-D input (B, T, C, h, w), got shape {tuple(x.shape)} "
+            f"({x.ndim}-D); add a time axis with x.unsqueeze(1) for a single frame"
+        )
+    if not x.is_floating_point():
+        raise ModelError(
+            f"model {model} expects a floating-point input normalised to about [0, 1], "
+            f"got dtype {x.dtype}"
+        )
+    if 0 in x.shape:
+        raise ModelError(f"model {model} got an empty input of shape {tuple(x.shape)}")
+
+
+def output_dtype(module: nn.Module) -> torch.dtype:
+    """float32, or float64 for a model converted with ``.double()`` (exactness tests)."""
+    for p in module.parameters():
+        if p.dtype == torch.float64:
+            return torch.float64
+        break
+    return torch.float32
+
+
+class SRModel(nn.Module):
+    """Base class of geosr models: a plain module plus the attributes callers read.
+
+    Attributes
+    ----------
+    scale : int
+        Upscaling factor ``s``.
+    receptive_field : int
+        Low-resolution pixels on each side that one output pixel may depend on
+        for a single frame: the minimum tile halo for seam-free tiling.
+    name : str
+        Registry name (``"cnnrnn-fast"``, ``"bicubic"``...) or the card's name.
+    card : ModelCard or None
+        Where the weights come from; set by :func:`geosr.models.load_model`.
+    """
+
+    scale: int
+    receptive_field: int
+    name: str
+    card: ModelCard | None
+
+    def __init__(self, scale: int, *, name: str) -> None:
+        super().__init__()
+        self.scale = check_scale(scale, model=name)
+        self.name = name
+        self.card = None
+
+    def receptive_radius(self, frames: int) -> int:
+        """Receptive field, in low-resolution pixels on each side, for ``frames`` frames."""
+        raise NotImplementedError
+
+
+def check_frames(frames: object) -> int:
+    """Return ``frames`` if it is a positive integer, else raise :class:`ModelError`."""
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ModelError(f"frames must be an integer >= 1, got {frames!r}")
+    return frames

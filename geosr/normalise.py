@@ -1,0 +1,171 @@
+"""Scene-global radiometric normalisation and mask-aware nodata filling.
+
+Normalisation is an affine map per band, ``(x - offset) / scale``, computed once
+per scene (never per tile: per-tile statistics make seams).  Two methods:
+
+``percentile`` (the bundled models' choice)
+    ``offset`` = the 0.1st and ``offset + scale`` = the 99.9th percentile of the
+    band's valid pixels, so that any sensor and dtype (uint8 aerial, uint16
+    reflectance or DN, float) lands on roughly ``[0, 1]``.  A band-agnostic model
+    trained this way sees the same value range everywhere.
+``dtype-range``
+    ``offset = 0`` and a fixed ``scale`` per dtype (uint8: 255, uint16: 10000 for
+    Sentinel-2 reflectance), for models trained on physical units.
+
+Nodata pixels are replaced before the model sees them by a *local* fill
+(normalised convolution over a fixed radius, then a constant), so that the
+value used as nodata (0, -9999, NaN) never enters the network and the fill of a
+pixel depends only on pixels within ``FILL_RADIUS``: tiles with a halo of
+``receptive_field + FILL_RADIUS`` reproduce whole-image inference exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from geosr.errors import InputError
+
+FILL_RADIUS = 3
+"""LR pixels a filled nodata value may draw on (adds to the tile halo)."""
+
+DTYPE_SCALES: Mapping[str, float] = {"uint8": 255.0, "uint16": 10000.0, "int16": 10000.0}
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-band affine normalisation ``(x - offset) / scale``.
+
+    Attributes
+    ----------
+    offset, scale : tuple of float
+        One value per band; ``scale`` is strictly positive.
+    method : str
+        How the values were obtained (recorded in provenance tags).
+    """
+
+    offset: tuple[float, ...]
+    scale: tuple[float, ...]
+    method: str = "percentile"
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Normalise ``x`` of shape ``(..., C, h, w)`` to float32."""
+        off, sc = self._broadcast(x.ndim)
+        return ((x.astype(np.float32) - off) / sc).astype(np.float32, copy=False)
+
+    def invert(self, y: np.ndarray) -> np.ndarray:
+        """Map normalised ``y`` of shape ``(..., C, h, w)`` back to physical units (float64)."""
+        off, sc = self._broadcast(y.ndim)
+        return y.astype(np.float64) * sc + off
+
+    def _broadcast(self, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+        shape = (len(self.offset), 1, 1)
+        off = np.asarray(self.offset, np.float64).reshape(shape)
+        sc = np.asarray(self.scale, np.float64).reshape(shape)
+        return off, sc
+
+    def to_tags(self) -> dict[str, str]:
+        """Provenance tags describing this normalisation."""
+        return {
+            "GEOSR_NORMALISATION": self.method,
+            "GEOSR_NORM_OFFSET": ",".join(f"{v:.6g}" for v in self.offset),
+            "GEOSR_NORM_SCALE": ",".join(f"{v:.6g}" for v in self.scale),
+        }
+
+
+def valid_mask(block: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Return a boolean mask of valid pixels (finite and not equal to ``nodata``)."""
+    valid = np.ones(block.shape, bool)
+    if np.issubdtype(block.dtype, np.floating):
+        valid &= np.isfinite(block)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= block != nodata
+    return valid
+
+
+def scene_normalisation(
+    sample: np.ndarray,
+    valid: np.ndarray,
+    *,
+    method: str = "percentile",
+    dtype: str | None = None,
+    low: float = 0.1,
+    high: float = 99.9,
+    source: str = "input",
+) -> Normalisation:
+    """Compute the scene-global normalisation from a sample of the scene.
+
+    Parameters
+    ----------
+    sample : ndarray, shape (C, h, w)
+        The whole scene or a decimated read of it (overviews are fine: the
+        percentiles of a 1/8 decimation differ negligibly).
+    valid : ndarray of bool, same shape
+        Valid-pixel mask of ``sample``.
+    method : {"percentile", "dtype-range"}
+    dtype : str, optional
+        The scene's dtype, needed by ``dtype-range``.
+    low, high : float
+        Percentiles for ``percentile``.
+    source : str
+        Name of the scene, for error messages.
+
+    Raises
+    ------
+    InputError
+        When a band has no valid pixel at all.
+    """
+    if method == "dtype-range":
+        scale = DTYPE_SCALES.get(str(dtype), 1.0)
+        return Normalisation((0.0,) * sample.shape[0], (scale,) * sample.shape[0], method)
+    if method != "percentile":
+        raise InputError(f"unknown normalisation method {method!r}: use 'percentile' or 'dtype-range'")
+    offsets, scales = [], []
+    for band in range(sample.shape[0]):
+        values = sample[band][valid[band]]
+        if values.size == 0:
+            raise InputError(
+                f"{source}: band {band + 1} has no valid pixel (everything is nodata or NaN); "
+                "check the nodata value (gdalinfo) or choose other bands"
+            )
+        lo, hi = np.percentile(values.astype(np.float64), [low, high])
+        # A constant band still needs a usable scale: fall back to the value's magnitude.
+        span = hi - lo if hi > lo else max(abs(float(hi)), 1.0)
+        offsets.append(float(lo))
+        scales.append(float(span))
+    return Normalisation(tuple(offsets), tuple(scales), method)
+
+
+def normalisation_from_card(card_normalisation: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for :func:`scene_normalisation` from a model card's ``normalisation``."""
+    method = str(card_normalisation.get("method", "percentile"))
+    kwargs: dict[str, Any] = {"method": method}
+    if method == "percentile":
+        kwargs["low"] = float(card_normalisation.get("low", 0.1))
+        kwargs["high"] = float(card_normalisation.get("high", 99.9))
+    return kwargs
+
+
+def fill_invalid(x: np.ndarray, valid: np.ndarray, *, radius: int = FILL_RADIUS) -> np.ndarray:
+    """Replace invalid pixels by the mean of valid neighbours within ``radius``.
+
+    Pixels with no valid neighbour within ``radius`` get 0.5 (mid-range of a
+    normalised scene).  Works on ``(..., h, w)`` arrays band by band; the result
+    at a pixel depends only on pixels within ``radius``, which is what keeps
+    tiled inference identical to whole-image inference.
+    """
+    if valid.all():
+        return x
+    out = np.array(x, dtype=np.float32, copy=True)
+    size = (1,) * (x.ndim - 2) + (2 * radius + 1, 2 * radius + 1)
+    weight = valid.astype(np.float32)
+    # Box sums of valid values and of valid counts; "constant" keeps it local at borders.
+    sums = ndimage.uniform_filter(np.where(valid, out, 0.0), size=size, mode="constant")
+    counts = ndimage.uniform_filter(weight, size=size, mode="constant")
+    filled = np.where(counts > 1e-6, sums / np.maximum(counts, 1e-6), 0.5)
+    out[~valid] = filled[~valid]
+    return out

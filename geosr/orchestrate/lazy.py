@@ -1,0 +1,150 @@
+"""``geosr.upscale``: a lazy, dask-backed, georeferenced super-resolution of a DataArray.
+
+Each output chunk is one task that runs the same per-tile kernels as
+``geosr run`` on an input chunk grown by the halo (Dask's ``reflect`` boundary
+is the same symmetric mirroring the file reader uses), so the result equals the
+file job's.  The model is loaded once per process (cached), never pickled into
+the graph.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from odc.geo.geobox import GeoBox
+
+from geosr.errors import InputError
+from geosr.grid import scaled
+from geosr.kernel import finish_tile, prepare_tiles
+from geosr.normalise import FILL_RADIUS, Normalisation, normalisation_from_card, scene_normalisation, valid_mask
+from geosr.options import DEFAULT_TILE, RunOptions
+from geosr.tiling import Window
+
+
+@functools.lru_cache(maxsize=4)
+def cached_predictor(model: str | None, bands: int, scale: int, device: str, precision: str) -> Any:
+    """The predictor for these settings, built once per process (per Dask worker)."""
+    from geosr.models import load_model
+    from geosr.predictor import Predictor
+
+    return Predictor(load_model(model, bands=bands, scale=scale), device=device, precision=precision)
+
+
+def _chunks(length: int, tile: int, halo: int) -> tuple[int, ...]:
+    """Chunk sizes of about ``tile``, none smaller than ``halo`` (Dask's overlap needs it)."""
+    sizes = [tile] * (length // tile)
+    rest = length - tile * len(sizes)
+    if rest:
+        if rest < halo and sizes:
+            sizes[-1] += rest
+        else:
+            sizes.append(rest)
+    return tuple(sizes)
+
+
+def _upscale_block(
+    block: np.ndarray, *, halo: int, scale: int, norm: Normalisation, nodata: float | None,
+    dtype: str, model: str | None, device: str, precision: str,
+) -> np.ndarray:
+    predictor = cached_predictor(model, block.shape[0], scale, device, precision)
+    x, valid = prepare_tiles(block[None], nodata, norm)
+    sr = predictor(x)[0]
+    h, w = block.shape[1] - 2 * halo, block.shape[2] - 2 * halo
+    core = Window(halo, halo, h, w)
+    out_core = core.scaled(scale)
+    return finish_tile(sr[:, out_core.rows, out_core.cols], valid[0][:, core.rows, core.cols],
+                       scale=scale, norm=norm, dtype=dtype, nodata=nodata)
+
+
+def _grid_of(data: xr.DataArray) -> GeoBox:
+    if data.rio.crs is None:
+        raise InputError("the DataArray has no CRS; set one with da.rio.write_crs('EPSG:...')")
+    return GeoBox(data.rio.shape, data.rio.transform(recalc=True), data.rio.crs)
+
+
+def upscale(
+    data: xr.DataArray,
+    *,
+    scale: int = 4,
+    model: str | None = None,
+    tile: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    nodata: float | None = None,
+) -> xr.DataArray:
+    """Super-resolve a georeferenced DataArray lazily.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        ``(band, y, x)`` or ``(y, x)``, numpy- or dask-backed, georeferenced by
+        rioxarray (``.rio.crs``, ``.rio.transform()``).
+    scale, model, tile, device, precision, nodata
+        As for :func:`geosr.upscale_file`.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dask-backed, ``(band, y*s, x*s)``, same dtype and nodata, with
+        ``.rio.transform()`` the scaled grid and the same CRS; chunks are output
+        blocks of ``tile * scale`` pixels.
+    """
+    opts = RunOptions(scale=scale, model=model, tile=tile, device=device, precision=precision)
+    if data.ndim == 2:
+        data = data.expand_dims("band")
+    if data.ndim != 3:
+        raise InputError(f"upscale expects a (band, y, x) DataArray, got dims {data.dims}")
+    grid = _grid_of(data)
+    nodata = nodata if nodata is not None else data.rio.nodata
+    if nodata is None and data.rio.encoded_nodata is not None:
+        nodata = data.rio.encoded_nodata
+    predictor = cached_predictor(opts.model, data.shape[0], opts.scale, opts.device, opts.precision)
+    net = predictor.model
+    halo = net.receptive_field + FILL_RADIUS
+    tile_edge = opts.tile or DEFAULT_TILE
+
+    array = data.data if isinstance(data.data, da.Array) else da.from_array(np.asarray(data.data))
+    h, w = grid.shape.yx
+    step = max(1, int(np.ceil(np.sqrt(h * w / (1 << 20)))))
+    sample = np.asarray(array[:, ::step, ::step])
+    valid = valid_mask(sample, nodata)
+    if not valid.any():
+        raise InputError("every pixel of the DataArray is nodata; nothing to super-resolve")
+    norm = scene_normalisation(sample, valid, dtype=data.dtype.name, **normalisation_from_card(net.card.normalisation))
+
+    if min(h, w) <= halo:
+        # Too small for Dask's overlap (depth must not exceed a chunk): one padded block.
+        array = array.rechunk((-1, -1, -1))
+        padded = da.pad(array, ((0, 0), (halo, halo), (halo, halo)), mode="symmetric")
+    else:
+        array = array.rechunk((-1, _chunks(h, tile_edge, halo), _chunks(w, tile_edge, halo)))
+        padded = da.overlap.overlap(array, depth={0: 0, 1: halo, 2: halo}, boundary={1: "reflect", 2: "reflect"})
+    out_chunks = (array.chunks[0], tuple(c * opts.scale for c in array.chunks[1]),
+                  tuple(c * opts.scale for c in array.chunks[2]))
+    result = da.map_blocks(
+        functools.partial(_upscale_block, halo=halo, scale=opts.scale, norm=norm, nodata=nodata,
+                          dtype=data.dtype.name, model=opts.model, device=opts.device, precision=opts.precision),
+        padded, chunks=out_chunks, dtype=data.dtype,
+    )
+    return _georeferenced(result, data, scaled(grid, opts.scale), nodata)
+
+
+def _georeferenced(result: da.Array, source: xr.DataArray, grid: GeoBox, nodata: float | None) -> xr.DataArray:
+    h, w = grid.shape.yx
+    t = grid.transform
+    x = t.c + t.a * (np.arange(w) + 0.5)
+    y = t.f + t.e * (np.arange(h) + 0.5)
+    out = xr.DataArray(result, dims=("band", "y", "x"),
+                       coords={"band": source["band"].values if "band" in source.coords else np.arange(1, result.shape[0] + 1),
+                               "y": y, "x": x},
+                       attrs={k: v for k, v in source.attrs.items() if k not in ("_FillValue",)},
+                       name=source.name)
+    out = out.rio.write_crs(grid.crs).rio.write_transform(t)
+    if nodata is not None:
+        out = out.rio.write_nodata(nodata, encoded=False)
+    return out

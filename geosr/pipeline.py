@@ -1,0 +1,95 @@
+"""The single-process run: tiles read ahead in a thread, batched through the model, written.
+
+This is the default, fastest mode on one machine: reading and decoding the
+next batch (GDAL releases the GIL) overlaps with the model's compute on the
+current one, and outputs go straight into the sink, so memory is bounded by
+the batch, never by the scene.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from geosr.io.scene import Scene, close_datasets, read_window
+from geosr.io.sink import RasterSink
+from geosr.kernel import finish_tile, prepare_tiles
+from geosr.normalise import Normalisation
+from geosr.tiling import Tile, TilePlan
+
+Predict = Callable[[np.ndarray], np.ndarray]
+"""``(B, T, C, h, w)`` float32 -> ``(B, C, s*h, s*w)`` float32."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a run needs besides the model: what to read, how, and where to write."""
+
+    scene: Scene
+    plan: TilePlan
+    scale: int
+    norm: Normalisation
+    nodata: float | None
+    batch_size: int
+
+
+def _batches(tiles: Sequence[Tile], size: int) -> Iterator[Sequence[Tile]]:
+    for start in range(0, len(tiles), size):
+        yield tiles[start : start + size]
+
+
+def read_batch(job: Job, tiles: Sequence[Tile]) -> np.ndarray:
+    """Raw pixels of the read windows of ``tiles``, shape ``(B, C, h, w)``."""
+    return np.stack([read_window(job.scene, t.read) for t in tiles])
+
+
+def process_batch(
+    job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Predict
+) -> list[np.ndarray]:
+    """Model output for each tile's core, as output pixels ``(C, s*h, s*w)``."""
+    x, valid = prepare_tiles(raw, job.nodata, job.norm)
+    sr = predict(x)
+    outputs = []
+    for tile, tile_sr, tile_valid in zip(tiles, sr, valid, strict=True):
+        core = tile.core_in_output(job.scale)
+        halo_core = tile.core.relative_to(tile.compute)
+        h0, w0 = job.plan.halo + halo_core.row, job.plan.halo + halo_core.col
+        core_valid = tile_valid[:, h0 : h0 + tile.core.height, w0 : w0 + tile.core.width]
+        hs = job.plan.halo * job.scale
+        core_sr = tile_sr[:, hs + core.row : hs + core.row + core.height,
+                          hs + core.col : hs + core.col + core.width]
+        outputs.append(finish_tile(core_sr, core_valid, scale=job.scale, norm=job.norm,
+                                   dtype=job.scene.dtype, nodata=job.nodata))
+    return outputs
+
+
+def run_tiles(
+    job: Job,
+    predict: Predict,
+    sink: RasterSink,
+    *,
+    on_tiles_done: Callable[[int], None] | None = None,
+) -> None:
+    """Run every tile of ``job.plan`` and write its core into ``sink``.
+
+    The next batch is read in a background thread while the current one is in
+    the model.
+    """
+    batches = list(_batches(job.plan.tiles, job.batch_size))
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geosr-read") as reader:
+        pending = reader.submit(read_batch, job, batches[0])
+        for index, tiles in enumerate(batches):
+            raw = pending.result()
+            if index + 1 < len(batches):
+                pending = reader.submit(read_batch, job, batches[index + 1])
+            for tile, out in zip(tiles, process_batch(job, tiles, raw, predict), strict=True):
+                window = tile.core.scaled(job.scale)
+                sink.write(window.rows, window.cols, out)
+            if on_tiles_done is not None:
+                on_tiles_done(len(tiles))
+        reader.submit(close_datasets).result()

@@ -1,0 +1,276 @@
+"""Training losses on ``(B, C, H, W)`` tensors in normalised units.
+
+- :func:`l1_loss`, :func:`mse_loss`;
+- :func:`ssim` / :func:`ssim_loss`: differentiable SSIM (Gaussian window 11,
+  sigma 1.5, ``data_range`` 1 by default: the percentile normalisation maps a
+  scene's 0.1-99.9 percentile span to 1);
+- :func:`shift_tolerant_l1`: the smallest L1 over small sub-pixel translations
+  of the prediction (bilinear resampling, border cropped), for cross-sensor
+  pairs whose residual misregistration the co-registration cannot remove;
+- :class:`PerceptualLoss`: L1 between features of a user-supplied network, see
+  :func:`load_feature_extractor` for the accepted files.
+
+:func:`build_loss` assembles a weighted sum from a mapping of names to weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geosr.errors import ModelError, OptionError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error."""
+    return F.l1_loss(pred, target)
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error."""
+    return F.mse_loss(pred, target)
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, like: torch.Tensor) -> torch.Tensor:
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    window = (g[:, None] * g[None, :]).to(dtype=like.dtype, device=like.device)
+    return window.expand(channels, 1, size, size).contiguous()
+
+
+def ssim(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    data_range: float = 1.0,
+    window: int = 11,
+    sigma: float = 1.5,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Structural similarity of ``(B, C, H, W)`` images (Wang et al. 2004).
+
+    Valid-mode Gaussian filtering (no padding), constants ``K1 = 0.01``,
+    ``K2 = 0.03``.  ``reduction="none"`` returns one value per image and band
+    ``(B, C)``.  Identical images give exactly 1.
+    """
+    if pred.shape != target.shape or pred.ndim != 4:
+        raise OptionError(f"ssim needs two (B, C, H, W) tensors of one shape, got {pred.shape} and {target.shape}")
+    if min(pred.shape[-2:]) < window:
+        raise OptionError(f"ssim needs images of at least {window} x {window} pixels, got {tuple(pred.shape[-2:])}")
+    pred = pred.float()
+    target = target.float()
+    c = pred.shape[1]
+    w = _gaussian_window(window, sigma, c, pred)
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+
+    def filt(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, w, groups=c)
+
+    mu_x, mu_y = filt(pred), filt(target)
+    sxx = filt(pred * pred) - mu_x * mu_x
+    syy = filt(target * target) - mu_y * mu_y
+    sxy = filt(pred * target) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
+    den = (mu_x * mu_x + mu_y * mu_y + c1) * (sxx + syy + c2)
+    smap = num / den
+    if reduction == "none":
+        return smap.mean(dim=(-2, -1))
+    return smap.mean()
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``1 - SSIM``."""
+    return 1.0 - ssim(pred, target)
+
+
+def _translate(x: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
+    """Translate ``(B, C, H, W)`` by ``(dy, dx)`` pixels with bilinear resampling (borders replicate)."""
+    if dy == 0 and dx == 0:
+        return x
+    b, _, h, w = x.shape
+    theta = torch.tensor(
+        [[1.0, 0.0, -2.0 * dx / w], [0.0, 1.0, -2.0 * dy / h]], dtype=x.dtype, device=x.device
+    ).expand(b, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def shift_tolerant_l1(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    max_shift: float = 1.0,
+    steps: int = 5,
+) -> torch.Tensor:
+    """L1 minimised, per image, over translations of ``pred`` on a grid.
+
+    The candidate shifts are ``steps x steps`` points on ``[-max_shift,
+    max_shift]^2`` HR pixels (0 included when ``steps`` is odd); a border of
+    ``ceil(max_shift)`` pixels is excluded so that no shift reads outside the
+    image.  The minimum is taken per image, then averaged over the batch.
+    """
+    if steps < 1:
+        raise OptionError(f"shift_tolerant_l1 steps must be >= 1, got {steps}")
+    offsets = torch.linspace(-max_shift, max_shift, steps).tolist() if steps > 1 else [0.0]
+    crop = math.ceil(max_shift)
+    tgt = target[..., crop : target.shape[-2] - crop, crop : target.shape[-1] - crop]
+    losses = []
+    for dy in offsets:
+        for dx in offsets:
+            moved = _translate(pred, dy, dx)
+            moved = moved[..., crop : moved.shape[-2] - crop, crop : moved.shape[-1] - crop]
+            losses.append((moved - tgt).abs().mean(dim=(1, 2, 3)))
+    return torch.stack(losses, dim=0).min(dim=0).values.mean()
+
+
+class _VGGFeatures(nn.Module):
+    """VGG-style feature stack rebuilt from a torchvision ``features.*`` state dict."""
+
+    def __init__(self, state: Mapping[str, torch.Tensor], layers: Sequence[int]):
+        super().__init__()
+        conv_idx = sorted({int(k.split(".")[1]) for k in state if k.startswith("features.")})
+        if not conv_idx:
+            raise ModelError("feature extractor safetensors has no 'features.<i>.weight' tensors")
+        modules: dict[str, nn.Module] = {}
+        for n, i in enumerate(conv_idx):
+            weight = state[f"features.{i}.weight"]
+            conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[-1], padding=weight.shape[-1] // 2)
+            conv.weight.data.copy_(weight)
+            conv.bias.data.copy_(state[f"features.{i}.bias"])
+            modules[str(i)] = conv
+            modules[str(i + 1)] = nn.ReLU()
+            nxt = conv_idx[n + 1] if n + 1 < len(conv_idx) else None
+            if nxt is not None and nxt - i == 3:
+                modules[str(i + 2)] = nn.MaxPool2d(2)
+        self.body = nn.ModuleDict(modules)
+        self.order = sorted(int(k) for k in modules)
+        self.layers = set(layers)
+        self.in_channels = int(state[f"features.{conv_idx[0]}.weight"].shape[1])
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        last = max(self.layers)
+        for i in self.order:
+            x = self.body[str(i)](x)
+            if i in self.layers:
+                feats.append(x)
+            if i >= last:
+                break
+        return feats
+
+
+def load_feature_extractor(path: str | Path, *, layers: Sequence[int] = (3, 8, 15)) -> nn.Module:
+    """Load a frozen feature network for :class:`PerceptualLoss` from a user file.
+
+    Accepted files:
+
+    ``*.safetensors``
+        The ``features.*`` tensors of a torchvision VGG (e.g.
+        ``safetensors.torch.save_file({k: v for k, v in vgg16().state_dict().items()
+        if k.startswith("features.")}, "vgg16.safetensors")``).  The layer stack is
+        rebuilt from the indices (conv, ReLU, and max-pool where an index is
+        skipped); ``layers`` are the module indices whose outputs are compared
+        (3, 8, 15 = relu1_2, relu2_2, relu3_3 of VGG16).  Nothing is unpickled.
+    ``*.pt``, ``*.ts``, ``*.torchscript``
+        A TorchScript module mapping ``(B, 3 or 1, H, W)`` to a tensor or a list of
+        tensors.  TorchScript runs code from the file: use only files you trust.
+
+    Single-band inputs are repeated to the extractor's channel count.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"feature extractor {p} does not exist: give a .safetensors or TorchScript file")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        net: nn.Module = _VGGFeatures(load_file(str(p)), layers)
+    elif p.suffix in {".pt", ".ts", ".torchscript"}:
+        try:
+            net = torch.jit.load(str(p), map_location="cpu")
+        except Exception as exc:
+            raise ModelError(f"{p} is not a TorchScript archive ({exc}); save it with torch.jit.save") from exc
+    else:
+        raise ModelError(f"feature extractor {p}: unknown format {p.suffix!r}; use .safetensors or .pt (TorchScript)")
+    net.eval()
+    for param in net.parameters():
+        param.requires_grad_(False)
+    return net
+
+
+class PerceptualLoss(nn.Module):
+    """L1 distance between the features of a frozen network.
+
+    Inputs in normalised units are fed as they are (``[0, 1]``-like), repeated
+    to the network's channel count (``in_channels``, read from a VGG state dict
+    or 3 for TorchScript).
+    """
+
+    def __init__(self, extractor: nn.Module, in_channels: int | None = None):
+        super().__init__()
+        self.extractor = extractor
+        self.in_channels = in_channels or int(getattr(extractor, "in_channels", 3))
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        b, c, h, w = x.shape
+        x = x.reshape(b * c, 1, h, w).expand(b * c, self.in_channels, h, w)
+        out = self.extractor(x)
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            ft = self._features(target.float())
+        fp = self._features(pred.float())
+        return torch.stack([F.l1_loss(a, b) for a, b in zip(fp, ft, strict=True)]).mean()
+
+
+LOSSES: dict[str, LossFn] = {
+    "l1": l1_loss,
+    "mse": mse_loss,
+    "ssim": ssim_loss,
+    "shift_l1": shift_tolerant_l1,
+}
+
+
+def build_loss(
+    weights: Mapping[str, float],
+    *,
+    perceptual_net: str | None = None,
+    device: str | torch.device = "cpu",
+) -> LossFn:
+    """A weighted sum of the named losses, e.g. ``{"l1": 1.0, "ssim": 0.1}``.
+
+    Names: ``l1``, ``mse``, ``ssim``, ``shift_l1`` and ``perceptual`` (which
+    needs ``perceptual_net``, a file for :func:`load_feature_extractor`).
+    """
+    terms: list[tuple[float, LossFn]] = []
+    for name, weight in weights.items():
+        if weight == 0:
+            continue
+        if name == "perceptual":
+            if not perceptual_net:
+                raise OptionError("the perceptual loss needs a feature network: set perceptual_net")
+            net = PerceptualLoss(load_feature_extractor(perceptual_net)).to(device)
+            terms.append((float(weight), net))
+        elif name in LOSSES:
+            terms.append((float(weight), LOSSES[name]))
+        else:
+            known = ", ".join([*LOSSES, "perceptual"])
+            raise OptionError(f"unknown loss {name!r}; known losses: {known}")
+    if not terms:
+        raise OptionError(f"the loss has no term with a non-zero weight: {dict(weights)}")
+
+    def total(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pred = pred.float()
+        target = target.float()
+        return sum((w * fn(pred, target) for w, fn in terms), torch.zeros((), device=pred.device))
+
+    return total

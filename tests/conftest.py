@@ -1,0 +1,84 @@
+"""Factory fixtures: rasters that encode their own coordinates, real data when present."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("GEOSR_DATA_DIR", REPO.parent / "shared" / "data"))
+
+UTM_TRANSFORM = Affine(10.0, 0.0, 335440.0, 0.0, -10.0, 5866490.0)
+
+
+def coordinate_pattern(count: int, height: int, width: int, dtype: str = "uint16") -> np.ndarray:
+    """Smooth values that still encode (band, row, col), so misplaced tiles stand out."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    bands = []
+    for b in range(count):
+        v = 1000 + 40 * rows + 7 * cols + 300 * b + 200 * np.sin(rows / 5.0) * np.cos(cols / 7.0)
+        bands.append(v)
+    data = np.stack(bands)
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        info = np.iinfo(np.dtype(dtype))
+        data = np.clip(data % (info.max - 1) + 1, info.min + 1, info.max)
+    return data.astype(dtype)
+
+
+@pytest.fixture
+def make_raster(tmp_path: Path) -> Callable[..., Path]:
+    """Write a GeoTIFF; returns its path.  Keyword arguments describe it."""
+
+    def _make(
+        name: str = "scene.tif",
+        *,
+        count: int = 1,
+        height: int = 67,
+        width: int = 91,
+        dtype: str = "uint16",
+        crs: str | None = "EPSG:32633",
+        transform: Affine = UTM_TRANSFORM,
+        nodata: float | None = None,
+        data: np.ndarray | None = None,
+        descriptions: tuple[str, ...] | None = None,
+        tags: dict[str, str] | None = None,
+        driver: str = "GTiff",
+    ) -> Path:
+        path = tmp_path / name
+        array = data if data is not None else coordinate_pattern(count, height, width, dtype)
+        count, height, width = array.shape
+        profile = {"driver": driver, "count": count, "height": height, "width": width, "dtype": str(array.dtype),
+                   "transform": transform, "nodata": nodata}
+        if crs is not None:
+            profile["crs"] = crs
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(array)
+            if descriptions:
+                for i, d in enumerate(descriptions, start=1):
+                    dst.set_band_description(i, d)
+            if tags:
+                dst.update_tags(**tags)
+        return path
+
+    return _make
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The real imagery folder; skips the test with a reason when it is absent."""
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"real imagery not found at {DATA_DIR} (set GEOSR_DATA_DIR)")
+    return DATA_DIR
+
+
+def real_file(data_dir: Path, relative: str) -> Path:
+    path = data_dir / relative
+    if not path.exists():
+        pytest.skip(f"{relative} is missing from {data_dir}")
+    return path

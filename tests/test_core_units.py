@@ -1,0 +1,106 @@
+"""Grid scaling, mirrored reads, normalisation and dtype casting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+from odc.geo.geobox import GeoBox
+
+from geosr.errors import InputError, OptionError
+from geosr.grid import scaled
+from geosr.io.scene import _mirror, open_scene, read_window
+from geosr.kernel import cast_to_dtype, finish_tile, prepare_tiles
+from geosr.normalise import FILL_RADIUS, Normalisation, fill_invalid, scene_normalisation, valid_mask
+from geosr.tiling import Window
+
+
+@pytest.mark.parametrize("crs", ["EPSG:32633", "EPSG:4326"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_scaled_grid_keeps_footprint(crs: str, scale: int) -> None:
+    g = GeoBox((67, 91), Affine(0.3, 0.0, 12.5, 0.0, -0.3, 50.0) if crs == "EPSG:4326"
+               else Affine(10, 0, 335440, 0, -10, 5866490), crs)
+    s = scaled(g, scale)
+    assert s.shape.yx == (67 * scale, 91 * scale)
+    assert s.crs == g.crs
+    assert s.transform == g.transform @ Affine.scale(1 / scale)
+    assert np.allclose(s.extent.boundingbox.bbox, g.extent.boundingbox.bbox, rtol=0, atol=1e-9)
+
+
+def test_scaled_refuses_bad_scale() -> None:
+    g = GeoBox((4, 4), Affine(1, 0, 0, 0, -1, 4), "EPSG:32633")
+    with pytest.raises(OptionError):
+        scaled(g, 0)
+
+
+def test_mirror_matches_numpy_symmetric() -> None:
+    for n in (1, 2, 5, 13):
+        idx = np.arange(-3 * n - 2, 4 * n + 3)
+        expected = np.pad(np.arange(n), (3 * n + 2, 3 * n + 3), mode="symmetric")
+        assert (_mirror(idx, n) == expected).all()
+
+
+def test_read_window_mirrors_past_edges(make_raster) -> None:
+    path = make_raster(count=2, height=20, width=30)
+    scene = open_scene(path)
+    import rasterio
+
+    with rasterio.open(path) as src:
+        full = src.read()
+    got = read_window(scene, Window(-4, -5, 30, 42))
+    expected = np.pad(full, ((0, 0), (4, 6), (5, 7)), mode="symmetric")[:, :30, :42]
+    assert (got == expected).all()
+
+
+def test_percentile_normalisation_ignores_nodata() -> None:
+    x = np.arange(1000, dtype=np.float32).reshape(1, 10, 100)
+    x[0, :5] = 0
+    valid = valid_mask(x, 0)
+    norm = scene_normalisation(x, valid)
+    assert norm.offset[0] > 400
+    y = norm.apply(x)
+    assert np.allclose(norm.invert(y), x, atol=1e-3)
+
+
+def test_all_nodata_band_is_refused() -> None:
+    x = np.zeros((1, 4, 4), np.uint16)
+    with pytest.raises(InputError, match="no valid pixel"):
+        scene_normalisation(x, valid_mask(x, 0), source="s.tif")
+
+
+def test_fill_is_local_and_never_uses_the_nodata_value() -> None:
+    x = np.full((1, 1, 20, 20), 0.8, np.float32)
+    valid = np.ones_like(x, bool)
+    valid[..., 5:15, 5:15] = False
+    x[~valid] = -9999
+    filled = fill_invalid(x, valid)
+    assert filled.min() > 0.4  # deep holes get mid-range, the rim its neighbours
+    assert np.allclose(filled[..., 5, 5], 0.8)
+    assert np.isclose(filled[..., 10, 10], 0.5)
+    assert FILL_RADIUS >= 1
+
+
+def test_cast_rounds_clips_and_keeps_valid_off_nodata() -> None:
+    v = np.array([-5.0, 0.2, 0.6, 254.6, 300.0])
+    assert cast_to_dtype(v, "uint8", None).tolist() == [0, 0, 1, 255, 255]
+    assert cast_to_dtype(v, "uint8", 0).tolist() == [1, 1, 1, 255, 255]
+    assert cast_to_dtype(v, "uint8", 255).tolist() == [0, 0, 1, 254, 254]
+    assert cast_to_dtype(v, "float32", None).dtype == np.float32
+
+
+def test_finish_marks_exactly_the_nodata_footprint() -> None:
+    norm = Normalisation((0.0,), (1.0,))
+    valid = np.ones((1, 3, 3), bool)
+    valid[0, 1, 2] = False
+    out = finish_tile(np.full((1, 6, 6), 7.0, np.float32), valid, scale=2, norm=norm, dtype="int16", nodata=-1)
+    assert (out[0, 2:4, 4:6] == -1).all()
+    assert (out[0][out[0] != -1] == 7).all() and (out == -1).sum() == 4
+
+
+def test_prepare_hides_nodata_from_the_model() -> None:
+    raw = np.full((1, 1, 8, 8), 500, np.uint16)
+    raw[0, 0, :, :3] = 0
+    norm = Normalisation((0.0,), (1000.0,))
+    x, valid = prepare_tiles(raw, 0, norm)
+    assert x.shape == (1, 1, 1, 8, 8) and not valid[0, 0, 0, 0]
+    assert np.allclose(x[0, 0, 0, :, 3:], 0.5) and np.allclose(x[0, 0, 0, :, 0], 0.5)
