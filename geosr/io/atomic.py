@@ -17,8 +17,10 @@ leftovers are recognisable (``.scene_x4.tif.geosr-tmp-1234-abcd.tif``).
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import re
+import resource
 import shutil
 import tempfile
 from pathlib import Path
@@ -121,6 +123,18 @@ def remove_path(path: Path) -> None:
         pass
 
 
+def remove_with_sidecars(path: Path) -> None:
+    """Remove ``path`` and every sibling whose name extends it.
+
+    GDAL leaves such files next to the one it writes (``.ovr.tmp`` while the COG
+    driver builds overviews, ``.aux.xml`` for metadata GTiff cannot hold); the
+    temporaries' names are unique, so the prefix matches nothing else.
+    """
+    remove_path(path)
+    for sibling in path.parent.glob(glob.escape(path.name) + ".*"):
+        remove_path(sibling)
+
+
 def replace_atomically(tmp: Path, destination: Path) -> None:
     """Move the finished temporary ``tmp`` to ``destination``, replacing what is there.
 
@@ -139,17 +153,17 @@ def replace_atomically(tmp: Path, destination: Path) -> None:
         dest_is_dir = destination.is_dir() and not destination.is_symlink()
         dest_exists = destination.exists() or destination.is_symlink()
         if not dest_exists or not (dest_is_dir or tmp.is_dir()):
-            os.replace(tmp, destination)
+            tmp.replace(destination)
             return
         aside = Path(
             tempfile.mkdtemp(prefix=f".{destination.name}{TMP_MARKER}old-", dir=destination.parent)
         )
         old = aside / destination.name
-        os.replace(destination, old)
+        destination.replace(old)
         try:
-            os.replace(tmp, destination)
+            tmp.replace(destination)
         except OSError:
-            os.replace(old, destination)
+            old.replace(destination)
             raise
         finally:
             # The old output is garbage now (or was put back, leaving ``aside`` empty).
@@ -162,12 +176,20 @@ def replace_atomically(tmp: Path, destination: Path) -> None:
 
 
 def free_bytes(directory: Path) -> int | None:
-    """Bytes available to this user in ``directory``'s file system, or None if unknown."""
+    """Bytes one new file in ``directory`` can grow to, or None if unknown.
+
+    The free space of the file system available to this user, capped by the
+    process's file-size limit (``ulimit -f``), which fails writes the same way.
+    """
     try:
         stat = os.statvfs(directory)
     except (OSError, AttributeError):
         return None
-    return stat.f_bavail * stat.f_frsize
+    free = stat.f_bavail * stat.f_frsize
+    soft_limit, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft_limit != resource.RLIM_INFINITY:
+        free = min(free, soft_limit)
+    return free
 
 
 def format_bytes(n: float) -> str:
@@ -180,28 +202,41 @@ def format_bytes(n: float) -> str:
 
 
 def describe_write_failure(destination: Path, exc: BaseException, needed: int | None) -> str:
-    """One line for a failed write: the path, the cause and, for a full disk, the sizes.
+    """One line for a failed write: the path, the cause, the sizes when known, a fix.
 
     Parameters
     ----------
     destination : Path
         The output being written.
     exc : BaseException
-        What the OS, GDAL or zarr raised.
+        What the OS, GDAL or zarr raised.  rasterio wraps GDAL's message in a
+        generic one ("Write failed. See previous exception"), so the most specific
+        message along the exception chain is used.
     needed : int or None
         Upper bound of the output's size in bytes (uncompressed), when known.
     """
-    reason = getattr(exc, "strerror", None)
-    if not reason:
-        text = str(exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
-    message = f"cannot write {destination}: {reason}"
-    errno_ = getattr(exc, "errno", None)
-    if errno_ in _SPACE_ERRNOS or _SPACE_WORDS.search(str(exc)):
-        if needed is not None:
-            message += f"; the output needs up to {format_bytes(needed)} uncompressed"
-            free = free_bytes(destination.parent)
-            if free is not None:
-                message += f" and {format_bytes(free)} are free in {destination.parent}"
+    reason = ""
+    is_space = False
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; a bound guards against cycles
+        if seen is None:
+            break
+        text = (getattr(seen, "strerror", None) or str(seen)).strip()
+        if text and "previous exception" not in text:
+            reason = text.splitlines()[0]
+        if isinstance(seen, OSError) and seen.errno in _SPACE_ERRNOS:
+            is_space = True
+        is_space = is_space or bool(_SPACE_WORDS.search(text))
+        seen = seen.__cause__ or seen.__context__
+    message = f"cannot write {destination}: {reason or type(exc).__name__}"
+    free = free_bytes(destination.parent)
+    if needed is not None and free is not None:
+        # GDAL rarely says "disk full" (libtiff prints that to stderr only), so
+        # the sizes are given whenever known: they show at once whether space is the cause.
+        message += (
+            f"; the output needs up to {format_bytes(needed)} uncompressed and "
+            f"{format_bytes(free)} are free in {destination.parent}"
+        )
+    if is_space:
         return message + "; free some space or write to another directory"
     return message + f"; check that {destination.parent} is writable and has free space"

@@ -30,7 +30,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import ColorInterp
 
 from geosr.errors import OptionError, OutputError
-from geosr.io.atomic import check_writable, remove_path
+from geosr.io.atomic import check_writable, remove_with_sidecars
 
 SUPPORTED_SUFFIXES = {".tif": "COG", ".tiff": "COG", ".zarr": "Zarr"}
 """Destination suffixes (case-insensitive) and the format each one selects."""
@@ -88,7 +88,8 @@ class OutputSpec:
             dtype = str(self.dtype)
         if dtype not in OUTPUT_DTYPES:
             raise OptionError(
-                f"output dtype {self.dtype!r} is not supported; use one of {', '.join(OUTPUT_DTYPES)}"
+                f"output dtype {self.dtype!r} is not supported; "
+                f"use one of {', '.join(OUTPUT_DTYPES)}"
             )
         object.__setattr__(self, "dtype", dtype)  # normalise np.uint16 / "u2" to "uint16"
         _check_nodata(self.nodata, dtype)
@@ -128,7 +129,7 @@ def _check_nodata(nodata: float | None, dtype: str) -> None:
         return
     kind = np.dtype(dtype).kind
     if kind == "f":
-        if not math.isnan(nodata) and not np.isfinite(np.asarray(nodata, dtype=dtype)):
+        if not math.isnan(nodata) and abs(nodata) > float(np.finfo(dtype).max):
             raise OptionError(f"nodata {nodata!r} does not fit in {dtype}; choose a finite value")
         return
     info = np.iinfo(dtype)
@@ -187,13 +188,13 @@ class SinkBase:
         self.destination = Path(destination).absolute()
         self.overwrite = overwrite
         self._closed = False
-        self._finalizers: list[weakref.finalize[..., None]] = []
+        self._finalizers: list[weakref.finalize[[Path], SinkBase]] = []
         check_writable(self.destination, overwrite)
 
     def _track(self, tmp: Path) -> None:
         # A sink dropped without commit/abort (a crash in the caller, or the
         # interpreter exiting) still removes its temporaries.
-        self._finalizers.append(weakref.finalize(self, remove_path, tmp))
+        self._finalizers.append(weakref.finalize(self, remove_with_sidecars, tmp))
 
     def _cleanup(self) -> None:
         """Remove all tracked temporaries (idempotent) and close the sink."""
@@ -225,7 +226,9 @@ class SinkBase:
         if data.shape != expected:
             raise ValueError(f"data of shape {data.shape} does not fill the window {expected}")
         if data.dtype != np.dtype(self.spec.dtype):
-            raise ValueError(f"data of dtype {data.dtype}, expected {self.spec.dtype}; cast it first")
+            raise ValueError(
+                f"data of dtype {data.dtype}, expected {self.spec.dtype}; cast it first"
+            )
 
     def __enter__(self) -> Self:
         return self
@@ -236,6 +239,8 @@ class SinkBase:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._closed:  # committed or aborted explicitly inside the block
+            return
         if exc_type is None:
             self.commit()  # type: ignore[attr-defined]
         else:

@@ -85,20 +85,21 @@ class SRModel(nn.Module):
         for a single frame: the minimum tile halo for seam-free tiling.
     name : str
         Registry name (``"cnnrnn-fast"``, ``"bicubic"``...) or the card's name.
-    card : ModelCard or None
-        Where the weights come from; set by :func:`geosr.models.load_model`.
+    card : ModelCard
+        What the weights are and expect.  A freshly built model carries an
+        "untrained" card; :func:`geosr.models.load_model` replaces it with the
+        card of the weights it loads.
     """
 
     scale: int
     receptive_field: int
     name: str
-    card: ModelCard | None
+    card: ModelCard
 
     def __init__(self, scale: int, *, name: str) -> None:
         super().__init__()
         self.scale = check_scale(scale, model=name)
         self.name = name
-        self.card = None
 
     def receptive_radius(self, frames: int) -> int:
         """Receptive field, in low-resolution pixels on each side, for ``frames`` frames."""

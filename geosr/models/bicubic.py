@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812  (the torch convention)
 
 from geosr.models.base import SRModel, check_frames, check_input, output_dtype
+from geosr.models.card import ModelCard
 
 BICUBIC_RADIUS = 2
 """LR pixels on each side a bicubic output pixel reads (4-tap kernel, align_corners=False)."""
@@ -46,6 +47,9 @@ class Bicubic(SRModel):
     def __init__(self, scale: int) -> None:
         super().__init__(scale, name="bicubic")
         self.receptive_field = BICUBIC_RADIUS
+        self.card = ModelCard.untrained(
+            "bicubic", "bicubic", {"scale": scale}, scale, "not learned: bicubic interpolation"
+        )
 
     def receptive_radius(self, frames: int) -> int:
         """Always 2: only the reference frame is read."""

@@ -20,6 +20,7 @@ from odc.geo.geobox import GeoBox
 
 from geosr.errors import InputError
 from geosr.grid import scaled
+from geosr.io.scene import sample_step
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import FILL_RADIUS, Normalisation, normalisation_from_card, scene_normalisation, valid_mask
 from geosr.options import DEFAULT_TILE, RunOptions
@@ -110,7 +111,7 @@ def upscale(
 
     array = data.data if isinstance(data.data, da.Array) else da.from_array(np.asarray(data.data))
     h, w = grid.shape.yx
-    step = max(1, int(np.ceil(np.sqrt(h * w / (1 << 20)))))
+    step = sample_step(h, w)
     sample = np.asarray(array[:, ::step, ::step])
     valid = valid_mask(sample, nodata)
     if not valid.any():

@@ -80,6 +80,8 @@ def phase_correlation(
     *,
     upsample: int = 100,
     valid: np.ndarray | None = None,
+    whitening: float = 0.5,
+    iterations: int = 1,
 ) -> tuple[float, float]:
     """Sub-pixel displacement ``(dy, dx)`` of ``moving`` relative to ``reference``.
 
@@ -91,6 +93,17 @@ def phase_correlation(
         Refinement factor of the upsampled DFT (precision ``1/upsample`` px).
     valid : ndarray of bool, optional
         Common valid mask.
+    whitening : float
+        The cross-power spectrum is divided by its magnitude to this power: 1 is
+        classical phase correlation, 0 plain cross-correlation.  Full whitening
+        lets the noisy high frequencies of smooth images pull the peak towards
+        integer shifts (0.3 px read as 0.12 px in the tests); 0.5 keeps the
+        peak sharp and insensitive to contrast differences between sensors
+        while staying accurate to a few hundredths of a pixel.
+    iterations : int
+        Re-measure after undoing the estimate (cubic-spline shift of
+        ``moving``) this many times in all; removes the pull towards whole
+        pixels that the window and aliasing cause.
 
     Returns
     -------
@@ -99,13 +112,27 @@ def phase_correlation(
     """
     if reference.shape != moving.shape or reference.ndim != 2:
         raise OptionError(f"phase_correlation needs two 2-D arrays of one shape, got {reference.shape}, {moving.shape}")
+    total = np.zeros(2)
+    b0 = _fill(moving, valid)
+    for _ in range(max(1, iterations)):
+        b = apply_shift(b0, (-total[0], -total[1])).astype(np.float64) if total.any() else b0
+        step = np.array(_correlate(reference, b, upsample, valid, whitening))
+        total += step
+        if np.abs(step).max() < 0.5 / upsample:
+            break
+    return float(total[0]), float(total[1])
+
+
+def _correlate(
+    reference: np.ndarray, b: np.ndarray, upsample: int, valid: np.ndarray | None, whitening: float
+) -> tuple[float, float]:
     win = _window(reference.shape)
     a = _fill(reference, valid)
-    b = _fill(moving, valid)
     a = (a - a.mean()) * win
     b = (b - b.mean()) * win
     cross = np.fft.fft2(b) * np.conj(np.fft.fft2(a))
-    cross /= np.maximum(np.abs(cross), 1e-12 * np.abs(cross).max())
+    if whitening > 0:
+        cross /= np.maximum(np.abs(cross), 1e-12 * np.abs(cross).max()) ** whitening
     corr = np.real(np.fft.ifft2(cross))
     peak = np.array(np.unravel_index(np.argmax(corr), corr.shape), np.float64)
     dims = np.array(corr.shape)
@@ -133,6 +160,7 @@ def estimate_shift(
     lr_valid: np.ndarray | None = None,
     hr_valid: np.ndarray | None = None,
     upsample: int = 100,
+    iterations: int = 4,
 ) -> tuple[float, float]:
     """Residual shift of ``hr`` (on the LR grid x ``scale``) relative to ``lr``, in HR pixels.
 
@@ -151,12 +179,21 @@ def estimate_shift(
     if hr2.shape != (h * scale, w * scale):
         raise OptionError(f"HR shape {hr2.shape} is not the LR shape {lr2.shape} times {scale}")
     hr_filled = _fill(hr2, hr_valid)
-    down = area_downsample(hr_filled, scale)
     valid = np.isfinite(lr2) if lr_valid is None else lr_valid & np.isfinite(lr2)
     if hr_valid is not None:
         valid &= area_downsample(hr_valid.astype(np.float64), scale) > 0.999
-    dy, dx = phase_correlation(lr2, down, upsample=upsample, valid=valid)
-    return dy * scale, dx * scale
+    # Aliasing and the window bias a single estimate towards whole pixels; re-measuring
+    # after undoing the estimate converges on the shift (the residual of a perfectly
+    # aligned pair is 0 by symmetry).
+    total = np.zeros(2)
+    for _ in range(iterations):
+        moved = apply_shift(hr_filled, (-total[0], -total[1])) if total.any() else hr_filled
+        down = area_downsample(np.asarray(moved, np.float64), scale)
+        step = np.array(phase_correlation(lr2, down, upsample=upsample, valid=valid)) * scale
+        total += step
+        if np.abs(step).max() < 0.5 / upsample * scale:
+            break
+    return float(total[0]), float(total[1])
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,143 @@
+"""Image-quality metrics on numpy arrays, in physical units, with validity masks.
+
+Conventions (the ones ``geosr evaluate`` reports):
+
+- **PSNR range** = 99.9th - 0.1st percentile of the valid reference pixels of
+  the band (robust to outliers and meaningful for any dtype or unit);
+- **PSNR** = ``10 log10(range^2 / MSE)`` over valid pixels outside a border;
+- **SSIM** = Wang et al. 2004 with a Gaussian window (sigma 1.5, 11 taps),
+  ``K1 = 0.01``, ``K2 = 0.03``, ``L`` = the PSNR range; the SSIM map is averaged
+  over pixels whose whole window is valid and outside the border;
+- **LR consistency** = RMSE between the SR image averaged back over ``s x s``
+  blocks and the LR input, as a fraction of the PSNR range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from geosr.errors import InputError
+
+SSIM_SIGMA = 1.5
+SSIM_TRUNCATE = 3.5  # radius int(3.5 * 1.5 + 0.5) = 5: an 11-tap window
+
+
+def _border_mask(shape: tuple[int, ...], border: int) -> np.ndarray:
+    mask = np.zeros(shape[-2:], bool)
+    h, w = shape[-2:]
+    if 2 * border >= min(h, w):
+        raise InputError(f"a border of {border} px leaves nothing of a {h} x {w} image; use a smaller --border")
+    mask[border : h - border, border : w - border] = True
+    return mask
+
+
+def psnr_range(reference: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """99.9th minus 0.1st percentile of the valid pixels of one band."""
+    values = reference[valid] if valid is not None else reference.ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise InputError("the reference band has no valid pixel")
+    lo, hi = np.percentile(values.astype(np.float64), [0.1, 99.9])
+    return float(hi - lo) if hi > lo else 1.0
+
+
+def psnr(
+    pred: np.ndarray, reference: np.ndarray, *, data_range: float, valid: np.ndarray | None = None, border: int = 0
+) -> float:
+    """PSNR in dB of one band over valid pixels outside ``border``."""
+    mask = _border_mask(reference.shape, border)
+    if valid is not None:
+        mask = mask & valid
+    diff = pred.astype(np.float64)[mask] - reference.astype(np.float64)[mask]
+    if diff.size == 0:
+        raise InputError("no valid pixel to compare outside the border")
+    mse = float(np.mean(diff * diff))
+    if mse == 0:
+        return float("inf")
+    return float(10.0 * np.log10(data_range**2 / mse))
+
+
+def ssim(
+    pred: np.ndarray, reference: np.ndarray, *, data_range: float, valid: np.ndarray | None = None, border: int = 0
+) -> float:
+    """Mean SSIM of one band (see the module docstring)."""
+    x = pred.astype(np.float64)
+    y = reference.astype(np.float64)
+    ok = np.ones(y.shape, bool) if valid is None else valid.copy()
+    ok &= np.isfinite(x) & np.isfinite(y)
+    x = np.where(ok, x, 0.0)
+    y = np.where(ok, y, 0.0)
+
+    def filt(a: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(a, SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")
+
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    mx, my = filt(x), filt(y)
+    sxx = filt(x * x) - mx * mx
+    syy = filt(y * y) - my * my
+    sxy = filt(x * y) - mx * my
+    smap = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    radius = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
+    # Only windows that lie wholly inside the image and on valid pixels count.
+    whole = ndimage.minimum_filter(ok, size=2 * radius + 1, mode="constant", cval=False)
+    mask = whole & _border_mask(y.shape, max(border, radius))
+    if not mask.any():
+        raise InputError("no valid SSIM window outside the border")
+    return float(smap[mask].mean())
+
+
+def lr_consistency(sr: np.ndarray, lr: np.ndarray, scale: int, *, valid_lr: np.ndarray | None = None) -> float:
+    """RMSE between ``sr`` block-averaged by ``scale`` and ``lr`` (one band, physical units)."""
+    h, w = lr.shape
+    down = sr[: h * scale, : w * scale].astype(np.float64).reshape(h, scale, w, scale).mean(axis=(1, 3))
+    ok = np.isfinite(down) & np.isfinite(lr)
+    if valid_lr is not None:
+        ok &= valid_lr
+    if not ok.any():
+        return float("nan")
+    return float(np.sqrt(np.mean((down[ok] - lr.astype(np.float64)[ok]) ** 2)))
+
+
+@dataclass(frozen=True)
+class BandMetrics:
+    """Metrics of one band of one image."""
+
+    band: int
+    psnr: float
+    ssim: float
+    psnr_bicubic: float
+    ssim_bicubic: float
+    gain_db: float
+    lr_consistency: float
+    psnr_range: float
+
+
+def band_metrics(
+    band: int,
+    sr: np.ndarray,
+    bicubic: np.ndarray,
+    hr: np.ndarray,
+    lr: np.ndarray,
+    scale: int,
+    *,
+    valid: np.ndarray | None = None,
+    border: int = 16,
+) -> BandMetrics:
+    """All metrics of one band; ``lr_consistency`` is a fraction of the PSNR range."""
+    rng = psnr_range(hr, valid)
+    p = psnr(sr, hr, data_range=rng, valid=valid, border=border)
+    pb = psnr(bicubic, hr, data_range=rng, valid=valid, border=border)
+    return BandMetrics(
+        band=band,
+        psnr=p,
+        ssim=ssim(sr, hr, data_range=rng, valid=valid, border=border),
+        psnr_bicubic=pb,
+        ssim_bicubic=ssim(bicubic, hr, data_range=rng, valid=valid, border=border),
+        gain_db=p - pb,
+        lr_consistency=lr_consistency(sr, lr, scale) / rng,
+        psnr_range=rng,
+    )

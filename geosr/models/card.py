@@ -1,0 +1,176 @@
+"""Model cards: the JSON file beside every weights file that says what the weights expect.
+
+A card is written by training and read by :func:`geosr.models.load_model`.
+It tells the pipeline which architecture to build, for which scale and bands,
+and how to normalise the input so that it matches what the model was trained on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from geosr.errors import ModelError
+
+ARCHITECTURES = ("cnnrnn", "bicubic")
+NORMALISATION_METHODS = ("dtype-range", "percentile")
+REQUIRED_FIELDS = ("name", "architecture", "config", "scale")
+
+
+def _default_normalisation() -> dict[str, Any]:
+    return {"method": "percentile"}
+
+
+@functools.cache
+def geosr_version() -> str:
+    """The installed geosr version, or ``"0+unknown"`` when running from a bare checkout."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("geosr")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def today() -> str:
+    """Today's date (UTC), ISO 8601."""
+    return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a set of weights is and what it expects.
+
+    Parameters
+    ----------
+    name : str
+        Model name (``"cnnrnn-fast"``), shown in ``geosr models`` and provenance tags.
+    architecture : {"cnnrnn", "bicubic"}
+        Which class to build.
+    config : dict
+        Constructor arguments of the architecture (for ``cnnrnn`` the fields of
+        :class:`geosr.models.cnnrnn.CNNRNNConfig`, ``scale`` included).
+    scale : int
+        The one scale the weights were trained for.
+    bands : list of str or None
+        Band layout the model expects, e.g. ``["B2", "B3", "B4", "B8"]``;
+        ``None`` for a band-agnostic model (any band count).
+    normalisation : dict
+        How the pipeline must normalise the input.  Keys it reads:
+
+        ``method``
+            ``"percentile"`` (scene-global 0.1/99.9 percentiles per band, any
+            dtype) or ``"dtype-range"`` (divide by a fixed value per dtype).
+        ``uint8``, ``uint16``, ``int16`` (``dtype-range`` only)
+            The divisor for that input dtype, e.g. ``255`` and ``10000``.
+
+        Other keys are kept for the record and ignored.
+    training : dict
+        Provenance: ``data``, ``recipe``, ``steps``, ``seconds``, or a ``note``.
+    metrics : dict
+        Validation results, e.g. ``{"psnr": 31.2, "psnr_bicubic": 29.8}``.
+    geosr_version : str
+        Version that wrote the card.
+    date : str
+        ISO date the card was written.
+    """
+
+    name: str
+    architecture: str
+    config: dict[str, Any]
+    scale: int
+    bands: list[str] | None = None
+    normalisation: dict[str, Any] = field(default_factory=_default_normalisation)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    geosr_version: str = field(default_factory=geosr_version)
+    date: str = field(default_factory=today)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ModelError(f"model card 'name' must be a non-empty string, got {self.name!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ModelError(
+                f"model card {self.name}: unknown architecture {self.architecture!r}; "
+                f"expected one of {', '.join(ARCHITECTURES)}"
+            )
+        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
+            raise ModelError(
+                f"model card {self.name}: 'scale' must be a positive integer, got {self.scale!r}"
+            )
+        if not isinstance(self.config, dict):
+            raise ModelError(
+                f"model card {self.name}: 'config' must be an object, got {self.config!r}"
+            )
+        if self.config.get("scale", self.scale) != self.scale:
+            raise ModelError(
+                f"model card {self.name}: config scale {self.config['scale']} "
+                f"differs from card scale {self.scale}"
+            )
+        if self.bands is not None and (
+            not isinstance(self.bands, list)
+            or not self.bands
+            or not all(isinstance(b, str) for b in self.bands)
+        ):
+            raise ModelError(
+                f"model card {self.name}: 'bands' must be a non-empty list of band names "
+                f"or null (band-agnostic), got {self.bands!r}"
+            )
+        for key in ("normalisation", "training", "metrics"):
+            if not isinstance(getattr(self, key), dict):
+                raise ModelError(f"model card {self.name}: {key!r} must be an object")
+        method = self.normalisation.get("method")
+        if method not in NORMALISATION_METHODS:
+            raise ModelError(
+                f"model card {self.name}: normalisation method {method!r} is not known; "
+                f"expected one of {', '.join(NORMALISATION_METHODS)}"
+            )
+
+    @classmethod
+    def untrained(
+        cls, name: str, architecture: str, config: dict[str, Any], scale: int, note: str
+    ) -> ModelCard:
+        """The card of a freshly built model: band-agnostic, ``training={"note": note}``."""
+        return cls(name, architecture, config, scale, training={"note": note})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card as a JSON-ready dict."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """The card as indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: object, *, source: str = "model card") -> ModelCard:
+        """Build a card from parsed JSON; ``source`` names the file in error messages.
+
+        Raises
+        ------
+        ModelError
+            When a required field (``name``, ``architecture``, ``config``,
+            ``scale``) is missing or a field has the wrong type.  Unknown fields
+            are ignored so that newer cards still load.
+        """
+        if not isinstance(data, dict):
+            raise ModelError(f"{source} must be a JSON object, got {type(data).__name__}")
+        missing = [key for key in REQUIRED_FIELDS if key not in data]
+        if missing:
+            raise ModelError(
+                f"{source} has no {', '.join(repr(m) for m in missing)} field; "
+                f"a model card needs {', '.join(REQUIRED_FIELDS)}"
+            )
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "model card") -> ModelCard:
+        """Parse :meth:`to_json` output; see :meth:`from_dict` for the errors."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{source} is not valid JSON: {exc}") from exc
+        return cls.from_dict(data, source=source)

@@ -1,0 +1,294 @@
+"""CNN-RNN: a shared conv encoder, a ConvGRU over frames then over itself, a sub-pixel decoder.
+
+Shapes (``s`` = scale, ``F`` = features)::
+
+    x (B, T, C, h, w) --fold bands--> (N, T, Cin, h, w)
+      encoder, per frame, shared:  conv3x3 + act, ``encoder_blocks`` x residual block
+      ConvGRU, h0 = 0:             one step per frame in time order (t = 0 first),
+                                   then ``refine_steps`` steps fed the t = 0 features
+      decoder:                     conv3x3 + act, conv3x3 -> Cin*s^2, PixelShuffle(s)
+      + bicubic(x[:, 0])           global skip, fp32
+      radiometric projection       avg_pool(out, s) == x[:, 0] exactly, fp32
+    --unfold bands--> (B, C, s*h, s*w) float32
+
+The last decoder convolution starts at zero, so an untrained network is exactly
+its skip path (bicubic + projection): ``geosr run`` is usable before any weights
+exist, and training starts from bicubic rather than from noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812  (the torch convention)
+from torch import nn
+
+from geosr.errors import ModelError
+from geosr.models.base import (
+    SRModel,
+    check_frames,
+    check_input,
+    check_scale,
+    output_dtype,
+)
+from geosr.models.bicubic import BICUBIC_RADIUS, bicubic_upsample
+from geosr.models.card import ModelCard
+
+_NEGATIVE_SLOPE = 0.2
+
+
+def _positive_int(value: object, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ModelError(f"CNNRNNConfig.{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CNNRNNConfig:
+    """Architecture of a :class:`CNNRNN`; stored verbatim in the model card.
+
+    Parameters
+    ----------
+    scale : int
+        Upscaling factor, 2..8.
+    features : int
+        Channels of every hidden layer.
+    encoder_blocks : int
+        Residual blocks (two 3x3 convolutions each) after the encoder's first conv.
+    refine_steps : int
+        ``K``: extra ConvGRU steps on the fused state, weights shared with the
+        temporal steps (depth without parameters).
+    recurrent : bool
+        ``False`` replaces the ConvGRU by plain conv blocks (for ablations):
+        frames are averaged after the encoder, then ``1 + refine_steps``
+        unshared blocks of two 3x3 convolutions refine the state.
+    radiometric_projection : bool
+        Correct the output so that its ``s x s`` block means equal the input.
+    in_channels : int
+        Bands the network sees at once.  ``1`` makes it band-agnostic: any band
+        count is processed band by band.
+    """
+
+    scale: int
+    features: int = 32
+    encoder_blocks: int = 2
+    refine_steps: int = 2
+    recurrent: bool = True
+    radiometric_projection: bool = True
+    in_channels: int = 1
+
+    def __post_init__(self) -> None:
+        check_scale(self.scale, model="cnnrnn")
+        _positive_int(self.features, "features", 1)
+        _positive_int(self.encoder_blocks, "encoder_blocks", 0)
+        _positive_int(self.refine_steps, "refine_steps", 0)
+        _positive_int(self.in_channels, "in_channels", 1)
+        for flag in ("recurrent", "radiometric_projection"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ModelError(
+                    f"CNNRNNConfig.{flag} must be true or false, got {getattr(self, flag)!r}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CNNRNNConfig:
+        """Build from a card's ``config``; unknown keys are refused, not ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(
+                f"unknown CNNRNN config keys {unknown}; expected some of {sorted(known)}"
+            )
+        if "scale" not in data:
+            raise ModelError("CNNRNN config has no 'scale'")
+        return cls(**data)
+
+
+def _conv(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel_size=3, padding=1)
+
+
+def _act() -> nn.Module:
+    return nn.LeakyReLU(_NEGATIVE_SLOPE)
+
+
+class ResidualBlock(nn.Module):
+    """``x + conv(act(conv(x)))``, 3x3 convolutions, no normalisation.
+
+    Batch norm is left out on purpose: its statistics depend on the batch, which
+    would make a tile's output depend on the other tiles it is batched with.
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.conv1 = _conv(features, features)
+        self.act = _act()
+        self.conv2 = _conv(features, features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.act(self.conv1(x)))
+
+
+class ConvGRUCell(nn.Module):
+    """Convolutional GRU: ``h' = (1 - z) * h + z * tanh(conv(cat(x, r * h))))``.
+
+    ``z, r = sigmoid(conv(cat(x, h)))``; both convolutions are 3x3.
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.gates = _conv(2 * features, 2 * features)
+        self.candidate = _conv(2 * features, features)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        z, r = torch.sigmoid(self.gates(torch.cat([x, h], dim=1))).chunk(2, dim=1)
+        n = torch.tanh(self.candidate(torch.cat([x, r * h], dim=1)))
+        return (1 - z) * h + z * n
+
+
+class FeedForwardBlock(nn.Module):
+    """Non-recurrent stand-in for a GRU step: ``h + conv(act(conv(cat(x, h))))``."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.conv1 = _conv(2 * features, features)
+        self.act = _act()
+        self.conv2 = _conv(features, features)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return h + self.conv2(self.act(self.conv1(torch.cat([x, h], dim=1))))
+
+
+def radiometric_projection(out: torch.Tensor, ref: torch.Tensor, scale: int) -> torch.Tensor:
+    """Shift each ``s x s`` block of ``out`` so that its mean equals the matching ``ref`` pixel.
+
+    ``out`` is ``(N, C, s*h, s*w)``, ``ref`` is ``(N, C, h, w)``.  This is the
+    orthogonal projection onto the images that area-downsample to ``ref``: the
+    output stays physically consistent with the measured reflectance.
+    """
+    error = F.avg_pool2d(out, scale) - ref
+    return out - error.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+
+
+class CNNRNN(SRModel):
+    """Multi-frame super-resolution network; see the module docstring.
+
+    Parameters
+    ----------
+    config : CNNRNNConfig
+        Architecture.
+    name : str
+        Registry name, for messages and provenance.
+
+    Attributes
+    ----------
+    receptive_field : int
+        LR pixels on each side that an output pixel depends on, for one frame;
+        :meth:`receptive_radius` gives it for ``T`` frames.
+    """
+
+    def __init__(self, config: CNNRNNConfig, *, name: str = "cnnrnn") -> None:
+        if not isinstance(config, CNNRNNConfig):
+            raise ModelError(f"CNNRNN expects a CNNRNNConfig, got {type(config).__name__}")
+        super().__init__(config.scale, name=name)
+        self.config = config
+        f, s, cin = config.features, config.scale, config.in_channels
+        self.head = _conv(cin, f)
+        self.head_act = _act()
+        self.encoder = nn.Sequential(*(ResidualBlock(f) for _ in range(config.encoder_blocks)))
+        self.cell: ConvGRUCell | None = ConvGRUCell(f) if config.recurrent else None
+        blocks = 0 if config.recurrent else 1 + config.refine_steps
+        self.blocks = nn.ModuleList(FeedForwardBlock(f) for _ in range(blocks))
+        tail = _conv(f, cin * s * s)
+        # Zero, not small: the untrained model must equal bicubic + projection exactly.
+        nn.init.zeros_(tail.weight)
+        if tail.bias is not None:
+            nn.init.zeros_(tail.bias)
+        self.decoder = nn.Sequential(_conv(f, f), _act(), tail, nn.PixelShuffle(s))
+        self.receptive_field = self.receptive_radius(1)
+        self.card = ModelCard.untrained(
+            name,
+            "cnnrnn",
+            config.to_dict(),
+            config.scale,
+            "untrained: the zero-initialised last layer makes the output "
+            "bicubic + radiometric projection",
+        )
+
+    def receptive_radius(self, frames: int) -> int:
+        """LR pixels on each side an output pixel depends on, for ``frames`` frames.
+
+        Counted from the architecture: every 3x3 convolution on the longest path
+        adds one.  The first GRU step reads ``h0 = 0``, so only its input path
+        counts (gate conv, + 1); every later step adds its two sequential convs
+        (gates, then candidate on ``r * h``).  Frame 0 sits on the longest path:
+        it is the first step and feeds every refinement step.  Pixel shuffle and
+        the projection stay inside the output pixel's own ``s x s`` block, which
+        depends on exactly one LR pixel's neighbourhood; the bicubic skip reads 2.
+        """
+        frames = check_frames(frames)
+        cfg = self.config
+        encoder = 1 + 2 * cfg.encoder_blocks
+        if cfg.recurrent:
+            steps = frames + cfg.refine_steps
+            fusion = 1 + 2 * (steps - 1)
+        else:
+            fusion = 2 * (1 + cfg.refine_steps)
+        decoder = 2
+        return max(encoder + fusion + decoder, BICUBIC_RADIUS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Super-resolve ``(B, T, C, h, w)`` to ``(B, C, s*h, s*w)`` float32.
+
+        The network body follows the caller's autocast (bf16 on CPUs/GPUs that
+        have it); the skip path and the projection always run in fp32, so low
+        precision only touches the learned residual.
+        """
+        check_input(x, model=self.name)
+        b, _, c, _, _ = x.shape
+        folded = self._fold(x)
+        dtype = output_dtype(self)
+        residual = self._body(folded).to(dtype)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            ref = folded[:, 0].to(dtype)
+            out = residual + bicubic_upsample(ref, self.scale, dtype)
+            if self.config.radiometric_projection:
+                out = radiometric_projection(out, ref, self.scale)
+        return out.reshape(b, c, *out.shape[-2:])
+
+    def _fold(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C, h, w)`` -> ``(N, T, in_channels, h, w)``; folds bands into the batch."""
+        b, t, c, h, w = x.shape
+        cin = self.config.in_channels
+        if cin == 1:
+            return x.transpose(1, 2).reshape(b * c, t, 1, h, w)
+        if c != cin:
+            raise ModelError(
+                f"model {self.name} was built for {cin} bands, the input has {c} "
+                f"(shape {tuple(x.shape)})"
+            )
+        return x
+
+    def _body(self, x: torch.Tensor) -> torch.Tensor:
+        """The learned residual, ``(N, T, Cin, h, w)`` -> ``(N, Cin, s*h, s*w)``."""
+        n, t, cin, h, w = x.shape
+        frames = x.reshape(n * t, cin, h, w).to(self.head.weight.dtype)
+        feats = self.encoder(self.head_act(self.head(frames)))
+        feats = feats.reshape(n, t, -1, h, w)
+        ref = feats[:, 0]
+        if self.cell is not None:
+            state = torch.zeros_like(ref)
+            for i in range(t):
+                state = self.cell(feats[:, i], state)
+            for _ in range(self.config.refine_steps):
+                state = self.cell(ref, state)
+        else:
+            state = feats.mean(dim=1)
+            for block in self.blocks:
+                state = block(ref, state)
+        out: torch.Tensor = self.decoder(state)
+        return out

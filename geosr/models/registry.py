@@ -1,0 +1,321 @@
+"""Models by name, bundled weights, and :func:`load_model`, the one entry point of the pipeline.
+
+Bundled weights live in the package folder ``geosr/weights/`` as
+``<name>_x<scale>.safetensors`` beside ``<name>_x<scale>.json`` (the card).  A
+registered name without weights for the asked scale gives the untrained model,
+whose zero-initialised last layer makes it exactly bicubic + radiometric
+projection: a safe, physically consistent default rather than an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from geosr.errors import ModelError
+from geosr.models.base import MAX_SCALE, MIN_SCALE, SRModel
+from geosr.models.bicubic import Bicubic
+from geosr.models.card import ModelCard
+from geosr.models.cnnrnn import CNNRNN, CNNRNNConfig
+from geosr.models.weights import (
+    CARD_SUFFIX,
+    PICKLE_SUFFIXES,
+    WEIGHTS_SUFFIX,
+    apply_state,
+    load_weights,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "cnnrnn-fast"
+RECOMMENDED_SCALES = (2, 3, 4)
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+"""Bundled weights (package data).  Read at call time, so tests may point it elsewhere."""
+
+
+def _build_cnnrnn(name: str, scale: int, options: Mapping[str, Any]) -> SRModel:
+    return CNNRNN(CNNRNNConfig.from_dict({**options, "scale": scale}), name=name)
+
+
+def _build_bicubic(name: str, scale: int, options: Mapping[str, Any]) -> SRModel:
+    if options:
+        raise ModelError(f"model {name} takes no options, got {sorted(options)}")
+    return Bicubic(scale)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: how to build it and what to say about it."""
+
+    name: str
+    architecture: str
+    description: str
+    factory: Callable[[str, int, Mapping[str, Any]], SRModel]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self, scale: int, **overrides: Any) -> SRModel:
+        """An untrained model at ``scale``, ``overrides`` replacing the defaults."""
+        return self.factory(self.name, scale, {**self.defaults, **overrides})
+
+
+MODEL_NAMES: Mapping[str, ModelSpec] = MappingProxyType(
+    {
+        "cnnrnn-fast": ModelSpec(
+            "cnnrnn-fast",
+            "cnnrnn",
+            "CNN-RNN, 32 features, 2 residual blocks, 2 refinement steps: the default",
+            _build_cnnrnn,
+            {"features": 32, "encoder_blocks": 2, "refine_steps": 2},
+        ),
+        "cnnrnn-best": ModelSpec(
+            "cnnrnn-best",
+            "cnnrnn",
+            "CNN-RNN, 48 features, 4 residual blocks, 4 refinement steps: slower, sharper",
+            _build_cnnrnn,
+            {"features": 48, "encoder_blocks": 4, "refine_steps": 4},
+        ),
+        "bicubic": ModelSpec(
+            "bicubic",
+            "bicubic",
+            "bicubic interpolation, not learned: the baseline",
+            _build_bicubic,
+        ),
+    }
+)
+"""Every model geosr knows, by name.  Iterating gives the names."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One row of ``geosr models``.
+
+    Attributes
+    ----------
+    name, description : str
+    scales : tuple of int
+        Scales with bundled weights (others run untrained).
+    cards : mapping of int to ModelCard
+        The bundled cards by scale.
+    """
+
+    name: str
+    description: str
+    scales: tuple[int, ...]
+    cards: Mapping[int, ModelCard]
+
+    @property
+    def card(self) -> ModelCard | None:
+        """The card of the smallest bundled scale, or ``None`` without bundled weights."""
+        return self.cards[self.scales[0]] if self.scales else None
+
+    @property
+    def metrics_summary(self) -> str:
+        """Validation gain over bicubic per bundled scale, e.g. ``"x4: +1.23 dB"``, or ``"-"``."""
+        parts = []
+        for s in self.scales:
+            metrics = self.cards[s].metrics
+            if "val_gain_db" in metrics:
+                parts.append(f"x{s}: {float(metrics['val_gain_db']):+.2f} dB")
+            elif "val_psnr" in metrics:
+                parts.append(f"x{s}: {float(metrics['val_psnr']):.2f} dB PSNR")
+        return ", ".join(parts) or "-"
+
+
+def _unknown(name: object) -> ModelError:
+    return ModelError(
+        f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)} "
+        f"(or give the path of a {WEIGHTS_SUFFIX} weights file)"
+    )
+
+
+def _spec(name: str) -> ModelSpec:
+    if name not in MODEL_NAMES:
+        raise _unknown(name)
+    return MODEL_NAMES[name]
+
+
+def build_model(name: str, *, scale: int, **overrides: Any) -> SRModel:
+    """An untrained registered model (bicubic-equivalent until trained).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODEL_NAMES`.
+    scale : int
+        Upscaling factor, 2..8.
+    **overrides
+        Architecture options replacing the registered defaults, e.g.
+        ``features=8`` or ``recurrent=False``.
+    """
+    return _spec(name).build(scale, **overrides)
+
+
+def bundled_weights(name: str, scale: int) -> Path | None:
+    """The bundled ``<name>_x<scale>.safetensors`` for a registered name, or ``None``."""
+    _spec(name)
+    path = WEIGHTS_DIR / f"{name}_x{scale}{WEIGHTS_SUFFIX}"
+    return path if path.is_file() else None
+
+
+def _bundled_scales(name: str) -> tuple[int, ...]:
+    if not WEIGHTS_DIR.is_dir():
+        return ()
+    pattern = re.compile(rf"{re.escape(name)}_x(\d+){re.escape(WEIGHTS_SUFFIX)}")
+    found = (pattern.fullmatch(p.name) for p in WEIGHTS_DIR.iterdir())
+    return tuple(sorted(int(m.group(1)) for m in found if m))
+
+
+def list_models() -> list[ModelInfo]:
+    """Every registered model with its bundled scales and cards, for ``geosr models``."""
+    infos = []
+    for name, spec in MODEL_NAMES.items():
+        scales = _bundled_scales(name)
+        cards = {}
+        for s in scales:
+            card_path = WEIGHTS_DIR / f"{name}_x{s}{CARD_SUFFIX}"
+            if not card_path.is_file():
+                raise ModelError(f"bundled weights {name} x{s} have no card {card_path}")
+            cards[s] = ModelCard.from_json(card_path.read_text("utf-8"), source=str(card_path))
+        infos.append(ModelInfo(name, spec.description, scales, MappingProxyType(cards)))
+    return infos
+
+
+def _or_list(values: tuple[int, ...]) -> str:
+    words = [str(v) for v in values]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def _check_scale(scale: object, name: str) -> int:
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, int)
+        or not MIN_SCALE <= scale <= MAX_SCALE
+    ):
+        bundled = _bundled_scales(name) if name in MODEL_NAMES else ()
+        hint = (
+            f"use {_or_list(bundled)} (bundled weights) or any integer {MIN_SCALE}..{MAX_SCALE}"
+            if bundled
+            else f"use {_or_list(RECOMMENDED_SCALES)} (any integer {MIN_SCALE}..{MAX_SCALE})"
+        )
+        raise ModelError(f"scale {scale!r} is not supported by model {name}: {hint}")
+    return scale
+
+
+def _check_bands(model: SRModel, bands: object) -> None:
+    if isinstance(bands, bool) or not isinstance(bands, int) or bands < 1:
+        raise ModelError(f"bands must be an integer >= 1, got {bands!r}")
+    card_bands = model.card.bands
+    if card_bands is not None and len(card_bands) != bands:
+        raise ModelError(
+            f"model {model.name} expects {len(card_bands)} bands ({','.join(card_bands)}), "
+            f"the input has {bands}; select those bands (e.g. --bands) or use a "
+            "band-agnostic model such as cnnrnn-fast"
+        )
+    in_channels = getattr(getattr(model, "config", None), "in_channels", 1)
+    if in_channels > 1 and in_channels != bands:
+        raise ModelError(
+            f"model {model.name} expects {in_channels} bands, the input has {bands}"
+        )
+
+
+def model_from_card(card: ModelCard) -> SRModel:
+    """Build the (untrained) architecture a card describes."""
+    if card.architecture == "bicubic":
+        return Bicubic(card.scale)
+    return CNNRNN(CNNRNNConfig.from_dict({"scale": card.scale, **card.config}), name=card.name)
+
+
+def _from_file(path: Path, scale: object) -> SRModel:
+    state, card = load_weights(path)
+    if card.scale != scale:
+        raise ModelError(
+            f"weights {path} support scale {card.scale} only, not {scale!r}: "
+            f"run with scale {card.scale}, or use weights trained for x{scale}"
+        )
+    _check_scale(scale, card.name)
+    model = model_from_card(card)
+    apply_state(model, state)
+    model.card = card
+    return model
+
+
+def _looks_like_path(value: str | os.PathLike[str]) -> bool:
+    if not isinstance(value, str):
+        return True
+    suffixes = (WEIGHTS_SUFFIX, CARD_SUFFIX, *PICKLE_SUFFIXES)
+    return (
+        "/" in value
+        or os.sep in value
+        or value.lower().endswith(suffixes)
+        or Path(value + WEIGHTS_SUFFIX).is_file()
+    )
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str] | None = None,
+    *,
+    bands: int,
+    scale: int,
+    device: str | torch.device | None = None,
+) -> SRModel:
+    """The model the pipeline runs, validated for ``bands`` and ``scale``, in eval mode.
+
+    Parameters
+    ----------
+    name_or_path : str, path-like or None
+        ``None`` for :data:`DEFAULT_MODEL`; a registered name (bundled weights
+        for ``scale`` when present, else the untrained, bicubic-equivalent
+        model, with a logged warning); or the path of ``.safetensors`` weights
+        (or their stem) with a card beside them, which fixes architecture, size
+        and scale.
+    bands : int
+        Band count of the input.
+    scale : int
+        Upscaling factor.
+    device : str or torch.device, optional
+        Where to put the model; CPU when omitted.
+
+    Returns
+    -------
+    SRModel
+        With ``.scale``, ``.receptive_field``, ``.card`` and ``.name``.
+
+    Raises
+    ------
+    ModelError
+        Unknown name, unsupported scale, band count the card does not accept,
+        pickle checkpoint, missing card, weights that do not fit.
+    """
+    target = DEFAULT_MODEL if name_or_path is None else name_or_path
+    if isinstance(target, str) and target in MODEL_NAMES:
+        spec = MODEL_NAMES[target]
+        scale = _check_scale(scale, target)
+        weights = bundled_weights(target, scale)
+        if weights is not None:
+            model = _from_file(weights, scale)
+            model.name = target
+        else:
+            model = spec.build(scale)
+            if spec.architecture != "bicubic":
+                log.warning(
+                    "no bundled weights for %s x%d; running it untrained, which equals "
+                    "bicubic + radiometric projection",
+                    target,
+                    scale,
+                )
+    elif _looks_like_path(target):
+        model = _from_file(Path(target), scale)
+    else:
+        raise _unknown(target)
+    _check_bands(model, bands)
+    if device is not None:
+        model = model.to(device)
+    return model.eval()

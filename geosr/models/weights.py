@@ -1,0 +1,166 @@
+"""Weights on disk: ``<stem>.safetensors`` beside its card ``<stem>.json``.
+
+Only safetensors are read.  Pickle-based checkpoints (``torch.save`` output,
+``.pt``/``.pth``/``.ckpt``/``.pkl``) run arbitrary code when loaded, so they are
+refused by name, before any byte of them is parsed; a pickle renamed to
+``.safetensors`` is refused too, by the safetensors parser, which never unpickles.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from geosr.errors import ModelError
+from geosr.models.card import ModelCard
+
+WEIGHTS_SUFFIX = ".safetensors"
+CARD_SUFFIX = ".json"
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+_MAX_LISTED = 8
+
+StateDict = dict[str, torch.Tensor]
+
+
+def weights_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``(<stem>.safetensors, <stem>.json)`` for a weights path, a card path or the bare stem.
+
+    Raises
+    ------
+    ModelError
+        For a pickle-based checkpoint suffix.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise ModelError(
+            f"{p} is a pickle-based checkpoint; geosr loads only safetensors, because "
+            "unpickling runs arbitrary code. Convert it with, in an environment you trust: "
+            "python -c \"import torch; from safetensors.torch import save_file; "
+            f"save_file(torch.load('{p}', weights_only=True), '{p.with_suffix(WEIGHTS_SUFFIX)}')\" "
+            f"and write its model card as {p.with_suffix(CARD_SUFFIX)}"
+        )
+    stem = p.with_suffix("") if suffix in (WEIGHTS_SUFFIX, CARD_SUFFIX) else p
+    return stem.with_name(stem.name + WEIGHTS_SUFFIX), stem.with_name(stem.name + CARD_SUFFIX)
+
+
+def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temporary file in the same folder, then rename over ``target``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        tmp_path.replace(target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def save_weights(
+    model: nn.Module, card: ModelCard, path: str | os.PathLike[str]
+) -> tuple[Path, Path]:
+    """Write ``model``'s state as ``<path>.safetensors`` and ``card`` as ``<path>.json``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Its ``state_dict`` is saved (CPU, contiguous copies).
+    card : ModelCard
+        Written beside the weights.
+    path : path-like
+        The stem, or the ``.safetensors`` / ``.json`` path.
+
+    Returns
+    -------
+    (Path, Path)
+        The weights file and the card file.  Each is written atomically.
+    """
+    if not isinstance(card, ModelCard):
+        raise ModelError(f"save_weights needs a ModelCard, got {type(card).__name__}")
+    weights_path, card_path = weights_paths(path)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": "pt", "name": card.name, "scale": str(card.scale)}
+    _atomic_write(weights_path, lambda p: save_file(tensors, str(p), metadata=metadata))
+    _atomic_write(card_path, lambda p: p.write_text(card.to_json(), encoding="utf-8"))
+    return weights_path, card_path
+
+
+def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
+    """Read ``<stem>.safetensors`` and its card ``<stem>.json``.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.safetensors`` file, its ``.json`` card or their common stem.
+
+    Returns
+    -------
+    (dict of str to Tensor, ModelCard)
+        CPU tensors and the card.
+
+    Raises
+    ------
+    ModelError
+        For a pickle-based checkpoint (never unpickled), a missing weights file
+        or card, or a file that is not valid safetensors.
+    """
+    weights_path, card_path = weights_paths(path)
+    if not weights_path.is_file():
+        raise ModelError(f"weights file {weights_path} does not exist")
+    if not card_path.is_file():
+        raise ModelError(
+            f"weights {weights_path} have no model card: expected {card_path} "
+            "(written by geosr train or save_weights)"
+        )
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{weights_path} is not a valid safetensors file: {exc}") from exc
+    card = ModelCard.from_json(card_path.read_text(encoding="utf-8"), source=str(card_path))
+    return state, card
+
+
+def _listed(keys: list[str]) -> str:
+    more = f" and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else ""
+    return ", ".join(keys[:_MAX_LISTED]) + more
+
+
+def apply_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Load ``state_dict`` into ``model`` strictly, with a readable error on mismatch.
+
+    Raises
+    ------
+    ModelError
+        Naming missing and unexpected keys, and ``key: expected shape vs found
+        shape`` for shape mismatches, typically weights of another model size.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = [
+        f"{k}: expected {tuple(expected[k].shape)} vs found {tuple(state_dict[k].shape)}"
+        for k in sorted(set(expected) & set(state_dict))
+        if expected[k].shape != state_dict[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_listed(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_listed(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches {_listed(mismatched)}")
+    if problems:
+        name = getattr(model, "name", type(model).__name__)
+        raise ModelError(
+            f"weights do not fit model {name}: {'; '.join(problems)}. "
+            "Check that the card's config matches the weights (model size, scale, bands)"
+        )
+    model.load_state_dict(dict(state_dict), strict=True)

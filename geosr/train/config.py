@@ -1,0 +1,312 @@
+"""Typed, frozen training configuration and its TOML recipe format.
+
+A recipe (``pipelines/*.toml``) is just a serialisation of :class:`TrainConfig`:
+top-level keys are its fields, tables are the nested dataclasses, ``[[data.train]]``
+and ``[[data.val]]`` are lists of :class:`SceneSource`.  Precedence is explicit
+in :func:`load_config`: command-line values over the recipe over the defaults
+below.  Unknown keys are errors (a typo must not silently train something else).
+
+Paths in a recipe may use ``${GEOSR_DATA_DIR}``; when that variable is unset it
+stands for ``../shared/data`` relative to the current directory (the same
+convention as the tests).  Other relative paths are relative to the current
+directory (run recipes from the repository root, as ``make weights`` does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geosr.errors import OptionError
+from geosr.train.degrade import DegradationConfig
+
+DATA_DIR_VAR = "GEOSR_DATA_DIR"
+DEFAULT_DATA_DIR = "../shared/data"
+
+
+@dataclass(frozen=True)
+class SceneSource:
+    """One HR raster (or a glob of them) and the part of it to use.
+
+    Attributes
+    ----------
+    path : str
+        File, folder (all ``*.tif``, ``*.tiff``, ``*.jp2`` in it) or glob.
+    bands : tuple of int, optional
+        1-based bands to use (all when empty).
+    rows, cols : (float, float)
+        Fractions of the scene's height and width to use, e.g. ``rows = [0.5, 1.0]``
+        for the lower half (a validation split inside one large scene).
+    """
+
+    path: str
+    bands: tuple[int, ...] = ()
+    rows: tuple[float, float] = (0.0, 1.0)
+    cols: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "cols"):
+            lo, hi = getattr(self, name)
+            if not 0.0 <= lo < hi <= 1.0:
+                raise OptionError(f"{self.path}: {name} must be fractions 0 <= start < stop <= 1, got {(lo, hi)}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training and validation chips come from.
+
+    Attributes
+    ----------
+    train, val : tuple of SceneSource
+        Self-supervised HR scenes; the validation scenes are never trained on.
+    store : str, optional
+        A paired training store (Zarr, see ``geosr.orchestrate.training_store``);
+        when set, training reads LR/HR chips from it instead of degrading ``train``.
+    lr_chip : int
+        LR chip size in pixels (the HR chip is ``lr_chip * scale``).
+    val_chips, val_lr_chip, val_border : int
+        Number and LR size of the fixed validation chips; HR border excluded from
+        the validation PSNR.
+    """
+
+    train: tuple[SceneSource, ...] = ()
+    val: tuple[SceneSource, ...] = ()
+    store: str | None = None
+    lr_chip: int = 32
+    val_chips: int = 32
+    val_lr_chip: int = 48
+    val_border: int = 8
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay to ``min_lr_ratio * lr``."""
+
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup: int = 100
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.02
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in {"cosine", "constant"}:
+            raise OptionError(f"optim.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.lr <= 0:
+            raise OptionError(f"optim.lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; written beside its checkpoints.
+
+    Attributes
+    ----------
+    name : str
+        Model name for :func:`geosr.models.build_model` (``cnnrnn-fast`` ...).
+    scale : int
+    model : dict
+        Overrides of the model's configuration (e.g. ``features = 24``).
+    seed : int
+        Seeds everything; a run is a function of its config.
+    steps, batch_size : int
+    loss : dict
+        Loss names and weights (see :func:`geosr.train.losses.build_loss`).
+    perceptual_net : str, optional
+        Feature network file for the ``perceptual`` loss.
+    device : str
+        ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
+    precision : str
+        ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32``, ``bf16``.
+    threads : int
+        torch intra-op threads on CPU (0: torch's default).
+    val_every, checkpoint_every, log_every : int
+        In steps.
+    output : str
+        Run folder: ``config.json``, ``checkpoints/``, and by default the weights.
+    weights : str, optional
+        Path stem of the final weights (``<stem>.safetensors`` + ``<stem>.json``);
+        default ``<output>/<name>_x<scale>``.
+    """
+
+    name: str = "cnnrnn-fast"
+    scale: int = 4
+    model: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    steps: int = 2000
+    batch_size: int = 16
+    loss: dict[str, float] = field(default_factory=lambda: {"l1": 1.0})
+    perceptual_net: str | None = None
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int = 0
+    val_every: int = 200
+    checkpoint_every: int = 200
+    log_every: int = 10
+    output: str = "runs/train"
+    weights: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.scale not in (2, 3, 4, 8):
+            raise OptionError(f"scale must be 2, 3, 4 or 8, got {self.scale}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise OptionError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
+        if self.precision not in {"auto", "fp32", "bf16"}:
+            raise OptionError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        for name in ("val_every", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise OptionError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def weights_stem(self) -> Path:
+        """Where the final weights go (without suffix)."""
+        if self.weights:
+            return Path(self.weights)
+        return Path(self.output) / f"{self.name}_x{self.scale}"
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON/TOML-friendly dict of a config dataclass (tuples become lists)."""
+
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, Mapping):
+            return {str(k): conv(x) for k, x in v.items()}
+        return v
+
+    result = conv(config)
+    assert isinstance(result, dict)  # a dataclass converts to a dict
+    return result
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _convert(non_none[0], value, where)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise OptionError(f"{where} must be a table, got {value!r}")
+        return from_dict(tp, value, where)  # type: ignore[arg-type]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise OptionError(f"{where} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise OptionError(f"{where} must have {len(args)} values, got {list(value)}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise OptionError(f"{where} must be a table, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise OptionError(f"{where} must be an integer, got {value!r}")
+    if tp in (int, str, bool) and not isinstance(value, tp):
+        raise OptionError(f"{where} must be {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[Any], values: Mapping[str, Any], where: str = "config") -> Any:
+    """Build a config dataclass from a nested mapping, refusing unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise OptionError(f"unknown key(s) {unknown} in {where}; known: {sorted(names)}")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and key not in {"loss", "model"}:
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML recipe into a nested dict (no validation yet)."""
+    p = Path(path)
+    if not p.is_file():
+        raise OptionError(f"recipe {p} does not exist; recipes live in pipelines/*.toml")
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise OptionError(f"recipe {p} is not valid TOML: {exc}") from exc
+
+
+def load_config(recipe: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The run's configuration: ``overrides`` (CLI) over ``recipe`` over the defaults.
+
+    ``overrides`` is nested like the recipe; ``None`` values mean "not given".
+    A ``loss`` or ``model`` table replaces the lower level's table as a whole.
+    """
+    merged: dict[str, Any] = {}
+    if recipe is not None:
+        merged = _merge(merged, read_recipe(recipe))
+    if overrides:
+        merged = _merge(merged, overrides)
+    return typing.cast(TrainConfig, from_dict(TrainConfig, merged))
+
+
+def expand_path(path: str) -> str:
+    """Expand ``${GEOSR_DATA_DIR}`` (default ``../shared/data``) and ``~``."""
+    data_dir = os.environ.get(DATA_DIR_VAR) or DEFAULT_DATA_DIR
+    path = path.replace("${" + DATA_DIR_VAR + "}", data_dir).replace("$" + DATA_DIR_VAR, data_dir)
+    return os.path.expanduser(path)
+
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
+
+
+def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[Path, SceneSource]]:
+    """Expand files, folders and globs into ``(file, source)`` pairs, sorted, deduplicated."""
+    out: list[tuple[Path, SceneSource]] = []
+    seen: set[tuple[Path, SceneSource]] = set()
+    for source in sources:
+        pattern = expand_path(source.path)
+        p = Path(pattern)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
+        elif any(ch in pattern for ch in "*?["):
+            files = sorted(Path(f) for f in glob.glob(pattern))
+        elif p.is_file():
+            files = [p]
+        else:
+            raise OptionError(f"{what} raster {pattern!r} does not exist (GEOSR_DATA_DIR={os.environ.get(DATA_DIR_VAR)})")
+        if not files:
+            raise OptionError(f"{what} pattern {pattern!r} matches no raster")
+        for f in files:
+            if (f, source) not in seen:
+                seen.add((f, source))
+                out.append((f, source))
+    return out

@@ -1,0 +1,210 @@
+"""Training scenes and deterministic chip samplers.
+
+Every batch is a pure function of ``(seed, step)``: the sampler draws from
+``numpy.random.default_rng([seed, step])``.  A resumed run therefore sees exactly
+the batches an uninterrupted run would, with no data-loader state to save.
+
+Scenes are normalised once, on the whole HR scene (or the used part of it), with
+the same per-scene percentile normalisation that ``geosr run`` applies to its
+input (:func:`geosr.normalise.scene_normalisation`), never per chip.  Chips are
+single bands (the bundled models are band-agnostic), placed where every HR pixel
+of the chip and its margin is valid, augmented by the 8 flips/rotations of the
+square, then degraded (:mod:`geosr.train.degrade`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from geosr.errors import InputError, OptionError
+from geosr.normalise import scene_normalisation, valid_mask
+from geosr.train.config import SceneSource, resolve_sources
+from geosr.train.degrade import WALD, DegradationConfig, degrade_batch, margin_for
+
+NORMALISATION = {"method": "percentile", "low": 0.1, "high": 99.9}
+"""The normalisation every bundled model is trained with (written in model cards)."""
+
+MAX_TRIES = 200
+
+
+@dataclass(frozen=True)
+class TrainScene:
+    """One normalised HR scene (part), ready for chipping.
+
+    Attributes
+    ----------
+    name : str
+    data : ndarray (C, H, W) float32, normalised, invalid pixels 0
+    invalid_sat : ndarray (C, H + 1, W + 1) int32
+        Summed-area table of invalid pixels (O(1) "is this chip all valid").
+    quant_step : ndarray (C,)
+        The raster's digital-number step in normalised units (0 for float rasters).
+    """
+
+    name: str
+    data: np.ndarray
+    invalid_sat: np.ndarray
+    quant_step: np.ndarray
+
+    def all_valid(self, band: int, y: int, x: int, size: int) -> bool:
+        s = self.invalid_sat[band]
+        total = s[y + size, x + size] - s[y, x + size] - s[y + size, x] + s[y, x]
+        return bool(total == 0)
+
+
+def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
+    """Read, mask and normalise one HR scene (the ``rows``/``cols`` part of it)."""
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"cannot open training raster {path}: {exc}") from exc
+    with src:
+        bands = list(source.bands) if source.bands else list(range(1, src.count + 1))
+        bad = [b for b in bands if not 1 <= b <= src.count]
+        if bad:
+            raise InputError(f"{path} has {src.count} band(s); bands {bad} do not exist")
+        r0, r1 = (round(f * src.height) for f in source.rows)
+        c0, c1 = (round(f * src.width) for f in source.cols)
+        block = src.read(bands, window=Window(c0, r0, c1 - c0, r1 - r0))
+        nodata = src.nodata
+        dtype = src.dtypes[0]
+    valid = valid_mask(block, nodata)
+    norm = scene_normalisation(block, valid, method="percentile", low=0.1, high=99.9, source=str(path))
+    data = norm.apply(block)
+    data[~valid] = 0.0
+    invalid = (~valid).astype(np.int32)
+    sat = np.zeros((invalid.shape[0], invalid.shape[1] + 1, invalid.shape[2] + 1), np.int32)
+    sat[:, 1:, 1:] = invalid.cumsum(1).cumsum(2)
+    integer = np.issubdtype(np.dtype(dtype), np.integer)
+    quant = np.array([1.0 / s if integer else 0.0 for s in norm.scale], np.float64)
+    name = f"{Path(path).name}[b{','.join(map(str, bands))}]"
+    return TrainScene(name, np.ascontiguousarray(data), sat, quant)
+
+
+def load_scenes(sources: tuple[SceneSource, ...], what: str) -> list[TrainScene]:
+    """Load every raster that ``sources`` name."""
+    return [load_scene(f, s) for f, s in resolve_sources(sources, what)]
+
+
+def dihedral(x: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 flips/rotations of the last two axes (``k`` in 0..7)."""
+    if k >= 4:
+        x = x[..., ::-1]
+    return np.rot90(x, k % 4, axes=(-2, -1))
+
+
+class ChipSampler:
+    """Self-supervised batches ``(lr (B, T, 1, h, w), hr (B, 1, H, W))`` from HR scenes.
+
+    Scenes and bands are drawn with probability proportional to their pixel
+    count; positions uniformly among chips whose HR pixels (with the
+    degradation margin) are all valid.
+    """
+
+    def __init__(
+        self,
+        scenes: list[TrainScene],
+        *,
+        scale: int,
+        lr_chip: int,
+        degradation: DegradationConfig,
+        seed: int,
+    ):
+        if not scenes:
+            raise OptionError("no training scene: give HR rasters (files, folders or globs)")
+        self.scenes = scenes
+        self.scale = scale
+        self.lr_chip = lr_chip
+        self.degradation = degradation
+        self.seed = seed
+        self.margin = margin_for(scale, degradation)
+        self.size = lr_chip * scale + 2 * self.margin
+        pairs = [(i, b) for i, s in enumerate(scenes) for b in range(s.data.shape[0])]
+        usable = [(i, b) for i, b in pairs if min(scenes[i].data.shape[1:]) >= self.size]
+        if not usable:
+            raise OptionError(
+                f"every training scene is smaller than one chip ({self.size} HR px with margin): "
+                "lower data.lr_chip or give larger rasters"
+            )
+        weights = np.array([scenes[i].data.shape[1] * scenes[i].data.shape[2] for i, _ in usable], np.float64)
+        self.pairs = usable
+        self.weights = weights / weights.sum()
+
+    def _chip(self, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        for _ in range(MAX_TRIES):
+            i, band = self.pairs[rng.choice(len(self.pairs), p=self.weights)]
+            scene = self.scenes[i]
+            h, w = scene.data.shape[1:]
+            y = int(rng.integers(0, h - self.size + 1))
+            x = int(rng.integers(0, w - self.size + 1))
+            if scene.all_valid(band, y, x, self.size):
+                chip = scene.data[band, y : y + self.size, x : x + self.size]
+                return chip, float(scene.quant_step[band])
+        raise InputError(
+            f"found no all-valid chip of {self.size} px in {MAX_TRIES} tries: "
+            "the training scenes are mostly nodata; check their nodata value or lower data.lr_chip"
+        )
+
+    def batch(self, step: int, batch_size: int, *, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The batch of ``step``: ``lr`` (B, T, 1, h, w) and ``hr`` (B, 1, H, W), float32."""
+        rng = np.random.default_rng([self.seed, stream, step])
+        frames = 1
+        cfg = self.degradation
+        if rng.random() < cfg.multi_frame_probability:
+            frames = int(rng.integers(cfg.frames[0], cfg.frames[1] + 1))
+        chips = np.empty((batch_size, 1, self.size, self.size), np.float32)
+        quant = np.empty(batch_size, np.float64)
+        for j in range(batch_size):
+            chip, quant[j] = self._chip(rng)
+            chips[j, 0] = dihedral(chip, int(rng.integers(8)))
+        lr = degrade_batch(chips, self.scale, self.margin, rng, cfg, frames=frames, quant_step=quant)
+        m = self.margin
+        hr = np.ascontiguousarray(chips[:, :, m : self.size - m, m : self.size - m])
+        return lr, hr
+
+
+def validation_set(
+    scenes: list[TrainScene], *, scale: int, lr_chip: int, count: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed validation chips: plain area averaging (the Wald protocol), one frame.
+
+    Chips are spread over the scenes in turn so that each contributes.
+    """
+    if not scenes:
+        raise OptionError("no validation scene")
+    lrs, hrs = [], []
+    per_scene = max(1, math.ceil(count / len(scenes)))
+    for k, scene in enumerate(scenes):
+        sampler = ChipSampler([scene], scale=scale, lr_chip=lr_chip, degradation=WALD, seed=seed + 7919 * k)
+        lr, hr = sampler.batch(0, per_scene, stream=1)
+        lrs.append(lr)
+        hrs.append(hr)
+    return np.concatenate(lrs)[:count], np.concatenate(hrs)[:count]
+
+
+class StoreSampler:
+    """Batches from a paired training store (see ``geosr.orchestrate.training_store``).
+
+    The store holds ``lr`` (N, 1, h, w) and ``hr`` (N, 1, H, W) float32 chips
+    (normalised, co-registered); they are read into memory once.
+    """
+
+    def __init__(self, store: str | Path, *, seed: int, split: str = "train"):
+        from geosr.train.store import read_store
+
+        self.lr, self.hr = read_store(store, split)
+        self.seed = seed
+
+    def batch(self, step: int, batch_size: int, *, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, stream, step])
+        idx = rng.integers(0, self.lr.shape[0], batch_size)
+        ks = rng.integers(0, 8, batch_size)
+        lr = np.stack([dihedral(self.lr[i], int(k)) for i, k in zip(idx, ks, strict=True)])
+        hr = np.stack([dihedral(self.hr[i], int(k)) for i, k in zip(idx, ks, strict=True)])
+        return np.ascontiguousarray(lr[:, None], np.float32), np.ascontiguousarray(hr, np.float32)

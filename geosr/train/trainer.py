@@ -1,0 +1,323 @@
+"""The training loop: deterministic, resumable, CPU or CUDA (bf16 autocast).
+
+A run is a function of its :class:`~geosr.train.config.TrainConfig`: batch
+``k`` is drawn from ``(seed, k)`` (:mod:`geosr.train.data`), and a checkpoint
+holds everything else that evolves (model, optimiser, scheduler, RNG states,
+step), so a run interrupted and resumed with ``resume=True`` ends with the same
+weights, bit for bit on CPU in fp32, as one that was never interrupted.
+
+Output folder (``config.output``)::
+
+    config.json              the run's configuration (checked on resume)
+    checkpoints/last.*       the latest checkpoint (safetensors + JSON)
+    <name>_x<scale>.*        the trained weights and model card (or config.weights)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from geosr.errors import OptionError
+from geosr.models.bicubic import bicubic_upsample
+from geosr.models.card import ModelCard
+from geosr.models.weights import save_weights
+from geosr.train.checkpoint import (
+    TrainState,
+    has_checkpoint,
+    load_checkpoint,
+    read_checkpoint_config,
+    save_checkpoint,
+)
+from geosr.train.config import TrainConfig, to_dict
+from geosr.train.data import NORMALISATION, ChipSampler, StoreSampler, load_scenes, validation_set
+from geosr.train.losses import build_loss
+
+# Fields that may change between an interrupted run and its resumption.
+RESUMABLE_CHANGES = frozenset({"threads", "device", "log_every"})
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+"""Called as ``(step, total, {"loss": ..., "psnr": ...})`` after every logged step."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished (or stopped) run produced."""
+
+    weights: Path | None
+    card: Path | None
+    step: int
+    metrics: dict[str, float]
+    seconds: float
+    steps_per_second: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; validates explicit devices."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise OptionError(f"unknown device {device!r}: use auto, cpu or cuda[:N]") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"device {device!r} asked for, but CUDA is not available: use --device cpu")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 on CUDA by default, none (fp32) on CPU by default."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """The model to train, from the registry (``geosr.models.build_model``)."""
+    from geosr.models import build_model as registry_build
+
+    model = registry_build(config.name, scale=config.scale, **config.model)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise OptionError(f"model {config.name!r} has no trainable parameter")
+    return model
+
+
+def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay (or constant) as a factor of ``optim.lr``."""
+    opt = config.optim
+    warmup = max(0, min(opt.warmup, config.steps - 1))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if opt.schedule == "constant":
+            return 1.0
+        t = (step - warmup) / max(1, config.steps - warmup)
+        return opt.min_lr_ratio + (1 - opt.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+    return factor
+
+
+def psnr_batch(pred: torch.Tensor, target: torch.Tensor, border: int) -> torch.Tensor:
+    """PSNR per image with data range 1 (normalised units), ``border`` HR pixels excluded."""
+    if border:
+        pred = pred[..., border:-border, border:-border]
+        target = target[..., border:-border, border:-border]
+    mse = ((pred.double() - target.double()) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
+    return -10.0 * torch.log10(mse)
+
+
+class Validator:
+    """Fixed validation chips and the bicubic baseline on them."""
+
+    def __init__(self, lr: np.ndarray, hr: np.ndarray, *, scale: int, border: int, device: torch.device):
+        self.lr = torch.from_numpy(lr).to(device)
+        self.hr = torch.from_numpy(hr).to(device)
+        self.scale = scale
+        self.border = border
+        bic = bicubic_upsample(self.lr[:, 0], scale, torch.float32)
+        self.psnr_bicubic = float(psnr_batch(bic, self.hr, border).mean())
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, autocast: torch.dtype | None, batch: int = 8) -> float:
+        was_training = model.training
+        model.eval()
+        values = []
+        for i in range(0, self.lr.shape[0], batch):
+            with torch.autocast(self.lr.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+                pred = model(self.lr[i : i + batch]).float()
+            values.append(psnr_batch(pred, self.hr[i : i + batch], self.border))
+        model.train(was_training)
+        return float(torch.cat(values).mean())
+
+
+def _check_resume_config(output: Path, config: TrainConfig) -> None:
+    stored = read_checkpoint_config(output / "checkpoints")
+    current = to_dict(config)
+    diff = sorted(k for k in set(stored) | set(current) if k not in RESUMABLE_CHANGES and stored.get(k) != current.get(k))
+    if diff:
+        raise OptionError(
+            f"cannot resume {output}: the configuration differs in {diff}; "
+            "resume with the same recipe and options, or choose a new --output"
+        )
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+    stop_after: int | None = None,
+    recipe: str | None = None,
+) -> TrainResult:
+    """Train (or resume training) a model as ``config`` says.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    resume : bool
+        Continue from ``<output>/checkpoints/last.*`` when it exists (else start).
+    progress : callable, optional
+        Progress callback, see :data:`ProgressFn`.
+    stop_after : int, optional
+        Stop (with a checkpoint) after this global step, as if interrupted.
+    recipe : str, optional
+        Recipe path, recorded in the model card.
+
+    Returns
+    -------
+    TrainResult
+        ``weights``/``card`` are None when stopped before ``config.steps``.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    autocast = resolve_precision(config.precision, device)
+    output = Path(config.output)
+    ckpt_dir = output / "checkpoints"
+    config_dict = to_dict(config)
+
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % (2**32))
+    random.seed(config.seed)
+
+    model = build_model(config).to(device)
+    model.train()
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.optim.lr, betas=config.optim.betas, weight_decay=config.optim.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+    loss_fn = build_loss(config.loss, perceptual_net=config.perceptual_net, device=device)
+
+    sampler: ChipSampler | StoreSampler
+    validator: Validator | None = None
+    if config.data.store:
+        sampler = StoreSampler(config.data.store, seed=config.seed)
+        from geosr.train.store import read_store
+
+        vlr, vhr = read_store(config.data.store, "val")
+        vlr, vhr = vlr[: config.data.val_chips, None, None], vhr[: config.data.val_chips, None]
+        validator = Validator(vlr, vhr, scale=config.scale, border=config.data.val_border, device=device)
+    else:
+        scenes = load_scenes(config.data.train, "training")
+        sampler = ChipSampler(
+            scenes, scale=config.scale, lr_chip=config.data.lr_chip, degradation=config.degradation, seed=config.seed
+        )
+        if config.data.val:
+            vlr, vhr = validation_set(
+                load_scenes(config.data.val, "validation"),
+                scale=config.scale,
+                lr_chip=config.data.val_lr_chip,
+                count=config.data.val_chips,
+                seed=config.seed + 1,
+            )
+            validator = Validator(vlr, vhr, scale=config.scale, border=config.data.val_border, device=device)
+
+    state = TrainState()
+    if resume and has_checkpoint(ckpt_dir):
+        _check_resume_config(output, config)
+        state = load_checkpoint(ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=device)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.json").write_text(json.dumps(config_dict, indent=2), encoding="utf-8")
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, state=state, config=config_dict)
+
+    start_step = state.step
+    t0 = time.perf_counter()
+    seconds0 = state.seconds
+    last_psnr = state.history[-1]["psnr"] if state.history else float("nan")
+    running = 0.0
+    try:
+        for step in range(state.step, config.steps):
+            lr_np, hr_np = sampler.batch(step, config.batch_size)
+            lr_t = torch.from_numpy(lr_np).to(device, non_blocking=True)
+            hr_t = torch.from_numpy(hr_np).to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+                pred = model(lr_t)
+            loss = loss_fn(pred.float(), hr_t)
+            if not torch.isfinite(loss):
+                raise OptionError(
+                    f"the loss became {float(loss)} at step {step}: lower optim.lr or check the training data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.optim.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            state.step = step + 1
+            value = float(loss.detach())
+            running = value if step == start_step else 0.9 * running + 0.1 * value
+            done = state.step
+            if validator is not None and (done % config.val_every == 0 or done == config.steps):
+                last_psnr = validator(model, autocast)
+                state.history.append(
+                    {"step": done, "loss": running, "psnr": last_psnr, "psnr_bicubic": validator.psnr_bicubic}
+                )
+            state.seconds = seconds0 + time.perf_counter() - t0
+            if done % config.checkpoint_every == 0 or done == config.steps or done == stop_after:
+                checkpoint()
+            if progress is not None and (done % config.log_every == 0 or done == config.steps):
+                progress(done, config.steps, {"loss": running, "psnr": last_psnr})
+            if stop_after is not None and done >= stop_after and done < config.steps:
+                return _result(None, None, state, {}, start_step)
+    except KeyboardInterrupt:
+        if state.step > start_step:
+            state.seconds = seconds0 + time.perf_counter() - t0
+            checkpoint()
+        raise
+
+    metrics: dict[str, float] = {}
+    if validator is not None:
+        psnr = validator(model, autocast)
+        metrics = {
+            "val_psnr": round(psnr, 4),
+            "val_psnr_bicubic": round(validator.psnr_bicubic, 4),
+            "val_gain_db": round(psnr - validator.psnr_bicubic, 4),
+            "val_chips": int(validator.lr.shape[0]),
+        }
+    card = ModelCard(
+        name=config.name,
+        architecture="cnnrnn",
+        config=model.config.to_dict(),  # type: ignore[operator]
+        scale=config.scale,
+        bands=None,
+        normalisation=dict(NORMALISATION),
+        training={
+            "recipe": recipe,
+            "data": [s.path for s in config.data.train] if not config.data.store else config.data.store,
+            "validation": [s.path for s in config.data.val],
+            "steps": config.steps,
+            "batch_size": config.batch_size,
+            "lr_chip": config.data.lr_chip,
+            "seed": config.seed,
+            "loss": dict(config.loss),
+            "seconds": round(state.seconds, 1),
+            "config": config_dict,
+        },
+        metrics=metrics,
+    )
+    model_cpu = model.to("cpu")
+    weights, card_path = save_weights(model_cpu, card, config.weights_stem)
+    return _result(weights, card_path, state, metrics, start_step)
+
+
+def _result(
+    weights: Path | None, card: Path | None, state: TrainState, metrics: dict[str, float], start_step: int
+) -> TrainResult:
+    rate = state.step / state.seconds if state.seconds > 0 else 0.0
+    return TrainResult(weights, card, state.step, metrics, state.seconds, rate, list(state.history))

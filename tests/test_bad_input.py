@@ -1,0 +1,149 @@
+"""Every user mistake: one clear line naming the file, exit status 2, no traceback, no output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geosr.cli import main
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["geosr", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    code = exit_info.value.code
+    return (code if isinstance(code, int) else 0), captured.err
+
+
+def assert_one_clear_line(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err
+    text = " ".join(err.split())
+    assert text.startswith("error:"), err
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in {text!r}"
+
+
+def outputs_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if "_x" in p.name or p.name.startswith("."))
+
+
+def test_missing_file(tmp_path: Path, capsys, monkeypatch) -> None:
+    code, err = run_cli(["run", str(tmp_path / "nope.tif")], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "nope.tif", "no such file")
+    assert outputs_in(tmp_path) == []
+
+
+def test_not_a_raster(tmp_path: Path, capsys, monkeypatch) -> None:
+    path = tmp_path / "notes.tif"
+    path.write_text("these are my field notes, not an image\n")
+    code, err = run_cli(["run", str(path)], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "notes.tif", "not a readable raster")
+    assert outputs_in(tmp_path) == []
+
+
+def test_truncated_geotiff(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    path = make_raster(height=300, width=300, dtype="uint16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    code, err = run_cli(["run", str(path), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene.tif")
+    assert "truncated" in err or "corrupt" in err or "not a readable raster" in err
+    assert outputs_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("scale", ["0", "-2", "1"])
+def test_bad_scale(make_raster, tmp_path: Path, capsys, monkeypatch, scale: str) -> None:
+    path = make_raster()
+    code, err = run_cli(["run", str(path), "--scale", scale], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene.tif", "scale")
+    assert outputs_in(tmp_path) == []
+
+
+def test_band_count_the_model_cannot_take(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    import torch
+
+    from geosr.models import CNNRNN, CNNRNNConfig, ModelCard, save_weights
+
+    config = CNNRNNConfig(scale=2, features=8, encoder_blocks=1, refine_steps=1, in_channels=4)
+    card = ModelCard(name="rgbn", architecture="cnnrnn", config=vars(config) if not hasattr(config, "to_dict")
+                     else config.to_dict(), scale=2, bands=["B2", "B3", "B4", "B8"])
+    torch.manual_seed(0)
+    weights, _ = save_weights(CNNRNN(config), card, tmp_path / "weights" / "rgbn_x2")
+    path = make_raster(count=3)
+    code, err = run_cli(["run", str(path), "--scale", "2", "--model", str(weights)], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene.tif", "4 bands", "3")
+    assert outputs_in(tmp_path) == []
+
+
+def test_existing_output_is_kept_byte_identical(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    path = make_raster()
+    existing = tmp_path / "scene_x4.tif"
+    existing.write_bytes(b"precious results from last week")
+    code, err = run_cli(["run", str(path), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene_x4.tif", "--overwrite")
+    assert existing.read_bytes() == b"precious results from last week"
+    code, _ = run_cli(["run", str(path), "--model", "bicubic", "--overwrite"], capsys, monkeypatch)
+    assert code == 0 and existing.read_bytes()[:2] in (b"II", b"MM")
+
+
+def test_unwritable_output_directory(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    path = make_raster()
+    code, err = run_cli(["run", str(path), "-o", str(tmp_path / "missing" / "dir" / "o.tif")], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "o.tif")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_unsupported_output_format(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    path = make_raster()
+    code, err = run_cli(["run", str(path), "-o", str(tmp_path / "o.png")], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "o.png")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_all_nodata_scene_is_refused(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    path = make_raster(data=np.zeros((1, 20, 20), np.uint16), nodata=0)
+    code, err = run_cli(["run", str(path)], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene.tif", "nodata")
+    assert outputs_in(tmp_path) == []
+
+
+def test_raster_without_crs_is_refused(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    path = make_raster(crs=None)
+    code, err = run_cli(["run", str(path)], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene.tif", "no CRS", "gdal_edit")
+    assert outputs_in(tmp_path) == []
+
+
+def test_output_over_input_is_refused(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    path = make_raster()
+    before = path.read_bytes()
+    code, err = run_cli(["run", str(path), "-o", str(path), "--overwrite"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene.tif", "input")
+    assert path.read_bytes() == before
+
+
+def test_cuda_without_gpu_is_a_clear_error(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present; the refusal cannot happen")
+    path = make_raster()
+    code, err = run_cli(["run", str(path), "--device", "cuda"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene.tif", "CUDA")
+    assert outputs_in(tmp_path) == []
+
+
+def test_console_script_reports_without_traceback(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("geosr")
+    result = subprocess.run([str(exe), "run", str(tmp_path / "absent.jp2")], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 2
+    assert "absent.jp2" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

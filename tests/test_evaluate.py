@@ -1,0 +1,121 @@
+"""Evaluation metrics and the Wald protocol, on cases small enough to compute by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from geosr.evaluation import evaluate_wald, lr_consistency, psnr, psnr_range, ssim, wald_lr
+from geosr.evaluation.report import print_report, write_json
+from geosr.errors import InputError
+
+
+def test_psnr_by_hand() -> None:
+    ref = np.zeros((4, 4))
+    pred = np.zeros((4, 4))
+    pred[0, 0] = 4.0  # MSE = 16 / 16 = 1
+    assert psnr(pred, ref, data_range=10.0) == pytest.approx(20.0)
+    # With a border of 1 only the 2 x 2 centre counts: identical there.
+    assert math.isinf(psnr(pred, ref, data_range=10.0, border=1))
+    valid = np.ones((4, 4), bool)
+    valid[0, 0] = False
+    assert math.isinf(psnr(pred, ref, data_range=10.0, valid=valid))
+
+
+def test_psnr_range_is_the_robust_span() -> None:
+    values = np.arange(100001, dtype=np.float64).reshape(1, -1)
+    assert psnr_range(values) == pytest.approx(99900.0 - 100.0)
+
+
+def test_ssim_identical_is_one_and_noise_lowers_it() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.random((40, 40)) * 100
+    assert ssim(img, img, data_range=100.0) == pytest.approx(1.0)
+    noisy = img + rng.normal(0, 20, img.shape)
+    value = ssim(noisy, img, data_range=100.0)
+    assert value < 0.9
+
+
+def test_numpy_ssim_matches_the_training_loss_ssim() -> None:
+    torch = pytest.importorskip("torch")
+    from geosr.train.losses import ssim as torch_ssim
+
+    rng = np.random.default_rng(2)
+    img = rng.random((32, 36))
+    noisy = img + rng.normal(0, 0.1, img.shape)
+    expected = float(torch_ssim(torch.tensor(noisy)[None, None], torch.tensor(img)[None, None], data_range=1.0))
+    assert ssim(noisy, img, data_range=1.0) == pytest.approx(expected, abs=1e-5)
+
+
+def test_wald_lr_crops_and_block_averages() -> None:
+    hr = np.arange(2 * 5 * 7, dtype=np.float64).reshape(2, 5, 7)
+    valid = np.ones(hr.shape, bool)
+    valid[1, 0, 0] = False
+    hr_c, ok, lr = wald_lr(hr, valid, 2)
+    assert hr_c.shape == (2, 4, 6) and lr.shape == (2, 2, 3)
+    assert lr[0, 0, 0] == pytest.approx((0 + 1 + 7 + 8) / 4)
+    assert lr[0, 1, 2] == pytest.approx((18 + 19 + 25 + 26) / 4)
+    assert np.isnan(lr[1, 0, 0]) and np.isfinite(lr[1, 0, 1])
+
+
+def test_lr_consistency_of_a_block_constant_image_is_zero() -> None:
+    lr = np.array([[1.0, 2.0], [3.0, 5.0]])
+    sr = np.kron(lr, np.ones((3, 3)))
+    assert lr_consistency(sr, lr, 3) == 0.0
+    assert lr_consistency(sr + 1.5, lr, 3) == pytest.approx(1.5)
+
+
+def _fake_upscaler(src: Path, dst: Path, *, scale: int, model: str | None, **_: object) -> Path:
+    """Nearest-neighbour 'SR'; the 'bicubic' one is off by a constant 2."""
+    with rasterio.open(src) as s:
+        data = s.read()
+        profile = s.profile
+        transform = s.transform
+    up = np.kron(data, np.ones((1, scale, scale), np.float32))
+    if model == "bicubic":
+        up = up + 2.0
+    profile.update(width=up.shape[2], height=up.shape[1], transform=transform @ transform.scale(1 / scale))
+    with rasterio.open(dst, "w", **profile) as d:
+        d.write(up.astype(np.float32))
+    return Path(dst)
+
+
+def test_wald_with_a_hand_computable_upscaler(make_raster, tmp_path) -> None:
+    # HR constant on 2 x 2 blocks: the Wald LR is exact and nearest 'SR' gives HR back.
+    rng = np.random.default_rng(1)
+    blocks = rng.integers(0, 1000, (1, 20, 21)).astype("uint16")
+    hr = np.kron(blocks, np.ones((2, 2), "uint16"))[:, :, :41]  # odd width: one column cropped
+    path = make_raster("hr.tif", data=hr)
+    report = evaluate_wald([path], scale=2, model="fake", border=4, upscaler=_fake_upscaler, workdir=tmp_path / "w")
+    band = report.images[0].bands[0]
+    rng_hr = psnr_range(hr[0, :, :40].astype(np.float64))
+    assert band.psnr_range == pytest.approx(rng_hr)
+    assert math.isinf(band.psnr)
+    assert band.psnr_bicubic == pytest.approx(20 * math.log10(rng_hr / 2.0))
+    assert band.ssim == pytest.approx(1.0)
+    assert band.lr_consistency == 0.0
+    assert (tmp_path / "w" / "000_hr_lr.tif").is_file()
+    with rasterio.open(tmp_path / "w" / "000_hr_lr.tif") as lr:
+        with rasterio.open(path) as src:
+            assert lr.transform == src.transform @ src.transform.scale(2)
+            assert (lr.width, lr.height) == (20, 20)
+
+
+def test_report_json_and_table(make_raster, tmp_path) -> None:
+    path = make_raster("hr.tif", height=48, width=48)
+    report = evaluate_wald([path], scale=2, model="fake", border=2, upscaler=_fake_upscaler)
+    out = write_json(report, tmp_path / "r.json")
+    data = json.loads(out.read_text())
+    assert data["summary"]["gain_db"] == pytest.approx(report.summary()["gain_db"])
+    assert data["images"][0]["bands"][0]["band"] == 1
+    print_report(report)
+
+
+def test_empty_input_is_refused() -> None:
+    with pytest.raises(InputError):
+        evaluate_wald([], scale=2)

@@ -1,0 +1,514 @@
+"""COG and Zarr sinks: format validity, exact georeferencing, atomicity, failures.
+
+Pixel values encode their own band, row and column, so a window written to the
+wrong place, a transposed block or a lost tile shows up as a value mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from rio_cogeo.cogeo import cog_validate
+
+from geosr.errors import OptionError, OutputError
+from geosr.io import atomic
+from geosr.io.atomic import TMP_MARKER
+from geosr.io.sink import OutputSpec, RasterSink, open_sink
+from geosr.io.zarr_store import VARIABLE, write_region
+
+UTM = GeoBox((611, 1037), Affine(2.5, 0.0, 499_980.0, 0.0, -2.5, 5_300_040.0), "EPSG:32633")
+# Degrees with a resolution that is not a short binary fraction: exactness matters.
+GEOGRAPHIC = GeoBox((257, 300), Affine(1 / 11120, 0.0, 14.9, 0.0, -1 / 11120, 46.1), "EPSG:4326")
+
+
+# --------------------------------------------------------------------------- factories
+
+
+@pytest.fixture
+def make_spec() -> Callable[..., OutputSpec]:
+    """OutputSpec factory with sensible defaults for small test rasters."""
+
+    def make(
+        grid: GeoBox = UTM,
+        count: int = 4,
+        dtype: str = "uint16",
+        nodata: float | None = 0,
+        **kwargs: Any,
+    ) -> OutputSpec:
+        return OutputSpec(grid=grid, count=count, dtype=dtype, nodata=nodata, **kwargs)
+
+    return make
+
+
+def coded(spec: OutputSpec) -> np.ndarray:
+    """Pixels whose values encode (band, row, col); a nodata corner when there is nodata."""
+    count, height, width = spec.shape
+    band, row, col = np.meshgrid(
+        np.arange(count), np.arange(height), np.arange(width), indexing="ij"
+    )
+    values = band * 7 + row * 1000 + col
+    dtype = np.dtype(spec.dtype)
+    if dtype.kind == "f":
+        data = values.astype(dtype)  # exact: below 2**24
+    else:
+        info = np.iinfo(dtype)
+        data = (values % (int(info.max) - 1) + 1).astype(dtype)  # never 0, the usual nodata
+    if spec.nodata is not None:
+        data[:, :5, :7] = spec.nodata
+    return data
+
+
+def windows(height: int, width: int, step: tuple[int, int] = (200, 300)) -> Iterator[tuple[slice, slice]]:
+    """Windows not aligned to the 512 blocks, covering the raster once."""
+    for r in range(0, height, step[0]):
+        for c in range(0, width, step[1]):
+            yield slice(r, min(r + step[0], height)), slice(c, min(c + step[1], width))
+
+
+def write_all(sink: RasterSink, data: np.ndarray) -> None:
+    for rows, cols in windows(*data.shape[1:]):
+        sink.write(rows, cols, np.ascontiguousarray(data[:, rows, cols]))
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(
+        p.name for p in directory.iterdir() if TMP_MARKER in p.name or p.name.endswith(".tmp")
+    )
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Every byte of a file or a directory tree, for before/after comparisons."""
+    if path.is_file():
+        return {"": path.read_bytes()}
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def read_zarr(path: Path, **kwargs: Any) -> xr.DataArray:
+    # chunks=None: no dask in the io tests either.
+    return xr.open_zarr(path, decode_coords="all", chunks=None, **kwargs)[VARIABLE]
+
+
+# --------------------------------------------------------------------------- COG
+
+
+def test_cog_is_valid_tiled_compressed_and_carries_metadata(tmp_path, make_spec):
+    spec = make_spec(
+        descriptions=("B2", "B3", "B4", None),
+        colorinterp=("blue", "green", "red", "undefined"),
+        tags={"SENSOR": "Sentinel-2", "geosr_scale": "4"},
+        band_tags=({"wavelength": "490"}, {}, {}, {"wavelength": "842"}),
+    )
+    data = coded(spec)
+    destination = tmp_path / "scene_x4.tif"
+    with open_sink(destination, spec) as sink:
+        write_all(sink, data)
+
+    is_valid, errors, _warnings = cog_validate(str(destination), quiet=True)
+    assert is_valid and not errors
+    with rasterio.open(destination) as src:
+        assert src.block_shapes == [(512, 512)] * 4
+        structure = src.tags(ns="IMAGE_STRUCTURE")
+        assert structure["LAYOUT"] == "COG"
+        assert structure["COMPRESSION"] == "ZSTD"
+        assert structure["PREDICTOR"] == "2"
+        factors = src.overviews(1)
+        assert factors, "no overviews"
+        assert math.ceil(src.width / factors[-1]) <= 512
+        assert math.ceil(src.height / factors[-1]) <= 512
+        assert src.dtypes == ("uint16",) * 4
+        assert src.nodata == 0
+        assert src.descriptions == ("B2", "B3", "B4", None)
+        assert [c.name for c in src.colorinterp] == ["blue", "green", "red", "undefined"]
+        assert src.tags()["SENSOR"] == "Sentinel-2"
+        assert src.tags()["geosr_scale"] == "4"
+        assert src.tags(1)["wavelength"] == "490"
+        assert src.tags(4)["wavelength"] == "842"
+        assert tuple(src.transform) == tuple(UTM.transform)
+        assert UTM.crs == src.crs
+        np.testing.assert_array_equal(src.read(), data)
+    assert leftovers(tmp_path) == []
+
+
+def test_cog_float_nan_nodata_geographic(tmp_path, make_spec):
+    spec = make_spec(grid=GEOGRAPHIC, count=2, dtype="float32", nodata=float("nan"))
+    data = coded(spec)
+    destination = tmp_path / "out.tiff"
+    with open_sink(destination, spec) as sink:
+        write_all(sink, data)
+
+    is_valid, errors, _warnings = cog_validate(str(destination), quiet=True)
+    assert is_valid and not errors
+    with rasterio.open(destination) as src:
+        assert src.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
+        assert math.isnan(src.nodata)
+        assert tuple(src.transform) == tuple(GEOGRAPHIC.transform)
+        assert GEOGRAPHIC.crs == src.crs
+        np.testing.assert_array_equal(src.read(), data)
+        # Averaging skips nodata: the overview pixel over the NaN corner's edge is a number.
+        overview = src.read(1, out_shape=(src.height // 2, src.width // 2))
+        assert np.isnan(overview[0, 0]) and not np.isnan(overview[0, 5])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodata", "colorinterp"),
+    [("uint8", None, ("red", "green", "blue")), ("int16", -9999, ()), ("float64", -1e30, ())],
+)
+def test_cog_dtypes_round_trip(tmp_path, make_spec, dtype, nodata, colorinterp):
+    grid = GeoBox((70, 90), UTM.transform, UTM.crs)
+    spec = make_spec(grid=grid, count=3, dtype=dtype, nodata=nodata, colorinterp=colorinterp)
+    data = coded(spec)
+    destination = tmp_path / "small.tif"
+    with open_sink(destination, spec) as sink:
+        sink.write(slice(0, 70), slice(0, 90), data)
+    assert cog_validate(str(destination), quiet=True)[0]
+    with rasterio.open(destination) as src:
+        assert src.dtypes[0] == dtype
+        assert src.nodata == nodata
+        if colorinterp:
+            assert [c.name for c in src.colorinterp] == list(colorinterp)
+        np.testing.assert_array_equal(src.read(), data)
+
+
+def test_cog_same_writes_give_same_bytes(tmp_path, make_spec):
+    """Resumed or repeated runs must end with identical files."""
+    spec = make_spec(grid=GeoBox((100, 130), UTM.transform, UTM.crs), count=2)
+    data = coded(spec)
+    for name in ("a.tif", "b.tif"):
+        with open_sink(tmp_path / name, spec) as sink:
+            write_all(sink, data)
+    assert (tmp_path / "a.tif").read_bytes() == (tmp_path / "b.tif").read_bytes()
+
+
+def test_truncated_intermediate_is_detected(tmp_path, make_spec):
+    """A tile lost at the final flush (which rasterio does not report) is caught."""
+    from geosr.io.cog import _check_tiles
+
+    spec = make_spec(grid=GeoBox((600, 700), UTM.transform, UTM.crs), count=1)
+    path = tmp_path / "whole.tif"
+    with open_sink(path, spec) as sink:
+        sink.write(slice(0, 600), slice(0, 700), coded(spec))
+    _check_tiles(path, path)  # intact
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.truncate(size - 100)
+    with pytest.raises(OutputError, match="not written|cannot write"):
+        _check_tiles(path, path)
+
+
+# --------------------------------------------------------------------------- Zarr
+
+
+@pytest.mark.parametrize(
+    ("grid", "dtype", "nodata"),
+    [(UTM, "uint16", 0), (GEOGRAPHIC, "float32", float("nan")), (UTM, "int16", None)],
+)
+def test_zarr_is_rioxarray_readable_with_exact_grid(tmp_path, make_spec, grid, dtype, nodata):
+    spec = make_spec(
+        grid=grid,
+        count=2,
+        dtype=dtype,
+        nodata=nodata,
+        descriptions=("B4", "B8"),
+        tags={"geosr_model": "cnnrnn"},
+        block=256,
+    )
+    data = coded(spec)
+    destination = tmp_path / "out.zarr"
+    with open_sink(destination, spec) as sink:
+        write_all(sink, data)
+
+    da = read_zarr(destination)
+    assert da.dims == ("band", "y", "x")
+    assert da.rio.crs == grid.crs
+    assert tuple(da.rio.transform()) == tuple(grid.transform)
+    assert list(da["band"].values) == [1, 2]
+    assert da.attrs["long_name"] == ["B4", "B8"]
+    assert xr.open_zarr(destination, chunks=None).attrs["geosr_model"] == "cnnrnn"
+    if nodata is None:
+        assert da.rio.encoded_nodata is None and da.rio.nodata is None
+    else:
+        assert np.array_equal(da.rio.encoded_nodata, nodata, equal_nan=True)
+    raw = read_zarr(destination, mask_and_scale=False)
+    assert raw.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(raw.values, data)
+    assert leftovers(tmp_path) == []
+
+
+def test_cog_and_zarr_hold_identical_values(tmp_path, make_spec):
+    spec = make_spec(grid=GeoBox((300, 420), UTM.transform, UTM.crs), count=3)
+    data = coded(spec)
+    for name in ("same.tif", "same.zarr"):
+        with open_sink(tmp_path / name, spec) as sink:
+            write_all(sink, data)
+    with rasterio.open(tmp_path / "same.tif") as src:
+        from_cog = src.read()
+    from_zarr = read_zarr(tmp_path / "same.zarr", mask_and_scale=False).values
+    np.testing.assert_array_equal(from_cog, from_zarr)
+    np.testing.assert_array_equal(from_cog, data)
+
+
+def test_zarr_store_accepts_writes_by_path(tmp_path, make_spec):
+    """Other processes (Dask workers) write by path; the owning sink commits."""
+    spec = make_spec(grid=GeoBox((64, 96), UTM.transform, UTM.crs), count=1, block=32)
+    data = coded(spec)
+    with open_sink(tmp_path / "workers.zarr", spec) as sink:
+        write_region(sink.store, slice(0, 32), slice(0, 96), data[:, :32])  # type: ignore[attr-defined]
+        write_region(sink.store, slice(32, 64), slice(0, 96), data[:, 32:])  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(read_zarr(tmp_path / "workers.zarr", mask_and_scale=False), data)
+
+
+def test_zarr_refuses_rotated_grid(tmp_path, make_spec):
+    rotated = GeoBox((10, 10), Affine.rotation(10) @ Affine.scale(10, -10), "EPSG:32633")
+    with pytest.raises(OptionError, match="rotated"):
+        open_sink(tmp_path / "r.zarr", make_spec(grid=rotated))
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- atomicity
+
+
+@pytest.fixture(params=[".tif", ".zarr"])
+def suffix(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def small_spec(make_spec) -> OutputSpec:
+    return make_spec(grid=GeoBox((40, 50), UTM.transform, UTM.crs), count=2, block=16)
+
+
+def _existing(path: Path, spec: OutputSpec) -> dict[str, bytes]:
+    """Write a first output at ``path`` (all 7s) and return its bytes."""
+    with open_sink(path, spec) as sink:
+        sink.write(slice(0, 40), slice(0, 50), np.full(spec.shape, 7, dtype=spec.dtype))
+    return snapshot(path)
+
+
+def _read_any(path: Path) -> np.ndarray:
+    if path.suffix == ".zarr":
+        return read_zarr(path, mask_and_scale=False).values
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+def test_existing_destination_is_refused_and_untouched(tmp_path, small_spec, suffix):
+    destination = tmp_path / f"out{suffix}"
+    before = _existing(destination, small_spec)
+    with pytest.raises(OutputError, match="already exists; pass --overwrite to replace it") as err:
+        open_sink(destination, small_spec)
+    assert str(destination) in str(err.value)
+    assert snapshot(destination) == before
+    assert leftovers(tmp_path) == []
+
+
+def test_overwrite_replaces_only_at_commit(tmp_path, small_spec, suffix):
+    destination = tmp_path / f"out{suffix}"
+    before = _existing(destination, small_spec)
+    new = coded(small_spec)
+    sink = open_sink(destination, small_spec, overwrite=True)
+    sink.write(slice(0, 40), slice(0, 50), new)
+    assert snapshot(destination) == before  # still the old output while writing
+    assert sink.commit() == destination.absolute()
+    np.testing.assert_array_equal(_read_any(destination), new)
+    assert leftovers(tmp_path) == []
+
+
+def test_failed_overwrite_keeps_old_output(tmp_path, small_spec, suffix):
+    destination = tmp_path / f"out{suffix}"
+    before = _existing(destination, small_spec)
+    with pytest.raises(RuntimeError, match="model crashed"):
+        with open_sink(destination, small_spec, overwrite=True) as sink:
+            sink.write(slice(0, 16), slice(0, 16), coded(small_spec)[:, :16, :16])
+            raise RuntimeError("model crashed")
+    assert snapshot(destination) == before
+    assert leftovers(tmp_path) == []
+
+
+def test_abort_leaves_nothing(tmp_path, small_spec, suffix):
+    sink = open_sink(tmp_path / f"out{suffix}", small_spec)
+    assert leftovers(tmp_path), "the sink should be writing a temporary"
+    sink.write(slice(0, 40), slice(0, 50), coded(small_spec))
+    sink.abort()
+    sink.abort()  # idempotent
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OutputError, match="already committed or aborted"):
+        sink.write(slice(0, 1), slice(0, 1), coded(small_spec)[:, :1, :1])
+
+
+def test_exception_inside_with_leaves_nothing(tmp_path, small_spec, suffix):
+    with pytest.raises(KeyboardInterrupt):
+        with open_sink(tmp_path / f"out{suffix}", small_spec) as sink:
+            sink.write(slice(0, 40), slice(0, 50), coded(small_spec))
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_commit_twice_is_an_error(tmp_path, small_spec, suffix):
+    sink = open_sink(tmp_path / f"out{suffix}", small_spec)
+    sink.write(slice(0, 40), slice(0, 50), coded(small_spec))
+    sink.commit()
+    with pytest.raises(OutputError, match="already committed"):
+        sink.commit()
+
+
+# --------------------------------------------------------------------------- checks up front
+
+
+def test_unsupported_suffix(tmp_path, small_spec):
+    with pytest.raises(OptionError, match=r"out\.png.*'\.png'.*\.tif, \.tiff, \.zarr"):
+        open_sink(tmp_path / "out.png", small_spec)
+
+
+def test_missing_parent_directory(tmp_path, small_spec, suffix):
+    with pytest.raises(OutputError, match="does not exist; create it first"):
+        open_sink(tmp_path / "nope" / f"out{suffix}", small_spec)
+
+
+def test_parent_is_a_file(tmp_path, small_spec):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is not a directory"):
+        open_sink(tmp_path / "file" / "out.tif", small_spec)
+
+
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0,
+    reason="root writes into read-only directories; covered by the os.access test below",
+)
+def test_read_only_directory(tmp_path, small_spec, suffix):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(OutputError, match="not writable"):
+            open_sink(locked / f"out{suffix}", small_spec)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_not_writable_per_os_access(tmp_path, small_spec, monkeypatch):
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode: False)
+    with pytest.raises(OutputError, match=r"not writable; fix its permissions"):
+        open_sink(tmp_path / "out.tif", small_spec)
+
+
+def test_temporary_cannot_be_created(tmp_path, small_spec, suffix, monkeypatch):
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(atomic.tempfile, "mkdtemp", refuse)
+    with pytest.raises(OutputError, match=r"creating a temporary file in .* failed \(Permission denied\)"):
+        open_sink(tmp_path / f"out{suffix}", small_spec)
+
+
+def test_write_rejects_mismatched_windows(tmp_path, small_spec, suffix):
+    data = coded(small_spec)
+    with open_sink(tmp_path / f"out{suffix}", small_spec) as sink:
+        with pytest.raises(ValueError, match="not a window inside"):
+            sink.write(slice(30, 41), slice(0, 50), data[:, 30:41])
+        with pytest.raises(ValueError, match="does not fill the window"):
+            sink.write(slice(0, 10), slice(0, 10), data[:, :10, :11])
+        with pytest.raises(ValueError, match="dtype float32, expected uint16"):
+            sink.write(slice(0, 10), slice(0, 10), data[:, :10, :10].astype("float32"))
+        sink.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"count": 0}, "band count"),
+        ({"dtype": "complex64"}, "dtype 'complex64' is not supported"),
+        ({"nodata": -1}, "not a valid uint16 value"),
+        ({"nodata": float("nan")}, "not a valid uint16 value"),
+        ({"dtype": "float32", "nodata": 1e40}, "does not fit in float32"),
+        ({"descriptions": ("a",)}, "descriptions has 1 entries for 4 bands"),
+        ({"colorinterp": ("red", "green", "blue", "purple")}, "unknown colour"),
+        ({"block": 500}, "multiple of 16"),
+    ],
+)
+def test_spec_validation(make_spec, kwargs, message):
+    with pytest.raises(OptionError, match=message):
+        make_spec(**kwargs)
+
+
+def test_spec_normalises_dtype(make_spec):
+    assert make_spec(dtype=np.uint16).dtype == "uint16"
+
+
+# --------------------------------------------------------------------------- full disk
+
+_DISK_FULL_SCRIPT = textwrap.dedent(
+    """
+    import json, os, resource, signal, sys
+    import numpy as np
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+    from geosr.errors import OutputError
+    from geosr.io.sink import OutputSpec, open_sink
+
+    # Without this, exceeding RLIMIT_FSIZE kills the process (SIGXFSZ) instead of
+    # failing the write with EFBIG, which is what a full disk looks like.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    directory, suffix, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    n = 1024
+    spec = OutputSpec(
+        grid=GeoBox((n, n), Affine(10, 0, 500000, 0, -10, 6000000), "EPSG:32633"),
+        count=3, dtype="uint16", nodata=None,
+    )
+    noise = np.random.default_rng(0).integers(0, 65535, (3, 256, n), dtype="uint16")
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    result = {"error": None}
+    try:
+        with open_sink(os.path.join(directory, "out" + suffix), spec) as sink:
+            for row in range(0, n, 256):  # incompressible: 6 MiB on disk
+                sink.write(slice(row, row + 256), slice(0, n), noise)
+    except OutputError as exc:
+        result["error"] = str(exc)
+    result["left"] = sorted(os.listdir(directory))
+    print(json.dumps(result))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("suffix", "limit", "where"),
+    [
+        (".tif", 2_000_000, "while writing"),
+        # The 6 MiB intermediate fits; the COG (plus overviews) does not.
+        (".tif", 7_000_000, "building the COG"),
+        (".zarr", 100_000, "while writing (zarr chunks are small files: a tiny limit)"),
+    ],
+)
+def test_full_disk_gives_clear_error_and_no_leftovers(tmp_path, suffix, limit, where):
+    if not hasattr(os, "setrlimit") and sys.platform == "win32":  # pragma: no cover
+        pytest.skip("RLIMIT_FSIZE needs a POSIX system")
+    proc = subprocess.run(
+        [sys.executable, "-c", _DISK_FULL_SCRIPT, str(tmp_path), suffix, str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["error"] is not None, f"no OutputError {where}"
+    assert result["error"].startswith(f"cannot write {tmp_path / ('out' + suffix)}")
+    assert "free" in result["error"]
+    assert result["left"] == []

@@ -1,0 +1,81 @@
+"""Degradation: exact area averaging, shifts, blur, noise, determinism of batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geosr.errors import OptionError
+from geosr.train.config import SceneSource
+from geosr.train.data import ChipSampler, dihedral, load_scene
+from geosr.train.degrade import WALD, DegradationConfig, area_downsample, axis_weights, degrade_batch
+
+
+def test_axis_weights_without_blur_is_the_block_mean() -> None:
+    w = axis_weights(3, 4, 2, 0.0, 0.0)
+    expected = np.zeros((3, 16))
+    for i in range(3):
+        expected[i, 2 + 4 * i : 6 + 4 * i] = 0.25
+    np.testing.assert_allclose(w, expected, atol=1e-12)
+
+
+def test_half_pixel_shift_weights_split_the_edge_pixels() -> None:
+    w = axis_weights(1, 2, 2, 0.0, 0.5)
+    np.testing.assert_allclose(w[0], [0, 0, 0.25, 0.5, 0.25, 0], atol=1e-12)
+
+
+def test_blur_keeps_rows_normalised_and_widens_support() -> None:
+    w = axis_weights(4, 4, 8, 2.0, 0.0)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)
+    assert (w[1] > 1e-4).sum() > 4
+
+
+def test_wald_degradation_equals_area_downsample() -> None:
+    rng = np.random.default_rng(0)
+    hr = rng.random((2, 1, 16 + 8, 16 + 8)).astype(np.float32)
+    lr = degrade_batch(hr, 4, 4, rng, DegradationConfig(blur_probability=0, noise_sigma=(0, 0)))
+    np.testing.assert_allclose(lr[:, 0], area_downsample(hr[:, :, 4:-4, 4:-4], 4), atol=1e-6)
+
+
+def test_shifted_frames_differ_and_reference_is_unshifted() -> None:
+    rng = np.random.default_rng(1)
+    hr = rng.random((1, 1, 40, 40)).astype(np.float32)
+    cfg = DegradationConfig(blur_probability=0, noise_sigma=(0, 0), max_shift=0.5)
+    lr = degrade_batch(hr, 4, 4, rng, cfg, frames=3)
+    assert lr.shape == (1, 3, 1, 8, 8)
+    np.testing.assert_allclose(lr[0, 0], area_downsample(hr[0, :, 4:-4, 4:-4], 4), atol=1e-6)
+    assert np.abs(lr[0, 1] - lr[0, 0]).max() > 1e-3
+
+
+def test_quantisation_rounds_to_the_step() -> None:
+    rng = np.random.default_rng(2)
+    hr = rng.random((2, 1, 24, 24)).astype(np.float32)
+    lr = degrade_batch(hr, 2, 4, rng, WALD, quant_step=np.array([0.1, 0.0]))
+    np.testing.assert_allclose(lr[0] * 10, np.round(lr[0] * 10), atol=1e-5)
+
+
+def test_bad_degradation_ranges_are_refused() -> None:
+    with pytest.raises(OptionError, match="blur_sigma"):
+        DegradationConfig(blur_sigma=(0.5, 0.1))
+
+
+def test_dihedral_has_eight_distinct_elements() -> None:
+    x = np.arange(9).reshape(3, 3)
+    assert len({dihedral(x, k).tobytes() for k in range(8)}) == 8
+
+
+def test_sampler_is_a_function_of_seed_and_step_and_avoids_nodata(make_raster) -> None:
+    data = (np.random.default_rng(3).random((1, 90, 90)) * 200 + 10).astype("uint8")
+    data[:, :40, :] = 0  # nodata band across the top
+    path = make_raster("hr.tif", data=data, nodata=0)
+    scene = load_scene(path, SceneSource(str(path)))
+    assert scene.quant_step[0] > 0
+    sampler = ChipSampler([scene], scale=2, lr_chip=8, degradation=DegradationConfig(), seed=5)
+    lr1, hr1 = sampler.batch(7, 4)
+    lr2, hr2 = sampler.batch(7, 4)
+    np.testing.assert_array_equal(lr1, lr2)
+    np.testing.assert_array_equal(hr1, hr2)
+    assert lr1.shape == (4, 1, 1, 8, 8) and hr1.shape == (4, 1, 16, 16)
+    # Nodata pixels are 0 after normalisation-and-masking only at invalid places: chips avoid them.
+    assert (hr1 > -0.2).all()
+    assert not np.array_equal(sampler.batch(8, 4)[1], hr1)

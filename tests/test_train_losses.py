@@ -1,0 +1,81 @@
+"""Losses: SSIM sanity, shift tolerance, perceptual loss from a safetensors VGG stack."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from geosr.errors import ModelError, OptionError
+from geosr.train.losses import (
+    PerceptualLoss,
+    _translate,
+    build_loss,
+    load_feature_extractor,
+    shift_tolerant_l1,
+    ssim,
+)
+
+
+def test_ssim_of_identical_images_is_one() -> None:
+    x = torch.rand(2, 3, 32, 32)
+    assert float(ssim(x, x)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_ssim_drops_with_noise_and_is_differentiable() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, 32, 32)
+    y = (x + 0.2 * torch.randn_like(x)).requires_grad_(True)
+    value = ssim(y, x)
+    assert float(value.detach()) < 0.9
+    value.backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()
+
+
+def test_shift_tolerant_l1_forgives_a_subpixel_shift() -> None:
+    yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    base = (torch.sin(yy / 3.0) * torch.cos(xx / 4.0)).expand(2, 1, 48, 48)
+    moved = _translate(base, 0.5, -0.5)
+    plain = torch.nn.functional.l1_loss(moved[..., 2:-2, 2:-2], base[..., 2:-2, 2:-2])
+    tolerant = shift_tolerant_l1(moved, base, max_shift=1.0, steps=5)
+    assert float(tolerant) < 0.2 * float(plain)
+
+
+def test_build_loss_weights_and_unknown_names() -> None:
+    x, y = torch.zeros(1, 1, 16, 16), torch.ones(1, 1, 16, 16)
+    fn = build_loss({"l1": 2.0, "mse": 1.0})
+    assert float(fn(x, y)) == pytest.approx(3.0)
+    with pytest.raises(OptionError, match="unknown loss"):
+        build_loss({"l3": 1.0})
+    with pytest.raises(OptionError, match="perceptual"):
+        build_loss({"perceptual": 1.0})
+
+
+def test_perceptual_loss_from_vgg_like_safetensors(tmp_path) -> None:
+    torch.manual_seed(0)
+    state = {
+        "features.0.weight": torch.randn(4, 3, 3, 3), "features.0.bias": torch.zeros(4),
+        "features.2.weight": torch.randn(4, 4, 3, 3), "features.2.bias": torch.zeros(4),
+        "features.5.weight": torch.randn(8, 4, 3, 3), "features.5.bias": torch.zeros(8),
+    }
+    path = tmp_path / "vgg.safetensors"
+    save_file(state, str(path))
+    net = load_feature_extractor(path, layers=(3, 6))
+    loss = PerceptualLoss(net)
+    x = torch.rand(2, 1, 16, 16)
+    assert float(loss(x, x)) == 0.0
+    y = x.clone().requires_grad_(True)
+    value = loss(y + 0.1 * torch.randn_like(x), x)
+    value.backward()
+    assert float(value.detach()) > 0 and y.grad is not None
+    fn = build_loss({"l1": 1.0, "perceptual": 0.1}, perceptual_net=str(path))
+    assert float(fn(x, x)) == 0.0
+
+
+def test_feature_extractor_refuses_unknown_files(tmp_path) -> None:
+    bad = tmp_path / "net.pkl"
+    bad.write_bytes(b"x")
+    with pytest.raises(ModelError, match="unknown format"):
+        load_feature_extractor(bad)
+    with pytest.raises(ModelError, match="does not exist"):
+        load_feature_extractor(tmp_path / "missing.safetensors")
