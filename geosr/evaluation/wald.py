@@ -98,14 +98,14 @@ def _default_upscaler() -> Upscaler:
     return upscale_file
 
 
-def _read(path: str | Path) -> tuple[np.ndarray, np.ndarray, GeoBox]:
+def _read(path: str | Path, nodata: float | None = None) -> tuple[np.ndarray, np.ndarray, GeoBox]:
     try:
         src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"cannot open {path}: {exc}") from exc
     with src:
         data = src.read()
-        valid = valid_mask(data, src.nodata)
+        valid = valid_mask(data, nodata if nodata is not None else src.nodata)
         grid = GeoBox((src.height, src.width), src.transform, src.crs)
     return data, valid, grid
 
@@ -156,13 +156,15 @@ def evaluate_wald(
     border: int = 16,
     workdir: str | Path | None = None,
     upscaler: Upscaler | None = None,
+    nodata: float | None = None,
     **options: Any,
 ) -> EvalReport:
     """Wald-protocol evaluation of ``model`` (default: the bundled default) on HR rasters.
 
     ``options`` go to :func:`geosr.api.upscale_file` (``device``, ``precision``,
     ``tile``, ``batch_size``); ``workdir`` keeps the LR/SR/bicubic GeoTIFFs
-    (a temporary folder otherwise); ``upscaler`` replaces ``upscale_file`` (tests).
+    (a temporary folder otherwise); ``upscaler`` replaces ``upscale_file`` (tests);
+    ``nodata`` overrides the HR rasters' nodata value.
     """
     if not hr_paths:
         raise InputError("no HR raster to evaluate: give at least one file")
@@ -172,7 +174,7 @@ def evaluate_wald(
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         for k, path in enumerate(hr_paths):
-            hr, valid, grid = _read(path)
+            hr, valid, grid = _read(path, nodata)
             hr_c, ok, lr = wald_lr(hr, valid, scale)
             lr_grid = grid[: hr_c.shape[1], : hr_c.shape[2]].zoom_out(scale)
             stem = f"{k:03d}_{Path(path).stem}"

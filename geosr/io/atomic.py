@@ -113,7 +113,7 @@ def check_writable(destination: Path, overwrite: bool) -> None:
 
 
 def remove_path(path: Path) -> None:
-    """Remove a file or a directory tree; a missing path is not an error."""
+    """Remove a file or a directory tree; never raises (it runs while cleaning up)."""
     try:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -121,6 +121,10 @@ def remove_path(path: Path) -> None:
             path.unlink()
     except FileNotFoundError:
         pass
+    except OSError:
+        # A second pass for a tree that changed under rmtree; whatever still
+        # fails is not worth replacing the error that made us clean up.
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_with_sidecars(path: Path) -> None:
@@ -201,6 +205,17 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def space_report(directory: Path, needed: int | None) -> str:
+    """``"; the output needs up to X uncompressed and Y are free in DIR"``, or ``""``."""
+    free = free_bytes(directory)
+    if needed is None or free is None:
+        return ""
+    return (
+        f"; the output needs up to {format_bytes(needed)} uncompressed and "
+        f"{format_bytes(free)} are free in {directory}"
+    )
+
+
 def describe_write_failure(destination: Path, exc: BaseException, needed: int | None) -> str:
     """One line for a failed write: the path, the cause, the sizes when known, a fix.
 
@@ -229,14 +244,9 @@ def describe_write_failure(destination: Path, exc: BaseException, needed: int | 
         is_space = is_space or bool(_SPACE_WORDS.search(text))
         seen = seen.__cause__ or seen.__context__
     message = f"cannot write {destination}: {reason or type(exc).__name__}"
-    free = free_bytes(destination.parent)
-    if needed is not None and free is not None:
-        # GDAL rarely says "disk full" (libtiff prints that to stderr only), so
-        # the sizes are given whenever known: they show at once whether space is the cause.
-        message += (
-            f"; the output needs up to {format_bytes(needed)} uncompressed and "
-            f"{format_bytes(free)} are free in {destination.parent}"
-        )
+    # GDAL rarely says "disk full" (libtiff prints that to stderr only), so the
+    # sizes are given whenever known: they show at once whether space is the cause.
+    message += space_report(destination.parent, needed)
     if is_space:
         return message + "; free some space or write to another directory"
     return message + f"; check that {destination.parent} is writable and has free space"

@@ -36,6 +36,7 @@ from geosr.io.atomic import (
     format_bytes,
     free_bytes,
     replace_atomically,
+    space_report,
     temporary_sibling,
 )
 from geosr.io.sink import OutputSpec, SinkBase
@@ -172,12 +173,12 @@ class CogSink(SinkBase):
             # Closing flushes the block cache, and rasterio does not report GDAL
             # errors from that flush: _check_tiles finds what a full disk lost.
             self._ds.close()
-            _check_tiles(self._tmp, self.destination)
+            _check_tiles(self._tmp, self.destination, self._needed())
             self._check_space(self._tmp.stat().st_size)
             cog = temporary_sibling(self.destination, ".tif")
             self._track(cog)
             rasterio.shutil.copy(self._tmp, cog, driver="COG", **self._cog_options())
-            _check_tiles(cog, self.destination)
+            _check_tiles(cog, self.destination, self._needed())
             self._verify(cog)
             replace_atomically(cog, self.destination)
         except GeosrError:
@@ -264,7 +265,7 @@ class CogSink(SinkBase):
             )
 
 
-def _check_tiles(path: Path, destination: Path) -> None:
+def _check_tiles(path: Path, destination: Path, needed: int | None = None) -> None:
     """Fail if any full-resolution tile of the GeoTIFF at ``path`` is missing or truncated.
 
     GDAL reports write errors from a dataset's final flush only on stderr (rasterio
@@ -273,6 +274,7 @@ def _check_tiles(path: Path, destination: Path) -> None:
     so a zero offset, or data past the end of the file, means data was lost.
     """
     size = path.stat().st_size
+    lost, reason = 0, ""
     try:
         with rasterio.open(path) as src:
             (block_height, block_width) = src.block_shapes[0]
@@ -281,7 +283,6 @@ def _check_tiles(path: Path, destination: Path) -> None:
             # Pixel-interleaved: band 1's tile holds every band's pixels.
             pixel = src.interleaving in (None, Interleaving.pixel)
             bands = [1] if pixel else list(src.indexes)
-            lost = 0
             for band in bands:
                 for row in range(rows):
                     for col in range(cols):
@@ -291,10 +292,12 @@ def _check_tiles(path: Path, destination: Path) -> None:
                         whole = bool(offset and nbytes) and 0 < int(offset) <= size - int(nbytes)
                         lost += not whole
     except _GDAL_ERRORS as exc:
-        raise OutputError(describe_write_failure(destination, exc, None)) from None
+        lost, reason = -1, (str(exc).strip() or type(exc).__name__).splitlines()[0]
     if lost:
+        what = "the file was left unreadable" if lost < 0 else f"{lost} tile(s) were not written"
         raise OutputError(
-            f"cannot write {destination}: {lost} tile(s) were not written, most likely "
-            f"because the disk is full ({format_bytes(free_bytes(destination.parent) or 0)} "
-            f"free in {destination.parent}); free some space or write to another directory"
+            f"cannot write {destination}: {what}, most likely because the disk is full"
+            + (f" (GDAL: {reason})" if lost < 0 else "")
+            + space_report(destination.parent, needed)
+            + "; free some space or write to another directory"
         )

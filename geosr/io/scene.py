@@ -106,12 +106,16 @@ def open_scene(path: str | Path, *, variable: str | None = None) -> Scene:
 def _describe_gdal(path: str, src: Any) -> Scene:
     dtypes = set(src.dtypes)
     if len(dtypes) != 1:
-        raise InputError(f"{path}: bands have different data types {sorted(dtypes)}; "
-                         "convert to one type first (gdal_translate -ot)")
+        raise InputError(
+            f"{path}: bands have different data types {sorted(dtypes)}; "
+            "convert to one type first (gdal_translate -ot)"
+        )
     dtype = src.dtypes[0]
     if dtype not in SUPPORTED_DTYPES:
-        raise InputError(f"{path}: data type {dtype} is not supported; "
-                         f"use one of {', '.join(SUPPORTED_DTYPES)} (gdal_translate -ot)")
+        raise InputError(
+            f"{path}: data type {dtype} is not supported; "
+            f"use one of {', '.join(SUPPORTED_DTYPES)} (gdal_translate -ot)"
+        )
     if src.crs is None:
         raise InputError(
             f"{path}: the raster has no CRS, so its output could not be georeferenced; "
@@ -123,7 +127,9 @@ def _describe_gdal(path: str, src: Any) -> Scene:
             "assign one first, e.g. gdal_edit.py -a_ullr ULX ULY LRX LRY FILE"
         )
     if src.width < 1 or src.height < 1 or src.count < 1:
-        raise InputError(f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)")
+        raise InputError(
+            f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)"
+        )
     return Scene(
         path=path,
         grid=GeoBox((src.height, src.width), src.transform, src.crs),

@@ -41,12 +41,15 @@ def _open_dataset(path: str) -> xr.Dataset:
 
 def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
     spatial = [
-        name for name, var in ds.data_vars.items()
+        name
+        for name, var in ds.data_vars.items()
         if any(set(dims) <= set(var.dims) for dims in SPATIAL_DIMS) and var.ndim in (2, 3)
     ]
     if variable is not None:
         if variable not in ds.data_vars:
-            raise InputError(f"{path}: no variable {variable!r}; it has {', '.join(map(str, ds.data_vars))}")
+            raise InputError(
+                f"{path}: no variable {variable!r}; it has {', '.join(map(str, ds.data_vars))}"
+            )
         return variable
     if len(spatial) == 1:
         return str(spatial[0])
@@ -62,7 +65,9 @@ def _spatial_dims(da: xr.DataArray, path: str) -> tuple[str, str]:
     for ydim, xdim in SPATIAL_DIMS:
         if ydim in da.dims and xdim in da.dims:
             return ydim, xdim
-    raise InputError(f"{path}: variable {da.name!r} has no spatial dimensions (y/x or lat/lon): {da.dims}")
+    raise InputError(
+        f"{path}: variable {da.name!r} has no spatial dimensions (y/x or lat/lon): {da.dims}"
+    )
 
 
 def _crs(ds: xr.Dataset, da: xr.DataArray, ydim: str, xdim: str) -> CRS | None:
@@ -73,7 +78,9 @@ def _crs(ds: xr.Dataset, da: xr.DataArray, ydim: str, xdim: str) -> CRS | None:
         for key in ("proj:wkt2", "proj:code", "proj:epsg"):
             if key in attrs:
                 value = attrs[key]
-                return CRS.from_epsg(int(value)) if key == "proj:epsg" else CRS.from_user_input(value)
+                return (
+                    CRS.from_epsg(int(value)) if key == "proj:epsg" else CRS.from_user_input(value)
+                )
     if (ydim, xdim) in GEOGRAPHIC_COORDS:
         return CRS.from_epsg(4326)
     return None
@@ -97,15 +104,19 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     try:
         transform = da.rio.transform(recalc=True)
     except Exception as exc:
-        raise InputError(f"{path}: cannot derive a transform from the coordinates of {name!r} ({exc})") from None
+        raise InputError(
+            f"{path}: cannot derive a transform from the coordinates of {name!r} ({exc})"
+        ) from None
     nodata = da.rio.nodata if da.rio.nodata is not None else da.rio.encoded_nodata
     if nodata is None and np.issubdtype(da.dtype, np.floating):
         nodata = float("nan")
     count = int(np.prod([da.sizes[d] for d in da.dims if d not in (ydim, xdim)]))
     lead = [d for d in da.dims if d not in (ydim, xdim)]
-    descriptions: tuple[str | None, ...] = tuple(
-        str(v) for v in da[lead[0]].values
-    ) if lead and lead[0] in da.coords else (None,) * count
+    descriptions: tuple[str | None, ...] = (
+        tuple(str(v) for v in da[lead[0]].values)
+        if lead and lead[0] in da.coords
+        else (None,) * count
+    )
     tags = {str(k): str(v) for k, v in da.attrs.items() if isinstance(v, str | int | float)}
     return Scene(
         path=path,

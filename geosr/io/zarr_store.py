@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ class ZarrSink(SinkBase):
         """
         self._check_window(rows, cols, data)
         try:
-            self._array[:, rows, cols] = data
+            _write_chunkwise(self._array, rows, cols, data)
         except OSError as exc:
             self.abort()
             raise OutputError(
@@ -154,7 +155,35 @@ def write_region(store: str | os.PathLike[str], rows: slice, cols: slice, data: 
     concurrent writers may touch the same chunk (see the module notes).
     """
     array = zarr.open_array(str(store), path=VARIABLE, mode="r+", zarr_format=3)
-    array[:, rows, cols] = data
+    _write_chunkwise(array, rows, cols, data)
+
+
+def _write_chunkwise(array: Any, rows: slice, cols: slice, data: np.ndarray) -> None:
+    """Write one chunk per zarr call.
+
+    zarr writes the chunks of one assignment concurrently and, when one fails
+    (full disk), raises while the others are still running; they would then
+    recreate directories under a store that abort() has just removed.  One chunk
+    at a time leaves nothing in flight, and measured no slower (zarr 3.1, 2 cores).
+    """
+    _, chunk_rows, chunk_cols = array.chunks
+    for band in range(data.shape[0]):
+        for r in _chunk_spans(rows, chunk_rows):
+            for c in _chunk_spans(cols, chunk_cols):
+                array[band, r, c] = data[
+                    band,
+                    r.start - rows.start : r.stop - rows.start,
+                    c.start - cols.start : c.stop - cols.start,
+                ]
+
+
+def _chunk_spans(window: slice, chunk: int) -> Iterator[slice]:
+    """Split ``window`` at chunk boundaries."""
+    start = window.start
+    while start < window.stop:
+        stop = min((start // chunk + 1) * chunk, window.stop)
+        yield slice(start, stop)
+        start = stop
 
 
 def _create_store(path: Path, spec: OutputSpec) -> Any:

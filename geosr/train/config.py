@@ -45,12 +45,16 @@ class SceneSource:
     rows, cols : (float, float)
         Fractions of the scene's height and width to use, e.g. ``rows = [0.5, 1.0]``
         for the lower half (a validation split inside one large scene).
+    nodata : float, optional
+        Overrides the raster's nodata value (e.g. 0 for Sentinel-2 JP2 swaths,
+        whose files often declare none).
     """
 
     path: str
     bands: tuple[int, ...] = ()
     rows: tuple[float, float] = (0.0, 1.0)
     cols: tuple[float, float] = (0.0, 1.0)
+    nodata: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols"):

@@ -72,7 +72,7 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
         r0, r1 = (round(f * src.height) for f in source.rows)
         c0, c1 = (round(f * src.width) for f in source.cols)
         block = src.read(bands, window=Window(c0, r0, c1 - c0, r1 - r0))
-        nodata = src.nodata
+        nodata = source.nodata if source.nodata is not None else src.nodata
         dtype = src.dtypes[0]
     valid = valid_mask(block, nodata)
     norm = scene_normalisation(block, valid, method="percentile", low=0.1, high=99.9, source=str(path))
@@ -102,8 +102,8 @@ def dihedral(x: np.ndarray, k: int) -> np.ndarray:
 class ChipSampler:
     """Self-supervised batches ``(lr (B, T, 1, h, w), hr (B, 1, H, W))`` from HR scenes.
 
-    Scenes and bands are drawn with probability proportional to their pixel
-    count; positions uniformly among chips whose HR pixels (with the
+    Scene bands are drawn with probability proportional to the square root of
+    their pixel count (large scenes count more, small crops still matter); positions uniformly among chips whose HR pixels (with the
     degradation margin) are all valid.
     """
 
@@ -132,7 +132,7 @@ class ChipSampler:
                 f"every training scene is smaller than one chip ({self.size} HR px with margin): "
                 "lower data.lr_chip or give larger rasters"
             )
-        weights = np.array([scenes[i].data.shape[1] * scenes[i].data.shape[2] for i, _ in usable], np.float64)
+        weights = np.sqrt([float(scenes[i].data.shape[1] * scenes[i].data.shape[2]) for i, _ in usable])
         self.pairs = usable
         self.weights = weights / weights.sum()
 

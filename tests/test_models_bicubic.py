@@ -1,0 +1,56 @@
+"""The bicubic baseline model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812  (the torch convention)
+
+from geosr.errors import ModelError
+from geosr.models import Bicubic
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("bands", [1, 3, 4])
+def test_bicubic_equals_interpolate_of_frame_zero(scale: int, bands: int) -> None:
+    model = Bicubic(scale)
+    x = torch.rand(2, 3, bands, 5, 7)
+    expected = F.interpolate(x[:, 0], scale_factor=scale, mode="bicubic", align_corners=False)
+    y = model(x)
+    assert y.shape == (2, bands, 5 * scale, 7 * scale)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, expected, rtol=0, atol=0)
+
+
+def test_bicubic_attributes_and_radius() -> None:
+    model = Bicubic(4)
+    assert model.scale == 4
+    assert model.receptive_field == 2
+    assert model.receptive_radius(5) == 2
+    assert model.card.architecture == "bicubic"
+    assert not list(model.parameters())
+
+
+def test_bicubic_receptive_field_is_exact() -> None:
+    model = Bicubic(3)
+    x = torch.rand(1, 1, 1, 11, 11, dtype=torch.float64)
+    bumped = x.clone()
+    bumped[0, 0, 0, 5, 5] += 1.0
+    diff = (model(bumped) - model(x)).abs()[0, 0] > 0
+    rows, cols = torch.nonzero(diff, as_tuple=True)
+    dist = torch.maximum((rows // 3 - 5).abs(), (cols // 3 - 5).abs())
+    assert int(dist.max()) == model.receptive_field
+
+
+def test_bicubic_under_bf16_autocast_stays_fp32() -> None:
+    x = torch.rand(1, 1, 2, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = Bicubic(2)(x)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, Bicubic(2)(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("scale", [0, 1, 9, 2.5])
+def test_bicubic_validates_scale(scale: object) -> None:
+    with pytest.raises(ModelError, match=r"scale .* is not supported by model bicubic"):
+        Bicubic(scale)  # type: ignore[arg-type]

@@ -1,0 +1,184 @@
+"""Registry, bundled weights and load_model: names, scales, bands, paths."""
+
+from __future__ import annotations
+
+import ast
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+import geosr.models
+from geosr.errors import ModelError
+from geosr.models import (
+    CNNRNN,
+    DEFAULT_MODEL,
+    MODEL_NAMES,
+    Bicubic,
+    CNNRNNConfig,
+    ModelCard,
+    build_model,
+    bundled_weights,
+    list_models,
+    load_model,
+    registry,
+    save_weights,
+)
+
+TINY = {"features": 4, "encoder_blocks": 1, "refine_steps": 1}
+
+
+@pytest.fixture
+def weights_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty bundled-weights folder in place of ``geosr/weights``."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", folder)
+    return folder
+
+
+def random_model(scale: int, **overrides: object) -> CNNRNN:
+    torch.manual_seed(0)
+    model = CNNRNN(CNNRNNConfig(scale=scale, **{**TINY, **overrides}), name="mine")  # type: ignore[arg-type]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.2)
+    return model.eval()
+
+
+def card(model: CNNRNN, name: str = "mine", **changes: object) -> ModelCard:
+    return ModelCard(
+        name=name, architecture="cnnrnn", config=model.config.to_dict(), scale=model.scale,
+        training={"data": "synthetic", "recipe": "test", "steps": 1, "seconds": 0.0},
+        metrics={"val_gain_db": 1.234}, **changes,  # type: ignore[arg-type]
+    )
+
+
+def test_registry_names() -> None:
+    assert set(MODEL_NAMES) == {"cnnrnn-fast", "cnnrnn-best", "bicubic"}
+    assert DEFAULT_MODEL == "cnnrnn-fast"
+    fast, best = build_model("cnnrnn-fast", scale=2), build_model("cnnrnn-best", scale=2)
+    assert isinstance(fast, CNNRNN) and isinstance(best, CNNRNN)
+    for model, expected in ((fast, (32, 2, 2)), (best, (48, 4, 4))):
+        cfg = model.config
+        assert (cfg.features, cfg.encoder_blocks, cfg.refine_steps) == expected
+    assert isinstance(build_model("bicubic", scale=3), Bicubic)
+
+
+def test_build_model_overrides() -> None:
+    model = build_model("cnnrnn-fast", scale=3, features=8, recurrent=False)
+    assert isinstance(model, CNNRNN)
+    assert model.config.features == 8 and not model.config.recurrent
+    with pytest.raises(ModelError, match="unknown CNNRNN config keys"):
+        build_model("cnnrnn-fast", scale=3, width=8)
+    with pytest.raises(ModelError, match="takes no options"):
+        build_model("bicubic", scale=3, features=8)
+
+
+def test_unknown_name_lists_known_names() -> None:
+    with pytest.raises(ModelError, match=r"unknown model 'srgan'; known models: cnnrnn-fast, "
+                       r"cnnrnn-best, bicubic"):
+        load_model("srgan", bands=1, scale=2)
+    with pytest.raises(ModelError, match="known models"):
+        build_model("srgan", scale=2)
+
+
+def test_default_untrained_model(weights_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="geosr.models.registry"):
+        model = load_model(bands=3, scale=4)
+    assert "no bundled weights for cnnrnn-fast x4" in caplog.text
+    assert isinstance(model, CNNRNN) and not model.training
+    assert model.name == "cnnrnn-fast" and model.scale == 4 and model.receptive_field == 12
+    assert model.card.training["note"].startswith("untrained")
+    assert model.card.bands is None and model.card.scale == 4
+    assert bundled_weights("cnnrnn-fast", 4) is None
+
+
+def test_bicubic_by_name(weights_dir: Path) -> None:
+    model = load_model("bicubic", bands=5, scale=3)
+    assert isinstance(model, Bicubic) and model.card.training["note"].startswith("not learned")
+
+
+@pytest.mark.parametrize("scale", [0, 1, 9, 2.0, "4"])
+def test_bad_scale(weights_dir: Path, scale: object) -> None:
+    with pytest.raises(ModelError, match=rf"scale {scale!r} is not supported by model cnnrnn-fast: "
+                       r"use 2, 3 or 4 \(any integer 2\.\.8\)"):
+        load_model(bands=1, scale=scale)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bands", [0, -1, 1.5, True])
+def test_bad_bands(weights_dir: Path, bands: object) -> None:
+    with pytest.raises(ModelError, match=r"bands must be an integer >= 1"):
+        load_model(bands=bands, scale=2)  # type: ignore[arg-type]
+
+
+def test_load_from_path(tmp_path: Path) -> None:
+    model = random_model(3, in_channels=4)
+    save_weights(model, card(model, bands=["B2", "B3", "B4", "B8"]), tmp_path / "mine_x3")
+    for given in (tmp_path / "mine_x3.safetensors", str(tmp_path / "mine_x3")):
+        loaded = load_model(given, bands=4, scale=3)
+        assert loaded.name == "mine" and loaded.card.bands == ["B2", "B3", "B4", "B8"]
+        x = torch.rand(1, 2, 4, 5, 5)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    with pytest.raises(ModelError, match=r"model mine expects 4 bands \(B2,B3,B4,B8\), "
+                       r"the input has 3"):
+        load_model(tmp_path / "mine_x3.safetensors", bands=3, scale=3)
+    with pytest.raises(ModelError, match=r"support scale 3 only, not 2"):
+        load_model(tmp_path / "mine_x3.safetensors", bands=4, scale=2)
+
+
+def test_load_from_pickle_path_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").write_bytes(b"\x80\x04N.")
+    with pytest.raises(ModelError, match="pickle-based checkpoint"):
+        load_model(str(tmp_path / "model.pt"), bands=1, scale=2)
+    with pytest.raises(ModelError, match="pickle-based checkpoint"):
+        load_model("model.ckpt", bands=1, scale=2)
+
+
+def test_bundled_weights_are_used_and_listed(weights_dir: Path) -> None:
+    model = random_model(2)
+    save_weights(model, card(model, name="cnnrnn-fast"), weights_dir / "cnnrnn-fast_x2")
+    assert bundled_weights("cnnrnn-fast", 2) == weights_dir / "cnnrnn-fast_x2.safetensors"
+
+    loaded = load_model("cnnrnn-fast", bands=2, scale=2, device="cpu")
+    assert loaded.name == "cnnrnn-fast" and loaded.card.training["recipe"] == "test"
+    x = torch.rand(1, 1, 2, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+    infos = {info.name: info for info in list_models()}
+    assert infos["cnnrnn-fast"].scales == (2,)
+    assert infos["cnnrnn-fast"].card is not None and infos["cnnrnn-fast"].card.scale == 2
+    assert infos["cnnrnn-fast"].metrics_summary == "x2: +1.23 dB"
+    assert infos["cnnrnn-best"].scales == () and infos["cnnrnn-best"].card is None
+    assert infos["cnnrnn-best"].metrics_summary == "-"
+    assert all(info.description for info in infos.values())
+
+    # Scales with bundled weights are what the error suggests.
+    with pytest.raises(ModelError, match=r"use 2 \(bundled weights\) or any integer 2\.\.8"):
+        load_model("cnnrnn-fast", bands=1, scale=1)
+
+
+def test_bundled_weights_without_card_fail_loudly(weights_dir: Path) -> None:
+    model = random_model(2)
+    save_weights(model, card(model, name="cnnrnn-fast"), weights_dir / "cnnrnn-fast_x2")
+    (weights_dir / "cnnrnn-fast_x2.json").unlink()
+    with pytest.raises(ModelError, match=r"cnnrnn-fast_x2\.json"):
+        load_model("cnnrnn-fast", bands=1, scale=2)
+
+
+def test_models_package_imports_no_geospatial_or_dask() -> None:
+    """The model knows nothing of geography (see DESIGN.md): checked on the source."""
+    banned = {"rasterio", "xarray", "rioxarray", "dask", "distributed", "odc", "zarr"}
+    package = Path(geosr.models.__file__).parent
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            assert not roots & banned, f"{path.name} imports {roots & banned}"

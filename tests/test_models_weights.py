@@ -1,0 +1,207 @@
+"""Model cards and safetensors weights: round trips, refusal of pickles, readable mismatches."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from geosr.errors import ModelError
+from geosr.models import (
+    CNNRNN,
+    CNNRNNConfig,
+    ModelCard,
+    apply_state,
+    load_weights,
+    model_from_card,
+    save_weights,
+)
+
+TINY = {"features": 4, "encoder_blocks": 1, "refine_steps": 1}
+
+
+def trained_like(scale: int = 2, **overrides: object) -> CNNRNN:
+    """A tiny model with every weight random (as if trained)."""
+    torch.manual_seed(0)
+    model = CNNRNN(CNNRNNConfig(scale=scale, **{**TINY, **overrides}), name="tiny")  # type: ignore[arg-type]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.2)
+    return model.eval()
+
+
+def card_for(model: CNNRNN, **changes: object) -> ModelCard:
+    fields: dict[str, object] = {
+        "name": "tiny",
+        "architecture": "cnnrnn",
+        "config": model.config.to_dict(),
+        "scale": model.scale,
+        "bands": None,
+        "normalisation": {"method": "dtype-range", "uint8": 255, "uint16": 10000},
+        "training": {"data": "synthetic", "recipe": "none", "steps": 3, "seconds": 0.1},
+        "metrics": {"val_psnr": 30.0},
+        **changes,
+    }
+    return ModelCard(**fields)  # type: ignore[arg-type]
+
+
+# --- cards -------------------------------------------------------------------------
+
+
+def test_card_json_round_trip() -> None:
+    card = card_for(trained_like(3), bands=["B2", "B3", "B4", "B8"])
+    again = ModelCard.from_json(card.to_json())
+    assert again == card
+    data = json.loads(card.to_json())
+    assert set(data) == {
+        "name", "architecture", "config", "scale", "bands", "normalisation",
+        "training", "metrics", "geosr_version", "date",
+    }
+    assert data["date"][:2] == "20" and len(data["date"]) == 10
+    assert data["geosr_version"]
+
+
+def test_card_defaults_and_unknown_fields() -> None:
+    card = ModelCard.from_json(
+        '{"name": "m", "architecture": "bicubic", "config": {}, "scale": 2, "future": 1}'
+    )
+    assert card.bands is None
+    assert card.normalisation["method"] == "percentile"
+
+
+@pytest.mark.parametrize("missing", ["name", "architecture", "config", "scale"])
+def test_card_missing_required_field_is_named(missing: str) -> None:
+    data = json.loads(card_for(trained_like()).to_json())
+    del data[missing]
+    with pytest.raises(ModelError, match=rf"x\.json has no '{missing}' field"):
+        ModelCard.from_json(json.dumps(data), source="x.json")
+
+
+@pytest.mark.parametrize(
+    ("changes", "pattern"),
+    [
+        ({"architecture": "unet"}, r"unknown architecture 'unet'.*cnnrnn, bicubic"),
+        ({"normalisation": {"method": "zscore"}}, r"normalisation method 'zscore'"),
+        ({"bands": "B2"}, r"'bands' must be a non-empty list"),
+        ({"scale": 0}, r"'scale' must be a positive integer"),
+        ({"scale": 3}, r"config scale 2 differs from card scale 3"),
+    ],
+)
+def test_card_validation(changes: dict[str, object], pattern: str) -> None:
+    with pytest.raises(ModelError, match=pattern):
+        card_for(trained_like(), **changes)
+
+
+def test_card_invalid_json() -> None:
+    with pytest.raises(ModelError, match="not valid JSON"):
+        ModelCard.from_json("{nope")
+    with pytest.raises(ModelError, match="must be a JSON object"):
+        ModelCard.from_json("[1, 2]")
+
+
+# --- save / load ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given", ["stem", "stem.safetensors", "stem.json"])
+def test_round_trip_gives_identical_outputs(tmp_path: Path, given: str) -> None:
+    model = trained_like(3, in_channels=2)
+    card = card_for(model, bands=["B4", "B8"])
+    weights, card_path = save_weights(model, card, tmp_path / "stem")
+    assert weights == tmp_path / "stem.safetensors" and card_path == tmp_path / "stem.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stem.json", "stem.safetensors"]
+
+    state, loaded_card = load_weights(tmp_path / given)
+    assert loaded_card == card
+    rebuilt = model_from_card(loaded_card)
+    apply_state(rebuilt, state)
+    x = torch.rand(1, 2, 2, 5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x), model(x), rtol=0, atol=0)
+
+
+def test_missing_card_names_expected_path(tmp_path: Path) -> None:
+    model = trained_like()
+    save_weights(model, card_for(model), tmp_path / "m")
+    (tmp_path / "m.json").unlink()
+    with pytest.raises(ModelError, match=rf"expected {tmp_path / 'm.json'}"):
+        load_weights(tmp_path / "m.safetensors")
+
+
+def test_missing_weights(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"nothere\.safetensors does not exist"):
+        load_weights(tmp_path / "nothere")
+
+
+class Payload:
+    """Creates ``marker`` when unpickled: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_payload_is_live(tmp_path: Path) -> None:
+    """Guard for the next test: unpickling this payload really does create the marker."""
+    marker = tmp_path / "proof"
+    # Unpickling here is the point: it proves the payload would act if loaded.
+    pickle.loads(pickle.dumps(Payload(marker)))
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".pkl", ".ckpt"])
+def test_pickle_checkpoint_is_refused_never_unpickled(tmp_path: Path, suffix: str) -> None:
+    marker = tmp_path / "pwned"
+    checkpoint = tmp_path / f"evil{suffix}"
+    checkpoint.write_bytes(pickle.dumps(Payload(marker)))
+    (tmp_path / "evil.json").write_text(card_for(trained_like()).to_json())
+    with pytest.raises(ModelError, match=r"pickle-based checkpoint; geosr loads only safetensors"):
+        load_weights(checkpoint)
+    assert not marker.exists()
+
+
+def test_pickle_renamed_to_safetensors_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    (tmp_path / "evil.safetensors").write_bytes(pickle.dumps(Payload(marker)))
+    (tmp_path / "evil.json").write_text(card_for(trained_like()).to_json())
+    with pytest.raises(ModelError, match="not a valid safetensors file"):
+        load_weights(tmp_path / "evil.safetensors")
+    assert not marker.exists()
+
+
+def test_refusal_message_says_how_to_convert(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"Convert it with.*weights_only=True.*m\.safetensors"):
+        load_weights(tmp_path / "m.pt")
+
+
+# --- apply_state ------------------------------------------------------------------------
+
+
+def test_shape_mismatch_names_key_and_shapes() -> None:
+    small, big = trained_like(features=4), trained_like(features=8)
+    with pytest.raises(ModelError) as info:
+        apply_state(small, big.state_dict())
+    message = str(info.value)
+    assert "cell.candidate.weight: expected (4, 8, 3, 3) vs found (8, 16, 3, 3)" in message
+    assert "and 5 more" in message  # long lists are cut, not dumped
+    assert "model tiny" in message
+
+
+def test_missing_and_unexpected_keys_are_named() -> None:
+    model = trained_like()
+    state = dict(model.state_dict())
+    del state["head.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    with pytest.raises(ModelError, match=r"missing keys head\.bias; unexpected keys extra\.weight"):
+        apply_state(model, state)
+
+
+def test_apply_state_loads_values() -> None:
+    source, target = trained_like(), CNNRNN(CNNRNNConfig(scale=2, **TINY))  # type: ignore[arg-type]
+    apply_state(target, source.state_dict())
+    for (k, a), b in zip(source.state_dict().items(), target.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
