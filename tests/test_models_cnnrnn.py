@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812  (the torch convention)
@@ -12,18 +14,19 @@ from geosr.models import (
     CNNRNN,
     Bicubic,
     CNNRNNConfig,
+    SRModel,
     build_model,
     flops_per_lr_pixel,
     radiometric_projection,
 )
 
-TINY = {"features": 4, "encoder_blocks": 1, "refine_steps": 1}
+TINY: dict[str, Any] = {"features": 4, "encoder_blocks": 1, "refine_steps": 1}
 
 
 def tiny(scale: int = 2, **overrides: object) -> CNNRNN:
     """A tiny model whose last layer is random, so the learned path actually contributes."""
     torch.manual_seed(0)
-    model = CNNRNN(CNNRNNConfig(scale=scale, **{**TINY, **overrides}))  # type: ignore[arg-type]
+    model = CNNRNN(CNNRNNConfig(scale=scale, **{**TINY, **overrides}))
     randomise_tail(model)
     return model.eval()
 
@@ -33,7 +36,8 @@ def randomise_tail(model: CNNRNN, std: float = 0.1) -> None:
     assert isinstance(tail, nn.Conv2d)
     with torch.no_grad():
         tail.weight.normal_(0.0, std)
-        tail.bias.normal_(0.0, std)
+        if tail.bias is not None:
+            tail.bias.normal_(0.0, std)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -74,7 +78,7 @@ def test_feed_forward_variant_runs() -> None:
 # --- receptive field -------------------------------------------------------------
 
 
-def farthest_change(model: nn.Module, x: torch.Tensor, frame: int, py: int, px: int) -> int:
+def farthest_change(model: SRModel, x: torch.Tensor, frame: int, py: int, px: int) -> int:
     """Largest LR (Chebyshev) distance from ``(py, px)`` of an output block that changes
     when that one LR pixel of ``frame`` is perturbed; -1 if nothing changes."""
     s = model.scale
@@ -213,7 +217,7 @@ def test_channels_last_model_gives_same_output() -> None:
     x = torch.rand(1, 2, 2, 7, 6)
     with torch.no_grad():
         expected = model(x)
-        got = model.to(memory_format=torch.channels_last)(x)
+        got = model.to(memory_format=torch.channels_last)(x)  # type: ignore[call-overload]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
