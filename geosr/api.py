@@ -13,7 +13,13 @@ from geosr.grid import scaled
 from geosr.io.scene import Scene, is_zarr_path, open_scene, read_sample
 from geosr.io.sink import OutputSpec, open_sink
 from geosr.models import load_model
-from geosr.normalise import FILL_RADIUS, Normalisation, normalisation_from_card, scene_normalisation, valid_mask
+from geosr.normalise import (
+    FILL_RADIUS,
+    Normalisation,
+    normalisation_from_card,
+    scene_normalisation,
+    valid_mask,
+)
 from geosr.options import DEFAULT_BATCH, DEFAULT_TILE, RunOptions
 from geosr.pipeline import Job, run_tiles
 from geosr.predictor import Predictor
@@ -126,8 +132,9 @@ def upscale_file(
     except GeosrError as exc:
         raise _in_context(src, exc) from None
     norm = normalisation_for(scene, dict(net.card.normalisation))
-    plan = plan_tiles(*scene.grid.shape.yx, tile=opts.tile or DEFAULT_TILE,
-                      halo=net.receptive_field + FILL_RADIUS)
+    plan = plan_tiles(
+        *scene.grid.shape.yx, tile=opts.tile or DEFAULT_TILE, halo=net.receptive_field + FILL_RADIUS
+    )
     batch = opts.batch_size or DEFAULT_BATCH[predictor.torch_device.type]
     job = Job(scene=scene, plan=plan, scale=opts.scale, norm=norm, nodata=scene.nodata, batch_size=batch)
     spec = OutputSpec(

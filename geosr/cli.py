@@ -26,7 +26,9 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
-Scale = Annotated[int, typer.Option("--scale", "-s", help="Zoom factor: output pixels per input pixel (2, 3, 4).")]
+Scale = Annotated[
+    int, typer.Option("--scale", "-s", help="Zoom factor: output pixels per input pixel (2, 3, 4).")
+]
 ModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", help="Model name (see `geosr models`), 'bicubic', or a .safetensors path."),
@@ -41,7 +43,8 @@ Precision = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA onl
 def run(
     input: Annotated[Path, typer.Argument(help="GeoTIFF/COG, JPEG2000, any GDAL raster, or a .zarr store.")],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Output .tif (COG) or .zarr; default <stem>_x<scale>.tif.")
+        Path | None,
+        typer.Option("--output", "-o", help="Output .tif (COG) or .zarr; default <stem>_x<scale>.tif."),
     ] = None,
     scale: Scale = 4,
     model: ModelOpt = None,
@@ -49,7 +52,9 @@ def run(
     batch_size: Batch = None,
     device: Device = "auto",
     precision: Precision = "auto",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output once the new one is complete.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing output once the new one is complete.")
+    ] = False,
     nodata: Annotated[
         float | None, typer.Option(help="Override the input's nodata value (e.g. 0 for Sentinel-2 JP2).")
     ] = None,
@@ -59,8 +64,13 @@ def run(
     from geosr.api import upscale_file
 
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles"),
-        TimeRemainingColumn(), console=err, transient=True,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tiles"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
     ) as bar:
         task = bar.add_task(input.name, total=None)
 
@@ -68,8 +78,18 @@ def run(
             bar.update(task, completed=done, total=total)
 
         out = upscale_file(
-            input, output, scale=scale, model=model, tile=tile, batch_size=batch_size, device=device,
-            precision=precision, overwrite=overwrite, nodata=nodata, variable=variable, progress=advance,
+            input,
+            output,
+            scale=scale,
+            model=model,
+            tile=tile,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            overwrite=overwrite,
+            nodata=nodata,
+            variable=variable,
+            progress=advance,
         )
     typer.echo(str(out))
 
@@ -81,13 +101,15 @@ def models() -> None:
 
     table = Table("name", "bundled scales", "description", "validation")
     for info in list_models():
-        table.add_row(info.name, ", ".join(f"x{s}" for s in info.scales) or "-", info.description,
-                      info.metrics_summary)
+        table.add_row(
+            info.name, ", ".join(f"x{s}" for s in info.scales) or "-", info.description, info.metrics_summary
+        )
     Console().print(table)
 
 
-def _show_warning(message: warnings.WarningMessage | Warning | str, category: type[Warning], *args: object,
-                  **kwargs: object) -> None:
+def _show_warning(
+    message: warnings.WarningMessage | Warning | str, category: type[Warning], *args: object, **kwargs: object
+) -> None:
     err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
 

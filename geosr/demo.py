@@ -28,16 +28,32 @@ def make_demo_scene(folder: Path) -> Path:
         with rasterio.open(source) as src:
             window = Window(900, 1800, 512, 512)
             data = src.read(window=window)
-            profile = {"driver": "GTiff", "count": 1, "dtype": "uint16", "width": 512, "height": 512,
-                       "crs": src.crs, "transform": src.window_transform(window), "nodata": 0}
+            profile = {
+                "driver": "GTiff",
+                "count": 1,
+                "dtype": "uint16",
+                "width": 512,
+                "height": 512,
+                "crs": src.crs,
+                "transform": src.window_transform(window),
+                "nodata": 0,
+            }
         description = f"{S2_JP2} (Sentinel-2 B03, 10 m), window 512 x 512"
     else:
         yy, xx = np.mgrid[0:512, 0:512]
         data = (3000 + 1500 * np.sin(xx / 9.0) * np.cos(yy / 13.0) + 4 * xx).astype("uint16")[None]
         from affine import Affine
 
-        profile = {"driver": "GTiff", "count": 1, "dtype": "uint16", "width": 512, "height": 512,
-                   "crs": "EPSG:32633", "transform": Affine(10, 0, 335440, 0, -10, 5866490), "nodata": 0}
+        profile = {
+            "driver": "GTiff",
+            "count": 1,
+            "dtype": "uint16",
+            "width": 512,
+            "height": 512,
+            "crs": "EPSG:32633",
+            "transform": Affine(10, 0, 335440, 0, -10, 5866490),
+            "nodata": 0,
+        }
         description = "synthetic 512 x 512 scene (no GEOSR_DATA_DIR found)"
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
@@ -56,9 +72,11 @@ def main() -> int:
     valid, errors, _ = cog_validate(str(out))
     with rasterio.open(scene) as a, rasterio.open(out) as b:
         print(f"demo output: {out.resolve()}")
-        print(f"  {a.width} x {a.height} at {a.res[0]:g} m  ->  {b.width} x {b.height} at {b.res[0]:g} m, "
-              f"same bounds: {a.bounds == b.bounds}, CRS {b.crs.to_epsg()}, model {b.tags().get('GEOSR_MODEL')}, "
-              f"valid COG: {valid and not errors}")
+        print(
+            f"  {a.width} x {a.height} at {a.res[0]:g} m  ->  {b.width} x {b.height} at {b.res[0]:g} m, "
+            f"same bounds: {a.bounds == b.bounds}, CRS {b.crs.to_epsg()}, "
+            f"model {b.tags().get('GEOSR_MODEL')}, valid COG: {valid and not errors}"
+        )
     return 0 if valid and not errors else 1
 
 

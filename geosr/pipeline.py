@@ -46,9 +46,7 @@ def read_batch(job: Job, tiles: Sequence[Tile]) -> np.ndarray:
     return np.stack([read_window(job.scene, t.read) for t in tiles])
 
 
-def process_batch(
-    job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Predict
-) -> list[np.ndarray]:
+def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Predict) -> list[np.ndarray]:
     """Model output for each tile's core, as output pixels ``(C, s*h, s*w)``."""
     x, valid = prepare_tiles(raw, job.nodata, job.norm)
     sr = predict(x)
@@ -59,10 +57,14 @@ def process_batch(
         h0, w0 = job.plan.halo + halo_core.row, job.plan.halo + halo_core.col
         core_valid = tile_valid[:, h0 : h0 + tile.core.height, w0 : w0 + tile.core.width]
         hs = job.plan.halo * job.scale
-        core_sr = tile_sr[:, hs + core.row : hs + core.row + core.height,
-                          hs + core.col : hs + core.col + core.width]
-        outputs.append(finish_tile(core_sr, core_valid, scale=job.scale, norm=job.norm,
-                                   dtype=job.scene.dtype, nodata=job.nodata))
+        core_sr = tile_sr[
+            :, hs + core.row : hs + core.row + core.height, hs + core.col : hs + core.col + core.width
+        ]
+        outputs.append(
+            finish_tile(
+                core_sr, core_valid, scale=job.scale, norm=job.norm, dtype=job.scene.dtype, nodata=job.nodata
+            )
+        )
     return outputs
 
 

@@ -104,8 +104,9 @@ class Predictor:
         if self.torch_device.type == "cuda":
             x = x.pin_memory().to(self.torch_device, non_blocking=True)
         dtype = _AUTOCAST.get(self.resolved_precision)
-        with torch.inference_mode(), torch.autocast(
-            self.torch_device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.torch_device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
         ):
             y = self.model(x)
         return y.float().cpu().numpy()

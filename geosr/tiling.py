@@ -48,9 +48,7 @@ class Window:
 
     def grown(self, margin: int) -> Window:
         """This window with ``margin`` pixels added on every side (may go negative)."""
-        return Window(
-            self.row - margin, self.col - margin, self.height + 2 * margin, self.width + 2 * margin
-        )
+        return Window(self.row - margin, self.col - margin, self.height + 2 * margin, self.width + 2 * margin)
 
     def relative_to(self, outer: Window) -> Window:
         """This window in the coordinates of ``outer``'s top-left corner."""

@@ -53,8 +53,15 @@ def make_raster(tmp_path: Path) -> Callable[..., Path]:
         path = tmp_path / name
         array = data if data is not None else coordinate_pattern(count, height, width, dtype)
         count, height, width = array.shape
-        profile = {"driver": driver, "count": count, "height": height, "width": width, "dtype": str(array.dtype),
-                   "transform": transform, "nodata": nodata}
+        profile = {
+            "driver": driver,
+            "count": count,
+            "height": height,
+            "width": width,
+            "dtype": str(array.dtype),
+            "transform": transform,
+            "nodata": nodata,
+        }
         if crs is not None:
             profile["crs"] = crs
         with rasterio.open(path, "w", **profile) as dst:

@@ -12,7 +12,9 @@ import pytest
 from geosr.cli import main
 
 
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+def run_cli(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str]:
     monkeypatch.setattr(sys, "argv", ["geosr", *args])
     with pytest.raises(SystemExit) as exit_info:
         main()
@@ -72,8 +74,13 @@ def test_band_count_the_model_cannot_take(make_raster, tmp_path: Path, capsys, m
     from geosr.models import CNNRNN, CNNRNNConfig, ModelCard, save_weights
 
     config = CNNRNNConfig(scale=2, features=8, encoder_blocks=1, refine_steps=1, in_channels=4)
-    card = ModelCard(name="rgbn", architecture="cnnrnn", config=vars(config) if not hasattr(config, "to_dict")
-                     else config.to_dict(), scale=2, bands=["B2", "B3", "B4", "B8"])
+    card = ModelCard(
+        name="rgbn",
+        architecture="cnnrnn",
+        config=vars(config) if not hasattr(config, "to_dict") else config.to_dict(),
+        scale=2,
+        bands=["B2", "B3", "B4", "B8"],
+    )
     torch.manual_seed(0)
     weights, _ = save_weights(CNNRNN(config), card, tmp_path / "weights" / "rgbn_x2")
     path = make_raster(count=3)
@@ -95,7 +102,9 @@ def test_existing_output_is_kept_byte_identical(make_raster, tmp_path: Path, cap
 
 def test_unwritable_output_directory(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
     path = make_raster()
-    code, err = run_cli(["run", str(path), "-o", str(tmp_path / "missing" / "dir" / "o.tif")], capsys, monkeypatch)
+    code, err = run_cli(
+        ["run", str(path), "-o", str(tmp_path / "missing" / "dir" / "o.tif")], capsys, monkeypatch
+    )
     assert_one_clear_line(code, err, "o.tif")
     assert not (tmp_path / "missing").exists()
 
@@ -142,8 +151,13 @@ def test_cuda_without_gpu_is_a_clear_error(make_raster, tmp_path: Path, capsys, 
 
 def test_console_script_reports_without_traceback(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("geosr")
-    result = subprocess.run([str(exe), "run", str(tmp_path / "absent.jp2")], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        [str(exe), "run", str(tmp_path / "absent.jp2")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 2
     assert "absent.jp2" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

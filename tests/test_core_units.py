@@ -18,8 +18,13 @@ from geosr.tiling import Window
 @pytest.mark.parametrize("crs", ["EPSG:32633", "EPSG:4326"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_scaled_grid_keeps_footprint(crs: str, scale: int) -> None:
-    g = GeoBox((67, 91), Affine(0.3, 0.0, 12.5, 0.0, -0.3, 50.0) if crs == "EPSG:4326"
-               else Affine(10, 0, 335440, 0, -10, 5866490), crs)
+    g = GeoBox(
+        (67, 91),
+        Affine(0.3, 0.0, 12.5, 0.0, -0.3, 50.0)
+        if crs == "EPSG:4326"
+        else Affine(10, 0, 335440, 0, -10, 5866490),
+        crs,
+    )
     s = scaled(g, scale)
     assert s.shape.yx == (67 * scale, 91 * scale)
     assert s.crs == g.crs
@@ -92,7 +97,9 @@ def test_finish_marks_exactly_the_nodata_footprint() -> None:
     norm = Normalisation((0.0,), (1.0,))
     valid = np.ones((1, 3, 3), bool)
     valid[0, 1, 2] = False
-    out = finish_tile(np.full((1, 6, 6), 7.0, np.float32), valid, scale=2, norm=norm, dtype="int16", nodata=-1)
+    out = finish_tile(
+        np.full((1, 6, 6), 7.0, np.float32), valid, scale=2, norm=norm, dtype="int16", nodata=-1
+    )
     assert (out[0, 2:4, 4:6] == -1).all()
     assert (out[0][out[0] != -1] == 7).all() and (out == -1).sum() == 4
 

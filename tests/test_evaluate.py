@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import rasterio
 
+from geosr.errors import InputError
 from geosr.evaluation import evaluate_wald, lr_consistency, psnr, psnr_range, ssim, wald_lr
 from geosr.evaluation.report import print_report, write_json
-from geosr.errors import InputError
 
 
 def test_psnr_by_hand() -> None:
@@ -48,7 +48,9 @@ def test_numpy_ssim_matches_the_training_loss_ssim() -> None:
     rng = np.random.default_rng(2)
     img = rng.random((32, 36))
     noisy = img + rng.normal(0, 0.1, img.shape)
-    expected = float(torch_ssim(torch.tensor(noisy)[None, None], torch.tensor(img)[None, None], data_range=1.0))
+    expected = float(
+        torch_ssim(torch.tensor(noisy)[None, None], torch.tensor(img)[None, None], data_range=1.0)
+    )
     assert ssim(noisy, img, data_range=1.0) == pytest.approx(expected, abs=1e-5)
 
 
@@ -56,7 +58,7 @@ def test_wald_lr_crops_and_block_averages() -> None:
     hr = np.arange(2 * 5 * 7, dtype=np.float64).reshape(2, 5, 7)
     valid = np.ones(hr.shape, bool)
     valid[1, 0, 0] = False
-    hr_c, ok, lr = wald_lr(hr, valid, 2)
+    hr_c, _ok, lr = wald_lr(hr, valid, 2)
     assert hr_c.shape == (2, 4, 6) and lr.shape == (2, 2, 3)
     assert lr[0, 0, 0] == pytest.approx((0 + 1 + 7 + 8) / 4)
     assert lr[0, 1, 2] == pytest.approx((18 + 19 + 25 + 26) / 4)
@@ -91,7 +93,9 @@ def test_wald_with_a_hand_computable_upscaler(make_raster, tmp_path) -> None:
     blocks = rng.integers(0, 1000, (1, 20, 21)).astype("uint16")
     hr = np.kron(blocks, np.ones((2, 2), "uint16"))[:, :, :41]  # odd width: one column cropped
     path = make_raster("hr.tif", data=hr)
-    report = evaluate_wald([path], scale=2, model="fake", border=4, upscaler=_fake_upscaler, workdir=tmp_path / "w")
+    report = evaluate_wald(
+        [path], scale=2, model="fake", border=4, upscaler=_fake_upscaler, workdir=tmp_path / "w"
+    )
     band = report.images[0].bands[0]
     rng_hr = psnr_range(hr[0, :, :40].astype(np.float64))
     assert band.psnr_range == pytest.approx(rng_hr)
@@ -100,10 +104,9 @@ def test_wald_with_a_hand_computable_upscaler(make_raster, tmp_path) -> None:
     assert band.ssim == pytest.approx(1.0)
     assert band.lr_consistency == 0.0
     assert (tmp_path / "w" / "000_hr_lr.tif").is_file()
-    with rasterio.open(tmp_path / "w" / "000_hr_lr.tif") as lr:
-        with rasterio.open(path) as src:
-            assert lr.transform == src.transform @ src.transform.scale(2)
-            assert (lr.width, lr.height) == (20, 20)
+    with rasterio.open(tmp_path / "w" / "000_hr_lr.tif") as lr, rasterio.open(path) as src:
+        assert lr.transform == src.transform @ src.transform.scale(2)
+        assert (lr.width, lr.height) == (20, 20)
 
 
 def test_report_json_and_table(make_raster, tmp_path) -> None:

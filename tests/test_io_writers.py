@@ -6,6 +6,7 @@ wrong place, a transposed block or a lost tile shows up as a value mismatch.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -58,9 +59,7 @@ def make_spec() -> Callable[..., OutputSpec]:
 def coded(spec: OutputSpec) -> np.ndarray:
     """Pixels whose values encode (band, row, col); a nodata corner when there is nodata."""
     count, height, width = spec.shape
-    band, row, col = np.meshgrid(
-        np.arange(count), np.arange(height), np.arange(width), indexing="ij"
-    )
+    band, row, col = np.meshgrid(np.arange(count), np.arange(height), np.arange(width), indexing="ij")
     values = band * 7 + row * 1000 + col
     dtype = np.dtype(spec.dtype)
     if dtype.kind == "f":
@@ -73,9 +72,7 @@ def coded(spec: OutputSpec) -> np.ndarray:
     return data
 
 
-def windows(
-    height: int, width: int, step: tuple[int, int] = (200, 300)
-) -> Iterator[tuple[slice, slice]]:
+def windows(height: int, width: int, step: tuple[int, int] = (200, 300)) -> Iterator[tuple[slice, slice]]:
     """Windows not aligned to the 512 blocks, covering the raster once."""
     for r in range(0, height, step[0]):
         for c in range(0, width, step[1]):
@@ -88,18 +85,14 @@ def write_all(sink: RasterSink, data: np.ndarray) -> None:
 
 
 def leftovers(directory: Path) -> list[str]:
-    return sorted(
-        p.name for p in directory.iterdir() if TMP_MARKER in p.name or p.name.endswith(".tmp")
-    )
+    return sorted(p.name for p in directory.iterdir() if TMP_MARKER in p.name or p.name.endswith(".tmp"))
 
 
 def snapshot(path: Path) -> dict[str, bytes]:
     """Every byte of a file or a directory tree, for before/after comparisons."""
     if path.is_file():
         return {"": path.read_bytes()}
-    return {
-        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 def read_zarr(path: Path, **kwargs: Any) -> xr.DataArray:
@@ -363,6 +356,14 @@ def test_exception_inside_with_leaves_nothing(tmp_path, small_spec, suffix):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_dropped_sink_removes_its_temporaries(tmp_path, small_spec, suffix):
+    sink = open_sink(tmp_path / f"out{suffix}", small_spec)
+    sink.write(slice(0, 40), slice(0, 50), coded(small_spec))
+    del sink
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_commit_twice_is_an_error(tmp_path, small_spec, suffix):
     sink = open_sink(tmp_path / f"out{suffix}", small_spec)
     sink.write(slice(0, 40), slice(0, 50), coded(small_spec))
@@ -417,9 +418,7 @@ def test_temporary_cannot_be_created(tmp_path, small_spec, suffix, monkeypatch):
 
     monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
     monkeypatch.setattr(atomic.tempfile, "mkdtemp", refuse)
-    with pytest.raises(
-        OutputError, match=r"creating a temporary file in .* failed \(Permission denied\)"
-    ):
+    with pytest.raises(OutputError, match=r"creating a temporary file in .* failed \(Permission denied\)"):
         open_sink(tmp_path / f"out{suffix}", small_spec)
 
 
@@ -472,19 +471,19 @@ _DISK_FULL_SCRIPT = textwrap.dedent(
     # Without this, exceeding RLIMIT_FSIZE kills the process (SIGXFSZ) instead of
     # failing the write with EFBIG, which is what a full disk looks like.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    directory, suffix, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    directory, suffix, limit, step = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     n = 1024
     spec = OutputSpec(
         grid=GeoBox((n, n), Affine(10, 0, 500000, 0, -10, 6000000), "EPSG:32633"),
         count=3, dtype="uint16", nodata=None,
     )
-    noise = np.random.default_rng(0).integers(0, 65535, (3, 256, n), dtype="uint16")
+    noise = np.random.default_rng(0).integers(0, 65535, (3, step, n), dtype="uint16")
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     result = {"error": None}
     try:
         with open_sink(os.path.join(directory, "out" + suffix), spec) as sink:
-            for row in range(0, n, 256):  # incompressible: 6 MiB on disk
-                sink.write(slice(row, row + 256), slice(0, n), noise)
+            for row in range(0, n, step):  # incompressible: 6 MiB on disk
+                sink.write(slice(row, row + step), slice(0, n), noise)
     except OutputError as exc:
         result["error"] = str(exc)
     result["left"] = sorted(os.listdir(directory))
@@ -495,19 +494,24 @@ _DISK_FULL_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("suffix", "limit", "where"),
+    ("suffix", "limit", "step"),
     [
-        (".tif", 2_000_000, "while writing"),
-        # The 6 MiB intermediate fits; the COG (plus overviews) does not.
-        (".tif", 7_000_000, "building the COG"),
-        (".zarr", 100_000, "while writing (zarr chunks are small files: a tiny limit)"),
+        # Whole tile rows: GDAL writes tiles during write(), which raises.
+        pytest.param(".tif", 2_000_000, 512, id="cog-in-write"),
+        # Half tile rows: the tiles go out at the final flush, whose errors rasterio
+        # does not raise; the tile check at commit catches them.
+        pytest.param(".tif", 2_000_000, 256, id="cog-at-flush"),
+        # The 6 MiB intermediate fits; the COG (plus overviews) would not.
+        pytest.param(".tif", 7_000_000, 512, id="cog-at-commit"),
+        # Zarr chunks are separate small files: a limit below one chunk.
+        pytest.param(".zarr", 100_000, 256, id="zarr"),
     ],
 )
-def test_full_disk_gives_clear_error_and_no_leftovers(tmp_path, suffix, limit, where):
-    if not hasattr(os, "setrlimit") and sys.platform == "win32":  # pragma: no cover
-        pytest.skip("RLIMIT_FSIZE needs a POSIX system")
+def test_full_disk_gives_clear_error_and_no_leftovers(tmp_path, suffix, limit, step):
+    if sys.platform == "win32":  # pragma: no cover
+        pytest.skip("RLIMIT_FSIZE and SIGXFSZ exist on POSIX systems only")
     proc = subprocess.run(
-        [sys.executable, "-c", _DISK_FULL_SCRIPT, str(tmp_path), suffix, str(limit)],
+        [sys.executable, "-c", _DISK_FULL_SCRIPT, str(tmp_path), suffix, str(limit), str(step)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -515,7 +519,7 @@ def test_full_disk_gives_clear_error_and_no_leftovers(tmp_path, suffix, limit, w
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["error"] is not None, f"no OutputError {where}"
+    assert result["error"] is not None, "no OutputError"
     assert result["error"].startswith(f"cannot write {tmp_path / ('out' + suffix)}")
     assert "free" in result["error"]
     assert result["left"] == []

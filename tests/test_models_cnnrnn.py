@@ -283,3 +283,19 @@ def test_flops_match_the_architecture() -> None:
                                 in_channels=4))
     total = 2 * (9 * 4 * 4 + (9 * 8 * 8 + 9 * 8 * 4) + 9 * 4 * 4 + 9 * 4 * 16)
     assert flops_per_lr_pixel(multi) == total // 4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_autocast_matches_cpu_fp32(dtype: torch.dtype) -> None:
+    model = tiny(4)
+    x = torch.rand(2, 2, 3, 16, 16)
+    with torch.inference_mode():
+        exact = model(x)
+        gpu = model.to("cuda", memory_format=torch.channels_last)  # type: ignore[call-overload]
+        with torch.autocast("cuda", dtype=dtype):
+            low = gpu(x.cuda())
+    assert low.dtype == torch.float32
+    assert float((low.cpu() - exact).norm() / exact.norm()) < 2e-2
+    torch.testing.assert_close(F.avg_pool2d(low, 4).cpu(), x[:, 0], rtol=0, atol=2e-6)

@@ -122,6 +122,14 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path, given: str) -> None:
         torch.testing.assert_close(rebuilt.eval()(x), model(x), rtol=0, atol=0)
 
 
+def test_channels_last_model_saves(tmp_path: Path) -> None:
+    model = trained_like()
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    save_weights(model, card_for(model), tmp_path / "m")
+    state, _ = load_weights(tmp_path / "m")
+    assert all(t.is_contiguous() for t in state.values())
+
+
 def test_missing_card_names_expected_path(tmp_path: Path) -> None:
     model = trained_like()
     save_weights(model, card_for(model), tmp_path / "m")

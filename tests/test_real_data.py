@@ -25,9 +25,16 @@ def crop(src: Path, dst: Path, row: int, col: int, size: int, nodata: float | No
     with rasterio.open(src) as f:
         window = rasterio.windows.Window(col, row, size, size)
         data = f.read(window=window)
-        profile = {"driver": "GTiff", "count": f.count, "dtype": f.dtypes[0], "width": data.shape[2],
-                   "height": data.shape[1], "crs": f.crs, "transform": f.window_transform(window),
-                   "nodata": f.nodata if nodata is None else nodata}
+        profile = {
+            "driver": "GTiff",
+            "count": f.count,
+            "dtype": f.dtypes[0],
+            "width": data.shape[2],
+            "height": data.shape[1],
+            "crs": f.crs,
+            "transform": f.window_transform(window),
+            "nodata": f.nodata if nodata is None else nodata,
+        }
     with rasterio.open(dst, "w", **profile) as out:
         out.write(data)
     return dst
@@ -38,8 +45,13 @@ def test_console_script_on_the_sentinel2_jp2(data_dir: Path, tmp_path: Path) -> 
     jp2 = real_file(data_dir, S2_JP2)
     exe = Path(sys.executable).with_name("geosr")
     out = tmp_path / "s2_x4.tif"
-    result = subprocess.run([str(exe), "run", str(jp2), "-o", str(out), "--nodata", "0", "--scale", "4",
-                             "--model", "bicubic"], capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [str(exe), "run", str(jp2), "-o", str(out), "--nodata", "0", "--scale", "4", "--model", "bicubic"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("s2_x4.tif")
     valid, errors, _ = cog_validate(str(out))

@@ -16,7 +16,9 @@ import geosr
 from geosr.models import CNNRNN, CNNRNNConfig, ModelCard, save_weights
 from geosr.normalise import FILL_RADIUS
 
-GEO_TRANSFORM = Affine(8.983152841195215e-05, 0.0, 6.860074498707138, 0.0, -8.983152841195215e-05, 53.41634207654228)
+GEO_TRANSFORM = Affine(
+    8.983152841195215e-05, 0.0, 6.860074498707138, 0.0, -8.983152841195215e-05, 53.41634207654228
+)
 
 
 def assert_georeferenced(src: Path, out: Path, scale: int) -> None:
@@ -40,8 +42,15 @@ def assert_valid_cog(path: Path) -> None:
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32", "float64"])
 def test_bicubic_run_preserves_everything(make_raster, dtype: str) -> None:
-    src = make_raster(count=3, height=67, width=91, dtype=dtype, nodata=None,
-                      descriptions=("B04", "B03", "B02"), tags={"SENSOR": "test", "ACQ": "2020-01-01"})
+    src = make_raster(
+        count=3,
+        height=67,
+        width=91,
+        dtype=dtype,
+        nodata=None,
+        descriptions=("B04", "B03", "B02"),
+        tags={"SENSOR": "test", "ACQ": "2020-01-01"},
+    )
     out = geosr.upscale_file(src, scale=4, model="bicubic")
     assert out == src.with_name("scene_x4.tif")
     assert_georeferenced(src, out, 4)
@@ -82,9 +91,13 @@ def random_model_file(tmp_path: Path, scale: int) -> Path:
         for p in net.parameters():
             if p.abs().sum() == 0:
                 p.normal_(0, 0.05)
-    card = ModelCard(name="random-test", architecture="cnnrnn", config=config.to_dict()
-                     if hasattr(config, "to_dict") else vars(config), scale=scale)
-    weights, _ = save_weights(net, card, tmp_path / "random_x{}".format(scale))
+    card = ModelCard(
+        name="random-test",
+        architecture="cnnrnn",
+        config=config.to_dict() if hasattr(config, "to_dict") else vars(config),
+        scale=scale,
+    )
+    weights, _ = save_weights(net, card, tmp_path / f"random_x{scale}")
     return weights
 
 
@@ -104,8 +117,14 @@ def whole_image_reference(src: Path, weights: Path, scale: int, nodata: float | 
     x, valid = prepare_tiles(raw[None], scene.nodata, norm)
     sr = Predictor(net, device="cpu", precision="fp32")(x)[0]
     hs = halo * scale
-    return finish_tile(sr[:, hs:-hs, hs:-hs], valid[0][:, halo:-halo, halo:-halo], scale=scale, norm=norm,
-                       dtype=scene.dtype, nodata=scene.nodata)
+    return finish_tile(
+        sr[:, hs:-hs, hs:-hs],
+        valid[0][:, halo:-halo, halo:-halo],
+        scale=scale,
+        norm=norm,
+        dtype=scene.dtype,
+        nodata=scene.nodata,
+    )
 
 
 @pytest.mark.parametrize("scale", [2, 4])
@@ -116,8 +135,16 @@ def test_tiled_output_equals_whole_image_inference(make_raster, tmp_path: Path, 
     weights = random_model_file(tmp_path, scale)
     reference = whole_image_reference(src, weights, scale, None)
     for tile in (16, 23, 40, 512):
-        out = geosr.upscale_file(src, tmp_path / f"t{tile}.tif", scale=scale, model=str(weights), tile=tile,
-                                 batch_size=3, precision="fp32", device="cpu")
+        out = geosr.upscale_file(
+            src,
+            tmp_path / f"t{tile}.tif",
+            scale=scale,
+            model=str(weights),
+            tile=tile,
+            batch_size=3,
+            precision="fp32",
+            device="cpu",
+        )
         with rasterio.open(out) as f:
             got = f.read().astype(np.int64)
         diff = np.abs(got - reference.astype(np.int64))
@@ -171,3 +198,22 @@ def test_lazy_upscale_equals_file_job_for_bicubic(make_raster, tmp_path: Path) -
         assert lazy.rio.transform() == f.transform
         # same kernels; chunk shapes differ from tile shapes, so float32 rounding may flip a unit
         assert np.abs(lazy.values.astype(np.int64) - f.read()).max() <= 1
+
+
+def test_rgb_colour_interpretation_is_carried(make_raster, tmp_path: Path) -> None:
+    src = make_raster("rgb.tif", count=3, dtype="uint8", nodata=None)
+    with rasterio.open(src, "r+") as f:
+        f.colorinterp = [rasterio.enums.ColorInterp.red, rasterio.enums.ColorInterp.green,
+                         rasterio.enums.ColorInterp.blue]
+    out = geosr.upscale_file(src, scale=2, model="bicubic")
+    with rasterio.open(out) as f:
+        assert [c.name for c in f.colorinterp] == ["red", "green", "blue"]
+
+
+def test_zarr_written_by_geosr_reads_back_as_input(make_raster, tmp_path: Path) -> None:
+    src = make_raster(count=2, height=30, width=40, nodata=0)
+    first = geosr.upscale_file(src, tmp_path / "x2.zarr", scale=2, model="bicubic")
+    second = geosr.upscale_file(first, tmp_path / "x4.tif", scale=2, model="bicubic")
+    with rasterio.open(src) as a, rasterio.open(second) as b:
+        assert b.crs == a.crs and (b.width, b.height) == (160, 120)
+        assert np.allclose(tuple(b.transform), tuple(a.transform @ Affine.scale(0.25)), rtol=1e-12)

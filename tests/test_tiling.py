@@ -32,7 +32,7 @@ def test_windows_nest_and_scale(height: int, width: int, tile: int, halo: int, s
         c, k = t.core, t.compute
         # every compute window has the plan's shape and lies inside the scene
         assert (k.height, k.width) == (plan.tile_height, plan.tile_width)
-        assert 0 <= k.row and k.row + k.height <= height and 0 <= k.col and k.col + k.width <= width
+        assert k.row >= 0 and k.row + k.height <= height and k.col >= 0 and k.col + k.width <= width
         # the core lies inside the compute window
         assert k.row <= c.row and c.row + c.height <= k.row + k.height
         assert k.col <= c.col and c.col + c.width <= k.col + k.width
@@ -41,10 +41,15 @@ def test_windows_nest_and_scale(height: int, width: int, tile: int, halo: int, s
         assert (t.read.height, t.read.width) == plan.read_shape
         # output window = input window x scale
         o = c.scaled(scale)
-        assert (o.row, o.col, o.height, o.width) == (c.row * scale, c.col * scale, c.height * scale, c.width * scale)
+        assert (o.row, o.col, o.height, o.width) == (
+            c.row * scale,
+            c.col * scale,
+            c.height * scale,
+            c.width * scale,
+        )
         out[o.rows, o.cols] += 1
         inner = t.core_in_output(scale)
-        assert 0 <= inner.row and inner.row + inner.height <= k.height * scale
+        assert inner.row >= 0 and inner.row + inner.height <= k.height * scale
     assert (out == 1).all()
 
 
@@ -53,8 +58,9 @@ def test_small_scene_is_one_tile() -> None:
     assert len(plan) == 1 and plan.read_shape == (25, 27)
 
 
-@pytest.mark.parametrize(("args", "message"), [((0, 5, 8, 1), "empty"), ((5, 5, 0, 1), "--tile"),
-                                                ((5, 5, 8, -1), "halo")])
+@pytest.mark.parametrize(
+    ("args", "message"), [((0, 5, 8, 1), "empty"), ((5, 5, 0, 1), "--tile"), ((5, 5, 8, -1), "halo")]
+)
 def test_bad_plans_are_refused(args: tuple[int, int, int, int], message: str) -> None:
     h, w, tile, halo = args
     with pytest.raises(OptionError, match=message):

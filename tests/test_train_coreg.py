@@ -57,8 +57,15 @@ def test_histogram_match_maps_quantiles_onto_the_reference() -> None:
 
 
 def _write(path: Path, data: np.ndarray, transform: Affine, crs: str) -> Path:
-    profile = {"driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
-               "dtype": str(data.dtype), "crs": crs, "transform": transform}
+    profile = {
+        "driver": "GTiff",
+        "count": data.shape[0],
+        "height": data.shape[1],
+        "width": data.shape[2],
+        "dtype": str(data.dtype),
+        "crs": crs,
+        "transform": transform,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path
@@ -82,7 +89,9 @@ ELKTON = "landsat/l8_pan_ms_elkton_va"
 
 
 @pytest.mark.realdata
-def test_landsat_pan_vs_wald_lr_has_zero_shift_and_recovers_a_known_one(data_dir: Path, tmp_path: Path) -> None:
+def test_landsat_pan_vs_wald_lr_has_zero_shift_and_recovers_a_known_one(
+    data_dir: Path, tmp_path: Path
+) -> None:
     """The pan band against its own area average on the MS grid: shift 0 by construction."""
     pan_path = real_file(data_dir, f"{ELKTON}/L8-B8-Elkton-VA.tiff")
     ms = read_raster(real_file(data_dir, f"{ELKTON}/L8-B4-Elkton-VA.tiff"))
@@ -92,8 +101,12 @@ def test_landsat_pan_vs_wald_lr_has_zero_shift_and_recovers_a_known_one(data_dir
     assert abs(dy) <= 0.1 and abs(dx) <= 0.1
     pan = read_raster(pan_path)
     for known in [(0.3, -0.7), (-1.25, 0.45)]:
-        copy = _write(tmp_path / "pan_shifted.tif", apply_shift(pan.data[0], known)[None], pan.grid.transform,
-                      str(pan.grid.crs))
+        copy = _write(
+            tmp_path / "pan_shifted.tif",
+            apply_shift(pan.data[0], known)[None],
+            pan.grid.transform,
+            str(pan.grid.crs),
+        )
         moved = reproject_onto_lr_grid(copy, ms.grid, 2)[0]
         dy, dx = estimate_shift(wald_lr, moved, 2)
         assert abs(dy - known[0]) <= 0.1 and abs(dx - known[1]) <= 0.1
@@ -119,8 +132,12 @@ def test_landsat_pan_vs_ms_real_pair(data_dir: Path, tmp_path: Path) -> None:
     base = arr[2]
     pan = read_raster(pan_path)
     known = (0.3, -0.7)
-    copy = _write(tmp_path / "pan_shifted.tif", apply_shift(pan.data[0], known)[None], pan.grid.transform,
-                  str(pan.grid.crs))
+    copy = _write(
+        tmp_path / "pan_shifted.tif",
+        apply_shift(pan.data[0], known)[None],
+        pan.grid.transform,
+        str(pan.grid.crs),
+    )
     ms = read_raster(real_file(data_dir, f"{ELKTON}/L8-B4-Elkton-VA.tiff"))
     dy, dx = estimate_shift(ms.data, reproject_onto_lr_grid(copy, ms.grid, 2), 2)
     assert abs(dy - base[0] - known[0]) <= 0.1 and abs(dx - base[1] - known[1]) <= 0.1

@@ -8,7 +8,13 @@ import pytest
 from geosr.errors import OptionError
 from geosr.train.config import SceneSource
 from geosr.train.data import ChipSampler, dihedral, load_scene
-from geosr.train.degrade import WALD, DegradationConfig, area_downsample, axis_weights, degrade_batch
+from geosr.train.degrade import (
+    WALD,
+    DegradationConfig,
+    area_downsample,
+    axis_weights,
+    degrade_batch,
+)
 
 
 def test_axis_weights_without_blur_is_the_block_mean() -> None:

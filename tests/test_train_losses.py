@@ -54,9 +54,12 @@ def test_build_loss_weights_and_unknown_names() -> None:
 def test_perceptual_loss_from_vgg_like_safetensors(tmp_path) -> None:
     torch.manual_seed(0)
     state = {
-        "features.0.weight": torch.randn(4, 3, 3, 3), "features.0.bias": torch.zeros(4),
-        "features.2.weight": torch.randn(4, 4, 3, 3), "features.2.bias": torch.zeros(4),
-        "features.5.weight": torch.randn(8, 4, 3, 3), "features.5.bias": torch.zeros(8),
+        "features.0.weight": torch.randn(4, 3, 3, 3),
+        "features.0.bias": torch.zeros(4),
+        "features.2.weight": torch.randn(4, 4, 3, 3),
+        "features.2.bias": torch.zeros(4),
+        "features.5.weight": torch.randn(8, 4, 3, 3),
+        "features.5.bias": torch.zeros(8),
     }
     path = tmp_path / "vgg.safetensors"
     save_file(state, str(path))

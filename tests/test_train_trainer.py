@@ -29,13 +29,28 @@ def _scene(make_raster, name: str, seed: int) -> Path:
 
 def _config(tmp_path: Path, train_path: Path, val_path: Path, **over):
     values = {
-        "name": "cnnrnn-fast", "scale": 2, "model": TINY, "seed": 3, "steps": 6, "batch_size": 4,
-        "threads": 1, "device": "cpu", "precision": "fp32", "val_every": 3, "checkpoint_every": 100,
+        "name": "cnnrnn-fast",
+        "scale": 2,
+        "model": TINY,
+        "seed": 3,
+        "steps": 6,
+        "batch_size": 4,
+        "threads": 1,
+        "device": "cpu",
+        "precision": "fp32",
+        "val_every": 3,
+        "checkpoint_every": 100,
         "output": str(tmp_path / "run"),
         "optim": {"lr": 3e-3, "warmup": 2},
         "degradation": {"multi_frame_probability": 0.5, "frames": [2, 3]},
-        "data": {"train": [{"path": str(train_path)}], "val": [{"path": str(val_path)}],
-                 "lr_chip": 8, "val_chips": 4, "val_lr_chip": 16, "val_border": 2},
+        "data": {
+            "train": [{"path": str(train_path)}],
+            "val": [{"path": str(val_path)}],
+            "lr_chip": 8,
+            "val_chips": 4,
+            "val_lr_chip": 16,
+            "val_border": 2,
+        },
     }
     values.update(over)
     return load_config(None, values)
@@ -47,8 +62,14 @@ def scenes(make_raster) -> tuple[Path, Path]:
 
 
 def test_a_few_steps_lower_the_loss(tmp_path, scenes) -> None:
-    cfg = _config(tmp_path, *scenes, steps=30, val_every=30, loss={"l1": 1.0, "ssim": 0.1},
-                  optim={"lr": 5e-3, "warmup": 1, "schedule": "constant"})
+    cfg = _config(
+        tmp_path,
+        *scenes,
+        steps=30,
+        val_every=30,
+        loss={"l1": 1.0, "ssim": 0.1},
+        optim={"lr": 5e-3, "warmup": 1, "schedule": "constant"},
+    )
     seen: list[float] = []
     result = train(cfg, progress=lambda step, total, logs: seen.append(logs["loss"]))
     assert result.step == 30 and result.weights is not None
@@ -75,7 +96,7 @@ def test_outputs_card_and_config(tmp_path, scenes) -> None:
     stored = json.loads((run / "config.json").read_text())
     assert stored["scale"] == 2 and stored["model"] == TINY
     assert (run / "checkpoints" / "last.safetensors").is_file()
-    state, card = load_weights(result.weights)
+    _state, card = load_weights(result.weights)
     assert card.normalisation == {"method": "percentile", "low": 0.1, "high": 99.9}
     assert card.bands is None and card.scale == 2
     assert {"val_psnr", "val_psnr_bicubic", "val_gain_db"} <= set(card.metrics)

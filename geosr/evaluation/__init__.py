@@ -1,6 +1,13 @@
 """Quality of super-resolution against a reference: metrics, the Wald protocol, reports."""
 
-from geosr.evaluation.metrics import BandMetrics, band_metrics, lr_consistency, psnr, psnr_range, ssim
+from geosr.evaluation.metrics import (
+    BandMetrics,
+    band_metrics,
+    lr_consistency,
+    psnr,
+    psnr_range,
+    ssim,
+)
 from geosr.evaluation.wald import EvalReport, ImageResult, evaluate_paired, evaluate_wald, wald_lr
 
 __all__ = [

@@ -29,7 +29,9 @@ def _border_mask(shape: tuple[int, ...], border: int) -> np.ndarray:
     mask = np.zeros(shape[-2:], bool)
     h, w = shape[-2:]
     if 2 * border >= min(h, w):
-        raise InputError(f"a border of {border} px leaves nothing of a {h} x {w} image; use a smaller --border")
+        raise InputError(
+            f"a border of {border} px leaves nothing of a {h} x {w} image; use a smaller --border"
+        )
     mask[border : h - border, border : w - border] = True
     return mask
 
@@ -45,7 +47,12 @@ def psnr_range(reference: np.ndarray, valid: np.ndarray | None = None) -> float:
 
 
 def psnr(
-    pred: np.ndarray, reference: np.ndarray, *, data_range: float, valid: np.ndarray | None = None, border: int = 0
+    pred: np.ndarray,
+    reference: np.ndarray,
+    *,
+    data_range: float,
+    valid: np.ndarray | None = None,
+    border: int = 0,
 ) -> float:
     """PSNR in dB of one band over valid pixels outside ``border``."""
     mask = _border_mask(reference.shape, border)
@@ -61,7 +68,12 @@ def psnr(
 
 
 def ssim(
-    pred: np.ndarray, reference: np.ndarray, *, data_range: float, valid: np.ndarray | None = None, border: int = 0
+    pred: np.ndarray,
+    reference: np.ndarray,
+    *,
+    data_range: float,
+    valid: np.ndarray | None = None,
+    border: int = 0,
 ) -> float:
     """Mean SSIM of one band (see the module docstring)."""
     x = pred.astype(np.float64)
@@ -90,7 +102,9 @@ def ssim(
     return float(smap[mask].mean())
 
 
-def lr_consistency(sr: np.ndarray, lr: np.ndarray, scale: int, *, valid_lr: np.ndarray | None = None) -> float:
+def lr_consistency(
+    sr: np.ndarray, lr: np.ndarray, scale: int, *, valid_lr: np.ndarray | None = None
+) -> float:
     """RMSE between ``sr`` block-averaged by ``scale`` and ``lr`` (one band, physical units)."""
     h, w = lr.shape
     down = sr[: h * scale, : w * scale].astype(np.float64).reshape(h, scale, w, scale).mean(axis=(1, 3))

@@ -19,18 +19,47 @@ def _fmt(value: float, digits: int = 2) -> str:
 
 def table(report: EvalReport) -> Table:
     """A rich table: one row per image and band, then the mean."""
-    t = Table(title=f"geosr evaluate ({report.mode}, x{report.scale}, model {report.model}, border {report.border})")
-    for col in ("image", "band", "PSNR", "SSIM", "bicubic PSNR", "bicubic SSIM", "gain dB", "LR err %"):
+    t = Table(
+        title=(
+            f"geosr evaluate ({report.mode}, x{report.scale}, model {report.model}, border {report.border})"
+        )
+    )
+    for col in (
+        "image",
+        "band",
+        "PSNR",
+        "SSIM",
+        "bicubic PSNR",
+        "bicubic SSIM",
+        "gain dB",
+        "LR err %",
+    ):
         t.add_column(col, justify="left" if col == "image" else "right")
     for im in report.images:
         for b in im.bands:
-            t.add_row(Path(im.path.split(" vs ")[0]).name, str(b.band), _fmt(b.psnr), _fmt(b.ssim, 4),
-                      _fmt(b.psnr_bicubic), _fmt(b.ssim_bicubic, 4), _fmt(b.gain_db), _fmt(100 * b.lr_consistency, 3))
+            t.add_row(
+                Path(im.path.split(" vs ")[0]).name,
+                str(b.band),
+                _fmt(b.psnr),
+                _fmt(b.ssim, 4),
+                _fmt(b.psnr_bicubic),
+                _fmt(b.ssim_bicubic, 4),
+                _fmt(b.gain_db),
+                _fmt(100 * b.lr_consistency, 3),
+            )
     s = report.summary()
     if s:
         t.add_section()
-        t.add_row("mean", "", _fmt(s["psnr"]), _fmt(s["ssim"], 4), _fmt(s["psnr_bicubic"]), _fmt(s["ssim_bicubic"], 4),
-                  _fmt(s["gain_db"]), _fmt(100 * s["lr_consistency"], 3))
+        t.add_row(
+            "mean",
+            "",
+            _fmt(s["psnr"]),
+            _fmt(s["ssim"], 4),
+            _fmt(s["psnr_bicubic"]),
+            _fmt(s["ssim_bicubic"], 4),
+            _fmt(s["gain_db"]),
+            _fmt(100 * s["lr_consistency"], 3),
+        )
     return t
 
 

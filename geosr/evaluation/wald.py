@@ -84,7 +84,8 @@ class EvalReport:
             "psnr_range": "99.9th - 0.1st percentile of valid HR pixels, per band",
             "summary": self.summary(),
             "images": [
-                {"path": im.path, "shift": im.shift, "bands": [asdict(b) for b in im.bands]} for im in self.images
+                {"path": im.path, "shift": im.shift, "bands": [asdict(b) for b in im.bands]}
+                for im in self.images
             ],
         }
 
@@ -131,18 +132,40 @@ def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, 
 
 def _write_float(path: Path, data: np.ndarray, grid: GeoBox) -> None:
     h, w = grid.shape.yx
-    profile = {"driver": "GTiff", "count": data.shape[0], "height": h, "width": w, "dtype": "float32",
-               "transform": grid.transform, "crs": grid.crs, "nodata": float("nan") if np.isnan(data).any() else None}
+    profile = {
+        "driver": "GTiff",
+        "count": data.shape[0],
+        "height": h,
+        "width": w,
+        "dtype": "float32",
+        "transform": grid.transform,
+        "crs": grid.crs,
+        "nodata": float("nan") if np.isnan(data).any() else None,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data.astype(np.float32))
 
 
 def _upscale_both(
-    lr_path: Path, workdir: Path, stem: str, scale: int, model: str | None, upscaler: Upscaler, options: dict[str, Any]
+    lr_path: Path,
+    workdir: Path,
+    stem: str,
+    scale: int,
+    model: str | None,
+    upscaler: Upscaler,
+    options: dict[str, Any],
 ) -> tuple[np.ndarray, np.ndarray]:
-    sr_path = upscaler(lr_path, workdir / f"{stem}_sr.tif", scale=scale, model=model, overwrite=True, **options)
-    bic_path = upscaler(lr_path, workdir / f"{stem}_bicubic.tif", scale=scale, model="bicubic", overwrite=True,
-                        **options)
+    sr_path = upscaler(
+        lr_path, workdir / f"{stem}_sr.tif", scale=scale, model=model, overwrite=True, **options
+    )
+    bic_path = upscaler(
+        lr_path,
+        workdir / f"{stem}_bicubic.tif",
+        scale=scale,
+        model="bicubic",
+        overwrite=True,
+        **options,
+    )
     sr, _, _ = _read(sr_path)
     bic, _, _ = _read(bic_path)
     return sr, bic
@@ -181,8 +204,10 @@ def evaluate_wald(
             lr_path = work / f"{stem}_lr.tif"
             _write_float(lr_path, lr, lr_grid)
             sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
+            # LR nodata blocks are nodata in both outputs: compare where all are valid.
+            both = ok & np.isfinite(sr) & np.isfinite(bic)
             bands = [
-                band_metrics(b + 1, sr[b], bic[b], hr_c[b], lr[b], scale, valid=ok[b], border=border)
+                band_metrics(b + 1, sr[b], bic[b], hr_c[b], lr[b], scale, valid=both[b], border=border)
                 for b in range(hr_c.shape[0])
             ]
             report.images.append(ImageResult(str(path), bands))
@@ -211,8 +236,10 @@ def evaluate_paired(
         work.mkdir(parents=True, exist_ok=True)
         for k, (lr_path, hr_path) in enumerate(pairs):
             pair = coregister(lr_path, hr_path, scale)
-            sr, bic = _upscale_both(Path(lr_path), work, f"{k:03d}_{Path(lr_path).stem}", scale, model, up, options)
-            ok = np.isfinite(pair.hr)
+            sr, bic = _upscale_both(
+                Path(lr_path), work, f"{k:03d}_{Path(lr_path).stem}", scale, model, up, options
+            )
+            ok = np.isfinite(pair.hr) & np.isfinite(sr) & np.isfinite(bic)
             bands = [
                 band_metrics(b + 1, sr[b], bic[b], pair.hr[b], pair.lr[b], scale, valid=ok[b], border=border)
                 for b in range(pair.hr.shape[0])

@@ -20,12 +20,16 @@ import errno
 import glob
 import os
 import re
-import resource
 import shutil
 import tempfile
 from pathlib import Path
 
 from geosr.errors import OutputError
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows has no file-size limit to honour
+    resource = None  # type: ignore[assignment]
 
 TMP_MARKER = ".geosr-tmp-"
 """Part of the name of every temporary file or directory geosr writes."""
@@ -159,9 +163,7 @@ def replace_atomically(tmp: Path, destination: Path) -> None:
         if not dest_exists or not (dest_is_dir or tmp.is_dir()):
             tmp.replace(destination)
             return
-        aside = Path(
-            tempfile.mkdtemp(prefix=f".{destination.name}{TMP_MARKER}old-", dir=destination.parent)
-        )
+        aside = Path(tempfile.mkdtemp(prefix=f".{destination.name}{TMP_MARKER}old-", dir=destination.parent))
         old = aside / destination.name
         destination.replace(old)
         try:
@@ -190,9 +192,10 @@ def free_bytes(directory: Path) -> int | None:
     except (OSError, AttributeError):
         return None
     free = stat.f_bavail * stat.f_frsize
-    soft_limit, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    if soft_limit != resource.RLIM_INFINITY:
-        free = min(free, soft_limit)
+    if resource is not None:
+        soft_limit, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft_limit != resource.RLIM_INFINITY:
+            free = min(free, soft_limit)
     return free
 
 
@@ -225,8 +228,8 @@ def describe_write_failure(destination: Path, exc: BaseException, needed: int | 
         The output being written.
     exc : BaseException
         What the OS, GDAL or zarr raised.  rasterio wraps GDAL's message in a
-        generic one ("Write failed. See previous exception"), so the most specific
-        message along the exception chain is used.
+        generic one ("Write failed. See previous exception"), so the first
+        specific message along the exception chain is used.
     needed : int or None
         Upper bound of the output's size in bytes (uncompressed), when known.
     """
@@ -237,7 +240,7 @@ def describe_write_failure(destination: Path, exc: BaseException, needed: int | 
         if seen is None:
             break
         text = (getattr(seen, "strerror", None) or str(seen)).strip()
-        if text and "previous exception" not in text:
+        if text and not reason and "previous exception" not in text:
             reason = text.splitlines()[0]
         if isinstance(seen, OSError) and seen.errno in _SPACE_ERRNOS:
             is_space = True
@@ -247,6 +250,7 @@ def describe_write_failure(destination: Path, exc: BaseException, needed: int | 
     # GDAL rarely says "disk full" (libtiff prints that to stderr only), so the
     # sizes are given whenever known: they show at once whether space is the cause.
     message += space_report(destination.parent, needed)
-    if is_space:
+    free = free_bytes(destination.parent)
+    if is_space or (needed is not None and free is not None and free < needed):
         return message + "; free some space or write to another directory"
     return message + f"; check that {destination.parent} is writable and has free space"

@@ -18,6 +18,7 @@ rewrites tags through rasterio.  rio-cogeo stays as the *validator*
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,7 @@ class CogSink(SinkBase):
     aligned windows avoid rewriting compressed tiles in the intermediate.
     """
 
-    def __init__(
-        self, destination: str | os.PathLike[str], spec: OutputSpec, *, overwrite: bool = False
-    ):
+    def __init__(self, destination: str | os.PathLike[str], spec: OutputSpec, *, overwrite: bool = False):
         super().__init__(destination, spec, overwrite)
         self._tmp = temporary_sibling(self.destination, ".tif")
         self._track(self._tmp)
@@ -86,9 +85,7 @@ class CogSink(SinkBase):
             self._write_metadata(self._ds)
         except _GDAL_ERRORS as exc:
             self._cleanup()
-            raise OutputError(
-                describe_write_failure(self.destination, exc, self._needed())
-            ) from None
+            raise OutputError(describe_write_failure(self.destination, exc, self._needed())) from None
 
     def _needed(self) -> int:
         return self.spec.nbytes * 4 // 3  # full resolution + overviews (1/4 + 1/16 + ...)
@@ -150,9 +147,7 @@ class CogSink(SinkBase):
             self._ds.write(data, window=window)
         except _GDAL_ERRORS as exc:
             self.abort()
-            raise OutputError(
-                describe_write_failure(self.destination, exc, self._needed())
-            ) from None
+            raise OutputError(describe_write_failure(self.destination, exc, self._needed())) from None
 
     def commit(self) -> Path:
         """Build the COG, validate it and rename it to the destination.
@@ -184,9 +179,7 @@ class CogSink(SinkBase):
         except GeosrError:
             raise
         except _GDAL_ERRORS as exc:
-            raise OutputError(
-                describe_write_failure(self.destination, exc, self._needed())
-            ) from None
+            raise OutputError(describe_write_failure(self.destination, exc, self._needed())) from None
         finally:
             self._cleanup()
         return self.destination
@@ -244,9 +237,7 @@ class CogSink(SinkBase):
         height, width = spec.grid.shape.yx
         problems = []
         if found_grid != (height, width, spec.count, spec.dtype):
-            problems.append(
-                f"shape/dtype {found_grid} instead of {(height, width, spec.count, spec.dtype)}"
-            )
+            problems.append(f"shape/dtype {found_grid} instead of {(height, width, spec.count, spec.dtype)}")
         # Exact comparison on purpose: the output must sit on the input's footprint
         # to the last bit, and GeoTIFF stores the transform as doubles.
         if tuple(transform) != tuple(spec.grid.transform):
@@ -266,31 +257,34 @@ class CogSink(SinkBase):
 
 
 def _check_tiles(path: Path, destination: Path, needed: int | None = None) -> None:
-    """Fail if any full-resolution tile of the GeoTIFF at ``path`` is missing or truncated.
+    """Fail if any tile of the GeoTIFF at ``path`` (overviews included) is missing or cut.
 
-    GDAL reports write errors from a dataset's final flush only on stderr (rasterio
-    does not raise them), and a tile whose write failed is left with offset 0,
-    which reads back silently as nodata.  Every tile is written (no SPARSE_OK),
-    so a zero offset, or data past the end of the file, means data was lost.
+    GDAL reports write errors from a dataset's final flush, and from its
+    compression threads, only on stderr (rasterio raises nothing), and a tile
+    whose write failed is left with offset 0, which reads back silently as
+    nodata.  Every tile is written (no SPARSE_OK), so a zero offset, or data past
+    the end of the file, means data was lost.
     """
     size = path.stat().st_size
     lost, reason = 0, ""
     try:
         with rasterio.open(path) as src:
-            (block_height, block_width) = src.block_shapes[0]
-            rows = -(-src.height // block_height)
-            cols = -(-src.width // block_width)
             # Pixel-interleaved: band 1's tile holds every band's pixels.
             pixel = src.interleaving in (None, Interleaving.pixel)
             bands = [1] if pixel else list(src.indexes)
+            # Overviews have their own sizes and (in GDAL's COG driver) tile sizes.
+            levels: list[tuple[int | None, Any, Any]] = [(None, src.shape, src.block_shapes[0])]
+            for index in range(len(src.overviews(1))):
+                with rasterio.open(path, overview_level=index) as overview:
+                    levels.append((index, overview.shape, overview.block_shapes[0]))
             for band in bands:
-                for row in range(rows):
-                    for col in range(cols):
-                        offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=band)
-                        nbytes = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=band)
-                        # Offset 0: never written; past the end: written, then truncated.
-                        whole = bool(offset and nbytes) and 0 < int(offset) <= size - int(nbytes)
-                        lost += not whole
+                for ovr, (height, width), (block_height, block_width) in levels:
+                    for row in range(math.ceil(height / block_height)):
+                        for col in range(math.ceil(width / block_width)):
+                            key = f"{col}_{row}"
+                            offset = src.get_tag_item(f"BLOCK_OFFSET_{key}", "TIFF", band, ovr)
+                            nbytes = src.get_tag_item(f"BLOCK_SIZE_{key}", "TIFF", band, ovr)
+                            lost += not _intact(offset, nbytes, size)
     except _GDAL_ERRORS as exc:
         lost, reason = -1, (str(exc).strip() or type(exc).__name__).splitlines()[0]
     if lost:
@@ -301,3 +295,8 @@ def _check_tiles(path: Path, destination: Path, needed: int | None = None) -> No
             + space_report(destination.parent, needed)
             + "; free some space or write to another directory"
         )
+
+
+def _intact(offset: str | None, nbytes: str | None, size: int) -> bool:
+    # Offset 0: never written; past the end of the file: written, then cut off.
+    return bool(offset and nbytes) and 0 < int(offset or 0) <= size - int(nbytes or 0)

@@ -127,9 +127,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
             "assign one first, e.g. gdal_edit.py -a_ullr ULX ULY LRX LRY FILE"
         )
     if src.width < 1 or src.height < 1 or src.count < 1:
-        raise InputError(
-            f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)"
-        )
+        raise InputError(f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)")
     return Scene(
         path=path,
         grid=GeoBox((src.height, src.width), src.transform, src.crs),

@@ -88,8 +88,7 @@ class OutputSpec:
             dtype = str(self.dtype)
         if dtype not in OUTPUT_DTYPES:
             raise OptionError(
-                f"output dtype {self.dtype!r} is not supported; "
-                f"use one of {', '.join(OUTPUT_DTYPES)}"
+                f"output dtype {self.dtype!r} is not supported; use one of {', '.join(OUTPUT_DTYPES)}"
             )
         object.__setattr__(self, "dtype", dtype)  # normalise np.uint16 / "u2" to "uint16"
         _check_nodata(self.nodata, dtype)
@@ -226,9 +225,7 @@ class SinkBase:
         if data.shape != expected:
             raise ValueError(f"data of shape {data.shape} does not fill the window {expected}")
         if data.dtype != np.dtype(self.spec.dtype):
-            raise ValueError(
-                f"data of dtype {data.dtype}, expected {self.spec.dtype}; cast it first"
-            )
+            raise ValueError(f"data of dtype {data.dtype}, expected {self.spec.dtype}; cast it first")
 
     def __enter__(self) -> Self:
         return self

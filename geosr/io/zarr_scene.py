@@ -47,9 +47,7 @@ def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
     ]
     if variable is not None:
         if variable not in ds.data_vars:
-            raise InputError(
-                f"{path}: no variable {variable!r}; it has {', '.join(map(str, ds.data_vars))}"
-            )
+            raise InputError(f"{path}: no variable {variable!r}; it has {', '.join(map(str, ds.data_vars))}")
         return variable
     if len(spatial) == 1:
         return str(spatial[0])
@@ -65,9 +63,7 @@ def _spatial_dims(da: xr.DataArray, path: str) -> tuple[str, str]:
     for ydim, xdim in SPATIAL_DIMS:
         if ydim in da.dims and xdim in da.dims:
             return ydim, xdim
-    raise InputError(
-        f"{path}: variable {da.name!r} has no spatial dimensions (y/x or lat/lon): {da.dims}"
-    )
+    raise InputError(f"{path}: variable {da.name!r} has no spatial dimensions (y/x or lat/lon): {da.dims}")
 
 
 def _crs(ds: xr.Dataset, da: xr.DataArray, ydim: str, xdim: str) -> CRS | None:
@@ -78,9 +74,7 @@ def _crs(ds: xr.Dataset, da: xr.DataArray, ydim: str, xdim: str) -> CRS | None:
         for key in ("proj:wkt2", "proj:code", "proj:epsg"):
             if key in attrs:
                 value = attrs[key]
-                return (
-                    CRS.from_epsg(int(value)) if key == "proj:epsg" else CRS.from_user_input(value)
-                )
+                return CRS.from_epsg(int(value)) if key == "proj:epsg" else CRS.from_user_input(value)
     if (ydim, xdim) in GEOGRAPHIC_COORDS:
         return CRS.from_epsg(4326)
     return None
@@ -113,9 +107,7 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     count = int(np.prod([da.sizes[d] for d in da.dims if d not in (ydim, xdim)]))
     lead = [d for d in da.dims if d not in (ydim, xdim)]
     descriptions: tuple[str | None, ...] = (
-        tuple(str(v) for v in da[lead[0]].values)
-        if lead and lead[0] in da.coords
-        else (None,) * count
+        tuple(str(v) for v in da[lead[0]].values) if lead and lead[0] in da.coords else (None,) * count
     )
     tags = {str(k): str(v) for k, v in da.attrs.items() if isinstance(v, str | int | float)}
     return Scene(
@@ -136,10 +128,7 @@ def open_zarr_array(scene: Scene) -> Any:
     da = ds[str(scene.variable)]
     ydim, xdim = _spatial_dims(da, scene.path)
     lead = [d for d in da.dims if d not in (ydim, xdim)]
-    if lead:
-        da = da.transpose(*lead, ydim, xdim)
-    else:
-        da = da.expand_dims("band")
+    da = da.transpose(*lead, ydim, xdim) if lead else da.expand_dims("band")
     return _PositionalReader(da)
 
 

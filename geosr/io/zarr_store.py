@@ -72,9 +72,7 @@ class ZarrSink(SinkBase):
         Replace an existing destination at commit.
     """
 
-    def __init__(
-        self, destination: str | os.PathLike[str], spec: OutputSpec, *, overwrite: bool = False
-    ):
+    def __init__(self, destination: str | os.PathLike[str], spec: OutputSpec, *, overwrite: bool = False):
         super().__init__(destination, spec, overwrite)
         if not spec.grid.axis_aligned:
             raise OptionError(
@@ -106,9 +104,7 @@ class ZarrSink(SinkBase):
             _write_chunkwise(self._array, rows, cols, data)
         except OSError as exc:
             self.abort()
-            raise OutputError(
-                describe_write_failure(self.destination, exc, self.spec.nbytes)
-            ) from None
+            raise OutputError(describe_write_failure(self.destination, exc, self.spec.nbytes)) from None
 
     def commit(self) -> Path:
         """Consolidate the metadata and rename the store to the destination.
@@ -135,9 +131,7 @@ class ZarrSink(SinkBase):
         except OSError as exc:
             if isinstance(exc, OutputError):
                 raise
-            raise OutputError(
-                describe_write_failure(self.destination, exc, self.spec.nbytes)
-            ) from None
+            raise OutputError(describe_write_failure(self.destination, exc, self.spec.nbytes)) from None
         finally:
             self._cleanup()
         return self.destination
@@ -189,7 +183,12 @@ def _chunk_spans(window: slice, chunk: int) -> Iterator[slice]:
 def _create_store(path: Path, spec: OutputSpec) -> Any:
     """Write coordinates and metadata, create the empty data array, return it."""
     count, height, width = spec.shape
-    coords = xr_coords(spec.grid, crs_coord_name="spatial_ref")
+    with warnings.catch_warnings():
+        # pyproj's CF export drops parameters some CRSs have (oblique Mercator's
+        # rectified-grid angle, EPSG:2056) and says so; crs_wkt, which readers
+        # prefer, still carries the whole CRS.
+        warnings.filterwarnings("ignore", message=".*lost in conversion to CF.*")
+        coords = xr_coords(spec.grid, crs_coord_name="spatial_ref")
     # odc-geo writes the CF grid mapping; rioxarray adds GeoTransform, which makes
     # .rio.transform() exact instead of derived from rounded pixel centres.
     skeleton = xr.Dataset(coords={"band": np.arange(1, count + 1, dtype="int64"), **coords})
@@ -225,9 +224,7 @@ def _variable_attributes(spec: OutputSpec) -> dict[str, Any]:
         attrs["colorinterp"] = list(spec.colorinterp)
     if any(spec.band_tags):
         attrs["band_tags"] = [dict(tags) for tags in spec.band_tags]
-    standin = xr.Variable(
-        ("band", "y", "x"), np.zeros((spec.count, 1, 1), dtype=spec.dtype), attrs=attrs
-    )
+    standin = xr.Variable(("band", "y", "x"), np.zeros((spec.count, 1, 1), dtype=spec.dtype), attrs=attrs)
     nodata = spec.nodata
     standin.encoding = {
         "_FillValue": None if nodata is None else np.array(nodata, dtype=spec.dtype)[()],

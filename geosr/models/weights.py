@@ -86,7 +86,12 @@ def save_weights(
         raise ModelError(f"save_weights needs a ModelCard, got {type(card).__name__}")
     weights_path, card_path = weights_paths(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    # Fresh contiguous copies: safetensors refuses tensors that share storage, and a
+    # model converted to channels_last (as the predictor does) has strided weights.
+    tensors = {
+        k: v.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+        for k, v in model.state_dict().items()
+    }
     metadata = {"format": "pt", "name": card.name, "scale": str(card.scale)}
     _atomic_write(weights_path, lambda p: save_file(tensors, str(p), metadata=metadata))
     _atomic_write(card_path, lambda p: p.write_text(card.to_json(), encoding="utf-8"))

@@ -22,7 +22,13 @@ from geosr.errors import InputError
 from geosr.grid import scaled
 from geosr.io.scene import sample_step
 from geosr.kernel import finish_tile, prepare_tiles
-from geosr.normalise import FILL_RADIUS, Normalisation, normalisation_from_card, scene_normalisation, valid_mask
+from geosr.normalise import (
+    FILL_RADIUS,
+    Normalisation,
+    normalisation_from_card,
+    scene_normalisation,
+    valid_mask,
+)
 from geosr.options import DEFAULT_TILE, RunOptions
 from geosr.tiling import Window
 
@@ -49,8 +55,16 @@ def _chunks(length: int, tile: int, halo: int) -> tuple[int, ...]:
 
 
 def _upscale_block(
-    block: np.ndarray, *, halo: int, scale: int, norm: Normalisation, nodata: float | None,
-    dtype: str, model: str | None, device: str, precision: str,
+    block: np.ndarray,
+    *,
+    halo: int,
+    scale: int,
+    norm: Normalisation,
+    nodata: float | None,
+    dtype: str,
+    model: str | None,
+    device: str,
+    precision: str,
 ) -> np.ndarray:
     predictor = cached_predictor(model, block.shape[0], scale, device, precision)
     x, valid = prepare_tiles(block[None], nodata, norm)
@@ -58,8 +72,14 @@ def _upscale_block(
     h, w = block.shape[1] - 2 * halo, block.shape[2] - 2 * halo
     core = Window(halo, halo, h, w)
     out_core = core.scaled(scale)
-    return finish_tile(sr[:, out_core.rows, out_core.cols], valid[0][:, core.rows, core.cols],
-                       scale=scale, norm=norm, dtype=dtype, nodata=nodata)
+    return finish_tile(
+        sr[:, out_core.rows, out_core.cols],
+        valid[0][:, core.rows, core.cols],
+        scale=scale,
+        norm=norm,
+        dtype=dtype,
+        nodata=nodata,
+    )
 
 
 def _grid_of(data: xr.DataArray) -> GeoBox:
@@ -116,7 +136,9 @@ def upscale(
     valid = valid_mask(sample, nodata)
     if not valid.any():
         raise InputError("every pixel of the DataArray is nodata; nothing to super-resolve")
-    norm = scene_normalisation(sample, valid, dtype=data.dtype.name, **normalisation_from_card(net.card.normalisation))
+    norm = scene_normalisation(
+        sample, valid, dtype=data.dtype.name, **normalisation_from_card(net.card.normalisation)
+    )
 
     if min(h, w) <= halo:
         # Too small for Dask's overlap (depth must not exceed a chunk): one padded block.
@@ -124,27 +146,51 @@ def upscale(
         padded = da.pad(array, ((0, 0), (halo, halo), (halo, halo)), mode="symmetric")
     else:
         array = array.rechunk((-1, _chunks(h, tile_edge, halo), _chunks(w, tile_edge, halo)))
-        padded = da.overlap.overlap(array, depth={0: 0, 1: halo, 2: halo}, boundary={1: "reflect", 2: "reflect"})
-    out_chunks = (array.chunks[0], tuple(c * opts.scale for c in array.chunks[1]),
-                  tuple(c * opts.scale for c in array.chunks[2]))
+        padded = da.overlap.overlap(
+            array, depth={0: 0, 1: halo, 2: halo}, boundary={1: "reflect", 2: "reflect"}
+        )
+    out_chunks = (
+        array.chunks[0],
+        tuple(c * opts.scale for c in array.chunks[1]),
+        tuple(c * opts.scale for c in array.chunks[2]),
+    )
     result = da.map_blocks(
-        functools.partial(_upscale_block, halo=halo, scale=opts.scale, norm=norm, nodata=nodata,
-                          dtype=data.dtype.name, model=opts.model, device=opts.device, precision=opts.precision),
-        padded, chunks=out_chunks, dtype=data.dtype,
+        functools.partial(
+            _upscale_block,
+            halo=halo,
+            scale=opts.scale,
+            norm=norm,
+            nodata=nodata,
+            dtype=data.dtype.name,
+            model=opts.model,
+            device=opts.device,
+            precision=opts.precision,
+        ),
+        padded,
+        chunks=out_chunks,
+        dtype=data.dtype,
     )
     return _georeferenced(result, data, scaled(grid, opts.scale), nodata)
 
 
-def _georeferenced(result: da.Array, source: xr.DataArray, grid: GeoBox, nodata: float | None) -> xr.DataArray:
+def _georeferenced(
+    result: da.Array, source: xr.DataArray, grid: GeoBox, nodata: float | None
+) -> xr.DataArray:
     h, w = grid.shape.yx
     t = grid.transform
     x = t.c + t.a * (np.arange(w) + 0.5)
     y = t.f + t.e * (np.arange(h) + 0.5)
-    out = xr.DataArray(result, dims=("band", "y", "x"),
-                       coords={"band": source["band"].values if "band" in source.coords else np.arange(1, result.shape[0] + 1),
-                               "y": y, "x": x},
-                       attrs={k: v for k, v in source.attrs.items() if k not in ("_FillValue",)},
-                       name=source.name)
+    out = xr.DataArray(
+        result,
+        dims=("band", "y", "x"),
+        coords={
+            "band": source["band"].values if "band" in source.coords else np.arange(1, result.shape[0] + 1),
+            "y": y,
+            "x": x,
+        },
+        attrs={k: v for k, v in source.attrs.items() if k not in ("_FillValue",)},
+        name=source.name,
+    )
     out = out.rio.write_crs(grid.crs).rio.write_transform(t)
     if nodata is not None:
         out = out.rio.write_nodata(nodata, encoded=False)

@@ -20,7 +20,13 @@ from geosr.train.store import finish_store, init_store, pair_chips, write_pair
 
 
 def _pair_task(
-    store: str, key: int, lr_path: str, hr_path: str, scale: int, lr_chip: int, stride: int | None,
+    store: str,
+    key: int,
+    lr_path: str,
+    hr_path: str,
+    scale: int,
+    lr_chip: int,
+    stride: int | None,
     val_fraction: float,
 ) -> tuple[tuple[float, float], int]:
     lr, hr, split, shift = pair_chips(

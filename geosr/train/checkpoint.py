@@ -94,7 +94,10 @@ def save_checkpoint(
         "history": state.history,
         "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
         "scheduler": sched,
-        "rng": {"numpy": np.random.get_state(legacy=False), "python": _python_state()},
+        "rng": {
+            "numpy": np.random.get_state(legacy=False),  # noqa: NPY002  (global state, if anything uses it)
+            "python": _python_state(),
+        },
         "config": config,
     }
     weights = d / f"{NAME}.safetensors"
@@ -160,6 +163,6 @@ def load_checkpoint(
     cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
-    np.random.set_state(meta["rng"]["numpy"])
+    np.random.set_state(meta["rng"]["numpy"])  # noqa: NPY002
     _set_python_state(meta["rng"]["python"])
     return TrainState(step=int(meta["step"]), history=list(meta["history"]), seconds=float(meta["seconds"]))

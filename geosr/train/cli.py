@@ -1,4 +1,4 @@
-"""``geosr train`` and ``geosr evaluate``: thin shells over :mod:`geosr.train` and :mod:`geosr.evaluation`.
+"""``geosr train`` and ``geosr evaluate``: thin shells over the training and evaluation code.
 
 Registered by ``geosr.cli`` as ``app.command("train")(train_command)`` and
 ``app.command("evaluate")(evaluate_command)``; errors are :class:`GeosrError`
@@ -7,12 +7,20 @@ subclasses, which the main app prints as one line.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from geosr.errors import OptionError
 
@@ -21,8 +29,14 @@ err = Console(stderr=True)
 Scale = Annotated[int | None, typer.Option("--scale", "-s", help="Zoom factor (2, 3, 4).")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="auto, fp32 or bf16.")]
-LrPaths = Annotated[list[Path] | None, typer.Option("--lr", help="Low-resolution raster of a pair (repeat, in order with --hr).")]
-HrPaths = Annotated[list[Path] | None, typer.Option("--hr", help="High-resolution raster of a pair (repeat, in order with --lr).")]
+LrPaths = Annotated[
+    list[Path] | None,
+    typer.Option("--lr", help="Low-resolution raster of a pair (repeat, in order with --hr)."),
+]
+HrPaths = Annotated[
+    list[Path] | None,
+    typer.Option("--hr", help="High-resolution raster of a pair (repeat, in order with --lr)."),
+]
 
 
 def _parse_loss(text: str | None) -> dict[str, float] | None:
@@ -35,7 +49,9 @@ def _parse_loss(text: str | None) -> dict[str, float] | None:
         try:
             out[name.strip()] = float(weight) if weight else 1.0
         except ValueError as exc:
-            raise OptionError(f"--loss {text!r}: weight {weight!r} of {name!r} is not a number; e.g. l1=1,ssim=0.1") from exc
+            raise OptionError(
+                f"--loss {text!r}: weight {weight!r} of {name!r} is not a number; e.g. l1=1,ssim=0.1"
+            ) from exc
     return out
 
 
@@ -48,25 +64,43 @@ def _pairs(lr: list[Path] | None, hr: list[Path] | None) -> list[tuple[Path, Pat
 
 def train_command(
     inputs: Annotated[
-        list[str] | None, typer.Argument(help="HR rasters for self-supervised training: files, folders or globs.")
+        list[str] | None,
+        typer.Argument(help="HR rasters for self-supervised training: files, folders or globs."),
     ] = None,
-    recipe: Annotated[Path | None, typer.Option(help="TOML recipe (pipelines/*.toml); options below override it.")] = None,
-    val: Annotated[list[str] | None, typer.Option("--val", help="Validation HR rasters (never trained on).")] = None,
+    recipe: Annotated[
+        Path | None, typer.Option(help="TOML recipe (pipelines/*.toml); options below override it.")
+    ] = None,
+    val: Annotated[
+        list[str] | None, typer.Option("--val", help="Validation HR rasters (never trained on).")
+    ] = None,
     lr: LrPaths = None,
     hr: HrPaths = None,
-    store: Annotated[Path | None, typer.Option(help="Paired training store (.zarr): built from --lr/--hr, or reused.")] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Paired training store (.zarr): built from --lr/--hr, or reused."),
+    ] = None,
     scheduler: Annotated[
-        str, typer.Option(help="Dask scheduler for building the store: threads, processes, local or tcp://host:port.")
+        str,
+        typer.Option(
+            help="Dask scheduler for building the store: threads, processes, local or tcp://host:port."
+        ),
     ] = "threads",
     scale: Scale = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model to train (cnnrnn-fast, cnnrnn-best).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model to train (cnnrnn-fast, cnnrnn-best).")
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Optimiser steps.", min=1)] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Chips per step.", min=1)] = None,
     lr_chip: Annotated[int | None, typer.Option("--chip", help="LR chip size in pixels.", min=4)] = None,
-    learning_rate: Annotated[float | None, typer.Option("--learning-rate", help="Peak learning rate.")] = None,
-    loss: Annotated[str | None, typer.Option(help="Loss terms and weights, e.g. l1=1,ssim=0.1,shift_l1=1.")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option("--learning-rate", help="Peak learning rate.")
+    ] = None,
+    loss: Annotated[
+        str | None, typer.Option(help="Loss terms and weights, e.g. l1=1,ssim=0.1,shift_l1=1.")
+    ] = None,
     perceptual_net: Annotated[
-        Path | None, typer.Option(help="Feature network for the perceptual loss (.safetensors VGG or TorchScript).")
+        Path | None,
+        typer.Option(help="Feature network for the perceptual loss (.safetensors VGG or TorchScript)."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed: a run is a function of its config.")] = None,
     device: DeviceOpt = None,
@@ -74,8 +108,14 @@ def train_command(
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (0: default).")] = None,
     val_every: Annotated[int | None, typer.Option(help="Validate every N steps.", min=1)] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.", min=1)] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder (config, checkpoints, weights).")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Stem of the weights file to write (default in the run folder).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Run folder (config, checkpoints, weights)."),
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="Stem of the weights file to write (default in the run folder)."),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
 ) -> None:
     """Train a super-resolution model: self-supervised on HR rasters, or on --lr/--hr pairs."""
@@ -84,10 +124,19 @@ def train_command(
 
     pairs = _pairs(lr, hr)
     overrides: dict[str, Any] = {
-        "name": model, "scale": scale, "steps": steps, "batch_size": batch_size, "seed": seed,
-        "loss": _parse_loss(loss), "perceptual_net": str(perceptual_net) if perceptual_net else None,
-        "device": device, "precision": precision, "threads": threads, "val_every": val_every,
-        "checkpoint_every": checkpoint_every, "output": str(output) if output else None,
+        "name": model,
+        "scale": scale,
+        "steps": steps,
+        "batch_size": batch_size,
+        "seed": seed,
+        "loss": _parse_loss(loss),
+        "perceptual_net": str(perceptual_net) if perceptual_net else None,
+        "device": device,
+        "precision": precision,
+        "threads": threads,
+        "val_every": val_every,
+        "checkpoint_every": checkpoint_every,
+        "output": str(output) if output else None,
         "weights": str(weights) if weights else None,
         "optim": {"lr": learning_rate},
         "data": {
@@ -106,7 +155,9 @@ def train_command(
             pairs, store_path, scale=config.scale, lr_chip=config.data.lr_chip, scheduler=scheduler
         )
         for p in info["pairs"]:
-            err.print(f"  {Path(p['lr']).name} / {Path(p['hr']).name}: shift {p['shift']} HR px, {p['chips']} chips")
+            err.print(
+                f"  {Path(p['lr']).name} / {Path(p['hr']).name}: shift {p['shift']} HR px, {p['chips']} chips"
+            )
         config = load_config(recipe, {**overrides, "data": {**overrides["data"], "store": str(store_path)}})
     elif store is not None:
         config = load_config(recipe, {**overrides, "data": {**overrides["data"], "store": str(store)}})
@@ -114,19 +165,32 @@ def train_command(
         raise OptionError("nothing to train on: give HR rasters, --lr/--hr pairs, --store or a --recipe")
 
     with Progress(
-        TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-        TextColumn("val PSNR {task.fields[psnr]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("val PSNR {task.fields[psnr]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
     ) as bar:
         task = bar.add_task("train", total=config.steps, loss="-", psnr="-")
 
         def report(step: int, total: int, logs: dict[str, float]) -> None:
             psnr = logs.get("psnr", float("nan"))
-            bar.update(task, completed=step, loss=f"{logs['loss']:.4f}", psnr="-" if psnr != psnr else f"{psnr:.2f} dB")
+            bar.update(
+                task,
+                completed=step,
+                loss=f"{logs['loss']:.4f}",
+                psnr="-" if math.isnan(psnr) else f"{psnr:.2f} dB",
+            )
 
         try:
             result = train(config, resume=resume, progress=report, recipe=str(recipe) if recipe else None)
         except KeyboardInterrupt:
-            err.print(f"interrupted; continue with the same command and --resume (run folder {config.output})")
+            err.print(
+                f"interrupted; continue with the same command and --resume (run folder {config.output})"
+            )
             raise typer.Exit(130) from None
     m = result.metrics
     if m:
@@ -143,7 +207,8 @@ def evaluate_command(
     hr: HrPaths = None,
     scale: Annotated[int, typer.Option("--scale", "-s", help="Zoom factor (2, 3, 4).")] = 4,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model name or .safetensors path (default: bundled).")
+        str | None,
+        typer.Option("--model", "-m", help="Model name or .safetensors path (default: bundled)."),
     ] = None,
     border: Annotated[int, typer.Option(help="HR pixels excluded at every edge.", min=0)] = 16,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON.")] = None,
@@ -153,7 +218,9 @@ def evaluate_command(
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Tiles per model call.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA only).")] = "auto",
-    nodata: Annotated[float | None, typer.Option(help="Override the HR rasters' nodata value (Wald).")] = None,
+    nodata: Annotated[
+        float | None, typer.Option(help="Override the HR rasters' nodata value (Wald).")
+    ] = None,
 ) -> None:
     """Measure PSNR, SSIM and gain over bicubic: Wald protocol on HR rasters, or --lr/--hr pairs."""
     from geosr.evaluation.report import print_report, write_json, write_plot
@@ -162,12 +229,23 @@ def evaluate_command(
     pairs = _pairs(lr, hr)
     if pairs and hr_rasters:
         raise OptionError("give either HR rasters (Wald protocol) or --lr/--hr pairs, not both")
-    options: dict[str, Any] = {"device": device, "precision": precision, "tile": tile, "batch_size": batch_size}
+    options: dict[str, Any] = {
+        "device": device,
+        "precision": precision,
+        "tile": tile,
+        "batch_size": batch_size,
+    }
     if pairs:
         report = evaluate_paired(pairs, scale=scale, model=model, border=border, workdir=workdir, **options)
     elif hr_rasters:
         report = evaluate_wald(
-            hr_rasters, scale=scale, model=model, border=border, workdir=workdir, nodata=nodata, **options
+            hr_rasters,
+            scale=scale,
+            model=model,
+            border=border,
+            workdir=workdir,
+            nodata=nodata,
+            **options,
         )
     else:
         raise OptionError("nothing to evaluate: give HR rasters or --lr/--hr pairs")

@@ -60,7 +60,9 @@ class SceneSource:
         for name in ("rows", "cols"):
             lo, hi = getattr(self, name)
             if not 0.0 <= lo < hi <= 1.0:
-                raise OptionError(f"{self.path}: {name} must be fractions 0 <= start < stop <= 1, got {(lo, hi)}")
+                raise OptionError(
+                    f"{self.path}: {name} must be fractions 0 <= start < stop <= 1, got {(lo, hi)}"
+                )
 
 
 @dataclass(frozen=True)
@@ -206,12 +208,12 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return None
         non_none = [a for a in args if a is not type(None)]
         return _convert(non_none[0], value, where)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, Mapping):
             raise OptionError(f"{where} must be a table, got {value!r}")
-        return from_dict(tp, value, where)  # type: ignore[arg-type]
+        return from_dict(tp, value, where)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise OptionError(f"{where} must be a list, got {value!r}")
@@ -219,7 +221,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise OptionError(f"{where} must have {len(args)} values, got {list(value)}")
-        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+        return tuple(
+            _convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
     if origin is dict:
         if not isinstance(value, Mapping):
             raise OptionError(f"{where} must be a table, got {value!r}")
@@ -286,7 +290,7 @@ def expand_path(path: str) -> str:
     """Expand ``${GEOSR_DATA_DIR}`` (default ``../shared/data``) and ``~``."""
     data_dir = os.environ.get(DATA_DIR_VAR) or DEFAULT_DATA_DIR
     path = path.replace("${" + DATA_DIR_VAR + "}", data_dir).replace("$" + DATA_DIR_VAR, data_dir)
-    return os.path.expanduser(path)
+    return str(Path(path).expanduser())
 
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
@@ -302,11 +306,13 @@ def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[P
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
         elif any(ch in pattern for ch in "*?["):
-            files = sorted(Path(f) for f in glob.glob(pattern))
+            files = sorted(Path(f) for f in glob.glob(pattern))  # noqa: PTH207  (absolute globs)
         elif p.is_file():
             files = [p]
         else:
-            raise OptionError(f"{what} raster {pattern!r} does not exist (GEOSR_DATA_DIR={os.environ.get(DATA_DIR_VAR)})")
+            raise OptionError(
+                f"{what} raster {pattern!r} does not exist (GEOSR_DATA_DIR={os.environ.get(DATA_DIR_VAR)})"
+            )
         if not files:
             raise OptionError(f"{what} pattern {pattern!r} matches no raster")
         for f in files:

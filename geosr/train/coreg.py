@@ -65,7 +65,7 @@ def _window(shape: tuple[int, int]) -> np.ndarray:
 
 
 def _upsampled_correlation(spectrum: np.ndarray, centre: np.ndarray, size: int, factor: int) -> np.ndarray:
-    """Inverse DFT of ``spectrum`` on a ``size x size`` grid of step ``1/factor`` around ``centre``."""
+    """Inverse DFT of ``spectrum`` on a square grid of step ``1/factor`` around ``centre``."""
     m, n = spectrum.shape
     offs = (np.arange(size) - size // 2) / factor
     ys, xs = centre[0] + offs, centre[1] + offs
@@ -111,7 +111,9 @@ def phase_correlation(
         ``moving(y, x) ~ reference(y - dy, x - dx)``.
     """
     if reference.shape != moving.shape or reference.ndim != 2:
-        raise OptionError(f"phase_correlation needs two 2-D arrays of one shape, got {reference.shape}, {moving.shape}")
+        raise OptionError(
+            f"phase_correlation needs two 2-D arrays of one shape, got {reference.shape}, {moving.shape}"
+        )
     total = np.zeros(2)
     b0 = _fill(moving, valid)
     for _ in range(max(1, iterations)):
@@ -171,8 +173,8 @@ def estimate_shift(
     lr2 = np.asarray(lr, np.float64)
     hr2 = np.asarray(hr, np.float64)
     if lr2.ndim == 3:
-        lr_valid = None if lr_valid is None else lr_valid.all(axis=0)
-        hr_valid = None if hr_valid is None else hr_valid.all(axis=0)
+        lr_valid = None if lr_valid is None else np.asarray(lr_valid.all(axis=0))
+        hr_valid = None if hr_valid is None else np.asarray(hr_valid.all(axis=0))
         lr2 = _standardise(lr2).mean(axis=0)
         hr2 = _standardise(hr2).mean(axis=0)
     h, w = lr2.shape
@@ -224,8 +226,14 @@ def histogram_match(
     hr = np.asarray(hr, np.float64)
     lr = np.asarray(lr, np.float64)
     if hr.ndim == 2:
-        return histogram_match(hr[None], lr[None], scale, hr_valid=None if hr_valid is None else hr_valid[None],
-                               lr_valid=None if lr_valid is None else lr_valid[None], quantiles=quantiles)[0]
+        return histogram_match(
+            hr[None],
+            lr[None],
+            scale,
+            hr_valid=None if hr_valid is None else hr_valid[None],
+            lr_valid=None if lr_valid is None else lr_valid[None],
+            quantiles=quantiles,
+        )[0]
     out = np.empty(hr.shape, np.float32)
     qs = np.linspace(0.0, 1.0, quantiles)
     for c in range(hr.shape[0]):
@@ -282,7 +290,7 @@ def reproject_onto_lr_grid(
     *,
     bands: tuple[int, ...] | None = None,
 ) -> np.ndarray:
-    """The HR raster resampled onto ``lr_grid`` refined by ``scale``: ``(C, H, W)`` float32, NaN invalid."""
+    """The HR raster on ``lr_grid`` refined by ``scale``: (C, H, W) float32, NaN where invalid."""
     hr = read_raster(hr_path, bands)
     target = scaled(lr_grid, scale)
     ratio = abs(target.resolution.x) / abs(hr.grid.resolution.x)

@@ -103,8 +103,9 @@ class ChipSampler:
     """Self-supervised batches ``(lr (B, T, 1, h, w), hr (B, 1, H, W))`` from HR scenes.
 
     Scene bands are drawn with probability proportional to the square root of
-    their pixel count (large scenes count more, small crops still matter); positions uniformly among chips whose HR pixels (with the
-    degradation margin) are all valid.
+    their pixel count (large scenes count more, small crops still matter);
+    positions uniformly among chips whose HR pixels (with the degradation
+    margin) are all valid.
     """
 
     def __init__(
@@ -207,4 +208,6 @@ class StoreSampler:
         ks = rng.integers(0, 8, batch_size)
         lr = np.stack([dihedral(self.lr[i], int(k)) for i, k in zip(idx, ks, strict=True)])
         hr = np.stack([dihedral(self.hr[i], int(k)) for i, k in zip(idx, ks, strict=True)])
-        return np.ascontiguousarray(lr[:, None], np.float32), np.ascontiguousarray(hr, np.float32)
+        return np.ascontiguousarray(lr[:, None, None], np.float32), np.ascontiguousarray(
+            hr[:, None], np.float32
+        )

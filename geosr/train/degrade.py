@@ -116,12 +116,14 @@ def axis_weights(n_lr: int, scale: int, margin: int, sigma_hr: float, shift_hr: 
 
 def margin_for(scale: int, config: DegradationConfig) -> int:
     """HR margin a chip needs around it so that the PSF and shifts stay inside it."""
-    reach = 4.0 * config.blur_sigma[1] * scale + config.max_shift * scale + 1.0
-    return int(math.ceil(reach))
+    blur = config.blur_sigma[1] if config.blur_probability > 0 else 0.0
+    shift = config.max_shift if config.multi_frame_probability > 0 else 0.0
+    reach = 4.0 * blur * scale + shift * scale + 1.0
+    return math.ceil(reach)
 
 
 def area_downsample(hr: np.ndarray, scale: int) -> np.ndarray:
-    """Exact block mean over ``scale x scale`` blocks of ``(..., H, W)``; H, W multiples of scale."""
+    """Exact mean over ``scale x scale`` blocks of ``(..., H, W)``; H, W multiples of scale."""
     *lead, h, w = hr.shape
     if h % scale or w % scale:
         raise OptionError(f"shape {(h, w)} is not a multiple of the scale {scale}")

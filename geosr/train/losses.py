@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812  (the torch convention)
 from torch import nn
 
 from geosr.errors import ModelError, OptionError
@@ -62,9 +62,13 @@ def ssim(
     ``(B, C)``.  Identical images give exactly 1.
     """
     if pred.shape != target.shape or pred.ndim != 4:
-        raise OptionError(f"ssim needs two (B, C, H, W) tensors of one shape, got {pred.shape} and {target.shape}")
+        raise OptionError(
+            f"ssim needs two (B, C, H, W) tensors of one shape, got {pred.shape} and {target.shape}"
+        )
     if min(pred.shape[-2:]) < window:
-        raise OptionError(f"ssim needs images of at least {window} x {window} pixels, got {tuple(pred.shape[-2:])}")
+        raise OptionError(
+            f"ssim needs images of at least {window} x {window} pixels, got {tuple(pred.shape[-2:])}"
+        )
     pred = pred.float()
     target = target.float()
     c = pred.shape[1]
@@ -93,7 +97,7 @@ def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _translate(x: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
-    """Translate ``(B, C, H, W)`` by ``(dy, dx)`` pixels with bilinear resampling (borders replicate)."""
+    """Translate ``(B, C, H, W)`` by ``(dy, dx)`` pixels, bilinear, borders replicated."""
     if dy == 0 and dx == 0:
         return x
     b, _, h, w = x.shape
@@ -143,9 +147,12 @@ class _VGGFeatures(nn.Module):
         modules: dict[str, nn.Module] = {}
         for n, i in enumerate(conv_idx):
             weight = state[f"features.{i}.weight"]
-            conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[-1], padding=weight.shape[-1] // 2)
-            conv.weight.data.copy_(weight)
-            conv.bias.data.copy_(state[f"features.{i}.bias"])
+            conv = nn.Conv2d(
+                weight.shape[1], weight.shape[0], weight.shape[-1], padding=weight.shape[-1] // 2
+            )
+            with torch.no_grad():
+                conv.weight.copy_(weight)
+                conv.bias.copy_(state[f"features.{i}.bias"])  # type: ignore[union-attr]
             modules[str(i)] = conv
             modules[str(i + 1)] = nn.ReLU()
             nxt = conv_idx[n + 1] if n + 1 < len(conv_idx) else None
@@ -197,9 +204,13 @@ def load_feature_extractor(path: str | Path, *, layers: Sequence[int] = (3, 8, 1
         try:
             net = torch.jit.load(str(p), map_location="cpu")
         except Exception as exc:
-            raise ModelError(f"{p} is not a TorchScript archive ({exc}); save it with torch.jit.save") from exc
+            raise ModelError(
+                f"{p} is not a TorchScript archive ({exc}); save it with torch.jit.save"
+            ) from exc
     else:
-        raise ModelError(f"feature extractor {p}: unknown format {p.suffix!r}; use .safetensors or .pt (TorchScript)")
+        raise ModelError(
+            f"feature extractor {p}: unknown format {p.suffix!r}; use .safetensors or .pt (TorchScript)"
+        )
     net.eval()
     for param in net.parameters():
         param.requires_grad_(False)

@@ -61,7 +61,7 @@ def pair_chips(
     hr_ok = np.isfinite(pair.hr)
     stride = stride or lr_chip
     c, h, w = lr.shape
-    boundary = int(round(h * (1.0 - val_fraction)))
+    boundary = round(h * (1.0 - val_fraction))
     lrs, hrs, splits = [], [], []
     big = lr_chip * scale
     for band in range(c):
@@ -97,7 +97,7 @@ def write_pair(store: str | Path, key: int, lr: np.ndarray, hr: np.ndarray, spli
         z = group.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=chunks, overwrite=True)
         if n:
             z[...] = arr
-    return int(n)
+    return n
 
 
 def init_store(store: str | Path, *, scale: int, lr_chip: int, pairs: list[dict[str, Any]]) -> None:
@@ -109,7 +109,7 @@ def init_store(store: str | Path, *, scale: int, lr_chip: int, pairs: list[dict[
 def finish_store(store: str | Path, shifts: list[tuple[float, float]], counts: list[int]) -> None:
     """Record per-pair shifts and chip counts and mark the store complete."""
     root = zarr.open_group(str(store), mode="r+")
-    pairs = list(root.attrs["pairs"])  # type: ignore[arg-type]
+    pairs: list[dict[str, Any]] = json.loads(json.dumps(root.attrs["pairs"]))
     for p, shift, n in zip(pairs, shifts, counts, strict=True):
         p["shift"] = [float(shift[0]), float(shift[1])]
         p["chips"] = int(n)
@@ -128,10 +128,11 @@ def read_store(store: str | Path, split: str = "train") -> tuple[np.ndarray, np.
     lrs, hrs = [], []
     for key in sorted(root["pairs"].group_keys(), key=int):  # type: ignore[union-attr]
         g = root[f"pairs/{key}"]
-        sel = np.asarray(g["split"][...]) == want  # type: ignore[index]
+        arrays: Any = g
+        sel = np.asarray(arrays["split"][...]) == want
         if sel.any():
-            lrs.append(np.asarray(g["lr"][...])[sel])  # type: ignore[index]
-            hrs.append(np.asarray(g["hr"][...])[sel])  # type: ignore[index]
+            lrs.append(np.asarray(arrays["lr"][...])[sel])
+            hrs.append(np.asarray(arrays["hr"][...])[sel])
     if not lrs:
         raise InputError(f"training store {p} has no {split} chip: use larger rasters or a smaller chip")
     return np.concatenate(lrs).astype(np.float32), np.concatenate(hrs).astype(np.float32)

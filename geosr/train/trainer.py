@@ -137,7 +137,9 @@ class Validator:
         model.eval()
         values = []
         for i in range(0, self.lr.shape[0], batch):
-            with torch.autocast(self.lr.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            with torch.autocast(
+                self.lr.device.type, dtype=autocast or torch.float32, enabled=autocast is not None
+            ):
                 pred = model(self.lr[i : i + batch]).float()
             values.append(psnr_batch(pred, self.hr[i : i + batch], self.border))
         model.train(was_training)
@@ -147,7 +149,11 @@ class Validator:
 def _check_resume_config(output: Path, config: TrainConfig) -> None:
     stored = read_checkpoint_config(output / "checkpoints")
     current = to_dict(config)
-    diff = sorted(k for k in set(stored) | set(current) if k not in RESUMABLE_CHANGES and stored.get(k) != current.get(k))
+    diff = sorted(
+        k
+        for k in set(stored) | set(current)
+        if k not in RESUMABLE_CHANGES and stored.get(k) != current.get(k)
+    )
     if diff:
         raise OptionError(
             f"cannot resume {output}: the configuration differs in {diff}; "
@@ -191,13 +197,16 @@ def train(
     config_dict = to_dict(config)
 
     torch.manual_seed(config.seed)
-    np.random.seed(config.seed % (2**32))
+    np.random.seed(config.seed % (2**32))  # noqa: NPY002  (third-party code may use it)
     random.seed(config.seed)
 
     model = build_model(config).to(device)
     model.train()
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.optim.lr, betas=config.optim.betas, weight_decay=config.optim.weight_decay
+        model.parameters(),
+        lr=config.optim.lr,
+        betas=config.optim.betas,
+        weight_decay=config.optim.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
     loss_fn = build_loss(config.loss, perceptual_net=config.perceptual_net, device=device)
@@ -214,7 +223,11 @@ def train(
     else:
         scenes = load_scenes(config.data.train, "training")
         sampler = ChipSampler(
-            scenes, scale=config.scale, lr_chip=config.data.lr_chip, degradation=config.degradation, seed=config.seed
+            scenes,
+            scale=config.scale,
+            lr_chip=config.data.lr_chip,
+            degradation=config.degradation,
+            seed=config.seed,
         )
         if config.data.val:
             vlr, vhr = validation_set(
@@ -229,12 +242,21 @@ def train(
     state = TrainState()
     if resume and has_checkpoint(ckpt_dir):
         _check_resume_config(output, config)
-        state = load_checkpoint(ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=device)
+        state = load_checkpoint(
+            ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=device
+        )
     output.mkdir(parents=True, exist_ok=True)
     (output / "config.json").write_text(json.dumps(config_dict, indent=2), encoding="utf-8")
 
     def checkpoint() -> None:
-        save_checkpoint(ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, state=state, config=config_dict)
+        save_checkpoint(
+            ckpt_dir,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            state=state,
+            config=config_dict,
+        )
 
     start_step = state.step
     t0 = time.perf_counter()
@@ -266,10 +288,15 @@ def train(
             if validator is not None and (done % config.val_every == 0 or done == config.steps):
                 last_psnr = validator(model, autocast)
                 state.history.append(
-                    {"step": done, "loss": running, "psnr": last_psnr, "psnr_bicubic": validator.psnr_bicubic}
+                    {
+                        "step": done,
+                        "loss": running,
+                        "psnr": last_psnr,
+                        "psnr_bicubic": validator.psnr_bicubic,
+                    }
                 )
             state.seconds = seconds0 + time.perf_counter() - t0
-            if done % config.checkpoint_every == 0 or done == config.steps or done == stop_after:
+            if done % config.checkpoint_every == 0 or done in (config.steps, stop_after):
                 checkpoint()
             if progress is not None and (done % config.log_every == 0 or done == config.steps):
                 progress(done, config.steps, {"loss": running, "psnr": last_psnr})
@@ -293,7 +320,7 @@ def train(
     card = ModelCard(
         name=config.name,
         architecture="cnnrnn",
-        config=model.config.to_dict(),  # type: ignore[operator]
+        config=_model_config(model),
         scale=config.scale,
         bands=None,
         normalisation=dict(NORMALISATION),
@@ -316,8 +343,20 @@ def train(
     return _result(weights, card_path, state, metrics, start_step)
 
 
+def _model_config(model: nn.Module) -> dict[str, Any]:
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        raise OptionError(f"model {type(model).__name__} has no config to write in its card")
+    result: dict[str, Any] = config.to_dict()
+    return result
+
+
 def _result(
-    weights: Path | None, card: Path | None, state: TrainState, metrics: dict[str, float], start_step: int
+    weights: Path | None,
+    card: Path | None,
+    state: TrainState,
+    metrics: dict[str, float],
+    start_step: int,
 ) -> TrainResult:
     rate = state.step / state.seconds if state.seconds > 0 else 0.0
     return TrainResult(weights, card, state.step, metrics, state.seconds, rate, list(state.history))
