@@ -364,6 +364,17 @@ def test_dropped_sink_removes_its_temporaries(tmp_path, small_spec, suffix):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_output_gets_default_permissions(tmp_path, small_spec, suffix):
+    """mkstemp's private 0600 must not reach the output through the rename."""
+    destination = tmp_path / f"out{suffix}"
+    with open_sink(destination, small_spec) as sink:
+        sink.write(slice(0, 40), slice(0, 50), coded(small_spec))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    expected = (0o777 if destination.is_dir() else 0o666) & ~umask
+    assert destination.stat().st_mode & 0o777 == expected
+
+
 def test_commit_twice_is_an_error(tmp_path, small_spec, suffix):
     sink = open_sink(tmp_path / f"out{suffix}", small_spec)
     sink.write(slice(0, 40), slice(0, 50), coded(small_spec))

@@ -67,15 +67,34 @@ def temporary_sibling(destination: Path, suffix: str, *, directory: bool = False
     parent = destination.parent
     try:
         if directory:
-            return Path(tempfile.mkdtemp(suffix=suffix, prefix=prefix, dir=parent))
-        fd, name = tempfile.mkstemp(suffix=suffix, prefix=prefix, dir=parent)
+            path = Path(tempfile.mkdtemp(suffix=suffix, prefix=prefix, dir=parent))
+        else:
+            fd, name = tempfile.mkstemp(suffix=suffix, prefix=prefix, dir=parent)
+            os.close(fd)
+            path = Path(name)
+        # mkstemp/mkdtemp make private (0600/0700) entries, and the rename keeps
+        # the mode: give the output the permissions any new file would get.
+        path.chmod((0o777 if directory else 0o666) & ~_umask())
     except OSError as exc:
         raise OutputError(
             f"cannot write {destination}: creating a temporary file in {parent} failed "
             f"({exc.strerror or exc}); check the directory's permissions and free space"
         ) from None
-    os.close(fd)
-    return Path(name)
+    return path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the OS allows."""
+    try:
+        with Path("/proc/self/status").open() as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not atomic, but brief)
+    os.umask(mask)
+    return mask
 
 
 def check_writable(destination: Path, overwrite: bool) -> None:

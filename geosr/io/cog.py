@@ -14,6 +14,15 @@ faster (3.0 s against 4.0 s for a 4-band uint16 4096 x 4096 scene here), whereas
 ``cog_translate`` goes through a VRT and a temporary GTiff of its own, and
 rewrites tags through rasterio.  rio-cogeo stays as the *validator*
 (``cog_validate``), which checks the layout independently of the writer.
+
+Compression is ZSTD with a predictor: lossless, fast, and read by GDAL >= 2.3
+(QGIS, rasterio, GDAL-based web tilers); only readers on an old libtiff without
+ZSTD cannot open it (rio-cogeo's profiles warn about that).
+
+GDAL does not always report a failed write: errors in a dataset's final flush
+and in compression threads reach only stderr.  So commit checks every tile of
+the intermediate and of the COG (:func:`_check_tiles`), and checks free space
+before the copy, which GDAL 3.10 can survive badly (:meth:`CogSink._check_space`).
 """
 
 from __future__ import annotations
@@ -86,6 +95,9 @@ class CogSink(SinkBase):
         except _GDAL_ERRORS as exc:
             self._cleanup()
             raise OutputError(describe_write_failure(self.destination, exc, self._needed())) from None
+        except BaseException:
+            self._cleanup()
+            raise
 
     def _needed(self) -> int:
         return self.spec.nbytes * 4 // 3  # full resolution + overviews (1/4 + 1/16 + ...)

@@ -27,8 +27,8 @@ reads, modifies and rewrites the whole chunk.  Align windows to ``spec.block``
 or give each chunk to one writer.
 
 GDAL: GDAL 3.10 (the one in rasterio's wheels) cannot read final-spec Zarr v3
-("Unsupported codec: bytes"; the ``bytes`` codec arrived in GDAL 3.11, which
-also reads the CF ``grid_mapping`` written here).
+("Unsupported codec: bytes": GDAL learnt the final v3 codec names in 3.11; it
+reads the CF ``grid_mapping`` written here since 3.9).
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ class ZarrSink(SinkBase):
         except OSError as exc:
             self._cleanup()
             raise OutputError(describe_write_failure(self.destination, exc, spec.nbytes)) from None
+        except BaseException:
+            self._cleanup()
+            raise
 
     def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
         """Write ``data`` ``(count, h, w)`` at output pixels ``rows`` x ``cols``.
