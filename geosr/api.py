@@ -136,7 +136,7 @@ def upscale_file(
         *scene.grid.shape.yx, tile=opts.tile or DEFAULT_TILE, halo=net.receptive_field + FILL_RADIUS
     )
     batch = opts.batch_size or DEFAULT_BATCH[predictor.torch_device.type]
-    job = Job(scene=scene, plan=plan, scale=opts.scale, norm=norm, nodata=scene.nodata, batch_size=batch)
+    job = Job(scene=scene, halo=plan.halo, scale=opts.scale, norm=norm, nodata=scene.nodata, batch_size=batch)
     spec = OutputSpec(
         grid=scaled(scene.grid, opts.scale),
         count=scene.count,
@@ -155,6 +155,14 @@ def upscale_file(
         if progress is not None:
             progress(done, len(plan))
 
+    if opts.scheduler is not None or opts.workers is not None:
+        from geosr.orchestrate.cluster import ModelKey, cluster_client, run_on_cluster
+
+        key = ModelKey(opts.model, scene.count, opts.scale, opts.device, opts.precision)
+        with cluster_client(opts.scheduler, opts.workers) as client:
+            return run_on_cluster(
+                job, plan, key, dst, spec, client, overwrite=opts.overwrite, on_tiles_done=advance
+            )
     with open_sink(dst, spec, overwrite=opts.overwrite) as sink:
-        run_tiles(job, predictor, sink, on_tiles_done=advance)
+        run_tiles(job, plan, predictor, sink, on_tiles_done=advance)
     return dst

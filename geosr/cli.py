@@ -59,6 +59,12 @@ def run(
         float | None, typer.Option(help="Override the input's nodata value (e.g. 0 for Sentinel-2 JP2).")
     ] = None,
     variable: Annotated[str | None, typer.Option(help="Variable to read from a Zarr store.")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Run on an existing Dask cluster, e.g. tcp://host:8786.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Start a local Dask cluster of N worker processes.")
+    ] = None,
 ) -> None:
     """Super-resolve INPUT by --scale, preserving its georeferencing exactly."""
     from geosr.api import upscale_file
@@ -89,6 +95,8 @@ def run(
             overwrite=overwrite,
             nodata=nodata,
             variable=variable,
+            scheduler=scheduler,
+            workers=workers,
             progress=advance,
         )
     typer.echo(str(out))
@@ -117,7 +125,7 @@ def main() -> None:
     """Console-script entry point: map user errors to one line and exit status 2."""
     _register_plugins()
     original = warnings.showwarning
-    warnings.showwarning = _show_warning  # type: ignore[assignment]
+    warnings.showwarning = _show_warning
     warnings.simplefilter("default", GeosrWarning)
     try:
         app()

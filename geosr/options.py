@@ -34,6 +34,11 @@ class RunOptions:
         Overrides the input's nodata value (e.g. 0 for Sentinel-2 JP2 swaths).
     variable : str or None
         Variable of a Zarr input.
+    scheduler : str or None
+        Address of an existing Dask scheduler (``tcp://host:8786``) to run on.
+    workers : int or None
+        Start a local Dask cluster of this many worker processes.  With
+        neither, the run is the (fastest) single-process pipeline.
     """
 
     scale: int = 4
@@ -45,11 +50,19 @@ class RunOptions:
     overwrite: bool = False
     nodata: float | None = None
     variable: str | None = None
+    scheduler: str | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
             raise OptionError(f"--scale {self.scale!r} is not supported: use an integer such as 2, 3 or 4")
         if self.tile is not None and self.tile < 8:
             raise OptionError(f"--tile {self.tile} is too small: use at least 8 (default {DEFAULT_TILE})")
+        if self.scheduler is not None and self.workers is not None:
+            raise OptionError(
+                "use either --scheduler (an existing cluster) or --workers (a local one), not both"
+            )
+        if self.workers is not None and self.workers < 1:
+            raise OptionError(f"--workers {self.workers} must be at least 1")
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionError(f"--batch-size {self.batch_size} must be at least 1")

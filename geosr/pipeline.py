@@ -29,14 +29,15 @@ class Job:
     """Everything a run needs besides the model: what to read, how, and where to write."""
 
     scene: Scene
-    plan: TilePlan
+    halo: int
     scale: int
     norm: Normalisation
     nodata: float | None
     batch_size: int
 
 
-def _batches(tiles: Sequence[Tile], size: int) -> Iterator[Sequence[Tile]]:
+def batches(tiles: Sequence[Tile], size: int) -> Iterator[Sequence[Tile]]:
+    """Consecutive groups of ``size`` tiles: the unit of model work (and of a Dask task)."""
     for start in range(0, len(tiles), size):
         yield tiles[start : start + size]
 
@@ -54,9 +55,9 @@ def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Pre
     for tile, tile_sr, tile_valid in zip(tiles, sr, valid, strict=True):
         core = tile.core_in_output(job.scale)
         halo_core = tile.core.relative_to(tile.compute)
-        h0, w0 = job.plan.halo + halo_core.row, job.plan.halo + halo_core.col
+        h0, w0 = job.halo + halo_core.row, job.halo + halo_core.col
         core_valid = tile_valid[:, h0 : h0 + tile.core.height, w0 : w0 + tile.core.width]
-        hs = job.plan.halo * job.scale
+        hs = job.halo * job.scale
         core_sr = tile_sr[
             :, hs + core.row : hs + core.row + core.height, hs + core.col : hs + core.col + core.width
         ]
@@ -70,25 +71,26 @@ def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Pre
 
 def run_tiles(
     job: Job,
+    plan: TilePlan,
     predict: Predict,
     sink: RasterSink,
     *,
     on_tiles_done: Callable[[int], None] | None = None,
 ) -> None:
-    """Run every tile of ``job.plan`` and write its core into ``sink``.
+    """Run every tile of ``plan`` and write its core into ``sink``.
 
     The next batch is read in a background thread while the current one is in
     the model.
     """
-    batches = list(_batches(job.plan.tiles, job.batch_size))
-    if not batches:
+    groups = list(batches(plan.tiles, job.batch_size))
+    if not groups:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geosr-read") as reader:
-        pending = reader.submit(read_batch, job, batches[0])
-        for index, tiles in enumerate(batches):
+        pending = reader.submit(read_batch, job, groups[0])
+        for index, tiles in enumerate(groups):
             raw = pending.result()
-            if index + 1 < len(batches):
-                pending = reader.submit(read_batch, job, batches[index + 1])
+            if index + 1 < len(groups):
+                pending = reader.submit(read_batch, job, groups[index + 1])
             for tile, out in zip(tiles, process_batch(job, tiles, raw, predict), strict=True):
                 window = tile.core.scaled(job.scale)
                 sink.write(window.rows, window.cols, out)

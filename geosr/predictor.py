@@ -84,7 +84,9 @@ class Predictor:
     def __post_init__(self) -> None:
         self.torch_device = resolve_device(self.device)
         self.resolved_precision = resolve_precision(self.precision, self.torch_device)
-        self.model = self.model.eval().to(self.torch_device, memory_format=torch.channels_last)
+        # channels_last is ~2.4x faster for fp32 3x3 convs on this class of CPU (oneDNN).
+        self.model = self.model.eval().to(self.torch_device)
+        self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Predict a ``(B, T, C, h, w)`` float32 batch; returns ``(B, C, s*h, s*w)`` float32."""

@@ -1,0 +1,130 @@
+"""Reference points measured in the same run: conv peaks and GDAL's cubic resampling."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.enums import Resampling
+from rasterio.transform import Affine
+from rasterio.warp import reproject
+
+CONV_SHAPE = (8, 64, 128, 128)
+CONV_OUT = 64
+CONV_KERNEL = 3
+
+
+def conv_flops() -> int:
+    n, c, h, w = CONV_SHAPE
+    return 2 * n * CONV_OUT * h * w * c * CONV_KERNEL * CONV_KERNEL
+
+
+def conv_peak(precision: str, iterations: int) -> float:
+    """GFLOP/s of a 3x3 conv 64->64 on (8, 64, 128, 128) channels_last, one timed run.
+
+    ``precision`` is ``fp32`` or ``bf16`` (bf16 autocast, as the predictor runs).
+    Two untimed calls first (oneDNN builds its primitives on the first).
+    """
+    conv = torch.nn.Conv2d(CONV_SHAPE[1], CONV_OUT, CONV_KERNEL, padding=1)
+    conv = conv.eval().to(memory_format=torch.channels_last)
+    x = torch.rand(CONV_SHAPE).contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.inference_mode(), autocast:
+        for _ in range(2):
+            conv(x)
+        start = time.perf_counter()
+        for _ in range(iterations):
+            conv(x)
+        seconds = time.perf_counter() - start
+    return conv_flops() * iterations / seconds / 1e9
+
+
+# The options geosr's COG sink uses (geosr/io/cog.py), so both sides write the same kind of file.
+COG_OPTIONS: dict[str, Any] = {
+    "BLOCKSIZE": 512,
+    "COMPRESS": "ZSTD",
+    "LEVEL": 9,
+    "PREDICTOR": "YES",
+    "OVERVIEW_RESAMPLING": "AVERAGE",
+    "BIGTIFF": "IF_SAFER",
+    "NUM_THREADS": "ALL_CPUS",
+}
+
+
+def gdalwarp_cli() -> str | None:
+    return shutil.which("gdalwarp")
+
+
+def gdal_cubic(src: Path, dst: Path, scale: int, threads: int) -> str:
+    """GDAL's cubic resampling of ``src`` onto the x``scale`` grid, written as a COG.
+
+    With the ``gdalwarp`` CLI when installed (``-r cubic -tr``, ``-of COG``);
+    otherwise the same warp through ``rasterio.warp.reproject`` into memory and
+    one COG ``CreateCopy`` with the options geosr uses.  Returns how it ran.
+    """
+    cli = gdalwarp_cli()
+    with rasterio.open(src) as ds:
+        res_x, res_y = ds.res
+        profile = ds.profile
+        src_data = None if cli else ds.read()
+    if cli:
+        cmd = [
+            cli,
+            "-q",
+            "-overwrite",
+            "-r",
+            "cubic",
+            "-tr",
+            str(res_x / scale),
+            str(res_y / scale),
+            "-multi",
+            "-wo",
+            f"NUM_THREADS={threads}",
+            "-of",
+            "COG",
+            *[arg for k, v in COG_OPTIONS.items() for arg in ("-co", f"{k}={v}")],
+            str(src),
+            str(dst),
+        ]
+        subprocess.run(cmd, check=True, capture_output=True)
+        return f"gdalwarp CLI ({cli}), -r cubic -tr, -multi NUM_THREADS={threads}, -of COG"
+    assert src_data is not None
+    count, height, width = src_data.shape
+    transform = profile["transform"] * Affine.scale(1 / scale)
+    out = np.zeros((count, height * scale, width * scale), dtype=src_data.dtype)
+    nodata = profile.get("nodata")
+    reproject(
+        src_data,
+        out,
+        src_transform=profile["transform"],
+        src_crs=profile["crs"],
+        src_nodata=nodata,
+        dst_transform=transform,
+        dst_crs=profile["crs"],
+        dst_nodata=nodata,
+        resampling=Resampling.cubic,
+        num_threads=threads,
+    )
+    mem_profile = {
+        "driver": "MEM",
+        "width": width * scale,
+        "height": height * scale,
+        "count": count,
+        "dtype": out.dtype.name,
+        "crs": profile["crs"],
+        "transform": transform,
+        "nodata": nodata,
+    }
+    with rasterio.MemoryFile() as memfile, memfile.open(**mem_profile) as mem:
+        mem.write(out)
+        rasterio.shutil.copy(mem, dst, driver="COG", **COG_OPTIONS)
+    return (
+        f"rasterio.warp.reproject(Resampling.cubic, num_threads={threads}) into memory, then one "
+        "GDAL COG CreateCopy with geosr's COG options (no gdalwarp CLI on this machine)"
+    )

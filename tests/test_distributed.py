@@ -1,0 +1,193 @@
+"""The cluster path with a real `dask scheduler` and `dask worker` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+import geosr
+from tests.test_run import random_model_file
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> Iterator[str]:
+    """A scheduler and one nanny-managed worker process, as a user would start them."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    procs.append(
+        subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "worker",
+                address,
+                "--nworkers",
+                "1",
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    from distributed import Client
+
+    deadline = time.time() + 60
+    while True:
+        try:
+            with Client(address, timeout="5s") as client:
+                client.wait_for_workers(1, timeout=30)
+            break
+        except (OSError, TimeoutError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    yield address
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=30)
+
+
+@pytest.fixture
+def scene(make_raster) -> Path:
+    data = np.random.default_rng(3).integers(300, 5000, (2, 100, 70)).astype("uint16")
+    data[:, 40:48, 10:30] = 0
+    return make_raster(data=data, nodata=0)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_cluster_output_is_identical_to_local(
+    scheduler: str, scene: Path, tmp_path: Path, suffix: str
+) -> None:
+    weights = random_model_file(tmp_path, 2)
+    common = {
+        "scale": 2,
+        "model": str(weights),
+        "tile": 32,
+        "batch_size": 2,
+        "precision": "fp32",
+        "device": "cpu",
+    }
+    local = geosr.upscale_file(scene, tmp_path / f"local{suffix}", **common)
+    remote = geosr.upscale_file(scene, tmp_path / f"remote{suffix}", scheduler=scheduler, **common)
+    if suffix == ".tif":
+        with rasterio.open(local) as a, rasterio.open(remote) as b:
+            assert a.transform == b.transform and a.crs == b.crs and a.nodata == b.nodata
+            assert (a.read() == b.read()).all()
+        from rio_cogeo.cogeo import cog_validate
+
+        valid, errors, _ = cog_validate(str(remote))
+        assert valid and not errors
+    else:
+        a = xr.open_zarr(local, decode_coords="all")["band_data"]
+        b = xr.open_zarr(remote, decode_coords="all")["band_data"]
+        assert a.rio.transform() == b.rio.transform() and a.rio.crs == b.rio.crs
+        assert np.array_equal(a.values, b.values, equal_nan=True)
+    assert not [p for p in tmp_path.iterdir() if "geosr-" in p.name], "temporaries left behind"
+
+
+def test_model_loaded_once_per_worker_with_torch_threads_restored(
+    scheduler: str, scene: Path, tmp_path: Path
+) -> None:
+    from distributed import Client
+
+    from geosr.orchestrate.cluster import model_loads
+
+    with Client(scheduler) as client:
+        before = list(client.run(model_loads).values())
+    for name in ("a.tif", "b.tif"):  # 7 x 5 = 35 tasks each, the same model
+        out = geosr.upscale_file(
+            scene, tmp_path / name, scale=3, model="bicubic", tile=16, batch_size=1, scheduler=scheduler
+        )
+        assert out.exists()
+    with Client(scheduler) as client:
+        after = list(client.run(model_loads).values())
+        threads = client.run(lambda: __import__("torch").get_num_threads())
+        omp = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
+    # 70 tasks, two runs: the model was built once on the worker
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1]
+    # the nanny set OMP_NUM_THREADS=1; the plugin gave torch the machine's cores back
+    assert list(omp.values()) == ["1"]
+    assert list(threads.values()) == [len(os.sched_getaffinity(0))]
+
+
+def test_local_cluster_from_the_cli(scene: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli.tif"
+    result = subprocess.run(
+        [
+            str(BIN / "geosr"),
+            "run",
+            str(scene),
+            "-o",
+            str(out),
+            "--scale",
+            "2",
+            "--model",
+            "bicubic",
+            "--workers",
+            "2",
+            "--tile",
+            "32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    local = geosr.upscale_file(scene, tmp_path / "local.tif", scale=2, model="bicubic", tile=32)
+    with rasterio.open(out) as a, rasterio.open(local) as b:
+        assert (a.read() == b.read()).all()
+
+
+def test_unreachable_scheduler_is_a_clear_error(scene: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            str(BIN / "geosr"),
+            "run",
+            str(scene),
+            "--scheduler",
+            f"tcp://127.0.0.1:{free_port()}",
+            "--model",
+            "bicubic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2 and "scheduler" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*_x4*"))
