@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 GEOSR := $(VENV)/bin/geosr
 export GEOSR_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install demo test test-fast bench lint weights fuzz faults clean
+.PHONY: install demo test bench lint weights clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,9 +28,13 @@ lint: install
 bench: install
 	$(PY) -m benchmarks.run
 
+# Re-train the bundled weights from their recipes and bundle them into the package.
 weights: install
 	$(GEOSR) train --recipe pipelines/cnnrnn_fast_x4.toml
 	$(GEOSR) train --recipe pipelines/cnnrnn_fast_x2.toml
+	mkdir -p geosr/weights
+	cp runs/cnnrnn_fast_x4/cnnrnn-fast_x4.safetensors runs/cnnrnn_fast_x4/cnnrnn-fast_x4.json geosr/weights/
+	cp runs/cnnrnn_fast_x2/cnnrnn-fast_x2.safetensors runs/cnnrnn_fast_x2/cnnrnn-fast_x2.json geosr/weights/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
