@@ -103,6 +103,39 @@ def run(
 
 
 @app.command()
+def info(
+    input: Annotated[Path, typer.Argument(help="A raster or Zarr store.")],
+    scale: Scale = 4,
+    model: ModelOpt = None,
+    tile: Tile = None,
+    batch_size: Batch = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    nodata: Annotated[float | None, typer.Option(help="Override the input's nodata value.")] = None,
+    variable: Annotated[str | None, typer.Option(help="Variable to read from a Zarr store.")] = None,
+    calibrate: Annotated[bool, typer.Option(help="Time one batch to estimate the run time.")] = True,
+) -> None:
+    """Describe INPUT (grid, CRS, bands, nodata) and the plan of a run on it."""
+    from geosr.inspect import plan_run
+    from geosr.options import RunOptions
+
+    options = RunOptions(
+        scale=scale,
+        model=model,
+        tile=tile,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        nodata=nodata,
+        variable=variable,
+    )
+    table = Table(show_header=False, box=None)
+    for key, value in plan_run(input, options, calibrate=calibrate).lines():
+        table.add_row(f"[bold]{key}[/bold]", value)
+    Console().print(table)
+
+
+@app.command()
 def models() -> None:
     """List the available models, their scales and model cards."""
     from geosr.models import list_models

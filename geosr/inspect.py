@@ -1,0 +1,111 @@
+"""``geosr info``: what a scene is and what a run on it would do, before running it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geosr.api import scene_for
+from geosr.grid import describe, scaled
+from geosr.io.scene import Scene, read_window
+from geosr.kernel import prepare_tiles
+from geosr.models import load_model
+from geosr.normalise import FILL_RADIUS, Normalisation
+from geosr.options import DEFAULT_BATCH, DEFAULT_TILE, RunOptions
+from geosr.predictor import Predictor
+from geosr.tiling import TilePlan, plan_tiles
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A scene and the plan of a run on it, with a measured time estimate."""
+
+    scene: Scene
+    options: RunOptions
+    model: str
+    plan: TilePlan
+    batch_size: int
+    device: str
+    precision: str
+    output_bytes: int
+    seconds_per_batch: float | None
+
+    @property
+    def estimated_seconds(self) -> float | None:
+        if self.seconds_per_batch is None:
+            return None
+        return self.seconds_per_batch * -(-len(self.plan) // self.batch_size)
+
+    def lines(self) -> list[tuple[str, str]]:
+        s = self.scene
+        out_grid = scaled(s.grid, self.options.scale)
+        rows = [
+            ("input", str(s.path)),
+            ("grid", describe(s.grid)),
+            (
+                "bands",
+                f"{s.count} x {s.dtype}: "
+                + ", ".join(d or f"band {i + 1}" for i, d in enumerate(s.descriptions or (None,) * s.count)),
+            ),
+            ("nodata", "none" if s.nodata is None else f"{s.nodata:g}"),
+            ("output grid", describe(out_grid)),
+            (
+                "output size",
+                f"{self.output_bytes / 2**30:.2f} GiB uncompressed"
+                + (" (BigTIFF)" if self.output_bytes > 4 * 2**30 else ""),
+            ),
+            ("model", f"{self.model} x{self.options.scale}"),
+            (
+                "tiles",
+                f"{len(self.plan)} of {self.plan.tile_height} x {self.plan.tile_width} px, "
+                f"halo {self.plan.halo} px",
+            ),
+            ("batch", f"{self.batch_size} tiles on {self.device}, {self.precision}"),
+        ]
+        if self.estimated_seconds is not None:
+            rows.append(
+                (
+                    "estimated time",
+                    f"{self.estimated_seconds:.0f} s (one batch measured: {self.seconds_per_batch:.2f} s)",
+                )
+            )
+        return rows
+
+
+def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) -> RunPlan:
+    """Open ``src``, plan the run ``options`` describe, and time one batch of it."""
+    scene = scene_for(src, options)
+    net = load_model(options.model, bands=scene.count, scale=options.scale)
+    predictor = Predictor(net, device=options.device, precision=options.precision)
+    plan = plan_tiles(
+        *scene.grid.shape.yx, tile=options.tile or DEFAULT_TILE, halo=net.receptive_field + FILL_RADIUS
+    )
+    batch = options.batch_size or DEFAULT_BATCH[predictor.torch_device.type]
+    h, w = scene.grid.shape.yx
+    out_bytes = h * w * options.scale**2 * scene.count * np.dtype(scene.dtype).itemsize
+    seconds = None
+    if calibrate:
+        tiles = plan.tiles[: min(batch, len(plan))]
+        raw = np.stack([read_window(scene, t.read) for t in tiles])
+        # Timing only: any fixed normalisation costs the same as the real one.
+        span = float(max(1.0, np.nanmax(raw)))
+        identity = Normalisation((0.0,) * scene.count, (span,) * scene.count, "calibration")
+        x, _ = prepare_tiles(raw, scene.nodata, identity)
+        predictor(x[:1])  # warm-up: first calls pay for oneDNN kernel selection
+        start = time.perf_counter()
+        predictor(x)
+        seconds = (time.perf_counter() - start) * batch / len(tiles)
+    return RunPlan(
+        scene,
+        options,
+        net.name,
+        plan,
+        batch,
+        predictor.torch_device.type,
+        predictor.resolved_precision,
+        out_bytes,
+        seconds,
+    )

@@ -1,0 +1,34 @@
+"""`geosr info`: the scene and the plan of a run, before running it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from geosr.cli import main
+from geosr.inspect import plan_run
+from geosr.options import RunOptions
+
+
+def test_plan_describes_scene_and_run(make_raster) -> None:
+    src = make_raster(count=3, height=300, width=200, dtype="uint8", nodata=0, descriptions=("R", "G", "B"))
+    plan = plan_run(src, RunOptions(scale=4, model="bicubic", tile=128, batch_size=2))
+    rows = dict(plan.lines())
+    assert rows["bands"].startswith("3 x uint8") and "R, G, B" in rows["bands"]
+    assert rows["nodata"] == "0"
+    assert "800 x 1200 px" in rows["output grid"]
+    assert len(plan.plan) == 6 and "halo" in rows["tiles"]
+    assert plan.output_bytes == 3 * 1200 * 800
+    assert plan.estimated_seconds is not None and plan.estimated_seconds > 0
+
+
+def test_info_cli(make_raster, capsys, monkeypatch) -> None:
+    src = make_raster()
+    monkeypatch.setattr(sys, "argv", ["geosr", "info", str(src), "--model", "bicubic", "--no-calibrate"])
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    out = capsys.readouterr().out
+    assert "EPSG" in out or "32633" in out
+    assert not list(Path(src).parent.glob("*_x*"))
