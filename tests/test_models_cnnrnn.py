@@ -101,8 +101,7 @@ CASES = [
     (3, 3, {"features": 4, "encoder_blocks": 1, "refine_steps": 1}),
     (4, 2, {"features": 4, "encoder_blocks": 0, "refine_steps": 0}),
     (2, 1, {"features": 4, "encoder_blocks": 1, "refine_steps": 2, "recurrent": False}),
-    (3, 1, {"features": 4, "encoder_blocks": 1, "refine_steps": 1,
-            "radiometric_projection": False}),
+    (3, 1, {"features": 4, "encoder_blocks": 1, "refine_steps": 1, "radiometric_projection": False}),
 ]
 
 
@@ -279,8 +278,7 @@ def test_flops_match_the_architecture() -> None:
     assert flops_per_lr_pixel(best) > 3 * flops_per_lr_pixel(model)
     assert flops_per_lr_pixel(Bicubic(s)) == 0
     # Per band: a 4-band model costs the same per band as its convolutions imply.
-    multi = CNNRNN(CNNRNNConfig(scale=2, features=4, encoder_blocks=0, refine_steps=0,
-                                in_channels=4))
+    multi = CNNRNN(CNNRNNConfig(scale=2, features=4, encoder_blocks=0, refine_steps=0, in_channels=4))
     total = 2 * (9 * 4 * 4 + (9 * 8 * 8 + 9 * 8 * 4) + 9 * 4 * 4 + 9 * 4 * 16)
     assert flops_per_lr_pixel(multi) == total // 4
 

@@ -49,9 +49,13 @@ def random_model(scale: int, **overrides: object) -> CNNRNN:
 
 def card(model: CNNRNN, name: str = "mine", **changes: object) -> ModelCard:
     return ModelCard(
-        name=name, architecture="cnnrnn", config=model.config.to_dict(), scale=model.scale,
+        name=name,
+        architecture="cnnrnn",
+        config=model.config.to_dict(),
+        scale=model.scale,
         training={"data": "synthetic", "recipe": "test", "steps": 1, "seconds": 0.0},
-        metrics={"val_gain_db": 1.234}, **changes,  # type: ignore[arg-type]
+        metrics={"val_gain_db": 1.234},
+        **changes,  # type: ignore[arg-type]
     )
 
 
@@ -77,8 +81,11 @@ def test_build_model_overrides() -> None:
 
 
 def test_unknown_name_lists_known_names() -> None:
-    with pytest.raises(ModelError, match=r"unknown model 'srgan'; known models: cnnrnn-fast, "
-                       r"cnnrnn-best, bicubic"):
+    with pytest.raises(
+        ModelError,
+        match=r"unknown model 'srgan'; known models: cnnrnn-fast, "
+        r"cnnrnn-best, bicubic",
+    ):
         load_model("srgan", bands=1, scale=2)
     with pytest.raises(ModelError, match="known models"):
         build_model("srgan", scale=2)
@@ -102,8 +109,11 @@ def test_bicubic_by_name(weights_dir: Path) -> None:
 
 @pytest.mark.parametrize("scale", [0, 1, 9, 2.0, "4"])
 def test_bad_scale(weights_dir: Path, scale: object) -> None:
-    with pytest.raises(ModelError, match=rf"scale {scale!r} is not supported by model cnnrnn-fast: "
-                       r"use 2, 3 or 4 \(any integer 2\.\.8\)"):
+    with pytest.raises(
+        ModelError,
+        match=rf"scale {scale!r} is not supported by model cnnrnn-fast: "
+        r"use 2, 3 or 4 \(any integer 2\.\.8\)",
+    ):
         load_model(bands=1, scale=scale)  # type: ignore[arg-type]
 
 
@@ -122,8 +132,11 @@ def test_load_from_path(tmp_path: Path) -> None:
         x = torch.rand(1, 2, 4, 5, 5)
         with torch.no_grad():
             torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-    with pytest.raises(ModelError, match=r"model mine expects 4 bands \(B2,B3,B4,B8\), "
-                       r"the input has 3"):
+    with pytest.raises(
+        ModelError,
+        match=r"model mine expects 4 bands \(B2,B3,B4,B8\), "
+        r"the input has 3",
+    ):
         load_model(tmp_path / "mine_x3.safetensors", bands=3, scale=3)
     with pytest.raises(ModelError, match=r"support scale 3 only, not 2"):
         load_model(tmp_path / "mine_x3.safetensors", bands=4, scale=2)

@@ -57,8 +57,16 @@ def test_card_json_round_trip() -> None:
     assert again == card
     data = json.loads(card.to_json())
     assert set(data) == {
-        "name", "architecture", "config", "scale", "bands", "normalisation",
-        "training", "metrics", "geosr_version", "date",
+        "name",
+        "architecture",
+        "config",
+        "scale",
+        "bands",
+        "normalisation",
+        "training",
+        "metrics",
+        "geosr_version",
+        "date",
     }
     assert data["date"][:2] == "20" and len(data["date"]) == 10
     assert data["geosr_version"]

@@ -203,8 +203,11 @@ def test_lazy_upscale_equals_file_job_for_bicubic(make_raster, tmp_path: Path) -
 def test_rgb_colour_interpretation_is_carried(make_raster, tmp_path: Path) -> None:
     src = make_raster("rgb.tif", count=3, dtype="uint8", nodata=None)
     with rasterio.open(src, "r+") as f:
-        f.colorinterp = [rasterio.enums.ColorInterp.red, rasterio.enums.ColorInterp.green,
-                         rasterio.enums.ColorInterp.blue]
+        f.colorinterp = [
+            rasterio.enums.ColorInterp.red,
+            rasterio.enums.ColorInterp.green,
+            rasterio.enums.ColorInterp.blue,
+        ]
     out = geosr.upscale_file(src, scale=2, model="bicubic")
     with rasterio.open(out) as f:
         assert [c.name for c in f.colorinterp] == ["red", "green", "blue"]
@@ -217,3 +220,24 @@ def test_zarr_written_by_geosr_reads_back_as_input(make_raster, tmp_path: Path) 
     with rasterio.open(src) as a, rasterio.open(second) as b:
         assert b.crs == a.crs and (b.width, b.height) == (160, 120)
         assert np.allclose(tuple(b.transform), tuple(a.transform @ Affine.scale(0.25)), rtol=1e-12)
+
+
+def test_geozarr_attributes_give_the_crs(tmp_path: Path) -> None:
+    """A plain Zarr store with x/y coordinates and a GeoZarr-style `proj:epsg` attribute."""
+    y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(32) + 0.5)
+    values = np.arange(2 * 24 * 32, dtype=np.float32).reshape(2, 24, 32)
+    da = xr.DataArray(
+        values,
+        dims=("band", "y", "x"),
+        coords={"band": [1, 2], "y": y, "x": x},
+        name="reflectance",
+        attrs={"proj:epsg": 32633},
+    )
+    store = tmp_path / "geozarr.zarr"
+    da.to_dataset().to_zarr(store, zarr_format=3)
+    out = geosr.upscale_file(store, tmp_path / "gz_x2.tif", scale=2, model="bicubic")
+    with rasterio.open(out) as f:
+        assert f.crs.to_epsg() == 32633
+        assert f.transform == Affine(5.0, 0.0, 335440.0, 0.0, -5.0, 5866490.0)
+        assert (f.width, f.height, f.count) == (64, 48, 2)

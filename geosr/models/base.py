@@ -40,8 +40,7 @@ def check_scale(scale: object, *, model: str) -> int:
         )
     if not MIN_SCALE <= scale <= MAX_SCALE:
         raise ModelError(
-            f"scale {scale} is not supported by model {model}: "
-            f"use an integer {MIN_SCALE}..{MAX_SCALE}"
+            f"scale {scale} is not supported by model {model}: use an integer {MIN_SCALE}..{MAX_SCALE}"
         )
     return scale
 
@@ -57,8 +56,7 @@ def check_input(x: torch.Tensor, *, model: str) -> None:
         )
     if not x.is_floating_point():
         raise ModelError(
-            f"model {model} expects a floating-point input normalised to about [0, 1], "
-            f"got dtype {x.dtype}"
+            f"model {model} expects a floating-point input normalised to about [0, 1], got dtype {x.dtype}"
         )
     if 0 in x.shape:
         raise ModelError(f"model {model} got an empty input of shape {tuple(x.shape)}")

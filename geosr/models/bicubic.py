@@ -24,9 +24,7 @@ def bicubic_upsample(x: torch.Tensor, scale: int, dtype: torch.dtype) -> torch.T
     and only the learned residual carries bf16 rounding.
     """
     with torch.autocast(device_type=x.device.type, enabled=False):
-        return F.interpolate(
-            x.to(dtype), scale_factor=scale, mode="bicubic", align_corners=False
-        )
+        return F.interpolate(x.to(dtype), scale_factor=scale, mode="bicubic", align_corners=False)
 
 
 class Bicubic(SRModel):

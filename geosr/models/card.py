@@ -102,9 +102,7 @@ class ModelCard:
                 f"model card {self.name}: 'scale' must be a positive integer, got {self.scale!r}"
             )
         if not isinstance(self.config, dict):
-            raise ModelError(
-                f"model card {self.name}: 'config' must be an object, got {self.config!r}"
-            )
+            raise ModelError(f"model card {self.name}: 'config' must be an object, got {self.config!r}")
         if self.config.get("scale", self.scale) != self.scale:
             raise ModelError(
                 f"model card {self.name}: config scale {self.config['scale']} "

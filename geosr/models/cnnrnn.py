@@ -86,9 +86,7 @@ class CNNRNNConfig:
         _positive_int(self.in_channels, "in_channels", 1)
         for flag in ("recurrent", "radiometric_projection"):
             if not isinstance(getattr(self, flag), bool):
-                raise ModelError(
-                    f"CNNRNNConfig.{flag} must be true or false, got {getattr(self, flag)!r}"
-                )
+                raise ModelError(f"CNNRNNConfig.{flag} must be true or false, got {getattr(self, flag)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""
@@ -100,9 +98,7 @@ class CNNRNNConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ModelError(
-                f"unknown CNNRNN config keys {unknown}; expected some of {sorted(known)}"
-            )
+            raise ModelError(f"unknown CNNRNN config keys {unknown}; expected some of {sorted(known)}")
         if "scale" not in data:
             raise ModelError("CNNRNN config has no 'scale'")
         return cls(**data)
@@ -215,8 +211,7 @@ class CNNRNN(SRModel):
             "cnnrnn",
             config.to_dict(),
             config.scale,
-            "untrained: the zero-initialised last layer makes the output "
-            "bicubic + radiometric projection",
+            "untrained: the zero-initialised last layer makes the output bicubic + radiometric projection",
         )
 
     def receptive_radius(self, frames: int) -> int:
@@ -268,8 +263,7 @@ class CNNRNN(SRModel):
             return x.transpose(1, 2).reshape(b * c, t, 1, h, w)
         if c != cin:
             raise ModelError(
-                f"model {self.name} was built for {cin} bands, the input has {c} "
-                f"(shape {tuple(x.shape)})"
+                f"model {self.name} was built for {cin} bands, the input has {c} (shape {tuple(x.shape)})"
             )
         return x
 

@@ -194,11 +194,7 @@ def _or_list(values: tuple[int, ...]) -> str:
 
 
 def _check_scale(scale: object, name: str) -> int:
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, int)
-        or not MIN_SCALE <= scale <= MAX_SCALE
-    ):
+    if isinstance(scale, bool) or not isinstance(scale, int) or not MIN_SCALE <= scale <= MAX_SCALE:
         bundled = _bundled_scales(name) if name in MODEL_NAMES else ()
         hint = (
             f"use {_or_list(bundled)} (bundled weights) or any integer {MIN_SCALE}..{MAX_SCALE}"
@@ -221,9 +217,7 @@ def _check_bands(model: SRModel, bands: object) -> None:
         )
     in_channels = getattr(getattr(model, "config", None), "in_channels", 1)
     if in_channels > 1 and in_channels != bands:
-        raise ModelError(
-            f"model {model.name} expects {in_channels} bands, the input has {bands}"
-        )
+        raise ModelError(f"model {model.name} expects {in_channels} bands, the input has {bands}")
 
 
 def model_from_card(card: ModelCard) -> SRModel:

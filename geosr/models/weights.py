@@ -43,7 +43,7 @@ def weights_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
         raise ModelError(
             f"{p} is a pickle-based checkpoint; geosr loads only safetensors, because "
             "unpickling runs arbitrary code. Convert it with, in an environment you trust: "
-            "python -c \"import torch; from safetensors.torch import save_file; "
+            'python -c "import torch; from safetensors.torch import save_file; '
             f"save_file(torch.load('{p}', weights_only=True), '{p.with_suffix(WEIGHTS_SUFFIX)}')\" "
             f"and write its model card as {p.with_suffix(CARD_SUFFIX)}"
         )
@@ -63,9 +63,7 @@ def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
         tmp_path.unlink(missing_ok=True)
 
 
-def save_weights(
-    model: nn.Module, card: ModelCard, path: str | os.PathLike[str]
-) -> tuple[Path, Path]:
+def save_weights(model: nn.Module, card: ModelCard, path: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write ``model``'s state as ``<path>.safetensors`` and ``card`` as ``<path>.json``.
 
     Parameters
