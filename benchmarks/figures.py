@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import math
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +184,12 @@ def compute_setup(path: Path, scale: int) -> ComputeSetup:
 
 
 def time_compute(setup: ComputeSetup) -> float:
-    return sum(timed(lambda x=x: setup.predictor(x)) for x in setup.batches)
+    total = 0.0
+    for x in setup.batches:
+        start = time.perf_counter()
+        setup.predictor(x)
+        total += time.perf_counter() - start
+    return total
 
 
 def _cluster_option() -> str | None:
@@ -209,9 +215,8 @@ def core_rounds(ctx: Context) -> dict[str, Any]:
     if "core" in ctx.memo:
         return ctx.memo["core"]
     import geosr
-    from geosr.models import DEFAULT_MODEL
-
     from benchmarks.peer import peer_upscale
+    from geosr.models import DEFAULT_MODEL
 
     with_peer = "peer" in ctx.want
     cluster_option = _cluster_option() if "cluster" in ctx.want else None
@@ -239,7 +244,9 @@ def core_rounds(ctx: Context) -> dict[str, Any]:
             dst = ctx.out("cluster_x4.tif")
             cluster.append(
                 timed(
-                    lambda dst=dst: geosr.upscale_file(scene.path, dst, scale=SCALE, overwrite=True, workers=2)
+                    lambda dst=dst: geosr.upscale_file(
+                        scene.path, dst, scale=SCALE, overwrite=True, workers=2
+                    )
                 )
             )
             msg += f", 2-worker cluster {cluster[-1]:.2f} s"
@@ -263,12 +270,9 @@ def conv_peaks(ctx: Context) -> dict[str, list[float]]:
 
         out: dict[str, list[float]] = {"fp32": [], "bf16": []}
         for _ in range(ctx.runs):
-            for precision in out:
-                out[precision].append(conv_peak(precision, ctx.sizes.conv_iterations))
-        ctx.log(
-            "conv peaks: "
-            + ", ".join(f"{p} {median(v):.0f} GFLOP/s" for p, v in out.items())
-        )
+            for precision, values in out.items():
+                values.append(conv_peak(precision, ctx.sizes.conv_iterations))
+        ctx.log("conv peaks: " + ", ".join(f"{p} {median(v):.0f} GFLOP/s" for p, v in out.items()))
         return out
 
     return ctx.cached("peaks", measure)
@@ -395,7 +399,8 @@ def fig_peak(ctx: Context) -> Figure:
             "measured in this run",
             "model FLOPs: geosr.models.flops_per_lr_pixel (2 x multiply-adds of every Conv2d) x LR "
             "pixels of the plan's read windows (halos included)",
-            f"the met/missed verdict uses the end-to-end rate; peaks: bf16 {bf16:.0f}, fp32 {fp32:.0f} GFLOP/s",
+            "the met/missed verdict uses the end-to-end rate; "
+            f"peaks: bf16 {bf16:.0f}, fp32 {fp32:.0f} GFLOP/s",
         ],
     )
 
@@ -429,8 +434,8 @@ def fig_peer(ctx: Context) -> Figure:
             "the edges), batch 1, fp32, contiguous memory format, torch.no_grad, crop and paste into a "
             "full-size array, one GeoTIFF write with the input's profile (tiled DEFLATE, no overviews, "
             "not a COG); geosr writes a validated COG with overviews",
-            f"the peer's {PEER_PAD}-pixel pad is less than geosr's halo ({setup.halo}): it does less work per "
-            "tile but leaves seams; geosr's output equals whole-image inference",
+            f"the peer's {PEER_PAD}-pixel pad is less than geosr's halo ({setup.halo}): it does less "
+            "work per tile but leaves seams; geosr's output equals whole-image inference",
         ],
     )
 
@@ -439,7 +444,8 @@ def _child_runs(ctx: Context, size: int, scale: int, model: str, label: str) -> 
     scene = ctx.synthetic(size)
     results = []
     for i in range(ctx.runs):
-        res = run_child([str(scene.path), str(ctx.out(f"child_{size}_x{scale}.tif")), "--scale", str(scale), "--model", model])
+        dst = ctx.out(f"child_{size}_x{scale}.tif")
+        res = run_child([str(scene.path), str(dst), "--scale", str(scale), "--model", model])
         ctx.log(
             f"  {label} {size}^2 x{scale} run {i + 1}/{ctx.runs}: {res.seconds:.2f} s, "
             f"peak RSS {max(res.peak_rss_sum, res.max_rss) / 2**20:.0f} MiB"
@@ -595,7 +601,6 @@ def fig_cluster(ctx: Context) -> Figure:
 
 def fig_gdal(ctx: Context) -> Figure:
     import geosr
-
     from benchmarks.baselines import gdal_cubic
 
     scene = ctx.s2()
@@ -611,11 +616,9 @@ def fig_gdal(ctx: Context) -> Figure:
         )
         dst = ctx.out("gdal_x4.tif")
         dst.unlink(missing_ok=True)
-        seconds: list[float] = []
-        with_how: list[str] = []
-        seconds.append(timed(lambda: with_how.append(gdal_cubic(scene.path, dst, SCALE, threads=2))))
-        gdal.extend(seconds)
-        how = with_how[0]
+        start = time.perf_counter()
+        how = gdal_cubic(scene.path, dst, SCALE, threads=2)
+        gdal.append(time.perf_counter() - start)
         ctx.log(f"  round {i + 1}/{ctx.runs}: geosr bicubic {ours[-1]:.2f} s, GDAL cubic {gdal[-1]:.2f} s")
     ratio = median(ours) / median(gdal)
     return Figure(
@@ -641,13 +644,17 @@ def fig_gpu(ctx: Context) -> Figure:
     import torch
 
     if not torch.cuda.is_available():
-        return Figure("gpu", 9, "GPU", "no GPU on this machine", "-", None, notes=["torch.cuda.is_available() is False"])
+        return Figure(
+            "gpu", 9, "GPU", "no GPU on this machine", "-", None, notes=["torch.cuda.is_available() is False"]
+        )
     import geosr
 
     scene = ctx.s2()
     times = [
         timed(
-            lambda: geosr.upscale_file(scene.path, ctx.out("gpu.tif"), scale=SCALE, device="cuda", overwrite=True)
+            lambda: geosr.upscale_file(
+                scene.path, ctx.out("gpu.tif"), scale=SCALE, device="cuda", overwrite=True
+            )
         )
         for _ in range(ctx.runs)
     ]

@@ -60,8 +60,10 @@ def peer_upscale(
                 out = model(inp)[0]
                 oy, ox = (y0 - y0p) * scale, (x0 - x0p) * scale
                 oh, ow = (y1 - y0) * scale, (x1 - x0) * scale
-                output[:, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = out[:, oy : oy + oh, ox : ox + ow]
-    result = np.clip(np.rint(output.numpy() * REFLECTANCE_SCALE), 0, np.iinfo(img.dtype).max).astype(img.dtype)
+                tile_out = out[:, oy : oy + oh, ox : ox + ow]
+                output[:, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = tile_out
+    values = np.rint(output.numpy() * REFLECTANCE_SCALE)
+    result = np.clip(values, 0, np.iinfo(img.dtype).max).astype(img.dtype)
     profile.update(
         width=width * scale,
         height=height * scale,

@@ -1,0 +1,99 @@
+"""``results.json`` -> ``RESULTS.md``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+VERDICT = {True: "met", False: "**missed**", None: "-"}
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list | dict):
+        return "`" + json.dumps(v) + "`"
+    return str(v)
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        "# geosr benchmarks",
+        "",
+        f"Written by `make bench` (`python -m benchmarks.run`) on {results['date']} "
+        f"({results['mode']} mode, median of {results['runs']} run(s) per figure"
+        + (", figures refreshed with `--only` carry their own date" if results.get("merged") else "")
+        + ").",
+        "Regenerate with `make bench`; `python -m benchmarks.run --quick` for a smoke run, "
+        "`--only NAME` for one figure.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']} ({', '.join(m['cpu_flags']) or 'no AVX-512'}); "
+        f"{m['logical_cores']} logical cores ({m['affinity_cores']} usable), {m['ram_gib']} GiB RAM",
+        f"- OS: {m['os']}, Python {m['python']}",
+        f"- GPU: {results.get('gpu', '-')}",
+        f"- Load average (1/5/15 min) before: {results['load_before']['loadavg_1_5_15']}, "
+        f"after: {results['load_after']['loadavg_1_5_15']}",
+    ]
+    busy = results.get("busy_before") or []
+    if busy:
+        lines.append(
+            "- Other busy processes when the run started (noise: the machine is shared): " + "; ".join(busy)
+        )
+    else:
+        lines.append("- No other busy process when the run started")
+    lines.append(f"- Run time of the whole benchmark: {results['duration_s']:.0f} s")
+    lines += ["", "## Versions", ""]
+    lines += [f"- {k}: {v}" for k, v in results["versions"].items()]
+    lines += [
+        "",
+        "## Summary",
+        "",
+        "| # | Figure | Result | Target | Verdict |",
+        "|---|---|---|---|---|",
+    ]
+    figures = sorted(results["figures"].values(), key=lambda f: f["number"])
+    for f in figures:
+        lines.append(
+            f"| {f['number']} | {_cell(f['title'])} | {_cell(f['result'])} | {_cell(f['target'])} "
+            f"| {VERDICT[f['met']]} |"
+        )
+    lines += ["", "## Details", ""]
+    for f in figures:
+        lines += [f"### {f['number']}. {f['title']}", ""]
+        lines.append(f"**{f['result']}** - target {f['target']}: {VERDICT[f['met']]}.")
+        if f.get("measured_at") and f["measured_at"] != results["date"]:
+            lines.append(f"(measured {f['measured_at']}, {f.get('mode', '?')} mode)")
+        lines.append("")
+        for note in f["notes"]:
+            lines.append(f"- {note}")
+        if f["details"]:
+            if f["notes"]:
+                lines.append("")
+            lines += ["| measurement | value |", "|---|---|"]
+            lines += [f"| {_cell(k)} | {_cell(_value(v))} |" for k, v in f["details"].items()]
+        lines.append("")
+    profile = results.get("profile")
+    if profile:
+        lines += ["## Where the end-to-end time goes (cProfile, one run)", "", profile["note"], "", "```"]
+        lines += profile["top"]
+        lines += ["```", ""]
+    lines += [
+        "## Method",
+        "",
+        "- Every figure is the median of the runs listed in its details; ratios compare medians of "
+        "runs taken in interleaved rounds (end-to-end, model compute, peer loop and cluster run one "
+        "after another in each round; geosr bicubic and GDAL likewise), so load from other jobs on "
+        "this shared machine lands on both sides.",
+        "- Inputs are written to a temporary directory as tiled (512), DEFLATE-compressed uint16 "
+        "GeoTIFFs with nodata 0; outputs are COGs (geosr's defaults: ZSTD, predictor, overviews).",
+        "- Memory and scaling cases each run in a fresh process (`python -m benchmarks.child`).",
+        "",
+    ]
+    return "\n".join(lines)
