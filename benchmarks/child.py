@@ -1,8 +1,9 @@
 """One ``geosr.upscale_file`` job in a fresh process, for memory and scaling figures.
 
 ``python -m benchmarks.child SRC DST --scale 4 --model bicubic`` runs the job
-and prints one JSON line ``{"seconds": ...}`` (the job alone, imports
-excluded).  The parent measures the process's peak memory around it.
+and prints one JSON line ``{"seconds": ..., "vm_hwm": ...}``: the job alone
+(imports excluded) and the process's peak resident set in bytes.  The parent
+also polls the memory of the whole process tree around it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,23 @@ def main(argv: list[str] | None = None) -> None:
     del load_model  # imported only so that model-module import time is not counted
     upscale_file(args.src, args.dst, scale=args.scale, model=args.model, overwrite=True, **extra)
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds}), flush=True)
+    print(json.dumps({"seconds": seconds, "vm_hwm": vm_hwm()}), flush=True)
+
+
+def vm_hwm() -> int:
+    """This process's peak resident set (bytes), from ``/proc/self/status`` (0 where absent).
+
+    Unlike ``ru_maxrss`` seen by the parent, it starts afresh at ``exec`` and
+    so does not include the parent's footprint at ``fork``.
+    """
+    try:
+        with open("/proc/self/status") as status:  # noqa: PTH123
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 if __name__ == "__main__":

@@ -50,9 +50,13 @@ class ChildResult:
     seconds: float  # as reported by the child (the job alone)
     wall: float  # process start to exit, imports included
     peak_rss_sum: int  # bytes: max over polls of the RSS summed over the process tree
-    max_rss: int  # bytes: the kernel's ru_maxrss of the child (largest single process)
+    vm_hwm: int  # bytes: the child's own VmHWM (kernel high-water mark, exact, one process)
     samples: int
     stdout: str = field(repr=False, default="")
+
+    @property
+    def peak(self) -> int:
+        return max(self.peak_rss_sum, self.vm_hwm)
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -71,9 +75,11 @@ def run_child(args: Sequence[str], *, poll_s: float = 0.02, timeout_s: float = 1
     """Run ``python -m benchmarks.child ARGS`` in a fresh process and measure it.
 
     Peak memory is taken two ways: psutil polling of the RSS summed over the
-    child and all its descendants (every ``poll_s``), and the kernel's
-    ``ru_maxrss`` for that child from ``wait4`` (exact, but per process, not
-    summed).  The larger of the two is the figure to trust.
+    child and all its descendants (every ``poll_s``; may miss a short spike),
+    and the child's own ``VmHWM`` (the kernel's exact high-water mark, but for
+    that one process).  :attr:`ChildResult.peak` is the larger.  (``ru_maxrss``
+    from ``wait4`` is not used: after ``fork`` it includes the parent's own
+    footprint, which for this harness is the size of a loaded torch.)
     """
     cmd = [sys.executable, "-m", "benchmarks.child", *args]
     env = dict(os.environ)
@@ -104,12 +110,12 @@ def run_child(args: Sequence[str], *, poll_s: float = 0.02, timeout_s: float = 1
         t.start()
     deadline = time.monotonic() + timeout_s
     while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        pid, status = os.waitpid(proc.pid, os.WNOHANG)
         if pid:
             break
         if time.monotonic() > deadline:
             proc.kill()
-            pid, status, usage = os.wait4(proc.pid, 0)
+            pid, status = os.waitpid(proc.pid, 0)
             break
         time.sleep(0.01)
     wall = time.perf_counter() - start
@@ -122,8 +128,8 @@ def run_child(args: Sequence[str], *, poll_s: float = 0.02, timeout_s: float = 1
     if proc.returncode != 0:
         raise RuntimeError(f"child {' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
     last = [line for line in stdout.splitlines() if line.startswith("{")][-1]
-    seconds = float(json.loads(last)["seconds"])
-    return ChildResult(seconds, wall, peak, usage.ru_maxrss * 1024, samples, stdout)
+    report = json.loads(last)
+    return ChildResult(float(report["seconds"]), wall, peak, int(report.get("vm_hwm", 0)), samples, stdout)
 
 
 def cpu_model() -> str:

@@ -17,13 +17,13 @@ import cProfile
 import datetime as dt
 import io
 import json
+import logging
 import os
 import pstats
 import shutil
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,8 @@ def _profile(ctx: figures.Context) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    warnings.filterwarnings("ignore", message=".*no bundled weights.*")
+    # Said once in figure 1's notes rather than on every model load.
+    logging.getLogger("geosr.models.registry").setLevel(logging.ERROR)
     names = args.only or list(figures.FIGURES)
     sizes = figures.QUICK if args.quick else figures.FULL
     started = time.perf_counter()

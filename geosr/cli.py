@@ -37,6 +37,10 @@ Tile = Annotated[int | None, typer.Option(help="Tile edge in input pixels (defau
 Batch = Annotated[int | None, typer.Option("--batch-size", help="Tiles per model call (default: by device).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Precision = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA only).")]
+Nodata = Annotated[
+    float | None, typer.Option(help="Override the input's nodata value (e.g. 0 for Sentinel-2 JP2).")
+]
+Variable = Annotated[str | None, typer.Option(help="Variable to read from a Zarr store.")]
 
 
 @app.command()
@@ -55,10 +59,8 @@ def run(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing output once the new one is complete.")
     ] = False,
-    nodata: Annotated[
-        float | None, typer.Option(help="Override the input's nodata value (e.g. 0 for Sentinel-2 JP2).")
-    ] = None,
-    variable: Annotated[str | None, typer.Option(help="Variable to read from a Zarr store.")] = None,
+    nodata: Nodata = None,
+    variable: Variable = None,
     scheduler: Annotated[
         str | None, typer.Option(help="Run on an existing Dask cluster, e.g. tcp://host:8786.")
     ] = None,
@@ -111,8 +113,8 @@ def info(
     batch_size: Batch = None,
     device: Device = "auto",
     precision: Precision = "auto",
-    nodata: Annotated[float | None, typer.Option(help="Override the input's nodata value.")] = None,
-    variable: Annotated[str | None, typer.Option(help="Variable to read from a Zarr store.")] = None,
+    nodata: Nodata = None,
+    variable: Variable = None,
     calibrate: Annotated[bool, typer.Option(help="Time one batch to estimate the run time.")] = True,
 ) -> None:
     """Describe INPUT (grid, CRS, bands, nodata) and the plan of a run on it."""

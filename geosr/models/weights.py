@@ -51,7 +51,7 @@ def weights_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return stem.with_name(stem.name + WEIGHTS_SUFFIX), stem.with_name(stem.name + CARD_SUFFIX)
 
 
-def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
+def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file in the same folder, then rename over ``target``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -91,8 +91,8 @@ def save_weights(model: nn.Module, card: ModelCard, path: str | os.PathLike[str]
         for k, v in model.state_dict().items()
     }
     metadata = {"format": "pt", "name": card.name, "scale": str(card.scale)}
-    _atomic_write(weights_path, lambda p: save_file(tensors, str(p), metadata=metadata))
-    _atomic_write(card_path, lambda p: p.write_text(card.to_json(), encoding="utf-8"))
+    atomic_write(weights_path, lambda p: save_file(tensors, str(p), metadata=metadata))
+    atomic_write(card_path, lambda p: p.write_text(card.to_json(), encoding="utf-8"))
     return weights_path, card_path
 
 

@@ -13,9 +13,7 @@ tensor file's metadata must repeat.
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from geosr.errors import InputError
+from geosr.models.weights import atomic_write
 
 NAME = "last"
 
@@ -38,17 +37,6 @@ class TrainState:
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _atomic(target: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        tmp_path.replace(target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def _python_state() -> list[Any]:
@@ -101,9 +89,9 @@ def save_checkpoint(
         "config": config,
     }
     weights = d / f"{NAME}.safetensors"
-    _atomic(weights, lambda p: save_file(tensors, str(p), metadata={"step": str(state.step)}))
+    atomic_write(weights, lambda p: save_file(tensors, str(p), metadata={"step": str(state.step)}))
     js = d / f"{NAME}.json"
-    _atomic(js, lambda p: p.write_text(json.dumps(meta, default=_jsonable), encoding="utf-8"))
+    atomic_write(js, lambda p: p.write_text(json.dumps(meta, default=_jsonable), encoding="utf-8"))
     return js
 
 
