@@ -128,3 +128,42 @@ def gdal_cubic(src: Path, dst: Path, scale: int, threads: int) -> str:
         f"rasterio.warp.reproject(Resampling.cubic, num_threads={threads}) into memory, then one "
         "GDAL COG CreateCopy with geosr's COG options (no gdalwarp CLI on this machine)"
     )
+
+
+def latency_probe(threads: int | None = None, iterations: int = 30) -> float:
+    """Milliseconds per call of a small 3x3 conv (32 -> 32 on 1 x 32 x 64 x 64, fp32).
+
+    With ``threads`` torch threads (default: torch's own choice).  On an idle
+    machine more threads are faster; when other jobs hold the cores, OpenMP
+    threads wait for each other at every operation and the default-thread
+    figure grows many times over the 1-thread one.  The ratio is how contended
+    the machine was, which matters most for code that makes many small calls
+    (the peer loop) and least for big batches.
+    """
+    conv = torch.nn.Conv2d(32, 32, 3, padding=1).eval()
+    x = torch.rand(1, 32, 64, 64)
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for _ in range(3):
+                conv(x)
+            start = time.perf_counter()
+            for _ in range(iterations):
+                conv(x)
+            return (time.perf_counter() - start) / iterations * 1e3
+    finally:
+        torch.set_num_threads(previous)
+
+
+def contention() -> dict[str, float]:
+    """:func:`latency_probe` at torch's default threads and at 1 thread, and their ratio."""
+    default = latency_probe()
+    single = latency_probe(threads=1)
+    return {
+        "threads": torch.get_num_threads(),
+        "ms_default_threads": round(default, 3),
+        "ms_one_thread": round(single, 3),
+        "ratio": round(default / single, 2),
+    }

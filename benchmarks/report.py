@@ -48,6 +48,15 @@ def render(results: dict[str, Any]) -> str:
         )
     else:
         lines.append("- No other busy process when the run started")
+    for when in ("before", "after"):
+        c = results.get(f"contention_{when}")
+        if c:
+            lines.append(
+                f"- Contention probe {when} the run (3x3 conv 32->32 on 64x64, ms per call): "
+                f"{c['ms_default_threads']:.2f} ms at {c['threads']} torch threads vs "
+                f"{c['ms_one_thread']:.2f} ms at 1 thread (ratio {c['ratio']:.1f}; near or below 1 on an "
+                "idle machine, far above 1 when other jobs hold the cores and OpenMP threads wait on them)"
+            )
     lines.append(f"- Run time of the whole benchmark: {results['duration_s']:.0f} s")
     lines += ["", "## Versions", ""]
     lines += [f"- {k}: {v}" for k, v in results["versions"].items()]

@@ -113,7 +113,19 @@ def main(argv: list[str] | None = None) -> int:
     if busy:
         _log("other busy processes (expect noise): " + "; ".join(busy))
     load_before = load()
-    ctx = figures.Context(workdir, args.runs, sizes, args.quick, _log, want=set(names))
+    from benchmarks.baselines import contention
+
+    contention_before = contention()
+    _log(f"contention probe: {contention_before}")
+    ctx = figures.Context(
+        workdir,
+        args.runs,
+        sizes,
+        args.quick,
+        _log,
+        want=set(names),
+        peer_budget_s=90.0 if args.quick else 240.0,
+    )
     results: dict[str, figures.Figure] = {}
     profile = None
     try:
@@ -149,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": load_before,
         "load_after": load(),
         "busy_before": busy,
+        "contention_before": contention_before,
+        "contention_after": contention(),
         "figures": {},
     }
     json_path = args.output_dir / "results.json"
