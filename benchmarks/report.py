@@ -25,9 +25,13 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         "# geosr benchmarks",
         "",
-        f"Written by `make bench` (`python -m benchmarks.run`) on {results['date']} "
+        f"Written by `make bench` (`python -m benchmarks.run`); last run {results['date']} "
         f"({results['mode']} mode, median of {results['runs']} run(s) per figure"
-        + (", figures refreshed with `--only` carry their own date" if results.get("merged") else "")
+        + (
+            "; it refreshed only some figures, the others carry the date and mode they were measured in"
+            if results.get("merged")
+            else ""
+        )
         + ").",
         "Regenerate with `make bench`; `python -m benchmarks.run --quick` for a smoke run, "
         "`--only NAME` for one figure.",
@@ -69,8 +73,11 @@ def render(results: dict[str, Any]) -> str:
     ]
     figures = sorted(results["figures"].values(), key=lambda f: f["number"])
     for f in figures:
+        result = f["result"]
+        if f.get("mode") and (f.get("mode") != results["mode"] or f.get("measured_at") != results["date"]):
+            result += f" ({f['mode']} mode, {f.get('measured_at', '?')})"
         lines.append(
-            f"| {f['number']} | {_cell(f['title'])} | {_cell(f['result'])} | {_cell(f['target'])} "
+            f"| {f['number']} | {_cell(f['title'])} | {_cell(result)} | {_cell(f['target'])} "
             f"| {VERDICT[f['met']]} |"
         )
     lines += ["", "## Details", ""]

@@ -23,7 +23,7 @@ from geosr.normalise import (
 from geosr.options import DEFAULT_BATCH, DEFAULT_TILE, RunOptions
 from geosr.pipeline import Job, run_tiles
 from geosr.predictor import Predictor
-from geosr.tiling import plan_tiles
+from geosr.tiling import TilePlan, plan_tiles
 
 Progress = Callable[[int, int], None]
 """Called with ``(tiles_done, tiles_total)`` as a run advances."""
@@ -155,10 +155,23 @@ def upscale_file(
         if progress is not None:
             progress(done, len(plan))
 
+    return _run(job, plan, predictor, dst, spec, opts, advance)
+
+
+def _run(
+    job: Job,
+    plan: TilePlan,
+    predictor: Predictor,
+    dst: Path,
+    spec: OutputSpec,
+    opts: RunOptions,
+    advance: Callable[[int], None],
+) -> Path:
+    """Run the planned job locally (single process) or on a Dask cluster."""
     if opts.scheduler is not None or opts.workers is not None:
         from geosr.orchestrate.cluster import ModelKey, cluster_client, run_on_cluster
 
-        key = ModelKey(opts.model, scene.count, opts.scale, opts.device, opts.precision)
+        key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision)
         with cluster_client(opts.scheduler, opts.workers) as client:
             return run_on_cluster(
                 job, plan, key, dst, spec, client, overwrite=opts.overwrite, on_tiles_done=advance

@@ -230,7 +230,9 @@ class CogSink(SinkBase):
             "BLOCKSIZE": self.spec.block,
             "COMPRESS": "ZSTD",
             # Explicit, so that the same pixels give the same bytes whatever GDAL's default.
-            "LEVEL": 9,
+            # Level 3: 2.2x faster to build than 9 for 5 % more bytes (measured on a
+            # 8192^2 output); the COG build is most of a run's non-model time.
+            "LEVEL": 3,
             # YES = horizontal differencing (2) for integers, floating point (3) for floats.
             "PREDICTOR": "YES",
             # Average is the right summary of continuous imagery and skips nodata

@@ -143,7 +143,9 @@ class ConvGRUCell(nn.Module):
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         z, r = torch.sigmoid(self.gates(torch.cat([x, h], dim=1))).chunk(2, dim=1)
         n = torch.tanh(self.candidate(torch.cat([x, r * h], dim=1)))
-        return (1 - z) * h + z * n
+        # lerp(h, n, z) == (1 - z) * h + z * n in one fused op instead of four:
+        # element-wise work is over half of this model's CPU time.
+        return torch.lerp(h, n, z)
 
 
 class FeedForwardBlock(nn.Module):
