@@ -58,6 +58,10 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        # mkstemp makes private files; a saved model is an ordinary user file.
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp_path.chmod(0o666 & ~umask)
         tmp_path.replace(target)
     finally:
         tmp_path.unlink(missing_ok=True)
