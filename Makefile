@@ -29,12 +29,12 @@ bench: install
 	$(PY) -m benchmarks.run
 
 # Re-train the bundled weights from their recipes and bundle them into the package.
+# (pipelines/cnnrnn_fast_x2.toml trains too, but its 1500-step result does not beat
+# bicubic yet, so it is not bundled: x2 runs use the bicubic-equivalent untrained model.)
 weights: install
 	$(GEOSR) train --recipe pipelines/cnnrnn_fast_x4.toml
-	$(GEOSR) train --recipe pipelines/cnnrnn_fast_x2.toml
 	mkdir -p geosr/weights
 	cp runs/cnnrnn_fast_x4/cnnrnn-fast_x4.safetensors runs/cnnrnn_fast_x4/cnnrnn-fast_x4.json geosr/weights/
-	cp runs/cnnrnn_fast_x2/cnnrnn-fast_x2.safetensors runs/cnnrnn_fast_x2/cnnrnn-fast_x2.json geosr/weights/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
