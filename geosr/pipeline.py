@@ -53,17 +53,16 @@ def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Pre
     sr = predict(x)
     outputs = []
     for tile, tile_sr, tile_valid in zip(tiles, sr, valid, strict=True):
-        core = tile.core_in_output(job.scale)
-        halo_core = tile.core.relative_to(tile.compute)
-        h0, w0 = job.halo + halo_core.row, job.halo + halo_core.col
-        core_valid = tile_valid[:, h0 : h0 + tile.core.height, w0 : w0 + tile.core.width]
-        hs = job.halo * job.scale
-        core_sr = tile_sr[
-            :, hs + core.row : hs + core.row + core.height, hs + core.col : hs + core.col + core.width
-        ]
+        lr = tile.core_in_read
+        hr = lr.scaled(job.scale)
         outputs.append(
             finish_tile(
-                core_sr, core_valid, scale=job.scale, norm=job.norm, dtype=job.scene.dtype, nodata=job.nodata
+                tile_sr[:, hr.rows, hr.cols],
+                tile_valid[:, lr.rows, lr.cols],
+                scale=job.scale,
+                norm=job.norm,
+                dtype=job.scene.dtype,
+                nodata=job.nodata,
             )
         )
     return outputs

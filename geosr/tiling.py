@@ -67,9 +67,13 @@ class Tile:
     def read(self) -> Window:
         return self.compute.grown(self.halo)
 
-    def core_in_output(self, scale: int) -> Window:
-        """Where the core lies inside the model's output for the compute window."""
-        return self.core.relative_to(self.compute).scaled(scale)
+    @property
+    def core_in_read(self) -> Window:
+        """Where the core lies inside the read window (the model's input).
+
+        Scaled by ``s``, the same window crops the core out of the model's output.
+        """
+        return self.core.relative_to(self.read)
 
 
 @dataclass(frozen=True)

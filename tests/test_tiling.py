@@ -48,8 +48,12 @@ def test_windows_nest_and_scale(height: int, width: int, tile: int, halo: int, s
             c.width * scale,
         )
         out[o.rows, o.cols] += 1
-        inner = t.core_in_output(scale)
-        assert inner.row >= 0 and inner.row + inner.height <= k.height * scale
+        # the core's place in the read window (the model input) lies inside its halo-free part
+        inner = t.core_in_read
+        assert inner.row >= halo and inner.col >= halo
+        assert inner.row + inner.height <= plan.read_shape[0] - halo
+        assert inner.col + inner.width <= plan.read_shape[1] - halo
+        assert (inner.height, inner.width) == (c.height, c.width)
     assert (out == 1).all()
 
 

@@ -9,7 +9,6 @@ thread so that reading many tiles does not pay GDAL's open cost each time.
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
-from geosr.errors import GeosrWarning, InputError
+from geosr.errors import InputError
 from geosr.tiling import Window
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -243,8 +242,3 @@ def read_sample(scene: Scene, max_pixels: int = 1 << 20, rows_per_read: int = 51
             f"{scene.path}: reading the raster failed ({_first_line(exc)}); "
             "the file is probably truncated or corrupt"
         ) from None
-
-
-def warn(message: str) -> None:
-    """Emit a :class:`GeosrWarning` (shown once per message by the CLI)."""
-    warnings.warn(message, GeosrWarning, stacklevel=3)
