@@ -14,47 +14,41 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.windows import Window
 
 S2_JP2 = "sentinel2/tgt_S2A_20160529T153631_T33UUU_sub.jp2"
 
 
-def make_demo_scene(folder: Path) -> Path:
-    """Write the demo input and return its path."""
+def make_demo_scene(folder: Path, size: int = 512) -> Path:
+    """Write ``folder/scene.tif``, ``size`` x ``size`` uint16 with nodata 0, and return its path.
+
+    Real Sentinel-2 pixels when ``$GEOSR_DATA_DIR`` holds the JP2, a synthetic
+    scene on the same UTM zone otherwise (the examples use this too).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "scene.tif"
     source = Path(os.environ.get("GEOSR_DATA_DIR", "../shared/data")) / S2_JP2
     if source.exists():
         with rasterio.open(source) as src:
-            window = Window(900, 1800, 512, 512)
-            data = src.read(window=window)
-            profile = {
-                "driver": "GTiff",
-                "count": 1,
-                "dtype": "uint16",
-                "width": 512,
-                "height": 512,
-                "crs": src.crs,
-                "transform": src.window_transform(window),
-                "nodata": 0,
-            }
-        description = f"{S2_JP2} (Sentinel-2 B03, 10 m), window 512 x 512"
+            window = Window(900, 1800, size, size)
+            data, crs, transform = src.read(window=window), src.crs, src.window_transform(window)
+        description = f"{S2_JP2} (Sentinel-2 B03, 10 m), window {size} x {size}"
     else:
-        yy, xx = np.mgrid[0:512, 0:512]
+        yy, xx = np.mgrid[0:size, 0:size]
         data = (3000 + 1500 * np.sin(xx / 9.0) * np.cos(yy / 13.0) + 4 * xx).astype("uint16")[None]
-        from affine import Affine
-
-        profile = {
-            "driver": "GTiff",
-            "count": 1,
-            "dtype": "uint16",
-            "width": 512,
-            "height": 512,
-            "crs": "EPSG:32633",
-            "transform": Affine(10, 0, 335440, 0, -10, 5866490),
-            "nodata": 0,
-        }
-        description = "synthetic 512 x 512 scene (no GEOSR_DATA_DIR found)"
+        crs, transform = "EPSG:32633", Affine(10, 0, 335440, 0, -10, 5866490)
+        description = f"synthetic {size} x {size} scene (no GEOSR_DATA_DIR found)"
+    profile = {
+        "driver": "GTiff",
+        "count": 1,
+        "dtype": "uint16",
+        "width": size,
+        "height": size,
+        "crs": crs,
+        "transform": transform,
+        "nodata": 0,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         dst.set_band_description(1, "B03")
