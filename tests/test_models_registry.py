@@ -60,7 +60,7 @@ def card(model: CNNRNN, name: str = "mine", **changes: object) -> ModelCard:
 
 
 def test_registry_names() -> None:
-    assert set(MODEL_NAMES) == {"cnnrnn-fast", "cnnrnn-best", "bicubic"}
+    assert set(MODEL_NAMES) == {"cnnrnn-fast", "cnnrnn-best", "edsr-baseline", "bicubic"}
     assert DEFAULT_MODEL == "cnnrnn-fast"
     fast, best = build_model("cnnrnn-fast", scale=2), build_model("cnnrnn-best", scale=2)
     assert isinstance(fast, CNNRNN) and isinstance(best, CNNRNN)
@@ -84,7 +84,7 @@ def test_unknown_name_lists_known_names() -> None:
     with pytest.raises(
         ModelError,
         match=r"unknown model 'srgan'; known models: cnnrnn-fast, "
-        r"cnnrnn-best, bicubic",
+        r"cnnrnn-best, edsr-baseline, bicubic",
     ):
         load_model("srgan", bands=1, scale=2)
     with pytest.raises(ModelError, match="known models"):

@@ -91,7 +91,7 @@ def test_card_missing_required_field_is_named(missing: str) -> None:
 @pytest.mark.parametrize(
     ("changes", "pattern"),
     [
-        ({"architecture": "unet"}, r"unknown architecture 'unet'.*cnnrnn, bicubic"),
+        ({"architecture": "unet"}, r"unknown architecture 'unet'.*cnnrnn, edsr, bicubic"),
         ({"normalisation": {"method": "zscore"}}, r"normalisation method 'zscore'"),
         ({"bands": "B2"}, r"'bands' must be a non-empty list"),
         ({"scale": 0}, r"'scale' must be a positive integer"),
@@ -202,8 +202,8 @@ def test_shape_mismatch_names_key_and_shapes() -> None:
     with pytest.raises(ModelError) as info:
         apply_state(small, big.state_dict())
     message = str(info.value)
-    assert "cell.candidate.weight: expected (4, 8, 3, 3) vs found (8, 16, 3, 3)" in message
-    assert "and 5 more" in message  # long lists are cut, not dumped
+    assert "cell.input_candidate.weight: expected (4, 4, 3, 3) vs found (8, 8, 3, 3)" in message
+    assert "and 7 more" in message  # long lists are cut, not dumped
     assert "model tiny" in message
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from geosr.errors import ModelError
 
-ARCHITECTURES = ("cnnrnn", "bicubic")
+ARCHITECTURES = ("cnnrnn", "edsr", "bicubic")
 NORMALISATION_METHODS = ("dtype-range", "percentile")
 REQUIRED_FIELDS = ("name", "architecture", "config", "scale")
 
@@ -48,7 +48,7 @@ class ModelCard:
     ----------
     name : str
         Model name (``"cnnrnn-fast"``), shown in ``geosr models`` and provenance tags.
-    architecture : {"cnnrnn", "bicubic"}
+    architecture : {"cnnrnn", "edsr", "bicubic"}
         Which class to build.
     config : dict
         Constructor arguments of the architecture (for ``cnnrnn`` the fields of

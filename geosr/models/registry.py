@@ -25,6 +25,7 @@ from geosr.models.base import MAX_SCALE, MIN_SCALE, SRModel
 from geosr.models.bicubic import Bicubic
 from geosr.models.card import ModelCard
 from geosr.models.cnnrnn import CNNRNN, CNNRNNConfig
+from geosr.models.edsr import EDSR, EDSRConfig
 from geosr.models.weights import (
     CARD_SUFFIX,
     PICKLE_SUFFIXES,
@@ -43,6 +44,10 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 def _build_cnnrnn(name: str, scale: int, options: Mapping[str, Any]) -> SRModel:
     return CNNRNN(CNNRNNConfig.from_dict({**options, "scale": scale}), name=name)
+
+
+def _build_edsr(name: str, scale: int, options: Mapping[str, Any]) -> SRModel:
+    return EDSR(EDSRConfig.from_dict({**options, "scale": scale}), name=name)
 
 
 def _build_bicubic(name: str, scale: int, options: Mapping[str, Any]) -> SRModel:
@@ -81,6 +86,13 @@ MODEL_NAMES: Mapping[str, ModelSpec] = MappingProxyType(
             "CNN-RNN, 48 features, 4 residual blocks, 4 refinement steps: slower, sharper",
             _build_cnnrnn,
             {"features": 48, "encoder_blocks": 4, "refine_steps": 4},
+        ),
+        "edsr-baseline": ModelSpec(
+            "edsr-baseline",
+            "edsr",
+            "plain EDSR-style CNN, 32 features, 16 residual blocks: the calibration baseline",
+            _build_edsr,
+            {"features": 32, "blocks": 16},
         ),
         "bicubic": ModelSpec(
             "bicubic",
@@ -224,6 +236,8 @@ def model_from_card(card: ModelCard) -> SRModel:
     """Build the (untrained) architecture a card describes."""
     if card.architecture == "bicubic":
         return Bicubic(card.scale)
+    if card.architecture == "edsr":
+        return EDSR(EDSRConfig.from_dict({"scale": card.scale, **card.config}), name=card.name)
     return CNNRNN(CNNRNNConfig.from_dict({"scale": card.scale, **card.config}), name=card.name)
 
 

@@ -48,6 +48,9 @@ class SceneSource:
     nodata : float, optional
         Overrides the raster's nodata value (e.g. 0 for Sentinel-2 JP2 swaths,
         whose files often declare none).
+    weight : float
+        Multiplies the sampling weight of each band of these rasters (see
+        :class:`geosr.train.data.ChipSampler`), to balance sensors.
     """
 
     path: str
@@ -55,6 +58,7 @@ class SceneSource:
     rows: tuple[float, float] = (0.0, 1.0)
     cols: tuple[float, float] = (0.0, 1.0)
     nodata: float | None = None
+    weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols"):
@@ -63,6 +67,8 @@ class SceneSource:
                 raise OptionError(
                     f"{self.path}: {name} must be fractions 0 <= start < stop <= 1, got {(lo, hi)}"
                 )
+        if not self.weight > 0:
+            raise OptionError(f"{self.path}: weight must be > 0, got {self.weight}")
 
 
 @dataclass(frozen=True)

