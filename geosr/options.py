@@ -39,6 +39,13 @@ class RunOptions:
     workers : int or None
         Start a local Dask cluster of this many worker processes.  With
         neither, the run is the (fastest) single-process pipeline.
+    resume : bool
+        Finish an interrupted run of the same job (only its missing tiles);
+        a no-op when the output is already complete.
+    restart : bool
+        Discard an interrupted run's state and start over.
+    check_resources : bool
+        Refuse a run whose plan needs more memory or disk than is available.
     """
 
     scale: int = 4
@@ -52,6 +59,9 @@ class RunOptions:
     variable: str | None = None
     scheduler: str | None = None
     workers: int | None = None
+    resume: bool = False
+    restart: bool = False
+    check_resources: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
@@ -64,5 +74,7 @@ class RunOptions:
             )
         if self.workers is not None and self.workers < 1:
             raise OptionError(f"--workers {self.workers} must be at least 1")
+        if self.resume and self.restart:
+            raise OptionError("use either --resume (finish the interrupted run) or --restart, not both")
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionError(f"--batch-size {self.batch_size} must be at least 1")
