@@ -9,6 +9,7 @@ batches that run out of memory into halves instead of failing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -112,3 +113,20 @@ class Predictor:
         ):
             y = self.model(x)
         return y.float().cpu().numpy()
+
+    def weights_digest(self) -> str:
+        """SHA-256 of the model's parameters and buffers (names, shapes, values).
+
+        Part of a run's fingerprint: a resumed run must use the very same weights.
+        """
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(
+                tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            )
+        return digest.hexdigest()[:16]
+
+    def model_bytes(self) -> int:
+        """Bytes of the model's parameters and buffers (for the memory guard)."""
+        return sum(t.numel() * t.element_size() for t in self.model.state_dict().values())

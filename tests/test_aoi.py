@@ -92,6 +92,12 @@ def test_tiles_outside_the_polygon_are_not_computed(make_raster, tmp_path: Path)
     # A 4 x 4 tile grid cut by the anti-diagonal: the 6 tiles below it are dropped.
     assert len(plan) == 16 and len(kept) == 10
     assert all(t.core.row + t.core.col <= 48 for t in kept)
+    # End to end: the skipped tiles read back as nodata, the kept ones hold data.
+    out = geosr.upscale_file(src, tmp_path / "t.tif", scale=2, model="bicubic", aoi=str(aoi), tile=16)
+    with rasterio.open(out) as f:
+        data = f.read(1)
+        assert f.nodata == 0 and (f.width, f.height) == (128, 128)
+        assert (data[96:, 96:] == 0).all() and (data[:32, :32] != 0).all()
 
 
 def test_aoi_outside_the_scene_is_a_clear_error(make_raster, tmp_path: Path) -> None:
