@@ -103,7 +103,7 @@ def upscale_file(
         ``progress(done, total)`` after each batch of tiles.
     **options
         Any other :class:`~geosr.options.RunOptions` field (``tile``,
-        ``batch_size``, ``device``, ``precision``, ``overwrite``, ``nodata``,
+        ``batch_size``, ``device``, ``precision``, ``compile``, ``overwrite``, ``nodata``,
         ``variable``).
 
     Returns
@@ -128,7 +128,7 @@ def upscale_file(
         raise OptionError(f"{dst}: the output would overwrite the input; choose another -o path")
     try:
         net = load_model(opts.model, bands=scene.count, scale=opts.scale)
-        predictor = Predictor(net, device=opts.device, precision=opts.precision)
+        predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
     except GeosrError as exc:
         raise _in_context(src, exc) from None
     norm = normalisation_for(scene, dict(net.card.normalisation))
@@ -137,6 +137,7 @@ def upscale_file(
     )
     batch = opts.batch_size or DEFAULT_BATCH[predictor.torch_device.type]
     job = Job(scene=scene, halo=plan.halo, scale=opts.scale, norm=norm, nodata=scene.nodata, batch_size=batch)
+    predictor.expect(-(-len(plan) // batch))
     spec = OutputSpec(
         grid=scaled(scene.grid, opts.scale),
         count=scene.count,
@@ -171,7 +172,7 @@ def _run(
     if opts.scheduler is not None or opts.workers is not None:
         from geosr.orchestrate.cluster import ModelKey, cluster_client, run_on_cluster
 
-        key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision)
+        key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision, opts.compile)
         with cluster_client(opts.scheduler, opts.workers) as client:
             return run_on_cluster(
                 job, plan, key, dst, spec, client, overwrite=opts.overwrite, on_tiles_done=advance
