@@ -20,7 +20,7 @@ from geosr.normalise import (
     scene_normalisation,
     valid_mask,
 )
-from geosr.options import DEFAULT_BATCH, DEFAULT_TILE, RunOptions
+from geosr.options import DEFAULT_TILE, RunOptions
 from geosr.pipeline import Job, run_tiles
 from geosr.predictor import Predictor
 from geosr.tiling import TilePlan, plan_tiles
@@ -135,7 +135,7 @@ def upscale_file(
     plan = plan_tiles(
         *scene.grid.shape.yx, tile=opts.tile or DEFAULT_TILE, halo=net.receptive_field + FILL_RADIUS
     )
-    batch = opts.batch_size or DEFAULT_BATCH[predictor.torch_device.type]
+    batch = opts.batch_size or predictor.batch_size_for(plan.read_shape, scene.count)
     job = Job(scene=scene, halo=plan.halo, scale=opts.scale, norm=norm, nodata=scene.nodata, batch_size=batch)
     predictor.expect(-(-len(plan) // batch))
     spec = OutputSpec(

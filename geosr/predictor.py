@@ -89,6 +89,15 @@ def compile_pays_off(seconds_per_call: float, calls_left: int) -> bool:
 
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
+CPU_BATCH = 4
+"""Tiles per model call on a CPU (see :meth:`Predictor.batch_size_for`)."""
+
+GPU_MEMORY_SHARE = 0.6
+"""Share of a GPU's free memory a batch may fill (the rest: allocator slack, copies)."""
+
+GPU_MAX_BATCH = 64
+"""More tiles per call than this gains nothing on a GPU and delays the first write."""
+
 
 @dataclass
 class Predictor:
@@ -131,6 +140,27 @@ class Predictor:
     def compiled(self) -> bool:
         """True once batches run through the compiled model."""
         return self._compiled is not None
+
+    def batch_size_for(self, read_shape: tuple[int, int], bands: int, frames: int = 1) -> int:
+        """Tiles per call for read windows of ``read_shape``: measured on a GPU, fixed on a CPU.
+
+        On CUDA, one tile is run and its peak memory measured; the batch then
+        fills :data:`GPU_MEMORY_SHARE` of the free memory (the out-of-memory
+        back-off in :meth:`__call__` covers a wrong guess).  On a CPU larger
+        batches do not run faster per tile (oneDNN already uses every core on
+        one tile), so the batch stays :data:`CPU_BATCH`: small, so that reading
+        and writing overlap with compute in short steps.
+        """
+        if self.torch_device.type != "cuda":
+            return CPU_BATCH
+        device = self.torch_device
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        self._predict(self.model, np.zeros((1, frames, bands, *read_shape), dtype=np.float32))
+        per_tile = max(1, torch.cuda.max_memory_allocated(device) - before)
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(max(1, min(GPU_MAX_BATCH, GPU_MEMORY_SHARE * free // per_tile)))
 
     def expect(self, calls: int) -> None:
         """Announce how many batches the job will send (lets ``compile=auto`` decide)."""

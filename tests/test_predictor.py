@@ -65,3 +65,22 @@ def test_allocator_tuning_applies_once_and_keeps_results() -> None:
     assert keep_freed_memory() is first  # cached: the process is tuned once
     x = torch.rand(2, 64, 300, 300)  # > 32 MiB: a mapping of its own without the tuning
     assert torch.equal((x * 2) / 2, x)
+
+
+def test_cpu_batch_is_the_fixed_cpu_batch() -> None:
+    from geosr.predictor import CPU_BATCH
+
+    predictor = Predictor(tiny_model(), device="cpu", precision="fp32")
+    assert predictor.batch_size_for((40, 40), bands=3) == CPU_BATCH
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_batch_from_free_memory_and_pixels_match_the_cpu() -> None:
+    from geosr.predictor import GPU_MAX_BATCH
+
+    gpu = Predictor(tiny_model(), device="cuda", precision="fp32")
+    size = gpu.batch_size_for((12, 12), bands=2)
+    assert 1 <= size <= GPU_MAX_BATCH
+    cpu = Predictor(tiny_model(), device="cpu", precision="fp32")
+    np.testing.assert_allclose(gpu(batch(3)), cpu(batch(3)), atol=1e-4)
