@@ -61,6 +61,13 @@ class RunOptions:
         Write a STAC Item JSON beside the output.
     quicklook : bool
         Write a comparison PNG beside the output.
+    resume : bool
+        Finish an interrupted run of the same job (only its missing tiles);
+        a no-op when the output is already complete.
+    restart : bool
+        Discard an interrupted run's state and start over.
+    check_resources : bool
+        Refuse a run whose plan needs more memory or disk than is available.
     """
 
     scale: int = 4
@@ -84,6 +91,9 @@ class RunOptions:
     asset: str | None = None
     stac: bool = False
     quicklook: bool = False
+    resume: bool = False
+    restart: bool = False
+    check_resources: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
@@ -101,5 +111,7 @@ class RunOptions:
         if self.aoi is not None and self.bbox is not None:
             raise OptionError("use either --aoi (a vector file) or --bbox, not both")
         object.__setattr__(self, "frames", tuple(str(f) for f in self.frames))
+        if self.resume and self.restart:
+            raise OptionError("use either --resume (finish the interrupted run) or --restart, not both")
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionError(f"--batch-size {self.batch_size} must be at least 1")

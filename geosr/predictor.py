@@ -11,6 +11,7 @@ compilation to pay for itself.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -232,3 +233,20 @@ class Predictor:
         ):
             y = model(x)
         return y.float().cpu().numpy()
+
+    def weights_digest(self) -> str:
+        """SHA-256 of the model's parameters and buffers (names, shapes, values).
+
+        Part of a run's fingerprint: a resumed run must use the very same weights.
+        """
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(
+                tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            )
+        return digest.hexdigest()[:16]
+
+    def model_bytes(self) -> int:
+        """Bytes of the model's parameters and buffers (for the memory guard)."""
+        return sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
