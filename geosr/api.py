@@ -32,7 +32,7 @@ from geosr.normalise import (
     scene_normalisation,
     valid_mask,
 )
-from geosr.options import DEFAULT_BATCH, DEFAULT_TILE, RunOptions
+from geosr.options import DEFAULT_TILE, RunOptions
 from geosr.pipeline import Job, run_tiles
 from geosr.predictor import Predictor
 from geosr.tiling import TilePlan, plan_tiles
@@ -167,7 +167,7 @@ def upscale_file(
         ``progress(done, total)`` after each batch of tiles.
     **options
         Any other :class:`~geosr.options.RunOptions` field (``tile``,
-        ``batch_size``, ``device``, ``precision``, ``overwrite``, ``nodata``,
+        ``batch_size``, ``device``, ``precision``, ``compile``, ``overwrite``, ``nodata``,
         ``variable``).
 
     Returns
@@ -195,7 +195,7 @@ def upscale_file(
         raise OptionError(f"{dst}: the output would overwrite the input; choose another -o path")
     try:
         net = load_model(opts.model, bands=scene.count, scale=opts.scale)
-        predictor = Predictor(net, device=opts.device, precision=opts.precision)
+        predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
     except GeosrError as exc:
         raise _in_context(src, exc) from None
     offsets = reflectance_offset(scene, opts.offset)
@@ -203,7 +203,7 @@ def upscale_file(
     # Every frame deepens the recurrence, so the halo grows with T.
     radius = net.receptive_radius(1 + len(frames)) if frames else net.receptive_field
     plan = plan_tiles(*scene.grid.shape.yx, tile=opts.tile or DEFAULT_TILE, halo=radius + FILL_RADIUS)
-    batch = opts.batch_size or DEFAULT_BATCH[predictor.torch_device.type]
+    batch = opts.batch_size or predictor.batch_size_for(plan.read_shape, scene.count, 1 + len(frames))
     out_grid = scaled(scene.grid, opts.scale)
     # Only a polygon (--aoi) masks: a --bbox asks for the window that covers it.
     area = read_vector(opts.aoi) if opts.aoi is not None else None
@@ -389,11 +389,12 @@ def _run(
         if opts.scheduler is not None or opts.workers is not None:
             from geosr.orchestrate.cluster import ModelKey, cluster_client, run_on_cluster
 
-            key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision)
+            key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision, opts.compile)
             with cluster_client(opts.scheduler, opts.workers) as client:
                 run_on_cluster(job, plan, todo, key, state, client, on_tiles_done=advance)
         else:
             writer = StoreWriter(state.store, dst, spec.nbytes)
+            predictor.expect(-(-len(todo) // job.batch_size))  # lets --compile auto decide
             run_tiles(job, plan, predictor, writer, todo=todo, record=state.record, on_tiles_done=advance)
         finalise(state.store, dst, spec, overwrite=opts.overwrite)
         checkpoint("commit")
