@@ -206,13 +206,13 @@ def upscale_file(
         )
     # Every frame deepens the recurrence, so the halo grows with T.
     radius = net.receptive_radius(1 + len(frames)) if frames else net.receptive_field
-    plan = plan_tiles(*scene.grid.shape.yx, tile=opts.tile or DEFAULT_TILE, halo=radius + FILL_RADIUS)
     batch = opts.batch_size or DEFAULT_BATCH[predictor.torch_device.type]
     if opts.check_resources:
-        # Before any pixel is read: a scene declaring absurd dimensions stops here.
+        # Before the plan and before any pixel is read: a scene declaring absurd
+        # dimensions stops here, not after allocating millions of tiles.
         bounds = resources.Plan(
-            tile=max(plan.tile_height, plan.tile_width),
-            halo=plan.halo,
+            tile=min(opts.tile or DEFAULT_TILE, max(scene.grid.shape.yx)),
+            halo=radius + FILL_RADIUS,
             batch=batch,
             bands=scene.count,
             scale=opts.scale,
@@ -228,6 +228,7 @@ def upscale_file(
             resources.check(bounds, out_bytes, dst, already_on_disk=size_on_disk(run_dir(dst)))
         except GeosrError as exc:
             raise _in_context(src, exc) from None
+    plan = plan_tiles(*scene.grid.shape.yx, tile=opts.tile or DEFAULT_TILE, halo=radius + FILL_RADIUS)
     offsets = reflectance_offset(scene, opts.offset)
     norm = normalisation_for(scene, dict(net.card.normalisation), offsets)
     out_grid = scaled(scene.grid, opts.scale)
