@@ -124,13 +124,13 @@ def build_corpus(folder: Path, seed: int = 6) -> dict[str, Path]:
     single = write_tif(folder / "float_band.tif", coordinate_pattern(1, 96, 80, "float32"))
     cases["mixed_dtypes.vrt"] = vrt(
         folder / "mixed_dtypes.vrt", 80, 96, [("UInt16", str(good)), ("Float32", str(single))]
-    )  # noqa: E501
+    )
     cases["dangling_source.vrt"] = vrt(
         folder / "dangling_source.vrt", 80, 96, [("UInt16", str(folder / "gone.tif"))]
-    )  # noqa: E501
+    )
     cases["self_reference.vrt"] = vrt(
         folder / "self_reference.vrt", 80, 96, [("UInt16", str(folder / "self_reference.vrt"))]
-    )  # noqa: E501
+    )
     # Values: NaN and Inf, everything nodata, everything NaN.
     values = coordinate_pattern(2, 64, 48, "float32")
     values[0, 5:9, 5:30] = np.nan

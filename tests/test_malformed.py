@@ -43,7 +43,8 @@ for name, path in json.loads(sys.stdin.read()):
     try:
         out = geosr.upscale_file(path, dst, scale=2, model="bicubic")
         with rasterio.open(path) as src, rasterio.open(out) as result:
-            shape_ok = (result.count, result.height, result.width) == (src.count, 2 * src.height, 2 * src.width)
+            shape = (result.count, result.height, result.width)
+            shape_ok = shape == (src.count, 2 * src.height, 2 * src.width)
         valid, errors, _ = cog_validate(str(out), quiet=True)
         outcome = {"ok": bool(shape_ok and valid and not errors), "detail": errors}
     except GeosrError as exc:
