@@ -32,7 +32,7 @@ from geosr.normalise import (
     scene_normalisation,
     valid_mask,
 )
-from geosr.options import DEFAULT_BATCH, DEFAULT_TILE, RunOptions
+from geosr.options import DEFAULT_TILE, RunOptions
 from geosr.pipeline import Job, run_tiles
 from geosr.predictor import Predictor
 from geosr.tiling import TilePlan, plan_tiles
@@ -165,7 +165,7 @@ def upscale_file(
         ``progress(done, total)`` after each batch of tiles.
     **options
         Any other :class:`~geosr.options.RunOptions` field (``tile``,
-        ``batch_size``, ``device``, ``precision``, ``overwrite``, ``nodata``,
+        ``batch_size``, ``device``, ``precision``, ``compile``, ``overwrite``, ``nodata``,
         ``variable``).
 
     Returns
@@ -196,7 +196,7 @@ def upscale_file(
         raise OptionError(f"{dst}: the output would overwrite the input; choose another -o path")
     try:
         net = load_model(opts.model, bands=scene.count, scale=opts.scale)
-        predictor = Predictor(net, device=opts.device, precision=opts.precision)
+        predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
     except GeosrError as exc:
         raise _in_context(src, exc) from None
     if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
@@ -206,13 +206,16 @@ def upscale_file(
         )
     # Every frame deepens the recurrence, so the halo grows with T.
     radius = net.receptive_radius(1 + len(frames)) if frames else net.receptive_field
-    batch = opts.batch_size or DEFAULT_BATCH[predictor.torch_device.type]
+    halo, tile = radius + FILL_RADIUS, opts.tile or DEFAULT_TILE
+    height, width = scene.grid.shape.yx
+    read_shape = (min(tile, height) + 2 * halo, min(tile, width) + 2 * halo)  # the plan's, before it exists
+    batch = opts.batch_size or predictor.batch_size_for(read_shape, scene.count, 1 + len(frames))
     if opts.check_resources:
         # Before the plan and before any pixel is read: a scene declaring absurd
         # dimensions stops here, not after allocating millions of tiles.
         bounds = resources.Plan(
-            tile=min(opts.tile or DEFAULT_TILE, max(scene.grid.shape.yx)),
-            halo=radius + FILL_RADIUS,
+            tile=min(tile, max(height, width)),
+            halo=halo,
             batch=batch,
             bands=scene.count,
             scale=opts.scale,
@@ -223,12 +226,12 @@ def upscale_file(
             frames=1 + len(frames),
             workers=opts.workers or 1,
         )
-        out_bytes = resources.output_bytes(*scene.grid.shape.yx, scene.count, opts.scale, scene.dtype)
+        out_bytes = resources.output_bytes(height, width, scene.count, opts.scale, scene.dtype)
         try:
             resources.check(bounds, out_bytes, dst, already_on_disk=size_on_disk(run_dir(dst)))
         except GeosrError as exc:
             raise _in_context(src, exc) from None
-    plan = plan_tiles(*scene.grid.shape.yx, tile=opts.tile or DEFAULT_TILE, halo=radius + FILL_RADIUS)
+    plan = plan_tiles(height, width, tile=tile, halo=halo)
     offsets = reflectance_offset(scene, opts.offset)
     norm = normalisation_for(scene, dict(net.card.normalisation), offsets)
     out_grid = scaled(scene.grid, opts.scale)
@@ -320,6 +323,7 @@ def job_fingerprint(
         "halo": plan.halo,
         "device": predictor.torch_device.type,
         "precision": predictor.resolved_precision,
+        "compile": opts.compile,
         "nodata": repr(scene.nodata),
         "normalisation": [norm.method, [repr(v) for v in norm.offset], [repr(v) for v in norm.scale]],
         "output": dst.suffix.lower(),
@@ -373,11 +377,12 @@ def _run(
         if opts.scheduler is not None or opts.workers is not None:
             from geosr.orchestrate.cluster import ModelKey, cluster_client, run_on_cluster
 
-            key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision)
+            key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision, opts.compile)
             with cluster_client(opts.scheduler, opts.workers) as client:
                 run_on_cluster(job, plan, todo, key, state, client, on_tiles_done=advance)
         else:
             writer = StoreWriter(state.store, dst, spec.nbytes)
+            predictor.expect(-(-len(todo) // job.batch_size))  # lets --compile auto decide
             run_tiles(job, plan, predictor, writer, todo=todo, record=state.record, on_tiles_done=advance)
         finalise(state.store, dst, spec, overwrite=opts.overwrite)
         checkpoint("commit")

@@ -43,6 +43,9 @@ Tile = Annotated[int | None, typer.Option(help="Tile edge in input pixels (defau
 Batch = Annotated[int | None, typer.Option("--batch-size", help="Tiles per model call (default: by device).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Precision = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA only).")]
+Compile = Annotated[
+    str, typer.Option(help="torch.compile the model: auto (when the job is long enough), on or off.")
+]
 Nodata = Annotated[
     float | None, typer.Option(help="Override the input's nodata value (e.g. 0 for Sentinel-2 JP2).")
 ]
@@ -93,6 +96,7 @@ def run(
     batch_size: Batch = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    compile: Compile = "auto",
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing output once the new one is complete.")
     ] = False,
@@ -157,6 +161,7 @@ def run(
             batch_size=batch_size,
             device=device,
             precision=precision,
+            compile=compile,
             overwrite=overwrite,
             nodata=nodata,
             variable=variable,

@@ -28,6 +28,10 @@ class RunOptions:
         Tiles per model call; None = chosen for the device.
     device, precision : str
         ``auto|cpu|cuda`` and ``auto|fp32|bf16|fp16``.
+    compile : str
+        ``auto|on|off``: ``torch.compile`` the model; ``auto`` does when the
+        job is long enough to repay the compilation (see
+        :func:`geosr.predictor.compile_pays_off`).
     overwrite : bool
         Replace an existing output (only once the new one is complete).
     nodata : float or None
@@ -72,6 +76,7 @@ class RunOptions:
     batch_size: int | None = None
     device: str = "auto"
     precision: str = "auto"
+    compile: str = "auto"
     overwrite: bool = False
     nodata: float | None = None
     variable: str | None = None
@@ -101,6 +106,8 @@ class RunOptions:
             )
         if self.workers is not None and self.workers < 1:
             raise OptionError(f"--workers {self.workers} must be at least 1")
+        if self.compile not in ("auto", "on", "off"):
+            raise OptionError(f"--compile {self.compile!r} is not known; use auto, on or off")
         if self.aoi is not None and self.bbox is not None:
             raise OptionError("use either --aoi (a vector file) or --bbox, not both")
         object.__setattr__(self, "frames", tuple(str(f) for f in self.frames))

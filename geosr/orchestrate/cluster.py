@@ -53,9 +53,13 @@ class ModelKey:
     scale: int
     device: str
     precision: str
+    compile: str = "off"
 
     def predictor(self) -> Any:
-        return cached_predictor(self.model, self.bands, self.scale, self.device, self.precision)
+        # A worker sees its tasks one by one and cannot tell whether compiling pays
+        # off, so ``auto`` stays eager there; ``on`` compiles once per worker.
+        compile = "on" if self.compile == "on" else "off"
+        return cached_predictor(self.model, self.bands, self.scale, self.device, self.precision, compile)
 
 
 class ModelPlugin(WorkerPlugin):
