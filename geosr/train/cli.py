@@ -89,6 +89,12 @@ def train_command(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Model to train (cnnrnn-fast, cnnrnn-best).")
     ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from these weights (fine-tuning): a .safetensors file or a bundled model name."
+        ),
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Optimiser steps.", min=1)] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Chips per step.", min=1)] = None,
     lr_chip: Annotated[int | None, typer.Option("--chip", help="LR chip size in pixels.", min=4)] = None,
@@ -126,6 +132,7 @@ def train_command(
     overrides: dict[str, Any] = {
         "name": model,
         "scale": scale,
+        "init": init,
         "steps": steps,
         "batch_size": batch_size,
         "seed": seed,

@@ -96,12 +96,38 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """The model to train, from the registry (``geosr.models.build_model``)."""
+    """The model to train: from the registry, or from ``config.init``'s weights (fine-tuning)."""
     from geosr.models import build_model as registry_build
 
-    model = registry_build(config.name, scale=config.scale, **config.model)
+    if config.init is not None:
+        model = initial_model(config.init, config.scale)
+    else:
+        model = registry_build(config.name, scale=config.scale, **config.model)
     if not any(p.requires_grad for p in model.parameters()):
         raise OptionError(f"model {config.name!r} has no trainable parameter")
+    return model
+
+
+def initial_model(init: str, scale: int) -> nn.Module:
+    """The model of a weights file (or of a registered name's bundled weights), loaded."""
+    from geosr.models.registry import bundled_weights, model_from_card
+    from geosr.models.weights import apply_state, load_weights
+
+    path = Path(init)
+    if not path.suffix:  # a registered name, e.g. "cnnrnn-fast"
+        bundled = bundled_weights(init, scale)
+        if bundled is None:
+            raise OptionError(
+                f"init={init!r}: no bundled x{scale} weights of that name; give a .safetensors file"
+            )
+        path = bundled
+    state, card = load_weights(path)
+    if card.scale != scale:
+        raise OptionError(
+            f"init weights {path} are x{card.scale}, the run is x{scale}: use a matching --scale"
+        )
+    model = model_from_card(card)
+    apply_state(model, state)
     return model
 
 
