@@ -101,6 +101,7 @@ def test_outputs_card_and_config(tmp_path, scenes) -> None:
     assert card.bands is None and card.scale == 2
     assert {"val_psnr", "val_psnr_bicubic", "val_gain_db"} <= set(card.metrics)
     assert card.training["recipe"] == "pipelines/x.toml"
+    assert card.training["params"] > 0 and card.training["kflop_per_lr_pixel"] > 0
 
 
 def test_resume_refuses_a_different_config(tmp_path, scenes) -> None:

@@ -32,6 +32,7 @@ from torch import nn
 from geosr.errors import OptionError
 from geosr.models.bicubic import bicubic_upsample
 from geosr.models.card import ModelCard
+from geosr.models.flops import flops_per_lr_pixel
 from geosr.models.weights import save_weights
 from geosr.train.checkpoint import (
     TrainState,
@@ -379,6 +380,9 @@ def train(
             "seed": config.seed,
             "loss": dict(config.loss),
             "seconds": round(state.seconds, 1),
+            # What the weights cost to run, so a card says how fast its model is.
+            "params": sum(p.numel() for p in model.parameters()),
+            "kflop_per_lr_pixel": round(flops_per_lr_pixel(model) / 1e3),
             "config": config_dict,
         },
         metrics=metrics,
