@@ -41,11 +41,42 @@ Nodata = Annotated[
     float | None, typer.Option(help="Override the input's nodata value (e.g. 0 for Sentinel-2 JP2).")
 ]
 Variable = Annotated[str | None, typer.Option(help="Variable to read from a Zarr store.")]
+Input = Annotated[
+    str,
+    typer.Argument(
+        help="GeoTIFF/COG, JPEG2000, any GDAL raster, a .zarr store, a STAC Item .json, "
+        "or a remote path (https://, s3://, gs://, /vsi...).",
+        show_default=False,
+    ),
+]
+Bands = Annotated[
+    str | None,
+    typer.Option(help="Bands by description or 1-based index, in order: B04,B03,B02,B08 or 3,2,1."),
+]
+Offset = Annotated[
+    float | None,
+    typer.Option(
+        help="Additive reflectance offset (Sentinel-2 L2A BOA_ADD_OFFSET, e.g. -1000); default: metadata."
+    ),
+]
+Aoi = Annotated[
+    str | None,
+    typer.Option(help="Area of interest: a GeoJSON (or any vector file pyogrio reads), any CRS."),
+]
+Bbox = Annotated[str | None, typer.Option(help="Area of interest as minx,miny,maxx,maxy in --bbox-crs.")]
+BboxCrs = Annotated[str, typer.Option("--bbox-crs", help="CRS of --bbox.")]
+Frames = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--frame", help="A further acquisition of the same place (repeat for more; any grid or CRS)."
+    ),
+]
+Asset = Annotated[str | None, typer.Option(help="Asset key to read from a STAC Item input.")]
 
 
 @app.command()
 def run(
-    input: Annotated[Path, typer.Argument(help="GeoTIFF/COG, JPEG2000, any GDAL raster, or a .zarr store.")],
+    input: Input,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Output .tif (COG) or .zarr; default <stem>_x<scale>.tif."),
@@ -67,8 +98,26 @@ def run(
     workers: Annotated[
         int | None, typer.Option(help="Start a local Dask cluster of N worker processes.")
     ] = None,
+    bands: Bands = None,
+    offset: Offset = None,
+    aoi: Aoi = None,
+    bbox: Bbox = None,
+    bbox_crs: BboxCrs = "EPSG:4326",
+    frame: Frames = None,
+    asset: Asset = None,
+    stac: Annotated[
+        bool, typer.Option(help="Write a STAC Item (<output>.stac.json) describing the output.")
+    ] = False,
+    quicklook: Annotated[
+        bool, typer.Option(help="Write a side-by-side PNG (<output>.quicklook.png): bicubic vs geosr.")
+    ] = False,
 ) -> None:
-    """Super-resolve INPUT by --scale, preserving its georeferencing exactly."""
+    """Super-resolve INPUT by --scale, preserving its georeferencing exactly.
+
+    The output is a COG (.tif) or Zarr v3 (.zarr) on the input's footprint (or
+    on the --aoi/--bbox window of it), with the input's CRS, dtype, nodata and
+    band descriptions.
+    """
     from geosr.api import upscale_file
 
     with Progress(
@@ -80,7 +129,7 @@ def run(
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task(input.name, total=None)
+        task = bar.add_task(Path(input).name, total=None)
 
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -99,6 +148,15 @@ def run(
             variable=variable,
             scheduler=scheduler,
             workers=workers,
+            bands=bands,
+            offset=offset,
+            aoi=aoi,
+            bbox=bbox,
+            bbox_crs=bbox_crs,
+            frames=tuple(frame or ()),
+            asset=asset,
+            stac=stac,
+            quicklook=quicklook,
             progress=advance,
         )
     typer.echo(str(out))
@@ -106,7 +164,7 @@ def run(
 
 @app.command()
 def info(
-    input: Annotated[Path, typer.Argument(help="A raster or Zarr store.")],
+    input: Input,
     scale: Scale = 4,
     model: ModelOpt = None,
     tile: Tile = None,
@@ -115,6 +173,12 @@ def info(
     precision: Precision = "auto",
     nodata: Nodata = None,
     variable: Variable = None,
+    bands: Bands = None,
+    offset: Offset = None,
+    aoi: Aoi = None,
+    bbox: Bbox = None,
+    bbox_crs: BboxCrs = "EPSG:4326",
+    asset: Asset = None,
     calibrate: Annotated[bool, typer.Option(help="Time one batch to estimate the run time.")] = True,
 ) -> None:
     """Describe INPUT (grid, CRS, bands, nodata) and the plan of a run on it."""
@@ -130,6 +194,12 @@ def info(
         precision=precision,
         nodata=nodata,
         variable=variable,
+        bands=bands,
+        offset=offset,
+        aoi=aoi,
+        bbox=bbox,
+        bbox_crs=bbox_crs,
+        asset=asset,
     )
     table = Table(show_header=False, box=None)
     for key, value in plan_run(input, options, calibrate=calibrate).lines():
@@ -148,6 +218,27 @@ def models() -> None:
             info.name, ", ".join(f"x{s}" for s in info.scales) or "-", info.description, info.metrics_summary
         )
     Console().print(table)
+
+
+@app.command()
+def compare(
+    lr: Annotated[str, typer.Argument(help="The low-resolution input.", show_default=False)],
+    sr: Annotated[str, typer.Argument(help="The super-resolved output of geosr run.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The PNG to write.")] = Path("compare.png"),
+    hr: Annotated[
+        str | None, typer.Option(help="A high-resolution reference on the output grid (third panel).")
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(help="col,row,width,height in LR pixels (default: a centred window of up to 128 px)."),
+    ] = None,
+    bands: Bands = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing PNG.")] = False,
+) -> None:
+    """Write a side-by-side PNG of a window: bicubic vs geosr (vs the reference), one stretch for all."""
+    from geosr.quicklook import compare_files
+
+    typer.echo(str(compare_files(lr, sr, output, hr=hr, window=window, bands=bands, overwrite=overwrite)))
 
 
 def _show_warning(

@@ -44,3 +44,14 @@ def describe(grid: GeoBox) -> str:
     crs = grid.crs.epsg if grid.crs is not None and grid.crs.epsg else grid.crs
     res = grid.resolution
     return f"{w} x {h} px, CRS {crs}, pixel {abs(res.x):g} x {abs(res.y):g}"
+
+
+def window_grid(grid: GeoBox, row: int, col: int, height: int, width: int) -> GeoBox:
+    """The grid of a ``height x width`` pixel window at ``(row, col)`` of ``grid``.
+
+    Unlike slicing a GeoBox, the window may lie partly or wholly outside
+    ``grid`` (negative offsets, past the far edge): its transform is the same
+    whole-pixel translation either way.
+    """
+    transform: Affine = grid.transform @ Affine.translation(col, row)
+    return GeoBox((height, width), transform, grid.crs)

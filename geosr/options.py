@@ -39,6 +39,24 @@ class RunOptions:
     workers : int or None
         Start a local Dask cluster of this many worker processes.  With
         neither, the run is the (fastest) single-process pipeline.
+    bands : str or None
+        ``B04,B03,B02`` or ``3,2,1``: bands by description or 1-based index, in order.
+    offset : float or None
+        Additive reflectance offset (Sentinel-2 ``BOA_ADD_OFFSET``); None = from metadata.
+    aoi : str or None
+        Vector file of the area of interest.
+    bbox : str or None
+        ``minx,miny,maxx,maxy`` in ``bbox_crs``.
+    bbox_crs : str
+        CRS of ``bbox`` (default EPSG:4326).
+    frames : tuple of str
+        Further acquisitions of the same place (multi-temporal input).
+    asset : str or None
+        Asset key of a STAC Item input.
+    stac : bool
+        Write a STAC Item JSON beside the output.
+    quicklook : bool
+        Write a comparison PNG beside the output.
     """
 
     scale: int = 4
@@ -52,6 +70,15 @@ class RunOptions:
     variable: str | None = None
     scheduler: str | None = None
     workers: int | None = None
+    bands: str | None = None
+    offset: float | None = None
+    aoi: str | None = None
+    bbox: str | None = None
+    bbox_crs: str = "EPSG:4326"
+    frames: tuple[str, ...] = ()
+    asset: str | None = None
+    stac: bool = False
+    quicklook: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
@@ -64,5 +91,8 @@ class RunOptions:
             )
         if self.workers is not None and self.workers < 1:
             raise OptionError(f"--workers {self.workers} must be at least 1")
+        if self.aoi is not None and self.bbox is not None:
+            raise OptionError("use either --aoi (a vector file) or --bbox, not both")
+        object.__setattr__(self, "frames", tuple(str(f) for f in self.frames))
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionError(f"--batch-size {self.batch_size} must be at least 1")

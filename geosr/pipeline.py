@@ -14,10 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geosr.aoi import AoiMask
+from geosr.io.frames import read_frame_window
 from geosr.io.scene import Scene, close_datasets, read_window
 from geosr.io.sink import RasterSink
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import Normalisation
+from geosr.temporal import predict_grouped, stack_frames
 from geosr.tiling import Tile, TilePlan
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -26,7 +29,11 @@ Predict = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class Job:
-    """Everything a run needs besides the model: what to read, how, and where to write."""
+    """Everything a run needs besides the model: what to read, how, and where to write.
+
+    ``frames`` are further acquisitions read on the scene's grid (multi-temporal
+    input); ``aoi`` masks output pixels outside an area-of-interest polygon.
+    """
 
     scene: Scene
     halo: int
@@ -34,6 +41,8 @@ class Job:
     norm: Normalisation
     nodata: float | None
     batch_size: int
+    frames: tuple[Scene, ...] = ()
+    aoi: AoiMask | None = None
 
 
 def batches(tiles: Sequence[Tile], size: int) -> Iterator[Sequence[Tile]]:
@@ -43,28 +52,38 @@ def batches(tiles: Sequence[Tile], size: int) -> Iterator[Sequence[Tile]]:
 
 
 def read_batch(job: Job, tiles: Sequence[Tile]) -> np.ndarray:
-    """Raw pixels of the read windows of ``tiles``, shape ``(B, C, h, w)``."""
-    return np.stack([read_window(job.scene, t.read) for t in tiles])
+    """Raw pixels of the read windows of ``tiles``: ``(B, C, h, w)``, or ``(B, T, C, h, w)`` with frames."""
+    reference = np.stack([read_window(job.scene, t.read) for t in tiles])
+    if not job.frames:
+        return reference
+    others = [np.stack([read_frame_window(frame, job.scene, t.read) for t in tiles]) for frame in job.frames]
+    return np.stack([reference.astype(np.float32), *(o.astype(np.float32) for o in others)], axis=1)
 
 
 def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Predict) -> list[np.ndarray]:
     """Model output for each tile's core, as output pixels ``(C, s*h, s*w)``."""
-    x, valid = prepare_tiles(raw, job.nodata, job.norm)
-    sr = predict(x)
+    if raw.ndim == 5:
+        inputs, valid = stack_frames(raw, job.nodata, job.norm)
+        sr = predict_grouped(inputs, predict)
+    else:
+        x, valid = prepare_tiles(raw, job.nodata, job.norm)
+        sr = list(predict(x))
+    out_nodata = job.aoi.nodata if job.aoi is not None else job.nodata
     outputs = []
     for tile, tile_sr, tile_valid in zip(tiles, sr, valid, strict=True):
         lr = tile.core_in_read
         hr = lr.scaled(job.scale)
-        outputs.append(
-            finish_tile(
-                tile_sr[:, hr.rows, hr.cols],
-                tile_valid[:, lr.rows, lr.cols],
-                scale=job.scale,
-                norm=job.norm,
-                dtype=job.scene.dtype,
-                nodata=job.nodata,
-            )
+        out = finish_tile(
+            tile_sr[:, hr.rows, hr.cols],
+            tile_valid[:, lr.rows, lr.cols],
+            scale=job.scale,
+            norm=job.norm,
+            dtype=job.scene.dtype,
+            nodata=out_nodata,
         )
+        if job.aoi is not None:
+            out = job.aoi.apply(out, tile.core.scaled(job.scale))
+        outputs.append(out)
     return outputs
 
 

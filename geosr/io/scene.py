@@ -49,6 +49,16 @@ class Scene:
         Dataset tags, carried to the output.
     variable : str or None
         Data variable of a Zarr store; None for GDAL rasters.
+    bands : tuple of int
+        1-based band indexes of the file that this scene reads, in order; empty
+        means all of them (see :mod:`geosr.io.bands`).
+    origin : tuple of int
+        ``(row, col)`` of this scene's top-left pixel in the file: a scene may be
+        a window of its file (an area of interest, :mod:`geosr.aoi`).
+    file_shape : tuple of int or None
+        ``(height, width)`` of the whole file when the scene is a window of it.
+        Reads past the window's edges see the file's real pixels; only reads
+        past the file's edges are mirrored.
     """
 
     path: str
@@ -61,6 +71,9 @@ class Scene:
     tags: Mapping[str, str] = field(default_factory=dict)
     band_tags: tuple[Mapping[str, str], ...] = ()
     variable: str | None = None
+    bands: tuple[int, ...] = ()
+    origin: tuple[int, int] = (0, 0)
+    file_shape: tuple[int, int] | None = None
 
     @property
     def name(self) -> str:
@@ -188,12 +201,14 @@ def _mirror(index: np.ndarray, n: int) -> np.ndarray:
 def read_window(scene: Scene, window: Window) -> np.ndarray:
     """Read ``window`` (LR pixels, may extend past the scene) as ``(count, h, w)``.
 
-    Pixels outside the scene are mirrored from inside it, so a tile at the edge
-    sees exactly what whole-image inference on a mirrored scene sees.
+    Pixels outside the file are mirrored from inside it, so a tile at the edge
+    sees exactly what whole-image inference on a mirrored scene sees.  For a
+    scene that is a window of its file, the pixels around it are the file's own.
     """
-    h, w = scene.grid.shape.yx
-    rows = _mirror(np.arange(window.row, window.row + window.height), h)
-    cols = _mirror(np.arange(window.col, window.col + window.width), w)
+    h, w = scene.file_shape or scene.grid.shape.yx
+    r_off, c_off = scene.origin
+    rows = _mirror(np.arange(window.row, window.row + window.height) + r_off, h)
+    cols = _mirror(np.arange(window.col, window.col + window.width) + c_off, w)
     r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
     try:
         inside = _read_inside(scene, Window(r0, c0, r1 - r0, c1 - c0))
@@ -206,10 +221,13 @@ def read_window(scene: Scene, window: Window) -> np.ndarray:
 
 
 def _read_inside(scene: Scene, window: Window) -> np.ndarray:
+    """Read ``window`` in *file* pixel coordinates, only the scene's bands."""
     handle = _dataset(scene)
     if scene.is_zarr:
-        return np.asarray(handle[:, window.rows, window.cols])
-    return handle.read(window=RioWindow(window.col, window.row, window.width, window.height))
+        block = np.asarray(handle[:, window.rows, window.cols])
+        return block[[b - 1 for b in scene.bands]] if scene.bands else block
+    indexes = list(scene.bands) if scene.bands else None
+    return handle.read(indexes, window=RioWindow(window.col, window.row, window.width, window.height))
 
 
 def sample_step(height: int, width: int, max_pixels: int = 1 << 20) -> int:
@@ -227,14 +245,16 @@ def read_sample(scene: Scene, max_pixels: int = 1 << 20, rows_per_read: int = 51
     here, before any output is created.
     """
     h, w = scene.grid.shape.yx
+    r_off, c_off = scene.origin
     step = sample_step(h, w, max_pixels)
     try:
         if scene.is_zarr:
-            return np.asarray(_dataset(scene)[:, ::step, ::step])
+            block = np.asarray(_dataset(scene)[:, r_off : r_off + h : step, c_off : c_off + w : step])
+            return block[[b - 1 for b in scene.bands]] if scene.bands else block
         strip = max(step, rows_per_read // step * step)
         parts = []
         for r0 in range(0, h, strip):
-            block = _read_inside(scene, Window(r0, 0, min(strip, h - r0), w))
+            block = _read_inside(scene, Window(r_off + r0, c_off, min(strip, h - r0), w))
             parts.append(block[:, ::step, ::step])
         return np.concatenate(parts, axis=1)
     except (RasterioError, OSError, ValueError) as exc:

@@ -1,0 +1,5 @@
+"""``python -m geosr`` is the ``geosr`` command."""
+
+from geosr.cli import main
+
+main()

@@ -1,0 +1,203 @@
+"""Area of interest: run on the part of a scene that a polygon or a bounding box covers.
+
+``--aoi area.geojson`` or ``--bbox minx,miny,maxx,maxy [--bbox-crs EPSG:4326]``:
+
+1. the geometry is read (GeoJSON with the standard library and shapely; any
+   other vector format through pyogrio when it is installed) and reprojected
+   into the scene's CRS (odc-geo, densified so that straight edges in one CRS
+   stay covered in the other);
+2. its bounding box is snapped *outward* to the input pixel grid and clipped to
+   the scene: that window becomes the scene (:func:`geosr.io.scene.Scene`
+   ``origin``), so only the tiles inside it are read and computed, and the
+   output grid is that window times the scale (georeferencing stays exact:
+   the window's transform is a whole-pixel translation of the input's);
+3. with ``--aoi``, output pixels whose centre lies outside the polygon are
+   written as nodata (rasterised per output block with rasterio, at the output
+   resolution); ``--bbox`` asks for the whole window that covers the box.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
+from rasterio.features import geometry_mask
+
+from geosr.errors import InputError, OptionError
+from geosr.io.scene import Scene
+from geosr.tiling import Window
+
+GEOJSON_CRS = "EPSG:4326"
+"""RFC 7946: GeoJSON coordinates are longitude/latitude on WGS 84."""
+
+
+def read_vector(path: str | Path) -> Geometry:
+    """The union of every geometry in the vector file at ``path``, with its CRS."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such AOI file; give a GeoJSON (or any vector file pyogrio reads)")
+    if path.suffix.lower() in (".geojson", ".json"):
+        return _read_geojson(path)
+    try:
+        import pyogrio
+    except ImportError:
+        raise InputError(
+            f"{path}: reading {path.suffix} vector files needs pyogrio (pip install pyogrio); "
+            "or convert the AOI to GeoJSON (ogr2ogr -f GeoJSON area.geojson FILE)"
+        ) from None
+    try:
+        meta, _, geometries, _ = pyogrio.raw.read(path)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable vector file ({exc})") from None
+    shapes = [shapely.from_wkb(g) for g in geometries if g is not None]
+    return _union(path, shapes, meta.get("crs") or GEOJSON_CRS)
+
+
+def _read_geojson(path: Path) -> Geometry:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not valid GeoJSON ({exc}); check the file") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: not a GeoJSON object")
+    kind = doc.get("type")
+    if kind == "FeatureCollection":
+        raw = [f.get("geometry") for f in doc.get("features", [])]
+    elif kind == "Feature":
+        raw = [doc.get("geometry")]
+    else:
+        raw = [doc]
+    try:
+        shapes = [shapely.geometry.shape(g) for g in raw if g]
+    except (shapely.errors.GeometryTypeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: a geometry cannot be read ({exc})") from None
+    # Pre-RFC 7946 files may name another CRS; honour it rather than guess.
+    named = ((doc.get("crs") or {}).get("properties") or {}).get("name")
+    return _union(path, shapes, named or GEOJSON_CRS)
+
+
+def _union(path: Path, shapes: list[Any], crs: Any) -> Geometry:
+    shapes = [s for s in shapes if not s.is_empty]
+    if not shapes:
+        raise InputError(f"{path}: the file holds no geometry")
+    merged = shapely.union_all([shapely.make_valid(s) for s in shapes])
+    if merged.area == 0:
+        raise InputError(f"{path}: the AOI has no area (points or lines); give a polygon")
+    return Geometry(merged, crs)
+
+
+def parse_bbox(text: str, crs: str = GEOJSON_CRS) -> Geometry:
+    """``"minx,miny,maxx,maxy"`` in ``crs`` as a rectangle geometry."""
+    try:
+        minx, miny, maxx, maxy = (float(v) for v in text.split(","))
+    except ValueError:
+        raise OptionError(
+            f"--bbox {text!r} is not four numbers; give minx,miny,maxx,maxy, e.g. 13.38,52.50,13.42,52.53"
+        ) from None
+    if not (minx < maxx and miny < maxy):
+        raise OptionError(f"--bbox {text!r}: need minx < maxx and miny < maxy")
+    try:
+        return Geometry(shapely.box(minx, miny, maxx, maxy), crs)
+    except Exception as exc:
+        raise OptionError(f"--bbox-crs {crs!r} is not a CRS ({exc}); give e.g. EPSG:4326") from None
+
+
+def in_scene_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
+    """``geometry`` in ``grid``'s CRS, densified to about a pixel so its bounds stay covered."""
+    if geometry.crs == grid.crs:
+        return geometry
+    # Segments of ~1/200 of the AOI's extent: a straight edge in lon/lat bends in UTM.
+    minx, miny, maxx, maxy = geometry.boundingbox
+    step = max(maxx - minx, maxy - miny) / 200
+    dense = Geometry(shapely.segmentize(geometry.geom, step), geometry.crs)
+    assert grid.crs is not None  # scenes without a CRS are refused when opened
+    return dense.to_crs(grid.crs)
+
+
+def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
+    """The pixel window of ``grid`` that covers ``geometry`` (snapped outward, clipped)."""
+    local = in_scene_crs(geometry, grid)
+    h, w = grid.shape.yx
+    inverse = ~grid.transform
+    minx, miny, maxx, maxy = local.boundingbox
+    corners = [inverse @ (x, y) for x in (minx, maxx) for y in (miny, maxy)]
+    cols = [c for c, _ in corners]
+    rows = [r for _, r in corners]
+    # A tiny epsilon: a bound that lies exactly on a pixel edge must not pull in the next pixel.
+    c0, c1 = math.floor(min(cols) + 1e-9), math.ceil(max(cols) - 1e-9)
+    r0, r1 = math.floor(min(rows) + 1e-9), math.ceil(max(rows) - 1e-9)
+    c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, w), min(r1, h)
+    if c0 >= c1 or r0 >= r1 or not local.geom.intersects(grid.extent.geom):
+        raise InputError(
+            f"{source}: the area of interest does not intersect the scene "
+            f"(AOI bounds {tuple(round(v, 6) for v in geometry.boundingbox)} in {geometry.crs}, "
+            f"scene bounds {tuple(round(v, 3) for v in grid.extent.boundingbox)} in {grid.crs}); "
+            "check the AOI and its CRS (--bbox-crs)"
+        )
+    return Window(r0, c0, r1 - r0, c1 - c0)
+
+
+def crop_scene(scene: Scene, window: Window) -> Scene:
+    """``scene`` restricted to ``window`` (of the scene), reading the file's pixels around it."""
+    r_off, c_off = scene.origin
+    return dataclasses.replace(
+        scene,
+        grid=scene.grid[window.rows, window.cols],
+        origin=(r_off + window.row, c_off + window.col),
+        file_shape=scene.file_shape or (int(scene.grid.shape.y), int(scene.grid.shape.x)),
+    )
+
+
+@dataclass(frozen=True)
+class AoiMask:
+    """Which output pixels fall outside the AOI polygon (picklable: shipped to Dask workers).
+
+    Attributes
+    ----------
+    geometry : dict
+        The polygon as GeoJSON, in the output grid's CRS.
+    grid : GeoBox
+        The output grid.
+    nodata : float
+        Written outside the polygon.
+    """
+
+    geometry: dict[str, Any]
+    grid: GeoBox
+    nodata: float
+
+    def outside(self, window: Window) -> np.ndarray:
+        """Boolean ``(h, w)``: True where the output pixel's centre is outside the polygon."""
+        sub = self.grid[window.rows, window.cols]
+        return geometry_mask([self.geometry], out_shape=sub.shape.yx, transform=sub.transform)
+
+    def apply(self, block: np.ndarray, window: Window) -> np.ndarray:
+        """``block`` ``(C, h, w)`` of output ``window`` with nodata outside the polygon."""
+        outside = self.outside(window)
+        if outside.any():
+            block = block.copy()
+            block[:, outside] = self.nodata
+        return block
+
+
+def aoi_mask(geometry: Geometry, output_grid: GeoBox, nodata: float) -> AoiMask | None:
+    """The mask for ``geometry`` on ``output_grid``, or None when it covers the whole grid."""
+    local = in_scene_crs(geometry, output_grid)
+    if local.geom.covers(output_grid.extent.geom):
+        return None
+    return AoiMask(shapely.geometry.mapping(local.geom), output_grid, float(nodata))
+
+
+def fill_value(dtype: str, nodata: float | None) -> float:
+    """Nodata to write outside the polygon: the scene's, else NaN (floats) or 0."""
+    if nodata is not None:
+        return float(nodata)
+    return float("nan") if np.issubdtype(np.dtype(dtype), np.floating) else 0.0

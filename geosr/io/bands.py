@@ -1,0 +1,128 @@
+"""Bands by name, and the Sentinel-2 L2A reflectance offset.
+
+``--bands B04,B03,B02,B08`` selects and orders bands by their descriptions (as
+GDAL reports them, case-insensitive, with ``B4`` and ``B04`` the same band) or
+by 1-based index; the output keeps the selected bands' descriptions and tags.
+
+Sentinel-2 L2A products of processing baseline 04.00 and later (January 2022 on)
+store ``DN = 10000 * reflectance - BOA_ADD_OFFSET`` with ``BOA_ADD_OFFSET =
+-1000``, so that slightly negative reflectances survive in unsigned integers.
+A model that expects reflectance (``dtype-range`` normalisation, ``DN / 10000``)
+would be off by 0.1 without it.  :func:`reflectance_offset` finds the offset in
+the tags GDAL reports for such products (``BOA_ADD_OFFSET``, per band or per
+dataset, or ``BOA_ADD_OFFSET_B04``-style keys) unless ``--offset`` gives it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+
+from geosr.errors import InputError, OptionError
+from geosr.io.scene import Scene
+
+OFFSET_TAG = "BOA_ADD_OFFSET"
+
+
+def _canonical(name: str) -> str:
+    """``B4``, ``b04`` and ``B04`` name the same band; ``B8A`` stays itself."""
+    name = name.strip().upper()
+    match = re.fullmatch(r"B0*(\d+)(A?)", name)
+    return f"B{int(match.group(1))}{match.group(2)}" if match else name
+
+
+def parse_bands(text: str | Sequence[str | int]) -> tuple[str | int, ...]:
+    """``"B04,B03,2"`` -> ``("B04", "B03", 2)``: names stay strings, digits become indexes."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out: list[str | int] = []
+    for item in items:
+        if isinstance(item, int):
+            out.append(item)
+            continue
+        item = item.strip()
+        if not item:
+            raise OptionError(f"--bands {text!r} has an empty entry; give e.g. B04,B03,B02 or 3,2,1")
+        out.append(int(item) if item.isdigit() else item)
+    return tuple(out)
+
+
+def band_indexes(scene: Scene, wanted: Sequence[str | int]) -> tuple[int, ...]:
+    """1-based file band indexes for ``wanted`` (names or indexes), in that order."""
+    available = scene.bands or tuple(range(1, scene.count + 1))
+    names: dict[str, int] = {}
+    for position, description in enumerate(scene.descriptions):
+        if description:
+            names.setdefault(_canonical(description), available[position])
+    known = ", ".join(d or f"#{i + 1}" for i, d in enumerate(scene.descriptions)) or "none"
+    out = []
+    for item in wanted:
+        if isinstance(item, int):
+            if not 1 <= item <= len(available):
+                raise InputError(
+                    f"{scene.path}: band {item} does not exist; the raster has bands 1-{len(available)}"
+                )
+            out.append(available[item - 1])
+            continue
+        index = names.get(_canonical(item))
+        if index is None:
+            raise InputError(
+                f"{scene.path}: no band is described as {item!r}; its band descriptions are: {known} "
+                "(select by 1-based index instead, e.g. --bands 3,2,1)"
+            )
+        out.append(index)
+    return tuple(out)
+
+
+def select_bands(scene: Scene, wanted: str | Sequence[str | int]) -> Scene:
+    """The same scene, reading only the ``wanted`` bands in the given order."""
+    indexes = band_indexes(scene, parse_bands(wanted))
+    available = scene.bands or tuple(range(1, scene.count + 1))
+    positions = [available.index(i) for i in indexes]
+
+    def pick(values: tuple) -> tuple:
+        return tuple(values[p] for p in positions) if values else ()
+
+    return dataclasses.replace(
+        scene,
+        bands=indexes,
+        count=len(indexes),
+        descriptions=pick(scene.descriptions),
+        colorinterp=pick(scene.colorinterp),
+        band_tags=pick(scene.band_tags),
+    )
+
+
+def reflectance_offset(scene: Scene, override: float | None = None) -> tuple[float, ...] | None:
+    """The additive offset per band (``BOA_ADD_OFFSET``), or None when the scene has none.
+
+    Looked up, per band, in the band's tags, then in dataset tags keyed by the
+    band's name (``BOA_ADD_OFFSET_B04``), then in a dataset-wide tag.
+    ``override`` (``--offset``) applies to every band.
+    """
+    if override is not None:
+        return (float(override),) * scene.count
+    by_name: dict[str, str] = {}
+    for key, text in scene.tags.items():
+        if key.upper().startswith(OFFSET_TAG + "_"):
+            by_name[_canonical(key[len(OFFSET_TAG) + 1 :])] = text
+    dataset = scene.tags.get(OFFSET_TAG)
+    offsets: list[float] = []
+    found = False
+    for band in range(scene.count):
+        tags = scene.band_tags[band] if scene.band_tags else {}
+        description = scene.descriptions[band] if scene.descriptions else None
+        value = tags.get(OFFSET_TAG)
+        if value is None and description:
+            value = by_name.get(_canonical(description))
+        if value is None:
+            value = dataset
+        if value is not None:
+            found = True
+        try:
+            offsets.append(float(value) if value is not None else 0.0)
+        except ValueError:
+            raise InputError(
+                f"{scene.path}: {OFFSET_TAG} {value!r} is not a number; pass --offset to override it"
+            ) from None
+    return tuple(offsets) if found else None

@@ -1,0 +1,91 @@
+"""Extra acquisitions (``--frame``) read on the reference scene's grid, block by block.
+
+A frame on the reference's exact grid is read like the reference itself.  A
+frame on another grid or CRS is reprojected on the fly: for each read window,
+only that window's footprint is warped (rasterio's ``reproject`` reads the
+frame's overlapping blocks), never the whole scene.  Pixels the frame does not
+cover come back as NaN, so the temporal stacking treats them as invalid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import rasterio
+from odc.geo.geobox import GeoBox
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.warp import reproject
+
+from geosr.errors import InputError
+from geosr.grid import window_grid
+from geosr.io.scene import Scene, _dataset, _mirror, read_window
+from geosr.tiling import Window
+
+
+def file_grid(scene: Scene) -> GeoBox:
+    """The grid of the whole file behind ``scene`` (a scene may be a window of it)."""
+    r_off, c_off = scene.origin
+    h, w = scene.file_shape or scene.grid.shape.yx
+    return window_grid(scene.grid, -r_off, -c_off, h, w)
+
+
+def check_frame(frame: Scene, reference: Scene) -> Scene:
+    """Validate ``frame`` against ``reference``; on the same grid it shares the AOI window."""
+    if frame.count != reference.count:
+        raise InputError(
+            f"{frame.path}: the frame has {frame.count} bands, the reference {reference.path} has "
+            f"{reference.count}; frames must have the same bands (select them with --bands)"
+        )
+    if frame.is_zarr:
+        raise InputError(f"{frame.path}: frames must be GDAL rasters (GeoTIFF, JP2, ...), not Zarr")
+    ref_file = file_grid(reference)
+    if frame.grid == ref_file:
+        return dataclasses.replace(
+            frame, grid=reference.grid, origin=reference.origin, file_shape=reference.file_shape
+        )
+    assert reference.grid.crs is not None  # open_scene refuses rasters without a CRS
+    overlap = frame.grid.extent.to_crs(reference.grid.crs).geom.intersects(reference.grid.extent.geom)
+    if not overlap:
+        raise InputError(
+            f"{frame.path}: the frame does not overlap the reference scene {reference.path}; "
+            "frames must be acquisitions of the same place"
+        )
+    return frame
+
+
+def read_frame_window(frame: Scene, reference: Scene, window: Window) -> np.ndarray:
+    """``frame``'s pixels on ``reference``'s ``window`` (mirrored past the file), ``(C, h, w)``.
+
+    Same grid: the frame's own pixels (its dtype).  Another grid: float32,
+    bilinear, NaN where the frame has no data.
+    """
+    if (
+        frame.origin == reference.origin
+        and frame.file_shape == reference.file_shape
+        and (frame.grid == reference.grid)
+    ):
+        return read_window(frame, window)
+    h, w = reference.file_shape or reference.grid.shape.yx
+    r_off, c_off = reference.origin
+    rows = _mirror(np.arange(window.row, window.row + window.height) + r_off, h)
+    cols = _mirror(np.arange(window.col, window.col + window.width) + c_off, w)
+    r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+    target = window_grid(file_grid(reference), r0, c0, r1 - r0, c1 - c0)
+    out = np.full((frame.count, r1 - r0, c1 - c0), np.nan, np.float32)
+    try:
+        src = _dataset(frame)
+        indexes = list(frame.bands) if frame.bands else list(range(1, frame.count + 1))
+        reproject(
+            rasterio.band(src, indexes),
+            out,
+            src_nodata=frame.nodata,
+            dst_transform=target.transform,
+            dst_crs=target.crs,
+            dst_nodata=np.nan,
+            resampling=Resampling.bilinear,
+        )
+    except (RasterioError, OSError, ValueError) as exc:
+        raise InputError(f"{frame.path}: reprojecting the frame failed ({exc})") from None
+    return out[:, (rows - r0)[:, None], (cols - c0)[None, :]]

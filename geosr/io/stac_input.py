@@ -1,0 +1,136 @@
+"""A STAC Item as input: pick its raster asset(s), stack single-band assets by name.
+
+``geosr run item.json`` reads the Item with pystac and resolves asset hrefs
+against the Item's location (local paths and anything GDAL opens remotely):
+
+* ``--asset KEY`` reads that asset;
+* ``--bands B04,B03,B02`` whose names are asset keys (or the assets' ``eo:bands``
+  / ``bands`` names) stacks those single-band assets, in that order, into a
+  GDAL VRT (they must share one grid); the VRT's bands are described by those
+  names, so the output keeps them;
+* otherwise the one asset with the ``data`` role (or the only raster asset).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import rasterio
+
+from geosr.errors import InputError
+from geosr.io.bands import _canonical, parse_bands
+
+RASTER_TYPES = ("image/tiff", "image/jp2", "application/x-hdf", "image/vnd.stac.geotiff")
+
+
+def is_stac_item(path: str | Path) -> bool:
+    """True for a local ``.json`` file holding a GeoJSON Feature with ``assets``."""
+    p = Path(str(path))
+    if p.suffix.lower() != ".json" or not p.is_file():
+        return False
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and doc.get("type") == "Feature" and "assets" in doc
+
+
+def _item(path: str | Path) -> Any:
+    import pystac
+
+    try:
+        return pystac.Item.from_file(str(path))
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable STAC Item ({exc})") from None
+
+
+def _names(asset: Any) -> list[str]:
+    bands = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands") or []
+    return [str(b["name"]) for b in bands if isinstance(b, dict) and "name" in b]
+
+
+def _is_raster(asset: Any) -> bool:
+    media = (asset.media_type or "").lower()
+    return any(media.startswith(t) for t in RASTER_TYPES) or asset.href.lower().endswith(
+        (".tif", ".tiff", ".jp2", ".vrt")
+    )
+
+
+def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> tuple[str, str | None]:
+    """The raster to open for the Item at ``path``, and its acquisition time (ISO) if any."""
+    item = _item(path)
+    when = item.datetime.isoformat() if item.datetime is not None else None
+    keys = ", ".join(item.assets) or "none"
+    if asset is not None:
+        if asset not in item.assets:
+            raise InputError(f"{path}: the Item has no asset {asset!r}; its assets are: {keys}")
+        return item.assets[asset].get_absolute_href(), when
+    if bands:
+        wanted = [b for b in parse_bands(bands) if isinstance(b, str)]
+        by_name: dict[str, Any] = {}
+        for key, candidate in item.assets.items():
+            if _is_raster(candidate):
+                for name in (key, *_names(candidate)):
+                    by_name.setdefault(_canonical(name), (key, candidate))
+        if wanted and all(_canonical(b) in by_name for b in wanted):
+            chosen = [(b, by_name[_canonical(b)][1]) for b in wanted]
+            if len({id(a) for _, a in chosen}) > 1:
+                return stack_assets(path, chosen), when
+            return chosen[0][1].get_absolute_href(), when
+    data = [a for a in item.assets.values() if "data" in (a.roles or []) and _is_raster(a)]
+    rasters = data or [a for a in item.assets.values() if _is_raster(a)]
+    if len(rasters) != 1:
+        raise InputError(
+            f"{path}: the Item has {len(rasters)} raster assets ({keys}); "
+            "choose one with --asset KEY, or stack single-band assets with --bands KEY1,KEY2,..."
+        )
+    return rasters[0].get_absolute_href(), when
+
+
+def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
+    """A VRT stacking single-band ``assets`` (name, asset) in order; they must share one grid."""
+    grid = None
+    bands = []
+    for name, asset in assets:
+        href = asset.get_absolute_href()
+        try:
+            with rasterio.open(href) as src:
+                here = (src.width, src.height, tuple(src.transform), src.crs)
+                if grid is None:
+                    grid, dtype, crs_wkt, nodata = here, src.dtypes[0], src.crs.to_wkt(), src.nodata
+                elif here != grid:
+                    raise InputError(
+                        f"{item_path}: asset {name!r} is on another grid than {assets[0][0]!r} "
+                        f"({src.width} x {src.height} px vs {grid[0]} x {grid[1]}); stack assets of one "
+                        "resolution, or run each resolution separately"
+                    )
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputError(f"{item_path}: asset {name!r} ({href}) cannot be read ({exc})") from None
+        bands.append((name, href))
+    assert grid is not None
+    width, height, transform, _ = grid
+    gdal_type = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+                 "int32": "Int32", "float32": "Float32", "float64": "Float64"}[dtype]  # fmt: skip
+    geotransform = ", ".join(repr(v) for v in (transform[2], transform[0], transform[1],
+                                                transform[5], transform[3], transform[4]))  # fmt: skip
+    parts = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
+             f"<SRS>{escape(crs_wkt)}</SRS>", f"<GeoTransform>{geotransform}</GeoTransform>"]  # fmt: skip
+    for i, (name, href) in enumerate(bands, start=1):
+        nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
+        parts.append(
+            f'<VRTRasterBand dataType="{gdal_type}" band="{i}"><Description>{escape(name)}</Description>{nd}'
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(href)}</SourceFilename>'
+            f"<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+        )
+    parts.append("</VRTDataset>")
+    folder = Path(tempfile.mkdtemp(prefix="geosr-stac-"))
+    atexit.register(shutil.rmtree, folder, True)
+    vrt = folder / f"{Path(item_path).stem}.vrt"
+    vrt.write_text("\n".join(parts))
+    return str(vrt)

@@ -1,0 +1,201 @@
+"""Quicklooks: bicubic vs geosr (vs a reference) side by side, one stretch for every panel.
+
+All panels show the same window on the super-resolved grid: the bicubic panel
+is the LR input resampled onto it (GDAL's cubic), the reference is read onto it
+with nearest neighbour, so any misplacement would show.  The contrast stretch
+is the 2nd-98th percentile of the geosr panel's valid pixels, per band, and is
+applied unchanged to every panel: differences between panels are real, not an
+artefact of each panel being stretched on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from odc.geo.geobox import GeoBox
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+
+from geosr.errors import InputError, OptionError, OutputError
+from geosr.grid import window_grid
+from geosr.io.bands import _canonical
+from geosr.io.scene import Scene, open_scene
+from geosr.tiling import Window
+
+DEFAULT_WINDOW = 128
+"""LR pixels per side of the default (centred) window."""
+
+RGB_NAMES = (("B4", "B3", "B2"), ("RED", "GREEN", "BLUE"))
+
+
+def quicklook_path(output: str | Path) -> Path:
+    """``scene_x4.tif`` -> ``scene_x4.quicklook.png`` beside it."""
+    out = Path(output)
+    return out.with_name(f"{out.stem}.quicklook.png")
+
+
+def parse_window(text: str | None, lr_shape: tuple[int, int]) -> Window:
+    """``col,row,width,height`` (LR pixels), or the centred default, clipped to the scene."""
+    h, w = lr_shape
+    if text is None:
+        size_h, size_w = min(DEFAULT_WINDOW, h), min(DEFAULT_WINDOW, w)
+        return Window((h - size_h) // 2, (w - size_w) // 2, size_h, size_w)
+    try:
+        col, row, width, height = (int(v) for v in text.split(","))
+    except ValueError:
+        raise OptionError(
+            f"--window {text!r} is not col,row,width,height in LR pixels, e.g. 0,0,128,128"
+        ) from None
+    if width < 1 or height < 1 or not (0 <= col < w and 0 <= row < h):
+        raise OptionError(
+            f"--window {text!r} is outside the {w} x {h} px input; give col,row,width,height inside it"
+        )
+    return Window(row, col, min(height, h - row), min(width, w - col))
+
+
+def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int]:
+    """0-based positions of the bands to show: red, green, blue when the names say so."""
+    if wanted:
+        return list(wanted)
+    if scene.count < 3:
+        return [0]
+    names = [_canonical(d or "") for d in scene.descriptions] if scene.descriptions else []
+    for rgb in RGB_NAMES:
+        if names and all(n in names for n in rgb):
+            return [names.index(n) for n in rgb]
+    interp = [c.lower() for c in scene.colorinterp]
+    if all(c in interp for c in ("red", "green", "blue")):
+        return [interp.index(c) for c in ("red", "green", "blue")]
+    return [0, 1, 2]
+
+
+def _on_grid(path: str, bands: list[int], target: GeoBox, resampling: Resampling) -> np.ndarray:
+    """``bands`` (0-based) of the raster at ``path`` resampled onto ``target``, float32 with NaN."""
+    out = np.full((len(bands), *target.shape.yx), np.nan, np.float32)
+    with rasterio.open(path) as src:
+        for i, b in enumerate(bands):
+            reproject(
+                rasterio.band(src, b + 1),
+                out[i],
+                src_nodata=src.nodata,
+                dst_transform=target.transform,
+                dst_crs=target.crs,
+                dst_nodata=np.nan,
+                resampling=resampling,
+            )
+    return out
+
+
+def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> list[np.ndarray]:
+    """Scale every panel to [0, 1] with the percentiles of the first panel, band by band."""
+    ref = panels[0]
+    out = []
+    lo = np.zeros(ref.shape[0])
+    hi = np.ones(ref.shape[0])
+    for b in range(ref.shape[0]):
+        values = ref[b][np.isfinite(ref[b])]
+        if values.size:
+            lo[b], hi[b] = np.percentile(values, [low, high])
+        if hi[b] <= lo[b]:
+            hi[b] = lo[b] + 1
+    for panel in panels:
+        scaled = (panel - lo[:, None, None]) / (hi - lo)[:, None, None]
+        out.append(np.clip(np.nan_to_num(scaled, nan=0.0), 0, 1))
+    return out
+
+
+def render_compare(
+    lr: str,
+    sr: str,
+    png: Path,
+    *,
+    hr: str | None = None,
+    window: str | None = None,
+    bands: Sequence[int] | None = None,
+    lr_bands: Sequence[int] | None = None,
+) -> Path:
+    """Write the comparison PNG; see the module docstring.
+
+    ``bands`` are 0-based positions in ``sr`` (and ``hr``); ``lr_bands`` the
+    matching positions in ``lr`` when they differ (a ``--bands`` run).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sr_scene = open_scene(sr)
+    lr_scene = open_scene(lr)
+    scale = round(abs(lr_scene.grid.resolution.x) / abs(sr_scene.grid.resolution.x))
+    if scale < 1:
+        raise InputError(
+            f"{sr}: its pixels are not smaller than those of {lr}; is it the super-resolved output?"
+        )
+    sh, sw = sr_scene.grid.shape.yx
+    win = parse_window(window, (sh // scale, sw // scale)).scaled(scale)
+    target = window_grid(sr_scene.grid, win.row, win.col, win.height, win.width)
+    show = display_bands(sr_scene, bands)
+    panels = [
+        _on_grid(sr, show, target, Resampling.nearest),
+        _on_grid(lr, list(lr_bands) if lr_bands else show, target, Resampling.cubic),
+    ]
+    titles = [f"geosr {sr_scene.tags.get('GEOSR_MODEL', '')} x{scale}".strip(), "bicubic"]
+    if hr is not None:
+        panels.append(_on_grid(hr, show, target, Resampling.nearest))
+        titles.append("reference")
+    images = stretch(panels)
+    order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
+    fig, axes = plt.subplots(1, len(images), figsize=(4 * len(images), 4.3), squeeze=False)
+    for ax, index in zip(axes[0], order, strict=True):
+        image = images[index]
+        rgb = np.moveaxis(image, 0, -1) if image.shape[0] == 3 else image[0]
+        ax.imshow(rgb, cmap=None if image.shape[0] == 3 else "gray", interpolation="nearest")
+        ax.set_title(titles[index])
+        ax.set_axis_off()
+    fig.suptitle(f"{Path(sr).name}: window {win.width} x {win.height} px, one 2-98 % stretch", fontsize=9)
+    fig.tight_layout()
+    tmp = png.with_name(f".{png.name}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
+    tmp.replace(png)
+    return png
+
+
+def compare_files(
+    lr: str,
+    sr: str,
+    png: str | Path,
+    *,
+    hr: str | None = None,
+    window: str | None = None,
+    bands: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """``geosr compare``: check the destination, pick the bands, render."""
+    png = Path(png)
+    if png.suffix.lower() != ".png":
+        raise OptionError(f"{png}: the quicklook is a PNG; give an -o path ending in .png")
+    if png.exists() and not overwrite:
+        raise OutputError(f"{png} exists; pass --overwrite to replace it")
+    if not png.parent.is_dir():
+        raise OutputError(f"{png.parent}: no such directory for the quicklook")
+    positions = None
+    if bands:
+        from geosr.io.bands import band_indexes, parse_bands
+
+        positions = [i - 1 for i in band_indexes(open_scene(sr), parse_bands(bands))]
+    return render_compare(lr, sr, png, hr=hr, window=window, bands=positions)
+
+
+def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:
+    """The ``--quicklook`` of a run: its input (only its selected bands) against its COG output."""
+    if output.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    positions = display_bands(scene)
+    lr_bands = [scene.bands[p] - 1 for p in positions] if scene.bands else positions
+    return render_compare(scene.path, str(output), png, bands=positions, lr_bands=lr_bands)

@@ -1,0 +1,1 @@
+"""Offline copies of the JSON schemas geosr validates its STAC Items against."""

@@ -1,0 +1,109 @@
+"""--aoi / --bbox: only the AOI's window is computed and written, nodata outside the polygon."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from pyproj import Transformer
+
+import geosr
+from geosr.errors import InputError, OptionError
+from tests.conftest import UTM_TRANSFORM
+
+
+def lonlat(x: float, y: float) -> tuple[float, float]:
+    return Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(x, y)
+
+
+def utm_of_pixel(col: float, row: float) -> tuple[float, float]:
+    return UTM_TRANSFORM @ (col, row)
+
+
+def write_geojson(path: Path, ring: list[tuple[float, float]]) -> Path:
+    feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    return path
+
+
+def test_bbox_in_utm_crops_exactly_and_matches_the_full_run(make_raster, tmp_path: Path) -> None:
+    src = make_raster(count=2, height=67, width=91, descriptions=("B04", "B03"))
+    full = geosr.upscale_file(src, tmp_path / "full.tif", scale=2, model="bicubic")
+    x0, y1 = utm_of_pixel(20.5, 10.2)  # inside pixels: the window snaps outward to 20..61, 10..41
+    x1, y0 = utm_of_pixel(60.3, 40.9)
+    out = geosr.upscale_file(
+        src,
+        tmp_path / "aoi.tif",
+        scale=2,
+        model="bicubic",
+        bbox=f"{x0},{y0},{x1},{y1}",
+        bbox_crs="EPSG:32633",
+    )
+    with rasterio.open(out) as a, rasterio.open(full) as f:
+        assert (a.width, a.height) == (2 * 41, 2 * 31)
+        assert a.transform == UTM_TRANSFORM @ Affine.translation(20, 10) @ Affine.scale(0.5)
+        assert a.descriptions == ("B04", "B03")
+        window = rasterio.windows.Window(40, 20, 82, 62)
+        # Normalisation is computed on the AOI, bicubic is linear: equal to rounding.
+        assert np.abs(a.read().astype(int) - f.read(window=window).astype(int)).max() <= 1
+
+
+def test_polygon_in_epsg4326_over_a_utm_scene(make_raster, tmp_path: Path) -> None:
+    src = make_raster(count=1, height=80, width=80, dtype="uint16", nodata=None)
+    # A triangle given in lon/lat: the run covers its window, nodata outside the triangle.
+    corners = [utm_of_pixel(10, 10), utm_of_pixel(70, 10), utm_of_pixel(10, 70)]
+    ring = [lonlat(*c) for c in corners]
+    aoi = write_geojson(tmp_path / "area.geojson", [*ring, ring[0]])
+    out = geosr.upscale_file(src, tmp_path / "tri.tif", scale=2, model="bicubic", aoi=str(aoi))
+    with rasterio.open(out) as f:
+        data = f.read(1)
+        assert f.nodata == 0  # the scene had none: outside-polygon pixels need one
+        # The reprojected bbox of the triangle snaps to about pixels 10..70 (+-1 for curvature).
+        assert abs(f.width - 120) <= 4 and abs(f.height - 120) <= 4
+        col, row = ~f.transform @ utm_of_pixel(20, 20)
+        assert data[int(row), int(col)] != 0  # inside the triangle
+        col, row = ~f.transform @ utm_of_pixel(65, 65)
+        assert data[int(row), int(col)] == 0  # outside it, inside the window
+        inside = (data != 0).mean()
+        assert 0.4 < inside < 0.6  # a right triangle fills half of its box
+
+
+def test_aoi_outside_the_scene_is_a_clear_error(make_raster, tmp_path: Path) -> None:
+    src = make_raster()
+    with pytest.raises(InputError, match="does not intersect the scene"):
+        geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic", bbox="100,10,101,11")
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_bad_bbox_and_both_aoi_options(make_raster, tmp_path: Path) -> None:
+    src = make_raster()
+    with pytest.raises(OptionError, match="four numbers"):
+        geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic", bbox="1,2,3")
+    with pytest.raises(OptionError, match="not both"):
+        geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic", bbox="1,2,3,4", aoi="x.geojson")
+
+
+def test_cli_bbox_on_a_real_scene(data_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from geosr.cli import app
+
+    jp2 = data_dir / "sentinel2" / "tgt_S2A_20160529T153631_T33UUU_sub.jp2"
+    if not jp2.exists():
+        pytest.skip("Sentinel-2 JP2 missing")
+    with rasterio.open(jp2) as f:
+        left, top = f.transform @ (1000, 1500)
+    bbox = f"{left},{top - 400},{left + 600},{top}"
+    out = tmp_path / "b.tif"
+    result = CliRunner().invoke(
+        app,
+        ["run", str(jp2), "-o", str(out), "--nodata", "0", "--bbox", bbox, "--bbox-crs", "EPSG:32633"],
+    )
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as f:
+        assert (f.width, f.height) == (240, 160)
+        assert f.bounds.left == pytest.approx(left) and f.bounds.top == pytest.approx(top)

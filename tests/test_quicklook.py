@@ -1,0 +1,54 @@
+"""geosr compare and --quicklook: PNGs of a window, one stretch across panels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from typer.testing import CliRunner
+
+import geosr
+from geosr.cli import app
+from geosr.quicklook import stretch
+
+
+def test_stretch_is_shared_across_panels() -> None:
+    a = np.linspace(0, 100, 200, dtype=np.float32).reshape(1, 10, 20)
+    b = a * 2
+    sa, sb = stretch([a, b])
+    assert sa.max() == 1 and sa.min() == 0
+    # The same value maps to the same grey in both panels.
+    assert np.allclose(sb[0, 0, :5], np.clip((b[0, 0, :5] - 2) / 96, 0, 1), atol=0.01)
+
+
+def test_compare_cli_writes_png_with_three_panels(make_raster, tmp_path: Path) -> None:
+    lr = make_raster(count=3, descriptions=("B02", "B03", "B04"), height=60, width=60)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    png = tmp_path / "c.png"
+    args = ["compare", str(lr), str(sr), "--hr", str(sr), "-o", str(png), "--window", "10,10,32,32"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    image = imread(png)
+    assert image.shape[1] > 2.5 * image.shape[0]  # three panels side by side
+    assert image[..., :3].std() > 0.05
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code != 0 and "--overwrite" in str(again.exception)
+
+
+def test_run_quicklook_beside_output(make_raster, tmp_path: Path) -> None:
+    lr = make_raster(count=1, height=40, width=40)
+    out = geosr.upscale_file(lr, tmp_path / "q.tif", scale=2, model="bicubic", quicklook=True)
+    png = out.with_name("q.quicklook.png")
+    assert png.exists() and imread(png).shape[1] > imread(png).shape[0]
+
+
+def test_bad_window(make_raster, tmp_path: Path) -> None:
+    from geosr.errors import OptionError
+    from geosr.quicklook import compare_files
+
+    lr = make_raster(count=1, height=40, width=40)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    with pytest.raises(OptionError, match="outside"):
+        compare_files(str(lr), str(sr), tmp_path / "x.png", window="100,0,10,10")

@@ -1,0 +1,101 @@
+"""Remote inputs: a COG served over HTTP by a local server is read with ranged requests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.shutil import copy as rio_copy
+
+from tests.conftest import UTM_TRANSFORM
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    """A static file server that honours single ``Range: bytes=a-b`` requests and counts bytes sent."""
+
+    sent: list[int]
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        header = self.headers.get("Range")
+        if header and header.startswith("bytes="):
+            start_text, end_text = header[6:].split("-")
+            start = int(start_text)
+            end = min(int(end_text) if end_text else len(data) - 1, len(data) - 1)
+            body = data[start : end + 1]
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            body = data
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(body)
+        self.sent.append(len(body))
+
+    def do_HEAD(self) -> None:
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(path.stat().st_size))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+
+
+def test_http_cog_is_read_in_ranges(tmp_path: Path) -> None:
+    # Noise does not compress: the file is as large as its pixels, ~2 MB.
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 60000, size=(1, 1024, 1024), dtype=np.uint16)
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(
+        plain, "w", driver="GTiff", count=1, height=1024, width=1024, dtype="uint16",
+        crs="EPSG:32633", transform=UTM_TRANSFORM,
+    ) as dst:  # fmt: skip
+        dst.write(data)
+    served = tmp_path / "www"
+    served.mkdir()
+    cog = served / "scene.tif"
+    rio_copy(plain, cog, driver="COG", BLOCKSIZE=256, OVERVIEWS="NONE")
+    RangeHandler.sent = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/scene.tif"
+        left, top = UTM_TRANSFORM * (300, 300)
+        bbox = f"{left},{top - 500},{left + 500},{top}"  # 50 x 50 px of 1024 x 1024
+        out = tmp_path / "remote_x2.tif"
+        env = {**os.environ, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+        result = subprocess.run(
+            [sys.executable, "-m", "geosr", "run", url, "-o", str(out), "--scale", "2",
+             "--model", "bicubic", "--bbox", bbox, "--bbox-crs", "EPSG:32633"],
+            capture_output=True, text=True, env=env, timeout=300, check=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    with rasterio.open(out) as f:
+        assert (f.width, f.height) == (100, 100)
+        lr = f.read(1).astype(float).reshape(50, 2, 50, 2).mean(axis=(1, 3))
+    assert np.corrcoef(lr.ravel(), data[0, 300:350, 300:350].ravel().astype(float))[0, 1] > 0.95
+    size = cog.stat().st_size
+    assert sum(RangeHandler.sent) < 0.3 * size, (sum(RangeHandler.sent), size)
+    assert len(RangeHandler.sent) >= 2  # header, then the AOI's blocks

@@ -1,0 +1,87 @@
+"""--stac writes a valid STAC Item (offline validation); a STAC Item is accepted as input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+
+import geosr
+from geosr.errors import InputError
+from geosr.stac import validate_item
+
+
+def test_run_writes_a_valid_item_that_round_trips_as_input(make_raster, tmp_path: Path) -> None:
+    src = make_raster(count=2, descriptions=("B04", "B08"), height=40, width=50)
+    out = geosr.upscale_file(src, tmp_path / "sr.tif", scale=2, model="bicubic", stac=True)
+    item_file = tmp_path / "sr.stac.json"
+    item = pystac.Item.from_file(str(item_file))
+    assert validate_item(item)  # the schemas it was validated against: core + projection
+    assert any("projection" in uri for uri in validate_item(item))
+    props = item.properties
+    assert props["proj:code"] == "EPSG:32633"
+    assert props["proj:shape"] == [80, 100]
+    with rasterio.open(out) as f:
+        assert props["proj:transform"] == pytest.approx(list(f.transform)[:6])
+        assert props["proj:bbox"] == pytest.approx(list(f.bounds))
+    assert props["geosr:model"] == "bicubic" and props["geosr:scale"] == 2
+    asset = item.assets["data"]
+    assert asset.roles == ["data"] and "cloud-optimized" in asset.media_type
+    assert [link.href for link in item.links if link.rel == "derived_from"] == [str(src)]
+    lon, lat = item.geometry["coordinates"][0][0]
+    assert 12 < lon < 13 and 52 < lat < 54
+
+    # The Item as input: its asset is the output, super-resolved once more.
+    again = geosr.upscale_file(item_file, tmp_path / "again.tif", scale=2, model="bicubic")
+    with rasterio.open(again) as f:
+        assert (f.width, f.height) == (200, 160)
+        assert f.descriptions == ("B04", "B08")
+
+
+def test_item_with_single_band_assets_stacks_by_name(make_raster, tmp_path: Path) -> None:
+    assets = {}
+    for i, name in enumerate(("B02", "B03", "B04")):
+        path = make_raster(f"{name}.tif", count=1, height=30, width=30)
+        with rasterio.open(path, "r+") as f:
+            f.write((f.read() + 100 * i).astype("uint16"))
+        assets[name] = {"href": f"./{name}.tif", "type": "image/tiff; application=geotiff", "roles": ["data"]}
+    doc = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": "s2",
+        "geometry": None,
+        "properties": {"datetime": "2022-03-01T10:00:00Z"},
+        "links": [],
+        "assets": assets,
+    }
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="--asset KEY"):
+        geosr.upscale_file(item, tmp_path / "x.tif", scale=2, model="bicubic")
+    out = geosr.upscale_file(
+        item, tmp_path / "rgb.tif", scale=2, model="bicubic", bands="B04,B03,B02", stac=True
+    )
+    with rasterio.open(out) as f, rasterio.open(tmp_path / "B04.tif") as red:
+        assert f.descriptions == ("B04", "B03", "B02")
+        mean = f.read(1).astype(float).reshape(30, 2, 30, 2).mean(axis=(1, 3))
+        assert np.abs(mean - red.read(1)).max() < 5
+    written = pystac.Item.from_file(str(tmp_path / "rgb.stac.json"))
+    assert written.datetime.isoformat().startswith("2022-03-01T10:00:00")
+    one = geosr.upscale_file(item, tmp_path / "b3.tif", scale=2, model="bicubic", asset="B03")
+    with rasterio.open(one) as f:
+        assert f.count == 1
+    with pytest.raises(InputError, match="no asset 'B99'"):
+        geosr.upscale_file(item, tmp_path / "y.tif", scale=2, model="bicubic", asset="B99")
+
+
+def test_validation_catches_a_bad_projection_field(make_raster, tmp_path: Path) -> None:
+    src = make_raster(height=20, width=20)
+    geosr.upscale_file(src, tmp_path / "sr.tif", scale=2, model="bicubic", stac=True)
+    item = pystac.Item.from_file(str(tmp_path / "sr.stac.json"))
+    item.properties["proj:shape"] = [1, 2, 3]
+    with pytest.raises(pystac.errors.STACValidationError):
+        validate_item(item)
