@@ -30,14 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 import torch
-from rasterio.windows import Window
 
+from benchmarks.heldout import validation_files
 from geosr.evaluation.wald import evaluate_wald
 from geosr.models import flops_per_lr_pixel, load_model
 from geosr.models.bicubic import bicubic_upsample
-from geosr.train.config import SceneSource, TrainConfig, expand_path, load_config
+from geosr.train.config import TrainConfig, load_config
 from geosr.train.data import ChipSampler, load_scenes
 from geosr.train.degrade import DegradationConfig
 from geosr.train.trainer import psnr_batch, train
@@ -99,48 +98,6 @@ VARIANTS = [
     ),
     Variant("edsr-short", f"EDSR baseline, {SHORT_STEPS} steps", "pipelines/edsr_baseline_x4.toml"),
 ]
-
-
-def validation_files(config: TrainConfig, workdir: Path) -> list[Path]:
-    """The recipe's validation scenes as files ``geosr evaluate`` can read.
-
-    A source restricted to some rows (the lower half of the Sentinel-2 scene) is
-    cut out into a GeoTIFF with its georeferencing and nodata.
-    """
-    files: list[Path] = []
-    for source in config.data.val:
-        path = Path(expand_path(source.path))
-        if source.rows == (0.0, 1.0) and source.cols == (0.0, 1.0) and source.nodata is None:
-            files.append(path)
-            continue
-        files.append(_cut(path, source, workdir))
-    return files
-
-
-def _cut(path: Path, source: SceneSource, workdir: Path) -> Path:
-    out = workdir / f"{path.stem}_rows{source.rows[0]:g}-{source.rows[1]:g}.tif"
-    if out.exists():
-        return out
-    with rasterio.open(path) as src:
-        r0, r1 = (round(f * src.height) for f in source.rows)
-        c0, c1 = (round(f * src.width) for f in source.cols)
-        window = Window(c0, r0, c1 - c0, r1 - r0)
-        data = src.read(window=window)
-        profile = {
-            "driver": "GTiff",
-            "height": data.shape[1],
-            "width": data.shape[2],
-            "count": data.shape[0],
-            "dtype": data.dtype.name,
-            "crs": src.crs,
-            "transform": src.window_transform(window),
-            "nodata": source.nodata if source.nodata is not None else src.nodata,
-            "tiled": True,
-            "compress": "deflate",
-        }
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(data)
-    return out
 
 
 def wald(weights: Path, files: list[Path]) -> dict[str, Any]:
