@@ -20,20 +20,22 @@ CONV_OUT = 64
 CONV_KERNEL = 3
 
 
-def conv_flops() -> int:
-    n, c, h, w = CONV_SHAPE
-    return 2 * n * CONV_OUT * h * w * c * CONV_KERNEL * CONV_KERNEL
+def conv_flops(channels: int = CONV_SHAPE[1]) -> int:
+    n, _, h, w = CONV_SHAPE
+    return 2 * n * channels * h * w * channels * CONV_KERNEL * CONV_KERNEL
 
 
-def conv_peak(precision: str, iterations: int) -> float:
-    """GFLOP/s of a 3x3 conv 64->64 on (8, 64, 128, 128) channels_last, one timed run.
+def conv_peak(precision: str, iterations: int, channels: int = CONV_SHAPE[1]) -> float:
+    """GFLOP/s of a 3x3 conv ``channels -> channels`` (64 by default) on (8, C, 128, 128)
+    channels_last, one timed run.
 
     ``precision`` is ``fp32`` or ``bf16`` (bf16 autocast, as the predictor runs).
     Two untimed calls first (oneDNN builds its primitives on the first).
     """
-    conv = torch.nn.Conv2d(CONV_SHAPE[1], CONV_OUT, CONV_KERNEL, padding=1)
+    n, _, h, w = CONV_SHAPE
+    conv = torch.nn.Conv2d(channels, channels, CONV_KERNEL, padding=1)
     conv = conv.eval().to(memory_format=torch.channels_last)
-    x = torch.rand(CONV_SHAPE).contiguous(memory_format=torch.channels_last)
+    x = torch.rand(n, channels, h, w).contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     with torch.inference_mode(), autocast:
         for _ in range(2):
@@ -42,14 +44,14 @@ def conv_peak(precision: str, iterations: int) -> float:
         for _ in range(iterations):
             conv(x)
         seconds = time.perf_counter() - start
-    return conv_flops() * iterations / seconds / 1e9
+    return conv_flops(channels) * iterations / seconds / 1e9
 
 
 # The options geosr's COG sink uses (geosr/io/cog.py), so both sides write the same kind of file.
 COG_OPTIONS: dict[str, Any] = {
     "BLOCKSIZE": 512,
     "COMPRESS": "ZSTD",
-    "LEVEL": 9,
+    "LEVEL": 3,
     "PREDICTOR": "YES",
     "OVERVIEW_RESAMPLING": "AVERAGE",
     "BIGTIFF": "IF_SAFER",

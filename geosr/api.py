@@ -7,15 +7,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from geosr import __version__
+import numpy as np
+
+from geosr import __version__, resources
 from geosr.aoi import aoi_mask, aoi_window, crop_scene, fill_value, parse_bbox, read_vector
-from geosr.errors import GeosrError, InputError, OptionError
+from geosr.errors import GeosrError, InputError, OptionError, OutputError, ResumableError
+from geosr.faults import checkpoint
 from geosr.grid import scaled
+from geosr.io.atomic import check_writable
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
-from geosr.io.remote import is_remote, local_name
+from geosr.io.remote import check_remote_output, fsspec_url, is_remote, local_name, upload
+from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job
+from geosr.io.runstate import RunState, StaleRunError, job_digest, run_dir, size_on_disk
 from geosr.io.scene import Scene, is_zarr_path, open_scene, read_sample
-from geosr.io.sink import OutputSpec, open_sink
+from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.stac_input import is_stac_item
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.models import load_model
@@ -26,7 +32,7 @@ from geosr.normalise import (
     scene_normalisation,
     valid_mask,
 )
-from geosr.options import DEFAULT_BATCH, DEFAULT_TILE, RunOptions
+from geosr.options import DEFAULT_TILE, RunOptions
 from geosr.pipeline import Job, run_tiles
 from geosr.predictor import Predictor
 from geosr.tiling import TilePlan, plan_tiles
@@ -142,15 +148,17 @@ def upscale_file(
     model: str | None = None,
     progress: Progress | None = None,
     **options: Any,
-) -> Path:
+) -> Path | str:
     """Super-resolve the raster ``src`` into ``dst`` (COG for ``.tif``, Zarr for ``.zarr``).
 
     Parameters
     ----------
     src : path
         GeoTIFF/COG, JPEG2000, any GDAL raster, or a Zarr store.
-    dst : path, optional
-        Output; default ``<stem>_x<scale>.tif`` beside ``src``.
+    dst : path or URL, optional
+        Output; default ``<stem>_x<scale>.tif`` beside ``src`` (in the working
+        folder for a remote ``src``).  A remote URL (``s3://``, ``gs://``, any
+        fsspec URL, ``/vsis3/...``) is written locally, then uploaded.
     scale : int
         Zoom factor.
     model : str, optional
@@ -159,13 +167,13 @@ def upscale_file(
         ``progress(done, total)`` after each batch of tiles.
     **options
         Any other :class:`~geosr.options.RunOptions` field (``tile``,
-        ``batch_size``, ``device``, ``precision``, ``overwrite``, ``nodata``,
+        ``batch_size``, ``device``, ``precision``, ``compile``, ``overwrite``, ``nodata``,
         ``variable``).
 
     Returns
     -------
-    pathlib.Path
-        The output path.
+    pathlib.Path or str
+        The output path (the URL, for a remote output).
 
     Raises
     ------
@@ -180,17 +188,14 @@ def upscale_file(
         raise _in_context(src, exc) from None
     scene = scene_for(src, opts)
     frames = frames_for(scene, opts)
+    if dst is not None and is_remote(dst):
+        return _upscale_to_remote(src, str(dst), opts, progress)
     dst = Path(dst) if dst is not None else default_output(src, opts.scale)
-    if is_remote(dst):
-        raise OptionError(
-            f"{dst}: outputs are written locally (atomically, then renamed); "
-            "write to a local path and upload it (e.g. aws s3 cp, gsutil cp)"
-        )
     if not is_remote(src) and not is_zarr_path(src) and dst.resolve() == Path(src).resolve():
         raise OptionError(f"{dst}: the output would overwrite the input; choose another -o path")
     try:
         net = load_model(opts.model, bands=scene.count, scale=opts.scale)
-        predictor = Predictor(net, device=opts.device, precision=opts.precision)
+        predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
     except GeosrError as exc:
         raise _in_context(src, exc) from None
     offsets = reflectance_offset(scene, opts.offset)
@@ -198,11 +203,13 @@ def upscale_file(
     # Every frame deepens the recurrence, so the halo grows with T.
     radius = net.receptive_radius(1 + len(frames)) if frames else net.receptive_field
     plan = plan_tiles(*scene.grid.shape.yx, tile=opts.tile or DEFAULT_TILE, halo=radius + FILL_RADIUS)
-    batch = opts.batch_size or DEFAULT_BATCH[predictor.torch_device.type]
+    batch = opts.batch_size or predictor.batch_size_for(plan.read_shape, scene.count, 1 + len(frames))
     out_grid = scaled(scene.grid, opts.scale)
     # Only a polygon (--aoi) masks: a --bbox asks for the window that covers it.
     area = read_vector(opts.aoi) if opts.aoi is not None else None
     mask = aoi_mask(area, out_grid, fill_value(scene.dtype, scene.nodata)) if area is not None else None
+    if mask is not None:
+        plan = mask.keep(plan, opts.scale)
     job = Job(
         scene=scene,
         halo=plan.halo,
@@ -228,6 +235,9 @@ def upscale_file(
         tags=tags,
         band_tags=scene.band_tags,
     )
+    fingerprint = job_fingerprint(scene, net.name, predictor, plan, opts, norm, dst, frames)
+    digest = job_digest(fingerprint)
+    spec = dataclasses.replace(spec, tags={**spec.tags, "GEOSR_JOB": digest})
     done = 0
 
     def advance(n: int) -> None:
@@ -236,9 +246,108 @@ def upscale_file(
         if progress is not None:
             progress(done, len(plan))
 
-    out = _run(job, plan, predictor, dst, spec, opts, advance)
+    if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise OptionError(
+            f"cannot write {dst}: unsupported output suffix {dst.suffix or '(none)'!r}; "
+            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if dst.exists() or dst.is_symlink():
+        found = output_job(dst)
+        if opts.resume and found == digest:
+            _forget_leftover_state(dst)
+            advance(len(plan))
+            return dst  # already finished: resuming it is a no-op
+        if not opts.overwrite:
+            what = "is the output of a different job" if opts.resume and found else "already exists"
+            raise OutputError(f"{dst} {what}; pass --overwrite to replace it")
+    check_writable(dst, opts.overwrite)
+    bounds = resources.Plan(
+        tile=max(plan.tile_height, plan.tile_width),
+        halo=plan.halo,
+        batch=batch,
+        bands=scene.count,
+        scale=opts.scale,
+        in_itemsize=np.dtype(scene.dtype).itemsize,
+        out_itemsize=np.dtype(spec.dtype).itemsize,
+        features=int(net.card.config.get("features", scene.count)),
+        model_bytes=predictor.model_bytes(),
+        workers=opts.workers or 1,
+    )
+    out = _run(job, plan, predictor, dst, spec, opts, fingerprint, bounds, advance)
     _extras(src, scene, out, opts, net.name)
     return out
+
+
+def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Progress | None) -> str:
+    """Write locally into a private folder, then upload the output (and its STAC/quicklook)."""
+    import shutil
+    import tempfile
+
+    check_remote_output(dst, overwrite=opts.overwrite)
+    staging = Path(tempfile.mkdtemp(prefix=".geosr-upload-"))
+    try:
+        local = staging / local_name(dst)
+        options = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("scale", "model")}
+        upscale_file(src, local, scale=opts.scale, model=opts.model, progress=progress, **options)
+        parent = fsspec_url(dst).rsplit("/", 1)[0]
+        for extra in sorted(staging.iterdir()):
+            if extra != local:
+                upload(extra, f"{parent}/{extra.name}")
+        upload(local, dst)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return fsspec_url(dst)
+
+
+def job_fingerprint(
+    scene: Scene,
+    model_name: str,
+    predictor: Predictor,
+    plan: TilePlan,
+    opts: RunOptions,
+    norm: Normalisation,
+    dst: Path,
+    frames: tuple[Scene, ...] = (),
+) -> dict[str, Any]:
+    """Everything the output's pixels depend on: a resumed run must match it exactly.
+
+    Not included: batch size, workers and scheduler, which change how the work
+    is spread, never its result (see the determinism tests).
+    """
+    source = Path(scene.path)
+    try:
+        stat = source.stat()
+        size, mtime = stat.st_size, stat.st_mtime_ns
+    except OSError:  # a URL or /vsi path: its name is all we know
+        size, mtime = None, None
+    return {
+        "geosr": __version__,
+        "input": str(source.resolve()) if size is not None else scene.path,
+        "input_bytes": size,
+        "input_mtime_ns": mtime,
+        "variable": scene.variable,
+        "model": model_name,
+        "weights": predictor.weights_digest(),
+        "scale": opts.scale,
+        "tile": [plan.tile_height, plan.tile_width],
+        "halo": plan.halo,
+        "device": predictor.torch_device.type,
+        "precision": predictor.resolved_precision,
+        "nodata": repr(scene.nodata),
+        "normalisation": [norm.method, [repr(v) for v in norm.offset], [repr(v) for v in norm.scale]],
+        "output": dst.suffix.lower(),
+        "bands": opts.bands,
+        "offset": repr(opts.offset),
+        "aoi": opts.aoi,
+        "bbox": [opts.bbox, opts.bbox_crs] if opts.bbox else None,
+        "frames": [f.path for f in frames],
+    }
+
+
+def _forget_leftover_state(dst: Path) -> None:
+    """Remove the run state of a finished output (a run killed right after its rename)."""
+    if run_dir(dst).exists():
+        RunState.acquire(dst).discard()
 
 
 def _extras(src: str | Path, scene: Scene, out: Path, opts: RunOptions, model_name: str) -> None:
@@ -260,17 +369,45 @@ def _run(
     dst: Path,
     spec: OutputSpec,
     opts: RunOptions,
+    fingerprint: dict[str, Any],
+    bounds: resources.Plan,
     advance: Callable[[int], None],
 ) -> Path:
-    """Run the planned job locally (single process) or on a Dask cluster."""
-    if opts.scheduler is not None or opts.workers is not None:
-        from geosr.orchestrate.cluster import ModelKey, cluster_client, run_on_cluster
+    """Run the planned job locally (single process) or on a Dask cluster, resumably."""
+    if opts.check_resources:
+        resources.check(bounds, spec.nbytes, dst, already_on_disk=size_on_disk(run_dir(dst)))
+    state = RunState.acquire(dst)
+    try:
+        finished = state.prepare(fingerprint, len(plan), resume=opts.resume, restart=opts.restart)
+        if not finished and not state.manifest():
+            chunks = (plan.tile_height * opts.scale, plan.tile_width * opts.scale)
+            is_zarr = dst.suffix.lower() == ".zarr"
+            create_run_store(state.store, spec, chunks, for_zarr_output=is_zarr, destination=dst)
+            state.commit_manifest(fingerprint, len(plan))
+        todo = [i for i in range(len(plan)) if i not in finished]
+        advance(len(plan) - len(todo))
+        if opts.scheduler is not None or opts.workers is not None:
+            from geosr.orchestrate.cluster import ModelKey, cluster_client, run_on_cluster
 
-        key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision)
-        with cluster_client(opts.scheduler, opts.workers) as client:
-            return run_on_cluster(
-                job, plan, key, dst, spec, client, overwrite=opts.overwrite, on_tiles_done=advance
-            )
-    with open_sink(dst, spec, overwrite=opts.overwrite) as sink:
-        run_tiles(job, plan, predictor, sink, on_tiles_done=advance)
+            key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision, opts.compile)
+            with cluster_client(opts.scheduler, opts.workers) as client:
+                run_on_cluster(job, plan, todo, key, state, client, on_tiles_done=advance)
+        else:
+            writer = StoreWriter(state.store, dst, spec.nbytes)
+            predictor.expect(-(-len(todo) // job.batch_size))  # lets --compile auto decide
+            run_tiles(job, plan, predictor, writer, todo=todo, record=state.record, on_tiles_done=advance)
+        finalise(state.store, dst, spec, overwrite=opts.overwrite)
+        checkpoint("commit")
+        state.finish()
+    except (StaleRunError, ResumableError):
+        state.release()
+        raise
+    except GeosrError:
+        # Bad input found mid-run, a full disk: nothing worth resuming, no trace left.
+        state.discard()
+        raise
+    except BaseException:
+        # Interrupted (Ctrl-C) or a bug: the finished tiles stay for --resume.
+        state.release()
+        raise
     return dst

@@ -6,8 +6,14 @@ never a traceback: those are for bugs.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import shlex
 import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +43,9 @@ Tile = Annotated[int | None, typer.Option(help="Tile edge in input pixels (defau
 Batch = Annotated[int | None, typer.Option("--batch-size", help="Tiles per model call (default: by device).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Precision = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA only).")]
+Compile = Annotated[
+    str, typer.Option(help="torch.compile the model: auto (when the job is long enough), on or off.")
+]
 Nodata = Annotated[
     float | None, typer.Option(help="Override the input's nodata value (e.g. 0 for Sentinel-2 JP2).")
 ]
@@ -87,6 +96,7 @@ def run(
     batch_size: Batch = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    compile: Compile = "auto",
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing output once the new one is complete.")
     ] = False,
@@ -111,6 +121,14 @@ def run(
     quicklook: Annotated[
         bool, typer.Option(help="Write a side-by-side PNG (<output>.quicklook.png): bicubic vs geosr.")
     ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Finish an interrupted run of the same job (a no-op if the output is complete)."),
+    ] = False,
+    restart: Annotated[bool, typer.Option(help="Discard an interrupted run's state and start over.")] = False,
+    check_resources: Annotated[
+        bool, typer.Option(help="Refuse a run that needs more memory or disk than is available.")
+    ] = True,
 ) -> None:
     """Super-resolve INPUT by --scale, preserving its georeferencing exactly.
 
@@ -143,6 +161,7 @@ def run(
             batch_size=batch_size,
             device=device,
             precision=precision,
+            compile=compile,
             overwrite=overwrite,
             nodata=nodata,
             variable=variable,
@@ -157,6 +176,9 @@ def run(
             asset=asset,
             stac=stac,
             quicklook=quicklook,
+            resume=resume,
+            restart=restart,
+            check_resources=check_resources,
             progress=advance,
         )
     typer.echo(str(out))
@@ -250,19 +272,77 @@ def _show_warning(
 def main() -> None:
     """Console-script entry point: map user errors to one line and exit status 2."""
     _register_plugins()
+    # GDAL and libtiff print some errors (a write failing on a full disk, in
+    # particular) straight to stderr; geosr reports each failure itself in one
+    # line, so their copies go to the bit bucket unless the user asked for a log.
+    os.environ.setdefault("CPL_LOG", os.devnull)
+    # rasterio logs the same GDAL errors; without a handler Python would print them.
+    logging.getLogger("rasterio").addHandler(logging.NullHandler())
     original = warnings.showwarning
     warnings.showwarning = _show_warning
     warnings.simplefilter("default", GeosrWarning)
     try:
-        app()
+        with _native_stderr_captured():
+            app()
     except GeosrError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {exc}{_exact_command(exc)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("interrupted; no output was written", highlight=False)
+        err.print(
+            "interrupted; no output was written (finished tiles are kept: rerun with --resume)",
+            highlight=False,
+        )
         sys.exit(130)
     finally:
         warnings.showwarning = original
+
+
+@contextlib.contextmanager
+def _native_stderr_captured() -> Iterator[None]:
+    """Keep what C libraries print on file descriptor 2 out of the terminal.
+
+    libtiff prints some write errors ("_tiffWriteProc: File too large.") itself,
+    past GDAL's and Python's handlers; geosr reports every failure in one line of
+    its own.  Python's ``sys.stderr`` keeps the real terminal; the captured text is
+    shown only if the run dies of something that is not a GeosrError (a bug).
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    capture = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
+    python_stderr = sys.stderr
+    python_stderr.flush()
+    sys.stderr = open(saved, "w", closefd=False)  # noqa: SIM115 - restored below
+    os.dup2(capture.fileno(), 2)
+    failed = True
+    try:
+        yield
+        failed = False
+    except (GeosrError, KeyboardInterrupt, SystemExit) as exc:
+        failed = isinstance(exc, SystemExit) and exc.code not in (0, None, 2)
+        raise
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        sys.stderr = python_stderr
+        os.close(saved)
+        if failed:
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+        capture.close()
+
+
+def _exact_command(exc: GeosrError) -> str:
+    """For a resumable run, the command line that resumes it, ready to paste."""
+    from geosr.errors import ResumableError
+    from geosr.io.runstate import StaleRunError
+
+    if not (isinstance(exc, ResumableError) or (isinstance(exc, StaleRunError) and exc.resumable)):
+        return ""
+    args = [a for a in sys.argv[1:] if a not in ("--resume", "--restart")]
+    return f" (to resume: {shlex.join(['geosr', *args, '--resume'])})"
 
 
 def _register_plugins() -> None:

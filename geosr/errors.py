@@ -33,3 +33,7 @@ class ModelError(GeosrError, ValueError):
 
 class GeosrWarning(UserWarning):
     """Something the user should know about, where geosr could still go on."""
+
+
+class ResumableError(GeosrError, RuntimeError):
+    """The run stopped part way (e.g. its Dask scheduler was lost); ``--resume`` finishes it."""

@@ -14,7 +14,7 @@ from geosr.io.scene import Scene, read_window
 from geosr.kernel import prepare_tiles
 from geosr.models import load_model
 from geosr.normalise import FILL_RADIUS, Normalisation
-from geosr.options import DEFAULT_BATCH, DEFAULT_TILE, RunOptions
+from geosr.options import DEFAULT_TILE, RunOptions
 from geosr.predictor import Predictor
 from geosr.tiling import TilePlan, plan_tiles
 
@@ -51,6 +51,18 @@ class RunPlan:
                 + ", ".join(d or f"band {i + 1}" for i, d in enumerate(s.descriptions or (None,) * s.count)),
             ),
             ("nodata", "none" if s.nodata is None else f"{s.nodata:g}"),
+        ]
+        if s.file_shape is not None:
+            h, w = s.grid.shape.yx
+            fh, fw = s.file_shape
+            rows.append(
+                (
+                    "area of interest",
+                    f"cols {s.origin[1]}-{s.origin[1] + w}, rows {s.origin[0]}-{s.origin[0] + h} "
+                    f"of the {fw} x {fh} px file",
+                )
+            )
+        rows += [
             ("output grid", describe(out_grid)),
             (
                 "output size",
@@ -83,7 +95,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     plan = plan_tiles(
         *scene.grid.shape.yx, tile=options.tile or DEFAULT_TILE, halo=net.receptive_field + FILL_RADIUS
     )
-    batch = options.batch_size or DEFAULT_BATCH[predictor.torch_device.type]
+    batch = options.batch_size or predictor.batch_size_for(plan.read_shape, scene.count)
     h, w = scene.grid.shape.yx
     out_bytes = h * w * options.scale**2 * scene.count * np.dtype(scene.dtype).itemsize
     seconds = None

@@ -28,6 +28,10 @@ class RunOptions:
         Tiles per model call; None = chosen for the device.
     device, precision : str
         ``auto|cpu|cuda`` and ``auto|fp32|bf16|fp16``.
+    compile : str
+        ``auto|on|off``: ``torch.compile`` the model; ``auto`` does when the
+        job is long enough to repay the compilation (see
+        :func:`geosr.predictor.compile_pays_off`).
     overwrite : bool
         Replace an existing output (only once the new one is complete).
     nodata : float or None
@@ -57,6 +61,13 @@ class RunOptions:
         Write a STAC Item JSON beside the output.
     quicklook : bool
         Write a comparison PNG beside the output.
+    resume : bool
+        Finish an interrupted run of the same job (only its missing tiles);
+        a no-op when the output is already complete.
+    restart : bool
+        Discard an interrupted run's state and start over.
+    check_resources : bool
+        Refuse a run whose plan needs more memory or disk than is available.
     """
 
     scale: int = 4
@@ -65,6 +76,7 @@ class RunOptions:
     batch_size: int | None = None
     device: str = "auto"
     precision: str = "auto"
+    compile: str = "auto"
     overwrite: bool = False
     nodata: float | None = None
     variable: str | None = None
@@ -79,6 +91,9 @@ class RunOptions:
     asset: str | None = None
     stac: bool = False
     quicklook: bool = False
+    resume: bool = False
+    restart: bool = False
+    check_resources: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
@@ -91,8 +106,12 @@ class RunOptions:
             )
         if self.workers is not None and self.workers < 1:
             raise OptionError(f"--workers {self.workers} must be at least 1")
+        if self.compile not in ("auto", "on", "off"):
+            raise OptionError(f"--compile {self.compile!r} is not known; use auto, on or off")
         if self.aoi is not None and self.bbox is not None:
             raise OptionError("use either --aoi (a vector file) or --bbox, not both")
         object.__setattr__(self, "frames", tuple(str(f) for f in self.frames))
+        if self.resume and self.restart:
+            raise OptionError("use either --resume (finish the interrupted run) or --restart, not both")
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionError(f"--batch-size {self.batch_size} must be at least 1")

@@ -8,16 +8,18 @@ the batch, never by the scene.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from geosr.aoi import AoiMask
+from geosr.faults import checkpoint
 from geosr.io.frames import read_frame_window
 from geosr.io.scene import Scene, close_datasets, read_window
-from geosr.io.sink import RasterSink
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import Normalisation
 from geosr.temporal import predict_grouped, stack_frames
@@ -45,7 +47,10 @@ class Job:
     aoi: AoiMask | None = None
 
 
-def batches(tiles: Sequence[Tile], size: int) -> Iterator[Sequence[Tile]]:
+T = TypeVar("T")
+
+
+def batches(tiles: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """Consecutive groups of ``size`` tiles: the unit of model work (and of a Dask task)."""
     for start in range(0, len(tiles), size):
         yield tiles[start : start + size]
@@ -87,31 +92,75 @@ def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Pre
     return outputs
 
 
+class Writer(Protocol):
+    """Where finished tiles go: a run store or any :class:`~geosr.io.sink.RasterSink`."""
+
+    def write(self, rows: slice, cols: slice, data: np.ndarray) -> None: ...
+
+
 def run_tiles(
     job: Job,
     plan: TilePlan,
     predict: Predict,
-    sink: RasterSink,
+    sink: Writer,
     *,
+    todo: Sequence[int] | None = None,
+    record: Callable[[Sequence[int]], None] | None = None,
     on_tiles_done: Callable[[int], None] | None = None,
 ) -> None:
-    """Run every tile of ``plan`` and write its core into ``sink``.
+    """Run the tiles ``todo`` of ``plan`` (default: all) and write their cores into ``sink``.
 
-    The next batch is read in a background thread while the current one is in
-    the model.
+    Three stages overlap: a reader thread reads the next batch, the calling
+    thread runs the model on the current one, and a writer thread writes (and
+    then ``record``s, for the journal) the previous one.  At most two batches
+    wait for the writer, so memory stays bounded by the batch size.
     """
-    groups = list(batches(plan.tiles, job.batch_size))
+    indices = list(range(len(plan))) if todo is None else list(todo)
+    groups = list(batches(indices, job.batch_size))
     if not groups:
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geosr-read") as reader:
-        pending = reader.submit(read_batch, job, groups[0])
-        for index, tiles in enumerate(groups):
-            raw = pending.result()
-            if index + 1 < len(groups):
-                pending = reader.submit(read_batch, job, groups[index + 1])
-            for tile, out in zip(tiles, process_batch(job, tiles, raw, predict), strict=True):
-                window = tile.core.scaled(job.scale)
-                sink.write(window.rows, window.cols, out)
-            if on_tiles_done is not None:
-                on_tiles_done(len(tiles))
-        reader.submit(close_datasets).result()
+    tiles_of = plan.tiles
+
+    def read(group: Sequence[int]) -> np.ndarray:
+        raw = read_batch(job, [tiles_of[i] for i in group])
+        checkpoint("read")
+        return raw
+
+    def write(group: Sequence[int], outputs: list[np.ndarray]) -> None:
+        for i, out in zip(group, outputs, strict=True):
+            window = tiles_of[i].core.scaled(job.scale)
+            sink.write(window.rows, window.cols, out)
+            checkpoint("write")
+        if record is not None:
+            record(group)
+            checkpoint("journal")
+
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="geosr-read") as reader,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="geosr-write") as writer,
+    ):
+        written: deque[tuple[Future[None], int]] = deque()
+        try:
+            pending = reader.submit(read, groups[0])
+            for index, group in enumerate(groups):
+                raw = pending.result()
+                if index + 1 < len(groups):
+                    pending = reader.submit(read, groups[index + 1])
+                outputs = process_batch(job, [tiles_of[i] for i in group], raw, predict)
+                checkpoint("infer")
+                while len(written) >= 2:
+                    _wait(written.popleft(), on_tiles_done)  # re-raises a write error here
+                written.append((writer.submit(write, group, outputs), len(group)))
+            while written:
+                _wait(written.popleft(), on_tiles_done)
+        finally:
+            for future, _ in written:
+                future.cancel()
+            reader.submit(close_datasets).result()
+
+
+def _wait(item: tuple[Future[None], int], on_tiles_done: Callable[[int], None] | None) -> None:
+    future, n = item
+    future.result()
+    if on_tiles_done is not None:
+        on_tiles_done(n)

@@ -41,6 +41,7 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
 from geosr.errors import GeosrError, OutputError
+from geosr.faults import checkpoint
 from geosr.io.atomic import (
     describe_write_failure,
     format_bytes,
@@ -187,6 +188,7 @@ class CogSink(SinkBase):
             rasterio.shutil.copy(self._tmp, cog, driver="COG", **self._cog_options())
             _check_tiles(cog, self.destination, self._needed())
             self._verify(cog)
+            checkpoint("cog")
             replace_atomically(cog, self.destination)
         except GeosrError:
             raise

@@ -183,8 +183,17 @@ def _chunk_spans(window: slice, chunk: int) -> Iterator[slice]:
         start = stop
 
 
-def _create_store(path: Path, spec: OutputSpec) -> Any:
-    """Write coordinates and metadata, create the empty data array, return it."""
+def _create_store(
+    path: Path,
+    spec: OutputSpec,
+    *,
+    chunks: tuple[int, int] | None = None,
+    compressor: BloscCodec = _COMPRESSOR,
+) -> Any:
+    """Write coordinates and metadata, create the empty data array, return it.
+
+    ``chunks`` (rows, cols) defaults to ``spec.block`` square chunks.
+    """
     count, height, width = spec.shape
     with warnings.catch_warnings():
         # pyproj's CF export drops parameters some CRSs have (oblique Mercator's
@@ -203,13 +212,13 @@ def _create_store(path: Path, spec: OutputSpec) -> Any:
     return group.create_array(
         VARIABLE,
         shape=(count, height, width),
-        chunks=(1, min(spec.block, height), min(spec.block, width)),
+        chunks=(1, *(chunks or (min(spec.block, height), min(spec.block, width)))),
         dtype=spec.dtype,
         # Chunks never written read back as nodata; with no nodata, as 0.
         fill_value=spec.nodata if spec.nodata is not None else 0,
         dimension_names=("band", "y", "x"),
         attributes=_variable_attributes(spec),
-        compressors=_COMPRESSOR,
+        compressors=compressor,
     )
 
 

@@ -3,10 +3,15 @@
 Tasks are the predictor's batches of the single-process run, so every tile is
 computed exactly as it is locally.  Each task receives the (scattered, small)
 job description and its tiles, reads the input itself by path, and writes its
-output region straight into a Zarr store on the shared filesystem: nothing
-large travels through the scheduler or the client.  For a COG, the store is a
-hidden intermediate beside the destination that the client turns into the COG
-at the end (GeoTIFF has no safe concurrent writers).
+output region straight into the run's Zarr store on the shared filesystem
+(:mod:`geosr.io.run_store`, one chunk per tile, so concurrent and repeated
+writes are safe): nothing large travels through the scheduler or the client.
+The client journals each finished task; it builds the COG or Zarr output from
+the store at the end, as a local run does.
+
+Faults: a worker that dies has its tasks rescheduled by the scheduler (tasks
+are idempotent); a lost scheduler stops the run with a
+:class:`~geosr.errors.ResumableError`, and ``--resume`` finishes it.
 
 The model is loaded once per worker by :class:`ModelPlugin`, which also gives
 torch its threads back: Dask's nanny starts workers with ``OMP_NUM_THREADS=1``
@@ -19,17 +24,20 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from concurrent.futures import CancelledError
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dask
-import numpy as np
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
+from distributed.client import FuturesCancelledError
+from distributed.comm import CommClosedError
 
-from geosr.errors import OptionError
-from geosr.io.sink import OutputSpec, RasterSink, open_sink
-from geosr.io.zarr_store import ZarrSink, write_region
+from geosr.errors import GeosrError, OptionError, ResumableError
+from geosr.faults import checkpoint
+from geosr.io.run_store import StoreWriter
+from geosr.io.runstate import RunState
 from geosr.orchestrate.lazy import cached_predictor
 from geosr.pipeline import Job, batches, process_batch, read_batch
 from geosr.tiling import Tile, TilePlan
@@ -44,9 +52,13 @@ class ModelKey:
     scale: int
     device: str
     precision: str
+    compile: str = "off"
 
     def predictor(self) -> Any:
-        return cached_predictor(self.model, self.bands, self.scale, self.device, self.precision)
+        # A worker sees its tasks one by one and cannot tell whether compiling pays
+        # off, so ``auto`` stays eager there; ``on`` compiles once per worker.
+        compile = "on" if self.compile == "on" else "off"
+        return cached_predictor(self.model, self.bands, self.scale, self.device, self.precision, compile)
 
 
 class ModelPlugin(WorkerPlugin):
@@ -113,76 +125,71 @@ def cluster_client(scheduler: str | None, workers: int | None) -> Iterator[Clien
         yield client
 
 
-def _run_batch(job: Job, tiles: Sequence[Tile], key: ModelKey, store: str) -> int:
-    """One task: read, predict and write one batch of tiles into the Zarr ``store``."""
-    raw = read_batch(job, tiles)
-    for tile, out in zip(tiles, process_batch(job, tiles, raw, key.predictor()), strict=True):
+def _run_batch(job: Job, tiles: Sequence[tuple[int, Tile]], key: ModelKey, store: str, dst: str) -> list[int]:
+    """One task: read, predict and write one batch of tiles into the run ``store``.
+
+    Idempotent: each tile owns its chunks, so a task rerun after a lost worker
+    rewrites the same pixels.
+    """
+    raw = read_batch(job, [t for _, t in tiles])
+    writer = StoreWriter(Path(store), Path(dst))
+    outputs = process_batch(job, [t for _, t in tiles], raw, key.predictor())
+    for (_, tile), out in zip(tiles, outputs, strict=True):
         window = tile.core.scaled(job.scale)
-        write_region(store, window.rows, window.cols, out)
-    return len(tiles)
-
-
-def chunk_edge(plan: TilePlan, scale: int) -> int:
-    """Zarr chunk edge that makes every task's writes whole chunks: one tile core."""
-    edge = plan.tile_height * scale
-    if plan.tile_height != plan.tile_width or edge % 16:
-        raise OptionError(
-            f"on a cluster, --tile x --scale must give square output blocks that are a multiple of 16 "
-            f"pixels (got tile {plan.tile_height} x {plan.tile_width} at x{scale}); use e.g. --tile 256"
-        )
-    return edge
+        writer.write(window.rows, window.cols, out)
+    checkpoint("task")
+    return [i for i, _ in tiles]
 
 
 def run_on_cluster(
     job: Job,
     plan: TilePlan,
+    todo: Sequence[int],
     key: ModelKey,
-    destination: Path,
-    spec: OutputSpec,
+    state: RunState,
     client: Client,
     *,
-    overwrite: bool,
     on_tiles_done: Callable[[int], None] | None = None,
-) -> Path:
-    """Run ``plan`` on ``client``'s workers and write ``destination`` (COG or Zarr)."""
-    is_zarr = destination.suffix == ".zarr"
-    final: RasterSink | None = None if is_zarr else open_sink(destination, spec, overwrite=overwrite)
-    # Chunks of one tile core each, so that no two tasks ever write the same chunk.
-    chunked = replace(spec, block=chunk_edge(plan, job.scale)) if len(plan) > 1 else spec
-    hidden = destination.with_name(f".{destination.name}.geosr-cluster.zarr")
-    store = ZarrSink(destination if is_zarr else hidden, chunked, overwrite=overwrite or not is_zarr)
+) -> None:
+    """Run the tiles ``todo`` of ``plan`` on ``client``'s workers into the run state's store.
+
+    Each finished task is journaled by the client, so that a run whose
+    scheduler is lost can be finished with ``--resume`` (on a cluster or not).
+
+    Raises
+    ------
+    ResumableError
+        The scheduler (or the connection to it) was lost; the finished tiles
+        are kept.
+    """
+    if not todo:
+        return
+    address = getattr(client.scheduler, "address", "the scheduler")
     try:
         client.register_plugin(ModelPlugin(key, _threads_by_host(client)))
         shared = client.scatter(job, broadcast=True)
         futures = [
-            client.submit(_run_batch, shared, tiles, key, str(store.store), pure=False)
-            for tiles in batches(plan.tiles, job.batch_size)
+            client.submit(
+                _run_batch,
+                shared,
+                [(i, plan.tiles[i]) for i in group],
+                key,
+                str(state.store),
+                str(state.destination),
+                pure=False,
+            )
+            for group in batches(list(todo), job.batch_size)
         ]
         for future in as_completed(futures):
-            done = future.result()
+            finished = future.result()
+            state.record(finished)
             if on_tiles_done is not None:
-                on_tiles_done(done)
-        if final is None:
-            return store.commit()
-        _copy_store(store, final)
-        store.abort()
-        return final.commit()
-    except BaseException:
-        store.abort()
-        if final is not None:
-            final.abort()
-        raise
-
-
-def _copy_store(store: ZarrSink, sink: RasterSink) -> None:
-    """Stream the finished intermediate store into the COG sink, one chunk row at a time."""
-    import zarr
-
-    from geosr.io.zarr_store import VARIABLE
-
-    array = zarr.open_array(str(store.store), path=VARIABLE, mode="r", zarr_format=3)
-    _, height, width = array.shape
-    step = array.chunks[1]
-    for r0 in range(0, height, step):
-        rows = slice(r0, min(r0 + step, height))
-        sink.write(rows, slice(0, width), np.asarray(array[:, rows, :]))
+                on_tiles_done(len(finished))
+    except (OSError, TimeoutError, CancelledError, CommClosedError, FuturesCancelledError) as exc:
+        if isinstance(exc, GeosrError):
+            raise
+        raise ResumableError(
+            f"{state.destination}: lost the Dask scheduler at {address} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'connection closed'}); {state.describe()}; "
+            "rerun the same command with --resume (with or without a cluster) to finish it"
+        ) from None

@@ -34,12 +34,15 @@ from geosr.tiling import Window
 
 
 @functools.lru_cache(maxsize=4)
-def cached_predictor(model: str | None, bands: int, scale: int, device: str, precision: str) -> Any:
+def cached_predictor(
+    model: str | None, bands: int, scale: int, device: str, precision: str, compile: str = "off"
+) -> Any:
     """The predictor for these settings, built once per process (per Dask worker)."""
     from geosr.models import load_model
     from geosr.predictor import Predictor
 
-    return Predictor(load_model(model, bands=bands, scale=scale), device=device, precision=precision)
+    net = load_model(model, bands=bands, scale=scale)
+    return Predictor(net, device=device, precision=precision, compile=compile)
 
 
 def _chunks(length: int, tile: int, halo: int) -> tuple[int, ...]:

@@ -1,0 +1,54 @@
+"""Keep freed tensor memory in the process instead of handing it back to the kernel.
+
+glibc serves allocations above ``M_MMAP_THRESHOLD`` (at most 32 MiB) with a
+fresh ``mmap`` and returns them with ``munmap`` on free.  A model's activations
+on a batch of tiles are tens of MiB each, allocated and freed a few hundred
+times per batch, so every one of them was a new mapping whose pages the kernel
+zero-filled on first touch: about 15 % of a CPU run's time went to page faults
+(``sys`` time 1.0 s of 6.8 s for six batches here, 0.05 s with this tuning).
+
+With mmap off for the heap and trimming off, freed blocks are reused by the
+next batch.  Peak memory is unchanged (the same tensors are alive at the same
+time); it is simply not returned between batches.  This is what jemalloc or
+tcmalloc achieve when preloaded, without asking users to preload anything.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+
+log = logging.getLogger(__name__)
+
+# mallopt parameters, from glibc's malloc.h.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_NEVER_TRIM = 2**31 - 1  # bytes; mallopt takes an int
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Tune glibc's allocator for large, short-lived tensors (once per process).
+
+    Returns
+    -------
+    bool
+        True when the tuning applied (glibc), False elsewhere (musl, macOS,
+        Windows), where the allocator is left as it is.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    # mallopt returns 1 on success, 0 on error.
+    applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM))
+    log.debug("glibc allocator tuned for large tensors: %s", applied)
+    return applied

@@ -1,0 +1,68 @@
+"""Fault injection for the reliability tests: die at a named phase boundary.
+
+The code calls :func:`checkpoint` at the boundaries where a crash is most
+interesting (a batch read, a batch through the model, a tile written but not yet
+journaled, the COG built but not yet renamed...).  Normally that is one cached
+``None`` check.  With the environment variable ``GEOSR_FAULT_AT=PHASE:N`` the
+process kills itself with ``SIGKILL`` (no cleanup, no ``finally``, no atexit:
+the worst crash there is) the ``N``-th time it reaches ``PHASE``::
+
+    GEOSR_FAULT_AT=write:3 geosr run scene.tif     # dies after the 3rd tile write
+
+``GEOSR_FAULT_ONCE=FILE`` makes the fault fire in one process only, across a
+cluster: the first process to create ``FILE`` dies, the others (and the worker
+the nanny restarts) carry on.
+
+Phases: ``read``, ``infer``, ``write``, ``journal``, ``task`` (a Dask task done
+on a worker), ``finalise`` (a block copied into the COG intermediate), ``cog``
+(COG built, not renamed), ``commit`` (output renamed, run state not yet
+removed).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+PHASES = ("read", "infer", "write", "journal", "task", "finalise", "cog", "commit")
+
+_lock = threading.Lock()
+_counts: dict[str, int] = {}
+_target: tuple[str, int] | bool | None = False  # False: environment not read yet
+
+
+def _parse() -> tuple[str, int] | None:
+    spec = os.environ.get("GEOSR_FAULT_AT", "").strip()
+    if not spec:
+        return None
+    phase, _, count = spec.partition(":")
+    if phase not in PHASES:
+        raise ValueError(f"GEOSR_FAULT_AT={spec!r}: unknown phase; use one of {', '.join(PHASES)}")
+    return phase, int(count or 1)
+
+
+def checkpoint(phase: str) -> None:
+    """Count one pass through ``phase``; die here if ``GEOSR_FAULT_AT`` says so."""
+    global _target  # noqa: PLW0603 - a per-process switch, read once
+    if _target is False:
+        _target = _parse()
+    if _target is None:
+        return
+    assert isinstance(_target, tuple)
+    with _lock:
+        _counts[phase] = _counts.get(phase, 0) + 1
+        hit = _target == (phase, _counts[phase])
+    if hit and _claim():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _claim() -> bool:
+    marker = os.environ.get("GEOSR_FAULT_ONCE")
+    if not marker:
+        return True
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True

@@ -1,0 +1,255 @@
+"""Run state: what makes a run resumable, kept beside the output, never inside it.
+
+Every run writing ``DIR/out.tif`` works in the hidden folder
+``DIR/.out.tif.geosr-run/``::
+
+    lock            flock'ed for the whole run: two runs never share a state
+    manifest.json   the job's fingerprint (input path, size and mtime, model and
+                    weights digest, scale, tiling, precision, normalisation...)
+    journal         append-only, fsync'd: one line per batch of finished tiles
+    store.zarr      the output pixels, one Zarr chunk per tile core
+
+A tile is journaled only after its chunks are on disk (zarr renames each chunk
+into place, so a chunk is never half written), hence after a crash at any
+moment the journal lists tiles whose pixels are complete; ``--resume`` computes
+the others.  The COG (or the final Zarr) is built from the store at the end and
+renamed into place; then the folder is removed.
+
+Because every writer of a destination holds its lock, hidden temporaries of
+that destination found while holding it (``.out.tif.geosr-tmp-*``) belong to a
+run that died: :meth:`RunState.acquire` removes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from geosr.errors import GeosrError, OutputError
+from geosr.io.atomic import TMP_MARKER, format_bytes, remove_path
+
+RUN_SUFFIX = ".geosr-run"
+"""Ending of the hidden run-state folder's name: ``.<output name>.geosr-run``."""
+
+
+class StaleRunError(GeosrError, FileExistsError):
+    """An unfinished run of this output exists and neither --resume nor --restart was given."""
+
+    def __init__(self, message: str, *, resumable: bool) -> None:
+        super().__init__(message)
+        self.resumable = resumable
+
+
+def run_dir(destination: Path) -> Path:
+    """The run-state folder of ``destination``."""
+    return destination.parent / f".{destination.name}{RUN_SUFFIX}"
+
+
+def size_on_disk(directory: Path) -> int:
+    """Bytes of the files under ``directory`` (0 when it does not exist)."""
+    total = 0
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).stat().st_size
+    return total
+
+
+def job_digest(fingerprint: Mapping[str, Any]) -> str:
+    """Short stable hash of a fingerprint (also written into the output's tags)."""
+    text = json.dumps(fingerprint, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class RunState:
+    """The locked run-state folder of one destination.
+
+    Use :meth:`acquire`, then :meth:`prepare` to start or resume, :meth:`record`
+    after each batch, and :meth:`finish` (success), :meth:`discard` (a failure
+    not worth resuming) or :meth:`release` (keep it for ``--resume``).
+    """
+
+    def __init__(self, destination: Path, lock_fd: int) -> None:
+        self.destination = destination
+        self.directory = run_dir(destination)
+        self._lock_fd: int | None = lock_fd
+        self._journal: Any = None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / "manifest.json"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.directory / "journal"
+
+    @property
+    def store(self) -> Path:
+        """The Zarr store holding the finished tiles' pixels."""
+        return self.directory / "store.zarr"
+
+    @classmethod
+    def acquire(cls, destination: Path) -> RunState:
+        """Create or open the run state of ``destination`` and lock it.
+
+        Raises
+        ------
+        OutputError
+            Another run holds the lock, or the folder cannot be created.
+        """
+        directory = run_dir(destination)
+        try:
+            directory.mkdir(exist_ok=True)
+            fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {destination}: creating its run state {directory} failed "
+                f"({exc.strerror or exc}); check the directory's permissions and free space"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputError(
+                f"cannot write {destination}: another geosr run (pid {holder}) is writing it right now "
+                f"(its state is locked in {directory}); wait for it to finish or choose another -o path"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        state = cls(destination, fd)
+        state._remove_stale_temporaries()
+        return state
+
+    def _remove_stale_temporaries(self) -> None:
+        # Every writer of this destination holds the lock we now hold: whatever
+        # temporary of it still exists was left by a run that died.
+        prefix = f".{self.destination.name}{TMP_MARKER}"
+        for entry in self.destination.parent.iterdir():
+            if entry.name.startswith(prefix):
+                remove_path(entry)
+
+    # --- the manifest ---------------------------------------------------------
+
+    def manifest(self) -> dict[str, Any] | None:
+        """The stored manifest, or None when there is none (or it is unreadable)."""
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and "fingerprint" in data else None
+
+    def done(self) -> set[int]:
+        """Indices of the tiles the journal lists as finished."""
+        try:
+            text = self.journal_path.read_text()
+        except FileNotFoundError:
+            return set()
+        finished: set[int] = set()
+        for line in text.splitlines(keepends=True):
+            # A line without its newline was being written when the run died.
+            if line.endswith("\n"):
+                with contextlib.suppress(ValueError):
+                    finished.update(int(i) for i in line.split())
+        return finished
+
+    def prepare(self, fingerprint: Mapping[str, Any], tiles: int, *, resume: bool, restart: bool) -> set[int]:
+        """Start a fresh state, or continue the stored one; returns the finished tiles.
+
+        Raises
+        ------
+        StaleRunError
+            An unfinished run is stored and neither ``resume`` nor ``restart`` is
+            set, or ``resume`` is set but the stored run is of another job.
+        """
+        stored = self.manifest()
+        if stored is not None and not restart:
+            finished = self.done()
+            if stored["fingerprint"] != dict(fingerprint):
+                changed = sorted(
+                    key
+                    for key in set(stored["fingerprint"]) | set(fingerprint)
+                    if stored["fingerprint"].get(key) != fingerprint.get(key)
+                )
+                raise StaleRunError(
+                    f"{self.destination}: an unfinished run of a different job ({len(finished)} of "
+                    f"{stored.get('tiles', '?')} tiles done; it differs in {', '.join(changed)}) "
+                    f"is kept in {self.directory}; pass --restart to discard it and start over",
+                    resumable=False,
+                )
+            if not resume:
+                raise StaleRunError(
+                    f"{self.destination}: an unfinished run of this job ({len(finished)} of {tiles} "
+                    f"tiles done) is kept in {self.directory}; rerun with --resume to finish it, "
+                    "or with --restart to start over",
+                    resumable=True,
+                )
+            self._open_journal()
+            return finished
+        self._reset()
+        self.store.parent.mkdir(exist_ok=True)
+        return set()
+
+    def commit_manifest(self, fingerprint: Mapping[str, Any], tiles: int) -> None:
+        """Write the manifest (after the store exists): from now on the state is resumable."""
+        tmp = self.directory / "manifest.json.tmp"
+        data = {"fingerprint": dict(fingerprint), "job": job_digest(fingerprint), "tiles": tiles}
+        with tmp.open("w") as f:
+            json.dump(data, f, indent=1, sort_keys=True, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.manifest_path)
+        self._open_journal()
+
+    def _reset(self) -> None:
+        for entry in self.directory.iterdir():
+            if entry.name != "lock":
+                remove_path(entry)
+
+    def _open_journal(self) -> None:
+        self._journal = self.journal_path.open("a")
+
+    # --- progress ---------------------------------------------------------------
+
+    def record(self, tiles: Iterable[int]) -> None:
+        """Journal ``tiles`` as finished (their pixels must already be in the store)."""
+        self._journal.write(" ".join(str(i) for i in tiles) + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+
+    # --- the end ----------------------------------------------------------------
+
+    def _close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def finish(self) -> None:
+        """The output is in place: remove the run state."""
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the run state and its store (nothing of it is worth resuming)."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        remove_path(self.directory)
+        self._close()
+
+    def release(self) -> None:
+        """Keep the run state for ``--resume`` and unlock it."""
+        self._close()
+
+    def describe(self) -> str:
+        """``'N tiles kept in DIR (X)'`` for messages."""
+        size = format_bytes(size_on_disk(self.directory))
+        return f"{len(self.done())} finished tiles are kept in {self.directory} ({size})"

@@ -1,0 +1,161 @@
+"""Resource bounds: what a run's plan needs in memory and on disk, and a guard.
+
+Peak memory is bounded by the configuration, not by the scene.  With ``B``
+tiles per batch, a read window of ``R = (tile + 2 * halo)^2`` LR pixels, ``C``
+bands, ``T`` frames, scale ``s``, ``F`` model features, input/output item sizes
+``i``/``o`` bytes, the single-process run holds at most::
+
+    model + B * (2 * T*C*R*i              raw pixels: the batch in the model + the one read ahead
+                 + T*C*R*5                 float32 model input and its validity mask
+                 + 6 * T*F*R*4             activations (encoder, GRU gates and state)
+                 + 2 * C*s^2*R*4           float32 output and the interpolated skip
+                 + 3 * C*s^2*tile^2*o)     finished cores: two batches queued + one being written
+          + 256 MiB                        GDAL block cache (bounded in geosr.io)
+
+and every Dask worker holds one batch of the same (without read-ahead and
+queue) plus its model.  :func:`memory_needed` computes it; :func:`check`
+refuses a plan above the available memory (``MemAvailable``, and the address
+space left under ``ulimit -v``), or whose output cannot fit on the disk.
+
+Disk: a COG run needs, at its peak (the COG build), the run store, the
+intermediate GeoTIFF and the COG with its overviews; with lossless compression
+at about 2:1 that is about ``1.7 x`` the uncompressed output (``0.5 x`` for a
+Zarr output).  These are estimates: ``--no-check-resources`` skips the guard,
+and a write that fails anyway still stops with a clear message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geosr.errors import OptionError, OutputError
+from geosr.io.atomic import format_bytes, free_bytes
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
+
+GDAL_CACHE = 256 * 2**20
+"""The GDAL block cache geosr configures (bytes)."""
+
+ACTIVATIONS_PER_FEATURE = 6
+"""Live float32 feature maps per model feature at the LR read size (measured bound for CNN-RNN)."""
+
+COMPRESSED_FRACTION = 0.5
+"""Assumed size of losslessly compressed imagery, as a fraction of its raw size."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The numbers a run's resource needs depend on."""
+
+    tile: int
+    halo: int
+    batch: int
+    bands: int
+    scale: int
+    in_itemsize: int
+    out_itemsize: int
+    features: int
+    model_bytes: int
+    frames: int = 1
+    workers: int = 1
+
+    def tile_bytes(self, *, queued: bool) -> int:
+        """Bytes one tile holds while it is in flight."""
+        read = (self.tile + 2 * self.halo) ** 2
+        tc = self.frames * self.bands
+        core = self.bands * self.scale**2 * self.tile**2 * self.out_itemsize
+        total = (
+            tc * read * self.in_itemsize * (2 if queued else 1)
+            + tc * read * 5
+            + ACTIVATIONS_PER_FEATURE * self.frames * self.features * read * 4
+            + 2 * self.bands * self.scale**2 * read * 4
+            + core * (3 if queued else 1)
+        )
+        return int(total)
+
+
+def memory_needed(plan: Plan) -> int:
+    """Peak memory of a run (bytes), from the formula in the module docstring."""
+    if plan.workers <= 1:
+        return plan.model_bytes + plan.batch * plan.tile_bytes(queued=True) + GDAL_CACHE
+    per_worker = plan.model_bytes + plan.batch * plan.tile_bytes(queued=False)
+    return plan.workers * per_worker + GDAL_CACHE
+
+
+def disk_needed(output_bytes: int, *, cog: bool) -> int:
+    """Disk a run needs at its peak, for ``output_bytes`` of uncompressed output."""
+    if cog:
+        # store + intermediate GeoTIFF + COG with overviews (4/3), all compressed.
+        return int(output_bytes * COMPRESSED_FRACTION * (1 + 1 + 4 / 3))
+    return int(output_bytes * COMPRESSED_FRACTION)
+
+
+def available_memory() -> int | None:
+    """Memory a run may use: ``MemAvailable``, capped by the address space left under ``ulimit -v``."""
+    available: int | None = None
+    with contextlib.suppress(OSError, ValueError), Path("/proc/meminfo").open() as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+                break
+    if available is None:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if resource is not None:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            left = soft - _address_space()
+            available = left if available is None else min(available, left)
+    return available
+
+
+def _address_space() -> int:
+    with contextlib.suppress(OSError, ValueError), Path("/proc/self/status").open() as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def check(plan: Plan, output_bytes: int, destination: Path, *, already_on_disk: int = 0) -> None:
+    """Refuse a run whose plan exceeds the available memory or disk, with the numbers.
+
+    Raises
+    ------
+    OptionError
+        The plan's peak memory exceeds what is available.
+    OutputError
+        The output will not fit on the destination's file system.
+    """
+    memory = memory_needed(plan)
+    available = available_memory()
+    if available is not None and memory > available:
+        raise OptionError(
+            f"the run would need about {format_bytes(memory)} of memory (tile {plan.tile} + halo "
+            f"{plan.halo}, batch {plan.batch}, {plan.workers} worker(s), {plan.bands} bands, x{plan.scale}) "
+            f"but only {format_bytes(available)} are available; use a smaller --tile or --batch-size "
+            "(or --no-check-resources to try anyway)"
+        )
+    cog = destination.suffix.lower() != ".zarr"
+    disk = max(0, disk_needed(output_bytes, cog=cog) - already_on_disk)
+    free = free_bytes(destination.parent)
+    if free is not None and disk > free:
+        raise OutputError(
+            f"cannot write {destination}: the output is {format_bytes(output_bytes)} uncompressed and "
+            f"the run needs about {format_bytes(disk)} of disk, but {format_bytes(free)} are free in "
+            f"{destination.parent}; free some space, write elsewhere, or use a smaller --scale "
+            "(or --no-check-resources to try anyway)"
+        )
+
+
+def output_bytes(height: int, width: int, bands: int, scale: int, dtype: str) -> int:
+    """Uncompressed size of the output of a ``height x width`` scene."""
+    return height * width * scale**2 * bands * np.dtype(dtype).itemsize

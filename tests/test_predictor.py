@@ -1,0 +1,86 @@
+"""The predictor: compilation (same pixels, fixed batch shape), its auto rule, the allocator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from geosr.allocator import keep_freed_memory
+from geosr.errors import OptionError
+from geosr.models import load_model
+from geosr.options import RunOptions
+from geosr.predictor import COMPILE_COST_S, Predictor, compile_pays_off
+
+
+def tiny_model() -> torch.nn.Module:
+    from geosr.models.cnnrnn import CNNRNN, CNNRNNConfig
+
+    torch.manual_seed(0)
+    net = CNNRNN(CNNRNNConfig(scale=2, features=4, encoder_blocks=1, refine_steps=1))
+    for p in net.parameters():  # the last layer starts at zero: make it do something
+        torch.nn.init.normal_(p, std=0.1)
+    return net
+
+
+def batch(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 1, (n, 1, 2, 12, 12)).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_compiled_model_gives_the_eager_pixels_and_pads_short_batches() -> None:
+    eager = Predictor(tiny_model(), device="cpu", precision="fp32", compile="off")
+    compiled = Predictor(tiny_model(), device="cpu", precision="fp32", compile="on")
+    full, short = batch(3, 1), batch(2, 2)
+    np.testing.assert_allclose(compiled(full), eager(full), atol=1e-5)
+    assert compiled.compiled
+    # The last batch of a job is shorter: padded to the compiled shape, cut back after.
+    out = compiled(short)
+    assert out.shape == (2, 2, 24, 24)
+    np.testing.assert_allclose(out, eager(short), atol=1e-5)
+    # A batch larger than the compiled shape runs eager rather than compiling again.
+    np.testing.assert_allclose(compiled(batch(4, 3)), eager(batch(4, 3)), atol=1e-5)
+
+
+def test_auto_compiles_only_when_the_announced_job_repays_it() -> None:
+    assert not compile_pays_off(seconds_per_call=1.0, calls_left=10)
+    assert compile_pays_off(seconds_per_call=1.0, calls_left=int(COMPILE_COST_S * 10))
+    predictor = Predictor(tiny_model(), device="cpu", precision="fp32", compile="auto")
+    predictor.expect(3)  # a small job: a few milliseconds per batch
+    for seed in range(3):
+        predictor(batch(2, seed))
+    assert not predictor.compiled
+
+
+@pytest.mark.parametrize("mode", ["yes", "max"])
+def test_unknown_compile_mode_is_refused(mode: str) -> None:
+    with pytest.raises(OptionError, match="--compile"):
+        RunOptions(compile=mode)
+    with pytest.raises(OptionError, match="--compile"):
+        Predictor(load_model("bicubic", bands=1, scale=2), device="cpu", compile=mode)
+
+
+def test_allocator_tuning_applies_once_and_keeps_results() -> None:
+    first = keep_freed_memory()
+    assert keep_freed_memory() is first  # cached: the process is tuned once
+    x = torch.rand(2, 64, 300, 300)  # > 32 MiB: a mapping of its own without the tuning
+    assert torch.equal((x * 2) / 2, x)
+
+
+def test_cpu_batch_is_the_fixed_cpu_batch() -> None:
+    from geosr.predictor import CPU_BATCH
+
+    predictor = Predictor(tiny_model(), device="cpu", precision="fp32")
+    assert predictor.batch_size_for((40, 40), bands=3) == CPU_BATCH
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_batch_from_free_memory_and_pixels_match_the_cpu() -> None:
+    from geosr.predictor import GPU_MAX_BATCH
+
+    gpu = Predictor(tiny_model(), device="cuda", precision="fp32")
+    size = gpu.batch_size_for((12, 12), bands=2)
+    assert 1 <= size <= GPU_MAX_BATCH
+    cpu = Predictor(tiny_model(), device="cpu", precision="fp32")
+    np.testing.assert_allclose(gpu(batch(3)), cpu(batch(3)), atol=1e-4)

@@ -1,0 +1,259 @@
+"""Faults: runs killed (SIGKILL) at every phase resume to identical bytes; the destination
+is never partial; a full disk stops cleanly; stale, busy and foreign run states are refused.
+
+``make faults`` sets ``GEOSR_FAULTS_LONG=1``: many more random kill points.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from rio_cogeo.cogeo import cog_validate
+
+import geosr
+from geosr.errors import OutputError
+from geosr.io.runstate import RunState, StaleRunError, run_dir
+from tests.conftest import UTM_TRANSFORM, coordinate_pattern
+from tests.test_run import random_model_file
+
+pytestmark = pytest.mark.slow
+
+GEOSR = Path(sys.executable).with_name("geosr")
+LONG = os.environ.get("GEOSR_FAULTS_LONG") == "1"
+# 56 tiles of 16 px in batches of 4: every phase is passed many times.
+RUN = ["--scale", "2", "--tile", "16", "--batch-size", "4", "--device", "cpu", "--precision", "fp32"]
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An input, a small random CNN-RNN, and the uninterrupted COG and Zarr outputs."""
+    folder = tmp_path_factory.mktemp("job")
+    src = folder / "scene.tif"
+    data = coordinate_pattern(2, 120, 100)
+    profile = {"driver": "GTiff", "count": 2, "height": 120, "width": 100, "dtype": "uint16"}
+    with rasterio.open(src, "w", crs="EPSG:32633", transform=UTM_TRANSFORM, **profile) as f:
+        f.write(data)
+    weights = random_model_file(folder, 2)
+    options = {"scale": 2, "tile": 16, "batch_size": 4, "device": "cpu", "precision": "fp32"}
+    ref = folder / "reference.tif"
+    geosr.upscale_file(src, ref, model=str(weights), **options)
+    ref_zarr = folder / "reference.zarr"
+    geosr.upscale_file(src, ref_zarr, model=str(weights), **options)
+    return {"src": src, "weights": weights, "ref": ref, "ref_zarr": ref_zarr}
+
+
+def CLI(job: dict[str, Path], dst: Path) -> list[str]:
+    return [str(GEOSR), "run", str(job["src"]), "-o", str(dst), "--model", str(job["weights"]), *RUN]
+
+
+def geosr_run(job: dict[str, Path], dst: Path, *extra: str, env: dict[str, str] | None = None, **kw):
+    args = [str(GEOSR), "run", str(job["src"]), "-o", str(dst), "--model", str(job["weights"]), *RUN, *extra]
+    return subprocess.run(
+        args,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        **kw,
+    )
+
+
+def resume(job: dict[str, Path], dst: Path) -> Path:
+    options = {"scale": 2, "tile": 16, "batch_size": 4, "device": "cpu", "precision": "fp32"}
+    return geosr.upscale_file(job["src"], dst, model=str(job["weights"]), resume=True, **options)
+
+
+def leftovers(folder: Path, dst: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(f".{dst.name}"))
+
+
+def zarr_pixels(path: Path) -> np.ndarray:
+    with xr.open_zarr(path) as ds:
+        return ds["band_data"].values
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["read:2", "infer:3", "write:5", "journal:4", "finalise:3", "cog:1", "commit:1"],
+)
+def test_kill_at_each_phase_then_resume_gives_identical_bytes(job, tmp_path: Path, fault: str) -> None:
+    dst = tmp_path / "out.tif"
+    killed = geosr_run(job, dst, env={"GEOSR_FAULT_AT": fault})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    if fault == "commit:1":  # killed after the rename: the output is whole, only the state is left
+        assert dst.read_bytes() == job["ref"].read_bytes()
+    else:
+        assert not dst.exists()
+        assert run_dir(dst).is_dir()
+    resume(job, dst)
+    assert dst.read_bytes() == job["ref"].read_bytes()
+    assert leftovers(tmp_path, dst) == []
+
+
+@pytest.mark.parametrize("fault", ["write:9", "cog:1"])
+def test_zarr_output_resumes_to_identical_pixels(job, tmp_path: Path, fault: str) -> None:
+    dst = tmp_path / "out.zarr"
+    killed = geosr_run(job, dst, env={"GEOSR_FAULT_AT": fault})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not dst.exists()
+    resume(job, dst)
+    np.testing.assert_array_equal(zarr_pixels(dst), zarr_pixels(job["ref_zarr"]))
+    assert leftovers(tmp_path, dst) == []
+
+
+def test_random_kill_points_with_a_fixed_seed(job, tmp_path: Path) -> None:
+    """Several kills in a row of the same run, each at a random (seeded) point, then resume."""
+    rng = random.Random(6)
+    phases = {"read": 14, "infer": 14, "write": 56, "journal": 14, "finalise": 56, "cog": 1}
+    dst = tmp_path / "out.tif"
+    for attempt in range(12 if LONG else 2):
+        phase = rng.choice(sorted(phases))
+        fault = f"{phase}:{rng.randint(1, phases[phase])}"
+        result = geosr_run(job, dst, "--resume", env={"GEOSR_FAULT_AT": fault})
+        assert result.returncode in (-signal.SIGKILL, 0), (attempt, fault, result.stderr)
+        assert not dst.exists() or dst.read_bytes() == job["ref"].read_bytes()
+    resume(job, dst)
+    assert dst.read_bytes() == job["ref"].read_bytes()
+
+
+def test_destination_is_never_partial_while_polled(job, tmp_path: Path) -> None:
+    """Kill runs at random times (fixed seed) while another thread polls the destination."""
+    rng = random.Random(2026)
+    dst = tmp_path / "out.tif"
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            if dst.exists():
+                size = dst.stat().st_size
+                ok = size == job["ref"].stat().st_size and dst.read_bytes() == job["ref"].read_bytes()
+                seen.append("whole" if ok else f"PARTIAL ({size} bytes)")
+            time.sleep(0.002)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        for _ in range(8 if LONG else 2):
+            proc = subprocess.Popen(
+                [*CLI(job, dst), "--resume"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(rng.uniform(2.0, 8.0))
+            proc.kill()
+            proc.wait()
+        resume(job, dst)
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        poller.join()
+    assert all(s == "whole" for s in seen), sorted(set(seen))
+    assert dst.read_bytes() == job["ref"].read_bytes()
+    valid, errors, _ = cog_validate(str(dst), quiet=True)
+    assert valid and not errors
+
+
+def test_stale_run_is_reported_with_the_command_to_resume(job, tmp_path: Path) -> None:
+    dst = tmp_path / "out.tif"
+    geosr_run(job, dst, env={"GEOSR_FAULT_AT": "journal:3"})
+    again = geosr_run(job, dst)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    text = " ".join(again.stderr.split())
+    assert "unfinished run of this job (12 of 56 tiles done)" in text
+    assert f"to resume: {GEOSR.name} run {job['src']} -o {dst}" in text and text.endswith("--resume)")
+    assert "--restart" in text and not dst.exists()
+    # A different job (another tile size) cannot take over that state...
+    with pytest.raises(StaleRunError, match=r"differs in tile\)"):
+        geosr.upscale_file(
+            job["src"], dst, model=str(job["weights"]), scale=2, tile=32, device="cpu", precision="fp32",
+            resume=True,
+        )  # fmt: skip
+    # ...until --restart discards it.
+    geosr.upscale_file(
+        job["src"], dst, model=str(job["weights"]), scale=2, tile=16, device="cpu", precision="fp32",
+        restart=True,
+    )  # fmt: skip
+    assert dst.read_bytes() == job["ref"].read_bytes() and not run_dir(dst).exists()
+
+
+def test_busy_run_state_is_refused(job, tmp_path: Path) -> None:
+    dst = tmp_path / "out.tif"
+    state = RunState.acquire(dst)
+    try:
+        with pytest.raises(OutputError, match=rf"another geosr run \(pid {os.getpid()}\) is writing it"):
+            resume(job, dst)
+    finally:
+        state.release()
+    assert not dst.exists()
+
+
+def test_finished_output_is_refused_or_a_no_op_with_resume(job, tmp_path: Path) -> None:
+    dst = tmp_path / "out.tif"
+    resume(job, dst)
+    before = dst.stat().st_mtime_ns, dst.read_bytes()
+    again = geosr_run(job, dst)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    resume(job, dst)  # a no-op: nothing rewritten
+    assert (dst.stat().st_mtime_ns, dst.read_bytes()) == before
+    # --resume on an output of another job is refused, never rewritten.
+    other = geosr_run(job, dst, "--resume", "--scale", "2", "--tile", "32")
+    assert other.returncode == 2 and "different job" in other.stderr
+    assert (dst.stat().st_mtime_ns, dst.read_bytes()) == before
+
+
+def _limit_file_size(limit: int):
+    def preexec() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG, do not kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+@pytest.mark.parametrize(("limit", "stage"), [(1500, "store"), (60_000, "COG build")])
+def test_disk_full_stops_cleanly_and_keeps_the_old_output(
+    job, tmp_path: Path, limit: int, stage: str
+) -> None:
+    """A file-size limit in a child process fails writes exactly as a full disk does."""
+    noisy = tmp_path / "noise.tif"
+    rng = np.random.default_rng(0)
+    with rasterio.open(
+        noisy, "w", driver="GTiff", count=2, height=120, width=100, dtype="uint16",
+        crs="EPSG:32633", transform=UTM_TRANSFORM,
+    ) as f:  # fmt: skip
+        f.write(rng.integers(1, 60000, (2, 120, 100), dtype="uint16"))
+    dst = tmp_path / "out.tif"
+    dst.write_bytes(b"last week's results")
+    result = geosr_run(
+        {**job, "src": noisy}, dst, "--overwrite", "--no-check-resources", preexec_fn=_limit_file_size(limit)
+    )
+    assert result.returncode == 2, (stage, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    text = " ".join(result.stderr.split())
+    assert "Traceback" not in text and text.startswith("error:"), result.stderr
+    assert str(dst) in text and "free" in text and ("needs" in text or "too large" in text.lower())
+    assert len(lines) <= 3  # one message, soft-wrapped by the terminal width at most
+    assert dst.read_bytes() == b"last week's results"
+    assert leftovers(tmp_path, dst) == []
+
+
+def test_disk_guard_refuses_up_front_with_the_numbers(job, tmp_path: Path) -> None:
+    dst = tmp_path / "out.tif"
+    result = geosr_run(job, dst, preexec_fn=_limit_file_size(20_000))
+    assert result.returncode == 2
+    text = " ".join(result.stderr.split())
+    assert "the run needs about" in text and "are free in" in text and str(dst) in text
+    assert leftovers(tmp_path, dst) == [] and not dst.exists()
