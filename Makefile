@@ -36,6 +36,7 @@ weights: install
 	mkdir -p geosr/weights
 	cp runs/cnnrnn_fast_x4/cnnrnn-fast_x4.safetensors runs/cnnrnn_fast_x4/cnnrnn-fast_x4.json geosr/weights/
 	cp runs/cnnrnn_fast_x2/cnnrnn-fast_x2.safetensors runs/cnnrnn_fast_x2/cnnrnn-fast_x2.json geosr/weights/
+	$(PY) -m benchmarks.quality   # held-out Wald results into QUALITY.md and the cards
 
 # Wald x4/x2 of the bundled weights on the held-out split: benchmarks/QUALITY.md
 quality: install
