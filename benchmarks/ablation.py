@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.heldout import validation_files
+from benchmarks.heldout import NAMES, validation_files
 from geosr.evaluation.wald import evaluate_wald
 from geosr.models import flops_per_lr_pixel, load_model
 from geosr.models.bicubic import bicubic_upsample
@@ -79,7 +79,9 @@ class Variant:
 
 VARIANTS = [
     Variant("bundled", "cnnrnn-fast, full recipe (the bundled x4 weights)", full=True),
-    Variant("edsr", "EDSR baseline, same recipe and steps", "pipelines/edsr_baseline_x4.toml", full=True),
+    Variant(
+        "edsr", "EDSR baseline, same recipe and training time", "pipelines/edsr_baseline_x4.toml", full=True
+    ),
     Variant("short", f"cnnrnn-fast, {SHORT_STEPS} steps (the reference of the rows below)"),
     Variant(
         "no-recurrence",
@@ -159,7 +161,8 @@ def run_variant(variant: Variant, files: list[Path], threads: int) -> dict[str, 
 def write_markdown(results: dict[str, Any]) -> None:
     order = [v.key for v in VARIANTS if v.key in results]
     names = next(iter(results.values()))["per_image"].keys() if results else []
-    head = ["variant", "steps", "train s", "kFLOP/px", "mean dB", *names, "T=1 dB", "T=3 dB"]
+    head = ["variant", "steps", "train s", "kFLOP/px", "mean dB", *(NAMES.get(n, n) for n in names)]
+    head += ["T=1 dB", "T=3 dB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in order:
         r = results[key]

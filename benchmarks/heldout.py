@@ -10,6 +10,14 @@ from rasterio.windows import Window
 
 from geosr.train.config import SceneSource, TrainConfig, expand_path
 
+# Short names of the held-out files, for tables.
+NAMES = {
+    "m_4709963_se_14_1_20190904": "NAIP 2019",
+    "LC81070352015122LGN00_B4": "Landsat-8 B4",
+    "OSBS_029_rows0-1": "NEON OSBS_029",
+    "tgt_S2A_20160529T153631_T33UUU_sub_rows0.5-1": "Sentinel-2 lower half",
+}
+
 
 def validation_files(config: TrainConfig, workdir: Path) -> list[Path]:
     """The recipe's validation scenes as files ``geosr evaluate`` can read.

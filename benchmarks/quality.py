@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from benchmarks.heldout import validation_files
+from benchmarks.heldout import NAMES, validation_files
 from geosr.evaluation.report import write_json
 from geosr.evaluation.wald import EvalReport, evaluate_wald
 from geosr.models.registry import DEFAULT_MODEL, WEIGHTS_DIR
@@ -25,12 +25,6 @@ from geosr.train.config import load_config
 HERE = Path(__file__).parent
 DOC = HERE / "QUALITY.md"
 RECIPE = "pipelines/cnnrnn_fast_x{scale}.toml"
-NAMES = {
-    "m_4709963_se_14_1_20190904": "NAIP 2019",
-    "LC81070352015122LGN00_B4": "Landsat-8 B4",
-    "OSBS_029_rows0-1": "NEON OSBS_029",
-    "tgt_S2A_20160529T153631_T33UUU_sub_rows0.5-1": "Sentinel-2 lower half",
-}
 
 
 def markers(scale: int) -> tuple[str, str]:
