@@ -735,8 +735,12 @@ def fig_compile(ctx: Context) -> Figure:
         "compile",
         10,
         f"torch.compile (freezing) vs eager, model compute of the {ctx.s2().size}^2 job",
-        f"{speedup:.2f}x faster compute after {compile_s:.0f} s of compilation; pays off for jobs "
-        f"with more than {break_even:.0f} s of eager compute",
+        f"{speedup:.2f}x the eager compute speed after {compile_s:.0f} s of compilation; "
+        + (
+            f"pays off for jobs with more than {break_even:.0f} s of eager compute"
+            if math.isfinite(break_even)
+            else "never pays off in this run"
+        ),
         "- (kept only where it wins: --compile auto)",
         None,
         speedup,
@@ -746,7 +750,7 @@ def fig_compile(ctx: Context) -> Figure:
             "compiled_seconds": _samples(compiled_t),
             "compile_seconds": round(compile_s, 2),
             "saving_fraction": round(saving, 3),
-            "break_even_eager_s": round(break_even, 1),
+            "break_even_eager_s": round(break_even, 1) if math.isfinite(break_even) else None,
             "auto_rule": {"compile_cost_s": COMPILE_COST_S, "saving": COMPILE_SAVING},
             "compiled_has_compiled": compiled.compiled,
         },
