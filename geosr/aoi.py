@@ -13,12 +13,14 @@
    the window's transform is a whole-pixel translation of the input's);
 3. with ``--aoi``, output pixels whose centre lies outside the polygon are
    written as nodata (rasterised per output block with rasterio, at the output
-   resolution); ``--bbox`` asks for the whole window that covers the box.
+   resolution), and tiles wholly outside it are neither read nor computed;
+   ``--bbox`` asks for the whole window that covers the box.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from rasterio.features import geometry_mask
 
 from geosr.errors import InputError, OptionError
 from geosr.io.scene import Scene
-from geosr.tiling import Window
+from geosr.tiling import TilePlan, Window
 
 GEOJSON_CRS = "EPSG:4326"
 """RFC 7946: GeoJSON coordinates are longitude/latitude on WGS 84."""
@@ -173,6 +175,24 @@ class AoiMask:
     geometry: dict[str, Any]
     grid: GeoBox
     nodata: float
+
+    @functools.cached_property
+    def shape(self) -> Any:
+        """The polygon as a shapely geometry (built once)."""
+        return shapely.geometry.shape(self.geometry)
+
+    def touches(self, window: Window) -> bool:
+        """True when output ``window`` has any part inside the polygon (else it is all nodata)."""
+        box = self.grid[window.rows, window.cols].extent.geom
+        # Sharing only an edge or a corner is not overlapping: no pixel centre can be inside.
+        return bool(self.shape.intersects(box) and not self.shape.touches(box))
+
+    def keep(self, plan: TilePlan, scale: int) -> TilePlan:
+        """``plan`` without the tiles that lie wholly outside the polygon: they are never read.
+
+        Their output pixels stay unwritten, which every sink reads back as nodata.
+        """
+        return dataclasses.replace(plan, tiles=tuple(t for t in plan if self.touches(t.core.scaled(scale))))
 
     def outside(self, window: Window) -> np.ndarray:
         """Boolean ``(h, w)``: True where the output pixel's centre is outside the polygon."""

@@ -17,7 +17,7 @@ from geosr.grid import scaled
 from geosr.io.atomic import check_writable
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
-from geosr.io.remote import is_remote, local_name
+from geosr.io.remote import check_remote_output, fsspec_url, is_remote, local_name, upload
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job
 from geosr.io.runstate import RunState, StaleRunError, job_digest, run_dir, size_on_disk
 from geosr.io.scene import Scene, is_zarr_path, open_scene, read_sample
@@ -148,15 +148,17 @@ def upscale_file(
     model: str | None = None,
     progress: Progress | None = None,
     **options: Any,
-) -> Path:
+) -> Path | str:
     """Super-resolve the raster ``src`` into ``dst`` (COG for ``.tif``, Zarr for ``.zarr``).
 
     Parameters
     ----------
     src : path
         GeoTIFF/COG, JPEG2000, any GDAL raster, or a Zarr store.
-    dst : path, optional
-        Output; default ``<stem>_x<scale>.tif`` beside ``src``.
+    dst : path or URL, optional
+        Output; default ``<stem>_x<scale>.tif`` beside ``src`` (in the working
+        folder for a remote ``src``).  A remote URL (``s3://``, ``gs://``, any
+        fsspec URL, ``/vsis3/...``) is written locally, then uploaded.
     scale : int
         Zoom factor.
     model : str, optional
@@ -170,8 +172,8 @@ def upscale_file(
 
     Returns
     -------
-    pathlib.Path
-        The output path.
+    pathlib.Path or str
+        The output path (the URL, for a remote output).
 
     Raises
     ------
@@ -186,12 +188,9 @@ def upscale_file(
         raise _in_context(src, exc) from None
     scene = scene_for(src, opts)
     frames = frames_for(scene, opts)
+    if dst is not None and is_remote(dst):
+        return _upscale_to_remote(src, str(dst), opts, progress)
     dst = Path(dst) if dst is not None else default_output(src, opts.scale)
-    if is_remote(dst):
-        raise OptionError(
-            f"{dst}: outputs are written locally (atomically, then renamed); "
-            "write to a local path and upload it (e.g. aws s3 cp, gsutil cp)"
-        )
     if not is_remote(src) and not is_zarr_path(src) and dst.resolve() == Path(src).resolve():
         raise OptionError(f"{dst}: the output would overwrite the input; choose another -o path")
     try:
@@ -209,6 +208,8 @@ def upscale_file(
     # Only a polygon (--aoi) masks: a --bbox asks for the window that covers it.
     area = read_vector(opts.aoi) if opts.aoi is not None else None
     mask = aoi_mask(area, out_grid, fill_value(scene.dtype, scene.nodata)) if area is not None else None
+    if mask is not None:
+        plan = mask.keep(plan, opts.scale)
     job = Job(
         scene=scene,
         halo=plan.halo,
@@ -275,6 +276,27 @@ def upscale_file(
     out = _run(job, plan, predictor, dst, spec, opts, fingerprint, bounds, advance)
     _extras(src, scene, out, opts, net.name)
     return out
+
+
+def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Progress | None) -> str:
+    """Write locally into a private folder, then upload the output (and its STAC/quicklook)."""
+    import shutil
+    import tempfile
+
+    check_remote_output(dst, overwrite=opts.overwrite)
+    staging = Path(tempfile.mkdtemp(prefix=".geosr-upload-"))
+    try:
+        local = staging / local_name(dst)
+        options = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("scale", "model")}
+        upscale_file(src, local, scale=opts.scale, model=opts.model, progress=progress, **options)
+        parent = fsspec_url(dst).rsplit("/", 1)[0]
+        for extra in sorted(staging.iterdir()):
+            if extra != local:
+                upload(extra, f"{parent}/{extra.name}")
+        upload(local, dst)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return fsspec_url(dst)
 
 
 def job_fingerprint(

@@ -62,7 +62,7 @@ def main() -> int:
     import geosr
 
     scene = make_demo_scene(Path("out/demo"))
-    out = geosr.upscale_file(scene, scale=4, overwrite=True)
+    out = Path(geosr.upscale_file(scene, scale=4, overwrite=True))
     valid, errors, _ = cog_validate(str(out))
     with rasterio.open(scene) as a, rasterio.open(out) as b:
         print(f"demo output: {out.resolve()}")

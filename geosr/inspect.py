@@ -51,6 +51,18 @@ class RunPlan:
                 + ", ".join(d or f"band {i + 1}" for i, d in enumerate(s.descriptions or (None,) * s.count)),
             ),
             ("nodata", "none" if s.nodata is None else f"{s.nodata:g}"),
+        ]
+        if s.file_shape is not None:
+            h, w = s.grid.shape.yx
+            fh, fw = s.file_shape
+            rows.append(
+                (
+                    "area of interest",
+                    f"cols {s.origin[1]}-{s.origin[1] + w}, rows {s.origin[0]}-{s.origin[0] + h} "
+                    f"of the {fw} x {fh} px file",
+                )
+            )
+        rows += [
             ("output grid", describe(out_grid)),
             (
                 "output size",

@@ -24,9 +24,12 @@ def utm_of_pixel(col: float, row: float) -> tuple[float, float]:
     return UTM_TRANSFORM @ (col, row)
 
 
-def write_geojson(path: Path, ring: list[tuple[float, float]]) -> Path:
+def write_geojson(path: Path, ring: list[tuple[float, float]], crs: str | None = None) -> Path:
     feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    doc: dict = {"type": "FeatureCollection", "features": [feature]}
+    if crs is not None:  # the pre-RFC 7946 "crs" member, still written by many tools
+        doc["crs"] = {"type": "name", "properties": {"name": crs}}
+    path.write_text(json.dumps(doc))
     return path
 
 
@@ -72,6 +75,31 @@ def test_polygon_in_epsg4326_over_a_utm_scene(make_raster, tmp_path: Path) -> No
         assert 0.4 < inside < 0.6  # a right triangle fills half of its box
 
 
+def test_tiles_outside_the_polygon_are_not_computed(make_raster, tmp_path: Path) -> None:
+    from geosr.aoi import aoi_mask, read_vector
+    from geosr.grid import scaled
+    from geosr.io.scene import open_scene
+    from geosr.tiling import plan_tiles
+
+    src = make_raster(count=1, height=64, width=64)
+    ring = [utm_of_pixel(0, 0), utm_of_pixel(64, 0), utm_of_pixel(0, 64)]
+    aoi = write_geojson(tmp_path / "tri.geojson", [*ring, ring[0]], crs="EPSG:32633")
+    grid = scaled(open_scene(src).grid, 2)
+    mask = aoi_mask(read_vector(aoi), grid, 0)
+    assert mask is not None
+    plan = plan_tiles(64, 64, tile=16, halo=4)
+    kept = mask.keep(plan, 2)
+    # A 4 x 4 tile grid cut by the anti-diagonal: the 6 tiles below it are dropped.
+    assert len(plan) == 16 and len(kept) == 10
+    assert all(t.core.row + t.core.col <= 48 for t in kept)
+    # End to end: the skipped tiles read back as nodata, the kept ones hold data.
+    out = geosr.upscale_file(src, tmp_path / "t.tif", scale=2, model="bicubic", aoi=str(aoi), tile=16)
+    with rasterio.open(out) as f:
+        data = f.read(1)
+        assert f.nodata == 0 and (f.width, f.height) == (128, 128)
+        assert (data[96:, 96:] == 0).all() and (data[:32, :32] != 0).all()
+
+
 def test_aoi_outside_the_scene_is_a_clear_error(make_raster, tmp_path: Path) -> None:
     src = make_raster()
     with pytest.raises(InputError, match="does not intersect the scene"):
@@ -107,3 +135,16 @@ def test_cli_bbox_on_a_real_scene(data_dir: Path, tmp_path: Path) -> None:
     with rasterio.open(out) as f:
         assert (f.width, f.height) == (240, 160)
         assert f.bounds.left == pytest.approx(left) and f.bounds.top == pytest.approx(top)
+
+
+def test_info_shows_the_aoi_window(make_raster) -> None:
+    from geosr.inspect import plan_run
+    from geosr.options import RunOptions
+
+    src = make_raster(count=1, height=67, width=91)
+    x0, y1 = utm_of_pixel(20, 10)
+    x1, y0 = utm_of_pixel(60, 40)
+    options = RunOptions(model="bicubic", bbox=f"{x0},{y0},{x1},{y1}", bbox_crs="EPSG:32633")
+    lines = dict(plan_run(src, options, calibrate=False).lines())
+    assert lines["area of interest"] == "cols 20-60, rows 10-40 of the 91 x 67 px file"
+    assert lines["grid"].startswith("40 x 30 px")

@@ -99,3 +99,30 @@ def test_http_cog_is_read_in_ranges(tmp_path: Path) -> None:
     size = cog.stat().st_size
     assert sum(RangeHandler.sent) < 0.3 * size, (sum(RangeHandler.sent), size)
     assert len(RangeHandler.sent) >= 2  # header, then the AOI's blocks
+
+
+def test_output_to_an_fsspec_url_is_uploaded_whole(make_raster, tmp_path: Path) -> None:
+    """fsspec's in-memory filesystem stands in for s3:// / gs:// (same upload code path)."""
+    import fsspec
+
+    import geosr
+    from geosr.errors import OutputError
+
+    src = make_raster(count=1, height=30, width=30)
+    url = "memory://bucket/run/sr.tif"
+    assert geosr.upscale_file(src, url, scale=2, model="bicubic", stac=True) == url
+    fs = fsspec.filesystem("memory")
+    local = tmp_path / "back.tif"
+    local.write_bytes(fs.cat_file("/bucket/run/sr.tif"))
+    with rasterio.open(local) as f:
+        assert (f.width, f.height) == (60, 60) and f.crs.to_epsg() == 32633
+    assert fs.exists("/bucket/run/sr.stac.json")
+    try:
+        geosr.upscale_file(src, url, scale=2, model="bicubic")
+        raise AssertionError("an existing remote output was replaced without overwrite")
+    except OutputError as exc:
+        assert "--overwrite" in str(exc)
+    store = "memory://bucket/run/sr.zarr"
+    geosr.upscale_file(src, store, scale=2, model="bicubic")
+    assert fs.exists("/bucket/run/sr.zarr/zarr.json")
+    fs.rm("/bucket", recursive=True)

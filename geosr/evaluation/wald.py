@@ -90,7 +90,7 @@ class EvalReport:
         }
 
 
-Upscaler = Callable[..., Path]
+Upscaler = Callable[..., Path | str]
 
 
 def _default_upscaler() -> Upscaler:

@@ -12,9 +12,12 @@ open.  Outputs are written locally, atomically (see :mod:`geosr.io.atomic`).
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import urlparse
 
-REMOTE_SCHEMES = ("http", "https", "s3", "gs", "gcs", "az", "azure", "abfs", "oss", "swift")
+from geosr.errors import OutputError
+
+REMOTE_SCHEMES = ("http", "https", "s3", "gs", "gcs", "az", "azure", "abfs", "oss", "swift", "memory")
 
 
 def is_remote(path: str | Path) -> bool:
@@ -30,3 +33,57 @@ def local_name(path: str | Path) -> str:
     text = str(path)
     name = PurePosixPath(urlparse(text).path if "://" in text else text).name
     return name or "remote"
+
+
+VSI_SCHEMES = {"/vsis3/": "s3://", "/vsigs/": "gs://", "/vsiaz/": "az://", "/vsiadls/": "abfs://"}
+
+
+def fsspec_url(path: str | Path) -> str:
+    """The fsspec URL of a remote output (``/vsis3/b/k`` -> ``s3://b/k``)."""
+    text = str(path)
+    for prefix, scheme in VSI_SCHEMES.items():
+        if text.startswith(prefix):
+            return scheme + text[len(prefix) :]
+    if text.startswith("/vsi"):
+        raise OutputError(f"{text}: this /vsi path cannot be written to; give an s3://, gs:// or local path")
+    return text
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise OutputError(
+            f"{url}: no filesystem for this URL ({exc}); install its fsspec driver (s3fs, gcsfs, adlfs)"
+        ) from None
+
+
+def check_remote_output(dst: str | Path, *, overwrite: bool) -> None:
+    """Refuse an existing remote output without ``overwrite``, before any compute."""
+    fs, path = _filesystem(fsspec_url(dst))
+    if fs.exists(path) and not overwrite:
+        raise OutputError(f"{dst} exists; pass --overwrite to replace it")
+
+
+def upload(local: Path, dst: str | Path) -> str:
+    """Copy the finished local output (file or Zarr folder) to ``dst``; returns the URL.
+
+    A single file arrives whole (object stores make a PUT atomic); a Zarr
+    store is copied chunk by chunk, its metadata last.
+    """
+    url = fsspec_url(dst)
+    fs, path = _filesystem(url)
+    try:
+        if local.is_dir():
+            files = sorted(p for p in local.rglob("*") if p.is_file())
+            # Metadata last: a reader never sees metadata that points at missing chunks.
+            files.sort(key=lambda p: p.name in ("zarr.json", ".zmetadata", ".zarray", ".zgroup"))
+            for file in files:
+                fs.put_file(str(file), f"{path}/{file.relative_to(local).as_posix()}")
+        else:
+            fs.put_file(str(local), path)
+    except OSError as exc:
+        raise OutputError(f"{dst}: uploading the output failed ({exc})") from None
+    return url

@@ -117,6 +117,12 @@ def train_command(
         typer.Option(help="Stem of the weights file to write (default in the run folder)."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Fine-tune: start from these weights (a bundled model name or a .safetensors path)."
+        ),
+    ] = None,
 ) -> None:
     """Train a super-resolution model: self-supervised on HR rasters, or on --lr/--hr pairs."""
     from geosr.train.config import load_config
@@ -138,6 +144,7 @@ def train_command(
         "checkpoint_every": checkpoint_every,
         "output": str(output) if output else None,
         "weights": str(weights) if weights else None,
+        "init": init,
         "optim": {"lr": learning_rate},
         "data": {
             "train": [{"path": p} for p in inputs] if inputs else None,

@@ -148,6 +148,10 @@ class TrainConfig:
     weights : str, optional
         Path stem of the final weights (``<stem>.safetensors`` + ``<stem>.json``);
         default ``<output>/<name>_x<scale>``.
+    init : str, optional
+        Weights to start from (fine-tuning): a registered name with bundled
+        weights for ``scale`` (``cnnrnn-fast``) or a ``.safetensors`` path; the
+        architecture must match ``name`` and ``model``.
     """
 
     name: str = "cnnrnn-fast"
@@ -169,6 +173,7 @@ class TrainConfig:
     log_every: int = 10
     output: str = "runs/train"
     weights: str | None = None
+    init: str | None = None
 
     def __post_init__(self) -> None:
         if self.scale not in (2, 3, 4, 8):

@@ -102,7 +102,25 @@ def build_model(config: TrainConfig) -> nn.Module:
     model = registry_build(config.name, scale=config.scale, **config.model)
     if not any(p.requires_grad for p in model.parameters()):
         raise OptionError(f"model {config.name!r} has no trainable parameter")
+    if config.init:
+        _load_init(model, config)
     return model
+
+
+def _load_init(model: nn.Module, config: TrainConfig) -> None:
+    """Start from ``config.init``'s weights (fine-tuning); the architectures must match."""
+    from geosr.models import load_model
+
+    in_channels = int(getattr(getattr(model, "config", None), "in_channels", 1))
+    start = load_model(config.init, bands=in_channels, scale=config.scale)
+    try:
+        model.load_state_dict(start.state_dict())
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise OptionError(
+            f"init weights {config.init!r} do not fit model {config.name!r} with {dict(config.model)} "
+            f"({first}); fine-tune the architecture the weights were trained as"
+        ) from None
 
 
 def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
