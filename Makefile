@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 GEOSR := $(VENV)/bin/geosr
 export GEOSR_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install demo test bench lint weights clean
+.PHONY: install demo test bench lint weights clean faults fuzz
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +19,15 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The long fault-injection runs: many random SIGKILL points, polled destinations,
+# cluster workers and scheduler killed (the test suite runs short versions of each).
+faults: install
+	GEOSR_FAULTS_LONG=1 $(PY) -m pytest -q tests/test_resume.py tests/test_distributed_faults.py tests/test_malformed.py
+
+# The fuzz targets over the reader and the tile planner, long (the suite runs 40 examples each).
+fuzz: install
+	GEOSR_FUZZ_EXAMPLES=3000 $(PY) -m pytest -q tests/test_fuzz.py
 
 lint: install
 	$(VENV)/bin/ruff check geosr tests benchmarks examples

@@ -198,12 +198,41 @@ def upscale_file(
         predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
     except GeosrError as exc:
         raise _in_context(src, exc) from None
-    offsets = reflectance_offset(scene, opts.offset)
-    norm = normalisation_for(scene, dict(net.card.normalisation), offsets)
+    if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise OptionError(
+            f"cannot write {dst}: unsupported output suffix {dst.suffix or '(none)'!r}; "
+            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
     # Every frame deepens the recurrence, so the halo grows with T.
     radius = net.receptive_radius(1 + len(frames)) if frames else net.receptive_field
-    plan = plan_tiles(*scene.grid.shape.yx, tile=opts.tile or DEFAULT_TILE, halo=radius + FILL_RADIUS)
-    batch = opts.batch_size or predictor.batch_size_for(plan.read_shape, scene.count, 1 + len(frames))
+    halo, tile = radius + FILL_RADIUS, opts.tile or DEFAULT_TILE
+    height, width = scene.grid.shape.yx
+    read_shape = (min(tile, height) + 2 * halo, min(tile, width) + 2 * halo)  # the plan's, before it exists
+    batch = opts.batch_size or predictor.batch_size_for(read_shape, scene.count, 1 + len(frames))
+    if opts.check_resources:
+        # Before the plan and before any pixel is read: a scene declaring absurd
+        # dimensions stops here, not after allocating millions of tiles.
+        bounds = resources.Plan(
+            tile=min(tile, max(height, width)),
+            halo=halo,
+            batch=batch,
+            bands=scene.count,
+            scale=opts.scale,
+            in_itemsize=np.dtype(scene.dtype).itemsize,
+            out_itemsize=np.dtype(scene.dtype).itemsize,
+            features=int(net.card.config.get("features", scene.count)),
+            model_bytes=predictor.model_bytes(),
+            frames=1 + len(frames),
+            workers=opts.workers or 1,
+        )
+        out_bytes = resources.output_bytes(height, width, scene.count, opts.scale, scene.dtype)
+        try:
+            resources.check(bounds, out_bytes, dst, already_on_disk=size_on_disk(run_dir(dst)))
+        except GeosrError as exc:
+            raise _in_context(src, exc) from None
+    plan = plan_tiles(height, width, tile=tile, halo=halo)
+    offsets = reflectance_offset(scene, opts.offset)
+    norm = normalisation_for(scene, dict(net.card.normalisation), offsets)
     out_grid = scaled(scene.grid, opts.scale)
     # Only a polygon (--aoi) masks: a --bbox asks for the window that covers it.
     area = read_vector(opts.aoi) if opts.aoi is not None else None
@@ -246,11 +275,6 @@ def upscale_file(
         if progress is not None:
             progress(done, len(plan))
 
-    if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise OptionError(
-            f"cannot write {dst}: unsupported output suffix {dst.suffix or '(none)'!r}; "
-            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
-        )
     if dst.exists() or dst.is_symlink():
         found = output_job(dst)
         if opts.resume and found == digest:
@@ -261,19 +285,7 @@ def upscale_file(
             what = "is the output of a different job" if opts.resume and found else "already exists"
             raise OutputError(f"{dst} {what}; pass --overwrite to replace it")
     check_writable(dst, opts.overwrite)
-    bounds = resources.Plan(
-        tile=max(plan.tile_height, plan.tile_width),
-        halo=plan.halo,
-        batch=batch,
-        bands=scene.count,
-        scale=opts.scale,
-        in_itemsize=np.dtype(scene.dtype).itemsize,
-        out_itemsize=np.dtype(spec.dtype).itemsize,
-        features=int(net.card.config.get("features", scene.count)),
-        model_bytes=predictor.model_bytes(),
-        workers=opts.workers or 1,
-    )
-    out = _run(job, plan, predictor, dst, spec, opts, fingerprint, bounds, advance)
+    out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
     _extras(src, scene, out, opts, net.name)
     return out
 
@@ -333,6 +345,7 @@ def job_fingerprint(
         "halo": plan.halo,
         "device": predictor.torch_device.type,
         "precision": predictor.resolved_precision,
+        "compile": opts.compile,
         "nodata": repr(scene.nodata),
         "normalisation": [norm.method, [repr(v) for v in norm.offset], [repr(v) for v in norm.scale]],
         "output": dst.suffix.lower(),
@@ -370,12 +383,9 @@ def _run(
     spec: OutputSpec,
     opts: RunOptions,
     fingerprint: dict[str, Any],
-    bounds: resources.Plan,
     advance: Callable[[int], None],
 ) -> Path:
     """Run the planned job locally (single process) or on a Dask cluster, resumably."""
-    if opts.check_resources:
-        resources.check(bounds, spec.nbytes, dst, already_on_disk=size_on_disk(run_dir(dst)))
     state = RunState.acquire(dst)
     try:
         finished = state.prepare(fingerprint, len(plan), resume=opts.resume, restart=opts.restart)

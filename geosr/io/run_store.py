@@ -41,7 +41,19 @@ def create_run_store(
         if for_zarr_output:
             _create_store(path, spec, chunks=chunks)
         else:
-            _create_store(path, spec, chunks=chunks, compressor=_FAST)
+            # Pixels only: the COG takes its georeferencing from the spec, so the
+            # store needs no coordinates (nor a CRS that CF can describe).
+            count, height, width = spec.shape
+            zarr.create_array(
+                str(path),
+                name=VARIABLE,
+                shape=(count, height, width),
+                chunks=(1, *chunks),
+                dtype=spec.dtype,
+                fill_value=spec.nodata if spec.nodata is not None else 0,
+                compressors=_FAST,
+                zarr_format=3,
+            )
     except OSError as exc:
         raise OutputError(describe_write_failure(destination, exc, spec.nbytes)) from None
 

@@ -22,6 +22,7 @@ machine; workers geosr starts itself get neither.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -96,6 +97,25 @@ def _threads_by_host(client: Client) -> dict[str, int]:
 
 
 @contextlib.contextmanager
+def _quiet_connection_loss() -> Iterator[None]:
+    """Keep distributed's tracebacks about a lost scheduler off the terminal.
+
+    The run reports the loss itself, in one line with the command that resumes
+    it (:class:`~geosr.errors.ResumableError`); distributed would log the same
+    event as several tracebacks first.
+    """
+    loggers = [logging.getLogger(name) for name in ("distributed.client", "distributed.utils")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def cluster_client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
     """A client on ``scheduler``, or on a local cluster of ``workers`` processes."""
     # Clients are closed with close(), not used as context managers: __exit__
@@ -107,10 +127,11 @@ def cluster_client(scheduler: str | None, workers: int | None) -> Iterator[Clien
             raise OptionError(
                 f"cannot reach the Dask scheduler at {scheduler} ({exc}); is it running?"
             ) from None
-        try:
-            yield client
-        finally:
-            client.close()
+        with _quiet_connection_loss():
+            try:
+                yield client
+            finally:
+                client.close()
         return
     if workers is None or workers < 1:
         raise OptionError(f"--workers must be at least 1, got {workers}")

@@ -1,0 +1,55 @@
+"""Determinism: on one machine, CPU fp32, the same input, model and settings give
+bit-identical pixels whatever the tile size, the batch size or the number of workers.
+
+bf16 and GPU results are deterministic run to run on one machine but are not
+bit-identical to fp32 (see README "Guarantees" for the tolerance).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+import geosr
+from tests.conftest import coordinate_pattern
+from tests.test_run import random_model_file
+
+
+def pixels(path: Path) -> np.ndarray:
+    with rasterio.open(path) as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_fp32_cpu_output_is_bit_identical_across_tiles_and_batches(
+    make_raster, tmp_path: Path, dtype: str
+) -> None:
+    data = coordinate_pattern(3, 90, 77, dtype)
+    if dtype == "float32":  # no rounding to integers that could hide a difference
+        data = data / 7.3 + np.random.default_rng(1).normal(0, 3, data.shape).astype("float32")
+    src = make_raster(data=data.astype(dtype))
+    weights = random_model_file(tmp_path, 2)
+    outputs = {}
+    for tile, batch in [(90, 1), (16, 1), (16, 5), (24, 3), (40, 8), (33, 2)]:
+        out = geosr.upscale_file(
+            src, tmp_path / f"o_{tile}_{batch}.tif", scale=2, model=str(weights), tile=tile,
+            batch_size=batch, device="cpu", precision="fp32",
+        )  # fmt: skip
+        outputs[tile, batch] = pixels(out)
+    reference = outputs[90, 1]  # the whole scene as one tile
+    assert np.isfinite(reference).all() if dtype == "float32" else True
+    for key, value in outputs.items():
+        assert value.tobytes() == reference.tobytes(), f"tile/batch {key} differs from one whole-scene tile"
+
+
+def test_same_settings_twice_give_identical_bytes(make_raster, tmp_path: Path) -> None:
+    src = make_raster(count=2, height=50, width=40)
+    weights = random_model_file(tmp_path, 2)
+    a, b = (
+        geosr.upscale_file(src, tmp_path / name, scale=2, model=str(weights), tile=16, device="cpu")
+        for name in ("a.tif", "b.tif")
+    )
+    assert a.read_bytes() == b.read_bytes()

@@ -1,0 +1,143 @@
+"""Cluster faults with a real `dask scheduler` and `dask worker` processes on 127.0.0.1:
+a worker killed mid-run changes nothing in the output; a lost scheduler fails the run
+clearly, and `--resume` (local) finishes it with identical pixels."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+import geosr
+from geosr.io.runstate import run_dir
+from tests.test_distributed import free_port
+from tests.test_run import random_model_file
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+COMMON = {"scale": 2, "tile": 16, "batch_size": 1, "device": "cpu", "precision": "fp32"}
+
+
+class Cluster:
+    def __init__(self, tmp: Path, workers: int, worker_env: dict[str, str]) -> None:
+        port = free_port()
+        self.address = f"tcp://127.0.0.1:{port}"
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.scheduler = subprocess.Popen(
+            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            env=env,
+            start_new_session=True,
+            **quiet,
+        )
+        self.workers = subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "worker",
+                self.address,
+                "--nworkers",
+                str(workers),
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+                "--local-directory",
+                str(tmp),
+            ],
+            env={**env, **worker_env},
+            start_new_session=True,
+            **quiet,
+        )
+        from distributed import Client
+
+        deadline = time.time() + 90
+        while True:
+            try:
+                with Client(self.address, timeout="5s") as client:
+                    client.wait_for_workers(workers, timeout=60)
+                break
+            except (OSError, TimeoutError):
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        for proc in (self.workers, self.scheduler):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+@pytest.fixture
+def job(make_raster, tmp_path: Path) -> dict[str, Path]:
+    data = np.random.default_rng(5).integers(300, 5000, (2, 160, 144)).astype("uint16")
+    src = make_raster(data=data)
+    weights = random_model_file(tmp_path, 2)
+    ref = geosr.upscale_file(src, tmp_path / "local.tif", model=str(weights), **COMMON)
+    return {"src": src, "weights": weights, "ref": ref}
+
+
+def pixels(path: Path) -> np.ndarray:
+    with rasterio.open(path) as f:
+        return f.read()
+
+
+def test_worker_killed_mid_run_gives_identical_output(job, tmp_path: Path) -> None:
+    marker = tmp_path / "fault-fired"
+    # The first worker to finish its 3rd task dies with SIGKILL (once, across the cluster);
+    # its nanny restarts it and the scheduler reruns what was lost.
+    cluster = Cluster(tmp_path, 2, {"GEOSR_FAULT_AT": "task:3", "GEOSR_FAULT_ONCE": str(marker)})
+    try:
+        out = geosr.upscale_file(
+            job["src"],
+            tmp_path / "cluster.tif",
+            model=str(job["weights"]),
+            scheduler=cluster.address,
+            **COMMON,
+        )
+    finally:
+        cluster.close()
+    assert marker.exists(), "the fault never fired: the test proved nothing"
+    np.testing.assert_array_equal(pixels(out), pixels(job["ref"]))
+    assert not run_dir(out).exists()
+
+
+def test_lost_scheduler_fails_clearly_then_resume_finishes(job, tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, 1, {})
+    dst = tmp_path / "cluster.tif"
+    args = [str(BIN / "geosr"), "run", str(job["src"]), "-o", str(dst), "--model", str(job["weights"])]
+    args += ["--scale", "2", "--tile", "16", "--batch-size", "1", "--device", "cpu", "--precision", "fp32"]
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"}
+    run = subprocess.Popen(
+        [*args, "--scheduler", cluster.address], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        journal = run_dir(dst) / "journal"
+        deadline = time.time() + 120
+        while not (journal.exists() and journal.read_text().count("\n") >= 3):
+            assert run.poll() is None and time.time() < deadline, (
+                "the run ended before the scheduler was lost"
+            )
+            time.sleep(0.05)
+        os.killpg(cluster.scheduler.pid, signal.SIGKILL)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        cluster.close()
+        if run.poll() is None:
+            run.kill()
+    text = " ".join(stderr.split())
+    assert run.returncode == 2, stderr
+    assert "Traceback" not in text and "lost the Dask scheduler" in text and "--resume" in text, stderr
+    assert not dst.exists() and run_dir(dst).is_dir()
+    geosr.upscale_file(job["src"], dst, model=str(job["weights"]), resume=True, **COMMON)
+    np.testing.assert_array_equal(pixels(dst), pixels(job["ref"]))
+    assert not run_dir(dst).exists()

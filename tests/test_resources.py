@@ -1,0 +1,129 @@
+"""Resource bounds: peak memory follows the documented formula (tile, batch, workers), not
+the scene size; the guard refuses plans above the available memory or disk, with numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from geosr.errors import OptionError
+from geosr.resources import Plan, check, disk_needed, memory_needed
+from tests.conftest import UTM_TRANSFORM
+
+pytestmark = pytest.mark.slow
+
+PLAN = Plan(
+    tile=256, halo=15, batch=4, bands=4, scale=4, in_itemsize=2, out_itemsize=2, features=32,
+    model_bytes=10**6,
+)  # fmt: skip
+
+
+def test_memory_formula_grows_with_configuration_only() -> None:
+    from dataclasses import replace
+
+    base = memory_needed(PLAN)
+    assert memory_needed(replace(PLAN, batch=8)) > base
+    assert memory_needed(replace(PLAN, tile=512)) > base
+    assert memory_needed(replace(PLAN, workers=3)) > base
+    # Doubling the batch roughly doubles everything but the model and the GDAL cache.
+    fixed = memory_needed(replace(PLAN, batch=0))
+    assert memory_needed(replace(PLAN, batch=8)) - fixed == 2 * (base - fixed)
+
+
+def test_guard_refuses_a_plan_above_available_memory(tmp_path: Path) -> None:
+    huge = Plan(
+        tile=8192, halo=15, batch=256, bands=4, scale=4, in_itemsize=2, out_itemsize=2, features=64,
+        model_bytes=10**6,
+    )  # fmt: skip
+    with pytest.raises(OptionError, match=r"would need about .* TiB of memory .* but only .* are available"):
+        check(huge, 10**6, tmp_path / "out.tif")
+
+
+def test_disk_estimate_covers_store_intermediate_and_cog() -> None:
+    assert disk_needed(3 * 2**30, cog=True) > 3 * 2**30 * 1.5
+    assert disk_needed(3 * 2**30, cog=False) < disk_needed(3 * 2**30, cog=True)
+
+
+CHILD = r"""
+import json, resource, sys
+import numpy as np, rasterio
+import geosr
+from geosr.resources import available_memory
+src, dst, height, width, tile, batch = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
+rng = np.random.default_rng(0)
+with rasterio.open(src, "w", driver="GTiff", count=2, height=height, width=width, dtype="uint16",
+                   crs="EPSG:32633", transform=rasterio.Affine(10, 0, 0, 0, -10, 0), tiled=True) as f:
+    for r in range(0, height, 512):
+        h = min(512, height - r)
+        f.write(rng.integers(1, 4000, (2, h, width), dtype="uint16"), window=((r, r + h), (0, width)))
+small = src + ".small.tif"
+with rasterio.open(src) as f, rasterio.open(small, "w", **{**f.profile, "height": 256, "width": 256}) as g:
+    g.write(f.read(window=((0, 256), (0, 256))))
+geosr.upscale_file(small, dst + ".warm.tif", scale=2, model=sys.argv[7], tile=tile, batch_size=batch,
+                   device="cpu", precision="fp32")
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+geosr.upscale_file(src, dst, scale=2, model=sys.argv[7], tile=tile, batch_size=batch, device="cpu",
+                   precision="fp32")
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"baseline": baseline, "peak": peak}))
+"""
+
+
+def test_peak_memory_is_bounded_by_the_formula_not_the_scene(tmp_path: Path) -> None:
+    """After a warm-up on a 256 x 256 crop, a 2 x 2000 x 2000 run grows the peak RSS by less
+    than the formula's bound for its tile and batch (imports and model are in the baseline)."""
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path / "big.tif"), str(tmp_path / "big_x2.tif"),
+         "2000", "2000", "128", "4", "bicubic"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
+    plan = Plan(tile=128, halo=5, batch=4, bands=2, scale=2, in_itemsize=2, out_itemsize=2, features=2,
+                model_bytes=0)  # fmt: skip
+    grown = numbers["peak"] - numbers["baseline"]
+    assert 0 <= grown < memory_needed(plan), numbers
+
+
+def test_guard_refuses_in_a_process_with_little_memory(make_raster, tmp_path: Path) -> None:
+    """Under `ulimit -v` the available address space is what the guard compares against."""
+    src = make_raster(count=3, height=600, width=600)
+    script = (
+        "import resource, sys, geosr, geosr.api, geosr.cli, geosr.train.cli\n"
+        "from geosr.resources import _address_space\n"
+        "limit = _address_space() + 600 * 2**20\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))\n"
+        "from geosr.cli import main\n"
+        f"sys.argv = ['geosr', 'run', {str(src)!r}, '--tile', '600', '--batch-size', '64']\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    text = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stderr
+    assert "of memory" in text and "are available" in text and "--batch-size" in text, text
+    assert "Traceback" not in text
+    assert not list(tmp_path.glob("*_x4*")) and not list(tmp_path.glob(".*geosr*"))
+
+
+def test_absurd_declared_size_is_refused_before_reading(tmp_path: Path) -> None:
+    """A 1,000,000 x 1,000,000 GeoTIFF (sparse: a few hundred bytes) is refused by the disk guard."""
+    import rasterio
+
+    import geosr
+    from geosr.errors import GeosrError
+
+    src = tmp_path / "huge.tif"
+    with rasterio.open(
+        src, "w", driver="GTiff", count=1, height=1_000_000, width=1_000_000, dtype="uint16",
+        crs="EPSG:32633", transform=UTM_TRANSFORM, tiled=True, sparse_ok=True, bigtiff="YES",
+    ):  # fmt: skip
+        pass
+    with pytest.raises(GeosrError, match=r"huge.tif.*TiB uncompressed.*are free in"):
+        geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.tif"]
