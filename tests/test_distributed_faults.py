@@ -79,7 +79,7 @@ class Cluster:
 
 @pytest.fixture
 def job(make_raster, tmp_path: Path) -> dict[str, Path]:
-    data = np.random.default_rng(5).integers(300, 5000, (2, 160, 144)).astype("uint16")
+    data = np.random.default_rng(5).integers(300, 5000, (2, 112, 96)).astype("uint16")
     src = make_raster(data=data)
     weights = random_model_file(tmp_path, 2)
     ref = geosr.upscale_file(src, tmp_path / "local.tif", model=str(weights), **COMMON)

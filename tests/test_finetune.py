@@ -20,8 +20,8 @@ def test_init_loads_the_bundled_weights() -> None:
 
 
 def test_init_with_another_architecture_is_refused() -> None:
-    config = load_config(
-        None, {"name": "cnnrnn-fast", "scale": 4, "init": "cnnrnn-fast", "model": {"features": 16}}
-    )
-    with pytest.raises(OptionError, match="do not fit"):
-        build_model(config)
+    # The weights bring their architecture (their card); overriding it is a contradiction.
+    with pytest.raises(OptionError, match="own architecture"):
+        load_config(
+            None, {"name": "cnnrnn-fast", "scale": 4, "init": "cnnrnn-fast", "model": {"features": 16}}
+        )

@@ -54,8 +54,7 @@ def card(model: CNNRNN, name: str = "mine", **changes: object) -> ModelCard:
         config=model.config.to_dict(),
         scale=model.scale,
         training={"data": "synthetic", "recipe": "test", "steps": 1, "seconds": 0.0},
-        metrics={"val_gain_db": 1.234},
-        **changes,  # type: ignore[arg-type]
+        **{"metrics": {"val_gain_db": 1.234}, **changes},  # type: ignore[arg-type]
     )
 
 
@@ -165,6 +164,11 @@ def test_bundled_weights_are_used_and_listed(weights_dir: Path) -> None:
     assert infos["cnnrnn-fast"].scales == (2,)
     assert infos["cnnrnn-fast"].card is not None and infos["cnnrnn-fast"].card.scale == 2
     assert infos["cnnrnn-fast"].metrics_summary == "x2: +1.23 dB"
+    # The held-out Wald result, once make quality has written it, is what is shown.
+    metrics = {"val_gain_db": -0.4, "wald_mean_gain_db": 1.07}
+    save_weights(model, card(model, name="cnnrnn-fast", metrics=metrics), weights_dir / "cnnrnn-fast_x2")
+    summary = {i.name: i for i in list_models()}["cnnrnn-fast"].metrics_summary
+    assert summary == "x2: +1.07 dB (Wald, held-out scenes)"
     assert infos["cnnrnn-best"].scales == () and infos["cnnrnn-best"].card is None
     assert infos["cnnrnn-best"].metrics_summary == "-"
     assert all(info.description for info in infos.values())

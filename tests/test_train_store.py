@@ -78,3 +78,20 @@ def test_store_is_built_in_parallel_and_trains(tmp_path: Path, pairs) -> None:
     )
     result = train(cfg)
     assert result.weights is not None and "val_psnr" in result.metrics
+
+
+def test_paired_training_from_the_command_line_needs_no_recipe(tmp_path: Path, pairs, monkeypatch) -> None:
+    import sys
+
+    from geosr.cli import main
+
+    args = ["geosr", "train", "--scale", "2", "--steps", "2", "--batch-size", "2", "--chip", "16"]
+    for lr, hr in pairs:
+        args += ["--lr", str(lr), "--hr", str(hr)]
+    args += ["--device", "cpu", "--precision", "fp32", "--threads", "1", "-o", str(tmp_path / "run")]
+    monkeypatch.setattr(sys, "argv", args)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code in (0, None)
+    assert (tmp_path / "run" / "cnnrnn-fast_x2.safetensors").is_file()
+    assert (tmp_path / "run" / "training_store.zarr").is_dir()

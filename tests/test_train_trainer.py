@@ -101,9 +101,38 @@ def test_outputs_card_and_config(tmp_path, scenes) -> None:
     assert card.bands is None and card.scale == 2
     assert {"val_psnr", "val_psnr_bicubic", "val_gain_db"} <= set(card.metrics)
     assert card.training["recipe"] == "pipelines/x.toml"
+    assert card.training["params"] > 0 and card.training["kflop_per_lr_pixel"] > 0
 
 
 def test_resume_refuses_a_different_config(tmp_path, scenes) -> None:
     train(_config(tmp_path, *scenes), stop_after=2)
     with pytest.raises(OptionError, match="differs"):
         train(_config(tmp_path, *scenes, seed=4), resume=True)
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path, scenes) -> None:
+    first = train(_config(tmp_path / "a", *scenes, steps=3))
+    before = load_file(str(first.weights))
+    tuned = _config(tmp_path / "b", *scenes, model={}, init=str(first.weights), steps=1)
+    from geosr.train.trainer import build_model
+
+    start = build_model(tuned).state_dict()
+    assert before.keys() == start.keys()
+    assert all(torch.equal(before[k], start[k]) for k in before)
+    after = load_file(str(train(tuned).weights))
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained on
+
+
+def test_fine_tuning_refuses_a_scale_or_architecture_mismatch(tmp_path, scenes) -> None:
+    first = train(_config(tmp_path / "a", *scenes, steps=1))
+    with pytest.raises(OptionError, match="x2, the run is x4"):
+        train(_config(tmp_path / "b", *scenes, model={}, init=str(first.weights), scale=4))
+    with pytest.raises(OptionError, match="no bundled x3 weights"):
+        train(_config(tmp_path / "d", *scenes, model={}, init="cnnrnn-best", scale=3))
+
+
+def test_command_line_overrides_need_no_recipe() -> None:
+    # Nested "not given" values must fall back to the defaults, not reach the dataclasses.
+    cfg = load_config(None, {"optim": {"lr": None}, "data": {"train": None, "lr_chip": None}})
+    assert cfg.optim.lr == load_config().optim.lr
+    assert cfg.data.train == () and cfg.data.lr_chip == 32

@@ -130,11 +130,17 @@ class ModelInfo:
 
     @property
     def metrics_summary(self) -> str:
-        """Validation gain over bicubic per bundled scale, e.g. ``"x4: +1.23 dB"``, or ``"-"``."""
+        """Validation gain over bicubic per bundled scale, e.g. ``"x4: +1.23 dB"``, or ``"-"``.
+
+        The held-out Wald result (``wald_mean_gain_db``, written by ``make quality``)
+        is preferred over the training-time chip validation.
+        """
         parts = []
         for s in self.scales:
             metrics = self.cards[s].metrics
-            if "val_gain_db" in metrics:
+            if "wald_mean_gain_db" in metrics:
+                parts.append(f"x{s}: {float(metrics['wald_mean_gain_db']):+.2f} dB (Wald, held-out scenes)")
+            elif "val_gain_db" in metrics:
                 parts.append(f"x{s}: {float(metrics['val_gain_db']):+.2f} dB")
             elif "val_psnr" in metrics:
                 parts.append(f"x{s}: {float(metrics['val_psnr']):.2f} dB PSNR")

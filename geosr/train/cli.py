@@ -89,6 +89,12 @@ def train_command(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Model to train (cnnrnn-fast, cnnrnn-best).")
     ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from these weights (fine-tuning): a .safetensors file or a bundled model name."
+        ),
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Optimiser steps.", min=1)] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Chips per step.", min=1)] = None,
     lr_chip: Annotated[int | None, typer.Option("--chip", help="LR chip size in pixels.", min=4)] = None,
@@ -117,12 +123,6 @@ def train_command(
         typer.Option(help="Stem of the weights file to write (default in the run folder)."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
-    init: Annotated[
-        str | None,
-        typer.Option(
-            help="Fine-tune: start from these weights (a bundled model name or a .safetensors path)."
-        ),
-    ] = None,
 ) -> None:
     """Train a super-resolution model: self-supervised on HR rasters, or on --lr/--hr pairs."""
     from geosr.train.config import load_config
@@ -132,6 +132,7 @@ def train_command(
     overrides: dict[str, Any] = {
         "name": model,
         "scale": scale,
+        "init": init,
         "steps": steps,
         "batch_size": batch_size,
         "seed": seed,
@@ -144,7 +145,6 @@ def train_command(
         "checkpoint_every": checkpoint_every,
         "output": str(output) if output else None,
         "weights": str(weights) if weights else None,
-        "init": init,
         "optim": {"lr": learning_rate},
         "data": {
             "train": [{"path": p} for p in inputs] if inputs else None,

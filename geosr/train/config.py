@@ -143,15 +143,15 @@ class TrainConfig:
         torch intra-op threads on CPU (0: torch's default).
     val_every, checkpoint_every, log_every : int
         In steps.
+    init : str, optional
+        Weights to start from (fine-tuning): a ``.safetensors`` file or a
+        registered name with bundled weights for ``scale``.  The architecture
+        is the weights' own (their card); ``model`` overrides are refused.
     output : str
         Run folder: ``config.json``, ``checkpoints/``, and by default the weights.
     weights : str, optional
         Path stem of the final weights (``<stem>.safetensors`` + ``<stem>.json``);
         default ``<output>/<name>_x<scale>``.
-    init : str, optional
-        Weights to start from (fine-tuning): a registered name with bundled
-        weights for ``scale`` (``cnnrnn-fast``) or a ``.safetensors`` path; the
-        architecture must match ``name`` and ``model``.
     """
 
     name: str = "cnnrnn-fast"
@@ -171,9 +171,9 @@ class TrainConfig:
     val_every: int = 200
     checkpoint_every: int = 200
     log_every: int = 10
+    init: str | None = None
     output: str = "runs/train"
     weights: str | None = None
-    init: str | None = None
 
     def __post_init__(self) -> None:
         if self.scale not in (2, 3, 4, 8):
@@ -182,6 +182,10 @@ class TrainConfig:
             raise OptionError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
         if self.precision not in {"auto", "fp32", "bf16"}:
             raise OptionError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.init is not None and self.model:
+            raise OptionError(
+                f"init={self.init!r} brings its own architecture: drop the model overrides {self.model}"
+            )
         for name in ("val_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise OptionError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -264,8 +268,12 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in top.items():
         if value is None:
             continue
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and key not in {"loss", "model"}:
-            out[key] = _merge(dict(out[key]), value)
+        if isinstance(value, Mapping) and key not in {"loss", "model"}:
+            # Merge into the lower level's table, or an empty one: a nested
+            # override such as {"optim": {"lr": None}} must not reach the
+            # dataclass with its "not given" Nones when there is no recipe.
+            lower = out.get(key)
+            out[key] = _merge(dict(lower) if isinstance(lower, Mapping) else {}, value)
         else:
             out[key] = value
     return out

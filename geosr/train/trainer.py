@@ -32,6 +32,7 @@ from torch import nn
 from geosr.errors import OptionError
 from geosr.models.bicubic import bicubic_upsample
 from geosr.models.card import ModelCard
+from geosr.models.flops import flops_per_lr_pixel
 from geosr.models.weights import save_weights
 from geosr.train.checkpoint import (
     TrainState,
@@ -96,31 +97,39 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """The model to train, from the registry (``geosr.models.build_model``)."""
+    """The model to train: from the registry, or from ``config.init``'s weights (fine-tuning)."""
     from geosr.models import build_model as registry_build
 
-    model = registry_build(config.name, scale=config.scale, **config.model)
+    if config.init is not None:
+        model = initial_model(config.init, config.scale)
+    else:
+        model = registry_build(config.name, scale=config.scale, **config.model)
     if not any(p.requires_grad for p in model.parameters()):
         raise OptionError(f"model {config.name!r} has no trainable parameter")
-    if config.init:
-        _load_init(model, config)
     return model
 
 
-def _load_init(model: nn.Module, config: TrainConfig) -> None:
-    """Start from ``config.init``'s weights (fine-tuning); the architectures must match."""
-    from geosr.models import load_model
+def initial_model(init: str, scale: int) -> nn.Module:
+    """The model of a weights file (or of a registered name's bundled weights), loaded."""
+    from geosr.models.registry import bundled_weights, model_from_card
+    from geosr.models.weights import apply_state, load_weights
 
-    in_channels = int(getattr(getattr(model, "config", None), "in_channels", 1))
-    start = load_model(config.init, bands=in_channels, scale=config.scale)
-    try:
-        model.load_state_dict(start.state_dict())
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+    path = Path(init)
+    if not path.suffix:  # a registered name, e.g. "cnnrnn-fast"
+        bundled = bundled_weights(init, scale)
+        if bundled is None:
+            raise OptionError(
+                f"init={init!r}: no bundled x{scale} weights of that name; give a .safetensors file"
+            )
+        path = bundled
+    state, card = load_weights(path)
+    if card.scale != scale:
         raise OptionError(
-            f"init weights {config.init!r} do not fit model {config.name!r} with {dict(config.model)} "
-            f"({first}); fine-tune the architecture the weights were trained as"
-        ) from None
+            f"init weights {path} are x{card.scale}, the run is x{scale}: use a matching --scale"
+        )
+    model = model_from_card(card)
+    apply_state(model, state)
+    return model
 
 
 def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
@@ -371,6 +380,9 @@ def train(
             "seed": config.seed,
             "loss": dict(config.loss),
             "seconds": round(state.seconds, 1),
+            # What the weights cost to run, so a card says how fast its model is.
+            "params": sum(p.numel() for p in model.parameters()),
+            "kflop_per_lr_pixel": round(flops_per_lr_pixel(model) / 1e3),
             "config": config_dict,
         },
         metrics=metrics,

@@ -1,0 +1,66 @@
+"""The held-out validation split of the recipes, as files that ``geosr evaluate`` reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from geosr.train.config import SceneSource, TrainConfig, expand_path
+
+# Short names of the held-out files, for tables.
+NAMES = {
+    "m_4709963_se_14_1_20190904": "NAIP 2019",
+    "LC81070352015122LGN00_B4": "Landsat-8 B4",
+    "OSBS_029_rows0-1": "NEON OSBS_029",
+    "tgt_S2A_20160529T153631_T33UUU_sub_rows0.5-1": "Sentinel-2 lower half",
+}
+
+
+def validation_files(config: TrainConfig, workdir: Path) -> list[Path]:
+    """The recipe's validation scenes as files ``geosr evaluate`` can read.
+
+    A source restricted to some rows (the lower half of the Sentinel-2 scene) is
+    cut out into a GeoTIFF with its georeferencing and nodata.
+    """
+    files: list[Path] = []
+    for source in config.data.val:
+        path = Path(expand_path(source.path))
+        if source.rows == (0.0, 1.0) and source.cols == (0.0, 1.0) and source.nodata is None:
+            files.append(path)
+            continue
+        files.append(_cut(path, source, workdir))
+    return files
+
+
+def _cut(path: Path, source: SceneSource, workdir: Path) -> Path:
+    out = workdir / f"{path.stem}_rows{source.rows[0]:g}-{source.rows[1]:g}.tif"
+    if out.exists():
+        return out
+    with rasterio.open(path) as src:
+        r0, r1 = (round(f * src.height) for f in source.rows)
+        c0, c1 = (round(f * src.width) for f in source.cols)
+        window = Window(c0, r0, c1 - c0, r1 - r0)
+        data = src.read(window=window)
+        profile = {
+            "driver": "GTiff",
+            "height": data.shape[1],
+            "width": data.shape[2],
+            "count": data.shape[0],
+            "dtype": data.dtype.name,
+            "crs": src.crs,
+            "transform": src.window_transform(window),
+            # nodata = nan in a recipe means "none" (NEON's declared 255 is saturation).
+            "nodata": src.nodata
+            if source.nodata is None
+            else None
+            if np.isnan(source.nodata)
+            else source.nodata,
+            "tiled": True,
+            "compress": "deflate",
+        }
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(data)
+    return out
