@@ -160,6 +160,7 @@ def run_variant(variant: Variant, files: list[Path], threads: int) -> dict[str, 
 
 def write_markdown(results: dict[str, Any]) -> None:
     order = [v.key for v in VARIANTS if v.key in results]
+    labels = {v.key: v.label for v in VARIANTS}
     names = next(iter(results.values()))["per_image"].keys() if results else []
     head = ["variant", "steps", "train s", "kFLOP/px", "mean dB", *(NAMES.get(n, n) for n in names)]
     head += ["T=1 dB", "T=3 dB"]
@@ -167,7 +168,7 @@ def write_markdown(results: dict[str, Any]) -> None:
     for key in order:
         r = results[key]
         cells = [
-            r["label"],
+            labels[key],
             str(r["steps"]),
             f"{r['train_seconds']:.0f}",
             str(r["kflop_per_lr_px"]),
