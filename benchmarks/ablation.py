@@ -82,6 +82,9 @@ VARIANTS = [
     Variant(
         "edsr", "EDSR baseline, same recipe and training time", "pipelines/edsr_baseline_x4.toml", full=True
     ),
+    Variant(
+        "best", "cnnrnn-best, its recipe (the bundled best x4)", "pipelines/cnnrnn_best_x4.toml", full=True
+    ),
     Variant("short", f"cnnrnn-fast, {SHORT_STEPS} steps (the reference of the rows below)"),
     Variant(
         "no-recurrence",
