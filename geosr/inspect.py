@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from geosr import resources
 from geosr.api import scene_for
 from geosr.grid import describe, scaled
+from geosr.io.atomic import format_bytes
 from geosr.io.scene import Scene, read_window
 from geosr.kernel import prepare_tiles
 from geosr.models import load_model
@@ -32,6 +34,8 @@ class RunPlan:
     precision: str
     output_bytes: int
     seconds_per_batch: float | None
+    memory_bytes: int | None = None
+    disk_bytes: int | None = None
 
     @property
     def estimated_seconds(self) -> float | None:
@@ -66,7 +70,11 @@ class RunPlan:
             ("output grid", describe(out_grid)),
             (
                 "output size",
-                f"{self.output_bytes / 2**30:.2f} GiB uncompressed"
+                (
+                    f"{self.output_bytes / 2**30:.2f} GiB uncompressed"
+                    if self.output_bytes >= 2**30
+                    else f"{self.output_bytes / 2**20:.1f} MiB uncompressed"
+                )
                 + (" (BigTIFF)" if self.output_bytes > 4 * 2**30 else ""),
             ),
             ("model", f"{self.model} x{self.options.scale}"),
@@ -77,6 +85,14 @@ class RunPlan:
             ),
             ("batch", f"{self.batch_size} tiles on {self.device}, {self.precision}"),
         ]
+        if self.memory_bytes is not None and self.disk_bytes is not None:
+            rows.append(
+                (
+                    "resources",
+                    f"peak memory about {format_bytes(self.memory_bytes)} (set by tile and batch, "
+                    f"not the scene); disk about {format_bytes(self.disk_bytes)} for a COG",
+                )
+            )
         if self.estimated_seconds is not None:
             rows.append(
                 (
@@ -110,6 +126,18 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         start = time.perf_counter()
         predictor(x)
         seconds = (time.perf_counter() - start) * batch / len(tiles)
+    bounds = resources.Plan(
+        tile=max(plan.tile_height, plan.tile_width),
+        halo=plan.halo,
+        batch=batch,
+        bands=scene.count,
+        scale=options.scale,
+        in_itemsize=np.dtype(scene.dtype).itemsize,
+        out_itemsize=np.dtype(scene.dtype).itemsize,
+        features=int(net.card.config.get("features", scene.count)),
+        model_bytes=predictor.model_bytes(),
+        workers=options.workers or 1,
+    )
     return RunPlan(
         scene,
         options,
@@ -120,4 +148,6 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         predictor.resolved_precision,
         out_bytes,
         seconds,
+        resources.memory_needed(bounds),
+        resources.disk_needed(out_bytes, cog=True),
     )

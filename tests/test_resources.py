@@ -127,3 +127,19 @@ def test_absurd_declared_size_is_refused_before_reading(tmp_path: Path) -> None:
     with pytest.raises(GeosrError, match=r"huge.tif.*TiB uncompressed.*are free in"):
         geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.tif"]
+
+
+def test_info_reports_the_bounds(make_raster) -> None:
+    from geosr.inspect import plan_run
+    from geosr.options import RunOptions
+
+    src = make_raster(count=2, height=300, width=200)
+    plan = plan_run(src, RunOptions(scale=2, model="bicubic", tile=64, batch_size=4), calibrate=False)
+    without_model = memory_needed(
+        Plan(tile=64, halo=plan.plan.halo, batch=4, bands=2, scale=2, in_itemsize=2, out_itemsize=2,
+             features=2, model_bytes=0)
+    )  # fmt: skip
+    assert without_model <= plan.memory_bytes < without_model + 2**20  # bicubic weighs almost nothing
+    assert plan.disk_bytes == disk_needed(2 * 600 * 400 * 2, cog=True)
+    resources_row = dict(plan.lines())["resources"]
+    assert "peak memory about" in resources_row and "for a COG" in resources_row
