@@ -138,10 +138,13 @@ def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     r0, r1 = math.floor(min(rows) + 1e-9), math.ceil(max(rows) - 1e-9)
     c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, w), min(r1, h)
     if c0 >= c1 or r0 >= r1 or not local.geom.intersects(grid.extent.geom):
+        crs = geometry.crs
+        name = f"EPSG:{crs.epsg}" if crs is not None and crs.epsg else str(crs)
+        scene_bounds = grid.extent.to_crs(crs).boundingbox if crs is not None else grid.extent.boundingbox
         raise InputError(
             f"{source}: the area of interest does not intersect the scene "
-            f"(AOI bounds {tuple(round(v, 6) for v in geometry.boundingbox)} in {geometry.crs}, "
-            f"scene bounds {tuple(round(v, 3) for v in grid.extent.boundingbox)} in {grid.crs}); "
+            f"(AOI bounds {tuple(round(v, 6) for v in geometry.boundingbox)}, "
+            f"scene bounds {tuple(round(v, 6) for v in scene_bounds)}, both in {name}); "
             "check the AOI and its CRS (--bbox-crs)"
         )
     return Window(r0, c0, r1 - r0, c1 - c0)

@@ -238,15 +238,52 @@ def info(
 
 @app.command()
 def models() -> None:
-    """List the available models, their scales and model cards."""
+    """List the available models, their scales and the model cards of the bundled weights."""
     from geosr.models import list_models
 
+    console = Console()
     table = Table("name", "bundled scales", "description", "validation")
-    for info in list_models():
+    infos = list_models()
+    for info in infos:
         table.add_row(
             info.name, ", ".join(f"x{s}" for s in info.scales) or "-", info.description, info.metrics_summary
         )
-    Console().print(table)
+    console.print(table)
+    for info in infos:
+        for scale, card in info.cards.items():
+            console.print(f"\n[bold]{info.name} x{scale}[/bold] (model card)")
+            for key, value in _card_lines(card):
+                console.print(f"  {key:<14} {value}", highlight=False)
+
+
+def _card_lines(card: object) -> list[tuple[str, str]]:
+    """The facts of a model card a user picks a model by."""
+    bands = getattr(card, "bands", None)
+    norm = dict(getattr(card, "normalisation", {}) or {})
+    training = dict(getattr(card, "training", {}) or {})
+    metrics = dict(getattr(card, "metrics", {}) or {})
+    data = [str(d).replace("${GEOSR_DATA_DIR}/", "") for d in training.get("data", [])]
+    lines = [
+        ("bands", ", ".join(map(str, bands)) if bands else "any count (each band on its own)"),
+        ("normalisation", " ".join(f"{k}={v}" for k, v in norm.items()) or "-"),
+        ("training data", "; ".join(data) or "-"),
+        (
+            "training",
+            f"{training.get('steps', '?')} steps, recipe {training.get('recipe', '-')}",
+        ),
+    ]
+    if "val_psnr" in metrics:
+        bicubic = float(metrics.get("val_psnr_bicubic", float("nan")))
+        gain = float(metrics.get("val_gain_db", float("nan")))
+        chips = metrics.get("val_chips", "?")
+        lines.append(
+            (
+                "validation",
+                f"PSNR {metrics['val_psnr']:.2f} dB vs bicubic {bicubic:.2f} dB ({gain:+.2f} dB) "
+                f"on {chips} held-out chips",
+            )
+        )
+    return lines
 
 
 @app.command()

@@ -2,8 +2,8 @@
 
 Cuts a 512 x 512 window of the Sentinel-2 JP2 in ``$GEOSR_DATA_DIR`` into
 ``out/demo/scene.tif`` (synthesising a scene when the data is absent), runs the
-same job as ``geosr run scene.tif --scale 4``, checks the COG and prints where
-the output is.
+same job as ``geosr run scene.tif --scale 4 --quicklook``, checks the COG and
+prints where the output and its quicklook PNG are.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def main() -> int:
     import geosr
 
     scene = make_demo_scene(Path("out/demo"))
-    out = Path(geosr.upscale_file(scene, scale=4, overwrite=True))
+    # --quicklook: bicubic vs geosr on the centre of the scene (docs/quicklook_demo.png is one).
+    out = Path(geosr.upscale_file(scene, scale=4, overwrite=True, quicklook=True))
     valid, errors, _ = cog_validate(str(out))
     with rasterio.open(scene) as a, rasterio.open(out) as b:
         print(f"demo output: {out.resolve()}")
@@ -71,6 +72,7 @@ def main() -> int:
             f"same bounds: {a.bounds == b.bounds}, CRS {b.crs.to_epsg()}, "
             f"model {b.tags().get('GEOSR_MODEL')}, valid COG: {valid and not errors}"
         )
+    print(f"quicklook  : {out.with_name(out.stem + '.quicklook.png').resolve()}")
     return 0 if valid and not errors else 1
 
 

@@ -70,7 +70,11 @@ class RunPlan:
             ("output grid", describe(out_grid)),
             (
                 "output size",
-                f"{self.output_bytes / 2**30:.2f} GiB uncompressed"
+                (
+                    f"{self.output_bytes / 2**30:.2f} GiB uncompressed"
+                    if self.output_bytes >= 2**30
+                    else f"{self.output_bytes / 2**20:.1f} MiB uncompressed"
+                )
                 + (" (BigTIFF)" if self.output_bytes > 4 * 2**30 else ""),
             ),
             ("model", f"{self.model} x{self.options.scale}"),

@@ -148,14 +148,18 @@ def render_compare(
         titles.append("reference")
     images = stretch(panels)
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
-    fig, axes = plt.subplots(1, len(images), figsize=(4 * len(images), 4.3), squeeze=False)
+    # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.
+    side = min(max(win.width, win.height, 256), 600) / 100 + 0.2
+    fig, axes = plt.subplots(1, len(images), figsize=(side * len(images), side + 0.5), squeeze=False)
     for ax, index in zip(axes[0], order, strict=True):
         image = images[index]
         rgb = np.moveaxis(image, 0, -1) if image.shape[0] == 3 else image[0]
         ax.imshow(rgb, cmap=None if image.shape[0] == 3 else "gray", interpolation="nearest")
         ax.set_title(titles[index])
         ax.set_axis_off()
-    fig.suptitle(f"{Path(sr).name}: window {win.width} x {win.height} px, one 2-98 % stretch", fontsize=9)
+    fig.suptitle(
+        f"{Path(sr).name}: window of {win.width} x {win.height} output px, one 2-98 % stretch", fontsize=9
+    )
     fig.tight_layout()
     tmp = png.with_name(f".{png.name}.tmp.png")
     try:

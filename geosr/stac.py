@@ -96,7 +96,7 @@ def build_item(output: Path, *, source: str | Path, scene: Scene, model: str, sc
         bbox=[float(v) for v in grid.extent.boundingbox],
         geometry=shapely.geometry.mapping(grid.extent.geom),
     )
-    source_href = str(source) if is_remote(source) else str(Path(source).absolute())
+    source_href = str(source) if is_remote(source) else str(Path(source).resolve())
     rel = "derived_from"
     media = pystac.MediaType.JSON if str(source).endswith(".json") else None
     item.add_link(pystac.Link(rel, source_href, media_type=media, title="geosr input"))

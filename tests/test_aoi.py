@@ -148,3 +148,23 @@ def test_info_shows_the_aoi_window(make_raster) -> None:
     lines = dict(plan_run(src, options, calibrate=False).lines())
     assert lines["area of interest"] == "cols 20-60, rows 10-40 of the 91 x 67 px file"
     assert lines["grid"].startswith("40 x 30 px")
+
+
+def test_lonlat_bbox_over_the_real_utm_scene(data_dir: Path, tmp_path: Path) -> None:
+    jp2 = data_dir / "sentinel2" / "tgt_S2A_20160529T153631_T33UUU_sub.jp2"
+    if not jp2.exists():
+        pytest.skip("Sentinel-2 JP2 missing")
+    box = (12.70, 52.80, 12.75, 52.83)
+    out = geosr.upscale_file(
+        jp2, tmp_path / "ll.tif", scale=2, model="bicubic", nodata=0, bbox=",".join(map(str, box))
+    )
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32633", always_xy=True)
+    corners = [to_utm.transform(x, y) for x in box[::2] for y in box[1::2]]
+    with rasterio.open(jp2) as src, rasterio.open(out) as f:
+        # The window covers the box's four corners and is snapped to whole input pixels.
+        assert all(
+            f.bounds.left <= x <= f.bounds.right and f.bounds.bottom <= y <= f.bounds.top for x, y in corners
+        )
+        col, row = ~src.transform @ (f.bounds.left, f.bounds.top)
+        assert col == round(col) and row == round(row)
+        assert f.width <= 2 * (348 + 2) and f.height <= 2 * (345 + 2)

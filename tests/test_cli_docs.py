@@ -1,0 +1,47 @@
+"""The command line documents itself: every command and option has help, completion works."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import typer
+from typer.testing import CliRunner
+
+from geosr.cli import _register_plugins, app
+
+
+def test_every_command_and_option_has_help() -> None:
+    _register_plugins()
+    group = typer.main.get_command(app)
+    names = set(group.commands)  # type: ignore[attr-defined]
+    assert {"run", "info", "models", "compare", "train", "evaluate"} <= names
+    checked = 0
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        assert command.help, f"geosr {name} has no help text"
+        for param in command.params:
+            if param.param_type_name == "option" and param.name != "help":
+                assert param.help, f"geosr {name} {param.opts[0]} has no help text"
+                checked += 1
+    assert checked > 40
+
+
+def test_python_m_geosr_and_shell_completion() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "geosr", "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "complete" in result.stdout and "geosr" in result.stdout.lower()
+
+
+def test_models_prints_the_bundled_model_card() -> None:
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    assert "cnnrnn-fast x4" in result.output and "model card" in result.output
+    for field in ("bands", "normalisation", "training data", "validation"):
+        assert field in result.output
