@@ -82,6 +82,9 @@ VARIANTS = [
     Variant(
         "edsr", "EDSR baseline, same recipe and training time", "pipelines/edsr_baseline_x4.toml", full=True
     ),
+    Variant(
+        "best", "cnnrnn-best, its recipe (the bundled best x4)", "pipelines/cnnrnn_best_x4.toml", full=True
+    ),
     Variant("short", f"cnnrnn-fast, {SHORT_STEPS} steps (the reference of the rows below)"),
     Variant(
         "no-recurrence",
@@ -160,6 +163,7 @@ def run_variant(variant: Variant, files: list[Path], threads: int) -> dict[str, 
 
 def write_markdown(results: dict[str, Any]) -> None:
     order = [v.key for v in VARIANTS if v.key in results]
+    labels = {v.key: v.label for v in VARIANTS}
     names = next(iter(results.values()))["per_image"].keys() if results else []
     head = ["variant", "steps", "train s", "kFLOP/px", "mean dB", *(NAMES.get(n, n) for n in names)]
     head += ["T=1 dB", "T=3 dB"]
@@ -167,7 +171,7 @@ def write_markdown(results: dict[str, Any]) -> None:
     for key in order:
         r = results[key]
         cells = [
-            r["label"],
+            labels[key],
             str(r["steps"]),
             f"{r['train_seconds']:.0f}",
             str(r["kflop_per_lr_px"]),

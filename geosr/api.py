@@ -396,17 +396,27 @@ def _run(
             state.commit_manifest(fingerprint, len(plan))
         todo = [i for i in range(len(plan)) if i not in finished]
         advance(len(plan) - len(todo))
+        cluster = None
         if opts.scheduler is not None or opts.workers is not None:
-            from geosr.orchestrate.cluster import ModelKey, cluster_client, run_on_cluster
+            from geosr.orchestrate.cluster import ClosingLater, ModelKey, run_on_cluster
 
             key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision, opts.compile)
-            with cluster_client(opts.scheduler, opts.workers) as client:
-                run_on_cluster(job, plan, todo, key, state, client, on_tiles_done=advance)
+            cluster = ClosingLater(opts.scheduler, opts.workers)
+            try:
+                run_on_cluster(job, plan, todo, key, state, cluster.client, on_tiles_done=advance)
+            except BaseException:
+                cluster.wait()
+                raise
+            cluster.close_later()  # workers stop while the output is finalised
         else:
             writer = StoreWriter(state.store, dst, spec.nbytes)
             predictor.expect(-(-len(todo) // job.batch_size))  # lets --compile auto decide
             run_tiles(job, plan, predictor, writer, todo=todo, record=state.record, on_tiles_done=advance)
-        finalise(state.store, dst, spec, overwrite=opts.overwrite)
+        try:
+            finalise(state.store, dst, spec, overwrite=opts.overwrite)
+        finally:
+            if cluster is not None:
+                cluster.wait()
         checkpoint("commit")
         state.finish()
     except (StaleRunError, ResumableError):

@@ -49,3 +49,17 @@ def test_default_beats_bicubic_on_a_held_out_scene(data_dir: Path, tmp_path: Pat
     assert summary["gain_db"] > 0.5, summary
     assert summary["min_gain_db"] > 0.0, summary
     assert abs(summary["lr_consistency"]) < 0.01
+
+
+def test_best_x4_ships_and_says_it_is_slower() -> None:
+    from geosr.models import flops_per_lr_pixel
+
+    path = bundled_weights("cnnrnn-best", 4)
+    assert path is not None and path.stat().st_size < 10 * 2**20
+    best = geosr.load_model("cnnrnn-best", bands=1, scale=4)
+    fast = geosr.load_model(None, bands=1, scale=4)
+    assert best.card.training["recipe"] == "pipelines/cnnrnn_best_x4.toml"
+    # The card states its cost, which is several times the default's.
+    assert best.card.training["kflop_per_lr_pixel"] == round(flops_per_lr_pixel(best) / 1e3)
+    assert flops_per_lr_pixel(best) > 3 * flops_per_lr_pixel(fast)
+    assert best.card.metrics["wald_mean_gain_db"] > 0.5

@@ -6,7 +6,7 @@ numpy arrays that any orchestration (a loop, Dask workers) can call.
 
 import os
 
-GDAL_BLOCK_CACHE_MB = 256
+GDAL_BLOCK_CACHE_MB = 64
 """GDAL's block cache.  Its default, 5 % of RAM (1.2 GB here), made peak memory
 grow with scene size (1.34 GiB at 8192^2 x2 vs 0.80 GiB with this bound)."""
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
@@ -117,6 +118,8 @@ def _quiet_connection_loss() -> Iterator[None]:
 @contextlib.contextmanager
 def cluster_client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
     """A client on ``scheduler``, or on a local cluster of ``workers`` processes."""
+    # Clients are closed with close(), not used as context managers: __exit__
+    # resets a context variable, which fails when ClosingLater closes from a thread.
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout="20s")
@@ -124,25 +127,69 @@ def cluster_client(scheduler: str | None, workers: int | None) -> Iterator[Clien
             raise OptionError(
                 f"cannot reach the Dask scheduler at {scheduler} ({exc}); is it running?"
             ) from None
-        with _quiet_connection_loss(), client:
-            yield client
+        with _quiet_connection_loss():
+            try:
+                yield client
+            finally:
+                client.close()
         return
     if workers is None or workers < 1:
         raise OptionError(f"--workers must be at least 1, got {workers}")
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
     environ = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with (
-        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
-        LocalCluster(
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
             host="127.0.0.1",
             dashboard_address=None,
             processes=True,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+        )
+    try:
+        client = Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+    try:
         yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+class ClosingLater:
+    """A client from :func:`cluster_client` whose shutdown can overlap the work after it.
+
+    Stopping a local cluster's worker processes takes seconds (each tears down a
+    loaded torch); the COG finalisation that follows a cluster run needs none
+    of them.  :meth:`close_later` starts the shutdown in a thread, and
+    :meth:`wait` joins it (re-raising its error), or closes at once if it was
+    not started.
+    """
+
+    def __init__(self, scheduler: str | None, workers: int | None) -> None:
+        self._stack = contextlib.ExitStack()
+        self.client: Client = self._stack.enter_context(cluster_client(scheduler, workers))
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def close_later(self) -> None:
+        def close() -> None:
+            try:
+                self._stack.close()
+            except BaseException as exc:  # handed to wait(), in the caller's thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=close, name="geosr-cluster-close")
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is None:
+            self._stack.close()
+            return
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _run_batch(job: Job, tiles: Sequence[tuple[int, Tile]], key: ModelKey, store: str, dst: str) -> list[int]:
