@@ -44,7 +44,7 @@ Batch = Annotated[int | None, typer.Option("--batch-size", help="Tiles per model
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Precision = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA only).")]
 Compile = Annotated[
-    str, typer.Option(help="torch.compile the model: auto (when the job is long enough), on or off.")
+    str, typer.Option(help="torch.compile the model: off, on, or auto (when the job is long enough).")
 ]
 Nodata = Annotated[
     float | None, typer.Option(help="Override the input's nodata value (e.g. 0 for Sentinel-2 JP2).")
@@ -96,7 +96,7 @@ def run(
     batch_size: Batch = None,
     device: Device = "auto",
     precision: Precision = "auto",
-    compile: Compile = "auto",
+    compile: Compile = "off",
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing output once the new one is complete.")
     ] = False,

@@ -31,7 +31,10 @@ class RunOptions:
     compile : str
         ``auto|on|off``: ``torch.compile`` the model; ``auto`` does when the
         job is long enough to repay the compilation (see
-        :func:`geosr.predictor.compile_pays_off`).
+        :func:`geosr.predictor.compile_pays_off`).  ``off`` by default: compiled
+        bf16 kernels round differently from eager ones, and ``auto`` decides per
+        run, so a resumed run could mix the two; ``on`` and ``off`` are
+        reproducible.
     overwrite : bool
         Replace an existing output (only once the new one is complete).
     nodata : float or None
@@ -76,7 +79,7 @@ class RunOptions:
     batch_size: int | None = None
     device: str = "auto"
     precision: str = "auto"
-    compile: str = "auto"
+    compile: str = "off"
     overwrite: bool = False
     nodata: float | None = None
     variable: str | None = None
