@@ -768,7 +768,7 @@ def fig_compile(ctx: Context) -> Figure:
             if math.isfinite(break_even)
             else "never pays off in this run"
         ),
-        "- (kept only where it wins: --compile auto)",
+        "- (opt-in where it wins: --compile auto or on; off by default for reproducible resumes)",
         None,
         speedup,
         "x",
