@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.heldout import NAMES, validation_files
+from benchmarks.heldout import NAMES, image_gains, validation_files
+from benchmarks.quality import replace_between
 from geosr.evaluation.wald import evaluate_wald
 from geosr.models import flops_per_lr_pixel, load_model
 from geosr.models.bicubic import bicubic_upsample
@@ -108,10 +109,9 @@ VARIANTS = [
 def wald(weights: Path, files: list[Path]) -> dict[str, Any]:
     """Mean gain over bicubic of every band, per image, and the worst image."""
     report = evaluate_wald(files, scale=4, model=str(weights), border=16)
-    per_image = {Path(img.path).stem: float(np.mean([b.gain_db for b in img.bands])) for img in report.images}
-    gains = [b.gain_db for img in report.images for b in img.bands]
+    per_image = image_gains(report)
     return {
-        "mean_gain_db": float(np.mean(gains)),
+        "mean_gain_db": report.summary()["gain_db"],
         "per_image": per_image,
         "worst_image_db": min(per_image.values()),
     }
@@ -136,11 +136,10 @@ def multi_frame(weights: Path, config: TrainConfig, chips: int = 64) -> dict[str
 
 
 def card_facts(weights: Path) -> dict[str, Any]:
-    card = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
     model = load_model(str(weights), bands=1, scale=4, device="cpu")
     return {
-        "steps": card["training"]["steps"],
-        "train_seconds": card["training"]["seconds"],
+        "steps": model.card.training["steps"],
+        "train_seconds": model.card.training["seconds"],
         "kflop_per_lr_px": round(flops_per_lr_pixel(model) / 1e3),
         "params": sum(p.numel() for p in model.parameters()),
     }
@@ -181,14 +180,9 @@ def write_markdown(results: dict[str, Any]) -> None:
             f"{r['t3_gain_db']:+.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    table = "\n".join([BEGIN, *lines, END])
     # The prose around the table is written by hand; only the table is regenerated.
-    text = (
-        RESULTS_MD.read_text(encoding="utf-8") if RESULTS_MD.exists() else f"# Ablation\n\n{BEGIN}\n{END}\n"
-    )
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    RESULTS_MD.write_text(head + table + tail, encoding="utf-8")
+    text = RESULTS_MD.read_text(encoding="utf-8") if RESULTS_MD.exists() else "# Ablation\n"
+    RESULTS_MD.write_text(replace_between(text, BEGIN, END, "\n".join(lines)), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from geosr.evaluation.wald import EvalReport
 from geosr.train.config import SceneSource, TrainConfig, expand_path
 
 # Short names of the held-out files, for tables.
@@ -52,15 +53,23 @@ def _cut(path: Path, source: SceneSource, workdir: Path) -> Path:
             "dtype": data.dtype.name,
             "crs": src.crs,
             "transform": src.window_transform(window),
-            # nodata = nan in a recipe means "none" (NEON's declared 255 is saturation).
-            "nodata": src.nodata
-            if source.nodata is None
-            else None
-            if np.isnan(source.nodata)
-            else source.nodata,
+            "nodata": _nodata(source, src.nodata),
             "tiled": True,
             "compress": "deflate",
         }
     with rasterio.open(out, "w", **profile) as dst:
         dst.write(data)
     return out
+
+
+def _nodata(source: SceneSource, declared: float | None) -> float | None:
+    """The cut-out's nodata: the recipe's override, where ``nan`` means "none"
+    (NEON's declared 255 is saturation), else the file's own."""
+    if source.nodata is None:
+        return declared
+    return None if np.isnan(source.nodata) else source.nodata
+
+
+def image_gains(report: EvalReport) -> dict[str, float]:
+    """Mean gain over bicubic of each image's bands, by file stem."""
+    return {Path(im.path).stem: float(np.mean([b.gain_db for b in im.bands])) for im in report.images}

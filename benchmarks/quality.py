@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from benchmarks.heldout import NAMES, validation_files
+from benchmarks.heldout import NAMES, image_gains, validation_files
 from geosr.evaluation.report import write_json
 from geosr.evaluation.wald import EvalReport, evaluate_wald
 from geosr.models.registry import DEFAULT_MODEL, WEIGHTS_DIR, bundled_weights
@@ -54,9 +54,8 @@ def table(report: EvalReport) -> str:
         f"| {s['ssim_bicubic']:.4f} | **{s['gain_db']:+.2f}** |"
     )
     lines += ["", "| image | mean gain over its bands, dB |", "|---|---|"]
-    for image in report.images:
-        name = NAMES.get(Path(image.path).stem, Path(image.path).stem)
-        lines.append(f"| {name} | {sum(b.gain_db for b in image.bands) / len(image.bands):+.2f} |")
+    for stem, gain in image_gains(report).items():
+        lines.append(f"| {NAMES.get(stem, stem)} | {gain:+.2f} |")
     return "\n".join(lines)
 
 
@@ -77,12 +76,7 @@ def record_in_card(report: EvalReport, name: str, scale: int) -> None:
     """
     card_path = WEIGHTS_DIR / f"{name}_x{scale}.json"
     card = json.loads(card_path.read_text(encoding="utf-8"))
-    per_image = {
-        NAMES.get(Path(im.path).stem, Path(im.path).stem): round(
-            sum(b.gain_db for b in im.bands) / len(im.bands), 3
-        )
-        for im in report.images
-    }
+    per_image = {NAMES.get(stem, stem): round(gain, 3) for stem, gain in image_gains(report).items()}
     card["metrics"].update(
         {
             "wald_mean_gain_db": round(report.summary()["gain_db"], 3),

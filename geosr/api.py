@@ -24,7 +24,7 @@ from geosr.io.scene import Scene, is_zarr_path, open_scene, read_sample
 from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.stac_input import is_stac_item
 from geosr.io.stac_input import resolve as resolve_stac
-from geosr.models import load_model
+from geosr.models import SRModel, load_model
 from geosr.normalise import (
     FILL_RADIUS,
     Normalisation,
@@ -140,6 +140,35 @@ def provenance_tags(scene: Scene, model_name: str, scale: int, norm: Normalisati
     return tags
 
 
+def resource_plan(
+    scene: Scene,
+    net: SRModel,
+    predictor: Predictor,
+    *,
+    tile: int,
+    halo: int,
+    batch: int,
+    scale: int,
+    frames: int = 1,
+    workers: int = 1,
+) -> resources.Plan:
+    """The numbers a run's memory bound depends on (``geosr run``'s guard and ``geosr info``)."""
+    itemsize = np.dtype(scene.dtype).itemsize
+    return resources.Plan(
+        tile=tile,
+        halo=halo,
+        batch=batch,
+        bands=scene.count,
+        scale=scale,
+        in_itemsize=itemsize,
+        out_itemsize=itemsize,
+        features=int(net.card.config.get("features", scene.count)),
+        model_bytes=predictor.model_bytes(),
+        frames=frames,
+        workers=workers,
+    )
+
+
 def upscale_file(
     src: str | Path,
     dst: str | Path | None = None,
@@ -212,16 +241,14 @@ def upscale_file(
     if opts.check_resources:
         # Before the plan and before any pixel is read: a scene declaring absurd
         # dimensions stops here, not after allocating millions of tiles.
-        bounds = resources.Plan(
+        bounds = resource_plan(
+            scene,
+            net,
+            predictor,
             tile=min(tile, max(height, width)),
             halo=halo,
             batch=batch,
-            bands=scene.count,
             scale=opts.scale,
-            in_itemsize=np.dtype(scene.dtype).itemsize,
-            out_itemsize=np.dtype(scene.dtype).itemsize,
-            features=int(net.card.config.get("features", scene.count)),
-            model_bytes=predictor.model_bytes(),
             frames=1 + len(frames),
             workers=opts.workers or 1,
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from geosr import resources
-from geosr.api import scene_for
+from geosr.api import resource_plan, scene_for
 from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes
 from geosr.io.scene import Scene, read_window
@@ -126,16 +126,14 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         start = time.perf_counter()
         predictor(x)
         seconds = (time.perf_counter() - start) * batch / len(tiles)
-    bounds = resources.Plan(
+    bounds = resource_plan(
+        scene,
+        net,
+        predictor,
         tile=max(plan.tile_height, plan.tile_width),
         halo=plan.halo,
         batch=batch,
-        bands=scene.count,
         scale=options.scale,
-        in_itemsize=np.dtype(scene.dtype).itemsize,
-        out_itemsize=np.dtype(scene.dtype).itemsize,
-        features=int(net.card.config.get("features", scene.count)),
-        model_bytes=predictor.model_bytes(),
         workers=options.workers or 1,
     )
     return RunPlan(
