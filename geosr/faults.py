@@ -14,7 +14,7 @@ cluster: the first process to create ``FILE`` dies, the others (and the worker
 the nanny restarts) carry on.
 
 Phases: ``read``, ``infer``, ``write``, ``journal``, ``task`` (a Dask task done
-on a worker), ``finalise`` (a block copied into the COG intermediate), ``cog``
+on a worker), ``finalise`` (overview levels completed; then the VRT over the store written), ``cog``
 (COG built, not renamed), ``commit`` (output renamed, run state not yet
 removed).
 """

@@ -17,10 +17,10 @@ queue) plus its model.  :func:`memory_needed` computes it; :func:`check`
 refuses a plan above the available memory (``MemAvailable``, and the address
 space left under ``ulimit -v``), or whose output cannot fit on the disk.
 
-Disk: a COG run needs, at its peak (the COG build), the run store, the
-intermediate GeoTIFF and the COG with its overviews; with lossless compression
-at about 2:1 that is about ``1.7 x`` the uncompressed output (``0.5 x`` for a
-Zarr output).  These are estimates: ``--no-check-resources`` skips the guard,
+Disk: a COG run needs, at its peak (the COG build), the run store with its
+overview levels and the COG with its overviews; with lossless compression at
+about 2:1 that is about ``1.3 x`` the uncompressed output (``0.5 x`` for a Zarr
+output).  These are estimates: ``--no-check-resources`` skips the guard,
 and a write that fails anyway still stops with a clear message.
 """
 
@@ -93,8 +93,8 @@ def memory_needed(plan: Plan) -> int:
 def disk_needed(output_bytes: int, *, cog: bool) -> int:
     """Disk a run needs at its peak, for ``output_bytes`` of uncompressed output."""
     if cog:
-        # store + intermediate GeoTIFF + COG with overviews (4/3), all compressed.
-        return int(output_bytes * COMPRESSED_FRACTION * (1 + 1 + 4 / 3))
+        # store and COG, each with its overviews (4/3), both compressed.
+        return int(output_bytes * COMPRESSED_FRACTION * (4 / 3 + 4 / 3))
     return int(output_bytes * COMPRESSED_FRACTION)
 
 

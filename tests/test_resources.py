@@ -43,8 +43,8 @@ def test_guard_refuses_a_plan_above_available_memory(tmp_path: Path) -> None:
         check(huge, 10**6, tmp_path / "out.tif")
 
 
-def test_disk_estimate_covers_store_intermediate_and_cog() -> None:
-    assert disk_needed(3 * 2**30, cog=True) > 3 * 2**30 * 1.5
+def test_disk_estimate_covers_store_and_cog() -> None:
+    assert disk_needed(3 * 2**30, cog=True) > 3 * 2**30 * 1.3  # store and COG, each with overviews
     assert disk_needed(3 * 2**30, cog=False) < disk_needed(3 * 2**30, cog=True)
 
 

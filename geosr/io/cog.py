@@ -1,10 +1,16 @@
-"""Cloud-Optimized GeoTIFF output: windowed writes to a tiled GeoTIFF, COG at commit.
+"""Cloud-Optimized GeoTIFF output: built in one GDAL pass, validated, renamed into place.
 
 A COG puts its overviews *before* the full-resolution tiles, so it cannot be
-streamed window by window.  The sink therefore writes into a hidden, tiled,
-lightly compressed GeoTIFF beside the destination (``.<name>.geosr-tmp-*.tif``),
-and :meth:`CogSink.commit` turns that into the COG in one pass with GDAL's COG
-driver, validates it, and renames it into place.
+streamed window by window.  Two ways in:
+
+* :class:`CogSink`, the streaming sink: windows go into a hidden, tiled,
+  lightly compressed GeoTIFF beside the destination (``.<name>.geosr-tmp-*.tif``),
+  and :meth:`CogSink.commit` turns that into the COG;
+* :func:`cog_from_source`, for a complete GDAL dataset that already has its
+  overviews (the run store behind a VRT, :mod:`geosr.io.run_store`): GDAL's COG
+  driver then only compresses and lays out, with no intermediate to write.
+
+Both end in :class:`CogBuild`: GDAL's COG driver, the checks, and the rename.
 
 Why GDAL's COG driver rather than ``rio_cogeo.cogeo.cog_translate``: both end in
 GDAL, but the COG driver does it in one native ``CreateCopy`` (overviews computed
@@ -67,7 +73,116 @@ except ImportError:  # pragma: no cover - private module moved
     _GDAL_ERRORS = (OSError, RasterioError)
 
 
-class CogSink(SinkBase):
+class CogBuild(SinkBase):
+    """GDAL's COG driver from a complete source, the checks, and the atomic rename.
+
+    Subclasses provide the source (:meth:`_source`); :meth:`commit` builds the
+    COG from it, validates it, and renames it to the destination.
+    """
+
+    def _needed(self) -> int:
+        return self.spec.nbytes * 4 // 3  # full resolution + overviews (1/4 + 1/16 + ...)
+
+    def _source(self) -> tuple[str | Path, int]:
+        """The finished source as GDAL opens it, and the disk space the copy needs."""
+        raise NotImplementedError
+
+    def commit(self) -> Path:
+        """Build the COG, validate it and rename it to the destination.
+
+        Returns
+        -------
+        Path
+            The destination.
+
+        Raises
+        ------
+        OutputError
+            Writing, validation or the rename failed; no temporaries are left
+            and an existing destination is untouched.
+        """
+        self._check_open()
+        try:
+            source, needed = self._source()
+            self._check_space(needed)
+            cog = temporary_sibling(self.destination, ".tif")
+            self._track(cog)
+            rasterio.shutil.copy(source, cog, driver="COG", **self._cog_options())
+            _check_tiles(cog, self.destination, self._needed())
+            self._verify(cog)
+            checkpoint("cog")
+            replace_atomically(cog, self.destination)
+        except GeosrError:
+            raise
+        except _GDAL_ERRORS as exc:
+            raise OutputError(describe_write_failure(self.destination, exc, self._needed())) from None
+        finally:
+            self._cleanup()
+        return self.destination
+
+    def abort(self) -> None:
+        """Remove the temporaries; the destination is not touched."""
+        self._cleanup()
+
+    def _check_space(self, needed: int) -> None:
+        """Refuse to start the COG copy when it cannot fit: GDAL 3.10's COG driver
+        can crash the process (not raise) when its overview file hits a full disk.
+        """
+        free = free_bytes(self.destination.parent)
+        if free is not None and free < needed:
+            raise OutputError(
+                f"cannot write {self.destination}: not enough disk space to build the COG; "
+                f"it needs about {format_bytes(needed)} and {format_bytes(free)} are "
+                f"available in {self.destination.parent}; free some space or write to "
+                "another directory"
+            )
+
+    def _cog_options(self) -> dict[str, Any]:
+        return {
+            "BLOCKSIZE": self.spec.block,
+            "COMPRESS": "ZSTD",
+            # Explicit, so that the same pixels give the same bytes whatever GDAL's default.
+            # Level 3: 2.2x faster to build than 9 for 5 % more bytes (measured on a
+            # 8192^2 output); the COG build is most of a run's non-model time.
+            "LEVEL": 3,
+            # YES = horizontal differencing (2) for integers, floating point (3) for floats.
+            "PREDICTOR": "YES",
+            # Average is the right summary of continuous imagery and skips nodata
+            # pixels (integer or NaN), so overviews do not bleed nodata into edges.
+            "OVERVIEW_RESAMPLING": "AVERAGE",
+            "BIGTIFF": "YES" if self._needed() > _BIGTIFF_BYTES else "IF_SAFER",
+            "NUM_THREADS": "ALL_CPUS",
+        }
+
+    def _verify(self, cog: Path) -> None:
+        """Check the COG against the spec and the COG rules before it replaces anything."""
+        spec = self.spec
+        with rasterio.open(cog) as src:
+            found_grid = (src.height, src.width, src.count, src.dtypes[0])
+            transform, crs = src.transform, src.crs
+        height, width = spec.grid.shape.yx
+        problems = []
+        if found_grid != (height, width, spec.count, spec.dtype):
+            problems.append(f"shape/dtype {found_grid} instead of {(height, width, spec.count, spec.dtype)}")
+        # Exact comparison on purpose: the output must sit on the input's footprint
+        # to the last bit, and GeoTIFF stores the transform as doubles.
+        if tuple(transform) != tuple(spec.grid.transform):
+            problems.append(f"transform {tuple(transform)} instead of {tuple(spec.grid.transform)}")
+        if crs is None or spec.grid.crs != crs:
+            problems.append(f"CRS {crs} instead of {spec.grid.crs}")
+        if not problems:
+            is_valid, errors, _warnings = cog_validate(str(cog), quiet=True)
+            if not is_valid or errors:
+                problems.append("not a valid COG: " + "; ".join(errors))
+        if problems:
+            raise OutputError(
+                f"cannot write {self.destination}: the produced file has "
+                + "; ".join(problems)
+                + " (a geosr/GDAL bug: please report it with `geosr --version`)"
+            )
+
+
+class CogSink(CogBuild):
     """Write a Cloud-Optimized GeoTIFF atomically.
 
     Parameters
@@ -99,9 +214,6 @@ class CogSink(SinkBase):
         except BaseException:
             self._cleanup()
             raise
-
-    def _needed(self) -> int:
-        return self.spec.nbytes * 4 // 3  # full resolution + overviews (1/4 + 1/16 + ...)
 
     def _intermediate_profile(self) -> dict[str, Any]:
         spec = self.spec
@@ -162,41 +274,15 @@ class CogSink(SinkBase):
             self.abort()
             raise OutputError(describe_write_failure(self.destination, exc, self._needed())) from None
 
-    def commit(self) -> Path:
-        """Build the COG, validate it and rename it to the destination.
-
-        Returns
-        -------
-        Path
-            The destination.
-
-        Raises
-        ------
-        OutputError
-            Writing, validation or the rename failed; no temporaries are left
-            and an existing destination is untouched.
-        """
-        self._check_open()
-        try:
-            # Closing flushes the block cache, and rasterio does not report GDAL
-            # errors from that flush: _check_tiles finds what a full disk lost.
-            self._ds.close()
-            _check_tiles(self._tmp, self.destination, self._needed())
-            self._check_space(self._tmp.stat().st_size)
-            cog = temporary_sibling(self.destination, ".tif")
-            self._track(cog)
-            rasterio.shutil.copy(self._tmp, cog, driver="COG", **self._cog_options())
-            _check_tiles(cog, self.destination, self._needed())
-            self._verify(cog)
-            checkpoint("cog")
-            replace_atomically(cog, self.destination)
-        except GeosrError:
-            raise
-        except _GDAL_ERRORS as exc:
-            raise OutputError(describe_write_failure(self.destination, exc, self._needed())) from None
-        finally:
-            self._cleanup()
-        return self.destination
+    def _source(self) -> tuple[str | Path, int]:
+        # Closing flushes the block cache, and rasterio does not report GDAL
+        # errors from that flush: _check_tiles finds what a full disk lost.
+        self._ds.close()
+        _check_tiles(self._tmp, self.destination, self._needed())
+        # The COG is at most about the intermediate's size plus a third for the
+        # overviews, and the COG driver holds another third in a temporary
+        # overview file while it works.
+        return self._tmp, self._tmp.stat().st_size * 5 // 3
 
     def abort(self) -> None:
         """Close and remove the temporaries; the destination is not touched."""
@@ -209,67 +295,27 @@ class CogSink(SinkBase):
         finally:
             self._cleanup()
 
-    def _check_space(self, intermediate_bytes: int) -> None:
-        """Refuse to start the COG copy when it cannot fit: GDAL 3.10's COG driver
-        can crash the process (not raise) when its overview file hits a full disk.
 
-        The COG is at most about the intermediate's size plus a third for the
-        overviews, and the COG driver holds another third in a temporary
-        overview file while it works.
-        """
-        needed = intermediate_bytes * 5 // 3
-        free = free_bytes(self.destination.parent)
-        if free is not None and free < needed:
-            raise OutputError(
-                f"cannot write {self.destination}: not enough disk space to build the COG; "
-                f"it needs about {format_bytes(needed)} and {format_bytes(free)} are "
-                f"available in {self.destination.parent}; free some space or write to "
-                "another directory"
-            )
+def cog_from_source(
+    source: str | Path, destination: Path, spec: OutputSpec, *, source_bytes: int, overwrite: bool
+) -> Path:
+    """Build the COG at ``destination`` from a complete GDAL ``source`` that has its overviews.
 
-    def _cog_options(self) -> dict[str, Any]:
-        return {
-            "BLOCKSIZE": self.spec.block,
-            "COMPRESS": "ZSTD",
-            # Explicit, so that the same pixels give the same bytes whatever GDAL's default.
-            # Level 3: 2.2x faster to build than 9 for 5 % more bytes (measured on a
-            # 8192^2 output); the COG build is most of a run's non-model time.
-            "LEVEL": 3,
-            # YES = horizontal differencing (2) for integers, floating point (3) for floats.
-            "PREDICTOR": "YES",
-            # Average is the right summary of continuous imagery and skips nodata
-            # pixels (integer or NaN), so overviews do not bleed nodata into edges.
-            "OVERVIEW_RESAMPLING": "AVERAGE",
-            "BIGTIFF": "YES" if self._needed() > _BIGTIFF_BYTES else "IF_SAFER",
-            "NUM_THREADS": "ALL_CPUS",
-        }
+    ``source_bytes`` is the source's size on disk, from which the free space the
+    copy needs is estimated (the COG is smaller than the lightly compressed source).
+    """
+    return _FromSource(destination, spec, source, source_bytes, overwrite).commit()
 
-    def _verify(self, cog: Path) -> None:
-        """Check the COG against the spec and the COG rules before it replaces anything."""
-        spec = self.spec
-        with rasterio.open(cog) as src:
-            found_grid = (src.height, src.width, src.count, src.dtypes[0])
-            transform, crs = src.transform, src.crs
-        height, width = spec.grid.shape.yx
-        problems = []
-        if found_grid != (height, width, spec.count, spec.dtype):
-            problems.append(f"shape/dtype {found_grid} instead of {(height, width, spec.count, spec.dtype)}")
-        # Exact comparison on purpose: the output must sit on the input's footprint
-        # to the last bit, and GeoTIFF stores the transform as doubles.
-        if tuple(transform) != tuple(spec.grid.transform):
-            problems.append(f"transform {tuple(transform)} instead of {tuple(spec.grid.transform)}")
-        if crs is None or spec.grid.crs != crs:
-            problems.append(f"CRS {crs} instead of {spec.grid.crs}")
-        if not problems:
-            is_valid, errors, _warnings = cog_validate(str(cog), quiet=True)
-            if not is_valid or errors:
-                problems.append("not a valid COG: " + "; ".join(errors))
-        if problems:
-            raise OutputError(
-                f"cannot write {self.destination}: the produced file has "
-                + "; ".join(problems)
-                + " (a geosr/GDAL bug: please report it with `geosr --version`)"
-            )
+
+class _FromSource(CogBuild):
+    def __init__(
+        self, destination: Path, spec: OutputSpec, source: str | Path, source_bytes: int, overwrite: bool
+    ) -> None:
+        super().__init__(destination, spec, overwrite)
+        self._given = (source, source_bytes)
+
+    def _source(self) -> tuple[str | Path, int]:
+        return self._given
 
 
 def _check_tiles(path: Path, destination: Path, needed: int | None = None) -> None:

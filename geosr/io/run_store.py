@@ -7,11 +7,15 @@ neighbour's pixels, and Dask workers can write concurrently.  At the end:
 
 * ``.zarr`` output: the store *is* the output; its metadata is consolidated
   and the folder renamed into place;
-* ``.tif`` output: the store is streamed, chunk by chunk, into
-  :class:`~geosr.io.cog.CogSink`, which builds, validates and renames the COG.
+* ``.tif`` output: the store also holds the COG's overview levels, written
+  with each tile (:mod:`geosr.io.pyramid`); a VRT presents the store to GDAL as
+  the finished raster (:mod:`geosr.io.vrt`), and GDAL's COG driver copies it
+  into the COG (:func:`~geosr.io.cog.cog_from_source`): no intermediate
+  GeoTIFF, no overview pass at the end.
 
-A store that will become a COG is compressed with LZ4 at level 1 (cheap; it is
-read once), a Zarr output with the output's zstd.
+A store that will become a COG is Zarr v2 (GDAL 3.10 reads v2 with Blosc, not
+v3's codecs) compressed with LZ4 at level 1 (cheap; it is read once); a Zarr
+output is v3 with the output's zstd.
 """
 
 from __future__ import annotations
@@ -22,15 +26,24 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from numcodecs import Blosc
 
 from geosr.errors import OutputError
 from geosr.faults import checkpoint
 from geosr.io.atomic import describe_write_failure, replace_atomically
+from geosr.io.pyramid import coarser_levels, halve, level_shapes, tile_levels
 from geosr.io.sink import OutputSpec
-from geosr.io.zarr_store import VARIABLE, _chunk_spans, _create_store, _write_chunkwise
+from geosr.io.zarr_store import VARIABLE, _create_store, _write_chunkwise
 
-_FAST = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
+_FAST = Blosc(cname="lz4", clevel=1, shuffle=Blosc.SHUFFLE)
+
+# Levels below the tiles' own are computed at the end from the deepest tile
+# level, read whole; above this size GDAL computes every level instead.
+_MAX_FINAL_LEVEL_BYTES = 256 * 2**20
+
+
+def _level_name(level: int) -> str:
+    return f"overview_{level}"
 
 
 def create_run_store(
@@ -41,30 +54,50 @@ def create_run_store(
         if for_zarr_output:
             _create_store(path, spec, chunks=chunks)
         else:
-            # Pixels only: the COG takes its georeferencing from the spec, so the
-            # store needs no coordinates (nor a CRS that CF can describe).
-            count, height, width = spec.shape
-            zarr.create_array(
-                str(path),
-                name=VARIABLE,
-                shape=(count, height, width),
-                chunks=(1, *chunks),
-                dtype=spec.dtype,
-                fill_value=spec.nodata if spec.nodata is not None else 0,
-                compressors=_FAST,
-                zarr_format=3,
-            )
+            _create_cog_store(path, spec, chunks)
     except OSError as exc:
         raise OutputError(describe_write_failure(destination, exc, spec.nbytes)) from None
 
 
+def _create_cog_store(path: Path, spec: OutputSpec, chunks: tuple[int, int]) -> None:
+    """Pixels and overview levels only: the VRT gives the COG its georeferencing
+    and metadata from the spec, so the store needs no coordinates (nor a CRS that
+    CF can describe)."""
+    count, height, width = spec.shape
+    shapes = level_shapes(height, width, spec.block)
+    by_tiles = tile_levels((height, width), chunks, len(shapes))
+    fill = spec.nodata if spec.nodata is not None else 0
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    # The nodata value as text: JSON has no NaN.
+    group.attrs.update(
+        {"tile_levels": by_tiles, "nodata": None if spec.nodata is None else repr(spec.nodata)}
+    )
+    for level, shape in enumerate([(height, width), *shapes]):
+        if level <= by_tiles:  # one chunk per tile at every tile level
+            chunk = (chunks[0] >> level, chunks[1] >> level)
+        else:
+            chunk = (min(spec.block, shape[0]), min(spec.block, shape[1]))
+        group.create_array(
+            _level_name(level) if level else VARIABLE,
+            shape=(count, *shape),
+            chunks=(1, *chunk),
+            dtype=spec.dtype,
+            fill_value=fill,
+            compressors=_FAST,
+        )
+
+
 class StoreWriter:
-    """Writes windows into a run store (one per process or thread)."""
+    """Writes windows into a run store (one per process or thread), with their overview levels."""
 
     def __init__(self, store: Path, destination: Path, needed: int | None = None) -> None:
         self.destination = destination
         self.needed = needed
-        self._array = zarr.open_array(str(store), path=VARIABLE, mode="r+", zarr_format=3)
+        group: Any = zarr.open_group(str(store), mode="r+")
+        self._array = group[VARIABLE]
+        levels = int(group.attrs.get("tile_levels", 0))
+        self._levels = [group[_level_name(k)] for k in range(1, levels + 1)]
+        self._nodata = _stored_nodata(group)
 
     def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
         """Write ``data`` ``(count, h, w)`` at output pixels ``rows`` x ``cols``.
@@ -76,6 +109,12 @@ class StoreWriter:
         """
         try:
             _write_chunkwise(self._array, rows, cols, data)
+            for level in self._levels:
+                # Tile windows start and end on multiples of 2**k (tile_levels), so
+                # every halving is exact and lands on the level's own chunk.
+                data = halve(data, self._nodata)
+                rows, cols = slice(rows.start // 2, rows.stop // 2), slice(cols.start // 2, cols.stop // 2)
+                _write_chunkwise(level, rows, cols, data)
         except OSError as exc:
             raise OutputError(describe_write_failure(self.destination, exc, self.needed)) from None
 
@@ -100,18 +139,57 @@ def _finalise_zarr(store: Path, destination: Path, spec: OutputSpec) -> Path:
 
 
 def _finalise_cog(store: Path, destination: Path, spec: OutputSpec, overwrite: bool) -> Path:
-    from geosr.io.cog import CogSink
+    from geosr.io.cog import cog_from_source
+    from geosr.io.vrt import write_vrt, zarr_array
 
-    array: Any = zarr.open_array(str(store), path=VARIABLE, mode="r", zarr_format=3)
-    _, height, width = array.shape
-    _, chunk_rows, chunk_cols = array.chunks
-    with CogSink(destination, spec, overwrite=overwrite) as sink:
-        # Chunk by chunk: memory stays one tile core, whatever the scene size.
-        for rows in _chunk_spans(slice(0, height), chunk_rows):
-            for cols in _chunk_spans(slice(0, width), chunk_cols):
-                sink.write(rows, cols, np.asarray(array[:, rows, cols]))
-                checkpoint("finalise")
-    return destination
+    _, height, width = spec.shape
+    shapes = level_shapes(height, width, spec.block)
+    levels = _complete_levels(store, destination, spec, shapes)
+    checkpoint("finalise")
+    vrt = store.parent / "cog.vrt"
+    overviews = [zarr_array(store, _level_name(k)) for k in range(1, levels + 1)]
+    try:
+        write_vrt(vrt, spec, zarr_array(store, VARIABLE), overviews)
+    except OSError as exc:
+        raise OutputError(describe_write_failure(destination, exc, None)) from None
+    checkpoint("finalise")
+    return cog_from_source(vrt, destination, spec, source_bytes=_size_on_disk(store), overwrite=overwrite)
+
+
+def _complete_levels(store: Path, destination: Path, spec: OutputSpec, shapes: list[tuple[int, int]]) -> int:
+    """Compute the levels the tiles could not write; return how many levels the store holds.
+
+    Zero means the COG driver computes the overviews itself: no level was
+    written with the tiles (odd output sides), or the deepest one is too large
+    to hold in memory.
+    """
+    group: Any = zarr.open_group(str(store), mode="r+")
+    by_tiles = int(group.attrs.get("tile_levels", 0))
+    if by_tiles == len(shapes):
+        return by_tiles
+    if by_tiles == 0:
+        return 0
+    deepest = group[_level_name(by_tiles)]
+    if deepest.nbytes > _MAX_FINAL_LEVEL_BYTES:
+        return 0
+    nodata = _stored_nodata(group)
+    full = spec.shape[1:]
+    finer = np.asarray(deepest[:])
+    for k, level in enumerate(coarser_levels(finer, full, shapes[by_tiles:], nodata), start=by_tiles + 1):
+        try:
+            group[_level_name(k)][:] = level
+        except OSError as exc:
+            raise OutputError(describe_write_failure(destination, exc, spec.nbytes)) from None
+    return len(shapes)
+
+
+def _stored_nodata(group: Any) -> float | None:
+    value = group.attrs.get("nodata")
+    return None if value is None else float(value)
+
+
+def _size_on_disk(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def output_job(destination: Path) -> str | None:

@@ -1,0 +1,164 @@
+"""Overview levels written with the tiles: the same pixels as GDAL's own, and the COG built from them.
+
+The reference is GDAL's COG driver computing the overviews itself (``AVERAGE``)
+from the same full-resolution pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import rasterio.shutil
+import zarr
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from rio_cogeo.cogeo import cog_validate
+
+from geosr.io.pyramid import coarser_levels, halve, level_shapes, tile_levels
+from geosr.io.run_store import StoreWriter, create_run_store, finalise
+from geosr.io.sink import OutputSpec
+
+
+def gdal_overviews(data: np.ndarray, nodata: float | None, block: int, tmp: Path) -> list[np.ndarray]:
+    """GDAL's AVERAGE overviews of ``data``, as its COG driver computes them."""
+    count, height, width = data.shape
+    src, cog = tmp / "plain.tif", tmp / "gdal_cog.tif"
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": count, "dtype": data.dtype.name}
+    with rasterio.open(
+        src, "w", **profile, nodata=nodata, crs="EPSG:32633", transform=Affine(1, 0, 0, 0, -1, 1000)
+    ) as ds:
+        ds.write(data)
+    rasterio.shutil.copy(
+        src, cog, driver="COG", BLOCKSIZE=block, OVERVIEW_RESAMPLING="AVERAGE", COMPRESS="NONE"
+    )
+    with rasterio.open(cog) as ds:
+        levels = len(ds.overviews(1))
+    out = []
+    for k in range(levels):
+        with rasterio.open(cog, overview_level=k) as ds:
+            out.append(ds.read())
+    return out
+
+
+def sample(dtype: str, nodata: float | None, shape: tuple[int, int], holes: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    lo, hi = (-3000, 3000) if dtype == "int16" else (0, 255 if dtype == "uint8" else 60000)
+    if np.dtype(dtype).kind == "f":
+        data = rng.uniform(lo, hi, (2, *shape)).astype(dtype)
+    else:
+        data = rng.integers(lo, hi, (2, *shape)).astype(dtype)
+    if holes and nodata is not None:
+        mask = rng.random(data.shape) < holes
+        mask[:, :9, :9] = True  # whole blocks of nodata too
+        data[mask] = nodata
+    return data
+
+
+def our_levels(data: np.ndarray, nodata: float | None, block: int) -> list[np.ndarray]:
+    """Exact halvings while the sides allow, then GDAL's warper, as the run store does."""
+    full = data.shape[1:]
+    shapes = level_shapes(*full, block)
+    levels = []
+    for _ in range(tile_levels(full, full, len(shapes))):
+        data = halve(data, nodata)
+        levels.append(data)
+    return levels + coarser_levels(data, full, shapes[len(levels) :], nodata)
+
+
+CASES = [
+    ("uint16", 0, (512, 512), 0.0),
+    ("uint16", 0, (512, 512), 0.2),
+    ("uint16", None, (384, 640), 0.0),
+    ("uint8", 255, (336, 200), 0.3),
+    ("int16", -9999, (256, 256), 0.2),  # negative halves round away from zero, as GDAL's
+    ("float32", float("nan"), (256, 320), 0.2),
+    ("float32", -1.0, (256, 320), 0.2),
+]
+
+
+@pytest.mark.parametrize(("dtype", "nodata", "shape", "holes"), CASES)
+def test_exact_levels_equal_gdal_average(
+    tmp_path: Path, dtype: str, nodata: float | None, shape, holes
+) -> None:
+    data = sample(dtype, nodata, shape, holes, seed=len(tmp_path.name))
+    ours, theirs = our_levels(data, nodata, 64), gdal_overviews(data, nodata, 64, tmp_path)
+    assert [o.shape for o in ours] == [t.shape for t in theirs]
+    for mine, gdal in zip(ours, theirs, strict=True):
+        if data.dtype.kind == "f":  # GDAL sums floats in another order: last-bit differences
+            np.testing.assert_allclose(mine, gdal, rtol=1e-6, equal_nan=True)
+        else:
+            np.testing.assert_array_equal(mine, gdal)
+
+
+@pytest.mark.parametrize(("shape", "nodata"), [((300, 517), None), ((301, 517), 0), ((257, 255), 0)])
+def test_levels_of_odd_sides_follow_gdal(tmp_path: Path, shape, nodata) -> None:
+    """Odd sides do not halve: GDAL rounds the size down and weighs cut pixels; so do we (by GDAL)."""
+    data = sample("uint16", nodata, shape, 0.2, seed=1)
+    ours, theirs = our_levels(data, nodata, 64), gdal_overviews(data, nodata, 64, tmp_path)
+    assert level_shapes(*shape, 64) == [t.shape[1:] for t in theirs]
+    for mine, gdal in zip(ours, theirs, strict=True):
+        assert np.abs(mine.astype(int) - gdal.astype(int)).max() <= 1  # warper vs overview rounding
+
+
+def test_level_shapes_and_tile_alignment() -> None:
+    assert level_shapes(8192, 8192, 512) == [(4096, 4096), (2048, 2048), (1024, 1024), (512, 512)]
+    assert level_shapes(43920, 43920, 512)[-1] == (343, 343)  # a Sentinel-2 tile x4
+    assert level_shapes(512, 100, 512) == []
+    # 1024-pixel tile chunks on a 43920 output: 43920 = 2**4 * 2745
+    assert tile_levels((43920, 43920), (1024, 1024), 7) == 4
+    assert tile_levels((8192, 8192), (1024, 1024), 4) == 4
+    assert tile_levels((8192, 8192), (1000, 1000), 4) == 3  # 1000 = 2**3 * 125
+    assert tile_levels((8191, 8192), (1024, 1024), 4) == 0
+
+
+GRID = GeoBox((1536, 2560), Affine(2.5, 0.0, 499_980.0, 0.0, -2.5, 5_300_040.0), "EPSG:32633")
+
+
+@pytest.mark.parametrize(
+    ("grid", "chunks"),
+    [
+        (GRID, (512, 512)),  # every level written by the tiles
+        (GRID, (256, 384)),  # 384 = 2**7 * 3: all levels exact too, chunk not square
+        (
+            GeoBox((1548, 2560), GRID.affine, GRID.crs),
+            (512, 512),
+        ),  # 1548 = 4 * 387: 2 levels by tiles, rest at the end
+        (GeoBox((1549, 2561), GRID.affine, GRID.crs), (512, 512)),  # odd: GDAL builds every level
+    ],
+)
+def test_cog_from_the_run_store_has_gdals_overviews(tmp_path: Path, grid: GeoBox, chunks) -> None:
+    spec = OutputSpec(
+        grid=grid, count=2, dtype="uint16", nodata=0, tags={"K": "v"}, descriptions=("B1", "B2")
+    )
+    data = sample("uint16", 0, grid.shape.yx, 0.1, seed=3)
+    store, dst = tmp_path / "store", tmp_path / "out.tif"
+    create_run_store(store, spec, chunks, for_zarr_output=False, destination=dst)
+    writer = StoreWriter(store, dst)
+    height, width = grid.shape.yx
+    for r in range(0, height, chunks[0]):  # tile cores, in a scrambled order
+        for c in reversed(range(0, width, chunks[1])):
+            rows, cols = slice(r, min(r + chunks[0], height)), slice(c, min(c + chunks[1], width))
+            writer.write(rows, cols, data[:, rows, cols])
+    by_tiles = zarr.open_group(str(store), mode="r").attrs["tile_levels"]
+    finalise(store, dst, spec, overwrite=False)
+
+    assert cog_validate(str(dst), quiet=True)[:2] == (True, [])
+    with rasterio.open(dst) as cog:
+        np.testing.assert_array_equal(cog.read(), data)
+        assert cog.tags()["K"] == "v" and cog.descriptions == ("B1", "B2") and cog.nodata == 0
+        assert cog.transform == grid.affine and cog.crs == grid.crs
+        count = len(cog.overviews(1))
+    theirs = gdal_overviews(data, 0, spec.block, tmp_path)
+    assert count == len(theirs) == len(level_shapes(height, width, spec.block))
+    for k, gdal in enumerate(theirs):
+        with rasterio.open(dst, overview_level=k) as level:
+            mine = level.read()
+        if k < by_tiles or height % 2 == 1:  # exact levels, or GDAL built them all
+            np.testing.assert_array_equal(mine, gdal)
+        else:
+            assert np.abs(mine.astype(int) - gdal.astype(int)).max() <= 1
+    if chunks == (512, 512) and height == 1536:
+        assert by_tiles == len(theirs)  # nothing left for the end
