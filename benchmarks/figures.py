@@ -631,14 +631,15 @@ def fig_cluster(ctx: Context) -> Figure:
     ratio = single / cluster
     fixed = median(r["cluster_fixed"]) if r["cluster_fixed"] else None
     notes = [
-        "timed as a user sees `geosr run --workers 2`: cluster start-up, model load on each worker, "
-        "tiles, and the COG built from the intermediate Zarr store are all included",
+        "timed as a user sees `geosr run --workers 2`: cluster start-up (2 worker threads in the "
+        "geosr process, 1 torch thread each), model load, tiles, and the COG built from the run's "
+        "Zarr store are all included",
         "single-process runs are the end-to-end runs of figure 1, interleaved round by round",
     ]
     if fixed is not None:
         steady = single / max(cluster - fixed, 1e-9)
         notes.append(
-            f"of the cluster's {cluster:.1f} s, starting 2 worker processes, loading the model on them and "
+            f"of the cluster's {cluster:.1f} s, starting the cluster, loading the model on its workers and "
             f"stopping them takes {fixed:.1f} s on its own (measured in the same rounds, no tiles): a cost "
             f"per run, not per pixel; without it the cluster would reach {steady:.2f}x "
             "(the shutdown overlaps the COG finalisation in a real run, so this slightly overstates it)"

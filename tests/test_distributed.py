@@ -144,6 +144,25 @@ def test_model_loaded_once_per_worker_with_torch_threads_restored(
     assert list(threads.values()) == [len(os.sched_getaffinity(0))]
 
 
+def test_local_cluster_runs_worker_threads_and_restores_torch_threads(scene: Path, tmp_path: Path) -> None:
+    """--workers N: N worker threads in this process sharing the cores, identical pixels,
+    and this process's torch threads as they were once the cluster stops."""
+    import torch
+
+    from geosr.orchestrate.cluster import cluster_client
+
+    torch.set_num_threads(2)
+    with cluster_client(None, 2) as client:
+        pids = client.run(os.getpid)
+    assert len(pids) == 2 and set(pids.values()) == {os.getpid()}
+    assert torch.get_num_threads() == 2
+    out = geosr.upscale_file(scene, tmp_path / "cluster.tif", scale=2, model="bicubic", tile=32, workers=2)
+    local = geosr.upscale_file(scene, tmp_path / "local.tif", scale=2, model="bicubic", tile=32)
+    with rasterio.open(out) as a, rasterio.open(local) as b:
+        assert (a.read() == b.read()).all()
+    assert torch.get_num_threads() == 2
+
+
 def test_local_cluster_from_the_cli(scene: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli.tif"
     result = subprocess.run(

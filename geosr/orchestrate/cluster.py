@@ -16,7 +16,8 @@ are idempotent); a lost scheduler stops the run with a
 The model is loaded once per worker by :class:`ModelPlugin`, which also gives
 torch its threads back: Dask's nanny starts workers with ``OMP_NUM_THREADS=1``
 (and ``MALLOC_TRIM_THRESHOLD_``), which costs torch most of a multi-core
-machine; workers geosr starts itself get neither.
+machine.  A local cluster (``--workers N``) runs its workers as threads of this
+process (:func:`cluster_client`): no nanny, no process start-up.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class ModelPlugin(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         import torch
 
-        threads = self.threads_by_host.get(worker.address.rsplit(":", 1)[0].split("//")[-1])
+        threads = self.threads_by_host.get(_host(worker.address))
         torch.set_num_threads(threads or max(1, len(os.sched_getaffinity(0))))
         self.key.predictor()
 
@@ -90,10 +91,15 @@ def _threads_by_host(client: Client) -> dict[str, int]:
     workers = client.scheduler_info(n_workers=-1)["workers"]
     per_host: dict[str, int] = {}
     for address in workers:
-        host = address.rsplit(":", 1)[0].split("//")[-1]
+        host = _host(address)
         per_host[host] = per_host.get(host, 0) + 1
     cpus = len(os.sched_getaffinity(0))
     return {host: max(1, cpus // n) for host, n in per_host.items()}
+
+
+def _host(address: str) -> str:
+    """The machine of a worker address: ``tcp://10.0.0.5:4000`` or in-process ``inproc://10.0.0.5/77/3``."""
+    return address.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
 
 
 @contextlib.contextmanager
@@ -117,7 +123,7 @@ def _quiet_connection_loss() -> Iterator[None]:
 
 @contextlib.contextmanager
 def cluster_client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
-    """A client on ``scheduler``, or on a local cluster of ``workers`` processes."""
+    """A client on ``scheduler``, or on a local cluster of ``workers`` (threads of this process)."""
     # Clients are closed with close(), not used as context managers: __exit__
     # resets a context variable, which fails when ClosingLater closes from a thread.
     if scheduler is not None:
@@ -135,16 +141,21 @@ def cluster_client(scheduler: str | None, workers: int | None) -> Iterator[Clien
         return
     if workers is None or workers < 1:
         raise OptionError(f"--workers must be at least 1, got {workers}")
-    threads = max(1, len(os.sched_getaffinity(0)) // workers)
-    environ = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            host="127.0.0.1",
-            dashboard_address=None,
-            processes=True,
-        )
+    import torch
+
+    # Worker threads in this process, not worker processes: the work releases the
+    # GIL (GDAL, numpy, torch, Blosc), so threads lose nothing, while starting,
+    # importing torch in and stopping two processes cost ~3 s a run on the
+    # benchmark machine, longer than the whole compute of a 1024^2 scene.  The
+    # model plugin sets torch's threads to this machine's share per worker, for
+    # the whole process: the caller's setting comes back when the cluster stops.
+    threads = torch.get_num_threads()
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=False,
+        dashboard_address=None,
+    )
     try:
         client = Client(cluster)
     except BaseException:
@@ -155,6 +166,7 @@ def cluster_client(scheduler: str | None, workers: int | None) -> Iterator[Clien
     finally:
         client.close()
         cluster.close()
+        torch.set_num_threads(threads)
 
 
 class ClosingLater:
