@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 from distributed.client import FuturesCancelledError
 from distributed.comm import CommClosedError
