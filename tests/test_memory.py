@@ -76,5 +76,7 @@ def test_peak_memory_does_not_grow_with_scene_size(tmp_path: Path) -> None:
     large = peak_mib(synthetic(tmp_path / "large.tif", 6144), tmp_path / "large_x2.zarr")
     grown_mib = ((6144 * 2) ** 2 - (2048 * 2) ** 2) * 2 / 2**20  # 256 MiB more output pixels
     # 9x the pixels; were the output (or the input) held whole, or any buffer
-    # sized by the scene, the large run would peak that much higher.
-    assert large - small < grown_mib / 4, f"peak {large:.0f} MiB vs {small:.0f} MiB"
+    # sized by the scene, the large run would peak that much higher.  Measured:
+    # 6 MiB apart; 50 MiB when the statistics sample kept every strip it was cut
+    # from alive (64 MiB of input more), which this bound catches.
+    assert large - small < grown_mib / 16, f"peak {large:.0f} MiB vs {small:.0f} MiB"

@@ -255,7 +255,8 @@ def read_sample(scene: Scene, max_pixels: int = 1 << 20, rows_per_read: int = 51
         parts = []
         for r0 in range(0, h, strip):
             block = _read_inside(scene, Window(r_off + r0, c_off, min(strip, h - r0), w))
-            parts.append(block[:, ::step, ::step])
+            # A copy, not a view: a view would keep every strip alive, the whole scene.
+            parts.append(block[:, ::step, ::step].copy())
         return np.concatenate(parts, axis=1)
     except (RasterioError, OSError, ValueError) as exc:
         raise InputError(
