@@ -61,21 +61,35 @@ def halve(data: np.ndarray, nodata: float | None) -> np.ndarray:
     data : ndarray
         Pixels of one level, any output dtype.
     nodata : float or None
-        Pixels equal to it are skipped (NaN always is, for floats).
+        Pixels equal to it are skipped (NaN too, when it is NaN).
     """
-    floating = np.issubdtype(data.dtype, np.floating)
+    wide = _accumulator(data.dtype)
     valid = _valid(data, nodata)
-    wide = data.astype(np.float64 if floating else np.int64)
     if valid is None:
         # Every pixel valid: the common case, without masks.
-        return _mean(_blocks(wide).sum(axis=(2, 4)), np.asarray(4), floating, data.dtype)
-    total = _blocks(np.where(valid, wide, 0)).sum(axis=(2, 4))
-    count = _blocks(valid).sum(axis=(2, 4))
-    out = _mean(total, np.maximum(count, 1), floating, data.dtype)
+        return _mean(_sum4(data, wide), 4, data.dtype)
+    count = _sum4(valid, np.uint8)
+    out = _mean(_sum4(np.where(valid, data, 0), wide), np.maximum(count, 1), data.dtype)
     empty = count == 0
     if empty.any():
-        out[empty] = np.nan if nodata is None else nodata
+        out[empty] = nodata
     return out
+
+
+def _accumulator(dtype: np.dtype) -> type[np.generic]:
+    """A type that holds the sum of four values of ``dtype`` exactly (floats: double)."""
+    if dtype.kind == "f":
+        return np.float64
+    return np.int32 if dtype.itemsize <= 2 else np.int64
+
+
+def _sum4(a: np.ndarray, dtype: type[np.generic]) -> np.ndarray:
+    """Sum of each 2 x 2 block, in ``dtype``: four strided views, no reshaped copies."""
+    total = a[:, ::2, ::2].astype(dtype)
+    total += a[:, 1::2, ::2]
+    total += a[:, ::2, 1::2]
+    total += a[:, 1::2, 1::2]
+    return total
 
 
 def _valid(data: np.ndarray, nodata: float | None) -> np.ndarray | None:
@@ -90,15 +104,12 @@ def _valid(data: np.ndarray, nodata: float | None) -> np.ndarray | None:
     return None if valid.all() else valid
 
 
-def _blocks(a: np.ndarray) -> np.ndarray:
-    c, h, w = a.shape
-    return a.reshape(c, h // 2, 2, w // 2, 2)
-
-
-def _mean(total: np.ndarray, count: np.ndarray, floating: bool, dtype: np.dtype) -> np.ndarray:
-    if floating:
+def _mean(total: np.ndarray, count: np.ndarray | int, dtype: np.dtype) -> np.ndarray:
+    if dtype.kind == "f":
         return (total / count).astype(dtype)
-    # Round half away from zero, as GDAL does for integers.
+    # Integers: rounded half away from zero, as GDAL does.
+    if dtype.kind == "u":
+        return ((2 * total + count) // (2 * count)).astype(dtype)
     magnitude = (2 * np.abs(total) + count) // (2 * count)
     return np.where(total < 0, -magnitude, magnitude).astype(dtype)
 
