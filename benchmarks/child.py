@@ -26,9 +26,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     # Resolve the lazy attribute (it imports torch and the pipeline) before the clock starts.
+    from rio_cogeo.cogeo import cog_validate  # geosr imports its COG validator lazily
+
     from geosr.api import upscale_file
     from geosr.models import load_model
-    from rio_cogeo.cogeo import cog_validate  # geosr imports its COG validator lazily
 
     extra: dict[str, Any] = {}
     for item in args.option:

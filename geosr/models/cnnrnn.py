@@ -33,7 +33,7 @@ from geosr.models.base import (
     check_scale,
     output_dtype,
 )
-from geosr.models.bicubic import BICUBIC_RADIUS, bicubic_upsample
+from geosr.models.bicubic import BICUBIC_RADIUS, bicubic_phases
 from geosr.models.card import ModelCard
 
 _NEGATIVE_SLOPE = 0.2
@@ -154,7 +154,8 @@ class ConvGRUCell(nn.Module):
     def first(self, projected: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """The step from ``h = 0``: the hidden convolutions vanish (they have no bias)."""
         gates, candidate = projected
-        z, _ = torch.sigmoid(gates).chunk(2, dim=1)
+        # Only z: with h = 0 the reset gate has nothing to reset.
+        z = torch.sigmoid(gates[:, : candidate.shape[1]])
         return z * torch.tanh(candidate)
 
     def forward(self, projected: tuple[torch.Tensor, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
@@ -186,8 +187,21 @@ def radiometric_projection(out: torch.Tensor, ref: torch.Tensor, scale: int) -> 
     orthogonal projection onto the images that area-downsample to ``ref``: the
     output stays physically consistent with the measured reflectance.
     """
-    error = F.avg_pool2d(out, scale) - ref
-    return out - error.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    phases = F.pixel_unshuffle(out, scale)
+    return F.pixel_shuffle(project_phases(phases, ref, scale), scale)
+
+
+def project_phases(phases: torch.Tensor, ref: torch.Tensor, scale: int) -> torch.Tensor:
+    """:func:`radiometric_projection` before the pixel shuffle, ``phases`` ``(N, C*s*s, h, w)``.
+
+    An output block's ``s*s`` pixels are the ``s*s`` phase channels of one LR
+    pixel, so the block mean is a mean over channels: no full-resolution pooling
+    and no repeated error image.
+    """
+    n, _, h, w = phases.shape
+    grouped = phases.reshape(n, ref.shape[1], scale * scale, h, w)
+    error = grouped.mean(dim=2, keepdim=True) - ref.unsqueeze(2)
+    return (grouped - error).reshape(phases.shape)
 
 
 class CNNRNN(SRModel):
@@ -269,10 +283,13 @@ class CNNRNN(SRModel):
         dtype = output_dtype(self)
         residual = self._body(folded).to(dtype)
         with torch.autocast(device_type=x.device.type, enabled=False):
+            # Skip and projection in the pixel-shuffle layout (phases at low
+            # resolution), then one shuffle: a third of this model's non-conv time.
             ref = folded[:, 0].to(dtype)
-            out = residual + bicubic_upsample(ref, self.scale, dtype)
+            phases = residual + bicubic_phases(ref, self.scale, dtype)
             if self.config.radiometric_projection:
-                out = radiometric_projection(out, ref, self.scale)
+                phases = project_phases(phases, ref, self.scale)
+            out = F.pixel_shuffle(phases, self.scale)
         return out.reshape(b, c, *out.shape[-2:])
 
     def _fold(self, x: torch.Tensor) -> torch.Tensor:
@@ -288,7 +305,7 @@ class CNNRNN(SRModel):
         return x
 
     def _body(self, x: torch.Tensor) -> torch.Tensor:
-        """The learned residual, ``(N, T, Cin, h, w)`` -> ``(N, Cin, s*h, s*w)``."""
+        """The learned residual before the pixel shuffle, ``(N, T, Cin, h, w)`` -> ``(N, Cin*s*s, h, w)``."""
         n, t, cin, h, w = x.shape
         frames = x.reshape(n * t, cin, h, w).to(self.head.weight.dtype)
         feats = self.encoder(self.head_act(self.head(frames)))
@@ -309,5 +326,5 @@ class CNNRNN(SRModel):
             state = feats.mean(dim=1)
             for block in self.blocks:
                 state = block(ref, state)
-        out: torch.Tensor = self.decoder(state)
+        out: torch.Tensor = self.decoder[:-1](state)  # the last module is the PixelShuffle
         return out
