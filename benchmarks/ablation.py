@@ -84,6 +84,27 @@ VARIANTS = [
         "edsr", "EDSR baseline, same recipe and training time", "pipelines/edsr_baseline_x4.toml", full=True
     ),
     Variant(
+        "fast-6000",
+        "cnnrnn-fast, full recipe at 6000 steps (the previous bundled weights)",
+        overrides={
+            "steps": 6000,
+            "output": "runs/ablation/fast-6000",
+            "weights": "runs/ablation/fast-6000/model_x4",
+        },
+        full=True,
+    ),
+    Variant(
+        "edsr-3000",
+        "EDSR baseline, 3000 steps (the training time of 6000 cnnrnn-fast steps)",
+        "pipelines/edsr_baseline_x4.toml",
+        overrides={
+            "steps": 3000,
+            "output": "runs/ablation/edsr-3000",
+            "weights": "runs/ablation/edsr-3000/model_x4",
+        },
+        full=True,
+    ),
+    Variant(
         "best", "cnnrnn-best, its recipe (the bundled best x4)", "pipelines/cnnrnn_best_x4.toml", full=True
     ),
     Variant("short", f"cnnrnn-fast, {SHORT_STEPS} steps (the reference of the rows below)"),
