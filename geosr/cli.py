@@ -39,7 +39,7 @@ ModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", help="Model name (see `geosr models`), 'bicubic', or a .safetensors path."),
 ]
-Tile = Annotated[int | None, typer.Option(help="Tile edge in input pixels (default 256).", min=1)]
+Tile = Annotated[int | None, typer.Option(help="Tile edge in input pixels (default 512).", min=1)]
 Batch = Annotated[int | None, typer.Option("--batch-size", help="Tiles per model call (default: by device).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Precision = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA only).")]
