@@ -111,3 +111,12 @@ def test_prepare_hides_nodata_from_the_model() -> None:
     x, valid = prepare_tiles(raw, 0, norm)
     assert x.shape == (1, 1, 1, 8, 8) and not valid[0, 0, 0, 0]
     assert np.allclose(x[0, 0, 0, :, 3:], 0.5) and np.allclose(x[0, 0, 0, :, 0], 0.5)
+
+
+def test_cluster_tasks_shrink_below_a_batch_only_when_workers_would_run_dry() -> None:
+    from geosr.orchestrate.cluster import TASKS_PER_WORKER, task_size
+
+    assert task_size(462, 2, 2) == 2  # a Sentinel-2 tile: plenty of batches per worker
+    assert task_size(16, 2, 2) == 1  # 16 tiles, 2 workers: one tile per task
+    assert task_size(3, 4, 8) == 1
+    assert task_size(TASKS_PER_WORKER * 4 * 3, 16, 4) == 3

@@ -85,6 +85,21 @@ def model_loads() -> int:
     return cached_predictor.cache_info().misses
 
 
+TASKS_PER_WORKER = 8
+"""Fewest tasks per worker before tasks shrink below a batch (see :func:`task_size`)."""
+
+
+def task_size(tiles: int, batch: int, workers: int) -> int:
+    """Tiles per task: the predictor's batch, or fewer when that would leave each
+    worker under :data:`TASKS_PER_WORKER` tasks.
+
+    Few, large tasks end unevenly: on the 2048^2 benchmark scene (16 tiles), 8
+    tasks of 2 tiles on 2 workers ran at 0.85x the single process, 16 tasks of
+    one tile at 0.97x.  Outputs do not depend on the batch (tested).
+    """
+    return max(1, min(batch, tiles // (TASKS_PER_WORKER * max(1, workers))))
+
+
 def _threads_by_host(client: Client) -> dict[str, int]:
     """Cores per worker on each host: the host's CPUs shared among its workers."""
     workers = client.scheduler_info(n_workers=-1)["workers"]
@@ -246,6 +261,7 @@ def run_on_cluster(
     try:
         client.register_plugin(ModelPlugin(key, _threads_by_host(client)))
         shared = client.scatter(job, broadcast=True)
+        workers = len(client.scheduler_info(n_workers=-1)["workers"])
         futures = [
             client.submit(
                 _run_batch,
@@ -256,7 +272,7 @@ def run_on_cluster(
                 str(state.destination),
                 pure=False,
             )
-            for group in batches(list(todo), job.batch_size)
+            for group in batches(list(todo), task_size(len(todo), job.batch_size, workers))
         ]
         for future in as_completed(futures):
             finished = future.result()
