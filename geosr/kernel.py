@@ -47,7 +47,8 @@ def cast_to_dtype(values: np.ndarray, dtype: str, nodata: float | None) -> np.nd
     target = np.dtype(dtype)
     if np.issubdtype(target, np.integer):
         info = np.iinfo(target)
-        out = np.clip(np.rint(values), info.min, info.max).astype(target)
+        # In place: ``values`` is a temporary of the caller's (finish_tile's).
+        out = np.clip(np.rint(values, out=values), info.min, info.max, out=values).astype(target)
         if nodata is not None and not np.isnan(nodata) and info.min <= nodata <= info.max:
             nudge = 1 if nodata < info.max else -1
             out[out == nodata] = target.type(nodata + nudge)
@@ -81,7 +82,9 @@ def finish_tile(
         Written where the source pixel was invalid; NaN for float scenes
         without a nodata value.
     """
-    out = cast_to_dtype(norm.invert(sr), dtype, nodata)
+    # float32 holds 8- and 16-bit values and their halves exactly; wider types need float64.
+    working = np.float32 if np.dtype(dtype).itemsize <= 2 else np.float64
+    out = cast_to_dtype(norm.invert(sr, working), dtype, nodata)
     if not valid.all():
         invalid_hr = ~valid.repeat(scale, axis=-2).repeat(scale, axis=-1)
         fill = nodata if nodata is not None else np.nan

@@ -57,10 +57,13 @@ class Normalisation:
         off, sc = self._broadcast(x.ndim)
         return ((x.astype(np.float32) - off) / sc).astype(np.float32, copy=False)
 
-    def invert(self, y: np.ndarray) -> np.ndarray:
-        """Map normalised ``y`` of shape ``(..., C, h, w)`` back to physical units (float64)."""
+    def invert(self, y: np.ndarray, dtype: type[np.floating] = np.float64) -> np.ndarray:
+        """Map normalised ``y`` of shape ``(..., C, h, w)`` back to physical units, a new ``dtype`` array."""
         off, sc = self._broadcast(y.ndim)
-        return y.astype(np.float64) * sc + off
+        out = y.astype(dtype)
+        out *= sc.astype(dtype)
+        out += off.astype(dtype)
+        return out
 
     def _broadcast(self, ndim: int) -> tuple[np.ndarray, np.ndarray]:
         shape = (len(self.offset), 1, 1)
