@@ -17,11 +17,13 @@ from tests.conftest import REPO, UTM_TRANSFORM
 pytestmark = pytest.mark.slow
 
 # Runs one job and prints the process's own peak resident set (VmHWM: exact, and
-# reset at exec, so the parent's memory does not count).
+# reset at exec, so the parent's memory does not count).  Tile and batch are fixed:
+# they set the bound, and with the default 512 px tiles a 2048^2 scene is only 16
+# tiles, too few for the read-ahead and write queues to fill as they do on a large one.
 CHILD = """
 import json, sys
 import geosr
-geosr.upscale_file(sys.argv[1], sys.argv[2], scale=2, model="bicubic")
+geosr.upscale_file(sys.argv[1], sys.argv[2], scale=2, model="bicubic", tile=256, batch_size=4)
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(json.dumps({"vm_hwm_kib": hwm}))
 """
