@@ -106,7 +106,7 @@ def run(
         str | None, typer.Option(help="Run on an existing Dask cluster, e.g. tcp://host:8786.")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Start a local Dask cluster of N worker processes.")
+        int | None, typer.Option(help="Start a local Dask cluster of N workers (threads of this process).")
     ] = None,
     bands: Bands = None,
     offset: Offset = None,

@@ -45,8 +45,9 @@ class RunOptions:
     scheduler : str or None
         Address of an existing Dask scheduler (``tcp://host:8786``) to run on.
     workers : int or None
-        Start a local Dask cluster of this many worker processes.  With
-        neither, the run is the (fastest) single-process pipeline.
+        Start a local Dask cluster of this many workers (threads of this
+        process, sharing its cores).  With neither, the run is the
+        single-process pipeline.
     bands : str or None
         ``B04,B03,B02`` or ``3,2,1``: bands by description or 1-based index, in order.
     offset : float or None
