@@ -162,3 +162,32 @@ def test_cog_from_the_run_store_has_gdals_overviews(tmp_path: Path, grid: GeoBox
             assert np.abs(mine.astype(int) - gdal.astype(int)).max() <= 1
     if chunks == (512, 512) and height == 1536:
         assert by_tiles == len(theirs)  # nothing left for the end
+
+
+def test_cog_from_the_run_store_keeps_geographic_grid_and_metadata(tmp_path: Path) -> None:
+    """EPSG:4326 (whose WKT puts latitude first) keeps its geotransform exactly; colour
+    interpretation and tags with XML's special characters survive the VRT."""
+    grid = GeoBox((1024, 1024), Affine(1 / 11120, 0.0, 14.9, 0.0, -1 / 11120, 46.1), "EPSG:4326")
+    spec = OutputSpec(
+        grid=grid,
+        count=3,
+        dtype="uint8",
+        nodata=None,
+        colorinterp=("red", "green", "blue"),
+        band_tags=({"a": "1"}, {}, {"c": 'x<y & "z"'}),
+        tags={"T": "<tags> & 'quotes'"},
+    )
+    data = np.random.default_rng(0).integers(0, 255, (3, 1024, 1024)).astype(np.uint8)
+    store, dst = tmp_path / "store", tmp_path / "out.tif"
+    create_run_store(store, spec, (512, 512), for_zarr_output=False, destination=dst)
+    StoreWriter(store, dst).write(slice(0, 1024), slice(0, 1024), data)
+    finalise(store, dst, spec, overwrite=False)
+    with rasterio.open(dst) as cog:
+        assert cog.transform == grid.affine and cog.crs == grid.crs and cog.nodata is None
+        assert [c.name for c in cog.colorinterp] == ["red", "green", "blue"]
+        assert (
+            cog.tags()["T"] == "<tags> & 'quotes'"
+            and cog.tags(3)["c"] == 'x<y & "z"'
+            and cog.tags(1)["a"] == "1"
+        )
+        np.testing.assert_array_equal(cog.read(), data)
