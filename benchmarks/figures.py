@@ -284,7 +284,8 @@ def _cluster_start_stop() -> None:
     cluster = ClosingLater(None, 2)
     try:
         key = ModelKey(None, 1, SCALE, "auto", "auto")
-        cluster.client.register_plugin(ModelPlugin(key, _threads_by_host(cluster.client)))
+        workers = list(cluster.client.scheduler_info(n_workers=-1)["workers"])
+        cluster.client.register_plugin(ModelPlugin(key, _threads_by_host(workers)))
     finally:
         cluster.wait()
 

@@ -172,10 +172,9 @@ def _complete_levels(store: Path, destination: Path, spec: OutputSpec, shapes: l
     deepest = group[_level_name(by_tiles)]
     if deepest.nbytes > _MAX_FINAL_LEVEL_BYTES:
         return 0
-    nodata = _stored_nodata(group)
-    full = spec.shape[1:]
     finer = np.asarray(deepest[:])
-    for k, level in enumerate(coarser_levels(finer, full, shapes[by_tiles:], nodata), start=by_tiles + 1):
+    coarser = coarser_levels(finer, spec.shape[1:], shapes[by_tiles:], spec.nodata)
+    for k, level in enumerate(coarser, start=by_tiles + 1):
         try:
             group[_level_name(k)][:] = level
         except OSError as exc:

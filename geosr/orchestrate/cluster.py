@@ -100,9 +100,8 @@ def task_size(tiles: int, batch: int, workers: int) -> int:
     return max(1, min(batch, tiles // (TASKS_PER_WORKER * max(1, workers))))
 
 
-def _threads_by_host(client: Client) -> dict[str, int]:
-    """Cores per worker on each host: the host's CPUs shared among its workers."""
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+def _threads_by_host(workers: Sequence[str]) -> dict[str, int]:
+    """Cores per worker on each host: the host's CPUs shared among its ``workers`` (addresses)."""
     per_host: dict[str, int] = {}
     for address in workers:
         host = _host(address)
@@ -259,9 +258,9 @@ def run_on_cluster(
         return
     address = getattr(client.scheduler, "address", "the scheduler")
     try:
-        client.register_plugin(ModelPlugin(key, _threads_by_host(client)))
+        workers = list(client.scheduler_info(n_workers=-1)["workers"])
+        client.register_plugin(ModelPlugin(key, _threads_by_host(workers)))
         shared = client.scatter(job, broadcast=True)
-        workers = len(client.scheduler_info(n_workers=-1)["workers"])
         futures = [
             client.submit(
                 _run_batch,
@@ -272,7 +271,7 @@ def run_on_cluster(
                 str(state.destination),
                 pure=False,
             )
-            for group in batches(list(todo), task_size(len(todo), job.batch_size, workers))
+            for group in batches(list(todo), task_size(len(todo), job.batch_size, len(workers)))
         ]
         for future in as_completed(futures):
             finished = future.result()
