@@ -74,11 +74,14 @@ def test_peak_memory_does_not_grow_with_scene_size(tmp_path: Path) -> None:
     # Zarr out: the pipeline alone.  A COG adds GDAL's own COG build, whose working
     # set (overviews, threaded compression) is bounded too (~130 MiB measured for
     # both 8192^2 and 16384^2 outputs) but grows with the width of small scenes.
-    small = peak_mib(synthetic(tmp_path / "small.tif", 2048), tmp_path / "small_x2.zarr")
-    large = peak_mib(synthetic(tmp_path / "large.tif", 6144), tmp_path / "large_x2.zarr")
+    # The lower of two runs each: one run's peak varies by up to ~20 MiB with how the
+    # reader and writer threads' allocator arenas happen to fill.
+    small_src, large_src = synthetic(tmp_path / "small.tif", 2048), synthetic(tmp_path / "large.tif", 6144)
+    small = min(peak_mib(small_src, tmp_path / f"small_x2_{i}.zarr") for i in range(2))
+    large = min(peak_mib(large_src, tmp_path / f"large_x2_{i}.zarr") for i in range(2))
     grown_mib = ((6144 * 2) ** 2 - (2048 * 2) ** 2) * 2 / 2**20  # 256 MiB more output pixels
     # 9x the pixels; were the output (or the input) held whole, or any buffer
-    # sized by the scene, the large run would peak that much higher.  Measured:
-    # 6 MiB apart; 50 MiB when the statistics sample kept every strip it was cut
-    # from alive (64 MiB of input more), which this bound catches.
-    assert large - small < grown_mib / 16, f"peak {large:.0f} MiB vs {small:.0f} MiB"
+    # sized by the scene, the large run would peak that much higher.  Measured in
+    # single runs: -6 to +22 MiB apart; 50 MiB when the statistics sample kept every
+    # strip it was cut from alive (64 MiB of input more), which this bound catches.
+    assert large - small < grown_mib / 8, f"peak {large:.0f} MiB vs {small:.0f} MiB"
