@@ -428,7 +428,7 @@ def _run(
             from geosr.orchestrate.cluster import ClosingLater, ModelKey, run_on_cluster
 
             key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision, opts.compile)
-            cluster = ClosingLater(opts.scheduler, opts.workers)
+            cluster = ClosingLater(opts.scheduler, opts.workers, opts.device)
             try:
                 run_on_cluster(job, plan, todo, key, state, cluster.client, on_tiles_done=advance)
             except BaseException:

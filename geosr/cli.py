@@ -106,7 +106,13 @@ def run(
         str | None, typer.Option(help="Run on an existing Dask cluster, e.g. tcp://host:8786.")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Start a local Dask cluster of N workers (threads of this process).")
+        int | None,
+        typer.Option(
+            help=(
+                "Start a local Dask cluster of N workers: threads of this process, "
+                "or one process per GPU (at most N) with dask-cuda installed."
+            )
+        ),
     ] = None,
     bands: Bands = None,
     offset: Offset = None,

@@ -163,6 +163,56 @@ def test_local_cluster_runs_worker_threads_and_restores_torch_threads(scene: Pat
     assert torch.get_num_threads() == 2
 
 
+@pytest.mark.parametrize(
+    ("requested", "device", "gpus", "dask_cuda", "expected"),
+    [
+        (2, "auto", 0, True, ("threads", 2)),  # no GPU: worker threads
+        (2, "auto", 4, False, ("threads", 2)),  # GPUs but no dask-cuda: threads, as before
+        (2, "cpu", 4, True, ("threads", 2)),  # --device cpu keeps the GPUs out
+        (8, "auto", 4, True, ("gpu", 4)),  # one worker per GPU, never more
+        (2, "cuda", 4, True, ("gpu", 2)),  # at most N
+    ],
+)
+def test_local_workers_one_process_per_gpu_with_dask_cuda(
+    requested: int, device: str, gpus: int, dask_cuda: bool, expected: tuple[str, int]
+) -> None:
+    from geosr.orchestrate.cluster import local_workers
+
+    assert local_workers(requested, device, gpus, dask_cuda) == expected
+
+
+def _have_dask_cuda() -> bool:
+    import importlib.util
+
+    import torch
+
+    return torch.cuda.is_available() and importlib.util.find_spec("dask_cuda") is not None
+
+
+@pytest.mark.skipif(
+    not _have_dask_cuda(), reason="needs a CUDA device and dask-cuda (pip install geosr[cuda])"
+)
+def test_local_cluster_on_gpus_gives_identical_pixels(scene: Path, tmp_path: Path) -> None:
+    """--workers on a GPU machine: dask-cuda worker processes, one GPU each, identical pixels."""
+    import torch
+
+    from geosr.orchestrate.cluster import cluster_client
+
+    with cluster_client(None, 8, "cuda") as client:
+        pids = client.run(os.getpid)
+        visible = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    assert len(pids) == torch.cuda.device_count() and os.getpid() not in pids.values()
+    assert len({v.split(",")[0] for v in visible.values()}) == len(visible)  # each its own GPU first
+    out = geosr.upscale_file(
+        scene, tmp_path / "gpus.tif", scale=2, model="bicubic", tile=32, workers=8, device="cuda"
+    )
+    local = geosr.upscale_file(
+        scene, tmp_path / "local.tif", scale=2, model="bicubic", tile=32, device="cuda"
+    )
+    with rasterio.open(out) as a, rasterio.open(local) as b:
+        assert (a.read() == b.read()).all()
+
+
 def test_local_cluster_from_the_cli(scene: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli.tif"
     result = subprocess.run(

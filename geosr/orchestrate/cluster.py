@@ -17,12 +17,15 @@ The model is loaded once per worker by :class:`ModelPlugin`, which also gives
 torch its threads back: Dask's nanny starts workers with ``OMP_NUM_THREADS=1``
 (and ``MALLOC_TRIM_THRESHOLD_``), which costs torch most of a multi-core
 machine.  A local cluster (``--workers N``) runs its workers as threads of this
-process (:func:`cluster_client`): no nanny, no process start-up.
+process (:func:`cluster_client`): no nanny, no process start-up; on a machine
+with GPUs and dask-cuda installed (``pip install geosr[cuda]``), it runs one
+worker process per GPU instead (:func:`local_workers`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import threading
@@ -134,9 +137,43 @@ def _quiet_connection_loss() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def local_workers(requested: int, device: str, gpus: int, dask_cuda: bool) -> tuple[str, int]:
+    """How ``--workers N`` runs on this machine: the kind of local cluster and its size.
+
+    Parameters
+    ----------
+    requested : int
+        ``N``, at least 1.
+    device : str
+        The run's ``--device`` (``auto``, ``cpu``, ``cuda``).
+    gpus : int
+        CUDA devices visible here.
+    dask_cuda : bool
+        Whether dask-cuda is installed.
+
+    Returns
+    -------
+    tuple of (str, int)
+        ``("gpu", min(N, gpus))``: one dask-cuda worker process per GPU, each
+        seeing only its own device, so ``cuda`` in a worker is its GPU; a second
+        worker on one GPU would only queue behind the first.  Otherwise
+        ``("threads", N)``: worker threads of this process (on a GPU machine
+        without dask-cuda, they share the first GPU, as a local run does).
+    """
+    if gpus > 0 and dask_cuda and device != "cpu":
+        return "gpu", min(requested, gpus)
+    return "threads", requested
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 @contextlib.contextmanager
-def cluster_client(scheduler: str | None, workers: int | None) -> Iterator[Client]:
-    """A client on ``scheduler``, or on a local cluster of ``workers`` (threads of this process)."""
+def cluster_client(scheduler: str | None, workers: int | None, device: str = "auto") -> Iterator[Client]:
+    """A client on ``scheduler``, or on a local cluster of ``workers`` (see :func:`local_workers`)."""
     # Clients are closed with close(), not used as context managers: __exit__
     # resets a context variable, which fails when ClosingLater closes from a thread.
     if scheduler is not None:
@@ -156,19 +193,20 @@ def cluster_client(scheduler: str | None, workers: int | None) -> Iterator[Clien
         raise OptionError(f"--workers must be at least 1, got {workers}")
     import torch
 
-    # Worker threads in this process, not worker processes: the work releases the
-    # GIL (GDAL, numpy, torch, Blosc), so threads lose nothing, while starting,
-    # importing torch in and stopping two processes cost ~3 s a run on the
-    # benchmark machine, longer than the whole compute of a 1024^2 scene.  The
-    # model plugin sets torch's threads to this machine's share per worker, for
-    # the whole process: the caller's setting comes back when the cluster stops.
+    kind, n = local_workers(workers, device, _gpu_count(), importlib.util.find_spec("dask_cuda") is not None)
     threads = torch.get_num_threads()
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=False,
-        dashboard_address=None,
-    )
+    if kind == "gpu":
+        from dask_cuda import LocalCUDACluster
+
+        cluster = LocalCUDACluster(n_workers=n, threads_per_worker=1, dashboard_address=None)
+    else:
+        # Worker threads in this process, not worker processes: the work releases the
+        # GIL (GDAL, numpy, torch, Blosc), so threads lose nothing, while starting,
+        # importing torch in and stopping two processes cost ~3 s a run on the
+        # benchmark machine, longer than the whole compute of a 1024^2 scene.  The
+        # model plugin sets torch's threads to this machine's share per worker, for
+        # the whole process: the caller's setting comes back when the cluster stops.
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=False, dashboard_address=None)
     try:
         client = Client(cluster)
     except BaseException:
@@ -192,9 +230,9 @@ class ClosingLater:
     not started.
     """
 
-    def __init__(self, scheduler: str | None, workers: int | None) -> None:
+    def __init__(self, scheduler: str | None, workers: int | None, device: str = "auto") -> None:
         self._stack = contextlib.ExitStack()
-        self.client: Client = self._stack.enter_context(cluster_client(scheduler, workers))
+        self.client: Client = self._stack.enter_context(cluster_client(scheduler, workers, device))
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
