@@ -70,9 +70,9 @@ def replace_between(text: str, begin: str, end: str, body: str) -> str:
 def record_in_card(report: EvalReport, name: str, scale: int) -> None:
     """Put the held-out result in the bundled card, where ``geosr models`` shows it.
 
-    The training-time validation (mean PSNR of small chips) is kept too; it is
-    dominated by very flat chips, where bicubic scores 50 dB and any texture a
-    model adds costs many dB, so the Wald result on whole scenes is the measure.
+    The training-time validation (mean PSNR of 64 small chips) is kept too; it
+    weighs flat chips, where bicubic scores 50 dB, as much as textured ones, so
+    the Wald result on whole scenes is the measure.
     """
     card_path = WEIGHTS_DIR / f"{name}_x{scale}.json"
     card = json.loads(card_path.read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from geosr.errors import OptionError
 from geosr.models import load_weights
 from geosr.train.config import load_config
-from geosr.train.trainer import train
+from geosr.train.trainer import Validator, train
 
 TINY = {"features": 8, "encoder_blocks": 1, "refine_steps": 1}
 
@@ -136,3 +136,13 @@ def test_command_line_overrides_need_no_recipe() -> None:
     cfg = load_config(None, {"optim": {"lr": None}, "data": {"train": None, "lr_chip": None}})
     assert cfg.optim.lr == load_config().optim.lr
     assert cfg.data.train == () and cfg.data.lr_chip == 32
+
+
+def test_validator_leaves_out_chips_constant_inside_the_border() -> None:
+    """A chip that is flat where PSNR is measured has an unbounded PSNR: it is not validated on."""
+    hr = np.random.default_rng(0).random((3, 1, 16, 16)).astype(np.float32)
+    hr[1, :, 2:-2, 2:-2] = 0.5  # constant inside the 2-px border, textured on it
+    lr = hr.reshape(3, 1, 8, 2, 8, 2).mean(axis=(3, 5))[:, None]  # (N, T=1, C, h, w)
+    validator = Validator(lr, hr, scale=2, border=2, device=torch.device("cpu"))
+    assert validator.lr.shape == (2, 1, 1, 8, 8)
+    np.testing.assert_array_equal(validator.hr.numpy(), hr[[0, 2]])
