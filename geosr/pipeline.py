@@ -8,6 +8,7 @@ the batch, never by the scene.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,6 +23,7 @@ from geosr.io.frames import read_frame_window
 from geosr.io.scene import Scene, close_datasets, read_window
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import Normalisation
+from geosr.resources import writer_threads
 from geosr.temporal import predict_grouped, stack_frames
 from geosr.tiling import Tile, TilePlan
 
@@ -93,7 +95,12 @@ def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Pre
 
 
 class Writer(Protocol):
-    """Where finished tiles go: a run store or any :class:`~geosr.io.sink.RasterSink`."""
+    """Where finished tiles go: the run store's :class:`~geosr.io.run_store.StoreWriter`.
+
+    :func:`run_tiles` calls ``write`` from several threads at once, for
+    disjoint tile windows: each tile owns its chunks in the store.  A GDAL
+    dataset (:class:`~geosr.io.cog.CogSink`) is not safe to share that way.
+    """
 
     def write(self, rows: slice, cols: slice, data: np.ndarray) -> None: ...
 
@@ -111,15 +118,18 @@ def run_tiles(
     """Run the tiles ``todo`` of ``plan`` (default: all) and write their cores into ``sink``.
 
     Three stages overlap: a reader thread reads the next batch, the calling
-    thread runs the model on the current one, and a writer thread writes (and
-    then ``record``s, for the journal) the previous one.  At most two batches
-    wait for the writer, so memory stays bounded by the batch size.
+    thread runs the model on the current one, and writer threads
+    (:func:`~geosr.resources.writer_threads`) write the previous ones, each
+    batch then ``record``ed for the journal.  At most one batch more than there
+    are writers waits for them, so memory stays bounded by the batch size.
     """
     indices = list(range(len(plan))) if todo is None else list(todo)
     groups = list(batches(indices, job.batch_size))
     if not groups:
         return
     tiles_of = plan.tiles
+    writers = writer_threads()
+    journal_lock = threading.Lock()  # one journal line at a time, whichever writer finished
 
     def read(group: Sequence[int]) -> np.ndarray:
         raw = read_batch(job, [tiles_of[i] for i in group])
@@ -132,12 +142,13 @@ def run_tiles(
             sink.write(window.rows, window.cols, out)
             checkpoint("write")
         if record is not None:
-            record(group)
-            checkpoint("journal")
+            with journal_lock:
+                record(group)
+                checkpoint("journal")
 
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="geosr-read") as reader,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="geosr-write") as writer,
+        ThreadPoolExecutor(max_workers=writers, thread_name_prefix="geosr-write") as writer,
     ):
         written: deque[tuple[Future[None], int]] = deque()
         try:
@@ -148,7 +159,7 @@ def run_tiles(
                     pending = reader.submit(read, groups[index + 1])
                 outputs = process_batch(job, [tiles_of[i] for i in group], raw, predict)
                 checkpoint("infer")
-                while len(written) >= 2:
+                while len(written) > writers:
                     _wait(written.popleft(), on_tiles_done)  # re-raises a write error here
                 written.append((writer.submit(write, group, outputs), len(group)))
             while written:

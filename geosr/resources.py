@@ -9,7 +9,8 @@ bands, ``T`` frames, scale ``s``, ``F`` model features, input/output item sizes
                  + T*C*R*5                 float32 model input and its validity mask
                  + 6 * T*F*R*4             activations (encoder, GRU gates and state)
                  + 2 * C*s^2*R*4           float32 output and the interpolated skip
-                 + 3 * C*s^2*tile^2*o)     finished cores: two batches queued + one being written
+                 + (W+2) * C*s^2*tile^2*o) finished cores: W batches being written (W writer
+                                           threads, writer_threads()), one queued, one just computed
           + 256 MiB                        GDAL block cache (bounded in geosr.io)
 
 and every Dask worker holds one batch of the same (without read-ahead and
@@ -47,6 +48,19 @@ GDAL_CACHE = 256 * 2**20
 ACTIVATIONS_PER_FEATURE = 6
 """Live float32 feature maps per model feature at the LR read size (measured bound for CNN-RNN)."""
 
+
+def writer_threads() -> int:
+    """Threads that write finished tiles in a single-process run: 2, up to 4 on many cores.
+
+    A writer compresses tiles into the run store and halves them into the
+    overview levels, about 100 output Mpx/s (uint16) per thread on the
+    benchmark CPU: one thread caps what a fast model or a GPU can deliver.
+    With the bicubic model on 2 cores, a second writer made a 2048^2 x4 run
+    6-8 % faster; the CNN-RNN run was unchanged (compute-bound).
+    """
+    return max(2, min(4, len(os.sched_getaffinity(0)) // 4))
+
+
 COMPRESSED_FRACTION = 0.5
 """Assumed size of losslessly compressed imagery, as a fraction of its raw size."""
 
@@ -77,7 +91,7 @@ class Plan:
             + tc * read * 5
             + ACTIVATIONS_PER_FEATURE * self.frames * self.features * read * 4
             + 2 * self.bands * self.scale**2 * read * 4
-            + core * (3 if queued else 1)
+            + core * (writer_threads() + 2 if queued else 1)
         )
         return int(total)
 
