@@ -191,3 +191,20 @@ def test_cog_from_the_run_store_keeps_geographic_grid_and_metadata(tmp_path: Pat
             and cog.tags(1)["a"] == "1"
         )
         np.testing.assert_array_equal(cog.read(), data)
+
+
+@pytest.mark.parametrize("for_zarr_output", [False, True])
+def test_all_nodata_tiles_are_stored_for_a_cog_and_left_out_of_a_zarr_output(
+    tmp_path: Path, for_zarr_output: bool
+) -> None:
+    """The COG's store writes every chunk (no fill-value scan on the writer's hot path);
+    a Zarr output leaves chunks of pure nodata out, as Zarr users expect."""
+    grid = GeoBox((1024, 1024), GRID.affine, GRID.crs)
+    spec = OutputSpec(grid=grid, count=1, dtype="uint16", nodata=0)
+    store, dst = tmp_path / "store", tmp_path / ("out.zarr" if for_zarr_output else "out.tif")
+    create_run_store(store, spec, (512, 512), for_zarr_output=for_zarr_output, destination=dst)
+    writer = StoreWriter(store, dst)
+    writer.write(slice(0, 512), slice(0, 512), np.zeros((1, 512, 512), np.uint16))  # all nodata
+    writer.write(slice(0, 512), slice(512, 1024), np.ones((1, 512, 512), np.uint16))
+    array = zarr.open_group(str(store), mode="r")["band_data"]
+    assert array.nchunks_initialized == (1 if for_zarr_output else 2)
