@@ -11,7 +11,8 @@ bands, ``T`` frames, scale ``s``, ``F`` model features, input/output item sizes
                  + 2 * C*s^2*R*4           float32 output and the interpolated skip
                  + (W+2) * C*s^2*tile^2*o) finished cores: W batches being written (W writer
                                            threads, writer_threads()), one queued, one just computed
-          + 256 MiB                        GDAL block cache (bounded in geosr.io)
+          + 256 MiB                        GDAL: its block cache (64 MiB, geosr.io) and the
+                                           COG build's buffers and compression threads
 
 and every Dask worker holds one batch of the same (without read-ahead and
 queue) plus its model.  :func:`memory_needed` computes it; :func:`check`
@@ -43,7 +44,7 @@ except ImportError:  # pragma: no cover - Windows
     resource = None  # type: ignore[assignment]
 
 GDAL_CACHE = 256 * 2**20
-"""The GDAL block cache geosr configures (bytes)."""
+"""What GDAL may hold (bytes): the block cache geosr bounds (64 MiB) and the COG build's buffers."""
 
 ACTIVATIONS_PER_FEATURE = 6
 """Live float32 feature maps per model feature at the LR read size (measured bound for CNN-RNN)."""
