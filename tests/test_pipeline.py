@@ -1,0 +1,60 @@
+"""The single-process pipeline's concurrency contract (:func:`geosr.pipeline.run_tiles`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from geosr.io.scene import open_scene
+from geosr.models import load_model
+from geosr.normalise import Normalisation
+from geosr.pipeline import Job, run_tiles
+from geosr.predictor import Predictor
+from geosr.resources import writer_threads
+from geosr.tiling import plan_tiles
+
+
+def test_writers_journal_each_batch_once_and_only_after_its_tiles_are_written(make_raster) -> None:
+    """Several writer threads finish batches out of order; each batch is journaled once,
+    after all of its tiles are in the sink, and no more batches wait than the bound."""
+    scene = open_scene(make_raster(height=96, width=80))
+    job = Job(
+        scene, halo=4, scale=2, norm=Normalisation((0.0,), (65535.0,), "test"), nodata=None, batch_size=2
+    )
+    plan = plan_tiles(96, 80, tile=16, halo=4)
+    predictor = Predictor(load_model("bicubic", bands=1, scale=2), device="cpu", precision="fp32")
+    rng = np.random.default_rng(0)
+    lock = threading.Lock()
+    written: set[tuple[int, int]] = set()
+    writer_names: set[str] = set()
+    journal: list[int] = []
+    in_flight, most_in_flight = [0], [0]
+
+    class ShuffledSink:
+        def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
+            time.sleep(float(rng.uniform(0, 0.01)))  # finish in a shuffled order
+            with lock:
+                written.add((rows.start, cols.start))
+                writer_names.add(threading.current_thread().name)
+
+    def record(group) -> None:
+        with lock:
+            for i in group:
+                core = plan.tiles[i].core.scaled(job.scale)
+                assert (core.rows.start, core.cols.start) in written  # journaled after its pixels
+            journal.extend(group)
+            in_flight[0] -= 1
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        with lock:
+            in_flight[0] += 1
+            most_in_flight[0] = max(most_in_flight[0], in_flight[0])
+        return predictor(x)
+
+    run_tiles(job, plan, predict, ShuffledSink(), record=record)
+    assert sorted(journal) == list(range(len(plan))) and len(plan) == 30
+    assert len(writer_names) == writer_threads() >= 2
+    # Batches computed but not yet journaled: those being written, one queued, one just computed.
+    assert most_in_flight[0] <= writer_threads() + 2
