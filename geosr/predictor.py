@@ -32,9 +32,11 @@ COMPILE_COST_S = 60.0
 """Seconds a cold ``torch.compile`` of cnnrnn-fast takes on a 2-core CPU (41-60 s
 measured; 12 s with a warm on-disk inductor cache, which ``auto`` does not count on)."""
 
-COMPILE_SAVING = 0.3
-"""Share of the eager forward time compilation saves on CPU (1.45x measured for
-cnnrnn-fast in bf16: the element-wise GRU gates fuse into their convolutions)."""
+COMPILE_SAVING = 0.1
+"""Share of the eager forward time compilation saves on CPU: 1.12x for cnnrnn-fast in
+bf16 (benchmark figure 10, 2026-11-30; the element-wise GRU gates fuse).  It was
+1.45x before the eager model did its skip, projection and first GRU step at low
+resolution; a rule still assuming 0.3 compiled jobs that could not repay it."""
 
 
 def cpu_has_bf16() -> bool:

@@ -10,7 +10,7 @@ from geosr.allocator import keep_freed_memory
 from geosr.errors import OptionError
 from geosr.models import load_model
 from geosr.options import RunOptions
-from geosr.predictor import COMPILE_COST_S, Predictor, compile_pays_off
+from geosr.predictor import COMPILE_COST_S, COMPILE_SAVING, Predictor, compile_pays_off
 
 
 def tiny_model() -> torch.nn.Module:
@@ -44,7 +44,7 @@ def test_compiled_model_gives_the_eager_pixels_and_pads_short_batches() -> None:
 
 def test_auto_compiles_only_when_the_announced_job_repays_it() -> None:
     assert not compile_pays_off(seconds_per_call=1.0, calls_left=10)
-    assert compile_pays_off(seconds_per_call=1.0, calls_left=int(COMPILE_COST_S * 10))
+    assert compile_pays_off(seconds_per_call=1.0, calls_left=int(COMPILE_COST_S / COMPILE_SAVING) + 1)
     predictor = Predictor(tiny_model(), device="cpu", precision="fp32", compile="auto")
     predictor.expect(3)  # a small job: a few milliseconds per batch
     for seed in range(3):
