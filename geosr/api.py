@@ -154,6 +154,8 @@ def resource_plan(
 ) -> resources.Plan:
     """The numbers a run's memory bound depends on (``geosr run``'s guard and ``geosr info``)."""
     itemsize = np.dtype(scene.dtype).itemsize
+    width = scene.grid.shape.yx[1]
+    row_band = frames * scene.count * (tile + 2 * halo) * (width + 2 * halo) * itemsize if scene.strips else 0
     return resources.Plan(
         tile=tile,
         halo=halo,
@@ -166,6 +168,7 @@ def resource_plan(
         model_bytes=predictor.model_bytes(),
         frames=frames,
         workers=workers,
+        row_band_bytes=row_band,
     )
 
 

@@ -13,9 +13,11 @@ bands, ``T`` frames, scale ``s``, ``F`` model features, input/output item sizes
                                            threads, writer_threads()), one queued, one just computed
           + 256 MiB                        GDAL: its block cache (64 MiB, geosr.io) and the
                                            COG build's buffers and compression threads
+          + T*C*(tile + 2*halo)*(width + 2*halo)*i   strip-organized input only: the rows of
+                                           one row of tiles, read once (geosr.io.scene)
 
 and every Dask worker holds one batch of the same (without read-ahead and
-queue) plus its model.  :func:`memory_needed` computes it; :func:`check`
+queue), its own row of strips, and its model.  :func:`memory_needed` computes it; :func:`check`
 refuses a plan above the available memory (``MemAvailable``, and the address
 space left under ``ulimit -v``), or whose output cannot fit on the disk.
 
@@ -81,6 +83,8 @@ class Plan:
     model_bytes: int
     frames: int = 1
     workers: int = 1
+    row_band_bytes: int = 0
+    """A strip-organized input's rows under one row of tiles, held by each reading thread."""
 
     def tile_bytes(self, *, queued: bool) -> int:
         """Bytes one tile holds while it is in flight."""
@@ -100,8 +104,8 @@ class Plan:
 def memory_needed(plan: Plan) -> int:
     """Peak memory of a run (bytes), from the formula in the module docstring."""
     if plan.workers <= 1:
-        return plan.model_bytes + plan.batch * plan.tile_bytes(queued=True) + GDAL_CACHE
-    per_worker = plan.model_bytes + plan.batch * plan.tile_bytes(queued=False)
+        return plan.model_bytes + plan.batch * plan.tile_bytes(queued=True) + plan.row_band_bytes + GDAL_CACHE
+    per_worker = plan.model_bytes + plan.batch * plan.tile_bytes(queued=False) + plan.row_band_bytes
     return plan.workers * per_worker + GDAL_CACHE
 
 

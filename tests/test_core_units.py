@@ -120,3 +120,38 @@ def test_cluster_tasks_shrink_below_a_batch_only_when_workers_would_run_dry() ->
     assert task_size(16, 2, 2) == 1  # 16 tiles, 2 workers: one tile per task
     assert task_size(3, 4, 8) == 1
     assert task_size(TASKS_PER_WORKER * 4 * 3, 16, 4) == 3
+
+
+def test_strip_file_windows_come_from_one_read_per_row_of_tiles(make_raster, tmp_path) -> None:
+    """A strip-organized file gives the same windows as a tiled copy of it (mirrored edges,
+    an area of interest reading the file's pixels around it), and each row of tiles is
+    read from the file once, not once per tile."""
+    import rasterio
+    import rasterio.shutil
+
+    from geosr.aoi import crop_scene
+    from geosr.io import scene as scene_io
+    from geosr.tiling import plan_tiles
+
+    strips = make_raster("strips.tif", count=3, height=70, width=200)
+    tiled = tmp_path / "tiled.tif"
+    rasterio.shutil.copy(strips, tiled, driver="GTiff", TILED="YES", BLOCKXSIZE=16, BLOCKYSIZE=16)
+    by_strips, by_tiles = open_scene(strips), open_scene(tiled)
+    assert by_strips.strips and not by_tiles.strips
+    aoi = Window(11, 23, 40, 150)
+    for a, b in ((by_strips, by_tiles), (crop_scene(by_strips, aoi), crop_scene(by_tiles, aoi))):
+        plan = plan_tiles(*a.grid.shape.yx, tile=24, halo=5)
+        scene_io.close_datasets()
+        handle = scene_io._dataset(a)
+        reads: list[object] = []
+
+        def counted(*args, _read=handle.read, _reads=reads, **kw):  # the real read, counted
+            _reads.append(kw["window"])
+            return _read(*args, **kw)
+
+        handle.read = counted
+        for tile in plan.tiles:  # row by row, as the pipeline reads them
+            np.testing.assert_array_equal(read_window(a, tile.read), read_window(b, tile.read))
+        rows_of_tiles = len({t.read.row for t in plan.tiles})
+        assert len(plan.tiles) > 2 * rows_of_tiles and len(reads) == rows_of_tiles
+        scene_io.close_datasets()
