@@ -47,6 +47,23 @@ def conv_peak(precision: str, iterations: int, channels: int = CONV_SHAPE[1]) ->
     return conv_flops(channels) * iterations / seconds / 1e9
 
 
+def gpu_conv_peak(iterations: int = 50) -> float:
+    """GFLOP/s of a 3x3 conv 64 -> 64 on (32, 64, 256, 256) channels_last, bf16 autocast, on CUDA."""
+    n, c, h, w = 32, 64, 256, 256
+    conv = torch.nn.Conv2d(c, c, CONV_KERNEL, padding=1).cuda().eval().to(memory_format=torch.channels_last)
+    x = torch.rand(n, c, h, w, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        for _ in range(5):
+            conv(x)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(iterations):
+            conv(x)
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return 2 * n * c * h * w * c * CONV_KERNEL * CONV_KERNEL * iterations / seconds / 1e9
+
+
 # The options geosr's COG sink uses (geosr/io/cog.py), so both sides write the same kind of file.
 COG_OPTIONS: dict[str, Any] = {
     "BLOCKSIZE": 512,

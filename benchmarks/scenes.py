@@ -39,12 +39,12 @@ def data_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
-def _profile(size: int, transform: Affine, crs: CRS) -> dict[str, object]:
+def _profile(size: int, transform: Affine, crs: CRS, bands: int = 1) -> dict[str, object]:
     return {
         "driver": "GTiff",
         "width": size,
         "height": size,
-        "count": 1,
+        "count": bands,
         "dtype": "uint16",
         "nodata": 0,
         "crs": crs,
@@ -118,17 +118,21 @@ def _synthetic_strip(rows: np.ndarray, cols: np.ndarray, rng: np.random.Generato
     return np.clip(field, 300, 6000).astype(np.uint16)
 
 
-def synthetic_scene(size: int, directory: Path, seed: int = 0) -> BenchScene:
-    """A ``size x size`` synthetic uint16 band (UTM 33N, 10 m), written in strips."""
-    path = directory / f"synthetic_{size}.tif"
+def synthetic_scene(size: int, directory: Path, seed: int = 0, bands: int = 1) -> BenchScene:
+    """A ``size x size`` synthetic uint16 scene of ``bands`` bands (UTM 33N, 10 m), tiled,
+    written strip by strip (each band its own noise)."""
+    stem = f"synthetic_{size}" if bands == 1 else f"synthetic_{size}x{bands}"
+    path = directory / f"{stem}.tif"
+    note = "synthetic uint16 scene (smooth fields + noise)" + (f", {bands} bands" if bands > 1 else "")
     if path.exists():
-        return BenchScene(path, size, "synthetic", "synthetic uint16 scene (smooth fields + noise)")
+        return BenchScene(path, size, "synthetic", note)
     rng = np.random.default_rng(seed)
     transform = Affine(10.0, 0.0, 300000.0, 0.0, -10.0, 5900000.0)
     cols = np.arange(size)
-    with rasterio.open(path, "w", **_profile(size, transform, CRS.from_epsg(32633))) as dst:
+    with rasterio.open(path, "w", **_profile(size, transform, CRS.from_epsg(32633), bands)) as dst:
         for r0 in range(0, size, STRIP_ROWS):
             rows = np.arange(r0, min(size, r0 + STRIP_ROWS))
-            strip = _synthetic_strip(rows, cols, rng)
-            dst.write(strip, 1, window=rasterio.windows.Window(0, r0, size, len(rows)))
-    return BenchScene(path, size, "synthetic", "synthetic uint16 scene (smooth fields + noise)")
+            window = rasterio.windows.Window(0, r0, size, len(rows))
+            for band in range(1, bands + 1):
+                dst.write(_synthetic_strip(rows, cols, rng), band, window=window)
+    return BenchScene(path, size, "synthetic", note)
