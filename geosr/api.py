@@ -20,7 +20,7 @@ from geosr.io.frames import check_frame
 from geosr.io.remote import check_remote_output, fsspec_url, is_remote, local_name, upload
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job
 from geosr.io.runstate import RunState, StaleRunError, job_digest, run_dir, size_on_disk
-from geosr.io.scene import Scene, is_zarr_path, open_scene, read_sample
+from geosr.io.scene import Scene, band_bytes, is_zarr_path, keeps_band, open_scene, read_sample
 from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.stac_input import is_stac_item
 from geosr.io.stac_input import resolve as resolve_stac
@@ -154,8 +154,10 @@ def resource_plan(
 ) -> resources.Plan:
     """The numbers a run's memory bound depends on (``geosr run``'s guard and ``geosr info``)."""
     itemsize = np.dtype(scene.dtype).itemsize
-    width = scene.grid.shape.yx[1]
-    row_band = frames * scene.count * (tile + 2 * halo) * (width + 2 * halo) * itemsize if scene.strips else 0
+    # The band of block rows each reading thread keeps (geosr.io.scene), and its next one
+    # while that is assembled, per frame.
+    rows = tile + 2 * halo
+    row_band = 2 * frames * band_bytes(scene, rows) if keeps_band(scene, rows) else 0
     return resources.Plan(
         tile=tile,
         halo=halo,

@@ -90,7 +90,6 @@ class RunPlan:
                 (
                     "resources",
                     f"peak memory about {format_bytes(self.memory_bytes)} (set by tile and batch, "
-                    + ("and the width of this strip-organized file, " if self.scene.strips else "")
                     + f"not the scene); disk about {format_bytes(self.disk_bytes)} for a COG",
                 )
             )

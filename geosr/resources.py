@@ -11,7 +11,7 @@ bands, ``T`` frames, scale ``s``, ``F`` model features, input/output item sizes
                  + 2 * C*s^2*R*4           float32 output and the interpolated skip
                  + (W+2) * C*s^2*tile^2*o) finished cores: W batches being written (W writer
                                            threads, writer_threads()), one queued, one just computed
-          + 256 MiB                        GDAL: its block cache (64 MiB, geosr.io) and the
+          + 256 MiB                        GDAL: its block cache (32 MiB, geosr.io) and the
                                            COG build's buffers and compression threads
           + T*C*(tile + 2*halo)*(width + 2*halo)*i   strip-organized input only: the rows of
                                            one row of tiles, read once (geosr.io.scene)
@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - Windows
     resource = None  # type: ignore[assignment]
 
 GDAL_CACHE = 256 * 2**20
-"""What GDAL may hold (bytes): the block cache geosr bounds (64 MiB) and the COG build's buffers."""
+"""What GDAL may hold (bytes): the block cache geosr bounds (32 MiB) and the COG build's buffers."""
 
 ACTIVATIONS_PER_FEATURE = 6
 """Live float32 feature maps per model feature at the LR read size (measured bound for CNN-RNN)."""

@@ -122,10 +122,24 @@ def test_cluster_tasks_shrink_below_a_batch_only_when_workers_would_run_dry() ->
     assert task_size(TASKS_PER_WORKER * 4 * 3, 16, 4) == 3
 
 
-def test_strip_file_windows_come_from_one_read_per_row_of_tiles(make_raster, tmp_path) -> None:
-    """A strip-organized file gives the same windows as a tiled copy of it (mirrored edges,
-    an area of interest reading the file's pixels around it), and each row of tiles is
-    read from the file once, not once per tile."""
+def test_gdal_cache_size_is_read_as_gdal_reads_it(monkeypatch) -> None:
+    from geosr.io.scene import gdal_cache_bytes
+
+    for value, expected in (("64", 64 * 2**20), ("300000000", 300_000_000), ("junk", 0)):
+        monkeypatch.setenv("GDAL_CACHEMAX", value)
+        assert gdal_cache_bytes() == expected
+    monkeypatch.setenv("GDAL_CACHEMAX", "5%")
+    assert 0 < gdal_cache_bytes() < 2**40
+
+
+def test_strip_files_are_read_through_bands_each_strip_decoded_once(
+    make_raster, tmp_path, monkeypatch
+) -> None:
+    """When GDAL's cache cannot hold the strips under a row of tiles (here: the decision is
+    told the cache holds nothing), a strip-organized file gives the same windows as direct
+    reads (mirrored edges; an area of interest reading the file's pixels around it), and,
+    row of tiles by row of tiles, each row of the file is read from GDAL once.  A tiled
+    copy is read window by window, with the same pixels."""
     import rasterio
     import rasterio.shutil
 
@@ -133,25 +147,40 @@ def test_strip_file_windows_come_from_one_read_per_row_of_tiles(make_raster, tmp
     from geosr.io import scene as scene_io
     from geosr.tiling import plan_tiles
 
-    strips = make_raster("strips.tif", count=3, height=70, width=200)
+    monkeypatch.setattr(scene_io, "gdal_cache_bytes", lambda: 0)  # a cache smaller than any band
+
+    strips = make_raster("strips.tif", count=3, height=150, width=200)
     tiled = tmp_path / "tiled.tif"
     rasterio.shutil.copy(strips, tiled, driver="GTiff", TILED="YES", BLOCKXSIZE=16, BLOCKYSIZE=16)
-    by_strips, by_tiles = open_scene(strips), open_scene(tiled)
-    assert by_strips.strips and not by_tiles.strips
-    aoi = Window(11, 23, 40, 150)
-    for a, b in ((by_strips, by_tiles), (crop_scene(by_strips, aoi), crop_scene(by_tiles, aoi))):
-        plan = plan_tiles(*a.grid.shape.yx, tile=24, halo=5)
-        scene_io.close_datasets()
-        handle = scene_io._dataset(a)
-        reads: list[object] = []
+    with rasterio.open(strips) as src:
+        truth = src.read()
+    aoi = Window(11, 23, 120, 150)
+    for path in (strips, tiled):
+        whole = open_scene(path)
+        assert (whole.block_rows >= 1) == (path == strips)
+        for scene in (whole, crop_scene(whole, aoi)):
+            plan = plan_tiles(*scene.grid.shape.yx, tile=24, halo=5)
+            scene_io.close_datasets()
+            handle = scene_io._dataset(scene)
+            rows_read: list[int] = []
 
-        def counted(*args, _read=handle.read, _reads=reads, **kw):  # the real read, counted
-            _reads.append(kw["window"])
-            return _read(*args, **kw)
+            def counted(*args, _read=handle.read, _rows=rows_read, **kw):  # the real read, counted
+                _rows.append(kw["window"].height)
+                return _read(*args, **kw)
 
-        handle.read = counted
-        for tile in plan.tiles:  # row by row, as the pipeline reads them
-            np.testing.assert_array_equal(read_window(a, tile.read), read_window(b, tile.read))
-        rows_of_tiles = len({t.read.row for t in plan.tiles})
-        assert len(plan.tiles) > 2 * rows_of_tiles and len(reads) == rows_of_tiles
-        scene_io.close_datasets()
+            handle.read = counted
+            r_off, c_off = scene.origin
+            for tile in plan.tiles:  # row by row, as the pipeline reads them
+                got = read_window(scene, tile.read)
+                rows = scene_io._mirror(
+                    np.arange(tile.read.row, tile.read.row + tile.read.height) + r_off, 150
+                )
+                cols = scene_io._mirror(
+                    np.arange(tile.read.col, tile.read.col + tile.read.width) + c_off, 200
+                )
+                np.testing.assert_array_equal(got, truth[:, rows[:, None], cols[None, :]])
+            if path == strips:
+                assert sum(rows_read) <= 150 and len(rows_read) < len(plan.tiles) / 2
+            else:
+                assert len(rows_read) == len(plan.tiles)
+            scene_io.close_datasets()

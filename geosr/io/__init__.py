@@ -6,9 +6,15 @@ numpy arrays that any orchestration (a loop, Dask workers) can call.
 
 import os
 
-GDAL_BLOCK_CACHE_MB = 64
+GDAL_BLOCK_CACHE_MB = 32
 """GDAL's block cache.  Its default, 5 % of RAM (1.2 GB here), made peak memory
-grow with scene size (1.34 GiB at 8192^2 x2 vs 0.80 GiB with this bound)."""
+grow with scene size (1.34 GiB at 8192^2 x2 in an early version, 0.80 GiB with
+a 64 MiB bound; today 0.57 GiB with 64 MiB and 0.53 GiB with 32).  32 MiB
+holds the block rows a row of tiles shares with the next one for a single band
+up to about 10000 px wide (a wider multi-band tiled scene re-decodes some); a
+strip-organized file whose strips under a row of tiles exceed it is read
+through a band of strips kept by the reader (:func:`geosr.io.scene.keeps_band`)
+rather than decoding every strip once per tile."""
 
 # GDAL sizes its process-wide cache from this variable the first time any thread
 # uses it, so setting a default before any read bounds the read-ahead thread and
