@@ -13,8 +13,10 @@ bands, ``T`` frames, scale ``s``, ``F`` model features, input/output item sizes
                                            threads, writer_threads()), one queued, one just computed
           + 256 MiB                        GDAL: its block cache (32 MiB, geosr.io) and the
                                            COG build's buffers and compression threads
-          + T*C*(tile + 2*halo)*(width + 2*halo)*i   strip-organized input only: the rows of
-                                           one row of tiles, read once (geosr.io.scene)
+          + 2 * T*C*(tile + 2*halo + 2*strip)*width*i   strip-organized input whose strips
+                                           under a row of tiles outgrow the block cache: the
+                                           band of strips kept by the reader, and the next
+                                           (geosr.io.scene.keeps_band; at most 512 MiB a band)
 
 and every Dask worker holds one batch of the same (without read-ahead and
 queue), its own row of strips, and its model.  :func:`memory_needed` computes it; :func:`check`
@@ -84,7 +86,7 @@ class Plan:
     frames: int = 1
     workers: int = 1
     row_band_bytes: int = 0
-    """A strip-organized input's rows under one row of tiles, held by each reading thread."""
+    """A strip-organized input's band of strips (and the next), held by each reading thread."""
 
     def tile_bytes(self, *, queued: bool) -> int:
         """Bytes one tile holds while it is in flight."""
