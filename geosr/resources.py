@@ -63,7 +63,14 @@ def writer_threads() -> int:
     With the bicubic model on 2 cores, a second writer made a 2048^2 x4 run
     6-8 % faster; the CNN-RNN run was unchanged (compute-bound).
     """
-    return max(2, min(4, len(os.sched_getaffinity(0)) // 4))
+    return max(2, min(4, usable_cpus() // 4))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS has one, else all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 COMPRESSED_FRACTION = 0.5

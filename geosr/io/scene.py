@@ -262,7 +262,7 @@ def gdal_cache_bytes() -> int:
         if value.endswith("%"):
             return int(float(value[:-1]) / 100 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         number = float(value)
-    except (ValueError, OSError):
+    except (ValueError, OSError, AttributeError):  # AttributeError: no os.sysconf (Windows)
         return 0
     return int(number * 2**20) if number < 100_000 else int(number)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
@@ -45,6 +44,7 @@ from geosr.io.run_store import StoreWriter
 from geosr.io.runstate import RunState
 from geosr.orchestrate.lazy import cached_predictor
 from geosr.pipeline import Job, batches, process_batch, read_batch
+from geosr.resources import usable_cpus
 from geosr.tiling import Tile, TilePlan
 
 
@@ -79,7 +79,7 @@ class ModelPlugin(WorkerPlugin):
         import torch
 
         threads = self.threads_by_host.get(_host(worker.address))
-        torch.set_num_threads(threads or max(1, len(os.sched_getaffinity(0))))
+        torch.set_num_threads(threads or usable_cpus())
         self.key.predictor()
 
 
@@ -109,7 +109,7 @@ def _threads_by_host(workers: Sequence[str]) -> dict[str, int]:
     for address in workers:
         host = _host(address)
         per_host[host] = per_host.get(host, 0) + 1
-    cpus = len(os.sched_getaffinity(0))
+    cpus = usable_cpus()
     return {host: max(1, cpus // n) for host, n in per_host.items()}
 
 
