@@ -20,8 +20,9 @@ CONV_OUT = 64
 CONV_KERNEL = 3
 
 
-def conv_flops(channels: int = CONV_SHAPE[1]) -> int:
-    n, _, h, w = CONV_SHAPE
+def conv_flops(channels: int = CONV_SHAPE[1], shape: tuple[int, int, int, int] = CONV_SHAPE) -> int:
+    """FLOPs of one 3x3 conv ``channels -> channels`` on an input of ``shape`` (N, C, H, W)."""
+    n, _, h, w = shape
     return 2 * n * channels * h * w * channels * CONV_KERNEL * CONV_KERNEL
 
 
@@ -49,9 +50,10 @@ def conv_peak(precision: str, iterations: int, channels: int = CONV_SHAPE[1]) ->
 
 def gpu_conv_peak(iterations: int = 50) -> float:
     """GFLOP/s of a 3x3 conv 64 -> 64 on (32, 64, 256, 256) channels_last, bf16 autocast, on CUDA."""
-    n, c, h, w = 32, 64, 256, 256
+    shape = (32, 64, 256, 256)
+    c = shape[1]
     conv = torch.nn.Conv2d(c, c, CONV_KERNEL, padding=1).cuda().eval().to(memory_format=torch.channels_last)
-    x = torch.rand(n, c, h, w, device="cuda").contiguous(memory_format=torch.channels_last)
+    x = torch.rand(*shape, device="cuda").contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
         for _ in range(5):
             conv(x)
@@ -61,7 +63,7 @@ def gpu_conv_peak(iterations: int = 50) -> float:
             conv(x)
         torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-    return 2 * n * c * h * w * c * CONV_KERNEL * CONV_KERNEL * iterations / seconds / 1e9
+    return conv_flops(c, shape) * iterations / seconds / 1e9
 
 
 # The options geosr's COG sink uses (geosr/io/cog.py), so both sides write the same kind of file.
