@@ -154,8 +154,8 @@ def resource_plan(
 ) -> resources.Plan:
     """The numbers a run's memory bound depends on (``geosr run``'s guard and ``geosr info``)."""
     itemsize = np.dtype(scene.dtype).itemsize
-    # The band of block rows each reading thread keeps (geosr.io.scene), and its next one
-    # while that is assembled, per frame.
+    # The band of strips each reading thread keeps for a strip-organized file
+    # (geosr.io.scene), and its next one while that is assembled, per frame.
     rows = tile + 2 * halo
     row_band = 2 * frames * band_bytes(scene, rows) if keeps_band(scene, rows) else 0
     return resources.Plan(

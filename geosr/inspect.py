@@ -90,7 +90,7 @@ class RunPlan:
                 (
                     "resources",
                     f"peak memory about {format_bytes(self.memory_bytes)} (set by tile and batch, "
-                    + f"not the scene); disk about {format_bytes(self.disk_bytes)} for a COG",
+                    f"not the scene); disk about {format_bytes(self.disk_bytes)} for a COG",
                 )
             )
         if self.estimated_seconds is not None:

@@ -231,7 +231,7 @@ def read_window(scene: Scene, window: Window) -> np.ndarray:
 def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True) -> np.ndarray:
     """Read ``window`` in *file* pixel coordinates, only the scene's bands.
 
-    ``keep_band``: cut it from the thread's band of block rows (:func:`_from_row_band`),
+    ``keep_band``: cut it from the thread's band of strips (:func:`_from_row_band`),
     for reads that move down the scene row of tiles by row of tiles.
     """
     handle = _dataset(scene)
@@ -301,10 +301,10 @@ def _from_row_band(scene: Scene, handle: Any, indexes: list[int] | None, window:
     file_height, file_width = scene.file_shape or scene.grid.shape.yx
     scene_width = scene.grid.shape.yx[1]
     r0, r1, c0, c1 = window.row, window.row + window.height, window.col, window.col + window.width
-    bands: dict[tuple[str, str], tuple[int, int, int, np.ndarray]] = _local.__dict__.setdefault(
+    bands: dict[tuple[str, tuple[int, ...]], tuple[int, int, int, np.ndarray]] = _local.__dict__.setdefault(
         "row_bands", {}
     )
-    key = (scene.path, repr(indexes))
+    key = (scene.path, tuple(indexes or ()))
     top, b0, b1, band = bands.get(key, (0, 0, 0, None))
     if band is None or not (top <= r0 and r1 <= top + band.shape[1] and b0 <= c0 and c1 <= b1):
         step = scene.block_rows
@@ -313,7 +313,7 @@ def _from_row_band(scene: Scene, handle: Any, indexes: list[int] | None, window:
         n0, n1 = max(0, min(c0, c_off - over)), min(file_width, max(c1, c_off + scene_width + over))
         kept = None
         if band is not None and (n0, n1) == (b0, b1) and top <= new_top < top + band.shape[1]:
-            kept = band[:, new_top - top :]  # block rows still needed: not decoded again
+            kept = band[:, new_top - top :]  # strips still needed: not decoded again
         bands.pop(key, None)  # free the rest before reading
         start = new_top + (0 if kept is None else kept.shape[1])
         fresh = handle.read(indexes, window=RioWindow(n0, start, n1 - n0, bottom - start))
