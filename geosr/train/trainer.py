@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -148,11 +148,17 @@ def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
+_Array = TypeVar("_Array", np.ndarray, torch.Tensor)
+
+
+def _inside(x: _Array, border: int) -> _Array:
+    """``x`` without ``border`` pixels on each side of its last two axes."""
+    return x[..., border:-border, border:-border] if border else x
+
+
 def psnr_batch(pred: torch.Tensor, target: torch.Tensor, border: int) -> torch.Tensor:
     """PSNR per image with data range 1 (normalised units), ``border`` HR pixels excluded."""
-    if border:
-        pred = pred[..., border:-border, border:-border]
-        target = target[..., border:-border, border:-border]
+    pred, target = _inside(pred, border), _inside(target, border)
     mse = ((pred.double() - target.double()) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
     return -10.0 * torch.log10(mse)
 
@@ -168,7 +174,7 @@ class Validator:
     """
 
     def __init__(self, lr: np.ndarray, hr: np.ndarray, *, scale: int, border: int, device: torch.device):
-        inner = hr[..., border:-border, border:-border] if border else hr
+        inner = _inside(hr, border)
         textured = np.ptp(inner.reshape(len(inner), -1), axis=1) > 0
         self.lr = torch.from_numpy(np.ascontiguousarray(lr[textured])).to(device)
         self.hr = torch.from_numpy(np.ascontiguousarray(hr[textured])).to(device)
