@@ -113,9 +113,10 @@ def normalisation_for(
     sample = read_sample(scene)
     valid = valid_mask(sample, scene.nodata)
     if not valid.any():
+        hidden = f"nodata (nodata={scene.nodata})" + (" or masked" if scene.masked else "")
         raise InputError(
-            f"{scene.path}: every pixel is nodata (nodata={scene.nodata}); nothing to super-resolve. "
-            "Check the nodata value (gdalinfo) or pass --nodata to override it"
+            f"{scene.path}: every pixel is {hidden}; nothing to super-resolve. "
+            "Check the nodata value and mask (gdalinfo) or pass --nodata to override the value"
         )
     norm = scene_normalisation(
         sample, valid, dtype=scene.dtype, source=scene.path, **normalisation_from_card(card_normalisation)
@@ -268,7 +269,9 @@ def upscale_file(
     out_grid = scaled(scene.grid, opts.scale)
     # Only a polygon (--aoi) masks: a --bbox asks for the window that covers it.
     area = read_vector(opts.aoi) if opts.aoi is not None else None
-    mask = aoi_mask(area, out_grid, fill_value(scene.dtype, scene.nodata)) if area is not None else None
+    mask = (
+        aoi_mask(area, out_grid, fill_value(scene.dtype, scene.output_nodata)) if area is not None else None
+    )
     if mask is not None:
         plan = mask.keep(plan, opts.scale)
     job = Job(
@@ -290,7 +293,7 @@ def upscale_file(
         grid=out_grid,
         count=scene.count,
         dtype=scene.dtype,
-        nodata=mask.nodata if mask is not None else scene.nodata,
+        nodata=mask.nodata if mask is not None else scene.output_nodata,
         descriptions=scene.descriptions,
         colorinterp=scene.colorinterp,
         tags=tags,

@@ -56,6 +56,10 @@ class RunPlan:
             ),
             ("nodata", "none" if s.nodata is None else f"{s.nodata:g}"),
         ]
+        if s.masked:
+            rows.append(
+                ("mask", f"the file's mask hides pixels; the output marks them nodata {s.output_nodata:g}")
+            )
         if s.file_shape is not None:
             h, w = s.grid.shape.yx
             fh, fw = s.file_shape

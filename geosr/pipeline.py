@@ -75,7 +75,7 @@ def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Pre
     else:
         x, valid = prepare_tiles(raw, job.nodata, job.norm)
         sr = list(predict(x))
-    out_nodata = job.aoi.nodata if job.aoi is not None else job.nodata
+    out_nodata = job.aoi.nodata if job.aoi is not None else job.scene.output_nodata
     outputs = []
     for tile, tile_sr, tile_valid in zip(tiles, sr, valid, strict=True):
         lr = tile.core_in_read

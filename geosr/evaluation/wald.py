@@ -33,7 +33,9 @@ from odc.geo.geobox import GeoBox
 
 from geosr.errors import InputError
 from geosr.evaluation.metrics import BandMetrics, band_metrics
+from geosr.io.scene import open_scene, read_window
 from geosr.normalise import valid_mask
+from geosr.tiling import Window
 
 
 @dataclass(frozen=True)
@@ -100,15 +102,13 @@ def _default_upscaler() -> Upscaler:
 
 
 def _read(path: str | Path, nodata: float | None = None) -> tuple[np.ndarray, np.ndarray, GeoBox]:
-    try:
-        src = rasterio.open(path)
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"cannot open {path}: {exc}") from exc
-    with src:
-        data = src.read()
-        valid = valid_mask(data, nodata if nodata is not None else src.nodata)
-        grid = GeoBox((src.height, src.width), src.transform, src.crs)
-    return data, valid, grid
+    """The HR raster as ``geosr run`` reads it: its data bands, and invalid where it is
+    nodata, NaN or hidden by its mask (an internal mask or an alpha band)."""
+    scene = open_scene(path)
+    height, width = scene.grid.shape.yx
+    data = read_window(scene, Window(0, 0, height, width))
+    valid = valid_mask(data, nodata if nodata is not None else scene.nodata)
+    return data, valid, scene.grid
 
 
 def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

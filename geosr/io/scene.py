@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
@@ -80,6 +81,19 @@ class Scene:
     origin: tuple[int, int] = (0, 0)
     file_shape: tuple[int, int] | None = None
     block_rows: int = 0
+    masked: bool = False
+
+    @property
+    def output_nodata(self) -> float | None:
+        """The output's nodata value: the scene's own; for a masked scene without one,
+        0 (integers) or NaN (floats), which then marks the masked pixels.
+
+        The output is a raster of predictions, so the valid predictions that
+        round to that 0 are written as 1 (:func:`geosr.kernel.cast_to_dtype`).
+        """
+        if self.nodata is not None or not self.masked:
+            return self.nodata
+        return float("nan") if np.issubdtype(np.dtype(self.dtype), np.floating) else 0.0
 
     @property
     def name(self) -> str:
@@ -134,6 +148,54 @@ def _describe_gdal(path: str, src: Any) -> Scene:
             f"{path}: data type {dtype} is not supported; "
             f"use one of {', '.join(SUPPORTED_DTYPES)} (gdal_translate -ot)"
         )
+    _check_georeferenced(path, src)
+    if src.width < 1 or src.height < 1 or src.count < 1:
+        raise InputError(f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)")
+    if ColorInterp.palette in src.colorinterp:
+        raise InputError(
+            f"{path}: band {src.colorinterp.index(ColorInterp.palette) + 1} holds palette indexes, not "
+            "measurements, and super-resolving indexes would invent colours or classes that do not exist; "
+            "expand a palette picture to RGB first (gdal_translate -expand rgb), and upsample class maps "
+            "with nearest-neighbour resampling (gdalwarp -r near) instead"
+        )
+    # An alpha band is the file's mask, not data: it is read as the mask (and left
+    # out of the scene's bands), as is an internal or external per-dataset mask.
+    data = [b for b, ci in enumerate(src.colorinterp, start=1) if ci != ColorInterp.alpha]
+    if not data:
+        raise InputError(f"{path}: every band is an alpha band; there is no image to super-resolve")
+    masked = MaskFlags.per_dataset in src.mask_flag_enums[data[0] - 1]
+    return Scene(
+        path=path,
+        grid=GeoBox((src.height, src.width), src.transform, src.crs),
+        count=len(data),
+        dtype=dtype,
+        nodata=src.nodata,
+        descriptions=tuple(src.descriptions[b - 1] for b in data),
+        colorinterp=tuple(src.colorinterp[b - 1].name for b in data),
+        tags=dict(src.tags()),
+        band_tags=tuple(dict(src.tags(b)) for b in data),
+        bands=tuple(data) if len(data) < src.count else (),
+        block_rows=int(src.block_shapes[0][0]) if src.block_shapes[0][1] == src.width else 0,
+        masked=masked,
+    )
+
+
+def _check_georeferenced(path: str, src: Any) -> None:
+    """Refuse rasters whose output geosr could not georeference exactly."""
+    if src.crs is None or src.transform.is_identity:
+        gcps = src.gcps[0]
+        if gcps:
+            raise InputError(
+                f"{path}: the raster is georeferenced by {len(gcps)} ground control points only, "
+                "not by a geotransform, which geosr needs to scale its grid exactly; warp it onto "
+                "a map grid first at its own resolution (gdalwarp -r cubic FILE warped.tif)"
+            )
+        if src.rpcs is not None:
+            raise InputError(
+                f"{path}: the raster is georeferenced by RPCs only, not by a geotransform, which "
+                "geosr needs to scale its grid exactly; orthorectify it first (gdalwarp -rpc -r cubic "
+                "FILE ortho.tif)"
+            )
     if src.crs is None:
         raise InputError(
             f"{path}: the raster has no CRS, so its output could not be georeferenced; "
@@ -144,20 +206,6 @@ def _describe_gdal(path: str, src: Any) -> Scene:
             f"{path}: the raster has no geotransform (pixel grid only); "
             "assign one first, e.g. gdal_edit.py -a_ullr ULX ULY LRX LRY FILE"
         )
-    if src.width < 1 or src.height < 1 or src.count < 1:
-        raise InputError(f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)")
-    return Scene(
-        path=path,
-        grid=GeoBox((src.height, src.width), src.transform, src.crs),
-        count=src.count,
-        dtype=dtype,
-        nodata=src.nodata,
-        descriptions=tuple(src.descriptions),
-        colorinterp=tuple(ci.name for ci in src.colorinterp),
-        tags=dict(src.tags()),
-        band_tags=tuple(dict(src.tags(b)) for b in range(1, src.count + 1)),
-        block_rows=int(src.block_shapes[0][0]) if src.block_shapes[0][1] == src.width else 0,
-    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -239,9 +287,21 @@ def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True) -> np.
         block = np.asarray(handle[:, window.rows, window.cols])
         return block[[b - 1 for b in scene.bands]] if scene.bands else block
     indexes = list(scene.bands) if scene.bands else None
+    rio_window = RioWindow(window.col, window.row, window.width, window.height)
     if keep_band and keeps_band(scene, window.height):
-        return _from_row_band(scene, handle, indexes, window)
-    return handle.read(indexes, window=RioWindow(window.col, window.row, window.width, window.height))
+        block = _from_row_band(scene, handle, indexes, window)
+    else:
+        block = handle.read(indexes, window=rio_window)
+    return _hide_masked(scene, block, handle.dataset_mask(window=rio_window)) if scene.masked else block
+
+
+def _hide_masked(scene: Scene, block: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``block`` as floats (exact for its dtype) with NaN where the file's ``mask`` hides
+    pixels: from here on they are invalid, like nodata (:func:`geosr.normalise.valid_mask`)."""
+    working = np.float32 if np.dtype(scene.dtype).itemsize <= 2 else np.float64
+    out = block.astype(working)
+    out[:, mask == 0] = np.nan
+    return out
 
 
 BAND_BUDGET = 512 * 2**20

@@ -1,0 +1,167 @@
+"""Masked inputs: an internal mask or an alpha band hides pixels exactly as nodata does.
+
+Aerial and web imagery often marks its no-data area with a per-dataset mask
+(JPEG-compressed RGB COGs) or an alpha band instead of a nodata value.  Those
+pixels must not enter the model as data, and the output must mark them: geosr
+reads them as invalid and writes them as the output's nodata (0 for integers,
+NaN for floats), so a masked scene gives the very pixels of the same scene with
+the masked area set to a nodata value.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.enums import ColorInterp
+
+import geosr
+from geosr.cli import main
+from geosr.io.scene import open_scene
+from tests.conftest import UTM_TRANSFORM, coordinate_pattern
+
+PROFILE = {"driver": "GTiff", "crs": "EPSG:32633", "transform": UTM_TRANSFORM, "tiled": True}
+
+
+def hidden_area(height: int, width: int) -> np.ndarray:
+    """True where the mask hides pixels: a corner and a hole, as a clipped mosaic has."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    return (rows + cols < 40) | ((rows - 45) ** 2 + (cols - 60) ** 2 < 64)
+
+
+def write(path: Path, data: np.ndarray, **extra: object) -> Path:
+    count, height, width = data.shape
+    profile = {**PROFILE, "count": count, "height": height, "width": width, "dtype": str(data.dtype)}
+    with rasterio.open(path, "w", **{**profile, **extra}) as dst:
+        dst.write(data)
+    return path
+
+
+def with_internal_mask(path: Path, data: np.ndarray, hidden: np.ndarray) -> Path:
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        count, height, width = data.shape
+        profile = {**PROFILE, "count": count, "height": height, "width": width, "dtype": str(data.dtype)}
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+            dst.write_mask(np.where(hidden, 0, 255).astype(np.uint8))
+    return path
+
+
+def read(path: Path) -> tuple[np.ndarray, rasterio.profiles.Profile, tuple[ColorInterp, ...]]:
+    with rasterio.open(path) as src:
+        return src.read(), src.profile, src.colorinterp
+
+
+@pytest.mark.parametrize("model", ["bicubic", None])
+def test_internal_mask_gives_the_pixels_of_the_same_scene_with_nodata(
+    tmp_path: Path, model: str | None
+) -> None:
+    data = coordinate_pattern(2, 96, 112, "uint16")  # every value >= 1: 0 is free to mean nodata
+    hidden = hidden_area(96, 112)
+    masked = with_internal_mask(tmp_path / "masked.tif", data, hidden)
+    assert open_scene(masked).masked
+    reference = write(tmp_path / "nodata.tif", np.where(hidden, 0, data).astype(data.dtype), nodata=0)
+
+    a = geosr.upscale_file(masked, tmp_path / "masked_x2.tif", scale=2, model=model)
+    b = geosr.upscale_file(reference, tmp_path / "nodata_x2.tif", scale=2, model=model)
+    (pixels, profile, _), (expected, expected_profile, _) = read(a), read(b)
+    assert profile["nodata"] == 0 == expected_profile["nodata"]
+    np.testing.assert_array_equal(pixels, expected)
+    hidden_hr = hidden.repeat(2, 0).repeat(2, 1)
+    assert (pixels[:, hidden_hr] == 0).all() and (pixels[:, ~hidden_hr] != 0).all()
+
+
+def test_alpha_band_is_the_mask_not_a_band(tmp_path: Path) -> None:
+    rgb = coordinate_pattern(3, 80, 90, "uint8")
+    hidden = hidden_area(80, 90)
+    alpha = np.where(hidden, 0, 255).astype(np.uint8)[None]
+    rgba = write(tmp_path / "rgba.tif", np.concatenate([rgb, alpha]), photometric="RGB", alpha="YES")
+    scene = open_scene(rgba)
+    assert scene.masked and scene.count == 3 and scene.bands == (1, 2, 3)
+    reference = write(
+        tmp_path / "rgb.tif", np.where(hidden, 0, rgb).astype(np.uint8), nodata=0, photometric="RGB"
+    )
+
+    a = geosr.upscale_file(rgba, tmp_path / "rgba_x2.tif", scale=2, model="bicubic")
+    b = geosr.upscale_file(reference, tmp_path / "rgb_x2.tif", scale=2, model="bicubic")
+    (pixels, profile, colours), (expected, _, _) = read(a), read(b)
+    assert profile["count"] == 3 and profile["nodata"] == 0
+    assert colours == (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+    np.testing.assert_array_equal(pixels, expected)
+
+
+def test_masked_float_scene_writes_nan(tmp_path: Path) -> None:
+    data = coordinate_pattern(1, 64, 64, "float32") / 1000
+    hidden = hidden_area(64, 64)
+    out = geosr.upscale_file(
+        with_internal_mask(tmp_path / "f.tif", data, hidden), tmp_path / "f_x2.zarr", scale=2, model="bicubic"
+    )
+    import xarray as xr
+
+    values = xr.open_zarr(out).to_array().values.squeeze()
+    hidden_hr = hidden.repeat(2, 0).repeat(2, 1)
+    assert np.isnan(values[hidden_hr]).all() and np.isfinite(values[~hidden_hr]).all()
+
+
+def run_cli(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["geosr", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    code = exit_info.value.code
+    return (code if isinstance(code, int) else 0), " ".join(capsys.readouterr().err.split())
+
+
+def test_fully_masked_scene_is_refused(tmp_path: Path, capsys, monkeypatch) -> None:
+    data = coordinate_pattern(1, 40, 40)
+    path = with_internal_mask(tmp_path / "empty.tif", data, np.ones((40, 40), bool))
+    code, err = run_cli(["run", str(path), "--model", "bicubic"], capsys, monkeypatch)
+    assert code == 2 and err.startswith("error:") and "empty.tif" in err and "masked" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.tif"]
+
+
+def test_palette_raster_is_refused(tmp_path: Path, capsys, monkeypatch) -> None:
+    classes = (np.arange(40 * 40).reshape(1, 40, 40) % 4).astype(np.uint8)
+    path = write(tmp_path / "classes.tif", classes)
+    with rasterio.open(path, "r+") as dst:
+        dst.write_colormap(
+            1, {0: (0, 0, 0, 255), 1: (255, 0, 0, 255), 2: (0, 255, 0, 255), 3: (0, 0, 255, 255)}
+        )
+    code, err = run_cli(["run", str(path), "--model", "bicubic"], capsys, monkeypatch)
+    assert code == 2 and err.startswith("error:") and "Traceback" not in err
+    assert "classes.tif" in err and "palette" in err and "-expand rgb" in err and "-r near" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.tif"]
+
+
+def test_gcp_georeferencing_is_named(tmp_path: Path, capsys, monkeypatch) -> None:
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    path = tmp_path / "l1.tif"
+    profile = {"driver": "GTiff", "count": 1, "height": 40, "width": 50, "dtype": "uint16"}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(coordinate_pattern(1, 40, 50))
+        corners = [(0, 0), (0, 50), (40, 0), (40, 50)]
+        dst.gcps = (
+            [GroundControlPoint(r, c, 500000 + 10 * c, 5000000 - 10 * r) for r, c in corners],
+            CRS.from_epsg(32633),
+        )
+    code, err = run_cli(["run", str(path), "--model", "bicubic"], capsys, monkeypatch)
+    assert code == 2 and err.startswith("error:")
+    assert "l1.tif" in err and "4 ground control points" in err and "gdalwarp" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l1.tif"]
+
+
+def test_evaluate_scores_only_the_unmasked_pixels(tmp_path: Path) -> None:
+    from geosr.evaluation import evaluate_wald
+
+    data = coordinate_pattern(1, 96, 96, "uint16")
+    hidden = hidden_area(96, 96)
+    masked = with_internal_mask(tmp_path / "masked.tif", data, hidden)
+    reference = write(tmp_path / "nodata.tif", np.where(hidden, 0, data).astype(data.dtype), nodata=0)
+    a, b = (evaluate_wald([p], scale=2, model="bicubic", border=2).summary() for p in (masked, reference))
+    assert a == pytest.approx(b, abs=1e-9)
