@@ -32,6 +32,43 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    import rasterio
+
+    from geosr import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    # The libraries whose versions change results, for bug reports; read from the
+    # installed metadata, so that printing them does not import torch.
+    typer.echo(
+        f"geosr {__version__} (torch {installed('torch')}, GDAL {rasterio.__gdal_version__}, "
+        f"rasterio {rasterio.__version__}, dask {installed('dask')}, zarr {installed('zarr')})"
+    )
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the versions and exit."
+        ),
+    ] = False,
+) -> None:
+    """Super-resolve georeferenced satellite and aerial imagery into COG or Zarr."""
+
+
 Scale = Annotated[
     int, typer.Option("--scale", "-s", help="Zoom factor: output pixels per input pixel (2, 3, 4).")
 ]

@@ -45,3 +45,25 @@ def test_models_prints_the_bundled_model_card() -> None:
     assert "cnnrnn-fast x4" in result.output and "model card" in result.output
     for field in ("bands", "normalisation", "training data", "validation"):
         assert field in result.output
+
+
+def test_version_names_geosr_and_the_libraries_without_loading_torch() -> None:
+    # --help and --version must answer at once: torch (about 2 s to import) loads
+    # only when a command needs a model.
+    code = (
+        "import sys; from geosr.cli import main; sys.argv = ['geosr', '--version']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    import rasterio
+
+    import geosr
+
+    first, last = result.stdout.strip().splitlines()[0], result.stdout.strip().splitlines()[-1]
+    assert (
+        first.startswith(f"geosr {geosr.__version__} (torch ")
+        and f"GDAL {rasterio.__gdal_version__}" in first
+    )
+    assert last in ("exit 0 False", "exit None False"), result.stdout
