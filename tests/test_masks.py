@@ -165,3 +165,18 @@ def test_evaluate_scores_only_the_unmasked_pixels(tmp_path: Path) -> None:
     reference = write(tmp_path / "nodata.tif", np.where(hidden, 0, data).astype(data.dtype), nodata=0)
     a, b = (evaluate_wald([p], scale=2, model="bicubic", border=2).summary() for p in (masked, reference))
     assert a == pytest.approx(b, abs=1e-9)
+
+
+def test_training_reads_the_mask_and_leaves_the_alpha_band_out(tmp_path: Path) -> None:
+    from geosr.train.config import SceneSource
+    from geosr.train.data import load_scene
+
+    rgb = coordinate_pattern(3, 80, 90, "uint8")
+    hidden = hidden_area(80, 90)
+    alpha = np.where(hidden, 0, 255).astype(np.uint8)[None]
+    rgba = write(tmp_path / "rgba.tif", np.concatenate([rgb, alpha]), photometric="RGB", alpha="YES")
+    scene = load_scene(rgba, SceneSource(str(rgba)))
+    assert scene.data.shape == (3, 80, 90)
+    invalid = np.diff(np.diff(scene.invalid_sat, axis=1), axis=2)  # back from the summed-area table
+    np.testing.assert_array_equal(invalid, np.broadcast_to(hidden, (3, 80, 90)).astype(np.int32))
+    assert (scene.data[:, hidden] == 0).all()

@@ -158,12 +158,9 @@ def _describe_gdal(path: str, src: Any) -> Scene:
             "expand a palette picture to RGB first (gdal_translate -expand rgb), and upsample class maps "
             "with nearest-neighbour resampling (gdalwarp -r near) instead"
         )
-    # An alpha band is the file's mask, not data: it is read as the mask (and left
-    # out of the scene's bands), as is an internal or external per-dataset mask.
-    data = [b for b, ci in enumerate(src.colorinterp, start=1) if ci != ColorInterp.alpha]
+    data = data_bands(src)
     if not data:
         raise InputError(f"{path}: every band is an alpha band; there is no image to super-resolve")
-    masked = MaskFlags.per_dataset in src.mask_flag_enums[data[0] - 1]
     return Scene(
         path=path,
         grid=GeoBox((src.height, src.width), src.transform, src.crs),
@@ -176,8 +173,23 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         band_tags=tuple(dict(src.tags(b)) for b in data),
         bands=tuple(data) if len(data) < src.count else (),
         block_rows=int(src.block_shapes[0][0]) if src.block_shapes[0][1] == src.width else 0,
-        masked=masked,
+        masked=hides_pixels(src, data[0]),
     )
+
+
+def data_bands(src: Any) -> list[int]:
+    """1-based indexes of the bands of an open dataset that hold data: all but alpha bands.
+
+    An alpha band is the file's mask, not data: it is read as the mask
+    (:func:`hides_pixels`), like an internal or external per-dataset mask.
+    """
+    return [b for b, ci in enumerate(src.colorinterp, start=1) if ci != ColorInterp.alpha]
+
+
+def hides_pixels(src: Any, band: int) -> bool:
+    """Whether ``band`` of an open dataset is masked by a per-dataset mask or an alpha
+    band (``src.dataset_mask()`` is 0 where pixels are hidden)."""
+    return MaskFlags.per_dataset in src.mask_flag_enums[band - 1]
 
 
 def _check_georeferenced(path: str, src: Any) -> None:

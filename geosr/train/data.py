@@ -23,6 +23,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geosr.errors import InputError, OptionError
+from geosr.io.scene import data_bands, hides_pixels
 from geosr.normalise import scene_normalisation, valid_mask
 from geosr.train.config import SceneSource, resolve_sources
 from geosr.train.degrade import WALD, DegradationConfig, degrade_batch, margin_for
@@ -68,16 +69,19 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"cannot open training raster {path}: {exc}") from exc
     with src:
-        bands = list(source.bands) if source.bands else list(range(1, src.count + 1))
+        bands = list(source.bands) if source.bands else data_bands(src)
         bad = [b for b in bands if not 1 <= b <= src.count]
-        if bad:
-            raise InputError(f"{path} has {src.count} band(s); bands {bad} do not exist")
+        if bad or not bands:
+            raise InputError(f"{path} has {src.count} band(s); bands {bad or bands} do not exist")
         r0, r1 = (round(f * src.height) for f in source.rows)
         c0, c1 = (round(f * src.width) for f in source.cols)
-        block = src.read(bands, window=Window(c0, r0, c1 - c0, r1 - r0))
+        window = Window(c0, r0, c1 - c0, r1 - r0)
+        block = src.read(bands, window=window)
+        # Pixels hidden by the file's mask or alpha band are invalid, as nodata is.
+        shown = src.dataset_mask(window=window) > 0 if hides_pixels(src, bands[0]) else True
         nodata = source.nodata if source.nodata is not None else src.nodata
         dtype = src.dtypes[0]
-    valid = valid_mask(block, nodata)
+    valid = valid_mask(block, nodata) & shown
     norm = scene_normalisation(block, valid, method="percentile", low=0.1, high=99.9, source=str(path))
     data = norm.apply(block)
     data[~valid] = 0.0
