@@ -241,3 +241,29 @@ def test_geozarr_attributes_give_the_crs(tmp_path: Path) -> None:
         assert f.crs.to_epsg() == 32633
         assert f.transform == Affine(5.0, 0.0, 335440.0, 0.0, -5.0, 5866490.0)
         assert (f.width, f.height, f.count) == (64, 48, 2)
+
+
+def test_cf_flag_variables_are_not_super_resolved(tmp_path: Path) -> None:
+    """Flags (CF ``flag_masks``/``flag_values``) are codes, not measurements: refused by name,
+    and left out when geosr picks the store's variable itself."""
+    y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(32) + 0.5)
+    coords = {"y": y, "x": x}
+    measured = xr.DataArray(
+        np.random.default_rng(0).random((24, 32), np.float32), dims=("y", "x"), coords=coords
+    )
+    flags = xr.DataArray(
+        np.zeros((24, 32), np.float32),
+        dims=("y", "x"),
+        coords=coords,
+        attrs={"flag_masks": [1, 2], "flag_meanings": "land cloud"},
+    )
+    store = tmp_path / "product.zarr"
+    ds = xr.Dataset({"chl": measured.assign_attrs({"proj:epsg": 32633}), "quality_flags": flags})
+    ds.to_zarr(store, zarr_format=3)
+    with pytest.raises(geosr.GeosrError, match=r"'quality_flags' holds CF flags \(land cloud\).*\(chl\)"):
+        geosr.upscale_file(store, tmp_path / "q_x2.tif", scale=2, model="bicubic", variable="quality_flags")
+    assert not (tmp_path / "q_x2.tif").exists()
+    out = geosr.upscale_file(store, tmp_path / "chl_x2.tif", scale=2, model="bicubic")  # the only measurement
+    with rasterio.open(out) as f:
+        assert f.count == 1 and f.read(1).std() > 0.1  # chl (uniform noise), not the all-zero flags

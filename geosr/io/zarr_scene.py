@@ -39,23 +39,39 @@ def _open_dataset(path: str) -> xr.Dataset:
         raise InputError(f"{path}: not a readable Zarr store ({exc}); check the path") from None
 
 
+def is_flags(var: xr.DataArray) -> bool:
+    """Whether ``var`` holds CF flags (bit masks or class codes), not measurements."""
+    return "flag_masks" in var.attrs or "flag_values" in var.attrs
+
+
 def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
     spatial = [
         name
         for name, var in ds.data_vars.items()
-        if any(set(dims) <= set(var.dims) for dims in SPATIAL_DIMS) and var.ndim in (2, 3)
+        if any(set(dims) <= set(var.dims) for dims in SPATIAL_DIMS)
+        and var.ndim in (2, 3)
+        and not is_flags(var)
     ]
     if variable is not None:
         if variable not in ds.data_vars:
             raise InputError(f"{path}: no variable {variable!r}; it has {', '.join(map(str, ds.data_vars))}")
+        if is_flags(ds[variable]):
+            meanings = str(ds[variable].attrs.get("flag_meanings", "")).split()
+            listed = " ".join(meanings[:4]) + (" ..." if len(meanings) > 4 else "")
+            raise InputError(
+                f"{path}: variable {variable!r} holds CF flags ({listed or 'flag_masks'}), not measurements, "
+                "and super-resolving flag values would invent flags that no pixel has; choose a measured "
+                f"variable ({', '.join(map(str, spatial)) or 'none in this store'}), and upsample flags "
+                "with nearest-neighbour resampling instead"
+            )
         return variable
     if len(spatial) == 1:
         return str(spatial[0])
     if "band_data" in spatial:
         return "band_data"
     raise InputError(
-        f"{path}: the store holds {len(spatial)} raster variables ({', '.join(map(str, spatial))}); "
-        "choose one with --variable NAME"
+        f"{path}: the store holds {len(spatial)} raster variables of measurements "
+        f"({', '.join(map(str, spatial))}); choose one with --variable NAME"
     )
 
 
