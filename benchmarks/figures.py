@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import itertools
 import math
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -850,6 +851,57 @@ def fig_compile(ctx: Context) -> Figure:
     )
 
 
+ARCHIVE_SCENES = 6
+ARCHIVE_SIZE = 256
+
+
+def fig_archive(ctx: Context) -> Figure:
+    """An archive of small scenes: one ``geosr run`` for all of them against one per file."""
+    scenes = [
+        ctx.cached(
+            f"archive-{i}",
+            lambda i=i: synthetic_scene(ARCHIVE_SIZE, _folder(ctx.workdir / f"archive_{i}"), seed=i),
+        ).path
+        for i in range(ARCHIVE_SCENES)
+    ]
+    command = [sys.executable, "-m", "geosr", "run", "--scale", str(SCALE), "--overwrite"]
+
+    def run(*paths: Path) -> None:
+        subprocess.run([*command, *map(str, paths)], check=True, capture_output=True, timeout=600)
+
+    together: list[float] = []
+    apart: list[float] = []
+    for i in range(ctx.runs):
+        together.append(timed(lambda: run(*scenes)))
+        apart.append(timed(lambda: [run(path) for path in scenes]))
+        ctx.log(
+            f"  round {i + 1}/{ctx.runs}: one run {together[-1]:.2f} s, one run per file {apart[-1]:.2f} s"
+        )
+    speedup = median(apart) / median(together)
+    return Figure(
+        "archive",
+        11,
+        f"An archive of {ARCHIVE_SCENES} small scenes ({ARCHIVE_SIZE}^2 x{SCALE}, default model): "
+        "one `geosr run` for all vs one per file",
+        f"{speedup:.1f}x faster ({median(together):.1f} s vs {median(apart):.1f} s, "
+        f"{median(together) / ARCHIVE_SCENES:.2f} s vs {median(apart) / ARCHIVE_SCENES:.2f} s per scene)",
+        "- (no target in the issue)",
+        None,
+        speedup,
+        "x",
+        {"one_run_seconds": _samples(together), "run_per_file_seconds": _samples(apart)},
+        [
+            "each a fresh `python -m geosr run` process as a user starts it (start-up included); one "
+            "run pays torch's import and the model's first calls once, a run per file pays them every time"
+        ],
+    )
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 FIGURES: dict[str, Callable[[Context], Figure]] = {
     "throughput": fig_throughput,
     "overhead": fig_overhead,
@@ -861,6 +913,7 @@ FIGURES: dict[str, Callable[[Context], Figure]] = {
     "gdal": fig_gdal,
     "gpu": fig_gpu,
     "compile": fig_compile,
+    "archive": fig_archive,
 }
 
 

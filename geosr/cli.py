@@ -13,16 +13,16 @@ import shlex
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from geosr.errors import GeosrError, GeosrWarning, InterruptedRunError
+from geosr.errors import GeosrError, GeosrWarning, InterruptedRunError, OptionError
 
 app = typer.Typer(
     name="geosr",
@@ -122,10 +122,24 @@ Asset = Annotated[str | None, typer.Option(help="Asset key to read from a STAC I
 
 @app.command()
 def run(
-    input: Input,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="One or more rasters: GeoTIFF/COG, JPEG2000, any GDAL raster, a .zarr store, a STAC "
+            "Item .json, or a remote path (https://, s3://, gs://, /vsi...). Several inputs, or a quoted "
+            "glob such as 'tiles/*.tif', run one after another in this process (torch and the model "
+            "load once).",
+            show_default=False,
+        ),
+    ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Output .tif (COG) or .zarr; default <stem>_x<scale>.tif."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output .tif (COG) or .zarr, or an existing folder for the outputs (required to be one "
+            "with several inputs); default <stem>_x<scale>.tif beside each input.",
+        ),
     ] = None,
     scale: Scale = 4,
     model: ModelOpt = None,
@@ -173,14 +187,75 @@ def run(
         bool, typer.Option(help="Refuse a run that needs more memory or disk than is available.")
     ] = True,
 ) -> None:
-    """Super-resolve INPUT by --scale, preserving its georeferencing exactly.
+    """Super-resolve INPUTS by --scale, preserving their georeferencing exactly.
 
-    The output is a COG (.tif) or Zarr v3 (.zarr) on the input's footprint (or
+    Each output is a COG (.tif) or Zarr v3 (.zarr) on its input's footprint (or
     on the --aoi/--bbox window of it), with the input's CRS, dtype, nodata and
-    band descriptions.
+    band descriptions.  With several inputs, one that fails is reported in one
+    line and the others still run; the exit status is then 2.
     """
     from geosr.api import upscale_file
+    from geosr.batch import batch_outputs, expand_inputs
 
+    sources = expand_inputs(inputs)
+    if frame and len(sources) > 1:
+        raise OptionError(
+            "--frame gives further acquisitions of one scene; run each input with its own frames"
+        )
+    targets = batch_outputs(sources, output, scale)
+    options: dict[str, Any] = {
+        "tile": tile,
+        "batch_size": batch_size,
+        "device": device,
+        "precision": precision,
+        "compile": compile,
+        "overwrite": overwrite,
+        "nodata": nodata,
+        "variable": variable,
+        "scheduler": scheduler,
+        "workers": workers,
+        "bands": bands,
+        "offset": offset,
+        "aoi": aoi,
+        "bbox": bbox,
+        "bbox_crs": bbox_crs,
+        "frames": tuple(frame or ()),
+        "asset": asset,
+        "stac": stac,
+        "quicklook": quicklook,
+        "resume": resume,
+        "restart": restart,
+        "check_resources": check_resources,
+    }
+    failed: list[str] = []
+    for number, (source, target) in enumerate(zip(sources, targets, strict=True), start=1):
+        label = Path(source).name if len(sources) == 1 else f"[{number}/{len(sources)}] {Path(source).name}"
+        try:
+            with _progress_bar(label) as advance:
+                out = upscale_file(source, target, scale=scale, model=model, progress=advance, **options)
+        except KeyboardInterrupt:
+            # Raised as a GeosrError so that click does not swallow it ("Aborted!").
+            raise InterruptedRunError(
+                f"{source}: interrupted; no output was written, the finished tiles are kept "
+                "beside it: rerun with --resume to finish"
+            ) from None
+        except GeosrError as exc:
+            if len(sources) == 1:
+                raise
+            err.print(f"[red]error:[/red] {exc}{_exact_command(exc)}", highlight=False, soft_wrap=True)
+            failed.append(source)
+            continue
+        typer.echo(str(out))
+    if failed:
+        raise GeosrError(
+            f"{len(failed)} of {len(sources)} inputs failed ({', '.join(Path(f).name for f in failed)}), "
+            f"each reported above; the other {len(sources) - len(failed)} outputs are written"
+        )
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient tiles bar on stderr; yields the run's ``progress`` callback."""
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -189,49 +264,14 @@ def run(
         TimeRemainingColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,  # a log file gets the outputs' names, not a blank line per bar
     ) as bar:
-        task = bar.add_task(Path(input).name, total=None)
+        task = bar.add_task(label, total=None)
 
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        try:
-            out = upscale_file(
-                input,
-                output,
-                scale=scale,
-                model=model,
-                tile=tile,
-                batch_size=batch_size,
-                device=device,
-                precision=precision,
-                compile=compile,
-                overwrite=overwrite,
-                nodata=nodata,
-                variable=variable,
-                scheduler=scheduler,
-                workers=workers,
-                bands=bands,
-                offset=offset,
-                aoi=aoi,
-                bbox=bbox,
-                bbox_crs=bbox_crs,
-                frames=tuple(frame or ()),
-                asset=asset,
-                stac=stac,
-                quicklook=quicklook,
-                resume=resume,
-                restart=restart,
-                check_resources=check_resources,
-                progress=advance,
-            )
-        except KeyboardInterrupt:
-            # Raised as a GeosrError so that click does not swallow it ("Aborted!").
-            raise InterruptedRunError(
-                f"{input}: interrupted; no output was written, the finished tiles are kept "
-                "beside it: rerun with --resume to finish"
-            ) from None
-    typer.echo(str(out))
+        yield advance
 
 
 @app.command()

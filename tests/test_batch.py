@@ -1,0 +1,119 @@
+"""Several inputs in one ``geosr run``: each output as a run of its own, failures isolated."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from geosr.batch import batch_outputs, expand_inputs
+from geosr.cli import main
+from geosr.errors import InputError, OptionError
+
+
+def run_cli(
+    args: list[str], capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
+    """Run ``geosr ARGS``; capture at the file-descriptor level, where the command's
+    per-input error lines go (it keeps C libraries' own prints off the terminal)."""
+    monkeypatch.setattr(sys, "argv", ["geosr", *args])
+    code: int | str | None = 0
+    try:
+        main()
+    except SystemExit as exit_info:
+        code = exit_info.code
+    captured = capfd.readouterr()
+    return (code if isinstance(code, int) else 0), captured.out, " ".join(captured.err.split())
+
+
+def pixels(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+@pytest.fixture
+def scenes(make_raster) -> list[Path]:
+    return [make_raster(f"tile_{i}.tif", height=40 + 7 * i, width=50, count=1 + i % 2) for i in range(3)]
+
+
+def test_several_inputs_give_the_outputs_of_separate_runs(scenes, tmp_path, capfd, monkeypatch) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, out, err = run_cli(
+        ["run", *map(str, scenes), "-o", str(folder), "--scale", "2", "--model", "bicubic"],
+        capfd,
+        monkeypatch,
+    )
+    assert code == 0, err
+    written = [folder / f"tile_{i}_x2.tif" for i in range(3)]
+    assert out.split() == list(map(str, written))
+    for scene, batch_output in zip(scenes, written, strict=True):
+        alone = tmp_path / f"alone_{scene.name}"
+        code, _, err = run_cli(
+            ["run", str(scene), "-o", str(alone), "--scale", "2", "--model", "bicubic"], capfd, monkeypatch
+        )
+        assert code == 0, err
+        np.testing.assert_array_equal(pixels(batch_output), pixels(alone))
+
+
+def test_a_quoted_glob_is_expanded_in_order(scenes, tmp_path: Path) -> None:
+    assert expand_inputs([str(tmp_path / "tile_*.tif")]) == list(map(str, scenes))
+    assert expand_inputs([str(scenes[1])]) == [str(scenes[1])]
+    with pytest.raises(InputError, match=r"nothing\*\.tif: no file matches"):
+        expand_inputs([str(tmp_path / "nothing*.tif")])
+
+
+def test_a_bad_input_is_reported_and_the_others_still_run(scenes, tmp_path, capfd, monkeypatch) -> None:
+    broken = tmp_path / "broken.tif"
+    broken.write_text("not a raster")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    args = ["run", str(scenes[0]), str(broken), str(scenes[2]), "-o", str(folder), "--scale", "2"]
+    code, out, err = run_cli([*args, "--model", "bicubic"], capfd, monkeypatch)
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("error:") and "broken.tif: not a readable raster" in err
+    assert "1 of 3 inputs failed (broken.tif)" in err and "the other 2 outputs are written" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["tile_0_x2.tif", "tile_2_x2.tif"]
+    assert len(out.split()) == 2
+
+
+def test_several_inputs_need_an_output_folder(scenes, tmp_path, capfd, monkeypatch) -> None:
+    target = tmp_path / "one.tif"
+    code, _, err = run_cli(["run", str(scenes[0]), str(scenes[1]), "-o", str(target)], capfd, monkeypatch)
+    assert (
+        code == 2
+        and err.startswith("error:")
+        and "one.tif: with 2 inputs, --output must be an existing folder" in err
+    )
+    assert not target.exists() and not list(tmp_path.glob("*_x4.tif"))
+
+
+def test_two_inputs_writing_the_same_output_are_refused_before_any_work(make_raster, tmp_path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = make_raster("a/scene.tif")
+    b = make_raster("b/scene.tif")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(OptionError, match="would both be written to"):
+        batch_outputs([str(a), str(b)], folder, 4)
+    assert batch_outputs([str(a), str(b)], None, 4) == [a.parent / "scene_x4.tif", b.parent / "scene_x4.tif"]
+
+
+def test_one_input_into_a_folder(scenes, tmp_path) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert batch_outputs([str(scenes[0])], folder, 3) == [folder / "tile_0_x3.tif"]
+    zarr_output = tmp_path / "existing.zarr"
+    zarr_output.mkdir()  # a Zarr output is a folder too: still the output itself
+    assert batch_outputs([str(scenes[0])], zarr_output, 3) == [zarr_output]
+
+
+def test_frames_belong_to_one_scene(scenes, tmp_path, capfd, monkeypatch) -> None:
+    args = ["run", str(scenes[0]), str(scenes[1]), "--frame", str(scenes[2])]
+    code, _, err = run_cli(args, capfd, monkeypatch)
+    assert code == 2 and err.startswith("error:") and "--frame" in err
+    assert not list(tmp_path.glob("*_x4.tif"))
