@@ -298,6 +298,9 @@ def upscale_file(
         colorinterp=scene.colorinterp,
         tags=tags,
         band_tags=scene.band_tags,
+        scales=scene.scales,
+        offsets=scene.offsets,
+        units=scene.units,
     )
     fingerprint = job_fingerprint(scene, net.name, predictor, plan, opts, norm, dst, frames)
     digest = job_digest(fingerprint)

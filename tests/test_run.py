@@ -267,3 +267,29 @@ def test_cf_flag_variables_are_not_super_resolved(tmp_path: Path) -> None:
     out = geosr.upscale_file(store, tmp_path / "chl_x2.tif", scale=2, model="bicubic")  # the only measurement
     with rasterio.open(out) as f:
         assert f.count == 1 and f.read(1).std() > 0.1  # chl (uniform noise), not the all-zero flags
+
+
+def test_band_scale_offset_and_unit_reach_both_outputs(make_raster, tmp_path: Path) -> None:
+    """``value = DN * scale + offset`` (Landsat C2 surface reflectance, many L2 products): the
+    output's pixels are DNs too, so their scaling must travel with them, per band."""
+    path = make_raster(count=2)
+    with rasterio.open(path, "r+") as dst:
+        dst.scales = (2.75e-05, 0.5)
+        dst.offsets = (-0.2, 10.0)
+        dst.units = ("reflectance", "K")
+    cog = geosr.upscale_file(path, tmp_path / "x2.tif", scale=2, model="bicubic")
+    with rasterio.open(cog) as f:
+        assert f.scales == (2.75e-05, 0.5) and f.offsets == (-0.2, 10.0) and f.units == ("reflectance", "K")
+    picked = geosr.upscale_file(path, tmp_path / "b2.tif", scale=2, model="bicubic", bands="2")
+    with rasterio.open(picked) as f:
+        assert f.scales == (0.5,) and f.offsets == (10.0,) and f.units == ("K",)
+    attrs = xr.open_zarr(geosr.upscale_file(path, tmp_path / "x2.zarr", scale=2, model="bicubic"))[
+        "band_data"
+    ].attrs
+    assert attrs["scales"] == [2.75e-05, 0.5] and attrs["offsets"] == [-0.2, 10.0]
+    assert attrs["units"] == ["reflectance", "K"]
+    one = geosr.upscale_file(path, tmp_path / "one.zarr", scale=2, model="bicubic", bands="1")
+    decoded = xr.open_zarr(one)["band_data"]  # CF scale_factor/add_offset: xarray applies them
+    with rasterio.open(path) as src:
+        assert float(decoded.max()) == pytest.approx(float(src.read(1).max()) * 2.75e-05 - 0.2, abs=0.02)
+    assert decoded.attrs["units"] == "reflectance"

@@ -90,6 +90,9 @@ def select_bands(scene: Scene, wanted: str | Sequence[str | int]) -> Scene:
         descriptions=pick(scene.descriptions),
         colorinterp=pick(scene.colorinterp),
         band_tags=pick(scene.band_tags),
+        scales=pick(scene.scales),
+        offsets=pick(scene.offsets),
+        units=pick(scene.units),
     )
 
 

@@ -255,6 +255,12 @@ class CogSink(CogBuild):
                 ds.update_tags(band, **{str(k): str(v) for k, v in tags.items()})
         if spec.colorinterp:
             ds.colorinterp = [ColorInterp[name] for name in spec.colorinterp]
+        scaling = [spec.scaling(band) for band in range(1, spec.count + 1)]
+        if any((scale, offset) != (1.0, 0.0) for scale, offset, _ in scaling):
+            ds.scales = [scale for scale, _, _ in scaling]
+            ds.offsets = [offset for _, offset, _ in scaling]
+        if any(unit for _, _, unit in scaling):
+            ds.units = [unit or "" for _, _, unit in scaling]
 
     def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
         """Write ``data`` ``(count, h, w)`` at output pixels ``rows`` x ``cols``.

@@ -65,6 +65,16 @@ class Scene:
         Rows per strip of a strip-organized file (its blocks span its whole
         width), 0 otherwise: windows of such a file are cut from bands of whole
         strips, each decoded once (:func:`read_window`).
+    scales, offsets, units : tuple
+        Per band: the file's ``value = DN * scale + offset`` and unit (GDAL band
+        metadata, e.g. Landsat Collection 2 surface reflectance), carried to the
+        output, whose pixels are DNs too; may be empty (scale 1, offset 0).
+    masked : bool
+        The file hides pixels with a mask shared by its bands (an internal or
+        ``.msk`` mask, or an alpha band, which is then not one of the scene's
+        bands).  Reads give such pixels as NaN (:func:`read_window`), so they
+        are invalid like nodata, and the output marks them with
+        :attr:`output_nodata`.
     """
 
     path: str
@@ -81,6 +91,9 @@ class Scene:
     origin: tuple[int, int] = (0, 0)
     file_shape: tuple[int, int] | None = None
     block_rows: int = 0
+    scales: tuple[float, ...] = ()
+    offsets: tuple[float, ...] = ()
+    units: tuple[str | None, ...] = ()
     masked: bool = False
 
     @property
@@ -173,6 +186,9 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         band_tags=tuple(dict(src.tags(b)) for b in data),
         bands=tuple(data) if len(data) < src.count else (),
         block_rows=int(src.block_shapes[0][0]) if src.block_shapes[0][1] == src.width else 0,
+        scales=tuple(float(src.scales[b - 1]) for b in data),
+        offsets=tuple(float(src.offsets[b - 1]) for b in data),
+        units=tuple(src.units[b - 1] or None for b in data),
         masked=hides_pixels(src, data[0]),
     )
 

@@ -63,6 +63,9 @@ class OutputSpec:
         Dataset tags: the input's, plus provenance.
     band_tags : tuple of mappings
         Per-band tags, or empty.
+    scales, offsets, units : tuple
+        Per band: ``value = pixel * scale + offset`` and the value's unit, or
+        empty (scale 1, offset 0, no unit).
     block : int
         Edge of the internal tiles (COG) or chunks (Zarr), a multiple of 16.
     """
@@ -75,6 +78,9 @@ class OutputSpec:
     colorinterp: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
     band_tags: tuple[Mapping[str, str], ...] = ()
+    scales: tuple[float, ...] = ()
+    offsets: tuple[float, ...] = ()
+    units: tuple[str | None, ...] = ()
     block: int = 512
 
     def __post_init__(self) -> None:
@@ -92,7 +98,7 @@ class OutputSpec:
             )
         object.__setattr__(self, "dtype", dtype)  # normalise np.uint16 / "u2" to "uint16"
         _check_nodata(self.nodata, dtype)
-        for name in ("descriptions", "colorinterp", "band_tags"):
+        for name in ("descriptions", "colorinterp", "band_tags", "scales", "offsets", "units"):
             value = tuple(getattr(self, name))
             if len(value) not in (0, self.count):
                 raise OptionError(
@@ -116,6 +122,12 @@ class OutputSpec:
         """``(count, height, width)`` of the whole output."""
         height, width = self.grid.shape.yx
         return self.count, height, width
+
+    def scaling(self, band: int) -> tuple[float, float, str | None]:
+        """``(scale, offset, unit)`` of 1-based ``band``: ``value = pixel * scale + offset``."""
+        scale = self.scales[band - 1] if self.scales else 1.0
+        offset = self.offsets[band - 1] if self.offsets else 0.0
+        return scale, offset, self.units[band - 1] if self.units else None
 
     @property
     def nbytes(self) -> int:

@@ -61,6 +61,12 @@ def write_vrt(path: Path, spec: OutputSpec, source: str, overviews: Sequence[str
             ET.SubElement(element, "ColorInterp").text = spec.colorinterp[band - 1]
         if spec.band_tags:
             _metadata(element, spec.band_tags[band - 1])
+        scale, offset, unit = spec.scaling(band)
+        if (scale, offset) != (1.0, 0.0):
+            ET.SubElement(element, "Offset").text = repr(offset)
+            ET.SubElement(element, "Scale").text = repr(scale)
+        if unit:
+            ET.SubElement(element, "UnitType").text = unit
         simple = ET.SubElement(element, "SimpleSource")
         _source(simple, source, band)
         for overview in overviews:

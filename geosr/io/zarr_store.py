@@ -222,6 +222,23 @@ def _create_store(
     )
 
 
+def _cf_scaling(spec: OutputSpec) -> dict[str, Any]:
+    """The bands' ``value = pixel * scale + offset`` as CF attributes, which xarray applies
+    on reading: ``scale_factor``/``add_offset``/``units`` where every band shares them, else
+    per-band ``scales``/``offsets``/``units`` lists (CF has no per-band scaling)."""
+    scaling = [spec.scaling(band) for band in range(1, spec.count + 1)]
+    scales, offsets, units = (list(values) for values in zip(*scaling, strict=True))
+    attrs: dict[str, Any] = {}
+    if len(set(zip(scales, offsets, strict=True))) == 1:
+        if (scales[0], offsets[0]) != (1.0, 0.0):
+            attrs.update(scale_factor=scales[0], add_offset=offsets[0])
+    else:
+        attrs.update(scales=scales, offsets=offsets)
+    if any(units):
+        attrs["units"] = units[0] if len(set(units)) == 1 else [u or "" for u in units]
+    return attrs
+
+
 def _variable_attributes(spec: OutputSpec) -> dict[str, Any]:
     """The data variable's attributes, encoded by xarray itself.
 
@@ -236,6 +253,7 @@ def _variable_attributes(spec: OutputSpec) -> dict[str, Any]:
         attrs["colorinterp"] = list(spec.colorinterp)
     if any(spec.band_tags):
         attrs["band_tags"] = [dict(tags) for tags in spec.band_tags]
+    attrs.update(_cf_scaling(spec))
     standin = xr.Variable(("band", "y", "x"), np.zeros((spec.count, 1, 1), dtype=spec.dtype), attrs=attrs)
     nodata = spec.nodata
     standin.encoding = {
