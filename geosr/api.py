@@ -284,7 +284,8 @@ def upscale_file(
         frames=frames,
         aoi=mask,
     )
-    tags = provenance_tags(scene, net.name, opts.scale, norm)
+    untrained = net.card.training.get("note", "").startswith("untrained") and net.name != "bicubic"
+    tags = provenance_tags(scene, f"{net.name} (untrained)" if untrained else net.name, opts.scale, norm)
     if offsets is not None:
         tags["GEOSR_BOA_ADD_OFFSET"] = ",".join(f"{o:g}" for o in offsets)
     if frames:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import ast
-import logging
 from pathlib import Path
 
 import pytest
 import torch
 
 import geosr.models
-from geosr.errors import ModelError
+from geosr.errors import GeosrWarning, ModelError
 from geosr.models import (
     CNNRNN,
     DEFAULT_MODEL,
@@ -90,10 +89,11 @@ def test_unknown_name_lists_known_names() -> None:
         build_model("srgan", scale=2)
 
 
-def test_default_untrained_model(weights_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="geosr.models.registry"):
+def test_default_untrained_model(weights_dir: Path) -> None:
+    with pytest.warns(
+        GeosrWarning, match=r"no bundled weights for cnnrnn-fast x4; it runs untrained.*none bundled"
+    ):
         model = load_model(bands=3, scale=4)
-    assert "no bundled weights for cnnrnn-fast x4" in caplog.text
     assert isinstance(model, CNNRNN) and not model.training
     assert model.name == "cnnrnn-fast" and model.scale == 4 and model.receptive_field == 12
     assert model.card.training["note"].startswith("untrained")

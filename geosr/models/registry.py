@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 
-from geosr.errors import ModelError
+from geosr.errors import GeosrWarning, ModelError
 from geosr.models.base import MAX_SCALE, MIN_SCALE, SRModel
 from geosr.models.bicubic import Bicubic
 from geosr.models.card import ModelCard
@@ -191,6 +192,11 @@ def _bundled_scales(name: str) -> tuple[int, ...]:
     return tuple(sorted(int(m.group(1)) for m in found if m))
 
 
+def _bundled_note(name: str) -> str:
+    scales = _bundled_scales(name)
+    return f"bundled: {', '.join(f'x{s}' for s in scales)}" if scales else "none bundled"
+
+
 def list_models() -> list[ModelInfo]:
     """Every registered model with its bundled scales and cards, for ``geosr models``."""
     infos = []
@@ -309,6 +315,7 @@ def load_model(
         pickle checkpoint, missing card, weights that do not fit.
     """
     target = DEFAULT_MODEL if name_or_path is None else name_or_path
+    untrained = False
     if isinstance(target, str) and target in MODEL_NAMES:
         spec = MODEL_NAMES[target]
         scale = _check_scale(scale, target)
@@ -318,18 +325,23 @@ def load_model(
             model.name = target
         else:
             model = spec.build(scale)
-            if spec.architecture != "bicubic":
-                log.warning(
-                    "no bundled weights for %s x%d; running it untrained, which equals "
-                    "bicubic + radiometric projection",
-                    target,
-                    scale,
-                )
+            untrained = spec.architecture != "bicubic"
     elif _looks_like_path(target):
         model = _from_file(Path(target), scale)
     else:
         raise _unknown(target)
     _check_bands(model, bands)
+    if untrained:
+        # A warning the command line shows: the output would otherwise pass for the
+        # model's while it is bicubic's.
+        warnings.warn(
+            GeosrWarning(
+                f"no bundled weights for {target} x{scale}; it runs untrained, which equals "
+                f"bicubic + radiometric projection ({_bundled_note(str(target))}; train x{scale} "
+                "weights with geosr train)"
+            ),
+            stacklevel=2,
+        )
     if device is not None:
         model = model.to(device)
     return model.eval()
