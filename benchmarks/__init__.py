@@ -6,3 +6,9 @@ measured in interleaved rounds in the same run, so that noise from other jobs
 on the machine hits both sides of a ratio alike.  Results go to
 ``benchmarks/RESULTS.md`` and ``benchmarks/results.json``.
 """
+
+from geosr.allocator import keep_freed_memory
+
+# What the geosr command does first (geosr.cli.main), before numpy and torch start
+# threads: the in-process figures then measure the allocator a user's run has.
+keep_freed_memory()

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from geosr.allocator import keep_freed_memory
 from geosr.errors import GeosrError, GeosrWarning, InterruptedRunError, OptionError
 
 app = typer.Typer(
@@ -398,6 +399,10 @@ def _show_warning(
 
 def main() -> None:
     """Console-script entry point: map user errors to one line and exit status 2."""
+    # First, before numpy, torch or GDAL start threads of their own: a thread that
+    # allocates before the tuning gets a malloc arena of its own, which later threads
+    # (the reader, writers, Dask workers) share and page-fault through (geosr.allocator).
+    keep_freed_memory()
     _register_plugins()
     # GDAL and libtiff print some errors (a write failing on a full disk, in
     # particular) straight to stderr; geosr reports each failure itself in one

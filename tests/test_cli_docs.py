@@ -67,3 +67,19 @@ def test_version_names_geosr_and_the_libraries_without_loading_torch() -> None:
         and f"GDAL {rasterio.__gdal_version__}" in first
     )
     assert last in ("exit 0 False", "exit None False"), result.stdout
+
+
+def test_the_command_tunes_the_allocator_before_anything_starts_threads() -> None:
+    # geosr.allocator: a thread that allocates before the tuning keeps an arena of its
+    # own, which later worker threads share; so the command tunes first, before numpy.
+    code = (
+        "import sys; from geosr.cli import main; from geosr.allocator import keep_freed_memory\n"
+        "assert 'numpy' not in sys.modules and 'torch' not in sys.modules\n"
+        "sys.argv = ['geosr', '--version']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('tuned', keep_freed_memory.cache_info().currsize)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip().splitlines()[-1] == "tuned 1"
