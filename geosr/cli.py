@@ -248,9 +248,10 @@ def run(
             continue
         typer.echo(str(out))
     if failed:
+        written = len(sources) - len(failed)
         raise GeosrError(
             f"{len(failed)} of {len(sources)} inputs failed ({', '.join(Path(f).name for f in failed)}), "
-            f"each reported above; the other {len(sources) - len(failed)} outputs are written"
+            "each reported above" + (f"; the other {written} outputs are written" if written else "")
         )
 
 
