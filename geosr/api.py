@@ -154,7 +154,6 @@ def resource_plan(
     workers: int = 1,
 ) -> resources.Plan:
     """The numbers a run's memory bound depends on (``geosr run``'s guard and ``geosr info``)."""
-    itemsize = np.dtype(scene.dtype).itemsize
     # The band of strips each reading thread keeps for a strip-organized file
     # (geosr.io.scene), and its next one while that is assembled, per frame.
     rows = tile + 2 * halo
@@ -165,8 +164,8 @@ def resource_plan(
         batch=batch,
         bands=scene.count,
         scale=scale,
-        in_itemsize=itemsize,
-        out_itemsize=itemsize,
+        in_itemsize=scene.read_dtype.itemsize,
+        out_itemsize=np.dtype(scene.dtype).itemsize,
         features=int(net.card.config.get("features", scene.count)),
         model_bytes=predictor.model_bytes(),
         frames=frames,

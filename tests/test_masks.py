@@ -180,3 +180,19 @@ def test_training_reads_the_mask_and_leaves_the_alpha_band_out(tmp_path: Path) -
     invalid = np.diff(np.diff(scene.invalid_sat, axis=1), axis=2)  # back from the summed-area table
     np.testing.assert_array_equal(invalid, np.broadcast_to(hidden, (3, 80, 90)).astype(np.int32))
     assert (scene.data[:, hidden] == 0).all()
+
+
+def test_masked_reads_are_counted_as_floats_in_the_memory_bound(tmp_path: Path) -> None:
+    from geosr.api import resource_plan
+    from geosr.io.scene import read_window
+    from geosr.models import load_model
+    from geosr.predictor import Predictor
+    from geosr.tiling import Window
+
+    data = coordinate_pattern(3, 64, 64, "uint8")
+    scene = open_scene(with_internal_mask(tmp_path / "m.tif", data, hidden_area(64, 64)))
+    assert scene.read_dtype == np.float32  # uint8 read as float32, to carry NaN
+    assert read_window(scene, Window(0, 0, 8, 8)).dtype == scene.read_dtype
+    net = load_model("bicubic", bands=3, scale=2)
+    plan = resource_plan(scene, net, Predictor(net, device="cpu"), tile=32, halo=4, batch=2, scale=2)
+    assert (plan.in_itemsize, plan.out_itemsize) == (4, 1)

@@ -109,6 +109,14 @@ class Scene:
         return float("nan") if np.issubdtype(np.dtype(self.dtype), np.floating) else 0.0
 
     @property
+    def read_dtype(self) -> np.dtype:
+        """The dtype reads return: the file's, or for a masked scene floats that hold it
+        exactly, with NaN where the mask hides pixels."""
+        if not self.masked:
+            return np.dtype(self.dtype)
+        return np.dtype(np.float32 if np.dtype(self.dtype).itemsize <= 2 else np.float64)
+
+    @property
     def name(self) -> str:
         return Path(self.path).name
 
@@ -326,8 +334,7 @@ def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True) -> np.
 def _hide_masked(scene: Scene, block: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``block`` as floats (exact for its dtype) with NaN where the file's ``mask`` hides
     pixels: from here on they are invalid, like nodata (:func:`geosr.normalise.valid_mask`)."""
-    working = np.float32 if np.dtype(scene.dtype).itemsize <= 2 else np.float64
-    out = block.astype(working)
+    out = block.astype(scene.read_dtype)
     out[:, mask == 0] = np.nan
     return out
 
