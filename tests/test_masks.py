@@ -55,18 +55,19 @@ def read(path: Path) -> tuple[np.ndarray, rasterio.profiles.Profile, tuple[Color
         return src.read(), src.profile, src.colorinterp
 
 
-@pytest.mark.parametrize("model", ["bicubic", None])
+@pytest.mark.parametrize(("model", "tile"), [("bicubic", None), (None, None), (None, 32)])
 def test_internal_mask_gives_the_pixels_of_the_same_scene_with_nodata(
-    tmp_path: Path, model: str | None
+    tmp_path: Path, model: str | None, tile: int | None
 ) -> None:
+    # tile 32: 12 tiles, the hidden corner and hole cross their borders and halos.
     data = coordinate_pattern(2, 96, 112, "uint16")  # every value >= 1: 0 is free to mean nodata
     hidden = hidden_area(96, 112)
     masked = with_internal_mask(tmp_path / "masked.tif", data, hidden)
     assert open_scene(masked).masked
     reference = write(tmp_path / "nodata.tif", np.where(hidden, 0, data).astype(data.dtype), nodata=0)
 
-    a = geosr.upscale_file(masked, tmp_path / "masked_x2.tif", scale=2, model=model)
-    b = geosr.upscale_file(reference, tmp_path / "nodata_x2.tif", scale=2, model=model)
+    a = geosr.upscale_file(masked, tmp_path / "masked_x2.tif", scale=2, model=model, tile=tile)
+    b = geosr.upscale_file(reference, tmp_path / "nodata_x2.tif", scale=2, model=model, tile=tile)
     (pixels, profile, _), (expected, expected_profile, _) = read(a), read(b)
     assert profile["nodata"] == 0 == expected_profile["nodata"]
     np.testing.assert_array_equal(pixels, expected)
