@@ -109,6 +109,9 @@ def test_cog_is_valid_tiled_compressed_and_carries_metadata(tmp_path, make_spec)
         colorinterp=("blue", "green", "red", "undefined"),
         tags={"SENSOR": "Sentinel-2", "geosr_scale": "4"},
         band_tags=({"wavelength": "490"}, {}, {}, {"wavelength": "842"}),
+        scales=(2.75e-05, 2.75e-05, 2.75e-05, 1.0),
+        offsets=(-0.2, -0.2, -0.2, 0.0),
+        units=("reflectance", "reflectance", "reflectance", None),
     )
     data = coded(spec)
     destination = tmp_path / "scene_x4.tif"
@@ -135,6 +138,8 @@ def test_cog_is_valid_tiled_compressed_and_carries_metadata(tmp_path, make_spec)
         assert src.tags()["geosr_scale"] == "4"
         assert src.tags(1)["wavelength"] == "490"
         assert src.tags(4)["wavelength"] == "842"
+        assert src.scales == (2.75e-05, 2.75e-05, 2.75e-05, 1.0) and src.offsets == (-0.2, -0.2, -0.2, 0.0)
+        assert src.units == ("reflectance", "reflectance", "reflectance", None)
         assert tuple(src.transform) == tuple(UTM.transform)
         assert UTM.crs == src.crs
         np.testing.assert_array_equal(src.read(), data)
