@@ -217,10 +217,3 @@ def aoi_mask(geometry: Geometry, output_grid: GeoBox, nodata: float) -> AoiMask 
     if local.geom.covers(output_grid.extent.geom):
         return None
     return AoiMask(shapely.geometry.mapping(local.geom), output_grid, float(nodata))
-
-
-def fill_value(dtype: str, nodata: float | None) -> float:
-    """Nodata to write outside the polygon: the scene's, else NaN (floats) or 0."""
-    if nodata is not None:
-        return float(nodata)
-    return float("nan") if np.issubdtype(np.dtype(dtype), np.floating) else 0.0

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from geosr import __version__, resources
-from geosr.aoi import aoi_mask, aoi_window, crop_scene, fill_value, parse_bbox, read_vector
+from geosr.aoi import aoi_mask, aoi_window, crop_scene, parse_bbox, read_vector
 from geosr.errors import GeosrError, InputError, OptionError, OutputError, ResumableError
 from geosr.faults import checkpoint
 from geosr.grid import scaled
@@ -20,7 +20,7 @@ from geosr.io.frames import check_frame
 from geosr.io.remote import check_remote_output, fsspec_url, is_remote, local_name, upload
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job
 from geosr.io.runstate import RunState, StaleRunError, job_digest, run_dir, size_on_disk
-from geosr.io.scene import Scene, band_bytes, is_zarr_path, keeps_band, open_scene, read_sample
+from geosr.io.scene import Scene, band_bytes, fill_value, is_zarr_path, keeps_band, open_scene, read_sample
 from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.stac_input import is_stac_item
 from geosr.io.stac_input import resolve as resolve_stac

@@ -104,9 +104,7 @@ class Scene:
         The output is a raster of predictions, so the valid predictions that
         round to that 0 are written as 1 (:func:`geosr.kernel.cast_to_dtype`).
         """
-        if self.nodata is not None or not self.masked:
-            return self.nodata
-        return float("nan") if np.issubdtype(np.dtype(self.dtype), np.floating) else 0.0
+        return fill_value(self.dtype, self.nodata) if self.masked else self.nodata
 
     @property
     def read_dtype(self) -> np.dtype:
@@ -123,6 +121,14 @@ class Scene:
     @property
     def is_zarr(self) -> bool:
         return self.variable is not None
+
+
+def fill_value(dtype: str, nodata: float | None) -> float:
+    """Nodata to write where a scene has no data (outside an area of interest, under
+    its mask): the scene's nodata, else NaN (floats) or 0."""
+    if nodata is not None:
+        return float(nodata)
+    return float("nan") if np.issubdtype(np.dtype(dtype), np.floating) else 0.0
 
 
 def is_zarr_path(path: str | Path) -> bool:
