@@ -15,6 +15,8 @@ from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.warp import reproject
 
+from geosr.io.cog import COMPRESSION
+
 CONV_SHAPE = (8, 64, 128, 128)
 CONV_OUT = 64
 CONV_KERNEL = 3
@@ -69,9 +71,7 @@ def gpu_conv_peak(iterations: int = 50) -> float:
 # The options geosr's COG sink uses (geosr/io/cog.py), so both sides write the same kind of file.
 COG_OPTIONS: dict[str, Any] = {
     "BLOCKSIZE": 512,
-    "COMPRESS": "ZSTD",
-    "LEVEL": 3,
-    "PREDICTOR": "YES",
+    **COMPRESSION,
     "OVERVIEW_RESAMPLING": "AVERAGE",
     "BIGTIFF": "IF_SAFER",
     "NUM_THREADS": "ALL_CPUS",
