@@ -1,16 +1,23 @@
 """One ``geosr.upscale_file`` job in a fresh process, for memory and scaling figures.
 
 ``python -m benchmarks.child SRC DST --scale 4 --model bicubic`` runs the job
-and prints one JSON line ``{"seconds": ..., "vm_hwm": ...}``: the job alone
-(imports excluded) and the process's peak resident set in bytes.  The parent
+and prints one JSON line ``{"seconds": ..., "vm_hwm": ..., "heap": ...}``: the
+job alone (imports excluded), the process's peak resident set in bytes, and
+where glibc's allocator reports it (``mallinfo2``), the peak of its heap and of
+the bytes live in it, sampled every 10 ms: the difference is freed memory the
+allocator keeps (``geosr.allocator`` tells it never to return any).  The parent
 also polls the memory of the whole process tree around it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -41,9 +48,10 @@ def main(argv: list[str] | None = None) -> None:
         extra["batch_size"] = args.batch_size
     start = time.perf_counter()
     del load_model, cog_validate  # imported only so that import time is not counted
-    upscale_file(args.src, args.dst, scale=args.scale, model=args.model, overwrite=True, **extra)
+    with HeapPeaks() as heap:
+        upscale_file(args.src, args.dst, scale=args.scale, model=args.model, overwrite=True, **extra)
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "vm_hwm": vm_hwm()}), flush=True)
+    print(json.dumps({"seconds": seconds, "vm_hwm": vm_hwm(), "heap": heap.report()}), flush=True)
 
 
 def vm_hwm() -> int:
@@ -60,6 +68,72 @@ def vm_hwm() -> int:
     except OSError:
         pass
     return 0
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    """glibc's ``mallinfo2`` (2.33+), or None elsewhere."""
+    name = ctypes.util.find_library("c")
+    try:
+        func = ctypes.CDLL(name).mallinfo2 if name else None
+    except (OSError, AttributeError):
+        return None
+    if func is not None:
+        func.restype = _MallInfo2
+    return func
+
+
+class HeapPeaks:
+    """Peak size of glibc's heap (main arena + mmapped chunks) and of the bytes live in it."""
+
+    def __init__(self, every_s: float = 0.01) -> None:
+        self._info = _mallinfo2()
+        self._every = every_s
+        self._stop = threading.Event()
+        self.heap = self.live = 0
+
+    def _sample(self) -> None:
+        assert self._info is not None
+        info = self._info()
+        self.heap = max(self.heap, info.arena + info.hblkhd)
+        self.live = max(self.live, info.uordblks + info.hblkhd)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self._every):
+            self._sample()
+
+    def __enter__(self) -> HeapPeaks:
+        if self._info is not None:
+            self._sample()
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._info is not None:
+            self._stop.set()
+            self._thread.join()
+            self._sample()
+
+    def report(self) -> dict[str, int] | None:
+        return None if self._info is None else {"peak_heap": self.heap, "peak_live": self.live}
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ class ChildResult:
     vm_hwm: int  # bytes: the child's own VmHWM (kernel high-water mark, exact, one process)
     samples: int
     stdout: str = field(repr=False, default="")
+    heap: dict[str, int] | None = None  # glibc heap peaks, see benchmarks.child.HeapPeaks
 
     @property
     def peak(self) -> int:
@@ -129,7 +130,15 @@ def run_child(args: Sequence[str], *, poll_s: float = 0.02, timeout_s: float = 1
         raise RuntimeError(f"child {' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
     last = [line for line in stdout.splitlines() if line.startswith("{")][-1]
     report = json.loads(last)
-    return ChildResult(float(report["seconds"]), wall, peak, int(report.get("vm_hwm", 0)), samples, stdout)
+    return ChildResult(
+        float(report["seconds"]),
+        wall,
+        peak,
+        int(report.get("vm_hwm", 0)),
+        samples,
+        stdout,
+        report.get("heap"),
+    )
 
 
 def cpu_model() -> str:
