@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,10 @@ import numpy as np
 
 from geosr import __version__, resources
 from geosr.aoi import aoi_mask, aoi_window, crop_scene, parse_bbox, read_vector
-from geosr.errors import GeosrError, InputError, OptionError, OutputError, ResumableError
+from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError, OutputError, ResumableError
 from geosr.faults import checkpoint
 from geosr.grid import scaled
-from geosr.io.atomic import check_writable
+from geosr.io.atomic import check_writable, format_bytes
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
 from geosr.io.remote import check_remote_output, fsspec_url, is_remote, local_name, upload
@@ -166,12 +167,74 @@ def resource_plan(
         scale=scale,
         in_itemsize=scene.read_dtype.itemsize,
         out_itemsize=np.dtype(scene.dtype).itemsize,
-        features=int(net.card.config.get("features", scene.count)),
+        features=int(net.card.config.get("features", 1)),
         model_bytes=predictor.model_bytes(),
         frames=frames,
         workers=workers,
         row_band_bytes=row_band,
+        images_per_call=predictor.images_per_call(batch, scene.count),
     )
+
+
+FITTING_TILES = (DEFAULT_TILE, DEFAULT_TILE // 2, DEFAULT_TILE // 4, DEFAULT_TILE // 8)
+"""Tiles tried, in order, when the default one would not fit in memory (more halo, less memory)."""
+
+
+def fit_to_memory(
+    scene: Scene,
+    net: SRModel,
+    predictor: Predictor,
+    opts: RunOptions,
+    *,
+    halo: int,
+    frames: int = 1,
+    fit: bool = True,
+) -> tuple[int, int, resources.Plan]:
+    """The run's tile and batch, and the memory plan they make.
+
+    The user's ``--tile`` and ``--batch-size`` are kept as given.  Otherwise
+    the default tile is halved (down to :data:`FITTING_TILES`' last) until the
+    run's memory bound fits in the memory available, with a warning that says
+    so: a many-band scene on a small machine then runs instead of being
+    refused, a little slower for the larger share of halo.  Nothing is
+    refused here; :func:`geosr.resources.check` does that with the plan returned.
+    """
+    height, width = scene.grid.shape.yx
+    given = opts.tile is not None or not fit
+    tiles = (opts.tile or DEFAULT_TILE,) if given else FITTING_TILES
+    available = None if given else resources.available_memory()
+    for tile in tiles:
+        read_shape = (
+            min(tile, height) + 2 * halo,
+            min(tile, width) + 2 * halo,
+        )  # the plan's, before it exists
+        batch = opts.batch_size or predictor.batch_size_for(read_shape, scene.count, frames)
+        bounds = resource_plan(
+            scene,
+            net,
+            predictor,
+            tile=min(tile, max(height, width)),
+            halo=halo,
+            batch=batch,
+            scale=opts.scale,
+            frames=frames,
+            workers=opts.workers or 1,
+        )
+        needed = resources.memory_needed(bounds)
+        if available is None or needed <= available:
+            break
+    else:
+        return tile, batch, bounds  # nothing fits: the guard refuses the smallest plan, with its numbers
+    if tile != tiles[0]:
+        warnings.warn(
+            GeosrWarning(
+                f"{scene.name}: tiles of {tile} px instead of {tiles[0]}, so that the run fits in "
+                f"the {format_bytes(available or 0)} of memory available (it needs about "
+                f"{format_bytes(needed)}); --tile sets the tile"
+            ),
+            stacklevel=3,
+        )
+    return tile, batch, bounds
 
 
 def upscale_file(
@@ -239,24 +302,14 @@ def upscale_file(
         )
     # Every frame deepens the recurrence, so the halo grows with T.
     radius = net.receptive_radius(1 + len(frames)) if frames else net.receptive_field
-    halo, tile = radius + FILL_RADIUS, opts.tile or DEFAULT_TILE
+    halo = radius + FILL_RADIUS
     height, width = scene.grid.shape.yx
-    read_shape = (min(tile, height) + 2 * halo, min(tile, width) + 2 * halo)  # the plan's, before it exists
-    batch = opts.batch_size or predictor.batch_size_for(read_shape, scene.count, 1 + len(frames))
+    tile, batch, bounds = fit_to_memory(
+        scene, net, predictor, opts, halo=halo, frames=1 + len(frames), fit=opts.check_resources
+    )
     if opts.check_resources:
         # Before the plan and before any pixel is read: a scene declaring absurd
         # dimensions stops here, not after allocating millions of tiles.
-        bounds = resource_plan(
-            scene,
-            net,
-            predictor,
-            tile=min(tile, max(height, width)),
-            halo=halo,
-            batch=batch,
-            scale=opts.scale,
-            frames=1 + len(frames),
-            workers=opts.workers or 1,
-        )
         out_bytes = resources.output_bytes(height, width, scene.count, opts.scale, scene.dtype)
         try:
             resources.check(bounds, out_bytes, dst, already_on_disk=size_on_disk(run_dir(dst)))

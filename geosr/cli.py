@@ -77,8 +77,13 @@ ModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", help="Model name (see `geosr models`), 'bicubic', or a .safetensors path."),
 ]
-Tile = Annotated[int | None, typer.Option(help="Tile edge in input pixels (default 512).", min=1)]
-Batch = Annotated[int | None, typer.Option("--batch-size", help="Tiles per model call (default: by device).")]
+Tile = Annotated[
+    int | None,
+    typer.Option(help="Tile edge in input pixels (default 512, smaller when memory is short).", min=1),
+]
+Batch = Annotated[
+    int | None, typer.Option("--batch-size", help="Tiles per batch (default: by device and band count).")
+]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Precision = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA only).")]
 Compile = Annotated[

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from geosr import resources
-from geosr.api import resource_plan, scene_for
+from geosr.api import fit_to_memory, scene_for
 from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes
 from geosr.io.scene import Scene, read_window
 from geosr.kernel import prepare_tiles
 from geosr.models import load_model
 from geosr.normalise import FILL_RADIUS, Normalisation
-from geosr.options import DEFAULT_TILE, RunOptions
+from geosr.options import RunOptions
 from geosr.predictor import Predictor
 from geosr.tiling import TilePlan, plan_tiles
 
@@ -112,10 +112,11 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     scene = scene_for(src, options)
     net = load_model(options.model, bands=scene.count, scale=options.scale)
     predictor = Predictor(net, device=options.device, precision=options.precision)
-    plan = plan_tiles(
-        *scene.grid.shape.yx, tile=options.tile or DEFAULT_TILE, halo=net.receptive_field + FILL_RADIUS
+    halo = net.receptive_field + FILL_RADIUS
+    tile, batch, bounds = fit_to_memory(
+        scene, net, predictor, options, halo=halo, fit=options.check_resources
     )
-    batch = options.batch_size or predictor.batch_size_for(plan.read_shape, scene.count)
+    plan = plan_tiles(*scene.grid.shape.yx, tile=tile, halo=halo)
     h, w = scene.grid.shape.yx
     out_bytes = h * w * options.scale**2 * scene.count * np.dtype(scene.dtype).itemsize
     seconds = None
@@ -130,16 +131,6 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         start = time.perf_counter()
         predictor(x)
         seconds = (time.perf_counter() - start) * batch / len(tiles)
-    bounds = resource_plan(
-        scene,
-        net,
-        predictor,
-        tile=max(plan.tile_height, plan.tile_width),
-        halo=plan.halo,
-        batch=batch,
-        scale=options.scale,
-        workers=options.workers or 1,
-    )
     return RunPlan(
         scene,
         options,

@@ -93,8 +93,27 @@ def compile_pays_off(seconds_per_call: float, calls_left: int) -> bool:
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 CPU_BATCH = 2
-"""Tiles per model call on a CPU (see :meth:`Predictor.batch_size_for`): two default
-512 px tiles, as many pixels as four 256 px ones."""
+"""Images per model call on a CPU (see :meth:`Predictor.batch_size_for`): two default
+512 px tiles of one band, as many pixels as four 256 px ones.  A band-agnostic model
+sees every band of a tile as an image: the tiles of a many-band scene go one at a
+time (:func:`cpu_batch`), and their bands in calls of this many
+(:meth:`Predictor.images_per_call`)."""
+
+
+def cpu_batch(images_per_tile: int) -> int:
+    """Tiles per batch on a CPU: :data:`CPU_BATCH` images, or one tile when it has more.
+
+    A per-band model's calls are padded to :data:`CPU_BATCH` images
+    (:meth:`Predictor.images_per_call`), so a tile of 3 or 5 bands would waste
+    a quarter or a sixth of its compute on padding: two such tiles fill their
+    calls exactly.  From 7 bands on, the padding costs an eighth or less, and
+    one tile a batch halves the memory of the outputs.
+    """
+    if images_per_tile < CPU_BATCH:
+        return CPU_BATCH // images_per_tile
+    odd_and_few = images_per_tile % CPU_BATCH and images_per_tile < 7
+    return CPU_BATCH if odd_and_few else 1
+
 
 GPU_MEMORY_SHARE = 0.6
 """Share of a GPU's free memory a batch may fill (the rest: allocator slack, copies)."""
@@ -152,11 +171,12 @@ class Predictor:
         fills :data:`GPU_MEMORY_SHARE` of the free memory (the out-of-memory
         back-off in :meth:`__call__` covers a wrong guess).  On a CPU larger
         batches do not run faster per tile (oneDNN already uses every core on
-        one tile), so the batch stays :data:`CPU_BATCH`: small, so that reading
-        and writing overlap with compute in short steps.
+        one tile), so a batch holds :data:`CPU_BATCH` images at most: small, so
+        that reading and writing overlap with compute in short steps, and so
+        that a 13-band tile does not hold 26 images' activations at once.
         """
         if self.torch_device.type != "cuda":
-            return CPU_BATCH
+            return cpu_batch(self._images_per_tile(bands))
         device = self.torch_device
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -165,6 +185,24 @@ class Predictor:
         per_tile = max(1, torch.cuda.max_memory_allocated(device) - before)
         free, _ = torch.cuda.mem_get_info(device)
         return int(max(1, min(GPU_MAX_BATCH, GPU_MEMORY_SHARE * free // per_tile)))
+
+    @property
+    def per_band(self) -> bool:
+        """Whether the model's bands may be split across calls (:attr:`SRModel.per_band`)."""
+        return bool(getattr(self.model, "per_band", False))
+
+    def _images_per_tile(self, bands: int) -> int:
+        return bands if self.per_band else 1
+
+    def _splits_bands(self) -> bool:
+        # On a CPU the per-image speed does not depend on the batch, so a call is split
+        # to bound its activations; a GPU's batch is sized from its measured memory.
+        return self.torch_device.type == "cpu" and self.per_band
+
+    def images_per_call(self, batch: int, bands: int) -> int:
+        """The most images one model call holds for ``batch`` tiles of ``bands`` bands."""
+        images = batch * self._images_per_tile(bands)
+        return min(images, CPU_BATCH) if self._splits_bands() else images
 
     def expect(self, calls: int) -> None:
         """Announce how many batches the job will send (lets ``compile=auto`` decide)."""
@@ -226,6 +264,36 @@ class Predictor:
         return self._predict(compiled, batch)[:n]
 
     def _predict(self, model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
+        n, _, bands = batch.shape[:3]
+        if n * bands > CPU_BATCH and self._splits_bands():
+            return self._predict_in_parts(model, batch)
+        return self._predict_call(model, batch)
+
+    def _predict_in_parts(self, model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
+        """Calls of exactly :data:`CPU_BATCH` images, the batch's bands flattened into images.
+
+        Bands are independent in a per-band model, so the parts are the outputs
+        of the whole call with a fraction of its activations alive at once.  The
+        last call is padded with copies of its last image (their outputs are
+        dropped): every call then has one batch size, so oneDNN picks the same
+        kernels, and rounds the same way, whatever the tile and batch sizes.
+        """
+        n, frames, bands, h, w = batch.shape
+        images = batch.transpose(0, 2, 1, 3, 4).reshape(n * bands, frames, 1, h, w)
+        out: np.ndarray | None = None
+        for start in range(0, len(images), CPU_BATCH):
+            part = images[start : start + CPU_BATCH]
+            real = len(part)
+            if real < CPU_BATCH:
+                part = np.concatenate([part, np.repeat(part[-1:], CPU_BATCH - real, axis=0)])
+            y = self._predict_call(model, part)[:real]
+            if out is None:
+                out = np.empty((len(images), *y.shape[1:]), dtype=y.dtype)
+            out[start : start + real] = y
+        assert out is not None  # n and bands are >= 1
+        return out.reshape(n, bands, *out.shape[2:])
+
+    def _predict_call(self, model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         if self.torch_device.type == "cuda":
             x = x.pin_memory().to(self.torch_device, non_blocking=True)

@@ -2,15 +2,19 @@
 
 Peak memory is bounded by the configuration, not by the scene.  With ``B``
 tiles per batch, a read window of ``R = (tile + 2 * halo)^2`` LR pixels, ``C``
-bands, ``T`` frames, scale ``s``, ``F`` model features, input/output item sizes
-``i``/``o`` bytes, the single-process run holds at most::
+bands, ``T`` frames, scale ``s``, ``F`` model features per image, ``I`` images
+in the largest model call, input/output item sizes ``i``/``o`` bytes, the
+single-process run holds at most::
 
     model + B * (2 * T*C*R*i              raw pixels: the batch in the model + the one read ahead
                  + T*C*R*5                 float32 model input and its validity mask
-                 + 6 * T*F*R*4             activations (encoder, GRU gates and state)
                  + 2 * C*s^2*R*4           float32 output and the interpolated skip
                  + (W+2) * C*s^2*tile^2*o) finished cores: W batches being written (W writer
                                            threads, writer_threads()), one queued, one just computed
+          + I * 6 * T*F*R*4                activations (encoder, GRU gates and state) of one call:
+                                           a band-agnostic model sees each band of a tile as an
+                                           image, and on a CPU its calls hold 2 images at most
+                                           (Predictor.images_per_call)
           + 256 MiB                        GDAL: its block cache (32 MiB, geosr.io) and the
                                            COG build's buffers and compression threads
           + 2 * T*C*(tile + 2*halo + 2*strip)*width*i   strip-organized input whose strips
@@ -51,7 +55,7 @@ GDAL_CACHE = 256 * 2**20
 """What GDAL may hold (bytes): the block cache geosr bounds (32 MiB) and the COG build's buffers."""
 
 ACTIVATIONS_PER_FEATURE = 6
-"""Live float32 feature maps per model feature at the LR read size (measured bound for CNN-RNN)."""
+"""Live float32 feature maps per model feature and image at the LR read size (measured bound for CNN-RNN)."""
 
 
 def writer_threads() -> int:
@@ -94,6 +98,21 @@ class Plan:
     workers: int = 1
     row_band_bytes: int = 0
     """A strip-organized input's band of strips (and the next), held by each reading thread."""
+    images_per_call: int | None = None
+    """Images in the largest model call (:meth:`~geosr.predictor.Predictor.images_per_call`);
+    None: every band of every tile of the batch at once."""
+
+    def activation_bytes(self) -> int:
+        """Bytes of the model's activations during one call."""
+        images = self.batch * self.bands if self.images_per_call is None else self.images_per_call
+        return (
+            ACTIVATIONS_PER_FEATURE
+            * images
+            * self.frames
+            * self.features
+            * (self.tile + 2 * self.halo) ** 2
+            * 4
+        )
 
     def tile_bytes(self, *, queued: bool) -> int:
         """Bytes one tile holds while it is in flight."""
@@ -103,7 +122,6 @@ class Plan:
         total = (
             tc * read * self.in_itemsize * (2 if queued else 1)
             + tc * read * 5
-            + ACTIVATIONS_PER_FEATURE * self.frames * self.features * read * 4
             + 2 * self.bands * self.scale**2 * read * 4
             + core * (writer_threads() + 2 if queued else 1)
         )
@@ -112,9 +130,10 @@ class Plan:
 
 def memory_needed(plan: Plan) -> int:
     """Peak memory of a run (bytes), from the formula in the module docstring."""
+    model = plan.model_bytes + plan.activation_bytes()
     if plan.workers <= 1:
-        return plan.model_bytes + plan.batch * plan.tile_bytes(queued=True) + plan.row_band_bytes + GDAL_CACHE
-    per_worker = plan.model_bytes + plan.batch * plan.tile_bytes(queued=False) + plan.row_band_bytes
+        return model + plan.batch * plan.tile_bytes(queued=True) + plan.row_band_bytes + GDAL_CACHE
+    per_worker = model + plan.batch * plan.tile_bytes(queued=False) + plan.row_band_bytes
     return plan.workers * per_worker + GDAL_CACHE
 
 

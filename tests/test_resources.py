@@ -137,9 +137,91 @@ def test_info_reports_the_bounds(make_raster) -> None:
     plan = plan_run(src, RunOptions(scale=2, model="bicubic", tile=64, batch_size=4), calibrate=False)
     without_model = memory_needed(
         Plan(tile=64, halo=plan.plan.halo, batch=4, bands=2, scale=2, in_itemsize=2, out_itemsize=2,
-             features=2, model_bytes=0)
+             features=1, model_bytes=0, images_per_call=2)  # bicubic on a CPU: calls of 2 images
     )  # fmt: skip
     assert without_model <= plan.memory_bytes < without_model + 2**20  # bicubic weighs almost nothing
     assert plan.disk_bytes == disk_needed(2 * 600 * 400 * 2, cog=True)
     resources_row = dict(plan.lines())["resources"]
     assert "peak memory about" in resources_row and "for a COG" in resources_row
+
+
+MANY_BANDS_CHILD = r"""
+import json, resource, sys
+import numpy as np, rasterio
+import geosr
+from geosr.api import resource_plan, scene_for
+from geosr.models import load_model
+from geosr.normalise import FILL_RADIUS
+from geosr.options import RunOptions
+from geosr.predictor import Predictor
+from geosr.resources import memory_needed
+src, dst = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(0)
+with rasterio.open(src, "w", driver="GTiff", count=8, height=512, width=512, dtype="uint16",
+                   crs="EPSG:32633", transform=rasterio.Affine(10, 0, 0, 0, -10, 0), tiled=True) as f:
+    f.write(rng.integers(1, 4000, (8, 512, 512), dtype="uint16"))
+small = src + ".small.tif"
+with rasterio.open(src) as f, rasterio.open(small, "w", **{**f.profile, "height": 64, "width": 64}) as g:
+    g.write(f.read(window=((0, 64), (0, 64))))
+geosr.upscale_file(small, dst + ".warm.tif", scale=2, device="cpu")
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+geosr.upscale_file(src, dst, scale=2, device="cpu")
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+scene = scene_for(src, RunOptions(scale=2))
+net = load_model(None, bands=8, scale=2)
+predictor = Predictor(net, device="cpu")
+halo = net.receptive_field + FILL_RADIUS
+batch = predictor.batch_size_for((512 + 2 * halo, 512 + 2 * halo), 8)
+plan = resource_plan(scene, net, predictor, tile=512, halo=halo, batch=batch, scale=2)
+print(json.dumps({"baseline": baseline, "peak": peak, "bound": memory_needed(plan) - plan.model_bytes,
+                  "batch": batch, "images": plan.images_per_call}))
+"""
+
+
+def test_a_many_band_run_stays_within_the_formula(tmp_path: Path) -> None:
+    """The default model folds bands into its batch: 8 bands of one 512 px tile were 8 images'
+    activations at once where the bound counted one per tile (the run grew by 1.5 GiB, the
+    bound said 1.0).  Calls now hold CPU_BATCH images and the bound counts them: 0.6 GiB."""
+    result = subprocess.run(
+        [sys.executable, "-c", MANY_BANDS_CHILD, str(tmp_path / "b8.tif"), str(tmp_path / "b8_x2.tif")],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert numbers["batch"] == 1 and numbers["images"] == 2, numbers
+    grown = numbers["peak"] - numbers["baseline"]
+    assert 0 <= grown < numbers["bound"], numbers
+
+
+def test_the_default_tile_shrinks_to_fit_the_memory_available(make_raster, monkeypatch) -> None:
+    """Without --tile, a plan above the available memory runs with smaller tiles (and says so)
+    instead of being refused; a --tile the user gave is kept, and refused if it does not fit."""
+    import warnings
+
+    from geosr import api
+    from geosr.errors import GeosrWarning
+    from geosr.models import load_model
+    from geosr.options import RunOptions
+    from geosr.predictor import Predictor
+
+    src = make_raster(count=6, height=600, width=600)
+    scene = api.scene_for(src, RunOptions(scale=4))
+    net = load_model(None, bands=6, scale=4)
+    predictor = Predictor(net, device="cpu")
+    halo = net.receptive_field + 3
+
+    def fit(opts: RunOptions) -> tuple[int, int, Plan]:
+        return api.fit_to_memory(scene, net, predictor, opts, halo=halo)
+
+    needs = {tile: memory_needed(fit(RunOptions(scale=4, tile=tile))[2]) for tile in api.FITTING_TILES}
+    assert needs[512] > needs[256] > needs[128] > needs[64]
+    monkeypatch.setattr("geosr.resources.available_memory", lambda: (needs[256] + needs[128]) // 2)
+    with pytest.warns(GeosrWarning, match=r"scene.tif: tiles of 128 px instead of 512, so that the run fits"):
+        tile, batch, plan = fit(RunOptions(scale=4))
+    assert (tile, batch, plan.tile) == (128, 1, 128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tile, _, plan = fit(RunOptions(scale=4, tile=512))  # the user's choice: kept, the guard decides
+    assert tile == 512
+    with pytest.raises(OptionError, match="of memory"):
+        check(plan, 10**6, src.with_name("out.tif"))

@@ -103,6 +103,13 @@ class SRModel(nn.Module):
         """Receptive field, in low-resolution pixels on each side, for ``frames`` frames."""
         raise NotImplementedError
 
+    @property
+    def per_band(self) -> bool:
+        """True when every band is super-resolved on its own (the band-agnostic models fold
+        the bands into the batch): a caller may then split a call's bands into several calls
+        without changing any output.  False for a model trained on a band layout."""
+        return True
+
 
 def check_frames(frames: object) -> int:
     """Return ``frames`` if it is a positive integer, else raise :class:`ModelError`."""

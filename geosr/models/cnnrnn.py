@@ -248,6 +248,11 @@ class CNNRNN(SRModel):
             "untrained: the zero-initialised last layer makes the output bicubic + radiometric projection",
         )
 
+    @property
+    def per_band(self) -> bool:
+        """Bands fold into the batch unless the network was built for a band layout."""
+        return self.config.in_channels == 1
+
     def receptive_radius(self, frames: int) -> int:
         """LR pixels on each side an output pixel depends on, for ``frames`` frames.
 
