@@ -87,7 +87,11 @@ class RunPlan:
                 f"{len(self.plan)} of {self.plan.tile_height} x {self.plan.tile_width} px, "
                 f"halo {self.plan.halo} px",
             ),
-            ("batch", f"{self.batch_size} tiles on {self.device}, {self.precision}"),
+            (
+                "batch",
+                f"{self.batch_size} tile{'' if self.batch_size == 1 else 's'} on {self.device}, "
+                f"{self.precision}",
+            ),
         ]
         if self.memory_bytes is not None and self.disk_bytes is not None:
             rows.append(
