@@ -12,6 +12,7 @@ compilation to pay for itself.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -96,23 +97,13 @@ CPU_BATCH = 2
 """Images per model call on a CPU (see :meth:`Predictor.batch_size_for`): two default
 512 px tiles of one band, as many pixels as four 256 px ones.  A band-agnostic model
 sees every band of a tile as an image: the tiles of a many-band scene go one at a
-time (:func:`cpu_batch`), and their bands in calls of this many
-(:meth:`Predictor.images_per_call`)."""
+time (:func:`cpu_batch`), and their bands in calls of this many, an odd one joining
+the last call (:meth:`Predictor.images_per_call`)."""
 
 
 def cpu_batch(images_per_tile: int) -> int:
-    """Tiles per batch on a CPU: :data:`CPU_BATCH` images, or one tile when it has more.
-
-    A per-band model's calls are padded to :data:`CPU_BATCH` images
-    (:meth:`Predictor.images_per_call`), so a tile of 3 or 5 bands would waste
-    a quarter or a sixth of its compute on padding: two such tiles fill their
-    calls exactly.  From 7 bands on, the padding costs an eighth or less, and
-    one tile a batch halves the memory of the outputs.
-    """
-    if images_per_tile < CPU_BATCH:
-        return CPU_BATCH // images_per_tile
-    odd_and_few = images_per_tile % CPU_BATCH and images_per_tile < 7
-    return CPU_BATCH if odd_and_few else 1
+    """Tiles per batch on a CPU: :data:`CPU_BATCH` images, or one tile when it has more."""
+    return max(1, CPU_BATCH // images_per_tile)
 
 
 GPU_MEMORY_SHARE = 0.6
@@ -202,7 +193,7 @@ class Predictor:
     def images_per_call(self, batch: int, bands: int) -> int:
         """The most images one model call holds for ``batch`` tiles of ``bands`` bands."""
         images = batch * self._images_per_tile(bands)
-        return min(images, CPU_BATCH) if self._splits_bands() else images
+        return min(images, CPU_BATCH + 1) if self._splits_bands() else images  # an odd one joins a pair
 
     def expect(self, calls: int) -> None:
         """Announce how many batches the job will send (lets ``compile=auto`` decide)."""
@@ -265,31 +256,30 @@ class Predictor:
 
     def _predict(self, model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
         n, _, bands = batch.shape[:3]
-        if n * bands > CPU_BATCH and self._splits_bands():
+        if n * bands > CPU_BATCH + 1 and self._splits_bands():
             return self._predict_in_parts(model, batch)
         return self._predict_call(model, batch)
 
     def _predict_in_parts(self, model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
-        """Calls of exactly :data:`CPU_BATCH` images, the batch's bands flattened into images.
+        """Calls of :data:`CPU_BATCH` images, the batch's bands flattened into images.
 
         Bands are independent in a per-band model, so the parts are the outputs
-        of the whole call with a fraction of its activations alive at once.  The
-        last call is padded with copies of its last image (their outputs are
-        dropped): every call then has one batch size, so oneDNN picks the same
-        kernels, and rounds the same way, whatever the tile and batch sizes.
+        of the whole call with a fraction of its activations alive at once.  An
+        odd image out joins the last call instead of going alone: oneDNN rounds
+        a one-image call differently (1 ulp in fp32), and any two or more give
+        the same bits, so the pixels do not depend on the tile or batch size.
         """
         n, frames, bands, h, w = batch.shape
         images = batch.transpose(0, 2, 1, 3, 4).reshape(n * bands, frames, 1, h, w)
+        cuts = [*range(0, len(images), CPU_BATCH), len(images)]
+        if cuts[-1] - cuts[-2] < CPU_BATCH:
+            del cuts[-2]
         out: np.ndarray | None = None
-        for start in range(0, len(images), CPU_BATCH):
-            part = images[start : start + CPU_BATCH]
-            real = len(part)
-            if real < CPU_BATCH:
-                part = np.concatenate([part, np.repeat(part[-1:], CPU_BATCH - real, axis=0)])
-            y = self._predict_call(model, part)[:real]
+        for start, stop in itertools.pairwise(cuts):
+            y = self._predict_call(model, images[start:stop])
             if out is None:
                 out = np.empty((len(images), *y.shape[1:]), dtype=y.dtype)
-            out[start : start + real] = y
+            out[start:stop] = y
         assert out is not None  # n and bands are >= 1
         return out.reshape(n, bands, *out.shape[2:])
 

@@ -13,8 +13,8 @@ single-process run holds at most::
                                            threads, writer_threads()), one queued, one just computed
           + I * 6 * T*F*R*4                activations (encoder, GRU gates and state) of one call:
                                            a band-agnostic model sees each band of a tile as an
-                                           image, and on a CPU its calls hold 2 images at most
-                                           (Predictor.images_per_call)
+                                           image, and on a CPU its calls hold 2 images, 3 when
+                                           an odd one joins (Predictor.images_per_call)
           + 256 MiB                        GDAL: its block cache (32 MiB, geosr.io) and the
                                            COG build's buffers and compression threads
           + 2 * T*C*(tile + 2*halo + 2*strip)*width*i   strip-organized input whose strips

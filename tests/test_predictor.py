@@ -78,10 +78,9 @@ def test_cpu_batch_counts_the_images_a_model_sees() -> None:
 
     agnostic = Predictor(tiny_model(), device="cpu", precision="fp32")
     assert agnostic.batch_size_for((40, 40), bands=1) == CPU_BATCH
-    assert agnostic.batch_size_for((40, 40), bands=4) == 1
-    assert agnostic.batch_size_for((40, 40), bands=3) == 2  # 6 images: 3 full calls, no padding
+    assert agnostic.batch_size_for((40, 40), bands=3) == 1
     assert agnostic.batch_size_for((40, 40), bands=13) == 1
-    assert agnostic.images_per_call(batch=1, bands=13) == CPU_BATCH
+    assert agnostic.images_per_call(batch=1, bands=13) == CPU_BATCH + 1  # the odd band joins a pair
     layout = Predictor(CNNRNN(CNNRNNConfig(scale=2, features=4, in_channels=3)), device="cpu")
     assert not layout.per_band
     assert layout.batch_size_for((40, 40), bands=3) == CPU_BATCH
@@ -92,25 +91,26 @@ def test_cpu_batch_counts_the_images_a_model_sees() -> None:
 def test_calls_split_into_bands_give_the_whole_calls_pixels(precision: str) -> None:
     """On a CPU a many-band batch runs as calls of CPU_BATCH images (bounded activations):
     the pixels of one call over every band of every tile, to float rounding (oneDNN may
-    pick another kernel for another batch size: 1 ulp at most here); a short last call is
-    padded, its padding's outputs dropped."""
+    pick another kernel for another batch size: 1 ulp at most here); an odd image out
+    joins the last call."""
     predictor = Predictor(tiny_model(), device="cpu", precision=precision)
     x = np.random.default_rng(3).uniform(0, 1, (2, 1, 5, 12, 12)).astype(np.float32)
-    odd = np.random.default_rng(4).uniform(0, 1, (1, 1, 3, 12, 12)).astype(np.float32)
+    odd = np.random.default_rng(4).uniform(0, 1, (1, 1, 7, 12, 12)).astype(np.float32)
     calls = []
     model = predictor.model
     forward = model.forward
     model.forward = lambda t: calls.append(tuple(t.shape)) or forward(t)  # type: ignore[method-assign]
-    split = predictor(x)
+    split, split_odd = predictor(x), predictor(odd)
     model.forward = forward  # type: ignore[method-assign]
-    assert calls == [(2, 1, 1, 12, 12)] * 5  # 10 images: tile 0's 5 bands, then tile 1's
+    # 10 images (tile 0's 5 bands, then tile 1's), then 7: the odd one joins the last pair.
+    assert calls == [(2, 1, 1, 12, 12)] * 5 + [(2, 1, 1, 12, 12)] * 2 + [(3, 1, 1, 12, 12)]
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=precision == "bf16"):
         whole = model(torch.from_numpy(x)).float().numpy()
     np.testing.assert_allclose(split, whole, rtol=1e-6, atol=1e-6)
     with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=precision == "bf16"):
         whole_odd = model(torch.from_numpy(odd)).float().numpy()
-    np.testing.assert_allclose(predictor(odd), whole_odd, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(split_odd, whole_odd, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.gpu
