@@ -926,6 +926,56 @@ def fig_archive(ctx: Context) -> Figure:
     )
 
 
+MANY_BANDS = 8
+
+
+def fig_bands(ctx: Context) -> Figure:
+    """One band against many: per-band throughput and peak memory of the default model."""
+    size = ctx.sizes.scaling[0]
+    scenes = {
+        bands: ctx.cached(
+            f"bands-{bands}",
+            lambda b=bands: synthetic_scene(size, _folder(ctx.workdir / f"bands_{b}"), bands=b),
+        )
+        for bands in (1, MANY_BANDS)
+    }
+    results: dict[int, list[ChildResult]] = {bands: [] for bands in scenes}
+    for i in range(ctx.runs):
+        for bands, scene in scenes.items():
+            res = run_child(
+                [str(scene.path), str(ctx.out(f"bands_{bands}_x{SCALE}.tif")), "--scale", str(SCALE)]
+            )
+            results[bands].append(res)
+            ctx.log(f"  {bands} band(s), run {i + 1}: {res.seconds:.2f} s, peak {res.peak / 2**20:.0f} MiB")
+    output_mpx = size * size * SCALE**2 / 1e6
+    # Output megapixels of all bands per second: equal for both when 8 bands cost 8 times 1.
+    rate = {b: output_mpx * b / median([r.seconds for r in rs]) for b, rs in results.items()}
+    peak = {b: median([_peak(r) for r in rs]) for b, rs in results.items()}
+    ratio = rate[MANY_BANDS] / rate[1]
+    return Figure(
+        "bands",
+        12,
+        f"{MANY_BANDS} bands against 1, default model, {size}^2 synthetic uint16, x{SCALE} -> COG",
+        f"{ratio:.2f}x the 1-band throughput ({rate[MANY_BANDS]:.1f} vs {rate[1]:.1f} output Mpx/s, all "
+        f"bands counted); peak RSS {peak[MANY_BANDS] / GIB:.2f} GiB vs {peak[1] / GIB:.2f} GiB",
+        "- (no target in the issue)",
+        None,
+        ratio,
+        "x",
+        {
+            "seconds": {str(b): _samples([r.seconds for r in rs]) for b, rs in results.items()},
+            "peak_rss_mib": {str(b): [round(_peak(r) / 2**20) for r in rs] for b, rs in results.items()},
+            "output_mpx_per_s_all_bands": {str(b): round(v, 2) for b, v in rate.items()},
+        },
+        [
+            "each run in a fresh process (python -m benchmarks.child); the band-agnostic model sees each "
+            "band of a tile as an image: on a CPU it runs them 2 at a time (an odd one joins the last "
+            f"pair), so the {MANY_BANDS}-band tile's activations are those of 2 images, not {MANY_BANDS}; "
+            "one tile a batch instead of two",
+        ],
+    )
+
+
 def _folder(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -943,6 +993,7 @@ FIGURES: dict[str, Callable[[Context], Figure]] = {
     "gpu": fig_gpu,
     "compile": fig_compile,
     "archive": fig_archive,
+    "bands": fig_bands,
 }
 
 
