@@ -173,6 +173,7 @@ def resource_plan(
         workers=workers,
         row_band_bytes=row_band,
         images_per_call=predictor.images_per_call(batch, scene.count),
+        activations_in_ram=predictor.torch_device.type == "cpu",
     )
 
 

@@ -14,7 +14,8 @@ single-process run holds at most::
           + I * 6 * T*F*R*4                activations (encoder, GRU gates and state) of one call:
                                            a band-agnostic model sees each band of a tile as an
                                            image, and on a CPU its calls hold 2 images, 3 when
-                                           an odd one joins (Predictor.images_per_call)
+                                           an odd one joins (Predictor.images_per_call); none
+                                           on a GPU, whose memory the batch is sized for
           + 256 MiB                        GDAL: its block cache (32 MiB, geosr.io) and the
                                            COG build's buffers and compression threads
           + 2 * T*C*(tile + 2*halo + 2*strip)*width*i   strip-organized input whose strips
@@ -101,9 +102,14 @@ class Plan:
     images_per_call: int | None = None
     """Images in the largest model call (:meth:`~geosr.predictor.Predictor.images_per_call`);
     None: every band of every tile of the batch at once."""
+    activations_in_ram: bool = True
+    """False when the model runs on a GPU: its activations take GPU memory, which the batch
+    size is measured against (:meth:`~geosr.predictor.Predictor.batch_size_for`), not RAM."""
 
     def activation_bytes(self) -> int:
-        """Bytes of the model's activations during one call."""
+        """Bytes of RAM the model's activations take during one call."""
+        if not self.activations_in_ram:
+            return 0
         images = self.batch * self.bands if self.images_per_call is None else self.images_per_call
         return (
             ACTIVATIONS_PER_FEATURE

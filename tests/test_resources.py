@@ -43,6 +43,16 @@ def test_guard_refuses_a_plan_above_available_memory(tmp_path: Path) -> None:
         check(huge, 10**6, tmp_path / "out.tif")
 
 
+def test_activations_count_per_image_in_ram_only() -> None:
+    from dataclasses import replace
+
+    one_call = replace(PLAN, images_per_call=2)
+    assert one_call.activation_bytes() == 6 * 2 * 32 * (256 + 2 * 15) ** 2 * 4
+    assert replace(PLAN, images_per_call=None).activation_bytes() == 8 * one_call.activation_bytes()  # 4 x 4
+    on_gpu = replace(one_call, activations_in_ram=False)
+    assert memory_needed(one_call) - memory_needed(on_gpu) == one_call.activation_bytes()
+
+
 def test_disk_estimate_covers_store_and_cog() -> None:
     assert disk_needed(3 * 2**30, cog=True) > 3 * 2**30 * 1.3  # store and COG, each with overviews
     assert disk_needed(3 * 2**30, cog=False) < disk_needed(3 * 2**30, cog=True)
