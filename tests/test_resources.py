@@ -235,3 +235,47 @@ def test_the_default_tile_shrinks_to_fit_the_memory_available(make_raster, monke
     assert tile == 512
     with pytest.raises(OptionError, match="of memory"):
         check(plan, 10**6, src.with_name("out.tif"))
+
+
+FIT_CHILD = r"""
+import resource, sys
+import numpy as np, rasterio
+import geosr.api, geosr.cli, geosr.train.cli
+from geosr.api import fit_to_memory, scene_for
+from geosr.models import load_model
+from geosr.options import RunOptions
+from geosr.predictor import Predictor
+from geosr.resources import _address_space, memory_needed
+src, dst = sys.argv[1], sys.argv[2]
+with rasterio.open(src, "w", driver="GTiff", count=13, height=600, width=600, dtype="uint16",
+                   crs="EPSG:32633", transform=rasterio.Affine(10, 0, 0, 0, -10, 0), tiled=True) as f:
+    f.write(np.random.default_rng(0).integers(1, 4000, (13, 600, 600), dtype="uint16"))
+scene = scene_for(src, RunOptions(scale=4))
+net = load_model(None, bands=13, scale=4)
+predictor = Predictor(net, device="cpu")
+halo = net.receptive_field + 3
+need = {t: memory_needed(fit_to_memory(scene, net, predictor, RunOptions(scale=4, tile=t), halo=halo)[2])
+        for t in (512, 256)}
+limit = _address_space() + (need[256] + need[512]) // 2
+resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+from geosr.cli import main
+sys.argv = ["geosr", "run", src, "-o", dst]
+main()
+"""
+
+
+def test_a_run_short_of_memory_takes_smaller_tiles(tmp_path: Path) -> None:
+    """Under `ulimit -v` between the bounds of tiles of 256 and 512, a 13-band run at x4
+    without --tile runs with tiles of 256 and says so in one line (it was refused)."""
+    from rio_cogeo.cogeo import cog_validate
+
+    out = tmp_path / "b13_x4.tif"
+    result = subprocess.run(
+        [sys.executable, "-c", FIT_CHILD, str(tmp_path / "b13.tif"), str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    text = " ".join(result.stderr.split())
+    assert result.returncode == 0, result.stderr
+    assert "b13.tif: tiles of 256 px instead of 512, so that the run fits in the" in text, text
+    assert "Traceback" not in text
+    assert cog_validate(str(out), quiet=True)[0]
