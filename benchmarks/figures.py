@@ -521,6 +521,9 @@ def _peak(res: ChildResult) -> int:
 
 
 def fig_memory(ctx: Context) -> Figure:
+    from geosr.options import DEFAULT_TILE
+    from geosr.predictor import CPU_BATCH
+
     small, large = ctx.sizes.memory
     rs, rl = child_results(ctx, small, SCALE), child_results(ctx, large, SCALE)
     ps, pl = median([_peak(r) for r in rs]), median([_peak(r) for r in rl])
@@ -537,7 +540,7 @@ def fig_memory(ctx: Context) -> Figure:
         5,
         f"Peak RSS, bicubic, {large}^2 vs {small}^2 synthetic uint16, x{SCALE}",
         f"{ratio:.2f}x ({pl / GIB:.2f} GiB at {large}^2 vs {ps / GIB:.2f} GiB at {small}^2); "
-        f"x{ctx.sizes.memory_scale}: {ratio_secondary:.2f}x",
+        f"x{second}: {ratio_secondary:.2f}x",
         f"ratio <= 1.25 and <= 2.5 GiB at {large}^2",
         met,
         ratio,
@@ -551,11 +554,11 @@ def fig_memory(ctx: Context) -> Figure:
             f"seconds_{large}": _samples([r.seconds for r in rl]),
             "output": f"{large * SCALE}^2 uint16 = {(large * SCALE) ** 2 * 2 / GIB:.2f} GiB uncompressed",
             f"median_peak_rss_mib_x{SCALE}_by_size": {str(n): v for n, v in plateau.items()},
-            f"peak_rss_mib_x{ctx.sizes.memory_scale}": {
+            f"peak_rss_mib_x{second}": {
                 str(small): [round(_peak(r) / 2**20) for r in xs],
                 str(large): [round(_peak(r) / 2**20) for r in xl],
             },
-            f"ratio_x{ctx.sizes.memory_scale}": round(ratio_secondary, 3),
+            f"ratio_x{second}": round(ratio_secondary, 3),
         },
         [
             "each case in a fresh process (python -m benchmarks.child -> geosr.upscale_file, COG out); "
@@ -564,7 +567,8 @@ def fig_memory(ctx: Context) -> Figure:
             "figure is the torch runtime",
             f"median peak by input size at x{SCALE}: "
             + ", ".join(f"{n}^2: {v} MiB" for n, v in plateau.items())
-            + f"; a {small}^2 scene is {(small // 512) ** 2} tiles in {max(1, (small // 512) ** 2 // 2)} "
+            + f"; a {small}^2 scene is {(small // DEFAULT_TILE) ** 2} tiles in "
+            f"{max(1, (small // DEFAULT_TILE) ** 2 // CPU_BATCH)} "
             "batches, too few to fill the pipeline (a batch computing, one read ahead, up to "
             "writer_threads() + 2 being written or queued), so it stays below the bound that larger "
             "scenes reach and then keep",

@@ -189,19 +189,19 @@ def fit_to_memory(
     *,
     halo: int,
     frames: int = 1,
-    fit: bool = True,
 ) -> tuple[int, int, resources.Plan]:
     """The run's tile and batch, and the memory plan they make.
 
-    The user's ``--tile`` and ``--batch-size`` are kept as given.  Otherwise
-    the default tile is halved (down to :data:`FITTING_TILES`' last) until the
-    run's memory bound fits in the memory available, with a warning that says
-    so: a many-band scene on a small machine then runs instead of being
-    refused, a little slower for the larger share of halo.  Nothing is
-    refused here; :func:`geosr.resources.check` does that with the plan returned.
+    The user's ``--tile`` and ``--batch-size`` are kept as given, and so is
+    the default tile with ``--no-check-resources``.  Otherwise the default
+    tile is halved (down to :data:`FITTING_TILES`' last) until the run's
+    memory bound fits in the memory available, with a warning that says so:
+    a many-band scene on a small machine then runs instead of being refused,
+    a little slower for the larger share of halo.  Nothing is refused here;
+    :func:`geosr.resources.check` does that with the plan returned.
     """
     height, width = scene.grid.shape.yx
-    given = opts.tile is not None or not fit
+    given = opts.tile is not None or not opts.check_resources
     tiles = (opts.tile or DEFAULT_TILE,) if given else FITTING_TILES
     available = None if given else resources.available_memory()
     for tile in tiles:
@@ -305,9 +305,7 @@ def upscale_file(
     radius = net.receptive_radius(1 + len(frames)) if frames else net.receptive_field
     halo = radius + FILL_RADIUS
     height, width = scene.grid.shape.yx
-    tile, batch, bounds = fit_to_memory(
-        scene, net, predictor, opts, halo=halo, frames=1 + len(frames), fit=opts.check_resources
-    )
+    tile, batch, bounds = fit_to_memory(scene, net, predictor, opts, halo=halo, frames=1 + len(frames))
     if opts.check_resources:
         # Before the plan and before any pixel is read: a scene declaring absurd
         # dimensions stops here, not after allocating millions of tiles.
@@ -337,8 +335,8 @@ def upscale_file(
         frames=frames,
         aoi=mask,
     )
-    untrained = net.card.training.get("note", "").startswith("untrained") and net.name != "bicubic"
-    tags = provenance_tags(scene, f"{net.name} (untrained)" if untrained else net.name, opts.scale, norm)
+    model_tag = f"{net.name} (untrained)" if net.card.is_untrained else net.name
+    tags = provenance_tags(scene, model_tag, opts.scale, norm)
     if offsets is not None:
         tags["GEOSR_BOA_ADD_OFFSET"] = ",".join(f"{o:g}" for o in offsets)
     if frames:

@@ -248,7 +248,7 @@ def run(
         except GeosrError as exc:
             if len(sources) == 1:
                 raise
-            err.print(f"[red]error:[/red] {exc}{_exact_command(exc)}", highlight=False, soft_wrap=True)
+            _report(exc)
             failed.append(source)
             continue
         typer.echo(str(out))
@@ -258,6 +258,11 @@ def run(
             f"{len(failed)} of {len(sources)} inputs failed ({', '.join(Path(f).name for f in failed)}), "
             "each reported above" + (f"; the other {written} outputs are written" if written else "")
         )
+
+
+def _report(exc: GeosrError) -> None:
+    """The one line a user error gets on stderr (with the command that resumes, if any)."""
+    err.print(f"[red]error:[/red] {exc}{_exact_command(exc)}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -423,7 +428,7 @@ def main() -> None:
         with _native_stderr_captured():
             app()
     except GeosrError as exc:
-        err.print(f"[red]error:[/red] {exc}{_exact_command(exc)}", highlight=False, soft_wrap=True)
+        _report(exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print(

@@ -117,9 +117,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     net = load_model(options.model, bands=scene.count, scale=options.scale)
     predictor = Predictor(net, device=options.device, precision=options.precision)
     halo = net.receptive_field + FILL_RADIUS
-    tile, batch, bounds = fit_to_memory(
-        scene, net, predictor, options, halo=halo, fit=options.check_resources
-    )
+    tile, batch, bounds = fit_to_memory(scene, net, predictor, options, halo=halo)
     plan = plan_tiles(*scene.grid.shape.yx, tile=tile, halo=halo)
     h, w = scene.grid.shape.yx
     out_bytes = h * w * options.scale**2 * scene.count * np.dtype(scene.dtype).itemsize

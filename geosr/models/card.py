@@ -134,6 +134,12 @@ class ModelCard:
         """The card of a freshly built model: band-agnostic, ``training={"note": note}``."""
         return cls(name, architecture, config, scale, training={"note": note})
 
+    @property
+    def is_untrained(self) -> bool:
+        """A learnable architecture that no training has touched (its :meth:`untrained` note
+        says so): it then computes bicubic (+ projection), whatever its name."""
+        return str(self.training.get("note", "")).startswith("untrained")
+
     def to_dict(self) -> dict[str, Any]:
         """The card as a JSON-ready dict."""
         return asdict(self)

@@ -325,7 +325,7 @@ def load_model(
             model.name = target
         else:
             model = spec.build(scale)
-            untrained = spec.architecture != "bicubic"
+            untrained = model.card.is_untrained
     elif _looks_like_path(target):
         model = _from_file(Path(target), scale)
     else:
