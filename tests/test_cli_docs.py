@@ -69,6 +69,24 @@ def test_version_names_geosr_and_the_libraries_without_loading_torch() -> None:
     assert last in ("exit 0 False", "exit None False"), result.stdout
 
 
+def test_a_cog_run_loads_neither_xarray_nor_scipy(make_raster, tmp_path) -> None:
+    # Every `geosr run` paid about 0.5 s of imports (xarray, rioxarray, pandas,
+    # scipy.special, scipy.ndimage) that only a Zarr output, training or nodata
+    # filling use: they load where they are needed.
+    src = make_raster("in.tif", width=64, height=64)
+    code = (
+        "import sys; from geosr.cli import main\n"
+        f"sys.argv = ['geosr', 'run', {str(src)!r}, '--scale', '2', '--model', 'bicubic']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('xarray', 'rioxarray', 'pandas', 'scipy') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert (tmp_path / "in_x2.tif").exists(), result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
 def test_the_command_tunes_the_allocator_before_anything_starts_threads() -> None:
     # geosr.allocator: a thread that allocates before the tuning keeps an arena of its
     # own, which later worker threads share; so the command tunes first, before numpy.

@@ -40,11 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rioxarray  # noqa: F401  (registers the .rio accessor)
-import xarray as xr
 import zarr
 import zarr.storage
-from odc.geo.xr import xr_coords
 from zarr.codecs import BloscCodec
 
 from geosr.errors import OptionError, OutputError
@@ -194,6 +191,13 @@ def _create_store(
 
     ``chunks`` (rows, cols) defaults to ``spec.block`` square chunks.
     """
+    # Imported here: xarray, rioxarray and their pandas and dask.array take 0.4 s
+    # to import, which every `geosr run` paid while only a Zarr output needs them
+    # (a COG's run store is plain zarr).
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    import xarray as xr
+    from odc.geo.xr import xr_coords
+
     count, height, width = spec.shape
     with warnings.catch_warnings():
         # pyproj's CF export drops parameters some CRSs have (oblique Mercator's
@@ -254,6 +258,8 @@ def _variable_attributes(spec: OutputSpec) -> dict[str, Any]:
     if any(spec.band_tags):
         attrs["band_tags"] = [dict(tags) for tags in spec.band_tags]
     attrs.update(_cf_scaling(spec))
+    import xarray as xr  # lazily, as in _create_store
+
     standin = xr.Variable(("band", "y", "x"), np.zeros((spec.count, 1, 1), dtype=spec.dtype), attrs=attrs)
     nodata = spec.nodata
     standin.encoding = {
