@@ -570,8 +570,8 @@ def fig_memory(ctx: Context) -> Figure:
             + f"; a {small}^2 scene is {(small // DEFAULT_TILE) ** 2} tiles in "
             f"{max(1, (small // DEFAULT_TILE) ** 2 // CPU_BATCH)} "
             "batches, too few to fill the pipeline (a batch computing, one read ahead, up to "
-            "writer_threads() + 2 being written or queued), so it stays below the bound that larger "
-            "scenes reach and then keep",
+            "writer_threads() + 1 being written or waiting for a writer), so it stays below the "
+            "bound that larger scenes reach and then keep",
         ],
     )
     heaps = {n: [r.heap for r in runs if r.heap] for n, runs in ((small, rs), (large, rl))}

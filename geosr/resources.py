@@ -9,8 +9,8 @@ single-process run holds at most::
     model + B * (2 * T*C*R*i              raw pixels: the batch in the model + the one read ahead
                  + T*C*R*5                 float32 model input and its validity mask
                  + 2 * C*s^2*R*4           float32 output and the interpolated skip
-                 + (W+2) * C*s^2*tile^2*o) finished cores: W batches being written (W writer
-                                           threads, writer_threads()), one queued, one just computed
+                 + (W+1) * C*s^2*tile^2*o) finished cores: W batches being written (W writer
+                                           threads, writer_threads()), one computed, waiting for a writer
           + I * 6 * T*F*R*4                activations (encoder, GRU gates and state) of one call:
                                            a band-agnostic model sees each band of a tile as an
                                            image, and on a CPU its calls hold 2 images, 3 when
@@ -129,7 +129,7 @@ class Plan:
             tc * read * self.in_itemsize * (2 if queued else 1)
             + tc * read * 5
             + 2 * self.bands * self.scale**2 * read * 4
-            + core * (writer_threads() + 2 if queued else 1)
+            + core * (writer_threads() + 1 if queued else 1)
         )
         return int(total)
 
