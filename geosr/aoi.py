@@ -113,7 +113,12 @@ def parse_bbox(text: str, crs: str = GEOJSON_CRS) -> Geometry:
 
 
 def in_scene_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
-    """``geometry`` in ``grid``'s CRS, densified to about a pixel so its bounds stay covered."""
+    """``geometry`` in ``grid``'s CRS, densified to about a pixel so its bounds stay covered.
+
+    Where part of ``geometry`` lies outside the domain of ``grid``'s projection (a
+    lon/lat box reaching far from a UTM zone maps to infinity), only its part over
+    the grid's footprint is kept, which may be empty.
+    """
     if geometry.crs == grid.crs:
         return geometry
     # Segments of ~1/200 of the AOI's extent: a straight edge in lon/lat bends in UTM.
@@ -121,12 +126,18 @@ def in_scene_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
     step = max(maxx - minx, maxy - miny) / 200
     dense = Geometry(shapely.segmentize(geometry.geom, step), geometry.crs)
     assert grid.crs is not None  # scenes without a CRS are refused when opened
-    return dense.to_crs(grid.crs)
+    local = dense.to_crs(grid.crs)
+    if all(math.isfinite(v) for v in local.boundingbox) or geometry.crs is None:
+        return local
+    over_grid = geometry & grid.extent.to_crs(geometry.crs)
+    return over_grid.to_crs(grid.crs) if not over_grid.is_empty else over_grid
 
 
 def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     """The pixel window of ``grid`` that covers ``geometry`` (snapped outward, clipped)."""
     local = in_scene_crs(geometry, grid)
+    if local.is_empty:
+        raise _no_overlap(grid, geometry, source)
     h, w = grid.shape.yx
     inverse = ~grid.transform
     minx, miny, maxx, maxy = local.boundingbox
@@ -138,16 +149,20 @@ def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     r0, r1 = math.floor(min(rows) + 1e-9), math.ceil(max(rows) - 1e-9)
     c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, w), min(r1, h)
     if c0 >= c1 or r0 >= r1 or not local.geom.intersects(grid.extent.geom):
-        crs = geometry.crs
-        name = f"EPSG:{crs.epsg}" if crs is not None and crs.epsg else str(crs)
-        scene_bounds = grid.extent.to_crs(crs).boundingbox if crs is not None else grid.extent.boundingbox
-        raise InputError(
-            f"{source}: the area of interest does not intersect the scene "
-            f"(AOI bounds {tuple(round(v, 6) for v in geometry.boundingbox)}, "
-            f"scene bounds {tuple(round(v, 6) for v in scene_bounds)}, both in {name}); "
-            "check the AOI and its CRS (--bbox-crs)"
-        )
+        raise _no_overlap(grid, geometry, source)
     return Window(r0, c0, r1 - r0, c1 - c0)
+
+
+def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:
+    crs = geometry.crs
+    name = f"EPSG:{crs.epsg}" if crs is not None and crs.epsg else str(crs)
+    scene_bounds = grid.extent.to_crs(crs).boundingbox if crs is not None else grid.extent.boundingbox
+    return InputError(
+        f"{source}: the area of interest does not intersect the scene "
+        f"(AOI bounds {tuple(round(v, 6) for v in geometry.boundingbox)}, "
+        f"scene bounds {tuple(round(v, 6) for v in scene_bounds)}, both in {name}); "
+        "check the AOI and its CRS (--bbox-crs)"
+    )
 
 
 def crop_scene(scene: Scene, window: Window) -> Scene:

@@ -107,6 +107,34 @@ def test_aoi_outside_the_scene_is_a_clear_error(make_raster, tmp_path: Path) -> 
     assert not (tmp_path / "o.tif").exists()
 
 
+def test_aoi_reaching_where_the_scene_projection_is_undefined(make_raster, tmp_path: Path) -> None:
+    # 90 degrees of longitude from the UTM zone's meridian (15 E) projects to infinity:
+    # such an AOI was a traceback (OverflowError); only its part over the scene counts.
+    src = make_raster(height=40, width=40)
+    with pytest.raises(InputError, match="does not intersect the scene"):
+        geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic", bbox="100,-5,110,5")
+    assert not (tmp_path / "o.tif").exists()
+    whole = geosr.upscale_file(src, tmp_path / "whole.tif", scale=2, model="bicubic")
+    # A box from south-west of the scene to beyond the zone covers all of the scene.
+    west, south = lonlat(*utm_of_pixel(-5, 45))
+    out = geosr.upscale_file(
+        src, tmp_path / "box.tif", scale=2, model="bicubic", bbox=f"{west},{south - 60},105,{south + 60}"
+    )
+    with rasterio.open(whole) as a, rasterio.open(out) as b:
+        assert (b.transform, b.shape) == (a.transform, a.shape)
+        np.testing.assert_array_equal(b.read(), a.read())
+    # A polygon with a vertex there masks the scene as its part over the scene says.
+    corner = lonlat(*utm_of_pixel(20, 20))
+    ring = [corner, (105.0, corner[1]), (105.0, 0.0), (corner[0], 0.0), corner]
+    aoi = write_geojson(tmp_path / "far.geojson", ring)
+    masked = geosr.upscale_file(src, tmp_path / "far.tif", scale=2, model="bicubic", aoi=str(aoi))
+    with rasterio.open(masked) as f:
+        data = f.read(1)
+        # The AOI is the scene's south-east quarter, from pixel (20, 20): curvature +-1.
+        assert abs(f.width - 40) <= 2 and abs(f.height - 40) <= 2
+        assert (data[4:-4, 4:-4] != 0).all()
+
+
 def test_bad_bbox_and_both_aoi_options(make_raster, tmp_path: Path) -> None:
     src = make_raster()
     with pytest.raises(OptionError, match="four numbers"):
