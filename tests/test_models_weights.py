@@ -149,6 +149,11 @@ def test_missing_card_names_expected_path(tmp_path: Path) -> None:
 def test_missing_weights(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"nothere\.safetensors does not exist"):
         load_weights(tmp_path / "nothere")
+    # An existing file of another kind is named as what it is not, not as a missing
+    # "<it>.safetensors".
+    (tmp_path / "scene.tif").write_bytes(b"II*\x00")
+    with pytest.raises(ModelError, match=r"scene\.tif is not geosr weights; give a \.safetensors"):
+        load_weights(tmp_path / "scene.tif")
 
 
 class Payload:

@@ -121,6 +121,12 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
     """
     weights_path, card_path = weights_paths(path)
     if not weights_path.is_file():
+        # An existing file of another kind: say what it is not, not "<it>.safetensors is missing".
+        if Path(path).is_file():
+            raise ModelError(
+                f"{path} is not geosr weights; give a .safetensors file (with its .json model "
+                "card beside it) or a model name from `geosr models`"
+            )
         raise ModelError(f"weights file {weights_path} does not exist")
     if not card_path.is_file():
         raise ModelError(
