@@ -122,3 +122,13 @@ def test_report_json_and_table(make_raster, tmp_path) -> None:
 def test_empty_input_is_refused() -> None:
     with pytest.raises(InputError):
         evaluate_wald([], scale=2)
+
+
+def test_an_error_while_upscaling_names_the_users_raster(make_raster, tmp_path) -> None:
+    # The Wald LR is a temporary file of geosr's: an error named it, not the input.
+    from geosr.errors import ModelError
+
+    hr = make_raster("field.tif", height=64, width=64)
+    with pytest.raises(ModelError, match=r"^.*field\.tif \(its Wald LR\): scale 9 is not supported") as info:
+        evaluate_wald([hr], scale=9)
+    assert "geosr-eval-" not in str(info.value)

@@ -31,7 +31,7 @@ import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
 
-from geosr.errors import InputError
+from geosr.errors import GeosrError, InputError
 from geosr.evaluation.metrics import BandMetrics, band_metrics
 from geosr.io.scene import open_scene, read_window
 from geosr.normalise import valid_mask
@@ -203,7 +203,11 @@ def evaluate_wald(
             stem = f"{k:03d}_{Path(path).stem}"
             lr_path = work / f"{stem}_lr.tif"
             _write_float(lr_path, lr, lr_grid)
-            sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
+            try:
+                sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
+            except GeosrError as exc:
+                # The LR is a temporary of ours: name the user's raster instead.
+                raise type(exc)(str(exc).replace(str(lr_path), f"{path} (its Wald LR)")) from None
             # LR nodata blocks are nodata in both outputs: compare where all are valid.
             both = ok & np.isfinite(sr) & np.isfinite(bic)
             bands = [
