@@ -109,6 +109,12 @@ def _mean(total: np.ndarray, count: np.ndarray | int, dtype: np.dtype) -> np.nda
         return (total / count).astype(dtype)
     # Integers: rounded half away from zero, as GDAL does.
     if dtype.kind == "u":
+        if isinstance(count, int) and count == 4:
+            # Every pixel valid, the common case: (2t + 4) // 8 is (t + 2) >> 2 for t >= 0,
+            # a shift instead of numpy's slow integer division (a 2048^2 tile's levels: 6 -> 1 ms).
+            total += 2
+            total >>= 2
+            return total.astype(dtype)
         return ((2 * total + count) // (2 * count)).astype(dtype)
     magnitude = (2 * np.abs(total) + count) // (2 * count)
     return np.where(total < 0, -magnitude, magnitude).astype(dtype)
