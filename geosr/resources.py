@@ -143,12 +143,26 @@ def memory_needed(plan: Plan) -> int:
     return plan.workers * per_worker + GDAL_CACHE
 
 
-def disk_needed(output_bytes: int, *, cog: bool) -> int:
-    """Disk a run needs at its peak, for ``output_bytes`` of uncompressed output."""
+def disk_needed(output_bytes: int, *, cog: bool, raw_store: bool = False) -> int:
+    """Disk a run needs at its peak, for ``output_bytes`` of uncompressed output.
+
+    A COG run holds its run store and the COG, each with overviews (4/3), and
+    the COG build starts only with as much free as the store takes (its upper
+    bound: :meth:`geosr.io.cog.CogBuild._check_space`).  The store is raw where
+    the disk has room for that twice (``raw_store``, :func:`raw_store_fits`),
+    else compressed: the least a COG run needs.
+    """
     if cog:
-        # store and COG, each with its overviews (4/3), both compressed.
-        return int(output_bytes * COMPRESSED_FRACTION * (4 / 3 + 4 / 3))
+        store = 1.0 if raw_store else COMPRESSED_FRACTION
+        return int(output_bytes * store * 4 / 3 * 2)
     return int(output_bytes * COMPRESSED_FRACTION)
+
+
+def raw_store_fits(output_bytes: int, destination: Path, *, already_on_disk: int = 0) -> bool:
+    """Whether a COG run to ``destination`` has the disk to keep its run store uncompressed,
+    which the COG build reads several times faster (:mod:`geosr.io.run_store`)."""
+    free = free_bytes(destination.parent)
+    return free is None or disk_needed(output_bytes, cog=True, raw_store=True) - already_on_disk <= free
 
 
 def available_memory() -> int | None:

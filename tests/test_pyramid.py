@@ -208,3 +208,31 @@ def test_all_nodata_tiles_are_stored_for_a_cog_and_left_out_of_a_zarr_output(
     writer.write(slice(0, 512), slice(512, 1024), np.ones((1, 512, 512), np.uint16))
     array = zarr.open_group(str(store), mode="r")["band_data"]
     assert array.nchunks_initialized == (1 if for_zarr_output else 2)
+
+
+def test_the_store_is_raw_unless_asked_to_compress_and_both_give_the_same_cog(tmp_path: Path) -> None:
+    """A raw store reads several times faster through GDAL (the COG build reads it in
+    one thread); on a short disk it is LZ4-compressed, with the same COG out."""
+    grid = GeoBox((1024, 1536), GRID.affine, GRID.crs)
+    spec = OutputSpec(grid=grid, count=1, dtype="uint16", nodata=0)
+    data = sample("uint16", 0, grid.shape.yx, 0.1, seed=5)[:1]
+    pixels = {}
+    for compressed in (False, True):
+        store, dst = tmp_path / f"store{compressed}", tmp_path / f"out{compressed}.tif"
+        create_run_store(
+            store, spec, (512, 512), for_zarr_output=False, destination=dst, compressed=compressed
+        )
+        for name, array in zarr.open_group(str(store), mode="r").arrays():
+            assert bool(array.compressors) == compressed, name  # pixels and every level
+        writer = StoreWriter(store, dst)
+        for r in range(0, 1024, 512):
+            for c in range(0, 1536, 512):
+                writer.write(slice(r, r + 512), slice(c, c + 512), data[:, r : r + 512, c : c + 512])
+        finalise(store, dst, spec, overwrite=False)
+        with rasterio.open(dst) as cog:
+            pixels[compressed] = [
+                cog.read(),
+                *(cog.read(out_shape=(1, *s)) for s in level_shapes(1024, 1536, 512)),
+            ]
+    for raw, packed in zip(pixels[False], pixels[True], strict=True):
+        np.testing.assert_array_equal(raw, packed)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from geosr.errors import OptionError
-from geosr.resources import Plan, check, disk_needed, memory_needed
+from geosr.resources import Plan, check, disk_needed, memory_needed, raw_store_fits
 from tests.conftest import UTM_TRANSFORM
 
 pytestmark = pytest.mark.slow
@@ -279,3 +279,22 @@ def test_a_run_short_of_memory_takes_smaller_tiles(tmp_path: Path) -> None:
     assert "b13.tif: tiles of 256 px instead of 512, so that the run fits in the" in text, text
     assert "Traceback" not in text
     assert cog_validate(str(out), quiet=True)[0]
+
+
+def test_the_run_store_is_raw_only_where_the_disk_has_room_for_it(tmp_path: Path) -> None:
+    # The room a raw store needs (2.7x the output) and the least a COG run needs (1.3x),
+    # against the real free space as geosr reads it, capped by a real `ulimit -f`.
+    output = 30 * 2**20
+    raw, least = disk_needed(output, cog=True, raw_store=True), disk_needed(output, cog=True)
+    assert raw > 2.6 * output and least < 1.4 * output
+    assert raw_store_fits(output, tmp_path / "out.tif")  # the test machine's disk has room
+    code = (
+        "import resource, sys; from pathlib import Path\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({(raw + least) // 2}, resource.RLIM_INFINITY))\n"
+        "from geosr.resources import raw_store_fits\n"
+        f"print(raw_store_fits({output}, Path({str(tmp_path / 'out.tif')!r})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == "False"
