@@ -161,3 +161,24 @@ def test_console_script_reports_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "absent.jp2" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_keeps_an_existing_report_unless_told_to_overwrite(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    # `geosr evaluate --json/--plot` replaced a file the user had, silently.
+    import json
+
+    hr = make_raster("field.tif", height=64, width=64)
+    report = tmp_path / "mine.json"
+    report.write_text("my own notes")
+    args = ["evaluate", str(hr), "--scale", "2", "--model", "bicubic", "--json", str(report)]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "mine.json already exists", "--overwrite")
+    assert report.read_text() == "my own notes"
+    code, err = run_cli([*args[:-2], "--plot", str(tmp_path / "no" / "gain.png")], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "directory", "does not exist")
+    assert not (tmp_path / "no").exists()
+    code, err = run_cli([*args, "--overwrite"], capsys, monkeypatch)
+    assert code == 0, err
+    assert json.loads(report.read_text())["scale"] == 2

@@ -228,14 +228,23 @@ def evaluate_command(
     nodata: Annotated[
         float | None, typer.Option(help="Override the HR rasters' nodata value (Wald).")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing --json/--plot files.")
+    ] = False,
 ) -> None:
     """Measure PSNR, SSIM and gain over bicubic: Wald protocol on HR rasters, or --lr/--hr pairs."""
     from geosr.evaluation.report import print_report, write_json, write_plot
     from geosr.evaluation.wald import evaluate_paired, evaluate_wald
+    from geosr.io.atomic import check_writable
 
     pairs = _pairs(lr, hr)
     if pairs and hr_rasters:
         raise OptionError("give either HR rasters (Wald protocol) or --lr/--hr pairs, not both")
+    # Before the evaluation, which can take long: a report never replaces a file the
+    # user had unless asked, and a missing folder is an error, as for `geosr run -o`.
+    for report_path in (json_path, plot):
+        if report_path is not None:
+            check_writable(report_path.absolute(), overwrite)
     options: dict[str, Any] = {
         "device": device,
         "precision": precision,
