@@ -158,11 +158,11 @@ def disk_needed(output_bytes: int, *, cog: bool, raw_store: bool = False) -> int
     return int(output_bytes * COMPRESSED_FRACTION)
 
 
-def raw_store_fits(output_bytes: int, destination: Path, *, already_on_disk: int = 0) -> bool:
+def raw_store_fits(output_bytes: int, destination: Path) -> bool:
     """Whether a COG run to ``destination`` has the disk to keep its run store uncompressed,
     which the COG build reads several times faster (:mod:`geosr.io.run_store`)."""
     free = free_bytes(destination.parent)
-    return free is None or disk_needed(output_bytes, cog=True, raw_store=True) - already_on_disk <= free
+    return free is None or disk_needed(output_bytes, cog=True, raw_store=True) <= free
 
 
 def available_memory() -> int | None:

@@ -111,7 +111,7 @@ def _mean(total: np.ndarray, count: np.ndarray | int, dtype: np.dtype) -> np.nda
     if dtype.kind == "u":
         if isinstance(count, int) and count == 4:
             # Every pixel valid, the common case: (2t + 4) // 8 is (t + 2) >> 2 for t >= 0,
-            # a shift instead of numpy's slow integer division (a 2048^2 tile's levels: 6 -> 1 ms).
+            # a shift instead of numpy's slow integer division (a 2048^2 tile's two levels: 5.7 -> 2.5 ms).
             total += 2
             total >>= 2
             return total.astype(dtype)
