@@ -94,11 +94,14 @@ class RunPlan:
             ),
         ]
         if self.memory_bytes is not None and self.disk_bytes is not None:
+            # A run keeps its store uncompressed where the disk has that much more room.
+            roomy = resources.disk_needed(self.output_bytes, cog=True, raw_store=True)
             rows.append(
                 (
                     "resources",
                     f"peak memory about {format_bytes(self.memory_bytes)} (set by tile and batch, "
-                    f"not the scene); disk about {format_bytes(self.disk_bytes)} for a COG",
+                    f"not the scene); disk about {format_bytes(self.disk_bytes)} for a COG, "
+                    f"{format_bytes(roomy)} where free (a faster COG build)",
                 )
             )
         if self.estimated_seconds is not None:

@@ -20,6 +20,8 @@ def test_plan_describes_scene_and_run(make_raster) -> None:
     assert len(plan.plan) == 6 and "halo" in rows["tiles"]
     assert plan.output_bytes == 3 * 1200 * 800
     assert plan.estimated_seconds is not None and plan.estimated_seconds > 0
+    # The least disk a COG run needs, and what it takes to keep its store uncompressed.
+    assert "disk about 3.7 MiB for a COG, 7.3 MiB where free" in " ".join(rows["resources"].split())
 
 
 def test_info_cli(make_raster, capsys, monkeypatch) -> None:
