@@ -101,3 +101,14 @@ def test_the_command_tunes_the_allocator_before_anything_starts_threads() -> Non
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip().splitlines()[-1] == "tuned 1"
+
+
+def test_the_version_in_tags_and_cards_is_the_installed_packages() -> None:
+    # geosr.__version__ (provenance tags, model cards) is written by hand beside
+    # pyproject.toml's; the installed metadata comes from the latter.
+    from importlib import metadata
+
+    import geosr
+    from geosr.models.card import geosr_version
+
+    assert geosr.__version__ == geosr_version() == metadata.version("geosr")
