@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import ctypes.util
 import json
 import threading
 import time
@@ -90,11 +89,9 @@ class _MallInfo2(ctypes.Structure):
 
 def _mallinfo2() -> Callable[[], _MallInfo2] | None:
     """glibc's ``mallinfo2`` (2.33+), or None elsewhere."""
-    name = ctypes.util.find_library("c")
-    try:
-        func = ctypes.CDLL(name).mallinfo2 if name else None
-    except (OSError, AttributeError):
-        return None
+    from geosr.allocator import libc_function
+
+    func = libc_function("mallinfo2")
     if func is not None:
         func.restype = _MallInfo2
     return func

@@ -26,6 +26,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,18 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 _NEVER_TRIM = 2**31 - 1  # bytes; mallopt takes an int
+
+
+def libc_function(name: str) -> Any | None:
+    """The C library's function ``name`` (a ctypes function), or None where there is none
+    (no C library found, or not glibc: musl has no ``mallinfo2``, macOS no ``mallopt``)."""
+    path = ctypes.util.find_library("c")
+    if path is None:
+        return None
+    try:
+        return getattr(ctypes.CDLL(path), name)
+    except (OSError, AttributeError):
+        return None
 
 
 @functools.cache
@@ -46,13 +59,8 @@ def keep_freed_memory() -> bool:
         True when the tuning applied (glibc), False elsewhere (musl, macOS,
         Windows), where the allocator is left as it is.
     """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = libc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int

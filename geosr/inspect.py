@@ -123,7 +123,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     tile, batch, bounds = fit_to_memory(scene, net, predictor, options, halo=halo)
     plan = plan_tiles(*scene.grid.shape.yx, tile=tile, halo=halo)
     h, w = scene.grid.shape.yx
-    out_bytes = h * w * options.scale**2 * scene.count * np.dtype(scene.dtype).itemsize
+    out_bytes = resources.output_bytes(h, w, scene.count, options.scale, scene.dtype)
     seconds = None
     if calibrate:
         tiles = plan.tiles[: min(batch, len(plan))]
