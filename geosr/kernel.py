@@ -47,11 +47,19 @@ def cast_to_dtype(values: np.ndarray, dtype: str, nodata: float | None) -> np.nd
     target = np.dtype(dtype)
     if np.issubdtype(target, np.integer):
         info = np.iinfo(target)
+        low, high = int(info.min), int(info.max)
+        # Nodata the dtype cannot hold (or NaN) cannot collide with a valid pixel.
+        kept_off = nodata if nodata is not None and low <= nodata <= high else None
+        # Nodata at an end of the range (0 for unsigned imagery, the usual case) is
+        # kept off by the clip itself: no comparison pass and no mask per tile.
+        if kept_off == low:
+            low, kept_off = low + 1, None
+        elif kept_off == high:
+            high, kept_off = high - 1, None
         # In place: ``values`` is a temporary of the caller's (finish_tile's).
-        out = np.clip(np.rint(values, out=values), info.min, info.max, out=values).astype(target)
-        if nodata is not None and not np.isnan(nodata) and info.min <= nodata <= info.max:
-            nudge = 1 if nodata < info.max else -1
-            out[out == nodata] = target.type(nodata + nudge)
+        out = np.clip(np.rint(values, out=values), low, high, out=values).astype(target)
+        if kept_off is not None:
+            out[out == kept_off] = target.type(kept_off + 1)
         return out
     info_f = np.finfo(target)
     return np.clip(values, info_f.min, info_f.max).astype(target)

@@ -86,11 +86,33 @@ def test_fill_is_local_and_never_uses_the_nodata_value() -> None:
 
 
 def test_cast_rounds_clips_and_keeps_valid_off_nodata() -> None:
-    v = np.array([-5.0, 0.2, 0.6, 254.6, 300.0])
-    assert cast_to_dtype(v, "uint8", None).tolist() == [0, 0, 1, 255, 255]
-    assert cast_to_dtype(v, "uint8", 0).tolist() == [1, 1, 1, 255, 255]
-    assert cast_to_dtype(v, "uint8", 255).tolist() == [0, 0, 1, 254, 254]
-    assert cast_to_dtype(v, "float32", None).dtype == np.float32
+    def v() -> np.ndarray:  # a fresh one per call: cast_to_dtype overwrites its input
+        return np.array([-5.0, 0.2, 0.6, 254.6, 300.0])
+
+    assert cast_to_dtype(v(), "uint8", None).tolist() == [0, 0, 1, 255, 255]
+    assert cast_to_dtype(v(), "uint8", 0).tolist() == [1, 1, 1, 255, 255]
+    assert cast_to_dtype(v(), "uint8", 255).tolist() == [0, 0, 1, 254, 254]
+    assert cast_to_dtype(v(), "uint8", 7).tolist() == [0, 0, 1, 255, 255]
+    assert cast_to_dtype(np.array([6.6, 7.4, 8.0]), "uint8", 7).tolist() == [8, 8, 8]
+    assert cast_to_dtype(v(), "float32", None).dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "int32"])
+def test_cast_equals_rounding_then_moving_nodata_aside(dtype: str) -> None:
+    """The clip that keeps valid pixels off an end-of-range nodata equals the plain rule:
+    round, clip to the dtype, then move pixels equal to nodata one unit inwards."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    for nodata in (None, info.min, info.max, 0, 7, -9999):
+        if nodata is not None and not info.min <= nodata <= info.max:
+            continue
+        centre = 0.0 if nodata is None else float(nodata)
+        near, anywhere = rng.normal(centre, 3, 500), rng.uniform(info.min - 10.0, info.max + 10.0, 500)
+        values = np.concatenate([near, anywhere])
+        expected = np.clip(np.rint(values), info.min, info.max).astype(dtype)
+        if nodata is not None:
+            expected[expected == nodata] = nodata + (1 if nodata < info.max else -1)
+        assert np.array_equal(cast_to_dtype(values.copy(), dtype, nodata), expected), nodata
 
 
 def test_finish_marks_exactly_the_nodata_footprint() -> None:
