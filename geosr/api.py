@@ -19,7 +19,7 @@ from geosr.io.atomic import check_writable, format_bytes
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
 from geosr.io.remote import check_remote_output, fsspec_url, is_remote, local_name, upload
-from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job
+from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, tiles_on_disk
 from geosr.io.runstate import RunState, StaleRunError, job_digest, run_dir, size_on_disk
 from geosr.io.scene import Scene, band_bytes, fill_value, is_zarr_path, keeps_band, open_scene, read_sample
 from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
@@ -447,6 +447,25 @@ def job_fingerprint(
     }
 
 
+def _tiles_kept_through_restart(state: RunState, plan: TilePlan, scale: int, journaled: set[int]) -> set[int]:
+    """The journaled tiles whose pixels survived a restart of the machine; the journal keeps only those."""
+    windows = {}
+    for i in journaled:
+        window = plan.tiles[i].core.scaled(scale)
+        windows[i] = (window.rows, window.cols)
+    kept = tiles_on_disk(state.store, windows)
+    if kept != journaled:
+        warnings.warn(
+            GeosrWarning(
+                f"{state.destination}: {len(journaled - kept)} of the {len(journaled)} finished tiles "
+                "kept for this run did not reach the disk before the machine restarted; computing them again"
+            ),
+            stacklevel=2,
+        )
+    state.keep_only(kept)
+    return kept
+
+
 def _forget_leftover_state(dst: Path) -> None:
     """Remove the run state of a finished output (a run killed right after its rename)."""
     if run_dir(dst).exists():
@@ -479,6 +498,8 @@ def _run(
     state = RunState.acquire(dst)
     try:
         finished = state.prepare(fingerprint, len(plan), resume=opts.resume, restart=opts.restart)
+        if finished and state.restarted():
+            finished = _tiles_kept_through_restart(state, plan, opts.scale, finished)
         if not finished and not state.manifest():
             chunks = (plan.tile_height * opts.scale, plan.tile_width * opts.scale)
             is_zarr = dst.suffix.lower() == ".zarr"

@@ -18,7 +18,7 @@ from odc.geo.geobox import GeoBox
 from rio_cogeo.cogeo import cog_validate
 
 from geosr.io.pyramid import coarser_levels, halve, level_shapes, tile_levels
-from geosr.io.run_store import StoreWriter, create_run_store, finalise
+from geosr.io.run_store import StoreWriter, create_run_store, finalise, tiles_on_disk
 from geosr.io.sink import OutputSpec
 
 
@@ -236,3 +236,41 @@ def test_the_store_is_raw_unless_asked_to_compress_and_both_give_the_same_cog(tm
             ]
     for raw, packed in zip(pixels[False], pixels[True], strict=True):
         np.testing.assert_array_equal(raw, packed)
+
+
+@pytest.mark.parametrize("store_kind", ["raw", "lz4", "zarr output"])
+def test_tiles_on_disk_finds_chunks_a_power_cut_lost_at_any_level(tmp_path: Path, store_kind: str) -> None:
+    """After a machine restart a resume trusts only tiles whose every chunk (each band, each
+    overview level the tiles write) is there and whole: empty, cut short, missing or garbled
+    chunks each cost their tile, and no other."""
+    grid = GeoBox((1024, 1536), GRID.affine, GRID.crs)
+    spec = OutputSpec(grid=grid, count=2, dtype="uint16", nodata=0)
+    data = sample("uint16", 0, grid.shape.yx, 0.1, seed=3)[:2] | 1  # no pure-nodata chunk
+    store, dst = tmp_path / "store", tmp_path / ("out.zarr" if store_kind == "zarr output" else "out.tif")
+    create_run_store(
+        store,
+        spec,
+        (512, 512),
+        for_zarr_output=store_kind == "zarr output",
+        destination=dst,
+        compressed=store_kind == "lz4",
+    )
+    writer = StoreWriter(store, dst)
+    windows = {}
+    for index, (r, c) in enumerate((r, c) for r in range(0, 1024, 512) for c in range(0, 1536, 512)):
+        windows[index] = (slice(r, r + 512), slice(c, c + 512))
+        writer.write(*windows[index], data[:, r : r + 512, c : c + 512])
+    assert tiles_on_disk(store, windows) == set(windows)
+
+    group = zarr.open_group(str(store), mode="r")
+    levels = int(group.attrs.get("tile_levels", 0))
+    assert levels == (0 if store_kind == "zarr output" else 2)  # the COG stores' tiles write 2 levels
+
+    def chunk(name: str, coords: tuple[int, int, int]) -> Path:
+        return store / name / group[name].metadata.encode_chunk_key(coords)
+
+    chunk("band_data", (0, 0, 0)).write_bytes(b"")  # tile 0: renamed in, data never written
+    chunk("band_data", (1, 1, 2)).unlink()  # tile 5, second band: the rename was lost
+    third = chunk("overview_2" if levels else "band_data", (0, 0, 1))  # tile 1: cut short
+    third.write_bytes(third.read_bytes()[: third.stat().st_size // 2])
+    assert tiles_on_disk(store, windows) == {2, 3, 4}

@@ -6,6 +6,7 @@ is never partial; a full disk stops cleanly; stale, busy and foreign run states 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import resource
@@ -114,6 +115,32 @@ def test_zarr_output_resumes_to_identical_pixels(job, tmp_path: Path, fault: str
     assert not dst.exists()
     resume(job, dst)
     np.testing.assert_array_equal(zarr_pixels(dst), zarr_pixels(job["ref_zarr"]))
+    assert leftovers(tmp_path, dst) == []
+
+
+def test_resume_after_a_machine_restart_computes_again_the_tiles_lost_from_disk(job, tmp_path: Path) -> None:
+    """A power cut loses what the page cache held: chunks the journal lists may be empty
+    or missing.  A resume in a later boot checks them, computes their tiles again, and
+    journals only the good ones: killed right after that check, the next resume (in the
+    same boot, so trusting the journal) still finishes with the uninterrupted bytes."""
+    dst = tmp_path / "out.tif"
+    killed = geosr_run(job, dst, env={"GEOSR_FAULT_AT": "journal:4"})  # 16 tiles journaled
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    state = run_dir(dst)
+    manifest = json.loads((state / "manifest.json").read_text())
+    assert manifest["boot"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    (state / "manifest.json").write_text(json.dumps({**manifest, "boot": "the boot before a power cut"}))
+    pixels = state / "store.zarr" / "band_data"
+    (pixels / "0.0.0").write_bytes(b"")  # tile 0: renamed into place, its data never written
+    (pixels / "1.1.2").unlink()  # tile 9, second band: the rename never reached the disk
+
+    checked = geosr_run(job, dst, "--resume", env={"GEOSR_FAULT_AT": "read:1"})
+    assert checked.returncode == -signal.SIGKILL, checked.stderr
+    assert "2 of the 16 finished tiles kept for this run did not reach the disk" in checked.stderr
+    journaled = {int(i) for i in (state / "journal").read_text().split()}
+    assert journaled == set(range(16)) - {0, 9}
+    resume(job, dst)
+    assert dst.read_bytes() == job["ref"].read_bytes()
     assert leftovers(tmp_path, dst) == []
 
 

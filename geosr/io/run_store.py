@@ -29,6 +29,7 @@ CNN-RNN run unchanged: its COG build gains what writing 1.6x the bytes costs.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,10 @@ _LZ4 = Blosc(cname="lz4", clevel=1, shuffle=Blosc.SHUFFLE)
 # Levels below the tiles' own are computed at the end from the deepest tile
 # level, read whole; above this size GDAL computes every level instead.
 _MAX_FINAL_LEVEL_BYTES = 256 * 2**20
+
+
+_BLOSC_HEADER = 16
+"""Bytes of a Blosc chunk's header; bytes 12-15 hold the chunk's compressed size."""
 
 
 def _level_name(level: int) -> str:
@@ -202,6 +207,53 @@ def _complete_levels(store: Path, destination: Path, spec: OutputSpec, shapes: l
         except OSError as exc:
             raise OutputError(describe_write_failure(destination, exc, spec.nbytes)) from None
     return len(shapes)
+
+
+def tiles_on_disk(store: Path, windows: Mapping[int, tuple[slice, slice]]) -> set[int]:
+    """The tiles among ``windows`` (tile index -> its output rows and columns) whose
+    chunks, at every level the tiles write, are all in ``store`` and whole.
+
+    For a resume after the machine restarted (:meth:`~geosr.io.runstate.RunState.restarted`):
+    chunks are renamed into place once written, but not synced, so a power cut
+    can lose a chunk the journal lists, or leave it empty.  A raw chunk is whole
+    when it has its full size (ext4 and XFS grow a file's size on disk only once
+    its data is written); a compressed one when it decodes.  A Zarr output leaves
+    out chunks that are all nodata, so their tiles are computed again.
+    """
+    group: Any = zarr.open_group(str(store), mode="r")
+    levels = int(group.attrs.get("tile_levels", 0))
+    arrays = [group[VARIABLE], *(group[_level_name(k)] for k in range(1, levels + 1))]
+    whole = set()
+    for index, (rows, cols) in windows.items():
+        # A tile owns one chunk per band at every level: its window's corner, halved per level.
+        chunks = [
+            (array, (band, (rows.start >> k) // array.chunks[1], (cols.start >> k) // array.chunks[2]))
+            for k, array in enumerate(arrays)
+            for band in range(array.shape[0])
+        ]
+        if all(_chunk_whole(store, array, coords) for array, coords in chunks):
+            whole.add(index)
+    return whole
+
+
+def _chunk_whole(store: Path, array: Any, coords: tuple[int, int, int]) -> bool:
+    path = store / array.path / array.metadata.encode_chunk_key(coords)
+    try:
+        size = path.stat().st_size
+        if not array.compressors and not array.filters:
+            return size == np.dtype(array.dtype).itemsize * int(np.prod(array.chunks))
+        if all("blosc" in type(codec).__name__.lower() for codec in array.compressors):
+            # Blosc's header gives the compressed size.  Decoding cannot tell: a chunk
+            # Blosc stored uncompressed (noise) "decodes" from half its bytes.
+            with path.open("rb") as f:
+                header = f.read(_BLOSC_HEADER)
+            return len(header) == _BLOSC_HEADER and int.from_bytes(header[12:16], "little") == size
+        array.get_block_selection(coords)
+    except OSError:
+        return False
+    except Exception:  # any decoding failure (codecs raise many kinds): the chunk is not whole
+        return False
+    return True
 
 
 def _stored_nodata(group: Any) -> float | None:
