@@ -17,9 +17,9 @@ kernel's page cache whole, and syncing the journal would not make the state
 survive a machine crash either unless every chunk were synced too (forcing the
 whole store through the disk as it is written); the manifest's and the
 journal's fsyncs alone cost about 15 ms of a 0.4 s run.  Instead the manifest
-records the boot it was written in; a resume after the machine restarted checks every journaled
-tile's chunks (:func:`geosr.io.run_store.tiles_on_disk`) before trusting the
-journal (:meth:`RunState.restarted`, :meth:`RunState.keep_only`).
+records the boot it was written in; a resume after the machine restarted
+checks every journaled tile's chunks (:func:`geosr.io.run_store.tiles_on_disk`)
+before trusting the journal (:meth:`RunState.restarted`, :meth:`RunState.keep_only`).
 
 The COG (or the final Zarr) is built from the store at the end and renamed
 into place; then the folder is removed.
