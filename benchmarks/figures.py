@@ -973,8 +973,8 @@ def fig_bands(ctx: Context) -> Figure:
         },
         [
             "each run in a fresh process (python -m benchmarks.child); the band-agnostic model sees each "
-            "band of a tile as an image: on a CPU it runs them 2 at a time (an odd one joins the last "
-            f"pair), so the {MANY_BANDS}-band tile's activations are those of 2 images, not {MANY_BANDS}; "
+            "band of a tile as an image: on a CPU in bf16 it runs them one at a time, so the "
+            f"{MANY_BANDS}-band tile's activations are those of one image, not {MANY_BANDS}; "
             "one tile a batch instead of two",
         ],
     )

@@ -27,8 +27,8 @@ from geosr.resources import writer_threads
 from geosr.temporal import predict_grouped, stack_frames
 from geosr.tiling import Tile, TilePlan
 
-Predict = Callable[[np.ndarray], np.ndarray]
-"""``(B, T, C, h, w)`` float32 -> ``(B, C, s*h, s*w)`` float32."""
+Predict = Callable[[np.ndarray], Sequence[np.ndarray]]
+"""``(B, T, C, h, w)`` float32 -> one ``(C, s*h, s*w)`` float32 array per tile."""
 
 
 @dataclass(frozen=True)

@@ -94,11 +94,22 @@ def compile_pays_off(seconds_per_call: float, calls_left: int) -> bool:
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 CPU_BATCH = 2
-"""Images per model call on a CPU (see :meth:`Predictor.batch_size_for`): two default
+"""Images per batch on a CPU (see :meth:`Predictor.batch_size_for`): two default
 512 px tiles of one band, as many pixels as four 256 px ones.  A band-agnostic model
-sees every band of a tile as an image: the tiles of a many-band scene go one at a
-time (:func:`cpu_batch`), and their bands in calls of this many, an odd one joining
-the last call (:meth:`Predictor.images_per_call`)."""
+sees every band of a tile as an image, so the tiles of a many-band scene go one at a
+time (:func:`cpu_batch`).  The model sees the batch in calls of
+:data:`CPU_CALL_IMAGES` images."""
+
+CPU_CALL_IMAGES = {"bf16": 1, "fp32": 2}
+"""Images in one model call on a CPU, by precision (an odd one out of pairs joins the
+last call).  A call holds the activations of all its images: cnnrnn-fast in bf16 on a
+2048^2 x4 run peaked at 1.0 GB with pairs of 542 px images, 0.7 GB one at a time, for
+4 % more compute (two calls of one image 0.554 s, one of two 0.532 s; 2-3 % end to
+end).  In fp32 one-image calls are not taken: oneDNN's fp32 kernels for a single
+image round differently with the image's size (1 unit in 12 of 312,000 output pixels
+between tile sizes), where calls of two or more give the same bits at any size, which
+the bit-identity of fp32 outputs across tile and batch sizes rests on; bf16 calls of
+one image give the same bits at any tile size (``tests/test_determinism.py``)."""
 
 
 def cpu_batch(images_per_tile: int) -> int:
@@ -185,22 +196,32 @@ class Predictor:
     def _images_per_tile(self, bands: int) -> int:
         return bands if self.per_band else 1
 
-    def _splits_bands(self) -> bool:
-        # On a CPU the per-image speed does not depend on the batch, so a call is split
-        # to bound its activations; a GPU's batch is sized from its measured memory.
-        return self.torch_device.type == "cpu" and self.per_band
+    def _call_size(self) -> int | None:
+        """Images one CPU model call holds (:data:`CPU_CALL_IMAGES`); None on a GPU, whose
+        batch is sized from its measured memory and runs as one call."""
+        if self.torch_device.type != "cpu":
+            return None
+        return CPU_CALL_IMAGES[self.resolved_precision]
+
+    def _most_per_call(self, size: int) -> int:
+        return size if size == 1 else size + 1  # an odd image out joins the last call
 
     def images_per_call(self, batch: int, bands: int) -> int:
         """The most images one model call holds for ``batch`` tiles of ``bands`` bands."""
         images = batch * self._images_per_tile(bands)
-        return min(images, CPU_BATCH + 1) if self._splits_bands() else images  # an odd one joins a pair
+        size = self._call_size()
+        return images if size is None else min(images, self._most_per_call(size))
 
     def expect(self, calls: int) -> None:
         """Announce how many batches the job will send (lets ``compile=auto`` decide)."""
         self._calls_left = calls
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """Predict a ``(B, T, C, h, w)`` float32 batch; returns ``(B, C, s*h, s*w)`` float32."""
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Predict a ``(B, T, C, h, w)`` float32 batch: one ``(C, s*h, s*w)`` float32 array per tile.
+
+        A list, not one array: the outputs of a batch's several calls
+        (:data:`CPU_CALL_IMAGES`) are not copied into one (17 MiB per 542 px image at x4).
+        """
         self._calls_left -= 1
         if self.compile == "on" and not self._decided:
             self._start_compiled(batch)
@@ -215,7 +236,7 @@ class Predictor:
                 self._start_compiled(batch)
         return out
 
-    def _predict_eager(self, batch: np.ndarray) -> np.ndarray:
+    def _predict_eager(self, batch: np.ndarray) -> list[np.ndarray]:
         try:
             return self._predict(self.model, batch)
         except torch.OutOfMemoryError:
@@ -225,7 +246,7 @@ class Predictor:
                 torch.cuda.empty_cache()
             half = len(batch) // 2
             log.info("out of memory at batch %d; retrying as %d + %d", len(batch), half, len(batch) - half)
-            return np.concatenate([self._predict_eager(batch[:half]), self._predict_eager(batch[half:])])
+            return self._predict_eager(batch[:half]) + self._predict_eager(batch[half:])
 
     def _start_compiled(self, batch: np.ndarray) -> None:
         """Compile for ``batch``'s shape, with weights frozen into the graph (inference only)."""
@@ -240,48 +261,51 @@ class Predictor:
 
     def _fits_compiled(self, batch: np.ndarray) -> bool:
         shape = self._compiled_shape
-        return shape is not None and batch.shape[1:] == shape[1:] and len(batch) <= shape[0]
+        # One image a call (bf16 on a CPU), the compiled shape is one image's, whatever the batch.
+        fits_batch = self._call_size() == 1 or len(batch) <= (shape[0] if shape else 0)
+        return shape is not None and batch.shape[1:] == shape[1:] and fits_batch
 
-    def _predict_compiled(self, batch: np.ndarray) -> np.ndarray:
+    def _predict_compiled(self, batch: np.ndarray) -> list[np.ndarray]:
         compiled, shape = self._compiled, self._compiled_shape
         if compiled is None or shape is None:
             raise RuntimeError("the compiled model is used before it was built")
         n = len(batch)
-        missing = shape[0] - n
+        missing = 0 if self._call_size() == 1 else shape[0] - n
         if missing:
             # One fixed shape: a new one would compile again.  Tiles are independent,
             # so repeating the last one and dropping its outputs changes nothing.
             batch = np.concatenate([batch, np.repeat(batch[-1:], missing, axis=0)])
         return self._predict(compiled, batch)[:n]
 
-    def _predict(self, model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
-        n, _, bands = batch.shape[:3]
-        if n * bands > CPU_BATCH + 1 and self._splits_bands():
-            return self._predict_in_parts(model, batch)
-        return self._predict_call(model, batch)
+    def _predict(self, model: torch.nn.Module, batch: np.ndarray) -> list[np.ndarray]:
+        size = self._call_size()
+        images = len(batch) * self._images_per_tile(batch.shape[2])
+        if size is None or images <= self._most_per_call(size):
+            return list(self._predict_call(model, batch))
+        return self._predict_in_parts(model, batch, size)
 
-    def _predict_in_parts(self, model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
-        """Calls of :data:`CPU_BATCH` images, the batch's bands flattened into images.
+    def _predict_in_parts(self, model: torch.nn.Module, batch: np.ndarray, size: int) -> list[np.ndarray]:
+        """Calls of ``size`` images: the bands of every tile for a band-agnostic model, else tiles.
 
-        Bands are independent in a per-band model, so the parts are the outputs
-        of the whole call with a fraction of its activations alive at once.  An
-        odd image out joins the last call instead of going alone: oneDNN rounds
-        a one-image call differently (1 ulp in fp32), and any two or more give
-        the same bits, so the pixels do not depend on the tile or batch size.
+        Parts are independent (bands are, in a per-band model), so they give the pixels
+        of one call over the whole batch with a fraction of its activations alive at once.
+        An odd image out of pairs joins the last call: see :data:`CPU_CALL_IMAGES`.
         """
         n, frames, bands, h, w = batch.shape
-        images = batch.transpose(0, 2, 1, 3, 4).reshape(n * bands, frames, 1, h, w)
-        cuts = [*range(0, len(images), CPU_BATCH), len(images)]
-        if cuts[-1] - cuts[-2] < CPU_BATCH:
+        images = batch
+        if self.per_band:
+            images = batch.transpose(0, 2, 1, 3, 4).reshape(n * bands, frames, 1, h, w)
+        cuts = [*range(0, len(images), size), len(images)]
+        if cuts[-1] - cuts[-2] < size:
             del cuts[-2]
-        out: np.ndarray | None = None
-        for start, stop in itertools.pairwise(cuts):
-            y = self._predict_call(model, images[start:stop])
-            if out is None:
-                out = np.empty((len(images), *y.shape[1:]), dtype=y.dtype)
-            out[start:stop] = y
-        assert out is not None  # n and bands are >= 1
-        return out.reshape(n, bands, *out.shape[2:])
+        outputs = [
+            image
+            for start, stop in itertools.pairwise(cuts)
+            for image in self._predict_call(model, images[start:stop])
+        ]
+        if not self.per_band or bands == 1:
+            return outputs  # an image is a tile
+        return [np.concatenate(outputs[t * bands : (t + 1) * bands]) for t in range(n)]
 
     def _predict_call(self, model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))

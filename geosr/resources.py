@@ -13,8 +13,9 @@ single-process run holds at most::
                                            threads, writer_threads()), one computed, waiting for a writer
           + I * 6 * T*F*R*4                activations (encoder, GRU gates and state) of one call:
                                            a band-agnostic model sees each band of a tile as an
-                                           image, and on a CPU its calls hold 2 images, 3 when
-                                           an odd one joins (Predictor.images_per_call); none
+                                           image, and on a CPU a call holds one image in bf16,
+                                           two in fp32 (three when an odd one joins;
+                                           Predictor.images_per_call); none
                                            on a GPU, whose memory the batch is sized for
           + 256 MiB                        GDAL: its block cache (32 MiB, geosr.io) and the
                                            COG build's buffers and compression threads

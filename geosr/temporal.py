@@ -12,7 +12,7 @@ carry between 1 and T frames; :func:`group_by_frames` batches tiles of equal T.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def stack_frames(
 
 
 def predict_grouped(
-    inputs: list[np.ndarray], predict: Callable[[np.ndarray], np.ndarray]
+    inputs: list[np.ndarray], predict: Callable[[np.ndarray], Sequence[np.ndarray]]
 ) -> list[np.ndarray]:
     """Run ``predict`` once per group of tiles with the same frame count; results in input order."""
     out: list[np.ndarray | None] = [None] * len(inputs)

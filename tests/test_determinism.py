@@ -1,5 +1,6 @@
-"""Determinism: on one machine, CPU fp32, the same input, model and settings give
-bit-identical pixels whatever the tile size, the batch size or the number of workers.
+"""Determinism: on one machine, CPU fp32 (and bf16 where the CPU has it natively), the same
+input, model and settings give bit-identical pixels whatever the tile size, the batch size
+or the number of workers.
 
 bf16 and GPU results are deterministic run to run on one machine but are not
 bit-identical to fp32 (see README "Guarantees" for the tolerance).
@@ -14,6 +15,7 @@ import pytest
 import rasterio
 
 import geosr
+from geosr.predictor import cpu_has_bf16
 from tests.conftest import coordinate_pattern
 from tests.test_run import random_model_file
 
@@ -42,6 +44,23 @@ def test_fp32_cpu_output_is_bit_identical_across_tiles_and_batches(
     reference = outputs[90, 1]  # the whole scene as one tile
     for key, value in outputs.items():
         assert value.tobytes() == reference.tobytes(), f"tile/batch {key} differs from one whole-scene tile"
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="needs a CPU with native bf16 (AVX-512 BF16 or AMX)")
+def test_bf16_cpu_output_is_bit_identical_across_tiles_and_batches(make_raster, tmp_path: Path) -> None:
+    """In bf16 a CPU model call holds one image (the activations of one at a time); oneDNN's
+    bf16 kernels give the same bits for one image at any size, so the tile and the batch
+    size still change no pixel (fp32 keeps calls of two for this: see CPU_CALL_IMAGES)."""
+    src = make_raster(data=coordinate_pattern(3, 90, 77, "uint16"))
+    weights = random_model_file(tmp_path, 2)
+    outputs = []
+    for tile, batch in [(90, 1), (16, 5), (24, 3), (33, 2)]:
+        out = geosr.upscale_file(
+            src, tmp_path / f"o_{tile}_{batch}.tif", scale=2, model=str(weights), tile=tile,
+            batch_size=batch, device="cpu", precision="bf16",
+        )  # fmt: skip
+        outputs.append(pixels(out).tobytes())
+    assert outputs[1:] == outputs[:1] * 3
 
 
 def test_same_settings_twice_give_identical_bytes(make_raster, tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def test_compiled_model_gives_the_eager_pixels_and_pads_short_batches() -> None:
     np.testing.assert_allclose(compiled(full), eager(full), atol=1e-5)
     assert compiled.compiled
     # The last batch of a job is shorter: padded to the compiled shape, cut back after.
-    out = compiled(short)
+    out = np.asarray(compiled(short))
     assert out.shape == (2, 2, 24, 24)
     np.testing.assert_allclose(out, eager(short), atol=1e-5)
     # A batch larger than the compiled shape runs eager rather than compiling again.
@@ -80,19 +80,27 @@ def test_cpu_batch_counts_the_images_a_model_sees() -> None:
     assert agnostic.batch_size_for((40, 40), bands=1) == CPU_BATCH
     assert agnostic.batch_size_for((40, 40), bands=3) == 1
     assert agnostic.batch_size_for((40, 40), bands=13) == 1
-    assert agnostic.images_per_call(batch=1, bands=13) == CPU_BATCH + 1  # the odd band joins a pair
-    layout = Predictor(CNNRNN(CNNRNNConfig(scale=2, features=4, in_channels=3)), device="cpu")
+    assert agnostic.images_per_call(batch=1, bands=13) == 3  # fp32: pairs, the odd band joins one
+    bf16 = Predictor(tiny_model(), device="cpu", precision="bf16")
+    assert bf16.batch_size_for((40, 40), bands=1) == CPU_BATCH
+    assert bf16.images_per_call(batch=1, bands=13) == 1  # bf16: one image a call
+    net = CNNRNN(CNNRNNConfig(scale=2, features=4, in_channels=3))
+    layout = Predictor(net, device="cpu", precision="fp32")
     assert not layout.per_band
     assert layout.batch_size_for((40, 40), bands=3) == CPU_BATCH
     assert layout.images_per_call(batch=2, bands=3) == 2
+    assert Predictor(net, device="cpu", precision="bf16").images_per_call(batch=2, bands=3) == 1
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_calls_split_into_bands_give_the_whole_calls_pixels(precision: str) -> None:
-    """On a CPU a many-band batch runs as calls of CPU_BATCH images (bounded activations):
-    the pixels of one call over every band of every tile, to float rounding (oneDNN may
-    pick another kernel for another batch size: 1 ulp at most here); an odd image out
-    joins the last call."""
+def test_cpu_calls_hold_one_image_in_bf16_and_pairs_in_fp32_with_the_whole_calls_pixels(
+    precision: str,
+) -> None:
+    """On a CPU a batch runs as calls of CPU_CALL_IMAGES images, the bands of every tile
+    flattened (bounded activations): one image a call in bf16, pairs in fp32 with an odd
+    image out joining the last call.  The pixels are those of one call over the whole
+    batch, to float rounding (oneDNN may pick another kernel for another batch size: 1 ulp
+    at most here).  A model built for a band layout sees tiles, not bands, in its calls."""
     predictor = Predictor(tiny_model(), device="cpu", precision=precision)
     x = np.random.default_rng(3).uniform(0, 1, (2, 1, 5, 12, 12)).astype(np.float32)
     odd = np.random.default_rng(4).uniform(0, 1, (1, 1, 7, 12, 12)).astype(np.float32)
@@ -100,17 +108,31 @@ def test_calls_split_into_bands_give_the_whole_calls_pixels(precision: str) -> N
     model = predictor.model
     forward = model.forward
     model.forward = lambda t: calls.append(tuple(t.shape)) or forward(t)  # type: ignore[method-assign]
-    split, split_odd = predictor(x), predictor(odd)
+    split, split_odd = np.asarray(predictor(x)), np.asarray(predictor(odd))
     model.forward = forward  # type: ignore[method-assign]
-    # 10 images (tile 0's 5 bands, then tile 1's), then 7: the odd one joins the last pair.
-    assert calls == [(2, 1, 1, 12, 12)] * 5 + [(2, 1, 1, 12, 12)] * 2 + [(3, 1, 1, 12, 12)]
+    if precision == "bf16":
+        assert calls == [(1, 1, 1, 12, 12)] * (10 + 7)
+    else:  # 10 images (tile 0's 5 bands, then tile 1's), then 7: the odd one joins the last pair
+        assert calls == [(2, 1, 1, 12, 12)] * 5 + [(2, 1, 1, 12, 12)] * 2 + [(3, 1, 1, 12, 12)]
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=precision == "bf16"):
         whole = model(torch.from_numpy(x)).float().numpy()
-    np.testing.assert_allclose(split, whole, rtol=1e-6, atol=1e-6)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=precision == "bf16"):
         whole_odd = model(torch.from_numpy(odd)).float().numpy()
+    np.testing.assert_allclose(split, whole, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(split_odd, whole_odd, rtol=1e-6, atol=1e-6)
+
+    from geosr.models.cnnrnn import CNNRNN, CNNRNNConfig
+
+    net = CNNRNN(CNNRNNConfig(scale=2, features=4, in_channels=3))
+    layout = Predictor(net, device="cpu", precision=precision)
+    tiles = np.random.default_rng(5).uniform(0, 1, (4, 1, 3, 12, 12)).astype(np.float32)
+    calls.clear()
+    forward = layout.model.forward
+    layout.model.forward = lambda t: calls.append(tuple(t.shape)) or forward(t)  # type: ignore[method-assign]
+    out = np.asarray(layout(tiles))
+    layout.model.forward = forward  # type: ignore[method-assign]
+    assert calls == ([(1, 1, 3, 12, 12)] * 4 if precision == "bf16" else [(2, 1, 3, 12, 12)] * 2)
+    assert out.shape == (4, 3, 24, 24)
 
 
 @pytest.mark.gpu
