@@ -261,9 +261,10 @@ class Predictor:
 
     def _fits_compiled(self, batch: np.ndarray) -> bool:
         shape = self._compiled_shape
+        if shape is None or batch.shape[1:] != shape[1:]:
+            return False
         # One image a call (bf16 on a CPU), the compiled shape is one image's, whatever the batch.
-        fits_batch = self._call_size() == 1 or len(batch) <= (shape[0] if shape else 0)
-        return shape is not None and batch.shape[1:] == shape[1:] and fits_batch
+        return self._call_size() == 1 or len(batch) <= shape[0]
 
     def _predict_compiled(self, batch: np.ndarray) -> list[np.ndarray]:
         compiled, shape = self._compiled, self._compiled_shape

@@ -249,9 +249,7 @@ def _chunk_whole(store: Path, array: Any, coords: tuple[int, int, int]) -> bool:
                 header = f.read(_BLOSC_HEADER)
             return len(header) == _BLOSC_HEADER and int.from_bytes(header[12:16], "little") == size
         array.get_block_selection(coords)
-    except OSError:
-        return False
-    except Exception:  # any decoding failure (codecs raise many kinds): the chunk is not whole
+    except Exception:  # missing or unreadable, or any decoding failure (codecs raise many kinds)
         return False
     return True
 
