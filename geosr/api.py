@@ -447,23 +447,65 @@ def job_fingerprint(
     }
 
 
-def _tiles_kept_through_restart(state: RunState, plan: TilePlan, scale: int, journaled: set[int]) -> set[int]:
-    """The journaled tiles whose pixels survived a restart of the machine; the journal keeps only those."""
-    windows = {}
-    for i in journaled:
-        window = plan.tiles[i].core.scaled(scale)
-        windows[i] = (window.rows, window.cols)
-    kept = tiles_on_disk(state.store, windows)
+def _tiles_still_on_disk(state: RunState, plan: TilePlan, scale: int, journaled: set[int]) -> set[int]:
+    """The journaled tiles whose chunks are all in the run's store and whole; the journal keeps only those.
+
+    Checked on every resume (a stat per chunk, a header read for a compressed
+    one): after a machine restart the journal may list tiles whose chunks never
+    reached the disk, and a chunk damaged or removed since it was written would
+    otherwise fail the COG build, or become nodata without a word.  A Zarr
+    output's store is checked after a restart only.
+    """
+    restarted = state.restarted()
+    if not restarted and state.destination.suffix.lower() == ".zarr":
+        return journaled  # it leaves out all-nodata chunks: a missing one is no sign of damage
+    kept = tiles_on_disk(state.store, _output_windows(plan, scale, journaled))
     if kept != journaled:
+        lost = len(journaled - kept)
+        why = (
+            "did not reach the disk before the machine restarted"
+            if restarted
+            else f"{'is' if lost == 1 else 'are'} missing or damaged in {state.store}"
+        )
         warnings.warn(
             GeosrWarning(
-                f"{state.destination}: {len(journaled - kept)} of the {len(journaled)} finished tiles "
-                "kept for this run did not reach the disk before the machine restarted; computing them again"
+                f"{state.destination}: {lost} of the {len(journaled)} finished tiles "
+                f"kept for this run {why}; computing them again"
             ),
             stacklevel=2,
         )
-    state.keep_only(kept)
+    if restarted or kept != journaled:
+        state.keep_only(kept)
     return kept
+
+
+def _output_windows(plan: TilePlan, scale: int, tiles: set[int]) -> dict[int, tuple[slice, slice]]:
+    """Tile index -> the output rows and columns of its core."""
+    windows = {}
+    for i in tiles:
+        window = plan.tiles[i].core.scaled(scale)
+        windows[i] = (window.rows, window.cols)
+    return windows
+
+
+def _damaged_store(
+    state: RunState, plan: TilePlan, scale: int, failure: OutputError
+) -> ResumableError | None:
+    """After the COG build failed: when tiles of the store are damaged on disk, the
+    error that says so (the journal then keeps only the whole ones, for --resume);
+    None when the store is whole and the failure is the output's own."""
+    everything = set(range(len(plan)))
+    whole = tiles_on_disk(state.store, _output_windows(plan, scale, everything))
+    if whole == everything:
+        return None
+    state.keep_only(whole)
+    reason = str(failure).partition(": ")[2].partition("; ")[0]
+    damaged = len(everything - whole)
+    return ResumableError(
+        f"cannot finish {state.destination}: {damaged} of the {len(plan)} tiles in this run's "
+        f"store {state.store} {'is' if damaged == 1 else 'are'} damaged on disk ({reason}); "
+        "rerun with --resume to compute them again, or check the disk if this happens again"
+    )
 
 
 def _forget_leftover_state(dst: Path) -> None:
@@ -498,8 +540,8 @@ def _run(
     state = RunState.acquire(dst)
     try:
         finished = state.prepare(fingerprint, len(plan), resume=opts.resume, restart=opts.restart)
-        if finished and state.restarted():
-            finished = _tiles_kept_through_restart(state, plan, opts.scale, finished)
+        if finished:
+            finished = _tiles_still_on_disk(state, plan, opts.scale, finished)
         if not finished and not state.manifest():
             chunks = (plan.tile_height * opts.scale, plan.tile_width * opts.scale)
             is_zarr = dst.suffix.lower() == ".zarr"
@@ -528,6 +570,11 @@ def _run(
             run_tiles(job, plan, predictor, writer, todo=todo, record=state.record, on_tiles_done=advance)
         try:
             finalise(state.store, dst, spec, overwrite=opts.overwrite)
+        except OutputError as exc:
+            damaged = None if dst.suffix.lower() == ".zarr" else _damaged_store(state, plan, opts.scale, exc)
+            if damaged is None:
+                raise
+            raise damaged from None
         finally:
             if cluster is not None:
                 cluster.wait()

@@ -118,27 +118,64 @@ def test_zarr_output_resumes_to_identical_pixels(job, tmp_path: Path, fault: str
     assert leftovers(tmp_path, dst) == []
 
 
-def test_resume_after_a_machine_restart_computes_again_the_tiles_lost_from_disk(job, tmp_path: Path) -> None:
+@pytest.mark.parametrize("restarted", [True, False], ids=["after-a-restart", "same-boot"])
+def test_resume_computes_again_the_tiles_lost_from_disk(job, tmp_path: Path, restarted: bool) -> None:
     """A power cut loses what the page cache held: chunks the journal lists may be empty
-    or missing.  A resume in a later boot checks them, computes their tiles again, and
-    journals only the good ones: killed right after that check, the next resume (in the
-    same boot, so trusting the journal) still finishes with the uninterrupted bytes."""
+    or missing; a disk or another program can damage them in the same boot.  Every
+    resume checks them, computes their tiles again, and journals only the good ones:
+    killed right after that check, the next resume still finishes with the
+    uninterrupted bytes.  (Before: a GDAL error at the COG build, exit 2, the state gone.)"""
     dst = tmp_path / "out.tif"
     killed = geosr_run(job, dst, env={"GEOSR_FAULT_AT": "journal:4"})  # 16 tiles journaled
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     state = run_dir(dst)
     manifest = json.loads((state / "manifest.json").read_text())
     assert manifest["boot"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    (state / "manifest.json").write_text(json.dumps({**manifest, "boot": "the boot before a power cut"}))
+    if restarted:
+        (state / "manifest.json").write_text(json.dumps({**manifest, "boot": "the boot before a power cut"}))
     pixels = state / "store.zarr" / "band_data"
     (pixels / "0.0.0").write_bytes(b"")  # tile 0: renamed into place, its data never written
     (pixels / "1.1.2").unlink()  # tile 9, second band: the rename never reached the disk
+    if not restarted:
+        with (pixels / "0.0.0").open("wb") as chunk:
+            chunk.write(bytes(100))  # cut short
 
     checked = geosr_run(job, dst, "--resume", env={"GEOSR_FAULT_AT": "read:1"})
     assert checked.returncode == -signal.SIGKILL, checked.stderr
-    assert "2 of the 16 finished tiles kept for this run did not reach the disk" in checked.stderr
+    said = "did not reach the disk" if restarted else "are missing or damaged in"
+    assert f"2 of the 16 finished tiles kept for this run {said}" in " ".join(checked.stderr.split())
     journaled = {int(i) for i in (state / "journal").read_text().split()}
     assert journaled == set(range(16)) - {0, 9}
+    resume(job, dst)
+    assert dst.read_bytes() == job["ref"].read_bytes()
+    assert leftovers(tmp_path, dst) == []
+
+
+def test_store_damaged_during_the_run_is_reported_and_resumable(job, tmp_path: Path, monkeypatch) -> None:
+    """A chunk damaged after the resume's check (a failing disk, another program) makes
+    GDAL's COG build fail: the error names the store and the damage, not the free space
+    of the output's disk, keeps the state with the whole tiles journaled, and --resume
+    computes the damaged one again."""
+    dst = tmp_path / "out.tif"
+    killed = geosr_run(job, dst, env={"GEOSR_FAULT_AT": "finalise:1"})  # all 56 tiles stored
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    chunk = run_dir(dst) / "store.zarr" / "band_data" / "1.1.2"  # tile 9, second band
+    real_finalise = geosr.api.finalise
+
+    def damage_then_finalise(*args, **kwargs):
+        chunk.write_bytes(chunk.read_bytes()[:100])
+        return real_finalise(*args, **kwargs)
+
+    monkeypatch.setattr(geosr.api, "finalise", damage_then_finalise)
+    with pytest.raises(geosr.errors.ResumableError) as failed:
+        resume(job, dst)
+    message = str(failed.value)
+    store = run_dir(dst) / "store.zarr"
+    assert f"1 of the 56 tiles in this run's store {store} is damaged on disk" in message
+    assert "rerun with --resume" in message and "free space" not in message
+    assert not dst.exists()
+    assert {int(i) for i in (run_dir(dst) / "journal").read_text().split()} == set(range(56)) - {9}
+    monkeypatch.undo()
     resume(job, dst)
     assert dst.read_bytes() == job["ref"].read_bytes()
     assert leftovers(tmp_path, dst) == []

@@ -16,10 +16,12 @@ computes the others.  Nothing is synced to disk: the process dying leaves the
 kernel's page cache whole, and syncing the journal would not make the state
 survive a machine crash either unless every chunk were synced too (forcing the
 whole store through the disk as it is written); the manifest's and the
-journal's fsyncs alone cost about 15 ms of a 0.4 s run.  Instead the manifest
-records the boot it was written in; a resume after the machine restarted
+journal's fsyncs alone cost about 15 ms of a 0.4 s run.  Instead a resume
 checks every journaled tile's chunks (:func:`geosr.io.run_store.tiles_on_disk`)
-before trusting the journal (:meth:`RunState.restarted`, :meth:`RunState.keep_only`).
+before trusting the journal (:meth:`RunState.keep_only`); the manifest records
+the boot it was written in (:meth:`RunState.restarted`), for the stores whose
+missing chunks are legitimate (a Zarr output's all-nodata ones) unless the
+machine restarted.
 
 The COG (or the final Zarr) is built from the store at the end and renamed
 into place; then the folder is removed.
@@ -232,8 +234,8 @@ class RunState:
         return stored is None or current is None or stored.get("boot") != current
 
     def keep_only(self, tiles: set[int]) -> None:
-        """After a restart: journal only ``tiles`` (checked on disk) and take the
-        state into this boot, so that later resumes trust the journal again."""
+        """Journal only ``tiles`` (checked on disk) and take the state into this
+        boot, so that later resumes in it trust a Zarr output's journal again."""
         stored = self.manifest()
         if stored is None:
             raise OutputError(f"{self.manifest_path}: the run state has no manifest to keep tiles for")
