@@ -330,6 +330,31 @@ def test_overwrite_replaces_only_at_commit(tmp_path, small_spec, suffix):
     assert leftovers(tmp_path) == []
 
 
+def test_committed_output_is_synced_to_disk(tmp_path, small_spec, suffix, monkeypatch):
+    """A run deletes the state it could resume from once the output is committed, so a
+    machine crash after that must not find the output empty or cut short: every file
+    of it, and the directory that names it, went through fsync before commit returned.
+    The real fsync runs; the spy only records what it synced."""
+    synced: set[tuple[int, int]] = set()
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        real_fsync(fd)
+        found = os.fstat(fd)
+        synced.add((found.st_dev, found.st_ino))
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    destination = tmp_path / f"out{suffix}"
+    sink = open_sink(destination, small_spec)
+    sink.write(slice(0, 40), slice(0, 50), coded(small_spec))
+    sink.commit()
+    monkeypatch.undo()
+    everything = [destination, tmp_path, *destination.rglob("*")]
+    assert len(everything) >= (2 if suffix == ".tif" else 10)
+    not_synced = [p for p in everything if (p.stat().st_dev, p.stat().st_ino) not in synced]
+    assert not_synced == []
+
+
 def test_failed_overwrite_keeps_old_output(tmp_path, small_spec, suffix):
     destination = tmp_path / f"out{suffix}"
     before = _existing(destination, small_spec)

@@ -16,6 +16,7 @@ leftovers are recognisable (``.scene_x4.tif.geosr-tmp-1234-abcd.tif``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import os
@@ -165,6 +166,10 @@ def remove_with_sidecars(path: Path) -> None:
 def replace_atomically(tmp: Path, destination: Path) -> None:
     """Move the finished temporary ``tmp`` to ``destination``, replacing what is there.
 
+    ``tmp`` is synced to the disk first and the directory after the rename, so
+    that once this returns (and a run deletes the state it could resume from)
+    a machine crash cannot leave the destination empty or cut short.
+
     A file replacing a file (the COG case) is one ``os.replace``: readers see the
     old or the new file, never a mix.  POSIX cannot swap directories atomically,
     so a directory (a Zarr store) or a change of kind first moves the old output
@@ -174,8 +179,41 @@ def replace_atomically(tmp: Path, destination: Path) -> None:
     Raises
     ------
     OutputError
-        The rename failed; the old destination, if any, is left in place.
+        The sync or the rename failed; the old destination, if any, is left in place.
     """
+    try:
+        sync_to_disk(tmp)
+    except OSError as exc:
+        raise OutputError(describe_write_failure(destination, exc, None)) from None
+    try:
+        _replace(tmp, destination)
+    finally:
+        with contextlib.suppress(OSError):  # the rename is done; this only makes it durable sooner
+            sync_to_disk(destination.parent, tree=False)
+
+
+def sync_to_disk(path: Path, *, tree: bool = True) -> None:
+    """``fsync`` the file ``path``, or the directory ``path`` and (``tree``) everything under it.
+
+    A file system that cannot sync (``EINVAL``: some FUSE and network mounts) is
+    left to its own guarantees; a failed write-back (``EIO``, ``ENOSPC``) raises.
+    """
+    paths = [path]
+    if tree and path.is_dir():
+        for root, dirs, files in os.walk(path):
+            paths.extend(Path(root) / name for name in (*files, *dirs))
+    for item in reversed(paths):  # children before the directories that name them
+        fd = os.open(item, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+                raise
+        finally:
+            os.close(fd)
+
+
+def _replace(tmp: Path, destination: Path) -> None:
     try:
         dest_is_dir = destination.is_dir() and not destination.is_symlink()
         dest_exists = destination.exists() or destination.is_symlink()
