@@ -208,6 +208,12 @@ def _create_store(
     # odc-geo writes the CF grid mapping; rioxarray adds GeoTransform, which makes
     # .rio.transform() exact instead of derived from rounded pixel centres.
     skeleton = xr.Dataset(coords={"band": np.arange(1, count + 1, dtype="int64"), **coords})
+    # odc-geo names a geographic grid's axes latitude/longitude; the data array's
+    # dimensions are y/x (as rioxarray.open_rasterio gives), so its coordinates
+    # must be too, or they hang on dimensions of their own.  Their CF units
+    # (degrees_north/east) still say what they are.
+    axes = zip(spec.grid.dimensions, ("y", "x"), strict=True)
+    skeleton = skeleton.rename({old: new for old, new in axes if old != new})
     skeleton = skeleton.rio.write_transform(spec.grid.transform, grid_mapping_name="spatial_ref")
     skeleton.attrs.update(spec.tags)
     skeleton.to_zarr(str(path), mode="w", zarr_format=3, consolidated=False)
