@@ -38,3 +38,26 @@ def test_open_zarr_in_to_zarr_out(make_raster, tmp_path: Path) -> None:
     b = xr.open_zarr(tmp_path / "lazy.zarr", decode_coords="all")["band_data"]
     assert a.rio.transform() == b.rio.transform() and a.rio.crs == b.rio.crs
     assert np.abs(a.values.astype(int) - b.values.astype(int)).max() <= 1
+
+
+def test_time_series_on_lat_lon_keeps_its_names_dates_and_gets_wgs84() -> None:
+    """A CF (time, lat, lon) cube without a CRS, as OLCI and other L3 products come:
+    read as EPSG:4326 like a Zarr input, and the dates and dimension names carry over."""
+    rng = np.random.default_rng(3)
+    times = np.array(["2017-01-16", "2017-01-25"], dtype="datetime64[ns]")
+    lat = 52.5 - 0.0025 * (np.arange(40) + 0.5)
+    lon = 0.0025 * (np.arange(48) + 0.5)
+    cube = xr.DataArray(
+        rng.random((2, 40, 48)).astype("float32"),
+        dims=("time", "lat", "lon"),
+        coords={"time": times, "lat": lat, "lon": lon},
+        name="conc_chl",
+    )
+    out = geosr.upscale(cube, scale=2, model="bicubic", tile=24)
+    assert out.dims == ("time", "lat", "lon")
+    np.testing.assert_array_equal(out["time"].values, times)
+    assert out.rio.crs == "EPSG:4326"
+    assert out.rio.transform() == cube.rio.transform() * cube.rio.transform().scale(0.5)
+    np.testing.assert_allclose(out["lon"].values[:2], [0.000625, 0.001875])
+    mean = out.mean(dim=("lat", "lon")).values  # bicubic keeps each date's mean
+    np.testing.assert_allclose(mean, cube.mean(dim=("lat", "lon")).values, atol=2e-3)

@@ -20,7 +20,7 @@ from odc.geo.geobox import GeoBox
 
 from geosr.errors import InputError
 from geosr.grid import scaled
-from geosr.io.scene import sample_step
+from geosr.io.scene import GEOGRAPHIC_COORDS, sample_step
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import (
     FILL_RADIUS,
@@ -86,9 +86,12 @@ def _upscale_block(
 
 
 def _grid_of(data: xr.DataArray) -> GeoBox:
-    if data.rio.crs is None:
+    crs = data.rio.crs
+    if crs is None and (data.rio.y_dim, data.rio.x_dim) in GEOGRAPHIC_COORDS:
+        crs = "EPSG:4326"  # CF latitude/longitude are geographic degrees, as for a Zarr input
+    if crs is None:
         raise InputError("the DataArray has no CRS; set one with da.rio.write_crs('EPSG:...')")
-    return GeoBox(data.rio.shape, data.rio.transform(recalc=True), data.rio.crs)
+    return GeoBox(data.rio.shape, data.rio.transform(recalc=True), crs)
 
 
 def upscale(
@@ -107,22 +110,26 @@ def upscale(
     ----------
     data : xarray.DataArray
         ``(band, y, x)`` or ``(y, x)``, numpy- or dask-backed, georeferenced by
-        rioxarray (``.rio.crs``, ``.rio.transform()``).
+        rioxarray (``.rio.crs``, ``.rio.transform()``); the dimensions may have
+        other names (``time, lat, lon``), and CF latitude/longitude without a
+        CRS are read as EPSG:4326.
     scale, model, tile, device, precision, nodata
         As for :func:`geosr.upscale_file`.
 
     Returns
     -------
     xarray.DataArray
-        Dask-backed, ``(band, y*s, x*s)``, same dtype and nodata, with
-        ``.rio.transform()`` the scaled grid and the same CRS; chunks are output
-        blocks of ``tile * scale`` pixels.
+        Dask-backed, ``(band, y*s, x*s)`` under the input's dimension names and
+        leading coordinate, same dtype and nodata, with ``.rio.transform()`` the
+        scaled grid and the same CRS; chunks are output blocks of ``tile * scale``
+        pixels.
     """
     opts = RunOptions(scale=scale, model=model, tile=tile, device=device, precision=precision)
     if data.ndim == 2:
         data = data.expand_dims("band")
     if data.ndim != 3:
         raise InputError(f"upscale expects a (band, y, x) DataArray, got dims {data.dims}")
+    data = data.rio.set_spatial_dims(y_dim=data.dims[1], x_dim=data.dims[2])  # lat/lon too
     grid = _grid_of(data)
     nodata = nodata if nodata is not None else data.rio.nodata
     if nodata is None and data.rio.encoded_nodata is not None:
@@ -183,14 +190,14 @@ def _georeferenced(
     t = grid.transform
     x = t.c + t.a * (np.arange(w) + 0.5)
     y = t.f + t.e * (np.arange(h) + 0.5)
+    # The source's own names (time, lat, lon...) and its leading coordinate (the
+    # dates of a time series) carry over: only the pixel centres change.
+    leading, ydim, xdim = source.dims[0], source.rio.y_dim, source.rio.x_dim
+    labels = source[leading].values if leading in source.coords else np.arange(1, result.shape[0] + 1)
     out = xr.DataArray(
         result,
-        dims=("band", "y", "x"),
-        coords={
-            "band": source["band"].values if "band" in source.coords else np.arange(1, result.shape[0] + 1),
-            "y": y,
-            "x": x,
-        },
+        dims=(leading, ydim, xdim),
+        coords={leading: labels, ydim: y, xdim: x},
         attrs={k: v for k, v in source.attrs.items() if k not in ("_FillValue",)},
         name=source.name,
     )
