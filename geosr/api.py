@@ -353,6 +353,8 @@ def upscale_file(
         scales=scene.scales,
         offsets=scene.offsets,
         units=scene.units,
+        band_axis=scene.band_axis,
+        band_labels=scene.band_labels,
     )
     fingerprint = job_fingerprint(scene, net.name, predictor, plan, opts, norm, dst, frames)
     digest = job_digest(fingerprint)

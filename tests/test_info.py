@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
+
+import numpy as np
 
 from geosr.cli import main
 from geosr.inspect import plan_run
@@ -34,3 +37,15 @@ def test_info_cli(make_raster, capsys, monkeypatch) -> None:
     out = capsys.readouterr().out
     assert "EPSG" in out or "32633" in out
     assert not list(Path(src).parent.glob("*_x*"))
+
+
+def test_info_on_a_scene_whose_first_tiles_are_all_nan_says_no_numpy_warning(make_raster) -> None:
+    """The calibration batch is the scene's first tiles; all NaN there must not leak
+    numpy's "All-NaN slice encountered" to the user (the CLI prints every warning)."""
+    data = np.random.default_rng(0).random((1, 200, 200)).astype("float32")
+    data[:, :120, :120] = np.nan
+    src = make_raster(data=data, nodata=float("nan"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        plan = plan_run(src, RunOptions(scale=2, model="bicubic", tile=64, batch_size=1))
+    assert plan.estimated_seconds is not None

@@ -229,6 +229,36 @@ def test_zarr_written_by_geosr_reads_back_as_input(make_raster, tmp_path: Path) 
         assert np.allclose(tuple(b.transform), tuple(a.transform @ Affine.scale(0.25)), rtol=1e-12)
 
 
+def test_zarr_cube_keeps_its_time_axis_and_dates(tmp_path: Path) -> None:
+    """A (time, lat, lon) cube without a CRS (CF latitude/longitude: EPSG:4326), as L3
+    ocean-colour products come: a Zarr output keeps the time axis and its dates (also
+    for the dates --bands selects), a COG gets the dates as band descriptions."""
+    times = np.array(["2017-01-16", "2017-01-25", "2017-01-26"], dtype="datetime64[ns]")
+    lat = 52.5 - 0.0025 * (np.arange(24) + 0.5)
+    lon = 0.0025 * (np.arange(32) + 0.5)
+    values = np.random.default_rng(1).random((3, 24, 32)).astype(np.float32)
+    values[1, :4, :4] = np.nan
+    cube = xr.DataArray(
+        values, dims=("time", "lat", "lon"), coords={"time": times, "lat": lat, "lon": lon}, name="chl"
+    )
+    store = tmp_path / "cube.zarr"
+    cube.to_dataset().to_zarr(store, zarr_format=3)
+
+    out = xr.open_zarr(geosr.upscale_file(store, tmp_path / "x2.zarr", scale=2, model="bicubic"))
+    assert dict(out.sizes) == {"time": 3, "y": 48, "x": 64}
+    assert out["band_data"].dims == ("time", "y", "x")
+    np.testing.assert_array_equal(out["time"].values, times)
+    assert np.isnan(out["band_data"].values[1, :8, :8]).all()
+
+    picked = geosr.upscale_file(
+        store, tmp_path / "picked.zarr", scale=2, model="bicubic", bands=["2017-01-26T00:00:00.000000000"]
+    )
+    np.testing.assert_array_equal(xr.open_zarr(picked)["time"].values, times[2:])
+    with rasterio.open(geosr.upscale_file(store, tmp_path / "x2.tif", scale=2, model="bicubic")) as f:
+        assert f.crs.to_epsg() == 4326
+        assert [d[:10] for d in f.descriptions] == ["2017-01-16", "2017-01-25", "2017-01-26"]
+
+
 def test_geozarr_attributes_give_the_crs(tmp_path: Path) -> None:
     """A plain Zarr store with x/y coordinates and a GeoZarr-style `proj:epsg` attribute."""
     y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)

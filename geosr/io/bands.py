@@ -93,6 +93,7 @@ def select_bands(scene: Scene, wanted: str | Sequence[str | int]) -> Scene:
         scales=pick(scene.scales),
         offsets=pick(scene.offsets),
         units=pick(scene.units),
+        band_labels=pick(scene.band_labels),
     )
 
 

@@ -69,6 +69,10 @@ class Scene:
         Per band: the file's ``value = DN * scale + offset`` and unit (GDAL band
         metadata, e.g. Landsat Collection 2 surface reflectance), carried to the
         output, whose pixels are DNs too; may be empty (scale 1, offset 0).
+    band_axis, band_labels : str, tuple
+        A Zarr variable's leading dimension (``time`` of a cube) and its
+        coordinate's value per band, which a Zarr output keeps; ``"band"`` and
+        empty otherwise.
     masked : bool
         The file hides pixels with a mask shared by its bands (an internal or
         ``.msk`` mask, or an alpha band, which is then not one of the scene's
@@ -94,6 +98,8 @@ class Scene:
     scales: tuple[float, ...] = ()
     offsets: tuple[float, ...] = ()
     units: tuple[str | None, ...] = ()
+    band_axis: str = "band"
+    band_labels: tuple[Any, ...] = ()
     masked: bool = False
 
     @property

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 from odc.geo.geobox import GeoBox
@@ -68,6 +68,9 @@ class OutputSpec:
         empty (scale 1, offset 0, no unit).
     block : int
         Edge of the internal tiles (COG) or chunks (Zarr), a multiple of 16.
+    band_axis, band_labels : str, tuple
+        A Zarr output's first dimension and its coordinate values, one per band
+        (a cube's ``time`` and dates); ``"band"`` and 1..count when empty.
     """
 
     grid: GeoBox
@@ -82,6 +85,8 @@ class OutputSpec:
     offsets: tuple[float, ...] = ()
     units: tuple[str | None, ...] = ()
     block: int = 512
+    band_axis: str = "band"
+    band_labels: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.grid, GeoBox) or self.grid.crs is None:
@@ -98,7 +103,7 @@ class OutputSpec:
             )
         object.__setattr__(self, "dtype", dtype)  # normalise np.uint16 / "u2" to "uint16"
         _check_nodata(self.nodata, dtype)
-        for name in ("descriptions", "colorinterp", "band_tags", "scales", "offsets", "units"):
+        for name in ("descriptions", "colorinterp", "band_tags", "scales", "offsets", "units", "band_labels"):
             value = tuple(getattr(self, name))
             if len(value) not in (0, self.count):
                 raise OptionError(
@@ -112,6 +117,8 @@ class OutputSpec:
                 f"unknown colour interpretation(s) {unknown}; use rasterio ColorInterp names "
                 f"such as {', '.join(list(ColorInterp.__members__)[:8])}"
             )
+        if self.band_axis in ("y", "x"):
+            raise OptionError(f"output band axis {self.band_axis!r} would clash with a spatial dimension")
         if self.block < 16 or self.block % 16:
             raise OptionError(f"output block size must be a multiple of 16, got {self.block}")
         # A private copy: the caller's dict may change while the job runs.

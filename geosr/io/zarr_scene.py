@@ -12,7 +12,7 @@ The georeferencing of a store is found, in order, from
 
 The transform comes from the coordinates (pixel centres) unless a
 ``GeoTransform`` is stored.  A leading dimension (``band``, ``time``, ...) is read
-as bands.
+as bands; a Zarr output keeps its name and coordinate values.
 """
 
 from __future__ import annotations
@@ -122,8 +122,9 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         nodata = float("nan")
     count = int(np.prod([da.sizes[d] for d in da.dims if d not in (ydim, xdim)]))
     lead = [d for d in da.dims if d not in (ydim, xdim)]
+    labelled = len(lead) == 1 and lead[0] in da.coords
     descriptions: tuple[str | None, ...] = (
-        tuple(str(v) for v in da[lead[0]].values) if lead and lead[0] in da.coords else (None,) * count
+        tuple(str(v) for v in da[lead[0]].values) if labelled else (None,) * count
     )
     tags = {str(k): str(v) for k, v in da.attrs.items() if isinstance(v, str | int | float)}
     return Scene(
@@ -135,6 +136,9 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         descriptions=descriptions,
         tags=tags,
         variable=name,
+        # A Zarr output keeps the axis (time of a cube) and its values.
+        band_axis=lead[0] if len(lead) == 1 and lead[0] not in ("y", "x") else "band",
+        band_labels=tuple(da[lead[0]].values) if labelled else (),
     )
 
 

@@ -6,7 +6,8 @@ Zarr)::
     band_data   (band, y, x)  spec.dtype, chunks (1, block, block),
                               attrs: grid_mapping="spatial_ref", _FillValue=nodata,
                               long_name=descriptions, colorinterp, band_tags
-    band        (band,)       1..count
+    band        (band,)       1..count; a Zarr input's own leading axis
+                              and values instead (time and dates of a cube)
     y, x                      pixel centres of spec.grid
     spatial_ref ()            CF grid mapping: crs_wkt, spatial_ref, GeoTransform
     group attrs               spec.tags
@@ -207,7 +208,8 @@ def _create_store(
         coords = xr_coords(spec.grid, crs_coord_name="spatial_ref")
     # odc-geo writes the CF grid mapping; rioxarray adds GeoTransform, which makes
     # .rio.transform() exact instead of derived from rounded pixel centres.
-    skeleton = xr.Dataset(coords={"band": np.arange(1, count + 1, dtype="int64"), **coords})
+    labels = np.asarray(spec.band_labels) if spec.band_labels else np.arange(1, count + 1, dtype="int64")
+    skeleton = xr.Dataset(coords={spec.band_axis: labels, **coords})
     # odc-geo names a geographic grid's axes latitude/longitude; the data array's
     # dimensions are y/x (as rioxarray.open_rasterio gives), so its coordinates
     # must be too, or they hang on dimensions of their own.  Their CF units
@@ -226,7 +228,7 @@ def _create_store(
         dtype=spec.dtype,
         # Chunks never written read back as nodata; with no nodata, as 0.
         fill_value=spec.nodata if spec.nodata is not None else 0,
-        dimension_names=("band", "y", "x"),
+        dimension_names=(spec.band_axis, "y", "x"),
         attributes=_variable_attributes(spec),
         compressors=compressor,
     )
