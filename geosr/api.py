@@ -461,7 +461,14 @@ def _tiles_still_on_disk(state: RunState, plan: TilePlan, scale: int, journaled:
     restarted = state.restarted()
     if not restarted and state.destination.suffix.lower() == ".zarr":
         return journaled  # it leaves out all-nodata chunks: a missing one is no sign of damage
-    kept = tiles_on_disk(state.store, _output_windows(plan, scale, journaled))
+    try:
+        kept = tiles_on_disk(state.store, _output_windows(plan, scale, journaled))
+    except Exception as exc:  # zarr raises many kinds for a store whose metadata is gone
+        raise StaleRunError(
+            f"{state.destination}: the unfinished run kept in {state.directory} has a damaged "
+            f"store ({type(exc).__name__}: {exc}); pass --restart to discard it and start over",
+            resumable=False,
+        ) from None
     if kept != journaled:
         lost = len(journaled - kept)
         why = (
@@ -497,7 +504,10 @@ def _damaged_store(
     error that says so (the journal then keeps only the whole ones, for --resume);
     None when the store is whole and the failure is the output's own."""
     everything = set(range(len(plan)))
-    whole = tiles_on_disk(state.store, _output_windows(plan, scale, everything))
+    try:
+        whole = tiles_on_disk(state.store, _output_windows(plan, scale, everything))
+    except Exception:  # the store itself is gone or unreadable: the failure's own line says enough
+        return None
     if whole == everything:
         return None
     state.keep_only(whole)

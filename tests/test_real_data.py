@@ -115,7 +115,8 @@ def test_real_zarr_store_with_nan(data_dir: Path, tmp_path: Path) -> None:
     src = xr.open_zarr(store)["conc_chl"]
     assert ds.rio.crs.to_epsg() == 4326
     assert ds.shape == (5, 2000, 4000)
+    np.testing.assert_array_equal(ds["time"].values, src["time"].values)  # the cube's dates carry over
     lr = src.isel(time=0).values
-    hr = ds.isel(band=0).values
+    hr = ds.isel(time=0).values
     assert np.isnan(hr[np.kron(np.isnan(lr), np.ones((2, 2), bool))]).all()
     assert np.isfinite(hr[np.kron(np.isfinite(lr), np.ones((2, 2), bool))]).all()

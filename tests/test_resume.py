@@ -151,6 +151,22 @@ def test_resume_computes_again_the_tiles_lost_from_disk(job, tmp_path: Path, res
     assert leftovers(tmp_path, dst) == []
 
 
+def test_resume_with_a_store_whose_metadata_is_gone_asks_for_restart(job, tmp_path: Path) -> None:
+    """A store that zarr cannot open at all: one line, exit 2, the state kept until --restart."""
+    dst = tmp_path / "out.tif"
+    killed = geosr_run(job, dst, env={"GEOSR_FAULT_AT": "journal:4"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (run_dir(dst) / "store.zarr" / "band_data" / ".zarray").unlink()
+    refused = geosr_run(job, dst, "--resume")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "has a damaged store" in refused.stderr and "pass --restart" in refused.stderr
+    assert run_dir(dst).is_dir() and not dst.exists()
+    restarted = geosr_run(job, dst, "--restart")
+    assert restarted.returncode == 0, restarted.stderr
+    assert dst.read_bytes() == job["ref"].read_bytes()
+    assert leftovers(tmp_path, dst) == []
+
+
 def test_store_damaged_during_the_run_is_reported_and_resumable(job, tmp_path: Path, monkeypatch) -> None:
     """A chunk damaged after the resume's check (a failing disk, another program) makes
     GDAL's COG build fail: the error names the store and the damage, not the free space
