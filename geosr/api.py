@@ -19,7 +19,7 @@ from geosr.io.atomic import check_writable, format_bytes
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
 from geosr.io.remote import check_remote_output, fsspec_url, is_remote, local_name, upload
-from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, tiles_on_disk
+from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job
 from geosr.io.runstate import RunState, StaleRunError, job_digest, run_dir, size_on_disk
 from geosr.io.scene import Scene, band_bytes, fill_value, is_zarr_path, keeps_band, open_scene, read_sample
 from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
@@ -36,6 +36,7 @@ from geosr.normalise import (
 from geosr.options import DEFAULT_TILE, RunOptions
 from geosr.pipeline import Job, run_tiles
 from geosr.predictor import Predictor
+from geosr.recovery import damaged_store_error, tiles_to_trust
 from geosr.tiling import TilePlan, plan_tiles
 
 Progress = Callable[[int, int], None]
@@ -449,77 +450,6 @@ def job_fingerprint(
     }
 
 
-def _tiles_still_on_disk(state: RunState, plan: TilePlan, scale: int, journaled: set[int]) -> set[int]:
-    """The journaled tiles whose chunks are all in the run's store and whole; the journal keeps only those.
-
-    Checked on every resume (a stat per chunk, a header read for a compressed
-    one): after a machine restart the journal may list tiles whose chunks never
-    reached the disk, and a chunk damaged or removed since it was written would
-    otherwise fail the COG build, or become nodata without a word.  A Zarr
-    output's store is checked after a restart only.
-    """
-    restarted = state.restarted()
-    if not restarted and state.destination.suffix.lower() == ".zarr":
-        return journaled  # it leaves out all-nodata chunks: a missing one is no sign of damage
-    try:
-        kept = tiles_on_disk(state.store, _output_windows(plan, scale, journaled))
-    except Exception as exc:  # zarr raises many kinds for a store whose metadata is gone
-        raise StaleRunError(
-            f"{state.destination}: the unfinished run kept in {state.directory} has a damaged "
-            f"store ({type(exc).__name__}: {exc}); pass --restart to discard it and start over",
-            resumable=False,
-        ) from None
-    if kept != journaled:
-        lost = len(journaled - kept)
-        why = (
-            "did not reach the disk before the machine restarted"
-            if restarted
-            else f"{'is' if lost == 1 else 'are'} missing or damaged in {state.store}"
-        )
-        warnings.warn(
-            GeosrWarning(
-                f"{state.destination}: {lost} of the {len(journaled)} finished tiles "
-                f"kept for this run {why}; computing them again"
-            ),
-            stacklevel=2,
-        )
-    if restarted or kept != journaled:
-        state.keep_only(kept)
-    return kept
-
-
-def _output_windows(plan: TilePlan, scale: int, tiles: set[int]) -> dict[int, tuple[slice, slice]]:
-    """Tile index -> the output rows and columns of its core."""
-    windows = {}
-    for i in tiles:
-        window = plan.tiles[i].core.scaled(scale)
-        windows[i] = (window.rows, window.cols)
-    return windows
-
-
-def _damaged_store(
-    state: RunState, plan: TilePlan, scale: int, failure: OutputError
-) -> ResumableError | None:
-    """After the COG build failed: when tiles of the store are damaged on disk, the
-    error that says so (the journal then keeps only the whole ones, for --resume);
-    None when the store is whole and the failure is the output's own."""
-    everything = set(range(len(plan)))
-    try:
-        whole = tiles_on_disk(state.store, _output_windows(plan, scale, everything))
-    except Exception:  # the store itself is gone or unreadable: the failure's own line says enough
-        return None
-    if whole == everything:
-        return None
-    state.keep_only(whole)
-    reason = str(failure).partition(": ")[2].partition("; ")[0]
-    damaged = len(everything - whole)
-    return ResumableError(
-        f"cannot finish {state.destination}: {damaged} of the {len(plan)} tiles in this run's "
-        f"store {state.store} {'is' if damaged == 1 else 'are'} damaged on disk ({reason}); "
-        "rerun with --resume to compute them again, or check the disk if this happens again"
-    )
-
-
 def _forget_leftover_state(dst: Path) -> None:
     """Remove the run state of a finished output (a run killed right after its rename)."""
     if run_dir(dst).exists():
@@ -553,7 +483,7 @@ def _run(
     try:
         finished = state.prepare(fingerprint, len(plan), resume=opts.resume, restart=opts.restart)
         if finished:
-            finished = _tiles_still_on_disk(state, plan, opts.scale, finished)
+            finished = tiles_to_trust(state, plan, opts.scale, finished)
         if not finished and not state.manifest():
             chunks = (plan.tile_height * opts.scale, plan.tile_width * opts.scale)
             is_zarr = dst.suffix.lower() == ".zarr"
@@ -583,7 +513,9 @@ def _run(
         try:
             finalise(state.store, dst, spec, overwrite=opts.overwrite)
         except OutputError as exc:
-            damaged = None if dst.suffix.lower() == ".zarr" else _damaged_store(state, plan, opts.scale, exc)
+            damaged = (
+                None if dst.suffix.lower() == ".zarr" else damaged_store_error(state, plan, opts.scale, exc)
+            )
             if damaged is None:
                 raise
             raise damaged from None
