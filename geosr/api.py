@@ -25,6 +25,7 @@ from geosr.io.scene import Scene, band_bytes, fill_value, is_zarr_path, keeps_ba
 from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.stac_input import is_stac_item
 from geosr.io.stac_input import resolve as resolve_stac
+from geosr.io.zarr_store import check_zarr_grid
 from geosr.models import SRModel, load_model
 from geosr.normalise import (
     FILL_RADIUS,
@@ -302,6 +303,8 @@ def upscale_file(
             f"cannot write {dst}: unsupported output suffix {dst.suffix or '(none)'!r}; "
             f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
         )
+    if dst.suffix.lower() == ".zarr":
+        check_zarr_grid(dst, scene.grid)  # before any compute: the run store would take it
     # Every frame deepens the recurrence, so the halo grows with T.
     radius = net.receptive_radius(1 + len(frames)) if frames else net.receptive_field
     halo = radius + FILL_RADIUS

@@ -130,6 +130,21 @@ def test_raster_without_crs_is_refused(make_raster, tmp_path: Path, capsys, monk
     assert outputs_in(tmp_path) == []
 
 
+def test_rotated_input_to_zarr_is_refused_before_any_compute(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A rotated grid has no 1-D x/y coordinates: a Zarr output is refused (a COG takes it).
+    Before, the run's own store took it and wrote pixel indices as coordinates."""
+    from affine import Affine
+
+    path = make_raster(transform=Affine(9.8, 1.7, 500000.0, 1.7, -9.8, 4000000.0))
+    code, err = run_cli(
+        ["run", str(path), "-o", str(tmp_path / "out_x2.zarr"), "--scale", "2"], capsys, monkeypatch
+    )
+    assert_one_clear_line(code, err, "out_x2.zarr", "rotated", "write a .tif instead")
+    assert outputs_in(tmp_path) == []
+
+
 def test_output_over_input_is_refused(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
     path = make_raster()
     before = path.read_bytes()

@@ -72,11 +72,7 @@ class ZarrSink(SinkBase):
 
     def __init__(self, destination: str | os.PathLike[str], spec: OutputSpec, *, overwrite: bool = False):
         super().__init__(destination, spec, overwrite)
-        if not spec.grid.axis_aligned:
-            raise OptionError(
-                f"cannot write {self.destination}: the output grid is rotated, which x/y "
-                "coordinates cannot describe; write a .tif instead"
-            )
+        check_zarr_grid(self.destination, spec.grid)
         self.store = temporary_sibling(self.destination, ".zarr", directory=True)
         """The temporary store being written (for writers in other processes)."""
         self._track(self.store)
@@ -140,6 +136,21 @@ class ZarrSink(SinkBase):
     def abort(self) -> None:
         """Remove the temporary store; the destination is not touched."""
         self._cleanup()
+
+
+def check_zarr_grid(destination: Path, grid: Any) -> None:
+    """Refuse a rotated grid, which a Zarr output's 1-D x/y coordinates cannot describe.
+
+    Raises
+    ------
+    OptionError
+        The grid is not axis-aligned.
+    """
+    if not grid.axis_aligned:
+        raise OptionError(
+            f"cannot write {destination}: the output grid is rotated, which x/y "
+            "coordinates cannot describe; write a .tif instead"
+        )
 
 
 def write_region(store: str | os.PathLike[str], rows: slice, cols: slice, data: np.ndarray) -> None:
