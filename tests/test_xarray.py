@@ -61,3 +61,18 @@ def test_time_series_on_lat_lon_keeps_its_names_dates_and_gets_wgs84() -> None:
     np.testing.assert_allclose(out["lon"].values[:2], [0.000625, 0.001875])
     mean = out.mean(dim=("lat", "lon")).values  # bicubic keeps each date's mean
     np.testing.assert_allclose(mean, cube.mean(dim=("lat", "lon")).values, atol=2e-3)
+
+
+def test_rotated_grid_keeps_its_transform_and_gets_pixel_index_coordinates(make_raster) -> None:
+    """rioxarray gives a rotated raster pixel indices as x/y (no 1-D coordinates describe
+    it) and keeps the transform; so does the output, at the output's pixels: before, its
+    x/y were map coordinates that ignored the rotation."""
+    from affine import Affine
+
+    rotated = Affine(9.8, 1.7, 500000.0, 1.7, -9.8, 4000000.0)
+    src = make_raster(count=1, height=30, width=40, transform=rotated)
+    da_in = rioxarray.open_rasterio(src)
+    out = geosr.upscale(da_in, scale=2, model="bicubic")
+    assert out.rio.transform() == rotated * Affine.scale(0.5)
+    np.testing.assert_array_equal(out["x"].values, np.arange(80))
+    np.testing.assert_array_equal(out["y"].values, np.arange(60))

@@ -188,8 +188,11 @@ def _georeferenced(
 ) -> xr.DataArray:
     h, w = grid.shape.yx
     t = grid.transform
-    x = t.c + t.a * (np.arange(w) + 0.5)
-    y = t.f + t.e * (np.arange(h) + 0.5)
+    if grid.axis_aligned:
+        x = t.c + t.a * (np.arange(w) + 0.5)
+        y = t.f + t.e * (np.arange(h) + 0.5)
+    else:  # no 1-D coordinates describe a rotated grid: pixel indices, as rioxarray gives
+        x, y = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
     # The source's own names (time, lat, lon...) and its leading coordinate (the
     # dates of a time series) carry over: only the pixel centres change.
     leading, ydim, xdim = source.dims[0], source.rio.y_dim, source.rio.x_dim
