@@ -91,7 +91,7 @@ def sentinel2_scene(size: int, directory: Path) -> BenchScene:
     if (data == 0).any():  # keep nodata out of the benchmark input
         data[data == 0] = 1
     path = directory / f"s2_T33UUU_{size}.tif"
-    window_transform = transform * Affine.translation(0, first)
+    window_transform = transform @ Affine.translation(0, first)
     with rasterio.open(path, "w", **_profile(size, window_transform, crs)) as dst:
         dst.write(data, 1)
         dst.update_tags(SOURCE=Path(S2_NAME).name)

@@ -3,7 +3,7 @@
 Georeferencing is one frozen value, odc-geo's :class:`~odc.geo.geobox.GeoBox`
 (shape, affine transform, CRS), passed whole.  This module is the only place
 that does arithmetic on transforms: the output grid has the same CRS, the
-transform ``input.transform * Affine.scale(1/s)`` and exactly ``s`` times the
+transform ``input.transform @ Affine.scale(1/s)`` and exactly ``s`` times the
 pixels, so its bounds equal the input's to the last bit of the affine terms.
 """
 

@@ -238,9 +238,9 @@ def test_zarr_is_rioxarray_readable_with_exact_grid(tmp_path, make_spec, grid, d
     assert da.dims == ("band", "y", "x")
     # The pixel centres are the data's own coordinates (a geographic grid's included),
     # and the store has no other dimension.
-    centres = grid.transform * (np.arange(grid.width) + 0.5, np.full(grid.width, 0.5))
+    centres = grid.transform @ (np.arange(grid.width) + 0.5, np.full(grid.width, 0.5))
     np.testing.assert_allclose(da["x"].values, centres[0], rtol=0, atol=abs(grid.resolution.x) * 1e-9)
-    centres = grid.transform * (np.full(grid.height, 0.5), np.arange(grid.height) + 0.5)
+    centres = grid.transform @ (np.full(grid.height, 0.5), np.arange(grid.height) + 0.5)
     np.testing.assert_allclose(da["y"].values, centres[1], rtol=0, atol=abs(grid.resolution.y) * 1e-9)
     assert set(xr.open_zarr(destination, chunks=None).sizes) == {"band", "y", "x"}
     assert da.rio.crs == grid.crs

@@ -79,7 +79,7 @@ def test_http_cog_is_read_in_ranges(tmp_path: Path) -> None:
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/scene.tif"
-        left, top = UTM_TRANSFORM * (300, 300)
+        left, top = UTM_TRANSFORM @ (300, 300)
         bbox = f"{left},{top - 500},{left + 500},{top}"  # 50 x 50 px of 1024 x 1024
         out = tmp_path / "remote_x2.tif"
         env = {**os.environ, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}

@@ -57,7 +57,7 @@ def test_time_series_on_lat_lon_keeps_its_names_dates_and_gets_wgs84() -> None:
     assert out.dims == ("time", "lat", "lon")
     np.testing.assert_array_equal(out["time"].values, times)
     assert out.rio.crs == "EPSG:4326"
-    assert out.rio.transform() == cube.rio.transform() * cube.rio.transform().scale(0.5)
+    assert out.rio.transform() == cube.rio.transform() @ cube.rio.transform().scale(0.5)
     np.testing.assert_allclose(out["lon"].values[:2], [0.000625, 0.001875])
     mean = out.mean(dim=("lat", "lon")).values  # bicubic keeps each date's mean
     np.testing.assert_allclose(mean, cube.mean(dim=("lat", "lon")).values, atol=2e-3)
@@ -73,6 +73,6 @@ def test_rotated_grid_keeps_its_transform_and_gets_pixel_index_coordinates(make_
     src = make_raster(count=1, height=30, width=40, transform=rotated)
     da_in = rioxarray.open_rasterio(src)
     out = geosr.upscale(da_in, scale=2, model="bicubic")
-    assert out.rio.transform() == rotated * Affine.scale(0.5)
+    assert out.rio.transform() == rotated @ Affine.scale(0.5)
     np.testing.assert_array_equal(out["x"].values, np.arange(80))
     np.testing.assert_array_equal(out["y"].values, np.arange(60))
