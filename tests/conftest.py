@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,16 @@ def real_file(data_dir: Path, relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"{relative} is missing from {data_dir}")
     return path
+
+
+@pytest.fixture
+def dask_default_port_taken() -> Iterator[None]:
+    """Hold Dask's default dashboard port (8787) for the test, as a user's own Dask
+    dashboard does; when something holds it already, that is the same case."""
+    with socket.socket() as holder:
+        try:
+            holder.bind(("127.0.0.1", 8787))
+            holder.listen()
+        except OSError:
+            pass
+        yield

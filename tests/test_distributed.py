@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,9 +145,12 @@ def test_model_loaded_once_per_worker_with_torch_threads_restored(
     assert list(threads.values()) == [len(os.sched_getaffinity(0))]
 
 
-def test_local_cluster_runs_worker_threads_and_restores_torch_threads(scene: Path, tmp_path: Path) -> None:
+def test_local_cluster_runs_worker_threads_and_restores_torch_threads(
+    scene: Path, tmp_path: Path, dask_default_port_taken
+) -> None:
     """--workers N: N worker threads in this process sharing the cores, identical pixels,
-    and this process's torch threads as they were once the cluster stops."""
+    this process's torch threads as they were once the cluster stops, and no "Port 8787
+    is already in use" beside a user's own Dask dashboard."""
     import torch
 
     from geosr.orchestrate.cluster import cluster_client
@@ -156,7 +160,12 @@ def test_local_cluster_runs_worker_threads_and_restores_torch_threads(scene: Pat
         pids = client.run(os.getpid)
     assert len(pids) == 2 and set(pids.values()) == {os.getpid()}
     assert torch.get_num_threads() == 2
-    out = geosr.upscale_file(scene, tmp_path / "cluster.tif", scale=2, model="bicubic", tile=32, workers=2)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out = geosr.upscale_file(
+            scene, tmp_path / "cluster.tif", scale=2, model="bicubic", tile=32, workers=2
+        )
+    assert not [w for w in seen if "already in use" in str(w.message)]
     local = geosr.upscale_file(scene, tmp_path / "local.tif", scale=2, model="bicubic", tile=32)
     with rasterio.open(out) as a, rasterio.open(local) as b:
         assert (a.read() == b.read()).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,21 @@ def test_paired_training_from_the_command_line_needs_no_recipe(tmp_path: Path, p
     assert exit_info.value.code in (0, None)
     assert (tmp_path / "run" / "cnnrnn-fast_x2.safetensors").is_file()
     assert (tmp_path / "run" / "training_store.zarr").is_dir()
+
+
+def test_store_on_a_local_distributed_cluster_matches_threads_and_takes_no_fixed_port(
+    tmp_path: Path, pairs, dask_default_port_taken
+) -> None:
+    """scheduler="local" starts worker processes (a real LocalCluster): the same chips as the
+    threaded build, and no "Port 8787 is already in use" beside another Dask dashboard."""
+    threaded = build_training_store(pairs, tmp_path / "t.zarr", scale=2, lr_chip=16, scheduler="threads")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        local = build_training_store(
+            pairs, tmp_path / "l.zarr", scale=2, lr_chip=16, scheduler="local", workers=2
+        )
+    assert not [w for w in seen if "already in use" in str(w.message)]
+    assert [p["chips"] for p in local["pairs"]] == [p["chips"] for p in threaded["pairs"]]
+    np.testing.assert_array_equal(
+        read_store(tmp_path / "l.zarr", "train")[1], read_store(tmp_path / "t.zarr", "train")[1]
+    )

@@ -66,6 +66,12 @@ class ModelKey:
         return cached_predictor(self.model, self.bands, self.scale, self.device, self.precision, compile)
 
 
+# Without a dashboard the scheduler still serves its health and metrics routes, on
+# port 8787 unless told otherwise: beside a user's own Dask dashboard that printed
+# "Port 8787 is already in use" on every --workers run.  Any free port will do.
+NO_FIXED_PORT = {"dashboard_address": ":0"}
+
+
 class ModelPlugin(WorkerPlugin):
     """Load the model once when a worker joins, and give torch the worker's cores."""
 
@@ -198,7 +204,9 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
     if kind == "gpu":
         from dask_cuda import LocalCUDACluster
 
-        cluster = LocalCUDACluster(n_workers=n, threads_per_worker=1, dashboard_address=None)
+        cluster = LocalCUDACluster(
+            n_workers=n, threads_per_worker=1, dashboard_address=None, scheduler_kwargs=NO_FIXED_PORT
+        )
     else:
         # Worker threads in this process, not worker processes: the work releases the
         # GIL (GDAL, numpy, torch, Blosc), so threads lose nothing, while starting,
@@ -206,7 +214,13 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
         # benchmark machine, longer than the whole compute of a 1024^2 scene.  The
         # model plugin sets torch's threads to this machine's share per worker, for
         # the whole process: the caller's setting comes back when the cluster stops.
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=False, dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=False,
+            dashboard_address=None,
+            scheduler_kwargs=NO_FIXED_PORT,
+        )
     try:
         client = Client(cluster)
     except BaseException:

@@ -85,8 +85,16 @@ def build_training_store(
         else:
             from distributed import Client, LocalCluster
 
+            from geosr.orchestrate.cluster import NO_FIXED_PORT
+
             if scheduler == "local":
-                cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True)
+                cluster = LocalCluster(
+                    n_workers=workers or 2,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    scheduler_kwargs=NO_FIXED_PORT,
+                )
                 client = Client(cluster)
             else:
                 client = Client(scheduler)
