@@ -120,3 +120,17 @@ def test_real_zarr_store_with_nan(data_dir: Path, tmp_path: Path) -> None:
     hr = ds.isel(time=0).values
     assert np.isnan(hr[np.kron(np.isnan(lr), np.ones((2, 2), bool))]).all()
     assert np.isfinite(hr[np.kron(np.isfinite(lr), np.ones((2, 2), bool))]).all()
+
+
+def test_bigearthnet_20m_and_60m_bands_land_on_the_10m_grid(data_dir: Path, tmp_path: Path) -> None:
+    """Sentinel-2's 20 m bands x2 (default model) and 60 m bands x6 (bicubic) of a real
+    BigEarthNet patch come out on exactly the grid of its 10 m bands: same transform,
+    shape and CRS, pixel for pixel, so they stack with B02-B04 and B08 as they are."""
+    patch = real_file(data_dir, "sentinel2/bigearthnet/S2A_MSIL2A_20170613T101031_87_48")
+    with rasterio.open(next(patch.glob("*_B04.tif"))) as ten:
+        grid = (ten.transform, ten.shape, ten.crs)
+    for band, scale, model in (("B05", 2, None), ("B8A", 2, None), ("B11", 2, None), ("B01", 6, "bicubic")):
+        src = next(patch.glob(f"*_{band}.tif"))
+        out = geosr.upscale_file(src, tmp_path / f"{band}.tif", scale=scale, model=model)
+        with rasterio.open(out) as sr:
+            assert (sr.transform, sr.shape, sr.crs) == grid, band
