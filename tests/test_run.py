@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +258,27 @@ def test_zarr_cube_keeps_its_time_axis_and_dates(tmp_path: Path) -> None:
     with rasterio.open(geosr.upscale_file(store, tmp_path / "x2.tif", scale=2, model="bicubic")) as f:
         assert f.crs.to_epsg() == 4326
         assert [d[:10] for d in f.descriptions] == ["2017-01-16", "2017-01-25", "2017-01-26"]
+
+
+def test_zarr_band_names_carry_over_without_zarr_warnings(tmp_path: Path) -> None:
+    """A band axis labelled by name (B04, B08) keeps its names in a Zarr output, stored as
+    variable-length strings: fixed-width unicode made zarr warn, at length, on every run."""
+    y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(32) + 0.5)
+    da = xr.DataArray(
+        np.random.default_rng(2).random((2, 24, 32)).astype(np.float32),
+        dims=("band", "y", "x"),
+        coords={"band": ["B04", "B08"], "y": y, "x": x},
+        name="reflectance",
+        attrs={"proj:epsg": 32633},
+    )
+    store = tmp_path / "named.zarr"
+    da.to_dataset().to_zarr(store, zarr_format=3, consolidated=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out = geosr.upscale_file(store, tmp_path / "named_x2.zarr", scale=2, model="bicubic")
+    assert [str(w.message)[:60] for w in seen if "data type" in str(w.message)] == []
+    assert list(xr.open_zarr(out, consolidated=True)["band"].values) == ["B04", "B08"]
 
 
 def test_geozarr_attributes_give_the_crs(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import zarr
 import zarr.storage
+from odc.geo.geobox import GeoBox
 from zarr.codecs import BloscCodec
 
 from geosr.errors import OptionError, OutputError
@@ -138,7 +139,7 @@ class ZarrSink(SinkBase):
         self._cleanup()
 
 
-def check_zarr_grid(destination: Path, grid: Any) -> None:
+def check_zarr_grid(destination: Path, grid: GeoBox) -> None:
     """Refuse a rotated grid, which a Zarr output's 1-D x/y coordinates cannot describe.
 
     Raises
@@ -220,6 +221,10 @@ def _create_store(
     # odc-geo writes the CF grid mapping; rioxarray adds GeoTransform, which makes
     # .rio.transform() exact instead of derived from rounded pixel centres.
     labels = np.asarray(spec.band_labels) if spec.band_labels else np.arange(1, count + 1, dtype="int64")
+    if labels.dtype.kind == "U":
+        # Band names: variable-length strings, which Zarr v3 readers share; fixed-width
+        # unicode has no v3 specification yet (zarr warns, at length, on every write).
+        labels = labels.astype(object)
     skeleton = xr.Dataset(coords={spec.band_axis: labels, **coords})
     # odc-geo names a geographic grid's axes latitude/longitude; the data array's
     # dimensions are y/x (as rioxarray.open_rasterio gives), so its coordinates
