@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["GeosrError", "__version__", "load_model", "upscale", "upscale_file"]
+__all__ = ["GeosrError", "GeosrWarning", "__version__", "load_model", "upscale", "upscale_file"]
 
-from geosr.errors import GeosrError
+from geosr.errors import GeosrError, GeosrWarning
 
 if TYPE_CHECKING:
     from geosr.api import upscale_file

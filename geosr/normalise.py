@@ -21,13 +21,14 @@ pixel depends only on pixels within ``FILL_RADIUS``: tiles with a halo of
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from geosr.errors import InputError
+from geosr.errors import GeosrWarning, InputError
 
 FILL_RADIUS = 3
 """LR pixels a filled nodata value may draw on (adds to the tile halo)."""
@@ -119,21 +120,39 @@ def scene_normalisation(
     Raises
     ------
     InputError
-        When a band has no valid pixel at all.
+        When no band has a valid pixel.
+
+    Warns
+    -----
+    GeosrWarning
+        For each band without a valid pixel in ``sample`` (a cloudy date of a
+        cube, a band outside the swath): it gets the dtype's fixed range and
+        its output is nodata wherever its input is; the other bands go on.
     """
     if method == "dtype-range":
         scale = DTYPE_SCALES.get(str(dtype), 1.0)
         return Normalisation((0.0,) * sample.shape[0], (scale,) * sample.shape[0], method)
     if method != "percentile":
         raise InputError(f"unknown normalisation method {method!r}: use 'percentile' or 'dtype-range'")
+    if not valid.any():
+        raise InputError(
+            f"{source}: no band has a valid pixel (everything is nodata or NaN); "
+            "check the nodata value (gdalinfo) or choose other bands"
+        )
     offsets, scales = [], []
     for band in range(sample.shape[0]):
         values = sample[band][valid[band]]
         if values.size == 0:
-            raise InputError(
-                f"{source}: band {band + 1} has no valid pixel (everything is nodata or NaN); "
-                "check the nodata value (gdalinfo) or choose other bands"
+            warnings.warn(
+                GeosrWarning(
+                    f"{source}: band {band + 1} has no valid pixel (everything is nodata or NaN); "
+                    "its output is nodata wherever its input is"
+                ),
+                stacklevel=2,
             )
+            offsets.append(0.0)
+            scales.append(DTYPE_SCALES.get(str(dtype), 1.0))
+            continue
         lo, hi = percentiles(values, (low, high))
         # A constant band still needs a usable scale: fall back to the value's magnitude.
         span = hi - lo if hi > lo else max(abs(float(hi)), 1.0)

@@ -7,7 +7,7 @@ import pytest
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from geosr.errors import InputError, OptionError
+from geosr.errors import GeosrWarning, InputError, OptionError
 from geosr.grid import scaled
 from geosr.io.scene import _mirror, open_scene, read_window
 from geosr.kernel import cast_to_dtype, finish_tile, prepare_tiles
@@ -67,10 +67,15 @@ def test_percentile_normalisation_ignores_nodata() -> None:
     assert np.allclose(norm.invert(y), x, atol=1e-3)
 
 
-def test_all_nodata_band_is_refused() -> None:
+def test_all_nodata_band_is_refused_alone_and_passed_over_among_others() -> None:
     x = np.zeros((1, 4, 4), np.uint16)
-    with pytest.raises(InputError, match="no valid pixel"):
+    with pytest.raises(InputError, match="no band has a valid pixel"):
         scene_normalisation(x, valid_mask(x, 0), source="s.tif")
+    two = np.stack([x[0], np.arange(16, dtype=np.uint16).reshape(4, 4)])
+    with pytest.warns(GeosrWarning, match="s.tif: band 1 has no valid pixel"):
+        norm = scene_normalisation(two, valid_mask(two, 0), dtype="uint16", source="s.tif")
+    assert norm.offset[0] == 0.0 and norm.scale[0] == 10000.0  # the dtype's fixed range
+    assert norm.offset[1] == pytest.approx(1.014)  # the 0.1st percentile of 1..15
 
 
 def test_fill_is_local_and_never_uses_the_nodata_value() -> None:

@@ -260,6 +260,31 @@ def test_zarr_cube_keeps_its_time_axis_and_dates(tmp_path: Path) -> None:
         assert [d[:10] for d in f.descriptions] == ["2017-01-16", "2017-01-25", "2017-01-26"]
 
 
+def test_a_cube_date_without_valid_pixels_is_written_as_nodata(tmp_path: Path) -> None:
+    """A date that is all NaN over the area (cloud, outside the swath) is common in a
+    cube: that date comes out all nodata with one warning, the others are super-resolved.
+    Before, the whole run was refused ("band 2 has no valid pixel")."""
+    times = np.array(["2017-01-16", "2017-01-25", "2017-01-26"], dtype="datetime64[ns]")
+    lat = 52.5 - 0.0025 * (np.arange(24) + 0.5)
+    lon = 0.0025 * (np.arange(32) + 0.5)
+    values = np.random.default_rng(4).random((3, 24, 32)).astype(np.float32)
+    values[1] = np.nan
+    cube = xr.DataArray(
+        values, dims=("time", "lat", "lon"), coords={"time": times, "lat": lat, "lon": lon}, name="chl"
+    )
+    store = tmp_path / "cloudy.zarr"
+    cube.to_dataset().to_zarr(store, zarr_format=3, consolidated=False)
+    with pytest.warns(geosr.GeosrWarning, match="band 2 has no valid pixel"):
+        out = geosr.upscale_file(store, tmp_path / "cloudy_x2.tif", scale=2, model="bicubic")
+    with rasterio.open(out) as f:
+        sr = f.read()
+    assert np.isnan(sr[1]).all()
+    assert np.isfinite(sr[[0, 2]]).all()
+    with pytest.warns(geosr.GeosrWarning, match="DataArray 'chl': band 2 has no valid pixel"):
+        lazy = geosr.upscale(cube, scale=2, model="bicubic").values
+    np.testing.assert_array_equal(np.isnan(lazy), np.isnan(sr))
+
+
 def test_zarr_band_names_carry_over_without_zarr_warnings(tmp_path: Path) -> None:
     """A band axis labelled by name (B04, B08) keeps its names in a Zarr output, stored as
     variable-length strings: fixed-width unicode made zarr warn, at length, on every run."""

@@ -147,7 +147,11 @@ def upscale(
     if not valid.any():
         raise InputError("every pixel of the DataArray is nodata; nothing to super-resolve")
     norm = scene_normalisation(
-        sample, valid, dtype=data.dtype.name, **normalisation_from_card(net.card.normalisation)
+        sample,
+        valid,
+        dtype=data.dtype.name,
+        source=f"DataArray {data.name!r}" if data.name is not None else "the DataArray",
+        **normalisation_from_card(net.card.normalisation),
     )
 
     if min(h, w) <= halo:
