@@ -378,6 +378,11 @@ def upscale_file(
             advance(len(plan))
             return dst  # already finished: resuming it is a no-op
         if not opts.overwrite:
+            if found == digest:  # a rerun of a finished batch, say: --resume skips it
+                raise OutputError(
+                    f"{dst} already exists, written by this same job; pass --resume to keep it "
+                    "(nothing is computed again) or --overwrite to replace it"
+                )
             what = "is the output of a different job" if opts.resume and found else "already exists"
             raise OutputError(f"{dst} {what}; pass --overwrite to replace it")
     check_writable(dst, opts.overwrite)

@@ -100,6 +100,24 @@ def test_existing_output_is_kept_byte_identical(make_raster, tmp_path: Path, cap
     assert code == 0 and existing.read_bytes()[:2] in (b"II", b"MM")
 
 
+def test_rerun_of_a_finished_job_points_to_resume(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Rerunning a finished batch: an output this same job wrote is kept, and the line
+    says that --resume keeps it without computing it again (which it then does)."""
+    path = make_raster()
+    code, _ = run_cli(["run", str(path), "--model", "bicubic"], capsys, monkeypatch)
+    out = tmp_path / "scene_x4.tif"
+    assert code == 0
+    before = (out.read_bytes(), out.stat().st_mtime_ns)
+    code, err = run_cli(["run", str(path), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene_x4.tif", "written by this same job", "--resume", "--overwrite")
+    code, _ = run_cli(["run", str(path), "--model", "bicubic", "--resume"], capsys, monkeypatch)
+    assert code == 0 and (out.read_bytes(), out.stat().st_mtime_ns) == before
+    code, err = run_cli(
+        ["run", str(path), "--model", "bicubic", "--scale", "2", "-o", str(out)], capsys, monkeypatch
+    )
+    assert_one_clear_line(code, err, "scene_x4.tif", "already exists; pass --overwrite")  # another job
+
+
 def test_unwritable_output_directory(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
     path = make_raster()
     code, err = run_cli(
