@@ -395,11 +395,15 @@ def compare(
     ] = None,
     bands: Bands = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing PNG.")] = False,
+    variable: Variable = None,
 ) -> None:
     """Write a side-by-side PNG of a window: bicubic vs geosr (vs the reference), one stretch for all."""
     from geosr.quicklook import compare_files
 
-    typer.echo(str(compare_files(lr, sr, output, hr=hr, window=window, bands=bands, overwrite=overwrite)))
+    png = compare_files(
+        lr, sr, output, hr=hr, window=window, bands=bands, overwrite=overwrite, variable=variable
+    )
+    typer.echo(str(png))
 
 
 def _show_warning(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import rasterio
+from affine import Affine
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
@@ -22,13 +22,17 @@ from rasterio.warp import reproject
 from geosr.errors import InputError, OptionError, OutputError
 from geosr.grid import window_grid
 from geosr.io.bands import _canonical
-from geosr.io.scene import Scene, open_scene
+from geosr.io.scene import Scene, open_scene, read_window
+from geosr.normalise import valid_mask
 from geosr.tiling import Window
 
 DEFAULT_WINDOW = 128
 """LR pixels per side of the default (centred) window."""
 
 RGB_NAMES = (("B4", "B3", "B2"), ("RED", "GREEN", "BLUE"))
+
+_MARGIN = 3
+"""Source pixels read around a panel's footprint: the cubic kernel's reach, and one for rounding."""
 
 
 def quicklook_path(output: str | Path) -> Path:
@@ -60,8 +64,8 @@ def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int
     """0-based positions of the bands to show: red, green, blue when the names say so."""
     if wanted:
         return list(wanted)
-    if scene.count < 3:
-        return [0]
+    if scene.count < 3 or scene.band_axis != "band":
+        return [0]  # one band in grey; the dates of a cube are not colours
     names = [_canonical(d or "") for d in scene.descriptions] if scene.descriptions else []
     for rgb in RGB_NAMES:
         if names and all(n in names for n in rgb):
@@ -72,20 +76,34 @@ def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int
     return [0, 1, 2]
 
 
-def _on_grid(path: str, bands: list[int], target: GeoBox, resampling: Resampling) -> np.ndarray:
-    """``bands`` (0-based) of the raster at ``path`` resampled onto ``target``, float32 with NaN."""
+def _on_grid(scene: Scene, bands: list[int], target: GeoBox, resampling: Resampling) -> np.ndarray:
+    """``bands`` (0-based) of ``scene`` resampled onto ``target``, float32 with NaN.
+
+    Only the scene's pixels under ``target`` (and a margin for the kernel) are
+    read, through the scene's own reader: GeoTIFF, JPEG 2000, Zarr alike.
+    """
+    height, width = scene.grid.shape.yx
+    inverse = ~scene.grid.transform
+    left, bottom, right, top = target.boundingbox
+    corners = [inverse * (x, y) for x in (left, right) for y in (bottom, top)]
+    col0 = max(int(np.floor(min(c for c, _ in corners))) - _MARGIN, 0)
+    row0 = max(int(np.floor(min(r for _, r in corners))) - _MARGIN, 0)
+    col1 = min(int(np.ceil(max(c for c, _ in corners))) + _MARGIN, width)
+    row1 = min(int(np.ceil(max(r for _, r in corners))) + _MARGIN, height)
+    source = read_window(scene, Window(row0, col0, row1 - row0, col1 - col0))[bands].astype(np.float32)
+    source[~valid_mask(source, scene.nodata)] = np.nan
     out = np.full((len(bands), *target.shape.yx), np.nan, np.float32)
-    with rasterio.open(path) as src:
-        for i, b in enumerate(bands):
-            reproject(
-                rasterio.band(src, b + 1),
-                out[i],
-                src_nodata=src.nodata,
-                dst_transform=target.transform,
-                dst_crs=target.crs,
-                dst_nodata=np.nan,
-                resampling=resampling,
-            )
+    reproject(
+        source,
+        out,
+        src_transform=scene.grid.transform @ Affine.translation(col0, row0),
+        src_crs=scene.grid.crs,
+        src_nodata=np.nan,
+        dst_transform=target.transform,
+        dst_crs=target.crs,
+        dst_nodata=np.nan,
+        resampling=resampling,
+    )
     return out
 
 
@@ -116,11 +134,13 @@ def render_compare(
     window: str | None = None,
     bands: Sequence[int] | None = None,
     lr_bands: Sequence[int] | None = None,
+    variable: str | None = None,
 ) -> Path:
     """Write the comparison PNG; see the module docstring.
 
     ``bands`` are 0-based positions in ``sr`` (and ``hr``); ``lr_bands`` the
-    matching positions in ``lr`` when they differ (a ``--bands`` run).
+    matching positions in ``lr`` when they differ (a ``--bands`` run);
+    ``variable`` the data variable of a Zarr ``lr``.
     """
     import matplotlib
 
@@ -128,7 +148,7 @@ def render_compare(
     import matplotlib.pyplot as plt
 
     sr_scene = open_scene(sr)
-    lr_scene = open_scene(lr)
+    lr_scene = open_scene(lr, variable=variable)
     scale = round(abs(lr_scene.grid.resolution.x) / abs(sr_scene.grid.resolution.x))
     if scale < 1:
         raise InputError(
@@ -139,12 +159,12 @@ def render_compare(
     target = window_grid(sr_scene.grid, win.row, win.col, win.height, win.width)
     show = display_bands(sr_scene, bands)
     panels = [
-        _on_grid(sr, show, target, Resampling.nearest),
-        _on_grid(lr, list(lr_bands) if lr_bands else show, target, Resampling.cubic),
+        _on_grid(sr_scene, show, target, Resampling.nearest),
+        _on_grid(lr_scene, list(lr_bands) if lr_bands else show, target, Resampling.cubic),
     ]
-    titles = [f"geosr {sr_scene.tags.get('GEOSR_MODEL', '')} x{scale}".strip(), "bicubic"]
+    titles = [" ".join(filter(None, ("geosr", sr_scene.tags.get("GEOSR_MODEL"), f"x{scale}"))), "bicubic"]
     if hr is not None:
-        panels.append(_on_grid(hr, show, target, Resampling.nearest))
+        panels.append(_on_grid(open_scene(hr), show, target, Resampling.nearest))
         titles.append("reference")
     images = stretch(panels)
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
@@ -179,6 +199,7 @@ def compare_files(
     window: str | None = None,
     bands: str | None = None,
     overwrite: bool = False,
+    variable: str | None = None,
 ) -> Path:
     """``geosr compare``: check the destination, pick the bands, render."""
     png = Path(png)
@@ -193,13 +214,13 @@ def compare_files(
         from geosr.io.bands import band_indexes, parse_bands
 
         positions = [i - 1 for i in band_indexes(open_scene(sr), parse_bands(bands))]
-    return render_compare(lr, sr, png, hr=hr, window=window, bands=positions)
+    return render_compare(lr, sr, png, hr=hr, window=window, bands=positions, variable=variable)
 
 
 def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:
-    """The ``--quicklook`` of a run: its input (only its selected bands) against its COG output."""
-    if output.suffix.lower() not in (".tif", ".tiff"):
-        return None
+    """The ``--quicklook`` of a run: its input (only its selected bands) against its output."""
     positions = display_bands(scene)
     lr_bands = [scene.bands[p] - 1 for p in positions] if scene.bands else positions
-    return render_compare(scene.path, str(output), png, bands=positions, lr_bands=lr_bands)
+    return render_compare(
+        scene.path, str(output), png, bands=positions, lr_bands=lr_bands, variable=scene.variable
+    )

@@ -126,7 +126,9 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     descriptions: tuple[str | None, ...] = (
         tuple(str(v) for v in da[lead[0]].values) if labelled else (None,) * count
     )
-    tags = {str(k): str(v) for k, v in da.attrs.items() if isinstance(v, str | int | float)}
+    # The store's own attributes, then the variable's (a geosr output keeps its provenance on the store).
+    attrs = {**ds.attrs, **da.attrs}
+    tags = {str(k): str(v) for k, v in attrs.items() if isinstance(v, str | int | float)}
     return Scene(
         path=path,
         grid=GeoBox((da.sizes[ydim], da.sizes[xdim]), transform, crs),
