@@ -101,10 +101,12 @@ def _default_upscaler() -> Upscaler:
     return upscale_file
 
 
-def _read(path: str | Path, nodata: float | None = None) -> tuple[np.ndarray, np.ndarray, GeoBox]:
+def _read(
+    path: str | Path, nodata: float | None = None, variable: str | None = None
+) -> tuple[np.ndarray, np.ndarray, GeoBox]:
     """The HR raster as ``geosr run`` reads it: its data bands, and invalid where it is
     nodata, NaN or hidden by its mask (an internal mask or an alpha band)."""
-    scene = open_scene(path)
+    scene = open_scene(path, variable=variable)
     height, width = scene.grid.shape.yx
     data = read_window(scene, Window(0, 0, height, width))
     valid = valid_mask(data, nodata if nodata is not None else scene.nodata)
@@ -180,6 +182,7 @@ def evaluate_wald(
     workdir: str | Path | None = None,
     upscaler: Upscaler | None = None,
     nodata: float | None = None,
+    variable: str | None = None,
     **options: Any,
 ) -> EvalReport:
     """Wald-protocol evaluation of ``model`` (default: the bundled default) on HR rasters.
@@ -187,7 +190,8 @@ def evaluate_wald(
     ``options`` go to :func:`geosr.api.upscale_file` (``device``, ``precision``,
     ``tile``, ``batch_size``); ``workdir`` keeps the LR/SR/bicubic GeoTIFFs
     (a temporary folder otherwise); ``upscaler`` replaces ``upscale_file`` (tests);
-    ``nodata`` overrides the HR rasters' nodata value.
+    ``nodata`` overrides the HR rasters' nodata value; ``variable`` picks the data
+    variable of Zarr HR stores.
     """
     if not hr_paths:
         raise InputError("no HR raster to evaluate: give at least one file")
@@ -197,7 +201,7 @@ def evaluate_wald(
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         for k, path in enumerate(hr_paths):
-            hr, valid, grid = _read(path, nodata)
+            hr, valid, grid = _read(path, nodata, variable)
             hr_c, ok, lr = wald_lr(hr, valid, scale)
             lr_grid = grid[: hr_c.shape[1], : hr_c.shape[2]].zoom_out(scale)
             stem = f"{k:03d}_{Path(path).stem}"

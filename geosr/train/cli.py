@@ -231,6 +231,7 @@ def evaluate_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing --json/--plot files.")
     ] = False,
+    variable: Annotated[str | None, typer.Option(help="Variable to read from Zarr HR stores (Wald).")] = None,
 ) -> None:
     """Measure PSNR, SSIM and gain over bicubic: Wald protocol on HR rasters, or --lr/--hr pairs."""
     from geosr.evaluation.report import print_report, write_json, write_plot
@@ -261,6 +262,7 @@ def evaluate_command(
             border=border,
             workdir=workdir,
             nodata=nodata,
+            variable=variable,
             **options,
         )
     else:
