@@ -146,3 +146,16 @@ def test_validator_leaves_out_chips_constant_inside_the_border() -> None:
     validator = Validator(lr, hr, scale=2, border=2, device=torch.device("cpu"))
     assert validator.lr.shape == (2, 1, 1, 8, 8)
     np.testing.assert_array_equal(validator.hr.numpy(), hr[[0, 2]])
+
+
+def test_a_zarr_store_as_training_data_is_named_as_such(tmp_path) -> None:
+    """A Zarr store given as training data is refused saying what it is and how to export it,
+    not as a folder that "matches no raster"."""
+    import xarray as xr
+
+    from geosr.train.config import SceneSource, resolve_sources
+
+    store = tmp_path / "hr.zarr"
+    xr.Dataset({"refl": (("y", "x"), np.zeros((8, 8), np.float32))}).to_zarr(store, zarr_format=3)
+    with pytest.raises(OptionError, match=r"is a Zarr store, which training does not read.*to_raster"):
+        resolve_sources((SceneSource(str(store)),), "training")

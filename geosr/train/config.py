@@ -322,6 +322,11 @@ def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[P
     for source in sources:
         pattern = expand_path(source.path)
         p = Path(pattern)
+        if p.is_dir() and ((p / "zarr.json").exists() or (p / ".zgroup").exists()):
+            raise OptionError(
+                f"{what} raster {pattern!r} is a Zarr store, which training does not read; write "
+                "its variable to a GeoTIFF first, e.g. xr.open_zarr(STORE)[NAME].rio.to_raster('hr.tif')"
+            )
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
         elif any(ch in pattern for ch in "*?["):
