@@ -125,9 +125,10 @@ def scene_normalisation(
     Warns
     -----
     GeosrWarning
-        For each band without a valid pixel in ``sample`` (a cloudy date of a
-        cube, a band outside the swath): it gets the dtype's fixed range and
-        its output is nodata wherever its input is; the other bands go on.
+        Once, naming the bands without a valid pixel in ``sample`` (cloudy
+        dates of a cube, a band outside the swath): they get the dtype's fixed
+        range and their output is nodata wherever their input is; the other
+        bands go on.
     """
     if method == "dtype-range":
         scale = DTYPE_SCALES.get(str(dtype), 1.0)
@@ -139,17 +140,11 @@ def scene_normalisation(
             f"{source}: no band has a valid pixel (everything is nodata or NaN); "
             "check the nodata value (gdalinfo) or choose other bands"
         )
-    offsets, scales = [], []
+    offsets, scales, empty = [], [], []
     for band in range(sample.shape[0]):
         values = sample[band][valid[band]]
         if values.size == 0:
-            warnings.warn(
-                GeosrWarning(
-                    f"{source}: band {band + 1} has no valid pixel (everything is nodata or NaN); "
-                    "its output is nodata wherever its input is"
-                ),
-                stacklevel=2,
-            )
+            empty.append(band + 1)
             offsets.append(0.0)
             scales.append(DTYPE_SCALES.get(str(dtype), 1.0))
             continue
@@ -158,6 +153,15 @@ def scene_normalisation(
         span = hi - lo if hi > lo else max(abs(float(hi)), 1.0)
         offsets.append(float(lo))
         scales.append(float(span))
+    if empty:  # one line for them all: a cube can have many cloudy dates
+        which = f"band {empty[0]} has" if len(empty) == 1 else f"bands {', '.join(map(str, empty))} have"
+        warnings.warn(
+            GeosrWarning(
+                f"{source}: {which} no valid pixel (everything is nodata or NaN); "
+                "their output is nodata wherever their input is"
+            ),
+            stacklevel=2,
+        )
     return Normalisation(tuple(offsets), tuple(scales), method)
 
 

@@ -261,26 +261,28 @@ def test_zarr_cube_keeps_its_time_axis_and_dates(tmp_path: Path) -> None:
 
 
 def test_a_cube_date_without_valid_pixels_is_written_as_nodata(tmp_path: Path) -> None:
-    """A date that is all NaN over the area (cloud, outside the swath) is common in a
-    cube: that date comes out all nodata with one warning, the others are super-resolved.
-    Before, the whole run was refused ("band 2 has no valid pixel")."""
+    """Dates that are all NaN over the area (cloud, outside the swath) are common in a
+    cube: they come out all nodata with one warning line for them all, the others are
+    super-resolved.  Before, the whole run was refused ("band 2 has no valid pixel")."""
     times = np.array(["2017-01-16", "2017-01-25", "2017-01-26"], dtype="datetime64[ns]")
     lat = 52.5 - 0.0025 * (np.arange(24) + 0.5)
     lon = 0.0025 * (np.arange(32) + 0.5)
     values = np.random.default_rng(4).random((3, 24, 32)).astype(np.float32)
     values[1] = np.nan
+    values[2, :, :] = np.nan
     cube = xr.DataArray(
         values, dims=("time", "lat", "lon"), coords={"time": times, "lat": lat, "lon": lon}, name="chl"
     )
     store = tmp_path / "cloudy.zarr"
     cube.to_dataset().to_zarr(store, zarr_format=3, consolidated=False)
-    with pytest.warns(geosr.GeosrWarning, match="band 2 has no valid pixel"):
+    with pytest.warns(geosr.GeosrWarning, match="bands 2, 3 have no valid pixel") as said:
         out = geosr.upscale_file(store, tmp_path / "cloudy_x2.tif", scale=2, model="bicubic")
+    assert len([w for w in said if "no valid pixel" in str(w.message)]) == 1  # one line for all
     with rasterio.open(out) as f:
         sr = f.read()
-    assert np.isnan(sr[1]).all()
-    assert np.isfinite(sr[[0, 2]]).all()
-    with pytest.warns(geosr.GeosrWarning, match="DataArray 'chl': band 2 has no valid pixel"):
+    assert np.isnan(sr[1:]).all()
+    assert np.isfinite(sr[0]).all()
+    with pytest.warns(geosr.GeosrWarning, match="DataArray 'chl': bands 2, 3 have no valid pixel"):
         lazy = geosr.upscale(cube, scale=2, model="bicubic").values
     np.testing.assert_array_equal(np.isnan(lazy), np.isnan(sr))
 
