@@ -308,6 +308,33 @@ def test_zarr_band_names_carry_over_without_zarr_warnings(tmp_path: Path) -> Non
     assert list(xr.open_zarr(out, consolidated=True)["band"].values) == ["B04", "B08"]
 
 
+def test_two_variables_of_one_store_read_in_one_thread_stay_apart(tmp_path: Path) -> None:
+    """Readers are kept per thread and per store: two variables of one store are two
+    arrays.  Before, the second variable read in a thread got the first one's pixels."""
+    from geosr.io.scene import close_datasets, open_scene, read_window
+    from geosr.tiling import Window
+
+    y = 5866490.0 - 10.0 * (np.arange(16) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(16) + 0.5)
+    coords = {"y": y, "x": x}
+    ds = xr.Dataset(
+        {
+            "a": (("y", "x"), np.full((16, 16), 1.0, np.float32)),
+            "b": (("y", "x"), np.full((16, 16), 2.0, np.float32)),
+        },
+        coords=coords,
+        attrs={"proj:epsg": 32633},
+    )
+    store = tmp_path / "two.zarr"
+    ds.to_zarr(store, zarr_format=3, consolidated=False)
+    try:
+        first = read_window(open_scene(store, variable="a"), Window(0, 0, 4, 4))
+        second = read_window(open_scene(store, variable="b"), Window(0, 0, 4, 4))
+    finally:
+        close_datasets()
+    assert (first == 1.0).all() and (second == 2.0).all()
+
+
 def test_geozarr_attributes_give_the_crs(tmp_path: Path) -> None:
     """A plain Zarr store with x/y coordinates and a GeoZarr-style `proj:epsg` attribute."""
     y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)

@@ -268,8 +268,9 @@ _local = threading.local()
 
 def _dataset(scene: Scene) -> Any:
     """An open handle for ``scene`` owned by the calling thread (opened once per thread)."""
-    cache: dict[str, Any] = _local.__dict__.setdefault("datasets", {})
-    handle = cache.get(scene.path)
+    cache: dict[tuple[str, str | None], Any] = _local.__dict__.setdefault("datasets", {})
+    key = (scene.path, scene.variable)  # a Zarr store's variables are different arrays
+    handle = cache.get(key)
     if handle is None:
         if scene.is_zarr:
             from geosr.io.zarr_scene import open_zarr_array
@@ -277,14 +278,14 @@ def _dataset(scene: Scene) -> Any:
             handle = open_zarr_array(scene)
         else:
             handle = rasterio.open(scene.path)
-        cache[scene.path] = handle
+        cache[key] = handle
     return handle
 
 
 def close_datasets() -> None:
     """Close the calling thread's cached handles (and drop its row band)."""
     _local.__dict__.pop("row_bands", None)
-    cache: dict[str, Any] = _local.__dict__.pop("datasets", {})
+    cache: dict[tuple[str, str | None], Any] = _local.__dict__.pop("datasets", {})
     for handle in cache.values():
         close = getattr(handle, "close", None)
         if close is not None:
