@@ -24,6 +24,10 @@ single-process run holds at most::
                                            band of strips kept by the reader, and the next
                                            (geosr.io.scene.keeps_band; at most 512 MiB a band)
 
+not counted: a Zarr input whose chunks are larger than a tile keeps the chunks
+under the current window (geosr.io.zarr_scene.ChunkedReader, at most 512 MiB),
+as decoding any of its windows held them anyway
+
 and every Dask worker holds one batch of the same (without read-ahead and
 queue), its own row of strips, and its model.  :func:`memory_needed` computes it; :func:`check`
 refuses a plan above the available memory (``MemAvailable``, and the address

@@ -406,3 +406,52 @@ def test_band_scale_offset_and_unit_reach_both_outputs(make_raster, tmp_path: Pa
     with rasterio.open(path) as src:
         assert float(decoded.max()) == pytest.approx(float(src.read(1).max()) * 2.75e-05 - 0.2, abs=0.02)
     assert decoded.attrs["units"] == "reflectance"
+
+
+def test_a_store_in_one_chunk_is_decoded_once_and_read_exactly(tmp_path: Path) -> None:
+    """Windows of a store whose chunk is larger than a tile are cut from chunks decoded
+    once and kept (before: decoded again for every tile, quadratic in the scene's side),
+    and give the same pixels and the same run output as the store chunked small."""
+    from geosr.io.scene import close_datasets, open_scene, read_window
+    from geosr.io.zarr_scene import ChunkedReader, open_zarr_array
+    from geosr.tiling import Window
+
+    y = 5866490.0 - 10.0 * (np.arange(96) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(80) + 0.5)
+    values = np.random.default_rng(5).random((2, 96, 80)).astype(np.float32)
+    da = xr.DataArray(values, dims=("band", "y", "x"), coords={"band": [1, 2], "y": y, "x": x}, name="refl")
+    one, small = tmp_path / "one.zarr", tmp_path / "small.zarr"
+    da.attrs["proj:epsg"] = 32633
+    da.to_dataset().chunk({"band": 1, "y": 96, "x": 80}).to_zarr(one, zarr_format=3, consolidated=False)
+    da.to_dataset().chunk({"band": 1, "y": 16, "x": 16}).to_zarr(small, zarr_format=3, consolidated=False)
+
+    reader = open_zarr_array(open_scene(one, variable="refl"))
+    assert isinstance(reader, ChunkedReader)
+    decodes = 0
+    whole = reader._da
+
+    class Counting:
+        ndim, shape, dtype = whole.ndim, whole.shape, whole.dtype
+
+        def __getitem__(self, key):
+            nonlocal decodes
+            decodes += 1
+            return whole[key]
+
+    reader._da = Counting()
+    for r in range(0, 96, 24):
+        for c in range(0, 80, 20):
+            np.testing.assert_array_equal(
+                reader[:, r : r + 24, c : c + 20], values[:, r : r + 24, c : c + 20]
+            )
+    assert decodes == 1  # 20 windows, one decode
+    try:
+        a = read_window(open_scene(one, variable="refl"), Window(-3, 70, 30, 20))  # mirrored past two edges
+        b = read_window(open_scene(small, variable="refl"), Window(-3, 70, 30, 20))
+    finally:
+        close_datasets()
+    np.testing.assert_array_equal(a, b)
+    out_one = geosr.upscale_file(one, tmp_path / "one_x2.tif", scale=2, model="bicubic", tile=24)
+    out_small = geosr.upscale_file(small, tmp_path / "small_x2.tif", scale=2, model="bicubic", tile=24)
+    with rasterio.open(out_one) as f, rasterio.open(out_small) as g:
+        np.testing.assert_array_equal(f.read(), g.read())

@@ -26,7 +26,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.crs import CRS
 
 from geosr.errors import InputError
-from geosr.io.scene import GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, Scene
+from geosr.io.scene import BAND_BUDGET, GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, Scene
 
 SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
 
@@ -150,18 +150,59 @@ def open_zarr_array(scene: Scene) -> Any:
     da = ds[str(scene.variable)]
     ydim, xdim = _spatial_dims(da, scene.path)
     lead = [d for d in da.dims if d not in (ydim, xdim)]
+    chunks = da.encoding.get("preferred_chunks", {})
     da = da.transpose(*lead, ydim, xdim) if lead else da.expand_dims("band")
-    return _PositionalReader(da)
+    return ChunkedReader(da, (chunks.get(ydim, da.shape[-2]), chunks.get(xdim, da.shape[-1])))
 
 
-class _PositionalReader:
-    """``reader[:, rows, cols]`` -> numpy, for an xarray variable."""
+class ChunkedReader:
+    """``reader[:, rows, cols]`` -> numpy, for an xarray variable stored in chunks.
 
-    def __init__(self, da: xr.DataArray) -> None:
+    Zarr decodes whole chunks for any read.  Where the chunks are larger than
+    the windows read (a store written in one chunk, or in strips across the
+    scene), the rows and columns of chunks under a window are decoded once and
+    kept while the following windows fall inside them, up to
+    :data:`~geosr.io.scene.BAND_BUDGET` bytes: a 4096^2 float32 store in one chunk
+    was decoded again for each of its 64 tiles (8.8 s against 6.2 s for the same
+    pixels in 512 px chunks), and a 10980^2 one would be for each of ~480.
+    """
+
+    def __init__(self, da: xr.DataArray, chunk_shape: tuple[int, int]) -> None:
         self._da = da
+        self._chunk = chunk_shape
+        self._kept: tuple[int, int, int, int, np.ndarray] | None = None
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        return np.asarray(self._da[key].values)
+        block = self._from_kept(key)
+        return block if block is not None else np.asarray(self._da[key].values)
+
+    def _from_kept(self, key: Any) -> np.ndarray | None:
+        """The window ``key`` cut from the kept chunks (decoding them first), or None
+        when keeping chunks would not pay: a strided read, chunks within a window."""
+        if self._da.ndim != 3 or not isinstance(key, tuple) or len(key) != 3:
+            return None
+        bands, rows, cols = key
+        if not all(isinstance(k, slice) and k.step in (None, 1) for k in (rows, cols)):
+            return None
+        height, width = self._da.shape[1:]
+        r0, r1, _ = rows.indices(height)
+        c0, c1, _ = cols.indices(width)
+        chunk_rows, chunk_cols = self._chunk
+        if chunk_rows <= r1 - r0 and chunk_cols <= c1 - c0:
+            return None  # every chunk read lies within the window: nothing to keep for later
+        top, bottom = r0 // chunk_rows * chunk_rows, min(height, -(-r1 // chunk_rows) * chunk_rows)
+        left, right = c0 // chunk_cols * chunk_cols, min(width, -(-c1 // chunk_cols) * chunk_cols)
+        kept = self._kept
+        if kept is None or not (kept[0] <= r0 and r1 <= kept[1] and kept[2] <= c0 and c1 <= kept[3]):
+            nbytes = self._da.shape[0] * (bottom - top) * (right - left) * self._da.dtype.itemsize
+            if nbytes > BAND_BUDGET:
+                return None
+            self._kept = None  # free the old chunks before decoding the new ones
+            block = np.asarray(self._da[:, top:bottom, left:right].values)
+            kept = self._kept = (top, bottom, left, right, block)
+        block = kept[4][:, r0 - kept[0] : r1 - kept[0], c0 - kept[2] : c1 - kept[2]]
+        return block[bands].copy()  # never a view: the caller may write into what it gets
 
     def close(self) -> None:
+        self._kept = None
         self._da.close()
