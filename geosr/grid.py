@@ -9,8 +9,11 @@ pixels, so its bounds equal the input's to the last bit of the affine terms.
 
 from __future__ import annotations
 
+import numpy as np
 from affine import Affine
 from odc.geo.geobox import GeoBox
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
 
 from geosr.errors import OptionError
 
@@ -55,3 +58,22 @@ def window_grid(grid: GeoBox, row: int, col: int, height: int, width: int) -> Ge
     """
     transform: Affine = grid.transform @ Affine.translation(col, row)
     return GeoBox((height, width), transform, grid.crs)
+
+
+def warp_onto(source: np.ndarray, source_grid: GeoBox, target: GeoBox, resampling: Resampling) -> np.ndarray:
+    """``source`` ``(C, h, w)`` on ``source_grid``, NaN where it has no data, resampled
+    band by band onto ``target``: ``(C, H, W)`` float32, NaN where nothing maps."""
+    out = np.full((source.shape[0], *target.shape.yx), np.nan, np.float32)
+    for band in range(source.shape[0]):
+        reproject(
+            source=source[band],
+            destination=out[band],
+            src_transform=source_grid.transform,
+            src_crs=source_grid.crs,
+            src_nodata=np.nan,
+            dst_transform=target.transform,
+            dst_crs=target.crs,
+            dst_nodata=np.nan,
+            resampling=resampling,
+        )
+    return out

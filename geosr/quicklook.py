@@ -14,13 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from affine import Affine
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
-from rasterio.warp import reproject
 
 from geosr.errors import InputError, OptionError, OutputError
-from geosr.grid import window_grid
+from geosr.grid import warp_onto, window_grid
 from geosr.io.bands import _canonical
 from geosr.io.scene import Scene, open_scene, read_window
 from geosr.normalise import valid_mask
@@ -85,26 +83,16 @@ def _on_grid(scene: Scene, bands: list[int], target: GeoBox, resampling: Resampl
     height, width = scene.grid.shape.yx
     inverse = ~scene.grid.transform
     left, bottom, right, top = target.boundingbox
-    corners = [inverse * (x, y) for x in (left, right) for y in (bottom, top)]
+    corners = [inverse @ (x, y) for x in (left, right) for y in (bottom, top)]
     col0 = max(int(np.floor(min(c for c, _ in corners))) - _MARGIN, 0)
     row0 = max(int(np.floor(min(r for _, r in corners))) - _MARGIN, 0)
     col1 = min(int(np.ceil(max(c for c, _ in corners))) + _MARGIN, width)
     row1 = min(int(np.ceil(max(r for _, r in corners))) + _MARGIN, height)
     source = read_window(scene, Window(row0, col0, row1 - row0, col1 - col0))[bands].astype(np.float32)
     source[~valid_mask(source, scene.nodata)] = np.nan
-    out = np.full((len(bands), *target.shape.yx), np.nan, np.float32)
-    reproject(
-        source,
-        out,
-        src_transform=scene.grid.transform @ Affine.translation(col0, row0),
-        src_crs=scene.grid.crs,
-        src_nodata=np.nan,
-        dst_transform=target.transform,
-        dst_crs=target.crs,
-        dst_nodata=np.nan,
-        resampling=resampling,
+    return warp_onto(
+        source, window_grid(scene.grid, row0, col0, row1 - row0, col1 - col0), target, resampling
     )
-    return out
 
 
 def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> list[np.ndarray]:

@@ -31,11 +31,10 @@ import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
-from rasterio.warp import reproject
 from scipy import ndimage
 
 from geosr.errors import InputError, OptionError
-from geosr.grid import scaled
+from geosr.grid import scaled, warp_onto
 from geosr.train.degrade import area_downsample
 
 
@@ -295,21 +294,7 @@ def reproject_onto_lr_grid(
     target = scaled(lr_grid, scale)
     ratio = abs(target.resolution.x) / abs(hr.grid.resolution.x)
     resampling = Resampling.average if ratio >= 1.5 else Resampling.cubic
-    h, w = target.shape.yx
-    out = np.full((hr.data.shape[0], h, w), np.nan, np.float32)
-    for c in range(hr.data.shape[0]):
-        reproject(
-            source=hr.data[c],
-            destination=out[c],
-            src_transform=hr.grid.transform,
-            src_crs=hr.grid.crs,
-            src_nodata=np.nan,
-            dst_transform=target.transform,
-            dst_crs=target.crs,
-            dst_nodata=np.nan,
-            resampling=resampling,
-        )
-    return out
+    return warp_onto(hr.data, hr.grid, target, resampling)
 
 
 @dataclass(frozen=True)
