@@ -409,7 +409,7 @@ def compare(
 def _show_warning(
     message: warnings.WarningMessage | Warning | str, category: type[Warning], *args: object, **kwargs: object
 ) -> None:
-    err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    err.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

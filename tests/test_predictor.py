@@ -70,6 +70,11 @@ def test_allocator_tuning_applies_once_and_keeps_results() -> None:
     assert torch.equal((x * 2) / 2, x)
 
 
+# These ask for bf16 on any CPU; where it is emulated, geosr warns (tested below).
+EMULATED_BF16_OK = pytest.mark.filterwarnings("ignore:--precision bf16:geosr.errors.GeosrWarning")
+
+
+@EMULATED_BF16_OK
 def test_cpu_batch_counts_the_images_a_model_sees() -> None:
     """A band-agnostic model sees each band of a tile as an image: many-band tiles go one at
     a time; a model built for a band layout sees one image per tile."""
@@ -92,6 +97,7 @@ def test_cpu_batch_counts_the_images_a_model_sees() -> None:
     assert Predictor(net, device="cpu", precision="bf16").images_per_call(batch=2, bands=3) == 1
 
 
+@EMULATED_BF16_OK
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cpu_calls_hold_one_image_in_bf16_and_pairs_in_fp32_with_the_whole_calls_pixels(
     precision: str,
@@ -168,10 +174,10 @@ def together():
     [t.start() for t in threads]
     [t.join() for t in threads]
 together()  # grows the heap
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(ROUNDS):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     together()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
     result = subprocess.run(
         [sys.executable, "-c", code.replace("ROUNDS", "10")],
@@ -180,7 +186,29 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
         check=True,
         timeout=300,
     )
-    faults = int(result.stdout.split()[-1])
-    # Over 10 warm rounds: 100-3 700 here (the one heap still grows when the threads' peaks
-    # coincide); 16 000-125 000 with per-thread arenas, which fault blocks in round after round.
-    assert faults < 10000, faults
+    faults = [int(n) for n in result.stdout.split()[-10:]]
+    # Per warm round: 8-17 faults here, with now and then a round of a few thousand while the
+    # one heap still grows to the threads' coinciding peaks (the sum of 10 rounds ranged from
+    # 100 to 12 000 across runs); 80 000-200 000 in every round with glibc's per-thread
+    # arenas, which fault their blocks in again round after round.  So the median round.
+    assert sorted(faults)[len(faults) // 2] < 1000, faults
+
+
+def test_bf16_asked_on_a_cpu_without_it_warns_and_auto_picks_what_the_cpu_has() -> None:
+    """On this machine's real CPU: no warning where oneDNN has native bf16, one where it would
+    emulate it (about 10x slower than fp32, seen on an AVX2 EPYC)."""
+    import warnings
+
+    from geosr.errors import GeosrWarning
+    from geosr.predictor import cpu_has_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resolve_precision("bf16", cpu) == "bf16"  # asked for: still honoured
+        assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_bf16() else "fp32")
+    messages = [str(w.message) for w in caught if issubclass(w.category, GeosrWarning)]
+    if cpu_has_bf16():
+        assert messages == []
+    else:
+        assert len(messages) == 1 and "no native bf16" in messages[0] and "--precision auto" in messages[0]

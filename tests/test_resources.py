@@ -280,6 +280,10 @@ def test_a_run_short_of_memory_takes_smaller_tiles(tmp_path: Path) -> None:
     text = " ".join(result.stderr.split())
     assert result.returncode == 0, result.stderr
     assert "b13.tif: tiles of 256 px instead of 512, so that the run fits in the" in text, text
+    # One line, not wrapped at the console's 80 columns, so that logs can be grepped.
+    said = [line for line in result.stderr.splitlines() if "instead of 512" in line]
+    assert len(said) == 1, said
+    assert said[0].startswith("warning:") and said[0].endswith("--tile sets the tile"), said
     assert "Traceback" not in text
     assert cog_validate(str(out), quiet=True)[0]
 
