@@ -72,7 +72,7 @@ def scene_for(src: str | Path, options: RunOptions) -> Scene:
     if when is not None:
         scene = dataclasses.replace(scene, tags={**scene.tags, "STAC_DATETIME": when})
     if options.nodata is not None:
-        scene = dataclasses.replace(scene, nodata=float(options.nodata))
+        scene = dataclasses.replace(scene, nodata=float(options.nodata), band_nodata=())
     if options.bands:
         scene = select_bands(scene, options.bands)
     area = area_of_interest(options)
@@ -96,7 +96,7 @@ def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
     for path in options.frames:
         frame = open_scene(path)
         if options.nodata is not None:
-            frame = dataclasses.replace(frame, nodata=float(options.nodata))
+            frame = dataclasses.replace(frame, nodata=float(options.nodata), band_nodata=())
         if options.bands:
             frame = select_bands(frame, options.bands)
         frames.append(check_frame(frame, scene))
@@ -116,7 +116,8 @@ def normalisation_for(
     sample = read_sample(scene)
     valid = valid_mask(sample, scene.nodata)
     if not valid.any():
-        hidden = f"nodata (nodata={scene.nodata})" + (" or masked" if scene.masked else "")
+        values = scene.band_nodata or (scene.nodata,)
+        hidden = f"nodata (nodata={', '.join(map(str, values))})" + (" or masked" if scene.masked else "")
         raise InputError(
             f"{scene.path}: every pixel is {hidden}; nothing to super-resolve. "
             "Check the nodata value and mask (gdalinfo) or pass --nodata to override the value"
@@ -447,7 +448,7 @@ def job_fingerprint(
         "device": predictor.torch_device.type,
         "precision": predictor.resolved_precision,
         "compile": opts.compile,
-        "nodata": repr(scene.nodata),
+        "nodata": repr(scene.band_nodata or scene.nodata),
         "normalisation": [norm.method, [repr(v) for v in norm.offset], [repr(v) for v in norm.scale]],
         "output": dst.suffix.lower(),
         "bands": opts.bands,

@@ -54,7 +54,7 @@ class RunPlan:
                 f"{s.count} x {s.dtype}: "
                 + ", ".join(d or f"band {i + 1}" for i, d in enumerate(s.descriptions or (None,) * s.count)),
             ),
-            ("nodata", "none" if s.nodata is None else f"{s.nodata:g}"),
+            ("nodata", _nodata_text(s)),
         ]
         if s.masked:
             rows.append(
@@ -112,6 +112,16 @@ class RunPlan:
                 )
             )
         return rows
+
+
+def _nodata_text(scene: Scene) -> str:
+    """``none``, the value, or per band: ``1 (band 1), 2 (band 2); the output uses 1``."""
+    if scene.band_nodata:
+        each = ", ".join(
+            f"{'none' if np.isnan(v) else f'{v:g}'} (band {i})" for i, v in enumerate(scene.band_nodata, 1)
+        )
+        return f"{each}; the output marks them all {scene.output_nodata:g}"
+    return "none" if scene.nodata is None else f"{scene.nodata:g}"
 
 
 def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) -> RunPlan:

@@ -5,11 +5,14 @@ Aerial and web imagery often marks its no-data area with a per-dataset mask
 pixels must not enter the model as data, and the output must mark them: geosr
 reads them as invalid and writes them as the output's nodata (0 for integers,
 NaN for floats), so a masked scene gives the very pixels of the same scene with
-the masked area set to a nodata value.
+the masked area set to a nodata value.  Bands with nodata values of their own (a
+VRT stacking separate files) are the same case: each band's nodata pixels are
+invalid in that band only.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +187,70 @@ def test_masked_reads_are_counted_as_floats_in_the_memory_bound(tmp_path: Path) 
     net = load_model("bicubic", bands=3, scale=2)
     plan = resource_plan(scene, net, Predictor(net, device="cpu"), tile=32, halo=4, batch=2, scale=2)
     assert (plan.in_itemsize, plan.out_itemsize) == (4, 1)
+
+
+def with_band_nodata(path: Path, data: np.ndarray, nodata: tuple[float, ...]) -> Path:
+    """A VRT over a GeoTIFF of ``data`` that gives each band its own nodata value, as
+    ``gdalbuildvrt -separate`` does for files with different nodata."""
+    from rasterio.shutil import copy
+
+    copy(write(path.with_suffix(".tif"), data), path, driver="VRT")
+    text = path.read_text()
+    for band, value in enumerate(nodata, start=1):
+        opening = re.search(f'<VRTRasterBand [^>]*band="{band}"[^>]*>', text)
+        assert opening is not None, text
+        end = opening.end()
+        text = text[:end] + f"<NoDataValue>{value}</NoDataValue>" + text[end:]
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("model", ["bicubic", None])
+def test_each_band_has_its_own_nodata(tmp_path: Path, model: str | None) -> None:
+    """Before, band 1's nodata stood for every band: band 2's nodata pixels (another value)
+    went into the model as data and rang into their neighbours, under the wrong label."""
+    from geosr.inspect import plan_run
+    from geosr.options import RunOptions
+
+    data = coordinate_pattern(2, 96, 112, "uint16") + 10  # no valid pixel is 1 or 2
+    hidden = hidden_area(96, 112)
+    other = np.zeros_like(hidden)
+    other[60:, :30] = True  # band 2 has no data in another place
+    data[0, hidden], data[1, other] = 1, 2
+    vrt = with_band_nodata(tmp_path / "stack.vrt", data, (1, 2))
+    scene = open_scene(vrt)
+    assert scene.band_nodata == (1, 2) and scene.nodata is None and scene.output_nodata == 1
+    assert dict(plan_run(vrt, RunOptions(scale=2, model="bicubic")).lines())["nodata"] == (
+        "1 (band 1), 2 (band 2); the output marks them all 1"
+    )
+    # The same valid pixels under one nodata value, the output's.
+    reference = write(tmp_path / "one.tif", np.where([hidden, other], 1, data).astype(data.dtype), nodata=1)
+
+    a = geosr.upscale_file(vrt, tmp_path / "stack_x2.tif", scale=2, model=model, tile=32)
+    b = geosr.upscale_file(reference, tmp_path / "one_x2.tif", scale=2, model=model, tile=32)
+    (pixels, profile, _), (expected, _, _) = read(a), read(b)
+    assert profile["nodata"] == 1
+    np.testing.assert_array_equal(pixels, expected)
+    for band, invalid in enumerate((hidden, other)):
+        invalid_hr = invalid.repeat(2, 0).repeat(2, 1)
+        assert (pixels[band, invalid_hr] == 1).all() and (pixels[band, ~invalid_hr] != 1).all()
+
+    # One band picked: its own value is the scene's and the output's.
+    picked = geosr.upscale_file(vrt, tmp_path / "b2_x2.tif", scale=2, model="bicubic", bands="2")
+    second, second_profile, _ = read(picked)
+    assert second_profile["nodata"] == 2
+    assert (second[0] == 2).sum() == 4 * other.sum()
+
+
+def test_training_reads_each_bands_own_nodata(tmp_path: Path) -> None:
+    from geosr.train.config import SceneSource
+    from geosr.train.data import load_scene
+
+    data = coordinate_pattern(2, 80, 90, "uint16") + 10
+    hidden = hidden_area(80, 90)
+    data[0, hidden], data[1, :20] = 1, 2
+    vrt = with_band_nodata(tmp_path / "stack.vrt", data, (1, 2))
+    scene = load_scene(vrt, SceneSource(str(vrt)))
+    invalid = np.diff(np.diff(scene.invalid_sat, axis=1), axis=2)  # back from the summed-area table
+    np.testing.assert_array_equal(invalid[0], hidden.astype(np.int32))
+    assert invalid[1, :20].all() and not invalid[1, 20:].any()

@@ -79,6 +79,12 @@ class Scene:
         bands).  Reads give such pixels as NaN (:func:`read_window`), so they
         are invalid like nodata, and the output marks them with
         :attr:`output_nodata`.
+    band_nodata : tuple of float
+        Each band's own nodata value (NaN for none) when the bands' values
+        differ, as in a VRT of separate files; empty otherwise.  Reads then give
+        every band's nodata pixels as NaN, :attr:`nodata` is None (a value shared
+        by all bands would hide another band's valid pixels), and the output,
+        which has one nodata value, takes the first band's.
     """
 
     path: str
@@ -101,22 +107,31 @@ class Scene:
     band_axis: str = "band"
     band_labels: tuple[Any, ...] = ()
     masked: bool = False
+    band_nodata: tuple[float, ...] = ()
 
     @property
     def output_nodata(self) -> float | None:
-        """The output's nodata value: the scene's own; for a masked scene without one,
-        0 (integers) or NaN (floats), which then marks the masked pixels.
+        """The output's nodata value: the scene's own; with per-band values, the first
+        band's that is a value; for a masked scene without one, 0 (integers) or NaN
+        (floats), which then marks the masked pixels.
 
         The output is a raster of predictions, so the valid predictions that
         round to that 0 are written as 1 (:func:`geosr.kernel.cast_to_dtype`).
         """
+        if self.band_nodata:
+            return next(v for v in self.band_nodata if not np.isnan(v))
         return fill_value(self.dtype, self.nodata) if self.masked else self.nodata
 
     @property
+    def nan_marks_invalid(self) -> bool:
+        """Whether reads mark invalid pixels as NaN in floats (a mask, per-band nodata)."""
+        return self.masked or bool(self.band_nodata)
+
+    @property
     def read_dtype(self) -> np.dtype:
-        """The dtype reads return: the file's, or for a masked scene floats that hold it
-        exactly, with NaN where the mask hides pixels."""
-        if not self.masked:
+        """The dtype reads return: the file's, or for a masked scene (or one with per-band
+        nodata) floats that hold it exactly, with NaN where pixels are invalid."""
+        if not self.nan_marks_invalid:
             return np.dtype(self.dtype)
         return np.dtype(np.float32 if np.dtype(self.dtype).itemsize <= 2 else np.float64)
 
@@ -194,12 +209,14 @@ def _describe_gdal(path: str, src: Any) -> Scene:
     data = data_bands(src)
     if not data:
         raise InputError(f"{path}: every band is an alpha band; there is no image to super-resolve")
+    band_nodata = _band_nodata(src, data)
     return Scene(
         path=path,
         grid=GeoBox((src.height, src.width), src.transform, src.crs),
         count=len(data),
         dtype=dtype,
-        nodata=src.nodata,
+        nodata=None if band_nodata else src.nodata,
+        band_nodata=band_nodata,
         descriptions=tuple(src.descriptions[b - 1] for b in data),
         colorinterp=tuple(src.colorinterp[b - 1].name for b in data),
         tags=dict(src.tags()),
@@ -211,6 +228,18 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         units=tuple(src.units[b - 1] or None for b in data),
         masked=hides_pixels(src, data[0]),
     )
+
+
+def _band_nodata(src: Any, data: list[int]) -> tuple[float, ...]:
+    """The data bands' nodata values (NaN for a band without one) when they differ, else ().
+
+    GDAL keeps a nodata value per band; a GeoTIFF has one for all, but a VRT that
+    stacks separate files, or a netCDF, may not.  ``src.nodata`` is band 1's.
+    """
+    values = [src.nodatavals[b - 1] for b in data]
+    if len({repr(v) for v in values}) < 2:
+        return ()
+    return tuple(np.nan if v is None else float(v) for v in values)
 
 
 def data_bands(src: Any) -> list[int]:
@@ -341,14 +370,20 @@ def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True) -> np.
         block = _from_row_band(scene, handle, indexes, window)
     else:
         block = handle.read(indexes, window=rio_window)
-    return _hide_masked(scene, block, handle.dataset_mask(window=rio_window)) if scene.masked else block
+    if not scene.nan_marks_invalid:
+        return block
+    return _hide_invalid(scene, block, handle.dataset_mask(window=rio_window) if scene.masked else None)
 
 
-def _hide_masked(scene: Scene, block: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _hide_invalid(scene: Scene, block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """``block`` as floats (exact for its dtype) with NaN where the file's ``mask`` hides
-    pixels: from here on they are invalid, like nodata (:func:`geosr.normalise.valid_mask`)."""
+    pixels and where a band holds its own nodata value (:attr:`Scene.band_nodata`): from
+    here on they are invalid, like nodata (:func:`geosr.normalise.valid_mask`)."""
     out = block.astype(scene.read_dtype)
-    out[:, mask == 0] = np.nan
+    if mask is not None:
+        out[:, mask == 0] = np.nan
+    for band, nodata in zip(out, scene.band_nodata, strict=False):
+        band[band == nodata] = np.nan
     return out
 
 

@@ -79,9 +79,10 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
         block = src.read(bands, window=window)
         # Pixels hidden by the file's mask or alpha band are invalid, as nodata is.
         shown = src.dataset_mask(window=window) > 0 if hides_pixels(src, bands[0]) else True
-        nodata = source.nodata if source.nodata is not None else src.nodata
+        # Each band's own nodata (a VRT of separate files may give them different ones).
+        nodata = [source.nodata if source.nodata is not None else src.nodatavals[b - 1] for b in bands]
         dtype = src.dtypes[0]
-    valid = valid_mask(block, nodata) & shown
+    valid = np.stack([valid_mask(band, value) for band, value in zip(block, nodata, strict=True)]) & shown
     norm = scene_normalisation(block, valid, method="percentile", low=0.1, high=99.9, source=str(path))
     data = norm.apply(block)
     data[~valid] = 0.0
