@@ -439,7 +439,7 @@ def job_fingerprint(
         "input": str(source.resolve()) if size is not None else scene.path,
         "input_bytes": size,
         "input_mtime_ns": mtime,
-        "variable": scene.variable,
+        "variable": scene.variable_name,
         "model": model_name,
         "weights": predictor.weights_digest(),
         "scale": opts.scale,

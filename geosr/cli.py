@@ -92,7 +92,9 @@ Compile = Annotated[
 Nodata = Annotated[
     float | None, typer.Option(help="Override the input's nodata value (e.g. 0 for Sentinel-2 JP2).")
 ]
-Variable = Annotated[str | None, typer.Option(help="Variable to read from a Zarr store.")]
+Variable = Annotated[
+    str | None, typer.Option(help="Variable to read from a Zarr store or a netCDF/HDF5 file of several.")
+]
 Input = Annotated[
     str,
     typer.Argument(

@@ -210,5 +210,5 @@ def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:
     positions = display_bands(scene)
     lr_bands = [scene.bands[p] - 1 for p in positions] if scene.bands else positions
     return render_compare(
-        scene.path, str(output), png, bands=positions, lr_bands=lr_bands, variable=scene.variable
+        scene.path, str(output), png, bands=positions, lr_bands=lr_bands, variable=scene.variable_name
     )

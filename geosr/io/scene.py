@@ -9,17 +9,20 @@ thread so that reading many tiles does not pay GDAL's open cost each time.
 from __future__ import annotations
 
 import os
+import re
 import threading
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
+from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
 from geosr.errors import InputError
@@ -51,6 +54,10 @@ class Scene:
         Dataset tags, carried to the output.
     variable : str or None
         Data variable of a Zarr store; None for GDAL rasters.
+    subdataset : str
+        The GDAL name of the variable read from a multi-variable GDAL file
+        (netCDF, HDF5), e.g. ``NETCDF:"chl.nc":tsm``; empty otherwise.  ``path``
+        stays the file, which messages and the run's fingerprint name.
     bands : tuple of int
         1-based band indexes of the file that this scene reads, in order; empty
         means all of them (see :mod:`geosr.io.bands`).
@@ -97,6 +104,7 @@ class Scene:
     tags: Mapping[str, str] = field(default_factory=dict)
     band_tags: tuple[Mapping[str, str], ...] = ()
     variable: str | None = None
+    subdataset: str = ""
     bands: tuple[int, ...] = ()
     origin: tuple[int, int] = (0, 0)
     file_shape: tuple[int, int] | None = None
@@ -143,6 +151,11 @@ class Scene:
     def is_zarr(self) -> bool:
         return self.variable is not None
 
+    @property
+    def variable_name(self) -> str | None:
+        """The variable read (``--variable``): a Zarr store's, or a multi-variable GDAL file's."""
+        return self.variable or (subdataset_variable(self.subdataset) if self.subdataset else None)
+
 
 def fill_value(dtype: str, nodata: float | None) -> float:
     """Nodata to write where a scene has no data (outside an area of interest, under
@@ -168,19 +181,60 @@ def open_scene(path: str | Path, *, variable: str | None = None) -> Scene:
     """
     path = str(path)
     if "://" not in path and not path.startswith("/vsi") and not Path(path).exists():
-        raise InputError(f"{path}: no such file or directory; check the path")
+        hint = ""
+        if re.match(r"^[A-Za-z0-9_]+:", path):  # NETCDF:"f.nc":var, HDF5:...: GDAL's subdataset names
+            hint = "; for a variable of a netCDF or HDF5 file, give the file and --variable NAME"
+        raise InputError(f"{path}: no such file or directory; check the path{hint}")
     if is_zarr_path(path):
         from geosr.io.zarr_scene import open_zarr_scene
 
         return open_zarr_scene(path, variable=variable)
     try:
-        with rasterio.open(path) as src:
-            return _describe_gdal(path, src)
+        with warnings.catch_warnings():
+            # A file of several variables is no raster itself: no geotransform, which is fine.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                subdataset = _pick_subdataset(path, src, variable)
+        if not subdataset:
+            with rasterio.open(path) as src:
+                return _describe_gdal(path, src)
+        with rasterio.open(subdataset) as src:
+            return replace(_describe_gdal(path, src), subdataset=subdataset)
     except RasterioIOError as exc:
         raise InputError(
             f"{path}: not a readable raster ({_first_line(exc)}); "
             "check that the file is complete and in a format GDAL reads"
         ) from None
+
+
+def _pick_subdataset(path: str, src: Any, variable: str | None) -> str:
+    """The GDAL name of ``variable`` in a multi-variable file (netCDF, HDF5), or "" for a
+    file that is one raster (whose variable, if named, must be ``variable``)."""
+    names = {subdataset_variable(name): name for name in src.subdatasets}
+    if src.count == 0 and names:
+        if variable is None:
+            raise InputError(
+                f"{path}: the file holds {len(names)} variables ({', '.join(names)}); "
+                "pick one with --variable NAME"
+            )
+        if variable not in names:
+            raise InputError(
+                f"{path}: no variable {variable!r}; the file holds {', '.join(names)} (--variable NAME)"
+            )
+        return names[variable]
+    own = src.tags(1).get("NETCDF_VARNAME") if src.count else None
+    if variable is not None and variable != own:
+        raise InputError(
+            f"{path}: --variable {variable} is for Zarr stores and files of several variables "
+            f"(netCDF, HDF5); this file is one raster{f' (variable {own})' if own else ''}"
+        )
+    return ""
+
+
+def subdataset_variable(name: str) -> str:
+    """The variable of a GDAL subdataset name: ``tsm`` of ``NETCDF:"f.nc":tsm``, ``B1`` of
+    ``HDF5:"f.h5"://B1``."""
+    return name.rsplit(":", 1)[-1].strip('"/')
 
 
 def _describe_gdal(path: str, src: Any) -> Scene:
@@ -196,7 +250,8 @@ def _describe_gdal(path: str, src: Any) -> Scene:
             f"{path}: data type {dtype} is not supported; "
             f"use one of {', '.join(SUPPORTED_DTYPES)} (gdal_translate -ot)"
         )
-    _check_georeferenced(path, src)
+    crs = src.crs or _cf_geographic(src)
+    _check_georeferenced(path, src, crs)
     if src.width < 1 or src.height < 1 or src.count < 1:
         raise InputError(f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)")
     if ColorInterp.palette in src.colorinterp:
@@ -212,7 +267,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
     band_nodata = _band_nodata(src, data)
     return Scene(
         path=path,
-        grid=GeoBox((src.height, src.width), src.transform, src.crs),
+        grid=GeoBox((src.height, src.width), src.transform, crs),
         count=len(data),
         dtype=dtype,
         nodata=None if band_nodata else src.nodata,
@@ -257,9 +312,21 @@ def hides_pixels(src: Any, band: int) -> bool:
     return MaskFlags.per_dataset in src.mask_flag_enums[band - 1]
 
 
-def _check_georeferenced(path: str, src: Any) -> None:
+def _cf_geographic(src: Any) -> CRS | None:
+    """EPSG:4326 for a netCDF/HDF5 variable on CF latitude/longitude coordinates without a
+    grid mapping, which GDAL leaves without a CRS (the Zarr reader reads them the same way:
+    by the CF conventions they are geographic degrees); else None."""
+    if src.driver not in ("netCDF", "HDF5") or src.transform.is_identity:
+        return None
+    units = {key.split("#")[0]: value for key, value in src.tags().items() if key.endswith("#units")}
+    lat = any(units.get(name) == "degrees_north" for name in ("lat", "latitude"))
+    lon = any(units.get(name) == "degrees_east" for name in ("lon", "longitude"))
+    return CRS.from_epsg(4326) if lat and lon else None
+
+
+def _check_georeferenced(path: str, src: Any, crs: CRS | None) -> None:
     """Refuse rasters whose output geosr could not georeference exactly."""
-    if src.crs is None or src.transform.is_identity:
+    if crs is None or src.transform.is_identity:
         gcps = src.gcps[0]
         if gcps:
             raise InputError(
@@ -273,7 +340,7 @@ def _check_georeferenced(path: str, src: Any) -> None:
                 "geosr needs to scale its grid exactly; orthorectify it first (gdalwarp -rpc -r cubic "
                 "FILE ortho.tif)"
             )
-    if src.crs is None:
+    if crs is None:
         raise InputError(
             f"{path}: the raster has no CRS, so its output could not be georeferenced; "
             "assign one first, e.g. gdal_edit.py -a_srs EPSG:32633 FILE"
@@ -298,7 +365,7 @@ _local = threading.local()
 def _dataset(scene: Scene) -> Any:
     """An open handle for ``scene`` owned by the calling thread (opened once per thread)."""
     cache: dict[tuple[str, str | None], Any] = _local.__dict__.setdefault("datasets", {})
-    key = (scene.path, scene.variable)  # a Zarr store's variables are different arrays
+    key = (scene.path, scene.variable or scene.subdataset)  # a file's variables are different arrays
     handle = cache.get(key)
     if handle is None:
         if scene.is_zarr:
@@ -306,7 +373,7 @@ def _dataset(scene: Scene) -> Any:
 
             handle = open_zarr_array(scene)
         else:
-            handle = rasterio.open(scene.path)
+            handle = rasterio.open(scene.subdataset or scene.path)
         cache[key] = handle
     return handle
 

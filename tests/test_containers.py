@@ -1,0 +1,96 @@
+"""Files of several variables that GDAL reads (netCDF, HDF5): ``--variable`` picks one.
+
+Ocean-colour and climate products come as netCDF, often on CF latitude/longitude
+coordinates without a grid mapping, which GDAL leaves without a CRS.  geosr reads
+those as EPSG:4326, as it reads the same coordinates in a Zarr store.  Before,
+such a file was refused ("the raster has no CRS", or for several variables the
+baffling "bands have different data types []"), and ``--variable`` was ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from affine import Affine
+
+import geosr
+from geosr.errors import InputError
+from tests.test_bad_input import assert_one_clear_line, run_cli
+
+LAT = 52.5 - 0.01 * (np.arange(40) + 0.5)
+LON = 4.0 + 0.01 * (np.arange(50) + 0.5)
+GRID = Affine(0.01, 0, 4.0, 0, -0.01, 52.5)
+
+
+def variables(path: Path) -> dict[str, np.ndarray]:
+    """A netCDF-3 file of two variables on CF lat/lon (xarray's scipy engine, no grid mapping)."""
+    rng = np.random.default_rng(0)
+    values = {
+        "chl": rng.random((40, 50)).astype(np.float32),
+        "tsm": 10 + 50 * rng.random((40, 50)).astype(np.float32),
+    }
+    values["tsm"][:5, :7] = np.nan  # a cloud
+    coords = {
+        "lat": ("lat", LAT, {"units": "degrees_north", "standard_name": "latitude"}),
+        "lon": ("lon", LON, {"units": "degrees_east", "standard_name": "longitude"}),
+    }
+    ds = xr.Dataset({k: (("lat", "lon"), v) for k, v in values.items()}, coords=coords)
+    ds.to_netcdf(path, engine="scipy")
+    return values
+
+
+def geotiff(path: Path, band: np.ndarray) -> Path:
+    profile = {"driver": "GTiff", "crs": "EPSG:4326", "transform": GRID, "count": 1, "nodata": np.nan}
+    with rasterio.open(path, "w", **profile, height=40, width=50, dtype="float32") as dst:
+        dst.write(band, 1)
+    return path
+
+
+@pytest.mark.parametrize("model", ["bicubic", None])
+def test_a_netcdf_variable_gives_the_pixels_of_the_same_geotiff(tmp_path: Path, model: str | None) -> None:
+    values = variables(tmp_path / "ocean.nc")
+    ocean, tif = tmp_path / "ocean.nc", geotiff(tmp_path / "tsm.tif", values["tsm"])
+    out = geosr.upscale_file(ocean, tmp_path / "tsm_x2.tif", scale=2, variable="tsm", model=model)
+    same = geosr.upscale_file(tif, tmp_path / "ref_x2.tif", scale=2, model=model)
+    with rasterio.open(out) as f, rasterio.open(same) as g:
+        assert f.crs.to_epsg() == 4326
+        assert f.transform.almost_equals(GRID @ Affine.scale(0.5))  # GDAL derives it from lat/lon
+        np.testing.assert_array_equal(f.read(), g.read())
+        assert np.isnan(f.read(1)[:10, :14]).all()  # the cloud stays nodata
+    chl = geosr.upscale_file(ocean, tmp_path / "chl_x2.tif", scale=2, variable="chl", model=model)
+    with rasterio.open(chl) as f:
+        assert abs(float(np.nanmean(f.read(1))) - float(values["chl"].mean())) < 1e-3  # the other variable
+
+
+def test_the_variable_must_be_named_and_exist(tmp_path: Path, capsys, monkeypatch) -> None:
+    variables(tmp_path / "ocean.nc")
+    code, err = run_cli(["run", str(tmp_path / "ocean.nc"), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(
+        code, err, "ocean.nc: the file holds 2 variables (chl, tsm); pick one with --variable"
+    )
+    assert "geotransform" not in err  # rasterio's warning about the container itself is not the user's
+    with pytest.raises(InputError, match="no variable 'sst'; the file holds chl, tsm"):
+        geosr.upscale_file(tmp_path / "ocean.nc", tmp_path / "x.tif", variable="sst", model="bicubic")
+    one = geotiff(tmp_path / "one.tif", np.ones((40, 50), np.float32))
+    with pytest.raises(InputError, match="--variable tsm is for Zarr stores and files of several variables"):
+        geosr.upscale_file(one, tmp_path / "y.tif", variable="tsm", model="bicubic")
+    code, err = run_cli(["run", f'NETCDF:"{tmp_path / "ocean.nc"}":tsm'], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "no such file or directory", "give the file and --variable NAME")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ocean.nc", "one.tif"]
+
+
+def test_runs_of_two_variables_are_two_jobs_and_the_quicklook_reads_the_variable(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    variables(tmp_path / "ocean.nc")
+    out = tmp_path / "x2.tif"
+    args = ["run", str(tmp_path / "ocean.nc"), "-o", str(out), "--scale", "2", "--model", "bicubic"]
+    assert run_cli([*args, "--variable", "tsm", "--quicklook"], capsys, monkeypatch)[0] == 0
+    assert (tmp_path / "x2.quicklook.png").stat().st_size > 0
+    # The same output path for the other variable is another job, not a finished one.
+    code, err = run_cli([*args, "--variable", "chl"], capsys, monkeypatch)
+    assert code == 2 and "already exists" in err and "same job" not in err, err
