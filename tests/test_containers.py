@@ -94,3 +94,18 @@ def test_runs_of_two_variables_are_two_jobs_and_the_quicklook_reads_the_variable
     # The same output path for the other variable is another job, not a finished one.
     code, err = run_cli([*args, "--variable", "chl"], capsys, monkeypatch)
     assert code == 2 and "already exists" in err and "same job" not in err, err
+
+
+def test_training_names_the_variables_and_how_to_export_one(tmp_path: Path) -> None:
+    from geosr.train.config import SceneSource
+    from geosr.train.data import load_scene
+
+    ocean = tmp_path / "ocean.nc"
+    variables(ocean)
+    with pytest.raises(
+        InputError, match=r"holds 2 variables \(chl, tsm\), which training does not read"
+    ) as said:
+        load_scene(ocean, SceneSource(str(ocean)))
+    name = str(said.value).split("gdal_translate '")[1].split("'")[0]
+    with rasterio.open(name) as src:  # the name it gives is one GDAL opens
+        assert src.tags(1)["NETCDF_VARNAME"] == "chl"

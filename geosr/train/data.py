@@ -15,6 +15,7 @@ square, then degraded (:mod:`geosr.train.degrade`).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geosr.errors import InputError, OptionError
-from geosr.io.scene import data_bands, hides_pixels
+from geosr.io.scene import data_bands, hides_pixels, subdataset_variable
 from geosr.normalise import scene_normalisation, valid_mask
 from geosr.train.config import SceneSource, resolve_sources
 from geosr.train.degrade import WALD, DegradationConfig, degrade_batch, margin_for
@@ -65,10 +66,20 @@ class TrainScene:
 def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
     """Read, mask and normalise one HR scene (the ``rows``/``cols`` part of it)."""
     try:
-        src = rasterio.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a container
+            src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"cannot open training raster {path}: {exc}") from exc
     with src:
+        if src.count == 0 and src.subdatasets:
+            first = src.subdatasets[0]
+            raise InputError(
+                f"{path} holds {len(src.subdatasets)} variables "
+                f"({', '.join(subdataset_variable(n) for n in src.subdatasets)}), which training does "
+                f"not read; write the one to train on to a GeoTIFF first, e.g. gdal_translate '{first}' "
+                f"{subdataset_variable(first)}.tif"
+            )
         bands = list(source.bands) if source.bands else data_bands(src)
         bad = [b for b in bands if not 1 <= b <= src.count]
         if bad or not bands:
