@@ -109,3 +109,27 @@ def test_training_names_the_variables_and_how_to_export_one(tmp_path: Path) -> N
     name = str(said.value).split("gdal_translate '")[1].split("'")[0]
     with rasterio.open(name) as src:  # the name it gives is one GDAL opens
         assert src.tags(1)["NETCDF_VARNAME"] == "chl"
+
+
+def test_short_variable_names_stay_apart_when_the_last_parts_are_alike() -> None:
+    """GDAL's SENTINEL2 driver names its subdatasets ``...:10m:EPSG_32633``, ``...:20m:EPSG_32633``:
+    keyed by their last part, all but one would vanish and --variable would pick the wrong one."""
+    from geosr.io.scene import subdataset_keys
+
+    safe = "SENTINEL2_L1C:/data/S2A.SAFE/MTD_MSIL1C.xml"
+    names = [f"{safe}:{part}:EPSG_32633" for part in ("10m", "20m", "60m", "TCI")]
+    assert subdataset_keys(names) == {
+        "10m:EPSG_32633": names[0],
+        "20m:EPSG_32633": names[1],
+        "60m:EPSG_32633": names[2],
+        "TCI:EPSG_32633": names[3],
+    }
+    assert subdataset_keys(['NETCDF:"/d/a.nc":chl_a', 'NETCDF:"/d/a.nc":chl_b']) == {
+        "chl_a": 'NETCDF:"/d/a.nc":chl_a',
+        "chl_b": 'NETCDF:"/d/a.nc":chl_b',
+    }
+    assert subdataset_keys(['HDF5:"/d/f.h5"://B1', 'HDF5:"/d/f.h5"://B2']) == {
+        "B1": 'HDF5:"/d/f.h5"://B1',
+        "B2": 'HDF5:"/d/f.h5"://B2',
+    }
+    assert subdataset_keys(['NETCDF:"/d/a.nc":tsm']) == {"tsm": 'NETCDF:"/d/a.nc":tsm'}

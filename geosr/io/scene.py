@@ -12,7 +12,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -54,10 +54,12 @@ class Scene:
         Dataset tags, carried to the output.
     variable : str or None
         Data variable of a Zarr store; None for GDAL rasters.
-    subdataset : str
+    subdataset, subdataset_key : str
         The GDAL name of the variable read from a multi-variable GDAL file
-        (netCDF, HDF5), e.g. ``NETCDF:"chl.nc":tsm``; empty otherwise.  ``path``
-        stays the file, which messages and the run's fingerprint name.
+        (netCDF, HDF5), e.g. ``NETCDF:"chl.nc":tsm``, and the short name
+        ``--variable`` gave for it (``tsm``, :func:`subdataset_keys`); empty
+        otherwise.  ``path`` stays the file, which messages and the run's
+        fingerprint name.
     bands : tuple of int
         1-based band indexes of the file that this scene reads, in order; empty
         means all of them (see :mod:`geosr.io.bands`).
@@ -105,6 +107,7 @@ class Scene:
     band_tags: tuple[Mapping[str, str], ...] = ()
     variable: str | None = None
     subdataset: str = ""
+    subdataset_key: str = ""
     bands: tuple[int, ...] = ()
     origin: tuple[int, int] = (0, 0)
     file_shape: tuple[int, int] | None = None
@@ -154,7 +157,7 @@ class Scene:
     @property
     def variable_name(self) -> str | None:
         """The variable read (``--variable``): a Zarr store's, or a multi-variable GDAL file's."""
-        return self.variable or (subdataset_variable(self.subdataset) if self.subdataset else None)
+        return self.variable or self.subdataset_key or None
 
 
 def fill_value(dtype: str, nodata: float | None) -> float:
@@ -194,12 +197,12 @@ def open_scene(path: str | Path, *, variable: str | None = None) -> Scene:
             # A file of several variables is no raster itself: no geotransform, which is fine.
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as src:
-                subdataset = _pick_subdataset(path, src, variable)
+                key, subdataset = _pick_subdataset(path, src, variable)
         if not subdataset:
             with rasterio.open(path) as src:
                 return _describe_gdal(path, src)
         with rasterio.open(subdataset) as src:
-            return replace(_describe_gdal(path, src), subdataset=subdataset)
+            return replace(_describe_gdal(path, src), subdataset=subdataset, subdataset_key=key)
     except RasterioIOError as exc:
         raise InputError(
             f"{path}: not a readable raster ({_first_line(exc)}); "
@@ -207,10 +210,10 @@ def open_scene(path: str | Path, *, variable: str | None = None) -> Scene:
         ) from None
 
 
-def _pick_subdataset(path: str, src: Any, variable: str | None) -> str:
-    """The GDAL name of ``variable`` in a multi-variable file (netCDF, HDF5), or "" for a
-    file that is one raster (whose variable, if named, must be ``variable``)."""
-    names = {subdataset_variable(name): name for name in src.subdatasets}
+def _pick_subdataset(path: str, src: Any, variable: str | None) -> tuple[str, str]:
+    """``variable`` and its GDAL name in a multi-variable file (netCDF, HDF5), or ("", "")
+    for a file that is one raster (whose variable, if named, must be ``variable``)."""
+    names = subdataset_keys(src.subdatasets)
     if src.count == 0 and names:
         if variable is None:
             raise InputError(
@@ -221,20 +224,27 @@ def _pick_subdataset(path: str, src: Any, variable: str | None) -> str:
             raise InputError(
                 f"{path}: no variable {variable!r}; the file holds {', '.join(names)} (--variable NAME)"
             )
-        return names[variable]
+        return variable, names[variable]
     own = src.tags(1).get("NETCDF_VARNAME") if src.count else None
     if variable is not None and variable != own:
         raise InputError(
             f"{path}: --variable {variable} is for Zarr stores and files of several variables "
             f"(netCDF, HDF5); this file is one raster{f' (variable {own})' if own else ''}"
         )
-    return ""
+    return "", ""
 
 
-def subdataset_variable(name: str) -> str:
-    """The variable of a GDAL subdataset name: ``tsm`` of ``NETCDF:"f.nc":tsm``, ``B1`` of
-    ``HDF5:"f.h5"://B1``."""
-    return name.rsplit(":", 1)[-1].strip('"/')
+def subdataset_keys(names: Sequence[str]) -> dict[str, str]:
+    """The short names ``--variable`` takes for a file's GDAL subdatasets, each to its GDAL name.
+
+    What follows the names' common prefix, from a colon on: ``chl`` and ``tsm`` of
+    ``NETCDF:"f.nc":chl`` and ``NETCDF:"f.nc":tsm``, ``B1`` of ``HDF5:"f.h5"://B1``, and
+    ``10m:EPSG_32633`` of ``SENTINEL2_L1C:MTD.xml:10m:EPSG_32633`` beside
+    ``20m:EPSG_32633`` (whose last parts are alike).  A single name keeps its last part.
+    """
+    # Character by character on purpose: these are GDAL names, not paths.
+    cut = os.path.commonprefix(list(names)).rfind(":") + 1  # noqa: RUF071
+    return {name[cut:].strip('"/'): name for name in names}
 
 
 def _describe_gdal(path: str, src: Any) -> Scene:
@@ -365,7 +375,7 @@ _local = threading.local()
 def _dataset(scene: Scene) -> Any:
     """An open handle for ``scene`` owned by the calling thread (opened once per thread)."""
     cache: dict[tuple[str, str | None], Any] = _local.__dict__.setdefault("datasets", {})
-    key = (scene.path, scene.variable or scene.subdataset)  # a file's variables are different arrays
+    key = (scene.path, scene.variable_name)  # a file's variables are different arrays
     handle = cache.get(key)
     if handle is None:
         if scene.is_zarr:

@@ -24,7 +24,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geosr.errors import InputError, OptionError
-from geosr.io.scene import data_bands, hides_pixels, subdataset_variable
+from geosr.io.scene import data_bands, hides_pixels, subdataset_keys
 from geosr.normalise import scene_normalisation, valid_mask
 from geosr.train.config import SceneSource, resolve_sources
 from geosr.train.degrade import WALD, DegradationConfig, degrade_batch, margin_for
@@ -73,12 +73,12 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
         raise InputError(f"cannot open training raster {path}: {exc}") from exc
     with src:
         if src.count == 0 and src.subdatasets:
-            first = src.subdatasets[0]
+            keys = subdataset_keys(src.subdatasets)
+            key, first = next(iter(keys.items()))
             raise InputError(
-                f"{path} holds {len(src.subdatasets)} variables "
-                f"({', '.join(subdataset_variable(n) for n in src.subdatasets)}), which training does "
-                f"not read; write the one to train on to a GeoTIFF first, e.g. gdal_translate '{first}' "
-                f"{subdataset_variable(first)}.tif"
+                f"{path} holds {len(keys)} variables ({', '.join(keys)}), which training does not "
+                f"read; write the one to train on to a GeoTIFF first, e.g. gdal_translate '{first}' "
+                f"{key.replace(':', '_').replace('/', '_')}.tif"
             )
         bands = list(source.bands) if source.bands else data_bands(src)
         bad = [b for b in bands if not 1 <= b <= src.count]
