@@ -85,3 +85,28 @@ def test_validation_catches_a_bad_projection_field(make_raster, tmp_path: Path) 
     item.properties["proj:shape"] = [1, 2, 3]
     with pytest.raises(pystac.errors.STACValidationError):
         validate_item(item)
+
+
+def test_stacked_assets_keep_their_own_nodata(make_raster, tmp_path: Path) -> None:
+    """Before, the stack gave every band the first asset's nodata: B08's nodata pixels (another
+    value) were read as data and B02's zeros (it declares none) as nodata."""
+    assets, data = {}, {}
+    for name, nodata in (("B04", 0), ("B08", 65535), ("B02", None)):
+        values = np.full((30, 30), 1000 + len(assets), np.uint16)
+        values[:6] = 0 if name != "B08" else 65535  # B02's zeros are data: it declares no nodata
+        data[name] = values
+        make_raster(f"{name}.tif", data=values[None], nodata=nodata)
+        assets[name] = {"href": f"./{name}.tif", "type": "image/tiff; application=geotiff", "roles": ["data"]}
+    doc = {"type": "Feature", "stac_version": "1.1.0", "id": "s2", "geometry": None,
+           "properties": {"datetime": "2022-03-01T10:00:00Z"}, "links": [], "assets": assets}  # fmt: skip
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(doc))
+    out = geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B04,B08,B02")
+    with rasterio.open(out) as f:
+        assert f.nodata == 0
+        sr = f.read()
+    top = np.zeros((60, 60), bool)
+    top[:12] = True
+    assert (sr[0][top] == 0).all() and (sr[1][top] == 0).all()  # nodata in both, as the output's 0
+    assert (sr[0][~top] == 1000).all() and (sr[1][~top] == 1001).all()
+    assert (sr[2] != 0).all()  # B02's zeros were data: the output moves them off its nodata value

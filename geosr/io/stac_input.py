@@ -103,7 +103,7 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
             with rasterio.open(href) as src:
                 here = (src.width, src.height, tuple(src.transform), src.crs)
                 if grid is None:
-                    grid, dtype, crs_wkt, nodata = here, src.dtypes[0], src.crs.to_wkt(), src.nodata
+                    grid, dtype, crs_wkt = here, src.dtypes[0], src.crs.to_wkt()
                 elif here != grid:
                     raise InputError(
                         f"{item_path}: asset {name!r} is on another grid than {assets[0][0]!r} "
@@ -112,7 +112,7 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
                     )
         except rasterio.errors.RasterioIOError as exc:
             raise InputError(f"{item_path}: asset {name!r} ({href}) cannot be read ({exc})") from None
-        bands.append((name, href))
+        bands.append((name, href, src.nodata))  # each asset's own (geosr.io.scene.Scene.band_nodata)
     assert grid is not None
     width, height, transform, _ = grid
     gdal_type = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
@@ -121,7 +121,7 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
                                                 transform[5], transform[3], transform[4]))  # fmt: skip
     parts = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
              f"<SRS>{escape(crs_wkt)}</SRS>", f"<GeoTransform>{geotransform}</GeoTransform>"]  # fmt: skip
-    for i, (name, href) in enumerate(bands, start=1):
+    for i, (name, href, nodata) in enumerate(bands, start=1):
         nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
         parts.append(
             f'<VRTRasterBand dataType="{gdal_type}" band="{i}"><Description>{escape(name)}</Description>{nd}'
