@@ -148,6 +148,21 @@ def test_raster_without_crs_is_refused(make_raster, tmp_path: Path, capsys, monk
     assert outputs_in(tmp_path) == []
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # writing the file
+def test_raster_without_any_georeferencing_gets_geosrs_line_only(tmp_path: Path) -> None:
+    # Before, rasterio's "Dataset has no geotransform ..." warning came first, as a second line.
+    import rasterio
+
+    path = tmp_path / "plain.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as dst:
+        dst.write(np.ones((1, 8, 8), np.uint8))
+    cli = subprocess.run(
+        [sys.executable, "-m", "geosr", "run", str(path)], capture_output=True, text=True, check=False
+    )
+    assert_one_clear_line(cli.returncode, cli.stderr, "plain.tif", "no CRS", "gdal_edit")
+    assert len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+
+
 def test_rotated_input_to_zarr_is_refused_before_any_compute(
     make_raster, tmp_path: Path, capsys, monkeypatch
 ) -> None:

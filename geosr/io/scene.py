@@ -194,13 +194,13 @@ def open_scene(path: str | Path, *, variable: str | None = None) -> Scene:
         return open_zarr_scene(path, variable=variable)
     try:
         with warnings.catch_warnings():
-            # A file of several variables is no raster itself: no geotransform, which is fine.
+            # A file of several variables is no raster itself (no geotransform), and a raster
+            # without one is refused below in one line of geosr's: rasterio's warning is noise.
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as src:
                 key, subdataset = _pick_subdataset(path, src, variable)
-        if not subdataset:
-            with rasterio.open(path) as src:
-                return _describe_gdal(path, src)
+                if not subdataset:
+                    return _describe_gdal(path, src)
         with rasterio.open(subdataset) as src:
             return replace(_describe_gdal(path, src), subdataset=subdataset, subdataset_key=key)
     except RasterioIOError as exc:
