@@ -118,7 +118,7 @@ def _nodata_text(scene: Scene) -> str:
     """``none``, the value, or per band: ``1 (band 1), 2 (band 2); the output uses 1``."""
     if scene.band_nodata:
         each = ", ".join(
-            f"{'none' if np.isnan(v) else f'{v:g}'} (band {i})" for i, v in enumerate(scene.band_nodata, 1)
+            f"{'none' if v is None else f'{v:g}'} (band {i})" for i, v in enumerate(scene.band_nodata, 1)
         )
         return f"{each}; the output marks them all {scene.output_nodata:g}"
     return "none" if scene.nodata is None else f"{scene.nodata:g}"

@@ -254,3 +254,18 @@ def test_training_reads_each_bands_own_nodata(tmp_path: Path) -> None:
     invalid = np.diff(np.diff(scene.invalid_sat, axis=1), axis=2)  # back from the summed-area table
     np.testing.assert_array_equal(invalid[0], hidden.astype(np.int32))
     assert invalid[1, :20].all() and not invalid[1, 20:].any()
+
+
+def test_a_picked_band_keeps_its_declared_nan_nodata(tmp_path: Path) -> None:
+    """Bands picked out of a per-band stack take their shared value: a declared NaN stays NaN
+    (the float output then marks nodata with NaN), a band without one has none."""
+    from geosr.io.bands import select_bands
+
+    data = coordinate_pattern(3, 20, 20, "float32")
+    vrt = with_band_nodata(tmp_path / "stack.vrt", data, ("nan", -9999, -9999))
+    scene = open_scene(vrt)
+    assert scene.nodata is None and scene.band_nodata[1:] == (-9999, -9999) and np.isnan(scene.band_nodata[0])
+    first = select_bands(scene, "1")
+    assert first.band_nodata == () and first.nodata is not None and np.isnan(first.nodata)
+    rest = select_bands(scene, "2,3")
+    assert rest.band_nodata == () and rest.nodata == -9999

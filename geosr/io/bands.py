@@ -18,12 +18,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
 
 from geosr.errors import InputError, OptionError
-from geosr.io.scene import Scene
+from geosr.io.scene import Scene, nodata_fields
 
 OFFSET_TAG = "BOA_ADD_OFFSET"
 
@@ -97,17 +94,8 @@ def select_bands(scene: Scene, wanted: str | Sequence[str | int]) -> Scene:
         offsets=pick(scene.offsets),
         units=pick(scene.units),
         band_labels=pick(scene.band_labels),
-        **_picked_nodata(pick(scene.band_nodata), scene.nodata),
+        **(nodata_fields(pick(scene.band_nodata)) if scene.band_nodata else {}),
     )
-
-
-def _picked_nodata(band_nodata: tuple[float, ...], nodata: float | None) -> dict[str, Any]:
-    """``nodata``/``band_nodata`` of a band selection: one shared value when the picked
-    bands' own values agree (:attr:`Scene.band_nodata`)."""
-    if len({repr(v) for v in band_nodata}) != 1:
-        return {"nodata": nodata, "band_nodata": band_nodata}
-    value = band_nodata[0]
-    return {"nodata": None if np.isnan(value) else value, "band_nodata": ()}
 
 
 def reflectance_offset(scene: Scene, override: float | None = None) -> tuple[float, ...] | None:

@@ -88,12 +88,12 @@ class Scene:
         bands).  Reads give such pixels as NaN (:func:`read_window`), so they
         are invalid like nodata, and the output marks them with
         :attr:`output_nodata`.
-    band_nodata : tuple of float
-        Each band's own nodata value (NaN for none) when the bands' values
+    band_nodata : tuple of float or None
+        Each band's own nodata value (None for none) when the bands' values
         differ, as in a VRT of separate files; empty otherwise.  Reads then give
         every band's nodata pixels as NaN, :attr:`nodata` is None (a value shared
         by all bands would hide another band's valid pixels), and the output,
-        which has one nodata value, takes the first band's.
+        which has one nodata value, takes the first band's that has one.
     """
 
     path: str
@@ -118,7 +118,7 @@ class Scene:
     band_axis: str = "band"
     band_labels: tuple[Any, ...] = ()
     masked: bool = False
-    band_nodata: tuple[float, ...] = ()
+    band_nodata: tuple[float | None, ...] = ()
 
     @property
     def output_nodata(self) -> float | None:
@@ -130,7 +130,7 @@ class Scene:
         round to that 0 are written as 1 (:func:`geosr.kernel.cast_to_dtype`).
         """
         if self.band_nodata:
-            return next(v for v in self.band_nodata if not np.isnan(v))
+            return next(v for v in self.band_nodata if v is not None)
         return fill_value(self.dtype, self.nodata) if self.masked else self.nodata
 
     @property
@@ -274,14 +274,12 @@ def _describe_gdal(path: str, src: Any) -> Scene:
     data = data_bands(src)
     if not data:
         raise InputError(f"{path}: every band is an alpha band; there is no image to super-resolve")
-    band_nodata = _band_nodata(src, data)
     return Scene(
         path=path,
         grid=GeoBox((src.height, src.width), src.transform, crs),
         count=len(data),
         dtype=dtype,
-        nodata=None if band_nodata else src.nodata,
-        band_nodata=band_nodata,
+        **nodata_fields([src.nodatavals[b - 1] for b in data]),
         descriptions=tuple(src.descriptions[b - 1] for b in data),
         colorinterp=tuple(src.colorinterp[b - 1].name for b in data),
         tags=dict(src.tags()),
@@ -295,16 +293,17 @@ def _describe_gdal(path: str, src: Any) -> Scene:
     )
 
 
-def _band_nodata(src: Any, data: list[int]) -> tuple[float, ...]:
-    """The data bands' nodata values (NaN for a band without one) when they differ, else ().
+def nodata_fields(values: Sequence[float | None]) -> dict[str, Any]:
+    """``nodata`` and ``band_nodata`` of a scene whose bands have the nodata ``values`` (None:
+    none): the shared value when they agree, else each band's (:attr:`Scene.band_nodata`).
 
     GDAL keeps a nodata value per band; a GeoTIFF has one for all, but a VRT that
-    stacks separate files, or a netCDF, may not.  ``src.nodata`` is band 1's.
+    stacks separate files, or a netCDF, may not (``src.nodata`` is band 1's).  A
+    selection of bands (:func:`geosr.io.bands.select_bands`) may agree again.
     """
-    values = [src.nodatavals[b - 1] for b in data]
-    if len({repr(v) for v in values}) < 2:
-        return ()
-    return tuple(np.nan if v is None else float(v) for v in values)
+    if len({repr(v) for v in values}) > 1:
+        return {"nodata": None, "band_nodata": tuple(None if v is None else float(v) for v in values)}
+    return {"nodata": values[0] if values else None, "band_nodata": ()}
 
 
 def data_bands(src: Any) -> list[int]:
@@ -460,7 +459,8 @@ def _hide_invalid(scene: Scene, block: np.ndarray, mask: np.ndarray | None) -> n
     if mask is not None:
         out[:, mask == 0] = np.nan
     for band, nodata in zip(out, scene.band_nodata, strict=False):
-        band[band == nodata] = np.nan
+        if nodata is not None:
+            band[band == nodata] = np.nan
     return out
 
 
