@@ -35,6 +35,26 @@ def test_frame_on_another_grid_is_reprojected_per_window(make_raster, tmp_path: 
     assert np.nanmax(np.abs(got - want)) < 60  # bilinear of a 2x decimation of a smooth ramp
 
 
+def test_frame_on_another_grid_keeps_each_bands_nodata(tmp_path: Path) -> None:
+    """Before, all bands were warped at once and band 1's nodata pixels (value 1)
+    came through as data, and were blended into their neighbours, where band 2 had data."""
+    from tests.test_masks import PROFILE, with_band_nodata, write
+
+    reference = open_scene(write(tmp_path / "ref.tif", coordinate_pattern(2, 60, 60, "uint16") + 10))
+    data = (coordinate_pattern(2, 60, 60, "uint16") + 10)[:, ::2, ::2].copy()  # valid pixels are >= 10
+    data[0, :, :10] = 1  # band 1: no data in the west
+    data[1, 15:, :] = 2  # band 2: no data in the south
+    vrt = with_band_nodata(tmp_path / "frame.vrt", data, (1, 2))
+    with rasterio.open(vrt, "r+") as dst:  # twice the pixel size of the reference
+        dst.transform = PROFILE["transform"] @ Affine.scale(2)
+    frame = open_scene(vrt)
+    assert frame.band_nodata == (1, 2) and frame.grid.shape.yx == (30, 30)
+    got = read_frame_window(frame, reference, Window(0, 0, 60, 60))
+    assert np.nanmin(got) >= 10  # no nodata value read as data, nor blended into a neighbour
+    assert np.isnan(got[0, :, :19]).all() and not np.isnan(got[0, :30, 21:]).any()
+    assert np.isnan(got[1, 31:]).all() and not np.isnan(got[1, :29, 21:]).any()
+
+
 def test_uncovered_frame_is_skipped_for_that_tile() -> None:
     norm = Normalisation((0.0,), (100.0,))
     raw = np.full((2, 3, 1, 8, 8), 50, np.float32)

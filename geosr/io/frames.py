@@ -74,18 +74,22 @@ def read_frame_window(frame: Scene, reference: Scene, window: Window) -> np.ndar
     r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
     target = window_grid(file_grid(reference), r0, c0, r1 - r0, c1 - c0)
     out = np.full((frame.count, r1 - r0, c1 - c0), np.nan, np.float32)
+    indexes = list(frame.bands) if frame.bands else list(range(1, frame.count + 1))
+    # One band at a time, each with its own nodata value: GDAL's warper, given all
+    # bands at once, let band 1's nodata pixels through as data where band 2 had data.
+    nodata = frame.band_nodata or (frame.nodata,) * frame.count
     try:
         src = _dataset(frame)
-        indexes = list(frame.bands) if frame.bands else list(range(1, frame.count + 1))
-        reproject(
-            rasterio.band(src, indexes),
-            out,
-            src_nodata=frame.nodata,
-            dst_transform=target.transform,
-            dst_crs=target.crs,
-            dst_nodata=np.nan,
-            resampling=Resampling.bilinear,
-        )
+        for band, (index, value) in enumerate(zip(indexes, nodata, strict=True)):
+            reproject(
+                rasterio.band(src, index),
+                out[band],
+                src_nodata=value,
+                dst_transform=target.transform,
+                dst_crs=target.crs,
+                dst_nodata=np.nan,
+                resampling=Resampling.bilinear,
+            )
     except (RasterioError, OSError, ValueError) as exc:
         raise InputError(f"{frame.path}: reprojecting the frame failed ({exc})") from None
     return out[:, (rows - r0)[:, None], (cols - c0)[None, :]]
