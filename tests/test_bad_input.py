@@ -100,6 +100,25 @@ def test_existing_output_is_kept_byte_identical(make_raster, tmp_path: Path, cap
     assert code == 0 and existing.read_bytes()[:2] in (b"II", b"MM")
 
 
+def test_overwrite_never_replaces_a_folder_that_is_not_a_zarr_store(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Before, --overwrite deleted whatever folder bore the output's .zarr name."""
+    path = make_raster()
+    folder = tmp_path / "scene_x2.zarr"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    args = ["run", str(path), "--model", "bicubic", "--scale", "2", "-o", str(folder), "--overwrite"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene_x2.zarr", "not a Zarr store", "choose another output path")
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    (folder / "notes.txt").unlink()  # an empty folder, or an earlier store, is replaced
+    code, _ = run_cli(args, capsys, monkeypatch)
+    assert code == 0 and (folder / "zarr.json").exists()
+    code, _ = run_cli(args, capsys, monkeypatch)
+    assert code == 0 and (folder / "zarr.json").exists()
+
+
 def test_rerun_of_a_finished_job_points_to_resume(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
     """Rerunning a finished batch: an output this same job wrote is kept, and the line
     says that --resume keeps it without computing it again (which it then does)."""

@@ -127,6 +127,11 @@ def check_writable(destination: Path, overwrite: bool) -> None:
     # is_symlink too: a dangling link "does not exist" but would still be clobbered.
     if (destination.exists() or destination.is_symlink()) and not overwrite:
         raise OutputError(f"{destination} already exists; pass --overwrite to replace it")
+    if _foreign_directory(destination):
+        raise OutputError(
+            f"{destination} is a directory of other files, not a Zarr store; --overwrite replaces "
+            "an earlier output, never a folder it did not write: move it or choose another output path"
+        )
     # os.access answers for the real user; root passes it everywhere except on a
     # read-only mount, which is why the sinks also create their temporary right away.
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -134,6 +139,17 @@ def check_writable(destination: Path, overwrite: bool) -> None:
             f"cannot write {destination}: directory {parent} is not writable; "
             "fix its permissions or choose another output path"
         )
+
+
+ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
+"""Files at the top of a Zarr store (v3, v2 group, v2 array)."""
+
+
+def _foreign_directory(path: Path) -> bool:
+    """Whether ``path`` is a directory holding files but no Zarr store, which replacing it would delete."""
+    if not path.is_dir() or path.is_symlink() or not any(path.iterdir()):
+        return False
+    return not any((path / marker).exists() for marker in ZARR_MARKERS)
 
 
 def remove_path(path: Path) -> None:
