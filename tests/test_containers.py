@@ -133,3 +133,48 @@ def test_short_variable_names_stay_apart_when_the_last_parts_are_alike() -> None
         "B2": 'HDF5:"/d/f.h5"://B2',
     }
     assert subdataset_keys(['NETCDF:"/d/a.nc":tsm']) == {"tsm": 'NETCDF:"/d/a.nc":tsm'}
+
+
+def test_a_zarr_input_keeps_its_stored_dtype_nodata_and_band_metadata(tmp_path: Path) -> None:
+    """Before, a Zarr input was read decoded: an int16 store with a _FillValue came out
+    float64 with NaN nodata and a uint16 one float32, and a geosr Zarr output run again
+    lost its bands' names, colours, scales, offsets and units (its descriptions became
+    "1", "2").  A chained run (x2 into Zarr, then x2 into COG) now describes its bands as
+    a direct x4 run does."""
+    from rasterio.enums import ColorInterp
+
+    data = np.full((3, 40, 48), 1200, np.int16)
+    data += np.arange(48, dtype=np.int16)
+    data[:, 5:9] = -9999
+    src = tmp_path / "rich.tif"
+    profile = {"driver": "GTiff", "crs": "EPSG:32633", "transform": Affine(10, 0, 4e5, 0, -10, 5e6)}
+    with rasterio.open(src, "w", **profile, width=48, height=40, count=3, dtype="int16", nodata=-9999) as dst:
+        dst.write(data)
+        dst.descriptions = ("B04", "B03", "B08")
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.undefined]
+        dst.scales, dst.offsets, dst.units = (1e-4,) * 3, (-0.1,) * 3, ("reflectance",) * 3
+        dst.update_tags(2, WAVELENGTH="560")
+
+    def described(path: Path) -> tuple:
+        with rasterio.open(path) as out:
+            return (
+                out.dtypes, out.nodata, out.descriptions, out.colorinterp,
+                out.scales, out.offsets, out.units, out.tags(2),
+            )  # fmt: skip
+
+    half = geosr.upscale_file(src, tmp_path / "half.zarr", scale=2, model="bicubic")
+    chained = geosr.upscale_file(half, tmp_path / "chained.tif", scale=2, model="bicubic")
+    direct = geosr.upscale_file(src, tmp_path / "direct.tif", scale=4, model="bicubic")
+    assert described(chained) == described(direct)
+    assert described(chained)[:2] == (("int16",) * 3, -9999)
+
+    # A uint16 store made with xarray, its nodata a _FillValue: uint16 out, 0 still nodata.
+    y, x = 5e6 - 10 * (np.arange(30) + 0.5), 4e5 + 10 * (np.arange(40) + 0.5)
+    values = np.arange(1, 1201, dtype=np.uint16).reshape(30, 40)
+    values[:2] = 0
+    cube = xr.DataArray(values, dims=("y", "x"), coords={"y": y, "x": x}, name="refl")
+    cube.rio.write_crs("EPSG:32633").rio.write_nodata(0).to_dataset().to_zarr(tmp_path / "u16.zarr")
+    out = geosr.upscale_file(tmp_path / "u16.zarr", tmp_path / "u16.tif", scale=2, model="bicubic")
+    with rasterio.open(out) as result:
+        assert (result.dtypes[0], result.nodata) == ("uint16", 0)
+        assert (result.read(1)[:4] == 0).all() and (result.read(1)[4:] > 0).all()

@@ -13,6 +13,11 @@ The georeferencing of a store is found, in order, from
 The transform comes from the coordinates (pixel centres) unless a
 ``GeoTransform`` is stored.  A leading dimension (``band``, ``time``, ...) is read
 as bands; a Zarr output keeps its name and coordinate values.
+
+Values are read as stored, not decoded: the store's dtype, its ``_FillValue``
+as the nodata, and ``scale_factor``/``add_offset`` carried to the output, as
+GDAL reads a GeoTIFF.  The bands' names, units, colours and tags come from the
+attributes a geosr Zarr output writes (:func:`band_metadata`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
 def _open_dataset(path: str) -> xr.Dataset:
     try:
         # chunks=None: lazily indexed arrays without dask, so the io layer stays dask-free.
-        return xr.open_zarr(path, decode_coords="all", chunks=None)
+        # mask_and_scale=False: the stored values and dtype, as GDAL reads a GeoTIFF's; the
+        # _FillValue stays the nodata and scale_factor/add_offset are carried to the output.
+        return xr.open_zarr(path, decode_coords="all", chunks=None, mask_and_scale=False)
     except Exception as exc:  # zarr raises many types for a broken store
         raise InputError(f"{path}: not a readable Zarr store ({exc}); check the path") from None
 
@@ -123,11 +130,12 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     count = int(np.prod([da.sizes[d] for d in da.dims if d not in (ydim, xdim)]))
     lead = [d for d in da.dims if d not in (ydim, xdim)]
     labelled = len(lead) == 1 and lead[0] in da.coords
-    descriptions: tuple[str | None, ...] = (
-        tuple(str(v) for v in da[lead[0]].values) if labelled else (None,) * count
-    )
+    labels = tuple(da[lead[0]].values) if labelled else ()
+    bands = band_metadata(da.attrs, count)
+    if "descriptions" not in bands and labels and not (lead[0] == "band" and _are_indexes(labels)):
+        bands["descriptions"] = tuple(str(v) for v in labels)  # the dates of a time cube, band names
     # The store's own attributes, then the variable's (a geosr output keeps its provenance on the store).
-    attrs = {**ds.attrs, **da.attrs}
+    attrs = {**ds.attrs, **{k: v for k, v in da.attrs.items() if k not in BAND_ATTRIBUTES}}
     tags = {str(k): str(v) for k, v in attrs.items() if isinstance(v, str | int | float)}
     return Scene(
         path=path,
@@ -135,13 +143,58 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         count=count,
         dtype=da.dtype.name,
         nodata=None if nodata is None else float(nodata),
-        descriptions=descriptions,
         tags=tags,
         variable=name,
         # A Zarr output keeps the axis (time of a cube) and its values.
         band_axis=lead[0] if len(lead) == 1 and lead[0] not in ("y", "x") else "band",
-        band_labels=tuple(da[lead[0]].values) if labelled else (),
+        band_labels=labels,
+        **bands,
     )
+
+
+BAND_ATTRIBUTES = frozenset(
+    {
+        *("long_name", "units", "colorinterp", "band_tags"),
+        *("scale_factor", "add_offset", "scales", "offsets"),
+        *("_FillValue", "missing_value", "grid_mapping", "coordinates"),
+    }
+)
+"""A variable's attributes that describe its bands or its encoding, not the scene: never tags."""
+
+
+def band_metadata(attrs: dict[str, Any], count: int) -> dict[str, Any]:
+    """The :class:`Scene` band fields that a variable's attributes give, as a geosr
+    Zarr output writes them (:mod:`geosr.io.zarr_store`) and CF has them.
+
+    A list holds one value per band; a single CF value (``long_name`` of a 2-D
+    variable, ``units``, ``scale_factor``/``add_offset``) holds for every band.
+    """
+
+    def per_band(value: Any) -> tuple[Any, ...] | None:
+        if isinstance(value, list | tuple) and len(value) == count:
+            return tuple(value)
+        return None if isinstance(value, list | tuple | dict) else (value,) * count
+
+    fields: dict[str, Any] = {}
+    names = per_band(attrs["long_name"]) if "long_name" in attrs else None
+    if names is not None and (count == 1 or isinstance(attrs["long_name"], list | tuple)):
+        fields["descriptions"] = tuple(str(n) or None for n in names)
+    if (units := per_band(attrs.get("units"))) is not None and any(u is not None for u in units):
+        fields["units"] = tuple(str(u) if u else None for u in units)
+    scales = per_band(attrs.get("scales", attrs.get("scale_factor", 1.0)))
+    offsets = per_band(attrs.get("offsets", attrs.get("add_offset", 0.0)))
+    if scales is not None and offsets is not None:
+        fields.update(scales=tuple(map(float, scales)), offsets=tuple(map(float, offsets)))
+    if (colorinterp := per_band(attrs.get("colorinterp"))) is not None and None not in colorinterp:
+        fields["colorinterp"] = tuple(map(str, colorinterp))
+    if (band_tags := attrs.get("band_tags")) is not None and len(band_tags) == count:
+        fields["band_tags"] = tuple({str(k): str(v) for k, v in tags.items()} for tags in band_tags)
+    return fields
+
+
+def _are_indexes(labels: tuple[Any, ...]) -> bool:
+    """Whether band labels are plain band numbers (rioxarray's 1..N), which describe nothing."""
+    return all(isinstance(v, int | np.integer) for v in labels)
 
 
 def open_zarr_array(scene: Scene) -> Any:
