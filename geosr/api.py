@@ -63,14 +63,18 @@ def scene_for(src: str | Path, options: RunOptions) -> Scene:
 
     A STAC Item is resolved to its raster asset(s) first (:mod:`geosr.io.stac_input`).
     """
-    when = None
+    item = None
     if is_stac_item(src):
-        src, when = resolve_stac(src, asset=options.asset, bands=options.bands)
+        item = resolve_stac(src, asset=options.asset, bands=options.bands)
     elif options.asset is not None:
         raise OptionError(f"{src}: --asset is for STAC Item inputs (.json); this input is a raster")
-    scene = open_scene(src, variable=options.variable)
-    if when is not None:
-        scene = dataclasses.replace(scene, tags={**scene.tags, "STAC_DATETIME": when})
+    scene = open_scene(item.href if item else src, variable=options.variable)
+    if item and item.stacked:
+        # The stack is a temporary VRT, new in every run: the Item stands for it in
+        # messages, provenance and the job's fingerprint (so that --resume finds the run).
+        scene = dataclasses.replace(scene, path=str(src), subdataset=item.href)
+    if item and item.when is not None:
+        scene = dataclasses.replace(scene, tags={**scene.tags, "STAC_DATETIME": item.when})
     if options.nodata is not None:
         scene = dataclasses.replace(scene, nodata=float(options.nodata), band_nodata=())
     if options.bands:

@@ -71,6 +71,14 @@ def test_item_with_single_band_assets_stacks_by_name(make_raster, tmp_path: Path
         assert np.abs(mean - red.read(1)).max() < 5
     written = pystac.Item.from_file(str(tmp_path / "rgb.stac.json"))
     assert written.datetime.isoformat().startswith("2022-03-01T10:00:00")
+    # The stack is a temporary VRT, new in each run; the Item stands for it.  Before, the
+    # provenance named the deleted VRT and every run counted as another job (no --resume).
+    assert [link.href for link in written.links if link.rel == "derived_from"] == [str(item)]
+    with rasterio.open(out) as f:
+        assert f.tags()["GEOSR_SOURCE"] == "item.json"
+    finished = out.stat().st_mtime_ns
+    geosr.upscale_file(item, out, scale=2, model="bicubic", bands="B04,B03,B02", stac=True, resume=True)
+    assert out.stat().st_mtime_ns == finished  # the same job: kept, not computed again
     one = geosr.upscale_file(item, tmp_path / "b3.tif", scale=2, model="bicubic", asset="B03")
     with rasterio.open(one) as f:
         assert f.count == 1

@@ -18,7 +18,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from xml.sax.saxutils import escape
 
 import rasterio
@@ -62,15 +62,24 @@ def _is_raster(asset: Any) -> bool:
     )
 
 
-def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> tuple[str, str | None]:
-    """The raster to open for the Item at ``path``, and its acquisition time (ISO) if any."""
+class Resolved(NamedTuple):
+    """The raster to open for an Item, its acquisition time (ISO) if any, and whether
+    the raster is a VRT that geosr made to stack assets (:func:`stack_assets`)."""
+
+    href: str
+    when: str | None
+    stacked: bool = False
+
+
+def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolved:
+    """The raster to open for the Item at ``path`` (see :class:`Resolved`)."""
     item = _item(path)
     when = item.datetime.isoformat() if item.datetime is not None else None
     keys = ", ".join(item.assets) or "none"
     if asset is not None:
         if asset not in item.assets:
             raise InputError(f"{path}: the Item has no asset {asset!r}; its assets are: {keys}")
-        return item.assets[asset].get_absolute_href(), when
+        return Resolved(item.assets[asset].get_absolute_href(), when)
     if bands:
         wanted = [b for b in parse_bands(bands) if isinstance(b, str)]
         by_name: dict[str, Any] = {}
@@ -81,8 +90,8 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> tuple[
         if wanted and all(_canonical(b) in by_name for b in wanted):
             chosen = [(b, by_name[_canonical(b)][1]) for b in wanted]
             if len({id(a) for _, a in chosen}) > 1:
-                return stack_assets(path, chosen), when
-            return chosen[0][1].get_absolute_href(), when
+                return Resolved(stack_assets(path, chosen), when, stacked=True)
+            return Resolved(chosen[0][1].get_absolute_href(), when)
     data = [a for a in item.assets.values() if "data" in (a.roles or []) and _is_raster(a)]
     rasters = data or [a for a in item.assets.values() if _is_raster(a)]
     if len(rasters) != 1:
@@ -90,7 +99,7 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> tuple[
             f"{path}: the Item has {len(rasters)} raster assets ({keys}); "
             "choose one with --asset KEY, or stack single-band assets with --bands KEY1,KEY2,..."
         )
-    return rasters[0].get_absolute_href(), when
+    return Resolved(rasters[0].get_absolute_href(), when)
 
 
 def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
