@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import xarray as xr
 
 import geosr
 from geosr.api import normalisation_for, scene_for
@@ -27,6 +28,9 @@ def test_select_and_order_by_name_or_index(make_raster, tmp_path: Path) -> None:
         assert np.abs(sr - lr).max() < 5
         assert np.abs(sr - a.read(1).astype(float)).min() > 100  # not band 1 (bands differ by 300)
         assert b.tags()["GEOSR_BANDS"] == "3,2,1"
+    # A Zarr output's band coordinate numbers the bands as the input did (before: 1, 2, 3).
+    store = geosr.upscale_file(src, tmp_path / "o.zarr", scale=2, model="bicubic", bands="B4,b03,1")
+    assert xr.open_zarr(store)["band"].values.tolist() == [3, 2, 1]
 
 
 def test_unknown_band_name_lists_the_known_ones(make_raster) -> None:

@@ -93,7 +93,8 @@ def select_bands(scene: Scene, wanted: str | Sequence[str | int]) -> Scene:
         scales=pick(scene.scales),
         offsets=pick(scene.offsets),
         units=pick(scene.units),
-        band_labels=pick(scene.band_labels),
+        # A Zarr output's band coordinate: the picked bands' labels, else their numbers in the file.
+        band_labels=pick(scene.band_labels) if scene.band_labels else indexes,
         **(nodata_fields(pick(scene.band_nodata)) if scene.band_nodata else {}),
     )
 
