@@ -74,24 +74,57 @@ def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int
     return [0, 1, 2]
 
 
-def _on_grid(scene: Scene, bands: list[int], target: GeoBox, resampling: Resampling) -> np.ndarray:
-    """``bands`` (0-based) of ``scene`` resampled onto ``target``, float32 with NaN.
-
-    Only the scene's pixels under ``target`` (and a margin for the kernel) are
-    read, through the scene's own reader: GeoTIFF, JPEG 2000, Zarr alike.
-    """
+def _footprint_window(scene: Scene, target: GeoBox) -> Window | None:
+    """The pixels of ``scene`` under ``target`` plus :data:`_MARGIN`, clipped to the
+    scene; None when ``target`` lies wholly outside it."""
     height, width = scene.grid.shape.yx
+    bounds = target.boundingbox
+    if scene.grid.crs is not None and target.crs is not None and scene.grid.crs != target.crs:
+        # The corners must be in the scene's CRS before its inverse transform applies.
+        bounds = target.extent.to_crs(scene.grid.crs).boundingbox
+    if not all(np.isfinite(bounds)):
+        return None  # the window cannot even be expressed in the scene's CRS
+    left, bottom, right, top = bounds
     inverse = ~scene.grid.transform
-    left, bottom, right, top = target.boundingbox
     corners = [inverse @ (x, y) for x in (left, right) for y in (bottom, top)]
     col0 = max(int(np.floor(min(c for c, _ in corners))) - _MARGIN, 0)
     row0 = max(int(np.floor(min(r for _, r in corners))) - _MARGIN, 0)
     col1 = min(int(np.ceil(max(c for c, _ in corners))) + _MARGIN, width)
     row1 = min(int(np.ceil(max(r for _, r in corners))) + _MARGIN, height)
-    source = read_window(scene, Window(row0, col0, row1 - row0, col1 - col0))[bands].astype(np.float32)
+    if col1 <= col0 or row1 <= row0:
+        return None
+    return Window(row0, col0, row1 - row0, col1 - col0)
+
+
+def _no_overlap(path: str, other: str) -> InputError:
+    return InputError(
+        f"{path} does not overlap {other}: no pixel of it lies in the area compared; "
+        "give rasters of the same area (the input and output of one run)"
+    )
+
+
+def _on_grid(
+    scene: Scene, bands: list[int], target: GeoBox, resampling: Resampling, *, other: str = ""
+) -> np.ndarray:
+    """``bands`` (0-based) of ``scene`` resampled onto ``target``, float32 with NaN.
+
+    Only the scene's pixels under ``target`` (and a margin for the kernel) are
+    read, through the scene's own reader: GeoTIFF, JPEG 2000, Zarr alike.
+
+    Raises
+    ------
+    InputError
+        ``scene`` has no pixel under ``target``, the window of ``other`` (the
+        super-resolved file) shown: the two rasters do not overlap.
+    """
+    window = _footprint_window(scene, target)
+    if window is None:
+        raise _no_overlap(scene.path, other or "the window shown")
+    row0, col0 = window.row, window.col
+    source = read_window(scene, window)[bands].astype(np.float32)
     source[~valid_mask(source, scene.nodata)] = np.nan
     return warp_onto(
-        source, window_grid(scene.grid, row0, col0, row1 - row0, col1 - col0), target, resampling
+        source, window_grid(scene.grid, row0, col0, window.height, window.width), target, resampling
     )
 
 
@@ -137,22 +170,30 @@ def render_compare(
 
     sr_scene = open_scene(sr)
     lr_scene = open_scene(lr, variable=variable)
+    # First: the pixel sizes of rasters far apart (or in other units) give no scale.
+    if _footprint_window(lr_scene, sr_scene.grid) is None:
+        raise _no_overlap(lr, sr)
     scale = round(abs(lr_scene.grid.resolution.x) / abs(sr_scene.grid.resolution.x))
     if scale < 1:
         raise InputError(
             f"{sr}: its pixels are not smaller than those of {lr}; is it the super-resolved output?"
         )
     sh, sw = sr_scene.grid.shape.yx
+    if sh < scale or sw < scale:
+        raise InputError(
+            f"{sr}: its {sw} x {sh} px are less than one pixel of {lr} (x{scale}); "
+            "is it the super-resolved output of that input?"
+        )
     win = parse_window(window, (sh // scale, sw // scale)).scaled(scale)
     target = window_grid(sr_scene.grid, win.row, win.col, win.height, win.width)
     show = display_bands(sr_scene, bands)
     panels = [
-        _on_grid(sr_scene, show, target, Resampling.nearest),
-        _on_grid(lr_scene, list(lr_bands) if lr_bands else show, target, Resampling.cubic),
+        _on_grid(sr_scene, show, target, Resampling.nearest, other=sr),
+        _on_grid(lr_scene, list(lr_bands) if lr_bands else show, target, Resampling.cubic, other=sr),
     ]
     titles = [" ".join(filter(None, ("geosr", sr_scene.tags.get("GEOSR_MODEL"), f"x{scale}"))), "bicubic"]
     if hr is not None:
-        panels.append(_on_grid(open_scene(hr), show, target, Resampling.nearest))
+        panels.append(_on_grid(open_scene(hr), show, target, Resampling.nearest, other=sr))
         titles.append("reference")
     images = stretch(panels)
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference

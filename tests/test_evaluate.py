@@ -157,3 +157,136 @@ def test_wald_on_a_zarr_store_picks_its_variable_and_scores_like_the_geotiff(mak
         [*cli, "--variable", "refl"], capture_output=True, text=True, timeout=300, check=False
     )
     assert ran.returncode == 0, ran.stderr
+
+
+def _refuse_to_evaluate(*_: object, **__: object) -> None:
+    raise AssertionError("the evaluation ran before the options were checked")
+
+
+@pytest.mark.parametrize(
+    ("reports", "needles"),
+    [
+        # The plot's format was checked by matplotlib only when it saved, after the whole
+        # evaluation (a traceback), and same.out was left holding the JSON.
+        (["--json", "same.out", "--plot", "same.out"], ["same.out", "cannot write .out", ".png"]),
+        (["--plot", "gain"], ["gain", "no extension", ".png"]),
+        # The same path for both: the PNG silently replaced the JSON.
+        (["--json", "r.png", "--plot", "r.png"], ["--json and --plot both name", "r.png"]),
+        # A folder passed check_writable with --overwrite; writing failed at the end.
+        (["--json", "folder", "--overwrite"], ["--json", "folder is a directory"]),
+        (["--plot", "folder.png", "--overwrite"], ["--plot", "folder.png is a directory"]),
+    ],
+)
+def test_evaluate_checks_report_paths_before_evaluating(
+    make_raster, tmp_path, capsys, monkeypatch, reports, needles
+) -> None:
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    hr = make_raster("field.tif", height=32, width=32)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder.png").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("geosr.evaluation.wald.evaluate_wald", _refuse_to_evaluate)
+    code, err = run_cli(["evaluate", str(hr), "-s", "2", "--model", "bicubic", *reports], capsys, monkeypatch)
+    assert_one_clear_line(code, err, *needles)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["field.tif", "folder", "folder.png"]
+    assert not any((tmp_path / "folder").iterdir()) and not any((tmp_path / "folder.png").iterdir())
+
+
+def test_evaluate_workdir_that_is_a_file_is_one_line(make_raster, tmp_path, capsys, monkeypatch) -> None:
+    # It was a FileExistsError traceback from mkdir.
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    hr = make_raster("field.tif", height=32, width=32)
+    before = hr.read_bytes()
+    args = ["evaluate", str(hr), "-s", "2", "--border", "2", "--model", "bicubic", "--workdir", str(hr)]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "field.tif is a file, not a directory")
+    assert hr.read_bytes() == before
+
+
+def test_evaluate_keeps_the_workdir_of_an_earlier_run_unless_told_to_overwrite(
+    make_raster, tmp_path, capsys, monkeypatch
+) -> None:
+    # A second run with the same --workdir silently replaced the first run's GeoTIFFs.
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    hr = make_raster("field.tif", height=32, width=32)
+    work = tmp_path / "wd"
+    args = ["evaluate", str(hr), "-s", "2", "--border", "2", "--model", "bicubic", "--workdir", str(work)]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert code == 0, err
+    kept = {p.name: p.stat().st_mtime_ns for p in work.iterdir()}
+    assert set(kept) == {"000_field_lr.tif", "000_field_sr.tif", "000_field_bicubic.tif"}
+    monkeypatch.setattr("geosr.api.upscale_file", _refuse_to_evaluate)
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "000_field_lr.tif already exists", "--overwrite")
+    assert {p.name: p.stat().st_mtime_ns for p in work.iterdir()} == kept
+    monkeypatch.undo()
+    code, err = run_cli([*args, "--overwrite"], capsys, monkeypatch)
+    assert code == 0, err
+
+
+def _strict_json(text: str) -> dict:
+    """``json.loads`` that rejects the non-standard Infinity/NaN tokens, as browsers and jq do."""
+
+    def reject(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def test_a_constant_band_is_not_scored_and_said_so(make_raster, tmp_path) -> None:
+    """A constant reference band has no PSNR range: its metrics were computed on a made-up
+    range of 1, an exact 'SR' made the gain infinite, the table printed 'inf' where the
+    summary said '-inf', and the JSON held bare Infinity tokens.  Now the band is n/a with
+    a note, the means are over the other bands, and the JSON is strict with null + note."""
+    from rich.console import Console
+
+    rng = np.random.default_rng(3)
+    data = np.stack([rng.integers(0, 1000, (48, 48)), np.full((48, 48), 7)]).astype("uint16")
+    path = make_raster("hr.tif", data=data)
+    report = evaluate_wald([path], scale=2, model="fake", border=2, upscaler=_fake_upscaler)
+    textured, constant = report.images[0].bands
+    assert textured.scored and not textured.note
+    assert not constant.scored and "constant" in constant.note and math.isnan(constant.gain_db)
+    summary = report.summary()
+    assert summary["gain_db"] == pytest.approx(textured.gain_db)
+    assert summary["min_gain_db"] == pytest.approx(textured.gain_db)
+    assert (summary["image_bands"], summary["excluded_image_bands"]) == (2, 1)
+
+    data = _strict_json(write_json(report, tmp_path / "r.json").read_text())
+    band2 = data["images"][0]["bands"][1]
+    assert band2["gain_db"] is None and band2["psnr"] is None and "constant" in band2["note"]
+    assert data["summary"]["gain_db"] == pytest.approx(textured.gain_db)
+    assert "1 of 2 image bands left out" in data["summary"]["note"]
+
+    console = Console(record=True, width=250)
+    print_report(report, console)
+    text = console.export_text()
+    assert "inf" not in text
+    assert "band 2: the reference band is constant" in text
+    assert f"mean gain over bicubic {textured.gain_db:+.2f} dB" in text and "over 1 of 2 image bands" in text
+
+
+def _exact_bicubic(src: Path, dst: Path, *, scale: int, model: str | None, **kwargs: object) -> Path:
+    """The fake upscaler with the roles swapped: 'bicubic' is exact, the 'SR' off by 2."""
+    return _fake_upscaler(src, dst, scale=scale, model="sr" if model == "bicubic" else "bicubic")
+
+
+def test_an_infinite_psnr_keeps_its_sign_and_is_null_in_json(make_raster, tmp_path) -> None:
+    # The table printed "inf" for a gain of -inf (the sign was lost) and the JSON "-Infinity".
+    from rich.console import Console
+
+    blocks = np.random.default_rng(1).integers(0, 1000, (1, 20, 20)).astype("uint16")
+    path = make_raster("hr.tif", data=np.kron(blocks, np.ones((2, 2), "uint16")))
+    report = evaluate_wald([path], scale=2, model="fake", border=4, upscaler=_exact_bicubic)
+    band = report.images[0].bands[0]
+    assert band.gain_db == -math.inf and "bicubic equals the reference exactly" in band.note
+    console = Console(record=True, width=250)
+    print_report(report, console)
+    row = next(line for line in console.export_text().splitlines() if "hr.tif" in line)
+    assert row.split("│")[-3].strip() == "-inf"  # the gain column
+    data = _strict_json(write_json(report, tmp_path / "r.json").read_text())
+    assert data["images"][0]["bands"][0]["psnr_bicubic"] is None
+    assert data["summary"]["gain_db"] is None and "left out" in data["summary"]["note"]

@@ -87,3 +87,24 @@ def test_compare_and_quicklook_read_zarr_like_geotiff(make_raster, tmp_path: Pat
     result = CliRunner().invoke(app, ["compare", str(store), str(sr), "--variable", "refl", "-o", str(png)])
     assert result.exit_code == 0, result.output
     assert imread(png).shape[1] > 1.5 * imread(png).shape[0]
+
+
+def test_compare_of_rasters_that_do_not_overlap_is_one_line(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """An LR, or an --hr reference, of another area: GDAL died on a 0 x 0 window, numpy on
+    an empty read; now one line naming both files, exit 2 and no PNG."""
+    from tests.conftest import UTM_TRANSFORM
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr = make_raster("here.tif", height=40, width=40)
+    far = make_raster(
+        "far.tif", height=40, width=40, transform=UTM_TRANSFORM @ UTM_TRANSFORM.translation(1000, 0)
+    )
+    sr = geosr.upscale_file(lr, tmp_path / "here_sr.tif", scale=2, model="bicubic")
+    png = tmp_path / "c.png"
+    code, err = run_cli(["compare", str(far), str(sr), "-o", str(png)], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "far.tif does not overlap", "here_sr.tif")
+    code, err = run_cli(["compare", str(lr), str(sr), "--hr", str(far), "-o", str(png)], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "far.tif does not overlap", "here_sr.tif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["far.tif", "here.tif", "here_sr.tif"]

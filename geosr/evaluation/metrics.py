@@ -36,14 +36,20 @@ def _border_mask(shape: tuple[int, ...], border: int) -> np.ndarray:
     return mask
 
 
-def psnr_range(reference: np.ndarray, valid: np.ndarray | None = None) -> float:
-    """99.9th minus 0.1st percentile of the valid pixels of one band."""
+def _span(reference: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, float]:
+    """0.1st and 99.9th percentile of the valid pixels of one band."""
     values = reference[valid] if valid is not None else reference.ravel()
     values = values[np.isfinite(values)]
     if values.size == 0:
         raise InputError("the reference band has no valid pixel")
     lo, hi = np.percentile(values.astype(np.float64), [0.1, 99.9])
-    return float(hi - lo) if hi > lo else 1.0
+    return float(lo), float(hi)
+
+
+def psnr_range(reference: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """99.9th minus 0.1st percentile of the valid pixels of one band (1 where they are equal)."""
+    lo, hi = _span(reference, valid)
+    return hi - lo if hi > lo else 1.0
 
 
 def psnr(
@@ -128,6 +134,34 @@ class BandMetrics:
     gain_db: float
     lr_consistency: float
     psnr_range: float
+    note: str = ""
+    """Why some metric is not a finite number (and the band left out of the means); empty otherwise."""
+
+    @property
+    def scored(self) -> bool:
+        """Whether every PSNR/SSIM figure is a finite number, so that the band enters the means."""
+        values = (self.psnr, self.ssim, self.psnr_bicubic, self.ssim_bicubic, self.gain_db)
+        return all(np.isfinite(values))
+
+
+def _constant_band(band: int, value: float) -> BandMetrics:
+    nan = float("nan")
+    note = (
+        f"the reference band is constant ({value:g} from its 0.1st to its 99.9th percentile): "
+        "PSNR and SSIM are undefined without a range of values; not scored, left out of the means"
+    )
+    return BandMetrics(band, nan, nan, nan, nan, nan, nan, 0.0, note)
+
+
+def _infinity_note(psnr_sr: float, psnr_bicubic: float) -> str:
+    # MSE 0: the PSNR is rightly infinite, but a mean over it says nothing.
+    exact = [name for name, p in (("geosr", psnr_sr), ("bicubic", psnr_bicubic)) if np.isinf(p)]
+    if not exact:
+        return ""
+    return (
+        f"{' and '.join(exact)} equal{'s' if len(exact) == 1 else ''} the reference exactly (MSE 0): "
+        "PSNR is infinite; left out of the means"
+    )
 
 
 def band_metrics(
@@ -141,8 +175,15 @@ def band_metrics(
     valid: np.ndarray | None = None,
     border: int = 16,
 ) -> BandMetrics:
-    """All metrics of one band; ``lr_consistency`` is a fraction of the PSNR range."""
-    rng = psnr_range(hr, valid)
+    """All metrics of one band; ``lr_consistency`` is a fraction of the PSNR range.
+
+    A constant reference band has no PSNR range: its metrics are NaN and its
+    ``note`` says why (:attr:`BandMetrics.scored` is false for it).
+    """
+    lo, hi = _span(hr, valid)
+    if hi <= lo:
+        return _constant_band(band, lo)
+    rng = hi - lo
     p = psnr(sr, hr, data_range=rng, valid=valid, border=border)
     pb = psnr(bicubic, hr, data_range=rng, valid=valid, border=border)
     return BandMetrics(
@@ -151,7 +192,9 @@ def band_metrics(
         ssim=ssim(sr, hr, data_range=rng, valid=valid, border=border),
         psnr_bicubic=pb,
         ssim_bicubic=ssim(bicubic, hr, data_range=rng, valid=valid, border=border),
+        # Infinite minus infinite is NaN, not 0: both exact is no gain we can measure.
         gain_db=p - pb,
         lr_consistency=lr_consistency(sr, lr, scale) / rng,
         psnr_range=rng,
+        note=_infinity_note(p, pb),
     )

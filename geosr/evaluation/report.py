@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -14,7 +16,12 @@ from geosr.evaluation.wald import EvalReport
 
 
 def _fmt(value: float, digits: int = 2) -> str:
-    return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+    """A metric for the table: its sign kept for infinities, "n/a" where it is undefined."""
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.{digits}f}"
 
 
 def table(report: EvalReport) -> Table:
@@ -66,16 +73,104 @@ def table(report: EvalReport) -> Table:
 def print_report(report: EvalReport, console: Console | None = None) -> None:
     console = console or Console()
     console.print(table(report))
+    for im in report.images:
+        for b in im.bands:
+            if b.note:
+                name = Path(im.path.split(" vs ")[0]).name
+                console.print(f"note: {name} band {b.band}: {b.note}", highlight=False)
     s = report.summary()
     if s:
-        console.print(f"mean gain over bicubic {s['gain_db']:+.2f} dB, worst {s['min_gain_db']:+.2f} dB")
+        console.print(_summary_line(s), highlight=False)
+
+
+def _summary_line(s: dict[str, Any]) -> str:
+    """The last line of the report; it says over which bands the means are, as the table's mean row."""
+    total, excluded = s["image_bands"], s["excluded_image_bands"]
+    if excluded == total:
+        return "no image band could be scored (see the notes above): no mean gain over bicubic"
+    line = f"mean gain over bicubic {s['gain_db']:+.2f} dB, worst {s['min_gain_db']:+.2f} dB"
+    if excluded:
+        line += f" (over {total - excluded} of {total} image bands; see the notes above)"
+    return line
+
+
+def plot_formats() -> list[str]:
+    """The file extensions (without the dot) that ``--plot`` can write: matplotlib's Agg canvas's."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    except ImportError as exc:
+        raise OptionError("--plot needs matplotlib: pip install matplotlib") from exc
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
+def _check_plot_format(plot: Path) -> None:
+    # matplotlib picks the format from the extension only when it saves, after the
+    # whole evaluation; without one it would even write another file (plot.png).
+    formats = plot_formats()
+    fmt = plot.suffix[1:].lower()
+    if fmt not in formats:
+        what = f"matplotlib cannot write .{fmt} images" if fmt else "no extension names its image format"
+        raise OptionError(
+            f"--plot {plot}: {what}; end the path with one of " + ", ".join(f".{f}" for f in formats)
+        )
+
+
+def check_report_paths(
+    json_path: Path | None,
+    plot: Path | None,
+    *,
+    overwrite: bool,
+    inputs: Sequence[Path] = (),
+) -> None:
+    """Fail fast, before the evaluation (which can take long), on report paths that cannot work.
+
+    Parameters
+    ----------
+    json_path, plot : Path or None
+        The ``--json`` and ``--plot`` destinations.
+    overwrite : bool
+        Whether existing report files may be replaced.
+    inputs : sequence of Path
+        The rasters evaluated: a report never replaces one, even with ``overwrite``.
+
+    Raises
+    ------
+    OptionError
+        The plot's extension is not a format matplotlib writes, or both reports
+        name the same file (the plot would silently replace the JSON).
+    OutputError
+        A destination is a directory, an input, exists without ``overwrite``, or
+        its directory is missing or not writable.
+    """
+    from geosr.io.atomic import check_writable
+
+    if plot is not None:
+        _check_plot_format(plot)
+    if json_path is not None and plot is not None and json_path.resolve() == plot.resolve():
+        raise OptionError(
+            f"--json and --plot both name {json_path}: the plot would replace the JSON; "
+            "give two different paths"
+        )
+    sources = {Path(i).resolve() for i in inputs}
+    for option, path in (("--json", json_path), ("--plot", plot)):
+        if path is None:
+            continue
+        if path.is_dir():
+            # --overwrite replaces report files, never a folder (check_writable lets an
+            # empty one or a Zarr store through: those are outputs of `geosr run`).
+            raise OutputError(f"{option} {path} is a directory; give the path of a file")
+        if path.resolve() in sources:
+            raise OutputError(f"{option} {path} is an input of this evaluation; give another path")
+        check_writable(path.absolute(), overwrite)
 
 
 def write_json(report: EvalReport, path: str | Path) -> Path:
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(report.to_dict(), indent=2, allow_nan=True), encoding="utf-8")
+        # allow_nan=False: to_dict has made every metric finite or None, and a stray
+        # Infinity token would make the file unreadable to strict JSON parsers.
+        p.write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False), encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot write the JSON report to {p}: {exc}") from exc
     return p
@@ -90,13 +185,17 @@ def write_plot(report: EvalReport, path: str | Path) -> Path:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise OptionError("--plot needs matplotlib: pip install matplotlib") from exc
-    labels, gains = [], []
+    labels, gains, colours = [], [], []
     for im in report.images:
         for b in im.bands:
-            labels.append(f"{Path(im.path.split(' vs ')[0]).stem[:18]} b{b.band}")
-            gains.append(b.gain_db)
+            label = f"{Path(im.path.split(' vs ')[0]).stem[:18]} b{b.band}"
+            # A band without a finite gain gets an empty bar (matplotlib cannot draw an
+            # infinite one), marked as such, rather than vanishing from the chart.
+            labels.append(label if b.scored else f"{label} (n/a)")
+            gains.append(b.gain_db if b.scored else 0.0)
+            colours.append("tab:gray" if not b.scored else "tab:green" if b.gain_db >= 0 else "tab:red")
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(labels) + 2), 3.5))
-    ax.bar(range(len(gains)), gains, color=["tab:green" if g >= 0 else "tab:red" for g in gains])
+    ax.bar(range(len(gains)), gains, color=colours)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("PSNR gain over bicubic (dB)")

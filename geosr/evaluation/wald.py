@@ -31,7 +31,7 @@ import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
 
-from geosr.errors import GeosrError, InputError
+from geosr.errors import GeosrError, InputError, OutputError
 from geosr.evaluation.metrics import BandMetrics, band_metrics
 from geosr.io.scene import open_scene, read_window
 from geosr.normalise import valid_mask
@@ -48,7 +48,9 @@ class ImageResult:
 
     @property
     def gain_db(self) -> float:
-        return float(np.mean([b.gain_db for b in self.bands]))
+        """Mean gain over the scored bands (NaN when none is)."""
+        gains = [b.gain_db for b in self.bands if b.scored]
+        return float(np.mean(gains)) if gains else float("nan")
 
 
 @dataclass(frozen=True)
@@ -61,35 +63,73 @@ class EvalReport:
     border: int
     images: list[ImageResult] = field(default_factory=list)
 
-    def summary(self) -> dict[str, float]:
-        """Means over all image bands, and the worst gain."""
+    def summary(self) -> dict[str, Any]:
+        """Means over the scored image bands, the worst gain, and how many were left out.
+
+        A band whose PSNR/SSIM is not a finite number (a constant reference, an
+        exact match; its ``note`` says which) would make every mean infinite or
+        NaN: it is left out, and ``excluded_image_bands`` counts it.  With no
+        scored band the means are NaN and ``note`` says why.
+        """
         rows = [b for im in self.images for b in im.bands]
         if not rows:
             return {}
-        return {
-            "psnr": float(np.mean([b.psnr for b in rows])),
-            "ssim": float(np.mean([b.ssim for b in rows])),
-            "psnr_bicubic": float(np.mean([b.psnr_bicubic for b in rows])),
-            "ssim_bicubic": float(np.mean([b.ssim_bicubic for b in rows])),
-            "gain_db": float(np.mean([b.gain_db for b in rows])),
-            "min_gain_db": float(np.min([b.gain_db for b in rows])),
-            "lr_consistency": float(np.mean([b.lr_consistency for b in rows])),
+        scored = [b for b in rows if b.scored]
+
+        def mean(values: list[float]) -> float:
+            return float(np.mean(values)) if values else float("nan")
+
+        out: dict[str, Any] = {
+            "psnr": mean([b.psnr for b in scored]),
+            "ssim": mean([b.ssim for b in scored]),
+            "psnr_bicubic": mean([b.psnr_bicubic for b in scored]),
+            "ssim_bicubic": mean([b.ssim_bicubic for b in scored]),
+            "gain_db": mean([b.gain_db for b in scored]),
+            "min_gain_db": float(np.min([b.gain_db for b in scored])) if scored else float("nan"),
+            "lr_consistency": mean([b.lr_consistency for b in scored]),
             "image_bands": len(rows),
+            "excluded_image_bands": len(rows) - len(scored),
         }
+        if len(scored) < len(rows):
+            out["note"] = (
+                f"{len(rows) - len(scored)} of {len(rows)} image bands left out of the means: "
+                "their PSNR or SSIM is not a finite number (see each band's note)"
+                + ("" if scored else "; no band is left to average, so the means are null")
+            )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "scale": self.scale,
-            "model": self.model,
-            "border": self.border,
-            "psnr_range": "99.9th - 0.1st percentile of valid HR pixels, per band",
-            "summary": self.summary(),
-            "images": [
-                {"path": im.path, "shift": im.shift, "bands": [asdict(b) for b in im.bands]}
-                for im in self.images
-            ],
-        }
+        """The report as strict JSON values: a metric that is not a finite number is None,
+        and the band's (or the summary's) ``note`` says why."""
+        return _finite_or_none(
+            {
+                "mode": self.mode,
+                "scale": self.scale,
+                "model": self.model,
+                "border": self.border,
+                "psnr_range": "99.9th - 0.1st percentile of valid HR pixels, per band",
+                "summary": self.summary(),
+                "images": [
+                    {"path": im.path, "shift": im.shift, "bands": [asdict(b) for b in im.bands]}
+                    for im in self.images
+                ],
+            }
+        )
+
+
+def _finite_or_none(value: Any) -> Any:
+    """``value`` with every infinite or NaN float replaced by None, recursively.
+
+    JSON has no infinity or NaN: Python's ``Infinity`` tokens are rejected by
+    strict parsers (browsers, jq, most languages' standard libraries).
+    """
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 Upscaler = Callable[..., Path | str]
@@ -173,6 +213,33 @@ def _upscale_both(
     return sr, bic
 
 
+def _prepare_workdir(workdir: Path, names: Sequence[str], overwrite: bool) -> None:
+    """Create ``workdir`` for the GeoTIFFs ``names``, before any compute.
+
+    Raises
+    ------
+    OutputError
+        ``workdir`` is not a directory or cannot be created, or it already holds
+        one of ``names`` (an earlier evaluation's) and ``overwrite`` is false.
+    """
+    if workdir.exists() and not workdir.is_dir():
+        raise OutputError(
+            f"--workdir {workdir} is a file, not a directory; give a folder (it is created if missing)"
+        )
+    for name in names:
+        if (workdir / name).exists() and not overwrite:
+            raise OutputError(
+                f"{workdir / name} already exists (an earlier evaluation's); pass --overwrite "
+                "to replace it or choose another --workdir"
+            )
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create --workdir {workdir} ({exc.strerror or exc}); choose another folder"
+        ) from None
+
+
 def evaluate_wald(
     hr_paths: Sequence[str | Path],
     *,
@@ -183,13 +250,15 @@ def evaluate_wald(
     upscaler: Upscaler | None = None,
     nodata: float | None = None,
     variable: str | None = None,
+    overwrite: bool = False,
     **options: Any,
 ) -> EvalReport:
     """Wald-protocol evaluation of ``model`` (default: the bundled default) on HR rasters.
 
     ``options`` go to :func:`geosr.api.upscale_file` (``device``, ``precision``,
     ``tile``, ``batch_size``); ``workdir`` keeps the LR/SR/bicubic GeoTIFFs
-    (a temporary folder otherwise); ``upscaler`` replaces ``upscale_file`` (tests);
+    (a temporary folder otherwise), and ``overwrite`` lets them replace those of
+    an earlier evaluation there; ``upscaler`` replaces ``upscale_file`` (tests);
     ``nodata`` overrides the HR rasters' nodata value; ``variable`` picks the data
     variable of Zarr HR stores.
     """
@@ -197,14 +266,16 @@ def evaluate_wald(
         raise InputError("no HR raster to evaluate: give at least one file")
     up = upscaler or _default_upscaler()
     report = EvalReport("wald", scale, model or "default", border)
+    stems = [f"{k:03d}_{Path(path).stem}" for k, path in enumerate(hr_paths)]
+    if workdir:
+        names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("lr", "sr", "bicubic")]
+        _prepare_workdir(Path(workdir), names, overwrite)
     with tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        for k, path in enumerate(hr_paths):
+        for path, stem in zip(hr_paths, stems, strict=True):
             hr, valid, grid = _read(path, nodata, variable)
             hr_c, ok, lr = wald_lr(hr, valid, scale)
             lr_grid = grid[: hr_c.shape[1], : hr_c.shape[2]].zoom_out(scale)
-            stem = f"{k:03d}_{Path(path).stem}"
             lr_path = work / f"{stem}_lr.tif"
             _write_float(lr_path, lr, lr_grid)
             try:
@@ -230,23 +301,28 @@ def evaluate_paired(
     border: int = 16,
     workdir: str | Path | None = None,
     upscaler: Upscaler | None = None,
+    overwrite: bool = False,
     **options: Any,
 ) -> EvalReport:
-    """Evaluate on real ``(lr, hr)`` pairs, the HR co-registered onto the LR grid x ``scale``."""
+    """Evaluate on real ``(lr, hr)`` pairs, the HR co-registered onto the LR grid x ``scale``.
+
+    ``workdir`` and ``overwrite`` as for :func:`evaluate_wald` (SR and bicubic GeoTIFFs).
+    """
     from geosr.train.coreg import coregister
 
     if not pairs:
         raise InputError("no LR/HR pair to evaluate: give --lr and --hr")
     up = upscaler or _default_upscaler()
     report = EvalReport("paired", scale, model or "default", border)
+    stems = [f"{k:03d}_{Path(lr_path).stem}" for k, (lr_path, _) in enumerate(pairs)]
+    if workdir:
+        names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("sr", "bicubic")]
+        _prepare_workdir(Path(workdir), names, overwrite)
     with tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        for k, (lr_path, hr_path) in enumerate(pairs):
+        for (lr_path, hr_path), stem in zip(pairs, stems, strict=True):
             pair = coregister(lr_path, hr_path, scale)
-            sr, bic = _upscale_both(
-                Path(lr_path), work, f"{k:03d}_{Path(lr_path).stem}", scale, model, up, options
-            )
+            sr, bic = _upscale_both(Path(lr_path), work, stem, scale, model, up, options)
             ok = np.isfinite(pair.hr) & np.isfinite(sr) & np.isfinite(bic)
             bands = [
                 band_metrics(b + 1, sr[b], bic[b], pair.hr[b], pair.lr[b], scale, valid=ok[b], border=border)

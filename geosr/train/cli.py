@@ -229,23 +229,22 @@ def evaluate_command(
         float | None, typer.Option(help="Override the HR rasters' nodata value (Wald).")
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace existing --json/--plot files.")
+        bool,
+        typer.Option("--overwrite", help="Replace existing --json/--plot files and --workdir GeoTIFFs."),
     ] = False,
     variable: Annotated[str | None, typer.Option(help="Variable to read from Zarr HR stores (Wald).")] = None,
 ) -> None:
     """Measure PSNR, SSIM and gain over bicubic: Wald protocol on HR rasters, or --lr/--hr pairs."""
-    from geosr.evaluation.report import print_report, write_json, write_plot
+    from geosr.evaluation.report import check_report_paths, print_report, write_json, write_plot
     from geosr.evaluation.wald import evaluate_paired, evaluate_wald
-    from geosr.io.atomic import check_writable
 
     pairs = _pairs(lr, hr)
     if pairs and hr_rasters:
         raise OptionError("give either HR rasters (Wald protocol) or --lr/--hr pairs, not both")
     # Before the evaluation, which can take long: a report never replaces a file the
     # user had unless asked, and a missing folder is an error, as for `geosr run -o`.
-    for report_path in (json_path, plot):
-        if report_path is not None:
-            check_writable(report_path.absolute(), overwrite)
+    inputs = [*(hr_rasters or []), *(p for pair in pairs for p in pair)]
+    check_report_paths(json_path, plot, overwrite=overwrite, inputs=inputs)
     options: dict[str, Any] = {
         "device": device,
         "precision": precision,
@@ -253,7 +252,9 @@ def evaluate_command(
         "batch_size": batch_size,
     }
     if pairs:
-        report = evaluate_paired(pairs, scale=scale, model=model, border=border, workdir=workdir, **options)
+        report = evaluate_paired(
+            pairs, scale=scale, model=model, border=border, workdir=workdir, overwrite=overwrite, **options
+        )
     elif hr_rasters:
         report = evaluate_wald(
             hr_rasters,
@@ -261,6 +262,7 @@ def evaluate_command(
             model=model,
             border=border,
             workdir=workdir,
+            overwrite=overwrite,
             nodata=nodata,
             variable=variable,
             **options,
