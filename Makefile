@@ -40,9 +40,9 @@ bench: install
 # Re-train the bundled weights from their recipes and bundle them into the package
 # (about 40 minutes each on a 2-core CPU).
 weights: install
-	$(GEOSR) train --recipe pipelines/cnnrnn_fast_x4.toml
-	$(GEOSR) train --recipe pipelines/cnnrnn_fast_x2.toml
-	$(GEOSR) train --recipe pipelines/cnnrnn_best_x4.toml
+	$(GEOSR) train --recipe pipelines/cnnrnn_fast_x4.toml --overwrite
+	$(GEOSR) train --recipe pipelines/cnnrnn_fast_x2.toml --overwrite
+	$(GEOSR) train --recipe pipelines/cnnrnn_best_x4.toml --overwrite
 	mkdir -p geosr/weights
 	cp runs/cnnrnn_fast_x4/cnnrnn-fast_x4.safetensors runs/cnnrnn_fast_x4/cnnrnn-fast_x4.json geosr/weights/
 	cp runs/cnnrnn_fast_x2/cnnrnn-fast_x2.safetensors runs/cnnrnn_fast_x2/cnnrnn-fast_x2.json geosr/weights/

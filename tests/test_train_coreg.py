@@ -144,3 +144,60 @@ def test_landsat_pan_vs_ms_real_pair(data_dir: Path, tmp_path: Path) -> None:
     pair = coregister(ms.path, copy, 2)
     assert abs(pair.shift[0] - dy) < 1e-9 and abs(pair.shift[1] - dx) < 1e-9
     assert np.isfinite(pair.hr).mean() > 0.95
+
+
+def test_a_truncated_raster_is_named_as_such(tmp_path: Path) -> None:
+    from geosr.errors import InputError
+
+    path = _write(
+        tmp_path / "cut.tif",
+        _texture(300, 300)[None].astype(np.float32),
+        Affine(10.0, 0, 0, 0, -10.0, 0),
+        "EPSG:32633",
+    )
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut\.tif: reading pixels failed .*truncated or corrupt"):
+        read_raster(path)
+
+
+def test_an_hr_pixel_coarser_than_the_lr_pixel_over_the_scale_is_refused(tmp_path: Path) -> None:
+    """Swapped files, the same file twice or a wrong scale would otherwise train nonsense silently."""
+    from geosr.errors import InputError
+
+    hr = _texture(120, 120, seed=1).astype(np.float32)
+    lr_path = _write(
+        tmp_path / "lr.tif",
+        area_downsample(hr, 2)[None],
+        Affine(20.0, 0, 1000.0, 0, -20.0, 9000.0),
+        "EPSG:32633",
+    )
+    hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0), "EPSG:32633")
+    for lr, hr_file, scale in ((hr_path, lr_path, 2), (lr_path, lr_path, 2), (lr_path, hr_path, 4)):
+        with pytest.raises(InputError, match=r"its pixel \(\d+ m\) is coarser than .*check --scale.*swapped"):
+            coregister(lr, hr_file, scale)
+    assert coregister(lr_path, hr_path, 2).hr.shape == (1, 120, 120)
+    # Pixel sizes are compared in one CRS (degrees are not metres): the 10 m HR in
+    # lon/lat passes, the 20 m LR in lon/lat as the HR of x2 does not.
+    lr_grid = read_raster(lr_path).grid
+    hr_deg = _in_lonlat(hr_path, tmp_path / "hr_deg.tif")
+    assert reproject_onto_lr_grid(hr_deg, lr_grid, 2).shape == (1, 120, 120)
+    with pytest.raises(InputError, match=r"lr_deg\.tif: its pixel \(\d+ m\) is coarser"):
+        reproject_onto_lr_grid(_in_lonlat(lr_path, tmp_path / "lr_deg.tif"), lr_grid, 2)
+
+
+def _in_lonlat(path: Path, out: Path) -> Path:
+    from rasterio.warp import calculate_default_transform, reproject
+
+    with rasterio.open(path) as src:
+        t, w, h = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds)
+        moved = np.zeros((1, h, w), np.float32)
+        reproject(
+            src.read(),
+            moved,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=t,
+            dst_crs="EPSG:4326",
+        )
+    return _write(out, moved, t, "EPSG:4326")

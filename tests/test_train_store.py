@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def test_store_is_built_in_parallel_and_trains(tmp_path: Path, pairs) -> None:
             "precision": "fp32",
             "threads": 1,
             "output": str(tmp_path / "run"),
-            "data": {"store": str(store), "val_chips": 2, "val_border": 2},
+            "data": {"store": str(store), "lr_chip": 16, "val_chips": 2, "val_border": 2},
         },
     )
     result = train(cfg)
@@ -114,3 +115,49 @@ def test_store_on_a_local_distributed_cluster_matches_threads_and_takes_no_fixed
     np.testing.assert_array_equal(
         read_store(tmp_path / "l.zarr", "train")[1], read_store(tmp_path / "t.zarr", "train")[1]
     )
+
+
+FAST = ["--steps", "1", "--batch-size", "2", "--device", "cpu", "--precision", "fp32", "--threads", "1"]
+
+
+def test_a_store_is_reused_only_at_its_own_scale_and_chip(tmp_path: Path, pairs, capsys, monkeypatch) -> None:
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    store = tmp_path / "store.zarr"
+    build_training_store(pairs[:1], store, scale=2, lr_chip=16, scheduler="synchronous")
+    base = ["train", "--store", str(store), *FAST, "-o", str(tmp_path / "run")]
+    code, err = run_cli([*base, "-s", "4"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "store.zarr", "x2 chips, the run is x4", "-s 2", "rebuild the store")
+    code, err = run_cli([*base, "-s", "2", "--chip", "32"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "16-px LR chips", "--chip 16", "rebuild the store")
+    assert not (tmp_path / "run").exists()
+    # Without --chip, the store's chip size is the run's (and its card's).
+    assert run_cli([*base, "-s", "2"], capsys, monkeypatch)[0] in (0, None)
+    card = json.loads((tmp_path / "run" / "cnnrnn-fast_x2.json").read_text())
+    assert card["training"]["lr_chip"] == 16
+
+
+@pytest.mark.parametrize("problem", ["missing", "swapped", "truncated"])
+def test_a_failed_paired_run_leaves_no_store_or_run_folder(
+    tmp_path: Path, pairs, capsys, monkeypatch, problem: str
+) -> None:
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr, hr = pairs[0]
+    if problem == "missing":
+        hr = tmp_path / "nope.tif"
+    elif problem == "swapped":
+        lr, hr = hr, lr
+    else:
+        data = hr.read_bytes()
+        hr.write_bytes(data[: len(data) // 2])
+    run = tmp_path / "run"
+    args = ["train", "--lr", str(lr), "--hr", str(hr), "-s", "2", "--chip", "16", *FAST, "-o", str(run)]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, hr.name)
+    assert not run.exists()
+    # An explicit store path is not left behind either, nor the folders made for it.
+    args += ["--store", str(tmp_path / "stores" / "s.zarr")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, hr.name)
+    assert not run.exists() and not (tmp_path / "stores").exists()

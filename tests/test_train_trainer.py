@@ -128,7 +128,7 @@ def test_fine_tuning_refuses_a_scale_or_architecture_mismatch(tmp_path, scenes) 
     with pytest.raises(OptionError, match="x2, the run is x4"):
         train(_config(tmp_path / "b", *scenes, model={}, init=str(first.weights), scale=4))
     with pytest.raises(OptionError, match="no bundled x3 weights"):
-        train(_config(tmp_path / "d", *scenes, model={}, init="cnnrnn-best", scale=3))
+        train(_config(tmp_path / "d", *scenes, name="cnnrnn-best", model={}, init="cnnrnn-best", scale=3))
 
 
 def test_command_line_overrides_need_no_recipe() -> None:
@@ -159,3 +159,93 @@ def test_a_zarr_store_as_training_data_is_named_as_such(tmp_path) -> None:
     xr.Dataset({"refl": (("y", "x"), np.zeros((8, 8), np.float32))}).to_zarr(store, zarr_format=3)
     with pytest.raises(OptionError, match=r"is a Zarr store, which training does not read.*to_raster"):
         resolve_sources((SceneSource(str(store)),), "training")
+
+
+# --- the command line: bad input is one line, nothing of the user's is replaced or left over ---
+
+FAST = ["-s", "2", "--steps", "1", "--batch-size", "2", "--chip", "8"]
+FAST += ["--device", "cpu", "--precision", "fp32", "--threads", "1"]
+
+
+def _truncated(make_raster, name: str = "broken.tif") -> Path:
+    path = make_raster(name, height=300, width=300, dtype="uint16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("role", ["input", "--val"])
+def test_a_truncated_raster_is_one_line_and_leaves_no_run(
+    tmp_path, scenes, make_raster, capsys, monkeypatch, role: str
+) -> None:
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    broken = _truncated(make_raster)
+    data = [str(broken)] if role == "input" else [str(scenes[0]), "--val", str(broken)]
+    code, err = run_cli(["train", *data, *FAST, "-o", str(tmp_path / "run")], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "broken.tif", "reading pixels failed", "truncated or corrupt")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_second_run_into_the_same_folder_needs_resume_or_overwrite(
+    tmp_path, scenes, capsys, monkeypatch
+) -> None:
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    run = tmp_path / "run"
+    run.mkdir()  # an empty folder is fine
+    args = ["train", str(scenes[0]), *FAST, "-o", str(run)]
+    assert run_cli(args, capsys, monkeypatch)[0] in (0, None)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, str(run), "already holds a training run", "--resume", "--overwrite")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # --weights onto an existing file, from another run folder
+    other = ["train", str(scenes[0]), *FAST, "-o", str(tmp_path / "other")]
+    code, err = run_cli([*other, "--weights", str(run / "cnnrnn-fast_x2")], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "cnnrnn-fast_x2.safetensors already exists", "--overwrite")
+    assert not (tmp_path / "other").exists()
+    assert (run / "cnnrnn-fast_x2.safetensors").read_bytes() == before[run / "cnnrnn-fast_x2.safetensors"]
+    assert run_cli([*args, "--overwrite"], capsys, monkeypatch)[0] in (0, None)
+    assert run_cli([*args, "--resume"], capsys, monkeypatch)[0] in (0, None)
+
+
+def test_a_mostly_nodata_scene_is_named_before_anything_is_written(
+    tmp_path, make_raster, capsys, monkeypatch
+) -> None:
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(1000, 200, (1, 96, 96)).astype("float32")
+    data[0][rng.random((96, 96)) < 0.95] = np.nan
+    holes = make_raster("holes.tif", data=data)
+    code, err = run_cli(["train", str(holes), *FAST, "-o", str(tmp_path / "run")], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "holes.tif", "every pixel valid", "nodata")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_validation_raster_smaller_than_a_chip_is_named(tmp_path, scenes, make_raster) -> None:
+    tiny = make_raster("tiny.tif", height=20, width=20, dtype="uint8")
+    with pytest.raises(OptionError, match=r"tiny\.tif.*smaller than one validation chip"):
+        train(_config(tmp_path, scenes[0], tiny))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_name_other_than_the_init_model_is_refused() -> None:
+    with pytest.raises(OptionError, match=r"--init cnnrnn-fast trains a cnnrnn-fast model.*-m cnnrnn-best"):
+        load_config(None, {"name": "cnnrnn-best", "scale": 4, "init": "cnnrnn-fast"})
+    assert load_config(None, {"name": "cnnrnn-best", "scale": 4, "init": "cnnrnn-best"}).name == "cnnrnn-best"
+
+
+def test_init_alone_names_the_weights_after_the_init_model(tmp_path, scenes, capsys, monkeypatch) -> None:
+    from tests.test_bad_input import run_cli
+
+    args = ["train", str(scenes[0]), *FAST, "-s", "4", "--init", "cnnrnn-best", "-o", str(tmp_path / "r")]
+    assert run_cli(args, capsys, monkeypatch)[0] in (0, None)
+    assert (tmp_path / "r" / "cnnrnn-best_x4.safetensors").is_file()
+
+
+@pytest.mark.parametrize("weight", [-1.0, float("nan")])
+def test_a_negative_loss_weight_is_refused(weight: float) -> None:
+    with pytest.raises(OptionError, match=r"loss weight l1=.* must be a number >= 0"):
+        load_config(None, {"loss": {"l1": weight}})

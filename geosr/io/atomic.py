@@ -127,7 +127,7 @@ def check_writable(destination: Path, overwrite: bool) -> None:
     # is_symlink too: a dangling link "does not exist" but would still be clobbered.
     if (destination.exists() or destination.is_symlink()) and not overwrite:
         raise OutputError(f"{destination} already exists; pass --overwrite to replace it")
-    if _foreign_directory(destination):
+    if is_foreign_directory(destination):
         raise OutputError(
             f"{destination} is a directory of other files, not a Zarr store; --overwrite replaces "
             "an earlier output, never a folder it did not write: move it or choose another output path"
@@ -145,7 +145,7 @@ ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 """Files at the top of a Zarr store (v3, v2 group, v2 array)."""
 
 
-def _foreign_directory(path: Path) -> bool:
+def is_foreign_directory(path: Path) -> bool:
     """Whether ``path`` is a directory holding files but no Zarr store, which replacing it would delete."""
     if not path.is_dir() or path.is_symlink() or not any(path.iterdir()):
         return False

@@ -16,6 +16,7 @@ import dask
 from dask import delayed
 
 from geosr.errors import OptionError
+from geosr.io.atomic import remove_path
 from geosr.train.store import finish_store, init_store, pair_chips, write_pair
 
 
@@ -69,6 +70,28 @@ def build_training_store(
     if not pairs:
         raise OptionError("no LR/HR pair given: pass --lr and --hr rasters of the same place")
     store = str(store)
+    existed = Path(store).exists()
+    try:
+        return _build(pairs, store, scale, lr_chip, stride, val_fraction, scheduler, workers)
+    except Exception:
+        # A failed pair (unreadable, mismatched) must leave no half-built store
+        # behind; one that existed was reset by init_store, so it goes too only
+        # when it was this call's.
+        if not existed:
+            remove_path(Path(store))
+        raise
+
+
+def _build(
+    pairs: Sequence[tuple[str | Path, str | Path]],
+    store: str,
+    scale: int,
+    lr_chip: int,
+    stride: int | None,
+    val_fraction: float,
+    scheduler: str | None,
+    workers: int | None,
+) -> dict[str, Any]:
     meta = [{"lr": str(lr), "hr": str(hr)} for lr, hr in pairs]
     init_store(store, scale=scale, lr_chip=lr_chip, pairs=meta)
     tasks = [

@@ -123,12 +123,23 @@ def train_command(
         typer.Option(help="Stem of the weights file to write (default in the run folder)."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an earlier run in the run folder, the --weights file and a store to rebuild.",
+        ),
+    ] = False,
 ) -> None:
     """Train a super-resolution model: self-supervised on HR rasters, or on --lr/--hr pairs."""
-    from geosr.train.config import load_config
-    from geosr.train.trainer import train
+    from geosr.train.config import is_model_name, load_config
+    from geosr.train.trainer import check_run_output
 
     pairs = _pairs(lr, hr)
+    if init and model is None and is_model_name(init):
+        model = init  # the bundled model's own name, for its weights and card
+    if store is not None and not pairs and lr_chip is None and not _recipe_sets_chip(recipe):
+        lr_chip = _store_chip(store)  # the store's chips are cut: their size is not a choice
     overrides: dict[str, Any] = {
         "name": model,
         "scale": scale,
@@ -153,10 +164,106 @@ def train_command(
         },
     }
     config = load_config(recipe, overrides)
-    if pairs:
+    store_path = (store or Path(config.output) / "training_store.zarr") if pairs else None
+    check_run_output(config, resume=resume, overwrite=overwrite, new_store=store_path)
+    leftovers = _Leftovers(Path(config.output), store_path)
+    try:
+        result = _build_and_train(config, overrides, recipe, pairs, store, store_path, scheduler, resume)
+    except typer.Exit:
+        raise
+    except Exception:
+        leftovers.remove()
+        raise
+    m = result.metrics
+    if m:
+        err.print(
+            f"validation PSNR {m['val_psnr']:.2f} dB, bicubic {m['val_psnr_bicubic']:.2f} dB, "
+            f"gain {m['val_gain_db']:+.2f} dB; {result.steps_per_second:.2f} steps/s"
+        )
+    typer.echo(str(result.weights))
+
+
+def _recipe_sets_chip(recipe: Path | None) -> bool:
+    """Whether the recipe gives ``data.lr_chip`` (which then wins over the store's)."""
+    from geosr.train.config import read_recipe
+
+    data = read_recipe(recipe).get("data", {}) if recipe is not None else {}
+    return isinstance(data, dict) and "lr_chip" in data
+
+
+def _store_chip(store: Path) -> int | None:
+    """The LR chip size a training store was built with (None when it cannot be read)."""
+    from geosr.train.store import store_info
+
+    if not store.is_dir():
+        return None  # training says that the store is missing
+    try:
+        chip = store_info(store).get("lr_chip")
+    except (ValueError, OSError):
+        return None  # not a store: training says so
+    return chip if isinstance(chip, int) else None
+
+
+class _Leftovers:
+    """What a failed run created, and only that, to remove it: no partial output stays.
+
+    A run that has written a checkpoint keeps everything, for ``--resume``.
+    """
+
+    def __init__(self, output: Path, store: Path | None):
+        self.output = output.absolute()
+        self.checkpoint = self.output / "checkpoints" / "last.json"
+        self.stamp = self._stamp()
+        # A folder that did not exist is wholly this run's; in one that did (empty,
+        # resumed or overwritten), only the entries that were not there before.
+        missing = [_first_missing(self.output), _first_missing(store) if store is not None else None]
+        self.created = [p for p in missing if p is not None]
+        self.before = set(self.output.iterdir()) if self.output.is_dir() else None
+
+    def _stamp(self) -> int | None:
+        return self.checkpoint.stat().st_mtime_ns if self.checkpoint.exists() else None
+
+    def remove(self) -> None:
+        """Remove what the run created, unless it checkpointed."""
+        from geosr.io.atomic import remove_path
+
+        if self._stamp() != self.stamp:
+            return
+        if self.before is not None and self.output.is_dir():
+            for entry in set(self.output.iterdir()) - self.before:
+                remove_path(entry)
+        for path in self.created:
+            remove_path(path)
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The top-most of ``path`` and its parents that does not exist (None if it does)."""
+    path = path.absolute()
+    if path.exists():
+        return None
+    top = path
+    while not top.parent.exists():
+        top = top.parent
+    return top
+
+
+def _build_and_train(
+    config: Any,
+    overrides: dict[str, Any],
+    recipe: Path | None,
+    pairs: list[tuple[Path, Path]],
+    store: Path | None,
+    store_path: Path | None,
+    scheduler: str,
+    resume: bool,
+) -> Any:
+    """Build the store from the pairs (if any), then train; the part whose leftovers a failure removes."""
+    from geosr.train.config import load_config
+    from geosr.train.trainer import train
+
+    if pairs and store_path is not None:
         from geosr.orchestrate.training_store import build_training_store
 
-        store_path = store or Path(config.output) / "training_store.zarr"
         err.print(f"building the training store {store_path} from {len(pairs)} pair(s)")
         info = build_training_store(
             pairs, store_path, scale=config.scale, lr_chip=config.data.lr_chip, scheduler=scheduler
@@ -193,19 +300,12 @@ def train_command(
             )
 
         try:
-            result = train(config, resume=resume, progress=report, recipe=str(recipe) if recipe else None)
+            return train(config, resume=resume, progress=report, recipe=str(recipe) if recipe else None)
         except KeyboardInterrupt:
             err.print(
                 f"interrupted; continue with the same command and --resume (run folder {config.output})"
             )
             raise typer.Exit(130) from None
-    m = result.metrics
-    if m:
-        err.print(
-            f"validation PSNR {m['val_psnr']:.2f} dB, bicubic {m['val_psnr_bicubic']:.2f} dB, "
-            f"gain {m['val_gain_db']:+.2f} dB; {result.steps_per_second:.2f} steps/s"
-        )
-    typer.echo(str(result.weights))
 
 
 def evaluate_command(

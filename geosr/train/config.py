@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import math
 import os
 import tomllib
 import types
@@ -186,6 +187,20 @@ class TrainConfig:
             raise OptionError(
                 f"init={self.init!r} brings its own architecture: drop the model overrides {self.model}"
             )
+        # A bundled name as init *is* the architecture; another name would label
+        # the trained weights and card with a model they are not.
+        if self.init is not None and is_model_name(self.init) and self.name != self.init:
+            raise OptionError(
+                f"--init {self.init} trains a {self.init} model, but --model (name) is {self.name!r}: "
+                f"drop -m {self.name} or use -m {self.init}"
+            )
+        for term, weight in self.loss.items():
+            # Negative weights would make the optimiser maximise that error; 0 leaves a term out.
+            if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+                raise OptionError(
+                    f"loss weight {term}={weight} must be a number >= 0 (0 leaves the term out), "
+                    "e.g. --loss l1=1,ssim=0.1"
+                )
         for name in ("val_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise OptionError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -196,6 +211,11 @@ class TrainConfig:
         if self.weights:
             return Path(self.weights)
         return Path(self.output) / f"{self.name}_x{self.scale}"
+
+
+def is_model_name(init: str) -> bool:
+    """Whether ``init`` names a registered model (bundled weights), not a weights file."""
+    return not Path(init).suffix
 
 
 def to_dict(config: Any) -> dict[str, Any]:

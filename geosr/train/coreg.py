@@ -255,6 +255,13 @@ def histogram_match(
     return out
 
 
+HR_PIXEL_TOLERANCE = 0.15
+"""How much coarser than LR pixel / scale an HR pixel may be.  Reprojection
+between CRSs changes pixel sizes by a few per cent (UTM scale factor, a
+neighbouring zone); a wrong scale or a swapped pair is off by 25 % (x3 for
+x4) or more."""
+
+
 @dataclass(frozen=True)
 class RasterBands:
     """Bands of a raster read as float32 with NaN for nodata, plus its grid."""
@@ -263,6 +270,19 @@ class RasterBands:
     grid: GeoBox
     dtype: str
     path: str
+
+
+def read_failed(path: str | Path, exc: BaseException) -> InputError:
+    """The one-line error for a raster that opens but whose pixels cannot be read.
+
+    rasterio's own message is only "Read failed. See previous exception"; GDAL's
+    reason (e.g. "TIFFReadEncodedTile() failed") is in the chained exception.
+    """
+    reason = exc.__cause__ or exc.__context__ or exc
+    lines = str(reason).strip().splitlines() or [type(reason).__name__]
+    return InputError(
+        f"{path}: reading pixels failed ({lines[0]}); the file is probably truncated or corrupt"
+    )
 
 
 def read_raster(path: str | Path, bands: tuple[int, ...] | None = None) -> RasterBands:
@@ -276,7 +296,10 @@ def read_raster(path: str | Path, bands: tuple[int, ...] | None = None) -> Raste
         bad = [b for b in idx if not 1 <= b <= src.count]
         if bad:
             raise InputError(f"{path} has {src.count} band(s); bands {bad} do not exist")
-        data = src.read(idx, masked=True).astype(np.float32)
+        try:
+            data = src.read(idx, masked=True).astype(np.float32)
+        except (rasterio.errors.RasterioError, OSError) as exc:
+            raise read_failed(path, exc) from None
         arr = data.filled(np.nan)
         grid = GeoBox((src.height, src.width), src.transform, src.crs)
         return RasterBands(arr, grid, src.dtypes[0], str(path))
@@ -288,13 +311,78 @@ def reproject_onto_lr_grid(
     scale: int,
     *,
     bands: tuple[int, ...] | None = None,
+    lr_name: str = "the LR raster",
 ) -> np.ndarray:
-    """The HR raster on ``lr_grid`` refined by ``scale``: (C, H, W) float32, NaN where invalid."""
+    """The HR raster on ``lr_grid`` refined by ``scale``: (C, H, W) float32, NaN where invalid.
+
+    An HR pixel coarser than the LR pixel / ``scale`` (beyond
+    :data:`HR_PIXEL_TOLERANCE`) is refused: the pair is swapped, the same file
+    twice, or ``scale`` is wrong.  A finer one is area-averaged onto the grid.
+    """
     hr = read_raster(hr_path, bands)
     target = scaled(lr_grid, scale)
-    ratio = abs(target.resolution.x) / abs(hr.grid.resolution.x)
+    hr_pixel = pixel_size_in(hr.grid, lr_grid)
+    ratio = _pixel(target) / hr_pixel if hr_pixel else 1.0
+    if ratio < 1.0 - HR_PIXEL_TOLERANCE:
+        raise InputError(
+            f"{hr_path}: its pixel ({_length(hr_pixel, lr_grid)}) is coarser than {lr_name}'s pixel "
+            f"({_length(_pixel(lr_grid), lr_grid)}) / {scale}; check --scale, or whether --lr and "
+            "--hr are swapped"
+        )
     resampling = Resampling.average if ratio >= 1.5 else Resampling.cubic
     return warp_onto(hr.data, hr.grid, target, resampling)
+
+
+def _pixel(grid: GeoBox) -> float:
+    """Edge of a square pixel of the same area as ``grid``'s (rotation-proof)."""
+    a = grid.transform
+    return float(abs(a.a * a.e - a.b * a.d) ** 0.5)
+
+
+def pixel_size_in(grid: GeoBox, reference: GeoBox) -> float | None:
+    """``grid``'s pixel size in ``reference``'s CRS units (None when it cannot be said).
+
+    Pixel sizes in two CRSs (degrees and metres, two UTM zones) cannot be
+    compared as numbers, so the size is the one GDAL would give the raster
+    reprojected into ``reference``'s CRS, at the same number of pixels.
+    """
+    if grid.crs is None or reference.crs is None:
+        return None
+    if grid.crs == reference.crs:
+        return _pixel(grid)
+    from rasterio.crs import CRS
+    from rasterio.warp import calculate_default_transform
+
+    try:
+        left, bottom, right, top = grid.extent.boundingbox
+        transform, _, _ = calculate_default_transform(
+            CRS.from_wkt(grid.crs.to_wkt()),
+            CRS.from_wkt(reference.crs.to_wkt()),
+            grid.width,
+            grid.height,
+            left,
+            bottom,
+            right,
+            top,
+        )
+    except (rasterio.errors.RasterioError, ValueError):
+        return None  # no usable transformation: the warp itself will say so
+    return float(abs(transform.a * transform.e - transform.b * transform.d) ** 0.5)
+
+
+def _length(value: float | None, grid: GeoBox) -> str:
+    """``30 m``, ``0.0003°`` ... in ``grid``'s CRS units, for messages."""
+    if value is None:
+        return "?"
+    crs = grid.crs
+    if crs is not None and crs.geographic:
+        return f"{value:.3g}°"
+    try:
+        unit = crs.units[1] if crs is not None else ""
+    except ValueError:  # neither projected nor geographic
+        unit = ""
+    unit = "m" if unit in ("metre", "meter") else unit
+    return f"{value:.3g} {unit}".strip()
 
 
 @dataclass(frozen=True)
@@ -325,7 +413,7 @@ def coregister(
 ) -> AlignedPair:
     """Co-register an HR raster onto an LR raster (grid, residual shift, radiometry)."""
     lr = read_raster(lr_path, lr_bands)
-    hr = reproject_onto_lr_grid(hr_path, lr.grid, scale, bands=hr_bands)
+    hr = reproject_onto_lr_grid(hr_path, lr.grid, scale, bands=hr_bands, lr_name=str(lr_path))
     if hr.shape[0] != lr.data.shape[0]:
         raise InputError(
             f"{lr_path} gives {lr.data.shape[0]} band(s) and {hr_path} {hr.shape[0]}: "

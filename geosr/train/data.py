@@ -27,6 +27,7 @@ from geosr.errors import InputError, OptionError
 from geosr.io.scene import data_bands, hides_pixels, subdataset_keys
 from geosr.normalise import scene_normalisation, valid_mask
 from geosr.train.config import SceneSource, resolve_sources
+from geosr.train.coreg import read_failed
 from geosr.train.degrade import WALD, DegradationConfig, degrade_batch, margin_for
 
 NORMALISATION = {"method": "percentile", "low": 0.1, "high": 99.9}
@@ -62,6 +63,12 @@ class TrainScene:
         total = s[y + size, x + size] - s[y, x + size] - s[y + size, x] + s[y, x]
         return bool(total == 0)
 
+    def has_valid_chip(self, band: int, size: int) -> bool:
+        """Whether any ``size`` x ``size`` chip of ``band`` is all valid (every position at once)."""
+        s = self.invalid_sat[band]
+        totals = s[size:, size:] - s[:-size, size:] - s[size:, :-size] + s[:-size, :-size]
+        return bool((totals == 0).any())
+
 
 def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
     """Read, mask and normalise one HR scene (the ``rows``/``cols`` part of it)."""
@@ -87,9 +94,12 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
         r0, r1 = (round(f * src.height) for f in source.rows)
         c0, c1 = (round(f * src.width) for f in source.cols)
         window = Window(c0, r0, c1 - c0, r1 - r0)
-        block = src.read(bands, window=window)
-        # Pixels hidden by the file's mask or alpha band are invalid, as nodata is.
-        shown = src.dataset_mask(window=window) > 0 if hides_pixels(src, bands[0]) else True
+        try:
+            block = src.read(bands, window=window)
+            # Pixels hidden by the file's mask or alpha band are invalid, as nodata is.
+            shown = src.dataset_mask(window=window) > 0 if hides_pixels(src, bands[0]) else True
+        except (rasterio.errors.RasterioError, OSError) as exc:
+            raise read_failed(path, exc) from None
         # Each band's own nodata (a VRT of separate files may give them different ones).
         nodata = [source.nodata if source.nodata is not None else src.nodatavals[b - 1] for b in bands]
         dtype = src.dtypes[0]
@@ -136,9 +146,10 @@ class ChipSampler:
         lr_chip: int,
         degradation: DegradationConfig,
         seed: int,
+        what: str = "training",
     ):
         if not scenes:
-            raise OptionError("no training scene: give HR rasters (files, folders or globs)")
+            raise OptionError(f"no {what} scene: give HR rasters (files, folders or globs)")
         self.scenes = scenes
         self.scale = scale
         self.lr_chip = lr_chip
@@ -148,10 +159,19 @@ class ChipSampler:
         self.size = lr_chip * scale + 2 * self.margin
         pairs = [(i, b) for i, s in enumerate(scenes) for b in range(s.data.shape[0])]
         usable = [(i, b) for i, b in pairs if min(scenes[i].data.shape[1:]) >= self.size]
+        names = _names(scenes)
+        chip = "--chip (data.lr_chip)" if what == "training" else "data.val_lr_chip"
         if not usable:
             raise OptionError(
-                f"every training scene is smaller than one chip ({self.size} HR px with margin): "
-                "lower data.lr_chip or give larger rasters"
+                f"{names}: smaller than one {what} chip ({self.size} HR px with margin): "
+                f"give larger {what} rasters or lower {chip}"
+            )
+        # Checked here, exactly, before any output is written: the sampler's random
+        # tries would only find out at the first batch, and not say which file.
+        if not any(scenes[i].has_valid_chip(b, self.size) for i, b in usable):
+            raise InputError(
+                f"{names}: no {self.size}-px chip with every pixel valid ({what} rasters that are "
+                f"mostly nodata); check their nodata value or lower {chip}"
             )
         weights = np.array([np.sqrt(float(scenes[i].data[0].size)) * scenes[i].weight for i, _ in usable])
         self.pairs = usable
@@ -168,8 +188,8 @@ class ChipSampler:
                 chip = scene.data[band, y : y + self.size, x : x + self.size]
                 return chip, float(scene.quant_step[band])
         raise InputError(
-            f"found no all-valid chip of {self.size} px in {MAX_TRIES} tries: "
-            "the training scenes are mostly nodata; check their nodata value or lower data.lr_chip"
+            f"{_names(self.scenes)}: found no all-valid chip of {self.size} px in {MAX_TRIES} tries: "
+            "the scenes are mostly nodata; check their nodata value or lower --chip (data.lr_chip)"
         )
 
     def batch(self, step: int, batch_size: int, *, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +210,12 @@ class ChipSampler:
         return lr, hr
 
 
+def _names(scenes: list[TrainScene], most: int = 3) -> str:
+    """The scenes' names for a message: the first ``most`` and how many more."""
+    names = ", ".join(s.name for s in scenes[:most])
+    return names + (f" and {len(scenes) - most} more" if len(scenes) > most else "")
+
+
 def validation_set(
     scenes: list[TrainScene], *, scale: int, lr_chip: int, count: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -202,7 +228,9 @@ def validation_set(
     lrs, hrs = [], []
     per_scene = max(1, math.ceil(count / len(scenes)))
     for k, scene in enumerate(scenes):
-        sampler = ChipSampler([scene], scale=scale, lr_chip=lr_chip, degradation=WALD, seed=seed + 7919 * k)
+        sampler = ChipSampler(
+            [scene], scale=scale, lr_chip=lr_chip, degradation=WALD, seed=seed + 7919 * k, what="validation"
+        )
         lr, hr = sampler.batch(0, per_scene, stream=1)
         lrs.append(lr)
         hrs.append(hr)

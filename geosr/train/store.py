@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from geosr.errors import InputError
+from geosr.errors import InputError, OptionError
 from geosr.normalise import scene_normalisation
 from geosr.train.coreg import coregister
 
@@ -116,12 +116,43 @@ def finish_store(store: str | Path, shifts: list[tuple[float, float]], counts: l
     root.attrs.update({"pairs": json.loads(json.dumps(pairs)), "complete": True})
 
 
-def read_store(store: str | Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """All chips of one split: ``lr`` (N, h, w) and ``hr`` (N, H, W) float32."""
+def _open_store(store: str | Path) -> zarr.Group:
     p = Path(store)
     if not p.exists():
         raise InputError(f"training store {p} does not exist; build it with geosr train --lr/--hr")
-    root = zarr.open_group(str(p), mode="r")
+    try:
+        return zarr.open_group(str(p), mode="r")
+    except (ValueError, OSError) as exc:
+        raise InputError(
+            f"{p} is not a training store ({exc}); build one with geosr train --lr/--hr --store"
+        ) from None
+
+
+def check_store(store: str | Path, *, scale: int, lr_chip: int) -> None:
+    """Refuse a run whose scale or LR chip size is not the store's.
+
+    The chips were cut once, at the store's scale and size: another scale
+    cannot be trained on them, and another chip size would only be recorded
+    (in the model card) without being used.
+    """
+    attrs = _open_store(store).attrs
+    built_scale, built_chip = attrs.get("scale"), attrs.get("lr_chip")
+    if built_scale is not None and built_scale != scale:
+        raise OptionError(
+            f"training store {store} holds x{built_scale} chips, the run is x{scale}: use "
+            f"-s {built_scale}, or rebuild the store at x{scale} from --lr/--hr (another --store path)"
+        )
+    if built_chip is not None and built_chip != lr_chip:
+        raise OptionError(
+            f"training store {store} holds {built_chip}-px LR chips, the run asks for {lr_chip}: use "
+            f"--chip {built_chip}, or rebuild the store with --chip {lr_chip} from --lr/--hr"
+        )
+
+
+def read_store(store: str | Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """All chips of one split: ``lr`` (N, h, w) and ``hr`` (N, H, W) float32."""
+    p = Path(store)
+    root = _open_store(p)
     if not root.attrs.get("complete"):
         raise InputError(f"training store {p} is incomplete (interrupted build?): build it again")
     want = 1 if split == "val" else 0

@@ -29,11 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from geosr.errors import OptionError
+from geosr.errors import OptionError, OutputError
+from geosr.io.atomic import is_foreign_directory
 from geosr.models.bicubic import bicubic_upsample
 from geosr.models.card import ModelCard
 from geosr.models.flops import flops_per_lr_pixel
-from geosr.models.weights import save_weights
+from geosr.models.weights import save_weights, weights_paths
 from geosr.train.checkpoint import (
     TrainState,
     has_checkpoint,
@@ -41,7 +42,7 @@ from geosr.train.checkpoint import (
     read_checkpoint_config,
     save_checkpoint,
 )
-from geosr.train.config import TrainConfig, to_dict
+from geosr.train.config import TrainConfig, is_model_name, to_dict
 from geosr.train.data import NORMALISATION, ChipSampler, StoreSampler, load_scenes, validation_set
 from geosr.train.losses import build_loss
 
@@ -115,7 +116,7 @@ def initial_model(init: str, scale: int) -> nn.Module:
     from geosr.models.weights import apply_state, load_weights
 
     path = Path(init)
-    if not path.suffix:  # a registered name, e.g. "cnnrnn-fast"
+    if is_model_name(init):  # e.g. "cnnrnn-fast"
         bundled = bundled_weights(init, scale)
         if bundled is None:
             raise OptionError(
@@ -213,6 +214,53 @@ def _check_resume_config(output: Path, config: TrainConfig) -> None:
         )
 
 
+def check_run_output(
+    config: TrainConfig, *, resume: bool, overwrite: bool, new_store: Path | None = None
+) -> None:
+    """Refuse, before anything is written, to replace an earlier run without being asked.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    resume, overwrite : bool
+        ``--resume`` continues the run in ``config.output``; ``--overwrite``
+        replaces it (and the weights file, and a store to rebuild).
+    new_store : Path, optional
+        The training store this run will build (from ``--lr/--hr``), if any.
+
+    Raises
+    ------
+    OutputError
+        The run folder holds a run, the weights file or the store exists (and
+        neither flag was given), or a path is taken by something else.
+    """
+    output = Path(config.output)
+    if output.exists() and not output.is_dir():
+        raise OutputError(f"-o {output} is a file, not a run folder: choose another --output")
+    if new_store is not None and is_foreign_directory(new_store):
+        raise OutputError(
+            f"--store {new_store} is a folder of other files, not a training store, which building "
+            "would delete: choose another --store path"
+        )
+    if resume or overwrite:
+        return
+    if (output / "config.json").exists() or (output / "checkpoints").exists():
+        raise OutputError(
+            f"{output} already holds a training run: pass --resume to continue it, --overwrite to "
+            "replace it, or choose another --output"
+        )
+    for path in weights_paths(config.weights_stem):
+        if path.exists():
+            raise OutputError(
+                f"{path} already exists: pass --overwrite to replace it, or choose another --weights"
+            )
+    if new_store is not None and new_store.exists():
+        raise OutputError(
+            f"training store {new_store} already exists: train on it with --store and no --lr/--hr, "
+            "pass --overwrite to rebuild it, or choose another --store"
+        )
+
+
 def train(
     config: TrainConfig,
     *,
@@ -267,8 +315,10 @@ def train(
     sampler: ChipSampler | StoreSampler
     validator: Validator | None = None
     if config.data.store:
+        from geosr.train.store import check_store, read_store
+
+        check_store(config.data.store, scale=config.scale, lr_chip=config.data.lr_chip)
         sampler = StoreSampler(config.data.store, seed=config.seed)
-        from geosr.train.store import read_store
 
         vlr, vhr = read_store(config.data.store, "val")
         vlr, vhr = vlr[: config.data.val_chips, None, None], vhr[: config.data.val_chips, None]
