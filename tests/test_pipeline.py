@@ -32,12 +32,20 @@ def test_writers_journal_each_batch_once_and_only_after_its_tiles_are_written(ma
     journal: list[int] = []
     in_flight, most_in_flight = [0], [0]
 
+    all_writing = threading.Event()
+
     class ShuffledSink:
         def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
+            with lock:
+                writer_names.add(threading.current_thread().name)
+                if len(writer_names) == writer_threads():
+                    all_writing.set()
+            # The first writes wait until every writer has one: on a loaded machine a
+            # single writer could otherwise keep up and the others never start.
+            all_writing.wait(timeout=10)
             time.sleep(float(rng.uniform(0, 0.01)))  # finish in a shuffled order
             with lock:
                 written.add((rows.start, cols.start))
-                writer_names.add(threading.current_thread().name)
 
     def record(group) -> None:
         with lock:
