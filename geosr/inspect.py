@@ -84,7 +84,7 @@ class RunPlan:
             ("model", f"{self.model} x{self.options.scale}"),
             (
                 "tiles",
-                f"{len(self.plan)} of {self.plan.tile_height} x {self.plan.tile_width} px, "
+                f"{len(self.plan)} of {self.plan.tile_width} x {self.plan.tile_height} px, "  # w x h, as grid
                 f"halo {self.plan.halo} px",
             ),
             (

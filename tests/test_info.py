@@ -21,6 +21,9 @@ def test_plan_describes_scene_and_run(make_raster) -> None:
     assert rows["nodata"] == "0"
     assert "800 x 1200 px" in rows["output grid"]
     assert len(plan.plan) == 6 and "halo" in rows["tiles"]
+    # Width x height everywhere, as the grid lines (the tiles line had height x width).
+    small = dict(plan_run(make_raster("small.tif", height=90, width=70), RunOptions(model="bicubic")).lines())
+    assert small["grid"].startswith("70 x 90 px") and small["tiles"].startswith("1 of 70 x 90 px")
     assert plan.output_bytes == 3 * 1200 * 800
     assert plan.estimated_seconds is not None and plan.estimated_seconds > 0
     # The least disk a COG run needs, and what it takes to keep its store uncompressed.
