@@ -111,6 +111,10 @@ class RunOptions:
             )
         if self.workers is not None and self.workers < 1:
             raise OptionError(f"--workers {self.workers} must be at least 1")
+        if self.scheduler is not None:
+            from geosr.orchestrate.cluster import check_scheduler_address
+
+            check_scheduler_address(self.scheduler)
         if self.compile not in ("auto", "on", "off"):
             raise OptionError(f"--compile {self.compile!r} is not known; use auto, on or off")
         if self.aoi is not None and self.bbox is not None:

@@ -119,6 +119,18 @@ def test_overwrite_never_replaces_a_folder_that_is_not_a_zarr_store(
     assert code == 0 and (folder / "zarr.json").exists()
 
 
+@pytest.mark.parametrize("address", ["nonsense", "tcp://127.0.0.1:abc", "inproc://x"])
+def test_a_scheduler_address_that_is_not_one_is_one_line(
+    make_raster, tmp_path: Path, capsys, monkeypatch, address: str
+) -> None:
+    """Before, Dask's ValueError came as a traceback, after a run state had been made that
+    then held up the next run ("an unfinished run of this job")."""
+    path = make_raster()
+    code, err = run_cli(["run", str(path), "--model", "bicubic", "--scheduler", address], capsys, monkeypatch)
+    assert_one_clear_line(code, err, address, "not a Dask scheduler address", "tcp://HOST:8786")
+    assert outputs_in(tmp_path) == []
+
+
 def test_rerun_of_a_finished_job_points_to_resume(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
     """Rerunning a finished batch: an output this same job wrote is kept, and the line
     says that --resume keeps it without computing it again (which it then does)."""

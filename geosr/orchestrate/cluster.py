@@ -37,6 +37,7 @@ from typing import Any
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 from distributed.client import FuturesCancelledError
 from distributed.comm import CommClosedError
+from distributed.comm.addressing import parse_address, parse_host_port
 
 from geosr.errors import GeosrError, OptionError, ResumableError
 from geosr.faults import checkpoint
@@ -175,6 +176,25 @@ def _gpu_count() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_scheduler_address(address: str) -> None:
+    """Refuse a ``--scheduler`` that is no Dask address, before a run state is made for it.
+
+    Dask parses it only on connecting, with a bare ``ValueError`` ("missing port
+    number in address 'nonsense'"); an address that parses but where nothing
+    listens is found out on connecting (:func:`cluster_client`).
+    """
+    try:
+        scheme, location = parse_address(address)
+        if scheme == "inproc":
+            raise ValueError("an in-process address, which only its own process can reach")
+        parse_host_port(location)
+    except ValueError as exc:
+        raise OptionError(
+            f"--scheduler {address!r} is not a Dask scheduler address ({exc}); "
+            "give one such as tcp://HOST:8786, as `dask scheduler` prints"
+        ) from None
 
 
 @contextlib.contextmanager
