@@ -6,11 +6,13 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
+import pytest
 import rasterio
 import rioxarray
 import xarray as xr
 
 import geosr
+from geosr.errors import InputError
 
 
 def test_open_rasterio_chunks_default_model_to_raster_equals_run(make_raster, tmp_path: Path) -> None:
@@ -76,3 +78,50 @@ def test_rotated_grid_keeps_its_transform_and_gets_pixel_index_coordinates(make_
     assert out.rio.transform() == rotated @ Affine.scale(0.5)
     np.testing.assert_array_equal(out["x"].values, np.arange(80))
     np.testing.assert_array_equal(out["y"].values, np.arange(60))
+
+
+def test_arrays_and_tiles_under_the_halo_give_the_file_jobs_pixels(make_raster, tmp_path: Path) -> None:
+    """Before, a side of at most the halo (15 px for the default model) and a tile under
+    it failed deep in Dask (chunk count mismatches), while upscale_file ran them."""
+    src = make_raster(count=1, height=100, width=130, nodata=0)
+    whole = rioxarray.open_rasterio(src)
+    small = tmp_path / "small.tif"
+    whole.isel(y=slice(0, 12), x=slice(0, 12)).rio.to_raster(small)
+    cases = [(small, {}), (src, {"tile": 8})]  # a 12 px side (dask's pad mirrored it once); tile 8
+    for path, options in cases:
+        lazy = geosr.upscale(rioxarray.open_rasterio(path), scale=2, **options).values
+        ran = geosr.upscale_file(path, tmp_path / f"{path.stem}_{len(options)}.tif", scale=2, **options)
+        with rasterio.open(ran) as out:
+            np.testing.assert_array_equal(lazy, out.read())
+    strip = geosr.upscale(whole.isel(y=slice(0, 3)), scale=2, model="bicubic")
+    assert strip.shape == (1, 6, 260)
+
+
+def test_output_chunks_are_regular_for_to_zarr(make_raster, tmp_path: Path) -> None:
+    """A remainder under the halo (130 = 2 x 64 + 2) rode on the last chunk, which made
+    it larger than the first: to_zarr refused the result (and left a partial store)."""
+    src = make_raster(count=1, height=100, width=130, nodata=0)
+    sr = geosr.upscale(rioxarray.open_rasterio(src, chunks=True), scale=2, model="bicubic", tile=64)
+    assert sr.chunks[2] == (128, 128, 4)
+    sr.to_dataset(name="band_data").to_zarr(tmp_path / "sr.zarr", zarr_format=3)
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "sr.zarr")["band_data"].values, sr.values)
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda a: (a + 1j * a).astype("complex64"), "complex64 is not supported"),
+        (lambda a: a > 0, "bool is not supported"),
+        (lambda a: a.transpose("y", "x", "band"), "transpose"),
+        (lambda a: a.values, "not ndarray"),
+        (lambda a: a.to_dataset(name="v"), "ds['v']"),
+        (lambda a: a.isel(x=slice(0, 0)), "empty"),
+    ],
+)
+def test_what_upscale_cannot_take_is_one_clear_error(make_raster, make, says: str) -> None:
+    """Before, complex pixels lost their imaginary part silently, and the others failed
+    deep in numpy, Dask or rioxarray."""
+    data = rioxarray.open_rasterio(make_raster(count=1, height=20, width=20))
+    with pytest.raises(InputError) as err:
+        geosr.upscale(make(data), scale=2, model="bicubic")
+    assert says in str(err.value)

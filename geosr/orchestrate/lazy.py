@@ -20,7 +20,7 @@ from odc.geo.geobox import GeoBox
 
 from geosr.errors import InputError
 from geosr.grid import scaled
-from geosr.io.scene import GEOGRAPHIC_COORDS, sample_step
+from geosr.io.scene import GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, sample_step
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import (
     FILL_RADIUS,
@@ -123,12 +123,16 @@ def upscale(
         leading coordinate, same dtype and nodata, with ``.rio.transform()`` the
         scaled grid and the same CRS; chunks are output blocks of ``tile * scale``
         pixels.
+
+    Notes
+    -----
+    The call itself reads a strided sample of the whole input (every chunk
+    of a dask-backed one) for the scene's normalisation, which every tile
+    then shares, as ``geosr run`` does; the tiles run only when the result is
+    computed.
     """
     opts = RunOptions(scale=scale, model=model, tile=tile, device=device, precision=precision)
-    if data.ndim == 2:
-        data = data.expand_dims("band")
-    if data.ndim != 3:
-        raise InputError(f"upscale expects a (band, y, x) DataArray, got dims {data.dims}")
+    data = _checked(data)
     data = data.rio.set_spatial_dims(y_dim=data.dims[1], x_dim=data.dims[2])  # lat/lon too
     grid = _grid_of(data)
     nodata = nodata if nodata is not None else data.rio.nodata
@@ -137,7 +141,8 @@ def upscale(
     predictor = cached_predictor(opts.model, data.shape[0], opts.scale, opts.device, opts.precision)
     net = predictor.model
     halo = net.receptive_field + FILL_RADIUS
-    tile_edge = opts.tile or DEFAULT_TILE
+    # Dask's overlap needs chunks of at least the halo: a smaller --tile is rounded up.
+    tile_edge = max(opts.tile or DEFAULT_TILE, halo)
 
     array = data.data if isinstance(data.data, da.Array) else da.from_array(np.asarray(data.data))
     h, w = grid.shape.yx
@@ -156,8 +161,16 @@ def upscale(
 
     if min(h, w) <= halo:
         # Too small for Dask's overlap (depth must not exceed a chunk): one padded block.
+        # numpy's pad, not dask's: dask's symmetric pad stops at one reflection (a 12 px
+        # side padded by 15 came out 27 px, not 42), where the file reader mirrors on.
         array = array.rechunk((-1, -1, -1))
-        padded = da.pad(array, ((0, 0), (halo, halo), (halo, halo)), mode="symmetric")
+        width = ((0, 0), (halo, halo), (halo, halo))
+        padded = array.map_blocks(
+            np.pad,
+            width,
+            mode="symmetric",
+            chunks=tuple((n + a + b,) for n, (a, b) in zip(array.shape, width, strict=True)),
+        )
     else:
         array = array.rechunk((-1, _chunks(h, tile_edge, halo), _chunks(w, tile_edge, halo)))
         padded = da.overlap.overlap(
@@ -184,7 +197,49 @@ def upscale(
         chunks=out_chunks,
         dtype=data.dtype,
     )
+    # Regular chunks, the last one no larger (what Zarr and to_zarr require): a remainder
+    # under the halo rode on the last input chunk, which made that output chunk larger.
+    block = tile_edge * opts.scale
+    result = result.rechunk((-1, block, block))
     return _georeferenced(result, data, scaled(grid, opts.scale), nodata)
+
+
+SPATIAL_NAMES = frozenset({"y", "x", "lat", "lon", "latitude", "longitude"})
+
+
+def _checked(data: Any) -> xr.DataArray:
+    """``data`` as a ``(band, y, x)`` DataArray of a supported dtype, or one line saying why not."""
+    if isinstance(data, xr.Dataset):
+        raise InputError(
+            "upscale takes a DataArray, not a Dataset: pick a variable, "
+            f"e.g. ds[{next(iter(data.data_vars), 'name')!r}]"
+        )
+    if not isinstance(data, xr.DataArray):
+        raise InputError(
+            "upscale takes a georeferenced xarray.DataArray (rioxarray.open_rasterio), "
+            f"not {type(data).__name__}"
+        )
+    if data.ndim == 2:
+        data = data.expand_dims("band")
+    if data.ndim != 3:
+        raise InputError(f"upscale expects a (band, y, x) DataArray, got dims {data.dims}")
+    if data.dims[0] in SPATIAL_NAMES:
+        order = (
+            *(d for d in data.dims if d not in SPATIAL_NAMES),
+            *(d for d in data.dims if d in SPATIAL_NAMES),
+        )
+        raise InputError(
+            f"upscale expects (band, y, x) dims, got {data.dims}: transpose first, "
+            f"data.transpose{tuple(map(str, order))}"
+        )
+    if 0 in data.shape:
+        raise InputError(f"the DataArray is empty (shape {data.shape}); nothing to super-resolve")
+    if data.dtype.name not in SUPPORTED_DTYPES:
+        raise InputError(
+            f"data type {data.dtype} is not supported; use one of {', '.join(SUPPORTED_DTYPES)} "
+            "(e.g. data.astype('float32'))"
+        )
+    return data
 
 
 def _georeferenced(
