@@ -36,6 +36,8 @@ class RunPlan:
     seconds_per_batch: float | None
     memory_bytes: int | None = None
     disk_bytes: int | None = None
+    process_bytes: int | None = None
+    """What this process held (resident) before the run's memory: Python, torch, GDAL, the model."""
 
     @property
     def estimated_seconds(self) -> float | None:
@@ -96,11 +98,14 @@ class RunPlan:
         if self.memory_bytes is not None and self.disk_bytes is not None:
             # A run keeps its store uncompressed where the disk has that much more room.
             roomy = resources.disk_needed(self.output_bytes, cog=True, raw_store=True)
+            held = self.process_bytes or 0
             rows.append(
                 (
                     "resources",
-                    f"peak memory about {format_bytes(self.memory_bytes)} (set by tile and batch, "
-                    f"not the scene); disk about {format_bytes(self.disk_bytes)} for a COG, "
+                    f"peak memory about {format_bytes(held + self.memory_bytes)} ("
+                    + (f"{format_bytes(held)} for Python, torch and the model, then " if held else "")
+                    + f"{format_bytes(self.memory_bytes)} set by tile and batch, not the scene); "
+                    f"disk about {format_bytes(self.disk_bytes)} for a COG, "
                     f"{format_bytes(roomy)} where free (a faster COG build)",
                 )
             )
@@ -134,6 +139,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     plan = plan_tiles(*scene.grid.shape.yx, tile=tile, halo=halo)
     h, w = scene.grid.shape.yx
     out_bytes = resources.output_bytes(h, w, scene.count, options.scale, scene.dtype)
+    held = resources.resident_bytes()  # before the calibration batch grows it
     seconds = None
     if calibrate:
         tiles = plan.tiles[: min(batch, len(plan))]
@@ -159,4 +165,5 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         seconds,
         resources.memory_needed(bounds),
         resources.disk_needed(out_bytes, cog=True),
+        held,
     )
