@@ -125,3 +125,17 @@ def test_what_upscale_cannot_take_is_one_clear_error(make_raster, make, says: st
     with pytest.raises(InputError) as err:
         geosr.upscale(make(data), scale=2, model="bicubic")
     assert says in str(err.value)
+
+
+@pytest.mark.parametrize("model", ["bicubic", None])
+def test_a_masked_read_is_written_back_as_the_file_job_writes_it(make_raster, tmp_path: Path, model) -> None:
+    """open_rasterio(masked=True) gives floats with NaN: the result lost the file's dtype
+    and nodata (to_raster wrote float32 with NaN, not uint16 with 0), and kept the model's
+    unrounded, unclipped values."""
+    src = make_raster(count=1, height=60, width=50, nodata=0)
+    sr = geosr.upscale(rioxarray.open_rasterio(src, masked=True), scale=2, model=model)
+    sr.rio.to_raster(tmp_path / "lazy.tif")
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model=model)
+    with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
+        assert (lazy.dtypes, lazy.nodata) == (run.dtypes, run.nodata) == (("uint16",), 0)
+        np.testing.assert_array_equal(lazy.read(), run.read())

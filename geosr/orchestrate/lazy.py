@@ -68,21 +68,34 @@ def _upscale_block(
     model: str | None,
     device: str,
     precision: str,
+    stored: tuple[str, float] | None = None,
 ) -> np.ndarray:
+    """One output chunk from one input chunk grown by the halo.
+
+    ``stored`` is the file's own dtype and nodata value behind a masked read
+    (floats with NaN): the pixels are then rounded and clipped as the file job
+    writes them, so that ``to_raster`` stores the same values back.
+    """
     predictor = cached_predictor(model, block.shape[0], scale, device, precision)
     x, valid = prepare_tiles(block[None], nodata, norm)
     sr = predictor(x)[0]
     h, w = block.shape[1] - 2 * halo, block.shape[2] - 2 * halo
     core = Window(halo, halo, h, w)
     out_core = core.scaled(scale)
-    return finish_tile(
+    out = finish_tile(
         sr[:, out_core.rows, out_core.cols],
         valid[0][:, core.rows, core.cols],
         scale=scale,
         norm=norm,
-        dtype=dtype,
-        nodata=nodata,
+        dtype=stored[0] if stored else dtype,
+        nodata=stored[1] if stored else nodata,
     )
+    if stored is None:
+        return out
+    masked = out == stored[1]
+    out = out.astype(dtype)
+    out[masked] = np.nan
+    return out
 
 
 def _grid_of(data: xr.DataArray) -> GeoBox:
@@ -189,6 +202,7 @@ def upscale(
             norm=norm,
             nodata=nodata,
             dtype=data.dtype.name,
+            stored=_stored(data),
             model=opts.model,
             device=opts.device,
             precision=opts.precision,
@@ -202,6 +216,18 @@ def upscale(
     block = tile_edge * opts.scale
     result = result.rechunk((-1, block, block))
     return _georeferenced(result, data, scaled(grid, opts.scale), nodata)
+
+
+def _stored(data: xr.DataArray) -> tuple[str, float] | None:
+    """The integer dtype and nodata value of the file behind a masked read
+    (``open_rasterio(masked=True)``: floats with NaN where the file has nodata), or None."""
+    dtype = data.encoding.get("rasterio_dtype", data.encoding.get("dtype"))
+    encoded = data.rio.encoded_nodata
+    if encoded is None or dtype is None or np.dtype(dtype).kind not in "ui":
+        return None
+    if np.dtype(dtype).name not in SUPPORTED_DTYPES or not np.issubdtype(data.dtype, np.floating):
+        return None
+    return np.dtype(dtype).name, float(encoded)
 
 
 SPATIAL_NAMES = frozenset({"y", "x", "lat", "lon", "latitude", "longitude"})
@@ -264,6 +290,12 @@ def _georeferenced(
         name=source.name,
     )
     out = out.rio.write_crs(grid.crs).rio.write_transform(t)
-    if nodata is not None:
+    if source.rio.encoded_nodata is not None:
+        # A masked read (open_rasterio(masked=True)): keep how it was stored, so that
+        # to_raster writes the file's dtype and nodata again, not float32 with NaN.
+        out = out.rio.write_nodata(source.rio.encoded_nodata, encoded=True)
+        stored = ("dtype", "rasterio_dtype", "scale_factor", "add_offset")
+        out.encoding.update({k: source.encoding[k] for k in stored if k in source.encoding})
+    elif nodata is not None:
         out = out.rio.write_nodata(nodata, encoded=False)
     return out
