@@ -34,6 +34,7 @@ from odc.geo.geom import Geometry
 from rasterio.features import geometry_mask
 
 from geosr.errors import InputError, OptionError
+from geosr.grid import window_grid
 from geosr.io.scene import Scene
 from geosr.tiling import TilePlan, Window
 
@@ -163,6 +164,20 @@ def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:
         f"scene bounds {tuple(round(v, 6) for v in scene_bounds)}, both in {name}); "
         "check the AOI and its CRS (--bbox-crs)"
     )
+
+
+def file_grid(scene: Scene) -> GeoBox:
+    """The grid of the whole file behind ``scene`` (a scene may be a window of it)."""
+    r_off, c_off = scene.origin
+    h, w = scene.file_shape or scene.grid.shape.yx
+    return window_grid(scene.grid, -r_off, -c_off, h, w)
+
+
+def whole_file(scene: Scene) -> Scene:
+    """``scene`` before :func:`crop_scene`: its whole file (the same scene when not cropped)."""
+    if scene.file_shape is None:
+        return scene
+    return dataclasses.replace(scene, grid=file_grid(scene), origin=(0, 0), file_shape=None)
 
 
 def crop_scene(scene: Scene, window: Window) -> Scene:

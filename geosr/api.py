@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from geosr import __version__, resources
-from geosr.aoi import aoi_mask, aoi_window, crop_scene, parse_bbox, read_vector
+from geosr.aoi import aoi_mask, aoi_window, crop_scene, parse_bbox, read_vector, whole_file
 from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError, OutputError, ResumableError
 from geosr.faults import checkpoint
 from geosr.grid import scaled
@@ -110,14 +110,19 @@ def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
 def normalisation_for(
     scene: Scene, card_normalisation: dict[str, Any], add_offset: tuple[float, ...] | None = None
 ) -> Normalisation:
-    """Scene-global normalisation from a decimated read; refuses all-nodata scenes.
+    """Scene-global normalisation from a decimated read of the whole file, also for an
+    area of interest (so that its output equals the same window of a full run, and the
+    outputs of neighbouring areas match); refuses all-nodata scenes.
+
+    A remote input's area of interest is the exception: its window alone is sampled,
+    since sampling the whole file would download all of it (a 1 GB scene for a field).
 
     ``add_offset`` (Sentinel-2 ``BOA_ADD_OFFSET``, per band) turns the stored
     numbers into physical units for models that expect them (``dtype-range``:
     ``(DN + offset) / 10000``); percentile normalisation is unaffected by an
     additive offset by construction.
     """
-    sample = read_sample(scene)
+    sample = read_sample(scene if is_remote(scene.path) else whole_file(scene))
     valid = valid_mask(sample, scene.nodata)
     if not valid.any():
         values = scene.band_nodata or (scene.nodata,)

@@ -13,22 +13,15 @@ import dataclasses
 
 import numpy as np
 import rasterio
-from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.warp import reproject
 
+from geosr.aoi import file_grid
 from geosr.errors import InputError
 from geosr.grid import window_grid
 from geosr.io.scene import Scene, _dataset, _mirror, read_window
 from geosr.tiling import Window
-
-
-def file_grid(scene: Scene) -> GeoBox:
-    """The grid of the whole file behind ``scene`` (a scene may be a window of it)."""
-    r_off, c_off = scene.origin
-    h, w = scene.file_shape or scene.grid.shape.yx
-    return window_grid(scene.grid, -r_off, -c_off, h, w)
 
 
 def check_frame(frame: Scene, reference: Scene) -> Scene:
