@@ -55,6 +55,17 @@ def test_frame_on_another_grid_keeps_each_bands_nodata(tmp_path: Path) -> None:
     assert np.isnan(got[1, 31:]).all() and not np.isnan(got[1, :29, 21:]).any()
 
 
+def test_a_frame_on_the_same_grid_keeps_its_own_nodata(make_raster, tmp_path: Path) -> None:
+    """Before, only the reference's nodata was applied to a frame on its grid: a frame whose
+    every pixel is its nodata (0) went into the model as data and changed every tile."""
+    ref = make_raster("ref.tif", height=64, width=64)
+    empty = make_raster("empty.tif", data=np.zeros((1, 64, 64), np.uint16), nodata=0)
+    alone = geosr.upscale_file(ref, tmp_path / "alone.tif", scale=2, tile=32)
+    with_empty = geosr.upscale_file(ref, tmp_path / "with.tif", scale=2, tile=32, frames=(str(empty),))
+    with rasterio.open(alone) as a, rasterio.open(with_empty) as b:
+        np.testing.assert_array_equal(a.read(), b.read())  # an all-nodata frame is never used
+
+
 def test_uncovered_frame_is_skipped_for_that_tile() -> None:
     norm = Normalisation((0.0,), (100.0,))
     raw = np.full((2, 3, 1, 8, 8), 50, np.float32)

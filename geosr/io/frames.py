@@ -51,15 +51,19 @@ def check_frame(frame: Scene, reference: Scene) -> Scene:
 def read_frame_window(frame: Scene, reference: Scene, window: Window) -> np.ndarray:
     """``frame``'s pixels on ``reference``'s ``window`` (mirrored past the file), ``(C, h, w)``.
 
-    Same grid: the frame's own pixels (its dtype).  Another grid: float32,
-    bilinear, NaN where the frame has no data.
+    Same grid: the frame's own pixels, as float32 with NaN for its own nodata
+    (the temporal stacking knows only the reference's).  Another grid:
+    float32, bilinear, NaN where the frame has no data.
     """
     if (
         frame.origin == reference.origin
         and frame.file_shape == reference.file_shape
         and (frame.grid == reference.grid)
     ):
-        return read_window(frame, window)
+        pixels = read_window(frame, window).astype(np.float32)
+        if frame.nodata is not None:
+            pixels[pixels == np.float32(frame.nodata)] = np.nan
+        return pixels
     h, w = reference.file_shape or reference.grid.shape.yx
     r_off, c_off = reference.origin
     rows = _mirror(np.arange(window.row, window.row + window.height) + r_off, h)
