@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -438,14 +439,11 @@ def job_fingerprint(
     is spread, never its result (see the determinism tests).
     """
     source = Path(scene.path)
-    try:
-        stat = source.stat()
-        size, mtime = stat.st_size, stat.st_mtime_ns
-    except OSError:  # a URL or /vsi path: its name is all we know
-        size, mtime = None, None
+    local = source.exists()
+    size, mtime = file_stamp(scene.path)
     return {
         "geosr": __version__,
-        "input": str(source.resolve()) if size is not None else scene.path,
+        "input": str(source.resolve()) if local else scene.path,
         "input_bytes": size,
         "input_mtime_ns": mtime,
         "variable": scene.variable_name,
@@ -462,10 +460,41 @@ def job_fingerprint(
         "output": dst.suffix.lower(),
         "bands": opts.bands,
         "offset": repr(opts.offset),
-        "aoi": opts.aoi,
+        "aoi": [opts.aoi, _content_digest(opts.aoi)] if opts.aoi else None,
         "bbox": [opts.bbox, opts.bbox_crs] if opts.bbox else None,
-        "frames": [f.path for f in frames],
+        "frames": [[f.path, *file_stamp(f.path)] for f in frames],
     }
+
+
+def file_stamp(path: str) -> tuple[int | None, int | str | None]:
+    """What tells one version of ``path`` from another: a local file's size and mtime (ns);
+    an http(s) URL's Content-Length and ETag (or Last-Modified), from a HEAD request;
+    ``(None, None)`` where neither can be had (object stores without credentials here)."""
+    try:
+        stat = Path(path).stat()
+        return stat.st_size, stat.st_mtime_ns
+    except OSError:
+        pass
+    url = path.removeprefix("/vsicurl/")
+    if not url.startswith(("http://", "https://")):
+        return None, None
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10) as response:
+            length = response.headers.get("Content-Length")
+            version = response.headers.get("ETag") or response.headers.get("Last-Modified")
+    except (OSError, ValueError):
+        return None, None
+    return (int(length) if length and length.isdigit() else None), version
+
+
+def _content_digest(path: str) -> str | None:
+    """A digest of a small file's bytes (an AOI's geometry may change under the same mtime)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
 
 
 def _forget_leftover_state(dst: Path) -> None:

@@ -365,3 +365,59 @@ def test_ctrl_c_keeps_the_finished_tiles_for_resume(job, tmp_path: Path) -> None
     assert not dst.exists() and journal.exists()
     resume(job, dst)
     assert dst.read_bytes() == job["ref"].read_bytes()
+
+
+def test_resume_notices_a_changed_aoi_or_frame(job, tmp_path: Path) -> None:
+    """Before, the fingerprint held their paths only: a resumed run mixed the tiles of the
+    old AOI polygon (or frame) with the new one's."""
+    ring = [UTM_TRANSFORM @ corner for corner in ((5, 5), (95, 5), (95, 115), (5, 115), (5, 5))]
+    aoi = tmp_path / "field.geojson"
+
+    def write_aoi(points: list) -> None:
+        polygon = {"type": "Polygon", "coordinates": [[list(p) for p in points]]}
+        crs = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32633"}}
+        aoi.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": polygon, "crs": crs}))
+
+    write_aoi(ring)
+    frame = tmp_path / "d2.tif"
+    with rasterio.open(job["src"]) as src:
+        profile, pixels = src.profile, src.read()
+    with rasterio.open(frame, "w", **profile) as dst:
+        dst.write(pixels)
+    dst = tmp_path / "out.tif"
+    extra = ("--aoi", str(aoi), "--frame", str(frame))
+    killed = geosr_run(job, dst, *extra, env={"GEOSR_FAULT_AT": "journal:3"})
+    assert killed.returncode != 0 and run_dir(dst).exists()
+
+    write_aoi([ring[0], ring[1], ring[3], ring[0]])  # a triangle of the same extent
+    again = geosr_run(job, dst, *extra, "--resume")
+    assert again.returncode == 2 and "differs in aoi" in again.stderr, again.stderr
+    write_aoi(ring)
+    with rasterio.open(frame, "r+") as changed:
+        changed.write(pixels // 2)
+    again = geosr_run(job, dst, *extra, "--resume")
+    assert again.returncode == 2 and "differs in frames" in again.stderr, again.stderr
+
+
+def test_a_remote_inputs_version_is_part_of_the_job(tmp_path: Path) -> None:
+    """Before, a URL's fingerprint was its name alone: a resumed run mixed tiles of two
+    versions of the file behind it.  Its Content-Length and ETag or Last-Modified now count."""
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from geosr.api import file_stamp
+
+    (tmp_path / "scene.tif").write_bytes(b"one version")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/scene.tif"
+        first = file_stamp(url)
+        assert first[0] == len(b"one version") and first[1]
+        (tmp_path / "scene.tif").write_bytes(b"another, longer version")
+        os.utime(tmp_path / "scene.tif", (time.time() + 5, time.time() + 5))
+        assert file_stamp(url) != first and file_stamp(f"/vsicurl/{url}") == file_stamp(url)
+        assert file_stamp(url.replace("scene", "missing")) == (None, None)
+    finally:
+        server.shutdown()
+        server.server_close()
