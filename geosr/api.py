@@ -20,7 +20,7 @@ from geosr.io.atomic import check_writable, format_bytes
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
 from geosr.io.remote import check_remote_output, fsspec_url, is_remote, local_name, upload
-from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job
+from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
 from geosr.io.runstate import RunState, StaleRunError, job_digest, run_dir, size_on_disk
 from geosr.io.scene import Scene, band_bytes, fill_value, is_zarr_path, keeps_band, open_scene, read_sample
 from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
@@ -564,7 +564,7 @@ def _run(
                 None if dst.suffix.lower() == ".zarr" else damaged_store_error(state, plan, opts.scale, exc)
             )
             if damaged is None:
-                raise
+                raise unfinished_error(state, exc) from None  # resumable: only the output is left
             raise damaged from None
         finally:
             if cluster is not None:

@@ -96,8 +96,6 @@ class RunPlan:
             ),
         ]
         if self.memory_bytes is not None and self.disk_bytes is not None:
-            # A run keeps its store uncompressed where the disk has that much more room.
-            roomy = resources.disk_needed(self.output_bytes, cog=True, raw_store=True)
             held = self.process_bytes or 0
             rows.append(
                 (
@@ -105,8 +103,7 @@ class RunPlan:
                     f"peak memory about {format_bytes(held + self.memory_bytes)} ("
                     + (f"{format_bytes(held)} for Python, torch and the model, then " if held else "")
                     + f"{format_bytes(self.memory_bytes)} set by tile and batch, not the scene); "
-                    f"disk about {format_bytes(self.disk_bytes)} for a COG, "
-                    f"{format_bytes(roomy)} where free (a faster COG build)",
+                    f"disk about {format_bytes(self.disk_bytes)} for a COG",
                 )
             )
         if self.estimated_seconds is not None:

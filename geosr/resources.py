@@ -35,10 +35,12 @@ refuses a plan above the available memory (``MemAvailable``, and the address
 space left under ``ulimit -v``), or whose output cannot fit on the disk.
 
 Disk: a COG run needs, at its peak (the COG build), the run store with its
-overview levels and the COG with its overviews; with lossless compression at
-about 2:1 that is about ``1.3 x`` the uncompressed output (``0.5 x`` for a Zarr
-output).  These are estimates: ``--no-check-resources`` skips the guard,
-and a write that fails anyway still stops with a clear message.
+overview levels and, free beside it, as much again (the COG build's own check,
+:meth:`geosr.io.cog.CogBuild._check_space`): about ``2.7 x`` the uncompressed
+output (``1 x`` for a Zarr output), as real imagery barely compresses in the run
+store (:data:`STORE_FRACTION`).  These are estimates: ``--no-check-resources``
+skips the guard, and a COG build that fails anyway keeps the run state for
+``--resume``.
 """
 
 from __future__ import annotations
@@ -93,8 +95,19 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-COMPRESSED_FRACTION = 0.5
-"""Assumed size of losslessly compressed imagery, as a fraction of its raw size."""
+STORE_FRACTION = 1.0
+"""Size of a compressed store, as a fraction of its raw pixels: the bound, not a typical value.
+
+Real imagery compresses far worse than 2:1 in the run store (LZ4 level 1, chosen for
+decoding speed).  Bicubic x2 and x4 outputs of 500^2 crops of the data in
+``shared/data``, store with its overview levels against the raw pixels with theirs:
+Sentinel-2 L1C 0.56, Landsat-8 B4 0.89, Landsat-8 B7 0.87, Landsat-8 RGB 0.73, NAIP
+0.78, NEON 10 cm RGB 0.98, Landsat-7 RGB with gaps 0.45, float64 Sentinel-2 0.78,
+float32 Sentinel-2 0.51, Landsat RGBN composite 0.90 (x2 worse than x4 throughout;
+the COGs, ZSTD with a predictor, were 0.25-0.78).  A Zarr output (Blosc zstd) was
+0.28-0.75.  Blosc stores a chunk it cannot compress as it is, so 1.0 covers any
+imagery; anything less would accept runs whose COG build must then refuse (0.5
+accepted a Sentinel-2 run whose store came out at 0.58, after all its compute)."""
 
 
 @dataclass(frozen=True)
@@ -165,16 +178,17 @@ def memory_needed(plan: Plan) -> int:
 def disk_needed(output_bytes: int, *, cog: bool, raw_store: bool = False) -> int:
     """Disk a run needs at its peak, for ``output_bytes`` of uncompressed output.
 
-    A COG run holds its run store and the COG, each with overviews (4/3), and
-    the COG build starts only with as much free as the store takes (its upper
-    bound: :meth:`geosr.io.cog.CogBuild._check_space`).  The store is raw where
-    the disk has room for that twice (``raw_store``, :func:`raw_store_fits`),
-    else compressed: the least a COG run needs.
+    A COG run holds its run store with overview levels (4/3), and the COG build
+    starts only with as much free as the store takes (the COG's upper bound:
+    :meth:`geosr.io.cog.CogBuild._check_space`), so the store counts twice.  The
+    store is raw where the disk has room for that (``raw_store``,
+    :func:`raw_store_fits`), else compressed, which on real imagery saves no more
+    than the bound allows (:data:`STORE_FRACTION`).  A Zarr output is its store.
     """
+    store = 1.0 if raw_store else STORE_FRACTION
     if cog:
-        store = 1.0 if raw_store else COMPRESSED_FRACTION
         return int(output_bytes * store * 4 / 3 * 2)
-    return int(output_bytes * COMPRESSED_FRACTION)
+    return int(output_bytes * STORE_FRACTION)
 
 
 def raw_store_fits(output_bytes: int, destination: Path) -> bool:

@@ -571,3 +571,49 @@ def test_full_disk_gives_clear_error_and_no_leftovers(tmp_path, suffix, limit, s
     assert result["error"].startswith(f"cannot write {tmp_path / ('out' + suffix)}")
     assert "free" in result["error"]
     assert result["left"] == []
+
+
+def test_a_failed_cog_build_measures_free_space_after_removing_its_temporaries(
+    tmp_path, make_spec, monkeypatch
+):
+    """The message's "N are free" was taken with the half-written COG still on disk
+    (20 KiB free where 8 MiB were, once it was gone)."""
+    from geosr.io import cog
+
+    found: list[list[str]] = []
+    real = cog.describe_write_failure
+
+    def describe(destination: Path, exc: BaseException, needed: int | None) -> str:
+        found.append(sorted(p.name for p in destination.parent.iterdir()))
+        return real(destination, exc, needed)
+
+    monkeypatch.setattr(cog, "describe_write_failure", describe)
+    spec = make_spec(grid=GeoBox((64, 64), UTM.transform, UTM.crs), count=1)
+    missing = tmp_path.parent / f"{tmp_path.name}-missing.vrt"  # GDAL fails the copy: no source
+    with pytest.raises(OutputError, match="free"):
+        cog.cog_from_source(missing, tmp_path / "out.tif", spec, source_bytes=0, overwrite=False)
+    assert found == [[]]  # no temporary left when the free space was read
+
+
+def test_a_raw_run_store_is_made_only_where_its_padded_chunks_fit(tmp_path, make_spec):
+    """Edge chunks are stored whole: a 640^2 output in chunks of 512 stores 1024^2.  Under a
+    real `ulimit -f` with room for the raw output twice but not for its padded chunks, the
+    store is LZ4 (raw, the COG build refused it after all the compute)."""
+    import resource
+
+    from geosr.io.run_store import create_run_store
+    from geosr.resources import raw_store_fits
+
+    spec = make_spec(grid=GeoBox((640, 640), UTM.transform, UTM.crs), count=1)
+    limit = 3 * spec.nbytes  # raw_store_fits wants 2.7x the output; the padded store 2 x 3.2x
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        assert raw_store_fits(spec.nbytes, tmp_path / "out.tif")
+        create_run_store(
+            tmp_path / "store.zarr", spec, (512, 512), for_zarr_output=False, destination=tmp_path / "out.tif"
+        )
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    compressor = json.loads((tmp_path / "store.zarr" / VARIABLE / ".zarray").read_text())["compressor"]
+    assert compressor is not None and compressor["cname"] == "lz4"

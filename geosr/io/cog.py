@@ -86,6 +86,10 @@ except ImportError:  # pragma: no cover - private module moved
     _GDAL_ERRORS = (OSError, RasterioError)
 
 
+class WriterBugError(OutputError):
+    """The COG written is not the one asked for: a geosr or GDAL bug, which no rerun fixes."""
+
+
 class CogBuild(SinkBase):
     """GDAL's COG driver from a complete source, the checks, and the atomic rename.
 
@@ -116,22 +120,29 @@ class CogBuild(SinkBase):
         """
         self._check_open()
         try:
-            source, needed = self._source()
-            self._check_space(needed)
-            cog = temporary_sibling(self.destination, ".tif")
-            self._track(cog)
-            rasterio.shutil.copy(source, cog, driver="COG", **self._cog_options())
-            _check_tiles(cog, self.destination, self._needed())
-            self._verify(cog)
-            checkpoint("cog")
-            replace_atomically(cog, self.destination)
-        except GeosrError:
-            raise
+            self._build()
         except _GDAL_ERRORS as exc:
+            # The temporaries go first, so that the message gives the space the
+            # user has now, not what a half-written COG left (20 KiB for 8 MiB).
+            self._cleanup()
+            if isinstance(exc, GeosrError):
+                raise
             raise OutputError(describe_write_failure(self.destination, exc, self._needed())) from None
         finally:
             self._cleanup()
         return self.destination
+
+    def _build(self) -> None:
+        """Copy the source into a temporary COG, check it, and rename it into place."""
+        source, needed = self._source()
+        self._check_space(needed)
+        cog = temporary_sibling(self.destination, ".tif")
+        self._track(cog)
+        rasterio.shutil.copy(source, cog, driver="COG", **self._cog_options())
+        _check_tiles(cog, self.destination, self._needed())
+        self._verify(cog)
+        checkpoint("cog")
+        replace_atomically(cog, self.destination)
 
     def abort(self) -> None:
         """Remove the temporaries; the destination is not touched."""
@@ -182,7 +193,7 @@ class CogBuild(SinkBase):
             if not is_valid or errors:
                 problems.append("not a valid COG: " + "; ".join(errors))
         if problems:
-            raise OutputError(
+            raise WriterBugError(
                 f"cannot write {self.destination}: the produced file has "
                 + "; ".join(problems)
                 + " (a geosr/GDAL bug: please report it with `geosr --version`)"

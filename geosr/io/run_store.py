@@ -31,18 +31,21 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
 from numcodecs import Blosc
 
-from geosr.errors import OutputError
+from geosr.errors import GeosrError, OutputError
 from geosr.faults import checkpoint
-from geosr.io.atomic import describe_write_failure, replace_atomically
+from geosr.io.atomic import describe_write_failure, free_bytes, replace_atomically
 from geosr.io.pyramid import coarser_levels, halve, level_shapes, tile_levels
 from geosr.io.sink import OutputSpec
 from geosr.io.zarr_store import VARIABLE, _create_store, _write_chunkwise
+
+if TYPE_CHECKING:
+    from geosr.io.runstate import RunState
 
 _LZ4 = Blosc(cname="lz4", clevel=1, shuffle=Blosc.SHUFFLE)
 
@@ -53,6 +56,9 @@ _MAX_FINAL_LEVEL_BYTES = 256 * 2**20
 
 _BLOSC_HEADER = 16
 """Bytes of a Blosc chunk's header; bytes 12-15 hold the chunk's compressed size."""
+
+
+_Shape = tuple[int, int]
 
 
 def _level_name(level: int) -> str:
@@ -70,35 +76,66 @@ def create_run_store(
 ) -> None:
     """Create the empty store at ``path`` with ``chunks`` = (rows, cols) of one tile core.
 
-    ``compressed`` stores a COG's pixels with LZ4 (for a short disk) rather than raw.
+    ``compressed`` stores a COG's pixels with LZ4 (for a short disk) rather than
+    raw; so does a raw store that would not fit (:func:`_raw_store_fits`).
     """
     try:
         if for_zarr_output:
             _create_store(path, spec, chunks=chunks)
         else:
-            _create_cog_store(path, spec, chunks, _LZ4 if compressed else None)
+            raw = not compressed and _raw_store_fits(spec, chunks, destination)
+            _create_cog_store(path, spec, chunks, None if raw else _LZ4)
     except OSError as exc:
         raise OutputError(describe_write_failure(destination, exc, spec.nbytes)) from None
+
+
+def _cog_store_levels(spec: OutputSpec, chunks: tuple[int, int]) -> tuple[int, list[tuple[_Shape, _Shape]]]:
+    """How many levels the tiles write, and every level's (shape, chunk shape) in a COG's store."""
+    _, height, width = spec.shape
+    shapes = level_shapes(height, width, spec.block)
+    by_tiles = tile_levels((height, width), chunks, len(shapes))
+    levels: list[tuple[_Shape, _Shape]] = []
+    for level, shape in enumerate([(height, width), *shapes]):
+        if level <= by_tiles:  # one chunk per tile at every tile level
+            chunk = (chunks[0] >> level, chunks[1] >> level)
+        else:
+            chunk = (min(spec.block, shape[0]), min(spec.block, shape[1]))
+        levels.append((shape, chunk))
+    return by_tiles, levels
+
+
+def _raw_store_fits(spec: OutputSpec, chunks: tuple[int, int], destination: Path) -> bool:
+    """Whether the disk has room for a raw store twice: the store, then as much free for
+    the COG build (:meth:`geosr.io.cog.CogBuild._check_space`).
+
+    :func:`geosr.resources.raw_store_fits` judges from the output's size, but a raw
+    store also holds its edge chunks whole: an 800^2 scene at x4 in tiles of 128
+    makes 3584^2 chunks of a 3200^2 output, 25 % more.  LZ4 squeezes that padding.
+    """
+    free = free_bytes(destination.parent)
+    if free is None:
+        return True
+    itemsize = np.dtype(spec.dtype).itemsize
+    _, levels = _cog_store_levels(spec, chunks)
+    stored = sum(
+        -(-shape[0] // chunk[0]) * chunk[0] * -(-shape[1] // chunk[1]) * chunk[1] for shape, chunk in levels
+    )
+    return 2 * stored * spec.count * itemsize <= free
 
 
 def _create_cog_store(path: Path, spec: OutputSpec, chunks: tuple[int, int], codec: Blosc | None) -> None:
     """Pixels and overview levels only: the VRT gives the COG its georeferencing
     and metadata from the spec, so the store needs no coordinates (nor a CRS that
     CF can describe)."""
-    count, height, width = spec.shape
-    shapes = level_shapes(height, width, spec.block)
-    by_tiles = tile_levels((height, width), chunks, len(shapes))
+    count = spec.count
+    by_tiles, levels = _cog_store_levels(spec, chunks)
     fill = spec.nodata if spec.nodata is not None else 0
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
     # The nodata value as text: JSON has no NaN.
     group.attrs.update(
         {"tile_levels": by_tiles, "nodata": None if spec.nodata is None else repr(spec.nodata)}
     )
-    for level, shape in enumerate([(height, width), *shapes]):
-        if level <= by_tiles:  # one chunk per tile at every tile level
-            chunk = (chunks[0] >> level, chunks[1] >> level)
-        else:
-            chunk = (min(spec.block, shape[0]), min(spec.block, shape[1]))
+    for level, (shape, chunk) in enumerate(levels):
         group.create_array(
             _level_name(level) if level else VARIABLE,
             shape=(count, *shape),
@@ -151,6 +188,19 @@ def finalise(store: Path, destination: Path, spec: OutputSpec, *, overwrite: boo
     if destination.suffix.lower() == ".zarr":
         return _finalise_zarr(store, destination, spec)
     return _finalise_cog(store, destination, spec, overwrite)
+
+
+def unfinished_error(state: RunState, failure: OutputError) -> GeosrError:
+    """What to raise when :func:`finalise` failed with ``failure`` on a whole store.
+
+    A failure the user can fix (a full disk, permissions, a file in the way)
+    keeps the run state for ``--resume``, which then only builds the output: a
+    large scene's compute is hours.  A COG that came out wrong is a bug no
+    rerun fixes; its ``failure`` stands, and the state goes.
+    """
+    from geosr.io.cog import WriterBugError
+
+    return failure if isinstance(failure, WriterBugError) else state.unfinished(failure)
 
 
 def _finalise_zarr(store: Path, destination: Path, spec: OutputSpec) -> Path:

@@ -24,7 +24,9 @@ missing chunks are legitimate (a Zarr output's all-nodata ones) unless the
 machine restarted.
 
 The COG (or the final Zarr) is built from the store at the end and renamed
-into place; then the folder is removed.
+into place; then the folder is removed.  Should that fail for a reason the user
+can fix (a full disk), the folder stays: ``--resume`` then only builds the
+output (:meth:`RunState.unfinished`).
 
 Because every writer of a destination holds its lock, hidden temporaries of
 that destination found while holding it (``.out.tif.geosr-tmp-*``) belong to a
@@ -42,11 +44,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from geosr.errors import GeosrError, OutputError
+from geosr.errors import GeosrError, OutputError, ResumableError
 from geosr.io.atomic import TMP_MARKER, format_bytes, remove_path
 
 RUN_SUFFIX = ".geosr-run"
 """Ending of the hidden run-state folder's name: ``.<output name>.geosr-run``."""
+
+# How the messages of geosr.io's write failures begin their advice (their last part).
+_ADVICE = ("free some space", "check ")
 
 
 class StaleRunError(GeosrError, FileExistsError):
@@ -294,3 +299,20 @@ class RunState:
         """``'N tiles kept in DIR (X)'`` for messages."""
         size = format_bytes(size_on_disk(self.directory))
         return f"{len(self.done())} finished tiles are kept in {self.directory} ({size})"
+
+    def unfinished(self, failure: OutputError) -> ResumableError:
+        """The error for an output that could not be built from the complete store, for a
+        reason the user can fix (a full disk, permissions): every tile is computed, so
+        the state is kept, and ``--resume`` only builds the output.
+
+        The failure's own advice (its last ``; ...`` part, which may say to write
+        elsewhere: a resume cannot) gives way to the resume's.
+        """
+        message, _, advice = str(failure).rpartition("; ")
+        if not message or not advice.startswith(_ADVICE):
+            message, advice = str(failure), ""
+        fix = advice if advice.startswith("check ") else "free some space there"
+        return ResumableError(
+            f"{message}; {fix} and rerun with --resume: the {self.describe()}, "
+            "and only the output is left to build"
+        )
