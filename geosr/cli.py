@@ -10,8 +10,10 @@ import contextlib
 import logging
 import os
 import shlex
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -202,7 +204,7 @@ def run(
     band descriptions.  With several inputs, one that fails is reported in one
     line and the others still run; the exit status is then 2.
     """
-    from geosr.api import upscale_file
+    from geosr.api import default_output, upscale_file
     from geosr.batch import batch_outputs, expand_inputs
 
     sources = expand_inputs(inputs)
@@ -241,12 +243,9 @@ def run(
         try:
             with _progress_bar(label) as advance:
                 out = upscale_file(source, target, scale=scale, model=model, progress=advance, **options)
-        except KeyboardInterrupt:
-            # Raised as a GeosrError so that click does not swallow it ("Aborted!").
-            raise InterruptedRunError(
-                f"{source}: interrupted; no output was written, the finished tiles are kept "
-                "beside it: rerun with --resume to finish"
-            ) from None
+        except KeyboardInterrupt as stop:
+            # Raised as a GeosrError so that typer does not swallow it (a silent exit 130).
+            raise _interrupted_run(stop, source, target or default_output(source, scale)) from None
         except GeosrError as exc:
             if len(sources) == 1:
                 raise
@@ -265,6 +264,77 @@ def run(
 def _report(exc: GeosrError) -> None:
     """The one line a user error gets on stderr (with the command that resumes, if any)."""
     err.print(f"[red]error:[/red] {exc}{_exact_command(exc)}", highlight=False, soft_wrap=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, Slurm, ``docker stop``), raised in the main thread as Ctrl-C is.
+
+    A KeyboardInterrupt, so that every ``finally`` and every Ctrl-C handler
+    (the run's, training's) cleans up and reports exactly as for Ctrl-C.
+    """
+
+
+_sigterm_received = threading.Event()
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    """SIGTERM's handler: stop the main thread where it is, as SIGINT does."""
+    _sigterm_received.set()
+    raise Terminated("terminated (SIGTERM)")
+
+
+def _exit_status(code: int) -> int:
+    """``code``, but SIGINT's 130 as SIGTERM's 143 (128 + 15) after a SIGTERM: the status
+    a shell, ``timeout`` or Slurm expects of a process that stopped on that signal."""
+    return 128 + signal.SIGTERM if code == 130 and _sigterm_received.is_set() else code
+
+
+def _interrupted_run(stop: KeyboardInterrupt, source: str, destination: Path) -> GeosrError:
+    """The error a run stopped by Ctrl-C or SIGTERM ends with: resumable once its run
+    state exists, else a plain one (the run stopped while it was still starting)."""
+    from geosr.io.runstate import run_dir
+
+    what = str(stop) or "interrupted"
+    if run_dir(destination).exists():
+        return InterruptedRunError(
+            f"{source}: {what}; no output was written, the finished tiles are kept beside it: "
+            "rerun with --resume to finish"
+        )
+    return _interrupted_early(f"{source}: {what} before any tile ran")
+
+
+def _interrupted_early(what: str) -> GeosrError:
+    """The error for a Ctrl-C or SIGTERM (``what``) before anything was written."""
+    error = GeosrError(f"{what}; nothing was written: run the same command again")
+    error.exit_code = 130  # _exit_status makes it 143 after a SIGTERM
+    return error
+
+
+def _unreported_interrupt(exc: SystemExit) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM that typer turned into a silent exit status 130, if any.
+
+    typer ends a command that lets a KeyboardInterrupt through (one interrupted
+    while importing torch, say) with ``raise Exit(130) from interrupt``, which
+    becomes this SystemExit; a command that reports its interrupt itself (as
+    training does) raises ``Exit(130) from None`` instead.
+    """
+    cause = exc.__context__.__cause__ if exc.__context__ is not None else None
+    return cause if exc.code == 130 and isinstance(cause, KeyboardInterrupt) else None
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within: SIGTERM raises :class:`Terminated` in the main thread (elsewhere, as from
+    a test runner's thread, signal handlers cannot be set and nothing changes)."""
+    _sigterm_received.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -420,7 +490,12 @@ def main() -> None:
     # allocates before the tuning gets a malloc arena of its own, which later threads
     # (the reader, writers, Dask workers) share and page-fault through (geosr.allocator).
     keep_freed_memory()
-    _register_plugins()
+    with _sigterm_as_interrupt():
+        _main()
+
+
+def _main() -> None:
+    """:func:`main`, with SIGTERM raising :class:`Terminated` as Ctrl-C raises KeyboardInterrupt."""
     # GDAL and libtiff print some errors (a write failing on a full disk, in
     # particular) straight to stderr; geosr reports each failure itself in one
     # line, so their copies go to the bit bucket unless the user asked for a log.
@@ -431,17 +506,22 @@ def main() -> None:
     warnings.showwarning = _show_warning
     warnings.simplefilter("default", GeosrWarning)
     try:
+        # Inside the try: importing the training commands takes a moment, in which a
+        # Ctrl-C gets its one line too.
+        _register_plugins()
         with _native_stderr_captured():
             app()
     except GeosrError as exc:
         _report(exc)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print(
-            "interrupted; no output was written (finished tiles are kept: rerun with --resume)",
-            highlight=False,
-        )
-        sys.exit(130)
+        sys.exit(_exit_status(exc.exit_code))
+    except KeyboardInterrupt as stop:
+        _report(_interrupted_early(str(stop) or "interrupted"))
+        sys.exit(_exit_status(130))
+    except SystemExit as exc:
+        unreported = _unreported_interrupt(exc)
+        if unreported is not None:
+            _report(_interrupted_early(str(unreported) or "interrupted"))
+        sys.exit(_exit_status(exc.code) if isinstance(exc.code, int) else exc.code)
     finally:
         warnings.showwarning = original
 
@@ -470,7 +550,8 @@ def _native_stderr_captured() -> Iterator[None]:
         yield
         failed = False
     except (GeosrError, KeyboardInterrupt, SystemExit) as exc:
-        failed = isinstance(exc, SystemExit) and exc.code not in (0, None, 2)
+        # 130: an interrupt the command reported itself (training), no bug.
+        failed = isinstance(exc, SystemExit) and exc.code not in (0, None, 2, 130)
         raise
     finally:
         sys.stderr.flush()

@@ -11,6 +11,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from rasterio.shutil import copy as rio_copy
 
@@ -126,3 +127,57 @@ def test_output_to_an_fsspec_url_is_uploaded_whole(make_raster, tmp_path: Path) 
     geosr.upscale_file(src, store, scale=2, model="bicubic")
     assert fs.exists("/bucket/run/sr.zarr/zarr.json")
     fs.rm("/bucket", recursive=True)
+
+
+class PlainHandler(SimpleHTTPRequestHandler):
+    """``python -m http.server``: no Range support; ``/private/...`` answers 403."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/private/"):
+            self.send_error(403)
+            return
+        super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if self.path.startswith("/private/"):
+            self.send_error(403)
+            return
+        super().do_HEAD()
+
+
+@pytest.mark.parametrize(
+    ("name", "needles"),
+    [
+        ("scene.tif", ("HTTP Range requests", "download the file")),
+        ("nope.tif", ("not found", "HTTP 404", "check the URL")),
+        ("private/scene.tif", ("access denied", "HTTP 403", "credentials")),
+    ],
+)
+def test_remote_input_errors_name_the_network_fix(
+    make_raster, tmp_path: Path, name: str, needles: tuple[str, ...]
+) -> None:
+    # All three used to say "not a readable raster ... check that the file is complete".
+    # Larger than the first read GDAL makes, which a server without Range support answers whole.
+    served = make_raster(height=300, width=300).parent
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(PlainHandler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{name}"
+    out = tmp_path / "out.tif"
+    try:
+        # A subprocess, as GDAL's read holds the GIL the in-process server would need.
+        result = subprocess.run(
+            [sys.executable, "-m", "geosr", "run", url, "-o", str(out), "--model", "bicubic"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = " ".join(result.stderr.split())
+    assert result.returncode == 2, err
+    assert err.startswith("error:") and "not a readable raster" not in err, err
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in {err!r}"
+    assert not out.exists()

@@ -11,6 +11,7 @@ open.  Outputs are written locally, atomically (see :mod:`geosr.io.atomic`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -33,6 +34,49 @@ def local_name(path: str | Path) -> str:
     text = str(path)
     name = PurePosixPath(urlparse(text).path if "://" in text else text).name
     return name or "remote"
+
+
+# GDAL's curl layer words an HTTP failure "HTTP response code: 404" (or "... on URL: 404").
+_HTTP_STATUS = re.compile(r"HTTP response code(?: on \S+)?: (\d{3})")
+
+
+def remote_open_problem(message: str) -> str | None:
+    """What GDAL's ``message`` about opening a remote file means, and the fix.
+
+    GDAL reports network failures as unreadable files; their fix is not the
+    file's format but the URL, the credentials or the server.
+
+    Parameters
+    ----------
+    message
+        The first line of GDAL's error.
+
+    Returns
+    -------
+    str or None
+        The problem and its fix, or None when ``message`` is no network problem.
+    """
+    if "Range downloading not supported" in message:
+        return (
+            "the server does not support HTTP Range requests, which GDAL needs to read parts of a "
+            "remote file; download the file and run on the local copy"
+        )
+    if message.startswith("CURL error"):
+        return f"the server could not be reached ({message}); check the URL and the network"
+    match = _HTTP_STATUS.search(message)
+    if match is None:
+        return None
+    status = int(match.group(1))
+    if status == 404:
+        return "not found on the server (HTTP 404); check the URL"
+    if status in (401, 403):
+        return (
+            f"access denied (HTTP {status}); check the URL and the credentials "
+            "(GDAL's usual AWS_*, GOOGLE_APPLICATION_CREDENTIALS, ~/.aws...)"
+        )
+    if status >= 500:
+        return f"the server failed (HTTP {status}); try again later"
+    return f"the server refused the request (HTTP {status}); check the URL"
 
 
 VSI_SCHEMES = {"/vsis3/": "s3://", "/vsigs/": "gs://", "/vsiaz/": "az://", "/vsiadls/": "abfs://"}

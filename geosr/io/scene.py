@@ -26,6 +26,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOEr
 from rasterio.windows import Window as RioWindow
 
 from geosr.errors import InputError
+from geosr.io.remote import is_remote, remote_open_problem
 from geosr.tiling import Window
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -204,10 +205,19 @@ def open_scene(path: str | Path, *, variable: str | None = None) -> Scene:
         with rasterio.open(subdataset) as src:
             return replace(_describe_gdal(path, src), subdataset=subdataset, subdataset_key=key)
     except RasterioIOError as exc:
-        raise InputError(
-            f"{path}: not a readable raster ({_first_line(exc)}); "
-            "check that the file is complete and in a format GDAL reads"
-        ) from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: str, exc: RasterioIOError) -> InputError:
+    """The one line for a raster GDAL cannot open: a remote file's network problem
+    (not found, access denied, no HTTP Range support) needs another fix than a bad file."""
+    problem = remote_open_problem(_first_line(exc)) if is_remote(path) else None
+    if problem is not None:
+        return InputError(f"{path}: {problem}")
+    return InputError(
+        f"{path}: not a readable raster ({_first_line(exc)}); "
+        "check that the file is complete and in a format GDAL reads"
+    )
 
 
 def _pick_subdataset(path: str, src: Any, variable: str | None) -> tuple[str, str]:

@@ -1,0 +1,95 @@
+"""Ctrl-C and SIGTERM (``timeout``, Slurm, ``docker stop``): one line saying how to go on,
+exit status 128 + the signal, no traceback, whenever the signal arrives."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import rasterio
+
+import geosr
+from geosr.io.runstate import run_dir
+from tests.conftest import UTM_TRANSFORM, coordinate_pattern
+from tests.test_run import random_model_file
+
+GEOSR = Path(sys.executable).with_name("geosr")
+RUN = ["--scale", "2", "--tile", "16", "--batch-size", "4", "--device", "cpu", "--precision", "fp32"]
+
+
+def start(args: list[str]) -> subprocess.Popen[str]:
+    """``geosr ARGS`` in a subprocess that gets SIGINT as from a terminal."""
+    # A suite run in the background (`make test &`) has SIGINT ignored, which exec
+    # passes on; a handled signal is reset to its default in the child instead.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen([str(GEOSR), *args], stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def wait_for(proc: subprocess.Popen[str], ready: Callable[[], bool]) -> None:
+    deadline = time.time() + 120
+    while not ready():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before the signal"
+        time.sleep(0.02)
+
+
+def stopped(proc: subprocess.Popen[str], signum: int) -> str:
+    """Send ``signum``; the one line of stderr, once the status says the signal was handled."""
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    return stderr
+
+
+def loading_torch(proc: subprocess.Popen[str]) -> bool:
+    """True once ``proc`` maps torch's library: it is importing torch, before any tile."""
+    maps = Path(f"/proc/{proc.pid}/maps")
+    return maps.exists() and "libtorch" in maps.read_text()
+
+
+@pytest.fixture
+def scene(tmp_path: Path) -> Path:
+    src = tmp_path / "scene.tif"
+    # 56 tiles of 16 px in batches of 4: a signal after the second lands mid-run.
+    profile = {"driver": "GTiff", "count": 2, "height": 120, "width": 100, "dtype": "uint16"}
+    with rasterio.open(src, "w", crs="EPSG:32633", transform=UTM_TRANSFORM, **profile) as f:
+        f.write(coordinate_pattern(2, 120, 100))
+    return src
+
+
+def test_sigterm_mid_run_keeps_the_tiles_and_prints_the_resume_command(scene: Path, tmp_path: Path) -> None:
+    # SIGTERM used to end the run with status 143 and not a word.
+    weights = random_model_file(tmp_path, 2)
+    dst = tmp_path / "out.tif"
+    proc = start(["run", str(scene), "-o", str(dst), "--model", str(weights), *RUN])
+    journal = run_dir(dst) / "journal"
+    wait_for(proc, lambda: journal.exists() and journal.read_text().count("\n") >= 2)
+    line = " ".join(stopped(proc, signal.SIGTERM).split())
+    assert "terminated (SIGTERM)" in line and "(to resume: geosr run" in line and "--resume)" in line, line
+    assert not dst.exists() and journal.exists()
+    options = {"scale": 2, "tile": 16, "batch_size": 4, "device": "cpu", "precision": "fp32"}
+    geosr.upscale_file(scene, dst, model=str(weights), resume=True, **options)
+    assert dst.exists() and not run_dir(dst).exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see torch loading")
+@pytest.mark.parametrize(("signum", "word"), [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "SIGTERM")])
+def test_a_signal_while_torch_loads_gets_its_line(
+    scene: Path, tmp_path: Path, signum: int, word: str
+) -> None:
+    # typer turned a Ctrl-C before the tiling into a silent exit 130.
+    dst = tmp_path / "out.tif"
+    proc = start(["run", str(scene), "-o", str(dst), "--model", "bicubic", *RUN])
+    wait_for(proc, lambda: loading_torch(proc))
+    line = " ".join(stopped(proc, signum).split())
+    assert line.startswith("error:") and word in line and "nothing was written" in line, line
+    assert "run the same command again" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
