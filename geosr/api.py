@@ -542,21 +542,26 @@ def _run(
         todo = [i for i in range(len(plan)) if i not in finished]
         advance(len(plan) - len(todo))
         cluster = None
-        if opts.scheduler is not None or opts.workers is not None:
-            from geosr.orchestrate.cluster import ClosingLater, ModelKey, run_on_cluster
+        try:
+            if opts.scheduler is not None or opts.workers is not None:
+                from geosr.orchestrate.cluster import ClosingLater, ModelKey, run_on_cluster
 
-            key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision, opts.compile)
-            cluster = ClosingLater(opts.scheduler, opts.workers, opts.device)
-            try:
-                run_on_cluster(job, plan, todo, key, state, cluster.client, on_tiles_done=advance)
-            except BaseException:
-                cluster.wait()
-                raise
-            cluster.close_later()  # workers stop while the output is finalised
-        else:
-            writer = StoreWriter(state.store, dst, spec.nbytes)
-            predictor.expect(-(-len(todo) // job.batch_size))  # lets --compile auto decide
-            run_tiles(job, plan, predictor, writer, todo=todo, record=state.record, on_tiles_done=advance)
+                key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision, opts.compile)
+                cluster = ClosingLater(opts.scheduler, opts.workers, opts.device)
+                try:
+                    run_on_cluster(job, plan, todo, key, state, cluster.client, on_tiles_done=advance)
+                except BaseException:
+                    cluster.wait()
+                    raise
+                cluster.close_later()  # workers stop while the output is finalised
+            else:
+                writer = StoreWriter(state.store, dst, spec.nbytes)
+                predictor.expect(-(-len(todo) // job.batch_size))  # lets --compile auto decide
+                run_tiles(job, plan, predictor, writer, todo=todo, record=state.record, on_tiles_done=advance)
+        except OutputError as exc:
+            # A full disk (or a permission) while tiles were stored: the finished ones stay,
+            # for a --resume once there is room (a resume re-checks every kept chunk).
+            raise state.unfinished(exc, all_tiles=False) from None
         try:
             finalise(state.store, dst, spec, overwrite=opts.overwrite)
         except OutputError as exc:
@@ -575,7 +580,7 @@ def _run(
         state.release()
         raise
     except GeosrError:
-        # Bad input found mid-run, a full disk: nothing worth resuming, no trace left.
+        # Bad input found mid-run: nothing worth resuming, no trace left.
         state.discard()
         raise
     except BaseException:

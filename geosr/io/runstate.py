@@ -300,10 +300,10 @@ class RunState:
         size = format_bytes(size_on_disk(self.directory))
         return f"{len(self.done())} finished tiles are kept in {self.directory} ({size})"
 
-    def unfinished(self, failure: OutputError) -> ResumableError:
-        """The error for an output that could not be built from the complete store, for a
-        reason the user can fix (a full disk, permissions): every tile is computed, so
-        the state is kept, and ``--resume`` only builds the output.
+    def unfinished(self, failure: OutputError, *, all_tiles: bool = True) -> ResumableError:
+        """The error for a run stopped by a write the user can fix (a full disk,
+        permissions): the state is kept, and ``--resume`` computes only the tiles
+        not yet finished (none with ``all_tiles``: it only builds the output).
 
         The failure's own advice (its last ``; ...`` part, which may say to write
         elsewhere: a resume cannot) gives way to the resume's.
@@ -312,7 +312,5 @@ class RunState:
         if not message or not advice.startswith(_ADVICE):
             message, advice = str(failure), ""
         fix = advice if advice.startswith("check ") else "free some space there"
-        return ResumableError(
-            f"{message}; {fix} and rerun with --resume: the {self.describe()}, "
-            "and only the output is left to build"
-        )
+        rest = "only the output is left to build" if all_tiles else "only the others are left to compute"
+        return ResumableError(f"{message}; {fix} and rerun with --resume: the {self.describe()}, and {rest}")
