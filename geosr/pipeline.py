@@ -63,8 +63,9 @@ def read_batch(job: Job, tiles: Sequence[Tile]) -> np.ndarray:
     reference = np.stack([read_window(job.scene, t.read) for t in tiles])
     if not job.frames:
         return reference
+    # Frames come as float32 already (NaN where they have no data: read_frame_window).
     others = [np.stack([read_frame_window(frame, job.scene, t.read) for t in tiles]) for frame in job.frames]
-    return np.stack([reference.astype(np.float32), *(o.astype(np.float32) for o in others)], axis=1)
+    return np.stack([reference.astype(np.float32), *others], axis=1)
 
 
 def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Predict) -> list[np.ndarray]:
