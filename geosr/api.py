@@ -534,10 +534,7 @@ def _run(
         if not finished and not state.manifest():
             chunks = (plan.tile_height * opts.scale, plan.tile_width * opts.scale)
             is_zarr = dst.suffix.lower() == ".zarr"
-            compressed = not resources.raw_store_fits(spec.nbytes, dst)  # a short disk: LZ4
-            create_run_store(
-                state.store, spec, chunks, for_zarr_output=is_zarr, destination=dst, compressed=compressed
-            )
+            create_run_store(state.store, spec, chunks, for_zarr_output=is_zarr, destination=dst)
             state.commit_manifest(fingerprint, len(plan))
         todo = [i for i in range(len(plan)) if i not in finished]
         advance(len(plan) - len(todo))

@@ -175,27 +175,19 @@ def memory_needed(plan: Plan) -> int:
     return plan.workers * per_worker + GDAL_CACHE
 
 
-def disk_needed(output_bytes: int, *, cog: bool, raw_store: bool = False) -> int:
+def disk_needed(output_bytes: int, *, cog: bool) -> int:
     """Disk a run needs at its peak, for ``output_bytes`` of uncompressed output.
 
     A COG run holds its run store with overview levels (4/3), and the COG build
     starts only with as much free as the store takes (the COG's upper bound:
     :meth:`geosr.io.cog.CogBuild._check_space`), so the store counts twice.  The
-    store is raw where the disk has room for that (``raw_store``,
-    :func:`raw_store_fits`), else compressed, which on real imagery saves no more
-    than the bound allows (:data:`STORE_FRACTION`).  A Zarr output is its store.
+    store is raw where the disk has room for it (:func:`geosr.io.run_store.raw_store_fits`),
+    else compressed, which on real imagery saves no more than the bound allows
+    (:data:`STORE_FRACTION`).  A Zarr output is its store.
     """
-    store = 1.0 if raw_store else STORE_FRACTION
     if cog:
-        return int(output_bytes * store * 4 / 3 * 2)
+        return int(output_bytes * STORE_FRACTION * 4 / 3 * 2)
     return int(output_bytes * STORE_FRACTION)
-
-
-def raw_store_fits(output_bytes: int, destination: Path) -> bool:
-    """Whether a COG run to ``destination`` has the disk to keep its run store uncompressed,
-    which the COG build reads several times faster (:mod:`geosr.io.run_store`)."""
-    free = free_bytes(destination.parent)
-    return free is None or disk_needed(output_bytes, cog=True, raw_store=True) <= free
 
 
 def resident_bytes() -> int | None:

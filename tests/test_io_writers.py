@@ -595,25 +595,29 @@ def test_a_failed_cog_build_measures_free_space_after_removing_its_temporaries(
     assert found == [[]]  # no temporary left when the free space was read
 
 
-def test_a_raw_run_store_is_made_only_where_its_padded_chunks_fit(tmp_path, make_spec):
-    """Edge chunks are stored whole: a 640^2 output in chunks of 512 stores 1024^2.  Under a
-    real `ulimit -f` with room for the raw output twice but not for its padded chunks, the
-    store is LZ4 (raw, the COG build refused it after all the compute)."""
+@pytest.mark.parametrize("room", ["exact", "one byte short"])
+def test_a_raw_run_store_is_made_only_where_its_padded_chunks_fit_twice(tmp_path, make_spec, room):
+    """Edge chunks are stored whole: a 640^2 output in chunks of 512 stores 1024^2 (and its
+    overview levels, padded likewise).  Under a real `ulimit -f` with room for that store
+    twice (the store, then the COG build's free space) the store is raw; one byte short, it
+    is LZ4 (a raw store there had the COG build refuse it after all the compute)."""
     import resource
 
     from geosr.io.run_store import create_run_store
-    from geosr.resources import raw_store_fits
 
     spec = make_spec(grid=GeoBox((640, 640), UTM.transform, UTM.crs), count=1)
-    limit = 3 * spec.nbytes  # raw_store_fits wants 2.7x the output; the padded store 2 x 3.2x
+    padded = (1024 * 1024 + 512 * 512) * 2  # level 0 and overview 1 (320^2 in one 512^2 chunk), uint16
+    limit = 2 * padded - (room == "one byte short")
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     try:
-        assert raw_store_fits(spec.nbytes, tmp_path / "out.tif")
         create_run_store(
             tmp_path / "store.zarr", spec, (512, 512), for_zarr_output=False, destination=tmp_path / "out.tif"
         )
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     compressor = json.loads((tmp_path / "store.zarr" / VARIABLE / ".zarray").read_text())["compressor"]
-    assert compressor is not None and compressor["cname"] == "lz4"
+    if room == "exact":
+        assert compressor is None
+    else:
+        assert compressor is not None and compressor["cname"] == "lz4"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from geosr.errors import OptionError
-from geosr.resources import Plan, check, disk_needed, memory_needed, raw_store_fits
+from geosr.resources import Plan, check, disk_needed, memory_needed
 from tests.conftest import UTM_TRANSFORM
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,7 @@ def test_disk_estimate_covers_the_cog_build_on_real_imagery(
 
     import geosr
     from geosr import resources
-    from geosr.io import cog
+    from geosr.io import cog, run_store
 
     with rasterio.open(data_dir / name) as src:
         side = min(src.width, src.height, 400)  # the middle: no swath edge of nodata
@@ -97,7 +97,7 @@ def test_disk_estimate_covers_the_cog_build_on_real_imagery(
         return build(*args, source_bytes=source_bytes, **kwargs)
 
     monkeypatch.setattr(cog, "cog_from_source", measured)
-    monkeypatch.setattr(resources, "raw_store_fits", lambda *_: False)  # a short disk: the LZ4 store
+    monkeypatch.setattr(run_store, "raw_store_fits", lambda *_: False)  # a short disk: the LZ4 store
     out = geosr.upscale_file(crop, tmp_path / "out.tif", scale=scale, model="bicubic", tile=tile)
     output = resources.output_bytes(window.height, window.width, profile["count"], scale, profile["dtype"])
     (store,) = stores
@@ -386,22 +386,3 @@ def test_a_run_short_of_memory_takes_smaller_tiles(tmp_path: Path) -> None:
     assert said[0].startswith("warning:") and said[0].endswith("--tile sets the tile"), said
     assert "Traceback" not in text
     assert cog_validate(str(out), quiet=True)[0]
-
-
-def test_the_run_store_is_raw_only_where_the_disk_has_room_for_it(tmp_path: Path) -> None:
-    # The room a raw store needs (2.7x the output), against the real free space as
-    # geosr reads it, capped by a real `ulimit -f`.
-    output = 30 * 2**20
-    raw = disk_needed(output, cog=True, raw_store=True)
-    assert raw > 2.6 * output
-    assert raw_store_fits(output, tmp_path / "out.tif")  # the test machine's disk has room
-    code = (
-        "import resource, sys; from pathlib import Path\n"
-        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({raw - 1}, resource.RLIM_INFINITY))\n"
-        "from geosr.resources import raw_store_fits\n"
-        f"print(raw_store_fits({output}, Path({str(tmp_path / 'out.tif')!r})))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert result.stdout.strip() == "False"

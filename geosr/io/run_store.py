@@ -15,7 +15,7 @@ neighbour's pixels, and Dask workers can write concurrently.  At the end:
 
 A store that will become a COG is Zarr v2 (GDAL 3.10 reads v2 with Blosc, not
 v3's codecs), uncompressed when the disk has room for it
-(:func:`geosr.resources.raw_store_fits`), else LZ4 at level 1; a Zarr output is
+(:func:`raw_store_fits`), else LZ4 at level 1; a Zarr output is
 v3 with the output's zstd.  Uncompressed because GDAL's COG driver reads its
 source in one thread while its NUM_THREADS compress: through GDAL, a raw store
 reads at 3.2 GB/s and an LZ4 one at 0.56 GB/s here (an 8192^2 uint16 output in
@@ -76,14 +76,14 @@ def create_run_store(
 ) -> None:
     """Create the empty store at ``path`` with ``chunks`` = (rows, cols) of one tile core.
 
-    ``compressed`` stores a COG's pixels with LZ4 (for a short disk) rather than
-    raw; so does a raw store that would not fit (:func:`_raw_store_fits`).
+    A COG's store is raw where the disk has room for it (:func:`raw_store_fits`), else
+    LZ4; ``compressed`` asks for LZ4 regardless.
     """
     try:
         if for_zarr_output:
             _create_store(path, spec, chunks=chunks)
         else:
-            raw = not compressed and _raw_store_fits(spec, chunks, destination)
+            raw = not compressed and raw_store_fits(spec, chunks, destination)
             _create_cog_store(path, spec, chunks, None if raw else _LZ4)
     except OSError as exc:
         raise OutputError(describe_write_failure(destination, exc, spec.nbytes)) from None
@@ -104,13 +104,13 @@ def _cog_store_levels(spec: OutputSpec, chunks: tuple[int, int]) -> tuple[int, l
     return by_tiles, levels
 
 
-def _raw_store_fits(spec: OutputSpec, chunks: tuple[int, int], destination: Path) -> bool:
+def raw_store_fits(spec: OutputSpec, chunks: tuple[int, int], destination: Path) -> bool:
     """Whether the disk has room for a raw store twice: the store, then as much free for
     the COG build (:meth:`geosr.io.cog.CogBuild._check_space`).
 
-    :func:`geosr.resources.raw_store_fits` judges from the output's size, but a raw
-    store also holds its edge chunks whole: an 800^2 scene at x4 in tiles of 128
-    makes 3584^2 chunks of a 3200^2 output, 25 % more.  LZ4 squeezes that padding.
+    Counted chunk by chunk, as the store holds its edge chunks whole: an 800^2 scene at
+    x4 in tiles of 128 makes 3584^2 chunks of a 3200^2 output, 25 % more than its
+    pixels.  LZ4 squeezes that padding.
     """
     free = free_bytes(destination.parent)
     if free is None:
