@@ -1,5 +1,5 @@
 """``python -m geosr`` is the ``geosr`` command."""
 
-from geosr.cli import main
+from geosr.entry import main
 
 main()

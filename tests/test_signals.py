@@ -93,3 +93,16 @@ def test_a_signal_while_torch_loads_gets_its_line(
     assert line.startswith("error:") and word in line and "nothing was written" in line, line
     assert "run the same command again" in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see the imports")
+def test_a_ctrl_c_while_the_cli_imports_gets_its_line(scene: Path, tmp_path: Path) -> None:
+    # Before geosr.cli had imported typer and rich (the first ~0.25 s), a Ctrl-C printed
+    # the traceback of whichever import it interrupted (geosr.entry now handles it).
+    dst = tmp_path / "out.tif"
+    proc = start(["run", str(scene), "-o", str(dst), "--model", "bicubic", *RUN])
+    maps = Path(f"/proc/{proc.pid}/maps")
+    wait_for(proc, lambda: maps.exists() and "_datetime" in maps.read_text())  # typer is importing
+    line = " ".join(stopped(proc, signal.SIGINT).split())
+    assert line.startswith("error:") and "interrupted" in line and "nothing was written" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
