@@ -113,9 +113,10 @@ CPU_CALL_IMAGES = {"bf16": 1, "fp32": 2}
 last call).  A call holds the activations of all its images: cnnrnn-fast in bf16 on a
 2048^2 x4 run peaked at 1.0 GB with pairs of 542 px images, 0.7 GB one at a time, for
 4 % more compute (two calls of one image 0.554 s, one of two 0.532 s; 2-3 % end to
-end).  In fp32 one-image calls are not taken: oneDNN's fp32 kernels for a single
-image round differently with the image's size (1 unit in 12 of 312,000 output pixels
-between tile sizes), where calls of two or more give the same bits at any size, which
+end).  In fp32 one-image calls are not taken (a lone image is paired with a copy of
+itself): oneDNN's fp32 kernels for a single image round differently with the image's
+size (1 unit in 12 of 312,000 output pixels between tile sizes) and from the same image
+among others, where calls of two or more give the same bits at any size, which
 the bit-identity of fp32 outputs across tile and batch sizes rests on; bf16 calls of
 one image give the same bits at any tile size (``tests/test_determinism.py``)."""
 
@@ -290,6 +291,10 @@ class Predictor:
         size = self._call_size()
         images = len(batch) * self._images_per_tile(batch.shape[2])
         if size is None or images <= self._most_per_call(size):
+            if images == 1 and size is not None and size > 1:
+                # A lone image rounds differently in oneDNN's fp32 kernels (CPU_CALL_IMAGES):
+                # it goes with a copy of itself, whose output is dropped.
+                return list(self._predict_call(model, np.concatenate([batch, batch])))[:1]
             return list(self._predict_call(model, batch))
         return self._predict_in_parts(model, batch, size)
 

@@ -45,10 +45,14 @@ def bicubic_phases(x: torch.Tensor, scale: int, dtype: torch.dtype) -> torch.Ten
     layout, then shuffle once.
     """
     with torch.autocast(device_type=x.device.type, enabled=False):
-        x = x.to(dtype)
-        bands = x.shape[1]
-        weight = _phase_kernel(scale).to(device=x.device, dtype=dtype).repeat(bands, 1, 1, 1)
-        return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), weight, groups=bands)
+        n, bands, h, w = x.shape
+        # Bands folded into the batch, not convolved as groups: a call then holds as many
+        # images as the model sees bands, which is what the predictor counts to keep fp32
+        # rounding the same in every batch (geosr.predictor.CPU_CALL_IMAGES).
+        x = x.to(dtype).reshape(n * bands, 1, h, w)
+        weight = _phase_kernel(scale).to(device=x.device, dtype=dtype)
+        phases = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), weight)
+        return phases.reshape(n, bands * scale * scale, h, w)
 
 
 @functools.lru_cache(maxsize=8)
