@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -19,7 +20,15 @@ from geosr.grid import scaled
 from geosr.io.atomic import check_writable, format_bytes
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
-from geosr.io.remote import check_remote_output, fsspec_url, is_remote, local_name, upload
+from geosr.io.remote import (
+    check_remote_output,
+    fsspec_url,
+    is_remote,
+    is_virtual,
+    local_archive,
+    local_name,
+    upload,
+)
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
 from geosr.io.runstate import RunState, StaleRunError, job_digest, run_dir, size_on_disk
 from geosr.io.scene import Scene, band_bytes, fill_value, is_zarr_path, keeps_band, open_scene, read_sample
@@ -46,8 +55,13 @@ Progress = Callable[[int, int], None]
 
 
 def default_output(src: str | Path, scale: int) -> Path:
-    """``<input stem>_x<scale>.tif`` beside the input (in the working folder for a remote input)."""
-    p = Path(local_name(src)) if is_remote(src) else Path(src)
+    """``<input stem>_x<scale>.tif`` beside a local input; in the working folder for a URL or
+    an archive member (``/vsizip/``, ``zip://``), beside which nothing can be written."""
+    text = str(src)
+    if text.startswith("file://"):
+        p = Path(urlparse(text).path)
+    else:
+        p = Path(local_name(src)) if is_virtual(src) else Path(src)
     return p.with_name(f"{p.stem}_x{scale}.tif")
 
 
@@ -471,7 +485,7 @@ def file_stamp(path: str) -> tuple[int | None, int | str | None]:
     an http(s) URL's Content-Length and ETag (or Last-Modified), from a HEAD request;
     ``(None, None)`` where neither can be had (object stores without credentials here)."""
     try:
-        stat = Path(path).stat()
+        stat = (local_archive(path) or Path(path)).stat()  # an archive member: its archive's
         return stat.st_size, stat.st_mtime_ns
     except OSError:
         pass

@@ -181,3 +181,34 @@ def test_remote_input_errors_name_the_network_fix(
     for needle in needles:
         assert needle in err, f"{needle!r} not in {err!r}"
     assert not out.exists()
+
+
+def test_an_archive_member_is_read_written_in_the_working_folder_and_stamped_by_its_archive(
+    make_raster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default output of /vsizip//abs, zip:// and file:// inputs was their own path with
+    # _x2 appended ("/vsizip/tmp/a.zip/scene_x2.tif"), refused as a missing folder; and a
+    # zipped input had no stamp, so --resume could not tell a replaced archive.
+    import zipfile
+
+    import geosr
+    from geosr.api import default_output, file_stamp
+
+    src = make_raster()
+    archive = tmp_path / "scenes.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(src, "inner/scene.tif")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for path in (f"/vsizip/{archive}/inner/scene.tif", f"zip://{archive}!/inner/scene.tif"):
+        assert default_output(path, 2) == Path("scene_x2.tif"), path
+        assert file_stamp(path) == file_stamp(str(archive))
+        out = geosr.upscale_file(path, scale=2, model="bicubic", overwrite=True)
+        with rasterio.open(out) as got, rasterio.open(src) as expected:
+            assert Path(out).resolve().parent == work and got.width == 2 * expected.width
+    assert default_output(f"file://{src}", 2) == src.with_name("scene_x2.tif")  # beside a local file
+    before = file_stamp(f"/vsizip/{archive}/inner/scene.tif")
+    with zipfile.ZipFile(archive, "a") as zipped:
+        zipped.writestr("other.txt", "a replaced archive")
+    assert file_stamp(f"/vsizip/{archive}/inner/scene.tif") != before

@@ -21,19 +21,50 @@ from geosr.errors import OutputError
 REMOTE_SCHEMES = ("http", "https", "s3", "gs", "gcs", "az", "azure", "abfs", "oss", "swift", "memory")
 
 
+_ARCHIVE_PREFIXES = ("/vsizip/", "/vsitar/", "/vsigzip/")
+_ARCHIVE_SCHEMES = ("zip", "tar", "gzip", "zip+file", "tar+file", "gzip+file")
+
+
 def is_remote(path: str | Path) -> bool:
     """True for URLs GDAL opens remotely and for ``/vsi*`` paths other than local archives."""
     text = str(path)
+    if text.startswith(_ARCHIVE_PREFIXES):  # remote only if the archive is: /vsizip//vsicurl/...
+        return is_remote("/" + text.split("/", 2)[2].lstrip("/"))
     if text.startswith("/vsi"):
-        return not text.startswith(("/vsizip//", "/vsitar//", "/vsigzip//", "/vsimem/"))
+        return not text.startswith("/vsimem/")
     return urlparse(text).scheme.lower() in REMOTE_SCHEMES
 
 
 def local_name(path: str | Path) -> str:
-    """The file name of a remote path (``https://host/a/scene.tif?x=1`` -> ``scene.tif``)."""
+    """The file name of a remote or archived path (``https://host/a/scene.tif?x=1`` and
+    ``zip:///data/a.zip!/scene.tif`` -> ``scene.tif``)."""
     text = str(path)
-    name = PurePosixPath(urlparse(text).path if "://" in text else text).name
+    name = PurePosixPath(urlparse(text).path if "://" in text else text).name.rpartition("!")[2]
     return name or "remote"
+
+
+def is_virtual(path: str | Path) -> bool:
+    """True for any path that is not a plain local file name: a URL of any scheme
+    (``https://``, ``zip://``, ``file://``...) or a GDAL ``/vsi*`` path, local archives included."""
+    text = str(path)
+    return text.startswith("/vsi") or "://" in text
+
+
+def local_archive(path: str | Path) -> Path | None:
+    """The local archive a member path reads from (``/vsizip//data/a.zip/b.tif``,
+    ``zip:///data/a.zip!/b.tif`` -> ``/data/a.zip``), or None for any other path."""
+    text = str(path)
+    if urlparse(text).scheme.lower() in _ARCHIVE_SCHEMES:
+        return Path(urlparse(text).path.partition("!")[0])
+    if not text.startswith(_ARCHIVE_PREFIXES):
+        return None
+    inside = Path(text.split("/", 2)[2])  # /vsizip//data/a.zip/b.tif -> /data/a.zip/b.tif
+    # GDAL marks no boundary between the archive and its member: the archive is the
+    # longest leading part that is a file.
+    for candidate in (inside, *inside.parents):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 # GDAL's curl layer words an HTTP failure "HTTP response code: 404" (or "... on URL: 404").
