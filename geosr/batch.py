@@ -9,14 +9,20 @@ bounded-memory pipeline.
 from __future__ import annotations
 
 import glob
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from geosr.api import default_output
-from geosr.errors import InputError, OptionError
+from geosr.errors import GeosrWarning, InputError, OptionError
 from geosr.io.remote import is_remote
 
 _GLOB_CHARS = frozenset("*?[")
+
+_PRODUCT = re.compile(r"^(?P<stem>.+)_x[0-9]+(?:\.tif|\.zarr|\.stac\.json|\.quicklook\.png)$")
+"""The names geosr gives what it writes for an input ``<stem>.*``: the output at any
+scale (:func:`geosr.api.default_output`), its STAC Item and its quicklook."""
 
 
 def expand_inputs(patterns: Sequence[str]) -> list[str]:
@@ -39,8 +45,33 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
         matches = sorted(glob.glob(pattern, recursive=True))  # noqa: PTH207
         if not matches:
             raise InputError(f"{pattern}: no file matches this pattern; check the folder and the quotes")
-        out.extend(matches)
+        out.extend(_without_products(matches))
     return out
+
+
+def _without_products(matches: list[str]) -> list[str]:
+    """``matches`` less the files geosr wrote for another of them (``a_x4.tif`` beside
+    ``a.tif``), with one warning line naming them.
+
+    Outputs go beside their inputs by default, so the same glob run again (the
+    ``--resume`` of an interrupted batch, or another ``--scale``) matches the
+    outputs too, and would super-resolve each output into ``a_x4_x4.tif``.
+    """
+    stems = {Path(m).with_suffix("").as_posix() for m in matches}
+    products = []
+    for match in matches:
+        named = _PRODUCT.match(Path(match).name)
+        if named and (Path(match).parent / named["stem"]).as_posix() in stems:
+            products.append(match)
+    if products:
+        names = ", ".join(Path(p).name for p in products[:5]) + (", ..." if len(products) > 5 else "")
+        warnings.warn(
+            f"skipping {len(products)} file(s) that the pattern matches but that geosr wrote for "
+            f"other matches ({names}); name them without a pattern to super-resolve them",
+            GeosrWarning,
+            stacklevel=2,
+        )
+    return [m for m in matches if m not in products]
 
 
 def batch_outputs(sources: Sequence[str], output: Path | None, scale: int) -> list[Path | None]:

@@ -117,3 +117,30 @@ def test_frames_belong_to_one_scene(scenes, tmp_path, capfd, monkeypatch) -> Non
     code, _, err = run_cli(args, capfd, monkeypatch)
     assert code == 2 and err.startswith("error:") and "--frame" in err
     assert not list(tmp_path.glob("*_x4.tif"))
+
+
+def test_the_same_glob_again_does_not_take_the_outputs_as_inputs(
+    scenes, tmp_path, capfd, monkeypatch
+) -> None:
+    # Outputs go beside their inputs, so a second run of the same glob (the README's
+    # `--resume` no-op, or another --scale) matched them too: tile_0_x2.tif became
+    # tile_0_x2_x2.tif, 4x the pixels of the output.
+    pattern = str(tmp_path / "tile_*.tif")
+    args = ["run", pattern, "--scale", "2", "--model", "bicubic"]
+    code, out, err = run_cli(args, capfd, monkeypatch)
+    assert code == 0, err
+    code, out, err = run_cli([*args, "--resume"], capfd, monkeypatch)
+    assert code == 0, err
+    assert out.split() == [str(tmp_path / f"tile_{i}_x2.tif") for i in range(3)]
+    assert "skipping 3 file(s)" in err and "tile_0_x2.tif" in err
+    code, _, err = run_cli(
+        ["run", pattern, "--scale", "3", "--model", "bicubic", "--stac"], capfd, monkeypatch
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.glob("tile_*_x*")) == sorted(
+        [f"tile_{i}_x2.tif" for i in range(3)]
+        + [f"tile_{i}_x3.tif" for i in range(3)]
+        + [f"tile_{i}_x3.stac.json" for i in range(3)]
+    )
+    # Named without a pattern, an output is an input like any other.
+    assert expand_inputs([str(tmp_path / "tile_0_x2.tif")]) == [str(tmp_path / "tile_0_x2.tif")]
