@@ -107,6 +107,19 @@ def test_output_chunks_are_regular_for_to_zarr(make_raster, tmp_path: Path) -> N
     np.testing.assert_array_equal(xr.open_zarr(tmp_path / "sr.zarr")["band_data"].values, sr.values)
 
 
+def test_the_result_keeps_the_inputs_name_even_none(make_raster, tmp_path: Path) -> None:
+    """open_rasterio gives an unnamed DataArray; its result was named after a dask task
+    ('_upscale_block-<token>'), so the README's sr.to_zarr(...) wrote a variable of that name."""
+    src = make_raster(count=1, height=40, width=40)
+    sr = geosr.upscale(rioxarray.open_rasterio(src, chunks=True), scale=2, model="bicubic")
+    assert sr.name is None
+    sr.to_zarr(tmp_path / "sr.zarr", zarr_format=3)
+    written = xr.open_zarr(tmp_path / "sr.zarr", decode_coords="all")
+    assert list(written.data_vars) == ["__xarray_dataarray_variable__"]  # xarray's name for None
+    named = rioxarray.open_rasterio(src, chunks=True).rename("refl")
+    assert geosr.upscale(named, scale=2, model="bicubic").name == "refl"
+
+
 @pytest.mark.parametrize(
     ("make", "says"),
     [

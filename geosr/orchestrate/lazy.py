@@ -287,8 +287,10 @@ def _georeferenced(
         dims=(leading, ydim, xdim),
         coords={leading: labels, ydim: y, xdim: x},
         attrs={k: v for k, v in source.attrs.items() if k not in ("_FillValue",)},
-        name=source.name,
     )
+    # Not name=source.name: for None, xarray takes the dask array's own name, a task token
+    # ('_upscale_block-2334...'), which to_zarr then wrote as the variable's name.
+    out.name = source.name
     out = out.rio.write_crs(grid.crs).rio.write_transform(t)
     if source.rio.encoded_nodata is not None:
         # A masked read (open_rasterio(masked=True)): keep how it was stored, so that
