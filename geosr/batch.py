@@ -74,13 +74,14 @@ def _without_products(matches: list[str]) -> list[str]:
     return [m for m in matches if m not in products]
 
 
-def batch_outputs(sources: Sequence[str], output: Path | None, scale: int) -> list[Path | None]:
+def batch_outputs(sources: Sequence[str], output: str | Path | None, scale: int) -> list[Path | str | None]:
     """Where each of ``sources`` is written: ``output`` itself for one input, else
     ``<output folder>/<stem>_x<scale>.tif`` (or beside each input without ``-o``).
 
     ``output`` is a folder when it is an existing directory that is not a Zarr
     store (a ``.zarr`` output is a directory too).  With several inputs it must
-    be one.
+    be one.  A remote ``output`` (``s3://...``) stays the string it is: a Path
+    would fold its ``//``.
 
     Raises
     ------
@@ -88,7 +89,11 @@ def batch_outputs(sources: Sequence[str], output: Path | None, scale: int) -> li
         Several inputs and an ``output`` that is not a folder, or two inputs
         that would write the same output.
     """
-    folder = output is not None and output.is_dir() and output.suffix.lower() != ".zarr"
+    if output is not None and is_remote(output) and len(sources) == 1:
+        return [str(output)]
+    if output is not None and not is_remote(output):
+        output = Path(output)
+    folder = isinstance(output, Path) and output.is_dir() and output.suffix.lower() != ".zarr"
     if len(sources) == 1 and not folder:
         return [output]
     if output is not None and not folder:
@@ -98,7 +103,7 @@ def batch_outputs(sources: Sequence[str], output: Path | None, scale: int) -> li
             "write each output beside its input"
         )
     targets = [
-        (output / default_output(src, scale).name) if output is not None else default_output(src, scale)
+        (output / default_output(src, scale).name) if isinstance(output, Path) else default_output(src, scale)
         for src in sources
     ]
     seen: dict[Path, str] = {}

@@ -143,12 +143,16 @@ def run(
         ),
     ],
     output: Annotated[
-        Path | None,
+        # A string, not a Path: a Path makes 's3://bucket/x.tif' 's3:/bucket/x.tif', which fsspec
+        # takes for a local file (the upload failed after the whole run); batch_outputs converts.
+        str | None,
         typer.Option(
             "--output",
             "-o",
-            help="Output .tif (COG) or .zarr, or an existing folder for the outputs (required to be one "
-            "with several inputs); default <stem>_x<scale>.tif beside each input.",
+            metavar="<path>",
+            help="Output .tif (COG) or .zarr (local, or s3://, gs://, az://), or an existing folder for "
+            "the outputs (required to be one with several inputs); default <stem>_x<scale>.tif beside "
+            "each input.",
         ),
     ] = None,
     scale: Scale = 4,
@@ -245,7 +249,7 @@ def run(
                 out = upscale_file(source, target, scale=scale, model=model, progress=advance, **options)
         except KeyboardInterrupt as stop:
             # Raised as a GeosrError so that typer does not swallow it (a silent exit 130).
-            raise _interrupted_run(stop, source, target or default_output(source, scale)) from None
+            raise _interrupted_run(stop, source, Path(target or default_output(source, scale))) from None
         except GeosrError as exc:
             if len(sources) == 1:
                 raise

@@ -212,3 +212,26 @@ def test_an_archive_member_is_read_written_in_the_working_folder_and_stamped_by_
     with zipfile.ZipFile(archive, "a") as zipped:
         zipped.writestr("other.txt", "a replaced archive")
     assert file_stamp(f"/vsizip/{archive}/inner/scene.tif") != before
+
+
+def test_the_command_line_uploads_to_a_url_output(make_raster, capfd, monkeypatch) -> None:
+    """`geosr run ... -o s3://bucket/x.tif` (README): the option was a Path, which folds
+    'memory://bucket' into 'memory:/bucket', a local path to fsspec, so the whole run
+    computed, then failed with 'uploading the output failed (No such file or directory)'."""
+    import fsspec
+
+    from tests.test_batch import run_cli
+
+    src = make_raster(count=1, height=30, width=30)
+    url = "memory://cli-bucket/run/sr.tif"
+    code, out, err = run_cli(
+        ["run", str(src), "-o", url, "--scale", "2", "--model", "bicubic"], capfd, monkeypatch
+    )
+    fs = fsspec.filesystem("memory")
+    try:
+        assert code == 0, err
+        assert out.split() == [url]
+        assert fs.exists("/cli-bucket/run/sr.tif")
+    finally:
+        if fs.exists("/cli-bucket"):
+            fs.rm("/cli-bucket", recursive=True)
