@@ -401,7 +401,10 @@ def upscale_file(
         if opts.resume and found == digest:
             _forget_leftover_state(dst)
             advance(len(plan))
-            return dst  # already finished: resuming it is a no-op
+            # Already finished: nothing is computed again.  But a run killed after its rename
+            # has no --stac/--quicklook files yet, so those asked for and missing are written.
+            _extras(src, scene, dst, opts, net.name, missing_only=True)
+            return dst
         if not opts.overwrite:
             if found == digest:  # a rerun of a finished batch, say: --resume skips it
                 raise OutputError(
@@ -517,16 +520,21 @@ def _forget_leftover_state(dst: Path) -> None:
         RunState.acquire(dst).discard()
 
 
-def _extras(src: str | Path, scene: Scene, out: Path, opts: RunOptions, model_name: str) -> None:
-    """What ``--stac`` and ``--quicklook`` ask for, beside the finished output."""
+def _extras(
+    src: str | Path, scene: Scene, out: Path, opts: RunOptions, model_name: str, *, missing_only: bool = False
+) -> None:
+    """What ``--stac`` and ``--quicklook`` ask for, beside the finished output
+    (``missing_only``: those not there yet, for a finished output that is kept)."""
     if opts.stac:
-        from geosr.stac import write_item
+        from geosr.stac import item_path, write_item
 
-        write_item(out, source=src, scene=scene, model=model_name, scale=opts.scale)
+        if not (missing_only and item_path(out).exists()):
+            write_item(out, source=src, scene=scene, model=model_name, scale=opts.scale)
     if opts.quicklook:
         from geosr.quicklook import quicklook_path, write_compare
 
-        write_compare(scene, out, quicklook_path(out))
+        if not (missing_only and quicklook_path(out).exists()):
+            write_compare(scene, out, quicklook_path(out))
 
 
 def _run(

@@ -447,3 +447,23 @@ def test_a_remote_inputs_version_is_part_of_the_job(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_resume_after_the_rename_still_writes_the_stac_item_and_quicklook(job, tmp_path: Path) -> None:
+    """Killed after the rename (a phase the README lists), the resume found the output
+    finished and returned: exit 0, but the --stac Item and --quicklook PNG asked for were
+    never written.  A kept output's missing extras are now written; present ones are kept."""
+    dst = tmp_path / "out.tif"
+    killed = geosr_run(job, dst, "--stac", "--quicklook", env={"GEOSR_FAULT_AT": "commit:1"})
+    assert killed.returncode == -signal.SIGKILL and dst.exists()
+    assert not (tmp_path / "out.stac.json").exists()
+    finished = dst.stat().st_mtime_ns
+    done = geosr_run(job, dst, "--stac", "--quicklook", "--resume")
+    assert done.returncode == 0, done.stderr
+    assert dst.stat().st_mtime_ns == finished  # nothing computed again
+    item = tmp_path / "out.stac.json"
+    assert json.loads(item.read_text())["assets"]["data"]["href"] == "./out.tif"
+    assert (tmp_path / "out.quicklook.png").stat().st_size > 0
+    written = item.stat().st_mtime_ns
+    assert geosr_run(job, dst, "--stac", "--resume").returncode == 0
+    assert item.stat().st_mtime_ns == written
