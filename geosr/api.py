@@ -37,6 +37,7 @@ from geosr.io.stac_input import is_stac_item
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.io.zarr_store import check_zarr_grid
 from geosr.models import SRModel, load_model
+from geosr.models.registry import MODEL_NAMES
 from geosr.normalise import (
     FILL_RADIUS,
     Normalisation,
@@ -152,6 +153,19 @@ def normalisation_for(
     if add_offset is not None and norm.method == "dtype-range":
         norm = dataclasses.replace(norm, offset=tuple(-float(o) for o in add_offset))
     return norm
+
+
+def model_label(net: SRModel, model: str | None) -> str:
+    """What ``GEOSR_MODEL`` (and the STAC Item's ``geosr:model``) says produced an output.
+
+    A weights file's card keeps its architecture's name (``cnnrnn-fast``), which alone
+    would pass a fine-tuned model's output for the bundled one's: the file is named too.
+    """
+    if net.card.is_untrained:
+        return f"{net.name} (untrained)"
+    if model is not None and model not in MODEL_NAMES:
+        return f"{net.name} ({Path(model).name})"
+    return net.name
 
 
 def provenance_tags(scene: Scene, model_name: str, scale: int, norm: Normalisation) -> dict[str, str]:
@@ -364,7 +378,7 @@ def upscale_file(
         frames=frames,
         aoi=mask,
     )
-    model_tag = f"{net.name} (untrained)" if net.card.is_untrained else net.name
+    model_tag = model_label(net, opts.model)
     tags = provenance_tags(scene, model_tag, opts.scale, norm)
     if offsets is not None:
         tags["GEOSR_BOA_ADD_OFFSET"] = ",".join(f"{o:g}" for o in offsets)
@@ -403,7 +417,7 @@ def upscale_file(
             advance(len(plan))
             # Already finished: nothing is computed again.  But a run killed after its rename
             # has no --stac/--quicklook files yet, so those asked for and missing are written.
-            _extras(src, scene, dst, opts, net.name, missing_only=True)
+            _extras(src, scene, dst, opts, model_tag, missing_only=True)
             return dst
         if not opts.overwrite:
             if found == digest:  # a rerun of a finished batch, say: --resume skips it
@@ -415,7 +429,7 @@ def upscale_file(
             raise OutputError(f"{dst} {what}; pass --overwrite to replace it")
     check_writable(dst, opts.overwrite)
     out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
-    _extras(src, scene, out, opts, net.name)
+    _extras(src, scene, out, opts, model_tag)
     return out
 
 

@@ -455,3 +455,21 @@ def test_a_store_in_one_chunk_is_decoded_once_and_read_exactly(tmp_path: Path) -
     out_small = geosr.upscale_file(small, tmp_path / "small_x2.tif", scale=2, model="bicubic", tile=24)
     with rasterio.open(out_one) as f, rasterio.open(out_small) as g:
         np.testing.assert_array_equal(f.read(), g.read())
+
+
+def test_outputs_of_a_weights_file_name_it(make_raster, tmp_path: Path) -> None:
+    """geosr train writes cards named after the architecture (cnnrnn-fast): an output of
+    fine-tuned weights was tagged GEOSR_MODEL=cnnrnn-fast, as the bundled model's are."""
+    torch.manual_seed(0)
+    config = CNNRNNConfig(scale=2, features=8, encoder_blocks=1, refine_steps=1)
+    card = ModelCard(name="cnnrnn-fast", architecture="cnnrnn", config=vars(config), scale=2)
+    weights, _ = save_weights(CNNRNN(config), card, tmp_path / "finetuned_x2")
+    src = make_raster(count=1, height=30, width=30)
+    out = geosr.upscale_file(src, tmp_path / "ft.tif", scale=2, model=str(weights), stac=True)
+    with rasterio.open(out) as f:
+        assert f.tags()["GEOSR_MODEL"] == "cnnrnn-fast (finetuned_x2.safetensors)"
+    item = (tmp_path / "ft.stac.json").read_text()
+    assert '"geosr:model": "cnnrnn-fast (finetuned_x2.safetensors)"' in item
+    bundled = geosr.upscale_file(src, tmp_path / "b.tif", scale=2, model="cnnrnn-fast")
+    with rasterio.open(bundled) as f:
+        assert f.tags()["GEOSR_MODEL"] == "cnnrnn-fast"
