@@ -127,6 +127,9 @@ GRID = GeoBox((1536, 2560), Affine(2.5, 0.0, 499_980.0, 0.0, -2.5, 5_300_040.0),
             (512, 512),
         ),  # 1548 = 4 * 387: 2 levels by tiles, rest at the end
         (GeoBox((1549, 2561), GRID.affine, GRID.crs), (512, 512)),  # odd: GDAL builds every level
+        # A strip (a 1 x 700 px input at x4): its last level is 1 x 350, GDAL's one-row
+        # minimum; it was 0 x 350, and a ZeroDivisionError traceback ended the run.
+        (GeoBox((4, 2800), GRID.affine, GRID.crs), (4, 512)),
     ],
 )
 def test_cog_from_the_run_store_has_gdals_overviews(tmp_path: Path, grid: GeoBox, chunks) -> None:

@@ -29,13 +29,15 @@ def level_shapes(height: int, width: int, block: int) -> list[tuple[int, int]]:
     """Shapes of the overview levels GDAL's COG driver makes.
 
     GDAL adds a level while the image divided by the factor is larger than a
-    block, and a level is the image divided by its factor, both rounded down.
+    block, and a level is the image divided by its factor, both rounded down,
+    but never under one pixel: a strip (4 x 2800 px) has levels 2 x 1400,
+    1 x 700, then 1 x 350, not 0 x 350.
     """
     shapes = []
     factor = 1
     while height // factor > block or width // factor > block:
         factor *= 2
-        shapes.append((height // factor, width // factor))
+        shapes.append((max(height // factor, 1), max(width // factor, 1)))
     return shapes
 
 
