@@ -81,7 +81,9 @@ ModelOpt = Annotated[
 ]
 Tile = Annotated[
     int | None,
-    typer.Option(help="Tile edge in input pixels (default 512, smaller when memory is short).", min=1),
+    # No min= here: RunOptions refuses an edge under 8 in geosr's one line (typer's min=1
+    # advertised [x>=1] in --help, which 1-7 then failed).
+    typer.Option(help="Tile edge in input pixels, at least 8 (default 512, smaller when memory is short)."),
 ]
 Batch = Annotated[
     int | None, typer.Option("--batch-size", help="Tiles per batch (default: by device and band count).")

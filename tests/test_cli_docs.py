@@ -112,3 +112,12 @@ def test_the_version_in_tags_and_cards_is_the_installed_packages() -> None:
     from geosr.models.card import geosr_version
 
     assert geosr.__version__ == geosr_version() == metadata.version("geosr")
+
+
+def test_the_tile_minimum_in_help_is_the_one_enforced() -> None:
+    # --help said [x>=1] for --tile (typer's min=1) while every edge under 8 is refused.
+    for command in ("run", "info", "evaluate"):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        line = next(text for text in result.output.splitlines() if "--tile" in text)
+        assert "x>=1" not in line and "at least 8" in line, line

@@ -321,7 +321,7 @@ def evaluate_command(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG bar chart of the gain over bicubic.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Keep the LR, SR and bicubic GeoTIFFs here.")] = None,
-    tile: Annotated[int | None, typer.Option(help="Tile edge in input pixels.", min=1)] = None,
+    tile: Annotated[int | None, typer.Option(help="Tile edge in input pixels, at least 8.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Tiles per model call.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA only).")] = "auto",
