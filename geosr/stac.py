@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pystac
 import shapely
 from odc.geo.geobox import GeoBox
@@ -60,6 +61,19 @@ def acquisition_time(scene: Scene) -> dt.datetime | None:
     return None
 
 
+def acquisition_span(scene: Scene) -> tuple[dt.datetime, dt.datetime] | None:
+    """The first and last date of a time series (a Zarr cube's leading axis of dates), if any."""
+    labels = scene.band_labels
+    if not labels or not all(isinstance(v, np.datetime64) for v in labels):
+        return None
+    dates = sorted(v.astype("datetime64[us]").item().replace(tzinfo=dt.UTC) for v in labels)
+    return dates[0], dates[-1]
+
+
+def _rfc3339(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def build_item(output: Path, *, source: str | Path, scene: Scene, model: str, scale: int) -> pystac.Item:
     """The Item for ``output`` (not written); see the module docstring."""
     grid: GeoBox = scaled(scene.grid, scale)
@@ -69,13 +83,20 @@ def build_item(output: Path, *, source: str | Path, scene: Scene, model: str, sc
         "geosr:model": model,
         "geosr:scale": scale,
         "geosr:version": __version__,
-        "created": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "created": _rfc3339(dt.datetime.now(dt.UTC)),
     }
+    # A time series covers its dates, not the moment it was processed (STAC: a range is
+    # start/end_datetime with a null datetime); one date is its datetime.
+    span = None if when else acquisition_span(scene)
+    if span is not None and span[0] == span[1]:
+        when = span[0]
+    elif span is not None:
+        properties.update(start_datetime=_rfc3339(span[0]), end_datetime=_rfc3339(span[1]))
     item = pystac.Item(
         id=output.stem,
         geometry=shapely.geometry.mapping(footprint.geom),
         bbox=list(footprint.boundingbox),
-        datetime=when or dt.datetime.now(dt.UTC),
+        datetime=None if span is not None and when is None else (when or dt.datetime.now(dt.UTC)),
         properties=properties,
     )
     asset = pystac.Asset(

@@ -118,3 +118,28 @@ def test_stacked_assets_keep_their_own_nodata(make_raster, tmp_path: Path) -> No
     assert (sr[0][top] == 0).all() and (sr[1][top] == 0).all()  # nodata in both, as the output's 0
     assert (sr[0][~top] == 1000).all() and (sr[1][~top] == 1001).all()
     assert (sr[2] != 0).all()  # B02's zeros were data: the output moves them off its nodata value
+
+
+def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
+    """An OLCI-like cube of dates was given the processing time as its datetime; it covers
+    its first to last date (STAC start/end_datetime), and one date is the datetime."""
+    import xarray as xr
+
+    times = np.array(["2017-01-30T10:46:33", "2017-01-16T10:09:21"], dtype="datetime64[ns]")
+    lat = 52.5 - 0.0025 * (np.arange(30) + 0.5)
+    lon = 0.0025 * (np.arange(30) + 0.5)
+    values = np.random.default_rng(0).random((2, 30, 30)).astype("float32")
+    cube = xr.DataArray(values, dims=("time", "lat", "lon"), coords={"time": times, "lat": lat, "lon": lon})
+    store = tmp_path / "cube.zarr"
+    cube.to_dataset(name="chl").to_zarr(store, zarr_format=3)
+    geosr.upscale_file(store, tmp_path / "sr.zarr", scale=2, model="bicubic", stac=True)
+    props = json.loads((tmp_path / "sr.stac.json").read_text())["properties"]
+    assert props["datetime"] is None
+    assert (
+        props["start_datetime"] == "2017-01-16T10:09:21Z" and props["end_datetime"] == "2017-01-30T10:46:33Z"
+    )
+    one = tmp_path / "one.zarr"
+    cube.isel(time=[0]).to_dataset(name="chl").to_zarr(one, zarr_format=3)
+    geosr.upscale_file(one, tmp_path / "one_x2.tif", scale=2, model="bicubic", stac=True)
+    props = json.loads((tmp_path / "one_x2.stac.json").read_text())["properties"]
+    assert props["datetime"] == "2017-01-30T10:46:33Z" and "start_datetime" not in props
