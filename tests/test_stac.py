@@ -40,6 +40,11 @@ def test_run_writes_a_valid_item_that_round_trips_as_input(make_raster, tmp_path
     with rasterio.open(again) as f:
         assert (f.width, f.height) == (200, 160)
         assert f.descriptions == ("B04", "B08")
+    # So is the Item of a Zarr output: before, 'the Item has 0 raster assets (data)'.
+    geosr.upscale_file(src, tmp_path / "sr.zarr", scale=2, model="bicubic", stac=True)
+    cube = geosr.upscale_file(tmp_path / "sr.stac.json", tmp_path / "again_z.tif", scale=2, model="bicubic")
+    with rasterio.open(cube) as f:
+        assert (f.width, f.height) == (200, 160)
 
 
 def test_item_with_single_band_assets_stacks_by_name(make_raster, tmp_path: Path) -> None:

@@ -26,7 +26,14 @@ import rasterio
 from geosr.errors import InputError
 from geosr.io.bands import _canonical, parse_bands
 
-RASTER_TYPES = ("image/tiff", "image/jp2", "application/x-hdf", "image/vnd.stac.geotiff")
+RASTER_TYPES = (
+    "image/tiff",
+    "image/jp2",
+    "application/x-hdf",
+    "image/vnd.stac.geotiff",
+    "application/vnd+zarr",
+)
+"""Media types of assets geosr reads; ``application/vnd+zarr`` is what ``--stac`` gives a Zarr output."""
 
 
 def is_stac_item(path: str | Path) -> bool:
@@ -58,7 +65,7 @@ def _names(asset: Any) -> list[str]:
 def _is_raster(asset: Any) -> bool:
     media = (asset.media_type or "").lower()
     return any(media.startswith(t) for t in RASTER_TYPES) or asset.href.lower().endswith(
-        (".tif", ".tiff", ".jp2", ".vrt")
+        (".tif", ".tiff", ".jp2", ".vrt", ".zarr")
     )
 
 
