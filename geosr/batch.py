@@ -108,10 +108,13 @@ def batch_outputs(sources: Sequence[str], output: str | Path | None, scale: int)
     ]
     seen: dict[Path, str] = {}
     for src, target in zip(sources, targets, strict=True):
-        if target in seen:
+        # Resolved: 'a/s.tif' and '/data/a/s.jp2' (or a folder reached through a symlink)
+        # name one output, which the second run would refuse, or replace with --overwrite.
+        key = target.resolve()
+        if key in seen:
             raise OptionError(
-                f"{seen[target]} and {src} would both be written to {target}; give inputs with "
+                f"{seen[key]} and {src} would both be written to {target}; give inputs with "
                 "different names, or run them into different folders"
             )
-        seen[target] = src
+        seen[key] = src
     return list(targets)

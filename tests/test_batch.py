@@ -144,3 +144,16 @@ def test_the_same_glob_again_does_not_take_the_outputs_as_inputs(
     )
     # Named without a pattern, an output is an input like any other.
     assert expand_inputs([str(tmp_path / "tile_0_x2.tif")]) == [str(tmp_path / "tile_0_x2.tif")]
+
+
+def test_one_output_spelled_two_ways_is_refused_before_any_work(make_raster, tmp_path, monkeypatch) -> None:
+    # Same folder, same stem, one path relative and one absolute: without the check,
+    # the second run replaced the first's output under --overwrite.
+    tif = make_raster("scene.tif")
+    other = make_raster("scene.img")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OptionError, match="would both be written to"):
+        batch_outputs(["scene.tif", str(other)], None, 4)
+    (tmp_path / "linked").symlink_to(tmp_path)
+    with pytest.raises(OptionError, match="would both be written to"):
+        batch_outputs([str(tif), str(tmp_path / "linked" / "scene.img")], None, 4)
