@@ -427,6 +427,7 @@ def upscale_file(
                 )
             what = "is the output of a different job" if opts.resume and found else "already exists"
             raise OutputError(f"{dst} {what}; pass --overwrite to replace it")
+    check_extras_free(dst, opts)
     check_writable(dst, opts.overwrite)
     out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
     _extras(src, scene, out, opts, model_tag)
@@ -532,6 +533,33 @@ def _forget_leftover_state(dst: Path) -> None:
     """Remove the run state of a finished output (a run killed right after its rename)."""
     if run_dir(dst).exists():
         RunState.acquire(dst).discard()
+
+
+def check_extras_free(dst: Path, opts: RunOptions) -> None:
+    """Refuse, before any work, to replace the STAC Item or quicklook of another output.
+
+    ``--stac`` and ``--quicklook`` name their files by the output's stem, which a
+    COG and a Zarr output of one scene share (``x_x4.tif``, ``x_x4.zarr``): when
+    ``dst`` is not there yet, an existing one describes that other output, and is
+    replaced only with ``--overwrite``, as the output itself would be.
+
+    Raises
+    ------
+    OutputError
+        One of them exists and ``opts.overwrite`` is false.
+    """
+    if opts.overwrite:
+        return
+    from geosr.quicklook import quicklook_path
+    from geosr.stac import item_path
+
+    wanted = [(opts.stac, item_path(dst), "STAC Item"), (opts.quicklook, quicklook_path(dst), "quicklook")]
+    for asked, path, what in wanted:
+        if asked and (path.exists() or path.is_symlink()):
+            raise OutputError(
+                f"{path} already exists (the {what} of another output named {dst.stem}?); "
+                "pass --overwrite to replace it, or choose another -o name"
+            )
 
 
 def _extras(

@@ -11,7 +11,7 @@ import pytest
 import rasterio
 
 import geosr
-from geosr.errors import InputError
+from geosr.errors import InputError, OutputError
 from geosr.stac import validate_item
 
 
@@ -45,6 +45,22 @@ def test_run_writes_a_valid_item_that_round_trips_as_input(make_raster, tmp_path
     cube = geosr.upscale_file(tmp_path / "sr.stac.json", tmp_path / "again_z.tif", scale=2, model="bicubic")
     with rasterio.open(cube) as f:
         assert (f.width, f.height) == (200, 160)
+
+
+def test_the_item_and_quicklook_of_another_output_are_kept(make_raster, tmp_path: Path) -> None:
+    # A COG and a Zarr output of one scene share a stem, so their Items share a name:
+    # the second run replaced the first's Item (and quicklook) without --overwrite.
+    src = make_raster(height=40, width=50)
+    geosr.upscale_file(src, tmp_path / "sr.zarr", scale=2, model="bicubic", stac=True, quicklook=True)
+    item_file, png = tmp_path / "sr.stac.json", tmp_path / "sr.quicklook.png"
+    before = item_file.read_bytes(), png.read_bytes()
+    for extras in ({"stac": True}, {"quicklook": True}):
+        with pytest.raises(OutputError, match=r"already exists .*pass --overwrite"):
+            geosr.upscale_file(src, tmp_path / "sr.tif", scale=2, model="bicubic", **extras)
+        assert not (tmp_path / "sr.tif").exists()
+    assert (item_file.read_bytes(), png.read_bytes()) == before
+    geosr.upscale_file(src, tmp_path / "sr.tif", scale=2, model="bicubic", stac=True, overwrite=True)
+    assert pystac.Item.from_file(str(item_file)).assets["data"].href == "./sr.tif"
 
 
 def test_item_with_single_band_assets_stacks_by_name(make_raster, tmp_path: Path) -> None:
