@@ -146,28 +146,46 @@ def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> l
     return out
 
 
-def render_compare(
+def source_bands(sr_scene: Scene, source: Scene, show: Sequence[int]) -> list[int]:
+    """0-based positions in ``source`` (the LR input) of the output's bands ``show``.
+
+    The output of a ``--bands`` run records the input's band numbers it holds
+    (``GEOSR_BANDS``): its band 1 may be the input's band 3.  Without that record,
+    or when ``source`` lacks those bands (another file), the positions are the same.
+    """
+    recorded = sr_scene.tags.get("GEOSR_BANDS", "")
+    try:
+        numbers = [int(v) for v in recorded.split(",")] if recorded else []
+    except ValueError:
+        numbers = []
+    if len(numbers) != sr_scene.count or not all(1 <= n <= source.count for n in numbers):
+        return list(show)
+    return [numbers[p] - 1 for p in show]
+
+
+def _check_bands(scene: Scene, positions: Sequence[int], sr: str) -> None:
+    """One line, not an IndexError, when ``scene`` lacks a band shown from ``sr``."""
+    if max(positions) >= scene.count:
+        shown = ",".join(str(p + 1) for p in positions)
+        raise InputError(
+            f"{scene.path} has {scene.count} band{'' if scene.count == 1 else 's'}, fewer than the "
+            f"bands {shown} shown from {sr}; pick bands both have with --bands, or compare the input "
+            "and output of one run"
+        )
+
+
+def compare_panels(
     lr: str,
     sr: str,
-    png: Path,
     *,
     hr: str | None = None,
     window: str | None = None,
     bands: Sequence[int] | None = None,
     lr_bands: Sequence[int] | None = None,
     variable: str | None = None,
-) -> Path:
-    """Write the comparison PNG; see the module docstring.
-
-    ``bands`` are 0-based positions in ``sr`` (and ``hr``); ``lr_bands`` the
-    matching positions in ``lr`` when they differ (a ``--bands`` run);
-    ``variable`` the data variable of a Zarr ``lr``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+) -> tuple[list[np.ndarray], list[str], Window, int]:
+    """The panels of :func:`render_compare` on the output grid, unstretched (geosr, bicubic,
+    then the reference), their titles, the window (output pixels) and the scale."""
     sr_scene = open_scene(sr)
     lr_scene = open_scene(lr, variable=variable)
     # First: the pixel sizes of rasters far apart (or in other units) give no scale.
@@ -187,14 +205,47 @@ def render_compare(
     win = parse_window(window, (sh // scale, sw // scale)).scaled(scale)
     target = window_grid(sr_scene.grid, win.row, win.col, win.height, win.width)
     show = display_bands(sr_scene, bands)
+    from_lr = list(lr_bands) if lr_bands else source_bands(sr_scene, lr_scene, show)
+    _check_bands(lr_scene, from_lr, sr)
     panels = [
         _on_grid(sr_scene, show, target, Resampling.nearest, other=sr),
-        _on_grid(lr_scene, list(lr_bands) if lr_bands else show, target, Resampling.cubic, other=sr),
+        _on_grid(lr_scene, from_lr, target, Resampling.cubic, other=sr),
     ]
     titles = [" ".join(filter(None, ("geosr", sr_scene.tags.get("GEOSR_MODEL"), f"x{scale}"))), "bicubic"]
     if hr is not None:
-        panels.append(_on_grid(open_scene(hr), show, target, Resampling.nearest, other=sr))
+        hr_scene = open_scene(hr)
+        _check_bands(hr_scene, show, sr)
+        panels.append(_on_grid(hr_scene, show, target, Resampling.nearest, other=sr))
         titles.append("reference")
+    return panels, titles, win, scale
+
+
+def render_compare(
+    lr: str,
+    sr: str,
+    png: Path,
+    *,
+    hr: str | None = None,
+    window: str | None = None,
+    bands: Sequence[int] | None = None,
+    lr_bands: Sequence[int] | None = None,
+    variable: str | None = None,
+) -> Path:
+    """Write the comparison PNG; see the module docstring.
+
+    ``bands`` are 0-based positions in ``sr`` (and ``hr``); ``lr_bands`` the
+    matching positions in ``lr`` when they differ (default: from ``sr``'s
+    record of a ``--bands`` run, :func:`source_bands`); ``variable`` the data
+    variable of a Zarr ``lr``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels, titles, win, _ = compare_panels(
+        lr, sr, hr=hr, window=window, bands=bands, lr_bands=lr_bands, variable=variable
+    )
     images = stretch(panels)
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
     # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import geosr
 from geosr.cli import app
-from geosr.quicklook import stretch
+from geosr.quicklook import compare_panels, stretch
 
 
 def test_stretch_is_shared_across_panels() -> None:
@@ -108,3 +108,28 @@ def test_compare_of_rasters_that_do_not_overlap_is_one_line(
     code, err = run_cli(["compare", str(lr), str(sr), "--hr", str(far), "-o", str(png)], capsys, monkeypatch)
     assert_one_clear_line(code, err, "far.tif does not overlap", "here_sr.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["far.tif", "here.tif", "here_sr.tif"]
+
+
+def test_compare_shows_the_input_bands_a_bands_run_used(make_raster, tmp_path: Path) -> None:
+    # Four flat bands far apart: a panel of the wrong bands is off by thousands.
+    levels = np.array([1000, 5000, 20000, 40000], "uint16")[:, None, None]
+    ripple = (np.arange(40 * 48).reshape(1, 40, 48) % 97).astype("uint16")
+    lr = make_raster(data=levels + ripple, descriptions=("B02", "B03", "B04", "B08"))
+    sr = geosr.upscale_file(lr, tmp_path / "rgb.tif", scale=2, model="bicubic", bands="B04,B03,B02")
+    geosr_panel, bicubic_panel = compare_panels(str(lr), str(sr))[0]
+    # Before, the bicubic panel was the input's bands 1, 2, 3 (B02, B03, B04): off by 19000.
+    assert np.nanmax(np.abs(geosr_panel - bicubic_panel)) < 200
+
+
+def test_compare_with_fewer_bands_is_one_line(make_raster, tmp_path: Path) -> None:
+    from geosr.errors import InputError
+    from geosr.quicklook import compare_files
+
+    rgb = make_raster("rgb.tif", count=3, height=40, width=40)
+    sr = geosr.upscale_file(rgb, tmp_path / "sr.tif", scale=2, model="bicubic")
+    pan = make_raster("pan.tif", count=1, height=40, width=40)
+    with pytest.raises(InputError, match=r"pan.tif has 1 band, fewer than the bands 1,2,3 .*--bands"):
+        compare_files(str(pan), str(sr), tmp_path / "a.png")  # an IndexError before
+    with pytest.raises(InputError, match=r"pan.tif has 1 band"):
+        compare_files(str(rgb), str(sr), tmp_path / "b.png", hr=str(pan))
+    assert compare_files(str(rgb), str(sr), tmp_path / "c.png", hr=str(pan), bands="1").exists()
