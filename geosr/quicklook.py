@@ -21,6 +21,8 @@ from geosr.errors import InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
 from geosr.io.bands import _canonical
 from geosr.io.scene import Scene, open_scene, read_window
+from geosr.io.stac_input import is_stac_item
+from geosr.io.stac_input import resolve as resolve_stac
 from geosr.normalise import valid_mask
 from geosr.tiling import Window
 
@@ -163,6 +165,26 @@ def source_bands(sr_scene: Scene, source: Scene, show: Sequence[int]) -> list[in
     return [numbers[p] - 1 for p in show]
 
 
+def stac_raster(lr: str, sr_scene: Scene) -> str:
+    """The raster a STAC Item ``lr`` stands for (``lr`` itself for any other input): its
+    data asset, or the stack of the single-band assets the output's bands are named
+    after, as ``geosr run item.json --bands B04,B03,B02`` stacked them."""
+    if not is_stac_item(lr):
+        return lr
+    names = [d for d in sr_scene.descriptions if d]
+    bands = ",".join(names) if len(names) == sr_scene.count else None
+    try:
+        return resolve_stac(lr, asset=None, bands=bands).href
+    except InputError as exc:
+        if "--asset" not in str(exc):
+            raise
+        # compare has no --asset: an Item of several rasters is given as the one that was run.
+        raise InputError(
+            f"{lr}: the output's band names do not say which of the Item's raster assets it was made "
+            "from; give that asset's raster file as LR"
+        ) from None
+
+
 def _check_bands(scene: Scene, positions: Sequence[int], sr: str) -> None:
     """One line, not an IndexError, when ``scene`` lacks a band shown from ``sr``."""
     if max(positions) >= scene.count:
@@ -187,7 +209,7 @@ def compare_panels(
     """The panels of :func:`render_compare` on the output grid, unstretched (geosr, bicubic,
     then the reference), their titles, the window (output pixels) and the scale."""
     sr_scene = open_scene(sr)
-    lr_scene = open_scene(lr, variable=variable)
+    lr_scene = open_scene(stac_raster(lr, sr_scene), variable=variable)
     # First: the pixel sizes of rasters far apart (or in other units) give no scale.
     if _footprint_window(lr_scene, sr_scene.grid) is None:
         raise _no_overlap(lr, sr)
@@ -301,6 +323,8 @@ def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:
     """The ``--quicklook`` of a run: its input (only its selected bands) against its output."""
     positions = display_bands(scene)
     lr_bands = [scene.bands[p] - 1 for p in positions] if scene.bands else positions
+    # A STAC Item's stacked assets: the run's own VRT (scene.path is the Item, not a raster).
+    lr = scene.subdataset if is_stac_item(scene.path) and scene.subdataset else scene.path
     return render_compare(
-        scene.path, str(output), png, bands=positions, lr_bands=lr_bands, variable=scene.variable_name
+        lr, str(output), png, bands=positions, lr_bands=lr_bands, variable=scene.variable_name
     )

@@ -107,6 +107,31 @@ def test_item_with_single_band_assets_stacks_by_name(make_raster, tmp_path: Path
         geosr.upscale_file(item, tmp_path / "y.tif", scale=2, model="bicubic", asset="B99")
 
 
+def test_a_stacked_item_gets_its_quicklook_and_compares(make_raster, tmp_path: Path) -> None:
+    # Before, the quicklook opened the Item JSON with GDAL: the run failed after writing its
+    # output ("item.json: not a readable raster", exit 2), and so did geosr compare item.json.
+    from geosr.quicklook import compare_files, compare_panels
+
+    assets = {}
+    for i, name in enumerate(("B02", "B03", "B04", "B08")):
+        path = make_raster(f"{name}.tif", height=30, width=36)
+        with rasterio.open(path, "r+") as f:
+            f.write((f.read() + 5000 * i).astype("uint16"))
+        assets[name] = {"href": f"./{name}.tif", "type": "image/tiff; application=geotiff", "roles": ["data"]}
+    doc = {"type": "Feature", "stac_version": "1.1.0", "id": "s2", "geometry": None,
+           "properties": {"datetime": "2022-03-01T10:00:00Z"}, "links": [], "assets": assets}  # fmt: skip
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(doc))
+    out = geosr.upscale_file(item, tmp_path / "rgb.tif", scale=2, model="bicubic", bands="B04,B03,B02",
+                             quicklook=True)  # fmt: skip
+    assert (tmp_path / "rgb.quicklook.png").exists()
+    geosr_panel, bicubic_panel = compare_panels(str(item), str(out))[0]
+    assert np.nanmax(np.abs(geosr_panel - bicubic_panel)) < 500  # the same bands, in the same order
+    single = geosr.upscale_file(item, tmp_path / "b08.tif", scale=2, model="bicubic", asset="B08")
+    with pytest.raises(InputError, match="give that asset's raster file as LR"):
+        compare_files(str(item), str(single), tmp_path / "c.png")
+
+
 def test_validation_catches_a_bad_projection_field(make_raster, tmp_path: Path) -> None:
     src = make_raster(height=20, width=20)
     geosr.upscale_file(src, tmp_path / "sr.tif", scale=2, model="bicubic", stac=True)
