@@ -157,3 +157,15 @@ def test_one_output_spelled_two_ways_is_refused_before_any_work(make_raster, tmp
     (tmp_path / "linked").symlink_to(tmp_path)
     with pytest.raises(OptionError, match="would both be written to"):
         batch_outputs([str(tif), str(tmp_path / "linked" / "scene.img")], None, 4)
+
+
+def test_a_folder_input_is_told_to_give_a_glob(scenes, tmp_path, capfd, monkeypatch) -> None:
+    # Before: "not a readable raster (...); check that the file is complete", as for a corrupt file.
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, out, err = run_cli(
+        ["run", str(tmp_path), str(scenes[0]), "-o", str(folder), "--model", "bicubic"], capfd, monkeypatch
+    )
+    assert code == 2 and "Traceback" not in err
+    assert f"{tmp_path}: a folder, not a raster GDAL reads" in err and f"'{tmp_path}/*.tif'" in err
+    assert out.split() == [str(folder / "tile_0_x4.tif")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -214,6 +215,13 @@ def _unreadable(path: str, exc: RasterioIOError) -> InputError:
     problem = remote_open_problem(_first_line(exc)) if is_remote(path) else None
     if problem is not None:
         return InputError(f"{path}: {problem}")
+    if Path(path).is_dir():
+        # Some GDAL rasters are folders (an ArcInfo grid), so only now: a folder of scenes.
+        pattern = shlex.quote(str(Path(path) / "*.tif"))
+        return InputError(
+            f"{path}: a folder, not a raster GDAL reads; to run the rasters in it, give a quoted "
+            f"glob such as {pattern}"
+        )
     return InputError(
         f"{path}: not a readable raster ({_first_line(exc)}); "
         "check that the file is complete and in a format GDAL reads"
