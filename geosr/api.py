@@ -31,7 +31,7 @@ from geosr.io.remote import (
 )
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
 from geosr.io.runstate import RunState, StaleRunError, job_digest, run_dir, size_on_disk
-from geosr.io.scene import Scene, band_bytes, fill_value, is_zarr_path, keeps_band, open_scene, read_sample
+from geosr.io.scene import Scene, band_bytes, fill_value, keeps_band, open_scene, read_sample
 from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.stac_input import is_stac_item
 from geosr.io.stac_input import resolve as resolve_stac
@@ -330,8 +330,7 @@ def upscale_file(
     if dst is not None and is_remote(dst):
         return _upscale_to_remote(src, str(dst), opts, progress)
     dst = Path(dst) if dst is not None else default_output(src, opts.scale)
-    if not is_remote(src) and not is_zarr_path(src) and dst.resolve() == Path(src).resolve():
-        raise OptionError(f"{dst}: the output would overwrite the input; choose another -o path")
+    refuse_overwriting_inputs(dst, src, scene, frames)
     try:
         net = load_model(opts.model, bands=scene.count, scale=opts.scale)
         predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
@@ -432,6 +431,26 @@ def upscale_file(
     out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
     _extras(src, scene, out, opts, model_tag)
     return out
+
+
+def refuse_overwriting_inputs(dst: Path, src: str | Path, scene: Scene, frames: tuple[Scene, ...]) -> None:
+    """Refuse an output that is one of the run's inputs, even with ``--overwrite``.
+
+    The input, a Zarr store as much as a file, the raster a STAC Item's asset
+    names, and every ``--frame``: ``--overwrite`` replaces an earlier output, never
+    the data the run reads.
+
+    Raises
+    ------
+    OptionError
+        ``dst`` resolves to one of them.
+    """
+    target = dst.resolve()
+    named = [("input", str(src)), ("input", scene.path), *(("frame", f.path) for f in frames)]
+    for what, path in named:
+        if not is_remote(path) and Path(path).resolve() == target:
+            suffix = "" if path == str(src) else f" {path}"
+            raise OptionError(f"{dst}: the output would overwrite the {what}{suffix}; choose another -o path")
 
 
 def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Progress | None) -> str:

@@ -473,3 +473,20 @@ def test_outputs_of_a_weights_file_name_it(make_raster, tmp_path: Path) -> None:
     bundled = geosr.upscale_file(src, tmp_path / "b.tif", scale=2, model="cnnrnn-fast")
     with rasterio.open(bundled) as f:
         assert f.tags()["GEOSR_MODEL"] == "cnnrnn-fast"
+
+
+def test_an_output_onto_an_input_store_or_frame_is_refused_even_with_overwrite(make_raster, tmp_path) -> None:
+    # Before, only a file input was guarded: a Zarr input run onto itself, or an output onto
+    # a --frame, replaced that input with --overwrite (a 134 x 182 store became 268 x 364).
+    from geosr.errors import OptionError
+
+    src = make_raster(height=30, width=40)
+    store = geosr.upscale_file(src, tmp_path / "in.zarr", scale=2, model="bicubic")
+    frame = make_raster("frame.tif", height=30, width=40)
+    before = frame.read_bytes()
+    with pytest.raises(OptionError, match="the output would overwrite the input; choose another -o"):
+        geosr.upscale_file(store, store, scale=2, model="bicubic", overwrite=True)
+    with pytest.raises(OptionError, match=f"the output would overwrite the frame {frame}"):
+        geosr.upscale_file(src, frame, scale=2, model="bicubic", frames=(str(frame),), overwrite=True)
+    assert frame.read_bytes() == before
+    assert dict(xr.open_zarr(store).sizes) == {"band": 1, "y": 60, "x": 80}
