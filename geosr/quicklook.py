@@ -53,7 +53,9 @@ def parse_window(text: str | None, lr_shape: tuple[int, int]) -> Window:
         raise OptionError(
             f"--window {text!r} is not col,row,width,height in LR pixels, e.g. 0,0,128,128"
         ) from None
-    if width < 1 or height < 1 or not (0 <= col < w and 0 <= row < h):
+    if width < 1 or height < 1:
+        raise OptionError(f"--window {text!r} is empty; its width and height must be at least 1 LR pixel")
+    if not (0 <= col < w and 0 <= row < h):
         raise OptionError(
             f"--window {text!r} is outside the {w} x {h} px input; give col,row,width,height inside it"
         )

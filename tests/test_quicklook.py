@@ -52,6 +52,9 @@ def test_bad_window(make_raster, tmp_path: Path) -> None:
     sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
     with pytest.raises(OptionError, match="outside"):
         compare_files(str(lr), str(sr), tmp_path / "x.png", window="100,0,10,10")
+    # Before, "is outside the 40 x 40 px input" for a window inside it, of width 0.
+    with pytest.raises(OptionError, match="'0,0,0,5' is empty; its width and height must be at least 1"):
+        compare_files(str(lr), str(sr), tmp_path / "x.png", window="0,0,0,5")
 
 
 def test_compare_and_quicklook_read_zarr_like_geotiff(make_raster, tmp_path: Path) -> None:
