@@ -337,9 +337,11 @@ def upscale_file(
     except GeosrError as exc:
         raise _in_context(src, exc) from None
     if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
+        # No suffix: most likely a folder for the output ('-o out/') that does not exist yet.
+        folder = "" if dst.suffix else ", or an existing folder to write it into"
         raise OptionError(
             f"cannot write {dst}: unsupported output suffix {dst.suffix or '(none)'!r}; "
-            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+            f"use one of {', '.join(SUPPORTED_SUFFIXES)}{folder}"
         )
     if dst.suffix.lower() == ".zarr":
         check_zarr_grid(dst, scene.grid)  # before any compute: the run store would take it
