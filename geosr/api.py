@@ -33,7 +33,7 @@ from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_j
 from geosr.io.runstate import RunState, StaleRunError, job_digest, run_dir, size_on_disk
 from geosr.io.scene import Scene, band_bytes, fill_value, keeps_band, open_scene, read_sample
 from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
-from geosr.io.stac_input import is_stac_item
+from geosr.io.stac_input import is_stac_item, not_an_item
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.io.zarr_store import check_zarr_grid
 from geosr.models import SRModel, load_model
@@ -80,6 +80,9 @@ def scene_for(src: str | Path, options: RunOptions) -> Scene:
     A STAC Item is resolved to its raster asset(s) first (:mod:`geosr.io.stac_input`).
     """
     item = None
+    problem = not_an_item(src)
+    if problem is not None:
+        raise problem
     if is_stac_item(src):
         item = resolve_stac(src, asset=options.asset, bands=options.bands)
     elif options.asset is not None:

@@ -189,3 +189,36 @@ def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     geosr.upscale_file(one, tmp_path / "one_x2.tif", scale=2, model="bicubic", stac=True)
     props = json.loads((tmp_path / "one_x2.stac.json").read_text())["properties"]
     assert props["datetime"] == "2017-01-30T10:46:33Z" and "start_datetime" not in props
+
+
+    cube.to_dataset().to_zarr(store, zarr_format=3)
+    geosr.upscale_file(store, tmp_path / "x2.zarr", scale=2, model="bicubic", stac=True)
+    item = pystac.Item.from_file(str(tmp_path / "x2.stac.json"))
+    assert validate_item(item)
+    assert item.datetime is None
+    assert item.properties["start_datetime"].startswith("2017-01-16T10:09:00")
+    assert item.properties["end_datetime"].startswith("2017-01-26T10:50:00")
+    one = tmp_path / "one.tif"
+    geosr.upscale_file(store, one, scale=2, model="bicubic", stac=True, bands=[str(times[1])])
+    picked = pystac.Item.from_file(str(tmp_path / "one.stac.json"))
+    assert picked.datetime is not None and picked.datetime.isoformat()[:16] == "2017-01-25T09:35"
+
+
+def test_a_stac_document_that_is_not_one_item_is_named(tmp_path: Path) -> None:
+    # Before, each was "not a readable raster (... not recognized ...); check that the file
+    # is complete", as for a corrupt file.
+    item = {"type": "Feature", "stac_version": "1.1.0", "id": "a", "geometry": None,
+            "properties": {"datetime": "2022-03-01T10:00:00Z"}, "links": []}  # fmt: skip
+    documents = {
+        "search.json": ({"type": "FeatureCollection", "features": [item, item]}, "a collection of 2"),
+        "collection.json": (
+            {"type": "Collection", "stac_version": "1.1.0", "id": "c", "links": []},
+            "a STAC Collection, not an Item",
+        ),
+        "bare.json": (item, "a STAC Item without assets"),
+    }
+    for name, (doc, says) in documents.items():
+        path = tmp_path / name
+        path.write_text(json.dumps(doc))
+        with pytest.raises(InputError, match=f"{name}: {says}"):
+            geosr.upscale_file(path, tmp_path / "x.tif", scale=2, model="bicubic")

@@ -36,16 +36,40 @@ RASTER_TYPES = (
 """Media types of assets geosr reads; ``application/vnd+zarr`` is what ``--stac`` gives a Zarr output."""
 
 
-def is_stac_item(path: str | Path) -> bool:
-    """True for a local ``.json`` file holding a GeoJSON Feature with ``assets``."""
+def _json_document(path: str | Path) -> Any:
+    """The JSON in a local ``.json`` file, or None."""
     p = Path(str(path))
     if p.suffix.lower() != ".json" or not p.is_file():
-        return False
+        return None
     try:
-        doc = json.loads(p.read_text())
+        return json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
+        return None
+
+
+def is_stac_item(path: str | Path) -> bool:
+    """True for a local ``.json`` file holding a GeoJSON Feature with ``assets``."""
+    doc = _json_document(path)
     return isinstance(doc, dict) and doc.get("type") == "Feature" and "assets" in doc
+
+
+def not_an_item(path: str | Path) -> InputError | None:
+    """The error for a local STAC document that is not one Item with assets (a search's
+    ItemCollection, a Collection, a Catalog), which GDAL would call a corrupt raster; else None."""
+    doc = _json_document(path)
+    if not isinstance(doc, dict) or is_stac_item(path):
+        return None
+    kind = doc.get("type")
+    if kind == "FeatureCollection" and isinstance(doc.get("features"), list):
+        what = f"a collection of {len(doc['features'])} features (a STAC search result?), not one Item"
+        fix = "save each Item as its own .json file and give those"
+    elif kind in ("Collection", "Catalog") and "stac_version" in doc:
+        what, fix = f"a STAC {kind}, not an Item", "give the .json of one of its Items"
+    elif kind == "Feature" and "stac_version" in doc:
+        what, fix = "a STAC Item without assets", "give an Item whose assets include the raster"
+    else:
+        return None
+    return InputError(f"{path}: {what}; {fix}")
 
 
 def _item(path: str | Path) -> Any:
