@@ -13,6 +13,7 @@ import rasterio
 import geosr
 from geosr.errors import InputError, OutputError
 from geosr.stac import validate_item
+from tests.conftest import coordinate_pattern
 
 
 def test_run_writes_a_valid_item_that_round_trips_as_input(make_raster, tmp_path: Path) -> None:
@@ -222,3 +223,24 @@ def test_a_stac_document_that_is_not_one_item_is_named(tmp_path: Path) -> None:
         path.write_text(json.dumps(doc))
         with pytest.raises(InputError, match=f"{name}: {says}"):
             geosr.upscale_file(path, tmp_path / "x.tif", scale=2, model="bicubic")
+
+
+def test_bands_naming_one_asset_or_a_multiband_one(make_raster, tmp_path: Path) -> None:
+    # '--bands B08' (one asset key) failed: "B08.tif: no band is described as 'B08'"; a
+    # multi-band asset in a stack silently gave its first band only.
+    make_raster("B04.tif", height=30, width=36)
+    make_raster("B08.tif", height=30, width=36, data=coordinate_pattern(1, 30, 36) + 7)
+    make_raster("TCI.tif", count=3, height=30, width=36)
+    kind = "image/tiff; application=geotiff"
+    assets = {k: {"href": f"./{k}.tif", "type": kind, "roles": ["data"]} for k in ("B04", "B08", "TCI")}
+    doc = {"type": "Feature", "stac_version": "1.1.0", "id": "s2", "geometry": None,
+           "properties": {"datetime": "2022-03-01T10:00:00Z"}, "links": [], "assets": assets}  # fmt: skip
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(doc))
+    out = geosr.upscale_file(item, tmp_path / "nir.tif", scale=2, model="bicubic", bands="B08")
+    with rasterio.open(out) as f, rasterio.open(tmp_path / "B08.tif") as nir:
+        assert f.count == 1 and f.descriptions == ("B08",)
+        mean = f.read(1).astype(float).reshape(30, 2, 36, 2).mean(axis=(1, 3))
+        assert np.abs(mean - nir.read(1)).max() < 5
+    with pytest.raises(InputError, match="asset 'TCI' has 3 bands, and --bands stacks single-band"):
+        geosr.upscale_file(item, tmp_path / "x.tif", scale=2, model="bicubic", bands="B04,TCI")

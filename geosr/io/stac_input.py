@@ -120,7 +120,9 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
                     by_name.setdefault(_canonical(name), (key, candidate))
         if wanted and all(_canonical(b) in by_name for b in wanted):
             chosen = [(b, by_name[_canonical(b)][1]) for b in wanted]
-            if len({id(a) for _, a in chosen}) > 1:
+            # One single-band asset is stacked too: its file's band is not described by
+            # the asset's key, which --bands then would not find.
+            if len({id(a) for _, a in chosen}) > 1 or len(_names(chosen[0][1])) <= 1:
                 return Resolved(stack_assets(path, chosen), when, stacked=True)
             return Resolved(chosen[0][1].get_absolute_href(), when)
     data = [a for a in item.assets.values() if "data" in (a.roles or []) and _is_raster(a)]
@@ -141,6 +143,11 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
         href = asset.get_absolute_href()
         try:
             with rasterio.open(href) as src:
+                if src.count != 1:  # a stack takes band 1 of each: the others would be lost unseen
+                    raise InputError(
+                        f"{item_path}: asset {name!r} has {src.count} bands, and --bands stacks "
+                        f"single-band assets; read it with --asset {name} (and --bands by its own bands)"
+                    )
                 here = (src.width, src.height, tuple(src.transform), src.crs)
                 if grid is None:
                     grid, dtype, crs_wkt = here, src.dtypes[0], src.crs.to_wkt()
