@@ -9,6 +9,7 @@ bounded-memory pipeline.
 from __future__ import annotations
 
 import glob
+import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -42,7 +43,8 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
             out.append(pattern)
             continue
         # glob.glob, not Path.glob: the pattern may be absolute and have wildcards in any part.
-        matches = sorted(glob.glob(pattern, recursive=True))  # noqa: PTH207
+        # The quotes that keep the shell off the pattern keep it off a leading ~ too.
+        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))  # noqa: PTH207, PTH111
         if not matches:
             raise InputError(f"{pattern}: no file matches this pattern; check the folder and the quotes")
         out.extend(_without_products(matches))

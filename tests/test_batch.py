@@ -195,3 +195,10 @@ def test_one_input_into_a_missing_folder_is_told_folders_work(scenes, tmp_path, 
     code, _, err = run_cli(args, capfd, monkeypatch)
     assert code == 2 and "unsupported output suffix '(none)'" in err
     assert "or an existing folder to write it into" in err and not (tmp_path / "out").exists()
+
+
+def test_a_quoted_glob_under_home_is_expanded(scenes, tmp_path, monkeypatch) -> None:
+    # 'geosr run "~/archive/*.tif"': the quotes keep the shell from expanding the ~ as well,
+    # and the glob matched nothing ("no file matches this pattern").
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert expand_inputs(["~/tile_*.tif"]) == [str(s) for s in scenes]
