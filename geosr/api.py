@@ -126,6 +126,26 @@ def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
     return tuple(frames)
 
 
+def frame_shifts(
+    frames: tuple[Scene, ...], reference: tuple[float, ...] | None, override: float | None
+) -> tuple[tuple[float, ...] | None, ...]:
+    """What to add to each frame's bands to express it in the reference's DN convention.
+
+    A Sentinel-2 L2A product of baseline 04.00 or later stores ``10000 x reflectance
+    - BOA_ADD_OFFSET`` (offset -1000), an older one ``10000 x reflectance``: in a
+    stack across January 2022, the same ground differs by 1000 DN between frames,
+    which the recurrent model would take for a change.  ``--offset`` (``override``)
+    applies to every file alike, so it shifts nothing.
+    """
+    ref = reference or ()
+    shifts: list[tuple[float, ...] | None] = []
+    for frame in frames:
+        own = reflectance_offset(frame, override) or ()
+        shift = tuple((own[b] if own else 0.0) - (ref[b] if ref else 0.0) for b in range(frame.count))
+        shifts.append(shift if any(shift) else None)
+    return tuple(shifts)
+
+
 def normalisation_for(
     scene: Scene, card_normalisation: dict[str, Any], add_offset: tuple[float, ...] | None = None
 ) -> Normalisation:
@@ -381,6 +401,7 @@ def upscale_file(
         batch_size=batch,
         frames=frames,
         aoi=mask,
+        frame_shifts=frame_shifts(frames, offsets, opts.offset),
     )
     model_tag = model_label(net, opts.model)
     tags = provenance_tags(scene, model_tag, opts.scale, norm)

@@ -47,6 +47,9 @@ class Job:
     batch_size: int
     frames: tuple[Scene, ...] = ()
     aoi: AoiMask | None = None
+    frame_shifts: tuple[tuple[float, ...] | None, ...] = ()
+    """Per frame, what to add to each band to put it in the reference's DN convention
+    (their Sentinel-2 ``BOA_ADD_OFFSET`` differ, across baseline 04.00); None: nothing."""
 
 
 T = TypeVar("T")
@@ -65,6 +68,9 @@ def read_batch(job: Job, tiles: Sequence[Tile]) -> np.ndarray:
         return reference
     # Frames come as float32 already (NaN where they have no data: read_frame_window).
     others = [np.stack([read_frame_window(frame, job.scene, t.read) for t in tiles]) for frame in job.frames]
+    for frame, shift in zip(others, job.frame_shifts, strict=False):
+        if shift is not None:
+            frame += np.asarray(shift, np.float32)[None, :, None, None]  # NaN stays NaN
     return np.stack([reference.astype(np.float32), *others], axis=1)
 
 

@@ -102,3 +102,23 @@ def test_frame_with_other_bands_is_refused(make_raster) -> None:
     other = make_raster("other.tif", count=3)
     with pytest.raises(InputError, match="same bands"):
         geosr.upscale_file(ref, ref.with_name("o.tif"), model="bicubic", frames=(str(other),))
+
+
+def test_a_frame_of_another_boa_add_offset_is_read_in_the_references_convention(
+    make_raster, tmp_path: Path
+) -> None:
+    # The same ground stored with and without Sentinel-2's BOA_ADD_OFFSET (baseline 04.00 and
+    # before): 1000 DN apart. Before, the frames went in as stored and the outputs differed
+    # by up to 115 units; in the reference's convention they are one frame.
+    base = coordinate_pattern(1, 48, 56)
+    ripple = np.random.default_rng(0).integers(-300, 300, base.shape)
+    other = (base.astype(int) + ripple).clip(1, 60000).astype("uint16")
+    offset = {"BOA_ADD_OFFSET": "-1000"}
+    ref = make_raster("ref.tif", data=base + 1000, nodata=0, tags=offset)
+    older = make_raster("older.tif", data=other, nodata=0)
+    newer = make_raster("newer.tif", data=other + 1000, nodata=0, tags=offset)
+    options = {"scale": 2, "device": "cpu", "precision": "fp32"}
+    a = geosr.upscale_file(ref, tmp_path / "a.tif", frames=(str(older),), **options)
+    b = geosr.upscale_file(ref, tmp_path / "b.tif", frames=(str(newer),), **options)
+    with rasterio.open(a) as fa, rasterio.open(b) as fb:
+        np.testing.assert_array_equal(fa.read(), fb.read())
