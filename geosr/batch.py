@@ -48,7 +48,23 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
         if not matches:
             raise InputError(f"{pattern}: no file matches this pattern; check the folder and the quotes")
         out.extend(_without_products(matches))
-    return out
+    return _once_each(out)
+
+
+def _once_each(paths: list[str]) -> list[str]:
+    """``paths`` without the repeats of one file (a glob that also matches a file named
+    beside it, or one file spelled two ways), each dropped with one warning line."""
+    first: dict[str, str] = {}
+    kept = []
+    for path in paths:
+        key = path if is_remote(path) else str(Path(path).resolve())
+        if key in first:
+            message = f"{path}: given twice (as {first[key]} too); it runs once"
+            warnings.warn(message, GeosrWarning, stacklevel=3)
+            continue
+        first[key] = path
+        kept.append(path)
+    return kept
 
 
 def _without_products(matches: list[str]) -> list[str]:

@@ -202,3 +202,15 @@ def test_a_quoted_glob_under_home_is_expanded(scenes, tmp_path, monkeypatch) -> 
     # and the glob matched nothing ("no file matches this pattern").
     monkeypatch.setenv("HOME", str(tmp_path))
     assert expand_inputs(["~/tile_*.tif"]) == [str(s) for s in scenes]
+
+
+def test_one_file_given_twice_runs_once(scenes, tmp_path, capfd, monkeypatch) -> None:
+    # A glob and a file it matches: before, the whole run was refused ("tile_0.tif and
+    # tile_0.tif would both be written ...; give inputs with different names").
+    folder = tmp_path / "out"
+    folder.mkdir()
+    args = ["run", str(tmp_path / "tile_*.tif"), str(scenes[0]), "-o", str(folder), "--model", "bicubic"]
+    code, out, err = run_cli([*args, "--scale", "2"], capfd, monkeypatch)
+    assert code == 0, err
+    assert f"warning: {scenes[0]}: given twice (as {scenes[0]} too); it runs once" in err
+    assert out.split() == [str(folder / f"tile_{i}_x2.tif") for i in range(3)]
