@@ -10,6 +10,7 @@ artefact of each panel being stretched on its own.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
-from geosr.errors import InputError, OptionError, OutputError
+from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
 from geosr.io.bands import _canonical
 from geosr.io.scene import Scene, open_scene, read_window
@@ -270,6 +271,15 @@ def render_compare(
     panels, titles, win, _ = compare_panels(
         lr, sr, hr=hr, window=window, bands=bands, lr_bands=lr_bands, variable=variable
     )
+    if not np.isfinite(panels[0]).any():
+        # A black PNG reads as a failed run; the centre of a swath edge or of a cloudy date is nodata.
+        warnings.warn(
+            GeosrWarning(
+                f"{png}: no pixel of {sr} in the window shown is valid (all nodata), so every panel is "
+                "black; choose a window with data: geosr compare --window col,row,width,height"
+            ),
+            stacklevel=2,
+        )
     images = stretch(panels)
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
     # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.

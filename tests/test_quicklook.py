@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,18 @@ def test_compare_with_fewer_bands_is_one_line(make_raster, tmp_path: Path) -> No
     with pytest.raises(InputError, match=r"pan.tif has 1 band"):
         compare_files(str(rgb), str(sr), tmp_path / "b.png", hr=str(pan))
     assert compare_files(str(rgb), str(sr), tmp_path / "c.png", hr=str(pan), bands="1").exists()
+
+
+def test_a_window_of_nodata_only_is_said_not_shown_black_silently(make_raster, tmp_path: Path) -> None:
+    from geosr.errors import GeosrWarning
+    from geosr.quicklook import compare_files
+
+    data = np.full((1, 40, 40), 500, np.uint16)
+    data[:, :20, :20] = 0
+    lr = make_raster(data=data, nodata=0)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    with pytest.warns(GeosrWarning, match="no pixel of .*sr.tif in the window shown is valid"):
+        compare_files(str(lr), str(sr), tmp_path / "a.png", window="0,0,10,10")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GeosrWarning)  # a window with data: no warning
+        compare_files(str(lr), str(sr), tmp_path / "b.png", window="10,10,20,20")
