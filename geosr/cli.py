@@ -251,7 +251,10 @@ def run(
                 out = upscale_file(source, target, scale=scale, model=model, progress=advance, **options)
         except KeyboardInterrupt as stop:
             # Raised as a GeosrError so that typer does not swallow it (a silent exit 130).
-            raise _interrupted_run(stop, source, Path(target or default_output(source, scale))) from None
+            written = number - 1 - len(failed)  # the outputs of this run before this input
+            raise _interrupted_run(
+                stop, source, Path(target or default_output(source, scale)), written=written
+            ) from None
         except GeosrError as exc:
             if len(sources) == 1:
                 raise
@@ -295,9 +298,13 @@ def _exit_status(code: int) -> int:
     return 128 + signal.SIGTERM if code == 130 and _sigterm_received.is_set() else code
 
 
-def _interrupted_run(stop: KeyboardInterrupt, source: str, destination: Path) -> GeosrError:
+def _interrupted_run(
+    stop: KeyboardInterrupt, source: str, destination: Path, *, written: int = 0
+) -> GeosrError:
     """The error a run stopped by Ctrl-C or SIGTERM ends with: resumable once its run
-    state exists, else a plain one (the run stopped while it was still starting)."""
+    state exists, or once earlier inputs of the same command have their outputs
+    (``written``: run again as it was, the command would refuse them), else a plain
+    one (the run stopped while it was still starting)."""
     from geosr.io.runstate import run_dir
 
     what = str(stop) or "interrupted"
@@ -305,6 +312,12 @@ def _interrupted_run(stop: KeyboardInterrupt, source: str, destination: Path) ->
         return InterruptedRunError(
             f"{source}: {what}; no output was written, the finished tiles are kept beside it: "
             "rerun with --resume to finish"
+        )
+    if written:
+        outputs = f"{written} outputs before it are" if written > 1 else "output before it is"
+        return InterruptedRunError(
+            f"{source}: {what} before any tile ran; the {outputs} written: rerun with --resume, "
+            f"which keeps {'them' if written > 1 else 'it'} and runs the others"
         )
     return _interrupted_early(f"{source}: {what} before any tile ran")
 

@@ -3,9 +3,12 @@ exit status 128 + the signal, no traceback, whenever the signal arrives."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -106,3 +109,41 @@ def test_a_ctrl_c_while_the_cli_imports_gets_its_line(scene: Path, tmp_path: Pat
     line = " ".join(stopped(proc, signal.SIGINT).split())
     assert line.startswith("error:") and "interrupted" in line and "nothing was written" in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_an_interrupt_between_inputs_points_to_resume(scene: Path, tmp_path: Path) -> None:
+    # The second input waits on its AOI, a named pipe the test stops feeding once the first
+    # output is written: a Ctrl-C lands after that output and before the second's run state.
+    # Before: "nothing was written: run the same command again", which then refused the
+    # first output ("already exists ... pass --resume").
+    second = tmp_path / "second.tif"
+    second.write_bytes(scene.read_bytes())
+    aoi = tmp_path / "aoi.geojson"
+    os.mkfifo(aoi)
+    ring = [[12.5, 52.9], [12.6, 52.9], [12.6, 53.0], [12.5, 53.0], [12.5, 52.9]]
+    box = {"type": "Polygon", "coordinates": [ring]}
+    folder = tmp_path / "out"
+    folder.mkdir()
+    first_output = folder / "scene_x2.tif"
+
+    def feed() -> None:
+        while not first_output.exists():
+            with open(aoi, "w") as pipe:  # blocks until the run opens the AOI
+                pipe.write(json.dumps(box))
+            time.sleep(0.2)  # the reader reaches the end and closes before the next writer opens
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    args = ["run", str(scene), str(second), "-o", str(folder), "--aoi", str(aoi), "--model", "bicubic"]
+    proc = start([*args, *RUN])
+    try:
+        while not first_output.exists():
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.02)
+        time.sleep(1.0)  # the second input is now blocked on the pipe
+        line = " ".join(stopped(proc, signal.SIGINT).split())
+    finally:
+        os.close(os.open(aoi, os.O_RDONLY | os.O_NONBLOCK))  # frees a feeder blocked in open
+    assert "second.tif: interrupted before any tile ran; the output before it is written" in line, line
+    assert "(to resume: geosr run" in line and "--resume)" in line, line
+    assert not (folder / "second_x2.tif").exists()
