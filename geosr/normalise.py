@@ -55,7 +55,11 @@ class Normalisation:
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Normalise ``x`` of shape ``(..., C, h, w)`` to float32."""
         off, sc = self._broadcast(x.ndim)
-        return ((x.astype(np.float32) - off) / sc).astype(np.float32, copy=False)
+        # In float64 (as ``off`` makes it), from ``x`` as it is: a cast to float32 first
+        # kept 24 bits of 32-bit integers and float64, so uint32 pixels near 4e9 spanning
+        # 1000 units reached the model in steps of 256.  8-, 16-bit and float32 pixels
+        # give the same bits as before.
+        return ((x - off) / sc).astype(np.float32, copy=False)
 
     def invert(self, y: np.ndarray, dtype: type[np.floating] = np.float64) -> np.ndarray:
         """Map normalised ``y`` of shape ``(..., C, h, w)`` back to physical units, a new ``dtype`` array."""

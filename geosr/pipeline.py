@@ -20,7 +20,7 @@ import numpy as np
 from geosr.aoi import AoiMask
 from geosr.faults import checkpoint
 from geosr.io.frames import read_frame_window
-from geosr.io.scene import Scene, close_datasets, read_window
+from geosr.io.scene import Scene, close_datasets, exact_float, read_window
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import Normalisation
 from geosr.resources import writer_threads
@@ -66,12 +66,12 @@ def read_batch(job: Job, tiles: Sequence[Tile]) -> np.ndarray:
     reference = np.stack([read_window(job.scene, t.read) for t in tiles])
     if not job.frames:
         return reference
-    # Frames come as float32 already (NaN where they have no data: read_frame_window).
+    # Frames come as floats already (NaN where they have no data: read_frame_window).
     others = [np.stack([read_frame_window(frame, job.scene, t.read) for t in tiles]) for frame in job.frames]
     for frame, shift in zip(others, job.frame_shifts, strict=False):
         if shift is not None:
-            frame += np.asarray(shift, np.float32)[None, :, None, None]  # NaN stays NaN
-    return np.stack([reference.astype(np.float32), *others], axis=1)
+            frame += np.asarray(shift, frame.dtype)[None, :, None, None]  # NaN stays NaN
+    return np.stack([reference.astype(exact_float(reference.dtype)), *others], axis=1)
 
 
 def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Predict) -> list[np.ndarray]:

@@ -208,6 +208,31 @@ def test_lazy_upscale_equals_file_job_for_bicubic(make_raster, tmp_path: Path) -
         assert np.abs(lazy.values.astype(np.int64) - f.read()).max() <= 1
 
 
+@pytest.mark.parametrize(
+    ("dtype", "base"), [("uint32", 4_000_000_000), ("int32", -2_000_000_000), ("float64", 5.8e6)]
+)
+@pytest.mark.parametrize("with_frame", [False, True])
+def test_wide_pixels_keep_their_low_digits(
+    make_raster, tmp_path: Path, dtype: str, base: float, with_frame: bool
+) -> None:
+    # 32-bit integers and float64 far from 0: float32 holds 24 bits, so uint32 near 4e9
+    # came to the model in steps of 256 (173 units of error on a 1000-unit span).
+    rows, cols = np.mgrid[0:40, 0:50]
+    pattern = 500 + 500 * np.sin(rows / 6.0) * np.cos(cols / 4.0)
+    if dtype != "float64":
+        pattern = np.round(pattern)
+    low = 1000  # the same pattern near 0, clear of the clip at 0 that bicubic's overshoot meets
+    outputs = []
+    for name, offset in (("far", base), ("near", low)):
+        src = make_raster(f"{name}.tif", data=(pattern + offset)[None].astype(dtype))
+        frames = (str(src),) if with_frame else ()
+        out = geosr.upscale_file(src, tmp_path / f"{name}_x2.tif", scale=2, model="bicubic", frames=frames)
+        with rasterio.open(out) as f:
+            outputs.append(f.read(1).astype(np.float64) - offset)
+    error = np.abs(outputs[0] - outputs[1]).max()
+    assert error <= (1e-6 if dtype == "float64" else 1), error
+
+
 def test_rgb_colour_interpretation_is_carried(make_raster, tmp_path: Path) -> None:
     src = make_raster("rgb.tif", count=3, dtype="uint8", nodata=None)
     with rasterio.open(src, "r+") as f:

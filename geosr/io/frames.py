@@ -20,7 +20,7 @@ from rasterio.warp import reproject
 from geosr.aoi import file_grid
 from geosr.errors import InputError
 from geosr.grid import window_grid
-from geosr.io.scene import Scene, _dataset, _mirror, read_window
+from geosr.io.scene import Scene, _dataset, _mirror, exact_float, read_window
 from geosr.tiling import Window
 
 
@@ -51,18 +51,20 @@ def check_frame(frame: Scene, reference: Scene) -> Scene:
 def read_frame_window(frame: Scene, reference: Scene, window: Window) -> np.ndarray:
     """``frame``'s pixels on ``reference``'s ``window`` (mirrored past the file), ``(C, h, w)``.
 
-    Same grid: the frame's own pixels, as float32 with NaN for its own nodata
-    (the temporal stacking knows only the reference's).  Another grid:
-    float32, bilinear, NaN where the frame has no data.
+    Same grid: the frame's own pixels, as floats that hold them exactly
+    (:func:`~geosr.io.scene.exact_float`) with NaN for its own nodata (the
+    temporal stacking knows only the reference's).  Another grid: the same
+    floats, bilinear, NaN where the frame has no data.
     """
     if (
         frame.origin == reference.origin
         and frame.file_shape == reference.file_shape
         and (frame.grid == reference.grid)
     ):
-        pixels = read_window(frame, window).astype(np.float32)
+        pixels = read_window(frame, window)
+        pixels = pixels.astype(exact_float(pixels.dtype))
         if frame.nodata is not None:
-            pixels[pixels == np.float32(frame.nodata)] = np.nan
+            pixels[pixels == pixels.dtype.type(frame.nodata)] = np.nan
         return pixels
     h, w = reference.file_shape or reference.grid.shape.yx
     r_off, c_off = reference.origin
@@ -70,7 +72,7 @@ def read_frame_window(frame: Scene, reference: Scene, window: Window) -> np.ndar
     cols = _mirror(np.arange(window.col, window.col + window.width) + c_off, w)
     r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
     target = window_grid(file_grid(reference), r0, c0, r1 - r0, c1 - c0)
-    out = np.full((frame.count, r1 - r0, c1 - c0), np.nan, np.float32)
+    out = np.full((frame.count, r1 - r0, c1 - c0), np.nan, exact_float(np.dtype(frame.dtype)))
     indexes = list(frame.bands) if frame.bands else list(range(1, frame.count + 1))
     # One band at a time, each with its own nodata value: GDAL's warper, given all
     # bands at once, let band 1's nodata pixels through as data where band 2 had data.

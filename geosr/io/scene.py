@@ -170,6 +170,13 @@ def fill_value(dtype: str, nodata: float | None) -> float:
     return float("nan") if np.issubdtype(np.dtype(dtype), np.floating) else 0.0
 
 
+def exact_float(dtype: np.dtype) -> np.dtype:
+    """The narrowest float that holds every value of ``dtype`` exactly: float32 for 8- and
+    16-bit pixels and float32, float64 for 32-bit integers and float64 (float32 keeps 24
+    bits: uint32 pixels near 4e9 would come in steps of 256)."""
+    return np.result_type(dtype, np.float32)
+
+
 def is_zarr_path(path: str | Path) -> bool:
     """True for paths that look like a Zarr store (``*.zarr`` or a folder with zarr metadata)."""
     p = Path(path)
