@@ -31,7 +31,15 @@ from geosr.io.remote import (
 )
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
 from geosr.io.runstate import RunState, StaleRunError, job_digest, run_dir, size_on_disk
-from geosr.io.scene import Scene, band_bytes, fill_value, keeps_band, open_scene, read_sample
+from geosr.io.scene import (
+    Scene,
+    band_bytes,
+    carried_tags,
+    fill_value,
+    keeps_band,
+    open_scene,
+    read_sample,
+)
 from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.stac_input import is_stac_item, not_an_item
 from geosr.io.stac_input import resolve as resolve_stac
@@ -193,7 +201,7 @@ def model_label(net: SRModel, model: str | None) -> str:
 
 def provenance_tags(scene: Scene, model_name: str, scale: int, norm: Normalisation) -> dict[str, str]:
     """The input's tags plus what produced this output."""
-    tags = dict(scene.tags)
+    tags = carried_tags(scene.tags)
     tags.update(
         GEOSR_VERSION=__version__,
         GEOSR_MODEL=model_name,
@@ -417,7 +425,7 @@ def upscale_file(
         descriptions=scene.descriptions,
         colorinterp=scene.colorinterp,
         tags=tags,
-        band_tags=scene.band_tags,
+        band_tags=tuple(carried_tags(tags) for tags in scene.band_tags),
         scales=scene.scales,
         offsets=scene.offsets,
         units=scene.units,

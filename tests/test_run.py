@@ -233,6 +233,26 @@ def test_wide_pixels_keep_their_low_digits(
     assert error <= (1e-6 if dtype == "float64" else 1), error
 
 
+def test_the_inputs_cached_statistics_are_not_the_outputs(make_raster, tmp_path: Path) -> None:
+    import rioxarray
+
+    # GDAL caches band statistics as tags (gdalinfo -stats, QGIS: often in a .aux.xml);
+    # carried over, the output claimed the input's maximum, 254, beside its pixels of 255.
+    src = make_raster("stats.tif", data=np.tile(np.repeat([0, 254], 20), (1, 30, 1)).astype("uint8"))
+    stats = {"STATISTICS_MINIMUM": "0", "STATISTICS_MAXIMUM": "254", "STATISTICS_MEAN": "127"}
+    with rasterio.open(src, "r+") as f:
+        f.update_tags(1, WAVELENGTH="665", **stats)
+    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic")
+    lazy = geosr.upscale(rioxarray.open_rasterio(src, chunks={"x": 32, "y": 32}), scale=2, model="bicubic")
+    lazy.rio.to_raster(tmp_path / "lazy.tif")
+    for path in (out, tmp_path / "lazy.tif"):
+        with rasterio.open(path) as f:
+            assert f.read().max() == 255  # bicubic overshoots the input's 254
+            tags = {**f.tags(), **f.tags(1)}
+            assert tags["WAVELENGTH"] == "665", path.name
+            assert not any(key.startswith("STATISTICS_") for key in tags), (path.name, tags)
+
+
 def test_rgb_colour_interpretation_is_carried(make_raster, tmp_path: Path) -> None:
     src = make_raster("rgb.tif", count=3, dtype="uint8", nodata=None)
     with rasterio.open(src, "r+") as f:

@@ -170,6 +170,19 @@ def fill_value(dtype: str, nodata: float | None) -> float:
     return float("nan") if np.issubdtype(np.dtype(dtype), np.floating) else 0.0
 
 
+STALE_TAG_PREFIXES = ("STATISTICS_",)
+"""Tags that describe the input's pixel values, which super-resolution changes: GDAL's
+cached band statistics (``gdalinfo -stats``, QGIS), which readers take as the file's own."""
+
+
+def carried_tags(tags: Mapping[str, Any]) -> dict[str, Any]:
+    """``tags`` an output keeps: all but those that describe the input's pixel values
+    (:data:`STALE_TAG_PREFIXES`).  Kept, an output's STATISTICS_MAXIMUM of its input's
+    254 would stand beside its pixels of 255: ``gdalinfo -stats`` reports it and QGIS
+    stretches by it without reading a pixel."""
+    return {k: v for k, v in tags.items() if not str(k).startswith(STALE_TAG_PREFIXES)}
+
+
 def exact_float(dtype: np.dtype) -> np.dtype:
     """The narrowest float that holds every value of ``dtype`` exactly: float32 for 8- and
     16-bit pixels and float32, float64 for 32-bit integers and float64 (float32 keeps 24

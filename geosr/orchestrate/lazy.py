@@ -20,7 +20,7 @@ from odc.geo.geobox import GeoBox
 
 from geosr.errors import InputError
 from geosr.grid import scaled
-from geosr.io.scene import GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, sample_step
+from geosr.io.scene import GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, carried_tags, sample_step
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import (
     FILL_RADIUS,
@@ -286,7 +286,7 @@ def _georeferenced(
         result,
         dims=(leading, ydim, xdim),
         coords={leading: labels, ydim: y, xdim: x},
-        attrs={k: v for k, v in source.attrs.items() if k not in ("_FillValue",)},
+        attrs={k: v for k, v in carried_tags(source.attrs).items() if k not in ("_FillValue",)},
     )
     # Not name=source.name: for None, xarray takes the dask array's own name, a task token
     # ('_upscale_block-2334...'), which to_zarr then wrote as the variable's name.
