@@ -9,6 +9,8 @@ pixels, so its bounds equal the input's to the last bit of the affine terms.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from affine import Affine
 from odc.geo.geobox import GeoBox
@@ -42,11 +44,28 @@ def scaled(grid: GeoBox, scale: int) -> GeoBox:
 
 
 def describe(grid: GeoBox) -> str:
-    """One-line human description: size, CRS and pixel size."""
+    """One-line human description: size, CRS and pixel size (and a rotation or shear)."""
     h, w = grid.shape.yx
-    crs = grid.crs.epsg if grid.crs is not None and grid.crs.epsg else grid.crs
-    res = grid.resolution
-    return f"{w} x {h} px, CRS {crs}, pixel {abs(res.x):g} x {abs(res.y):g}"
+    t = grid.transform
+    if grid.axis_aligned:
+        res = grid.resolution
+        return f"{w} x {h} px, CRS {crs_label(grid)}, pixel {abs(res.x):g} x {abs(res.y):g}"
+    # A pixel's sides are the transform's columns: their lengths, and say that they are
+    # not along the axes (the output keeps the rotation; only its pixels are smaller).
+    return (
+        f"{w} x {h} px, CRS {crs_label(grid)}, pixel {math.hypot(t.a, t.d):g} x {math.hypot(t.b, t.e):g}, "
+        "rotated or sheared"
+    )
+
+
+def crs_label(grid: GeoBox) -> str:
+    """The CRS as a person reads it: its EPSG code, else its name (a CRS given only as WKT,
+    whose text would fill the screen), else ``none``."""
+    if grid.crs is None:
+        return "none"
+    if grid.crs.epsg:
+        return str(grid.crs.epsg)
+    return f"{grid.crs.proj.name!r} (WKT, no EPSG code)"
 
 
 def window_grid(grid: GeoBox, row: int, col: int, height: int, width: int) -> GeoBox:

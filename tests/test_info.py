@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 from geosr.cli import main
 from geosr.inspect import plan_run
@@ -52,3 +53,22 @@ def test_info_on_a_scene_whose_first_tiles_are_all_nan_says_no_numpy_warning(mak
         warnings.simplefilter("error", RuntimeWarning)
         plan = plan_run(src, RunOptions(scale=2, model="bicubic", tile=64, batch_size=1))
     assert plan.estimated_seconds is not None
+
+
+def test_grid_line_names_a_wkt_crs_and_says_when_the_grid_is_rotated(make_raster) -> None:
+    # A CRS without an EPSG code was printed as its WKT, cut off over three lines; a
+    # rotated grid was given pixel sizes as if it were north-up.
+    wkt = (
+        'PROJCS["custom tm",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
+        'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],'
+        'PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",14.1],PARAMETER["scale_factor",0.9996],'
+        'PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1]]'
+    )
+    custom = dict(
+        plan_run(make_raster("wkt.tif", crs=wkt), RunOptions(model="bicubic"), calibrate=False).lines()
+    )
+    assert custom["grid"] == "91 x 67 px, CRS 'custom tm' (WKT, no EPSG code), pixel 10 x 10"
+    rotated = make_raster("rot.tif", transform=Affine(6.0, 8.0, 500000.0, 8.0, -6.0, 5800000.0))
+    rows = dict(plan_run(rotated, RunOptions(model="bicubic", scale=2), calibrate=False).lines())
+    assert rows["grid"] == "91 x 67 px, CRS 32633, pixel 10 x 10, rotated or sheared"
+    assert rows["output grid"] == "182 x 134 px, CRS 32633, pixel 5 x 5, rotated or sheared"
