@@ -261,3 +261,14 @@ def test_evaluate_keeps_an_existing_report_unless_told_to_overwrite(
     code, err = run_cli([*args, "--overwrite"], capsys, monkeypatch)
     assert code == 0, err
     assert json.loads(report.read_text())["scale"] == 2
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf"])
+def test_infinite_nodata_for_an_integer_scene_is_one_line(
+    make_raster, tmp_path: Path, capsys, monkeypatch, value: str
+) -> None:
+    # int(inf) raised OverflowError: a traceback.
+    path = make_raster(dtype="uint16")
+    code, err = run_cli(["run", str(path), "--model", "bicubic", f"--nodata={value}"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"nodata {value}", "uint16")
+    assert outputs_in(tmp_path) == []

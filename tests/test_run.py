@@ -193,6 +193,25 @@ def test_nan_float_scene(make_raster) -> None:
     assert np.isnan(v[:10, :10]).all() and np.isfinite(v[10:, 10:]).all()
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_float_scene_with_infinite_nodata(make_raster, tmp_path: Path, suffix: str) -> None:
+    # GDAL writes and masks a nodata of -inf; the output refused it ("choose a finite value").
+    data = np.linspace(0.0, 0.5, 30 * 30, dtype=np.float32).reshape(1, 30, 30)
+    data[0, :5, :5] = -np.inf
+    src = make_raster(data=data, nodata=-np.inf)
+    out = geosr.upscale_file(src, tmp_path / f"out{suffix}", scale=2, model="bicubic")
+    if suffix == ".tif":
+        assert_valid_cog(out)
+        with rasterio.open(out) as f:
+            assert f.nodata == -np.inf
+            v = f.read(1)
+    else:
+        band = xr.open_zarr(out, decode_coords="all", mask_and_scale=False)["band_data"]
+        assert band.attrs["_FillValue"] == -np.inf
+        v = band.values[0]
+    assert np.isneginf(v[:10, :10]).all() and np.isfinite(v[10:, 10:]).all() and np.isfinite(v[:, 10:]).all()
+
+
 def test_lazy_upscale_equals_file_job_for_bicubic(make_raster, tmp_path: Path) -> None:
     import rioxarray
 

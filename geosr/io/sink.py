@@ -147,11 +147,13 @@ def _check_nodata(nodata: float | None, dtype: str) -> None:
         return
     kind = np.dtype(dtype).kind
     if kind == "f":
-        if not math.isnan(nodata) and abs(nodata) > float(np.finfo(dtype).max):
-            raise OptionError(f"nodata {nodata!r} does not fit in {dtype}; choose a finite value")
+        # NaN and +-inf are float values like any other (GDAL writes and masks them; a
+        # float32 scene may use -inf): only finite values beyond the type's range do not fit.
+        if math.isfinite(nodata) and abs(nodata) > float(np.finfo(dtype).max):
+            raise OptionError(f"nodata {nodata!r} does not fit in {dtype}; choose a smaller value")
         return
     info = np.iinfo(dtype)
-    if math.isnan(nodata) or nodata != int(nodata) or not info.min <= nodata <= info.max:
+    if not math.isfinite(nodata) or nodata != int(nodata) or not info.min <= nodata <= info.max:
         raise OptionError(
             f"nodata {nodata!r} is not a valid {dtype} value; use an integer in "
             f"[{info.min}, {info.max}] or no nodata"
