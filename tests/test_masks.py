@@ -96,6 +96,32 @@ def test_alpha_band_is_the_mask_not_a_band(tmp_path: Path) -> None:
     np.testing.assert_array_equal(pixels, expected)
 
 
+@pytest.mark.parametrize("alpha_first", [False, True])
+def test_alpha_band_that_gdal_does_not_take_as_the_mask_still_hides(
+    tmp_path: Path, alpha_first: bool
+) -> None:
+    # GDAL takes an alpha band as the mask only as the last of 2 or 4 bands: an RGBN
+    # orthomosaic's 5th band alpha (or ARGB's 1st) was left out as data, yet its transparent
+    # pixels were super-resolved as data and the output had no nodata.
+    rgbn = coordinate_pattern(4, 80, 90, "uint8")
+    hidden = hidden_area(80, 90)
+    alpha = np.where(hidden, 0, 255).astype(np.uint8)[None]
+    stack = np.concatenate([alpha, rgbn] if alpha_first else [rgbn, alpha])
+    src = write(tmp_path / "rgbna.tif", stack)
+    colours = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined]
+    with rasterio.open(src, "r+") as f:
+        f.colorinterp = [ColorInterp.alpha, *colours] if alpha_first else [*colours, ColorInterp.alpha]
+    reference = write(tmp_path / "rgbn.tif", np.where(hidden, 0, rgbn).astype(np.uint8), nodata=0)
+    with rasterio.open(reference, "r+") as f:
+        f.colorinterp = colours  # 4 bytes a pixel are RGBA to GDAL otherwise
+
+    a = geosr.upscale_file(src, tmp_path / "rgbna_x2.tif", scale=2, model="bicubic")
+    b = geosr.upscale_file(reference, tmp_path / "rgbn_x2.tif", scale=2, model="bicubic")
+    (pixels, profile, _), (expected, _, _) = read(a), read(b)
+    assert profile["count"] == 4 and profile["nodata"] == 0
+    np.testing.assert_array_equal(pixels, expected)
+
+
 def test_masked_float_scene_writes_nan(tmp_path: Path) -> None:
     data = coordinate_pattern(1, 64, 64, "float32") / 1000
     hidden = hidden_area(64, 64)

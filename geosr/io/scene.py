@@ -355,8 +355,24 @@ def data_bands(src: Any) -> list[int]:
 
 def hides_pixels(src: Any, band: int) -> bool:
     """Whether ``band`` of an open dataset is masked by a per-dataset mask or an alpha
-    band (``src.dataset_mask()`` is 0 where pixels are hidden)."""
-    return MaskFlags.per_dataset in src.mask_flag_enums[band - 1]
+    band (:func:`file_mask` is 0 where pixels are hidden)."""
+    return MaskFlags.per_dataset in src.mask_flag_enums[band - 1] or ColorInterp.alpha in src.colorinterp
+
+
+def file_mask(src: Any, window: RioWindow | None = None) -> np.ndarray:
+    """``(h, w)``, 0 where an open dataset hides pixels: its per-dataset mask (internal,
+    ``.msk``, or the alpha band GDAL takes as one), else its alpha band.
+
+    GDAL takes an alpha band as the mask only as the last band of 2 or 4 (grey or
+    RGB with alpha); an alpha band elsewhere (the 5th of an RGBN orthomosaic, the
+    1st of ARGB) it leaves out of the mask, so ``src.dataset_mask()`` showed every
+    pixel and the transparent ones were super-resolved as data.
+    """
+    data = data_bands(src)
+    alpha = [b for b, ci in enumerate(src.colorinterp, start=1) if ci == ColorInterp.alpha]
+    if alpha and data and MaskFlags.per_dataset not in src.mask_flag_enums[data[0] - 1]:
+        return src.read(alpha[0], window=window)
+    return src.dataset_mask(window=window)
 
 
 def _cf_geographic(src: Any) -> CRS | None:
@@ -486,7 +502,7 @@ def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True) -> np.
         block = handle.read(indexes, window=rio_window)
     if not scene.nan_marks_invalid:
         return block
-    return _hide_invalid(scene, block, handle.dataset_mask(window=rio_window) if scene.masked else None)
+    return _hide_invalid(scene, block, file_mask(handle, rio_window) if scene.masked else None)
 
 
 def _hide_invalid(scene: Scene, block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

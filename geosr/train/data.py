@@ -24,7 +24,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geosr.errors import InputError, OptionError
-from geosr.io.scene import data_bands, hides_pixels, subdataset_keys
+from geosr.io.scene import data_bands, file_mask, hides_pixels, subdataset_keys
 from geosr.normalise import scene_normalisation, valid_mask
 from geosr.train.config import SceneSource, resolve_sources
 from geosr.train.coreg import read_failed
@@ -97,7 +97,7 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
         try:
             block = src.read(bands, window=window)
             # Pixels hidden by the file's mask or alpha band are invalid, as nodata is.
-            shown = src.dataset_mask(window=window) > 0 if hides_pixels(src, bands[0]) else True
+            shown = file_mask(src, window) > 0 if hides_pixels(src, bands[0]) else True
         except (rasterio.errors.RasterioError, OSError) as exc:
             raise read_failed(path, exc) from None
         # Each band's own nodata (a VRT of separate files may give them different ones).
