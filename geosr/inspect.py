@@ -54,7 +54,14 @@ class RunPlan:
             (
                 "bands",
                 f"{s.count} x {s.dtype}: "
-                + ", ".join(d or f"band {i + 1}" for i, d in enumerate(s.descriptions or (None,) * s.count)),
+                # The file's band numbers, which --bands takes: a selection or an alpha band
+                # makes them other than 1..count.
+                + ", ".join(
+                    d or f"band {i}"
+                    for i, d in zip(
+                        s.bands or range(1, s.count + 1), s.descriptions or (None,) * s.count, strict=True
+                    )
+                ),
             ),
             ("nodata", _nodata_text(s)),
         ]

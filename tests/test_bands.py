@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+from rasterio.enums import ColorInterp
 
 import geosr
 from geosr.api import normalisation_for, scene_for
 from geosr.errors import InputError
+from geosr.inspect import plan_run
 from geosr.io.bands import reflectance_offset
 from geosr.options import RunOptions
 
@@ -39,6 +41,26 @@ def test_unknown_band_name_lists_the_known_ones(make_raster) -> None:
         scene_for(src, RunOptions(bands="B09"))
     with pytest.raises(InputError, match="bands 1-2"):
         scene_for(src, RunOptions(bands="3"))
+
+
+def test_band_indexes_are_the_files_band_numbers_around_an_alpha_band(make_raster, tmp_path: Path) -> None:
+    # An alpha band is the mask, not data: before, indexes counted the data bands only, so
+    # with the alpha band first --bands 4,3,2 (gdalinfo's numbers) was refused ("the raster
+    # has bands 1-3") and --bands 1 silently read band 2; geosr info numbered them 1-3 too.
+    rgb = np.stack([np.full((20, 30), v, np.uint8) for v in (50, 120, 200)])
+    alpha = np.full((1, 20, 30), 255, np.uint8)
+    src = make_raster("argb.tif", data=np.concatenate([alpha, rgb]))
+    with rasterio.open(src, "r+") as f:
+        f.colorinterp = [ColorInterp.alpha, ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+    out = geosr.upscale_file(src, tmp_path / "bgr.tif", scale=2, model="bicubic", bands="4,3,2")
+    with rasterio.open(out) as f:
+        assert [int(f.read(b).mean()) for b in (1, 2, 3)] == [200, 120, 50]
+    with pytest.raises(InputError, match="band 1 is not a data band: those are 2, 3, 4, and the alpha band"):
+        scene_for(src, RunOptions(bands="1"))
+    rows = dict(plan_run(src, RunOptions(model="bicubic"), calibrate=False).lines())
+    assert rows["bands"] == "3 x uint8: band 2, band 3, band 4"
+    picked = dict(plan_run(src, RunOptions(model="bicubic", bands="4,2"), calibrate=False).lines())
+    assert picked["bands"] == "2 x uint8: band 4, band 2"
 
 
 def test_boa_add_offset_from_metadata_and_override(make_raster) -> None:

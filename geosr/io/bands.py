@@ -58,11 +58,11 @@ def band_indexes(scene: Scene, wanted: Sequence[str | int]) -> tuple[int, ...]:
     out = []
     for item in wanted:
         if isinstance(item, int):
-            if not 1 <= item <= len(available):
-                raise InputError(
-                    f"{scene.path}: band {item} does not exist; the raster has bands 1-{len(available)}"
-                )
-            out.append(available[item - 1])
+            # The file's band number, as gdalinfo gives it: an alpha band (the mask, not
+            # data) is not among ``available``, and the bands after one keep their numbers.
+            if item not in available:
+                raise InputError(f"{scene.path}: {_no_such_band(scene, item, available)}")
+            out.append(item)
             continue
         index = names.get(_canonical(item))
         if index is None:
@@ -72,6 +72,17 @@ def band_indexes(scene: Scene, wanted: Sequence[str | int]) -> tuple[int, ...]:
             )
         out.append(index)
     return tuple(out)
+
+
+def _no_such_band(scene: Scene, band: int, available: Sequence[int]) -> str:
+    """Why ``band`` cannot be read: it does not exist, or it is the file's alpha band (a
+    scene whose ``bands`` are set before any selection left its alpha band out)."""
+    if not scene.bands:
+        return f"band {band} does not exist; the raster has " + (
+            f"bands 1-{len(available)}" if len(available) > 1 else "band 1 only"
+        )
+    listed = ", ".join(map(str, available))
+    return f"band {band} is not a data band: those are {listed}, and the alpha band is the file's mask"
 
 
 def select_bands(scene: Scene, wanted: str | Sequence[str | int]) -> Scene:
