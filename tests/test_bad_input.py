@@ -272,3 +272,20 @@ def test_infinite_nodata_for_an_integer_scene_is_one_line(
     code, err = run_cli(["run", str(path), "--model", "bicubic", f"--nodata={value}"], capsys, monkeypatch)
     assert_one_clear_line(code, err, f"nodata {value}", "uint16")
     assert outputs_in(tmp_path) == []
+
+
+def test_nodata_the_dtype_cannot_hold_names_the_file(make_raster, tmp_path: Path, capfd, monkeypatch) -> None:
+    # Among several inputs the line did not say which one (and geosr info accepted it).
+    from tests.test_batch import run_cli as run_capturing_fds  # per-input lines go to fd 2
+
+    small = make_raster("small.tif", dtype="uint8")
+    wide = make_raster("wide.tif", dtype="float32")
+    args = ["run", str(small), str(wide), "--model", "bicubic", "--nodata", "300"]
+    code, _, err = run_capturing_fds(args, capfd, monkeypatch)
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith(f"error: {small}: nodata 300.0 is not a valid uint8 value"), err
+    assert (tmp_path / "wide_x4.tif").exists() and not (tmp_path / "small_x4.tif").exists()
+    code, _, err = run_capturing_fds(
+        ["info", str(small), "--model", "bicubic", "--nodata", "300"], capfd, monkeypatch
+    )
+    assert_one_clear_line(code, err, "small.tif", "not a valid uint8 value")

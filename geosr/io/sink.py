@@ -102,7 +102,7 @@ class OutputSpec:
                 f"output dtype {self.dtype!r} is not supported; use one of {', '.join(OUTPUT_DTYPES)}"
             )
         object.__setattr__(self, "dtype", dtype)  # normalise np.uint16 / "u2" to "uint16"
-        _check_nodata(self.nodata, dtype)
+        check_nodata(self.nodata, dtype)
         for name in ("descriptions", "colorinterp", "band_tags", "scales", "offsets", "units", "band_labels"):
             value = tuple(getattr(self, name))
             if len(value) not in (0, self.count):
@@ -142,7 +142,8 @@ class OutputSpec:
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
 
-def _check_nodata(nodata: float | None, dtype: str) -> None:
+def check_nodata(nodata: float | None, dtype: str) -> None:
+    """Refuse a nodata value that ``dtype`` cannot hold (:class:`OptionError`)."""
     if nodata is None:
         return
     kind = np.dtype(dtype).kind
