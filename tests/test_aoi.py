@@ -91,6 +91,24 @@ def test_polygon_in_epsg4326_over_a_utm_scene(make_raster, tmp_path: Path) -> No
         assert 0.4 < inside < 0.6  # a right triangle fills half of its box
 
 
+def test_signed_scene_outside_the_polygon_is_the_types_minimum(make_raster, tmp_path: Path) -> None:
+    # 0 marked it before, and a valid 0 inside the polygon (mid-range for int16) became 1.
+    data = np.zeros((1, 80, 80), np.int16)
+    data[:, :, 40:] = -300
+    src = make_raster(data=data)
+    corners = [utm_of_pixel(10, 10), utm_of_pixel(70, 10), utm_of_pixel(10, 70)]
+    ring = [lonlat(*c) for c in corners]
+    aoi = write_geojson(tmp_path / "area.geojson", [*ring, ring[0]])
+    out = geosr.upscale_file(src, tmp_path / "tri.tif", scale=2, model="bicubic", aoi=str(aoi))
+    with rasterio.open(out) as f:
+        values = f.read(1)
+        assert f.nodata == -32768
+        col, row = ~f.transform @ utm_of_pixel(20, 20)
+        assert values[int(row), int(col)] == 0  # inside the triangle: a valid 0 stays 0
+        col, row = ~f.transform @ utm_of_pixel(65, 65)
+        assert values[int(row), int(col)] == -32768  # outside it
+
+
 def test_tiles_outside_the_polygon_are_not_computed(make_raster, tmp_path: Path) -> None:
     from geosr.aoi import aoi_mask, read_vector
     from geosr.grid import scaled

@@ -122,6 +122,23 @@ def test_alpha_band_that_gdal_does_not_take_as_the_mask_still_hides(
     np.testing.assert_array_equal(pixels, expected)
 
 
+def test_masked_signed_scene_keeps_its_zeros(tmp_path: Path) -> None:
+    # For signed integers 0 is mid-range (sea level, 0 degrees): marking the hidden pixels
+    # with it moved every valid 0 to 1. The type's minimum marks them instead.
+    cols = np.arange(112)[None, :].repeat(96, axis=0)
+    data = np.clip(cols - 56, -40, 40).astype(np.int16)[None].repeat(2, axis=0)  # wide plateaus of 0..
+    data[:, :, 50:62] = 0  # .. and a flat band of valid zeros
+    hidden = hidden_area(96, 112)
+    masked = with_internal_mask(tmp_path / "dem.tif", data, hidden)
+    reference = write(tmp_path / "ref.tif", np.where(hidden, -32768, data).astype(np.int16), nodata=-32768)
+    a = geosr.upscale_file(masked, tmp_path / "dem_x2.tif", scale=2, model="bicubic")
+    b = geosr.upscale_file(reference, tmp_path / "ref_x2.tif", scale=2, model="bicubic")
+    (pixels, profile, _), (expected, _, _) = read(a), read(b)
+    assert profile["nodata"] == -32768
+    np.testing.assert_array_equal(pixels, expected)
+    assert (pixels[:, 10:60, 104:120] == 0).all()  # the valid zeros, away from the hidden area
+
+
 def test_masked_float_scene_writes_nan(tmp_path: Path) -> None:
     data = coordinate_pattern(1, 64, 64, "float32") / 1000
     hidden = hidden_area(64, 64)

@@ -125,11 +125,11 @@ class Scene:
     @property
     def output_nodata(self) -> float | None:
         """The output's nodata value: the scene's own; with per-band values, the first
-        band's that is a value; for a masked scene without one, 0 (integers) or NaN
-        (floats), which then marks the masked pixels.
+        band's that is a value; for a masked scene without one, :func:`fill_value`
+        (0, a signed type's minimum, or NaN), which then marks the masked pixels.
 
         The output is a raster of predictions, so the valid predictions that
-        round to that 0 are written as 1 (:func:`geosr.kernel.cast_to_dtype`).
+        round to that value are moved one unit off (:func:`geosr.kernel.cast_to_dtype`).
         """
         if self.band_nodata:
             return next(v for v in self.band_nodata if v is not None)
@@ -164,10 +164,19 @@ class Scene:
 
 def fill_value(dtype: str, nodata: float | None) -> float:
     """Nodata to write where a scene has no data (outside an area of interest, under
-    its mask): the scene's nodata, else NaN (floats) or 0."""
+    its mask): the scene's nodata, else NaN (floats), 0 (unsigned integers) or the
+    type's minimum (signed integers: -32768 for int16).
+
+    A valid pixel that rounds onto it is moved one unit off (:func:`geosr.kernel.cast_to_dtype`):
+    at the end of an unsigned range that is the darkest value, but 0 is mid-range for
+    signed data (a DEM's sea level, temperatures), whose every valid 0 became 1.
+    """
     if nodata is not None:
         return float(nodata)
-    return float("nan") if np.issubdtype(np.dtype(dtype), np.floating) else 0.0
+    kind = np.dtype(dtype)
+    if np.issubdtype(kind, np.floating):
+        return float("nan")
+    return float(np.iinfo(kind).min) if np.issubdtype(kind, np.signedinteger) else 0.0
 
 
 STALE_TAG_PREFIXES = ("STATISTICS_",)
