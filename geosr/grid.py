@@ -65,6 +65,9 @@ def crs_label(grid: GeoBox) -> str:
         return "none"
     if grid.crs.epsg:
         return str(grid.crs.epsg)
+    authority = grid.crs.proj.to_authority()  # ESRI:54009 and the like
+    if authority is not None:
+        return f"{authority[0]}:{authority[1]} ({grid.crs.proj.name})"
     return f"{grid.crs.proj.name!r} (WKT, no EPSG code)"
 
 
