@@ -171,9 +171,6 @@ def test_a_folder_input_is_told_to_give_a_glob(scenes, tmp_path, capfd, monkeypa
     assert out.split() == [str(folder / "tile_0_x4.tif")]
 
 
-
-
-
 def test_a_glob_skips_the_outputs_of_its_own_inputs(make_raster, tmp_path, capfd, monkeypatch) -> None:
     # Run again (here with --resume) over a folder where the first run wrote beside its inputs:
     # the glob matched scene_x2.tif, which was super-resolved into scene_x2_x2.tif.

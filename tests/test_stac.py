@@ -191,7 +191,6 @@ def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     props = json.loads((tmp_path / "one_x2.stac.json").read_text())["properties"]
     assert props["datetime"] == "2017-01-30T10:46:33Z" and "start_datetime" not in props
 
-
     cube.to_dataset().to_zarr(store, zarr_format=3)
     geosr.upscale_file(store, tmp_path / "x2.zarr", scale=2, model="bicubic", stac=True)
     item = pystac.Item.from_file(str(tmp_path / "x2.stac.json"))
