@@ -171,20 +171,6 @@ def test_a_folder_input_is_told_to_give_a_glob(scenes, tmp_path, capfd, monkeypa
     assert out.split() == [str(folder / "tile_0_x4.tif")]
 
 
-def test_a_glob_skips_the_outputs_of_its_own_inputs(make_raster, tmp_path, capfd, monkeypatch) -> None:
-    # Run again (here with --resume) over a folder where the first run wrote beside its inputs:
-    # the glob matched scene_x2.tif, which was super-resolved into scene_x2_x2.tif.
-    make_raster("scene.tif")
-    args = ["run", str(tmp_path / "*.tif"), "--scale", "2", "--model", "bicubic"]
-    assert run_cli(args, capfd, monkeypatch)[0] == 0
-    code, out, err = run_cli([*args, "--resume"], capfd, monkeypatch)
-    assert code == 0, err
-    earlier, scene = tmp_path / "scene_x2.tif", tmp_path / "scene.tif"
-    assert f"warning: {earlier}: skipped, it is the output of {scene}" in err
-    assert out.split() == [str(tmp_path / "scene_x2.tif")]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "scene_x2.tif"]
-
-
 def test_one_input_into_a_missing_folder_is_told_folders_work(scenes, tmp_path, capfd, monkeypatch) -> None:
     # '-o out/' for a folder not made yet said only "unsupported output suffix '(none)'; use one of
     # .tif, .tiff, .zarr", as if no folder could be given.
