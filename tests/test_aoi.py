@@ -230,3 +230,31 @@ def test_lonlat_bbox_over_the_real_utm_scene(data_dir: Path, tmp_path: Path) -> 
         col, row = ~src.transform @ (f.bounds.left, f.bounds.top)
         assert col == round(col) and row == round(row)
         assert f.width <= 2 * (348 + 2) and f.height <= 2 * (345 + 2)
+
+
+def test_masks_made_in_many_threads_at_once_warn_of_nothing() -> None:
+    # A --workers run masks its tiles in several threads; rasterio's rasterisation, run
+    # concurrently, warned "Dataset has no geotransform" about once in 3000 calls (seen
+    # as a "warning:" line of `geosr run --aoi ... --workers 2`).
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from odc.geo.geobox import GeoBox
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from geosr.aoi import AoiMask
+    from geosr.tiling import Window
+
+    grid = GeoBox((256, 256), UTM_TRANSFORM, "EPSG:32633")
+    x0, y0 = UTM_TRANSFORM.c, UTM_TRANSFORM.f
+    ring = [(x0 + 100, y0 - 100), (x0 + 2000, y0 - 150), (x0 + 1800, y0 - 2400), (x0 + 100, y0 - 100)]
+    aoi = AoiMask({"type": "Polygon", "coordinates": [ring]}, grid, 0)
+    windows = [Window(r, c, 64, 64) for r in range(0, 256, 64) for c in range(0, 256, 64)] * 1250
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with ThreadPoolExecutor(4) as pool:
+            masks = list(pool.map(aoi.outside, windows))
+    assert not [str(w.message) for w in caught if issubclass(w.category, NotGeoreferencedWarning)]
+    assert {m.sum() for m in masks[:16]} != {0} and all(
+        np.array_equal(a, b) for a, b in zip(masks[:16], masks[16:32], strict=True)
+    )
