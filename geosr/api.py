@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from geosr import __version__, resources
 from geosr.aoi import aoi_mask, aoi_window, crop_scene, parse_bbox, read_vector, whole_file
 from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError, OutputError, ResumableError
 from geosr.faults import checkpoint
+from geosr.fingerprint import job_fingerprint
 from geosr.grid import scaled
 from geosr.io.atomic import check_writable, format_bytes
 from geosr.io.bands import reflectance_offset, select_bands
@@ -25,7 +25,6 @@ from geosr.io.remote import (
     fsspec_url,
     is_remote,
     is_virtual,
-    local_archive,
     local_name,
     upload,
 )
@@ -513,80 +512,6 @@ def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Pr
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return fsspec_url(dst)
-
-
-def job_fingerprint(
-    scene: Scene,
-    model_name: str,
-    predictor: Predictor,
-    plan: TilePlan,
-    opts: RunOptions,
-    norm: Normalisation,
-    dst: Path,
-    frames: tuple[Scene, ...] = (),
-) -> dict[str, Any]:
-    """Everything the output's pixels depend on: a resumed run must match it exactly.
-
-    Not included: batch size, workers and scheduler, which change how the work
-    is spread, never its result (see the determinism tests).
-    """
-    source = Path(scene.path)
-    local = source.exists()
-    size, mtime = file_stamp(scene.path)
-    return {
-        "geosr": __version__,
-        "input": str(source.resolve()) if local else scene.path,
-        "input_bytes": size,
-        "input_mtime_ns": mtime,
-        "variable": scene.variable_name,
-        "model": model_name,
-        "weights": predictor.weights_digest(),
-        "scale": opts.scale,
-        "tile": [plan.tile_height, plan.tile_width],
-        "halo": plan.halo,
-        "device": predictor.torch_device.type,
-        "precision": predictor.resolved_precision,
-        "compile": opts.compile,
-        "nodata": repr(scene.band_nodata or scene.nodata),
-        "normalisation": [norm.method, [repr(v) for v in norm.offset], [repr(v) for v in norm.scale]],
-        "output": dst.suffix.lower(),
-        "bands": opts.bands,
-        "offset": repr(opts.offset),
-        "aoi": [opts.aoi, _content_digest(opts.aoi)] if opts.aoi else None,
-        "bbox": [opts.bbox, opts.bbox_crs] if opts.bbox else None,
-        "frames": [[f.path, *file_stamp(f.path)] for f in frames],
-    }
-
-
-def file_stamp(path: str) -> tuple[int | None, int | str | None]:
-    """What tells one version of ``path`` from another: a local file's size and mtime (ns);
-    an http(s) URL's Content-Length and ETag (or Last-Modified), from a HEAD request;
-    ``(None, None)`` where neither can be had (object stores without credentials here)."""
-    try:
-        stat = (local_archive(path) or Path(path)).stat()  # an archive member: its archive's
-        return stat.st_size, stat.st_mtime_ns
-    except OSError:
-        pass
-    url = path.removeprefix("/vsicurl/")
-    if not url.startswith(("http://", "https://")):
-        return None, None
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10) as response:
-            length = response.headers.get("Content-Length")
-            version = response.headers.get("ETag") or response.headers.get("Last-Modified")
-    except (OSError, ValueError):
-        return None, None
-    return (int(length) if length and length.isdigit() else None), version
-
-
-def _content_digest(path: str) -> str | None:
-    """A digest of a small file's bytes (an AOI's geometry may change under the same mtime)."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-    except OSError:
-        return None
 
 
 def _forget_leftover_state(dst: Path) -> None:

@@ -192,7 +192,8 @@ def test_an_archive_member_is_read_written_in_the_working_folder_and_stamped_by_
     import zipfile
 
     import geosr
-    from geosr.api import default_output, file_stamp
+    from geosr.api import default_output
+    from geosr.fingerprint import file_stamp
 
     src = make_raster()
     archive = tmp_path / "scenes.zip"

@@ -431,7 +431,7 @@ def test_a_remote_inputs_version_is_part_of_the_job(tmp_path: Path) -> None:
     from functools import partial
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from geosr.api import file_stamp
+    from geosr.fingerprint import file_stamp
 
     (tmp_path / "scene.tif").write_bytes(b"one version")
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))

@@ -1,0 +1,94 @@
+"""What a run's output depends on, which ``--resume`` checks before it trusts a kept tile.
+
+A job's fingerprint holds every setting that changes a pixel, and stamps of the
+files it reads (the input, its frames, the AOI): a resumed run whose
+fingerprint differs is refused, naming what changed (:mod:`geosr.io.runstate`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from geosr import __version__
+from geosr.io.remote import local_archive
+from geosr.io.scene import Scene
+from geosr.normalise import Normalisation
+from geosr.options import RunOptions
+from geosr.predictor import Predictor
+from geosr.tiling import TilePlan
+
+
+def job_fingerprint(
+    scene: Scene,
+    model_name: str,
+    predictor: Predictor,
+    plan: TilePlan,
+    opts: RunOptions,
+    norm: Normalisation,
+    dst: Path,
+    frames: tuple[Scene, ...] = (),
+) -> dict[str, Any]:
+    """Everything the output's pixels depend on: a resumed run must match it exactly.
+
+    Not included: batch size, workers and scheduler, which change how the work
+    is spread, never its result (see the determinism tests).
+    """
+    source = Path(scene.path)
+    local = source.exists()
+    size, mtime = file_stamp(scene.path)
+    return {
+        "geosr": __version__,
+        "input": str(source.resolve()) if local else scene.path,
+        "input_bytes": size,
+        "input_mtime_ns": mtime,
+        "variable": scene.variable_name,
+        "model": model_name,
+        "weights": predictor.weights_digest(),
+        "scale": opts.scale,
+        "tile": [plan.tile_height, plan.tile_width],
+        "halo": plan.halo,
+        "device": predictor.torch_device.type,
+        "precision": predictor.resolved_precision,
+        "compile": opts.compile,
+        "nodata": repr(scene.band_nodata or scene.nodata),
+        "normalisation": [norm.method, [repr(v) for v in norm.offset], [repr(v) for v in norm.scale]],
+        "output": dst.suffix.lower(),
+        "bands": opts.bands,
+        "offset": repr(opts.offset),
+        "aoi": [opts.aoi, _content_digest(opts.aoi)] if opts.aoi else None,
+        "bbox": [opts.bbox, opts.bbox_crs] if opts.bbox else None,
+        "frames": [[f.path, *file_stamp(f.path)] for f in frames],
+    }
+
+
+def file_stamp(path: str) -> tuple[int | None, int | str | None]:
+    """What tells one version of ``path`` from another: a local file's size and mtime (ns);
+    an http(s) URL's Content-Length and ETag (or Last-Modified), from a HEAD request;
+    ``(None, None)`` where neither can be had (object stores without credentials here)."""
+    try:
+        stat = (local_archive(path) or Path(path)).stat()  # an archive member: its archive's
+        return stat.st_size, stat.st_mtime_ns
+    except OSError:
+        pass
+    url = path.removeprefix("/vsicurl/")
+    if not url.startswith(("http://", "https://")):
+        return None, None
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10) as response:
+            length = response.headers.get("Content-Length")
+            version = response.headers.get("ETag") or response.headers.get("Last-Modified")
+    except (OSError, ValueError):
+        return None, None
+    return (int(length) if length and length.isdigit() else None), version
+
+
+def _content_digest(path: str) -> str | None:
+    """A digest of a small file's bytes (an AOI's geometry may change under the same mtime)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
