@@ -373,6 +373,14 @@ def upscale_file(
         predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
     except GeosrError as exc:
         raise _in_context(src, exc) from None
+    if frames and not net.fuses_frames:
+        warnings.warn(
+            f"{src}: model {net.name} reads the reference alone, so the {len(frames)} --frame file(s) are "
+            "not used; a CNN-RNN model (the default) fuses them",
+            GeosrWarning,
+            stacklevel=2,
+        )
+        frames = ()
     if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
         # No suffix: most likely a folder for the output ('-o out/') that does not exist yet.
         folder = "" if dst.suffix else ", or an existing folder to write it into"

@@ -122,3 +122,20 @@ def test_a_frame_of_another_boa_add_offset_is_read_in_the_references_convention(
     b = geosr.upscale_file(ref, tmp_path / "b.tif", frames=(str(newer),), **options)
     with rasterio.open(a) as fa, rasterio.open(b) as fb:
         np.testing.assert_array_equal(fa.read(), fb.read())
+
+
+def test_a_model_reading_the_reference_alone_says_the_frames_are_unused(make_raster, tmp_path: Path) -> None:
+    # --frame with bicubic (or the single-frame EDSR baseline) ran silently as if the
+    # frames were fused; they were read and dropped by the model.
+    from geosr.errors import GeosrWarning
+
+    model = "bicubic"
+    src = make_raster(height=40, width=30)
+    frame = make_raster("frame.tif", data=coordinate_pattern(1, 40, 30)[::-1].copy())
+    unused = r"reads the reference alone, so the 1 --frame file\(s\) are not used"
+    with pytest.warns(GeosrWarning, match=unused):
+        with_frame = geosr.upscale_file(src, tmp_path / "f.tif", scale=2, model=model, frames=[str(frame)])
+    alone = geosr.upscale_file(src, tmp_path / "a.tif", scale=2, model=model)
+    with rasterio.open(with_frame) as a, rasterio.open(alone) as b:
+        assert np.array_equal(a.read(), b.read())
+        assert a.tags()["GEOSR_JOB"] == b.tags()["GEOSR_JOB"]  # the same job: the frame is not in it

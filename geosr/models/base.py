@@ -93,6 +93,8 @@ class SRModel(nn.Module):
     receptive_field: int
     name: str
     card: ModelCard
+    fuses_frames: bool = True
+    """Whether frames after the first change the output (False: frame 0 alone is read)."""
 
     def __init__(self, scale: int, *, name: str) -> None:
         super().__init__()

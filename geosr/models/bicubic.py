@@ -92,6 +92,8 @@ class Bicubic(SRModel):
     bicubic), hence ``receptive_field = 2``.
     """
 
+    fuses_frames = False
+
     def __init__(self, scale: int) -> None:
         super().__init__(scale, name="bicubic")
         self.receptive_field = BICUBIC_RADIUS

@@ -81,6 +81,8 @@ class _Block(nn.Module):
 class EDSR(SRModel):
     """Plain residual super-resolution CNN; see the module docstring."""
 
+    fuses_frames = False
+
     def __init__(self, config: EDSRConfig, *, name: str = "edsr-baseline") -> None:
         if not isinstance(config, EDSRConfig):
             raise ModelError(f"EDSR expects an EDSRConfig, got {type(config).__name__}")
