@@ -69,7 +69,7 @@ def main() -> int:
         print(f"demo output: {out.resolve()}")
         print(
             f"  {a.width} x {a.height} at {a.res[0]:g} m  ->  {b.width} x {b.height} at {b.res[0]:g} m, "
-            f"same bounds: {a.bounds == b.bounds}, CRS {b.crs.to_epsg()}, "
+            f"same bounds: {a.bounds == b.bounds}, CRS EPSG:{b.crs.to_epsg()}, "
             f"model {b.tags().get('GEOSR_MODEL')}, valid COG: {valid and not errors}"
         )
     print(f"quicklook  : {out.with_name(out.stem + '.quicklook.png').resolve()}")

@@ -59,12 +59,12 @@ def describe(grid: GeoBox) -> str:
 
 
 def crs_label(grid: GeoBox) -> str:
-    """The CRS as a person reads it: its EPSG code, else its name (a CRS given only as WKT,
-    whose text would fill the screen), else ``none``."""
+    """The CRS as a person reads it: ``EPSG:32633`` (or another authority's code), else
+    its name (a CRS given only as WKT, whose text would fill the screen), else ``none``."""
     if grid.crs is None:
         return "none"
     if grid.crs.epsg:
-        return str(grid.crs.epsg)
+        return f"EPSG:{grid.crs.epsg}"
     authority = grid.crs.proj.to_authority()  # ESRI:54009 and the like
     if authority is not None:
         return f"{authority[0]}:{authority[1]} ({grid.crs.proj.name})"

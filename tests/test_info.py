@@ -76,5 +76,5 @@ def test_grid_line_names_a_wkt_crs_and_says_when_the_grid_is_rotated(make_raster
     assert esri["grid"] == "91 x 67 px, CRS ESRI:54009 (World_Mollweide), pixel 10 x 10"
     rotated = make_raster("rot.tif", transform=Affine(6.0, 8.0, 500000.0, 8.0, -6.0, 5800000.0))
     rows = dict(plan_run(rotated, RunOptions(model="bicubic", scale=2), calibrate=False).lines())
-    assert rows["grid"] == "91 x 67 px, CRS 32633, pixel 10 x 10, rotated or sheared"
-    assert rows["output grid"] == "182 x 134 px, CRS 32633, pixel 5 x 5, rotated or sheared"
+    assert rows["grid"] == "91 x 67 px, CRS EPSG:32633, pixel 10 x 10, rotated or sheared"
+    assert rows["output grid"] == "182 x 134 px, CRS EPSG:32633, pixel 5 x 5, rotated or sheared"
