@@ -12,10 +12,10 @@ from geosr import resources
 from geosr.api import fit_to_memory, scene_for
 from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes
-from geosr.io.scene import Scene, read_window
+from geosr.io.scene import Scene, read_sample, read_window
 from geosr.kernel import prepare_tiles
 from geosr.models import load_model
-from geosr.normalise import FILL_RADIUS, Normalisation
+from geosr.normalise import FILL_RADIUS, Normalisation, valid_mask
 from geosr.options import RunOptions
 from geosr.predictor import Predictor
 from geosr.tiling import TilePlan, plan_tiles
@@ -38,6 +38,8 @@ class RunPlan:
     disk_bytes: int | None = None
     process_bytes: int | None = None
     """What this process held (resident) before the run's memory: Python, torch, GDAL, the model."""
+    valid_fraction: float | None = None
+    """Share of the scene's pixels valid in some band, from the strided sample (calibrated plans)."""
 
     @property
     def estimated_seconds(self) -> float | None:
@@ -69,6 +71,8 @@ class RunPlan:
             rows.append(
                 ("mask", f"the file's mask hides pixels; the output marks them nodata {s.output_nodata:g}")
             )
+        if self.valid_fraction is not None:
+            rows.append(("valid pixels", _valid_text(self.valid_fraction, aoi=s.file_shape is not None)))
         if s.file_shape is not None:
             h, w = s.grid.shape.yx
             fh, fw = s.file_shape
@@ -123,6 +127,15 @@ class RunPlan:
         return rows
 
 
+def _valid_text(fraction: float, *, aoi: bool) -> str:
+    """The valid share of the pixels, and what a run does when there are none."""
+    if fraction > 0:
+        return f"{100 * fraction:.3g} % (a strided sample)"
+    if aoi:
+        return "none in the area of interest: its output would be all nodata"
+    return "none: geosr run refuses this scene; check the nodata value and mask (gdalinfo), or pass --nodata"
+
+
 def _nodata_text(scene: Scene) -> str:
     """``none``, the value, or per band: ``1 (band 1), 2 (band 2); the output uses 1``."""
     if scene.band_nodata:
@@ -144,8 +157,10 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     h, w = scene.grid.shape.yx
     out_bytes = resources.output_bytes(h, w, scene.count, options.scale, scene.dtype)
     held = resources.resident_bytes()  # before the calibration batch grows it
-    seconds = None
+    seconds = valid = None
     if calibrate:
+        sample = read_sample(scene)
+        valid = float(valid_mask(sample, scene.nodata).any(axis=0).mean()) if sample.size else 0.0
         tiles = plan.tiles[: min(batch, len(plan))]
         raw = np.stack([read_window(scene, t.read) for t in tiles])
         # Timing only: any fixed normalisation costs the same as the real one.
@@ -170,4 +185,5 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         resources.memory_needed(bounds),
         resources.disk_needed(out_bytes, cog=True),
         held,
+        valid,
     )

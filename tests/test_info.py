@@ -78,3 +78,16 @@ def test_grid_line_names_a_wkt_crs_and_says_when_the_grid_is_rotated(make_raster
     rows = dict(plan_run(rotated, RunOptions(model="bicubic", scale=2), calibrate=False).lines())
     assert rows["grid"] == "91 x 67 px, CRS EPSG:32633, pixel 10 x 10, rotated or sheared"
     assert rows["output grid"] == "182 x 134 px, CRS EPSG:32633, pixel 5 x 5, rotated or sheared"
+
+
+def test_info_gives_the_valid_share_and_says_when_a_run_would_refuse(make_raster) -> None:
+    # An all-nodata scene got a full plan and a time estimate from geosr info, while
+    # geosr run refused it ("every pixel is nodata; nothing to super-resolve").
+    data = np.zeros((1, 40, 60), "uint16")
+    data[:, :, :15] = 7  # a quarter of the pixels valid
+    quarter = dict(plan_run(make_raster(data=data, nodata=0), RunOptions(model="bicubic")).lines())
+    assert quarter["valid pixels"] == "25 % (a strided sample)"
+    empty = make_raster("empty.tif", data=np.zeros((1, 40, 60), "uint16"), nodata=0)
+    rows = dict(plan_run(empty, RunOptions(model="bicubic")).lines())
+    assert rows["valid pixels"].startswith("none: geosr run refuses this scene; check the nodata value")
+    assert "valid pixels" not in dict(plan_run(empty, RunOptions(model="bicubic"), calibrate=False).lines())
