@@ -563,13 +563,33 @@ def _extras(
     if opts.stac:
         from geosr.stac import item_path, write_item
 
-        if not (missing_only and item_path(out).exists()):
-            write_item(out, source=src, scene=scene, model=model_name, scale=opts.scale)
+        item = item_path(out)
+        _write_extra(
+            out,
+            item,
+            missing_only,
+            lambda: write_item(out, source=src, scene=scene, model=model_name, scale=opts.scale),
+        )
     if opts.quicklook:
         from geosr.quicklook import quicklook_path, write_compare
 
-        if not (missing_only and quicklook_path(out).exists()):
-            write_compare(scene, out, quicklook_path(out))
+        png = quicklook_path(out)
+        _write_extra(out, png, missing_only, lambda: write_compare(scene, out, png))
+
+
+def _write_extra(out: Path, path: Path, missing_only: bool, write: Callable[[], object]) -> None:
+    """``write()`` the file ``path`` beside the finished output ``out``, unless ``missing_only``
+    and it is there; a failure says that ``out`` is finished and how to get the rest."""
+    if missing_only and path.exists():
+        return
+    try:
+        write()
+    except GeosrError as exc:
+        reason = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path.name}: ")
+        raise OutputError(
+            f"{out} is written, but {path.name} is not: {reason}; fix that and rerun the same "
+            "command with --resume, which writes only what is missing"
+        ) from None
 
 
 def _run(

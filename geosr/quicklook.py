@@ -298,9 +298,12 @@ def render_compare(
     tmp = png.with_name(f".{png.name}.tmp.png")
     try:
         fig.savefig(tmp, dpi=100)
+        tmp.replace(png)
+    except OSError as exc:  # a folder of that name, a full disk: no traceback, no temporary left
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{png}: cannot write the PNG ({exc})") from None
     finally:
         plt.close(fig)
-    tmp.replace(png)
     return png
 
 

@@ -152,3 +152,28 @@ def test_a_window_of_nodata_only_is_said_not_shown_black_silently(make_raster, t
     with warnings.catch_warnings():
         warnings.simplefilter("error", GeosrWarning)  # a window with data: no warning
         compare_files(str(lr), str(sr), tmp_path / "b.png", window="10,10,20,20")
+
+
+def test_a_quicklook_that_cannot_be_written_says_the_output_is_and_resume_adds_it(
+    make_raster, tmp_path
+) -> None:
+    # A folder where the PNG goes ended the run in an IsADirectoryError traceback after the
+    # output was written, with the PNG's temporary left beside it; the STAC Item's
+    # failure did not say that the output was complete.
+    from geosr.errors import OutputError
+
+    src = make_raster(height=40, width=30)
+    dst, png = tmp_path / "sr.tif", tmp_path / "sr.quicklook.png"
+    (png / "kept").mkdir(parents=True)
+    options = {"scale": 2, "model": "bicubic", "quicklook": True}
+    with pytest.raises(
+        OutputError, match=r"sr.tif is written, but sr.quicklook.png is not: .*cannot write"
+    ) as err:
+        geosr.upscale_file(src, dst, overwrite=True, **options)
+    assert "rerun the same command with --resume" in str(err.value)
+    assert dst.exists() and (png / "kept").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "sr.quicklook.png", "sr.tif"]
+    written = dst.stat().st_mtime_ns
+    (png / "kept").rmdir(), png.rmdir()
+    geosr.upscale_file(src, dst, resume=True, **options)
+    assert png.is_file() and dst.stat().st_mtime_ns == written  # the output was kept as it was
