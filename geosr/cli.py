@@ -249,14 +249,15 @@ def run(
         try:
             with _progress_bar(label) as advance:
                 out = upscale_file(source, target, scale=scale, model=model, progress=advance, **options)
-        except KeyboardInterrupt as stop:
-            # Raised as a GeosrError so that typer does not swallow it (a silent exit 130).
-            written = number - 1 - len(failed)  # the outputs of this run before this input
-            raise _interrupted_run(
-                stop, source, Path(target or default_output(source, scale)), written=written
-            ) from None
-        except GeosrError as exc:
-            if len(sources) == 1:
+        except (KeyboardInterrupt, GeosrError) as exc:
+            stop = exc if isinstance(exc, KeyboardInterrupt) else _swallowed_interrupt()
+            if stop is not None:
+                # Raised as a GeosrError so that typer does not swallow it (a silent exit 130).
+                written = number - 1 - len(failed)  # the outputs of this run before this input
+                raise _interrupted_run(
+                    stop, source, Path(target or default_output(source, scale)), written=written
+                ) from None
+            if len(sources) == 1 or not isinstance(exc, GeosrError):
                 raise
             _report(exc)
             failed.append(source)
@@ -284,6 +285,36 @@ class Terminated(KeyboardInterrupt):
 
 
 _sigterm_received = threading.Event()
+
+_swallowed: list[KeyboardInterrupt] = []
+"""Ctrl-C or SIGTERM raised inside a C library's callback into Python (GDAL's error
+handler in rasterio), which Python reports as "Exception ignored" and drops: the call
+then fails as if its file were bad (opening a FIFO: 'Interrupted system call')."""
+
+
+def _keep_swallowed_interrupt(unraisable: Any) -> None:
+    """``sys.unraisablehook``: keep an interrupt that a callback could not raise, for the
+    failure it causes to be reported as the interrupt it is."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _swallowed.append(unraisable.exc_value)
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _keep_interrupt_printed(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    """``sys.excepthook``, which Cython calls to print the traceback of an exception its
+    callback cannot raise, before the unraisable hook: an interrupt is kept, not printed."""
+    if isinstance(value, KeyboardInterrupt):
+        _swallowed.append(value)
+        return
+    sys.__excepthook__(kind, value, tb)
+
+
+def _swallowed_interrupt() -> KeyboardInterrupt | None:
+    """The interrupt a callback swallowed since the last call, if any."""
+    stop = _swallowed[-1] if _swallowed else None
+    _swallowed.clear()
+    return stop
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -344,16 +375,20 @@ def _unreported_interrupt(exc: SystemExit) -> KeyboardInterrupt | None:
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Within: SIGTERM raises :class:`Terminated` in the main thread (elsewhere, as from
-    a test runner's thread, signal handlers cannot be set and nothing changes)."""
+    a test runner's thread, signal handlers cannot be set and nothing changes), and an
+    interrupt a C callback swallowed is kept (:data:`_swallowed`)."""
     _sigterm_received.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    hooks = sys.unraisablehook, sys.excepthook
+    sys.unraisablehook, sys.excepthook = _keep_swallowed_interrupt, _keep_interrupt_printed
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook, sys.excepthook = hooks
 
 
 @contextlib.contextmanager
@@ -529,10 +564,13 @@ def _main() -> None:
         # Ctrl-C gets its one line too.
         _register_plugins()
         with _native_stderr_captured():
-            app()
+            # The click command itself, not app(): app() would install typer's own
+            # sys.excepthook over _keep_interrupt_printed.
+            typer.main.get_command(app)()
     except GeosrError as exc:
-        _report(exc)
-        sys.exit(_exit_status(exc.exit_code))
+        stop = _swallowed_interrupt()  # what failed was interrupted: report the interrupt
+        _report(exc if stop is None else _interrupted_early(str(stop) or "interrupted"))
+        sys.exit(_exit_status(exc.exit_code if stop is None else 130))
     except KeyboardInterrupt as stop:
         _report(_interrupted_early(str(stop) or "interrupted"))
         sys.exit(_exit_status(130))

@@ -147,3 +147,23 @@ def test_an_interrupt_between_inputs_points_to_resume(scene: Path, tmp_path: Pat
     assert "second.tif: interrupted before any tile ran; the output before it is written" in line, line
     assert "(to resume: geosr run" in line and "--resume)" in line, line
     assert not (folder / "second_x2.tif").exists()
+
+
+def test_a_signal_inside_gdals_error_callback_is_not_lost(scene: Path, tmp_path: Path) -> None:
+    # The second input is a FIFO, whose open blocks in GDAL: SIGTERM makes the open fail
+    # ("Interrupted system call"), and the Terminated raised inside rasterio's error callback
+    # was dropped ("Exception ignored in: 'rasterio._env.log_error'" and its traceback), so
+    # the input was reported unreadable and the run exited 2 instead of 143.
+    fifo = tmp_path / "b.tif"
+    os.mkfifo(fifo)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    proc = start(["run", str(scene), str(fifo), "-o", str(folder), "--model", "bicubic", *RUN])
+    try:
+        wait_for(proc, (folder / "scene_x2.tif").exists)
+        time.sleep(1.0)  # the second input is now blocked opening the FIFO
+        line = " ".join(stopped(proc, signal.SIGTERM).split())
+    finally:
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # nothing stays blocked on it
+    assert "b.tif: terminated (SIGTERM) before any tile ran; the output before it is written" in line, line
+    assert "--resume)" in line, line
