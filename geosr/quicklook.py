@@ -10,6 +10,7 @@ artefact of each panel being stretched on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -208,11 +209,16 @@ def compare_panels(
     bands: Sequence[int] | None = None,
     lr_bands: Sequence[int] | None = None,
     variable: str | None = None,
+    lr_nodata: float | None = None,
 ) -> tuple[list[np.ndarray], list[str], Window, int]:
     """The panels of :func:`render_compare` on the output grid, unstretched (geosr, bicubic,
-    then the reference), their titles, the window (output pixels) and the scale."""
+    then the reference), their titles, the window (output pixels) and the scale.
+
+    ``lr_nodata`` overrides ``lr``'s own nodata, as ``--nodata`` did for the run."""
     sr_scene = open_scene(sr)
     lr_scene = open_scene(stac_raster(lr, sr_scene), variable=variable)
+    if lr_nodata is not None:
+        lr_scene = dataclasses.replace(lr_scene, nodata=lr_nodata)
     # First: the pixel sizes of rasters far apart (or in other units) give no scale.
     if _footprint_window(lr_scene, sr_scene.grid) is None:
         raise _no_overlap(lr, sr)
@@ -255,13 +261,14 @@ def render_compare(
     bands: Sequence[int] | None = None,
     lr_bands: Sequence[int] | None = None,
     variable: str | None = None,
+    lr_nodata: float | None = None,
 ) -> Path:
     """Write the comparison PNG; see the module docstring.
 
     ``bands`` are 0-based positions in ``sr`` (and ``hr``); ``lr_bands`` the
     matching positions in ``lr`` when they differ (default: from ``sr``'s
     record of a ``--bands`` run, :func:`source_bands`); ``variable`` the data
-    variable of a Zarr ``lr``.
+    variable of a Zarr ``lr``; ``lr_nodata`` overrides ``lr``'s nodata.
     """
     import matplotlib
 
@@ -269,7 +276,7 @@ def render_compare(
     import matplotlib.pyplot as plt
 
     panels, titles, win, _ = compare_panels(
-        lr, sr, hr=hr, window=window, bands=bands, lr_bands=lr_bands, variable=variable
+        lr, sr, hr=hr, window=window, bands=bands, lr_bands=lr_bands, variable=variable, lr_nodata=lr_nodata
     )
     if not np.isfinite(panels[0]).any():
         # A black PNG reads as a failed run; the centre of a swath edge or of a cloudy date is nodata.
@@ -340,6 +347,13 @@ def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:
     lr_bands = [scene.bands[p] - 1 for p in positions] if scene.bands else positions
     # A STAC Item's stacked assets: the run's own VRT (scene.path is the Item, not a raster).
     lr = scene.subdataset if is_stac_item(scene.path) and scene.subdataset else scene.path
+    # The run's nodata (--nodata over the file's): a JP2's undeclared 0 is not data in the panel either.
     return render_compare(
-        lr, str(output), png, bands=positions, lr_bands=lr_bands, variable=scene.variable_name
+        lr,
+        str(output),
+        png,
+        bands=positions,
+        lr_bands=lr_bands,
+        variable=scene.variable_name,
+        lr_nodata=scene.nodata,
     )

@@ -177,3 +177,17 @@ def test_a_quicklook_that_cannot_be_written_says_the_output_is_and_resume_adds_i
     (png / "kept").rmdir(), png.rmdir()
     geosr.upscale_file(src, dst, resume=True, **options)
     assert png.is_file() and dst.stat().st_mtime_ns == written  # the output was kept as it was
+
+
+def test_the_bicubic_panel_takes_the_runs_nodata(make_raster, tmp_path) -> None:
+    # --quicklook reopened the input with its own (undeclared) nodata, so after a
+    # `--nodata 0` run of a JP2 the bicubic panel showed the 0 fill as black data and
+    # rang into the valid pixels beside it, while the geosr panel showed it as nodata.
+    data = np.full((1, 40, 30), 1000, "uint16")
+    data[:, :, :12] = 0  # fill the file does not declare
+    src = make_raster(data=data)
+    out = geosr.upscale_file(src, tmp_path / "sr.tif", scale=2, model="bicubic", nodata=0)
+    as_file = compare_panels(str(src), str(out))[0][1]
+    as_run = compare_panels(str(src), str(out), lr_nodata=0)[0][1]
+    assert np.isfinite(as_file[:, :, :20]).all() and np.isnan(as_run[:, :, :20]).all()
+    assert np.nanmax(np.abs(as_run[:, :, 30:] - 1000)) < 1  # no ringing from the fill
