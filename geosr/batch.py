@@ -26,11 +26,13 @@ _PRODUCT = re.compile(r"^(?P<stem>.+)_x[0-9]+(?:\.tif|\.zarr|\.stac\.json|\.quic
 scale (:func:`geosr.api.default_output`), its STAC Item and its quicklook."""
 
 
-def expand_inputs(patterns: Sequence[str]) -> list[str]:
+def expand_inputs(patterns: Sequence[str], output_folder: Path | None = None) -> list[str]:
     """The inputs named by ``patterns``: paths as given, and quoted globs (``'tiles/*.tif'``,
     ``'**'`` for subfolders) expanded in sorted order, for archives too large for a shell.
 
-    A path that exists is never taken as a pattern, nor is a remote path.
+    A path that exists is never taken as a pattern, nor is a remote path.  A glob's
+    matches leave out what geosr wrote for other matches, beside them or in
+    ``output_folder`` (the ``-o`` folder of the run).
 
     Raises
     ------
@@ -47,7 +49,7 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
         matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))  # noqa: PTH207, PTH111
         if not matches:
             raise InputError(f"{pattern}: no file matches this pattern; check the folder and the quotes")
-        out.extend(_without_products(matches))
+        out.extend(_without_products(matches, output_folder))
     return _once_each(out)
 
 
@@ -67,19 +69,25 @@ def _once_each(paths: list[str]) -> list[str]:
     return kept
 
 
-def _without_products(matches: list[str]) -> list[str]:
+def _without_products(matches: list[str], output_folder: Path | None = None) -> list[str]:
     """``matches`` less the files geosr wrote for another of them (``a_x4.tif`` beside
-    ``a.tif``), with one warning line naming them.
+    ``a.tif``, or in ``output_folder``), with one warning line naming them.
 
     Outputs go beside their inputs by default, so the same glob run again (the
     ``--resume`` of an interrupted batch, or another ``--scale``) matches the
-    outputs too, and would super-resolve each output into ``a_x4_x4.tif``.
+    outputs too, and would super-resolve each output into ``a_x4_x4.tif``; so does
+    a recursive glob over the ``-o`` folder (``'archive/**/*.tif' -o archive/out``).
     """
     stems = {Path(m).with_suffix("").as_posix() for m in matches}
+    stem_names = {Path(m).with_suffix("").name for m in matches}
+    folder = output_folder.resolve() if output_folder is not None else None
     products = []
     for match in matches:
         named = _PRODUCT.match(Path(match).name)
-        if named and (Path(match).parent / named["stem"]).as_posix() in stems:
+        if named is None:
+            continue
+        beside = (Path(match).parent / named["stem"]).as_posix() in stems
+        if beside or (Path(match).parent.resolve() == folder and named["stem"] in stem_names):
             products.append(match)
     if products:
         names = ", ".join(Path(p).name for p in products[:5]) + (", ..." if len(products) > 5 else "")

@@ -213,7 +213,8 @@ def run(
     from geosr.api import default_output, upscale_file
     from geosr.batch import batch_outputs, expand_inputs
 
-    sources = expand_inputs(inputs)
+    folder = Path(output) if output is not None and Path(output).is_dir() else None
+    sources = expand_inputs(inputs, folder)
     if frame and len(sources) > 1:
         raise OptionError(
             "--frame gives further acquisitions of one scene; run each input with its own frames"

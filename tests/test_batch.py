@@ -146,6 +146,24 @@ def test_the_same_glob_again_does_not_take_the_outputs_as_inputs(
     assert expand_inputs([str(tmp_path / "tile_0_x2.tif")]) == [str(tmp_path / "tile_0_x2.tif")]
 
 
+def test_a_recursive_glob_again_does_not_take_its_output_folder_for_inputs(
+    scenes, tmp_path, capfd, monkeypatch
+) -> None:
+    # With -o a folder under the glob's root, the outputs are not beside their inputs, so
+    # the second run of 'archive/**/*.tif' took out/tile_0_x2.tif for an input.
+    folder = tmp_path / "out"
+    folder.mkdir()
+    pattern = str(tmp_path / "**" / "tile_*.tif")
+    args = ["run", pattern, "-o", str(folder), "--scale", "2", "--model", "bicubic"]
+    code, _, err = run_cli(args, capfd, monkeypatch)
+    assert code == 0, err
+    code, out, err = run_cli([*args, "--resume"], capfd, monkeypatch)
+    assert code == 0, err
+    assert out.split() == [str(folder / f"tile_{i}_x2.tif") for i in range(3)]
+    assert "skipping 3 file(s)" in err
+    assert sorted(p.name for p in folder.iterdir()) == [f"tile_{i}_x2.tif" for i in range(3)]
+
+
 def test_one_output_spelled_two_ways_is_refused_before_any_work(make_raster, tmp_path, monkeypatch) -> None:
     # Same folder, same stem, one path relative and one absolute: without the check,
     # the second run replaced the first's output under --overwrite.
