@@ -338,6 +338,11 @@ def compare_files(
         from geosr.io.bands import band_indexes, parse_bands
 
         positions = [i - 1 for i in band_indexes(open_scene(sr), parse_bands(bands))]
+        if len(positions) not in (1, 3):  # a panel is grey or red, green, blue
+            raise OptionError(
+                f"--bands {bands}: give 1 band (shown in grey) or 3 (shown as red, green, blue), "
+                f"not {len(positions)}"
+            )
     return render_compare(lr, sr, png, hr=hr, window=window, bands=positions, variable=variable)
 
 

@@ -126,7 +126,7 @@ def test_compare_shows_the_input_bands_a_bands_run_used(make_raster, tmp_path: P
 
 
 def test_compare_with_fewer_bands_is_one_line(make_raster, tmp_path: Path) -> None:
-    from geosr.errors import InputError
+    from geosr.errors import InputError, OptionError
     from geosr.quicklook import compare_files
 
     rgb = make_raster("rgb.tif", count=3, height=40, width=40)
@@ -137,6 +137,10 @@ def test_compare_with_fewer_bands_is_one_line(make_raster, tmp_path: Path) -> No
     with pytest.raises(InputError, match=r"pan.tif has 1 band"):
         compare_files(str(rgb), str(sr), tmp_path / "b.png", hr=str(pan))
     assert compare_files(str(rgb), str(sr), tmp_path / "c.png", hr=str(pan), bands="1").exists()
+    # Two bands showed the first alone, in grey, without a word.
+    with pytest.raises(OptionError, match=r"--bands 1,2: give 1 band .* or 3 .*, not 2"):
+        compare_files(str(rgb), str(sr), tmp_path / "d.png", bands="1,2")
+    assert not (tmp_path / "d.png").exists()
 
 
 def test_a_window_of_nodata_only_is_said_not_shown_black_silently(make_raster, tmp_path: Path) -> None:
