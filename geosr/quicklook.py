@@ -296,10 +296,15 @@ def render_compare(
         image = images[index]
         rgb = np.moveaxis(image, 0, -1) if image.shape[0] == 3 else image[0]
         ax.imshow(rgb, cmap=None if image.shape[0] == 3 else "gray", interpolation="nearest")
-        ax.set_title(titles[index])
+        ax.set_title(_fitted(titles[index], side, 10))
         ax.set_axis_off()
     fig.suptitle(
-        f"{Path(sr).name}: window of {win.width} x {win.height} output px, one 2-98 % stretch", fontsize=9
+        _fitted(
+            f"{Path(sr).name}: window of {win.width} x {win.height} output px, one 2-98 % stretch",
+            side * len(images),
+            9,
+        ),
+        fontsize=9,
     )
     fig.tight_layout()
     tmp = png.with_name(f".{png.name}.tmp.png")
@@ -312,6 +317,16 @@ def render_compare(
     finally:
         plt.close(fig)
     return png
+
+
+def _fitted(text: str, inches: float, points: float) -> str:
+    """``text`` wrapped to lines that fit ``inches`` at a font of ``points`` (a character of
+    a file name is up to 0.75 em wide): a long file name ran past the figure's edge and
+    was cut off."""
+    import textwrap
+
+    width = max(10, int(inches * 72 / (0.75 * points)))
+    return "\n".join(textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False)) or text
 
 
 def compare_files(

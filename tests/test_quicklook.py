@@ -195,3 +195,14 @@ def test_the_bicubic_panel_takes_the_runs_nodata(make_raster, tmp_path) -> None:
     as_run = compare_panels(str(src), str(out), lr_nodata=0)[0][1]
     assert np.isfinite(as_file[:, :, :20]).all() and np.isnan(as_run[:, :, :20]).all()
     assert np.nanmax(np.abs(as_run[:, :, 30:] - 1000)) < 1  # no ringing from the fill
+
+
+def test_a_long_file_name_is_wrapped_in_the_title_not_cut_off() -> None:
+    # A Sentinel-2 product name (90 characters) ran past both edges of a 2-panel quicklook.
+    from geosr.quicklook import _fitted
+
+    name = "S2B_MSIL2A_20230715T102559_N0509_R108_T32UNE_20230715T134410_product_x2.tif: window of 100 x 120"
+    lines = _fitted(name, 5.52, 9).split("\n")
+    assert len(lines) > 1 and max(map(len, lines)) <= 5.52 * 72 / (0.75 * 9)
+    assert "".join(lines).replace(" ", "") == name.replace(" ", "")
+    assert _fitted("bicubic", 2.76, 10) == "bicubic"
