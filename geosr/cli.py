@@ -10,10 +10,8 @@ import contextlib
 import logging
 import os
 import shlex
-import signal
 import sys
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +23,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from geosr.allocator import keep_freed_memory
-from geosr.errors import GeosrError, GeosrWarning, InterruptedRunError, OptionError
+from geosr.errors import GeosrError, GeosrWarning, OptionError
+from geosr.interrupts import (
+    exit_status,
+    interrupted_early,
+    interrupted_run,
+    signals_as_interrupts,
+    swallowed_interrupt,
+    unreported_interrupt,
+)
 
 app = typer.Typer(
     name="geosr",
@@ -251,11 +257,11 @@ def run(
             with _progress_bar(label) as advance:
                 out = upscale_file(source, target, scale=scale, model=model, progress=advance, **options)
         except (KeyboardInterrupt, GeosrError) as exc:
-            stop = exc if isinstance(exc, KeyboardInterrupt) else _swallowed_interrupt()
+            stop = exc if isinstance(exc, KeyboardInterrupt) else swallowed_interrupt()
             if stop is not None:
                 # Raised as a GeosrError so that typer does not swallow it (a silent exit 130).
                 written = number - 1 - len(failed)  # the outputs of this run before this input
-                raise _interrupted_run(
+                raise interrupted_run(
                     stop, source, Path(target or default_output(source, scale)), written=written
                 ) from None
             if len(sources) == 1 or not isinstance(exc, GeosrError):
@@ -275,121 +281,6 @@ def run(
 def _report(exc: GeosrError) -> None:
     """The one line a user error gets on stderr (with the command that resumes, if any)."""
     err.print(f"[red]error:[/red] {exc}{_exact_command(exc)}", highlight=False, soft_wrap=True)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``timeout``, Slurm, ``docker stop``), raised in the main thread as Ctrl-C is.
-
-    A KeyboardInterrupt, so that every ``finally`` and every Ctrl-C handler
-    (the run's, training's) cleans up and reports exactly as for Ctrl-C.
-    """
-
-
-_sigterm_received = threading.Event()
-
-_swallowed: list[KeyboardInterrupt] = []
-"""Ctrl-C or SIGTERM raised inside a C library's callback into Python (GDAL's error
-handler in rasterio), which Python reports as "Exception ignored" and drops: the call
-then fails as if its file were bad (opening a FIFO: 'Interrupted system call')."""
-
-
-def _keep_swallowed_interrupt(unraisable: Any) -> None:
-    """``sys.unraisablehook``: keep an interrupt that a callback could not raise, for the
-    failure it causes to be reported as the interrupt it is."""
-    if isinstance(unraisable.exc_value, KeyboardInterrupt):
-        _swallowed.append(unraisable.exc_value)
-        return
-    sys.__unraisablehook__(unraisable)
-
-
-def _keep_interrupt_printed(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-    """``sys.excepthook``, which Cython calls to print the traceback of an exception its
-    callback cannot raise, before the unraisable hook: an interrupt is kept, not printed."""
-    if isinstance(value, KeyboardInterrupt):
-        _swallowed.append(value)
-        return
-    sys.__excepthook__(kind, value, tb)
-
-
-def _swallowed_interrupt() -> KeyboardInterrupt | None:
-    """The interrupt a callback swallowed since the last call, if any."""
-    stop = _swallowed[-1] if _swallowed else None
-    _swallowed.clear()
-    return stop
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    """SIGTERM's handler: stop the main thread where it is, as SIGINT does."""
-    _sigterm_received.set()
-    raise Terminated("terminated (SIGTERM)")
-
-
-def _exit_status(code: int) -> int:
-    """``code``, but SIGINT's 130 as SIGTERM's 143 (128 + 15) after a SIGTERM: the status
-    a shell, ``timeout`` or Slurm expects of a process that stopped on that signal."""
-    return 128 + signal.SIGTERM if code == 130 and _sigterm_received.is_set() else code
-
-
-def _interrupted_run(
-    stop: KeyboardInterrupt, source: str, destination: Path, *, written: int = 0
-) -> GeosrError:
-    """The error a run stopped by Ctrl-C or SIGTERM ends with: resumable once its run
-    state exists, or once earlier inputs of the same command have their outputs
-    (``written``: run again as it was, the command would refuse them), else a plain
-    one (the run stopped while it was still starting)."""
-    from geosr.io.runstate import run_dir
-
-    what = str(stop) or "interrupted"
-    if run_dir(destination).exists():
-        return InterruptedRunError(
-            f"{source}: {what}; no output was written, the finished tiles are kept beside it: "
-            "rerun with --resume to finish"
-        )
-    if written:
-        outputs = f"{written} outputs before it are" if written > 1 else "output before it is"
-        return InterruptedRunError(
-            f"{source}: {what} before any tile ran; the {outputs} written: rerun with --resume, "
-            f"which keeps {'them' if written > 1 else 'it'} and runs the others"
-        )
-    return _interrupted_early(f"{source}: {what} before any tile ran")
-
-
-def _interrupted_early(what: str) -> GeosrError:
-    """The error for a Ctrl-C or SIGTERM (``what``) before anything was written."""
-    error = GeosrError(f"{what}; nothing was written: run the same command again")
-    error.exit_code = 130  # _exit_status makes it 143 after a SIGTERM
-    return error
-
-
-def _unreported_interrupt(exc: SystemExit) -> KeyboardInterrupt | None:
-    """The Ctrl-C or SIGTERM that typer turned into a silent exit status 130, if any.
-
-    typer ends a command that lets a KeyboardInterrupt through (one interrupted
-    while importing torch, say) with ``raise Exit(130) from interrupt``, which
-    becomes this SystemExit; a command that reports its interrupt itself (as
-    training does) raises ``Exit(130) from None`` instead.
-    """
-    cause = exc.__context__.__cause__ if exc.__context__ is not None else None
-    return cause if exc.code == 130 and isinstance(cause, KeyboardInterrupt) else None
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Within: SIGTERM raises :class:`Terminated` in the main thread (elsewhere, as from
-    a test runner's thread, signal handlers cannot be set and nothing changes), and an
-    interrupt a C callback swallowed is kept (:data:`_swallowed`)."""
-    _sigterm_received.clear()
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    hooks = sys.unraisablehook, sys.excepthook
-    sys.unraisablehook, sys.excepthook = _keep_swallowed_interrupt, _keep_interrupt_printed
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        sys.unraisablehook, sys.excepthook = hooks
 
 
 @contextlib.contextmanager
@@ -545,12 +436,12 @@ def main() -> None:
     # allocates before the tuning gets a malloc arena of its own, which later threads
     # (the reader, writers, Dask workers) share and page-fault through (geosr.allocator).
     keep_freed_memory()
-    with _sigterm_as_interrupt():
+    with signals_as_interrupts():
         _main()
 
 
 def _main() -> None:
-    """:func:`main`, with SIGTERM raising :class:`Terminated` as Ctrl-C raises KeyboardInterrupt."""
+    """:func:`main`, with SIGTERM raising :class:`~geosr.interrupts.Terminated` as Ctrl-C does."""
     # GDAL and libtiff print some errors (a write failing on a full disk, in
     # particular) straight to stderr; geosr reports each failure itself in one
     # line, so their copies go to the bit bucket unless the user asked for a log.
@@ -569,17 +460,17 @@ def _main() -> None:
             # sys.excepthook over _keep_interrupt_printed.
             typer.main.get_command(app)()
     except GeosrError as exc:
-        stop = _swallowed_interrupt()  # what failed was interrupted: report the interrupt
-        _report(exc if stop is None else _interrupted_early(str(stop) or "interrupted"))
-        sys.exit(_exit_status(exc.exit_code if stop is None else 130))
+        stop = swallowed_interrupt()  # what failed was interrupted: report the interrupt
+        _report(exc if stop is None else interrupted_early(str(stop) or "interrupted"))
+        sys.exit(exit_status(exc.exit_code if stop is None else 130))
     except KeyboardInterrupt as stop:
-        _report(_interrupted_early(str(stop) or "interrupted"))
-        sys.exit(_exit_status(130))
+        _report(interrupted_early(str(stop) or "interrupted"))
+        sys.exit(exit_status(130))
     except SystemExit as exc:
-        unreported = _unreported_interrupt(exc)
+        unreported = unreported_interrupt(exc)
         if unreported is not None:
-            _report(_interrupted_early(str(unreported) or "interrupted"))
-        sys.exit(_exit_status(exc.code) if isinstance(exc.code, int) else exc.code)
+            _report(interrupted_early(str(unreported) or "interrupted"))
+        sys.exit(exit_status(exc.code) if isinstance(exc.code, int) else exc.code)
     finally:
         warnings.showwarning = original
 

@@ -1,0 +1,134 @@
+"""Ctrl-C and SIGTERM as one line: how an interrupted ``geosr`` command ends.
+
+SIGTERM (``timeout``, Slurm, ``docker stop``) is raised in the main thread as Ctrl-C
+is (:class:`Terminated`), so the same cleanup runs and one line says how to go on,
+with exit status 130 or 143 (:func:`exit_status`).  An interrupt raised inside a C
+library's callback, which Python would drop, is kept (:func:`swallowed_interrupt`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from geosr.errors import GeosrError, InterruptedRunError
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, Slurm, ``docker stop``), raised in the main thread as Ctrl-C is.
+
+    A KeyboardInterrupt, so that every ``finally`` and every Ctrl-C handler
+    (the run's, training's) cleans up and reports exactly as for Ctrl-C.
+    """
+
+
+_sigterm_received = threading.Event()
+
+_swallowed: list[KeyboardInterrupt] = []
+"""Ctrl-C or SIGTERM raised inside a C library's callback into Python (GDAL's error
+handler in rasterio), which Python reports as "Exception ignored" and drops: the call
+then fails as if its file were bad (opening a FIFO: 'Interrupted system call')."""
+
+
+def _keep_swallowed_interrupt(unraisable: Any) -> None:
+    """``sys.unraisablehook``: keep an interrupt that a callback could not raise, for the
+    failure it causes to be reported as the interrupt it is."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _swallowed.append(unraisable.exc_value)
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _keep_interrupt_printed(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    """``sys.excepthook``, which Cython calls to print the traceback of an exception its
+    callback cannot raise, before the unraisable hook: an interrupt is kept, not printed."""
+    if isinstance(value, KeyboardInterrupt):
+        _swallowed.append(value)
+        return
+    sys.__excepthook__(kind, value, tb)
+
+
+def swallowed_interrupt() -> KeyboardInterrupt | None:
+    """The interrupt a callback swallowed since the last call, if any."""
+    stop = _swallowed[-1] if _swallowed else None
+    _swallowed.clear()
+    return stop
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    """SIGTERM's handler: stop the main thread where it is, as SIGINT does."""
+    _sigterm_received.set()
+    raise Terminated("terminated (SIGTERM)")
+
+
+def exit_status(code: int) -> int:
+    """``code``, but SIGINT's 130 as SIGTERM's 143 (128 + 15) after a SIGTERM: the status
+    a shell, ``timeout`` or Slurm expects of a process that stopped on that signal."""
+    return 128 + signal.SIGTERM if code == 130 and _sigterm_received.is_set() else code
+
+
+def interrupted_run(
+    stop: KeyboardInterrupt, source: str, destination: Path, *, written: int = 0
+) -> GeosrError:
+    """The error a run stopped by Ctrl-C or SIGTERM ends with: resumable once its run
+    state exists, or once earlier inputs of the same command have their outputs
+    (``written``: run again as it was, the command would refuse them), else a plain
+    one (the run stopped while it was still starting)."""
+    from geosr.io.runstate import run_dir
+
+    what = str(stop) or "interrupted"
+    if run_dir(destination).exists():
+        return InterruptedRunError(
+            f"{source}: {what}; no output was written, the finished tiles are kept beside it: "
+            "rerun with --resume to finish"
+        )
+    if written:
+        outputs = f"{written} outputs before it are" if written > 1 else "output before it is"
+        return InterruptedRunError(
+            f"{source}: {what} before any tile ran; the {outputs} written: rerun with --resume, "
+            f"which keeps {'them' if written > 1 else 'it'} and runs the others"
+        )
+    return interrupted_early(f"{source}: {what} before any tile ran")
+
+
+def interrupted_early(what: str) -> GeosrError:
+    """The error for a Ctrl-C or SIGTERM (``what``) before anything was written."""
+    error = GeosrError(f"{what}; nothing was written: run the same command again")
+    error.exit_code = 130  # exit_status makes it 143 after a SIGTERM
+    return error
+
+
+def unreported_interrupt(exc: SystemExit) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM that typer turned into a silent exit status 130, if any.
+
+    typer ends a command that lets a KeyboardInterrupt through (one interrupted
+    while importing torch, say) with ``raise Exit(130) from interrupt``, which
+    becomes this SystemExit; a command that reports its interrupt itself (as
+    training does) raises ``Exit(130) from None`` instead.
+    """
+    cause = exc.__context__.__cause__ if exc.__context__ is not None else None
+    return cause if exc.code == 130 and isinstance(cause, KeyboardInterrupt) else None
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """Within: SIGTERM raises :class:`Terminated` in the main thread (elsewhere, as from
+    a test runner's thread, signal handlers cannot be set and nothing changes), and an
+    interrupt a C callback swallowed is kept (:data:`_swallowed`)."""
+    _sigterm_received.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    hooks = sys.unraisablehook, sys.excepthook
+    sys.unraisablehook, sys.excepthook = _keep_swallowed_interrupt, _keep_interrupt_printed
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook, sys.excepthook = hooks
