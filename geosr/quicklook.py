@@ -21,6 +21,7 @@ from rasterio.enums import Resampling
 
 from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
+from geosr.io.atomic import write_small_file
 from geosr.io.bands import _canonical
 from geosr.io.scene import Scene, open_scene, read_window
 from geosr.io.stac_input import is_stac_item
@@ -307,13 +308,8 @@ def render_compare(
         fontsize=9,
     )
     fig.tight_layout()
-    tmp = png.with_name(f".{png.name}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=100)
-        tmp.replace(png)
-    except OSError as exc:  # a folder of that name, a full disk: no traceback, no temporary left
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{png}: cannot write the PNG ({exc})") from None
+        write_small_file(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), "PNG")
     finally:
         plt.close(fig)
     return png

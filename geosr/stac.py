@@ -28,8 +28,8 @@ from odc.geo.geobox import GeoBox
 from pystac.extensions.projection import ProjectionExtension
 
 from geosr import __version__
-from geosr.errors import OutputError
 from geosr.grid import scaled
+from geosr.io.atomic import write_small_file
 from geosr.io.remote import is_remote
 from geosr.io.scene import Scene
 
@@ -139,12 +139,5 @@ def write_item(output: Path, *, source: str | Path, scene: Scene, model: str, sc
     """Build, validate and write the Item beside ``output``; returns its path."""
     item = build_item(output, source=source, scene=scene, model=model, scale=scale)
     validate_item(item)
-    path = item_path(output)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2))
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write the STAC Item ({exc})") from None
-    return path
+    text = json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2)
+    return write_small_file(item_path(output), lambda tmp: tmp.write_text(text), "STAC Item")

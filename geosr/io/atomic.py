@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from geosr.errors import OutputError
@@ -206,6 +207,28 @@ def replace_atomically(tmp: Path, destination: Path) -> None:
     finally:
         with contextlib.suppress(OSError):  # the rename is done; this only makes it durable sooner
             sync_to_disk(destination.parent, tree=False)
+
+
+def write_small_file(path: Path, write: Callable[[Path], object], what: str) -> Path:
+    """Write the small file ``path`` (a STAC Item, a PNG) whole: ``write`` fills a
+    temporary beside it, which then replaces it, so that a failure never leaves it cut
+    short.  A file replaces a file, never a folder of that name (unlike
+    :func:`replace_atomically`, which replaces an output's Zarr folder).
+
+    Raises
+    ------
+    OutputError
+        ``write`` or the rename failed (a folder of that name, a full disk); the
+        temporary is removed.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write the {what} ({exc})") from None
+    return path
 
 
 def sync_to_disk(path: Path, *, tree: bool = True) -> None:
