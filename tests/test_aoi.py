@@ -33,6 +33,15 @@ def write_geojson(path: Path, ring: list[tuple[float, float]], crs: str | None =
     return path
 
 
+def triangle_run(src: Path, tmp_path: Path) -> Path:
+    """``src`` x2 within a right triangle given in lon/lat, corners at pixels (10, 10),
+    (70, 10) and (10, 70) of an 80^2 scene: nodata outside it, in its window."""
+    corners = [utm_of_pixel(10, 10), utm_of_pixel(70, 10), utm_of_pixel(10, 70)]
+    ring = [lonlat(*c) for c in corners]
+    aoi = write_geojson(tmp_path / "area.geojson", [*ring, ring[0]])
+    return geosr.upscale_file(src, tmp_path / "tri.tif", scale=2, model="bicubic", aoi=str(aoi))
+
+
 def test_bbox_in_utm_crops_exactly_and_matches_the_full_run(make_raster, tmp_path: Path) -> None:
     src = make_raster(count=2, height=67, width=91, descriptions=("B04", "B03"))
     full = geosr.upscale_file(src, tmp_path / "full.tif", scale=2, model="bicubic")
@@ -74,10 +83,7 @@ def test_the_aoi_is_normalised_as_its_whole_scene(make_raster, tmp_path: Path) -
 def test_polygon_in_epsg4326_over_a_utm_scene(make_raster, tmp_path: Path) -> None:
     src = make_raster(count=1, height=80, width=80, dtype="uint16", nodata=None)
     # A triangle given in lon/lat: the run covers its window, nodata outside the triangle.
-    corners = [utm_of_pixel(10, 10), utm_of_pixel(70, 10), utm_of_pixel(10, 70)]
-    ring = [lonlat(*c) for c in corners]
-    aoi = write_geojson(tmp_path / "area.geojson", [*ring, ring[0]])
-    out = geosr.upscale_file(src, tmp_path / "tri.tif", scale=2, model="bicubic", aoi=str(aoi))
+    out = triangle_run(src, tmp_path)
     with rasterio.open(out) as f:
         data = f.read(1)
         assert f.nodata == 0  # the scene had none: outside-polygon pixels need one
@@ -95,11 +101,7 @@ def test_signed_scene_outside_the_polygon_is_the_types_minimum(make_raster, tmp_
     # 0 marked it before, and a valid 0 inside the polygon (mid-range for int16) became 1.
     data = np.zeros((1, 80, 80), np.int16)
     data[:, :, 40:] = -300
-    src = make_raster(data=data)
-    corners = [utm_of_pixel(10, 10), utm_of_pixel(70, 10), utm_of_pixel(10, 70)]
-    ring = [lonlat(*c) for c in corners]
-    aoi = write_geojson(tmp_path / "area.geojson", [*ring, ring[0]])
-    out = geosr.upscale_file(src, tmp_path / "tri.tif", scale=2, model="bicubic", aoi=str(aoi))
+    out = triangle_run(make_raster(data=data), tmp_path)
     with rasterio.open(out) as f:
         values = f.read(1)
         assert f.nodata == -32768
