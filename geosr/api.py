@@ -288,6 +288,9 @@ def fit_to_memory(
             min(tile, width) + 2 * halo,
         )  # the plan's, before it exists
         batch = opts.batch_size or predictor.batch_size_for(read_shape, scene.count, frames)
+        # A batch never holds more tiles than the scene has: --batch-size 1000
+        # on a small scene must not be refused for memory it will never use.
+        batch = min(batch, -(-height // tile) * -(-width // tile))
         bounds = resource_plan(
             scene,
             net,

@@ -386,3 +386,20 @@ def test_a_run_short_of_memory_takes_smaller_tiles(tmp_path: Path) -> None:
     assert said[0].startswith("warning:") and said[0].endswith("--tile sets the tile"), said
     assert "Traceback" not in text
     assert cog_validate(str(out), quiet=True)[0]
+
+
+def test_a_batch_larger_than_the_scene_is_not_refused(make_raster, tmp_path: Path) -> None:
+    """--batch-size beyond the scene's tile count is bounded by the tiles there are.
+
+    A 200 x 300 scene has 6 tiles of 64: a batch of ten million tiles was
+    planned as such and refused for terabytes of memory the run never uses.
+    """
+    import geosr
+    from geosr.inspect import plan_run
+    from geosr.options import RunOptions
+
+    src = make_raster(count=3, height=200, width=300)
+    options = RunOptions(scale=2, model="bicubic", tile=64, batch_size=10_000_000)
+    assert plan_run(src, options, calibrate=False).batch_size == 4 * 5
+    geosr.upscale_file(src, tmp_path / "o.tif", scale=2, model="bicubic", tile=64, batch_size=10_000_000)
+    assert (tmp_path / "o.tif").exists()
