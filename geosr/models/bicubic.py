@@ -6,8 +6,6 @@ two share :func:`bicubic_upsample`.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F  # noqa: N812  (the torch convention)
 
@@ -55,9 +53,17 @@ def bicubic_phases(x: torch.Tensor, scale: int, dtype: torch.dtype) -> torch.Ten
         return phases.reshape(n, bands * scale * scale, h, w)
 
 
-@functools.lru_cache(maxsize=8)
 def _phase_kernel(scale: int) -> torch.Tensor:
     """``(s*s, 1, 5, 5)`` float64: the separable bicubic weights of every output phase."""
+    # Looked up in a table made at import, not cached on first use: torch.compile
+    # traces the models through here, and it warns of (and traces into) a cache
+    # wrapper, which --compile printed as a multi-line warning.
+    kernel = _PHASE_KERNELS.get(scale)
+    return _make_phase_kernel(scale) if kernel is None else kernel
+
+
+def _make_phase_kernel(scale: int) -> torch.Tensor:
+    """The kernel of :func:`_phase_kernel`, computed."""
     taps = torch.zeros(scale, 5, dtype=torch.float64)
     for phase in range(scale):
         # Source coordinate of output pixel s*i + phase, relative to LR pixel i.
@@ -75,6 +81,10 @@ def _cubic(distance: float) -> float:
     if d <= 1:
         return ((a + 2) * d - (a + 3)) * d * d + 1
     return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+
+_PHASE_KERNELS = {scale: _make_phase_kernel(scale) for scale in range(1, 9)}
+"""The phase kernels of the scales the models take (2..8; 1 for tests of the identity)."""
 
 
 class Bicubic(SRModel):
