@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from rasterio.enums import ColorInterp
 
 import geosr
 from geosr.api import normalisation_for, scene_for
-from geosr.errors import InputError
+from geosr.errors import InputError, OptionError
 from geosr.inspect import plan_run
 from geosr.io.bands import reflectance_offset
 from geosr.options import RunOptions
@@ -75,6 +76,19 @@ def test_boa_add_offset_from_metadata_and_override(make_raster) -> None:
     assert reflectance_offset(scene, -500) == (-500.0, -500.0)
     plain = make_raster("plain.tif", count=1)
     assert reflectance_offset(scene_for(plain, RunOptions())) is None
+
+
+@pytest.mark.parametrize("offset", [math.nan, math.inf])
+def test_an_offset_that_is_no_number_is_refused(make_raster, tmp_path: Path, offset: float) -> None:
+    """--offset nan (or a BOA_ADD_OFFSET tag "nan") is refused, not run with: float() takes
+    "nan" and "inf", and NaN reflectances were then normalised and written as pixels."""
+    src = make_raster(count=1, tags={"BOA_ADD_OFFSET": "-1000"})
+    with pytest.raises(OptionError, match=r"--offset (nan|inf) is not a finite number"):
+        geosr.upscale_file(src, tmp_path / "o.tif", scale=2, offset=offset)
+    tagged = make_raster("tagged.tif", count=1, tags={"BOA_ADD_OFFSET": str(offset)})
+    with pytest.raises(InputError, match=r"tagged.tif: BOA_ADD_OFFSET '(nan|inf)' is not a number"):
+        geosr.upscale_file(tagged, tmp_path / "o.tif", scale=2)
+    assert not (tmp_path / "o.tif").exists()
 
 
 def test_band_names_on_bigearthnet(data_dir: Path, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ dataset, or ``BOA_ADD_OFFSET_B04``-style keys) unless ``--offset`` gives it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Sequence
 
@@ -118,6 +119,8 @@ def reflectance_offset(scene: Scene, override: float | None = None) -> tuple[flo
     ``override`` (``--offset``) applies to every band.
     """
     if override is not None:
+        if not math.isfinite(override):
+            raise OptionError(f"--offset {override} is not a finite number; give the offset, e.g. -1000")
         return (float(override),) * scene.count
     by_name: dict[str, str] = {}
     for key, text in scene.tags.items():
@@ -137,9 +140,12 @@ def reflectance_offset(scene: Scene, override: float | None = None) -> tuple[flo
         if value is not None:
             found = True
         try:
-            offsets.append(float(value) if value is not None else 0.0)
+            offset = float(value) if value is not None else 0.0
         except ValueError:
+            offset = math.nan
+        if not math.isfinite(offset):  # "nan" and "inf" parse, but are no offset
             raise InputError(
                 f"{scene.path}: {OFFSET_TAG} {value!r} is not a number; pass --offset to override it"
-            ) from None
+            )
+        offsets.append(offset)
     return tuple(offsets) if found else None
