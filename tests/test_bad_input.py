@@ -209,6 +209,23 @@ def test_rotated_input_to_zarr_is_refused_before_any_compute(
     assert outputs_in(tmp_path) == []
 
 
+def test_local_crs_input_to_zarr_is_refused_before_any_compute(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A local (engineering) CRS, a site grid, has no CF axes: a Zarr output is refused in
+    one line (a COG takes it).  Before, odc-geo's "Neither projected nor geographic" came
+    out as a traceback, and the run's hidden folder was left behind."""
+    site = 'LOCAL_CS["site grid",UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
+    path = make_raster(crs=site)
+    code, err = run_cli(
+        ["run", str(path), "-o", str(tmp_path / "out_x2.zarr"), "--scale", "2", "--model", "bicubic"],
+        capsys,
+        monkeypatch,
+    )
+    assert_one_clear_line(code, err, "out_x2.zarr", "site grid", "neither projected nor geographic", ".tif")
+    assert outputs_in(tmp_path) == []
+
+
 def test_output_over_input_is_refused(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
     path = make_raster()
     before = path.read_bytes()

@@ -47,6 +47,7 @@ from odc.geo.geobox import GeoBox
 from zarr.codecs import BloscCodec
 
 from geosr.errors import OptionError, OutputError
+from geosr.grid import crs_label
 from geosr.io.atomic import describe_write_failure, replace_atomically, temporary_sibling
 from geosr.io.sink import OutputSpec, SinkBase
 
@@ -140,17 +141,26 @@ class ZarrSink(SinkBase):
 
 
 def check_zarr_grid(destination: Path, grid: GeoBox) -> None:
-    """Refuse a rotated grid, which a Zarr output's 1-D x/y coordinates cannot describe.
+    """Refuse a grid that a Zarr output's CF coordinates cannot describe: a rotated one
+    (1-D x/y coordinates), or one in a CRS neither projected nor geographic (a local or
+    engineering CRS: a site grid, a lab frame), which has no CF axes (odc-geo raised
+    "Neither projected nor geographic" from the run's store, a traceback).
 
     Raises
     ------
     OptionError
-        The grid is not axis-aligned.
+        The grid is not axis-aligned, or its CRS is neither projected nor geographic.
     """
     if not grid.axis_aligned:
         raise OptionError(
             f"cannot write {destination}: the output grid is rotated, which x/y "
             "coordinates cannot describe; write a .tif instead"
+        )
+    if grid.crs is not None and not (grid.crs.projected or grid.crs.geographic):
+        raise OptionError(
+            f"cannot write {destination}: the scene's CRS {crs_label(grid)} is neither projected "
+            "nor geographic (a local or engineering CRS), which Zarr's CF coordinates cannot "
+            "describe; write a .tif instead"
         )
 
 
