@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyproj
 import pystac
 import shapely
+import shapely.affinity
+import shapely.geometry.polygon
 from odc.geo.geobox import GeoBox
 from pystac.extensions.projection import ProjectionExtension
 
@@ -77,7 +80,7 @@ def _rfc3339(when: dt.datetime) -> str:
 def build_item(output: Path, *, source: str | Path, scene: Scene, model: str, scale: int) -> pystac.Item:
     """The Item for ``output`` (not written); see the module docstring."""
     grid: GeoBox = scaled(scene.grid, scale)
-    footprint = grid.extent.to_crs("EPSG:4326", resolution=None)
+    geometry, bbox = wgs84_footprint(grid)
     when = acquisition_time(scene)
     properties: dict[str, Any] = {
         "geosr:model": model,
@@ -94,8 +97,8 @@ def build_item(output: Path, *, source: str | Path, scene: Scene, model: str, sc
         properties.update(start_datetime=_rfc3339(span[0]), end_datetime=_rfc3339(span[1]))
     item = pystac.Item(
         id=output.stem,
-        geometry=shapely.geometry.mapping(footprint.geom),
-        bbox=list(footprint.boundingbox),
+        geometry=geometry,
+        bbox=bbox,
         datetime=None if span is not None and when is None else (when or dt.datetime.now(dt.UTC)),
         properties=properties,
     )
@@ -122,6 +125,57 @@ def build_item(output: Path, *, source: str | Path, scene: Scene, model: str, sc
     media = pystac.MediaType.JSON if str(source).endswith(".json") else None
     item.add_link(pystac.Link(rel, source_href, media_type=media, title="geosr input"))
     return item
+
+
+def wgs84_footprint(grid: GeoBox) -> tuple[dict[str, Any] | None, list[float] | None]:
+    """``grid``'s footprint in lon/lat on WGS 84 as RFC 7946 GeoJSON, and its bbox.
+
+    * A footprint across the antimeridian is cut there (a MultiPolygon), and its bbox
+      runs from its west edge to its east edge, west > east (RFC 7946 5.2, STAC).  As
+      it was, the corners' longitudes (179.98 and -179.97) made a polygon and a bbox
+      spanning the globe the other way round.
+    * A footprint around a pole reaches it: bbox from -180 to 180 and up to +-90 (a polar
+      stereographic scene's Item had the pole outside its polygon, and a bbox of zero height).
+    * A CRS with no transformation to WGS 84 (a local or engineering CRS, another
+      planet's) gives ``(None, None)``: STAC's null geometry, and the ``proj:*``
+      fields still place the asset.  Before, the Item's transformation raised.
+    """
+    box = grid.extent.boundingbox
+    try:
+        # Eight segments an edge, so that none spans 180 degrees of longitude (a global
+        # grid's edges span 360), which the unwrapping below relies on.
+        extent = grid.extent.segmented(max(box.span_x, box.span_y) / 8).to_crs("EPSG:4326")
+    except pyproj.exceptions.ProjError:
+        return None, None
+    lon, lat = np.asarray(extent.geom.exterior.coords, dtype=float).T
+    # Continuous longitudes: no segment goes the long way round.
+    lon = np.unwrap(lon, period=360.0)
+    around_pole = abs(lon[-1] - lon[0]) > 180  # the ring goes once round a pole: close it there
+    if around_pole:
+        pole = 90.0 if lat.mean() > 0 else -90.0
+        lon, lat = np.append(lon, [lon[-1], lon[0]]), np.append(lat, [pole, pole])
+    shape = shapely.Polygon(np.column_stack([lon, lat]))
+    # Cut where it leaves [-180, 180], and bring the pieces back by a turn.
+    pieces = [shape] if lon.min() >= -180 and lon.max() <= 180 else _cut_at_antimeridian(shape)
+    # RFC 7946's right-hand rule: exterior rings counterclockwise (a south-up grid's are not).
+    # Points within 1e-7 degrees (1 cm) of a straight line go: a small scene keeps its corners.
+    pieces = [shapely.geometry.polygon.orient(p.simplify(1e-7)) for p in pieces]
+    footprint = pieces[0] if len(pieces) == 1 else shapely.MultiPolygon(pieces)
+    west, south, east, north = footprint.bounds
+    if len(pieces) > 1 and not around_pole and lon.max() - lon.min() < 360:  # across the antimeridian
+        west, east = ((v + 180) % 360 - 180 for v in (lon.min(), lon.max()))
+    return shapely.geometry.mapping(footprint), [float(west), float(south), float(east), float(north)]
+
+
+def _cut_at_antimeridian(shape: shapely.Polygon) -> list[shapely.Polygon]:
+    """The parts of ``shape`` (longitudes in [-540, 540]) in each turn of the globe, moved
+    into [-180, 180]."""
+    pieces = []
+    for turn in (-360.0, 0.0, 360.0):
+        part = shape & shapely.box(turn - 180, -90, turn + 180, 90)
+        parts = getattr(part, "geoms", [part])
+        pieces += [shapely.affinity.translate(p, -turn) for p in parts if p.area > 0]
+    return pieces
 
 
 def validate_item(item: pystac.Item) -> list[str]:

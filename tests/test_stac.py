@@ -9,10 +9,12 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+import shapely
+from odc.geo.geobox import GeoBox
 
 import geosr
 from geosr.errors import InputError, OutputError
-from geosr.stac import validate_item
+from geosr.stac import validate_item, wgs84_footprint
 from tests.conftest import coordinate_pattern
 
 
@@ -232,3 +234,44 @@ def test_bands_naming_one_asset_or_a_multiband_one(make_raster, tmp_path: Path) 
         assert np.abs(mean - nir.read(1)).max() < 5
     with pytest.raises(InputError, match="asset 'TCI' has 3 bands, and --bands stacks single-band"):
         geosr.upscale_file(item, tmp_path / "x.tif", scale=2, model="bicubic", bands="B04,TCI")
+
+
+def test_footprints_across_the_antimeridian_and_around_a_pole(make_raster, tmp_path: Path) -> None:
+    """RFC 7946 footprints where lon/lat wraps.  Before, a UTM zone 1 scene across 180 E got a
+    bbox from -179.97 to 179.98 (the whole globe the other way round), and a polar
+    stereographic scene around the North Pole a bbox of zero height with the pole outside."""
+    from affine import Affine
+
+    # UTM zone 1N at 65 N: its left edge is at 179.98 E, its right edge at 179.97 W.
+    utm1 = Affine(30, 0, 357629.27, 0, -30, 7211856.2)
+    across = make_raster("across.tif", crs="EPSG:32601", transform=utm1)
+    geosr.upscale_file(across, tmp_path / "across_x2.tif", scale=2, model="bicubic", stac=True)
+    item = json.loads((tmp_path / "across_x2.stac.json").read_text())
+    west, south, east, north = item["bbox"]
+    assert 179.9 < west < 180 and -180 < east < -179.9 and 64.9 < south < north < 65.1
+    assert item["geometry"]["type"] == "MultiPolygon"  # cut at the antimeridian
+    lons = [x for part in item["geometry"]["coordinates"] for x, _ in part[0]]
+    assert min(lons) == -180 and max(lons) == 180 and all(abs(x) > 179.9 for x in lons)
+    pole = make_raster("pole.tif", crs="EPSG:3413", transform=Affine(1000, 0, -40000, 0, -1000, 32000))
+    geosr.upscale_file(pole, tmp_path / "pole_x2.tif", scale=2, model="bicubic", stac=True)
+    west, south, east, north = json.loads((tmp_path / "pole_x2.stac.json").read_text())["bbox"]
+    assert (west, east, north) == (-180, 180, 90) and 89 < south < 90
+    # Global grids, from -180 or from 0 (to 360): the whole globe, whose edges span 360 degrees.
+    for origin in (-180.0, 0.0):
+        globe = GeoBox((18, 36), Affine(10, 0, origin, 0, -10, 90), "EPSG:4326")
+        geometry, bbox = wgs84_footprint(globe)
+        assert bbox == [-180, -90, 180, 90]
+        assert shapely.geometry.shape(geometry).area == pytest.approx(360 * 180)
+
+
+def test_an_item_in_a_crs_off_the_earth_has_no_footprint(make_raster, tmp_path: Path) -> None:
+    """A local (site-grid) CRS has no transformation to WGS 84: the Item has STAC's null
+    geometry and the proj:* fields.  Before, --stac raised pyproj's ProjError (a traceback)
+    after the output was written."""
+    site = 'LOCAL_CS["site grid",UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
+    src = make_raster(crs=site, height=30, width=36)
+    geosr.upscale_file(src, tmp_path / "site_x2.tif", scale=2, model="bicubic", stac=True)
+    item = pystac.Item.from_file(str(tmp_path / "site_x2.stac.json"))
+    assert validate_item(item)
+    assert item.geometry is None and item.bbox is None
+    assert "site grid" in item.properties["proj:wkt2"] and item.properties["proj:shape"] == [60, 72]
