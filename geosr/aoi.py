@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyproj
 import shapely
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 from rasterio.features import geometry_mask
 
 from geosr.errors import InputError, OptionError
-from geosr.grid import window_grid
+from geosr.grid import crs_label, window_grid
 from geosr.io.scene import Scene
 from geosr.tiling import TilePlan, Window
 
@@ -137,7 +138,15 @@ def in_scene_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
 
 def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     """The pixel window of ``grid`` that covers ``geometry`` (snapped outward, clipped)."""
-    local = in_scene_crs(geometry, grid)
+    try:
+        local = in_scene_crs(geometry, grid)
+    except pyproj.exceptions.ProjError:
+        # No transformation between the two: a local (site-grid) CRS, another planet's.
+        raise InputError(
+            f"{source}: the area of interest's CRS ({_crs_name(geometry.crs)}) cannot be transformed "
+            f"into the scene's CRS ({crs_label(grid)}); give the area in the scene's own CRS "
+            "(--bbox-crs, or the AOI file's crs)"
+        ) from None
     if local.is_empty:
         raise _no_overlap(grid, geometry, source)
     h, w = grid.shape.yx
@@ -155,9 +164,13 @@ def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     return Window(r0, c0, r1 - r0, c1 - c0)
 
 
+def _crs_name(crs: Any) -> str:
+    return f"EPSG:{crs.epsg}" if crs is not None and crs.epsg else str(crs)
+
+
 def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:
     crs = geometry.crs
-    name = f"EPSG:{crs.epsg}" if crs is not None and crs.epsg else str(crs)
+    name = _crs_name(crs)
     scene_bounds = grid.extent.to_crs(crs).boundingbox if crs is not None else grid.extent.boundingbox
     return InputError(
         f"{source}: the area of interest does not intersect the scene "

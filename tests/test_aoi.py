@@ -171,6 +171,22 @@ def test_aoi_reaching_where_the_scene_projection_is_undefined(make_raster, tmp_p
         assert (data[4:-4, 4:-4] != 0).all()
 
 
+def test_aoi_in_a_crs_with_no_way_to_the_scenes_is_a_clear_error(make_raster, tmp_path: Path) -> None:
+    """A scene in a local (site-grid) CRS and a lon/lat box: no transformation exists.  Before,
+    pyproj's ProjError came out as a traceback; the box in the scene's own CRS still works."""
+    site = 'LOCAL_CS["site grid",UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
+    src = make_raster(crs=site, height=40, width=40)
+    with pytest.raises(InputError, match=r"CRS \(EPSG:4326\) cannot be transformed into the scene's CRS"):
+        geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic", bbox="12.5,52.5,12.6,52.6")
+    assert not (tmp_path / "o.tif").exists()
+    x, y = utm_of_pixel(10, 20)
+    box = f"{x},{y},{x + 100},{y + 50}"
+    out = geosr.upscale_file(src, tmp_path / "o.tif", scale=2, model="bicubic", bbox=box, bbox_crs=site)
+    with rasterio.open(out) as f:
+        assert f.shape == (5 * 2, 10 * 2)  # rows 15-20, cols 10-20
+        assert f.transform == UTM_TRANSFORM @ Affine.translation(10, 15) @ Affine.scale(0.5)
+
+
 def test_bad_bbox_and_both_aoi_options(make_raster, tmp_path: Path) -> None:
     src = make_raster()
     with pytest.raises(OptionError, match="four numbers"):
