@@ -27,6 +27,25 @@ def test_open_rasterio_chunks_default_model_to_raster_equals_run(make_raster, tm
         assert np.abs(a.read().astype(int) - b.read().astype(int)).max() <= 1
 
 
+def test_output_transform_is_the_inputs_to_the_last_bit(make_raster, tmp_path: Path) -> None:
+    """The transform comes from the GeoTransform stored with the array, as geosr run's from the
+    file.  Before, it was recomputed from the rounded pixel centres: a 30 x 7.3 m pixel came
+    out as 15 x 3.6500000000029567 m; a slice still gets its own (recomputed) transform."""
+    from affine import Affine
+
+    transform = Affine(30.0, 0.0, 335440.0, 0.0, -7.3, 5866490.0)
+    src = make_raster(count=1, height=40, width=48, transform=transform)
+    whole = rioxarray.open_rasterio(src)
+    out = geosr.upscale(whole, scale=2, model="bicubic")
+    assert out.rio.transform() == transform @ Affine.scale(0.5)
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic")
+    with rasterio.open(ran) as f:
+        assert out.rio.transform() == f.transform
+    part = geosr.upscale(whole.isel(x=slice(8, 40), y=slice(4, 36)), scale=2, model="bicubic")
+    expected = transform @ Affine.translation(8, 4) @ Affine.scale(0.5)
+    assert part.rio.transform().almost_equals(expected, precision=1e-9)
+
+
 def test_open_zarr_in_to_zarr_out(make_raster, tmp_path: Path) -> None:
     src = make_raster(count=2, height=40, width=40, nodata=0)
     store = tmp_path / "in.zarr"
