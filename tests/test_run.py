@@ -296,6 +296,18 @@ def test_zarr_written_by_geosr_reads_back_as_input(make_raster, tmp_path: Path) 
         assert np.allclose(tuple(b.transform), tuple(a.transform @ Affine.scale(0.25)), rtol=1e-12)
 
 
+def test_zarr_input_keeps_its_stored_geotransform_to_the_last_bit(make_raster, tmp_path: Path) -> None:
+    """A Zarr input's transform is the GeoTransform stored with it (as the module says), not
+    one recomputed from its rounded pixel centres: before, a 30 x 7.3 m pixel read as
+    7.300000000005913 m, so that a geosr Zarr output, run again, was off at the last bits."""
+    transform = Affine(30.0, 0.0, 335440.0, 0.0, -7.3, 5866490.0)
+    src = make_raster(count=1, height=30, width=40, transform=transform)
+    first = geosr.upscale_file(src, tmp_path / "x2.zarr", scale=2, model="bicubic")
+    second = geosr.upscale_file(first, tmp_path / "x4.tif", scale=2, model="bicubic")
+    with rasterio.open(second) as f:
+        assert f.transform == transform @ Affine.scale(0.5) @ Affine.scale(0.5)
+
+
 def test_zarr_cube_keeps_its_time_axis_and_dates(tmp_path: Path) -> None:
     """A (time, lat, lon) cube without a CRS (CF latitude/longitude: EPSG:4326), as L3
     ocean-colour products come: a Zarr output keeps the time axis and its dates (also

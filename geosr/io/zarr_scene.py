@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+from affine import Affine
 from odc.geo.geobox import GeoBox
 from rasterio.crs import CRS
 
@@ -103,6 +104,38 @@ def _crs(ds: xr.Dataset, da: xr.DataArray, ydim: str, xdim: str) -> CRS | None:
     return None
 
 
+def array_transform(data: xr.DataArray) -> Affine:
+    """``data``'s transform: the GeoTransform stored with it (GDAL's, exact) while its pixel
+    centres are still the coordinates, else one recomputed from the coordinates (a slice or
+    a stride of a file's array leaves the stored one stale).
+
+    Recomputed from pixel centres, which are rounded, a 7.3 m pixel came out as
+    7.300000000005913 m, so that the output's transform was not the input's at the last
+    bits, unlike a GeoTIFF's (the Zarr output of a GeoTIFF run again, ``geosr.upscale``).
+    """
+    recalc: Affine = data.rio.transform(recalc=True)
+    mapping = data.rio.grid_mapping
+    text = data.coords[mapping].attrs.get("GeoTransform") if mapping in data.coords else None
+    try:
+        stored = Affine.from_gdal(*(float(v) for v in str(text).split()))
+    except (TypeError, ValueError):  # none stored, or not six numbers
+        return recalc
+    if not stored.is_rectilinear or stored.b or stored.d:
+        return recalc  # rioxarray gives the stored one for rotated grids already
+    height, width = data.rio.shape
+    centres = ((data.rio.x_dim, stored.c, stored.a, width), (data.rio.y_dim, stored.f, stored.e, height))
+    for dim, origin, step, n in centres:
+        if dim not in data.coords:
+            return recalc
+        expected = origin + step * (np.arange(n) + 0.5)
+        # Pixel centres are rounded to their doubles' precision, which tiny pixels far
+        # from the origin (1e-9 at 3e5) see; a slice moves them by whole pixels.
+        tolerance = max(1e-6 * abs(step), 2 * float(np.spacing(np.abs(expected).max())))
+        if not np.allclose(data[dim].values, expected, rtol=0, atol=tolerance):
+            return recalc
+    return stored
+
+
 def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     """Describe the raster variable of the Zarr store at ``path``."""
     ds = _open_dataset(path)
@@ -119,7 +152,7 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     if da.dtype.name not in SUPPORTED_DTYPES:
         raise InputError(f"{path}: data type {da.dtype} of {name!r} is not supported")
     try:
-        transform = da.rio.transform(recalc=True)
+        transform = array_transform(da)
     except Exception as exc:
         raise InputError(
             f"{path}: cannot derive a transform from the coordinates of {name!r} ({exc})"

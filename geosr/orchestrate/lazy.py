@@ -16,12 +16,12 @@ import dask.array as da
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
-from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from geosr.errors import InputError
 from geosr.grid import scaled
 from geosr.io.scene import GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, carried_tags, sample_step
+from geosr.io.zarr_scene import array_transform
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import (
     FILL_RADIUS,
@@ -105,39 +105,7 @@ def _grid_of(data: xr.DataArray) -> GeoBox:
         crs = "EPSG:4326"  # CF latitude/longitude are geographic degrees, as for a Zarr input
     if crs is None:
         raise InputError("the DataArray has no CRS; set one with da.rio.write_crs('EPSG:...')")
-    return GeoBox(data.rio.shape, _transform_of(data), crs)
-
-
-def _transform_of(data: xr.DataArray) -> Affine:
-    """``data``'s transform: the GeoTransform stored with it (GDAL's, exact) while its pixel
-    centres are still the coordinates, else one recomputed from the coordinates (a slice or
-    a stride of a file's array leaves the stored one stale).
-
-    Recomputed from pixel centres, which are rounded, a 7.3 m pixel came out as
-    7.300000000005913 m, so that the output's transform was not the input's at the last
-    bits, unlike ``geosr run``'s.
-    """
-    recalc: Affine = data.rio.transform(recalc=True)
-    mapping = data.rio.grid_mapping
-    text = data.coords[mapping].attrs.get("GeoTransform") if mapping in data.coords else None
-    try:
-        stored = Affine.from_gdal(*(float(v) for v in str(text).split()))
-    except (TypeError, ValueError):  # none stored, or not six numbers
-        return recalc
-    if not stored.is_rectilinear or stored.b or stored.d:
-        return recalc  # rioxarray gives the stored one for rotated grids already
-    height, width = data.rio.shape
-    centres = ((data.rio.x_dim, stored.c, stored.a, width), (data.rio.y_dim, stored.f, stored.e, height))
-    for dim, origin, step, n in centres:
-        if dim not in data.coords:
-            return recalc
-        expected = origin + step * (np.arange(n) + 0.5)
-        # Pixel centres are rounded to their doubles' precision, which tiny pixels far
-        # from the origin (1e-9 at 3e5) see; a slice moves them by whole pixels.
-        tolerance = max(1e-6 * abs(step), 2 * float(np.spacing(np.abs(expected).max())))
-        if not np.allclose(data[dim].values, expected, rtol=0, atol=tolerance):
-            return recalc
-    return stored
+    return GeoBox(data.rio.shape, array_transform(data), crs)
 
 
 def upscale(
