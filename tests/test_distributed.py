@@ -172,6 +172,18 @@ def test_local_cluster_runs_worker_threads_and_restores_torch_threads(
     assert torch.get_num_threads() == 2
 
 
+def test_local_cluster_workers_do_not_pause_on_the_memory_they_share() -> None:
+    """--workers N: the worker threads share this process, so none has a memory limit of
+    its own.  Dask gave each 1/N of the machine's memory and measured the whole process
+    against it: with --workers 64 on 23 GiB (370 MiB each) every worker paused on the
+    390 MiB of a bicubic run and the run hung until killed."""
+    from geosr.orchestrate.cluster import cluster_client
+
+    with cluster_client(None, 2) as client:
+        limits = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
+    assert list(limits.values()) == [None, None]
+
+
 @pytest.mark.parametrize(
     ("requested", "device", "gpus", "dask_cuda", "expected"),
     [

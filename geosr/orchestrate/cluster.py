@@ -234,10 +234,15 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
         # benchmark machine, longer than the whole compute of a 1024^2 scene.  The
         # model plugin sets torch's threads to this machine's share per worker, for
         # the whole process: the caller's setting comes back when the cluster stops.
+        # No memory limit: Dask gives each worker 1/N of the machine's memory and
+        # compares it with the whole process's, which all N threads share, so with
+        # --workers 100 (240 MiB each here) every worker paused at once and the run
+        # hung; geosr's own guard (geosr.resources) bounds the run's memory instead.
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
             processes=False,
+            memory_limit=0,
             dashboard_address=None,
             scheduler_kwargs=NO_FIXED_PORT,
         )
