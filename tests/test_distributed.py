@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -281,3 +283,50 @@ def test_unreachable_scheduler_is_a_clear_error(scene: Path, tmp_path: Path) -> 
     )
     assert result.returncode == 2 and "scheduler" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.glob("*_x4*"))
+
+
+@contextlib.contextmanager
+def not_a_scheduler(reply: bytes | None) -> Iterator[str]:
+    """A TCP port that accepts connections and answers ``reply`` to what it reads (an HTTP
+    server's error page, say), or stays silent (None); its ``tcp://`` address."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                held.append(conn)
+                if reply is not None:
+                    conn.recv(1024)
+                    conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+def test_a_web_port_given_as_scheduler_is_one_clear_error(scene: Path, tmp_path: Path) -> None:
+    """The dashboard's port (8787) for the scheduler's (8786): the HTTP reply was read as a
+    Dask frame, "Unable to allocate 3.01 EiB", a MemoryError traceback, and the run state
+    was left behind."""
+    http = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+    with not_a_scheduler(http) as address, pytest.raises(geosr.GeosrError, match="8787 is its dashboard"):
+        geosr.upscale_file(scene, tmp_path / "out.tif", scale=2, model="bicubic", scheduler=address)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [scene.name]
+
+
+def test_a_silent_port_given_as_scheduler_is_refused_in_time() -> None:
+    """A port that accepts and never answers: Dask's client waits for the scheduler's
+    handshake without limit, so the run hung until killed."""
+    from geosr.errors import OptionError
+    from geosr.orchestrate.cluster import check_scheduler_answers
+
+    start = time.monotonic()
+    with not_a_scheduler(None) as address, pytest.raises(OptionError, match="no Dask scheduler answered"):
+        check_scheduler_answers(address, timeout=1)
+    assert time.monotonic() - start < 15

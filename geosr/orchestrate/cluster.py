@@ -197,14 +197,67 @@ def check_scheduler_address(address: str) -> None:
         ) from None
 
 
+SCHEDULER_TIMEOUT = 20.0
+"""Seconds to connect to a ``--scheduler`` and hear it answer, before giving up."""
+
+
+def check_scheduler_answers(address: str, timeout: float) -> None:
+    """Refuse a ``--scheduler`` address where no Dask scheduler answers within ``timeout`` s.
+
+    Dask's client bounds only the TCP connection, then waits for the scheduler's
+    handshake without limit, and reads whatever comes back as a Dask frame: a
+    port that accepts and stays silent hung the run until killed, and an HTTP
+    port (a dashboard's 8787 for the scheduler's 8786) gave a traceback, "Unable to
+    allocate 3.01 EiB", read from an HTTP reply.  Here the whole handshake has
+    the deadline, and any failure of it is one line.  The handshake runs in a
+    thread of its own, so that a caller's running event loop (Jupyter) is no obstacle.
+
+    Raises
+    ------
+    OptionError
+        Nothing answers at ``address`` as a Dask scheduler does.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def handshake() -> None:
+        args = Security().get_connection_args("client")
+        # connect() gives up on the TCP connection itself after ``timeout``; the margin
+        # tells that case (an OSError) from a silent peer once connected.
+        comm = await asyncio.wait_for(connect(address, timeout=timeout, **args), timeout + 5)
+        await comm.close()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="geosr-scheduler-check") as pool:
+        try:
+            pool.submit(asyncio.run, handshake()).result()
+        except TimeoutError:
+            why = f"connected, but no Dask scheduler answered within {timeout + 5:g} s"
+        except CommClosedError:
+            why = "the connection was closed without a Dask handshake"
+        except OSError as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except Exception:  # any reply that is no Dask handshake, however it fails
+            why = "something answered, but not as a Dask scheduler does"
+        else:
+            return
+    raise OptionError(
+        f"cannot reach the Dask scheduler at {address} ({why}); is it running, and is that its "
+        "port (8786 by default; 8787 is its dashboard)?"
+    )
+
+
 @contextlib.contextmanager
 def cluster_client(scheduler: str | None, workers: int | None, device: str = "auto") -> Iterator[Client]:
     """A client on ``scheduler``, or on a local cluster of ``workers`` (see :func:`local_workers`)."""
     # Clients are closed with close(), not used as context managers: __exit__
     # resets a context variable, which fails when ClosingLater closes from a thread.
     if scheduler is not None:
+        check_scheduler_answers(scheduler, SCHEDULER_TIMEOUT)
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
         except OSError as exc:
             raise OptionError(
                 f"cannot reach the Dask scheduler at {scheduler} ({exc}); is it running?"
