@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+import os
 from dataclasses import dataclass
 
 from geosr.errors import OptionError
@@ -101,7 +103,8 @@ class RunOptions:
     check_resources: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
+        self._check_types()
+        if self.scale < 1:
             raise OptionError(f"--scale {self.scale!r} is not supported: use an integer such as 2, 3 or 4")
         if self.tile is not None and self.tile < 8:
             raise OptionError(f"--tile {self.tile} is too small: use at least 8 (default {DEFAULT_TILE})")
@@ -124,3 +127,39 @@ class RunOptions:
             raise OptionError("use either --resume (finish the interrupted run) or --restart, not both")
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionError(f"--batch-size {self.batch_size} must be at least 1")
+
+    def _check_types(self) -> None:
+        """Refuse values of the wrong type, which only the Python API can pass (typer
+        converts the command line's): ``tile="64"`` failed deep inside with "'<' not
+        supported between instances of 'str' and 'int'", ``tile=64.5`` and
+        ``nodata="none"`` with a bare TypeError or ValueError, and ``frames="d2.tif"``
+        was read as the frames 'd', '2', '.', ..."""
+        if isinstance(self.frames, (str, os.PathLike)):
+            object.__setattr__(self, "frames", (self.frames,))
+        if not _whole(self.scale):
+            raise OptionError(f"--scale {self.scale!r} is not supported: use an integer such as 2, 3 or 4")
+        for name in ("scale", "tile", "batch_size", "workers"):
+            value = getattr(self, name)
+            if value is not None and not _whole(value):
+                flag = "--" + name.replace("_", "-")
+                raise OptionError(f"{flag} {value!r} is not supported: use a whole number")
+            if value is not None:
+                object.__setattr__(self, name, int(value))  # numpy integers too
+        for name in ("nodata", "offset"):
+            value = getattr(self, name)
+            if value is not None and not _number(value):
+                raise OptionError(f"--{name} {value!r} is not supported: use a number")
+
+
+def _whole(value: object) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    """Whether ``value`` reads as a float (a number, or its text as ``--nodata`` takes it), not a bool."""
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool)

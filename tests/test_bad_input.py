@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -306,3 +307,42 @@ def test_nodata_the_dtype_cannot_hold_names_the_file(make_raster, tmp_path: Path
         ["info", str(small), "--model", "bicubic", "--nodata", "300"], capfd, monkeypatch
     )
     assert_one_clear_line(code, err, "small.tif", "not a valid uint8 value")
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        ({"tile": "64"}, "--tile '64' is not supported: use a whole number"),
+        ({"tile": 64.5}, "--tile 64.5 is not supported"),
+        ({"batch_size": "2"}, "--batch-size '2'"),
+        ({"workers": "2"}, "--workers '2'"),
+        ({"nodata": "none"}, "--nodata 'none' is not supported: use a number"),
+        ({"offset": [1]}, "--offset [1]"),
+    ],
+)
+def test_python_api_options_of_the_wrong_type_are_one_error(
+    make_raster, tmp_path: Path, option: dict, says: str
+) -> None:
+    """What typer converts on the command line reaches RunOptions as given from Python:
+    tile="64" failed with "'<' not supported between instances of 'str' and 'int'",
+    tile=64.5 and nodata="none" with a bare TypeError or ValueError."""
+    import geosr
+
+    scene = make_raster()
+    with pytest.raises(geosr.GeosrError, match=f"^{scene}: {re.escape(says)}"):
+        geosr.upscale_file(scene, tmp_path / "out.tif", scale=2, model="bicubic", **option)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [scene.name]
+
+
+def test_python_api_takes_one_frame_path_and_numpy_integers(make_raster, tmp_path: Path) -> None:
+    """frames="d2.tif" was read as the frames 'd', '2', '.', ... ("d: no such file");
+    a numpy integer scale (from an array's shape, say) was refused as "--scale 2"."""
+    import geosr
+    from geosr.options import RunOptions
+
+    assert RunOptions(frames="d2.tif").frames == ("d2.tif",)
+    assert RunOptions(frames=tmp_path / "d2.tif").frames == (str(tmp_path / "d2.tif"),)
+    scene = make_raster()
+    dst = tmp_path / "out.tif"
+    out = geosr.upscale_file(scene, dst, scale=np.int64(2), tile=np.int32(32), model="bicubic")
+    assert out.exists()

@@ -145,7 +145,7 @@ def upscale(
     then shares, as ``geosr run`` does; the tiles run only when the result is
     computed.
     """
-    opts = RunOptions(scale=scale, model=model, tile=tile, device=device, precision=precision)
+    opts = RunOptions(scale=scale, model=model, tile=tile, device=device, precision=precision, nodata=nodata)
     data = _checked(data)
     data = data.rio.set_spatial_dims(y_dim=data.dims[1], x_dim=data.dims[2])  # lat/lon too
     grid = _grid_of(data)
