@@ -330,3 +330,25 @@ def test_a_silent_port_given_as_scheduler_is_refused_in_time() -> None:
     with not_a_scheduler(None) as address, pytest.raises(OptionError, match="no Dask scheduler answered"):
         check_scheduler_answers(address, timeout=1)
     assert time.monotonic() - start < 15
+
+
+def test_worker_threads_follow_the_workers_cores_not_the_clients(
+    scheduler: str, scene: Path, tmp_path: Path
+) -> None:
+    """torch's threads on a worker are its own host's CPUs shared among its workers: they
+    were the client's CPUs, so a client on a small machine (here: this process held to one
+    CPU) left a larger worker machine's cores idle."""
+    from distributed import Client
+
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        pytest.skip("needs 2 CPUs to give the client fewer than the worker")
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        geosr.upscale_file(scene, tmp_path / "a.tif", scale=2, model="bicubic", tile=32, scheduler=scheduler)
+    finally:
+        os.sched_setaffinity(0, cpus)
+    with Client(scheduler) as client:
+        threads = client.run(lambda: __import__("torch").get_num_threads())
+        worker_cpus = client.run(lambda: len(os.sched_getaffinity(0)))
+    assert list(threads.values()) == list(worker_cpus.values()) == [len(cpus)]

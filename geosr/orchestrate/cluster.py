@@ -78,15 +78,17 @@ class ModelPlugin(WorkerPlugin):
 
     name = "geosr-model"
 
-    def __init__(self, key: ModelKey, threads_by_host: dict[str, int]) -> None:
+    def __init__(self, key: ModelKey, workers_by_host: dict[str, int]) -> None:
         self.key = key
-        self.threads_by_host = threads_by_host
+        self.workers_by_host = workers_by_host
 
     def setup(self, worker: Any) -> None:
         import torch
 
-        threads = self.threads_by_host.get(_host(worker.address))
-        torch.set_num_threads(threads or usable_cpus())
+        # The worker's own CPUs, counted where it runs: the client's machine (a laptop
+        # driving a 64-core node) says nothing about the worker's.
+        sharing = self.workers_by_host.get(_host(worker.address), 1)
+        torch.set_num_threads(max(1, usable_cpus() // sharing))
         self.key.predictor()
 
 
@@ -110,14 +112,13 @@ def task_size(tiles: int, batch: int, workers: int) -> int:
     return max(1, min(batch, tiles // (TASKS_PER_WORKER * max(1, workers))))
 
 
-def _threads_by_host(workers: Sequence[str]) -> dict[str, int]:
-    """Cores per worker on each host: the host's CPUs shared among its ``workers`` (addresses)."""
+def _workers_by_host(workers: Sequence[str]) -> dict[str, int]:
+    """How many of ``workers`` (addresses) run on each host, which share its CPUs."""
     per_host: dict[str, int] = {}
     for address in workers:
         host = _host(address)
         per_host[host] = per_host.get(host, 0) + 1
-    cpus = usable_cpus()
-    return {host: max(1, cpus // n) for host, n in per_host.items()}
+    return per_host
 
 
 def _host(address: str) -> str:
@@ -389,7 +390,7 @@ def run_on_cluster(
     address = getattr(client.scheduler, "address", "the scheduler")
     try:
         workers = list(client.scheduler_info(n_workers=-1)["workers"])
-        client.register_plugin(ModelPlugin(key, _threads_by_host(workers)))
+        client.register_plugin(ModelPlugin(key, _workers_by_host(workers)))
         shared = client.scatter(job, broadcast=True)
         futures = [
             client.submit(
