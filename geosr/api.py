@@ -336,8 +336,9 @@ def upscale_file(
         GeoTIFF/COG, JPEG2000, any GDAL raster, or a Zarr store.
     dst : path or URL, optional
         Output; default ``<stem>_x<scale>.tif`` beside ``src`` (in the working
-        folder for a remote ``src``).  A remote URL (``s3://``, ``gs://``, any
-        fsspec URL, ``/vsis3/...``) is written locally, then uploaded.
+        folder for a remote ``src``), or in ``dst`` when it is an existing folder.
+        A remote URL (``s3://``, ``gs://``, any fsspec URL, ``/vsis3/...``) is
+        written locally, then uploaded.
     scale : int
         Zoom factor.
     model : str, optional
@@ -370,6 +371,10 @@ def upscale_file(
     if dst is not None and is_remote(dst):
         return _upscale_to_remote(src, str(dst), opts, progress)
     dst = Path(dst) if dst is not None else default_output(src, opts.scale)
+    if dst.is_dir() and dst.suffix.lower() != ".zarr":
+        # A folder to write into, as `geosr run -o FOLDER` takes it (and as the line for
+        # an output without a suffix says): it was refused as "unsupported suffix".
+        dst = dst / default_output(src, opts.scale).name
     refuse_overwriting_inputs(dst, src, scene, frames)
     try:
         net = load_model(opts.model, bands=scene.count, scale=opts.scale)

@@ -346,3 +346,16 @@ def test_python_api_takes_one_frame_path_and_numpy_integers(make_raster, tmp_pat
     dst = tmp_path / "out.tif"
     out = geosr.upscale_file(scene, dst, scale=np.int64(2), tile=np.int32(32), model="bicubic")
     assert out.exists()
+
+
+def test_python_api_writes_into_an_existing_folder(make_raster, tmp_path: Path) -> None:
+    """upscale_file(src, FOLDER) writes FOLDER/<stem>_x<scale>.tif, as `geosr run -o FOLDER`
+    does: it was refused with "unsupported output suffix '(none)'; use one of .tif, .tiff,
+    .zarr, or an existing folder to write it into", about an existing folder."""
+    import geosr
+
+    scene = make_raster()
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = geosr.upscale_file(scene, folder, scale=2, model="bicubic")
+    assert out == folder / "scene_x2.tif" and out.is_file()
