@@ -360,6 +360,9 @@ def upscale_file(
     GeosrError
         Bad input or option; nothing is written in that case.
     """
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RunOptions)})
+    if unknown:
+        raise OptionError(unknown_options(unknown))
     try:
         opts = RunOptions(scale=scale, model=model, **options)
     except TypeError as exc:
@@ -487,6 +490,20 @@ def upscale_file(
     out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
     _extras(src, scene, out, opts, model_tag)
     return out
+
+
+def unknown_options(names: list[str]) -> str:
+    """The line for keyword arguments ``upscale_file`` does not take, with the closest
+    known ones: it said "RunOptions.__init__() got an unexpected keyword argument", a
+    class the caller never named."""
+    import difflib
+
+    known = [f.name for f in dataclasses.fields(RunOptions) if f.name not in ("scale", "model")]
+    hints = [
+        f"{n!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, known, 1)) else repr(n)
+        for n in names
+    ]
+    return f"upscale_file() got unknown option(s) {', '.join(hints)}; it takes: {', '.join(known)}"
 
 
 def refuse_overwriting_inputs(dst: Path, src: str | Path, scene: Scene, frames: tuple[Scene, ...]) -> None:

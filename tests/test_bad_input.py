@@ -359,3 +359,18 @@ def test_python_api_writes_into_an_existing_folder(make_raster, tmp_path: Path) 
     folder.mkdir()
     out = geosr.upscale_file(scene, folder, scale=2, model="bicubic")
     assert out == folder / "scene_x2.tif" and out.is_file()
+
+
+def test_python_api_names_an_unknown_option_and_the_one_meant(make_raster, tmp_path: Path) -> None:
+    """A misspelt keyword was "RunOptions.__init__() got an unexpected keyword argument
+    'batchsize'", naming a class the caller never used."""
+    import geosr
+
+    scene = make_raster()
+    with pytest.raises(
+        geosr.GeosrError,
+        match=r"^upscale_file\(\) got unknown option\(s\) 'batchsize' "
+        r"\(did you mean 'batch_size'\?\); it takes: tile, batch_size, ",
+    ):
+        geosr.upscale_file(scene, tmp_path / "out.tif", scale=2, batchsize=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [scene.name]
