@@ -249,3 +249,17 @@ def test_init_alone_names_the_weights_after_the_init_model(tmp_path, scenes, cap
 def test_a_negative_loss_weight_is_refused(weight: float) -> None:
     with pytest.raises(OptionError, match=r"loss weight l1=.* must be a number >= 0"):
         load_config(None, {"loss": {"l1": weight}})
+
+
+def test_a_constant_validation_raster_is_one_line_before_training(
+    tmp_path, scenes, make_raster, capsys, monkeypatch
+) -> None:
+    """Every chip of a flat validation raster is left out (no PSNR range): that is said up front,
+    naming the raster, not found at the first validation as torch.cat's traceback on no chip."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    flat = make_raster("flat.tif", data=np.full((1, 128, 128), 500, "uint16"))
+    args = ["train", str(scenes[0]), "--val", str(flat), *FAST, "-o", str(tmp_path / "run")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "flat.tif", "every validation chip is constant", "with detail")
+    assert not (tmp_path / "run").exists()

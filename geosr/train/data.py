@@ -159,7 +159,7 @@ class ChipSampler:
         self.size = lr_chip * scale + 2 * self.margin
         pairs = [(i, b) for i, s in enumerate(scenes) for b in range(s.data.shape[0])]
         usable = [(i, b) for i, b in pairs if min(scenes[i].data.shape[1:]) >= self.size]
-        names = _names(scenes)
+        names = scene_names(scenes)
         chip = "--chip (data.lr_chip)" if what == "training" else "data.val_lr_chip"
         if not usable:
             raise OptionError(
@@ -188,7 +188,7 @@ class ChipSampler:
                 chip = scene.data[band, y : y + self.size, x : x + self.size]
                 return chip, float(scene.quant_step[band])
         raise InputError(
-            f"{_names(self.scenes)}: found no all-valid chip of {self.size} px in {MAX_TRIES} tries: "
+            f"{scene_names(self.scenes)}: found no all-valid chip of {self.size} px in {MAX_TRIES} tries: "
             "the scenes are mostly nodata; check their nodata value or lower --chip (data.lr_chip)"
         )
 
@@ -210,7 +210,7 @@ class ChipSampler:
         return lr, hr
 
 
-def _names(scenes: list[TrainScene], most: int = 3) -> str:
+def scene_names(scenes: list[TrainScene], most: int = 3) -> str:
     """The scenes' names for a message: the first ``most`` and how many more."""
     names = ", ".join(s.name for s in scenes[:most])
     return names + (f" and {len(scenes) - most} more" if len(scenes) > most else "")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from geosr.errors import OptionError, OutputError
+from geosr.errors import InputError, OptionError, OutputError
 from geosr.io.atomic import is_foreign_directory
 from geosr.models.bicubic import bicubic_upsample
 from geosr.models.card import ModelCard
@@ -43,7 +43,14 @@ from geosr.train.checkpoint import (
     save_checkpoint,
 )
 from geosr.train.config import TrainConfig, is_model_name, to_dict
-from geosr.train.data import NORMALISATION, ChipSampler, StoreSampler, load_scenes, validation_set
+from geosr.train.data import (
+    NORMALISATION,
+    ChipSampler,
+    StoreSampler,
+    load_scenes,
+    scene_names,
+    validation_set,
+)
 from geosr.train.losses import build_loss
 
 # Fields that may change between an interrupted run and its resumption.
@@ -172,11 +179,28 @@ class Validator:
     so one of them outweighs dozens of real chips in the mean PSNR (three such
     chips, from saturated or filled areas, had put the x2 recipe's validation
     gain at -0.88 dB while its held-out Wald gain was +1.12 dB).
+    When every chip is constant there is nothing to validate on: ``source`` (the
+    validation rasters or store) is named in an :class:`InputError`, raised here,
+    before the first step, rather than at the first validation.
     """
 
-    def __init__(self, lr: np.ndarray, hr: np.ndarray, *, scale: int, border: int, device: torch.device):
+    def __init__(
+        self,
+        lr: np.ndarray,
+        hr: np.ndarray,
+        *,
+        scale: int,
+        border: int,
+        device: torch.device,
+        source: str = "the validation data",
+    ):
         inner = _inside(hr, border)
         textured = np.ptp(inner.reshape(len(inner), -1), axis=1) > 0
+        if not textured.any():
+            raise InputError(
+                f"{source}: every validation chip is constant inside its {border}-px border (a flat, "
+                "saturated or filled area), so no PSNR can be measured; give validation rasters with detail"
+            )
         self.lr = torch.from_numpy(np.ascontiguousarray(lr[textured])).to(device)
         self.hr = torch.from_numpy(np.ascontiguousarray(hr[textured])).to(device)
         self.scale = scale
@@ -322,7 +346,14 @@ def train(
 
         vlr, vhr = read_store(config.data.store, "val")
         vlr, vhr = vlr[: config.data.val_chips, None, None], vhr[: config.data.val_chips, None]
-        validator = Validator(vlr, vhr, scale=config.scale, border=config.data.val_border, device=device)
+        validator = Validator(
+            vlr,
+            vhr,
+            scale=config.scale,
+            border=config.data.val_border,
+            device=device,
+            source=f"training store {config.data.store} (its validation chips)",
+        )
     else:
         scenes = load_scenes(config.data.train, "training")
         sampler = ChipSampler(
@@ -333,14 +364,22 @@ def train(
             seed=config.seed,
         )
         if config.data.val:
+            val_scenes = load_scenes(config.data.val, "validation")
             vlr, vhr = validation_set(
-                load_scenes(config.data.val, "validation"),
+                val_scenes,
                 scale=config.scale,
                 lr_chip=config.data.val_lr_chip,
                 count=config.data.val_chips,
                 seed=config.seed + 1,
             )
-            validator = Validator(vlr, vhr, scale=config.scale, border=config.data.val_border, device=device)
+            validator = Validator(
+                vlr,
+                vhr,
+                scale=config.scale,
+                border=config.data.val_border,
+                device=device,
+                source=scene_names(val_scenes),
+            )
 
     state = TrainState()
     if resume and has_checkpoint(ckpt_dir):
