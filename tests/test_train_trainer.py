@@ -263,3 +263,13 @@ def test_a_constant_validation_raster_is_one_line_before_training(
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "flat.tif", "every validation chip is constant", "with detail")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_negative_thread_count_is_one_line(tmp_path, scenes, capsys, monkeypatch) -> None:
+    """--threads -1 (or threads = -1 in a recipe) is refused as an option, not by torch's traceback."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    args = ["train", str(scenes[0]), *FAST, "--threads", "-1", "-o", str(tmp_path / "run")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "threads must be >= 0", "got -1")
+    assert not (tmp_path / "run").exists()

@@ -201,6 +201,9 @@ class TrainConfig:
                     f"loss weight {term}={weight} must be a number >= 0 (0 leaves the term out), "
                     "e.g. --loss l1=1,ssim=0.1"
                 )
+        if self.threads < 0:
+            # torch.set_num_threads would refuse it with a traceback at the start of training.
+            raise OptionError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
         for name in ("val_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise OptionError(f"{name} must be >= 1, got {getattr(self, name)}")
