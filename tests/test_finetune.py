@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from geosr.errors import OptionError
+from geosr.models import build_model as registry_build
 from geosr.models import load_model
 from geosr.train.config import load_config
 from geosr.train.trainer import build_model
@@ -25,3 +26,36 @@ def test_init_with_another_architecture_is_refused() -> None:
         load_config(
             None, {"name": "cnnrnn-fast", "scale": 4, "init": "cnnrnn-fast", "model": {"features": 16}}
         )
+
+
+def _edsr_weights(tmp_path):
+    """A tiny EDSR x2 weights file with its card, as `geosr train -m edsr-baseline` writes one."""
+    from geosr.models.card import ModelCard
+    from geosr.models.weights import save_weights
+
+    model = registry_build("edsr-baseline", scale=2)
+    card = ModelCard(name="edsr-baseline", architecture="edsr", config=model.config.to_dict(), scale=2)
+    return save_weights(model, card, tmp_path / "mine" / "edsr-baseline_x2")[0]
+
+
+def test_init_from_a_weights_file_keeps_its_model_name(tmp_path, make_raster, capsys, monkeypatch) -> None:
+    """Fine-tuning an EDSR file is labelled edsr-baseline (file name, card, GEOSR_MODEL), not with the
+    default name cnnrnn-fast; a different -m is refused, as for a bundled --init name."""
+    import numpy as np
+
+    from geosr.models.weights import load_weights
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+    from tests.test_train_trainer import FAST
+
+    init = _edsr_weights(tmp_path)
+    rng = np.random.default_rng(0)
+    hr = make_raster("hr.tif", data=(rng.random((1, 64, 64)) * 200 + 20).astype("uint8"))
+    run = tmp_path / "run"
+    args = ["train", str(hr), *FAST, "--init", str(init), "-o", str(run)]
+    assert run_cli(args, capsys, monkeypatch)[0] in (0, None)
+    assert [p.name for p in run.glob("*.safetensors")] == ["edsr-baseline_x2.safetensors"]
+    assert load_weights(run / "edsr-baseline_x2.safetensors")[1].name == "edsr-baseline"
+
+    code, err = run_cli([*args[:-1], str(tmp_path / "other"), "-m", "cnnrnn-fast"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "holds a edsr-baseline model", "-m edsr-baseline")
+    assert not (tmp_path / "other").exists()

@@ -132,12 +132,12 @@ def train_command(
     ] = False,
 ) -> None:
     """Train a super-resolution model: self-supervised on HR rasters, or on --lr/--hr pairs."""
-    from geosr.train.config import is_model_name, load_config
+    from geosr.train.config import load_config
     from geosr.train.trainer import check_run_output
 
     pairs = _pairs(lr, hr)
-    if init and model is None and is_model_name(init):
-        model = init  # the bundled model's own name, for its weights and card
+    if init and model is None:
+        model = _init_name(init)  # the init model's own name, for its weights and card
     if store is not None and not pairs and lr_chip is None and not _recipe_sets_chip(recipe):
         lr_chip = _store_chip(store)  # the store's chips are cut: their size is not a choice
     overrides: dict[str, Any] = {
@@ -181,6 +181,27 @@ def train_command(
             f"gain {m['val_gain_db']:+.2f} dB; {result.steps_per_second:.2f} steps/s"
         )
     typer.echo(str(result.weights))
+
+
+def _init_name(init: str) -> str | None:
+    """The model name of ``--init``: a bundled model's own, a weights file's from its card.
+
+    None when the card cannot be read (training then says why).  A fine-tuned EDSR
+    file was otherwise labelled with the default name, cnnrnn-fast, in its weights
+    file name, its card and every output's GEOSR_MODEL tag.
+    """
+    from geosr.errors import GeosrError
+    from geosr.models.card import ModelCard
+    from geosr.models.weights import weights_paths
+    from geosr.train.config import is_model_name
+
+    if is_model_name(init):
+        return init
+    try:
+        card = weights_paths(init)[1]
+        return ModelCard.from_json(card.read_text(encoding="utf-8"), source=str(card)).name
+    except (GeosrError, OSError):
+        return None
 
 
 def _recipe_sets_chip(recipe: Path | None) -> bool:

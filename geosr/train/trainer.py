@@ -110,6 +110,13 @@ def build_model(config: TrainConfig) -> nn.Module:
 
     if config.init is not None:
         model = initial_model(config.init, config.scale)
+        # As for a bundled name (TrainConfig): the weights and card would carry a name
+        # that is not the model's, and so would every output's GEOSR_MODEL tag.
+        if getattr(model, "name", config.name) != config.name:
+            raise OptionError(
+                f"--init {config.init} holds a {model.name} model (its card), but --model (name) is "
+                f"{config.name!r}: drop -m {config.name} or use -m {model.name}"
+            )
     else:
         model = registry_build(config.name, scale=config.scale, **config.model)
     if not any(p.requires_grad for p in model.parameters()):
