@@ -290,3 +290,18 @@ def test_an_infinite_psnr_keeps_its_sign_and_is_null_in_json(make_raster, tmp_pa
     data = _strict_json(write_json(report, tmp_path / "r.json").read_text())
     assert data["images"][0]["bands"][0]["psnr_bicubic"] is None
     assert data["summary"]["gain_db"] is None and "left out" in data["summary"]["note"]
+
+
+def test_an_image_too_small_for_the_border_is_named_before_it_is_upscaled(make_raster) -> None:
+    """With several images, the one the border leaves nothing of is named, before any compute on it."""
+    big = make_raster("big.tif", height=48, width=48)
+    small = make_raster("small.tif", height=20, width=20)
+    calls: list[Path] = []
+
+    def upscaler(src: Path, dst: Path, **kw: object) -> Path:
+        calls.append(Path(dst))
+        return _fake_upscaler(src, dst, **kw)  # type: ignore[arg-type]
+
+    with pytest.raises(InputError, match=r"small\.tif: a border of 16 px leaves nothing of its 20 x 20"):
+        evaluate_wald([big, small], scale=2, model="fake", border=16, upscaler=upscaler)
+    assert all("small" not in p.name for p in calls)

@@ -213,6 +213,37 @@ def _upscale_both(
     return sr, bic
 
 
+def _check_border(path: str | Path, shape: tuple[int, ...], border: int) -> None:
+    """Refuse, before the image is super-resolved, a ``border`` that leaves nothing of it."""
+    h, w = shape[-2:]
+    if 2 * border >= min(h, w):
+        raise InputError(
+            f"{path}: a border of {border} px leaves nothing of its {h} x {w} HR pixels; "
+            "use a smaller --border or a larger image"
+        )
+
+
+def _image_metrics(
+    path: str | Path,
+    sr: np.ndarray,
+    bic: np.ndarray,
+    hr: np.ndarray,
+    lr: np.ndarray,
+    scale: int,
+    valid: np.ndarray,
+    border: int,
+) -> list[BandMetrics]:
+    """:func:`band_metrics` of every band; its errors (no valid pixel left ...) name the image,
+    which they cannot: with several images, the user could not tell which one failed."""
+    try:
+        return [
+            band_metrics(b + 1, sr[b], bic[b], hr[b], lr[b], scale, valid=valid[b], border=border)
+            for b in range(hr.shape[0])
+        ]
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
 def _prepare_workdir(workdir: Path, names: Sequence[str], overwrite: bool) -> None:
     """Create ``workdir`` for the GeoTIFFs ``names``, before any compute.
 
@@ -275,6 +306,7 @@ def evaluate_wald(
         for path, stem in zip(hr_paths, stems, strict=True):
             hr, valid, grid = _read(path, nodata, variable)
             hr_c, ok, lr = wald_lr(hr, valid, scale)
+            _check_border(path, hr_c.shape, border)
             lr_grid = grid[: hr_c.shape[1], : hr_c.shape[2]].zoom_out(scale)
             lr_path = work / f"{stem}_lr.tif"
             _write_float(lr_path, lr, lr_grid)
@@ -285,10 +317,7 @@ def evaluate_wald(
                 raise type(exc)(str(exc).replace(str(lr_path), f"{path} (its Wald LR)")) from None
             # LR nodata blocks are nodata in both outputs: compare where all are valid.
             both = ok & np.isfinite(sr) & np.isfinite(bic)
-            bands = [
-                band_metrics(b + 1, sr[b], bic[b], hr_c[b], lr[b], scale, valid=both[b], border=border)
-                for b in range(hr_c.shape[0])
-            ]
+            bands = _image_metrics(path, sr, bic, hr_c, lr, scale, both, border)
             report.images.append(ImageResult(str(path), bands))
     return report
 
@@ -322,11 +351,9 @@ def evaluate_paired(
         work = Path(workdir) if workdir else Path(tmp)
         for (lr_path, hr_path), stem in zip(pairs, stems, strict=True):
             pair = coregister(lr_path, hr_path, scale)
+            _check_border(hr_path, pair.hr.shape, border)
             sr, bic = _upscale_both(Path(lr_path), work, stem, scale, model, up, options)
             ok = np.isfinite(pair.hr) & np.isfinite(sr) & np.isfinite(bic)
-            bands = [
-                band_metrics(b + 1, sr[b], bic[b], pair.hr[b], pair.lr[b], scale, valid=ok[b], border=border)
-                for b in range(pair.hr.shape[0])
-            ]
+            bands = _image_metrics(hr_path, sr, bic, pair.hr, pair.lr, scale, ok, border)
             report.images.append(ImageResult(f"{lr_path} vs {hr_path}", bands, pair.shift))
     return report
