@@ -161,3 +161,23 @@ def test_a_failed_paired_run_leaves_no_store_or_run_folder(
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, hr.name)
     assert not run.exists() and not (tmp_path / "stores").exists()
+
+
+@pytest.mark.parametrize("extra", ["input", "--val"])
+def test_hr_rasters_or_val_beside_a_store_are_refused(
+    tmp_path: Path, pairs, capsys, monkeypatch, extra: str
+) -> None:
+    """A paired run trains and validates on its store alone: HR rasters or --val given with --store
+    were silently dropped (and the card still listed --val as the validation data)."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+    from tests.test_train_trainer import FAST
+
+    store = tmp_path / "store.zarr"
+    build_training_store(pairs[:1], store, scale=2, lr_chip=8, scheduler="synchronous")
+    hr = str(pairs[1][1])
+    data = [hr] if extra == "input" else ["--val", hr]
+    args = ["train", *data, "--store", str(store), *FAST, "-o", str(tmp_path / "run")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    expected = "a paired run trains on the training store alone" if extra == "input" else "drop --val"
+    assert_one_clear_line(code, err, "--store given together", expected)
+    assert not (tmp_path / "run").exists()

@@ -136,6 +136,7 @@ def train_command(
     from geosr.train.trainer import check_run_output
 
     pairs = _pairs(lr, hr)
+    _check_data_sources(inputs, val, pairs, store)
     if init and model is None:
         model = _init_name(init)  # the init model's own name, for its weights and card
     if store is not None and not pairs and lr_chip is None and not _recipe_sets_chip(recipe):
@@ -181,6 +182,30 @@ def train_command(
             f"gain {m['val_gain_db']:+.2f} dB; {result.steps_per_second:.2f} steps/s"
         )
     typer.echo(str(result.weights))
+
+
+def _check_data_sources(
+    inputs: list[str] | None, val: list[str] | None, pairs: list[tuple[Path, Path]], store: Path | None
+) -> None:
+    """Refuse HR rasters or --val beside --lr/--hr or --store: training would ignore them.
+
+    A paired run trains and validates on the store's chips alone (its validation
+    split is the bottom rows of each pair), so rasters given with it were dropped
+    without a word, and --val was still listed as the validation data in the card.
+    """
+    paired = "--lr/--hr pairs" if pairs else "--store" if store is not None else None
+    if paired is None:
+        return
+    if inputs:
+        raise OptionError(
+            f"HR rasters ({inputs[0]}...) and {paired} given together: a paired run trains on the "
+            "training store alone; give either HR rasters (self-supervised) or the pairs"
+        )
+    if val:
+        raise OptionError(
+            f"--val {val[0]} and {paired} given together: a paired run validates on the training "
+            "store's own validation chips (the bottom rows of each pair); drop --val"
+        )
 
 
 def _init_name(init: str) -> str | None:
