@@ -181,3 +181,18 @@ def test_hr_rasters_or_val_beside_a_store_are_refused(
     expected = "a paired run trains on the training store alone" if extra == "input" else "drop --val"
     assert_one_clear_line(code, err, "--store given together", expected)
     assert not (tmp_path / "run").exists()
+
+
+def test_store_chips_smaller_than_the_validation_border_are_one_line(
+    tmp_path: Path, pairs, capsys, monkeypatch
+) -> None:
+    """--chip 8 -s 2 makes 16-px HR validation chips, all border at the default 8 px: said as such,
+    not as numpy's 'zero-size array' traceback."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+    from tests.test_train_trainer import FAST
+
+    (lr, hr), run = pairs[0], tmp_path / "run"
+    args = ["train", "--lr", str(lr), "--hr", str(hr), *FAST, "-o", str(run)]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "validation chips of 16 HR px", "8-px border", "--chip")
+    assert not run.exists()

@@ -201,6 +201,14 @@ class Validator:
         device: torch.device,
         source: str = "the validation data",
     ):
+        size = min(hr.shape[-2:])
+        if 2 * border >= size:
+            # Else an empty inside: numpy's "zero-size array" traceback (--chip 8 -s 2 on pairs).
+            raise OptionError(
+                f"{source}: validation chips of {size} HR px leave nothing inside their {border}-px "
+                "border (data.val_border): use larger chips (--chip with --lr/--hr or --store, "
+                "data.val_lr_chip otherwise) or a smaller data.val_border in a recipe"
+            )
         inner = _inside(hr, border)
         textured = np.ptp(inner.reshape(len(inner), -1), axis=1) > 0
         if not textured.any():
