@@ -196,3 +196,20 @@ def test_store_chips_smaller_than_the_validation_border_are_one_line(
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "validation chips of 16 HR px", "8-px border", "--chip")
     assert not run.exists()
+
+
+def test_the_card_of_a_store_run_names_the_store_as_its_validation(
+    tmp_path: Path, pairs, make_raster, capsys, monkeypatch
+) -> None:
+    """A recipe's [[data.val]] is not what a --store run validates on (the store's split is): the
+    card listed the recipe's rasters as the validation data of metrics that came from the store."""
+    from tests.test_bad_input import run_cli
+
+    store = tmp_path / "store.zarr"
+    build_training_store(pairs[:1], store, scale=2, lr_chip=16, scheduler="synchronous")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(f'[[data.val]]\npath = "{pairs[1][1]}"\n', encoding="utf-8")
+    args = ["train", "--recipe", str(recipe), "--store", str(store), "-s", "2", *FAST]
+    assert run_cli([*args, "-o", str(tmp_path / "run")], capsys, monkeypatch)[0] in (0, None)
+    card = json.loads((tmp_path / "run" / "cnnrnn-fast_x2.json").read_text())
+    assert card["training"]["validation"] == str(store)

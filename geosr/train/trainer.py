@@ -492,7 +492,8 @@ def train(
         training={
             "recipe": recipe,
             "data": [s.path for s in config.data.train] if not config.data.store else config.data.store,
-            "validation": [s.path for s in config.data.val],
+            # A store run validates on the store's own validation split, whatever data.val says.
+            "validation": [s.path for s in config.data.val] if not config.data.store else config.data.store,
             "steps": config.steps,
             "batch_size": config.batch_size,
             "lr_chip": config.data.lr_chip,
