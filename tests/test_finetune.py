@@ -59,3 +59,21 @@ def test_init_from_a_weights_file_keeps_its_model_name(tmp_path, make_raster, ca
     code, err = run_cli([*args[:-1], str(tmp_path / "other"), "-m", "cnnrnn-fast"], capsys, monkeypatch)
     assert_one_clear_line(code, err, "holds a edsr-baseline model", "-m edsr-baseline")
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("model", ["a weights file", "cnnrnn-fats"])
+def test_a_weights_file_or_unknown_name_as_model_points_to_init(
+    tmp_path, make_raster, capsys, monkeypatch, model: str
+) -> None:
+    """geosr train -m takes a model name; a weights file goes to --init. The registry's message
+    said "or give the path of a .safetensors weights file", which -m then refused again."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+    from tests.test_train_trainer import FAST
+
+    if model == "a weights file":
+        model = str(_edsr_weights(tmp_path))
+    hr = make_raster("hr.tif", height=64, width=64, dtype="uint8")
+    args = ["train", str(hr), *FAST, "-m", model, "-o", str(tmp_path / "run")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "takes the name of a model to train", "--init PATH")
+    assert not (tmp_path / "run").exists()

@@ -137,6 +137,7 @@ def train_command(
 
     pairs = _pairs(lr, hr)
     _check_data_sources(inputs, val, pairs, store)
+    _check_model_name(model, init)
     if init and model is None:
         model = _init_name(init)  # the init model's own name, for its weights and card
     if store is not None and not pairs and lr_chip is None and not _recipe_sets_chip(recipe):
@@ -205,6 +206,24 @@ def _check_data_sources(
         raise OptionError(
             f"--val {val[0]} and {paired} given together: a paired run validates on the training "
             "store's own validation chips (the bottom rows of each pair); drop --val"
+        )
+
+
+def _check_model_name(model: str | None, init: str | None) -> None:
+    """Refuse a ``-m`` that is neither a model to train nor the name of the --init weights.
+
+    The registry's own message would offer "or give the path of a .safetensors weights
+    file", which is how ``geosr run -m`` takes weights, not ``geosr train -m`` (--init).
+    """
+    from geosr.models import MODEL_NAMES
+
+    if model is None or model in MODEL_NAMES:
+        return
+    if init is None or Path(model).suffix or "/" in model:
+        names = ", ".join(n for n in MODEL_NAMES if n != "bicubic")
+        raise OptionError(
+            f"-m {model}: geosr train --model takes the name of a model to train ({names}); "
+            "to fine-tune a weights file, give it as --init PATH"
         )
 
 
