@@ -201,3 +201,17 @@ def _in_lonlat(path: Path, out: Path) -> Path:
             dst_crs="EPSG:4326",
         )
     return _write(out, moved, t, "EPSG:4326")
+
+
+def test_a_band_count_mismatch_says_how_to_fix_it_on_the_command_line(tmp_path: Path) -> None:
+    """lr_bands/hr_bands are Python arguments: geosr train/evaluate --lr/--hr have no such option,
+    so the message says how to pick bands with GDAL."""
+    from geosr.errors import InputError
+
+    hr = _texture(64, 64, seed=2).astype(np.float32)
+    lr_path = _write(
+        tmp_path / "lr.tif", area_downsample(hr, 2)[None], Affine(20.0, 0, 0, 0, -20.0, 0), "EPSG:32633"
+    )
+    hr3 = _write(tmp_path / "hr3.tif", np.stack([hr] * 3), Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
+    with pytest.raises(InputError, match=r"lr\.tif gives 1 band\(s\) and .*hr3\.tif 3: .*gdal_translate -b"):
+        coregister(lr_path, hr3, 2)

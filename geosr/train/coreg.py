@@ -416,8 +416,9 @@ def coregister(
     hr = reproject_onto_lr_grid(hr_path, lr.grid, scale, bands=hr_bands, lr_name=str(lr_path))
     if hr.shape[0] != lr.data.shape[0]:
         raise InputError(
-            f"{lr_path} gives {lr.data.shape[0]} band(s) and {hr_path} {hr.shape[0]}: "
-            "choose matching bands (lr_bands / hr_bands)"
+            f"{lr_path} gives {lr.data.shape[0]} band(s) and {hr_path} {hr.shape[0]}: a pair needs the "
+            "same bands in the same order; write them out with gdal_translate -b N ... (or pass "
+            "lr_bands/hr_bands in Python)"
         )
     hr_valid = np.isfinite(hr)
     if not hr_valid.any():
