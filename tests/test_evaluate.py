@@ -305,3 +305,18 @@ def test_an_image_too_small_for_the_border_is_named_before_it_is_upscaled(make_r
     with pytest.raises(InputError, match=r"small\.tif: a border of 16 px leaves nothing of its 20 x 20"):
         evaluate_wald([big, small], scale=2, model="fake", border=16, upscaler=upscaler)
     assert all("small" not in p.name for p in calls)
+
+
+def test_evaluate_expands_a_quoted_glob(make_raster, tmp_path, capsys, monkeypatch) -> None:
+    """As geosr run and geosr train do: the glob was taken as one file name that does not exist."""
+    from tests.test_bad_input import run_cli
+
+    for name in ("a.tif", "b.tif"):
+        make_raster(name, height=32, width=32)
+    out = tmp_path / "m.json"
+    pattern = str(tmp_path / "*.tif")
+    args = ["evaluate", pattern, "-s", "2", "--border", "2", "--model", "bicubic", "--json", str(out)]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert code == 0, err
+    paths = [Path(im["path"]).name for im in json.loads(out.read_text())["images"]]
+    assert paths == ["a.tif", "b.tif"]

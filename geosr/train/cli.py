@@ -374,7 +374,10 @@ def _build_and_train(
 
 
 def evaluate_command(
-    hr_rasters: Annotated[list[Path] | None, typer.Argument(help="HR rasters for the Wald protocol.")] = None,
+    hr_rasters: Annotated[
+        list[str] | None,
+        typer.Argument(help="HR rasters for the Wald protocol: files or quoted globs ('val/*.tif')."),
+    ] = None,
     lr: LrPaths = None,
     hr: HrPaths = None,
     scale: Annotated[int, typer.Option("--scale", "-s", help="Zoom factor (2, 3, 4).")] = 4,
@@ -400,15 +403,19 @@ def evaluate_command(
     variable: Annotated[str | None, typer.Option(help="Variable to read from Zarr HR stores (Wald).")] = None,
 ) -> None:
     """Measure PSNR, SSIM and gain over bicubic: Wald protocol on HR rasters, or --lr/--hr pairs."""
+    from geosr.batch import expand_inputs
     from geosr.evaluation.report import check_report_paths, print_report, write_json, write_plot
     from geosr.evaluation.wald import evaluate_paired, evaluate_wald
 
     pairs = _pairs(lr, hr)
     if pairs and hr_rasters:
         raise OptionError("give either HR rasters (Wald protocol) or --lr/--hr pairs, not both")
+    # Quoted globs, as `geosr run` and `geosr train` take them; strings, not Paths,
+    # which would fold the // of a remote path.
+    hr_rasters = expand_inputs(hr_rasters) if hr_rasters else None
     # Before the evaluation, which can take long: a report never replaces a file the
     # user had unless asked, and a missing folder is an error, as for `geosr run -o`.
-    inputs = [*(hr_rasters or []), *(p for pair in pairs for p in pair)]
+    inputs = [*(Path(h) for h in hr_rasters or []), *(p for pair in pairs for p in pair)]
     check_report_paths(json_path, plot, overwrite=overwrite, inputs=inputs)
     options: dict[str, Any] = {
         "device": device,
