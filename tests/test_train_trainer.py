@@ -273,3 +273,23 @@ def test_a_negative_thread_count_is_one_line(tmp_path, scenes, capsys, monkeypat
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "threads must be >= 0", "got -1")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_training_raster_error_is_not_preceded_by_the_progress_bar(tmp_path, make_raster) -> None:
+    """Errors found once the bar is up (scenes, --resume, init ...) were a second line, below a
+    bar stuck at 0/N; in a terminal the bar is erased, elsewhere it is not printed."""
+    import subprocess
+    import sys
+
+    from tests.test_bad_input import assert_one_clear_line
+
+    tiny = make_raster("tiny.tif", height=20, width=20, dtype="uint8")
+    cli = subprocess.run(
+        [sys.executable, "-m", "geosr", "train", str(tiny), *FAST, "-o", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert_one_clear_line(cli.returncode, cli.stderr, "tiny.tif", "smaller than one training chip")
+    assert cli.stderr.strip().splitlines()[0].startswith("error:"), cli.stderr
+    assert len(cli.stderr.strip().splitlines()) == 1, cli.stderr

@@ -371,6 +371,13 @@ def _build_and_train(
                 f"interrupted; continue with the same command and --resume (run folder {config.output})"
             )
             raise typer.Exit(130) from None
+        except Exception:
+            # An error (a raster, the resume check, ...) is one line: the bar, still at 0 or
+            # at the failed step, goes instead of staying above it. An interrupt keeps it.
+            bar.live.transient = True
+            bar.live.stop()
+            bar.disable = True  # so leaving the block adds no blank line where stderr is no terminal
+            raise
 
 
 def evaluate_command(
