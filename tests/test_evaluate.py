@@ -320,3 +320,16 @@ def test_evaluate_expands_a_quoted_glob(make_raster, tmp_path, capsys, monkeypat
     assert code == 0, err
     paths = [Path(im["path"]).name for im in json.loads(out.read_text())["images"]]
     assert paths == ["a.tif", "b.tif"]
+
+
+@pytest.mark.parametrize("holes", ["all", "one per block"])
+def test_an_hr_raster_without_a_valid_block_is_named_with_its_own_nodata(make_raster, holes: str) -> None:
+    """The message spoke of the Wald LR's nodata (nan), not the HR file's (0)."""
+    data = np.full((1, 48, 48), 700, "uint16")
+    data[0, ::2, ::2] = 0
+    if holes == "all":
+        data[:] = 0
+    path = make_raster("holes.tif", data=data, nodata=0)
+    expected = "every pixel is nodata" if holes == "all" else "every 2 x 2 block has a nodata pixel"
+    with pytest.raises(InputError, match=rf"holes\.tif: {expected}, so its Wald LR would be all nodata"):
+        evaluate_wald([path], scale=2, model="fake", border=2, upscaler=_fake_upscaler)

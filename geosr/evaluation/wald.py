@@ -223,6 +223,21 @@ def _check_border(path: str | Path, shape: tuple[int, ...], border: int) -> None
         )
 
 
+def _check_some_lr(path: str | Path, valid: np.ndarray, lr: np.ndarray, scale: int) -> None:
+    """Refuse an HR raster whose Wald LR would be all nodata, saying so about the HR.
+
+    ``geosr run`` on that LR said "every pixel is nodata (nodata=nan)": the LR's
+    nodata, not the one the user's file declares (0, say), which misled.
+    """
+    if np.isfinite(lr).any():
+        return
+    what = "every pixel is nodata" if not valid.any() else f"every {scale} x {scale} block has a nodata pixel"
+    raise InputError(
+        f"{path}: {what}, so its Wald LR would be all nodata; check the nodata value and mask "
+        "(gdalinfo) or pass --nodata to override the value"
+    )
+
+
 def _image_metrics(
     path: str | Path,
     sr: np.ndarray,
@@ -307,6 +322,7 @@ def evaluate_wald(
             hr, valid, grid = _read(path, nodata, variable)
             hr_c, ok, lr = wald_lr(hr, valid, scale)
             _check_border(path, hr_c.shape, border)
+            _check_some_lr(path, valid, lr, scale)
             lr_grid = grid[: hr_c.shape[1], : hr_c.shape[2]].zoom_out(scale)
             lr_path = work / f"{stem}_lr.tif"
             _write_float(lr_path, lr, lr_grid)
