@@ -333,3 +333,21 @@ def test_an_hr_raster_without_a_valid_block_is_named_with_its_own_nodata(make_ra
     expected = "every pixel is nodata" if holes == "all" else "every 2 x 2 block has a nodata pixel"
     with pytest.raises(InputError, match=rf"holes\.tif: {expected}, so its Wald LR would be all nodata"):
         evaluate_wald([path], scale=2, model="fake", border=2, upscaler=_fake_upscaler)
+
+
+@pytest.mark.parametrize("option", [["--nodata", "0"], ["--variable", "refl"]])
+def test_wald_only_options_with_pairs_are_refused(
+    make_raster, tmp_path, capsys, monkeypatch, option: list[str]
+) -> None:
+    """--nodata and --variable were silently ignored with --lr/--hr: a user's nodata was scored as data."""
+    from affine import Affine
+
+    from tests.conftest import UTM_TRANSFORM
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr = make_raster("lr.tif", height=32, width=32)
+    hr = make_raster("hr.tif", height=64, width=64, transform=UTM_TRANSFORM * Affine.scale(0.5))
+    monkeypatch.setattr("geosr.api.upscale_file", _refuse_to_evaluate)
+    args = ["evaluate", "--lr", str(lr), "--hr", str(hr), "-s", "2", "--model", "bicubic", *option]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"{option[0]} applies to the HR rasters of the Wald protocol")

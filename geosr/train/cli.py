@@ -417,6 +417,14 @@ def evaluate_command(
     pairs = _pairs(lr, hr)
     if pairs and hr_rasters:
         raise OptionError("give either HR rasters (Wald protocol) or --lr/--hr pairs, not both")
+    if pairs and (nodata is not None or variable is not None):
+        # Paired evaluation reads each file's own nodata: an override would be silently
+        # ignored, and pixels the user meant as nodata (0 in a JP2 swath) scored as data.
+        option = "--nodata" if nodata is not None else "--variable"
+        raise OptionError(
+            f"{option} applies to the HR rasters of the Wald protocol, not to --lr/--hr pairs, whose "
+            "own nodata is used: set it in the files (gdal_edit.py -a_nodata VALUE FILE)"
+        )
     # Quoted globs, as `geosr run` and `geosr train` take them; strings, not Paths,
     # which would fold the // of a remote path.
     hr_rasters = expand_inputs(hr_rasters) if hr_rasters else None
