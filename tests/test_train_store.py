@@ -213,3 +213,25 @@ def test_the_card_of_a_store_run_names_the_store_as_its_validation(
     assert run_cli([*args, "-o", str(tmp_path / "run")], capsys, monkeypatch)[0] in (0, None)
     card = json.loads((tmp_path / "run" / "cnnrnn-fast_x2.json").read_text())
     assert card["training"]["validation"] == str(store)
+
+
+def test_an_interrupt_while_the_store_is_built_leaves_nothing(tmp_path: Path) -> None:
+    """SIGTERM while the pairs are co-registered said 'nothing was written: run the same command
+    again', but left the run folder and an incomplete store, which that command then refused."""
+    import signal
+
+    from tests.test_signals import start, wait_for
+
+    rng = np.random.default_rng(0)
+    hr = ndimage.gaussian_filter(rng.random((1024, 1024)), 2.0).astype(np.float32) * 1000
+    lr_path = _write(tmp_path / "lr.tif", area_downsample(hr, 2)[None], Affine(20.0, 0, 0, 0, -20.0, 0))
+    hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 0, 0, -10.0, 0))
+    run = tmp_path / "run"
+    args = ["train", "--lr", str(lr_path), "--hr", str(hr_path), "-s", "2", "--chip", "16", *FAST]
+    proc = start([*args, "-o", str(run)])
+    wait_for(proc, (run / "training_store.zarr" / "zarr.json").exists)  # seconds of work left
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and "nothing was written" in stderr, stderr
+    assert not run.exists()

@@ -173,7 +173,9 @@ def train_command(
         result = _build_and_train(config, overrides, recipe, pairs, store, store_path, scheduler, resume)
     except typer.Exit:
         raise
-    except Exception:
+    except (Exception, KeyboardInterrupt):
+        # An interrupt while the store is built too (training reports its own, as Exit):
+        # it would leave an incomplete store that the same command then refuses as existing.
         leftovers.remove()
         raise
     m = result.metrics
