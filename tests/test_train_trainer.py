@@ -293,3 +293,18 @@ def test_a_training_raster_error_is_not_preceded_by_the_progress_bar(tmp_path, m
     assert_one_clear_line(cli.returncode, cli.stderr, "tiny.tif", "smaller than one training chip")
     assert cli.stderr.strip().splitlines()[0].startswith("error:"), cli.stderr
     assert len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+
+
+def test_a_validation_raster_that_training_reads_too_is_refused(tmp_path, scenes) -> None:
+    """--help says validation rasters are never trained on: a training folder that holds the
+    validation raster made the validation PSNR one on training data. A rows split passes."""
+    folder = scenes[0].parent  # holds train.tif and val.tif
+    with pytest.raises(OptionError, match=r"val\.tif is both a training and a validation raster"):
+        train(_config(tmp_path, folder, scenes[1]))
+    assert not (tmp_path / "run").exists()
+    from geosr.train.config import SceneSource, check_held_out
+
+    top, bottom = SceneSource(str(scenes[1]), rows=(0.0, 0.5)), SceneSource(str(scenes[1]), rows=(0.5, 1.0))
+    check_held_out((top,), (bottom,))
+    with pytest.raises(OptionError, match="both a training and a validation raster"):
+        check_held_out((top,), (SceneSource(str(scenes[1]), rows=(0.4, 1.0)),))

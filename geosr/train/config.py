@@ -367,3 +367,30 @@ def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[P
                 seen.add((f, source))
                 out.append((f, source))
     return out
+
+
+def check_held_out(train: tuple[SceneSource, ...], val: tuple[SceneSource, ...]) -> None:
+    """Refuse a validation raster (part) that training reads too.
+
+    Validation rasters are "never trained on" (``geosr train --help``): a training
+    glob that also matches the validation file would make the validation PSNR one
+    on training data.  Parts of one file split by ``rows``/``cols`` (the recipes'
+    Sentinel-2 halves), or other bands of it, are held out and pass.
+    """
+    if not val:
+        return
+    trained = [(f.resolve(), s) for f, s in resolve_sources(train, "training")]
+    for f, v in resolve_sources(val, "validation"):
+        for g, t in trained:
+            bands = not t.bands or not v.bands or bool(set(t.bands) & set(v.bands))
+            if g == f.resolve() and bands and _overlap(t.rows, v.rows) and _overlap(t.cols, v.cols):
+                raise OptionError(
+                    f"{f} is both a training and a validation raster, but validation rasters are never "
+                    "trained on: leave it out of the training rasters (a glob or folder may match it), "
+                    "or split it with rows/cols in a recipe"
+                )
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether two [start, stop) fractions of a scene share pixels."""
+    return a[0] < b[1] and b[0] < a[1]

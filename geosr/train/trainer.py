@@ -42,7 +42,7 @@ from geosr.train.checkpoint import (
     read_checkpoint_config,
     save_checkpoint,
 )
-from geosr.train.config import TrainConfig, is_model_name, to_dict
+from geosr.train.config import TrainConfig, check_held_out, is_model_name, to_dict
 from geosr.train.data import (
     NORMALISATION,
     ChipSampler,
@@ -370,6 +370,7 @@ def train(
             source=f"training store {config.data.store} (its validation chips)",
         )
     else:
+        check_held_out(config.data.train, config.data.val)
         scenes = load_scenes(config.data.train, "training")
         sampler = ChipSampler(
             scenes,
