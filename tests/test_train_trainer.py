@@ -308,3 +308,16 @@ def test_a_validation_raster_that_training_reads_too_is_refused(tmp_path, scenes
     check_held_out((top,), (bottom,))
     with pytest.raises(OptionError, match="both a training and a validation raster"):
         check_held_out((top,), (SceneSource(str(scenes[1]), rows=(0.4, 1.0)),))
+
+
+def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, monkeypatch) -> None:
+    """'differs in ['data']' did not say that the training raster was now spelt another way."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    run = tmp_path / "run"
+    args = ["train", str(scenes[0]), *FAST, "-o", str(run)]
+    assert run_cli(args, capsys, monkeypatch)[0] in (0, None)
+    monkeypatch.chdir(scenes[0].parent)
+    code, err = run_cli(["train", scenes[0].name, *FAST, "-o", str(run), "--resume"], capsys, monkeypatch)
+    expected = f"data.train[0].path: '{scenes[0]}' in the run, 'train.tif' now"
+    assert_one_clear_line(code, err, "cannot resume", expected)

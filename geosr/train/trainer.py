@@ -247,10 +247,28 @@ def _check_resume_config(output: Path, config: TrainConfig) -> None:
         if k not in RESUMABLE_CHANGES and stored.get(k) != current.get(k)
     )
     if diff:
+        where, then, now = _first_difference(stored.get(diff[0]), current.get(diff[0]), diff[0])
         raise OptionError(
-            f"cannot resume {output}: the configuration differs in {diff}; "
-            "resume with the same recipe and options, or choose a new --output"
+            f"cannot resume {output}: the configuration differs in {diff} ({where}: {then!r} in the run, "
+            f"{now!r} now); resume with the same recipe and options, or choose a new --output"
         )
+
+
+def _first_difference(then: Any, now: Any, where: str) -> tuple[str, Any, Any]:
+    """The first leaf where two configuration values differ, e.g. ``data.train[0].path``.
+
+    "differs in ['data']" alone left the user to guess: a training path spelt relative
+    to another directory, a --chip, a recipe's validation scene ...
+    """
+    if isinstance(then, dict) and isinstance(now, dict):
+        for key in sorted(set(then) | set(now)):
+            if then.get(key) != now.get(key):
+                return _first_difference(then.get(key), now.get(key), f"{where}.{key}")
+    if isinstance(then, list) and isinstance(now, list) and len(then) == len(now):
+        for i, (a, b) in enumerate(zip(then, now, strict=True)):
+            if a != b:
+                return _first_difference(a, b, f"{where}[{i}]")
+    return where, then, now
 
 
 def check_run_output(
