@@ -351,3 +351,13 @@ def test_wald_only_options_with_pairs_are_refused(
     args = ["evaluate", "--lr", str(lr), "--hr", str(hr), "-s", "2", "--model", "bicubic", *option]
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, f"{option[0]} applies to the HR rasters of the Wald protocol")
+
+
+def test_the_report_names_the_default_model_that_ran(make_raster) -> None:
+    """Without --model the table, JSON and plot said 'model default', which an archived report
+    cannot be traced back from once the default changes."""
+    from geosr.models.registry import DEFAULT_MODEL
+
+    path = make_raster("hr.tif", height=32, width=32)
+    report = evaluate_wald([path], scale=2, border=2, upscaler=_fake_upscaler)
+    assert report.model == report.to_dict()["model"] == DEFAULT_MODEL

@@ -34,6 +34,7 @@ from odc.geo.geobox import GeoBox
 from geosr.errors import GeosrError, InputError, OutputError
 from geosr.evaluation.metrics import BandMetrics, band_metrics
 from geosr.io.scene import open_scene, read_window
+from geosr.models.registry import DEFAULT_MODEL
 from geosr.normalise import valid_mask
 from geosr.tiling import Window
 
@@ -311,7 +312,7 @@ def evaluate_wald(
     if not hr_paths:
         raise InputError("no HR raster to evaluate: give at least one file")
     up = upscaler or _default_upscaler()
-    report = EvalReport("wald", scale, model or "default", border)
+    report = EvalReport("wald", scale, model or DEFAULT_MODEL, border)
     stems = [f"{k:03d}_{Path(path).stem}" for k, path in enumerate(hr_paths)]
     if workdir:
         names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("lr", "sr", "bicubic")]
@@ -358,7 +359,7 @@ def evaluate_paired(
     if not pairs:
         raise InputError("no LR/HR pair to evaluate: give --lr and --hr")
     up = upscaler or _default_upscaler()
-    report = EvalReport("paired", scale, model or "default", border)
+    report = EvalReport("paired", scale, model or DEFAULT_MODEL, border)
     stems = [f"{k:03d}_{Path(lr_path).stem}" for k, (lr_path, _) in enumerate(pairs)]
     if workdir:
         names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("sr", "bicubic")]
