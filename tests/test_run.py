@@ -386,6 +386,28 @@ def test_zarr_band_names_carry_over_without_zarr_warnings(tmp_path: Path) -> Non
     assert list(xr.open_zarr(out, consolidated=True)["band"].values) == ["B04", "B08"]
 
 
+def test_store_without_consolidated_metadata_is_read_without_warnings(tmp_path: Path) -> None:
+    """A store written with consolidated=False (valid: Zarr v3 has no consolidated metadata in
+    its specification) is read quietly.  Before, a run printed xarray's four-line warning about
+    it three times."""
+    y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(32) + 0.5)
+    da = xr.DataArray(
+        np.random.default_rng(5).random((24, 32)).astype(np.float32),
+        dims=("y", "x"),
+        coords={"y": y, "x": x},
+        name="reflectance",
+        attrs={"proj:epsg": 32633},
+    )
+    for zarr_format in (2, 3):
+        store = tmp_path / f"plain_v{zarr_format}.zarr"
+        da.to_dataset().to_zarr(store, zarr_format=zarr_format, consolidated=False)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            geosr.upscale_file(store, tmp_path / f"plain_v{zarr_format}_x2.tif", scale=2, model="bicubic")
+        assert [str(w.message)[:60] for w in seen if "consolidated" in str(w.message)] == []
+
+
 def test_two_variables_of_one_store_read_in_one_thread_stay_apart(tmp_path: Path) -> None:
     """Readers are kept per thread and per store: two variables of one store are two
     arrays.  Before, the second variable read in a thread got the first one's pixels."""

@@ -22,6 +22,7 @@ attributes a geosr Zarr output writes (:func:`band_metadata`).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -39,10 +40,15 @@ SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
 
 def _open_dataset(path: str) -> xr.Dataset:
     try:
-        # chunks=None: lazily indexed arrays without dask, so the io layer stays dask-free.
-        # mask_and_scale=False: the stored values and dtype, as GDAL reads a GeoTIFF's; the
-        # _FillValue stays the nodata and scale_factor/add_offset are carried to the output.
-        return xr.open_zarr(path, decode_coords="all", chunks=None, mask_and_scale=False)
+        with warnings.catch_warnings():
+            # A store without consolidated metadata is valid (Zarr v3 has none in its
+            # specification), and xarray reads it all the same after saying so in four
+            # lines, which a run printed three times (it opens the store three times).
+            warnings.filterwarnings("ignore", message=".*consolidated metadata.*", category=RuntimeWarning)
+            # chunks=None: lazily indexed arrays without dask, so the io layer stays dask-free.
+            # mask_and_scale=False: the stored values and dtype, as GDAL reads a GeoTIFF's; the
+            # _FillValue stays the nodata and scale_factor/add_offset are carried to the output.
+            return xr.open_zarr(path, decode_coords="all", chunks=None, mask_and_scale=False)
     except Exception as exc:  # zarr raises many types for a broken store
         raise InputError(f"{path}: not a readable Zarr store ({exc}); check the path") from None
 
