@@ -374,3 +374,30 @@ def test_python_api_names_an_unknown_option_and_the_one_meant(make_raster, tmp_p
     ):
         geosr.upscale_file(scene, tmp_path / "out.tif", scale=2, batchsize=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [scene.name]
+
+
+def test_damaged_zarr_chunk_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A Zarr chunk that its codec cannot decode is a corrupt file, reported in one line.
+    Before, zstd's RuntimeError ('Zstd decompression error') ended the run in a traceback."""
+    import xarray as xr
+
+    from geosr.errors import InputError
+    from geosr.io.scene import close_datasets, open_scene, read_window
+    from geosr.tiling import Window
+
+    y = 5866490.0 - 10.0 * (np.arange(64) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(64) + 0.5)
+    values = np.random.default_rng(6).integers(1, 1000, (1, 64, 64)).astype(np.uint16)
+    coords = {"band": [1], "y": y, "x": x}
+    da = xr.DataArray(values, dims=("band", "y", "x"), coords=coords, attrs={"proj:epsg": 32633})
+    store = tmp_path / "damaged.zarr"
+    da.chunk({"y": 32, "x": 32}).to_dataset(name="dn").to_zarr(store, zarr_format=3)
+    (store / "dn" / "c" / "0" / "1" / "1").write_bytes(b"not a zstd frame")
+    code, err = run_cli(["run", str(store), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "damaged.zarr", "corrupt")
+    assert outputs_in(tmp_path) == []
+    try:
+        with pytest.raises(InputError, match="cannot be decoded"):
+            read_window(open_scene(store), Window(40, 40, 8, 8))
+    finally:
+        close_datasets()

@@ -265,8 +265,16 @@ class ChunkedReader:
         self._kept: tuple[int, int, int, int, np.ndarray] | None = None
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        block = self._from_kept(key)
-        return block if block is not None else np.asarray(self._da[key].values)
+        try:
+            block = self._from_kept(key)
+            return block if block is not None else np.asarray(self._da[key].values)
+        except (OSError, ValueError, MemoryError):
+            raise
+        except Exception as exc:
+            # A damaged chunk fails in its codec's own way (RuntimeError from zstd and
+            # blosc, EOFError, zlib.error); as an OSError the readers report it as a
+            # corrupt file in one line instead of a traceback.
+            raise OSError(f"a chunk cannot be decoded: {type(exc).__name__}: {exc}") from exc
 
     def _from_kept(self, key: Any) -> np.ndarray | None:
         """The window ``key`` cut from the kept chunks (decoding them first), or None
