@@ -435,6 +435,31 @@ def test_two_variables_of_one_store_read_in_one_thread_stay_apart(tmp_path: Path
     assert (first == 1.0).all() and (second == 2.0).all()
 
 
+def test_two_dimensional_variable_is_read_chunk_by_chunk(tmp_path: Path) -> None:
+    """A (y, x) variable is read as one band without decoding the whole of it: before, the
+    reader of every thread decoded all its chunks when opened (expand_dims on the lazy
+    variable), 64 MiB for a 4096^2 float32 band.  Shown with a damaged chunk: a window away
+    from it reads, only a window over it fails."""
+    from geosr.errors import InputError
+    from geosr.io.scene import close_datasets, open_scene, read_window
+    from geosr.tiling import Window
+
+    y = 5866490.0 - 10.0 * (np.arange(64) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(64) + 0.5)
+    values = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    da = xr.DataArray(values, dims=("y", "x"), coords={"y": y, "x": x}, attrs={"proj:epsg": 32633})
+    store = tmp_path / "band.zarr"
+    da.chunk({"y": 32, "x": 32}).to_dataset(name="v").to_zarr(store, zarr_format=3)
+    (store / "v" / "c" / "1" / "1").write_bytes(b"not a zstd frame")
+    scene = open_scene(store)
+    try:
+        np.testing.assert_array_equal(read_window(scene, Window(3, 5, 20, 24)), values[None, 3:23, 5:29])
+        with pytest.raises(InputError, match="cannot be decoded"):
+            read_window(scene, Window(40, 40, 8, 8))
+    finally:
+        close_datasets()
+
+
 def test_geozarr_attributes_give_the_crs(tmp_path: Path) -> None:
     """A plain Zarr store with x/y coordinates and a GeoZarr-style `proj:epsg` attribute."""
     y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)

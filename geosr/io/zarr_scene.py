@@ -243,12 +243,17 @@ def open_zarr_array(scene: Scene) -> Any:
     ydim, xdim = _spatial_dims(da, scene.path)
     lead = [d for d in da.dims if d not in (ydim, xdim)]
     chunks = da.encoding.get("preferred_chunks", {})
-    da = da.transpose(*lead, ydim, xdim) if lead else da.expand_dims("band")
+    da = da.transpose(*lead, ydim, xdim)
     return ChunkedReader(da, (chunks.get(ydim, da.shape[-2]), chunks.get(xdim, da.shape[-1])))
 
 
 class ChunkedReader:
-    """``reader[:, rows, cols]`` -> numpy, for an xarray variable stored in chunks.
+    """``reader[bands, rows, cols]`` -> numpy, for an xarray variable stored in chunks.
+
+    A ``(band, y, x)`` variable, or a ``(y, x)`` one read as one band (the band axis is
+    added to what is read: ``expand_dims`` on the lazily indexed variable decoded the
+    whole of it when the reader was opened, 64 MiB for a 4096^2 float32 band, in every
+    reading thread).
 
     Zarr decodes whole chunks for any read.  Where the chunks are larger than
     the windows read (a store written in one chunk, or in strips across the
@@ -261,13 +266,15 @@ class ChunkedReader:
 
     def __init__(self, da: xr.DataArray, chunk_shape: tuple[int, int]) -> None:
         self._da = da
+        self.shape: tuple[int, ...] = da.shape if da.ndim == 3 else (1, *da.shape)
         self._chunk = chunk_shape
         self._kept: tuple[int, int, int, int, np.ndarray] | None = None
 
-    def __getitem__(self, key: Any) -> np.ndarray:
+    def __getitem__(self, key: tuple[Any, slice, slice]) -> np.ndarray:
+        bands, rows, cols = key
         try:
-            block = self._from_kept(key)
-            return block if block is not None else np.asarray(self._da[key].values)
+            block = self._from_kept(bands, rows, cols)
+            return block if block is not None else self._values(bands, rows, cols)
         except (OSError, ValueError, MemoryError):
             raise
         except Exception as exc:
@@ -276,15 +283,18 @@ class ChunkedReader:
             # corrupt file in one line instead of a traceback.
             raise OSError(f"a chunk cannot be decoded: {type(exc).__name__}: {exc}") from exc
 
-    def _from_kept(self, key: Any) -> np.ndarray | None:
-        """The window ``key`` cut from the kept chunks (decoding them first), or None
-        when keeping chunks would not pay: a strided read, chunks within a window."""
-        if self._da.ndim != 3 or not isinstance(key, tuple) or len(key) != 3:
-            return None
-        bands, rows, cols = key
+    def _values(self, bands: Any, rows: slice, cols: slice) -> np.ndarray:
+        """Decode ``[bands, rows, cols]`` of the variable."""
+        if self._da.ndim == 3:
+            return np.asarray(self._da[bands, rows, cols].values)
+        return np.asarray(self._da[rows, cols].values)[np.newaxis][bands]
+
+    def _from_kept(self, bands: Any, rows: slice, cols: slice) -> np.ndarray | None:
+        """The window cut from the kept chunks (decoding them first), or None when
+        keeping chunks would not pay: a strided read, chunks within a window."""
         if not all(isinstance(k, slice) and k.step in (None, 1) for k in (rows, cols)):
             return None
-        height, width = self._da.shape[1:]
+        height, width = self.shape[1:]
         r0, r1, _ = rows.indices(height)
         c0, c1, _ = cols.indices(width)
         chunk_rows, chunk_cols = self._chunk
@@ -294,11 +304,11 @@ class ChunkedReader:
         left, right = c0 // chunk_cols * chunk_cols, min(width, -(-c1 // chunk_cols) * chunk_cols)
         kept = self._kept
         if kept is None or not (kept[0] <= r0 and r1 <= kept[1] and kept[2] <= c0 and c1 <= kept[3]):
-            nbytes = self._da.shape[0] * (bottom - top) * (right - left) * self._da.dtype.itemsize
+            nbytes = self.shape[0] * (bottom - top) * (right - left) * self._da.dtype.itemsize
             if nbytes > BAND_BUDGET:
                 return None
             self._kept = None  # free the old chunks before decoding the new ones
-            block = np.asarray(self._da[:, top:bottom, left:right].values)
+            block = self._values(slice(None), slice(top, bottom), slice(left, right))
             kept = self._kept = (top, bottom, left, right, block)
         block = kept[4][:, r0 - kept[0] : r1 - kept[0], c0 - kept[2] : c1 - kept[2]]
         return block[bands].copy()  # never a view: the caller may write into what it gets
