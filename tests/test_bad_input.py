@@ -401,3 +401,38 @@ def test_damaged_zarr_chunk_is_one_line(tmp_path: Path, capsys, monkeypatch) -> 
             read_window(open_scene(store), Window(40, 40, 8, 8))
     finally:
         close_datasets()
+
+
+def _small_raster(dims: tuple[str, ...], shape: tuple[int, ...]) -> object:
+    import xarray as xr
+
+    y = 5866490.0 - 10.0 * (np.arange(shape[-2]) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(shape[-1]) + 0.5)
+    values = np.random.default_rng(7).integers(1, 1000, shape).astype(np.uint16)
+    return xr.DataArray(values, dims=dims, coords={"y": y, "x": x}, attrs={"proj:epsg": 32633})
+
+
+@pytest.mark.parametrize("chosen", [False, True])
+def test_zarr_variable_of_four_dimensions_is_one_line(tmp_path: Path, capsys, monkeypatch, chosen) -> None:
+    """A (time, band, y, x) variable is refused in one line that says how to select a slice.
+    Before, named with --variable it ended in an IndexError traceback, and otherwise the store
+    was said to hold '0 raster variables of measurements ()'."""
+    store = tmp_path / "cube.zarr"
+    _small_raster(("time", "band", "y", "x"), (2, 3, 16, 16)).to_dataset(name="refl").to_zarr(store)
+    args = ["run", str(store), "--model", "bicubic", *(["--variable", "refl"] if chosen else [])]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "cube.zarr", "'refl' has 4 dimensions", "ds.isel(time=0)")
+    assert outputs_in(tmp_path) == []
+
+
+def test_zarr_store_with_its_raster_in_a_group_names_the_group(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A store whose raster is in a group (as an EOPF or multiscale store has them) points to
+    the group to give.  Before: 'the store holds 0 raster variables of measurements ();
+    choose one with --variable NAME', which no --variable could satisfy."""
+    store = tmp_path / "product.zarr"
+    _small_raster(("y", "x"), (16, 16)).to_dataset(name="b04").to_zarr(store, group="r10m")
+    code, err = run_cli(["run", str(store), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "product.zarr", "groups r10m", f"{store}/r10m")
+    assert outputs_in(tmp_path) == []
+    code, _ = run_cli(["run", f"{store}/r10m", "-o", str(tmp_path / "b04_x2.tif")], capsys, monkeypatch)
+    assert code == 0 and (tmp_path / "b04_x2.tif").exists()

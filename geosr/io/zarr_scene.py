@@ -78,14 +78,57 @@ def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
                 f"variable ({', '.join(map(str, spatial)) or 'none in this store'}), and upsample flags "
                 "with nearest-neighbour resampling instead"
             )
+        _check_raster_dims(ds[variable], path)
         return variable
     if len(spatial) == 1:
         return str(spatial[0])
     if "band_data" in spatial:
         return "band_data"
+    if not spatial:
+        raise _no_raster_variable(ds, path)
     raise InputError(
         f"{path}: the store holds {len(spatial)} raster variables of measurements "
         f"({', '.join(map(str, spatial))}); choose one with --variable NAME"
+    )
+
+
+def _check_raster_dims(da: xr.DataArray, path: str) -> None:
+    """Refuse a variable of more than one axis besides its spatial ones (time and band)."""
+    ydim, xdim = _spatial_dims(da, path)
+    lead = [str(d) for d in da.dims if d not in (ydim, xdim)]
+    if len(lead) > 1:
+        raise InputError(
+            f"{path}: variable {da.name!r} has {da.ndim} dimensions ({', '.join(map(str, da.dims))}); "
+            f"geosr reads {ydim}/{xdim} and at most one more axis (band or time): select one "
+            f"{lead[0]} first, e.g. ds.isel({lead[0]}=0).to_zarr('one.zarr')"
+        )
+
+
+def _no_raster_variable(ds: xr.Dataset, path: str) -> InputError:
+    """Why a store offers no variable to read: its rasters are in groups, have too many
+    dimensions, hold flags, or there are none."""
+    import zarr
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zarr's warnings came once already, opening the dataset
+            groups = sorted(zarr.open_group(path, mode="r").group_keys())
+    except Exception:  # the store opened as a dataset; a group listing is only a hint
+        groups = []
+    if groups:
+        return InputError(
+            f"{path}: no raster variable at the root of the store, which has the groups "
+            f"{', '.join(groups)}; give the group as the input, e.g. {path.rstrip('/')}/{groups[0]}"
+        )
+    for var in ds.data_vars.values():
+        if any(set(dims) <= set(var.dims) for dims in SPATIAL_DIMS) and var.ndim > 3:
+            _check_raster_dims(var, path)
+    flags = [str(name) for name, var in ds.data_vars.items() if is_flags(var)]
+    described = ", ".join(f"{name} {tuple(map(str, var.dims))}" for name, var in ds.data_vars.items())
+    return InputError(
+        f"{path}: no raster variable of measurements with y/x or lat/lon dimensions "
+        f"(variables: {described or 'none'}{'; CF flags: ' + ', '.join(flags) if flags else ''}); "
+        "check the path, or write the raster with rioxarray: da.to_dataset(name='band_data').to_zarr(...)"
     )
 
 
