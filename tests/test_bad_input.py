@@ -436,3 +436,23 @@ def test_zarr_store_with_its_raster_in_a_group_names_the_group(tmp_path: Path, c
     assert outputs_in(tmp_path) == []
     code, _ = run_cli(["run", f"{store}/r10m", "-o", str(tmp_path / "b04_x2.tif")], capsys, monkeypatch)
     assert code == 0 and (tmp_path / "b04_x2.tif").exists()
+
+
+def test_zarr_coordinates_not_evenly_spaced_are_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    """x coordinates with a jump (tiles concatenated with a gap, a Gaussian grid) have no
+    geotransform: refused in one line.  Before, rioxarray's transform spread them evenly
+    (10.06 m pixels instead of 10 m) and the output was silently misplaced by up to 2.5 m."""
+    da = _small_raster(("y", "x"), (16, 24))
+    x = da["x"].values.copy()
+    x[12:] += 5.0
+    store = tmp_path / "gap.zarr"
+    da.assign_coords(x=x).to_dataset(name="dn").to_zarr(store)
+    code, err = run_cli(["run", str(store), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "gap.zarr", "x coordinates", "not evenly spaced", "from 10 to 15")
+    assert outputs_in(tmp_path) == []
+    # Coordinates stored as float32 (rounded to 0.5 m at UTM northings) are not a jump.
+    single = _small_raster(("y", "x"), (16, 24))
+    single = single.assign_coords(y=single["y"].astype(np.float32), x=single["x"].astype(np.float32))
+    single.to_dataset(name="dn").to_zarr(tmp_path / "single.zarr")
+    code, _ = run_cli(["run", str(tmp_path / "single.zarr"), "--model", "bicubic"], capsys, monkeypatch)
+    assert code == 0

@@ -200,6 +200,8 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         )
     if da.dtype.name not in SUPPORTED_DTYPES:
         raise InputError(f"{path}: data type {da.dtype} of {name!r} is not supported")
+    for dim in (ydim, xdim):
+        _check_evenly_spaced(da, dim, path)
     try:
         transform = array_transform(da)
     except Exception as exc:
@@ -232,6 +234,33 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         band_labels=labels,
         **bands,
     )
+
+
+def _check_evenly_spaced(da: xr.DataArray, dim: str, path: str) -> None:
+    """Refuse coordinates that no affine transform describes (a Gaussian grid, tiles
+    concatenated with a gap): rioxarray spreads them evenly from the first to the last,
+    which put pixels 2.5 m off for a half-pixel jump in a 10 m grid, without a word.
+
+    The tolerance is a hundredth of a pixel, or the rounding of the coordinates' own
+    dtype where that is coarser (float32 UTM northings come in steps of 0.5 m).
+    """
+    if dim not in da.coords or da.sizes[dim] < 3:
+        return
+    stored = np.asarray(da[dim].values)
+    if not np.issubdtype(stored.dtype, np.number):
+        return  # not positions: rioxarray's own error says so
+    values = stored.astype(np.float64)
+    step = (values[-1] - values[0]) / (values.size - 1)
+    off = np.abs(values - (values[0] + step * np.arange(values.size))).max()
+    floats = np.issubdtype(stored.dtype, np.floating)
+    rounding = 2 * float(np.spacing(np.abs(stored).max())) if floats else 0.0
+    if not off <= max(abs(step) / 100, rounding):
+        steps = np.diff(values)
+        raise InputError(
+            f"{path}: the {dim} coordinates of {da.name!r} are not evenly spaced (steps from "
+            f"{steps.min():.6g} to {steps.max():.6g}), so no geotransform describes the grid; "
+            "regrid it to a regular grid first (odc-geo's xr_reproject, rioxarray's reproject)"
+        )
 
 
 BAND_ATTRIBUTES = frozenset(
