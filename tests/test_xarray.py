@@ -171,3 +171,15 @@ def test_a_masked_read_is_written_back_as_the_file_job_writes_it(make_raster, tm
     with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
         assert (lazy.dtypes, lazy.nodata) == (run.dtypes, run.nodata) == (("uint16",), 0)
         np.testing.assert_array_equal(lazy.read(), run.read())
+
+
+def test_coordinates_not_evenly_spaced_are_refused(tmp_path: Path) -> None:
+    """As for a store read by path: before, geosr.upscale spread x coordinates with a 5 m
+    jump evenly (10.06 m pixels) and returned a misplaced result without a word."""
+    y = 5866490.0 - 10.0 * (np.arange(16) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(24) + 0.5)
+    x[12:] += 5.0
+    values = np.random.default_rng(8).random((16, 24)).astype(np.float32)
+    da = xr.DataArray(values, dims=("y", "x"), coords={"y": y, "x": x}, name="v").rio.write_crs(32633)
+    with pytest.raises(InputError, match="x coordinates of 'v' are not evenly spaced"):
+        geosr.upscale(da, scale=2, model="bicubic")

@@ -201,7 +201,7 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     if da.dtype.name not in SUPPORTED_DTYPES:
         raise InputError(f"{path}: data type {da.dtype} of {name!r} is not supported")
     for dim in (ydim, xdim):
-        _check_evenly_spaced(da, dim, path)
+        check_evenly_spaced(da, dim, path)
     try:
         transform = array_transform(da)
     except Exception as exc:
@@ -236,7 +236,7 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     )
 
 
-def _check_evenly_spaced(da: xr.DataArray, dim: str, path: str) -> None:
+def check_evenly_spaced(da: xr.DataArray, dim: str, source: str) -> None:
     """Refuse coordinates that no affine transform describes (a Gaussian grid, tiles
     concatenated with a gap): rioxarray spreads them evenly from the first to the last,
     which put pixels 2.5 m off for a half-pixel jump in a 10 m grid, without a word.
@@ -257,7 +257,7 @@ def _check_evenly_spaced(da: xr.DataArray, dim: str, path: str) -> None:
     if not off <= max(abs(step) / 100, rounding):
         steps = np.diff(values)
         raise InputError(
-            f"{path}: the {dim} coordinates of {da.name!r} are not evenly spaced (steps from "
+            f"{source}: the {dim} coordinates of {da.name!r} are not evenly spaced (steps from "
             f"{steps.min():.6g} to {steps.max():.6g}), so no geotransform describes the grid; "
             "regrid it to a regular grid first (odc-geo's xr_reproject, rioxarray's reproject)"
         )

@@ -21,7 +21,7 @@ from odc.geo.geobox import GeoBox
 from geosr.errors import InputError
 from geosr.grid import scaled
 from geosr.io.scene import GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, carried_tags, sample_step
-from geosr.io.zarr_scene import array_transform
+from geosr.io.zarr_scene import array_transform, check_evenly_spaced
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import (
     FILL_RADIUS,
@@ -105,6 +105,8 @@ def _grid_of(data: xr.DataArray) -> GeoBox:
         crs = "EPSG:4326"  # CF latitude/longitude are geographic degrees, as for a Zarr input
     if crs is None:
         raise InputError("the DataArray has no CRS; set one with da.rio.write_crs('EPSG:...')")
+    for dim in (data.rio.y_dim, data.rio.x_dim):
+        check_evenly_spaced(data, dim, "the DataArray")  # as for a Zarr store read by path
     return GeoBox(data.rio.shape, array_transform(data), crs)
 
 
