@@ -513,16 +513,22 @@ def refuse_overwriting_inputs(dst: Path, src: str | Path, scene: Scene, frames: 
     names, and every ``--frame``: ``--overwrite`` replaces an earlier output, never
     the data the run reads.
 
+    A folder that holds one of them counts too: the Zarr store of an input given as
+    a group of it (``product.zarr/r10m``), whose other groups would go with it.
+
     Raises
     ------
     OptionError
-        ``dst`` resolves to one of them.
+        ``dst`` resolves to one of them, or to a folder above one.
     """
     target = dst.resolve()
     named = [("input", str(src)), ("input", scene.path), *(("frame", f.path) for f in frames)]
     for what, path in named:
-        if not is_remote(path) and Path(path).resolve() == target:
-            suffix = "" if path == str(src) else f" {path}"
+        if is_remote(path):
+            continue
+        resolved = Path(path).resolve()
+        if resolved == target or target in resolved.parents:
+            suffix = "" if path == str(src) and resolved == target else f" {path}"
             raise OptionError(f"{dst}: the output would overwrite the {what}{suffix}; choose another -o path")
 
 

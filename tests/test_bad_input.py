@@ -456,3 +456,16 @@ def test_zarr_coordinates_not_evenly_spaced_are_one_line(tmp_path: Path, capsys,
     single.to_dataset(name="dn").to_zarr(tmp_path / "single.zarr")
     code, _ = run_cli(["run", str(tmp_path / "single.zarr"), "--model", "bicubic"], capsys, monkeypatch)
     assert code == 0
+
+
+def test_overwrite_never_replaces_the_store_of_an_input_group(tmp_path: Path, capsys, monkeypatch) -> None:
+    """--overwrite replaces an earlier output, never what the run reads: an output over the
+    store of an input group (product.zarr/r10m -o product.zarr) is refused.  Before, the run
+    replaced the store, and its other groups (r20m) were gone."""
+    store = tmp_path / "product.zarr"
+    _small_raster(("y", "x"), (16, 16)).to_dataset(name="b04").to_zarr(store, group="r10m")
+    _small_raster(("y", "x"), (16, 16)).to_dataset(name="b05").to_zarr(store, group="r20m")
+    args = ["run", f"{store}/r10m", "-o", str(store), "--overwrite", "--model", "bicubic"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "product.zarr", "would overwrite the input", "r10m")
+    assert (store / "r20m" / "b05").is_dir() and (store / "r10m" / "b04").is_dir()
