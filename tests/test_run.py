@@ -460,6 +460,28 @@ def test_two_dimensional_variable_is_read_chunk_by_chunk(tmp_path: Path) -> None
         close_datasets()
 
 
+def test_zipped_zarr_store_reads_as_its_folder(tmp_path: Path) -> None:
+    """A zipped Zarr store (zarr's ZipStore; how EOPF Sentinel products come, .zarr.zip) is
+    read as a Zarr store.  Before: 'not a readable raster (... not recognized as being in a
+    supported file format.); check that the file is complete', of a complete store."""
+    import zarr.storage
+
+    y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(32) + 0.5)
+    values = np.random.default_rng(9).integers(1, 4000, (2, 24, 32)).astype(np.uint16)
+    coords = {"band": [1, 2], "y": y, "x": x}
+    da = xr.DataArray(values, dims=("band", "y", "x"), coords=coords, attrs={"proj:epsg": 32633})
+    da.to_dataset(name="dn").to_zarr(tmp_path / "folder.zarr", zarr_format=3)
+    zipped = zarr.storage.ZipStore(tmp_path / "product.zarr.zip", mode="w")
+    da.to_dataset(name="dn").to_zarr(zipped, zarr_format=3)
+    zipped.close()
+    a = geosr.upscale_file(tmp_path / "folder.zarr", tmp_path / "a.tif", scale=2, model="bicubic")
+    b = geosr.upscale_file(tmp_path / "product.zarr.zip", tmp_path / "b.tif", scale=2, model="bicubic")
+    with rasterio.open(a) as fa, rasterio.open(b) as fb:
+        assert fb.crs == fa.crs and fb.transform == fa.transform
+        np.testing.assert_array_equal(fb.read(), fa.read())
+
+
 def test_geozarr_attributes_give_the_crs(tmp_path: Path) -> None:
     """A plain Zarr store with x/y coordinates and a GeoZarr-style `proj:epsg` attribute."""
     y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)

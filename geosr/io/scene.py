@@ -13,6 +13,7 @@ import re
 import shlex
 import threading
 import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -200,9 +201,24 @@ def exact_float(dtype: np.dtype) -> np.dtype:
 
 
 def is_zarr_path(path: str | Path) -> bool:
-    """True for paths that look like a Zarr store (``*.zarr`` or a folder with zarr metadata)."""
+    """True for paths that look like a Zarr store (``*.zarr``, a folder with zarr metadata,
+    or a zipped store: a ``.zip`` with zarr metadata at its root, as EOPF products come)."""
     p = Path(path)
-    return p.suffix == ".zarr" or (p / "zarr.json").exists() or (p / ".zgroup").exists()
+    return p.suffix == ".zarr" or (p / "zarr.json").exists() or (p / ".zgroup").exists() or is_zipped_zarr(p)
+
+
+ZARR_ROOT_METADATA = frozenset({"zarr.json", ".zgroup", ".zmetadata"})
+
+
+def is_zipped_zarr(path: Path) -> bool:
+    """Whether ``path`` is a zip file whose root holds a Zarr group's metadata (zarr's ZipStore)."""
+    if path.suffix.lower() != ".zip" or not path.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return not ZARR_ROOT_METADATA.isdisjoint(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False  # GDAL says what is wrong with it
 
 
 def open_scene(path: str | Path, *, variable: str | None = None) -> Scene:

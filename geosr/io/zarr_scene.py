@@ -23,6 +23,7 @@ attributes a geosr Zarr output writes (:func:`band_metadata`).
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.crs import CRS
 
 from geosr.errors import InputError
-from geosr.io.scene import BAND_BUDGET, GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, Scene
+from geosr.io.scene import BAND_BUDGET, GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, Scene, is_zipped_zarr
 
 SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
 
@@ -48,7 +49,12 @@ def _open_dataset(path: str) -> xr.Dataset:
             # chunks=None: lazily indexed arrays without dask, so the io layer stays dask-free.
             # mask_and_scale=False: the stored values and dtype, as GDAL reads a GeoTIFF's; the
             # _FillValue stays the nodata and scale_factor/add_offset are carried to the output.
-            return xr.open_zarr(path, decode_coords="all", chunks=None, mask_and_scale=False)
+            store: Any = path
+            if is_zipped_zarr(Path(path)):
+                import zarr.storage
+
+                store = zarr.storage.ZipStore(path, mode="r")  # zarr opens only folders by path
+            return xr.open_zarr(store, decode_coords="all", chunks=None, mask_and_scale=False)
     except Exception as exc:  # zarr raises many types for a broken store
         raise InputError(f"{path}: not a readable Zarr store ({exc}); check the path") from None
 
