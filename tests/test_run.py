@@ -482,6 +482,28 @@ def test_zipped_zarr_store_reads_as_its_folder(tmp_path: Path) -> None:
         np.testing.assert_array_equal(fb.read(), fa.read())
 
 
+def test_zarr_of_a_geotiff_keeps_its_transform_exactly(make_raster, tmp_path: Path) -> None:
+    """A store rioxarray wrote from a GeoTIFF keeps the GeoTIFF's transform (its stored
+    GeoTransform), through geosr run and geosr.upscale.  Before, the pixel size was derived
+    from the rounded pixel centres: 8.983152841195902e-05 for 8.983152841195215e-05."""
+    import rioxarray
+
+    src = make_raster(height=300, width=400, crs="EPSG:4326", transform=GEO_TRANSFORM)
+    store = tmp_path / "scene.zarr"
+    rioxarray.open_rasterio(src).to_dataset(name="band_data").to_zarr(store, zarr_format=3)
+    out = geosr.upscale_file(store, tmp_path / "scene_x2.tif", scale=2, model="bicubic")
+    with rasterio.open(out) as f:
+        assert f.transform == GEO_TRANSFORM @ Affine.scale(1 / 2)
+    lazy = geosr.upscale(xr.open_zarr(store, decode_coords="all")["band_data"], scale=2, model="bicubic")
+    assert lazy.rio.transform() == GEO_TRANSFORM @ Affine.scale(1 / 2)
+    # A GeoTransform left stale by a flip is not taken: the coordinates say where pixels are.
+    flipped = tmp_path / "flipped.zarr"
+    rioxarray.open_rasterio(src).isel(y=slice(None, None, -1)).to_dataset(name="band_data").to_zarr(flipped)
+    out = geosr.upscale_file(flipped, tmp_path / "flipped_x2.tif", scale=2, model="bicubic")
+    with rasterio.open(out) as f:
+        assert f.transform.e > 0 and f.bounds.left == GEO_TRANSFORM.c
+
+
 def test_geozarr_attributes_give_the_crs(tmp_path: Path) -> None:
     """A plain Zarr store with x/y coordinates and a GeoZarr-style `proj:epsg` attribute."""
     y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)

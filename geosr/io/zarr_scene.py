@@ -10,9 +10,10 @@ The georeferencing of a store is found, in order, from
    ``latitude``/``longitude``), which by the CF conventions are geographic
    degrees: EPSG:4326.
 
-The transform comes from the coordinates (pixel centres) unless a
-``GeoTransform`` is stored.  A leading dimension (``band``, ``time``, ...) is read
-as bands; a Zarr output keeps its name and coordinate values.
+The transform is the stored ``GeoTransform`` while the coordinates (pixel centres)
+agree with it, else one derived from the coordinates (:func:`array_transform`).  A leading
+dimension (``band``, ``time``, ...) is read as bands; a Zarr output keeps its name and
+coordinate values.
 
 Values are read as stored, not decoded: the store's dtype, its ``_FillValue``
 as the nodata, and ``scale_factor``/``add_offset`` carried to the output, as
