@@ -469,3 +469,13 @@ def test_overwrite_never_replaces_the_store_of_an_input_group(tmp_path: Path, ca
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "product.zarr", "would overwrite the input", "r10m")
     assert (store / "r20m" / "b05").is_dir() and (store / "r10m" / "b04").is_dir()
+
+
+def test_zarr_data_type_not_supported_says_which_are(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A float16 variable is refused with the types geosr reads and how to convert, as a
+    GeoTIFF's is.  Before, the line said only 'data type float16 of 'v' is not supported'."""
+    store = tmp_path / "half.zarr"
+    _small_raster(("y", "x"), (16, 16)).astype(np.float16).to_dataset(name="v").to_zarr(store)
+    code, err = run_cli(["run", str(store), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "half.zarr", "float16", "float32, float64", ".astype('float32')")
+    assert outputs_in(tmp_path) == []

@@ -206,7 +206,10 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
             "write one with rioxarray: ds.rio.write_crs('EPSG:32633')"
         )
     if da.dtype.name not in SUPPORTED_DTYPES:
-        raise InputError(f"{path}: data type {da.dtype} of {name!r} is not supported")
+        raise InputError(
+            f"{path}: data type {da.dtype} of {name!r} is not supported; use one of "
+            f"{', '.join(SUPPORTED_DTYPES)}, e.g. ds[{name!r}].astype('float32').to_zarr('converted.zarr')"
+        )
     for dim in (ydim, xdim):
         check_evenly_spaced(da, dim, path)
     try:
