@@ -479,3 +479,17 @@ def test_zarr_data_type_not_supported_says_which_are(tmp_path: Path, capsys, mon
     code, err = run_cli(["run", str(store), "--model", "bicubic"], capsys, monkeypatch)
     assert_one_clear_line(code, err, "half.zarr", "float16", "float32, float64", ".astype('float32')")
     assert outputs_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_path_to_a_zarr_array_names_the_store_and_variable(
+    tmp_path: Path, capsys, monkeypatch, zarr_format: int
+) -> None:
+    """scene.zarr/dn (one array of a store) is refused with what to give instead.  Before:
+    'An array already exists in store' (v3), or GDAL read a v2 array as a raster without
+    CRS and the line said to assign one with gdal_edit.py."""
+    store = tmp_path / "scene.zarr"
+    _small_raster(("y", "x"), (16, 16)).to_dataset(name="dn").to_zarr(store, zarr_format=zarr_format)
+    code, err = run_cli(["run", str(store / "dn"), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "a Zarr array, not a store", f"{store} --variable dn")
+    assert outputs_in(tmp_path) == []

@@ -204,7 +204,8 @@ def is_zarr_path(path: str | Path) -> bool:
     """True for paths that look like a Zarr store (``*.zarr``, a folder with zarr metadata,
     or a zipped store: a ``.zip`` with zarr metadata at its root, as EOPF products come)."""
     p = Path(path)
-    return p.suffix == ".zarr" or (p / "zarr.json").exists() or (p / ".zgroup").exists() or is_zipped_zarr(p)
+    metadata = ("zarr.json", ".zgroup", ".zarray")  # .zarray: an array of a v2 store, refused as one
+    return p.suffix == ".zarr" or any((p / name).exists() for name in metadata) or is_zipped_zarr(p)
 
 
 ZARR_ROOT_METADATA = frozenset({"zarr.json", ".zgroup", ".zmetadata"})

@@ -23,6 +23,7 @@ attributes a geosr Zarr output writes (:func:`band_metadata`).
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
 
 
 def _open_dataset(path: str) -> xr.Dataset:
+    _refuse_an_array(path)
     try:
         with warnings.catch_warnings():
             # A store without consolidated metadata is valid (Zarr v3 has none in its
@@ -58,6 +60,25 @@ def _open_dataset(path: str) -> xr.Dataset:
             return xr.open_zarr(store, decode_coords="all", chunks=None, mask_and_scale=False)
     except Exception as exc:  # zarr raises many types for a broken store
         raise InputError(f"{path}: not a readable Zarr store ({exc}); check the path") from None
+
+
+def _refuse_an_array(path: str) -> None:
+    """A path to one array of a store (``scene.zarr/band_data``) is refused with the store
+    and ``--variable`` to give: zarr's own words were 'An array already exists in store'
+    (v3), and GDAL read a v2 one as a raster without CRS."""
+    folder = Path(path)
+    v3 = folder / "zarr.json"
+    try:
+        is_array = (folder / ".zarray").is_file() or (
+            v3.is_file() and json.loads(v3.read_text()).get("node_type") == "array"
+        )
+    except (OSError, ValueError):
+        return  # unreadable metadata: opening the store says what is wrong
+    if is_array:
+        raise InputError(
+            f"{path}: a Zarr array, not a store; give the store it is in and its name: "
+            f"{folder.parent} --variable {folder.name}"
+        )
 
 
 def is_flags(var: xr.DataArray) -> bool:
