@@ -504,6 +504,29 @@ def test_zarr_of_a_geotiff_keeps_its_transform_exactly(make_raster, tmp_path: Pa
         assert f.transform.e > 0 and f.bounds.left == GEO_TRANSFORM.c
 
 
+def test_long_name_of_a_cube_is_kept(tmp_path: Path) -> None:
+    """The CF long_name of a (time, lat, lon) variable names the whole cube, not a band: it is
+    kept as a tag of the COG and an attribute of the Zarr output.  Before, it was dropped
+    (the bands are described by their dates) and the outputs no longer said what they hold."""
+    times = np.array(["2017-01-16", "2017-01-25"], dtype="datetime64[ns]")
+    lat = 52.5 - 0.0025 * (np.arange(16) + 0.5)
+    lon = 0.0025 * (np.arange(16) + 0.5)
+    cube = xr.DataArray(
+        np.random.default_rng(10).random((2, 16, 16)).astype(np.float32),
+        dims=("time", "lat", "lon"),
+        coords={"time": times, "lat": lat, "lon": lon},
+        name="chl",
+        attrs={"long_name": "Chlorophyll concentration", "units": "mg m-3"},
+    )
+    cube.to_dataset().to_zarr(tmp_path / "chl.zarr", zarr_format=3)
+    tif = geosr.upscale_file(tmp_path / "chl.zarr", tmp_path / "chl_x2.tif", scale=2, model="bicubic")
+    with rasterio.open(tif) as f:
+        assert f.tags()["long_name"] == "Chlorophyll concentration"
+        assert f.descriptions[0].startswith("2017-01-16")
+    out = geosr.upscale_file(tmp_path / "chl.zarr", tmp_path / "chl_x2.zarr", scale=2, model="bicubic")
+    assert xr.open_zarr(out).attrs["long_name"] == "Chlorophyll concentration"
+
+
 def test_geozarr_attributes_give_the_crs(tmp_path: Path) -> None:
     """A plain Zarr store with x/y coordinates and a GeoZarr-style `proj:epsg` attribute."""
     y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)

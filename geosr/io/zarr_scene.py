@@ -251,6 +251,10 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         bands["descriptions"] = tuple(str(v) for v in labels)  # the dates of a time cube, band names
     # The store's own attributes, then the variable's (a geosr output keeps its provenance on the store).
     attrs = {**ds.attrs, **{k: v for k, v in da.attrs.items() if k not in BAND_ATTRIBUTES}}
+    if count > 1 and isinstance(da.attrs.get("long_name"), str):
+        # CF's one name of a cube ('Chlorophyll concentration') names no band: kept as a tag,
+        # it is not lost when the bands are described by their dates.
+        attrs["long_name"] = da.attrs["long_name"]
     tags = {str(k): str(v) for k, v in attrs.items() if isinstance(v, str | int | float)}
     return Scene(
         path=path,
