@@ -493,3 +493,25 @@ def test_path_to_a_zarr_array_names_the_store_and_variable(
     code, err = run_cli(["run", str(store / "dn"), "--model", "bicubic"], capsys, monkeypatch)
     assert_one_clear_line(code, err, "a Zarr array, not a store", f"{store} --variable dn")
     assert outputs_in(tmp_path) == []
+
+
+def test_zarr_variable_without_coordinates_or_geotransform_is_one_line(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A variable with a CRS but neither x/y coordinates nor a GeoTransform has no place: it
+    is refused, as a GeoTIFF without a geotransform is.  Before, rioxarray's identity
+    transform was taken and the run wrote a 'georeferenced' output of 1 m pixels at 0, 0."""
+    import xarray as xr
+
+    import geosr
+    from geosr.errors import InputError
+
+    values = np.random.default_rng(11).random((16, 16)).astype(np.float32)
+    da = xr.DataArray(values, dims=("y", "x"), name="v", attrs={"proj:epsg": 32633})
+    store = tmp_path / "nowhere.zarr"
+    da.to_dataset().to_zarr(store)
+    code, err = run_cli(["run", str(store), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "nowhere.zarr", "neither x/y coordinates nor a GeoTransform")
+    assert outputs_in(tmp_path) == []
+    with pytest.raises(InputError, match="neither x/y coordinates"):
+        geosr.upscale(da.rio.write_crs(32633), scale=2, model="bicubic")

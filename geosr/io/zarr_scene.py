@@ -181,7 +181,7 @@ def _crs(ds: xr.Dataset, da: xr.DataArray, ydim: str, xdim: str) -> CRS | None:
     return None
 
 
-def array_transform(data: xr.DataArray) -> Affine:
+def array_transform(data: xr.DataArray, source: str) -> Affine:
     """``data``'s transform: the GeoTransform stored with it (GDAL's, exact) while its pixel
     centres are still the coordinates, else one recomputed from the coordinates (a slice or
     a stride of a file's array leaves the stored one stale).
@@ -189,8 +189,21 @@ def array_transform(data: xr.DataArray) -> Affine:
     Recomputed from pixel centres, which are rounded, a 7.3 m pixel came out as
     7.300000000005913 m, so that the output's transform was not the input's at the last
     bits, unlike a GeoTIFF's (the Zarr output of a GeoTIFF run again, ``geosr.upscale``).
+
+    Raises
+    ------
+    InputError
+        Neither coordinates nor a ``GeoTransform`` (``source`` names the input): as for a
+        GeoTIFF without one.
     """
     recalc: Affine = data.rio.transform(recalc=True)
+    if recalc.is_identity:
+        # rioxarray's answer for no coordinates and no GeoTransform: a pixel grid, no place.
+        raise InputError(
+            f"{source}: variable {data.name!r} has neither {data.rio.x_dim}/{data.rio.y_dim} coordinates "
+            "nor a GeoTransform, so its pixels have no place on the ground; write them with rioxarray, "
+            "e.g. da.rio.write_transform(Affine(10, 0, x0, 0, -10, y0))"
+        )
     mapping = data.rio.grid_mapping
     text = data.coords[mapping].attrs.get("GeoTransform") if mapping in data.coords else None
     try:
@@ -234,7 +247,9 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     for dim in (ydim, xdim):
         check_evenly_spaced(da, dim, path)
     try:
-        transform = array_transform(da)
+        transform = array_transform(da, path)
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(
             f"{path}: cannot derive a transform from the coordinates of {name!r} ({exc})"

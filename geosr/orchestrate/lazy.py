@@ -107,7 +107,7 @@ def _grid_of(data: xr.DataArray) -> GeoBox:
         raise InputError("the DataArray has no CRS; set one with da.rio.write_crs('EPSG:...')")
     for dim in (data.rio.y_dim, data.rio.x_dim):
         check_evenly_spaced(data, dim, "the DataArray")  # as for a Zarr store read by path
-    return GeoBox(data.rio.shape, array_transform(data), crs)
+    return GeoBox(data.rio.shape, array_transform(data, "the DataArray"), crs)
 
 
 def upscale(
