@@ -352,3 +352,23 @@ def test_worker_threads_follow_the_workers_cores_not_the_clients(
         threads = client.run(lambda: __import__("torch").get_num_threads())
         worker_cpus = client.run(lambda: len(os.sched_getaffinity(0)))
     assert list(threads.values()) == list(worker_cpus.values()) == [len(cpus)]
+
+
+def test_worker_threads_are_shared_by_its_task_threads(scene: Path, tmp_path: Path) -> None:
+    """A worker running K tasks at once (`dask worker --nthreads K`, one per core by
+    default) gives each task's torch its share of the cores: every task used all of
+    them, so K tasks oversubscribed the machine K times over."""
+    from distributed import Client, LocalCluster
+
+    cpus = len(os.sched_getaffinity(0))
+    if cpus < 2:
+        pytest.skip("needs 2 CPUs to share between 2 task threads")
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        geosr.upscale_file(
+            scene, tmp_path / "a.tif", scale=2, model="bicubic", tile=32, scheduler=cluster.scheduler_address
+        )
+        threads = client.run(lambda: __import__("torch").get_num_threads())
+    assert list(threads.values()) == [cpus // 2]

@@ -86,9 +86,13 @@ class ModelPlugin(WorkerPlugin):
         import torch
 
         # The worker's own CPUs, counted where it runs: the client's machine (a laptop
-        # driving a 64-core node) says nothing about the worker's.
+        # driving a 64-core node) says nothing about the worker's.  They are shared by
+        # the workers on its host and by the worker's task threads, each of which runs
+        # torch on a batch at once: `dask worker` starts one thread per core by default,
+        # and torch's threads for each on top oversubscribed the cores.
         sharing = self.workers_by_host.get(_host(worker.address), 1)
-        torch.set_num_threads(max(1, usable_cpus() // sharing))
+        tasks_at_once = max(1, int(getattr(worker.state, "nthreads", 1)))
+        torch.set_num_threads(max(1, usable_cpus() // (sharing * tasks_at_once)))
         self.key.predictor()
 
 
