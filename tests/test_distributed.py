@@ -354,21 +354,28 @@ def test_worker_threads_follow_the_workers_cores_not_the_clients(
     assert list(threads.values()) == list(worker_cpus.values()) == [len(cpus)]
 
 
-def test_worker_threads_are_shared_by_its_task_threads(scene: Path, tmp_path: Path) -> None:
+def test_worker_threads_are_shared_by_its_task_threads() -> None:
     """A worker running K tasks at once (`dask worker --nthreads K`, one per core by
     default) gives each task's torch its share of the cores: every task used all of
-    them, so K tasks oversubscribed the machine K times over."""
+    them, so K tasks oversubscribed the machine K times over.  The plugin runs on a
+    real worker of 2 task threads, in this process, where torch's setting is read."""
+    import torch
     from distributed import Client, LocalCluster
+
+    from geosr.orchestrate.cluster import ModelKey, ModelPlugin
 
     cpus = len(os.sched_getaffinity(0))
     if cpus < 2:
         pytest.skip("needs 2 CPUs to share between 2 task threads")
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        geosr.upscale_file(
-            scene, tmp_path / "a.tif", scale=2, model="bicubic", tile=32, scheduler=cluster.scheduler_address
-        )
-        threads = client.run(lambda: __import__("torch").get_num_threads())
-    assert list(threads.values()) == [cpus // 2]
+    before = torch.get_num_threads()
+    try:
+        with (
+            LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as c,
+            Client(c) as client,
+        ):
+            client.register_plugin(ModelPlugin(ModelKey("bicubic", 1, 2, "cpu", "fp32"), {}))
+            # What a task's torch gets, read in the worker's task threads.
+            threads = {client.submit(torch.get_num_threads, pure=False).result() for _ in range(4)}
+        assert threads == {cpus // 2}
+    finally:
+        torch.set_num_threads(before)
