@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from geosr.errors import OptionError
 from geosr.tiling import Window, plan_tiles
 
 sizes = st.integers(min_value=1, max_value=300)
+tiles = st.integers(8, 128)  # a run's tiles: --tile is at least 8 (tiles of 1 made 90 000-tile plans)
 
 
 @settings(max_examples=200, deadline=None)
-@given(height=sizes, width=sizes, tile=st.integers(1, 128), halo=st.integers(0, 40))
+@given(height=sizes, width=sizes, tile=tiles, halo=st.integers(0, 40))
+@example(height=37, width=5, tile=1, halo=3)  # the smallest tiles still plan (on small scenes)
 def test_cores_cover_the_scene_exactly_once(height: int, width: int, tile: int, halo: int) -> None:
     plan = plan_tiles(height, width, tile=tile, halo=halo)
     written = np.zeros((height, width), np.int32)
@@ -24,7 +26,8 @@ def test_cores_cover_the_scene_exactly_once(height: int, width: int, tile: int, 
 
 
 @settings(max_examples=200, deadline=None)
-@given(height=sizes, width=sizes, tile=st.integers(1, 128), halo=st.integers(0, 40), scale=st.integers(1, 8))
+@given(height=sizes, width=sizes, tile=tiles, halo=st.integers(0, 40), scale=st.integers(1, 8))
+@example(height=37, width=5, tile=1, halo=3, scale=3)
 def test_windows_nest_and_scale(height: int, width: int, tile: int, halo: int, scale: int) -> None:
     plan = plan_tiles(height, width, tile=tile, halo=halo)
     out = np.zeros((height * scale, width * scale), np.int32)
