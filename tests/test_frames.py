@@ -139,3 +139,24 @@ def test_a_model_reading_the_reference_alone_says_the_frames_are_unused(make_ras
     with rasterio.open(with_frame) as a, rasterio.open(alone) as b:
         assert np.array_equal(a.read(), b.read())
         assert a.tags()["GEOSR_JOB"] == b.tags()["GEOSR_JOB"]  # the same job: the frame is not in it
+
+
+def test_a_frame_on_another_grid_keeps_its_alpha_bands_transparency(make_raster) -> None:
+    """Before, GDAL's warper took the alpha band of an RGBA frame on another grid for no
+    mask at all: its transparent pixels (60000 here) were warped in as data."""
+    from rasterio.enums import ColorInterp
+
+    reference = open_scene(make_raster("ref.tif", count=3, height=64, width=64))
+    data = coordinate_pattern(3, 32, 32)
+    data[:, :, :20] = 60000
+    alpha = np.where(np.arange(32) < 20, 0, 65535).astype("uint16")[None, None].repeat(32, 1)
+    path = make_raster(
+        "rgba.tif", data=np.concatenate([data, alpha]), transform=UTM_TRANSFORM @ Affine.scale(2)
+    )
+    with rasterio.open(path, "r+") as dst:
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    frame = open_scene(path)
+    assert frame.count == 3 and frame.masked
+    got = read_frame_window(frame, reference, Window(0, 0, 64, 64))
+    assert np.nanmax(got) < 60000  # no transparent pixel read as data
+    assert np.isnan(got[:, :, :39]).all() and not np.isnan(got[:, :, 41:]).any()

@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import RasterioError
 from rasterio.warp import reproject
 
@@ -88,7 +88,20 @@ def read_frame_window(frame: Scene, reference: Scene, window: Window) -> np.ndar
                 dst_crs=target.crs,
                 dst_nodata=np.nan,
                 resampling=Resampling.bilinear,
+                **alpha_options(src),
             )
     except (RasterioError, OSError, ValueError) as exc:
         raise InputError(f"{frame.path}: reprojecting the frame failed ({exc})") from None
     return out[:, (rows - r0)[:, None], (cols - c0)[None, :]]
+
+
+def alpha_options(src: rasterio.DatasetReader) -> dict[str, int]:
+    """Warp options that make GDAL's warper honour an open frame's alpha band, as reads do.
+
+    The warper takes a per-dataset mask (internal, ``.msk``) on its own, but not an
+    alpha band: a frame's transparent pixels were warped in as data.  ``SRC_ALPHA_MAX``
+    1 makes any non-zero alpha opaque, as :func:`~geosr.io.scene.file_mask` reads it
+    (the warper would otherwise take a 16-bit alpha of 255 as nearly transparent).
+    """
+    alpha = [b for b, ci in enumerate(src.colorinterp, start=1) if ci == ColorInterp.alpha]
+    return {"src_alpha": alpha[0], "SRC_ALPHA_MAX": 1} if alpha else {}
