@@ -86,21 +86,9 @@ def scene_for(src: str | Path, options: RunOptions) -> Scene:
 
     A STAC Item is resolved to its raster asset(s) first (:mod:`geosr.io.stac_input`).
     """
-    item = None
-    problem = not_an_item(src)
-    if problem is not None:
-        raise problem
-    if is_stac_item(src):
-        item = resolve_stac(src, asset=options.asset, bands=options.bands)
-    elif options.asset is not None:
+    if options.asset is not None and not is_stac_item(src) and not_an_item(src) is None:
         raise OptionError(f"{src}: --asset is for STAC Item inputs (.json); this input is a raster")
-    scene = open_scene(item.href if item else src, variable=options.variable)
-    if item and item.stacked:
-        # The stack is a temporary VRT, new in every run: the Item stands for it in
-        # messages, provenance and the job's fingerprint (so that --resume finds the run).
-        scene = dataclasses.replace(scene, path=str(src), subdataset=item.href)
-    if item and item.when is not None:
-        scene = dataclasses.replace(scene, tags={**scene.tags, "STAC_DATETIME": item.when})
+    scene = open_input(src, options, variable=options.variable)
     if options.nodata is not None:
         scene = dataclasses.replace(scene, nodata=float(options.nodata), band_nodata=())
     try:
@@ -118,6 +106,25 @@ def scene_for(src: str | Path, options: RunOptions) -> Scene:
     return scene
 
 
+def open_input(src: str | Path, options: RunOptions, *, variable: str | None = None) -> Scene:
+    """The raster at ``src``, or the one a STAC Item names (its ``--asset``, or its
+    ``--bands`` assets stacked), for the input and each ``--frame`` alike."""
+    problem = not_an_item(src)
+    if problem is not None:
+        raise problem
+    if not is_stac_item(src):
+        return open_scene(src, variable=variable)
+    item = resolve_stac(src, asset=options.asset, bands=options.bands)
+    scene = open_scene(item.href, variable=variable)
+    if item.stacked:
+        # The stack is a temporary VRT, new in every run: the Item stands for it in
+        # messages, provenance and the job's fingerprint (so that --resume finds the run).
+        scene = dataclasses.replace(scene, path=str(src), subdataset=item.href)
+    if item.when is not None:
+        scene = dataclasses.replace(scene, tags={**scene.tags, "STAC_DATETIME": item.when})
+    return scene
+
+
 def area_of_interest(options: RunOptions) -> Any:
     """The ``--aoi`` or ``--bbox`` geometry (odc-geo, with its CRS), or None."""
     if options.aoi is not None:
@@ -131,7 +138,9 @@ def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
     """The ``--frame`` scenes, with the reference's band selection, checked against it."""
     frames = []
     for path in options.frames:
-        frame = open_scene(path)
+        # A frame may be a STAC Item as the input may: GDAL's STACIT driver read one
+        # that carries projection fields without --asset/--bands, and refused any other.
+        frame = open_input(path, options)
         if options.nodata is not None:
             frame = dataclasses.replace(frame, nodata=float(options.nodata), band_nodata=())
         if options.bands:

@@ -160,3 +160,31 @@ def test_a_frame_on_another_grid_keeps_its_alpha_bands_transparency(make_raster)
     got = read_frame_window(frame, reference, Window(0, 0, 64, 64))
     assert np.nanmax(got) < 60000  # no transparent pixel read as data
     assert np.isnan(got[:, :, :39]).all() and not np.isnan(got[:, :, 41:]).any()
+
+
+def test_a_stac_item_is_a_frame_as_it_is_an_input(make_raster, tmp_path: Path) -> None:
+    """Before, a frame went straight to GDAL: an Item of single-band assets stacked with
+    --bands, which the input takes, was 'not a readable raster' as a frame."""
+    import json
+
+    from geosr.api import frames_for, scene_for
+    from geosr.options import RunOptions
+
+    def item(date: str, shift: int) -> Path:
+        assets = {}
+        for i, name in enumerate(("B02", "B03", "B04")):
+            make_raster(f"{date}_{name}.tif", data=coordinate_pattern(1, 32, 32) + 100 * i + shift)
+            assets[name] = {"href": f"./{date}_{name}.tif", "type": "image/tiff; application=geotiff"}
+        doc = {"type": "Feature", "stac_version": "1.1.0", "id": date, "geometry": None, "links": []}
+        doc |= {"properties": {"datetime": "2022-03-01T10:00:00Z"}, "assets": assets}
+        path = tmp_path / f"{date}.json"
+        path.write_text(json.dumps(doc))
+        return path
+
+    ref, later = item("d1", 0), item("d2", 50)
+    opts = RunOptions(scale=2, bands="B04,B03,B02", frames=(str(later),))
+    scene = scene_for(ref, opts)
+    (frame,) = frames_for(scene, opts)
+    got = read_frame_window(frame, scene, Window(0, 0, 32, 32))
+    want = read_window(scene, Window(0, 0, 32, 32)).astype(np.float32) + 50
+    np.testing.assert_array_equal(got, want)  # B04, B03, B02 of the later date
