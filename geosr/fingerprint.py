@@ -35,12 +35,10 @@ def job_fingerprint(
     Not included: batch size, workers and scheduler, which change how the work
     is spread, never its result (see the determinism tests).
     """
-    source = Path(scene.path)
-    local = source.exists()
     size, mtime = file_stamp(scene.path)
     return {
         "geosr": __version__,
-        "input": str(source.resolve()) if local else scene.path,
+        "input": _where(scene.path),
         "input_bytes": size,
         "input_mtime_ns": mtime,
         "variable": scene.variable_name,
@@ -59,8 +57,16 @@ def job_fingerprint(
         "offset": repr(opts.offset),
         "aoi": [opts.aoi, _content_digest(opts.aoi)] if opts.aoi else None,
         "bbox": [opts.bbox, opts.bbox_crs] if opts.bbox else None,
-        "frames": [[f.path, *file_stamp(f.path)] for f in frames],
+        # Resolved as the input is: a frame named ./d2.tif in one run and by its absolute
+        # path in the --resume made the same job "the output of a different job".
+        "frames": [[_where(f.path), *file_stamp(f.path)] for f in frames],
     }
+
+
+def _where(path: str) -> str:
+    """A local file's absolute path (however it was named), else ``path`` as given (a URL)."""
+    source = Path(path)
+    return str(source.resolve()) if source.exists() else path
 
 
 def file_stamp(path: str) -> tuple[int | None, int | str | None]:

@@ -188,3 +188,15 @@ def test_a_stac_item_is_a_frame_as_it_is_an_input(make_raster, tmp_path: Path) -
     got = read_frame_window(frame, scene, Window(0, 0, 32, 32))
     want = read_window(scene, Window(0, 0, 32, 32)).astype(np.float32) + 50
     np.testing.assert_array_equal(got, want)  # B04, B03, B02 of the later date
+
+
+def test_a_frame_named_by_another_path_is_the_same_job(make_raster, tmp_path: Path, monkeypatch) -> None:
+    """Before, the input was resolved in the job's fingerprint but a frame was not: a --resume
+    naming the frame by its absolute path refused the finished output as another job's."""
+    ref = make_raster("ref.tif", height=16, width=16)
+    make_raster("d2.tif", data=coordinate_pattern(1, 16, 16)[:, ::-1].copy())
+    monkeypatch.chdir(tmp_path)
+    out = geosr.upscale_file(ref, tmp_path / "out.tif", scale=2, tile=16, frames=("d2.tif",))
+    finished = out.stat().st_mtime_ns
+    again = geosr.upscale_file(ref, out, scale=2, tile=16, frames=(str(tmp_path / "d2.tif"),), resume=True)
+    assert again == out and out.stat().st_mtime_ns == finished  # kept, not computed again
