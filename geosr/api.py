@@ -484,7 +484,7 @@ def upscale_file(
             advance(len(plan))
             # Already finished: nothing is computed again.  But a run killed after its rename
             # has no --stac/--quicklook files yet, so those asked for and missing are written.
-            _extras(src, scene, dst, opts, model_tag, missing_only=True)
+            _extras(src, scene, dst, opts, model_tag, missing_only=True, frames=frames)
             return dst
         if not opts.overwrite:
             if found == digest:  # a rerun of a finished batch, say: --resume skips it
@@ -497,7 +497,7 @@ def upscale_file(
     check_extras_free(dst, opts)
     check_writable(dst, opts.overwrite)
     out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
-    _extras(src, scene, out, opts, model_tag)
+    _extras(src, scene, out, opts, model_tag, frames=frames)
     return out
 
 
@@ -596,10 +596,18 @@ def check_extras_free(dst: Path, opts: RunOptions) -> None:
 
 
 def _extras(
-    src: str | Path, scene: Scene, out: Path, opts: RunOptions, model_name: str, *, missing_only: bool = False
+    src: str | Path,
+    scene: Scene,
+    out: Path,
+    opts: RunOptions,
+    model_name: str,
+    *,
+    missing_only: bool = False,
+    frames: tuple[Scene, ...] = (),
 ) -> None:
     """What ``--stac`` and ``--quicklook`` ask for, beside the finished output
-    (``missing_only``: those not there yet, for a finished output that is kept)."""
+    (``missing_only``: those not there yet, for a finished output that is kept;
+    ``frames``: those the model fused, which the Item links to)."""
     if opts.stac:
         from geosr.stac import item_path, write_item
 
@@ -608,7 +616,14 @@ def _extras(
             out,
             item,
             missing_only,
-            lambda: write_item(out, source=src, scene=scene, model=model_name, scale=opts.scale),
+            lambda: write_item(
+                out,
+                source=src,
+                scene=scene,
+                model=model_name,
+                scale=opts.scale,
+                frames=tuple(f.path for f in frames),
+            ),
         )
     if opts.quicklook:
         from geosr.quicklook import quicklook_path, write_compare

@@ -4,7 +4,7 @@ The Item (pystac) carries the output's footprint in WGS 84 (``geometry``,
 ``bbox``), the projection extension on the asset's own grid (``proj:code``,
 ``proj:wkt2``, ``proj:shape``, ``proj:transform``, ``proj:bbox``,
 ``proj:geometry``), one ``data`` asset with its media type (COG or Zarr), and the
-provenance: a ``derived_from`` link to the input (file or STAC Item), and
+provenance: a ``derived_from`` link to the input (file or STAC Item) and to each ``--frame``, and
 ``geosr:model``, ``geosr:scale``, ``geosr:version`` properties.  It is written
 as ``<output stem>.stac.json`` beside the output.
 
@@ -77,8 +77,11 @@ def _rfc3339(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def build_item(output: Path, *, source: str | Path, scene: Scene, model: str, scale: int) -> pystac.Item:
-    """The Item for ``output`` (not written); see the module docstring."""
+def build_item(
+    output: Path, *, source: str | Path, scene: Scene, model: str, scale: int, frames: tuple[str, ...] = ()
+) -> pystac.Item:
+    """The Item for ``output`` (not written); see the module docstring.  ``frames``: the
+    ``--frame`` files the model fused, each also a ``derived_from`` link."""
     grid: GeoBox = scaled(scene.grid, scale)
     geometry, bbox = wgs84_footprint(grid)
     when = acquisition_time(scene)
@@ -120,10 +123,11 @@ def build_item(output: Path, *, source: str | Path, scene: Scene, model: str, sc
         bbox=[float(v) for v in grid.extent.boundingbox],
         geometry=shapely.geometry.mapping(grid.extent.geom),
     )
-    source_href = str(source) if is_remote(source) else str(Path(source).resolve())
-    rel = "derived_from"
-    media = pystac.MediaType.JSON if str(source).endswith(".json") else None
-    item.add_link(pystac.Link(rel, source_href, media_type=media, title="geosr input"))
+    # The output is derived from every date fused into it, not the reference alone.
+    for path, title in ((source, "geosr input"), *((frame, "geosr frame") for frame in frames)):
+        href = str(path) if is_remote(path) else str(Path(path).resolve())
+        media = pystac.MediaType.JSON if str(path).endswith(".json") else None
+        item.add_link(pystac.Link("derived_from", href, media_type=media, title=title))
     return item
 
 
@@ -189,9 +193,11 @@ def validate_item(item: pystac.Item) -> list[str]:
     return list(item.validate(validator=validator))
 
 
-def write_item(output: Path, *, source: str | Path, scene: Scene, model: str, scale: int) -> Path:
+def write_item(
+    output: Path, *, source: str | Path, scene: Scene, model: str, scale: int, frames: tuple[str, ...] = ()
+) -> Path:
     """Build, validate and write the Item beside ``output``; returns its path."""
-    item = build_item(output, source=source, scene=scene, model=model, scale=scale)
+    item = build_item(output, source=source, scene=scene, model=model, scale=scale, frames=frames)
     validate_item(item)
     text = json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2)
     return write_small_file(item_path(output), lambda tmp: tmp.write_text(text), "STAC Item")

@@ -200,3 +200,17 @@ def test_a_frame_named_by_another_path_is_the_same_job(make_raster, tmp_path: Pa
     finished = out.stat().st_mtime_ns
     again = geosr.upscale_file(ref, out, scale=2, tile=16, frames=(str(tmp_path / "d2.tif"),), resume=True)
     assert again == out and out.stat().st_mtime_ns == finished  # kept, not computed again
+
+
+def test_the_stac_item_of_a_multi_date_run_links_its_frames(make_raster, tmp_path: Path) -> None:
+    """Before, the Item's only derived_from link was the reference: the dates fused into the
+    output were in no provenance but the COG's GEOSR_FRAMES file names."""
+    import pystac
+
+    ref = make_raster("ref.tif", height=16, width=16)
+    d2 = make_raster("d2.tif", data=coordinate_pattern(1, 16, 16)[:, ::-1].copy())
+    out = geosr.upscale_file(ref, tmp_path / "out.tif", scale=2, tile=16, frames=(str(d2),), stac=True)
+    item = pystac.Item.from_file(str(tmp_path / "out.stac.json"))
+    links = [(link.href, link.title) for link in item.links if link.rel == "derived_from"]
+    assert links == [(str(ref), "geosr input"), (str(d2), "geosr frame")]
+    assert out.exists()
