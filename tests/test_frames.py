@@ -214,3 +214,19 @@ def test_the_stac_item_of_a_multi_date_run_links_its_frames(make_raster, tmp_pat
     links = [(link.href, link.title) for link in item.links if link.rel == "derived_from"]
     assert links == [(str(ref), "geosr input"), (str(d2), "geosr frame")]
     assert out.exists()
+
+
+def test_a_frame_naming_its_bands_in_another_order_is_read_in_the_references(make_raster) -> None:
+    """Before, frames were fused band by position: a frame of B04,B03,B02 went in with its
+    blue band beside the reference's red one, 600 DN off here, silently."""
+    from geosr.api import frames_for, scene_for
+    from geosr.options import RunOptions
+
+    data = coordinate_pattern(3, 32, 32)
+    ref = make_raster("ref.tif", data=data, descriptions=("B02", "B03", "B04"))
+    frame = make_raster("d2.tif", data=data[::-1].copy(), descriptions=("B04", "B03", "B02"))
+    opts = RunOptions(scale=2, frames=(str(frame),))
+    scene = scene_for(ref, opts)
+    (read,) = frames_for(scene, opts)
+    assert read.descriptions == ("B02", "B03", "B04")
+    np.testing.assert_array_equal(read_frame_window(read, scene, Window(0, 0, 32, 32)), data)

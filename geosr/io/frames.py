@@ -20,6 +20,7 @@ from rasterio.warp import reproject
 from geosr.aoi import file_grid
 from geosr.errors import InputError
 from geosr.grid import window_grid
+from geosr.io.bands import _canonical, select_bands
 from geosr.io.scene import Scene, _dataset, _mirror, exact_float, read_window
 from geosr.tiling import Window
 
@@ -33,6 +34,7 @@ def check_frame(frame: Scene, reference: Scene) -> Scene:
         )
     if frame.is_zarr:
         raise InputError(f"{frame.path}: frames must be GDAL rasters (GeoTIFF, JP2, ...), not Zarr")
+    frame = in_reference_order(frame, reference)
     ref_file = file_grid(reference)
     if frame.grid == ref_file:
         return dataclasses.replace(
@@ -46,6 +48,26 @@ def check_frame(frame: Scene, reference: Scene) -> Scene:
             "frames must be acquisitions of the same place"
         )
     return frame
+
+
+def in_reference_order(frame: Scene, reference: Scene) -> Scene:
+    """``frame`` with its bands in the reference's order, where both name the same bands
+    in another order (B04,B03,B02 against B02,B03,B04).
+
+    Frames are fused band by band, by position: before, such a frame went in with its
+    blue band beside the reference's red one, and nothing said so.
+    """
+    ours, theirs = reference.descriptions, frame.descriptions
+    if not ours or not theirs or not all(ours) or not all(theirs):
+        return frame
+    names = [_canonical(str(d)) for d in ours]
+    if (
+        names == [_canonical(str(d)) for d in theirs]
+        or sorted(names) != sorted(_canonical(str(d)) for d in theirs)
+        or len(set(names)) != len(names)
+    ):
+        return frame
+    return select_bands(frame, [str(d) for d in ours])
 
 
 def read_frame_window(frame: Scene, reference: Scene, window: Window) -> np.ndarray:
