@@ -29,7 +29,7 @@ from geosr.io.remote import (
     upload,
 )
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
-from geosr.io.runstate import RunState, StaleRunError, job_digest, run_dir, size_on_disk
+from geosr.io.runstate import RunState, StaleRunError, job_digest, reclaimable_bytes, run_dir
 from geosr.io.scene import (
     Scene,
     band_bytes,
@@ -420,7 +420,7 @@ def upscale_file(
         # dimensions stops here, not after allocating millions of tiles.
         out_bytes = resources.output_bytes(height, width, scene.count, opts.scale, scene.dtype)
         try:
-            resources.check(bounds, out_bytes, dst, already_on_disk=size_on_disk(run_dir(dst)))
+            resources.check(bounds, out_bytes, dst, already_on_disk=reclaimable_bytes(dst))
         except GeosrError as exc:
             raise _in_context(src, exc) from None
     plan = plan_tiles(height, width, tile=tile, halo=halo)

@@ -25,7 +25,7 @@ from rio_cogeo.cogeo import cog_validate
 
 import geosr
 from geosr.errors import OutputError
-from geosr.io.runstate import RunState, StaleRunError, run_dir
+from geosr.io.runstate import RunState, StaleRunError, reclaimable_bytes, run_dir
 from tests.conftest import UTM_TRANSFORM, coordinate_pattern
 from tests.test_run import random_model_file
 
@@ -366,6 +366,20 @@ def test_disk_guard_refuses_up_front_with_the_numbers(job, tmp_path: Path) -> No
     text = " ".join(result.stderr.split())
     assert "the run needs about" in text and "are free in" in text and str(dst) in text
     assert leftovers(tmp_path, dst) == [] and not dst.exists()
+
+
+def test_disk_guard_counts_what_a_killed_cog_build_left_as_free(tmp_path: Path) -> None:
+    """A run killed while GDAL wrote the COG leaves a temporary COG as large as the output
+    beside it, which the resume removes before it writes.  Before, the disk guard counted
+    only the run-state folder as free: a resume on a 300 MiB tmpfs of a 96 MiB output was
+    refused, '128.1 MiB needed, 47.7 MiB free', when removing the temporary left 172 MiB."""
+    dst = tmp_path / "out.tif"
+    run_dir(dst).mkdir()
+    (run_dir(dst) / "journal").write_bytes(b"0 1\n")
+    (tmp_path / f".{dst.name}.geosr-tmp-4242-abcdefgh.tif").write_bytes(b"\0" * 100_000)
+    (tmp_path / ".other.tif.geosr-tmp-4242-abcdefgh.tif").write_bytes(b"\0" * 7)  # another output's
+    assert reclaimable_bytes(dst) == 4 + 100_000
+    assert reclaimable_bytes(tmp_path / "never.tif") == 0
 
 
 def test_ctrl_c_keeps_the_finished_tiles_for_resume(job, tmp_path: Path) -> None:

@@ -77,6 +77,26 @@ def size_on_disk(directory: Path) -> int:
     return total
 
 
+def reclaimable_bytes(destination: Path) -> int:
+    """Bytes a run of ``destination`` frees before it writes anything: its run-state folder,
+    and the temporaries a killed run left beside it (a COG build killed half-way leaves one
+    as large as the output), which the run removes once it holds the lock."""
+    total = size_on_disk(run_dir(destination))
+    for path in _temporaries(destination):
+        with contextlib.suppress(OSError):
+            total += size_on_disk(path) if path.is_dir() else path.stat().st_size
+    return total
+
+
+def _temporaries(destination: Path) -> list[Path]:
+    """The temporaries of ``destination`` beside it (:data:`~geosr.io.atomic.TMP_MARKER`)."""
+    prefix = f".{destination.name}{TMP_MARKER}"
+    try:
+        return [entry for entry in destination.parent.iterdir() if entry.name.startswith(prefix)]
+    except OSError:
+        return []
+
+
 def boot_id() -> str | None:
     """This boot of the machine (Linux's random boot id), or None where the system has none."""
     try:
@@ -154,10 +174,8 @@ class RunState:
     def _remove_stale_temporaries(self) -> None:
         # Every writer of this destination holds the lock we now hold: whatever
         # temporary of it still exists was left by a run that died.
-        prefix = f".{self.destination.name}{TMP_MARKER}"
-        for entry in self.destination.parent.iterdir():
-            if entry.name.startswith(prefix):
-                remove_path(entry)
+        for entry in _temporaries(self.destination):
+            remove_path(entry)
 
     # --- the manifest ---------------------------------------------------------
 
