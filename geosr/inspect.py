@@ -12,6 +12,7 @@ from geosr import resources
 from geosr.api import fit_to_memory, scene_for
 from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes
+from geosr.io.cog import is_bigtiff
 from geosr.io.scene import Scene, read_sample, read_window
 from geosr.kernel import prepare_tiles
 from geosr.models import load_model
@@ -92,7 +93,7 @@ class RunPlan:
                     if self.output_bytes >= 2**30
                     else f"{self.output_bytes / 2**20:.1f} MiB uncompressed"
                 )
-                + (" (BigTIFF)" if self.output_bytes > 4 * 2**30 else ""),
+                + (" (BigTIFF)" if is_bigtiff(self.output_bytes) else ""),
             ),
             ("model", f"{self.model} x{self.options.scale}"),
             (

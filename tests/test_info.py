@@ -91,3 +91,23 @@ def test_info_gives_the_valid_share_and_says_when_a_run_would_refuse(make_raster
     rows = dict(plan_run(empty, RunOptions(model="bicubic")).lines())
     assert rows["valid pixels"].startswith("none: geosr run refuses this scene; check the nodata value")
     assert "valid pixels" not in dict(plan_run(empty, RunOptions(model="bicubic"), calibrate=False).lines())
+
+
+def test_info_says_bigtiff_exactly_when_the_cog_is_one(tmp_path: Path) -> None:
+    """Before, info said '(BigTIFF)' only above 4 GiB of output, while the writer makes a
+    BigTIFF from 2.625 GiB (3.5 GiB with overviews; and GDAL's IF_SAFER below that from
+    about 2 GiB): a 2-band uint16 8192^2 scene at x4 (4.00 GiB) gave a BigTIFF COG that info
+    called a plain one."""
+    import rasterio
+
+    from geosr.io.cog import is_bigtiff
+
+    src = tmp_path / "sparse.tif"
+    profile = {"driver": "GTiff", "width": 8192, "height": 6144, "count": 2, "dtype": "uint16", "tiled": True}
+    grid = {"crs": "EPSG:32633", "transform": Affine(10, 0, 0, 0, -10, 0)}
+    with rasterio.open(src, "w", **profile, **grid, sparse_ok=True) as dst:
+        dst.write(np.ones((2, 512, 512), "uint16"), window=((0, 512), (0, 512)))
+    plan = plan_run(src, RunOptions(scale=4, model="bicubic"), calibrate=False)
+    assert plan.output_bytes == 2 * 8192 * 6144 * 16 * 2  # 3 GiB: 4 GiB with its overviews
+    assert is_bigtiff(plan.output_bytes) and "(BigTIFF)" in dict(plan.lines())["output size"]
+    assert not is_bigtiff(2 * 2**30)  # 2 GiB: a classic TIFF, as GDAL is told (BIGTIFF=NO)

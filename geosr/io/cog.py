@@ -73,8 +73,20 @@ COMPRESSION: dict[str, Any] = {
 
 # Above this uncompressed size (full resolution + overviews) the COG must be
 # BigTIFF: classic TIFF offsets are 32-bit.  The margin covers tile headers and
-# incompressible data; below it GDAL's own IF_SAFER heuristic still applies.
+# incompressible data, so below it a classic TIFF always fits.
 _BIGTIFF_BYTES = int(3.5 * 2**30)
+
+
+def is_bigtiff(output_bytes: int) -> bool:
+    """Whether the COG of ``output_bytes`` uncompressed pixels is written as a BigTIFF.
+
+    Decided here, not by GDAL's IF_SAFER heuristic, which made BigTIFFs of outputs
+    from about 2 GiB (a 2 GiB mostly-nodata output, 6 MB on disk), so that
+    ``geosr info`` can say which a run writes: readers on an old libtiff open
+    only classic TIFF.
+    """
+    return output_bytes * 4 // 3 > _BIGTIFF_BYTES  # full resolution + overviews
+
 
 # GDAL signals failures as rasterio exceptions (RasterioError, some also OSError)
 # and, from some calls, as CPLE_* errors which derive from neither.
@@ -168,7 +180,7 @@ class CogBuild(SinkBase):
             # Average is the right summary of continuous imagery and skips nodata
             # pixels (integer or NaN), so overviews do not bleed nodata into edges.
             "OVERVIEW_RESAMPLING": "AVERAGE",
-            "BIGTIFF": "YES" if self._needed() > _BIGTIFF_BYTES else "IF_SAFER",
+            "BIGTIFF": "YES" if is_bigtiff(self.spec.nbytes) else "NO",
             "NUM_THREADS": "ALL_CPUS",
         }
 
