@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import geosr
 from geosr.errors import ModelError
 from geosr.models import (
     CNNRNN,
@@ -96,6 +97,12 @@ def test_card_missing_required_field_is_named(missing: str) -> None:
         ({"bands": "B2"}, r"'bands' must be a non-empty list"),
         ({"scale": 0}, r"'scale' must be a positive integer"),
         ({"scale": 3}, r"config scale 2 differs from card scale 3"),
+        # Before, these numbers were taken as they came: a traceback, or a scene normalised into garbage.
+        ({"normalisation": {"method": "percentile", "low": "a"}}, r"low='a' high=99.9 must be numbers"),
+        ({"normalisation": {"method": "percentile", "low": 99.9, "high": 0.1}}, r"0 <= low < high <= 100"),
+        ({"normalisation": {"method": "percentile", "high": 200}}, r"0 <= low < high <= 100"),
+        ({"normalisation": {"method": "dtype-range", "uint16": 0}}, r"divisor uint16=0 must be a positive"),
+        ({"normalisation": {"method": "dtype-range", "uint8": "x"}}, r"divisor uint8='x' must be a positive"),
     ],
 )
 def test_card_validation(changes: dict[str, object], pattern: str) -> None:
@@ -226,3 +233,16 @@ def test_apply_state_loads_values() -> None:
     apply_state(target, source.state_dict())
     for (k, a), b in zip(source.state_dict().items(), target.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+
+
+def test_bad_normalisation_numbers_of_a_card_file_are_refused(tmp_path: Path, make_raster) -> None:
+    """A card whose percentile is no number made `geosr run` end in a ValueError traceback."""
+    model = trained_like()
+    weights, card_path = save_weights(model, card_for(model), tmp_path / "m")
+    data = json.loads(card_path.read_text())
+    data["normalisation"] = {"method": "percentile", "low": "a", "high": 99.9}
+    card_path.write_text(json.dumps(data))
+    src = make_raster(count=1, height=24, width=24)
+    with pytest.raises(ModelError, match="normalisation percentiles low='a'"):
+        geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights))
+    assert not (tmp_path / "out.tif").exists()

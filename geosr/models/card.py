@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -16,11 +17,39 @@ from geosr.errors import ModelError
 
 ARCHITECTURES = ("cnnrnn", "edsr", "bicubic")
 NORMALISATION_METHODS = ("dtype-range", "percentile")
+DTYPE_RANGE_KEYS = ("uint8", "uint16", "int16")
 REQUIRED_FIELDS = ("name", "architecture", "config", "scale")
 
 
 def _default_normalisation() -> dict[str, Any]:
     return {"method": "percentile"}
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a finite float, or ``None`` when it is not a finite JSON number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _normalisation_problem(norm: dict[str, Any]) -> str | None:
+    """What is wrong with the numbers of a card's ``normalisation``, or ``None``.
+
+    Checked when the card is read, so that a bad card is refused in one line before
+    any run, rather than failing mid-run or normalising the scene into garbage.
+    """
+    if norm["method"] == "percentile":
+        low, high = (_number(norm.get(k, d)) for k, d in (("low", 0.1), ("high", 99.9)))
+        if low is None or high is None or not 0 <= low < high <= 100:
+            return (
+                f"percentiles low={norm.get('low', 0.1)!r} high={norm.get('high', 99.9)!r} "
+                "must be numbers with 0 <= low < high <= 100"
+            )
+        return None
+    for key in DTYPE_RANGE_KEYS:
+        if key in norm and not (_number(norm[key]) or 0) > 0:
+            return f"dtype-range divisor {key}={norm[key]!r} must be a positive number"
+    return None
 
 
 def geosr_version() -> str:
@@ -125,6 +154,9 @@ class ModelCard:
                 f"model card {self.name}: normalisation method {method!r} is not known; "
                 f"expected one of {', '.join(NORMALISATION_METHODS)}"
             )
+        problem = _normalisation_problem(self.normalisation)
+        if problem:
+            raise ModelError(f"model card {self.name}: normalisation {problem}")
 
     @classmethod
     def untrained(
