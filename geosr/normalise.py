@@ -102,6 +102,7 @@ def scene_normalisation(
     dtype: str | None = None,
     low: float = 0.1,
     high: float = 99.9,
+    divisors: Mapping[str, float] | None = None,
     source: str = "input",
 ) -> Normalisation:
     """Compute the scene-global normalisation from a sample of the scene.
@@ -118,6 +119,8 @@ def scene_normalisation(
         The scene's dtype, needed by ``dtype-range``.
     low, high : float
         Percentiles for ``percentile``.
+    divisors : mapping of str to float, optional
+        Divisors per dtype for ``dtype-range`` (a model card's), over :data:`DTYPE_SCALES`.
     source : str
         Name of the scene, for error messages.
 
@@ -135,7 +138,7 @@ def scene_normalisation(
         bands go on.
     """
     if method == "dtype-range":
-        scale = DTYPE_SCALES.get(str(dtype), 1.0)
+        scale = {**DTYPE_SCALES, **(divisors or {})}.get(str(dtype), 1.0)
         return Normalisation((0.0,) * sample.shape[0], (scale,) * sample.shape[0], method)
     if method != "percentile":
         raise InputError(f"unknown normalisation method {method!r}: use 'percentile' or 'dtype-range'")
@@ -205,6 +208,10 @@ def normalisation_from_card(card_normalisation: Mapping[str, Any]) -> dict[str, 
     if method == "percentile":
         kwargs["low"] = float(card_normalisation.get("low", 0.1))
         kwargs["high"] = float(card_normalisation.get("high", 99.9))
+    elif method == "dtype-range":
+        # The card's divisors are what its weights were trained with (DN / 10000 for
+        # reflectance, say): the defaults stand only for the dtypes it leaves out.
+        kwargs["divisors"] = {k: float(v) for k, v in card_normalisation.items() if k in DTYPE_SCALES}
     return kwargs
 
 

@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+import rasterio
 import torch
 
 import geosr
@@ -246,3 +247,16 @@ def test_bad_normalisation_numbers_of_a_card_file_are_refused(tmp_path: Path, ma
     with pytest.raises(ModelError, match="normalisation percentiles low='a'"):
         geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights))
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_dtype_range_divisor_of_the_card_is_used(tmp_path: Path, make_raster) -> None:
+    """A card's ``uint16`` divisor (what its weights were trained with) was ignored: every
+    uint16 scene was divided by 10000 whatever the card said."""
+    model = trained_like()
+    weights, _ = save_weights(
+        model, card_for(model, normalisation={"method": "dtype-range", "uint16": 4000}), tmp_path / "m"
+    )
+    src = make_raster(count=1, height=24, width=24)
+    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights))
+    with rasterio.open(out) as f:
+        assert f.tags()["GEOSR_NORM_SCALE"] == "4000"
