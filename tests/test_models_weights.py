@@ -17,6 +17,7 @@ from geosr.models import (
     CNNRNNConfig,
     ModelCard,
     apply_state,
+    load_model,
     load_weights,
     model_from_card,
     save_weights,
@@ -227,6 +228,22 @@ def test_missing_and_unexpected_keys_are_named() -> None:
     state["extra.weight"] = torch.zeros(1)
     with pytest.raises(ModelError, match=r"missing keys head\.bias; unexpected keys extra\.weight"):
         apply_state(model, state)
+
+
+def test_weights_with_nan_or_of_integers_are_refused(tmp_path: Path) -> None:
+    """Weights of a diverged training (NaN) loaded and ran: the output was NaN cast to garbage."""
+    model = trained_like()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["head.bias"][0] = float("nan")
+    save_weights(model, card_for(model), tmp_path / "m")
+    from safetensors.torch import save_file
+
+    save_file(state, str(tmp_path / "m.safetensors"))
+    with pytest.raises(ModelError, match=r"not usable: NaN or infinite values in head\.bias\. .*retrain"):
+        load_model(tmp_path / "m.safetensors", bands=1, scale=2)
+    ints = {k: v.to(torch.int32) for k, v in model.state_dict().items()}
+    with pytest.raises(ModelError, match=r"not floating point cell\.\S+ \(torch\.int32\)"):
+        apply_state(trained_like(), ints)
 
 
 def test_apply_state_loads_values() -> None:

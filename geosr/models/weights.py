@@ -146,6 +146,26 @@ def _listed(keys: list[str]) -> str:
     return ", ".join(keys[:_MAX_LISTED]) + more
 
 
+def _unusable(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """What makes tensors unusable as weights: integer ones, and NaN or infinite values.
+
+    A float tensor of NaN or inf (a diverged training) loads without complaint and
+    writes NaN, cast to garbage integers, over the whole output.
+    """
+    not_float = [f"{k} ({t.dtype})" for k, t in sorted(state_dict.items()) if not t.is_floating_point()]
+    not_finite = [
+        k
+        for k, t in sorted(state_dict.items())
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+    bad = []
+    if not_float:
+        bad.append(f"tensors that are not floating point {_listed(not_float)}")
+    if not_finite:
+        bad.append(f"NaN or infinite values in {_listed(not_finite)}")
+    return bad
+
+
 def apply_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Load ``state_dict`` into ``model`` strictly, with a readable error on mismatch.
 
@@ -170,10 +190,16 @@ def apply_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> Non
         problems.append(f"unexpected keys {_listed(unexpected)}")
     if mismatched:
         problems.append(f"shape mismatches {_listed(mismatched)}")
+    name = getattr(model, "name", type(model).__name__)
     if problems:
-        name = getattr(model, "name", type(model).__name__)
         raise ModelError(
             f"weights do not fit model {name}: {'; '.join(problems)}. "
             "Check that the card's config matches the weights (model size, scale, bands)"
+        )
+    bad = _unusable(state_dict)
+    if bad:
+        raise ModelError(
+            f"weights of model {name} are not usable: {'; '.join(bad)}. They are corrupt or "
+            "their training diverged: use an earlier checkpoint or retrain"
         )
     model.load_state_dict(dict(state_dict), strict=True)
