@@ -155,6 +155,16 @@ def test_missing_card_names_expected_path(tmp_path: Path) -> None:
         load_weights(tmp_path / "m.safetensors")
 
 
+def test_a_folder_is_named_as_a_folder(tmp_path: Path) -> None:
+    """A folder given as weights was reported as "<folder>.safetensors does not exist"."""
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ModelError, match=r"models is a folder, not geosr weights; give the \.safetensors"):
+        load_model(str(tmp_path / "models") + "/", bands=1, scale=2)
+    (tmp_path / "m.safetensors").mkdir()
+    with pytest.raises(ModelError, match=r"m\.safetensors is a folder"):
+        load_weights(tmp_path / "m.safetensors")
+
+
 def test_missing_weights(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"nothere\.safetensors does not exist"):
         load_weights(tmp_path / "nothere")

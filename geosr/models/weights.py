@@ -120,6 +120,13 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
         or card, or a file that is not valid safetensors.
     """
     weights_path, card_path = weights_paths(path)
+    folder = next((p for p in (Path(path), weights_path) if p.is_dir()), None)
+    if folder is not None:
+        # Not "<folder>.safetensors does not exist": the user gave, or named, a folder.
+        raise ModelError(
+            f"{folder} is a folder, not geosr weights; give the .safetensors file "
+            "(with its .json model card beside it) or a model name from `geosr models`"
+        )
     if not weights_path.is_file():
         # An existing file of another kind: say what it is not, not "<it>.safetensors is missing".
         if Path(path).is_file():
