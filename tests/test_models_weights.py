@@ -165,6 +165,15 @@ def test_a_folder_is_named_as_a_folder(tmp_path: Path) -> None:
         load_weights(tmp_path / "m.safetensors")
 
 
+def test_upper_case_suffix_is_read(tmp_path: Path) -> None:
+    """M.SAFETENSORS was looked for as M.safetensors and refused as 'not geosr weights'."""
+    model = trained_like()
+    weights, _ = save_weights(model, card_for(model), tmp_path / "M")
+    weights.rename(tmp_path / "M.SAFETENSORS")
+    loaded = load_model(tmp_path / "M.SAFETENSORS", bands=1, scale=2)
+    assert torch.equal(loaded.state_dict()["head.bias"], model.state_dict()["head.bias"])
+
+
 def test_missing_weights(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"nothere\.safetensors does not exist"):
         load_weights(tmp_path / "nothere")

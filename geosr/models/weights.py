@@ -47,7 +47,10 @@ def weights_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
             f"save_file(torch.load('{p}', weights_only=True), '{p.with_suffix(WEIGHTS_SUFFIX)}')\" "
             f"and write its model card as {p.with_suffix(CARD_SUFFIX)}"
         )
-    stem = p.with_suffix("") if suffix in (WEIGHTS_SUFFIX, CARD_SUFFIX) else p
+    if suffix == WEIGHTS_SUFFIX:
+        # The file as named, whatever its case (M.SAFETENSORS from a Windows share).
+        return p, p.with_suffix(CARD_SUFFIX)
+    stem = p.with_suffix("") if suffix == CARD_SUFFIX else p
     return stem.with_name(stem.name + WEIGHTS_SUFFIX), stem.with_name(stem.name + CARD_SUFFIX)
 
 
