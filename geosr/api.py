@@ -18,7 +18,7 @@ from geosr.faults import checkpoint
 from geosr.fingerprint import job_fingerprint
 from geosr.grid import scaled
 from geosr.io.atomic import check_writable, format_bytes
-from geosr.io.bands import reflectance_offset, select_bands
+from geosr.io.bands import check_band_layout, reflectance_offset, select_bands
 from geosr.io.frames import check_frame
 from geosr.io.remote import (
     check_remote_output,
@@ -390,6 +390,7 @@ def upscale_file(
     refuse_overwriting_inputs(dst, src, scene, frames)
     try:
         net = load_model(opts.model, bands=scene.count, scale=opts.scale)
+        check_band_layout(scene, net.card.bands, net.name)
         predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
     except GeosrError as exc:
         raise _in_context(src, exc) from None

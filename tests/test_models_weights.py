@@ -11,7 +11,7 @@ import rasterio
 import torch
 
 import geosr
-from geosr.errors import ModelError
+from geosr.errors import InputError, ModelError
 from geosr.models import (
     CNNRNN,
     CNNRNNConfig,
@@ -296,3 +296,16 @@ def test_dtype_range_divisor_of_the_card_is_used(tmp_path: Path, make_raster) ->
     out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights))
     with rasterio.open(out) as f:
         assert f.tags()["GEOSR_NORM_SCALE"] == "4000"
+
+
+def test_band_specific_model_refuses_its_bands_in_another_order(tmp_path: Path, make_raster) -> None:
+    """Only the band count was checked: a B8,B4,B3,B2 scene ran through a B2,B3,B4,B8 model
+    with every band in the wrong slot."""
+    model = trained_like()
+    weights, _ = save_weights(model, card_for(model, bands=["B2", "B3", "B4", "B8"]), tmp_path / "m")
+    src = make_raster(count=4, height=16, width=16, descriptions=("B8", "B4", "B3", "B2"))
+    with pytest.raises(InputError, match=r"expects bands B2,B3,B4,B8 in that order, .* --bands B2,B3,B4,B8"):
+        geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights))
+    assert not (tmp_path / "out.tif").exists()
+    # Selected in the card's order (B02 is B2), it runs.
+    geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights), bands="B02,B3,B4,B8")

@@ -33,6 +33,32 @@ def _canonical(name: str) -> str:
     return f"B{int(match.group(1))}{match.group(2)}" if match else name
 
 
+def check_band_layout(scene: Scene, expected: Sequence[str] | None, model: str) -> None:
+    """Refuse a scene whose band descriptions name other bands, or another order, than a model's card.
+
+    The count alone is checked when the model is loaded: a B8,B4,B3,B2 scene then ran
+    through a B2,B3,B4,B8 model with every band in the wrong slot.  Only descriptions
+    that are all band names (``B4``, ``B08``, ``B8A``) are compared; a scene without
+    them ("Red", none) cannot be checked and runs as given.
+
+    Raises
+    ------
+    InputError
+        Naming both layouts and the ``--bands`` that selects the card's.
+    """
+    if not expected or len(scene.descriptions) != len(expected) or not all(scene.descriptions):
+        return
+    found = [_canonical(str(d)) for d in scene.descriptions]
+    if not all(re.fullmatch(r"B\d+A?", name) for name in found):
+        return
+    if found != [_canonical(b) for b in expected]:
+        wanted = ",".join(expected)
+        raise InputError(
+            f"{scene.path}: model {model} expects bands {wanted} in that order, the input's "
+            f"are {','.join(str(d) for d in scene.descriptions)}; select them with --bands {wanted}"
+        )
+
+
 def parse_bands(text: str | Sequence[str | int]) -> tuple[str | int, ...]:
     """``"B04,B03,2"`` -> ``("B04", "B03", 2)``: names stay strings, digits become indexes."""
     items = text.split(",") if isinstance(text, str) else list(text)
