@@ -112,6 +112,15 @@ def test_card_validation(changes: dict[str, object], pattern: str) -> None:
         card_for(trained_like(), **changes)
 
 
+def test_an_invalid_card_file_is_named(tmp_path: Path) -> None:
+    """A fine-tuned card keeps the bundled name: 'model card cnnrnn-fast: ...' blamed the bundled model."""
+    model = trained_like()
+    weights, card_path = save_weights(model, card_for(model, name="cnnrnn-fast"), tmp_path / "mine")
+    card_path.write_text(card_path.read_text().replace('"architecture": "cnnrnn"', '"architecture": "unet"'))
+    with pytest.raises(ModelError, match=r"^\S*mine\.json: model card cnnrnn-fast: unknown architecture"):
+        load_weights(weights)
+
+
 def test_card_invalid_json() -> None:
     with pytest.raises(ModelError, match="not valid JSON"):
         ModelCard.from_json("{nope")

@@ -199,7 +199,12 @@ class ModelCard:
                 f"a model card needs {', '.join(REQUIRED_FIELDS)}"
             )
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except ModelError as exc:
+            # The card's own name may be a bundled model's ("cnnrnn-fast" for weights
+            # fine-tuned from it): the file is what the user must fix.
+            raise ModelError(f"{source}: {exc}" if source != "model card" else str(exc)) from None
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "model card") -> ModelCard:
