@@ -121,6 +121,15 @@ def test_an_invalid_card_file_is_named(tmp_path: Path) -> None:
         load_weights(weights)
 
 
+def test_a_binary_card_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A card of binary bytes ended in a UnicodeDecodeError traceback."""
+    model = trained_like()
+    weights, card_path = save_weights(model, card_for(model), tmp_path / "m")
+    card_path.write_bytes(b"\xca\xfe\x00binary")
+    with pytest.raises(ModelError, match=r"m\.json is not a model card: not UTF-8 JSON text"):
+        load_weights(weights)
+
+
 def test_card_invalid_json() -> None:
     with pytest.raises(ModelError, match="not valid JSON"):
         ModelCard.from_json("{nope")

@@ -147,7 +147,11 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights_path} is not a valid safetensors file: {exc}") from exc
-    card = ModelCard.from_json(card_path.read_text(encoding="utf-8"), source=str(card_path))
+    try:
+        text = card_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{card_path} is not a model card: not UTF-8 JSON text ({exc.reason})") from None
+    card = ModelCard.from_json(text, source=str(card_path))
     return state, card
 
 
