@@ -130,6 +130,14 @@ def test_a_binary_card_file_is_refused_in_one_line(tmp_path: Path) -> None:
         load_weights(weights)
 
 
+def test_a_card_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """A card saved with a UTF-8 BOM (Windows Notepad) was refused as 'not valid JSON'."""
+    model = trained_like()
+    weights, card_path = save_weights(model, card_for(model), tmp_path / "m")
+    card_path.write_bytes(b"\xef\xbb\xbf" + card_path.read_bytes())
+    assert load_weights(weights)[1] == card_for(model)
+
+
 def test_card_invalid_json() -> None:
     with pytest.raises(ModelError, match="not valid JSON"):
         ModelCard.from_json("{nope")

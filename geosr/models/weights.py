@@ -148,7 +148,8 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights_path} is not a valid safetensors file: {exc}") from exc
     try:
-        text = card_path.read_text(encoding="utf-8")
+        # utf-8-sig: a card edited in Windows Notepad starts with a BOM, which json refuses.
+        text = card_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ModelError(f"{card_path} is not a model card: not UTF-8 JSON text ({exc.reason})") from None
     card = ModelCard.from_json(text, source=str(card_path))
