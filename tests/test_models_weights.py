@@ -12,6 +12,7 @@ import torch
 
 import geosr
 from geosr.errors import InputError, ModelError
+from geosr.inspect import plan_run
 from geosr.models import (
     CNNRNN,
     CNNRNNConfig,
@@ -22,6 +23,7 @@ from geosr.models import (
     model_from_card,
     save_weights,
 )
+from geosr.options import RunOptions
 
 TINY = {"features": 4, "encoder_blocks": 1, "refine_steps": 1}
 
@@ -333,5 +335,7 @@ def test_band_specific_model_refuses_its_bands_in_another_order(tmp_path: Path, 
     with pytest.raises(InputError, match=r"expects bands B2,B3,B4,B8 in that order, .* --bands B2,B3,B4,B8"):
         geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights))
     assert not (tmp_path / "out.tif").exists()
+    with pytest.raises(InputError, match=r"expects bands B2,B3,B4,B8 in that order"):
+        plan_run(src, RunOptions(scale=2, model=str(weights)), calibrate=False)  # geosr info
     # Selected in the card's order (B02 is B2), it runs.
     geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights), bands="B02,B3,B4,B8")
