@@ -45,6 +45,7 @@ from geosr.io.stac_input import resolve as resolve_stac
 from geosr.io.zarr_store import check_zarr_grid
 from geosr.models import SRModel, load_model
 from geosr.models.registry import MODEL_NAMES
+from geosr.models.weights import weights_paths
 from geosr.normalise import (
     FILL_RADIUS,
     Normalisation,
@@ -210,7 +211,8 @@ def model_label(net: SRModel, model: str | None) -> str:
     if net.card.is_untrained:
         return f"{net.name} (untrained)"
     if model is not None and model not in MODEL_NAMES:
-        return f"{net.name} ({Path(model).name})"
+        # The weights file, also when given by its stem or its card (``my_x4``, ``my_x4.json``).
+        return f"{net.name} ({weights_paths(model)[0].name})"
     return net.name
 
 

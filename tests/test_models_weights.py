@@ -339,3 +339,14 @@ def test_band_specific_model_refuses_its_bands_in_another_order(tmp_path: Path, 
         plan_run(src, RunOptions(scale=2, model=str(weights)), calibrate=False)  # geosr info
     # Selected in the card's order (B02 is B2), it runs.
     geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights), bands="B02,B3,B4,B8")
+
+
+@pytest.mark.parametrize("given", ["m", "m.json"])
+def test_provenance_names_the_weights_file_however_given(tmp_path: Path, make_raster, given: str) -> None:
+    """--model m (the stem) or m.json (the card) tagged the output 'tiny (m)' or 'tiny (m.json)'."""
+    model = trained_like()
+    save_weights(model, card_for(model), tmp_path / "m")
+    src = make_raster(count=1, height=16, width=16)
+    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(tmp_path / given))
+    with rasterio.open(out) as f:
+        assert f.tags()["GEOSR_MODEL"] == "tiny (m.safetensors)"
