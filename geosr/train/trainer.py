@@ -238,6 +238,13 @@ class Validator:
         return float(torch.cat(values).mean())
 
 
+def _validator(
+    lr: np.ndarray, hr: np.ndarray, config: TrainConfig, device: torch.device, source: str
+) -> Validator:
+    """The :class:`Validator` of a run on the chips ``lr``/``hr``, cut from ``source``."""
+    return Validator(lr, hr, scale=config.scale, border=config.data.val_border, device=device, source=source)
+
+
 def _check_resume_config(output: Path, config: TrainConfig) -> None:
     stored = read_checkpoint_config(output / "checkpoints")
     current = to_dict(config)
@@ -379,14 +386,8 @@ def train(
 
         vlr, vhr = read_store(config.data.store, "val")
         vlr, vhr = vlr[: config.data.val_chips, None, None], vhr[: config.data.val_chips, None]
-        validator = Validator(
-            vlr,
-            vhr,
-            scale=config.scale,
-            border=config.data.val_border,
-            device=device,
-            source=f"training store {config.data.store} (its validation chips)",
-        )
+        source = f"training store {config.data.store} (its validation chips)"
+        validator = _validator(vlr, vhr, config, device, source)
     else:
         check_held_out(config.data.train, config.data.val)
         scenes = load_scenes(config.data.train, "training")
@@ -406,14 +407,7 @@ def train(
                 count=config.data.val_chips,
                 seed=config.seed + 1,
             )
-            validator = Validator(
-                vlr,
-                vhr,
-                scale=config.scale,
-                border=config.data.val_border,
-                device=device,
-                source=scene_names(val_scenes),
-            )
+            validator = _validator(vlr, vhr, config, device, scene_names(val_scenes))
 
     state = TrainState()
     if resume and has_checkpoint(ckpt_dir):
