@@ -147,13 +147,25 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights_path} is not a valid safetensors file: {exc}") from exc
+    return state, read_card(card_path)
+
+
+def read_card(card_path: Path) -> ModelCard:
+    """The model card in the JSON file ``card_path``.
+
+    Raises
+    ------
+    ModelError
+        Not UTF-8 text, not JSON, or not a valid card.
+    OSError
+        The file cannot be read.
+    """
     try:
         # utf-8-sig: a card edited in Windows Notepad starts with a BOM, which json refuses.
         text = card_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ModelError(f"{card_path} is not a model card: not UTF-8 JSON text ({exc.reason})") from None
-    card = ModelCard.from_json(text, source=str(card_path))
-    return state, card
+    return ModelCard.from_json(text, source=str(card_path))
 
 
 def _listed(keys: list[str]) -> str:

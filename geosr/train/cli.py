@@ -237,15 +237,13 @@ def _init_name(init: str) -> str | None:
     file name, its card and every output's GEOSR_MODEL tag.
     """
     from geosr.errors import GeosrError
-    from geosr.models.card import ModelCard
-    from geosr.models.weights import weights_paths
+    from geosr.models.weights import read_card, weights_paths
     from geosr.train.config import is_model_name
 
     if is_model_name(init):
         return init
     try:
-        card = weights_paths(init)[1]
-        return ModelCard.from_json(card.read_text(encoding="utf-8"), source=str(card)).name
+        return read_card(weights_paths(init)[1]).name
     except (GeosrError, OSError):
         return None
 
