@@ -85,7 +85,13 @@ def is_bigtiff(output_bytes: int) -> bool:
     ``geosr info`` can say which a run writes: readers on an old libtiff open
     only classic TIFF.
     """
-    return output_bytes * 4 // 3 > _BIGTIFF_BYTES  # full resolution + overviews
+    return cog_bytes(output_bytes) > _BIGTIFF_BYTES
+
+
+def cog_bytes(output_bytes: int) -> int:
+    """The uncompressed bytes of a COG of ``output_bytes`` pixels: full resolution + overviews
+    (1/4 + 1/16 + ...)."""
+    return output_bytes * 4 // 3
 
 
 # GDAL signals failures as rasterio exceptions (RasterioError, some also OSError)
@@ -110,7 +116,7 @@ class CogBuild(SinkBase):
     """
 
     def _needed(self) -> int:
-        return self.spec.nbytes * 4 // 3  # full resolution + overviews (1/4 + 1/16 + ...)
+        return cog_bytes(self.spec.nbytes)
 
     def _source(self) -> tuple[str | Path, int]:
         """The finished source as GDAL opens it, and the disk space the copy needs."""

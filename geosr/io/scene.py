@@ -28,6 +28,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOEr
 from rasterio.windows import Window as RioWindow
 
 from geosr.errors import InputError
+from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.remote import is_remote, remote_open_problem
 from geosr.tiling import Window
 
@@ -204,8 +205,8 @@ def is_zarr_path(path: str | Path) -> bool:
     """True for paths that look like a Zarr store (``*.zarr``, a folder with zarr metadata,
     or a zipped store: a ``.zip`` with zarr metadata at its root, as EOPF products come)."""
     p = Path(path)
-    metadata = ("zarr.json", ".zgroup", ".zarray")  # .zarray: an array of a v2 store, refused as one
-    return p.suffix == ".zarr" or any((p / name).exists() for name in metadata) or is_zipped_zarr(p)
+    # ZARR_MARKERS has .zarray too: an array of a v2 store, which the Zarr reader refuses as one.
+    return p.suffix == ".zarr" or any((p / name).exists() for name in ZARR_MARKERS) or is_zipped_zarr(p)
 
 
 ZARR_ROOT_METADATA = frozenset({"zarr.json", ".zgroup", ".zmetadata"})
