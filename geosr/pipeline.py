@@ -75,21 +75,33 @@ def read_batch(job: Job, tiles: Sequence[Tile]) -> np.ndarray:
 
 
 def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Predict) -> list[np.ndarray]:
-    """Model output for each tile's core, as output pixels ``(C, s*h, s*w)``."""
+    """Model output for each tile's core, as output pixels ``(C, s*h, s*w)``.
+
+    A tile whose core has no valid pixel in any band is all nodata whatever the
+    model says, so the model does not see it: swath edges and the no-data
+    wedges of Sentinel-2 tiles cost reading, not compute.
+    """
     if raw.ndim == 5:
         inputs, valid = stack_frames(raw, job.nodata, job.norm)
-        sr = predict_grouped(inputs, predict)
     else:
         x, valid = prepare_tiles(raw, job.nodata, job.norm)
-        sr = list(predict(x))
+    cores = [valid[i][:, t.core_in_read.rows, t.core_in_read.cols] for i, t in enumerate(tiles)]
+    needed = [i for i, core in enumerate(cores) if core.any()]
+    sr: dict[int, np.ndarray] = {}
+    if needed and raw.ndim == 5:
+        sr = dict(zip(needed, predict_grouped([inputs[i] for i in needed], predict), strict=True))
+    elif needed:
+        sr = dict(zip(needed, predict(x if len(needed) == len(tiles) else x[needed]), strict=True))
     out_nodata = job.aoi.nodata if job.aoi is not None else job.scene.output_nodata
     outputs = []
-    for tile, tile_sr, tile_valid in zip(tiles, sr, valid, strict=True):
+    for i, (tile, core) in enumerate(zip(tiles, cores, strict=True)):
         lr = tile.core_in_read
         hr = lr.scaled(job.scale)
+        # Any values do for a skipped tile: finish_tile writes nodata over all of them.
+        core_sr = sr[i][:, hr.rows, hr.cols] if i in sr else np.zeros((len(core), hr.height, hr.width), "f4")
         out = finish_tile(
-            tile_sr[:, hr.rows, hr.cols],
-            tile_valid[:, lr.rows, lr.cols],
+            core_sr,
+            core,
             scale=job.scale,
             norm=job.norm,
             dtype=job.scene.dtype,

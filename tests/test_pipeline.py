@@ -8,12 +8,14 @@ import time
 import numpy as np
 
 from geosr.io.scene import open_scene
+from geosr.kernel import finish_tile, prepare_tiles
 from geosr.models import load_model
 from geosr.normalise import Normalisation
-from geosr.pipeline import Job, run_tiles
+from geosr.pipeline import Job, process_batch, read_batch, run_tiles
 from geosr.predictor import Predictor
 from geosr.resources import writer_threads
 from geosr.tiling import plan_tiles
+from tests.conftest import coordinate_pattern
 
 
 def test_writers_journal_each_batch_once_and_only_after_its_tiles_are_written(make_raster) -> None:
@@ -67,3 +69,38 @@ def test_writers_journal_each_batch_once_and_only_after_its_tiles_are_written(ma
     # Batches computed but not yet journaled: those being written and the one computing
     # (a computed batch waits for a free writer before the next is computed).
     assert most_in_flight[0] == writer_threads() + 1
+
+
+def test_tiles_without_a_valid_core_pixel_skip_the_model_and_come_out_as_nodata(make_raster) -> None:
+    """A swath edge: tiles whose core is nodata in every band are not computed, yet every
+    tile's pixels equal those of computing them all; a tile valid in one band is computed."""
+    data = np.maximum(coordinate_pattern(2, 48, 64, "uint16"), 1)
+    data[:, :, :32] = 0  # the left half is nodata in both bands ...
+    data[1, :16, 16:32] = 500  # ... but for one tile's core in band 2
+    scene = open_scene(make_raster(data=data, nodata=0))
+    job = Job(
+        scene, halo=4, scale=2, norm=Normalisation((0.0, 0.0), (9e3, 9e3), "test"), nodata=0, batch_size=12
+    )
+    plan = plan_tiles(48, 64, tile=16, halo=4)
+    predictor = Predictor(load_model("bicubic", bands=2, scale=2), device="cpu", precision="fp32")
+    seen: list[int] = []
+
+    def predict(x: np.ndarray) -> list[np.ndarray]:
+        seen.append(len(x))
+        return predictor(x)
+
+    raw = read_batch(job, plan.tiles)
+    got = process_batch(job, plan.tiles, raw, predict)
+    # Computing every tile, as before: the model output, then nodata where the source is.
+    x, valid = prepare_tiles(raw, 0, job.norm)
+    for tile, out, sr, ok in zip(plan.tiles, got, predictor(x), valid, strict=True):
+        lr, hr = tile.core_in_read, tile.core_in_read.scaled(2)
+        expected = finish_tile(
+            sr[:, hr.rows, hr.cols], ok[:, lr.rows, lr.cols], scale=2, norm=job.norm, dtype="uint16", nodata=0
+        )
+        np.testing.assert_array_equal(out, expected)
+    assert len(plan) == 12 and seen == [12 - 5]  # 6 tiles in the left half, one of them valid in band 2
+    # Frames take the same path: the skipped tiles never reach the model.
+    seen.clear()
+    process_batch(job, plan.tiles, np.stack([raw, raw], axis=1), predict)
+    assert sum(seen) == 7

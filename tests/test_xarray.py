@@ -183,3 +183,21 @@ def test_coordinates_not_evenly_spaced_are_refused(tmp_path: Path) -> None:
     da = xr.DataArray(values, dims=("y", "x"), coords={"y": y, "x": x}, name="v").rio.write_crs(32633)
     with pytest.raises(InputError, match="x coordinates of 'v' are not evenly spaced"):
         geosr.upscale(da, scale=2, model="bicubic")
+
+
+def test_a_chunk_of_nodata_alone_is_not_given_to_the_model(make_raster) -> None:
+    """As the file job skips such tiles: the output is nodata there whatever the model says."""
+    from geosr.orchestrate.lazy import cached_predictor
+
+    data = np.full((1, 32, 96), 0, np.uint16)
+    data[0, :, 48:] = 700  # the left half is nodata
+    chunked = rioxarray.open_rasterio(make_raster(data=data, nodata=0), chunks={"x": 24, "y": 32})
+    calls = []
+    model = cached_predictor("bicubic", 1, 2, "auto", "auto").model  # the one upscale uses
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        out = geosr.upscale(chunked, scale=2, model="bicubic", tile=24).values
+    finally:
+        hook.remove()
+    assert (out[:, :, :96] == 0).all() and (out[:, :, 100:] == 700).all()
+    assert out.shape == (1, 64, 192) and len(calls) == 4  # of 8 blocks (2 x 4 of 24 px), as many as hold data

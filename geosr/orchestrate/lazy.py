@@ -77,15 +77,19 @@ def _upscale_block(
     (floats with NaN): the pixels are then rounded and clipped as the file job
     writes them, so that ``to_raster`` stores the same values back.
     """
-    predictor = cached_predictor(model, block.shape[0], scale, device, precision)
     x, valid = prepare_tiles(block[None], nodata, norm)
-    sr = predictor(x)[0]
     h, w = block.shape[1] - 2 * halo, block.shape[2] - 2 * halo
     core = Window(halo, halo, h, w)
     out_core = core.scaled(scale)
+    core_valid = valid[0][:, core.rows, core.cols]
+    if core_valid.any():
+        predictor = cached_predictor(model, block.shape[0], scale, device, precision)
+        sr = predictor(x)[0][:, out_core.rows, out_core.cols]
+    else:  # all nodata whatever the model says (as pipeline.process_batch skips it)
+        sr = np.zeros((block.shape[0], out_core.height, out_core.width), np.float32)
     out = finish_tile(
-        sr[:, out_core.rows, out_core.cols],
-        valid[0][:, core.rows, core.cols],
+        sr,
+        core_valid,
         scale=scale,
         norm=norm,
         dtype=stored[0] if stored else dtype,
