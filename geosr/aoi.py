@@ -143,8 +143,8 @@ def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     except pyproj.exceptions.ProjError:
         # No transformation between the two: a local (site-grid) CRS, another planet's.
         raise InputError(
-            f"{source}: the area of interest's CRS ({_crs_name(geometry.crs)}) cannot be transformed "
-            f"into the scene's CRS ({crs_label(grid)}); give the area in the scene's own CRS "
+            f"{source}: the area of interest's CRS ({crs_label(geometry.crs)}) cannot be transformed "
+            f"into the scene's CRS ({crs_label(grid.crs)}); give the area in the scene's own CRS "
             "(--bbox-crs, or the AOI file's crs)"
         ) from None
     if local.is_empty:
@@ -164,13 +164,9 @@ def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     return Window(r0, c0, r1 - r0, c1 - c0)
 
 
-def _crs_name(crs: Any) -> str:
-    return f"EPSG:{crs.epsg}" if crs is not None and crs.epsg else str(crs)
-
-
 def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:
     crs = geometry.crs
-    name = _crs_name(crs)
+    name = crs_label(crs)
     scene_bounds = grid.extent.to_crs(crs).boundingbox if crs is not None else grid.extent.boundingbox
     return InputError(
         f"{source}: the area of interest does not intersect the scene "

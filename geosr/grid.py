@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 from affine import Affine
+from odc.geo import CRS
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
@@ -47,28 +48,29 @@ def describe(grid: GeoBox) -> str:
     """One-line human description: size, CRS and pixel size (and a rotation or shear)."""
     h, w = grid.shape.yx
     t = grid.transform
+    crs = crs_label(grid.crs)
     if grid.axis_aligned:
         res = grid.resolution
-        return f"{w} x {h} px, CRS {crs_label(grid)}, pixel {abs(res.x):g} x {abs(res.y):g}"
+        return f"{w} x {h} px, CRS {crs}, pixel {abs(res.x):g} x {abs(res.y):g}"
     # A pixel's sides are the transform's columns: their lengths, and say that they are
     # not along the axes (the output keeps the rotation; only its pixels are smaller).
     return (
-        f"{w} x {h} px, CRS {crs_label(grid)}, pixel {math.hypot(t.a, t.d):g} x {math.hypot(t.b, t.e):g}, "
+        f"{w} x {h} px, CRS {crs}, pixel {math.hypot(t.a, t.d):g} x {math.hypot(t.b, t.e):g}, "
         "rotated or sheared"
     )
 
 
-def crs_label(grid: GeoBox) -> str:
+def crs_label(crs: CRS | None) -> str:
     """The CRS as a person reads it: ``EPSG:32633`` (or another authority's code), else
     its name (a CRS given only as WKT, whose text would fill the screen), else ``none``."""
-    if grid.crs is None:
+    if crs is None:
         return "none"
-    if grid.crs.epsg:
-        return f"EPSG:{grid.crs.epsg}"
-    authority = grid.crs.proj.to_authority()  # ESRI:54009 and the like
+    if crs.epsg:
+        return f"EPSG:{crs.epsg}"
+    authority = crs.proj.to_authority()  # ESRI:54009 and the like
     if authority is not None:
-        return f"{authority[0]}:{authority[1]} ({grid.crs.proj.name})"
-    return f"{grid.crs.proj.name!r} (WKT, no EPSG code)"
+        return f"{authority[0]}:{authority[1]} ({crs.proj.name})"
+    return f"{crs.proj.name!r} (WKT, no EPSG code)"
 
 
 def window_grid(grid: GeoBox, row: int, col: int, height: int, width: int) -> GeoBox:

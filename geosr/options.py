@@ -104,8 +104,6 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         self._check_types()
-        if self.scale < 1:
-            raise OptionError(f"--scale {self.scale!r} is not supported: use an integer such as 2, 3 or 4")
         if self.tile is not None and self.tile < 8:
             raise OptionError(f"--tile {self.tile} is too small: use at least 8 (default {DEFAULT_TILE})")
         if self.scheduler is not None and self.workers is not None:
@@ -136,7 +134,7 @@ class RunOptions:
         was read as the frames 'd', '2', '.', ..."""
         if isinstance(self.frames, (str, os.PathLike)):
             object.__setattr__(self, "frames", (self.frames,))
-        if not _whole(self.scale):
+        if not _whole(self.scale) or self.scale < 1:
             raise OptionError(f"--scale {self.scale!r} is not supported: use an integer such as 2, 3 or 4")
         for name in ("scale", "tile", "batch_size", "workers"):
             value = getattr(self, name)

@@ -22,7 +22,7 @@ from rasterio.enums import Resampling
 from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
 from geosr.io.atomic import write_small_file
-from geosr.io.bands import _canonical
+from geosr.io.bands import canonical_band_name
 from geosr.io.scene import Scene, open_scene, read_window
 from geosr.io.stac_input import is_stac_item
 from geosr.io.stac_input import resolve as resolve_stac
@@ -71,7 +71,7 @@ def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int
         return list(wanted)
     if scene.count < 3 or scene.band_axis != "band":
         return [0]  # one band in grey; the dates of a cube are not colours
-    names = [_canonical(d or "") for d in scene.descriptions] if scene.descriptions else []
+    names = [canonical_band_name(d or "") for d in scene.descriptions] if scene.descriptions else []
     for rgb in RGB_NAMES:
         if names and all(n in names for n in rgb):
             return [names.index(n) for n in rgb]

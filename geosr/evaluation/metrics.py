@@ -25,13 +25,21 @@ SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # radius int(3.5 * 1.5 + 0.5) = 5: an 11-tap window
 
 
-def _border_mask(shape: tuple[int, ...], border: int) -> np.ndarray:
-    mask = np.zeros(shape[-2:], bool)
+def check_border(shape: tuple[int, ...], border: int, source: str = "") -> None:
+    """Refuse a ``border`` that leaves nothing of an image of ``shape`` (``source`` names it)."""
     h, w = shape[-2:]
     if 2 * border >= min(h, w):
+        where = f"{source}: " if source else ""
         raise InputError(
-            f"a border of {border} px leaves nothing of a {h} x {w} image; use a smaller --border"
+            f"{where}a border of {border} px leaves nothing of its {h} x {w} pixels; "
+            "use a smaller --border or a larger image"
         )
+
+
+def _border_mask(shape: tuple[int, ...], border: int) -> np.ndarray:
+    check_border(shape, border)
+    mask = np.zeros(shape[-2:], bool)
+    h, w = shape[-2:]
     mask[border : h - border, border : w - border] = True
     return mask
 

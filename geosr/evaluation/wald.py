@@ -32,7 +32,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 
 from geosr.errors import GeosrError, InputError, OutputError
-from geosr.evaluation.metrics import BandMetrics, band_metrics
+from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border
 from geosr.io.scene import open_scene, read_window
 from geosr.models.registry import DEFAULT_MODEL
 from geosr.normalise import valid_mask
@@ -214,16 +214,6 @@ def _upscale_both(
     return sr, bic
 
 
-def _check_border(path: str | Path, shape: tuple[int, ...], border: int) -> None:
-    """Refuse, before the image is super-resolved, a ``border`` that leaves nothing of it."""
-    h, w = shape[-2:]
-    if 2 * border >= min(h, w):
-        raise InputError(
-            f"{path}: a border of {border} px leaves nothing of its {h} x {w} HR pixels; "
-            "use a smaller --border or a larger image"
-        )
-
-
 def _check_some_lr(path: str | Path, valid: np.ndarray, lr: np.ndarray, scale: int) -> None:
     """Refuse an HR raster whose Wald LR would be all nodata, saying so about the HR.
 
@@ -322,7 +312,7 @@ def evaluate_wald(
         for path, stem in zip(hr_paths, stems, strict=True):
             hr, valid, grid = _read(path, nodata, variable)
             hr_c, ok, lr = wald_lr(hr, valid, scale)
-            _check_border(path, hr_c.shape, border)
+            check_border(hr_c.shape, border, str(path))  # before the image is super-resolved
             _check_some_lr(path, valid, lr, scale)
             lr_grid = grid[: hr_c.shape[1], : hr_c.shape[2]].zoom_out(scale)
             lr_path = work / f"{stem}_lr.tif"
@@ -368,7 +358,7 @@ def evaluate_paired(
         work = Path(workdir) if workdir else Path(tmp)
         for (lr_path, hr_path), stem in zip(pairs, stems, strict=True):
             pair = coregister(lr_path, hr_path, scale)
-            _check_border(hr_path, pair.hr.shape, border)
+            check_border(pair.hr.shape, border, str(hr_path))
             sr, bic = _upscale_both(Path(lr_path), work, stem, scale, model, up, options)
             ok = np.isfinite(pair.hr) & np.isfinite(sr) & np.isfinite(bic)
             bands = _image_metrics(hr_path, sr, bic, pair.hr, pair.lr, scale, ok, border)

@@ -26,7 +26,7 @@ from geosr.io.scene import Scene, nodata_fields
 OFFSET_TAG = "BOA_ADD_OFFSET"
 
 
-def _canonical(name: str) -> str:
+def canonical_band_name(name: str) -> str:
     """``B4``, ``b04`` and ``B04`` name the same band; ``B8A`` stays itself."""
     name = name.strip().upper()
     match = re.fullmatch(r"B0*(\d+)(A?)", name)
@@ -48,10 +48,10 @@ def check_band_layout(scene: Scene, expected: Sequence[str] | None, model: str) 
     """
     if not expected or len(scene.descriptions) != len(expected) or not all(scene.descriptions):
         return
-    found = [_canonical(str(d)) for d in scene.descriptions]
+    found = [canonical_band_name(str(d)) for d in scene.descriptions]
     if not all(re.fullmatch(r"B\d+A?", name) for name in found):
         return
-    if found != [_canonical(b) for b in expected]:
+    if found != [canonical_band_name(b) for b in expected]:
         wanted = ",".join(expected)
         raise InputError(
             f"{scene.path}: model {model} expects bands {wanted} in that order, the input's "
@@ -80,7 +80,7 @@ def band_indexes(scene: Scene, wanted: Sequence[str | int]) -> tuple[int, ...]:
     names: dict[str, int] = {}
     for position, description in enumerate(scene.descriptions):
         if description:
-            names.setdefault(_canonical(description), available[position])
+            names.setdefault(canonical_band_name(description), available[position])
     known = ", ".join(d or f"#{i + 1}" for i, d in enumerate(scene.descriptions)) or "none"
     out = []
     for item in wanted:
@@ -91,7 +91,7 @@ def band_indexes(scene: Scene, wanted: Sequence[str | int]) -> tuple[int, ...]:
                 raise InputError(f"{scene.path}: {_no_such_band(scene, item, available)}")
             out.append(item)
             continue
-        index = names.get(_canonical(item))
+        index = names.get(canonical_band_name(item))
         if index is None:
             raise InputError(
                 f"{scene.path}: no band is described as {item!r}; its band descriptions are: {known} "
@@ -151,7 +151,7 @@ def reflectance_offset(scene: Scene, override: float | None = None) -> tuple[flo
     by_name: dict[str, str] = {}
     for key, text in scene.tags.items():
         if key.upper().startswith(OFFSET_TAG + "_"):
-            by_name[_canonical(key[len(OFFSET_TAG) + 1 :])] = text
+            by_name[canonical_band_name(key[len(OFFSET_TAG) + 1 :])] = text
     dataset = scene.tags.get(OFFSET_TAG)
     offsets: list[float] = []
     found = False
@@ -160,7 +160,7 @@ def reflectance_offset(scene: Scene, override: float | None = None) -> tuple[flo
         description = scene.descriptions[band] if scene.descriptions else None
         value = tags.get(OFFSET_TAG)
         if value is None and description:
-            value = by_name.get(_canonical(description))
+            value = by_name.get(canonical_band_name(description))
         if value is None:
             value = dataset
         if value is not None:

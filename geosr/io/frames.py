@@ -20,7 +20,7 @@ from rasterio.warp import reproject
 from geosr.aoi import file_grid
 from geosr.errors import InputError
 from geosr.grid import window_grid
-from geosr.io.bands import _canonical, select_bands
+from geosr.io.bands import canonical_band_name, select_bands
 from geosr.io.scene import Scene, _dataset, _mirror, exact_float, read_window
 from geosr.tiling import Window
 
@@ -60,10 +60,10 @@ def in_reference_order(frame: Scene, reference: Scene) -> Scene:
     ours, theirs = reference.descriptions, frame.descriptions
     if not ours or not theirs or not all(ours) or not all(theirs):
         return frame
-    names = [_canonical(str(d)) for d in ours]
+    names = [canonical_band_name(str(d)) for d in ours]
     if (
-        names == [_canonical(str(d)) for d in theirs]
-        or sorted(names) != sorted(_canonical(str(d)) for d in theirs)
+        names == [canonical_band_name(str(d)) for d in theirs]
+        or sorted(names) != sorted(canonical_band_name(str(d)) for d in theirs)
         or len(set(names)) != len(names)
     ):
         return frame

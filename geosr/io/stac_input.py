@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape
 import rasterio
 
 from geosr.errors import InputError
-from geosr.io.bands import _canonical, parse_bands
+from geosr.io.bands import canonical_band_name, parse_bands
 
 RASTER_TYPES = (
     "image/tiff",
@@ -117,9 +117,9 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
         for key, candidate in item.assets.items():
             if _is_raster(candidate):
                 for name in (key, *_names(candidate)):
-                    by_name.setdefault(_canonical(name), (key, candidate))
-        if wanted and all(_canonical(b) in by_name for b in wanted):
-            chosen = [(b, by_name[_canonical(b)][1]) for b in wanted]
+                    by_name.setdefault(canonical_band_name(name), (key, candidate))
+        if wanted and all(canonical_band_name(b) in by_name for b in wanted):
+            chosen = [(b, by_name[canonical_band_name(b)][1]) for b in wanted]
             # One single-band asset is stacked too: its file's band is not described by
             # the asset's key, which --bands then would not find.
             if len({id(a) for _, a in chosen}) > 1 or len(_names(chosen[0][1])) <= 1:

@@ -158,7 +158,7 @@ def check_zarr_grid(destination: Path, grid: GeoBox) -> None:
         )
     if grid.crs is not None and not (grid.crs.projected or grid.crs.geographic):
         raise OptionError(
-            f"cannot write {destination}: the scene's CRS {crs_label(grid)} is neither projected "
+            f"cannot write {destination}: the scene's CRS {crs_label(grid.crs)} is neither projected "
             "nor geographic (a local or engineering CRS), which Zarr's CF coordinates cannot "
             "describe; write a .tif instead"
         )
