@@ -392,7 +392,7 @@ def upscale_file(
     refuse_overwriting_inputs(dst, src, scene, frames)
     try:
         net = load_model(opts.model, bands=scene.count, scale=opts.scale)
-        check_band_layout(scene, net.card.bands, net.name)
+        check_band_layout(scene.path, scene.descriptions, net.card.bands, net.name)
         predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
     except GeosrError as exc:
         raise _in_context(src, exc) from None

@@ -152,7 +152,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     """Open ``src``, plan the run ``options`` describe, and time one batch of it."""
     scene = scene_for(src, options)
     net = load_model(options.model, bands=scene.count, scale=options.scale)
-    check_band_layout(scene, net.card.bands, net.name)  # what the run would refuse
+    check_band_layout(scene.path, scene.descriptions, net.card.bands, net.name)  # what the run would refuse
     predictor = Predictor(net, device=options.device, precision=options.precision)
     halo = net.receptive_field + FILL_RADIUS
     tile, batch, bounds = fit_to_memory(scene, net, predictor, options, halo=halo)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import rasterio
+import rioxarray
 import torch
 
 import geosr
@@ -339,6 +340,12 @@ def test_band_specific_model_refuses_its_bands_in_another_order(tmp_path: Path, 
         plan_run(src, RunOptions(scale=2, model=str(weights)), calibrate=False)  # geosr info
     # Selected in the card's order (B02 is B2), it runs.
     geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights), bands="B02,B3,B4,B8")
+    # geosr.upscale took the DataArray of the same file as it came.
+    data = rioxarray.open_rasterio(src)
+    with pytest.raises(InputError, match=r"the DataArray: model .* expects bands B2,B3,B4,B8 in that order"):
+        geosr.upscale(data, scale=2, model=str(weights))
+    reordered = data.isel(band=[3, 2, 1, 0]).assign_attrs(long_name=("B2", "B3", "B4", "B8"))
+    geosr.upscale(reordered, scale=2, model=str(weights))
 
 
 @pytest.mark.parametrize("given", ["m", "m.json"])

@@ -33,8 +33,14 @@ def canonical_band_name(name: str) -> str:
     return f"B{int(match.group(1))}{match.group(2)}" if match else name
 
 
-def check_band_layout(scene: Scene, expected: Sequence[str] | None, model: str) -> None:
-    """Refuse a scene whose band descriptions name other bands, or another order, than a model's card.
+def check_band_layout(
+    source: object,
+    descriptions: Sequence[object],
+    expected: Sequence[str] | None,
+    model: str,
+    fix: str = "select them with --bands {wanted}",
+) -> None:
+    """Refuse an input whose band ``descriptions`` name other bands, or another order, than a model's card.
 
     The count alone is checked when the model is loaded: a B8,B4,B3,B2 scene then ran
     through a B2,B3,B4,B8 model with every band in the wrong slot.  Only descriptions
@@ -46,16 +52,16 @@ def check_band_layout(scene: Scene, expected: Sequence[str] | None, model: str) 
     InputError
         Naming both layouts and the ``--bands`` that selects the card's.
     """
-    if not expected or len(scene.descriptions) != len(expected) or not all(scene.descriptions):
+    if not expected or len(descriptions) != len(expected) or not all(descriptions):
         return
-    found = [canonical_band_name(str(d)) for d in scene.descriptions]
+    found = [canonical_band_name(str(d)) for d in descriptions]
     if not all(re.fullmatch(r"B\d+A?", name) for name in found):
         return
     if found != [canonical_band_name(b) for b in expected]:
         wanted = ",".join(expected)
         raise InputError(
-            f"{scene.path}: model {model} expects bands {wanted} in that order, the input's "
-            f"are {','.join(str(d) for d in scene.descriptions)}; select them with --bands {wanted}"
+            f"{source}: model {model} expects bands {wanted} in that order, the input's "
+            f"are {','.join(str(d) for d in descriptions)}; " + fix.format(wanted=wanted)
         )
 
 

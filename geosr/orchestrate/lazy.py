@@ -20,6 +20,7 @@ from odc.geo.geobox import GeoBox
 
 from geosr.errors import InputError
 from geosr.grid import scaled
+from geosr.io.bands import check_band_layout
 from geosr.io.scene import GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, carried_tags, sample_step
 from geosr.io.zarr_scene import array_transform, check_evenly_spaced
 from geosr.kernel import finish_tile, prepare_tiles
@@ -160,6 +161,9 @@ def upscale(
         nodata = data.rio.encoded_nodata
     predictor = cached_predictor(opts.model, data.shape[0], opts.scale, opts.device, opts.precision)
     net = predictor.model
+    check_band_layout(
+        "the DataArray", _band_names(data), net.card.bands, net.name, fix="put them in that order with .sel()"
+    )
     halo = net.receptive_field + FILL_RADIUS
     # Dask's overlap needs chunks of at least the halo: a smaller --tile is rounded up.
     tile_edge = max(opts.tile or DEFAULT_TILE, halo)
@@ -223,6 +227,18 @@ def upscale(
     block = tile_edge * opts.scale
     result = result.rechunk((-1, block, block))
     return _georeferenced(result, data, scaled(grid, opts.scale), nodata)
+
+
+def _band_names(data: xr.DataArray) -> tuple[object, ...]:
+    """What names the bands: the descriptions rioxarray reads into ``long_name``, else
+    the band coordinate's labels (a Zarr cube's ``B04``...); empty when neither does."""
+    names = data.attrs.get("long_name")
+    if isinstance(names, str):
+        names = (names,)
+    if isinstance(names, (tuple, list)) and len(names) == data.shape[0]:
+        return tuple(names)
+    labels = data.coords[data.dims[0]].values if data.dims[0] in data.coords else ()
+    return tuple(str(v) for v in labels) if all(isinstance(v, str) for v in labels) else ()
 
 
 def _stored(data: xr.DataArray) -> tuple[str, float] | None:
