@@ -125,6 +125,10 @@ class RunOptions:
             raise OptionError("use either --resume (finish the interrupted run) or --restart, not both")
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionError(f"--batch-size {self.batch_size} must be at least 1")
+        if self.bands is not None:
+            from geosr.io.bands import parse_bands
+
+            parse_bands(self.bands)  # '' selected every band, as no --bands does
 
     def _check_types(self) -> None:
         """Refuse values of the wrong type, which only the Python API can pass (typer

@@ -69,6 +69,17 @@ def test_bad_scale(make_raster, tmp_path: Path, capsys, monkeypatch, scale: str)
     assert outputs_in(tmp_path) == []
 
 
+@pytest.mark.parametrize("bands", ["", " , "])
+def test_empty_bands_are_refused_not_read_as_every_band(
+    make_raster, tmp_path: Path, capsys, monkeypatch, bands: str
+) -> None:
+    """``--bands ''`` (an unset shell variable: ``--bands "$BANDS"``) ran on every band."""
+    path = make_raster(count=2)
+    code, err = run_cli(["run", str(path), "--model", "bicubic", "--bands", bands], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene.tif", "--bands", "empty entry")
+    assert outputs_in(tmp_path) == []
+
+
 def test_band_count_the_model_cannot_take(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
     import torch
 
