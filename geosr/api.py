@@ -138,7 +138,16 @@ def area_of_interest(options: RunOptions) -> Any:
 def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
     """The ``--frame`` scenes, with the reference's band selection, checked against it."""
     frames = []
+    seen = [str(scene.path)]
     for path in options.frames:
+        earlier = next((s for s in seen if _same_file(s, str(path))), None)
+        if earlier is not None:
+            what = "the input itself" if earlier == seen[0] else "given twice"
+            raise OptionError(
+                f"--frame {path} is {what}: it would be fused as another acquisition; "
+                "give each other acquisition of the scene once"
+            )
+        seen.append(str(path))
         # A frame may be a STAC Item as the input may: GDAL's STACIT driver read one
         # that carries projection fields without --asset/--bands, and refused any other.
         frame = open_input(path, options)
@@ -148,6 +157,14 @@ def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
             frame = select_bands(frame, options.bands)
         frames.append(check_frame(frame, scene))
     return tuple(frames)
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two inputs name one file (also through another spelling or a link)."""
+    try:
+        return Path(a).samefile(b)
+    except (OSError, ValueError):  # a URL, or a path that is not there
+        return a == b
 
 
 def frame_shifts(

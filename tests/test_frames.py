@@ -10,7 +10,7 @@ import rasterio
 from affine import Affine
 
 import geosr
-from geosr.errors import InputError
+from geosr.errors import InputError, OptionError
 from geosr.io.frames import read_frame_window
 from geosr.io.scene import open_scene, read_window
 from geosr.normalise import Normalisation
@@ -102,6 +102,18 @@ def test_frame_with_other_bands_is_refused(make_raster) -> None:
     other = make_raster("other.tif", count=3)
     with pytest.raises(InputError, match="same bands"):
         geosr.upscale_file(ref, ref.with_name("o.tif"), model="bicubic", frames=(str(other),))
+
+
+def test_the_input_or_a_repeated_frame_is_refused(make_raster, tmp_path: Path, monkeypatch) -> None:
+    """Before, the reference given again as --frame (by another spelling too), or one frame
+    twice, was fused as another acquisition: a run of T=2 that had one."""
+    ref = make_raster("ref.tif", height=16, width=16)
+    other = make_raster("d2.tif", data=coordinate_pattern(1, 16, 16)[:, ::-1].copy())
+    monkeypatch.chdir(tmp_path)
+    for frames, says in [(("./ref.tif",), "is the input itself"), ((str(other), "d2.tif"), "given twice")]:
+        with pytest.raises(OptionError, match=f"--frame .* {says}"):
+            geosr.upscale_file(ref, tmp_path / "o.tif", scale=2, frames=frames)
+    assert not (tmp_path / "o.tif").exists()
 
 
 def test_a_frame_of_another_boa_add_offset_is_read_in_the_references_convention(
