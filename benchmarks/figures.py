@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 
 from benchmarks.measure import ChildResult, median, run_child, timed
 from benchmarks.scenes import BenchScene, sentinel2_scene, synthetic_scene
@@ -1015,6 +1016,48 @@ def fig_bands(ctx: Context) -> Figure:
     )
 
 
+def _half_nodata(scene: Path, directory: Path) -> Path:
+    """A copy of ``scene`` whose left half is nodata (0): a swath edge or an orbit's end."""
+    out = directory / f"{scene.stem}_half_nodata.tif"
+    with rasterio.open(scene) as src:
+        data, profile = src.read(), src.profile
+    data[:, :, : data.shape[2] // 2] = 0
+    with rasterio.open(out, "w", **{**profile, "nodata": 0}) as dst:
+        dst.write(data)
+    return out
+
+
+def fig_nodata(ctx: Context) -> Figure:
+    """A scene half nodata against the whole scene: tiles without a valid pixel skip the model."""
+    size = ctx.sizes.scaling[0]
+    full = ctx.cached("nodata-full", lambda: synthetic_scene(size, _folder(ctx.workdir / "nodata"))).path
+    half = ctx.cached("nodata-half", lambda: _half_nodata(full, ctx.workdir / "nodata"))
+    seconds: dict[str, list[float]] = {"full": [], "half": []}
+    for i in range(ctx.runs):
+        for name, path in (("full", full), ("half", half)):
+            res = run_child([str(path), str(ctx.out(f"nodata_{name}_x{SCALE}.tif")), "--scale", str(SCALE)])
+            seconds[name].append(res.seconds)
+            ctx.log(f"  {name}, run {i + 1}: {res.seconds:.2f} s")
+    ratio = median(seconds["half"]) / median(seconds["full"])
+    return Figure(
+        "nodata",
+        13,
+        f"A scene whose left half is nodata against the whole scene, default model, {size}^2 x{SCALE} -> COG",
+        f"{ratio:.2f}x the whole scene's time ({median(seconds['half']):.2f} s vs "
+        f"{median(seconds['full']):.2f} s)",
+        "- (no target in the issue)",
+        None,
+        ratio,
+        "x",
+        {name: _samples(values) for name, values in seconds.items()},
+        [
+            "each run in a fresh process (python -m benchmarks.child); the tiles whose core has no valid "
+            "pixel are read and written (nodata) but not given to the model; 1.0 would mean every tile "
+            "computed, 0.5 that the nodata half costs nothing",
+        ],
+    )
+
+
 def _folder(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -1033,6 +1076,7 @@ FIGURES: dict[str, Callable[[Context], Figure]] = {
     "compile": fig_compile,
     "archive": fig_archive,
     "bands": fig_bands,
+    "nodata": fig_nodata,
 }
 
 

@@ -7,7 +7,8 @@ Usage::
     python -m benchmarks.run --only peer     # one figure (repeatable), merged into the results
     python -m benchmarks.run --profile       # also profile one end-to-end run (cProfile)
 
-Figures: throughput, overhead, peak, peer, memory, scaling, cluster, gdal, gpu, compile, archive, bands.
+Figures: throughput, overhead, peak, peer, memory, scaling, cluster, gdal, gpu, compile, archive, bands,
+nodata.
 """
 
 from __future__ import annotations
