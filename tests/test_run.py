@@ -386,6 +386,28 @@ def test_zarr_band_names_carry_over_without_zarr_warnings(tmp_path: Path) -> Non
     assert list(xr.open_zarr(out, consolidated=True)["band"].values) == ["B04", "B08"]
 
 
+def test_a_crs_wkt_on_the_variable_itself_is_its_crs(tmp_path: Path) -> None:
+    """CF's crs_wkt written on the data variable (not on a grid-mapping variable) was not
+    read: the store, and the DataArray given to geosr.upscale, were refused as having no CRS."""
+    from rasterio.crs import CRS
+
+    y = 5866490.0 - 10.0 * (np.arange(16) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(16) + 0.5)
+    da = xr.DataArray(
+        np.random.default_rng(3).random((16, 16)).astype(np.float32),
+        dims=("y", "x"),
+        coords={"y": y, "x": x},
+        name="reflectance",
+        attrs={"crs_wkt": CRS.from_epsg(32633).to_wkt()},
+    )
+    da.to_dataset().to_zarr(tmp_path / "wkt.zarr", zarr_format=3, consolidated=True)
+    out = geosr.upscale_file(tmp_path / "wkt.zarr", tmp_path / "wkt_x2.tif", scale=2, model="bicubic")
+    with rasterio.open(out) as f:
+        assert f.crs == CRS.from_epsg(32633) and f.transform.c == 335440.0
+    # geosr.upscale reads a DataArray's CRS as a store's: before, this one had none.
+    assert geosr.upscale(da, scale=2, model="bicubic").rio.crs == CRS.from_epsg(32633)
+
+
 def test_store_without_consolidated_metadata_is_read_without_warnings(tmp_path: Path) -> None:
     """A store written with consolidated=False (valid: Zarr v3 has no consolidated metadata in
     its specification) is read quietly.  Before, a run printed xarray's four-line warning about

@@ -5,7 +5,7 @@ The georeferencing of a store is found, in order, from
 1. a CF grid mapping (``spatial_ref`` variable, ``crs_wkt``/``spatial_ref``
    attributes, ``GeoTransform``) as rioxarray writes it;
 2. GeoZarr-style attributes on the variable or the group (``proj:code``,
-   ``proj:epsg``, ``proj:wkt2``);
+   ``proj:epsg``, ``proj:wkt2``), or CF's ``crs_wkt``/``spatial_ref`` there;
 3. CF latitude/longitude coordinates (``lat``/``lon`` or
    ``latitude``/``longitude``), which by the CF conventions are geographic
    degrees: EPSG:4326.
@@ -167,12 +167,16 @@ def _spatial_dims(da: xr.DataArray, path: str) -> tuple[str, str]:
     raise InputError(f"{path}: variable {da.name!r} has no spatial dimensions (y/x or lat/lon): {da.dims}")
 
 
-def _crs(ds: xr.Dataset, da: xr.DataArray, ydim: str, xdim: str) -> CRS | None:
-    crs = da.rio.crs or ds.rio.crs
+def variable_crs(da: xr.DataArray, ydim: str, xdim: str, ds: xr.Dataset | None = None) -> CRS | None:
+    """The CRS of ``da`` (of the group ``ds``, when it is a store's), in the order of the
+    module docstring; None when nothing gives one."""
+    crs = da.rio.crs or (ds.rio.crs if ds is not None else None)
     if crs is not None:
         return CRS.from_user_input(crs)
-    for attrs in (da.attrs, ds.attrs):
-        for key in ("proj:wkt2", "proj:code", "proj:epsg"):
+    for attrs in (da.attrs, ds.attrs if ds is not None else {}):
+        # CF's crs_wkt (and GDAL's spatial_ref) belong on a grid-mapping variable, which
+        # rioxarray reads; some writers put them on the data variable or the group.
+        for key in ("proj:wkt2", "proj:code", "proj:epsg", "crs_wkt", "spatial_ref"):
             if key in attrs:
                 value = attrs[key]
                 return CRS.from_epsg(int(value)) if key == "proj:epsg" else CRS.from_user_input(value)
@@ -233,7 +237,7 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     da = ds[name]
     ydim, xdim = _spatial_dims(da, path)
     da = da.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
-    crs = _crs(ds, da, ydim, xdim)
+    crs = variable_crs(da, ydim, xdim, ds)
     if crs is None:
         raise InputError(
             f"{path}: variable {name!r} has no CRS (no spatial_ref / grid_mapping / proj:code); "

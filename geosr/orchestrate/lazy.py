@@ -21,8 +21,8 @@ from odc.geo.geobox import GeoBox
 from geosr.errors import InputError
 from geosr.grid import scaled
 from geosr.io.bands import check_band_layout
-from geosr.io.scene import GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, carried_tags, sample_step
-from geosr.io.zarr_scene import array_transform, check_evenly_spaced
+from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, sample_step
+from geosr.io.zarr_scene import array_transform, check_evenly_spaced, variable_crs
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import (
     FILL_RADIUS,
@@ -105,9 +105,8 @@ def _upscale_block(
 
 
 def _grid_of(data: xr.DataArray) -> GeoBox:
-    crs = data.rio.crs
-    if crs is None and (data.rio.y_dim, data.rio.x_dim) in GEOGRAPHIC_COORDS:
-        crs = "EPSG:4326"  # CF latitude/longitude are geographic degrees, as for a Zarr input
+    # As for a Zarr store: rioxarray's grid mapping, GeoZarr/CF attributes, CF lat/lon.
+    crs = variable_crs(data, data.rio.y_dim, data.rio.x_dim)
     if crs is None:
         raise InputError("the DataArray has no CRS; set one with da.rio.write_crs('EPSG:...')")
     for dim in (data.rio.y_dim, data.rio.x_dim):
