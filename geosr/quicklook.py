@@ -81,25 +81,62 @@ def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int
     return [0, 1, 2]
 
 
+def _pixel_box(grid: GeoBox, target: GeoBox) -> tuple[float, float, float, float]:
+    """``target``'s footprint in (fractional) pixels of ``grid``: col0, row0, col1, row1."""
+    bounds = target.boundingbox
+    if grid.crs is not None and target.crs is not None and grid.crs != target.crs:
+        # The corners must be in the grid's CRS before its inverse transform applies.
+        bounds = target.extent.to_crs(grid.crs).boundingbox
+    left, bottom, right, top = bounds
+    inverse = ~grid.transform
+    corners = [inverse @ (x, y) for x in (left, right) for y in (bottom, top)]
+    cols, rows = [c for c, _ in corners], [r for _, r in corners]
+    return min(cols), min(rows), max(cols), max(rows)
+
+
 def _footprint_window(scene: Scene, target: GeoBox) -> Window | None:
     """The pixels of ``scene`` under ``target`` plus :data:`_MARGIN`, clipped to the
     scene; None when ``target`` lies wholly outside it."""
     height, width = scene.grid.shape.yx
-    bounds = target.boundingbox
-    if scene.grid.crs is not None and target.crs is not None and scene.grid.crs != target.crs:
-        # The corners must be in the scene's CRS before its inverse transform applies.
-        bounds = target.extent.to_crs(scene.grid.crs).boundingbox
-    if not all(np.isfinite(bounds)):
+    box = _pixel_box(scene.grid, target)
+    if not all(np.isfinite(box)):
         return None  # the window cannot even be expressed in the scene's CRS
-    left, bottom, right, top = bounds
-    inverse = ~scene.grid.transform
-    corners = [inverse @ (x, y) for x in (left, right) for y in (bottom, top)]
-    col0 = max(int(np.floor(min(c for c, _ in corners))) - _MARGIN, 0)
-    row0 = max(int(np.floor(min(r for _, r in corners))) - _MARGIN, 0)
-    col1 = min(int(np.ceil(max(c for c, _ in corners))) + _MARGIN, width)
-    row1 = min(int(np.ceil(max(r for _, r in corners))) + _MARGIN, height)
+    c0, r0, c1, r1 = box
+    col0 = max(int(np.floor(c0)) - _MARGIN, 0)
+    row0 = max(int(np.floor(r0)) - _MARGIN, 0)
+    col1 = min(int(np.ceil(c1)) + _MARGIN, width)
+    row1 = min(int(np.ceil(r1)) + _MARGIN, height)
     if col1 <= col0 or row1 <= row0:
         return None
+    return Window(row0, col0, row1 - row0, col1 - col0)
+
+
+def _sr_window(lr_scene: Scene, sr_scene: Scene, lr_window: Window, text: str, sr: str) -> Window:
+    """``lr_window`` (pixels of the LR file, as ``--window`` gives them) as the window of
+    the SR grid it covers, clipped to the SR raster.
+
+    The SR of an AOI run covers only part of its input: its pixel 0 is not the
+    input's, so the window is placed through map coordinates, not by scaling.
+
+    Raises
+    ------
+    OptionError
+        The window lies wholly outside the SR raster; the message gives the LR
+        pixels it covers.
+    """
+    sh, sw = sr_scene.grid.shape.yx
+    lr_box = window_grid(lr_scene.grid, lr_window.row, lr_window.col, lr_window.height, lr_window.width)
+    c0, r0, c1, r1 = _pixel_box(sr_scene.grid, lr_box)
+    eps = 1e-6  # aligned grids give whole numbers up to floating-point noise
+    col0, row0 = max(int(np.floor(c0 + eps)), 0), max(int(np.floor(r0 + eps)), 0)
+    col1, row1 = min(int(np.ceil(c1 - eps)), sw), min(int(np.ceil(r1 - eps)), sh)
+    if col1 <= col0 or row1 <= row0:
+        a0, b0, a1, b1 = _pixel_box(lr_scene.grid, sr_scene.grid)
+        raise OptionError(
+            f"--window {text!r} lies outside {sr}, which covers cols {round(a0)}-{round(a1)}, "
+            f"rows {round(b0)}-{round(b1)} of the {lr_scene.grid.shape.x} x {lr_scene.grid.shape.y} px "
+            "input; give col,row,width,height inside them"
+        )
     return Window(row0, col0, row1 - row0, col1 - col0)
 
 
@@ -234,7 +271,11 @@ def compare_panels(
             f"{sr}: its {sw} x {sh} px are less than one pixel of {lr} (x{scale}); "
             "is it the super-resolved output of that input?"
         )
-    win = parse_window(window, (sh // scale, sw // scale)).scaled(scale)
+    if window is None:
+        win = parse_window(None, (sh // scale, sw // scale)).scaled(scale)
+    else:
+        # The LR file's own pixels: an AOI output covers only part of it.
+        win = _sr_window(lr_scene, sr_scene, parse_window(window, lr_scene.grid.shape.yx), window, sr)
     target = window_grid(sr_scene.grid, win.row, win.col, win.height, win.width)
     show = display_bands(sr_scene, bands)
     from_lr = list(lr_bands) if lr_bands else source_bands(sr_scene, lr_scene, show)

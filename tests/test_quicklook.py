@@ -206,3 +206,27 @@ def test_a_long_file_name_is_wrapped_in_the_title_not_cut_off() -> None:
     assert len(lines) > 1 and max(map(len, lines)) <= 5.52 * 72 / (0.75 * 9)
     assert "".join(lines).replace(" ", "") == name.replace(" ", "")
     assert _fitted("bicubic", 2.76, 10) == "bicubic"
+
+
+def test_window_is_in_the_input_pixels_for_an_aoi_output(make_raster, tmp_path: Path) -> None:
+    """--window gives pixels of the LR file, also when the output is an AOI run's (which covers
+    only part of it).  Before, they were counted from the AOI's corner: a window inside the
+    40 x 40 input was refused as "outside the 20 x 40 px input", and others showed the wrong place."""
+    from geosr.errors import OptionError
+    from tests.conftest import UTM_TRANSFORM
+
+    lr = make_raster(height=40, width=40)
+    full = geosr.upscale_file(lr, tmp_path / "full.tif", scale=2, model="bicubic")
+    left, top = UTM_TRANSFORM.c, UTM_TRANSFORM.f
+    east = f"{left + 200},{top - 400},{left + 400},{top}"  # the eastern half: cols 20-40
+    aoi = geosr.upscale_file(
+        lr, tmp_path / "aoi.tif", scale=2, model="bicubic", bbox=east, bbox_crs="EPSG:32633"
+    )
+    panels, _, win, _ = compare_panels(str(lr), str(aoi), window="25,5,10,10")
+    expected = compare_panels(str(lr), str(full), window="25,5,10,10")[0]
+    assert (win.width, win.height) == (20, 20)
+    np.testing.assert_array_equal(panels[0], expected[0])
+    np.testing.assert_allclose(panels[1], expected[1], atol=1e-3)
+    covers = r"'2,5,10,10' lies outside .*aoi.tif, which covers cols 20-40, rows 0-40"
+    with pytest.raises(OptionError, match=covers):
+        compare_panels(str(lr), str(aoi), window="2,5,10,10")
