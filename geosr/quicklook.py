@@ -111,6 +111,21 @@ def _footprint_window(scene: Scene, target: GeoBox) -> Window | None:
     return Window(row0, col0, row1 - row0, col1 - col0)
 
 
+def _scale(lr_scene: Scene, sr_scene: Scene) -> int:
+    """How many SR pixels make one LR pixel (along an edge), rounded.
+
+    In one CRS, the ratio of the pixel sizes; across CRSs (an LR in degrees, an SR
+    in metres) pixel sizes do not compare, so the SR's extent is measured in LR
+    pixels instead: the ratio of the sizes gave 0 or 321763 there.
+    """
+    lr_crs, sr_crs = lr_scene.grid.crs, sr_scene.grid.crs
+    if lr_crs is None or sr_crs is None or lr_crs == sr_crs:
+        return round(abs(lr_scene.grid.resolution.x) / abs(sr_scene.grid.resolution.x))
+    col0, row0, col1, row1 = _pixel_box(lr_scene.grid, sr_scene.grid)
+    sh, sw = sr_scene.grid.shape.yx
+    return round(float(np.sqrt(sh * sw / max((col1 - col0) * (row1 - row0), 1e-12))))
+
+
 def _sr_window(lr_scene: Scene, sr_scene: Scene, lr_window: Window, text: str, sr: str) -> Window:
     """``lr_window`` (pixels of the LR file, as ``--window`` gives them) as the window of
     the SR grid it covers, clipped to the SR raster.
@@ -260,7 +275,7 @@ def compare_panels(
     # First: the pixel sizes of rasters far apart (or in other units) give no scale.
     if _footprint_window(lr_scene, sr_scene.grid) is None:
         raise _no_overlap(lr, sr)
-    scale = round(abs(lr_scene.grid.resolution.x) / abs(sr_scene.grid.resolution.x))
+    scale = _scale(lr_scene, sr_scene)
     if scale < 1:
         raise InputError(
             f"{sr}: its pixels are not smaller than those of {lr}; is it the super-resolved output?"

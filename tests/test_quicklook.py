@@ -230,3 +230,34 @@ def test_window_is_in_the_input_pixels_for_an_aoi_output(make_raster, tmp_path: 
     covers = r"'2,5,10,10' lies outside .*aoi.tif, which covers cols 20-40, rows 0-40"
     with pytest.raises(OptionError, match=covers):
         compare_panels(str(lr), str(aoi), window="2,5,10,10")
+
+
+def test_compare_with_an_input_in_another_crs(make_raster, tmp_path: Path) -> None:
+    """An LR in lon/lat against an SR in UTM: the scale comes from their footprints, not from
+    pixel sizes in degrees and metres.  Before: 'its pixels are not smaller than those of
+    lr_4326.tif' (scale 0), and the other way round 'less than one pixel (x321763)'."""
+    import rasterio
+    from rasterio.warp import calculate_default_transform, reproject
+
+    lr = make_raster(height=40, width=40)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    with rasterio.open(lr) as src:
+        transform, width, height = calculate_default_transform(
+            src.crs, "EPSG:4326", src.width, src.height, *src.bounds
+        )
+        profile = dict(src.profile, crs="EPSG:4326", transform=transform, width=width, height=height)
+        data = np.zeros((1, height, width), src.dtypes[0])
+        reproject(
+            src.read(),
+            data,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=transform,
+            dst_crs="EPSG:4326",
+        )
+    geographic = tmp_path / "lr_4326.tif"
+    with rasterio.open(geographic, "w", **profile) as dst:
+        dst.write(data)
+    panels, titles, _, scale = compare_panels(str(geographic), str(sr))
+    assert scale == 2 and titles[0].endswith("x2")
+    assert np.isfinite(panels[1]).mean() > 0.9  # the bicubic panel is the LR, reprojected
