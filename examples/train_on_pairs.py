@@ -2,8 +2,9 @@
 
 Run: python examples/train_on_pairs.py [WORKDIR]
 
-Same as:
-  geosr train --lr lr.tif --hr hr.tif --init cnnrnn-fast --steps 4 -o runs/mine
+Same as (on these 64 x 64 px LR pairs --chip 8 leaves room for validation chips in the bottom
+20 % of the rows: the default --chip 32 and 16 find none there):
+  geosr train --lr lr.tif --hr hr.tif --init cnnrnn-fast --steps 4 --chip 8 -o runs/mine
   geosr run scene.tif --model runs/mine/cnnrnn-fast_x4.safetensors
 
 Here the pair is made from one scene (the LR is the exact 4 x 4 mean of the HR); with real
