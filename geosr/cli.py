@@ -195,10 +195,10 @@ def run(
     frame: Frames = None,
     asset: Asset = None,
     stac: Annotated[
-        bool, typer.Option(help="Write a STAC Item (<output>.stac.json) describing the output.")
+        bool, typer.Option(help="Write a STAC Item describing the output: <output stem>.stac.json beside it.")
     ] = False,
     quicklook: Annotated[
-        bool, typer.Option(help="Write a side-by-side PNG (<output>.quicklook.png): bicubic vs geosr.")
+        bool, typer.Option(help="Write <output stem>.quicklook.png beside it: bicubic, geosr side by side.")
     ] = False,
     resume: Annotated[
         bool,
