@@ -42,6 +42,9 @@ def test_unknown_band_name_lists_the_known_ones(make_raster) -> None:
         scene_for(src, RunOptions(bands="B09"))
     with pytest.raises(InputError, match="bands 1-2"):
         scene_for(src, RunOptions(bands="3"))
+    # The example index is one the file has: "e.g. --bands 3,2,1" for a 2-band file before.
+    with pytest.raises(InputError, match=r"select by 1-based index instead, e\.g\. --bands 2,1\)"):
+        scene_for(src, RunOptions(bands="B09"))
 
 
 def test_band_indexes_are_the_files_band_numbers_around_an_alpha_band(make_raster, tmp_path: Path) -> None:

@@ -99,9 +99,11 @@ def band_indexes(scene: Scene, wanted: Sequence[str | int]) -> tuple[int, ...]:
             continue
         index = names.get(canonical_band_name(item))
         if index is None:
+            # An example among the file's own numbers: "3,2,1" named bands a 1-band file lacks.
+            example = ",".join(str(n) for n in reversed(available[:3]))
             raise InputError(
                 f"{scene.path}: no band is described as {item!r}; its band descriptions are: {known} "
-                "(select by 1-based index instead, e.g. --bands 3,2,1)"
+                f"(select by 1-based index instead, e.g. --bands {example})"
             )
         out.append(index)
     return tuple(out)
