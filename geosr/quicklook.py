@@ -139,19 +139,41 @@ def _sr_window(lr_scene: Scene, sr_scene: Scene, lr_window: Window, text: str, s
         The window lies wholly outside the SR raster; the message gives the LR
         pixels it covers.
     """
-    sh, sw = sr_scene.grid.shape.yx
     lr_box = window_grid(lr_scene.grid, lr_window.row, lr_window.col, lr_window.height, lr_window.width)
-    c0, r0, c1, r1 = _pixel_box(sr_scene.grid, lr_box)
-    eps = 1e-6  # aligned grids give whole numbers up to floating-point noise
-    col0, row0 = max(int(np.floor(c0 + eps)), 0), max(int(np.floor(r0 + eps)), 0)
-    col1, row1 = min(int(np.ceil(c1 - eps)), sw), min(int(np.ceil(r1 - eps)), sh)
-    if col1 <= col0 or row1 <= row0:
+    covered = _covered(sr_scene.grid, lr_box)
+    if covered is None:
         a0, b0, a1, b1 = _pixel_box(lr_scene.grid, sr_scene.grid)
         raise OptionError(
             f"--window {text!r} lies outside {sr}, which covers cols {round(a0)}-{round(a1)}, "
             f"rows {round(b0)}-{round(b1)} of the {lr_scene.grid.shape.x} x {lr_scene.grid.shape.y} px "
             "input; give col,row,width,height inside them"
         )
+    return covered
+
+
+def _default_window(lr_scene: Scene, sr_scene: Scene, scale: int) -> Window:
+    """Up to :data:`DEFAULT_WINDOW` LR pixels of the SR grid, centred on the part of it that
+    the LR covers (all of it for the input and output of one run): centred on the SR
+    alone, the window missed an LR that covers a corner of it, which was then called
+    'does not overlap'."""
+    sh, sw = sr_scene.grid.shape.yx
+    part = _covered(sr_scene.grid, lr_scene.grid) or Window(0, 0, sh, sw)
+    inner = parse_window(None, (max(part.height // scale, 1), max(part.width // scale, 1))).scaled(scale)
+    row, col = part.row + inner.row, part.col + inner.col
+    return Window(row, col, min(inner.height, sh - row), min(inner.width, sw - col))
+
+
+def _covered(grid: GeoBox, target: GeoBox) -> Window | None:
+    """The pixels of ``grid`` under ``target``, clipped to ``grid``; None when there are none."""
+    height, width = grid.shape.yx
+    c0, r0, c1, r1 = _pixel_box(grid, target)
+    if not all(np.isfinite((c0, r0, c1, r1))):
+        return None
+    eps = 1e-6  # aligned grids give whole numbers up to floating-point noise
+    col0, row0 = max(int(np.floor(c0 + eps)), 0), max(int(np.floor(r0 + eps)), 0)
+    col1, row1 = min(int(np.ceil(c1 - eps)), width), min(int(np.ceil(r1 - eps)), height)
+    if col1 <= col0 or row1 <= row0:
+        return None
     return Window(row0, col0, row1 - row0, col1 - col0)
 
 
@@ -287,7 +309,7 @@ def compare_panels(
             "is it the super-resolved output of that input?"
         )
     if window is None:
-        win = parse_window(None, (sh // scale, sw // scale)).scaled(scale)
+        win = _default_window(lr_scene, sr_scene, scale)
     else:
         # The LR file's own pixels: an AOI output covers only part of it.
         win = _sr_window(lr_scene, sr_scene, parse_window(window, lr_scene.grid.shape.yx), window, sr)

@@ -261,3 +261,20 @@ def test_compare_with_an_input_in_another_crs(make_raster, tmp_path: Path) -> No
     panels, titles, _, scale = compare_panels(str(geographic), str(sr))
     assert scale == 2 and titles[0].endswith("x2")
     assert np.isfinite(panels[1]).mean() > 0.9  # the bicubic panel is the LR, reprojected
+
+
+def test_default_window_is_centred_where_the_input_covers_the_output(make_raster, tmp_path: Path) -> None:
+    """An LR that covers a corner of the SR: the default window is centred on that corner.
+    Before, it was centred on the SR, missed the LR, and compare said the LR 'does not
+    overlap' the SR that it does overlap."""
+    import rasterio
+
+    big = make_raster("big.tif", height=200, width=200)
+    sr = geosr.upscale_file(big, tmp_path / "big_x2.tif", scale=2, model="bicubic")
+    with rasterio.open(big) as src:
+        corner = make_raster("corner.tif", data=src.read(window=((0, 30), (0, 30))))
+    panels, _, win, _ = compare_panels(str(corner), str(sr))
+    assert (win.row, win.col, win.height, win.width) == (0, 0, 60, 60)
+    assert np.isfinite(panels[1]).all()
+    # The input and output of one run: the centred 128 LR px, as before.
+    assert compare_panels(str(big), str(sr))[2] == type(win)(72, 72, 256, 256)
