@@ -32,6 +32,7 @@ from geosr.interrupts import (
     swallowed_interrupt,
     unreported_interrupt,
 )
+from geosr.progress import ProgressLines, progress_bar_drawn
 
 app = typer.Typer(
     name="geosr",
@@ -285,7 +286,15 @@ def _report(exc: GeosrError) -> None:
 
 @contextlib.contextmanager
 def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A transient tiles bar on stderr; yields the run's ``progress`` callback."""
+    """A transient tiles bar on stderr; yields the run's ``progress`` callback.
+
+    Where stderr is no terminal (a log file, nohup, CI), plain lines now and then
+    instead (:class:`~geosr.progress.ProgressLines`): rich would draw nothing there
+    until the end, and a blank line per bar.
+    """
+    if not progress_bar_drawn(err):
+        yield ProgressLines(label, "tiles")
+        return
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -294,7 +303,6 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         TimeRemainingColumn(),
         console=err,
         transient=True,
-        disable=not err.is_terminal,  # a log file gets the outputs' names, not a blank line per bar
     ) as bar:
         task = bar.add_task(label, total=None)
 

@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from geosr.errors import OptionError
+from geosr.progress import ProgressLines, progress_bar_drawn
 
 err = Console(stderr=True)
 
@@ -343,6 +344,9 @@ def _build_and_train(
     if not config.data.store and not config.data.train:
         raise OptionError("nothing to train on: give HR rasters, --lr/--hr pairs, --store or a --recipe")
 
+    # Where stderr is no terminal (a log file, a Slurm job), rich would show nothing until the
+    # end: plain lines now and then instead.
+    lines = None if progress_bar_drawn(err) else ProgressLines("training", "steps")
     with Progress(
         TextColumn("[bold]training"),
         BarColumn(),
@@ -352,17 +356,16 @@ def _build_and_train(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
+        disable=lines is not None,
     ) as bar:
         task = bar.add_task("train", total=config.steps, loss="-", psnr="-")
 
         def report(step: int, total: int, logs: dict[str, float]) -> None:
-            psnr = logs.get("psnr", float("nan"))
-            bar.update(
-                task,
-                completed=step,
-                loss=f"{logs['loss']:.4f}",
-                psnr="-" if math.isnan(psnr) else f"{psnr:.2f} dB",
-            )
+            value = logs.get("psnr", float("nan"))
+            loss, psnr = f"{logs['loss']:.4f}", "-" if math.isnan(value) else f"{value:.2f} dB"
+            bar.update(task, completed=step, loss=loss, psnr=psnr)
+            if lines is not None:
+                lines(step, total, f"loss {loss}" + (f", val PSNR {psnr}" if psnr != "-" else ""))
 
         try:
             return train(config, resume=resume, progress=report, recipe=str(recipe) if recipe else None)

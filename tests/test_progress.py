@@ -1,0 +1,93 @@
+"""Progress where stderr is no terminal (a log file, nohup, CI, Slurm): plain lines, now and then."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import geosr.progress
+from geosr.progress import ProgressLines, duration
+from tests.test_bad_input import run_cli
+
+LINE = re.compile(r"geosr: (?P<label>.+): (?P<done>\d+)/(?P<total>\d+) (?P<unit>\w+) \((?P<pct>\d+) %\), ")
+
+
+class Clock:
+    """Seconds as the test sets them."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def simulate(seconds: float, total: int, capsys) -> list[str]:
+    """A run of ``total`` tiles done at a steady pace over ``seconds``: the lines it prints."""
+    clock = Clock()
+    progress = ProgressLines("scene.tif", "tiles", clock=clock)
+    clock.now = 5.0  # the model loads, the scene is normalised
+    progress(0, total)
+    for done in range(1, total + 1):
+        clock.now = 5.0 + seconds * done / total
+        progress(done, total)
+    return capsys.readouterr().err.splitlines()
+
+
+def test_a_short_run_prints_no_progress_line(capsys) -> None:
+    assert simulate(20, 1000, capsys) == []
+
+
+def test_a_run_of_minutes_prints_a_line_a_tenth_and_ends_at_the_end(capsys) -> None:
+    lines = simulate(600, 480, capsys)
+    assert 9 <= len(lines) <= 11, lines
+    first = lines[0]
+    # 48 tiles (10 %) take 60 s, after 5 s of start-up; 432 tiles are left at that pace.
+    assert first == "geosr: scene.tif: 48/480 tiles (10 %), 1m05s elapsed, ~9m00s left", first
+    assert lines[-1] == "geosr: scene.tif: 480/480 tiles (100 %), 10m05s elapsed"
+
+
+def test_a_run_of_hours_says_it_is_alive_every_five_minutes(capsys) -> None:
+    lines = simulate(10 * 3600, 20000, capsys)
+    assert 115 <= len(lines) <= 125, len(lines)
+    assert "~9h55m left" in lines[0] and lines[-1].startswith("geosr: scene.tif: 20000/20000 tiles")
+
+
+def test_a_fast_run_is_never_a_flood(capsys) -> None:
+    lines = simulate(200, 5000, capsys)  # 25 tiles a second: a line at most every 30 s
+    assert len(lines) <= 200 // 30 + 1, lines
+
+
+def test_a_resumed_run_estimates_from_the_tiles_it_computes() -> None:
+    clock = Clock()
+    progress = ProgressLines("scene.tif", "tiles", clock=clock)
+    progress(300, 400)  # kept from the interrupted run
+    clock.now = 100.0
+    assert progress.line(350, 400, clock.now).endswith("1m40s elapsed, ~1m40s left")
+
+
+def test_durations_read_as_a_log_needs() -> None:
+    assert [duration(s) for s in (0.4, 59, 61, 3599, 3600, 7 * 3600 + 5 * 60 + 59)] == [
+        "0s",
+        "59s",
+        "1m01s",
+        "59m59s",
+        "1h00m",
+        "7h05m",
+    ]
+
+
+def test_run_into_a_log_file_prints_progress_lines(make_raster, tmp_path, capfd, monkeypatch) -> None:
+    """stderr is captured here, as it is in a log file: rich drew nothing there, not even at the end."""
+    monkeypatch.setattr(geosr.progress, "QUIET_S", 0.0)  # this run takes well under the 30 s
+    src = make_raster(height=128, width=128)
+    args = ["run", str(src), "--model", "bicubic", "--tile", "32", "--batch-size", "1", "-s", "2"]
+    code, err = run_cli(args, capfd, monkeypatch)  # capfd: a run writes its lines to the file descriptor
+    assert code == 0, err
+    lines = [m for m in map(LINE.match, err.splitlines()) if m]
+    assert len(lines) >= 5, err
+    assert all(m["label"] == "scene.tif" and m["total"] == "16" and m["unit"] == "tiles" for m in lines)
+    steps = [int(m["done"]) for m in lines]
+    assert steps == sorted(steps) and all(b - a >= 2 for a, b in itertools.pairwise(steps))
+    assert lines[-1]["done"] == "16" and lines[-1]["pct"] == "100"
+    assert (tmp_path / "scene_x2.tif").exists()
