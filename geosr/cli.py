@@ -329,7 +329,9 @@ def info(
     bbox: Bbox = None,
     bbox_crs: BboxCrs = "EPSG:4326",
     asset: Asset = None,
-    calibrate: Annotated[bool, typer.Option(help="Time one batch to estimate the run time.")] = True,
+    calibrate: Annotated[
+        bool, typer.Option(help="Time one batch and a sample of the output to estimate the run time.")
+    ] = True,
 ) -> None:
     """Describe INPUT (grid, CRS, bands, nodata) and the plan of a run on it."""
     from geosr.inspect import plan_run

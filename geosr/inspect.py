@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from odc.geo.geobox import GeoBox
 
 from geosr import resources
 from geosr.api import fit_to_memory, scene_for
@@ -14,13 +17,67 @@ from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes
 from geosr.io.bands import check_band_layout
 from geosr.io.cog import is_bigtiff
+from geosr.io.run_store import StoreWriter, create_run_store, finalise
 from geosr.io.scene import Scene, read_sample, read_window
+from geosr.io.sink import OutputSpec
 from geosr.kernel import prepare_tiles
 from geosr.models import load_model
 from geosr.normalise import FILL_RADIUS, Normalisation, valid_mask
 from geosr.options import RunOptions
+from geosr.pipeline import Job, process_batch
 from geosr.predictor import Predictor
 from geosr.tiling import TilePlan, plan_tiles
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What one batch of the run took here, and the run's time from it.
+
+    The model's time alone missed most of a run: with the bicubic model a
+    2048^2 scene at x4 ran in 6.9 s for an estimate of 0.7-1.3 s, its COG
+    build (compression and layout by GDAL's COG driver) taking 3.8 s and the
+    run store's writes 3.1 s.  So a sample of the model's output is also written
+    into a run store and built into a COG, by the run's own code, and those
+    costs are scaled by the output's size (:func:`_time_output`).
+    """
+
+    batches: int
+    model: float
+    """Seconds a batch takes in the model, with the tiles' preparation and finishing."""
+    read: float
+    """Seconds to read a batch's tiles."""
+    store: float
+    """Seconds to create the run store and write the whole output into it, with its overview levels."""
+    cog: float
+    """Seconds to build the whole COG from the run store, checks and validation included."""
+    sample: float
+    """Seconds of the strided read that fixes the scene's normalisation."""
+    overlapped: bool
+    """Whether the model runs beside reading and writing (a GPU) rather than on their cores."""
+
+    @property
+    def total(self) -> float:
+        # Reading (one thread) and writing (writer_threads) overlap each other, and on a
+        # GPU the model too; on a CPU the model's threads take every core, so they add to
+        # it (a bicubic 2048^2 x4 run: model 1.4 s + writes 3.1 s on 2 writers = 3.0 s
+        # against 2.8 s measured for the tiles).
+        io = max(self.read * self.batches, self.store / resources.writer_threads())
+        model = self.model * self.batches
+        tiles = max(model, io) if self.overlapped else model + io
+        return self.sample + tiles + self.cog
+
+    def describe(self) -> str:
+        """The estimate and what it is made of."""
+        return (
+            f"{_seconds(self.total)} for a COG: model {_seconds(self.model * self.batches)}, "
+            f"reading {_seconds(self.read * self.batches + self.sample)}, "
+            f"run store {_seconds(self.store)}, COG build {_seconds(self.cog)} "
+            f"(measured on 1 of {self.batches} batch{'es' if self.batches > 1 else ''})"
+        )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
 @dataclass(frozen=True)
@@ -35,7 +92,7 @@ class RunPlan:
     device: str
     precision: str
     output_bytes: int
-    seconds_per_batch: float | None
+    timing: Timing | None
     memory_bytes: int | None = None
     disk_bytes: int | None = None
     process_bytes: int | None = None
@@ -45,9 +102,7 @@ class RunPlan:
 
     @property
     def estimated_seconds(self) -> float | None:
-        if self.seconds_per_batch is None:
-            return None
-        return self.seconds_per_batch * -(-len(self.plan) // self.batch_size)
+        return None if self.timing is None else self.timing.total
 
     def lines(self) -> list[tuple[str, str]]:
         s = self.scene
@@ -119,13 +174,8 @@ class RunPlan:
                     f"disk about {format_bytes(self.disk_bytes)} for a COG",
                 )
             )
-        if self.estimated_seconds is not None:
-            rows.append(
-                (
-                    "estimated time",
-                    f"{self.estimated_seconds:.0f} s (one batch measured: {self.seconds_per_batch:.2f} s)",
-                )
-            )
+        if self.timing is not None:
+            rows.append(("estimated time", self.timing.describe()))
         return rows
 
 
@@ -160,21 +210,13 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     h, w = scene.grid.shape.yx
     out_bytes = resources.output_bytes(h, w, scene.count, options.scale, scene.dtype)
     held = resources.resident_bytes()  # before the calibration batch grows it
-    seconds = valid = None
+    timing = valid = None
     if calibrate:
-        sample = read_sample(scene)
-        valid = float(valid_mask(sample, scene.nodata).any(axis=0).mean()) if sample.size else 0.0
-        tiles = plan.tiles[: min(batch, len(plan))]
-        raw = np.stack([read_window(scene, t.read) for t in tiles])
-        # Timing only: any fixed normalisation costs the same as the real one.
-        finite = raw[np.isfinite(raw)]  # the first tiles may be all NaN: no numpy warning for the user
-        span = max(1.0, float(finite.max())) if finite.size else 1.0
-        identity = Normalisation((0.0,) * scene.count, (span,) * scene.count, "calibration")
-        x, _ = prepare_tiles(raw, scene.nodata, identity)
-        predictor(x[:1])  # warm-up: first calls pay for oneDNN kernel selection
         start = time.perf_counter()
-        predictor(x)
-        seconds = (time.perf_counter() - start) * batch / len(tiles)
+        sample = read_sample(scene)
+        sample_seconds = time.perf_counter() - start
+        valid = float(valid_mask(sample, scene.nodata).any(axis=0).mean()) if sample.size else 0.0
+        timing = _time_one_batch(scene, plan, batch, predictor, options.scale, sample_seconds)
     return RunPlan(
         scene,
         options,
@@ -184,9 +226,110 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         predictor.torch_device.type,
         predictor.resolved_precision,
         out_bytes,
-        seconds,
+        timing,
         resources.memory_needed(bounds),
         resources.disk_needed(out_bytes, cog=True),
         held,
         valid,
     )
+
+
+def _time_one_batch(
+    scene: Scene, plan: TilePlan, batch: int, predictor: Predictor, scale: int, sample_seconds: float
+) -> Timing:
+    """Read, compute and write a batch of the run as the run would, and time each part.
+
+    The batch in the middle of the plan: a scene's first tiles are often nodata (a
+    Sentinel-2 granule's corner), whose output compresses many times faster than
+    imagery, and can be cut short by the scene's edge.
+    """
+    count = min(batch, len(plan))
+    first = (len(plan) - count) // 2
+    tiles = plan.tiles[first : first + count]
+    start = time.perf_counter()
+    raw = np.stack([read_window(scene, t.read) for t in tiles])
+    read = time.perf_counter() - start
+    # Timing only: any fixed normalisation costs the same as the real one.
+    finite = raw[np.isfinite(raw)]  # the tiles may be all NaN: no numpy warning for the user
+    span = max(1.0, float(finite.max())) if finite.size else 1.0
+    identity = Normalisation((0.0,) * scene.count, (span,) * scene.count, "calibration")
+    job = Job(scene=scene, halo=plan.halo, scale=scale, norm=identity, nodata=scene.nodata, batch_size=batch)
+    x, _ = prepare_tiles(raw[:1], scene.nodata, identity)
+    predictor(x)  # warm-up: first calls pay for oneDNN kernel selection
+    start = time.perf_counter()
+    outputs = process_batch(job, tiles, raw, predictor)
+    model = time.perf_counter() - start
+    store, cog = _time_output(scene, outputs[0], scale)
+    return Timing(
+        batches=-(-len(plan) // batch),
+        model=model * batch / len(tiles),
+        read=read * batch / len(tiles),
+        store=store,
+        cog=cog,
+        sample=sample_seconds,
+        overlapped=predictor.torch_device.type != "cpu",
+    )
+
+
+_SAMPLE_VALUES = 4 * 2048 * 2048
+"""Output values written to time the output side: one band of 2 x 2 tiles of 512 at x4, 0.8-1 s
+here.  One tile's COG took 140-600 ms from run to run, 2 x 2 tiles 190-260 ms a tile, and 4 x 4
+235-265 ms a tile: one tile's time was too noisy, and too low, to scale."""
+
+
+def _time_output(scene: Scene, out: np.ndarray, scale: int) -> tuple[float, float]:
+    """Seconds to store the whole output in a run store and to build its COG, from a sample.
+
+    The sample is the output of the timed batch's first tile (as few of its bands as make
+    :data:`_SAMPLE_VALUES`), repeated tile by tile up to about that many values, or
+    the output's size if smaller.  It goes through the run's own code,
+    :class:`~geosr.io.run_store.StoreWriter` and :func:`~geosr.io.run_store.finalise`
+    (GDAL's COG driver with the run's compression, the tile checks, the
+    validation), in a temporary folder, and both times are scaled by the output's
+    values.  The model's own pixels, since compression takes time by content.
+    A 16 x 16 output first measures the fixed costs (creating the store; starting
+    the COG driver, validating), which a run pays once and which are most of a
+    small sample's time: scaled with it, they made small tiles' estimates 2-3x too long.
+    """
+    count, height, width = out.shape
+    bands = max(1, min(count, _SAMPLE_VALUES // (height * width)))
+    tile_values = bands * height * width
+    rows, cols = scene.grid.shape.yx
+    total = scene.count * rows * cols * scale * scale
+    copies = max(1, min(_SAMPLE_VALUES // tile_values, -(-total // tile_values)))
+    across = math.ceil(math.sqrt(copies))
+    down = max(1, copies // across)
+    grid = scaled(scene.grid, scale)
+    with tempfile.TemporaryDirectory(prefix="geosr-info-") as folder:
+        nodata = scene.output_nodata
+        # Twice, the less: a first call also imports and loads what the run has by then, and
+        # on a busy machine one slow call would cancel the sample's time.
+        created, _, fixed = min(
+            _store_and_build(Path(folder) / f"fixed{k}", grid, nodata, out[:1, :16, :16], (1, 1))
+            for k in range(2)
+        )
+        _, store, cog = _store_and_build(Path(folder) / "sample", grid, nodata, out[:bands], (down, across))
+    share = total / (down * across * tile_values)
+    return created + store * share, fixed + max(0.0, cog - fixed) * share
+
+
+def _store_and_build(
+    folder: Path, grid: GeoBox, nodata: float | None, out: np.ndarray, copies: tuple[int, int]
+) -> tuple[float, float, float]:
+    """Seconds to create a run store, to write ``out`` into it ``copies`` (down, across) times,
+    one chunk each, as the run writes tiles, and to build the COG from it."""
+    bands, height, width = out.shape
+    shape = (copies[0] * height, copies[1] * width)
+    spec = OutputSpec(GeoBox(shape, grid.affine, grid.crs), bands, str(out.dtype), nodata)
+    folder.mkdir()
+    store, cog = folder / "store.zarr", folder / "sample.tif"
+    start = time.perf_counter()
+    create_run_store(store, spec, (height, width), for_zarr_output=False, destination=cog)
+    created = time.perf_counter()
+    writer = StoreWriter(store, cog)
+    for row in range(0, shape[0], height):
+        for col in range(0, shape[1], width):
+            writer.write(slice(row, row + height), slice(col, col + width), out)
+    stored = time.perf_counter()
+    finalise(store, cog, spec, overwrite=False)
+    return created - start, stored - created, time.perf_counter() - stored
