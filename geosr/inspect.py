@@ -12,9 +12,9 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 
 from geosr import resources
-from geosr.api import fit_to_memory, scene_for
+from geosr.api import default_output, fit_to_memory, scene_for
 from geosr.grid import describe, scaled
-from geosr.io.atomic import format_bytes
+from geosr.io.atomic import format_bytes, free_bytes
 from geosr.io.bands import check_band_layout
 from geosr.io.cog import is_bigtiff
 from geosr.io.run_store import StoreWriter, create_run_store, finalise
@@ -171,12 +171,27 @@ class RunPlan:
                     f"peak memory about {format_bytes(held + self.memory_bytes)} ("
                     + (f"{format_bytes(held)} for Python, torch and the model, then " if held else "")
                     + f"{format_bytes(self.memory_bytes)} set by tile and batch, not the scene); "
-                    f"disk about {format_bytes(self.disk_bytes)} for a COG",
+                    f"disk about {format_bytes(self.disk_bytes)} for a COG" + self._shortfall(),
                 )
             )
         if self.timing is not None:
             rows.append(("estimated time", self.timing.describe()))
         return rows
+
+    def _shortfall(self) -> str:
+        """What geosr run would refuse for lack of memory or of disk in the default output's
+        folder, as its resource check does; empty when both fit."""
+        out = []
+        available = resources.available_memory()
+        # The run's check compares what tile and batch need (process_bytes is already in use).
+        if available is not None and self.memory_bytes is not None and self.memory_bytes > available:
+            hint = "use a smaller --tile or --batch-size"
+            out.append(f"only {format_bytes(available)} of memory available ({hint})")
+        folder = default_output(self.scene.path, self.options.scale).parent.resolve()
+        free = free_bytes(folder)
+        if free is not None and self.disk_bytes is not None and self.disk_bytes > free:
+            out.append(f"only {format_bytes(free)} free in {folder} (write elsewhere with -o)")
+        return f"; {' and '.join(out)}: geosr run would refuse it" if out else ""
 
 
 def _valid_text(fraction: float, *, aoi: bool) -> str:

@@ -8,11 +8,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from affine import Affine
 
 from geosr.cli import main
 from geosr.inspect import plan_run
 from geosr.options import RunOptions
+from tests.conftest import UTM_TRANSFORM
 
 
 def test_plan_describes_scene_and_run(make_raster) -> None:
@@ -136,3 +138,18 @@ def test_estimated_time_is_the_runs_not_the_models_alone(make_raster, tmp_path: 
     assert 0.45 * run <= plan.estimated_seconds <= 2.5 * run, (plan.estimated_seconds, seconds)
     line = dict(plan.lines())["estimated time"]
     assert all(part in line for part in ("for a COG", "model", "reading", "run store", "COG build")), line
+
+
+def test_info_says_when_the_run_would_not_fit_on_disk(make_raster, tmp_path: Path) -> None:
+    """geosr info planned a 1,000,000^2 scene (a sparse file of a few hundred bytes) as
+    fine, 'disk about 29 TiB for a COG', though geosr run refuses it for lack of disk."""
+    src = tmp_path / "huge.tif"
+    with rasterio.open(
+        src, "w", driver="GTiff", count=1, height=1_000_000, width=1_000_000, dtype="uint16",
+        crs="EPSG:32633", transform=UTM_TRANSFORM, tiled=True, sparse_ok=True, bigtiff="YES",
+    ):  # fmt: skip
+        pass
+    lines = dict(plan_run(src, RunOptions(model="bicubic", tile=8192), calibrate=False).lines())
+    assert f"free in {tmp_path} (write elsewhere with -o): geosr run would refuse it" in lines["resources"]
+    small = dict(plan_run(make_raster(), RunOptions(model="bicubic"), calibrate=False).lines())
+    assert "refuse" not in small["resources"]
