@@ -22,7 +22,7 @@ from geosr.faults import checkpoint
 from geosr.io.frames import read_frame_window
 from geosr.io.scene import Scene, close_datasets, exact_float, read_window
 from geosr.kernel import finish_tile, prepare_tiles
-from geosr.normalise import Normalisation
+from geosr.normalise import Normalisation, valid_mask
 from geosr.resources import writer_threads
 from geosr.temporal import predict_grouped, stack_frames
 from geosr.tiling import Tile, TilePlan
@@ -113,6 +113,16 @@ def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Pre
     return outputs
 
 
+def valid_cores(job: Job, tiles: Sequence[Tile], raw: np.ndarray) -> list[bool]:
+    """Per tile of a batch read by :func:`read_batch`, whether its core holds a valid pixel
+    in some band (of the reference, with frames): those without are all nodata."""
+    reference = raw[:, 0] if raw.ndim == 5 else raw
+    return [
+        bool(valid_mask(block[:, t.core_in_read.rows, t.core_in_read.cols], job.nodata).any())
+        for t, block in zip(tiles, reference, strict=True)
+    ]
+
+
 class Writer(Protocol):
     """Where finished tiles go: the run store's :class:`~geosr.io.run_store.StoreWriter`.
 
@@ -175,17 +185,37 @@ def run_tiles(
         ThreadPoolExecutor(max_workers=writers, thread_name_prefix="geosr-write") as writer,
     ):
         written: deque[tuple[Future[None], int]] = deque()
+
+        def compute(group: Sequence[int], raw: np.ndarray) -> None:
+            outputs = process_batch(job, [tiles_of[i] for i in group], raw, predict)
+            checkpoint("infer")
+            while len(written) >= writers:  # wait for a free writer
+                _wait(written.popleft(), on_tiles_done)  # re-raises a write error here
+            written.append((writer.submit(write, group, outputs), len(group)))
+
+        # Tiles with data wait here for a full batch: the model runs on full batches even
+        # where the nodata tiles that process_batch skips are scattered among them (a lone
+        # tile costs two on a CPU in fp32: Predictor._predict).
+        waiting: list[tuple[int, np.ndarray]] = []
         try:
             pending = reader.submit(read, groups[0])
             for index, group in enumerate(groups):
                 raw = pending.result()
                 if index + 1 < len(groups):
                     pending = reader.submit(read, groups[index + 1])
-                outputs = process_batch(job, [tiles_of[i] for i in group], raw, predict)
-                checkpoint("infer")
-                while len(written) >= writers:  # wait for a free writer
-                    _wait(written.popleft(), on_tiles_done)  # re-raises a write error here
-                written.append((writer.submit(write, group, outputs), len(group)))
+                has_data = valid_cores(job, [tiles_of[i] for i in group], raw)
+                if all(has_data) and not waiting:
+                    compute(group, raw)  # the usual case: the batch as read
+                    continue
+                empty = [k for k, ok in enumerate(has_data) if not ok]
+                if empty:
+                    compute([group[k] for k in empty], raw[empty])  # nodata, without the model
+                # Copies: a view would keep its whole batch alive while it waits.
+                waiting += [(group[k], raw[k].copy()) for k, ok in enumerate(has_data) if ok]
+                last = index + 1 == len(groups)
+                while len(waiting) >= job.batch_size or (last and waiting):
+                    batch, waiting = waiting[: job.batch_size], waiting[job.batch_size :]
+                    compute([i for i, _ in batch], np.stack([r for _, r in batch]))
             while written:
                 _wait(written.popleft(), on_tiles_done)
         finally:

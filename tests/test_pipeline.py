@@ -104,3 +104,38 @@ def test_tiles_without_a_valid_core_pixel_skip_the_model_and_come_out_as_nodata(
     seen.clear()
     process_batch(job, plan.tiles, np.stack([raw, raw], axis=1), predict)
     assert sum(seen) == 7
+
+
+def test_nodata_tiles_scattered_among_batches_leave_the_model_full_batches(make_raster) -> None:
+    """Every other tile nodata: the tiles with data are batched together, not one per call
+    beside a skipped tile (a lone tile costs two on a CPU in fp32).  Each tile is journaled
+    once, and the pixels are those of a run in batches as read."""
+    data = np.maximum(coordinate_pattern(1, 32, 128, "uint16"), 1)
+    for col in range(0, 128, 32):
+        data[:, :, col : col + 16] = 0  # tiles of 16: every other one is nodata
+    scene = open_scene(make_raster(data=data, nodata=0))
+    job = Job(scene, halo=4, scale=2, norm=Normalisation((0.0,), (9e3,), "test"), nodata=0, batch_size=2)
+    plan = plan_tiles(32, 128, tile=16, halo=4)
+    predictor = Predictor(load_model("bicubic", bands=1, scale=2), device="cpu", precision="fp32")
+    calls: list[int] = []
+
+    def predict(x: np.ndarray) -> list[np.ndarray]:
+        calls.append(len(x))
+        return predictor(x)
+
+    class Sink:
+        def __init__(self) -> None:
+            self.out = np.full((1, 64, 256), 7, np.uint16)
+
+        def write(self, rows: slice, cols: slice, block: np.ndarray) -> None:
+            self.out[:, rows, cols] = block
+
+    journal: list[int] = []
+    sink = Sink()
+    run_tiles(job, plan, predict, sink, record=journal.extend)
+    assert len(plan) == 16 and calls == [2, 2, 2, 2]  # 8 tiles with data; [1] * 8 without the fix
+    assert sorted(journal) == list(range(16))
+    expected = process_batch(job, plan.tiles, read_batch(job, plan.tiles), predictor)
+    for tile, out in zip(plan.tiles, expected, strict=True):
+        core = tile.core.scaled(2)
+        np.testing.assert_array_equal(sink.out[:, core.rows, core.cols], out)
