@@ -24,7 +24,7 @@ import xarray as xr
 from rio_cogeo.cogeo import cog_validate
 
 import geosr
-from geosr.errors import OutputError
+from geosr.errors import OutputError, ResumableError
 from geosr.io.runstate import RunState, StaleRunError, reclaimable_bytes, run_dir
 from tests.conftest import UTM_TRANSFORM, coordinate_pattern
 from tests.test_run import random_model_file
@@ -380,6 +380,29 @@ def test_disk_guard_counts_what_a_killed_cog_build_left_as_free(tmp_path: Path) 
     (tmp_path / ".other.tif.geosr-tmp-4242-abcdefgh.tif").write_bytes(b"\0" * 7)  # another output's
     assert reclaimable_bytes(dst) == 4 + 100_000
     assert reclaimable_bytes(tmp_path / "never.tif") == 0
+
+
+def test_a_file_that_appears_at_the_destination_during_the_run_is_kept_with_the_right_advice(
+    make_raster, tmp_path: Path
+) -> None:
+    """Another program wrote the destination while the tiles ran: the run keeps it and its
+    tiles, and said "pass --overwrite to replace it; free some space there and rerun with
+    --resume", a full disk's advice.  The advice is now the failure's own."""
+    src = make_raster(height=40, width=40)
+    dst = tmp_path / "out.tif"
+
+    def someone_writes_it(done: int, total: int) -> None:
+        if done == 1:
+            dst.write_text("not yours")
+
+    options = {"scale": 2, "model": "bicubic", "tile": 16, "batch_size": 1}
+    with pytest.raises(ResumableError) as stopped:
+        geosr.upscale_file(src, dst, progress=someone_writes_it, **options)
+    assert "free some space" not in str(stopped.value)
+    assert "pass --overwrite to replace it and rerun with --resume" in str(stopped.value)
+    assert dst.read_text() == "not yours" and run_dir(dst).is_dir()
+    geosr.upscale_file(src, dst, resume=True, overwrite=True, **options)
+    assert cog_validate(str(dst), quiet=True)[0] and not run_dir(dst).exists()
 
 
 def test_ctrl_c_keeps_the_finished_tiles_for_resume(job, tmp_path: Path) -> None:

@@ -50,8 +50,8 @@ from geosr.io.atomic import TMP_MARKER, format_bytes, remove_path
 RUN_SUFFIX = ".geosr-run"
 """Ending of the hidden run-state folder's name: ``.<output name>.geosr-run``."""
 
-# How the messages of geosr.io's write failures begin their advice (their last part).
-_ADVICE = ("free some space", "check ")
+# How the messages of geosr.io's write failures for a full disk begin their advice (their last part).
+_SPACE_ADVICE = "free some space"
 
 
 class StaleRunError(GeosrError, FileExistsError):
@@ -323,12 +323,15 @@ class RunState:
         permissions): the state is kept, and ``--resume`` computes only the tiles
         not yet finished (none with ``all_tiles``: it only builds the output).
 
-        The failure's own advice (its last ``; ...`` part, which may say to write
-        elsewhere: a resume cannot) gives way to the resume's.
+        The failure's own advice (its last ``; ...`` part) comes before the resume,
+        but not its "or write to another directory": a resume cannot.  Advice of
+        another kind (``pass --overwrite``, for a file that appeared at the
+        destination during the run) is kept as it is: it was "free some space there".
         """
-        message, _, advice = str(failure).rpartition("; ")
-        if not message or not advice.startswith(_ADVICE):
-            message, advice = str(failure), ""
-        fix = advice if advice.startswith("check ") else "free some space there"
+        message, _, fix = str(failure).rpartition("; ")
+        if not message:
+            message, fix = str(failure), "free some space there"
+        elif fix.startswith(_SPACE_ADVICE):
+            fix = "free some space there"
         rest = "only the output is left to build" if all_tiles else "only the others are left to compute"
         return ResumableError(f"{message}; {fix} and rerun with --resume: the {self.describe()}, and {rest}")
