@@ -26,6 +26,8 @@ from geosr.io.remote import (
     is_remote,
     is_virtual,
     local_name,
+    make_staging_folder,
+    staged_output,
     upload,
 )
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
@@ -562,23 +564,26 @@ def refuse_overwriting_inputs(dst: Path, src: str | Path, scene: Scene, frames: 
 
 
 def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Progress | None) -> str:
-    """Write locally into a private folder, then upload the output (and its STAC/quicklook)."""
+    """Write locally into a private folder (:func:`~geosr.io.remote.staging_folder`, which
+    ``--resume`` finds again), then upload the output (and its STAC/quicklook)."""
     import shutil
-    import tempfile
 
     check_remote_output(dst, overwrite=opts.overwrite)
-    staging = Path(tempfile.mkdtemp(prefix=".geosr-upload-"))
+    staging = make_staging_folder(dst)
+    local = staged_output(dst)
     try:
-        local = staging / local_name(dst)
         options = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("scale", "model")}
         upscale_file(src, local, scale=opts.scale, model=opts.model, progress=progress, **options)
         parent = fsspec_url(dst).rsplit("/", 1)[0]
         for extra in sorted(staging.iterdir()):
-            if extra != local:
+            if extra != local and not extra.name.startswith("."):  # not a run's hidden state
                 upload(extra, f"{parent}/{extra.name}")
         upload(local, dst)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        # Kept while it holds a run state: a run killed, interrupted or short of space
+        # (which --resume finishes), or another run's, in progress.
+        if not run_dir(local).exists():
+            shutil.rmtree(staging, ignore_errors=True)
     return fsspec_url(dst)
 
 

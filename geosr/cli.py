@@ -263,7 +263,7 @@ def run(
                 # Raised as a GeosrError so that typer does not swallow it (a silent exit 130).
                 written = number - 1 - len(failed)  # the outputs of this run before this input
                 raise interrupted_run(
-                    stop, source, Path(target or default_output(source, scale)), written=written
+                    stop, source, target or default_output(source, scale), written=written
                 ) from None
             if len(sources) == 1 or not isinstance(exc, GeosrError):
                 raise

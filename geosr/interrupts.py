@@ -73,18 +73,21 @@ def exit_status(code: int) -> int:
 
 
 def interrupted_run(
-    stop: KeyboardInterrupt, source: str, destination: Path, *, written: int = 0
+    stop: KeyboardInterrupt, source: str, destination: str | Path, *, written: int = 0
 ) -> GeosrError:
     """The error a run stopped by Ctrl-C or SIGTERM ends with: resumable once its run
-    state exists, or once earlier inputs of the same command have their outputs
-    (``written``: run again as it was, the command would refuse them), else a plain
-    one (the run stopped while it was still starting)."""
+    state exists (for a remote ``destination``, beside its staged copy), or once earlier
+    inputs of the same command have their outputs (``written``: run again as it was, the
+    command would refuse them), else a plain one (the run stopped while it was still starting)."""
+    from geosr.io.remote import is_remote, staged_output
     from geosr.io.runstate import run_dir
 
     what = str(stop) or "interrupted"
-    if run_dir(destination).exists():
+    local = staged_output(destination) if is_remote(destination) else Path(destination)
+    if run_dir(local).exists():
+        where = f"in {run_dir(local)}" if is_remote(destination) else "beside it"
         return InterruptedRunError(
-            f"{source}: {what}; no output was written, the finished tiles are kept beside it: "
+            f"{source}: {what}; no output was written, the finished tiles are kept {where}: "
             "rerun with --resume to finish"
         )
     if written:

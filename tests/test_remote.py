@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -236,3 +237,37 @@ def test_the_command_line_uploads_to_a_url_output(make_raster, capfd, monkeypatc
     finally:
         if fs.exists("/cli-bucket"):
             fs.rm("/cli-bucket", recursive=True)
+
+
+def test_an_interrupted_run_to_a_url_resumes_from_its_staged_tiles(make_raster) -> None:
+    """The output was staged in a fresh temporary folder per run: after a kill its run state
+    stayed there for good (the scene's tiles, in /tmp), and --resume, in a folder of its own,
+    computed every tile again; a Ctrl-C removed the tiles it said were kept for --resume.
+    The staging folder is now one per URL, kept while it holds a run state."""
+    import fsspec
+
+    import geosr
+    from geosr.io import remote
+
+    src = make_raster(count=1, height=64, width=64)
+    url = "memory://resume-bucket/run/sr.tif"
+    options = {"scale": 2, "model": "bicubic", "tile": 16, "batch_size": 1}
+
+    def ctrl_c(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    fs = fsspec.filesystem("memory")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            geosr.upscale_file(src, url, progress=ctrl_c, **options)
+        assert not fs.exists("/resume-bucket/run/sr.tif")
+        resumed: list[int] = []
+        geosr.upscale_file(src, url, resume=True, progress=lambda done, _: resumed.append(done), **options)
+        assert resumed[0] >= 3  # the first progress call: the tiles kept (before, 0)
+        assert fs.exists("/resume-bucket/run/sr.tif") and not remote.staging_folder(url).exists()
+    finally:
+        if fs.exists("/resume-bucket"):
+            fs.rm("/resume-bucket", recursive=True)
+        if hasattr(remote, "staging_folder"):
+            shutil.rmtree(remote.staging_folder(url), ignore_errors=True)

@@ -11,7 +11,10 @@ open.  Outputs are written locally, atomically (see :mod:`geosr.io.atomic`).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -140,6 +143,49 @@ def check_remote_output(dst: str | Path, *, overwrite: bool) -> None:
     fs, path = _filesystem(fsspec_url(dst))
     if fs.exists(path) and not overwrite:
         raise OutputError(f"{dst} exists; pass --overwrite to replace it")
+
+
+def staging_folder(dst: str | Path) -> Path:
+    """The local folder the remote output ``dst`` is written in before its upload.
+
+    One per URL and user, not a fresh one per run: the run state beside the staged
+    output is what ``--resume`` finishes after a run was killed or interrupted, and
+    a fresh folder each time left it behind, never resumed (the whole scene computed
+    again) and never removed.  It is in the temporary directory (``TMPDIR``).
+    """
+    digest = hashlib.sha256(fsspec_url(dst).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f".geosr-upload-{os.getuid()}-{digest}"
+
+
+def staged_output(dst: str | Path) -> Path:
+    """Where the remote output ``dst`` is written locally (:func:`staging_folder`)."""
+    return staging_folder(dst) / local_name(dst)
+
+
+def make_staging_folder(dst: str | Path) -> Path:
+    """Create (or take again) the :func:`staging_folder` of ``dst``, private to this user.
+
+    Raises
+    ------
+    OutputError
+        It cannot be created, or a file, a link or another user's folder has its name
+        (its name is known in advance, in a directory others write in).
+    """
+    folder = staging_folder(dst)
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        stat = folder.lstat()
+    except OSError as exc:
+        raise OutputError(
+            f"{dst}: cannot create the local folder {folder} the output is written in before its "
+            f"upload ({exc.strerror or exc}); set TMPDIR to a writable directory"
+        ) from None
+    if not folder.is_dir() or folder.is_symlink() or stat.st_uid != os.getuid():
+        raise OutputError(
+            f"{dst}: {folder}, where the output is written before its upload, is not a folder of "
+            "yours; remove it, or set TMPDIR to another directory"
+        )
+    return folder
 
 
 def upload(local: Path, dst: str | Path) -> str:
