@@ -571,18 +571,27 @@ def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Pr
     check_remote_output(dst, overwrite=opts.overwrite)
     staging = make_staging_folder(dst)
     local = staged_output(dst)
+    uploaded = False
     try:
         options = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("scale", "model")}
         upscale_file(src, local, scale=opts.scale, model=opts.model, progress=progress, **options)
         parent = fsspec_url(dst).rsplit("/", 1)[0]
-        for extra in sorted(staging.iterdir()):
-            if extra != local and not extra.name.startswith("."):  # not a run's hidden state
-                upload(extra, f"{parent}/{extra.name}")
-        upload(local, dst)
+        try:
+            for extra in sorted(staging.iterdir()):
+                if extra != local and not extra.name.startswith("."):  # not a run's hidden state
+                    upload(extra, f"{parent}/{extra.name}")
+            upload(local, dst)
+        except OutputError as exc:
+            raise ResumableError(
+                f"{exc}; the output is kept in {staging}: rerun with --resume to upload it "
+                "(nothing is computed again)"
+            ) from None
+        uploaded = True
     finally:
-        # Kept while it holds a run state: a run killed, interrupted or short of space
-        # (which --resume finishes), or another run's, in progress.
-        if not run_dir(local).exists():
+        # Kept while it holds a run state (a run killed, interrupted or short of space,
+        # which --resume finishes, or another run's in progress) or the finished output
+        # not uploaded yet (a network failure, a Ctrl-C), which --resume uploads.
+        if uploaded or not (run_dir(local).exists() or local.exists()):
             shutil.rmtree(staging, ignore_errors=True)
     return fsspec_url(dst)
 

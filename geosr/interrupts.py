@@ -90,6 +90,11 @@ def interrupted_run(
             f"{source}: {what}; no output was written, the finished tiles are kept {where}: "
             "rerun with --resume to finish"
         )
+    if is_remote(destination) and local.exists():
+        return InterruptedRunError(
+            f"{source}: {what} before {destination} was uploaded; the output is kept in {local}: "
+            "rerun with --resume to upload it (nothing is computed again)"
+        )
     if written:
         outputs = f"{written} outputs before it are" if written > 1 else "output before it is"
         return InterruptedRunError(

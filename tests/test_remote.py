@@ -271,3 +271,41 @@ def test_an_interrupted_run_to_a_url_resumes_from_its_staged_tiles(make_raster) 
             fs.rm("/resume-bucket", recursive=True)
         if hasattr(remote, "staging_folder"):
             shutil.rmtree(remote.staging_folder(url), ignore_errors=True)
+
+
+def test_a_failed_upload_keeps_the_output_and_resume_only_uploads_it(make_raster, monkeypatch) -> None:
+    """The upload failing (the network, here a reset connection) removed the finished
+    output with its staging folder: the whole scene had to be computed again.  It is kept,
+    and --resume uploads it without computing a tile."""
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    import geosr
+    from geosr.errors import ResumableError
+    from geosr.interrupts import interrupted_run
+    from geosr.io import remote
+
+    src = make_raster(count=1, height=64, width=64)
+    url = "memory://upload-bucket/run/sr.tif"
+    options = {"scale": 2, "model": "bicubic", "tile": 16}
+    fs = fsspec.filesystem("memory")
+
+    def reset(*args: object, **kwargs: object) -> None:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(MemoryFileSystem, "put_file", reset)
+            with pytest.raises(ResumableError, match="rerun with --resume to upload it"):
+                geosr.upscale_file(src, url, **options)
+        # A Ctrl-C in the upload is told the same (it said: "before any tile ran; nothing was written").
+        stopped = str(interrupted_run(KeyboardInterrupt(), str(src), url))
+        assert "before any tile ran" not in stopped and "rerun with --resume to upload it" in stopped
+        calls: list[tuple[int, int]] = []
+        geosr.upscale_file(src, url, resume=True, progress=lambda *done: calls.append(done), **options)
+        assert calls[0][0] == calls[0][1]  # every tile was there: none computed again
+        assert fs.exists("/upload-bucket/run/sr.tif") and not remote.staging_folder(url).exists()
+    finally:
+        if fs.exists("/upload-bucket"):
+            fs.rm("/upload-bucket", recursive=True)
+        shutil.rmtree(remote.staging_folder(url), ignore_errors=True)
