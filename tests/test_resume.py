@@ -284,6 +284,27 @@ def test_busy_run_state_is_refused(job, tmp_path: Path) -> None:
     assert not dst.exists()
 
 
+def test_a_ctrl_c_as_the_run_state_is_unlocked_is_not_a_traceback(tmp_path: Path, monkeypatch) -> None:
+    """A Ctrl-C landing just after the lock's descriptor was closed, as a finished run
+    removed its state (SIGINT sent once the output was in place, seen in a real run): the
+    cleanup closed it again, and the run ended in a traceback, "OSError: [Errno 9] Bad
+    file descriptor", exit status 1.  The signal's timing is what the patched close gives."""
+    state = RunState.acquire(tmp_path / "out.tif")
+    close, lock_fd = os.close, state._lock_fd
+
+    def close_then_ctrl_c(fd: int) -> None:
+        close(fd)
+        if fd == lock_fd:
+            monkeypatch.setattr(os, "close", close)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "close", close_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        state.finish()
+    state.release()  # what the run's cleanup does next: no second close
+    assert not run_dir(tmp_path / "out.tif").exists()
+
+
 def test_finished_output_is_refused_or_a_no_op_with_resume(job, tmp_path: Path) -> None:
     dst = tmp_path / "out.tif"
     resume(job, dst)

@@ -290,12 +290,15 @@ class RunState:
     # --- the end ----------------------------------------------------------------
 
     def _close(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+        # Each handle is forgotten before it is closed: a Ctrl-C landing right after a
+        # close, as the run ends, made the cleanup that follows close it again (a traceback,
+        # "Bad file descriptor", or another file's descriptor of the same number closed).
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
+        lock_fd, self._lock_fd = self._lock_fd, None
+        if lock_fd is not None:
+            os.close(lock_fd)  # releases the flock
 
     def finish(self) -> None:
         """The output is in place: remove the run state."""
