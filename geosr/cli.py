@@ -28,6 +28,7 @@ from geosr.interrupts import (
     exit_status,
     interrupted_early,
     interrupted_run,
+    output_stamp,
     signals_as_interrupts,
     swallowed_interrupt,
     unreported_interrupt,
@@ -254,6 +255,8 @@ def run(
     failed: list[str] = []
     for number, (source, target) in enumerate(zip(sources, targets, strict=True), start=1):
         label = Path(source).name if len(sources) == 1 else f"[{number}/{len(sources)}] {Path(source).name}"
+        destination = target or default_output(source, scale)
+        previous = output_stamp(destination)  # to tell an output this run wrote from an old one
         try:
             with _progress_bar(label) as advance:
                 out = upscale_file(source, target, scale=scale, model=model, progress=advance, **options)
@@ -262,9 +265,7 @@ def run(
             if stop is not None:
                 # Raised as a GeosrError so that typer does not swallow it (a silent exit 130).
                 written = number - 1 - len(failed)  # the outputs of this run before this input
-                raise interrupted_run(
-                    stop, source, target or default_output(source, scale), written=written
-                ) from None
+                raise interrupted_run(stop, source, destination, written=written, previous=previous) from None
             if len(sources) == 1 or not isinstance(exc, GeosrError):
                 raise
             _report(exc)

@@ -72,18 +72,47 @@ def exit_status(code: int) -> int:
     return 128 + signal.SIGTERM if code == 130 and _sigterm_received.is_set() else code
 
 
+def output_stamp(destination: str | Path) -> tuple[int, int] | None:
+    """What tells a local output written now from the one there before: its inode and
+    mtime (None when there is none, or for a remote output)."""
+    from geosr.io.remote import is_remote
+
+    if is_remote(destination):
+        return None
+    try:
+        stat = Path(destination).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
 def interrupted_run(
-    stop: KeyboardInterrupt, source: str, destination: str | Path, *, written: int = 0
+    stop: KeyboardInterrupt,
+    source: str,
+    destination: str | Path,
+    *,
+    written: int = 0,
+    previous: tuple[int, int] | None = None,
 ) -> GeosrError:
-    """The error a run stopped by Ctrl-C or SIGTERM ends with: resumable once its run
-    state exists (for a remote ``destination``, beside its staged copy), or once earlier
-    inputs of the same command have their outputs (``written``: run again as it was, the
-    command would refuse them), else a plain one (the run stopped while it was still starting)."""
+    """The error a run stopped by Ctrl-C or SIGTERM ends with: resumable once its output is
+    in place (``previous``: the :func:`output_stamp` of ``destination`` before the run),
+    once its run state exists (for a remote ``destination``, beside its staged copy), or
+    once earlier inputs of the same command have their outputs (``written``: run again as
+    it was, the command would refuse them), else a plain one (the run stopped while it was
+    still starting)."""
     from geosr.io.remote import is_remote, staged_output
     from geosr.io.runstate import run_dir
 
     what = str(stop) or "interrupted"
     local = staged_output(destination) if is_remote(destination) else Path(destination)
+    if not is_remote(destination) and output_stamp(local) not in (None, previous):
+        # Stopped as it removed its run state or wrote the --stac/--quicklook files: it
+        # said "before any tile ran; nothing was written: run the same command again",
+        # which then refused the output as "already exists".
+        return InterruptedRunError(
+            f"{source}: {what} after {local} was written; rerun with --resume, which keeps it "
+            "and writes only what is missing"
+        )
     if run_dir(local).exists():
         where = f"in {run_dir(local)}" if is_remote(destination) else "beside it"
         return InterruptedRunError(

@@ -167,3 +167,22 @@ def test_a_signal_inside_gdals_error_callback_is_not_lost(scene: Path, tmp_path:
         os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # nothing stays blocked on it
     assert "b.tif: terminated (SIGTERM) before any tile ran; the output before it is written" in line, line
     assert "--resume)" in line, line
+
+
+def test_an_interrupt_once_the_output_is_written_says_to_resume(make_raster, tmp_path: Path) -> None:
+    """A Ctrl-C after the output was renamed into place (as the run removed its state,
+    or wrote its --stac/--quicklook files; seen with a SIGINT in a real run) said "before
+    any tile ran; nothing was written: run the same command again", which then refused the
+    output as "already exists".  An old output the run did not replace is not claimed."""
+    from geosr import interrupts
+
+    src = make_raster(height=20, width=20)
+    dst = tmp_path / "out.tif"
+    stamp = getattr(interrupts, "output_stamp", lambda _: None)
+    before = stamp(dst)
+    geosr.upscale_file(src, dst, scale=2, model="bicubic")
+    line = str(interrupts.interrupted_run(KeyboardInterrupt(), str(src), dst, previous=before))
+    assert "nothing was written" not in line and f"after {dst} was written" in line
+    assert "rerun with --resume" in line
+    old = str(interrupts.interrupted_run(KeyboardInterrupt(), str(src), dst, previous=stamp(dst)))
+    assert f"after {dst} was written" not in old
