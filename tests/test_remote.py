@@ -16,7 +16,7 @@ import pytest
 import rasterio
 from rasterio.shutil import copy as rio_copy
 
-from tests.conftest import UTM_TRANSFORM
+from tests.conftest import UTM_TRANSFORM, coordinate_pattern
 
 
 class RangeHandler(SimpleHTTPRequestHandler):
@@ -309,3 +309,29 @@ def test_a_failed_upload_keeps_the_output_and_resume_only_uploads_it(make_raster
         if fs.exists("/upload-bucket"):
             fs.rm("/upload-bucket", recursive=True)
         shutil.rmtree(remote.staging_folder(url), ignore_errors=True)
+
+
+def test_overwriting_a_remote_zarr_store_leaves_none_of_the_old_chunks(make_raster) -> None:
+    """A Zarr output leaves out its all-nodata chunks; uploaded over an older store with
+    --overwrite, the older store's chunks there stayed, and read back as the old pixels
+    (627 where the new scene is nodata)."""
+    import fsspec
+    import zarr
+
+    import geosr
+
+    data = coordinate_pattern(1, 64, 64)
+    full = make_raster("full.tif", data=data, nodata=0)
+    data[:, :, 32:] = 0  # the right half nodata: its chunks are left out of the new store
+    half = make_raster("half.tif", data=data, nodata=0)
+    url = "memory://zarr-overwrite/sr.zarr"
+    fs = fsspec.filesystem("memory")
+    try:
+        geosr.upscale_file(full, url, scale=2, model="bicubic", tile=32)
+        geosr.upscale_file(half, url, scale=2, model="bicubic", tile=32, overwrite=True)
+        got = np.asarray(zarr.open_group(fsspec.get_mapper(url), mode="r")["band_data"][:])
+        assert got[:, :, :64].min() > 0
+        assert (got[:, :, 64:] == 0).all(), got[:, :, 64:].max()
+    finally:
+        if fs.exists("/zarr-overwrite"):
+            fs.rm("/zarr-overwrite", recursive=True)

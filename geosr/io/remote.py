@@ -201,8 +201,15 @@ def upload(local: Path, dst: str | Path) -> str:
             files = sorted(p for p in local.rglob("*") if p.is_file())
             # Metadata last: a reader never sees metadata that points at missing chunks.
             files.sort(key=lambda p: p.name in ("zarr.json", ".zmetadata", ".zarray", ".zgroup"))
+            # The store this replaces (--overwrite): a Zarr output leaves out its all-nodata
+            # chunks, so the older store's chunks there would show through unless removed.
+            stale = set(fs.find(path)) if fs.exists(path) else set()
             for file in files:
-                fs.put_file(str(file), f"{path}/{file.relative_to(local).as_posix()}")
+                target = f"{path}/{file.relative_to(local).as_posix()}"
+                fs.put_file(str(file), target)
+                stale.discard(target)
+            if stale:
+                fs.rm(sorted(stale))
         else:
             fs.put_file(str(local), path)
     except OSError as exc:
