@@ -27,6 +27,7 @@ from geosr.io.remote import (
     is_virtual,
     local_name,
     make_staging_folder,
+    remote_exists,
     staged_output,
     upload,
 )
@@ -569,6 +570,7 @@ def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Pr
     import shutil
 
     check_remote_output(dst, overwrite=opts.overwrite)
+    check_remote_extras_free(dst, opts)
     staging = make_staging_folder(dst)
     local = staged_output(dst)
     uploaded = False
@@ -594,6 +596,34 @@ def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Pr
         if uploaded or not (run_dir(local).exists() or local.exists()):
             shutil.rmtree(staging, ignore_errors=True)
     return fsspec_url(dst)
+
+
+def check_remote_extras_free(dst: str, opts: RunOptions) -> None:
+    """:func:`check_extras_free` for a remote output, whose STAC Item and quicklook are
+    uploaded beside it: an existing one was replaced without ``--overwrite``.
+
+    Raises
+    ------
+    OutputError
+        One of them exists and ``opts.overwrite`` is false.
+    """
+    if opts.overwrite:
+        return
+    from geosr.quicklook import quicklook_path
+    from geosr.stac import item_path
+
+    parent = fsspec_url(dst).rsplit("/", 1)[0]
+    name = local_name(dst)
+    wanted = [
+        (opts.stac, item_path(name).name, "STAC Item"),
+        (opts.quicklook, quicklook_path(name).name, "quicklook"),
+    ]
+    for asked, extra, what in wanted:
+        if asked and remote_exists(f"{parent}/{extra}"):
+            raise OutputError(
+                f"{parent}/{extra} already exists (the {what} of another output named {Path(name).stem}?); "
+                "pass --overwrite to replace it, or choose another -o name"
+            )
 
 
 def _forget_leftover_state(dst: Path) -> None:

@@ -335,3 +335,30 @@ def test_overwriting_a_remote_zarr_store_leaves_none_of_the_old_chunks(make_rast
     finally:
         if fs.exists("/zarr-overwrite"):
             fs.rm("/zarr-overwrite", recursive=True)
+
+
+@pytest.mark.parametrize(("option", "name"), [("stac", "sr.stac.json"), ("quicklook", "sr.quicklook.png")])
+def test_a_remote_stac_item_or_quicklook_is_not_replaced_without_overwrite(
+    make_raster, option: str, name: str
+) -> None:
+    """The STAC Item (or quicklook) of another output named sr (sr.zarr, say) was uploaded
+    over without --overwrite, as a local run refuses it; nothing is written now."""
+    import fsspec
+
+    import geosr
+    from geosr.errors import OutputError
+
+    src = make_raster(count=1, height=30, width=30)
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file(f"/extras-kept/{name}", b"the other output's")
+    try:
+        with pytest.raises(OutputError, match=f"memory://extras-kept/{name} already exists.*--overwrite"):
+            geosr.upscale_file(src, "memory://extras-kept/sr.tif", scale=2, model="bicubic", **{option: True})
+        assert fs.cat_file(f"/extras-kept/{name}") == b"the other output's"
+        assert not fs.exists("/extras-kept/sr.tif")
+        geosr.upscale_file(
+            src, "memory://extras-kept/sr.tif", scale=2, model="bicubic", overwrite=True, **{option: True}
+        )
+        assert fs.cat_file(f"/extras-kept/{name}") != b"the other output's"
+    finally:
+        fs.rm("/extras-kept", recursive=True)

@@ -138,10 +138,15 @@ def _filesystem(url: str) -> tuple[Any, str]:
         ) from None
 
 
+def remote_exists(url: str | Path) -> bool:
+    """True when something is at the remote ``url`` (a file, or a folder such as a Zarr store)."""
+    fs, path = _filesystem(fsspec_url(url))
+    return bool(fs.exists(path))
+
+
 def check_remote_output(dst: str | Path, *, overwrite: bool) -> None:
     """Refuse an existing remote output without ``overwrite``, before any compute."""
-    fs, path = _filesystem(fsspec_url(dst))
-    if fs.exists(path) and not overwrite:
+    if not overwrite and remote_exists(dst):
         raise OutputError(f"{dst} exists; pass --overwrite to replace it")
 
 
