@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from geosr import __version__
-from geosr.io.remote import local_archive
+from geosr.io.remote import local_archive, unsigned
 from geosr.io.scene import Scene
 from geosr.normalise import Normalisation
 from geosr.options import RunOptions
@@ -64,9 +64,10 @@ def job_fingerprint(
 
 
 def _where(path: str) -> str:
-    """A local file's absolute path (however it was named), else ``path`` as given (a URL)."""
+    """A local file's absolute path (however it was named), else ``path`` as given (a URL),
+    less its signature: a --resume with the URL signed again is the same job."""
     source = Path(path)
-    return str(source.resolve()) if source.exists() else path
+    return str(source.resolve()) if source.exists() else unsigned(path)
 
 
 def file_stamp(path: str) -> tuple[int | None, int | str | None]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 import rasterio
 from rasterio.shutil import copy as rio_copy
 
-from tests.conftest import UTM_TRANSFORM, coordinate_pattern
+from tests.conftest import REPO, UTM_TRANSFORM, coordinate_pattern
 
 
 class RangeHandler(SimpleHTTPRequestHandler):
@@ -59,6 +61,34 @@ class RangeHandler(SimpleHTTPRequestHandler):
         self.send_header("Content-Length", str(path.stat().st_size))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+
+
+_SERVE = """
+import sys
+from functools import partial
+from http.server import ThreadingHTTPServer
+from tests.test_remote import RangeHandler
+RangeHandler.sent = []
+server = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=sys.argv[1]))
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@contextlib.contextmanager
+def served(directory: Path) -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` serving ``directory`` with Range support, from another
+    process: GDAL holds the GIL while it reads, so a server thread of the test's own would
+    never answer an in-process run."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, str(directory)], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    try:
+        assert server.stdout is not None
+        yield f"http://127.0.0.1:{server.stdout.readline().strip()}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def test_http_cog_is_read_in_ranges(tmp_path: Path) -> None:
@@ -362,3 +392,20 @@ def test_a_remote_stac_item_or_quicklook_is_not_replaced_without_overwrite(
         assert fs.cat_file(f"/extras-kept/{name}") != b"the other output's"
     finally:
         fs.rm("/extras-kept", recursive=True)
+
+
+def test_a_signed_url_signed_again_resumes_the_same_job(make_raster, tmp_path: Path) -> None:
+    """A signed URL's signature changes each time it is made: --resume with a new one was
+    refused as "the output of a different job"."""
+    import geosr
+
+    src = make_raster(count=1, height=40, width=40)
+    out = tmp_path / "out" / "sr.tif"
+    out.parent.mkdir()
+    with served(src.parent) as base:
+        url = f"{base}/scene.tif?X-Amz-Signature=aaa&X-Amz-Date=20261201T100000Z&versionId=7"
+        geosr.upscale_file(url, out, scale=2, model="bicubic")
+        written = out.stat().st_mtime_ns
+        again = url.replace("aaa", "bbb").replace("20261201", "20261202")
+        assert geosr.upscale_file(again, out, scale=2, model="bicubic", resume=True) == out
+    assert out.stat().st_mtime_ns == written  # finished: nothing computed again

@@ -17,7 +17,7 @@ import re
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse
 
 from geosr.errors import OutputError
 
@@ -44,6 +44,56 @@ def local_name(path: str | Path) -> str:
     text = str(path)
     name = PurePosixPath(urlparse(text).path if "://" in text else text).name.rpartition("!")[2]
     return name or "remote"
+
+
+# The query parameters that sign a URL (AWS S3 SigV4 and v2, Google Cloud Storage, Azure SAS,
+# CloudFront): credentials that expire, not part of which file the URL names.
+_SIGNING_PREFIXES = ("x-amz-", "x-goog-")
+_SIGNING_KEYS = frozenset(
+    [
+        "awsaccesskeyid",
+        "signature",
+        "expires",
+        "googleaccessid",
+        "policy",
+        "key-pair-id",
+        "token",
+        "sig",
+        "se",
+        "st",
+        "sp",
+        "sv",
+        "sr",
+        "ss",
+        "srt",
+        "spr",
+        "si",
+        "skoid",
+        "sktid",
+        "skt",
+        "ske",
+        "sks",
+        "skv",
+        "sdd",
+        "ses",
+    ]
+)
+
+
+def unsigned(path: str | Path) -> str:
+    """``path`` without the query parameters that sign it (``?X-Amz-Signature=...``, an Azure
+    SAS's ``sig``...), for what names the file rather than opens it: a run's fingerprint,
+    provenance.  A signed URL's signature changes each time it is made, and is a credential."""
+    text = str(path)
+    parts = urlparse(text)
+    if not parts.query or parts.scheme.lower() not in REMOTE_SCHEMES:
+        return text
+    kept = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not key.lower().startswith(_SIGNING_PREFIXES) and key.lower() not in _SIGNING_KEYS
+    ]
+    return parts._replace(query=urlencode(kept)).geturl()
 
 
 def is_virtual(path: str | Path) -> bool:
