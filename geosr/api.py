@@ -243,7 +243,7 @@ def provenance_tags(scene: Scene, model_name: str, scale: int, norm: Normalisati
         GEOSR_VERSION=__version__,
         GEOSR_MODEL=model_name,
         GEOSR_SCALE=str(scale),
-        GEOSR_SOURCE=Path(scene.path).name,
+        GEOSR_SOURCE=local_name(scene.path),  # of a signed URL, without its signature
         **norm.to_tags(),
     )
     if scene.bands:
@@ -473,7 +473,7 @@ def upscale_file(
     if offsets is not None:
         tags["GEOSR_BOA_ADD_OFFSET"] = ",".join(f"{o:g}" for o in offsets)
     if frames:
-        tags["GEOSR_FRAMES"] = ",".join(Path(f.path).name for f in frames)
+        tags["GEOSR_FRAMES"] = ",".join(local_name(f.path) for f in frames)
     spec = OutputSpec(
         grid=out_grid,
         count=scene.count,

@@ -33,7 +33,7 @@ from pystac.extensions.projection import ProjectionExtension
 from geosr import __version__
 from geosr.grid import scaled
 from geosr.io.atomic import write_small_file
-from geosr.io.remote import is_remote
+from geosr.io.remote import is_remote, unsigned
 from geosr.io.scene import Scene
 
 SCHEMAS = {ProjectionExtension.get_schema_uri(): "projection-v2.0.0.json"}
@@ -125,7 +125,7 @@ def build_item(
     )
     # The output is derived from every date fused into it, not the reference alone.
     for path, title in ((source, "geosr input"), *((frame, "geosr frame") for frame in frames)):
-        href = str(path) if is_remote(path) else str(Path(path).resolve())
+        href = unsigned(path) if is_remote(path) else str(Path(path).resolve())  # no credentials
         media = pystac.MediaType.JSON if str(path).endswith(".json") else None
         item.add_link(pystac.Link("derived_from", href, media_type=media, title=title))
     return item

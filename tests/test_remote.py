@@ -409,3 +409,25 @@ def test_a_signed_url_signed_again_resumes_the_same_job(make_raster, tmp_path: P
         again = url.replace("aaa", "bbb").replace("20261201", "20261202")
         assert geosr.upscale_file(again, out, scale=2, model="bicubic", resume=True) == out
     assert out.stat().st_mtime_ns == written  # finished: nothing computed again
+
+
+def test_a_signed_urls_signature_is_in_no_provenance(make_raster, tmp_path: Path) -> None:
+    """The output's GEOSR_SOURCE tag ('scene.tif?X-Amz-Signature=...') and its STAC Item's
+    derived_from link carried the signature, a credential, into files made to be shared."""
+    import json
+
+    import geosr
+
+    src = make_raster(count=1, height=40, width=40)
+    out = tmp_path / "out" / "sr.tif"
+    out.parent.mkdir()
+    with served(src.parent) as base:
+        geosr.upscale_file(
+            f"{base}/scene.tif?versionId=7&X-Amz-Signature=secret", out, scale=2, model="bicubic", stac=True
+        )
+    with rasterio.open(out) as f:
+        assert f.tags()["GEOSR_SOURCE"] == "scene.tif"
+    links = json.loads(out.with_name("sr.stac.json").read_text())["links"]
+    assert [link["href"] for link in links if link["rel"] == "derived_from"] == [
+        f"{base}/scene.tif?versionId=7"
+    ]
