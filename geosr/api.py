@@ -22,6 +22,7 @@ from geosr.io.bands import check_band_layout, reflectance_offset, select_bands
 from geosr.io.frames import check_frame
 from geosr.io.remote import (
     check_remote_output,
+    file_url_path,
     fsspec_url,
     is_remote,
     is_virtual,
@@ -402,6 +403,7 @@ def upscale_file(
         raise _in_context(src, exc) from None
     scene = scene_for(src, opts)
     frames = frames_for(scene, opts)
+    dst = file_url_path(dst) if dst is not None else None
     if dst is not None and is_remote(dst):
         return _upscale_to_remote(src, str(dst), opts, progress)
     dst = Path(dst) if dst is not None else default_output(src, opts.scale)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from geosr.api import default_output
 from geosr.errors import GeosrWarning, InputError, OptionError
-from geosr.io.remote import is_remote
+from geosr.io.remote import file_url_path, is_remote
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -115,6 +115,7 @@ def batch_outputs(sources: Sequence[str], output: str | Path | None, scale: int)
         Several inputs and an ``output`` that is not a folder, or two inputs
         that would write the same output.
     """
+    output = file_url_path(output) if output is not None else None
     if output is not None and is_remote(output) and len(sources) == 1:
         return [str(output)]
     if output is not None and not is_remote(output):

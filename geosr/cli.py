@@ -220,8 +220,10 @@ def run(
     """
     from geosr.api import default_output, upscale_file
     from geosr.batch import batch_outputs, expand_inputs
+    from geosr.io.remote import file_url_path
 
-    folder = Path(output) if output is not None and Path(output).is_dir() else None
+    local = file_url_path(output) if output is not None else None
+    folder = Path(local) if local is not None and Path(local).is_dir() else None
     sources = expand_inputs(inputs, folder)
     if frame and len(sources) > 1:
         raise OptionError(

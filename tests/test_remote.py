@@ -431,3 +431,28 @@ def test_a_signed_urls_signature_is_in_no_provenance(make_raster, tmp_path: Path
     assert [link["href"] for link in links if link["rel"] == "derived_from"] == [
         f"{base}/scene.tif?versionId=7"
     ]
+
+
+def test_a_file_url_output_is_written_where_it_points(
+    make_raster, tmp_path: Path, capfd, monkeypatch
+) -> None:
+    """`-o file:///data/out/sr.tif` was taken as a Path, 'file:/data/out/sr.tif', relative to the
+    working folder: refused as 'directory file:/data/out does not exist', a folder that did exist."""
+    from tests.test_batch import run_cli
+
+    src = make_raster(count=1, height=30, width=30)
+    folder = tmp_path / "out put"
+    folder.mkdir()
+    monkeypatch.chdir(tmp_path)
+    url = f"file://{folder.as_posix().replace(' ', '%20')}"
+    code, out, err = run_cli(
+        ["run", str(src), "-o", f"{url}/sr.tif", "--scale", "2", "--model", "bicubic"], capfd, monkeypatch
+    )
+    assert code == 0, err
+    assert out.strip() == str(folder / "sr.tif")
+    code, out, err = run_cli(
+        ["run", str(src), "-o", url, "--scale", "2", "--model", "bicubic"], capfd, monkeypatch
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in folder.iterdir()) == ["scene_x2.tif", "sr.tif"]
+    assert not (tmp_path / "file:").exists()

@@ -17,7 +17,7 @@ import re
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlparse
+from urllib.parse import parse_qsl, unquote, urlencode, urlparse
 
 from geosr.errors import OutputError
 
@@ -94,6 +94,15 @@ def unsigned(path: str | Path) -> str:
         if not key.lower().startswith(_SIGNING_PREFIXES) and key.lower() not in _SIGNING_KEYS
     ]
     return parts._replace(query=urlencode(kept)).geturl()
+
+
+def file_url_path(path: str | Path) -> str | Path:
+    """The local path a ``file://`` URL names (``file:///data/a%20b.tif`` -> ``/data/a b.tif``),
+    or ``path`` unchanged: as a Path, the URL folded to ``file:/data/...``, a relative path."""
+    text = str(path)
+    if not text.lower().startswith("file://"):
+        return path
+    return Path(unquote(urlparse(text).path))
 
 
 def is_virtual(path: str | Path) -> bool:
