@@ -578,7 +578,14 @@ def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Pr
     uploaded = False
     try:
         options = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("scale", "model")}
-        upscale_file(src, local, scale=opts.scale, model=opts.model, progress=progress, **options)
+        try:
+            upscale_file(src, local, scale=opts.scale, model=opts.model, progress=progress, **options)
+        except GeosrError as exc:
+            # The staging folder is private: the line names the output the user gave.
+            exc.args = (
+                str(exc).replace(str(local), dst).replace(str(staging), fsspec_url(dst).rsplit("/", 1)[0]),
+            )
+            raise
         parent = fsspec_url(dst).rsplit("/", 1)[0]
         try:
             for extra in sorted(staging.iterdir()):

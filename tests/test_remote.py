@@ -456,3 +456,18 @@ def test_a_file_url_output_is_written_where_it_points(
     assert code == 0, err
     assert sorted(p.name for p in folder.iterdir()) == ["scene_x2.tif", "sr.tif"]
     assert not (tmp_path / "file:").exists()
+
+
+def test_a_remote_outputs_errors_name_it_not_the_staging_folder(make_raster) -> None:
+    """A remote output is written in a private local folder first; the lines of the run
+    there named that folder ('cannot write /tmp/.geosr-upload-06ztzfnf/x.png'), not the -o."""
+    import geosr
+    from geosr.errors import OptionError
+
+    src = make_raster(count=1, height=30, width=30)
+    with pytest.raises(OptionError) as caught:
+        geosr.upscale_file(src, "memory://staging-named/x.png", scale=2, model="bicubic")
+    assert str(caught.value).startswith(
+        "cannot write memory://staging-named/x.png: unsupported output suffix"
+    )
+    assert ".geosr-upload-" not in str(caught.value)
