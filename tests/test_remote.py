@@ -471,3 +471,14 @@ def test_a_remote_outputs_errors_name_it_not_the_staging_folder(make_raster) -> 
         "cannot write memory://staging-named/x.png: unsupported output suffix"
     )
     assert ".geosr-upload-" not in str(caught.value)
+
+
+def test_a_percent_encoded_urls_output_is_named_by_its_file(tmp_path: Path, monkeypatch) -> None:
+    """https://host/my%20scene.tif names the file 'my scene.tif': its output was 'my%20scene_x2.tif'."""
+    from geosr.api import default_output
+
+    monkeypatch.chdir(tmp_path)
+    assert default_output("https://host/my%20scene.tif?X-Amz-Signature=s", 2) == Path("my scene_x2.tif")
+    assert default_output("/vsicurl/http://host/a%2520b.tif", 2) == Path("a%20b_x2.tif")
+    assert default_output("https://host/a%2Fb.tif", 2) == Path("a%2Fb_x2.tif")  # never a folder
+    assert default_output("s3://bucket/a%20b.tif", 2) == Path("a%20b_x2.tif")  # a key is its name

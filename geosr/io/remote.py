@@ -39,10 +39,16 @@ def is_remote(path: str | Path) -> bool:
 
 
 def local_name(path: str | Path) -> str:
-    """The file name of a remote or archived path (``https://host/a/scene.tif?x=1`` and
-    ``zip:///data/a.zip!/scene.tif`` -> ``scene.tif``)."""
+    """The file name of a remote or archived path (``https://host/a/scene.tif?x=1``,
+    ``https://host/a/scene%2Btest.tif`` -> ``scene+test.tif`` and ``zip:///data/a.zip!/scene.tif``
+    -> ``scene.tif``)."""
     text = str(path)
     name = PurePosixPath(urlparse(text).path if "://" in text else text).name.rpartition("!")[2]
+    if urlparse(text.removeprefix("/vsicurl/")).scheme.lower() in ("http", "https"):
+        # An HTTP path is percent-encoded (my%20scene.tif names 'my scene.tif'); an object
+        # store's key (s3://, /vsis3/) is the name itself.  An encoded slash stays encoded.
+        decoded = unquote(name)
+        name = decoded if "/" not in decoded and "\0" not in decoded else name
     return name or "remote"
 
 
