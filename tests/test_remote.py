@@ -482,3 +482,15 @@ def test_a_percent_encoded_urls_output_is_named_by_its_file(tmp_path: Path, monk
     assert default_output("/vsicurl/http://host/a%2520b.tif", 2) == Path("a%20b_x2.tif")
     assert default_output("https://host/a%2Fb.tif", 2) == Path("a%2Fb_x2.tif")  # never a folder
     assert default_output("s3://bucket/a%20b.tif", 2) == Path("a%20b_x2.tif")  # a key is its name
+
+
+def test_a_url_with_a_space_is_called_malformed_not_unreachable(tmp_path: Path, capsys, monkeypatch) -> None:
+    """curl rejects a URL with a space before any connection; the line said 'the server
+    could not be reached ...; check the URL and the network'."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    monkeypatch.chdir(tmp_path)
+    url = "http://127.0.0.1:9/my scene.tif"
+    code, err = run_cli(["run", url, "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, url, "not a valid URL", "%20")
+    assert "could not be reached" not in err and not list(tmp_path.iterdir())

@@ -160,6 +160,11 @@ def remote_open_problem(message: str) -> str | None:
             "the server does not support HTTP Range requests, which GDAL needs to read parts of a "
             "remote file; download the file and run on the local copy"
         )
+    if "URL rejected" in message:
+        return (
+            f"not a valid URL ({message}); percent-encode spaces and other special characters "
+            "(a space is %20)"
+        )
     if message.startswith("CURL error"):
         return f"the server could not be reached ({message}); check the URL and the network"
     match = _HTTP_STATUS.search(message)
