@@ -494,3 +494,18 @@ def test_a_url_with_a_space_is_called_malformed_not_unreachable(tmp_path: Path, 
     code, err = run_cli(["run", url, "--model", "bicubic"], capsys, monkeypatch)
     assert_one_clear_line(code, err, url, "not a valid URL", "%20")
     assert "could not be reached" not in err and not list(tmp_path.iterdir())
+
+
+def test_a_url_answering_with_a_web_page_says_so(tmp_path: Path) -> None:
+    """A download link that answers with a login or preview page (HTML) was called 'not a
+    readable raster ...; check that the file is complete', which points at the wrong fix."""
+    import geosr
+    from geosr.errors import InputError
+
+    (tmp_path / "scene.tif").write_text("<!DOCTYPE html>\n<html><body>Sign in to download</body></html>\n")
+    out = tmp_path / "out.tif"
+    with served(tmp_path) as base, pytest.raises(InputError) as caught:
+        geosr.upscale_file(f"{base}/scene.tif", out, scale=2, model="bicubic")
+    message = str(caught.value)
+    assert message.startswith(f"{base}/scene.tif: the server answered with a web page (HTML)"), message
+    assert "check the URL" in message and not out.exists()

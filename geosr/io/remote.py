@@ -183,6 +183,32 @@ def remote_open_problem(message: str) -> str | None:
     return f"the server refused the request (HTTP {status}); check the URL"
 
 
+def web_page_problem(path: str) -> str | None:
+    """What is wrong when the http(s) URL ``path``, which GDAL could not read, answers
+    with a web page (a login, error or preview page), or None when it does not.
+
+    GDAL only says that the file is in no format it knows; the fix is the URL.
+    """
+    import urllib.request
+
+    url = path.removeprefix("/vsicurl/")
+    if urlparse(url).scheme.lower() not in ("http", "https"):
+        return None
+    request = urllib.request.Request(url, headers={"Range": "bytes=0-1023"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            media = response.headers.get_content_type()
+            start = response.read(1024).lstrip().lower()
+    except (OSError, ValueError):
+        return None
+    if media != "text/html" and not start.startswith((b"<!doctype html", b"<html")):
+        return None
+    return (
+        "the server answered with a web page (HTML), not a raster; check the URL: a link to a "
+        "download or preview page, a login page, or a signed URL that has expired?"
+    )
+
+
 VSI_SCHEMES = {"/vsis3/": "s3://", "/vsigs/": "gs://", "/vsiaz/": "az://", "/vsiadls/": "abfs://"}
 
 

@@ -29,7 +29,7 @@ from rasterio.windows import Window as RioWindow
 
 from geosr.errors import InputError
 from geosr.io.atomic import ZARR_MARKERS
-from geosr.io.remote import is_remote, remote_open_problem
+from geosr.io.remote import is_remote, remote_open_problem, web_page_problem
 from geosr.tiling import Window
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -260,6 +260,8 @@ def _unreadable(path: str, exc: RasterioIOError) -> InputError:
     """The one line for a raster GDAL cannot open: a remote file's network problem
     (not found, access denied, no HTTP Range support) needs another fix than a bad file."""
     problem = remote_open_problem(_first_line(exc)) if is_remote(path) else None
+    if problem is None and is_remote(path):
+        problem = web_page_problem(path)
     if problem is not None:
         return InputError(f"{path}: {problem}")
     if Path(path).is_dir():
