@@ -509,3 +509,29 @@ def test_a_url_answering_with_a_web_page_says_so(tmp_path: Path) -> None:
     message = str(caught.value)
     assert message.startswith(f"{base}/scene.tif: the server answered with a web page (HTML)"), message
     assert "check the URL" in message and not out.exists()
+
+
+def test_a_stac_item_served_over_http_resolves_its_relative_assets(make_raster, tmp_path: Path) -> None:
+    """Items are mostly remote (a STAC API's item URL): https://host/items/item.json was
+    handed to GDAL as a raster, 'not a readable raster (... not recognized as being in a
+    supported file format)'."""
+    import json
+
+    import geosr
+
+    for i, band in enumerate(("B04", "B03")):
+        make_raster(f"{band}.tif", data=coordinate_pattern(1, 30, 30) + i)
+    asset = {"type": "image/tiff; application=geotiff", "roles": ["data"]}
+    item = {
+        "type": "Feature", "stac_version": "1.1.0", "id": "t", "geometry": None,
+        "properties": {"datetime": "2024-05-01T10:00:00Z"}, "links": [],
+        "assets": {band: {**asset, "href": f"./{band}.tif"} for band in ("B04", "B03")},
+    }  # fmt: skip
+    (tmp_path / "item.json").write_text(json.dumps(item))
+    out = tmp_path / "out" / "sr.tif"
+    out.parent.mkdir()
+    with served(tmp_path) as base:
+        geosr.upscale_file(f"{base}/item.json", out, scale=2, model="bicubic", bands="B03,B04")
+    with rasterio.open(out) as f:
+        assert (f.count, f.width, f.descriptions) == (2, 60, ("B03", "B04"))
+        assert f.tags()["GEOSR_SOURCE"] == "item.json" and f.tags()["STAC_DATETIME"].startswith("2024-05-01")

@@ -1,7 +1,7 @@
 """A STAC Item as input: pick its raster asset(s), stack single-band assets by name.
 
-``geosr run item.json`` reads the Item with pystac and resolves asset hrefs
-against the Item's location (local paths and anything GDAL opens remotely):
+``geosr run item.json`` (or ``https://host/item.json``) reads the Item with pystac and
+resolves asset hrefs against the Item's location (local paths and anything GDAL opens remotely):
 
 * ``--asset KEY`` reads that asset;
 * ``--bands B04,B03,B02`` whose names are asset keys (or the assets' ``eo:bands``
@@ -14,17 +14,20 @@ against the Item's location (local paths and anything GDAL opens remotely):
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlparse
 from xml.sax.saxutils import escape
 
 import rasterio
 
 from geosr.errors import InputError
 from geosr.io.bands import canonical_band_name, parse_bands
+from geosr.io.remote import fsspec_url, is_remote
 
 RASTER_TYPES = (
     "image/tiff",
@@ -37,7 +40,9 @@ RASTER_TYPES = (
 
 
 def _json_document(path: str | Path) -> Any:
-    """The JSON in a local ``.json`` file, or None."""
+    """The JSON in a ``.json`` file, local or remote (``https://host/item.json``), or None."""
+    if is_remote(path):
+        return _remote_json(str(path))
     p = Path(str(path))
     if p.suffix.lower() != ".json" or not p.is_file():
         return None
@@ -47,8 +52,30 @@ def _json_document(path: str | Path) -> Any:
         return None
 
 
+@functools.lru_cache(maxsize=8)
+def _remote_json(url: str) -> Any:
+    """The JSON at a remote ``.json`` URL, fetched once per run (an Item is looked at several
+    times), or None: GDAL then says what is wrong with the URL, as for any remote input."""
+    if not urlparse(url).path.lower().endswith(".json"):
+        return None
+    try:
+        if urlparse(url).scheme.lower() in ("http", "https"):
+            import urllib.request
+
+            with urllib.request.urlopen(url, timeout=30) as response:
+                text = response.read()
+        else:
+            import fsspec
+
+            with fsspec.open(fsspec_url(url), "rb") as file:
+                text = file.read()
+        return json.loads(text)
+    except (OSError, ValueError, ImportError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+
+
 def is_stac_item(path: str | Path) -> bool:
-    """True for a local ``.json`` file holding a GeoJSON Feature with ``assets``."""
+    """True for a ``.json`` file (local or remote) holding a GeoJSON Feature with ``assets``."""
     doc = _json_document(path)
     return isinstance(doc, dict) and doc.get("type") == "Feature" and "assets" in doc
 
@@ -76,6 +103,8 @@ def _item(path: str | Path) -> Any:
     import pystac
 
     try:
+        if is_remote(path):  # relative asset hrefs resolve against the Item's URL
+            return pystac.Item.from_dict(_json_document(path), href=str(path))
         return pystac.Item.from_file(str(path))
     except Exception as exc:
         raise InputError(f"{path}: not a readable STAC Item ({exc})") from None
