@@ -405,6 +405,8 @@ def upscale_file(
     frames = frames_for(scene, opts)
     dst = file_url_path(dst) if dst is not None else None
     if dst is not None and is_remote(dst):
+        if str(dst).endswith("/"):  # a remote folder (there is no folder to test for)
+            dst = f"{dst}{default_output(src, opts.scale).name}"
         return _upscale_to_remote(src, str(dst), opts, progress)
     dst = Path(dst) if dst is not None else default_output(src, opts.scale)
     if dst.is_dir() and dst.suffix.lower() != ".zarr":

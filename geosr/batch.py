@@ -116,28 +116,34 @@ def batch_outputs(sources: Sequence[str], output: str | Path | None, scale: int)
         that would write the same output.
     """
     output = file_url_path(output) if output is not None else None
-    if output is not None and is_remote(output) and len(sources) == 1:
+    # A remote folder ends with '/': there is no directory to test for.
+    remote_folder = output is not None and is_remote(output) and str(output).endswith("/")
+    if output is not None and is_remote(output) and len(sources) == 1 and not remote_folder:
         return [str(output)]
     if output is not None and not is_remote(output):
         output = Path(output)
-    folder = isinstance(output, Path) and output.is_dir() and output.suffix.lower() != ".zarr"
+    local_folder = isinstance(output, Path) and output.is_dir() and output.suffix.lower() != ".zarr"
+    folder = remote_folder or local_folder
     if len(sources) == 1 and not folder:
         return [output]
     if output is not None and not folder:
         raise OptionError(
             f"{output}: with {len(sources)} inputs, --output must be an existing folder for their "
-            "outputs (each is written as <stem>_x<scale>.tif); create it, or leave --output out to "
-            "write each output beside its input"
+            "outputs (each is written as <stem>_x<scale>.tif; a remote folder ends with /); create it, "
+            "or leave --output out to write each output beside its input"
         )
-    targets = [
-        (output / default_output(src, scale).name) if isinstance(output, Path) else default_output(src, scale)
-        for src in sources
-    ]
-    seen: dict[Path, str] = {}
+    targets: list[Path | str] = []
+    for src in sources:
+        own = default_output(src, scale)
+        if remote_folder:
+            targets.append(f"{output}{own.name}")
+        else:
+            targets.append(output / own.name if isinstance(output, Path) and local_folder else own)
+    seen: dict[Path | str, str] = {}
     for src, target in zip(sources, targets, strict=True):
         # Resolved: 'a/s.tif' and '/data/a/s.jp2' (or a folder reached through a symlink)
         # name one output, which the second run would refuse, or replace with --overwrite.
-        key = target.resolve()
+        key = target if isinstance(target, str) else target.resolve()
         if key in seen:
             raise OptionError(
                 f"{seen[key]} and {src} would both be written to {target}; give inputs with "

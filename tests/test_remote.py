@@ -535,3 +535,29 @@ def test_a_stac_item_served_over_http_resolves_its_relative_assets(make_raster, 
     with rasterio.open(out) as f:
         assert (f.count, f.width, f.descriptions) == (2, 60, ("B03", "B04"))
         assert f.tags()["GEOSR_SOURCE"] == "item.json" and f.tags()["STAC_DATETIME"].startswith("2024-05-01")
+
+
+def test_a_remote_folder_output_takes_each_inputs_default_name(make_raster, capfd, monkeypatch) -> None:
+    """`-o memory://b/out/` (s3://bucket/out/ alike) was taken as a file named 'out' and refused,
+    'unsupported output suffix (none) ... or an existing folder to write it into', and with
+    several inputs as 'must be an existing folder'."""
+    import fsspec
+
+    from tests.test_batch import run_cli
+
+    sources = [str(make_raster(name, count=1, height=20, width=20)) for name in ("a.tif", "b.tif")]
+    fs = fsspec.filesystem("memory")
+    try:
+        for inputs in (sources[:1], sources):
+            code, out, err = run_cli(
+                ["run", *inputs, "-o", "memory://remote-folder/out/", "--scale", "2", "--model", "bicubic",
+                 "--overwrite"], capfd, monkeypatch,
+            )  # fmt: skip
+            assert code == 0, err
+        assert out.split() == ["memory://remote-folder/out/a_x2.tif", "memory://remote-folder/out/b_x2.tif"]
+        assert sorted(fs.ls("/remote-folder/out", detail=False)) == [
+            "/remote-folder/out/a_x2.tif", "/remote-folder/out/b_x2.tif"
+        ]  # fmt: skip
+    finally:
+        if fs.exists("/remote-folder"):
+            fs.rm("/remote-folder", recursive=True)
