@@ -561,3 +561,15 @@ def test_a_remote_folder_output_takes_each_inputs_default_name(make_raster, capf
     finally:
         if fs.exists("/remote-folder"):
             fs.rm("/remote-folder", recursive=True)
+
+
+def test_an_http_output_is_refused_as_unwritable(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    """-o https://... said 'no filesystem for this URL (HTTPFileSystem requires aiohttp); install
+    its fsspec driver (s3fs, gcsfs, adlfs)': no driver makes a web server take an upload."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    src = make_raster(count=1, height=20, width=20)
+    url = "https://127.0.0.1:9/out/sr.tif"
+    code, err = run_cli(["run", str(src), "-o", url, "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, url, "can be read but not written", "s3://")
+    assert "install" not in err

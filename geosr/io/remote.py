@@ -220,6 +220,12 @@ def fsspec_url(path: str | Path) -> str:
             return scheme + text[len(prefix) :]
     if text.startswith("/vsi"):
         raise OutputError(f"{text}: this /vsi path cannot be written to; give an s3://, gs:// or local path")
+    if urlparse(text).scheme.lower() in ("http", "https"):
+        # Not a missing driver: web servers take no uploads that fsspec could make.
+        raise OutputError(
+            f"{text}: an http(s) URL can be read but not written to; give an s3://, gs://, az:// "
+            "or local path"
+        )
     return text
 
 
