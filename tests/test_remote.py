@@ -68,20 +68,31 @@ import sys
 from functools import partial
 from http.server import ThreadingHTTPServer
 from tests.test_remote import RangeHandler
-RangeHandler.sent = []
-server = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=sys.argv[1]))
+
+class Handler(RangeHandler):
+    sent = []
+    def do_GET(self):  # after sys.argv[2] GETs, the server fails (an outage mid-run)
+        if len(self.sent) >= int(sys.argv[2]):
+            self.send_error(503)
+            return
+        super().do_GET()
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=sys.argv[1]))
 print(server.server_address[1], flush=True)
 server.serve_forever()
 """
 
 
 @contextlib.contextmanager
-def served(directory: Path) -> Iterator[str]:
-    """``http://127.0.0.1:PORT`` serving ``directory`` with Range support, from another
-    process: GDAL holds the GIL while it reads, so a server thread of the test's own would
-    never answer an in-process run."""
+def served(directory: Path, answers: int = 1 << 30) -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` serving ``directory`` with Range support (``answers`` GETs,
+    then HTTP 503), from another process: GDAL holds the GIL while it reads, so a server
+    thread of the test's own would never answer an in-process run."""
     server = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, str(directory)], stdout=subprocess.PIPE, text=True, cwd=REPO
+        [sys.executable, "-c", _SERVE, str(directory), str(answers)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     try:
         assert server.stdout is not None
@@ -573,3 +584,28 @@ def test_an_http_output_is_refused_as_unwritable(make_raster, tmp_path: Path, ca
     code, err = run_cli(["run", str(src), "-o", url, "--model", "bicubic"], capsys, monkeypatch)
     assert_one_clear_line(code, err, url, "can be read but not written", "s3://")
     assert "install" not in err
+
+
+def test_a_server_that_fails_mid_run_is_not_called_a_corrupt_file(tmp_path: Path) -> None:
+    """A server that stops answering once the run has started (HTTP 503) was reported as
+    'reading the raster failed (Read failed. See previous exception for details.); the file
+    is probably truncated or corrupt': no cause, and the wrong fix."""
+    import geosr
+    from geosr.errors import InputError
+
+    noise = np.random.default_rng(0).integers(1, 60000, size=(1, 512, 512), dtype=np.uint16)
+    with rasterio.open(
+        tmp_path / "plain.tif", "w", driver="GTiff", count=1, height=512, width=512, dtype="uint16",
+        crs="EPSG:32633", transform=UTM_TRANSFORM,
+    ) as dst:  # fmt: skip
+        dst.write(noise)
+    served_dir = tmp_path / "www"
+    served_dir.mkdir()
+    rio_copy(tmp_path / "plain.tif", served_dir / "scene.tif", driver="COG", BLOCKSIZE=128, OVERVIEWS="NONE")
+    out = tmp_path / "sr.tif"
+    with served(served_dir, answers=1) as base, pytest.raises(InputError) as caught:  # the header only
+        geosr.upscale_file(f"{base}/scene.tif", out, scale=2, model="bicubic")
+    message = str(caught.value)
+    assert "See previous exception" not in message, message
+    assert "the server stopped serving it" in message and "check the URL" in message, message
+    assert not out.exists()

@@ -444,6 +444,21 @@ def _check_georeferenced(path: str, src: Any, crs: CRS | None) -> None:
         )
 
 
+def _read_failure(path: str, exc: BaseException) -> str:
+    """Why reading pixels of ``path`` failed, and what to check: a remote file's server may
+    have stopped serving it mid-run, which GDAL reports as a short read, as it does a
+    truncated file; its outermost line ("Read failed. See previous exception") says nothing."""
+    if not is_remote(path):
+        return f"({_first_line(exc)}); the file is probably truncated or corrupt"
+    root = exc
+    while (root.__cause__ or root.__context__) is not None:
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    return (
+        f"({_first_line(root)}); the server stopped serving it (an outage, a signed URL that expired) "
+        "or the file is truncated: check the URL and run again"
+    )
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -508,7 +523,7 @@ def read_window(scene: Scene, window: Window) -> np.ndarray:
     except (RasterioError, OSError, ValueError) as exc:
         raise InputError(
             f"{scene.path}: reading pixels failed at rows {r0}-{r1}, cols {c0}-{c1} "
-            f"({_first_line(exc)}); the file is probably truncated or corrupt"
+            f"{_read_failure(scene.path, exc)}"
         ) from None
     return inside[:, (rows - r0)[:, None], (cols - c0)[None, :]]
 
@@ -656,6 +671,5 @@ def read_sample(scene: Scene, max_pixels: int = 1 << 20, rows_per_read: int = 51
         return np.concatenate(parts, axis=1)
     except (RasterioError, OSError, ValueError) as exc:
         raise InputError(
-            f"{scene.path}: reading the raster failed ({_first_line(exc)}); "
-            "the file is probably truncated or corrupt"
+            f"{scene.path}: reading the raster failed {_read_failure(scene.path, exc)}"
         ) from None
