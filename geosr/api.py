@@ -583,10 +583,10 @@ def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Pr
         try:
             upscale_file(src, local, scale=opts.scale, model=opts.model, progress=progress, **options)
         except GeosrError as exc:
-            # The staging folder is private: the line names the output the user gave.
-            exc.args = (
-                str(exc).replace(str(local), dst).replace(str(staging), fsspec_url(dst).rsplit("/", 1)[0]),
-            )
+            # The staging copy is private: the line names the output the user gave, and the
+            # staging folder only where it is about local disk space, which is spent there.
+            where = f"{staging.parent} (where a remote output is written before its upload; TMPDIR moves it)"
+            exc.args = (str(exc).replace(str(local), dst).replace(str(staging), where),)
             raise
         parent = fsspec_url(dst).rsplit("/", 1)[0]
         try:

@@ -472,8 +472,10 @@ def test_a_file_url_output_is_written_where_it_points(
 def test_a_remote_outputs_errors_name_it_not_the_staging_folder(make_raster) -> None:
     """A remote output is written in a private local folder first; the lines of the run
     there named that folder ('cannot write /tmp/.geosr-upload-06ztzfnf/x.png'), not the -o."""
+    import tempfile
+
     import geosr
-    from geosr.errors import OptionError
+    from geosr.errors import OptionError, OutputError
 
     src = make_raster(count=1, height=30, width=30)
     with pytest.raises(OptionError) as caught:
@@ -482,6 +484,18 @@ def test_a_remote_outputs_errors_name_it_not_the_staging_folder(make_raster) -> 
         "cannot write memory://staging-named/x.png: unsupported output suffix"
     )
     assert ".geosr-upload-" not in str(caught.value)
+    # Short of local disk: the line names the URL, and the local folder where the space is needed.
+    huge = make_raster(count=1, height=10, width=10).with_name("huge.vrt")
+    huge.write_text(
+        '<VRTDataset rasterXSize="400000" rasterYSize="400000"><SRS>EPSG:32633</SRS>'
+        "<GeoTransform>0, 10, 0, 0, 0, -10</GeoTransform>"
+        '<VRTRasterBand dataType="UInt16" band="1"><NoDataValue>0</NoDataValue></VRTRasterBand></VRTDataset>'
+    )
+    with pytest.raises(OutputError) as short:
+        geosr.upscale_file(huge, "memory://staging-named/x.tif", scale=4, model="bicubic")
+    message = str(short.value)
+    assert "cannot write memory://staging-named/x.tif:" in message, message
+    assert f"free in {tempfile.gettempdir()} (where a remote output is written" in message, message
 
 
 def test_a_percent_encoded_urls_output_is_named_by_its_file(tmp_path: Path, monkeypatch) -> None:
