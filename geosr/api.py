@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -584,9 +585,13 @@ def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Pr
             upscale_file(src, local, scale=opts.scale, model=opts.model, progress=progress, **options)
         except GeosrError as exc:
             # The staging copy is private: the line names the output the user gave, and the
-            # staging folder only where it is about local disk space, which is spent there.
+            # staging folder's place where it is about local disk space, which is spent there
+            # (where a resumable line says the tiles are kept, it stays: they are there).
             where = f"{staging.parent} (where a remote output is written before its upload; TMPDIR moves it)"
-            exc.args = (str(exc).replace(str(local), dst).replace(str(staging), where),)
+            text = re.sub(
+                rf"(free|available) in {re.escape(str(staging))}", lambda m: f"{m[1]} in {where}", str(exc)
+            )
+            exc.args = (text.replace(str(local), dst),)
             raise
         parent = fsspec_url(dst).rsplit("/", 1)[0]
         try:
