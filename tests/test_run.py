@@ -246,7 +246,9 @@ def test_wide_pixels_keep_their_low_digits(
     model = "cnnrnn-fast" if with_frame else "bicubic"
     for name, offset in (("far", base), ("near", low)):
         src = make_raster(f"{name}.tif", data=(pattern + offset)[None].astype(dtype))
-        frames = (str(src),) if with_frame else ()
+        # The same pixels in another file as a second date (the input itself is refused).
+        frames = (str(make_raster(f"{name}_t2.tif", data=(pattern + offset)[None].astype(dtype))),)
+        frames = frames if with_frame else ()
         out = geosr.upscale_file(src, tmp_path / f"{name}_x2.tif", scale=2, model=model, frames=frames)
         with rasterio.open(out) as f:
             outputs.append(f.read(1).astype(np.float64) - offset)
