@@ -192,6 +192,34 @@ def frame_shifts(
     return tuple(shifts)
 
 
+UNDECLARED_ZEROS = 0.01
+"""Share of a scene's sample, 0 in every band, above which a scene without nodata is warned about."""
+
+
+def warn_undeclared_zeros(scene: Scene, sample: np.ndarray) -> None:
+    """Warn, in one line, when an unsigned scene declares no nodata but is 0 in every band
+    on a sizeable share of its pixels (``UNDECLARED_ZEROS`` of ``sample``).
+
+    Sentinel-2 L1C JP2 files leave their 0 outside the swath undeclared: run as data, the
+    edge of that area was sharpened like any other (a T33UUU crop at x4 gave 4517 output
+    pixels of 0 inside the valid area and a dark ring along it), with no word of it.  A
+    Landsat scene's fill around its footprint is the same.  Signed types are left out: 0 is
+    mid-range there, a valid value.
+    """
+    if scene.nodata is not None or scene.nan_marks_invalid or np.dtype(scene.dtype).kind != "u":
+        return
+    share = float((sample == 0).all(axis=0).mean()) if sample.size else 0.0
+    if share >= UNDECLARED_ZEROS:
+        warnings.warn(
+            GeosrWarning(
+                f"{scene.path}: {100 * share:.3g} % of its pixels are 0 in every band and it declares "
+                "no nodata, so they are super-resolved as data; pass --nodata 0 if they are not "
+                "(as outside a Sentinel-2 L1C swath)"
+            ),
+            stacklevel=2,
+        )
+
+
 def normalisation_for(
     scene: Scene, card_normalisation: dict[str, Any], add_offset: tuple[float, ...] | None = None
 ) -> Normalisation:
@@ -216,6 +244,7 @@ def normalisation_for(
             f"{scene.path}: every pixel is {hidden}; nothing to super-resolve. "
             "Check the nodata value and mask (gdalinfo) or pass --nodata to override the value"
         )
+    warn_undeclared_zeros(scene, sample)
     norm = scene_normalisation(
         sample, valid, dtype=scene.dtype, source=scene.path, **normalisation_from_card(card_normalisation)
     )

@@ -17,6 +17,8 @@ import geosr
 from geosr.errors import GeosrWarning
 from geosr.models import CNNRNN, CNNRNNConfig, ModelCard, save_weights
 from geosr.normalise import FILL_RADIUS
+from tests.conftest import coordinate_pattern
+from tests.test_batch import run_cli as run_fd_cli
 
 GEO_TRANSFORM = Affine(
     8.983152841195215e-05, 0.0, 6.860074498707138, 0.0, -8.983152841195215e-05, 53.41634207654228
@@ -256,6 +258,7 @@ def test_wide_pixels_keep_their_low_digits(
     assert error <= (1e-6 if dtype == "float64" else 1), error
 
 
+@pytest.mark.filterwarnings("ignore:.*declares no nodata:geosr.errors.GeosrWarning")  # its half of zeros
 def test_the_inputs_cached_statistics_are_not_the_outputs(make_raster, tmp_path: Path) -> None:
     import rioxarray
 
@@ -706,3 +709,32 @@ def test_an_output_onto_an_input_store_or_frame_is_refused_even_with_overwrite(m
         geosr.upscale_file(src, frame, scale=2, model="bicubic", frames=(str(frame),), overwrite=True)
     assert frame.read_bytes() == before
     assert dict(xr.open_zarr(store).sizes) == {"band": 1, "y": 60, "x": 80}
+
+
+def test_zeros_of_an_undeclared_nodata_are_warned_about(
+    make_raster, tmp_path: Path, capfd, monkeypatch
+) -> None:
+    """A Sentinel-2 L1C JP2 declares no nodata for the 0 outside its swath: run without --nodata 0,
+    that area was super-resolved as data (a dark ring, 0 inside valid pixels), without a word."""
+    data = coordinate_pattern(1, 40, 40)
+    data[:, :, :12] = 0  # the area outside the swath
+    src = make_raster("l1c.tif", data=data)
+    code, _, err = run_fd_cli(
+        ["run", str(src), "-o", str(tmp_path / "a.tif"), "--model", "bicubic"], capfd, monkeypatch
+    )
+    assert code == 0, err
+    assert "30 % of its pixels are 0 in every band and it declares no nodata" in err, err
+    assert "pass --nodata 0 if they are not" in err
+    out = tmp_path / "b.tif"
+    code, _, err = run_fd_cli(
+        ["run", str(src), "-o", str(out), "--model", "bicubic", "--nodata", "0"], capfd, monkeypatch
+    )
+    assert code == 0 and "declares no nodata" not in err, err
+    # a scene whose few zeros are dark pixels, not an area, is not warned about
+    data[:, :, :12] = 100
+    data[0, 0, :5] = 0
+    src = make_raster("dark.tif", data=data)
+    code, _, err = run_fd_cli(
+        ["run", str(src), "-o", str(tmp_path / "c.tif"), "--model", "bicubic"], capfd, monkeypatch
+    )
+    assert code == 0 and "declares no nodata" not in err, err
