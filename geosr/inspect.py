@@ -12,7 +12,7 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 
 from geosr import resources
-from geosr.api import default_output, fit_to_memory, scene_for
+from geosr.api import default_output, fit_to_memory, scene_for, warn_undeclared_zeros
 from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes, free_bytes
 from geosr.io.bands import check_band_layout
@@ -230,6 +230,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         start = time.perf_counter()
         sample = read_sample(scene)
         sample_seconds = time.perf_counter() - start
+        warn_undeclared_zeros(scene, sample)  # as the run would
         valid = float(valid_mask(sample, scene.nodata).any(axis=0).mean()) if sample.size else 0.0
         timing = _time_one_batch(scene, plan, batch, predictor, options.scale, sample_seconds)
     return RunPlan(

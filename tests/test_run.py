@@ -725,6 +725,9 @@ def test_zeros_of_an_undeclared_nodata_are_warned_about(
     assert code == 0, err
     assert "30 % of its pixels are 0 in every band and it declares no nodata" in err, err
     assert "pass --nodata 0 if they are not" in err
+    # geosr info says it as the run would (it showed 'nodata none', 'valid pixels 100 %' alone)
+    code, _, err = run_fd_cli(["info", str(src), "--model", "bicubic"], capfd, monkeypatch)
+    assert code == 0 and "declares no nodata" in err, err
     out = tmp_path / "b.tif"
     code, _, err = run_fd_cli(
         ["run", str(src), "-o", str(out), "--model", "bicubic", "--nodata", "0"], capfd, monkeypatch
