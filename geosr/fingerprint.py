@@ -63,6 +63,36 @@ def job_fingerprint(
     }
 
 
+FIELD_NAMES = {
+    "geosr": "the geosr version",
+    "input": "the input's path",
+    "input_bytes": "the input's size (the file was changed)",
+    "input_mtime_ns": "the input's modification time (the file was changed or replaced)",
+    "variable": "--variable",
+    "model": "--model",
+    "weights": "the model's weights",
+    "scale": "--scale",
+    "tile": "tile",
+    "device": "--device",
+    "precision": "--precision",
+    "compile": "--compile",
+    "nodata": "--nodata",
+    "output": "the output format",
+    "bands": "--bands",
+    "offset": "--offset",
+    "aoi": "aoi",
+    "bbox": "--bbox",
+    "frames": "frames",
+}
+"""How a refused resume names what differs: the options as typed, or what changed in words
+(not 'input_mtime_ns'); 'tile', 'aoi' and 'frames' stay as tests and users know them."""
+
+
+def describe_fields(keys: list[str]) -> str:
+    """``keys`` of a fingerprint as :data:`FIELD_NAMES` names them, comma-separated."""
+    return ", ".join(FIELD_NAMES.get(key, key) for key in keys)
+
+
 def _where(path: str) -> str:
     """A local file's absolute path (however it was named), else ``path`` as given (a URL),
     less its signature: a --resume with the URL signed again is the same job."""

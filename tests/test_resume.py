@@ -265,6 +265,17 @@ def test_stale_run_is_reported_with_the_command_to_resume(job, tmp_path: Path) -
             job["src"], dst, model=str(job["weights"]), scale=2, tile=32, device="cpu", precision="fp32",
             resume=True,
         )  # fmt: skip
+    # ...nor an input changed since, said in words (it said 'differs in input_mtime_ns').
+    stamp = Path(job["src"]).stat()
+    os.utime(job["src"], ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1))
+    try:
+        with pytest.raises(StaleRunError, match=r"differs in the input's modification time \(the file was"):
+            geosr.upscale_file(
+                job["src"], dst, model=str(job["weights"]), scale=2, tile=16, device="cpu", precision="fp32",
+                resume=True,
+            )  # fmt: skip
+    finally:
+        os.utime(job["src"], ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     # ...until --restart discards it.
     geosr.upscale_file(
         job["src"], dst, model=str(job["weights"]), scale=2, tile=16, device="cpu", precision="fp32",

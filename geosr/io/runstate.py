@@ -214,6 +214,8 @@ class RunState:
         if stored is not None and not restart:
             finished = self.done()
             if stored["fingerprint"] != dict(fingerprint):
+                from geosr.fingerprint import describe_fields  # imports torch: only here
+
                 changed = sorted(
                     key
                     for key in set(stored["fingerprint"]) | set(fingerprint)
@@ -221,7 +223,7 @@ class RunState:
                 )
                 raise StaleRunError(
                     f"{self.destination}: an unfinished run of a different job ({len(finished)} of "
-                    f"{stored.get('tiles', '?')} tiles done; it differs in {', '.join(changed)}) "
+                    f"{stored.get('tiles', '?')} tiles done; it differs in {describe_fields(changed)}) "
                     f"is kept in {self.directory}; pass --restart to discard it and start over",
                     resumable=False,
                 )
