@@ -103,6 +103,36 @@ def test_levels_of_odd_sides_follow_gdal(tmp_path: Path, shape, nodata) -> None:
         assert np.abs(mine.astype(int) - gdal.astype(int)).max() <= 1  # warper vs overview rounding
 
 
+@pytest.mark.parametrize(
+    ("dtype", "nodata", "values"),
+    [
+        ("int16", 0, (-1, 1, -3, 3)),  # signed data around a nodata of 0: every block averages 0
+        ("int16", -9999, (-10000, -9998, -9999, -9999)),  # two valid pixels, two nodata
+        ("uint8", 10, (9, 10, 11, 10)),
+        ("float32", 0.0, (-1.5, 1.5, -2.0, 2.0)),
+    ],
+)
+def test_valid_pixels_averaging_to_nodata_stay_valid(tmp_path: Path, dtype: str, nodata: float, values):
+    """Valid pixels can average to a nodata value inside their range: the overview pixel
+    then takes the next value up, as in GDAL, and is not a hole in valid data (it was
+    nodata: a 256^2 image of such blocks had overviews all nodata)."""
+    data = np.zeros((1, 256, 256), dtype)
+    for k, value in enumerate(values):
+        data[0, k % 2 :: 2, k // 2 :: 2] = value
+    ours, theirs = our_levels(data, nodata, 64), gdal_overviews(data, nodata, 64, tmp_path)
+    assert len(ours) == len(theirs) == 2
+    for mine, gdal in zip(ours, theirs, strict=True):
+        assert not (mine == np.asarray(nodata, dtype)).any()
+        np.testing.assert_array_equal(mine, gdal)
+
+
+def test_a_mean_rounding_to_nodata_stays_valid() -> None:
+    """A mean that only rounds to the nodata value (-9998.75 with nodata -9999) is moved off
+    it too; GDAL 3.10 replaces exact means only, and leaves this pixel a hole."""
+    block = np.array([[[-13092, -3926], [-15938, -7039]]], np.int16)
+    assert halve(block, -9999).item() == -9998
+
+
 def test_level_shapes_and_tile_alignment() -> None:
     assert level_shapes(8192, 8192, 512) == [(4096, 4096), (2048, 2048), (1024, 1024), (512, 512)]
     assert level_shapes(43920, 43920, 512)[-1] == (343, 343)  # a Sentinel-2 tile x4

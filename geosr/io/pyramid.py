@@ -12,10 +12,13 @@ driver only copies them.  Levels too coarse for the tiles' alignment are built
 at the end from the deepest aligned one, which by then is small.
 
 The rule is GDAL's ``AVERAGE``: an overview pixel is the mean of the valid
-pixels of its 2 x 2 block (nodata skipped; a block with none is nodata),
+pixels of its 2 x 2 block (nodata skipped; a block with none is nodata; a mean equal
+to the nodata value moved to the next value up),
 integers rounded half away from zero, each level computed from the one above, as GDAL does:
 the result is bit-identical to GDAL's own overviews (``tests/test_pyramid.py``
-compares them).  A level of odd sides does not halve exactly (GDAL rounds its
+compares them), except where GDAL 3.10 leaves a mean that rounds to the nodata value
+as nodata (it moves exact ones only): here it is moved too, not a hole in valid data.
+A level of odd sides does not halve exactly (GDAL rounds its
 size down and weighs the pixels its blocks cut): those levels, and any below
 them, are left to GDAL (:func:`coarser_levels`).
 """
@@ -69,12 +72,37 @@ def halve(data: np.ndarray, nodata: float | None) -> np.ndarray:
     valid = _valid(data, nodata)
     if valid is None:
         # Every pixel valid: the common case, without masks.
-        return _mean(_sum4(data, wide), 4, data.dtype)
+        return _off_nodata(_mean(_sum4(data, wide), 4, data.dtype), nodata)
     count = _sum4(valid, np.uint8)
-    out = _mean(_sum4(np.where(valid, data, 0), wide), np.maximum(count, 1), data.dtype)
+    out = _off_nodata(_mean(_sum4(np.where(valid, data, 0), wide), np.maximum(count, 1), data.dtype), nodata)
     empty = count == 0
     if empty.any():
         out[empty] = nodata
+    return out
+
+
+def _off_nodata(out: np.ndarray, nodata: float | None) -> np.ndarray:
+    """``out``, averages of valid pixels, with those equal to ``nodata`` moved off it, in place.
+
+    Valid pixels on both sides of a nodata value inside the range (0 in a signed
+    scene) can average to it, and would show as a hole in the overview.  GDAL's
+    ``AVERAGE`` replaces such a result by the next value up (nodata + 1, or the
+    next float), and so does this, also for a mean that rounds to it, which GDAL
+    3.10 misses.
+    """
+    if nodata is None or np.isnan(nodata):
+        return out
+    if out.dtype.kind == "f":
+        target = out.dtype.type(nodata)
+        replacement = np.nextafter(target, out.dtype.type(np.inf))
+    else:
+        info = np.iinfo(out.dtype)
+        if not info.min < nodata < info.max:
+            # At an end of the range (0 for unsigned imagery, the usual case) or outside it,
+            # no average of valid pixels can equal it: no comparison pass.
+            return out
+        target, replacement = out.dtype.type(nodata), out.dtype.type(nodata + 1)
+    out[out == target] = replacement
     return out
 
 
