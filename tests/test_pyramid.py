@@ -93,6 +93,23 @@ def test_exact_levels_equal_gdal_average(
             np.testing.assert_array_equal(mine, gdal)
 
 
+@pytest.mark.parametrize(("dtype", "nodata"), [("uint16", 0), ("int16", -9999), ("float32", float("nan"))])
+def test_exact_levels_built_at_the_end_equal_gdal_average(tmp_path: Path, dtype: str, nodata: float) -> None:
+    """Levels below the tiles' own (tiles of --tile 65 at x6: one level) that still halve
+    exactly are GDAL's 2 x 2 average to the bit; the warper they went through rounded
+    some means ending in .5 down (7706.5 gave 7706, GDAL 7707)."""
+    data = sample(dtype, nodata, (512, 512), 0.2, seed=7)
+    shapes = level_shapes(512, 512, 64)
+    ours = coarser_levels(data, (512, 512), shapes, nodata)
+    theirs = gdal_overviews(data, nodata, 64, tmp_path)
+    assert [o.shape[1:] for o in ours] == shapes == [t.shape[1:] for t in theirs]
+    for mine, gdal in zip(ours, theirs, strict=True):
+        if data.dtype.kind == "f":  # GDAL sums floats in another order: last-bit differences
+            np.testing.assert_allclose(mine, gdal, rtol=1e-6, equal_nan=True)
+        else:
+            np.testing.assert_array_equal(mine, gdal)
+
+
 @pytest.mark.parametrize(("shape", "nodata"), [((300, 517), None), ((301, 517), 0), ((257, 255), 0)])
 def test_levels_of_odd_sides_follow_gdal(tmp_path: Path, shape, nodata) -> None:
     """Odd sides do not halve: GDAL rounds the size down and weighs cut pixels; so do we (by GDAL)."""

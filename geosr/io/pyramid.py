@@ -155,9 +155,10 @@ def coarser_levels(
 ) -> list[np.ndarray]:
     """The levels of ``shapes`` below ``level`` ``(C, h, w)``, each from the one above, by GDAL.
 
-    GDAL's warper does the ``average`` over its fractional blocks (the part of
-    each source pixel a destination pixel covers), as GDAL's overview builder
-    does for sizes that do not halve.  Geometry: every level covers the image's
+    A level half the size of the one above is its exact 2 x 2 average (:func:`halve`).
+    For sizes that do not halve, GDAL's warper does the ``average`` over its fractional
+    blocks (the part of each source pixel a destination pixel covers), as GDAL's
+    overview builder does.  Geometry: every level covers the image's
     ``full`` (rows, cols) extent, as overviews do.
     """
     from rasterio.crs import CRS
@@ -174,6 +175,13 @@ def coarser_levels(
     out = []
     for shape in shapes:
         finer = level
+        if finer.shape[1:] == (2 * shape[0], 2 * shape[1]):
+            # An exact halving (tiles whose size has fewer factors of two than the
+            # image's): GDAL's own 2 x 2 rule, which the warper's fractional weights
+            # miss by one unit where a mean ends in .5 (7706.5 gave 7706, GDAL 7707).
+            level = halve(finer, nodata)
+            out.append(level)
+            continue
         level = np.zeros((finer.shape[0], *shape), dtype=finer.dtype)
         # Band by band: with several bands, the warper counts a pixel as nodata only
         # where every band is nodata.
