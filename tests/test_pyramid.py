@@ -243,6 +243,21 @@ def test_cog_from_the_run_store_keeps_geographic_grid_and_metadata(tmp_path: Pat
         np.testing.assert_array_equal(cog.read(), data)
 
 
+@pytest.mark.parametrize("colorinterp", [("nir", "other_ir", "sar_c"), ("Y", "Cb", "Cr")])
+def test_every_colour_interpretation_survives_the_vrt(tmp_path: Path, colorinterp) -> None:
+    """rasterio names four colour interpretations otherwise than GDAL (``other_ir`` is
+    GDAL's ``OtherIR``, ``Y`` its ``YCbCr_Y``...): the COG had them as ``undefined``."""
+    grid = GeoBox((256, 256), GRID.affine, GRID.crs)
+    spec = OutputSpec(grid=grid, count=3, dtype="uint8", nodata=None, colorinterp=colorinterp)
+    data = np.random.default_rng(0).integers(0, 255, (3, 256, 256)).astype(np.uint8)
+    store, dst = tmp_path / "store", tmp_path / "out.tif"
+    create_run_store(store, spec, (256, 256), for_zarr_output=False, destination=dst)
+    StoreWriter(store, dst).write(slice(0, 256), slice(0, 256), data)
+    finalise(store, dst, spec, overwrite=False)
+    with rasterio.open(dst) as cog:
+        assert tuple(c.name for c in cog.colorinterp) == colorinterp
+
+
 @pytest.mark.parametrize("for_zarr_output", [False, True])
 def test_all_nodata_tiles_are_stored_for_a_cog_and_left_out_of_a_zarr_output(
     tmp_path: Path, for_zarr_output: bool

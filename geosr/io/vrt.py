@@ -21,6 +21,10 @@ from rasterio.dtypes import dtype_rev, typename_fwd
 
 from geosr.io.sink import OutputSpec
 
+# rasterio's ColorInterp names that GDAL does not parse (it reads them as Undefined):
+# GDAL's own names for them.  The others match GDAL's, case aside.
+_GDAL_COLOR_NAMES = {"other_ir": "OtherIR", "Y": "YCbCr_Y", "Cb": "YCbCr_Cb", "Cr": "YCbCr_Cr"}
+
 
 def zarr_array(store: Path, name: str) -> str:
     """GDAL's name for the array ``name`` of the Zarr group at ``store``."""
@@ -58,7 +62,8 @@ def write_vrt(path: Path, spec: OutputSpec, source: str, overviews: Sequence[str
         if spec.descriptions and spec.descriptions[band - 1]:
             ET.SubElement(element, "Description").text = spec.descriptions[band - 1]
         if spec.colorinterp:
-            ET.SubElement(element, "ColorInterp").text = spec.colorinterp[band - 1]
+            name = spec.colorinterp[band - 1]
+            ET.SubElement(element, "ColorInterp").text = _GDAL_COLOR_NAMES.get(name, name)
         if spec.band_tags:
             _metadata(element, spec.band_tags[band - 1])
         scale, offset, unit = spec.scaling(band)
