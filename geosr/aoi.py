@@ -107,6 +107,12 @@ def parse_bbox(text: str, crs: str = GEOJSON_CRS) -> Geometry:
         raise OptionError(
             f"--bbox {text!r} is not four numbers; give minx,miny,maxx,maxy, e.g. 13.38,52.50,13.42,52.53"
         ) from None
+    if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
+        # inf ended in a traceback (NaN to integer) and nan read as "need minx < maxx".
+        raise OptionError(
+            f"--bbox {text!r}: every bound must be a finite number; give minx,miny,maxx,maxy, "
+            "e.g. 13.38,52.50,13.42,52.53"
+        )
     if not (minx < maxx and miny < maxy):
         raise OptionError(f"--bbox {text!r}: need minx < maxx and miny < maxy")
     try:

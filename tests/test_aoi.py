@@ -171,6 +171,23 @@ def test_aoi_reaching_where_the_scene_projection_is_undefined(make_raster, tmp_p
         assert (data[4:-4, 4:-4] != 0).all()
 
 
+@pytest.mark.parametrize("box", ["-1e309,-1e309,1e309,1e309", "nan,52.5,12.6,52.6"])
+def test_a_bbox_of_infinite_or_nan_bounds_is_one_line(
+    make_raster, tmp_path: Path, capsys, monkeypatch, box: str
+) -> None:
+    """An infinite bound was a traceback (ValueError: cannot convert float NaN to integer, exit 1)."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    src = make_raster()
+    code, err = run_cli(
+        ["run", str(src), "--model", "bicubic", f"--bbox={box}", "-o", str(tmp_path / "o.tif")],
+        capsys,
+        monkeypatch,
+    )
+    assert_one_clear_line(code, err, "--bbox", "finite number")
+    assert not (tmp_path / "o.tif").exists()
+
+
 def test_aoi_in_a_crs_with_no_way_to_the_scenes_is_a_clear_error(make_raster, tmp_path: Path) -> None:
     """A scene in a local (site-grid) CRS and a lon/lat box: no transformation exists.  Before,
     pyproj's ProjError came out as a traceback; the box in the scene's own CRS still works."""
