@@ -136,7 +136,11 @@ def in_scene_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
     dense = Geometry(shapely.segmentize(geometry.geom, step), geometry.crs)
     assert grid.crs is not None  # scenes without a CRS are refused when opened
     local = dense.to_crs(grid.crs)
-    if all(math.isfinite(v) for v in local.boundingbox) or geometry.crs is None:
+    # Far from the zone, points may also project to finite but folded coordinates: a
+    # whole-world lon/lat box became a self-intersecting ring beside a UTM scene, which
+    # it was then said not to intersect.
+    finite = all(math.isfinite(v) for v in local.boundingbox)
+    if (finite and local.geom.is_valid) or geometry.crs is None:
         return local
     over_grid = geometry & grid.extent.to_crs(geometry.crs)
     return over_grid.to_crs(grid.crs) if not over_grid.is_empty else over_grid

@@ -171,6 +171,18 @@ def test_aoi_reaching_where_the_scene_projection_is_undefined(make_raster, tmp_p
         assert (data[4:-4, 4:-4] != 0).all()
 
 
+@pytest.mark.parametrize("box", ["-180,-90,180,90", "-179,-89,179,89"])
+def test_a_whole_world_lonlat_box_covers_a_utm_scene(make_raster, tmp_path: Path, box: str) -> None:
+    """Its far corners project to a folded, self-intersecting ring beside the UTM zone:
+    before, the box was refused as 'does not intersect the scene'."""
+    src = make_raster(height=40, width=40)
+    whole = geosr.upscale_file(src, tmp_path / "whole.tif", scale=2, model="bicubic")
+    out = geosr.upscale_file(src, tmp_path / "world.tif", scale=2, model="bicubic", bbox=box)
+    with rasterio.open(whole) as a, rasterio.open(out) as b:
+        assert (b.transform, b.shape) == (a.transform, a.shape)
+        np.testing.assert_array_equal(b.read(), a.read())
+
+
 @pytest.mark.parametrize("box", ["-1e309,-1e309,1e309,1e309", "nan,52.5,12.6,52.6"])
 def test_a_bbox_of_infinite_or_nan_bounds_is_one_line(
     make_raster, tmp_path: Path, capsys, monkeypatch, box: str
