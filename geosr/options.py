@@ -121,6 +121,7 @@ class RunOptions:
         if self.aoi is not None and self.bbox is not None:
             raise OptionError("use either --aoi (a vector file) or --bbox, not both")
         object.__setattr__(self, "frames", tuple(str(f) for f in self.frames))
+        self._check_not_empty()
         if self.resume and self.restart:
             raise OptionError("use either --resume (finish the interrupted run) or --restart, not both")
         if self.batch_size is not None and self.batch_size < 1:
@@ -151,6 +152,16 @@ class RunOptions:
             value = getattr(self, name)
             if value is not None and not _number(value):
                 raise OptionError(f"--{name} {value!r} is not supported: use a number")
+
+    def _check_not_empty(self) -> None:
+        """Refuse an empty name, as an unset shell variable gives (``--aoi "$AOI"``): ``--aoi ''``
+        said that reading '.' needed pyogrio, ``--frame ''`` that '' was a folder, and
+        ``--variable ''`` printed an empty name."""
+        named = [("aoi", self.aoi), ("variable", self.variable), ("asset", self.asset)]
+        named += [("bbox-crs", self.bbox_crs)] + [("frame", frame) for frame in self.frames]
+        for flag, value in named:
+            if value is not None and not str(value).strip():
+                raise OptionError(f"--{flag} is empty; give a value or leave the option out")
 
 
 def _whole(value: object) -> bool:

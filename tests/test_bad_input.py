@@ -526,3 +526,14 @@ def test_zarr_variable_without_coordinates_or_geotransform_is_one_line(
     assert outputs_in(tmp_path) == []
     with pytest.raises(InputError, match="neither x/y coordinates"):
         geosr.upscale(da.rio.write_crs(32633), scale=2, model="bicubic")
+
+
+@pytest.mark.parametrize("flag", ["--aoi", "--variable", "--asset", "--frame", "--bbox-crs"])
+def test_an_empty_option_value_is_named(make_raster, tmp_path: Path, capsys, monkeypatch, flag: str) -> None:
+    """An unset shell variable (``--aoi "$AOI"``): ``--aoi ''`` said that reading '.' needed
+    pyogrio, ``--frame ''`` that '' was a folder, ``--bbox-crs ''`` was taken silently."""
+    path = make_raster()
+    code, err = run_cli(["run", str(path), "--model", "bicubic", flag, ""], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene.tif", f"{flag} is empty")
+    assert outputs_in(tmp_path) == []
+
