@@ -381,6 +381,22 @@ def fit_to_memory(
     return tile, batch, bounds
 
 
+def check_output_given(dst: str | Path | None) -> None:
+    """Refuse an empty output name, as an unset shell variable gives (``-o "$OUT"``): as a
+    Path it is '.', so the output went into the working folder, not where it was meant.
+
+    Raises
+    ------
+    OptionError
+        ``dst`` is an empty or blank string.
+    """
+    if dst is not None and not str(dst).strip():
+        raise OptionError(
+            "--output is empty; give a .tif, a .zarr or an existing folder, or leave -o out to write "
+            "<stem>_x<scale>.tif beside the input"
+        )
+
+
 def upscale_file(
     src: str | Path,
     dst: str | Path | None = None,
@@ -431,6 +447,7 @@ def upscale_file(
         raise OptionError(str(exc)) from None
     except GeosrError as exc:
         raise _in_context(src, exc) from None
+    check_output_given(dst)
     scene = scene_for(src, opts)
     frames = frames_for(scene, opts)
     dst = file_url_path(dst) if dst is not None else None

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from geosr.api import default_output
+from geosr.api import check_output_given, default_output
 from geosr.errors import GeosrWarning, InputError, OptionError
 from geosr.io.remote import file_url_path, is_remote
 
@@ -115,6 +115,7 @@ def batch_outputs(sources: Sequence[str], output: str | Path | None, scale: int)
         Several inputs and an ``output`` that is not a folder, or two inputs
         that would write the same output.
     """
+    check_output_given(output)
     output = file_url_path(output) if output is not None else None
     # A remote folder ends with '/': there is no directory to test for.
     remote_folder = output is not None and is_remote(output) and str(output).endswith("/")

@@ -537,3 +537,15 @@ def test_an_empty_option_value_is_named(make_raster, tmp_path: Path, capsys, mon
     assert_one_clear_line(code, err, "scene.tif", f"{flag} is empty")
     assert outputs_in(tmp_path) == []
 
+
+def test_an_empty_output_is_refused_not_read_as_the_working_folder(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """``-o "$OUT"`` with OUT unset: '' was Path('.'), so the output went into the working folder."""
+    path = make_raster()
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, err = run_cli(["run", str(path), "--model", "bicubic", "-o", ""], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "--output is empty")
+    assert list(elsewhere.iterdir()) == [] and outputs_in(tmp_path) == []
