@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 
@@ -384,17 +384,35 @@ def fit_to_memory(
 def check_output_given(dst: str | Path | None) -> None:
     """Refuse an empty output name, as an unset shell variable gives (``-o "$OUT"``): as a
     Path it is '.', so the output went into the working folder, not where it was meant.
+    Refuse too a local name ending in '/' that is no existing folder: as a Path the slash
+    is dropped, so ``-o out/`` read as an output without a suffix, and ``-o a.tif/
+    --overwrite`` replaced the file ``a.tif``.
 
     Raises
     ------
     OptionError
-        ``dst`` is an empty or blank string.
+        ``dst`` is an empty or blank string, or names a folder that is not one.
     """
-    if dst is not None and not str(dst).strip():
+    if dst is None:
+        return
+    text = str(dst)
+    if text.lower().startswith("file://"):
+        text = unquote(urlparse(text).path)  # as file_url_path reads it, less the Path that drops '/'
+    if not text.strip():
         raise OptionError(
             "--output is empty; give a .tif, a .zarr or an existing folder, or leave -o out to write "
             "<stem>_x<scale>.tif beside the input"
         )
+    folder = Path(text)
+    # A Zarr store is a folder: 'out.zarr/' (as the shell completes one) names the store.
+    if is_remote(text) or not text.endswith("/") or folder.is_dir() or folder.suffix.lower() == ".zarr":
+        return
+    if folder.exists():
+        raise OptionError(
+            f"--output {text}: {folder} is a file, not a folder; drop the '/' to write that file "
+            "(with --overwrite), or give a folder"
+        )
+    raise OptionError(f"--output {text}: no such folder; create it first (mkdir -p {folder}) or give a .tif")
 
 
 def upscale_file(

@@ -549,3 +549,21 @@ def test_an_empty_output_is_refused_not_read_as_the_working_folder(
     code, err = run_cli(["run", str(path), "--model", "bicubic", "-o", ""], capsys, monkeypatch)
     assert_one_clear_line(code, err, "--output is empty")
     assert list(elsewhere.iterdir()) == [] and outputs_in(tmp_path) == []
+
+
+def test_an_output_ending_in_a_slash_names_a_folder_never_a_file(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """The slash was dropped: ``-o a.tif/ --overwrite`` replaced the file ``a.tif``, and
+    ``-o new/`` read as an output 'without a suffix'."""
+    path = make_raster()
+    kept = tmp_path / "kept.tif"
+    kept.write_bytes(b"not to be replaced through a folder's name")
+    args = ["run", str(path), "--model", "bicubic", "--overwrite", "-o", f"{kept}/"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "kept.tif/", "is a file, not a folder")
+    assert kept.read_bytes() == b"not to be replaced through a folder's name"
+    args = ["run", str(path), "--model", "bicubic", "-o", f"{tmp_path / 'new'}/"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "new/", "no such folder", "mkdir -p")
+    assert not (tmp_path / "new").exists() and outputs_in(tmp_path) == []

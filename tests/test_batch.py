@@ -191,11 +191,11 @@ def test_a_folder_input_is_told_to_give_a_glob(scenes, tmp_path, capfd, monkeypa
 
 def test_one_input_into_a_missing_folder_is_told_folders_work(scenes, tmp_path, capfd, monkeypatch) -> None:
     # '-o out/' for a folder not made yet said only "unsupported output suffix '(none)'; use one of
-    # .tif, .tiff, .zarr", as if no folder could be given.
+    # .tif, .tiff, .zarr", as if no folder could be given; the '/' says it is one to create.
     args = ["run", str(scenes[0]), "-o", f"{tmp_path / 'out'}/", "--model", "bicubic"]
     code, _, err = run_cli(args, capfd, monkeypatch)
-    assert code == 2 and "unsupported output suffix '(none)'" in err
-    assert "or an existing folder to write it into" in err and not (tmp_path / "out").exists()
+    assert code == 2 and "no such folder; create it first" in err
+    assert f"mkdir -p {tmp_path / 'out'}" in err and not (tmp_path / "out").exists()
 
 
 def test_a_quoted_glob_under_home_is_expanded(scenes, tmp_path, monkeypatch) -> None:
