@@ -51,9 +51,15 @@ def read_vector(path: str | Path) -> Geometry:
         raise InputError(f"{path}: no such AOI file; give a GeoJSON (or any vector file pyogrio reads)")
     if path.suffix.lower() in (".geojson", ".json"):
         return _read_geojson(path)
+    _refuse_non_vector(path)
     try:
         import pyogrio
     except ImportError:
+        if path.is_dir():  # it said "reading  vector files needs pyogrio", of no suffix
+            raise InputError(
+                f"{path}: a folder, not a vector file; give a GeoJSON (a folder of shapefiles needs "
+                "pyogrio: pip install pyogrio)"
+            ) from None
         raise InputError(
             f"{path}: reading {path.suffix} vector files needs pyogrio (pip install pyogrio); "
             "or convert the AOI to GeoJSON (ogr2ogr -f GeoJSON area.geojson FILE)"
@@ -64,6 +70,19 @@ def read_vector(path: str | Path) -> Geometry:
         raise InputError(f"{path}: not a readable vector file ({exc})") from None
     shapes = [shapely.from_wkb(g) for g in geometries if g is not None]
     return _union(path, shapes, meta.get("crs") or GEOJSON_CRS)
+
+
+_RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img", ".png", ".zarr")  # not .vrt: OGR has VRTs too
+
+
+def _refuse_non_vector(path: Path) -> None:
+    """A raster given as the AOI: without pyogrio it was said to need it ("reading .tif
+    vector files needs pyogrio"), with it to be unreadable."""
+    if path.suffix.lower() in _RASTER_SUFFIXES:
+        raise InputError(
+            f"{path}: --aoi takes a vector file of polygons (GeoJSON), not a raster; to use a mask "
+            f"raster, polygonise it first (gdal_polygonize.py {path.name} aoi.geojson)"
+        )
 
 
 def _read_geojson(path: Path) -> Geometry:

@@ -305,3 +305,25 @@ def test_masks_made_in_many_threads_at_once_warn_of_nothing() -> None:
     assert {m.sum() for m in masks[:16]} != {0} and all(
         np.array_equal(a, b) for a, b in zip(masks[:16], masks[16:32], strict=True)
     )
+
+
+def test_an_aoi_that_is_a_raster_or_a_folder_is_said_to_be_one(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Both were said to need pyogrio ('reading .tif vector files needs pyogrio', 'reading  vector
+    files ...'); a raster mask is no vector file with pyogrio either."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    src = make_raster()
+    mask = make_raster("mask.tif", dtype="uint8")
+    out = tmp_path / "o.tif"
+    args = ["run", str(src), "--model", "bicubic", "-o", str(out), "--aoi"]
+    code, err = run_cli([*args, str(mask)], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "mask.tif", "not a raster", "gdal_polygonize.py mask.tif")
+    folder = tmp_path / "areas"
+    folder.mkdir()
+    code, err = run_cli([*args, str(folder)], capsys, monkeypatch)
+    # With pyogrio, which reads folders of shapefiles, it says the folder is not a readable one.
+    assert_one_clear_line(code, err, "areas")
+    assert "a folder, not a vector file" in err or "not a readable vector file" in err
+    assert not out.exists()
