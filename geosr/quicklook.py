@@ -422,8 +422,11 @@ def compare_files(
         raise OutputError(f"{png} exists; pass --overwrite to replace it")
     if not png.parent.is_dir():
         raise OutputError(f"{png.parent}: no such directory for the quicklook")
+    for flag, value in (("--hr", hr), ("--variable", variable)):
+        if value is not None and not value.strip():  # --hr '' was read as the folder '.'
+            raise OptionError(f"{flag} is empty; give a value or leave the option out")
     positions = None
-    if bands:
+    if bands is not None:  # '' is refused (parse_bands), as geosr run does: it showed the default bands
         from geosr.io.bands import band_indexes, parse_bands
 
         positions = [i - 1 for i in band_indexes(open_scene(sr), parse_bands(bands))]

@@ -278,3 +278,19 @@ def test_default_window_is_centred_where_the_input_covers_the_output(make_raster
     assert np.isfinite(panels[1]).all()
     # The input and output of one run: the centred 128 LR px, as before.
     assert compare_panels(str(big), str(sr))[2] == type(win)(72, 72, 256, 256)
+
+
+@pytest.mark.parametrize(("flag", "needle"), [("--bands", "empty entry"), ("--hr", "--hr is empty")])
+def test_compare_refuses_an_empty_option_value(
+    make_raster, tmp_path: Path, capsys, monkeypatch, flag: str, needle: str
+) -> None:
+    """``--bands ''`` drew the default bands (geosr run refuses it), ``--hr ''`` said ': a folder,
+    not a raster GDAL reads'."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr = make_raster("here.tif", height=40, width=40)
+    sr = geosr.upscale_file(lr, tmp_path / "here_sr.tif", scale=2, model="bicubic")
+    png = tmp_path / "c.png"
+    code, err = run_cli(["compare", str(lr), str(sr), "-o", str(png), flag, ""], capsys, monkeypatch)
+    assert_one_clear_line(code, err, flag, needle)
+    assert not png.exists()
