@@ -275,6 +275,24 @@ def test_a_negative_thread_count_is_one_line(tmp_path, scenes, capsys, monkeypat
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "needle"),
+    [
+        (["--learning-rate", "nan"], "optim.lr must be a finite number > 0"),
+    ],
+)
+def test_a_nan_learning_rate_is_one_line(
+    tmp_path, scenes, capsys, monkeypatch, option: list[str], needle: str
+) -> None:
+    """A traceback at the start of training, exit 1: 'ValueError: Invalid learning rate: nan' (AdamW)."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    args = ["train", str(scenes[0]), *FAST, *option, "-o", str(tmp_path / "run")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, needle)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_training_raster_error_is_not_preceded_by_the_progress_bar(tmp_path, make_raster) -> None:
     """Errors found once the bar is up (scenes, --resume, init ...) were a second line, below a
     bar stuck at 0/N; in a terminal the bar is erased, elsewhere it is not printed."""

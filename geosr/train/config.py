@@ -114,8 +114,8 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.schedule not in {"cosine", "constant"}:
             raise OptionError(f"optim.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
-        if self.lr <= 0:
-            raise OptionError(f"optim.lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):  # nan was torch's traceback in AdamW
+            raise OptionError(f"optim.lr must be a finite number > 0, got {self.lr}")
 
 
 @dataclass(frozen=True)
