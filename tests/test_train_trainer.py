@@ -279,12 +279,15 @@ def test_a_negative_thread_count_is_one_line(tmp_path, scenes, capsys, monkeypat
     ("option", "needle"),
     [
         (["--learning-rate", "nan"], "optim.lr must be a finite number > 0"),
+        (["--seed", "-1"], "seed must be a whole number"),
+        (["--seed", "99999999999999999999"], "seed must be a whole number"),
     ],
 )
-def test_a_nan_learning_rate_is_one_line(
+def test_a_nan_learning_rate_or_an_out_of_range_seed_is_one_line(
     tmp_path, scenes, capsys, monkeypatch, option: list[str], needle: str
 ) -> None:
-    """A traceback at the start of training, exit 1: 'ValueError: Invalid learning rate: nan' (AdamW)."""
+    """Each was a traceback at the start of training, exit 1: 'ValueError: Invalid learning rate:
+    nan' (AdamW), 'expected non-negative integer' (numpy), 'Overflow when unpacking long long' (torch)."""
     from tests.test_bad_input import assert_one_clear_line, run_cli
 
     args = ["train", str(scenes[0]), *FAST, *option, "-o", str(tmp_path / "run")]

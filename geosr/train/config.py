@@ -201,6 +201,10 @@ class TrainConfig:
                     f"loss weight {term}={weight} must be a number >= 0 (0 leaves the term out), "
                     "e.g. --loss l1=1,ssim=0.1"
                 )
+        if not 0 <= self.seed < 2**63:
+            # numpy's generator takes no negative seed, torch's manual_seed none of 2**64 or more:
+            # either was a traceback (ValueError) at the start of training.
+            raise OptionError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed}")
         if self.threads < 0:
             # torch.set_num_threads would refuse it with a traceback at the start of training.
             raise OptionError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
