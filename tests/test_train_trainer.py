@@ -281,6 +281,7 @@ def test_a_negative_thread_count_is_one_line(tmp_path, scenes, capsys, monkeypat
         (["--learning-rate", "nan"], "optim.lr must be a finite number > 0"),
         (["--seed", "-1"], "seed must be a whole number"),
         (["--seed", "99999999999999999999"], "seed must be a whole number"),
+        (["--loss", ""], "--loss '' is empty"),  # trained with the default loss, silently
     ],
 )
 def test_a_nan_learning_rate_or_an_out_of_range_seed_is_one_line(

@@ -42,8 +42,10 @@ HrPaths = Annotated[
 
 def _parse_loss(text: str | None) -> dict[str, float] | None:
     """``"l1=1,ssim=0.1"`` -> ``{"l1": 1.0, "ssim": 0.1}``; a bare name weighs 1."""
-    if not text:
+    if text is None:
         return None
+    if not text.strip():  # --loss "$LOSS" with LOSS unset trained with the default, silently
+        raise OptionError("--loss '' is empty; give e.g. l1=1,ssim=0.1, or leave it out for the default")
     out: dict[str, float] = {}
     for part in text.split(","):
         name, _, weight = part.strip().partition("=")
