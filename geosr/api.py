@@ -639,7 +639,7 @@ def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Pr
     import shutil
 
     check_remote_output(dst, overwrite=opts.overwrite)
-    check_remote_extras_free(dst, opts)
+    check_extras_free(dst, opts)
     staging = make_staging_folder(dst)
     local = staged_output(dst)
     uploaded = False
@@ -678,47 +678,20 @@ def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Pr
     return fsspec_url(dst)
 
 
-def check_remote_extras_free(dst: str, opts: RunOptions) -> None:
-    """:func:`check_extras_free` for a remote output, whose STAC Item and quicklook are
-    uploaded beside it: an existing one was replaced without ``--overwrite``.
-
-    Raises
-    ------
-    OutputError
-        One of them exists and ``opts.overwrite`` is false.
-    """
-    if opts.overwrite:
-        return
-    from geosr.quicklook import quicklook_path
-    from geosr.stac import item_path
-
-    parent = fsspec_url(dst).rsplit("/", 1)[0]
-    name = local_name(dst)
-    wanted = [
-        (opts.stac, item_path(name).name, "STAC Item"),
-        (opts.quicklook, quicklook_path(name).name, "quicklook"),
-    ]
-    for asked, extra, what in wanted:
-        if asked and remote_exists(f"{parent}/{extra}"):
-            raise OutputError(
-                f"{parent}/{extra} already exists (the {what} of another output named {Path(name).stem}?); "
-                "pass --overwrite to replace it, or choose another -o name"
-            )
-
-
 def _forget_leftover_state(dst: Path) -> None:
     """Remove the run state of a finished output (a run killed right after its rename)."""
     if run_dir(dst).exists():
         RunState.acquire(dst).discard()
 
 
-def check_extras_free(dst: Path, opts: RunOptions) -> None:
+def check_extras_free(dst: Path | str, opts: RunOptions) -> None:
     """Refuse, before any work, to replace the STAC Item or quicklook of another output.
 
     ``--stac`` and ``--quicklook`` name their files by the output's stem, which a
     COG and a Zarr output of one scene share (``x_x4.tif``, ``x_x4.zarr``): when
     ``dst`` is not there yet, an existing one describes that other output, and is
-    replaced only with ``--overwrite``, as the output itself would be.
+    replaced only with ``--overwrite``, as the output itself would be.  A remote
+    output's (a URL) are uploaded beside it: they are looked for there.
 
     Raises
     ------
@@ -730,11 +703,24 @@ def check_extras_free(dst: Path, opts: RunOptions) -> None:
     from geosr.quicklook import quicklook_path
     from geosr.stac import item_path
 
-    wanted = [(opts.stac, item_path(dst), "STAC Item"), (opts.quicklook, quicklook_path(dst), "quicklook")]
-    for asked, path, what in wanted:
-        if asked and (path.exists() or path.is_symlink()):
+    remote = isinstance(dst, str) and is_remote(dst)
+    name = local_name(str(dst)) if remote else Path(dst).name
+    wanted = [
+        (opts.stac, item_path(name).name, "STAC Item"),
+        (opts.quicklook, quicklook_path(name).name, "quicklook"),
+    ]
+    for asked, extra, what in wanted:
+        if not asked:
+            continue
+        if remote:
+            where: str | Path = f"{fsspec_url(str(dst)).rsplit('/', 1)[0]}/{extra}"
+            taken = remote_exists(str(where))
+        else:
+            where = Path(dst).with_name(extra)
+            taken = where.exists() or where.is_symlink()
+        if taken:
             raise OutputError(
-                f"{path} already exists (the {what} of another output named {dst.stem}?); "
+                f"{where} already exists (the {what} of another output named {Path(name).stem}?); "
                 "pass --overwrite to replace it, or choose another -o name"
             )
 
