@@ -32,6 +32,17 @@ def coordinate_pattern(count: int, height: int, width: int, dtype: str = "uint16
     return data.astype(dtype)
 
 
+def sparse_giant(path: Path, size: int = 1_000_000) -> Path:
+    """A ``size x size`` uint16 GeoTIFF with no block written (sparse): at 1,000,000^2 it
+    holds only its tile index, 175 MiB, for a declared 1.8 TiB of pixels."""
+    with rasterio.open(
+        path, "w", driver="GTiff", count=1, height=size, width=size, dtype="uint16",
+        crs="EPSG:32633", transform=UTM_TRANSFORM, tiled=True, sparse_ok=True, bigtiff="YES",
+    ):  # fmt: skip
+        pass
+    return path
+
+
 @pytest.fixture
 def make_raster(tmp_path: Path) -> Callable[..., Path]:
     """Write a GeoTIFF; returns its path.  Keyword arguments describe it."""

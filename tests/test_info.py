@@ -14,7 +14,7 @@ from affine import Affine
 from geosr.cli import main
 from geosr.inspect import plan_run
 from geosr.options import RunOptions
-from tests.conftest import UTM_TRANSFORM
+from tests.conftest import sparse_giant
 
 
 def test_plan_describes_scene_and_run(make_raster) -> None:
@@ -101,7 +101,6 @@ def test_info_says_bigtiff_exactly_when_the_cog_is_one(tmp_path: Path) -> None:
     BigTIFF from 2.625 GiB (3.5 GiB with overviews; and GDAL's IF_SAFER below that from
     about 2 GiB): a 2-band uint16 8192^2 scene at x4 (4.00 GiB) gave a BigTIFF COG that info
     called a plain one."""
-    import rasterio
 
     from geosr.io.cog import is_bigtiff
 
@@ -144,11 +143,7 @@ def test_info_says_when_the_run_would_not_fit_on_disk(make_raster, tmp_path: Pat
     """geosr info planned a 1,000,000^2 scene (a sparse file of a few hundred bytes) as
     fine, 'disk about 29 TiB for a COG', though geosr run refuses it for lack of disk."""
     src = tmp_path / "huge.tif"
-    with rasterio.open(
-        src, "w", driver="GTiff", count=1, height=1_000_000, width=1_000_000, dtype="uint16",
-        crs="EPSG:32633", transform=UTM_TRANSFORM, tiled=True, sparse_ok=True, bigtiff="YES",
-    ):  # fmt: skip
-        pass
+    sparse_giant(src)
     lines = dict(plan_run(src, RunOptions(model="bicubic", tile=8192), calibrate=False).lines())
     assert f"free in {tmp_path} (write elsewhere with -o): geosr run would refuse it" in lines["resources"]
     small = dict(plan_run(make_raster(), RunOptions(model="bicubic"), calibrate=False).lines())

@@ -13,7 +13,7 @@ import pytest
 
 from geosr.errors import OptionError
 from geosr.resources import Plan, check, disk_needed, memory_needed
-from tests.conftest import UTM_TRANSFORM
+from tests.conftest import sparse_giant
 
 pytestmark = pytest.mark.slow
 
@@ -173,17 +173,12 @@ def test_guard_refuses_in_a_process_with_little_memory(make_raster, tmp_path: Pa
 
 def test_absurd_declared_size_is_refused_before_reading(tmp_path: Path) -> None:
     """A 1,000,000 x 1,000,000 GeoTIFF (sparse: a few hundred bytes) is refused by the disk guard."""
-    import rasterio
 
     import geosr
     from geosr.errors import GeosrError
 
     src = tmp_path / "huge.tif"
-    with rasterio.open(
-        src, "w", driver="GTiff", count=1, height=1_000_000, width=1_000_000, dtype="uint16",
-        crs="EPSG:32633", transform=UTM_TRANSFORM, tiled=True, sparse_ok=True, bigtiff="YES",
-    ):  # fmt: skip
-        pass
+    sparse_giant(src)
     with pytest.raises(GeosrError, match=r"huge.tif.*TiB uncompressed.*are free in"):
         geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.tif"]
