@@ -140,7 +140,7 @@ def test_estimated_time_is_the_runs_not_the_models_alone(make_raster, tmp_path: 
 
 
 def test_info_says_when_the_run_would_not_fit_on_disk(make_raster, tmp_path: Path) -> None:
-    """geosr info planned a 1,000,000^2 scene (a sparse file of a few hundred bytes) as
+    """geosr info planned a 1,000,000^2 scene (a sparse file: its tile index alone) as
     fine, 'disk about 29 TiB for a COG', though geosr run refuses it for lack of disk."""
     src = tmp_path / "huge.tif"
     sparse_giant(src)

@@ -172,7 +172,7 @@ def test_guard_refuses_in_a_process_with_little_memory(make_raster, tmp_path: Pa
 
 
 def test_absurd_declared_size_is_refused_before_reading(tmp_path: Path) -> None:
-    """A 1,000,000 x 1,000,000 GeoTIFF (sparse: a few hundred bytes) is refused by the disk guard."""
+    """A 1,000,000 x 1,000,000 GeoTIFF (sparse: its tile index alone) is refused by the disk guard."""
 
     import geosr
     from geosr.errors import GeosrError
