@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -71,6 +72,18 @@ def test_writers_journal_each_batch_once_and_only_after_its_tiles_are_written(ma
     assert most_in_flight[0] == writer_threads() + 1
 
 
+def counted_bicubic(bands: int) -> tuple[Predictor, Callable[[np.ndarray], list[np.ndarray]], list[int]]:
+    """The x2 bicubic predictor, a predict that calls it, and the tiles of each of its calls."""
+    predictor = Predictor(load_model("bicubic", bands=bands, scale=2), device="cpu", precision="fp32")
+    calls: list[int] = []
+
+    def predict(x: np.ndarray) -> list[np.ndarray]:
+        calls.append(len(x))
+        return predictor(x)
+
+    return predictor, predict, calls
+
+
 def test_tiles_without_a_valid_core_pixel_skip_the_model_and_come_out_as_nodata(make_raster) -> None:
     """A swath edge: tiles whose core is nodata in every band are not computed, yet every
     tile's pixels equal those of computing them all; a tile valid in one band is computed."""
@@ -82,12 +95,7 @@ def test_tiles_without_a_valid_core_pixel_skip_the_model_and_come_out_as_nodata(
         scene, halo=4, scale=2, norm=Normalisation((0.0, 0.0), (9e3, 9e3), "test"), nodata=0, batch_size=12
     )
     plan = plan_tiles(48, 64, tile=16, halo=4)
-    predictor = Predictor(load_model("bicubic", bands=2, scale=2), device="cpu", precision="fp32")
-    seen: list[int] = []
-
-    def predict(x: np.ndarray) -> list[np.ndarray]:
-        seen.append(len(x))
-        return predictor(x)
+    predictor, predict, seen = counted_bicubic(bands=2)
 
     raw = read_batch(job, plan.tiles)
     got = process_batch(job, plan.tiles, raw, predict)
@@ -116,12 +124,7 @@ def test_nodata_tiles_scattered_among_batches_leave_the_model_full_batches(make_
     scene = open_scene(make_raster(data=data, nodata=0))
     job = Job(scene, halo=4, scale=2, norm=Normalisation((0.0,), (9e3,), "test"), nodata=0, batch_size=2)
     plan = plan_tiles(32, 128, tile=16, halo=4)
-    predictor = Predictor(load_model("bicubic", bands=1, scale=2), device="cpu", precision="fp32")
-    calls: list[int] = []
-
-    def predict(x: np.ndarray) -> list[np.ndarray]:
-        calls.append(len(x))
-        return predictor(x)
+    predictor, predict, calls = counted_bicubic(bands=1)
 
     class Sink:
         def __init__(self) -> None:
