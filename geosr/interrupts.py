@@ -30,33 +30,69 @@ class Terminated(KeyboardInterrupt):
 _sigterm_received = threading.Event()
 
 _swallowed: list[KeyboardInterrupt] = []
-"""Ctrl-C or SIGTERM raised inside a C library's callback into Python (GDAL's error
-handler in rasterio), which Python reports as "Exception ignored" and drops: the call
-then fails as if its file were bad (opening a FIFO: 'Interrupted system call')."""
+"""Ctrl-C or SIGTERM raised where Python cannot raise it and drops it ("Exception
+ignored"): inside a C library's callback into Python (GDAL's error handler in
+rasterio), whose call then fails as if its file were bad (opening a FIFO: 'Interrupted
+system call'), or inside a finalizer (``__del__``, a weakref callback) that the garbage
+collector happened to run when the signal came, where nothing fails at all."""
+
+_swallowed_lock = threading.Lock()
+
+REDELIVERY_DELAY_S = 0.05
+"""How long a swallowed interrupt waits to be taken (:func:`swallowed_interrupt`) by the
+failure it caused before its signal is sent again: by then the main thread is out of
+the callback or finalizer, in code where the signal raises."""
 
 
 def _keep_swallowed_interrupt(unraisable: Any) -> None:
     """``sys.unraisablehook``: keep an interrupt that a callback could not raise, for the
     failure it causes to be reported as the interrupt it is."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt):
-        _swallowed.append(unraisable.exc_value)
+        _keep(unraisable.exc_value)
         return
     sys.__unraisablehook__(unraisable)
+
+
+def _keep(stop: KeyboardInterrupt) -> None:
+    """Keep ``stop`` for the failure it may cause, and send its signal again soon in case
+    nothing fails: a command that went on as if never interrupted (the signal was dropped
+    in a finalizer) ran to its end, ignoring the SIGTERM of ``timeout`` or Slurm."""
+    with _swallowed_lock:
+        _swallowed.append(stop)
+    # Not raised now, nor the signal sent from here: its handler would run at once,
+    # inside this hook, and be dropped again.
+    timer = threading.Timer(REDELIVERY_DELAY_S, _redeliver, args=(stop,))
+    timer.daemon = True
+    timer.start()
+
+
+def _redeliver(stop: KeyboardInterrupt) -> None:
+    """Send ``stop``'s signal to the main thread again, unless its failure took it."""
+    with _swallowed_lock:
+        if not any(kept is stop for kept in _swallowed):
+            return
+        _swallowed.clear()
+        signum = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+        main = threading.main_thread().ident
+        if main is not None:  # always: the main thread has started
+            signal.pthread_kill(main, signum)
 
 
 def _keep_interrupt_printed(kind: type[BaseException], value: BaseException, tb: Any) -> None:
     """``sys.excepthook``, which Cython calls to print the traceback of an exception its
     callback cannot raise, before the unraisable hook: an interrupt is kept, not printed."""
     if isinstance(value, KeyboardInterrupt):
-        _swallowed.append(value)
+        _keep(value)
         return
     sys.__excepthook__(kind, value, tb)
 
 
 def swallowed_interrupt() -> KeyboardInterrupt | None:
-    """The interrupt a callback swallowed since the last call, if any."""
-    stop = _swallowed[-1] if _swallowed else None
-    _swallowed.clear()
+    """The interrupt a callback swallowed since the last call, if any (taken: its signal
+    is not sent again)."""
+    with _swallowed_lock:
+        stop = _swallowed[-1] if _swallowed else None
+        _swallowed.clear()
     return stop
 
 
@@ -167,5 +203,8 @@ def signals_as_interrupts() -> Iterator[None]:
     try:
         yield
     finally:
+        # The command is over: an interrupt still kept is not sent again, to a process
+        # whose SIGTERM no longer raises (it would die on it, with no line).
+        swallowed_interrupt()
         signal.signal(signal.SIGTERM, previous)
         sys.unraisablehook, sys.excepthook = hooks

@@ -186,3 +186,23 @@ def test_an_interrupt_once_the_output_is_written_says_to_resume(make_raster, tmp
     assert "rerun with --resume" in line
     old = str(interrupts.interrupted_run(KeyboardInterrupt(), str(src), dst, previous=stamp(dst)))
     assert f"after {dst} was written" not in old
+
+
+def test_a_signal_dropped_in_a_finalizer_still_stops_the_command() -> None:
+    """A SIGTERM whose handler ran inside a finalizer (``__del__``, run by the garbage
+    collector wherever the main thread was) was dropped as "Exception ignored": the command
+    went on to its end, exit 0. Seen once in CI: training outlived a SIGTERM sent while its
+    store was built."""
+    from geosr.interrupts import Terminated, signals_as_interrupts
+
+    class SignalledWhileCollected:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs here, inside the finalizer
+                pass
+
+    with signals_as_interrupts(), pytest.raises(Terminated):
+        SignalledWhileCollected()  # collected at once: the signal is handled and dropped
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the command's work goes on
+            time.sleep(0.001)
