@@ -18,7 +18,7 @@ from geosr.io.atomic import format_bytes, free_bytes
 from geosr.io.bands import check_band_layout
 from geosr.io.cog import is_bigtiff
 from geosr.io.run_store import StoreWriter, create_run_store, finalise
-from geosr.io.scene import Scene, read_sample, read_window
+from geosr.io.scene import Scene, read_sample, read_window, sample_step
 from geosr.io.sink import OutputSpec
 from geosr.kernel import prepare_tiles
 from geosr.models import load_model
@@ -44,6 +44,8 @@ class Timing:
     batches: int
     model: float
     """Seconds a batch takes in the model, with the tiles' preparation and finishing."""
+    model_batches: int
+    """Batches the model runs: those of the tiles with a valid pixel (the others skip it)."""
     read: float
     """Seconds to read a batch's tiles."""
     store: float
@@ -62,14 +64,14 @@ class Timing:
         # it (a bicubic 2048^2 x4 run: model 1.4 s + writes 3.1 s on 2 writers = 3.0 s
         # against 2.8 s measured for the tiles).
         io = max(self.read * self.batches, self.store / resources.writer_threads())
-        model = self.model * self.batches
+        model = self.model * self.model_batches
         tiles = max(model, io) if self.overlapped else model + io
         return self.sample + tiles + self.cog
 
     def describe(self) -> str:
         """The estimate and what it is made of."""
         return (
-            f"{_seconds(self.total)} for a COG: model {_seconds(self.model * self.batches)}, "
+            f"{_seconds(self.total)} for a COG: model {_seconds(self.model * self.model_batches)}, "
             f"reading {_seconds(self.read * self.batches + self.sample)}, "
             f"run store {_seconds(self.store)}, COG build {_seconds(self.cog)} "
             f"(measured on 1 of {self.batches} batch{'es' if self.batches > 1 else ''})"
@@ -231,8 +233,10 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         sample = read_sample(scene)
         sample_seconds = time.perf_counter() - start
         warn_undeclared_zeros(scene, sample)  # as the run would
-        valid = float(valid_mask(sample, scene.nodata).any(axis=0).mean()) if sample.size else 0.0
-        timing = _time_one_batch(scene, plan, batch, predictor, options.scale, sample_seconds)
+        valid_sample = np.asarray(valid_mask(sample, scene.nodata).any(axis=0))
+        valid = float(valid_sample.mean()) if sample.size else 0.0
+        with_data = _tiles_with_data(plan, valid_sample, sample_step(*scene.grid.shape.yx))
+        timing = _time_one_batch(scene, plan, with_data, batch, predictor, options.scale, sample_seconds)
     return RunPlan(
         scene,
         options,
@@ -250,18 +254,41 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     )
 
 
+def _tiles_with_data(plan: TilePlan, valid_sample: np.ndarray, step: int) -> list[bool]:
+    """Per tile, whether the strided sample (``valid_sample``: a pixel every ``step``) sees
+    a valid pixel in its core; a core between the sample's pixels counts as holding data."""
+    has_data = []
+    for tile in plan:
+        core = tile.core
+        # The sample's pixels are the scene's rows and columns that are multiples of step.
+        rows = slice(-(-core.row // step), -(-(core.row + core.height) // step))
+        cols = slice(-(-core.col // step), -(-(core.col + core.width) // step))
+        seen = valid_sample[rows, cols]
+        has_data.append(bool(seen.any()) if seen.size else True)
+    return has_data
+
+
 def _time_one_batch(
-    scene: Scene, plan: TilePlan, batch: int, predictor: Predictor, scale: int, sample_seconds: float
+    scene: Scene,
+    plan: TilePlan,
+    with_data: list[bool],
+    batch: int,
+    predictor: Predictor,
+    scale: int,
+    sample_seconds: float,
 ) -> Timing:
     """Read, compute and write a batch of the run as the run would, and time each part.
 
-    The batch in the middle of the plan: a scene's first tiles are often nodata (a
-    Sentinel-2 granule's corner), whose output compresses many times faster than
-    imagery, and can be cut short by the scene's edge.
+    The batch of tiles with data (``with_data``, per tile) nearest the middle of the
+    plan: a tile without any skips the model (a batch of them timed the model at
+    nothing), and a scene's first tiles are often nodata (a Sentinel-2 granule's
+    corner), whose output compresses many times faster than imagery, and can be cut
+    short by the scene's edge.
     """
-    count = min(batch, len(plan))
-    first = (len(plan) - count) // 2
-    tiles = plan.tiles[first : first + count]
+    middle = len(plan) // 2
+    candidates = [i for i, data in enumerate(with_data) if data] or list(range(len(plan)))
+    nearest = sorted(candidates, key=lambda i: abs(i - middle))[: min(batch, len(plan))]
+    tiles = [plan.tiles[i] for i in sorted(nearest)]
     start = time.perf_counter()
     raw = np.stack([read_window(scene, t.read) for t in tiles])
     read = time.perf_counter() - start
@@ -279,6 +306,7 @@ def _time_one_batch(
     return Timing(
         batches=-(-len(plan) // batch),
         model=model * batch / len(tiles),
+        model_batches=-(-sum(with_data) // batch),
         read=read * batch / len(tiles),
         store=store,
         cog=cog,

@@ -148,3 +148,21 @@ def test_info_says_when_the_run_would_not_fit_on_disk(make_raster, tmp_path: Pat
     assert f"free in {tmp_path} (write elsewhere with -o): geosr run would refuse it" in lines["resources"]
     small = dict(plan_run(make_raster(), RunOptions(model="bicubic"), calibrate=False).lines())
     assert "refuse" not in small["resources"]
+
+
+def test_estimate_times_the_model_on_tiles_with_data(make_raster, tmp_path: Path) -> None:
+    """The timed batch was the plan's middle one: where that held no valid pixel, the model
+    skipped it, and the estimate counted the model at nothing for every batch of the run."""
+    from tests.test_run import random_model_file
+
+    weights = random_model_file(tmp_path, scale=2)
+    data = np.random.default_rng(0).random((1, 384, 384)).astype("float32")
+    full = make_raster("full.tif", data=data, nodata=float("nan"))
+    data[:, 128:256] = np.nan  # the middle row of tiles is nodata
+    banded = make_raster("banded.tif", data=data, nodata=float("nan"))
+    options = RunOptions(scale=2, model=str(weights), tile=128, batch_size=3, device="cpu", precision="fp32")
+    whole, half = (plan_run(src, options).timing for src in (full, banded))
+    assert whole is not None and half is not None
+    assert (whole.batches, whole.model_batches) == (3, 3)
+    assert (half.batches, half.model_batches) == (3, 2)  # 6 tiles hold data, in 2 batches of 3
+    assert half.model > 0.3 * whole.model, (half.model, whole.model)  # one batch's model time, both
