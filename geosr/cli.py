@@ -33,6 +33,7 @@ from geosr.interrupts import (
     swallowed_interrupt,
     unreported_interrupt,
 )
+from geosr.io.remote import bound_remote_waits
 from geosr.progress import ProgressLines, progress_bar_drawn
 
 app = typer.Typer(
@@ -459,6 +460,7 @@ def _main() -> None:
     # particular) straight to stderr; geosr reports each failure itself in one
     # line, so their copies go to the bit bucket unless the user asked for a log.
     os.environ.setdefault("CPL_LOG", os.devnull)
+    bound_remote_waits()
     # rasterio logs the same GDAL errors; without a handler Python would print them.
     logging.getLogger("rasterio").addHandler(logging.NullHandler())
     original = warnings.showwarning

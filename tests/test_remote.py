@@ -623,3 +623,33 @@ def test_a_server_that_fails_mid_run_is_not_called_a_corrupt_file(tmp_path: Path
     assert "See previous exception" not in message, message
     assert "the server stopped serving it" in message and "check the URL" in message, message
     assert not out.exists()
+
+
+_STALLED_RUN = """
+import sys
+from geosr.io import remote
+remote.STALLED_TRANSFER_S = 1
+from geosr.cli import main
+sys.argv = ["geosr", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_stalled_server_fails_the_run_in_one_line(tmp_path: Path) -> None:
+    """A server that took the connection and never answered hung the run, silently: curl
+    waits forever by default. geosr bounds the wait (here 1 s), unless the user set GDAL's options."""
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GDAL_HTTP_")}
+    # Listening, the kernel takes the connections; nothing ever accepts or answers them.
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/scene.tif"
+        out = tmp_path / "out.tif"
+        args = [sys.executable, "-c", _STALLED_RUN, "run", url, "--model", "bicubic", "-o", str(out)]
+        # Without the bound, the run hangs (in GDAL, deaf to signals): killed at the timeout.
+        done = subprocess.run(
+            args, check=False, capture_output=True, text=True, env=env, timeout=120, cwd=REPO
+        )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert url in done.stderr and "server" in done.stderr, done.stderr
+    assert not list(tmp_path.iterdir())

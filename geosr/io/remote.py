@@ -28,6 +28,24 @@ _ARCHIVE_PREFIXES = ("/vsizip/", "/vsitar/", "/vsigzip/")
 _ARCHIVE_SCHEMES = ("zip", "tar", "gzip", "zip+file", "tar+file", "gzip+file")
 
 
+STALLED_TRANSFER_S = 30
+"""Seconds a remote read may go without a byte before it fails (GDAL's
+``GDAL_HTTP_LOW_SPEED_TIME``, below 1 byte/s): curl's default is to wait forever, so
+a server that accepted the connection and then stalled hung the run, silently."""
+
+CONNECT_TIMEOUT_S = 30
+"""Seconds to connect to a remote server before the read fails (``GDAL_HTTP_CONNECTTIMEOUT``)."""
+
+
+def bound_remote_waits() -> None:
+    """Make a stalled or unreachable server fail a remote read, in one line, rather than hang
+    it: :data:`STALLED_TRANSFER_S` and :data:`CONNECT_TIMEOUT_S`, unless the user set GDAL's
+    options (GDAL reads them from the environment at each request)."""
+    os.environ.setdefault("GDAL_HTTP_LOW_SPEED_TIME", str(STALLED_TRANSFER_S))
+    os.environ.setdefault("GDAL_HTTP_LOW_SPEED_LIMIT", "1")
+    os.environ.setdefault("GDAL_HTTP_CONNECTTIMEOUT", str(CONNECT_TIMEOUT_S))
+
+
 def is_remote(path: str | Path) -> bool:
     """True for URLs GDAL opens remotely and for ``/vsi*`` paths other than local archives."""
     text = str(path)
