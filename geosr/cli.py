@@ -288,6 +288,11 @@ def _report(exc: GeosrError) -> None:
     err.print(f"[red]error:[/red] {exc}{_exact_command(exc)}", highlight=False, soft_wrap=True)
 
 
+_BUILDING = "building the output"
+"""What the progress says once every tile is done: a large COG's build (GDAL compressing
+every block and its overviews) takes minutes more, which a bar at 100 % left unexplained."""
+
+
 @contextlib.contextmanager
 def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     """A transient tiles bar on stderr; yields the run's ``progress`` callback.
@@ -297,7 +302,8 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     until the end, and a blank line per bar.
     """
     if not progress_bar_drawn(err):
-        yield ProgressLines(label, "tiles")
+        lines = ProgressLines(label, "tiles")
+        yield lambda done, total: lines(done, total, _BUILDING if done >= total else "")
         return
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -311,7 +317,8 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         task = bar.add_task(label, total=None)
 
         def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            building = f"{label} ({_BUILDING})" if done >= total else label
+            bar.update(task, completed=done, total=total, description=building)
 
         yield advance
 

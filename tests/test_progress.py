@@ -90,4 +90,7 @@ def test_run_into_a_log_file_prints_progress_lines(make_raster, tmp_path, capfd,
     steps = [int(m["done"]) for m in lines]
     assert steps == sorted(steps) and all(b - a >= 2 for a, b in itertools.pairwise(steps))
     assert lines[-1]["done"] == "16" and lines[-1]["pct"] == "100"
+    # The COG build comes after the last tile: the line says so, not just "100 %".
+    assert lines[-1].string.startswith("geosr: scene.tif: 16/16 tiles (100 %), building the output, "), err
+    assert "building" not in " ".join(line.string for line in lines[:-1]), err
     assert (tmp_path / "scene_x2.tif").exists()
