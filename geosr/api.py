@@ -30,7 +30,9 @@ from geosr.io.remote import (
     local_name,
     make_staging_folder,
     remote_exists,
+    remote_matches,
     staged_output,
+    staging_folder,
     upload,
 )
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
@@ -714,7 +716,10 @@ def check_extras_free(dst: Path | str, opts: RunOptions) -> None:
             continue
         if remote:
             where: str | Path = f"{fsspec_url(str(dst)).rsplit('/', 1)[0]}/{extra}"
-            taken = remote_exists(str(where))
+            # One this job uploaded before its output's upload failed is its own: its copy
+            # is still staged (the refusal blocked the --resume that uploads the output).
+            staged = staging_folder(str(dst)) / extra
+            taken = remote_exists(str(where)) and not remote_matches(str(where), staged)
         else:
             where = Path(dst).with_name(extra)
             taken = where.exists() or where.is_symlink()

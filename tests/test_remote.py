@@ -352,6 +352,49 @@ def test_a_failed_upload_keeps_the_output_and_resume_only_uploads_it(make_raster
         shutil.rmtree(remote.staging_folder(url), ignore_errors=True)
 
 
+def test_resume_uploads_the_output_after_its_stac_item_went_up(make_raster, monkeypatch) -> None:
+    """The STAC Item is uploaded before the output: when the output's upload then failed,
+    --resume (as the error said) was refused, the Item taken for "the STAC Item of another
+    output named sr", and the run could only be computed again with --overwrite."""
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    import geosr
+    from geosr.errors import ResumableError
+    from geosr.io import remote
+
+    src = make_raster(count=1, height=64, width=64)
+    url = "memory://item-bucket/run/sr.tif"
+    options = {"scale": 2, "model": "bicubic", "tile": 16, "stac": True}
+    fs = fsspec.filesystem("memory")
+    put_file = MemoryFileSystem.put_file
+
+    def reset_on_the_output(
+        self: MemoryFileSystem, lpath: str, rpath: str, *args: object, **kw: object
+    ) -> None:
+        if str(rpath).endswith("sr.tif"):
+            raise ConnectionResetError(104, "Connection reset by peer")
+        put_file(self, lpath, rpath, *args, **kw)
+
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(MemoryFileSystem, "put_file", reset_on_the_output)
+            with pytest.raises(ResumableError, match="rerun with --resume to upload it"):
+                geosr.upscale_file(src, url, **options)
+        assert fs.exists("/item-bucket/run/sr.stac.json") and not fs.exists("/item-bucket/run/sr.tif")
+        geosr.upscale_file(src, url, resume=True, **options)
+        assert fs.exists("/item-bucket/run/sr.tif") and not remote.staging_folder(url).exists()
+        # Another job's Item at that name is still refused.
+        fs.pipe("/item-bucket/run/other.stac.json", b"{}")
+        with pytest.raises(geosr.GeosrError, match=r"other\.stac\.json already exists"):
+            geosr.upscale_file(src, "memory://item-bucket/run/other.tif", **options)
+    finally:
+        if fs.exists("/item-bucket"):
+            fs.rm("/item-bucket", recursive=True)
+        for name in ("sr.tif", "other.tif"):
+            shutil.rmtree(remote.staging_folder(f"memory://item-bucket/run/{name}"), ignore_errors=True)
+
+
 def test_overwriting_a_remote_zarr_store_leaves_none_of_the_old_chunks(make_raster) -> None:
     """A Zarr output leaves out its all-nodata chunks; uploaded over an older store with
     --overwrite, the older store's chunks there stayed, and read back as the old pixels

@@ -313,6 +313,20 @@ def make_staging_folder(dst: str | Path) -> Path:
     return folder
 
 
+def remote_matches(url: str | Path, local: Path) -> bool:
+    """True when the remote file at ``url`` holds exactly ``local``'s bytes (for small files:
+    a STAC Item, a quicklook)."""
+    fs, path = _filesystem(fsspec_url(url))
+    try:
+        return (
+            local.is_file()
+            and fs.size(path) == local.stat().st_size
+            and fs.cat_file(path) == local.read_bytes()
+        )
+    except OSError:
+        return False
+
+
 def upload(local: Path, dst: str | Path) -> str:
     """Copy the finished local output (file or Zarr folder) to ``dst``; returns the URL.
 
