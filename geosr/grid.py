@@ -65,12 +65,25 @@ def crs_label(crs: CRS | None) -> str:
     its name (a CRS given only as WKT, whose text would fill the screen), else ``none``."""
     if crs is None:
         return "none"
-    if crs.epsg:
-        return f"EPSG:{crs.epsg}"
-    authority = crs.proj.to_authority()  # ESRI:54009 and the like
+    code = epsg_code(crs)
+    if code is not None:
+        return f"EPSG:{code}"
+    authority = crs.proj.to_authority(min_confidence=100)  # ESRI:54009 and the like
     if authority is not None:
         return f"{authority[0]}:{authority[1]} ({crs.proj.name})"
     return f"{crs.proj.name!r} (WKT, no EPSG code)"
+
+
+def epsg_code(crs: CRS) -> int | None:
+    """The EPSG code that *is* ``crs``, or None.
+
+    Not odc-geo's ``crs.epsg`` (pyproj's ``to_epsg()``), which takes a 70 % match: a
+    UTM zone on the International 1924 ellipsoid with no named datum, as older
+    software writes user-defined GeoTIFF CRSs, came out as ED50's EPSG:23033 (one of
+    three codes that match it as well), and ``--stac`` wrote that ``proj:code`` in
+    place of the CRS's WKT, so a reader shifted the scene by ED50's datum (~100 m).
+    """
+    return crs.proj.to_epsg(min_confidence=100)
 
 
 def window_grid(grid: GeoBox, row: int, col: int, height: int, width: int) -> GeoBox:

@@ -31,7 +31,7 @@ from odc.geo.geobox import GeoBox
 from pystac.extensions.projection import ProjectionExtension
 
 from geosr import __version__
-from geosr.grid import scaled
+from geosr.grid import epsg_code, scaled
 from geosr.io.atomic import write_small_file
 from geosr.io.remote import is_remote, unsigned
 from geosr.io.scene import Scene
@@ -114,7 +114,7 @@ def build_item(
     item.add_asset("data", asset)
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     assert grid.crs is not None  # scenes without a CRS are refused when opened
-    epsg = grid.crs.epsg
+    epsg = epsg_code(grid.crs)
     proj.apply(
         code=f"EPSG:{epsg}" if epsg else None,
         wkt2=None if epsg else grid.crs.to_wkt(),

@@ -10,10 +10,12 @@ import pystac
 import pytest
 import rasterio
 import shapely
+from odc.geo import CRS
 from odc.geo.geobox import GeoBox
 
 import geosr
 from geosr.errors import InputError, OutputError
+from geosr.grid import crs_label
 from geosr.stac import validate_item, wgs84_footprint
 from tests.conftest import coordinate_pattern
 
@@ -275,3 +277,18 @@ def test_an_item_in_a_crs_off_the_earth_has_no_footprint(make_raster, tmp_path: 
     assert validate_item(item)
     assert item.geometry is None and item.bbox is None
     assert "site grid" in item.properties["proj:wkt2"] and item.properties["proj:shape"] == [60, 72]
+
+
+def test_a_crs_that_only_resembles_an_epsg_code_is_written_as_wkt(make_raster, tmp_path: Path) -> None:
+    """A UTM zone on the International 1924 ellipsoid with no named datum (a user-defined
+    GeoTIFF CRS) matches ED50 / UTM 33N (EPSG:23033) at 70 % only, as it does two other
+    codes.  Before, the Item's proj:code was EPSG:23033, without the WKT, and `geosr info`
+    said "CRS EPSG:23033": a reader would shift the scene by ED50's datum."""
+    src = make_raster(crs="+proj=utm +zone=33 +ellps=intl +units=m +no_defs", height=20, width=24)
+    geosr.upscale_file(src, tmp_path / "intl_x2.tif", scale=2, model="bicubic", stac=True)
+    props = pystac.Item.from_file(str(tmp_path / "intl_x2.stac.json")).properties
+    with rasterio.open(src) as f:
+        assert props.get("proj:code") is None and CRS(props["proj:wkt2"]) == CRS(f.crs.to_wkt())
+        assert crs_label(CRS(f.crs.to_wkt())) == "'unknown' (WKT, no EPSG code)"
+    # A CRS that is its code keeps it, in the Item and the label.
+    assert crs_label(CRS("EPSG:23033")) == "EPSG:23033"
