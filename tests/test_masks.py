@@ -285,6 +285,47 @@ def test_each_band_has_its_own_nodata(tmp_path: Path, model: str | None) -> None
     assert (second[0] == 2).sum() == 4 * other.sum()
 
 
+def with_band_masks(path: Path, data: np.ndarray, hidden: tuple[np.ndarray, ...]) -> Path:
+    """A VRT over a GeoTIFF of ``data`` whose bands each have a mask of their own (a band's
+    ``<MaskBand>``: 0 where ``hidden``), which GDAL reports with no mask flag."""
+    from rasterio.shutil import copy
+
+    copy(write(path.with_suffix(".tif"), data), path, driver="VRT")
+    text = path.read_text()
+    for band, area in reversed(list(enumerate(hidden, start=1))):  # the last first, so earlier tags stay put
+        mask = write(path.with_name(f"mask{band}.tif"), np.where(area, 0, 255).astype(np.uint8)[None])
+        source = f"<SimpleSource><SourceFilename>{mask}</SourceFilename></SimpleSource>"
+        closing = [m.start() for m in re.finditer("</VRTRasterBand>", text)][band - 1]
+        element = f'<MaskBand><VRTRasterBand dataType="Byte">{source}</VRTRasterBand></MaskBand>'
+        text = text[:closing] + element + text[closing:]
+    path.write_text(text)
+    return path
+
+
+def test_each_band_has_its_own_mask(tmp_path: Path) -> None:
+    """A band's own mask (a VRT band's <MaskBand>, a per-band .msk) hides its pixels as nodata
+    does.  Before, GDAL's empty mask flags read as no mask: the hidden pixels were
+    super-resolved as data and the output had no nodata."""
+    data = coordinate_pattern(2, 96, 112, "uint16")  # every value >= 1: 0 is free to mean nodata
+    hidden = hidden_area(96, 112)
+    other = np.zeros_like(hidden)
+    other[60:, :30] = True  # band 2 hides another place
+    vrt = with_band_masks(tmp_path / "masks.vrt", data, (hidden, other))
+    with rasterio.open(vrt) as src:
+        assert src.mask_flag_enums == ([], [])  # a mask of each band's own
+    assert open_scene(vrt).masked
+    reference = write(tmp_path / "one.tif", np.where([hidden, other], 0, data).astype(data.dtype), nodata=0)
+
+    a = geosr.upscale_file(vrt, tmp_path / "masks_x2.tif", scale=2, model="bicubic", tile=32)
+    b = geosr.upscale_file(reference, tmp_path / "one_x2.tif", scale=2, model="bicubic", tile=32)
+    (pixels, profile, _), (expected, _, _) = read(a), read(b)
+    assert profile["nodata"] == 0
+    np.testing.assert_array_equal(pixels, expected)
+    for band, invalid in enumerate((hidden, other)):
+        invalid_hr = invalid.repeat(2, 0).repeat(2, 1)
+        assert (pixels[band, invalid_hr] == 0).all() and (pixels[band, ~invalid_hr] != 0).all()
+
+
 def test_training_reads_each_bands_own_nodata(tmp_path: Path) -> None:
     from geosr.train.config import SceneSource
     from geosr.train.data import load_scene

@@ -89,9 +89,10 @@ class Scene:
     masked : bool
         The file hides pixels with a mask shared by its bands (an internal or
         ``.msk`` mask, or an alpha band, which is then not one of the scene's
-        bands).  Reads give such pixels as NaN (:func:`read_window`), so they
-        are invalid like nodata, and the output marks them with
-        :attr:`output_nodata`.
+        bands), or with masks of the bands' own (:func:`has_band_masks`), each
+        hiding its band's pixels only.  Reads give such pixels as NaN
+        (:func:`read_window`), so they are invalid like nodata, and the output
+        marks them with :attr:`output_nodata`.
     band_nodata : tuple of float or None
         Each band's own nodata value (None for none) when the bands' values
         differ, as in a VRT of separate files; empty otherwise.  Reads then give
@@ -356,7 +357,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         scales=tuple(float(src.scales[b - 1]) for b in data),
         offsets=tuple(float(src.offsets[b - 1]) for b in data),
         units=tuple(src.units[b - 1] or None for b in data),
-        masked=hides_pixels(src, data[0]),
+        masked=any(hides_pixels(src, band) for band in data),
     )
 
 
@@ -383,9 +384,21 @@ def data_bands(src: Any) -> list[int]:
 
 
 def hides_pixels(src: Any, band: int) -> bool:
-    """Whether ``band`` of an open dataset is masked by a per-dataset mask or an alpha
-    band (:func:`file_mask` is 0 where pixels are hidden)."""
-    return MaskFlags.per_dataset in src.mask_flag_enums[band - 1] or ColorInterp.alpha in src.colorinterp
+    """Whether ``band`` of an open dataset is masked by a per-dataset mask, an alpha band
+    (:func:`file_mask` is 0 where pixels are hidden) or a mask of its own (:func:`has_band_masks`)."""
+    flags = src.mask_flag_enums[band - 1]
+    return MaskFlags.per_dataset in flags or ColorInterp.alpha in src.colorinterp or not flags
+
+
+def has_band_masks(src: Any) -> bool:
+    """Whether a data band of an open dataset has a mask of its own (a VRT band's
+    ``<MaskBand>``, a per-band ``.msk``), which GDAL reports with no mask flag at all.
+
+    Such a mask hides pixels of its band only, so it is read band by band
+    (:func:`_read_inside`); a scene took it for no mask, and super-resolved the
+    hidden pixels as data.
+    """
+    return any(not src.mask_flag_enums[band - 1] for band in data_bands(src))
 
 
 def file_mask(src: Any, window: RioWindow | None = None) -> np.ndarray:
@@ -546,15 +559,22 @@ def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True) -> np.
         block = handle.read(indexes, window=rio_window)
     if not scene.nan_marks_invalid:
         return block
-    return _hide_invalid(scene, block, file_mask(handle, rio_window) if scene.masked else None)
+    mask = None
+    if scene.masked:
+        has_own = has_band_masks(handle)
+        mask = handle.read_masks(indexes, window=rio_window) if has_own else file_mask(handle, rio_window)
+    return _hide_invalid(scene, block, mask)
 
 
 def _hide_invalid(scene: Scene, block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """``block`` as floats (exact for its dtype) with NaN where the file's ``mask`` hides
-    pixels and where a band holds its own nodata value (:attr:`Scene.band_nodata`): from
-    here on they are invalid, like nodata (:func:`geosr.normalise.valid_mask`)."""
+    """``block`` as floats (exact for its dtype) with NaN where the file's ``mask`` (``(h, w)``,
+    or ``(C, h, w)``: each band's own) hides pixels and where a band holds its own nodata value
+    (:attr:`Scene.band_nodata`): from here on they are invalid, like nodata
+    (:func:`geosr.normalise.valid_mask`)."""
     out = block.astype(scene.read_dtype)
-    if mask is not None:
+    if mask is not None and mask.ndim == 3:
+        out[mask == 0] = np.nan
+    elif mask is not None:
         out[:, mask == 0] = np.nan
     for band, nodata in zip(out, scene.band_nodata, strict=False):
         if nodata is not None:
