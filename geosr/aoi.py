@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pyproj
 import shapely
+import shapely.affinity
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 from rasterio.features import geometry_mask
@@ -145,8 +146,35 @@ def in_scene_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
 
     Where part of ``geometry`` lies outside the domain of ``grid``'s projection (a
     lon/lat box reaching far from a UTM zone maps to infinity), only its part over
-    the grid's footprint is kept, which may be empty.
+    the grid's footprint is kept, which may be empty.  On a geographic grid, the
+    geometry is taken a turn of longitude east or west where only that puts it on the
+    grid (:func:`on_the_grids_turn`).
     """
+    return on_the_grids_turn(_in_grid_crs(geometry, grid), grid)
+
+
+def on_the_grids_turn(local: Geometry, grid: GeoBox) -> Geometry:
+    """``local`` (in ``grid``'s CRS) moved by 360 degrees of longitude where it misses a
+    geographic ``grid`` and the move puts it on it.
+
+    A scene across the antimeridian has longitudes past 180 (179.7 to 180.3) or
+    before -180; an area given the usual way (-179.95 to -179.8, the same place as
+    180.05 to 180.2) was said not to intersect it.
+    """
+    if grid.crs is None or not grid.crs.geographic or local.is_empty:
+        return local
+    extent = grid.extent.geom
+    if local.geom.intersects(extent):
+        return local
+    for turn in (360.0, -360.0):
+        moved = shapely.affinity.translate(local.geom, xoff=turn)
+        if moved.intersects(extent):
+            return Geometry(moved, local.crs)
+    return local
+
+
+def _in_grid_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
+    """:func:`in_scene_crs` but for the turn of longitude."""
     if geometry.crs == grid.crs:
         return geometry
     # Segments of ~1/200 of the AOI's extent: a straight edge in lon/lat bends in UTM.

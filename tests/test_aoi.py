@@ -327,3 +327,29 @@ def test_an_aoi_that_is_a_raster_or_a_folder_is_said_to_be_one(
     assert_one_clear_line(code, err, "areas")
     assert "a folder, not a vector file" in err or "not a readable vector file" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("west", [179.7, -180.3])
+def test_an_area_across_the_antimeridian_finds_the_scene_a_turn_away(
+    make_raster, tmp_path: Path, west: float
+) -> None:
+    """A lon/lat scene across the antimeridian has longitudes past 180 (or before -180); a
+    box or polygon given a turn of longitude away, as areas usually are, is the same place.
+    Before, it was refused: "the area of interest does not intersect the scene"."""
+    grid = Affine(0.01, 0, west, 0, -0.01, -16.0)
+    src = make_raster(crs="EPSG:4326", transform=grid, height=40, width=56)
+    box = "-179.95,-16.3,-179.8,-16.1" if west > 0 else "179.8,-16.3,179.95,-16.1"
+    out = geosr.upscale_file(src, tmp_path / "box.tif", scale=2, model="bicubic", bbox=box)
+    col = 35 if west > 0 else 10  # the box's west edge on the scene's side: 180.05, or -180.2
+    with rasterio.open(out) as f:
+        assert f.transform == grid @ Affine.translation(col, 10) @ Affine.scale(0.5)
+        assert (f.width, f.height) == (30, 40)
+    x0, y0, x1, y1 = (float(v) for v in box.split(","))
+    ring = [(x0, y1), (x1, y0), (x1, y1), (x0, y1)]
+    aoi = write_geojson(tmp_path / "area.geojson", ring)
+    out = geosr.upscale_file(src, tmp_path / "tri.tif", scale=2, model="bicubic", aoi=str(aoi))
+    with rasterio.open(out) as f:
+        pixels = f.read(1)
+        assert f.transform == grid @ Affine.translation(col, 10) @ Affine.scale(0.5)
+        # The triangle's north-east half is data, its south-west corner nodata (the mask moved too).
+        assert pixels[1, -2] != 0 and pixels[-2, 1] == 0
