@@ -212,13 +212,30 @@ def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     corners = [inverse @ (x, y) for x in (minx, maxx) for y in (miny, maxy)]
     cols = [c for c, _ in corners]
     rows = [r for _, r in corners]
-    # A tiny epsilon: a bound that lies exactly on a pixel edge must not pull in the next pixel.
-    c0, c1 = math.floor(min(cols) + 1e-9), math.ceil(max(cols) - 1e-9)
-    r0, r1 = math.floor(min(rows) + 1e-9), math.ceil(max(rows) - 1e-9)
+    # A bound that lies exactly on a pixel edge must not pull in the next pixel.
+    eps = edge_tolerance(grid, (minx, miny, maxx, maxy))
+    c0, c1 = math.floor(min(cols) + eps), math.ceil(max(cols) - eps)
+    r0, r1 = math.floor(min(rows) + eps), math.ceil(max(rows) - eps)
     c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, w), min(r1, h)
     if c0 >= c1 or r0 >= r1 or not local.geom.intersects(grid.extent.geom):
         raise _no_overlap(grid, geometry, source)
     return Window(r0, c0, r1 - r0, c1 - c0)
+
+
+def edge_tolerance(grid: GeoBox, bounds: tuple[float, float, float, float]) -> float:
+    """How near (in pixels) a bound must be to a pixel edge to be taken as on it: the
+    coordinates' rounding, in pixels, with a margin.
+
+    A fixed 1e-9 pixel was finer than a double resolves a UTM northing (5.9e6 m in
+    steps of 9.3e-10 m, 3e-9 of a 0.3 m pixel): a box on the very pixel edges (the
+    bounds of a neighbouring output, ``gdalinfo``'s corners) gained a row of pixels.
+    """
+    t = grid.transform
+    pixel = min(math.hypot(t.a, t.d), math.hypot(t.b, t.e))
+    largest = max(abs(v) for v in (*bounds, t.c, t.f))
+    # At most a thousandth of a pixel: pixels that doubles barely resolve are no reason
+    # to move a bound by whole pixels.
+    return min(1e-9 + 16 * float(np.spacing(largest)) / pixel, 1e-3)
 
 
 def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:

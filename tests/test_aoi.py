@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from odc.geo.geobox import GeoBox
 from pyproj import Transformer
 
 import geosr
+from geosr.aoi import aoi_window, parse_bbox
 from geosr.errors import InputError, OptionError
 from tests.conftest import UTM_TRANSFORM
 
@@ -353,3 +355,17 @@ def test_an_area_across_the_antimeridian_finds_the_scene_a_turn_away(
         assert f.transform == grid @ Affine.translation(col, 10) @ Affine.scale(0.5)
         # The triangle's north-east half is data, its south-west corner nodata (the mask moved too).
         assert pixels[1, -2] != 0 and pixels[-2, 1] == 0
+
+
+def test_a_box_on_pixel_edges_gives_exactly_their_window() -> None:
+    """A box whose sides are pixel edges (a neighbouring output's bounds, gdalinfo's corners)
+    is those pixels, however large the coordinates.  Before, a 1e-9 pixel tolerance was
+    finer than a double resolves a UTM northing: with 0.3 m and 0.03 m pixels, rows 7-251
+    and 203-313 came out as 6-251 and 202-313."""
+    for pixel in (0.3, 0.03, 0.1, 10.0):
+        transform = Affine(pixel, 0, UTM_TRANSFORM.c, 0, -pixel, UTM_TRANSFORM.f)
+        grid = GeoBox((400, 400), transform, "EPSG:32633")
+        for c0, r0, c1, r1 in [(3, 7, 123, 251), (101, 203, 311, 313), (0, 0, 400, 400), (5, 9, 6, 10)]:
+            (x0, y1), (x1, y0) = transform @ (c0, r0), transform @ (c1, r1)
+            window = aoi_window(grid, parse_bbox(f"{x0!r},{y0!r},{x1!r},{y1!r}", "EPSG:32633"), "scene.tif")
+            assert (window.col, window.row, window.width, window.height) == (c0, r0, c1 - c0, r1 - r0)
