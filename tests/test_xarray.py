@@ -201,3 +201,18 @@ def test_a_chunk_of_nodata_alone_is_not_given_to_the_model(make_raster) -> None:
         hook.remove()
     assert (out[:, :, :96] == 0).all() and (out[:, :, 100:] == 700).all()
     assert out.shape == (1, 64, 192) and len(calls) == 4  # of 8 blocks (2 x 4 of 24 px), as many as hold data
+
+
+def test_a_masked_read_of_a_file_without_nodata_is_written_back_as_the_file_job_writes_it(
+    make_raster, tmp_path: Path
+) -> None:
+    """open_rasterio(masked=True) gives floats for a file without nodata too: the result lost
+    the file's dtype (to_raster wrote float32, not uint8) and kept bicubic's overshoot, 54.7
+    beyond the uint8 range, where the file job clips."""
+    src = make_raster(count=1, height=40, width=48, dtype="uint8")
+    sr = geosr.upscale(rioxarray.open_rasterio(src, masked=True, chunks=True), scale=2, model="bicubic")
+    sr.rio.to_raster(tmp_path / "lazy.tif")
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic")
+    with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
+        assert lazy.dtypes == run.dtypes == ("uint8",)
+        np.testing.assert_array_equal(lazy.read(), run.read())

@@ -70,13 +70,13 @@ def _upscale_block(
     model: str | None,
     device: str,
     precision: str,
-    stored: tuple[str, float] | None = None,
+    stored: tuple[str, float | None] | None = None,
 ) -> np.ndarray:
     """One output chunk from one input chunk grown by the halo.
 
-    ``stored`` is the file's own dtype and nodata value behind a masked read
-    (floats with NaN): the pixels are then rounded and clipped as the file job
-    writes them, so that ``to_raster`` stores the same values back.
+    ``stored`` is the file's own dtype and nodata value (None if it has none) behind a
+    masked read (floats, NaN where the file has nodata): the pixels are then rounded and
+    clipped as the file job writes them, so that ``to_raster`` stores the same values back.
     """
     x, valid = prepare_tiles(block[None], nodata, norm)
     h, w = block.shape[1] - 2 * halo, block.shape[2] - 2 * halo
@@ -88,19 +88,18 @@ def _upscale_block(
         sr = predictor(x)[0][:, out_core.rows, out_core.cols]
     else:  # all nodata whatever the model says (as pipeline.process_batch skips it)
         sr = np.zeros((block.shape[0], out_core.height, out_core.width), np.float32)
+    if stored is None:
+        return finish_tile(sr, core_valid, scale=scale, norm=norm, dtype=dtype, nodata=nodata)
+    # A file without nodata has no integer to mark the caller's NaN with: they go back after the cast.
     out = finish_tile(
         sr,
-        core_valid,
+        core_valid if stored[1] is not None else np.ones_like(core_valid),
         scale=scale,
         norm=norm,
-        dtype=stored[0] if stored else dtype,
-        nodata=stored[1] if stored else nodata,
-    )
-    if stored is None:
-        return out
-    masked = out == stored[1]
-    out = out.astype(dtype)
-    out[masked] = np.nan
+        dtype=stored[0],
+        nodata=stored[1],
+    ).astype(dtype)
+    out[~core_valid.repeat(scale, axis=-2).repeat(scale, axis=-1)] = np.nan
     return out
 
 
@@ -204,6 +203,7 @@ def upscale(
         tuple(c * opts.scale for c in array.chunks[1]),
         tuple(c * opts.scale for c in array.chunks[2]),
     )
+    stored = _stored(data)
     result = da.map_blocks(
         functools.partial(
             _upscale_block,
@@ -212,7 +212,7 @@ def upscale(
             norm=norm,
             nodata=nodata,
             dtype=data.dtype.name,
-            stored=_stored(data),
+            stored=stored,
             model=opts.model,
             device=opts.device,
             precision=opts.precision,
@@ -225,7 +225,7 @@ def upscale(
     # under the halo rode on the last input chunk, which made that output chunk larger.
     block = tile_edge * opts.scale
     result = result.rechunk((-1, block, block))
-    return _georeferenced(result, data, scaled(grid, opts.scale), nodata)
+    return _georeferenced(result, data, scaled(grid, opts.scale), nodata, stored)
 
 
 def _band_names(data: xr.DataArray) -> tuple[object, ...]:
@@ -240,16 +240,16 @@ def _band_names(data: xr.DataArray) -> tuple[object, ...]:
     return tuple(str(v) for v in labels) if all(isinstance(v, str) for v in labels) else ()
 
 
-def _stored(data: xr.DataArray) -> tuple[str, float] | None:
-    """The integer dtype and nodata value of the file behind a masked read
-    (``open_rasterio(masked=True)``: floats with NaN where the file has nodata), or None."""
+def _stored(data: xr.DataArray) -> tuple[str, float | None] | None:
+    """The integer dtype and nodata value (None if it has none) of the file behind a masked
+    read (``open_rasterio(masked=True)``: floats, NaN where the file has nodata), or None."""
     dtype = data.encoding.get("rasterio_dtype", data.encoding.get("dtype"))
-    encoded = data.rio.encoded_nodata
-    if encoded is None or dtype is None or np.dtype(dtype).kind not in "ui":
+    if dtype is None or np.dtype(dtype).kind not in "ui":
         return None
     if np.dtype(dtype).name not in SUPPORTED_DTYPES or not np.issubdtype(data.dtype, np.floating):
         return None
-    return np.dtype(dtype).name, float(encoded)
+    encoded = data.rio.encoded_nodata
+    return np.dtype(dtype).name, float(encoded) if encoded is not None else None
 
 
 SPATIAL_NAMES = frozenset({"y", "x", "lat", "lon", "latitude", "longitude"})
@@ -291,7 +291,11 @@ def _checked(data: Any) -> xr.DataArray:
 
 
 def _georeferenced(
-    result: da.Array, source: xr.DataArray, grid: GeoBox, nodata: float | None
+    result: da.Array,
+    source: xr.DataArray,
+    grid: GeoBox,
+    nodata: float | None,
+    stored: tuple[str, float | None] | None,
 ) -> xr.DataArray:
     h, w = grid.shape.yx
     t = grid.transform
@@ -318,8 +322,9 @@ def _georeferenced(
         # A masked read (open_rasterio(masked=True)): keep how it was stored, so that
         # to_raster writes the file's dtype and nodata again, not float32 with NaN.
         out = out.rio.write_nodata(source.rio.encoded_nodata, encoded=True)
-        stored = ("dtype", "rasterio_dtype", "scale_factor", "add_offset")
-        out.encoding.update({k: source.encoding[k] for k in stored if k in source.encoding})
     elif nodata is not None:
         out = out.rio.write_nodata(nodata, encoded=False)
+    if stored is not None or source.rio.encoded_nodata is not None:  # a masked read, nodata or not
+        kept = ("dtype", "rasterio_dtype", "scale_factor", "add_offset")
+        out.encoding.update({k: source.encoding[k] for k in kept if k in source.encoding})
     return out
