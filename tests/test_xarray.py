@@ -216,3 +216,19 @@ def test_a_masked_read_of_a_file_without_nodata_is_written_back_as_the_file_job_
     with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
         assert lazy.dtypes == run.dtypes == ("uint8",)
         np.testing.assert_array_equal(lazy.read(), run.read())
+
+
+def test_a_decoded_read_is_super_resolved_in_its_stored_integers(make_raster, tmp_path: Path) -> None:
+    """open_rasterio(mask_and_scale=True) (or xr.open_zarr) of int16 DN with scale_factor
+    0.0001 gives reflectances of 0.1-0.3: each was rounded to an int16 as if it were a DN,
+    so the whole result was 0 (to_raster wrote 0 DN everywhere valid)."""
+    src = make_raster(count=1, height=40, width=48, dtype="int16", nodata=-9999)
+    with rasterio.open(src, "r+") as f:
+        f.scales = (0.0001,)
+    sr = geosr.upscale(rioxarray.open_rasterio(src, mask_and_scale=True), scale=2, model="bicubic")
+    assert 0.05 < float(sr.min()) < float(sr.max()) < 0.4  # reflectance, as read
+    sr.rio.to_raster(tmp_path / "lazy.tif")
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic")
+    with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
+        assert (lazy.dtypes, lazy.nodata, lazy.scales) == (run.dtypes, run.nodata, run.scales)
+        np.testing.assert_array_equal(lazy.read(), run.read())

@@ -167,6 +167,12 @@ def upscale(
     tile_edge = max(opts.tile or DEFAULT_TILE, halo)
 
     array = data.data if isinstance(data.data, da.Array) else da.from_array(np.asarray(data.data))
+    stored = _stored(data)
+    units = _decoded_units(data) if stored else None
+    if units is not None:
+        # A decoded read (mask_and_scale): run on the stored integers as the file job does, so
+        # that they are rounded and clipped in the stored dtype, not the physical values.
+        array = np.rint((array - units[1]) / units[0])
     h, w = grid.shape.yx
     step = sample_step(h, w)
     sample = np.asarray(array[:, ::step, ::step])
@@ -203,7 +209,6 @@ def upscale(
         tuple(c * opts.scale for c in array.chunks[1]),
         tuple(c * opts.scale for c in array.chunks[2]),
     )
-    stored = _stored(data)
     result = da.map_blocks(
         functools.partial(
             _upscale_block,
@@ -225,6 +230,8 @@ def upscale(
     # under the halo rode on the last input chunk, which made that output chunk larger.
     block = tile_edge * opts.scale
     result = result.rechunk((-1, block, block))
+    if units is not None:
+        result = result * units[0] + units[1]
     return _georeferenced(result, data, scaled(grid, opts.scale), nodata, stored)
 
 
@@ -250,6 +257,14 @@ def _stored(data: xr.DataArray) -> tuple[str, float | None] | None:
         return None
     encoded = data.rio.encoded_nodata
     return np.dtype(dtype).name, float(encoded) if encoded is not None else None
+
+
+def _decoded_units(data: xr.DataArray) -> tuple[float, float] | None:
+    """The ``scale_factor`` and ``add_offset`` that decoded ``data`` from its stored integers
+    (``open_rasterio(mask_and_scale=True)``, ``xr.open_zarr``), or None if it is not scaled."""
+    scale = float(data.encoding.get("scale_factor", 1.0))
+    offset = float(data.encoding.get("add_offset", 0.0))
+    return (scale, offset) if (scale, offset) != (1.0, 0.0) and scale != 0 else None
 
 
 SPATIAL_NAMES = frozenset({"y", "x", "lat", "lon", "latitude", "longitude"})
