@@ -232,3 +232,17 @@ def test_a_decoded_read_is_super_resolved_in_its_stored_integers(make_raster, tm
     with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
         assert (lazy.dtypes, lazy.nodata, lazy.scales) == (run.dtypes, run.nodata, run.scales)
         np.testing.assert_array_equal(lazy.read(), run.read())
+
+
+def test_a_2d_input_gives_a_2d_result(make_raster) -> None:
+    """Before, a (y, x) DataArray came back as (band, y, x) with a band of one, a dimension
+    it never had: sr - lr.interp_like(sr) and sr.plot.imshow() then failed or broadcast."""
+    data = rioxarray.open_rasterio(make_raster(count=1, height=20, width=30, nodata=0)).squeeze(
+        "band", drop=True
+    )
+    sr = geosr.upscale(data, scale=2, model="bicubic")
+    assert sr.dims == ("y", "x") and sr.shape == (40, 60) and sr.rio.nodata == 0
+    assert sr.rio.transform() == data.rio.transform() * data.rio.transform().scale(0.5)
+    np.testing.assert_array_equal(
+        sr.values, geosr.upscale(data.expand_dims("band"), scale=2, model="bicubic")[0]
+    )

@@ -139,9 +139,9 @@ def upscale(
     -------
     xarray.DataArray
         Dask-backed, ``(band, y*s, x*s)`` under the input's dimension names and
-        leading coordinate, same dtype and nodata, with ``.rio.transform()`` the
-        scaled grid and the same CRS; chunks are output blocks of ``tile * scale``
-        pixels.
+        leading coordinate (``(y*s, x*s)`` for a 2-D input), same dtype and nodata,
+        with ``.rio.transform()`` the scaled grid and the same CRS; chunks are output
+        blocks of ``tile * scale`` pixels.
 
     Notes
     -----
@@ -151,6 +151,7 @@ def upscale(
     computed.
     """
     opts = RunOptions(scale=scale, model=model, tile=tile, device=device, precision=precision, nodata=nodata)
+    flat = isinstance(data, xr.DataArray) and data.ndim == 2
     data = _checked(data)
     data = data.rio.set_spatial_dims(y_dim=data.dims[1], x_dim=data.dims[2])  # lat/lon too
     grid = _grid_of(data)
@@ -232,7 +233,9 @@ def upscale(
     result = result.rechunk((-1, block, block))
     if units is not None:
         result = result * units[0] + units[1]
-    return _georeferenced(result, data, scaled(grid, opts.scale), nodata, stored)
+    out = _georeferenced(result, data, scaled(grid, opts.scale), nodata, stored)
+    # A 2-D input gets no dimension it did not have: _checked's band was only for the kernels.
+    return out.isel({out.dims[0]: 0}, drop=True) if flat else out
 
 
 def _band_names(data: xr.DataArray) -> tuple[object, ...]:
