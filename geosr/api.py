@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import warnings
 from collections.abc import Callable
@@ -383,6 +384,22 @@ def fit_to_memory(
     return tile, batch, bounds
 
 
+def check_source_given(src: object) -> None:
+    """Refuse an input that is no path: a DataArray given to ``upscale_file`` (meant for
+    ``geosr.upscale``) failed with OSError 'File name too long', its repr taken for a path.
+
+    Raises
+    ------
+    InputError
+        ``src`` is neither a string nor a path-like object.
+    """
+    if isinstance(src, (str, os.PathLike)):
+        return
+    in_memory = type(src).__module__.startswith("xarray")
+    hint = "; geosr.upscale(data, scale=...) super-resolves a DataArray" if in_memory else ""
+    raise InputError(f"upscale_file takes the path or URL of a raster, not a {type(src).__name__}{hint}")
+
+
 def check_output_given(dst: str | Path | None) -> None:
     """Refuse an empty output name, as an unset shell variable gives (``-o "$OUT"``): as a
     Path it is '.', so the output went into the working folder, not where it was meant.
@@ -458,6 +475,7 @@ def upscale_file(
     GeosrError
         Bad input or option; nothing is written in that case.
     """
+    check_source_given(src)
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RunOptions)})
     if unknown:
         raise OptionError(unknown_options(unknown))

@@ -387,6 +387,19 @@ def test_python_api_names_an_unknown_option_and_the_one_meant(make_raster, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == [scene.name]
 
 
+def test_python_api_given_a_dataarray_points_to_upscale(make_raster, tmp_path: Path) -> None:
+    """upscale_file(da, ...) (geosr.upscale meant) failed with OSError 'File name too long',
+    the DataArray's repr taken for a path."""
+    import rioxarray
+
+    import geosr
+
+    data = rioxarray.open_rasterio(make_raster(height=16, width=16))
+    with pytest.raises(geosr.GeosrError, match=r"not a DataArray; geosr\.upscale\(data, scale=\.\.\.\)"):
+        geosr.upscale_file(data, tmp_path / "out.tif", scale=2, model="bicubic")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
 def test_damaged_zarr_chunk_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
     """A Zarr chunk that its codec cannot decode is a corrupt file, reported in one line.
     Before, zstd's RuntimeError ('Zstd decompression error') ended the run in a traceback."""
