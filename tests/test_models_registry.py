@@ -199,3 +199,20 @@ def test_models_package_imports_no_geospatial_or_dask() -> None:
             else:
                 continue
             assert not roots & banned, f"{path.name} imports {roots & banned}"
+
+
+def test_a_device_torch_cannot_use_is_one_error() -> None:
+    """load_model(device='gpu') was torch's RuntimeError 'Expected one of cpu, cuda, ...', and
+    device='cuda' without a GPU 'AssertionError: Torch not compiled with CUDA enabled' (or,
+    for bicubic, no error at all), where geosr.upscale says one line of each."""
+    from geosr.errors import GeosrError
+
+    with pytest.raises(GeosrError, match="--device 'gpu' is not known; use one of auto, cpu, cuda"):
+        load_model("cnnrnn-fast", bands=1, scale=2, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(GeosrError, match="no CUDA GPU is visible"):
+            load_model("cnnrnn-fast", bands=1, scale=2, device="cuda")
+    assert next(load_model("cnnrnn-fast", bands=1, scale=2, device="auto").parameters()).device.type in (
+        "cpu",
+        "cuda",
+    )

@@ -34,6 +34,7 @@ from geosr.models.weights import (
     apply_state,
     load_weights,
 )
+from geosr.predictor import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,8 @@ def load_model(
     scale : int
         Upscaling factor.
     device : str or torch.device, optional
-        Where to put the model; CPU when omitted.
+        Where to put the model (``auto``, ``cpu``, ``cuda[:N]`` or a torch device); CPU when
+        omitted.
 
     Returns
     -------
@@ -313,7 +315,13 @@ def load_model(
     ModelError
         Unknown name, unsupported scale, band count the card does not accept,
         pickle checkpoint, missing card, weights that do not fit.
+    OptionError
+        A device name that is not known, or CUDA where there is none.
     """
+    if isinstance(device, str):
+        # Checked first, as geosr run checks it: torch's errors for 'gpu' or a missing CUDA
+        # were tracebacks (RuntimeError, AssertionError 'Torch not compiled with CUDA').
+        device = resolve_device(device)
     target = DEFAULT_MODEL if name_or_path is None else name_or_path
     untrained = False
     if isinstance(target, str) and target in MODEL_NAMES:
