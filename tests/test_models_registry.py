@@ -216,3 +216,13 @@ def test_a_device_torch_cannot_use_is_one_error() -> None:
         "cpu",
         "cuda",
     )
+
+
+def test_a_model_neither_name_nor_path_is_one_error() -> None:
+    """model=3, or a model load_model returned, (from the Python API) was pathlib's TypeError
+    'expected str, bytes or os.PathLike object, not int', a traceback from geosr.upscale and
+    upscale_file alike."""
+    with pytest.raises(ModelError, match=r"^unknown model given as a int; known models: cnnrnn-fast"):
+        load_model(3, bands=1, scale=2)  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match=r"^unknown model given as a Bicubic; known models: "):
+        load_model(load_model("bicubic", bands=1, scale=2), bands=1, scale=2)  # type: ignore[arg-type]

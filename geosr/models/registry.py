@@ -150,8 +150,10 @@ class ModelInfo:
 
 
 def _unknown(name: object) -> ModelError:
+    # Anything else by its type: a loaded model's (an nn.Module's) repr runs over many lines.
+    what = repr(name) if isinstance(name, str) else f"given as a {type(name).__name__}"
     return ModelError(
-        f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)} "
+        f"unknown model {what}; known models: {', '.join(MODEL_NAMES)} "
         f"(or give the path of a {WEIGHTS_SUFFIX} weights file)"
     )
 
@@ -270,7 +272,8 @@ def _from_file(path: Path, scale: object) -> SRModel:
 
 def _looks_like_path(value: str | os.PathLike[str]) -> bool:
     if not isinstance(value, str):
-        return True
+        # Not any other object: model=3 failed in pathlib ('expected str, bytes or os.PathLike').
+        return isinstance(value, os.PathLike)
     suffixes = (WEIGHTS_SUFFIX, CARD_SUFFIX, *PICKLE_SUFFIXES)
     return (
         "/" in value
