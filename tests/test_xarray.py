@@ -246,3 +246,16 @@ def test_a_2d_input_gives_a_2d_result(make_raster) -> None:
     np.testing.assert_array_equal(
         sr.values, geosr.upscale(data.expand_dims("band"), scale=2, model="bicubic")[0]
     )
+
+
+def test_attributes_that_describe_the_inputs_grid_are_not_carried(make_raster, tmp_path: Path) -> None:
+    """stackstac's resolution and spec, xarray's old transform and res: the 5 m result said
+    resolution 10.0, and to_raster wrote that as a tag of the output; other attributes stay."""
+    data = rioxarray.open_rasterio(make_raster(count=1, height=20, width=20))
+    data.attrs.update(resolution=10.0, res=(10.0, 10.0), transform=tuple(data.rio.transform())[:6])
+    data.attrs["units"] = "DN"
+    sr = geosr.upscale(data, scale=2, model="bicubic")
+    assert sr.attrs["units"] == "DN" and not {"resolution", "res", "transform"} & set(sr.attrs)
+    sr.rio.to_raster(tmp_path / "sr.tif")
+    with rasterio.open(tmp_path / "sr.tif") as f:
+        assert "resolution" not in f.tags() and f.res == (5.0, 5.0)

@@ -308,6 +308,13 @@ def _checked(data: Any) -> xr.DataArray:
     return data
 
 
+INPUT_GRID_ATTRS = frozenset({"_FillValue", "transform", "res", "resolution", "spec", "GeoTransform"})
+"""Attributes not carried over: the nodata value (written again), and those that describe
+the input's grid (xarray's old open_rasterio ``transform`` and ``res``, stackstac's ``spec``
+and ``resolution``), which kept, gave a 5 m result ``resolution: 10.0`` and to_raster a
+``resolution`` tag of 10.0."""
+
+
 def _georeferenced(
     result: da.Array,
     source: xr.DataArray,
@@ -330,7 +337,7 @@ def _georeferenced(
         result,
         dims=(leading, ydim, xdim),
         coords={leading: labels, ydim: y, xdim: x},
-        attrs={k: v for k, v in carried_tags(source.attrs).items() if k not in ("_FillValue",)},
+        attrs={k: v for k, v in carried_tags(source.attrs).items() if k not in INPUT_GRID_ATTRS},
     )
     # Not name=source.name: for None, xarray takes the dask array's own name, a task token
     # ('_upscale_block-2334...'), which to_zarr then wrote as the variable's name.
