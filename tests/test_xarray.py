@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dask.array as da
@@ -259,3 +260,15 @@ def test_attributes_that_describe_the_inputs_grid_are_not_carried(make_raster, t
     sr.rio.to_raster(tmp_path / "sr.tif")
     with rasterio.open(tmp_path / "sr.tif") as f:
         assert "resolution" not in f.tags() and f.res == (5.0, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("dims", "fix"), [(("band", "x", "y"), "('band', 'y', 'x')"), (("x", "y"), "('y', 'x')")]
+)
+def test_rows_along_x_are_refused_with_the_transpose_that_fixes_them(make_raster, dims, fix: str) -> None:
+    """(band, x, y) was taken for (band, y, x): x coordinates read as rows, and a result
+    came back with a transform of -5 m pixels, half a pixel off, without a word."""
+    data = rioxarray.open_rasterio(make_raster(count=1, height=20, width=30))
+    data = data.transpose(*dims) if len(dims) == 3 else data[0].transpose(*dims)
+    with pytest.raises(InputError, match=re.escape(f"got {dims}: transpose first, data.transpose{fix}")):
+        geosr.upscale(data, scale=2, model="bicubic")

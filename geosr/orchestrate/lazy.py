@@ -273,6 +273,20 @@ def _decoded_units(data: xr.DataArray) -> tuple[float, float] | None:
 SPATIAL_NAMES = frozenset({"y", "x", "lat", "lon", "latitude", "longitude"})
 
 
+X_NAMES = frozenset({"x", "lon", "longitude"})
+
+
+def _check_x_after_y(data: xr.DataArray) -> None:
+    """Refuse rows along x: (band, x, y) was taken as (band, y, x), so x coordinates were
+    read as rows and the result's transform (-5 m pixels, shifted half a pixel) was garbage."""
+    if data.ndim in (2, 3) and data.dims[-2] in X_NAMES and data.dims[-1] in SPATIAL_NAMES - X_NAMES:
+        order = (*data.dims[:-2], data.dims[-1], data.dims[-2])
+        raise InputError(
+            f"upscale expects (band, y, x) dims, got {data.dims}: transpose first, "
+            f"data.transpose{tuple(map(str, order))}"
+        )
+
+
 def _checked(data: Any) -> xr.DataArray:
     """``data`` as a ``(band, y, x)`` DataArray of a supported dtype, or one line saying why not."""
     if isinstance(data, xr.Dataset):
@@ -285,6 +299,7 @@ def _checked(data: Any) -> xr.DataArray:
             "upscale takes a georeferenced xarray.DataArray (rioxarray.open_rasterio), "
             f"not {type(data).__name__}"
         )
+    _check_x_after_y(data)
     if data.ndim == 2:
         data = data.expand_dims("band")
     if data.ndim != 3:
