@@ -272,3 +272,12 @@ def test_rows_along_x_are_refused_with_the_transpose_that_fixes_them(make_raster
     data = data.transpose(*dims) if len(dims) == 3 else data[0].transpose(*dims)
     with pytest.raises(InputError, match=re.escape(f"got {dims}: transpose first, data.transpose{fix}")):
         geosr.upscale(data, scale=2, model="bicubic")
+
+
+@pytest.mark.parametrize("nodata", [-1, 0.5, float("nan")])
+def test_a_nodata_the_dtype_cannot_hold_is_one_clear_error(make_raster, nodata: float) -> None:
+    """As geosr run refuses it: -1 for uint16 pixels was rioxarray's OverflowError, and NaN
+    a ValueError ('cannot convert float NaN to integer') only once the result was computed."""
+    data = rioxarray.open_rasterio(make_raster(count=1, height=20, width=20))
+    with pytest.raises(geosr.GeosrError, match=r"not a valid uint16 value; use an integer in \[0, 65535\]"):
+        geosr.upscale(data, scale=2, model="bicubic", nodata=nodata).compute()

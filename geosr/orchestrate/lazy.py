@@ -18,10 +18,11 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
-from geosr.errors import InputError
+from geosr.errors import InputError, OptionError
 from geosr.grid import scaled
 from geosr.io.bands import check_band_layout
 from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, sample_step
+from geosr.io.sink import check_nodata
 from geosr.io.zarr_scene import array_transform, check_evenly_spaced, variable_crs
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import (
@@ -155,9 +156,17 @@ def upscale(
     data = _checked(data)
     data = data.rio.set_spatial_dims(y_dim=data.dims[1], x_dim=data.dims[2])  # lat/lon too
     grid = _grid_of(data)
-    nodata = nodata if nodata is not None else data.rio.nodata
+    given = nodata is not None
+    nodata = float(nodata) if nodata is not None else data.rio.nodata
     if nodata is None and data.rio.encoded_nodata is not None:
         nodata = data.rio.encoded_nodata
+    try:
+        # As geosr run checks it: -1 for uint16 was rioxarray's OverflowError, NaN a
+        # ValueError only when the result was computed.
+        check_nodata(nodata, data.dtype.name)
+    except OptionError as exc:
+        whose = "the nodata= argument" if given else "the DataArray's rio.nodata; override it with nodata="
+        raise OptionError(f"{exc} ({whose})") from None
     predictor = cached_predictor(opts.model, data.shape[0], opts.scale, opts.device, opts.precision)
     net = predictor.model
     check_band_layout(
