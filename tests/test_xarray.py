@@ -281,3 +281,18 @@ def test_a_nodata_the_dtype_cannot_hold_is_one_clear_error(make_raster, nodata: 
     data = rioxarray.open_rasterio(make_raster(count=1, height=20, width=20))
     with pytest.raises(geosr.GeosrError, match=r"not a valid uint16 value; use an integer in \[0, 65535\]"):
         geosr.upscale(data, scale=2, model="bicubic", nodata=nodata).compute()
+
+
+def test_scalar_coordinates_and_those_along_the_leading_dimension_carry_over() -> None:
+    """Only the leading, y and x coordinates came back: the date of cube.isel(time=0), a
+    platform, a cloud cover per date were dropped."""
+    y = 5866000.0 - 10.0 * (np.arange(20) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(30) + 0.5)
+    times = np.array(["2017-01-16", "2017-01-25"], dtype="datetime64[ns]")
+    coords = {"time": times, "y": y, "x": x, "cloud": ("time", [0.1, 0.5]), "platform": "S2A"}
+    values = np.random.default_rng(3).random((2, 20, 30)).astype("float32")
+    cube = xr.DataArray(values, dims=("time", "y", "x"), coords=coords).rio.write_crs(32633)
+    sr = geosr.upscale(cube, scale=2, model="bicubic")
+    assert sr["cloud"].values.tolist() == [0.1, 0.5] and sr["platform"].item() == "S2A"
+    one = geosr.upscale(cube.isel(time=1), scale=2, model="bicubic")
+    assert one.dims == ("y", "x") and one["time"].values == times[1] and one["cloud"].item() == 0.5

@@ -339,6 +339,19 @@ and ``resolution``), which kept, gave a 5 m result ``resolution: 10.0`` and to_r
 ``resolution`` tag of 10.0."""
 
 
+def _carried_coords(source: xr.DataArray) -> dict[str, xr.Variable]:
+    """The source's other coordinates that no pixel grid describes: scalars (the date of
+    ``cube.isel(time=0)``, a platform) and those along its leading dimension (a cloud cover
+    per date, a wavelength per band), which were dropped.  The grid mapping is written anew."""
+    leading = source.dims[0]
+    skipped = {leading, source.rio.y_dim, source.rio.x_dim, source.rio.grid_mapping}
+    return {
+        str(name): coord.variable
+        for name, coord in source.coords.items()
+        if name not in skipped and set(coord.dims) <= {leading}
+    }
+
+
 def _georeferenced(
     result: da.Array,
     source: xr.DataArray,
@@ -366,7 +379,7 @@ def _georeferenced(
     # Not name=source.name: for None, xarray takes the dask array's own name, a task token
     # ('_upscale_block-2334...'), which to_zarr then wrote as the variable's name.
     out.name = source.name
-    out = out.rio.write_crs(grid.crs).rio.write_transform(t)
+    out = out.assign_coords(_carried_coords(source)).rio.write_crs(grid.crs).rio.write_transform(t)
     if source.rio.encoded_nodata is not None:
         # A masked read (open_rasterio(masked=True)): keep how it was stored, so that
         # to_raster writes the file's dtype and nodata again, not float32 with NaN.
