@@ -296,3 +296,16 @@ def test_scalar_coordinates_and_those_along_the_leading_dimension_carry_over() -
     assert sr["cloud"].values.tolist() == [0.1, 0.5] and sr["platform"].item() == "S2A"
     one = geosr.upscale(cube.isel(time=1), scale=2, model="bicubic")
     assert one.dims == ("y", "x") and one["time"].values == times[1] and one["cloud"].item() == 0.5
+
+
+def test_a_file_not_yet_read_is_not_read_whole_by_the_call(make_raster, tmp_path: Path) -> None:
+    """open_rasterio without chunks is lazy: the call read the whole file into memory (and
+    left it loaded in the caller's DataArray), 288 MB at once for a 4 x 6000^2 uint16 scene;
+    now it reads chunk by chunk, as for a dask-backed input, with the same pixels."""
+    src = make_raster(count=1, height=60, width=50, nodata=0)
+    data = rioxarray.open_rasterio(src)
+    sr = geosr.upscale(data, scale=2, model="bicubic", tile=16)
+    assert not data.variable._in_memory  # the sample went through dask chunks of the file
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic", tile=16)
+    with rasterio.open(ran) as out:
+        np.testing.assert_array_equal(sr.values, out.read())

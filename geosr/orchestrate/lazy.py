@@ -176,7 +176,9 @@ def upscale(
     # Dask's overlap needs chunks of at least the halo: a smaller --tile is rounded up.
     tile_edge = max(opts.tile or DEFAULT_TILE, halo)
 
-    array = data.data if isinstance(data.data, da.Array) else da.from_array(np.asarray(data.data))
+    # Not data.data for a file not yet read (open_rasterio without chunks): that read the
+    # whole file into memory at the call, and kept it in the caller's DataArray.
+    array = data.data if data.chunks is not None else data.chunk(dict.fromkeys(data.dims[1:], tile_edge)).data
     stored = _stored(data)
     units = _decoded_units(data) if stored else None
     if units is not None:
