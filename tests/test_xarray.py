@@ -309,3 +309,15 @@ def test_a_file_not_yet_read_is_not_read_whole_by_the_call(make_raster, tmp_path
     ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic", tile=16)
     with rasterio.open(ran) as out:
         np.testing.assert_array_equal(sr.values, out.read())
+
+
+def test_a_cube_of_dates_and_bands_is_refused_with_what_to_do(make_raster) -> None:
+    """(time, band, y, x), as stackstac gives, was 'upscale expects a (band, y, x) DataArray'
+    and no more; the way the line gives works, the dates carried by each result."""
+    data = rioxarray.open_rasterio(make_raster(count=2, height=20, width=20))
+    cube = xr.concat([data, data + 1], dim="time").assign_coords(time=[10, 20])
+    says = "upscale one 'time' at a time, e.g. geosr.upscale(data.isel(time=0), ...), and xr.concat"
+    with pytest.raises(InputError, match=re.escape(says)):
+        geosr.upscale(cube, scale=2, model="bicubic")
+    sr = xr.concat([geosr.upscale(cube.isel(time=i), scale=2, model="bicubic") for i in range(2)], dim="time")
+    assert sr.dims == ("time", "band", "y", "x") and sr["time"].values.tolist() == [10, 20]

@@ -298,6 +298,18 @@ def _check_x_after_y(data: xr.DataArray) -> None:
         )
 
 
+def _fix_for(data: xr.DataArray) -> str:
+    """How to make ``(band, y, x)`` of an array with more or fewer dimensions: a cube of dates
+    and bands (stackstac's (time, band, y, x)) was refused without a word on what to do."""
+    if data.ndim < 3:
+        return ": a raster needs its y and x dimensions"
+    outer = data.dims[0]
+    return (
+        f": upscale one {outer!r} at a time, e.g. geosr.upscale(data.isel({outer}=0), ...), "
+        f"and xr.concat the results along {outer!r}"
+    )
+
+
 def _checked(data: Any) -> xr.DataArray:
     """``data`` as a ``(band, y, x)`` DataArray of a supported dtype, or one line saying why not."""
     if isinstance(data, xr.Dataset):
@@ -314,7 +326,7 @@ def _checked(data: Any) -> xr.DataArray:
     if data.ndim == 2:
         data = data.expand_dims("band")
     if data.ndim != 3:
-        raise InputError(f"upscale expects a (band, y, x) DataArray, got dims {data.dims}")
+        raise InputError(f"upscale expects a (band, y, x) DataArray, got dims {data.dims}{_fix_for(data)}")
     if data.dims[0] in SPATIAL_NAMES:
         order = (
             *(d for d in data.dims if d not in SPATIAL_NAMES),
