@@ -6,6 +6,7 @@ import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rasterio
 import rioxarray
@@ -357,3 +358,23 @@ def test_provenance_names_the_weights_file_however_given(tmp_path: Path, make_ra
     out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(tmp_path / given))
     with rasterio.open(out) as f:
         assert f.tags()["GEOSR_MODEL"] == "tiny (m.safetensors)"
+
+
+def test_weights_saved_again_under_their_path_are_the_ones_upscale_runs(tmp_path: Path, make_raster) -> None:
+    """geosr.upscale kept the model it first loaded from a path: weights retrained and saved
+    under the same name (a notebook's loop) gave the old model's pixels, 0 of 3600 changed,
+    where upscale_file gave the new one's."""
+    data = rioxarray.open_rasterio(make_raster(count=1, height=30, width=30))
+    first = trained_like()
+    weights, _ = save_weights(first, card_for(first), tmp_path / "m")
+    before = geosr.upscale(data, scale=2, model=str(weights)).values
+    second = trained_like()
+    with torch.no_grad():
+        for p in second.parameters():
+            p.mul_(-1.0)
+    save_weights(second, card_for(second), tmp_path / "m")
+    after = geosr.upscale(data, scale=2, model=str(weights)).values
+    ran = geosr.upscale_file(data.encoding["source"], tmp_path / "run.tif", scale=2, model=str(weights))
+    with rasterio.open(ran) as f:
+        np.testing.assert_array_equal(after, f.read())
+    assert (after != before).any()

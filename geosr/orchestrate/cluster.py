@@ -43,7 +43,7 @@ from geosr.errors import GeosrError, OptionError, ResumableError
 from geosr.faults import checkpoint
 from geosr.io.run_store import StoreWriter
 from geosr.io.runstate import RunState
-from geosr.orchestrate.lazy import cached_predictor
+from geosr.orchestrate.lazy import cached_predictor, predictor_builds
 from geosr.pipeline import Job, batches, process_batch, read_batch
 from geosr.resources import usable_cpus
 from geosr.tiling import Tile, TilePlan
@@ -98,7 +98,7 @@ class ModelPlugin(WorkerPlugin):
 
 def model_loads() -> int:
     """How many times this process built a predictor (for the once-per-worker test)."""
-    return cached_predictor.cache_info().misses
+    return predictor_builds()
 
 
 TASKS_PER_WORKER = 8

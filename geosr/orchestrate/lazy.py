@@ -18,7 +18,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
-from geosr.errors import InputError, OptionError
+from geosr.errors import GeosrError, InputError, OptionError
 from geosr.grid import scaled
 from geosr.io.bands import check_band_layout
 from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, sample_step
@@ -36,16 +36,46 @@ from geosr.options import DEFAULT_TILE, RunOptions
 from geosr.tiling import Window
 
 
-@functools.lru_cache(maxsize=4)
 def cached_predictor(
     model: str | None, bands: int, scale: int, device: str, precision: str, compile: str = "off"
 ) -> Any:
-    """The predictor for these settings, built once per process (per Dask worker)."""
+    """The predictor for these settings, built once per process (per Dask worker), and
+    again when the weights file ``model`` names has been written since."""
+    return _predictor(model, _weights_stamp(model), bands, scale, device, precision, compile)
+
+
+@functools.lru_cache(maxsize=4)
+def _predictor(
+    model: str | None, stamp: object, bands: int, scale: int, device: str, precision: str, compile: str
+) -> Any:
     from geosr.models import load_model
     from geosr.predictor import Predictor
 
     net = load_model(model, bands=bands, scale=scale)
     return Predictor(net, device=device, precision=precision, compile=compile)
+
+
+def predictor_builds() -> int:
+    """How many times this process built a predictor (for the once-per-worker test)."""
+    return _predictor.cache_info().misses
+
+
+def _weights_stamp(model: str | None) -> object:
+    """When and how large the weights and card a path names are, None for a model name.
+
+    Part of the cache's key: weights saved again under the same path (retrained in a
+    notebook) kept giving the old model's pixels, while upscale_file gave the new one's.
+    """
+    from geosr.models.registry import MODEL_NAMES
+    from geosr.models.weights import weights_paths
+
+    if model is None or model in MODEL_NAMES:
+        return None
+    try:
+        files = weights_paths(model)
+        return tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    except (GeosrError, OSError):  # load_model says what is wrong with the path
+        return None
 
 
 def _chunks(length: int, tile: int, halo: int) -> tuple[int, ...]:
