@@ -321,3 +321,12 @@ def test_a_cube_of_dates_and_bands_is_refused_with_what_to_do(make_raster) -> No
         geosr.upscale(cube, scale=2, model="bicubic")
     sr = xr.concat([geosr.upscale(cube.isel(time=i), scale=2, model="bicubic") for i in range(2)], dim="time")
     assert sr.dims == ("time", "band", "y", "x") and sr["time"].values.tolist() == [10, 20]
+
+
+def test_a_single_column_without_a_transform_is_told_what_it_lacks() -> None:
+    """It has coordinates, one column of them: the line said it had 'neither x/y coordinates
+    nor a GeoTransform', and named an unnamed DataArray 'variable None'."""
+    y = 5866000.0 - 10.0 * (np.arange(5) + 0.5)
+    column = xr.DataArray(np.ones((5, 1), "float32"), dims=("y", "x"), coords={"y": y, "x": [335445.0]})
+    with pytest.raises(InputError, match="the array has a single x coordinate, which gives no pixel size"):
+        geosr.upscale(column.rio.write_crs(32633), scale=2, model="bicubic")

@@ -185,6 +185,17 @@ def variable_crs(da: xr.DataArray, ydim: str, xdim: str, ds: xr.Dataset | None =
     return None
 
 
+def _unplaced(data: xr.DataArray) -> str:
+    """What a variable without a transform lacks: a single row or column has coordinates, but
+    no pixel size follows from one (it was said to have no coordinates, and an unnamed
+    DataArray was 'variable None')."""
+    who = f"variable {data.name!r}" if data.name is not None else "the array"
+    single = [d for d in (data.rio.x_dim, data.rio.y_dim) if d in data.coords and data.sizes[d] == 1]
+    if single:
+        return f"{who} has a single {single[0]} coordinate, which gives no pixel size, and no GeoTransform"
+    return f"{who} has neither {data.rio.x_dim}/{data.rio.y_dim} coordinates nor a GeoTransform"
+
+
 def array_transform(data: xr.DataArray, source: str) -> Affine:
     """``data``'s transform: the GeoTransform stored with it (GDAL's, exact) while its pixel
     centres are still the coordinates, else one recomputed from the coordinates (a slice or
@@ -204,9 +215,8 @@ def array_transform(data: xr.DataArray, source: str) -> Affine:
     if recalc.is_identity:
         # rioxarray's answer for no coordinates and no GeoTransform: a pixel grid, no place.
         raise InputError(
-            f"{source}: variable {data.name!r} has neither {data.rio.x_dim}/{data.rio.y_dim} coordinates "
-            "nor a GeoTransform, so its pixels have no place on the ground; write them with rioxarray, "
-            "e.g. da.rio.write_transform(Affine(10, 0, x0, 0, -10, y0))"
+            f"{source}: {_unplaced(data)}, so its pixels have no place on the ground; write them with "
+            "rioxarray, e.g. da.rio.write_transform(Affine(10, 0, x0, 0, -10, y0))"
         )
     mapping = data.rio.grid_mapping
     text = data.coords[mapping].attrs.get("GeoTransform") if mapping in data.coords else None
