@@ -330,3 +330,16 @@ def test_a_single_column_without_a_transform_is_told_what_it_lacks() -> None:
     column = xr.DataArray(np.ones((5, 1), "float32"), dims=("y", "x"), coords={"y": y, "x": [335445.0]})
     with pytest.raises(InputError, match="the array has a single x coordinate, which gives no pixel size"):
         geosr.upscale(column.rio.write_crs(32633), scale=2, model="bicubic")
+
+
+def test_a_fill_value_the_dtype_cannot_hold_is_one_clear_error() -> None:
+    """A uint16 array whose _FillValue is -9999 (as undecoded Zarr attributes give) was
+    rioxarray's OverflowError 'Unable to convert nodata value (-9999) to new dtype (uint16)'."""
+    y = 5866000.0 - 10.0 * (np.arange(20) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(30) + 0.5)
+    values = np.ones((20, 30), "uint16")
+    data = xr.DataArray(values, dims=("y", "x"), coords={"y": y, "x": x}, attrs={"_FillValue": -9999})
+    data = data.rio.write_crs(32633)
+    with pytest.raises(geosr.GeosrError, match=r"_FillValue -9999 is not a valid uint16 value; give"):
+        geosr.upscale(data, scale=2, model="bicubic")
+    assert geosr.upscale(data, scale=2, model="bicubic", nodata=0).rio.nodata == 0

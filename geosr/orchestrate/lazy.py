@@ -187,7 +187,7 @@ def upscale(
     data = data.rio.set_spatial_dims(y_dim=data.dims[1], x_dim=data.dims[2])  # lat/lon too
     grid = _grid_of(data)
     given = nodata is not None
-    nodata = float(nodata) if nodata is not None else data.rio.nodata
+    nodata = float(nodata) if nodata is not None else _own_nodata(data)
     if nodata is None and data.rio.encoded_nodata is not None:
         nodata = data.rio.encoded_nodata
     try:
@@ -277,6 +277,20 @@ def upscale(
     out = _georeferenced(result, data, scaled(grid, opts.scale), nodata, stored)
     # A 2-D input gets no dimension it did not have: _checked's band was only for the kernels.
     return out.isel({out.dims[0]: 0}, drop=True) if flat else out
+
+
+def _own_nodata(data: xr.DataArray) -> float | None:
+    """The DataArray's nodata value (``rio.nodata``), or one line saying it does not fit: a
+    uint16 array's ``_FillValue`` of -9999 was rioxarray's OverflowError 'Unable to convert
+    nodata value (-9999) to new dtype (uint16)'."""
+    try:
+        value = data.rio.nodata
+    except OverflowError:
+        raise OptionError(
+            f"the DataArray's _FillValue {data.attrs.get('_FillValue')!r} is not a valid {data.dtype} "
+            "value; give the right one with nodata=, or drop it (data.attrs.pop('_FillValue'))"
+        ) from None
+    return None if value is None else float(value)
 
 
 def _band_names(data: xr.DataArray) -> tuple[object, ...]:
