@@ -16,6 +16,7 @@ import numpy as np
 from geosr import __version__, resources
 from geosr.aoi import aoi_mask, aoi_window, crop_scene, parse_bbox, read_vector, whole_file
 from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError, OutputError, ResumableError
+from geosr.faults import check as check_faults
 from geosr.faults import checkpoint
 from geosr.fingerprint import job_fingerprint
 from geosr.grid import scaled
@@ -476,6 +477,7 @@ def upscale_file(
         Bad input or option; nothing is written in that case.
     """
     check_source_given(src)
+    check_faults()  # before anything is written: a malformed one failed mid-run
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RunOptions)})
     if unknown:
         raise OptionError(unknown_options(unknown))

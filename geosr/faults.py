@@ -25,6 +25,8 @@ import os
 import signal
 import threading
 
+from geosr.errors import OptionError
+
 PHASES = ("read", "infer", "write", "journal", "task", "finalise", "cog", "commit")
 
 _lock = threading.Lock()
@@ -38,15 +40,33 @@ def _parse() -> tuple[str, int] | None:
         return None
     phase, _, count = spec.partition(":")
     if phase not in PHASES:
-        raise ValueError(f"GEOSR_FAULT_AT={spec!r}: unknown phase; use one of {', '.join(PHASES)}")
+        raise OptionError(
+            f"GEOSR_FAULT_AT={spec!r}: unknown phase {phase!r}; use PHASE:N with one of "
+            f"{', '.join(PHASES)}, or unset it"
+        )
+    # A count of 0 or less never fired: a reliability test then passed without its fault.
+    if count and not (count.isascii() and count.isdigit() and int(count) >= 1):
+        raise OptionError(
+            f"GEOSR_FAULT_AT={spec!r}: {count!r} is not a count; use PHASE:N with N a whole number "
+            "from 1 (the N-th pass through PHASE), or unset it"
+        )
     return phase, int(count or 1)
+
+
+def check() -> None:
+    """Refuse a malformed ``GEOSR_FAULT_AT`` (:class:`OptionError`) before a run starts.
+
+    Read at the first :func:`checkpoint`, it failed with a ValueError traceback from
+    inside the run, which left its run folder behind.
+    """
+    global _target  # noqa: PLW0603 - a per-process switch, read once
+    if _target is False:
+        _target = _parse()
 
 
 def checkpoint(phase: str) -> None:
     """Count one pass through ``phase``; die here if ``GEOSR_FAULT_AT`` says so."""
-    global _target  # noqa: PLW0603 - a per-process switch, read once
-    if _target is False:
-        _target = _parse()
+    check()
     if _target is None:
         return
     assert isinstance(_target, tuple)

@@ -580,3 +580,18 @@ def test_an_output_ending_in_a_slash_names_a_folder_never_a_file(
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "new/", "no such folder", "mkdir -p")
     assert not (tmp_path / "new").exists() and outputs_in(tmp_path) == []
+
+
+@pytest.mark.parametrize(("spec", "says"), [("read:x", "'x' is not a count"), ("bogus:1", "unknown phase")])
+def test_a_malformed_fault_injection_variable_is_one_line_before_the_run(
+    make_raster, tmp_path: Path, capsys, monkeypatch, spec: str, says: str
+) -> None:
+    # It raised a ValueError traceback at the first tile, leaving the run folder behind.
+    import geosr.faults
+
+    monkeypatch.setattr(geosr.faults, "_target", False)  # read again from the environment
+    monkeypatch.setenv("GEOSR_FAULT_AT", spec)
+    path = make_raster(height=16, width=16)
+    code, err = run_cli(["run", str(path), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"GEOSR_FAULT_AT={spec!r}", says)
+    assert outputs_in(tmp_path) == []
