@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from geosr.errors import InputError
+from geosr.errors import InputError, OptionError
 from geosr.evaluation import evaluate_wald, lr_consistency, psnr, psnr_range, ssim, wald_lr
 from geosr.evaluation.report import print_report, write_json
 
@@ -361,3 +361,16 @@ def test_the_report_names_the_default_model_that_ran(make_raster) -> None:
     path = make_raster("hr.tif", height=32, width=32)
     report = evaluate_wald([path], scale=2, border=2, upscaler=_fake_upscaler)
     assert report.model == report.to_dict()["model"] == DEFAULT_MODEL
+
+
+def test_a_nodata_the_hr_dtype_cannot_hold_names_the_raster_before_any_is_evaluated(make_raster) -> None:
+    # --nodata nan on uint16 rasters was taken: no pixel can be NaN there, so every pixel
+    # was scored as data, where geosr run refuses the same value in one line.
+    first = make_raster("first.tif", height=32, width=32, dtype="float32")
+    second = make_raster("second.tif", height=32, width=32, dtype="uint16")
+    with pytest.raises(OptionError, match=r"second\.tif: nodata nan is not a valid uint16 value"):
+        evaluate_wald([first, second], scale=2, model="fake", border=2, nodata=float("nan"), upscaler=_refuse)
+
+
+def _refuse(*_: object, **__: object) -> Path:
+    raise AssertionError("an image was evaluated before --nodata was checked")

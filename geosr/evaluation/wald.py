@@ -31,7 +31,7 @@ import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
 
-from geosr.errors import GeosrError, InputError, OutputError
+from geosr.errors import GeosrError, InputError, OptionError, OutputError
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border
 from geosr.io.scene import open_scene, read_window
 from geosr.models.registry import DEFAULT_MODEL
@@ -152,6 +152,24 @@ def _read(
     data = read_window(scene, Window(0, 0, height, width))
     valid = valid_mask(data, nodata if nodata is not None else scene.nodata)
     return data, valid, scene.grid
+
+
+def _check_nodata_fits(paths: Sequence[str | Path], nodata: float | None, variable: str | None) -> None:
+    """Refuse a ``--nodata`` that an HR raster's dtype cannot hold, naming it, as ``geosr run`` does.
+
+    ``--nodata nan`` on a uint16 raster was accepted: no pixel can be NaN there, so the
+    pixels the user meant to leave out were scored as data.  Checked for every raster
+    before the first is evaluated.
+    """
+    if nodata is None:
+        return
+    from geosr.io.sink import check_nodata
+
+    for path in paths:
+        try:
+            check_nodata(nodata, open_scene(path, variable=variable).dtype)
+        except OptionError as exc:
+            raise OptionError(f"{path}: {exc} (--nodata)") from None
 
 
 def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -301,6 +319,7 @@ def evaluate_wald(
     """
     if not hr_paths:
         raise InputError("no HR raster to evaluate: give at least one file")
+    _check_nodata_fits(hr_paths, nodata, variable)
     up = upscaler or _default_upscaler()
     report = EvalReport("wald", scale, model or DEFAULT_MODEL, border)
     stems = [f"{k:03d}_{Path(path).stem}" for k, path in enumerate(hr_paths)]
