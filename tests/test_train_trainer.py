@@ -343,3 +343,20 @@ def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, mon
     code, err = run_cli(["train", scenes[0].name, *FAST, "-o", str(run), "--resume"], capsys, monkeypatch)
     expected = f"data.train[0].path: '{scenes[0]}' in the run, 'train.tif' now"
     assert_one_clear_line(code, err, "cannot resume", expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [('steps = "ten"\n', "config.steps must be int"), ("stepz = 3\n", "unknown key(s) ['stepz']")],
+)
+def test_an_error_in_a_recipe_names_the_recipe(tmp_path: Path, text: str, says: str) -> None:
+    # "config.steps must be int, got 'ten'" did not say which file to fix.
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text(text)
+    with pytest.raises(OptionError, match=rf"^recipe {recipe}: ") as info:
+        load_config(recipe, {"scale": 2})
+    assert says in str(info.value)
+    # An error of the command line's own options is not blamed on the recipe.
+    recipe.write_text("steps = 3\n")
+    with pytest.raises(OptionError, match=r"^scale must be"):
+        load_config(recipe, {"scale": 5})

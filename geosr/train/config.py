@@ -329,7 +329,23 @@ def load_config(recipe: str | Path | None = None, overrides: Mapping[str, Any] |
         merged = _merge(merged, read_recipe(recipe))
     if overrides:
         merged = _merge(merged, overrides)
-    return typing.cast(TrainConfig, from_dict(TrainConfig, merged))
+    try:
+        return typing.cast(TrainConfig, from_dict(TrainConfig, merged))
+    except OptionError as exc:
+        if recipe is None or not _valid(overrides or {}):
+            raise
+        # The options alone are valid, so the recipe is at fault: "config.steps must be
+        # int" did not say which file to fix.
+        raise OptionError(f"recipe {recipe}: {exc}") from None
+
+
+def _valid(overrides: Mapping[str, Any]) -> bool:
+    """Whether ``overrides`` alone, over the defaults, make a valid :class:`TrainConfig`."""
+    try:
+        from_dict(TrainConfig, _merge({}, overrides))
+    except OptionError:
+        return False
+    return True
 
 
 def expand_path(path: str) -> str:
