@@ -435,12 +435,24 @@ def compare(
     bands: Bands = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing PNG.")] = False,
     variable: Variable = None,
+    nodata: Annotated[
+        float | None,
+        typer.Option(help="Override the LR input's nodata value, as given to geosr run (e.g. 0 for a JP2)."),
+    ] = None,
 ) -> None:
     """Write a side-by-side PNG of a window: bicubic vs geosr (vs the reference), one stretch for all."""
     from geosr.quicklook import compare_files
 
     png = compare_files(
-        lr, sr, output, hr=hr, window=window, bands=bands, overwrite=overwrite, variable=variable
+        lr,
+        sr,
+        output,
+        hr=hr,
+        window=window,
+        bands=bands,
+        overwrite=overwrite,
+        variable=variable,
+        nodata=nodata,
     )
     typer.echo(str(png))
 

@@ -293,7 +293,13 @@ def compare_panels(
     sr_scene = open_scene(sr)
     lr_scene = open_scene(stac_raster(lr, sr_scene), variable=variable)
     if lr_nodata is not None:
-        lr_scene = dataclasses.replace(lr_scene, nodata=lr_nodata)
+        from geosr.io.sink import check_nodata
+
+        try:
+            check_nodata(lr_nodata, lr_scene.dtype)  # NaN in a uint16 LR would hide nothing
+        except OptionError as exc:
+            raise OptionError(f"{lr}: {exc} (--nodata)") from None
+        lr_scene = dataclasses.replace(lr_scene, nodata=lr_nodata, band_nodata=())
     # First: the pixel sizes of rasters far apart (or in other units) give no scale.
     if _footprint_window(lr_scene, sr_scene.grid) is None:
         raise _no_overlap(lr, sr)
@@ -413,8 +419,13 @@ def compare_files(
     bands: str | None = None,
     overwrite: bool = False,
     variable: str | None = None,
+    nodata: float | None = None,
 ) -> Path:
-    """``geosr compare``: check the destination, pick the bands, render."""
+    """``geosr compare``: check the destination, pick the bands, render.
+
+    ``nodata`` overrides ``lr``'s nodata value, as ``geosr run --nodata`` did for the run
+    (and as its ``--quicklook`` does): a JP2's undeclared 0 is not data in the bicubic panel.
+    """
     png = Path(png)
     if png.suffix.lower() != ".png":
         raise OptionError(f"{png}: the quicklook is a PNG; give an -o path ending in .png")
@@ -435,7 +446,9 @@ def compare_files(
                 f"--bands {bands}: give 1 band (shown in grey) or 3 (shown as red, green, blue), "
                 f"not {len(positions)}"
             )
-    return render_compare(lr, sr, png, hr=hr, window=window, bands=positions, variable=variable)
+    return render_compare(
+        lr, sr, png, hr=hr, window=window, bands=positions, variable=variable, lr_nodata=nodata
+    )
 
 
 def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:

@@ -294,3 +294,26 @@ def test_compare_refuses_an_empty_option_value(
     code, err = run_cli(["compare", str(lr), str(sr), "-o", str(png), flag, ""], capsys, monkeypatch)
     assert_one_clear_line(code, err, flag, needle)
     assert not png.exists()
+
+
+def test_compare_takes_the_runs_nodata_as_the_quicklook_does(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A swath edge of 0s that the file does not declare (a Sentinel-2 JP2's): compare had no
+    --nodata, so its bicubic panel took the 0s for data and rang along the edge, unlike the
+    run's own --quicklook of the same files."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    data = np.full((1, 40, 40), 0, "uint16")
+    data[:, :, 12:] = 1000 + 30 * np.arange(40, dtype="uint16")[:, None]
+    lr = make_raster("swath.tif", data=data)
+    sr = geosr.upscale_file(lr, tmp_path / "swath_x2.tif", scale=2, model="bicubic", nodata=0, quicklook=True)
+    png = tmp_path / "c.png"
+    code, err = run_cli(["compare", str(lr), str(sr), "-o", str(png), "--nodata", "0"], capsys, monkeypatch)
+    assert code == 0, err
+    assert np.array_equal(imread(png), imread(tmp_path / "swath_x2.quicklook.png"))
+    code, err = run_cli(
+        ["compare", str(lr), str(sr), "-o", str(tmp_path / "n.png"), "--nodata", "nan"], capsys, monkeypatch
+    )
+    assert_one_clear_line(code, err, "swath.tif: nodata nan is not a valid uint16 value")
+    assert not (tmp_path / "n.png").exists()
