@@ -374,3 +374,22 @@ def test_a_nodata_the_hr_dtype_cannot_hold_names_the_raster_before_any_is_evalua
 
 def _refuse(*_: object, **__: object) -> Path:
     raise AssertionError("an image was evaluated before --nodata was checked")
+
+
+def test_bands_evaluates_those_bands_of_the_hr_raster_under_their_numbers(
+    make_raster, tmp_path, capsys, monkeypatch
+) -> None:
+    # geosr evaluate had no --bands, though geosr run has: a model for some bands of a
+    # multi-band scene could not be evaluated on that scene.
+    from tests.test_bad_input import run_cli
+
+    data = np.stack([np.full((32, 32), 100 * (b + 1), "uint16") for b in range(3)])
+    data[2] += np.arange(32, dtype="uint16")[:, None]  # band 3 alone is not constant: scored
+    path = make_raster("rgb.tif", data=data, descriptions=("B04", "B03", "B02"))
+    report = evaluate_wald([path], scale=2, model="fake", border=2, bands="B02,1", upscaler=_fake_upscaler)
+    assert [b.band for b in report.images[0].bands] == [3, 1]
+    assert [b.scored for b in report.images[0].bands] == [True, False]
+    args = ["evaluate", str(path), "-s", "2", "--model", "bicubic", "--border", "2", "--bands", "3"]
+    code, err = run_cli([*args, "--json", str(tmp_path / "r.json")], capsys, monkeypatch)
+    assert code == 0, err
+    assert [b["band"] for b in json.loads((tmp_path / "r.json").read_text())["images"][0]["bands"]] == [3]

@@ -33,7 +33,8 @@ from odc.geo.geobox import GeoBox
 
 from geosr.errors import GeosrError, InputError, OptionError, OutputError
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border
-from geosr.io.scene import open_scene, read_window
+from geosr.io.bands import select_bands
+from geosr.io.scene import Scene, open_scene, read_window
 from geosr.models.registry import DEFAULT_MODEL
 from geosr.normalise import valid_mask
 from geosr.tiling import Window
@@ -142,19 +143,27 @@ def _default_upscaler() -> Upscaler:
     return upscale_file
 
 
-def _read(
-    path: str | Path, nodata: float | None = None, variable: str | None = None
-) -> tuple[np.ndarray, np.ndarray, GeoBox]:
-    """The HR raster as ``geosr run`` reads it: its data bands, and invalid where it is
-    nodata, NaN or hidden by its mask (an internal mask or an alpha band)."""
+def _open(path: str | Path, variable: str | None = None, bands: str | None = None) -> Scene:
+    """The HR raster, only its ``bands`` (``--bands``, as ``geosr run`` takes them) when given."""
     scene = open_scene(path, variable=variable)
+    return select_bands(scene, bands) if bands is not None else scene
+
+
+def _read(
+    path: str | Path, nodata: float | None = None, variable: str | None = None, bands: str | None = None
+) -> tuple[np.ndarray, np.ndarray, Scene]:
+    """The HR raster as ``geosr run`` reads it: its data bands (or ``bands``), and invalid
+    where it is nodata, NaN or hidden by its mask (an internal mask or an alpha band)."""
+    scene = _open(path, variable, bands)
     height, width = scene.grid.shape.yx
     data = read_window(scene, Window(0, 0, height, width))
     valid = valid_mask(data, nodata if nodata is not None else scene.nodata)
-    return data, valid, scene.grid
+    return data, valid, scene
 
 
-def _check_nodata_fits(paths: Sequence[str | Path], nodata: float | None, variable: str | None) -> None:
+def _check_nodata_fits(
+    paths: Sequence[str | Path], nodata: float | None, variable: str | None, bands: str | None = None
+) -> None:
     """Refuse a ``--nodata`` that an HR raster's dtype cannot hold, naming it, as ``geosr run`` does.
 
     ``--nodata nan`` on a uint16 raster was accepted: no pixel can be NaN there, so the
@@ -167,7 +176,7 @@ def _check_nodata_fits(paths: Sequence[str | Path], nodata: float | None, variab
 
     for path in paths:
         try:
-            check_nodata(nodata, open_scene(path, variable=variable).dtype)
+            check_nodata(nodata, _open(path, variable, bands).dtype)
         except OptionError as exc:
             raise OptionError(f"{path}: {exc} (--nodata)") from None
 
@@ -256,12 +265,17 @@ def _image_metrics(
     scale: int,
     valid: np.ndarray,
     border: int,
+    numbers: Sequence[int] = (),
 ) -> list[BandMetrics]:
     """:func:`band_metrics` of every band; its errors (no valid pixel left ...) name the image,
-    which they cannot: with several images, the user could not tell which one failed."""
+    which they cannot: with several images, the user could not tell which one failed.
+
+    ``numbers`` are the bands' 1-based numbers in the file (``--bands``), else 1, 2, ...
+    """
+    numbers = numbers or range(1, hr.shape[0] + 1)
     try:
         return [
-            band_metrics(b + 1, sr[b], bic[b], hr[b], lr[b], scale, valid=valid[b], border=border)
+            band_metrics(numbers[b], sr[b], bic[b], hr[b], lr[b], scale, valid=valid[b], border=border)
             for b in range(hr.shape[0])
         ]
     except InputError as exc:
@@ -305,6 +319,7 @@ def evaluate_wald(
     upscaler: Upscaler | None = None,
     nodata: float | None = None,
     variable: str | None = None,
+    bands: str | None = None,
     overwrite: bool = False,
     **options: Any,
 ) -> EvalReport:
@@ -315,11 +330,13 @@ def evaluate_wald(
     (a temporary folder otherwise), and ``overwrite`` lets them replace those of
     an earlier evaluation there; ``upscaler`` replaces ``upscale_file`` (tests);
     ``nodata`` overrides the HR rasters' nodata value; ``variable`` picks the data
-    variable of Zarr HR stores.
+    variable of Zarr HR stores; ``bands`` evaluates only those bands of each HR raster,
+    by description or 1-based number, in that order (``geosr run --bands``), and the
+    report gives their numbers in the file.
     """
     if not hr_paths:
         raise InputError("no HR raster to evaluate: give at least one file")
-    _check_nodata_fits(hr_paths, nodata, variable)
+    _check_nodata_fits(hr_paths, nodata, variable, bands)
     up = upscaler or _default_upscaler()
     report = EvalReport("wald", scale, model or DEFAULT_MODEL, border)
     stems = [f"{k:03d}_{Path(path).stem}" for k, path in enumerate(hr_paths)]
@@ -329,7 +346,8 @@ def evaluate_wald(
     with tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
         for path, stem in zip(hr_paths, stems, strict=True):
-            hr, valid, grid = _read(path, nodata, variable)
+            hr, valid, scene = _read(path, nodata, variable, bands)
+            grid = scene.grid
             hr_c, ok, lr = wald_lr(hr, valid, scale)
             check_border(hr_c.shape, border, str(path))  # before the image is super-resolved
             _check_some_lr(path, valid, lr, scale)
@@ -343,8 +361,8 @@ def evaluate_wald(
                 raise type(exc)(str(exc).replace(str(lr_path), f"{path} (its Wald LR)")) from None
             # LR nodata blocks are nodata in both outputs: compare where all are valid.
             both = ok & np.isfinite(sr) & np.isfinite(bic)
-            bands = _image_metrics(path, sr, bic, hr_c, lr, scale, both, border)
-            report.images.append(ImageResult(str(path), bands))
+            metrics = _image_metrics(path, sr, bic, hr_c, lr, scale, both, border, scene.bands)
+            report.images.append(ImageResult(str(path), metrics))
     return report
 
 

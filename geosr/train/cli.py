@@ -413,6 +413,13 @@ def evaluate_command(
         typer.Option("--overwrite", help="Replace existing --json/--plot files and --workdir GeoTIFFs."),
     ] = False,
     variable: Annotated[str | None, typer.Option(help="Variable to read from Zarr HR stores (Wald).")] = None,
+    bands: Annotated[
+        str | None,
+        typer.Option(
+            help="Bands of the HR rasters to evaluate (Wald), by description or 1-based index, in order: "
+            "B04,B03,B02,B08 or 3,2,1."
+        ),
+    ] = None,
 ) -> None:
     """Measure PSNR, SSIM and gain over bicubic: Wald protocol on HR rasters, or --lr/--hr pairs."""
     from geosr.batch import expand_inputs
@@ -422,13 +429,17 @@ def evaluate_command(
     pairs = _pairs(lr, hr)
     if pairs and hr_rasters:
         raise OptionError("give either HR rasters (Wald protocol) or --lr/--hr pairs, not both")
-    if pairs and (nodata is not None or variable is not None):
+    if pairs and (nodata is not None or variable is not None or bands is not None):
         # Paired evaluation reads each file's own nodata: an override would be silently
         # ignored, and pixels the user meant as nodata (0 in a JP2 swath) scored as data.
-        option = "--nodata" if nodata is not None else "--variable"
+        option = "--nodata" if nodata is not None else "--variable" if variable is not None else "--bands"
+        how = (
+            "whose own nodata is used: set it in the files (gdal_edit.py -a_nodata VALUE FILE)"
+            if option == "--nodata"
+            else "which are read whole: write what to evaluate to GeoTIFF pairs first (gdal_translate -b N)"
+        )
         raise OptionError(
-            f"{option} applies to the HR rasters of the Wald protocol, not to --lr/--hr pairs, whose "
-            "own nodata is used: set it in the files (gdal_edit.py -a_nodata VALUE FILE)"
+            f"{option} applies to the HR rasters of the Wald protocol, not to --lr/--hr pairs, {how}"
         )
     # Quoted globs, as `geosr run` and `geosr train` take them; strings, not Paths,
     # which would fold the // of a remote path.
@@ -457,6 +468,7 @@ def evaluate_command(
             overwrite=overwrite,
             nodata=nodata,
             variable=variable,
+            bands=bands,
             **options,
         )
     else:
