@@ -393,3 +393,18 @@ def test_bands_evaluates_those_bands_of_the_hr_raster_under_their_numbers(
     code, err = run_cli([*args, "--json", str(tmp_path / "r.json")], capsys, monkeypatch)
     assert code == 0, err
     assert [b["band"] for b in json.loads((tmp_path / "r.json").read_text())["images"][0]["bands"]] == [3]
+
+
+def test_a_band_specific_model_is_refused_bands_in_another_order(make_raster, tmp_path) -> None:
+    # The Wald LR had no band descriptions, so the run's check of a model's bands against
+    # the scene's was skipped: B8,B4,B3,B2 ran through a B2,B3,B4,B8 model and was scored.
+    from geosr.models.weights import save_weights
+    from tests.test_models_weights import card_for, trained_like
+
+    model = trained_like()
+    weights, _ = save_weights(model, card_for(model, bands=["B2", "B3", "B4", "B8"]), tmp_path / "m")
+    path = make_raster(count=4, height=24, width=24, descriptions=("B8", "B4", "B3", "B2"))
+    with pytest.raises(InputError, match=r"scene\.tif \(its Wald LR\): model .* expects bands B2,B3,B4,B8"):
+        evaluate_wald([path], scale=2, model=str(weights), border=2)
+    report = evaluate_wald([path], scale=2, model=str(weights), border=2, bands="B2,B3,B4,B8")
+    assert [b.band for b in report.images[0].bands] == [4, 3, 2, 1]

@@ -200,7 +200,10 @@ def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, 
     return hr[:, :hc, :wc], ok, lr
 
 
-def _write_float(path: Path, data: np.ndarray, grid: GeoBox) -> None:
+def _write_float(path: Path, data: np.ndarray, grid: GeoBox, descriptions: Sequence[str | None] = ()) -> None:
+    """The Wald LR as a float32 GeoTIFF, with the HR bands' descriptions: without them, a
+    model made for some bands in some order ran on a scene of other bands, or in another
+    order, unchecked (``geosr run`` refuses it by the descriptions)."""
     h, w = grid.shape.yx
     profile = {
         "driver": "GTiff",
@@ -214,6 +217,9 @@ def _write_float(path: Path, data: np.ndarray, grid: GeoBox) -> None:
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data.astype(np.float32))
+        for band, description in enumerate(descriptions, start=1):
+            if description:
+                dst.set_band_description(band, description)
 
 
 def _upscale_both(
@@ -353,7 +359,7 @@ def evaluate_wald(
             _check_some_lr(path, valid, lr, scale)
             lr_grid = grid[: hr_c.shape[1], : hr_c.shape[2]].zoom_out(scale)
             lr_path = work / f"{stem}_lr.tif"
-            _write_float(lr_path, lr, lr_grid)
+            _write_float(lr_path, lr, lr_grid, scene.descriptions)
             try:
                 sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
             except GeosrError as exc:
