@@ -408,3 +408,15 @@ def test_a_band_specific_model_is_refused_bands_in_another_order(make_raster, tm
         evaluate_wald([path], scale=2, model=str(weights), border=2)
     report = evaluate_wald([path], scale=2, model=str(weights), border=2, bands="B2,B3,B4,B8")
     assert [b.band for b in report.images[0].bands] == [4, 3, 2, 1]
+
+
+@pytest.mark.parametrize("scale", ["0", "-2"])
+def test_a_scale_below_one_is_one_line(make_raster, capsys, monkeypatch, scale: str) -> None:
+    # The Wald block average failed on it: ZeroDivisionError (0) or ValueError (-2) tracebacks.
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    path = make_raster(height=16, width=16)
+    code, err = run_cli(
+        ["evaluate", str(path), f"--scale={scale}", "--model", "bicubic"], capsys, monkeypatch
+    )
+    assert_one_clear_line(code, err, f"--scale {scale} is not supported")

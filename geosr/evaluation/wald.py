@@ -181,6 +181,13 @@ def _check_nodata_fits(
             raise OptionError(f"{path}: {exc} (--nodata)") from None
 
 
+def _check_scale(scale: int) -> None:
+    """Refuse a ``--scale`` below 1 before any raster is read, in ``geosr run``'s words: 0 and
+    negative scales failed in the block average with a ZeroDivisionError or ValueError traceback."""
+    if isinstance(scale, bool) or not isinstance(scale, int | np.integer) or scale < 1:
+        raise OptionError(f"--scale {scale!r} is not supported: use an integer such as 2, 3 or 4")
+
+
 def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crop ``(C, H, W)`` to a multiple of ``scale`` and block-average it.
 
@@ -342,6 +349,7 @@ def evaluate_wald(
     """
     if not hr_paths:
         raise InputError("no HR raster to evaluate: give at least one file")
+    _check_scale(scale)
     _check_nodata_fits(hr_paths, nodata, variable, bands)
     up = upscaler or _default_upscaler()
     report = EvalReport("wald", scale, model or DEFAULT_MODEL, border)
