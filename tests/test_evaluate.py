@@ -420,3 +420,19 @@ def test_a_scale_below_one_is_one_line(make_raster, capsys, monkeypatch, scale: 
         ["evaluate", str(path), f"--scale={scale}", "--model", "bicubic"], capsys, monkeypatch
     )
     assert_one_clear_line(code, err, f"--scale {scale} is not supported")
+
+
+def test_images_of_one_name_in_other_folders_are_told_apart_in_the_table(make_raster, tmp_path) -> None:
+    # val/*/B04.tif (one folder per patch) made rows that all read B04.tif, like bands of one image.
+    from rich.console import Console
+
+    for folder in ("p1", "p2"):
+        (tmp_path / folder).mkdir()
+        make_raster(f"{folder}/B04.tif", height=24, width=24)
+    alone = make_raster("other.tif", height=24, width=24)
+    paths = [tmp_path / "p1" / "B04.tif", tmp_path / "p2" / "B04.tif", alone]
+    report = evaluate_wald(paths, scale=2, model="fake", border=2, upscaler=_fake_upscaler)
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    rows = [line.split("│")[1].strip() for line in console.export_text().splitlines() if line.count("│") > 3]
+    assert rows[:3] == ["p1/B04.tif", "p2/B04.tif", "other.tif"]

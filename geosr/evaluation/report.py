@@ -24,6 +24,28 @@ def _fmt(value: float, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def image_names(report: EvalReport) -> list[str]:
+    """Each image's name for the table, notes and plot: its file name, with as many of its
+    folders as tell it from the other images' (``a/B04.tif``, ``b/B04.tif``).
+
+    The file name alone made the rows of ``val/*/B04.tif`` (one folder per patch) look
+    like the bands of one image.  A pair is named by its LR file.
+    """
+    paths = [Path(im.path.split(" vs ")[0]) for im in report.images]
+
+    def tail(path: Path, depth: int) -> str:
+        return "/".join(path.parts[-depth:])
+
+    names = []
+    for path in paths:
+        others = [p for p in paths if p != path]
+        depth = 1
+        while depth < len(path.parts) and any(tail(o, depth) == tail(path, depth) for o in others):
+            depth += 1
+        names.append(tail(path, depth))
+    return names
+
+
 def table(report: EvalReport) -> Table:
     """A rich table: one row per image and band, then the mean."""
     t = Table(
@@ -42,10 +64,10 @@ def table(report: EvalReport) -> Table:
         "LR err %",
     ):
         t.add_column(col, justify="left" if col == "image" else "right")
-    for im in report.images:
+    for im, name in zip(report.images, image_names(report), strict=True):
         for b in im.bands:
             t.add_row(
-                Path(im.path.split(" vs ")[0]).name,
+                name,
                 str(b.band),
                 _fmt(b.psnr),
                 _fmt(b.ssim, 4),
@@ -73,10 +95,9 @@ def table(report: EvalReport) -> Table:
 def print_report(report: EvalReport, console: Console | None = None) -> None:
     console = console or Console()
     console.print(table(report))
-    for im in report.images:
+    for im, name in zip(report.images, image_names(report), strict=True):
         for b in im.bands:
             if b.note:
-                name = Path(im.path.split(" vs ")[0]).name
                 console.print(f"note: {name} band {b.band}: {b.note}", highlight=False)
     s = report.summary()
     if s:
@@ -186,9 +207,10 @@ def write_plot(report: EvalReport, path: str | Path) -> Path:
     except ImportError as exc:
         raise OptionError("--plot needs matplotlib: pip install matplotlib") from exc
     labels, gains, colours = [], [], []
-    for im in report.images:
+    for im, name in zip(report.images, image_names(report), strict=True):
         for b in im.bands:
-            label = f"{Path(im.path.split(' vs ')[0]).stem[:18]} b{b.band}"
+            stem = name.rsplit(".", 1)[0] if "." in Path(name).name else name
+            label = f"{stem[-24:]} b{b.band}"
             # A band without a finite gain gets an empty bar (matplotlib cannot draw an
             # infinite one), marked as such, rather than vanishing from the chart.
             labels.append(label if b.scored else f"{label} (n/a)")
