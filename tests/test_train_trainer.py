@@ -360,3 +360,18 @@ def test_an_error_in_a_recipe_names_the_recipe(tmp_path: Path, text: str, says: 
     recipe.write_text("steps = 3\n")
     with pytest.raises(OptionError, match=r"^scale must be"):
         load_config(recipe, {"scale": 5})
+
+
+def test_a_recipes_missing_relative_raster_says_where_it_was_looked_for(tmp_path: Path, monkeypatch) -> None:
+    # Relative paths are read from the current directory, not the recipe's folder: "training
+    # pattern 'hr/*.tif' matches no raster" beside a recipe holding hr/ did not say so.
+    from geosr.train.config import resolve_sources
+
+    (tmp_path / "recipes" / "hr").mkdir(parents=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    config = load_config(None, {"data": {"train": [{"path": "hr/*.tif"}, {"path": "hr/a.tif"}]}})
+    for source in config.data.train:
+        with pytest.raises(OptionError, match=rf"in the current directory {work} \(relative paths"):
+            resolve_sources((source,), "training")

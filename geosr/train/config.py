@@ -378,15 +378,24 @@ def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[P
             files = [p]
         else:
             raise OptionError(
-                f"{what} raster {pattern!r} does not exist (GEOSR_DATA_DIR={os.environ.get(DATA_DIR_VAR)})"
+                f"{what} raster {pattern!r} does not exist{_relative_to_cwd(p)}; "
+                f"GEOSR_DATA_DIR={os.environ.get(DATA_DIR_VAR)}"
             )
         if not files:
-            raise OptionError(f"{what} pattern {pattern!r} matches no raster")
+            raise OptionError(f"{what} pattern {pattern!r} matches no raster{_relative_to_cwd(p)}")
         for f in files:
             if (f, source) not in seen:
                 seen.add((f, source))
                 out.append((f, source))
     return out
+
+
+def _relative_to_cwd(path: Path) -> str:
+    """For a relative path, where it was looked for: a recipe's relative paths are read from
+    the current directory, not the recipe's folder, which a recipe run from elsewhere missed."""
+    if path.is_absolute():
+        return ""
+    return f" in the current directory {Path.cwd()} (relative paths, a recipe's too, are read from there)"
 
 
 def check_held_out(train: tuple[SceneSource, ...], val: tuple[SceneSource, ...]) -> None:
