@@ -304,7 +304,7 @@ def compare_panels(
     if _footprint_window(lr_scene, sr_scene.grid) is None:
         raise _no_overlap(lr, sr)
     scale = _scale(lr_scene, sr_scene)
-    if scale < 1:
+    if scale <= 1:  # a raster compared with itself, or with another of its resolution
         raise InputError(
             f"{sr}: its pixels are not smaller than those of {lr}; is it the super-resolved output?"
         )

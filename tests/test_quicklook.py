@@ -317,3 +317,17 @@ def test_compare_takes_the_runs_nodata_as_the_quicklook_does(
     )
     assert_one_clear_line(code, err, "swath.tif: nodata nan is not a valid uint16 value")
     assert not (tmp_path / "n.png").exists()
+
+
+def test_compare_of_a_raster_with_itself_is_one_line(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """The input given twice (or two rasters of one resolution) made a PNG titled 'geosr x1' of two
+    identical panels: only pixels larger than the LR's were refused."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr = make_raster("here.tif", height=24, width=24)
+    png = tmp_path / "c.png"
+    code, err = run_cli(["compare", str(lr), str(lr), "-o", str(png)], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "here.tif: its pixels are not smaller than those of")
+    assert not png.exists()
