@@ -436,3 +436,16 @@ def test_images_of_one_name_in_other_folders_are_told_apart_in_the_table(make_ra
     print_report(report, console)
     rows = [line.split("│")[1].strip() for line in console.export_text().splitlines() if line.count("│") > 3]
     assert rows[:3] == ["p1/B04.tif", "p2/B04.tif", "other.tif"]
+
+
+def test_a_band_without_a_valid_pixel_is_not_scored_and_the_others_are(make_raster) -> None:
+    # A cloudy date of a cube (geosr run writes it as nodata) failed the whole evaluation with
+    # "the reference band has no valid pixel", naming neither the band nor what to do.
+    data = np.stack([np.arange(32 * 32, dtype="float32").reshape(32, 32) + 100 * b for b in range(3)])
+    data[1] = np.nan
+    path = make_raster("cube.tif", data=data, nodata=float("nan"))
+    report = evaluate_wald([path], scale=2, model="fake", border=2, upscaler=_fake_upscaler)
+    bands = report.images[0].bands
+    assert [b.scored for b in bands] == [True, False, True]
+    assert "band has no valid pixel" in bands[1].note
+    assert report.summary()["excluded_image_bands"] == 1

@@ -161,6 +161,15 @@ def _constant_band(band: int, value: float) -> BandMetrics:
     return BandMetrics(band, nan, nan, nan, nan, nan, nan, 0.0, note)
 
 
+def _empty_band(band: int) -> BandMetrics:
+    nan = float("nan")
+    note = (
+        "the reference band has no valid pixel (all nodata, NaN or masked, as a cloudy date's): "
+        "not scored, left out of the means"
+    )
+    return BandMetrics(band, nan, nan, nan, nan, nan, nan, 0.0, note)
+
+
 def _infinity_note(psnr_sr: float, psnr_bicubic: float) -> str:
     # MSE 0: the PSNR is rightly infinite, but a mean over it says nothing.
     exact = [name for name, p in (("geosr", psnr_sr), ("bicubic", psnr_bicubic)) if np.isinf(p)]
@@ -185,9 +194,15 @@ def band_metrics(
 ) -> BandMetrics:
     """All metrics of one band; ``lr_consistency`` is a fraction of the PSNR range.
 
-    A constant reference band has no PSNR range: its metrics are NaN and its
-    ``note`` says why (:attr:`BandMetrics.scored` is false for it).
+    A constant reference band has no PSNR range, and one without a valid pixel no
+    metric at all: their metrics are NaN and their ``note`` says why
+    (:attr:`BandMetrics.scored` is false for them), as ``geosr run`` writes such a
+    band as nodata and super-resolves the others.
     """
+    reference = hr[valid] if valid is not None else hr
+    if not np.isfinite(reference).any():
+        # It failed the whole evaluation, naming neither the band nor what to do.
+        return _empty_band(band)
     lo, hi = _span(hr, valid)
     if hi <= lo:
         return _constant_band(band, lo)
