@@ -449,3 +449,18 @@ def test_a_band_without_a_valid_pixel_is_not_scored_and_the_others_are(make_rast
     assert [b.scored for b in bands] == [True, False, True]
     assert "band has no valid pixel" in bands[1].note
     assert report.summary()["excluded_image_bands"] == 1
+
+
+def test_the_runs_warnings_name_the_users_raster_once(make_raster, capfd, monkeypatch) -> None:
+    # They named the temporary Wald LR (/tmp/geosr-eval-.../000_cube_lr.tif), once for the
+    # model's run and again for the bicubic one.
+    from tests.test_batch import run_cli
+
+    data = np.stack([np.arange(32 * 32, dtype="float32").reshape(32, 32) + 100 * b for b in range(2)])
+    data[1] = np.nan
+    path = make_raster("cube.tif", data=data, nodata=float("nan"))
+    args = ["evaluate", str(path), "-s", "2", "--border", "2", "--model", "bicubic"]
+    code, _, err = run_cli(args, capfd, monkeypatch)
+    assert code == 0, err
+    assert err.count("band 2 has no valid pixel") == 1, err
+    assert f"warning: {path} (its Wald LR): band 2 has no valid pixel" in err, err

@@ -21,8 +21,10 @@ histogram matching) and the SR of the real LR file is compared with it.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,6 +256,24 @@ def _upscale_both(
     return sr, bic
 
 
+@contextlib.contextmanager
+def _warnings_about(lr_path: Path, path: str | Path) -> Iterator[None]:
+    """Issue the runs' warnings about the Wald LR as warnings about the user's raster, once each.
+
+    They named our temporary (``/tmp/geosr-eval-.../000_scene_lr.tif``), which the user
+    cannot find, once for the model's run and again for the bicubic one.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen: set[str] = set()
+    for warning in caught:
+        text = str(warning.message).replace(str(lr_path), f"{path} (its Wald LR)")
+        if text not in seen:
+            seen.add(text)
+            warnings.warn(text, warning.category, stacklevel=3)
+
+
 def _check_some_lr(path: str | Path, valid: np.ndarray, lr: np.ndarray, scale: int) -> None:
     """Refuse an HR raster whose Wald LR would be all nodata, saying so about the HR.
 
@@ -369,7 +389,8 @@ def evaluate_wald(
             lr_path = work / f"{stem}_lr.tif"
             _write_float(lr_path, lr, lr_grid, scene.descriptions)
             try:
-                sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
+                with _warnings_about(lr_path, path):
+                    sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
             except GeosrError as exc:
                 # The LR is a temporary of ours: name the user's raster instead.
                 raise type(exc)(str(exc).replace(str(lr_path), f"{path} (its Wald LR)")) from None
