@@ -464,3 +464,16 @@ def test_the_runs_warnings_name_the_users_raster_once(make_raster, capfd, monkey
     assert code == 0, err
     assert err.count("band 2 has no valid pixel") == 1, err
     assert f"warning: {path} (its Wald LR): band 2 has no valid pixel" in err, err
+
+
+def test_a_band_whose_nodata_leaves_no_ssim_window_is_not_scored_and_the_others_are(make_raster) -> None:
+    # Nodata every 8 px in one band left no whole 11 x 11 window: "no valid SSIM window outside
+    # the border" failed the whole evaluation, naming no band.
+    data = np.stack([np.arange(64 * 64, dtype="uint16").reshape(64, 64) + 100 + 50 * b for b in range(2)])
+    data[1, ::8, ::8] = 0
+    path = make_raster("speckle.tif", data=data, nodata=0)
+    report = evaluate_wald([path], scale=2, model="fake", border=4, upscaler=_fake_upscaler)
+    first, second = report.images[0].bands
+    assert first.scored and np.isfinite(first.ssim)
+    assert not second.scored and math.isnan(second.ssim) and np.isfinite(second.psnr)
+    assert "no SSIM window" in second.note

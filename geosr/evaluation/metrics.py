@@ -209,15 +209,27 @@ def band_metrics(
     rng = hi - lo
     p = psnr(sr, hr, data_range=rng, valid=valid, border=border)
     pb = psnr(bicubic, hr, data_range=rng, valid=valid, border=border)
+    try:
+        s, sb = (ssim(x, hr, data_range=rng, valid=valid, border=border) for x in (sr, bicubic))
+    except InputError:
+        # Nodata speckled over the band leaves no whole window: that failed the whole
+        # evaluation, other bands and images too, naming no band.
+        s = sb = float("nan")
     return BandMetrics(
         band=band,
         psnr=p,
-        ssim=ssim(sr, hr, data_range=rng, valid=valid, border=border),
+        ssim=s,
         psnr_bicubic=pb,
-        ssim_bicubic=ssim(bicubic, hr, data_range=rng, valid=valid, border=border),
+        ssim_bicubic=sb,
         # Infinite minus infinite is NaN, not 0: both exact is no gain we can measure.
         gain_db=p - pb,
         lr_consistency=lr_consistency(sr, lr, scale) / rng,
         psnr_range=rng,
-        note=_infinity_note(p, pb),
+        note=_infinity_note(p, pb) or (_NO_SSIM_WINDOW if np.isnan(s) else ""),
     )
+
+
+_NO_SSIM_WINDOW = (
+    "no SSIM window (11 x 11 px) of valid pixels lies outside the border, so SSIM is undefined "
+    "(nodata spread over the band); not scored, left out of the means"
+)
