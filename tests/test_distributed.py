@@ -122,6 +122,21 @@ def test_cluster_output_is_identical_to_local(
     assert not [p for p in tmp_path.iterdir() if "geosr-" in p.name], "temporaries left behind"
 
 
+def test_relative_paths_reach_workers_started_elsewhere(
+    scheduler: str, scene: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Input, output and a user's model named relative to the client's folder: the workers
+    (started in the repository) read ``scene.tif`` in their own folder, and the run failed
+    with a traceback saying the file was "probably truncated or corrupt"."""
+    weights = random_model_file(tmp_path, 2)
+    common = {"scale": 2, "model": weights.name, "tile": 32, "precision": "fp32", "device": "cpu"}
+    monkeypatch.chdir(tmp_path)
+    remote = geosr.upscale_file(scene.name, "remote.tif", scheduler=scheduler, **common)
+    local = geosr.upscale_file(scene.name, "local.tif", **common)
+    with rasterio.open(remote) as a, rasterio.open(local) as b:
+        assert (a.read() == b.read()).all()
+
+
 def test_model_loaded_once_per_worker_with_torch_threads_restored(
     scheduler: str, scene: Path, tmp_path: Path
 ) -> None:

@@ -30,7 +30,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,11 @@ from distributed.comm.addressing import parse_address, parse_host_port
 
 from geosr.errors import GeosrError, OptionError, ResumableError
 from geosr.faults import checkpoint
+from geosr.io.remote import is_remote
 from geosr.io.run_store import StoreWriter
 from geosr.io.runstate import RunState
+from geosr.io.scene import Scene
+from geosr.models import MODEL_NAMES
 from geosr.orchestrate.lazy import cached_predictor, predictor_builds
 from geosr.pipeline import Job, batches, process_batch, read_batch
 from geosr.resources import usable_cpus
@@ -352,6 +355,37 @@ class ClosingLater:
             raise self._error
 
 
+def _seen_from_workers(scene: Scene) -> Scene:
+    """``scene`` with its local file named by its absolute path.
+
+    A worker resolves a relative path against its own working directory: `dask worker`
+    started in another folder read ``in.tif`` there, and the run failed.
+    """
+    if is_remote(scene.path) or Path(scene.path).is_absolute():
+        return scene
+    where = str(Path(scene.path).absolute())
+    # GDAL's subdataset names quote the file as given: NETCDF:"chl.nc":tsm.
+    subdataset = scene.subdataset.replace(f'"{scene.path}"', f'"{where}"')
+    return replace(scene, path=where, subdataset=subdataset)
+
+
+def for_workers(job: Job, key: ModelKey) -> tuple[Job, ModelKey]:
+    """``job`` and ``key`` with every local path absolute, as workers in another folder need.
+
+    The input and its frames, and a user's model given by a relative path; the
+    run store's path is made absolute where the tasks are submitted.
+    """
+    job = replace(
+        job,
+        scene=_seen_from_workers(job.scene),
+        frames=tuple(_seen_from_workers(frame) for frame in job.frames),
+    )
+    model = key.model
+    if model is not None and model not in MODEL_NAMES and "://" not in model:
+        key = replace(key, model=str(Path(model).absolute()))
+    return job, key
+
+
 def _run_batch(job: Job, tiles: Sequence[tuple[int, Tile]], key: ModelKey, store: str, dst: str) -> list[int]:
     """One task: read, predict and write one batch of tiles into the run ``store``.
 
@@ -392,6 +426,7 @@ def run_on_cluster(
     if not todo:
         return
     address = getattr(client.scheduler, "address", "the scheduler")
+    job, key = for_workers(job, key)
     try:
         workers = list(client.scheduler_info(n_workers=-1)["workers"])
         client.register_plugin(ModelPlugin(key, _workers_by_host(workers)))
@@ -402,8 +437,8 @@ def run_on_cluster(
                 shared,
                 [(i, plan.tiles[i]) for i in group],
                 key,
-                str(state.store),
-                str(state.destination),
+                str(Path(state.store).absolute()),
+                str(Path(state.destination).absolute()),
                 pure=False,
             )
             for group in batches(list(todo), task_size(len(todo), job.batch_size, len(workers)))
