@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 import subprocess
@@ -135,6 +136,36 @@ def test_relative_paths_reach_workers_started_elsewhere(
     local = geosr.upscale_file(scene.name, "local.tif", **common)
     with rasterio.open(remote) as a, rasterio.open(local) as b:
         assert (a.read() == b.read()).all()
+
+
+@contextlib.contextmanager
+def seen_here_only(path: Path) -> Iterator[str]:
+    """A name for ``path`` that only this process can open, ``/proc/self/fd/N``: what a
+    Dask worker on a machine without this one's filesystem meets."""
+    fd = os.open(path, os.O_RDONLY)
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 900)  # a number the worker has no file under
+    os.close(fd)
+    try:
+        yield f"/proc/self/fd/{high}"
+    finally:
+        os.close(high)
+
+
+@pytest.mark.parametrize("unseen", ["input", "output folder"])
+def test_a_path_the_workers_cannot_see_is_one_clear_line(
+    scheduler: str, scene: Path, tmp_path: Path, unseen: str
+) -> None:
+    """A worker without the client's filesystem: the input's read failure came back as a
+    bare Exception (distributed could not unpickle the rasterio error it was raised
+    from), a traceback calling the file "probably truncated or corrupt"; the missing
+    output folder was reported as "lost the Dask scheduler"."""
+    target = scene if unseen == "input" else tmp_path
+    with seen_here_only(target) as name:
+        src, dst = (name, tmp_path / "out.tif") if unseen == "input" else (scene, f"{name}/out.tif")
+        with pytest.raises(geosr.GeosrError, match="is not found on the Dask worker") as caught:
+            geosr.upscale_file(src, dst, scale=2, model="bicubic", tile=32, scheduler=scheduler)
+    assert str(caught.value).startswith(name) and "shared filesystem" in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [scene.name]
 
 
 def test_model_loaded_once_per_worker_with_torch_threads_restored(

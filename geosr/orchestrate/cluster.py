@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from distributed import Client, LocalCluster, WorkerPlugin, as_completed
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 from distributed.client import FuturesCancelledError
 from distributed.comm import CommClosedError
 from distributed.comm.addressing import parse_address, parse_host_port
@@ -46,6 +46,7 @@ from geosr.io.run_store import StoreWriter
 from geosr.io.runstate import RunState
 from geosr.io.scene import Scene
 from geosr.models import MODEL_NAMES
+from geosr.models.weights import weights_paths
 from geosr.orchestrate.lazy import cached_predictor, predictor_builds
 from geosr.pipeline import Job, batches, process_batch, read_batch
 from geosr.resources import usable_cpus
@@ -96,7 +97,13 @@ class ModelPlugin(WorkerPlugin):
         sharing = self.workers_by_host.get(_host(worker.address), 1)
         tasks_at_once = max(1, int(getattr(worker.state, "nthreads", 1)))
         torch.set_num_threads(max(1, usable_cpus() // (sharing * tasks_at_once)))
-        self.key.predictor()
+        try:
+            self.key.predictor()
+        except (GeosrError, OSError) as exc:
+            failure: BaseException = exc
+        else:
+            return
+        raise for_the_client(failure, [], self.key, worker.address)
 
 
 def model_loads() -> int:
@@ -392,14 +399,43 @@ def _run_batch(job: Job, tiles: Sequence[tuple[int, Tile]], key: ModelKey, store
     Idempotent: each tile owns its chunks, so a task rerun after a lost worker
     rewrites the same pixels.
     """
-    raw = read_batch(job, [t for _, t in tiles])
-    writer = StoreWriter(Path(store), Path(dst))
-    outputs = process_batch(job, [t for _, t in tiles], raw, key.predictor())
-    for (_, tile), out in zip(tiles, outputs, strict=True):
-        window = tile.core.scaled(job.scale)
-        writer.write(window.rows, window.cols, out)
-    checkpoint("task")
-    return [i for i, _ in tiles]
+    try:
+        raw = read_batch(job, [t for _, t in tiles])
+        writer = StoreWriter(Path(store), Path(dst))
+        outputs = process_batch(job, [t for _, t in tiles], raw, key.predictor())
+        for (_, tile), out in zip(tiles, outputs, strict=True):
+            window = tile.core.scaled(job.scale)
+            writer.write(window.rows, window.cols, out)
+    except (GeosrError, OSError) as exc:
+        failure: BaseException = exc
+    else:
+        checkpoint("task")
+        return [i for i, _ in tiles]
+    paths = [job.scene.path, *(frame.path for frame in job.frames), store]
+    raise for_the_client(failure, paths, key, get_worker().address)
+
+
+def for_the_client(failure: BaseException, paths: Sequence[str], key: ModelKey, worker: str) -> BaseException:
+    """What a task's ``failure`` on ``worker`` reaches the client as.
+
+    A local path of the run that this worker cannot see (a worker without the
+    client's filesystem) is what the user must fix: the read or write error it
+    caused ("No such file or directory; the file is probably truncated") misled.
+    Otherwise ``failure`` itself, without the errors it was raised from:
+    distributed pickles a task's error with them, and where one of those cannot be
+    unpickled (rasterio's ``CPLE_OpenFailedError``) the client got a bare
+    ``Exception``, a traceback instead of geosr's line.
+    """
+    if key.model is not None and key.model not in MODEL_NAMES and "://" not in key.model:
+        paths = [*paths, str(weights_paths(key.model)[0])]
+    unseen = next((p for p in paths if not is_remote(p) and not Path(p).exists()), None)
+    if unseen is not None:
+        return OptionError(
+            f"{unseen} is not found on the Dask worker {worker}: workers need the input, the output's "
+            "folder and a model file at the same paths as this machine (a shared filesystem)"
+        )
+    failure.__cause__ = failure.__context__ = None
+    return failure
 
 
 def run_on_cluster(
