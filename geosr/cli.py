@@ -185,7 +185,7 @@ def run(
         int | None,
         typer.Option(
             help=(
-                "Start a local Dask cluster of N workers: threads of this process, "
+                "Start a local Dask cluster of N workers (at most 64): threads of this process, "
                 "or one process per GPU (at most N) with dask-cuda installed."
             )
         ),

@@ -14,6 +14,13 @@ extra compute at 512, 25 % at 256: a 2048^2 run was 6 % faster end to end on the
 2-core benchmark machine (5.8-6.2 s against 6.4-6.6 s, tile 512 x batch 2 against
 256 x 4)."""
 
+MAX_WORKERS = 64
+"""Most workers ``--workers`` starts.  They share one Dask event loop in this process,
+which falls behind as they grow: on the 2-core test machine 64 started in 1.9 s,
+128 in 15 s with a heartbeat traceback per worker, and 300 had not finished a
+12-tile run after 170 s.  Worker threads beyond the cores only queue for them;
+a larger cluster is ``dask worker`` processes and ``--scheduler``."""
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -112,6 +119,12 @@ class RunOptions:
             )
         if self.workers is not None and self.workers < 1:
             raise OptionError(f"--workers {self.workers} must be at least 1")
+        if self.workers is not None and self.workers > MAX_WORKERS:
+            raise OptionError(
+                f"--workers {self.workers} is more than a local cluster runs (at most {MAX_WORKERS}: "
+                "its workers share this process and its cores); use fewer, or start `dask worker` "
+                "processes and pass --scheduler"
+            )
         if self.scheduler is not None:
             from geosr.orchestrate.cluster import check_scheduler_address
 

@@ -232,6 +232,22 @@ def test_local_cluster_workers_do_not_pause_on_the_memory_they_share() -> None:
     assert list(limits.values()) == [None, None]
 
 
+def test_more_local_workers_than_one_process_runs_is_refused_at_once(
+    scene: Path, capsys, monkeypatch
+) -> None:
+    """--workers 300: the workers share one event loop in this process; the run hung
+    (a 12-tile scene unfinished after 170 s, a heartbeat traceback per worker) and the
+    run state was left behind.  Now one line before anything starts."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    start = time.monotonic()
+    args = ["run", str(scene), "--model", "bicubic", "--workers", "300"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "--workers 300", "at most 64", "--scheduler")
+    assert time.monotonic() - start < 5
+    assert sorted(p.name for p in scene.parent.iterdir()) == [scene.name]
+
+
 @pytest.mark.parametrize(
     ("requested", "device", "gpus", "dask_cuda", "expected"),
     [
