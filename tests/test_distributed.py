@@ -220,6 +220,27 @@ def test_local_cluster_runs_worker_threads_and_restores_torch_threads(
     assert torch.get_num_threads() == 2
 
 
+def test_a_local_cluster_interrupted_mid_run_leaves_the_terminal_to_geosr() -> None:
+    """Ctrl-C or SIGTERM during a --workers run: stopping the cluster with tasks running
+    logged a Dask warning per cancelled task, and a scheduler traceback for a submission
+    cut short, before the run's own line (17 lines in all for a SIGTERM).  Dask's own
+    handler writes them to the terminal; one beside it here sees what reaches it."""
+    import logging.handlers
+
+    from geosr.orchestrate.cluster import cluster_client
+
+    seen = logging.handlers.BufferingHandler(1000)
+    logging.getLogger("distributed").addHandler(seen)
+    try:
+        with pytest.raises(KeyboardInterrupt), cluster_client(None, 2) as client:
+            futures = [client.submit(time.sleep, 0.2, pure=False) for _ in range(20)]
+            futures[3].result()
+            raise KeyboardInterrupt  # as the handler of the signal raises it
+    finally:
+        logging.getLogger("distributed").removeHandler(seen)
+    assert [r.getMessage() for r in seen.buffer if r.levelno >= logging.WARNING] == []
+
+
 def test_local_cluster_workers_do_not_pause_on_the_memory_they_share() -> None:
     """--workers N: the worker threads share this process, so none has a memory limit of
     its own.  Dask gave each 1/N of the machine's memory and measured the whole process

@@ -148,7 +148,14 @@ def _quiet_connection_loss() -> Iterator[None]:
     it (:class:`~geosr.errors.ResumableError`); distributed would log the same
     event as several tracebacks first.
     """
-    loggers = [logging.getLogger(name) for name in ("distributed.client", "distributed.utils")]
+    with _quiet_loggers("distributed.client", "distributed.utils"):
+        yield
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Keep the loggers ``names`` (and those under them left at their level) off the terminal."""
+    loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)
@@ -322,8 +329,12 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
     try:
         yield client
     finally:
-        client.close()
-        cluster.close()
+        # Stopped with tasks still queued or running (Ctrl-C, SIGTERM), the cluster logged
+        # a warning for each and a traceback for a submission cut short: 17 lines before
+        # the run's own line, which says all the user needs.
+        with _quiet_loggers("distributed", "distributed.client"):
+            client.close()
+            cluster.close()
         torch.set_num_threads(threads)
 
 
