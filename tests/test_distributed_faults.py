@@ -91,11 +91,14 @@ def pixels(path: Path) -> np.ndarray:
         return f.read()
 
 
-def test_worker_killed_mid_run_gives_identical_output(job, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [2, 1])
+def test_worker_killed_mid_run_gives_identical_output(job, tmp_path: Path, workers: int) -> None:
+    """With one worker, the job description died with it: it was scattered, which the
+    scheduler cannot make again, and the run failed as "lost the Dask scheduler"."""
     marker = tmp_path / "fault-fired"
     # The first worker to finish its 3rd task dies with SIGKILL (once, across the cluster);
     # its nanny restarts it and the scheduler reruns what was lost.
-    cluster = Cluster(tmp_path, 2, {"GEOSR_FAULT_AT": "task:3", "GEOSR_FAULT_ONCE": str(marker)})
+    cluster = Cluster(tmp_path, workers, {"GEOSR_FAULT_AT": "task:3", "GEOSR_FAULT_ONCE": str(marker)})
     try:
         out = geosr.upscale_file(
             job["src"],

@@ -1,7 +1,7 @@
 """The same job on a Dask cluster: an existing one (``--scheduler``) or a local one (``--workers``).
 
 Tasks are the predictor's batches of the single-process run, so every tile is
-computed exactly as it is locally.  Each task receives the (scattered, small)
+computed exactly as it is locally.  Each task receives the (shared, small)
 job description and its tiles, reads the input itself by path, and writes its
 output region straight into the run's Zarr store on the shared filesystem
 (:mod:`geosr.io.run_store`, one chunk per tile, so concurrent and repeated
@@ -449,6 +449,11 @@ def for_the_client(failure: BaseException, paths: Sequence[str], key: ModelKey, 
     return failure
 
 
+def _the_job(job: Job) -> Job:
+    """The job, as a task's result that every task depends on (see :func:`run_on_cluster`)."""
+    return job
+
+
 def run_on_cluster(
     job: Job,
     plan: TilePlan,
@@ -477,7 +482,11 @@ def run_on_cluster(
     try:
         workers = list(client.scheduler_info(n_workers=-1)["workers"])
         client.register_plugin(ModelPlugin(key, _workers_by_host(workers)))
-        shared = client.scatter(job, broadcast=True)
+        # A task, not scatter(): the scheduler keeps how to compute it, so the job is made
+        # again when the worker holding it dies; scattered data is lost for good, and with
+        # it every task of the run ("lost the Dask scheduler ... already forgotten" on a
+        # one-worker cluster whose nanny restarted the killed worker).
+        shared = client.submit(_the_job, job, pure=False)
         futures = [
             client.submit(
                 _run_batch,
