@@ -114,6 +114,22 @@ def test_worker_killed_mid_run_gives_identical_output(job, tmp_path: Path, worke
     assert not run_dir(out).exists()
 
 
+def test_a_task_that_kills_every_worker_is_one_resumable_line(job, tmp_path: Path, monkeypatch) -> None:
+    """A task whose worker dies each time (out of memory, say): distributed's KilledWorker
+    came out as a traceback.  The scheduler gives up at the first death here."""
+    monkeypatch.setenv("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", "0")
+    cluster = Cluster(tmp_path, 1, {"GEOSR_FAULT_AT": "task:1"})
+    dst = tmp_path / "cluster.tif"
+    try:
+        with pytest.raises(geosr.GeosrError, match="every Dask worker that ran one of its tasks died"):
+            geosr.upscale_file(
+                job["src"], dst, model=str(job["weights"]), scheduler=cluster.address, **COMMON
+            )
+    finally:
+        cluster.close()
+    assert not dst.exists() and run_dir(dst).exists()  # kept for --resume
+
+
 def test_lost_scheduler_fails_clearly_then_resume_finishes(job, tmp_path: Path) -> None:
     cluster = Cluster(tmp_path, 1, {})
     dst = tmp_path / "cluster.tif"

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
+from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed, get_worker
 from distributed.client import FuturesCancelledError
 from distributed.comm import CommClosedError
 from distributed.comm.addressing import parse_address, parse_host_port
@@ -504,6 +504,15 @@ def run_on_cluster(
             state.record(finished)
             if on_tiles_done is not None:
                 on_tiles_done(len(finished))
+    except KilledWorker as exc:
+        # A task that takes its worker down every time (the kernel's OOM killer, a memory
+        # limit): distributed gives up after a few workers, with a traceback of its own.
+        raise ResumableError(
+            f"{state.destination}: every Dask worker that ran one of its tasks died "
+            f"({exc.allowed_failures + 1} in all; out of memory? the workers' logs say why); "
+            f"{state.describe()}; give the workers more memory or pass a smaller --batch-size, "
+            "then rerun the same command with --resume to finish it"
+        ) from None
     except (OSError, TimeoutError, CancelledError, CommClosedError, FuturesCancelledError) as exc:
         if isinstance(exc, GeosrError):
             raise
