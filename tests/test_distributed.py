@@ -241,6 +241,38 @@ def test_a_local_cluster_interrupted_mid_run_leaves_the_terminal_to_geosr() -> N
     assert [r.getMessage() for r in seen.buffer if r.levelno >= logging.WARNING] == []
 
 
+def test_a_scheduler_without_workers_says_the_run_waits_for_some(
+    scene: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Nothing told the user why the run sat still, with no progress, until killed.  A
+    worker joins once the warning is out, as an adaptive cluster's would."""
+    import torch
+    from distributed import LocalCluster
+
+    threads = torch.get_num_threads()
+    said: list[str] = []
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp://", dashboard_address=None) as cluster:
+
+        def show(message: Warning | str, *args: object, **kwargs: object) -> None:
+            said.append(str(message))
+            cluster.scale(1)
+
+        fallback = threading.Timer(5.0, cluster.scale, [1])  # without the warning: no hang, a failure
+        fallback.start()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")
+                monkeypatch.setattr(warnings, "showwarning", show)
+                out = geosr.upscale_file(
+                    scene, tmp_path / "out.tif", scale=2, model="bicubic", scheduler=cluster.scheduler_address
+                )
+        finally:
+            fallback.cancel()
+            torch.set_num_threads(threads)
+    assert out.exists()
+    assert [m for m in said if "has no workers yet; the run waits" in m], said
+
+
 def test_local_cluster_workers_do_not_pause_on_the_memory_they_share() -> None:
     """--workers N: the worker threads share this process, so none has a memory limit of
     its own.  Dask gave each 1/N of the machine's memory and measured the whole process

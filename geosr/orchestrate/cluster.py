@@ -28,6 +28,7 @@ import contextlib
 import importlib.util
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, replace
@@ -39,7 +40,7 @@ from distributed.client import FuturesCancelledError
 from distributed.comm import CommClosedError
 from distributed.comm.addressing import parse_address, parse_host_port
 
-from geosr.errors import GeosrError, OptionError, ResumableError
+from geosr.errors import GeosrError, GeosrWarning, OptionError, ResumableError
 from geosr.faults import checkpoint
 from geosr.io.remote import is_remote
 from geosr.io.run_store import StoreWriter
@@ -481,6 +482,16 @@ def run_on_cluster(
     job, key = for_workers(job, key)
     try:
         workers = list(client.scheduler_info(n_workers=-1)["workers"])
+        if not workers:
+            # An adaptive cluster may start its workers only now, so the run waits, but
+            # says so: it sat silent, with no progress, for as long as none came.
+            warnings.warn(
+                GeosrWarning(
+                    f"the Dask scheduler at {address} has no workers yet; the run waits for "
+                    "some to join (`dask worker` with that address starts one)"
+                ),
+                stacklevel=2,
+            )
         client.register_plugin(ModelPlugin(key, _workers_by_host(workers)))
         # A task, not scatter(): the scheduler keeps how to compute it, so the job is made
         # again when the worker holding it dies; scattered data is lost for good, and with
