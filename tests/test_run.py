@@ -741,3 +741,28 @@ def test_zeros_of_an_undeclared_nodata_are_warned_about(
         ["run", str(src), "-o", str(tmp_path / "c.tif"), "--model", "bicubic"], capfd, monkeypatch
     )
     assert code == 0 and "declares no nodata" not in err, err
+
+
+def test_a_mask_or_label_variable_beside_the_raster_is_not_a_candidate(tmp_path: Path) -> None:
+    """A store of one numeric raster and a bool mask (and a grid of strings) reads the raster
+    by itself: before, 'the store holds 3 raster variables of measurements (land, name, refl);
+    choose one with --variable NAME', though geosr reads neither of the other two."""
+    from geosr.io.scene import open_scene
+
+    y = 5866490.0 - 10.0 * (np.arange(8) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(8) + 0.5)
+    refl = np.arange(64, dtype=np.float32).reshape(8, 8)
+    ds = xr.Dataset(
+        {
+            "refl": (("y", "x"), refl),
+            "land": (("y", "x"), refl > 10),
+            "name": (("y", "x"), np.full((8, 8), "sea", dtype=object)),
+        },
+        coords={"y": y, "x": x},
+        attrs={"proj:epsg": 32633},
+    )
+    store = tmp_path / "masked.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr's notes on variable-length strings
+        ds.to_zarr(store, zarr_format=3, consolidated=False)
+    assert open_scene(store).variable == "refl"

@@ -93,6 +93,9 @@ def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
         if any(set(dims) <= set(var.dims) for dims in SPATIAL_DIMS)
         and var.ndim in (2, 3)
         and not is_flags(var)
+        # A bool mask or a string label grid beside the data is no raster to pick by itself: with
+        # them counted, a store of one float raster and a land mask asked for --variable.
+        and np.issubdtype(var.dtype, np.number)
     ]
     if variable is not None:
         if variable not in ds.data_vars:
