@@ -44,6 +44,7 @@ from geosr.io.scene import (
     band_bytes,
     carried_tags,
     fill_value,
+    is_zarr_path,
     keeps_band,
     open_scene,
     read_sample,
@@ -74,13 +75,37 @@ Progress = Callable[[int, int], None]
 
 def default_output(src: str | Path, scale: int) -> Path:
     """``<input stem>_x<scale>.tif`` beside a local input; in the working folder for a URL or
-    an archive member (``/vsizip/``, ``zip://``), beside which nothing can be written."""
+    an archive member (``/vsizip/``, ``zip://``), beside which nothing can be written.
+
+    A group of a Zarr store (``product.zarr/r10m``) gives ``product_r10m_x<scale>.tif`` beside
+    the store, never a file inside it.
+    """
     text = str(src)
     if text.startswith("file://"):
         p = Path(urlparse(text).path)
     else:
         p = Path(local_name(src)) if is_virtual(src) else Path(src)
+    root = None if is_virtual(src) else _store_root(p)
+    if root is not None:
+        group = p.absolute().relative_to(root)
+        return root.with_name(f"{Path(root.name).stem}_{'_'.join(group.parts)}_x{scale}.tif")
     return p.with_name(f"{p.stem}_x{scale}.tif")
+
+
+def _store_root(path: Path) -> Path | None:
+    """The Zarr store (absolute) that ``path`` is a group of, or None where it is none.
+
+    The output went beside the group, into the store: ``product.zarr/r10m_x2.tif`` (and
+    the run's hidden folder with it), a file no Zarr reader expects among the groups.
+    """
+    if not is_zarr_path(path):
+        return None
+    root = None
+    for parent in path.absolute().parents:
+        if not is_zarr_path(parent):
+            break
+        root = parent
+    return root
 
 
 def _in_context(path: str | Path, exc: GeosrError) -> GeosrError:

@@ -509,6 +509,31 @@ def test_zipped_zarr_store_reads_as_its_folder(tmp_path: Path) -> None:
         np.testing.assert_array_equal(fb.read(), fa.read())
 
 
+def test_a_group_of_a_store_is_written_beside_the_store_not_into_it(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """``geosr run product.zarr/r10m`` without -o writes product_r10m_x2.tif beside the store:
+    before, it wrote product.zarr/r10m_x2.tif (and its run folder) into the input store."""
+    from tests.test_bad_input import run_cli
+
+    y = 5866490.0 - 10.0 * (np.arange(16) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(16) + 0.5)
+    values = np.arange(256, dtype=np.float32).reshape(16, 16)
+    da = xr.DataArray(values, dims=("y", "x"), coords={"y": y, "x": x}, attrs={"proj:epsg": 32633})
+    store = tmp_path / "product.zarr"
+    da.to_dataset(name="b04").to_zarr(store, group="measurements/r10m", zarr_format=3)
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    code, err = run_cli(
+        ["run", str(store / "measurements" / "r10m"), "--scale", "2", "--model", "bicubic"],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 0, err
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+    with rasterio.open(tmp_path / "product_measurements_r10m_x2.tif") as out:
+        assert out.shape == (32, 32)
+
+
 def test_zarr_of_a_geotiff_keeps_its_transform_exactly(make_raster, tmp_path: Path) -> None:
     """A store rioxarray wrote from a GeoTIFF keeps the GeoTIFF's transform (its stored
     GeoTransform), through geosr run and geosr.upscale.  Before, the pixel size was derived
