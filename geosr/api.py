@@ -78,7 +78,8 @@ def default_output(src: str | Path, scale: int) -> Path:
     an archive member (``/vsizip/``, ``zip://``), beside which nothing can be written.
 
     A group of a Zarr store (``product.zarr/r10m``) gives ``product_r10m_x<scale>.tif`` beside
-    the store, never a file inside it.
+    the store, never a file inside it, and a zipped store ``product.zarr.zip`` gives
+    ``product_x<scale>.tif``, as its folder would.
     """
     text = str(src)
     if text.startswith("file://"):
@@ -89,7 +90,8 @@ def default_output(src: str | Path, scale: int) -> Path:
     if root is not None:
         group = p.absolute().relative_to(root)
         return root.with_name(f"{Path(root.name).stem}_{'_'.join(group.parts)}_x{scale}.tif")
-    return p.with_name(f"{p.stem}_x{scale}.tif")
+    stem = p.name[: -len(".zarr.zip")] if p.name.lower().endswith(".zarr.zip") else p.stem
+    return p.with_name(f"{stem}_x{scale}.tif")
 
 
 def _store_root(path: Path) -> Path | None:

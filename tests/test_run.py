@@ -507,6 +507,8 @@ def test_zipped_zarr_store_reads_as_its_folder(tmp_path: Path) -> None:
     with rasterio.open(a) as fa, rasterio.open(b) as fb:
         assert fb.crs == fa.crs and fb.transform == fa.transform
         np.testing.assert_array_equal(fb.read(), fa.read())
+    # Named as its folder is, not product.zarr_x2.tif (before).
+    assert geosr.api.default_output(tmp_path / "product.zarr.zip", 2) == tmp_path / "product_x2.tif"
 
 
 def test_a_group_of_a_store_is_written_beside_the_store_not_into_it(
