@@ -251,8 +251,10 @@ def open_scene(path: str | Path, *, variable: str | None = None) -> Scene:
                 key, subdataset = _pick_subdataset(path, src, variable)
                 if not subdataset:
                     return _describe_gdal(path, src)
-        with rasterio.open(subdataset) as src:
-            return replace(_describe_gdal(path, src), subdataset=subdataset, subdataset_key=key)
+            # The variable's own raster too: one without a geotransform printed rasterio's
+            # warning before geosr's error line.
+            with rasterio.open(subdataset) as src:
+                return replace(_describe_gdal(path, src), subdataset=subdataset, subdataset_key=key)
     except RasterioIOError as exc:
         raise _unreadable(path, exc) from None
 
