@@ -595,3 +595,28 @@ def test_a_malformed_fault_injection_variable_is_one_line_before_the_run(
     code, err = run_cli(["run", str(path), "--model", "bicubic"], capsys, monkeypatch)
     assert_one_clear_line(code, err, f"GEOSR_FAULT_AT={spec!r}", says)
     assert outputs_in(tmp_path) == []
+
+
+def test_a_zarr_variable_not_linked_to_its_grid_mapping_says_how_to_link_it(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """to_zarr(encoding=...) drops rioxarray's grid_mapping: the store has its spatial_ref, but
+    nothing points at it.  Before: 'no CRS (no spatial_ref / grid_mapping / proj:code)' of a store
+    with a spatial_ref; now the command that links it, which the test runs to read the store."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    import xarray as xr
+    import zarr
+
+    from geosr.io.scene import open_scene
+
+    y = 5866490.0 - 10.0 * (np.arange(8) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(8) + 0.5)
+    da = xr.DataArray(np.ones((8, 8), np.float32), dims=("y", "x"), coords={"y": y, "x": x})
+    store = tmp_path / "enc.zarr"
+    encoding = {"band_data": {"chunks": (4, 4)}}
+    da.rio.write_crs("EPSG:32633").to_dataset(name="band_data").to_zarr(store, encoding=encoding)
+    code, err = run_cli(["run", str(store), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "enc.zarr", "no grid_mapping attribute", "'spatial_ref'")
+    fix = " ".join(err.split()).split("metadata again: ")[1]
+    exec(fix, {"zarr": zarr})
+    assert open_scene(store).grid.crs.epsg == 32633

@@ -252,6 +252,7 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     da = da.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
     crs = variable_crs(da, ydim, xdim, ds)
     if crs is None:
+        _refuse_an_unlinked_grid_mapping(ds, ds[name], path)
         raise InputError(
             f"{path}: variable {name!r} has no CRS (no spatial_ref / grid_mapping / proj:code); "
             "write one with rioxarray: ds.rio.write_crs('EPSG:32633')"
@@ -301,6 +302,27 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         band_labels=labels,
         **bands,
     )
+
+
+def _refuse_an_unlinked_grid_mapping(ds: xr.Dataset, da: xr.DataArray, path: str) -> None:
+    """Say which grid mapping a variable without a ``grid_mapping`` attribute leaves unused.
+
+    ``to_zarr(encoding={...})`` replaces a variable's encoding, rioxarray's ``grid_mapping``
+    with it, so the store keeps its ``spatial_ref`` but nothing points at it: 'no spatial_ref
+    / grid_mapping' was said of a store that has one.
+    """
+    if "grid_mapping" in da.encoding or "grid_mapping" in da.attrs:
+        return
+    mappings = [
+        str(k) for k, v in ds.variables.items() if "grid_mapping_name" in v.attrs or "crs_wkt" in v.attrs
+    ]
+    if mappings:
+        raise InputError(
+            f"{path}: variable {da.name!r} has no grid_mapping attribute, so the store's grid mapping "
+            f"{mappings[0]!r} is not its CRS (to_zarr(encoding=...) drops rioxarray's); name it, "
+            f"then consolidate the metadata again: zarr.open_array('{path}', path='{da.name}')"
+            f".attrs['grid_mapping'] = '{mappings[0]}'; zarr.consolidate_metadata('{path}')"
+        )
 
 
 def check_evenly_spaced(da: xr.DataArray, dim: str, source: str) -> None:
