@@ -243,6 +243,13 @@ def test_pickle_checkpoint_is_refused_never_unpickled(tmp_path: Path, suffix: st
     assert not marker.exists()
 
 
+def test_a_missing_pickle_checkpoint_is_said_to_be_missing(tmp_path: Path) -> None:
+    """``--model model.pt`` for a file that is not there said "is a pickle-based checkpoint ...
+    Convert it with ...": there is nothing to convert, the path is wrong."""
+    with pytest.raises(ModelError, match=r"model\.pt does not exist; check the path"):
+        load_weights(tmp_path / "model.pt")
+
+
 def test_pickle_renamed_to_safetensors_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     (tmp_path / "evil.safetensors").write_bytes(pickle.dumps(Payload(marker)))
@@ -253,6 +260,7 @@ def test_pickle_renamed_to_safetensors_is_refused(tmp_path: Path) -> None:
 
 
 def test_refusal_message_says_how_to_convert(tmp_path: Path) -> None:
+    (tmp_path / "m.pt").write_bytes(b"a checkpoint")  # never read
     with pytest.raises(ModelError, match=r"Convert it with.*weights_only=True.*m\.safetensors"):
         load_weights(tmp_path / "m.pt")
 

@@ -122,6 +122,9 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
         For a pickle-based checkpoint (never unpickled), a missing weights file
         or card, or a file that is not valid safetensors.
     """
+    if Path(path).suffix.lower() in PICKLE_SUFFIXES and not Path(path).exists():
+        # Not "a pickle-based checkpoint ... Convert it with": there is nothing to convert.
+        raise ModelError(f"weights file {path} does not exist; check the path")
     weights_path, card_path = weights_paths(path)
     folder = next((p for p in (Path(path), weights_path) if p.is_dir()), None)
     if folder is not None:
