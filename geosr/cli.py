@@ -219,6 +219,12 @@ def run(
     band descriptions.  With several inputs, one that fails is reported in one
     line and the others still run; the exit status is then 2.
     """
+    from geosr.io.scene import check_input_exists
+
+    if len(inputs) == 1 and not set("*?[") & set(inputs[0]):
+        # Before geosr.api, which imports torch: a mistyped path is told at once, not after
+        # the 3 s (17 s on a busy machine) that importing torch takes.
+        check_input_exists(inputs[0])
     from geosr.api import default_output, upscale_file
     from geosr.batch import batch_outputs, expand_inputs
     from geosr.io.remote import file_url_path

@@ -620,3 +620,17 @@ def test_a_zarr_variable_not_linked_to_its_grid_mapping_says_how_to_link_it(
     fix = " ".join(err.split()).split("metadata again: ")[1]
     exec(fix, {"zarr": zarr})
     assert open_scene(store).grid.crs.epsg == 32633
+
+
+def test_a_missing_input_is_told_before_torch_loads(tmp_path: Path) -> None:
+    """A mistyped path waited for torch to import (3 s, 17 s on a busy machine) to be told."""
+    import subprocess
+
+    probe = (
+        "import sys\nfrom geosr.cli import main\n"
+        f"sys.argv = ['geosr', 'run', {str(tmp_path / 'typo.tif')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    print(exc.code, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert done.stdout.split() == ["2", "False"], (done.stdout, done.stderr)
+    assert "typo.tif: no such file or directory; check the path" in done.stderr

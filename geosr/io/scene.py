@@ -224,6 +224,21 @@ def is_zipped_zarr(path: Path) -> bool:
         return False  # GDAL says what is wrong with it
 
 
+def check_input_exists(path: str) -> None:
+    """Refuse a local input path that names nothing (a remote or ``/vsi`` path is GDAL's to find).
+
+    Raises
+    ------
+    InputError
+        The path does not exist.
+    """
+    if "://" not in path and not path.startswith("/vsi") and not Path(path).exists():
+        hint = ""
+        if re.match(r"^[A-Za-z0-9_]+:", path):  # NETCDF:"f.nc":var, HDF5:...: GDAL's subdataset names
+            hint = "; for a variable of a netCDF or HDF5 file, give the file and --variable NAME"
+        raise InputError(f"{path}: no such file or directory; check the path{hint}")
+
+
 def open_scene(path: str | Path, *, variable: str | None = None) -> Scene:
     """Describe the raster at ``path``, checking everything a run relies on.
 
@@ -233,11 +248,7 @@ def open_scene(path: str | Path, *, variable: str | None = None) -> Scene:
         Missing file, not a raster, unsupported dtype, no CRS or transform.
     """
     path = str(path)
-    if "://" not in path and not path.startswith("/vsi") and not Path(path).exists():
-        hint = ""
-        if re.match(r"^[A-Za-z0-9_]+:", path):  # NETCDF:"f.nc":var, HDF5:...: GDAL's subdataset names
-            hint = "; for a variable of a netCDF or HDF5 file, give the file and --variable NAME"
-        raise InputError(f"{path}: no such file or directory; check the path{hint}")
+    check_input_exists(path)
     if is_zarr_path(path):
         from geosr.io.zarr_scene import open_zarr_scene
 
