@@ -74,12 +74,16 @@ def test_peak_memory_does_not_grow_with_scene_size(tmp_path: Path) -> None:
     # Zarr out: the pipeline alone.  A COG adds GDAL's own COG build, whose working
     # set (overviews, threaded compression) is bounded too (~130 MiB measured for
     # both 8192^2 and 16384^2 outputs) but grows with the width of small scenes.
-    # The lower of two runs each: one run's peak varies by up to ~20 MiB with how the
-    # reader and writer threads' allocator arenas happen to fill.
+    # One run's peak varies by up to ~20 MiB with how the reader and writer threads'
+    # allocator arenas happen to fill: beyond the bound, the lower of two runs each decides
+    # (a second pair every time cost the suite a minute).
     small_src, large_src = synthetic(tmp_path / "small.tif", 2048), synthetic(tmp_path / "large.tif", 6144)
-    small = min(peak_mib(small_src, tmp_path / f"small_x2_{i}.zarr") for i in range(2))
-    large = min(peak_mib(large_src, tmp_path / f"large_x2_{i}.zarr") for i in range(2))
     grown_mib = ((6144 * 2) ** 2 - (2048 * 2) ** 2) * 2 / 2**20  # 256 MiB more output pixels
+    small = peak_mib(small_src, tmp_path / "small_x2_0.zarr")
+    large = peak_mib(large_src, tmp_path / "large_x2_0.zarr")
+    if large - small >= grown_mib / 8:
+        small = min(small, peak_mib(small_src, tmp_path / "small_x2_1.zarr"))
+        large = min(large, peak_mib(large_src, tmp_path / "large_x2_1.zarr"))
     # 9x the pixels; were the output (or the input) held whole, or any buffer
     # sized by the scene, the large run would peak that much higher.  Measured in
     # single runs: -6 to +22 MiB apart; 50 MiB when the statistics sample kept every
