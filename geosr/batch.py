@@ -15,11 +15,16 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from geosr.api import check_output_given, default_output
 from geosr.errors import GeosrWarning, InputError, OptionError
 from geosr.io.remote import file_url_path, is_remote
 
 _GLOB_CHARS = frozenset("*?[")
+
+
+def has_wildcards(pattern: str) -> bool:
+    """Whether ``pattern`` holds a glob's wildcards (it is a path as given otherwise)."""
+    return bool(_GLOB_CHARS & set(pattern))
+
 
 _PRODUCT = re.compile(r"^(?P<stem>.+)_x[0-9]+(?:\.tif|\.zarr|\.stac\.json|\.quicklook\.png)$")
 """The names geosr gives what it writes for an input ``<stem>.*``: the output at any
@@ -41,7 +46,7 @@ def expand_inputs(patterns: Sequence[str], output_folder: Path | None = None) ->
     """
     out: list[str] = []
     for pattern in patterns:
-        if is_remote(pattern) or not _GLOB_CHARS & set(pattern) or Path(pattern).exists():
+        if is_remote(pattern) or not has_wildcards(pattern) or Path(pattern).exists():
             out.append(pattern)
             continue
         # glob.glob, not Path.glob: the pattern may be absolute and have wildcards in any part.
@@ -115,6 +120,10 @@ def batch_outputs(sources: Sequence[str], output: str | Path | None, scale: int)
         Several inputs and an ``output`` that is not a folder, or two inputs
         that would write the same output.
     """
+    # Here, not at the module's top: geosr.api imports torch, and the command line reads
+    # its inputs (has_wildcards) before torch loads, to tell a mistyped path at once.
+    from geosr.api import check_output_given, default_output
+
     check_output_given(output)
     output = file_url_path(output) if output is not None else None
     # A remote folder ends with '/': there is no directory to test for.

@@ -219,9 +219,10 @@ def run(
     band descriptions.  With several inputs, one that fails is reported in one
     line and the others still run; the exit status is then 2.
     """
+    from geosr.batch import has_wildcards
     from geosr.io.scene import check_input_exists
 
-    if len(inputs) == 1 and not set("*?[") & set(inputs[0]):
+    if len(inputs) == 1 and not has_wildcards(inputs[0]):
         # Before geosr.api, which imports torch: a mistyped path is told at once, not after
         # the 3 s (17 s on a busy machine) that importing torch takes.
         check_input_exists(inputs[0])
