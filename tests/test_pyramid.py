@@ -214,6 +214,15 @@ def test_cog_from_the_run_store_has_gdals_overviews(tmp_path: Path, grid: GeoBox
         assert by_tiles == len(theirs)  # nothing left for the end
 
 
+def _cog_of(tmp_path: Path, spec: OutputSpec, data: np.ndarray, chunks: tuple[int, int]) -> Path:
+    """The COG of ``data`` written whole into a run store of ``chunks`` and finalised, as a run does."""
+    store, dst = tmp_path / "store", tmp_path / "out.tif"
+    create_run_store(store, spec, chunks, for_zarr_output=False, destination=dst)
+    StoreWriter(store, dst).write(slice(0, data.shape[1]), slice(0, data.shape[2]), data)
+    finalise(store, dst, spec, overwrite=False)
+    return dst
+
+
 def test_cog_from_the_run_store_keeps_geographic_grid_and_metadata(tmp_path: Path) -> None:
     """EPSG:4326 (whose WKT puts latitude first) keeps its geotransform exactly; colour
     interpretation and tags with XML's special characters survive the VRT."""
@@ -228,11 +237,7 @@ def test_cog_from_the_run_store_keeps_geographic_grid_and_metadata(tmp_path: Pat
         tags={"T": "<tags> & 'quotes'"},
     )
     data = np.random.default_rng(0).integers(0, 255, (3, 1024, 1024)).astype(np.uint8)
-    store, dst = tmp_path / "store", tmp_path / "out.tif"
-    create_run_store(store, spec, (512, 512), for_zarr_output=False, destination=dst)
-    StoreWriter(store, dst).write(slice(0, 1024), slice(0, 1024), data)
-    finalise(store, dst, spec, overwrite=False)
-    with rasterio.open(dst) as cog:
+    with rasterio.open(_cog_of(tmp_path, spec, data, (512, 512))) as cog:
         assert cog.transform == grid.affine and cog.crs == grid.crs and cog.nodata is None
         assert [c.name for c in cog.colorinterp] == ["red", "green", "blue"]
         assert (
@@ -250,11 +255,7 @@ def test_every_colour_interpretation_survives_the_vrt(tmp_path: Path, colorinter
     grid = GeoBox((256, 256), GRID.affine, GRID.crs)
     spec = OutputSpec(grid=grid, count=3, dtype="uint8", nodata=None, colorinterp=colorinterp)
     data = np.random.default_rng(0).integers(0, 255, (3, 256, 256)).astype(np.uint8)
-    store, dst = tmp_path / "store", tmp_path / "out.tif"
-    create_run_store(store, spec, (256, 256), for_zarr_output=False, destination=dst)
-    StoreWriter(store, dst).write(slice(0, 256), slice(0, 256), data)
-    finalise(store, dst, spec, overwrite=False)
-    with rasterio.open(dst) as cog:
+    with rasterio.open(_cog_of(tmp_path, spec, data, (256, 256))) as cog:
         assert tuple(c.name for c in cog.colorinterp) == colorinterp
 
 
