@@ -269,20 +269,31 @@ def test_each_band_has_its_own_nodata(tmp_path: Path, model: str | None) -> None
     # The same valid pixels under one nodata value, the output's.
     reference = write(tmp_path / "one.tif", np.where([hidden, other], 1, data).astype(data.dtype), nodata=1)
 
-    a = geosr.upscale_file(vrt, tmp_path / "stack_x2.tif", scale=2, model=model, tile=32)
-    b = geosr.upscale_file(reference, tmp_path / "one_x2.tif", scale=2, model=model, tile=32)
-    (pixels, profile, _), (expected, _, _) = read(a), read(b)
-    assert profile["nodata"] == 1
-    np.testing.assert_array_equal(pixels, expected)
-    for band, invalid in enumerate((hidden, other)):
-        invalid_hr = invalid.repeat(2, 0).repeat(2, 1)
-        assert (pixels[band, invalid_hr] == 1).all() and (pixels[band, ~invalid_hr] != 1).all()
+    assert_runs_as(vrt, reference, model, nodata=1, hidden=(hidden, other))
 
     # One band picked: its own value is the scene's and the output's.
     picked = geosr.upscale_file(vrt, tmp_path / "b2_x2.tif", scale=2, model="bicubic", bands="2")
     second, second_profile, _ = read(picked)
     assert second_profile["nodata"] == 2
     assert (second[0] == 2).sum() == 4 * other.sum()
+
+
+def assert_runs_as(
+    src: Path, reference: Path, model: str, *, nodata: float, hidden: tuple[np.ndarray, ...]
+) -> None:
+    """``src``'s x2 output has the pixels of ``reference``'s (the same valid pixels under one
+    ``nodata`` value), that value as its nodata, and nodata exactly where each band's
+    ``hidden`` area is."""
+    a = geosr.upscale_file(src, src.with_name(f"{src.stem}_x2.tif"), scale=2, model=model, tile=32)
+    b = geosr.upscale_file(
+        reference, reference.with_name(f"{reference.stem}_x2.tif"), scale=2, model=model, tile=32
+    )
+    (pixels, profile, _), (expected, _, _) = read(a), read(b)
+    assert profile["nodata"] == nodata
+    np.testing.assert_array_equal(pixels, expected)
+    for band, invalid in enumerate(hidden):
+        invalid_hr = invalid.repeat(2, 0).repeat(2, 1)
+        assert (pixels[band, invalid_hr] == nodata).all() and (pixels[band, ~invalid_hr] != nodata).all()
 
 
 def with_band_masks(path: Path, data: np.ndarray, hidden: tuple[np.ndarray, ...]) -> Path:
@@ -316,14 +327,7 @@ def test_each_band_has_its_own_mask(tmp_path: Path) -> None:
     assert open_scene(vrt).masked
     reference = write(tmp_path / "one.tif", np.where([hidden, other], 0, data).astype(data.dtype), nodata=0)
 
-    a = geosr.upscale_file(vrt, tmp_path / "masks_x2.tif", scale=2, model="bicubic", tile=32)
-    b = geosr.upscale_file(reference, tmp_path / "one_x2.tif", scale=2, model="bicubic", tile=32)
-    (pixels, profile, _), (expected, _, _) = read(a), read(b)
-    assert profile["nodata"] == 0
-    np.testing.assert_array_equal(pixels, expected)
-    for band, invalid in enumerate((hidden, other)):
-        invalid_hr = invalid.repeat(2, 0).repeat(2, 1)
-        assert (pixels[band, invalid_hr] == 0).all() and (pixels[band, ~invalid_hr] != 0).all()
+    assert_runs_as(vrt, reference, "bicubic", nodata=0, hidden=(hidden, other))
 
 
 def test_training_reads_each_bands_own_nodata(tmp_path: Path) -> None:
