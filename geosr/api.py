@@ -49,7 +49,7 @@ from geosr.io.scene import (
     open_scene,
     read_sample,
 )
-from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec, check_nodata
+from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec, check_nodata_of
 from geosr.io.stac_input import is_stac_item, not_an_item
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.io.zarr_store import check_zarr_grid
@@ -128,13 +128,10 @@ def scene_for(src: str | Path, options: RunOptions) -> Scene:
     scene = open_input(src, options, variable=options.variable)
     if options.nodata is not None:
         scene = dataclasses.replace(scene, nodata=float(options.nodata), band_nodata=())
-    try:
-        # Here, naming the file, rather than when the output is set up: among several
-        # inputs that line did not say which one (and geosr info never said it).
-        check_nodata(scene.nodata, scene.dtype)
-    except OptionError as exc:
-        whose = "--nodata" if options.nodata is not None else "the file's nodata; override it with --nodata V"
-        raise OptionError(f"{scene.path}: {exc} ({whose})") from None
+    # Here, naming the file, rather than when the output is set up: among several
+    # inputs that line did not say which one (and geosr info never said it).
+    whose = "--nodata" if options.nodata is not None else "the file's nodata; override it with --nodata V"
+    check_nodata_of(scene.path, scene.nodata, scene.dtype, whose)
     if options.bands:
         scene = select_bands(scene, options.bands)
     area = area_of_interest(options)

@@ -293,12 +293,9 @@ def compare_panels(
     sr_scene = open_scene(sr)
     lr_scene = open_scene(stac_raster(lr, sr_scene), variable=variable)
     if lr_nodata is not None:
-        from geosr.io.sink import check_nodata
+        from geosr.io.sink import check_nodata_of
 
-        try:
-            check_nodata(lr_nodata, lr_scene.dtype)  # NaN in a uint16 LR would hide nothing
-        except OptionError as exc:
-            raise OptionError(f"{lr}: {exc} (--nodata)") from None
+        check_nodata_of(lr, lr_nodata, lr_scene.dtype, "--nodata")  # NaN in a uint16 LR would hide nothing
         lr_scene = dataclasses.replace(lr_scene, nodata=lr_nodata, band_nodata=())
     # First: the pixel sizes of rasters far apart (or in other units) give no scale.
     if _footprint_window(lr_scene, sr_scene.grid) is None:

@@ -174,13 +174,10 @@ def _check_nodata_fits(
     """
     if nodata is None:
         return
-    from geosr.io.sink import check_nodata
+    from geosr.io.sink import check_nodata_of
 
     for path in paths:
-        try:
-            check_nodata(nodata, _open(path, variable, bands).dtype)
-        except OptionError as exc:
-            raise OptionError(f"{path}: {exc} (--nodata)") from None
+        check_nodata_of(path, nodata, _open(path, variable, bands).dtype, "--nodata")
 
 
 def _check_scale(scale: int) -> None:

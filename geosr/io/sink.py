@@ -161,6 +161,23 @@ def check_nodata(nodata: float | None, dtype: str) -> None:
         )
 
 
+def check_nodata_of(source: str | Path | None, nodata: float | None, dtype: str, whose: str) -> None:
+    """:func:`check_nodata`, its line naming ``source`` (the raster, if any) and ``whose``
+    value it is (``--nodata``, the file's own...), which the bare check cannot know.
+
+    Raises
+    ------
+    OptionError
+        ``dtype`` cannot hold ``nodata``.
+    """
+    try:
+        check_nodata(nodata, dtype)
+    except OptionError as exc:
+        raise OptionError(
+            f"{source}: {exc} ({whose})" if source is not None else f"{exc} ({whose})"
+        ) from None
+
+
 @runtime_checkable
 class RasterSink(Protocol):
     """An output being written: windows in, one atomic commit (or abort) at the end.

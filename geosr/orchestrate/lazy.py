@@ -22,7 +22,7 @@ from geosr.errors import GeosrError, InputError, OptionError
 from geosr.grid import scaled
 from geosr.io.bands import check_band_layout
 from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, sample_step
-from geosr.io.sink import check_nodata
+from geosr.io.sink import check_nodata_of
 from geosr.io.zarr_scene import array_transform, check_evenly_spaced, variable_crs
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import (
@@ -190,13 +190,10 @@ def upscale(
     nodata = float(nodata) if nodata is not None else _own_nodata(data)
     if nodata is None and data.rio.encoded_nodata is not None:
         nodata = data.rio.encoded_nodata
-    try:
-        # As geosr run checks it: -1 for uint16 was rioxarray's OverflowError, NaN a
-        # ValueError only when the result was computed.
-        check_nodata(nodata, data.dtype.name)
-    except OptionError as exc:
-        whose = "the nodata= argument" if given else "the DataArray's rio.nodata; override it with nodata="
-        raise OptionError(f"{exc} ({whose})") from None
+    # As geosr run checks it: -1 for uint16 was rioxarray's OverflowError, NaN a
+    # ValueError only when the result was computed.
+    whose = "the nodata= argument" if given else "the DataArray's rio.nodata; override it with nodata="
+    check_nodata_of(None, nodata, data.dtype.name, whose)
     predictor = cached_predictor(opts.model, data.shape[0], opts.scale, opts.device, opts.precision)
     net = predictor.model
     check_band_layout(
