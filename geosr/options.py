@@ -152,8 +152,7 @@ class RunOptions:
         was read as the frames 'd', '2', '.', ..."""
         if isinstance(self.frames, (str, os.PathLike)):
             object.__setattr__(self, "frames", (self.frames,))
-        if not _whole(self.scale) or self.scale < 1:
-            raise OptionError(f"--scale {self.scale!r} is not supported: use an integer such as 2, 3 or 4")
+        check_scale(self.scale)
         for name in ("scale", "tile", "batch_size", "workers"):
             value = getattr(self, name)
             if value is not None and not _whole(value):
@@ -175,6 +174,13 @@ class RunOptions:
         for flag, value in named:
             if value is not None and not str(value).strip():
                 raise OptionError(f"--{flag} is empty; give a value or leave the option out")
+
+
+def check_scale(scale: object) -> None:
+    """Refuse a ``--scale`` that is not a whole number from 1 (:class:`OptionError`), in the
+    words every command uses."""
+    if not _whole(scale) or scale < 1:  # type: ignore[operator]  # _whole: an integer
+        raise OptionError(f"--scale {scale!r} is not supported: use an integer such as 2, 3 or 4")
 
 
 def _whole(value: object) -> bool:

@@ -33,12 +33,13 @@ import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
 
-from geosr.errors import GeosrError, InputError, OptionError, OutputError
+from geosr.errors import GeosrError, InputError, OutputError
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border
 from geosr.io.bands import select_bands
 from geosr.io.scene import Scene, open_scene, read_window
 from geosr.models.registry import DEFAULT_MODEL
 from geosr.normalise import valid_mask
+from geosr.options import check_scale
 from geosr.tiling import Window
 
 
@@ -178,13 +179,6 @@ def _check_nodata_fits(
 
     for path in paths:
         check_nodata_of(path, nodata, _open(path, variable, bands).dtype, "--nodata")
-
-
-def _check_scale(scale: int) -> None:
-    """Refuse a ``--scale`` below 1 before any raster is read, in ``geosr run``'s words: 0 and
-    negative scales failed in the block average with a ZeroDivisionError or ValueError traceback."""
-    if isinstance(scale, bool) or not isinstance(scale, int | np.integer) or scale < 1:
-        raise OptionError(f"--scale {scale!r} is not supported: use an integer such as 2, 3 or 4")
 
 
 def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -366,7 +360,9 @@ def evaluate_wald(
     """
     if not hr_paths:
         raise InputError("no HR raster to evaluate: give at least one file")
-    _check_scale(scale)
+    # Before any raster is read: 0 and negative scales failed in the block average with a
+    # ZeroDivisionError or ValueError traceback.
+    check_scale(scale)
     _check_nodata_fits(hr_paths, nodata, variable, bands)
     up = upscaler or _default_upscaler()
     report = EvalReport("wald", scale, model or DEFAULT_MODEL, border)
