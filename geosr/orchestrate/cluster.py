@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed, get_worker
 from distributed.client import FuturesCancelledError
@@ -399,10 +399,14 @@ def for_workers(job: Job, key: ModelKey) -> tuple[Job, ModelKey]:
         scene=_seen_from_workers(job.scene),
         frames=tuple(_seen_from_workers(frame) for frame in job.frames),
     )
-    model = key.model
-    if model is not None and model not in MODEL_NAMES and "://" not in model:
-        key = replace(key, model=str(Path(model).absolute()))
+    if _model_file(key.model):
+        key = replace(key, model=str(Path(key.model).absolute()))
     return job, key
+
+
+def _model_file(model: str | None) -> TypeGuard[str]:
+    """Whether ``model`` is a user's weights given by a local path (not a bundled name, not a URL)."""
+    return model is not None and model not in MODEL_NAMES and "://" not in model
 
 
 def _run_batch(job: Job, tiles: Sequence[tuple[int, Tile]], key: ModelKey, store: str, dst: str) -> list[int]:
@@ -438,7 +442,7 @@ def for_the_client(failure: BaseException, paths: Sequence[str], key: ModelKey, 
     unpickled (rasterio's ``CPLE_OpenFailedError``) the client got a bare
     ``Exception``, a traceback instead of geosr's line.
     """
-    if key.model is not None and key.model not in MODEL_NAMES and "://" not in key.model:
+    if _model_file(key.model):
         paths = [*paths, str(weights_paths(key.model)[0])]
     unseen = next((p for p in paths if not is_remote(p) and not Path(p).exists()), None)
     if unseen is not None:
