@@ -17,8 +17,11 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m geosr.demo
 
+# One pytest worker per core (at most 4: some tests hold a GiB or two); worksteal
+# balances the few long subprocess tests. The memory tests measure their own process
+# tree, so a neighbouring worker does not disturb them.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 # The long fault-injection runs: many random SIGKILL points, polled destinations,
 # cluster workers and scheduler killed (the test suite runs short versions of each).
