@@ -8,7 +8,7 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -53,9 +53,6 @@ from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec, check_nodata_of
 from geosr.io.stac_input import is_stac_item, not_an_item
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.io.zarr_store import check_zarr_grid
-from geosr.models import SRModel, load_model
-from geosr.models.registry import MODEL_NAMES
-from geosr.models.weights import weights_paths
 from geosr.normalise import (
     FILL_RADIUS,
     Normalisation,
@@ -65,9 +62,15 @@ from geosr.normalise import (
 )
 from geosr.options import DEFAULT_TILE, RunOptions
 from geosr.pipeline import Job, run_tiles
-from geosr.predictor import Predictor
 from geosr.recovery import damaged_store_error, tiles_to_trust
 from geosr.tiling import TilePlan, plan_tiles
+
+if TYPE_CHECKING:
+    # Imported where a model is loaded, not here: they import torch, whose 3 s (17 s on a
+    # busy machine) would come before the line for a corrupt file, a scene without a CRS
+    # or an output that exists, which need only the raster's header.
+    from geosr.models import SRModel
+    from geosr.predictor import Predictor
 
 Progress = Callable[[int, int], None]
 """Called with ``(tiles_done, tiles_total)`` as a run advances."""
@@ -287,6 +290,9 @@ def model_label(net: SRModel, model: str | None) -> str:
     A weights file's card keeps its architecture's name (``cnnrnn-fast``), which alone
     would pass a fine-tuned model's output for the bundled one's: the file is named too.
     """
+    from geosr.models.registry import MODEL_NAMES
+    from geosr.models.weights import weights_paths
+
     if net.card.is_untrained:
         return f"{net.name} (untrained)"
     if model is not None and model not in MODEL_NAMES:
@@ -525,6 +531,18 @@ def upscale_file(
         # an output without a suffix says): it was refused as "unsupported suffix".
         dst = dst / default_output(src, opts.scale).name
     refuse_overwriting_inputs(dst, src, scene, frames)
+    if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
+        # No suffix: most likely a folder for the output ('-o out/') that does not exist yet.
+        folder = "" if dst.suffix else ", or an existing folder to write it into"
+        raise OptionError(
+            f"cannot write {dst}: unsupported output suffix {dst.suffix or '(none)'!r}; "
+            f"use one of {', '.join(SUPPORTED_SUFFIXES)}{folder}"
+        )
+    if dst.suffix.lower() == ".zarr":
+        check_zarr_grid(dst, scene.grid)  # before any compute: the run store would take it
+    from geosr.models import load_model
+    from geosr.predictor import Predictor
+
     try:
         net = load_model(opts.model, bands=scene.count, scale=opts.scale)
         check_band_layout(scene.path, scene.descriptions, net.card.bands, net.name)
@@ -539,15 +557,6 @@ def upscale_file(
             stacklevel=2,
         )
         frames = ()
-    if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
-        # No suffix: most likely a folder for the output ('-o out/') that does not exist yet.
-        folder = "" if dst.suffix else ", or an existing folder to write it into"
-        raise OptionError(
-            f"cannot write {dst}: unsupported output suffix {dst.suffix or '(none)'!r}; "
-            f"use one of {', '.join(SUPPORTED_SUFFIXES)}{folder}"
-        )
-    if dst.suffix.lower() == ".zarr":
-        check_zarr_grid(dst, scene.grid)  # before any compute: the run store would take it
     # Every frame deepens the recurrence, so the halo grows with T.
     radius = net.receptive_radius(1 + len(frames)) if frames else net.receptive_field
     halo = radius + FILL_RADIUS

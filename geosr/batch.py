@@ -120,8 +120,8 @@ def batch_outputs(sources: Sequence[str], output: str | Path | None, scale: int)
         Several inputs and an ``output`` that is not a folder, or two inputs
         that would write the same output.
     """
-    # Here, not at the module's top: geosr.api imports torch, and the command line reads
-    # its inputs (has_wildcards) before torch loads, to tell a mistyped path at once.
+    # Here, not at the module's top: geosr.api imports the raster libraries, and the command
+    # line reads its inputs (has_wildcards) before they load, to tell a mistyped path at once.
     from geosr.api import check_output_given, default_output
 
     check_output_given(output)

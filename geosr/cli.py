@@ -223,8 +223,8 @@ def run(
     from geosr.io.scene import check_input_exists
 
     if len(inputs) == 1 and not has_wildcards(inputs[0]):
-        # Before geosr.api, which imports torch: a mistyped path is told at once, not after
-        # the 3 s (17 s on a busy machine) that importing torch takes.
+        # Before geosr.api, which imports rasterio, zarr and odc-geo (about 1 s): a mistyped
+        # path is told at once.  (torch loads later still, with the model.)
         check_input_exists(inputs[0])
     from geosr.api import default_output, upscale_file
     from geosr.batch import batch_outputs, expand_inputs

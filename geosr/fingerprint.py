@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geosr import __version__
 from geosr.io.remote import local_archive, unsigned
 from geosr.io.scene import Scene
 from geosr.normalise import Normalisation
 from geosr.options import RunOptions
-from geosr.predictor import Predictor
 from geosr.tiling import TilePlan
+
+if TYPE_CHECKING:  # geosr.api imports this module, and torch only once a model is loaded
+    from geosr.predictor import Predictor
 
 
 def job_fingerprint(
