@@ -212,6 +212,8 @@ def _nodata_text(scene: Scene) -> str:
             f"{'none' if v is None else f'{v:g}'} (band {i})" for i, v in enumerate(scene.band_nodata, 1)
         )
         return f"{each}; the output marks them all {scene.output_nodata:g}"
+    if scene.nodata is None and scene.output_nodata is not None and not scene.masked:
+        return f"none; the output declares {scene.output_nodata:g}, which it writes where the input is NaN"
     return "none" if scene.nodata is None else f"{scene.nodata:g}"
 
 

@@ -34,6 +34,16 @@ def test_plan_describes_scene_and_run(make_raster) -> None:
     assert "disk about 7.3 MiB for a COG" in " ".join(rows["resources"].split())
 
 
+def test_info_says_a_float_output_declares_nan(make_raster) -> None:
+    """A float scene without nodata gets NaN declared on its output (Scene.output_nodata);
+    info's nodata line said only 'none'."""
+    src = make_raster(dtype="float32")
+    rows = dict(plan_run(src, RunOptions(model="bicubic"), calibrate=False).lines())
+    assert rows["nodata"] == "none; the output declares nan, which it writes where the input is NaN"
+    ints = dict(plan_run(make_raster("ints.tif"), RunOptions(model="bicubic"), calibrate=False).lines())
+    assert ints["nodata"] == "none"
+
+
 def test_info_cli(make_raster, capsys, monkeypatch) -> None:
     src = make_raster()
     monkeypatch.setattr(sys, "argv", ["geosr", "info", str(src), "--model", "bicubic", "--no-calibrate"])
