@@ -133,12 +133,18 @@ def parse_bbox(text: str, crs: str = GEOJSON_CRS) -> Geometry:
             f"--bbox {text!r}: every bound must be a finite number; give minx,miny,maxx,maxy, "
             "e.g. 13.38,52.50,13.42,52.53"
         )
-    if not (minx < maxx and miny < maxy):
-        raise OptionError(f"--bbox {text!r}: need minx < maxx and miny < maxy")
     try:
-        return Geometry(shapely.box(minx, miny, maxx, maxy), crs)
+        geographic = Geometry(shapely.Point(0, 0), crs).crs.geographic
     except Exception as exc:
         raise OptionError(f"--bbox-crs {crs!r} is not a CRS ({exc}); give e.g. EPSG:4326") from None
+    if geographic and minx > maxx and -180 <= maxx < minx <= 180 and miny < maxy:
+        # West past east: a box across the antimeridian, as GeoJSON (RFC 7946) and STAC
+        # write one (170,-20,-170,-10); it was refused as "need minx < maxx".
+        maxx += 360
+    if not (minx < maxx and miny < maxy):
+        across = ", or, in degrees, a west bound past the east one across the antimeridian"
+        raise OptionError(f"--bbox {text!r}: need minx < maxx and miny < maxy{across if geographic else ''}")
+    return Geometry(shapely.box(minx, miny, maxx, maxy), crs)
 
 
 def in_scene_crs(geometry: Geometry, grid: GeoBox) -> Geometry:

@@ -357,6 +357,21 @@ def test_an_area_across_the_antimeridian_finds_the_scene_a_turn_away(
         assert pixels[1, -2] != 0 and pixels[-2, 1] == 0
 
 
+def test_a_box_whose_west_is_past_its_east_crosses_the_antimeridian(make_raster, tmp_path: Path) -> None:
+    """GeoJSON and STAC write a box across the antimeridian west past east (179.9 to
+    -179.85): it was refused, "need minx < maxx"."""
+    grid = Affine(0.01, 0, 179.7, 0, -0.01, -16.0)
+    src = make_raster(crs="EPSG:4326", transform=grid, height=40, width=56)
+    out = geosr.upscale_file(
+        src, tmp_path / "box.tif", scale=2, model="bicubic", bbox="179.9,-16.3,-179.85,-16.1"
+    )
+    with rasterio.open(out) as f:
+        assert f.transform == grid @ Affine.translation(20, 10) @ Affine.scale(0.5)
+        assert (f.width, f.height) == (50, 40)
+    with pytest.raises(OptionError, match="need minx < maxx"):
+        parse_bbox("500000,6000000,400000,6100000", "EPSG:32633")  # metres: no antimeridian
+
+
 def test_a_box_on_pixel_edges_gives_exactly_their_window() -> None:
     """A box whose sides are pixel edges (a neighbouring output's bounds, gdalinfo's corners)
     is those pixels, however large the coordinates.  Before, a 1e-9 pixel tolerance was
