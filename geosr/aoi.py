@@ -134,9 +134,10 @@ def parse_bbox(text: str, crs: str = GEOJSON_CRS) -> Geometry:
             "e.g. 13.38,52.50,13.42,52.53"
         )
     try:
-        geographic = Geometry(shapely.Point(0, 0), crs).crs.geographic
+        box_crs = Geometry(shapely.Point(0, 0), crs).crs
     except Exception as exc:
         raise OptionError(f"--bbox-crs {crs!r} is not a CRS ({exc}); give e.g. EPSG:4326") from None
+    geographic = box_crs is not None and box_crs.geographic
     if geographic and minx > maxx and -180 <= maxx < minx <= 180 and miny < maxy:
         # West past east: a box across the antimeridian, as GeoJSON (RFC 7946) and STAC
         # write one (170,-20,-170,-10); it was refused as "need minx < maxx".
