@@ -141,11 +141,11 @@ def compute_setup(path: Path, scale: int) -> ComputeSetup:
     same shapes is used instead (the cost of a convolution does not depend on
     the values), and the figure says so.
     """
-    from geosr.api import normalisation_for, scene_for
     from geosr.models import DEFAULT_MODEL, flops_per_lr_pixel, load_model
     from geosr.normalise import FILL_RADIUS
     from geosr.options import DEFAULT_TILE, RunOptions
     from geosr.predictor import Predictor
+    from geosr.run_inputs import normalisation_for, scene_for
     from geosr.tiling import plan_tiles
 
     options = RunOptions(scale=scale)

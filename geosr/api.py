@@ -1,4 +1,9 @@
-"""The Python API: ``upscale_file`` (the ``geosr run`` job) and its building blocks."""
+"""The Python API: ``upscale_file``, the ``geosr run`` job, from its options to its output.
+
+What a run reads is :mod:`geosr.run_inputs`, where it writes :mod:`geosr.run_outputs`, the
+tile and batch that fit the memory :mod:`geosr.memory_fit`; here they are put together,
+the model loaded and the tiles run, locally or on a Dask cluster, resumably.
+"""
 
 from __future__ import annotations
 
@@ -9,108 +14,55 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
-
-import numpy as np
 
 from geosr import __version__, resources
-from geosr.aoi import aoi_mask, aoi_window, crop_scene, parse_bbox, read_vector, whole_file
+from geosr.aoi import aoi_mask, read_vector
 from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError, OutputError, ResumableError
 from geosr.faults import check as check_faults
 from geosr.faults import checkpoint
 from geosr.fingerprint import job_fingerprint
 from geosr.grid import scaled
-from geosr.io.atomic import check_writable, format_bytes
-from geosr.io.bands import check_band_layout, reflectance_offset, select_bands
-from geosr.io.frames import check_frame
+from geosr.io.atomic import check_writable
+from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.remote import (
     check_remote_output,
     file_url_path,
     fsspec_url,
     is_remote,
-    is_virtual,
     local_name,
     make_staging_folder,
-    remote_exists,
-    remote_matches,
     staged_output,
-    staging_folder,
     upload,
 )
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
 from geosr.io.runstate import RunState, StaleRunError, job_digest, reclaimable_bytes, run_dir
-from geosr.io.scene import (
-    Scene,
-    band_bytes,
-    carried_tags,
-    fill_value,
-    is_zarr_path,
-    keeps_band,
-    open_scene,
-    read_sample,
-)
-from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec, check_nodata_of
-from geosr.io.stac_input import is_stac_item, not_an_item
-from geosr.io.stac_input import resolve as resolve_stac
+from geosr.io.scene import Scene, carried_tags, fill_value
+from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.zarr_store import check_zarr_grid
-from geosr.normalise import (
-    FILL_RADIUS,
-    Normalisation,
-    normalisation_from_card,
-    scene_normalisation,
-    valid_mask,
-)
-from geosr.options import DEFAULT_TILE, RunOptions
+from geosr.memory_fit import fit_to_memory
+from geosr.normalise import FILL_RADIUS, Normalisation
+from geosr.options import RunOptions
 from geosr.pipeline import Job, run_tiles
 from geosr.recovery import damaged_store_error, tiles_to_trust
+from geosr.run_inputs import frame_shifts, frames_for, normalisation_for, scene_for
+from geosr.run_outputs import (
+    check_extras_free,
+    check_output_given,
+    default_output,
+    refuse_overwriting_inputs,
+    write_extras,
+)
 from geosr.tiling import TilePlan, plan_tiles
 
 if TYPE_CHECKING:
     # Imported where a model is loaded, not here: they import torch, whose 3 s (17 s on a
-    # busy machine) would come before the line for a corrupt file, a scene without a CRS
-    # or an output that exists, which need only the raster's header.
+    # busy machine) came before the line for a corrupt file or a scene without a CRS,
+    # which need only the raster's header.
     from geosr.models import SRModel
     from geosr.predictor import Predictor
 
 Progress = Callable[[int, int], None]
 """Called with ``(tiles_done, tiles_total)`` as a run advances."""
-
-
-def default_output(src: str | Path, scale: int) -> Path:
-    """``<input stem>_x<scale>.tif`` beside a local input; in the working folder for a URL or
-    an archive member (``/vsizip/``, ``zip://``), beside which nothing can be written.
-
-    A group of a Zarr store (``product.zarr/r10m``) gives ``product_r10m_x<scale>.tif`` beside
-    the store, never a file inside it, and a zipped store ``product.zarr.zip`` gives
-    ``product_x<scale>.tif``, as its folder would.
-    """
-    text = str(src)
-    if text.startswith("file://"):
-        p = Path(urlparse(text).path)
-    else:
-        p = Path(local_name(src)) if is_virtual(src) else Path(src)
-    root = None if is_virtual(src) else _store_root(p)
-    if root is not None:
-        group = p.absolute().relative_to(root)
-        return root.with_name(f"{Path(root.name).stem}_{'_'.join(group.parts)}_x{scale}.tif")
-    stem = p.name[: -len(".zarr.zip")] if p.name.lower().endswith(".zarr.zip") else p.stem
-    return p.with_name(f"{stem}_x{scale}.tif")
-
-
-def _store_root(path: Path) -> Path | None:
-    """The Zarr store (absolute) that ``path`` is a group of, or None where it is none.
-
-    The output went beside the group, into the store: ``product.zarr/r10m_x2.tif`` (and
-    the run's hidden folder with it), a file no Zarr reader expects among the groups.
-    """
-    if not is_zarr_path(path):
-        return None
-    root = None
-    for parent in path.absolute().parents:
-        if not is_zarr_path(parent):
-            break
-        root = parent
-    return root
 
 
 def _in_context(path: str | Path, exc: GeosrError) -> GeosrError:
@@ -119,169 +71,6 @@ def _in_context(path: str | Path, exc: GeosrError) -> GeosrError:
     if message.startswith(str(path)):
         return exc
     return type(exc)(f"{path}: {message}")
-
-
-def scene_for(src: str | Path, options: RunOptions) -> Scene:
-    """Open ``src`` and apply the options that shape it: nodata, bands, area of interest.
-
-    A STAC Item is resolved to its raster asset(s) first (:mod:`geosr.io.stac_input`).
-    """
-    if options.asset is not None and not is_stac_item(src) and not_an_item(src) is None:
-        raise OptionError(f"{src}: --asset is for STAC Item inputs (.json); this input is a raster")
-    scene = open_input(src, options, variable=options.variable)
-    if options.nodata is not None:
-        scene = dataclasses.replace(scene, nodata=float(options.nodata), band_nodata=())
-    # Here, naming the file, rather than when the output is set up: among several
-    # inputs that line did not say which one (and geosr info never said it).
-    whose = "--nodata" if options.nodata is not None else "the file's nodata; override it with --nodata V"
-    check_nodata_of(scene.path, scene.nodata, scene.dtype, whose)
-    if options.bands:
-        scene = select_bands(scene, options.bands)
-    area = area_of_interest(options)
-    if area is not None:
-        scene = crop_scene(scene, aoi_window(scene.grid, area, scene.path))
-    return scene
-
-
-def open_input(src: str | Path, options: RunOptions, *, variable: str | None = None) -> Scene:
-    """The raster at ``src``, or the one a STAC Item names (its ``--asset``, or its
-    ``--bands`` assets stacked), for the input and each ``--frame`` alike."""
-    problem = not_an_item(src)
-    if problem is not None:
-        raise problem
-    if not is_stac_item(src):
-        return open_scene(src, variable=variable)
-    item = resolve_stac(src, asset=options.asset, bands=options.bands)
-    scene = open_scene(item.href, variable=variable)
-    if item.stacked:
-        # The stack is a temporary VRT, new in every run: the Item stands for it in
-        # messages, provenance and the job's fingerprint (so that --resume finds the run).
-        scene = dataclasses.replace(scene, path=str(src), subdataset=item.href)
-    if item.when is not None:
-        scene = dataclasses.replace(scene, tags={**scene.tags, "STAC_DATETIME": item.when})
-    return scene
-
-
-def area_of_interest(options: RunOptions) -> Any:
-    """The ``--aoi`` or ``--bbox`` geometry (odc-geo, with its CRS), or None."""
-    if options.aoi is not None:
-        return read_vector(options.aoi)
-    if options.bbox is not None:
-        return parse_bbox(options.bbox, options.bbox_crs)
-    return None
-
-
-def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
-    """The ``--frame`` scenes, with the reference's band selection, checked against it."""
-    frames = []
-    seen = [str(scene.path)]
-    for path in options.frames:
-        earlier = next((s for s in seen if _same_file(s, str(path))), None)
-        if earlier is not None:
-            what = "the input itself" if earlier == seen[0] else "given twice"
-            raise OptionError(
-                f"--frame {path} is {what}: it would be fused as another acquisition; "
-                "give each other acquisition of the scene once"
-            )
-        seen.append(str(path))
-        # A frame may be a STAC Item as the input may: GDAL's STACIT driver read one
-        # that carries projection fields without --asset/--bands, and refused any other.
-        frame = open_input(path, options)
-        if options.nodata is not None:
-            frame = dataclasses.replace(frame, nodata=float(options.nodata), band_nodata=())
-        if options.bands:
-            frame = select_bands(frame, options.bands)
-        frames.append(check_frame(frame, scene))
-    return tuple(frames)
-
-
-def _same_file(a: str, b: str) -> bool:
-    """Whether two inputs name one file (also through another spelling or a link)."""
-    try:
-        return Path(a).samefile(b)
-    except (OSError, ValueError):  # a URL, or a path that is not there
-        return a == b
-
-
-def frame_shifts(
-    frames: tuple[Scene, ...], reference: tuple[float, ...] | None, override: float | None
-) -> tuple[tuple[float, ...] | None, ...]:
-    """What to add to each frame's bands to express it in the reference's DN convention.
-
-    A Sentinel-2 L2A product of baseline 04.00 or later stores ``10000 x reflectance
-    - BOA_ADD_OFFSET`` (offset -1000), an older one ``10000 x reflectance``: in a
-    stack across January 2022, the same ground differs by 1000 DN between frames,
-    which the recurrent model would take for a change.  ``--offset`` (``override``)
-    applies to every file alike, so it shifts nothing.
-    """
-    ref = reference or ()
-    shifts: list[tuple[float, ...] | None] = []
-    for frame in frames:
-        own = reflectance_offset(frame, override) or ()
-        shift = tuple((own[b] if own else 0.0) - (ref[b] if ref else 0.0) for b in range(frame.count))
-        shifts.append(shift if any(shift) else None)
-    return tuple(shifts)
-
-
-UNDECLARED_ZEROS = 0.01
-"""Share of a scene's sample, 0 in every band, above which a scene without nodata is warned about."""
-
-
-def warn_undeclared_zeros(scene: Scene, sample: np.ndarray) -> None:
-    """Warn, in one line, when an unsigned scene declares no nodata but is 0 in every band
-    on a sizeable share of its pixels (``UNDECLARED_ZEROS`` of ``sample``).
-
-    Sentinel-2 L1C JP2 files leave their 0 outside the swath undeclared: run as data, the
-    edge of that area was sharpened like any other (a T33UUU crop at x4 gave 4517 output
-    pixels of 0 inside the valid area and a dark ring along it), with no word of it.  A
-    Landsat scene's fill around its footprint is the same.  Signed types are left out: 0 is
-    mid-range there, a valid value.
-    """
-    if scene.nodata is not None or scene.nan_marks_invalid or np.dtype(scene.dtype).kind != "u":
-        return
-    share = float((sample == 0).all(axis=0).mean()) if sample.size else 0.0
-    if share >= UNDECLARED_ZEROS:
-        warnings.warn(
-            GeosrWarning(
-                f"{scene.path}: {100 * share:.3g} % of its pixels are 0 in every band and it declares "
-                "no nodata, so they are super-resolved as data; pass --nodata 0 if they are not "
-                "(as outside a Sentinel-2 L1C swath)"
-            ),
-            stacklevel=2,
-        )
-
-
-def normalisation_for(
-    scene: Scene, card_normalisation: dict[str, Any], add_offset: tuple[float, ...] | None = None
-) -> Normalisation:
-    """Scene-global normalisation from a decimated read of the whole file, also for an
-    area of interest (so that its output equals the same window of a full run, and the
-    outputs of neighbouring areas match); refuses all-nodata scenes.
-
-    A remote input's area of interest is the exception: its window alone is sampled,
-    since sampling the whole file would download all of it (a 1 GB scene for a field).
-
-    ``add_offset`` (Sentinel-2 ``BOA_ADD_OFFSET``, per band) turns the stored
-    numbers into physical units for models that expect them (``dtype-range``:
-    ``(DN + offset) / 10000``); percentile normalisation is unaffected by an
-    additive offset by construction.
-    """
-    sample = read_sample(scene if is_remote(scene.path) else whole_file(scene))
-    valid = valid_mask(sample, scene.nodata)
-    if not valid.any():
-        values = scene.band_nodata or (scene.nodata,)
-        hidden = f"nodata (nodata={', '.join(map(str, values))})" + (" or masked" if scene.masked else "")
-        raise InputError(
-            f"{scene.path}: every pixel is {hidden}; nothing to super-resolve. "
-            "Check the nodata value and mask (gdalinfo) or pass --nodata to override the value"
-        )
-    warn_undeclared_zeros(scene, sample)
-    norm = scene_normalisation(
-        sample, valid, dtype=scene.dtype, source=scene.path, **normalisation_from_card(card_normalisation)
-    )
-    if add_offset is not None and norm.method == "dtype-range":
-        norm = dataclasses.replace(norm, offset=tuple(-float(o) for o in add_offset))
-    return norm
 
 
 def model_label(net: SRModel, model: str | None) -> str:
@@ -316,105 +105,6 @@ def provenance_tags(scene: Scene, model_name: str, scale: int, norm: Normalisati
     return tags
 
 
-def resource_plan(
-    scene: Scene,
-    net: SRModel,
-    predictor: Predictor,
-    *,
-    tile: int,
-    halo: int,
-    batch: int,
-    scale: int,
-    frames: int = 1,
-    workers: int = 1,
-) -> resources.Plan:
-    """The numbers a run's memory bound depends on (``geosr run``'s guard and ``geosr info``)."""
-    # The band of strips each reading thread keeps for a strip-organized file
-    # (geosr.io.scene), and its next one while that is assembled, per frame.
-    rows = tile + 2 * halo
-    row_band = 2 * frames * band_bytes(scene, rows) if keeps_band(scene, rows) else 0
-    return resources.Plan(
-        tile=tile,
-        halo=halo,
-        batch=batch,
-        bands=scene.count,
-        scale=scale,
-        in_itemsize=scene.read_dtype.itemsize,
-        out_itemsize=np.dtype(scene.dtype).itemsize,
-        features=int(net.card.config.get("features", 1)),
-        model_bytes=predictor.model_bytes(),
-        frames=frames,
-        workers=workers,
-        row_band_bytes=row_band,
-        images_per_call=predictor.images_per_call(batch, scene.count),
-        activations_in_ram=predictor.torch_device.type == "cpu",
-    )
-
-
-FITTING_TILES = (DEFAULT_TILE, DEFAULT_TILE // 2, DEFAULT_TILE // 4, DEFAULT_TILE // 8)
-"""Tiles tried, in order, when the default one would not fit in memory (more halo, less memory)."""
-
-
-def fit_to_memory(
-    scene: Scene,
-    net: SRModel,
-    predictor: Predictor,
-    opts: RunOptions,
-    *,
-    halo: int,
-    frames: int = 1,
-) -> tuple[int, int, resources.Plan]:
-    """The run's tile and batch, and the memory plan they make.
-
-    The user's ``--tile`` and ``--batch-size`` are kept as given, and so is
-    the default tile with ``--no-check-resources``.  Otherwise the default
-    tile is halved (down to :data:`FITTING_TILES`' last) until the run's
-    memory bound fits in the memory available, with a warning that says so:
-    a many-band scene on a small machine then runs instead of being refused,
-    a little slower for the larger share of halo.  Nothing is refused here;
-    :func:`geosr.resources.check` does that with the plan returned.
-    """
-    height, width = scene.grid.shape.yx
-    given = opts.tile is not None or not opts.check_resources
-    tiles = (opts.tile or DEFAULT_TILE,) if given else FITTING_TILES
-    available = None if given else resources.available_memory()
-    for tile in tiles:
-        read_shape = (
-            min(tile, height) + 2 * halo,
-            min(tile, width) + 2 * halo,
-        )  # the plan's, before it exists
-        batch = opts.batch_size or predictor.batch_size_for(read_shape, scene.count, frames)
-        # A batch never holds more tiles than the scene has: --batch-size 1000
-        # on a small scene must not be refused for memory it will never use.
-        batch = min(batch, -(-height // tile) * -(-width // tile))
-        bounds = resource_plan(
-            scene,
-            net,
-            predictor,
-            tile=min(tile, max(height, width)),
-            halo=halo,
-            batch=batch,
-            scale=opts.scale,
-            frames=frames,
-            workers=opts.workers or 1,
-        )
-        needed = resources.memory_needed(bounds)
-        if available is None or needed <= available:
-            break
-    else:
-        return tile, batch, bounds  # nothing fits: the guard refuses the smallest plan, with its numbers
-    if tile != tiles[0]:
-        warnings.warn(
-            GeosrWarning(
-                f"{scene.name}: tiles of {tile} px instead of {tiles[0]}, so that the run fits in "
-                f"the {format_bytes(available or 0)} of memory available (it needs about "
-                f"{format_bytes(needed)}); --tile sets the tile"
-            ),
-            stacklevel=3,
-        )
-    return tile, batch, bounds
-
-
 def check_source_given(src: object) -> None:
     """Refuse an input that is no path: a DataArray given to ``upscale_file`` (meant for
     ``geosr.upscale``) failed with OSError 'File name too long', its repr taken for a path.
@@ -429,40 +119,6 @@ def check_source_given(src: object) -> None:
     in_memory = type(src).__module__.startswith("xarray")
     hint = "; geosr.upscale(data, scale=...) super-resolves a DataArray" if in_memory else ""
     raise InputError(f"upscale_file takes the path or URL of a raster, not a {type(src).__name__}{hint}")
-
-
-def check_output_given(dst: str | Path | None) -> None:
-    """Refuse an empty output name, as an unset shell variable gives (``-o "$OUT"``): as a
-    Path it is '.', so the output went into the working folder, not where it was meant.
-    Refuse too a local name ending in '/' that is no existing folder: as a Path the slash
-    is dropped, so ``-o out/`` read as an output without a suffix, and ``-o a.tif/
-    --overwrite`` replaced the file ``a.tif``.
-
-    Raises
-    ------
-    OptionError
-        ``dst`` is an empty or blank string, or names a folder that is not one.
-    """
-    if dst is None:
-        return
-    text = str(dst)
-    if text.lower().startswith("file://"):
-        text = unquote(urlparse(text).path)  # as file_url_path reads it, less the Path that drops '/'
-    if not text.strip():
-        raise OptionError(
-            "--output is empty; give a .tif, a .zarr or an existing folder, or leave -o out to write "
-            "<stem>_x<scale>.tif beside the input"
-        )
-    folder = Path(text)
-    # A Zarr store is a folder: 'out.zarr/' (as the shell completes one) names the store.
-    if is_remote(text) or not text.endswith("/") or folder.is_dir() or folder.suffix.lower() == ".zarr":
-        return
-    if folder.exists():
-        raise OptionError(
-            f"--output {text}: {folder} is a file, not a folder; drop the '/' to write that file "
-            "(with --overwrite), or give a folder"
-        )
-    raise OptionError(f"--output {text}: no such folder; create it first (mkdir -p {folder}) or give a .tif")
 
 
 def upscale_file(
@@ -631,7 +287,7 @@ def upscale_file(
             advance(len(plan))
             # Already finished: nothing is computed again.  But a run killed after its rename
             # has no --stac/--quicklook files yet, so those asked for and missing are written.
-            _extras(src, scene, dst, opts, model_tag, missing_only=True, frames=frames)
+            write_extras(src, scene, dst, opts, model_tag, missing_only=True, frames=frames)
             return dst
         if not opts.overwrite:
             if found == digest:  # a rerun of a finished batch, say: --resume skips it
@@ -644,7 +300,7 @@ def upscale_file(
     check_extras_free(dst, opts)
     check_writable(dst, opts.overwrite)
     out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
-    _extras(src, scene, out, opts, model_tag, frames=frames)
+    write_extras(src, scene, out, opts, model_tag, frames=frames)
     return out
 
 
@@ -660,32 +316,6 @@ def unknown_options(names: list[str]) -> str:
         for n in names
     ]
     return f"upscale_file() got unknown option(s) {', '.join(hints)}; it takes: {', '.join(known)}"
-
-
-def refuse_overwriting_inputs(dst: Path, src: str | Path, scene: Scene, frames: tuple[Scene, ...]) -> None:
-    """Refuse an output that is one of the run's inputs, even with ``--overwrite``.
-
-    The input, a Zarr store as much as a file, the raster a STAC Item's asset
-    names, and every ``--frame``: ``--overwrite`` replaces an earlier output, never
-    the data the run reads.
-
-    A folder that holds one of them counts too: the Zarr store of an input given as
-    a group of it (``product.zarr/r10m``), whose other groups would go with it.
-
-    Raises
-    ------
-    OptionError
-        ``dst`` resolves to one of them, or to a folder above one.
-    """
-    target = dst.resolve()
-    named = [("input", str(src)), ("input", scene.path), *(("frame", f.path) for f in frames)]
-    for what, path in named:
-        if is_remote(path):
-            continue
-        resolved = Path(path).resolve()
-        if resolved == target or target in resolved.parents:
-            suffix = "" if path == str(src) and resolved == target else f" {path}"
-            raise OptionError(f"{dst}: the output would overwrite the {what}{suffix}; choose another -o path")
 
 
 def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Progress | None) -> str:
@@ -737,102 +367,6 @@ def _forget_leftover_state(dst: Path) -> None:
     """Remove the run state of a finished output (a run killed right after its rename)."""
     if run_dir(dst).exists():
         RunState.acquire(dst).discard()
-
-
-def check_extras_free(dst: Path | str, opts: RunOptions) -> None:
-    """Refuse, before any work, to replace the STAC Item or quicklook of another output.
-
-    ``--stac`` and ``--quicklook`` name their files by the output's stem, which a
-    COG and a Zarr output of one scene share (``x_x4.tif``, ``x_x4.zarr``): when
-    ``dst`` is not there yet, an existing one describes that other output, and is
-    replaced only with ``--overwrite``, as the output itself would be.  A remote
-    output's (a URL) are uploaded beside it: they are looked for there.
-
-    Raises
-    ------
-    OutputError
-        One of them exists and ``opts.overwrite`` is false.
-    """
-    if opts.overwrite:
-        return
-    from geosr.quicklook import quicklook_path
-    from geosr.stac import item_path
-
-    remote = isinstance(dst, str) and is_remote(dst)
-    name = local_name(str(dst)) if remote else Path(dst).name
-    wanted = [
-        (opts.stac, item_path(name).name, "STAC Item"),
-        (opts.quicklook, quicklook_path(name).name, "quicklook"),
-    ]
-    for asked, extra, what in wanted:
-        if not asked:
-            continue
-        if remote:
-            where: str | Path = f"{fsspec_url(str(dst)).rsplit('/', 1)[0]}/{extra}"
-            # One this job uploaded before its output's upload failed is its own: its copy
-            # is still staged (the refusal blocked the --resume that uploads the output).
-            staged = staging_folder(str(dst)) / extra
-            taken = remote_exists(str(where)) and not remote_matches(str(where), staged)
-        else:
-            where = Path(dst).with_name(extra)
-            taken = where.exists() or where.is_symlink()
-        if taken:
-            raise OutputError(
-                f"{where} already exists (the {what} of another output named {Path(name).stem}?); "
-                "pass --overwrite to replace it, or choose another -o name"
-            )
-
-
-def _extras(
-    src: str | Path,
-    scene: Scene,
-    out: Path,
-    opts: RunOptions,
-    model_name: str,
-    *,
-    missing_only: bool = False,
-    frames: tuple[Scene, ...] = (),
-) -> None:
-    """What ``--stac`` and ``--quicklook`` ask for, beside the finished output
-    (``missing_only``: those not there yet, for a finished output that is kept;
-    ``frames``: those the model fused, which the Item links to)."""
-    if opts.stac:
-        from geosr.stac import item_path, write_item
-
-        item = item_path(out)
-        _write_extra(
-            out,
-            item,
-            missing_only,
-            lambda: write_item(
-                out,
-                source=src,
-                scene=scene,
-                model=model_name,
-                scale=opts.scale,
-                frames=tuple(f.path for f in frames),
-            ),
-        )
-    if opts.quicklook:
-        from geosr.quicklook import quicklook_path, write_compare
-
-        png = quicklook_path(out)
-        _write_extra(out, png, missing_only, lambda: write_compare(scene, out, png))
-
-
-def _write_extra(out: Path, path: Path, missing_only: bool, write: Callable[[], object]) -> None:
-    """``write()`` the file ``path`` beside the finished output ``out``, unless ``missing_only``
-    and it is there; a failure says that ``out`` is finished and how to get the rest."""
-    if missing_only and path.exists():
-        return
-    try:
-        write()
-    except GeosrError as exc:
-        reason = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path.name}: ")
-        raise OutputError(
-            f"{out} is written, but {path.name} is not: {reason}; fix that and rerun the same "
-            "command with --resume, which writes only what is missing"
-        ) from None
 
 
 def _run(

@@ -28,7 +28,7 @@ def has_wildcards(pattern: str) -> bool:
 
 _PRODUCT = re.compile(r"^(?P<stem>.+)_x[0-9]+(?:\.tif|\.zarr|\.stac\.json|\.quicklook\.png)$")
 """The names geosr gives what it writes for an input ``<stem>.*``: the output at any
-scale (:func:`geosr.api.default_output`), its STAC Item and its quicklook."""
+scale (:func:`geosr.run_outputs.default_output`), its STAC Item and its quicklook."""
 
 
 def expand_inputs(patterns: Sequence[str], output_folder: Path | None = None) -> list[str]:
@@ -120,9 +120,9 @@ def batch_outputs(sources: Sequence[str], output: str | Path | None, scale: int)
         Several inputs and an ``output`` that is not a folder, or two inputs
         that would write the same output.
     """
-    # Here, not at the module's top: geosr.api imports the raster libraries, and the command
+    # Here, not at the module's top: geosr.run_outputs imports the raster libraries, and the command
     # line reads its inputs (has_wildcards) before they load, to tell a mistyped path at once.
-    from geosr.api import check_output_given, default_output
+    from geosr.run_outputs import check_output_given, default_output
 
     check_output_given(output)
     output = file_url_path(output) if output is not None else None

@@ -226,9 +226,10 @@ def run(
         # Before geosr.api, which imports rasterio, zarr and odc-geo (about 1 s): a mistyped
         # path is told at once.  (torch loads later still, with the model.)
         check_input_exists(inputs[0])
-    from geosr.api import default_output, upscale_file
+    from geosr.api import upscale_file
     from geosr.batch import batch_outputs, expand_inputs
     from geosr.io.remote import file_url_path
+    from geosr.run_outputs import default_output
 
     local = file_url_path(output) if output is not None else None
     folder = Path(local) if local is not None and Path(local).is_dir() else None

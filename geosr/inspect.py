@@ -12,7 +12,6 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 
 from geosr import resources
-from geosr.api import default_output, fit_to_memory, scene_for, warn_undeclared_zeros
 from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes, free_bytes
 from geosr.io.bands import check_band_layout
@@ -21,11 +20,14 @@ from geosr.io.run_store import StoreWriter, create_run_store, finalise
 from geosr.io.scene import Scene, read_sample, read_window, sample_step
 from geosr.io.sink import OutputSpec
 from geosr.kernel import prepare_tiles
+from geosr.memory_fit import fit_to_memory
 from geosr.models import load_model
 from geosr.normalise import FILL_RADIUS, Normalisation, valid_mask
 from geosr.options import RunOptions
 from geosr.pipeline import Job, process_batch
 from geosr.predictor import Predictor
+from geosr.run_inputs import scene_for, warn_undeclared_zeros
+from geosr.run_outputs import default_output
 from geosr.tiling import TilePlan, plan_tiles
 
 

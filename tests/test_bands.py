@@ -12,11 +12,11 @@ import xarray as xr
 from rasterio.enums import ColorInterp
 
 import geosr
-from geosr.api import normalisation_for, scene_for
 from geosr.errors import InputError, OptionError
 from geosr.inspect import plan_run
 from geosr.io.bands import reflectance_offset
 from geosr.options import RunOptions
+from geosr.run_inputs import normalisation_for, scene_for
 
 
 def test_select_and_order_by_name_or_index(make_raster, tmp_path: Path) -> None:

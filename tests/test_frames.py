@@ -179,8 +179,8 @@ def test_a_stac_item_is_a_frame_as_it_is_an_input(make_raster, tmp_path: Path) -
     --bands, which the input takes, was 'not a readable raster' as a frame."""
     import json
 
-    from geosr.api import frames_for, scene_for
     from geosr.options import RunOptions
+    from geosr.run_inputs import frames_for, scene_for
 
     def item(date: str, shift: int) -> Path:
         assets = {}
@@ -231,8 +231,8 @@ def test_the_stac_item_of_a_multi_date_run_links_its_frames(make_raster, tmp_pat
 def test_a_frame_naming_its_bands_in_another_order_is_read_in_the_references(make_raster) -> None:
     """Before, frames were fused band by position: a frame of B04,B03,B02 went in with its
     blue band beside the reference's red one, 600 DN off here, silently."""
-    from geosr.api import frames_for, scene_for
     from geosr.options import RunOptions
+    from geosr.run_inputs import frames_for, scene_for
 
     data = coordinate_pattern(3, 32, 32)
     ref = make_raster("ref.tif", data=data, descriptions=("B02", "B03", "B04"))

@@ -217,8 +217,8 @@ def test_training_reads_the_mask_and_leaves_the_alpha_band_out(tmp_path: Path) -
 
 
 def test_masked_reads_are_counted_as_floats_in_the_memory_bound(tmp_path: Path) -> None:
-    from geosr.api import resource_plan
     from geosr.io.scene import read_window
+    from geosr.memory_fit import resource_plan
     from geosr.models import load_model
     from geosr.predictor import Predictor
     from geosr.tiling import Window

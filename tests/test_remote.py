@@ -234,8 +234,8 @@ def test_an_archive_member_is_read_written_in_the_working_folder_and_stamped_by_
     import zipfile
 
     import geosr
-    from geosr.api import default_output
     from geosr.fingerprint import file_stamp
+    from geosr.run_outputs import default_output
 
     src = make_raster()
     archive = tmp_path / "scenes.zip"
@@ -543,7 +543,7 @@ def test_a_remote_outputs_errors_name_it_not_the_staging_folder(make_raster) -> 
 
 def test_a_percent_encoded_urls_output_is_named_by_its_file(tmp_path: Path, monkeypatch) -> None:
     """https://host/my%20scene.tif names the file 'my scene.tif': its output was 'my%20scene_x2.tif'."""
-    from geosr.api import default_output
+    from geosr.run_outputs import default_output
 
     monkeypatch.chdir(tmp_path)
     assert default_output("https://host/my%20scene.tif?X-Amz-Signature=s", 2) == Path("my scene_x2.tif")

@@ -204,7 +204,8 @@ MANY_BANDS_CHILD = r"""
 import json, resource, sys
 import numpy as np, rasterio
 import geosr
-from geosr.api import resource_plan, scene_for
+from geosr.memory_fit import resource_plan
+from geosr.run_inputs import scene_for
 from geosr.models import load_model
 from geosr.normalise import FILL_RADIUS
 from geosr.options import RunOptions
@@ -255,7 +256,8 @@ ACTIVATIONS_CHILD = r"""
 import json, resource, sys
 import numpy as np, rasterio
 import geosr
-from geosr.api import resource_plan, scene_for
+from geosr.memory_fit import resource_plan
+from geosr.run_inputs import scene_for
 from geosr.models import load_model
 from geosr.normalise import FILL_RADIUS
 from geosr.options import RunOptions
@@ -339,7 +341,8 @@ FIT_CHILD = r"""
 import resource, sys
 import numpy as np, rasterio
 import geosr.api, geosr.cli, geosr.train.cli
-from geosr.api import fit_to_memory, scene_for
+from geosr.memory_fit import fit_to_memory
+from geosr.run_inputs import scene_for
 from geosr.models import load_model
 from geosr.options import RunOptions
 from geosr.predictor import Predictor

@@ -17,6 +17,7 @@ import geosr
 from geosr.errors import GeosrWarning
 from geosr.models import CNNRNN, CNNRNNConfig, ModelCard, save_weights
 from geosr.normalise import FILL_RADIUS
+from geosr.run_outputs import default_output
 from tests.conftest import coordinate_pattern
 from tests.test_batch import run_cli as run_fd_cli
 
@@ -116,10 +117,10 @@ def random_model_file(tmp_path: Path, scale: int) -> Path:
 
 def whole_image_reference(src: Path, weights: Path, scale: int, nodata: float | None) -> np.ndarray:
     """Whole-image inference: the scene mirrored by the halo, one model call, cropped."""
-    from geosr.api import normalisation_for, scene_for
     from geosr.kernel import finish_tile, prepare_tiles
     from geosr.options import RunOptions
     from geosr.predictor import Predictor
+    from geosr.run_inputs import normalisation_for, scene_for
 
     scene = scene_for(src, RunOptions(scale=scale, nodata=nodata))
     net = geosr.load_model(weights, bands=scene.count, scale=scale)
@@ -511,7 +512,7 @@ def test_zipped_zarr_store_reads_as_its_folder(tmp_path: Path) -> None:
         assert fb.crs == fa.crs and fb.transform == fa.transform
         np.testing.assert_array_equal(fb.read(), fa.read())
     # Named as its folder is, not product.zarr_x2.tif (before).
-    assert geosr.api.default_output(tmp_path / "product.zarr.zip", 2) == tmp_path / "product_x2.tif"
+    assert default_output(tmp_path / "product.zarr.zip", 2) == tmp_path / "product_x2.tif"
 
 
 def test_a_group_of_a_store_is_written_beside_the_store_not_into_it(

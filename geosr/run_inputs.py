@@ -1,0 +1,190 @@
+"""What a run reads: the input scene shaped by the options (nodata, bands, area of interest),
+its ``--frame`` acquisitions, and the scene-global normalisation sampled from it.
+
+All of it needs the raster's header and a decimated sample, never torch: a bad input is
+told before the model loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geosr.aoi import aoi_window, crop_scene, parse_bbox, read_vector, whole_file
+from geosr.errors import GeosrWarning, InputError, OptionError
+from geosr.io.bands import reflectance_offset, select_bands
+from geosr.io.frames import check_frame
+from geosr.io.remote import is_remote
+from geosr.io.scene import Scene, open_scene, read_sample
+from geosr.io.sink import check_nodata_of
+from geosr.io.stac_input import is_stac_item, not_an_item
+from geosr.io.stac_input import resolve as resolve_stac
+from geosr.normalise import Normalisation, normalisation_from_card, scene_normalisation, valid_mask
+from geosr.options import RunOptions
+
+
+def scene_for(src: str | Path, options: RunOptions) -> Scene:
+    """Open ``src`` and apply the options that shape it: nodata, bands, area of interest.
+
+    A STAC Item is resolved to its raster asset(s) first (:mod:`geosr.io.stac_input`).
+    """
+    if options.asset is not None and not is_stac_item(src) and not_an_item(src) is None:
+        raise OptionError(f"{src}: --asset is for STAC Item inputs (.json); this input is a raster")
+    scene = open_input(src, options, variable=options.variable)
+    if options.nodata is not None:
+        scene = dataclasses.replace(scene, nodata=float(options.nodata), band_nodata=())
+    # Here, naming the file, rather than when the output is set up: among several
+    # inputs that line did not say which one (and geosr info never said it).
+    whose = "--nodata" if options.nodata is not None else "the file's nodata; override it with --nodata V"
+    check_nodata_of(scene.path, scene.nodata, scene.dtype, whose)
+    if options.bands:
+        scene = select_bands(scene, options.bands)
+    area = area_of_interest(options)
+    if area is not None:
+        scene = crop_scene(scene, aoi_window(scene.grid, area, scene.path))
+    return scene
+
+
+def open_input(src: str | Path, options: RunOptions, *, variable: str | None = None) -> Scene:
+    """The raster at ``src``, or the one a STAC Item names (its ``--asset``, or its
+    ``--bands`` assets stacked), for the input and each ``--frame`` alike."""
+    problem = not_an_item(src)
+    if problem is not None:
+        raise problem
+    if not is_stac_item(src):
+        return open_scene(src, variable=variable)
+    item = resolve_stac(src, asset=options.asset, bands=options.bands)
+    scene = open_scene(item.href, variable=variable)
+    if item.stacked:
+        # The stack is a temporary VRT, new in every run: the Item stands for it in
+        # messages, provenance and the job's fingerprint (so that --resume finds the run).
+        scene = dataclasses.replace(scene, path=str(src), subdataset=item.href)
+    if item.when is not None:
+        scene = dataclasses.replace(scene, tags={**scene.tags, "STAC_DATETIME": item.when})
+    return scene
+
+
+def area_of_interest(options: RunOptions) -> Any:
+    """The ``--aoi`` or ``--bbox`` geometry (odc-geo, with its CRS), or None."""
+    if options.aoi is not None:
+        return read_vector(options.aoi)
+    if options.bbox is not None:
+        return parse_bbox(options.bbox, options.bbox_crs)
+    return None
+
+
+def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
+    """The ``--frame`` scenes, with the reference's band selection, checked against it."""
+    frames = []
+    seen = [str(scene.path)]
+    for path in options.frames:
+        earlier = next((s for s in seen if _same_file(s, str(path))), None)
+        if earlier is not None:
+            what = "the input itself" if earlier == seen[0] else "given twice"
+            raise OptionError(
+                f"--frame {path} is {what}: it would be fused as another acquisition; "
+                "give each other acquisition of the scene once"
+            )
+        seen.append(str(path))
+        # A frame may be a STAC Item as the input may: GDAL's STACIT driver read one
+        # that carries projection fields without --asset/--bands, and refused any other.
+        frame = open_input(path, options)
+        if options.nodata is not None:
+            frame = dataclasses.replace(frame, nodata=float(options.nodata), band_nodata=())
+        if options.bands:
+            frame = select_bands(frame, options.bands)
+        frames.append(check_frame(frame, scene))
+    return tuple(frames)
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two inputs name one file (also through another spelling or a link)."""
+    try:
+        return Path(a).samefile(b)
+    except (OSError, ValueError):  # a URL, or a path that is not there
+        return a == b
+
+
+def frame_shifts(
+    frames: tuple[Scene, ...], reference: tuple[float, ...] | None, override: float | None
+) -> tuple[tuple[float, ...] | None, ...]:
+    """What to add to each frame's bands to express it in the reference's DN convention.
+
+    A Sentinel-2 L2A product of baseline 04.00 or later stores ``10000 x reflectance
+    - BOA_ADD_OFFSET`` (offset -1000), an older one ``10000 x reflectance``: in a
+    stack across January 2022, the same ground differs by 1000 DN between frames,
+    which the recurrent model would take for a change.  ``--offset`` (``override``)
+    applies to every file alike, so it shifts nothing.
+    """
+    ref = reference or ()
+    shifts: list[tuple[float, ...] | None] = []
+    for frame in frames:
+        own = reflectance_offset(frame, override) or ()
+        shift = tuple((own[b] if own else 0.0) - (ref[b] if ref else 0.0) for b in range(frame.count))
+        shifts.append(shift if any(shift) else None)
+    return tuple(shifts)
+
+
+UNDECLARED_ZEROS = 0.01
+"""Share of a scene's sample, 0 in every band, above which a scene without nodata is warned about."""
+
+
+def warn_undeclared_zeros(scene: Scene, sample: np.ndarray) -> None:
+    """Warn, in one line, when an unsigned scene declares no nodata but is 0 in every band
+    on a sizeable share of its pixels (``UNDECLARED_ZEROS`` of ``sample``).
+
+    Sentinel-2 L1C JP2 files leave their 0 outside the swath undeclared: run as data, the
+    edge of that area was sharpened like any other (a T33UUU crop at x4 gave 4517 output
+    pixels of 0 inside the valid area and a dark ring along it), with no word of it.  A
+    Landsat scene's fill around its footprint is the same.  Signed types are left out: 0 is
+    mid-range there, a valid value.
+    """
+    if scene.nodata is not None or scene.nan_marks_invalid or np.dtype(scene.dtype).kind != "u":
+        return
+    share = float((sample == 0).all(axis=0).mean()) if sample.size else 0.0
+    if share >= UNDECLARED_ZEROS:
+        warnings.warn(
+            GeosrWarning(
+                f"{scene.path}: {100 * share:.3g} % of its pixels are 0 in every band and it declares "
+                "no nodata, so they are super-resolved as data; pass --nodata 0 if they are not "
+                "(as outside a Sentinel-2 L1C swath)"
+            ),
+            stacklevel=2,
+        )
+
+
+def normalisation_for(
+    scene: Scene, card_normalisation: dict[str, Any], add_offset: tuple[float, ...] | None = None
+) -> Normalisation:
+    """Scene-global normalisation from a decimated read of the whole file, also for an
+    area of interest (so that its output equals the same window of a full run, and the
+    outputs of neighbouring areas match); refuses all-nodata scenes.
+
+    A remote input's area of interest is the exception: its window alone is sampled,
+    since sampling the whole file would download all of it (a 1 GB scene for a field).
+
+    ``add_offset`` (Sentinel-2 ``BOA_ADD_OFFSET``, per band) turns the stored
+    numbers into physical units for models that expect them (``dtype-range``:
+    ``(DN + offset) / 10000``); percentile normalisation is unaffected by an
+    additive offset by construction.
+    """
+    sample = read_sample(scene if is_remote(scene.path) else whole_file(scene))
+    valid = valid_mask(sample, scene.nodata)
+    if not valid.any():
+        values = scene.band_nodata or (scene.nodata,)
+        hidden = f"nodata (nodata={', '.join(map(str, values))})" + (" or masked" if scene.masked else "")
+        raise InputError(
+            f"{scene.path}: every pixel is {hidden}; nothing to super-resolve. "
+            "Check the nodata value and mask (gdalinfo) or pass --nodata to override the value"
+        )
+    warn_undeclared_zeros(scene, sample)
+    norm = scene_normalisation(
+        sample, valid, dtype=scene.dtype, source=scene.path, **normalisation_from_card(card_normalisation)
+    )
+    if add_offset is not None and norm.method == "dtype-range":
+        norm = dataclasses.replace(norm, offset=tuple(-float(o) for o in add_offset))
+    return norm

@@ -1,0 +1,216 @@
+"""Where a run writes: the default output name, the checks that an output may be written
+(an empty or mistyped ``-o``, an input in its place, another output's STAC Item or
+quicklook), and those files written beside a finished output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from geosr.errors import GeosrError, OptionError, OutputError
+from geosr.io.remote import (
+    fsspec_url,
+    is_remote,
+    is_virtual,
+    local_name,
+    remote_exists,
+    remote_matches,
+    staging_folder,
+)
+from geosr.io.scene import Scene, is_zarr_path
+from geosr.options import RunOptions
+
+
+def default_output(src: str | Path, scale: int) -> Path:
+    """``<input stem>_x<scale>.tif`` beside a local input; in the working folder for a URL or
+    an archive member (``/vsizip/``, ``zip://``), beside which nothing can be written.
+
+    A group of a Zarr store (``product.zarr/r10m``) gives ``product_r10m_x<scale>.tif`` beside
+    the store, never a file inside it, and a zipped store ``product.zarr.zip`` gives
+    ``product_x<scale>.tif``, as its folder would.
+    """
+    text = str(src)
+    if text.startswith("file://"):
+        p = Path(urlparse(text).path)
+    else:
+        p = Path(local_name(src)) if is_virtual(src) else Path(src)
+    root = None if is_virtual(src) else _store_root(p)
+    if root is not None:
+        group = p.absolute().relative_to(root)
+        return root.with_name(f"{Path(root.name).stem}_{'_'.join(group.parts)}_x{scale}.tif")
+    stem = p.name[: -len(".zarr.zip")] if p.name.lower().endswith(".zarr.zip") else p.stem
+    return p.with_name(f"{stem}_x{scale}.tif")
+
+
+def _store_root(path: Path) -> Path | None:
+    """The Zarr store (absolute) that ``path`` is a group of, or None where it is none.
+
+    The output went beside the group, into the store: ``product.zarr/r10m_x2.tif`` (and
+    the run's hidden folder with it), a file no Zarr reader expects among the groups.
+    """
+    if not is_zarr_path(path):
+        return None
+    root = None
+    for parent in path.absolute().parents:
+        if not is_zarr_path(parent):
+            break
+        root = parent
+    return root
+
+
+def check_output_given(dst: str | Path | None) -> None:
+    """Refuse an empty output name, as an unset shell variable gives (``-o "$OUT"``): as a
+    Path it is '.', so the output went into the working folder, not where it was meant.
+    Refuse too a local name ending in '/' that is no existing folder: as a Path the slash
+    is dropped, so ``-o out/`` read as an output without a suffix, and ``-o a.tif/
+    --overwrite`` replaced the file ``a.tif``.
+
+    Raises
+    ------
+    OptionError
+        ``dst`` is an empty or blank string, or names a folder that is not one.
+    """
+    if dst is None:
+        return
+    text = str(dst)
+    if text.lower().startswith("file://"):
+        text = unquote(urlparse(text).path)  # as file_url_path reads it, less the Path that drops '/'
+    if not text.strip():
+        raise OptionError(
+            "--output is empty; give a .tif, a .zarr or an existing folder, or leave -o out to write "
+            "<stem>_x<scale>.tif beside the input"
+        )
+    folder = Path(text)
+    # A Zarr store is a folder: 'out.zarr/' (as the shell completes one) names the store.
+    if is_remote(text) or not text.endswith("/") or folder.is_dir() or folder.suffix.lower() == ".zarr":
+        return
+    if folder.exists():
+        raise OptionError(
+            f"--output {text}: {folder} is a file, not a folder; drop the '/' to write that file "
+            "(with --overwrite), or give a folder"
+        )
+    raise OptionError(f"--output {text}: no such folder; create it first (mkdir -p {folder}) or give a .tif")
+
+
+def refuse_overwriting_inputs(dst: Path, src: str | Path, scene: Scene, frames: tuple[Scene, ...]) -> None:
+    """Refuse an output that is one of the run's inputs, even with ``--overwrite``.
+
+    The input, a Zarr store as much as a file, the raster a STAC Item's asset
+    names, and every ``--frame``: ``--overwrite`` replaces an earlier output, never
+    the data the run reads.
+
+    A folder that holds one of them counts too: the Zarr store of an input given as
+    a group of it (``product.zarr/r10m``), whose other groups would go with it.
+
+    Raises
+    ------
+    OptionError
+        ``dst`` resolves to one of them, or to a folder above one.
+    """
+    target = dst.resolve()
+    named = [("input", str(src)), ("input", scene.path), *(("frame", f.path) for f in frames)]
+    for what, path in named:
+        if is_remote(path):
+            continue
+        resolved = Path(path).resolve()
+        if resolved == target or target in resolved.parents:
+            suffix = "" if path == str(src) and resolved == target else f" {path}"
+            raise OptionError(f"{dst}: the output would overwrite the {what}{suffix}; choose another -o path")
+
+
+def check_extras_free(dst: Path | str, opts: RunOptions) -> None:
+    """Refuse, before any work, to replace the STAC Item or quicklook of another output.
+
+    ``--stac`` and ``--quicklook`` name their files by the output's stem, which a
+    COG and a Zarr output of one scene share (``x_x4.tif``, ``x_x4.zarr``): when
+    ``dst`` is not there yet, an existing one describes that other output, and is
+    replaced only with ``--overwrite``, as the output itself would be.  A remote
+    output's (a URL) are uploaded beside it: they are looked for there.
+
+    Raises
+    ------
+    OutputError
+        One of them exists and ``opts.overwrite`` is false.
+    """
+    if opts.overwrite:
+        return
+    from geosr.quicklook import quicklook_path
+    from geosr.stac import item_path
+
+    remote = isinstance(dst, str) and is_remote(dst)
+    name = local_name(str(dst)) if remote else Path(dst).name
+    wanted = [
+        (opts.stac, item_path(name).name, "STAC Item"),
+        (opts.quicklook, quicklook_path(name).name, "quicklook"),
+    ]
+    for asked, extra, what in wanted:
+        if not asked:
+            continue
+        if remote:
+            where: str | Path = f"{fsspec_url(str(dst)).rsplit('/', 1)[0]}/{extra}"
+            # One this job uploaded before its output's upload failed is its own: its copy
+            # is still staged (the refusal blocked the --resume that uploads the output).
+            staged = staging_folder(str(dst)) / extra
+            taken = remote_exists(str(where)) and not remote_matches(str(where), staged)
+        else:
+            where = Path(dst).with_name(extra)
+            taken = where.exists() or where.is_symlink()
+        if taken:
+            raise OutputError(
+                f"{where} already exists (the {what} of another output named {Path(name).stem}?); "
+                "pass --overwrite to replace it, or choose another -o name"
+            )
+
+
+def write_extras(
+    src: str | Path,
+    scene: Scene,
+    out: Path,
+    opts: RunOptions,
+    model_name: str,
+    *,
+    missing_only: bool = False,
+    frames: tuple[Scene, ...] = (),
+) -> None:
+    """What ``--stac`` and ``--quicklook`` ask for, beside the finished output
+    (``missing_only``: those not there yet, for a finished output that is kept;
+    ``frames``: those the model fused, which the Item links to)."""
+    if opts.stac:
+        from geosr.stac import item_path, write_item
+
+        item = item_path(out)
+        _write_extra(
+            out,
+            item,
+            missing_only,
+            lambda: write_item(
+                out,
+                source=src,
+                scene=scene,
+                model=model_name,
+                scale=opts.scale,
+                frames=tuple(f.path for f in frames),
+            ),
+        )
+    if opts.quicklook:
+        from geosr.quicklook import quicklook_path, write_compare
+
+        png = quicklook_path(out)
+        _write_extra(out, png, missing_only, lambda: write_compare(scene, out, png))
+
+
+def _write_extra(out: Path, path: Path, missing_only: bool, write: Callable[[], object]) -> None:
+    """``write()`` the file ``path`` beside the finished output ``out``, unless ``missing_only``
+    and it is there; a failure says that ``out`` is finished and how to get the rest."""
+    if missing_only and path.exists():
+        return
+    try:
+        write()
+    except GeosrError as exc:
+        reason = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path.name}: ")
+        raise OutputError(
+            f"{out} is written, but {path.name} is not: {reason}; fix that and rerun the same "
+            "command with --resume, which writes only what is missing"
+        ) from None
