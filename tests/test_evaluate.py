@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from geosr.errors import InputError, OptionError
+from geosr.errors import InputError, OptionError, OutputError
 from geosr.evaluation import evaluate_wald, lr_consistency, psnr, psnr_range, ssim, wald_lr
 from geosr.evaluation.report import print_report, write_json
 
@@ -119,6 +119,29 @@ def test_report_json_and_table(make_raster, tmp_path) -> None:
     assert data["summary"]["gain_db"] == pytest.approx(report.summary()["gain_db"])
     assert data["images"][0]["bands"][0]["band"] == 1
     print_report(report)
+
+
+def test_a_report_cut_short_by_a_full_disk_leaves_the_old_one(make_raster, tmp_path) -> None:
+    """The JSON report was written in place: a disk that filled mid-write left a cut file
+    instead of the report it replaced.  A file-size limit stands for the full disk."""
+    import resource
+    import signal
+
+    path = make_raster("hr.tif", height=48, width=48)
+    report = evaluate_wald([path], scale=2, model="fake", border=2, upscaler=_fake_upscaler)
+    out = write_json(report, tmp_path / "r.json")
+    before = out.read_bytes()
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, as ENOSPC, not a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, limits[1]))
+    try:
+        with pytest.raises(OutputError, match="cannot write the JSON report"):
+            write_json(report, out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr.tif", "r.json"]
 
 
 def test_empty_input_is_refused() -> None:

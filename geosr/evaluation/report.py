@@ -13,6 +13,7 @@ from rich.table import Table
 
 from geosr.errors import OptionError, OutputError
 from geosr.evaluation.wald import EvalReport
+from geosr.io.atomic import write_small_file
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -186,15 +187,17 @@ def check_report_paths(
 
 
 def write_json(report: EvalReport, path: str | Path) -> Path:
+    """The report as JSON at ``path``, written whole (a full disk left a cut file, in place
+    of the report ``--overwrite`` was to replace)."""
     p = Path(path)
+    # allow_nan=False: to_dict has made every metric finite or None, and a stray
+    # Infinity token would make the file unreadable to strict JSON parsers.
+    text = json.dumps(report.to_dict(), indent=2, allow_nan=False)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        # allow_nan=False: to_dict has made every metric finite or None, and a stray
-        # Infinity token would make the file unreadable to strict JSON parsers.
-        p.write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False), encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot write the JSON report to {p}: {exc}") from exc
-    return p
+    return write_small_file(p, lambda tmp: tmp.write_text(text, encoding="utf-8"), "JSON report")
 
 
 def write_plot(report: EvalReport, path: str | Path) -> Path:
@@ -225,9 +228,7 @@ def write_plot(report: EvalReport, path: str | Path) -> Path:
     fig.tight_layout()
     p = Path(path)
     try:
-        fig.savefig(p, dpi=120)
-    except OSError as exc:
-        raise OutputError(f"cannot write the plot to {p}: {exc}") from exc
+        # Written whole, as the JSON: the temporary's name has no image suffix, so the format is given.
+        return write_small_file(p, lambda tmp: fig.savefig(tmp, dpi=120, format=p.suffix[1:].lower()), "plot")
     finally:
         plt.close(fig)
-    return p
