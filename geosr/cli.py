@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from geosr.allocator import keep_freed_memory
 from geosr.errors import GeosrError, GeosrWarning, OptionError
@@ -36,8 +37,39 @@ from geosr.interrupts import (
 from geosr.io.remote import bound_remote_waits
 from geosr.progress import ProgressLines, progress_bar_drawn
 
+_click_errors = sys.modules[typer.BadParameter.__module__]
+"""click's exceptions, wherever this typer takes click from (recent ones ship their own copy)."""
+
+
+@contextlib.contextmanager
+def _usage_errors_as_one_line() -> Iterator[None]:
+    """Raise click's usage errors (``--scale x``, a mistyped option) as an :class:`OptionError`:
+    typer printed each in a six-line box under the command's usage, where every other
+    bad option gets one ``error:`` line."""
+    try:
+        yield
+    except _click_errors.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            raise  # a bare `geosr`: its help, which click raises as a usage error
+        where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        raise OptionError(f"{exc.format_message()}{where}") from None
+
+
+class _Commands(TyperGroup):
+    """geosr's commands, whose usage errors (the group's and each command's) are one line."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _usage_errors_as_one_line():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors_as_one_line():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
     name="geosr",
+    cls=_Commands,
     help="Super-resolve georeferenced satellite and aerial imagery into COG or Zarr.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

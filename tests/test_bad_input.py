@@ -69,6 +69,23 @@ def test_bad_scale(make_raster, tmp_path: Path, capsys, monkeypatch, scale: str)
     assert outputs_in(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "scene.tif", "--scale", "x"], "--scale"),
+        (["run", "scene.tif", "--overwite"], "--overwrite"),
+        (["rn", "scene.tif"], "Did you mean 'run'"),
+        (["run"], "Missing argument"),
+    ],
+)
+def test_a_usage_error_is_one_line_too(tmp_path: Path, capsys, monkeypatch, args, needle) -> None:
+    """``--scale x`` or a mistyped option printed the usage and a six-line box (typer's), where the
+    README promises one line on stderr for any bad option."""
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, needle)
+    assert len(err.strip().splitlines()) == 1, err
+
+
 @pytest.mark.parametrize("bands", ["", " , "])
 def test_empty_bands_are_refused_not_read_as_every_band(
     make_raster, tmp_path: Path, capsys, monkeypatch, bands: str
