@@ -14,6 +14,9 @@ extra compute at 512, 25 % at 256: a 2048^2 run was 6 % faster end to end on the
 2-core benchmark machine (5.8-6.2 s against 6.4-6.6 s, tile 512 x batch 2 against
 256 x 4)."""
 
+DEFAULT_BBOX_CRS = "EPSG:4326"
+"""The CRS of ``--bbox`` unless ``--bbox-crs`` names another: lon/lat, as a box is usually given."""
+
 MAX_WORKERS = 64
 """Most workers ``--workers`` starts.  They share one Dask event loop in this process,
 which falls behind as they grow: on the 2-core test machine 64 started in 1.9 s,
@@ -100,7 +103,7 @@ class RunOptions:
     offset: float | None = None
     aoi: str | None = None
     bbox: str | None = None
-    bbox_crs: str = "EPSG:4326"
+    bbox_crs: str = DEFAULT_BBOX_CRS
     frames: tuple[str, ...] = ()
     asset: str | None = None
     stac: bool = False
@@ -135,6 +138,13 @@ class RunOptions:
             raise OptionError("use either --aoi (a vector file) or --bbox, not both")
         object.__setattr__(self, "frames", tuple(str(f) for f in self.frames))
         self._check_not_empty()
+        if self.bbox is None and str(self.bbox_crs).strip().upper() != DEFAULT_BBOX_CRS:
+            # Taken silently, it ran the whole scene: `--aoi field.geojson --bbox-crs EPSG:32633`
+            # or a --bbox lost from a script both look like an area that is not one.
+            raise OptionError(
+                f"--bbox-crs {self.bbox_crs} is the CRS of --bbox, which is not given; add --bbox "
+                "minx,miny,maxx,maxy, or leave --bbox-crs out (an --aoi file names its own CRS)"
+            )
         if self.resume and self.restart:
             raise OptionError("use either --resume (finish the interrupted run) or --restart, not both")
         if self.batch_size is not None and self.batch_size < 1:

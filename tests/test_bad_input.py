@@ -674,3 +674,15 @@ def test_what_the_header_tells_is_told_before_torch_loads(
     assert done.stdout.split() == ["2", "False"], (done.stdout, done.stderr)
     assert needle in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_bbox_crs_without_a_bbox_is_refused_not_ignored(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """``--bbox-crs EPSG:32633`` without ``--bbox`` (a box lost from a script, or taken for the CRS
+    of --aoi) was ignored: the whole scene ran, as if it were the area asked for."""
+    path = make_raster()
+    args = ["run", str(path), "--model", "bicubic", "--scale", "2", "--bbox-crs", "EPSG:32633"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene.tif", "--bbox-crs EPSG:32633", "--bbox")
+    assert outputs_in(tmp_path) == []
