@@ -73,6 +73,9 @@ app = typer.Typer(
     help="Super-resolve georeferenced satellite and aerial imagery into COG or Zarr.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # click's plain help, not rich's panels: their six columns left the help text 19 characters
+    # at 80 (`--no-check-resour…`, `minx,miny,maxx,ma…`) and one word a line at 40.
+    rich_markup_mode=None,
 )
 err = Console(stderr=True)
 

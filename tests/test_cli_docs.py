@@ -121,3 +121,19 @@ def test_the_tile_minimum_in_help_is_the_one_enforced() -> None:
         assert result.exit_code == 0, result.output
         line = next(text for text in result.output.splitlines() if "--tile" in text)
         assert "x>=1" not in line and "at least 8" in line, line
+
+
+def test_help_on_an_80_column_terminal_cuts_no_word() -> None:
+    # rich's help panels gave the help text 19 columns at 80: `--no-check-resour…`,
+    # `minx,miny,maxx,ma…` and `<stem>_x<scale>.t…` could not be read there.
+    _register_plugins()
+    for command, words in (
+        ("run", ("--no-check-resources", "minx,miny,maxx,maxy", "<stem>_x<scale>.tif")),
+        ("train", ("(pipelines/*.toml)",)),
+    ):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        assert "…" not in result.output, result.output
+        assert max(len(line) for line in result.output.splitlines()) <= 80, result.output
+        for word in words:
+            assert word in result.output, f"{word!r} not in geosr {command} --help"
