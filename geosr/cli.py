@@ -298,6 +298,8 @@ def run(
         "restart": restart,
         "check_resources": check_resources,
     }
+    if len(sources) > 1:
+        _check_once(scale, model, options)
     failed: list[str] = []
     for number, (source, target) in enumerate(zip(sources, targets, strict=True), start=1):
         label = Path(source).name if len(sources) == 1 else f"[{number}/{len(sources)}] {Path(source).name}"
@@ -324,6 +326,21 @@ def run(
             f"{len(failed)} of {len(sources)} inputs failed ({', '.join(Path(f).name for f in failed)}), "
             "each reported above" + (f"; the other {written} outputs are written" if written else "")
         )
+
+
+def _check_once(scale: int, model: str | None, options: dict[str, Any]) -> None:
+    """Refuse, before a batch's first input, the options that would fail every input alike
+    (``--batch-size 0``, an unknown ``--model``, ``--device cuda`` without a GPU): each input
+    of ``'archive/*.tif'`` reported the same line, a thousand of them for a thousand files."""
+    from geosr.faults import check as check_faults
+    from geosr.models.registry import check_model
+    from geosr.options import RunOptions
+    from geosr.predictor import resolve_device
+
+    check_faults()  # a malformed GEOSR_FAULT_AT
+    RunOptions(scale=scale, model=model, **options)
+    resolve_device(options["device"])
+    check_model(model, scale=scale)
 
 
 def _report(exc: GeosrError) -> None:

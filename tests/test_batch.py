@@ -119,6 +119,31 @@ def test_frames_belong_to_one_scene(scenes, tmp_path, capfd, monkeypatch) -> Non
     assert not list(tmp_path.glob("*_x4.tif"))
 
 
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--batch-size", "0"], "--batch-size 0"),
+        (["--model", "nope"], "unknown model 'nope'"),
+        (["GEOSR_FAULT_AT=bogus"], "GEOSR_FAULT_AT"),
+    ],
+)
+def test_an_option_every_input_would_fail_on_is_one_line(
+    scenes, tmp_path, capfd, monkeypatch, flags, needle
+) -> None:
+    """Each input of a batch reported the same bad option, one line per file (a thousand
+    lines for 'archive/*.tif'), then that all had failed: it is one line, before any input."""
+    if flags[0].startswith("GEOSR_"):
+        import geosr.faults
+
+        monkeypatch.setattr(geosr.faults, "_target", False)  # read again from the environment
+        monkeypatch.setenv(*flags[0].split("="))
+        flags = []
+    code, out, err = run_cli(["run", str(tmp_path / "tile_*.tif"), *flags], capfd, monkeypatch)
+    assert code == 2 and out == "", err
+    assert err.count("error:") == 1 and needle in err and "tile_" not in err, err
+    assert not list(tmp_path.glob("*_x4.tif"))
+
+
 def test_the_same_glob_again_does_not_take_the_outputs_as_inputs(
     scenes, tmp_path, capfd, monkeypatch
 ) -> None:

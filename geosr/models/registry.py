@@ -283,6 +283,19 @@ def _looks_like_path(value: str | os.PathLike[str]) -> bool:
     )
 
 
+def check_model(name_or_path: str | os.PathLike[str] | None, *, scale: int) -> None:
+    """Refuse (:class:`ModelError`) what :func:`load_model` refuses whatever the input: an
+    unknown name, a scale the model does not take, a weights file that is missing or does
+    not load.  A registered model is not built, and the bands are not checked."""
+    target = DEFAULT_MODEL if name_or_path is None else name_or_path
+    if isinstance(target, str) and target in MODEL_NAMES:
+        _check_scale(scale, target)
+    elif _looks_like_path(target):
+        _from_file(Path(target), scale)
+    else:
+        raise _unknown(target)
+
+
 def load_model(
     name_or_path: str | os.PathLike[str] | None = None,
     *,
