@@ -149,6 +149,7 @@ def batch_outputs(sources: Sequence[str], output: str | Path | None, scale: int)
             targets.append(f"{output}{own.name}")
         else:
             targets.append(output / own.name if isinstance(output, Path) and local_folder else own)
+    inputs = {Path(src).resolve(): src for src in sources if not is_remote(src)}
     seen: dict[Path | str, str] = {}
     for src, target in zip(sources, targets, strict=True):
         # Resolved: 'a/s.tif' and '/data/a/s.jp2' (or a folder reached through a symlink)
@@ -158,6 +159,13 @@ def batch_outputs(sources: Sequence[str], output: str | Path | None, scale: int)
             raise OptionError(
                 f"{seen[key]} and {src} would both be written to {target}; give inputs with "
                 "different names, or run them into different folders"
+            )
+        if key in inputs:
+            # `geosr run a.tif a_x2.tif --scale 2 --overwrite`: the second input was replaced by
+            # the first one's output before it was read, and its own output made from that.
+            raise OptionError(
+                f"{src} would be written to {target}, which is another input of this run; run "
+                f"{inputs[key]} on its own, or write the outputs into a folder (-o)"
             )
         seen[key] = src
     return list(targets)

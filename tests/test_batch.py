@@ -103,6 +103,21 @@ def test_two_inputs_writing_the_same_output_are_refused_before_any_work(make_ras
     assert batch_outputs([str(a), str(b)], None, 4) == [a.parent / "scene_x4.tif", b.parent / "scene_x4.tif"]
 
 
+def test_an_output_that_is_another_input_is_refused_before_any_work(
+    make_raster, tmp_path, capfd, monkeypatch
+) -> None:
+    """``geosr run a.tif a_x2.tif --scale 2 --overwrite``: the first output replaced the second
+    input (3 bands here) before it was read, and a_x2_x2.tif was made from a.tif's output."""
+    first = make_raster("a.tif")
+    second = make_raster("a_x2.tif", count=3)
+    before = second.read_bytes()
+    args = ["run", str(first), str(second), "--scale", "2", "--model", "bicubic", "--overwrite"]
+    code, out, err = run_cli(args, capfd, monkeypatch)
+    assert code == 2 and out == "" and "another input of this run" in err, err
+    assert second.read_bytes() == before
+    assert not (tmp_path / "a_x2_x2.tif").exists()
+
+
 def test_one_input_into_a_folder(scenes, tmp_path) -> None:
     folder = tmp_path / "out"
     folder.mkdir()
