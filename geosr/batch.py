@@ -17,6 +17,7 @@ from pathlib import Path
 
 from geosr.errors import GeosrWarning, InputError, OptionError
 from geosr.io.remote import file_url_path, is_remote
+from geosr.io.scene import check_input_named
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -42,10 +43,11 @@ def expand_inputs(patterns: Sequence[str], output_folder: Path | None = None) ->
     Raises
     ------
     InputError
-        A pattern that matches nothing.
+        A pattern that is empty or matches nothing.
     """
     out: list[str] = []
     for pattern in patterns:
+        check_input_named(pattern)  # before any input runs: '' is a mistyped command, not a file
         if is_remote(pattern) or not has_wildcards(pattern) or Path(pattern).exists():
             out.append(pattern)
             continue

@@ -568,6 +568,19 @@ def test_an_empty_option_value_is_named(make_raster, tmp_path: Path, capsys, mon
     assert outputs_in(tmp_path) == []
 
 
+@pytest.mark.parametrize("inputs", [[""], ["scene.tif", " "]])
+def test_an_empty_input_is_one_line_not_a_traceback(
+    make_raster, tmp_path: Path, capsys, monkeypatch, inputs: list[str]
+) -> None:
+    """``geosr run "$SCENE"`` with SCENE unset: '' was Path('.'), whose output name raised
+    "ValueError: PosixPath('.') has an empty name" as a traceback."""
+    make_raster()
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["run", *inputs, "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"input path {inputs[-1]!r} is empty")
+    assert outputs_in(tmp_path) == []
+
+
 def test_an_empty_output_is_refused_not_read_as_the_working_folder(
     make_raster, tmp_path: Path, capsys, monkeypatch
 ) -> None:

@@ -231,14 +231,28 @@ def is_zipped_zarr(path: Path) -> bool:
         return False  # GDAL says what is wrong with it
 
 
+def check_input_named(path: str) -> None:
+    """Refuse an empty input path, as an unset shell variable gives (``geosr run "$SCENE"``):
+    it was the working folder, which `geosr run` failed on with a ValueError traceback.
+
+    Raises
+    ------
+    InputError
+        The path is empty or blank.
+    """
+    if not path.strip():
+        raise InputError(f"the input path {path!r} is empty; give the path or URL of a raster")
+
+
 def check_input_exists(path: str) -> None:
     """Refuse a local input path that names nothing (a remote or ``/vsi`` path is GDAL's to find).
 
     Raises
     ------
     InputError
-        The path does not exist.
+        The path is empty or does not exist.
     """
+    check_input_named(path)
     if "://" not in path and not path.startswith("/vsi") and not Path(path).exists():
         hint = ""
         if re.match(r"^[A-Za-z0-9_]+:", path):  # NETCDF:"f.nc":var, HDF5:...: GDAL's subdataset names
