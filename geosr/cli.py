@@ -517,10 +517,23 @@ def compare(
     typer.echo(str(png))
 
 
-def _show_warning(
-    message: warnings.WarningMessage | Warning | str, category: type[Warning], *args: object, **kwargs: object
-) -> None:
-    err.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+def _warning_lines() -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints each warning as one line, once per command.
+
+    Python's own once-per-place filter forgets what it showed whenever a library touches
+    the warning filters, as each run does: a batch at ``--scale 3`` repeated "no bundled
+    weights for cnnrnn-fast x3" once per input.  A warning about one input names it, so
+    only the same words twice are left out.
+    """
+    shown: set[str] = set()
+
+    def show(message: warnings.WarningMessage | Warning | str, *args: object, **kwargs: object) -> None:
+        text = str(message)
+        if text not in shown:
+            shown.add(text)
+            err.print(f"[yellow]warning:[/yellow] {text}", highlight=False, soft_wrap=True)
+
+    return show
 
 
 def main() -> None:
@@ -543,7 +556,7 @@ def _main() -> None:
     # rasterio logs the same GDAL errors; without a handler Python would print them.
     logging.getLogger("rasterio").addHandler(logging.NullHandler())
     original = warnings.showwarning
-    warnings.showwarning = _show_warning
+    warnings.showwarning = _warning_lines()
     warnings.simplefilter("default", GeosrWarning)
     try:
         # Inside the try: importing the training commands takes a moment, in which a

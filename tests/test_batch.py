@@ -159,6 +159,14 @@ def test_an_option_every_input_would_fail_on_is_one_line(
     assert not list(tmp_path.glob("*_x4.tif"))
 
 
+def test_a_warning_every_input_gets_is_one_line(scenes, tmp_path, capfd, monkeypatch) -> None:
+    """At a scale without bundled weights each input of a batch printed the same warning
+    line: once per file of 'archive/*.tif'."""
+    code, out, err = run_cli(["run", str(tmp_path / "tile_*.tif"), "--scale", "3"], capfd, monkeypatch)
+    assert code == 0 and len(out.split()) == 3, err
+    assert err.count("no bundled weights") == 1, err
+
+
 def test_the_same_glob_again_does_not_take_the_outputs_as_inputs(
     scenes, tmp_path, capfd, monkeypatch
 ) -> None:
