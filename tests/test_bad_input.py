@@ -699,3 +699,17 @@ def test_a_bbox_crs_without_a_bbox_is_refused_not_ignored(
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "scene.tif", "--bbox-crs EPSG:32633", "--bbox")
     assert outputs_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("flag", ["--output", "--weights"])
+def test_an_empty_training_path_is_refused_not_read_as_the_working_folder(
+    make_raster, tmp_path: Path, capsys, monkeypatch, flag: str
+) -> None:
+    """``geosr train ... -o "$RUN"`` with RUN unset: '' was Path('.'), so the run's config.json,
+    checkpoints/ and weights went into the working folder."""
+    path = make_raster(height=192, width=192)
+    monkeypatch.chdir(tmp_path)
+    args = ["train", str(path), flag, "", "--steps", "1", "--batch-size", "1"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"{flag} is empty")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

@@ -40,6 +40,13 @@ HrPaths = Annotated[
 ]
 
 
+def _check_given(**paths: str | None) -> None:
+    """Refuse an empty path option (:class:`OptionError`), as an unset shell variable gives."""
+    for name, value in paths.items():
+        if value is not None and not value.strip():
+            raise OptionError(f"--{name} is empty; give a path or leave the option out")
+
+
 def _parse_loss(text: str | None) -> dict[str, float] | None:
     """``"l1=1,ssim=0.1"`` -> ``{"l1": 1.0, "ssim": 0.1}``; a bare name weighs 1."""
     if text is None:
@@ -117,13 +124,15 @@ def train_command(
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (0: default).")] = None,
     val_every: Annotated[int | None, typer.Option(help="Validate every N steps.", min=1)] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.", min=1)] = None,
+    # Strings, not Paths: typer makes '' (-o "$RUN" with RUN unset) Path('.'), the working folder,
+    # which then took the run's config.json, checkpoints/ and weights.
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Run folder (config, checkpoints, weights)."),
+        str | None,
+        typer.Option("--output", "-o", metavar="<path>", help="Run folder (config, checkpoints, weights)."),
     ] = None,
     weights: Annotated[
-        Path | None,
-        typer.Option(help="Stem of the weights file to write (default in the run folder)."),
+        str | None,
+        typer.Option(metavar="<path>", help="Stem of the weights file to write (default in the run folder)."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
     overwrite: Annotated[
@@ -138,6 +147,7 @@ def train_command(
     from geosr.train.config import load_config
     from geosr.train.trainer import check_run_output
 
+    _check_given(output=output, weights=weights)
     pairs = _pairs(lr, hr)
     _check_data_sources(inputs, val, pairs, store)
     _check_model_name(model, init)
