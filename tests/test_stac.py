@@ -172,6 +172,32 @@ def test_stacked_assets_keep_their_own_nodata(make_raster, tmp_path: Path) -> No
     assert (sr[2] != 0).all()  # B02's zeros were data: the output moves them off its nodata value
 
 
+def item_of(tmp_path: Path, hrefs: dict[str, str], **properties: object) -> Path:
+    """``item.json`` in ``tmp_path``: a STAC Item of GeoTIFF assets (key: href), dated 2022-03-01
+    unless ``properties`` say otherwise."""
+    kind = "image/tiff; application=geotiff"
+    assets = {key: {"href": href, "type": kind, "roles": ["data"]} for key, href in hrefs.items()}
+    properties = properties or {"datetime": "2022-03-01T10:00:00Z"}
+    doc = {"type": "Feature", "stac_version": "1.1.0", "id": "s2", "geometry": None,
+           "properties": properties, "links": [], "assets": assets}  # fmt: skip
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(doc))
+    return item
+
+
+def test_stacked_assets_of_other_data_types_keep_their_values(make_raster, tmp_path: Path) -> None:
+    """Before, the stack took the first asset's type: a float reflectance band stacked after a
+    uint16 one came out all 0, and an int16 band's negative values 0."""
+    make_raster("B04.tif", height=30, width=30)
+    make_raster("B08.tif", data=np.full((1, 30, 30), 0.25, np.float32))
+    make_raster("B11.tif", data=np.full((1, 30, 30), -500, np.int16))
+    item = item_of(tmp_path, {k: f"./{k}.tif" for k in ("B04", "B08", "B11")})
+    out = geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B04,B08,B11")
+    with rasterio.open(out) as f:
+        assert f.dtypes[0] == "float32"
+        assert np.allclose(f.read(2), 0.25) and np.allclose(f.read(3), -500)
+
+
 def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     """An OLCI-like cube of dates was given the processing time as its datetime; it covers
     its first to last date (STAC start/end_datetime), and one date is the datetime."""

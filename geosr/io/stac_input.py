@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlparse
 from xml.sax.saxutils import escape
 
+import numpy as np
 import rasterio
 
 from geosr.errors import InputError
@@ -168,6 +169,7 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
     """A VRT stacking single-band ``assets`` (name, asset) in order; they must share one grid."""
     grid = None
     bands = []
+    dtypes = []
     for name, asset in assets:
         href = asset.get_absolute_href()
         try:
@@ -179,7 +181,7 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
                     )
                 here = (src.width, src.height, tuple(src.transform), src.crs)
                 if grid is None:
-                    grid, dtype, crs_wkt = here, src.dtypes[0], src.crs.to_wkt()
+                    grid, crs_wkt = here, src.crs.to_wkt()
                 elif here != grid:
                     raise InputError(
                         f"{item_path}: asset {name!r} is on another grid than {assets[0][0]!r} "
@@ -189,7 +191,11 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
         except rasterio.errors.RasterioIOError as exc:
             raise InputError(f"{item_path}: asset {name!r} ({href}) cannot be read ({exc})") from None
         bands.append((name, href, src.nodata))  # each asset's own (geosr.io.scene.Scene.band_nodata)
+        dtypes.append(src.dtypes[0])
     assert grid is not None
+    # One type holding every asset's values: the first asset's cut the others' (a float
+    # reflectance band stacked after a uint16 one became 0, an int16 one's negatives 0).
+    dtype = np.result_type(*dtypes).name
     width, height, transform, _ = grid
     gdal_type = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
                  "int32": "Int32", "float32": "Float32", "float64": "Float64"}[dtype]  # fmt: skip
