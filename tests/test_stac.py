@@ -198,6 +198,16 @@ def test_stacked_assets_of_other_data_types_keep_their_values(make_raster, tmp_p
         assert np.allclose(f.read(2), 0.25) and np.allclose(f.read(3), -500)
 
 
+def test_stacked_assets_of_a_type_not_supported_are_one_line(make_raster, tmp_path: Path) -> None:
+    # Before, a KeyError ('int8') traceback.
+    make_raster("B04.tif", height=30, width=30)
+    make_raster("SCL.tif", data=np.full((1, 30, 30), -5, np.int8))
+    item = item_of(tmp_path, {"B04": "./B04.tif", "SCL": "./SCL.tif"})
+    with pytest.raises(InputError, match=r"assets stacked \(.SCL. int8\) need int8, which is not supported"):
+        geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="SCL")
+    assert not (tmp_path / "x2.tif").exists()
+
+
 def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     """An OLCI-like cube of dates was given the processing time as its datetime; it covers
     its first to last date (STAC start/end_datetime), and one date is the datetime."""

@@ -196,9 +196,16 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
     # One type holding every asset's values: the first asset's cut the others' (a float
     # reflectance band stacked after a uint16 one became 0, an int16 one's negatives 0).
     dtype = np.result_type(*dtypes).name
+    gdal_types = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+                  "int32": "Int32", "float32": "Float32", "float64": "Float64"}  # fmt: skip
+    if dtype not in gdal_types:  # int8, 64-bit integers, complex: a KeyError before
+        stacked = ", ".join(f"{n!r} {t}" for (n, _), t in zip(assets, dtypes, strict=True))
+        raise InputError(
+            f"{item_path}: the assets stacked ({stacked}) need {dtype}, which is not supported; "
+            f"use assets of {', '.join(gdal_types)} (gdal_translate -ot)"
+        )
+    gdal_type = gdal_types[dtype]
     width, height, transform, _ = grid
-    gdal_type = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
-                 "int32": "Int32", "float32": "Float32", "float64": "Float64"}[dtype]  # fmt: skip
     geotransform = ", ".join(repr(v) for v in (transform[2], transform[0], transform[1],
                                                 transform[5], transform[3], transform[4]))  # fmt: skip
     parts = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
