@@ -208,6 +208,17 @@ def test_stacked_assets_of_a_type_not_supported_are_one_line(make_raster, tmp_pa
     assert not (tmp_path / "x2.tif").exists()
 
 
+def test_stacked_assets_without_a_crs_are_one_line(make_raster, tmp_path: Path) -> None:
+    # Before, an AttributeError traceback ('NoneType' object has no attribute 'to_wkt').
+    make_raster("B04.tif", height=30, width=30, crs=None)
+    make_raster("B03.tif", height=30, width=30, crs=None)
+    item = item_of(tmp_path, {"B04": "./B04.tif", "B03": "./B03.tif"})
+    with pytest.raises(
+        InputError, match=r"item.json: asset 'B04' \(.*B04.tif\) has no CRS.*gdal_edit.py -a_srs"
+    ):
+        geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B04,B03")
+
+
 def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     """An OLCI-like cube of dates was given the processing time as its datetime; it covers
     its first to last date (STAC start/end_datetime), and one date is the datetime."""

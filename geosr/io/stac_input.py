@@ -179,6 +179,11 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
                         f"{item_path}: asset {name!r} has {src.count} bands, and --bands stacks "
                         f"single-band assets; read it with --asset {name} (and --bands by its own bands)"
                     )
+                if src.crs is None:  # as open_scene says of a file; the stack raised AttributeError
+                    raise InputError(
+                        f"{item_path}: asset {name!r} ({href}) has no CRS, so its output could not be "
+                        "georeferenced; assign one first, e.g. gdal_edit.py -a_srs EPSG:32633 FILE"
+                    )
                 here = (src.width, src.height, tuple(src.transform), src.crs)
                 if grid is None:
                     grid, crs_wkt = here, src.crs.to_wkt()
