@@ -219,6 +219,19 @@ def test_stacked_assets_without_a_crs_are_one_line(make_raster, tmp_path: Path) 
         geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B04,B03")
 
 
+def test_assets_given_as_file_urls_stack(make_raster, tmp_path: Path) -> None:
+    # Before, "reading the raster failed (...); the file is probably truncated or corrupt", and
+    # a URL's %20 for a space was "no such file" (with --asset too).
+    hrefs = {name: make_raster(f"{name} x.tif", height=30, width=30).as_uri() for name in ("B04", "B03")}
+    item = item_of(tmp_path, hrefs)
+    out = geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B04,B03")
+    with rasterio.open(out) as f, rasterio.open(tmp_path / "B03 x.tif") as green:
+        assert f.descriptions == ("B04", "B03")
+        assert (
+            np.abs(f.read(2).astype(float).reshape(30, 2, 30, 2).mean(axis=(1, 3)) - green.read(1)).max() < 5
+        )
+
+
 def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     """An OLCI-like cube of dates was given the processing time as its datetime; it covers
     its first to last date (STAC start/end_datetime), and one date is the datetime."""

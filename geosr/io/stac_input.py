@@ -140,7 +140,7 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
     if asset is not None:
         if asset not in item.assets:
             raise InputError(f"{path}: the Item has no asset {asset!r}; its assets are: {keys}")
-        return Resolved(item.assets[asset].get_absolute_href(), when)
+        return Resolved(_href(item.assets[asset]), when)
     if bands:
         wanted = [b for b in parse_bands(bands) if isinstance(b, str)]
         by_name: dict[str, Any] = {}
@@ -154,7 +154,7 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
             # the asset's key, which --bands then would not find.
             if len({id(a) for _, a in chosen}) > 1 or len(_names(chosen[0][1])) <= 1:
                 return Resolved(stack_assets(path, chosen), when, stacked=True)
-            return Resolved(chosen[0][1].get_absolute_href(), when)
+            return Resolved(_href(chosen[0][1]), when)
     data = [a for a in item.assets.values() if "data" in (a.roles or []) and _is_raster(a)]
     rasters = data or [a for a in item.assets.values() if _is_raster(a)]
     if len(rasters) != 1:
@@ -162,7 +162,20 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
             f"{path}: the Item has {len(rasters)} raster assets ({keys}); "
             "choose one with --asset KEY, or stack single-band assets with --bands KEY1,KEY2,..."
         )
-    return Resolved(rasters[0].get_absolute_href(), when)
+    return Resolved(_href(rasters[0]), when)
+
+
+def _href(asset: Any) -> str:
+    """The asset's raster as GDAL opens it: a ``file://`` URL as its local path, decoded
+    (``%20`` is a space).  rasterio took the URL but not its escapes, and a VRT's source
+    neither (the stack's read failed as if the file were corrupt)."""
+    href = str(asset.get_absolute_href())
+    parsed = urlparse(href)
+    if parsed.scheme.lower() != "file":
+        return href
+    from urllib.request import url2pathname
+
+    return url2pathname(parsed.path)
 
 
 def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
@@ -171,7 +184,7 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
     bands = []
     dtypes = []
     for name, asset in assets:
-        href = asset.get_absolute_href()
+        href = _href(asset)
         try:
             with rasterio.open(href) as src:
                 if src.count != 1:  # a stack takes band 1 of each: the others would be lost unseen
