@@ -63,8 +63,8 @@ def open_input(src: str | Path, options: RunOptions, *, variable: str | None = N
         # The stack is a temporary VRT, new in every run: the Item stands for it in
         # messages, provenance and the job's fingerprint (so that --resume finds the run).
         scene = dataclasses.replace(scene, path=str(src), subdataset=item.href)
-    if item.when is not None:
-        scene = dataclasses.replace(scene, tags={**scene.tags, "STAC_DATETIME": item.when})
+    if item.when:
+        scene = dataclasses.replace(scene, tags={**scene.tags, **item.when})
     return scene
 
 

@@ -50,22 +50,34 @@ def media_type(output: Path) -> str:
 
 
 def acquisition_time(scene: Scene) -> dt.datetime | None:
-    """The input's own date (a STAC input's ``datetime``, or the TIFF date tag), if any."""
+    """The input's own date (a STAC input's ``datetime``, or the TIFF date tag), if any;
+    None for a STAC input of a range of dates (:func:`acquisition_span`)."""
     for key in ("STAC_DATETIME", "TIFFTAG_DATETIME"):
-        value = scene.tags.get(key)
-        if not value:
+        if key == "TIFFTAG_DATETIME" and "STAC_START_DATETIME" in scene.tags:
+            return None  # the Item's range, not the file's own date
+        parsed = _parsed(scene.tags.get(key))
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def _parsed(value: str | None) -> dt.datetime | None:
+    """An ISO 8601 or TIFF (``2022:03:01 10:00:00``) date, UTC unless it says otherwise."""
+    for parse in (dt.datetime.fromisoformat, lambda v: dt.datetime.strptime(v, "%Y:%m:%d %H:%M:%S")):
+        try:
+            parsed = parse(value or "")
+        except ValueError:
             continue
-        for parse in (dt.datetime.fromisoformat, lambda v: dt.datetime.strptime(v, "%Y:%m:%d %H:%M:%S")):
-            try:
-                parsed = parse(value)
-            except ValueError:
-                continue
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
     return None
 
 
 def acquisition_span(scene: Scene) -> tuple[dt.datetime, dt.datetime] | None:
-    """The first and last date of a time series (a Zarr cube's leading axis of dates), if any."""
+    """The first and last date of a STAC input's range (its ``start_datetime`` and
+    ``end_datetime``) or of a time series (a Zarr cube's leading axis of dates), if any."""
+    start, end = (_parsed(scene.tags.get(f"STAC_{key}_DATETIME")) for key in ("START", "END"))
+    if start is not None and end is not None:
+        return start, end
     labels = scene.band_labels
     if not labels or not all(isinstance(v, np.datetime64) for v in labels):
         return None

@@ -257,6 +257,22 @@ def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     assert props["datetime"] == "2017-01-30T10:46:33Z" and "start_datetime" not in props
 
 
+def test_an_item_of_a_range_of_dates_gives_its_range(make_raster, tmp_path: Path) -> None:
+    """A composite's Item (a null datetime, start_datetime and end_datetime) gave its output the
+    processing time as datetime, or the file's own TIFF date."""
+    make_raster("B04.tif", height=30, width=30, tags={"TIFFTAG_DATETIME": "2023:05:05 00:00:00"})
+    span = {"start_datetime": "2022-01-01T00:00:00Z", "end_datetime": "2022-01-31T00:00:00Z"}
+    item = item_of(tmp_path, {"B04": "./B04.tif"}, datetime=None, **span)
+    out = geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", stac=True)
+    props = json.loads((tmp_path / "x2.stac.json").read_text())["properties"]
+    assert props["datetime"] is None and props["start_datetime"] == span["start_datetime"]
+    assert props["end_datetime"] == span["end_datetime"]
+    # The output carries the range on, as it carries a datetime: its own Item has it too.
+    geosr.upscale_file(out, tmp_path / "x4.tif", scale=2, model="bicubic", stac=True)
+    props = json.loads((tmp_path / "x4.stac.json").read_text())["properties"]
+    assert (props["datetime"], props["end_datetime"]) == (None, span["end_datetime"])
+
+
 def test_a_stac_document_that_is_not_one_item_is_named(tmp_path: Path) -> None:
     # Before, each was "not a readable raster (... not recognized ...); check that the file
     # is complete", as for a corrupt file.

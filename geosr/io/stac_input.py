@@ -124,18 +124,31 @@ def _is_raster(asset: Any) -> bool:
 
 
 class Resolved(NamedTuple):
-    """The raster to open for an Item, its acquisition time (ISO) if any, and whether
-    the raster is a VRT that geosr made to stack assets (:func:`stack_assets`)."""
+    """The raster to open for an Item, the tags that carry its acquisition time to the
+    output (:func:`date_tags`), and whether the raster is a VRT that geosr made to stack
+    assets (:func:`stack_assets`)."""
 
     href: str
-    when: str | None
+    when: dict[str, str]
     stacked: bool = False
+
+
+def date_tags(item: Any) -> dict[str, str]:
+    """The Item's ``datetime`` (ISO) as ``STAC_DATETIME``, or, for an Item of a range (a
+    null ``datetime``), its ``start_datetime`` and ``end_datetime`` as ``STAC_START_DATETIME``
+    and ``STAC_END_DATETIME``; the output's ``--stac`` Item takes them (:mod:`geosr.stac`)."""
+    if item.datetime is not None:
+        return {"STAC_DATETIME": item.datetime.isoformat()}
+    start, end = item.common_metadata.start_datetime, item.common_metadata.end_datetime
+    if start is None or end is None:
+        return {}
+    return {"STAC_START_DATETIME": start.isoformat(), "STAC_END_DATETIME": end.isoformat()}
 
 
 def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolved:
     """The raster to open for the Item at ``path`` (see :class:`Resolved`)."""
     item = _item(path)
-    when = item.datetime.isoformat() if item.datetime is not None else None
+    when = date_tags(item)
     keys = ", ".join(item.assets) or "none"
     if asset is not None:
         if asset not in item.assets:
