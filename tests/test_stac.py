@@ -232,6 +232,20 @@ def test_assets_given_as_file_urls_stack(make_raster, tmp_path: Path) -> None:
         )
 
 
+def test_bands_by_the_eo_bands_names_of_one_multiband_asset(make_raster, tmp_path: Path) -> None:
+    # Before: "visual.tif: no band is described as 'B03'", the names being the Item's, not the file's.
+    make_raster("visual.tif", count=3, height=30, width=30)
+    item = item_of(tmp_path, {"visual": "./visual.tif"})
+    doc = json.loads(item.read_text())
+    doc["assets"]["visual"]["eo:bands"] = [{"name": name} for name in ("B04", "B03", "B02")]
+    item.write_text(json.dumps(doc))
+    out = geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B02,B03")
+    with rasterio.open(out) as f, rasterio.open(tmp_path / "visual.tif") as visual:
+        assert f.descriptions == ("B02", "B03")
+        mean = f.read().astype(float).reshape(2, 30, 2, 30, 2).mean(axis=(2, 4))
+        assert np.abs(mean - visual.read([3, 2])).max() < 5
+
+
 def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     """An OLCI-like cube of dates was given the processing time as its datetime; it covers
     its first to last date (STAC start/end_datetime), and one date is the datetime."""

@@ -5,9 +5,9 @@ resolves asset hrefs against the Item's location (local paths and anything GDAL 
 
 * ``--asset KEY`` reads that asset;
 * ``--bands B04,B03,B02`` whose names are asset keys (or the assets' ``eo:bands``
-  / ``bands`` names) stacks those single-band assets, in that order, into a
-  GDAL VRT (they must share one grid); the VRT's bands are described by those
-  names, so the output keeps them;
+  / ``bands`` names) stacks those single-band assets (or those bands of a
+  multi-band asset), in that order, into a GDAL VRT (they must share one grid);
+  the VRT's bands are described by those names, so the output keeps them;
 * otherwise the one asset with the ``data`` role (or the only raster asset).
 """
 
@@ -156,18 +156,19 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
         return Resolved(_href(item.assets[asset]), when)
     if bands:
         wanted = [b for b in parse_bands(bands) if isinstance(b, str)]
-        by_name: dict[str, Any] = {}
+        # A name: (the asset, the band its eo:bands name is, or None for the asset's key).
+        by_name: dict[str, tuple[Any, int | None]] = {}
         for key, candidate in item.assets.items():
             if _is_raster(candidate):
-                for name in (key, *_names(candidate)):
-                    by_name.setdefault(canonical_band_name(name), (key, candidate))
+                by_name.setdefault(canonical_band_name(key), (candidate, None))
+                for band, name in enumerate(_names(candidate), start=1):
+                    by_name.setdefault(canonical_band_name(name), (candidate, band))
         if wanted and all(canonical_band_name(b) in by_name for b in wanted):
-            chosen = [(b, by_name[canonical_band_name(b)][1]) for b in wanted]
-            # One single-band asset is stacked too: its file's band is not described by
-            # the asset's key, which --bands then would not find.
-            if len({id(a) for _, a in chosen}) > 1 or len(_names(chosen[0][1])) <= 1:
-                return Resolved(stack_assets(path, chosen), when, stacked=True)
-            return Resolved(_href(chosen[0][1]), when)
+            # Stacked even when all are bands of one asset (or one single-band asset): the
+            # names are the Item's, not the file's band descriptions, which --bands then
+            # would not find ("no band is described as 'B03'").
+            chosen = [(b, *by_name[canonical_band_name(b)]) for b in wanted]
+            return Resolved(stack_assets(path, chosen), when, stacked=True)
     data = [a for a in item.assets.values() if "data" in (a.roles or []) and _is_raster(a)]
     rasters = data or [a for a in item.assets.values() if _is_raster(a)]
     if len(rasters) != 1:
@@ -191,19 +192,26 @@ def _href(asset: Any) -> str:
     return url2pathname(parsed.path)
 
 
-def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
-    """A VRT stacking single-band ``assets`` (name, asset) in order; they must share one grid."""
+def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]]) -> str:
+    """A VRT stacking ``assets`` (name, asset, band) in order: the band of the asset that
+    its ``eo:bands`` name is, or (None) a single-band asset by its key; one grid for all."""
     grid = None
     bands = []
     dtypes = []
-    for name, asset in assets:
+    for name, asset, band in assets:
         href = _href(asset)
         try:
             with rasterio.open(href) as src:
-                if src.count != 1:  # a stack takes band 1 of each: the others would be lost unseen
+                if band is None and src.count != 1:  # a stack takes band 1: the others would be lost unseen
                     raise InputError(
                         f"{item_path}: asset {name!r} has {src.count} bands, and --bands stacks "
                         f"single-band assets; read it with --asset {name} (and --bands by its own bands)"
+                    )
+                if band is not None and src.count != len(_names(asset)):  # which band is which?
+                    raise InputError(
+                        f"{item_path}: the asset with band {name!r} names {len(_names(asset))} bands in its "
+                        f"eo:bands, but its raster ({href}) has {src.count}; correct the Item, or read the "
+                        "asset with --asset KEY and pick bands by 1-based index"
                     )
                 if src.crs is None:  # as open_scene says of a file; the stack raised AttributeError
                     raise InputError(
@@ -221,8 +229,9 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
                     )
         except rasterio.errors.RasterioIOError as exc:
             raise InputError(f"{item_path}: asset {name!r} ({href}) cannot be read ({exc})") from None
-        bands.append((name, href, src.nodata))  # each asset's own (geosr.io.scene.Scene.band_nodata)
-        dtypes.append(src.dtypes[0])
+        index = band or 1
+        bands.append((name, href, index, src.nodatavals[index - 1]))  # its own (Scene.band_nodata)
+        dtypes.append(src.dtypes[index - 1])
     assert grid is not None
     # One type holding every asset's values: the first asset's cut the others' (a float
     # reflectance band stacked after a uint16 one became 0, an int16 one's negatives 0).
@@ -230,7 +239,7 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
     gdal_types = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
                   "int32": "Int32", "float32": "Float32", "float64": "Float64"}  # fmt: skip
     if dtype not in gdal_types:  # int8, 64-bit integers, complex: a KeyError before
-        stacked = ", ".join(f"{n!r} {t}" for (n, _), t in zip(assets, dtypes, strict=True))
+        stacked = ", ".join(f"{n!r} {t}" for (n, _, _), t in zip(assets, dtypes, strict=True))
         raise InputError(
             f"{item_path}: the assets stacked ({stacked}) need {dtype}, which is not supported; "
             f"use assets of {', '.join(gdal_types)} (gdal_translate -ot)"
@@ -241,12 +250,12 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any]]) -> str:
                                                 transform[5], transform[3], transform[4]))  # fmt: skip
     parts = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
              f"<SRS>{escape(crs_wkt)}</SRS>", f"<GeoTransform>{geotransform}</GeoTransform>"]  # fmt: skip
-    for i, (name, href, nodata) in enumerate(bands, start=1):
+    for i, (name, href, index, nodata) in enumerate(bands, start=1):
         nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
         parts.append(
             f'<VRTRasterBand dataType="{gdal_type}" band="{i}"><Description>{escape(name)}</Description>{nd}'
             f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(href)}</SourceFilename>'
-            f"<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+            f"<SourceBand>{index}</SourceBand></SimpleSource></VRTRasterBand>"
         )
     parts.append("</VRTDataset>")
     folder = Path(tempfile.mkdtemp(prefix="geosr-stac-"))
