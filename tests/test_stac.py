@@ -246,6 +246,16 @@ def test_bands_by_the_eo_bands_names_of_one_multiband_asset(make_raster, tmp_pat
         assert np.abs(mean - visual.read([3, 2])).max() < 5
 
 
+def test_bands_naming_no_asset_say_which(make_raster, tmp_path: Path) -> None:
+    # Before: "the Item has 2 raster assets (B04, B03); choose one with --asset KEY, or stack
+    # single-band assets with --bands KEY1,KEY2,...", which had been given.
+    make_raster("B04.tif", height=30, width=30)
+    make_raster("B03.tif", height=30, width=30)
+    item = item_of(tmp_path, {"B04": "./B04.tif", "B03": "./B03.tif"})
+    with pytest.raises(InputError, match=r"--bands B04,B8A: no raster asset of the Item is named 'B8A'"):
+        geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B04,B8A")
+
+
 def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     """An OLCI-like cube of dates was given the processing time as its datetime; it covers
     its first to last date (STAC start/end_datetime), and one date is the datetime."""

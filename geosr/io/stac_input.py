@@ -171,6 +171,12 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
             return Resolved(stack_assets(path, chosen), when, stacked=True)
     data = [a for a in item.assets.values() if "data" in (a.roles or []) and _is_raster(a)]
     rasters = data or [a for a in item.assets.values() if _is_raster(a)]
+    missing = [b for b in wanted if canonical_band_name(b) not in by_name] if bands else []
+    if len(rasters) != 1 and missing:  # not "choose ... with --bands", which was given
+        raise InputError(
+            f"{path}: --bands {bands}: no raster asset of the Item is named {', '.join(map(repr, missing))} "
+            f"(by its key or eo:bands); its assets are: {keys}"
+        )
     if len(rasters) != 1:
         raise InputError(
             f"{path}: the Item has {len(rasters)} raster assets ({keys}); "
