@@ -256,6 +256,23 @@ def test_bands_naming_no_asset_say_which(make_raster, tmp_path: Path) -> None:
         geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B04,B8A")
 
 
+def test_stacked_assets_on_other_grids_say_how_they_differ(make_raster, tmp_path: Path) -> None:
+    # Before, a shifted or reprojected asset of the same size was "on another grid than 'B04'
+    # (30 x 30 px vs 30 x 30); stack assets of one resolution", which they were.
+    from affine import Affine
+
+    make_raster("B04.tif", height=30, width=30)
+    make_raster("B03.tif", height=30, width=30, transform=Affine(10.0, 0.0, 335450.0, 0.0, -10.0, 5866490.0))
+    make_raster("B02.tif", height=30, width=30, crs="EPSG:32632")
+    item = item_of(tmp_path, {"B04": "./B04.tif", "B03": "./B03.tif", "B02": "./B02.tif"})
+    for bands, says in (("B04,B03", r"upper left corner \(335450, 5866490\) vs \(335440, 5866490\)"),
+                        ("B04,B02", "CRS EPSG:32632 vs EPSG:32633")):  # fmt: skip
+        with pytest.raises(
+            InputError, match=f"asset '{bands[-3:]}' is on another grid than 'B04' \\({says}\\)"
+        ):
+            geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands=bands)
+
+
 def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     """An OLCI-like cube of dates was given the processing time as its datetime; it covers
     its first to last date (STAC start/end_datetime), and one date is the datetime."""

@@ -25,8 +25,10 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
+from odc.geo import CRS
 
 from geosr.errors import InputError
+from geosr.grid import crs_label
 from geosr.io.bands import canonical_band_name, parse_bands
 from geosr.io.remote import fsspec_url, is_remote
 
@@ -198,6 +200,22 @@ def _href(asset: Any) -> str:
     return url2pathname(parsed.path)
 
 
+def _grid_difference(grid: tuple[Any, ...], other: tuple[Any, ...]) -> str:
+    """How ``grid`` (width, height, transform, CRS) differs from ``other``: a shifted or
+    reprojected asset of the same size was said to be "36 x 30 px vs 36 x 30"."""
+    (width, height, transform, crs), (width0, height0, transform0, crs0) = grid, other
+    if crs != crs0:
+        labels = (crs_label(CRS(c.to_wkt())) for c in (crs, crs0))
+        return "CRS {} vs {}".format(*labels)
+    a, _, c, _, e, f = transform[:6]
+    a0, _, c0, _, e0, f0 = transform0[:6]
+    if (a, e) != (a0, e0):
+        return f"pixels of {abs(a):g} x {abs(e):g} vs {abs(a0):g} x {abs(e0):g}"
+    if (c, f) != (c0, f0):
+        return f"upper left corner ({c:.10g}, {f:.10g}) vs ({c0:.10g}, {f0:.10g})"
+    return f"{width} x {height} px vs {width0} x {height0}"
+
+
 def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]]) -> str:
     """A VRT stacking ``assets`` (name, asset, band) in order: the band of the asset that
     its ``eo:bands`` name is, or (None) a single-band asset by its key; one grid for all."""
@@ -230,8 +248,8 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]
                 elif here != grid:
                     raise InputError(
                         f"{item_path}: asset {name!r} is on another grid than {assets[0][0]!r} "
-                        f"({src.width} x {src.height} px vs {grid[0]} x {grid[1]}); stack assets of one "
-                        "resolution, or run each resolution separately"
+                        f"({_grid_difference(here, grid)}); stack assets of one grid (resolution, "
+                        "CRS and extent), or run each grid separately"
                     )
         except rasterio.errors.RasterioIOError as exc:
             raise InputError(f"{item_path}: asset {name!r} ({href}) cannot be read ({exc})") from None
