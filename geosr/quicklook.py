@@ -24,7 +24,7 @@ from geosr.grid import warp_onto, window_grid
 from geosr.io.atomic import write_small_file
 from geosr.io.bands import canonical_band_name
 from geosr.io.scene import Scene, open_scene, read_window
-from geosr.io.stac_input import is_stac_item
+from geosr.io.stac_input import is_stac_item, not_an_item
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.normalise import valid_mask
 from geosr.tiling import Window
@@ -248,6 +248,9 @@ def stac_raster(lr: str, sr_scene: Scene) -> str:
     """The raster a STAC Item ``lr`` stands for (``lr`` itself for any other input): its
     data asset, or the stack of the single-band assets the output's bands are named
     after, as ``geosr run item.json --bands B04,B03,B02`` stacked them."""
+    problem = not_an_item(lr)  # a Collection, or JSON that is not an Item: not "a corrupt raster"
+    if problem is not None:
+        raise problem
     if not is_stac_item(lr):
         return lr
     names = [d for d in sr_scene.descriptions if d]

@@ -334,6 +334,23 @@ def test_a_stac_document_that_is_not_one_item_is_named(tmp_path: Path) -> None:
             geosr.upscale_file(path, tmp_path / "x.tif", scale=2, model="bicubic")
 
 
+def test_a_json_that_is_not_an_item_is_named_not_called_a_raster(make_raster, tmp_path: Path) -> None:
+    # Before, each was "not a readable raster (... not recognized as being in a supported file
+    # format.); check that the file is complete and in a format GDAL reads".
+    from geosr.quicklook import compare_files
+
+    raster = make_raster(height=30, width=30)  # the LR is refused before the SR is looked at
+    documents = {"cut.json": ('{"type": "Feature", "assets": {', r"not valid JSON \(Expecting"),
+                 "other.json": ('{"hello": [1, 2]}', "a JSON document but not a STAC Item")}  # fmt: skip
+    for name, (text, says) in documents.items():
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(InputError, match=f"{name}: {says}"):
+            geosr.upscale_file(path, tmp_path / "x.tif", scale=2, model="bicubic")
+        with pytest.raises(InputError, match=f"{name}: {says}"):
+            compare_files(str(path), str(raster), tmp_path / "c.png")
+
+
 def test_bands_naming_one_asset_or_a_multiband_one(make_raster, tmp_path: Path) -> None:
     # '--bands B08' (one asset key) failed: "B08.tif: no band is described as 'B08'"; a
     # multi-band asset in a stack silently gave its first band only.

@@ -29,6 +29,7 @@ from odc.geo import CRS
 
 from geosr.errors import InputError
 from geosr.grid import crs_label
+from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.bands import canonical_band_name, parse_bands
 from geosr.io.remote import fsspec_url, is_remote
 
@@ -86,10 +87,13 @@ def is_stac_item(path: str | Path) -> bool:
 def not_an_item(path: str | Path) -> InputError | None:
     """The error for a local STAC document that is not one Item with assets (a search's
     ItemCollection, a Collection, a Catalog), which GDAL would call a corrupt raster; else None."""
+    unreadable = _not_json(path)
+    if unreadable is not None:
+        return unreadable
     doc = _json_document(path)
-    if not isinstance(doc, dict) or is_stac_item(path):
+    if doc is None or is_stac_item(path):
         return None
-    kind = doc.get("type")
+    kind = doc.get("type") if isinstance(doc, dict) else None
     if kind == "FeatureCollection" and isinstance(doc.get("features"), list):
         what = f"a collection of {len(doc['features'])} features (a STAC search result?), not one Item"
         fix = "save each Item as its own .json file and give those"
@@ -97,9 +101,31 @@ def not_an_item(path: str | Path) -> InputError | None:
         what, fix = f"a STAC {kind}, not an Item", "give the .json of one of its Items"
     elif kind == "Feature" and "stac_version" in doc:
         what, fix = "a STAC Item without assets", "give an Item whose assets include the raster"
+    elif Path(str(path)).name in ZARR_MARKERS:
+        return None  # a Zarr store's metadata: GDAL's Zarr driver says what it makes of it
     else:
-        return None
+        what, fix = (
+            "a JSON document but not a STAC Item (a GeoJSON Feature with assets)",
+            ("give a STAC Item's .json, or the raster itself"),
+        )
     return InputError(f"{path}: {what}; {fix}")
+
+
+def _not_json(path: str | Path) -> InputError | None:
+    """The error for a local ``.json`` file that is not JSON (a truncated download, a typo),
+    which GDAL called a raster in a format it does not read; else None."""
+    p = Path(str(path))
+    if is_remote(path) or p.suffix.lower() != ".json" or p.name in ZARR_MARKERS or not p.is_file():
+        return None
+    try:
+        json.loads(p.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return InputError(
+            f"{path}: not valid JSON ({exc}); check that the file is complete, or fix its syntax"
+        )
+    except OSError:
+        return None  # unreadable: the open says why, as for any input
+    return None
 
 
 def _item(path: str | Path) -> Any:
