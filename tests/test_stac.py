@@ -185,6 +185,15 @@ def item_of(tmp_path: Path, hrefs: dict[str, str], **properties: object) -> Path
     return item
 
 
+def test_a_relative_href_with_escapes_is_decoded(make_raster, tmp_path: Path) -> None:
+    # Before: ".../B%2004.tif: no such file or directory; check the path".
+    make_raster("B 04.tif", height=30, width=30)
+    item = item_of(tmp_path, {"B04": "./B%2004.tif"})
+    out = geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic")
+    with rasterio.open(out) as f:
+        assert f.shape == (60, 60)
+
+
 def test_stacked_assets_of_other_data_types_keep_their_values(make_raster, tmp_path: Path) -> None:
     """Before, the stack took the first asset's type: a float reflectance band stacked after a
     uint16 one came out all 0, and an int16 band's negative values 0."""

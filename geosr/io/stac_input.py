@@ -214,16 +214,20 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
 
 
 def _href(asset: Any) -> str:
-    """The asset's raster as GDAL opens it: a ``file://`` URL as its local path, decoded
-    (``%20`` is a space).  rasterio took the URL but not its escapes, and a VRT's source
+    """The asset's raster as GDAL opens it: a ``file://`` URL, or a relative href, as its local
+    path, decoded (``%20`` is a space).  rasterio took the URL but not its escapes, and a VRT's source
     neither (the stack's read failed as if the file were corrupt)."""
-    href = str(asset.get_absolute_href())
-    parsed = urlparse(href)
-    if parsed.scheme.lower() != "file":
-        return href
     from urllib.request import url2pathname
 
-    return url2pathname(parsed.path)
+    href = str(asset.get_absolute_href())
+    parsed = urlparse(href)
+    if parsed.scheme.lower() == "file":
+        return url2pathname(parsed.path)
+    # A relative href is a URI reference too: '../B%2004.tif' names 'B 04.tif' (pystac joins
+    # it to the Item's folder undecoded, "no such file"); a file named so literally wins.
+    if not parsed.scheme and "%" in href and not Path(href).exists():
+        return url2pathname(href)
+    return href
 
 
 def _grid_difference(grid: tuple[Any, ...], other: tuple[Any, ...]) -> str:
