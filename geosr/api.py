@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from geosr import __version__, resources
 from geosr.aoi import aoi_mask, read_vector
-from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError, OutputError, ResumableError
+from geosr.errors import (
+    GeosrError,
+    GeosrWarning,
+    InputError,
+    OptionError,
+    OutputError,
+    ResumableError,
+    in_context,
+)
 from geosr.faults import check as check_faults
 from geosr.faults import checkpoint
 from geosr.fingerprint import job_fingerprint
@@ -63,14 +71,6 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 """Called with ``(tiles_done, tiles_total)`` as a run advances."""
-
-
-def _in_context(path: str | Path, exc: GeosrError) -> GeosrError:
-    """The same error, its message prefixed by the file it is about (unless already)."""
-    message = str(exc)
-    if message.startswith(str(path)):
-        return exc
-    return type(exc)(f"{path}: {message}")
 
 
 def model_label(net: SRModel, model: str | None) -> str:
@@ -172,7 +172,7 @@ def upscale_file(
     except TypeError as exc:
         raise OptionError(str(exc)) from None
     except GeosrError as exc:
-        raise _in_context(src, exc) from None
+        raise in_context(src, exc) from None
     check_output_given(dst)
     scene = scene_for(src, opts)
     frames = frames_for(scene, opts)
@@ -204,7 +204,7 @@ def upscale_file(
         check_band_layout(scene.path, scene.descriptions, net.card.bands, net.name)
         predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
     except GeosrError as exc:
-        raise _in_context(src, exc) from None
+        raise in_context(src, exc) from None
     if frames and not net.fuses_frames:
         warnings.warn(
             f"{src}: model {net.name} reads the reference alone, so the {len(frames)} --frame file(s) are "
@@ -225,7 +225,7 @@ def upscale_file(
         try:
             resources.check(bounds, out_bytes, dst, already_on_disk=reclaimable_bytes(dst))
         except GeosrError as exc:
-            raise _in_context(src, exc) from None
+            raise in_context(src, exc) from None
     plan = plan_tiles(height, width, tile=tile, halo=halo)
     offsets = reflectance_offset(scene, opts.offset)
     norm = normalisation_for(scene, dict(net.card.normalisation), offsets)

@@ -8,6 +8,8 @@ message must therefore say what was given, what was expected and how to fix it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class GeosrError(Exception):
     """Root of every error geosr raises on purpose (bad input, bad option)."""
@@ -43,3 +45,11 @@ class InterruptedRunError(ResumableError):
     """The user interrupted the run (Ctrl-C); ``--resume`` finishes it."""
 
     exit_code = 130
+
+
+def in_context(path: str | Path, exc: GeosrError) -> GeosrError:
+    """The same error, its message prefixed by the file it is about (unless already)."""
+    message = str(exc)
+    if message.startswith(str(path)):
+        return exc
+    return type(exc)(f"{path}: {message}")

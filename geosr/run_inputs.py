@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from geosr.aoi import aoi_window, crop_scene, parse_bbox, read_vector, whole_file
-from geosr.errors import GeosrWarning, InputError, OptionError
+from geosr.errors import GeosrWarning, InputError, OptionError, in_context
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
 from geosr.io.remote import is_remote
@@ -58,7 +58,10 @@ def open_input(src: str | Path, options: RunOptions, *, variable: str | None = N
     if not is_stac_item(src):
         return open_scene(src, variable=variable)
     item = resolve_stac(src, asset=options.asset, bands=options.bands)
-    scene = open_scene(item.href, variable=variable)
+    try:
+        scene = open_scene(item.href, variable=variable)
+    except InputError as exc:  # the asset's path alone did not say where it came from
+        raise in_context(src, exc) from None
     if item.stacked:
         # The stack is a temporary VRT, new in every run: the Item stands for it in
         # messages, provenance and the job's fingerprint (so that --resume finds the run).

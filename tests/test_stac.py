@@ -194,6 +194,13 @@ def test_a_relative_href_with_escapes_is_decoded(make_raster, tmp_path: Path) ->
         assert f.shape == (60, 60)
 
 
+def test_a_missing_asset_file_names_the_item(tmp_path: Path) -> None:
+    # Before: ".../B04.tif: no such file or directory; check the path", a path the user never typed.
+    item = item_of(tmp_path, {"B04": "./B04.tif"})
+    with pytest.raises(InputError, match=r"item.json: /.*/B04.tif: no such file"):
+        geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic")
+
+
 def test_stacked_assets_of_other_data_types_keep_their_values(make_raster, tmp_path: Path) -> None:
     """Before, the stack took the first asset's type: a float reflectance band stacked after a
     uint16 one came out all 0, and an int16 band's negative values 0."""
