@@ -5,7 +5,8 @@ is the LR input resampled onto it (GDAL's cubic), the reference is read onto it
 with nearest neighbour, so any misplacement would show.  The contrast stretch
 is the 2nd-98th percentile of the geosr panel's valid pixels, per band, and is
 applied unchanged to every panel: differences between panels are real, not an
-artefact of each panel being stretched on its own.
+artefact of each panel being stretched on its own.  Nodata and NaN pixels are
+transparent: the white page shows through, not black data.
 """
 
 from __future__ import annotations
@@ -368,7 +369,7 @@ def render_compare(
         warnings.warn(
             GeosrWarning(
                 f"{png}: no pixel of {sr} in the window shown is valid (all nodata), so every panel is "
-                "black; choose a window with data: geosr compare --window col,row,width,height"
+                "empty; choose a window with data: geosr compare --window col,row,width,height"
             ),
             stacklevel=2,
         )
@@ -378,9 +379,7 @@ def render_compare(
     side = min(max(win.width, win.height, 256), 600) / 100 + 0.2
     fig, axes = plt.subplots(1, len(images), figsize=(side * len(images), side + 0.5), squeeze=False)
     for ax, index in zip(axes[0], order, strict=True):
-        image = images[index]
-        rgb = np.moveaxis(image, 0, -1) if image.shape[0] == 3 else image[0]
-        ax.imshow(rgb, cmap=None if image.shape[0] == 3 else "gray", interpolation="nearest")
+        ax.imshow(panel_rgba(images[index], panels[index]), interpolation="nearest")
         ax.set_title(_fitted(titles[index], side, 10))
         ax.set_axis_off()
     fig.suptitle(
@@ -397,6 +396,15 @@ def render_compare(
     finally:
         plt.close(fig)
     return png
+
+
+def panel_rgba(image: np.ndarray, panel: np.ndarray) -> np.ndarray:
+    """``image`` (1 or 3 stretched bands of ``panel``) as RGBA, transparent where ``panel`` is
+    nodata or NaN in any band: :func:`stretch` makes those 0, which showed as the darkest
+    data does (black, like water in the near infrared); they show the page behind instead."""
+    rgb = np.moveaxis(image, 0, -1) if image.shape[0] == 3 else np.repeat(image[0][..., None], 3, axis=-1)
+    alpha = np.isfinite(panel).all(axis=0).astype(rgb.dtype)
+    return np.concatenate([rgb, alpha[..., None]], axis=-1)
 
 
 def _fitted(text: str, inches: float, points: float) -> str:

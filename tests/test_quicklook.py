@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import geosr
 from geosr.cli import app
 from geosr.quicklook import compare_panels, stretch
+from tests.conftest import coordinate_pattern
 
 
 def test_stretch_is_shared_across_panels() -> None:
@@ -156,6 +157,24 @@ def test_a_window_of_nodata_only_is_said_not_shown_black_silently(make_raster, t
     with warnings.catch_warnings():
         warnings.simplefilter("error", GeosrWarning)  # a window with data: no warning
         compare_files(str(lr), str(sr), tmp_path / "b.png", window="10,10,20,20")
+
+
+def test_nodata_is_transparent_not_black_in_every_panel(make_raster, tmp_path: Path) -> None:
+    # Nodata and NaN were stretched to 0 and shown black, as the darkest data (water in the NIR) is.
+    from geosr.quicklook import panel_rgba
+
+    data = coordinate_pattern(3, 40, 40)
+    data[:, :10] = 0
+    lr = make_raster(data=data, nodata=0)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    panels = compare_panels(str(lr), str(sr), window="0,0,40,40")[0]
+    for panel, image in zip(panels, stretch(panels), strict=True):
+        rgba = panel_rgba(image, panel)
+        assert rgba.shape == (80, 80, 4)
+        assert (rgba[:16, :, 3] == 0).all() and (rgba[24:, :, 3] == 1).all()
+        assert (rgba[24:, :, :3] == np.moveaxis(image, 0, -1)[24:]).all()
+    grey = panel_rgba(stretch(panels)[0][:1], panels[0][:1])
+    assert (grey[..., 0] == grey[..., 2]).all() and (grey[:16, :, 3] == 0).all()
 
 
 def test_a_quicklook_that_cannot_be_written_says_the_output_is_and_resume_adds_it(
