@@ -14,7 +14,7 @@ from odc.geo import CRS
 from odc.geo.geobox import GeoBox
 
 import geosr
-from geosr.errors import InputError, OutputError
+from geosr.errors import GeosrWarning, InputError, OutputError
 from geosr.grid import crs_label
 from geosr.stac import validate_item, wgs84_footprint
 from tests.conftest import coordinate_pattern
@@ -287,6 +287,31 @@ def test_stacked_assets_on_other_grids_say_how_they_differ(make_raster, tmp_path
             InputError, match=f"asset '{bands[-3:]}' is on another grid than 'B04' \\({says}\\)"
         ):
             geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands=bands)
+
+
+def test_the_items_raster_bands_nodata_serves_a_file_without_one(make_raster, tmp_path: Path) -> None:
+    """An asset whose file declares no nodata but whose Item does (raster:bands): its 0 fill
+    was super-resolved as data, ringing into the valid pixels beside it."""
+    values = np.full((1, 30, 30), 1000, np.uint16)
+    values[:, :, :10] = 0
+    for name in ("B04", "B03"):
+        make_raster(f"{name}.tif", data=values)
+    item = item_of(tmp_path, {"B04": "./B04.tif", "B03": "./B03.tif"})
+    doc = json.loads(item.read_text())
+    for asset in doc["assets"].values():
+        asset["raster:bands"] = [{"nodata": 0, "data_type": "uint16"}]
+    item.write_text(json.dumps(doc))
+    for name, options in (("one", {"asset": "B04"}), ("stack", {"bands": "B04,B03"})):
+        out = geosr.upscale_file(item, tmp_path / f"{name}.tif", scale=2, model="bicubic", **options)
+        with rasterio.open(out) as f:
+            sr = f.read()
+            assert f.nodata == 0, name
+        assert (sr[:, :, :20] == 0).all() and (sr[:, :, 20:] == 1000).all(), name
+    # A value the file's type cannot hold is left out (no pixel has it), not refused as the file's.
+    doc["assets"]["B04"]["raster:bands"] = [{"nodata": -9999}]
+    item.write_text(json.dumps(doc))
+    with pytest.warns(GeosrWarning, match="declares no nodata"):
+        geosr.upscale_file(item, tmp_path / "other.tif", scale=2, model="bicubic", asset="B04")
 
 
 def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:

@@ -144,6 +144,37 @@ def _names(asset: Any) -> list[str]:
     return [str(b["name"]) for b in bands if isinstance(b, dict) and "name" in b]
 
 
+def declared_nodata(asset: Any) -> tuple[float | None, ...]:
+    """Each band's nodata value as the asset declares it (``raster:bands``, or STAC 1.1
+    ``bands``; ``"nan"`` is NaN), None for a band that declares none; () without bands."""
+    bands = asset.extra_fields.get("raster:bands") or asset.extra_fields.get("bands") or []
+    values: list[float | None] = []
+    for band in bands:
+        value = band.get("nodata") if isinstance(band, dict) else None
+        try:
+            values.append(None if value is None else float(value))
+        except (TypeError, ValueError):
+            values.append(None)
+    return tuple(values)
+
+
+def fitting(values: tuple[float | None, ...], dtype: str) -> tuple[float | None, ...]:
+    """``values`` (:func:`declared_nodata`) with None for those ``dtype`` cannot hold (an
+    Item's -9999 for a uint16 file): no pixel equals them, and the run refused them as "the
+    file's nodata", a file that had none."""
+    from geosr.errors import OptionError
+    from geosr.io.sink import check_nodata
+
+    def fits(value: float | None) -> bool:
+        try:
+            check_nodata(value, dtype)
+        except OptionError:
+            return False
+        return True
+
+    return tuple(v if fits(v) else None for v in values)
+
+
 def _is_raster(asset: Any) -> bool:
     media = (asset.media_type or "").lower()
     return any(media.startswith(t) for t in RASTER_TYPES) or asset.href.lower().endswith(
@@ -153,12 +184,14 @@ def _is_raster(asset: Any) -> bool:
 
 class Resolved(NamedTuple):
     """The raster to open for an Item, the tags that carry its acquisition time to the
-    output (:func:`date_tags`), and whether the raster is a VRT that geosr made to stack
-    assets (:func:`stack_assets`)."""
+    output (:func:`date_tags`), whether the raster is a VRT that geosr made to stack
+    assets (:func:`stack_assets`), and the nodata values the asset declares for its bands
+    (:func:`declared_nodata`; a stack has them in the VRT), for a file that declares none."""
 
     href: str
     when: dict[str, str]
     stacked: bool = False
+    nodata: tuple[float | None, ...] = ()
 
 
 def date_tags(item: Any) -> dict[str, str]:
@@ -181,7 +214,7 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
     if asset is not None:
         if asset not in item.assets:
             raise InputError(f"{path}: the Item has no asset {asset!r}; its assets are: {keys}")
-        return Resolved(_href(item.assets[asset]), when)
+        return Resolved(_href(item.assets[asset]), when, nodata=declared_nodata(item.assets[asset]))
     if bands:
         wanted = [b for b in parse_bands(bands) if isinstance(b, str)]
         # A name: (the asset, the band its eo:bands name is, or None for the asset's key).
@@ -210,7 +243,7 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
             f"{path}: the Item has {len(rasters)} raster assets ({keys}); "
             "choose one with --asset KEY, or stack single-band assets with --bands KEY1,KEY2,..."
         )
-    return Resolved(_href(rasters[0]), when)
+    return Resolved(_href(rasters[0]), when, nodata=declared_nodata(rasters[0]))
 
 
 def _href(asset: Any) -> str:
@@ -284,7 +317,11 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]
         except rasterio.errors.RasterioIOError as exc:
             raise InputError(f"{item_path}: asset {name!r} ({href}) cannot be read ({exc})") from None
         index = band or 1
-        bands.append((name, href, index, src.nodatavals[index - 1]))  # its own (Scene.band_nodata)
+        nodata = src.nodatavals[index - 1]  # each asset's own (Scene.band_nodata), else the Item's
+        declared = fitting(declared_nodata(asset), src.dtypes[index - 1])
+        if nodata is None and len(declared) == src.count:
+            nodata = declared[index - 1]
+        bands.append((name, href, index, nodata))
         dtypes.append(src.dtypes[index - 1])
     assert grid is not None
     # One type holding every asset's values: the first asset's cut the others' (a float
