@@ -605,6 +605,28 @@ def test_a_stac_item_served_over_http_resolves_its_relative_assets(make_raster, 
         assert f.tags()["GEOSR_SOURCE"] == "item.json" and f.tags()["STAC_DATETIME"].startswith("2024-05-01")
 
 
+def test_a_stac_api_item_url_without_a_suffix_is_an_item(make_raster, tmp_path: Path) -> None:
+    """A STAC API's Item URL (.../collections/C/items/ID) has no .json: it went to GDAL,
+    'not a readable raster (... not recognized as being in a supported file format.)'.
+    A suffixless raster's URL is still a raster."""
+    import json
+
+    import geosr
+
+    make_raster("B04.tif", height=30, width=30)
+    (tmp_path / "items").mkdir()
+    item = {"type": "Feature", "stac_version": "1.1.0", "id": "S2_T33UUU", "geometry": None,
+            "properties": {"datetime": "2024-05-01T10:00:00Z"}, "links": [],
+            "assets": {"B04": {"href": "../B04.tif", "type": "image/tiff", "roles": ["data"]}}}  # fmt: skip
+    (tmp_path / "items" / "S2_T33UUU").write_text(json.dumps(item))
+    (tmp_path / "B04").write_bytes((tmp_path / "B04.tif").read_bytes())
+    with served(tmp_path) as base:
+        out = geosr.upscale_file(f"{base}/items/S2_T33UUU", tmp_path / "sr.tif", scale=2, model="bicubic")
+        raster = geosr.upscale_file(f"{base}/B04", tmp_path / "b04.tif", scale=2, model="bicubic")
+    with rasterio.open(out) as f, rasterio.open(raster) as g:
+        assert f.tags()["STAC_DATETIME"].startswith("2024-05-01") and (f.read() == g.read()).all()
+
+
 def test_a_remote_folder_output_takes_each_inputs_default_name(make_raster, capfd, monkeypatch) -> None:
     """`-o memory://b/out/` (s3://bucket/out/ alike) was taken as a file named 'out' and refused,
     'unsupported output suffix (none) ... or an existing folder to write it into', and with

@@ -18,7 +18,7 @@ import functools
 import json
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
 from xml.sax.saxutils import escape
@@ -58,16 +58,26 @@ def _json_document(path: str | Path) -> Any:
 
 @functools.lru_cache(maxsize=8)
 def _remote_json(url: str) -> Any:
-    """The JSON at a remote ``.json`` URL, fetched once per run (an Item is looked at several
-    times), or None: GDAL then says what is wrong with the URL, as for any remote input."""
-    if not urlparse(url).path.lower().endswith(".json"):
+    """The JSON at a remote ``.json`` URL, or at an ``https://`` URL without a suffix (a STAC
+    API's Item, ``.../collections/C/items/ID``), fetched once per run (an Item is looked at
+    several times), or None: GDAL then says what is wrong with the URL, as for any remote input."""
+    parsed = urlparse(url)
+    web = parsed.scheme.lower() in ("http", "https")
+    api_item = web and not PurePosixPath(parsed.path).suffix  # a raster's URL names its format
+    if not parsed.path.lower().endswith(".json") and not api_item:
         return None
     try:
-        if urlparse(url).scheme.lower() in ("http", "https"):
+        if web:
             import urllib.request
 
-            with urllib.request.urlopen(url, timeout=30) as response:
-                text = response.read()
+            accept = {"Accept": "application/geo+json, application/json;q=0.9, */*;q=0.1"}
+            with urllib.request.urlopen(urllib.request.Request(url, headers=accept), timeout=30) as response:
+                first = response.read(1)
+                # Only a JSON answer is read whole (a suffixless raster's download stops here).
+                json_answer = first == b"{" or "json" in response.headers.get("Content-Type", "")
+                if api_item and not json_answer:
+                    return None
+                text = first + response.read()
         else:
             import fsspec
 
