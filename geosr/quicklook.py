@@ -24,8 +24,8 @@ from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
 from geosr.io.atomic import write_small_file
 from geosr.io.bands import canonical_band_name
-from geosr.io.scene import Scene, open_scene, read_window
-from geosr.io.stac_input import is_stac_item, not_an_item
+from geosr.io.scene import Scene, nodata_fields, open_scene, read_window
+from geosr.io.stac_input import Resolved, fitting, is_stac_item, not_an_item
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.normalise import valid_mask
 from geosr.tiling import Window
@@ -245,7 +245,7 @@ def source_bands(sr_scene: Scene, source: Scene, show: Sequence[int]) -> list[in
     return [numbers[p] - 1 for p in show]
 
 
-def stac_raster(lr: str, sr_scene: Scene) -> str:
+def stac_raster(lr: str, sr_scene: Scene) -> Resolved:
     """The raster a STAC Item ``lr`` stands for (``lr`` itself for any other input): its
     data asset, or the stack of the single-band assets the output's bands are named
     after, as ``geosr run item.json --bands B04,B03,B02`` stacked them."""
@@ -253,11 +253,11 @@ def stac_raster(lr: str, sr_scene: Scene) -> str:
     if problem is not None:
         raise problem
     if not is_stac_item(lr):
-        return lr
+        return Resolved(lr, {})
     names = [d for d in sr_scene.descriptions if d]
     bands = ",".join(names) if len(names) == sr_scene.count else None
     try:
-        return resolve_stac(lr, asset=None, bands=bands).href
+        return resolve_stac(lr, asset=None, bands=bands)
     except InputError as exc:
         if "--asset" not in str(exc):
             raise
@@ -295,12 +295,16 @@ def compare_panels(
 
     ``lr_nodata`` overrides ``lr``'s own nodata, as ``--nodata`` did for the run."""
     sr_scene = open_scene(sr)
-    lr_scene = open_scene(stac_raster(lr, sr_scene), variable=variable)
+    raster = stac_raster(lr, sr_scene)
+    lr_scene = open_scene(raster.href, variable=variable)
     if lr_nodata is not None:
         from geosr.io.sink import check_nodata_of
 
         check_nodata_of(lr, lr_nodata, lr_scene.dtype, "--nodata")  # NaN in a uint16 LR would hide nothing
         lr_scene = dataclasses.replace(lr_scene, nodata=lr_nodata, band_nodata=())
+    elif lr_scene.nodata is None and not lr_scene.band_nodata and len(raster.nodata) == lr_scene.count:
+        # The Item's raster:bands nodata, for a file that declares none, as the run took it.
+        lr_scene = dataclasses.replace(lr_scene, **nodata_fields(fitting(raster.nodata, lr_scene.dtype)))
     # First: the pixel sizes of rasters far apart (or in other units) give no scale.
     if _footprint_window(lr_scene, sr_scene.grid) is None:
         raise _no_overlap(lr, sr)

@@ -314,6 +314,23 @@ def test_the_items_raster_bands_nodata_serves_a_file_without_one(make_raster, tm
         geosr.upscale_file(item, tmp_path / "other.tif", scale=2, model="bicubic", asset="B04")
 
 
+def test_compare_takes_the_items_raster_bands_nodata_as_the_run_did(make_raster, tmp_path: Path) -> None:
+    # geosr compare item.json read the file's (undeclared) nodata: its bicubic panel showed the
+    # fill as data, ringing into the valid pixels, while the run and its geosr panel did not.
+    from geosr.quicklook import compare_panels
+
+    values = np.full((1, 30, 30), 1000, np.uint16)
+    values[:, :, :10] = 0
+    make_raster("B04.tif", data=values)
+    item = item_of(tmp_path, {"B04": "./B04.tif"})
+    doc = json.loads(item.read_text())
+    doc["assets"]["B04"]["raster:bands"] = [{"nodata": 0}]
+    item.write_text(json.dumps(doc))
+    out = geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic")
+    bicubic = compare_panels(str(item), str(out), window="0,0,30,30")[0][1]
+    assert np.isnan(bicubic[:, :, :20]).all() and np.nanmax(np.abs(bicubic - 1000)) < 1
+
+
 def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     """An OLCI-like cube of dates was given the processing time as its datetime; it covers
     its first to last date (STAC start/end_datetime), and one date is the datetime."""
