@@ -57,6 +57,7 @@ from geosr.run_outputs import (
     check_extras_free,
     check_output_given,
     default_output,
+    extra_files,
     refuse_overwriting_inputs,
     write_extras,
 )
@@ -186,7 +187,7 @@ def upscale_file(
         # A folder to write into, as `geosr run -o FOLDER` takes it (and as the line for
         # an output without a suffix says): it was refused as "unsupported suffix".
         dst = dst / default_output(src, opts.scale).name
-    refuse_overwriting_inputs(dst, src, scene, frames)
+    refuse_overwriting_inputs(dst, src, scene, frames, extras=extra_files(dst, opts))
     if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
         # No suffix: most likely a folder for the output ('-o out/') that does not exist yet.
         folder = "" if dst.suffix else ", or an existing folder to write it into"

@@ -5,7 +5,7 @@ quicklook), and those files written beside a finished output.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -94,12 +94,29 @@ def check_output_given(dst: str | Path | None) -> None:
     raise OptionError(f"--output {text}: no such folder; create it first (mkdir -p {folder}) or give a .tif")
 
 
-def refuse_overwriting_inputs(dst: Path, src: str | Path, scene: Scene, frames: tuple[Scene, ...]) -> None:
+def extra_files(dst: Path, opts: RunOptions) -> list[tuple[Path, str]]:
+    """The ``--stac`` Item and ``--quicklook`` PNG the run writes beside ``dst``, and what each is."""
+    from geosr.quicklook import quicklook_path
+    from geosr.stac import item_path
+
+    wanted = [(opts.stac, item_path(dst), "STAC Item"), (opts.quicklook, quicklook_path(dst), "quicklook")]
+    return [(path, what) for asked, path, what in wanted if asked]
+
+
+def refuse_overwriting_inputs(
+    dst: Path,
+    src: str | Path,
+    scene: Scene,
+    frames: tuple[Scene, ...],
+    extras: Sequence[tuple[Path, str]] = (),
+) -> None:
     """Refuse an output that is one of the run's inputs, even with ``--overwrite``.
 
     The input, a Zarr store as much as a file, the raster a STAC Item's asset
     names, and every ``--frame``: ``--overwrite`` replaces an earlier output, never
-    the data the run reads.
+    the data the run reads.  The run's ``extras`` (:func:`extra_files`) count too:
+    ``geosr run scene.stac.json -o scene.tif --stac --overwrite`` replaced the input
+    Item with the output's.
 
     A folder that holds one of them counts too: the Zarr store of an input given as
     a group of it (``product.zarr/r10m``), whose other groups would go with it.
@@ -109,15 +126,18 @@ def refuse_overwriting_inputs(dst: Path, src: str | Path, scene: Scene, frames: 
     OptionError
         ``dst`` resolves to one of them, or to a folder above one.
     """
-    target = dst.resolve()
     named = [("input", str(src)), ("input", scene.path), *(("frame", f.path) for f in frames)]
-    for what, path in named:
-        if is_remote(path):
-            continue
-        resolved = Path(path).resolve()
-        if resolved == target or target in resolved.parents:
-            suffix = "" if path == str(src) and resolved == target else f" {path}"
-            raise OptionError(f"{dst}: the output would overwrite the {what}{suffix}; choose another -o path")
+    for written, kind in ((dst, "output"), *extras):
+        target = written.resolve()
+        for what, path in named:
+            if is_remote(path):
+                continue
+            resolved = Path(path).resolve()
+            if resolved == target or target in resolved.parents:
+                suffix = "" if path == str(src) and resolved == target else f" {path}"
+                raise OptionError(
+                    f"{written}: the {kind} would overwrite the {what}{suffix}; choose another -o path"
+                )
 
 
 def check_extras_free(dst: Path | str, opts: RunOptions) -> None:

@@ -331,6 +331,22 @@ def test_compare_takes_the_items_raster_bands_nodata_as_the_run_did(make_raster,
     assert np.isnan(bicubic[:, :, :20]).all() and np.nanmax(np.abs(bicubic - 1000)) < 1
 
 
+def test_the_output_item_never_replaces_the_input_item(make_raster, tmp_path: Path) -> None:
+    # `geosr run scene.stac.json -o scene.tif --stac --overwrite` replaced the input Item with the
+    # output's ("pass --overwrite" was the advice without it): --overwrite is for earlier outputs.
+    from geosr.errors import OptionError
+
+    make_raster("B04.tif", height=30, width=30)
+    item = item_of(tmp_path, {"B04": "./B04.tif"}).rename(tmp_path / "scene.stac.json")
+    before = item.read_bytes()
+    for overwrite in (False, True):
+        with pytest.raises(OptionError, match=r"scene\.stac\.json: the STAC Item would overwrite the input;"):
+            geosr.upscale_file(
+                item, tmp_path / "scene.tif", scale=2, model="bicubic", stac=True, overwrite=overwrite
+            )
+    assert item.read_bytes() == before and not (tmp_path / "scene.tif").exists()
+
+
 def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     """An OLCI-like cube of dates was given the processing time as its datetime; it covers
     its first to last date (STAC start/end_datetime), and one date is the datetime."""
