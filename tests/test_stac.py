@@ -185,6 +185,21 @@ def item_of(tmp_path: Path, hrefs: dict[str, str], **properties: object) -> Path
     return item
 
 
+def test_assets_given_as_gdal_mapped_urls_stack(make_raster, tmp_path: Path) -> None:
+    """rasterio maps zip:// (s3://, gs://) hrefs to GDAL's /vsizip/ (/vsis3/...) for each file it
+    opens, but the stack's VRT named them as given: "reading the raster failed (...); the file is
+    probably truncated or corrupt" (GDAL: "zip://...: No such file or directory")."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "bands.zip", "w") as archive:
+        for name in ("B04", "B03"):
+            archive.write(make_raster(f"{name}.tif", height=30, width=30), f"{name}.tif")
+    item = item_of(tmp_path, {name: f"zip://{tmp_path}/bands.zip!/{name}.tif" for name in ("B04", "B03")})
+    out = geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B04,B03")
+    with rasterio.open(out) as f:
+        assert f.descriptions == ("B04", "B03")
+
+
 def test_a_relative_href_with_escapes_is_decoded(make_raster, tmp_path: Path) -> None:
     # Before: ".../B%2004.tif: no such file or directory; check the path".
     make_raster("B 04.tif", height=30, width=30)

@@ -324,6 +324,9 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]
                         f"({_grid_difference(here, grid)}); stack assets of one grid (resolution, "
                         "CRS and extent), or run each grid separately"
                     )
+                # GDAL's own name of the file (/vsis3/..., /vsizip/...): a VRT's source takes no s3://
+                # or zip:// URL, which rasterio maps for a file it opens ("No such file" in the read).
+                source = src.files[0] if src.files else href
         except rasterio.errors.RasterioIOError as exc:
             raise InputError(f"{item_path}: asset {name!r} ({href}) cannot be read ({exc})") from None
         index = band or 1
@@ -331,7 +334,7 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]
         declared = fitting(declared_nodata(asset), src.dtypes[index - 1])
         if nodata is None and len(declared) == src.count:
             nodata = declared[index - 1]
-        bands.append((name, href, index, nodata))
+        bands.append((name, source, index, nodata))
         dtypes.append(src.dtypes[index - 1])
     assert grid is not None
     # One type holding every asset's values: the first asset's cut the others' (a float
