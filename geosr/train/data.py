@@ -63,11 +63,16 @@ class TrainScene:
         total = s[y + size, x + size] - s[y, x + size] - s[y + size, x] + s[y, x]
         return bool(total == 0)
 
-    def has_valid_chip(self, band: int, size: int) -> bool:
-        """Whether any ``size`` x ``size`` chip of ``band`` is all valid (every position at once)."""
+    def valid_chips(self, band: int, size: int) -> np.ndarray:
+        """Which ``size`` x ``size`` chips of ``band`` are all valid: (H - size + 1, W - size + 1) bool,
+        indexed by the chip's top-left pixel (every position at once)."""
         s = self.invalid_sat[band]
         totals = s[size:, size:] - s[:-size, size:] - s[size:, :-size] + s[:-size, :-size]
-        return bool((totals == 0).any())
+        return np.asarray(totals == 0)
+
+    def has_valid_chip(self, band: int, size: int) -> bool:
+        """Whether any ``size`` x ``size`` chip of ``band`` is all valid."""
+        return bool(self.valid_chips(band, size).any())
 
 
 def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
@@ -173,9 +178,17 @@ class ChipSampler:
                 f"{names}: no {self.size}-px chip with every pixel valid ({what} rasters that are "
                 f"mostly nodata); check their nodata value or lower {chip}"
             )
-        weights = np.array([np.sqrt(float(scenes[i].data[0].size)) * scenes[i].weight for i, _ in usable])
         self.pairs = usable
-        self.weights = weights / weights.sum()
+        self.weights = self._weights(usable)
+        # The all-valid chip positions of each band, found once random tries have missed.
+        self._positions: dict[tuple[int, int], np.ndarray] | None = None
+
+    def _weights(self, pairs: list[tuple[int, int]]) -> np.ndarray:
+        """Sampling probabilities of scene bands: sqrt of the pixel count times the source's weight."""
+        weights = np.array(
+            [np.sqrt(float(self.scenes[i].data[0].size)) * self.scenes[i].weight for i, _ in pairs]
+        )
+        return weights / weights.sum()
 
     def _chip(self, rng: np.random.Generator) -> tuple[np.ndarray, float]:
         for _ in range(MAX_TRIES):
@@ -187,10 +200,24 @@ class ChipSampler:
             if scene.all_valid(band, y, x, self.size):
                 chip = scene.data[band, y : y + self.size, x : x + self.size]
                 return chip, float(scene.quant_step[band])
-        raise InputError(
-            f"{scene_names(self.scenes)}: found no all-valid chip of {self.size} px in {MAX_TRIES} tries: "
-            "the scenes are mostly nodata; check their nodata value or lower --chip (data.lr_chip)"
-        )
+        # Valid chips are rare here (a scene mostly nodata, but not wholly: the constructor
+        # checked that one exists): draw one of them directly, still uniformly. Random tries
+        # alone ended a run on a 70-px valid corner of a 256-px scene, mid-training.
+        positions = self._valid_positions()
+        pairs = list(positions)
+        i, band = pairs[rng.choice(len(pairs), p=self._weights(pairs))]
+        scene = self.scenes[i]
+        k = int(positions[i, band][rng.integers(len(positions[i, band]))])
+        y, x = divmod(k, scene.data.shape[2] - self.size + 1)
+        chip = scene.data[band, y : y + self.size, x : x + self.size]
+        return chip, float(scene.quant_step[band])
+
+    def _valid_positions(self) -> dict[tuple[int, int], np.ndarray]:
+        """Flat indices of the all-valid chip positions of each usable band that has one (cached)."""
+        if self._positions is None:
+            found = {(i, b): np.flatnonzero(self.scenes[i].valid_chips(b, self.size)) for i, b in self.pairs}
+            self._positions = {pair: flat for pair, flat in found.items() if flat.size}
+        return self._positions
 
     def batch(self, step: int, batch_size: int, *, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The batch of ``step``: ``lr`` (B, T, 1, h, w) and ``hr`` (B, 1, H, W), float32."""
