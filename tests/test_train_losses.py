@@ -82,3 +82,18 @@ def test_feature_extractor_refuses_unknown_files(tmp_path) -> None:
         load_feature_extractor(bad)
     with pytest.raises(ModelError, match="does not exist"):
         load_feature_extractor(tmp_path / "missing.safetensors")
+
+
+def test_feature_extractor_refuses_bad_safetensors_naming_the_file(tmp_path) -> None:
+    """Not safetensors, a missing bias, too shallow a stack: one ModelError naming the file each
+    (they were SafetensorError, KeyError and torch.stack tracebacks at the start of training)."""
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not safetensors")
+    no_bias = tmp_path / "no_bias.safetensors"
+    save_file({"features.0.weight": torch.randn(4, 3, 3, 3)}, str(no_bias))
+    shallow = tmp_path / "shallow.safetensors"
+    save_file({"features.0.weight": torch.randn(4, 3, 3, 3), "features.0.bias": torch.zeros(4)}, str(shallow))
+    for path, what in [(junk, "not a valid safetensors"), (no_bias, "features.0.bias"), (shallow, "deeper")]:
+        with pytest.raises(ModelError, match=what) as info:
+            load_feature_extractor(path)
+        assert str(path) in str(info.value)

@@ -143,7 +143,16 @@ class _VGGFeatures(nn.Module):
         super().__init__()
         conv_idx = sorted({int(k.split(".")[1]) for k in state if k.startswith("features.")})
         if not conv_idx:
-            raise ModelError("feature extractor safetensors has no 'features.<i>.weight' tensors")
+            raise ModelError("it has no 'features.<i>.weight' tensors (those of a torchvision VGG)")
+        missing = [
+            f"features.{i}.{part}"
+            for i in conv_idx
+            for part in ("weight", "bias")
+            if f"features.{i}.{part}" not in state
+        ]
+        if missing:
+            # Else a KeyError traceback at the start of training.
+            raise ModelError(f"it lacks {missing[0]}: save every 'features.' tensor of the VGG state dict")
         modules: dict[str, nn.Module] = {}
         for n, i in enumerate(conv_idx):
             weight = state[f"features.{i}.weight"]
@@ -160,7 +169,13 @@ class _VGGFeatures(nn.Module):
                 modules[str(i + 2)] = nn.MaxPool2d(2)
         self.body = nn.ModuleDict(modules)
         self.order = sorted(int(k) for k in modules)
-        self.layers = set(layers)
+        self.layers = set(layers) & set(self.order)
+        if not self.layers:
+            # Else no feature to compare: torch.stack's traceback at the first step.
+            raise ModelError(
+                f"its {len(conv_idx)} convolution(s) end at layer {self.order[-1]}, before the compared "
+                f"layers {sorted(layers)}: give the features of a deeper VGG (e.g. VGG16's)"
+            )
         self.in_channels = int(state[f"features.{conv_idx[0]}.weight"].shape[1])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -197,9 +212,15 @@ def load_feature_extractor(path: str | Path, *, layers: Sequence[int] = (3, 8, 1
     if not p.is_file():
         raise ModelError(f"feature extractor {p} does not exist: give a .safetensors or TorchScript file")
     if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        net: nn.Module = _VGGFeatures(load_file(str(p)), layers)
+        try:
+            net: nn.Module = _VGGFeatures(load_file(str(p)), layers)
+        except ModelError as exc:  # a ValueError too: before the file's own errors
+            raise ModelError(f"feature extractor {p}: {exc}") from None
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelError(f"feature extractor {p} is not a valid safetensors file: {exc}") from None
     elif p.suffix in {".pt", ".ts", ".torchscript"}:
         try:
             net = torch.jit.load(str(p), map_location="cpu")
