@@ -210,6 +210,22 @@ def test_a_second_run_into_the_same_folder_needs_resume_or_overwrite(
     assert run_cli([*args, "--resume"], capsys, monkeypatch)[0] in (0, None)
 
 
+def test_resume_into_a_folder_without_a_run_keeps_an_existing_weights_file(
+    tmp_path, scenes, capsys, monkeypatch
+) -> None:
+    """--resume of a folder that holds no run starts one: the user's weights file stays unless
+    --overwrite (a misspelt -o with --resume replaced it)."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"the user's weights")
+    args = ["train", str(scenes[0]), *FAST, "-o", str(tmp_path / "new"), "--weights", str(tmp_path / "mine")]
+    code, err = run_cli([*args, "--resume"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "mine.safetensors already exists", "--overwrite")
+    assert mine.read_bytes() == b"the user's weights"
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_mostly_nodata_scene_is_named_before_anything_is_written(
     tmp_path, make_raster, capsys, monkeypatch
 ) -> None:

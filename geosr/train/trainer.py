@@ -287,7 +287,8 @@ def check_run_output(
     ----------
     config : TrainConfig
     resume, overwrite : bool
-        ``--resume`` continues the run in ``config.output``; ``--overwrite``
+        ``--resume`` continues the run in ``config.output`` (one into a folder that holds
+        no run is checked as a new run); ``--overwrite``
         replaces it (and the weights file, and a store to rebuild).
     new_store : Path, optional
         The training store this run will build (from ``--lr/--hr``), if any.
@@ -306,9 +307,12 @@ def check_run_output(
             f"--store {new_store} is a folder of other files, not a training store, which building "
             "would delete: choose another --store path"
         )
-    if resume or overwrite:
+    holds_run = (output / "config.json").exists() or (output / "checkpoints").exists()
+    # --resume of a folder that holds no run starts one, which must not replace the user's
+    # weights file or store either (it did: -o misspelt, --weights of an earlier model).
+    if overwrite or (resume and holds_run):
         return
-    if (output / "config.json").exists() or (output / "checkpoints").exists():
+    if holds_run:
         raise OutputError(
             f"{output} already holds a training run: pass --resume to continue it, --overwrite to "
             "replace it, or choose another --output"
