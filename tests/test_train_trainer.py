@@ -363,7 +363,12 @@ def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, mon
 
 @pytest.mark.parametrize(
     ("text", "says"),
-    [('steps = "ten"\n', "config.steps must be int"), ("stepz = 3\n", "unknown key(s) ['stepz']")],
+    [
+        ('steps = "ten"\n', "config.steps must be int"),
+        ("stepz = 3\n", "unknown key(s) ['stepz']"),
+        # A string for a float was a TypeError traceback from the config's own checks.
+        ('[optim]\nlr = "fast"\n', "config.optim.lr must be float, got 'fast'"),
+    ],
 )
 def test_an_error_in_a_recipe_names_the_recipe(tmp_path: Path, text: str, says: str) -> None:
     # "config.steps must be int, got 'ten'" did not say which file to fix.

@@ -274,7 +274,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return float(value)
     if tp is int and isinstance(value, bool):
         raise OptionError(f"{where} must be an integer, got {value!r}")
-    if tp in (int, str, bool) and not isinstance(value, tp):
+    # float too: optim.lr = "fast" reached the config's own checks as a string (a TypeError traceback).
+    if tp in (int, float, str, bool) and not isinstance(value, tp):
         raise OptionError(f"{where} must be {tp.__name__}, got {value!r}")
     return value
 
