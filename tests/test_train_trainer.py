@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -381,6 +382,22 @@ def test_an_error_in_a_recipe_names_the_recipe(tmp_path: Path, text: str, says: 
     recipe.write_text("steps = 3\n")
     with pytest.raises(OptionError, match=r"^scale must be"):
         load_config(recipe, {"scale": 5})
+
+
+@pytest.mark.parametrize(
+    ("table", "says"),
+    [
+        ({"data": {"lr_chip": 0}}, "data.lr_chip must be >= 4, got 0"),
+        ({"data": {"val_chips": 0}}, "data.val_chips must be >= 1"),
+        ({"data": {"val_border": -2}}, "data.val_border must be >= 0"),
+        ({"optim": {"betas": [1.5, 0.9]}}, "optim.betas must be two numbers 0 <= b < 1"),
+        ({"optim": {"weight_decay": -1.0}}, "optim.weight_decay must be >= 0"),
+    ],
+)
+def test_a_recipes_size_or_optimiser_value_out_of_range_is_an_option_error(table: dict, says: str) -> None:
+    # Not bounded by typer as --chip is, these were numpy, model or AdamW tracebacks in training.
+    with pytest.raises(OptionError, match=re.escape(says)):
+        load_config(None, table)
 
 
 def test_a_recipes_missing_relative_raster_says_where_it_was_looked_for(tmp_path: Path, monkeypatch) -> None:

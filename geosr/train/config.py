@@ -98,6 +98,14 @@ class DataConfig:
     val_lr_chip: int = 48
     val_border: int = 8
 
+    def __post_init__(self) -> None:
+        # A recipe's sizes are not bounded by typer as --chip is: 0 or less was a numpy or
+        # model traceback ("negative dimensions", "empty input", "cannot reshape").
+        least = {"lr_chip": 4, "val_chips": 1, "val_lr_chip": 4, "val_border": 0}
+        for name, low in least.items():
+            if getattr(self, name) < low:
+                raise OptionError(f"data.{name} must be >= {low}, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -116,6 +124,13 @@ class OptimConfig:
             raise OptionError(f"optim.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):  # nan was torch's traceback in AdamW
             raise OptionError(f"optim.lr must be a finite number > 0, got {self.lr}")
+        # AdamW's own checks were tracebacks ("Invalid beta parameter at index 0: 1.5").
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise OptionError(f"optim.betas must be two numbers 0 <= b < 1, got {list(self.betas)}")
+        if not self.weight_decay >= 0:
+            raise OptionError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.min_lr_ratio <= 1:  # below 0, the decay ended in a negative rate: ascent
+            raise OptionError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
 @dataclass(frozen=True)
