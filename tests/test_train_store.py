@@ -235,3 +235,22 @@ def test_an_interrupt_while_the_store_is_built_leaves_nothing(tmp_path: Path) ->
     assert proc.returncode == 143, stderr
     assert "Traceback" not in stderr and "nothing was written" in stderr, stderr
     assert not run.exists()
+
+
+def test_a_pair_without_data_in_its_bottom_rows_still_has_validation_chips(tmp_path: Path) -> None:
+    """The HR covers the top 60 % of the LR (NaN below): the last row of chips with data validates.
+
+    The bottom 20 % of the LR rows held no valid chip, so such a pair alone gave 'training store
+    ... has no val chip: use larger rasters or a smaller chip', whatever its size.
+    """
+    from geosr.train.store import pair_chips
+
+    hr = ndimage.gaussian_filter(np.random.default_rng(4).random((128, 128)), 2.0).astype(np.float32) * 1000
+    lr_path = _write(
+        tmp_path / "lr.tif", area_downsample(hr, 2)[None], Affine(20.0, 0, 1000.0, 0, -20.0, 9000.0)
+    )
+    hr[76:] = np.nan
+    hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0))
+    *_, split, _ = pair_chips(str(lr_path), str(hr_path), scale=2, lr_chip=8)
+    assert split.sum() == 8  # the chip row at LR y = 24, the last one with data
+    assert (split == 0).sum() == 24  # the three rows above it train

@@ -15,7 +15,8 @@ parallel with Dask and sets ``complete`` last.
 Normalisation: both chips of a pair are normalised with the LR scene's
 percentile normalisation (the one ``geosr run`` will compute on an LR input);
 the HR is in LR units after histogram matching.  Validation chips are the ones
-in the bottom ``val_fraction`` of the LR rows (a spatial split, no overlap).
+in the bottom ``val_fraction`` of the LR rows (a spatial split, no overlap), or,
+where those rows hold no valid chip, the last row of chips that does.
 """
 
 from __future__ import annotations
@@ -61,22 +62,29 @@ def pair_chips(
     hr_ok = np.isfinite(pair.hr)
     stride = stride or lr_chip
     c, h, w = lr.shape
-    boundary = round(h * (1.0 - val_fraction))
-    lrs, hrs, splits = [], [], []
     big = lr_chip * scale
-    for band in range(c):
-        for y in range(0, h - lr_chip + 1, stride):
-            if y < boundary < y + lr_chip:
-                continue
-            for x in range(0, w - lr_chip + 1, stride):
-                if not lr_ok[band, y : y + lr_chip, x : x + lr_chip].all():
-                    continue
-                ys, xs = y * scale, x * scale
-                if not hr_ok[band, ys : ys + big, xs : xs + big].all():
-                    continue
-                lrs.append(lr[band, y : y + lr_chip, x : x + lr_chip])
-                hrs.append(hr[band, ys : ys + big, xs : xs + big])
-                splits.append(1 if y >= boundary else 0)
+    chips = [
+        (band, y, x)
+        for band in range(c)
+        for y in range(0, h - lr_chip + 1, stride)
+        for x in range(0, w - lr_chip + 1, stride)
+        if lr_ok[band, y : y + lr_chip, x : x + lr_chip].all()
+        and hr_ok[band, y * scale : y * scale + big, x * scale : x * scale + big].all()
+    ]
+    boundary = round(h * (1.0 - val_fraction))
+    if chips and max(y for _, y, _ in chips) < boundary:
+        # The bottom rows hold no valid chip (nodata there: a swath edge, an HR covering the
+        # top of the LR): the last row of chips with data validates instead. Else a pair
+        # alone gave 'has no val chip: use larger rasters', whatever its size.
+        boundary = max(y for _, y, _ in chips)
+    lrs, hrs, splits = [], [], []
+    for band, y, x in chips:
+        if y < boundary < y + lr_chip:
+            continue
+        ys, xs = y * scale, x * scale
+        lrs.append(lr[band, y : y + lr_chip, x : x + lr_chip])
+        hrs.append(hr[band, ys : ys + big, xs : xs + big])
+        splits.append(1 if y >= boundary else 0)
     if not lrs:
         return (
             np.zeros((0, lr_chip, lr_chip), np.float32),
