@@ -160,16 +160,36 @@ def test_fully_masked_scene_is_refused(tmp_path: Path, capsys, monkeypatch) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.tif"]
 
 
-def test_palette_raster_is_refused(tmp_path: Path, capsys, monkeypatch) -> None:
+def _class_map(tmp_path: Path) -> Path:
+    """A 40 x 40 class map with a palette (classes 0-3)."""
     classes = (np.arange(40 * 40).reshape(1, 40, 40) % 4).astype(np.uint8)
     path = write(tmp_path / "classes.tif", classes)
     with rasterio.open(path, "r+") as dst:
         dst.write_colormap(
             1, {0: (0, 0, 0, 255), 1: (255, 0, 0, 255), 2: (0, 255, 0, 255), 3: (0, 0, 255, 255)}
         )
+    return path
+
+
+def test_palette_raster_is_refused(tmp_path: Path, capsys, monkeypatch) -> None:
+    path = _class_map(tmp_path)
     code, err = run_cli(["run", str(path), "--model", "bicubic"], capsys, monkeypatch)
     assert_one_clear_line(code, err, "classes.tif", "palette", "-expand rgb", "-r near")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.tif"]
+
+
+def test_training_refuses_a_palette_raster_as_geosr_run_does(tmp_path: Path) -> None:
+    """Self-supervised and paired reads both: they trained on the class numbers as measurements."""
+    from geosr.errors import InputError
+    from geosr.train.config import SceneSource
+    from geosr.train.coreg import read_raster
+    from geosr.train.data import load_scene
+
+    path = _class_map(tmp_path)
+    with pytest.raises(InputError, match=r"classes\.tif: band 1 holds palette indexes"):
+        load_scene(path, SceneSource(str(path)))
+    with pytest.raises(InputError, match=r"classes\.tif: band 1 holds palette indexes"):
+        read_raster(path)
 
 
 def test_gcp_georeferencing_is_named(tmp_path: Path, capsys, monkeypatch) -> None:

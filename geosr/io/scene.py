@@ -349,6 +349,26 @@ def subdataset_keys(names: Sequence[str]) -> dict[str, str]:
     return {name[cut:].strip('"/'): name for name in names}
 
 
+def refuse_palette(path: str | Path, src: Any) -> None:
+    """Refuse a raster with a palette band: its values are indexes, not measurements.
+
+    For runs and for training alike: trained on, a class map taught the model to
+    interpolate class numbers.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the band, and how to convert it.
+    """
+    if ColorInterp.palette in src.colorinterp:
+        raise InputError(
+            f"{path}: band {src.colorinterp.index(ColorInterp.palette) + 1} holds palette indexes, not "
+            "measurements, and super-resolving indexes would invent colours or classes that do not exist; "
+            "expand a palette picture to RGB first (gdal_translate -expand rgb), and upsample class maps "
+            "with nearest-neighbour resampling (gdalwarp -r near) instead"
+        )
+
+
 def _describe_gdal(path: str, src: Any) -> Scene:
     dtypes = set(src.dtypes)
     if len(dtypes) != 1:
@@ -366,13 +386,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
     _check_georeferenced(path, src, crs)
     if src.width < 1 or src.height < 1 or src.count < 1:
         raise InputError(f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)")
-    if ColorInterp.palette in src.colorinterp:
-        raise InputError(
-            f"{path}: band {src.colorinterp.index(ColorInterp.palette) + 1} holds palette indexes, not "
-            "measurements, and super-resolving indexes would invent colours or classes that do not exist; "
-            "expand a palette picture to RGB first (gdal_translate -expand rgb), and upsample class maps "
-            "with nearest-neighbour resampling (gdalwarp -r near) instead"
-        )
+    refuse_palette(path, src)
     data = data_bands(src)
     if not data:
         raise InputError(f"{path}: every band is an alpha band; there is no image to super-resolve")

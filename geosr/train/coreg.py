@@ -35,6 +35,7 @@ from scipy import ndimage
 
 from geosr.errors import InputError, OptionError
 from geosr.grid import scaled, warp_onto
+from geosr.io.scene import refuse_palette
 from geosr.train.degrade import area_downsample
 
 
@@ -292,6 +293,7 @@ def read_raster(path: str | Path, bands: tuple[int, ...] | None = None) -> Raste
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"cannot open {path}: {exc}") from exc
     with src:
+        refuse_palette(path, src)
         idx = list(bands) if bands else list(range(1, src.count + 1))
         bad = [b for b in idx if not 1 <= b <= src.count]
         if bad:

@@ -24,7 +24,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geosr.errors import InputError, OptionError
-from geosr.io.scene import data_bands, file_mask, hides_pixels, subdataset_keys
+from geosr.io.scene import data_bands, file_mask, hides_pixels, refuse_palette, subdataset_keys
 from geosr.normalise import scene_normalisation, valid_mask
 from geosr.train.config import SceneSource, resolve_sources
 from geosr.train.coreg import read_failed
@@ -92,6 +92,7 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
                 f"read; write the one to train on to a GeoTIFF first, e.g. gdal_translate '{first}' "
                 f"{key.replace(':', '_').replace('/', '_')}.tif"
             )
+        refuse_palette(path, src)
         bands = list(source.bands) if source.bands else data_bands(src)
         bad = [b for b in bands if not 1 <= b <= src.count]
         if bad or not bands:
