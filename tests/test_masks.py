@@ -377,3 +377,19 @@ def test_a_picked_band_keeps_its_declared_nan_nodata(tmp_path: Path) -> None:
     assert first.band_nodata == () and first.nodata is not None and np.isnan(first.nodata)
     rest = select_bands(scene, "2,3")
     assert rest.band_nodata == () and rest.nodata == -9999
+
+
+def test_paired_reads_leave_the_alpha_band_out_and_hide_its_pixels(tmp_path: Path) -> None:
+    """--lr/--hr pairs read as training does: the alpha band is the mask, not a band of the pair
+    (it was trained on as a fourth image band, and geosr evaluate --lr/--hr of RGBA files was a
+    broadcasting traceback: 4 bands against the run's 3)."""
+    from geosr.train.coreg import read_raster
+
+    rgb = coordinate_pattern(3, 80, 90, "uint8")
+    hidden = hidden_area(80, 90)
+    alpha = np.where(hidden, 0, 255).astype(np.uint8)[None]
+    rgba = write(tmp_path / "rgba.tif", np.concatenate([rgb, alpha]), photometric="RGB", alpha="YES")
+    data = read_raster(rgba).data
+    assert data.shape == (3, 80, 90)
+    np.testing.assert_array_equal(np.isnan(data), np.broadcast_to(hidden, (3, 80, 90)))
+    np.testing.assert_array_equal(data[:, ~hidden], rgb[:, ~hidden])

@@ -35,7 +35,7 @@ from scipy import ndimage
 
 from geosr.errors import InputError, OptionError
 from geosr.grid import scaled, warp_onto
-from geosr.io.scene import refuse_palette
+from geosr.io.scene import data_bands, file_mask, refuse_palette
 from geosr.train.degrade import area_downsample
 
 
@@ -287,22 +287,26 @@ def read_failed(path: str | Path, exc: BaseException) -> InputError:
 
 
 def read_raster(path: str | Path, bands: tuple[int, ...] | None = None) -> RasterBands:
-    """Read ``bands`` (1-based; all when None) as float32 with NaN where invalid."""
+    """Read ``bands`` (1-based; all but alpha bands when None) as float32 with NaN where invalid."""
     try:
         src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"cannot open {path}: {exc}") from exc
     with src:
         refuse_palette(path, src)
-        idx = list(bands) if bands else list(range(1, src.count + 1))
+        # An alpha band is the file's mask, not a band of the pair: read, it was trained on
+        # as an image and made evaluate's RGBA pairs a broadcasting traceback (4 bands vs 3).
+        idx = list(bands) if bands else data_bands(src)
         bad = [b for b in idx if not 1 <= b <= src.count]
-        if bad:
-            raise InputError(f"{path} has {src.count} band(s); bands {bad} do not exist")
+        if bad or not idx:
+            raise InputError(f"{path} has {src.count} band(s); bands {bad or idx} do not exist")
         try:
             data = src.read(idx, masked=True).astype(np.float32)
+            arr = data.filled(np.nan)
+            if len(data_bands(src)) < src.count:  # an alpha band GDAL may not take as the mask
+                arr[:, file_mask(src) == 0] = np.nan
         except (rasterio.errors.RasterioError, OSError) as exc:
             raise read_failed(path, exc) from None
-        arr = data.filled(np.nan)
         grid = GeoBox((src.height, src.width), src.transform, src.crs)
         return RasterBands(arr, grid, src.dtypes[0], str(path))
 
