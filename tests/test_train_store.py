@@ -254,3 +254,25 @@ def test_a_pair_without_data_in_its_bottom_rows_still_has_validation_chips(tmp_p
     *_, split, _ = pair_chips(str(lr_path), str(hr_path), scale=2, lr_chip=8)
     assert split.sum() == 8  # the chip row at LR y = 24, the last one with data
     assert (split == 0).sum() == 24  # the three rows above it train
+
+
+def test_resume_does_not_rebuild_another_runs_store(tmp_path: Path) -> None:
+    """--lr/--hr --store S --resume, S the store of another job: refused before S is touched
+    (the store was rebuilt from this run's pairs, and then the resume refused as differing)."""
+    from geosr.errors import OutputError
+    from geosr.train.config import to_dict
+    from geosr.train.store import init_store
+    from geosr.train.trainer import check_run_output
+
+    run = tmp_path / "run"
+    config = load_config(None, {"scale": 2, "output": str(run), "data": {"store": str(run / "own.zarr")}})
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(to_dict(config)))
+    other = tmp_path / "other.zarr"
+    init_store(other, scale=2, lr_chip=16, pairs=[{"lr": "a.tif", "hr": "b.tif"}])
+    with pytest.raises(
+        OutputError, match=rf"other\.zarr already exists and is not the store of the run .*--store {run}"
+    ):
+        check_run_output(config, resume=True, overwrite=False, new_store=other)
+    init_store(run / "own.zarr", scale=2, lr_chip=16, pairs=[{"lr": "a.tif", "hr": "b.tif"}])
+    check_run_output(config, resume=True, overwrite=False, new_store=run / "own.zarr")  # its own: rebuilt

@@ -310,7 +310,10 @@ def check_run_output(
     holds_run = (output / "config.json").exists() or (output / "checkpoints").exists()
     # --resume of a folder that holds no run starts one, which must not replace the user's
     # weights file or store either (it did: -o misspelt, --weights of an earlier model).
-    if overwrite or (resume and holds_run):
+    if overwrite:
+        return
+    if resume and holds_run:
+        _check_resumed_store(output, new_store)
         return
     if holds_run:
         raise OutputError(
@@ -326,6 +329,24 @@ def check_run_output(
         raise OutputError(
             f"training store {new_store} already exists: train on it with --store and no --lr/--hr, "
             "pass --overwrite to rebuild it, or choose another --store"
+        )
+
+
+def _check_resumed_store(output: Path, new_store: Path | None) -> None:
+    """Refuse to rebuild, for a resumed run, an existing store that is not the run's own.
+
+    The store is built before the resumed configuration is checked: another job's store
+    given as --store was replaced by this run's chips, and then the resume was refused.
+    """
+    config = output / "config.json"
+    if new_store is None or not new_store.exists() or not config.is_file():
+        return
+    own = json.loads(config.read_text(encoding="utf-8")).get("data", {}).get("store")
+    if own is None or Path(own).absolute() != new_store.absolute():
+        how = f"resume with its own, --store {own}" if own else "that run trained on no store"
+        raise OutputError(
+            f"training store {new_store} already exists and is not the store of the run in {output}: "
+            f"{how}, or choose another --store"
         )
 
 
