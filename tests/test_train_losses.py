@@ -47,7 +47,7 @@ def test_build_loss_weights_and_unknown_names() -> None:
     assert float(fn(x, y)) == pytest.approx(3.0)
     with pytest.raises(OptionError, match="unknown loss"):
         build_loss({"l3": 1.0})
-    with pytest.raises(OptionError, match="perceptual"):
+    with pytest.raises(OptionError, match=r"give --perceptual-net FILE \(perceptual_net in a recipe\)"):
         build_loss({"perceptual": 1.0})
 
 

@@ -289,7 +289,11 @@ def build_loss(
             continue
         if name == "perceptual":
             if not perceptual_net:
-                raise OptionError("the perceptual loss needs a feature network: set perceptual_net")
+                # The command line's name too: "set perceptual_net" left a CLI user to guess.
+                raise OptionError(
+                    "the perceptual loss needs a feature network: give --perceptual-net FILE "
+                    "(perceptual_net in a recipe), a .safetensors VGG or a TorchScript file"
+                )
             net = PerceptualLoss(load_feature_extractor(perceptual_net)).to(device)
             terms.append((float(weight), net))
         elif name in LOSSES:
