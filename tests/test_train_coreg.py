@@ -19,7 +19,7 @@ from geosr.train.coreg import (
     reproject_onto_lr_grid,
 )
 from geosr.train.degrade import area_downsample
-from tests.conftest import real_file
+from tests.conftest import UTM_TRANSFORM, real_file
 
 
 def _texture(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -215,3 +215,17 @@ def test_a_band_count_mismatch_says_how_to_fix_it_on_the_command_line(tmp_path: 
     hr3 = _write(tmp_path / "hr3.tif", np.stack([hr] * 3), Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
     with pytest.raises(InputError, match=r"lr\.tif gives 1 band\(s\) and .*hr3\.tif 3: .*gdal_translate -b"):
         coregister(lr_path, hr3, 2)
+
+
+@pytest.mark.parametrize("without", ["lr", "hr"])
+def test_a_pair_raster_without_a_crs_is_named(make_raster, without: str) -> None:
+    """Was rasterio's 'CRSError: Missing src_crs.' (or dst_crs) traceback from the warp."""
+    from geosr.errors import InputError
+
+    lr_grid = UTM_TRANSFORM * Affine.scale(2)
+    lr = make_raster(
+        "lr.tif", height=32, width=32, transform=lr_grid, crs=None if without == "lr" else "EPSG:32633"
+    )
+    hr = make_raster("hr.tif", height=64, width=64, crs=None if without == "hr" else "EPSG:32633")
+    with pytest.raises(InputError, match=rf"{without}\.tif: the raster has no CRS.*gdal_edit\.py -a_srs"):
+        coregister(lr, hr, 2)

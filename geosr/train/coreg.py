@@ -294,6 +294,11 @@ def read_raster(path: str | Path, bands: tuple[int, ...] | None = None) -> Raste
         raise InputError(f"cannot open {path}: {exc}") from exc
     with src:
         refuse_palette(path, src)
+        if src.crs is None:  # else rasterio's 'CRSError: Missing src_crs.' traceback in the warp
+            raise InputError(
+                f"{path}: the raster has no CRS, which a pair needs (the HR is reprojected onto the "
+                "LR grid); assign one first, e.g. gdal_edit.py -a_srs EPSG:32633 FILE"
+            )
         # An alpha band is the file's mask, not a band of the pair: read, it was trained on
         # as an image and made evaluate's RGBA pairs a broadcasting traceback (4 bands vs 3).
         idx = list(bands) if bands else data_bands(src)
