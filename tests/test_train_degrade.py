@@ -119,3 +119,15 @@ def test_sampler_finds_the_rare_valid_chips_of_a_mostly_nodata_scene(make_raster
     inside = np.sort(scene.data[0, -size + m : 200 - m, -size + m : 200 - m], axis=None)
     for chip in hr:  # the corner's inside, flipped or rotated
         np.testing.assert_array_equal(np.sort(chip, axis=None), inside)
+
+
+def test_a_scene_smaller_than_a_chip_beside_others_is_left_out_with_a_warning(make_raster) -> None:
+    # It was left out silently, yet listed in the model card's training data.
+    from geosr.errors import GeosrWarning
+
+    big = make_raster("big.tif", height=64, width=64, dtype="uint8")
+    small = make_raster("small.tif", height=20, width=20, dtype="uint8")
+    scenes = [load_scene(p, SceneSource(str(p))) for p in (big, small)]
+    with pytest.warns(GeosrWarning, match=r"small\.tif\[b1\]: smaller than one training chip.*left out"):
+        sampler = ChipSampler(scenes, scale=2, lr_chip=8, degradation=DegradationConfig(), seed=0)
+    assert sampler.pairs == [(0, 0)]

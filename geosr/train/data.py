@@ -23,7 +23,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from geosr.errors import InputError, OptionError
+from geosr.errors import GeosrWarning, InputError, OptionError
 from geosr.io.scene import data_bands, file_mask, hides_pixels, refuse_palette, subdataset_keys
 from geosr.normalise import scene_normalisation, valid_mask
 from geosr.train.config import SceneSource, resolve_sources
@@ -171,6 +171,15 @@ class ChipSampler:
             raise OptionError(
                 f"{names}: smaller than one {what} chip ({self.size} HR px with margin): "
                 f"give larger {what} rasters or lower {chip}"
+            )
+        small = [s for s in scenes if min(s.data.shape[1:]) < self.size]
+        if small:
+            # Else left out without a word, and listed in the card's training data all the same.
+            warnings.warn(
+                f"{scene_names(small)}: smaller than one {what} chip ({self.size} HR px with margin), "
+                f"left out of {what}; lower {chip} to use them",
+                GeosrWarning,
+                stacklevel=2,
             )
         # Checked here, exactly, before any output is written: the sampler's random
         # tries would only find out at the first batch, and not say which file.
