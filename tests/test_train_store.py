@@ -276,3 +276,12 @@ def test_resume_does_not_rebuild_another_runs_store(tmp_path: Path) -> None:
         check_run_output(config, resume=True, overwrite=False, new_store=other)
     init_store(run / "own.zarr", scale=2, lr_chip=16, pairs=[{"lr": "a.tif", "hr": "b.tif"}])
     check_run_output(config, resume=True, overwrite=False, new_store=run / "own.zarr")  # its own: rebuilt
+
+
+def test_a_scheduler_that_is_no_dask_address_is_an_option_error(tmp_path: Path, pairs) -> None:
+    # Was dask's bare "ValueError: missing port number in address 'foo'" traceback, as geosr run's was.
+    from geosr.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"--scheduler 'foo' is not a Dask scheduler address"):
+        build_training_store(pairs, tmp_path / "s.zarr", scale=2, lr_chip=16, scheduler="foo")
+    assert not (tmp_path / "s.zarr").exists()

@@ -69,6 +69,11 @@ def build_training_store(
     """
     if not pairs:
         raise OptionError("no LR/HR pair given: pass --lr and --hr rasters of the same place")
+    if scheduler not in (None, "threads", "processes", "synchronous", "local"):
+        # As geosr run checks it, before the store is made: 'foo' was dask's bare ValueError.
+        from geosr.orchestrate.cluster import check_scheduler_address
+
+        check_scheduler_address(scheduler)
     store = str(store)
     existed = Path(store).exists()
     try:
@@ -108,7 +113,7 @@ def _build(
         else:
             from distributed import Client, LocalCluster
 
-            from geosr.orchestrate.cluster import NO_FIXED_PORT
+            from geosr.orchestrate.cluster import NO_FIXED_PORT, SCHEDULER_TIMEOUT, check_scheduler_answers
 
             if scheduler == "local":
                 cluster = LocalCluster(
@@ -120,7 +125,9 @@ def _build(
                 )
                 client = Client(cluster)
             else:
-                client = Client(scheduler)
+                # One line, as for geosr run, where nothing answers: it was an OSError traceback.
+                check_scheduler_answers(scheduler, SCHEDULER_TIMEOUT)
+                client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
             results = dask.compute(*tasks, scheduler=client)
     finally:
         if client is not None:
