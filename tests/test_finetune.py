@@ -77,3 +77,19 @@ def test_a_weights_file_or_unknown_name_as_model_points_to_init(
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "takes the name of a model to train", "--init PATH")
     assert not (tmp_path / "run").exists()
+
+
+def test_init_weights_that_do_not_fit_their_card_name_the_file(tmp_path) -> None:
+    """A card whose config is not its weights' ('weights do not fit model edsr-baseline' named no file)."""
+    import json
+
+    from geosr.errors import ModelError
+
+    weights = _edsr_weights(tmp_path)
+    card = weights.with_suffix(".json")
+    values = json.loads(card.read_text())
+    values["config"]["features"] = 8
+    card.write_text(json.dumps(values))
+    config = load_config(None, {"name": "edsr-baseline", "scale": 2, "init": str(weights)})
+    with pytest.raises(ModelError, match=rf"^--init {weights}: weights do not fit"):
+        build_model(config)

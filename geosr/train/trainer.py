@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from geosr.errors import InputError, OptionError, OutputError
+from geosr.errors import InputError, ModelError, OptionError, OutputError
 from geosr.io.atomic import is_foreign_directory
 from geosr.models.bicubic import bicubic_upsample
 from geosr.models.card import ModelCard
@@ -143,7 +143,10 @@ def initial_model(init: str, scale: int) -> nn.Module:
             f"init weights {path} are x{card.scale}, the run is x{scale}: use a matching --scale"
         )
     model = model_from_card(card)
-    apply_state(model, state)
+    try:
+        apply_state(model, state)
+    except ModelError as exc:  # "weights do not fit model cnnrnn-fast" did not say which file
+        raise ModelError(f"--init {path}: {exc}") from None
     return model
 
 
