@@ -413,3 +413,14 @@ def test_a_recipes_missing_relative_raster_says_where_it_was_looked_for(tmp_path
     for source in config.data.train:
         with pytest.raises(OptionError, match=rf"in the current directory {work} \(relative paths"):
             resolve_sources((source,), "training")
+
+
+def test_a_training_glob_is_recursive_as_geosr_runs_is(tmp_path: Path) -> None:
+    # 'tiles/**/*.tif' matched one folder level only (glob without recursive=True): no raster here.
+    from geosr.train.config import SceneSource, resolve_sources
+
+    for folder in ("tiles", "tiles/a/b"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / "t.tif").write_bytes(b"")
+    found = resolve_sources((SceneSource(str(tmp_path / "tiles" / "**" / "*.tif")),), "training")
+    assert [f for f, _ in found] == [tmp_path / "tiles/a/b/t.tif", tmp_path / "tiles/t.tif"]

@@ -389,7 +389,9 @@ def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[P
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
         elif any(ch in pattern for ch in "*?["):
-            files = sorted(Path(f) for f in glob.glob(pattern))  # noqa: PTH207  (absolute globs)
+            # recursive, as geosr run's: 'tiles/**/*.tif' matched one folder level only, not tiles/
+            # itself nor deeper ones, and so matched no raster in a tree of tiles.
+            files = sorted(Path(f) for f in glob.glob(pattern, recursive=True))  # noqa: PTH207  (absolute globs)
         elif p.is_file():
             files = [p]
         else:
