@@ -424,3 +424,12 @@ def test_a_training_glob_is_recursive_as_geosr_runs_is(tmp_path: Path) -> None:
         (tmp_path / folder / "t.tif").write_bytes(b"")
     found = resolve_sources((SceneSource(str(tmp_path / "tiles" / "**" / "*.tif")),), "training")
     assert [f for f, _ in found] == [tmp_path / "tiles/a/b/t.tif", tmp_path / "tiles/t.tif"]
+
+
+def test_a_training_file_whose_name_holds_brackets_is_that_file(tmp_path: Path) -> None:
+    # Taken as a pattern, 'scene[1].tif' matched only scene1.tif: "matches no raster".
+    from geosr.train.config import SceneSource, resolve_sources
+
+    scene = tmp_path / "scene[1].tif"
+    scene.write_bytes(b"")
+    assert [f for f, _ in resolve_sources((SceneSource(str(scene)),), "training")] == [scene]

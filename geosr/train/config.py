@@ -388,12 +388,14 @@ def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[P
             )
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
+        elif p.is_file():
+            # Before the glob, as geosr run takes it: 'scene[1].tif' is that file, which as a
+            # pattern matched only scene1.tif ("matches no raster").
+            files = [p]
         elif any(ch in pattern for ch in "*?["):
             # recursive, as geosr run's: 'tiles/**/*.tif' matched one folder level only, not tiles/
             # itself nor deeper ones, and so matched no raster in a tree of tiles.
             files = sorted(Path(f) for f in glob.glob(pattern, recursive=True))  # noqa: PTH207  (absolute globs)
-        elif p.is_file():
-            files = [p]
         else:
             raise OptionError(
                 f"{what} raster {pattern!r} does not exist{_relative_to_cwd(p)}; "
