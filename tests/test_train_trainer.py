@@ -433,3 +433,19 @@ def test_a_training_file_whose_name_holds_brackets_is_that_file(tmp_path: Path) 
     scene = tmp_path / "scene[1].tif"
     scene.write_bytes(b"")
     assert [f for f, _ in resolve_sources((SceneSource(str(scene)),), "training")] == [scene]
+
+
+def test_one_training_file_from_two_patterns_is_trained_on_once(tmp_path: Path, monkeypatch) -> None:
+    # 'tiles/*.tif tiles/a.tif', or a.tif relative and absolute: it was sampled twice as often.
+    from geosr.train.config import SceneSource, resolve_sources
+
+    (tmp_path / "tiles").mkdir()
+    for name in ("a.tif", "b.tif"):
+        (tmp_path / "tiles" / name).write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    a = tmp_path / "tiles" / "a.tif"
+    sources = (SceneSource("tiles/*.tif"), SceneSource(str(a)), SceneSource("tiles/a.tif"))
+    assert [f.name for f, _ in resolve_sources(sources, "training")] == ["a.tif", "b.tif"]
+    # Another part of the same file is another source, and stays.
+    halves = (SceneSource(str(a), rows=(0.0, 0.5)), SceneSource(str(a), rows=(0.5, 1.0)))
+    assert len(resolve_sources(halves, "training")) == 2

@@ -377,7 +377,7 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[Path, SceneSource]]:
     """Expand files, folders and globs into ``(file, source)`` pairs, sorted, deduplicated."""
     out: list[tuple[Path, SceneSource]] = []
-    seen: set[tuple[Path, SceneSource]] = set()
+    seen: set[tuple[Path, SceneSource]] = set()  # (the file, its source less the pattern)
     for source in sources:
         pattern = expand_path(source.path)
         p = Path(pattern)
@@ -404,8 +404,11 @@ def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[P
         if not files:
             raise OptionError(f"{what} pattern {pattern!r} matches no raster{_relative_to_cwd(p)}")
         for f in files:
-            if (f, source) not in seen:
-                seen.add((f, source))
+            # One file, the same part of it, from two patterns ('tiles/*.tif tiles/a.tif', or
+            # a.tif relative and absolute) once: it was sampled twice as often, without a word.
+            key = (f.resolve(), dataclasses.replace(source, path=""))
+            if key not in seen:
+                seen.add(key)
                 out.append((f, source))
     return out
 
