@@ -291,18 +291,14 @@ def test_more_local_workers_than_one_process_runs_is_refused_at_once(
     """--workers 300: the workers share one event loop in this process; the run hung
     (a 12-tile scene unfinished after 170 s, a heartbeat traceback per worker) and the
     run state was left behind.  Now one line before anything starts."""
-    import importlib
-
     from tests.test_bad_input import assert_one_clear_line, run_cli
 
-    # The imports timed apart: they took 19.6 s once, in a fresh pytest worker on a busy machine.
-    importlib.import_module("geosr.api")
-
-    start = time.monotonic()
     args = ["run", str(scene), "--model", "bicubic", "--workers", "300"]
-    code, err = run_cli(args, capsys, monkeypatch)
-    assert_one_clear_line(code, err, "--workers 300", "at most 64", "--scheduler")
-    assert time.monotonic() - start < 5
+    for timed in (False, True):  # the first also imports what the command needs: not timed
+        start = time.monotonic()  # (those imports took 10-20 s in a fresh pytest worker on a busy machine)
+        code, err = run_cli(args, capsys, monkeypatch)
+        assert_one_clear_line(code, err, "--workers 300", "at most 64", "--scheduler")
+        assert not timed or time.monotonic() - start < 5
     assert sorted(p.name for p in scene.parent.iterdir()) == [scene.name]
 
 

@@ -308,22 +308,23 @@ def test_the_default_tile_shrinks_to_fit_the_memory_available(make_raster, monke
     instead of being refused; a --tile the user gave is kept, and refused if it does not fit."""
     import warnings
 
-    from geosr import api
     from geosr.errors import GeosrWarning
+    from geosr.memory_fit import FITTING_TILES, fit_to_memory
     from geosr.models import load_model
     from geosr.options import RunOptions
     from geosr.predictor import Predictor
+    from geosr.run_inputs import scene_for
 
     src = make_raster(count=6, height=600, width=600)
-    scene = api.scene_for(src, RunOptions(scale=4))
+    scene = scene_for(src, RunOptions(scale=4))
     net = load_model(None, bands=6, scale=4)
     predictor = Predictor(net, device="cpu")
     halo = net.receptive_field + 3
 
     def fit(opts: RunOptions) -> tuple[int, int, Plan]:
-        return api.fit_to_memory(scene, net, predictor, opts, halo=halo)
+        return fit_to_memory(scene, net, predictor, opts, halo=halo)
 
-    needs = {tile: memory_needed(fit(RunOptions(scale=4, tile=tile))[2]) for tile in api.FITTING_TILES}
+    needs = {tile: memory_needed(fit(RunOptions(scale=4, tile=tile))[2]) for tile in FITTING_TILES}
     assert needs[512] > needs[256] > needs[128] > needs[64]
     monkeypatch.setattr("geosr.resources.available_memory", lambda: (needs[256] + needs[128]) // 2)
     with pytest.warns(GeosrWarning, match=r"scene.tif: tiles of 128 px instead of 512, so that the run fits"):
