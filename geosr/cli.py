@@ -24,6 +24,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from geosr.allocator import keep_freed_memory
+from geosr.cli_types import given_path
 from geosr.errors import GeosrError, GeosrWarning, OptionError
 from geosr.interrupts import (
     exit_status,
@@ -484,7 +485,9 @@ def _card_lines(card: object) -> list[tuple[str, str]]:
 def compare(
     lr: Annotated[str, typer.Argument(help="The low-resolution input.", show_default=False)],
     sr: Annotated[str, typer.Argument(help="The super-resolved output of geosr run.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The PNG to write.")] = Path("compare.png"),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", parser=given_path, help="The PNG to write.")
+    ] = Path("compare.png"),
     hr: Annotated[
         str | None, typer.Option(help="A high-resolution reference on the output grid (third panel).")
     ] = None,

@@ -711,5 +711,34 @@ def test_an_empty_training_path_is_refused_not_read_as_the_working_folder(
     monkeypatch.chdir(tmp_path)
     args = ["train", str(path), flag, "", "--steps", "1", "--batch-size", "1"]
     code, err = run_cli(args, capsys, monkeypatch)
-    assert_one_clear_line(code, err, f"{flag} is empty")
+    assert_one_clear_line(code, err, flag, "is empty; give a path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        ("evaluate", "--json"),
+        ("evaluate", "--plot"),
+        ("evaluate", "--workdir"),
+        ("compare", "-o"),
+        ("train", "--recipe"),
+        ("train", "--lr"),
+        ("train", "--store"),
+    ],
+)
+def test_an_empty_path_option_is_refused_not_read_as_the_working_folder(
+    command: str, flag: str, make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """typer made '' (an unset shell variable, ``--workdir "$WORK"``) the working folder:
+    evaluate's GeoTIFFs went there, and ``--json ''`` was told that '.' is a directory."""
+    src = str(make_raster())
+    monkeypatch.chdir(tmp_path)
+    args = {
+        "evaluate": ["evaluate", src, "-s", "2", "-m", "bicubic", flag, ""],
+        "compare": ["compare", src, src, flag, ""],
+        "train": ["train", src, flag, ""],
+    }[command]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, flag.lstrip("-")[:4], "is empty; give a path or leave the option out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

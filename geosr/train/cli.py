@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from geosr.cli_types import given_path
 from geosr.errors import OptionError
 from geosr.progress import ProgressLines, progress_bar_drawn
 
@@ -32,19 +33,16 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda
 PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="auto, fp32 or bf16.")]
 LrPaths = Annotated[
     list[Path] | None,
-    typer.Option("--lr", help="Low-resolution raster of a pair (repeat, in order with --hr)."),
+    typer.Option(
+        "--lr", parser=given_path, help="Low-resolution raster of a pair (repeat, in order with --hr)."
+    ),
 ]
 HrPaths = Annotated[
     list[Path] | None,
-    typer.Option("--hr", help="High-resolution raster of a pair (repeat, in order with --lr)."),
+    typer.Option(
+        "--hr", parser=given_path, help="High-resolution raster of a pair (repeat, in order with --lr)."
+    ),
 ]
-
-
-def _check_given(**paths: str | None) -> None:
-    """Refuse an empty path option (:class:`OptionError`), as an unset shell variable gives."""
-    for name, value in paths.items():
-        if value is not None and not value.strip():
-            raise OptionError(f"--{name} is empty; give a path or leave the option out")
 
 
 def _parse_loss(text: str | None) -> dict[str, float] | None:
@@ -78,7 +76,8 @@ def train_command(
         typer.Argument(help="HR rasters for self-supervised training: files, folders or globs."),
     ] = None,
     recipe: Annotated[
-        Path | None, typer.Option(help="TOML recipe (pipelines/*.toml); options below override it.")
+        Path | None,
+        typer.Option(parser=given_path, help="TOML recipe (pipelines/*.toml); options below override it."),
     ] = None,
     val: Annotated[
         list[str] | None, typer.Option("--val", help="Validation HR rasters (never trained on).")
@@ -87,7 +86,9 @@ def train_command(
     hr: HrPaths = None,
     store: Annotated[
         Path | None,
-        typer.Option(help="Paired training store (.zarr): built from --lr/--hr, or reused."),
+        typer.Option(
+            parser=given_path, help="Paired training store (.zarr): built from --lr/--hr, or reused."
+        ),
     ] = None,
     scheduler: Annotated[
         str,
@@ -116,7 +117,10 @@ def train_command(
     ] = None,
     perceptual_net: Annotated[
         Path | None,
-        typer.Option(help="Feature network for the perceptual loss (.safetensors VGG or TorchScript)."),
+        typer.Option(
+            parser=given_path,
+            help="Feature network for the perceptual loss (.safetensors VGG or TorchScript).",
+        ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed: a run is a function of its config.")] = None,
     device: DeviceOpt = None,
@@ -124,15 +128,15 @@ def train_command(
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (0: default).")] = None,
     val_every: Annotated[int | None, typer.Option(help="Validate every N steps.", min=1)] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.", min=1)] = None,
-    # Strings, not Paths: typer makes '' (-o "$RUN" with RUN unset) Path('.'), the working folder,
-    # which then took the run's config.json, checkpoints/ and weights.
     output: Annotated[
-        str | None,
-        typer.Option("--output", "-o", metavar="<path>", help="Run folder (config, checkpoints, weights)."),
+        Path | None,
+        typer.Option("--output", "-o", parser=given_path, help="Run folder (config, checkpoints, weights)."),
     ] = None,
     weights: Annotated[
-        str | None,
-        typer.Option(metavar="<path>", help="Stem of the weights file to write (default in the run folder)."),
+        Path | None,
+        typer.Option(
+            parser=given_path, help="Stem of the weights file to write (default in the run folder)."
+        ),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
     overwrite: Annotated[
@@ -147,7 +151,6 @@ def train_command(
     from geosr.train.config import load_config
     from geosr.train.trainer import check_run_output
 
-    _check_given(output=output, weights=weights)
     pairs = _pairs(lr, hr)
     _check_data_sources(inputs, val, pairs, store)
     _check_model_name(model, init)
@@ -408,9 +411,15 @@ def evaluate_command(
         typer.Option("--model", "-m", help="Model name or .safetensors path (default: bundled)."),
     ] = None,
     border: Annotated[int, typer.Option(help="HR pixels excluded at every edge.", min=0)] = 16,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write a PNG bar chart of the gain over bicubic.")] = None,
-    workdir: Annotated[Path | None, typer.Option(help="Keep the LR, SR and bicubic GeoTIFFs here.")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", parser=given_path, help="Write the full report as JSON.")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(parser=given_path, help="Write a PNG bar chart of the gain over bicubic.")
+    ] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(parser=given_path, help="Keep the LR, SR and bicubic GeoTIFFs here.")
+    ] = None,
     tile: Annotated[int | None, typer.Option(help="Tile edge in input pixels, at least 8.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Tiles per model call.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
