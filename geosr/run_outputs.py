@@ -156,18 +156,10 @@ def check_extras_free(dst: Path | str, opts: RunOptions) -> None:
     """
     if opts.overwrite:
         return
-    from geosr.quicklook import quicklook_path
-    from geosr.stac import item_path
-
     remote = isinstance(dst, str) and is_remote(dst)
     name = local_name(str(dst)) if remote else Path(dst).name
-    wanted = [
-        (opts.stac, item_path(name).name, "STAC Item"),
-        (opts.quicklook, quicklook_path(name).name, "quicklook"),
-    ]
-    for asked, extra, what in wanted:
-        if not asked:
-            continue
+    for path, what in extra_files(Path(name), opts):
+        extra = path.name
         if remote:
             where: str | Path = f"{fsspec_url(str(dst)).rsplit('/', 1)[0]}/{extra}"
             # One this job uploaded before its output's upload failed is its own: its copy
