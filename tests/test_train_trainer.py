@@ -385,6 +385,22 @@ def test_an_error_in_a_recipe_names_the_recipe(tmp_path: Path, text: str, says: 
 
 
 @pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('[model]\nfeatures = "x"\n', "[model] CNNRNNConfig.features must be an integer >= 1"),
+        ("[model]\nfeaturez = 8\n", "[model] unknown CNNRNN config keys ['featurez']"),
+    ],
+)
+def test_a_bad_model_table_names_the_recipe_before_training(tmp_path: Path, text: str, says: str) -> None:
+    # Told only once training began, naming neither the recipe nor its [model] table.
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text(text)
+    with pytest.raises(OptionError, match=rf"^recipe {recipe}: ") as info:
+        load_config(recipe, {"scale": 2})
+    assert says in str(info.value)
+
+
+@pytest.mark.parametrize(
     ("table", "says"),
     [
         ({"data": {"lr_chip": 0}}, "data.lr_chip must be >= 4, got 0"),

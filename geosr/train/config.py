@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geosr.errors import OptionError
+from geosr.errors import GeosrError, OptionError
 from geosr.train.degrade import DegradationConfig
 
 DATA_DIR_VAR = "GEOSR_DATA_DIR"
@@ -346,13 +346,30 @@ def load_config(recipe: str | Path | None = None, overrides: Mapping[str, Any] |
     if overrides:
         merged = _merge(merged, overrides)
     try:
-        return typing.cast(TrainConfig, from_dict(TrainConfig, merged))
+        config = typing.cast(TrainConfig, from_dict(TrainConfig, merged))
     except OptionError as exc:
         if recipe is None or not _valid(overrides or {}):
             raise
         # The options alone are valid, so the recipe is at fault: "config.steps must be
         # int" did not say which file to fix.
         raise OptionError(f"recipe {recipe}: {exc}") from None
+    _check_model_table(config, recipe)
+    return config
+
+
+def _check_model_table(config: TrainConfig, recipe: str | Path | None) -> None:
+    """Build the recipe's ``[model]`` architecture once, to refuse a bad one before any data
+    is read: ``features = "x"`` was told only when training began, and as "CNNRNNConfig.features
+    must be an integer >= 1", which named neither the recipe nor its table."""
+    if not config.model or config.init is not None:  # only a recipe sets the table; --init brings its own
+        return
+    from geosr.models import build_model
+
+    try:
+        build_model(config.name, scale=config.scale, **config.model)
+    except GeosrError as exc:
+        where = f"recipe {recipe}: " if recipe is not None else ""
+        raise OptionError(f"{where}[model] {exc}") from None
 
 
 def _valid(overrides: Mapping[str, Any]) -> bool:
