@@ -3,7 +3,8 @@
 The Item (pystac) carries the output's footprint in WGS 84 (``geometry``,
 ``bbox``), the projection extension on the asset's own grid (``proj:code``,
 ``proj:wkt2``, ``proj:shape``, ``proj:transform``, ``proj:bbox``,
-``proj:geometry``), one ``data`` asset with its media type (COG or Zarr), and the
+``proj:geometry``), one ``data`` asset with its media type (COG or Zarr) and its
+``bands`` (name, ``data_type``, ``nodata``: STAC 1.1 common metadata), and the
 provenance: a ``derived_from`` link to the input (file or STAC Item) and to each ``--frame``, and
 ``geosr:model``, ``geosr:scale``, ``geosr:version`` properties.  It is written
 as ``<output stem>.stac.json`` beside the output.
@@ -34,7 +35,7 @@ from geosr import __version__
 from geosr.grid import epsg_code, scaled
 from geosr.io.atomic import write_small_file
 from geosr.io.remote import is_remote, unsigned
-from geosr.io.scene import Scene
+from geosr.io.scene import Scene, open_scene
 
 SCHEMAS = {ProjectionExtension.get_schema_uri(): "projection-v2.0.0.json"}
 
@@ -123,6 +124,7 @@ def build_item(
         roles=["data"],
         title=f"{scene.name} super-resolved x{scale} by geosr ({model})",
     )
+    asset.extra_fields["bands"] = output_bands(output)
     item.add_asset("data", asset)
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     assert grid.crs is not None  # scenes without a CRS are refused when opened
@@ -141,6 +143,31 @@ def build_item(
         media = pystac.MediaType.JSON if str(path).endswith(".json") else None
         item.add_link(pystac.Link("derived_from", href, media_type=media, title=title))
     return item
+
+
+def output_bands(output: Path) -> list[dict[str, Any]]:
+    """STAC 1.1 ``bands`` of the written ``output``: each band's name (its description),
+    ``data_type`` and ``nodata`` (``"nan"`` for NaN), as the file itself has them.
+
+    Without them a STAC client (odc-stac, stackstac) took the fill of an AOI's corners or a
+    swath edge for data, and could not tell the bands apart by name; geosr reads them back
+    from an input Item the same way.
+    """
+    written = open_scene(output)
+    nodata = written.band_nodata or (written.nodata,) * written.count
+    bands = []
+    for index in range(written.count):
+        band: dict[str, Any] = {"data_type": written.dtype}
+        description = written.descriptions[index] if written.descriptions else None
+        if description:
+            band["name"] = description
+        value = nodata[index]
+        if value is not None and np.isnan(value):
+            band["nodata"] = "nan"  # JSON has no NaN: STAC 1.1 spells it so
+        elif value is not None:
+            band["nodata"] = int(value) if float(value).is_integer() else value
+        bands.append(band)
+    return bands
 
 
 def wgs84_footprint(grid: GeoBox) -> tuple[dict[str, Any] | None, list[float] | None]:

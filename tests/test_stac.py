@@ -53,6 +53,24 @@ def test_run_writes_a_valid_item_that_round_trips_as_input(make_raster, tmp_path
         assert (f.width, f.height) == (200, 160)
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_the_item_describes_each_band_of_the_output(make_raster, tmp_path: Path, suffix: str) -> None:
+    """The Item's asset had no bands: a STAC client (odc-stac, stackstac) took the output's
+    nodata for data and could not name its bands."""
+    src = make_raster(count=2, descriptions=("B04", "B08"), nodata=0, height=40, width=50)
+    geosr.upscale_file(src, tmp_path / f"sr{suffix}", scale=2, model="bicubic", stac=True)
+    item = pystac.Item.from_file(str(tmp_path / "sr.stac.json"))
+    validate_item(item)
+    assert item.assets["data"].extra_fields["bands"] == [
+        {"name": "B04", "data_type": "uint16", "nodata": 0},
+        {"name": "B08", "data_type": "uint16", "nodata": 0},
+    ]
+    floats = make_raster("f.tif", dtype="float32", height=40, width=50)
+    geosr.upscale_file(floats, tmp_path / f"f_x2{suffix}", scale=2, model="bicubic", stac=True)
+    item = json.loads((tmp_path / "f_x2.stac.json").read_text())
+    assert item["assets"]["data"]["bands"] == [{"data_type": "float32", "nodata": "nan"}]
+
+
 def test_the_item_and_quicklook_of_another_output_are_kept(make_raster, tmp_path: Path) -> None:
     # A COG and a Zarr output of one scene share a stem, so their Items share a name:
     # the second run replaced the first's Item (and quicklook) without --overwrite.
