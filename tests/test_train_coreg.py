@@ -229,3 +229,17 @@ def test_a_pair_raster_without_a_crs_is_named(make_raster, without: str) -> None
     hr = make_raster("hr.tif", height=64, width=64, crs=None if without == "hr" else "EPSG:32633")
     with pytest.raises(InputError, match=rf"{without}\.tif: the raster has no CRS.*gdal_edit\.py -a_srs"):
         coregister(lr, hr, 2)
+
+
+def test_an_hr_raster_all_nan_over_the_lr_is_not_said_to_miss_it(make_raster) -> None:
+    """An HR raster on the LR's footprint but NaN all over it was told it 'does not overlap'."""
+    from geosr.errors import InputError
+
+    lr = make_raster("lr.tif", height=32, width=32, transform=UTM_TRANSFORM * Affine.scale(2))
+    nan = np.full((1, 64, 64), np.nan, np.float32)
+    hr = make_raster("hr.tif", height=64, width=64, dtype="float32", data=nan)
+    with pytest.raises(InputError, match=r"hr\.tif is nodata or NaN wherever it overlaps .*lr\.tif"):
+        coregister(lr, hr, 2)
+    far = make_raster("far.tif", height=64, width=64, transform=UTM_TRANSFORM * Affine.translation(9000, 0))
+    with pytest.raises(InputError, match=r"far\.tif does not overlap .*lr\.tif"):
+        coregister(lr, far, 2)

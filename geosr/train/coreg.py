@@ -412,6 +412,20 @@ class AlignedPair:
     shift: tuple[float, float]
 
 
+def _nothing_valid(hr_path: str | Path, lr_path: str | Path, lr_grid: GeoBox) -> str:
+    """Why the HR raster gives no valid pixel on the LR grid: it lies elsewhere, or it is
+    nodata or NaN all over the LR raster, which was told as 'does not overlap' too."""
+    with rasterio.open(hr_path) as src:
+        hr_extent = GeoBox((src.height, src.width), src.transform, src.crs).extent
+    assert lr_grid.crs is not None  # a pair raster without a CRS is refused when read
+    if hr_extent.to_crs(lr_grid.crs).intersects(lr_grid.extent):
+        return (
+            f"{hr_path} is nodata or NaN wherever it overlaps {lr_path}: no valid HR pixel to pair; "
+            "check its nodata value and mask (gdalinfo)"
+        )
+    return f"{hr_path} does not overlap {lr_path} (no valid HR pixel on the LR grid)"
+
+
 def coregister(
     lr_path: str | Path,
     hr_path: str | Path,
@@ -433,7 +447,7 @@ def coregister(
         )
     hr_valid = np.isfinite(hr)
     if not hr_valid.any():
-        raise InputError(f"{hr_path} does not overlap {lr_path} (no valid HR pixel on the LR grid)")
+        raise InputError(_nothing_valid(hr_path, lr_path, lr.grid))
     shift = (0.0, 0.0)
     if correct_shift:
         shift = estimate_shift(lr.data, hr, scale, lr_valid=np.isfinite(lr.data), hr_valid=hr_valid)
