@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geosr import __version__, resources
-from geosr.aoi import aoi_mask, read_vector
 from geosr.errors import (
     GeosrError,
     GeosrWarning,
@@ -44,7 +43,7 @@ from geosr.io.remote import (
 )
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
 from geosr.io.runstate import RunState, StaleRunError, job_digest, reclaimable_bytes, run_dir
-from geosr.io.scene import Scene, carried_tags, fill_value
+from geosr.io.scene import Scene, carried_tags
 from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.zarr_store import check_zarr_grid
 from geosr.memory_fit import fit_to_memory
@@ -52,7 +51,7 @@ from geosr.normalise import FILL_RADIUS, Normalisation
 from geosr.options import RunOptions
 from geosr.pipeline import Job, run_tiles
 from geosr.recovery import damaged_store_error, tiles_to_trust
-from geosr.run_inputs import frame_shifts, frames_for, normalisation_for, scene_for
+from geosr.run_inputs import frame_shifts, frames_for, normalisation_for, output_mask, scene_for
 from geosr.run_outputs import (
     check_extras_free,
     check_output_given,
@@ -231,11 +230,7 @@ def upscale_file(
     offsets = reflectance_offset(scene, opts.offset)
     norm = normalisation_for(scene, dict(net.card.normalisation), offsets)
     out_grid = scaled(scene.grid, opts.scale)
-    # Only a polygon (--aoi) masks: a --bbox asks for the window that covers it.
-    area = read_vector(opts.aoi) if opts.aoi is not None else None
-    mask = (
-        aoi_mask(area, out_grid, fill_value(scene.dtype, scene.output_nodata)) if area is not None else None
-    )
+    mask = output_mask(scene, opts)
     if mask is not None:
         plan = mask.keep(plan, opts.scale)
     job = Job(

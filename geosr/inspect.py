@@ -26,7 +26,7 @@ from geosr.normalise import FILL_RADIUS, Normalisation, valid_mask
 from geosr.options import RunOptions
 from geosr.pipeline import Job, process_batch
 from geosr.predictor import Predictor
-from geosr.run_inputs import scene_for, warn_undeclared_zeros
+from geosr.run_inputs import output_mask, scene_for, warn_undeclared_zeros
 from geosr.run_outputs import default_output
 from geosr.tiling import TilePlan, plan_tiles
 
@@ -228,6 +228,9 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     halo = net.receptive_field + FILL_RADIUS
     tile, batch, bounds = fit_to_memory(scene, net, predictor, options, halo=halo)
     plan = plan_tiles(*scene.grid.shape.yx, tile=tile, halo=halo)
+    mask = output_mask(scene, options)
+    if mask is not None:  # the run never reads the tiles wholly outside an --aoi polygon
+        plan = mask.keep(plan, options.scale)
     h, w = scene.grid.shape.yx
     out_bytes = resources.output_bytes(h, w, scene.count, options.scale, scene.dtype)
     held = resources.resident_bytes()  # before the calibration batch grows it

@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from geosr.aoi import aoi_window, crop_scene, parse_bbox, read_vector, whole_file
+from geosr.aoi import AoiMask, aoi_mask, aoi_window, crop_scene, parse_bbox, read_vector, whole_file
 from geosr.errors import GeosrWarning, InputError, OptionError, in_context
+from geosr.grid import scaled
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
 from geosr.io.remote import is_remote
-from geosr.io.scene import Scene, nodata_fields, open_scene, read_sample
+from geosr.io.scene import Scene, fill_value, nodata_fields, open_scene, read_sample
 from geosr.io.sink import check_nodata_of
 from geosr.io.stac_input import fitting, is_stac_item, not_an_item
 from geosr.io.stac_input import resolve as resolve_stac
@@ -83,6 +84,19 @@ def area_of_interest(options: RunOptions) -> Any:
     if options.bbox is not None:
         return parse_bbox(options.bbox, options.bbox_crs)
     return None
+
+
+def output_mask(scene: Scene, options: RunOptions) -> AoiMask | None:
+    """The ``--aoi`` polygon's mask on the output grid of ``scene`` (cropped by :func:`scene_for`),
+    or None: a ``--bbox`` asks for the window that covers it, and masks nothing.
+
+    ``geosr run`` and ``geosr info`` both take it from here: the tiles the run reads and
+    the nodata value its output declares depend on it.
+    """
+    if options.aoi is None:
+        return None
+    out_grid = scaled(scene.grid, options.scale)
+    return aoi_mask(read_vector(options.aoi), out_grid, fill_value(scene.dtype, scene.output_nodata))
 
 
 def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:

@@ -176,3 +176,22 @@ def test_estimate_times_the_model_on_tiles_with_data(make_raster, tmp_path: Path
     assert (whole.batches, whole.model_batches) == (3, 3)
     assert (half.batches, half.model_batches) == (3, 2)  # 6 tiles hold data, in 2 batches of 3
     assert half.model > 0.3 * whole.model, (half.model, whole.model)  # one batch's model time, both
+
+
+def test_info_counts_the_tiles_an_aoi_polygon_keeps(make_raster, tmp_path: Path) -> None:
+    """The run skips the tiles wholly outside an --aoi polygon; info counted every tile of the
+    polygon's window: an L along two edges of a 300 x 200 scene, tiles of 64, was '20 of 64 x 64'
+    in info and 8 tiles in the run."""
+    from geosr.api import upscale_file
+    from tests.test_aoi import utm_of_pixel, write_geojson
+
+    src = make_raster(height=200, width=300)
+    ring = [utm_of_pixel(c, r) for c, r in ((0, 0), (300, 0), (300, 30), (30, 30), (30, 200), (0, 200))]
+    aoi = write_geojson(tmp_path / "l.geojson", [*ring, ring[0]], crs="EPSG:32633")
+    options = RunOptions(scale=2, model="bicubic", tile=64, batch_size=3, aoi=str(aoi))
+    plan = plan_run(src, options, calibrate=False)
+    ran: list[int] = []
+    upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic", tile=64, batch_size=3, aoi=str(aoi),
+                 progress=lambda done, total: ran.append(total))  # fmt: skip
+    assert len(plan.plan) == ran[-1] == 8
+    assert dict(plan.lines())["tiles"].startswith("8 of 64 x 64 px")
