@@ -103,6 +103,8 @@ class RunPlan:
     """What this process held (resident) before the run's memory: Python, torch, GDAL, the model."""
     valid_fraction: float | None = None
     """Share of the scene's pixels valid in some band, from the strided sample (calibrated plans)."""
+    aoi_nodata: float | None = None
+    """What the output marks outside an ``--aoi`` polygon (None without one)."""
 
     @property
     def estimated_seconds(self) -> float | None:
@@ -126,7 +128,7 @@ class RunPlan:
                     )
                 ),
             ),
-            ("nodata", _nodata_text(s)),
+            ("nodata", _nodata_text(s, self.aoi_nodata)),
         ]
         if s.masked:
             rows.append(
@@ -207,8 +209,11 @@ def _valid_text(fraction: float, *, aoi: bool) -> str:
     return "none: geosr run refuses this scene; check the nodata value and mask (gdalinfo), or pass --nodata"
 
 
-def _nodata_text(scene: Scene) -> str:
-    """``none``, the value, or per band: ``1 (band 1), 2 (band 2); the output uses 1``."""
+def _nodata_text(scene: Scene, aoi_nodata: float | None = None) -> str:
+    """``none``, the value, or per band: ``1 (band 1), 2 (band 2); the output uses 1``; and the
+    value an ``--aoi`` polygon gives an output that would otherwise declare none."""
+    if aoi_nodata is not None and scene.output_nodata is None:
+        return f"none; the output declares {aoi_nodata:g}, which it writes outside the area of interest"
     if scene.band_nodata:
         each = ", ".join(
             f"{'none' if v is None else f'{v:g}'} (band {i})" for i, v in enumerate(scene.band_nodata, 1)
@@ -258,6 +263,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         resources.disk_needed(out_bytes, cog=True),
         held,
         valid,
+        None if mask is None else mask.nodata,
     )
 
 

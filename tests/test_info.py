@@ -11,6 +11,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 
+from geosr.api import upscale_file
 from geosr.cli import main
 from geosr.inspect import plan_run
 from geosr.options import RunOptions
@@ -195,3 +196,26 @@ def test_info_counts_the_tiles_an_aoi_polygon_keeps(make_raster, tmp_path: Path)
                  progress=lambda done, total: ran.append(total))  # fmt: skip
     assert len(plan.plan) == ran[-1] == 8
     assert dict(plan.lines())["tiles"].startswith("8 of 64 x 64 px")
+
+
+def test_info_gives_the_nodata_an_aoi_polygon_declares(make_raster, tmp_path: Path) -> None:
+    """A scene without nodata gets one on its output under --aoi (0 for unsigned integers, the
+    type's minimum for signed ones), which marks the pixels outside the polygon; info said 'none'."""
+    from tests.test_aoi import utm_of_pixel, write_geojson
+
+    ring = [utm_of_pixel(c, r) for c, r in ((0, 0), (60, 0), (0, 50))]
+    aoi = str(write_geojson(tmp_path / "tri.geojson", [*ring, ring[0]], crs="EPSG:32633"))
+    for dtype, value in (("uint16", "0"), ("int16", "-32768")):
+        src = make_raster(f"{dtype}.tif", dtype=dtype)
+        rows = dict(plan_run(src, RunOptions(model="bicubic", aoi=aoi), calibrate=False).lines())
+        assert (
+            rows["nodata"]
+            == f"none; the output declares {value}, which it writes outside the area of interest"
+        )
+        with rasterio.open(upscale_file(src, tmp_path / f"{dtype}_x4.tif", model="bicubic", aoi=aoi)) as out:
+            assert out.nodata == float(value)
+    declared = make_raster("declared.tif", nodata=7)
+    assert (
+        dict(plan_run(declared, RunOptions(model="bicubic", aoi=aoi), calibrate=False).lines())["nodata"]
+        == "7"
+    )
