@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from geosr import __version__, resources
 from geosr.errors import (
     GeosrError,
-    GeosrWarning,
     InputError,
     OptionError,
     OutputError,
@@ -47,11 +45,19 @@ from geosr.io.scene import Scene, carried_tags
 from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.zarr_store import check_zarr_grid
 from geosr.memory_fit import fit_to_memory
-from geosr.normalise import FILL_RADIUS, Normalisation
+from geosr.normalise import Normalisation
 from geosr.options import RunOptions
 from geosr.pipeline import Job, run_tiles
 from geosr.recovery import damaged_store_error, tiles_to_trust
-from geosr.run_inputs import frame_shifts, frames_for, normalisation_for, output_mask, scene_for
+from geosr.run_inputs import (
+    frame_shifts,
+    frames_for,
+    frames_read,
+    normalisation_for,
+    output_mask,
+    run_halo,
+    scene_for,
+)
 from geosr.run_outputs import (
     check_extras_free,
     check_output_given,
@@ -205,17 +211,8 @@ def upscale_file(
         predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
     except GeosrError as exc:
         raise in_context(src, exc) from None
-    if frames and not net.fuses_frames:
-        warnings.warn(
-            f"{src}: model {net.name} reads the reference alone, so the {len(frames)} --frame file(s) are "
-            "not used; a CNN-RNN model (the default) fuses them",
-            GeosrWarning,
-            stacklevel=2,
-        )
-        frames = ()
-    # Every frame deepens the recurrence, so the halo grows with T.
-    radius = net.receptive_radius(1 + len(frames)) if frames else net.receptive_field
-    halo = radius + FILL_RADIUS
+    frames = frames_read(src, net, frames)
+    halo = run_halo(net, 1 + len(frames))
     height, width = scene.grid.shape.yx
     tile, batch, bounds = fit_to_memory(scene, net, predictor, opts, halo=halo, frames=1 + len(frames))
     if opts.check_resources:

@@ -400,6 +400,7 @@ def info(
     aoi: Aoi = None,
     bbox: Bbox = None,
     bbox_crs: BboxCrs = "EPSG:4326",
+    frame: Frames = None,
     asset: Asset = None,
     calibrate: Annotated[
         bool, typer.Option(help="Time one batch and a sample of the output to estimate the run time.")
@@ -423,6 +424,7 @@ def info(
         aoi=aoi,
         bbox=bbox,
         bbox_crs=bbox_crs,
+        frames=tuple(frame or ()),
         asset=asset,
     )
     table = Table(show_header=False, box=None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,8 +24,17 @@ from geosr.io.scene import Scene, fill_value, nodata_fields, open_scene, read_sa
 from geosr.io.sink import check_nodata_of
 from geosr.io.stac_input import fitting, is_stac_item, not_an_item
 from geosr.io.stac_input import resolve as resolve_stac
-from geosr.normalise import Normalisation, normalisation_from_card, scene_normalisation, valid_mask
+from geosr.normalise import (
+    FILL_RADIUS,
+    Normalisation,
+    normalisation_from_card,
+    scene_normalisation,
+    valid_mask,
+)
 from geosr.options import RunOptions
+
+if TYPE_CHECKING:  # it imports torch, which loads with the model
+    from geosr.models import SRModel
 
 
 def scene_for(src: str | Path, options: RunOptions) -> Scene:
@@ -121,6 +130,25 @@ def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
             frame = select_bands(frame, options.bands)
         frames.append(check_frame(frame, scene))
     return tuple(frames)
+
+
+def frames_read(src: str | Path, net: SRModel, frames: tuple[Scene, ...]) -> tuple[Scene, ...]:
+    """The ``--frame`` scenes the model ``net`` reads: none, with a warning, for a model that
+    reads the reference alone (``geosr run`` and ``geosr info`` alike)."""
+    if frames and not net.fuses_frames:
+        warnings.warn(
+            f"{src}: model {net.name} reads the reference alone, so the {len(frames)} --frame file(s) are "
+            "not used; a CNN-RNN model (the default) fuses them",
+            GeosrWarning,
+            stacklevel=3,
+        )
+        return ()
+    return frames
+
+
+def run_halo(net: SRModel, frames: int) -> int:
+    """The tiles' halo for ``frames`` acquisitions: every frame deepens the recurrence."""
+    return (net.receptive_radius(frames) if frames > 1 else net.receptive_field) + FILL_RADIUS
 
 
 def _same_file(a: str, b: str) -> bool:
