@@ -37,6 +37,19 @@ def test_shapes_and_untrained_equals_bicubic(scale: int, frames: int, bands: int
     torch.testing.assert_close(out, expected.reshape(out.shape), rtol=0, atol=0)
 
 
+def test_the_untrained_warning_says_bicubic_alone() -> None:
+    """An untrained EDSR is bicubic exactly (it has no radiometric projection), but its warning
+    said "equals bicubic + radiometric projection", the CNN-RNN's words."""
+    from geosr.errors import GeosrWarning
+
+    untrained = r"edsr-baseline x4; it runs untrained, which equals bicubic \("
+    with pytest.warns(GeosrWarning, match=untrained) as got:
+        load_model("edsr-baseline", bands=1, scale=4)
+    assert "projection" not in str(got[0].message)
+    with pytest.warns(GeosrWarning, match=r"equals bicubic \+ radiometric projection \(bundled: x2, x4"):
+        load_model("cnnrnn-fast", bands=1, scale=3)
+
+
 def test_receptive_field_is_exact() -> None:
     torch.manual_seed(3)
     model = EDSR(EDSRConfig(scale=2, features=4, blocks=2)).double().eval()

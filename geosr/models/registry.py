@@ -358,11 +358,13 @@ def load_model(
     if untrained:
         # A warning the command line shows: the output would otherwise pass for the
         # model's while it is bicubic's.
+        # EDSR has no radiometric projection: untrained, it is bicubic alone.
+        projected = model.card.config.get("radiometric_projection", False)
         warnings.warn(
             GeosrWarning(
                 f"no bundled weights for {target} x{scale}; it runs untrained, which equals "
-                f"bicubic + radiometric projection ({_bundled_note(str(target))}; train x{scale} "
-                "weights with geosr train)"
+                f"bicubic{' + radiometric projection' if projected else ''} ({_bundled_note(str(target))}; "
+                f"train x{scale} weights with geosr train)"
             ),
             stacklevel=2,
         )
