@@ -163,7 +163,8 @@ class RunPlan:
                 (
                     f"{self.output_bytes / 2**30:.2f} GiB uncompressed"
                     if self.output_bytes >= 2**30
-                    else f"{self.output_bytes / 2**20:.1f} MiB uncompressed"
+                    # A small output in KiB: 'MiB' to one decimal made a 100 x 80 one '0.0 MiB'.
+                    else f"{format_bytes(self.output_bytes)} uncompressed"
                 )
                 + (" (BigTIFF)" if is_bigtiff(self.output_bytes) else ""),
             ),

@@ -29,6 +29,7 @@ def test_plan_describes_scene_and_run(make_raster) -> None:
     # Width x height everywhere, as the grid lines (the tiles line had height x width).
     small = dict(plan_run(make_raster("small.tif", height=90, width=70), RunOptions(model="bicubic")).lines())
     assert small["grid"].startswith("70 x 90 px") and small["tiles"].startswith("1 of 70 x 90 px")
+    assert small["output size"] == "196.9 KiB uncompressed"  # was '0.2 MiB' (and 100 x 80 px '0.0 MiB')
     assert plan.output_bytes == 3 * 1200 * 800
     assert plan.estimated_seconds is not None and plan.estimated_seconds > 0
     # The disk a COG run needs: its store with overviews, and as much again for the COG build.
