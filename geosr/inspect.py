@@ -230,8 +230,11 @@ def _nodata_text(scene: Scene, aoi_nodata: float | None = None) -> str:
     if aoi_nodata is not None and scene.output_nodata is None:
         return f"none; the output declares {aoi_nodata:g}, which it writes outside the area of interest"
     if scene.band_nodata:
+        # The file's band numbers, as the bands line gives them: --bands 2,1 made them 'band 1, band 2'.
+        numbers = scene.bands or range(1, scene.count + 1)
         each = ", ".join(
-            f"{'none' if v is None else f'{v:g}'} (band {i})" for i, v in enumerate(scene.band_nodata, 1)
+            f"{'none' if v is None else f'{v:g}'} (band {i})"
+            for i, v in zip(numbers, scene.band_nodata, strict=True)
         )
         return f"{each}; the output marks them all {scene.output_nodata:g}"
     if scene.nodata is None and scene.output_nodata is not None and not scene.masked:

@@ -243,3 +243,15 @@ def test_info_plans_a_run_with_frames(make_raster, capsys, monkeypatch) -> None:
     except SystemExit as exc:
         assert exc.code in (0, None)
     assert "halo 17 px" in capsys.readouterr().out
+
+
+def test_info_names_each_bands_nodata_by_the_files_band_number(tmp_path: Path) -> None:
+    """With per-band nodata and --bands 2,1, info said '2 (band 1), 1 (band 2)': the file's
+    band 2 (nodata 2) called band 1, under a bands line that says 'band 2, band 1'."""
+    from tests.conftest import coordinate_pattern
+    from tests.test_masks import with_band_nodata
+
+    vrt = with_band_nodata(tmp_path / "bands.vrt", coordinate_pattern(3, 20, 30), (1, 2, 3))
+    rows = dict(plan_run(vrt, RunOptions(model="bicubic", bands="2,1"), calibrate=False).lines())
+    assert rows["bands"] == "2 x uint16: band 2, band 1"
+    assert rows["nodata"] == "2 (band 2), 1 (band 1); the output marks them all 2"
