@@ -13,6 +13,7 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 
 from geosr import resources
+from geosr.api import model_label
 from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes, free_bytes
 from geosr.io.bands import check_band_layout, reflectance_offset
@@ -278,7 +279,9 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     return RunPlan(
         scene,
         options,
-        net.name,
+        # As the output's GEOSR_MODEL names it: a weights file's card keeps its architecture's name
+        # (cnnrnn-fast), which alone passed a fine-tuned or an untrained model for the bundled one.
+        model_label(net, options.model),
         plan,
         batch,
         predictor.torch_device.type,

@@ -255,3 +255,20 @@ def test_info_names_each_bands_nodata_by_the_files_band_number(tmp_path: Path) -
     rows = dict(plan_run(vrt, RunOptions(model="bicubic", bands="2,1"), calibrate=False).lines())
     assert rows["bands"] == "2 x uint16: band 2, band 1"
     assert rows["nodata"] == "2 (band 2), 1 (band 1); the output marks them all 2"
+
+
+def test_info_names_the_model_as_the_output_will(make_raster, tmp_path: Path) -> None:
+    """Info said 'cnnrnn-fast x3' for an untrained model and '<card name> x2' for a weights file,
+    where the output's GEOSR_MODEL says 'cnnrnn-fast (untrained)' and names the file."""
+    from tests.test_run import random_model_file
+
+    weights = random_model_file(tmp_path, scale=2)
+    src = make_raster()
+    for model, scale in ((str(weights), 2), (None, 3)):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "no bundled weights for cnnrnn-fast x3")
+            line = dict(plan_run(src, RunOptions(scale=scale, model=model), calibrate=False).lines())["model"]
+            out = upscale_file(src, tmp_path / f"x{scale}.tif", scale=scale, model=model)
+        with rasterio.open(out) as f:
+            assert line == f"{f.tags()['GEOSR_MODEL']} x{scale}"
+    assert line == "cnnrnn-fast (untrained) x3"
