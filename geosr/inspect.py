@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 from odc.geo.geobox import GeoBox
+from rasterio.features import geometry_mask
 
 from geosr import resources
+from geosr.aoi import AoiMask
 from geosr.api import model_label
 from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes, free_bytes
@@ -269,8 +272,11 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         sample_seconds = time.perf_counter() - start
         warn_undeclared_zeros(scene, sample)  # as the run would
         valid_sample = np.asarray(valid_mask(sample, scene.nodata).any(axis=0))
-        valid = float(valid_sample.mean()) if sample.size else 0.0
-        with_data = _tiles_with_data(plan, valid_sample, sample_step(*scene.grid.shape.yx))
+        step = sample_step(*scene.grid.shape.yx)
+        # Within an --aoi polygon: outside it the output is nodata whatever the scene holds.
+        inside = _inside(mask, scene, valid_sample.shape, step) if mask is not None else valid_sample | True
+        valid = float(valid_sample[inside].mean()) if inside.any() else 0.0
+        with_data = _tiles_with_data(plan, valid_sample, step)
         shifts = frame_shifts(frames, reflectance_offset(scene, options.offset), options.offset)
         # _time_one_batch sets a normalisation once it has read the batch.
         job = Job(scene, plan.halo, options.scale, Normalisation((), (), "calibration"), scene.nodata, batch,
@@ -295,6 +301,14 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         aoi_nodata=None if mask is None else mask.nodata,
         frames=len(frames),
     )
+
+
+def _inside(mask: AoiMask, scene: Scene, shape: tuple[int, ...], step: int) -> np.ndarray:
+    """Which pixels of the strided sample (``scene[::step, ::step]``) have their centre in the polygon."""
+    # The sample's pixel (i, j) is the scene's (i * step, j * step): its centre, not its block's.
+    shift = 0.5 - step / 2
+    transform = scene.grid.affine * Affine.translation(shift, shift) * Affine.scale(step)
+    return ~geometry_mask([mask.geometry], out_shape=shape, transform=transform)
 
 
 def _tiles_with_data(plan: TilePlan, valid_sample: np.ndarray, step: int) -> list[bool]:
