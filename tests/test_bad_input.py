@@ -742,3 +742,16 @@ def test_an_empty_path_option_is_refused_not_read_as_the_working_folder(
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, flag.lstrip("-")[:4], "is empty; give a path or leave the option out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_a_scheduler_without_pairs_to_build_is_refused_not_ignored(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """``geosr train hr.tif --scheduler tcp://...`` trained in this process without a word: the
+    scheduler builds a paired store only (found by hunt/train)."""
+    path = make_raster(height=192, width=192)
+    monkeypatch.chdir(tmp_path)
+    args = ["train", str(path), "--scheduler", "tcp://127.0.0.1:8786", "--steps", "1", "-o", "run"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "--scheduler tcp://127.0.0.1:8786", "--lr/--hr pairs", "drop --sched")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

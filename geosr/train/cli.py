@@ -152,6 +152,13 @@ def train_command(
     from geosr.train.trainer import check_run_output
 
     pairs = _pairs(lr, hr)
+    if scheduler != "threads" and not pairs:
+        # It was ignored without a word: training itself runs in this process, and only the
+        # store built from --lr/--hr pairs is built on a scheduler.
+        raise OptionError(
+            f"--scheduler {scheduler} builds the training store of --lr/--hr pairs, and there are none: "
+            "training runs in this process; drop --scheduler, or give the pairs"
+        )
     _check_data_sources(inputs, val, pairs, store)
     _check_model_name(model, init)
     if init and model is None:
