@@ -24,8 +24,8 @@ from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
 from geosr.io.atomic import write_small_file
 from geosr.io.bands import canonical_band_name
-from geosr.io.scene import Scene, nodata_fields, open_scene, read_window
-from geosr.io.stac_input import Resolved, fitting, is_stac_item, not_an_item
+from geosr.io.scene import Scene, open_scene, read_window
+from geosr.io.stac_input import Resolved, is_stac_item, not_an_item, with_declared_nodata
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.normalise import valid_mask
 from geosr.tiling import Window
@@ -302,9 +302,8 @@ def compare_panels(
 
         check_nodata_of(lr, lr_nodata, lr_scene.dtype, "--nodata")  # NaN in a uint16 LR would hide nothing
         lr_scene = dataclasses.replace(lr_scene, nodata=lr_nodata, band_nodata=())
-    elif lr_scene.nodata is None and not lr_scene.band_nodata and len(raster.nodata) == lr_scene.count:
-        # The Item's raster:bands nodata, for a file that declares none, as the run took it.
-        lr_scene = dataclasses.replace(lr_scene, **nodata_fields(fitting(raster.nodata, lr_scene.dtype)))
+    else:
+        lr_scene = with_declared_nodata(lr_scene, raster.nodata)  # the Item's raster:bands, as the run
     # First: the pixel sizes of rasters far apart (or in other units) give no scale.
     if _footprint_window(lr_scene, sr_scene.grid) is None:
         raise _no_overlap(lr, sr)

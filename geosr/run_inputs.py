@@ -20,9 +20,9 @@ from geosr.grid import scaled
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
 from geosr.io.remote import is_remote
-from geosr.io.scene import Scene, fill_value, nodata_fields, open_scene, read_sample
+from geosr.io.scene import Scene, fill_value, open_scene, read_sample
 from geosr.io.sink import check_nodata_of
-from geosr.io.stac_input import fitting, is_stac_item, not_an_item
+from geosr.io.stac_input import is_stac_item, not_an_item, with_declared_nodata
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.normalise import (
     FILL_RADIUS,
@@ -72,11 +72,7 @@ def open_input(src: str | Path, options: RunOptions, *, variable: str | None = N
         scene = open_scene(item.href, variable=variable)
     except InputError as exc:  # the asset's path alone did not say where it came from
         raise in_context(src, exc) from None
-    # The Item's raster:bands nodata, for a file that declares none: its fill was read as data.
-    declared = fitting(item.nodata, scene.dtype)
-    undeclared = scene.nodata is None and not scene.band_nodata
-    if undeclared and len(declared) == scene.count and any(v is not None for v in declared):
-        scene = dataclasses.replace(scene, **nodata_fields(declared))
+    scene = with_declared_nodata(scene, item.nodata)  # the Item's raster:bands nodata
     if item.stacked:
         # The stack is a temporary VRT, new in every run: the Item stands for it in
         # messages, provenance and the job's fingerprint (so that --resume finds the run).

@@ -14,6 +14,7 @@ resolves asset hrefs against the Item's location (local paths and anything GDAL 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import json
 import shutil
@@ -32,6 +33,7 @@ from geosr.grid import crs_label
 from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.bands import canonical_band_name, parse_bands
 from geosr.io.remote import fsspec_url, is_remote
+from geosr.io.scene import Scene, nodata_fields
 
 RASTER_TYPES = (
     "image/tiff",
@@ -183,6 +185,17 @@ def fitting(values: tuple[float | None, ...], dtype: str) -> tuple[float | None,
         return True
 
     return tuple(v if fits(v) else None for v in values)
+
+
+def with_declared_nodata(scene: Scene, declared: tuple[float | None, ...]) -> Scene:
+    """``scene`` with the nodata its STAC asset declares (``declared``: :func:`declared_nodata`),
+    for a file that declares none, whose fill was read as data; a value its type cannot hold
+    is left out (:func:`fitting`).  ``geosr run`` and ``geosr compare`` both take it from here."""
+    values = fitting(declared, scene.dtype)
+    undeclared = scene.nodata is None and not scene.band_nodata
+    if undeclared and len(values) == scene.count and any(v is not None for v in values):
+        return dataclasses.replace(scene, **nodata_fields(values))
+    return scene
 
 
 def _is_raster(asset: Any) -> bool:
