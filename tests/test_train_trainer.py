@@ -369,6 +369,9 @@ def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, mon
         ("stepz = 3\n", "unknown key(s) ['stepz']"),
         # A string for a float was a TypeError traceback from the config's own checks.
         ('[optim]\nlr = "fast"\n', "config.optim.lr must be float, got 'fast'"),
+        # The [model] table was told only once training began, naming neither the recipe nor the table.
+        ('[model]\nfeatures = "x"\n', "[model] CNNRNNConfig.features must be an integer >= 1"),
+        ("[model]\nfeaturez = 8\n", "[model] unknown CNNRNN config keys ['featurez']"),
     ],
 )
 def test_an_error_in_a_recipe_names_the_recipe(tmp_path: Path, text: str, says: str) -> None:
@@ -382,22 +385,6 @@ def test_an_error_in_a_recipe_names_the_recipe(tmp_path: Path, text: str, says: 
     recipe.write_text("steps = 3\n")
     with pytest.raises(OptionError, match=r"^scale must be"):
         load_config(recipe, {"scale": 5})
-
-
-@pytest.mark.parametrize(
-    ("text", "says"),
-    [
-        ('[model]\nfeatures = "x"\n', "[model] CNNRNNConfig.features must be an integer >= 1"),
-        ("[model]\nfeaturez = 8\n", "[model] unknown CNNRNN config keys ['featurez']"),
-    ],
-)
-def test_a_bad_model_table_names_the_recipe_before_training(tmp_path: Path, text: str, says: str) -> None:
-    # Told only once training began, naming neither the recipe nor its [model] table.
-    recipe = tmp_path / "mine.toml"
-    recipe.write_text(text)
-    with pytest.raises(OptionError, match=rf"^recipe {recipe}: ") as info:
-        load_config(recipe, {"scale": 2})
-    assert says in str(info.value)
 
 
 @pytest.mark.parametrize(
