@@ -274,8 +274,8 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         valid_sample = np.asarray(valid_mask(sample, scene.nodata).any(axis=0))
         step = sample_step(*scene.grid.shape.yx)
         # Within an --aoi polygon: outside it the output is nodata whatever the scene holds.
-        inside = _inside(mask, scene, valid_sample.shape, step) if mask is not None else valid_sample | True
-        valid = float(valid_sample[inside].mean()) if inside.any() else 0.0
+        counted = valid_sample if mask is None else valid_sample[_inside(mask, scene, valid_sample, step)]
+        valid = float(counted.mean()) if counted.size else 0.0
         with_data = _tiles_with_data(plan, valid_sample, step)
         shifts = frame_shifts(frames, reflectance_offset(scene, options.offset), options.offset)
         # _time_one_batch sets a normalisation once it has read the batch.
@@ -303,12 +303,12 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     )
 
 
-def _inside(mask: AoiMask, scene: Scene, shape: tuple[int, ...], step: int) -> np.ndarray:
-    """Which pixels of the strided sample (``scene[::step, ::step]``) have their centre in the polygon."""
+def _inside(mask: AoiMask, scene: Scene, sample: np.ndarray, step: int) -> np.ndarray:
+    """Which pixels of the strided ``sample`` (``scene[::step, ::step]``) have their centre in the polygon."""
     # The sample's pixel (i, j) is the scene's (i * step, j * step): its centre, not its block's.
     shift = 0.5 - step / 2
     transform = scene.grid.affine * Affine.translation(shift, shift) * Affine.scale(step)
-    return ~geometry_mask([mask.geometry], out_shape=shape, transform=transform)
+    return ~geometry_mask([mask.geometry], out_shape=sample.shape, transform=transform)
 
 
 def _tiles_with_data(plan: TilePlan, valid_sample: np.ndarray, step: int) -> list[bool]:
