@@ -350,3 +350,26 @@ def test_compare_of_a_raster_with_itself_is_one_line(
     code, err = run_cli(["compare", str(lr), str(lr), "-o", str(png)], capsys, monkeypatch)
     assert_one_clear_line(code, err, "here.tif: its pixels are not smaller than those of")
     assert not png.exists()
+
+
+def test_compare_never_overwrites_a_raster_it_compares(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A georeferenced PNG is a raster GDAL reads: ``--hr ref.png -o ref.png --overwrite`` replaced
+    the reference with the comparison of it."""
+    import rasterio
+
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr = make_raster("here.tif", height=24, width=24)
+    sr = geosr.upscale_file(lr, tmp_path / "here_x2.tif", scale=2, model="bicubic")
+    ref = tmp_path / "ref.png"
+    with rasterio.open(sr) as src:
+        profile = {k: src.profile[k] for k in ("height", "width", "count", "crs", "transform")}
+        with rasterio.open(ref, "w", driver="PNG", dtype="uint8", **profile) as dst:
+            dst.write(np.clip(src.read(), 0, 255).astype("uint8"))
+    before = ref.read_bytes()
+    args = ["compare", str(lr), str(sr), "--hr", str(ref), "-o", str(ref), "--overwrite"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "ref.png: the PNG would overwrite the --hr reference it compares")
+    assert ref.read_bytes() == before
