@@ -202,6 +202,7 @@ def upscale_file(
         )
     if dst.suffix.lower() == ".zarr":
         check_zarr_grid(dst, scene.grid)  # before any compute: the run store would take it
+    refuse_existing_data(dst, opts)
     from geosr.models import load_model
     from geosr.predictor import Predictor
 
@@ -295,6 +296,23 @@ def upscale_file(
     out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
     write_extras(src, scene, out, opts, model_tag, frames=frames)
     return out
+
+
+def refuse_existing_data(dst: Path, opts: RunOptions) -> None:
+    """Refuse, before the model loads, an existing ``dst`` that no geosr job wrote.
+
+    Whether an output is this same job's (which ``--resume`` keeps) takes the job's
+    digest, so the model and the scene's sample; a file without a ``GEOSR_JOB`` tag is
+    none, and waited 13 s for its one line on a busy machine, most of it importing torch.
+
+    Raises
+    ------
+    OutputError
+        ``dst`` exists, holds no geosr job, and ``opts.overwrite`` is false.
+    """
+    if opts.overwrite or not (dst.exists() or dst.is_symlink()) or output_job(dst) is not None:
+        return
+    raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
 
 
 def unknown_options(names: list[str]) -> str:

@@ -660,14 +660,15 @@ def test_a_zarr_variable_not_linked_to_its_grid_mapping_says_how_to_link_it(
         ("no CRS", "plain.tif: the raster has no CRS"),
         ("output suffix", "unsupported output suffix '.png'"),
         ("bands", "band 7 does not exist"),
+        ("existing output", "mine.tif already exists; pass --overwrite to replace it"),
     ],
 )
 def test_what_the_header_tells_is_told_before_torch_loads(
     case: str, needle: str, tmp_path: Path, make_raster
 ) -> None:
-    """A mistyped path, a corrupt file, a scene without a CRS: each waited for torch to
-    import (3 s, 17 s on a busy machine: 18.7 s against 6.4 s for a corrupt TIFF here) to
-    be told, though the raster's header alone says it."""
+    """A mistyped path, a corrupt file, a scene without a CRS, an output path that holds the
+    user's own raster: each waited for torch to import (3 s, 17 s on a busy machine: 18.7 s
+    against 6.4 s for a corrupt TIFF here) to be told, though the headers alone say it."""
     import subprocess
 
     args = {
@@ -676,6 +677,7 @@ def test_what_the_header_tells_is_told_before_torch_loads(
         "no CRS": [str(make_raster("plain.tif", crs=None))],
         "output suffix": [str(make_raster()), "-o", str(tmp_path / "out.png")],
         "bands": [str(make_raster()), "--bands", "7"],
+        "existing output": [str(make_raster()), "-o", str(make_raster("mine.tif"))],  # no geosr job's
     }[case]
     (tmp_path / "bad.tif").write_bytes(b"II*\0 not a TIFF after all")
     probe = (
