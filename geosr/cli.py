@@ -325,8 +325,13 @@ def run(
         written = len(sources) - len(failed)
         raise GeosrError(
             f"{len(failed)} of {len(sources)} inputs failed ({', '.join(Path(f).name for f in failed)}), "
-            "each reported above" + (f"; the other {written} outputs are written" if written else "")
+            "each reported above" + (f"; {_others_written(written)}" if written else "")
         )
+
+
+def _others_written(count: int) -> str:
+    """The words for a batch's other outputs: "the other 1 outputs are written" was not English."""
+    return "the other output is written" if count == 1 else f"the other {count} outputs are written"
 
 
 def _check_once(scale: int, model: str | None, options: dict[str, Any]) -> None:

@@ -78,6 +78,10 @@ def test_a_bad_input_is_reported_and_the_others_still_run(scenes, tmp_path, capf
     assert "1 of 3 inputs failed (broken.tif)" in err and "the other 2 outputs are written" in err
     assert sorted(p.name for p in folder.iterdir()) == ["tile_0_x2.tif", "tile_2_x2.tif"]
     assert len(out.split()) == 2
+    # One output written: it said "the other 1 outputs are written".
+    args = ["run", str(broken), str(scenes[1]), "-o", str(folder), "--scale", "2", "--model", "bicubic"]
+    code, out, err = run_cli(args, capfd, monkeypatch)
+    assert code == 2 and "1 of 2 inputs failed (broken.tif), each reported above; the other output is" in err
 
 
 def test_several_inputs_need_an_output_folder(scenes, tmp_path, capfd, monkeypatch) -> None:
