@@ -111,6 +111,22 @@ def test_resume_refuses_a_different_config(tmp_path, scenes) -> None:
         train(_config(tmp_path, *scenes, seed=4), resume=True)
 
 
+def test_a_new_run_over_an_old_one_leaves_nothing_of_it_to_resume(tmp_path, scenes) -> None:
+    """``--overwrite`` kept the old run's checkpoint until the new run's first: a new run that
+    crashed before it was refused by --resume ('the configuration differs ... in the run'),
+    or, with only more steps, resumed the old run's state as its own."""
+    train(_config(tmp_path, *scenes))
+
+    def crash(step: int, total: int, logs: dict) -> None:
+        raise RuntimeError("power cut")  # before the new run's first checkpoint
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(_config(tmp_path, *scenes, seed=4, log_every=1), progress=crash)
+    resumed = train(_config(tmp_path, *scenes, seed=4, log_every=1), resume=True)
+    assert resumed.step == 6 and resumed.weights is not None
+    assert [h["step"] for h in resumed.history] == [3, 6]  # all of it run by the new run
+
+
 def test_fine_tuning_starts_from_the_given_weights(tmp_path, scenes) -> None:
     first = train(_config(tmp_path / "a", *scenes, steps=3))
     before = load_file(str(first.weights))

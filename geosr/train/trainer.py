@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -443,6 +444,10 @@ def train(
         state = load_checkpoint(
             ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=device
         )
+    elif ckpt_dir.is_dir():
+        # A new run over an earlier one (--overwrite): its checkpoint goes now, not at this
+        # run's first checkpoint, or a crash before that left it for --resume to take up.
+        shutil.rmtree(ckpt_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "config.json").write_text(json.dumps(config_dict, indent=2), encoding="utf-8")
 
