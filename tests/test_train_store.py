@@ -99,6 +99,26 @@ def test_paired_training_from_the_command_line_needs_no_recipe(tmp_path: Path, p
     assert (tmp_path / "run" / "training_store.zarr").is_dir()
 
 
+def test_a_resumed_paired_run_trains_on_the_store_it_built(tmp_path: Path, pairs, capfd, monkeypatch) -> None:
+    """--resume built the store again from the pairs: every pair co-registered once more, and
+    chips from files changed since the run began, or from other pairs."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    args = ["train", "-s", "2", *FAST, "-o", str(tmp_path / "run")]
+    for lr, hr in pairs:
+        args += ["--lr", str(lr), "--hr", str(hr)]
+    assert run_cli(args, capfd, monkeypatch)[0] in (0, None)
+    store = tmp_path / "run" / "training_store.zarr"
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+    code, err = run_cli([*args, "--resume"], capfd, monkeypatch)
+    assert code in (0, None) and "resuming on the training store" in " ".join(err.split()), err
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*")} == before
+    # The last pair left out: it trained on a store rebuilt from the first alone.
+    code, err = run_cli([*args[:-4], "--resume"], capfd, monkeypatch)
+    assert_one_clear_line(code, err, "cannot resume", "built from other --lr/--hr pairs (2, the first lr0")
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*")} == before
+
+
 def test_store_on_a_local_distributed_cluster_matches_threads_and_takes_no_fixed_port(
     tmp_path: Path, pairs, dask_default_port_taken
 ) -> None:

@@ -351,15 +351,29 @@ def _build_and_train(
 
     if pairs and store_path is not None:
         from geosr.orchestrate.training_store import build_training_store
+        from geosr.train.store import built_pairs
 
-        err.print(f"building the training store {store_path} from {len(pairs)} pair(s)")
-        info = build_training_store(
-            pairs, store_path, scale=config.scale, lr_chip=config.data.lr_chip, scheduler=scheduler
-        )
-        for p in info["pairs"]:
-            err.print(
-                f"  {Path(p['lr']).name} / {Path(p['hr']).name}: shift {p['shift']} HR px, {p['chips']} chips"
+        # A resumed run trains on the store it began with: building it again co-registered
+        # every pair once more, and took up files changed since, or other pairs.
+        built = built_pairs(store_path, scale=config.scale, lr_chip=config.data.lr_chip) if resume else None
+        if built is not None and built != [(Path(lr).absolute(), Path(hr).absolute()) for lr, hr in pairs]:
+            raise OptionError(
+                f"cannot resume {config.output}: its training store {store_path} was built from other "
+                f"--lr/--hr pairs ({len(built)}, the first {built[0][0].name} / {built[0][1].name}); "
+                "resume with the same pairs, or start again with --overwrite"
             )
+        if built is not None:
+            err.print(f"resuming on the training store {store_path}, built from these pairs before")
+        else:
+            err.print(f"building the training store {store_path} from {len(pairs)} pair(s)")
+            info = build_training_store(
+                pairs, store_path, scale=config.scale, lr_chip=config.data.lr_chip, scheduler=scheduler
+            )
+            for p in info["pairs"]:
+                err.print(
+                    f"  {Path(p['lr']).name} / {Path(p['hr']).name}: shift {p['shift']} HR px, "
+                    f"{p['chips']} chips"
+                )
         config = load_config(recipe, {**overrides, "data": {**overrides["data"], "store": str(store_path)}})
     elif store is not None:
         config = load_config(recipe, {**overrides, "data": {**overrides["data"], "store": str(store)}})

@@ -124,6 +124,19 @@ def finish_store(store: str | Path, shifts: list[tuple[float, float]], counts: l
     root.attrs.update({"pairs": json.loads(json.dumps(pairs)), "complete": True})
 
 
+def built_pairs(store: str | Path, *, scale: int, lr_chip: int) -> list[tuple[Path, Path]] | None:
+    """The (LR, HR) pairs, as absolute paths, a complete ``store`` at this scale and chip size
+    was built from; None for a store that is not one (missing, incomplete, other chips)."""
+    try:
+        attrs = zarr.open_group(str(store), mode="r").attrs
+    except (ValueError, OSError, KeyError):
+        return None
+    if not attrs.get("complete") or (attrs.get("scale"), attrs.get("lr_chip")) != (scale, lr_chip):
+        return None
+    pairs: list[dict[str, Any]] = json.loads(json.dumps(attrs.get("pairs", [])))
+    return [(Path(p["lr"]).absolute(), Path(p["hr"]).absolute()) for p in pairs]
+
+
 def _open_store(store: str | Path) -> zarr.Group:
     p = Path(store)
     if not p.exists():
