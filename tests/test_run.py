@@ -562,6 +562,9 @@ def test_zarr_of_a_geotiff_keeps_its_transform_exactly(make_raster, tmp_path: Pa
         assert f.transform.e > 0 and f.bounds.left == GEO_TRANSFORM.c
 
 
+CHL = "mass_concentration_of_chlorophyll_a_in_sea_water"
+
+
 def test_long_name_of_a_cube_is_kept(tmp_path: Path) -> None:
     """The CF long_name of a (time, lat, lon) variable names the whole cube, not a band: it is
     kept as a tag of the COG and an attribute of the Zarr output.  Before, it was dropped
@@ -574,7 +577,7 @@ def test_long_name_of_a_cube_is_kept(tmp_path: Path) -> None:
         dims=("time", "lat", "lon"),
         coords={"time": times, "lat": lat, "lon": lon},
         name="chl",
-        attrs={"long_name": "Chlorophyll concentration", "units": "mg m-3"},
+        attrs={"long_name": "Chlorophyll concentration", "units": "mg m-3", "standard_name": CHL},
     )
     cube.to_dataset().to_zarr(tmp_path / "chl.zarr", zarr_format=3)
     tif = geosr.upscale_file(tmp_path / "chl.zarr", tmp_path / "chl_x2.tif", scale=2, model="bicubic")
@@ -583,6 +586,9 @@ def test_long_name_of_a_cube_is_kept(tmp_path: Path) -> None:
         assert f.descriptions[0].startswith("2017-01-16")
     out = geosr.upscale_file(tmp_path / "chl.zarr", tmp_path / "chl_x2.zarr", scale=2, model="bicubic")
     assert xr.open_zarr(out).attrs["long_name"] == "Chlorophyll concentration"
+    # The CF standard_name says what the variable's values are: it went onto the group.
+    assert xr.open_zarr(out)["band_data"].attrs["standard_name"] == CHL
+    assert "standard_name" not in xr.open_zarr(out).attrs
 
 
 def test_geozarr_attributes_give_the_crs(tmp_path: Path) -> None:

@@ -5,12 +5,13 @@ Zarr)::
 
     band_data   (band, y, x)  spec.dtype, chunks (1, block, block),
                               attrs: grid_mapping="spatial_ref", _FillValue=nodata,
-                              long_name=descriptions, colorinterp, band_tags
+                              long_name=descriptions, colorinterp, band_tags,
+                              the VARIABLE_TAGS of spec.tags (standard_name)
     band        (band,)       1..count; a Zarr input's own leading axis
                               and values instead (time and dates of a cube)
     y, x                      pixel centres of spec.grid
     spatial_ref ()            CF grid mapping: crs_wkt, spatial_ref, GeoTransform
-    group attrs               spec.tags
+    group attrs               the other spec.tags
 
 so that ``xr.open_zarr(path, decode_coords="all")["band_data"].rio`` gives the
 grid's CRS and transform back exactly (``GeoTransform`` is stored, not inferred
@@ -53,6 +54,10 @@ from geosr.io.sink import OutputSpec, SinkBase
 
 VARIABLE = "band_data"
 """Name of the data variable, as in datasets from ``rioxarray.open_rasterio``."""
+
+VARIABLE_TAGS = ("standard_name", "cell_methods", "coverage_content_type")
+"""CF attributes that describe a variable's values, not the dataset: a Zarr input's,
+carried among the scene's tags, go back on the data variable (CF readers look there)."""
 
 # Blosc is in the Zarr v3 core specification (zstd is an extension): the widest
 # set of readers.  Byte shuffle does for integers what a TIFF predictor does.
@@ -243,7 +248,7 @@ def _create_store(
     axes = zip(spec.grid.dimensions, ("y", "x"), strict=True)
     skeleton = skeleton.rename({old: new for old, new in axes if old != new})
     skeleton = skeleton.rio.write_transform(spec.grid.transform, grid_mapping_name="spatial_ref")
-    skeleton.attrs.update(spec.tags)
+    skeleton.attrs.update({k: v for k, v in spec.tags.items() if k not in VARIABLE_TAGS})
     skeleton.to_zarr(str(path), mode="w", zarr_format=3, consolidated=False)
 
     group = zarr.open_group(str(path), mode="r+", zarr_format=3)
@@ -292,6 +297,7 @@ def _variable_attributes(spec: OutputSpec) -> dict[str, Any]:
     if any(spec.band_tags):
         attrs["band_tags"] = [dict(tags) for tags in spec.band_tags]
     attrs.update(_cf_scaling(spec))
+    attrs.update({k: spec.tags[k] for k in VARIABLE_TAGS if k in spec.tags})
     import xarray as xr  # lazily, as in _create_store
 
     standin = xr.Variable(("band", "y", "x"), np.zeros((spec.count, 1, 1), dtype=spec.dtype), attrs=attrs)
