@@ -803,3 +803,14 @@ def test_a_mask_or_label_variable_beside_the_raster_is_not_a_candidate(tmp_path:
         warnings.simplefilter("ignore")  # zarr's notes on variable-length strings
         ds.to_zarr(store, zarr_format=3, consolidated=False)
     assert open_scene(store).variable == "refl"
+
+
+def test_the_name_of_one_band_is_a_string_in_a_zarr_output(make_raster, tmp_path: Path) -> None:
+    """It was a list of one, ``['B4']``, which xarray's plots wrote on their axes; rioxarray gives
+    a GeoTIFF's one band name as a string, and so does CF."""
+    from geosr.io.scene import open_scene
+
+    src = make_raster("b4.tif", height=16, width=16, descriptions=("B4",))
+    out = geosr.upscale_file(src, tmp_path / "b4_x2.zarr", scale=2, model="bicubic")
+    assert xr.open_zarr(out)["band_data"].attrs["long_name"] == "B4"
+    assert open_scene(out).descriptions == ("B4",)  # and read back as the band's name

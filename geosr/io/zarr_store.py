@@ -291,7 +291,10 @@ def _variable_attributes(spec: OutputSpec) -> dict[str, Any]:
     """
     attrs: dict[str, Any] = {}
     if any(spec.descriptions):
-        attrs["long_name"] = [d or "" for d in spec.descriptions]
+        # One band's name is a string, as rioxarray gives it for a GeoTIFF and CF has it:
+        # ['B4'] was what xarray's plots wrote on their axes.
+        names = [d or "" for d in spec.descriptions]
+        attrs["long_name"] = names[0] if spec.count == 1 else names
     if spec.colorinterp:
         attrs["colorinterp"] = list(spec.colorinterp)
     if any(spec.band_tags):
