@@ -22,7 +22,7 @@ from geosr.io.frames import check_frame
 from geosr.io.remote import is_remote
 from geosr.io.scene import Scene, fill_value, open_scene, read_sample
 from geosr.io.sink import check_nodata_of
-from geosr.io.stac_input import is_stac_item, not_an_item, with_declared_nodata
+from geosr.io.stac_input import is_stac_item, not_an_item, with_declared_nodata, with_declared_scaling
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.normalise import (
     FILL_RADIUS,
@@ -72,7 +72,8 @@ def open_input(src: str | Path, options: RunOptions, *, variable: str | None = N
         scene = open_scene(item.href, variable=variable)
     except InputError as exc:  # the asset's path alone did not say where it came from
         raise in_context(src, exc) from None
-    scene = with_declared_nodata(scene, item.nodata)  # the Item's raster:bands nodata
+    # The Item's raster:bands nodata, scale and offset, for a file that declares none.
+    scene = with_declared_scaling(with_declared_nodata(scene, item.nodata), item.scaling)
     if item.stacked:
         # The stack is a temporary VRT, new in every run: the Item stands for it in
         # messages, provenance and the job's fingerprint (so that --resume finds the run).

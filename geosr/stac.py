@@ -147,7 +147,8 @@ def build_item(
 
 def output_bands(output: Path) -> list[dict[str, Any]]:
     """STAC 1.1 ``bands`` of the written ``output``: each band's name (its description),
-    ``data_type`` and ``nodata`` (``"nan"`` for NaN), as the file itself has them.
+    ``data_type``, ``nodata`` (``"nan"`` for NaN), ``scale``/``offset`` and ``unit``, as the
+    file itself has them.
 
     Without them a STAC client (odc-stac, stackstac) took the fill of an AOI's corners or a
     swath edge for data, and could not tell the bands apart by name; geosr reads them back
@@ -166,6 +167,15 @@ def output_bands(output: Path) -> list[dict[str, Any]]:
             band["nodata"] = "nan"  # JSON has no NaN: STAC 1.1 spells it so
         elif value is not None:
             band["nodata"] = int(value) if float(value).is_integer() else value
+        # value = pixel * scale + offset (reflectance of an L2A scene's integers), and its unit.
+        scale, offset = (
+            written.scales[index] if written.scales else 1.0,
+            written.offsets[index] if written.offsets else 0.0,
+        )
+        if (scale, offset) != (1.0, 0.0):
+            band.update(scale=scale, offset=offset)
+        if written.units and written.units[index]:
+            band["unit"] = written.units[index]
         bands.append(band)
     return bands
 

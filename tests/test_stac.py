@@ -533,3 +533,22 @@ def test_a_crs_that_only_resembles_an_epsg_code_is_written_as_wkt(make_raster, t
         assert crs_label(CRS(f.crs.to_wkt())) == "'unknown' (WKT, no EPSG code)"
     # A CRS that is its code keeps it, in the Item and the label.
     assert crs_label(CRS("EPSG:23033")) == "EPSG:23033"
+
+
+def test_an_items_scale_and_offset_reach_the_output_and_its_item(make_raster, tmp_path: Path) -> None:
+    """A Sentinel-2 L2A Item declares ``value = pixel * 0.0001 - 0.1`` in its raster:bands, its
+    COGs do not: the output (and its --stac Item) lost how its integers are reflectance."""
+    for name in ("B04", "B03"):
+        make_raster(f"{name}.tif", height=20, width=20)
+    item = item_of(tmp_path, {"B04": "./B04.tif", "B03": "./B03.tif"})
+    doc = json.loads(item.read_text())
+    for asset in doc["assets"].values():
+        asset["raster:bands"] = [{"nodata": 0, "scale": 0.0001, "offset": -0.1}]
+    item.write_text(json.dumps(doc))
+    one = geosr.upscale_file(item, tmp_path / "one.tif", scale=2, model="bicubic", asset="B04", stac=True)
+    stack = geosr.upscale_file(item, tmp_path / "stack.tif", scale=2, model="bicubic", bands="B04,B03")
+    for out, count in ((one, 1), (stack, 2)):
+        with rasterio.open(out) as f:
+            assert f.scales == (0.0001,) * count and f.offsets == (-0.1,) * count, out
+    bands = json.loads((tmp_path / "one.stac.json").read_text())["assets"]["data"]["bands"]
+    assert bands == [{"data_type": "uint16", "nodata": 0, "scale": 0.0001, "offset": -0.1}]

@@ -17,6 +17,7 @@ import atexit
 import dataclasses
 import functools
 import json
+import math
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -156,17 +157,37 @@ def _names(asset: Any) -> list[str]:
     return [str(b["name"]) for b in bands if isinstance(b, dict) and "name" in b]
 
 
+def _declared_bands(asset: Any) -> list[dict[str, Any]]:
+    """The asset's band objects, ``raster:bands`` or STAC 1.1 ``bands`` ({} for a non-object)."""
+    bands = asset.extra_fields.get("raster:bands") or asset.extra_fields.get("bands") or []
+    return [band if isinstance(band, dict) else {} for band in bands]
+
+
 def declared_nodata(asset: Any) -> tuple[float | None, ...]:
     """Each band's nodata value as the asset declares it (``raster:bands``, or STAC 1.1
     ``bands``; ``"nan"`` is NaN), None for a band that declares none; () without bands."""
-    bands = asset.extra_fields.get("raster:bands") or asset.extra_fields.get("bands") or []
     values: list[float | None] = []
-    for band in bands:
-        value = band.get("nodata") if isinstance(band, dict) else None
+    for band in _declared_bands(asset):
+        value = band.get("nodata")
         try:
             values.append(None if value is None else float(value))
         except (TypeError, ValueError):
             values.append(None)
+    return tuple(values)
+
+
+def declared_scaling(asset: Any) -> tuple[tuple[float, float] | None, ...]:
+    """Each band's ``(scale, offset)`` as the asset declares it (``value = pixel * scale +
+    offset``; Sentinel-2 L2A Items: 0.0001 and -0.1), None for a band that declares neither
+    or a value that is no finite number (or a scale of 0); () without bands."""
+    values: list[tuple[float, float] | None] = []
+    for band in _declared_bands(asset):
+        try:
+            pair = (float(band.get("scale", 1.0)), float(band.get("offset", 0.0)))
+        except (TypeError, ValueError):
+            pair = (1.0, 0.0)
+        usable = all(math.isfinite(v) for v in pair) and pair[0] != 0
+        values.append(pair if usable and pair != (1.0, 0.0) else None)
     return tuple(values)
 
 
@@ -198,6 +219,19 @@ def with_declared_nodata(scene: Scene, declared: tuple[float | None, ...]) -> Sc
     return scene
 
 
+def with_declared_scaling(scene: Scene, declared: tuple[tuple[float, float] | None, ...]) -> Scene:
+    """``scene`` with the scale and offset its STAC asset declares (:func:`declared_scaling`),
+    for a file that declares none: its output carries them, as it carries a file's own, so
+    that a reader still turns its pixels into reflectance (they were lost before)."""
+    unscaled = all(v == 1.0 for v in scene.scales) and all(v == 0.0 for v in scene.offsets)
+    if unscaled and len(declared) == scene.count and any(d is not None for d in declared):
+        pairs = [d or (1.0, 0.0) for d in declared]
+        return dataclasses.replace(
+            scene, scales=tuple(s for s, _ in pairs), offsets=tuple(o for _, o in pairs)
+        )
+    return scene
+
+
 def _is_raster(asset: Any) -> bool:
     media = (asset.media_type or "").lower()
     return any(media.startswith(t) for t in RASTER_TYPES) or asset.href.lower().endswith(
@@ -208,13 +242,20 @@ def _is_raster(asset: Any) -> bool:
 class Resolved(NamedTuple):
     """The raster to open for an Item, the tags that carry its acquisition time to the
     output (:func:`date_tags`), whether the raster is a VRT that geosr made to stack
-    assets (:func:`stack_assets`), and the nodata values the asset declares for its bands
-    (:func:`declared_nodata`; a stack has them in the VRT), for a file that declares none."""
+    assets (:func:`stack_assets`), and the nodata values and scaling the asset declares
+    for its bands (:func:`declared_nodata`, :func:`declared_scaling`; a stack has them in
+    the VRT), for a file that declares none."""
 
     href: str
     when: dict[str, str]
     stacked: bool = False
     nodata: tuple[float | None, ...] = ()
+    scaling: tuple[tuple[float, float] | None, ...] = ()
+
+    @classmethod
+    def of_asset(cls, asset: Any, when: dict[str, str]) -> Resolved:
+        """The raster of one ``asset``, with what it declares of its bands."""
+        return cls(_href(asset), when, nodata=declared_nodata(asset), scaling=declared_scaling(asset))
 
 
 def date_tags(item: Any) -> dict[str, str]:
@@ -237,7 +278,7 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
     if asset is not None:
         if asset not in item.assets:
             raise InputError(f"{path}: the Item has no asset {asset!r}; its assets are: {keys}")
-        return Resolved(_href(item.assets[asset]), when, nodata=declared_nodata(item.assets[asset]))
+        return Resolved.of_asset(item.assets[asset], when)
     if bands:
         wanted = [b for b in parse_bands(bands) if isinstance(b, str)]
         # A name: (the asset, the band its eo:bands name is, or None for the asset's key).
@@ -266,7 +307,7 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
             f"{path}: the Item has {len(rasters)} raster assets ({keys}); "
             "choose one with --asset KEY, or stack single-band assets with --bands KEY1,KEY2,..."
         )
-    return Resolved(_href(rasters[0]), when, nodata=declared_nodata(rasters[0]))
+    return Resolved.of_asset(rasters[0], when)
 
 
 def _href(asset: Any) -> str:
@@ -340,6 +381,7 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]
                 # GDAL's own name of the file (/vsis3/..., /vsizip/...): a VRT's source takes no s3://
                 # or zip:// URL, which rasterio maps for a file it opens ("No such file" in the read).
                 source = src.files[0] if src.files else href
+                file_scaling = tuple(zip(src.scales, src.offsets, strict=True))
         except rasterio.errors.RasterioIOError as exc:
             raise InputError(f"{item_path}: asset {name!r} ({href}) cannot be read ({exc})") from None
         index = band or 1
@@ -347,7 +389,10 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]
         declared = fitting(declared_nodata(asset), src.dtypes[index - 1])
         if nodata is None and len(declared) == src.count:
             nodata = declared[index - 1]
-        bands.append((name, source, index, nodata))
+        scaling = file_scaling[index - 1]  # the file's own, else the Item's
+        if scaling == (1.0, 0.0) and len(scales := declared_scaling(asset)) == src.count:
+            scaling = scales[index - 1] or scaling
+        bands.append((name, source, index, nodata, scaling))
         dtypes.append(src.dtypes[index - 1])
     assert grid is not None
     # One type holding every asset's values: the first asset's cut the others' (a float
@@ -367,10 +412,13 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]
                                                 transform[5], transform[3], transform[4]))  # fmt: skip
     parts = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
              f"<SRS>{escape(crs_wkt)}</SRS>", f"<GeoTransform>{geotransform}</GeoTransform>"]  # fmt: skip
-    for i, (name, href, index, nodata) in enumerate(bands, start=1):
-        nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
+    for i, (name, href, index, nodata, (scale, offset)) in enumerate(bands, start=1):
+        band_xml = f"<Description>{escape(name)}</Description>"
+        band_xml += f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
+        if (scale, offset) != (1.0, 0.0):
+            band_xml += f"<Offset>{offset!r}</Offset><Scale>{scale!r}</Scale>"
         parts.append(
-            f'<VRTRasterBand dataType="{gdal_type}" band="{i}"><Description>{escape(name)}</Description>{nd}'
+            f'<VRTRasterBand dataType="{gdal_type}" band="{i}">{band_xml}'
             f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(href)}</SourceFilename>'
             f"<SourceBand>{index}</SourceBand></SimpleSource></VRTRasterBand>"
         )
