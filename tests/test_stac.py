@@ -295,6 +295,30 @@ def test_bands_by_the_eo_bands_names_of_one_multiband_asset(make_raster, tmp_pat
         assert np.abs(mean - visual.read([3, 2])).max() < 5
 
 
+def test_bands_by_their_eo_common_names(make_raster, tmp_path: Path) -> None:
+    """A Planetary Computer Sentinel-2 Item keys its assets B04, B03, B02 and names their
+    colours in eo:bands: ``--bands red,green,blue`` was "no raster asset of the Item is named
+    'RED', 'GREEN', 'BLUE'"; likewise the common names of one multi-band asset's bands."""
+    common = {"B04": "red", "B03": "green", "B02": "blue"}
+    hrefs = {key: f"./{key}.tif" for key in common}
+    for key in common:
+        make_raster(f"{key}.tif", data=np.full((1, 20, 20), 100 * int(key[-1]), np.uint16))
+    make_raster("visual.tif", data=np.stack([np.full((20, 20), v, np.uint8) for v in (4, 3, 2)]))
+    item = item_of(tmp_path, {**hrefs, "visual": "./visual.tif"})
+    doc = json.loads(item.read_text())
+    for key, name in common.items():
+        doc["assets"][key]["eo:bands"] = [{"name": key, "common_name": name}]
+    doc["assets"]["visual"]["roles"] = ["visual"]
+    doc["assets"]["visual"]["bands"] = [{"name": k, "eo:common_name": f"{n}-v"} for k, n in common.items()]
+    item.write_text(json.dumps(doc))
+    out = geosr.upscale_file(item, tmp_path / "rgb.tif", scale=2, model="bicubic", bands="red,green,blue")
+    with rasterio.open(out) as f:
+        assert [int(np.median(f.read(b))) for b in (1, 2, 3)] == [400, 300, 200]
+    out = geosr.upscale_file(item, tmp_path / "v.tif", scale=2, model="bicubic", bands="blue-v,red-v")
+    with rasterio.open(out) as f:
+        assert [int(np.median(f.read(b))) for b in (1, 2)] == [2, 4]
+
+
 def test_bands_naming_no_asset_say_which(make_raster, tmp_path: Path) -> None:
     # Before: "the Item has 2 raster assets (B04, B03); choose one with --asset KEY, or stack
     # single-band assets with --bands KEY1,KEY2,...", which had been given.

@@ -152,9 +152,19 @@ def _item(path: str | Path) -> Any:
         raise InputError(f"{path}: not a readable STAC Item ({exc})") from None
 
 
-def _names(asset: Any) -> list[str]:
+def _names(asset: Any, key: str = "name") -> list[str]:
+    """The asset's band names (``eo:bands``, or STAC 1.1 ``bands``) or, by ``key``, their
+    ``common_name`` (``red``, ``nir``), as far as they go."""
     bands = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands") or []
-    return [str(b["name"]) for b in bands if isinstance(b, dict) and "name" in b]
+    names = []
+    for band in bands:
+        fields = band if isinstance(band, dict) else {}
+        if key == "common_name":  # STAC 1.1 moved it into eo:common_name
+            fields = {**fields, "common_name": fields.get("common_name", fields.get("eo:common_name"))}
+        if fields.get(key) is None:
+            break
+        names.append(str(fields[key]))
+    return names
 
 
 def _declared_bands(asset: Any) -> list[dict[str, Any]]:
@@ -288,6 +298,14 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
                 by_name.setdefault(canonical_band_name(key), (candidate, None))
                 for band, name in enumerate(_names(candidate), start=1):
                     by_name.setdefault(canonical_band_name(name), (candidate, band))
+        for candidate in item.assets.values():  # then common names: --bands red,green,blue
+            if _is_raster(candidate):
+                common = _names(candidate, "common_name")
+                if len(common) == 1 and len(_names(candidate)) <= 1:
+                    by_name.setdefault(canonical_band_name(common[0]), (candidate, None))
+                elif len(common) > 1:
+                    for band, name in enumerate(common, start=1):
+                        by_name.setdefault(canonical_band_name(name), (candidate, band))
         if wanted and all(canonical_band_name(b) in by_name for b in wanted):
             # Stacked even when all are bands of one asset (or one single-band asset): the
             # names are the Item's, not the file's band descriptions, which --bands then
@@ -300,7 +318,7 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
     if len(rasters) != 1 and missing:  # not "choose ... with --bands", which was given
         raise InputError(
             f"{path}: --bands {bands}: no raster asset of the Item is named {', '.join(map(repr, missing))} "
-            f"(by its key or eo:bands); its assets are: {keys}"
+            f"(by its key, or an eo:bands name or common name); its assets are: {keys}"
         )
     if len(rasters) != 1:
         raise InputError(
