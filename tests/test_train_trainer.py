@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ from safetensors.torch import load_file
 
 from geosr.errors import OptionError
 from geosr.models import load_weights
-from geosr.train.config import load_config
+from geosr.train.config import SceneSource, load_config
 from geosr.train.trainer import Validator, train
 
 TINY = {"features": 8, "encoder_blocks": 1, "refine_steps": 1}
@@ -296,6 +297,27 @@ def test_a_constant_validation_raster_is_one_line_before_training(
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "flat.tif", "every validation chip is constant", "with detail")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_flat_training_raster_is_left_out_or_refused(
+    tmp_path, scenes, make_raster, capsys, monkeypatch
+) -> None:
+    """A raster whose valid pixels hold one value (a mask, a never-filled band) was trained on
+    without a word: batches of it teach nothing."""
+    from geosr.errors import GeosrWarning
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    flat = make_raster("flat.tif", data=np.full((1, 96, 96), 500, "uint16"))
+    args = ["train", str(flat), *FAST, "-o", str(tmp_path / "run")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "flat.tif: every valid pixel of the training rasters holds one value")
+    assert not (tmp_path / "run").exists()
+    config = _config(tmp_path, scenes[0], scenes[1], steps=1)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, train=(*config.data.train, SceneSource(str(flat))))
+    )
+    with pytest.warns(GeosrWarning, match=r"flat\.tif.*: every valid pixel holds one value.*left out"):
+        assert train(config).step == 1
 
 
 def test_a_negative_thread_count_is_one_line(tmp_path, scenes, capsys, monkeypatch) -> None:

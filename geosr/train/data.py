@@ -50,6 +50,8 @@ class TrainScene:
         The raster's digital-number step in normalised units (0 for float rasters).
     weight : float
         The source's sampling weight multiplier.
+    flat : tuple of bool
+        Per band: whether its valid pixels all hold one value (nothing to learn from).
     """
 
     name: str
@@ -57,6 +59,7 @@ class TrainScene:
     invalid_sat: np.ndarray
     quant_step: np.ndarray
     weight: float = 1.0
+    flat: tuple[bool, ...] = ()
 
     def all_valid(self, band: int, y: int, x: int, size: int) -> bool:
         s = self.invalid_sat[band]
@@ -119,12 +122,46 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
     integer = np.issubdtype(np.dtype(dtype), np.integer)
     quant = np.array([1.0 / s if integer else 0.0 for s in norm.scale], np.float64)
     name = f"{Path(path).name}[b{','.join(map(str, bands))}]"
-    return TrainScene(name, np.ascontiguousarray(data), sat, quant, source.weight)
+    flat = tuple(bool(np.ptp(b[v]) == 0) if v.any() else True for b, v in zip(block, valid, strict=True))
+    return TrainScene(name, np.ascontiguousarray(data), sat, quant, source.weight, flat)
 
 
 def load_scenes(sources: tuple[SceneSource, ...], what: str) -> list[TrainScene]:
     """Load every raster that ``sources`` name."""
     return [load_scene(f, s) for f, s in resolve_sources(sources, what)]
+
+
+def _with_detail(scenes: list[TrainScene], pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The (scene, band) ``pairs`` whose valid pixels are not all one value.
+
+    A flat band (a mask, a constant fill, a band of a product that was never filled)
+    teaches nothing but costs its share of the batches: it was trained on without a word.
+    One is left out with a warning; when all are, nothing is left to train on.
+
+    Raises
+    ------
+    InputError
+        Every band of every training raster is flat.
+    """
+    flat = [(i, b) for i, b in pairs if scenes[i].flat and scenes[i].flat[b]]
+    if flat and len(flat) == len(pairs):
+        raise InputError(
+            f"{scene_names(scenes)}: every valid pixel of the training rasters holds one value, "
+            "which teaches nothing; give rasters with detail (or check their nodata value)"
+        )
+    if flat:
+        warnings.warn(
+            f"{', '.join(_band_name(scenes[i], b) for i, b in flat)}: every valid pixel holds "
+            "one value, which teaches nothing; left out of training",
+            GeosrWarning,
+            stacklevel=3,
+        )
+    return [pair for pair in pairs if pair not in flat]
+
+
+def _band_name(scene: TrainScene, band: int) -> str:
+    """``a.tif[b1]`` for a one-band scene, ``a.tif[b1,2,3] band 2`` (0-based ``band``) for one of several."""
+    return scene.name if scene.data.shape[0] == 1 else f"{scene.name} band {band + 1}"
 
 
 def dihedral(x: np.ndarray, k: int) -> np.ndarray:
@@ -164,6 +201,8 @@ class ChipSampler:
         self.margin = margin_for(scale, degradation)
         self.size = lr_chip * scale + 2 * self.margin
         pairs = [(i, b) for i, s in enumerate(scenes) for b in range(s.data.shape[0])]
+        if what == "training":  # a flat validation raster is told by the validator
+            pairs = _with_detail(scenes, pairs)
         usable = [(i, b) for i, b in pairs if min(scenes[i].data.shape[1:]) >= self.size]
         names = scene_names(scenes)
         chip = "--chip (data.lr_chip)" if what == "training" else "data.val_lr_chip"
