@@ -433,9 +433,20 @@ def info(
         asset=asset,
     )
     table = Table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # a long path is folded onto the next line, not cut with '…'
     for key, value in plan_run(input, options, calibrate=calibrate).lines():
         table.add_row(f"[bold]{key}[/bold]", value)
-    Console().print(table)
+    print_table(table)
+
+
+def print_table(table: Table) -> None:
+    """Print ``table`` on stdout without the spaces rich pads every line with to the table's
+    width: piped into grep, diff or a file, each line of ``geosr info`` ended in up to 60."""
+    console = Console()
+    with console.capture() as captured:
+        console.print(table)
+    typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 @app.command()

@@ -292,3 +292,17 @@ def test_info_counts_the_valid_pixels_inside_an_aoi_polygon(make_raster, tmp_pat
     aoi = str(write_geojson(tmp_path / "corner.geojson", [*ring, ring[0]], crs="EPSG:32633"))
     share = dict(plan_run(src, RunOptions(model="bicubic", aoi=aoi)).lines())["valid pixels"]
     assert 45 < float(share.split()[0]) < 52  # 400 of about 820 px, by pixel centres
+
+
+def test_info_piped_has_no_trailing_spaces_and_the_whole_path(make_raster, capsys, monkeypatch) -> None:
+    """Piped into grep, diff or a file, each line ended in the spaces rich pads a table with (up
+    to 60), and a path longer than the 80 columns rich then assumes was cut: 'input /tmp/…'."""
+    path = make_raster("a_scene_named_at_length_by_its_tile_date_and_processing_baseline.tif")
+    monkeypatch.setattr(sys, "argv", ["geosr", "info", str(path), "--model", "bicubic", "--no-calibrate"])
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line != line.rstrip()] == []
+    assert str(path) in "".join(line.strip().removeprefix("input").strip() for line in lines[:4])
