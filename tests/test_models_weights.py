@@ -195,6 +195,16 @@ def test_a_folder_is_named_as_a_folder(tmp_path: Path) -> None:
         load_weights(tmp_path / "m.safetensors")
 
 
+def test_a_stem_beside_a_folder_of_its_name_loads_the_weights(tmp_path: Path) -> None:
+    """geosr train -o mine --weights mine leaves mine/ beside mine.safetensors: --model mine
+    was refused as 'mine is a folder, not geosr weights'."""
+    model = trained_like()
+    save_weights(model, card_for(model), tmp_path / "mine")
+    (tmp_path / "mine").mkdir()
+    loaded = load_model(str(tmp_path / "mine"), bands=1, scale=2)
+    assert torch.equal(loaded.state_dict()["head.bias"], model.state_dict()["head.bias"])
+
+
 def test_upper_case_suffix_is_read(tmp_path: Path) -> None:
     """M.SAFETENSORS was looked for as M.safetensors and refused as 'not geosr weights'."""
     model = trained_like()

@@ -126,8 +126,10 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
         # Not "a pickle-based checkpoint ... Convert it with": there is nothing to convert.
         raise ModelError(f"weights file {path} does not exist; check the path")
     weights_path, card_path = weights_paths(path)
+    # The stem of weights beside a folder of the same name (geosr train -o mine --weights mine)
+    # names the weights: only a folder with no such file beside it is the user's mistake.
     folder = next((p for p in (Path(path), weights_path) if p.is_dir()), None)
-    if folder is not None:
+    if folder is not None and not weights_path.is_file():
         # Not "<folder>.safetensors does not exist": the user gave, or named, a folder.
         raise ModelError(
             f"{folder} is a folder, not geosr weights; give the .safetensors file "
