@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,26 @@ def test_a_stem_beside_a_folder_of_its_name_loads_the_weights(tmp_path: Path) ->
     (tmp_path / "mine").mkdir()
     loaded = load_model(str(tmp_path / "mine"), bands=1, scale=2)
     assert torch.equal(loaded.state_dict()["head.bias"], model.state_dict()["head.bias"])
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"foo": 1}, {"features": "4"}, {"blocks": 2}],
+    ids=["unknown key", "wrong type", "another architecture's"],
+)
+def test_a_config_the_architecture_refuses_names_the_card(tmp_path: Path, config: dict[str, object]) -> None:
+    """geosr run said 'error: scene.tif: unknown CNNRNN config keys ['foo']; ...', blaming
+    the input and leaving the user to guess that the weights' card was at fault."""
+    from geosr.train.trainer import initial_model
+
+    model = trained_like()
+    weights, card_path = save_weights(model, card_for(model), tmp_path / "m")
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**card, "config": {**card["config"], **config}}))
+    with pytest.raises(ModelError, match=rf"^{re.escape(str(card_path))}: .*CNNRNN"):
+        load_model(weights, bands=1, scale=2)
+    with pytest.raises(ModelError, match=rf"^{re.escape(str(card_path))}: "):
+        initial_model(str(weights), 2)  # geosr train --init
 
 
 def test_upper_case_suffix_is_read(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from geosr.models.weights import (
     WEIGHTS_SUFFIX,
     apply_state,
     load_weights,
+    weights_paths,
 )
 from geosr.predictor import resolve_device
 
@@ -247,13 +248,32 @@ def _check_bands(model: SRModel, bands: object) -> None:
         raise ModelError(f"model {model.name} expects {in_channels} bands, the input has {bands}")
 
 
-def model_from_card(card: ModelCard) -> SRModel:
-    """Build the (untrained) architecture a card describes."""
-    if card.architecture == "bicubic":
-        return Bicubic(card.scale)
-    if card.architecture == "edsr":
-        return EDSR(EDSRConfig.from_dict({"scale": card.scale, **card.config}), name=card.name)
-    return CNNRNN(CNNRNNConfig.from_dict({"scale": card.scale, **card.config}), name=card.name)
+def model_from_card(card: ModelCard, *, source: str | os.PathLike[str] | None = None) -> SRModel:
+    """Build the (untrained) architecture a card describes.
+
+    Parameters
+    ----------
+    card : ModelCard
+    source : path-like, optional
+        The card's file, named in the error of a ``config`` its architecture refuses.
+
+    Raises
+    ------
+    ModelError
+        For a ``config`` the architecture does not take (unknown keys, wrong types).
+    """
+    try:
+        if card.architecture == "bicubic":
+            return Bicubic(card.scale)
+        if card.architecture == "edsr":
+            return EDSR(EDSRConfig.from_dict({"scale": card.scale, **card.config}), name=card.name)
+        return CNNRNN(CNNRNNConfig.from_dict({"scale": card.scale, **card.config}), name=card.name)
+    except ModelError as exc:
+        if source is None:
+            raise
+        # 'unknown CNNRNN config keys' alone, after the input's name, did not say that the
+        # weights' card is the file to fix.
+        raise ModelError(f"{source}: {exc}") from None
 
 
 def _from_file(path: Path, scale: object) -> SRModel:
@@ -264,7 +284,7 @@ def _from_file(path: Path, scale: object) -> SRModel:
             f"run with scale {card.scale}, or use weights trained for x{scale}"
         )
     _check_scale(scale, card.name)
-    model = model_from_card(card)
+    model = model_from_card(card, source=weights_paths(path)[1])
     apply_state(model, state)
     model.card = card
     return model

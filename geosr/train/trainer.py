@@ -128,7 +128,7 @@ def build_model(config: TrainConfig) -> nn.Module:
 def initial_model(init: str, scale: int) -> nn.Module:
     """The model of a weights file (or of a registered name's bundled weights), loaded."""
     from geosr.models.registry import bundled_weights, model_from_card
-    from geosr.models.weights import apply_state, load_weights
+    from geosr.models.weights import apply_state, load_weights, weights_paths
 
     path = Path(init)
     if is_model_name(init):  # e.g. "cnnrnn-fast"
@@ -143,7 +143,7 @@ def initial_model(init: str, scale: int) -> nn.Module:
         raise OptionError(
             f"init weights {path} are x{card.scale}, the run is x{scale}: use a matching --scale"
         )
-    model = model_from_card(card)
+    model = model_from_card(card, source=weights_paths(path)[1])
     try:
         apply_state(model, state)
     except ModelError as exc:  # "weights do not fit model cnnrnn-fast" did not say which file
