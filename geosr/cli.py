@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 from typer.core import TyperGroup
 
 from geosr.allocator import keep_freed_memory
@@ -455,7 +455,14 @@ def models() -> None:
     from geosr.models import list_models
 
     console = Console()
-    table = Table("name", "bundled scales", "description", "validation")
+    # The name is what --model takes: never cut to 'cnnrnn-f…' in a narrow terminal; the
+    # other columns fold rather than lose their ends.
+    table = Table(
+        Column("name", no_wrap=True),
+        Column("bundled scales", overflow="fold"),
+        Column("description", overflow="fold"),
+        Column("validation", overflow="fold"),
+    )
     infos = list_models()
     for info in infos:
         table.add_row(

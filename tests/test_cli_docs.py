@@ -47,6 +47,14 @@ def test_models_prints_the_bundled_model_card() -> None:
         assert field in result.output
 
 
+def test_models_keeps_the_names_whole_in_a_narrow_terminal() -> None:
+    """At 50 columns the table cut the names --model takes to 'cnnrnn-f…' and 'edsr-bas…'."""
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "50"})
+    assert result.exit_code == 0, result.output
+    rows = [line.split("│")[1].strip() for line in result.output.splitlines() if line.startswith("│")]
+    assert {"cnnrnn-fast", "cnnrnn-best", "edsr-baseline", "bicubic"} <= set(rows), rows
+
+
 def test_version_names_geosr_and_the_libraries_without_loading_torch() -> None:
     # --help and --version must answer at once: torch (about 2 s to import) loads
     # only when a command needs a model.
