@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 import tempfile
+import textwrap
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -473,7 +474,27 @@ def models() -> None:
         for scale, card in info.cards.items():
             console.print(f"\n[bold]{info.name} x{scale}[/bold] (model card)")
             for key, value in _card_lines(card):
-                console.print(f"  {key:<14} {value}", highlight=False)
+                # Wrapped here, not by rich: its wrap left '; ' at the ends of lines and started
+                # the next at column 0, outside the card, when piped (80 columns).
+                console.print(
+                    _hanging(f"  {key:<14} ", value, console.width),
+                    soft_wrap=True,
+                    highlight=False,
+                    markup=False,
+                )
+
+
+def _hanging(head: str, value: str, width: int) -> str:
+    """``head + value`` wrapped to ``width`` with its continuation lines indented under the
+    value, without trailing spaces; a path longer than a line stays whole."""
+    return textwrap.fill(
+        value,
+        width=max(width, len(head) + 20),
+        initial_indent=head,
+        subsequent_indent=" " * len(head),
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def _card_lines(card: object) -> list[tuple[str, str]]:

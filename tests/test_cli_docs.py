@@ -55,6 +55,19 @@ def test_models_keeps_the_names_whole_in_a_narrow_terminal() -> None:
     assert {"cnnrnn-fast", "cnnrnn-best", "edsr-baseline", "bicubic"} <= set(rows), rows
 
 
+def test_models_cards_wrap_under_their_values_without_trailing_spaces() -> None:
+    """Piped (80 columns), a card's long training-data line wrapped to column 0, outside
+    the card, with '; ' left at the end of each line."""
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line for line in lines if line != line.rstrip()] == []
+    card = lines[next(i for i, line in enumerate(lines) if line.endswith("(model card)")) + 1 :]
+    for line in card[: card.index("")]:
+        assert line.startswith("  "), line
+        assert line[2] != " " or line.startswith(" " * 17), line
+
+
 def test_version_names_geosr_and_the_libraries_without_loading_torch() -> None:
     # --help and --version must answer at once: torch (about 2 s to import) loads
     # only when a command needs a model.
