@@ -40,7 +40,8 @@ def _edsr_weights(tmp_path):
 
 def test_init_from_a_weights_file_keeps_its_model_name(tmp_path, make_raster, capsys, monkeypatch) -> None:
     """Fine-tuning an EDSR file is labelled edsr-baseline (file name, card, GEOSR_MODEL), not with the
-    default name cnnrnn-fast; a different -m is refused, as for a bundled --init name."""
+    default name cnnrnn-fast, and its card records the file it started from; a different -m is
+    refused, as for a bundled --init name."""
     import numpy as np
 
     from geosr.models.weights import load_weights
@@ -54,7 +55,17 @@ def test_init_from_a_weights_file_keeps_its_model_name(tmp_path, make_raster, ca
     args = ["train", str(hr), *FAST, "--init", str(init), "-o", str(run)]
     assert run_cli(args, capsys, monkeypatch)[0] in (0, None)
     assert [p.name for p in run.glob("*.safetensors")] == ["edsr-baseline_x2.safetensors"]
-    assert load_weights(run / "edsr-baseline_x2.safetensors")[1].name == "edsr-baseline"
+    card = load_weights(run / "edsr-baseline_x2.safetensors")[1]
+    assert card.name == "edsr-baseline"
+    # The card records its parent (its training options keep only --init as given).
+    parent = load_weights(init)[1]
+    assert card.training["init"] == {
+        "weights": str(init.resolve()),
+        "name": "edsr-baseline",
+        "date": parent.date,
+        "geosr_version": parent.geosr_version,
+        "steps": None,
+    }
 
     code, err = run_cli([*args[:-1], str(tmp_path / "other"), "-m", "cnnrnn-fast"], capsys, monkeypatch)
     assert_one_clear_line(code, err, "holds a edsr-baseline model", "-m edsr-baseline")
@@ -93,3 +104,18 @@ def test_init_weights_that_do_not_fit_their_card_name_the_file(tmp_path) -> None
     config = load_config(None, {"name": "edsr-baseline", "scale": 2, "init": str(weights)})
     with pytest.raises(ModelError, match=rf"^--init {weights}: weights do not fit"):
         build_model(config)
+
+
+def test_init_record_of_a_bundled_model_names_its_scale_and_card() -> None:
+    from geosr.models import bundled_weights
+    from geosr.models.weights import load_weights
+    from geosr.train.trainer import init_record
+
+    bundled = load_weights(bundled_weights("cnnrnn-fast", 4))[1]  # type: ignore[arg-type]
+    assert init_record("cnnrnn-fast", 4) == {
+        "weights": "cnnrnn-fast (bundled x4)",
+        "name": "cnnrnn-fast",
+        "date": bundled.date,
+        "geosr_version": bundled.geosr_version,
+        "steps": bundled.training["steps"],
+    }

@@ -97,7 +97,8 @@ class ModelCard:
 
         Other keys are kept for the record and ignored.
     training : dict
-        Provenance: ``data``, ``recipe``, ``steps``, ``seconds``, or a ``note``.
+        Provenance: ``data``, ``recipe``, ``steps``, ``seconds``, or a ``note``; fine-tuned
+        weights add ``init``, the weights they started from (path, name, date, version, steps).
     metrics : dict
         Validation results, e.g. ``{"psnr": 31.2, "psnr_bicubic": 29.8}``.
     geosr_version : str

@@ -151,6 +151,29 @@ def initial_model(init: str, scale: int) -> nn.Module:
     return model
 
 
+def init_record(init: str, scale: int) -> dict[str, Any]:
+    """What a fine-tuned card says of the weights it started from (``--init``).
+
+    The run's options keep ``init`` only as given (a bundled name, or a path relative to
+    the folder training ran in), which says nothing once the card is read elsewhere, or
+    once geosr's bundled weights are retrained: the parent's absolute path, name, date,
+    version and steps do.
+    """
+    from geosr.models.registry import bundled_weights
+    from geosr.models.weights import read_card, weights_paths
+
+    bundled = bundled_weights(init, scale) if is_model_name(init) else None
+    weights, card_path = weights_paths(bundled or Path(init))
+    card = read_card(card_path)
+    return {
+        "weights": f"{init} (bundled x{scale})" if bundled else str(weights.resolve()),
+        "name": card.name,
+        "date": card.date,
+        "geosr_version": card.geosr_version,
+        "steps": card.training.get("steps"),
+    }
+
+
 def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
     """Linear warm-up, then cosine decay (or constant) as a factor of ``optim.lr``."""
     opt = config.optim
@@ -395,6 +418,8 @@ def train(
 
     # channels_last: oneDNN's fast convolution layout on CPUs, tensor cores' on GPUs.
     model = build_model(config).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    # Read now, while the run starts: the file may have moved by the time the card is written.
+    parent = {"init": init_record(config.init, config.scale)} if config.init is not None else {}
     model.train()
     optimizer = torch.optim.AdamW(
         model.parameters(),
@@ -537,6 +562,7 @@ def train(
         normalisation=dict(NORMALISATION),
         training={
             "recipe": recipe,
+            **parent,
             "data": [s.path for s in config.data.train] if not config.data.store else config.data.store,
             # A store run validates on the store's own validation split, whatever data.val says.
             "validation": [s.path for s in config.data.val] if not config.data.store else config.data.store,
