@@ -119,3 +119,27 @@ def test_init_record_of_a_bundled_model_names_its_scale_and_card() -> None:
         "geosr_version": bundled.geosr_version,
         "steps": bundled.training["steps"],
     }
+
+
+@pytest.mark.parametrize(
+    ("config", "card", "said"),
+    [
+        ({"in_channels": 4}, {"bands": ["B2", "B3", "B4", "B8"]}, r"sees 4 bands at once \(B2,B3,B4,B8\)"),
+        ({}, {"normalisation": {"method": "dtype-range", "uint16": 10000}}, "by method=dtype-range"),
+    ],
+    ids=["band layout", "dtype-range"],
+)
+def test_init_weights_training_cannot_keep_are_refused(tmp_path, config, card, said) -> None:
+    """A 4-band model failed at the first step ('built for 4 bands, the input has 1' of a
+    4-band raster); a dtype-range one was retrained on percentile-normalised chips and its
+    card's normalisation replaced without a word."""
+    from geosr.models import CNNRNN, CNNRNNConfig
+    from geosr.models.card import ModelCard
+    from geosr.models.weights import save_weights
+    from geosr.train.trainer import initial_model
+
+    model = CNNRNN(CNNRNNConfig(scale=2, features=4, encoder_blocks=1, refine_steps=1, **config), name="t")
+    model_card = ModelCard("t", "cnnrnn", model.config.to_dict(), 2, **card)
+    weights = save_weights(model, model_card, tmp_path / "t")[0]
+    with pytest.raises(OptionError, match=rf"^--init {weights}: its .*{said}.*fine-tunes band by band"):
+        initial_model(str(weights), 2)

@@ -128,7 +128,7 @@ def build_model(config: TrainConfig) -> nn.Module:
 def initial_model(init: str, scale: int) -> nn.Module:
     """The model of a weights file (or of a registered name's bundled weights), loaded."""
     from geosr.models.registry import bundled_weights, model_from_card
-    from geosr.models.weights import apply_state, load_weights, weights_paths
+    from geosr.models.weights import apply_state, load_weights
 
     path = Path(init)
     if is_model_name(init):  # e.g. "cnnrnn-fast"
@@ -143,12 +143,37 @@ def initial_model(init: str, scale: int) -> nn.Module:
         raise OptionError(
             f"init weights {path} are x{card.scale}, the run is x{scale}: use a matching --scale"
         )
+    _check_trainable(card, path)
     model = model_from_card(card, source=weights_paths(path)[1])
     try:
         apply_state(model, state)
     except ModelError as exc:  # "weights do not fit model cnnrnn-fast" did not say which file
         raise ModelError(f"--init {path}: {exc}") from None
     return model
+
+
+def _check_trainable(card: ModelCard, path: Path) -> None:
+    """Refuse ``--init`` weights whose card training cannot keep.
+
+    Training feeds one band at a time, normalised by its percentiles (:data:`NORMALISATION`),
+    and writes that in the new card: a model built for a band layout failed at the first
+    step ('built for 4 bands, the input has 1' of a 4-band raster), and a ``dtype-range``
+    model was silently retrained on other input values, its card's normalisation replaced.
+    """
+    from geosr.normalise import normalisation_from_card
+
+    channels = card.config.get("in_channels", 1)
+    if channels != 1:
+        bands = f" ({','.join(card.bands)})" if card.bands else ""
+        what = f"its model sees {channels} bands at once{bands}"
+    elif normalisation_from_card(card.normalisation) != normalisation_from_card(NORMALISATION):
+        what = f"its card normalises by {' '.join(f'{k}={v}' for k, v in card.normalisation.items())}"
+    else:
+        return
+    raise OptionError(
+        f"--init {path}: {what}, but geosr train fine-tunes band by band on inputs normalised by "
+        f"their 0.1/99.9 percentiles; start from a band-agnostic percentile model such as cnnrnn-fast"
+    )
 
 
 def init_record(init: str, scale: int) -> dict[str, Any]:
@@ -160,7 +185,7 @@ def init_record(init: str, scale: int) -> dict[str, Any]:
     version and steps do.
     """
     from geosr.models.registry import bundled_weights
-    from geosr.models.weights import read_card, weights_paths
+    from geosr.models.weights import read_card
 
     bundled = bundled_weights(init, scale) if is_model_name(init) else None
     weights, card_path = weights_paths(bundled or Path(init))
