@@ -137,8 +137,11 @@ def test_load_from_path(tmp_path: Path) -> None:
         r"the input has 3",
     ):
         load_model(tmp_path / "mine_x3.safetensors", bands=3, scale=3)
-    with pytest.raises(ModelError, match=r"support scale 3 only, not 2"):
+    with pytest.raises(ModelError, match=r"support scale 3 only, not 2: .* or use weights trained for x2$"):
         load_model(tmp_path / "mine_x3.safetensors", bands=4, scale=2)
+    # Not 'or use weights trained for x1', which geosr would refuse in turn.
+    with pytest.raises(ModelError, match=r"only, not 1: run with scale 3 \(scales are 2\.\.8\)$"):
+        load_model(tmp_path / "mine_x3.safetensors", bands=4, scale=1)
 
 
 def test_load_from_pickle_path_is_refused(tmp_path: Path) -> None:

@@ -279,9 +279,14 @@ def model_from_card(card: ModelCard, *, source: str | os.PathLike[str] | None = 
 def _from_file(path: Path, scale: object) -> SRModel:
     state, card = load_weights(path)
     if card.scale != scale:
+        # No 'use weights trained for x1': there are none for a scale geosr does not take.
+        possible = not isinstance(scale, bool) and isinstance(scale, int) and MIN_SCALE <= scale <= MAX_SCALE
+        other = f" (scales are {MIN_SCALE}..{MAX_SCALE})"
+        if possible:
+            other = f", or use weights trained for x{scale}"
         raise ModelError(
-            f"weights {path} support scale {card.scale} only, not {scale!r}: "
-            f"run with scale {card.scale}, or use weights trained for x{scale}"
+            f"weights {path} support scale {card.scale} only, not {scale!r}: run with scale {card.scale}"
+            + other
         )
     _check_scale(scale, card.name)
     model = model_from_card(card, source=weights_paths(path)[1])
