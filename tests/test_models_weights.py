@@ -196,6 +196,19 @@ def test_a_folder_is_named_as_a_folder(tmp_path: Path) -> None:
         load_weights(tmp_path / "m.safetensors")
 
 
+def test_a_run_folder_given_as_model_is_named_as_a_folder_with_its_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """geosr train -o run, then --model run: 'unknown model 'run'; known models: ...', as if
+    the folder were not there (--model run/ said it was a folder, without the weights in it)."""
+    model = trained_like()
+    save_weights(model, card_for(model), tmp_path / "run" / "tiny_x2")
+    monkeypatch.chdir(tmp_path)
+    for given in ("run", "run/"):
+        with pytest.raises(ModelError, match=r"^run is a folder, not geosr weights; .*holds run/tiny_x2\."):
+            load_model(given, bands=1, scale=2)
+
+
 def test_a_stem_beside_a_folder_of_its_name_loads_the_weights(tmp_path: Path) -> None:
     """geosr train -o mine --weights mine leaves mine/ beside mine.safetensors: --model mine
     was refused as 'mine is a folder, not geosr weights'."""

@@ -131,9 +131,11 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
     folder = next((p for p in (Path(path), weights_path) if p.is_dir()), None)
     if folder is not None and not weights_path.is_file():
         # Not "<folder>.safetensors does not exist": the user gave, or named, a folder.
+        inside = sorted(p for p in folder.glob(f"*{WEIGHTS_SUFFIX}") if p.with_suffix(CARD_SUFFIX).is_file())
+        holds = f" (this one holds {_listed([str(p) for p in inside])})" if inside else ""
         raise ModelError(
             f"{folder} is a folder, not geosr weights; give the .safetensors file "
-            "(with its .json model card beside it) or a model name from `geosr models`"
+            f"(with its .json model card beside it){holds} or a model name from `geosr models`"
         )
     if not weights_path.is_file():
         # An existing file of another kind: say what it is not, not "<it>.safetensors is missing".
