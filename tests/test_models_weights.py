@@ -209,6 +209,21 @@ def test_a_run_folder_given_as_model_is_named_as_a_folder_with_its_weights(
             load_model(given, bands=1, scale=2)
 
 
+def test_a_training_checkpoint_given_as_weights_is_named_as_one(tmp_path: Path) -> None:
+    """--model run/checkpoints/last.safetensors said 'last.json has no 'name', 'architecture',
+    'scale' field; a model card needs ...', as if a card were damaged."""
+    from geosr.train.checkpoint import TrainState, save_checkpoint
+
+    model = trained_like()
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    folder = tmp_path / "run" / "checkpoints"
+    state = TrainState(3)
+    save_checkpoint(folder, model=model, optimizer=optimizer, scheduler=scheduler, state=state, config={})
+    with pytest.raises(ModelError, match=r"last\.safetensors is a geosr train checkpoint \(step 3\), not"):
+        load_model(folder / "last.safetensors", bands=1, scale=2)
+
+
 def test_a_stem_beside_a_folder_of_its_name_loads_the_weights(tmp_path: Path) -> None:
     """geosr train -o mine --weights mine leaves mine/ beside mine.safetensors: --model mine
     was refused as 'mine is a folder, not geosr weights'."""

@@ -8,6 +8,7 @@ refused by name, before any byte of them is parsed; a pickle renamed to
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -172,7 +173,24 @@ def read_card(card_path: Path) -> ModelCard:
         text = card_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ModelError(f"{card_path} is not a model card: not UTF-8 JSON text ({exc.reason})") from None
+    _refuse_checkpoint(text, card_path)
     return ModelCard.from_json(text, source=str(card_path))
+
+
+def _refuse_checkpoint(text: str, card_path: Path) -> None:
+    """Name a training checkpoint (``checkpoints/last.json``, geosr.train.checkpoint) as one:
+    read as a card, it was 'has no 'name', 'architecture', 'scale' field'."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return  # ModelCard.from_json says so
+    checkpoint = {"step", "optimizer", "config"}
+    if isinstance(data, dict) and checkpoint <= data.keys() and "architecture" not in data:
+        raise ModelError(
+            f"{card_path.with_suffix(WEIGHTS_SUFFIX)} is a geosr train checkpoint (step {data['step']}), "
+            "not weights: a run writes its weights and card into its folder when it ends; finish an "
+            "interrupted one with the same geosr train command and --resume"
+        )
 
 
 def _listed(keys: list[str]) -> str:
