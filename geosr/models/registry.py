@@ -233,19 +233,23 @@ def _check_scale(scale: object, name: str) -> int:
     return scale
 
 
-def _check_bands(model: SRModel, bands: object) -> None:
+def _check_bands(model: SRModel, bands: object, weights: Path | None = None) -> None:
+    """Refuse a band count the model's card does not take; ``weights`` names a user's file,
+    whose card may carry a bundled model's name ('model cnnrnn-fast expects 4 bands ... or
+    use a band-agnostic model such as cnnrnn-fast' contradicted itself)."""
     if isinstance(bands, bool) or not isinstance(bands, int) or bands < 1:
         raise ModelError(f"bands must be an integer >= 1, got {bands!r}")
+    what = f"model {model.name}" + (f" ({weights})" if weights is not None else "")
     card_bands = model.card.bands
     if card_bands is not None and len(card_bands) != bands:
         raise ModelError(
-            f"model {model.name} expects {len(card_bands)} bands ({','.join(card_bands)}), "
+            f"{what} expects {len(card_bands)} bands ({','.join(card_bands)}), "
             f"the input has {bands}; select those bands (e.g. --bands) or use a "
             "band-agnostic model such as cnnrnn-fast"
         )
     in_channels = getattr(getattr(model, "config", None), "in_channels", 1)
     if in_channels > 1 and in_channels != bands:
-        raise ModelError(f"model {model.name} expects {in_channels} bands, the input has {bands}")
+        raise ModelError(f"{what} expects {in_channels} bands, the input has {bands}")
 
 
 def model_from_card(card: ModelCard, *, source: str | os.PathLike[str] | None = None) -> SRModel:
@@ -368,6 +372,7 @@ def load_model(
         device = resolve_device(device)
     target = DEFAULT_MODEL if name_or_path is None else name_or_path
     untrained = False
+    user_weights = None
     if isinstance(target, str) and target in MODEL_NAMES:
         spec = MODEL_NAMES[target]
         scale = _check_scale(scale, target)
@@ -379,10 +384,11 @@ def load_model(
             model = spec.build(scale)
             untrained = model.card.is_untrained
     elif _looks_like_path(target):
-        model = _from_file(Path(target), scale)
+        user_weights = Path(target)
+        model = _from_file(user_weights, scale)
     else:
         raise _unknown(target)
-    _check_bands(model, bands)
+    _check_bands(model, bands, user_weights)
     if untrained:
         # A warning the command line shows: the output would otherwise pass for the
         # model's while it is bicubic's.
