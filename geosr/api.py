@@ -208,7 +208,7 @@ def upscale_file(
 
     try:
         net = load_model(opts.model, bands=scene.count, scale=opts.scale)
-        check_band_layout(scene.path, scene.descriptions, net.card.bands, net.name)
+        check_band_layout(scene.path, scene.descriptions, net.card.bands, model_label(net, opts.model))
         predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
     except GeosrError as exc:
         raise in_context(src, exc) from None

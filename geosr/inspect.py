@@ -251,7 +251,8 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     scene = scene_for(src, options)
     frames = frames_for(scene, options)
     net = load_model(options.model, bands=scene.count, scale=options.scale)
-    check_band_layout(scene.path, scene.descriptions, net.card.bands, net.name)  # what the run would refuse
+    # What the run would refuse, naming the model as its output would.
+    check_band_layout(scene.path, scene.descriptions, net.card.bands, model_label(net, options.model))
     predictor = Predictor(net, device=options.device, precision=options.precision)
     frames = frames_read(src, net, frames)
     # The --frame files deepen the halo and multiply the memory: planned without them,

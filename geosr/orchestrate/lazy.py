@@ -18,6 +18,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
+from geosr.api import model_label
 from geosr.errors import GeosrError, InputError, OptionError
 from geosr.grid import scaled
 from geosr.io.bands import check_band_layout
@@ -197,7 +198,11 @@ def upscale(
     predictor = cached_predictor(opts.model, data.shape[0], opts.scale, opts.device, opts.precision)
     net = predictor.model
     check_band_layout(
-        "the DataArray", _band_names(data), net.card.bands, net.name, fix="put them in that order with .sel()"
+        "the DataArray",
+        _band_names(data),
+        net.card.bands,
+        model_label(net, opts.model),
+        fix="put them in that order with .sel()",
     )
     halo = net.receptive_field + FILL_RADIUS
     # Dask's overlap needs chunks of at least the halo: a smaller --tile is rounded up.
