@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 from pathlib import Path
@@ -273,6 +274,20 @@ def test_missing_weights(tmp_path: Path) -> None:
     (tmp_path / "scene.tif").write_bytes(b"II*\x00")
     with pytest.raises(ModelError, match=r"scene\.tif is not geosr weights; give a \.safetensors"):
         load_weights(tmp_path / "scene.tif")
+
+
+def test_weights_that_are_not_a_regular_file_say_what_they_are(tmp_path: Path) -> None:
+    """A link to moved weights, a link loop and a named pipe were each 'does not exist'."""
+    (tmp_path / "moved.safetensors").symlink_to(tmp_path / "gone" / "m.safetensors")
+    (tmp_path / "loop.safetensors").symlink_to(tmp_path / "loop.safetensors")
+    os.mkfifo(tmp_path / "pipe.safetensors")
+    for name, said in [
+        ("moved", rf"is a symbolic link to {tmp_path}/gone/m\.safetensors, which does not exist"),
+        ("loop", r"is a symbolic link that leads back to itself \(a loop\)"),
+        ("pipe", r"is not a regular file"),
+    ]:
+        with pytest.raises(ModelError, match=rf"weights file .*{name}\.safetensors {said}"):
+            load_weights(tmp_path / f"{name}.safetensors")
 
 
 class Payload:

@@ -8,6 +8,7 @@ refused by name, before any byte of them is parsed; a pickle renamed to
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -145,7 +146,7 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
                 f"{path} is not geosr weights; give a .safetensors file (with its .json model "
                 "card beside it) or a model name from `geosr models`"
             )
-        raise ModelError(f"weights file {weights_path} does not exist")
+        raise ModelError(f"weights file {weights_path} {_why_not_a_file(weights_path)}")
     if not card_path.is_file():
         raise ModelError(
             f"weights {weights_path} have no model card: expected {card_path} "
@@ -156,6 +157,24 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights_path} is not a valid safetensors file: {exc}") from exc
     return state, read_card(card_path)
+
+
+def _why_not_a_file(path: Path) -> str:
+    """Why ``path``, which is not a regular file, cannot be read: 'does not exist' was said
+    of a symbolic link to a moved file, a link loop and a named pipe alike."""
+    if path.is_symlink():
+        try:
+            path.stat()
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "is a symbolic link that leads back to itself (a loop); give the weights file itself"
+            return (
+                f"is a symbolic link to {path.readlink()}, which does not exist; "
+                "point it at the weights or give them"
+            )
+    if path.exists():
+        return "is not a regular file; give the weights file itself"
+    return "does not exist"
 
 
 def read_card(card_path: Path) -> ModelCard:
