@@ -174,6 +174,12 @@ class RunOptions:
             value = getattr(self, name)
             if value is not None and not _number(value):
                 raise OptionError(f"--{name} {value!r} is not supported: use a number")
+        for name in ("overwrite", "stac", "quicklook", "resume", "restart", "check_resources"):
+            # ``overwrite="no"`` (or "false", from a config file) is truthy: it replaced the user's file.
+            value = getattr(self, name)
+            if type(value).__name__ not in ("bool", "bool_"):  # numpy's too
+                raise OptionError(f"{name}={value!r} is not supported: use True or False")
+            object.__setattr__(self, name, bool(value))
 
     def _check_not_empty(self) -> None:
         """Refuse an empty name, as an unset shell variable gives (``--aoi "$AOI"``): ``--aoi ''``

@@ -362,6 +362,21 @@ def test_python_api_options_of_the_wrong_type_are_one_error(
     assert sorted(p.name for p in tmp_path.iterdir()) == [scene.name]
 
 
+def test_python_api_switch_given_as_text_does_not_replace_the_output(make_raster, tmp_path: Path) -> None:
+    """overwrite="no" (or "false", as a config file gives it) is truthy: it replaced the
+    user's existing file without a word."""
+    import geosr
+
+    scene = make_raster()
+    dst = tmp_path / "out.tif"
+    dst.write_bytes(b"the user's file")
+    says = "overwrite='no' is not supported: use True or False"
+    with pytest.raises(geosr.GeosrError, match=re.escape(says)):
+        geosr.upscale_file(scene, dst, scale=2, model="bicubic", overwrite="no")
+    assert dst.read_bytes() == b"the user's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([scene.name, dst.name])
+
+
 def test_python_api_takes_one_frame_path_and_numpy_integers(make_raster, tmp_path: Path) -> None:
     """frames="d2.tif" was read as the frames 'd', '2', '.', ... ("d: no such file");
     a numpy integer scale (from an array's shape, say) was refused as "--scale 2"."""
