@@ -127,6 +127,22 @@ def check_source_given(src: object) -> None:
     raise InputError(f"upscale_file takes the path or URL of a raster, not a {type(src).__name__}{hint}")
 
 
+def check_call_given(dst: object, progress: object) -> None:
+    """Refuse an output that is no path and a ``progress`` that is no function: ``dst=5`` was
+    a TypeError from pathlib, and ``progress=5`` one once the first tiles had run, which left
+    the run's hidden state beside the output.
+
+    Raises
+    ------
+    OptionError
+        ``dst`` is neither None, a string nor path-like; ``progress`` is neither None nor callable.
+    """
+    if dst is not None and not isinstance(dst, (str, os.PathLike)):
+        raise OptionError(f"the output {dst!r} is not supported: give a path or URL (str or pathlib.Path)")
+    if progress is not None and not callable(progress):
+        raise OptionError(f"progress={progress!r} is not supported: give a function progress(done, total)")
+
+
 def upscale_file(
     src: str | Path,
     dst: str | Path | None = None,
@@ -169,6 +185,7 @@ def upscale_file(
         Bad input or option; nothing is written in that case.
     """
     check_source_given(src)
+    check_call_given(dst, progress)
     check_faults()  # before anything is written: a malformed one failed mid-run
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RunOptions)})
     if unknown:

@@ -174,12 +174,28 @@ class RunOptions:
             value = getattr(self, name)
             if value is not None and not _number(value):
                 raise OptionError(f"--{name} {value!r} is not supported: use a number")
+            if isinstance(value, str):  # read as the command line reads it: offset="-1000" was a TypeError
+                object.__setattr__(self, name, float(value))
+        if isinstance(self.bbox, (list, tuple)) and len(self.bbox) == 4 and all(map(_number, self.bbox)):
+            object.__setattr__(self, "bbox", ",".join(str(float(v)) for v in self.bbox))
+        self._check_text()
         for name in ("overwrite", "stac", "quicklook", "resume", "restart", "check_resources"):
             # ``overwrite="no"`` (or "false", from a config file) is truthy: it replaced the user's file.
             value = getattr(self, name)
             if type(value).__name__ not in ("bool", "bool_"):  # numpy's too
                 raise OptionError(f"{name}={value!r} is not supported: use True or False")
             object.__setattr__(self, name, bool(value))
+
+    def _check_text(self) -> None:
+        """Refuse a value that is no text where text is read: ``device=0``, ``compile=True``,
+        ``bands=3`` and ``bbox=`` a dict failed deep inside (AttributeError "'int' object has
+        no attribute 'startswith'", "'int' object is not iterable")."""
+        for name, say in TEXT_OPTIONS.items():
+            value = getattr(self, name)
+            if name == "bands" and isinstance(value, (list, tuple)):
+                continue  # names and indexes one by one, which parse_bands takes
+            if value is not None and not isinstance(value, str):
+                raise OptionError(f"--{name} {value!r} is not supported: {say}")
 
     def _check_not_empty(self) -> None:
         """Refuse an empty name, as an unset shell variable gives (``--aoi "$AOI"``): ``--aoi ''``
@@ -190,6 +206,16 @@ class RunOptions:
         for flag, value in named:
             if value is not None and not str(value).strip():
                 raise OptionError(f"--{flag} is empty; give a value or leave the option out")
+
+
+TEXT_OPTIONS = {
+    "device": "use 'auto', 'cpu', 'cuda' or 'cuda:N' (text)",
+    "precision": "use 'auto', 'fp32', 'bf16' or 'fp16' (text)",
+    "compile": "use 'auto', 'on' or 'off' (text)",
+    "bands": "give names or 1-based indexes as text, e.g. '3' or 'B04,B03,B02'",
+    "bbox": "give 'minx,miny,maxx,maxy' or four numbers",
+}
+"""What each option read as text takes, for the line refusing a value of another type."""
 
 
 def check_scale(scale: object) -> None:

@@ -346,6 +346,10 @@ def test_nodata_the_dtype_cannot_hold_names_the_file(make_raster, tmp_path: Path
         ({"workers": "2"}, "--workers '2'"),
         ({"nodata": "none"}, "--nodata 'none' is not supported: use a number"),
         ({"offset": [1]}, "--offset [1]"),
+        ({"device": 0}, "--device 0 is not supported: use 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+        ({"compile": True}, "--compile True is not supported: use 'auto', 'on' or 'off'"),
+        ({"bands": 3}, "--bands 3 is not supported: give names or 1-based indexes as text"),
+        ({"bbox": {"minx": 1}}, "--bbox {'minx': 1} is not supported"),
     ],
 )
 def test_python_api_options_of_the_wrong_type_are_one_error(
@@ -375,6 +379,29 @@ def test_python_api_switch_given_as_text_does_not_replace_the_output(make_raster
         geosr.upscale_file(scene, dst, scale=2, model="bicubic", overwrite="no")
     assert dst.read_bytes() == b"the user's file"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([scene.name, dst.name])
+
+
+def test_python_api_refuses_an_output_or_progress_of_the_wrong_type(make_raster, tmp_path: Path) -> None:
+    """dst=5 was a TypeError from pathlib; progress=5 one once the first tiles had run,
+    which left the run's hidden state beside the output."""
+    import geosr
+
+    scene = make_raster()
+    with pytest.raises(geosr.GeosrError, match=r"^the output 5 is not supported: give a path or URL"):
+        geosr.upscale_file(scene, 5, scale=2, model="bicubic")
+    with pytest.raises(geosr.GeosrError, match=r"^progress=5 is not supported: give a function"):
+        geosr.upscale_file(scene, tmp_path / "out.tif", scale=2, model="bicubic", progress=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [scene.name]
+
+
+def test_python_api_takes_an_offset_as_text_and_a_bbox_as_four_numbers() -> None:
+    """offset="-1000" passed the type check (text, as --offset reads it) and then failed
+    with TypeError 'must be real number, not str'; bbox=(minx, miny, maxx, maxy) with
+    AttributeError "'tuple' object has no attribute 'split'"."""
+    from geosr.options import RunOptions
+
+    options = RunOptions(offset="-1000", nodata="0", bbox=(13.38, 52.5, 13.42, 52.53))
+    assert (options.offset, options.nodata, options.bbox) == (-1000.0, 0.0, "13.38,52.5,13.42,52.53")
 
 
 def test_python_api_takes_one_frame_path_and_numpy_integers(make_raster, tmp_path: Path) -> None:
