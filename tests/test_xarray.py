@@ -343,3 +343,23 @@ def test_a_fill_value_the_dtype_cannot_hold_is_one_clear_error() -> None:
     with pytest.raises(geosr.GeosrError, match=r"_FillValue -9999 is not a valid uint16 value; give"):
         geosr.upscale(data, scale=2, model="bicubic")
     assert geosr.upscale(data, scale=2, model="bicubic", nodata=0).rio.nodata == 0
+
+
+def test_tasks_starting_at_once_build_the_model_once() -> None:
+    """The README says each Dask worker builds the model once: its task threads starting
+    at once each built it (4 builds in a worker of 4 threads), lru_cache holding none back."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from geosr.orchestrate.lazy import _predictor, cached_predictor, predictor_builds
+
+    _predictor.cache_clear()
+    barrier = threading.Barrier(4)
+
+    def build(_: int) -> object:
+        barrier.wait()
+        return cached_predictor(None, 1, 4, "cpu", "fp32")
+
+    with ThreadPoolExecutor(4) as pool:
+        built = list(pool.map(build, range(4)))
+    assert predictor_builds() == 1 and all(b is built[0] for b in built)

@@ -10,6 +10,7 @@ the graph.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 import dask.array as da
@@ -42,7 +43,15 @@ def cached_predictor(
 ) -> Any:
     """The predictor for these settings, built once per process (per Dask worker), and
     again when the weights file ``model`` names has been written since."""
-    return _predictor(model, _weights_stamp(model), bands, scale, device, precision, compile)
+    stamp = _weights_stamp(model)
+    with _BUILDING:
+        return _predictor(model, stamp, bands, scale, device, precision, compile)
+
+
+_BUILDING = threading.Lock()
+"""Held while the cache is looked up: lru_cache does not hold back a second caller while the
+first builds, so a worker's task threads starting at once each built the model (4 builds,
+4 copies on the GPU, for a worker of 4 threads)."""
 
 
 @functools.lru_cache(maxsize=4)
