@@ -363,3 +363,16 @@ def test_tasks_starting_at_once_build_the_model_once() -> None:
     with ThreadPoolExecutor(4) as pool:
         built = list(pool.map(build, range(4)))
     assert predictor_builds() == 1 and all(b is built[0] for b in built)
+
+
+def test_a_grid_mapping_left_in_its_dataset_is_told_how_to_read_it(make_raster, tmp_path: Path) -> None:
+    """xr.open_zarr(store)["band_data"] leaves the store's spatial_ref behind (it comes with
+    decode_coords="all"): the line said the DataArray had no CRS and to set one, though the
+    store has it."""
+    store = tmp_path / "in.zarr"
+    rioxarray.open_rasterio(make_raster(height=20, width=20)).to_dataset(name="band_data").to_zarr(store)
+    says = "its grid mapping 'spatial_ref' was not read with it: open the file with decode_coords='all'"
+    with pytest.raises(InputError, match=re.escape(says)):
+        geosr.upscale(xr.open_zarr(store)["band_data"], scale=2, model="bicubic")
+    sr = geosr.upscale(xr.open_zarr(store, decode_coords="all")["band_data"], scale=2, model="bicubic")
+    assert sr.rio.crs == "EPSG:32633"

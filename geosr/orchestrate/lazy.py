@@ -148,10 +148,24 @@ def _grid_of(data: xr.DataArray) -> GeoBox:
     # As for a Zarr store: rioxarray's grid mapping, GeoZarr/CF attributes, CF lat/lon.
     crs = variable_crs(data, data.rio.y_dim, data.rio.x_dim)
     if crs is None:
-        raise InputError("the DataArray has no CRS; set one with da.rio.write_crs('EPSG:...')")
+        raise InputError(f"the DataArray has no CRS; {_crs_fix(data)}")
     for dim in (data.rio.y_dim, data.rio.x_dim):
         check_evenly_spaced(data, dim, "the DataArray")  # as for a Zarr store read by path
     return GeoBox(data.rio.shape, array_transform(data, "the DataArray"), crs)
+
+
+def _crs_fix(data: xr.DataArray) -> str:
+    """How to give ``data`` its CRS.  A variable whose grid mapping was left behind in its
+    Dataset (``xr.open_zarr(store)["band_data"]``, ``xr.open_dataset`` of a CF netCDF: they
+    keep it only with ``decode_coords="all"``) was told to set one, though its file has it."""
+    mapping = data.attrs.get("grid_mapping", data.encoding.get("grid_mapping"))
+    if isinstance(mapping, str) and mapping not in data.coords:
+        return (
+            f"its grid mapping {mapping!r} was not read with it: open the file with "
+            "decode_coords='all' (xr.open_zarr(..., decode_coords='all')), or set one with "
+            "da.rio.write_crs('EPSG:...')"
+        )
+    return "set one with da.rio.write_crs('EPSG:...')"
 
 
 def upscale(
