@@ -376,3 +376,25 @@ def test_a_grid_mapping_left_in_its_dataset_is_told_how_to_read_it(make_raster, 
         geosr.upscale(xr.open_zarr(store)["band_data"], scale=2, model="bicubic")
     sr = geosr.upscale(xr.open_zarr(store, decode_coords="all")["band_data"], scale=2, model="bicubic")
     assert sr.rio.crs == "EPSG:32633"
+
+
+def test_a_decoded_read_of_bands_of_different_scales_keeps_each_bands_values(
+    make_raster, tmp_path: Path
+) -> None:
+    """open_rasterio(mask_and_scale=True) of bands scaled 0.0001 and 0.0002 (rioxarray's
+    encoding 'scales' and 'offsets', not scale_factor): each value was rounded to an int16
+    as if it were a DN, so the whole result was 0; a band selection picks its own scale."""
+    src = make_raster(count=2, height=30, width=40, dtype="int16", nodata=-9999)
+    with rasterio.open(src, "r+") as f:
+        f.scales, f.offsets = (0.0001, 0.0002), (-0.1, -0.2)
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic")
+    with rasterio.open(ran) as run:
+        stored = run.read().astype(np.float64)
+    expected = stored * np.array([0.0001, 0.0002])[:, None, None] + np.array([-0.1, -0.2])[:, None, None]
+    data = rioxarray.open_rasterio(src, mask_and_scale=True)
+    sr = geosr.upscale(data, scale=2, model="bicubic")
+    np.testing.assert_allclose(sr.values, expected, atol=1e-6)
+    assert sr.dtype == data.dtype and sr.encoding["scales"] == (0.0001, 0.0002)
+    second = geosr.upscale(data.sel(band=[2]), scale=2, model="bicubic")
+    assert second.encoding["scales"] == (0.0002,)
+    np.testing.assert_allclose(second.values, expected[1:], atol=1e-6)

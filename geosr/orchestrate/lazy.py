@@ -239,7 +239,7 @@ def upscale(
     if units is not None:
         # A decoded read (mask_and_scale): run on the stored integers as the file job does, so
         # that they are rounded and clipped in the stored dtype, not the physical values.
-        array = np.rint((array - units[1]) / units[0])
+        array = np.rint((array - units[1][:, None, None]) / units[0][:, None, None])
     h, w = grid.shape.yx
     step = sample_step(h, w)
     sample = np.asarray(array[:, ::step, ::step])
@@ -298,8 +298,11 @@ def upscale(
     block = tile_edge * opts.scale
     result = result.rechunk((-1, block, block))
     if units is not None:
-        result = result * units[0] + units[1]
+        result = (result * units[0][:, None, None] + units[1][:, None, None]).astype(data.dtype)
     out = _georeferenced(result, data, scaled(grid, opts.scale), nodata, stored)
+    if units is not None and {"scales", "offsets"} & set(data.encoding):
+        # Those of the bands kept, for to_raster to write (the encoding lists the file's).
+        out.encoding.update(scales=tuple(units[0].tolist()), offsets=tuple(units[1].tolist()))
     # A 2-D input gets no dimension it did not have: _checked's band was only for the kernels.
     return out.isel({out.dims[0]: 0}, drop=True) if flat else out
 
@@ -342,12 +345,37 @@ def _stored(data: xr.DataArray) -> tuple[str, float | None] | None:
     return np.dtype(dtype).name, float(encoded) if encoded is not None else None
 
 
-def _decoded_units(data: xr.DataArray) -> tuple[float, float] | None:
-    """The ``scale_factor`` and ``add_offset`` that decoded ``data`` from its stored integers
-    (``open_rasterio(mask_and_scale=True)``, ``xr.open_zarr``), or None if it is not scaled."""
-    scale = float(data.encoding.get("scale_factor", 1.0))
-    offset = float(data.encoding.get("add_offset", 0.0))
-    return (scale, offset) if (scale, offset) != (1.0, 0.0) and scale != 0 else None
+def _decoded_units(data: xr.DataArray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The scale and offset of each band that decoded ``data`` from its stored integers
+    (``open_rasterio(mask_and_scale=True)``, ``xr.open_zarr``), or None if it is not scaled.
+
+    Bands of different scales come as ``scales`` and ``offsets`` (rioxarray's): read as
+    unscaled, each reflectance of 0.01-0.1 was rounded to a DN of 0, so the result was 0.
+    """
+    scales = _per_band(data, "scales", "scale_factor", 1.0)
+    offsets = _per_band(data, "offsets", "add_offset", 0.0)
+    unscaled = (scales == 1.0).all() and (offsets == 0.0).all()
+    return None if unscaled or (scales == 0).any() else (scales, offsets)
+
+
+def _per_band(data: xr.DataArray, many: str, one: str, default: float) -> np.ndarray:
+    """The encoding's ``many`` (one value per band of the file) or ``one`` (for all bands),
+    for the bands of ``data``: a selection (``.sel(band=[2])``) keeps the file's list, whose
+    entries its band labels (1-based, as open_rasterio numbers them) pick."""
+    count = data.shape[0]
+    if many not in data.encoding:
+        return np.full(count, float(data.encoding.get(one, default)))
+    values = np.asarray(data.encoding[many], dtype=np.float64)
+    if len(values) == count:
+        return values
+    band = data.dims[0]
+    labels = data.coords[band].values if band in data.coords else np.array([])
+    if labels.dtype.kind in "iu" and len(labels) == count and ((labels >= 1) & (labels <= len(values))).all():
+        return values[labels - 1]
+    raise InputError(
+        f"the DataArray's encoding gives {len(values)} {many} for its {count} bands, and its {band!r} "
+        "labels do not say which are its own; select bands with .sel(band=[...]) of open_rasterio's numbers"
+    )
 
 
 SPATIAL_NAMES = frozenset({"y", "x", "lat", "lon", "latitude", "longitude"})
