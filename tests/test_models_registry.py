@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -120,6 +121,15 @@ def test_bad_scale(weights_dir: Path, scale: object) -> None:
 def test_bad_bands(weights_dir: Path, bands: object) -> None:
     with pytest.raises(ModelError, match=r"bands must be an integer >= 1"):
         load_model(bands=bands, scale=2)  # type: ignore[arg-type]
+
+
+def test_numpy_integers_are_taken_for_bands_and_scale(weights_dir: Path) -> None:
+    """An array's size (np.int64(4)) was refused with "bands must be an integer >= 1, got
+    np.int64(4)" and "scale np.int64(4) is not supported ...: use 2, 3 or 4", as RunOptions
+    takes them."""
+    model = load_model("bicubic", bands=np.int64(4), scale=np.int64(4))
+    assert model.scale == 4 and type(model.scale) is int
+    registry.check_model("cnnrnn-fast", scale=np.int32(2))
 
 
 def test_load_from_path(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ projection: a safe, physically consistent default rather than an error.
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import re
 import warnings
@@ -233,6 +234,12 @@ def _check_scale(scale: object, name: str) -> int:
     return scale
 
 
+def _plain_int(value: int) -> int:
+    """A numpy integer as Python's (an array's size, ``np.int64(4)``): refused before, with
+    "bands must be an integer >= 1, got np.int64(4)"; other values as they are, for the checks."""
+    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+
+
 def _check_bands(model: SRModel, bands: object, weights: Path | None = None) -> None:
     """Refuse a band count the model's card does not take; ``weights`` names a user's file,
     whose card may carry a bundled model's name ('model cnnrnn-fast expects 4 bands ... or
@@ -320,6 +327,7 @@ def check_model(name_or_path: str | os.PathLike[str] | None, *, scale: int) -> N
     unknown name, a scale the model does not take, a weights file that is missing or does
     not load.  A registered model is not built, and the bands are not checked."""
     target = DEFAULT_MODEL if name_or_path is None else name_or_path
+    scale = _plain_int(scale)
     if isinstance(target, str) and target in MODEL_NAMES:
         _check_scale(scale, target)
     elif _looks_like_path(target):
@@ -366,6 +374,7 @@ def load_model(
     OptionError
         A device name that is not known, or CUDA where there is none.
     """
+    bands, scale = _plain_int(bands), _plain_int(scale)
     if isinstance(device, str):
         # Checked first, as geosr run checks it: torch's errors for 'gpu' or a missing CUDA
         # were tracebacks (RuntimeError, AssertionError 'Torch not compiled with CUDA').
