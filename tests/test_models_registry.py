@@ -218,7 +218,8 @@ def test_models_package_imports_no_geospatial_or_dask() -> None:
 def test_a_device_torch_cannot_use_is_one_error() -> None:
     """load_model(device='gpu') was torch's RuntimeError 'Expected one of cpu, cuda, ...', and
     device='cuda' without a GPU 'AssertionError: Torch not compiled with CUDA enabled' (or,
-    for bicubic, no error at all), where geosr.upscale says one line of each."""
+    for bicubic, no error at all), where geosr.upscale says one line of each; so was
+    device=torch.device('cuda'), which the docstring takes."""
     from geosr.errors import GeosrError
 
     with pytest.raises(GeosrError, match="--device 'gpu' is not known; use one of auto, cpu, cuda"):
@@ -226,6 +227,10 @@ def test_a_device_torch_cannot_use_is_one_error() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(GeosrError, match="no CUDA GPU is visible"):
             load_model("cnnrnn-fast", bands=1, scale=2, device="cuda")
+        with pytest.raises(GeosrError, match="no CUDA GPU is visible"):
+            load_model("cnnrnn-fast", bands=1, scale=2, device=torch.device("cuda"))
+    cpu = load_model("bicubic", bands=1, scale=2, device=torch.device("cpu"))
+    assert next(iter(cpu.buffers()), torch.zeros(0)).device.type == "cpu"
     assert next(load_model("cnnrnn-fast", bands=1, scale=2, device="auto").parameters()).device.type in (
         "cpu",
         "cuda",

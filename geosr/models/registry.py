@@ -375,10 +375,11 @@ def load_model(
         A device name that is not known, or CUDA where there is none.
     """
     bands, scale = _plain_int(bands), _plain_int(scale)
-    if isinstance(device, str):
+    if isinstance(device, (str, torch.device)):
         # Checked first, as geosr run checks it: torch's errors for 'gpu' or a missing CUDA
-        # were tracebacks (RuntimeError, AssertionError 'Torch not compiled with CUDA').
-        device = resolve_device(device)
+        # were tracebacks (RuntimeError, AssertionError 'Torch not compiled with CUDA'), for
+        # torch.device('cuda') too.
+        device = resolve_device(str(device))
     target = DEFAULT_MODEL if name_or_path is None else name_or_path
     untrained = False
     user_weights = None
