@@ -190,6 +190,9 @@ class RunOptions:
         """Refuse a value that is no text where text is read: ``device=0``, ``compile=True``,
         ``bands=3`` and ``bbox=`` a dict failed deep inside (AttributeError "'int' object has
         no attribute 'startswith'", "'int' object is not iterable")."""
+        if type(self.device).__module__ == "torch" and type(self.device).__name__ == "device":
+            # A torch.device, as geosr.load_model takes it (torch is not imported for the check).
+            object.__setattr__(self, "device", str(self.device))
         for name, say in TEXT_OPTIONS.items():
             value = getattr(self, name)
             if name == "bands" and isinstance(value, (list, tuple)):

@@ -404,6 +404,21 @@ def test_python_api_takes_an_offset_as_text_and_a_bbox_as_four_numbers() -> None
     assert (options.offset, options.nodata, options.bbox) == (-1000.0, 0.0, "13.38,52.5,13.42,52.53")
 
 
+def test_python_api_takes_a_torch_device(make_raster, tmp_path: Path) -> None:
+    """geosr.load_model takes device=torch.device('cpu'); upscale_file and geosr.upscale
+    refused it (before, AttributeError "'torch.device' object has no attribute 'startswith'")."""
+    import rioxarray
+    import torch
+
+    import geosr
+
+    scene = make_raster(height=20, width=20)
+    cpu = torch.device("cpu")
+    assert geosr.upscale_file(scene, tmp_path / "out.tif", scale=2, model="bicubic", device=cpu).exists()
+    lazy = geosr.upscale(rioxarray.open_rasterio(scene), scale=2, model="bicubic", device=cpu)
+    assert lazy.shape == (1, 40, 40)
+
+
 def test_python_api_takes_one_frame_path_and_numpy_integers(make_raster, tmp_path: Path) -> None:
     """frames="d2.tif" was read as the frames 'd', '2', '.', ... ("d: no such file");
     a numpy integer scale (from an array's shape, say) was refused as "--scale 2"."""
