@@ -138,6 +138,27 @@ def test_relative_paths_reach_workers_started_elsewhere(
         assert (a.read() == b.read()).all()
 
 
+def test_upscale_with_a_relative_model_path_runs_on_workers_started_elsewhere(
+    scheduler: str, scene: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """geosr.upscale(model="random_x2.safetensors") loaded the weights in the client's folder,
+    then the workers (started in the repository) looked for them in theirs: computing the
+    result failed with 'weights file random_x2.safetensors does not exist'."""
+    import dask
+    import rioxarray
+    from distributed import Client
+
+    weights = random_model_file(tmp_path, 2)
+    monkeypatch.chdir(tmp_path)
+    data = rioxarray.open_rasterio(scene, chunks=True)
+    common = {"scale": 2, "model": weights.name, "precision": "fp32", "device": "cpu"}
+    with Client(scheduler):
+        remote = geosr.upscale(data, **common).values
+    with dask.config.set(scheduler="threads"):
+        local = geosr.upscale(data, **common).values
+    np.testing.assert_array_equal(remote, local)
+
+
 @contextlib.contextmanager
 def seen_here_only(path: Path) -> Iterator[str]:
     """A name for ``path`` that only this process can open, ``/proc/self/fd/N``: what a

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -218,7 +219,8 @@ def upscale(
     # ValueError only when the result was computed.
     whose = "the nodata= argument" if given else "the DataArray's rio.nodata; override it with nodata="
     check_nodata_of(None, nodata, data.dtype.name, whose)
-    predictor = cached_predictor(opts.model, data.shape[0], opts.scale, opts.device, opts.precision)
+    model = _model_for_workers(opts.model)
+    predictor = cached_predictor(model, data.shape[0], opts.scale, opts.device, opts.precision)
     net = predictor.model
     check_band_layout(
         "the DataArray",
@@ -285,7 +287,7 @@ def upscale(
             nodata=nodata,
             dtype=data.dtype.name,
             stored=stored,
-            model=opts.model,
+            model=model,
             device=opts.device,
             precision=opts.precision,
         ),
@@ -305,6 +307,17 @@ def upscale(
         out.encoding.update(scales=tuple(units[0].tolist()), offsets=tuple(units[1].tolist()))
     # A 2-D input gets no dimension it did not have: _checked's band was only for the kernels.
     return out.isel({out.dims[0]: 0}, drop=True) if flat else out
+
+
+def _model_for_workers(model: str | None) -> str | None:
+    """A user's weights named by a relative path, made absolute: Dask workers started in
+    another folder looked for it in theirs, and the computed result failed with 'weights file
+    my_x4.safetensors does not exist', a file the call itself had just loaded."""
+    from geosr.models.registry import MODEL_NAMES, _looks_like_path
+
+    if model is None or model in MODEL_NAMES or "://" in str(model) or not _looks_like_path(model):
+        return model
+    return str(Path(model).absolute())
 
 
 def _own_nodata(data: xr.DataArray) -> float | None:
