@@ -127,6 +127,15 @@ def test_output_chunks_are_regular_for_to_zarr(make_raster, tmp_path: Path) -> N
     np.testing.assert_array_equal(xr.open_zarr(tmp_path / "sr.zarr")["band_data"].values, sr.values)
 
 
+def test_output_chunks_are_tile_times_scale_under_the_halo_too(make_raster) -> None:
+    """A tile under the model's halo (15 px) is rounded up for Dask's overlap: the output's
+    blocks followed, 30 px at x2 for tile=8, where the README says tile x scale (16)."""
+    data = rioxarray.open_rasterio(make_raster(count=1, height=40, width=36))
+    sr = geosr.upscale(data, scale=2, tile=8)
+    assert sr.chunks[1:] == ((16,) * 5, (16,) * 4 + (8,))
+    np.testing.assert_array_equal(sr.values, geosr.upscale(data, scale=2, tile=16).values)
+
+
 def test_the_result_keeps_the_inputs_name_even_none(make_raster, tmp_path: Path) -> None:
     """open_rasterio gives an unnamed DataArray; its result was named after a dask task
     ('_upscale_block-<token>'), so the README's sr.to_zarr(...) wrote a variable of that name."""
