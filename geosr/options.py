@@ -199,6 +199,13 @@ class RunOptions:
                 continue  # names and indexes one by one, which parse_bands takes
             if value is not None and not isinstance(value, str):
                 raise OptionError(f"--{name} {value!r} is not supported: {say}")
+        if self.aoi is not None and not isinstance(self.aoi, (str, os.PathLike)):
+            # A GeoJSON dict or a shapely geometry was pathlib's TypeError 'expected str, bytes
+            # or os.PathLike object, not dict'.
+            raise OptionError(
+                f"aoi= takes the path of a vector file, not a {type(self.aoi).__name__}: write the "
+                "area to a .geojson (in lon/lat) and give its path, or give bbox=(minx, miny, maxx, maxy)"
+            )
 
     def _check_not_empty(self) -> None:
         """Refuse an empty name, as an unset shell variable gives (``--aoi "$AOI"``): ``--aoi ''``
@@ -217,6 +224,7 @@ TEXT_OPTIONS = {
     "compile": "use 'auto', 'on' or 'off' (text)",
     "bands": "give names or 1-based indexes as text, e.g. '3' or 'B04,B03,B02'",
     "bbox": "give 'minx,miny,maxx,maxy' or four numbers",
+    "scheduler": "give the scheduler's address as text, e.g. 'tcp://host:8786'",
 }
 """What each option read as text takes, for the line refusing a value of another type."""
 

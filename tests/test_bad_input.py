@@ -350,6 +350,8 @@ def test_nodata_the_dtype_cannot_hold_names_the_file(make_raster, tmp_path: Path
         ({"compile": True}, "--compile True is not supported: use 'auto', 'on' or 'off'"),
         ({"bands": 3}, "--bands 3 is not supported: give names or 1-based indexes as text"),
         ({"bbox": {"minx": 1}}, "--bbox {'minx': 1} is not supported"),
+        ({"aoi": {"type": "Polygon"}}, "aoi= takes the path of a vector file, not a dict: write the area"),
+        ({"scheduler": 8786}, "--scheduler 8786 is not supported: give the scheduler's address as text"),
     ],
 )
 def test_python_api_options_of_the_wrong_type_are_one_error(
