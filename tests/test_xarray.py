@@ -407,3 +407,20 @@ def test_a_decoded_read_of_bands_of_different_scales_keeps_each_bands_values(
     second = geosr.upscale(data.sel(band=[2]), scale=2, model="bicubic")
     assert second.encoding["scales"] == (0.0002,)
     np.testing.assert_allclose(second.values, expected[1:], atol=1e-6)
+
+
+def test_a_masked_read_of_a_file_without_nodata_given_one_keeps_its_valid_pixels(
+    make_raster, tmp_path: Path
+) -> None:
+    """open_rasterio(masked=True) of a file without nodata, with nodata=0 given: valid pixels
+    that rounded to 0 beside the nodata stayed 0, so they were nodata in the written file,
+    where the file job moves them to 1 (8 pixels of this scene)."""
+    data = np.random.default_rng(0).integers(100, 1100, (1, 40, 48)).astype("uint16")
+    data[:, :12, :12] = 0
+    src = make_raster(data=data)
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic", nodata=0)
+    sr = geosr.upscale(rioxarray.open_rasterio(src, masked=True), scale=2, model="bicubic", nodata=0)
+    sr.rio.to_raster(tmp_path / "lazy.tif")
+    with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
+        assert (lazy.dtypes, lazy.nodata) == (run.dtypes, run.nodata) == (("uint16",), 0)
+        np.testing.assert_array_equal(lazy.read(), run.read())

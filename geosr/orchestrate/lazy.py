@@ -237,6 +237,11 @@ def upscale(
     # whole file into memory at the call, and kept it in the caller's DataArray.
     array = data.data if data.chunks is not None else data.chunk(dict.fromkeys(data.dims[1:], tile_edge)).data
     stored = _stored(data)
+    if stored is not None and stored[1] is None and nodata is not None and given and not np.isnan(nodata):
+        # A masked read of a file without nodata, given one: its valid pixels that round to it
+        # are moved off it, as the file job does (kept, they were nodata in the written file).
+        check_nodata_of(None, nodata, stored[0], "the nodata= argument")
+        stored = (stored[0], nodata)
     units = _decoded_units(data) if stored else None
     if units is not None:
         # A decoded read (mask_and_scale): run on the stored integers as the file job does, so
