@@ -242,9 +242,18 @@ def _upscale_both(
         overwrite=True,
         **options,
     )
-    sr, _, _ = _read(sr_path)
-    bic, _, _ = _read(bic_path)
-    return sr, bic
+    return _read_output(sr_path), _read_output(bic_path)
+
+
+def _read_output(path: str | Path) -> np.ndarray:
+    """An SR or bicubic output as floats, NaN where it is nodata.
+
+    The output of an integer LR (a paired ``--lr`` file) holds its nodata value, 0
+    say, where the LR is nodata: it was scored as data against the HR there (a pair
+    whose LR had a nodata patch read 12.9 dB for 30.2 dB).
+    """
+    data, valid, _ = _read(path)
+    return np.where(valid, data.astype(np.result_type(data.dtype, np.float32)), np.nan)
 
 
 @contextlib.contextmanager
