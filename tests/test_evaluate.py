@@ -151,11 +151,14 @@ def test_empty_input_is_refused() -> None:
 
 def test_an_error_while_upscaling_names_the_users_raster(make_raster, tmp_path) -> None:
     # The Wald LR is a temporary file of geosr's: an error named it, not the input.
-    from geosr.errors import ModelError
+    from geosr.models.weights import save_weights
+    from tests.test_models_weights import card_for, trained_like
 
-    hr = make_raster("field.tif", height=64, width=64)
-    with pytest.raises(ModelError, match=r"^.*field\.tif \(its Wald LR\): scale 9 is not supported") as info:
-        evaluate_wald([hr], scale=9)
+    model = trained_like()
+    weights, _ = save_weights(model, card_for(model, bands=["B2", "B3"]), tmp_path / "m")
+    hr = make_raster("field.tif", count=2, height=24, width=24, descriptions=("B3", "B2"))
+    with pytest.raises(InputError, match=r"^.*field\.tif \(its Wald LR\): model .* expects bands") as info:
+        evaluate_wald([hr], scale=2, model=str(weights), border=2)
     assert "geosr-eval-" not in str(info.value)
 
 
@@ -525,3 +528,29 @@ def test_a_paired_lrs_nodata_is_not_scored_as_data(make_raster, tmp_path) -> Non
     reference = coregister(holed, hr_path, 2).hr[0]  # the HR matched to the LR's radiometry
     mse = np.mean((sr[scored] - reference[scored]) ** 2)
     assert band.psnr == pytest.approx(10 * np.log10(band.psnr_range**2 / mse))
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        (["--model", "nosuch"], "unknown model 'nosuch'"),
+        (["--tile", "3"], "--tile 3 is too small"),
+        (["--precision", "fp99"], "--precision 'fp99' is not known"),
+        (["--scale", "9"], "scale 9 is not supported by model cnnrnn-fast"),
+    ],
+)
+@pytest.mark.parametrize("paired", [False, True])
+def test_an_option_every_run_refuses_does_not_blame_the_raster(
+    make_raster, capsys, monkeypatch, option: list[str], says: str, paired: bool
+) -> None:
+    # It failed the first image, once read, as "hr.tif (its Wald LR): unknown model 'nosuch'"
+    # (the LR file in paired mode): a raster that is fine.
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    hr = make_raster("hr.tif", height=32, width=32)
+    inputs = (
+        ["--lr", str(make_raster("lr.tif", height=16, width=16)), "--hr", str(hr)] if paired else [str(hr)]
+    )
+    code, err = run_cli(["evaluate", *inputs, "-s", "2", *option], capsys, monkeypatch)
+    assert_one_clear_line(code, err, says)
+    assert ".tif" not in err, err

@@ -25,7 +25,7 @@ import contextlib
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +179,25 @@ def _check_nodata_fits(
 
     for path in paths:
         check_nodata_of(path, nodata, _open(path, variable, bands).dtype, "--nodata")
+
+
+def _check_run_options(scale: int, model: str | None, options: dict[str, Any]) -> None:
+    """Refuse, before any raster is read, what every run of the pipeline would refuse alike
+    (an unknown ``--model``, ``--tile 3``, ``--device cuda`` without a GPU, ``--precision fp99``),
+    as ``geosr run`` does for a batch.
+
+    They failed the first image, after it was read, as "hr.tif (its Wald LR): unknown model
+    'x'", blaming a raster that is fine.  Options the pipeline does not take are left to
+    :func:`geosr.api.upscale_file` to name.
+    """
+    from geosr.models.registry import check_model
+    from geosr.options import RunOptions
+    from geosr.predictor import resolve_device, resolve_precision
+
+    known = {f.name for f in fields(RunOptions)}
+    RunOptions(scale=scale, model=model, **{k: v for k, v in options.items() if k in known})
+    resolve_precision(options.get("precision", "auto"), resolve_device(options.get("device", "auto")))
+    check_model(model, scale=scale)
 
 
 def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -372,6 +391,8 @@ def evaluate_wald(
     # Before any raster is read: 0 and negative scales failed in the block average with a
     # ZeroDivisionError or ValueError traceback.
     check_scale(scale)
+    if upscaler is None:
+        _check_run_options(scale, model, options)
     _check_nodata_fits(hr_paths, nodata, variable, bands)
     up = upscaler or _default_upscaler()
     report = EvalReport("wald", scale, model or DEFAULT_MODEL, border)
@@ -422,6 +443,8 @@ def evaluate_paired(
 
     if not pairs:
         raise InputError("no LR/HR pair to evaluate: give --lr and --hr")
+    if upscaler is None:
+        _check_run_options(scale, model, options)
     up = upscaler or _default_upscaler()
     report = EvalReport("paired", scale, model or DEFAULT_MODEL, border)
     stems = [f"{k:03d}_{Path(lr_path).stem}" for k, (lr_path, _) in enumerate(pairs)]
