@@ -554,3 +554,16 @@ def test_an_option_every_run_refuses_does_not_blame_the_raster(
     code, err = run_cli(["evaluate", *inputs, "-s", "2", *option], capsys, monkeypatch)
     assert_one_clear_line(code, err, says)
     assert ".tif" not in err, err
+
+
+def test_long_image_names_are_whole_in_an_80_column_table(make_raster, tmp_path) -> None:
+    # In 80 columns (a pipe, a log) both NAIP dates read "m_47099…", one image twice.
+    from rich.console import Console
+
+    names = ["m_4709963_se_14_1_20090818.tif", "m_4709963_se_14_1_20100629.tif"]
+    paths = [make_raster(name, height=24, width=24) for name in names]
+    report = evaluate_wald(paths, scale=2, model="fake", border=2, upscaler=_fake_upscaler)
+    console = Console(record=True, width=80)
+    print_report(report, console)
+    cells = [line.split("│")[1].strip() for line in console.export_text().splitlines() if line.count("│") > 3]
+    assert all(name in "".join(cells) for name in names), cells

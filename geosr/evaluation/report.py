@@ -64,11 +64,17 @@ def table(report: EvalReport) -> Table:
         "gain dB",
         "LR err %",
     ):
-        t.add_column(col, justify="left" if col == "image" else "right")
+        if col == "image":
+            # Folded, not cut: in 80 columns (a pipe, a log file) the ellipsis left
+            # m_4709963_se_14_1_20090818.tif and ..._20100629.tif both "m_47099…".
+            t.add_column(col, justify="left", overflow="fold")
+        else:
+            t.add_column(col, justify="right")
     for im, name in zip(report.images, image_names(report), strict=True):
-        for b in im.bands:
+        for k, b in enumerate(im.bands):
             t.add_row(
-                name,
+                # Once per image: a folded name repeated on each of 13 band rows filled screens.
+                name if k == 0 else "",
                 str(b.band),
                 _fmt(b.psnr),
                 _fmt(b.ssim, 4),
