@@ -319,7 +319,8 @@ def test_an_infinite_psnr_keeps_its_sign_and_is_null_in_json(make_raster, tmp_pa
 
 
 def test_an_image_too_small_for_the_border_is_named_before_it_is_upscaled(make_raster) -> None:
-    """With several images, the one the border leaves nothing of is named, before any compute on it."""
+    """With several images, the one the border leaves nothing of is named, before any compute on any:
+    the images before it were evaluated first, for nothing."""
     big = make_raster("big.tif", height=48, width=48)
     small = make_raster("small.tif", height=20, width=20)
     calls: list[Path] = []
@@ -330,7 +331,15 @@ def test_an_image_too_small_for_the_border_is_named_before_it_is_upscaled(make_r
 
     with pytest.raises(InputError, match=r"small\.tif: a border of 16 px leaves nothing of its 20 x 20"):
         evaluate_wald([big, small], scale=2, model="fake", border=16, upscaler=upscaler)
-    assert all("small" not in p.name for p in calls)
+    assert calls == []
+
+
+def test_an_image_smaller_than_one_block_is_named(make_raster) -> None:
+    # "a 3 x 40 raster is smaller than one 4 x 4 block": which of the rasters was not said.
+    big = make_raster("big.tif", height=48, width=48)
+    tiny = make_raster("tiny.tif", height=3, width=40)
+    with pytest.raises(InputError, match=r"^.*tiny\.tif: its 3 x 40 pixels hold no 4 x 4 block"):
+        evaluate_wald([big, tiny], scale=4, model="fake", border=0, upscaler=_fake_upscaler)
 
 
 def test_evaluate_expands_a_quoted_glob(make_raster, tmp_path, capsys, monkeypatch) -> None:

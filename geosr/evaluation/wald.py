@@ -181,6 +181,25 @@ def _check_nodata_fits(
         check_nodata_of(path, nodata, _open(path, variable, bands).dtype, "--nodata")
 
 
+def _check_sizes(
+    paths: Sequence[str | Path], scale: int, border: int, variable: str | None, bands: str | None
+) -> None:
+    """Refuse, naming it, an HR raster smaller than one ``scale x scale`` block or than twice
+    the ``border``, before the first raster is evaluated.
+
+    The first failed as "a 3 x 40 raster is smaller than one 4 x 4 block", naming no file,
+    and either only once the rasters before it had been evaluated.
+    """
+    for path in paths:
+        h, w = _open(path, variable, bands).grid.shape.yx
+        if h < scale or w < scale:
+            raise InputError(
+                f"{path}: its {h} x {w} pixels hold no {scale} x {scale} block to average into a Wald "
+                "LR pixel; give a larger raster or a smaller --scale"
+            )
+        check_border((h - h % scale, w - w % scale), border, str(path))
+
+
 def _check_run_options(scale: int, model: str | None, options: dict[str, Any]) -> None:
     """Refuse, before any raster is read, what every run of the pipeline would refuse alike
     (an unknown ``--model``, ``--tile 3``, ``--device cuda`` without a GPU, ``--precision fp99``),
@@ -394,6 +413,7 @@ def evaluate_wald(
     if upscaler is None:
         _check_run_options(scale, model, options)
     _check_nodata_fits(hr_paths, nodata, variable, bands)
+    _check_sizes(hr_paths, scale, border, variable, bands)
     up = upscaler or _default_upscaler()
     report = EvalReport("wald", scale, model or DEFAULT_MODEL, border)
     stems = [f"{k:03d}_{Path(path).stem}" for k, path in enumerate(hr_paths)]
@@ -406,7 +426,6 @@ def evaluate_wald(
             hr, valid, scene = _read(path, nodata, variable, bands)
             grid = scene.grid
             hr_c, ok, lr = wald_lr(hr, valid, scale)
-            check_border(hr_c.shape, border, str(path))  # before the image is super-resolved
             _check_some_lr(path, valid, lr, scale)
             lr_grid = grid[: hr_c.shape[1], : hr_c.shape[2]].zoom_out(scale)
             lr_path = work / f"{stem}_lr.tif"
