@@ -200,6 +200,21 @@ def _check_sizes(
         check_border((h - h % scale, w - w % scale), border, str(path))
 
 
+def _check_pairs(pairs: Sequence[tuple[str | Path, str | Path]], scale: int, border: int) -> None:
+    """Refuse, naming it, a pair whose files differ in band count or whose HR grid (the LR's
+    x ``scale``) the ``border`` leaves nothing of, before the first pair is evaluated: they
+    failed only once the pairs before them had been."""
+    for lr_path, hr_path in pairs:
+        lr, hr = _open(lr_path), _open(hr_path)
+        if lr.count != hr.count:
+            raise InputError(
+                f"{lr_path} gives {lr.count} band(s) and {hr_path} {hr.count}: a pair needs the same "
+                "bands in the same order; write them out with gdal_translate -b N ..."
+            )
+        h, w = lr.grid.shape.yx
+        check_border((h * scale, w * scale), border, str(hr_path))
+
+
 def _check_run_options(scale: int, model: str | None, options: dict[str, Any]) -> None:
     """Refuse, before any raster is read, what every run of the pipeline would refuse alike
     (an unknown ``--model``, ``--tile 3``, ``--device cuda`` without a GPU, ``--precision fp99``),
@@ -464,6 +479,7 @@ def evaluate_paired(
         raise InputError("no LR/HR pair to evaluate: give --lr and --hr")
     if upscaler is None:
         _check_run_options(scale, model, options)
+    _check_pairs(pairs, scale, border)
     up = upscaler or _default_upscaler()
     report = EvalReport("paired", scale, model or DEFAULT_MODEL, border)
     stems = [f"{k:03d}_{Path(lr_path).stem}" for k, (lr_path, _) in enumerate(pairs)]
