@@ -602,3 +602,19 @@ def test_a_bad_pair_is_named_before_any_pair_is_evaluated(make_raster, flaw: str
     with pytest.raises(InputError, match="lr3.tif gives 3 band" if flaw == "bands" else "a border of 8 px"):
         evaluate_paired(pairs, scale=2, model="fake", border=8, upscaler=upscaler)
     assert calls == []
+
+
+def test_lr_consistency_leaves_out_the_border_as_psnr_does() -> None:
+    # An SR off only along the image's edge, in the border, gave an LR error of 7 % of the
+    # range while PSNR and SSIM, which leave the border out, gave an exact match.
+    from geosr.evaluation import band_metrics
+
+    rng = np.random.default_rng(3)
+    lr = rng.uniform(0, 100, (12, 12))
+    hr = np.kron(lr, np.ones((2, 2)))
+    sr = hr.copy()
+    sr[0, :] += 50.0  # in a border of 2 HR px
+    band = band_metrics(1, sr, hr, hr, lr, 2, border=2)
+    assert math.isinf(band.psnr)
+    assert band.lr_consistency == 0.0
+    assert lr_consistency(sr, lr, 2) > 0  # the whole image, as the function's default

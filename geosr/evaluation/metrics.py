@@ -9,7 +9,8 @@ Conventions (the ones ``geosr evaluate`` reports):
   ``K1 = 0.01``, ``K2 = 0.03``, ``L`` = the PSNR range; the SSIM map is averaged
   over pixels whose whole window is valid and outside the border;
 - **LR consistency** = RMSE between the SR image averaged back over ``s x s``
-  blocks and the LR input, as a fraction of the PSNR range.
+  blocks and the LR input, over the blocks wholly outside the border, as a
+  fraction of the PSNR range.
 """
 
 from __future__ import annotations
@@ -117,12 +118,26 @@ def ssim(
 
 
 def lr_consistency(
-    sr: np.ndarray, lr: np.ndarray, scale: int, *, valid_lr: np.ndarray | None = None
+    sr: np.ndarray,
+    lr: np.ndarray,
+    scale: int,
+    *,
+    valid_lr: np.ndarray | None = None,
+    border: int = 0,
 ) -> float:
-    """RMSE between ``sr`` block-averaged by ``scale`` and ``lr`` (one band, physical units)."""
+    """RMSE between ``sr`` block-averaged by ``scale`` and ``lr`` (one band, physical units),
+    over the LR pixels whose block lies wholly outside a ``border`` of HR pixels.
+
+    The border was not left out here, as it is from PSNR and SSIM (and as the README says
+    of all the metrics): a model's edge effects counted in this figure alone.
+    """
     h, w = lr.shape
     down = sr[: h * scale, : w * scale].astype(np.float64).reshape(h, scale, w, scale).mean(axis=(1, 3))
     ok = np.isfinite(down) & np.isfinite(lr)
+    edge = -(-border // scale)  # LR pixels a block of which the border touches
+    inside = np.zeros((h, w), bool)
+    inside[edge : h - edge, edge : w - edge] = True
+    ok &= inside
     if valid_lr is not None:
         ok &= valid_lr
     if not ok.any():
@@ -223,7 +238,7 @@ def band_metrics(
         ssim_bicubic=sb,
         # Infinite minus infinite is NaN, not 0: both exact is no gain we can measure.
         gain_db=p - pb,
-        lr_consistency=lr_consistency(sr, lr, scale) / rng,
+        lr_consistency=lr_consistency(sr, lr, scale, border=border) / rng,
         psnr_range=rng,
         note=_infinity_note(p, pb) or (_NO_SSIM_WINDOW if np.isnan(s) else ""),
     )
