@@ -40,6 +40,7 @@ from geosr.io.scene import Scene, open_scene, read_window
 from geosr.models.registry import DEFAULT_MODEL
 from geosr.normalise import valid_mask
 from geosr.options import check_scale
+from geosr.run_inputs import warn_undeclared_zeros
 from geosr.tiling import Window
 
 
@@ -439,6 +440,10 @@ def evaluate_wald(
         work = Path(workdir) if workdir else Path(tmp)
         for path, stem in zip(hr_paths, stems, strict=True):
             hr, valid, scene = _read(path, nodata, variable, bands)
+            if nodata is None:
+                # As geosr run warns: the float32 Wald LR hid the HR's undeclared 0 fill from
+                # the run's check, and it was scored as data without a word (25.9 dB for 30.6).
+                warn_undeclared_zeros(scene, hr)
             grid = scene.grid
             hr_c, ok, lr = wald_lr(hr, valid, scale)
             _check_some_lr(path, valid, lr, scale)
