@@ -635,3 +635,14 @@ def test_an_undeclared_zero_fill_is_warned_about_as_geosr_run_does(make_raster) 
     with warnings.catch_warnings():
         warnings.simplefilter("error", GeosrWarning)
         evaluate_wald([path], scale=2, model="fake", border=2, upscaler=_fake_upscaler, nodata=0)
+
+
+def test_the_psnr_range_is_over_every_valid_hr_pixel(make_raster) -> None:
+    # An HR pixel in a block with a nodata pixel has a nodata SR, and it was left out of the
+    # range too: the brightest pixels beside a gap narrowed it (0.63 dB on a Landsat-7 band).
+    data = np.arange(100, 100 + 32 * 32, dtype="uint16").reshape(1, 32, 32)
+    data[0, 10, 10:13] = 9000
+    data[0, 11, 10] = 0  # nodata in the 2 x 2 block of the first bright pixel
+    path = make_raster("gap.tif", data=data, nodata=0)
+    band = evaluate_wald([path], scale=2, model="fake", border=2, upscaler=_fake_upscaler).images[0].bands[0]
+    assert band.psnr_range == pytest.approx(psnr_range(data[0], data[0] != 0))

@@ -353,6 +353,7 @@ def _image_metrics(
     valid: np.ndarray,
     border: int,
     numbers: Sequence[int] = (),
+    hr_valid: np.ndarray | None = None,
 ) -> list[BandMetrics]:
     """:func:`band_metrics` of every band; its errors (no valid pixel left ...) name the image,
     which they cannot: with several images, the user could not tell which one failed.
@@ -362,7 +363,17 @@ def _image_metrics(
     numbers = numbers or range(1, hr.shape[0] + 1)
     try:
         return [
-            band_metrics(numbers[b], sr[b], bic[b], hr[b], lr[b], scale, valid=valid[b], border=border)
+            band_metrics(
+                numbers[b],
+                sr[b],
+                bic[b],
+                hr[b],
+                lr[b],
+                scale,
+                valid=valid[b],
+                border=border,
+                hr_valid=None if hr_valid is None else hr_valid[b],
+            )
             for b in range(hr.shape[0])
         ]
     except InputError as exc:
@@ -458,7 +469,7 @@ def evaluate_wald(
                 raise type(exc)(str(exc).replace(str(lr_path), f"{path} (its Wald LR)")) from None
             # LR nodata blocks are nodata in both outputs: compare where all are valid.
             both = ok & np.isfinite(sr) & np.isfinite(bic)
-            metrics = _image_metrics(path, sr, bic, hr_c, lr, scale, both, border, scene.bands)
+            metrics = _image_metrics(path, sr, bic, hr_c, lr, scale, both, border, scene.bands, ok)
             report.images.append(ImageResult(str(path), metrics))
     return report
 
@@ -498,6 +509,8 @@ def evaluate_paired(
             check_border(pair.hr.shape, border, str(hr_path))
             sr, bic = _upscale_both(Path(lr_path), work, stem, scale, model, up, options)
             ok = np.isfinite(pair.hr) & np.isfinite(sr) & np.isfinite(bic)
-            bands = _image_metrics(hr_path, sr, bic, pair.hr, pair.lr, scale, ok, border)
+            bands = _image_metrics(
+                hr_path, sr, bic, pair.hr, pair.lr, scale, ok, border, hr_valid=np.isfinite(pair.hr)
+            )
             report.images.append(ImageResult(f"{lr_path} vs {hr_path}", bands, pair.shift))
     return report
