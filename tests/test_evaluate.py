@@ -646,3 +646,15 @@ def test_the_psnr_range_is_over_every_valid_hr_pixel(make_raster) -> None:
     path = make_raster("gap.tif", data=data, nodata=0)
     band = evaluate_wald([path], scale=2, model="fake", border=2, upscaler=_fake_upscaler).images[0].bands[0]
     assert band.psnr_range == pytest.approx(psnr_range(data[0], data[0] != 0))
+
+
+def test_one_lr_paired_with_two_hr_files_gives_two_names() -> None:
+    # Both rows read "lr.tif": which HR reference scored what could not be told.
+    from geosr.evaluation import EvalReport, ImageResult
+    from geosr.evaluation.metrics import BandMetrics
+    from geosr.evaluation.report import image_names
+
+    band = [BandMetrics(1, 30.0, 0.9, 29.0, 0.8, 1.0, 0.0, 100.0)]
+    pairs = ["a/lr.tif vs h/aerial.tif", "a/lr.tif vs h/lidar.tif", "b/other.tif vs h/aerial.tif"]
+    report = EvalReport("paired", 2, "m", 4, [ImageResult(p, band) for p in pairs])
+    assert image_names(report) == ["lr.tif vs aerial.tif", "lr.tif vs lidar.tif", "other.tif"]

@@ -30,9 +30,19 @@ def image_names(report: EvalReport) -> list[str]:
     folders as tell it from the other images' (``a/B04.tif``, ``b/B04.tif``).
 
     The file name alone made the rows of ``val/*/B04.tif`` (one folder per patch) look
-    like the bands of one image.  A pair is named by its LR file.
+    like the bands of one image.  A pair is named by its LR file, and by its HR file too
+    where one LR file is paired with several HR files (its rows read alike).
     """
-    paths = [Path(im.path.split(" vs ")[0]) for im in report.images]
+    if report.mode != "paired":
+        return _names_apart([Path(im.path) for im in report.images])
+    lrs, hrs = zip(*(im.path.split(" vs ", 1) for im in report.images), strict=True)
+    names = _names_apart([Path(p) for p in lrs])
+    hr_names = _names_apart([Path(p) for p in hrs])
+    return [f"{n} vs {h}" if lrs.count(lr) > 1 else n for n, h, lr in zip(names, hr_names, lrs, strict=True)]
+
+
+def _names_apart(paths: list[Path]) -> list[str]:
+    """Each path's file name, with as many of its folders as tell it from the other paths'."""
 
     def tail(path: Path, depth: int) -> str:
         return "/".join(path.parts[-depth:])
