@@ -25,7 +25,7 @@ from geosr.errors import (
 )
 from geosr.faults import check as check_faults
 from geosr.faults import checkpoint
-from geosr.fingerprint import job_fingerprint
+from geosr.fingerprint import check_unchanged, job_fingerprint
 from geosr.grid import scaled
 from geosr.io.atomic import check_writable
 from geosr.io.bands import check_band_layout, reflectance_offset
@@ -441,6 +441,7 @@ def _run(
             # A full disk (or a permission) while tiles were stored: the finished ones stay,
             # for a --resume once there is room (a resume re-checks every kept chunk).
             raise state.unfinished(exc, all_tiles=False) from None
+        check_unchanged(fingerprint, job.scene, job.frames)
         try:
             finalise(state.store, dst, spec, overwrite=opts.overwrite)
         except OutputError as exc:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geosr import __version__
+from geosr.errors import InputError
 from geosr.io.remote import local_archive, unsigned
 from geosr.io.scene import Scene
 from geosr.normalise import Normalisation
@@ -123,6 +124,35 @@ def file_stamp(path: str) -> tuple[int | None, int | str | None]:
     except (OSError, ValueError):
         return None, None
     return (int(length) if length and length.isdigit() else None), version
+
+
+def check_unchanged(fingerprint: dict[str, Any], scene: Scene, frames: tuple[Scene, ...] = ()) -> None:
+    """Refuse (:class:`InputError`) a run whose input or frames were written to while it read them.
+
+    A file rewritten in place during the run (a copy or download not yet finished,
+    ``rsync --inplace``, another program's export) gave an output whose first tiles came
+    from one version and the rest from the other, with exit status 0. Compared by the
+    stamps taken when the run started; a file that is gone cannot be compared (what was
+    opened is still read whole) and passes.
+    """
+    stamped = [(scene.path, fingerprint["input_bytes"], fingerprint["input_mtime_ns"])]
+    for frame, (_, size, mtime) in zip(frames, fingerprint["frames"], strict=True):
+        stamped.append((frame.path, size, mtime))
+    for path, size, mtime in stamped:
+        if size is None or not _is_local_file(path):
+            continue  # a remote file: a HEAD request per run is enough
+        now = file_stamp(path)
+        if now not in ((None, None), (size, mtime)):
+            raise InputError(
+                f"{path}: the file changed while it was read (another program wrote to it during the "
+                "run), so its output would mix both versions; nothing was written: run again once it "
+                "is no longer being written"
+            )
+
+
+def _is_local_file(path: str) -> bool:
+    """Whether ``path`` is stamped by ``stat`` (a local file or archive), not by a request."""
+    return local_archive(path) is not None or Path(path).exists()
 
 
 def _content_digest(path: str) -> str | None:

@@ -25,7 +25,7 @@ import xarray as xr
 from rio_cogeo.cogeo import cog_validate
 
 import geosr
-from geosr.errors import OutputError, ResumableError
+from geosr.errors import InputError, OutputError, ResumableError
 from geosr.io.runstate import RunState, StaleRunError, reclaimable_bytes, run_dir
 from tests.conftest import UTM_TRANSFORM, coordinate_pattern
 from tests.test_run import random_model_file
@@ -441,6 +441,26 @@ def test_a_file_that_appears_at_the_destination_during_the_run_is_kept_with_the_
     assert dst.read_text() == "not yours" and run_dir(dst).is_dir()
     geosr.upscale_file(src, dst, resume=True, overwrite=True, **options)
     assert cog_validate(str(dst), quiet=True)[0] and not run_dir(dst).exists()
+
+
+def test_an_input_rewritten_during_the_run_is_refused_and_the_old_output_kept(
+    make_raster, tmp_path: Path
+) -> None:
+    """Another program rewrote the input in place while the tiles ran (a copy not yet
+    finished, rsync --inplace): the output mixed tiles of both versions, exit status 0."""
+    src = make_raster(height=40, width=40)
+    newer = make_raster("newer.tif", height=40, width=40, data=coordinate_pattern(1, 40, 40)[:, ::-1].copy())
+    dst = tmp_path / "out.tif"
+    dst.write_bytes(b"the old output")
+
+    def someone_rewrites_it(done: int, total: int) -> None:
+        if done == 1:
+            src.write_bytes(newer.read_bytes())  # same inode, same size, new pixels
+
+    options = {"scale": 2, "model": "bicubic", "tile": 16, "batch_size": 1, "overwrite": True}
+    with pytest.raises(InputError, match="the file changed while it was read"):
+        geosr.upscale_file(src, dst, progress=someone_rewrites_it, **options)
+    assert dst.read_bytes() == b"the old output" and leftovers(tmp_path, dst) == []
 
 
 def test_ctrl_c_keeps_the_finished_tiles_for_resume(job, tmp_path: Path) -> None:
