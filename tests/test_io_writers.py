@@ -439,6 +439,18 @@ def test_parent_is_a_file(tmp_path, small_spec):
         open_sink(tmp_path / "file" / "out.tif", small_spec)
 
 
+def test_a_cog_named_with_quotes_and_backslashes_is_built(make_raster, tmp_path):
+    """GDAL's ZARR:"path":/array name of the run store ended at the path's first '"': the
+    COG build failed ('No such file or directory'), said to free space and resume, and
+    the resume failed the same way."""
+    import geosr
+
+    dst = tmp_path / 'scène "1" \\ b.tif'
+    geosr.upscale_file(make_raster(height=40, width=40), dst, scale=2, model="bicubic", tile=16)
+    assert cog_validate(str(dst), quiet=True)[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", dst.name]
+
+
 @pytest.mark.skipif(
     hasattr(os, "geteuid") and os.geteuid() == 0,
     reason="root writes into read-only directories; covered by the os.access test below",

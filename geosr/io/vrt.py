@@ -27,8 +27,14 @@ _GDAL_COLOR_NAMES = {"other_ir": "OtherIR", "Y": "YCbCr_Y", "Cb": "YCbCr_Cb", "C
 
 
 def zarr_array(store: Path, name: str) -> str:
-    """GDAL's name for the array ``name`` of the Zarr group at ``store``."""
-    return f'ZARR:"{store}":/{name}'
+    """GDAL's name for the array ``name`` of the Zarr group at ``store``.
+
+    GDAL reads the quoted path with ``\\`` and ``\\"`` as escapes: a ``"`` left as it is
+    ended the path there, and the COG build of an output named ``a "b".tif`` failed
+    ('No such file or directory') with advice to free space and resume, which failed again.
+    """
+    quoted = str(store).replace("\\", "\\\\").replace('"', '\\"')
+    return f'ZARR:"{quoted}":/{name}'
 
 
 def write_vrt(path: Path, spec: OutputSpec, source: str, overviews: Sequence[str] = ()) -> None:
