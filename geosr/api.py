@@ -27,7 +27,7 @@ from geosr.faults import check as check_faults
 from geosr.faults import checkpoint
 from geosr.fingerprint import check_unchanged, job_fingerprint
 from geosr.grid import scaled
-from geosr.io.atomic import check_writable
+from geosr.io.atomic import check_name_length, check_writable
 from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.remote import (
     check_remote_output,
@@ -310,6 +310,7 @@ def upscale_file(
             raise OutputError(f"{dst} {what}; pass --overwrite to replace it")
     check_extras_free(dst, opts)
     check_writable(dst, opts.overwrite)
+    check_name_length(dst)
     out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
     write_extras(src, scene, out, opts, model_tag, frames=frames)
     return out

@@ -451,6 +451,22 @@ def test_a_cog_named_with_quotes_and_backslashes_is_built(make_raster, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", dst.name]
 
 
+def test_an_output_name_too_long_for_its_temporaries_is_refused_before_any_tile(make_raster, tmp_path):
+    """A 237-byte name (from a long input's default output) ran every tile, then failed
+    the COG build ('File name too long') with advice to free space and resume, which
+    failed the same way: the temporaries beside the output add 41 bytes to its name."""
+    import geosr
+
+    src = make_raster(height=40, width=40)
+    longest = tmp_path / ("a" * (255 - atomic.SIBLING_NAME_EXTRA - 4) + ".tif")
+    geosr.upscale_file(src, longest, scale=2, model="bicubic", tile=16)
+    assert cog_validate(str(longest), quiet=True)[0]
+    too_long = tmp_path / ("b" * (255 - atomic.SIBLING_NAME_EXTRA - 3) + ".tif")
+    with pytest.raises(OutputError, match=r"its name is 215 bytes.*at most 214 bytes with -o"):
+        geosr.upscale_file(src, too_long, scale=2, model="bicubic", tile=16)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [longest.name, "scene.tif"]
+
+
 @pytest.mark.skipif(
     hasattr(os, "geteuid") and os.geteuid() == 0,
     reason="root writes into read-only directories; covered by the os.access test below",

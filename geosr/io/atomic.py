@@ -142,6 +142,33 @@ def check_writable(destination: Path, overwrite: bool) -> None:
         )
 
 
+SIBLING_NAME_EXTRA = len(f".{TMP_MARKER}{9999999}-xxxxxxxx.zarr.ovr.tmp")
+"""Bytes the longest name geosr (and GDAL) writes beside an output adds to the output's
+name: a temporary, ``.<name>.geosr-tmp-<pid>-<8 random>.tif`` (or ``.zarr``), with a
+GDAL side file's ending (``.ovr.tmp``); the pid has at most 7 digits on Linux."""
+
+
+def check_name_length(destination: Path) -> None:
+    """Refuse, before any compute, an output whose hidden siblings' names would be too long.
+
+    Its run state (``.<name>.geosr-run``) and temporaries add up to
+    :data:`SIBLING_NAME_EXTRA` bytes to its name: a name of 230 bytes ran every tile, then
+    failed the COG build ('File name too long') with advice to free space and resume,
+    which failed the same way.
+    """
+    try:
+        limit = os.pathconf(destination.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255  # every file system Linux mounts by default
+    length = len(os.fsencode(destination.name))
+    if length + SIBLING_NAME_EXTRA > limit:
+        raise OutputError(
+            f"cannot write {destination}: its name is {length} bytes, and the temporaries geosr "
+            f"writes beside it add {SIBLING_NAME_EXTRA}, over the {limit}-byte limit of a file name "
+            f"there; choose an output name of at most {limit - SIBLING_NAME_EXTRA} bytes with -o"
+        )
+
+
 ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 """Files at the top of a Zarr store (v3, v2 group, v2 array)."""
 
