@@ -253,6 +253,28 @@ def test_evaluate_keeps_the_workdir_of_an_earlier_run_unless_told_to_overwrite(
     assert code == 0, err
 
 
+def test_an_evaluation_interrupted_mid_way_leaves_its_workdir_as_it_was(make_raster, tmp_path) -> None:
+    """Ctrl-C or SIGTERM once the LR and SR were written: 'nothing was written: run the
+    same command again', and that command was refused ('000_field_lr.tif already exists
+    (an earlier evaluation's)'), beside a hidden run state of the bicubic output."""
+    import geosr
+
+    def stopped_at_bicubic(lr, out, **kw):
+        if kw["model"] == "bicubic":
+            raise KeyboardInterrupt  # as a Ctrl-C there: the SR is written, the bicubic not
+        return geosr.upscale_file(lr, out, **kw)
+
+    hr = make_raster("field.tif", height=32, width=32)
+    work = tmp_path / "wd"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_wald([hr], scale=2, border=2, model="bicubic", workdir=work, upscaler=stopped_at_bicubic)
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
+    report = evaluate_wald([hr], scale=2, border=2, model="bicubic", workdir=work)
+    assert len(report.images) == 1
+
+
 def _strict_json(text: str) -> dict:
     """``json.loads`` that rejects the non-standard Infinity/NaN tokens, as browsers and jq do."""
 

@@ -22,6 +22,7 @@ histogram matching) and the SR of the real LR file is compared with it.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +36,9 @@ from odc.geo.geobox import GeoBox
 
 from geosr.errors import GeosrError, InputError, OutputError
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border
+from geosr.interrupts import output_stamp
 from geosr.io.bands import select_bands
+from geosr.io.runstate import run_dir
 from geosr.io.scene import Scene, open_scene, read_window
 from geosr.models.registry import DEFAULT_MODEL
 from geosr.normalise import valid_mask
@@ -380,6 +383,30 @@ def _image_metrics(
         raise InputError(f"{path}: {exc}") from None
 
 
+@contextlib.contextmanager
+def _whole_or_nothing(workdir: Path | None, names: Sequence[str]) -> Iterator[None]:
+    """Within: an evaluation that fails or is interrupted removes what it wrote in ``workdir``.
+
+    It said "nothing was written: run the same command again", and that command was
+    refused: the LR/SR GeoTIFFs written before the Ctrl-C or SIGTERM were taken for an
+    earlier evaluation's, and a geosr run's state was left hidden beside them. Files of
+    ``names`` this evaluation did not write (an earlier one's, kept until replaced) stay.
+    """
+    if workdir is None:
+        yield
+        return
+    before = {name: output_stamp(workdir / name) for name in names}
+    try:
+        yield
+    except BaseException:
+        for name in names:
+            path = workdir / name
+            shutil.rmtree(run_dir(path), ignore_errors=True)  # evaluate has no --resume
+            if output_stamp(path) != before[name]:
+                path.unlink(missing_ok=True)
+        raise
+
+
 def _prepare_workdir(workdir: Path, names: Sequence[str], overwrite: bool) -> None:
     """Create ``workdir`` for the GeoTIFFs ``names``, before any compute.
 
@@ -444,10 +471,13 @@ def evaluate_wald(
     up = upscaler or _default_upscaler()
     report = EvalReport("wald", scale, model or DEFAULT_MODEL, border)
     stems = [f"{k:03d}_{Path(path).stem}" for k, path in enumerate(hr_paths)]
+    names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("lr", "sr", "bicubic")]
     if workdir:
-        names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("lr", "sr", "bicubic")]
         _prepare_workdir(Path(workdir), names, overwrite)
-    with tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp,
+        _whole_or_nothing(Path(workdir) if workdir else None, names),
+    ):
         work = Path(workdir) if workdir else Path(tmp)
         for path, stem in zip(hr_paths, stems, strict=True):
             hr, valid, scene = _read(path, nodata, variable, bands)
@@ -499,10 +529,13 @@ def evaluate_paired(
     up = upscaler or _default_upscaler()
     report = EvalReport("paired", scale, model or DEFAULT_MODEL, border)
     stems = [f"{k:03d}_{Path(lr_path).stem}" for k, (lr_path, _) in enumerate(pairs)]
+    names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("sr", "bicubic")]
     if workdir:
-        names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("sr", "bicubic")]
         _prepare_workdir(Path(workdir), names, overwrite)
-    with tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp,
+        _whole_or_nothing(Path(workdir) if workdir else None, names),
+    ):
         work = Path(workdir) if workdir else Path(tmp)
         for (lr_path, hr_path), stem in zip(pairs, stems, strict=True):
             pair = coregister(lr_path, hr_path, scale)
