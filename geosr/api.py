@@ -465,7 +465,13 @@ def _run(
         state.discard()
         raise
     except BaseException:
-        # Interrupted (Ctrl-C) or a bug: the finished tiles stay for --resume.
-        state.release()
+        # Interrupted (Ctrl-C) or a bug: the finished tiles stay for --resume.  Stopped
+        # before the first was journaled (creating the store, the first batch), the state
+        # holds nothing to resume: it said "the finished tiles are kept beside it: rerun
+        # with --resume", and the same command was then refused as a stale run.
+        if state.done():
+            state.release()
+        else:
+            state.discard()
         raise
     return dst

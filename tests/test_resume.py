@@ -463,6 +463,24 @@ def test_an_input_rewritten_during_the_run_is_refused_and_the_old_output_kept(
     assert dst.read_bytes() == b"the old output" and leftovers(tmp_path, dst) == []
 
 
+def test_a_ctrl_c_before_the_first_tile_is_journaled_leaves_no_run_state(make_raster, tmp_path: Path) -> None:
+    """Stopped as the run store was made or the first batch ran: the line said the finished
+    tiles were kept for --resume, and the same command was refused as a stale run."""
+    src = make_raster(height=40, width=40)
+    dst = tmp_path / "out.tif"
+
+    def ctrl_c_at_start(done: int, total: int) -> None:
+        if done == 0:
+            raise KeyboardInterrupt
+
+    options = {"scale": 2, "model": "bicubic", "tile": 16}
+    with pytest.raises(KeyboardInterrupt):
+        geosr.upscale_file(src, dst, progress=ctrl_c_at_start, **options)
+    assert leftovers(tmp_path, dst) == [] and not dst.exists()
+    geosr.upscale_file(src, dst, **options)  # the same command: no stale run in its way
+    assert cog_validate(str(dst), quiet=True)[0]
+
+
 def test_ctrl_c_keeps_the_finished_tiles_for_resume(job, tmp_path: Path) -> None:
     dst = tmp_path / "out.tif"
     # Ctrl-C as a terminal delivers it.  A shell that runs the suite in the background
