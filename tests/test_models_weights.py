@@ -15,7 +15,7 @@ import rioxarray
 import torch
 
 import geosr
-from geosr.errors import InputError, ModelError
+from geosr.errors import InputError, ModelError, OutputError
 from geosr.inspect import plan_run
 from geosr.models import (
     CNNRNN,
@@ -125,6 +125,28 @@ def test_an_invalid_card_file_is_named(tmp_path: Path) -> None:
     card_path.write_text(card_path.read_text().replace('"architecture": "cnnrnn"', '"architecture": "unet"'))
     with pytest.raises(ModelError, match=r"^\S*mine\.json: model card cnnrnn-fast: unknown architecture"):
         load_weights(weights)
+
+
+def test_weights_cut_short_by_a_full_disk_are_one_line_and_keep_the_old_file(tmp_path: Path) -> None:
+    """safetensors' 'Error while serializing: I/O error: File too large' ended geosr train's
+    checkpoint in a traceback.  A file-size limit stands for the full disk."""
+    import resource
+    import signal
+
+    model = trained_like()
+    weights, _ = save_weights(model, card_for(model), tmp_path / "m")
+    before = weights.read_bytes()
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, as ENOSPC, not a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, limits[1]))
+    try:
+        with pytest.raises(OutputError, match=r"cannot write \S*m\.safetensors: .*File too large"):
+            save_weights(model, card_for(model), tmp_path / "m")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert weights.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
 
 
 def test_a_binary_card_file_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from geosr.errors import ModelError
+from geosr.errors import ModelError, OutputError
+from geosr.io.atomic import describe_write_failure
 from geosr.models.card import ModelCard
 
 WEIGHTS_SUFFIX = ".safetensors"
@@ -57,7 +58,11 @@ def weights_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 
 def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary file in the same folder, then rename over ``target``."""
+    """Write through a temporary file in the same folder, then rename over ``target``.
+
+    A failed write (a full disk, a file-size limit) is an :class:`OutputError` naming
+    ``target``: safetensors' own error for it ended ``geosr train`` in a traceback.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -68,6 +73,9 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
         os.umask(umask)
         tmp_path.chmod(0o666 & ~umask)
         tmp_path.replace(target)
+    except (OSError, SafetensorError) as exc:
+        tmp_path.unlink(missing_ok=True)  # first: the free space reported counts it as free
+        raise OutputError(describe_write_failure(target, exc, None)) from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
