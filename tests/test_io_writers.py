@@ -428,6 +428,15 @@ def test_unsupported_suffix(tmp_path, small_spec):
         open_sink(tmp_path / "out.png", small_spec)
 
 
+def test_a_small_file_that_cannot_be_made_there_is_one_line(tmp_path):
+    """Where the temporary cannot be made (a read-only file system: EROFS; a file in place
+    of the folder: ENOTDIR), removing it failed too, and that error was a traceback in place
+    of the line (geosr compare -o ro_mount/c.png)."""
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match=r"c\.png: cannot write the PNG \(\[Errno 20\] Not a directory"):
+        atomic.write_small_file(tmp_path / "afile" / "c.png", lambda p: p.write_bytes(b"png"), "PNG")
+
+
 def test_missing_parent_directory(tmp_path, small_spec, suffix):
     with pytest.raises(OutputError, match="does not exist; create it first"):
         open_sink(tmp_path / "nope" / f"out{suffix}", small_spec)

@@ -253,7 +253,10 @@ def write_small_file(path: Path, write: Callable[[Path], object], what: str) -> 
         write(tmp)
         tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        # On a read-only file system the temporary was never made, and removing it fails
+        # too (EROFS, not ENOENT): that second error was a traceback in place of this line.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot write the {what} ({exc})") from None
     return path
 
