@@ -205,6 +205,16 @@ def test_a_truncated_raster_is_one_line_and_leaves_no_run(
     assert not (tmp_path / "run").exists()
 
 
+def test_a_run_folder_that_cannot_be_made_is_one_line(tmp_path, scenes, capsys, monkeypatch) -> None:
+    """-o on a read-only file system (EROFS) or under a file (ENOTDIR): an OSError traceback."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    (tmp_path / "afile").write_text("x")
+    run = tmp_path / "afile" / "run"
+    code, err = run_cli(["train", str(scenes[0]), *FAST, "-o", str(run)], capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"cannot write the run folder {run}", "choose another --output")
+
+
 def test_a_second_run_into_the_same_folder_needs_resume_or_overwrite(
     tmp_path, scenes, capsys, monkeypatch
 ) -> None:

@@ -498,8 +498,13 @@ def train(
         # A new run over an earlier one (--overwrite): its checkpoint goes now, not at this
         # run's first checkpoint, or a crash before that left it for --resume to take up.
         shutil.rmtree(ckpt_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "config.json").write_text(json.dumps(config_dict, indent=2), encoding="utf-8")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "config.json").write_text(json.dumps(config_dict, indent=2), encoding="utf-8")
+    except OSError as exc:  # a read-only file system, a file in the path: it was a traceback
+        raise OutputError(
+            f"cannot write the run folder {output} ({exc.strerror or exc}); choose another --output"
+        ) from None
 
     def checkpoint() -> None:
         save_checkpoint(
