@@ -126,7 +126,56 @@ def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
         if options.bands:
             frame = select_bands(frame, options.bands)
         frames.append(check_frame(frame, scene))
+    if frames and not is_remote(scene.path):
+        reference = value_magnitudes(whole_file(scene))
+        for frame in frames:
+            check_frame_units(frame, scene, reference)
     return tuple(frames)
+
+
+UNITS_RATIO = 20.0
+"""How many times larger (or smaller) than the reference's a frame's values must be, in every band,
+to be refused as another unit: a cloudy date of a dark scene stays well within it, 8-bit against
+16-bit DN (x256) or DN against reflectance (x10000) do not."""
+
+
+def value_magnitudes(scene: Scene) -> np.ndarray:
+    """Per band, the 99th percentile of the absolute valid values of a strided sample of ``scene``
+    (NaN for a band without one)."""
+    sample = read_sample(scene).astype(np.float64)
+    valid = valid_mask(sample, scene.nodata)
+    out = np.full(sample.shape[0], np.nan)
+    for band, (values, ok) in enumerate(zip(sample, valid, strict=True)):
+        if ok.any():
+            out[band] = np.percentile(np.abs(values[ok]), 99)
+    return out
+
+
+def check_frame_units(frame: Scene, scene: Scene, reference: np.ndarray) -> None:
+    """Refuse a ``--frame`` whose values are not in the reference's units (a float reflectance
+    frame beside a DN reference, a 16-bit frame beside an 8-bit one).
+
+    Frames are normalised with the reference's normalisation, so such a frame went into the
+    recurrent model tens to thousands of times too bright or dark, and nothing said so: with an
+    8-bit reference, a frame of the same pixels x100 moved the output by 17 DN on average (198 at
+    most) against 1 DN for a frame in its units.  A remote frame is not sampled (that reads it all).
+    """
+    if is_remote(frame.path):
+        return
+    own = value_magnitudes(whole_file(frame))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = own / reference
+    compared = np.isfinite(ratio) & (ratio > 0)
+    if not compared.any():
+        return
+    ratio = ratio[compared]
+    if (ratio > UNITS_RATIO).all() or (ratio < 1 / UNITS_RATIO).all():
+        raise InputError(
+            f"{frame.path}: the frame's values are about {np.median(ratio):.3g} times the reference "
+            f"{scene.path}'s (99th percentile of band 1: {own[compared][0]:.4g} against "
+            f"{reference[compared][0]:.4g}); frames must be in the reference's units (the same product "
+            "and scaling: DN or reflectance, 8 or 16 bits); rescale the frame"
+        )
 
 
 def frames_read(src: str | Path, net: SRModel, frames: tuple[Scene, ...]) -> tuple[Scene, ...]:
