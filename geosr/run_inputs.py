@@ -128,8 +128,7 @@ def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
         frames.append(check_frame(frame, scene))
     if frames and not is_remote(scene.path):
         reference = value_magnitudes(whole_file(scene))
-        for frame in frames:
-            check_frame_units(frame, scene, reference)
+        frames = [frame for frame in frames if frame_is_usable(frame, scene, reference)]
     return tuple(frames)
 
 
@@ -151,9 +150,13 @@ def value_magnitudes(scene: Scene) -> np.ndarray:
     return out
 
 
-def check_frame_units(frame: Scene, scene: Scene, reference: np.ndarray) -> None:
-    """Refuse a ``--frame`` whose values are not in the reference's units (a float reflectance
-    frame beside a DN reference, a 16-bit frame beside an 8-bit one).
+def frame_is_usable(frame: Scene, scene: Scene, reference: np.ndarray) -> bool:
+    """Whether ``frame`` has valid pixels (else it is left out, with a warning), and refuse it
+    when its values are not in the reference's units (a float reflectance frame beside a DN
+    reference, a 16-bit frame beside an 8-bit one).
+
+    A frame without a valid pixel (all clouds masked, the wrong nodata) was fused nowhere,
+    yet the output's ``GEOSR_FRAMES`` tag and STAC links named it, and nothing said so.
 
     Frames are normalised with the reference's normalisation, so such a frame went into the
     recurrent model tens to thousands of times too bright or dark, and nothing said so: with an
@@ -161,13 +164,21 @@ def check_frame_units(frame: Scene, scene: Scene, reference: np.ndarray) -> None
     most) against 1 DN for a frame in its units.  A remote frame is not sampled (that reads it all).
     """
     if is_remote(frame.path):
-        return
+        return True
     own = value_magnitudes(whole_file(frame))
+    if np.isnan(own).all():
+        warnings.warn(
+            f"{frame.path}: the frame has no valid pixel (everything is nodata, masked or NaN), so it "
+            "is left out of the run; check its nodata value (gdalinfo)",
+            GeosrWarning,
+            stacklevel=4,
+        )
+        return False
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = own / reference
     compared = np.isfinite(ratio) & (ratio > 0)
     if not compared.any():
-        return
+        return True
     ratio = ratio[compared]
     if (ratio > UNITS_RATIO).all() or (ratio < 1 / UNITS_RATIO).all():
         raise InputError(
@@ -176,6 +187,7 @@ def check_frame_units(frame: Scene, scene: Scene, reference: np.ndarray) -> None
             f"{reference[compared][0]:.4g}); frames must be in the reference's units (the same product "
             "and scaling: DN or reflectance, 8 or 16 bits); rescale the frame"
         )
+    return True
 
 
 def frames_read(src: str | Path, net: SRModel, frames: tuple[Scene, ...]) -> tuple[Scene, ...]:

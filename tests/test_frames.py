@@ -59,11 +59,13 @@ def test_a_frame_on_the_same_grid_keeps_its_own_nodata(make_raster, tmp_path: Pa
     """Before, only the reference's nodata was applied to a frame on its grid: a frame whose
     every pixel is its nodata (0) went into the model as data and changed every tile."""
     ref = make_raster("ref.tif", height=64, width=64)
-    empty = make_raster("empty.tif", data=np.zeros((1, 64, 64), np.uint16), nodata=0)
+    nearly_empty = np.zeros((1, 64, 64), np.uint16)
+    nearly_empty[0, 0, 0] = 1000  # one valid pixel: a frame of none is left out of the job altogether
+    empty = make_raster("empty.tif", data=nearly_empty, nodata=0)
     alone = geosr.upscale_file(ref, tmp_path / "alone.tif", scale=2, tile=32)
     with_empty = geosr.upscale_file(ref, tmp_path / "with.tif", scale=2, tile=32, frames=(str(empty),))
     with rasterio.open(alone) as a, rasterio.open(with_empty) as b:
-        np.testing.assert_array_equal(a.read(), b.read())  # an all-nodata frame is never used
+        np.testing.assert_array_equal(a.read(), b.read())  # a nodata frame is never used
 
 
 def test_uncovered_frame_is_skipped_for_that_tile() -> None:
@@ -259,3 +261,16 @@ def test_a_frame_in_other_units_is_refused(make_raster, tmp_path: Path) -> None:
         assert not (tmp_path / "o.tif").exists()
     with pytest.warns(GeosrWarning, match="not used"):  # checked, then left out by bicubic
         geosr.upscale_file(ref, tmp_path / "o.tif", scale=2, model="bicubic", frames=(str(cloudy),))
+
+
+def test_a_frame_without_a_valid_pixel_is_left_out_with_a_warning(make_raster, tmp_path: Path) -> None:
+    """Before, a frame of nodata only (all clouds masked, the wrong nodata) was fused nowhere, yet
+    the output's GEOSR_FRAMES tag named it and nothing said so."""
+    data = coordinate_pattern(1, 24, 24)
+    ref = make_raster("ref.tif", data=data, nodata=0)
+    empty = make_raster("empty.tif", data=np.zeros_like(data), nodata=0)
+    d3 = make_raster("d3.tif", data=data[:, ::-1].copy(), nodata=0)
+    with pytest.warns(GeosrWarning, match="empty.tif: the frame has no valid pixel .* left out"):
+        out = geosr.upscale_file(ref, tmp_path / "o.tif", frames=(str(empty), str(d3)))
+    with rasterio.open(out) as f:
+        assert f.tags()["GEOSR_FRAMES"] == "d3.tif"
