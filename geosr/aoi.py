@@ -61,8 +61,9 @@ def read_vector(path: str | Path) -> Geometry:
                 f"{path}: a folder, not a vector file; give a GeoJSON (a folder of shapefiles needs "
                 "pyogrio: pip install pyogrio)"
             ) from None
+        kind = f"{path.suffix} vector files" if path.suffix else "vector files other than GeoJSON"
         raise InputError(
-            f"{path}: reading {path.suffix} vector files needs pyogrio (pip install pyogrio); "
+            f"{path}: reading {kind} needs pyogrio (pip install pyogrio); "
             "or convert the AOI to GeoJSON (ogr2ogr -f GeoJSON area.geojson FILE)"
         ) from None
     try:

@@ -328,6 +328,11 @@ def test_an_aoi_that_is_a_raster_or_a_folder_is_said_to_be_one(
     # With pyogrio, which reads folders of shapefiles, it says the folder is not a readable one.
     assert_one_clear_line(code, err, "areas")
     assert "a folder, not a vector file" in err or "not a readable vector file" in err
+    # A file without a suffix (/dev/null, 'area'): "reading  vector files needs pyogrio".
+    (tmp_path / "area").write_text("not GeoJSON either")
+    code, err = run_cli([*args, str(tmp_path / "area")], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "area")
+    assert "reading vector files other than GeoJSON needs pyogrio" in err or "not a readable" in err
     assert not out.exists()
 
 
