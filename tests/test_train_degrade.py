@@ -89,8 +89,9 @@ def test_sampler_is_a_function_of_seed_and_step_and_avoids_nodata(make_raster) -
 
 def test_source_weight_sets_how_often_a_scene_is_drawn(make_raster) -> None:
     """Two same-size scenes, one weighted 4x: it is drawn with probability 0.8."""
-    low = make_raster("low.tif", data=np.full((1, 64, 64), 10, "uint8"), nodata=None)
-    high = make_raster("high.tif", data=np.full((1, 64, 64), 200, "uint8"), nodata=None)
+    texture = np.random.default_rng(0).integers(0, 50, (1, 64, 64), dtype="uint8")  # not flat: trained on
+    low = make_raster("low.tif", data=texture + 10, nodata=None)
+    high = make_raster("high.tif", data=texture + 200, nodata=None)
     scenes = [load_scene(low, SceneSource(str(low))), load_scene(high, SceneSource(str(high), weight=4.0))]
     sampler = ChipSampler(scenes, scale=2, lr_chip=8, degradation=DegradationConfig(), seed=0)
     np.testing.assert_allclose(sampler.weights, [0.2, 0.8])
