@@ -55,6 +55,7 @@ from geosr.run_inputs import (
     frames_read,
     normalisation_for,
     output_mask,
+    reference_sample,
     run_halo,
     scene_for,
 )
@@ -198,7 +199,10 @@ def upscale_file(
         raise in_context(src, exc) from None
     check_output_given(dst)
     scene = scene_for(src, opts)
-    frames = frames_for(scene, opts)
+    # The frames' units are checked against the sample that fixes the normalisation: read
+    # once, since it touches every block of the file (twice before, for a run with frames).
+    sample = reference_sample(scene) if opts.frames else None
+    frames = frames_for(scene, opts, sample)
     dst = file_url_path(dst) if dst is not None else None
     if dst is not None and is_remote(dst):
         if str(dst).endswith("/"):  # a remote folder (there is no folder to test for)
@@ -243,7 +247,7 @@ def upscale_file(
             raise in_context(src, exc) from None
     plan = plan_tiles(height, width, tile=tile, halo=halo)
     offsets = reflectance_offset(scene, opts.offset)
-    norm = normalisation_for(scene, dict(net.card.normalisation), offsets)
+    norm = normalisation_for(scene, dict(net.card.normalisation), offsets, sample)
     out_grid = scaled(scene.grid, opts.scale)
     mask = output_mask(scene, opts)
     if mask is not None:

@@ -105,8 +105,17 @@ def output_mask(scene: Scene, options: RunOptions) -> AoiMask | None:
     return aoi_mask(read_vector(options.aoi), out_grid, fill_value(scene.dtype, scene.output_nodata))
 
 
-def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
-    """The ``--frame`` scenes, with the reference's band selection, checked against it."""
+def reference_sample(scene: Scene) -> np.ndarray:
+    """The strided sample of ``scene``'s whole file that fixes the run's normalisation
+    (:func:`normalisation_for`) and that a ``--frame``'s units are checked against; a remote
+    input's area of interest alone (the whole file would be downloaded).  It touches every
+    block of the file: a run reads it once and gives it to both."""
+    return read_sample(scene if is_remote(scene.path) else whole_file(scene))
+
+
+def frames_for(scene: Scene, options: RunOptions, sample: np.ndarray | None = None) -> tuple[Scene, ...]:
+    """The ``--frame`` scenes, with the reference's band selection, checked against it;
+    ``sample`` is the reference's :func:`reference_sample` when the caller has it."""
     frames = []
     seen = [str(scene.path)]
     for path in options.frames:
@@ -127,7 +136,7 @@ def frames_for(scene: Scene, options: RunOptions) -> tuple[Scene, ...]:
             frame = select_bands(frame, options.bands)
         frames.append(check_frame(frame, scene))
     if frames and not is_remote(scene.path):
-        reference = value_magnitudes(whole_file(scene))
+        reference = value_magnitudes(reference_sample(scene) if sample is None else sample, scene.nodata)
         frames = [frame for frame in frames if frame_is_usable(frame, scene, reference)]
     return tuple(frames)
 
@@ -138,11 +147,11 @@ to be refused as another unit: a cloudy date of a dark scene stays well within i
 16-bit DN (x256) or DN against reflectance (x10000) do not."""
 
 
-def value_magnitudes(scene: Scene) -> np.ndarray:
-    """Per band, the 99th percentile of the absolute valid values of a strided sample of ``scene``
+def value_magnitudes(sample: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Per band, the 99th percentile of the absolute valid values of a strided ``sample``
     (NaN for a band without one)."""
-    sample = read_sample(scene).astype(np.float64)
-    valid = valid_mask(sample, scene.nodata)
+    sample = sample.astype(np.float64)
+    valid = valid_mask(sample, nodata)
     out = np.full(sample.shape[0], np.nan)
     for band, (values, ok) in enumerate(zip(sample, valid, strict=True)):
         if ok.any():
@@ -165,7 +174,7 @@ def frame_is_usable(frame: Scene, scene: Scene, reference: np.ndarray) -> bool:
     """
     if is_remote(frame.path):
         return True
-    own = value_magnitudes(whole_file(frame))
+    own = value_magnitudes(read_sample(whole_file(frame)), frame.nodata)
     if np.isnan(own).all():
         warnings.warn(
             f"{frame.path}: the frame has no valid pixel (everything is nodata, masked or NaN), so it "
@@ -266,7 +275,10 @@ def warn_undeclared_zeros(scene: Scene, sample: np.ndarray) -> None:
 
 
 def normalisation_for(
-    scene: Scene, card_normalisation: dict[str, Any], add_offset: tuple[float, ...] | None = None
+    scene: Scene,
+    card_normalisation: dict[str, Any],
+    add_offset: tuple[float, ...] | None = None,
+    sample: np.ndarray | None = None,
 ) -> Normalisation:
     """Scene-global normalisation from a decimated read of the whole file, also for an
     area of interest (so that its output equals the same window of a full run, and the
@@ -278,9 +290,10 @@ def normalisation_for(
     ``add_offset`` (Sentinel-2 ``BOA_ADD_OFFSET``, per band) turns the stored
     numbers into physical units for models that expect them (``dtype-range``:
     ``(DN + offset) / 10000``); percentile normalisation is unaffected by an
-    additive offset by construction.
+    additive offset by construction.  ``sample`` is the scene's :func:`reference_sample`
+    when the caller has read it already.
     """
-    sample = read_sample(scene if is_remote(scene.path) else whole_file(scene))
+    sample = reference_sample(scene) if sample is None else sample
     valid = valid_mask(sample, scene.nodata)
     if not valid.any():
         values = scene.band_nodata or (scene.nodata,)
