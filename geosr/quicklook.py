@@ -24,11 +24,11 @@ from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
 from geosr.io.atomic import write_small_file
 from geosr.io.bands import canonical_band_name
-from geosr.io.remote import is_remote
 from geosr.io.scene import Scene, open_scene, read_window
 from geosr.io.stac_input import Resolved, is_stac_item, not_an_item, with_declared_nodata
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.normalise import valid_mask
+from geosr.run_outputs import overwritten_input
 from geosr.tiling import Window
 
 DEFAULT_WINDOW = 128
@@ -441,13 +441,16 @@ def compare_files(
     png = Path(png)
     if png.suffix.lower() != ".png":
         raise OptionError(f"{png}: the quicklook is a PNG; give an -o path ending in .png")
-    for what, path in (("LR input", lr), ("output", sr), ("--hr reference", hr)):
-        # --overwrite replaces an earlier PNG, never a raster the comparison reads: a PNG
-        # with a world file is one GDAL reads, and ``-o ref.png --overwrite`` replaced it.
-        if path and not is_remote(path) and Path(path).resolve() == png.resolve():
-            raise OptionError(
-                f"{png}: the PNG would overwrite the {what} it compares; choose another -o path"
-            )
+    # --overwrite replaces an earlier PNG, never a raster the comparison reads: a PNG with a
+    # world file is one GDAL reads, and ``-o ref.png --overwrite`` replaced it.
+    named = [
+        (what, path) for what, path in (("LR input", lr), ("output", sr), ("--hr reference", hr)) if path
+    ]
+    found = overwritten_input(png, named)
+    if found is not None:
+        raise OptionError(
+            f"{png}: the PNG would overwrite the {found[0]} it compares; choose another -o path"
+        )
     if png.exists() and not overwrite:
         raise OutputError(f"{png} exists; pass --overwrite to replace it")
     if not png.parent.is_dir():

@@ -128,16 +128,27 @@ def refuse_overwriting_inputs(
     """
     named = [("input", str(src)), ("input", scene.path), *(("frame", f.path) for f in frames)]
     for written, kind in ((dst, "output"), *extras):
-        target = written.resolve()
-        for what, path in named:
-            if is_remote(path):
-                continue
-            resolved = Path(path).resolve()
-            if resolved == target or target in resolved.parents:
-                suffix = "" if path == str(src) and resolved == target else f" {path}"
-                raise OptionError(
-                    f"{written}: the {kind} would overwrite the {what}{suffix}; choose another -o path"
-                )
+        found = overwritten_input(written, named)
+        if found is not None:
+            what, path = found
+            suffix = "" if path == str(src) and Path(path).resolve() == written.resolve() else f" {path}"
+            raise OptionError(
+                f"{written}: the {kind} would overwrite the {what}{suffix}; choose another -o path"
+            )
+
+
+def overwritten_input(written: Path, named: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first ``(what, path)`` of ``named`` that writing ``written`` would replace: the same
+    file, or one inside it (``written`` a folder, a Zarr store); a remote path never is.
+    ``geosr run`` and ``geosr compare`` both refuse to write over what they read."""
+    target = written.resolve()
+    for what, path in named:
+        if is_remote(path):
+            continue
+        resolved = Path(path).resolve()
+        if resolved == target or target in resolved.parents:
+            return what, path
+    return None
 
 
 def check_extras_free(dst: Path | str, opts: RunOptions) -> None:
