@@ -489,16 +489,17 @@ def train(
             validator = _validator(vlr, vhr, config, device, scene_names(val_scenes))
 
     state = TrainState()
-    if resume and has_checkpoint(ckpt_dir):
+    resumed = resume and has_checkpoint(ckpt_dir)
+    if resumed:
         _check_resume_config(output, config)
         state = load_checkpoint(
             ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=device
         )
-    elif ckpt_dir.is_dir():
-        # A new run over an earlier one (--overwrite): its checkpoint goes now, not at this
-        # run's first checkpoint, or a crash before that left it for --resume to take up.
-        shutil.rmtree(ckpt_dir)
     try:
+        if not resumed and ckpt_dir.is_dir():
+            # A new run over an earlier one (--overwrite): its checkpoint goes now, not at this
+            # run's first checkpoint, or a crash before that left it for --resume to take up.
+            shutil.rmtree(ckpt_dir)
         output.mkdir(parents=True, exist_ok=True)
         (output / "config.json").write_text(json.dumps(config_dict, indent=2), encoding="utf-8")
     except OSError as exc:  # a read-only file system, a file in the path: it was a traceback
