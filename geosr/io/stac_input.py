@@ -154,16 +154,15 @@ def _item(path: str | Path) -> Any:
 
 def _names(asset: Any, key: str = "name") -> list[str]:
     """The asset's band names (``eo:bands``, or STAC 1.1 ``bands``) or, by ``key``, their
-    ``common_name`` (``red``, ``nir``), as far as they go."""
+    ``common_name`` (``red``, ``nir``; STAC 1.1 ``eo:common_name``), as far as they go."""
     bands = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands") or []
     names = []
     for band in bands:
         fields = band if isinstance(band, dict) else {}
-        if key == "common_name":  # STAC 1.1 moved it into eo:common_name
-            fields = {**fields, "common_name": fields.get("common_name", fields.get("eo:common_name"))}
-        if fields.get(key) is None:
+        value = fields.get(key, fields.get(f"eo:{key}"))
+        if value is None:
             break
-        names.append(str(fields[key]))
+        names.append(str(value))
     return names
 
 
