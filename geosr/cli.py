@@ -301,7 +301,11 @@ def run(
         "check_resources": check_resources,
     }
     if len(sources) > 1:
-        _check_once(scale, model, options)
+        from geosr.faults import check as check_faults
+        from geosr.options import check_run_options
+
+        check_faults()  # a malformed GEOSR_FAULT_AT, once, not per input
+        check_run_options(scale, model, options)
     failed: list[str] = []
     for number, (source, target) in enumerate(zip(sources, targets, strict=True), start=1):
         label = Path(source).name if len(sources) == 1 else f"[{number}/{len(sources)}] {Path(source).name}"
@@ -333,21 +337,6 @@ def run(
 def _others_written(count: int) -> str:
     """The words for a batch's other outputs: "the other 1 outputs are written" was not English."""
     return "the other output is written" if count == 1 else f"the other {count} outputs are written"
-
-
-def _check_once(scale: int, model: str | None, options: dict[str, Any]) -> None:
-    """Refuse, before a batch's first input, the options that would fail every input alike
-    (``--batch-size 0``, an unknown ``--model``, ``--device cuda`` without a GPU): each input
-    of ``'archive/*.tif'`` reported the same line, a thousand of them for a thousand files."""
-    from geosr.faults import check as check_faults
-    from geosr.models.registry import check_model
-    from geosr.options import RunOptions
-    from geosr.predictor import resolve_device
-
-    check_faults()  # a malformed GEOSR_FAULT_AT
-    RunOptions(scale=scale, model=model, **options)
-    resolve_device(options["device"])
-    check_model(model, scale=scale)
 
 
 def _report(exc: GeosrError) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from geosr.errors import OptionError
 
@@ -227,6 +229,25 @@ TEXT_OPTIONS = {
     "scheduler": "give the scheduler's address as text, e.g. 'tcp://host:8786'",
 }
 """What each option read as text takes, for the line refusing a value of another type."""
+
+
+def check_run_options(scale: int, model: str | None, options: dict[str, Any]) -> None:
+    """Refuse, before any raster is read, the options every run would refuse alike: a bad
+    field (``--batch-size 0``, ``--tile 3``), ``--device cuda`` without a GPU, ``--precision
+    fp99``, an unknown ``--model`` or a scale it does not take.
+
+    ``geosr run`` of several inputs and ``geosr evaluate`` both call it first: each input
+    reported the same line (a thousand of them for ``'archive/*.tif'``), blaming a raster
+    that is fine.  ``options`` that are no :class:`RunOptions` field are left to
+    :func:`geosr.api.upscale_file` to name.
+    """
+    from geosr.models.registry import check_model
+    from geosr.predictor import resolve_device, resolve_precision
+
+    known = {f.name for f in dataclasses.fields(RunOptions)}
+    RunOptions(scale=scale, model=model, **{k: v for k, v in options.items() if k in known})
+    resolve_precision(options.get("precision", "auto"), resolve_device(options.get("device", "auto")))
+    check_model(model, scale=scale)
 
 
 def check_scale(scale: object) -> None:

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from geosr.io.runstate import run_dir
 from geosr.io.scene import Scene, open_scene, read_window
 from geosr.models.registry import DEFAULT_MODEL
 from geosr.normalise import valid_mask
-from geosr.options import check_scale
+from geosr.options import check_run_options, check_scale
 from geosr.run_inputs import warn_undeclared_zeros
 from geosr.tiling import Window
 
@@ -217,25 +217,6 @@ def _check_pairs(pairs: Sequence[tuple[str | Path, str | Path]], scale: int, bor
             )
         h, w = lr.grid.shape.yx
         check_border((h * scale, w * scale), border, str(hr_path))
-
-
-def _check_run_options(scale: int, model: str | None, options: dict[str, Any]) -> None:
-    """Refuse, before any raster is read, what every run of the pipeline would refuse alike
-    (an unknown ``--model``, ``--tile 3``, ``--device cuda`` without a GPU, ``--precision fp99``),
-    as ``geosr run`` does for a batch.
-
-    They failed the first image, after it was read, as "hr.tif (its Wald LR): unknown model
-    'x'", blaming a raster that is fine.  Options the pipeline does not take are left to
-    :func:`geosr.api.upscale_file` to name.
-    """
-    from geosr.models.registry import check_model
-    from geosr.options import RunOptions
-    from geosr.predictor import resolve_device, resolve_precision
-
-    known = {f.name for f in fields(RunOptions)}
-    RunOptions(scale=scale, model=model, **{k: v for k, v in options.items() if k in known})
-    resolve_precision(options.get("precision", "auto"), resolve_device(options.get("device", "auto")))
-    check_model(model, scale=scale)
 
 
 def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -465,7 +446,7 @@ def evaluate_wald(
     # ZeroDivisionError or ValueError traceback.
     check_scale(scale)
     if upscaler is None:
-        _check_run_options(scale, model, options)
+        check_run_options(scale, model, options)
     _check_nodata_fits(hr_paths, nodata, variable, bands)
     _check_sizes(hr_paths, scale, border, variable, bands)
     up = upscaler or _default_upscaler()
@@ -524,7 +505,7 @@ def evaluate_paired(
     if not pairs:
         raise InputError("no LR/HR pair to evaluate: give --lr and --hr")
     if upscaler is None:
-        _check_run_options(scale, model, options)
+        check_run_options(scale, model, options)
     _check_pairs(pairs, scale, border)
     up = upscaler or _default_upscaler()
     report = EvalReport("paired", scale, model or DEFAULT_MODEL, border)
