@@ -189,6 +189,37 @@ def unreported_interrupt(exc: SystemExit) -> KeyboardInterrupt | None:
 
 
 @contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Within: Ctrl-C and SIGTERM wait, and take effect as the block ends (in the main thread).
+
+    For a few steps that must all be done or none: an interrupt between them left neither
+    the old output nor the new one in place.  Their handlers are swapped for one that only
+    notes the signal, rather than the signal blocked (``pthread_sigmask``): blocked in this
+    thread, it is delivered to another (zarr's, Dask's), whose C handler has the main thread
+    run the Python one all the same.
+    """
+    held = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or None in map(signal.getsignal, held):
+        # Handlers run in the main thread only: these steps are not interrupted.  (None: a
+        # handler C code set, which could not be put back.)
+        yield
+        return
+    received: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, note) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            signal.raise_signal(received[0])  # its own handler now: KeyboardInterrupt, Terminated
+
+
+@contextlib.contextmanager
 def signals_as_interrupts() -> Iterator[None]:
     """Within: SIGTERM raises :class:`Terminated` in the main thread (elsewhere, as from
     a test runner's thread, signal handlers cannot be set and nothing changes), and an

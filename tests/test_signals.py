@@ -206,3 +206,42 @@ def test_a_signal_dropped_in_a_finalizer_still_stops_the_command() -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # the command's work goes on
             time.sleep(0.001)
+
+
+SWAP_INTERRUPTED = """
+import os, signal, sys
+from pathlib import Path
+from geosr.interrupts import Terminated, signals_as_interrupts
+from geosr.io.atomic import TMP_MARKER, replace_atomically
+
+rename = Path.replace
+
+def signalled_once_moved_aside(self, target):
+    done = rename(self, target)
+    if TMP_MARKER + "old-" in str(target):  # the old output is aside, the new one not yet in
+        os.kill(os.getpid(), signal.SIGTERM)
+    return done
+
+Path.replace = signalled_once_moved_aside
+with signals_as_interrupts():
+    try:
+        replace_atomically(Path(sys.argv[1]), Path(sys.argv[2]))
+    except Terminated:
+        sys.exit(143)
+"""
+
+
+def test_a_signal_during_the_zarr_swap_leaves_one_output_in_place(tmp_path: Path) -> None:
+    # A Zarr store replaces the one of an earlier run (--overwrite) in two renames: a SIGTERM
+    # between them left the old store hidden in a temporary folder, then deleted, and the new
+    # one not in place: no output at all.  It now takes effect once the new one is in.
+    old, new = tmp_path / "out.zarr", tmp_path / "new.zarr"
+    for store, text in ((old, "old"), (new, "new")):
+        store.mkdir()
+        (store / "zarr.json").write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-c", SWAP_INTERRUPTED, str(new), str(old)], capture_output=True, text=True
+    )
+    assert proc.returncode == 143, proc.stderr
+    assert (old / "zarr.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from geosr.errors import OutputError
+from geosr.interrupts import signals_held
 
 try:
     import resource
@@ -291,12 +292,16 @@ def _replace(tmp: Path, destination: Path) -> None:
             return
         aside = Path(tempfile.mkdtemp(prefix=f".{destination.name}{TMP_MARKER}old-", dir=destination.parent))
         old = aside / destination.name
-        destination.replace(old)
         try:
-            tmp.replace(destination)
-        except OSError:
-            old.replace(destination)
-            raise
+            # A Ctrl-C between the two renames left the old output hidden in ``aside`` (then
+            # deleted) and the new one not in place: it takes effect once both are done.
+            with signals_held():
+                destination.replace(old)
+                try:
+                    tmp.replace(destination)
+                except OSError:
+                    old.replace(destination)
+                    raise
         finally:
             # The old output is garbage now (or was put back, leaving ``aside`` empty).
             remove_path(aside)
