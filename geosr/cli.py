@@ -29,6 +29,7 @@ from geosr.cli_types import given_path
 from geosr.errors import GeosrError, GeosrWarning, OptionError
 from geosr.interrupts import (
     exit_status,
+    forget_abandoned_coroutines,
     interrupted_early,
     interrupted_run,
     output_stamp,
@@ -581,7 +582,12 @@ def main() -> None:
     # (the reader, writers, Dask workers) share and page-fault through (geosr.allocator).
     keep_freed_memory()
     with signals_as_interrupts():
-        _main()
+        try:
+            _main()
+        except SystemExit as exc:
+            if exc.code in (130, 143):
+                forget_abandoned_coroutines()
+            raise
 
 
 def _main() -> None:

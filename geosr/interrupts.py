@@ -12,6 +12,7 @@ import contextlib
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,17 @@ def unreported_interrupt(exc: SystemExit) -> KeyboardInterrupt | None:
     """
     cause = exc.__context__.__cause__ if exc.__context__ is not None else None
     return cause if exc.code == 130 and isinstance(cause, KeyboardInterrupt) else None
+
+
+def forget_abandoned_coroutines() -> None:
+    """After an interrupt, no warning for the coroutines it left never awaited.
+
+    A Ctrl-C inside one of zarr's synchronous calls can stop it between making a
+    coroutine and handing it to zarr's event loop: Python then printed "RuntimeWarning:
+    coroutine ... was never awaited" and a tracemalloc hint under the command's one line,
+    as it exited.
+    """
+    warnings.filterwarnings("ignore", r"coroutine .* was never awaited", RuntimeWarning)
 
 
 @contextlib.contextmanager

@@ -25,13 +25,15 @@ GEOSR = Path(sys.executable).with_name("geosr")
 RUN = ["--scale", "2", "--tile", "16", "--batch-size", "4", "--device", "cpu", "--precision", "fp32"]
 
 
-def start(args: list[str]) -> subprocess.Popen[str]:
-    """``geosr ARGS`` in a subprocess that gets SIGINT as from a terminal."""
+def start(args: list[str], script: str | None = None) -> subprocess.Popen[str]:
+    """``geosr ARGS`` (or the Python ``script`` with ARGS) in a subprocess that gets SIGINT as
+    from a terminal."""
     # A suite run in the background (`make test &`) has SIGINT ignored, which exec
     # passes on; a handled signal is reset to its default in the child instead.
+    command = [str(GEOSR)] if script is None else [sys.executable, "-c", script]
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return subprocess.Popen([str(GEOSR), *args], stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen([*command, *args], stderr=subprocess.PIPE, text=True)
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -240,8 +242,40 @@ def test_a_signal_during_the_zarr_swap_leaves_one_output_in_place(tmp_path: Path
         store.mkdir()
         (store / "zarr.json").write_text(text)
     proc = subprocess.run(
-        [sys.executable, "-c", SWAP_INTERRUPTED, str(new), str(old)], capture_output=True, text=True
+        [sys.executable, "-c", SWAP_INTERRUPTED, str(new), str(old)],
+        check=False,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 143, proc.stderr
     assert (old / "zarr.json").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
+
+
+ZARR_CALL_INTERRUPTED = """
+import os, signal, sys
+import zarr.core.sync
+from geosr import cli
+
+call = zarr.core.sync.sync
+
+def interrupted(coroutine, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)  # raised here: the coroutine is never awaited
+    return call(coroutine, *args, **kwargs)
+
+zarr.core.sync.sync = interrupted
+sys.argv[0] = "geosr"
+cli.main()
+"""
+
+
+def test_a_ctrl_c_inside_a_zarr_call_prints_no_coroutine_warning(scene: Path, tmp_path: Path) -> None:
+    # A Ctrl-C that stopped zarr between making a coroutine and running it (in the run
+    # state's store, for any output) printed, under the one line, Python's "RuntimeWarning:
+    # coroutine 'AsyncGroup.update_attributes' was never awaited" and a tracemalloc hint.
+    dst = tmp_path / "out.tif"
+    proc = start(["run", str(scene), "-o", str(dst), "--model", "bicubic", *RUN], ZARR_CALL_INTERRUPTED)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "interrupted" in stderr, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
