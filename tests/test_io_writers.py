@@ -497,6 +497,20 @@ def test_not_writable_per_os_access(tmp_path, small_spec, monkeypatch):
         open_sink(tmp_path / "out.tif", small_spec)
 
 
+def test_a_read_only_file_system_is_named_with_its_fix(tmp_path, small_spec, monkeypatch):
+    # A read-only mount (root sees it through os.access too) was "not writable; fix its
+    # permissions", which no chmod can do.
+    real = os.statvfs(tmp_path)
+    mounted_read_only = os.statvfs_result((*real[:8], real.f_flag | os.ST_RDONLY, real.f_namemax))
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(atomic.os, "statvfs", lambda path: mounted_read_only)
+    with pytest.raises(
+        OutputError, match=r"is on a read-only file system; choose an output path on a writable"
+    ):
+        open_sink(tmp_path / "out.tif", small_spec)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_temporary_cannot_be_created(tmp_path, small_spec, suffix, monkeypatch):
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise PermissionError(13, "Permission denied")

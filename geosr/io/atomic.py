@@ -137,10 +137,19 @@ def check_writable(destination: Path, overwrite: bool) -> None:
     # os.access answers for the real user; root passes it everywhere except on a
     # read-only mount, which is why the sinks also create their temporary right away.
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(
-            f"cannot write {destination}: directory {parent} is not writable; "
-            "fix its permissions or choose another output path"
-        )
+        raise OutputError(f"cannot write {destination}: {_why_not_writable(parent)}")
+
+
+def _why_not_writable(directory: Path) -> str:
+    """Why a directory refuses new files, and the fix: no permission can make a read-only
+    mount (a dataset share, a container's image) writable."""
+    try:
+        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        read_only = False
+    if read_only:
+        return f"directory {directory} is on a read-only file system; choose an output path on a writable one"
+    return f"directory {directory} is not writable; fix its permissions or choose another output path"
 
 
 SIBLING_NAME_EXTRA = len(f".{TMP_MARKER}{9999999}-xxxxxxxx.zarr.ovr.tmp")
