@@ -444,7 +444,11 @@ def _run(
                 run_tiles(job, plan, predictor, writer, todo=todo, record=state.record, on_tiles_done=advance)
         except OutputError as exc:
             # A full disk (or a permission) while tiles were stored: the finished ones stay,
-            # for a --resume once there is room (a resume re-checks every kept chunk).
+            # for a --resume once there is room (a resume re-checks every kept chunk).  None
+            # finished: the state holds nothing (its partial chunks took space on the full
+            # disk), and it said "the 0 finished tiles are kept", "rerun with --resume".
+            if not state.done():
+                raise  # the run state is discarded below
             raise state.unfinished(exc, all_tiles=False) from None
         check_unchanged(fingerprint, job.scene, job.frames)
         try:
