@@ -279,3 +279,36 @@ def test_a_ctrl_c_inside_a_zarr_call_prints_no_coroutine_warning(scene: Path, tm
     assert proc.returncode == 130, stderr
     assert len(stderr.strip().splitlines()) == 1 and "interrupted" in stderr, stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+DISCARD_INTERRUPTED = """
+import os, shutil, signal, sys, time
+from pathlib import Path
+from geosr.io.runstate import RunState, run_dir
+
+remove_tree = shutil.rmtree
+
+def interrupted_as_it_starts(path, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C, as the first one's cleanup begins
+    time.sleep(0.05)
+    return remove_tree(path, *args, **kwargs)
+
+shutil.rmtree = interrupted_as_it_starts
+state = RunState.acquire(Path(sys.argv[1]))
+state.prepare({"job": 1}, 4, resume=False, restart=False)
+(state.store / "chunk").mkdir(parents=True)
+try:
+    state.discard()
+except KeyboardInterrupt:
+    sys.exit(130 if not run_dir(Path(sys.argv[1])).exists() else 3)
+"""
+
+
+def test_a_second_ctrl_c_while_the_run_state_is_removed_leaves_none(tmp_path: Path) -> None:
+    # A run stopped before its first tile was journaled removes its run state; a second
+    # Ctrl-C then left it, or half of it, and the line said "the finished tiles are kept
+    # beside it: rerun with --resume" of a run that had finished none.
+    proc = start([str(tmp_path / "out.tif")], DISCARD_INTERRUPTED)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert list(tmp_path.iterdir()) == []

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from geosr.errors import GeosrError, OutputError, ResumableError
+from geosr.interrupts import signals_held
 from geosr.io.atomic import TMP_MARKER, format_bytes, remove_path
 
 RUN_SUFFIX = ".geosr-run"
@@ -304,10 +305,19 @@ class RunState:
 
     def finish(self) -> None:
         """The output is in place: remove the run state."""
-        self.discard()
+        self._remove()
 
     def discard(self) -> None:
-        """Remove the run state and its store (nothing of it is worth resuming)."""
+        """Remove the run state and its store (nothing of it is worth resuming).
+
+        A Ctrl-C meanwhile (a second one, as the first one's cleanup runs) takes effect
+        once it is gone: it left the state, or half of it, which the line then offered
+        to resume ("the finished tiles are kept beside it") though none was finished.
+        """
+        with signals_held():
+            self._remove()
+
+    def _remove(self) -> None:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
