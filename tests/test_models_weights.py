@@ -209,6 +209,29 @@ def test_missing_card_names_expected_path(tmp_path: Path) -> None:
         load_weights(tmp_path / "m.safetensors")
 
 
+def test_a_link_to_weights_finds_the_card_beside_the_link_then_beside_the_target(tmp_path: Path) -> None:
+    """ln -s runs/a/tiny_x2.safetensors mine.safetensors: refused for want of mine.json while
+    the card sat beside the weights the link leads to."""
+    model = trained_like()
+    weights, _ = save_weights(model, card_for(model), tmp_path / "runs" / "tiny_x2")
+    (tmp_path / "mine.safetensors").symlink_to(weights)
+    loaded = load_model(tmp_path / "mine.safetensors", bands=1, scale=2)
+    assert loaded.card.name == "tiny"
+    assert torch.equal(loaded.state_dict()["head.bias"], model.state_dict()["head.bias"])
+    # A card beside the link is the link's own, and wins.
+    (tmp_path / "mine.json").write_text(card_for(model, name="mine").to_json())
+    assert load_model(tmp_path / "mine", bands=1, scale=2).card.name == "mine"
+    # Neither: both places are named.
+    (tmp_path / "mine.json").unlink()
+    (tmp_path / "runs" / "tiny_x2.json").unlink()
+    with pytest.raises(
+        ModelError,
+        match=rf"expected {tmp_path}/mine\.json \(or, beside the file the link "
+        rf"leads to, {tmp_path}/runs/tiny_x2\.json\)",
+    ):
+        load_weights(tmp_path / "mine.safetensors")
+
+
 def test_a_folder_is_named_as_a_folder(tmp_path: Path) -> None:
     """A folder given as weights was reported as "<folder>.safetensors does not exist"."""
     (tmp_path / "models").mkdir()

@@ -33,6 +33,7 @@ from geosr.models.weights import (
     PICKLE_SUFFIXES,
     WEIGHTS_SUFFIX,
     apply_state,
+    card_of,
     load_weights,
     weights_paths,
 )
@@ -300,7 +301,7 @@ def _from_file(path: Path, scale: object) -> SRModel:
             + other
         )
     _check_scale(scale, card.name)
-    model = model_from_card(card, source=weights_paths(path)[1])
+    model = model_from_card(card, source=card_of(weights_paths(path)[0]))
     apply_state(model, state)
     model.card = card
     return model
@@ -351,7 +352,8 @@ def load_model(
         ``None`` for :data:`DEFAULT_MODEL`; a registered name (bundled weights
         for ``scale`` when present, else the untrained, bicubic-equivalent
         model, with a logged warning); or the path of ``.safetensors`` weights
-        (or their stem) with a card beside them, which fixes architecture, size
+        (or their stem) with a card beside them (for a symbolic link, beside the link or else
+        beside the file it leads to), which fixes architecture, size
         and scale.
     bands : int
         Band count of the input.

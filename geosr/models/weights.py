@@ -57,6 +57,22 @@ def weights_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return stem.with_name(stem.name + WEIGHTS_SUFFIX), stem.with_name(stem.name + CARD_SUFFIX)
 
 
+def card_of(weights_path: Path) -> Path:
+    """The card of the weights file ``weights_path``: beside it as named, or, where there is
+    none and ``weights_path`` is a symbolic link, beside the file the link leads to.
+
+    The card beside the link wins, so that a link can give shared weights a card of its own;
+    without one, a link to a run's weights (``ln -s runs/a/m_x4.safetensors mine.safetensors``)
+    was refused for want of ``mine.json`` while its card sat beside the weights.  The path
+    beside the link when neither exists, for the error that names it.
+    """
+    card_path = weights_paths(weights_path)[1]
+    if card_path.is_file() or not weights_path.is_symlink():
+        return card_path
+    beside_target = weights_paths(weights_path.resolve())[1]
+    return beside_target if beside_target.is_file() else card_path
+
+
 def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file in the same folder, then rename over ``target``.
 
@@ -135,7 +151,7 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
     if Path(path).suffix.lower() in PICKLE_SUFFIXES and not Path(path).exists():
         # Not "a pickle-based checkpoint ... Convert it with": there is nothing to convert.
         raise ModelError(f"weights file {path} does not exist; check the path")
-    weights_path, card_path = weights_paths(path)
+    weights_path = weights_paths(path)[0]
     # The stem of weights beside a folder of the same name (geosr train -o mine --weights mine)
     # names the weights: only a folder with no such file beside it is the user's mistake.
     folder = next((p for p in (Path(path), weights_path) if p.is_dir()), None)
@@ -155,9 +171,13 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
                 "card beside it) or a model name from `geosr models`"
             )
         raise ModelError(f"weights file {weights_path} {_why_not_a_file(weights_path)}")
+    card_path = card_of(weights_path)
     if not card_path.is_file():
+        also = ""
+        if weights_path.is_symlink():
+            also = f" (or, beside the file the link leads to, {weights_paths(weights_path.resolve())[1]})"
         raise ModelError(
-            f"weights {weights_path} have no model card: expected {card_path} "
+            f"weights {weights_path} have no model card: expected {card_path}{also} "
             "(written by geosr train or save_weights)"
         )
     try:

@@ -78,12 +78,13 @@ def _weights_stamp(model: str | None) -> object:
     notebook) kept giving the old model's pixels, while upscale_file gave the new one's.
     """
     from geosr.models.registry import MODEL_NAMES
-    from geosr.models.weights import weights_paths
+    from geosr.models.weights import card_of, weights_paths
 
     if model is None or model in MODEL_NAMES:
         return None
     try:
-        files = weights_paths(model)
+        weights = weights_paths(model)[0]
+        files = (weights, card_of(weights))
         return tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in files)
     except (GeosrError, OSError):  # load_model says what is wrong with the path
         return None

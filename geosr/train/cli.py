@@ -260,13 +260,13 @@ def _init_name(init: str) -> str | None:
     file name, its card and every output's GEOSR_MODEL tag.
     """
     from geosr.errors import GeosrError
-    from geosr.models.weights import read_card, weights_paths
+    from geosr.models.weights import card_of, read_card, weights_paths
     from geosr.train.config import is_model_name
 
     if is_model_name(init):
         return init
     try:
-        return read_card(weights_paths(init)[1]).name
+        return read_card(card_of(weights_paths(init)[0])).name
     except (GeosrError, OSError):
         return None
 

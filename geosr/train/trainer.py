@@ -35,7 +35,7 @@ from geosr.io.atomic import is_foreign_directory
 from geosr.models.bicubic import bicubic_upsample
 from geosr.models.card import ModelCard
 from geosr.models.flops import flops_per_lr_pixel
-from geosr.models.weights import save_weights, weights_paths
+from geosr.models.weights import card_of, save_weights, weights_paths
 from geosr.train.checkpoint import (
     TrainState,
     has_checkpoint,
@@ -144,7 +144,7 @@ def initial_model(init: str, scale: int) -> nn.Module:
             f"init weights {path} are x{card.scale}, the run is x{scale}: use a matching --scale"
         )
     _check_trainable(card, path)
-    model = model_from_card(card, source=weights_paths(path)[1])
+    model = model_from_card(card, source=card_of(weights_paths(path)[0]))
     try:
         apply_state(model, state)
     except ModelError as exc:  # "weights do not fit model cnnrnn-fast" did not say which file
@@ -188,8 +188,8 @@ def init_record(init: str, scale: int) -> dict[str, Any]:
     from geosr.models.weights import read_card
 
     bundled = bundled_weights(init, scale) if is_model_name(init) else None
-    weights, card_path = weights_paths(bundled or Path(init))
-    card = read_card(card_path)
+    weights = weights_paths(bundled or Path(init))[0]
+    card = read_card(card_of(weights))
     return {
         "weights": f"{init} (bundled x{scale})" if bundled else str(weights.resolve()),
         "name": card.name,
