@@ -124,7 +124,12 @@ Scale = Annotated[
 ]
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Model name (see `geosr models`), 'bicubic', or a .safetensors path."),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model name (see `geosr models`), 'bicubic', or a .safetensors path; a model's name "
+        "always means that model: give ./NAME.safetensors for a file of that name.",
+    ),
 ]
 Tile = Annotated[
     int | None,

@@ -155,6 +155,24 @@ def test_load_from_path(tmp_path: Path) -> None:
         load_model(tmp_path / "mine_x3.safetensors", bands=4, scale=1)
 
 
+def test_a_registered_name_beside_a_file_of_that_name_is_the_model_and_says_so(
+    weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--model bicubic in a folder holding bicubic.safetensors ran the registered model without
+    a word; ./bicubic.safetensors (or ./bicubic) is the file."""
+    model = random_model(2)
+    save_weights(model, card(model), tmp_path / "bicubic")
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(
+        GeosrWarning,
+        match=r"^model bicubic is geosr's registered model, not the file "
+        r"bicubic\.safetensors in the current directory; give \./bicubic\.safetensors",
+    ):
+        assert isinstance(load_model("bicubic", bands=1, scale=2), Bicubic)
+    for given in ("./bicubic.safetensors", "./bicubic"):
+        assert load_model(given, bands=1, scale=2).name == "mine"
+
+
 def test_load_from_pickle_path_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model.pt").write_bytes(b"\x80\x04N.")
     with pytest.raises(ModelError, match="pickle-based checkpoint"):

@@ -323,6 +323,21 @@ def _looks_like_path(value: str | os.PathLike[str]) -> bool:
     )
 
 
+def _warn_if_shadowing(name: str) -> None:
+    """Say that a registered name runs the registered model even beside a file of that name:
+    ``--model cnnrnn-fast`` in a folder holding ``cnnrnn-fast.safetensors`` ran the bundled
+    weights without a word, as a bare stem names a file only when it is no model's name."""
+    shadowed = Path(name + WEIGHTS_SUFFIX)
+    if shadowed.is_file():
+        warnings.warn(
+            GeosrWarning(
+                f"model {name} is geosr's registered model, not the file {shadowed} in the current "
+                f"directory; give ./{shadowed} to run that file"
+            ),
+            stacklevel=3,
+        )
+
+
 def check_model(name_or_path: str | os.PathLike[str] | None, *, scale: int) -> None:
     """Refuse (:class:`ModelError`) what :func:`load_model` refuses whatever the input: an
     unknown name, a scale the model does not take, a weights file that is missing or does
@@ -351,8 +366,10 @@ def load_model(
     name_or_path : str, path-like or None
         ``None`` for :data:`DEFAULT_MODEL`; a registered name (bundled weights
         for ``scale`` when present, else the untrained, bicubic-equivalent
-        model, with a logged warning); or the path of ``.safetensors`` weights
-        (or their stem) with a card beside them (for a symbolic link, beside the link or else
+        model, with a logged warning), which always means the registered model, even
+        beside a file of that name (``./NAME.safetensors`` names the file); or the path of
+        ``.safetensors`` weights (or their stem: a name that holds a ``/`` or that no model
+        is registered under) with a card beside them (for a symbolic link, beside the link or else
         beside the file it leads to), which fixes architecture, size
         and scale.
     bands : int
@@ -388,6 +405,7 @@ def load_model(
     if isinstance(target, str) and target in MODEL_NAMES:
         spec = MODEL_NAMES[target]
         scale = _check_scale(scale, target)
+        _warn_if_shadowing(target)
         weights = bundled_weights(target, scale)
         if weights is not None:
             model = _from_file(weights, scale)
