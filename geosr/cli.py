@@ -515,7 +515,7 @@ def _card_lines(card: object) -> list[tuple[str, str]]:
         lines.append(
             (
                 "validation",
-                f"PSNR {metrics['val_psnr']:.2f} dB vs bicubic {bicubic:.2f} dB ({gain:+.2f} dB) "
+                f"PSNR {float(metrics['val_psnr']):.2f} dB vs bicubic {bicubic:.2f} dB ({gain:+.2f} dB) "
                 f"on {chips} held-out chips",
             )
         )

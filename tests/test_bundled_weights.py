@@ -51,6 +51,16 @@ def test_default_beats_bicubic_on_a_held_out_scene(data_dir: Path, tmp_path: Pat
     assert abs(summary["lr_consistency"]) < 0.01
 
 
+def test_bundled_cards_are_strict_json() -> None:
+    """Their training sources' NaN nodata was written as NaN, which JSON.parse refuses."""
+    from tests.test_models_weights import _strict
+
+    cards = sorted(WEIGHTS_DIR.glob("*.json"))
+    assert len(cards) >= 3
+    for card in cards:
+        _strict(card.read_text(encoding="utf-8"))
+
+
 def test_best_x4_ships_and_says_it_is_slower() -> None:
     from geosr.models import flops_per_lr_pixel
 

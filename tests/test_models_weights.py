@@ -81,6 +81,26 @@ def test_card_json_round_trip() -> None:
     assert data["geosr_version"]
 
 
+def _strict(text: str) -> object:
+    """``text`` parsed as JSON.parse would: NaN and Infinity are not JSON."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_card_with_a_nan_is_strict_json(tmp_path: Path) -> None:
+    """A training source's NaN nodata was written as NaN, which JSON.parse refuses and jq reads
+    as null: spelt "nan", as STAC spells a NaN nodata."""
+    model = trained_like()
+    training = {"data": ["a.tif"], "config": {"data": {"train": [{"nodata": float("nan")}]}}}
+    _, card_path = save_weights(model, card_for(model, training=training), tmp_path / "m")
+    data = _strict(card_path.read_text())
+    assert data["training"]["config"]["data"]["train"][0]["nodata"] == "nan"  # type: ignore[index]
+    assert load_weights(tmp_path / "m")[1].training["data"] == ["a.tif"]
+
+
 def test_card_defaults_and_unknown_fields() -> None:
     card = ModelCard.from_json(
         '{"name": "m", "architecture": "bicubic", "config": {}, "scale": 2, "future": 1}'

@@ -52,6 +52,23 @@ def _normalisation_problem(norm: dict[str, Any]) -> str | None:
     return None
 
 
+def json_ready(value: Any) -> Any:
+    """``value`` with each NaN or infinite float spelt ``"nan"``, ``"inf"`` or ``"-inf"``, as
+    STAC spells a NaN nodata.
+
+    JSON has no such numbers: Python wrote ``NaN`` into cards (a training source's NaN
+    nodata), which JavaScript's ``JSON.parse`` and other strict parsers refuse, and jq
+    reads as null.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    return value
+
+
 def geosr_version() -> str:
     """geosr's version, as the outputs' provenance tags give it (``geosr.__version__``).
 
@@ -177,8 +194,8 @@ class ModelCard:
         return asdict(self)
 
     def to_json(self) -> str:
-        """The card as indented JSON text."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        """The card as indented JSON text, strict JSON (see :func:`json_ready`)."""
+        return json.dumps(json_ready(self.to_dict()), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
     @classmethod
     def from_dict(cls, data: object, *, source: str = "model card") -> ModelCard:
