@@ -7,6 +7,7 @@ never a traceback: those are for bugs.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shlex
@@ -446,10 +447,22 @@ def print_table(table: Table) -> None:
 
 
 @app.command()
-def models() -> None:
+def models(
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the models and their bundled cards whole as one JSON array on stdout, for "
+            "scripts (jq), instead of the table.",
+        ),
+    ] = False,
+) -> None:
     """List the available models, their scales and the model cards of the bundled weights."""
     from geosr.models import list_models
 
+    if as_json:
+        typer.echo(json.dumps([info.to_dict() for info in list_models()], indent=2, allow_nan=False))
+        return
     console = Console()
     # The name is what --model takes: never cut to 'cnnrnn-f…' in a narrow terminal; the
     # other columns fold rather than lose their ends.

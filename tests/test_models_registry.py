@@ -210,6 +210,33 @@ def test_bundled_weights_are_used_and_listed(weights_dir: Path) -> None:
         load_model("cnnrnn-fast", bands=1, scale=1)
 
 
+def test_models_json_lists_every_model_with_its_cards_whole() -> None:
+    """geosr models had no machine-readable form: scripts parsed the table."""
+    from typer.testing import CliRunner
+
+    from geosr.cli import app
+    from tests.test_models_weights import _strict
+
+    result = CliRunner().invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = _strict(result.stdout)
+    assert [row["name"] for row in rows] == list(MODEL_NAMES)  # type: ignore[union-attr]
+    fast = rows[0]  # type: ignore[index]
+    assert fast["architecture"] == "cnnrnn" and fast["default"] is True
+    assert fast["bundled_scales"] == [2, 4]
+    assert [c["scale"] for c in fast["cards"]] == [2, 4]
+    card_x4 = registry.WEIGHTS_DIR / "cnnrnn-fast_x4.json"
+    assert fast["cards"][1] == _strict(card_x4.read_text(encoding="utf-8"))
+    assert rows[-1] == {  # type: ignore[index]
+        "name": "bicubic",
+        "architecture": "bicubic",
+        "description": MODEL_NAMES["bicubic"].description,
+        "default": False,
+        "bundled_scales": [],
+        "cards": [],
+    }
+
+
 def test_bundled_weights_without_card_fail_loudly(weights_dir: Path) -> None:
     model = random_model(2)
     save_weights(model, card(model, name="cnnrnn-fast"), weights_dir / "cnnrnn-fast_x2")

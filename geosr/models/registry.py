@@ -25,7 +25,7 @@ import torch
 from geosr.errors import GeosrWarning, ModelError
 from geosr.models.base import MAX_SCALE, MIN_SCALE, SRModel
 from geosr.models.bicubic import Bicubic
-from geosr.models.card import ModelCard
+from geosr.models.card import ModelCard, json_ready
 from geosr.models.cnnrnn import CNNRNN, CNNRNNConfig
 from geosr.models.edsr import EDSR, EDSRConfig
 from geosr.models.weights import (
@@ -121,17 +121,34 @@ class ModelInfo:
         Scales with bundled weights (others run untrained).
     cards : mapping of int to ModelCard
         The bundled cards by scale.
+    architecture : str
+        The architecture it builds (``cnnrnn``, ``edsr``, ``bicubic``).
     """
 
     name: str
     description: str
     scales: tuple[int, ...]
     cards: Mapping[int, ModelCard]
+    architecture: str = ""
 
     @property
     def card(self) -> ModelCard | None:
         """The card of the smallest bundled scale, or ``None`` without bundled weights."""
         return self.cards[self.scales[0]] if self.scales else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row and its cards whole, JSON-ready (:func:`~geosr.models.card.json_ready`):
+        ``geosr models --json``."""
+        return json_ready(
+            {
+                "name": self.name,
+                "architecture": self.architecture,
+                "description": self.description,
+                "default": self.name == DEFAULT_MODEL,
+                "bundled_scales": list(self.scales),
+                "cards": [card.to_dict() for card in self.cards.values()],
+            }
+        )
 
     @property
     def metrics_summary(self) -> str:
@@ -214,7 +231,7 @@ def list_models() -> list[ModelInfo]:
             if not card_path.is_file():
                 raise ModelError(f"bundled weights {name} x{s} have no card {card_path}")
             cards[s] = ModelCard.from_json(card_path.read_text("utf-8"), source=str(card_path))
-        infos.append(ModelInfo(name, spec.description, scales, MappingProxyType(cards)))
+        infos.append(ModelInfo(name, spec.description, scales, MappingProxyType(cards), spec.architecture))
     return infos
 
 
