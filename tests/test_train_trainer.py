@@ -106,6 +106,19 @@ def test_outputs_card_and_config(tmp_path, scenes) -> None:
     assert card.training["params"] > 0 and card.training["kflop_per_lr_pixel"] > 0
 
 
+def test_the_card_records_relative_training_paths_absolute(tmp_path, scenes, monkeypatch) -> None:
+    """--hr train.tif was recorded as 'train.tif' in the card beside the weights, which named
+    no file once read from another folder, and the card does not say where training ran."""
+    monkeypatch.chdir(tmp_path)
+    train_path, val_path = (p.relative_to(tmp_path) for p in scenes)
+    result = train(_config(tmp_path, train_path, val_path, steps=1, val_every=1))
+    card = load_weights(result.weights)[1]
+    assert card.training["data"] == [str(scenes[0].resolve())]
+    assert card.training["validation"] == [str(scenes[1].resolve())]
+    # The run's own configuration keeps them as given: a resume compares them.
+    assert card.training["config"]["data"]["train"][0]["path"] == str(train_path)
+
+
 def test_resume_refuses_a_different_config(tmp_path, scenes) -> None:
     train(_config(tmp_path, *scenes), stop_after=2)
     with pytest.raises(OptionError, match="differs"):

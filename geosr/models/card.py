@@ -116,6 +116,9 @@ class ModelCard:
     training : dict
         Provenance: ``data``, ``recipe``, ``steps``, ``seconds``, or a ``note``; fine-tuned
         weights add ``init``, the weights they started from (path, name, date, version, steps).
+        ``data`` and ``validation`` (written by geosr train) list the rasters, or name the
+        training store: absolute paths, or under ``${GEOSR_DATA_DIR}`` or ``~`` as the recipe
+        wrote them.  ``recipe`` is as given, relative to the folder training ran in.
     metrics : dict
         Validation results, e.g. ``{"psnr": 31.2, "psnr_bicubic": 29.8}``.
     geosr_version : str

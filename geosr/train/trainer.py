@@ -20,7 +20,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +43,7 @@ from geosr.train.checkpoint import (
     read_checkpoint_config,
     save_checkpoint,
 )
-from geosr.train.config import TrainConfig, check_held_out, is_model_name, to_dict
+from geosr.train.config import SceneSource, TrainConfig, check_held_out, is_model_name, to_dict
 from geosr.train.data import (
     NORMALISATION,
     ChipSampler,
@@ -594,9 +594,9 @@ def train(
         training={
             "recipe": recipe,
             **parent,
-            "data": [s.path for s in config.data.train] if not config.data.store else config.data.store,
+            "data": _recorded_data(config.data.train, config.data.store),
             # A store run validates on the store's own validation split, whatever data.val says.
-            "validation": [s.path for s in config.data.val] if not config.data.store else config.data.store,
+            "validation": _recorded_data(config.data.val, config.data.store),
             "steps": config.steps,
             "batch_size": config.batch_size,
             "lr_chip": config.data.lr_chip,
@@ -613,6 +613,21 @@ def train(
     model_cpu = model.to("cpu")
     weights, card_path = save_weights(model_cpu, card, config.weights_stem)
     return _result(weights, card_path, state, metrics, start_step)
+
+
+def _recorded_data(sources: Sequence[SceneSource], store: str | None) -> list[str] | str:
+    """The training rasters (or store) as the card records them: a relative path made absolute.
+
+    A card is read beside its weights, by another user or from another folder, and does not
+    say which folder training ran in: ``train.tif`` named no file there.  Paths under
+    ``${GEOSR_DATA_DIR}`` or ``~`` stay as written, portable.  The run's ``config`` in the card
+    keeps them as given, as a resume compares them.
+    """
+
+    def recorded(path: str) -> str:
+        return path if path.startswith(("$", "~")) else str(Path(path).resolve())
+
+    return recorded(store) if store else [recorded(s.path) for s in sources]
 
 
 def _model_config(model: nn.Module) -> dict[str, Any]:
