@@ -505,17 +505,29 @@ def _hanging(head: str, value: str, width: int) -> str:
     )
 
 
+def _training_data(data: object) -> str:
+    """A card's training rasters, the ``${GEOSR_DATA_DIR}/`` they all share said once.
+
+    Cut from each path without a word, it left ``aerial/naip_va_1m`` relative to nothing the
+    output named; a training store's path (a string) was listed a character at a time.
+    """
+    paths = [data] if isinstance(data, str) else [str(d) for d in data] if isinstance(data, list) else []
+    prefix = "${GEOSR_DATA_DIR}/"
+    if paths and all(p.startswith(prefix) for p in paths):
+        return f"in $GEOSR_DATA_DIR: {'; '.join(p.removeprefix(prefix) for p in paths)}"
+    return "; ".join(paths) or "-"
+
+
 def _card_lines(card: object) -> list[tuple[str, str]]:
     """The facts of a model card a user picks a model by."""
     bands = getattr(card, "bands", None)
     norm = dict(getattr(card, "normalisation", {}) or {})
     training = dict(getattr(card, "training", {}) or {})
     metrics = dict(getattr(card, "metrics", {}) or {})
-    data = [str(d).replace("${GEOSR_DATA_DIR}/", "") for d in training.get("data", [])]
     lines = [
         ("bands", ", ".join(map(str, bands)) if bands else "any count (each band on its own)"),
         ("normalisation", " ".join(f"{k}={v}" for k, v in norm.items()) or "-"),
-        ("training data", "; ".join(data) or "-"),
+        ("training data", _training_data(training.get("data", []))),
         (
             "training",
             f"{training.get('steps', '?')} steps, recipe {training.get('recipe', '-')}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -235,6 +236,31 @@ def test_models_json_lists_every_model_with_its_cards_whole() -> None:
         "bundled_scales": [],
         "cards": [],
     }
+
+
+@pytest.mark.parametrize(
+    ("data", "shown"),
+    [
+        (["${GEOSR_DATA_DIR}/a/b.tif", "${GEOSR_DATA_DIR}/c"], "in $GEOSR_DATA_DIR: a/b.tif; c"),
+        (["${GEOSR_DATA_DIR}/a/b.tif", "/x/c.tif"], "${GEOSR_DATA_DIR}/a/b.tif; /x/c.tif"),
+        ("/x/store.zarr", "/x/store.zarr"),
+    ],
+    ids=["all under the data folder", "mixed", "a store"],
+)
+def test_models_says_where_the_training_data_is(weights_dir: Path, data: object, shown: str) -> None:
+    """geosr models cut ${GEOSR_DATA_DIR}/ from each path without a word, leaving paths relative
+    to nothing it named, and listed a training store's path a character at a time."""
+    from typer.testing import CliRunner
+
+    from geosr.cli import app
+
+    model = random_model(2)
+    training = {"data": data, "recipe": "test", "steps": 1}
+    bundled = dataclasses.replace(card(model, name="cnnrnn-fast"), training=training)
+    save_weights(model, bundled, weights_dir / "cnnrnn-fast_x2")
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"  training data  {shown}\n" in result.output
 
 
 def test_bundled_weights_without_card_fail_loudly(weights_dir: Path) -> None:
