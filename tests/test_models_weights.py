@@ -419,6 +419,25 @@ def test_shape_mismatch_names_key_and_shapes() -> None:
     assert "model tiny" in message
 
 
+def test_weights_that_do_not_fit_their_card_name_the_file(tmp_path: Path) -> None:
+    """A card whose config or scale is not its weights' said 'weights do not fit model tiny',
+    after the input's name in geosr run, naming no weights file; NaN weights alike."""
+    model = trained_like()
+    weights, card_path = save_weights(model, card_for(model), tmp_path / "m")
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**card, "config": {**card["config"], "features": 6}}))
+    with pytest.raises(ModelError, match=rf"^weights {re.escape(str(weights))} do not fit model tiny: "):
+        load_model(weights, bands=1, scale=2)
+    save_weights(model, card_for(model), tmp_path / "m")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["head.bias"][0] = float("nan")
+    from safetensors.torch import save_file
+
+    save_file(state, str(weights))
+    with pytest.raises(ModelError, match=rf"^weights {re.escape(str(weights))} of model tiny are not usable"):
+        load_model(weights, bands=1, scale=2)
+
+
 def test_missing_and_unexpected_keys_are_named() -> None:
     model = trained_like()
     state = dict(model.state_dict())

@@ -318,8 +318,9 @@ def _from_file(path: Path, scale: object) -> SRModel:
             + other
         )
     _check_scale(scale, card.name)
-    model = model_from_card(card, source=card_of(weights_paths(path)[0]))
-    apply_state(model, state)
+    weights = weights_paths(path)[0]
+    model = model_from_card(card, source=card_of(weights))
+    apply_state(model, state, weights)
     model.card = card
     return model
 

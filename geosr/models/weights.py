@@ -265,8 +265,19 @@ def _unusable(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
     return bad
 
 
-def apply_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+def apply_state(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str | os.PathLike[str] | None = None
+) -> None:
     """Load ``state_dict`` into ``model`` strictly, with a readable error on mismatch.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    state_dict : mapping of str to Tensor
+    source : path-like, optional
+        The weights file, named in the errors: ``geosr run --model mine.safetensors`` said
+        'weights do not fit model cnnrnn-fast', after the input's name, of a card that did not
+        match its weights.
 
     Raises
     ------
@@ -290,15 +301,16 @@ def apply_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> Non
     if mismatched:
         problems.append(f"shape mismatches {_listed(mismatched)}")
     name = getattr(model, "name", type(model).__name__)
+    weights = "weights" if source is None else f"weights {source}"
     if problems:
         raise ModelError(
-            f"weights do not fit model {name}: {'; '.join(problems)}. "
+            f"{weights} do not fit model {name}: {'; '.join(problems)}. "
             "Check that the card's config matches the weights (model size, scale, bands)"
         )
     bad = _unusable(state_dict)
     if bad:
         raise ModelError(
-            f"weights of model {name} are not usable: {'; '.join(bad)}. They are corrupt or "
+            f"{weights} of model {name} are not usable: {'; '.join(bad)}. They are corrupt or "
             "their training diverged: use an earlier checkpoint or retrain"
         )
     model.load_state_dict(dict(state_dict), strict=True)
