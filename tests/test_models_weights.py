@@ -341,6 +341,20 @@ def test_missing_weights(tmp_path: Path) -> None:
         load_weights(tmp_path / "scene.tif")
 
 
+def test_a_card_without_its_weights_is_named_as_a_card(tmp_path: Path) -> None:
+    """--model m.json without m.safetensors was 'm.json is not geosr weights; give a
+    .safetensors file (with its .json model card beside it)', as if it were no card."""
+    model = trained_like()
+    weights, card_path = save_weights(model, card_for(model), tmp_path / "m")
+    weights.unlink()
+    with pytest.raises(
+        ModelError,
+        match=rf"^{re.escape(str(card_path))} is a model card, but its weights file "
+        rf"{re.escape(str(weights))} does not exist; put the weights beside the card$",
+    ):
+        load_model(card_path, bands=1, scale=2)
+
+
 def test_weights_that_are_not_a_regular_file_say_what_they_are(tmp_path: Path) -> None:
     """A link to moved weights, a link loop and a named pipe were each 'does not exist'."""
     (tmp_path / "moved.safetensors").symlink_to(tmp_path / "gone" / "m.safetensors")

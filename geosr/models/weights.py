@@ -164,6 +164,13 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
             f"(with its .json model card beside it){holds} or a model name from `geosr models`"
         )
     if not weights_path.is_file():
+        if Path(path).is_file() and Path(path).suffix.lower() == CARD_SUFFIX:
+            # A card without its weights was 'not geosr weights; give a .safetensors file (with
+            # its .json model card beside it)', as if it were no card.
+            raise ModelError(
+                f"{path} is a model card, but its weights file {weights_path} "
+                f"{_why_not_a_file(weights_path)}; put the weights beside the card"
+            )
         # An existing file of another kind: say what it is not, not "<it>.safetensors is missing".
         if Path(path).is_file():
             raise ModelError(
