@@ -331,6 +331,16 @@ def test_upper_case_suffix_is_read(tmp_path: Path) -> None:
     assert torch.equal(loaded.state_dict()["head.bias"], model.state_dict()["head.bias"])
 
 
+def test_a_path_from_the_home_folder_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_model("~/models/m.safetensors") was 'does not exist': geosr run's input globs and a
+    recipe's paths take ~ as the home folder, the model's did not."""
+    model = trained_like()
+    save_weights(model, card_for(model), tmp_path / "models" / "m")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for given in ("~/models/m.safetensors", "~/models/m", Path("~/models/m.json")):
+        assert load_model(given, bands=1, scale=2).card.name == "tiny"
+
+
 def test_missing_weights(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"nothere\.safetensors does not exist"):
         load_weights(tmp_path / "nothere")

@@ -33,14 +33,16 @@ StateDict = dict[str, torch.Tensor]
 
 
 def weights_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """``(<stem>.safetensors, <stem>.json)`` for a weights path, a card path or the bare stem.
+    """``(<stem>.safetensors, <stem>.json)`` for a weights path, a card path or the bare stem;
+    a leading ``~`` is the home folder, as in geosr run's inputs and a recipe's paths
+    (``load_model("~/models/mine_x4.safetensors")`` was 'does not exist').
 
     Raises
     ------
     ModelError
         For a pickle-based checkpoint suffix.
     """
-    p = Path(path)
+    p = Path(path).expanduser()
     suffix = p.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         raise ModelError(
@@ -148,13 +150,14 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
         For a pickle-based checkpoint (never unpickled), a missing weights file
         or card, or a file that is not valid safetensors.
     """
-    if Path(path).suffix.lower() in PICKLE_SUFFIXES and not Path(path).exists():
+    given = Path(path).expanduser()
+    if given.suffix.lower() in PICKLE_SUFFIXES and not given.exists():
         # Not "a pickle-based checkpoint ... Convert it with": there is nothing to convert.
-        raise ModelError(f"weights file {path} does not exist; check the path")
-    weights_path = weights_paths(path)[0]
+        raise ModelError(f"weights file {given} does not exist; check the path")
+    weights_path = weights_paths(given)[0]
     # The stem of weights beside a folder of the same name (geosr train -o mine --weights mine)
     # names the weights: only a folder with no such file beside it is the user's mistake.
-    folder = next((p for p in (Path(path), weights_path) if p.is_dir()), None)
+    folder = next((p for p in (given, weights_path) if p.is_dir()), None)
     if folder is not None and not weights_path.is_file():
         # Not "<folder>.safetensors does not exist": the user gave, or named, a folder.
         inside = sorted(p for p in folder.glob(f"*{WEIGHTS_SUFFIX}") if p.with_suffix(CARD_SUFFIX).is_file())
@@ -164,17 +167,17 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
             f"(with its .json model card beside it){holds} or a model name from `geosr models`"
         )
     if not weights_path.is_file():
-        if Path(path).is_file() and Path(path).suffix.lower() == CARD_SUFFIX:
+        if given.is_file() and given.suffix.lower() == CARD_SUFFIX:
             # A card without its weights was 'not geosr weights; give a .safetensors file (with
             # its .json model card beside it)', as if it were no card.
             raise ModelError(
-                f"{path} is a model card, but its weights file {weights_path} "
+                f"{given} is a model card, but its weights file {weights_path} "
                 f"{_why_not_a_file(weights_path)}; put the weights beside the card"
             )
         # An existing file of another kind: say what it is not, not "<it>.safetensors is missing".
-        if Path(path).is_file():
+        if given.is_file():
             raise ModelError(
-                f"{path} is not geosr weights; give a .safetensors file (with its .json model "
+                f"{given} is not geosr weights; give a .safetensors file (with its .json model "
                 "card beside it) or a model name from `geosr models`"
             )
         raise ModelError(f"weights file {weights_path} {_why_not_a_file(weights_path)}")
