@@ -465,19 +465,21 @@ def models(
         return
     console = Console()
     # The name is what --model takes: never cut to 'cnnrnn-f…' in a narrow terminal; the
-    # other columns fold rather than lose their ends.
+    # other columns fold rather than lose their ends.  No box, as geosr info and the README:
+    # piped into grep or a file, its lines were framed in box-drawing characters.
     table = Table(
         Column("name", no_wrap=True),
         Column("bundled scales", overflow="fold"),
         Column("description", overflow="fold"),
         Column("validation", overflow="fold"),
+        box=None,
     )
     infos = list_models()
     for info in infos:
         table.add_row(
             info.name, ", ".join(f"x{s}" for s in info.scales) or "-", info.description, info.metrics_summary
         )
-    console.print(table)
+    print_table(table)
     for info in infos:
         for scale, card in info.cards.items():
             console.print(f"\n[bold]{info.name} x{scale}[/bold] (model card)")

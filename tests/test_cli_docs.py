@@ -51,8 +51,21 @@ def test_models_keeps_the_names_whole_in_a_narrow_terminal() -> None:
     """At 50 columns the table cut the names --model takes to 'cnnrnn-f…' and 'edsr-bas…'."""
     result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "50"})
     assert result.exit_code == 0, result.output
-    rows = [line.split("│")[1].strip() for line in result.output.splitlines() if line.startswith("│")]
+    table = result.output.split("(model card)")[0].splitlines()
+    rows = [line.split()[0] for line in table if line[:2].strip()]  # a row's first line
     assert {"cnnrnn-fast", "cnnrnn-best", "edsr-baseline", "bicubic"} <= set(rows), rows
+
+
+def test_models_prints_a_plain_table_as_the_readme_shows() -> None:
+    """Piped, the table was framed in box-drawing characters (┏━┃│└), which the README's
+    example and geosr info do without."""
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    table = result.output.split("(model card)")[0]
+    assert not set("┏━┳┃┡╇│└┴┘─") & set(table), table
+    lines = table.splitlines()
+    assert lines[0].split() == ["name", "bundled", "scales", "description", "validation"]
+    assert lines[1].split()[:3] == ["cnnrnn-fast", "x2,", "x4"]
 
 
 def test_models_cards_wrap_under_their_values_without_trailing_spaces() -> None:
