@@ -174,6 +174,24 @@ def test_a_registered_name_beside_a_file_of_that_name_is_the_model_and_says_so(
         assert load_model(given, bands=1, scale=2).name == "mine"
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("", r"^unknown model ''; known models: cnnrnn-fast"),
+        (".", r"^\. is a folder"),
+        ("/", r"^/ is a folder"),
+    ],
+    ids=["empty", "dot", "root"],
+)
+def test_an_empty_model_or_a_folder_without_a_name_is_one_error(given: str, said: str) -> None:
+    """--model "$MODEL" with MODEL unset, or --model ., ended in a traceback: ValueError
+    'PosixPath('.') has an empty name'."""
+    with pytest.raises(ModelError, match=said):
+        load_model(given, bands=1, scale=2)
+    with pytest.raises(ModelError, match=said):
+        registry.check_model(given, scale=2)
+
+
 def test_load_from_pickle_path_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model.pt").write_bytes(b"\x80\x04N.")
     with pytest.raises(ModelError, match="pickle-based checkpoint"):

@@ -329,6 +329,9 @@ def _looks_like_path(value: str | os.PathLike[str]) -> bool:
     if not isinstance(value, str):
         # Not any other object: model=3 failed in pathlib ('expected str, bytes or os.PathLike').
         return isinstance(value, os.PathLike)
+    if not value.strip():
+        # --model "$MODEL" with MODEL unset: '' is Path('.'), a folder, which ended in a traceback.
+        return False
     suffixes = (WEIGHTS_SUFFIX, CARD_SUFFIX, *PICKLE_SUFFIXES)
     return (
         "/" in value

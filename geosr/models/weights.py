@@ -56,6 +56,12 @@ def weights_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
         # The file as named, whatever its case (M.SAFETENSORS from a Windows share).
         return p, p.with_suffix(CARD_SUFFIX)
     stem = p.with_suffix("") if suffix == CARD_SUFFIX else p
+    if not stem.name:
+        # '.', '..' or '/': with_name raised ValueError ('PosixPath('.') has an empty name').
+        raise ModelError(
+            f"{p} is a folder, not geosr weights; give the .safetensors file (with its .json model "
+            "card beside it) or a model name from `geosr models`"
+        )
     return stem.with_name(stem.name + WEIGHTS_SUFFIX), stem.with_name(stem.name + CARD_SUFFIX)
 
 
