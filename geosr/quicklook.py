@@ -234,7 +234,8 @@ def source_bands(sr_scene: Scene, source: Scene, show: Sequence[int]) -> list[in
 
     The output of a ``--bands`` run records the input's band numbers it holds
     (``GEOSR_BANDS``): its band 1 may be the input's band 3.  Without that record,
-    or when ``source`` lacks those bands (another file), the positions are the same.
+    or when ``source`` lacks those bands (another file), the bands of the same names
+    (:func:`same_named_bands`).
     """
     recorded = sr_scene.tags.get("GEOSR_BANDS", "")
     try:
@@ -242,8 +243,24 @@ def source_bands(sr_scene: Scene, source: Scene, show: Sequence[int]) -> list[in
     except ValueError:
         numbers = []
     if len(numbers) != sr_scene.count or not all(1 <= n <= source.count for n in numbers):
-        return list(show)
+        return same_named_bands(sr_scene, source, show)
     return [numbers[p] - 1 for p in show]
+
+
+def same_named_bands(sr_scene: Scene, other: Scene, show: Sequence[int]) -> list[int]:
+    """0-based positions in ``other`` of the bands named as the output's bands ``show``; the
+    same positions when the names do not say (a band without a name, or a name ``other``
+    lacks or holds twice).
+
+    A reference stacked B04,B03,B02 against an output of B02,B03,B04 (shown as B04,B03,B02:
+    positions 2,1,0) was shown from its own positions 2,1,0, blue as red and red as blue.
+    """
+    wanted = [sr_scene.descriptions[p] if p < len(sr_scene.descriptions) else None for p in show]
+    names = [canonical_band_name(d) if d else None for d in other.descriptions]
+    found = [canonical_band_name(w) for w in wanted if w]
+    if len(found) < len(show) or not all(names.count(n) == 1 for n in found):
+        return list(show)
+    return [names.index(n) for n in found]
 
 
 def stac_raster(lr: str, sr_scene: Scene) -> Resolved:
@@ -335,8 +352,9 @@ def compare_panels(
     titles = [" ".join(filter(None, ("geosr", sr_scene.tags.get("GEOSR_MODEL"), f"x{scale}"))), "bicubic"]
     if hr is not None:
         hr_scene = open_scene(hr)
-        _check_bands(hr_scene, show, sr)
-        panels.append(_on_grid(hr_scene, show, target, Resampling.nearest, other=sr))
+        from_hr = same_named_bands(sr_scene, hr_scene, show)
+        _check_bands(hr_scene, from_hr, sr)
+        panels.append(_on_grid(hr_scene, from_hr, target, Resampling.nearest, other=sr))
         titles.append("reference")
     return panels, titles, win, scale
 

@@ -373,3 +373,22 @@ def test_compare_never_overwrites_a_raster_it_compares(
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "ref.png: the PNG would overwrite the --hr reference it compares")
     assert ref.read_bytes() == before
+
+
+def test_the_reference_is_shown_from_its_bands_of_the_same_names(make_raster, tmp_path: Path) -> None:
+    """A reference stacked B04,B03,B02 against an output of B02,B03,B04 was shown from the
+    output's positions (3,2,1), its blue as red and its red as blue."""
+    from tests.conftest import UTM_TRANSFORM
+
+    levels = np.array([1000, 3000, 6000], "uint16")[:, None, None]
+    lr = make_raster(data=np.broadcast_to(levels, (3, 32, 32)).copy(), descriptions=("B02", "B03", "B04"))
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    hr = make_raster(
+        "hr.tif",
+        data=np.broadcast_to(levels[::-1], (3, 64, 64)).copy(),
+        descriptions=("B04", "B03", "B02"),
+        transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(0.5),
+    )
+    panels = compare_panels(str(lr), str(sr), hr=str(hr))[0]
+    for panel in panels:  # red, green, blue: B04, B03, B02 in every panel
+        np.testing.assert_allclose(np.nanmean(panel, axis=(1, 2)), [6000, 3000, 1000], atol=1)
