@@ -25,7 +25,13 @@ from geosr.grid import warp_onto, window_grid
 from geosr.io.atomic import write_small_file
 from geosr.io.bands import canonical_band_name
 from geosr.io.scene import Scene, open_scene, read_window
-from geosr.io.stac_input import Resolved, is_stac_item, not_an_item, with_declared_nodata
+from geosr.io.stac_input import (
+    Resolved,
+    is_stac_item,
+    not_an_item,
+    with_declared_nodata,
+    with_declared_scaling,
+)
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.normalise import valid_mask
 from geosr.run_outputs import overwritten_input
@@ -189,7 +195,10 @@ def _no_overlap(path: str, other: str) -> InputError:
 def _on_grid(
     scene: Scene, bands: list[int], target: GeoBox, resampling: Resampling, *, other: str = ""
 ) -> np.ndarray:
-    """``bands`` (0-based) of ``scene`` resampled onto ``target``, float32 with NaN.
+    """``bands`` (0-based) of ``scene`` resampled onto ``target``, float32 with NaN, in the
+    units the scene's scale and offset give (``pixel * scale + offset``): a reference in
+    reflectance against an output of integers declared as reflectance was stretched as
+    integers (black), and the panels of one stretch must hold one quantity.
 
     Only the scene's pixels under ``target`` (and a margin for the kernel) are
     read, through the scene's own reader: GeoTIFF, JPEG 2000, Zarr alike.
@@ -206,9 +215,12 @@ def _on_grid(
     row0, col0 = window.row, window.col
     source = read_window(scene, window)[bands].astype(np.float32)
     source[~valid_mask(source, scene.nodata)] = np.nan
-    return warp_onto(
+    warped = warp_onto(
         source, window_grid(scene.grid, row0, col0, window.height, window.width), target, resampling
     )
+    scales = np.array([scene.scales[b] if scene.scales else 1.0 for b in bands], np.float32)
+    offsets = np.array([scene.offsets[b] if scene.offsets else 0.0 for b in bands], np.float32)
+    return warped * scales[:, None, None] + offsets[:, None, None]
 
 
 def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> list[np.ndarray]:
@@ -322,6 +334,9 @@ def compare_panels(
         lr_scene = dataclasses.replace(lr_scene, nodata=lr_nodata, band_nodata=())
     else:
         lr_scene = with_declared_nodata(lr_scene, raster.nodata)  # the Item's raster:bands, as the run
+    # The output declares the Item's scale and offset (the run gave them to it): the LR, read
+    # in the same units, must too.
+    lr_scene = with_declared_scaling(lr_scene, raster.scaling)
     # First: the pixel sizes of rasters far apart (or in other units) give no scale.
     if _footprint_window(lr_scene, sr_scene.grid) is None:
         raise _no_overlap(lr, sr)

@@ -392,3 +392,23 @@ def test_the_reference_is_shown_from_its_bands_of_the_same_names(make_raster, tm
     panels = compare_panels(str(lr), str(sr), hr=str(hr))[0]
     for panel in panels:  # red, green, blue: B04, B03, B02 in every panel
         np.testing.assert_allclose(np.nanmean(panel, axis=(1, 2)), [6000, 3000, 1000], atol=1)
+
+
+def test_panels_hold_the_values_the_scale_and_offset_give(make_raster, tmp_path: Path) -> None:
+    """An output of integers declared as reflectance (scale 0.0001, offset -0.1) against a
+    reference in reflectance: the reference was stretched as integers, so it showed black."""
+    import rasterio
+
+    from tests.conftest import UTM_TRANSFORM
+
+    lr = make_raster(count=1, height=32, width=32)
+    with rasterio.open(lr, "r+") as f:
+        f.scales, f.offsets = (0.0001,), (-0.1,)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    with rasterio.open(sr) as f:
+        reflectance = f.read().astype("float32") * 0.0001 - 0.1
+    hr = make_raster("hr.tif", data=reflectance, transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(0.5))
+    geosr_panel, bicubic_panel, reference = compare_panels(str(lr), str(sr), hr=str(hr))[0]
+    np.testing.assert_allclose(reference, geosr_panel, atol=1e-6)
+    np.testing.assert_allclose(bicubic_panel, geosr_panel, atol=0.002)
+    assert np.nanmin(geosr_panel) >= -0.1 and np.nanmax(geosr_panel) < 0.3  # reflectance, not integers

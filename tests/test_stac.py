@@ -576,3 +576,20 @@ def test_an_items_scale_and_offset_reach_the_output_and_its_item(make_raster, tm
             assert f.scales == (0.0001,) * count and f.offsets == (-0.1,) * count, out
     bands = json.loads((tmp_path / "one.stac.json").read_text())["assets"]["data"]["bands"]
     assert bands == [{"data_type": "uint16", "nodata": 0, "scale": 0.0001, "offset": -0.1}]
+
+
+def test_compare_reads_the_item_in_the_units_of_its_output(make_raster, tmp_path: Path) -> None:
+    """The output of an Item whose raster:bands declare a scale and offset its file lacks
+    declares them; compare read the Item's file without them, so its bicubic panel was
+    integers beside the output's reflectance."""
+    from geosr.quicklook import compare_panels
+
+    make_raster("B04.tif", height=20, width=20)
+    item = item_of(tmp_path, {"B04": "./B04.tif"})
+    doc = json.loads(item.read_text())
+    doc["assets"]["B04"]["raster:bands"] = [{"scale": 0.0001, "offset": -0.1}]
+    item.write_text(json.dumps(doc))
+    out = geosr.upscale_file(item, tmp_path / "out.tif", scale=2, model="bicubic")
+    geosr_panel, bicubic_panel = compare_panels(str(item), str(out))[0]
+    assert np.nanmax(bicubic_panel) < 1  # reflectance, not integers
+    np.testing.assert_allclose(bicubic_panel, geosr_panel, atol=0.002)
