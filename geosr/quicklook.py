@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
@@ -24,7 +25,7 @@ from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
 from geosr.io.atomic import write_small_file
 from geosr.io.bands import canonical_band_name
-from geosr.io.scene import Scene, open_scene, read_window
+from geosr.io.scene import Scene, open_scene, read_decimated, read_window
 from geosr.io.stac_input import (
     Resolved,
     is_stac_item,
@@ -41,6 +42,9 @@ DEFAULT_WINDOW = 128
 """LR pixels per side of the default (centred) window."""
 
 RGB_NAMES = (("B4", "B3", "B2"), ("RED", "GREEN", "BLUE"))
+
+PANEL_PIXELS = 600
+"""Most pixels a side a panel shows; a larger window is shown (and read) decimated."""
 
 _MARGIN = 3
 """Source pixels read around a panel's footprint: the cubic kernel's reach, and one for rounding."""
@@ -212,15 +216,31 @@ def _on_grid(
     window = _footprint_window(scene, target)
     if window is None:
         raise _no_overlap(scene.path, other or "the window shown")
-    row0, col0 = window.row, window.col
-    source = read_window(scene, window)[bands].astype(np.float32)
+    # A target coarser than the scene (a large window, decimated) needs one pixel in step x step.
+    c0, r0, c1, r1 = _pixel_box(scene.grid, target)
+    step = max(1, int(min((c1 - c0) / target.shape.x, (r1 - r0) / target.shape.y) + 1e-6))
+    window = _whole_steps(window, step, scene.grid.shape.yx)
+    grid = window_grid(scene.grid, window.row, window.col, window.height, window.width)
+    if step == 1:
+        source = read_window(scene, window)[bands].astype(np.float32)
+    else:
+        source = read_decimated(scene, window, step)[bands].astype(np.float32)
+        grid = GeoBox(source.shape[1:], grid.transform @ Affine.scale(step), grid.crs)
     source[~valid_mask(source, scene.nodata)] = np.nan
-    warped = warp_onto(
-        source, window_grid(scene.grid, row0, col0, window.height, window.width), target, resampling
-    )
+    warped = warp_onto(source, grid, target, resampling)
     scales = np.array([scene.scales[b] if scene.scales else 1.0 for b in bands], np.float32)
     offsets = np.array([scene.offsets[b] if scene.offsets else 0.0 for b in bands], np.float32)
     return warped * scales[:, None, None] + offsets[:, None, None]
+
+
+def _whole_steps(window: Window, step: int, shape: tuple[int, int]) -> Window:
+    """``window`` grown to whole blocks of ``step`` x ``step`` pixels, or shrunk at the edge
+    of a scene of ``shape`` (by less than a block, a pixel of the decimated read)."""
+    sides = []
+    for start, size, limit in ((window.row, window.height, shape[0]), (window.col, window.width, shape[1])):
+        grown = -(-size // step) * step
+        sides.append(grown if start + grown <= limit else (limit - start) // step * step)
+    return Window(window.row, window.col, sides[0], sides[1])
 
 
 def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> list[np.ndarray]:
@@ -357,6 +377,9 @@ def compare_panels(
         # The LR file's own pixels: an AOI output covers only part of it.
         win = _sr_window(lr_scene, sr_scene, parse_window(window, lr_scene.grid.shape.yx), window, sr)
     target = window_grid(sr_scene.grid, win.row, win.col, win.height, win.width)
+    decimation = -(-max(win.height, win.width) // PANEL_PIXELS)
+    if decimation > 1:  # no more pixels than a panel shows: a large window was read whole
+        target = target.zoom_out(decimation)
     show = display_bands(sr_scene, bands)
     from_lr = list(lr_bands) if lr_bands else source_bands(sr_scene, lr_scene, show)
     _check_bands(lr_scene, from_lr, sr)
@@ -413,7 +436,7 @@ def render_compare(
     images = stretch(panels)
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
     # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.
-    side = min(max(win.width, win.height, 256), 600) / 100 + 0.2
+    side = min(max(win.width, win.height, 256), PANEL_PIXELS) / 100 + 0.2
     fig, axes = plt.subplots(1, len(images), figsize=(side * len(images), side + 0.5), squeeze=False)
     for ax, index in zip(axes[0], order, strict=True):
         ax.imshow(panel_rgba(images[index], panels[index]), interpolation="nearest")
@@ -421,7 +444,8 @@ def render_compare(
         ax.set_axis_off()
     fig.suptitle(
         _fitted(
-            f"{Path(sr).name}: window of {win.width} x {win.height} output px, one 2-98 % stretch",
+            f"{Path(sr).name}: window of {win.width} x {win.height} output px"
+            f"{_decimated(win, panels[0])}, one 2-98 % stretch",
             side * len(images),
             9,
         ),
@@ -433,6 +457,12 @@ def render_compare(
     finally:
         plt.close(fig)
     return png
+
+
+def _decimated(win: Window, panel: np.ndarray) -> str:
+    """How a window larger than a panel is shown: ' shown 1:N' (one pixel in N x N)."""
+    factor = round(max(win.height, win.width) / max(panel.shape[1:]))
+    return f" shown 1:{factor}" if factor > 1 else ""
 
 
 def panel_rgba(image: np.ndarray, panel: np.ndarray) -> np.ndarray:

@@ -412,3 +412,31 @@ def test_panels_hold_the_values_the_scale_and_offset_give(make_raster, tmp_path:
     np.testing.assert_allclose(reference, geosr_panel, atol=1e-6)
     np.testing.assert_allclose(bicubic_panel, geosr_panel, atol=0.002)
     assert np.nanmin(geosr_panel) >= -0.1 and np.nanmax(geosr_panel) < 0.3  # reflectance, not integers
+
+
+def test_a_window_larger_than_a_panel_is_read_decimated(make_raster, tmp_path: Path) -> None:
+    """A panel shows at most PANEL_PIXELS a side; a larger --window was read whole at the
+    output's resolution (3.4 GiB of memory for 4096^2 output pixels, so an 8192^2 LR at x4
+    could not be shown). It is read decimated, from a GeoTIFF's overviews or a Zarr's strides."""
+    import xarray as xr
+
+    from tests.conftest import UTM_TRANSFORM
+
+    side = 320  # LR pixels: 640 output pixels, more than a panel's 600, so decimated by 2
+    data = coordinate_pattern(1, side, side)
+    lr = make_raster(data=data)
+    # Each LR pixel as 2 x 2 output pixels: any pixel of a 2 x 2 block is the LR's.
+    sr = make_raster(
+        "sr.tif",
+        data=np.kron(data, np.ones((2, 2), data.dtype)),
+        transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(0.5),
+    )
+    store = tmp_path / "sr.zarr"
+    xr.open_dataarray(sr, engine="rasterio").rename("v").to_dataset().to_zarr(
+        store, zarr_format=3, consolidated=False
+    )
+    for output in (sr, store):
+        geosr_panel, bicubic_panel = compare_panels(str(lr), str(output), window=f"0,0,{side},{side}")[0]
+        assert geosr_panel.shape == bicubic_panel.shape == (1, side, side)
+        np.testing.assert_array_equal(geosr_panel, data.astype("float32"))
+        np.testing.assert_allclose(bicubic_panel, data, atol=1)

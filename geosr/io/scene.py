@@ -449,20 +449,23 @@ def has_band_masks(src: Any) -> bool:
     return any(not src.mask_flag_enums[band - 1] for band in data_bands(src))
 
 
-def file_mask(src: Any, window: RioWindow | None = None) -> np.ndarray:
+def file_mask(
+    src: Any, window: RioWindow | None = None, out_shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """``(h, w)``, 0 where an open dataset hides pixels: its per-dataset mask (internal,
     ``.msk``, or the alpha band GDAL takes as one), else its alpha band.
 
     GDAL takes an alpha band as the mask only as the last band of 2 or 4 (grey or
     RGB with alpha); an alpha band elsewhere (the 5th of an RGBN orthomosaic, the
     1st of ARGB) it leaves out of the mask, so ``src.dataset_mask()`` showed every
-    pixel and the transparent ones were super-resolved as data.
+    pixel and the transparent ones were super-resolved as data.  ``out_shape``: read
+    decimated (:func:`read_decimated`).
     """
     data = data_bands(src)
     alpha = [b for b, ci in enumerate(src.colorinterp, start=1) if ci == ColorInterp.alpha]
     if alpha and data and MaskFlags.per_dataset not in src.mask_flag_enums[data[0] - 1]:
-        return src.read(alpha[0], window=window)
-    return src.dataset_mask(window=window)
+        return src.read(alpha[0], window=window, out_shape=out_shape)
+    return src.dataset_mask(window=window, out_shape=out_shape)
 
 
 def _cf_geographic(src: Any) -> CRS | None:
@@ -589,29 +592,58 @@ def read_window(scene: Scene, window: Window) -> np.ndarray:
     return inside[:, (rows - r0)[:, None], (cols - c0)[None, :]]
 
 
-def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True) -> np.ndarray:
+def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True, step: int = 1) -> np.ndarray:
     """Read ``window`` in *file* pixel coordinates, only the scene's bands.
 
     ``keep_band``: cut it from the thread's band of strips (:func:`_from_row_band`),
-    for reads that move down the scene row of tiles by row of tiles.
+    for reads that move down the scene row of tiles by row of tiles.  ``step``: one
+    pixel of each ``step`` x ``step`` block (:func:`read_decimated`).
     """
     handle = _dataset(scene)
     if scene.is_zarr:
-        block = np.asarray(handle[:, window.rows, window.cols])
+        # The middle pixel of each block, as GDAL's decimated read takes it.
+        rows = slice(window.row + step // 2, window.row + window.height, step)
+        cols = slice(window.col + step // 2, window.col + window.width, step)
+        block = np.asarray(handle[:, rows, cols])
         return block[[b - 1 for b in scene.bands]] if scene.bands else block
     indexes = list(scene.bands) if scene.bands else None
     rio_window = RioWindow(window.col, window.row, window.width, window.height)
-    if keep_band and keeps_band(scene, window.height):
+    # GDAL reads a smaller out_shape from the file's overviews where it has them.
+    out = {} if step == 1 else {"out_shape": (window.height // step, window.width // step)}
+    if keep_band and step == 1 and keeps_band(scene, window.height):
         block = _from_row_band(scene, handle, indexes, window)
     else:
-        block = handle.read(indexes, window=rio_window)
+        block = handle.read(indexes, window=rio_window, **out)
     if not scene.nan_marks_invalid:
         return block
     mask = None
     if scene.masked:
         has_own = has_band_masks(handle)
-        mask = handle.read_masks(indexes, window=rio_window) if has_own else file_mask(handle, rio_window)
+        mask = (
+            handle.read_masks(indexes, window=rio_window, **out)
+            if has_own
+            else file_mask(handle, rio_window, **out)
+        )
     return _hide_invalid(scene, block, mask)
+
+
+def read_decimated(scene: Scene, window: Window, step: int) -> np.ndarray:
+    """``window`` (scene pixels, inside the scene, its sides multiples of ``step``) read at
+    ``1 / step`` of its resolution: ``(count, height / step, width / step)``, from a GeoTIFF's
+    overviews where it has them, a Zarr store's middle pixel of each block.
+
+    A quicklook of a large window shows a few hundred pixels a side: reading all of them
+    took the whole window into memory (3.4 GiB for 4096^2 output pixels).
+    """
+    r_off, c_off = scene.origin
+    inside = Window(window.row + r_off, window.col + c_off, window.height, window.width)
+    try:
+        return _read_inside(scene, inside, keep_band=False, step=step)
+    except (RasterioError, OSError, ValueError) as exc:
+        raise InputError(
+            f"{scene.path}: reading pixels failed at rows {inside.row}-{inside.row + inside.height}, "
+            f"cols {inside.col}-{inside.col + inside.width} {_read_failure(scene.path, exc)}"
+        ) from None
 
 
 def _hide_invalid(scene: Scene, block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
