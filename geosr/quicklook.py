@@ -437,9 +437,10 @@ def render_compare(
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
     # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.
     side = min(max(win.width, win.height, 256), PANEL_PIXELS) / 100 + 0.2
+    aspect = pixel_aspect(open_scene(sr).grid)
     fig, axes = plt.subplots(1, len(images), figsize=(side * len(images), side + 0.5), squeeze=False)
     for ax, index in zip(axes[0], order, strict=True):
-        ax.imshow(panel_rgba(images[index], panels[index]), interpolation="nearest")
+        ax.imshow(panel_rgba(images[index], panels[index]), interpolation="nearest", aspect=aspect)
         ax.set_title(_fitted(titles[index], side, 10))
         ax.set_axis_off()
     fig.suptitle(
@@ -457,6 +458,13 @@ def render_compare(
     finally:
         plt.close(fig)
     return png
+
+
+def pixel_aspect(grid: GeoBox) -> float:
+    """Height over width of a pixel of ``grid`` in its CRS's units, for ``imshow``: a panel of
+    10 x 20 m pixels was drawn with square ones, the scene squashed to half its height."""
+    a, b, _, d, e, _ = tuple(grid.transform)[:6]
+    return float(np.hypot(b, e) / np.hypot(a, d))
 
 
 def _decimated(win: Window, panel: np.ndarray) -> str:

@@ -440,3 +440,20 @@ def test_a_window_larger_than_a_panel_is_read_decimated(make_raster, tmp_path: P
         assert geosr_panel.shape == bicubic_panel.shape == (1, side, side)
         np.testing.assert_array_equal(geosr_panel, data.astype("float32"))
         np.testing.assert_allclose(bicubic_panel, data, atol=1)
+
+
+def test_a_panel_of_pixels_that_are_not_square_keeps_their_shape(make_raster, tmp_path: Path) -> None:
+    """Pixels 10 m wide and 20 m tall: a 40 x 40 px window is twice as tall as it is wide on the
+    ground, and was drawn square (squashed to half its height)."""
+    from affine import Affine
+
+    lr = make_raster(count=1, height=40, width=40, transform=Affine(10, 0, 335440, 0, -20, 5866490))
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    png = tmp_path / "c.png"
+    CliRunner().invoke(app, ["compare", str(lr), str(sr), "-o", str(png), "--window", "10,10,20,20"])
+    drawn = (imread(png)[..., :3] < 0.99).any(axis=-1)
+    columns = np.flatnonzero(drawn.sum(axis=0) > 0.3 * drawn.shape[0])
+    rows = np.flatnonzero(drawn[:, columns[0] : columns[0] + 20].all(axis=1))  # the first panel
+    first = columns[columns < drawn.shape[1] // 2]
+    height, width = rows[-1] - rows[0] + 1, first[-1] - first[0] + 1
+    assert height == pytest.approx(2 * width, rel=0.05)
