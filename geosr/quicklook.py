@@ -424,12 +424,13 @@ def render_compare(
     panels, titles, win, _ = compare_panels(
         lr, sr, hr=hr, window=window, bands=bands, lr_bands=lr_bands, variable=variable, lr_nodata=lr_nodata
     )
-    if not np.isfinite(panels[0]).any():
+    if not np.isfinite(panels[0]).all(axis=0).any():  # as panel_rgba: nodata in any band is not shown
         # A black PNG reads as a failed run; the centre of a swath edge or of a cloudy date is nodata.
         warnings.warn(
             GeosrWarning(
-                f"{png}: no pixel of {sr} in the window shown is valid (all nodata), so every panel is "
-                "empty; choose a window with data: geosr compare --window col,row,width,height"
+                f"{png}: no pixel of {sr} in the window shown is valid (nodata in a band shown), so "
+                "every panel is empty; choose a window with data: geosr compare --window "
+                "col,row,width,height (or other bands: --bands)"
             ),
             stacklevel=2,
         )

@@ -457,3 +457,17 @@ def test_a_panel_of_pixels_that_are_not_square_keeps_their_shape(make_raster, tm
     first = columns[columns < drawn.shape[1] // 2]
     height, width = rows[-1] - rows[0] + 1, first[-1] - first[0] + 1
     assert height == pytest.approx(2 * width, rel=0.05)
+
+
+def test_a_window_without_a_pixel_valid_in_every_band_is_said(make_raster, tmp_path: Path) -> None:
+    """A panel shows a pixel only where every band shown is valid; one band of nodata in the
+    window left every panel empty, without the warning an all-nodata window gives."""
+    from geosr.errors import GeosrWarning
+    from geosr.quicklook import compare_files
+
+    data = coordinate_pattern(3, 40, 40, "float32")
+    data[2, :20] = np.nan  # blue is missing in the top half
+    lr = make_raster(data=data, nodata=float("nan"))
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    with pytest.warns(GeosrWarning, match="no pixel of .*sr.tif in the window shown is valid"):
+        compare_files(str(lr), str(sr), tmp_path / "a.png", window="0,0,40,10")
