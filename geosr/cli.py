@@ -557,13 +557,24 @@ def compare(
         Path, typer.Option("--output", "-o", parser=given_path, help="The PNG to write.")
     ] = Path("compare.png"),
     hr: Annotated[
-        str | None, typer.Option(help="A high-resolution reference on the output grid (third panel).")
+        str | None,
+        typer.Option(
+            help="A high-resolution reference of the same area (third panel), read onto the output "
+            "grid with nearest neighbour; its bands of the same names, else the same positions."
+        ),
     ] = None,
     window: Annotated[
         str | None,
         typer.Option(help="col,row,width,height in LR pixels (default: a centred window of up to 128 px)."),
     ] = None,
-    bands: Bands = None,
+    bands: Annotated[
+        str | None,
+        typer.Option(
+            help="The output's bands to show, by description or 1-based index: 1 in grey or 3 as "
+            "red, green, blue (B04,B03,B02 or 3,2,1). Default: red, green, blue by name or colour "
+            "interpretation, else 1,2,3 (band 1 for fewer than 3 bands)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing PNG.")] = False,
     variable: Variable = None,
     nodata: Annotated[

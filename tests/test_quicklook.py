@@ -471,3 +471,12 @@ def test_a_window_without_a_pixel_valid_in_every_band_is_said(make_raster, tmp_p
     sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
     with pytest.warns(GeosrWarning, match="no pixel of .*sr.tif in the window shown is valid"):
         compare_files(str(lr), str(sr), tmp_path / "a.png", window="0,0,40,10")
+
+
+def test_compare_help_says_what_bands_it_takes() -> None:
+    """compare's --bands help was run's, whose example of 4 bands compare refuses."""
+    result = CliRunner().invoke(app, ["compare", "--help"])
+    text = " ".join(result.output.split())  # as wrapped to the terminal
+    assert result.exit_code == 0
+    assert "B04,B03,B02,B08" not in text
+    assert "1 in grey or 3 as red, green, blue" in text
