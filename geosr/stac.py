@@ -21,6 +21,7 @@ import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pyproj
@@ -119,7 +120,9 @@ def build_item(
         properties=properties,
     )
     asset = pystac.Asset(
-        href=f"./{output.name}",
+        # A URI reference: a '#' in the name began a fragment, so the Item named the file 'a' for
+        # 'a#1_x4.tif' (geosr and pystac read it so); a space or '%' is escaped as well.
+        href=f"./{quote(output.name)}",
         media_type=media_type(output),
         roles=["data"],
         title=f"{scene.name} super-resolved x{scale} by geosr ({model})",

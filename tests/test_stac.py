@@ -593,3 +593,18 @@ def test_compare_reads_the_item_in_the_units_of_its_output(make_raster, tmp_path
     geosr_panel, bicubic_panel = compare_panels(str(item), str(out))[0]
     assert np.nanmax(bicubic_panel) < 1  # reflectance, not integers
     np.testing.assert_allclose(bicubic_panel, geosr_panel, atol=0.002)
+
+
+def test_the_items_href_names_an_output_of_any_name(make_raster, tmp_path: Path) -> None:
+    """The asset's href is a URI reference: for 'a#1_x2.tif' it was './a#1_x2.tif', whose '#'
+    begins a fragment, so the Item named the file 'a' and reading it back failed."""
+    src = make_raster(height=20, width=20)
+    for name in ("a#1_x2.tif", "b c%41_x2.tif"):
+        out = geosr.upscale_file(src, tmp_path / name, scale=2, model="bicubic", stac=True)
+        item = out.with_name(out.stem + ".stac.json")
+        href = json.loads(item.read_text())["assets"]["data"]["href"]
+        assert href.startswith("./") and "#" not in href and " " not in href
+        again = geosr.upscale_file(item, tmp_path / f"again_{len(name)}.tif", scale=2, model="bicubic")
+        with rasterio.open(out) as first, rasterio.open(again) as second:
+            assert second.shape == (80, 80)
+            assert second.transform == first.transform @ first.transform.scale(0.5)

@@ -147,7 +147,10 @@ def _item(path: str | Path) -> Any:
     try:
         if is_remote(path):  # relative asset hrefs resolve against the Item's URL
             return pystac.Item.from_dict(_json_document(path), href=str(path))
-        return pystac.Item.from_file(str(path))
+        # Read here, not by pystac.Item.from_file, which takes a path for a URL: the '#' of
+        # 'a#1_x4.stac.json' began a fragment there ("no such file: .../a").
+        local = Path(str(path)).absolute()
+        return pystac.Item.from_dict(json.loads(local.read_bytes()), href=str(local), migrate=True)
     except Exception as exc:
         raise InputError(f"{path}: not a readable STAC Item ({exc})") from None
 
