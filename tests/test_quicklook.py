@@ -39,6 +39,19 @@ def test_compare_cli_writes_png_with_three_panels(make_raster, tmp_path: Path) -
     assert again.exit_code != 0 and "--overwrite" in str(again.exception)
 
 
+def test_compare_without_output_writes_the_default_png(
+    make_raster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --help says [default: compare.png]: left out, -o raised AttributeError ('PosixPath'
+    # object has no attribute 'strip') from its parser, a traceback and exit status 1.
+    lr = make_raster(count=1, height=40, width=40)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["compare", str(lr), str(sr)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "compare.png" and (tmp_path / "compare.png").exists()
+
+
 def test_run_quicklook_beside_output(make_raster, tmp_path: Path) -> None:
     lr = make_raster(count=1, height=40, width=40)
     out = geosr.upscale_file(lr, tmp_path / "q.tif", scale=2, model="bicubic", quicklook=True)
