@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import typer
 from typer.testing import CliRunner
@@ -171,3 +173,63 @@ def test_help_on_an_80_column_terminal_cuts_no_word() -> None:
         assert max(len(line) for line in result.output.splitlines()) <= 80, result.output
         for word in words:
             assert word in result.output, f"{word!r} not in geosr {command} --help"
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _command_options(name: str) -> set[str]:
+    """Every spelling of every option of ``geosr NAME`` (``--stac`` and ``--no-stac``, ``-o``)."""
+    _register_plugins()
+    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    named = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts) if opt.startswith("-")}
+    return named | {"--help"}  # click adds it when it parses
+
+
+def test_the_readme_synopsis_of_run_names_every_option() -> None:
+    # The synopsis left out --scheduler and --workers, which the README shows just above it.
+    text = README.read_text(encoding="utf-8")
+    synopsis = re.search(r"`geosr run INPUT\.\.\.(.*?)`", text, re.DOTALL)
+    assert synopsis is not None
+    named = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", synopsis.group(1)))
+    options = _command_options("run")
+    assert named <= options, f"not options of geosr run: {sorted(named - options)}"
+    _register_plugins()
+    command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    left_out = [
+        p.opts[0] for p in command.params if p.param_type_name == "option" and p.name != "help"
+        and not named & {*p.opts, *p.secondary_opts}
+    ]  # fmt: skip
+    assert left_out == [], f"geosr run options the README's synopsis leaves out: {left_out}"
+
+
+def test_the_readme_examples_use_only_options_their_command_has() -> None:
+    text = README.read_text(encoding="utf-8")
+    lines = [
+        line.split("#")[0]
+        for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL)
+        for line in block.splitlines()
+        if line.startswith("geosr ")
+    ]
+    lines += re.findall(r"^\$ (geosr [^\n]*)", text, re.MULTILINE)  # a shell session's commands
+    lines += re.findall(r"`(geosr [a-z]+\b[^`]*)`", text)  # and those in the prose
+    assert len(lines) > 40
+    for line in lines:
+        command = line.split()[1]
+        used = set(re.findall(r"(?<![\w/:-])(--?[a-z][\w-]*)", line))
+        unknown = used - _command_options(command)
+        assert not unknown, f"README: {line.strip()!r} uses {sorted(unknown)}, not options of geosr {command}"
+
+
+def test_the_tests_the_readme_names_exist() -> None:
+    # The Guarantees table names the test that proves each promise: a renamed test left it
+    # pointing at nothing.
+    text = README.read_text(encoding="utf-8")
+    module = None
+    for match in re.finditer(r"`(tests/[\w/]+\.py)?(::\w+)?`", text):
+        if match.group(1):
+            module = README.parent / match.group(1)
+            assert module.exists(), match.group(1)
+        if match.group(2):
+            assert module is not None, match.group(0)
+            assert f"def {match.group(2)[2:]}(" in module.read_text(encoding="utf-8"), match.group(0)
