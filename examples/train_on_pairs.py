@@ -2,10 +2,10 @@
 
 Run: python examples/train_on_pairs.py [WORKDIR]
 
-Same as (on these 64 x 64 px LR pairs --chip 8 leaves room for validation chips in the bottom
-20 % of the rows: the default --chip 32 and 16 find none there):
-  geosr train --lr lr.tif --hr hr.tif --init cnnrnn-fast --steps 4 --chip 8 -o runs/mine
-  geosr run scene.tif --model runs/mine/cnnrnn-fast_x4.safetensors
+Same as (--chip 8 cuts 56 chips from this 64 x 64 px LR pair, the default --chip 32 only 4;
+validation chips come from the bottom 20 % of the rows there, 30 % here):
+  geosr train --lr lr.tif --hr scene.tif --init cnnrnn-fast --steps 4 --chip 8 -o runs/mine
+  geosr run lr.tif --model runs/mine/cnnrnn-fast_x4.safetensors -o mine_x4.tif
 
 Here the pair is made from one scene (the LR is the exact 4 x 4 mean of the HR); with real
 pairs (Sentinel-2 with aerial imagery) geosr co-registers the HR onto the LR grid first,
