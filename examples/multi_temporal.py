@@ -2,7 +2,7 @@
 
 Run: python examples/multi_temporal.py [WORKDIR]
 
-Same as: geosr run ref.tif --frame d2.tif --frame d3.tif -o t3_x4.tif
+Same as: geosr run scene.tif --frame d2.tif --frame d3.tif --tile 48 -o t3_x4.tif
 
 The second date is on another grid (shifted, 20 m): it is reprojected onto the
 reference grid block by block.  The third covers only the western half: tiles

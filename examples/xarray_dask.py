@@ -14,7 +14,9 @@ folder = workdir()
 scene = example_scene(folder)
 
 lr = rioxarray.open_rasterio(scene, chunks={"x": 64, "y": 64})
-sr = geosr.upscale(lr, scale=2)  # nothing computed yet: a dask graph of output blocks
+# No tile runs yet: a dask graph of output blocks (the call reads a strided sample of the
+# input once, for the scene's normalisation, as geosr run does).
+sr = geosr.upscale(lr, scale=2)
 print("lazy:", sr.shape, "chunks:", sr.chunks, "transform:", tuple(sr.rio.transform())[:6])
 sr.rio.to_raster(folder / "lazy_x2.tif")  # computes block by block
 print("written", folder / "lazy_x2.tif")
