@@ -121,7 +121,13 @@ def _root(
 
 
 Scale = Annotated[
-    int, typer.Option("--scale", "-s", help="Zoom factor: output pixels per input pixel (2, 3, 4).")
+    int,
+    typer.Option(
+        "--scale",
+        "-s",
+        # The range geosr.models.base takes (not imported here: it imports torch).
+        help="Zoom factor: output pixels per input pixel, per axis, 2..8 (bundled weights: x2, x4).",
+    ),
 ]
 ModelOpt = Annotated[
     str | None,

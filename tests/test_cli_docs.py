@@ -233,3 +233,14 @@ def test_the_tests_the_readme_names_exist() -> None:
         if match.group(2):
             assert module is not None, match.group(0)
             assert f"def {match.group(2)[2:]}(" in module.read_text(encoding="utf-8"), match.group(0)
+
+
+def test_the_scales_in_help_are_those_the_models_take() -> None:
+    # --help said (2, 3, 4) while every model takes 2..8 and the README runs --scale 6.
+    from geosr.models import MAX_SCALE, MIN_SCALE
+
+    _register_plugins()
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for command in ("run", "info", "evaluate", "train"):
+        option = next(p for p in commands[command].params if p.name == "scale")
+        assert f"{MIN_SCALE}..{MAX_SCALE}" in option.help, f"geosr {command} --scale: {option.help}"

@@ -28,7 +28,7 @@ from geosr.progress import ProgressLines, progress_bar_drawn
 
 err = Console(stderr=True)
 
-Scale = Annotated[int | None, typer.Option("--scale", "-s", help="Zoom factor (2, 3, 4).")]
+Scale = Annotated[int | None, typer.Option("--scale", "-s", help="Zoom factor per axis, 2..8.")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="auto, fp32 or bf16.")]
 LrPaths = Annotated[
@@ -426,7 +426,7 @@ def evaluate_command(
     ] = None,
     lr: LrPaths = None,
     hr: HrPaths = None,
-    scale: Annotated[int, typer.Option("--scale", "-s", help="Zoom factor (2, 3, 4).")] = 4,
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Zoom factor per axis, 2..8.")] = 4,
     model: Annotated[
         str | None,
         typer.Option("--model", "-m", help="Model name or .safetensors path (default: bundled)."),
