@@ -24,6 +24,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
+from rasterio.crs import CRS
 from rio_cogeo.cogeo import cog_validate
 
 from geosr.errors import OptionError, OutputError
@@ -184,6 +185,27 @@ def test_cog_dtypes_round_trip(tmp_path, make_spec, dtype, nodata, colorinterp):
         if colorinterp:
             assert [c.name for c in src.colorinterp] == list(colorinterp)
         np.testing.assert_array_equal(src.read(), data)
+
+
+# A rotated pole (CORDEX climate grids): no GeoTIFF key describes it, so GDAL keeps the
+# CRS in a ``.aux.xml`` beside the file.
+ROTATED_POLE = CRS.from_proj4(
+    "+proj=ob_tran +o_proj=longlat +o_lon_p=0 +o_lat_p=40 +lon_0=10 +datum=WGS84 +no_defs"
+).to_wkt()
+
+
+def test_cog_keeps_a_crs_that_geotiff_keys_cannot_hold(tmp_path, make_spec):
+    """The CRS GDAL writes beside the COG (``.aux.xml``) goes with it: it was removed with
+    the temporaries, and the output had no CRS at all."""
+    grid = GeoBox((40, 50), Affine(0.1, 0.0, 5.0, 0.0, -0.1, 50.0), ROTATED_POLE)
+    spec = make_spec(grid=grid, count=1, block=16)
+    destination = tmp_path / "rotated_pole.tif"
+    with open_sink(destination, spec) as sink:
+        write_all(sink, coded(spec))
+    with rasterio.open(destination) as src:
+        assert src.crs is not None and grid.crs == src.crs
+        assert tuple(src.transform) == tuple(grid.transform)
+    assert leftovers(tmp_path) == []
 
 
 def test_cog_same_writes_give_same_bytes(tmp_path, make_spec):

@@ -85,6 +85,15 @@ def test_geographic_crs_and_odd_shapes(make_raster, scale: int) -> None:
     assert_valid_cog(out)
 
 
+def test_a_rotated_pole_crs_reaches_the_cog(make_raster, tmp_path: Path) -> None:
+    """A CRS no GeoTIFF key describes (a CORDEX rotated pole) is kept in the ``.aux.xml``
+    GDAL writes beside the COG: the output had none, after a run that reported success."""
+    rotated_pole = "+proj=ob_tran +o_proj=longlat +o_lon_p=0 +o_lat_p=40 +lon_0=10 +datum=WGS84 +no_defs"
+    src = make_raster(height=20, width=24, crs=rotated_pole, transform=Affine(0.1, 0, 5, 0, -0.1, 50))
+    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic")
+    assert_georeferenced(src, out, 2)
+
+
 def test_zarr_output_matches_cog(make_raster, tmp_path: Path) -> None:
     src = make_raster(count=2, height=50, width=70, nodata=0)
     cog = geosr.upscale_file(src, tmp_path / "o.tif", scale=2, tile=32)

@@ -160,7 +160,7 @@ class CogBuild(SinkBase):
         _check_tiles(cog, self.destination, self._needed())
         self._verify(cog)
         checkpoint("cog")
-        replace_atomically(cog, self.destination)
+        _replace_with_sidecar(cog, self.destination)
 
     def abort(self) -> None:
         """Remove the temporaries; the destination is not touched."""
@@ -358,6 +358,26 @@ class _FromSource(CogBuild):
 
     def _source(self) -> tuple[str | Path, int]:
         return self._given
+
+
+PAM_SUFFIX = ".aux.xml"
+"""GDAL's sidecar beside a raster for what its format cannot hold (GDAL's PAM)."""
+
+
+def _replace_with_sidecar(cog: Path, destination: Path) -> None:
+    """Move the finished ``cog`` to ``destination``, with the ``.aux.xml`` GDAL wrote beside it.
+
+    GDAL writes a CRS that no GeoTIFF key describes (a rotated pole, a projection
+    known to PROJ only) into that sidecar, not into the TIFF: removed with the
+    temporaries, it left an output without a CRS, which ``_verify`` (reading the
+    temporary with its sidecar) could not see.  The sidecar goes first: should the
+    run stop between the two renames, the output is not there yet and a rerun
+    writes both.
+    """
+    sidecar = cog.with_name(cog.name + PAM_SUFFIX)
+    if sidecar.exists():
+        replace_atomically(sidecar, destination.with_name(destination.name + PAM_SUFFIX))
+    replace_atomically(cog, destination)
 
 
 def _check_tiles(path: Path, destination: Path, needed: int | None = None) -> None:
