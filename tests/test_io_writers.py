@@ -208,6 +208,24 @@ def test_cog_keeps_a_crs_that_geotiff_keys_cannot_hold(tmp_path, make_spec):
     assert leftovers(tmp_path) == []
 
 
+def test_overwriting_a_cog_drops_its_old_sidecar(tmp_path, make_spec):
+    """GDAL reads an ``.aux.xml`` before the TIFF's own keys: the sidecar of the output
+    replaced (its rotated-pole CRS, or statistics QGIS saved) gave the new output a CRS
+    and statistics that were not its own."""
+    destination = tmp_path / "out.tif"
+    rotated = GeoBox((40, 50), Affine(0.1, 0.0, 5.0, 0.0, -0.1, 50.0), ROTATED_POLE)
+    utm = GeoBox((40, 50), UTM.transform, UTM.crs)
+    for grid, overwrite in ((rotated, False), (utm, True)):
+        spec = make_spec(grid=grid, count=1, block=16)
+        with open_sink(destination, spec, overwrite=overwrite) as sink:
+            write_all(sink, coded(spec))
+        if not overwrite:
+            (tmp_path / "out.tif.ovr").write_bytes(b"overviews of the first output (gdaladdo -ro)")
+    with rasterio.open(destination) as src:
+        assert utm.crs == src.crs
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]
+
+
 def test_cog_same_writes_give_same_bytes(tmp_path, make_spec):
     """Resumed or repeated runs must end with identical files."""
     spec = make_spec(grid=GeoBox((100, 130), UTM.transform, UTM.crs), count=2)

@@ -52,6 +52,7 @@ from geosr.io.atomic import (
     describe_write_failure,
     format_bytes,
     free_bytes,
+    remove_path,
     replace_atomically,
     space_report,
     temporary_sibling,
@@ -363,6 +364,11 @@ class _FromSource(CogBuild):
 PAM_SUFFIX = ".aux.xml"
 """GDAL's sidecar beside a raster for what its format cannot hold (GDAL's PAM)."""
 
+STALE_SIDECARS = (PAM_SUFFIX, ".ovr", ".msk")
+"""Files GDAL reads with a GeoTIFF of the name before its own content (the ``.aux.xml``'s
+CRS and statistics) or in its absence (overviews, mask): an output replaced takes its own
+with it, as ``gdal_translate`` over an existing file does."""
+
 
 def _replace_with_sidecar(cog: Path, destination: Path) -> None:
     """Move the finished ``cog`` to ``destination``, with the ``.aux.xml`` GDAL wrote beside it.
@@ -372,12 +378,17 @@ def _replace_with_sidecar(cog: Path, destination: Path) -> None:
     temporaries, it left an output without a CRS, which ``_verify`` (reading the
     temporary with its sidecar) could not see.  The sidecar goes first: should the
     run stop between the two renames, the output is not there yet and a rerun
-    writes both.
+    writes both.  The sidecars of an output replaced go last, so that a failed
+    rename leaves that output whole.
     """
     sidecar = cog.with_name(cog.name + PAM_SUFFIX)
-    if sidecar.exists():
+    kept = sidecar.exists()
+    if kept:
         replace_atomically(sidecar, destination.with_name(destination.name + PAM_SUFFIX))
     replace_atomically(cog, destination)
+    for suffix in STALE_SIDECARS:
+        if not (kept and suffix == PAM_SUFFIX):
+            remove_path(destination.with_name(destination.name + suffix))
 
 
 def _check_tiles(path: Path, destination: Path, needed: int | None = None) -> None:
