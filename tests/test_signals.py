@@ -312,3 +312,49 @@ def test_a_second_ctrl_c_while_the_run_state_is_removed_leaves_none(tmp_path: Pa
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert list(tmp_path.iterdir()) == []
+
+
+CHECKPOINT_INTERRUPTED = """
+import json, os, signal, sys
+from pathlib import Path
+import torch
+from safetensors import safe_open
+from geosr.train import checkpoint
+from geosr.interrupts import signals_as_interrupts
+
+write = checkpoint.atomic_write
+
+def signalled_after_the_second_tensors(target, save):
+    write(target, save)
+    if target.suffix == ".safetensors" and (target.parent / "last.json").exists():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+checkpoint.atomic_write = signalled_after_the_second_tensors
+folder = Path(sys.argv[1])
+model = torch.nn.Linear(2, 2)
+optimizer = torch.optim.Adam(model.parameters())
+scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+with signals_as_interrupts():
+    for step in (1, 2):
+        try:
+            state = checkpoint.TrainState(step=step)
+            kept = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+            checkpoint.save_checkpoint(folder, **kept, state=state, config={})
+        except KeyboardInterrupt:
+            pass
+with safe_open(str(folder / "last.safetensors"), "pt") as tensors:
+    print(tensors.metadata()["step"], json.loads((folder / "last.json").read_text())["step"])
+"""
+
+
+def test_a_signal_while_a_training_checkpoint_is_written_leaves_one_step(tmp_path: Path) -> None:
+    # The checkpoint is two files, tensors then state: a SIGTERM between them left the
+    # tensors of step 2 with the state of step 1, which --resume loaded as one checkpoint.
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECKPOINT_INTERRUPTED, str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["2", "2"], proc.stdout

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from geosr.errors import InputError
+from geosr.interrupts import signals_held
 from geosr.models.weights import atomic_write
 
 NAME = "last"
@@ -89,9 +90,13 @@ def save_checkpoint(
         "config": config,
     }
     weights = d / f"{NAME}.safetensors"
-    atomic_write(weights, lambda p: save_file(tensors, str(p), metadata={"step": str(state.step)}))
     js = d / f"{NAME}.json"
-    atomic_write(js, lambda p: p.write_text(json.dumps(meta, default=_jsonable), encoding="utf-8"))
+    # A Ctrl-C between the two files (a second one, as training saved on the first; a
+    # SIGTERM as a periodic checkpoint was written) left the tensors of one step with the
+    # state of another, which --resume took as they were: it waits for both.
+    with signals_held():
+        atomic_write(weights, lambda p: save_file(tensors, str(p), metadata={"step": str(state.step)}))
+        atomic_write(js, lambda p: p.write_text(json.dumps(meta, default=_jsonable), encoding="utf-8"))
     return js
 
 
