@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from geosr.errors import OptionError
+from geosr.errors import InputError, OptionError
 from geosr.models import load_weights
 from geosr.train.config import SceneSource, load_config
 from geosr.train.trainer import Validator, train
@@ -89,6 +89,18 @@ def test_resume_gives_bit_identical_weights(tmp_path, scenes) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_a_checkpoint_of_two_steps_is_refused(tmp_path, scenes) -> None:
+    # Killed between the checkpoint's two files: the tensors of step 2 with the state of
+    # step 3 resumed as one checkpoint, which the module's docstring said was checked.
+    train(_config(tmp_path, *scenes), stop_after=2)
+    tensors = tmp_path / "run" / "checkpoints" / "last.safetensors"
+    older = tensors.read_bytes()
+    train(_config(tmp_path, *scenes), resume=True, stop_after=3)
+    tensors.write_bytes(older)
+    with pytest.raises(InputError, match=r"holds step 2 and last.json step 3 .*start again without --resume"):
+        train(_config(tmp_path, *scenes), resume=True)
 
 
 def test_outputs_card_and_config(tmp_path, scenes) -> None:

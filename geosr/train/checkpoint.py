@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -136,8 +136,17 @@ def load_checkpoint(
     try:
         meta = json.loads((d / f"{NAME}.json").read_text(encoding="utf-8"))
         tensors = load_file(str(d / f"{NAME}.safetensors"), device="cpu")
+        with safe_open(str(d / f"{NAME}.safetensors"), "pt") as handle:
+            tensors_step = (handle.metadata() or {}).get("step")
     except (OSError, ValueError, SafetensorError) as exc:
         raise InputError(f"checkpoint in {d} cannot be read ({exc}); start again without --resume") from exc
+    if tensors_step != str(meta["step"]):
+        # The process died between the two files (SIGKILL, a power cut): resumed, the model
+        # and optimiser of one step went on with the step count and schedule of another.
+        raise InputError(
+            f"checkpoint in {d} is two checkpoints: {NAME}.safetensors holds step {tensors_step} and "
+            f"{NAME}.json step {meta['step']} (the run was killed while saving); start again without --resume"
+        )
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     model.load_state_dict(model_state, strict=True)
     opt_state: dict[str, Any] = {"state": {}, "param_groups": meta["optimizer"]["param_groups"]}
