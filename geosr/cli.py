@@ -699,7 +699,7 @@ def _native_stderr_captured() -> Iterator[None]:
         yield
         failed = False
     except (GeosrError, KeyboardInterrupt, SystemExit) as exc:
-        # 130: an interrupt the command reported itself (training), no bug.
+        # 130: an interrupt the command reported itself, no bug.
         failed = isinstance(exc, SystemExit) and exc.code not in (0, None, 2, 130)
         raise
     finally:

@@ -182,8 +182,8 @@ def unreported_interrupt(exc: SystemExit) -> KeyboardInterrupt | None:
 
     typer ends a command that lets a KeyboardInterrupt through (one interrupted
     while importing torch, say) with ``raise Exit(130) from interrupt``, which
-    becomes this SystemExit; a command that reports its interrupt itself (as
-    training does) raises ``Exit(130) from None`` instead.
+    becomes this SystemExit; a command that reports its interrupt itself raises
+    ``Exit(130) from None`` instead.
     """
     cause = exc.__context__.__cause__ if exc.__context__ is not None else None
     return cause if exc.code == 130 and isinstance(cause, KeyboardInterrupt) else None

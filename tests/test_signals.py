@@ -358,3 +358,31 @@ def test_a_signal_while_a_training_checkpoint_is_written_leaves_one_step(tmp_pat
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["2", "2"], proc.stdout
+
+
+def test_a_signal_during_training_is_one_line_with_the_command_that_resumes(
+    scene: Path, tmp_path: Path
+) -> None:
+    # Training said "interrupted; continue with the same command and --resume (run folder
+    # ...)", also for a SIGTERM, without "error:" and wrapped by rich at 80 columns in a log.
+    run = tmp_path / "run"
+    fast = ["--chip", "8", "--batch-size", "2", "--device", "cpu", "--precision", "fp32", "--threads", "1"]
+    proc = start(
+        [
+            "train",
+            str(scene),
+            "-s",
+            "2",
+            "--steps",
+            "100000",
+            "--checkpoint-every",
+            "1",
+            *fast,
+            "-o",
+            str(run),
+        ]
+    )
+    wait_for(proc, (run / "checkpoints" / "last.json").exists)
+    line = stopped(proc, signal.SIGTERM).strip()
+    assert line.startswith(f"error: terminated (SIGTERM); the run is kept in {run}"), line
+    assert line.endswith(f"-o {run} --resume)") and "(to resume: geosr train" in line, line

@@ -23,7 +23,7 @@ from rich.progress import (
 )
 
 from geosr.cli_types import given_path
-from geosr.errors import OptionError
+from geosr.errors import InterruptedRunError, OptionError
 from geosr.progress import ProgressLines, progress_bar_drawn
 
 err = Console(stderr=True)
@@ -194,10 +194,10 @@ def train_command(
     leftovers = _Leftovers(Path(config.output), store_path)
     try:
         result = _build_and_train(config, overrides, recipe, pairs, store, store_path, scheduler, resume)
-    except typer.Exit:
+    except (typer.Exit, InterruptedRunError):
         raise
     except (Exception, KeyboardInterrupt):
-        # An interrupt while the store is built too (training reports its own, as Exit):
+        # An interrupt while the store is built too (training reports its own, resumable):
         # it would leave an incomplete store that the same command then refuses as existing.
         leftovers.remove()
         raise
@@ -405,11 +405,12 @@ def _build_and_train(
 
         try:
             return train(config, resume=resume, progress=report, recipe=str(recipe) if recipe else None)
-        except KeyboardInterrupt:
-            err.print(
-                f"interrupted; continue with the same command and --resume (run folder {config.output})"
-            )
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as stop:
+            # Reported as geosr run's are: one line (rich wrapped this one at 80 columns in a
+            # log file), the signal's own words (a SIGTERM said "interrupted"), the command.
+            raise InterruptedRunError(
+                f"{stop or 'interrupted'}; the run is kept in {config.output}: continue it with --resume"
+            ) from None
         except Exception:
             # An error (a raster, the resume check, ...) is one line: the bar, still at 0 or
             # at the failed step, goes instead of staying above it. An interrupt keeps it.
