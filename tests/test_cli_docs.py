@@ -152,6 +152,7 @@ def test_the_version_in_tags_and_cards_is_the_installed_packages() -> None:
 
 def test_the_tile_minimum_in_help_is_the_one_enforced() -> None:
     # --help said [x>=1] for --tile (typer's min=1) while every edge under 8 is refused.
+    _register_plugins()  # evaluate is a plugin: alone (pytest -k), this test found no such command
     for command in ("run", "info", "evaluate"):
         result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
