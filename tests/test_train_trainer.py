@@ -131,6 +131,22 @@ def test_the_card_records_relative_training_paths_absolute(tmp_path, scenes, mon
     assert card.training["config"]["data"]["train"][0]["path"] == str(train_path)
 
 
+def test_weights_named_as_a_pickle_are_refused_before_training(tmp_path, scenes) -> None:
+    """--weights mine.pt --overwrite trained to the end, then said 'mine.pt is a pickle-based
+    checkpoint ... Convert it with torch.load('mine.pt')', of a file that did not exist."""
+    from geosr.errors import ModelError
+    from geosr.train.trainer import check_run_output
+
+    cfg = _config(tmp_path, *scenes, steps=1, weights=str(tmp_path / "mine.pt"))
+    said = rf"^cannot write weights as {tmp_path}/mine\.pt: geosr writes safetensors, never pickles; give "
+    for overwrite in (False, True):
+        with pytest.raises(ModelError, match=said):
+            check_run_output(cfg, resume=False, overwrite=overwrite)
+    with pytest.raises(ModelError, match=said):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_refuses_a_different_config(tmp_path, scenes) -> None:
     train(_config(tmp_path, *scenes), stop_after=2)
     with pytest.raises(OptionError, match="differs"):

@@ -65,6 +65,27 @@ def weights_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return stem.with_name(stem.name + WEIGHTS_SUFFIX), stem.with_name(stem.name + CARD_SUFFIX)
 
 
+def paths_to_write(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """:func:`weights_paths` of weights about to be written (``save_weights``, ``geosr train
+    --weights``).
+
+    Raises
+    ------
+    ModelError
+        For a pickle suffix: ``--weights mine.pt`` was told, once training had ended, that
+        'mine.pt is a pickle-based checkpoint ... Convert it with torch.load('mine.pt')', of
+        a file that did not exist.
+    """
+    p = Path(path).expanduser()
+    if p.suffix.lower() in PICKLE_SUFFIXES:
+        stem = p.with_suffix("")
+        raise ModelError(
+            f"cannot write weights as {p}: geosr writes safetensors, never pickles; give the stem "
+            f"{stem} (written as {stem}{WEIGHTS_SUFFIX} with its card {stem}{CARD_SUFFIX})"
+        )
+    return weights_paths(p)
+
+
 def card_of(weights_path: Path) -> Path:
     """The card of the weights file ``weights_path``: beside it as named, or, where there is
     none and ``weights_path`` is a symbolic link, beside the file the link leads to.
@@ -123,7 +144,7 @@ def save_weights(model: nn.Module, card: ModelCard, path: str | os.PathLike[str]
     """
     if not isinstance(card, ModelCard):
         raise ModelError(f"save_weights needs a ModelCard, got {type(card).__name__}")
-    weights_path, card_path = weights_paths(path)
+    weights_path, card_path = paths_to_write(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     # Fresh contiguous copies: safetensors refuses tensors that share storage, and a
     # model converted to channels_last (as the predictor does) has strided weights.

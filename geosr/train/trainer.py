@@ -35,7 +35,7 @@ from geosr.io.atomic import is_foreign_directory
 from geosr.models.bicubic import bicubic_upsample
 from geosr.models.card import ModelCard
 from geosr.models.flops import flops_per_lr_pixel
-from geosr.models.weights import card_of, save_weights, weights_paths
+from geosr.models.weights import card_of, paths_to_write, save_weights, weights_paths
 from geosr.train.checkpoint import (
     TrainState,
     has_checkpoint,
@@ -350,10 +350,13 @@ def check_run_output(
     OutputError
         The run folder holds a run, the weights file or the store exists (and
         neither flag was given), or a path is taken by something else.
+    ModelError
+        ``--weights`` with a pickle suffix (``mine.pt``).
     """
     output = Path(config.output)
     if output.exists() and not output.is_dir():
         raise OutputError(f"-o {output} is a file, not a run folder: choose another --output")
+    weights = paths_to_write(config.weights_stem)  # --weights mine.pt: before training, not after
     if new_store is not None and is_foreign_directory(new_store):
         raise OutputError(
             f"--store {new_store} is a folder of other files, not a training store, which building "
@@ -372,7 +375,7 @@ def check_run_output(
             f"{output} already holds a training run: pass --resume to continue it, --overwrite to "
             "replace it, or choose another --output"
         )
-    for path in weights_paths(config.weights_stem):
+    for path in weights:
         if path.exists():
             raise OutputError(
                 f"{path} already exists: pass --overwrite to replace it, or choose another --weights"
@@ -429,6 +432,7 @@ def train(
     TrainResult
         ``weights``/``card`` are None when stopped before ``config.steps``.
     """
+    paths_to_write(config.weights_stem)  # refused before training, not once it has ended
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
