@@ -192,6 +192,19 @@ def test_an_empty_model_or_a_folder_without_a_name_is_one_error(given: str, said
         registry.check_model(given, scale=2)
 
 
+def test_weights_of_several_bands_without_band_names_say_how_to_go_on(tmp_path: Path) -> None:
+    """Weights built for 4 bands at once whose card names no bands said only 'expects 4 bands,
+    the input has 3'."""
+    model = random_model(2, in_channels=4)
+    save_weights(model, card(model), tmp_path / "m4_x2")
+    with pytest.raises(
+        ModelError,
+        match=r"^model mine \(.*m4_x2\.safetensors\) expects 4 bands, the input has 3; select 4 bands "
+        r"\(e\.g\. --bands\) or use a band-agnostic model",
+    ):
+        load_model(tmp_path / "m4_x2.safetensors", bands=3, scale=2)
+
+
 def test_load_from_pickle_path_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model.pt").write_bytes(b"\x80\x04N.")
     with pytest.raises(ModelError, match="pickle-based checkpoint"):

@@ -274,7 +274,12 @@ def _check_bands(model: SRModel, bands: object, weights: Path | None = None) -> 
         )
     in_channels = getattr(getattr(model, "config", None), "in_channels", 1)
     if in_channels > 1 and in_channels != bands:
-        raise ModelError(f"{what} expects {in_channels} bands, the input has {bands}")
+        # Its card names no bands (bands: null) yet the weights take several at once: the
+        # line said no more than the counts, not how to go on.
+        raise ModelError(
+            f"{what} expects {in_channels} bands, the input has {bands}; select {in_channels} bands "
+            "(e.g. --bands) or use a band-agnostic model such as cnnrnn-fast"
+        )
 
 
 def model_from_card(card: ModelCard, *, source: str | os.PathLike[str] | None = None) -> SRModel:
