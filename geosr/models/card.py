@@ -19,6 +19,8 @@ ARCHITECTURES = ("cnnrnn", "edsr", "bicubic")
 NORMALISATION_METHODS = ("dtype-range", "percentile")
 DTYPE_RANGE_KEYS = ("uint8", "uint16", "int16")
 REQUIRED_FIELDS = ("name", "architecture", "config", "scale")
+UNKNOWN = "unknown"
+"""``date`` and ``geosr_version`` of a card read without them."""
 
 
 def _default_normalisation() -> dict[str, Any]:
@@ -209,7 +211,8 @@ class ModelCard:
         ModelError
             When a required field (``name``, ``architecture``, ``config``,
             ``scale``) is missing or a field has the wrong type.  Unknown fields
-            are ignored so that newer cards still load.
+            are ignored so that newer cards still load; a missing ``date`` or
+            ``geosr_version`` reads as ``"unknown"``.
         """
         if not isinstance(data, dict):
             raise ModelError(f"{source} must be a JSON object, got {type(data).__name__}")
@@ -220,6 +223,10 @@ class ModelCard:
                 f"a model card needs {', '.join(REQUIRED_FIELDS)}"
             )
         known = {f.name for f in fields(cls)}
+        # Not today's date and this geosr's version, the defaults of a card being written: a
+        # card written by hand without them was read as written today, and a model fine-tuned
+        # from it recorded that of its parent.
+        data = {"geosr_version": UNKNOWN, "date": UNKNOWN, **data}
         try:
             return cls(**{k: v for k, v in data.items() if k in known})
         except ModelError as exc:
