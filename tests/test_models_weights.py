@@ -430,6 +430,11 @@ def test_refusal_message_says_how_to_convert(tmp_path: Path) -> None:
     (tmp_path / "m.pt").write_bytes(b"a checkpoint")  # never read
     with pytest.raises(ModelError, match=r"Convert it with.*weights_only=True.*m\.safetensors"):
         load_weights(tmp_path / "m.pt")
+    # What the card it asks for holds: the user has none to copy.
+    with pytest.raises(
+        ModelError, match=r"m\.json \(fields name, architecture, config, scale; `geosr models --json`"
+    ):
+        load_weights(tmp_path / "m.pt")
 
 
 # --- apply_state ------------------------------------------------------------------------

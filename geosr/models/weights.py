@@ -22,7 +22,7 @@ from torch import nn
 
 from geosr.errors import ModelError, OutputError
 from geosr.io.atomic import describe_write_failure
-from geosr.models.card import ModelCard
+from geosr.models.card import REQUIRED_FIELDS, ModelCard
 
 WEIGHTS_SUFFIX = ".safetensors"
 CARD_SUFFIX = ".json"
@@ -50,7 +50,8 @@ def weights_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
             "unpickling runs arbitrary code. Convert it with, in an environment you trust: "
             'python -c "import torch; from safetensors.torch import save_file; '
             f"save_file(torch.load('{p}', weights_only=True), '{p.with_suffix(WEIGHTS_SUFFIX)}')\" "
-            f"and write its model card as {p.with_suffix(CARD_SUFFIX)}"
+            f"and write its model card as {p.with_suffix(CARD_SUFFIX)} (fields "
+            f"{', '.join(REQUIRED_FIELDS)}; `geosr models --json` shows whole cards)"
         )
     if suffix == WEIGHTS_SUFFIX:
         # The file as named, whatever its case (M.SAFETENSORS from a Windows share).
