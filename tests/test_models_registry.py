@@ -91,6 +91,17 @@ def test_unknown_name_lists_known_names() -> None:
         build_model("srgan", scale=2)
 
 
+def test_a_bundled_files_stem_as_model_names_the_model_and_scale() -> None:
+    """--model cnnrnn-fast_x4 (the bundled file's stem) was only 'unknown model', with the list."""
+    with pytest.raises(
+        ModelError,
+        match=r"^unknown model 'cnnrnn-fast_x4'; .*; for cnnrnn-fast_x4 give --model cnnrnn-fast --scale 4$",
+    ):
+        load_model("cnnrnn-fast_x4", bands=1, scale=4)
+    with pytest.raises(ModelError, match=r"weights file\)$"):
+        load_model("srgan_x4", bands=1, scale=4)
+
+
 def test_default_untrained_model(weights_dir: Path) -> None:
     with pytest.warns(
         GeosrWarning, match=r"no bundled weights for cnnrnn-fast x4; it runs untrained.*none bundled"

@@ -172,9 +172,15 @@ class ModelInfo:
 def _unknown(name: object) -> ModelError:
     # Anything else by its type: a loaded model's (an nn.Module's) repr runs over many lines.
     what = repr(name) if isinstance(name, str) else f"given as a {type(name).__name__}"
+    # cnnrnn-fast_x4, the stem of the bundled file geosr/weights/cnnrnn-fast_x4.safetensors, is
+    # the model cnnrnn-fast at --scale 4: the list of names alone left that to guess.
+    stem = re.fullmatch(r"(.+)_x(\d+)", name) if isinstance(name, str) else None
+    hint = ""
+    if stem is not None and stem.group(1) in MODEL_NAMES:
+        hint = f"; for {name} give --model {stem.group(1)} --scale {stem.group(2)}"
     return ModelError(
         f"unknown model {what}; known models: {', '.join(MODEL_NAMES)} "
-        f"(or give the path of a {WEIGHTS_SUFFIX} weights file)"
+        f"(or give the path of a {WEIGHTS_SUFFIX} weights file){hint}"
     )
 
 
