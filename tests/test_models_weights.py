@@ -367,6 +367,36 @@ def test_a_card_without_its_weights_is_named_as_a_card(tmp_path: Path) -> None:
         load_model(card_path, bands=1, scale=2)
 
 
+def test_weights_or_a_card_that_cannot_be_read_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A card another user keeps private (chmod 600) ended geosr run in a PermissionError
+    traceback; unreadable weights were 'not a valid safetensors file: Permission denied'."""
+    import geosr.models.weights as weights_module
+
+    model = trained_like()
+    weights, card_path = save_weights(model, card_for(model), tmp_path / "m")
+    denied = PermissionError(13, "Permission denied")
+    read_text = Path.read_text
+
+    def private_card(path: Path, *args: object, **kwargs: object) -> str:
+        if path == card_path:
+            raise denied
+        return read_text(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", private_card)
+    with pytest.raises(ModelError, match=rf"^cannot read model card {card_path}: Permission denied; check"):
+        load_model(weights, bands=1, scale=2)
+    monkeypatch.setattr(Path, "read_text", read_text)
+
+    def private_weights(*args: object, **kwargs: object) -> None:
+        raise denied
+
+    monkeypatch.setattr(weights_module, "load_file", private_weights)
+    with pytest.raises(ModelError, match=rf"^cannot read weights file {weights}: Permission denied; check"):
+        load_model(weights, bands=1, scale=2)
+
+
 def test_weights_that_are_not_a_regular_file_say_what_they_are(tmp_path: Path) -> None:
     """A link to moved weights, a link loop and a named pipe were each 'does not exist'."""
     (tmp_path / "moved.safetensors").symlink_to(tmp_path / "gone" / "m.safetensors")

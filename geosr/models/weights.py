@@ -220,7 +220,9 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
         )
     try:
         state = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
+    except OSError as exc:  # not 'is not a valid safetensors file: Permission denied'
+        raise ModelError(_unreadable("weights file", weights_path, exc)) from None
+    except (SafetensorError, ValueError) as exc:
         raise ModelError(f"{weights_path} is not a valid safetensors file: {exc}") from exc
     return state, read_card(card_path)
 
@@ -243,21 +245,27 @@ def _why_not_a_file(path: Path) -> str:
     return "does not exist"
 
 
+def _unreadable(what: str, path: Path, exc: OSError) -> str:
+    """The line for a ``what`` at ``path`` that exists but cannot be read."""
+    return f"cannot read {what} {path}: {exc.strerror or exc}; check that you may read it"
+
+
 def read_card(card_path: Path) -> ModelCard:
     """The model card in the JSON file ``card_path``.
 
     Raises
     ------
     ModelError
-        Not UTF-8 text, not JSON, or not a valid card.
-    OSError
-        The file cannot be read.
+        Not UTF-8 text, not JSON, or not a valid card; or the file cannot be read (a card
+        another user keeps private ended geosr run in a PermissionError traceback).
     """
     try:
         # utf-8-sig: a card edited in Windows Notepad starts with a BOM, which json refuses.
         text = card_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ModelError(f"{card_path} is not a model card: not UTF-8 JSON text ({exc.reason})") from None
+    except OSError as exc:
+        raise ModelError(_unreadable("model card", card_path, exc)) from None
     _refuse_checkpoint(text, card_path)
     return ModelCard.from_json(text, source=str(card_path))
 
