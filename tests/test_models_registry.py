@@ -216,6 +216,18 @@ def test_weights_of_several_bands_without_band_names_say_how_to_go_on(tmp_path: 
         load_model(tmp_path / "m4_x2.safetensors", bands=3, scale=2)
 
 
+def test_a_stem_whose_card_has_no_weights_says_the_weights_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--model mine beside mine.json alone was 'unknown model 'mine'; known models: ...'."""
+    model = random_model(2)
+    weights, _ = save_weights(model, card(model), tmp_path / "mine")
+    weights.unlink()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match=r"^weights file mine\.safetensors does not exist"):
+        load_model("mine", bands=1, scale=2)
+
+
 def test_load_from_pickle_path_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model.pt").write_bytes(b"\x80\x04N.")
     with pytest.raises(ModelError, match="pickle-based checkpoint"):

@@ -349,6 +349,8 @@ def _looks_like_path(value: str | os.PathLike[str]) -> bool:
         or os.sep in value
         or value.lower().endswith(suffixes)
         or Path(value + WEIGHTS_SUFFIX).is_file()
+        # A card without its weights: 'unknown model 'mine'' hid that the weights are missing.
+        or Path(value + CARD_SUFFIX).is_file()
         # A folder (geosr train -o run, then --model run) is named as one, with the weights in
         # it, rather than as 'unknown model'.
         or Path(value).is_dir()
