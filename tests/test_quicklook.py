@@ -493,3 +493,23 @@ def test_compare_help_says_what_bands_it_takes() -> None:
     assert result.exit_code == 0
     assert "B04,B03,B02,B08" not in text
     assert "1 in grey or 3 as red, green, blue" in text
+
+
+def test_an_interrupted_png_leaves_nothing_behind(make_raster, tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C while matplotlib wrote the PNG left its half-written temporary (.c.png.tmp)."""
+    from matplotlib.figure import Figure
+
+    from geosr.quicklook import compare_files
+
+    lr = make_raster(count=1, height=20, width=20)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    before = sorted(tmp_path.iterdir())
+
+    def interrupted(self: Figure, fname: Path, **kwargs: object) -> None:
+        Path(fname).write_bytes(b"\\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        compare_files(str(lr), str(sr), tmp_path / "c.png")
+    assert sorted(tmp_path.iterdir()) == before

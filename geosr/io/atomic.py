@@ -262,12 +262,15 @@ def write_small_file(path: Path, write: Callable[[Path], object], what: str) -> 
     try:
         write(tmp)
         tmp.replace(path)
-    except OSError as exc:
+    except BaseException as exc:
+        # Any failure, Ctrl-C in a large PNG's savefig too (it left the temporary behind).
         # On a read-only file system the temporary was never made, and removing it fails
         # too (EROFS, not ENOENT): that second error was a traceback in place of this line.
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write the {what} ({exc})") from None
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write the {what} ({exc})") from None
+        raise
     return path
 
 
