@@ -582,10 +582,17 @@ def compare(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing PNG.")] = False,
-    variable: Variable = None,
+    variable: Annotated[
+        str | None,
+        typer.Option(help="Variable to read from an LR Zarr store or netCDF/HDF5 file of several."),
+    ] = None,
     nodata: Annotated[
         float | None,
         typer.Option(help="Override the LR input's nodata value, as given to geosr run (e.g. 0 for a JP2)."),
+    ] = None,
+    hr_variable: Annotated[
+        str | None,
+        typer.Option(help="Variable to read from an --hr Zarr store or netCDF/HDF5 file of several."),
     ] = None,
 ) -> None:
     """Write a side-by-side PNG of a window: bicubic vs geosr (vs the reference), one stretch for all."""
@@ -601,6 +608,7 @@ def compare(
         overwrite=overwrite,
         variable=variable,
         nodata=nodata,
+        hr_variable=hr_variable,
     )
     typer.echo(str(png))
 

@@ -318,6 +318,17 @@ def stac_raster(lr: str, sr_scene: Scene) -> Resolved:
         ) from None
 
 
+def _open_reference(hr: str, variable: str | None) -> Scene:
+    """The ``--hr`` reference's scene; a store of several variables asks for ``--hr-variable``:
+    it asked for ``--variable``, which picks the LR input's, and was then refused there."""
+    try:
+        return open_scene(hr, variable=variable)
+    except InputError as exc:
+        if variable is not None or "--variable" not in str(exc):
+            raise
+        raise InputError(str(exc).replace("--variable", "--hr-variable")) from None
+
+
 def _check_bands(scene: Scene, positions: Sequence[int], sr: str) -> None:
     """One line, not an IndexError, when ``scene`` lacks a band shown from ``sr``."""
     if max(positions) >= scene.count:
@@ -339,11 +350,13 @@ def compare_panels(
     lr_bands: Sequence[int] | None = None,
     variable: str | None = None,
     lr_nodata: float | None = None,
+    hr_variable: str | None = None,
 ) -> tuple[list[np.ndarray], list[str], Window, int]:
     """The panels of :func:`render_compare` on the output grid, unstretched (geosr, bicubic,
     then the reference), their titles, the window (output pixels) and the scale.
 
-    ``lr_nodata`` overrides ``lr``'s own nodata, as ``--nodata`` did for the run."""
+    ``lr_nodata`` overrides ``lr``'s own nodata, as ``--nodata`` did for the run; ``hr_variable``
+    is the variable of a Zarr (netCDF, HDF5) ``hr``, as ``variable`` is ``lr``'s."""
     sr_scene = open_scene(sr)
     raster = stac_raster(lr, sr_scene)
     lr_scene = open_scene(raster.href, variable=variable)
@@ -389,7 +402,7 @@ def compare_panels(
     ]
     titles = [" ".join(filter(None, ("geosr", sr_scene.tags.get("GEOSR_MODEL"), f"x{scale}"))), "bicubic"]
     if hr is not None:
-        hr_scene = open_scene(hr)
+        hr_scene = _open_reference(hr, hr_variable)
         from_hr = same_named_bands(sr_scene, hr_scene, show)
         _check_bands(hr_scene, from_hr, sr)
         panels.append(_on_grid(hr_scene, from_hr, target, Resampling.nearest, other=sr))
@@ -408,13 +421,14 @@ def render_compare(
     lr_bands: Sequence[int] | None = None,
     variable: str | None = None,
     lr_nodata: float | None = None,
+    hr_variable: str | None = None,
 ) -> Path:
     """Write the comparison PNG; see the module docstring.
 
     ``bands`` are 0-based positions in ``sr`` (and ``hr``); ``lr_bands`` the
     matching positions in ``lr`` when they differ (default: from ``sr``'s
     record of a ``--bands`` run, :func:`source_bands`); ``variable`` the data
-    variable of a Zarr ``lr``; ``lr_nodata`` overrides ``lr``'s nodata.
+    variable of a Zarr ``lr`` (``hr_variable`` of ``hr``); ``lr_nodata`` overrides ``lr``'s nodata.
     """
     import matplotlib
 
@@ -422,7 +436,15 @@ def render_compare(
     import matplotlib.pyplot as plt
 
     panels, titles, win, _ = compare_panels(
-        lr, sr, hr=hr, window=window, bands=bands, lr_bands=lr_bands, variable=variable, lr_nodata=lr_nodata
+        lr,
+        sr,
+        hr=hr,
+        window=window,
+        bands=bands,
+        lr_bands=lr_bands,
+        variable=variable,
+        lr_nodata=lr_nodata,
+        hr_variable=hr_variable,
     )
     if not np.isfinite(panels[0]).all(axis=0).any():  # as panel_rgba: nodata in any band is not shown
         # A black PNG reads as a failed run; the centre of a swath edge or of a cloudy date is nodata.
@@ -504,6 +526,7 @@ def compare_files(
     overwrite: bool = False,
     variable: str | None = None,
     nodata: float | None = None,
+    hr_variable: str | None = None,
 ) -> Path:
     """``geosr compare``: check the destination, pick the bands, render.
 
@@ -527,9 +550,13 @@ def compare_files(
         raise OutputError(f"{png} exists; pass --overwrite to replace it")
     if not png.parent.is_dir():
         raise OutputError(f"{png.parent}: no such directory for the quicklook")
-    for flag, value in (("--hr", hr), ("--variable", variable)):
+    for flag, value in (("--hr", hr), ("--variable", variable), ("--hr-variable", hr_variable)):
         if value is not None and not value.strip():  # --hr '' was read as the folder '.'
             raise OptionError(f"{flag} is empty; give a value or leave the option out")
+    if hr_variable is not None and hr is None:
+        raise OptionError(
+            f"--hr-variable {hr_variable} names a variable of the --hr reference; give --hr too"
+        )
     positions = None
     if bands is not None:  # '' is refused (parse_bands), as geosr run does: it showed the default bands
         from geosr.io.bands import band_indexes, parse_bands
@@ -541,7 +568,15 @@ def compare_files(
                 f"not {len(positions)}"
             )
     return render_compare(
-        lr, sr, png, hr=hr, window=window, bands=positions, variable=variable, lr_nodata=nodata
+        lr,
+        sr,
+        png,
+        hr=hr,
+        window=window,
+        bands=positions,
+        variable=variable,
+        lr_nodata=nodata,
+        hr_variable=hr_variable,
     )
 
 

@@ -513,3 +513,35 @@ def test_an_interrupted_png_leaves_nothing_behind(make_raster, tmp_path: Path, m
     with pytest.raises(KeyboardInterrupt):
         compare_files(str(lr), str(sr), tmp_path / "c.png")
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_a_reference_store_of_several_variables_takes_hr_variable(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """An --hr Zarr store of several variables said 'choose one with --variable NAME', which
+    picks the LR's variable and was then refused for the LR GeoTIFF: no way to compare."""
+    import xarray as xr
+
+    from tests.conftest import UTM_TRANSFORM
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr = make_raster(count=1, height=20, width=20)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    hr = make_raster(
+        "hr.tif", count=1, height=40, width=40, transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(0.5)
+    )
+    cube = xr.open_dataarray(hr, engine="rasterio").rename("a").to_dataset()
+    cube["b"] = cube["a"] * 2
+    store = tmp_path / "hr.zarr"
+    cube.to_zarr(store, zarr_format=3, consolidated=False)
+    png = tmp_path / "c.png"
+    code, err = run_cli(
+        ["compare", str(lr), str(sr), "--hr", str(store), "-o", str(png)], capsys, monkeypatch
+    )
+    assert_one_clear_line(code, err, "hr.zarr", "--hr-variable NAME")
+    code, err = run_cli(
+        ["compare", str(lr), str(sr), "--hr-variable", "b", "-o", str(png)], capsys, monkeypatch
+    )
+    assert_one_clear_line(code, err, "--hr-variable b", "give --hr too")
+    reference = compare_panels(str(lr), str(sr), hr=str(store), hr_variable="b", window="5,5,10,10")[0][2]
+    np.testing.assert_allclose(reference, 2 * coordinate_pattern(1, 40, 40)[:, 10:30, 10:30])
