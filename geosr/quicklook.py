@@ -254,7 +254,9 @@ def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> l
         if values.size:
             lo[b], hi[b] = np.percentile(values, [low, high])
         if hi[b] <= lo[b]:
-            hi[b] = lo[b] + 1
+            # A constant band (a lake, a saturated field) mid-grey, not black as a failed run
+            # (the darkest of the stretch); a unit either side of it still tells values apart.
+            lo[b], hi[b] = lo[b] - 1, lo[b] + 1
     for panel in panels:
         scaled = (panel - lo[:, None, None]) / (hi - lo)[:, None, None]
         out.append(np.clip(np.nan_to_num(scaled, nan=0.0), 0, 1))

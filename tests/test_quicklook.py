@@ -545,3 +545,13 @@ def test_a_reference_store_of_several_variables_takes_hr_variable(
     assert_one_clear_line(code, err, "--hr-variable b", "give --hr too")
     reference = compare_panels(str(lr), str(sr), hr=str(store), hr_variable="b", window="5,5,10,10")[0][2]
     np.testing.assert_allclose(reference, 2 * coordinate_pattern(1, 40, 40)[:, 10:30, 10:30])
+
+
+def test_a_constant_band_is_mid_grey_not_black() -> None:
+    """A window of one value in the geosr panel (a lake, a saturated field) was stretched to 0,
+    black, as a failed run looks; values above and below it must still show so."""
+    flat = np.full((1, 4, 4), 300, np.float32)
+    other = flat + np.array([-1, 0, 1, 2], np.float32)[None, None, :]
+    shown, compared = stretch([flat, other])
+    assert (shown == 0.5).all()
+    np.testing.assert_allclose(compared[0, 0], [0, 0.5, 1, 1])
