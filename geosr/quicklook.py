@@ -219,6 +219,7 @@ def _on_grid(
     # A target coarser than the scene (a large window, decimated) needs one pixel in step x step.
     c0, r0, c1, r1 = _pixel_box(scene.grid, target)
     step = max(1, int(min((c1 - c0) / target.shape.x, (r1 - r0) / target.shape.y) + 1e-6))
+    step = min(step, window.height, window.width)  # a sliver under the target: a block of it
     window = _whole_steps(window, step, scene.grid.shape.yx)
     grid = window_grid(scene.grid, window.row, window.col, window.height, window.width)
     if step == 1:

@@ -453,6 +453,12 @@ def test_a_window_larger_than_a_panel_is_read_decimated(make_raster, tmp_path: P
         assert geosr_panel.shape == bicubic_panel.shape == (1, side, side)
         np.testing.assert_array_equal(geosr_panel, data.astype("float32"))
         np.testing.assert_allclose(bicubic_panel, data, atol=1)
+    # A reference of one column at the window's edge, narrower than a block: GDAL's 'Invalid
+    # dataset dimensions : 0 x 320' traceback.
+    edge = UTM_TRANSFORM @ UTM_TRANSFORM.translation(side - 0.5, 0) @ UTM_TRANSFORM.scale(0.5)
+    sliver = make_raster("sliver.tif", data=data[:, :, :1].repeat(2, axis=1), transform=edge)
+    reference = compare_panels(str(lr), str(sr), hr=str(sliver), window=f"0,0,{side},{side}")[0][2]
+    assert np.isfinite(reference[:, :, -1]).all() and not np.isfinite(reference[:, :, :-1]).any()
 
 
 def test_a_panel_of_pixels_that_are_not_square_keeps_their_shape(make_raster, tmp_path: Path) -> None:
