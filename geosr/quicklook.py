@@ -325,11 +325,36 @@ def _open_reference(hr: str, variable: str | None) -> Scene:
     """The ``--hr`` reference's scene; a store of several variables asks for ``--hr-variable``:
     it asked for ``--variable``, which picks the LR input's, and was then refused there."""
     try:
-        return open_scene(hr, variable=variable)
+        return _raster_scene(hr, "--hr", variable)
     except InputError as exc:
         if variable is not None or "--variable" not in str(exc):
             raise
         raise InputError(str(exc).replace("--variable", "--hr-variable")) from None
+
+
+def _raster_scene(path: str, what: str, variable: str | None = None) -> Scene:
+    """The scene of the output or reference ``path``: a raster, or a STAC Item's one raster
+    asset (the output's own ``--stac`` Item), with the nodata and scaling the Item declares.
+
+    GDAL opened an Item itself and resolved its relative hrefs against the working folder:
+    'not a readable raster (Cannot open ./out.tif ...)' from anywhere but the Item's folder.
+    """
+    problem = not_an_item(path)
+    if problem is not None:
+        raise problem
+    if not is_stac_item(path):
+        return open_scene(path, variable=variable)
+    try:
+        raster = resolve_stac(path, asset=None, bands=None)
+    except InputError as exc:
+        if "--asset" not in str(exc):
+            raise
+        raise InputError(
+            f"{path}: the Item has several raster assets; give the raster file of the one to compare "
+            f"as {what}"
+        ) from None
+    scene = open_scene(raster.href, variable=variable)
+    return with_declared_scaling(with_declared_nodata(scene, raster.nodata), raster.scaling)
 
 
 def _check_bands(scene: Scene, positions: Sequence[int], sr: str) -> None:
@@ -360,7 +385,7 @@ def compare_panels(
 
     ``lr_nodata`` overrides ``lr``'s own nodata, as ``--nodata`` did for the run; ``hr_variable``
     is the variable of a Zarr (netCDF, HDF5) ``hr``, as ``variable`` is ``lr``'s."""
-    sr_scene = open_scene(sr)
+    sr_scene = _raster_scene(sr, "SR")
     raster = stac_raster(lr, sr_scene)
     lr_scene = open_scene(raster.href, variable=variable)
     if lr_nodata is not None:
@@ -463,7 +488,7 @@ def render_compare(
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
     # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.
     side = min(max(win.width, win.height, 256), PANEL_PIXELS) / 100 + 0.2
-    aspect = pixel_aspect(open_scene(sr).grid)
+    aspect = pixel_aspect(_raster_scene(sr, "SR").grid)
     fig, axes = plt.subplots(1, len(images), figsize=(side * len(images), side + 0.5), squeeze=False)
     for ax, index in zip(axes[0], order, strict=True):
         ax.imshow(panel_rgba(images[index], panels[index]), interpolation="nearest", aspect=aspect)
@@ -564,7 +589,7 @@ def compare_files(
     if bands is not None:  # '' is refused (parse_bands), as geosr run does: it showed the default bands
         from geosr.io.bands import band_indexes, parse_bands
 
-        positions = [i - 1 for i in band_indexes(open_scene(sr), parse_bands(bands))]
+        positions = [i - 1 for i in band_indexes(_raster_scene(sr, "SR"), parse_bands(bands))]
         if len(positions) not in (1, 3):  # a panel is grey or red, green, blue
             raise OptionError(
                 f"--bands {bands}: give 1 band (shown in grey) or 3 (shown as red, green, blue), "

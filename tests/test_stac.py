@@ -608,3 +608,22 @@ def test_the_items_href_names_an_output_of_any_name(make_raster, tmp_path: Path)
         with rasterio.open(out) as first, rasterio.open(again) as second:
             assert second.shape == (80, 80)
             assert second.transform == first.transform @ first.transform.scale(0.5)
+
+
+def test_compare_reads_an_output_or_reference_given_as_its_item(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """An output's --stac Item as SR (or --hr) was opened by GDAL, which resolved its './out.tif'
+    against the working folder: 'not a readable raster (Cannot open ./out.tif ...)' elsewhere."""
+    from geosr.quicklook import compare_files, compare_panels
+
+    src = make_raster(height=20, width=20)
+    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic", stac=True)
+    item = str(tmp_path / "out.stac.json")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    expected = compare_panels(str(src), str(out), hr=str(out))[0]
+    for got, want in zip(compare_panels(str(src), item, hr=item)[0], expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert compare_files(str(src), item, elsewhere / "c.png", bands="1").exists()
