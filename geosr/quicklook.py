@@ -220,28 +220,20 @@ def _on_grid(
     c0, r0, c1, r1 = _pixel_box(scene.grid, target)
     step = max(1, int(min((c1 - c0) / target.shape.x, (r1 - r0) / target.shape.y) + 1e-6))
     step = min(step, window.height, window.width)  # a sliver under the target: a block of it
-    window = _whole_steps(window, step, scene.grid.shape.yx)
     grid = window_grid(scene.grid, window.row, window.col, window.height, window.width)
     if step == 1:
         source = read_window(scene, window)[bands].astype(np.float32)
     else:
         source = read_decimated(scene, window, step)[bands].astype(np.float32)
-        grid = GeoBox(source.shape[1:], grid.transform @ Affine.scale(step), grid.crs)
+        # The last block may be partial: the pixels, not the step, span the window.
+        (height, width) = source.shape[1:]
+        pixel = Affine.scale(window.width / width, window.height / height)
+        grid = GeoBox((height, width), grid.transform @ pixel, grid.crs)
     source[~valid_mask(source, scene.nodata)] = np.nan
     warped = warp_onto(source, grid, target, resampling)
     scales = np.array([scene.scales[b] if scene.scales else 1.0 for b in bands], np.float32)
     offsets = np.array([scene.offsets[b] if scene.offsets else 0.0 for b in bands], np.float32)
     return warped * scales[:, None, None] + offsets[:, None, None]
-
-
-def _whole_steps(window: Window, step: int, shape: tuple[int, int]) -> Window:
-    """``window`` grown to whole blocks of ``step`` x ``step`` pixels, or shrunk at the edge
-    of a scene of ``shape`` (by less than a block, a pixel of the decimated read)."""
-    sides = []
-    for start, size, limit in ((window.row, window.height, shape[0]), (window.col, window.width, shape[1])):
-        grown = -(-size // step) * step
-        sides.append(grown if start + grown <= limit else (limit - start) // step * step)
-    return Window(window.row, window.col, sides[0], sides[1])
 
 
 def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> list[np.ndarray]:

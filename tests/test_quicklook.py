@@ -561,3 +561,27 @@ def test_a_constant_band_is_mid_grey_not_black() -> None:
     shown, compared = stretch([flat, other])
     assert (shown == 0.5).all()
     np.testing.assert_allclose(compared[0, 0], [0, 0.5, 1, 1])
+
+
+def test_a_decimated_window_shows_its_last_partial_block(make_raster, tmp_path: Path) -> None:
+    """A window of 1220 x 80 output pixels is shown 1:3, 407 x 27: its 80 rows are 26 blocks of
+    3 and a partial one, which the read left out, so the panel's last row was transparent."""
+    import xarray as xr
+
+    from tests.conftest import UTM_TRANSFORM
+
+    data = coordinate_pattern(1, 40, 610)
+    lr = make_raster(data=data)
+    sr = make_raster(
+        "sr.tif",
+        data=np.kron(data, np.ones((2, 2), data.dtype)),
+        transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(0.5),
+    )
+    store = tmp_path / "sr.zarr"
+    xr.open_dataarray(sr, engine="rasterio").rename("v").to_dataset().to_zarr(
+        store, zarr_format=3, consolidated=False
+    )
+    for output in (sr, store):
+        geosr_panel = compare_panels(str(lr), str(output), window="0,0,610,40")[0][0]
+        assert geosr_panel.shape == (1, 27, 407)
+        assert np.isfinite(geosr_panel[:, :, :-1]).all(), output  # the last column is 2/3 past the edge

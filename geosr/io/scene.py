@@ -601,15 +601,17 @@ def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True, step: 
     """
     handle = _dataset(scene)
     if scene.is_zarr:
-        # The middle pixel of each block, as GDAL's decimated read takes it.
-        rows = slice(window.row + step // 2, window.row + window.height, step)
-        cols = slice(window.col + step // 2, window.col + window.width, step)
+        # About the middle pixel of each block, as GDAL's decimated read takes it, and one pixel
+        # of a last, partial block too.
+        r0, c0 = (min(step // 2, (side - 1) % step) for side in (window.height, window.width))
+        rows = slice(window.row + r0, window.row + window.height, step)
+        cols = slice(window.col + c0, window.col + window.width, step)
         block = np.asarray(handle[:, rows, cols])
         return block[[b - 1 for b in scene.bands]] if scene.bands else block
     indexes = list(scene.bands) if scene.bands else None
     rio_window = RioWindow(window.col, window.row, window.width, window.height)
     # GDAL reads a smaller out_shape from the file's overviews where it has them.
-    out = {} if step == 1 else {"out_shape": (window.height // step, window.width // step)}
+    out = {} if step == 1 else {"out_shape": (-(-window.height // step), -(-window.width // step))}
     if keep_band and step == 1 and keeps_band(scene, window.height):
         block = _from_row_band(scene, handle, indexes, window)
     else:
@@ -628,9 +630,9 @@ def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True, step: 
 
 
 def read_decimated(scene: Scene, window: Window, step: int) -> np.ndarray:
-    """``window`` (scene pixels, inside the scene, its sides multiples of ``step``) read at
-    ``1 / step`` of its resolution: ``(count, height / step, width / step)``, from a GeoTIFF's
-    overviews where it has them, a Zarr store's middle pixel of each block.
+    """``window`` (scene pixels, inside the scene) read at about ``1 / step`` of its resolution:
+    ``(count, ceil(height / step), ceil(width / step))``, from a GeoTIFF's overviews where it
+    has them, a Zarr store's middle pixel of each block.
 
     A quicklook of a large window shows a few hundred pixels a side: reading all of them
     took the whole window into memory (3.4 GiB for 4096^2 output pixels).
