@@ -110,7 +110,13 @@ def reference_sample(scene: Scene) -> np.ndarray:
     (:func:`normalisation_for`) and that a ``--frame``'s units are checked against; a remote
     input's area of interest alone (the whole file would be downloaded).  It touches every
     block of the file: a run reads it once and gives it to both."""
-    return read_sample(scene if is_remote(scene.path) else whole_file(scene))
+    return read_sample(sampled_for_reference(scene))
+
+
+def sampled_for_reference(scene: Scene) -> Scene:
+    """The scene :func:`reference_sample` reads: ``scene``'s whole file, or ``scene`` itself
+    (the same object) where it is no window of one or a remote input's."""
+    return scene if is_remote(scene.path) else whole_file(scene)
 
 
 def frames_for(scene: Scene, options: RunOptions, sample: np.ndarray | None = None) -> tuple[Scene, ...]:
