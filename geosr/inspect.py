@@ -117,6 +117,8 @@ class RunPlan:
     """What this process held (resident) before the run's memory: Python, torch, GDAL, the model."""
     valid_fraction: float | None = None
     """Share of the scene's pixels valid in some band, from the strided sample (calibrated plans)."""
+    refused: bool = False
+    """Whether the run refuses the scene: its whole file holds no valid pixel, also around an --aoi."""
     frames: int = 0
     """The ``--frame`` files the model fuses with the input."""
     aoi_nodata: float | None = None
@@ -151,7 +153,8 @@ class RunPlan:
                 ("mask", f"the file's mask hides pixels; the output marks them nodata {s.output_nodata:g}")
             )
         if self.valid_fraction is not None:
-            rows.append(("valid pixels", _valid_text(self.valid_fraction, aoi=s.file_shape is not None)))
+            aoi = s.file_shape is not None and not self.refused
+            rows.append(("valid pixels", _valid_text(self.valid_fraction, aoi=aoi)))
         if s.file_shape is not None:
             h, w = s.grid.shape.yx
             fh, fw = s.file_shape
@@ -303,6 +306,8 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         valid,
         aoi_nodata=None if mask is None else mask.nodata,
         frames=len(frames),
+        # As the run's normalisation refuses it: an --aoi window is normalised with its whole file.
+        refused=reference is not None and not valid_mask(reference, scene.nodata).any(),
     )
 
 

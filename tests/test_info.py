@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from affine import Affine
 
 from geosr.api import upscale_file
 from geosr.cli import main
+from geosr.errors import InputError
 from geosr.inspect import plan_run
 from geosr.options import RunOptions
 from tests.conftest import sparse_giant
@@ -200,6 +203,19 @@ def test_estimate_times_the_whole_files_sample_an_aoi_run_reads(make_raster, mon
     box = "336000,5865000,337000,5866000"  # 100 x 100 px of the 300 x 200 px scene
     timing = plan_run(src, RunOptions(scale=2, model="bicubic", bbox=box, bbox_crs="EPSG:32633")).timing
     assert timing is not None and timing.sample >= 0.5, timing
+
+
+def test_info_on_an_aoi_of_an_all_nodata_file_says_the_run_refuses(make_raster, tmp_path: Path) -> None:
+    """The run refuses a file without a valid pixel also for an --aoi window of it (its
+    normalisation is the whole file's); info said 'its output would be all nodata'."""
+    src = make_raster(data=np.zeros((1, 200, 200), "uint16"), nodata=0)
+    box = "336000,5865000,337000,5866000"  # 100 x 100 px of it, in its CRS
+    options = RunOptions(scale=2, model="bicubic", bbox=box, bbox_crs="EPSG:32633")
+    assert dict(plan_run(src, options).lines())["valid pixels"].startswith(
+        "none: geosr run refuses this scene"
+    )
+    with pytest.raises(InputError, match="every pixel is nodata"):
+        upscale_file(src, tmp_path / "out.tif", **dataclasses.asdict(options))
 
 
 def test_info_counts_the_tiles_an_aoi_polygon_keeps(make_raster, tmp_path: Path) -> None:
