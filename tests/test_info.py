@@ -205,6 +205,28 @@ def test_estimate_times_the_whole_files_sample_an_aoi_run_reads(make_raster, mon
     assert timing is not None and timing.sample >= 0.5, timing
 
 
+def test_estimate_times_the_frames_samples_the_run_reads(make_raster, monkeypatch) -> None:
+    """Before its first tile a run reads a strided sample of each --frame's whole file too (their
+    units are checked against the input's); info read them untimed.  On the Sentinel-2 JP2 with
+    two --frame copies of it, a 348 x 345 px --bbox was estimated at 5.7 s for an 11.8 s run."""
+    import geosr.run_inputs
+    from geosr.io.scene import read_sample
+
+    def slow_frame(scene, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(scene.path).name.startswith("d"):
+            time.sleep(0.5)
+        return read_sample(scene, *args, **kwargs)
+
+    monkeypatch.setattr(geosr.run_inputs, "read_sample", slow_frame)
+    src = make_raster(height=64, width=64)
+    frames = (
+        str(make_raster("d2.tif", height=64, width=64)),
+        str(make_raster("d3.tif", height=64, width=64)),
+    )
+    timing = plan_run(src, RunOptions(scale=2, tile=64, frames=frames)).timing
+    assert timing is not None and timing.sample >= 1.0, timing
+
+
 def test_info_on_an_aoi_of_an_all_nodata_file_says_the_run_refuses(make_raster, tmp_path: Path) -> None:
     """The run refuses a file without a valid pixel also for an --aoi window of it (its
     normalisation is the whole file's); info said 'its output would be all nodata'."""
