@@ -157,23 +157,24 @@ def upscale_file(
 
     Parameters
     ----------
-    src : path
-        GeoTIFF/COG, JPEG2000, any GDAL raster, or a Zarr store.
+    src : path or URL
+        GeoTIFF/COG, JPEG2000, any GDAL raster, a Zarr store or a STAC Item (``.json``),
+        local or remote (``https://``, ``s3://``, ``/vsi...``), as ``geosr run`` takes it.
     dst : path or URL, optional
         Output; default ``<stem>_x<scale>.tif`` beside ``src`` (in the working
         folder for a remote ``src``), or in ``dst`` when it is an existing folder.
         A remote URL (``s3://``, ``gs://``, any fsspec URL, ``/vsis3/...``) is
         written locally, then uploaded.
     scale : int
-        Zoom factor.
+        Zoom factor per axis, 2..8 (bundled weights: x2 and x4).
     model : str, optional
         Registry name (``cnnrnn-fast``, ``bicubic``, ...) or weights path.
     progress : callable, optional
         ``progress(done, total)`` after each batch of tiles.
     **options
-        Any other :class:`~geosr.options.RunOptions` field (``tile``,
-        ``batch_size``, ``device``, ``precision``, ``compile``, ``overwrite``, ``nodata``,
-        ``variable``).
+        Any other :class:`~geosr.options.RunOptions` field, the ``geosr run`` options
+        in snake case (``tile``, ``batch_size``, ``device``, ``precision``, ``overwrite``,
+        ``nodata``, ``bands``, ``aoi``, ``frames``, ``stac``, ``resume``, ...).
 
     Returns
     -------
