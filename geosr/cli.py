@@ -147,7 +147,7 @@ Tile = Annotated[
 Batch = Annotated[
     int | None, typer.Option("--batch-size", help="Tiles per batch (default: by device and band count).")
 ]
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (GPU N).")]
 Precision = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA only).")]
 Compile = Annotated[
     str, typer.Option(help="torch.compile the model: off, on, or auto (when the job is long enough).")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -53,13 +54,15 @@ def resolve_device(device: str) -> torch.device:
     """Turn ``auto|cpu|cuda[:N]`` into a torch device, refusing CUDA when there is none."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise OptionError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-        return torch.device(device)
     if device == "cpu":
         return torch.device("cpu")
-    raise OptionError(f"--device {device!r} is not known; use one of {', '.join(DEVICES)}")
+    # Any other 'cuda...' was a CUDA device: 'cudax' was told that CUDA is missing, or, where
+    # it is not, was a RuntimeError from torch.
+    if not re.fullmatch(r"cuda(:\d+)?", device):
+        raise OptionError(f"--device {device!r} is not known; use one of {', '.join(DEVICES)} (or cuda:N)")
+    if not torch.cuda.is_available():
+        raise OptionError(f"--device {device} was asked for but no CUDA GPU is visible; use --device cpu")
+    return torch.device(device)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -245,3 +246,23 @@ def test_the_scales_in_help_are_those_the_models_take() -> None:
     for command in ("run", "info", "evaluate", "train"):
         option = next(p for p in commands[command].params if p.name == "scale")
         assert f"{MIN_SCALE}..{MAX_SCALE}" in option.help, f"geosr {command} --scale: {option.help}"
+
+
+def test_the_devices_in_help_are_those_a_run_takes() -> None:
+    # --help said 'auto, cpu or cuda' while cuda:N runs on GPU N; without CUDA, --device cuda:1
+    # was refused as '--device cuda was asked for', and 'cudax' the same way.
+    import torch
+
+    from geosr.errors import OptionError
+    from geosr.predictor import resolve_device
+
+    _register_plugins()
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for command in ("run", "info", "evaluate", "train"):
+        option = next(p for p in commands[command].params if p.name == "device")
+        assert "cuda:N" in option.help, f"geosr {command} --device: {option.help}"
+    with pytest.raises(OptionError, match="'cudax' is not known"):
+        resolve_device("cudax")
+    if not torch.cuda.is_available():
+        with pytest.raises(OptionError, match="--device cuda:1 was asked for but no CUDA GPU is visible"):
+            resolve_device("cuda:1")

@@ -444,7 +444,7 @@ def evaluate_command(
     ] = None,
     tile: Annotated[int | None, typer.Option(help="Tile edge in input pixels, at least 8.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Tiles per model call.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (GPU N).")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA only).")] = "auto",
     nodata: Annotated[
         float | None, typer.Option(help="Override the HR rasters' nodata value (Wald).")
