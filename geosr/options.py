@@ -42,7 +42,7 @@ class RunOptions:
     batch_size : int or None
         Tiles per model call; None = chosen for the device.
     device, precision : str
-        ``auto|cpu|cuda`` and ``auto|fp32|bf16|fp16``.
+        ``auto|cpu|cuda[:N]`` and ``auto|fp32|bf16|fp16``.
     compile : str
         ``auto|on|off``: ``torch.compile`` the model; ``auto`` does when the
         job is long enough to repay the compilation (see
