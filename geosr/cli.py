@@ -185,7 +185,10 @@ BboxCrs = Annotated[str, typer.Option("--bbox-crs", help="CRS of --bbox.")]
 Frames = Annotated[
     list[str] | None,
     typer.Option(
-        "--frame", help="A further acquisition of the same place (repeat for more; any grid or CRS)."
+        "--frame",
+        # One path per --frame: typer's own '<list[str]>' read as a list to give at once.
+        metavar="<path>",
+        help="A further acquisition of the same place (repeat for more; any grid or CRS).",
     ),
 ]
 Asset = Annotated[str | None, typer.Option(help="Asset key to read from a STAC Item input.")]

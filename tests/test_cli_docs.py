@@ -266,3 +266,14 @@ def test_the_devices_in_help_are_those_a_run_takes() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(OptionError, match="--device cuda:1 was asked for but no CUDA GPU is visible"):
             resolve_device("cuda:1")
+
+
+def test_repeatable_options_show_one_value() -> None:
+    # --help showed '--frame <list[str]>' (and --lr, --hr, --val): read as a list, 'geosr run
+    # ref.tif --frame d2.tif d3.tif' takes d3.tif for a second input to super-resolve.
+    _register_plugins()
+    for command in ("run", "info", "train", "evaluate"):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        options = [line for line in result.output.splitlines() if line.lstrip().startswith("-")]
+        assert not [line for line in options if "list[" in line], f"geosr {command} --help: {options}"

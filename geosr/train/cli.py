@@ -34,13 +34,19 @@ PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="auto, fp3
 LrPaths = Annotated[
     list[Path] | None,
     typer.Option(
-        "--lr", parser=given_path, help="Low-resolution raster of a pair (repeat, in order with --hr)."
+        "--lr",
+        parser=given_path,
+        metavar="<path>",
+        help="Low-resolution raster of a pair (repeat, in order with --hr).",
     ),
 ]
 HrPaths = Annotated[
     list[Path] | None,
     typer.Option(
-        "--hr", parser=given_path, help="High-resolution raster of a pair (repeat, in order with --lr)."
+        "--hr",
+        parser=given_path,
+        metavar="<path>",
+        help="High-resolution raster of a pair (repeat, in order with --lr).",
     ),
 ]
 
@@ -80,7 +86,10 @@ def train_command(
         typer.Option(parser=given_path, help="TOML recipe (pipelines/*.toml); options below override it."),
     ] = None,
     val: Annotated[
-        list[str] | None, typer.Option("--val", help="Validation HR rasters (never trained on).")
+        list[str] | None,
+        typer.Option(
+            "--val", metavar="<path>", help="Validation HR rasters (never trained on; repeat for more)."
+        ),
     ] = None,
     lr: LrPaths = None,
     hr: HrPaths = None,
