@@ -48,7 +48,7 @@ def assert_valid_cog(path: Path) -> None:
         assert f.overviews(1) or max(f.width, f.height) <= 512
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32", "float64"])
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16", "float32", "float64"])
 def test_bicubic_run_preserves_everything(make_raster, dtype: str) -> None:
     src = make_raster(
         count=3,
@@ -196,6 +196,24 @@ def test_nodata_is_exact_and_never_leaks(make_raster, tmp_path: Path) -> None:
         # the nodata value itself (0 or 65535) never reaches valid pixels
         assert (va[~hole] == vb[~hole]).all()
         assert fa.nodata == 0 and fb.nodata == 65535
+
+
+def test_int8_scene_keeps_its_type_and_clips_without_wrapping(make_raster, tmp_path: Path) -> None:
+    """GDAL's Int8 (3.7+) was refused ("data type int8 is not supported"), though the
+    output writes it; bicubic overshoot of +-127 plateaus clips, never wraps round."""
+    blocks = np.where(np.add.outer(np.arange(24) // 4, np.arange(28) // 4) % 2 == 0, 127, -127)
+    data = blocks.astype(np.int8)[None]
+    data[:, 8:12, 12:16] = -128
+    src = make_raster(data=data, nodata=-128)
+    out = geosr.upscale_file(src, tmp_path / "x2.tif", scale=2, model="bicubic")
+    with rasterio.open(out) as f:
+        assert f.dtypes[0] == "int8" and f.nodata == -128
+        got = f.read(1).astype(np.int64)
+    hole = np.kron(data[0] == -128, np.ones((2, 2), bool))
+    assert (got[hole] == -128).all() and (got[~hole] >= -127).all()
+    # The centre of every plateau keeps its value: a wrapped overshoot of +127 reads as -128.
+    centres = got[3::8, 3::8], blocks[1::4, 1::4]
+    assert (centres[0] == centres[1])[~hole[3::8, 3::8]].all()
 
 
 def test_nan_float_scene(make_raster) -> None:

@@ -248,11 +248,11 @@ def test_stacked_assets_of_other_data_types_keep_their_values(make_raster, tmp_p
 
 
 def test_stacked_assets_of_a_type_not_supported_are_one_line(make_raster, tmp_path: Path) -> None:
-    # Before, a KeyError ('int8') traceback.
+    # Before, a KeyError ('int64') traceback.
     make_raster("B04.tif", height=30, width=30)
-    make_raster("SCL.tif", data=np.full((1, 30, 30), -5, np.int8))
+    make_raster("SCL.tif", data=np.full((1, 30, 30), -5, np.int64))
     item = item_of(tmp_path, {"B04": "./B04.tif", "SCL": "./SCL.tif"})
-    with pytest.raises(InputError, match=r"assets stacked \(.SCL. int8\) need int8, which is not supported"):
+    with pytest.raises(InputError, match=r"stacked \(.SCL. int64\) need int64, which is not supported"):
         geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="SCL")
     assert not (tmp_path / "x2.tif").exists()
 

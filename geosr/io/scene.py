@@ -32,7 +32,7 @@ from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.remote import is_remote, remote_open_problem, web_page_problem
 from geosr.tiling import Window
 
-SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 GEOGRAPHIC_COORDS = (("lat", "lon"), ("latitude", "longitude"))
 
 

@@ -28,13 +28,14 @@ from xml.sax.saxutils import escape
 import numpy as np
 import rasterio
 from odc.geo import CRS
+from rasterio.dtypes import dtype_rev, typename_fwd
 
 from geosr.errors import InputError
 from geosr.grid import crs_label
 from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.bands import canonical_band_name, parse_bands
 from geosr.io.remote import fsspec_url, is_remote
-from geosr.io.scene import Scene, nodata_fields
+from geosr.io.scene import SUPPORTED_DTYPES, Scene, nodata_fields
 
 RASTER_TYPES = (
     "image/tiff",
@@ -418,15 +419,13 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]
     # One type holding every asset's values: the first asset's cut the others' (a float
     # reflectance band stacked after a uint16 one became 0, an int16 one's negatives 0).
     dtype = np.result_type(*dtypes).name
-    gdal_types = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
-                  "int32": "Int32", "float32": "Float32", "float64": "Float64"}  # fmt: skip
-    if dtype not in gdal_types:  # int8, 64-bit integers, complex: a KeyError before
+    if dtype not in SUPPORTED_DTYPES:  # 64-bit integers, complex: a KeyError before
         stacked = ", ".join(f"{n!r} {t}" for (n, _, _), t in zip(assets, dtypes, strict=True))
         raise InputError(
             f"{item_path}: the assets stacked ({stacked}) need {dtype}, which is not supported; "
-            f"use assets of {', '.join(gdal_types)} (gdal_translate -ot)"
+            f"use assets of {', '.join(SUPPORTED_DTYPES)} (gdal_translate -ot)"
         )
-    gdal_type = gdal_types[dtype]
+    gdal_type = typename_fwd[dtype_rev[dtype]]
     width, height, transform, _ = grid
     geotransform = ", ".join(repr(v) for v in (transform[2], transform[0], transform[1],
                                                 transform[5], transform[3], transform[4]))  # fmt: skip
