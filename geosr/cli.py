@@ -35,6 +35,7 @@ from geosr.interrupts import (
     interrupted_run,
     output_stamp,
     signals_as_interrupts,
+    signals_held,
     swallowed_interrupt,
     unreported_interrupt,
 )
@@ -357,7 +358,8 @@ def _others_written(count: int) -> str:
 
 def _report(exc: GeosrError) -> None:
     """The one line a user error gets on stderr (with the command that resumes, if any)."""
-    err.print(f"[red]error:[/red] {exc}{_exact_command(exc)}", highlight=False, soft_wrap=True)
+    with signals_held():  # a second Ctrl-C as the first one's line is printed: after the line
+        err.print(f"[red]error:[/red] {exc}{_exact_command(exc)}", highlight=False, soft_wrap=True)
 
 
 _BUILDING = "building the output"

@@ -9,6 +9,8 @@ so and exits at once with the status a shell expects (128 + the signal).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -24,13 +26,47 @@ def _stopped_while_starting(signum: int, _frame: FrameType | None) -> None:
     os._exit(128 + signum)  # no unwinding: an import half done has nothing to clean up
 
 
+def _ended(status: int) -> None:
+    """The command has ended with ``status`` and said so: a further Ctrl-C or SIGTERM (a second
+    one, as Python tears down torch, GDAL and zarr, a second or so) ends the process at once
+    with that status.  It printed the traceback of whatever teardown step it interrupted (an
+    atexit callback, a thread's join), or killed the process by the signal (status -2, not
+    130), once Python had put back the default handlers for the last of its teardown."""
+
+    def leave(_signum: int, _frame: FrameType | None) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # a closed pipe: nothing more to say anyway
+                stream.flush()
+        os._exit(status)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, leave)
+
+
+def _ignore_signals() -> None:
+    """The last exit callback: Python now restores the default handlers, which kill."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def main() -> None:
     """Run the ``geosr`` command, with a signal during its imports reported in one line."""
+    atexit.register(_ignore_signals)  # first registered: run last
     previous = {
         signum: signal.signal(signum, _stopped_while_starting) for signum in (signal.SIGINT, signal.SIGTERM)
     }
     from geosr.cli import main as cli_main
+    from geosr.interrupts import exit_status
 
     for signum, handler in previous.items():
         signal.signal(signum, handler)
-    cli_main()
+    try:
+        cli_main()
+    except SystemExit as exc:
+        _ended(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
+        raise
+    except KeyboardInterrupt:
+        # A second Ctrl-C while the first one's line was printed (the line comes first).
+        status = exit_status(130)
+        _ended(status)
+        sys.exit(status)

@@ -386,3 +386,45 @@ def test_a_signal_during_training_is_one_line_with_the_command_that_resumes(
     line = stopped(proc, signal.SIGTERM).strip()
     assert line.startswith(f"error: terminated (SIGTERM); the run is kept in {run}"), line
     assert line.endswith(f"-o {run} --resume)") and "(to resume: geosr train" in line, line
+
+
+LATE_SIGNAL = """
+import atexit, os, signal, sys
+from geosr import entry
+
+def second_ctrl_c(kill=os.kill, pid=os.getpid(), signum=signal.SIGINT):
+    kill(pid, signum)
+    for _ in range(100_000):  # its handler, if any, runs here
+        pass
+
+class CollectedLast:
+    def __del__(self):
+        second_ctrl_c()
+
+if sys.argv[1] == "atexit":
+    atexit.register(second_ctrl_c)  # as Python ends threads and runs its exit callbacks
+elif sys.argv[1] == "teardown":
+    last = CollectedLast()  # as Python frees the modules, its default handlers back
+else:
+    from geosr import cli
+
+    def interrupted_print(*args, printing=cli.err.print, **kwargs):
+        second_ctrl_c()  # as the line is printed (rich imports its emoji table then)
+        printing(*args, **kwargs)
+
+    cli.err.print = interrupted_print
+sys.argv = ["geosr", "run", sys.argv[2]]
+entry.main()
+"""
+
+
+@pytest.mark.parametrize(("when", "status"), [("report", 130), ("atexit", 2), ("teardown", 2)])
+def test_a_signal_as_the_command_exits_keeps_its_line(tmp_path: Path, when: str, status: int) -> None:
+    # A second Ctrl-C as the first one's line was printed: a traceback, status -2. After the
+    # line, as Python tore down torch, GDAL and zarr (a second or more): "Exception ignored in
+    # atexit callback" and a traceback, or the process killed by the signal (status -2, not
+    # the command's) once Python had put back its default handlers.
+    proc = start([when, str(tmp_path / "missing.tif")], LATE_SIGNAL)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == status, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "missing.tif" in stderr, stderr
