@@ -428,3 +428,29 @@ def test_a_signal_as_the_command_exits_keeps_its_line(tmp_path: Path, when: str,
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == status, stderr
     assert len(stderr.strip().splitlines()) == 1 and "missing.tif" in stderr, stderr
+
+
+SMALL_FILE_INTERRUPTED = """
+import os, signal, sys, time
+from pathlib import Path
+from geosr.io.atomic import write_small_file
+
+def interrupted_half_way(tmp):
+    tmp.write_text("{")
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)
+
+try:
+    write_small_file(Path(sys.argv[1]), interrupted_half_way, "STAC Item")
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_a_ctrl_c_while_the_stac_item_or_quicklook_is_written_leaves_no_temporary(tmp_path: Path) -> None:
+    # A Ctrl-C as --stac or --quicklook wrote its file left .out.stac.json.tmp (or
+    # .out.quicklook.png.tmp) beside the output.
+    proc = start([str(tmp_path / "out.stac.json")], SMALL_FILE_INTERRUPTED)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert list(tmp_path.iterdir()) == []
