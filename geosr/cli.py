@@ -331,6 +331,9 @@ def run(
         try:
             with _progress_bar(label) as advance:
                 out = upscale_file(source, target, scale=scale, model=model, progress=advance, **options)
+            # Inside the try: a Ctrl-C as the path is printed (a pipe that is not read, say)
+            # said "nothing was written: run the same command again" of a written output.
+            typer.echo(str(out))
         except (KeyboardInterrupt, GeosrError) as exc:
             stop = exc if isinstance(exc, KeyboardInterrupt) else swallowed_interrupt()
             if stop is not None:
@@ -341,8 +344,6 @@ def run(
                 raise
             _report(exc)
             failed.append(source)
-            continue
-        typer.echo(str(out))
     if failed:
         written = len(sources) - len(failed)
         raise GeosrError(

@@ -454,3 +454,36 @@ def test_a_ctrl_c_while_the_stac_item_or_quicklook_is_written_leaves_no_temporar
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert list(tmp_path.iterdir()) == []
+
+
+ECHO_INTERRUPTED = """
+import os, signal, sys, time
+from pathlib import Path
+import geosr.api
+from geosr import cli
+
+def written(source, target, **options):
+    Path(target).write_text("the output")
+    return Path(target)
+
+def interrupted_echo(*args, printing=cli.typer.echo, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)  # as the output's path is printed
+    time.sleep(0.05)
+    printing(*args, **kwargs)
+
+geosr.api.upscale_file = written
+cli.typer.echo = interrupted_echo
+sys.argv[0] = "geosr"
+cli.main()
+"""
+
+
+def test_a_ctrl_c_as_the_output_is_printed_says_it_was_written(scene: Path, tmp_path: Path) -> None:
+    # It said "interrupted; nothing was written: run the same command again", which then
+    # refused the output as existing.
+    dst = tmp_path / "out.tif"
+    proc = start(["run", str(scene), "-o", str(dst), "--model", "bicubic"], ECHO_INTERRUPTED)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    line = " ".join(stderr.split())
+    assert f"interrupted after {dst} was written; rerun with --resume" in line, line
