@@ -343,6 +343,21 @@ def test_a_path_from_the_home_folder_is_read(tmp_path: Path, monkeypatch: pytest
         assert load_model(given, bands=1, scale=2).card.name == "tiny"
 
 
+def test_the_lazy_api_reads_weights_from_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_raster
+) -> None:
+    """geosr.upscale(..., model="~/models/m.safetensors") made the path absolute for its
+    workers as '<cwd>/~/models/m.safetensors', which did not exist."""
+    model = trained_like()
+    save_weights(model, card_for(model), tmp_path / "models" / "m")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    scene = make_raster(dtype="uint8", height=24, width=20)
+    data = rioxarray.open_rasterio(scene)
+    lazy = geosr.upscale(data, scale=2, model="~/models/m.safetensors").compute()
+    direct = geosr.upscale(data, scale=2, model=str(tmp_path / "models" / "m.safetensors")).compute()
+    np.testing.assert_array_equal(lazy.values, direct.values)
+
+
 def test_missing_weights(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"nothere\.safetensors does not exist"):
         load_weights(tmp_path / "nothere")

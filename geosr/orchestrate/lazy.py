@@ -325,7 +325,8 @@ def _model_for_workers(model: str | None) -> str | None:
 
     if model is None or model in MODEL_NAMES or "://" in str(model) or not _looks_like_path(model):
         return model
-    return str(Path(model).absolute())
+    # expanduser first: '~/m.safetensors' was made '<cwd>/~/m.safetensors'.
+    return str(Path(model).expanduser().absolute())
 
 
 def _own_nodata(data: xr.DataArray) -> float | None:
