@@ -358,6 +358,15 @@ def test_the_lazy_api_reads_weights_from_the_home_folder(
     np.testing.assert_array_equal(lazy.values, direct.values)
 
 
+@pytest.mark.parametrize("url", ["https://example.com/m.safetensors", "s3://bucket/m.safetensors"])
+def test_weights_given_by_url_are_refused_as_such(url: str) -> None:
+    """A URL was read as a path: 'weights file https:/example.com/m.safetensors does not exist'."""
+    with pytest.raises(
+        ModelError, match=rf"^{re.escape(url)}: geosr reads weights from local files only; download"
+    ):
+        load_model(url, bands=1, scale=2)
+
+
 def test_missing_weights(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"nothere\.safetensors does not exist"):
         load_weights(tmp_path / "nothere")

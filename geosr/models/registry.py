@@ -35,6 +35,7 @@ from geosr.models.weights import (
     apply_state,
     card_of,
     load_weights,
+    local_path,
     weights_paths,
 )
 from geosr.predictor import resolve_device
@@ -381,7 +382,7 @@ def check_model(name_or_path: str | os.PathLike[str] | None, *, scale: int) -> N
     if isinstance(target, str) and target in MODEL_NAMES:
         _check_scale(scale, target)
     elif _looks_like_path(target):
-        _from_file(Path(target), scale)
+        _from_file(local_path(target), scale)
     else:
         raise _unknown(target)
 
@@ -448,7 +449,7 @@ def load_model(
             model = spec.build(scale)
             untrained = model.card.is_untrained
     elif _looks_like_path(target):
-        user_weights = Path(target)
+        user_weights = local_path(target)
         model = _from_file(user_weights, scale)
     else:
         raise _unknown(target)

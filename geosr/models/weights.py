@@ -66,6 +66,23 @@ def weights_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return stem.with_name(stem.name + WEIGHTS_SUFFIX), stem.with_name(stem.name + CARD_SUFFIX)
 
 
+def local_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` of weights to read, from the home folder for a leading ``~``.
+
+    Raises
+    ------
+    ModelError
+        For a URL, read as a path before: 'weights file https:/host/m.safetensors does not
+        exist' (``Path`` folds the ``//``).
+    """
+    if "://" in str(path):
+        raise ModelError(
+            f"{path}: geosr reads weights from local files only; download them with their "
+            f"{CARD_SUFFIX} model card and give the path of the {WEIGHTS_SUFFIX} file"
+        )
+    return Path(path).expanduser()
+
+
 def paths_to_write(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     """:func:`weights_paths` of weights about to be written (``save_weights``, ``geosr train
     --weights``).
@@ -178,7 +195,7 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
         For a pickle-based checkpoint (never unpickled), a missing weights file
         or card, or a file that is not valid safetensors.
     """
-    given = Path(path).expanduser()
+    given = local_path(path)
     if given.suffix.lower() in PICKLE_SUFFIXES and not given.exists():
         # Not "a pickle-based checkpoint ... Convert it with": there is nothing to convert.
         raise ModelError(f"weights file {given} does not exist; check the path")
