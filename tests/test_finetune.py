@@ -20,6 +20,17 @@ def test_init_loads_the_bundled_weights() -> None:
     assert not all(torch.equal(v, bundled[k]) for k, v in fresh.items())
 
 
+def test_init_weights_given_by_url_are_refused_as_such() -> None:
+    """--init https://host/m.safetensors was 'weights file https:/host/m.safetensors does not exist'."""
+    from geosr.errors import ModelError
+    from geosr.train.trainer import initial_model
+
+    with pytest.raises(
+        ModelError, match=r"^https://host/m\.safetensors: geosr reads weights from local files only"
+    ):
+        initial_model("https://host/m.safetensors", 2)
+
+
 def test_init_with_another_architecture_is_refused() -> None:
     # The weights bring their architecture (their card); overriding it is a contradiction.
     with pytest.raises(OptionError, match="own architecture"):

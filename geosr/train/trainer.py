@@ -128,9 +128,9 @@ def build_model(config: TrainConfig) -> nn.Module:
 def initial_model(init: str, scale: int) -> nn.Module:
     """The model of a weights file (or of a registered name's bundled weights), loaded."""
     from geosr.models.registry import bundled_weights, model_from_card
-    from geosr.models.weights import apply_state, load_weights
+    from geosr.models.weights import apply_state, load_weights, local_path
 
-    path = Path(init)
+    path = local_path(init)  # not Path(init): a URL's '//' folded into 'https:/host/...'
     if is_model_name(init):  # e.g. "cnnrnn-fast"
         bundled = bundled_weights(init, scale)
         if bundled is None:
