@@ -439,7 +439,12 @@ def evaluate_command(
     scale: Annotated[int, typer.Option("--scale", "-s", help="Zoom factor per axis, 2..8.")] = 4,
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Model name or .safetensors path (default: bundled)."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model name (see `geosr models`) or a .safetensors path (default: cnnrnn-fast); a "
+            "model's name always means that model: give ./NAME.safetensors for a file of that name.",
+        ),
     ] = None,
     border: Annotated[int, typer.Option(help="HR pixels excluded at every edge.", min=0)] = 16,
     json_path: Annotated[
