@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -371,12 +371,15 @@ def compare_panels(
     variable: str | None = None,
     lr_nodata: float | None = None,
     hr_variable: str | None = None,
+    lr_scaling: Mapping[int, tuple[float, float]] | None = None,
 ) -> tuple[list[np.ndarray], list[str], Window, int]:
     """The panels of :func:`render_compare` on the output grid, unstretched (geosr, bicubic,
     then the reference), their titles, the window (output pixels) and the scale.
 
     ``lr_nodata`` overrides ``lr``'s own nodata, as ``--nodata`` did for the run; ``hr_variable``
-    is the variable of a Zarr (netCDF, HDF5) ``hr``, as ``variable`` is ``lr``'s."""
+    is the variable of a Zarr (netCDF, HDF5) ``hr``, as ``variable`` is ``lr``'s; ``lr_scaling``
+    the (scale, offset) of bands of ``lr`` (by 1-based number) for a file that declares none,
+    as the run's STAC Item gave them."""
     sr_scene = _raster_scene(sr, "SR")
     raster = stac_raster(lr, sr_scene)
     lr_scene = open_scene(raster.href, variable=variable)
@@ -389,6 +392,9 @@ def compare_panels(
         lr_scene = with_declared_nodata(lr_scene, raster.nodata)  # the Item's raster:bands, as the run
     # The output declares the Item's scale and offset (the run gave them to it): the LR, read
     # in the same units, must too.
+    if lr_scaling:
+        declared = tuple(lr_scaling.get(number) for number in range(1, lr_scene.count + 1))
+        lr_scene = with_declared_scaling(lr_scene, declared)
     lr_scene = with_declared_scaling(lr_scene, raster.scaling)
     # First: the pixel sizes of rasters far apart (or in other units) give no scale.
     if _footprint_window(lr_scene, sr_scene.grid) is None:
@@ -442,13 +448,15 @@ def render_compare(
     variable: str | None = None,
     lr_nodata: float | None = None,
     hr_variable: str | None = None,
+    lr_scaling: Mapping[int, tuple[float, float]] | None = None,
 ) -> Path:
     """Write the comparison PNG; see the module docstring.
 
     ``bands`` are 0-based positions in ``sr`` (and ``hr``); ``lr_bands`` the
     matching positions in ``lr`` when they differ (default: from ``sr``'s
     record of a ``--bands`` run, :func:`source_bands`); ``variable`` the data
-    variable of a Zarr ``lr`` (``hr_variable`` of ``hr``); ``lr_nodata`` overrides ``lr``'s nodata.
+    variable of a Zarr ``lr`` (``hr_variable`` of ``hr``); ``lr_nodata`` overrides ``lr``'s nodata
+    and ``lr_scaling`` its missing scale and offset (:func:`compare_panels`).
     """
     import matplotlib
 
@@ -465,6 +473,7 @@ def render_compare(
         variable=variable,
         lr_nodata=lr_nodata,
         hr_variable=hr_variable,
+        lr_scaling=lr_scaling,
     )
     if not np.isfinite(panels[0]).all(axis=0).any():  # as panel_rgba: nodata in any band is not shown
         # A black PNG reads as a failed run; the centre of a swath edge or of a cloudy date is nodata.
@@ -606,6 +615,11 @@ def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:
     lr_bands = [scene.bands[p] - 1 for p in positions] if scene.bands else positions
     # A STAC Item's stacked assets: the run's own VRT (scene.path is the Item, not a raster).
     lr = scene.subdataset if is_stac_item(scene.path) and scene.subdataset else scene.path
+    # The run's scale and offset, which an Item's asset (--asset) may declare and its file not:
+    # the output declares them, so the bicubic panel was integers beside its reflectance.
+    numbers = scene.bands or range(1, scene.count + 1)
+    offsets = scene.offsets or (0.0,) * len(scene.scales)
+    scaling = {n: (a, b) for n, a, b in zip(numbers, scene.scales, offsets, strict=False)}
     # The run's nodata (--nodata over the file's): a JP2's undeclared 0 is not data in the panel either.
     return render_compare(
         lr,
@@ -615,4 +629,5 @@ def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:
         lr_bands=lr_bands,
         variable=scene.variable_name,
         lr_nodata=scene.nodata,
+        lr_scaling=scaling,
     )

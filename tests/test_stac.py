@@ -627,3 +627,27 @@ def test_compare_reads_an_output_or_reference_given_as_its_item(
     for got, want in zip(compare_panels(str(src), item, hr=item)[0], expected, strict=True):
         np.testing.assert_array_equal(got, want)
     assert compare_files(str(src), item, elsewhere / "c.png", bands="1").exists()
+
+
+def test_the_quicklook_of_an_asset_run_shows_the_input_in_the_outputs_units(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """--asset B04 of an Item whose raster:bands declare a scale its file lacks: the output
+    declares it, the quicklook reread the file without it, so its bicubic panel was integers
+    (1460) beside the output's reflectance (0.046): white."""
+    from geosr import quicklook
+
+    for name in ("B04", "B03"):
+        make_raster(f"{name}.tif", height=20, width=20)
+    item = item_of(tmp_path, {"B04": "./B04.tif", "B03": "./B03.tif"})
+    doc = json.loads(item.read_text())
+    for asset in doc["assets"].values():
+        asset["raster:bands"] = [{"scale": 0.0001, "offset": -0.1}]
+    item.write_text(json.dumps(doc))
+    shown: list[list[np.ndarray]] = []
+    stretch = quicklook.stretch
+    monkeypatch.setattr(quicklook, "stretch", lambda panels: shown.append(panels) or stretch(panels))
+    geosr.upscale_file(item, tmp_path / "one.tif", scale=2, model="bicubic", asset="B04", quicklook=True)
+    geosr_panel, bicubic_panel = shown[0]
+    assert np.nanmax(bicubic_panel) < 1  # reflectance, not integers
+    np.testing.assert_allclose(bicubic_panel, geosr_panel, atol=0.002)
