@@ -237,13 +237,16 @@ def _on_grid(
 
 
 def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> list[np.ndarray]:
-    """Scale every panel to [0, 1] with the percentiles of the first panel, band by band."""
+    """Scale every panel to [0, 1] with the percentiles of the first panel, band by band, of
+    the pixels it shows (valid in every band, :func:`panel_rgba`): a band's pixels hidden by
+    another band's nodata (stacked assets each with their own) set its stretch unseen."""
     ref = panels[0]
     out = []
     lo = np.zeros(ref.shape[0])
     hi = np.ones(ref.shape[0])
+    shown = np.isfinite(ref).all(axis=0)
     for b in range(ref.shape[0]):
-        values = ref[b][np.isfinite(ref[b])]
+        values = ref[b][shown if shown.any() else np.isfinite(ref[b])]
         if values.size:
             lo[b], hi[b] = np.percentile(values, [low, high])
         if hi[b] <= lo[b]:

@@ -585,3 +585,14 @@ def test_a_decimated_window_shows_its_last_partial_block(make_raster, tmp_path: 
         geosr_panel = compare_panels(str(lr), str(output), window="0,0,610,40")[0][0]
         assert geosr_panel.shape == (1, 27, 407)
         assert np.isfinite(geosr_panel[:, :, :-1]).all(), output  # the last column is 2/3 past the edge
+
+
+def test_the_stretch_is_of_the_pixels_shown() -> None:
+    """Pixels hidden by another band's nodata set a band's stretch: bright ones there (red over
+    a blue band's nodata) made the red of every pixel shown dark."""
+    panel = np.zeros((3, 10, 10), np.float32)
+    panel[:, :, :5] = np.linspace(0, 100, 50, dtype=np.float32).reshape(10, 5)
+    panel[0, :, 5:] = 10000  # red, where blue is nodata
+    panel[2, :, 5:] = np.nan
+    red = stretch([panel])[0][0, :, :5]
+    assert red.max() == 1 and red.min() == 0
