@@ -492,10 +492,15 @@ def render_compare(
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
     # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.
     side = min(max(win.width, win.height, 256), PANEL_PIXELS) / 100 + 0.2
-    aspect = pixel_aspect(_raster_scene(sr, "SR").grid)
+    grid = _raster_scene(sr, "SR").grid
+    aspect = pixel_aspect(grid)
     fig, axes = plt.subplots(1, len(images), figsize=(side * len(images), side + 0.5), squeeze=False)
     for ax, index in zip(axes[0], order, strict=True):
-        ax.imshow(panel_rgba(images[index], panels[index]), interpolation="nearest", aspect=aspect)
+        ax.imshow(
+            map_oriented(panel_rgba(images[index], panels[index]), grid),
+            interpolation="nearest",
+            aspect=aspect,
+        )
         ax.set_title(_fitted(titles[index], side, 10))
         ax.set_axis_off()
     fig.suptitle(
@@ -520,6 +525,16 @@ def pixel_aspect(grid: GeoBox) -> float:
     10 x 20 m pixels was drawn with square ones, the scene squashed to half its height."""
     a, b, _, d, e, _ = tuple(grid.transform)[:6]
     return float(np.hypot(b, e) / np.hypot(a, d))
+
+
+def map_oriented(image: np.ndarray, grid: GeoBox) -> np.ndarray:
+    """``image`` ``(rows, cols, ...)`` on ``grid`` turned north up and east right, as on a map: a
+    south-up grid (a Zarr store's ascending latitudes) was drawn upside down.  A rotated grid
+    is drawn as it is."""
+    a, b, _, d, e, _ = tuple(grid.transform)[:6]
+    if b != 0 or d != 0:
+        return image
+    return image[:: -1 if e > 0 else 1, :: -1 if a < 0 else 1]
 
 
 def _decimated(win: Window, panel: np.ndarray) -> str:

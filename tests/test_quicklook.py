@@ -596,3 +596,19 @@ def test_the_stretch_is_of_the_pixels_shown() -> None:
     panel[2, :, 5:] = np.nan
     red = stretch([panel])[0][0, :, :5]
     assert red.max() == 1 and red.min() == 0
+
+
+def test_a_south_up_scene_is_drawn_north_up(make_raster, tmp_path: Path) -> None:
+    """A south-up grid (a Zarr store's ascending latitudes, a GeoTIFF with a positive y pixel
+    size) was drawn row 0 at the top: its south, upside down against any map."""
+    from affine import Affine
+
+    data = np.repeat(np.linspace(100, 4000, 40, dtype=np.float32), 40).reshape(1, 40, 40).astype("uint16")
+    lr = make_raster(data=data, transform=Affine(10, 0, 335440, 0, 10, 5866490))  # row 0 south, dark
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    png = tmp_path / "c.png"
+    assert CliRunner().invoke(app, ["compare", str(lr), str(sr), "-o", str(png)]).exit_code == 0
+    image = imread(png)[..., :3].mean(axis=-1)
+    drawn = np.flatnonzero((image < 0.99).mean(axis=1) > 0.3)  # the panels' rows
+    top, bottom = image[drawn[2]].mean(), image[drawn[-3]].mean()
+    assert top > bottom + 0.5  # the bright north on top
