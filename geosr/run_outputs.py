@@ -5,6 +5,7 @@ quicklook), and those files written beside a finished output.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -39,7 +40,10 @@ def default_output(src: str | Path, scale: int) -> Path:
     root = None if is_virtual(src) else _store_root(p)
     if root is not None:
         group = p.absolute().relative_to(root)
-        return root.with_name(f"{Path(root.name).stem}_{'_'.join(group.parts)}_x{scale}.tif")
+        out = root.with_name(f"{Path(root.name).stem}_{'_'.join(group.parts)}_x{scale}.tif")
+        # Relative as the input is: the command printed /abs/path/product_r10m_x2.tif for
+        # product.zarr/r10m, as it prints scene_x2.tif for scene.tif.
+        return out if p.is_absolute() else Path(os.path.relpath(out))
     stem = p.name[: -len(".zarr.zip")] if p.name.lower().endswith(".zarr.zip") else p.stem
     return p.with_name(f"{stem}_x{scale}.tif")
 

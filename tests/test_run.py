@@ -10,6 +10,7 @@ import pytest
 import rasterio
 import torch
 import xarray as xr
+import zarr
 from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
@@ -540,6 +541,15 @@ def test_zipped_zarr_store_reads_as_its_folder(tmp_path: Path) -> None:
         np.testing.assert_array_equal(fb.read(), fa.read())
     # Named as its folder is, not product.zarr_x2.tif (before).
     assert default_output(tmp_path / "product.zarr.zip", 2) == tmp_path / "product_x2.tif"
+
+
+def test_a_groups_default_output_is_relative_as_its_input(tmp_path: Path, monkeypatch) -> None:
+    """``geosr run product.zarr/r10m`` printed /abs/path/product_r10m_x2.tif, where every other
+    relative input's output is printed as relative (``scene_x2.tif``)."""
+    zarr.open_group(tmp_path / "product.zarr", mode="w").create_group("r10m")
+    monkeypatch.chdir(tmp_path)
+    assert default_output(Path("product.zarr/r10m"), 2) == Path("product_r10m_x2.tif")
+    assert default_output(tmp_path / "product.zarr" / "r10m", 2) == tmp_path / "product_r10m_x2.tif"
 
 
 def test_a_group_of_a_store_is_written_beside_the_store_not_into_it(
