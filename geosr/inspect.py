@@ -124,6 +124,8 @@ class RunPlan:
     """The ``--frame`` files the model fuses with the input."""
     aoi_nodata: float | None = None
     """What the output marks outside an ``--aoi`` polygon (None without one)."""
+    source: str | Path | None = None
+    """The input as given, beside which the run writes: a STAC Item's, not its ``--asset``'s file."""
 
     @property
     def estimated_seconds(self) -> float | None:
@@ -214,7 +216,8 @@ class RunPlan:
         if available is not None and self.memory_bytes is not None and self.memory_bytes > available:
             hint = "use a smaller --tile or --batch-size"
             out.append(f"only {format_bytes(available)} of memory available ({hint})")
-        folder = default_output(self.scene.path, self.options.scale).parent.resolve()
+        source = self.scene.path if self.source is None else self.source
+        folder = default_output(source, self.options.scale).parent.resolve()
         free = free_bytes(folder)
         if free is not None and self.disk_bytes is not None and self.disk_bytes > free:
             out.append(f"only {format_bytes(free)} free in {folder} (write elsewhere with -o)")
@@ -313,6 +316,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         valid,
         aoi_nodata=None if mask is None else mask.nodata,
         frames=len(frames),
+        source=src,
         # As the run's normalisation refuses it: an --aoi window is normalised with its whole file.
         refused=reference is not None and not valid_mask(reference, scene.nodata).any(),
     )

@@ -240,6 +240,20 @@ def test_info_on_an_aoi_of_an_all_nodata_file_says_the_run_refuses(make_raster, 
         upscale_file(src, tmp_path / "out.tif", **dataclasses.asdict(options))
 
 
+def test_info_checks_the_disk_where_the_run_writes_an_items_asset(make_raster, tmp_path, monkeypatch) -> None:
+    """geosr run ITEM --asset KEY writes ITEM's stem beside the Item; info checked the free space
+    beside the asset's file (sub/), another folder, or another disk."""
+    import geosr.inspect
+    from tests.test_stac import item_of
+
+    (tmp_path / "sub").mkdir()
+    make_raster("sub/b03.tif", height=40, width=40)
+    item = item_of(tmp_path, {"B03": "./sub/b03.tif"})
+    monkeypatch.setattr(geosr.inspect, "free_bytes", lambda folder: 0 if folder == tmp_path else 2**50)
+    plan = plan_run(item, RunOptions(model="bicubic", asset="B03"), calibrate=False)
+    assert f"only 0 B free in {tmp_path} (write elsewhere with -o)" in dict(plan.lines())["resources"]
+
+
 def test_info_counts_the_tiles_an_aoi_polygon_keeps(make_raster, tmp_path: Path) -> None:
     """The run skips the tiles wholly outside an --aoi polygon; info counted every tile of the
     polygon's window: an L along two edges of a 300 x 200 scene, tiles of 64, was '20 of 64 x 64'
