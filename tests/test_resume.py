@@ -398,6 +398,18 @@ def test_cog_build_short_of_space_keeps_the_tiles_and_resume_only_builds_it(job,
     assert dst.read_bytes() == job["ref"].read_bytes() and leftovers(tmp_path, dst) == []
 
 
+def test_one_kept_tile_is_one_tile(tmp_path: Path) -> None:
+    # "the 1 finished tiles are kept in ..."
+    state = RunState.acquire(tmp_path / "out.tif")
+    state.prepare({"job": 1}, 4, resume=False, restart=False)
+    state.commit_manifest({"job": 1}, 4)
+    state.record([2])
+    assert state.describe().startswith(f"1 finished tile is kept in {state.directory} (")
+    state.record([0, 3])
+    assert state.describe().startswith("3 finished tiles are kept in")
+    state.discard()
+
+
 def test_disk_guard_refuses_up_front_with_the_numbers(job, tmp_path: Path) -> None:
     dst = tmp_path / "out.tif"
     result = geosr_run(job, dst, preexec_fn=_limit_file_size(20_000))

@@ -329,9 +329,11 @@ class RunState:
         self._close()
 
     def describe(self) -> str:
-        """``'N tiles kept in DIR (X)'`` for messages."""
+        """``'N finished tiles are kept in DIR (X)'`` for messages ("1 finished tile is")."""
         size = format_bytes(size_on_disk(self.directory))
-        return f"{len(self.done())} finished tiles are kept in {self.directory} ({size})"
+        done = len(self.done())
+        tiles = "1 finished tile is" if done == 1 else f"{done} finished tiles are"
+        return f"{tiles} kept in {self.directory} ({size})"
 
     def unfinished(self, failure: OutputError, *, all_tiles: bool = True) -> ResumableError:
         """The error for a run stopped by a write the user can fix (a full disk,
