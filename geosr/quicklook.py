@@ -436,6 +436,15 @@ def compare_panels(
         _check_bands(hr_scene, from_hr, sr)
         panels.append(_on_grid(hr_scene, from_hr, target, Resampling.nearest, other=sr))
         titles.append("reference")
+        coarser = _scale(hr_scene, sr_scene)
+        if coarser > 1:  # the LR given as --hr, say: its blocks look like a poor model's
+            warnings.warn(
+                GeosrWarning(
+                    f"{hr}: its pixels are {coarser} times as large as those of {sr}, so the reference "
+                    "panel shows them enlarged; give a reference of the output's resolution or finer as --hr"
+                ),
+                stacklevel=2,
+            )
     return panels, titles, win, scale
 
 

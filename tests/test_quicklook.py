@@ -142,15 +142,20 @@ def test_compare_shows_the_input_bands_a_bands_run_used(make_raster, tmp_path: P
 def test_compare_with_fewer_bands_is_one_line(make_raster, tmp_path: Path) -> None:
     from geosr.errors import InputError, OptionError
     from geosr.quicklook import compare_files
+    from tests.conftest import UTM_TRANSFORM
 
     rgb = make_raster("rgb.tif", count=3, height=40, width=40)
     sr = geosr.upscale_file(rgb, tmp_path / "sr.tif", scale=2, model="bicubic")
     pan = make_raster("pan.tif", count=1, height=40, width=40)
     with pytest.raises(InputError, match=r"pan.tif has 1 band, fewer than the bands 1,2,3 .*--bands"):
         compare_files(str(pan), str(sr), tmp_path / "a.png")  # an IndexError before
-    with pytest.raises(InputError, match=r"pan.tif has 1 band"):
-        compare_files(str(rgb), str(sr), tmp_path / "b.png", hr=str(pan))
-    assert compare_files(str(rgb), str(sr), tmp_path / "c.png", hr=str(pan), bands="1").exists()
+    # A one-band reference on the output's grid (one on the input's is said to be coarse).
+    fine = make_raster(
+        "fine.tif", count=1, height=80, width=80, transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(0.5)
+    )
+    with pytest.raises(InputError, match=r"fine.tif has 1 band"):
+        compare_files(str(rgb), str(sr), tmp_path / "b.png", hr=str(fine))
+    assert compare_files(str(rgb), str(sr), tmp_path / "c.png", hr=str(fine), bands="1").exists()
     # Two bands showed the first alone, in grey, without a word.
     with pytest.raises(OptionError, match=r"--bands 1,2: give 1 band .* or 3 .*, not 2"):
         compare_files(str(rgb), str(sr), tmp_path / "d.png", bands="1,2")
@@ -612,3 +617,17 @@ def test_a_south_up_scene_is_drawn_north_up(make_raster, tmp_path: Path) -> None
     drawn = np.flatnonzero((image < 0.99).mean(axis=1) > 0.3)  # the panels' rows
     top, bottom = image[drawn[2]].mean(), image[drawn[-3]].mean()
     assert top > bottom + 0.5  # the bright north on top
+
+
+def test_a_reference_coarser_than_the_output_is_said(make_raster, tmp_path: Path) -> None:
+    """The LR given as --hr by mistake was shown as the 'reference', its blocks enlarged,
+    without a word."""
+    from geosr.errors import GeosrWarning
+
+    lr = make_raster(count=1, height=20, width=20)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    with pytest.warns(GeosrWarning, match=r"scene.tif: its pixels are 2 times as large as those of .*sr.tif"):
+        compare_panels(str(lr), str(sr), hr=str(lr))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GeosrWarning)  # a reference on the output's grid: no warning
+        compare_panels(str(lr), str(sr), hr=str(sr))
