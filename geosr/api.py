@@ -35,8 +35,8 @@ from geosr.io.remote import (
     fsspec_url,
     is_remote,
     local_name,
-    make_staging_folder,
     staged_output,
+    staging_held,
     upload,
 )
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
@@ -354,12 +354,20 @@ def unknown_options(names: list[str]) -> str:
 
 def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Progress | None) -> str:
     """Write locally into a private folder (:func:`~geosr.io.remote.staging_folder`, which
-    ``--resume`` finds again), then upload the output (and its STAC/quicklook)."""
-    import shutil
-
+    ``--resume`` finds again), then upload the output (and its STAC/quicklook).  The folder
+    is this run's alone while it runs (:func:`~geosr.io.remote.staging_held`)."""
     check_remote_output(dst, overwrite=opts.overwrite)
     check_extras_free(dst, opts)
-    staging = make_staging_folder(dst)
+    with staging_held(dst) as staging:
+        return _stage_and_upload(src, dst, staging, opts, progress)
+
+
+def _stage_and_upload(
+    src: str | Path, dst: str, staging: Path, opts: RunOptions, progress: Progress | None
+) -> str:
+    """Run into ``staging`` (held by this run), upload, then remove it unless a run is left to resume."""
+    import shutil
+
     local = staged_output(dst)
     uploaded = False
     try:

@@ -352,6 +352,44 @@ def test_a_failed_upload_keeps_the_output_and_resume_only_uploads_it(make_raster
         shutil.rmtree(remote.staging_folder(url), ignore_errors=True)
 
 
+def test_a_second_run_to_the_same_url_is_refused_while_the_first_uploads(make_raster, monkeypatch) -> None:
+    """Two runs to one URL share its staging folder: a second one started while the first
+    uploaded (its tiles done, its run state gone) ran in that folder, and the first then
+    removed it, with the second's run state and tiles.  The folder is now held by one run."""
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    import geosr
+    from geosr.errors import OutputError
+    from geosr.io import remote
+
+    src = make_raster(count=1, height=32, width=32)
+    url = "memory://two-runs/sr.tif"
+    options = {"scale": 2, "model": "bicubic", "overwrite": True}
+    fs = fsspec.filesystem("memory")
+    put_file = MemoryFileSystem.put_file
+    refused: list[str] = []
+    started: list[bool] = []
+
+    def second_run_meanwhile(self: object, *args: object, **kwargs: object) -> None:
+        if not started:
+            started.append(True)
+            with pytest.raises(OutputError, match=r"another geosr run .* is writing it right now") as caught:
+                geosr.upscale_file(src, url, **options)
+            refused.append(str(caught.value))
+        put_file(self, *args, **kwargs)
+
+    try:
+        monkeypatch.setattr(MemoryFileSystem, "put_file", second_run_meanwhile)
+        geosr.upscale_file(src, url, **options)
+        assert refused and url in refused[0]
+        assert fs.exists("/two-runs/sr.tif") and not remote.staging_folder(url).exists()
+    finally:
+        if fs.exists("/two-runs"):
+            fs.rm("/two-runs", recursive=True)
+        shutil.rmtree(remote.staging_folder(url), ignore_errors=True)
+
+
 def test_resume_uploads_the_output_after_its_stac_item_went_up(make_raster, monkeypatch) -> None:
     """The STAC Item is uploaded before the output: when the output's upload then failed,
     --resume (as the error said) was refused, the Item taken for "the STAC Item of another
@@ -426,7 +464,8 @@ def test_a_remote_stac_item_or_quicklook_is_not_replaced_without_overwrite(
     make_raster, option: str, name: str
 ) -> None:
     """The STAC Item (or quicklook) of another output named sr (sr.zarr, say) was uploaded
-    over without --overwrite, as a local run refuses it; nothing is written now."""
+    over without --overwrite, as a local run refuses it; nothing is written now.  (A URL per
+    case: two test processes running both at once share its staging folder in /tmp.)"""
     import fsspec
 
     import geosr
@@ -434,18 +473,27 @@ def test_a_remote_stac_item_or_quicklook_is_not_replaced_without_overwrite(
 
     src = make_raster(count=1, height=30, width=30)
     fs = fsspec.filesystem("memory")
-    fs.pipe_file(f"/extras-kept/{name}", b"the other output's")
+    fs.pipe_file(f"/extras-kept-{option}/{name}", b"the other output's")
     try:
-        with pytest.raises(OutputError, match=f"memory://extras-kept/{name} already exists.*--overwrite"):
-            geosr.upscale_file(src, "memory://extras-kept/sr.tif", scale=2, model="bicubic", **{option: True})
-        assert fs.cat_file(f"/extras-kept/{name}") == b"the other output's"
-        assert not fs.exists("/extras-kept/sr.tif")
+        with pytest.raises(
+            OutputError, match=f"memory://extras-kept-{option}/{name} already exists.*--overwrite"
+        ):
+            geosr.upscale_file(
+                src, f"memory://extras-kept-{option}/sr.tif", scale=2, model="bicubic", **{option: True}
+            )
+        assert fs.cat_file(f"/extras-kept-{option}/{name}") == b"the other output's"
+        assert not fs.exists(f"/extras-kept-{option}/sr.tif")
         geosr.upscale_file(
-            src, "memory://extras-kept/sr.tif", scale=2, model="bicubic", overwrite=True, **{option: True}
+            src,
+            f"memory://extras-kept-{option}/sr.tif",
+            scale=2,
+            model="bicubic",
+            overwrite=True,
+            **{option: True},
         )
-        assert fs.cat_file(f"/extras-kept/{name}") != b"the other output's"
+        assert fs.cat_file(f"/extras-kept-{option}/{name}") != b"the other output's"
     finally:
-        fs.rm("/extras-kept", recursive=True)
+        fs.rm(f"/extras-kept-{option}", recursive=True)
 
 
 def test_a_signed_url_signed_again_resumes_the_same_job(make_raster, tmp_path: Path) -> None:

@@ -11,10 +11,13 @@ open.  Outputs are written locally, atomically (see :mod:`geosr.io.atomic`).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlparse
@@ -311,6 +314,64 @@ def make_staging_folder(dst: str | Path) -> Path:
             "yours; remove it, or set TMPDIR to another directory"
         )
     return folder
+
+
+STAGING_LOCK = ".lock"
+"""The file in a staging folder a run holds (``flock``) from its start to its upload: hidden,
+so it is no extra output to upload."""
+
+
+@contextlib.contextmanager
+def staging_held(dst: str | Path) -> Iterator[Path]:
+    """Within: the :func:`staging_folder` of ``dst``, made and locked for this run alone.
+
+    Two runs to the same URL share that folder: the one that finished first removed it,
+    with the run state and tiles of the other, which then failed on a missing file; now
+    the second is refused while the first holds the folder.
+
+    Raises
+    ------
+    OutputError
+        Another geosr run holds it (or it cannot be made: :func:`make_staging_folder`).
+    """
+    while (fd := _lock_staging(dst, make_staging_folder(dst))) is None:
+        pass  # the run that held it has just removed it: made again
+    try:
+        yield staging_folder(dst)
+    finally:
+        os.close(fd)  # releases the flock (after the folder's removal, when it is removed)
+
+
+def _lock_staging(dst: str | Path, folder: Path) -> int | None:
+    """Lock ``folder``'s :data:`STAGING_LOCK`: its descriptor, or ``None`` when the folder was
+    removed meanwhile by the run that held it (its lock then locks nothing)."""
+    lock = folder / STAGING_LOCK
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutputError(
+            f"{dst}: cannot lock the local folder {folder} the output is written in before its "
+            f"upload ({exc.strerror or exc}); set TMPDIR to a writable directory"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_ino != lock.stat().st_ino:
+            raise FileNotFoundError(lock)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise OutputError(
+            f"cannot write {dst}: another geosr run (pid {holder}) is writing it right now (in "
+            f"{folder}); wait for it to finish or choose another -o path"
+        ) from None
+    except FileNotFoundError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def remote_matches(url: str | Path, local: Path) -> bool:
