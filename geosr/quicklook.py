@@ -23,7 +23,6 @@ from rasterio.enums import Resampling
 
 from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
-from geosr.io.atomic import write_small_file
 from geosr.io.bands import canonical_band_name
 from geosr.io.scene import Scene, open_scene, read_decimated, read_window
 from geosr.io.stac_input import (
@@ -35,6 +34,7 @@ from geosr.io.stac_input import (
 )
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.normalise import valid_mask
+from geosr.panels import PANEL_PIXELS, draw_figure
 from geosr.run_outputs import overwritten_input
 from geosr.tiling import Window
 
@@ -42,9 +42,6 @@ DEFAULT_WINDOW = 128
 """LR pixels per side of the default (centred) window."""
 
 RGB_NAMES = (("B4", "B3", "B2"), ("RED", "GREEN", "BLUE"))
-
-PANEL_PIXELS = 600
-"""Most pixels a side a panel shows; a larger window is shown (and read) decimated."""
 
 _MARGIN = 3
 """Source pixels read around a panel's footprint: the cubic kernel's reach, and one for rounding."""
@@ -234,29 +231,6 @@ def _on_grid(
     scales = np.array([scene.scales[b] if scene.scales else 1.0 for b in bands], np.float32)
     offsets = np.array([scene.offsets[b] if scene.offsets else 0.0 for b in bands], np.float32)
     return warped * scales[:, None, None] + offsets[:, None, None]
-
-
-def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> list[np.ndarray]:
-    """Scale every panel to [0, 1] with the percentiles of the first panel, band by band, of
-    the pixels it shows (valid in every band, :func:`panel_rgba`): a band's pixels hidden by
-    another band's nodata (stacked assets each with their own) set its stretch unseen."""
-    ref = panels[0]
-    out = []
-    lo = np.zeros(ref.shape[0])
-    hi = np.ones(ref.shape[0])
-    shown = np.isfinite(ref).all(axis=0)
-    for b in range(ref.shape[0]):
-        values = ref[b][shown if shown.any() else np.isfinite(ref[b])]
-        if values.size:
-            lo[b], hi[b] = np.percentile(values, [low, high])
-        if hi[b] <= lo[b]:
-            # A constant band (a lake, a saturated field) mid-grey, not black as a failed run
-            # (the darkest of the stretch); a unit either side of it still tells values apart.
-            lo[b], hi[b] = lo[b] - 1, lo[b] + 1
-    for panel in panels:
-        scaled = (panel - lo[:, None, None]) / (hi - lo)[:, None, None]
-        out.append(np.clip(np.nan_to_num(scaled, nan=0.0), 0, 1))
-    return out
 
 
 def source_bands(sr_scene: Scene, source: Scene, show: Sequence[int]) -> list[int]:
@@ -470,11 +444,6 @@ def render_compare(
     variable of a Zarr ``lr`` (``hr_variable`` of ``hr``); ``lr_nodata`` overrides ``lr``'s nodata
     and ``lr_scaling`` its missing scale and offset (:func:`compare_panels`).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels, titles, win, _ = compare_panels(
         lr,
         sr,
@@ -497,78 +466,8 @@ def render_compare(
             ),
             stacklevel=2,
         )
-    images = stretch(panels)
-    order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
-    # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.
-    side = min(max(win.width, win.height, 256), PANEL_PIXELS) / 100 + 0.2
-    grid = _raster_scene(sr, "SR").grid
-    aspect = pixel_aspect(grid)
-    fig, axes = plt.subplots(1, len(images), figsize=(side * len(images), side + 0.5), squeeze=False)
-    for ax, index in zip(axes[0], order, strict=True):
-        ax.imshow(
-            map_oriented(panel_rgba(images[index], panels[index]), grid),
-            interpolation="nearest",
-            aspect=aspect,
-        )
-        ax.set_title(_fitted(titles[index], side, 10))
-        ax.set_axis_off()
-    fig.suptitle(
-        _fitted(
-            f"{Path(sr).name}: window of {win.width} x {win.height} output px"
-            f"{_decimated(win, panels[0])}, one 2-98 % stretch",
-            side * len(images),
-            9,
-        ),
-        fontsize=9,
-    )
-    fig.tight_layout()
-    try:
-        write_small_file(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), "PNG")
-    finally:
-        plt.close(fig)
+    draw_figure(panels, titles, win, _raster_scene(sr, "SR").grid, png, Path(sr).name)
     return png
-
-
-def pixel_aspect(grid: GeoBox) -> float:
-    """Height over width of a pixel of ``grid`` in its CRS's units, for ``imshow``: a panel of
-    10 x 20 m pixels was drawn with square ones, the scene squashed to half its height."""
-    a, b, _, d, e, _ = tuple(grid.transform)[:6]
-    return float(np.hypot(b, e) / np.hypot(a, d))
-
-
-def map_oriented(image: np.ndarray, grid: GeoBox) -> np.ndarray:
-    """``image`` ``(rows, cols, ...)`` on ``grid`` turned north up and east right, as on a map: a
-    south-up grid (a Zarr store's ascending latitudes) was drawn upside down.  A rotated grid
-    is drawn as it is."""
-    a, b, _, d, e, _ = tuple(grid.transform)[:6]
-    if b != 0 or d != 0:
-        return image
-    return image[:: -1 if e > 0 else 1, :: -1 if a < 0 else 1]
-
-
-def _decimated(win: Window, panel: np.ndarray) -> str:
-    """How a window larger than a panel is shown: ' shown 1:N' (one pixel in N x N)."""
-    factor = round(max(win.height, win.width) / max(panel.shape[1:]))
-    return f" shown 1:{factor}" if factor > 1 else ""
-
-
-def panel_rgba(image: np.ndarray, panel: np.ndarray) -> np.ndarray:
-    """``image`` (1 or 3 stretched bands of ``panel``) as RGBA, transparent where ``panel`` is
-    nodata or NaN in any band: :func:`stretch` makes those 0, which showed as the darkest
-    data does (black, like water in the near infrared); they show the page behind instead."""
-    rgb = np.moveaxis(image, 0, -1) if image.shape[0] == 3 else np.repeat(image[0][..., None], 3, axis=-1)
-    alpha = np.isfinite(panel).all(axis=0).astype(rgb.dtype)
-    return np.concatenate([rgb, alpha[..., None]], axis=-1)
-
-
-def _fitted(text: str, inches: float, points: float) -> str:
-    """``text`` wrapped to lines that fit ``inches`` at a font of ``points`` (a character of
-    a file name is up to 0.75 em wide): a long file name ran past the figure's edge and
-    was cut off."""
-    import textwrap
-
-    width = max(10, int(inches * 72 / (0.75 * points)))
-    return "\n".join(textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False)) or text
 
 
 def compare_files(

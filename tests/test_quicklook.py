@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 import geosr
 from geosr.cli import app
-from geosr.quicklook import compare_panels, stretch
+from geosr.panels import stretch
+from geosr.quicklook import compare_panels
 from tests.conftest import coordinate_pattern
 
 
@@ -179,7 +180,7 @@ def test_a_window_of_nodata_only_is_said_not_shown_black_silently(make_raster, t
 
 def test_nodata_is_transparent_not_black_in_every_panel(make_raster, tmp_path: Path) -> None:
     # Nodata and NaN were stretched to 0 and shown black, as the darkest data (water in the NIR) is.
-    from geosr.quicklook import panel_rgba
+    from geosr.panels import panel_rgba
 
     data = coordinate_pattern(3, 40, 40)
     data[:, :10] = 0
@@ -236,7 +237,7 @@ def test_the_bicubic_panel_takes_the_runs_nodata(make_raster, tmp_path) -> None:
 
 def test_a_long_file_name_is_wrapped_in_the_title_not_cut_off() -> None:
     # A Sentinel-2 product name (90 characters) ran past both edges of a 2-panel quicklook.
-    from geosr.quicklook import _fitted
+    from geosr.panels import _fitted
 
     name = "S2B_MSIL2A_20230715T102559_N0509_R108_T32UNE_20230715T134410_product_x2.tif: window of 100 x 120"
     lines = _fitted(name, 5.52, 9).split("\n")

@@ -635,7 +635,7 @@ def test_the_quicklook_of_an_asset_run_shows_the_input_in_the_outputs_units(
     """--asset B04 of an Item whose raster:bands declare a scale its file lacks: the output
     declares it, the quicklook reread the file without it, so its bicubic panel was integers
     (1460) beside the output's reflectance (0.046): white."""
-    from geosr import quicklook
+    from geosr import panels
 
     for name in ("B04", "B03"):
         make_raster(f"{name}.tif", height=20, width=20)
@@ -645,8 +645,8 @@ def test_the_quicklook_of_an_asset_run_shows_the_input_in_the_outputs_units(
         asset["raster:bands"] = [{"scale": 0.0001, "offset": -0.1}]
     item.write_text(json.dumps(doc))
     shown: list[list[np.ndarray]] = []
-    stretch = quicklook.stretch
-    monkeypatch.setattr(quicklook, "stretch", lambda panels: shown.append(panels) or stretch(panels))
+    stretch = panels.stretch
+    monkeypatch.setattr(panels, "stretch", lambda drawn: shown.append(drawn) or stretch(drawn))
     geosr.upscale_file(item, tmp_path / "one.tif", scale=2, model="bicubic", asset="B04", quicklook=True)
     geosr_panel, bicubic_panel = shown[0]
     assert np.nanmax(bicubic_panel) < 1  # reflectance, not integers
