@@ -27,7 +27,7 @@ from typer.core import TyperGroup
 
 from geosr.allocator import keep_freed_memory
 from geosr.cli_types import given_path
-from geosr.errors import GeosrError, GeosrWarning, OptionError
+from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError
 from geosr.interrupts import (
     exit_status,
     forget_abandoned_coroutines,
@@ -444,9 +444,23 @@ def info(
     table = Table(show_header=False, box=None)
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # a long path is folded onto the next line, not cut with '…'
-    for key, value in plan_run(input, options, calibrate=calibrate).lines():
+    for key, value in plan_run(_one_input(input), options, calibrate=calibrate).lines():
         table.add_row(f"[bold]{key}[/bold]", value)
     print_table(table)
+
+
+def _one_input(pattern: str) -> str:
+    """The input ``geosr info`` describes: a quoted glob (as ``geosr run`` takes) of one match
+    is that file; of several, refused in one line, which said 'no such file' of the glob."""
+    from geosr.batch import expand_inputs
+
+    sources = expand_inputs([pattern])
+    if len(sources) > 1:
+        shown = ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else "")
+        raise InputError(
+            f"{pattern}: matches {len(sources)} inputs ({shown}); geosr info describes one: give one of them"
+        )
+    return sources[0]
 
 
 def print_table(table: Table) -> None:

@@ -61,6 +61,29 @@ def test_info_cli(make_raster, capsys, monkeypatch) -> None:
     assert not list(Path(src).parent.glob("*_x*"))
 
 
+def test_info_takes_a_glob_of_one_input_and_refuses_one_of_several(make_raster, capsys, monkeypatch) -> None:
+    """geosr info 'archive/*.tif' (a glob, as geosr run takes) said 'no such file'."""
+    a = make_raster("a.tif", height=20, width=20)
+    make_raster("b.tif", height=20, width=20)
+    monkeypatch.chdir(a.parent)  # short names: a long path is folded over two lines
+
+    def info(pattern: str) -> tuple[object, str, str]:
+        monkeypatch.setattr(sys, "argv", ["geosr", "info", pattern, "--model", "bicubic", "--no-calibrate"])
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        captured = capsys.readouterr()
+        return stopped.value.code, captured.out, captured.err
+
+    code, out, _ = info("a*.tif")
+    assert code in (0, None) and out.split()[:2] == ["input", "a.tif"]
+    code, out, err = info("*.tif")
+    assert code and not out
+    assert (
+        err.strip()
+        == "error: *.tif: matches 2 inputs (a.tif, b.tif); geosr info describes one: give one of them"
+    )
+
+
 def test_info_on_a_scene_whose_first_tiles_are_all_nan_says_no_numpy_warning(make_raster) -> None:
     """The calibration batch (from the middle of the plan) may be all NaN: that must not leak
     numpy's "All-NaN slice encountered" to the user (the CLI prints every warning)."""
