@@ -61,6 +61,7 @@ class Figure:
     unit: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    error: str | None = None  # the exception that stopped its measurement, if one did
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -1081,9 +1082,10 @@ FIGURES: dict[str, Callable[[Context], Figure]] = {
 
 
 def failed(name: str, number: int, exc: BaseException) -> Figure:
-    """A figure whose measurement raised: reported, not hidden."""
+    """A figure whose measurement raised: reported, not hidden (its verdict reads failed)."""
     print(f"benchmark {name} failed: {exc!r}", file=sys.stderr)
-    return Figure(name, number, name, f"FAILED: {type(exc).__name__}: {exc}"[:300], "-", None)
+    error = f"{type(exc).__name__}: {exc}"[:300]
+    return Figure(name, number, name, f"FAILED: {error}", "-", None, error=error)
 
 
 def is_finite(value: float | None) -> bool:

@@ -6,6 +6,12 @@ import json
 from typing import Any
 
 VERDICT = {True: "met", False: "**missed**", None: "-"}
+FAILED = "**failed**"
+
+
+def verdict(figure: dict[str, Any]) -> str:
+    """A figure's verdict cell: met, missed, no target, or failed (its measurement raised)."""
+    return FAILED if figure.get("error") else VERDICT[figure["met"]]
 
 
 def _cell(text: object) -> str:
@@ -77,13 +83,12 @@ def render(results: dict[str, Any]) -> str:
         if f.get("mode") and (f.get("mode") != results["mode"] or f.get("measured_at") != results["date"]):
             result += f" ({f['mode']} mode, {f.get('measured_at', '?')})"
         lines.append(
-            f"| {f['number']} | {_cell(f['title'])} | {_cell(result)} | {_cell(f['target'])} "
-            f"| {VERDICT[f['met']]} |"
+            f"| {f['number']} | {_cell(f['title'])} | {_cell(result)} | {_cell(f['target'])} | {verdict(f)} |"
         )
     lines += ["", "## Details", ""]
     for f in figures:
         lines += [f"### {f['number']}. {f['title']}", ""]
-        lines.append(f"**{f['result']}** - target {f['target']}: {VERDICT[f['met']]}.")
+        lines.append(f"**{f['result']}** - target {f['target']}: {verdict(f)}.")
         if f.get("measured_at") and f["measured_at"] != results["date"]:
             lines.append(f"(measured {f['measured_at']}, {f.get('mode', '?')} mode)")
         lines.append("")

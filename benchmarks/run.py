@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # a broken figure must not hide the others
                 fig = figures.failed(name, number, exc)
             results[name] = fig
-            verdict = {True: "met", False: "MISSED", None: "-"}[fig.met]
+            verdict = "FAILED" if fig.error else {True: "met", False: "MISSED", None: "-"}[fig.met]
             _log(f"  -> {fig.result} [target {fig.target}: {verdict}]")
         if args.profile:
             _log("profiling one end-to-end run")
@@ -181,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     json_path.write_text(json.dumps(out, indent=2, default=str) + "\n")
     (args.output_dir / "RESULTS.md").write_text(render(out))
     _log(f"wrote {args.output_dir / 'RESULTS.md'} and {json_path} in {out['duration_s']:.0f} s")
+    failures = [name for name, fig in results.items() if fig.error]
+    if failures:
+        # The other figures are kept, but a run with a broken figure is not a result
+        # (make bench, a CI job or a script must see it).
+        _log(f"failed figure(s): {', '.join(failures)}")
+        return 1
     return 0
 
 

@@ -1,0 +1,36 @@
+"""The benchmark harness (benchmarks/): what a run reports and how its figures are computed.
+
+No figure is measured here: measurements are replaced by fixed numbers or tiny scenes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import baselines, figures, run
+
+
+@pytest.fixture
+def quiet_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No 1-second busy-process scan, contention probe or git status around a run."""
+    monkeypatch.setattr(run, "busy_processes", lambda: [])
+    monkeypatch.setattr(run, "versions", lambda: {"geosr": "test"})
+    probe = {"threads": 1, "ms_default_threads": 1.0, "ms_one_thread": 1.0, "ratio": 1.0}
+    monkeypatch.setattr(baselines, "contention", lambda: probe)
+
+
+def test_a_failed_figure_fails_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quiet_machine: None
+) -> None:
+    def broken(ctx: figures.Context) -> figures.Figure:
+        raise RuntimeError("no scene")
+
+    monkeypatch.setitem(figures.FIGURES, "gdal", broken)
+    code = run.main(["--only", "gdal", "--output-dir", str(tmp_path), "--workdir", str(tmp_path / "work")])
+    assert code == 1
+    figure = json.loads((tmp_path / "results.json").read_text())["figures"]["gdal"]
+    assert figure["error"] == "RuntimeError: no scene"
+    assert "| **failed** |" in (tmp_path / "RESULTS.md").read_text()
