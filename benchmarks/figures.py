@@ -502,7 +502,8 @@ def fig_peer(ctx: Context) -> Figure:
             "geosr_gflop": round(setup.flops / 1e9, 1),
         },
         [
-            f"peer: whole scene in memory, tiles of {PEER_TILE} with a {PEER_PAD}-pixel pad (clamped at "
+            "peer: whole scene in memory, normalised as the model card says (as geosr: the same pixels "
+            f"away from seams and edges), tiles of {PEER_TILE} with a {PEER_PAD}-pixel pad (clamped at "
             "the edges), batch 1, fp32, contiguous memory format, torch.no_grad, crop and paste into a "
             "full-size array, one GeoTIFF write with the input's profile (tiled DEFLATE, no overviews, "
             "not a COG); geosr writes a validated COG with overviews",

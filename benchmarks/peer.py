@@ -1,11 +1,13 @@
 """A hand-written peer loop: how super-resolution scripts in the wild (Real-ESRGAN's
 ``tile_process``) run a model over a large image.
 
-Whole scene read into memory, tiles of 128 LR pixels with a 10-pixel pad
+Whole scene read into memory, normalised as the model card says (its
+percentiles of the whole scene), tiles of 128 LR pixels with a 10-pixel pad
 (clamped at the scene edges, so edge tiles are smaller), batch 1, fp32,
 contiguous memory format, crop the pad off each output tile and paste it into a
 full-size output array, then one GeoTIFF write (the input's profile, resized).
-Same model and weights as geosr; no mirroring, no nodata handling, no COG.
+Same model, weights and normalisation as geosr, so the same pixels away from
+the tiles' seams and the scene's edges; no mirroring, no nodata filling, no COG.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import rasterio
 import torch
 from rasterio.transform import Affine
 
+from geosr.normalise import DTYPE_SCALES
+
 PEER_TILE = 128
 PEER_PAD = 10
-REFLECTANCE_SCALE = 10000.0  # Sentinel-2 L1C digital numbers -> reflectance
 
 
 def load_peer_model(name: str, bands: int, scale: int) -> torch.nn.Module:
@@ -28,6 +31,22 @@ def load_peer_model(name: str, bands: int, scale: int) -> torch.nn.Module:
 
     model = geosr.load_model(name, bands=bands, scale=scale)
     return model.eval().float().to(memory_format=torch.contiguous_format)
+
+
+def peer_normalisation(img: np.ndarray, nodata: float | None, card: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band offset and scale, ``(C, 1, 1)``, of the model card's normalisation over the
+    whole scene: the ``low`` and ``high`` percentiles of each band's valid pixels, or the
+    dtype's divisor (the card's, else geosr's default) for ``dtype-range``."""
+    bands = img.shape[0]
+    if card.get("method", "percentile") == "dtype-range":
+        divisor = card.get(img.dtype.name, DTYPE_SCALES.get(img.dtype.name, 1.0))
+        return np.zeros((bands, 1, 1)), np.full((bands, 1, 1), divisor)
+    offset, scale = np.zeros((bands, 1, 1)), np.ones((bands, 1, 1))
+    for b, band in enumerate(img):
+        values = band[band != nodata] if nodata is not None else band.ravel()
+        lo, hi = np.percentile(values, [card.get("low", 0.1), card.get("high", 99.9)])
+        offset[b], scale[b] = lo, hi - lo if hi > lo else max(abs(hi), 1.0)
+    return offset, scale
 
 
 def peer_upscale(
@@ -45,7 +64,8 @@ def peer_upscale(
         profile = ds.profile
     bands, height, width = img.shape
     model = load_peer_model(model_name, bands, scale)
-    x = torch.from_numpy(img.astype(np.float32) / REFLECTANCE_SCALE)
+    offset, spread = peer_normalisation(img, profile.get("nodata"), dict(model.card.normalisation))
+    x = torch.from_numpy(((img - offset) / spread).astype(np.float32))
     output = torch.zeros(bands, height * scale, width * scale, dtype=torch.float32)
     tiles_y = (height + tile - 1) // tile
     tiles_x = (width + tile - 1) // tile
@@ -62,7 +82,7 @@ def peer_upscale(
                 oh, ow = (y1 - y0) * scale, (x1 - x0) * scale
                 tile_out = out[:, oy : oy + oh, ox : ox + ow]
                 output[:, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = tile_out
-    values = np.rint(output.numpy() * REFLECTANCE_SCALE)
+    values = np.rint(output.numpy() * spread + offset)
     result = np.clip(values, 0, np.iinfo(img.dtype).max).astype(img.dtype)
     profile.update(
         width=width * scale,
