@@ -5,17 +5,20 @@ No figure is measured here: measurements are replaced by fixed numbers or tiny s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import rasterio
+import torch
 
 import geosr
 from benchmarks import baselines, figures, run
 from benchmarks.peer import peer_upscale
-from benchmarks.scenes import synthetic_scene
+from benchmarks.scenes import BenchScene, synthetic_scene
 
 
 @pytest.fixture
@@ -51,3 +54,30 @@ def test_the_peer_loop_gives_geosr_pixels(tmp_path: Path) -> None:
         diff = np.abs(ours.read(1).astype(np.int32) - peer.read(1).astype(np.int32))
     edge = 4 * 16  # the model's receptive field, in output pixels
     assert diff[edge:-edge, edge:-edge].max() <= 1
+
+
+def _context(tmp_path: Path, **memo: object) -> figures.Context:
+    sizes = dataclasses.replace(figures.QUICK, gpu=64)
+    return figures.Context(tmp_path, 1, sizes, True, lambda message: None, memo=dict(memo))
+
+
+def test_throughput_counts_each_band_once(tmp_path: Path) -> None:
+    """Output Mpx/s per band: a 4-band scene's bands are not divided out twice."""
+    scene = BenchScene(tmp_path / "scene.tif", 64, "synthetic", "4 bands")
+    setup = SimpleNamespace(bands=4, model_name="cnnrnn-fast", precision="fp32", device="cpu")
+    core = {"scene": scene, "setup": setup, "e2e": [2.0]}
+    figure = figures.fig_throughput(_context(tmp_path, core=core))
+    assert figure.value == pytest.approx((64 * figures.SCALE) ** 2 / 1e6 / 2.0)
+
+
+def test_gpu_throughput_is_per_band(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Figure 9's 4-band scene: its Mpx/s per band are not those of all bands together."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "a test GPU")
+    monkeypatch.setattr(geosr, "upscale_file", lambda *args, **kwargs: None)
+    monkeypatch.setattr(figures, "timed", lambda fn: 0.001)
+    monkeypatch.setattr(baselines, "gpu_conv_peak", lambda: 1000.0)
+    figure = figures.fig_gpu(_context(tmp_path))
+    per_band = (64 * figures.SCALE) ** 2 / 1e6 / 0.001
+    assert f"({per_band:.0f} output Mpx/s per band;" in figure.result
+    assert figure.details["output_mpx_per_s_per_band"] == round(per_band, 2)
