@@ -513,8 +513,10 @@ def fig_peer(ctx: Context) -> Figure:
             "the edges), batch 1, fp32, contiguous memory format, torch.no_grad, crop and paste into a "
             "full-size array, one GeoTIFF write with the input's profile (tiled DEFLATE, no overviews, "
             "not a COG); geosr writes a validated COG with overviews",
-            f"the peer's {PEER_PAD}-pixel pad is less than geosr's halo ({setup.halo}): it does less "
-            "work per tile but leaves seams; geosr's output equals whole-image inference",
+            f"the peer's {PEER_PAD}-pixel pad is less than geosr's halo ({setup.halo}), so it can leave "
+            f"seams; yet its small tiles make it compute {peer_flops / setup.flops:.2f}x geosr's FLOPs "
+            f"(the pad adds {(PEER_TILE + 2 * PEER_PAD) ** 2 / PEER_TILE**2 - 1:.0%} to an inner tile); "
+            "geosr's output equals whole-image inference",
             "the peer makes many small model calls, so it suffers most when other jobs hold the cores "
             "(see the contention probe under Machine): on a contended machine this ratio overstates "
             "the speed-up an idle machine would show",

@@ -17,7 +17,7 @@ import torch
 
 import geosr
 from benchmarks import baselines, figures, run
-from benchmarks.peer import peer_upscale
+from benchmarks.peer import peer_lr_pixels, peer_upscale
 from benchmarks.scenes import BenchScene, synthetic_scene
 
 
@@ -81,3 +81,15 @@ def test_gpu_throughput_is_per_band(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     per_band = (64 * figures.SCALE) ** 2 / 1e6 / 0.001
     assert f"({per_band:.0f} output Mpx/s per band;" in figure.result
     assert figure.details["output_mpx_per_s_per_band"] == round(per_band, 2)
+
+
+def test_peer_note_says_which_side_computes_more(tmp_path: Path) -> None:
+    """Figure 4's note compares the FLOPs of both sides as its details count them."""
+    scene = BenchScene(tmp_path / "scene.tif", 2048, "sentinel2", "a window")
+    read_pixels = 16 * 542 * 542  # figure 4's plan: 16 tiles of 512 with a halo of 15
+    setup = SimpleNamespace(bands=1, halo=15, flops_per_lr_pixel=1000, flops=1000 * read_pixels)
+    core = {"scene": scene, "setup": setup, "e2e": [6.0], "peer": [12.0]}
+    figure = figures.fig_peer(_context(tmp_path, core=core))
+    ratio = peer_lr_pixels(2048, 2048) / read_pixels
+    assert ratio > 1  # the peer's 10 pixels of pad on 128 weigh more than geosr's 15 on 512
+    assert f"compute {ratio:.2f}x geosr's FLOPs" in " ".join(figure.notes)
