@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,12 +24,17 @@ from benchmarks.scenes import BenchScene, synthetic_scene
 
 
 @pytest.fixture
-def quiet_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No 1-second busy-process scan, contention probe or git status around a run."""
+def quiet_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No 1-second busy-process scan, contention probe or git status around a run, and the
+    registry's log level (a run quietens it) as it was afterwards."""
     monkeypatch.setattr(run, "busy_processes", lambda: [])
     monkeypatch.setattr(run, "versions", lambda: {"geosr": "test"})
     probe = {"threads": 1, "ms_default_threads": 1.0, "ms_one_thread": 1.0, "ratio": 1.0}
     monkeypatch.setattr(baselines, "contention", lambda: probe)
+    registry = logging.getLogger("geosr.models.registry")
+    level = registry.level
+    yield
+    registry.setLevel(level)
 
 
 def test_a_failed_figure_fails_the_run(
