@@ -26,6 +26,27 @@ def _value(v: Any) -> str:
     return str(v)
 
 
+def measured_with(results: dict[str, Any]) -> dict[str, str]:
+    """The commit, CPU and GPU of a run, which a figure keeps when a later run refreshes others."""
+    return {
+        "git": results["versions"].get("git", "?"),
+        "cpu": results["machine"]["cpu"],
+        "gpu": results.get("gpu", "-"),
+    }
+
+
+def _measured(figure: dict[str, Any], results: dict[str, Any]) -> str | None:
+    """When, in which mode and with what a figure was measured, where that is not the header's run."""
+    with_ = figure.get("measured_with")
+    elsewhere = bool(with_) and with_ != measured_with(results)
+    if not figure.get("measured_at") or (figure["measured_at"] == results["date"] and not elsewhere):
+        return None
+    line = f"(measured {figure['measured_at']}, {figure.get('mode', '?')} mode"
+    if elsewhere:
+        line += f", git {with_['git']}, CPU {with_['cpu']}, GPU {with_['gpu']}"
+    return line + ")"
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -89,8 +110,9 @@ def render(results: dict[str, Any]) -> str:
     for f in figures:
         lines += [f"### {f['number']}. {f['title']}", ""]
         lines.append(f"**{f['result']}** - target {f['target']}: {verdict(f)}.")
-        if f.get("measured_at") and f["measured_at"] != results["date"]:
-            lines.append(f"(measured {f['measured_at']}, {f.get('mode', '?')} mode)")
+        measured = _measured(f, results)
+        if measured:
+            lines.append(measured)
         lines.append("")
         for note in f["notes"]:
             lines.append(f"- {note}")

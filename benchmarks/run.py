@@ -30,7 +30,7 @@ from typing import Any
 
 from benchmarks import figures
 from benchmarks.measure import busy_processes, load, machine, versions
-from benchmarks.report import render
+from benchmarks.report import measured_with, render
 from benchmarks.scenes import data_dir
 
 HERE = Path(__file__).resolve().parent
@@ -174,7 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         if profile is None and "profile" in previous:
             out["profile"] = previous["profile"]
     for name, fig in results.items():
-        out["figures"][name] = {**fig.to_json(), "measured_at": date, "mode": out["mode"]}
+        # A later --only run rewrites the machine and versions above: each figure keeps its own.
+        out["figures"][name] = {
+            **fig.to_json(),
+            "measured_at": date,
+            "mode": out["mode"],
+            "measured_with": measured_with(out),
+        }
     if profile is not None:
         out["profile"] = profile
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -100,3 +100,25 @@ def test_peer_note_says_which_side_computes_more(tmp_path: Path) -> None:
     ratio = peer_lr_pixels(2048, 2048) / read_pixels
     assert ratio > 1  # the peer's 10 pixels of pad on 128 weigh more than geosr's 15 on 512
     assert f"compute {ratio:.2f}x geosr's FLOPs" in " ".join(figure.notes)
+
+
+def test_a_refreshed_run_keeps_each_figures_commit_and_machine(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quiet_machine: None
+) -> None:
+    """``--only`` rewrites the header's machine and versions; a figure it did not refresh
+    still says which commit and CPU measured it."""
+
+    def fixed(name: str, number: int) -> Callable[[figures.Context], figures.Figure]:
+        return lambda ctx: figures.Figure(name, number, name, "1.00x", "-", None)
+
+    monkeypatch.setitem(figures.FIGURES, "archive", fixed("archive", 11))
+    monkeypatch.setitem(figures.FIGURES, "bands", fixed("bands", 12))
+    args = ["--output-dir", str(tmp_path), "--workdir", str(tmp_path / "work")]
+    monkeypatch.setattr(run, "versions", lambda: {"git": "aaaaaaa"})
+    assert run.main(["--only", "archive", *args]) == 0
+    monkeypatch.setattr(run, "versions", lambda: {"git": "bbbbbbb"})
+    assert run.main(["--only", "bands", *args]) == 0
+    text = (tmp_path / "RESULTS.md").read_text()
+    archive = text.split("### 11. archive")[1].split("###")[0]
+    assert "git aaaaaaa" in archive
+    assert "git: bbbbbbb" in text  # the header: the latest run
