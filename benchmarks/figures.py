@@ -40,7 +40,11 @@ class Sizes:
     gpu: int = 10980  # LR edge of figure 9's 4-band synthetic scene (a Sentinel-2 tile)
 
 
-FULL = Sizes(e2e=2048, memory=(1024, 8192), memory_scale=2, scaling=(1024, 2048, 4096), conv_iterations=6)
+MEMORY_TARGET_SIZES = (1024, 8192)
+"""Issue 4's peak-memory target compares these LR edges (figure 5)."""
+FULL = Sizes(
+    e2e=2048, memory=MEMORY_TARGET_SIZES, memory_scale=2, scaling=(1024, 2048, 4096), conv_iterations=6
+)
 QUICK = Sizes(
     e2e=1024, memory=(1024, 4096), memory_scale=2, scaling=(512, 1024, 2048), conv_iterations=3, gpu=2048
 )
@@ -573,7 +577,8 @@ def fig_memory(ctx: Context) -> Figure:
     rs, rl = child_results(ctx, small, SCALE), child_results(ctx, large, SCALE)
     ps, pl = median([_peak(r) for r in rs]), median([_peak(r) for r in rl])
     ratio = pl / ps
-    met = ratio <= 1.25 and pl <= 2.5 * GIB
+    # Issue 4 states the target for 8192^2 against 1024^2: a quick run's smaller pair is no verdict.
+    met = ratio <= 1.25 and pl <= 2.5 * GIB if (small, large) == MEMORY_TARGET_SIZES else None
     # The same pair at the secondary scale, and every size the x4 children ran, to show the plateau.
     second = ctx.sizes.memory_scale
     xs, xl = child_results(ctx, small, second), child_results(ctx, large, second)
@@ -586,7 +591,7 @@ def fig_memory(ctx: Context) -> Figure:
         f"Peak RSS, bicubic, {large}^2 vs {small}^2 synthetic uint16, x{SCALE}",
         f"{ratio:.2f}x ({pl / GIB:.2f} GiB at {large}^2 vs {ps / GIB:.2f} GiB at {small}^2); "
         f"x{second}: {ratio_secondary:.2f}x",
-        f"ratio <= 1.25 and <= 2.5 GiB at {large}^2",
+        f"ratio <= 1.25 and <= 2.5 GiB at {MEMORY_TARGET_SIZES[1]}^2 vs {MEMORY_TARGET_SIZES[0]}^2",
         met,
         ratio,
         "x",
@@ -636,8 +641,11 @@ def fig_memory(ctx: Context) -> Figure:
             f"allocator keeps by {kept} MiB (holes between long-lived blocks: geosr.allocator never "
             "returns memory, since returning it cost 15-20 % of a run in page faults)"
         )
-    if ctx.quick:
-        fig.notes.append(f"--quick: {large}^2 instead of 8192^2; the target is stated for 8192^2")
+    if met is None:
+        fig.notes.append(
+            f"{large}^2 vs {small}^2 instead of {MEMORY_TARGET_SIZES[1]}^2 vs {MEMORY_TARGET_SIZES[0]}^2 "
+            "(--quick): no verdict, the target is stated for those sizes"
+        )
     return fig
 
 

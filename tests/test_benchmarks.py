@@ -19,6 +19,7 @@ import torch
 
 import geosr
 from benchmarks import baselines, figures, run
+from benchmarks.measure import ChildResult
 from benchmarks.peer import peer_lr_pixels, peer_upscale
 from benchmarks.scenes import BenchScene, synthetic_scene
 
@@ -122,3 +123,21 @@ def test_a_refreshed_run_keeps_each_figures_commit_and_machine(
     archive = text.split("### 11. archive")[1].split("###")[0]
     assert "git aaaaaaa" in archive
     assert "git: bbbbbbb" in text  # the header: the latest run
+
+
+@pytest.mark.parametrize(("sizes", "met"), [(figures.QUICK, None), (figures.FULL, True)])
+def test_memory_verdict_only_at_the_issues_sizes(
+    tmp_path: Path, sizes: figures.Sizes, met: bool | None
+) -> None:
+    """Figure 5's target is 8192^2 against 1024^2: a quick run's 4096^2 gets no verdict."""
+    small, large = sizes.memory
+    cases = {*((n, figures.SCALE) for n in (*sizes.scaling, small, large))}
+    cases |= {(small, sizes.memory_scale), (large, sizes.memory_scale)}
+    child = ChildResult(1.0, 2.0, 400 * 2**20, 0, 10)
+    rounds = {case: [child] for case in cases}
+    ctx = figures.Context(
+        tmp_path, 1, sizes, sizes is figures.QUICK, lambda m: None, memo={"child-rounds": rounds}
+    )
+    figure = figures.fig_memory(ctx)
+    assert figure.met is met
+    assert figure.target == "ratio <= 1.25 and <= 2.5 GiB at 8192^2 vs 1024^2"
