@@ -1102,7 +1102,9 @@ FIGURES: dict[str, Callable[[Context], Figure]] = {
 def failed(name: str, number: int, exc: BaseException) -> Figure:
     """A figure whose measurement raised: reported, not hidden (its verdict reads failed)."""
     print(f"benchmark {name} failed: {exc!r}", file=sys.stderr)
-    error = f"{type(exc).__name__}: {exc}"[:300]
+    error = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if len(error) > 300:  # a child's failure ends with its reason: keep the end, not its command line
+        error = f"{error[:100]} ... {error[-195:]}"
     return Figure(name, number, name, f"FAILED: {error}", "-", None, error=error)
 
 

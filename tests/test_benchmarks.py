@@ -141,3 +141,14 @@ def test_memory_verdict_only_at_the_issues_sizes(
     figure = figures.fig_memory(ctx)
     assert figure.met is met
     assert figure.target == "ratio <= 1.25 and <= 2.5 GiB at 8192^2 vs 1024^2"
+
+
+def test_a_failed_figure_keeps_the_reason_at_the_end_of_a_long_error() -> None:
+    """A child's failure is its command line, then its traceback: the last line says why."""
+    stderr = "Traceback (most recent call last):\n" + '  File "x.py", line 1\n' * 40 + "ValueError: no band 5"
+    exc = RuntimeError(f"child python -m benchmarks.child {'/tmp/scene.tif ' * 20} failed (1):\n{stderr}")
+    figure = figures.failed("memory", 5, exc)
+    assert figure.error is not None
+    assert figure.error.startswith("RuntimeError: child python -m benchmarks.child")
+    assert figure.error.endswith("ValueError: no band 5")
+    assert len(figure.error) <= 300
