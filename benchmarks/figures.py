@@ -955,7 +955,10 @@ def fig_archive(ctx: Context) -> Figure:
     command = [sys.executable, "-m", "geosr", "run", "--scale", str(SCALE), "--overwrite"]
 
     def run(*paths: Path) -> None:
-        subprocess.run([*command, *map(str, paths)], check=True, capture_output=True, timeout=600)
+        args = [*command, *map(str, paths)]
+        done = subprocess.run(args, check=False, capture_output=True, text=True, timeout=600)
+        if done.returncode:  # CalledProcessError would say only the command and its status
+            raise RuntimeError(f"geosr run exited {done.returncode}: {done.stderr.strip()[-500:]}")
 
     together: list[float] = []
     apart: list[float] = []

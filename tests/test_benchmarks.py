@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -152,3 +153,15 @@ def test_a_failed_figure_keeps_the_reason_at_the_end_of_a_long_error() -> None:
     assert figure.error.startswith("RuntimeError: child python -m benchmarks.child")
     assert figure.error.endswith("ValueError: no band 5")
     assert len(figure.error) <= 300
+
+
+def test_archive_failure_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Figure 11 runs ``geosr run`` as a user does: its error line reaches the figure."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'scene.tif: no space left on device' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    monkeypatch.setattr(figures, "ARCHIVE_SCENES", 1)
+    monkeypatch.setattr(figures, "ARCHIVE_SIZE", 16)
+    with pytest.raises(RuntimeError, match="no space left on device"):
+        figures.fig_archive(_context(tmp_path))
