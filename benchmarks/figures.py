@@ -510,6 +510,9 @@ def fig_peer(ctx: Context) -> Figure:
             "speedup_per_round": _samples([p / e for p, e in paired]),
             "peer_gflop": round(peer_flops / 1e9, 1),
             "geosr_gflop": round(setup.flops / 1e9, 1),
+            "peer_vs_geosr_interior": peer_agreement(
+                ctx.out("e2e_x4.tif"), ctx.out("peer_x4.tif"), SCALE * setup.halo
+            ),
         },
         [
             "peer: whole scene in memory, normalised as the model card says (as geosr: the same pixels "
@@ -521,6 +524,9 @@ def fig_peer(ctx: Context) -> Figure:
             f"seams; yet its small tiles make it compute {peer_flops / setup.flops:.2f}x geosr's FLOPs "
             f"(the pad adds {(PEER_TILE + 2 * PEER_PAD) ** 2 / PEER_TILE**2 - 1:.0%} to an inner tile); "
             "geosr's output equals whole-image inference",
+            f"peer_vs_geosr_interior: |peer - geosr| of the last round's outputs, {SCALE * setup.halo} "
+            f"output pixels in from the scene's edges, in output units (geosr ran {setup.precision}, the "
+            "peer fp32)",
             "the peer makes many small model calls, so it suffers most when other jobs hold the cores "
             "(see the contention probe under Machine): on a contended machine this ratio overstates "
             "the speed-up an idle machine would show",
@@ -532,6 +538,18 @@ def fig_peer(ctx: Context) -> Figure:
             f"{ctx.peer_budget_s:.0f} s in total to keep the benchmark within budget"
         )
     return fig
+
+
+def peer_agreement(ours: Path, peer: Path, margin: int) -> dict[str, float] | str:
+    """How far the peer's pixels are from geosr's, ``margin`` output pixels in from the
+    scene's edges (where the peer clamps and geosr mirrors): the figure's "same model"."""
+    if not (ours.exists() and peer.exists()):
+        return "not compared (an output is missing)"
+    with rasterio.open(ours) as a, rasterio.open(peer) as b:
+        window = rasterio.windows.Window(margin, margin, a.width - 2 * margin, a.height - 2 * margin)
+        # float32 holds uint16 differences exactly, at half float64's memory (8192^2 outputs).
+        diff = np.abs(a.read(window=window).astype(np.float32) - b.read(window=window).astype(np.float32))
+    return {"max_abs": float(diff.max()), "mean_abs": round(float(diff.mean(dtype=np.float64)), 4)}
 
 
 def _child_cases(ctx: Context) -> list[tuple[int, int]]:

@@ -96,7 +96,8 @@ def test_peer_note_says_which_side_computes_more(tmp_path: Path) -> None:
     """Figure 4's note compares the FLOPs of both sides as its details count them."""
     scene = BenchScene(tmp_path / "scene.tif", 2048, "sentinel2", "a window")
     read_pixels = 16 * 542 * 542  # figure 4's plan: 16 tiles of 512 with a halo of 15
-    setup = SimpleNamespace(bands=1, halo=15, flops_per_lr_pixel=1000, flops=1000 * read_pixels)
+    flops = 1000 * read_pixels
+    setup = SimpleNamespace(bands=1, halo=15, flops_per_lr_pixel=1000, flops=flops, precision="bf16")
     core = {"scene": scene, "setup": setup, "e2e": [6.0], "peer": [12.0]}
     figure = figures.fig_peer(_context(tmp_path, core=core))
     ratio = peer_lr_pixels(2048, 2048) / read_pixels
@@ -165,3 +166,17 @@ def test_archive_failure_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setattr(figures, "ARCHIVE_SIZE", 16)
     with pytest.raises(RuntimeError, match="no space left on device"):
         figures.fig_archive(_context(tmp_path))
+
+
+def test_peer_figure_compares_the_outputs(make_raster: Callable[..., Path], tmp_path: Path) -> None:
+    """Figure 4 says how far the peer's pixels are from geosr's inside the scene's edges."""
+    data = np.full((1, 40, 40), 1000, dtype=np.uint16)
+    make_raster("e2e_x4.tif", data=data)
+    data[0, 20, 20] += 3  # inside the margin
+    data[0, 0, 0] += 500  # at the edge, where the peer clamps: not compared
+    make_raster("peer_x4.tif", data=data)
+    scene = BenchScene(tmp_path / "scene.tif", 10, "synthetic", "a scene")
+    setup = SimpleNamespace(bands=1, halo=1, flops_per_lr_pixel=1, flops=144, precision="fp32")
+    core = {"scene": scene, "setup": setup, "e2e": [1.0], "peer": [2.0]}
+    figure = figures.fig_peer(_context(tmp_path, core=core))
+    assert figure.details["peer_vs_geosr_interior"] == {"max_abs": 3.0, "mean_abs": round(3 / 32**2, 4)}
