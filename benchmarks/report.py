@@ -60,7 +60,7 @@ def render(results: dict[str, Any]) -> str:
             else ""
         )
         + ").",
-        "Regenerate with `make bench`; `python -m benchmarks.run --quick` for a smoke run, "
+        "Regenerate with `make bench`; `python -m benchmarks.run --quick --output-dir DIR` for a smoke run, "
         "`--only NAME` for one figure.",
         "",
         "## Machine",

@@ -3,7 +3,7 @@
 Usage::
 
     python -m benchmarks.run                 # all figures, median of 3 runs (make bench)
-    python -m benchmarks.run --quick         # median of 1 run, smaller scenes (~3 minutes)
+    python -m benchmarks.run --quick --output-dir /tmp/bench  # median of 1 run, smaller scenes (~3 minutes)
     python -m benchmarks.run --only peer     # one figure (repeatable), merged into the results
     python -m benchmarks.run --profile       # also profile one end-to-end run (cProfile)
 
@@ -61,11 +61,24 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(figures.FIGURES)}")
     args.only = only
+    if args.quick and not only and _holds_full_results(args.output_dir):
+        parser.error(
+            f"--quick would replace the full-mode results in {args.output_dir / 'results.json'}; "
+            "give a smoke run its own --output-dir"
+        )
     if args.runs is None:
         args.runs = 1 if args.quick else 3
     if args.runs < 1:
         parser.error("--runs must be >= 1")
     return args
+
+
+def _holds_full_results(output_dir: Path) -> bool:
+    """Whether ``output_dir`` holds a full run's results (the committed ones, by default)."""
+    try:
+        return json.loads((output_dir / "results.json").read_text()).get("mode") == "full"
+    except (OSError, ValueError):
+        return False
 
 
 def _profile(ctx: figures.Context) -> dict[str, Any]:

@@ -180,3 +180,18 @@ def test_peer_figure_compares_the_outputs(make_raster: Callable[..., Path], tmp_
     core = {"scene": scene, "setup": setup, "e2e": [1.0], "peer": [2.0]}
     figure = figures.fig_peer(_context(tmp_path, core=core))
     assert figure.details["peer_vs_geosr_interior"] == {"max_abs": 3.0, "mean_abs": round(3 / 32**2, 4)}
+
+
+def test_a_quick_run_does_not_replace_full_results(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quiet_machine: None
+) -> None:
+    """A smoke run (``--quick``) over the committed full results is refused, not written over them."""
+    for number, name in enumerate(list(figures.FIGURES), start=1):
+        figure = figures.Figure(name, number, name, "1.00x", "-", None)
+        monkeypatch.setitem(figures.FIGURES, name, lambda ctx, figure=figure: figure)
+    full = '{"mode": "full", "figures": {}}\n'
+    (tmp_path / "results.json").write_text(full)
+    with pytest.raises(SystemExit) as refused:
+        run.main(["--quick", "--output-dir", str(tmp_path), "--workdir", str(tmp_path / "work")])
+    assert refused.value.code == 2
+    assert (tmp_path / "results.json").read_text() == full
