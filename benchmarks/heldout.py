@@ -37,7 +37,13 @@ def validation_files(config: TrainConfig, workdir: Path) -> list[Path]:
 
 
 def _cut(path: Path, source: SceneSource, workdir: Path) -> Path:
-    out = workdir / f"{path.stem}_rows{source.rows[0]:g}-{source.rows[1]:g}.tif"
+    # Named by all that makes it: two sources of one file (the left and right halves, or its
+    # nodata overridden) took the first one's cut-out, as its name said only the rows.
+    nodata = "" if source.nodata is None else f"_nodata{source.nodata:g}"
+    out = workdir / (
+        f"{path.stem}_rows{source.rows[0]:g}-{source.rows[1]:g}_cols{source.cols[0]:g}-{source.cols[1]:g}"
+        f"{nodata}.tif"
+    )
     if out.exists():
         return out
     with rasterio.open(path) as src:

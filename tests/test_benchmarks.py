@@ -209,3 +209,25 @@ def test_a_quick_run_does_not_replace_full_results(
         run.main(["--quick", "--output-dir", str(tmp_path), "--workdir", str(tmp_path / "work")])
     assert refused.value.code == 2
     assert (tmp_path / "results.json").read_text() == full
+
+
+def test_held_out_cut_outs_of_one_file_are_each_their_own(
+    make_raster: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Two validation sources of one file (its left and right halves, or its nodata overridden)
+    shared the first one's cut-out: its cached name said only the rows."""
+    from benchmarks.heldout import _cut
+    from geosr.train.config import SceneSource
+
+    src = make_raster(height=40, width=60, nodata=None)
+    left = _cut(src, SceneSource(str(src), cols=(0.0, 0.5)), tmp_path)
+    right = _cut(src, SceneSource(str(src), cols=(0.5, 1.0)), tmp_path)
+    zero = _cut(src, SceneSource(str(src), cols=(0.5, 1.0), nodata=0.0), tmp_path)
+    with (
+        rasterio.open(src) as whole,
+        rasterio.open(left) as a,
+        rasterio.open(right) as b,
+        rasterio.open(zero) as c,
+    ):
+        assert (a.bounds.left, b.bounds.left) == (whole.bounds.left, whole.bounds.left + 30 * whole.res[0])
+        assert (b.nodata, c.nodata) == (None, 0.0)
