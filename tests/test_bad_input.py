@@ -58,6 +58,23 @@ def test_truncated_geotiff(make_raster, tmp_path: Path, capsys, monkeypatch) -> 
     code, err = run_cli(["run", str(path), "--model", "bicubic"], capsys, monkeypatch)
     assert_one_clear_line(code, err, "scene.tif")
     assert "truncated" in err or "corrupt" in err or "not a readable raster" in err
+    assert "See previous exception" not in err
+    assert outputs_in(tmp_path) == []
+
+
+def test_a_vrt_whose_source_is_gone(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    """GDAL opens a VRT's sources only to read them, so the VRT opened and its read failed with
+    "(Read failed. See previous exception for details.); the file is probably truncated or
+    corrupt": not the missing file's name, and the wrong fix.  GDAL's own reason, for a
+    truncated file too ("See previous exception" said nothing), now stands in the line."""
+    from rasterio.shutil import copy as rio_copy
+
+    source = make_raster("part.tif", height=40, width=40)
+    rio_copy(source, tmp_path / "mosaic.vrt", driver="VRT")
+    source.unlink()
+    code, err = run_cli(["run", str(tmp_path / "mosaic.vrt"), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "mosaic.vrt", "part.tif: No such file", "a file it refers to", "VRT")
+    assert "truncated" not in err and "See previous exception" not in err
     assert outputs_in(tmp_path) == []
 
 

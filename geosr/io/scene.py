@@ -511,16 +511,27 @@ def _check_georeferenced(path: str, src: Any, crs: CRS | None) -> None:
 def _read_failure(path: str, exc: BaseException) -> str:
     """Why reading pixels of ``path`` failed, and what to check: a remote file's server may
     have stopped serving it mid-run, which GDAL reports as a short read, as it does a
-    truncated file; its outermost line ("Read failed. See previous exception") says nothing."""
-    if not is_remote(path):
-        return f"({_first_line(exc)}); the file is probably truncated or corrupt"
+    truncated file; its outermost line ("Read failed. See previous exception") says nothing.
+
+    A local file that opens but refers to one that does not (a VRT whose source was moved
+    or deleted: GDAL opens sources only to read their pixels) was called truncated or corrupt.
+    """
     root = exc
     while (root.__cause__ or root.__context__) is not None:
         root = root.__cause__ or root.__context__  # type: ignore[assignment]
-    return (
-        f"({_first_line(root)}); the server stopped serving it (an outage, a signed URL that expired) "
-        "or the file is truncated: check the URL and run again"
-    )
+    if is_remote(path):
+        return (
+            f"({_first_line(root)}); the server stopped serving it (an outage, a signed URL that expired) "
+            "or the file is truncated: check the URL and run again"
+        )
+    reason = root if isinstance(exc, RasterioError) else exc  # a Zarr chunk's own line says it
+    # By name: rasterio exports GDAL's error classes from a private module only.
+    if type(reason).__name__ == "CPLE_OpenFailedError":
+        return (
+            f"({_first_line(reason)}); a file it refers to cannot be opened (a VRT's source that was moved "
+            "or deleted): restore that file, or rebuild the VRT (gdalbuildvrt)"
+        )
+    return f"({_first_line(reason)}); the file is probably truncated or corrupt"
 
 
 def _first_line(exc: BaseException) -> str:
