@@ -69,12 +69,14 @@ def check_output_given(dst: str | Path | None) -> None:
     Path it is '.', so the output went into the working folder, not where it was meant.
     Refuse too a local name ending in '/' that is no existing folder: as a Path the slash
     is dropped, so ``-o out/`` read as an output without a suffix, and ``-o a.tif/
-    --overwrite`` replaced the file ``a.tif``.
+    --overwrite`` replaced the file ``a.tif``; and a GDAL ``/vsi`` path that is not a
+    remote one (``/vsimem/``, ``/vsizip/``), which no writer of geosr's can write.
 
     Raises
     ------
     OptionError
-        ``dst`` is an empty or blank string, or names a folder that is not one.
+        ``dst`` is an empty or blank string, names a folder that is not one, or is a
+        local ``/vsi`` path.
     """
     if dst is None:
         return
@@ -85,6 +87,13 @@ def check_output_given(dst: str | Path | None) -> None:
         raise OptionError(
             "--output is empty; give a .tif, a .zarr or an existing folder, or leave -o out to write "
             "<stem>_x<scale>.tif beside the input"
+        )
+    if text.startswith("/vsi") and not is_remote(text):
+        # GDAL's in-memory files and local archives: read as a local path, the output went to a
+        # folder /vsimem or /vsizip/a.zip on disk, which the refusal told the user to create.
+        raise OptionError(
+            f"--output {text}: this /vsi path cannot be written to; give a local path, or an s3://, "
+            "gs:// or az:// URL"
         )
     folder = Path(text)
     # A Zarr store is a folder: 'out.zarr/' (as the shell completes one) names the store.

@@ -688,6 +688,19 @@ def test_an_output_ending_in_a_slash_names_a_folder_never_a_file(
     assert not (tmp_path / "new").exists() and outputs_in(tmp_path) == []
 
 
+@pytest.mark.parametrize("where", ["/vsimem/out_x2.tif", "/vsizip/{tmp}/outs.zip/out_x2.tif"])
+def test_a_local_vsi_output_is_refused_as_such(
+    make_raster, tmp_path: Path, capsys, monkeypatch, where: str
+) -> None:
+    """GDAL's in-memory files and archive members were taken for local paths: "directory
+    /vsimem does not exist; create it first", and once created, the output went to disk."""
+    path = make_raster(height=16, width=16)
+    dst = where.format(tmp=tmp_path)
+    code, err = run_cli(["run", str(path), "--model", "bicubic", "-o", dst], capsys, monkeypatch)
+    assert_one_clear_line(code, err, dst, "this /vsi path cannot be written to", "local path")
+    assert "create it" not in err and outputs_in(tmp_path) == []
+
+
 @pytest.mark.parametrize(("spec", "says"), [("read:x", "'x' is not a count"), ("bogus:1", "unknown phase")])
 def test_a_malformed_fault_injection_variable_is_one_line_before_the_run(
     make_raster, tmp_path: Path, capsys, monkeypatch, spec: str, says: str
