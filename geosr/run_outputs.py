@@ -132,14 +132,17 @@ def refuse_overwriting_inputs(
     Item with the output's.
 
     A folder that holds one of them counts too: the Zarr store of an input given as
-    a group of it (``product.zarr/r10m``), whose other groups would go with it.
+    a group of it (``product.zarr/r10m``), whose other groups would go with it; and so do
+    the files GDAL reads for them (:func:`read_files`), a VRT's sources.
 
     Raises
     ------
     OptionError
         ``dst`` resolves to one of them, or to a folder above one.
     """
-    named = [("input", str(src)), ("input", scene.path), *(("frame", f.path) for f in frames)]
+    read = [("input", scene), *(("frame", f) for f in frames)]
+    named = [("input", str(src)), *((what, s.path) for what, s in read)]
+    named += [(f"{what}'s source file", path) for what, s in read for path in read_files(s)]
     for written, kind in ((dst, "output"), *extras):
         found = overwritten_input(written, named)
         if found is not None:
@@ -148,6 +151,26 @@ def refuse_overwriting_inputs(
             raise OptionError(
                 f"{written}: the {kind} would overwrite the {what}{suffix}; choose another -o path"
             )
+
+
+def read_files(scene: Scene) -> list[str]:
+    """The local files GDAL reads for ``scene`` besides its path: a VRT's sources, sidecars
+    (``.aux.xml``, ``.ovr``, a world file); none for a Zarr store or a remote raster.
+
+    ``geosr run mosaic.vrt -o part.tif --overwrite`` replaced the VRT's source ``part.tif``
+    with the output, which the VRT then read as a corrupt part of itself: the data was lost.
+    """
+    if scene.is_zarr or is_remote(scene.path):
+        return []
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(scene.subdataset or scene.path) as src:
+            files = list(src.files)
+    except RasterioError:  # opened once already: read_sample says what is wrong with it
+        return []
+    return [path for path in files if not is_remote(path)]
 
 
 def overwritten_input(written: Path, named: Sequence[tuple[str, str]]) -> tuple[str, str] | None:

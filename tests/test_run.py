@@ -785,6 +785,24 @@ def test_an_output_onto_an_input_store_or_frame_is_refused_even_with_overwrite(m
     assert dict(xr.open_zarr(store).sizes) == {"band": 1, "y": 60, "x": 80}
 
 
+def test_an_output_onto_a_source_file_of_a_vrt_input_is_refused_even_with_overwrite(
+    make_raster, tmp_path
+) -> None:
+    """``geosr run mosaic.vrt -o part.tif --overwrite`` replaced the VRT's source with the
+    output (a 30 x 40 part became 60 x 80), which the VRT then read as a part of itself."""
+    from rasterio.shutil import copy as rio_copy
+
+    from geosr.errors import OptionError
+
+    part = make_raster("part.tif", height=30, width=40)
+    before = part.read_bytes()
+    rio_copy(part, tmp_path / "mosaic.vrt", driver="VRT")
+    with pytest.raises(OptionError, match=r"the output would overwrite the input's source file .*part\.tif;"):
+        geosr.upscale_file(tmp_path / "mosaic.vrt", part, scale=2, model="bicubic", overwrite=True)
+    assert part.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mosaic.vrt", "part.tif"]
+
+
 def test_zeros_of_an_undeclared_nodata_are_warned_about(
     make_raster, tmp_path: Path, capfd, monkeypatch
 ) -> None:
