@@ -37,6 +37,7 @@ from geosr.grid import epsg_code, scaled
 from geosr.io.atomic import write_small_file
 from geosr.io.remote import is_remote, unsigned
 from geosr.io.scene import Scene, open_scene
+from geosr.io.sink import SUPPORTED_SUFFIXES
 
 SCHEMAS = {ProjectionExtension.get_schema_uri(): "projection-v2.0.0.json"}
 
@@ -48,7 +49,10 @@ def item_path(output: str | Path) -> Path:
 
 
 def media_type(output: Path) -> str:
-    return str(pystac.MediaType.ZARR) if output.suffix == ".zarr" else str(pystac.MediaType.COG)
+    """The asset's media type, by the output's suffix as the sink chose its format: an
+    ``OUT.ZARR`` store (a suffix the sink takes in any case) was announced as a COG."""
+    zarr = SUPPORTED_SUFFIXES.get(output.suffix.lower()) == "Zarr"
+    return str(pystac.MediaType.ZARR) if zarr else str(pystac.MediaType.COG)
 
 
 def acquisition_time(scene: Scene) -> dt.datetime | None:

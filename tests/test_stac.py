@@ -53,6 +53,17 @@ def test_run_writes_a_valid_item_that_round_trips_as_input(make_raster, tmp_path
         assert (f.width, f.height) == (200, 160)
 
 
+@pytest.mark.parametrize(("suffix", "media"), [(".TIF", "image/tiff"), (".ZARR", "application/vnd+zarr")])
+def test_an_uppercase_suffix_gives_the_media_type_of_the_format_written(
+    make_raster, tmp_path: Path, suffix: str, media: str
+) -> None:
+    # The sink takes a suffix in any case; the Item of an OUT.ZARR store called it a COG.
+    src = make_raster(height=20, width=20)
+    geosr.upscale_file(src, tmp_path / f"sr{suffix}", scale=2, model="bicubic", stac=True)
+    item = json.loads((tmp_path / "sr.stac.json").read_text())
+    assert item["assets"]["data"]["type"].startswith(media), item["assets"]["data"]["type"]
+
+
 @pytest.mark.parametrize("suffix", [".tif", ".zarr"])
 def test_the_item_describes_each_band_of_the_output(make_raster, tmp_path: Path, suffix: str) -> None:
     """The Item's asset had no bands: a STAC client (odc-stac, stackstac) took the output's
