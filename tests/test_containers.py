@@ -198,3 +198,30 @@ def test_a_variable_without_a_geotransform_is_one_line(tmp_path: Path) -> None:
         open_scene(tmp_path / "bare.nc", variable="a")
     assert "bare.nc: the raster has no geotransform" in str(said.value)
     assert not [w for w in caught if "geotransform" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_a_netcdf_variable_of_cf_flags_is_refused_as_in_a_zarr_store(tmp_path: Path) -> None:
+    """GDAL gives a netCDF variable's attributes as band metadata, which geosr did not look at:
+    an OLCI ``quality_flags`` was super-resolved into flag combinations no pixel had (and -1),
+    where the same variable in a Zarr store is refused."""
+    ocean = tmp_path / "ocean.nc"
+    flags = np.random.default_rng(0).choice(np.array([1, 2, 4, 8], np.int32), (40, 50))
+    coords = {
+        "lat": ("lat", LAT, {"units": "degrees_north"}),
+        "lon": ("lon", LON, {"units": "degrees_east"}),
+    }
+    attrs = {"flag_masks": np.array([1, 2, 4, 8], np.int32), "flag_meanings": "land cloud water glint"}
+    ds = xr.Dataset(
+        {
+            "chl": (("lat", "lon"), np.ones((40, 50), np.float32)),
+            "quality_flags": (("lat", "lon"), flags, attrs),
+        },
+        coords=coords,
+    )
+    ds.to_netcdf(ocean, engine="scipy")
+    out = tmp_path / "q_x2.tif"
+    with pytest.raises(
+        InputError, match=r"'quality_flags' holds CF flags \(land cloud water glint\).*\(chl\)"
+    ):
+        geosr.upscale_file(ocean, out, scale=2, model="bicubic", variable="quality_flags")
+    assert not out.exists()

@@ -281,11 +281,14 @@ def open_scene(path: str | Path, *, variable: str | None = None) -> Scene:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as src:
                 key, subdataset = _pick_subdataset(path, src, variable)
+                others = [name for name in subdataset_keys(src.subdatasets) if name != key]
                 if not subdataset:
+                    refuse_flags(path, src, others)
                     return _describe_gdal(path, src)
             # The variable's own raster too: one without a geotransform printed rasterio's
             # warning before geosr's error line.
             with rasterio.open(subdataset) as src:
+                refuse_flags(path, src, others)
                 return replace(_describe_gdal(path, src), subdataset=subdataset, subdataset_key=key)
     except RasterioIOError as exc:
         raise _unreadable(path, exc) from None
@@ -367,6 +370,33 @@ def refuse_palette(path: str | Path, src: Any) -> None:
             "expand a palette picture to RGB first (gdal_translate -expand rgb), and upsample class maps "
             "with nearest-neighbour resampling (gdalwarp -r near) instead"
         )
+
+
+CF_FLAG_ATTRIBUTES = ("flag_masks", "flag_values")
+"""Attributes of a CF variable of flags (bit masks or class codes), not measurements."""
+
+
+def flags_refused(path: str, variable: str, meanings: str, measured: Sequence[str]) -> InputError:
+    """The line refusing ``variable`` of ``path``, CF flags named by ``meanings`` (the
+    ``flag_meanings`` attribute), with the file's ``measured`` variables to pick instead."""
+    words = meanings.split()
+    listed = " ".join(words[:4]) + (" ..." if len(words) > 4 else "")
+    return InputError(
+        f"{path}: variable {variable!r} holds CF flags ({listed or 'flag_masks'}), not measurements, "
+        "and super-resolving flag values would invent flags that no pixel has; choose a measured "
+        f"variable ({', '.join(measured) or 'none in this file'}), and upsample flags "
+        "with nearest-neighbour resampling instead"
+    )
+
+
+def refuse_flags(path: str, src: Any, measured: Sequence[str]) -> None:
+    """Refuse a netCDF/HDF5 variable of CF flags read through GDAL, which gives its attributes
+    as band metadata: a Zarr store's is refused, but the same OLCI ``quality_flags`` in a
+    netCDF was super-resolved into flag combinations that no pixel had (and -1)."""
+    tags = src.tags(1) if src.count else {}  # an empty container: refused as such later
+    if any(name in tags for name in CF_FLAG_ATTRIBUTES):
+        name = tags.get("NETCDF_VARNAME") or src.name
+        raise flags_refused(path, name, tags.get("flag_meanings", ""), measured)
 
 
 def _describe_gdal(path: str, src: Any) -> Scene:

@@ -36,7 +36,15 @@ from odc.geo.geobox import GeoBox
 from rasterio.crs import CRS
 
 from geosr.errors import InputError
-from geosr.io.scene import BAND_BUDGET, GEOGRAPHIC_COORDS, SUPPORTED_DTYPES, Scene, is_zipped_zarr
+from geosr.io.scene import (
+    BAND_BUDGET,
+    CF_FLAG_ATTRIBUTES,
+    GEOGRAPHIC_COORDS,
+    SUPPORTED_DTYPES,
+    Scene,
+    flags_refused,
+    is_zipped_zarr,
+)
 
 SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
 
@@ -83,7 +91,7 @@ def _refuse_an_array(path: str) -> None:
 
 def is_flags(var: xr.DataArray) -> bool:
     """Whether ``var`` holds CF flags (bit masks or class codes), not measurements."""
-    return "flag_masks" in var.attrs or "flag_values" in var.attrs
+    return any(name in var.attrs for name in CF_FLAG_ATTRIBUTES)
 
 
 def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
@@ -101,14 +109,8 @@ def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
         if variable not in ds.data_vars:
             raise InputError(f"{path}: no variable {variable!r}; it has {', '.join(map(str, ds.data_vars))}")
         if is_flags(ds[variable]):
-            meanings = str(ds[variable].attrs.get("flag_meanings", "")).split()
-            listed = " ".join(meanings[:4]) + (" ..." if len(meanings) > 4 else "")
-            raise InputError(
-                f"{path}: variable {variable!r} holds CF flags ({listed or 'flag_masks'}), not measurements, "
-                "and super-resolving flag values would invent flags that no pixel has; choose a measured "
-                f"variable ({', '.join(map(str, spatial)) or 'none in this store'}), and upsample flags "
-                "with nearest-neighbour resampling instead"
-            )
+            meanings = str(ds[variable].attrs.get("flag_meanings", ""))
+            raise flags_refused(path, variable, meanings, [str(name) for name in spatial])
         _check_raster_dims(ds[variable], path)
         return variable
     if len(spatial) == 1:
