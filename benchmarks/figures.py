@@ -623,8 +623,8 @@ def fig_memory(ctx: Context) -> Figure:
         "memory",
         5,
         f"Peak RSS, bicubic, {large}^2 vs {small}^2 synthetic uint16, x{SCALE}",
-        f"{ratio:.2f}x ({pl / GIB:.2f} GiB at {large}^2 vs {ps / GIB:.2f} GiB at {small}^2); "
-        f"x{second}: {ratio_secondary:.2f}x",
+        f"{ratio:.3f}x ({pl / GIB:.2f} GiB at {large}^2 vs {ps / GIB:.2f} GiB at {small}^2); "
+        f"x{second}: {ratio_secondary:.3f}x",
         f"ratio <= 1.25 and <= 2.5 GiB at {MEMORY_TARGET_SIZES[1]}^2 vs {MEMORY_TARGET_SIZES[0]}^2",
         met,
         ratio,
