@@ -433,18 +433,14 @@ def test_panels_hold_the_values_the_scale_and_offset_give(make_raster, tmp_path:
     assert np.nanmin(geosr_panel) >= -0.1 and np.nanmax(geosr_panel) < 0.3  # reflectance, not integers
 
 
-def test_a_window_larger_than_a_panel_is_read_decimated(make_raster, tmp_path: Path) -> None:
-    """A panel shows at most PANEL_PIXELS a side; a larger --window was read whole at the
-    output's resolution (3.4 GiB of memory for 4096^2 output pixels, so an 8192^2 LR at x4
-    could not be shown). It is read decimated, from a GeoTIFF's overviews or a Zarr's strides."""
+def _pixel_doubled(make_raster, tmp_path: Path, data: np.ndarray) -> tuple[Path, tuple[Path, Path]]:
+    """An LR of ``data`` and its x2 output of each LR pixel as 2 x 2 (any pixel of a block is the
+    LR's), as a GeoTIFF and as a Zarr store."""
     import xarray as xr
 
     from tests.conftest import UTM_TRANSFORM
 
-    side = 320  # LR pixels: 640 output pixels, more than a panel's 600, so decimated by 2
-    data = coordinate_pattern(1, side, side)
     lr = make_raster(data=data)
-    # Each LR pixel as 2 x 2 output pixels: any pixel of a 2 x 2 block is the LR's.
     sr = make_raster(
         "sr.tif",
         data=np.kron(data, np.ones((2, 2), data.dtype)),
@@ -454,7 +450,20 @@ def test_a_window_larger_than_a_panel_is_read_decimated(make_raster, tmp_path: P
     xr.open_dataarray(sr, engine="rasterio").rename("v").to_dataset().to_zarr(
         store, zarr_format=3, consolidated=False
     )
-    for output in (sr, store):
+    return lr, (sr, store)
+
+
+def test_a_window_larger_than_a_panel_is_read_decimated(make_raster, tmp_path: Path) -> None:
+    """A panel shows at most PANEL_PIXELS a side; a larger --window was read whole at the
+    output's resolution (3.4 GiB of memory for 4096^2 output pixels, so an 8192^2 LR at x4
+    could not be shown). It is read decimated, from a GeoTIFF's overviews or a Zarr's strides."""
+    side = 320  # LR pixels: 640 output pixels, more than a panel's 600, so decimated by 2
+    data = coordinate_pattern(1, side, side)
+    from tests.conftest import UTM_TRANSFORM
+
+    lr, outputs = _pixel_doubled(make_raster, tmp_path, data)
+    sr = outputs[0]
+    for output in outputs:
         geosr_panel, bicubic_panel = compare_panels(str(lr), str(output), window=f"0,0,{side},{side}")[0]
         assert geosr_panel.shape == bicubic_panel.shape == (1, side, side)
         np.testing.assert_array_equal(geosr_panel, data.astype("float32"))
@@ -572,22 +581,9 @@ def test_a_constant_band_is_mid_grey_not_black() -> None:
 def test_a_decimated_window_shows_its_last_partial_block(make_raster, tmp_path: Path) -> None:
     """A window of 1220 x 80 output pixels is shown 1:3, 407 x 27: its 80 rows are 26 blocks of
     3 and a partial one, which the read left out, so the panel's last row was transparent."""
-    import xarray as xr
-
-    from tests.conftest import UTM_TRANSFORM
-
     data = coordinate_pattern(1, 40, 610)
-    lr = make_raster(data=data)
-    sr = make_raster(
-        "sr.tif",
-        data=np.kron(data, np.ones((2, 2), data.dtype)),
-        transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(0.5),
-    )
-    store = tmp_path / "sr.zarr"
-    xr.open_dataarray(sr, engine="rasterio").rename("v").to_dataset().to_zarr(
-        store, zarr_format=3, consolidated=False
-    )
-    for output in (sr, store):
+    lr, outputs = _pixel_doubled(make_raster, tmp_path, data)
+    for output in outputs:
         geosr_panel = compare_panels(str(lr), str(output), window="0,0,610,40")[0][0]
         assert geosr_panel.shape == (1, 27, 407)
         assert np.isfinite(geosr_panel[:, :, :-1]).all(), output  # the last column is 2/3 past the edge

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import glob
 import os
 import re
@@ -397,3 +398,18 @@ def describe_write_failure(destination: Path, exc: BaseException, needed: int | 
     if is_space or (needed is not None and free is not None and free < needed):
         return message + "; free some space or write to another directory"
     return message + f"; check that {destination.parent} is writable and has free space"
+
+
+def take_lock(fd: int) -> str | None:
+    """Lock the open file ``fd`` for this process (``flock``, exclusive, without waiting) and
+    write its pid in it: ``None`` then.  Held by another process: that one's pid as it wrote
+    it (or ``"unknown"``), for the line that names it, and ``fd`` closed."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        return holder
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return None

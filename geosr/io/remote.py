@@ -12,7 +12,6 @@ open.  Outputs are written locally, atomically (see :mod:`geosr.io.atomic`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlparse
 
 from geosr.errors import OutputError
+from geosr.io.atomic import take_lock
 
 REMOTE_SCHEMES = ("http", "https", "s3", "gs", "gcs", "az", "azure", "abfs", "oss", "swift", "memory")
 
@@ -355,22 +355,19 @@ def _lock_staging(dst: str | Path, folder: Path) -> int | None:
             f"{dst}: cannot lock the local folder {folder} the output is written in before its "
             f"upload ({exc.strerror or exc}); set TMPDIR to a writable directory"
         ) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.fstat(fd).st_ino != lock.stat().st_ino:
-            raise FileNotFoundError(lock)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
+    holder = take_lock(fd)
+    if holder is not None:
         raise OutputError(
             f"cannot write {dst}: another geosr run (pid {holder}) is writing it right now (in "
             f"{folder}); wait for it to finish or choose another -o path"
-        ) from None
+        )
+    try:
+        same = os.fstat(fd).st_ino == lock.stat().st_ino
     except FileNotFoundError:
+        same = False
+    if not same:
         os.close(fd)
         return None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
 
 

@@ -36,7 +36,6 @@ run that died: :meth:`RunState.acquire` removes them.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -46,7 +45,7 @@ from typing import Any
 
 from geosr.errors import GeosrError, OutputError, ResumableError
 from geosr.interrupts import signals_held
-from geosr.io.atomic import TMP_MARKER, format_bytes, remove_path
+from geosr.io.atomic import TMP_MARKER, format_bytes, remove_path, take_lock
 
 RUN_SUFFIX = ".geosr-run"
 """Ending of the hidden run-state folder's name: ``.<output name>.geosr-run``."""
@@ -157,17 +156,12 @@ class RunState:
                 f"cannot write {destination}: creating its run state {directory} failed "
                 f"({exc.strerror or exc}); check the directory's permissions and free space"
             ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
+        holder = take_lock(fd)
+        if holder is not None:
             raise OutputError(
                 f"cannot write {destination}: another geosr run (pid {holder}) is writing it right now "
                 f"(its state is locked in {directory}); wait for it to finish or choose another -o path"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            )
         state = cls(destination, fd)
         state._remove_stale_temporaries()
         return state
