@@ -31,6 +31,7 @@ from geosr.io.atomic import check_name_length, check_writable
 from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.remote import (
     check_remote_output,
+    drop_sidecars,
     file_url_path,
     fsspec_url,
     is_remote,
@@ -390,6 +391,10 @@ def _stage_and_upload(
                 if extra != local and not extra.name.startswith("."):  # not a run's hidden state
                     upload(extra, f"{parent}/{extra.name}")
             upload(local, dst)
+            if local.is_file():
+                from geosr.io.cog import STALE_SIDECARS
+
+                drop_sidecars(dst, local, STALE_SIDECARS)
         except OutputError as exc:
             raise ResumableError(
                 f"{exc}; the output is kept in {staging}: rerun with --resume to upload it "

@@ -390,6 +390,30 @@ def test_a_second_run_to_the_same_url_is_refused_while_the_first_uploads(make_ra
         shutil.rmtree(remote.staging_folder(url), ignore_errors=True)
 
 
+def test_an_output_uploaded_takes_the_old_outputs_sidecars_away(make_raster) -> None:
+    """An .aux.xml (.ovr, .msk) beside the remote output, of an older one: GDAL reads it with the
+    new output (its .aux.xml before the file's own keys), which showed the old CRS.  Gone, as
+    beside a local output replaced (239ef6c)."""
+    import fsspec
+
+    import geosr
+    from geosr.io import remote
+
+    src = make_raster(count=1, height=20, width=20)
+    url = "memory://sidecars/sr.tif"
+    fs = fsspec.filesystem("memory")
+    for suffix in (".aux.xml", ".ovr", ".msk"):
+        fs.pipe_file(f"/sidecars/sr.tif{suffix}", b"the older output's")
+    try:
+        geosr.upscale_file(src, url, scale=2, model="bicubic")
+        assert fs.exists("/sidecars/sr.tif")
+        assert not [p for p in fs.find("/sidecars") if not p.endswith("/sr.tif")]
+    finally:
+        if fs.exists("/sidecars"):
+            fs.rm("/sidecars", recursive=True)
+        shutil.rmtree(remote.staging_folder(url), ignore_errors=True)
+
+
 def test_resume_uploads_the_output_after_its_stac_item_went_up(make_raster, monkeypatch) -> None:
     """The STAC Item is uploaded before the output: when the output's upload then failed,
     --resume (as the error said) was refused, the Item taken for "the STAC Item of another

@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlparse
@@ -383,6 +383,22 @@ def remote_matches(url: str | Path, local: Path) -> bool:
         )
     except OSError:
         return False
+
+
+def drop_sidecars(dst: str | Path, local: Path, suffixes: Sequence[str]) -> None:
+    """Remove the remote files ``dst`` + each of ``suffixes`` that ``local`` has none of.
+
+    GDAL reads an ``.aux.xml``, ``.ovr`` or ``.msk`` beside a raster with it (an ``.aux.xml``
+    before the file's own keys): an output uploaded over an older one showed that one's CRS,
+    as a local output did (:data:`geosr.io.cog.STALE_SIDECARS`).
+    """
+    fs, path = _filesystem(fsspec_url(dst))
+    for suffix in suffixes:
+        try:
+            if not local.with_name(local.name + suffix).exists() and fs.exists(path + suffix):
+                fs.rm(path + suffix)
+        except OSError as exc:
+            raise OutputError(f"{dst}: removing the older {dst}{suffix} failed ({exc})") from None
 
 
 def upload(local: Path, dst: str | Path) -> str:
