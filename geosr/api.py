@@ -216,6 +216,13 @@ def upscale_file(
         # an output without a suffix says): it was refused as "unsupported suffix".
         dst = dst / default_output(src, opts.scale).name
     refuse_overwriting_inputs(dst, src, scene, frames, extras=extra_files(dst, opts))
+    if dst.name.lower() in SUPPORTED_SUFFIXES:
+        # '-o out/.tif': Python reads '.tif' as a hidden name without a suffix, and the line
+        # below said "unsupported output suffix '(none)'" of a .tif.
+        raise OptionError(
+            f"cannot write {dst}: the file name {dst.name!r} is a suffix alone; give a name, "
+            f"e.g. {dst.with_name(default_output(src, opts.scale).stem + dst.name)}"
+        )
     if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
         # No suffix: most likely a folder for the output ('-o out/') that does not exist yet.
         folder = "" if dst.suffix else ", or an existing folder to write it into"

@@ -465,6 +465,22 @@ def test_python_api_writes_into_an_existing_folder(make_raster, tmp_path: Path) 
     assert out == folder / "scene_x2.tif" and out.is_file()
 
 
+@pytest.mark.parametrize("name", [".tif", ".ZARR"])
+def test_an_output_named_by_its_suffix_alone_asks_for_a_name(make_raster, tmp_path: Path, name: str) -> None:
+    """-o out/.tif: Python reads '.tif' as a hidden name without a suffix, so the line said
+    "unsupported output suffix '(none)'" of a .tif."""
+    import geosr
+
+    scene = make_raster()
+    with pytest.raises(geosr.GeosrError) as refused:
+        geosr.upscale_file(scene, tmp_path / name, scale=2, model="bicubic")
+    assert str(refused.value) == (
+        f"cannot write {tmp_path / name}: the file name {name!r} is a suffix alone; give a name, "
+        f"e.g. {tmp_path / ('scene_x2' + name)}"
+    )
+    assert list(tmp_path.iterdir()) == [scene]
+
+
 def test_python_api_names_an_unknown_option_and_the_one_meant(make_raster, tmp_path: Path) -> None:
     """A misspelt keyword was "RunOptions.__init__() got an unexpected keyword argument
     'batchsize'", naming a class the caller never used."""
