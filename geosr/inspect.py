@@ -131,11 +131,18 @@ class RunPlan:
     def estimated_seconds(self) -> float | None:
         return None if self.timing is None else self.timing.total
 
+    def _input(self) -> str:
+        """The input as given, and the file read for it where that is another (a STAC Item's
+        ``--asset``): the line named the asset's file alone, not the Item the run was given."""
+        if self.source is None or str(self.source) == str(self.scene.path):
+            return str(self.scene.path)
+        return f"{self.source} (reads {self.scene.path})"
+
     def lines(self) -> list[tuple[str, str]]:
         s = self.scene
         out_grid = scaled(s.grid, self.options.scale)
         rows = [
-            ("input", str(s.path)),
+            ("input", self._input()),
             ("grid", describe(s.grid)),
             (
                 "bands",

@@ -265,7 +265,8 @@ def test_info_on_an_aoi_of_an_all_nodata_file_says_the_run_refuses(make_raster, 
 
 def test_info_checks_the_disk_where_the_run_writes_an_items_asset(make_raster, tmp_path, monkeypatch) -> None:
     """geosr run ITEM --asset KEY writes ITEM's stem beside the Item; info checked the free space
-    beside the asset's file (sub/), another folder, or another disk."""
+    beside the asset's file (sub/), another folder, or another disk, and named that file alone
+    as its input."""
     import geosr.inspect
     from tests.test_stac import item_of
 
@@ -275,6 +276,8 @@ def test_info_checks_the_disk_where_the_run_writes_an_items_asset(make_raster, t
     monkeypatch.setattr(geosr.inspect, "free_bytes", lambda folder: 0 if folder == tmp_path else 2**50)
     plan = plan_run(item, RunOptions(model="bicubic", asset="B03"), calibrate=False)
     assert f"only 0 B free in {tmp_path} (write elsewhere with -o)" in dict(plan.lines())["resources"]
+    # The Item given, and the asset's file read for it (the line named the file alone).
+    assert dict(plan.lines())["input"] == f"{item} (reads {tmp_path / 'sub' / 'b03.tif'})"
 
 
 def test_info_counts_the_tiles_an_aoi_polygon_keeps(make_raster, tmp_path: Path) -> None:
