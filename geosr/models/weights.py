@@ -104,16 +104,17 @@ def paths_to_write(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return weights_paths(p)
 
 
-def card_of(weights_path: Path) -> Path:
-    """The card of the weights file ``weights_path``: beside it as named, or, where there is
-    none and ``weights_path`` is a symbolic link, beside the file the link leads to.
+def card_of(path: str | os.PathLike[str]) -> Path:
+    """The card of the weights ``path`` names (the weights file, its card or their stem, as
+    :func:`weights_paths` takes them): beside the weights as named, or, where there is none
+    and the weights file is a symbolic link, beside the file the link leads to.
 
     The card beside the link wins, so that a link can give shared weights a card of its own;
     without one, a link to a run's weights (``ln -s runs/a/m_x4.safetensors mine.safetensors``)
     was refused for want of ``mine.json`` while its card sat beside the weights.  The path
     beside the link when neither exists, for the error that names it.
     """
-    card_path = weights_paths(weights_path)[1]
+    weights_path, card_path = weights_paths(path)
     if card_path.is_file() or not weights_path.is_symlink():
         return card_path
     beside_target = weights_paths(weights_path.resolve())[1]

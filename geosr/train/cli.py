@@ -269,13 +269,13 @@ def _init_name(init: str) -> str | None:
     file name, its card and every output's GEOSR_MODEL tag.
     """
     from geosr.errors import GeosrError
-    from geosr.models.weights import card_of, read_card, weights_paths
+    from geosr.models.weights import card_of, read_card
     from geosr.train.config import is_model_name
 
     if is_model_name(init):
         return init
     try:
-        return read_card(card_of(weights_paths(init)[0])).name
+        return read_card(card_of(init)).name
     except (GeosrError, OSError):
         return None
 

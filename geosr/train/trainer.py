@@ -144,7 +144,7 @@ def initial_model(init: str, scale: int) -> nn.Module:
             f"init weights {path} are x{card.scale}, the run is x{scale}: use a matching --scale"
         )
     _check_trainable(card, path)
-    model = model_from_card(card, source=card_of(weights_paths(path)[0]))
+    model = model_from_card(card, source=card_of(path))
     try:
         apply_state(model, state)
     except ModelError as exc:  # "weights do not fit model cnnrnn-fast" did not say which file
