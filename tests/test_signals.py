@@ -304,14 +304,19 @@ except KeyboardInterrupt:
 """
 
 
+def _stops_leaving_nothing(script: str, output: Path) -> None:
+    """Run ``script`` on ``output`` in a child: it stops with 130, and ``output``'s folder is empty."""
+    proc = start([str(output)], script)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert list(output.parent.iterdir()) == []
+
+
 def test_a_second_ctrl_c_while_the_run_state_is_removed_leaves_none(tmp_path: Path) -> None:
     # A run stopped before its first tile was journaled removes its run state; a second
     # Ctrl-C then left it, or half of it, and the line said "the finished tiles are kept
     # beside it: rerun with --resume" of a run that had finished none.
-    proc = start([str(tmp_path / "out.tif")], DISCARD_INTERRUPTED)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert list(tmp_path.iterdir()) == []
+    _stops_leaving_nothing(DISCARD_INTERRUPTED, tmp_path / "out.tif")
 
 
 CHECKPOINT_INTERRUPTED = """
@@ -450,10 +455,7 @@ except KeyboardInterrupt:
 def test_a_ctrl_c_while_the_stac_item_or_quicklook_is_written_leaves_no_temporary(tmp_path: Path) -> None:
     # A Ctrl-C as --stac or --quicklook wrote its file left .out.stac.json.tmp (or
     # .out.quicklook.png.tmp) beside the output.
-    proc = start([str(tmp_path / "out.stac.json")], SMALL_FILE_INTERRUPTED)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert list(tmp_path.iterdir()) == []
+    _stops_leaving_nothing(SMALL_FILE_INTERRUPTED, tmp_path / "out.stac.json")
 
 
 ECHO_INTERRUPTED = """
