@@ -19,7 +19,9 @@ from geosr.models import (
     flops_per_lr_pixel,
     radiometric_projection,
 )
+from geosr.models.base import pixel_shuffle
 from geosr.models.bicubic import bicubic_upsample
+from geosr.models.cnnrnn import ConvGRUCell
 
 TINY: dict[str, Any] = {"features": 4, "encoder_blocks": 1, "refine_steps": 1}
 
@@ -226,6 +228,40 @@ def test_channels_last_model_gives_same_output() -> None:
         expected = model(x)
         got = model.to(memory_format=torch.channels_last)(x)  # type: ignore[call-overload]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_pixel_shuffle_is_torchs_bit_for_bit(
+    scale: int, dtype: torch.dtype, memory_format: torch.memory_format
+) -> None:
+    """geosr's faster shuffle moves the same values to the same places as F.pixel_shuffle."""
+    x = torch.randn(2, 3 * scale * scale, 5, 7).to(dtype).contiguous(memory_format=memory_format)
+    assert torch.equal(pixel_shuffle(x, scale), F.pixel_shuffle(x, scale))
+
+
+def test_pixel_shuffle_passes_gradients_as_torchs_does() -> None:
+    x = torch.randn(1, 8, 3, 4, requires_grad=True)
+    weight = torch.randn(1, 2, 6, 8)
+    (grad,) = torch.autograd.grad((pixel_shuffle(x, 2) * weight).sum(), x)
+    (expected,) = torch.autograd.grad((F.pixel_shuffle(x, 2) * weight).sum(), x)
+    assert torch.equal(grad, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gru_first_step_is_the_textbook_update_gate_times_candidate(dtype: torch.dtype) -> None:
+    """The first step (h = 0) gives sigmoid(z gates) * tanh(candidate) exactly, also on the
+    channels_last tensors the predictor runs, where z is a strided slice of the gates."""
+    torch.manual_seed(0)
+    cell = ConvGRUCell(4).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    x = torch.randn(2, 4, 9, 8).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        gates, candidate = cell.project(x)
+        got = cell.first((gates, candidate))
+    expected = torch.sigmoid(gates[:, :4].contiguous()) * torch.tanh(candidate.contiguous())
+    assert got.dtype == dtype
+    assert torch.equal(got, expected)
 
 
 # --- validation -----------------------------------------------------------------

@@ -71,6 +71,20 @@ def output_dtype(module: nn.Module) -> torch.dtype:
     return torch.float32
 
 
+def pixel_shuffle(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """``F.pixel_shuffle``: ``(N, C*s*s, h, w)`` -> ``(N, C, s*h, s*w)``, the same values.
+
+    Written as a view, a permute and one copy because torch's CPU kernel is
+    slower than that copy: 1.5-2x for the fp32 and bf16 phases of a 542 x 542
+    tile on the AVX-512 test machine, 6 % of cnnrnn-fast's single-thread forward
+    time.  Pure data movement, so the output is bit-identical (tested).
+    """
+    n, channels, h, w = x.shape
+    bands = channels // (scale * scale)
+    blocks = x.view(n, bands, scale, scale, h, w).permute(0, 1, 4, 2, 5, 3)
+    return blocks.reshape(n, bands, h * scale, w * scale)
+
+
 class SRModel(nn.Module):
     """Base class of geosr models: a plain module plus the attributes callers read.
 

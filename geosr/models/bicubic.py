@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F  # noqa: N812  (the torch convention)
 
-from geosr.models.base import SRModel, check_frames, check_input, output_dtype
+from geosr.models.base import SRModel, check_frames, check_input, output_dtype, pixel_shuffle
 from geosr.models.card import ModelCard
 
 BICUBIC_RADIUS = 2
@@ -27,7 +27,7 @@ def bicubic_upsample(x: torch.Tensor, scale: int, dtype: torch.dtype) -> torch.T
     the interpolated image (most of the output's magnitude) keeps full precision
     and only the learned residual carries bf16 rounding.
     """
-    return F.pixel_shuffle(bicubic_phases(x, scale, dtype), scale)
+    return pixel_shuffle(bicubic_phases(x, scale, dtype), scale)
 
 
 def bicubic_phases(x: torch.Tensor, scale: int, dtype: torch.dtype) -> torch.Tensor:
