@@ -103,11 +103,12 @@ def build_item(
     grid: GeoBox = scaled(scene.grid, scale)
     geometry, bbox = wgs84_footprint(grid)
     when = acquisition_time(scene)
+    now = dt.datetime.now(dt.UTC)  # one clock reading: a dateless input's datetime is its created
     properties: dict[str, Any] = {
         "geosr:model": model,
         "geosr:scale": scale,
         "geosr:version": __version__,
-        "created": _rfc3339(dt.datetime.now(dt.UTC)),
+        "created": _rfc3339(now),
     }
     # A time series covers its dates, not the moment it was processed (STAC: a range is
     # start/end_datetime with a null datetime); one date is its datetime.
@@ -120,7 +121,7 @@ def build_item(
         id=output.stem,
         geometry=geometry,
         bbox=bbox,
-        datetime=None if span is not None and when is None else (when or dt.datetime.now(dt.UTC)),
+        datetime=None if span is not None and when is None else (when or now),
         properties=properties,
     )
     asset = pystac.Asset(

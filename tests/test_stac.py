@@ -415,6 +415,18 @@ def test_the_output_item_never_replaces_the_input_item(make_raster, tmp_path: Pa
     assert item.read_bytes() == before and not (tmp_path / "scene.tif").exists()
 
 
+def test_an_input_without_a_date_gets_the_time_of_the_run(make_raster, tmp_path: Path) -> None:
+    """As the README says: STAC requires a datetime, so a dateless input gets the run's, as ``created``."""
+    import datetime as dt
+
+    src = make_raster(tmp_path / "in.tif", width=16, height=16)
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic", stac=True)
+    props = json.loads((tmp_path / "out.stac.json").read_text())["properties"]
+    assert props["datetime"] == props["created"]
+    assert dt.datetime.fromisoformat(props["datetime"]) >= before
+
+
 def test_a_time_series_item_spans_its_dates(tmp_path: Path) -> None:
     """An OLCI-like cube of dates was given the processing time as its datetime; it covers
     its first to last date (STAC start/end_datetime), and one date is the datetime."""
