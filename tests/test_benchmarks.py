@@ -93,6 +93,19 @@ def test_the_peak_fraction_counts_the_scenes_pixels_not_the_halos(tmp_path: Path
     assert figure.details["gflops_end_to_end_incl_halos"] == round(1000 * 16 * 542 * 542 / 1e9, 1)
 
 
+def test_a_value_just_past_its_target_does_not_print_as_the_target(tmp_path: Path) -> None:
+    """Figure 2 of an overhead of 10.04 % printed '+10.0 %' beside 'missed'."""
+    setup = SimpleNamespace(tiles=1, read_shape=(8, 8), halo=1, batch_size=1, batches=[0], source="test")
+    core = {"setup": setup, "e2e": [1.1004], "compute": [1.0]}
+    figure = figures.fig_overhead(_context(tmp_path, core=core))
+    assert figure.met is False
+    assert figure.result.startswith("+10.04 % ")
+    assert figures.decisive(0.123, 0.5, 1) == "0.1"  # far from its target: as many places as asked
+    assert figures.decisive(2.996, 3, 2) == "2.996"  # "3.00x" beside "missed" for ">= 3x"
+    assert figures.decisive(-15.4, -15, 0, "+") == "-15.4"
+    assert figures.decisive(10.0, 10, 1, "+") == "+10.0"  # on the target: met, printed as it is
+
+
 def test_gpu_throughput_is_per_band(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Figure 9's 4-band scene: its Mpx/s per band are not those of all bands together."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
