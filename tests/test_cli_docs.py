@@ -109,13 +109,15 @@ def test_version_names_geosr_and_the_libraries_without_loading_torch() -> None:
 def test_a_cog_run_loads_neither_xarray_nor_scipy(make_raster, tmp_path) -> None:
     # Every `geosr run` paid about 0.5 s of imports (xarray, rioxarray, pandas,
     # scipy.special, scipy.ndimage) that only a Zarr output, training or nodata
-    # filling use: they load where they are needed.
+    # filling use: they load where they are needed.  So do the STAC and quicklook
+    # writers (50-75 ms with pystac), only for --stac and --quicklook.
     src = make_raster("in.tif", width=64, height=64)
     code = (
         "import sys; from geosr.cli import main\n"
         f"sys.argv = ['geosr', 'run', {str(src)!r}, '--scale', '2', '--model', 'bicubic']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('xarray', 'rioxarray', 'pandas', 'scipy') if m in sys.modules))"
+        "print(sorted(m for m in ('xarray', 'rioxarray', 'pandas', 'scipy', 'pystac', 'geosr.stac', "
+        "'geosr.quicklook') if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
