@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.heldout import NAMES, image_gains, validation_files
+from benchmarks.heldout import image_gains, short_name, validation_files
 from benchmarks.quality import replace_between
 from geosr.evaluation.wald import evaluate_wald
 from geosr.models import flops_per_lr_pixel, load_model
@@ -185,7 +185,7 @@ def write_markdown(results: dict[str, Any]) -> None:
     order = [v.key for v in VARIANTS if v.key in results]
     labels = {v.key: v.label for v in VARIANTS}
     names = next(iter(results.values()))["per_image"].keys() if results else []
-    head = ["variant", "steps", "train s", "kFLOP/px", "mean dB", *(NAMES.get(n, n) for n in names)]
+    head = ["variant", "steps", "train s", "kFLOP/px", "mean dB", *(short_name(n) for n in names)]
     head += ["T=1 dB", "T=3 dB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in order:

@@ -11,13 +11,18 @@ from rasterio.windows import Window
 from geosr.evaluation.wald import EvalReport
 from geosr.train.config import SceneSource, TrainConfig, expand_path
 
-# Short names of the held-out files, for tables.
+# Short names of the held-out files (their stems, as validation_files gives them), for tables.
 NAMES = {
     "m_4709963_se_14_1_20190904": "NAIP 2019",
     "LC81070352015122LGN00_B4": "Landsat-8 B4",
-    "OSBS_029_rows0-1": "NEON OSBS_029",
-    "tgt_S2A_20160529T153631_T33UUU_sub_rows0.5-1": "Sentinel-2 lower half",
+    "OSBS_029_rows0-1_cols0-1_nodatanan": "NEON OSBS_029",
+    "tgt_S2A_20160529T153631_T33UUU_sub_rows0.5-1_cols0-1_nodata0": "Sentinel-2 lower half",
 }
+
+
+def short_name(stem: str) -> str:
+    """The table name of a held-out file's ``stem`` (the stem itself for a file not in :data:`NAMES`)."""
+    return NAMES.get(stem, stem)
 
 
 def validation_files(config: TrainConfig, workdir: Path) -> list[Path]:
@@ -29,21 +34,33 @@ def validation_files(config: TrainConfig, workdir: Path) -> list[Path]:
     files: list[Path] = []
     for source in config.data.val:
         path = Path(expand_path(source.path))
-        if source.rows == (0.0, 1.0) and source.cols == (0.0, 1.0) and source.nodata is None:
-            files.append(path)
-            continue
-        files.append(_cut(path, source, workdir))
+        files.append(path if is_whole(source) else _cut(path, source, workdir))
     return files
 
 
-def _cut(path: Path, source: SceneSource, workdir: Path) -> Path:
-    # Named by all that makes it: two sources of one file (the left and right halves, or its
-    # nodata overridden) took the first one's cut-out, as its name said only the rows.
+def is_whole(source: SceneSource) -> bool:
+    """Whether ``source`` is its file as it is (no rows, columns or nodata of its own)."""
+    return source.rows == (0.0, 1.0) and source.cols == (0.0, 1.0) and source.nodata is None
+
+
+def validation_stem(source: SceneSource) -> str:
+    """The stem of the file :func:`validation_files` gives for ``source``.
+
+    A cut-out is named by all that makes it: two sources of one file (the left and
+    right halves, or its nodata overridden) took the first one's cut-out, as its
+    name said only the rows.
+    """
+    stem = Path(expand_path(source.path)).stem
+    if is_whole(source):
+        return stem
     nodata = "" if source.nodata is None else f"_nodata{source.nodata:g}"
-    out = workdir / (
-        f"{path.stem}_rows{source.rows[0]:g}-{source.rows[1]:g}_cols{source.cols[0]:g}-{source.cols[1]:g}"
-        f"{nodata}.tif"
+    return (
+        f"{stem}_rows{source.rows[0]:g}-{source.rows[1]:g}_cols{source.cols[0]:g}-{source.cols[1]:g}{nodata}"
     )
+
+
+def _cut(path: Path, source: SceneSource, workdir: Path) -> Path:
+    out = workdir / f"{validation_stem(source)}.tif"
     if out.exists():
         return out
     with rasterio.open(path) as src:

@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from benchmarks.heldout import NAMES, image_gains, validation_files
+from benchmarks.heldout import image_gains, short_name, validation_files
 from geosr.evaluation.report import write_json
 from geosr.evaluation.wald import EvalReport, evaluate_wald
 from geosr.models.registry import DEFAULT_MODEL, WEIGHTS_DIR, bundled_weights
@@ -42,7 +42,7 @@ def table(report: EvalReport) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for image in report.images:
-        name = NAMES.get(Path(image.path).stem, Path(image.path).stem)
+        name = short_name(Path(image.path).stem)
         for b in image.bands:
             lines.append(
                 f"| {name} | {b.band} | {b.psnr:.2f} | {b.ssim:.4f} | {b.psnr_bicubic:.2f} "
@@ -55,7 +55,7 @@ def table(report: EvalReport) -> str:
     )
     lines += ["", "| image | mean gain over its bands, dB |", "|---|---|"]
     for stem, gain in image_gains(report).items():
-        lines.append(f"| {NAMES.get(stem, stem)} | {gain:+.2f} |")
+        lines.append(f"| {short_name(stem)} | {gain:+.2f} |")
     return "\n".join(lines)
 
 
@@ -76,7 +76,7 @@ def record_in_card(report: EvalReport, name: str, scale: int) -> None:
     """
     card_path = WEIGHTS_DIR / f"{name}_x{scale}.json"
     card = json.loads(card_path.read_text(encoding="utf-8"))
-    per_image = {NAMES.get(stem, stem): round(gain, 3) for stem, gain in image_gains(report).items()}
+    per_image = {short_name(stem): round(gain, 3) for stem, gain in image_gains(report).items()}
     card["metrics"].update(
         {
             "wald_mean_gain_db": round(report.summary()["gain_db"], 3),
