@@ -20,7 +20,7 @@ from geosr.grid import scaled
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
 from geosr.io.remote import is_remote
-from geosr.io.scene import Scene, fill_value, open_scene, read_sample
+from geosr.io.scene import Scene, fill_value, open_scene, read_sample, with_nodata
 from geosr.io.sink import check_nodata_of
 from geosr.io.stac_input import is_stac_item, not_an_item, with_declared_nodata, with_declared_scaling
 from geosr.io.stac_input import resolve as resolve_stac
@@ -45,8 +45,7 @@ def scene_for(src: str | Path, options: RunOptions) -> Scene:
     if options.asset is not None and not is_stac_item(src) and not_an_item(src) is None:
         raise OptionError(f"{src}: --asset is for STAC Item inputs (.json); this input is a raster")
     scene = open_input(src, options, variable=options.variable)
-    if options.nodata is not None:
-        scene = dataclasses.replace(scene, nodata=float(options.nodata), band_nodata=())
+    scene = with_nodata(scene, options.nodata)
     # Here, naming the file, rather than when the output is set up: among several
     # inputs that line did not say which one (and geosr info never said it).
     whose = "--nodata" if options.nodata is not None else "the file's nodata; override it with --nodata V"
@@ -136,8 +135,7 @@ def frames_for(scene: Scene, options: RunOptions, sample: np.ndarray | None = No
         # A frame may be a STAC Item as the input may: GDAL's STACIT driver read one
         # that carries projection fields without --asset/--bands, and refused any other.
         frame = open_input(path, options)
-        if options.nodata is not None:
-            frame = dataclasses.replace(frame, nodata=float(options.nodata), band_nodata=())
+        frame = with_nodata(frame, options.nodata)
         if options.bands:
             frame = select_bands(frame, options.bands)
         frames.append(check_frame(frame, scene))

@@ -350,6 +350,25 @@ def test_each_band_has_its_own_mask(tmp_path: Path) -> None:
     assert_runs_as(vrt, reference, "bicubic", nodata=0, hidden=(hidden, other))
 
 
+def test_evaluate_nodata_replaces_each_bands_own_as_the_run_does(tmp_path: Path) -> None:
+    """``geosr evaluate --nodata`` overrides every band's own value, as ``geosr run --nodata``
+    does: it kept a VRT's per-band values beside it, and left out of the scores the pixels
+    that the run took as data."""
+    from geosr.evaluation import evaluate_wald
+    from tests.test_evaluate import _fake_upscaler
+
+    data = coordinate_pattern(2, 64, 64, "uint16") + 10
+    data[0, hidden_area(64, 64)], data[1, 40:] = 1, 2
+    data[:, 20:30, 50:60] = 5  # the --nodata value: hidden in both
+    vrt = with_band_nodata(tmp_path / "stack.vrt", data, (1, 2))
+    same = write(tmp_path / "plain.tif", data)
+    a, b = (
+        evaluate_wald([p], scale=2, model="fake", border=2, nodata=5, upscaler=_fake_upscaler).summary()
+        for p in (vrt, same)
+    )
+    assert a == pytest.approx(b, abs=1e-9)
+
+
 def test_training_reads_each_bands_own_nodata(tmp_path: Path) -> None:
     from geosr.train.config import SceneSource
     from geosr.train.data import load_scene

@@ -39,7 +39,7 @@ from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border
 from geosr.interrupts import output_stamp
 from geosr.io.bands import select_bands
 from geosr.io.runstate import run_dir
-from geosr.io.scene import Scene, open_scene, read_window
+from geosr.io.scene import Scene, open_scene, read_window, with_nodata
 from geosr.models.registry import DEFAULT_MODEL
 from geosr.normalise import valid_mask
 from geosr.options import check_run_options, check_scale
@@ -161,10 +161,10 @@ def _read(
 ) -> tuple[np.ndarray, np.ndarray, Scene]:
     """The HR raster as ``geosr run`` reads it: its data bands (or ``bands``), and invalid
     where it is nodata, NaN or hidden by its mask (an internal mask or an alpha band)."""
-    scene = _open(path, variable, bands)
+    scene = with_nodata(_open(path, variable, bands), nodata)
     height, width = scene.grid.shape.yx
     data = read_window(scene, Window(0, 0, height, width))
-    valid = valid_mask(data, nodata if nodata is not None else scene.nodata)
+    valid = valid_mask(data, scene.nodata)
     return data, valid, scene
 
 

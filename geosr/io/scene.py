@@ -452,6 +452,18 @@ def nodata_fields(values: Sequence[float | None]) -> dict[str, Any]:
     return {"nodata": values[0] if values else None, "band_nodata": ()}
 
 
+def with_nodata(scene: Scene, nodata: float | None) -> Scene:
+    """``scene`` with ``nodata`` (``--nodata``) for all its bands in place of the file's own
+    values, each band's own (:attr:`Scene.band_nodata`) too; ``scene`` itself for None.
+
+    ``geosr run`` and ``geosr evaluate`` both take ``--nodata`` so: evaluate kept a VRT's
+    per-band values beside it, and left out of the scores the pixels the run took as data.
+    """
+    if nodata is None:
+        return scene
+    return replace(scene, nodata=float(nodata), band_nodata=())
+
+
 def data_bands(src: Any) -> list[int]:
     """1-based indexes of the bands of an open dataset that hold data: all but alpha bands.
 
