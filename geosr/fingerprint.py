@@ -54,6 +54,8 @@ def job_fingerprint(
         "precision": predictor.resolved_precision,
         "compile": opts.compile,
         "nodata": repr(scene.band_nodata or scene.nodata),
+        # Only where there are any: the digests of other runs, which --resume compares, stay.
+        **({"missing_values": repr(scene.missing_values)} if scene.missing_values else {}),
         "normalisation": [norm.method, [repr(v) for v in norm.offset], [repr(v) for v in norm.scale]],
         "output": dst.suffix.lower(),
         "bands": opts.bands,
@@ -80,6 +82,7 @@ FIELD_NAMES = {
     "precision": "--precision",
     "compile": "--compile",
     "nodata": "--nodata",
+    "missing_values": "--nodata (or the variable's missing_value)",
     "output": "the output format",
     "bands": "--bands",
     "offset": "--offset",

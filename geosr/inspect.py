@@ -259,6 +259,9 @@ def _nodata_text(scene: Scene, aoi_nodata: float | None = None) -> str:
         return f"{each}; the output marks them all {scene.output_nodata:g}"
     if scene.nodata is None and scene.output_nodata is not None and not scene.masked:
         return f"none; the output declares {scene.output_nodata:g}, which it writes where the input is NaN"
+    if scene.missing_values:
+        values = ", ".join(f"{v:g}" for v in (scene.nodata, *scene.missing_values) if v is not None)
+        return f"{values} (_FillValue, missing_value); the output marks them all {scene.output_nodata:g}"
     return "none" if scene.nodata is None else f"{scene.nodata:g}"
 
 

@@ -300,7 +300,7 @@ def normalisation_for(
     sample = reference_sample(scene) if sample is None else sample
     valid = valid_mask(sample, scene.nodata)
     if not valid.any():
-        values = scene.band_nodata or (scene.nodata,)
+        values = scene.band_nodata or (scene.nodata, *scene.missing_values)
         hidden = f"nodata (nodata={', '.join(map(str, values))})" + (" or masked" if scene.masked else "")
         raise InputError(
             f"{scene.path}: every pixel is {hidden}; nothing to super-resolve. "

@@ -369,6 +369,43 @@ def test_evaluate_nodata_replaces_each_bands_own_as_the_run_does(tmp_path: Path)
     assert a == pytest.approx(b, abs=1e-9)
 
 
+def cf_store(path: Path, data: np.ndarray, **attrs: object) -> Path:
+    """A Zarr store of one ``(band, y, x)`` int16 variable ``v`` with the CF ``attrs`` as written."""
+    import rioxarray  # noqa: F401  (the .rio accessor)
+    import xarray as xr
+
+    _, height, width = data.shape
+    coords = {"y": 5e6 - 10 * (np.arange(height) + 0.5), "x": 4e5 + 10 * (np.arange(width) + 0.5)}
+    var = xr.DataArray(data, dims=("band", "y", "x"), coords=coords, name="v")
+    dataset = var.to_dataset().rio.write_crs("EPSG:32633")
+    fill = attrs.pop("_FillValue")
+    dataset["v"].attrs.update(attrs)
+    dataset["v"].encoding["_FillValue"] = fill
+    dataset.to_zarr(path, zarr_format=3, consolidated=False)
+    return path
+
+
+def test_a_zarr_variables_missing_value_is_nodata_as_its_fill_value_is(tmp_path: Path) -> None:
+    """CF's ``missing_value`` marks missing pixels as ``_FillValue`` does, and xarray masks both;
+    where they differed, the missing_value pixels were super-resolved as data and rang into
+    their neighbours.  They now give the pixels of the same store with the _FillValue there."""
+    data = (coordinate_pattern(1, 48, 56, "uint16") % 3000 + 100).astype(np.int16)
+    hidden = hidden_area(48, 56)
+    data[:, hidden] = -32767
+    data[:, 40:, 40:] = -32768
+    both = cf_store(tmp_path / "both.zarr", data, _FillValue=np.int16(-32768), missing_value=np.int16(-32767))
+    one = cf_store(
+        tmp_path / "one.zarr",
+        np.where(data == -32767, -32768, data).astype(np.int16),
+        _FillValue=np.int16(-32768),
+    )
+    a, b = (geosr.upscale_file(p, p.with_suffix(".tif"), scale=2, model="bicubic") for p in (both, one))
+    (pixels, profile, _), (expected, _, _) = read(a), read(b)
+    assert profile["nodata"] == -32768
+    np.testing.assert_array_equal(pixels, expected)
+    assert (pixels[0, hidden.repeat(2, 0).repeat(2, 1)] == -32768).all()
+
+
 def test_training_reads_each_bands_own_nodata(tmp_path: Path) -> None:
     from geosr.train.config import SceneSource
     from geosr.train.data import load_scene

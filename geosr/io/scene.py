@@ -99,6 +99,11 @@ class Scene:
         every band's nodata pixels as NaN, :attr:`nodata` is None (a value shared
         by all bands would hide another band's valid pixels), and the output,
         which has one nodata value, takes the first band's that has one.
+    missing_values : tuple of float
+        Further values that mark missing data in every band besides :attr:`nodata`: a CF
+        variable's ``_FillValue`` and ``missing_value`` (one value or several) that
+        differ, which xarray masks all.  Reads give them as NaN; the output marks them
+        with :attr:`nodata`.
     """
 
     path: str
@@ -124,6 +129,7 @@ class Scene:
     band_labels: tuple[Any, ...] = ()
     masked: bool = False
     band_nodata: tuple[float | None, ...] = ()
+    missing_values: tuple[float, ...] = ()
 
     @property
     def output_nodata(self) -> float | None:
@@ -141,14 +147,15 @@ class Scene:
         """
         if self.band_nodata:
             return next(v for v in self.band_nodata if v is not None)
-        if self.masked or np.dtype(self.dtype).kind == "f":
+        if self.masked or self.missing_values or np.dtype(self.dtype).kind == "f":
             return fill_value(self.dtype, self.nodata)
         return self.nodata
 
     @property
     def nan_marks_invalid(self) -> bool:
-        """Whether reads mark invalid pixels as NaN in floats (a mask, per-band nodata)."""
-        return self.masked or bool(self.band_nodata)
+        """Whether reads mark invalid pixels as NaN in floats (a mask, per-band nodata, further
+        missing values)."""
+        return self.masked or bool(self.band_nodata) or bool(self.missing_values)
 
     @property
     def read_dtype(self) -> np.dtype:
@@ -454,14 +461,15 @@ def nodata_fields(values: Sequence[float | None]) -> dict[str, Any]:
 
 def with_nodata(scene: Scene, nodata: float | None) -> Scene:
     """``scene`` with ``nodata`` (``--nodata``) for all its bands in place of the file's own
-    values, each band's own (:attr:`Scene.band_nodata`) too; ``scene`` itself for None.
+    values, each band's own (:attr:`Scene.band_nodata`) and further missing values
+    (:attr:`Scene.missing_values`) too; ``scene`` itself for None.
 
     ``geosr run`` and ``geosr evaluate`` both take ``--nodata`` so: evaluate kept a VRT's
     per-band values beside it, and left out of the scores the pixels the run took as data.
     """
     if nodata is None:
         return scene
-    return replace(scene, nodata=float(nodata), band_nodata=())
+    return replace(scene, nodata=float(nodata), band_nodata=(), missing_values=())
 
 
 def data_bands(src: Any) -> list[int]:
@@ -659,8 +667,7 @@ def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True, step: 
         r0, c0 = (min(step // 2, (side - 1) % step) for side in (window.height, window.width))
         rows = slice(window.row + r0, window.row + window.height, step)
         cols = slice(window.col + c0, window.col + window.width, step)
-        block = np.asarray(handle[:, rows, cols])
-        return block[[b - 1 for b in scene.bands]] if scene.bands else block
+        return _zarr_block(scene, handle[:, rows, cols])
     indexes = list(scene.bands) if scene.bands else None
     rio_window = RioWindow(window.col, window.row, window.width, window.height)
     # GDAL reads a smaller out_shape from the file's overviews where it has them.
@@ -701,11 +708,19 @@ def read_decimated(scene: Scene, window: Window, step: int) -> np.ndarray:
         ) from None
 
 
+def _zarr_block(scene: Scene, block: Any) -> np.ndarray:
+    """A block read of a Zarr variable's every band: the scene's bands, with NaN where
+    they are invalid (:func:`_hide_invalid`)."""
+    block = np.asarray(block)
+    block = block[[b - 1 for b in scene.bands]] if scene.bands else block
+    return _hide_invalid(scene, block, None) if scene.nan_marks_invalid else block
+
+
 def _hide_invalid(scene: Scene, block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """``block`` as floats (exact for its dtype) with NaN where the file's ``mask`` (``(h, w)``,
     or ``(C, h, w)``: each band's own) hides pixels and where a band holds its own nodata value
-    (:attr:`Scene.band_nodata`): from here on they are invalid, like nodata
-    (:func:`geosr.normalise.valid_mask`)."""
+    (:attr:`Scene.band_nodata`) or a further missing value (:attr:`Scene.missing_values`): from
+    here on they are invalid, like nodata (:func:`geosr.normalise.valid_mask`)."""
     out = block.astype(scene.read_dtype)
     if mask is not None and mask.ndim == 3:
         out[mask == 0] = np.nan
@@ -714,6 +729,8 @@ def _hide_invalid(scene: Scene, block: np.ndarray, mask: np.ndarray | None) -> n
     for band, nodata in zip(out, scene.band_nodata, strict=False):
         if nodata is not None:
             band[band == nodata] = np.nan
+    for value in scene.missing_values:
+        out[out == value] = np.nan
     return out
 
 
@@ -815,8 +832,7 @@ def read_sample(scene: Scene, max_pixels: int = 1 << 20, rows_per_read: int = 51
     step = sample_step(h, w, max_pixels)
     try:
         if scene.is_zarr:
-            block = np.asarray(_dataset(scene)[:, r_off : r_off + h : step, c_off : c_off + w : step])
-            return block[[b - 1 for b in scene.bands]] if scene.bands else block
+            return _zarr_block(scene, _dataset(scene)[:, r_off : r_off + h : step, c_off : c_off + w : step])
         strip = max(step, rows_per_read // step * step)
         parts = []
         for r0 in range(0, h, strip):

@@ -16,8 +16,9 @@ dimension (``band``, ``time``, ...) is read as bands; a Zarr output keeps its na
 coordinate values.
 
 Values are read as stored, not decoded: the store's dtype, its ``_FillValue``
-as the nodata, and ``scale_factor``/``add_offset`` carried to the output, as
-GDAL reads a GeoTIFF.  The bands' names, units, colours and tags come from the
+as the nodata (and a ``missing_value`` that differs as missing too, as xarray
+masks both: :func:`missing_values`), and ``scale_factor``/``add_offset`` carried
+to the output, as GDAL reads a GeoTIFF.  The bands' names, units, colours and tags come from the
 attributes a geosr Zarr output writes (:func:`band_metadata`).
 """
 
@@ -297,6 +298,7 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         count=count,
         dtype=da.dtype.name,
         nodata=None if nodata is None else float(nodata),
+        missing_values=missing_values(da.attrs, nodata),
         tags=tags,
         variable=name,
         # A Zarr output keeps the axis (time of a cube) and its values.
@@ -304,6 +306,27 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         band_labels=labels,
         **bands,
     )
+
+
+def missing_values(attrs: dict[str, Any], nodata: float | None) -> tuple[float, ...]:
+    """The values other than ``nodata`` that a variable's CF ``_FillValue`` and ``missing_value``
+    (one value or several) mark as missing, which xarray masks all as it decodes.
+
+    Only one was the nodata: a store whose ``_FillValue`` is -32768 and ``missing_value``
+    -32767 had its -32767 pixels super-resolved as data, ringing into their neighbours.
+    NaN is left out: a float scene's NaN pixels are invalid anyway.
+    """
+    found: list[float] = []
+    for key in ("_FillValue", "missing_value"):
+        try:
+            values = np.atleast_1d(np.asarray(attrs.get(key, []), dtype=np.float64)).ravel()
+        except (TypeError, ValueError):  # not numbers ("N/A"): nothing a pixel can equal
+            continue
+        for value in values:
+            number = float(value)
+            if not np.isnan(number) and number != nodata and number not in found:
+                found.append(number)
+    return tuple(found)
 
 
 def _refuse_an_unlinked_grid_mapping(ds: xr.Dataset, da: xr.DataArray, path: str) -> None:
