@@ -261,7 +261,7 @@ def _nodata_text(scene: Scene, aoi_nodata: float | None = None) -> str:
         return f"none; the output declares {scene.output_nodata:g}, which it writes where the input is NaN"
     if scene.missing_values:
         values = ", ".join(f"{v:g}" for v in (scene.nodata, *scene.missing_values) if v is not None)
-        return f"{values} (_FillValue, missing_value); the output marks them all {scene.output_nodata:g}"
+        return f"{values} (CF missing values); the output marks them all {scene.output_nodata:g}"
     return "none" if scene.nodata is None else f"{scene.nodata:g}"
 
 

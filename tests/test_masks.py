@@ -406,6 +406,25 @@ def test_a_zarr_variables_missing_value_is_nodata_as_its_fill_value_is(tmp_path:
     assert (pixels[0, hidden.repeat(2, 0).repeat(2, 1)] == -32768).all()
 
 
+def test_a_zarr_variables_missing_value_of_several_values_is_nodata(tmp_path: Path) -> None:
+    """CF allows a ``missing_value`` of several values, which xarray masks all; rioxarray took
+    the list whole for the nodata: a TypeError traceback.  The first is now the nodata, the
+    others are missing too."""
+    data = (coordinate_pattern(1, 48, 56, "uint16") % 3000 + 100).astype(np.int16)
+    data[:, hidden_area(48, 56)] = -2
+    data[:, 40:, 40:] = -1
+    several = cf_store(
+        tmp_path / "several.zarr", data, _FillValue=None, missing_value=np.array([-1, -2], np.int16)
+    )
+    one = cf_store(
+        tmp_path / "one.zarr", np.where(data < 0, -1, data).astype(np.int16), _FillValue=np.int16(-1)
+    )
+    a, b = (geosr.upscale_file(p, p.with_suffix(".tif"), scale=2, model="bicubic") for p in (several, one))
+    (pixels, profile, _), (expected, _, _) = read(a), read(b)
+    assert profile["nodata"] == -1
+    np.testing.assert_array_equal(pixels, expected)
+
+
 def test_training_reads_each_bands_own_nodata(tmp_path: Path) -> None:
     from geosr.train.config import SceneSource
     from geosr.train.data import load_scene

@@ -275,7 +275,7 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         raise InputError(
             f"{path}: cannot derive a transform from the coordinates of {name!r} ({exc})"
         ) from None
-    nodata = da.rio.nodata if da.rio.nodata is not None else da.rio.encoded_nodata
+    nodata = _nodata(da)
     if nodata is None and np.issubdtype(da.dtype, np.floating):
         nodata = float("nan")
     count = int(np.prod([da.sizes[d] for d in da.dims if d not in (ydim, xdim)]))
@@ -306,6 +306,16 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         band_labels=labels,
         **bands,
     )
+
+
+def _nodata(da: xr.DataArray) -> Any:
+    """``da``'s nodata as rioxarray reads it (its ``_FillValue``, else its ``missing_value``),
+    the first of a CF ``missing_value`` of several values, whose others are :func:`missing_values`:
+    rioxarray took such a list whole, a TypeError traceback."""
+    listed = np.ravel(da.attrs.get("missing_value", []))
+    if listed.size > 1:
+        da = da.assign_attrs(missing_value=listed[0])
+    return da.rio.nodata if da.rio.nodata is not None else da.rio.encoded_nodata
 
 
 def missing_values(attrs: dict[str, Any], nodata: float | None) -> tuple[float, ...]:
