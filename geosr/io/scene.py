@@ -432,7 +432,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         grid=GeoBox((src.height, src.width), src.transform, crs),
         count=len(data),
         dtype=dtype,
-        **nodata_fields([src.nodatavals[b - 1] for b in data]),
+        **nodata_fields([None if pixel_nodata(src) else src.nodatavals[b - 1] for b in data]),
         descriptions=tuple(src.descriptions[b - 1] for b in data),
         colorinterp=tuple(src.colorinterp[b - 1].name for b in data),
         tags=dict(src.tags()),
@@ -486,6 +486,19 @@ def hides_pixels(src: Any, band: int) -> bool:
     (:func:`file_mask` is 0 where pixels are hidden) or a mask of its own (:func:`has_band_masks`)."""
     flags = src.mask_flag_enums[band - 1]
     return MaskFlags.per_dataset in flags or ColorInterp.alpha in src.colorinterp or not flags
+
+
+def pixel_nodata(src: Any) -> bool:
+    """Whether the nodata values of an open dataset are one per pixel, not per band: GDAL's
+    ``NODATA_VALUES`` (an RGB PNG's tRNS colour), whose per-dataset mask hides a pixel only
+    where every band holds its value (GDAL RFC 15).
+
+    Its bands report those values as their own too; taken band by band, a valid pixel
+    whose red alone was the nodata colour's was nodata in its red band.  The mask says it
+    all (:attr:`Scene.masked`), so the bands' values are left out.
+    """
+    both = {MaskFlags.per_dataset, MaskFlags.nodata}
+    return all(both <= set(src.mask_flag_enums[band - 1]) for band in data_bands(src))
 
 
 def has_band_masks(src: Any) -> bool:
