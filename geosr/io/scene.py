@@ -427,12 +427,16 @@ def _describe_gdal(path: str, src: Any) -> Scene:
     data = data_bands(src)
     if not data:
         raise InputError(f"{path}: every band is an alpha band; there is no image to super-resolve")
+    nodata = nodata_fields([None if pixel_nodata(src) else src.nodatavals[b - 1] for b in data])
+    # GDAL takes a netCDF variable's _FillValue as its nodata and leaves a missing_value that differs.
+    missing = () if nodata["band_nodata"] else missing_values(src.tags(data[0]), nodata["nodata"])
     return Scene(
         path=path,
         grid=GeoBox((src.height, src.width), src.transform, crs),
         count=len(data),
         dtype=dtype,
-        **nodata_fields([None if pixel_nodata(src) else src.nodatavals[b - 1] for b in data]),
+        **nodata,
+        missing_values=missing,
         descriptions=tuple(src.descriptions[b - 1] for b in data),
         colorinterp=tuple(src.colorinterp[b - 1].name for b in data),
         tags=dict(src.tags()),
@@ -470,6 +474,32 @@ def with_nodata(scene: Scene, nodata: float | None) -> Scene:
     if nodata is None:
         return scene
     return replace(scene, nodata=float(nodata), band_nodata=(), missing_values=())
+
+
+def missing_values(attrs: Mapping[str, Any], nodata: float | None) -> tuple[float, ...]:
+    """The values other than ``nodata`` that a variable's CF ``_FillValue`` and ``missing_value``
+    (one value or several) mark as missing, which xarray masks all as it decodes.  ``attrs``:
+    a Zarr variable's attributes, or the band metadata GDAL gives a netCDF variable, as text
+    (``-32767``, ``{-32767,-1}``).
+
+    Only one was the nodata: a variable whose ``_FillValue`` is -32768 and ``missing_value``
+    -32767 had its -32767 pixels super-resolved as data, ringing into their neighbours.
+    NaN is left out: a float scene's NaN pixels are invalid anyway.
+    """
+    found: list[float] = []
+    for key in ("_FillValue", "missing_value"):
+        given = attrs.get(key, [])
+        if isinstance(given, str):
+            given = given.strip("{}").split(",")  # GDAL's text of a netCDF attribute
+        try:
+            values = np.atleast_1d(np.asarray(given, dtype=np.float64)).ravel()
+        except (TypeError, ValueError):  # not numbers ("N/A"): nothing a pixel can equal
+            continue
+        for value in values:
+            number = float(value)
+            if not np.isnan(number) and number != nodata and number not in found:
+                found.append(number)
+    return tuple(found)
 
 
 def data_bands(src: Any) -> list[int]:

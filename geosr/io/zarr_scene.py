@@ -17,7 +17,7 @@ coordinate values.
 
 Values are read as stored, not decoded: the store's dtype, its ``_FillValue``
 as the nodata (and a ``missing_value`` that differs as missing too, as xarray
-masks both: :func:`missing_values`), and ``scale_factor``/``add_offset`` carried
+masks both: :func:`~geosr.io.scene.missing_values`), and ``scale_factor``/``add_offset`` carried
 to the output, as GDAL reads a GeoTIFF.  The bands' names, units, colours and tags come from the
 attributes a geosr Zarr output writes (:func:`band_metadata`).
 """
@@ -45,6 +45,7 @@ from geosr.io.scene import (
     Scene,
     flags_refused,
     is_zipped_zarr,
+    missing_values,
 )
 
 SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
@@ -310,33 +311,12 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
 
 def _nodata(da: xr.DataArray) -> Any:
     """``da``'s nodata as rioxarray reads it (its ``_FillValue``, else its ``missing_value``),
-    the first of a CF ``missing_value`` of several values, whose others are :func:`missing_values`:
-    rioxarray took such a list whole, a TypeError traceback."""
+    the first of a CF ``missing_value`` of several values, whose others are
+    :func:`~geosr.io.scene.missing_values`: rioxarray took such a list whole, a TypeError traceback."""
     listed = np.ravel(da.attrs.get("missing_value", []))
     if listed.size > 1:
         da = da.assign_attrs(missing_value=listed[0])
     return da.rio.nodata if da.rio.nodata is not None else da.rio.encoded_nodata
-
-
-def missing_values(attrs: dict[str, Any], nodata: float | None) -> tuple[float, ...]:
-    """The values other than ``nodata`` that a variable's CF ``_FillValue`` and ``missing_value``
-    (one value or several) mark as missing, which xarray masks all as it decodes.
-
-    Only one was the nodata: a store whose ``_FillValue`` is -32768 and ``missing_value``
-    -32767 had its -32767 pixels super-resolved as data, ringing into their neighbours.
-    NaN is left out: a float scene's NaN pixels are invalid anyway.
-    """
-    found: list[float] = []
-    for key in ("_FillValue", "missing_value"):
-        try:
-            values = np.atleast_1d(np.asarray(attrs.get(key, []), dtype=np.float64)).ravel()
-        except (TypeError, ValueError):  # not numbers ("N/A"): nothing a pixel can equal
-            continue
-        for value in values:
-            number = float(value)
-            if not np.isnan(number) and number != nodata and number not in found:
-                found.append(number)
-    return tuple(found)
 
 
 def _refuse_an_unlinked_grid_mapping(ds: xr.Dataset, da: xr.DataArray, path: str) -> None:
