@@ -29,6 +29,19 @@ def test_psnr_by_hand() -> None:
     assert math.isinf(psnr(pred, ref, data_range=10.0, valid=valid))
 
 
+def test_metrics_of_values_near_the_float64_limits_are_numbers() -> None:
+    """An undeclared float64 fill of 1e300 taken as data: range^2 ended in an OverflowError
+    traceback, and errors of 1 in units of such a range squared to 0 (an 'MSE 0')."""
+    rng = np.random.default_rng(0)
+    ref = rng.random((24, 24)) * 1e300
+    pred = ref.copy()
+    pred[0, 0] += 4e290  # MSE = 16e580 / 576
+    expected = 20 * math.log10(1e300) - 10 * (2 * math.log10(4e290) - math.log10(576))  # 215.56 dB
+    assert psnr(pred, ref, data_range=1e300) == pytest.approx(expected)
+    assert psnr(pred[:2, :2] * 0 + 1.0, np.zeros((2, 2)), data_range=1e300) == pytest.approx(6000.0)
+    assert ssim(pred, ref, data_range=1e300) == pytest.approx(1.0)
+
+
 def test_psnr_range_is_the_robust_span() -> None:
     values = np.arange(100001, dtype=np.float64).reshape(1, -1)
     assert psnr_range(values) == pytest.approx(99900.0 - 100.0)

@@ -76,10 +76,14 @@ def psnr(
     diff = pred.astype(np.float64)[mask] - reference.astype(np.float64)[mask]
     if diff.size == 0:
         raise InputError("no valid pixel to compare outside the border")
-    mse = float(np.mean(diff * diff))
-    if mse == 0:
+    # 10 log10(range^2 / MSE) with the errors in units of the largest one: range^2 overflowed
+    # float64 (an OverflowError traceback) for values of 1e154 and more, as an undeclared
+    # float64 fill of 1e300 has, and errors in units of such a range underflow to 0.
+    peak = float(np.max(np.abs(diff)))
+    if peak == 0:
         return float("inf")
-    return float(10.0 * np.log10(data_range**2 / mse))
+    relative = float(np.mean((diff / peak) ** 2))
+    return float(-10.0 * np.log10(relative) - 20.0 * (np.log10(peak) - np.log10(data_range)))
 
 
 def ssim(
@@ -91,8 +95,10 @@ def ssim(
     border: int = 0,
 ) -> float:
     """Mean SSIM of one band (see the module docstring)."""
-    x = pred.astype(np.float64)
-    y = reference.astype(np.float64)
+    # In units of the range (SSIM does not change with the units: K1 and K2 are fractions of
+    # it), so that squares of values of 1e154 and more do not overflow, as in :func:`psnr`.
+    x = pred.astype(np.float64) / data_range
+    y = reference.astype(np.float64) / data_range
     ok = np.ones(y.shape, bool) if valid is None else valid.copy()
     ok &= np.isfinite(x) & np.isfinite(y)
     x = np.where(ok, x, 0.0)
@@ -101,8 +107,8 @@ def ssim(
     def filt(a: np.ndarray) -> np.ndarray:
         return ndimage.gaussian_filter(a, SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")
 
-    c1 = (0.01 * data_range) ** 2
-    c2 = (0.03 * data_range) ** 2
+    c1 = 0.01**2
+    c2 = 0.03**2
     mx, my = filt(x), filt(y)
     sxx = filt(x * x) - mx * mx
     syy = filt(y * y) - my * my
