@@ -243,3 +243,21 @@ def test_an_hr_raster_all_nan_over_the_lr_is_not_said_to_miss_it(make_raster) ->
     far = make_raster("far.tif", height=64, width=64, transform=UTM_TRANSFORM * Affine.translation(9000, 0))
     with pytest.raises(InputError, match=r"far\.tif does not overlap .*lr\.tif"):
         coregister(lr, far, 2)
+
+
+def test_pixels_the_shift_takes_from_beyond_the_edge_are_invalid(tmp_path: Path) -> None:
+    """Undoing a shift of 2 rows and -5 columns replicated the HR's edge pixels into the rows and
+    columns it had no data for, which stayed valid: chips of invented texture along those edges."""
+    hr = _texture(160, 160, seed=4).astype(np.float32)
+    lr_path = _write(
+        tmp_path / "lr.tif", area_downsample(hr, 4)[None], Affine(40.0, 0, 0, 0, -40.0, 0), "EPSG:32633"
+    )
+    moved = apply_shift(hr, (2.0, -5.0))[None]
+    hr_path = _write(tmp_path / "hr.tif", moved, Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
+    pair = coregister(lr_path, hr_path, 4, match_histograms=False)
+    assert abs(pair.shift[0] - 2.0) <= 0.1 and abs(pair.shift[1] + 5.0) <= 0.1
+    valid = np.isfinite(pair.hr[0])
+    assert not valid[-2:].any() and not valid[:, :5].any()
+    assert valid[:-2, 5:].all()
+    error = np.abs(pair.hr[0][:-2, 5:] - hr[:-2, 5:]).max()
+    assert error < 0.1 * float(hr.std())

@@ -12,7 +12,8 @@ Three steps, each a pure function over arrays except the first:
    area-averaged by ``s`` first so that both images hold the same
    frequencies), refined by an upsampled DFT around the peak (Guizar-Sicairos
    et al. 2008, precision ``1 / upsample`` LR pixels).  :func:`apply_shift`
-   resamples the HR by the opposite shift (cubic spline).
+   resamples the HR by the opposite shift (cubic spline); the pixels that this
+   would take from beyond the HR's edge are invalid (NaN).
 3. :func:`histogram_match` maps the HR radiometry onto the LR's, per band, by
    quantile mapping estimated between the *area-averaged* HR and the LR (both
    at LR resolution, so detail that the LR cannot see does not distort the
@@ -152,6 +153,21 @@ def apply_shift(image: np.ndarray, shift: tuple[float, float], *, order: int = 3
     full = (0.0,) * (image.ndim - 2) + (float(shift[0]), float(shift[1]))
     out = ndimage.shift(np.asarray(image, np.float64), full, order=order, mode="nearest")
     return out.astype(np.float32)
+
+
+def _inside_after_shift(shape: tuple[int, ...], shift: tuple[float, float]) -> np.ndarray:
+    """Pixels of a ``(H, W)`` image shifted by ``-shift`` whose source lies inside the image.
+
+    Undoing ``shift`` reads pixel ``(y, x)`` from ``(y + dy, x + dx)``; where that
+    falls beyond the image's outer pixel edge, :func:`apply_shift` replicates the
+    edge pixel, which is no HR data: those rows and columns are invalid, not chips.
+    """
+
+    def axis(n: int, d: float) -> np.ndarray:
+        source = np.arange(n) + d
+        return (source >= -0.5) & (source <= n - 0.5)
+
+    return np.outer(axis(shape[0], shift[0]), axis(shape[1], shift[1]))
 
 
 def estimate_shift(
@@ -454,6 +470,7 @@ def coregister(
         filled = np.where(hr_valid, hr, np.nanmean(hr))
         moved = apply_shift(filled, (-shift[0], -shift[1]))
         moved_valid = apply_shift(hr_valid.astype(np.float32), (-shift[0], -shift[1]), order=1) > 0.999
+        moved_valid &= _inside_after_shift(hr.shape[-2:], shift)
         hr = np.where(moved_valid, moved, np.nan).astype(np.float32)
     if match_histograms:
         hr = histogram_match(hr, lr.data, scale, hr_valid=np.isfinite(hr), lr_valid=np.isfinite(lr.data))
