@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -261,3 +262,20 @@ def test_pixels_the_shift_takes_from_beyond_the_edge_are_invalid(tmp_path: Path)
     assert valid[:-2, 5:].all()
     error = np.abs(pair.hr[0][:-2, 5:] - hr[:-2, 5:]).max()
     assert error < 0.1 * float(hr.std())
+
+
+@pytest.mark.parametrize("flat", ["hr", "lr"])
+def test_a_flat_image_has_no_shift_to_remove(tmp_path: Path, flat: str) -> None:
+    """A featureless HR or LR (water, a saturated band) read as a shift of -12 HR px at x4 from
+    the NaNs of 0 / 0 in the whitening, which was removed from the HR (with a RuntimeWarning)."""
+    hr = _texture(128, 128, seed=5).astype(np.float32) + 100
+    if flat == "hr":
+        hr[:] = 500
+    lr = area_downsample(hr, 4)[None] if flat == "hr" else np.full((1, 32, 32), 480, np.float32)
+    lr_path = _write(tmp_path / "lr.tif", lr, Affine(40.0, 0, 0, 0, -40.0, 0), "EPSG:32633")
+    hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pair = coregister(lr_path, hr_path, 4)
+    assert pair.shift == (0.0, 0.0)
+    assert np.isfinite(pair.hr).all()
