@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -305,3 +306,19 @@ def test_a_scheduler_that_is_no_dask_address_is_an_option_error(tmp_path: Path, 
     with pytest.raises(OptionError, match=r"--scheduler 'foo' is not a Dask scheduler address"):
         build_training_store(pairs, tmp_path / "s.zarr", scale=2, lr_chip=16, scheduler="foo")
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_the_shift_removed_is_printed_with_its_axes_and_sign(
+    tmp_path: Path, pairs, capfd, monkeypatch
+) -> None:
+    """It was a bare 'shift [0.48, -0.32] HR px': which number is which axis, which way?"""
+    from tests.test_bad_input import run_cli
+
+    (lr, hr), _ = pairs  # shifted by (0.5, -0.3)
+    args = ["train", "-s", "2", *FAST, "--chip", "16", "--lr", str(lr), "--hr", str(hr), "-o", str(tmp_path)]
+    code, err = run_cli(args, capfd, monkeypatch)
+    text = " ".join(err.split())
+    assert code == 0, err
+    assert re.search(
+        r"shift removed dy \+0\.[45]\d, dx -0\.[23]\d HR px \(\+: the HR lay down/right", text
+    ), text

@@ -379,10 +379,8 @@ def _build_and_train(
                 pairs, store_path, scale=config.scale, lr_chip=config.data.lr_chip, scheduler=scheduler
             )
             for p in info["pairs"]:
-                err.print(
-                    f"  {Path(p['lr']).name} / {Path(p['hr']).name}: shift {p['shift']} HR px, "
-                    f"{p['chips']} chips"
-                )
+                names = f"{Path(p['lr']).name} / {Path(p['hr']).name}"
+                err.print(f"  {names}: {_shift_words(p['shift'])}, {p['chips']} chips")
         config = load_config(recipe, {**overrides, "data": {**overrides["data"], "store": str(store_path)}})
     elif store is not None:
         config = load_config(recipe, {**overrides, "data": {**overrides["data"], "store": str(store)}})
@@ -427,6 +425,16 @@ def _build_and_train(
             bar.live.stop()
             bar.disable = True  # so leaving the block adds no blank line where stderr is no terminal
             raise
+
+
+def _shift_words(shift: list[float]) -> str:
+    """The residual shift removed from a pair's HR, with its axes and sign.
+
+    Printed as a bare ``[0.48, -1.52]``, it did not say which number is which axis,
+    nor which way the HR lay.
+    """
+    dy, dx = shift
+    return f"shift removed dy {dy:+.2f}, dx {dx:+.2f} HR px (+: the HR lay down/right of the LR)"
 
 
 def evaluate_command(
