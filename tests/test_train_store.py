@@ -322,3 +322,31 @@ def test_the_shift_removed_is_printed_with_its_axes_and_sign(
     assert re.search(
         r"shift removed dy \+0\.[45]\d, dx -0\.[23]\d HR px \(\+: the HR lay down/right", text
     ), text
+
+
+def test_a_missing_pair_file_is_one_line_before_the_store_is_built(
+    tmp_path: Path, pairs, capfd, monkeypatch
+) -> None:
+    """It was found by the build, after 'building the training store ...' and the pairs before it,
+    as 'cannot open X: X: No such file or directory'."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    (lr, hr), _ = pairs
+    missing = tmp_path / "nope.tif"
+    args = [
+        "train",
+        "-s",
+        "2",
+        *FAST,
+        "--lr",
+        str(lr),
+        "--hr",
+        str(hr),
+        "--lr",
+        str(lr),
+        "--hr",
+        str(missing),
+    ]
+    code, err = run_cli([*args, "-o", str(tmp_path / "run")], capfd, monkeypatch)
+    assert_one_clear_line(code, err, "nope.tif: no such file or directory; check the path")
+    assert not (tmp_path / "run").exists()

@@ -70,9 +70,19 @@ def _parse_loss(text: str | None) -> dict[str, float] | None:
 
 
 def _pairs(lr: list[Path] | None, hr: list[Path] | None) -> list[tuple[Path, Path]]:
+    """The ``--lr/--hr`` pairs, each file checked to exist before anything is built.
+
+    A missing file of a paired run was found only once the store was being built, after
+    the pairs before it had been co-registered: 'building the training store ...' and
+    then 'cannot open X: X: No such file or directory'.
+    """
+    from geosr.io.scene import check_input_exists
+
     lr, hr = lr or [], hr or []
     if len(lr) != len(hr):
         raise OptionError(f"--lr and --hr come in pairs: got {len(lr)} --lr and {len(hr)} --hr")
+    for path in (*lr, *hr):
+        check_input_exists(str(path))
     return list(zip(lr, hr, strict=True))
 
 
