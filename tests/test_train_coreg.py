@@ -279,3 +279,21 @@ def test_a_flat_image_has_no_shift_to_remove(tmp_path: Path, flat: str) -> None:
         pair = coregister(lr_path, hr_path, 4)
     assert pair.shift == (0.0, 0.0)
     assert np.isfinite(pair.hr).all()
+
+
+@pytest.mark.parametrize("edge", ["nodata", "footprint"])
+def test_an_averaged_hr_pixel_that_nodata_or_the_edge_cuts_is_invalid(tmp_path: Path, edge: str) -> None:
+    """GDAL's average of a 2.5 m pixel over 1 m HR pixels of which only some are valid (a nodata
+    hole, the HR's footprint ending inside it) was the mean of those, kept as valid data."""
+    hr = _texture(200, 200, seed=6).astype(np.float32)
+    hr_transform = Affine(1.0, 0, 0, 0, -1.0, 200.0)
+    if edge == "nodata":
+        hr[51:] = np.nan  # the 2.5 m row 20 spans HR rows 50-52.5: 60 % of it is nodata
+    else:
+        hr = hr[:51]  # ... or beyond the HR's edge
+    lr = np.full((1, 20, 20), 100, np.float32)
+    lr_path = _write(tmp_path / "lr.tif", lr, Affine(10.0, 0, 0, 0, -10.0, 200.0), "EPSG:32633")
+    hr_path = _write(tmp_path / "hr.tif", hr[None], hr_transform, "EPSG:32633")
+    on_grid = reproject_onto_lr_grid(hr_path, read_raster(lr_path).grid, 4)[0]
+    assert np.isfinite(on_grid[:20]).all()
+    assert not np.isfinite(on_grid[20:]).any()

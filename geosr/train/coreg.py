@@ -5,7 +5,8 @@ Three steps, each a pure function over arrays except the first:
 1. :func:`reproject_onto_lr_grid` puts the HR raster on the LR grid refined by
    ``s`` (the grid a super-resolved LR would have), with rasterio's warper:
    ``average`` resampling when the HR pixels are at least 1.5 times finer than
-   that grid, ``cubic`` otherwise.  This removes everything the
+   that grid (a pixel that valid HR pixels do not wholly cover is invalid),
+   ``cubic`` otherwise.  This removes everything the
    georeferencing knows (CRS, pixel size, origin).
 2. :func:`estimate_shift` measures what the georeferencing does not know, the
    residual sub-pixel shift, by phase correlation at LR resolution (the HR is
@@ -361,8 +362,23 @@ def reproject_onto_lr_grid(
             f"({_length(_pixel(lr_grid), lr_grid)}) / {scale}; check --scale, or whether --lr and "
             "--hr are swapped"
         )
-    resampling = Resampling.average if ratio >= 1.5 else Resampling.cubic
-    return warp_onto(hr.data, hr.grid, target, resampling)
+    if ratio < 1.5:
+        return warp_onto(hr.data, hr.grid, target, Resampling.cubic)
+    out = warp_onto(hr.data, hr.grid, target, Resampling.average)
+    out[~(_coverage(hr, target) > 0.999)] = np.nan
+    return out
+
+
+def _coverage(hr: RasterBands, target: GeoBox) -> np.ndarray:
+    """The fraction of each ``target`` pixel that valid HR pixels cover, per band.
+
+    GDAL's ``average`` gives the mean of whatever valid HR pixels a target pixel holds:
+    one that is 60 % nodata, or beyond the HR's edge, held the mean of the other 40 %,
+    as valid as any.  The valid mask, with a ring of invalid pixels around it (GDAL
+    leaves what lies beyond the source out of the mean), averages to that fraction.
+    """
+    valid = np.pad(np.isfinite(hr.data), ((0, 0), (1, 1), (1, 1))).astype(np.float32)
+    return warp_onto(valid, hr.grid.pad(1), target, Resampling.average)
 
 
 def _pixel(grid: GeoBox) -> float:
