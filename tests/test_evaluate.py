@@ -613,9 +613,18 @@ def test_long_image_names_are_whole_in_an_80_column_table(make_raster, tmp_path)
     assert all(name in "".join(cells) for name in names), cells
 
 
-@pytest.mark.parametrize("flaw", ["bands", "border"])
-def test_a_bad_pair_is_named_before_any_pair_is_evaluated(make_raster, flaw: str) -> None:
-    # The second pair's band count or size failed only once the first had been evaluated.
+@pytest.mark.parametrize(
+    ("flaw", "says"),
+    [
+        ("bands", "lr3.tif gives 3 band"),
+        ("border", "a border of 8 px"),
+        ("swapped", "hr.tif's pixel"),
+        ("elsewhere", "far.tif does not overlap"),
+    ],
+)
+def test_a_bad_pair_is_named_before_any_pair_is_evaluated(make_raster, flaw: str, says: str) -> None:
+    # The second pair's band count or size failed only once the first had been evaluated, and
+    # so did swapped files (its HR pixel coarser than the LR's / scale) or an HR beside its LR.
     from affine import Affine
 
     from geosr.evaluation import evaluate_paired
@@ -623,18 +632,24 @@ def test_a_bad_pair_is_named_before_any_pair_is_evaluated(make_raster, flaw: str
 
     hr_transform = UTM_TRANSFORM @ Affine.scale(0.5)
     hr = make_raster("hr.tif", height=48, width=48, transform=hr_transform)
-    pairs = [(make_raster("lr.tif", height=24, width=24), hr)]
+    lr = make_raster("lr.tif", height=24, width=24)
+    pairs = [(lr, hr)]
     if flaw == "bands":
         pairs.append((make_raster("lr3.tif", count=3, height=24, width=24), hr))
-    else:
+    elif flaw == "border":
         pairs.append((make_raster("lr_small.tif", height=4, width=24), hr))
+    elif flaw == "swapped":
+        pairs.append((hr, lr))
+    else:
+        far = hr_transform @ Affine.translation(10_000, 0)
+        pairs.append((lr, make_raster("far.tif", height=48, width=48, transform=far)))
     calls: list[Path] = []
 
     def upscaler(src: Path, dst: Path, **kw: object) -> Path:
         calls.append(Path(dst))
         return _fake_upscaler(src, dst, **kw)  # type: ignore[arg-type]
 
-    with pytest.raises(InputError, match="lr3.tif gives 3 band" if flaw == "bands" else "a border of 8 px"):
+    with pytest.raises(InputError, match=says):
         evaluate_paired(pairs, scale=2, model="fake", border=8, upscaler=upscaler)
     assert calls == []
 

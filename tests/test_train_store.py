@@ -350,3 +350,17 @@ def test_a_missing_pair_file_is_one_line_before_the_store_is_built(
     code, err = run_cli([*args, "-o", str(tmp_path / "run")], capfd, monkeypatch)
     assert_one_clear_line(code, err, "nope.tif: no such file or directory; check the path")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_swapped_pair_is_one_line_before_the_store_is_built(
+    tmp_path: Path, pairs, capfd, monkeypatch
+) -> None:
+    """Swapped files (or another refused pair) were found while the store was built, after the
+    pairs before them had been co-registered, below 'building the training store ...'."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    (lr, hr), _ = pairs
+    args = ["train", "-s", "2", *FAST, "--lr", str(lr), "--hr", str(hr), "--lr", str(hr), "--hr", str(lr)]
+    code, err = run_cli([*args, "-o", str(tmp_path / "run")], capfd, monkeypatch)
+    assert_one_clear_line(code, err, "lr0.tif: its pixel (20 m) is coarser than", "swapped")
+    assert not (tmp_path / "run").exists()

@@ -205,16 +205,15 @@ def _check_sizes(
 
 
 def _check_pairs(pairs: Sequence[tuple[str | Path, str | Path]], scale: int, border: int) -> None:
-    """Refuse, naming it, a pair whose files differ in band count or whose HR grid (the LR's
-    x ``scale``) the ``border`` leaves nothing of, before the first pair is evaluated: they
-    failed only once the pairs before them had been."""
+    """Refuse, naming it, a pair that co-registration would refuse (:func:`check_pair`: band
+    counts, pixel sizes, no overlap ...) or whose HR grid (the LR's x ``scale``) the ``border``
+    leaves nothing of, before the first pair is evaluated: they failed only once the pairs
+    before them had been."""
+    from geosr.train.coreg import check_pair
+
     for lr_path, hr_path in pairs:
-        lr, hr = _open(lr_path), _open(hr_path)
-        if lr.count != hr.count:
-            raise InputError(
-                f"{lr_path} gives {lr.count} band(s) and {hr_path} {hr.count}: a pair needs the same "
-                "bands in the same order; write them out with gdal_translate -b N ..."
-            )
+        check_pair(lr_path, hr_path, scale)
+        lr = _open(lr_path)
         h, w = lr.grid.shape.yx
         check_border((h * scale, w * scale), border, str(hr_path))
 

@@ -70,19 +70,9 @@ def _parse_loss(text: str | None) -> dict[str, float] | None:
 
 
 def _pairs(lr: list[Path] | None, hr: list[Path] | None) -> list[tuple[Path, Path]]:
-    """The ``--lr/--hr`` pairs, each file checked to exist before anything is built.
-
-    A missing file of a paired run was found only once the store was being built, after
-    the pairs before it had been co-registered: 'building the training store ...' and
-    then 'cannot open X: X: No such file or directory'.
-    """
-    from geosr.io.scene import check_input_exists
-
     lr, hr = lr or [], hr or []
     if len(lr) != len(hr):
         raise OptionError(f"--lr and --hr come in pairs: got {len(lr)} --lr and {len(hr)} --hr")
-    for path in (*lr, *hr):
-        check_input_exists(str(path))
     return list(zip(lr, hr, strict=True))
 
 
@@ -384,6 +374,13 @@ def _build_and_train(
         if built is not None:
             err.print(f"resuming on the training store {store_path}, built from these pairs before")
         else:
+            from geosr.train.coreg import check_pair
+
+            # Every pair, before the first is co-registered: a missing file, swapped or mismatched
+            # rasters were found only while the store was built, below the line that says so,
+            # after the pairs before them (minutes each on real scenes).
+            for lr_path, hr_path in pairs:
+                check_pair(lr_path, hr_path, config.scale)
             err.print(f"building the training store {store_path} from {len(pairs)} pair(s)")
             info = build_training_store(
                 pairs, store_path, scale=config.scale, lr_chip=config.data.lr_chip, scheduler=scheduler

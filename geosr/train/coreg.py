@@ -37,7 +37,7 @@ from scipy import ndimage
 
 from geosr.errors import InputError, OptionError
 from geosr.grid import scaled, warp_onto
-from geosr.io.scene import data_bands, file_mask, refuse_palette
+from geosr.io.scene import check_input_exists, data_bands, file_mask, refuse_palette
 from geosr.train.degrade import area_downsample
 
 
@@ -308,25 +308,41 @@ def read_failed(path: str | Path, exc: BaseException) -> InputError:
     )
 
 
-def read_raster(path: str | Path, bands: tuple[int, ...] | None = None) -> RasterBands:
-    """Read ``bands`` (1-based; all but alpha bands when None) as float32 with NaN where invalid."""
+def _open_pair_raster(path: str | Path) -> rasterio.DatasetReader:
+    """Open a raster of a pair, refusing what co-registration cannot use (the caller closes it)."""
+    check_input_exists(str(path))
     try:
         src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"cannot open {path}: {exc}") from exc
-    with src:
+    try:
         refuse_palette(path, src)
         if src.crs is None:  # else rasterio's 'CRSError: Missing src_crs.' traceback in the warp
             raise InputError(
                 f"{path}: the raster has no CRS, which a pair needs (the HR is reprojected onto the "
                 "LR grid); assign one first, e.g. gdal_edit.py -a_srs EPSG:32633 FILE"
             )
-        # An alpha band is the file's mask, not a band of the pair: read, it was trained on
-        # as an image and made evaluate's RGBA pairs a broadcasting traceback (4 bands vs 3).
-        idx = list(bands) if bands else data_bands(src)
-        bad = [b for b in idx if not 1 <= b <= src.count]
-        if bad or not idx:
-            raise InputError(f"{path} has {src.count} band(s); bands {bad or idx} do not exist")
+    except BaseException:
+        src.close()
+        raise
+    return src
+
+
+def _band_indexes(path: str | Path, src: rasterio.DatasetReader, bands: tuple[int, ...] | None) -> list[int]:
+    """``bands`` checked to exist, or the data bands: all but alpha bands."""
+    # An alpha band is the file's mask, not a band of the pair: read, it was trained on
+    # as an image and made evaluate's RGBA pairs a broadcasting traceback (4 bands vs 3).
+    idx = list(bands) if bands else data_bands(src)
+    bad = [b for b in idx if not 1 <= b <= src.count]
+    if bad or not idx:
+        raise InputError(f"{path} has {src.count} band(s); bands {bad or idx} do not exist")
+    return idx
+
+
+def read_raster(path: str | Path, bands: tuple[int, ...] | None = None) -> RasterBands:
+    """Read ``bands`` (1-based; all but alpha bands when None) as float32 with NaN where invalid."""
+    with _open_pair_raster(path) as src:
+        idx = _band_indexes(path, src, bands)
         try:
             data = src.read(idx, masked=True).astype(np.float32)
             arr = data.filled(np.nan)
@@ -354,14 +370,7 @@ def reproject_onto_lr_grid(
     """
     hr = read_raster(hr_path, bands)
     target = scaled(lr_grid, scale)
-    hr_pixel = pixel_size_in(hr.grid, lr_grid)
-    ratio = _pixel(target) / hr_pixel if hr_pixel else 1.0
-    if ratio < 1.0 - HR_PIXEL_TOLERANCE:
-        raise InputError(
-            f"{hr_path}: its pixel ({_length(hr_pixel, lr_grid)}) is coarser than {lr_name}'s pixel "
-            f"({_length(_pixel(lr_grid), lr_grid)}) / {scale}; check --scale, or whether --lr and "
-            "--hr are swapped"
-        )
+    ratio = _hr_pixel_ratio(hr_path, hr.grid, lr_grid, scale, lr_name)
     if ratio < 1.5:
         return warp_onto(hr.data, hr.grid, target, Resampling.cubic)
     out = warp_onto(hr.data, hr.grid, target, Resampling.average)
@@ -379,6 +388,19 @@ def _coverage(hr: RasterBands, target: GeoBox) -> np.ndarray:
     """
     valid = np.pad(np.isfinite(hr.data), ((0, 0), (1, 1), (1, 1))).astype(np.float32)
     return warp_onto(valid, hr.grid.pad(1), target, Resampling.average)
+
+
+def _hr_pixel_ratio(hr_path: str | Path, hr_grid: GeoBox, lr_grid: GeoBox, scale: int, lr_name: str) -> float:
+    """LR pixel / ``scale`` over the HR pixel, refused below 1 - :data:`HR_PIXEL_TOLERANCE`."""
+    hr_pixel = pixel_size_in(hr_grid, lr_grid)
+    ratio = _pixel(scaled(lr_grid, scale)) / hr_pixel if hr_pixel else 1.0
+    if ratio < 1.0 - HR_PIXEL_TOLERANCE:
+        raise InputError(
+            f"{hr_path}: its pixel ({_length(hr_pixel, lr_grid)}) is coarser than {lr_name}'s pixel "
+            f"({_length(_pixel(lr_grid), lr_grid)}) / {scale}; check --scale, or whether --lr and "
+            "--hr are swapped"
+        )
+    return ratio
 
 
 def _pixel(grid: GeoBox) -> float:
@@ -449,18 +471,58 @@ class AlignedPair:
     shift: tuple[float, float]
 
 
+def _overlaps(hr_grid: GeoBox, lr_grid: GeoBox) -> bool:
+    assert lr_grid.crs is not None  # a pair raster without a CRS is refused when opened
+    return bool(hr_grid.extent.to_crs(lr_grid.crs).intersects(lr_grid.extent))
+
+
+def _no_overlap(hr_path: str | Path, lr_path: str | Path) -> str:
+    return f"{hr_path} does not overlap {lr_path} (no valid HR pixel on the LR grid)"
+
+
 def _nothing_valid(hr_path: str | Path, lr_path: str | Path, lr_grid: GeoBox) -> str:
     """Why the HR raster gives no valid pixel on the LR grid: it lies elsewhere, or it is
     nodata or NaN all over the LR raster, which was told as 'does not overlap' too."""
     with rasterio.open(hr_path) as src:
-        hr_extent = GeoBox((src.height, src.width), src.transform, src.crs).extent
-    assert lr_grid.crs is not None  # a pair raster without a CRS is refused when read
-    if hr_extent.to_crs(lr_grid.crs).intersects(lr_grid.extent):
+        hr_grid = GeoBox((src.height, src.width), src.transform, src.crs)
+    if _overlaps(hr_grid, lr_grid):
         return (
             f"{hr_path} is nodata or NaN wherever it overlaps {lr_path}: no valid HR pixel to pair; "
             "check its nodata value and mask (gdalinfo)"
         )
-    return f"{hr_path} does not overlap {lr_path} (no valid HR pixel on the LR grid)"
+    return _no_overlap(hr_path, lr_path)
+
+
+def _check_band_counts(lr_path: str | Path, lr_count: int, hr_path: str | Path, hr_count: int) -> None:
+    if hr_count != lr_count:
+        raise InputError(
+            f"{lr_path} gives {lr_count} band(s) and {hr_path} {hr_count}: a pair needs the "
+            "same bands in the same order; write them out with gdal_translate -b N ... (or pass "
+            "lr_bands/hr_bands in Python)"
+        )
+
+
+def check_pair(lr_path: str | Path, hr_path: str | Path, scale: int) -> None:
+    """Refuse, from the files' metadata alone, a pair that :func:`coregister` would refuse.
+
+    For a check of every pair before the first is co-registered: a bad pair was found
+    only once the pairs before it had been (minutes each on real scenes).
+
+    Raises
+    ------
+    InputError
+        A file is missing or not a raster with a CRS, the HR pixel is too coarse for
+        ``scale``, the band counts differ, or the HR lies beside the LR.
+    """
+    with _open_pair_raster(lr_path) as lr, _open_pair_raster(hr_path) as hr:
+        lr_grid = GeoBox((lr.height, lr.width), lr.transform, lr.crs)
+        hr_grid = GeoBox((hr.height, hr.width), hr.transform, hr.crs)
+        _hr_pixel_ratio(hr_path, hr_grid, lr_grid, scale, str(lr_path))
+        _check_band_counts(
+            lr_path, len(_band_indexes(lr_path, lr, None)), hr_path, len(_band_indexes(hr_path, hr, None))
+        )
+    if not _overlaps(hr_grid, lr_grid):
+        raise InputError(_no_overlap(hr_path, lr_path))
 
 
 def coregister(
@@ -476,12 +538,7 @@ def coregister(
     """Co-register an HR raster onto an LR raster (grid, residual shift, radiometry)."""
     lr = read_raster(lr_path, lr_bands)
     hr = reproject_onto_lr_grid(hr_path, lr.grid, scale, bands=hr_bands, lr_name=str(lr_path))
-    if hr.shape[0] != lr.data.shape[0]:
-        raise InputError(
-            f"{lr_path} gives {lr.data.shape[0]} band(s) and {hr_path} {hr.shape[0]}: a pair needs the "
-            "same bands in the same order; write them out with gdal_translate -b N ... (or pass "
-            "lr_bands/hr_bands in Python)"
-        )
+    _check_band_counts(lr_path, lr.data.shape[0], hr_path, hr.shape[0])
     hr_valid = np.isfinite(hr)
     if not hr_valid.any():
         raise InputError(_nothing_valid(hr_path, lr_path, lr.grid))
