@@ -297,3 +297,15 @@ def test_an_averaged_hr_pixel_that_nodata_or_the_edge_cuts_is_invalid(tmp_path: 
     on_grid = reproject_onto_lr_grid(hr_path, read_raster(lr_path).grid, 4)[0]
     assert np.isfinite(on_grid[:20]).all()
     assert not np.isfinite(on_grid[20:]).any()
+
+
+def test_histograms_are_matched_where_both_rasters_have_data() -> None:
+    """An HR covering the top half of the LR was mapped onto the whole LR's histogram: with a
+    brighter bottom half, an HR of the LR's own radiometry came out 3.5 times too bright."""
+    hr = _texture(128, 128, seed=7) + 100
+    hr[64:] += 3000
+    lr = area_downsample(hr, 4)
+    top = np.where(np.arange(128)[:, None] < 64, hr, np.nan)
+    matched = histogram_match(top, lr, 4)
+    assert np.isnan(matched[64:]).all()
+    assert np.abs(matched[:64] - hr[:64]).max() < 0.02 * float(hr[:64].std())

@@ -241,9 +241,10 @@ def histogram_match(
     """Map the HR radiometry onto the LR's, per band (``(C, H, W)`` and ``(C, h, w)``).
 
     The monotone mapping sends quantile ``q`` of the area-averaged HR to
-    quantile ``q`` of the LR (``quantiles`` levels, linear in between, linear
-    extrapolation beyond the extremes with the end slopes) and is applied to
-    every HR pixel.  Returns float32.
+    quantile ``q`` of the LR, both over the pixels where both are valid
+    (``quantiles`` levels, linear in between, linear extrapolation beyond the
+    extremes with the end slopes), and is applied to every HR pixel.  Returns
+    float32.
     """
     hr = np.asarray(hr, np.float64)
     lr = np.asarray(lr, np.float64)
@@ -262,9 +263,13 @@ def histogram_match(
         hv = np.isfinite(hr[c]) if hr_valid is None else hr_valid[c] & np.isfinite(hr[c])
         lv = np.isfinite(lr[c]) if lr_valid is None else lr_valid[c] & np.isfinite(lr[c])
         down = area_downsample(np.where(hv, hr[c], 0.0), scale)
-        down_valid = area_downsample(hv.astype(np.float64), scale) > 0.999
-        src = np.quantile(down[down_valid], qs)
-        ref = np.quantile(lr[c][lv], qs)
+        # The same pixels on both sides: an HR covering the top half of the LR was mapped onto
+        # the whole LR's histogram, 3.5x too bright where the bottom half was brighter.
+        common = lv & (area_downsample(hv.astype(np.float64), scale) > 0.999)
+        if not common.any():
+            raise InputError(f"histogram matching: band {c + 1} has no pixel valid in both the LR and the HR")
+        src = np.quantile(down[common], qs)
+        ref = np.quantile(lr[c][common], qs)
         # Ties in the source quantiles (flat histograms) would make np.interp ambiguous.
         src, keep = np.unique(src, return_index=True)
         ref = ref[keep]
