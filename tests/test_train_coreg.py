@@ -309,3 +309,22 @@ def test_histograms_are_matched_where_both_rasters_have_data() -> None:
     matched = histogram_match(top, lr, 4)
     assert np.isnan(matched[64:]).all()
     assert np.abs(matched[:64] - hr[:64]).max() < 0.02 * float(hr[:64].std())
+
+
+def test_valid_pixels_beside_a_nodata_hole_keep_their_values_when_the_shift_is_removed(
+    tmp_path: Path,
+) -> None:
+    """The hole was filled with the mean of all bands (about 3000 beside a band of 100) before the
+    cubic spline, whose ringing threw the valid pixels around it 180 standard deviations off."""
+    bands = np.stack([_texture(192, 192, seed=8 + k) * k + 2000 * k**2 for k in (1, 2, 3)])
+    lr = np.stack([area_downsample(b, 4) for b in bands]).astype(np.float32)
+    lr_path = _write(tmp_path / "lr.tif", lr, Affine(40.0, 0, 0, 0, -40.0, 0), "EPSG:32633")
+    moved = np.stack([apply_shift(b, (0.5, -0.5)) for b in bands])
+    moved[:, 80:120, 80:120] = np.nan
+    hr_path = _write(tmp_path / "hr.tif", moved, Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
+    pair = coregister(lr_path, hr_path, 4, match_histograms=False)
+    inner = (slice(8, -8), slice(8, -8))
+    for got, want in zip(pair.hr, bands, strict=True):
+        error = np.abs(got[inner] - want[inner])
+        assert np.isfinite(error).mean() > 0.9
+        assert np.nanmax(error) < 0.2 * float(want.std())

@@ -52,6 +52,21 @@ def _fill(x: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     return np.where(valid, x, x[valid].mean())
 
 
+def _fill_nearest(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` with each invalid pixel set to its band's nearest valid value (0 in a band
+    with none), for a cubic spline to run through.
+
+    A cubic spline rings at a step: filled with the mean of all bands (3000 beside a band of
+    100), a nodata hole threw the valid pixels around it 180 standard deviations off.
+    """
+    out = np.where(valid, x, 0.0)
+    for c in range(x.shape[0]):
+        if valid[c].any() and not valid[c].all():
+            nearest = ndimage.distance_transform_edt(~valid[c], return_distances=False, return_indices=True)
+            out[c] = x[c][tuple(nearest)]
+    return out
+
+
 def _window(shape: tuple[int, int]) -> np.ndarray:
     """Separable Tukey window (alpha 0.25): flat middle, cosine edges, kills FFT edge leakage."""
 
@@ -550,8 +565,7 @@ def coregister(
     shift = (0.0, 0.0)
     if correct_shift:
         shift = estimate_shift(lr.data, hr, scale, lr_valid=np.isfinite(lr.data), hr_valid=hr_valid)
-        filled = np.where(hr_valid, hr, np.nanmean(hr))
-        moved = apply_shift(filled, (-shift[0], -shift[1]))
+        moved = apply_shift(_fill_nearest(hr, hr_valid), (-shift[0], -shift[1]))
         moved_valid = apply_shift(hr_valid.astype(np.float32), (-shift[0], -shift[1]), order=1) > 0.999
         moved_valid &= _inside_after_shift(hr.shape[-2:], shift)
         hr = np.where(moved_valid, moved, np.nan).astype(np.float32)
