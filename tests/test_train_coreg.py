@@ -328,3 +328,28 @@ def test_valid_pixels_beside_a_nodata_hole_keep_their_values_when_the_shift_is_r
         error = np.abs(got[inner] - want[inner])
         assert np.isfinite(error).mean() > 0.9
         assert np.nanmax(error) < 0.2 * float(want.std())
+
+
+@pytest.mark.parametrize(
+    ("georeferencing", "says"),
+    [("gcps", "ground control points only.*gdalwarp"), ("pixels", "no geotransform.*gdal_edit\\.py -a_ullr")],
+)
+def test_an_hr_raster_without_a_geotransform_is_named(make_raster, georeferencing: str, says: str) -> None:
+    """GCPs alone were told 'no CRS: assign one' (to a grid of pixel numbers); a CRS without a
+    geotransform was warped as pixel numbers read as metres ('does not overlap')."""
+    from rasterio.control import GroundControlPoint
+
+    from geosr.errors import InputError
+
+    lr = make_raster("lr.tif", height=32, width=32, transform=UTM_TRANSFORM * Affine.scale(2))
+    hr = make_raster("hr.tif", height=64, width=64, transform=Affine.identity(), crs=None)
+    with rasterio.open(hr, "r+") as dst:
+        if georeferencing == "gcps":
+            x0, y0 = UTM_TRANSFORM.c, UTM_TRANSFORM.f
+            corners = [(0, 0), (0, 64), (64, 0), (64, 64)]
+            points = [GroundControlPoint(r, c, x0 + c * 10, y0 - r * 10) for r, c in corners]
+            dst.gcps = (points, rasterio.crs.CRS.from_epsg(32633))
+        else:
+            dst.crs = rasterio.crs.CRS.from_epsg(32633)
+    with pytest.raises(InputError, match=rf"hr\.tif: .*{says}"):
+        coregister(lr, hr, 2)

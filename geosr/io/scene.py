@@ -420,7 +420,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
             f"use one of {', '.join(SUPPORTED_DTYPES)} (gdal_translate -ot)"
         )
     crs = src.crs or _cf_geographic(src)
-    _check_georeferenced(path, src, crs)
+    check_georeferenced(path, src, crs)
     if src.width < 1 or src.height < 1 or src.count < 1:
         raise InputError(f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)")
     refuse_palette(path, src)
@@ -573,7 +573,7 @@ def _cf_geographic(src: Any) -> CRS | None:
     return CRS.from_epsg(4326) if lat and lon else None
 
 
-def _check_georeferenced(path: str, src: Any, crs: CRS | None) -> None:
+def check_georeferenced(path: str, src: Any, crs: CRS | None) -> None:
     """Refuse rasters whose output geosr could not georeference exactly."""
     if crs is None or src.transform.is_identity:
         gcps = src.gcps[0]

@@ -37,7 +37,7 @@ from scipy import ndimage
 
 from geosr.errors import InputError, OptionError
 from geosr.grid import scaled, warp_onto
-from geosr.io.scene import check_input_exists, data_bands, file_mask, refuse_palette
+from geosr.io.scene import check_georeferenced, check_input_exists, data_bands, file_mask, refuse_palette
 from geosr.train.degrade import area_downsample
 
 
@@ -337,11 +337,15 @@ def _open_pair_raster(path: str | Path) -> rasterio.DatasetReader:
         raise InputError(f"cannot open {path}: {exc}") from exc
     try:
         refuse_palette(path, src)
-        if src.crs is None:  # else rasterio's 'CRSError: Missing src_crs.' traceback in the warp
+        located = bool(src.gcps[0]) or src.rpcs is not None
+        if src.crs is None and not located:  # else rasterio's 'Missing src_crs.' traceback in the warp
             raise InputError(
                 f"{path}: the raster has no CRS, which a pair needs (the HR is reprojected onto the "
                 "LR grid); assign one first, e.g. gdal_edit.py -a_srs EPSG:32633 FILE"
             )
+        # GCPs or RPCs alone were told to assign a CRS (to a grid of pixel numbers), and a
+        # CRS without a geotransform was warped as pixel numbers read as metres.
+        check_georeferenced(str(path), src, src.crs)
     except BaseException:
         src.close()
         raise
