@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -275,7 +276,7 @@ def test_a_flat_image_has_no_shift_to_remove(tmp_path: Path, flat: str) -> None:
     lr_path = _write(tmp_path / "lr.tif", lr, Affine(40.0, 0, 0, 0, -40.0, 0), "EPSG:32633")
     hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", RuntimeWarning)
         pair = coregister(lr_path, hr_path, 4)
     assert pair.shift == (0.0, 0.0)
     assert np.isfinite(pair.hr).all()
@@ -353,3 +354,33 @@ def test_an_hr_raster_without_a_geotransform_is_named(make_raster, georeferencin
             dst.crs = rasterio.crs.CRS.from_epsg(32633)
     with pytest.raises(InputError, match=rf"hr\.tif: .*{says}"):
         coregister(lr, hr, 2)
+
+
+def test_only_the_part_of_the_hr_over_the_lr_is_read(tmp_path: Path) -> None:
+    """The HR was read whole: 100,000^2 px here (a declared 37 GiB of float32), of which the LR
+    covers 64^2. Run in a child limited to 3 GiB of address space, so that reading it whole
+    fails at once (MemoryError) instead of filling the machine's memory."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, sparse_giant
+
+    hr = sparse_giant(tmp_path / "giant.tif", size=100_000)
+    lr = _write(
+        tmp_path / "lr.tif",
+        np.ones((1, 16, 16), np.float32),
+        UTM_TRANSFORM * Affine.translation(5000, 7000) * Affine.scale(4),
+        "EPSG:32633",
+    )
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+        "from geosr.train.coreg import read_raster, reproject_onto_lr_grid\n"
+        f"out = reproject_onto_lr_grid({str(hr)!r}, read_raster({str(lr)!r}).grid, 4)\n"
+        "print(out.shape, int(out.sum()))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "(1, 64, 64) 0"

@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
+from odc.geo.overlap import compute_reproject_roi
 from rasterio.enums import Resampling
+from rasterio.windows import Window
 from scipy import ndimage
 
 from geosr.errors import InputError, OptionError
@@ -363,19 +365,36 @@ def _band_indexes(path: str | Path, src: rasterio.DatasetReader, bands: tuple[in
     return idx
 
 
-def read_raster(path: str | Path, bands: tuple[int, ...] | None = None) -> RasterBands:
-    """Read ``bands`` (1-based; all but alpha bands when None) as float32 with NaN where invalid."""
+def read_raster(
+    path: str | Path, bands: tuple[int, ...] | None = None, *, within: GeoBox | None = None
+) -> RasterBands:
+    """Read ``bands`` (1-based; all but alpha bands when None) as float32 with NaN where invalid.
+
+    With ``within``, only the part of the raster that a warp onto ``within`` reads, plus
+    :data:`READ_PADDING` pixels (possibly none): an aerial tile paired with a small LR
+    scene was read whole, gigabytes of float32 for a few megabytes used.
+    """
     with _open_pair_raster(path) as src:
         idx = _band_indexes(path, src, bands)
+        grid = GeoBox((src.height, src.width), src.transform, src.crs)
+        window = None
+        if within is not None:
+            rows, cols = compute_reproject_roi(grid, within, padding=READ_PADDING).roi_src
+            grid = grid[rows, cols]
+            window = Window.from_slices(rows, cols)
         try:
-            data = src.read(idx, masked=True).astype(np.float32)
+            data = src.read(idx, masked=True, window=window).astype(np.float32)
             arr = data.filled(np.nan)
             if len(data_bands(src)) < src.count:  # an alpha band GDAL may not take as the mask
-                arr[:, file_mask(src) == 0] = np.nan
+                arr[:, file_mask(src, window) == 0] = np.nan
         except (rasterio.errors.RasterioError, OSError) as exc:
             raise read_failed(path, exc) from None
-        grid = GeoBox((src.height, src.width), src.transform, src.crs)
         return RasterBands(arr, grid, src.dtypes[0], str(path))
+
+
+READ_PADDING = 4
+"""HR pixels read around the part a warp onto the LR grid x s needs: cubic resampling reads
+2 beyond a pixel, and the coverage of an averaged pixel must not reach the window's edge."""
 
 
 def reproject_onto_lr_grid(
@@ -392,8 +411,10 @@ def reproject_onto_lr_grid(
     :data:`HR_PIXEL_TOLERANCE`) is refused: the pair is swapped, the same file
     twice, or ``scale`` is wrong.  A finer one is area-averaged onto the grid.
     """
-    hr = read_raster(hr_path, bands)
     target = scaled(lr_grid, scale)
+    hr = read_raster(hr_path, bands, within=target)
+    if 0 in hr.data.shape:  # beside the LR grid: nothing maps
+        return np.full((hr.data.shape[0], *target.shape.yx), np.nan, np.float32)
     ratio = _hr_pixel_ratio(hr_path, hr.grid, lr_grid, scale, lr_name)
     if ratio < 1.5:
         return warp_onto(hr.data, hr.grid, target, Resampling.cubic)
