@@ -364,3 +364,28 @@ def test_a_swapped_pair_is_one_line_before_the_store_is_built(
     code, err = run_cli([*args, "-o", str(tmp_path / "run")], capfd, monkeypatch)
     assert_one_clear_line(code, err, "lr0.tif: its pixel (20 m) is coarser than", "swapped")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_built_from_relative_paths_resumes_from_another_folder(
+    tmp_path: Path, pairs, capfd, monkeypatch
+) -> None:
+    """The store recorded 'lr0.tif' as given: resumed from another folder with the same files
+    by absolute paths, the run was refused as built from other --lr/--hr pairs."""
+    from tests.test_bad_input import run_cli
+
+    (lr, hr), _ = pairs
+    run = str(tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    assert (
+        run_cli(["train", "-s", "2", *FAST, "--lr", lr.name, "--hr", hr.name, "-o", run], capfd, monkeypatch)[
+            0
+        ]
+        == 0
+    )
+    monkeypatch.chdir(tmp_path.parent)
+    code, err = run_cli(
+        ["train", "-s", "2", *FAST, "--lr", str(lr), "--hr", str(hr), "-o", run, "--resume"],
+        capfd,
+        monkeypatch,
+    )
+    assert code == 0 and "resuming on the training store" in " ".join(err.split()), err

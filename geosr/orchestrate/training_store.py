@@ -37,6 +37,15 @@ def _pair_task(
     return shift, n
 
 
+def _recorded(path: str | Path) -> str:
+    """A pair's path as the store records it: absolute, unless a URL.
+
+    Recorded as given, ``lr.tif`` was read against the folder of a later ``--resume``:
+    the same pairs given by absolute paths from elsewhere were refused as other pairs.
+    """
+    return str(path) if "://" in str(path) else str(Path(path).absolute())
+
+
 def build_training_store(
     pairs: Sequence[tuple[str | Path, str | Path]],
     store: str | Path,
@@ -97,7 +106,7 @@ def _build(
     scheduler: str | None,
     workers: int | None,
 ) -> dict[str, Any]:
-    meta = [{"lr": str(lr), "hr": str(hr)} for lr, hr in pairs]
+    meta = [{"lr": _recorded(lr), "hr": _recorded(hr)} for lr, hr in pairs]
     init_store(store, scale=scale, lr_chip=lr_chip, pairs=meta)
     tasks = [
         delayed(_pair_task)(store, k, str(lr), str(hr), scale, lr_chip, stride, val_fraction)
