@@ -384,3 +384,27 @@ def test_only_the_part_of_the_hr_over_the_lr_is_read(tmp_path: Path) -> None:
     done = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "(1, 64, 64) 0"
+
+
+@pytest.mark.parametrize("local", ["lr", "hr"])
+def test_a_crs_that_cannot_be_transformed_is_one_line(make_raster, local: str) -> None:
+    """A local (engineering) CRS on either raster was pyproj's 'ProjError: Error creating
+    Transformer from CRS.' traceback."""
+    from geosr.errors import InputError
+    from geosr.train.coreg import check_pair
+
+    wkt = 'LOCAL_CS["Site grid",UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
+    lr = make_raster(
+        "lr.tif",
+        height=32,
+        width=32,
+        transform=UTM_TRANSFORM * Affine.scale(2),
+        crs=wkt if local == "lr" else "EPSG:32633",
+    )
+    hr = make_raster("hr.tif", height=64, width=64, crs=wkt if local == "hr" else "EPSG:32633")
+    names = ("Site grid", "EPSG:32633") if local == "hr" else ("EPSG:32633", "Site grid")
+    says = rf"hr\.tif: its CRS \({names[0]}\) cannot be transformed into the LR's \({names[1]}\); put both"
+    with pytest.raises(InputError, match=says):
+        check_pair(lr, hr, 2)
+    with pytest.raises(InputError, match=says):
+        coregister(lr, hr, 2)

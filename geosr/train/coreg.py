@@ -379,6 +379,7 @@ def read_raster(
         grid = GeoBox((src.height, src.width), src.transform, src.crs)
         window = None
         if within is not None:
+            check_transformable(path, grid, within)
             rows, cols = compute_reproject_roi(grid, within, padding=READ_PADDING).roi_src
             grid = grid[rows, cols]
             window = Window.from_slices(rows, cols)
@@ -516,6 +517,32 @@ class AlignedPair:
     shift: tuple[float, float]
 
 
+def _crs_name(grid: GeoBox) -> str:
+    crs = grid.crs
+    if crs is None:
+        return "none"
+    return f"EPSG:{crs.epsg}" if crs.epsg is not None else str(crs.proj.name)
+
+
+def check_transformable(path: str | Path, grid: GeoBox, onto: GeoBox) -> None:
+    """Refuse a raster whose CRS PROJ cannot transform into ``onto``'s (a local CRS, say).
+
+    It was pyproj's 'ProjError: Error creating Transformer from CRS.' traceback.
+    """
+    from pyproj.exceptions import ProjError
+
+    assert onto.crs is not None  # a pair raster without a CRS is refused when opened
+    try:
+        grid.extent.to_crs(onto.crs)
+    except ProjError:
+        target = _crs_name(onto)
+        srs = target if onto.crs.epsg is not None else "CRS"
+        raise InputError(
+            f"{path}: its CRS ({_crs_name(grid)}) cannot be transformed into the LR's ({target}); "
+            f"put both rasters in one CRS first, e.g. gdalwarp -t_srs {srs} FILE warped.tif"
+        ) from None
+
+
 def _overlaps(hr_grid: GeoBox, lr_grid: GeoBox) -> bool:
     assert lr_grid.crs is not None  # a pair raster without a CRS is refused when opened
     return bool(hr_grid.extent.to_crs(lr_grid.crs).intersects(lr_grid.extent))
@@ -562,6 +589,7 @@ def check_pair(lr_path: str | Path, hr_path: str | Path, scale: int) -> None:
     with _open_pair_raster(lr_path) as lr, _open_pair_raster(hr_path) as hr:
         lr_grid = GeoBox((lr.height, lr.width), lr.transform, lr.crs)
         hr_grid = GeoBox((hr.height, hr.width), hr.transform, hr.crs)
+        check_transformable(hr_path, hr_grid, lr_grid)
         _hr_pixel_ratio(hr_path, hr_grid, lr_grid, scale, str(lr_path))
         _check_band_counts(
             lr_path, len(_band_indexes(lr_path, lr, None)), hr_path, len(_band_indexes(hr_path, hr, None))
