@@ -408,3 +408,18 @@ def test_a_crs_that_cannot_be_transformed_is_one_line(make_raster, local: str) -
         check_pair(lr, hr, 2)
     with pytest.raises(InputError, match=says):
         coregister(lr, hr, 2)
+
+
+def test_an_hr_over_the_lrs_nodata_alone_names_both_files(tmp_path: Path) -> None:
+    """An HR covering only the part of the LR that is nodata was 'co-registration: an image has
+    no valid pixel', which named neither file (nor said which of a run's pairs it was)."""
+    from geosr.errors import InputError
+
+    hr = _texture(128, 128, seed=9).astype(np.float32)
+    lr = area_downsample(hr, 4)[None].astype(np.float32)
+    lr[:, :16] = np.nan
+    lr_path = _write(tmp_path / "lr.tif", lr, Affine(40.0, 0, 0, 0, -40.0, 0), "EPSG:32633")
+    hr_path = _write(tmp_path / "hr.tif", hr[None, :64], Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
+    for correct_shift in (True, False):
+        with pytest.raises(InputError, match=r"hr\.tif has no valid pixel .*where .*lr\.tif has data"):
+            coregister(lr_path, hr_path, 4, correct_shift=correct_shift)

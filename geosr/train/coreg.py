@@ -574,6 +574,13 @@ def _check_band_counts(lr_path: str | Path, lr_count: int, hr_path: str | Path, 
         )
 
 
+def _pairs_anywhere(lr: np.ndarray, hr: np.ndarray, scale: int) -> bool:
+    """Whether some LR pixel is valid in every band and wholly covered by HR pixels valid in
+    every band: the pixels that the shift is measured on and the histograms matched over."""
+    hr_blocks = area_downsample(np.isfinite(hr).all(axis=0).astype(np.float64), scale) > 0.999
+    return bool((np.isfinite(lr).all(axis=0) & hr_blocks).any())
+
+
 def check_pair(lr_path: str | Path, hr_path: str | Path, scale: int) -> None:
     """Refuse, from the files' metadata alone, a pair that :func:`coregister` would refuse.
 
@@ -615,6 +622,13 @@ def coregister(
     hr_valid = np.isfinite(hr)
     if not hr_valid.any():
         raise InputError(_nothing_valid(hr_path, lr_path, lr.grid))
+    if not _pairs_anywhere(lr.data, hr, scale):
+        # Else 'co-registration: an image has no valid pixel', which named neither file.
+        raise InputError(
+            f"{hr_path} has no valid pixel (in every band) where {lr_path} has data: it covers only "
+            "the LR's nodata, or a band of either is nodata all over; no pixel to pair, check both "
+            "files' nodata and footprints (gdalinfo)"
+        )
     shift = (0.0, 0.0)
     if correct_shift:
         shift = estimate_shift(lr.data, hr, scale, lr_valid=np.isfinite(lr.data), hr_valid=hr_valid)
