@@ -114,7 +114,9 @@ def _union(path: Path, shapes: list[Any], crs: Any) -> Geometry:
     shapes = [s for s in shapes if not s.is_empty]
     if not shapes:
         raise InputError(f"{path}: the file holds no geometry")
-    merged = shapely.union_all([shapely.make_valid(s) for s in shapes])
+    # Heights (GPS tracks, KML turned into GeoJSON) are dropped: odc-geo reprojects x and y
+    # alone, and a polygon with z ended in a traceback ("takes 2 positional arguments").
+    merged = shapely.union_all([shapely.make_valid(shapely.force_2d(s)) for s in shapes])
     if merged.area == 0:
         raise InputError(f"{path}: the AOI has no area (points or lines); give a polygon")
     return Geometry(merged, crs)

@@ -389,3 +389,15 @@ def test_a_box_on_pixel_edges_gives_exactly_their_window() -> None:
             (x0, y1), (x1, y0) = transform @ (c0, r0), transform @ (c1, r1)
             window = aoi_window(grid, parse_bbox(f"{x0!r},{y0!r},{x1!r},{y1!r}", "EPSG:32633"), "scene.tif")
             assert (window.col, window.row, window.width, window.height) == (c0, r0, c1 - c0, r1 - r0)
+
+
+def test_a_polygon_with_heights_is_its_outline(make_raster, tmp_path: Path) -> None:
+    """A GeoJSON with z coordinates (a GPS survey, a KML turned into GeoJSON) ended in a
+    traceback: "result() takes 2 positional arguments but 3 were given"."""
+    src = make_raster(height=80, width=80)
+    flat = triangle_run(src, tmp_path)
+    ring = [(*lonlat(*utm_of_pixel(c, r)), 212.5) for c, r in [(10, 10), (70, 10), (10, 70), (10, 10)]]
+    aoi = write_geojson(tmp_path / "high.geojson", ring)
+    high = geosr.upscale_file(src, tmp_path / "high.tif", scale=2, model="bicubic", aoi=str(aoi))
+    with rasterio.open(flat) as f, rasterio.open(high) as h:
+        assert h.transform == f.transform and np.array_equal(h.read(), f.read())
