@@ -96,24 +96,49 @@ def _read_geojson(path: Path) -> Geometry:
         raise InputError(f"{path}: not a GeoJSON object")
     kind = doc.get("type")
     if kind == "FeatureCollection":
-        raw = [f.get("geometry") for f in doc.get("features", [])]
+        features = doc.get("features", [])
+        if not isinstance(features, list) or not all(isinstance(f, dict) for f in features):
+            raise InputError(
+                f"{path}: its 'features' must be a list of GeoJSON Feature objects; check the file"
+            )
+        raw = [f.get("geometry") for f in features]
     elif kind == "Feature":
         raw = [doc.get("geometry")]
     else:
         raw = [doc]
     try:
         shapes = [shapely.geometry.shape(g) for g in raw if g]
-    except (shapely.errors.GeometryTypeError, KeyError, TypeError, ValueError) as exc:
+    except (shapely.errors.ShapelyError, AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        # AttributeError: a geometry that is no object ("geometry": "POLYGON"); GEOSException:
+        # a ring that does not close (a NaN coordinate).
         raise InputError(f"{path}: a geometry cannot be read ({exc})") from None
-    # Pre-RFC 7946 files may name another CRS; honour it rather than guess.
-    named = ((doc.get("crs") or {}).get("properties") or {}).get("name")
-    return _union(path, shapes, named or GEOJSON_CRS)
+    return _union(path, shapes, _named_crs(path, doc))
+
+
+def _named_crs(path: Path, doc: dict[str, Any]) -> Any:
+    """The CRS a pre-RFC 7946 file names in its ``crs`` member (honoured rather than guessed),
+    else lon/lat; a name that is no CRS (EPSG:99999) ended in pyproj's CRSError traceback."""
+    member = doc.get("crs")
+    properties = member.get("properties") if isinstance(member, dict) else None
+    name = properties.get("name") if isinstance(properties, dict) else member
+    if not name or isinstance(name, dict):  # none, or a "link" CRS (a file beside it)
+        return GEOJSON_CRS
+    try:
+        return Geometry(shapely.Point(0, 0), name).crs
+    except Exception as exc:
+        raise InputError(
+            f"{path}: its crs member names {name!r}, which is not a CRS ({exc}); correct it "
+            "(e.g. EPSG:32633), or remove it if the coordinates are lon/lat (RFC 7946)"
+        ) from None
 
 
 def _union(path: Path, shapes: list[Any], crs: Any) -> Geometry:
     shapes = [s for s in shapes if not s.is_empty]
     if not shapes:
         raise InputError(f"{path}: the file holds no geometry")
+    if not np.isfinite(shapely.get_coordinates(shapes)).all():
+        # NaN made "no area", an infinity a GEOSException traceback in make_valid.
+        raise InputError(f"{path}: a coordinate is NaN or infinite; every coordinate must be a finite number")
     # Heights (GPS tracks, KML turned into GeoJSON) are dropped: odc-geo reprojects x and y
     # alone, and a polygon with z ended in a traceback ("takes 2 positional arguments").
     merged = shapely.union_all([shapely.make_valid(shapely.force_2d(s)) for s in shapes])

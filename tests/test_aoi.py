@@ -401,3 +401,52 @@ def test_a_polygon_with_heights_is_its_outline(make_raster, tmp_path: Path) -> N
     high = geosr.upscale_file(src, tmp_path / "high.tif", scale=2, model="bicubic", aoi=str(aoi))
     with rasterio.open(flat) as f, rasterio.open(high) as h:
         assert h.transform == f.transform and np.array_equal(h.read(), f.read())
+
+
+RING = [[12.55, 52.92], [12.56, 52.92], [12.56, 52.91], [12.55, 52.92]]
+NONFINITE = (
+    '{"type": "Polygon", "coordinates": [[[12.55, 52.92], [%s, 52.93], [12.56, 52.92], [12.55, 52.92]]]}'
+)
+UNKNOWN_CRS = {"type": "name", "properties": {"name": "EPSG:99999"}}
+
+
+@pytest.mark.parametrize(
+    ("doc", "needle"),
+    [
+        ({"type": "FeatureCollection", "features": ["area"]}, "list of GeoJSON Feature objects"),
+        ({"type": "FeatureCollection", "features": {"a": 1}}, "list of GeoJSON Feature objects"),
+        ({"type": "Feature", "geometry": "POLYGON"}, "a geometry cannot be read"),
+        (
+            {"type": "Polygon", "coordinates": [RING], "crs": UNKNOWN_CRS},
+            "names 'EPSG:99999', which is not a CRS",
+        ),
+        (NONFINITE % "Infinity", "NaN or infinite"),
+        (NONFINITE % "NaN", "NaN or infinite"),
+    ],
+)
+def test_a_malformed_geojson_is_one_line(
+    make_raster, tmp_path: Path, capsys, monkeypatch, doc, needle
+) -> None:
+    """Each ended in a traceback (AttributeError, pyproj's CRSError, a GEOSException), or, for a
+    NaN coordinate, said the AOI had no area."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    aoi = tmp_path / "area.geojson"
+    aoi.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    out = tmp_path / "o.tif"
+    args = ["run", str(make_raster()), "--model", "bicubic", "-o", str(out), "--aoi", str(aoi)]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "area.geojson", needle)
+    assert not out.exists()
+
+
+def test_a_crs_member_named_as_text_is_honoured(tmp_path: Path) -> None:
+    """``"crs": "EPSG:32633"``, a name without the 2008 specification's object around it, ended
+    in a traceback ("'str' object has no attribute 'get'")."""
+    from geosr.aoi import read_vector
+
+    ring = [utm_of_pixel(c, r) for c, r in [(10, 10), (70, 10), (10, 70), (10, 10)]]
+    path = tmp_path / "area.geojson"
+    path.write_text(json.dumps({"type": "Polygon", "coordinates": [ring], "crs": "EPSG:32633"}))
+    area = read_vector(path)
+    assert area.crs == "EPSG:32633" and area.boundingbox == (*utm_of_pixel(10, 70), *utm_of_pixel(70, 10))
