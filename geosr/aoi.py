@@ -89,7 +89,9 @@ def _refuse_non_vector(path: Path) -> None:
 
 def _read_geojson(path: Path) -> Geometry:
     try:
-        doc = json.loads(path.read_text())
+        # RFC 7946 GeoJSON is UTF-8, whatever the locale; Windows tools may lead with a BOM,
+        # which GDAL skips and json refused ("Unexpected UTF-8 BOM").
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not valid GeoJSON ({exc}); check the file") from None
     if not isinstance(doc, dict):

@@ -450,3 +450,15 @@ def test_a_crs_member_named_as_text_is_honoured(tmp_path: Path) -> None:
     path.write_text(json.dumps({"type": "Polygon", "coordinates": [ring], "crs": "EPSG:32633"}))
     area = read_vector(path)
     assert area.crs == "EPSG:32633" and area.boundingbox == (*utm_of_pixel(10, 70), *utm_of_pixel(70, 10))
+
+
+def test_a_geojson_with_a_byte_order_mark_is_read(make_raster, tmp_path: Path) -> None:
+    """A UTF-8 BOM (Windows tools write one), which GDAL and QGIS read past, was refused:
+    "not valid GeoJSON (Unexpected UTF-8 BOM ...)"."""
+    src = make_raster(height=80, width=80)
+    plain = triangle_run(src, tmp_path)
+    aoi = tmp_path / "area.geojson"
+    aoi.write_bytes(b"\xef\xbb\xbf" + aoi.read_text().replace("{}", '{"name": "Zürich"}').encode())
+    marked = geosr.upscale_file(src, tmp_path / "bom.tif", scale=2, model="bicubic", aoi=str(aoi))
+    with rasterio.open(plain) as p, rasterio.open(marked) as m:
+        assert m.transform == p.transform and np.array_equal(m.read(), p.read())
