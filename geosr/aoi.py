@@ -232,6 +232,7 @@ def _in_grid_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
 
 def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     """The pixel window of ``grid`` that covers ``geometry`` (snapped outward, clipped)."""
+    _refuse_metres_as_degrees(geometry, grid, source)
     try:
         local = in_scene_crs(geometry, grid)
     except pyproj.exceptions.ProjError:
@@ -257,6 +258,29 @@ def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     if c0 >= c1 or r0 >= r1 or not local.geom.intersects(grid.extent.geom):
         raise _no_overlap(grid, geometry, source)
     return Window(r0, c0, r1 - r0, c1 - c0)
+
+
+def _refuse_metres_as_degrees(geometry: Geometry, grid: GeoBox, source: str) -> None:
+    """Refuse a lon/lat area whose coordinates are no degrees: a box in the scene's metres
+    without ``--bbox-crs``, a GeoJSON in UTM without a ``crs`` member.
+
+    It was said not to intersect the scene and to check ``--bbox-crs``, which an ``--aoi``
+    file cannot take.  Only bounds that no degrees reach are refused: longitudes up to 540
+    (a grid may run from 0 to 360, a box cross the antimeridian) and latitudes up to 180 (a
+    box drawn past a pole still covers the scene below it).
+    """
+    if geometry.crs is None or not geometry.crs.geographic:
+        return
+    minx, miny, maxx, maxy = geometry.boundingbox
+    if max(abs(miny), abs(maxy)) <= 180 and max(abs(minx), abs(maxx)) <= 540:
+        return
+    bounds = tuple(round(v, 6) for v in (minx, miny, maxx, maxy))
+    raise InputError(
+        f"{source}: the area of interest's bounds {bounds} are not degrees, which its CRS "
+        f"({crs_label(geometry.crs)}) takes; if they are in the scene's CRS, give --bbox-crs "
+        f"{crs_label(grid.crs)} with --bbox, or name the CRS in the GeoJSON's crs member "
+        "(RFC 7946 GeoJSON is lon/lat)"
+    )
 
 
 def edge_tolerance(grid: GeoBox, bounds: tuple[float, float, float, float]) -> float:

@@ -462,3 +462,23 @@ def test_a_geojson_with_a_byte_order_mark_is_read(make_raster, tmp_path: Path) -
     marked = geosr.upscale_file(src, tmp_path / "bom.tif", scale=2, model="bicubic", aoi=str(aoi))
     with rasterio.open(plain) as p, rasterio.open(marked) as m:
         assert m.transform == p.transform and np.array_equal(m.read(), p.read())
+
+
+def test_an_area_in_metres_taken_for_degrees_is_said_to_be(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A box in the scene's metres without --bbox-crs, or a GeoJSON in UTM without a crs member,
+    is read as lon/lat: it was said not to intersect the scene, and to check --bbox-crs, which an
+    --aoi file cannot take."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    (x0, y1), (x1, y0) = utm_of_pixel(10, 10), utm_of_pixel(70, 70)
+    aoi = write_geojson(tmp_path / "area.geojson", [(x0, y0), (x1, y0), (x1, y1), (x0, y0)])
+    out = tmp_path / "o.tif"
+    args = ["run", str(make_raster()), "--model", "bicubic", "-o", str(out)]
+    for area in (["--bbox", f"{x0},{y0},{x1},{y1}"], ["--aoi", str(aoi)]):
+        code, err = run_cli([*args, *area], capsys, monkeypatch)
+        assert_one_clear_line(
+            code, err, "scene.tif", "are not degrees", "--bbox-crs EPSG:32633", "crs member"
+        )
+        assert not out.exists()
