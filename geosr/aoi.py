@@ -191,23 +191,30 @@ def in_scene_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
 
 
 def on_the_grids_turn(local: Geometry, grid: GeoBox) -> Geometry:
-    """``local`` (in ``grid``'s CRS) moved by 360 degrees of longitude where it misses a
-    geographic ``grid`` and the move puts it on it.
+    """``local`` (in ``grid``'s CRS) on a geographic ``grid``'s turn of longitude: each part
+    of it taken at the turn (-360, 0 or +360 degrees) that puts it within 180 degrees of the
+    grid's centre (:func:`within_a_turn`).
 
     A scene across the antimeridian has longitudes past 180 (179.7 to 180.3) or
     before -180; an area given the usual way (-179.95 to -179.8, the same place as
-    180.05 to 180.2) was said not to intersect it.
+    180.05 to 180.2) was said not to intersect it.  A box across the antimeridian over a
+    grid that holds both sides of it (a global grid from -180 to 180) lost the side a turn
+    away: 170 to -170 gave the columns from 170 to 180 alone.
     """
     if grid.crs is None or not grid.crs.geographic or local.is_empty:
         return local
-    extent = grid.extent.geom
-    if local.geom.intersects(extent):
-        return local
-    for turn in (360.0, -360.0):
-        moved = shapely.affinity.translate(local.geom, xoff=turn)
-        if moved.intersects(extent):
-            return Geometry(moved, local.crs)
-    return local
+    minx, _, maxx, _ = grid.extent.boundingbox
+    return Geometry(within_a_turn(local.geom, (minx + maxx) / 2), local.crs)
+
+
+def within_a_turn(geom: Any, centre: float) -> Any:
+    """Lon/lat ``geom``'s area within 180 degrees of longitude ``centre``, each part taken
+    at the turn of longitude that puts it there (an area may cover both ends of the span)."""
+    _, south, _, north = geom.bounds
+    span = shapely.box(centre - 180, south - 1, centre + 180, north + 1)
+    pieces = [shapely.affinity.translate(geom, xoff=turn) & span for turn in (0.0, 360.0, -360.0)]
+    # Parts that only touch the span are lines: they would stretch the window to its edge.
+    return shapely.union_all([p for piece in pieces for p in shapely.get_parts(piece) if p.area > 0])
 
 
 def _in_grid_crs(geometry: Geometry, grid: GeoBox) -> Geometry:

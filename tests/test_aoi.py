@@ -482,3 +482,26 @@ def test_an_area_in_metres_taken_for_degrees_is_said_to_be(
             code, err, "scene.tif", "are not degrees", "--bbox-crs EPSG:32633", "crs member"
         )
         assert not out.exists()
+
+
+def test_an_area_across_the_antimeridian_keeps_both_sides_of_a_global_grid(
+    make_raster, tmp_path: Path
+) -> None:
+    """A global lon/lat grid (-180 to 180) holds both sides of a box across the antimeridian:
+    170 to -170 gave the columns from 170 to 180 alone, and a box from 12.75 east round the
+    globe to 12.5 only its columns east of 12.75."""
+    src = make_raster(crs="EPSG:4326", transform=Affine(1, 0, -180, 0, -1, 90), height=180, width=360)
+    out = geosr.upscale_file(src, tmp_path / "box.tif", scale=2, model="bicubic", bbox="170,-20,-170,-10")
+    with rasterio.open(out) as f:
+        assert (f.width, f.height) == (720, 20) and f.bounds == (-180, -20, 180, -10)
+    ring = [(170, -20), (190, -20), (190, -10), (170, -10), (170, -20)]
+    aoi = write_geojson(tmp_path / "area.geojson", ring)
+    out = geosr.upscale_file(src, tmp_path / "aoi.tif", scale=2, model="bicubic", aoi=str(aoi))
+    with rasterio.open(out) as f:
+        inside = f.read(1) != f.nodata
+        assert f.bounds == (-180, -20, 180, -10)
+        # Valid within 10 degrees of the antimeridian on both sides, nodata between.
+        assert inside[:, :20].all() and inside[:, -20:].all() and not inside[:, 20:-20].any()
+    out = geosr.upscale_file(src, tmp_path / "typo.tif", scale=2, model="bicubic", bbox="12.75,-20,12.5,-10")
+    with rasterio.open(out) as f:
+        assert f.bounds == (-180, -20, 180, -10)
