@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,17 @@ def read_vector(path: str | Path) -> Geometry:
     except Exception as exc:
         raise InputError(f"{path}: not a readable vector file ({exc})") from None
     shapes = [shapely.from_wkb(g) for g in geometries if g is not None]
-    return _union(path, shapes, meta.get("crs") or GEOJSON_CRS)
+    area = _union(path, shapes, meta.get("crs") or GEOJSON_CRS)
+    if not meta.get("crs") and not in_degrees(area.boundingbox):
+        # A shapefile without its .prj in UTM was taken for lon/lat, then said not to meet the
+        # scene and to check --bbox-crs, which an --aoi file cannot take.
+        bounds = tuple(round(v, 6) for v in area.boundingbox)
+        raise InputError(
+            f"{path}: the file names no CRS (a shapefile without its .prj) and its bounds {bounds} "
+            f"are not lon/lat, which it would be taken for; give it its CRS, e.g. "
+            f"ogr2ogr -a_srs EPSG:32633 area.gpkg {path.name}"
+        )
+    return area
 
 
 _RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img", ".png", ".zarr")  # not .vrt: OGR has VRTs too
@@ -272,22 +283,26 @@ def _refuse_metres_as_degrees(geometry: Geometry, grid: GeoBox, source: str) -> 
     without ``--bbox-crs``, a GeoJSON in UTM without a ``crs`` member.
 
     It was said not to intersect the scene and to check ``--bbox-crs``, which an ``--aoi``
-    file cannot take.  Only bounds that no degrees reach are refused: longitudes up to 540
-    (a grid may run from 0 to 360, a box cross the antimeridian) and latitudes up to 180 (a
-    box drawn past a pole still covers the scene below it).
+    file cannot take.
     """
-    if geometry.crs is None or not geometry.crs.geographic:
+    if geometry.crs is None or not geometry.crs.geographic or in_degrees(geometry.boundingbox):
         return
-    minx, miny, maxx, maxy = geometry.boundingbox
-    if max(abs(miny), abs(maxy)) <= 180 and max(abs(minx), abs(maxx)) <= 540:
-        return
-    bounds = tuple(round(v, 6) for v in (minx, miny, maxx, maxy))
+    bounds = tuple(round(v, 6) for v in geometry.boundingbox)
     raise InputError(
         f"{source}: the area of interest's bounds {bounds} are not degrees, which its CRS "
         f"({crs_label(geometry.crs)}) takes; if they are in the scene's CRS, give --bbox-crs "
         f"{crs_label(grid.crs)} with --bbox, or name the CRS in the GeoJSON's crs member "
         "(RFC 7946 GeoJSON is lon/lat)"
     )
+
+
+def in_degrees(bounds: Sequence[float]) -> bool:
+    """Whether ``bounds`` can be degrees of longitude and latitude: only those that no
+    degrees reach are not (metres), so longitudes up to 540 pass (a grid may run from 0 to
+    360, a box cross the antimeridian), and latitudes up to 180 (a box drawn past a pole
+    still covers the scene below it)."""
+    minx, miny, maxx, maxy = bounds
+    return max(abs(miny), abs(maxy)) <= 180 and max(abs(minx), abs(maxx)) <= 540
 
 
 def edge_tolerance(grid: GeoBox, bounds: tuple[float, float, float, float]) -> float:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from affine import Affine
 from odc.geo.geobox import GeoBox
 from pyproj import Transformer
 
 import geosr
-from geosr.aoi import aoi_window, parse_bbox
+from geosr.aoi import aoi_window, parse_bbox, read_vector
 from geosr.errors import InputError, OptionError
 from tests.conftest import UTM_TRANSFORM
 
@@ -443,8 +446,6 @@ def test_a_malformed_geojson_is_one_line(
 def test_a_crs_member_named_as_text_is_honoured(tmp_path: Path) -> None:
     """``"crs": "EPSG:32633"``, a name without the 2008 specification's object around it, ended
     in a traceback ("'str' object has no attribute 'get'")."""
-    from geosr.aoi import read_vector
-
     ring = [utm_of_pixel(c, r) for c, r in [(10, 10), (70, 10), (10, 70), (10, 10)]]
     path = tmp_path / "area.geojson"
     path.write_text(json.dumps({"type": "Polygon", "coordinates": [ring], "crs": "EPSG:32633"}))
@@ -505,3 +506,22 @@ def test_an_area_across_the_antimeridian_keeps_both_sides_of_a_global_grid(
     out = geosr.upscale_file(src, tmp_path / "typo.tif", scale=2, model="bicubic", bbox="12.75,-20,12.5,-10")
     with rasterio.open(out) as f:
         assert f.bounds == (-180, -20, 180, -10)
+
+
+def test_a_vector_file_without_a_crs_in_metres_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """A shapefile without its .prj is taken for lon/lat; in UTM it was then said not to meet the
+    scene and to check --bbox-crs, which an --aoi file cannot take.  pyogrio is stood in for:
+    geosr takes its meta, fids, WKB geometries and fields (``pyogrio.raw.read``)."""
+    (x0, y1), (x1, y0) = utm_of_pixel(10, 10), utm_of_pixel(70, 70)
+    shp = tmp_path / "area.shp"
+    shp.write_bytes(b"")
+
+    def without_a_crs(polygon: shapely.Geometry) -> Path:
+        read = lambda path: ({"crs": None}, None, [shapely.to_wkb(polygon)], None)  # noqa: E731
+        monkeypatch.setitem(sys.modules, "pyogrio", SimpleNamespace(raw=SimpleNamespace(read=read)))
+        return shp
+
+    with pytest.raises(InputError, match=r"area.shp: the file names no CRS .* ogr2ogr -a_srs EPSG:32633"):
+        read_vector(without_a_crs(shapely.box(x0, y0, x1, y1)))
+    # In degrees, it is lon/lat as before.
+    assert read_vector(without_a_crs(shapely.box(*lonlat(x0, y0), *lonlat(x1, y1)))).crs == "EPSG:4326"
