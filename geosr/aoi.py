@@ -324,13 +324,28 @@ def edge_tolerance(grid: GeoBox, bounds: tuple[float, float, float, float]) -> f
 def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:
     crs = geometry.crs
     name = crs_label(crs)
-    scene_bounds = grid.extent.to_crs(crs).boundingbox if crs is not None else grid.extent.boundingbox
+    scene_bounds = _scene_bounds(grid, crs)
     return InputError(
         f"{source}: the area of interest does not intersect the scene "
         f"(AOI bounds {tuple(round(v, 6) for v in geometry.boundingbox)}, "
         f"scene bounds {tuple(round(v, 6) for v in scene_bounds)}, both in {name}); "
         "check the AOI and its CRS (--bbox-crs)"
     )
+
+
+def _scene_bounds(grid: GeoBox, crs: Any) -> Sequence[float]:
+    """``grid``'s bounds in ``crs``; in lon/lat, west past east across the antimeridian, as
+    STAC writes them.  A UTM scene from 179.9 to -179.82 was given as (-179.82, ..., 179.9, ...),
+    the globe the other way round, beside an AOI at -170 that then seemed to fall within it."""
+    if crs is None:
+        return grid.extent.boundingbox
+    if crs == GEOJSON_CRS and grid.crs is not None and not grid.crs.geographic:
+        from geosr.stac import wgs84_footprint  # pystac: loaded on this error path alone
+
+        _, bbox = wgs84_footprint(grid)
+        if bbox is not None:
+            return bbox
+    return grid.extent.to_crs(crs).boundingbox
 
 
 def file_grid(scene: Scene) -> GeoBox:

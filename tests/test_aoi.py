@@ -525,3 +525,12 @@ def test_a_vector_file_without_a_crs_in_metres_is_refused(tmp_path: Path, monkey
         read_vector(without_a_crs(shapely.box(x0, y0, x1, y1)))
     # In degrees, it is lon/lat as before.
     assert read_vector(without_a_crs(shapely.box(*lonlat(x0, y0), *lonlat(x1, y1)))).crs == "EPSG:4326"
+
+
+def test_a_scene_across_the_antimeridian_is_said_to_run_west_past_east(make_raster, tmp_path: Path) -> None:
+    """A UTM zone 1 scene from 179.9 E to 179.82 W missed by an area at 170 W: its bounds were
+    given as (-179.82, ..., 179.9, ...), the globe the other way round, in which -170 lies."""
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:32701", always_xy=True).transform(179.9, -16.0)
+    src = make_raster(crs="EPSG:32701", transform=Affine(100, 0, x, 0, -100, y), height=60, width=300)
+    with pytest.raises(InputError, match=r"scene bounds \(179\.899162, -16\.058\d*, -179\.819\d*, -16\.0\)"):
+        geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic", bbox="-170,-16.3,-169,-16.1")
