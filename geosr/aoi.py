@@ -46,6 +46,17 @@ GEOJSON_CRS = "EPSG:4326"
 """RFC 7946: GeoJSON coordinates are longitude/latitude on WGS 84."""
 
 
+EDGE_TOLERANCE = 1e-3
+"""How near (in pixels) a bound must be to a pixel edge to be taken as on it.
+
+A fixed 1e-9 pixel was finer than a double resolves a UTM northing (5.9e6 m in steps of
+9.3e-10 m, 3e-9 of a 0.3 m pixel), and the coordinates' rounding in doubles, which
+replaced it, was not enough either: bounds are typed in decimals, and ``gdalinfo`` prints
+lon/lat corners to 7 of them, 4e-5 of a one arc-second pixel (SRTM, Copernicus DEM); a box
+on the edges of a neighbouring tile gained a row or column on about half of its sides.  A
+thousandth of a pixel still tells a bound a millimetre off a 1 m pixel's edge from one on it."""
+
+
 def read_vector(path: str | Path) -> Geometry:
     """The union of every geometry in the vector file at ``path``, with its CRS."""
     path = Path(path)
@@ -268,8 +279,8 @@ def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     corners = [inverse @ (x, y) for x in (minx, maxx) for y in (miny, maxy)]
     cols = [c for c, _ in corners]
     rows = [r for _, r in corners]
-    # A bound that lies exactly on a pixel edge must not pull in the next pixel.
-    eps = edge_tolerance(grid, (minx, miny, maxx, maxy))
+    # A bound that lies on a pixel edge must not pull in the next pixel.
+    eps = EDGE_TOLERANCE
     c0, c1 = math.floor(min(cols) + eps), math.ceil(max(cols) - eps)
     r0, r1 = math.floor(min(rows) + eps), math.ceil(max(rows) - eps)
     c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, w), min(r1, h)
@@ -303,22 +314,6 @@ def in_degrees(bounds: Sequence[float]) -> bool:
     still covers the scene below it)."""
     minx, miny, maxx, maxy = bounds
     return max(abs(miny), abs(maxy)) <= 180 and max(abs(minx), abs(maxx)) <= 540
-
-
-def edge_tolerance(grid: GeoBox, bounds: tuple[float, float, float, float]) -> float:
-    """How near (in pixels) a bound must be to a pixel edge to be taken as on it: the
-    coordinates' rounding, in pixels, with a margin.
-
-    A fixed 1e-9 pixel was finer than a double resolves a UTM northing (5.9e6 m in
-    steps of 9.3e-10 m, 3e-9 of a 0.3 m pixel): a box on the very pixel edges (the
-    bounds of a neighbouring output, ``gdalinfo``'s corners) gained a row of pixels.
-    """
-    t = grid.transform
-    pixel = min(math.hypot(t.a, t.d), math.hypot(t.b, t.e))
-    largest = max(abs(v) for v in (*bounds, t.c, t.f))
-    # At most a thousandth of a pixel: pixels that doubles barely resolve are no reason
-    # to move a bound by whole pixels.
-    return min(1e-9 + 16 * float(np.spacing(largest)) / pixel, 1e-3)
 
 
 def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:

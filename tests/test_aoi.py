@@ -534,3 +534,21 @@ def test_a_scene_across_the_antimeridian_is_said_to_run_west_past_east(make_rast
     src = make_raster(crs="EPSG:32701", transform=Affine(100, 0, x, 0, -100, y), height=60, width=300)
     with pytest.raises(InputError, match=r"scene bounds \(179\.899162, -16\.058\d*, -179\.819\d*, -16\.0\)"):
         geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic", bbox="-170,-16.3,-169,-16.1")
+
+
+def test_a_box_on_pixel_edges_typed_in_decimals_gives_exactly_their_window() -> None:
+    """Bounds are typed in decimals: gdalinfo prints lon/lat corners to 7 of them, 4e-5 of a
+    one arc-second pixel off its edge.  Such a box on a neighbouring tile's edges gained a row
+    or a column on about half of its sides (the tolerance was the doubles' rounding, 1e-9)."""
+    pixel = 1 / 3600
+    transform = Affine(pixel, 0, 10.0, 0, -pixel, 47.0)
+    grid = GeoBox((3600, 3600), transform, "EPSG:4326")
+    for c0, r0, c1, r1 in [
+        (1544, 2056, 3137, 2732),
+        (433, 1042, 3383, 2878),
+        (7, 11, 8, 12),
+        (1, 2, 3599, 3600),
+    ]:
+        (x0, y1), (x1, y0) = transform @ (c0, r0), transform @ (c1, r1)
+        window = aoi_window(grid, parse_bbox(f"{x0:.7f},{y0:.7f},{x1:.7f},{y1:.7f}"), "dem.tif")
+        assert (window.col, window.row, window.width, window.height) == (c0, r0, c1 - c0, r1 - r0)
