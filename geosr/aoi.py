@@ -236,7 +236,12 @@ def within_a_turn(geom: Any, centre: float) -> Any:
     span = shapely.box(centre - 180, south - 1, centre + 180, north + 1)
     pieces = [shapely.affinity.translate(geom, xoff=turn) & span for turn in (0.0, 360.0, -360.0)]
     # Parts that only touch the span are lines: they would stretch the window to its edge.
-    return shapely.union_all([p for piece in pieces for p in shapely.get_parts(piece) if p.area > 0])
+    return _areas(pieces)
+
+
+def _areas(geoms: list[Any]) -> Any:
+    """The union of the parts of ``geoms`` that have an area (no lines, no points)."""
+    return shapely.union_all([p for geom in geoms for p in shapely.get_parts(geom) if p.area > 0])
 
 
 def _in_grid_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
@@ -255,8 +260,21 @@ def _in_grid_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
     finite = all(math.isfinite(v) for v in local.boundingbox)
     if (finite and local.geom.is_valid) or geometry.crs is None:
         return local
+    if finite and _holds_a_pole(grid):
+        # Around a pole the scene's footprint in lon/lat is no polygon (a line at its lowest
+        # latitude), so its intersection below was empty: a lon/lat cap (-180,85,180,90) over
+        # a polar stereographic scene was said not to intersect it.  The cap's own outline
+        # there is valid but for its edges on the 180th meridian, which meet along a slit.
+        return Geometry(_areas([shapely.make_valid(local.geom)]), local.crs)
     over_grid = geometry & grid.extent.to_crs(geometry.crs)
     return over_grid.to_crs(grid.crs) if not over_grid.is_empty else over_grid
+
+
+def _holds_a_pole(grid: GeoBox) -> bool:
+    """Whether the North or the South Pole lies within ``grid``'s footprint."""
+    assert grid.crs is not None  # scenes without a CRS are refused when opened
+    poles = Geometry(shapely.MultiPoint([(0, 90), (0, -90)]), GEOJSON_CRS).to_crs(grid.crs)
+    return any(grid.extent.geom.contains(pole) for pole in shapely.get_parts(poles.geom))
 
 
 def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:

@@ -552,3 +552,20 @@ def test_a_box_on_pixel_edges_typed_in_decimals_gives_exactly_their_window() -> 
         (x0, y1), (x1, y0) = transform @ (c0, r0), transform @ (c1, r1)
         window = aoi_window(grid, parse_bbox(f"{x0:.7f},{y0:.7f},{x1:.7f},{y1:.7f}"), "dem.tif")
         assert (window.col, window.row, window.width, window.height) == (c0, r0, c1 - c0, r1 - r0)
+
+
+def test_a_lonlat_cap_over_a_polar_scene_around_the_pole(make_raster, tmp_path: Path) -> None:
+    """A polar stereographic scene around the North Pole and a lon/lat box up to it: the box
+    was said not to intersect the scene (its footprint in lon/lat is no polygon there)."""
+    src = make_raster(
+        crs="EPSG:3413", transform=Affine(1000, 0, -100000, 0, -1000, 100000), height=200, width=200
+    )
+    out = geosr.upscale_file(src, tmp_path / "cap.tif", scale=2, model="bicubic", bbox="-180,89.5,180,90")
+    with rasterio.open(out) as f:  # 89.5 N is 55 km from the pole in EPSG:3413: 55 pixels each way
+        assert f.transform == Affine(500, 0, -55000, 0, -500, 55000) and f.shape == (220, 220)
+    ring = [(lon, 89.5) for lon in range(-180, 181, 10)] + [(180, 90), (-180, 90), (-180, 89.5)]
+    aoi = write_geojson(tmp_path / "cap.geojson", ring)
+    out = geosr.upscale_file(src, tmp_path / "aoi.tif", scale=2, model="bicubic", aoi=str(aoi))
+    with rasterio.open(out) as f:  # the cap's disc is data, the corners of its window are not
+        pixels = f.read(1)
+        assert pixels[110, 110] != 0 and pixels[0, 0] == pixels[-1, -1] == 0
