@@ -342,7 +342,7 @@ def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:
         f"{source}: the area of interest does not intersect the scene "
         f"(AOI bounds {tuple(round(v, 6) for v in geometry.boundingbox)}, "
         f"scene bounds {tuple(round(v, 6) for v in scene_bounds)}, both in {name}); "
-        "check the AOI and its CRS (--bbox-crs)"
+        "check the AOI and its CRS (--bbox-crs for a --bbox, the crs member of an --aoi GeoJSON)"
     )
 
 
