@@ -165,7 +165,9 @@ def _union(path: Path, shapes: list[Any], crs: Any) -> Geometry:
         raise InputError(f"{path}: a coordinate is NaN or infinite; every coordinate must be a finite number")
     # Heights (GPS tracks, KML turned into GeoJSON) are dropped: odc-geo reprojects x and y
     # alone, and a polygon with z ended in a traceback ("takes 2 positional arguments").
-    merged = shapely.union_all([shapely.make_valid(shapely.force_2d(s)) for s in shapes])
+    # Points and lines beside the polygons (a marker dropped in geojson.io, a label point)
+    # are left out: they stretched the window to reach them and burnt their pixels into the mask.
+    merged = _areas([shapely.make_valid(shapely.force_2d(s)) for s in shapes])
     if merged.area == 0:
         raise InputError(f"{path}: the AOI has no area (points or lines); give a polygon")
     return Geometry(merged, crs)

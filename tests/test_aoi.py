@@ -573,3 +573,20 @@ def test_a_lonlat_cap_over_a_polar_scene_around_the_pole(make_raster, tmp_path: 
     with rasterio.open(out) as f:  # the cap's disc is data, the corners of its window are not
         pixels = f.read(1)
         assert pixels[110, 110] != 0 and pixels[0, 0] == pixels[-1, -1] == 0
+
+
+def test_points_and_lines_beside_the_polygon_are_left_out(make_raster, tmp_path: Path) -> None:
+    """A FeatureCollection with a marker and a line beside the polygon (as geojson.io draws them):
+    they stretched the window to reach them and burnt their pixels into the mask as valid."""
+    src = make_raster(height=80, width=80)
+    polygon = triangle_run(src, tmp_path)
+    doc = json.loads((tmp_path / "area.geojson").read_text())
+    marker = {"type": "Point", "coordinates": lonlat(*utm_of_pixel(70.5, 70.5))}
+    line = {"type": "LineString", "coordinates": [lonlat(*utm_of_pixel(c, 5.5)) for c in (50.5, 75.5)]}
+    doc["features"] += [{"type": "Feature", "properties": {}, "geometry": g} for g in (marker, line)]
+    (tmp_path / "mixed.geojson").write_text(json.dumps(doc))
+    mixed = geosr.upscale_file(
+        src, tmp_path / "mixed.tif", scale=2, model="bicubic", aoi=str(tmp_path / "mixed.geojson")
+    )
+    with rasterio.open(polygon) as p, rasterio.open(mixed) as m:
+        assert (m.transform, m.shape) == (p.transform, p.shape) and np.array_equal(m.read(), p.read())
