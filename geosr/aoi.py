@@ -340,12 +340,31 @@ def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:
     crs = geometry.crs
     name = crs_label(crs)
     scene_bounds = _scene_bounds(grid, crs)
+    hint = "check the AOI and its CRS (--bbox-crs for a --bbox, the crs member of an --aoi GeoJSON)"
+    if _meets_the_scene_swapped(grid, geometry):
+        hint = (
+            "read as latitude, longitude, it meets the scene: give the longitude first (x, y), "
+            "as --bbox and GeoJSON take them"
+        )
     return InputError(
         f"{source}: the area of interest does not intersect the scene "
         f"(AOI bounds {tuple(round(v, 6) for v in geometry.boundingbox)}, "
-        f"scene bounds {tuple(round(v, 6) for v in scene_bounds)}, both in {name}); "
-        "check the AOI and its CRS (--bbox-crs for a --bbox, the crs member of an --aoi GeoJSON)"
+        f"scene bounds {tuple(round(v, 6) for v in scene_bounds)}, both in {name}); {hint}"
     )
+
+
+def _meets_the_scene_swapped(grid: GeoBox, geometry: Geometry) -> bool:
+    """Whether lon/lat ``geometry`` would meet the scene with its axes swapped: a box copied as
+    latitude, longitude (as map sites give a place, 52.80, 12.70) was said not to meet it, and
+    to check its CRS, which is right."""
+    if geometry.crs is None or not geometry.crs.geographic:
+        return False
+    swapped = Geometry(shapely.transform(geometry.geom, lambda xy: xy[:, ::-1]), geometry.crs)
+    try:
+        local = in_scene_crs(swapped, grid)
+    except (pyproj.exceptions.ProjError, shapely.errors.ShapelyError, ValueError):
+        return False  # a hint, on the way to the error: no hint rather than another error
+    return not local.is_empty and bool(local.geom.intersects(grid.extent.geom))
 
 
 def _scene_bounds(grid: GeoBox, crs: Any) -> Sequence[float]:

@@ -590,3 +590,19 @@ def test_points_and_lines_beside_the_polygon_are_left_out(make_raster, tmp_path:
     )
     with rasterio.open(polygon) as p, rasterio.open(mixed) as m:
         assert (m.transform, m.shape) == (p.transform, p.shape) and np.array_equal(m.read(), p.read())
+
+
+def test_an_area_given_latitude_first_is_said_to_be(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    """A box copied as latitude, longitude (as map sites give a place) was said not to meet the
+    scene and to check its CRS, which is right; the swap was left to be found."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    (x0, y0), (x1, y1) = lonlat(*utm_of_pixel(10, 50)), lonlat(*utm_of_pixel(50, 10))
+    out = tmp_path / "o.tif"
+    args = ["run", str(make_raster()), "--model", "bicubic", "-o", str(out), "--bbox", f"{y0},{x0},{y1},{x1}"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "does not intersect", "read as latitude, longitude, it meets the scene")
+    assert not out.exists()
+    # One that misses the scene either way keeps the usual advice.
+    code, err = run_cli([*args[:-1], "100,10,101,11"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "does not intersect", "check the AOI and its CRS")
