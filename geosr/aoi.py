@@ -2,10 +2,9 @@
 
 ``--aoi area.geojson`` or ``--bbox minx,miny,maxx,maxy [--bbox-crs EPSG:4326]``:
 
-1. the geometry is read (GeoJSON with the standard library and shapely; any
-   other vector format through pyogrio when it is installed) and reprojected
-   into the scene's CRS (odc-geo, densified so that straight edges in one CRS
-   stay covered in the other);
+1. the geometry is read (:mod:`geosr.areas`) and reprojected into the scene's
+   CRS (odc-geo, densified so that straight edges in one CRS stay covered in
+   the other);
 2. its bounding box is snapped *outward* to the input pixel grid and clipped to
    the scene: that window becomes the scene (:func:`geosr.io.scene.Scene`
    ``origin``), so only the tiles inside it are read and computed, and the
@@ -21,12 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,14 +34,11 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 from rasterio.features import geometry_mask
 
-from geosr.errors import InputError, OptionError
+from geosr.areas import GEOJSON_CRS, areas, in_degrees
+from geosr.errors import InputError
 from geosr.grid import crs_label, window_grid
 from geosr.io.scene import Scene
 from geosr.tiling import TilePlan, Window
-
-GEOJSON_CRS = "EPSG:4326"
-"""RFC 7946: GeoJSON coordinates are longitude/latitude on WGS 84."""
-
 
 EDGE_TOLERANCE = 1e-3
 """How near (in pixels) a bound must be to a pixel edge to be taken as on it.
@@ -55,151 +49,6 @@ replaced it, was not enough either: bounds are typed in decimals, and ``gdalinfo
 lon/lat corners to 7 of them, 4e-5 of a one arc-second pixel (SRTM, Copernicus DEM); a box
 on the edges of a neighbouring tile gained a row or column on about half of its sides.  A
 thousandth of a pixel still tells a bound a millimetre off a 1 m pixel's edge from one on it."""
-
-
-def read_vector(path: str | Path) -> Geometry:
-    """The union of every geometry in the vector file at ``path``, with its CRS."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such AOI file; give a GeoJSON (or any vector file pyogrio reads)")
-    if path.suffix.lower() in (".geojson", ".json"):
-        return _read_geojson(path)
-    _refuse_non_vector(path)
-    try:
-        import pyogrio
-    except ImportError:
-        if path.is_dir():  # it said "reading  vector files needs pyogrio", of no suffix
-            raise InputError(
-                f"{path}: a folder, not a vector file; give a GeoJSON (a folder of shapefiles needs "
-                "pyogrio: pip install pyogrio)"
-            ) from None
-        kind = f"{path.suffix} vector files" if path.suffix else "vector files other than GeoJSON"
-        raise InputError(
-            f"{path}: reading {kind} needs pyogrio (pip install pyogrio); "
-            "or convert the AOI to GeoJSON (ogr2ogr -f GeoJSON area.geojson FILE)"
-        ) from None
-    try:
-        meta, _, geometries, _ = pyogrio.raw.read(path)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable vector file ({exc})") from None
-    shapes = [shapely.from_wkb(g) for g in geometries if g is not None]
-    area = _union(path, shapes, meta.get("crs") or GEOJSON_CRS)
-    if not meta.get("crs") and not in_degrees(area.boundingbox):
-        # A shapefile without its .prj in UTM was taken for lon/lat, then said not to meet the
-        # scene and to check --bbox-crs, which an --aoi file cannot take.
-        bounds = tuple(round(v, 6) for v in area.boundingbox)
-        raise InputError(
-            f"{path}: the file names no CRS (a shapefile without its .prj) and its bounds {bounds} "
-            f"are not lon/lat, which it would be taken for; give it its CRS, e.g. "
-            f"ogr2ogr -a_srs EPSG:32633 area.gpkg {path.name}"
-        )
-    return area
-
-
-_RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img", ".png", ".zarr")  # not .vrt: OGR has VRTs too
-
-
-def _refuse_non_vector(path: Path) -> None:
-    """A raster given as the AOI: without pyogrio it was said to need it ("reading .tif
-    vector files needs pyogrio"), with it to be unreadable."""
-    if path.suffix.lower() in _RASTER_SUFFIXES:
-        raise InputError(
-            f"{path}: --aoi takes a vector file of polygons (GeoJSON), not a raster; to use a mask "
-            f"raster, polygonise it first (gdal_polygonize.py {path.name} aoi.geojson)"
-        )
-
-
-def _read_geojson(path: Path) -> Geometry:
-    try:
-        # RFC 7946 GeoJSON is UTF-8, whatever the locale; Windows tools may lead with a BOM,
-        # which GDAL skips and json refused ("Unexpected UTF-8 BOM").
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid GeoJSON ({exc}); check the file") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"{path}: not a GeoJSON object")
-    kind = doc.get("type")
-    if kind == "FeatureCollection":
-        features = doc.get("features", [])
-        if not isinstance(features, list) or not all(isinstance(f, dict) for f in features):
-            raise InputError(
-                f"{path}: its 'features' must be a list of GeoJSON Feature objects; check the file"
-            )
-        raw = [f.get("geometry") for f in features]
-    elif kind == "Feature":
-        raw = [doc.get("geometry")]
-    else:
-        raw = [doc]
-    try:
-        shapes = [shapely.geometry.shape(g) for g in raw if g]
-    except (shapely.errors.ShapelyError, AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
-        # AttributeError: a geometry that is no object ("geometry": "POLYGON"); GEOSException:
-        # a ring that does not close (a NaN coordinate).
-        raise InputError(f"{path}: a geometry cannot be read ({exc})") from None
-    return _union(path, shapes, _named_crs(path, doc))
-
-
-def _named_crs(path: Path, doc: dict[str, Any]) -> Any:
-    """The CRS a pre-RFC 7946 file names in its ``crs`` member (honoured rather than guessed),
-    else lon/lat; a name that is no CRS (EPSG:99999) ended in pyproj's CRSError traceback."""
-    member = doc.get("crs")
-    properties = member.get("properties") if isinstance(member, dict) else None
-    name = properties.get("name") if isinstance(properties, dict) else member
-    if not name or isinstance(name, dict):  # none, or a "link" CRS (a file beside it)
-        return GEOJSON_CRS
-    try:
-        return Geometry(shapely.Point(0, 0), name).crs
-    except Exception as exc:
-        raise InputError(
-            f"{path}: its crs member names {name!r}, which is not a CRS ({exc}); correct it "
-            "(e.g. EPSG:32633), or remove it if the coordinates are lon/lat (RFC 7946)"
-        ) from None
-
-
-def _union(path: Path, shapes: list[Any], crs: Any) -> Geometry:
-    shapes = [s for s in shapes if not s.is_empty]
-    if not shapes:
-        raise InputError(f"{path}: the file holds no geometry")
-    if not np.isfinite(shapely.get_coordinates(shapes)).all():
-        # NaN made "no area", an infinity a GEOSException traceback in make_valid.
-        raise InputError(f"{path}: a coordinate is NaN or infinite; every coordinate must be a finite number")
-    # Heights (GPS tracks, KML turned into GeoJSON) are dropped: odc-geo reprojects x and y
-    # alone, and a polygon with z ended in a traceback ("takes 2 positional arguments").
-    # Points and lines beside the polygons (a marker dropped in geojson.io, a label point)
-    # are left out: they stretched the window to reach them and burnt their pixels into the mask.
-    merged = _areas([shapely.make_valid(shapely.force_2d(s)) for s in shapes])
-    if merged.area == 0:
-        raise InputError(f"{path}: the AOI has no area (points or lines); give a polygon")
-    return Geometry(merged, crs)
-
-
-def parse_bbox(text: str, crs: str = GEOJSON_CRS) -> Geometry:
-    """``"minx,miny,maxx,maxy"`` in ``crs`` as a rectangle geometry."""
-    try:
-        minx, miny, maxx, maxy = (float(v) for v in text.split(","))
-    except ValueError:
-        raise OptionError(
-            f"--bbox {text!r} is not four numbers; give minx,miny,maxx,maxy, e.g. 13.38,52.50,13.42,52.53"
-        ) from None
-    if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
-        # inf ended in a traceback (NaN to integer) and nan read as "need minx < maxx".
-        raise OptionError(
-            f"--bbox {text!r}: every bound must be a finite number; give minx,miny,maxx,maxy, "
-            "e.g. 13.38,52.50,13.42,52.53"
-        )
-    try:
-        box_crs = Geometry(shapely.Point(0, 0), crs).crs
-    except Exception as exc:
-        raise OptionError(f"--bbox-crs {crs!r} is not a CRS ({exc}); give e.g. EPSG:4326") from None
-    geographic = box_crs is not None and box_crs.geographic
-    if geographic and minx > maxx and -180 <= maxx < minx <= 180 and miny < maxy:
-        # West past east: a box across the antimeridian, as GeoJSON (RFC 7946) and STAC
-        # write one (170,-20,-170,-10); it was refused as "need minx < maxx".
-        maxx += 360
-    if not (minx < maxx and miny < maxy):
-        across = ", or, in degrees, a west bound past the east one across the antimeridian"
-        raise OptionError(f"--bbox {text!r}: need minx < maxx and miny < maxy{across if geographic else ''}")
-    return Geometry(shapely.box(minx, miny, maxx, maxy), crs)
 
 
 def in_scene_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
@@ -238,12 +87,7 @@ def within_a_turn(geom: Any, centre: float) -> Any:
     span = shapely.box(centre - 180, south - 1, centre + 180, north + 1)
     pieces = [shapely.affinity.translate(geom, xoff=turn) & span for turn in (0.0, 360.0, -360.0)]
     # Parts that only touch the span are lines: they would stretch the window to its edge.
-    return _areas(pieces)
-
-
-def _areas(geoms: list[Any]) -> Any:
-    """The union of the parts of ``geoms`` that have an area (no lines, no points)."""
-    return shapely.union_all([p for geom in geoms for p in shapely.get_parts(geom) if p.area > 0])
+    return areas(pieces)
 
 
 def _in_grid_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
@@ -267,7 +111,7 @@ def _in_grid_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
         # latitude), so its intersection below was empty: a lon/lat cap (-180,85,180,90) over
         # a polar stereographic scene was said not to intersect it.  The cap's own outline
         # there is valid but for its edges on the 180th meridian, which meet along a slit.
-        return Geometry(_areas([shapely.make_valid(local.geom)]), local.crs)
+        return Geometry(areas([shapely.make_valid(local.geom)]), local.crs)
     over_grid = geometry & grid.extent.to_crs(geometry.crs)
     return over_grid.to_crs(grid.crs) if not over_grid.is_empty else over_grid
 
@@ -325,15 +169,6 @@ def _refuse_metres_as_degrees(geometry: Geometry, grid: GeoBox, source: str) -> 
         f"{crs_label(grid.crs)} with --bbox, or name the CRS in the GeoJSON's crs member "
         "(RFC 7946 GeoJSON is lon/lat)"
     )
-
-
-def in_degrees(bounds: Sequence[float]) -> bool:
-    """Whether ``bounds`` can be degrees of longitude and latitude: only those that no
-    degrees reach are not (metres), so longitudes up to 540 pass (a grid may run from 0 to
-    360, a box cross the antimeridian), and latitudes up to 180 (a box drawn past a pole
-    still covers the scene below it)."""
-    minx, miny, maxx, maxy = bounds
-    return max(abs(miny), abs(maxy)) <= 180 and max(abs(minx), abs(maxx)) <= 540
 
 
 def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:

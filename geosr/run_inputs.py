@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geosr.aoi import AoiMask, aoi_mask, aoi_window, crop_scene, parse_bbox, read_vector, whole_file
+from geosr.aoi import AoiMask, aoi_mask, aoi_window, crop_scene, whole_file
+from geosr.areas import parse_bbox, read_vector
 from geosr.errors import GeosrWarning, InputError, OptionError, in_context
 from geosr.grid import scaled
 from geosr.io.bands import reflectance_offset, select_bands

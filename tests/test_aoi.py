@@ -16,7 +16,8 @@ from odc.geo.geobox import GeoBox
 from pyproj import Transformer
 
 import geosr
-from geosr.aoi import aoi_window, parse_bbox, read_vector
+from geosr.aoi import aoi_window
+from geosr.areas import parse_bbox, read_vector
 from geosr.errors import InputError, OptionError
 from tests.conftest import UTM_TRANSFORM
 
@@ -117,7 +118,7 @@ def test_signed_scene_outside_the_polygon_is_the_types_minimum(make_raster, tmp_
 
 
 def test_tiles_outside_the_polygon_are_not_computed(make_raster, tmp_path: Path) -> None:
-    from geosr.aoi import aoi_mask, read_vector
+    from geosr.aoi import aoi_mask
     from geosr.grid import scaled
     from geosr.io.scene import open_scene
     from geosr.tiling import plan_tiles

@@ -1,0 +1,181 @@
+"""The area of interest as given: ``--aoi FILE`` (a GeoJSON, read with the standard library
+and shapely; any other vector format through pyogrio when it is installed) or ``--bbox
+minx,miny,maxx,maxy [--bbox-crs EPSG:4326]``, as one odc-geo geometry with its CRS, polygons
+only.  :mod:`geosr.aoi` places it on a scene's grid.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from odc.geo.geom import Geometry
+
+from geosr.errors import InputError, OptionError
+
+GEOJSON_CRS = "EPSG:4326"
+"""RFC 7946: GeoJSON coordinates are longitude/latitude on WGS 84."""
+
+
+def read_vector(path: str | Path) -> Geometry:
+    """The union of every geometry in the vector file at ``path``, with its CRS."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such AOI file; give a GeoJSON (or any vector file pyogrio reads)")
+    if path.suffix.lower() in (".geojson", ".json"):
+        return _read_geojson(path)
+    _refuse_non_vector(path)
+    try:
+        import pyogrio
+    except ImportError:
+        if path.is_dir():  # it said "reading  vector files needs pyogrio", of no suffix
+            raise InputError(
+                f"{path}: a folder, not a vector file; give a GeoJSON (a folder of shapefiles needs "
+                "pyogrio: pip install pyogrio)"
+            ) from None
+        kind = f"{path.suffix} vector files" if path.suffix else "vector files other than GeoJSON"
+        raise InputError(
+            f"{path}: reading {kind} needs pyogrio (pip install pyogrio); "
+            "or convert the AOI to GeoJSON (ogr2ogr -f GeoJSON area.geojson FILE)"
+        ) from None
+    try:
+        meta, _, geometries, _ = pyogrio.raw.read(path)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable vector file ({exc})") from None
+    shapes = [shapely.from_wkb(g) for g in geometries if g is not None]
+    area = _union(path, shapes, meta.get("crs") or GEOJSON_CRS)
+    if not meta.get("crs") and not in_degrees(area.boundingbox):
+        # A shapefile without its .prj in UTM was taken for lon/lat, then said not to meet the
+        # scene and to check --bbox-crs, which an --aoi file cannot take.
+        bounds = tuple(round(v, 6) for v in area.boundingbox)
+        raise InputError(
+            f"{path}: the file names no CRS (a shapefile without its .prj) and its bounds {bounds} "
+            f"are not lon/lat, which it would be taken for; give it its CRS, e.g. "
+            f"ogr2ogr -a_srs EPSG:32633 area.gpkg {path.name}"
+        )
+    return area
+
+
+_RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img", ".png", ".zarr")  # not .vrt: OGR has VRTs too
+
+
+def _refuse_non_vector(path: Path) -> None:
+    """A raster given as the AOI: without pyogrio it was said to need it ("reading .tif
+    vector files needs pyogrio"), with it to be unreadable."""
+    if path.suffix.lower() in _RASTER_SUFFIXES:
+        raise InputError(
+            f"{path}: --aoi takes a vector file of polygons (GeoJSON), not a raster; to use a mask "
+            f"raster, polygonise it first (gdal_polygonize.py {path.name} aoi.geojson)"
+        )
+
+
+def _read_geojson(path: Path) -> Geometry:
+    try:
+        # RFC 7946 GeoJSON is UTF-8, whatever the locale; Windows tools may lead with a BOM,
+        # which GDAL skips and json refused ("Unexpected UTF-8 BOM").
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not valid GeoJSON ({exc}); check the file") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: not a GeoJSON object")
+    kind = doc.get("type")
+    if kind == "FeatureCollection":
+        features = doc.get("features", [])
+        if not isinstance(features, list) or not all(isinstance(f, dict) for f in features):
+            raise InputError(
+                f"{path}: its 'features' must be a list of GeoJSON Feature objects; check the file"
+            )
+        raw = [f.get("geometry") for f in features]
+    elif kind == "Feature":
+        raw = [doc.get("geometry")]
+    else:
+        raw = [doc]
+    try:
+        shapes = [shapely.geometry.shape(g) for g in raw if g]
+    except (shapely.errors.ShapelyError, AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        # AttributeError: a geometry that is no object ("geometry": "POLYGON"); GEOSException:
+        # a ring that does not close (a NaN coordinate).
+        raise InputError(f"{path}: a geometry cannot be read ({exc})") from None
+    return _union(path, shapes, _named_crs(path, doc))
+
+
+def _named_crs(path: Path, doc: dict[str, Any]) -> Any:
+    """The CRS a pre-RFC 7946 file names in its ``crs`` member (honoured rather than guessed),
+    else lon/lat; a name that is no CRS (EPSG:99999) ended in pyproj's CRSError traceback."""
+    member = doc.get("crs")
+    properties = member.get("properties") if isinstance(member, dict) else None
+    name = properties.get("name") if isinstance(properties, dict) else member
+    if not name or isinstance(name, dict):  # none, or a "link" CRS (a file beside it)
+        return GEOJSON_CRS
+    try:
+        return Geometry(shapely.Point(0, 0), name).crs
+    except Exception as exc:
+        raise InputError(
+            f"{path}: its crs member names {name!r}, which is not a CRS ({exc}); correct it "
+            "(e.g. EPSG:32633), or remove it if the coordinates are lon/lat (RFC 7946)"
+        ) from None
+
+
+def _union(path: Path, shapes: list[Any], crs: Any) -> Geometry:
+    shapes = [s for s in shapes if not s.is_empty]
+    if not shapes:
+        raise InputError(f"{path}: the file holds no geometry")
+    if not np.isfinite(shapely.get_coordinates(shapes)).all():
+        # NaN made "no area", an infinity a GEOSException traceback in make_valid.
+        raise InputError(f"{path}: a coordinate is NaN or infinite; every coordinate must be a finite number")
+    # Heights (GPS tracks, KML turned into GeoJSON) are dropped: odc-geo reprojects x and y
+    # alone, and a polygon with z ended in a traceback ("takes 2 positional arguments").
+    # Points and lines beside the polygons (a marker dropped in geojson.io, a label point)
+    # are left out: they stretched the window to reach them and burnt their pixels into the mask.
+    merged = areas([shapely.make_valid(shapely.force_2d(s)) for s in shapes])
+    if merged.area == 0:
+        raise InputError(f"{path}: the AOI has no area (points or lines); give a polygon")
+    return Geometry(merged, crs)
+
+
+def parse_bbox(text: str, crs: str = GEOJSON_CRS) -> Geometry:
+    """``"minx,miny,maxx,maxy"`` in ``crs`` as a rectangle geometry."""
+    try:
+        minx, miny, maxx, maxy = (float(v) for v in text.split(","))
+    except ValueError:
+        raise OptionError(
+            f"--bbox {text!r} is not four numbers; give minx,miny,maxx,maxy, e.g. 13.38,52.50,13.42,52.53"
+        ) from None
+    if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
+        # inf ended in a traceback (NaN to integer) and nan read as "need minx < maxx".
+        raise OptionError(
+            f"--bbox {text!r}: every bound must be a finite number; give minx,miny,maxx,maxy, "
+            "e.g. 13.38,52.50,13.42,52.53"
+        )
+    try:
+        box_crs = Geometry(shapely.Point(0, 0), crs).crs
+    except Exception as exc:
+        raise OptionError(f"--bbox-crs {crs!r} is not a CRS ({exc}); give e.g. EPSG:4326") from None
+    geographic = box_crs is not None and box_crs.geographic
+    if geographic and minx > maxx and -180 <= maxx < minx <= 180 and miny < maxy:
+        # West past east: a box across the antimeridian, as GeoJSON (RFC 7946) and STAC
+        # write one (170,-20,-170,-10); it was refused as "need minx < maxx".
+        maxx += 360
+    if not (minx < maxx and miny < maxy):
+        across = ", or, in degrees, a west bound past the east one across the antimeridian"
+        raise OptionError(f"--bbox {text!r}: need minx < maxx and miny < maxy{across if geographic else ''}")
+    return Geometry(shapely.box(minx, miny, maxx, maxy), crs)
+
+
+def areas(geoms: list[Any]) -> Any:
+    """The union of the parts of ``geoms`` that have an area (no lines, no points)."""
+    return shapely.union_all([p for geom in geoms for p in shapely.get_parts(geom) if p.area > 0])
+
+
+def in_degrees(bounds: Sequence[float]) -> bool:
+    """Whether ``bounds`` can be degrees of longitude and latitude: only those that no
+    degrees reach are not (metres), so longitudes up to 540 pass (a grid may run from 0 to
+    360, a box cross the antimeridian), and latitudes up to 180 (a box drawn past a pole
+    still covers the scene below it)."""
+    minx, miny, maxx, maxy = bounds
+    return max(abs(miny), abs(maxy)) <= 180 and max(abs(minx), abs(maxx)) <= 540
