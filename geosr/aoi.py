@@ -56,9 +56,9 @@ def in_scene_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
 
     Where part of ``geometry`` lies outside the domain of ``grid``'s projection (a
     lon/lat box reaching far from a UTM zone maps to infinity), only its part over
-    the grid's footprint is kept, which may be empty.  On a geographic grid, the
-    geometry is taken a turn of longitude east or west where only that puts it on the
-    grid (:func:`on_the_grids_turn`).
+    the grid's footprint is kept, which may be empty.  On a geographic grid, each part
+    of the geometry is taken at the turn of longitude that puts it within 180 degrees of
+    the grid's centre (:func:`on_the_grids_turn`).
     """
     return on_the_grids_turn(_in_grid_crs(geometry, grid), grid)
 
