@@ -143,14 +143,26 @@ def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     corners = [inverse @ (x, y) for x in (minx, maxx) for y in (miny, maxy)]
     cols = [c for c, _ in corners]
     rows = [r for _, r in corners]
-    # A bound that lies on a pixel edge must not pull in the next pixel.
-    eps = EDGE_TOLERANCE
-    c0, c1 = math.floor(min(cols) + eps), math.ceil(max(cols) - eps)
-    r0, r1 = math.floor(min(rows) + eps), math.ceil(max(rows) - eps)
+    c0, c1 = _snapped(min(cols), max(cols))
+    r0, r1 = _snapped(min(rows), max(rows))
     c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, w), min(r1, h)
     if c0 >= c1 or r0 >= r1 or not local.geom.intersects(grid.extent.geom):
         raise _no_overlap(grid, geometry, source)
     return Window(r0, c0, r1 - r0, c1 - c0)
+
+
+def _snapped(low: float, high: float) -> tuple[int, int]:
+    """The pixels from ``low`` to ``high`` (in pixels), snapped outward; a bound within
+    :data:`EDGE_TOLERANCE` of a pixel edge is on it, so it does not pull in the next pixel.
+
+    A span thinner than the tolerance near an edge (5.9995 to 5.9999) would snap to no
+    pixel at all, and the area be said not to meet the scene: it is the pixel it lies in.
+    """
+    start, stop = math.floor(low + EDGE_TOLERANCE), math.ceil(high - EDGE_TOLERANCE)
+    if stop <= start:
+        start = math.floor(low)
+        stop = start + 1
+    return start, stop
 
 
 def _refuse_metres_as_degrees(geometry: Geometry, grid: GeoBox, source: str) -> None:

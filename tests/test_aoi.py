@@ -607,3 +607,12 @@ def test_an_area_given_latitude_first_is_said_to_be(make_raster, tmp_path: Path,
     # One that misses the scene either way keeps the usual advice.
     code, err = run_cli([*args[:-1], "100,10,101,11"], capsys, monkeypatch)
     assert_one_clear_line(code, err, "does not intersect", "check the AOI and its CRS")
+
+
+def test_a_box_thinner_than_the_edge_tolerance_is_the_pixel_it_lies_in() -> None:
+    """A box within a thousandth of a pixel of an edge snapped to no pixel at all, and was said
+    not to meet the scene."""
+    grid = GeoBox((400, 400), UTM_TRANSFORM, "EPSG:32633")
+    (x0, y1), (x1, y0) = UTM_TRANSFORM @ (5.9995, 7.0002), UTM_TRANSFORM @ (5.9999, 7.0006)
+    window = aoi_window(grid, parse_bbox(f"{x0!r},{y0!r},{x1!r},{y1!r}", "EPSG:32633"), "scene.tif")
+    assert (window.col, window.row, window.width, window.height) == (5, 7, 1, 1)
