@@ -60,11 +60,22 @@ def job_fingerprint(
         "output": dst.suffix.lower(),
         "bands": opts.bands,
         "offset": repr(opts.offset),
-        "aoi": [opts.aoi, _content_digest(opts.aoi)] if opts.aoi else None,
-        "bbox": [opts.bbox, opts.bbox_crs] if opts.bbox else None,
+        **area_of_interest(opts),
         # Resolved as the input is: a frame named ./d2.tif in one run and by its absolute
         # path in the --resume made the same job "the output of a different job".
         "frames": [[_where(f.path), *file_stamp(f.path)] for f in frames],
+    }
+
+
+def area_of_interest(opts: RunOptions) -> dict[str, Any]:
+    """The fingerprint's ``aoi`` (the file where it is, however it was named, and its content)
+    and ``bbox`` (its numbers, however they were written): a run resumed with ``--aoi
+    ./field.geojson`` for ``/abs/field.geojson``, or ``--bbox 12.5550,...`` for ``12.555,...``,
+    was refused as 'a different job'."""
+    return {
+        "aoi": [_where(opts.aoi), _content_digest(opts.aoi)] if opts.aoi else None,
+        # The box was checked when the scene was cropped: four numbers by now.
+        "bbox": [[float(v) for v in opts.bbox.split(",")], opts.bbox_crs] if opts.bbox else None,
     }
 
 

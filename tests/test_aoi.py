@@ -616,3 +616,22 @@ def test_a_box_thinner_than_the_edge_tolerance_is_the_pixel_it_lies_in() -> None
     (x0, y1), (x1, y0) = UTM_TRANSFORM @ (5.9995, 7.0002), UTM_TRANSFORM @ (5.9999, 7.0006)
     window = aoi_window(grid, parse_bbox(f"{x0!r},{y0!r},{x1!r},{y1!r}", "EPSG:32633"), "scene.tif")
     assert (window.col, window.row, window.width, window.height) == (5, 7, 1, 1)
+
+
+def test_the_same_area_named_another_way_is_the_same_job(tmp_path: Path, monkeypatch) -> None:
+    """A run resumed with --aoi ./field.geojson for its absolute path, or with --bbox 12.5550,...
+    for 12.555,..., was refused: 'an unfinished run of a different job (it differs in --bbox)'."""
+    from geosr.fingerprint import area_of_interest
+    from geosr.options import RunOptions
+
+    monkeypatch.chdir(tmp_path)
+    write_geojson(
+        tmp_path / "field.geojson", [(12.55, 52.91), (12.56, 52.91), (12.56, 52.92), (12.55, 52.91)]
+    )
+    relative, absolute = RunOptions(aoi="./field.geojson"), RunOptions(aoi=str(tmp_path / "field.geojson"))
+    assert area_of_interest(relative) == area_of_interest(absolute)
+    typed = [
+        RunOptions(bbox=text) for text in ("12.555,52.905,12.565,52.915", "12.5550, 52.9050, 12.565, 52.915")
+    ]
+    assert area_of_interest(typed[0]) == area_of_interest(typed[1])
+    assert area_of_interest(typed[0]) != area_of_interest(RunOptions(bbox="12.555,52.905,12.565,52.916"))
