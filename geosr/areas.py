@@ -74,6 +74,13 @@ def _refuse_non_vector(path: Path) -> None:
         )
 
 
+GEOJSON_TYPES = frozenset(
+    {"FeatureCollection", "Feature", "GeometryCollection", "Point", "MultiPoint", "LineString"}
+    | {"MultiLineString", "Polygon", "MultiPolygon"}
+)
+"""The values of a GeoJSON object's ``type`` (RFC 7946, 1.4)."""
+
+
 def _read_geojson(path: Path) -> Geometry:
     try:
         # RFC 7946 GeoJSON is UTF-8, whatever the locale; Windows tools may lead with a BOM,
@@ -84,6 +91,13 @@ def _read_geojson(path: Path) -> Geometry:
     if not isinstance(doc, dict):
         raise InputError(f"{path}: not a GeoJSON object")
     kind = doc.get("type")
+    if kind not in GEOJSON_TYPES:
+        # An Esri JSON (no "type") or a TopoJSON ("Topology") was "a geometry cannot be read
+        # ('NoneType' object has no attribute 'lower')".
+        raise InputError(
+            f"{path}: not GeoJSON (its type is {kind!r}; Esri JSON and TopoJSON are other formats); "
+            f"convert it: ogr2ogr -f GeoJSON area.geojson {path.name}"
+        )
     if kind == "FeatureCollection":
         features = doc.get("features", [])
         if not isinstance(features, list) or not all(isinstance(f, dict) for f in features):
@@ -95,6 +109,9 @@ def _read_geojson(path: Path) -> Geometry:
         raw = [doc.get("geometry")]
     else:
         raw = [doc]
+    untyped = [g.get("type") for g in raw if g and isinstance(g, dict) and g.get("type") not in GEOJSON_TYPES]
+    if untyped:
+        raise InputError(f"{path}: a geometry's type is {untyped[0]!r}, not a GeoJSON one; check the file")
     try:
         shapes = [shapely.geometry.shape(g) for g in raw if g]
     except (shapely.errors.ShapelyError, AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:

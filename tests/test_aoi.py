@@ -430,13 +430,20 @@ UNKNOWN_CRS = {"type": "name", "properties": {"name": "EPSG:99999"}}
         ),
         (NONFINITE % "Infinity", "NaN or infinite"),
         (NONFINITE % "NaN", "NaN or infinite"),
+        (
+            {"geometryType": "esriGeometryPolygon", "features": [{"geometry": {"rings": [RING]}}]},
+            "not GeoJSON",
+        ),
+        ({"type": "Topology", "objects": {}, "arcs": []}, "ogr2ogr -f GeoJSON area.geojson area.geojson"),
+        ({"type": "Feature", "geometry": {"coordinates": [RING]}}, "a geometry's type is None"),
     ],
 )
 def test_a_malformed_geojson_is_one_line(
     make_raster, tmp_path: Path, capsys, monkeypatch, doc, needle
 ) -> None:
     """Each ended in a traceback (AttributeError, pyproj's CRSError, a GEOSException), or, for a
-    NaN coordinate, said the AOI had no area."""
+    NaN coordinate, said the AOI had no area; an Esri JSON, a TopoJSON or a geometry without a
+    type 'cannot be read ('NoneType' object has no attribute 'lower')'."""
     from tests.test_bad_input import assert_one_clear_line, run_cli
 
     aoi = tmp_path / "area.geojson"
