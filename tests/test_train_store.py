@@ -324,6 +324,13 @@ def test_the_shift_removed_is_printed_with_its_axes_and_sign(
     ), text
 
 
+def test_a_shift_that_rounds_to_zero_prints_no_sign_of_direction() -> None:
+    from geosr.train.cli import _shift_words
+
+    assert _shift_words([-0.001, 0.004]).startswith("shift removed dy +0.00, dx +0.00 HR px")
+    assert _shift_words([-0.006, 1.0]).startswith("shift removed dy -0.01, dx +1.00 HR px")
+
+
 def test_a_missing_pair_file_is_one_line_before_the_store_is_built(
     tmp_path: Path, pairs, capfd, monkeypatch
 ) -> None:

@@ -440,7 +440,8 @@ def _shift_words(shift: list[float]) -> str:
     Printed as a bare ``[0.48, -1.52]``, it did not say which number is which axis,
     nor which way the HR lay.
     """
-    dy, dx = shift
+    # + 0.0 turns a -0.0 (a shift of -0.001 rounded) into 0.0: '-0.00' read as a shift upwards.
+    dy, dx = (round(value, 2) + 0.0 for value in shift)
     return f"shift removed dy {dy:+.2f}, dx {dx:+.2f} HR px (+: the HR lay down/right of the LR)"
 
 
