@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 from typer.core import TyperGroup
@@ -360,7 +361,11 @@ def _others_written(count: int) -> str:
 def _report(exc: GeosrError) -> None:
     """The one line a user error gets on stderr (with the command that resumes, if any)."""
     with signals_held():  # a second Ctrl-C as the first one's line is printed: after the line
-        err.print(f"[red]error:[/red] {exc}{_exact_command(exc)}", highlight=False, soft_wrap=True)
+        # Escaped: a path, band or option value in the message is no markup ('[/]' crashed the
+        # report, '--device [red]x' came out as 'x' in red).
+        err.print(
+            f"[red]error:[/red] {escape(f'{exc}{_exact_command(exc)}')}", highlight=False, soft_wrap=True
+        )
 
 
 _BUILDING = "building the output"
@@ -647,7 +652,7 @@ def _warning_lines() -> Callable[..., None]:
         text = str(message)
         if text not in shown:
             shown.add(text)
-            err.print(f"[yellow]warning:[/yellow] {text}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)
 
     return show
 

@@ -862,3 +862,22 @@ def test_a_scheduler_without_pairs_to_build_is_refused_not_ignored(
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "--scheduler tcp://127.0.0.1:8786", "--lr/--hr pairs", "drop --sched")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_brackets_in_a_message_are_printed_as_given(make_raster, tmp_path: Path, capfd, monkeypatch) -> None:
+    """The error and warning lines are rich markup: a value in brackets was read as a tag, so
+    ``--bands '[/]'`` ended in a MarkupError traceback, ``--device '[red]x'`` was told of as 'x',
+    and a warning about ``scene [v2].tif`` named ``scene .tif``."""
+    from tests.test_batch import run_cli as run_fd_cli
+
+    path = make_raster(height=16, width=16)
+    code, _, err = run_fd_cli(["run", str(path), "--model", "bicubic", "--bands", "[/]"], capfd, monkeypatch)
+    assert_one_clear_line(code, err, "no band is described as '[/]'")
+    code, _, err = run_fd_cli(["run", str(path), "--device", "[red]x"], capfd, monkeypatch)
+    assert_one_clear_line(code, err, "--device '[red]x' is not known")
+    data = np.full((1, 16, 16), 500, np.uint16)
+    data[:, :, :6] = 0  # an undeclared nodata area: warned about, naming the file
+    src = make_raster("scene [v2].tif", data=data)
+    args = ["run", str(src), "--model", "bicubic", "-o", str(tmp_path / "out.tif")]
+    code, _, err = run_fd_cli(args, capfd, monkeypatch)
+    assert code == 0 and "scene [v2].tif: 37.5 % of its pixels are 0" in err, err
