@@ -394,10 +394,11 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task(label, total=None)
+        shown = escape(label)  # the description is markup: 'scene [v2].tif' showed as 'scene .tif'
+        task = bar.add_task(shown, total=None)
 
         def advance(done: int, total: int) -> None:
-            building = f"{label} ({_BUILDING})" if done >= total else label
+            building = f"{shown} ({_BUILDING})" if done >= total else shown
             bar.update(task, completed=done, total=total, description=building)
 
         yield advance
@@ -450,7 +451,7 @@ def info(
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # a long path is folded onto the next line, not cut with '…'
     for key, value in plan_run(_one_input(input), options, calibrate=calibrate).lines():
-        table.add_row(f"[bold]{key}[/bold]", value)
+        table.add_row(f"[bold]{key}[/bold]", escape(value))  # a path in brackets is no markup
     print_table(table)
 
 

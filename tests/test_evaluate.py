@@ -708,3 +708,21 @@ def test_one_lr_paired_with_two_hr_files_gives_two_names() -> None:
     pairs = ["a/lr.tif vs h/aerial.tif", "a/lr.tif vs h/lidar.tif", "b/other.tif vs h/aerial.tif"]
     report = EvalReport("paired", 2, "m", 4, [ImageResult(p, band) for p in pairs])
     assert image_names(report) == ["lr.tif vs aerial.tif", "lr.tif vs lidar.tif", "other.tif"]
+
+
+def test_names_in_brackets_are_printed_as_they_are(make_raster, tmp_path, capfd, monkeypatch) -> None:
+    """The table's cells and the 'wrote' line are rich markup: ``hr [a].tif`` showed as ``hr .tif``
+    and ``--json 'r [b].json'`` as ``wrote r .json``."""
+    from geosr.cli import main
+
+    make_raster("hr [a].tif", height=32, width=32)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "120")  # the image column wide enough for the name in one line
+    args = ["evaluate", "hr [a].tif", "-s", "2", "--border", "2", "-m", "bicubic", "--json", "r [b].json"]
+    monkeypatch.setattr(sys, "argv", ["geosr", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capfd.readouterr()
+    assert exit_info.value.code in (0, None), captured.err
+    assert "hr [a].tif" in captured.out, captured.out
+    assert "wrote r [b].json\n" in captured.err, captured.err

@@ -410,3 +410,15 @@ def test_info_piped_has_no_trailing_spaces_and_the_whole_path(make_raster, capsy
     lines = capsys.readouterr().out.splitlines()
     assert [line for line in lines if line != line.rstrip()] == []
     assert str(path) in "".join(line.strip().removeprefix("input").strip() for line in lines[:4])
+
+
+def test_info_prints_a_name_in_brackets_as_it_is(make_raster, capsys, monkeypatch) -> None:
+    """The table's cells are rich markup: the input line of ``scene [v2].tif`` read ``scene .tif``."""
+    src = make_raster("scene [v2].tif", height=16, width=16)
+    monkeypatch.chdir(src.parent)  # a name short enough not to be folded
+    monkeypatch.setattr(sys, "argv", ["geosr", "info", src.name, "--model", "bicubic", "--no-calibrate"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out = capsys.readouterr().out
+    assert exit_info.value.code in (0, None)
+    assert " input        scene [v2].tif\n" in out, out

@@ -94,3 +94,19 @@ def test_run_into_a_log_file_prints_progress_lines(make_raster, tmp_path, capfd,
     assert lines[-1].string.startswith("geosr: scene.tif: 16/16 tiles (100 %), building the output, "), err
     assert "building" not in " ".join(line.string for line in lines[:-1]), err
     assert (tmp_path / "scene_x2.tif").exists()
+
+
+def test_the_bar_shows_a_name_in_brackets_as_it_is(monkeypatch) -> None:
+    """The bar's description is rich markup: ``scene [v2].tif`` was drawn as ``scene .tif``."""
+    import io
+
+    from rich.console import Console
+
+    import geosr.cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(geosr.cli, "err", Console(file=screen, force_terminal=True, width=120))
+    with geosr.cli._progress_bar("scene [v2].tif") as advance:
+        advance(1, 2)
+        advance(2, 2)
+    assert "scene [v2].tif (building the output)" in screen.getvalue(), screen.getvalue()

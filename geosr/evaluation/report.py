@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from geosr.errors import OptionError, OutputError
@@ -59,8 +60,9 @@ def _names_apart(paths: list[Path]) -> list[str]:
 
 def table(report: EvalReport) -> Table:
     """A rich table: one row per image and band, then the mean."""
+    # Names and a weights path escaped: rich reads cells as markup ('hr [a].tif' showed as 'hr .tif').
     t = Table(
-        title=(
+        title=escape(
             f"geosr evaluate ({report.mode}, x{report.scale}, model {report.model}, border {report.border})"
         )
     )
@@ -84,7 +86,7 @@ def table(report: EvalReport) -> Table:
         for k, b in enumerate(im.bands):
             t.add_row(
                 # Once per image: a folded name repeated on each of 13 band rows filled screens.
-                name if k == 0 else "",
+                escape(name) if k == 0 else "",
                 str(b.band),
                 _fmt(b.psnr),
                 _fmt(b.ssim, 4),
@@ -115,7 +117,7 @@ def print_report(report: EvalReport, console: Console | None = None) -> None:
     for im, name in zip(report.images, image_names(report), strict=True):
         for b in im.bands:
             if b.note:
-                console.print(f"note: {name} band {b.band}: {b.note}", highlight=False)
+                console.print(f"note: {name} band {b.band}: {b.note}", highlight=False, markup=False)
     s = report.summary()
     if s:
         console.print(_summary_line(s), highlight=False)

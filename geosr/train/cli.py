@@ -28,6 +28,12 @@ from geosr.progress import ProgressLines, progress_bar_drawn
 
 err = Console(stderr=True)
 
+
+def _say(text: str) -> None:
+    """Print a line of ``text`` on stderr as it is: paths in it are no rich markup."""
+    err.print(text, markup=False)
+
+
 Scale = Annotated[int | None, typer.Option("--scale", "-s", help="Zoom factor per axis, 2..8.")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="auto, fp32 or bf16.")]
@@ -212,7 +218,7 @@ def train_command(
         raise
     m = result.metrics
     if m:
-        err.print(
+        _say(
             f"validation PSNR {m['val_psnr']:.2f} dB, bicubic {m['val_psnr_bicubic']:.2f} dB, "
             f"gain {m['val_gain_db']:+.2f} dB; {result.steps_per_second:.2f} steps/s"
         )
@@ -372,7 +378,7 @@ def _build_and_train(
                 "resume with the same pairs, or start again with --overwrite"
             )
         if built is not None:
-            err.print(f"resuming on the training store {store_path}, built from these pairs before")
+            _say(f"resuming on the training store {store_path}, built from these pairs before")
         else:
             from geosr.train.coreg import check_pair
 
@@ -381,13 +387,13 @@ def _build_and_train(
             # after the pairs before them (minutes each on real scenes).
             for lr_path, hr_path in pairs:
                 check_pair(lr_path, hr_path, config.scale)
-            err.print(f"building the training store {store_path} from {len(pairs)} pair(s)")
+            _say(f"building the training store {store_path} from {len(pairs)} pair(s)")
             info = build_training_store(
                 pairs, store_path, scale=config.scale, lr_chip=config.data.lr_chip, scheduler=scheduler
             )
             for p in info["pairs"]:
                 names = f"{Path(p['lr']).name} / {Path(p['hr']).name}"
-                err.print(f"  {names}: {_shift_words(p['shift'])}, {p['chips']} chips")
+                _say(f"  {names}: {_shift_words(p['shift'])}, {p['chips']} chips")
         config = load_config(recipe, {**overrides, "data": {**overrides["data"], "store": str(store_path)}})
     elif store is not None:
         config = load_config(recipe, {**overrides, "data": {**overrides["data"], "store": str(store)}})
@@ -546,6 +552,6 @@ def evaluate_command(
         raise OptionError("nothing to evaluate: give HR rasters or --lr/--hr pairs")
     print_report(report, Console())
     if json_path:
-        err.print(f"wrote {write_json(report, json_path)}")
+        _say(f"wrote {write_json(report, json_path)}")
     if plot:
-        err.print(f"wrote {write_plot(report, plot)}")
+        _say(f"wrote {write_plot(report, plot)}")
