@@ -726,3 +726,21 @@ def test_names_in_brackets_are_printed_as_they_are(make_raster, tmp_path, capfd,
     assert exit_info.value.code in (0, None), captured.err
     assert "hr [a].tif" in captured.out, captured.out
     assert "wrote r [b].json\n" in captured.err, captured.err
+
+
+def test_a_long_report_path_is_one_line(make_raster, tmp_path, capfd, monkeypatch) -> None:
+    """Piped or logged (80 columns), 'wrote PATH' was wrapped inside the path, which a script
+    reading the line then took for two."""
+    from geosr.cli import main
+
+    src = make_raster(height=32, width=32)
+    folder = tmp_path / ("a_folder_whose_name_is_long_enough_" * 2)
+    folder.mkdir()
+    out = folder / "metrics.json"
+    args = ["evaluate", str(src), "-s", "2", "--border", "2", "-m", "bicubic", "--json", str(out)]
+    monkeypatch.setattr(sys, "argv", ["geosr", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capfd.readouterr().err
+    assert exit_info.value.code in (0, None), err
+    assert f"wrote {out}\n" in err, err

@@ -30,8 +30,9 @@ err = Console(stderr=True)
 
 
 def _say(text: str) -> None:
-    """Print a line of ``text`` on stderr as it is: paths in it are no rich markup."""
-    err.print(text, markup=False)
+    """Print a line of ``text`` on stderr as it is: paths in it are no rich markup, and a long
+    one stays on its line (rich wrapped at 80 columns in a pipe: 'wrote /a/long/pa' 'th.json')."""
+    err.print(text, markup=False, soft_wrap=True)
 
 
 Scale = Annotated[int | None, typer.Option("--scale", "-s", help="Zoom factor per axis, 2..8.")]
