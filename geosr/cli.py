@@ -373,6 +373,22 @@ _BUILDING = "building the output"
 every block and its overviews) takes minutes more, which a bar at 100 % left unexplained."""
 
 
+_BAR_ROOM = 50
+"""Columns the bar, the count, 'tiles' and the time left need beside the label (rich narrows the bar)."""
+_LABEL_MIN = 20
+"""The label's width on the narrowest terminal."""
+
+
+def _cut_middle(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters in its middle: a long file name keeps its start
+    and its end (the tile, the date, the suffix), as the label of a bar."""
+    width = max(width, 3)
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (width - 1 - head) :]}"
+
+
 @contextlib.contextmanager
 def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     """A transient tiles bar on stderr; yields the run's ``progress`` callback.
@@ -385,6 +401,9 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         lines = ProgressLines(label, "tiles")
         yield lambda done, total: lines(done, total, _BUILDING if done >= total else "")
         return
+    # A long name took the whole line: rich cut the count, 'tiles' and the time left to '…'.
+    # Escaped: the description is markup ('scene [v2].tif' showed as 'scene .tif').
+    name = escape(_cut_middle(label, max(_LABEL_MIN, err.width - _BAR_ROOM)))
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -394,12 +413,12 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         console=err,
         transient=True,
     ) as bar:
-        shown = escape(label)  # the description is markup: 'scene [v2].tif' showed as 'scene .tif'
-        task = bar.add_task(shown, total=None)
+        task = bar.add_task(name, total=None)
 
         def advance(done: int, total: int) -> None:
-            building = f"{shown} ({_BUILDING})" if done >= total else shown
-            bar.update(task, completed=done, total=total, description=building)
+            # Building: the bar is full, and rich narrows it for the words.
+            shown = f"{name} ({_BUILDING})" if done >= total else name
+            bar.update(task, completed=done, total=total, description=shown)
 
         yield advance
 

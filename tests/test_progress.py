@@ -110,3 +110,30 @@ def test_the_bar_shows_a_name_in_brackets_as_it_is(monkeypatch) -> None:
         advance(1, 2)
         advance(2, 2)
     assert "scene [v2].tif (building the output)" in screen.getvalue(), screen.getvalue()
+
+
+def test_a_long_name_leaves_the_bar_its_count_and_time(monkeypatch) -> None:
+    """A name longer than the terminal took the whole line: the count, 'tiles' and the time left
+    were cut to '…'. It is cut in its middle instead, keeping its start and its end."""
+    import io
+
+    from rich.console import Console
+
+    import geosr.cli
+
+    def frames(done: int, total: int) -> list[str]:
+        screen = io.StringIO()
+        monkeypatch.setattr(
+            geosr.cli, "err", Console(file=screen, force_terminal=True, width=80, color_system=None)
+        )
+        with geosr.cli._progress_bar(name) as advance:
+            advance(done, total)
+        return screen.getvalue().replace("\r", "\n").splitlines()
+
+    name = "S2B_MSIL2A_20230612T103629_N0509_R008_T32UNE_20230612T134211_" * 2 + "B04.tif"
+    shown = frames(5, 16)
+    assert any("S2B_MSIL2A_202…T134211_B04.tif " in f and " 5/16 tiles " in f for f in shown), shown
+    shown = frames(16, 16)
+    assert any(
+        "S2B_MSIL2A_202…T134211_B04.tif (building the output) " in f and " 16/16 tiles " in f for f in shown
+    ), shown
