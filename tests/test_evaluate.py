@@ -744,3 +744,22 @@ def test_a_long_report_path_is_one_line(make_raster, tmp_path, capfd, monkeypatc
     err = capfd.readouterr().err
     assert exit_info.value.code in (0, None), err
     assert f"wrote {out}\n" in err, err
+
+
+def test_json_dash_prints_the_report_alone_on_stdout(make_raster, tmp_path, capfd, monkeypatch) -> None:
+    """``--json -`` wrote a file named '-' in the working folder, and stdout held the table: a
+    script piping the report into jq got no JSON."""
+    from geosr.cli import main
+
+    src = make_raster(height=32, width=32)
+    monkeypatch.chdir(tmp_path)
+    args = ["evaluate", str(src), "-s", "2", "--border", "2", "-m", "bicubic", "--json", "-"]
+    monkeypatch.setattr(sys, "argv", ["geosr", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capfd.readouterr()
+    assert exit_info.value.code in (0, None), captured.err
+    report = _strict_json(captured.out)
+    assert report["mode"] == "wald" and report["summary"]["image_bands"] == 1
+    assert "mean gain over bicubic" in captured.err  # the table, on stderr
+    assert not (tmp_path / "-").exists()

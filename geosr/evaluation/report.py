@@ -204,13 +204,18 @@ def check_report_paths(
         check_writable(path.absolute(), overwrite)
 
 
+def report_json(report: EvalReport) -> str:
+    """The report as JSON text."""
+    # allow_nan=False: to_dict has made every metric finite or None, and a stray
+    # Infinity token would make the file unreadable to strict JSON parsers.
+    return json.dumps(report.to_dict(), indent=2, allow_nan=False)
+
+
 def write_json(report: EvalReport, path: str | Path) -> Path:
     """The report as JSON at ``path``, written whole (a full disk left a cut file, in place
     of the report ``--overwrite`` was to replace)."""
     p = Path(path)
-    # allow_nan=False: to_dict has made every metric finite or None, and a stray
-    # Infinity token would make the file unreadable to strict JSON parsers.
-    text = json.dumps(report.to_dict(), indent=2, allow_nan=False)
+    text = report_json(report)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -471,7 +471,13 @@ def evaluate_command(
     ] = None,
     border: Annotated[int, typer.Option(help="HR pixels excluded at every edge.", min=0)] = 16,
     json_path: Annotated[
-        Path | None, typer.Option("--json", parser=given_path, help="Write the full report as JSON.")
+        Path | None,
+        typer.Option(
+            "--json",
+            parser=given_path,
+            help="Write the full report as JSON; '-' prints it on stdout, for scripts (jq), and the "
+            "table on stderr.",
+        ),
     ] = None,
     plot: Annotated[
         Path | None, typer.Option(parser=given_path, help="Write a PNG bar chart of the gain over bicubic.")
@@ -501,7 +507,7 @@ def evaluate_command(
 ) -> None:
     """Measure PSNR, SSIM and gain over bicubic: Wald protocol on HR rasters, or --lr/--hr pairs."""
     from geosr.batch import expand_inputs
-    from geosr.evaluation.report import check_report_paths, print_report, write_json, write_plot
+    from geosr.evaluation.report import check_report_paths, print_report, report_json, write_json, write_plot
     from geosr.evaluation.wald import evaluate_paired, evaluate_wald
 
     pairs = _pairs(lr, hr)
@@ -525,7 +531,9 @@ def evaluate_command(
     # Before the evaluation, which can take long: a report never replaces a file the
     # user had unless asked, and a missing folder is an error, as for `geosr run -o`.
     inputs = [*(Path(h) for h in hr_rasters or []), *(p for pair in pairs for p in pair)]
-    check_report_paths(json_path, plot, overwrite=overwrite, inputs=inputs)
+    # '-' was a file of that name in the working folder; stdout now carries the JSON alone.
+    to_stdout = json_path == Path("-")
+    check_report_paths(None if to_stdout else json_path, plot, overwrite=overwrite, inputs=inputs)
     options: dict[str, Any] = {
         "device": device,
         "precision": precision,
@@ -551,8 +559,10 @@ def evaluate_command(
         )
     else:
         raise OptionError("nothing to evaluate: give HR rasters or --lr/--hr pairs")
-    print_report(report, Console())
-    if json_path:
+    print_report(report, err if to_stdout else Console())
+    if to_stdout:
+        typer.echo(report_json(report))
+    elif json_path:
         _say(f"wrote {write_json(report, json_path)}")
     if plot:
         _say(f"wrote {write_plot(report, plot)}")
