@@ -136,8 +136,8 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Model name (see `geosr models`), 'bicubic', or a .safetensors path; a model's name "
-        "always means that model: give ./NAME.safetensors for a file of that name.",
+        help="Model name (see `geosr models`; default cnnrnn-fast), 'bicubic', or a .safetensors path; a "
+        "model's name always means that model: give ./NAME.safetensors for a file of that name.",
     ),
 ]
 Tile = Annotated[

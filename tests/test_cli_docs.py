@@ -279,3 +279,36 @@ def test_repeatable_options_show_one_value() -> None:
         assert result.exit_code == 0, result.output
         options = [line for line in result.output.splitlines() if line.lstrip().startswith("-")]
         assert not [line for line in options if "list[" in line], f"geosr {command} --help: {options}"
+
+
+def test_the_defaults_in_help_are_those_a_run_takes() -> None:
+    # geosr train's help named no default: where the run folder goes (runs/train) or how many
+    # steps run (2000) was found out by running; geosr run and info did not name the model a
+    # run takes without --model.
+    from geosr.models import DEFAULT_MODEL
+    from geosr.train.config import DataConfig, OptimConfig, TrainConfig
+
+    _register_plugins()
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    helps = {p.name: " ".join(p.help.split()) for p in commands["train"].params if p.help}
+    loss = ",".join(f"{term}={weight:g}" for term, weight in TrainConfig().loss.items())
+    expected = {
+        "scale": TrainConfig.scale,
+        "model": TrainConfig.name,
+        "steps": TrainConfig.steps,
+        "batch_size": TrainConfig.batch_size,
+        "lr_chip": DataConfig.lr_chip,
+        "learning_rate": OptimConfig.lr,
+        "loss": loss,
+        "seed": TrainConfig.seed,
+        "device": TrainConfig.device,
+        "precision": TrainConfig.precision,
+        "val_every": TrainConfig.val_every,
+        "checkpoint_every": TrainConfig.checkpoint_every,
+        "output": TrainConfig.output,
+    }
+    for name, value in expected.items():
+        assert f"(default {value}, or the recipe's" in helps[name], f"geosr train {name}: {helps[name]}"
+    for command in ("run", "info", "evaluate"):
+        option = next(p for p in commands[command].params if p.name == "model")
+        assert re.search(rf"default:? {DEFAULT_MODEL}\b", option.help), f"geosr {command} -m: {option.help}"

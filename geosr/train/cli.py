@@ -25,8 +25,15 @@ from rich.progress import (
 from geosr.cli_types import given_path
 from geosr.errors import InterruptedRunError, OptionError
 from geosr.progress import ProgressLines, progress_bar_drawn
+from geosr.train.config import DataConfig, OptimConfig, TrainConfig
 
 err = Console(stderr=True)
+
+
+def _or_recipe(value: object) -> str:
+    """The end of a training option's help: the value a run takes without the option (the
+    help named none: where the run folder goes, or how many steps, was found out by running)."""
+    return f" (default {value}, or the recipe's)"
 
 
 def _say(text: str) -> None:
@@ -35,9 +42,16 @@ def _say(text: str) -> None:
     err.print(text, markup=False, soft_wrap=True)
 
 
-Scale = Annotated[int | None, typer.Option("--scale", "-s", help="Zoom factor per axis, 2..8.")]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="auto, fp32 or bf16.")]
+Scale = Annotated[
+    int | None,
+    typer.Option("--scale", "-s", help=f"Zoom factor per axis, 2..8{_or_recipe(TrainConfig.scale)}."),
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help=f"auto, cpu, cuda or cuda:N{_or_recipe(TrainConfig.device)}.")
+]
+PrecisionOpt = Annotated[
+    str | None, typer.Option("--precision", help=f"auto, fp32 or bf16{_or_recipe(TrainConfig.precision)}.")
+]
 LrPaths = Annotated[
     list[Path] | None,
     typer.Option(
@@ -114,7 +128,13 @@ def train_command(
     ] = "threads",
     scale: Scale = None,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model to train (cnnrnn-fast, cnnrnn-best).")
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model to train: cnnrnn-fast or cnnrnn-best (default "
+            f"{TrainConfig.name}, or the recipe's, or the --init weights' own).",
+        ),
     ] = None,
     init: Annotated[
         str | None,
@@ -122,14 +142,29 @@ def train_command(
             help="Start from these weights (fine-tuning): a .safetensors file or a bundled model name."
         ),
     ] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimiser steps.", min=1)] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Chips per step.", min=1)] = None,
-    lr_chip: Annotated[int | None, typer.Option("--chip", help="LR chip size in pixels.", min=4)] = None,
+    steps: Annotated[
+        int | None, typer.Option(help=f"Optimiser steps{_or_recipe(TrainConfig.steps)}.", min=1)
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help=f"Chips per step{_or_recipe(TrainConfig.batch_size)}.", min=1),
+    ] = None,
+    lr_chip: Annotated[
+        int | None,
+        typer.Option(
+            "--chip",
+            help=f"LR chip size in pixels (default {DataConfig.lr_chip}, or the recipe's, or the --store's).",
+            min=4,
+        ),
+    ] = None,
     learning_rate: Annotated[
-        float | None, typer.Option("--learning-rate", help="Peak learning rate.")
+        float | None, typer.Option("--learning-rate", help=f"Peak learning rate{_or_recipe(OptimConfig.lr)}.")
     ] = None,
     loss: Annotated[
-        str | None, typer.Option(help="Loss terms and weights, e.g. l1=1,ssim=0.1,shift_l1=1.")
+        str | None,
+        typer.Option(
+            help="Loss terms and weights, e.g. l1=1,ssim=0.1,shift_l1=1 (default l1=1, or the recipe's)."
+        ),
     ] = None,
     perceptual_net: Annotated[
         Path | None,
@@ -138,15 +173,28 @@ def train_command(
             help="Feature network for the perceptual loss (.safetensors VGG or TorchScript).",
         ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed: a run is a function of its config.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help=f"Random seed: a run is a function of its config{_or_recipe(TrainConfig.seed)}."),
+    ] = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (0: default).")] = None,
-    val_every: Annotated[int | None, typer.Option(help="Validate every N steps.", min=1)] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.", min=1)] = None,
+    val_every: Annotated[
+        int | None, typer.Option(help=f"Validate every N steps{_or_recipe(TrainConfig.val_every)}.", min=1)
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(help=f"Checkpoint every N steps{_or_recipe(TrainConfig.checkpoint_every)}.", min=1),
+    ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", parser=given_path, help="Run folder (config, checkpoints, weights)."),
+        typer.Option(
+            "--output",
+            "-o",
+            parser=given_path,
+            help=f"Run folder: config, checkpoints, weights{_or_recipe(TrainConfig.output)}.",
+        ),
     ] = None,
     weights: Annotated[
         Path | None,
