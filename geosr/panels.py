@@ -6,6 +6,7 @@ physical units; this module only draws them (matplotlib, Agg) and writes the PNG
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,9 +53,13 @@ def draw_figure(
         ),
         fontsize=9,
     )
-    fig.tight_layout()
     try:
-        write_small_file(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), "PNG")
+        with warnings.catch_warnings():
+            # A name in a script the font lacks (中文) is drawn with boxes for those characters:
+            # matplotlib warned once per character, lines about a font amid geosr's own.
+            warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
+            fig.tight_layout()
+            write_small_file(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), "PNG")
     finally:
         plt.close(fig)
     return png

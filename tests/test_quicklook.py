@@ -628,3 +628,14 @@ def test_a_reference_coarser_than_the_output_is_said(make_raster, tmp_path: Path
     with warnings.catch_warnings():
         warnings.simplefilter("error", GeosrWarning)  # a reference on the output's grid: no warning
         compare_panels(str(lr), str(sr), hr=str(sr))
+
+
+def test_a_name_in_a_script_the_font_lacks_draws_without_warnings(make_raster, tmp_path: Path) -> None:
+    """A quicklook of '北京_x2.tif' printed 'warning: Glyph 21271 (...) missing from font(s) DejaVu
+    Sans.' once per character: lines about a font amid geosr's own, for a figure still written."""
+    lr = make_raster(count=1, height=40, width=40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = geosr.upscale_file(lr, tmp_path / "北京_x2.tif", scale=2, model="bicubic", quicklook=True)
+    assert out.with_name("北京_x2.quicklook.png").exists()
+    assert not [w for w in caught if "missing from font" in str(w.message)], [str(w.message) for w in caught]
