@@ -20,7 +20,7 @@ from geosr.io.remote import (
     remote_matches,
     staging_folder,
 )
-from geosr.io.scene import Scene, is_zarr_path
+from geosr.io.scene import Scene, is_zarr_path, not_utf8
 from geosr.options import RunOptions
 
 
@@ -87,6 +87,12 @@ def check_output_given(dst: str | Path | None) -> None:
         raise OptionError(
             "--output is empty; give a .tif, a .zarr or an existing folder, or leave -o out to write "
             "<stem>_x<scale>.tif beside the input"
+        )
+    shown = not_utf8(text)
+    if shown is not None:
+        # Refused before the run: the COG's copy at its end raised UnicodeEncodeError, a traceback.
+        raise OptionError(
+            f"--output {shown}: the name is not UTF-8, and GDAL writes UTF-8 names only; give one"
         )
     if text.startswith("/vsi") and not is_remote(text):
         # GDAL's in-memory files and local archives: read as a local path, the output went to a

@@ -881,3 +881,20 @@ def test_brackets_in_a_message_are_printed_as_given(make_raster, tmp_path: Path,
     args = ["run", str(src), "--model", "bicubic", "-o", str(tmp_path / "out.tif")]
     code, _, err = run_fd_cli(args, capfd, monkeypatch)
     assert code == 0 and "scene [v2].tif: 37.5 % of its pixels are 0" in err, err
+
+
+def test_a_name_that_is_not_utf8_is_one_line(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    """A Latin-1 name off an old archive ('b\\xe4r.tif') reached rasterio as surrogates: a
+    UnicodeEncodeError traceback, for an output only after the whole run (at the COG's copy)."""
+    import os
+
+    latin1 = tmp_path / os.fsdecode(b"b\xe4r.tif")
+    make_raster(height=16, width=16).rename(latin1)
+    code, err = run_cli(["run", str(latin1), "--model", "bicubic", "-s", "2"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "b\\xe4r.tif: the name is not UTF-8", "rename it")
+    latin1.rename(tmp_path / "scene.tif")
+    out = tmp_path / os.fsdecode(b"b\xe4r_x2.tif")
+    args = ["run", str(tmp_path / "scene.tif"), "--model", "bicubic", "-s", "2", "-o", str(out)]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "b\\xe4r_x2.tif: the name is not UTF-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

@@ -249,6 +249,23 @@ def check_input_named(path: str) -> None:
     """
     if not path.strip():
         raise InputError(f"the input path {path!r} is empty; give the path or URL of a raster")
+    shown = not_utf8(path)
+    if shown is not None:
+        raise InputError(
+            f"{shown}: the name is not UTF-8 (bytes of another encoding), and GDAL opens UTF-8 names "
+            "only; rename it to UTF-8 (e.g. convmv -f latin1 -t utf8 --notest FILE)"
+        )
+
+
+def not_utf8(path: str) -> str | None:
+    """``path`` shown with its undecodable bytes as ``\\xff``, if it has any (a Latin-1 name
+    off an old archive): Python keeps them as surrogates, which GDAL cannot take (rasterio
+    raised UnicodeEncodeError, a traceback); None for a UTF-8 path."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    return None
 
 
 def check_input_exists(path: str) -> None:
