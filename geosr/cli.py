@@ -40,7 +40,7 @@ from geosr.interrupts import (
     swallowed_interrupt,
     unreported_interrupt,
 )
-from geosr.io.remote import bound_remote_waits
+from geosr.io.remote import bound_remote_waits, is_remote, local_name, without_signatures
 from geosr.progress import ProgressLines, progress_bar_drawn
 
 _click_errors = sys.modules[typer.BadParameter.__module__]
@@ -326,7 +326,7 @@ def run(
         check_run_options(scale, model, options)
     failed: list[str] = []
     for number, (source, target) in enumerate(zip(sources, targets, strict=True), start=1):
-        label = Path(source).name if len(sources) == 1 else f"[{number}/{len(sources)}] {Path(source).name}"
+        label = _name(source) if len(sources) == 1 else f"[{number}/{len(sources)}] {_name(source)}"
         destination = target or default_output(source, scale)
         previous = output_stamp(destination)  # to tell an output this run wrote from an old one
         try:
@@ -348,9 +348,15 @@ def run(
     if failed:
         written = len(sources) - len(failed)
         raise GeosrError(
-            f"{len(failed)} of {len(sources)} inputs failed ({', '.join(Path(f).name for f in failed)}), "
+            f"{len(failed)} of {len(sources)} inputs failed ({', '.join(map(_name, failed))}), "
             "each reported above" + (f"; {_others_written(written)}" if written else "")
         )
+
+
+def _name(source: str) -> str:
+    """An input's file name in the progress and the summary: a URL's without its query, which
+    may sign it (``scene.tif?X-Amz-Signature=...``, a credential, went into the logs)."""
+    return local_name(source) if is_remote(source) else Path(source).name
 
 
 def _others_written(count: int) -> str:
@@ -363,9 +369,8 @@ def _report(exc: GeosrError) -> None:
     with signals_held():  # a second Ctrl-C as the first one's line is printed: after the line
         # Escaped: a path, band or option value in the message is no markup ('[/]' crashed the
         # report, '--device [red]x' came out as 'x' in red).
-        err.print(
-            f"[red]error:[/red] {escape(f'{exc}{_exact_command(exc)}')}", highlight=False, soft_wrap=True
-        )
+        line = f"{without_signatures(str(exc))}{_exact_command(exc)}"  # the command as typed, to paste
+        err.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 _BUILDING = "building the output"
@@ -672,7 +677,8 @@ def _warning_lines() -> Callable[..., None]:
         text = str(message)
         if text not in shown:
             shown.add(text)
-            err.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)
+            line = escape(without_signatures(text))
+            err.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
 
     return show
 

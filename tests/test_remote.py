@@ -790,3 +790,36 @@ def test_a_stalled_server_fails_the_run_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert url in done.stderr and "server" in done.stderr, done.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_signed_urls_signature_is_printed_nowhere(tmp_path: Path, capfd, monkeypatch) -> None:
+    """A signed URL (an S3 presigned URL, a Planetary Computer SAS href) had its signature, a
+    credential, printed in the error line, the progress lines of a log and a batch's summary."""
+    import geosr.api
+    import geosr.progress
+    from geosr.errors import InputError
+    from tests.test_batch import run_cli
+
+    signed = "https://127.0.0.1:9/a/scene.tif?X-Amz-Credential=AKIAKEY&X-Amz-Signature=SECRETSIG"
+    code, _, err = run_cli(
+        ["run", signed, "-m", "bicubic", "-o", str(tmp_path / "o.tif")], capfd, monkeypatch
+    )
+    assert code == 2 and "error: https://127.0.0.1:9/a/scene.tif: " in err, err
+    assert "SECRETSIG" not in err and "AKIAKEY" not in err, err
+
+    def runs(src: str, dst: object, *, progress, **_: object) -> Path:
+        if "b.tif" in src:
+            raise InputError(f"{src}: not a raster")
+        progress(0, 4)
+        progress(4, 4)
+        return tmp_path / "o.tif"
+
+    monkeypatch.setattr(geosr.api, "upscale_file", runs)
+    monkeypatch.setattr(geosr.progress, "QUIET_S", 0.0)
+    other = signed.replace("scene.tif", "b.tif").replace("SECRETSIG", "OTHERSIG")
+    code, _, err = run_cli(["run", signed, other, "-m", "bicubic", "-o", str(tmp_path)], capfd, monkeypatch)
+    assert code == 2, err
+    assert "geosr: [1/2] scene.tif: 4/4 tiles (100 %)" in err, err
+    assert "error: https://127.0.0.1:9/a/b.tif: not a raster" in err, err
+    assert "1 of 2 inputs failed (b.tif)" in err, err
+    assert "SIG" not in err and "AKIAKEY" not in err, err

@@ -123,6 +123,21 @@ def unsigned(path: str | Path) -> str:
     return parts._replace(query=urlencode(kept)).geturl()
 
 
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def without_signatures(text: str) -> str:
+    """``text`` (a message) with each URL in it :func:`unsigned`: an error or warning line
+    printed a signed URL's signature, a credential, into the terminal and every log."""
+
+    def clean(match: re.Match[str]) -> str:
+        url = match.group(0)
+        core = url.rstrip(":;,.)")  # the message's punctuation after the URL stays
+        return unsigned(core) + url[len(core) :]
+
+    return _URL.sub(clean, text)
+
+
 def file_url_path(path: str | Path) -> str | Path:
     """The local path a ``file://`` URL names (``file:///data/a%20b.tif`` -> ``/data/a b.tif``),
     or ``path`` unchanged: as a Path, the URL folded to ``file:/data/...``, a relative path."""
