@@ -27,7 +27,7 @@ from rich.table import Column, Table
 from typer.core import TyperGroup
 
 from geosr.allocator import keep_freed_memory
-from geosr.cli_types import given_path
+from geosr.cli_types import StdoutError, given_path, stdout_guarded
 from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError
 from geosr.interrupts import (
     exit_status,
@@ -103,10 +103,11 @@ def _print_version(value: bool) -> None:
 
     # The libraries whose versions change results, for bug reports; read from the
     # installed metadata, so that printing them does not import torch.
-    typer.echo(
-        f"geosr {__version__} (torch {installed('torch')}, GDAL {rasterio.__gdal_version__}, "
-        f"rasterio {rasterio.__version__}, dask {installed('dask')}, zarr {installed('zarr')})"
-    )
+    with stdout_guarded():
+        typer.echo(
+            f"geosr {__version__} (torch {installed('torch')}, GDAL {rasterio.__gdal_version__}, "
+            f"rasterio {rasterio.__version__}, dask {installed('dask')}, zarr {installed('zarr')})"
+        )
     raise typer.Exit()
 
 
@@ -334,15 +335,16 @@ def run(
                 out = upscale_file(source, target, scale=scale, model=model, progress=advance, **options)
             # Inside the try: a Ctrl-C as the path is printed (a pipe that is not read, say)
             # said "nothing was written: run the same command again" of a written output.
-            typer.echo(str(out))
+            with stdout_guarded(f"{out} is written, but "):
+                typer.echo(str(out))
         except (KeyboardInterrupt, GeosrError) as exc:
             stop = exc if isinstance(exc, KeyboardInterrupt) else swallowed_interrupt()
             if stop is not None:
                 # Raised as a GeosrError so that typer does not swallow it (a silent exit 130).
                 written = number - 1 - len(failed)  # the outputs of this run before this input
                 raise interrupted_run(stop, source, destination, written=written, previous=previous) from None
-            if len(sources) == 1 or not isinstance(exc, GeosrError):
-                raise
+            if len(sources) == 1 or not isinstance(exc, GeosrError) or isinstance(exc, StdoutError):
+                raise  # a stdout that cannot be written is no input's failure, and ends the batch
             _report(exc)
             failed.append(source)
     if failed:
@@ -497,9 +499,10 @@ def print_table(table: Table) -> None:
     """Print ``table`` on stdout without the spaces rich pads every line with to the table's
     width: piped into grep, diff or a file, each line of ``geosr info`` ended in up to 60."""
     console = Console()
-    with console.capture() as captured:
-        console.print(table)
-    typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+    with stdout_guarded():
+        with console.capture() as captured:
+            console.print(table)
+        typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 @app.command()
@@ -516,8 +519,14 @@ def models(
     """List the available models, their scales and the model cards of the bundled weights."""
     from geosr.models import list_models
 
+    with stdout_guarded():
+        _print_models(list_models(), as_json=as_json)
+
+
+def _print_models(infos: list[Any], *, as_json: bool) -> None:
+    """The models and their cards as a table and card lines, or as a JSON array."""
     if as_json:
-        typer.echo(json.dumps([info.to_dict() for info in list_models()], indent=2, allow_nan=False))
+        typer.echo(json.dumps([info.to_dict() for info in infos], indent=2, allow_nan=False))
         return
     console = Console()
     # The name is what --model takes: never cut to 'cnnrnn-f…' in a narrow terminal; the
@@ -530,7 +539,6 @@ def models(
         Column("validation", overflow="fold"),
         box=None,
     )
-    infos = list_models()
     for info in infos:
         table.add_row(
             info.name, ", ".join(f"x{s}" for s in info.scales) or "-", info.description, info.metrics_summary
@@ -660,7 +668,8 @@ def compare(
         nodata=nodata,
         hr_variable=hr_variable,
     )
-    typer.echo(str(png))
+    with stdout_guarded(f"{png} is written, but "):
+        typer.echo(str(png))
 
 
 def _warning_lines() -> Callable[..., None]:

@@ -1,10 +1,39 @@
-"""Parsers the commands share for their path options."""
+"""Parsers the commands share for their path options, and their guard on stdout."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
+
+from geosr.errors import OutputError
+
+
+class StdoutError(OutputError):
+    """What a command prints on stdout (an output's path, a table, JSON) cannot be written there."""
+
+
+@contextlib.contextmanager
+def stdout_guarded(done: str = "") -> Iterator[None]:
+    """Print on stdout in the block; a failure to write there (a full disk under ``> list.txt``,
+    ``/dev/full``) is a :class:`StdoutError` in one line, which was an OSError traceback and
+    exit status 1, even after a run's output was written.  ``done`` says what is done anyway.
+
+    A closed pipe (``| head``) is left to click, which ends the command quietly.
+    """
+    try:
+        yield
+        sys.stdout.flush()
+    except (BrokenPipeError, StdoutError):
+        raise  # StdoutError: said by a guard inside this one
+    except OSError as exc:
+        raise StdoutError(
+            f"{done}cannot write on stdout ({exc.strerror or exc}); free space where it is redirected, "
+            "or redirect it elsewhere"
+        ) from None
 
 
 def given_path(value: str | Path) -> Path:

@@ -898,3 +898,43 @@ def test_a_name_that_is_not_utf8_is_one_line(make_raster, tmp_path: Path, capsys
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "b\\xe4r_x2.tif: the name is not UTF-8")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+class _FullStdout:
+    """A stdout redirected to a full disk (``> list.txt``, ``/dev/full``): every write fails."""
+
+    encoding = "utf-8"
+
+    def write(self, _text: str) -> int:
+        import errno
+
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError("no descriptor")
+
+
+@pytest.mark.parametrize("command", ["run", "models", "info"])
+def test_a_stdout_that_cannot_be_written_is_one_line(
+    make_raster, tmp_path: Path, capsys, monkeypatch, command: str
+) -> None:
+    """The path of a written output, or the models' JSON, printed on a full disk: an OSError
+    traceback and exit status 1, which did not say that the output was written."""
+    src = make_raster(height=16, width=16)
+    out = tmp_path / "out.tif"
+    args = {
+        "run": ["run", str(src), "-m", "bicubic", "-s", "2", "-o", str(out)],
+        "models": ["models", "--json"],
+        "info": ["info", str(src), "-m", "bicubic", "--no-calibrate"],
+    }[command]
+    monkeypatch.setattr(sys, "stdout", _FullStdout())
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "cannot write on stdout (No space left on device)")
+    if command == "run":
+        assert f"error: {out} is written, but cannot write on stdout" in err and out.exists()

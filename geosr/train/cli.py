@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from geosr.cli_types import given_path
+from geosr.cli_types import given_path, stdout_guarded
 from geosr.errors import InterruptedRunError, OptionError
 from geosr.progress import ProgressLines, progress_bar_drawn
 from geosr.train.config import DataConfig, OptimConfig, TrainConfig
@@ -271,7 +271,8 @@ def train_command(
             f"validation PSNR {m['val_psnr']:.2f} dB, bicubic {m['val_psnr_bicubic']:.2f} dB, "
             f"gain {m['val_gain_db']:+.2f} dB; {result.steps_per_second:.2f} steps/s"
         )
-    typer.echo(str(result.weights))
+    with stdout_guarded(f"{result.weights} is written, but "):
+        typer.echo(str(result.weights))
 
 
 def _check_data_sources(
@@ -607,10 +608,13 @@ def evaluate_command(
         )
     else:
         raise OptionError("nothing to evaluate: give HR rasters or --lr/--hr pairs")
-    print_report(report, err if to_stdout else Console())
-    if to_stdout:
-        typer.echo(report_json(report))
-    elif json_path:
-        _say(f"wrote {write_json(report, json_path)}")
-    if plot:
-        _say(f"wrote {write_plot(report, plot)}")
+    # The files first: a stdout that cannot be written loses the table alone.
+    written = [write_json(report, json_path)] if json_path and not to_stdout else []
+    written += [write_plot(report, plot)] if plot else []
+    done = f"{' and '.join(map(str, written))} {'is' if len(written) == 1 else 'are'} written, but "
+    with stdout_guarded(done if written else ""):
+        print_report(report, err if to_stdout else Console())
+        if to_stdout:
+            typer.echo(report_json(report))
+    for path in written:
+        _say(f"wrote {path}")
