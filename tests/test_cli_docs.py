@@ -312,3 +312,17 @@ def test_the_defaults_in_help_are_those_a_run_takes() -> None:
     for command in ("run", "info", "evaluate"):
         option = next(p for p in commands[command].params if p.name == "model")
         assert re.search(rf"default:? {DEFAULT_MODEL}\b", option.help), f"geosr {command} -m: {option.help}"
+
+
+def test_evaluate_says_the_tile_and_batch_defaults_a_run_takes() -> None:
+    # geosr evaluate's --tile and --batch-size named no default, where geosr run's, the same
+    # options of the same runs, say them.
+    from geosr.options import DEFAULT_TILE
+
+    _register_plugins()
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for name in ("tile", "batch_size", "device", "precision"):
+        helps = [next(p for p in commands[c].params if p.name == name).help for c in ("run", "evaluate")]
+        assert helps[0] == helps[1], f"{name}: {helps}"
+    tile = next(p for p in commands["evaluate"].params if p.name == "tile")
+    assert f"default {DEFAULT_TILE}" in tile.help

@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from geosr.cli import Batch, Device, Precision, Tile
 from geosr.cli_types import given_path, stdout_guarded
 from geosr.errors import InterruptedRunError, OptionError
 from geosr.progress import ProgressLines, progress_bar_drawn
@@ -534,10 +535,11 @@ def evaluate_command(
     workdir: Annotated[
         Path | None, typer.Option(parser=given_path, help="Keep the LR, SR and bicubic GeoTIFFs here.")
     ] = None,
-    tile: Annotated[int | None, typer.Option(help="Tile edge in input pixels, at least 8.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Tiles per model call.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (GPU N).")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA only).")] = "auto",
+    # geosr run's own options, as the run of each image takes them (their help named no default).
+    tile: Tile = None,
+    batch_size: Batch = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
     nodata: Annotated[
         float | None, typer.Option(help="Override the HR rasters' nodata value (Wald).")
     ] = None,
