@@ -477,7 +477,8 @@ def info(
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # a long path is folded onto the next line, not cut with '…'
     for key, value in plan_run(_one_input(input), options, calibrate=calibrate).lines():
-        table.add_row(f"[bold]{key}[/bold]", escape(value))  # a path in brackets is no markup
+        # A path in brackets is no markup; a signed URL's signature (a credential) is left out.
+        table.add_row(f"[bold]{key}[/bold]", escape(without_signatures(value)))
     print_table(table)
 
 

@@ -823,3 +823,15 @@ def test_a_signed_urls_signature_is_printed_nowhere(tmp_path: Path, capfd, monke
     assert "error: https://127.0.0.1:9/a/b.tif: not a raster" in err, err
     assert "1 of 2 inputs failed (b.tif)" in err, err
     assert "SIG" not in err and "AKIAKEY" not in err, err
+
+
+def test_info_of_a_signed_url_names_it_without_its_signature(make_raster, capfd, monkeypatch) -> None:
+    """geosr info printed a signed URL whole on its input line, signature (a credential) and all."""
+    from tests.test_batch import run_cli
+
+    src = make_raster(height=32, width=32)
+    with served(src.parent) as base:
+        url = f"{base}/scene.tif?X-Amz-Credential=AKIAKEY&X-Amz-Signature=SECRETSIG"
+        code, out, err = run_cli(["info", url, "-m", "bicubic", "--no-calibrate"], capfd, monkeypatch)
+    assert code == 0, err
+    assert f"{base}/scene.tif" in out and "SECRETSIG" not in out and "AKIAKEY" not in out, out
