@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from geosr.errors import GeosrWarning, InputError, OptionError
 from geosr.io.remote import file_url_path, is_remote
@@ -25,6 +25,23 @@ _GLOB_CHARS = frozenset("*?[")
 def has_wildcards(pattern: str) -> bool:
     """Whether ``pattern`` holds a glob's wildcards (it is a path as given otherwise)."""
     return bool(_GLOB_CHARS & set(pattern))
+
+
+def names_apart(paths: Sequence[PurePath]) -> list[str]:
+    """Each path's file name, with as many of its folders as tell it from the other paths'
+    (``a/B04.tif``, ``b/B04.tif``): the names of a run's inputs and of an evaluation's images."""
+
+    def tail(path: PurePath, depth: int) -> str:
+        return "/".join(path.parts[-depth:])
+
+    names = []
+    for path in paths:
+        others = [p for p in paths if p != path]
+        depth = 1
+        while depth < len(path.parts) and any(tail(o, depth) == tail(path, depth) for o in others):
+            depth += 1
+        names.append(tail(path, depth))
+    return names
 
 
 _PRODUCT = re.compile(r"^(?P<stem>.+)_x[0-9]+(?:\.tif|\.zarr|\.stac\.json|\.quicklook\.png)$")

@@ -16,8 +16,9 @@ import tempfile
 import textwrap
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
+from urllib.parse import urlparse
 
 import typer
 from rich.console import Console
@@ -326,8 +327,9 @@ def run(
         check_faults()  # a malformed GEOSR_FAULT_AT, once, not per input
         check_run_options(scale, model, options)
     failed: list[str] = []
+    names = dict(zip(sources, _input_names(sources), strict=True))
     for number, (source, target) in enumerate(zip(sources, targets, strict=True), start=1):
-        label = _name(source) if len(sources) == 1 else f"[{number}/{len(sources)}] {_name(source)}"
+        label = names[source] if len(sources) == 1 else f"[{number}/{len(sources)}] {names[source]}"
         destination = target or default_output(source, scale)
         previous = output_stamp(destination)  # to tell an output this run wrote from an old one
         try:
@@ -350,15 +352,22 @@ def run(
     if failed:
         written = len(sources) - len(failed)
         raise GeosrError(
-            f"{len(failed)} of {len(sources)} inputs failed ({', '.join(map(_name, failed))}), "
+            f"{len(failed)} of {len(sources)} inputs failed ({', '.join(names[f] for f in failed)}), "
             "each reported above" + (f"; {_others_written(written)}" if written else "")
         )
 
 
-def _name(source: str) -> str:
-    """An input's file name in the progress and the summary: a URL's without its query, which
-    may sign it (``scene.tif?X-Amz-Signature=...``, a credential, went into the logs)."""
-    return local_name(source) if is_remote(source) else Path(source).name
+def _input_names(sources: list[str]) -> list[str]:
+    """Each input's name in the progress and the summary: its file name, with as many of its
+    folders as tell it from the other inputs' (a batch of 'granules/*/B04.tif' was '[2/9]
+    B04.tif' for each, and its summary '2 of 9 inputs failed (B04.tif, B04.tif)'); a URL's
+    without its query, which may sign it (``scene.tif?X-Amz-Signature=...``, a credential)."""
+    from geosr.batch import names_apart
+
+    paths = [
+        PurePosixPath(urlparse(s).path).parent / local_name(s) if is_remote(s) else Path(s) for s in sources
+    ]
+    return names_apart(paths)
 
 
 def _others_written(count: int) -> str:

@@ -267,3 +267,23 @@ def test_one_file_given_twice_runs_once(scenes, tmp_path, capfd, monkeypatch) ->
     assert code == 0, err
     assert f"warning: {scenes[0]}: given twice (as {scenes[0]} too); it runs once" in err
     assert out.split() == [str(folder / f"tile_{i}_x2.tif") for i in range(3)]
+
+
+def test_inputs_of_one_name_in_several_folders_are_told_apart(
+    make_raster, tmp_path, capfd, monkeypatch
+) -> None:
+    """A batch of 'granules/*/B04.tif' named each input 'B04.tif': its progress lines read
+    '[1/3] B04.tif' ... '[3/3] B04.tif', and its summary '1 of 3 inputs failed (B04.tif)'."""
+    import geosr.progress
+
+    monkeypatch.setattr(geosr.progress, "QUIET_S", 0.0)
+    for granule in ("a", "b", "c"):
+        (tmp_path / granule).mkdir()
+        make_raster(f"{granule}/B04.tif", height=16, width=16)
+    (tmp_path / "b" / "B04.tif").write_bytes(b"not a raster")
+    code, _, err = run_cli(
+        ["run", str(tmp_path / "*" / "B04.tif"), "-m", "bicubic", "-s", "2"], capfd, monkeypatch
+    )
+    assert code == 2, err
+    assert "geosr: [1/3] a/B04.tif: " in err and "geosr: [3/3] c/B04.tif: " in err, err
+    assert "1 of 3 inputs failed (b/B04.tif)" in err, err

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from geosr.batch import names_apart
 from geosr.errors import OptionError, OutputError
 from geosr.evaluation.wald import EvalReport
 from geosr.io.atomic import write_small_file
@@ -35,27 +36,11 @@ def image_names(report: EvalReport) -> list[str]:
     where one LR file is paired with several HR files (its rows read alike).
     """
     if report.mode != "paired":
-        return _names_apart([Path(im.path) for im in report.images])
+        return names_apart([Path(im.path) for im in report.images])
     lrs, hrs = zip(*(im.path.split(" vs ", 1) for im in report.images), strict=True)
-    names = _names_apart([Path(p) for p in lrs])
-    hr_names = _names_apart([Path(p) for p in hrs])
+    names = names_apart([Path(p) for p in lrs])
+    hr_names = names_apart([Path(p) for p in hrs])
     return [f"{n} vs {h}" if lrs.count(lr) > 1 else n for n, h, lr in zip(names, hr_names, lrs, strict=True)]
-
-
-def _names_apart(paths: list[Path]) -> list[str]:
-    """Each path's file name, with as many of its folders as tell it from the other paths'."""
-
-    def tail(path: Path, depth: int) -> str:
-        return "/".join(path.parts[-depth:])
-
-    names = []
-    for path in paths:
-        others = [p for p in paths if p != path]
-        depth = 1
-        while depth < len(path.parts) and any(tail(o, depth) == tail(path, depth) for o in others):
-            depth += 1
-        names.append(tail(path, depth))
-    return names
 
 
 def table(report: EvalReport) -> Table:
