@@ -628,7 +628,13 @@ def compare(
     lr: Annotated[str, typer.Argument(help="The low-resolution input.", show_default=False)],
     sr: Annotated[str, typer.Argument(help="The super-resolved output of geosr run.", show_default=False)],
     output: Annotated[
-        Path, typer.Option("--output", "-o", parser=given_path, help="The PNG to write.")
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            parser=given_path,
+            help="The PNG to write, or an existing folder to write it into.",
+        ),
     ] = Path("compare.png"),
     hr: Annotated[
         str | None,

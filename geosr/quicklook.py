@@ -24,7 +24,7 @@ from rasterio.enums import Resampling
 from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
 from geosr.io.bands import canonical_band_name
-from geosr.io.scene import Scene, open_scene, read_decimated, read_window
+from geosr.io.scene import Scene, is_zarr_path, open_scene, read_decimated, read_window
 from geosr.io.stac_input import (
     Resolved,
     is_stac_item,
@@ -38,6 +38,8 @@ from geosr.panels import PANEL_PIXELS, draw_figure
 from geosr.run_outputs import overwritten_input
 from geosr.tiling import Window
 
+COMPARE_PNG = "compare.png"
+"""The PNG geosr compare writes where no -o names one, or into the folder -o names."""
 DEFAULT_WINDOW = 128
 """LR pixels per side of the default (centred) window."""
 
@@ -489,6 +491,10 @@ def compare_files(
     (and as its ``--quicklook`` does): a JP2's undeclared 0 is not data in the bicubic panel.
     """
     png = Path(png)
+    if png.is_dir() and not is_zarr_path(png):
+        # As geosr run -o takes a folder (a Zarr store is an output, no folder for it): it was
+        # refused as 'the quicklook is a PNG'.
+        png = png / COMPARE_PNG
     if png.suffix.lower() != ".png":
         raise OptionError(f"{png}: the quicklook is a PNG; give an -o path ending in .png")
     # --overwrite replaces an earlier PNG, never a raster the comparison reads: a PNG with a

@@ -639,3 +639,18 @@ def test_a_name_in_a_script_the_font_lacks_draws_without_warnings(make_raster, t
         out = geosr.upscale_file(lr, tmp_path / "北京_x2.tif", scale=2, model="bicubic", quicklook=True)
     assert out.with_name("北京_x2.quicklook.png").exists()
     assert not [w for w in caught if "missing from font" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_compare_writes_into_a_folder_given_as_output(make_raster, tmp_path: Path) -> None:
+    """-o FOLDER was refused as 'the quicklook is a PNG', where geosr run -o takes a folder; a
+    Zarr store (a folder too) is still refused, never written into."""
+    lr = make_raster(count=1, height=40, width=40)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    result = CliRunner().invoke(app, ["compare", str(lr), str(sr), "-o", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(folder / "compare.png") and (folder / "compare.png").exists()
+    store = geosr.upscale_file(lr, tmp_path / "sr.zarr", scale=2, model="bicubic")
+    result = CliRunner().invoke(app, ["compare", str(lr), str(sr), "-o", str(store)])
+    assert result.exit_code != 0 and not (store / "compare.png").exists()
