@@ -72,9 +72,21 @@ def expand_inputs(patterns: Sequence[str], output_folder: Path | None = None) ->
         # The quotes that keep the shell off the pattern keep it off a leading ~ too.
         matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))  # noqa: PTH207, PTH111
         if not matches:
-            raise InputError(f"{pattern}: no file matches this pattern; check the folder and the quotes")
+            hint = _brackets_hint(pattern)
+            raise InputError(
+                f"{pattern}: no file matches this pattern; check the folder and the quotes{hint}"
+            )
         out.extend(_without_products(matches, output_folder))
     return _once_each(out)
+
+
+def _brackets_hint(pattern: str) -> str:
+    """How to match a '[' of a name (a folder 'S2 [2020]'): a glob reads '[2020]' as one of the
+    characters 2 and 0, so the pattern matched nothing, and the message said no more."""
+    if "[" not in pattern:
+        return ""
+    escaped = pattern.replace("[", "[[]")
+    return f"; in a glob, [ ] hold a set of characters: write [[] for a '[' of a name ({escaped})"
 
 
 def _once_each(paths: list[str]) -> list[str]:

@@ -287,3 +287,14 @@ def test_inputs_of_one_name_in_several_folders_are_told_apart(
     assert code == 2, err
     assert "geosr: [1/3] a/B04.tif: " in err and "geosr: [3/3] c/B04.tif: " in err, err
     assert "1 of 3 inputs failed (b/B04.tif)" in err, err
+
+
+def test_a_glob_through_a_folder_with_brackets_says_how_to_match_them(make_raster, tmp_path: Path) -> None:
+    """'S2 [2020]/*.tif' matched nothing (a glob reads '[2020]' as one of 2 and 0), and the message
+    said only to check the folder, which exists and holds the files."""
+    (tmp_path / "S2 [2020]").mkdir()
+    make_raster("S2 [2020]/a.tif", height=16, width=16)
+    pattern = str(tmp_path / "S2 [2020]" / "*.tif")
+    with pytest.raises(InputError, match=r"write \[\[\] for a '\[' of a name \(.*S2 \[\[\]2020\]/\*\.tif\)"):
+        expand_inputs([pattern])
+    assert expand_inputs([pattern.replace("[", "[[]")]) == [str(tmp_path / "S2 [2020]" / "a.tif")]
