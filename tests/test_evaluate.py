@@ -763,3 +763,19 @@ def test_json_dash_prints_the_report_alone_on_stdout(make_raster, tmp_path, capf
     assert report["mode"] == "wald" and report["summary"]["image_bands"] == 1
     assert "mean gain over bicubic" in captured.err  # the table, on stderr
     assert not (tmp_path / "-").exists()
+
+
+def test_the_printed_report_has_no_trailing_spaces(make_raster) -> None:
+    """Piped into a file or diff, the table's centred title ended in 15 spaces at 80 columns."""
+    import io
+
+    from rich.console import Console
+
+    report = evaluate_wald(
+        [make_raster(height=48, width=48)], scale=2, model="fake", border=2, upscaler=_fake_upscaler
+    )
+    screen = io.StringIO()
+    print_report(report, Console(file=screen, width=80))
+    lines = screen.getvalue().splitlines()
+    assert lines[0].strip().startswith("geosr evaluate (wald, x2") and "mean gain over bicubic" in lines[-1]
+    assert [line for line in lines if line != line.rstrip()] == []
