@@ -779,3 +779,23 @@ def test_the_printed_report_has_no_trailing_spaces(make_raster) -> None:
     lines = screen.getvalue().splitlines()
     assert lines[0].strip().startswith("geosr evaluate (wald, x2") and "mean gain over bicubic" in lines[-1]
     assert [line for line in lines if line != line.rstrip()] == []
+
+
+def test_notes_and_the_summary_are_one_line_each_in_a_pipe(make_raster) -> None:
+    """At 80 columns (a pipe, a log) a note and the summary were wrapped mid-sentence, a long
+    image name over two lines: a line-by-line reader (grep 'note:') got half of each."""
+    import io
+
+    from rich.console import Console
+
+    data = np.stack([np.random.default_rng(3).integers(0, 1000, (48, 48)), np.full((48, 48), 7)])
+    path = make_raster("m_4709963_se_14_1_20090818_a_long_name.tif", data=data.astype("uint16"))
+    report = evaluate_wald([path], scale=2, model="fake", border=2, upscaler=_fake_upscaler)
+    screen = io.StringIO()
+    print_report(report, Console(file=screen, width=80))
+    lines = screen.getvalue().splitlines()
+    note = next(line for line in lines if line.startswith("note: "))
+    assert note.startswith("note: m_4709963_se_14_1_20090818_a_long_name.tif band 2: ") and note.endswith(
+        "means"
+    )
+    assert lines[-1].startswith("mean gain over bicubic") and lines[-1].endswith("see the notes above)")

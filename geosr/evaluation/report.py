@@ -110,10 +110,14 @@ def print_report(report: EvalReport, console: Console | None = None) -> None:
     for im, name in zip(report.images, image_names(report), strict=True):
         for b in im.bands:
             if b.note:
-                console.print(f"note: {name} band {b.band}: {b.note}", highlight=False, markup=False)
+                # One line each, however long (rich wrapped them at 80 columns in a pipe, a
+                # long image name across two lines).
+                console.print(
+                    f"note: {name} band {b.band}: {b.note}", highlight=False, markup=False, soft_wrap=True
+                )
     s = report.summary()
     if s:
-        console.print(_summary_line(s), highlight=False)
+        console.print(_summary_line(s), highlight=False, soft_wrap=True)
 
 
 def _summary_line(s: dict[str, Any]) -> str:
