@@ -11,6 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from odc.geo import CRS
+
 from geosr import __version__
 from geosr.errors import InputError
 from geosr.io.remote import local_archive, unsigned
@@ -70,12 +72,12 @@ def job_fingerprint(
 def area_of_interest(opts: RunOptions) -> dict[str, Any]:
     """The fingerprint's ``aoi`` (the file where it is, however it was named, and its content)
     and ``bbox`` (its numbers, however they were written): a run resumed with ``--aoi
-    ./field.geojson`` for ``/abs/field.geojson``, or ``--bbox 12.5550,...`` for ``12.555,...``,
-    was refused as 'a different job'."""
+    ./field.geojson`` for ``/abs/field.geojson``, or ``--bbox 12.5550,...`` for ``12.555,...``
+    (or ``--bbox-crs epsg:4326`` for ``EPSG:4326``), was refused as 'a different job'."""
     return {
         "aoi": [_where(opts.aoi), _content_digest(opts.aoi)] if opts.aoi else None,
-        # The box was checked when the scene was cropped: four numbers by now.
-        "bbox": [[float(v) for v in opts.bbox.split(",")], opts.bbox_crs] if opts.bbox else None,
+        # The box and its CRS were checked when the scene was cropped: four numbers and a CRS.
+        "bbox": [[float(v) for v in opts.bbox.split(",")], str(CRS(opts.bbox_crs))] if opts.bbox else None,
     }
 
 

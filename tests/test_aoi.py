@@ -642,3 +642,6 @@ def test_the_same_area_named_another_way_is_the_same_job(tmp_path: Path, monkeyp
     ]
     assert area_of_interest(typed[0]) == area_of_interest(typed[1])
     assert area_of_interest(typed[0]) != area_of_interest(RunOptions(bbox="12.555,52.905,12.565,52.916"))
+    spelt = [RunOptions(bbox=typed[0].bbox, bbox_crs=crs) for crs in ("epsg:4326", "EPSG:4326", "OGC:CRS84")]
+    assert area_of_interest(spelt[0]) == area_of_interest(spelt[1]) == area_of_interest(typed[0])
+    assert area_of_interest(spelt[2]) != area_of_interest(spelt[1])  # lon/lat too, yet another CRS
