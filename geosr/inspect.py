@@ -171,8 +171,10 @@ class RunPlan:
             rows.append(
                 (
                     "area of interest",
-                    f"cols {s.origin[1]}-{s.origin[1] + w}, rows {s.origin[0]}-{s.origin[0] + h} "
-                    f"of the {fw} x {fh} px file",
+                    # Last column and row included, and the size: 'cols 20-60' of 40 columns read
+                    # as 41 to a GDAL user (gdal_translate -srcwin takes offsets and sizes).
+                    f"cols {s.origin[1]}-{s.origin[1] + w - 1}, rows {s.origin[0]}-{s.origin[0] + h - 1} "
+                    f"({w} x {h} px) of the {fw} x {fh} px file",
                 )
             )
         rows += [

@@ -265,7 +265,8 @@ def test_info_shows_the_aoi_window(make_raster) -> None:
     x1, y0 = utm_of_pixel(60, 40)
     options = RunOptions(model="bicubic", bbox=f"{x0},{y0},{x1},{y1}", bbox_crs="EPSG:32633")
     lines = dict(plan_run(src, options, calibrate=False).lines())
-    assert lines["area of interest"] == "cols 20-60, rows 10-40 of the 91 x 67 px file"
+    # The last column and row included, as a GDAL user reads a range: 40 x 30 px.
+    assert lines["area of interest"] == "cols 20-59, rows 10-39 (40 x 30 px) of the 91 x 67 px file"
     assert lines["grid"].startswith("40 x 30 px")
 
 
