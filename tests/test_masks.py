@@ -511,3 +511,44 @@ def test_paired_reads_leave_the_alpha_band_out_and_hide_its_pixels(tmp_path: Pat
     assert data.shape == (3, 80, 90)
     np.testing.assert_array_equal(np.isnan(data), np.broadcast_to(hidden, (3, 80, 90)))
     np.testing.assert_array_equal(data[:, ~hidden], rgb[:, ~hidden])
+
+
+def _training_invalid(path: Path, **source: object) -> np.ndarray:
+    """``(C, H, W)`` bool: the pixels that training takes as invalid in ``path``."""
+    from geosr.train.config import SceneSource
+    from geosr.train.data import load_scene
+
+    scene = load_scene(path, SceneSource(str(path), **source))
+    return np.diff(np.diff(scene.invalid_sat, axis=1), axis=2) > 0  # back from the summed-area table
+
+
+def test_training_takes_a_nodata_colour_as_the_run_does(tmp_path: Path) -> None:
+    """An RGB PNG's transparent colour hides a pixel only where all its bands hold it; training
+    took it band by band (a valid pixel whose red alone was the colour's was nodata in red),
+    where ``geosr run`` masks that pixel in no band."""
+    from rasterio.shutil import copy
+
+    data = (coordinate_pattern(3, 96, 112, "uint8") % 200 + 10).astype(np.uint8)
+    hidden = hidden_area(96, 112)
+    data[:, hidden] = np.array([1, 2, 3], np.uint8)[:, None]
+    data[0, 60:80, 80:100] = 1  # red as the colour's, green and blue not: valid
+    png = tmp_path / "colour.png"
+    copy(with_band_nodata(tmp_path / "colour.vrt", data, (1, 2, 3)), png, driver="PNG")
+    np.testing.assert_array_equal(_training_invalid(png), np.broadcast_to(hidden, data.shape))
+
+
+def test_training_takes_a_netcdf_missing_value_as_the_run_does(tmp_path: Path) -> None:
+    """GDAL takes a netCDF variable's _FillValue for its nodata and leaves its missing_value;
+    ``geosr run`` has those pixels missing too (Scene.missing_values), training took them as data."""
+    import xarray as xr
+
+    data = (coordinate_pattern(1, 48, 56, "uint16") % 3000 + 100).astype(np.int16)
+    data[:, hidden_area(48, 56)] = -32767
+    data[:, 40:, 40:] = -1
+    data[:, :4, :4] = -32768
+    coords = {"lat": ("lat", 52.5 - 0.01 * np.arange(48), {"units": "degrees_north"}),
+              "lon": ("lon", 4.0 + 0.01 * np.arange(56), {"units": "degrees_east"})}  # fmt: skip
+    variable = xr.Variable(("lat", "lon"), data[0], {"missing_value": np.array([-32767, -1], np.int16)})
+    variable.encoding["_FillValue"] = np.int16(-32768)
+    xr.Dataset({"v": variable}, coords=coords).to_netcdf(tmp_path / "v.nc", engine="scipy")
+    np.testing.assert_array_equal(_training_invalid(tmp_path / "v.nc"), data < 0)

@@ -444,16 +444,12 @@ def _describe_gdal(path: str, src: Any) -> Scene:
     data = data_bands(src)
     if not data:
         raise InputError(f"{path}: every band is an alpha band; there is no image to super-resolve")
-    nodata = nodata_fields([None if pixel_nodata(src) else src.nodatavals[b - 1] for b in data])
-    # GDAL takes a netCDF variable's _FillValue as its nodata and leaves a missing_value that differs.
-    missing = () if nodata["band_nodata"] else missing_values(src.tags(data[0]), nodata["nodata"])
     return Scene(
         path=path,
         grid=GeoBox((src.height, src.width), src.transform, crs),
         count=len(data),
         dtype=dtype,
-        **nodata,
-        missing_values=missing,
+        **declared_invalid(src, data),
         descriptions=tuple(src.descriptions[b - 1] for b in data),
         colorinterp=tuple(src.colorinterp[b - 1].name for b in data),
         tags=dict(src.tags()),
@@ -465,6 +461,20 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         units=tuple(src.units[b - 1] or None for b in data),
         masked=any(hides_pixels(src, band) for band in data),
     )
+
+
+def declared_invalid(src: Any, bands: Sequence[int]) -> dict[str, Any]:
+    """``nodata``, ``band_nodata`` and ``missing_values`` (:class:`Scene`) of the 1-based ``bands``
+    of an open GDAL dataset: the values that mark its pixels invalid, as a run reads them.
+
+    Training reads its rasters with these too: it took each band's GDAL nodata, so a nodata
+    colour hid a pixel in every band that held the colour's value of it, and a netCDF
+    variable's missing_value was trained on as data.
+    """
+    nodata = nodata_fields([None if pixel_nodata(src) else src.nodatavals[b - 1] for b in bands])
+    # GDAL takes a netCDF variable's _FillValue as its nodata and leaves a missing_value that differs.
+    missing = () if nodata["band_nodata"] else missing_values(src.tags(bands[0]), nodata["nodata"])
+    return {**nodata, "missing_values": missing}
 
 
 def nodata_fields(values: Sequence[float | None]) -> dict[str, Any]:
@@ -746,7 +756,7 @@ def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True, step: 
             if has_own
             else file_mask(handle, rio_window, **out)
         )
-    return _hide_invalid(scene, block, mask)
+    return hide_invalid(scene, block, mask)
 
 
 def read_decimated(scene: Scene, window: Window, step: int) -> np.ndarray:
@@ -770,13 +780,13 @@ def read_decimated(scene: Scene, window: Window, step: int) -> np.ndarray:
 
 def _zarr_block(scene: Scene, block: Any) -> np.ndarray:
     """A block read of a Zarr variable's every band: the scene's bands, with NaN where
-    they are invalid (:func:`_hide_invalid`)."""
+    they are invalid (:func:`hide_invalid`)."""
     block = np.asarray(block)
     block = block[[b - 1 for b in scene.bands]] if scene.bands else block
-    return _hide_invalid(scene, block, None) if scene.nan_marks_invalid else block
+    return hide_invalid(scene, block, None) if scene.nan_marks_invalid else block
 
 
-def _hide_invalid(scene: Scene, block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+def hide_invalid(scene: Scene, block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """``block`` as floats (exact for its dtype) with NaN where the file's ``mask`` (``(h, w)``,
     or ``(C, h, w)``: each band's own) hides pixels and where a band holds its own nodata value
     (:attr:`Scene.band_nodata`) or a further missing value (:attr:`Scene.missing_values`): from

@@ -21,10 +21,21 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from odc.geo.geobox import GeoBox
 from rasterio.windows import Window
 
 from geosr.errors import GeosrWarning, InputError, OptionError
-from geosr.io.scene import data_bands, file_mask, hides_pixels, refuse_palette, subdataset_keys
+from geosr.io.scene import (
+    Scene,
+    data_bands,
+    declared_invalid,
+    file_mask,
+    hide_invalid,
+    hides_pixels,
+    refuse_palette,
+    subdataset_keys,
+    with_nodata,
+)
 from geosr.normalise import scene_normalisation, valid_mask
 from geosr.train.config import SceneSource, resolve_sources
 from geosr.train.coreg import read_failed
@@ -103,16 +114,22 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
         r0, r1 = (round(f * src.height) for f in source.rows)
         c0, c1 = (round(f * src.width) for f in source.cols)
         window = Window(c0, r0, c1 - c0, r1 - r0)
+        # What marks pixels invalid, as geosr run reads the file (each band's own nodata, a nodata
+        # colour, CF missing values, the file's mask or alpha band), or the source's nodata instead.
+        grid = GeoBox((src.height, src.width), src.transform, src.crs)
+        masked = hides_pixels(src, bands[0])
+        fields = declared_invalid(src, bands)
+        scene = with_nodata(
+            Scene(str(path), grid, len(bands), src.dtypes[0], masked=masked, **fields), source.nodata
+        )
         try:
             block = src.read(bands, window=window)
-            # Pixels hidden by the file's mask or alpha band are invalid, as nodata is.
-            shown = file_mask(src, window) > 0 if hides_pixels(src, bands[0]) else True
+            if scene.nan_marks_invalid:
+                block = hide_invalid(scene, block, file_mask(src, window) if masked else None)
         except (rasterio.errors.RasterioError, OSError) as exc:
             raise read_failed(path, exc) from None
-        # Each band's own nodata (a VRT of separate files may give them different ones).
-        nodata = [source.nodata if source.nodata is not None else src.nodatavals[b - 1] for b in bands]
-        dtype = src.dtypes[0]
-    valid = np.stack([valid_mask(band, value) for band, value in zip(block, nodata, strict=True)]) & shown
+    dtype = scene.dtype
+    valid = valid_mask(block, scene.nodata)
     norm = scene_normalisation(block, valid, method="percentile", low=0.1, high=99.9, source=str(path))
     data = norm.apply(block)
     data[~valid] = 0.0
