@@ -541,3 +541,30 @@ def test_one_training_file_from_two_patterns_is_trained_on_once(tmp_path: Path, 
     # Another part of the same file is another source, and stays.
     halves = (SceneSource(str(a), rows=(0.0, 0.5)), SceneSource(str(a), rows=(0.5, 1.0)))
     assert len(resolve_sources(halves, "training")) == 2
+
+
+def test_nodata_on_the_command_line_applies_to_the_hr_rasters_given(
+    tmp_path, make_raster, capsys, monkeypatch
+) -> None:
+    """``geosr train --nodata 0``, as ``geosr run --nodata 0`` for a Sentinel-2 JP2's untagged
+    fill: only a recipe could say it, so the fill of rasters given on the command line was
+    trained on as data. Here the fill leaves no chip with every pixel valid."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    data = np.zeros((1, 96, 96), "uint16")
+    data[0, :12, :12] = np.arange(144).reshape(12, 12) + 100  # smaller than one chip with its margin
+    fill = make_raster("fill.tif", data=data)
+    args = ["train", str(fill), *FAST, "--nodata", "0", "-o", str(tmp_path / "run")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "fill.tif", "every pixel valid", "nodata")
+    assert not (tmp_path / "run").exists()
+
+
+def test_nodata_with_pairs_is_refused(tmp_path, capsys, monkeypatch) -> None:
+    """Pairs are read with their files' own nodata: an ignored --nodata trained their fill as data."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    args = ["train", "--lr", "lr.tif", "--hr", "hr.tif", *FAST, "--nodata", "0", "-o", str(tmp_path / "run")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "--nodata", "--lr/--hr", "gdal_edit.py -a_nodata")
+    assert not (tmp_path / "run").exists()

@@ -203,6 +203,13 @@ def train_command(
             parser=given_path, help="Stem of the weights file to write (default in the run folder)."
         ),
     ] = None,
+    nodata: Annotated[
+        float | None,
+        typer.Option(
+            help="Nodata value of the HR and --val rasters given here, in place of their own (0 for "
+            "Sentinel-2 JP2s); a recipe sets it per source."
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
     overwrite: Annotated[
         bool,
@@ -225,6 +232,7 @@ def train_command(
             "training runs in this process; drop --scheduler, or give the pairs"
         )
     _check_data_sources(inputs, val, pairs, store)
+    _check_nodata(nodata, inputs, val, pairs, store)
     _check_model_name(model, init)
     if init and model is None:
         model = _init_name(init)  # the init model's own name, for its weights and card
@@ -248,8 +256,8 @@ def train_command(
         "weights": str(weights) if weights else None,
         "optim": {"lr": learning_rate},
         "data": {
-            "train": [{"path": p} for p in inputs] if inputs else None,
-            "val": [{"path": p} for p in val] if val else None,
+            "train": [{"path": p, "nodata": nodata} for p in inputs] if inputs else None,
+            "val": [{"path": p, "nodata": nodata} for p in val] if val else None,
             "lr_chip": lr_chip,
         },
     }
@@ -298,6 +306,33 @@ def _check_data_sources(
             f"--val {val[0]} and {paired} given together: a paired run validates on the training "
             "store's own validation chips (the bottom rows of each pair); drop --val"
         )
+
+
+def _check_nodata(
+    nodata: float | None,
+    inputs: list[str] | None,
+    val: list[str] | None,
+    pairs: list[tuple[Path, Path]],
+    store: Path | None,
+) -> None:
+    """Refuse a ``--nodata`` that applies to no raster given on the command line.
+
+    Without the option, an untagged fill (a Sentinel-2 JP2's 0) could be left out only by a
+    recipe; given where it would apply to nothing (pairs, a store, a recipe's sources), it
+    would be ignored and the fill trained on as data.
+    """
+    if nodata is None or inputs or val:
+        return
+    if pairs or store is not None:
+        raise OptionError(
+            "--nodata applies to the HR rasters of self-supervised training, not to --lr/--hr pairs "
+            "or --store, whose files' own nodata is used: set it in the files "
+            "(gdal_edit.py -a_nodata VALUE FILE)"
+        )
+    raise OptionError(
+        "--nodata applies to the HR and --val rasters given on the command line, and there are none: "
+        "set nodata per source in the recipe ([[data.train]] nodata = VALUE)"
+    )
 
 
 def _check_model_name(model: str | None, init: str | None) -> None:
