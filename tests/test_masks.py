@@ -552,3 +552,14 @@ def test_training_takes_a_netcdf_missing_value_as_the_run_does(tmp_path: Path) -
     variable.encoding["_FillValue"] = np.int16(-32768)
     xr.Dataset({"v": variable}, coords=coords).to_netcdf(tmp_path / "v.nc", engine="scipy")
     np.testing.assert_array_equal(_training_invalid(tmp_path / "v.nc"), data < 0)
+
+
+def test_training_takes_each_bands_own_mask_as_the_run_does(tmp_path: Path) -> None:
+    """A band's own mask hides its band's pixels only; training read the file's mask of all
+    bands, where the pixels one band hides are visible in another: trained on as data."""
+    data = coordinate_pattern(2, 96, 112, "uint16")
+    hidden = hidden_area(96, 112)
+    other = np.zeros_like(hidden)
+    other[60:, :30] = True  # band 2 hides another place
+    vrt = with_band_masks(tmp_path / "masks.vrt", data, (hidden, other))
+    np.testing.assert_array_equal(_training_invalid(vrt), np.stack([hidden, other]))

@@ -748,15 +748,21 @@ def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True, step: 
         block = handle.read(indexes, window=rio_window, **out)
     if not scene.nan_marks_invalid:
         return block
-    mask = None
-    if scene.masked:
-        has_own = has_band_masks(handle)
-        mask = (
-            handle.read_masks(indexes, window=rio_window, **out)
-            if has_own
-            else file_mask(handle, rio_window, **out)
-        )
+    mask = read_masks(handle, indexes, rio_window, **out) if scene.masked else None
     return hide_invalid(scene, block, mask)
+
+
+def read_masks(src: Any, indexes: list[int] | None, window: RioWindow | None, **out: Any) -> np.ndarray:
+    """0 where an open dataset hides pixels of the bands ``indexes`` (None: all) in ``window``:
+    ``(C, h, w)``, each band's own mask where the bands have masks of their own
+    (:func:`has_band_masks`), else ``(h, w)``, the file's mask (:func:`file_mask`).
+
+    Training read the file's mask of all bands for such a file: a pixel one band hides and
+    another shows was trained on as data.
+    """
+    if has_band_masks(src):
+        return src.read_masks(indexes, window=window, **out)
+    return file_mask(src, window, **out)
 
 
 def read_decimated(scene: Scene, window: Window, step: int) -> np.ndarray:

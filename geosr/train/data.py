@@ -29,9 +29,9 @@ from geosr.io.scene import (
     Scene,
     data_bands,
     declared_invalid,
-    file_mask,
     hide_invalid,
     hides_pixels,
+    read_masks,
     refuse_palette,
     subdataset_keys,
     with_nodata,
@@ -125,7 +125,7 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
         try:
             block = src.read(bands, window=window)
             if scene.nan_marks_invalid:
-                block = hide_invalid(scene, block, file_mask(src, window) if masked else None)
+                block = hide_invalid(scene, block, read_masks(src, bands, window) if masked else None)
         except (rasterio.errors.RasterioError, OSError) as exc:
             raise read_failed(path, exc) from None
     dtype = scene.dtype
