@@ -423,3 +423,29 @@ def test_an_hr_over_the_lrs_nodata_alone_names_both_files(tmp_path: Path) -> Non
     for correct_shift in (True, False):
         with pytest.raises(InputError, match=r"hr\.tif has no valid pixel .*where .*lr\.tif has data"):
             coregister(lr_path, hr_path, 4, correct_shift=correct_shift)
+
+
+def test_a_netcdf_missing_value_is_invalid_in_a_pair_as_in_a_run(tmp_path) -> None:
+    """GDAL takes a netCDF variable's _FillValue for its nodata and leaves its missing_value, which
+    ``geosr run`` reads as missing (Scene.missing_values): a pair raster had those pixels as data."""
+    import rioxarray  # noqa: F401  (the .rio accessor)
+    import xarray as xr
+
+    data = (np.arange(48 * 56).reshape(48, 56) % 3000 + 100).astype(np.int16)
+    data[10:20, 10:20] = -32767
+    data[:2, :2] = -32768
+    coords = {
+        axis: (
+            axis,
+            start + step * (np.arange(n) + 0.5),
+            {"units": "m", "standard_name": f"projection_{axis}_coordinate"},
+        )
+        for axis, start, step, n in (("y", 5e6, -20, 48), ("x", 4e5, 20, 56))
+    }
+    variable = xr.DataArray(
+        data, dims=("y", "x"), coords=coords, name="v", attrs={"missing_value": np.int16(-32767)}
+    )
+    dataset = variable.to_dataset().rio.write_crs("EPSG:32633")
+    dataset["v"].encoding["_FillValue"] = np.int16(-32768)
+    dataset.to_netcdf(tmp_path / "lr.nc", engine="scipy")
+    np.testing.assert_array_equal(np.isnan(read_raster(tmp_path / "lr.nc").data[0]), data < 0)

@@ -39,7 +39,14 @@ from scipy import ndimage
 
 from geosr.errors import InputError, OptionError
 from geosr.grid import scaled, warp_onto
-from geosr.io.scene import check_georeferenced, check_input_exists, data_bands, file_mask, refuse_palette
+from geosr.io.scene import (
+    check_georeferenced,
+    check_input_exists,
+    data_bands,
+    declared_invalid,
+    file_mask,
+    refuse_palette,
+)
 from geosr.train.degrade import area_downsample
 
 
@@ -384,8 +391,11 @@ def read_raster(
             grid = grid[rows, cols]
             window = Window.from_slices(rows, cols)
         try:
-            data = src.read(idx, masked=True, window=window).astype(np.float32)
-            arr = data.filled(np.nan)
+            raw = src.read(idx, masked=True, window=window)
+            arr = raw.astype(np.float32).filled(np.nan)
+            # A netCDF variable's missing_value other than its _FillValue (GDAL's nodata), as a run
+            # reads it: it was paired as data.
+            arr[np.isin(raw.data, declared_invalid(src, idx)["missing_values"])] = np.nan
             if len(data_bands(src)) < src.count:  # an alpha band GDAL may not take as the mask
                 arr[:, file_mask(src, window) == 0] = np.nan
         except (rasterio.errors.RasterioError, OSError) as exc:
