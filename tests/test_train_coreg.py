@@ -449,3 +449,26 @@ def test_a_netcdf_missing_value_is_invalid_in_a_pair_as_in_a_run(tmp_path) -> No
     dataset["v"].encoding["_FillValue"] = np.int16(-32768)
     dataset.to_netcdf(tmp_path / "lr.nc", engine="scipy")
     np.testing.assert_array_equal(np.isnan(read_raster(tmp_path / "lr.nc").data[0]), data < 0)
+
+
+def test_a_netcdf_on_latitude_longitude_pairs_as_geosr_run_reads_it(tmp_path, make_raster) -> None:
+    """A netCDF variable on CF latitude/longitude without a grid mapping, which GDAL leaves
+    without a CRS, is geographic to ``geosr run`` (and the Zarr reader); a pair refused it as
+    'the raster has no CRS'."""
+    import xarray as xr
+    from affine import Affine
+
+    from tests.conftest import coordinate_pattern
+
+    lr = (coordinate_pattern(1, 48, 56, "uint16")[0] % 3000 + 100).astype(np.int16)
+    coords = {"lat": ("lat", 52.5 - 0.01 * np.arange(48), {"units": "degrees_north"}),
+              "lon": ("lon", 4.0 + 0.01 * np.arange(56), {"units": "degrees_east"})}  # fmt: skip
+    xr.Dataset({"v": xr.Variable(("lat", "lon"), lr)}, coords=coords).to_netcdf(
+        tmp_path / "lr.nc", engine="scipy"
+    )
+    hr = make_raster(
+        "hr.tif", data=lr.repeat(2, 0).repeat(2, 1)[None], crs="EPSG:4326",
+        transform=Affine(0.005, 0, 3.995, 0, -0.005, 52.505),
+    )  # fmt: skip
+    pair = coregister(tmp_path / "lr.nc", hr, 2, match_histograms=False, correct_shift=False)
+    assert np.isfinite(pair.hr[:, 2:-2, 2:-2]).all()

@@ -436,7 +436,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
             f"{path}: data type {dtype} is not supported; "
             f"use one of {', '.join(SUPPORTED_DTYPES)} (gdal_translate -ot)"
         )
-    crs = src.crs or _cf_geographic(src)
+    crs = raster_crs(src)
     check_georeferenced(path, src, crs)
     if src.width < 1 or src.height < 1 or src.count < 1:
         raise InputError(f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)")
@@ -598,6 +598,18 @@ def _cf_geographic(src: Any) -> CRS | None:
     lat = any(units.get(name) == "degrees_north" for name in ("lat", "latitude"))
     lon = any(units.get(name) == "degrees_east" for name in ("lon", "longitude"))
     return CRS.from_epsg(4326) if lat and lon else None
+
+
+def raster_crs(src: Any) -> CRS | None:
+    """The CRS of an open GDAL dataset as a run takes it: its own, else the CF geographic one
+    (:func:`_cf_geographic`); co-registration of a pair took GDAL's alone, and refused a
+    netCDF on latitude/longitude that ``geosr run`` reads, as 'the raster has no CRS'."""
+    return src.crs or _cf_geographic(src)
+
+
+def raster_grid(src: Any) -> GeoBox:
+    """The grid of an open GDAL dataset: its shape, geotransform and :func:`raster_crs`."""
+    return GeoBox((src.height, src.width), src.transform, raster_crs(src))
 
 
 def check_georeferenced(path: str, src: Any, crs: CRS | None) -> None:

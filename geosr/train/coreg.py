@@ -45,6 +45,8 @@ from geosr.io.scene import (
     data_bands,
     declared_invalid,
     file_mask,
+    raster_crs,
+    raster_grid,
     refuse_palette,
 )
 from geosr.train.degrade import area_downsample
@@ -347,14 +349,15 @@ def _open_pair_raster(path: str | Path) -> rasterio.DatasetReader:
     try:
         refuse_palette(path, src)
         located = bool(src.gcps[0]) or src.rpcs is not None
-        if src.crs is None and not located:  # else rasterio's 'Missing src_crs.' traceback in the warp
+        crs = raster_crs(src)
+        if crs is None and not located:  # else rasterio's 'Missing src_crs.' traceback in the warp
             raise InputError(
                 f"{path}: the raster has no CRS, which a pair needs (the HR is reprojected onto the "
                 "LR grid); assign one first, e.g. gdal_edit.py -a_srs EPSG:32633 FILE"
             )
         # GCPs or RPCs alone were told to assign a CRS (to a grid of pixel numbers), and a
         # CRS without a geotransform was warped as pixel numbers read as metres.
-        check_georeferenced(str(path), src, src.crs)
+        check_georeferenced(str(path), src, crs)
     except BaseException:
         src.close()
         raise
@@ -383,7 +386,7 @@ def read_raster(
     """
     with _open_pair_raster(path) as src:
         idx = _band_indexes(path, src, bands)
-        grid = GeoBox((src.height, src.width), src.transform, src.crs)
+        grid = raster_grid(src)
         window = None
         if within is not None:
             check_transformable(path, grid, within)
@@ -566,7 +569,7 @@ def _nothing_valid(hr_path: str | Path, lr_path: str | Path, lr_grid: GeoBox) ->
     """Why the HR raster gives no valid pixel on the LR grid: it lies elsewhere, or it is
     nodata or NaN all over the LR raster, which was told as 'does not overlap' too."""
     with rasterio.open(hr_path) as src:
-        hr_grid = GeoBox((src.height, src.width), src.transform, src.crs)
+        hr_grid = raster_grid(src)
     if _overlaps(hr_grid, lr_grid):
         return (
             f"{hr_path} is nodata or NaN wherever it overlaps {lr_path}: no valid HR pixel to pair; "
@@ -604,8 +607,8 @@ def check_pair(lr_path: str | Path, hr_path: str | Path, scale: int) -> None:
         ``scale``, the band counts differ, or the HR lies beside the LR.
     """
     with _open_pair_raster(lr_path) as lr, _open_pair_raster(hr_path) as hr:
-        lr_grid = GeoBox((lr.height, lr.width), lr.transform, lr.crs)
-        hr_grid = GeoBox((hr.height, hr.width), hr.transform, hr.crs)
+        lr_grid = raster_grid(lr)
+        hr_grid = raster_grid(hr)
         check_transformable(hr_path, hr_grid, lr_grid)
         _hr_pixel_ratio(hr_path, hr_grid, lr_grid, scale, str(lr_path))
         _check_band_counts(
