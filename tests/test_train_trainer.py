@@ -568,3 +568,18 @@ def test_nodata_with_pairs_is_refused(tmp_path, capsys, monkeypatch) -> None:
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "--nodata", "--lr/--hr", "gdal_edit.py -a_nodata")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_nodata_the_rasters_type_cannot_hold_is_one_line(
+    tmp_path, make_raster, capsys, monkeypatch
+) -> None:
+    """``--nodata -1`` (or a recipe's) on a uint16 raster marked nothing, so the fill meant was
+    trained on as data without a word; ``geosr run --nodata -1`` refuses it."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    data = (np.arange(96 * 96).reshape(1, 96, 96) % 700 + 100).astype("uint16")
+    scene = make_raster("scene.tif", data=data)
+    args = ["train", str(scene), *FAST, "--nodata", "-1", "-o", str(tmp_path / "run")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "scene.tif", "not a valid uint16 value", "--nodata")
+    assert not (tmp_path / "run").exists()

@@ -36,6 +36,7 @@ from geosr.io.scene import (
     subdataset_keys,
     with_nodata,
 )
+from geosr.io.sink import check_nodata_of
 from geosr.normalise import scene_normalisation, valid_mask
 from geosr.train.config import SceneSource, resolve_sources
 from geosr.train.coreg import read_failed
@@ -116,6 +117,9 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
         window = Window(c0, r0, c1 - c0, r1 - r0)
         # What marks pixels invalid, as geosr run reads the file (each band's own nodata, a nodata
         # colour, CF missing values, the file's mask or alpha band), or the source's nodata instead.
+        if source.nodata is not None and not math.isnan(source.nodata):  # NaN: none (a recipe's way)
+            # One the dtype cannot hold marked nothing: the fill meant was trained on as data.
+            check_nodata_of(path, source.nodata, src.dtypes[0], "--nodata or the recipe's nodata")
         grid = GeoBox((src.height, src.width), src.transform, src.crs)
         masked = hides_pixels(src, bands[0])
         fields = declared_invalid(src, bands)
