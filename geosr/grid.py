@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 from affine import Affine
+from numpy.typing import DTypeLike
 from odc.geo import CRS
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
@@ -97,10 +98,16 @@ def window_grid(grid: GeoBox, row: int, col: int, height: int, width: int) -> Ge
     return GeoBox((height, width), transform, grid.crs)
 
 
-def warp_onto(source: np.ndarray, source_grid: GeoBox, target: GeoBox, resampling: Resampling) -> np.ndarray:
+def warp_onto(
+    source: np.ndarray,
+    source_grid: GeoBox,
+    target: GeoBox,
+    resampling: Resampling,
+    dtype: DTypeLike = np.float32,
+) -> np.ndarray:
     """``source`` ``(C, h, w)`` on ``source_grid``, NaN where it has no data, resampled
-    band by band onto ``target``: ``(C, H, W)`` float32, NaN where nothing maps."""
-    out = np.full((source.shape[0], *target.shape.yx), np.nan, np.float32)
+    band by band onto ``target``: ``(C, H, W)`` of ``dtype`` (floats), NaN where nothing maps."""
+    out = np.full((source.shape[0], *target.shape.yx), np.nan, dtype)
     for band in range(source.shape[0]):
         reproject(
             source=source[band],

@@ -176,6 +176,50 @@ def test_a_frame_on_another_grid_keeps_its_alpha_bands_transparency(make_raster)
     assert np.isnan(got[:, :, :39]).all() and not np.isnan(got[:, :, 41:]).any()
 
 
+def test_a_frame_on_another_grid_hides_only_the_pixels_of_its_nodata_colour(tmp_path: Path) -> None:
+    """A PNG's transparent colour (GDAL's NODATA_VALUES) hides a pixel where all its bands hold it,
+    as the same frame on the reference's grid reads; warped, each band took its part of the colour
+    for its own nodata: a valid pixel whose red alone was the colour's was NaN in red."""
+    from rasterio.shutil import copy
+
+    from tests.test_masks import PROFILE, with_band_nodata, write
+
+    reference = open_scene(write(tmp_path / "ref.tif", coordinate_pattern(3, 64, 64, "uint8")))
+    data = (coordinate_pattern(3, 32, 32, "uint8") % 200 + 10).astype(np.uint8)
+    data[:, :, :8] = np.array([1, 2, 3], np.uint8)[:, None, None]  # the colour: no data in the west
+    data[0, 16:, 16:] = 1  # red as the colour's, green and blue not: valid
+    vrt = with_band_nodata(tmp_path / "colour.vrt", data, (1, 2, 3))
+    with rasterio.open(vrt, "r+") as dst:  # twice the pixel size of the reference
+        dst.transform = PROFILE["transform"] @ Affine.scale(2)
+    copy(vrt, tmp_path / "colour.png", driver="PNG")
+    got = read_frame_window(open_scene(tmp_path / "colour.png"), reference, Window(0, 0, 64, 64))
+    assert np.isnan(got[:, :, :15]).all() and not np.isnan(got[:, :, 17:]).any()
+
+
+def test_a_frame_on_another_grid_hides_its_missing_values(tmp_path: Path) -> None:
+    """A netCDF frame's CF missing_value, other than its _FillValue (GDAL's nodata), is missing as
+    it is on the reference's grid; warped, its pixels (-32767) were data, blended into their
+    neighbours."""
+    import xarray as xr
+
+    data = (coordinate_pattern(1, 24, 28, "uint16") % 3000 + 100).astype(np.int16)[0]
+    data[:, :6] = -32767
+    coords = {"lat": ("lat", 52.5 - 0.02 * np.arange(24), {"units": "degrees_north"}),
+              "lon": ("lon", 4.0 + 0.02 * np.arange(28), {"units": "degrees_east"})}  # fmt: skip
+    variable = xr.Variable(("lat", "lon"), data, {"missing_value": np.array([-32767, -1], np.int16)})
+    variable.encoding["_FillValue"] = np.int16(-32768)
+    xr.Dataset({"v": variable}, coords=coords).to_netcdf(tmp_path / "v.nc", engine="scipy")
+    frame = open_scene(tmp_path / "v.nc")
+    assert frame.nodata == -32768 and frame.missing_values == (-32767, -1)
+    profile = {"crs": "EPSG:4326", "transform": Affine(0.01, 0, 3.99, 0, -0.01, 52.51)}
+    with rasterio.open(tmp_path / "ref.tif", "w", driver="GTiff", width=48, height=40, count=1,
+                       dtype="int16", **profile) as dst:  # fmt: skip
+        dst.write(np.full((1, 40, 48), 500, np.int16))
+    got = read_frame_window(frame, open_scene(tmp_path / "ref.tif"), Window(0, 0, 40, 48))
+    assert np.nanmin(got) >= 100  # no missing value read as data, nor blended into a neighbour
+    assert np.isnan(got[:, :, :11]).all() and not np.isnan(got[:, :, 13:]).any()
+
+
 def test_a_stac_item_is_a_frame_as_it_is_an_input(make_raster, tmp_path: Path) -> None:
     """Before, a frame went straight to GDAL: an Item of single-band assets stacked with
     --bands, which the input takes, was 'not a readable raster' as a frame."""

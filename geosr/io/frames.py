@@ -2,9 +2,10 @@
 
 A frame on the reference's exact grid is read like the reference itself.  A
 frame on another grid or CRS is reprojected on the fly: for each read window,
-only that window's footprint is warped (rasterio's ``reproject`` reads the
-frame's overlapping blocks), never the whole scene.  Pixels the frame does not
-cover come back as NaN, so the temporal stacking treats them as invalid.
+only the part of the frame under that window's footprint is read (with the
+validity of any read: masks, nodata, missing values) and warped, never the whole
+scene.  Pixels the frame does not cover come back as NaN, so the temporal
+stacking treats them as invalid.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import rasterio
-from rasterio.enums import ColorInterp, Resampling
+from odc.geo.geobox import GeoBox
+from odc.geo.overlap import compute_reproject_roi
+from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.warp import reproject
 
 from geosr.aoi import file_grid
 from geosr.errors import InputError
-from geosr.grid import window_grid
+from geosr.grid import warp_onto, window_grid
 from geosr.io.bands import canonical_band_name, select_bands
-from geosr.io.scene import Scene, _dataset, _mirror, exact_float, read_window
+from geosr.io.scene import Scene, _mirror, _read_inside, exact_float, read_window
 from geosr.tiling import Window
 
 
@@ -83,47 +84,50 @@ def read_frame_window(frame: Scene, reference: Scene, window: Window) -> np.ndar
         and frame.file_shape == reference.file_shape
         and (frame.grid == reference.grid)
     ):
-        pixels = read_window(frame, window)
-        pixels = pixels.astype(exact_float(pixels.dtype))
-        if frame.nodata is not None:
-            pixels[pixels == pixels.dtype.type(frame.nodata)] = np.nan
-        return pixels
+        return _valid_floats(frame, read_window(frame, window))
     h, w = reference.file_shape or reference.grid.shape.yx
     r_off, c_off = reference.origin
     rows = _mirror(np.arange(window.row, window.row + window.height) + r_off, h)
     cols = _mirror(np.arange(window.col, window.col + window.width) + c_off, w)
     r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
     target = window_grid(file_grid(reference), r0, c0, r1 - r0, c1 - c0)
-    out = np.full((frame.count, r1 - r0, c1 - c0), np.nan, exact_float(np.dtype(frame.dtype)))
-    indexes = list(frame.bands) if frame.bands else list(range(1, frame.count + 1))
-    # One band at a time, each with its own nodata value: GDAL's warper, given all
-    # bands at once, let band 1's nodata pixels through as data where band 2 had data.
-    nodata = frame.band_nodata or (frame.nodata,) * frame.count
     try:
-        src = _dataset(frame)
-        for band, (index, value) in enumerate(zip(indexes, nodata, strict=True)):
-            reproject(
-                rasterio.band(src, index),
-                out[band],
-                src_nodata=value,
-                dst_transform=target.transform,
-                dst_crs=target.crs,
-                dst_nodata=np.nan,
-                resampling=Resampling.bilinear,
-                **alpha_options(src),
-            )
+        out = _warped(frame, target)
     except (RasterioError, OSError, ValueError) as exc:
         raise InputError(f"{frame.path}: reprojecting the frame failed ({exc})") from None
     return out[:, (rows - r0)[:, None], (cols - c0)[None, :]]
 
 
-def alpha_options(src: rasterio.DatasetReader) -> dict[str, int]:
-    """Warp options that make GDAL's warper honour an open frame's alpha band, as reads do.
+def _valid_floats(frame: Scene, pixels: np.ndarray) -> np.ndarray:
+    """A read of ``frame`` as floats that hold its pixels exactly (:func:`~geosr.io.scene.exact_float`),
+    NaN where they are invalid: reads mark masked pixels, each band's own nodata and further
+    missing values so; its nodata is added (the temporal stacking knows only the reference's)."""
+    pixels = pixels.astype(exact_float(pixels.dtype))
+    if frame.nodata is not None:
+        pixels[pixels == pixels.dtype.type(frame.nodata)] = np.nan
+    return pixels
 
-    The warper takes a per-dataset mask (internal, ``.msk``) on its own, but not an
-    alpha band: a frame's transparent pixels were warped in as data.  ``SRC_ALPHA_MAX``
-    1 makes any non-zero alpha opaque, as :func:`~geosr.io.scene.file_mask` reads it
-    (the warper would otherwise take a 16-bit alpha of 255 as nearly transparent).
+
+READ_PADDING = 2
+"""Frame pixels read around the part a warp onto a window needs (bilinear reads 1 beyond a pixel)."""
+
+
+def _warped(frame: Scene, target: GeoBox) -> np.ndarray:
+    """``frame``'s pixels bilinear on ``target``, NaN where it has no valid pixel.
+
+    The part of the frame's file under ``target`` is read as the reference is, invalid pixels
+    NaN (:func:`_valid_floats`), then warped.  The warper, reading the file itself, took each
+    band's own nodata value alone: a nodata colour (GDAL's ``NODATA_VALUES``) hid a valid pixel
+    whose red alone was the colour's in red, and a netCDF's ``missing_value`` pixels were data.
     """
-    alpha = [b for b, ci in enumerate(src.colorinterp, start=1) if ci == ColorInterp.alpha]
-    return {"src_alpha": alpha[0], "SRC_ALPHA_MAX": 1} if alpha else {}
+    source = file_grid(frame)
+    rows, cols = compute_reproject_roi(source, target, padding=READ_PADDING).roi_src
+    dtype = exact_float(np.dtype(frame.dtype))
+    if rows.stop <= rows.start or cols.stop <= cols.start:  # the frame does not reach this window
+        return np.full((frame.count, *target.shape.yx), np.nan, dtype)
+    read = Window(rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start)
+    pixels = _valid_floats(frame, _read_inside(frame, read))
+    # warp_onto goes band by band: GDAL's warper, given all bands at once, let band 1's nodata
+    # pixels through as data where band 2 had data.
+    read_grid = window_grid(source, read.row, read.col, read.height, read.width)
+    return warp_onto(pixels, read_grid, target, Resampling.bilinear, dtype)
