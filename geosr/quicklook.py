@@ -24,7 +24,7 @@ from rasterio.enums import Resampling
 from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
 from geosr.io.bands import canonical_band_name
-from geosr.io.scene import Scene, is_zarr_path, open_scene, read_decimated, read_window
+from geosr.io.scene import Scene, is_zarr_path, open_scene, read_decimated, read_window, with_nodata
 from geosr.io.stac_input import (
     Resolved,
     is_stac_item,
@@ -351,14 +351,17 @@ def compare_panels(
     lr_nodata: float | None = None,
     hr_variable: str | None = None,
     lr_scaling: Mapping[int, tuple[float, float]] | None = None,
+    lr_missing: Sequence[float] = (),
 ) -> tuple[list[np.ndarray], list[str], Window, int]:
     """The panels of :func:`render_compare` on the output grid, unstretched (geosr, bicubic,
     then the reference), their titles, the window (output pixels) and the scale.
 
-    ``lr_nodata`` overrides ``lr``'s own nodata, as ``--nodata`` did for the run; ``hr_variable``
-    is the variable of a Zarr (netCDF, HDF5) ``hr``, as ``variable`` is ``lr``'s; ``lr_scaling``
-    the (scale, offset) of bands of ``lr`` (by 1-based number) for a file that declares none,
-    as the run's STAC Item gave them."""
+    ``lr_nodata`` overrides ``lr``'s own nodata, each band's own and its further missing values
+    (a CF ``missing_value``), as ``--nodata`` did for the run (:func:`~geosr.io.scene.with_nodata`);
+    ``lr_missing``: those the run kept beside it (:attr:`~geosr.io.scene.Scene.missing_values`).
+    ``hr_variable`` is the variable of a Zarr (netCDF, HDF5) ``hr``, as ``variable`` is ``lr``'s;
+    ``lr_scaling`` the (scale, offset) of bands of ``lr`` (by 1-based number) for a file that
+    declares none, as the run's STAC Item gave them."""
     sr_scene = _raster_scene(sr, "SR")
     raster = stac_raster(lr, sr_scene)
     lr_scene = open_scene(raster.href, variable=variable)
@@ -366,7 +369,8 @@ def compare_panels(
         from geosr.io.sink import check_nodata_of
 
         check_nodata_of(lr, lr_nodata, lr_scene.dtype, "--nodata")  # NaN in a uint16 LR would hide nothing
-        lr_scene = dataclasses.replace(lr_scene, nodata=lr_nodata, band_nodata=())
+        # A run's --nodata made the missing values data: the bicubic panel hid them still.
+        lr_scene = dataclasses.replace(with_nodata(lr_scene, lr_nodata), missing_values=tuple(lr_missing))
     else:
         lr_scene = with_declared_nodata(lr_scene, raster.nodata)  # the Item's raster:bands, as the run
     # The output declares the Item's scale and offset (the run gave them to it): the LR, read
@@ -437,6 +441,7 @@ def render_compare(
     lr_nodata: float | None = None,
     hr_variable: str | None = None,
     lr_scaling: Mapping[int, tuple[float, float]] | None = None,
+    lr_missing: Sequence[float] = (),
 ) -> Path:
     """Write the comparison PNG; see the module docstring.
 
@@ -444,7 +449,7 @@ def render_compare(
     matching positions in ``lr`` when they differ (default: from ``sr``'s
     record of a ``--bands`` run, :func:`source_bands`); ``variable`` the data
     variable of a Zarr ``lr`` (``hr_variable`` of ``hr``); ``lr_nodata`` overrides ``lr``'s nodata
-    and ``lr_scaling`` its missing scale and offset (:func:`compare_panels`).
+    (``lr_missing`` kept beside it) and ``lr_scaling`` its missing scale and offset (:func:`compare_panels`).
     """
     panels, titles, win, _ = compare_panels(
         lr,
@@ -457,6 +462,7 @@ def render_compare(
         lr_nodata=lr_nodata,
         hr_variable=hr_variable,
         lr_scaling=lr_scaling,
+        lr_missing=lr_missing,
     )
     if not np.isfinite(panels[0]).all(axis=0).any():  # as panel_rgba: nodata in any band is not shown
         # A black PNG reads as a failed run; the centre of a swath edge or of a cloudy date is nodata.
@@ -552,7 +558,8 @@ def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:
     numbers = scene.bands or range(1, scene.count + 1)
     offsets = scene.offsets or (0.0,) * len(scene.scales)
     scaling = {n: (a, b) for n, a, b in zip(numbers, scene.scales, offsets, strict=False)}
-    # The run's nodata (--nodata over the file's): a JP2's undeclared 0 is not data in the panel either.
+    # The run's nodata (--nodata over the file's): a JP2's undeclared 0 is not data in the panel either;
+    # and the missing values it kept (none after --nodata).
     return render_compare(
         lr,
         str(output),
@@ -562,4 +569,5 @@ def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:
         variable=scene.variable_name,
         lr_nodata=scene.nodata,
         lr_scaling=scaling,
+        lr_missing=scene.missing_values,
     )

@@ -200,16 +200,11 @@ def test_a_frame_on_another_grid_hides_its_missing_values(tmp_path: Path) -> Non
     """A netCDF frame's CF missing_value, other than its _FillValue (GDAL's nodata), is missing as
     it is on the reference's grid; warped, its pixels (-32767) were data, blended into their
     neighbours."""
-    import xarray as xr
+    from tests.test_masks import cf_netcdf
 
     data = (coordinate_pattern(1, 24, 28, "uint16") % 3000 + 100).astype(np.int16)[0]
     data[:, :6] = -32767
-    coords = {"lat": ("lat", 52.5 - 0.02 * np.arange(24), {"units": "degrees_north"}),
-              "lon": ("lon", 4.0 + 0.02 * np.arange(28), {"units": "degrees_east"})}  # fmt: skip
-    variable = xr.Variable(("lat", "lon"), data, {"missing_value": np.array([-32767, -1], np.int16)})
-    variable.encoding["_FillValue"] = np.int16(-32768)
-    xr.Dataset({"v": variable}, coords=coords).to_netcdf(tmp_path / "v.nc", engine="scipy")
-    frame = open_scene(tmp_path / "v.nc")
+    frame = open_scene(cf_netcdf(tmp_path / "v.nc", data, (-32767, -1), step=0.02))
     assert frame.nodata == -32768 and frame.missing_values == (-32767, -1)
     profile = {"crs": "EPSG:4326", "transform": Affine(0.01, 0, 3.99, 0, -0.01, 52.51)}
     with rasterio.open(tmp_path / "ref.tif", "w", driver="GTiff", width=48, height=40, count=1,

@@ -441,21 +441,29 @@ def test_a_zarr_variables_missing_value_of_several_values_is_nodata(tmp_path: Pa
     np.testing.assert_array_equal(pixels, expected)
 
 
+def cf_netcdf(path: Path, data: np.ndarray, missing: tuple[int, ...], step: float = 0.01) -> Path:
+    """A netCDF of one int16 ``(lat, lon)`` variable ``v`` of ``data`` whose ``_FillValue`` is -32768
+    and whose CF ``missing_value`` is ``missing``, on a grid of ``step`` degrees from 52.5 N, 4 E."""
+    import xarray as xr
+
+    height, width = data.shape
+    coords = {"lat": ("lat", 52.5 - step * np.arange(height), {"units": "degrees_north"}),
+              "lon": ("lon", 4.0 + step * np.arange(width), {"units": "degrees_east"})}  # fmt: skip
+    variable = xr.Variable(("lat", "lon"), data, {"missing_value": np.array(missing, np.int16)})
+    variable.encoding["_FillValue"] = np.int16(-32768)
+    xr.Dataset({"v": variable}, coords=coords).to_netcdf(path, engine="scipy")
+    return path
+
+
 def test_a_netcdf_variables_missing_value_is_nodata_as_in_a_zarr_store(tmp_path: Path) -> None:
     """GDAL takes a netCDF variable's _FillValue for its nodata and leaves its missing_value
     (here of two values) unread; those pixels were super-resolved as data, where the same
     variable in a Zarr store, or read by xarray, has them missing."""
-    import xarray as xr
-
     data = (coordinate_pattern(1, 48, 56, "uint16") % 3000 + 100).astype(np.int16)
     data[:, hidden_area(48, 56)] = -32767
     data[:, 40:, 40:] = -1
     data[:, :4, :4] = -32768
-    coords = {"lat": ("lat", 52.5 - 0.01 * np.arange(48), {"units": "degrees_north"}),
-              "lon": ("lon", 4.0 + 0.01 * np.arange(56), {"units": "degrees_east"})}  # fmt: skip
-    variable = xr.Variable(("lat", "lon"), data[0], {"missing_value": np.array([-32767, -1], np.int16)})
-    variable.encoding["_FillValue"] = np.int16(-32768)
-    xr.Dataset({"v": variable}, coords=coords).to_netcdf(tmp_path / "v.nc", engine="scipy")
+    cf_netcdf(tmp_path / "v.nc", data[0], (-32767, -1))
     store = cf_store(
         tmp_path / "w.zarr", np.where(data < 0, -32768, data).astype(np.int16), _FillValue=np.int16(-32768)
     )

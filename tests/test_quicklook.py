@@ -235,6 +235,27 @@ def test_the_bicubic_panel_takes_the_runs_nodata(make_raster, tmp_path) -> None:
     assert np.nanmax(np.abs(as_run[:, :, 30:] - 1000)) < 1  # no ringing from the fill
 
 
+def test_the_bicubic_panel_hides_the_missing_values_the_run_hid(tmp_path: Path, monkeypatch) -> None:
+    """A netCDF's CF missing_value (-32767 beside its _FillValue) is missing in a run, and data after
+    --nodata -32768, which replaces the file's values as the run's does; the bicubic panel of compare
+    --nodata, and of that run's --quicklook, still hid those pixels."""
+    from tests.test_masks import cf_netcdf
+
+    data = (coordinate_pattern(1, 24, 28, "uint16") % 3000 + 100).astype(np.int16)[0]
+    data[:, :6] = -32767
+    nc = cf_netcdf(tmp_path / "v.nc", data, (-32767,))
+    shown = []
+    monkeypatch.setattr("geosr.quicklook.draw_figure", lambda panels, *_: shown.append(panels[1]))
+    for name, nodata in (("kept", None), ("data", -32768)):
+        out = geosr.upscale_file(
+            nc, tmp_path / f"{name}.tif", scale=2, model="bicubic", nodata=nodata, quicklook=True
+        )
+    hidden, as_data = shown
+    assert np.isnan(hidden[:, :, :10]).all() and np.isfinite(hidden[:, :, 14:]).all()
+    assert np.isfinite(as_data).all()
+    assert np.isfinite(compare_panels(str(nc), str(out), lr_nodata=-32768)[0][1]).all()  # geosr compare
+
+
 def test_a_long_file_name_is_wrapped_in_the_title_not_cut_off() -> None:
     # A Sentinel-2 product name (90 characters) ran past both edges of a 2-panel quicklook.
     from geosr.panels import _fitted
