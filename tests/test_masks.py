@@ -476,6 +476,21 @@ def test_a_netcdf_variables_missing_value_is_nodata_as_in_a_zarr_store(tmp_path:
     np.testing.assert_array_equal(pixels, expected)
 
 
+def test_an_output_does_not_carry_its_netcdf_inputs_missing_value(tmp_path: Path) -> None:
+    """The output marks missing pixels with its nodata; it kept the input's missing_value band tag,
+    so every geosr read of it (compare, evaluate, a further run) hid its pixels of that value: after
+    --nodata -32768, which made the missing area data, the whole area."""
+    data = (coordinate_pattern(1, 24, 28, "uint16") % 3000 + 100).astype(np.int16)
+    data[:, :, :6] = -32767
+    nc = cf_netcdf(tmp_path / "v.nc", data[0], (-32767,))
+    out = geosr.upscale_file(nc, tmp_path / "v_x2.tif", scale=2, model="bicubic", nodata=-32768)
+    scene = open_scene(out)
+    assert scene.nodata == -32768 and scene.missing_values == ()
+    with rasterio.open(out) as src:
+        assert "missing_value" not in src.tags(1) and "v#missing_value" not in src.tags()
+        assert (src.read(1)[:, :10] == -32767).all()  # data, as the run took it
+
+
 def test_training_reads_each_bands_own_nodata(tmp_path: Path) -> None:
     from geosr.train.config import SceneSource
     from geosr.train.data import load_scene

@@ -201,12 +201,24 @@ STALE_TAG_PREFIXES = ("STATISTICS_",)
 cached band statistics (``gdalinfo -stats``, QGIS), which readers take as the file's own."""
 
 
+CF_MISSING_ATTRIBUTES = ("_FillValue", "missing_value")
+"""A CF variable's attributes of missing values (:func:`missing_values`), which GDAL gives as band
+metadata (``v#missing_value`` in the dataset's): an output marks its missing pixels with its own nodata."""
+
+
 def carried_tags(tags: Mapping[str, Any]) -> dict[str, Any]:
     """``tags`` an output keeps: all but those that describe the input's pixel values
-    (:data:`STALE_TAG_PREFIXES`).  Kept, an output's STATISTICS_MAXIMUM of its input's
-    254 would stand beside its pixels of 255: ``gdalinfo -stats`` reports it and QGIS
-    stretches by it without reading a pixel."""
-    return {k: v for k, v in tags.items() if not str(k).startswith(STALE_TAG_PREFIXES)}
+    (:data:`STALE_TAG_PREFIXES`, :data:`CF_MISSING_ATTRIBUTES`).  Kept, an output's
+    STATISTICS_MAXIMUM of its input's 254 would stand beside its pixels of 255: ``gdalinfo
+    -stats`` reports it and QGIS stretches by it without reading a pixel; a netCDF input's
+    ``missing_value`` hid the output's valid pixels of that value from every geosr read of it
+    (after ``--nodata``, which made them data, those of the missing area itself)."""
+    return {
+        k: v
+        for k, v in tags.items()
+        if not str(k).startswith(STALE_TAG_PREFIXES)
+        and str(k).rsplit("#", 1)[-1] not in CF_MISSING_ATTRIBUTES
+    }
 
 
 def exact_float(dtype: np.dtype) -> np.dtype:
@@ -514,7 +526,7 @@ def missing_values(attrs: Mapping[str, Any], nodata: float | None) -> tuple[floa
     NaN is left out: a float scene's NaN pixels are invalid anyway.
     """
     found: list[float] = []
-    for key in ("_FillValue", "missing_value"):
+    for key in CF_MISSING_ATTRIBUTES:
         given = attrs.get(key, [])
         if isinstance(given, str):
             given = given.strip("{}").split(",")  # GDAL's text of a netCDF attribute
