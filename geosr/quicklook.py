@@ -248,9 +248,24 @@ def source_bands(sr_scene: Scene, source: Scene, show: Sequence[int]) -> list[in
         numbers = [int(v) for v in recorded.split(",")] if recorded else []
     except ValueError:
         numbers = []
-    if len(numbers) != sr_scene.count or not all(1 <= n <= source.count for n in numbers):
+    positions = read_positions(source, numbers) if len(numbers) == sr_scene.count else None
+    if positions is None:
         return same_named_bands(sr_scene, source, show)
-    return [numbers[p] - 1 for p in show]
+    return [positions[p] for p in show]
+
+
+def read_positions(scene: Scene, numbers: Sequence[int]) -> list[int] | None:
+    """0-based positions, in a read of ``scene``, of its file's bands ``numbers`` (1-based, as
+    ``--bands`` and ``GEOSR_BANDS`` give them); None where it lacks one.
+
+    A read gives the scene's bands alone (:attr:`~geosr.io.scene.Scene.bands`): the alpha band of
+    an ARGB file is not in it, and band number - 1 showed each input band's neighbour (G, B, N
+    of an ARGBN orthomosaic as red, green, blue) in the bicubic panel.
+    """
+    held = list(scene.bands) or list(range(1, scene.count + 1))
+    if not all(n in held for n in numbers):
+        return None
+    return [held.index(n) for n in numbers]
 
 
 def same_named_bands(sr_scene: Scene, other: Scene, show: Sequence[int]) -> list[int]:
@@ -403,7 +418,9 @@ def compare_panels(
     if decimation > 1:  # no more pixels than a panel shows: a large window was read whole
         target = target.zoom_out(decimation)
     show = display_bands(sr_scene, bands)
-    from_lr = list(lr_bands) if lr_bands else source_bands(sr_scene, lr_scene, show)
+    from_lr = read_positions(lr_scene, lr_bands) if lr_bands else None
+    if from_lr is None:
+        from_lr = source_bands(sr_scene, lr_scene, show)
     _check_bands(lr_scene, from_lr, sr)
     panels = [
         _on_grid(sr_scene, show, target, Resampling.nearest, other=sr),
@@ -446,7 +463,7 @@ def render_compare(
     """Write the comparison PNG; see the module docstring.
 
     ``bands`` are 0-based positions in ``sr`` (and ``hr``); ``lr_bands`` the
-    matching positions in ``lr`` when they differ (default: from ``sr``'s
+    numbers (1-based) of the matching bands of ``lr``'s file (default: from ``sr``'s
     record of a ``--bands`` run, :func:`source_bands`); ``variable`` the data
     variable of a Zarr ``lr`` (``hr_variable`` of ``hr``); ``lr_nodata`` overrides ``lr``'s nodata
     (``lr_missing`` kept beside it) and ``lr_scaling`` its missing scale and offset (:func:`compare_panels`).
@@ -550,7 +567,7 @@ def compare_files(
 def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:
     """The ``--quicklook`` of a run: its input (only its selected bands) against its output."""
     positions = display_bands(scene)
-    lr_bands = [scene.bands[p] - 1 for p in positions] if scene.bands else positions
+    lr_bands = [scene.bands[p] if scene.bands else p + 1 for p in positions]
     # A STAC Item's stacked assets: the run's own VRT (scene.path is the Item, not a raster).
     lr = scene.subdataset if is_stac_item(scene.path) and scene.subdataset else scene.path
     # The run's scale and offset, which an Item's asset (--asset) may declare and its file not:

@@ -256,6 +256,37 @@ def test_the_bicubic_panel_hides_the_missing_values_the_run_hid(tmp_path: Path, 
     assert np.isfinite(compare_panels(str(nc), str(out), lr_nodata=-32768)[0][1]).all()  # geosr compare
 
 
+def test_the_bicubic_panel_of_an_input_whose_alpha_band_comes_first_shows_the_same_bands(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """An input's alpha band is no band of its reads: with it first (ARGBN), the bicubic panel took
+    band number - 1 as its position in the read and showed each band's neighbour, in a run's
+    --quicklook and in geosr compare of a --bands run alike."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    from tests.test_masks import hidden_area, write
+
+    bands = (coordinate_pattern(4, 40, 44, "uint8") % 200 + 20).astype(np.uint8)
+    bands[1:] = bands[1:] // 2 + 40 * np.arange(1, 4, dtype=np.uint8)[:, None, None]  # each band its own
+    alpha = np.where(hidden_area(40, 44), 0, 255).astype(np.uint8)[None]
+    src = write(tmp_path / "argbn.tif", np.concatenate([alpha, bands]))
+    with rasterio.open(src, "r+") as f:
+        f.colorinterp = [
+            ColorInterp.alpha,
+            ColorInterp.red,
+            ColorInterp.green,
+            ColorInterp.blue,
+            ColorInterp.undefined,
+        ]
+    shown = []
+    monkeypatch.setattr("geosr.quicklook.draw_figure", lambda panels, *_: shown.append(panels))
+    geosr.upscale_file(src, tmp_path / "all.tif", scale=2, model="bicubic", quicklook=True)
+    picked = geosr.upscale_file(src, tmp_path / "picked.tif", scale=2, model="bicubic", bands="4,3,2")
+    for geosr_panel, bicubic_panel in (shown[0], compare_panels(str(src), str(picked))[0]):
+        assert np.nanmedian(np.abs(geosr_panel - bicubic_panel)) < 5  # a neighbour band is 40 off
+
+
 def test_a_long_file_name_is_wrapped_in_the_title_not_cut_off() -> None:
     # A Sentinel-2 product name (90 characters) ran past both edges of a 2-panel quicklook.
     from geosr.panels import _fitted
