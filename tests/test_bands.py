@@ -38,13 +38,23 @@ def test_select_and_order_by_name_or_index(make_raster, tmp_path: Path) -> None:
 
 def test_unknown_band_name_lists_the_known_ones(make_raster) -> None:
     src = make_raster(count=2, descriptions=("B02", "B03"))
-    with pytest.raises(InputError, match="B02, B03"):
+    with pytest.raises(InputError, match="its band descriptions are 1 'B02', 2 'B03' "):
         scene_for(src, RunOptions(bands="B09"))
     with pytest.raises(InputError, match="bands 1-2"):
         scene_for(src, RunOptions(bands="3"))
     # The example index is one the file has: "e.g. --bands 3,2,1" for a 2-band file before.
     with pytest.raises(InputError, match=r"select by 1-based index instead, e\.g\. --bands 2,1\)"):
         scene_for(src, RunOptions(bands="B09"))
+
+
+def test_a_band_name_in_a_file_without_descriptions_says_it_has_none(make_raster) -> None:
+    """It said 'its band descriptions are: #1, #2', positions read as descriptions."""
+    src = make_raster(count=2)
+    with pytest.raises(InputError, match=r"as 'red'; it has no band descriptions \(select by 1-based"):
+        scene_for(src, RunOptions(bands="red"))
+    partly = make_raster("partly.tif", count=3, descriptions=("", "nir", ""))
+    with pytest.raises(InputError, match="its band descriptions are 2 'nir' "):
+        scene_for(partly, RunOptions(bands="red"))
 
 
 def test_band_indexes_are_the_files_band_numbers_around_an_alpha_band(make_raster, tmp_path: Path) -> None:

@@ -124,7 +124,7 @@ def test_bad_scale(weights_dir: Path, scale: object) -> None:
     with pytest.raises(
         ModelError,
         match=rf"scale {scale!r} is not supported by model cnnrnn-fast: "
-        r"use 2, 3 or 4 \(any integer 2\.\.8\)",
+        r"use an integer 2\.\.8 \(usually 2, 3 or 4\)$",
     ):
         load_model(bands=1, scale=scale)  # type: ignore[arg-type]
 

@@ -87,7 +87,12 @@ def band_indexes(scene: Scene, wanted: Sequence[str | int]) -> tuple[int, ...]:
     for position, description in enumerate(scene.descriptions):
         if description:
             names.setdefault(canonical_band_name(description), available[position])
-    known = ", ".join(d or f"#{i + 1}" for i, d in enumerate(scene.descriptions)) or "none"
+    # Each with its band number (an undescribed one was '#1', its position, which is not its
+    # number after an alpha band), and a file of no descriptions said so.
+    described = [f"{available[i]} {d!r}" for i, d in enumerate(scene.descriptions) if d]
+    known = "it has no band descriptions"
+    if described:
+        known = f"its band descriptions are {', '.join(described)}"
     out = []
     for item in wanted:
         if isinstance(item, int):
@@ -102,7 +107,7 @@ def band_indexes(scene: Scene, wanted: Sequence[str | int]) -> tuple[int, ...]:
             # An example among the file's own numbers: "3,2,1" named bands a 1-band file lacks.
             example = ",".join(str(n) for n in reversed(available[:3]))
             raise InputError(
-                f"{scene.path}: no band is described as {item!r}; its band descriptions are: {known} "
+                f"{scene.path}: no band is described as {item!r}; {known} "
                 f"(select by 1-based index instead, e.g. --bands {example})"
             )
         out.append(index)

@@ -253,7 +253,8 @@ def _check_scale(scale: object, name: str) -> int:
         hint = (
             f"use {_or_list(bundled)} (bundled weights) or any integer {MIN_SCALE}..{MAX_SCALE}"
             if bundled
-            else f"use {_or_list(RECOMMENDED_SCALES)} (any integer {MIN_SCALE}..{MAX_SCALE})"
+            # Not 'use 2, 3 or 4 (any integer 2..8)': that read as the model taking 2-4 alone.
+            else f"use an integer {MIN_SCALE}..{MAX_SCALE} (usually {_or_list(RECOMMENDED_SCALES)})"
         )
         raise ModelError(f"scale {scale!r} is not supported by model {name}: {hint}")
     return scale
