@@ -361,7 +361,8 @@ def test_a_flat_training_raster_is_left_out_or_refused(
     flat = make_raster("flat.tif", data=np.full((1, 96, 96), 500, "uint16"))
     args = ["train", str(flat), *FAST, "-o", str(tmp_path / "run")]
     code, err = run_cli(args, capsys, monkeypatch)
-    assert_one_clear_line(code, err, "flat.tif: every valid pixel of the training rasters holds one value")
+    # The band in brackets, which rich took for markup and dropped until 52257b5.
+    assert_one_clear_line(code, err, "flat.tif[b1]: every valid pixel of the training rasters holds one")
     assert not (tmp_path / "run").exists()
     config = _config(tmp_path, scenes[0], scenes[1], steps=1)
     config = dataclasses.replace(
