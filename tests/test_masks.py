@@ -350,10 +350,9 @@ def test_each_band_has_its_own_mask(tmp_path: Path) -> None:
     assert_runs_as(vrt, reference, "bicubic", nodata=0, hidden=(hidden, other))
 
 
-def test_a_nodata_colour_hides_only_the_pixels_of_that_colour(tmp_path: Path) -> None:
-    """An RGB PNG's transparent colour (GDAL's NODATA_VALUES) hides a pixel only where all its
-    bands hold it, as GDAL's mask does; its bands also report the colour's values as their own,
-    and a valid pixel whose red alone was the colour's was nodata in its red band."""
+def colour_png(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """An RGB PNG whose transparent colour (1, 2, 3) covers ``hidden_area``, and a valid block
+    whose red alone holds the colour's red: the PNG, its pixels and the hidden area."""
     from rasterio.shutil import copy
 
     data = (coordinate_pattern(3, 96, 112, "uint8") % 200 + 10).astype(np.uint8)
@@ -362,6 +361,14 @@ def test_a_nodata_colour_hides_only_the_pixels_of_that_colour(tmp_path: Path) ->
     data[0, 60:80, 80:100] = 1  # red as the colour's, green and blue not: valid
     png = tmp_path / "colour.png"
     copy(with_band_nodata(tmp_path / "colour.vrt", data, (1, 2, 3)), png, driver="PNG")
+    return png, data, hidden
+
+
+def test_a_nodata_colour_hides_only_the_pixels_of_that_colour(tmp_path: Path) -> None:
+    """An RGB PNG's transparent colour (GDAL's NODATA_VALUES) hides a pixel only where all its
+    bands hold it, as GDAL's mask does; its bands also report the colour's values as their own,
+    and a valid pixel whose red alone was the colour's was nodata in its red band."""
+    png, data, hidden = colour_png(tmp_path)
     reference = write(tmp_path / "one.tif", np.where(hidden, 0, data).astype(data.dtype), nodata=0)
     assert_runs_as(png, reference, "bicubic", nodata=0, hidden=(hidden,) * 3)
 
@@ -549,14 +556,7 @@ def test_training_takes_a_nodata_colour_as_the_run_does(tmp_path: Path) -> None:
     """An RGB PNG's transparent colour hides a pixel only where all its bands hold it; training
     took it band by band (a valid pixel whose red alone was the colour's was nodata in red),
     where ``geosr run`` masks that pixel in no band."""
-    from rasterio.shutil import copy
-
-    data = (coordinate_pattern(3, 96, 112, "uint8") % 200 + 10).astype(np.uint8)
-    hidden = hidden_area(96, 112)
-    data[:, hidden] = np.array([1, 2, 3], np.uint8)[:, None]
-    data[0, 60:80, 80:100] = 1  # red as the colour's, green and blue not: valid
-    png = tmp_path / "colour.png"
-    copy(with_band_nodata(tmp_path / "colour.vrt", data, (1, 2, 3)), png, driver="PNG")
+    png, data, hidden = colour_png(tmp_path)
     np.testing.assert_array_equal(_training_invalid(png), np.broadcast_to(hidden, data.shape))
 
 
