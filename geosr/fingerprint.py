@@ -66,7 +66,26 @@ def job_fingerprint(
         # Resolved as the input is: a frame named ./d2.tif in one run and by its absolute
         # path in the --resume made the same job "the output of a different job".
         "frames": [[_where(f.path), *file_stamp(f.path)] for f in frames],
+        **files_read_with(scene),
     }
+
+
+def files_read_with(scene: Scene) -> dict[str, Any]:
+    """The fingerprint's ``input_files``: the other files GDAL reads for the input (a VRT's
+    sources, an external ``.msk`` mask, an ``.aux.xml``), each where it is and its stamp.
+
+    A VRT's source rewritten, or its mask edited, between an interrupted run and its
+    ``--resume`` left the input's own stamp as it was, and the output mixed the tiles
+    of both versions.  Only where there are any (the digests of other runs stay), and
+    not for a subdataset or a STAC stack, whose VRT is new in every run.
+    """
+    from geosr.run_outputs import read_files
+
+    if scene.subdataset:
+        return {}
+    own = _where(scene.path)
+    others = [path for path in read_files(scene) if _where(path) != own]
+    return {"input_files": [[_where(path), *file_stamp(path)] for path in others]} if others else {}
 
 
 def area_of_interest(opts: RunOptions) -> dict[str, Any]:
@@ -102,6 +121,7 @@ FIELD_NAMES = {
     "aoi": "aoi",
     "bbox": "--bbox",
     "frames": "frames",
+    "input_files": "a file read with the input (a VRT's source, its mask or .aux.xml was changed)",
 }
 """How a refused resume names what differs: the options as typed, or what changed in words
 (not 'input_mtime_ns'); 'tile', 'aoi' and 'frames' stay as tests and users know them."""

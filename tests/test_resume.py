@@ -551,6 +551,28 @@ def test_resume_notices_a_changed_aoi_or_frame(job, tmp_path: Path) -> None:
     assert again.returncode == 2 and "differs in frames" in again.stderr, again.stderr
 
 
+def test_resume_notices_a_changed_source_of_a_vrt_input(job, tmp_path: Path) -> None:
+    """The fingerprint stamped the VRT file alone: a source rewritten between an interrupted
+    run and its --resume (the VRT itself untouched) gave an output of both versions' tiles."""
+    from rasterio.shutil import copy
+
+    source = tmp_path / "tile.tif"
+    copy(job["src"], source, driver="GTiff")
+    vrt = tmp_path / "mosaic.vrt"
+    copy(source, vrt, driver="VRT")
+    vrt_job = {**job, "src": vrt}
+    dst = tmp_path / "out.tif"
+    killed = geosr_run(vrt_job, dst, env={"GEOSR_FAULT_AT": "journal:3"})
+    assert killed.returncode != 0 and run_dir(dst).exists()
+    with rasterio.open(source, "r+") as changed:  # a patch of it, leaving its percentiles be
+        pixels = changed.read()
+        pixels[:, 60:70, 40:50] = pixels[:, 60:70, 40:50][:, ::-1]
+        changed.write(pixels)
+    again = geosr_run(vrt_job, dst, "--resume")
+    assert again.returncode == 2, again.stderr
+    assert "differs in a file read with the input (a VRT's source" in again.stderr, again.stderr
+
+
 def test_a_remote_inputs_version_is_part_of_the_job(tmp_path: Path) -> None:
     """Before, a URL's fingerprint was its name alone: a resumed run mixed tiles of two
     versions of the file behind it.  Its Content-Length and ETag or Last-Modified now count."""
