@@ -448,8 +448,8 @@ def _describe_gdal(path: str, src: Any) -> Scene:
             f"{path}: data type {dtype} is not supported; "
             f"use one of {', '.join(SUPPORTED_DTYPES)} (gdal_translate -ot)"
         )
-    crs = raster_crs(src)
-    check_georeferenced(path, src, crs)
+    grid = raster_grid(src)
+    check_georeferenced(path, src, grid.crs)
     if src.width < 1 or src.height < 1 or src.count < 1:
         raise InputError(f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)")
     refuse_palette(path, src)
@@ -458,7 +458,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         raise InputError(f"{path}: every band is an alpha band; there is no image to super-resolve")
     return Scene(
         path=path,
-        grid=GeoBox((src.height, src.width), src.transform, crs),
+        grid=grid,
         count=len(data),
         dtype=dtype,
         **declared_invalid(src, data),
@@ -555,6 +555,20 @@ def hides_pixels(src: Any, band: int) -> bool:
     (:func:`file_mask` is 0 where pixels are hidden) or a mask of its own (:func:`has_band_masks`)."""
     flags = src.mask_flag_enums[band - 1]
     return MaskFlags.per_dataset in flags or ColorInterp.alpha in src.colorinterp or not flags
+
+
+def chosen_bands(path: str | Path, src: Any, bands: Sequence[int] | None) -> list[int]:
+    """The 1-based ``bands`` of an open dataset, checked to exist, or its data bands (all but
+    alpha bands) for None: the bands training and co-registration read.
+
+    An alpha band is the file's mask, not a band of the data: read, it was trained on as an
+    image and made evaluate's RGBA pairs a broadcasting traceback (4 bands vs 3).
+    """
+    chosen = list(bands) if bands else data_bands(src)
+    bad = [b for b in chosen if not 1 <= b <= src.count]
+    if bad or not chosen:
+        raise InputError(f"{path} has {src.count} band(s); bands {bad or chosen} do not exist")
+    return chosen
 
 
 def pixel_nodata(src: Any) -> bool:

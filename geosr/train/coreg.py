@@ -42,6 +42,7 @@ from geosr.grid import scaled, warp_onto
 from geosr.io.scene import (
     check_georeferenced,
     check_input_exists,
+    chosen_bands,
     data_bands,
     declared_invalid,
     file_mask,
@@ -364,17 +365,6 @@ def _open_pair_raster(path: str | Path) -> rasterio.DatasetReader:
     return src
 
 
-def _band_indexes(path: str | Path, src: rasterio.DatasetReader, bands: tuple[int, ...] | None) -> list[int]:
-    """``bands`` checked to exist, or the data bands: all but alpha bands."""
-    # An alpha band is the file's mask, not a band of the pair: read, it was trained on
-    # as an image and made evaluate's RGBA pairs a broadcasting traceback (4 bands vs 3).
-    idx = list(bands) if bands else data_bands(src)
-    bad = [b for b in idx if not 1 <= b <= src.count]
-    if bad or not idx:
-        raise InputError(f"{path} has {src.count} band(s); bands {bad or idx} do not exist")
-    return idx
-
-
 def read_raster(
     path: str | Path, bands: tuple[int, ...] | None = None, *, within: GeoBox | None = None
 ) -> RasterBands:
@@ -385,7 +375,7 @@ def read_raster(
     scene was read whole, gigabytes of float32 for a few megabytes used.
     """
     with _open_pair_raster(path) as src:
-        idx = _band_indexes(path, src, bands)
+        idx = chosen_bands(path, src, bands)
         grid = raster_grid(src)
         window = None
         if within is not None:
@@ -612,7 +602,7 @@ def check_pair(lr_path: str | Path, hr_path: str | Path, scale: int) -> None:
         check_transformable(hr_path, hr_grid, lr_grid)
         _hr_pixel_ratio(hr_path, hr_grid, lr_grid, scale, str(lr_path))
         _check_band_counts(
-            lr_path, len(_band_indexes(lr_path, lr, None)), hr_path, len(_band_indexes(hr_path, hr, None))
+            lr_path, len(chosen_bands(lr_path, lr, None)), hr_path, len(chosen_bands(hr_path, hr, None))
         )
     if not _overlaps(hr_grid, lr_grid):
         raise InputError(_no_overlap(hr_path, lr_path))

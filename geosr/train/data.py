@@ -21,16 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from odc.geo.geobox import GeoBox
 from rasterio.windows import Window
 
 from geosr.errors import GeosrWarning, InputError, OptionError
 from geosr.io.scene import (
     Scene,
-    data_bands,
+    chosen_bands,
     declared_invalid,
     hide_invalid,
     hides_pixels,
+    raster_grid,
     read_masks,
     refuse_palette,
     subdataset_keys,
@@ -108,10 +108,7 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
                 f"{key.replace(':', '_').replace('/', '_')}.tif"
             )
         refuse_palette(path, src)
-        bands = list(source.bands) if source.bands else data_bands(src)
-        bad = [b for b in bands if not 1 <= b <= src.count]
-        if bad or not bands:
-            raise InputError(f"{path} has {src.count} band(s); bands {bad or bands} do not exist")
+        bands = chosen_bands(path, src, source.bands)
         r0, r1 = (round(f * src.height) for f in source.rows)
         c0, c1 = (round(f * src.width) for f in source.cols)
         window = Window(c0, r0, c1 - c0, r1 - r0)
@@ -120,7 +117,7 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
         if source.nodata is not None and not math.isnan(source.nodata):  # NaN: none (a recipe's way)
             # One the dtype cannot hold marked nothing: the fill meant was trained on as data.
             check_nodata_of(path, source.nodata, src.dtypes[0], "--nodata or the recipe's nodata")
-        grid = GeoBox((src.height, src.width), src.transform, src.crs)
+        grid = raster_grid(src)
         masked = hides_pixels(src, bands[0])
         fields = declared_invalid(src, bands)
         scene = with_nodata(
