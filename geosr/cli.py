@@ -28,7 +28,7 @@ from rich.table import Column, Table
 from typer.core import TyperGroup
 
 from geosr.allocator import keep_freed_memory
-from geosr.cli_types import StdoutError, given_path, stdout_guarded
+from geosr.cli_types import StdoutError, given_path, stdout_guarded, unpadded
 from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError
 from geosr.interrupts import (
     exit_status,
@@ -506,13 +506,9 @@ def _one_input(pattern: str) -> str:
 
 
 def print_table(table: Table) -> None:
-    """Print ``table`` on stdout without the spaces rich pads every line with to the table's
-    width: piped into grep, diff or a file, each line of ``geosr info`` ended in up to 60."""
-    console = Console()
+    """Print ``table`` on stdout without the spaces rich pads its lines with (:func:`unpadded`)."""
     with stdout_guarded():
-        with console.capture() as captured:
-            console.print(table)
-        typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+        typer.echo(unpadded(Console(), table))
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Parsers the commands share for their path options, and their guard on stdout."""
+"""Parsers the commands share for their path options, their guard on stdout, and tables as
+they print them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import typer
+from rich.console import Console, RenderableType
 
 from geosr.errors import OutputError
 
@@ -34,6 +36,15 @@ def stdout_guarded(done: str = "") -> Iterator[None]:
             f"{done}cannot write on stdout ({exc.strerror or exc}); free space where it is redirected, "
             "or redirect it elsewhere"
         ) from None
+
+
+def unpadded(console: Console, renderable: RenderableType) -> str:
+    """``renderable`` as ``console`` renders it, less the spaces rich pads every line with to
+    its width (a table's, a centred title's): piped into grep, diff or a file, each line of
+    ``geosr info`` ended in up to 60, and evaluate's title in 15."""
+    with console.capture() as captured:
+        console.print(renderable)
+    return "\n".join(line.rstrip() for line in captured.get().splitlines())
 
 
 def given_path(value: str | Path) -> Path:

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from geosr.batch import names_apart
+from geosr.cli_types import unpadded
 from geosr.errors import OptionError, OutputError
 from geosr.evaluation.wald import EvalReport
 from geosr.io.atomic import write_small_file
@@ -100,13 +101,8 @@ def table(report: EvalReport) -> Table:
 def print_report(report: EvalReport, console: Console | None = None) -> None:
     """The table, each image band's note and the summary line, on ``console`` (stdout by default)."""
     console = console or Console()
-    with console.capture() as captured:
-        console.print(table(report))
-    # Less the spaces rich pads the centred title with: piped into a file or diff, its line
-    # ended in 15 at 80 columns, as geosr info's lines did (geosr.cli.print_table).
-    console.print(
-        Text.from_ansi("\n".join(line.rstrip() for line in captured.get().splitlines())), soft_wrap=True
-    )
+    # Less the spaces rich pads the centred title with (:func:`~geosr.cli_types.unpadded`).
+    console.print(Text.from_ansi(unpadded(console, table(report))), soft_wrap=True)
     for im, name in zip(report.images, image_names(report), strict=True):
         for b in im.bands:
             if b.note:
