@@ -11,16 +11,9 @@ import pytest
 import rasterio
 from affine import Affine
 
-from geosr.train.coreg import (
-    apply_shift,
-    coregister,
-    estimate_shift,
-    histogram_match,
-    phase_correlation,
-    read_raster,
-    reproject_onto_lr_grid,
-)
+from geosr.train.coreg import coregister, read_raster, reproject_onto_lr_grid
 from geosr.train.degrade import area_downsample
+from geosr.train.registration import apply_shift, estimate_shift, histogram_match, phase_correlation
 from tests.conftest import UTM_TRANSFORM, real_file
 
 

@@ -15,9 +15,9 @@ from scipy import ndimage
 
 from geosr.orchestrate.training_store import build_training_store
 from geosr.train.config import load_config
-from geosr.train.coreg import apply_shift
 from geosr.train.data import StoreSampler
 from geosr.train.degrade import area_downsample
+from geosr.train.registration import apply_shift
 from geosr.train.store import read_store
 from geosr.train.trainer import train
 
