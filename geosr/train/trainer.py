@@ -32,6 +32,7 @@ from torch import nn
 
 from geosr.errors import InputError, ModelError, OptionError, OutputError
 from geosr.io.atomic import is_foreign_directory
+from geosr.models.base import SRModel
 from geosr.models.bicubic import bicubic_upsample
 from geosr.models.card import ModelCard
 from geosr.models.flops import flops_per_lr_pixel
@@ -459,38 +460,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
     loss_fn = build_loss(config.loss, perceptual_net=config.perceptual_net, device=device)
 
-    sampler: ChipSampler | StoreSampler
-    validator: Validator | None = None
-    if config.data.store:
-        from geosr.train.store import check_store, read_store
-
-        check_store(config.data.store, scale=config.scale, lr_chip=config.data.lr_chip)
-        sampler = StoreSampler(config.data.store, seed=config.seed)
-
-        vlr, vhr = read_store(config.data.store, "val")
-        vlr, vhr = vlr[: config.data.val_chips, None, None], vhr[: config.data.val_chips, None]
-        source = f"training store {config.data.store} (its validation chips)"
-        validator = _validator(vlr, vhr, config, device, source)
-    else:
-        check_held_out(config.data.train, config.data.val)
-        scenes = load_scenes(config.data.train, "training")
-        sampler = ChipSampler(
-            scenes,
-            scale=config.scale,
-            lr_chip=config.data.lr_chip,
-            degradation=config.degradation,
-            seed=config.seed,
-        )
-        if config.data.val:
-            val_scenes = load_scenes(config.data.val, "validation")
-            vlr, vhr = validation_set(
-                val_scenes,
-                scale=config.scale,
-                lr_chip=config.data.val_lr_chip,
-                count=config.data.val_chips,
-                seed=config.seed + 1,
-            )
-            validator = _validator(vlr, vhr, config, device, scene_names(val_scenes))
+    sampler, validator = _training_data(config, device)
 
     state = TrainState()
     resumed = resume and has_checkpoint(ckpt_dir)
@@ -499,17 +469,7 @@ def train(
         state = load_checkpoint(
             ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=device
         )
-    try:
-        if not resumed and ckpt_dir.is_dir():
-            # A new run over an earlier one (--overwrite): its checkpoint goes now, not at this
-            # run's first checkpoint, or a crash before that left it for --resume to take up.
-            shutil.rmtree(ckpt_dir)
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "config.json").write_text(json.dumps(config_dict, indent=2), encoding="utf-8")
-    except OSError as exc:  # a read-only file system, a file in the path: it was a traceback
-        raise OutputError(
-            f"cannot write the run folder {output} ({exc.strerror or exc}); choose another --output"
-        ) from None
+    _start_run_folder(output, config_dict, resumed=resumed)
 
     def checkpoint() -> None:
         save_checkpoint(
@@ -579,6 +539,75 @@ def train(
     finally:
         prefetch.shutdown(wait=True, cancel_futures=True)
 
+    metrics = _final_metrics(validator, model, autocast)
+    card = _card(config, model, state, metrics, parent=parent, recipe=recipe)
+    model_cpu = model.to("cpu")
+    weights, card_path = save_weights(model_cpu, card, config.weights_stem)
+    return _result(weights, card_path, state, metrics, start_step)
+
+
+def _training_data(
+    config: TrainConfig, device: torch.device
+) -> tuple[ChipSampler | StoreSampler, Validator | None]:
+    """The sampler of training batches and the validator (None without validation data):
+    from the Zarr training store when ``config.data.store`` names one (its own validation
+    split), else chips cut on the fly from the training rasters."""
+    sampler: ChipSampler | StoreSampler
+    validator: Validator | None = None
+    if config.data.store:
+        from geosr.train.store import check_store, read_store
+
+        check_store(config.data.store, scale=config.scale, lr_chip=config.data.lr_chip)
+        sampler = StoreSampler(config.data.store, seed=config.seed)
+
+        vlr, vhr = read_store(config.data.store, "val")
+        vlr, vhr = vlr[: config.data.val_chips, None, None], vhr[: config.data.val_chips, None]
+        source = f"training store {config.data.store} (its validation chips)"
+        validator = _validator(vlr, vhr, config, device, source)
+    else:
+        check_held_out(config.data.train, config.data.val)
+        scenes = load_scenes(config.data.train, "training")
+        sampler = ChipSampler(
+            scenes,
+            scale=config.scale,
+            lr_chip=config.data.lr_chip,
+            degradation=config.degradation,
+            seed=config.seed,
+        )
+        if config.data.val:
+            val_scenes = load_scenes(config.data.val, "validation")
+            vlr, vhr = validation_set(
+                val_scenes,
+                scale=config.scale,
+                lr_chip=config.data.val_lr_chip,
+                count=config.data.val_chips,
+                seed=config.seed + 1,
+            )
+            validator = _validator(vlr, vhr, config, device, scene_names(val_scenes))
+
+    return sampler, validator
+
+
+def _start_run_folder(output: Path, config_dict: dict[str, Any], *, resumed: bool) -> None:
+    """Create the run folder and write the run's ``config.json`` in it."""
+    ckpt_dir = output / "checkpoints"
+    try:
+        if not resumed and ckpt_dir.is_dir():
+            # A new run over an earlier one (--overwrite): its checkpoint goes now, not at this
+            # run's first checkpoint, or a crash before that left it for --resume to take up.
+            shutil.rmtree(ckpt_dir)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "config.json").write_text(json.dumps(config_dict, indent=2), encoding="utf-8")
+    except OSError as exc:  # a read-only file system, a file in the path: it was a traceback
+        raise OutputError(
+            f"cannot write the run folder {output} ({exc.strerror or exc}); choose another --output"
+        ) from None
+
+
+def _final_metrics(
+    validator: Validator | None, model: nn.Module, autocast: torch.dtype | None
+) -> dict[str, float]:
+    """The card's validation metrics of the trained ``model`` (none without validation data)."""
     metrics: dict[str, float] = {}
     if validator is not None:
         psnr = validator(model, autocast)
@@ -588,7 +617,21 @@ def train(
             "val_gain_db": round(psnr - validator.psnr_bicubic, 4),
             "val_chips": int(validator.lr.shape[0]),
         }
-    card = ModelCard(
+    return metrics
+
+
+def _card(
+    config: TrainConfig,
+    model: SRModel,
+    state: TrainState,
+    metrics: dict[str, float],
+    *,
+    parent: dict[str, Any],
+    recipe: str | None,
+) -> ModelCard:
+    """The model card of a finished run: architecture, data, recipe, cost and metrics."""
+    config_dict = to_dict(config)
+    return ModelCard(
         name=config.name,
         architecture=model.card.architecture,
         config=_model_config(model),
@@ -614,9 +657,6 @@ def train(
         },
         metrics=metrics,
     )
-    model_cpu = model.to("cpu")
-    weights, card_path = save_weights(model_cpu, card, config.weights_stem)
-    return _result(weights, card_path, state, metrics, start_step)
 
 
 def _recorded_data(sources: Sequence[SceneSource], store: str | None) -> list[str] | str:
