@@ -799,3 +799,38 @@ def test_notes_and_the_summary_are_one_line_each_in_a_pipe(make_raster) -> None:
         "means"
     )
     assert lines[-1].startswith("mean gain over bicubic") and lines[-1].endswith("see the notes above)")
+
+
+def test_a_pair_whose_hr_covers_a_corner_of_the_lr_says_how_much_was_scored(make_raster, tmp_path) -> None:
+    """An HR covering the top-left quarter of the LR was scored there alone, and the report
+    read like one of the whole image: nothing said that four fifths of it were left out."""
+    import io
+
+    from affine import Affine
+    from rich.console import Console
+
+    from geosr.evaluation import evaluate_paired
+    from tests.conftest import UTM_TRANSFORM, coordinate_pattern
+
+    big = coordinate_pattern(1, 64, 64)
+    lr = big.astype(np.float64).reshape(1, 32, 2, 32, 2).mean(axis=(2, 4)).round().astype("uint16")
+    lr_path = make_raster("lr.tif", data=lr)
+    hr_path = make_raster("hr.tif", data=big[:, :32, :32].copy(), transform=UTM_TRANSFORM @ Affine.scale(0.5))
+    report = evaluate_paired([(lr_path, hr_path)], scale=2, model="fake", border=4, upscaler=_fake_upscaler)
+    band = report.images[0].bands[0]
+    assert band.scored_fraction == pytest.approx(28 * 28 / 64**2)  # the HR's 32 x 32, less the border
+    assert _strict_json(json.dumps(report.to_dict()))["images"][0]["bands"][0]["scored_fraction"] == (
+        pytest.approx(band.scored_fraction)
+    )
+    screen = io.StringIO()
+    print_report(report, Console(file=screen, width=80))
+    assert "note: lr.tif band 1: only 19.1% of its HR pixels were scored" in screen.getvalue()
+
+
+def test_an_image_mostly_border_or_nodata_says_how_much_was_scored(make_raster) -> None:
+    # Wald mode: a 12 px border of a 48 px image and a nodata patch leave 22 % of it scored.
+    data = np.arange(48 * 48, dtype="uint16").reshape(1, 48, 48) + 100
+    data[0, 16:24, 16:24] = 0
+    path = make_raster("patch.tif", data=data, nodata=0)
+    band = evaluate_wald([path], scale=2, model="fake", border=12, upscaler=_fake_upscaler).images[0].bands[0]
+    assert band.scored_fraction == pytest.approx((24 * 24 - 8 * 8) / 48**2)

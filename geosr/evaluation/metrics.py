@@ -10,7 +10,9 @@ Conventions (the ones ``geosr evaluate`` reports):
   over pixels whose whole window is valid and outside the border;
 - **LR consistency** = RMSE between the SR image averaged back over ``s x s``
   blocks and the LR input, over the blocks wholly outside the border, as a
-  fraction of the PSNR range.
+  fraction of the PSNR range;
+- **scored fraction** = the share of the reference's pixels that PSNR compared
+  (valid and outside the border): how much of the image the figures describe.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ def _border_mask(shape: tuple[int, ...], border: int) -> np.ndarray:
     return mask
 
 
+def _compared(shape: tuple[int, ...], valid: np.ndarray | None, border: int) -> np.ndarray:
+    """Where PSNR compares the images: the valid pixels outside ``border``."""
+    mask = _border_mask(shape, border)
+    return mask if valid is None else mask & valid
+
+
 def _span(reference: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, float]:
     """0.1st and 99.9th percentile of the valid pixels of one band."""
     values = reference[valid] if valid is not None else reference.ravel()
@@ -70,9 +78,7 @@ def psnr(
     border: int = 0,
 ) -> float:
     """PSNR in dB of one band over valid pixels outside ``border``."""
-    mask = _border_mask(reference.shape, border)
-    if valid is not None:
-        mask = mask & valid
+    mask = _compared(reference.shape, valid, border)
     diff = pred.astype(np.float64)[mask] - reference.astype(np.float64)[mask]
     if diff.size == 0:
         raise InputError("no valid pixel to compare outside the border")
@@ -163,6 +169,9 @@ class BandMetrics:
     gain_db: float
     lr_consistency: float
     psnr_range: float
+    scored_fraction: float = 0.0
+    """Share of the reference's pixels that PSNR compared: the others are nodata, NaN, beyond
+    the HR's footprint (a pair) or in the border."""
     note: str = ""
     """Why some metric is not a finite number (and the band left out of the means); empty otherwise."""
 
@@ -179,7 +188,7 @@ def _constant_band(band: int, value: float) -> BandMetrics:
         f"the reference band is constant ({value:g} from its 0.1st to its 99.9th percentile): "
         "PSNR and SSIM are undefined without a range of values; not scored, left out of the means"
     )
-    return BandMetrics(band, nan, nan, nan, nan, nan, nan, 0.0, note)
+    return BandMetrics(band, nan, nan, nan, nan, nan, nan, 0.0, note=note)
 
 
 def _empty_band(band: int) -> BandMetrics:
@@ -188,7 +197,7 @@ def _empty_band(band: int) -> BandMetrics:
         "the reference band has no valid pixel (all nodata, NaN or masked, as a cloudy date's): "
         "not scored, left out of the means"
     )
-    return BandMetrics(band, nan, nan, nan, nan, nan, nan, 0.0, note)
+    return BandMetrics(band, nan, nan, nan, nan, nan, nan, 0.0, note=note)
 
 
 def _infinity_note(psnr_sr: float, psnr_bicubic: float) -> str:
@@ -252,6 +261,9 @@ def band_metrics(
         gain_db=p - pb,
         lr_consistency=lr_consistency(sr, lr, scale, border=border) / rng,
         psnr_range=rng,
+        # PSNR over a corner of the image said nothing of it: a pair whose HR covered a fifth
+        # of the LR, or an image mostly nodata or border, read like a whole one.
+        scored_fraction=float(_compared(hr.shape, valid, border).mean()),
         note=_infinity_note(p, pb) or (_NO_SSIM_WINDOW if np.isnan(s) else ""),
     )
 

@@ -16,8 +16,12 @@ from rich.text import Text
 from geosr.batch import names_apart
 from geosr.cli_types import unpadded
 from geosr.errors import OptionError, OutputError
+from geosr.evaluation.metrics import BandMetrics
 from geosr.evaluation.wald import EvalReport
 from geosr.io.atomic import write_small_file
+
+FEW_SCORED = 0.5
+"""A scored band whose PSNR compared less of the image than this gets a note saying how much."""
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -105,15 +109,27 @@ def print_report(report: EvalReport, console: Console | None = None) -> None:
     console.print(Text.from_ansi(unpadded(console, table(report))), soft_wrap=True)
     for im, name in zip(report.images, image_names(report), strict=True):
         for b in im.bands:
-            if b.note:
+            note = b.note or _few_scored(b, report.border)
+            if note:
                 # One line each, however long (rich wrapped them at 80 columns in a pipe, a
                 # long image name across two lines).
                 console.print(
-                    f"note: {name} band {b.band}: {b.note}", highlight=False, markup=False, soft_wrap=True
+                    f"note: {name} band {b.band}: {note}", highlight=False, markup=False, soft_wrap=True
                 )
     s = report.summary()
     if s:
         console.print(_summary_line(s), highlight=False, soft_wrap=True)
+
+
+def _few_scored(b: BandMetrics, border: int) -> str:
+    """What share of the image a scored band's figures describe, when it is under half: nothing
+    said that nodata, the HR's footprint or the border had left most of it out."""
+    if not b.scored or b.scored_fraction >= FEW_SCORED:
+        return ""
+    return (
+        f"only {100 * b.scored_fraction:.3g}% of its HR pixels were scored (the others are nodata, "
+        f"beyond the HR's footprint or within the {border} px border): its figures describe that part alone"
+    )
 
 
 def _summary_line(s: dict[str, Any]) -> str:
