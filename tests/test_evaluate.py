@@ -834,3 +834,27 @@ def test_an_image_mostly_border_or_nodata_says_how_much_was_scored(make_raster) 
     path = make_raster("patch.tif", data=data, nodata=0)
     band = evaluate_wald([path], scale=2, model="fake", border=12, upscaler=_fake_upscaler).images[0].bands[0]
     assert band.scored_fraction == pytest.approx((24 * 24 - 8 * 8) / 48**2)
+
+
+def test_the_plot_tells_apart_images_of_one_long_name_in_other_folders(tmp_path, monkeypatch) -> None:
+    """The plot labelled each bar with the last 24 characters of its image's name: the bars of
+    ``.../T33UUU_0001_l2a/B04_10m_reflectance.tif`` and ``..._0002_l2a/...`` read alike."""
+    from matplotlib.axes import Axes
+
+    from geosr.evaluation import EvalReport, ImageResult
+    from geosr.evaluation.metrics import BandMetrics
+    from geosr.evaluation.report import write_plot
+
+    ticks: list[str] = []
+    set_xticks = Axes.set_xticks
+    monkeypatch.setattr(
+        Axes,
+        "set_xticks",
+        lambda ax, at, labels, **kw: ticks.extend(labels) or set_xticks(ax, at, labels, **kw),
+    )
+    band = [BandMetrics(1, 30.0, 0.9, 29.0, 0.8, 1.0, 0.0, 100.0)]
+    paths = [f"/d/S2B_MSIL2A_20200101_T33UUU_{k:04d}_l2a/B04_10m_reflectance.tif" for k in (1, 2, 13)]
+    report = EvalReport("wald", 4, "m", 16, [ImageResult(p, band) for p in paths])
+    write_plot(report, tmp_path / "gain.png")
+    assert len(set(ticks)) == 3, ticks
+    assert all(t.startswith(f"…{k:04d}_l2a/B04") for t, k in zip(ticks, (1, 2, 13), strict=True)), ticks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from geosr.errors import OptionError, OutputError
 from geosr.evaluation.metrics import BandMetrics
 from geosr.evaluation.wald import EvalReport
 from geosr.io.atomic import write_small_file
+
+PLOT_LABEL = 24
+"""Characters of an image's name in a tick label of the plot."""
 
 FEW_SCORED = 0.5
 """A scored band whose PSNR compared less of the image than this gets a note saying how much."""
@@ -232,6 +236,36 @@ def write_json(report: EvalReport, path: str | Path) -> Path:
     return write_small_file(p, lambda tmp: tmp.write_text(text, encoding="utf-8"), "JSON report")
 
 
+def _first_difference(a: str, b: str) -> int:
+    """The index of the first character where ``a`` and ``b`` differ (the shorter's length if none)."""
+    return next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def _short_names(names: Sequence[str], width: int = PLOT_LABEL) -> list[str]:
+    """``names`` cut to ``width`` characters for the plot, each told apart from the others.
+
+    Each from the start of the word (``_``, ``/``, ``-``, ``.`` and spaces part words)
+    where it differs from the name most like it, as much as fits; a lone name, its end.
+    The last 24 characters gave every image of ``S2B_..._T33UUU_0001_l2a/B04_10m.tif``,
+    ``..._0002_l2a/B04_10m.tif`` one label, and the plot's bars could not be told apart.
+    """
+    out = []
+    for n in names:
+        others = [o for o in names if o != n]
+        if len(n) <= width:
+            out.append(n)
+            continue
+        if not others:
+            out.append("…" + n[-width:])
+            continue
+        differs = max(_first_difference(n, o) for o in others)
+        word = max((m.end() for m in re.finditer(r"[_/\-. ]", n[:differs])), default=0)
+        end = min(len(n), max(word, differs - width // 2) + width)
+        start = end - width
+        out.append(("…" if start else "") + n[start:end] + ("…" if end < len(n) else ""))
+    return out
+
+
 def write_plot(report: EvalReport, path: str | Path) -> Path:
     """Bar chart of the gain over bicubic per image and band (needs matplotlib)."""
     try:
@@ -242,10 +276,10 @@ def write_plot(report: EvalReport, path: str | Path) -> Path:
     except ImportError as exc:
         raise OptionError("--plot needs matplotlib: pip install matplotlib") from exc
     labels, gains, colours = [], [], []
-    for im, name in zip(report.images, image_names(report), strict=True):
+    stems = [name.rsplit(".", 1)[0] if "." in Path(name).name else name for name in image_names(report)]
+    for im, stem in zip(report.images, _short_names(stems), strict=True):
         for b in im.bands:
-            stem = name.rsplit(".", 1)[0] if "." in Path(name).name else name
-            label = f"{stem[-24:]} b{b.band}"
+            label = f"{stem} b{b.band}"
             # A band without a finite gain gets an empty bar (matplotlib cannot draw an
             # infinite one), marked as such, rather than vanishing from the chart.
             labels.append(label if b.scored else f"{label} (n/a)")
