@@ -858,3 +858,24 @@ def test_the_plot_tells_apart_images_of_one_long_name_in_other_folders(tmp_path,
     write_plot(report, tmp_path / "gain.png")
     assert len(set(ticks)) == 3, ticks
     assert all(t.startswith(f"…{k:04d}_l2a/B04") for t, k in zip(ticks, (1, 2, 13), strict=True)), ticks
+
+
+def test_a_band_with_valid_pixels_but_none_to_compare_is_not_scored_and_said_why(make_raster) -> None:
+    """Valid HR pixels only within the border failed the whole evaluation, other images too
+    ("no valid pixel to compare outside the border", naming no band); valid pixels only in
+    blocks holding a nodata pixel (whose Wald LR is nodata) read "the reference band has no
+    valid pixel" of a band 15/16 valid."""
+    edge = np.arange(48 * 48, dtype="uint16").reshape(1, 48, 48) + 100
+    edge[0, 4:, :] = 0  # valid in the top 4 rows alone, all in the 8 px border
+    speckled = np.stack([np.arange(48 * 48, dtype="uint16").reshape(48, 48) + 100 + 50 * b for b in range(2)])
+    speckled[1, ::2, ::2] = 0  # a nodata pixel in every 2 x 2 block of band 2
+    paths = [
+        make_raster("edge.tif", data=edge, nodata=0),
+        make_raster("speckled.tif", data=speckled, nodata=0),
+    ]
+    report = evaluate_wald(paths, scale=2, model="fake", border=8, upscaler=_fake_upscaler)
+    (edge_band,), (first, second) = (im.bands for im in report.images)
+    assert first.scored and not edge_band.scored and not second.scored
+    for band in (edge_band, second):
+        assert band.note.startswith("none of the band's valid HR pixels could be compared"), band.note
+    assert report.summary()["excluded_image_bands"] == 2

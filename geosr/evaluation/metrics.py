@@ -200,6 +200,16 @@ def _empty_band(band: int) -> BandMetrics:
     return BandMetrics(band, nan, nan, nan, nan, nan, nan, 0.0, note=note)
 
 
+def _nothing_compared(band: int, border: int, data_range: float) -> BandMetrics:
+    nan = float("nan")
+    note = (
+        f"none of the band's valid HR pixels could be compared: they lie within the {border} px border "
+        "or where the SR is nodata (beside the LR's nodata, or in the Wald protocol in blocks holding "
+        "a nodata HR pixel); not scored, left out of the means (a smaller --border may score it)"
+    )
+    return BandMetrics(band, nan, nan, nan, nan, nan, nan, data_range, note=note)
+
+
 def _infinity_note(psnr_sr: float, psnr_bicubic: float) -> str:
     # MSE 0: the PSNR is rightly infinite, but a mean over it says nothing.
     exact = [name for name, p in (("geosr", psnr_sr), ("bicubic", psnr_bicubic)) if np.isinf(p)]
@@ -230,19 +240,24 @@ def band_metrics(
     is taken, as the README says: an HR pixel in a block with a nodata pixel, whose SR
     is nodata, narrowed it (0.63 dB on a Landsat-7 SLC-off band).
 
-    A constant reference band has no PSNR range, and one without a valid pixel no
-    metric at all: their metrics are NaN and their ``note`` says why
+    A constant reference band has no PSNR range, and one without a valid pixel, or
+    without one to compare, no metric at all: their metrics are NaN and their ``note`` says why
     (:attr:`BandMetrics.scored` is false for them), as ``geosr run`` writes such a
     band as nodata and super-resolves the others.
     """
-    reference = hr[valid] if valid is not None else hr
+    hr_valid = valid if hr_valid is None else hr_valid
+    reference = hr[hr_valid] if hr_valid is not None else hr
     if not np.isfinite(reference).any():
         # It failed the whole evaluation, naming neither the band nor what to do.
         return _empty_band(band)
-    lo, hi = _span(hr, valid if hr_valid is None else hr_valid)
+    lo, hi = _span(hr, hr_valid)
     if hi <= lo:
         return _constant_band(band, lo)
     rng = hi - lo
+    if not _compared(hr.shape, valid, border).any():
+        # Valid pixels all in the border failed the whole evaluation ("no valid pixel to compare
+        # outside the border", naming no band), and all in nodata blocks read "no valid pixel".
+        return _nothing_compared(band, border, rng)
     p = psnr(sr, hr, data_range=rng, valid=valid, border=border)
     pb = psnr(bicubic, hr, data_range=rng, valid=valid, border=border)
     try:
