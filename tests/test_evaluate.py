@@ -879,3 +879,21 @@ def test_a_band_with_valid_pixels_but_none_to_compare_is_not_scored_and_said_why
     for band in (edge_band, second):
         assert band.note.startswith("none of the band's valid HR pixels could be compared"), band.note
     assert report.summary()["excluded_image_bands"] == 2
+
+
+def test_a_pair_in_a_folder_named_with_vs_is_named_whole(make_raster, tmp_path) -> None:
+    # The pair's name was split at the first " vs " of "LR vs HR": its row read "run".
+    from affine import Affine
+
+    from geosr.evaluation import evaluate_paired
+    from geosr.evaluation.report import image_names
+    from tests.conftest import UTM_TRANSFORM, coordinate_pattern
+
+    hr = coordinate_pattern(1, 64, 64)
+    lr = hr.astype(np.float64).reshape(1, 32, 2, 32, 2).mean(axis=(2, 4)).round().astype("uint16")
+    hr_path = make_raster("hr.tif", data=hr, transform=UTM_TRANSFORM @ Affine.scale(0.5))
+    for folder in ("run vs ref", "other"):
+        (tmp_path / folder).mkdir()
+    pairs = [(make_raster(f"{folder}/lr.tif", data=lr), hr_path) for folder in ("run vs ref", "other")]
+    report = evaluate_paired(pairs, scale=2, model="fake", border=4, upscaler=_fake_upscaler)
+    assert image_names(report) == ["run vs ref/lr.tif", "other/lr.tif"]

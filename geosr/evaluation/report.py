@@ -47,7 +47,8 @@ def image_names(report: EvalReport) -> list[str]:
     """
     if report.mode != "paired":
         return names_apart([Path(im.path) for im in report.images])
-    lrs, hrs = zip(*(im.path.split(" vs ", 1) for im in report.images), strict=True)
+    # The pair's own paths: a folder named "run vs ref" split the path there ("run").
+    lrs, hrs = zip(*(im.pair or im.path.split(" vs ", 1) for im in report.images), strict=True)
     names = names_apart([Path(p) for p in lrs])
     hr_names = names_apart([Path(p) for p in hrs])
     return [f"{n} vs {h}" if lrs.count(lr) > 1 else n for n, h, lr in zip(names, hr_names, lrs, strict=True)]

@@ -54,6 +54,9 @@ class ImageResult:
     path: str
     bands: list[BandMetrics]
     shift: tuple[float, float] | None = None
+    pair: tuple[str, str] | None = None
+    """The LR and HR files of a pair (``path`` reads ``"LR vs HR"``, which a path holding
+    " vs " makes ambiguous); None in the Wald protocol."""
 
     @property
     def gain_db(self) -> float:
@@ -525,5 +528,7 @@ def evaluate_paired(
             bands = _image_metrics(
                 hr_path, sr, bic, pair.hr, pair.lr, scale, ok, border, hr_valid=np.isfinite(pair.hr)
             )
-            report.images.append(ImageResult(f"{lr_path} vs {hr_path}", bands, pair.shift))
+            report.images.append(
+                ImageResult(f"{lr_path} vs {hr_path}", bands, pair.shift, (str(lr_path), str(hr_path)))
+            )
     return report
