@@ -255,9 +255,17 @@ UNDECLARED_ZEROS = 0.01
 """Share of a scene's sample, 0 in every band, above which a scene without nodata is warned about."""
 
 
-def warn_undeclared_zeros(scene: Scene, sample: np.ndarray) -> None:
+UNDECLARED_ZEROS_REMEDY = "pass --nodata 0"
+"""What :func:`warn_undeclared_zeros` tells the user to do, by default."""
+
+
+def warn_undeclared_zeros(
+    scene: Scene, sample: np.ndarray, remedy: str = UNDECLARED_ZEROS_REMEDY, use: str = "super-resolved"
+) -> None:
     """Warn, in one line, when an unsigned scene declares no nodata but is 0 in every band
-    on a sizeable share of its pixels (``UNDECLARED_ZEROS`` of ``sample``).
+    on a sizeable share of its pixels (``UNDECLARED_ZEROS`` of ``sample``); ``remedy`` says
+    how to declare it, for a command that takes no ``--nodata``, and ``use`` what becomes
+    of those pixels (a reference's are "scored").
 
     Sentinel-2 L1C JP2 files leave their 0 outside the swath undeclared: run as data, the
     edge of that area was sharpened like any other (a T33UUU crop at x4 gave 4517 output
@@ -272,7 +280,7 @@ def warn_undeclared_zeros(scene: Scene, sample: np.ndarray) -> None:
         warnings.warn(
             GeosrWarning(
                 f"{scene.path}: {100 * share:.3g} % of its pixels are 0 in every band and it declares "
-                "no nodata, so they are super-resolved as data; pass --nodata 0 if they are not "
+                f"no nodata, so they are {use} as data; {remedy} if they are not "
                 "(as outside a Sentinel-2 L1C swath)"
             ),
             stacklevel=2,

@@ -897,3 +897,39 @@ def test_a_pair_in_a_folder_named_with_vs_is_named_whole(make_raster, tmp_path) 
     pairs = [(make_raster(f"{folder}/lr.tif", data=lr), hr_path) for folder in ("run vs ref", "other")]
     report = evaluate_paired(pairs, scale=2, model="fake", border=4, upscaler=_fake_upscaler)
     assert image_names(report) == ["run vs ref/lr.tif", "other/lr.tif"]
+
+
+def test_an_undeclared_zero_fill_of_a_pair_is_warned_about_with_a_remedy_pairs_take(make_raster) -> None:
+    """The LR's 0 fill was warned about by the run with "pass --nodata 0", which evaluate refuses
+    with pairs; the HR's (an orthophoto's black surround) was scored as data without a word."""
+    import warnings
+
+    from affine import Affine
+
+    from geosr.evaluation import evaluate_paired
+    from tests.conftest import UTM_TRANSFORM, coordinate_pattern
+
+    hr = coordinate_pattern(1, 64, 64)
+    lr = hr.astype(np.float64).reshape(1, 32, 2, 32, 2).mean(axis=(2, 4)).round().astype("uint16")
+    lr[:, :4] = 0
+    hr[:, -8:] = 0
+    lr_path = make_raster("lr.tif", data=lr)
+    hr_path = make_raster("hr.tif", data=hr, transform=UTM_TRANSFORM @ Affine.scale(0.5))
+
+    def upscaler_that_warns(src: Path, dst: Path, **kwargs: object) -> Path:
+        # As the run does about its input: the real one, with the remedy of geosr run.
+        from geosr.io.scene import open_scene
+        from geosr.run_inputs import reference_sample, warn_undeclared_zeros
+
+        scene = open_scene(src)
+        warn_undeclared_zeros(scene, reference_sample(scene))
+        return _fake_upscaler(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluate_paired([(lr_path, hr_path)], scale=2, model="fake", border=4, upscaler=upscaler_that_warns)
+    texts = [str(w.message) for w in caught if "declares no nodata" in str(w.message)]
+    assert len(texts) == 2, texts
+    assert texts[0].startswith(f"{lr_path}: 12.5 % of its pixels") and "super-resolved as data" in texts[0]
+    assert texts[1].startswith(f"{hr_path}: 12.5 % of its pixels") and "scored as data" in texts[1]
+    assert all("gdal_edit.py -a_nodata 0 FILE" in t and "--nodata" not in t for t in texts), texts

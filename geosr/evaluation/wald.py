@@ -22,6 +22,7 @@ histogram matching) and the SR of the real LR file is compared with it.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 import warnings
@@ -34,7 +35,7 @@ import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
 
-from geosr.errors import GeosrError, InputError, OutputError
+from geosr.errors import GeosrError, GeosrWarning, InputError, OutputError
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border
 from geosr.interrupts import output_stamp
 from geosr.io.bands import select_bands
@@ -43,7 +44,7 @@ from geosr.io.scene import Scene, open_scene, read_window, with_nodata
 from geosr.models.registry import DEFAULT_MODEL
 from geosr.normalise import valid_mask
 from geosr.options import check_run_options, check_scale
-from geosr.run_inputs import warn_undeclared_zeros
+from geosr.run_inputs import UNDECLARED_ZEROS_REMEDY, reference_sample, warn_undeclared_zeros
 from geosr.tiling import Window
 
 
@@ -487,6 +488,26 @@ def evaluate_wald(
     return report
 
 
+PAIR_ZEROS_REMEDY = "declare it in the file (gdal_edit.py -a_nodata 0 FILE)"
+"""How to declare a pair raster's 0 fill: ``geosr evaluate`` refuses ``--nodata`` with pairs."""
+
+
+@contextlib.contextmanager
+def _zeros_warned_for_pairs(lr_path: str | Path, hr_path: str | Path) -> Iterator[None]:
+    """Within: a pair raster's undeclared 0 fill is warned about as a pair's, once.
+
+    The LR's warning, from the run, said "pass --nodata 0", which pairs are refused; the
+    HR's fill, with no run to warn, was reprojected, histogram-matched and scored as data
+    without a word.
+    """
+    for path, use in ((lr_path, "super-resolved"), (hr_path, "scored")):
+        scene = open_scene(path)
+        warn_undeclared_zeros(scene, reference_sample(scene), remedy=PAIR_ZEROS_REMEDY, use=use)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", f".*{re.escape(UNDECLARED_ZEROS_REMEDY)}", GeosrWarning)
+        yield
+
+
 def evaluate_paired(
     pairs: Sequence[tuple[str | Path, str | Path]],
     *,
@@ -523,7 +544,8 @@ def evaluate_paired(
         for (lr_path, hr_path), stem in zip(pairs, stems, strict=True):
             pair = coregister(lr_path, hr_path, scale)
             check_border(pair.hr.shape, border, str(hr_path))
-            sr, bic = _upscale_both(Path(lr_path), work, stem, scale, model, up, options)
+            with _zeros_warned_for_pairs(lr_path, hr_path):
+                sr, bic = _upscale_both(Path(lr_path), work, stem, scale, model, up, options)
             ok = np.isfinite(pair.hr) & np.isfinite(sr) & np.isfinite(bic)
             bands = _image_metrics(
                 hr_path, sr, bic, pair.hr, pair.lr, scale, ok, border, hr_valid=np.isfinite(pair.hr)
