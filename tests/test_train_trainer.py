@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 
@@ -254,6 +255,29 @@ def test_a_run_folder_that_cannot_be_made_is_one_line(tmp_path, scenes, capsys, 
     run = tmp_path / "afile" / "run"
     code, err = run_cli(["train", str(scenes[0]), *FAST, "-o", str(run)], capsys, monkeypatch)
     assert_one_clear_line(code, err, f"cannot write the run folder {run}", "choose another --output")
+
+
+def test_weights_that_cannot_be_written_are_refused_before_training(
+    tmp_path, scenes, capsys, monkeypatch
+) -> None:
+    """--weights under a file, or in a folder that takes no files (a read-only file system):
+    training ran to its end, then save_weights failed in an OSError traceback (FileExistsError,
+    EROFS) and the weights were lost."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    (tmp_path / "afile").write_text("x")
+    run = tmp_path / "run"
+    args = ["train", str(scenes[0]), *FAST, "-o", str(run), "--weights"]
+    code, err = run_cli([*args, str(tmp_path / "afile" / "sub" / "mine")], capsys, monkeypatch)
+    said = ("cannot write the weights", f"{tmp_path}/afile is not a directory", "--weights")
+    assert_one_clear_line(code, err, *said)
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != closed and real_access(path, mode))
+    code, err = run_cli([*args, str(closed / "mine")], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "cannot write the weights", f"{closed} is not writable", "--weights")
+    assert not run.exists() and list(closed.iterdir()) == []
 
 
 def test_a_second_run_into_the_same_folder_needs_resume_or_overwrite(

@@ -141,16 +141,35 @@ def check_writable(destination: Path, overwrite: bool) -> None:
         raise OutputError(f"cannot write {destination}: {_why_not_writable(parent)}")
 
 
+def unwritable_folder(folder: Path) -> str | None:
+    """Why new files cannot go into ``folder``, which is made with its parents when missing,
+    or None where they can: the nearest part of it that exists is no directory, or refuses
+    new files.  Root passes :func:`os.access` except on a read-only mount, so a writer still
+    handles its own failure."""
+    existing = folder
+    while not (existing.exists() or existing.is_symlink()) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is {'on a read-only file system' if _read_only(existing) else 'not writable'}"
+    return None
+
+
 def _why_not_writable(directory: Path) -> str:
     """Why a directory refuses new files, and the fix: no permission can make a read-only
     mount (a dataset share, a container's image) writable."""
-    try:
-        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        read_only = False
-    if read_only:
+    if _read_only(directory):
         return f"directory {directory} is on a read-only file system; choose an output path on a writable one"
     return f"directory {directory} is not writable; fix its permissions or choose another output path"
+
+
+def _read_only(directory: Path) -> bool:
+    """Whether ``directory`` is on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
 
 
 SIBLING_NAME_EXTRA = len(f".{TMP_MARKER}{9999999}-xxxxxxxx.zarr.ovr.tmp")

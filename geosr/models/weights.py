@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from geosr.errors import ModelError, OutputError
-from geosr.io.atomic import describe_write_failure
+from geosr.io.atomic import describe_write_failure, unwritable_folder
 from geosr.models.card import REQUIRED_FIELDS, ModelCard
 
 WEIGHTS_SUFFIX = ".safetensors"
@@ -93,6 +93,9 @@ def paths_to_write(path: str | os.PathLike[str]) -> tuple[Path, Path]:
         For a pickle suffix: ``--weights mine.pt`` was told, once training had ended, that
         'mine.pt is a pickle-based checkpoint ... Convert it with torch.load('mine.pt')', of
         a file that did not exist.
+    OutputError
+        The weights' folder cannot be made or written (a file in its path, a read-only
+        file system).
     """
     p = Path(path).expanduser()
     if p.suffix.lower() in PICKLE_SUFFIXES:
@@ -101,7 +104,13 @@ def paths_to_write(path: str | os.PathLike[str]) -> tuple[Path, Path]:
             f"cannot write weights as {p}: geosr writes safetensors, never pickles; give the stem "
             f"{stem} (written as {stem}{WEIGHTS_SUFFIX} with its card {stem}{CARD_SUFFIX})"
         )
-    return weights_paths(p)
+    weights, card = weights_paths(p)
+    # Checked here, before training: save_weights found out once training had ended, in an
+    # OSError traceback (FileExistsError for a folder that is a file, EROFS), the run lost.
+    why = unwritable_folder(weights.parent)
+    if why is not None:
+        raise OutputError(f"cannot write the weights {weights} ({why}); choose another --weights path")
+    return weights, card
 
 
 def card_of(path: str | os.PathLike[str]) -> Path:
@@ -127,7 +136,10 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
     A failed write (a full disk, a file-size limit) is an :class:`OutputError` naming
     ``target``: safetensors' own error for it ended ``geosr train`` in a traceback.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # the folder turned read-only (or went) since paths_to_write checked it
+        raise OutputError(describe_write_failure(target, exc, None)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -164,7 +176,10 @@ def save_weights(model: nn.Module, card: ModelCard, path: str | os.PathLike[str]
     if not isinstance(card, ModelCard):
         raise ModelError(f"save_weights needs a ModelCard, got {type(card).__name__}")
     weights_path, card_path = paths_to_write(path)
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        weights_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(describe_write_failure(weights_path, exc, None)) from None
     # Fresh contiguous copies: safetensors refuses tensors that share storage, and a
     # model converted to channels_last (as the predictor does) has strided weights.
     tensors = {

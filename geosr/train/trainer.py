@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from geosr.errors import InputError, ModelError, OptionError, OutputError
-from geosr.io.atomic import is_foreign_directory
+from geosr.io.atomic import is_foreign_directory, unwritable_folder
 from geosr.models.base import SRModel
 from geosr.models.bicubic import bicubic_upsample
 from geosr.models.card import ModelCard
@@ -350,14 +350,19 @@ def check_run_output(
     ------
     OutputError
         The run folder holds a run, the weights file or the store exists (and
-        neither flag was given), or a path is taken by something else.
+        neither flag was given), a path is taken by something else, or the run folder
+        or the weights' folder cannot take new files (a read-only file system).
     ModelError
         ``--weights`` with a pickle suffix (``mine.pt``).
     """
     output = Path(config.output)
     if output.exists() and not output.is_dir():
         raise OutputError(f"-o {output} is a file, not a run folder: choose another --output")
-    weights = paths_to_write(config.weights_stem)  # --weights mine.pt: before training, not after
+    # Before training, not after; the run folder first, which holds the weights by default.
+    why = unwritable_folder(output)
+    if why is not None:
+        raise OutputError(f"cannot write the run folder {output} ({why}); choose another --output")
+    weights = paths_to_write(config.weights_stem)  # --weights mine.pt, or in a read-only folder
     if new_store is not None and is_foreign_directory(new_store):
         raise OutputError(
             f"--store {new_store} is a folder of other files, not a training store, which building "
