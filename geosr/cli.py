@@ -29,7 +29,7 @@ from typer.core import TyperGroup
 
 from geosr.allocator import keep_freed_memory
 from geosr.cli_types import StdoutError, given_path, stdout_guarded, unpadded
-from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError
+from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError, OutputError
 from geosr.interrupts import (
     exit_status,
     forget_abandoned_coroutines,
@@ -746,6 +746,12 @@ def _main() -> None:
     except KeyboardInterrupt as stop:
         _report(interrupted_early(str(stop) or "interrupted"))
         sys.exit(exit_status(130))
+    except Exception as exc:
+        no_folder = _no_temporary_folder(exc)
+        if no_folder is None:
+            raise
+        _report(no_folder)
+        sys.exit(no_folder.exit_code)
     except SystemExit as exc:
         unreported = unreported_interrupt(exc)
         if unreported is not None:
@@ -753,6 +759,23 @@ def _main() -> None:
         sys.exit(exit_status(exc.code) if isinstance(exc.code, int) else exc.code)
     finally:
         warnings.showwarning = original
+
+
+def _no_temporary_folder(exc: BaseException) -> OutputError | None:
+    """The line for a failure to find a writable temporary folder (``TMPDIR``, ``/tmp``,
+    ``/var/tmp``, the working folder: none in a container with a read-only root), or None.
+
+    Python's tempfile raises it, for geosr's own temporaries (info, evaluate), torch's cache
+    (training) and Dask's local cluster (``--workers``), which wraps it: a traceback each.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; a bound guards against cycles
+        if seen is None:
+            break
+        if isinstance(seen, FileNotFoundError) and "No usable temporary directory" in str(seen):
+            return OutputError(f"{seen.strerror}; set TMPDIR to a writable directory")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @contextlib.contextmanager
@@ -765,11 +788,18 @@ def _native_stderr_captured() -> Iterator[None]:
     shown only if the run dies of something that is not a GeosrError (a bug).
     """
     try:
-        saved = os.dup(2)
+        capture = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     except OSError:
+        # No writable temporary folder (a container's read-only root, with -o on a volume):
+        # every command died of it at start, in a traceback, where a run needs none.
         yield
         return
-    capture = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
+    try:
+        saved = os.dup(2)
+    except OSError:
+        capture.close()
+        yield
+        return
     python_stderr = sys.stderr
     python_stderr.flush()
     sys.stderr = open(saved, "w", closefd=False)  # noqa: SIM115 - restored below

@@ -938,3 +938,22 @@ def test_a_stdout_that_cannot_be_written_is_one_line(
     assert_one_clear_line(code, err, "cannot write on stdout (No space left on device)")
     if command == "run":
         assert f"error: {out} is written, but cannot write on stdout" in err and out.exists()
+
+
+def test_without_a_writable_temporary_folder_a_run_works_and_info_is_one_line(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A container with a read-only root, where Python finds no writable TMPDIR, /tmp, /var/tmp
+    or working folder: every command died at its start in a FileNotFoundError traceback, a run
+    with -o on a writable volume too, which needs no temporary folder; ``info``, which times
+    a COG build in one, now says so in one line."""
+    import tempfile
+
+    src = make_raster()
+    monkeypatch.setattr(tempfile, "tempdir", None)  # as Python looks at its first use
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [str(tmp_path / "none")])
+    code, err = run_cli(["run", str(src), "--model", "bicubic", "--scale", "2"], capsys, monkeypatch)
+    assert code == 0 and "Traceback" not in err, err
+    assert (tmp_path / "scene_x2.tif").is_file()
+    code, err = run_cli(["info", str(src), "--model", "bicubic", "--scale", "2"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "No usable temporary directory", "set TMPDIR to a writable directory")
