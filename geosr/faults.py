@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from pathlib import Path
 
 from geosr.errors import OptionError
 
@@ -49,6 +50,13 @@ def _parse() -> tuple[str, int] | None:
         raise OptionError(
             f"GEOSR_FAULT_AT={spec!r}: {count!r} is not a count; use PHASE:N with N a whole number "
             "from 1 (the N-th pass through PHASE), or unset it"
+        )
+    marker = os.environ.get("GEOSR_FAULT_ONCE")
+    if marker and not Path(marker).parent.is_dir():
+        # Found at the fault, where creating it failed in a FileNotFoundError traceback.
+        raise OptionError(
+            f"GEOSR_FAULT_ONCE={marker!r}: its folder does not exist; name a file in an existing "
+            "folder (the first process to create it takes the fault), or unset it"
         )
     return phase, int(count or 1)
 

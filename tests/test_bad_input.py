@@ -732,6 +732,23 @@ def test_a_malformed_fault_injection_variable_is_one_line_before_the_run(
     assert outputs_in(tmp_path) == []
 
 
+def test_a_fault_marker_in_a_missing_folder_is_one_line_before_the_run(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """GEOSR_FAULT_ONCE in a folder that does not exist: a FileNotFoundError traceback at the
+    fault, the run folder left behind."""
+    import geosr.faults
+
+    monkeypatch.setattr(geosr.faults, "_target", False)  # read again from the environment
+    monkeypatch.setenv("GEOSR_FAULT_AT", "write:1")
+    marker = str(tmp_path / "missing" / "fired")
+    monkeypatch.setenv("GEOSR_FAULT_ONCE", marker)
+    path = make_raster(height=16, width=16)
+    code, err = run_cli(["run", str(path), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"GEOSR_FAULT_ONCE={marker!r}", "folder does not exist")
+    assert outputs_in(tmp_path) == []
+
+
 def test_a_zarr_variable_not_linked_to_its_grid_mapping_says_how_to_link_it(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
