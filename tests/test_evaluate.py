@@ -244,6 +244,24 @@ def test_evaluate_workdir_that_is_a_file_is_one_line(make_raster, tmp_path, caps
     assert hr.read_bytes() == before
 
 
+def test_evaluate_workdir_that_takes_no_files_is_one_line(make_raster, tmp_path, capsys, monkeypatch) -> None:
+    """An existing --workdir on a read-only file system: a RasterioIOError traceback at the
+    first LR GeoTIFF ('Attempt to create new tiff file ... failed: Read-only file system')."""
+    import os
+
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    hr = make_raster("field.tif", height=32, width=32)
+    work = tmp_path / "wd"
+    work.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != work and real_access(path, mode))
+    args = ["evaluate", str(hr), "-s", "2", "--border", "2", "--model", "bicubic", "--workdir", str(work)]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"cannot write in --workdir {work}", "is not writable", "another folder")
+    assert list(work.iterdir()) == []
+
+
 def test_evaluate_keeps_the_workdir_of_an_earlier_run_unless_told_to_overwrite(
     make_raster, tmp_path, capsys, monkeypatch
 ) -> None:

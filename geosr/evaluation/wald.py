@@ -38,6 +38,7 @@ from odc.geo.geobox import GeoBox
 from geosr.errors import GeosrError, GeosrWarning, InputError, OutputError
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border
 from geosr.interrupts import output_stamp
+from geosr.io.atomic import unwritable_folder
 from geosr.io.bands import select_bands
 from geosr.io.runstate import run_dir
 from geosr.io.scene import Scene, open_scene, read_window, with_nodata
@@ -397,7 +398,7 @@ def _prepare_workdir(workdir: Path, names: Sequence[str], overwrite: bool) -> No
     Raises
     ------
     OutputError
-        ``workdir`` is not a directory or cannot be created, or it already holds
+        ``workdir`` is not a directory, cannot be created or takes no new files, or it already holds
         one of ``names`` (an earlier evaluation's) and ``overwrite`` is false.
     """
     if workdir.exists() and not workdir.is_dir():
@@ -416,6 +417,10 @@ def _prepare_workdir(workdir: Path, names: Sequence[str], overwrite: bool) -> No
         raise OutputError(
             f"cannot create --workdir {workdir} ({exc.strerror or exc}); choose another folder"
         ) from None
+    # An existing folder on a read-only file system: the first LR GeoTIFF failed in a traceback.
+    why = unwritable_folder(workdir)
+    if why is not None:
+        raise OutputError(f"cannot write in --workdir {workdir} ({why}); choose another folder")
 
 
 def evaluate_wald(
