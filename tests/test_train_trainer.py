@@ -517,6 +517,27 @@ def test_a_recipes_size_or_optimiser_value_out_of_range_is_an_option_error(table
         load_config(None, table)
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('output = ""\n', "output is empty"),
+        ('weights = " "\n', "weights is empty"),
+        ('[[data.train]]\npath = "a.tif"\n[[data.val]]\npath = ""\n', "data.val[0].path is empty"),
+        ('[data]\nstore = ""\n', "data.store is empty"),
+    ],
+)
+def test_an_empty_path_in_a_recipe_is_refused_not_read_as_the_working_folder(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    """As a Path, '' is '.': output = "" put the run's config, checkpoints and weights among the
+    files of the working folder, and a data path "" trained on every raster there; an empty
+    store or weights was ignored without a word.  The command line refuses an empty -o."""
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text(text)
+    with pytest.raises(OptionError, match=rf"^recipe {recipe}: {re.escape(says)}"):
+        load_config(recipe, {"scale": 2})
+
+
 def test_a_recipes_missing_relative_raster_says_where_it_was_looked_for(tmp_path: Path, monkeypatch) -> None:
     # Relative paths are read from the current directory, not the recipe's folder: "training
     # pattern 'hr/*.tif' matches no raster" beside a recipe holding hr/ did not say so.

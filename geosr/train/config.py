@@ -99,6 +99,13 @@ class DataConfig:
     val_border: int = 8
 
     def __post_init__(self) -> None:
+        for name in ("train", "val"):
+            for k, source in enumerate(getattr(self, name)):
+                if not source.path.strip():
+                    # As a Path, '' is '.': training read every raster of the working folder.
+                    raise OptionError(f"data.{name}[{k}].path is empty; give a raster, a folder or a glob")
+        if self.store is not None and not self.store.strip():
+            raise OptionError("data.store is empty; give a training store (.zarr) or leave it out")
         # A recipe's sizes are not bounded by typer as --chip is: 0 or less was a numpy or
         # model traceback ("negative dimensions", "empty input", "cannot reshape").
         least = {"lr_chip": 4, "val_chips": 1, "val_lr_chip": 4, "val_border": 0}
@@ -192,6 +199,12 @@ class TrainConfig:
     weights: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("output", "weights", "init", "perceptual_net"):
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                # A recipe's output = "" was the working folder: the run's config, checkpoints and
+                # weights went among the user's files (the command line refuses an empty -o).
+                raise OptionError(f"{name} is empty; give a path or leave it out")
         if self.scale not in (2, 3, 4, 8):
             raise OptionError(f"scale must be 2, 3, 4 or 8, got {self.scale}")
         if self.steps < 1 or self.batch_size < 1:
