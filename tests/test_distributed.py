@@ -417,6 +417,26 @@ def test_unreachable_scheduler_is_a_clear_error(scene: Path, tmp_path: Path, cap
     assert sorted(p.name for p in scene.parent.iterdir()) == [scene.name]
 
 
+def test_a_local_cluster_without_a_writable_scratch_space_is_one_clear_error(
+    scene: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """DASK_TEMPORARY_DIRECTORY (Dask's temporary-directory) on a read-only file system, or
+    under a file: a RuntimeError traceback ('Cluster failed to start: ...'), after a log warning."""
+    import dask
+
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    (tmp_path / "afile").write_text("x")
+    scratch = tmp_path / "afile" / "scratch"
+    args = ["run", str(scene), "--workers", "2", "--model", "bicubic", "-o", str(tmp_path / "out.tif")]
+    with dask.config.set({"temporary-directory": str(scratch)}):
+        code, err = run_cli(args, capsys, monkeypatch)
+    said = ("--workers 2: the local Dask cluster did not start", str(scratch), "DASK_TEMPORARY_DIRECTORY")
+    assert_one_clear_line(code, err, *said)
+    assert len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", scene.name]
+
+
 @contextlib.contextmanager
 def not_a_scheduler(reply: bytes | None) -> Iterator[str]:
     """A TCP port that accepts connections and answers ``reply`` to what it reads (an HTTP

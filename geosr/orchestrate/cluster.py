@@ -167,6 +167,28 @@ def _quiet_loggers(*names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def local_cluster_starting(option: str) -> Iterator[None]:
+    """Within: a local cluster that cannot make its scratch space is one line naming the folder.
+
+    Dask keeps it in ``DASK_TEMPORARY_DIRECTORY``, else the temporary folder (``TMPDIR``); one
+    on a read-only file system ended the run in a RuntimeError traceback ('Cluster failed to
+    start: [Errno 30] Read-only file system: .../dask-scratch-space'), after a log warning.
+    """
+    try:
+        with _quiet_loggers("distributed.deploy.spec"):
+            yield
+    except RuntimeError as exc:
+        cause = exc.__cause__
+        if not (isinstance(cause, OSError) and (cause.filename or "temporary directory" in str(cause))):
+            raise
+        raise OptionError(
+            f"{option}: the local Dask cluster did not start ({cause.strerror or cause}"
+            f"{f': {cause.filename}' if cause.filename else ''}); Dask keeps its scratch space in "
+            "DASK_TEMPORARY_DIRECTORY, else in the temporary folder (TMPDIR): set it to a writable folder"
+        ) from None
+
+
 def local_workers(requested: int, device: str, gpus: int, dask_cuda: bool) -> tuple[str, int]:
     """How ``--workers N`` runs on this machine: the kind of local cluster and its size.
 
@@ -300,9 +322,10 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
     if kind == "gpu":
         from dask_cuda import LocalCUDACluster
 
-        cluster = LocalCUDACluster(
-            n_workers=n, threads_per_worker=1, dashboard_address=None, scheduler_kwargs=NO_FIXED_PORT
-        )
+        with local_cluster_starting(f"--workers {workers}"):
+            cluster = LocalCUDACluster(
+                n_workers=n, threads_per_worker=1, dashboard_address=None, scheduler_kwargs=NO_FIXED_PORT
+            )
     else:
         # Worker threads in this process, not worker processes: the work releases the
         # GIL (GDAL, numpy, torch, Blosc), so threads lose nothing, while starting,
@@ -314,14 +337,15 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
         # compares it with the whole process's, which all N threads share, so with
         # --workers 100 (240 MiB each here) every worker paused at once and the run
         # hung; geosr's own guard (geosr.resources) bounds the run's memory instead.
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=False,
-            memory_limit=0,
-            dashboard_address=None,
-            scheduler_kwargs=NO_FIXED_PORT,
-        )
+        with local_cluster_starting(f"--workers {workers}"):
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=False,
+                memory_limit=0,
+                dashboard_address=None,
+                scheduler_kwargs=NO_FIXED_PORT,
+            )
     try:
         client = Client(cluster)
     except BaseException:

@@ -122,16 +122,22 @@ def _build(
         else:
             from distributed import Client, LocalCluster
 
-            from geosr.orchestrate.cluster import NO_FIXED_PORT, SCHEDULER_TIMEOUT, check_scheduler_answers
+            from geosr.orchestrate.cluster import (
+                NO_FIXED_PORT,
+                SCHEDULER_TIMEOUT,
+                check_scheduler_answers,
+                local_cluster_starting,
+            )
 
             if scheduler == "local":
-                cluster = LocalCluster(
-                    n_workers=workers or 2,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    scheduler_kwargs=NO_FIXED_PORT,
-                )
+                with local_cluster_starting("--scheduler local"):
+                    cluster = LocalCluster(
+                        n_workers=workers or 2,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        scheduler_kwargs=NO_FIXED_PORT,
+                    )
                 client = Client(cluster)
             else:
                 # One line, as for geosr run, where nothing answers: it was an OSError traceback.
