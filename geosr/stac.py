@@ -147,7 +147,9 @@ def build_item(
     )
     # The output is derived from every date fused into it, not the reference alone.
     for path, title in ((source, "geosr input"), *((frame, "geosr frame") for frame in frames)):
-        href = unsigned(path) if is_remote(path) else str(Path(path).resolve())  # no credentials
+        # A local path as a URI reference, as the asset's: '#' in 'a#1.tif' began a fragment,
+        # so the link named the file 'a'.  A remote one without its signature, a credential.
+        href = unsigned(path) if is_remote(path) else quote(str(Path(path).resolve()))
         media = pystac.MediaType.JSON if str(path).endswith(".json") else None
         item.add_link(pystac.Link("derived_from", href, media_type=media, title=title))
     return item

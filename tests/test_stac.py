@@ -633,6 +633,20 @@ def test_the_items_href_names_an_output_of_any_name(make_raster, tmp_path: Path)
             assert second.transform == first.transform @ first.transform.scale(0.5)
 
 
+def test_the_items_link_to_its_input_names_an_input_of_any_name(make_raster, tmp_path: Path) -> None:
+    """The derived_from link held the input's path as it is: for 'a#1.tif' the '#' began a
+    fragment, so the link named the file 'a' (pystac and any URI reader read it so)."""
+    from urllib.parse import unquote, urlsplit
+
+    for name in ("a#1.tif", "b c%41?.tif"):
+        src = make_raster(name, height=20, width=20)
+        out = geosr.upscale_file(src, tmp_path / f"out_{len(name)}.tif", scale=2, model="bicubic", stac=True)
+        item = json.loads(out.with_name(out.stem + ".stac.json").read_text())
+        (href,) = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
+        parts = urlsplit(href)
+        assert not parts.fragment and not parts.query and unquote(parts.path) == str(src)
+
+
 def test_compare_reads_an_output_or_reference_given_as_its_item(
     make_raster, tmp_path: Path, monkeypatch
 ) -> None:
