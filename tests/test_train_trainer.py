@@ -280,6 +280,24 @@ def test_weights_that_cannot_be_written_are_refused_before_training(
     assert not run.exists() and list(closed.iterdir()) == []
 
 
+def test_a_folder_with_a_config_of_its_own_is_no_run_folder_to_overwrite(
+    tmp_path, scenes, capsys, monkeypatch
+) -> None:
+    """-o onto a folder of the user's files that holds a config.json: 'already holds a training
+    run', and with --overwrite that file was replaced by the run's configuration."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    mine = folder / "config.json"
+    mine.write_text('{"mine": 1}')
+    args = ["train", str(scenes[0]), *FAST, "-o", str(folder)]
+    for flags in ([], ["--overwrite"], ["--resume"]):
+        code, err = run_cli([*args, *flags], capsys, monkeypatch)
+        assert_one_clear_line(code, err, f"{mine} is not the configuration of a training run", "--output")
+    assert mine.read_text() == '{"mine": 1}' and [p.name for p in folder.iterdir()] == ["config.json"]
+
+
 def test_a_second_run_into_the_same_folder_needs_resume_or_overwrite(
     tmp_path, scenes, capsys, monkeypatch
 ) -> None:

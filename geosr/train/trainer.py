@@ -368,6 +368,12 @@ def check_run_output(
             f"--store {new_store} is a folder of other files, not a training store, which building "
             "would delete: choose another --store path"
         )
+    if _foreign_config(output / "config.json"):
+        raise OutputError(
+            f"{output / 'config.json'} is not the configuration of a training run: --overwrite replaces "
+            "and --resume continues a run of geosr train, never a file it did not write; choose "
+            "another --output"
+        )
     holds_run = (output / "config.json").exists() or (output / "checkpoints").exists()
     # --resume of a folder that holds no run starts one, which must not replace the user's
     # weights file or store either (it did: -o misspelt, --weights of an earlier model).
@@ -391,6 +397,25 @@ def check_run_output(
             f"training store {new_store} already exists: train on it with --store and no --lr/--hr, "
             "pass --overwrite to rebuild it, or choose another --store"
         )
+
+
+RUN_CONFIG_KEYS = frozenset({"name", "scale", "steps", "data", "optim", "output"})
+"""Keys every training run's ``config.json`` has had (:func:`to_dict` of a :class:`TrainConfig`)."""
+
+
+def _foreign_config(path: Path) -> bool:
+    """Whether ``path`` (a run folder's ``config.json``) is there and no training run wrote it.
+
+    A folder of the user's files given as -o was taken for a run folder by its own
+    ``config.json``: 'already holds a training run', and --overwrite replaced that file.
+    """
+    if not (path.exists() or path.is_symlink()):
+        return False
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # a folder, unreadable, not JSON (UnicodeDecodeError is one)
+        return True
+    return not (isinstance(values, dict) and values.keys() >= RUN_CONFIG_KEYS)
 
 
 def _check_resumed_store(output: Path, new_store: Path | None) -> None:
