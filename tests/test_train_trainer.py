@@ -298,6 +298,24 @@ def test_a_folder_with_a_config_of_its_own_is_no_run_folder_to_overwrite(
     assert mine.read_text() == '{"mine": 1}' and [p.name for p in folder.iterdir()] == ["config.json"]
 
 
+def test_a_folder_with_checkpoints_of_its_own_is_no_run_folder_to_overwrite(
+    tmp_path, scenes, capsys, monkeypatch
+) -> None:
+    """-o onto a project folder whose checkpoints/ holds the user's own files: with --overwrite,
+    the new run deleted that folder whole, as it deletes an earlier run's checkpoint."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    folder = tmp_path / "project"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "epoch_9.ckpt").write_text("weeks of work")
+    args = ["train", str(scenes[0]), *FAST, "-o", str(folder)]
+    for flags in ([], ["--overwrite"]):
+        code, err = run_cli([*args, *flags], capsys, monkeypatch)
+        said = (f"{folder / 'checkpoints'} holds files that are not a training run's checkpoint", "--output")
+        assert_one_clear_line(code, err, *said)
+    assert [p.name for p in folder.rglob("*")] == ["checkpoints", "epoch_9.ckpt"]
+
+
 def test_a_second_run_into_the_same_folder_needs_resume_or_overwrite(
     tmp_path, scenes, capsys, monkeypatch
 ) -> None:

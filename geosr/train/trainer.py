@@ -37,6 +37,7 @@ from geosr.models.bicubic import bicubic_upsample
 from geosr.models.card import ModelCard
 from geosr.models.flops import flops_per_lr_pixel
 from geosr.models.weights import card_of, paths_to_write, save_weights, weights_paths
+from geosr.train.checkpoint import NAME as CHECKPOINT_NAME
 from geosr.train.checkpoint import (
     TrainState,
     has_checkpoint,
@@ -374,6 +375,11 @@ def check_run_output(
             "and --resume continues a run of geosr train, never a file it did not write; choose "
             "another --output"
         )
+    if _foreign_checkpoints(output / "checkpoints"):
+        raise OutputError(
+            f"{output / 'checkpoints'} holds files that are not a training run's checkpoint: --overwrite "
+            "replaces a run of geosr train, never a folder of other files; choose another --output"
+        )
     holds_run = (output / "config.json").exists() or (output / "checkpoints").exists()
     # --resume of a folder that holds no run starts one, which must not replace the user's
     # weights file or store either (it did: -o misspelt, --weights of an earlier model).
@@ -416,6 +422,21 @@ def _foreign_config(path: Path) -> bool:
     except (OSError, ValueError):  # a folder, unreadable, not JSON (UnicodeDecodeError is one)
         return True
     return not (isinstance(values, dict) and values.keys() >= RUN_CONFIG_KEYS)
+
+
+def _foreign_checkpoints(folder: Path) -> bool:
+    """Whether ``folder`` (a run folder's ``checkpoints``) is there and holds anything but a
+    checkpoint (``last.safetensors``, ``last.json`` and their temporaries): a new run over an
+    earlier one deletes it whole, and deleted a folder of the user's own checkpoints so."""
+    if not (folder.exists() or folder.is_symlink()):
+        return False
+    if not folder.is_dir() or folder.is_symlink():
+        return True
+    ours = {f"{CHECKPOINT_NAME}.safetensors", f"{CHECKPOINT_NAME}.json"}
+    return any(
+        child.name not in ours and not child.name.startswith(tuple(f".{name}." for name in ours))
+        for child in folder.iterdir()
+    )
 
 
 def _check_resumed_store(output: Path, new_store: Path | None) -> None:
