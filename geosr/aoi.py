@@ -36,7 +36,7 @@ from rasterio.features import geometry_mask
 
 from geosr.areas import GEOJSON_CRS, areas, in_degrees
 from geosr.errors import InputError
-from geosr.grid import crs_label, window_grid
+from geosr.grid import crs_label, describe, window_grid
 from geosr.io.scene import Scene
 from geosr.tiling import TilePlan, Window
 
@@ -260,6 +260,10 @@ run's tiles), now and then warns "Dataset has no geotransform" (about 1 call in 
 here), which the CLI printed to the user.  A mask takes 5 ms for 2048^2 output pixels."""
 
 
+_MASK_BLOCK = 2048
+"""Output pixels per side of the blocks :meth:`AoiMask.holds_a_centre` rasterises at once."""
+
+
 @dataclass(frozen=True)
 class AoiMask:
     """Which output pixels fall outside the AOI polygon (picklable: shipped to Dask workers).
@@ -302,6 +306,27 @@ class AoiMask:
         with _RASTERIZE:
             return geometry_mask([self.geometry], out_shape=sub.shape.yx, transform=sub.transform)
 
+    def holds_a_centre(self) -> bool:
+        """Whether any output pixel has its centre inside the polygon (else all would be nodata).
+
+        Block by block, the block that holds a point of the polygon first: a usual area answers
+        in that one block, and a whole output grid's mask (1.9 GB for a Sentinel-2 tile x4) is
+        never held at once.
+        """
+        h, w = self.grid.shape.yx
+        point = self.shape.point_on_surface()
+        col, row = ~self.grid.transform @ (point.x, point.y)
+        first = (min(max(int(row), 0), h - 1) // _MASK_BLOCK, min(max(int(col), 0), w - 1) // _MASK_BLOCK)
+        starts = sorted(
+            ((r, c) for r in range(0, h, _MASK_BLOCK) for c in range(0, w, _MASK_BLOCK)),
+            key=lambda rc: (rc[0] // _MASK_BLOCK, rc[1] // _MASK_BLOCK) != first,
+        )
+        for r, c in starts:
+            block = Window(r, c, min(_MASK_BLOCK, h - r), min(_MASK_BLOCK, w - c))
+            if self.touches(block) and not self.outside(block).all():
+                return True
+        return False
+
     def apply(self, block: np.ndarray, window: Window) -> np.ndarray:
         """``block`` ``(C, h, w)`` of output ``window`` with nodata outside the polygon."""
         outside = self.outside(window)
@@ -311,9 +336,24 @@ class AoiMask:
         return block
 
 
-def aoi_mask(geometry: Geometry, output_grid: GeoBox, nodata: float) -> AoiMask | None:
-    """The mask for ``geometry`` on ``output_grid``, or None when it covers the whole grid."""
+def aoi_mask(geometry: Geometry, output_grid: GeoBox, nodata: float, source: str) -> AoiMask | None:
+    """The mask for ``geometry`` on ``output_grid``, or None when it covers the whole grid.
+
+    Raises
+    ------
+    InputError
+        When the polygon holds no output pixel's centre: ``source`` (the input) names it.
+    """
     local = in_scene_crs(geometry, output_grid)
     if local.geom.covers(output_grid.extent.geom):
         return None
-    return AoiMask(shapely.geometry.mapping(local.geom), output_grid, float(nodata))
+    mask = AoiMask(shapely.geometry.mapping(local.geom), output_grid, float(nodata))
+    if not mask.holds_a_centre():
+        # A polygon within one output pixel (a field plot, a sample point buffered by a metre)
+        # gave an output of nodata alone, and exit status 0.
+        raise InputError(
+            f"{source}: the area of interest holds no output pixel's centre (output grid: "
+            f"{describe(output_grid)}), so every pixel of the output would be nodata; "
+            "give a larger area, or its bounds as --bbox for the whole input pixels around it"
+        )
+    return mask

@@ -102,7 +102,9 @@ def output_mask(scene: Scene, options: RunOptions) -> AoiMask | None:
     if options.aoi is None:
         return None
     out_grid = scaled(scene.grid, options.scale)
-    return aoi_mask(read_vector(options.aoi), out_grid, fill_value(scene.dtype, scene.output_nodata))
+    return aoi_mask(
+        read_vector(options.aoi), out_grid, fill_value(scene.dtype, scene.output_nodata), scene.path
+    )
 
 
 def reference_sample(scene: Scene) -> np.ndarray:

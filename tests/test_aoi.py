@@ -127,7 +127,7 @@ def test_tiles_outside_the_polygon_are_not_computed(make_raster, tmp_path: Path)
     ring = [utm_of_pixel(0, 0), utm_of_pixel(64, 0), utm_of_pixel(0, 64)]
     aoi = write_geojson(tmp_path / "tri.geojson", [*ring, ring[0]], crs="EPSG:32633")
     grid = scaled(open_scene(src).grid, 2)
-    mask = aoi_mask(read_vector(aoi), grid, 0)
+    mask = aoi_mask(read_vector(aoi), grid, 0, str(src))
     assert mask is not None
     plan = plan_tiles(64, 64, tile=16, halo=4)
     kept = mask.keep(plan, 2)
@@ -151,6 +151,30 @@ def test_aoi_outside_the_scene_is_a_clear_error(make_raster, tmp_path: Path) -> 
     aoi = write_geojson(tmp_path / "far.geojson", [(100, 10), (101, 10), (101, 11), (100, 10)])
     with pytest.raises(InputError, match="the crs member of an --aoi GeoJSON"):
         geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic", aoi=str(aoi))
+
+
+@pytest.mark.parametrize(
+    "cols, rows",
+    [((2.05, 2.2), (3.1, 3.4)), ((-1.0, 0.2), (0.0, 5.0))],
+    ids=["inside one output pixel", "a sliver over the scene's edge"],
+)
+def test_an_aoi_that_holds_no_output_pixels_centre_is_refused(
+    make_raster, tmp_path: Path, cols: tuple[float, float], rows: tuple[float, float]
+) -> None:
+    """Before, the output was nodata alone, and the run exited 0.  A --bbox of the same
+    bounds still gives the input pixel(s) around it."""
+    src = make_raster(height=9, width=13)
+    ring = [utm_of_pixel(c, r) for c, r in ((cols[0], rows[0]), (cols[1], rows[0]), (cols[1], rows[1]))]
+    aoi = write_geojson(tmp_path / "small.geojson", [*ring, ring[0]], crs="EPSG:32633")
+    with pytest.raises(InputError, match=r"scene\.tif: the area of interest holds no output pixel's centre"):
+        geosr.upscale_file(src, tmp_path / "o.tif", scale=2, model="bicubic", aoi=str(aoi))
+    assert not (tmp_path / "o.tif").exists()
+    (x0, y1), (x1, y0) = utm_of_pixel(cols[0], rows[0]), utm_of_pixel(cols[1], rows[1])
+    out = geosr.upscale_file(
+        src, tmp_path / "b.tif", scale=2, model="bicubic", bbox=f"{x0},{y0},{x1},{y1}", bbox_crs="EPSG:32633"
+    )
+    with rasterio.open(out) as f:
+        assert (f.read() != 0).all()
 
 
 def test_aoi_reaching_where_the_scene_projection_is_undefined(make_raster, tmp_path: Path) -> None:
