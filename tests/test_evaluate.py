@@ -387,6 +387,21 @@ def test_an_image_too_small_for_the_border_is_named_before_it_is_upscaled(make_r
     assert calls == []
 
 
+def test_an_image_smaller_than_an_ssim_window_is_named_before_it_is_upscaled(make_raster) -> None:
+    """It was upscaled, scored in no band (no mean) and the evaluation exited 0, with a note
+    that blamed nodata spread over the band, of an image without nodata."""
+    small = make_raster("small.tif", height=9, width=13)
+    calls: list[Path] = []
+
+    def upscaler(src: Path, dst: Path, **kw: object) -> Path:
+        calls.append(Path(dst))
+        return _fake_upscaler(src, dst, **kw)  # type: ignore[arg-type]
+
+    with pytest.raises(InputError, match=r"small\.tif: its 8 x 12 pixels hold no whole 11 x 11 SSIM window"):
+        evaluate_wald([small], scale=2, model="fake", border=0, upscaler=upscaler)
+    assert calls == []
+
+
 def test_an_image_smaller_than_one_block_is_named(make_raster) -> None:
     # "a 3 x 40 raster is smaller than one 4 x 4 block": which of the rasters was not said.
     big = make_raster("big.tif", height=48, width=48)

@@ -26,6 +26,7 @@ from geosr.errors import InputError
 
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # radius int(3.5 * 1.5 + 0.5) = 5: an 11-tap window
+SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
 
 
 def check_border(shape: tuple[int, ...], border: int, source: str = "") -> None:
@@ -36,6 +37,24 @@ def check_border(shape: tuple[int, ...], border: int, source: str = "") -> None:
         raise InputError(
             f"{where}a border of {border} px leaves nothing of its {h} x {w} pixels; "
             "use a smaller --border or a larger image"
+        )
+
+
+def check_scorable(shape: tuple[int, ...], border: int, source: str = "") -> None:
+    """:func:`check_border`, and refuse an image of ``shape`` too small for one whole SSIM window.
+
+    Below 11 pixels a side (with a border under the window's radius) no window fits: the
+    evaluation ran the model, scored no band and exited 0, with a note that blamed nodata
+    spread over the band, of an image without any.
+    """
+    check_border(shape, border, source)
+    h, w = shape[-2:]
+    if 2 * max(border, SSIM_RADIUS) >= min(h, w):
+        side = 2 * SSIM_RADIUS + 1
+        where = f"{source}: " if source else ""
+        raise InputError(
+            f"{where}its {h} x {w} pixels hold no whole {side} x {side} SSIM window; "
+            f"give a larger image ({side} x {side} pixels at least, cropped to a multiple of --scale)"
         )
 
 
@@ -120,10 +139,9 @@ def ssim(
     syy = filt(y * y) - my * my
     sxy = filt(x * y) - mx * my
     smap = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-    radius = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
     # Only windows that lie wholly inside the image and on valid pixels count.
-    whole = ndimage.minimum_filter(ok, size=2 * radius + 1, mode="constant", cval=False)
-    mask = whole & _border_mask(y.shape, max(border, radius))
+    whole = ndimage.minimum_filter(ok, size=2 * SSIM_RADIUS + 1, mode="constant", cval=False)
+    mask = whole & _border_mask(y.shape, max(border, SSIM_RADIUS))
     if not mask.any():
         raise InputError("no valid SSIM window outside the border")
     return float(smap[mask].mean())

@@ -36,7 +36,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 
 from geosr.errors import GeosrError, GeosrWarning, InputError, OutputError
-from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border
+from geosr.evaluation.metrics import BandMetrics, band_metrics, check_scorable
 from geosr.interrupts import output_stamp
 from geosr.io.atomic import unwritable_folder
 from geosr.io.bands import select_bands
@@ -206,7 +206,7 @@ def _check_sizes(
                 f"{path}: its {h} x {w} pixels hold no {scale} x {scale} block to average into a Wald "
                 "LR pixel; give a larger raster or a smaller --scale"
             )
-        check_border((h - h % scale, w - w % scale), border, str(path))
+        check_scorable((h - h % scale, w - w % scale), border, str(path))
 
 
 def _check_pairs(pairs: Sequence[tuple[str | Path, str | Path]], scale: int, border: int) -> None:
@@ -220,7 +220,7 @@ def _check_pairs(pairs: Sequence[tuple[str | Path, str | Path]], scale: int, bor
         check_pair(lr_path, hr_path, scale)
         lr = _open(lr_path)
         h, w = lr.grid.shape.yx
-        check_border((h * scale, w * scale), border, str(hr_path))
+        check_scorable((h * scale, w * scale), border, str(hr_path))
 
 
 def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -548,7 +548,7 @@ def evaluate_paired(
         work = Path(workdir) if workdir else Path(tmp)
         for (lr_path, hr_path), stem in zip(pairs, stems, strict=True):
             pair = coregister(lr_path, hr_path, scale)
-            check_border(pair.hr.shape, border, str(hr_path))
+            check_scorable(pair.hr.shape, border, str(hr_path))
             with _zeros_warned_for_pairs(lr_path, hr_path):
                 sr, bic = _upscale_both(Path(lr_path), work, stem, scale, model, up, options)
             ok = np.isfinite(pair.hr) & np.isfinite(sr) & np.isfinite(bic)
