@@ -33,12 +33,15 @@ def resource_plan(
     workers: int = 1,
 ) -> resources.Plan:
     """The numbers a run's memory bound depends on (``geosr run``'s guard and ``geosr info``)."""
+    height, width = scene.grid.shape.yx
+    shape = (min(tile, height), min(tile, width))  # the plan's, before it exists
     # The band of strips each reading thread keeps for a strip-organized file
     # (geosr.io.scene), and its next one while that is assembled, per frame.
-    rows = tile + 2 * halo
+    rows = shape[0] + 2 * halo
     row_band = 2 * frames * band_bytes(scene, rows) if keeps_band(scene, rows) else 0
     return resources.Plan(
-        tile=tile,
+        tile=min(tile, max(height, width)),
+        tile_shape=shape,
         halo=halo,
         batch=batch,
         bands=scene.count,
@@ -95,7 +98,7 @@ def fit_to_memory(
             scene,
             net,
             predictor,
-            tile=min(tile, max(height, width)),
+            tile=tile,
             halo=halo,
             batch=batch,
             scale=opts.scale,

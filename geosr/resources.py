@@ -1,7 +1,8 @@
 """Resource bounds: what a run's plan needs in memory and on disk, and a guard.
 
 Peak memory is bounded by the configuration, not by the scene.  With ``B``
-tiles per batch, a read window of ``R = (tile + 2 * halo)^2`` LR pixels, ``C``
+tiles per batch, a read window of ``R = (tile + 2 * halo)^2`` LR pixels (of a strip's
+tiles, clamped to it, ``(tile_h + 2 * halo) * (tile_w + 2 * halo)``), ``C``
 bands, ``T`` frames, scale ``s``, ``F`` model features per image, ``I`` images
 in the largest model call, input/output item sizes ``i``/``o`` bytes, the
 single-process run holds at most::
@@ -133,20 +134,28 @@ class Plan:
     activations_in_ram: bool = True
     """False when the model runs on a GPU: its activations take GPU memory, which the batch
     size is measured against (:meth:`~geosr.predictor.Predictor.batch_size_for`), not RAM."""
+    tile_shape: tuple[int, int] | None = None
+    """The tiles' (height, width) where a scene lower or narrower than ``tile`` clamps them to a
+    strip (:func:`geosr.tiling.plan_tiles`); None: ``tile`` x ``tile``.  A 4 x 20000 px strip's
+    tiles of 4 x 512 were counted as 512 x 512, 16 times their memory: the default tile was
+    halved for memory the run never takes, and a given --tile refused."""
+
+    def read_pixels(self) -> int:
+        """``R``: the LR pixels of one tile's read window."""
+        height, width = self.tile_shape or (self.tile, self.tile)
+        return (height + 2 * self.halo) * (width + 2 * self.halo)
+
+    def core_pixels(self) -> int:
+        """The LR pixels of one tile's core."""
+        height, width = self.tile_shape or (self.tile, self.tile)
+        return height * width
 
     def activation_bytes(self) -> int:
         """Bytes of RAM the model's activations take during one call."""
         if not self.activations_in_ram:
             return 0
         images = self.batch * self.bands if self.images_per_call is None else self.images_per_call
-        return (
-            ACTIVATIONS_PER_FEATURE
-            * images
-            * self.frames
-            * self.features
-            * (self.tile + 2 * self.halo) ** 2
-            * 4
-        )
+        return ACTIVATIONS_PER_FEATURE * images * self.frames * self.features * self.read_pixels() * 4
 
     def heap_bytes(self) -> int:
         """Bytes the heap keeps beyond the live activations (:data:`HEAP_MAPS_PER_FEATURE`)."""
@@ -154,9 +163,9 @@ class Plan:
 
     def tile_bytes(self, *, queued: bool) -> int:
         """Bytes one tile holds while it is in flight."""
-        read = (self.tile + 2 * self.halo) ** 2
+        read = self.read_pixels()
         tc = self.frames * self.bands
-        core = self.bands * self.scale**2 * self.tile**2 * self.out_itemsize
+        core = self.bands * self.scale**2 * self.core_pixels() * self.out_itemsize
         total = (
             tc * read * self.in_itemsize * (2 if queued else 1)
             + tc * read * 5

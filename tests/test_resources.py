@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from geosr.errors import OptionError
-from geosr.resources import Plan, check, disk_needed, memory_needed
+from geosr.resources import GDAL_CACHE, Plan, check, disk_needed, memory_needed
 from tests.conftest import sparse_giant
 
 pytestmark = pytest.mark.slow
@@ -336,6 +336,42 @@ def test_the_default_tile_shrinks_to_fit_the_memory_available(make_raster, monke
     assert tile == 512
     with pytest.raises(OptionError, match="of memory"):
         check(plan, 10**6, src.with_name("out.tif"))
+
+
+def test_a_strips_tiles_are_counted_as_the_strip_clamps_them(make_raster, monkeypatch) -> None:
+    """A 6 x 3000 px strip's tiles are 6 x 512 px, but the bound counted them as 512 x 512:
+    about 16 times their memory, so the default tile was halved with a warning (and a --tile
+    refused) where a 512 px tile fits.  A 6-band 6 x 3000 x2 run grew by 51 MB here; its bound
+    is now 315 MB (256 MiB of it GDAL's)."""
+    import warnings
+
+    from geosr.memory_fit import fit_to_memory
+    from geosr.models import load_model
+    from geosr.options import RunOptions
+    from geosr.predictor import Predictor
+    from geosr.run_inputs import scene_for
+
+    net = load_model(None, bands=6, scale=4)
+    predictor = Predictor(net, device="cpu")
+    halo = net.receptive_field + 3
+
+    def need(height: int, width: int) -> int:
+        scene = scene_for(
+            make_raster(f"{height}x{width}.tif", count=6, height=height, width=width), RunOptions(scale=4)
+        )
+        plan = fit_to_memory(scene, net, predictor, RunOptions(scale=4, tile=512), halo=halo)[2]
+        return memory_needed(plan)
+
+    square, strip = need(600, 600), need(6, 3000)
+    assert strip - GDAL_CACHE < (square - GDAL_CACHE) / 4
+    assert need(3000, 6) == strip  # a strip on end is the same
+    monkeypatch.setattr("geosr.resources.available_memory", lambda: (square + strip) // 2)
+    scene = scene_for(make_raster("strip.tif", count=6, height=6, width=3000), RunOptions(scale=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "tiles of 256 px instead of 512"
+        tile, _, plan = fit_to_memory(scene, net, predictor, RunOptions(scale=4), halo=halo)
+    assert tile == 512
+    check(plan, 10**6, Path(scene.path).with_name("o.tif"))
 
 
 FIT_CHILD = r"""
