@@ -229,10 +229,29 @@ def _on_grid(
         pixel = Affine.scale(window.width / width, window.height / height)
         grid = GeoBox((height, width), grid.transform @ pixel, grid.crs)
     source[~valid_mask(source, scene.nodata)] = np.nan
-    warped = warp_onto(source, grid, target, resampling)
+    warped = _warped(source, grid, target, resampling)
     scales = np.array([scene.scales[b] if scene.scales else 1.0 for b in bands], np.float32)
     offsets = np.array([scene.offsets[b] if scene.offsets else 0.0 for b in bands], np.float32)
     return warped * scales[:, None, None] + offsets[:, None, None]
+
+
+def _warped(source: np.ndarray, grid: GeoBox, target: GeoBox, resampling: Resampling) -> np.ndarray:
+    """``source`` ``(C, h, w)`` on ``grid`` warped onto ``target`` (:func:`~geosr.grid.warp_onto`).
+
+    GDAL's warper resamples a source one pixel high (or wide) by nearest neighbour, whatever
+    the kernel asked: the bicubic panel of a 1 x N strip was blocky.  Such a side is repeated
+    on both sides of it, so that the pixel interpolates to itself across the strip and cubic
+    along it; what then falls outside the strip's own footprint is NaN again.
+    """
+    rows = _MARGIN if source.shape[1] == 1 else 0
+    cols = _MARGIN if source.shape[2] == 1 else 0
+    if resampling == Resampling.nearest or not (rows or cols):
+        return warp_onto(source, grid, target, resampling)
+    padded = np.pad(source, ((0, 0), (rows, rows), (cols, cols)), mode="edge")
+    warped = warp_onto(padded, window_grid(grid, -rows, -cols, *padded.shape[1:]), target, resampling)
+    footprint = warp_onto(np.ones((1, *source.shape[1:]), np.float32), grid, target, Resampling.nearest)
+    warped[:, np.isnan(footprint[0])] = np.nan
+    return warped
 
 
 def source_bands(sr_scene: Scene, source: Scene, show: Sequence[int]) -> list[int]:

@@ -235,6 +235,37 @@ def test_the_bicubic_panel_takes_the_runs_nodata(make_raster, tmp_path) -> None:
     assert np.nanmax(np.abs(as_run[:, :, 30:] - 1000)) < 1  # no ringing from the fill
 
 
+def keys_cubic(values: np.ndarray, position: float) -> float:
+    """GDAL's cubic (Keys, a = -0.5) of 1-D ``values`` at pixel coordinate ``position``."""
+
+    def weight(x: float, a: float = -0.5) -> float:
+        x = abs(x)
+        return (a + 2) * x**3 - (a + 3) * x**2 + 1 if x <= 1 else a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
+
+    i = int(np.floor(position))
+    return sum(values[i + j] * weight(position - i - j) for j in (-1, 0, 1, 2))
+
+
+@pytest.mark.parametrize("shape", [(1, 12), (12, 1)], ids=["one row", "one column"])
+def test_the_bicubic_panel_of_a_one_pixel_strip_is_cubic(make_raster, tmp_path, shape) -> None:
+    """GDAL warps a source one pixel high by nearest neighbour: the panel was blocks of 2 x 2
+    equal pixels.  It is now cubic along the strip, and the same across it."""
+    from tests.conftest import coordinate_pattern
+
+    strip = coordinate_pattern(1, *shape)
+    src = make_raster("strip.tif", data=strip)
+    out = geosr.upscale_file(src, tmp_path / "x2.tif", scale=2, model="bicubic")
+    bicubic = compare_panels(str(src), str(out))[0][1][0]
+    assert bicubic.shape == (2 * shape[0], 2 * shape[1])
+    if shape[1] == 1:
+        bicubic = bicubic.T
+    assert (bicubic[0] == bicubic[1]).all()
+    values = strip.ravel().astype(np.float64)
+    # Output pixels whose four taps lie inside the strip (GDAL's edges are its own).
+    expected = [keys_cubic(values, (o + 0.5) / 2 - 0.5) for o in range(3, 2 * len(values) - 3)]
+    np.testing.assert_allclose(bicubic[0, 3:-3], expected, atol=1e-3)
+
+
 def test_the_bicubic_panel_hides_the_missing_values_the_run_hid(tmp_path: Path, monkeypatch) -> None:
     """A netCDF's CF missing_value (-32767 beside its _FillValue) is missing in a run, and data after
     --nodata -32768, which replaces the file's values as the run's does; the bicubic panel of compare
