@@ -558,6 +558,20 @@ def test_zarr_variable_of_four_dimensions_is_one_line(tmp_path: Path, capsys, mo
     assert outputs_in(tmp_path) == []
 
 
+@pytest.mark.parametrize("empty", ["band", "y"])
+def test_a_zarr_variable_without_pixels_is_one_line(tmp_path: Path, capsys, monkeypatch, empty: str) -> None:
+    """No band failed on the model's 'bands must be an integer >= 1, got 0', naming no file
+    (geosr info too); no row was said to have coordinates no transform could be derived from."""
+    store = tmp_path / "empty.zarr"
+    _small_raster(("band", "y", "x"), (2, 16, 16)).isel({empty: slice(0, 0)}).to_dataset(name="dn").to_zarr(
+        store
+    )
+    for command in ("run", "info"):
+        code, err = run_cli([command, str(store), "--model", "bicubic"], capsys, monkeypatch)
+        assert_one_clear_line(code, err, "empty.zarr", f"'dn' holds no pixels ({empty} = 0")
+    assert outputs_in(tmp_path) == []
+
+
 def test_zarr_store_with_its_raster_in_a_group_names_the_group(tmp_path: Path, capsys, monkeypatch) -> None:
     """A store whose raster is in a group (as an EOPF or multiscale store has them) points to
     the group to give.  Before: 'the store holds 0 raster variables of measurements ();

@@ -247,12 +247,25 @@ def array_transform(data: xr.DataArray, source: str) -> Affine:
     return stored
 
 
+def _refuse_an_empty_variable(da: xr.DataArray, path: str) -> None:
+    """Refuse a variable with a dimension of length 0: one of no rows was said to have
+    coordinates no transform could be derived from, and one of no bands failed on the model's
+    "bands must be an integer >= 1, got 0", naming no file."""
+    empty = [f"{dim} = 0" for dim in da.dims if da.sizes[dim] == 0]
+    if empty:
+        raise InputError(
+            f"{path}: variable {da.name!r} holds no pixels ({', '.join(empty)} of its dimensions "
+            f"{tuple(map(str, da.dims))}); give a store or variable with data"
+        )
+
+
 def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     """Describe the raster variable of the Zarr store at ``path``."""
     ds = _open_dataset(path)
     name = _pick_variable(ds, path, variable)
     da = ds[name]
     ydim, xdim = _spatial_dims(da, path)
+    _refuse_an_empty_variable(da, path)
     da = da.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
     crs = variable_crs(da, ydim, xdim, ds)
     if crs is None:
