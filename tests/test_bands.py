@@ -36,6 +36,18 @@ def test_select_and_order_by_name_or_index(make_raster, tmp_path: Path) -> None:
     assert xr.open_zarr(store)["band"].values.tolist() == [3, 2, 1]
 
 
+def test_a_band_selected_twice_is_refused(make_raster, tmp_path: Path) -> None:
+    """``--bands 2,2`` (or ``B03,3``, one band by name and number) ran the band twice: a Zarr
+    output had a band coordinate of [2, 2], so ``.sel(band=2)`` gave two bands, and the STAC
+    Item two bands named B03."""
+    src = make_raster(count=3, descriptions=("B02", "B03", "B04"))
+    with pytest.raises(InputError, match=r"scene\.tif: --bands selects band 2 2 times \(B03, 2\); give each"):
+        scene_for(src, RunOptions(bands="B03,2,1"))
+    with pytest.raises(InputError, match=r"band 1 3 times \(1, B2, b02\)"):
+        geosr.upscale_file(src, tmp_path / "o.zarr", scale=2, model="bicubic", bands="1,B2,b02")
+    assert not (tmp_path / "o.zarr").exists()
+
+
 def test_unknown_band_name_lists_the_known_ones(make_raster) -> None:
     src = make_raster(count=2, descriptions=("B02", "B03"))
     with pytest.raises(InputError, match="its band descriptions are 1 'B02', 2 'B03' "):

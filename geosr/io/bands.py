@@ -126,8 +126,17 @@ def _no_such_band(scene: Scene, band: int, available: Sequence[int]) -> str:
 
 
 def select_bands(scene: Scene, wanted: str | Sequence[str | int]) -> Scene:
-    """The same scene, reading only the ``wanted`` bands in the given order."""
-    indexes = band_indexes(scene, parse_bands(wanted))
+    """The same scene, reading only the ``wanted`` bands in the given order.
+
+    Raises
+    ------
+    InputError
+        A band is wanted twice (``2,2``, or ``B03,3`` of the same band): it ran twice, and a
+        Zarr output's band coordinate and a STAC Item's bands then named two bands alike.
+    """
+    items = parse_bands(wanted)
+    indexes = band_indexes(scene, items)
+    _refuse_repeats(scene, items, indexes)
     available = scene.bands or tuple(range(1, scene.count + 1))
     positions = [available.index(i) for i in indexes]
 
@@ -148,6 +157,17 @@ def select_bands(scene: Scene, wanted: str | Sequence[str | int]) -> Scene:
         band_labels=pick(scene.band_labels) if scene.band_labels else indexes,
         **(nodata_fields(pick(scene.band_nodata)) if scene.band_nodata else {}),
     )
+
+
+def _refuse_repeats(scene: Scene, items: Sequence[str | int], indexes: Sequence[int]) -> None:
+    """Refuse a selection whose ``items`` name one of the file's bands (``indexes``) twice."""
+    for band in dict.fromkeys(indexes):
+        named = [str(item) for item, index in zip(items, indexes, strict=True) if index == band]
+        if len(named) > 1:
+            raise InputError(
+                f"{scene.path}: --bands selects band {band} {len(named)} times ({', '.join(named)}); "
+                "give each band once"
+            )
 
 
 def reflectance_offset(scene: Scene, override: float | None = None) -> tuple[float, ...] | None:
