@@ -66,7 +66,7 @@ def open_input(src: str | Path, options: RunOptions, *, variable: str | None = N
     if problem is not None:
         raise problem
     if not is_stac_item(src):
-        return open_scene(src, variable=variable)
+        return open_scene(src, variable=variable, bands=options.bands)
     item = resolve_stac(src, asset=options.asset, bands=options.bands)
     try:
         scene = open_scene(item.href, variable=variable)

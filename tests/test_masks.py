@@ -178,6 +178,32 @@ def test_palette_raster_is_refused(tmp_path: Path, capsys, monkeypatch) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.tif"]
 
 
+def test_bands_may_leave_out_a_palette_band(tmp_path: Path) -> None:
+    """A VRT stacking an image's bands with a class map (a Sentinel-2 SCL layer and its colour
+    table) was refused even with --bands leaving the class map out; the class map itself still is,
+    with the --bands that leaves it out."""
+    from rasterio.shutil import copy
+
+    from geosr.errors import InputError
+
+    stack = tmp_path / "stack.vrt"
+    copy(write(tmp_path / "stack.tif", coordinate_pattern(3, 40, 40, "uint8")), stack, driver="VRT")
+    text = stack.read_text()
+    opening = re.search(r'<VRTRasterBand [^>]*band="3"[^>]*>', text)
+    assert opening is not None, text
+    colours = "".join(f'<Entry c1="{v}" c2="{v}" c3="{v}" c4="255"/>' for v in range(256))
+    palette = f"<ColorInterp>Palette</ColorInterp><ColorTable>{colours}</ColorTable>"
+    stack.write_text(text[: opening.end()] + palette + text[opening.end() :])
+    out = geosr.upscale_file(stack, tmp_path / "rg.tif", scale=2, model="bicubic", bands="2,1")
+    with rasterio.open(out) as f:
+        assert f.count == 2 and ColorInterp.palette not in f.colorinterp
+    with pytest.raises(InputError, match=r"stack\.vrt: band 3 holds .* leave it out with --bands 1,2$"):
+        geosr.upscale_file(stack, tmp_path / "all.tif", scale=2, model="bicubic")
+    with pytest.raises(InputError, match=r"stack\.vrt: band 3 holds palette"):
+        geosr.upscale_file(stack, tmp_path / "b3.tif", scale=2, model="bicubic", bands="1,3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rg.tif", "stack.tif", "stack.vrt"]
+
+
 def test_training_refuses_a_palette_raster_as_geosr_run_does(tmp_path: Path) -> None:
     """Self-supervised and paired reads both: they trained on the class numbers as measurements."""
     from geosr.errors import InputError

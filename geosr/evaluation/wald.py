@@ -157,7 +157,7 @@ def _default_upscaler() -> Upscaler:
 
 def _open(path: str | Path, variable: str | None = None, bands: str | None = None) -> Scene:
     """The HR raster, only its ``bands`` (``--bands``, as ``geosr run`` takes them) when given."""
-    scene = open_scene(path, variable=variable)
+    scene = open_scene(path, variable=variable, bands=bands)
     return select_bands(scene, bands) if bands is not None else scene
 
 

@@ -296,15 +296,25 @@ def check_input_exists(path: str) -> None:
         raise InputError(f"{path}: no such file or directory; check the path{hint}")
 
 
-def open_scene(path: str | Path, *, variable: str | None = None) -> Scene:
+def open_scene(
+    path: str | Path, *, variable: str | None = None, bands: str | Sequence[str | int] | None = None
+) -> Scene:
     """Describe the raster at ``path``, checking everything a run relies on.
+
+    ``bands`` (``--bands``, which the caller selects) are the bands that must hold
+    measurements; None: all of them.
 
     Raises
     ------
     InputError
-        Missing file, not a raster, unsupported dtype, no CRS or transform.
+        Missing file, not a raster, unsupported dtype, no CRS or transform, a palette band.
     """
-    path = str(path)
+    scene = _describe(str(path), variable)
+    refuse_palette_bands(scene, bands)
+    return scene
+
+
+def _describe(path: str, variable: str | None) -> Scene:
     check_input_exists(path)
     if is_zarr_path(path):
         from geosr.io.zarr_scene import open_zarr_scene
@@ -400,12 +410,42 @@ def refuse_palette(path: str | Path, src: Any) -> None:
         Naming the file and the band, and how to convert it.
     """
     if ColorInterp.palette in src.colorinterp:
-        raise InputError(
-            f"{path}: band {src.colorinterp.index(ColorInterp.palette) + 1} holds palette indexes, not "
-            "measurements, and super-resolving indexes would invent colours or classes that do not exist; "
-            "expand a palette picture to RGB first (gdal_translate -expand rgb), and upsample class maps "
-            "with nearest-neighbour resampling (gdalwarp -r near) instead"
-        )
+        raise _palette_refused(path, src.colorinterp.index(ColorInterp.palette) + 1)
+
+
+def refuse_palette_bands(scene: Scene, wanted: str | Sequence[str | int] | None = None) -> None:
+    """Refuse a scene whose ``wanted`` bands (``--bands``; None: all) include a palette band.
+
+    Only those: a VRT stacking an image's bands with a class map (a Sentinel-2 SCL layer
+    and its colour table) was refused even with ``--bands`` leaving the class map out.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the band, how to convert it, and the ``--bands`` that leaves it out.
+    """
+    numbers = scene.bands or tuple(range(1, scene.count + 1))
+    palette = [n for n, ci in zip(numbers, scene.colorinterp, strict=False) if ci == ColorInterp.palette.name]
+    if palette and wanted is not None:
+        from geosr.io.bands import band_indexes, parse_bands  # it imports this module
+
+        palette = [n for n in band_indexes(scene, parse_bands(wanted)) if n in palette]
+    if palette:
+        others = [
+            n for n, ci in zip(numbers, scene.colorinterp, strict=False) if ci != ColorInterp.palette.name
+        ]
+        raise _palette_refused(scene.path, palette[0], others)
+
+
+def _palette_refused(path: str | Path, band: int, others: Sequence[int] = ()) -> InputError:
+    """The line refusing palette ``band`` of ``path``; ``others``: its bands of measurements."""
+    leave_out = f"; or leave it out with --bands {','.join(map(str, others))}" if others else ""
+    return InputError(
+        f"{path}: band {band} holds palette indexes, not "
+        "measurements, and super-resolving indexes would invent colours or classes that do not exist; "
+        "expand a palette picture to RGB first (gdal_translate -expand rgb), and upsample class maps "
+        f"with nearest-neighbour resampling (gdalwarp -r near) instead{leave_out}"
+    )
 
 
 CF_FLAG_ATTRIBUTES = ("flag_masks", "flag_values")
@@ -452,7 +492,6 @@ def _describe_gdal(path: str, src: Any) -> Scene:
     check_georeferenced(path, src, grid.crs)
     if src.width < 1 or src.height < 1 or src.count < 1:
         raise InputError(f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)")
-    refuse_palette(path, src)
     data = data_bands(src)
     if not data:
         raise InputError(f"{path}: every band is an alpha band; there is no image to super-resolve")
