@@ -3,8 +3,8 @@
 Georeferencing is one frozen value, odc-geo's :class:`~odc.geo.geobox.GeoBox`
 (shape, affine transform, CRS), passed whole.  This module is the only place
 that does arithmetic on transforms: the output grid has the same CRS, the
-transform ``input.transform @ Affine.scale(1/s)`` and exactly ``s`` times the
-pixels, so its bounds equal the input's to the last bit of the affine terms.
+transform ``input.transform @ Affine.scale(1/s)`` (each pixel term divided by
+``s``, the same origin) and exactly ``s`` times the pixels.
 """
 
 from __future__ import annotations
@@ -41,7 +41,12 @@ def scaled(grid: GeoBox, scale: int) -> GeoBox:
     if not isinstance(scale, int) or scale < 1:
         raise OptionError(f"scale must be a positive integer, got {scale!r}")
     h, w = grid.shape.yx
-    transform: Affine = grid.transform @ Affine.scale(1.0 / scale)
+    t = grid.transform
+    # Divided, not multiplied by 1 / s: 1/3 is rounded before the product, and a 10 m pixel
+    # at x3 came out 3.333333333333333, not 10 / 3 = 3.3333333333333335 (0.6000000000000001
+    # for 3 m at x5), one unit in the last place off the grid another tool makes of the same
+    # pixel size, which xarray's alignment and GDAL's equal-grid checks compare exactly.
+    transform = Affine(t.a / scale, t.b / scale, t.c, t.d / scale, t.e / scale, t.f)
     return GeoBox((h * scale, w * scale), transform, grid.crs)
 
 

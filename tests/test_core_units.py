@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from affine import Affine
@@ -28,8 +30,21 @@ def test_scaled_grid_keeps_footprint(crs: str, scale: int) -> None:
     s = scaled(g, scale)
     assert s.shape.yx == (67 * scale, 91 * scale)
     assert s.crs == g.crs
-    assert s.transform == g.transform @ Affine.scale(1 / scale)
+    t = g.transform
+    assert s.transform == Affine(t.a / scale, t.b / scale, t.c, t.d / scale, t.e / scale, t.f)
     assert np.allclose(s.extent.boundingbox.bbox, g.extent.boundingbox.bbox, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize(("pixel", "scale"), [(10.0, 3), (3.0, 5), (0.1, 5), (20.0, 6), (10 / 3, 3)])
+def test_scaled_pixel_is_the_double_nearest_to_the_pixel_over_the_scale(pixel: float, scale: int) -> None:
+    """A 10 m pixel at x3 came out 3.333333333333333 (10 times 1/3, rounded first), not the
+    double nearest to 10/3, 3.3333333333333335, which a grid of that pixel made by another tool
+    has; 3 m at x5 was 0.6000000000000001, and 0.1 degree at x5 0.020000000000000004."""
+    g = GeoBox((7, 9), Affine(pixel, 0.0, 335440.0, 0.0, -pixel, 5866490.0), "EPSG:32633")
+    t = scaled(g, scale).transform
+    nearest = float(Fraction(pixel) / scale)  # exact rational, rounded once
+    assert (t.a, t.e, t.b, t.d) == (nearest, -nearest, 0.0, 0.0)
+    assert (t.c, t.f) == (335440.0, 5866490.0)
 
 
 def test_scaled_refuses_bad_scale() -> None:
