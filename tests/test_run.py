@@ -312,6 +312,27 @@ def test_the_inputs_cached_statistics_are_not_the_outputs(make_raster, tmp_path:
             assert not any(key.startswith("STATISTICS_") for key in tags), (path.name, tags)
 
 
+def test_the_inputs_overview_resampling_tag_is_not_the_outputs(make_raster, tmp_path: Path) -> None:
+    """A COG's ``OVR_RESAMPLING_ALG`` (rio-cogeo's; ``OVERVIEW_RESAMPLING`` since its 6.0) says
+    how its overviews were made: carried over, the output's average overviews were declared
+    nearest-neighbour ones (the titiler and xcube samples of the test data carry it)."""
+    import rioxarray
+
+    src = make_raster("cog.tif", height=264, width=264, dtype="uint8")
+    with rasterio.open(src, "r+") as f:
+        f.update_tags(OVR_RESAMPLING_ALG="NEAREST", OVERVIEW_RESAMPLING="NEAREST", SENSOR="test")
+    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic")
+    lazy = geosr.upscale(rioxarray.open_rasterio(src, chunks={"x": 128, "y": 128}), scale=2, model="bicubic")
+    lazy.rio.to_raster(tmp_path / "lazy.tif")
+    for path in (out, tmp_path / "lazy.tif"):
+        with rasterio.open(path) as f:
+            tags = f.tags()
+            assert tags["SENSOR"] == "test", path.name
+            assert "OVR_RESAMPLING_ALG" not in tags and "OVERVIEW_RESAMPLING" not in tags, (path.name, tags)
+    with rasterio.open(out) as f:
+        assert f.overviews(1) == [2]  # the output's own, averages of its pixels
+
+
 def test_rgb_colour_interpretation_is_carried(make_raster, tmp_path: Path) -> None:
     src = make_raster("rgb.tif", count=3, dtype="uint8", nodata=None)
     with rasterio.open(src, "r+") as f:

@@ -200,6 +200,10 @@ STALE_TAG_PREFIXES = ("STATISTICS_",)
 """Tags that describe the input's pixel values, which super-resolution changes: GDAL's
 cached band statistics (``gdalinfo -stats``, QGIS), which readers take as the file's own."""
 
+OVERVIEW_TAGS = ("OVR_RESAMPLING_ALG", "OVERVIEW_RESAMPLING")
+"""Tags that say how the input's overviews were computed (rio-cogeo's, before and since its
+6.0): an output's own are averages (:mod:`geosr.io.pyramid`), and a Zarr output has none."""
+
 
 CF_MISSING_ATTRIBUTES = ("_FillValue", "missing_value")
 """A CF variable's attributes of missing values (:func:`missing_values`), which GDAL gives as band
@@ -208,15 +212,18 @@ metadata (``v#missing_value`` in the dataset's): an output marks its missing pix
 
 def carried_tags(tags: Mapping[str, Any]) -> dict[str, Any]:
     """``tags`` an output keeps: all but those that describe the input's pixel values
-    (:data:`STALE_TAG_PREFIXES`, :data:`CF_MISSING_ATTRIBUTES`).  Kept, an output's
-    STATISTICS_MAXIMUM of its input's 254 would stand beside its pixels of 255: ``gdalinfo
-    -stats`` reports it and QGIS stretches by it without reading a pixel; a netCDF input's
-    ``missing_value`` hid the output's valid pixels of that value from every geosr read of it
-    (after ``--nodata``, which made them data, those of the missing area itself)."""
+    (:data:`STALE_TAG_PREFIXES`, :data:`CF_MISSING_ATTRIBUTES`) or its overviews
+    (:data:`OVERVIEW_TAGS`).  Kept, an output's STATISTICS_MAXIMUM of its input's 254 would
+    stand beside its pixels of 255: ``gdalinfo -stats`` reports it and QGIS stretches by it
+    without reading a pixel; a netCDF input's ``missing_value`` hid the output's valid pixels
+    of that value from every geosr read of it (after ``--nodata``, which made them data, those
+    of the missing area itself); an input COG's ``OVR_RESAMPLING_ALG=NEAREST`` named the
+    output's average overviews nearest-neighbour ones."""
     return {
         k: v
         for k, v in tags.items()
         if not str(k).startswith(STALE_TAG_PREFIXES)
+        and str(k) not in OVERVIEW_TAGS
         and str(k).rsplit("#", 1)[-1] not in CF_MISSING_ATTRIBUTES
     }
 
