@@ -333,6 +333,28 @@ def test_the_inputs_overview_resampling_tag_is_not_the_outputs(make_raster, tmp_
         assert f.overviews(1) == [2]  # the output's own, averages of its pixels
 
 
+def test_an_earlier_outputs_provenance_is_not_the_next_runs(make_raster, tmp_path: Path) -> None:
+    """An output run again carried its GEOSR_* tags where the new run writes none of its own:
+    ``GEOSR_BANDS=3,2,1`` and ``GEOSR_BOA_ADD_OFFSET`` of a ``--bands 3,2,1 --offset -1000`` run
+    stood on the output of a run with neither, and ``geosr compare`` took the bands for reordered."""
+    from geosr.io.scene import open_scene
+    from geosr.quicklook import source_bands
+
+    src = make_raster(count=4, height=24, width=24, descriptions=("B02", "B03", "B04", "B08"))
+    first = geosr.upscale_file(
+        src, tmp_path / "first.tif", scale=2, model="bicubic", bands="3,2,1", offset=-1000
+    )
+    with rasterio.open(first) as f:
+        assert f.tags()["GEOSR_BANDS"] == "3,2,1"
+    second = geosr.upscale_file(first, tmp_path / "second.tif", scale=2, model="bicubic")
+    with rasterio.open(second) as f:
+        tags = f.tags()
+    assert "GEOSR_BANDS" not in tags and "GEOSR_BOA_ADD_OFFSET" not in tags, tags
+    assert tags["GEOSR_SOURCE"] == "first.tif" and tags["GEOSR_SCALE"] == "2"
+    # compare shows each output band beside the input band of the same position (all B04, B03, B02)
+    assert source_bands(open_scene(str(second)), open_scene(str(first)), [0, 1, 2]) == [0, 1, 2]
+
+
 def test_rgb_colour_interpretation_is_carried(make_raster, tmp_path: Path) -> None:
     src = make_raster("rgb.tif", count=3, dtype="uint8", nodata=None)
     with rasterio.open(src, "r+") as f:

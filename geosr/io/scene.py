@@ -200,6 +200,10 @@ STALE_TAG_PREFIXES = ("STATISTICS_",)
 """Tags that describe the input's pixel values, which super-resolution changes: GDAL's
 cached band statistics (``gdalinfo -stats``, QGIS), which readers take as the file's own."""
 
+PROVENANCE_PREFIX = "GEOSR_"
+"""geosr's own tags of the run that wrote a file (``GEOSR_BANDS``, ``GEOSR_FRAMES``...): an input
+that is an earlier output describes that run, not the one reading it, which writes its own."""
+
 OVERVIEW_TAGS = ("OVR_RESAMPLING_ALG", "OVERVIEW_RESAMPLING")
 """Tags that say how the input's overviews were computed (rio-cogeo's, before and since its
 6.0): an output's own are averages (:mod:`geosr.io.pyramid`), and a Zarr output has none."""
@@ -212,17 +216,19 @@ metadata (``v#missing_value`` in the dataset's): an output marks its missing pix
 
 def carried_tags(tags: Mapping[str, Any]) -> dict[str, Any]:
     """``tags`` an output keeps: all but those that describe the input's pixel values
-    (:data:`STALE_TAG_PREFIXES`, :data:`CF_MISSING_ATTRIBUTES`) or its overviews
-    (:data:`OVERVIEW_TAGS`).  Kept, an output's STATISTICS_MAXIMUM of its input's 254 would
-    stand beside its pixels of 255: ``gdalinfo -stats`` reports it and QGIS stretches by it
-    without reading a pixel; a netCDF input's ``missing_value`` hid the output's valid pixels
-    of that value from every geosr read of it (after ``--nodata``, which made them data, those
-    of the missing area itself); an input COG's ``OVR_RESAMPLING_ALG=NEAREST`` named the
-    output's average overviews nearest-neighbour ones."""
+    (:data:`STALE_TAG_PREFIXES`, :data:`CF_MISSING_ATTRIBUTES`), its overviews
+    (:data:`OVERVIEW_TAGS`) or the run that wrote it (:data:`PROVENANCE_PREFIX`).  Kept, an
+    output's STATISTICS_MAXIMUM of its input's 254 would stand beside its pixels of 255:
+    ``gdalinfo -stats`` reports it and QGIS stretches by it without reading a pixel; a netCDF
+    input's ``missing_value`` hid the output's valid pixels of that value from every geosr read
+    of it (after ``--nodata``, which made them data, those of the missing area itself); an input
+    COG's ``OVR_RESAMPLING_ALG=NEAREST`` named the output's average overviews nearest-neighbour
+    ones; an earlier output's ``GEOSR_BANDS=3,2,1``, run again without ``--bands``, said the new
+    run had reordered its bands, and ``geosr compare`` of the two showed them reversed."""
     return {
         k: v
         for k, v in tags.items()
-        if not str(k).startswith(STALE_TAG_PREFIXES)
+        if not str(k).startswith((*STALE_TAG_PREFIXES, PROVENANCE_PREFIX))
         and str(k) not in OVERVIEW_TAGS
         and str(k).rsplit("#", 1)[-1] not in CF_MISSING_ATTRIBUTES
     }
