@@ -312,6 +312,27 @@ def test_the_inputs_cached_statistics_are_not_the_outputs(make_raster, tmp_path:
             assert not any(key.startswith("STATISTICS_") for key in tags), (path.name, tags)
 
 
+@pytest.mark.filterwarnings("ignore:.*declares no nodata:geosr.errors.GeosrWarning")
+def test_the_inputs_sample_value_range_is_not_the_outputs(make_raster, tmp_path: Path) -> None:
+    """A TIFF's MinSampleValue/MaxSampleValue (GDAL's TIFFTAG_MINSAMPLEVALUE and
+    TIFFTAG_MAXSAMPLEVALUE) were carried into the output's own TIFF tags: a maximum of 244
+    beside the output's pixels of 255, which super-resolution's overshoot gives."""
+    import rioxarray
+
+    src = make_raster("range.tif", data=np.tile(np.repeat([10, 244], 20), (1, 30, 1)).astype("uint8"))
+    with rasterio.open(src, "r+") as f:
+        f.update_tags(TIFFTAG_MINSAMPLEVALUE="10", TIFFTAG_MAXSAMPLEVALUE="244", SENSOR="test")
+    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic")
+    lazy = geosr.upscale(rioxarray.open_rasterio(src, chunks={"x": 32, "y": 32}), scale=2, model="bicubic")
+    lazy.rio.to_raster(tmp_path / "lazy.tif")
+    for path in (out, tmp_path / "lazy.tif"):
+        with rasterio.open(path) as f:
+            assert f.read().max() > 244 and f.read().min() < 10  # bicubic overshoots the input's range
+            tags = f.tags()
+            assert tags["SENSOR"] == "test", path.name
+            assert not any("SAMPLEVALUE" in key for key in tags), (path.name, tags)
+
+
 def test_the_inputs_overview_resampling_tag_is_not_the_outputs(make_raster, tmp_path: Path) -> None:
     """A COG's ``OVR_RESAMPLING_ALG`` (rio-cogeo's; ``OVERVIEW_RESAMPLING`` since its 6.0) says
     how its overviews were made: carried over, the output's average overviews were declared

@@ -196,9 +196,11 @@ def fill_value(dtype: str, nodata: float | None) -> float:
     return float(np.iinfo(kind).min) if np.issubdtype(kind, np.signedinteger) else 0.0
 
 
-STALE_TAG_PREFIXES = ("STATISTICS_",)
+STALE_TAG_PREFIXES = ("STATISTICS_", "TIFFTAG_MINSAMPLEVALUE", "TIFFTAG_MAXSAMPLEVALUE")
 """Tags that describe the input's pixel values, which super-resolution changes: GDAL's
-cached band statistics (``gdalinfo -stats``, QGIS), which readers take as the file's own."""
+cached band statistics (``gdalinfo -stats``, QGIS), which readers take as the file's own,
+and the TIFF tags of the smallest and largest sample value, which GDAL writes as the output's
+own TIFF tags (``gdal_translate`` drops them too wherever the values may change)."""
 
 PROVENANCE_PREFIX = "GEOSR_"
 """geosr's own tags of the run that wrote a file (``GEOSR_BANDS``, ``GEOSR_FRAMES``...): an input
