@@ -240,6 +240,52 @@ def test_raster_without_any_georeferencing_gets_geosrs_line_only(tmp_path: Path)
     assert len(cli.stderr.strip().splitlines()) == 1, cli.stderr
 
 
+def swath_vrt(folder: Path) -> Path:
+    """A 30 x 20 px swath placed by geolocation arrays (GDAL's GEOLOCATION metadata: a longitude
+    and a latitude raster), as GDAL presents Sentinel-3, MODIS or VIIRS swaths: no geotransform,
+    no CRS of its own."""
+    import rasterio
+
+    rows, cols = np.mgrid[0:20, 0:30]
+    arrays = {"lon.tif": 10 + 0.01 * cols + 0.002 * rows, "lat.tif": 50 - 0.01 * rows + 0.001 * cols}
+    arrays["data.tif"] = (100 + rows + cols).astype("uint16")
+    for name, array in arrays.items():
+        profile = {"driver": "GTiff", "width": 30, "height": 20, "count": 1, "dtype": array.dtype}
+        with rasterio.open(folder / name, "w", **profile) as dst:
+            dst.write(array[None])
+    geolocation = {
+        "SRS": "EPSG:4326",
+        "X_DATASET": "lon.tif",
+        "X_BAND": 1,
+        "Y_DATASET": "lat.tif",
+        "Y_BAND": 1,
+    }
+    geolocation.update(PIXEL_OFFSET=0, LINE_OFFSET=0, PIXEL_STEP=1, LINE_STEP=1)
+    items = "".join(f'<MDI key="{key}">{value}</MDI>' for key, value in geolocation.items())
+    path = folder / "swath.vrt"
+    path.write_text(
+        f'<VRTDataset rasterXSize="30" rasterYSize="20"><Metadata domain="GEOLOCATION">{items}</Metadata>'
+        '<VRTRasterBand dataType="UInt16" band="1"><SimpleSource>'
+        '<SourceFilename relativeToVRT="1">data.tif</SourceFilename><SourceBand>1</SourceBand>'
+        "</SimpleSource></VRTRasterBand></VRTDataset>"
+    )
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # writing the files
+@pytest.mark.parametrize("command", ["run", "info"])
+def test_a_swath_placed_by_geolocation_arrays_is_told_to_warp_it(
+    tmp_path: Path, capsys, monkeypatch, command: str
+) -> None:
+    """A swath (geolocation arrays, no geotransform) was told 'the raster has no CRS; assign one
+    with gdal_edit.py -a_srs', which would have placed it by its pixel numbers."""
+    path = swath_vrt(tmp_path)
+    code, err = run_cli([command, str(path), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "swath.vrt", "geolocation arrays", "gdalwarp -geoloc")
+    assert "gdal_edit" not in err
+    assert outputs_in(tmp_path) == []
+
+
 def test_rotated_input_to_zarr_is_refused_before_any_compute(
     make_raster, tmp_path: Path, capsys, monkeypatch
 ) -> None:

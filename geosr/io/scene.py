@@ -692,6 +692,17 @@ def raster_grid(src: Any) -> GeoBox:
     return GeoBox((src.height, src.width), src.transform, raster_crs(src))
 
 
+def geolocated(src: Any) -> bool:
+    """Whether GDAL places the pixels of an open dataset by geolocation arrays (its GEOLOCATION
+    metadata: a swath's longitude and latitude per pixel, as netCDF and HDF products of
+    Sentinel-3, MODIS or VIIRS come), which no geotransform describes.
+
+    Such a swath has no CRS of its own (the arrays have one), and was told to assign one with
+    ``gdal_edit.py -a_srs``, which would have placed it by its pixel numbers.
+    """
+    return bool(src.tags(ns="GEOLOCATION"))
+
+
 def check_georeferenced(path: str, src: Any, crs: CRS | None) -> None:
     """Refuse rasters whose output geosr could not georeference exactly."""
     if crs is None or src.transform.is_identity:
@@ -707,6 +718,12 @@ def check_georeferenced(path: str, src: Any, crs: CRS | None) -> None:
                 f"{path}: the raster is georeferenced by RPCs only, not by a geotransform, which "
                 "geosr needs to scale its grid exactly; orthorectify it first (gdalwarp -rpc -r cubic "
                 "FILE ortho.tif)"
+            )
+        if geolocated(src):
+            raise InputError(
+                f"{path}: the raster is a swath georeferenced by geolocation arrays only (a longitude "
+                "and latitude per pixel), not by a geotransform, which geosr needs to scale its grid "
+                "exactly; warp it onto a map grid first (gdalwarp -geoloc -r cubic FILE warped.tif)"
             )
     if crs is None:
         raise InputError(

@@ -33,6 +33,7 @@ from geosr.io.scene import (
     data_bands,
     declared_invalid,
     file_mask,
+    geolocated,
     raster_crs,
     raster_grid,
     refuse_palette,
@@ -79,7 +80,7 @@ def _open_pair_raster(path: str | Path) -> rasterio.DatasetReader:
         raise InputError(f"cannot open {path}: {exc}") from exc
     try:
         refuse_palette(path, src)
-        located = bool(src.gcps[0]) or src.rpcs is not None
+        located = bool(src.gcps[0]) or src.rpcs is not None or geolocated(src)
         crs = raster_crs(src)
         if crs is None and not located:  # else rasterio's 'Missing src_crs.' traceback in the warp
             raise InputError(
