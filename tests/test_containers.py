@@ -225,3 +225,26 @@ def test_a_netcdf_variable_of_cf_flags_is_refused_as_in_a_zarr_store(tmp_path: P
     ):
         geosr.upscale_file(ocean, out, scale=2, model="bicubic", variable="quality_flags")
     assert not out.exists()
+
+
+def test_what_describes_the_inputs_grid_is_not_carried_to_the_output(tmp_path: Path) -> None:
+    """A netCDF's grid mapping GeoTransform (``spatial_ref#GeoTransform`` in GDAL's metadata),
+    its ACDD resolution and a Zarr store's ``resolution`` were carried over: a 0.005 degree or
+    5 m output said the input's 0.01 degree or 10 m (``geosr.upscale`` already left them out)."""
+    import rioxarray  # noqa: F401  (the .rio accessor)
+
+    values = np.random.default_rng(0).random((40, 50)).astype(np.float32)
+    lat, lon = ("lat", LAT, {"units": "degrees_north"}), ("lon", LON, {"units": "degrees_east"})
+    da = xr.DataArray(values, dims=("lat", "lon"), coords={"lat": lat, "lon": lon}, name="tsm")
+    da = da.rio.write_crs("EPSG:4326").rio.write_transform(GRID)
+    ds = da.assign_attrs(resolution=0.01, SENSOR="test").to_dataset()
+    ds.attrs.update(geospatial_lat_resolution="0.01 degree", title="ocean")
+    ds.to_netcdf(tmp_path / "grid.nc", engine="scipy")
+    ds.to_zarr(tmp_path / "grid.zarr")
+    for name in ("grid.nc", "grid.zarr"):
+        out = geosr.upscale_file(tmp_path / name, tmp_path / f"{name}_x2.tif", scale=2, model="bicubic")
+        with rasterio.open(out) as f:
+            tags = {**f.tags(), **f.tags(1)}
+        assert any(key.endswith("title") for key in tags) and any(k.endswith("SENSOR") for k in tags), tags
+        stale = [k for k in tags if k.rsplit("#", 1)[-1] in ("GeoTransform", "resolution")]
+        assert not stale and not any("geospatial_lat_resolution" in k for k in tags), (name, tags)

@@ -216,23 +216,37 @@ CF_MISSING_ATTRIBUTES = ("_FillValue", "missing_value")
 metadata (``v#missing_value`` in the dataset's): an output marks its missing pixels with its own nodata."""
 
 
+INPUT_GRID_ATTRIBUTES = (
+    *("GeoTransform", "transform", "res", "resolution", "spec"),
+    *("geospatial_lat_resolution", "geospatial_lon_resolution"),
+)
+"""Attributes that describe the input's pixel grid, which is not the output's: a grid mapping's
+``GeoTransform`` (``crs#GeoTransform`` as GDAL gives a netCDF's), xarray's old open_rasterio
+``transform`` and ``res``, stackstac's ``spec`` and ``resolution``, ACDD's resolutions."""
+
+
 def carried_tags(tags: Mapping[str, Any]) -> dict[str, Any]:
     """``tags`` an output keeps: all but those that describe the input's pixel values
-    (:data:`STALE_TAG_PREFIXES`, :data:`CF_MISSING_ATTRIBUTES`), its overviews
-    (:data:`OVERVIEW_TAGS`) or the run that wrote it (:data:`PROVENANCE_PREFIX`).  Kept, an
-    output's STATISTICS_MAXIMUM of its input's 254 would stand beside its pixels of 255:
-    ``gdalinfo -stats`` reports it and QGIS stretches by it without reading a pixel; a netCDF
-    input's ``missing_value`` hid the output's valid pixels of that value from every geosr read
-    of it (after ``--nodata``, which made them data, those of the missing area itself); an input
-    COG's ``OVR_RESAMPLING_ALG=NEAREST`` named the output's average overviews nearest-neighbour
-    ones; an earlier output's ``GEOSR_BANDS=3,2,1``, run again without ``--bands``, said the new
-    run had reordered its bands, and ``geosr compare`` of the two showed them reversed."""
+    (:data:`STALE_TAG_PREFIXES`, :data:`CF_MISSING_ATTRIBUTES`), its grid
+    (:data:`INPUT_GRID_ATTRIBUTES`), its overviews (:data:`OVERVIEW_TAGS`) or the run that
+    wrote it (:data:`PROVENANCE_PREFIX`).
+
+    Kept, an output's STATISTICS_MAXIMUM of its input's 254 would stand beside its pixels of
+    255: ``gdalinfo -stats`` reports it and QGIS stretches by it without reading a pixel; a
+    netCDF input's ``missing_value`` hid the output's valid pixels of that value from every
+    geosr read of it (after ``--nodata``, which made them data, those of the missing area
+    itself); an input COG's ``OVR_RESAMPLING_ALG=NEAREST`` named the output's average
+    overviews nearest-neighbour ones; an earlier output's ``GEOSR_BANDS=3,2,1``, run again
+    without ``--bands``, said the new run had reordered its bands, and ``geosr compare`` of the
+    two showed them reversed; a 5 m output of a Zarr store said ``resolution=10.0``, and of a
+    netCDF its input's GeoTransform."""
     return {
         k: v
         for k, v in tags.items()
         if not str(k).startswith((*STALE_TAG_PREFIXES, PROVENANCE_PREFIX))
         and str(k) not in OVERVIEW_TAGS
-        and str(k).rsplit("#", 1)[-1] not in CF_MISSING_ATTRIBUTES
+        # A netCDF variable's attribute comes as ``variable#name`` (GDAL's metadata).
+        and str(k).rsplit("#", 1)[-1] not in (*CF_MISSING_ATTRIBUTES, *INPUT_GRID_ATTRIBUTES)
     }
 
 

@@ -465,13 +465,6 @@ def _checked(data: Any) -> xr.DataArray:
     return data
 
 
-INPUT_GRID_ATTRS = frozenset({"_FillValue", "transform", "res", "resolution", "spec", "GeoTransform"})
-"""Attributes not carried over: the nodata value (written again), and those that describe
-the input's grid (xarray's old open_rasterio ``transform`` and ``res``, stackstac's ``spec``
-and ``resolution``), which kept, gave a 5 m result ``resolution: 10.0`` and to_raster a
-``resolution`` tag of 10.0."""
-
-
 def _carried_coords(source: xr.DataArray) -> dict[str, xr.Variable]:
     """The source's other coordinates that no pixel grid describes: scalars (the date of
     ``cube.isel(time=0)``, a platform) and those along its leading dimension (a cloud cover
@@ -507,7 +500,8 @@ def _georeferenced(
         result,
         dims=(leading, ydim, xdim),
         coords={leading: labels, ydim: y, xdim: x},
-        attrs={k: v for k, v in carried_tags(source.attrs).items() if k not in INPUT_GRID_ATTRS},
+        # Not the nodata value (written again) nor what describes the input's grid (carried_tags).
+        attrs=carried_tags(source.attrs),
     )
     # Not name=source.name: for None, xarray takes the dask array's own name, a task token
     # ('_upscale_block-2334...'), which to_zarr then wrote as the variable's name.
