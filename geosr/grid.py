@@ -10,6 +10,7 @@ transform ``input.transform @ Affine.scale(1/s)`` (each pixel term divided by
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from affine import Affine
@@ -67,8 +68,14 @@ def describe(grid: GeoBox) -> str:
 
 
 def crs_label(crs: CRS | None) -> str:
-    """The CRS as a person reads it: ``EPSG:32633`` (or another authority's code), else
-    its name (a CRS given only as WKT, whose text would fill the screen), else ``none``."""
+    """The CRS as a person reads it: ``EPSG:32633`` (or another authority's code, or the
+    EPSG codes of a compound CRS's parts, ``EPSG:32633+5773``), else its name (a CRS given
+    only as WKT, whose text would fill the screen), else its PROJ string (a CRS given as one
+    has no name), else ``none``.
+
+    A compound CRS of two EPSG codes was said to have none, and a PROJ string's CRS was
+    ``'unknown' (WKT, no EPSG code)``, which read as no CRS at all.
+    """
     if crs is None:
         return "none"
     code = epsg_code(crs)
@@ -77,6 +84,15 @@ def crs_label(crs: CRS | None) -> str:
     authority = crs.proj.to_authority(min_confidence=100)  # ESRI:54009 and the like
     if authority is not None:
         return f"{authority[0]}:{authority[1]} ({crs.proj.name})"
+    parts = [part.to_epsg(min_confidence=100) for part in crs.proj.sub_crs_list]
+    if parts and None not in parts:
+        return "EPSG:" + "+".join(str(part) for part in parts)
+    if crs.proj.name == "unknown":
+        with warnings.catch_warnings():
+            # "You will likely lose important projection information": it is a label, not the CRS.
+            warnings.simplefilter("ignore", UserWarning)
+            proj4 = crs.proj.to_proj4().replace(" +type=crs", "")
+        return f"{proj4} (PROJ string, no EPSG code)"
     return f"{crs.proj.name!r} (WKT, no EPSG code)"
 
 

@@ -96,6 +96,20 @@ def test_info_on_a_scene_whose_first_tiles_are_all_nan_says_no_numpy_warning(mak
     assert plan.estimated_seconds is not None
 
 
+def test_grid_line_names_a_compound_crs_and_a_proj_string(make_raster) -> None:
+    """A compound CRS of two EPSG codes was 'WGS 84 / UTM zone 33N + EGM96 height' (WKT, no EPSG
+    code), and a CRS given as a PROJ string 'unknown' (WKT, no EPSG code), as if it had none."""
+    laea = "+proj=laea +lat_0=52 +lon_0=10 +x_0=4321000 +y_0=3210000 +ellps=GRS80 +units=m +no_defs"
+    for name, crs, label in (
+        ("compound.tif", "EPSG:32633+5773", "EPSG:32633+5773"),
+        ("laea.tif", laea, f"{laea} (PROJ string, no EPSG code)"),
+    ):
+        rows = dict(
+            plan_run(make_raster(name, crs=crs), RunOptions(model="bicubic"), calibrate=False).lines()
+        )
+        assert rows["grid"] == f"91 x 67 px, CRS {label}, pixel 10 x 10"
+
+
 def test_grid_line_names_a_wkt_crs_and_says_when_the_grid_is_rotated(make_raster) -> None:
     # A CRS without an EPSG code was printed as its WKT, cut off over three lines; a
     # rotated grid was given pixel sizes as if it were north-up.
