@@ -333,6 +333,26 @@ def test_the_inputs_sample_value_range_is_not_the_outputs(make_raster, tmp_path:
             assert not any("SAMPLEVALUE" in key for key in tags), (path.name, tags)
 
 
+def test_a_pixel_is_point_input_gives_an_exact_pixel_is_area_output(make_raster, tmp_path: Path) -> None:
+    """A PixelIsPoint GeoTIFF (AREA_OR_POINT=Point, as Landsat's) gave a Point output, whose tie
+    point GDAL moves by half a pixel: on this grid the transform read back one unit in the last
+    place off, and the run failed after all its tiles with 'a geosr/GDAL bug'.  The output is
+    Area now, with the same transform for every reader, GDAL's half-pixel move or not."""
+    grid = Affine(0.1, 0.0, -21.532578673231313, 0.0, -0.1, -0.994558825008184)
+    src = make_raster("point.tif", crs="EPSG:4326", transform=grid, height=24, width=24)
+    with rasterio.open(src, "r+") as f:
+        f.update_tags(AREA_OR_POINT="Point")
+    with rasterio.open(src) as f:
+        assert f.transform == grid and f.tags()["AREA_OR_POINT"] == "Point"
+    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic")
+    expected = Affine(0.05, 0.0, grid.c, 0.0, -0.05, grid.f)
+    for ignore_point in (False, True):  # GDAL's reading, and a reader that ignores PixelIsPoint
+        with rasterio.Env(GTIFF_POINT_GEO_IGNORE=ignore_point), rasterio.open(out) as f:
+            assert f.transform == expected and f.tags()["AREA_OR_POINT"] == "Area"
+    store = geosr.upscale_file(src, tmp_path / "out.zarr", scale=2, model="bicubic")
+    assert "AREA_OR_POINT" not in xr.open_zarr(store).attrs
+
+
 def test_the_inputs_overview_resampling_tag_is_not_the_outputs(make_raster, tmp_path: Path) -> None:
     """A COG's ``OVR_RESAMPLING_ALG`` (rio-cogeo's; ``OVERVIEW_RESAMPLING`` since its 6.0) says
     how its overviews were made: carried over, the output's average overviews were declared

@@ -206,6 +206,13 @@ PROVENANCE_PREFIX = "GEOSR_"
 """geosr's own tags of the run that wrote a file (``GEOSR_BANDS``, ``GEOSR_FRAMES``...): an input
 that is an earlier output describes that run, not the one reading it, which writes its own."""
 
+RASTER_TYPE_TAG = "AREA_OR_POINT"
+"""How a GeoTIFF stores its georeferencing: ``Point`` (PixelIsPoint, as Landsat's) puts its tie
+point at the first pixel's centre, which GDAL moves by half a pixel to the geotransform's corner
+on reading and back on writing.  An output is written as ``Area``, the same georeferencing: a
+Point output's half-pixel move was not exact in doubles, and a scene whose output's transform
+came back one unit in the last place off failed the run's check after all its tiles, as a bug."""
+
 OVERVIEW_TAGS = ("OVR_RESAMPLING_ALG", "OVERVIEW_RESAMPLING")
 """Tags that say how the input's overviews were computed (rio-cogeo's, before and since its
 6.0): an output's own are averages (:mod:`geosr.io.pyramid`), and a Zarr output has none."""
@@ -228,8 +235,8 @@ INPUT_GRID_ATTRIBUTES = (
 def carried_tags(tags: Mapping[str, Any]) -> dict[str, Any]:
     """``tags`` an output keeps: all but those that describe the input's pixel values
     (:data:`STALE_TAG_PREFIXES`, :data:`CF_MISSING_ATTRIBUTES`), its grid
-    (:data:`INPUT_GRID_ATTRIBUTES`), its overviews (:data:`OVERVIEW_TAGS`) or the run that
-    wrote it (:data:`PROVENANCE_PREFIX`).
+    (:data:`INPUT_GRID_ATTRIBUTES`) and how its file stores it (:data:`RASTER_TYPE_TAG`), its
+    overviews (:data:`OVERVIEW_TAGS`) or the run that wrote it (:data:`PROVENANCE_PREFIX`).
 
     Kept, an output's STATISTICS_MAXIMUM of its input's 254 would stand beside its pixels of
     255: ``gdalinfo -stats`` reports it and QGIS stretches by it without reading a pixel; a
@@ -244,7 +251,7 @@ def carried_tags(tags: Mapping[str, Any]) -> dict[str, Any]:
         k: v
         for k, v in tags.items()
         if not str(k).startswith((*STALE_TAG_PREFIXES, PROVENANCE_PREFIX))
-        and str(k) not in OVERVIEW_TAGS
+        and str(k) not in (*OVERVIEW_TAGS, RASTER_TYPE_TAG)
         # A netCDF variable's attribute comes as ``variable#name`` (GDAL's metadata).
         and str(k).rsplit("#", 1)[-1] not in (*CF_MISSING_ATTRIBUTES, *INPUT_GRID_ATTRIBUTES)
     }
