@@ -17,6 +17,7 @@ from affine import Affine
 from numpy.typing import DTypeLike
 from odc.geo import CRS
 from odc.geo.geobox import GeoBox
+from pyproj.exceptions import CRSError
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
@@ -87,13 +88,22 @@ def crs_label(crs: CRS | None) -> str:
     parts = [part.to_epsg(min_confidence=100) for part in crs.proj.sub_crs_list]
     if parts and None not in parts:
         return "EPSG:" + "+".join(str(part) for part in parts)
-    if crs.proj.name == "unknown":
-        with warnings.catch_warnings():
-            # "You will likely lose important projection information": it is a label, not the CRS.
-            warnings.simplefilter("ignore", UserWarning)
-            proj4 = crs.proj.to_proj4().replace(" +type=crs", "")
+    proj4 = _proj_string(crs) if crs.proj.name == "unknown" else None
+    if proj4:
         return f"{proj4} (PROJ string, no EPSG code)"
     return f"{crs.proj.name!r} (WKT, no EPSG code)"
+
+
+def _proj_string(crs: CRS) -> str | None:
+    """``crs`` as a PROJ string, or None for one that has none (a local or engineering CRS)."""
+    with warnings.catch_warnings():
+        # "You will likely lose important projection information": it is a label, not the CRS.
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            text = crs.proj.to_proj4()
+        except CRSError:
+            return None
+    return text.replace(" +type=crs", "") if text else None
 
 
 def epsg_code(crs: CRS) -> int | None:

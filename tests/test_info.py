@@ -103,6 +103,8 @@ def test_grid_line_names_a_compound_crs_and_a_proj_string(make_raster) -> None:
     for name, crs, label in (
         ("compound.tif", "EPSG:32633+5773", "EPSG:32633+5773"),
         ("laea.tif", laea, f"{laea} (PROJ string, no EPSG code)"),
+        # A local CRS of no name has no PROJ string either: its name (crs_label raised CRSError).
+        ("site.tif", 'LOCAL_CS["unknown",UNIT["metre",1]]', "'unknown' (WKT, no EPSG code)"),
     ):
         rows = dict(
             plan_run(make_raster(name, crs=crs), RunOptions(model="bicubic"), calibrate=False).lines()
