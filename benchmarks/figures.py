@@ -7,6 +7,7 @@ them in the same round; figures 5-6 run each job in a fresh process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import itertools
@@ -14,7 +15,7 @@ import math
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1125,6 +1126,66 @@ def fig_nodata(ctx: Context) -> Figure:
     )
 
 
+SLEEPING = {"OMP_WAIT_POLICY": "PASSIVE"}
+"""OpenMP threads that sleep as soon as they wait, instead of libgomp's default of spinning for
+about 3 ms first: what the geosr command sets (README, Speed)."""
+
+
+@contextlib.contextmanager
+def cpu_bound_neighbour() -> Iterator[None]:
+    """Another job on the machine: one process that keeps one core busy while the block runs."""
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+
+
+def fig_neighbour(ctx: Context) -> Figure:
+    """The default run beside another job: OpenMP threads that sleep while they wait
+    (``OMP_WAIT_POLICY=PASSIVE``) against libgomp's default (they spin first), with and without
+    a CPU-bound neighbour."""
+    scene = ctx.s2()
+    cases = {
+        "spinning, quiet": ({}, False),
+        "sleeping, quiet": (SLEEPING, False),
+        "spinning, neighbour": ({}, True),
+        "sleeping, neighbour": (SLEEPING, True),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in cases}
+    for i in range(ctx.runs):
+        for name, (env, busy) in cases.items():
+            args = [str(scene.path), str(ctx.out(f"neighbour_x{SCALE}.tif")), "--scale", str(SCALE)]
+            with cpu_bound_neighbour() if busy else contextlib.nullcontext():
+                res = run_child(args, env=env)
+            seconds[name].append(res.seconds)
+            ctx.log(f"  {name}, run {i + 1}: {res.seconds:.2f} s")
+    med = {name: median(values) for name, values in seconds.items()}
+    busy = med["spinning, neighbour"] / med["sleeping, neighbour"]
+    quiet = med["spinning, quiet"] / med["sleeping, quiet"]
+    return Figure(
+        "neighbour",
+        14,
+        f"Beside a CPU-bound job: OMP_WAIT_POLICY=PASSIVE (threads sleep while they wait) vs libgomp's "
+        f"default (they spin first), default model, {scene.size}^2 x{SCALE} -> COG",
+        f"{busy:.2f}x the default's speed beside the job ({med['sleeping, neighbour']:.2f} s vs "
+        f"{med['spinning, neighbour']:.2f} s); quiet: {quiet:.2f}x ({med['sleeping, quiet']:.2f} s vs "
+        f"{med['spinning, quiet']:.2f} s)",
+        "- (no target in the issue)",
+        None,
+        busy,
+        "x",
+        {name: _samples(values) for name, values in seconds.items()},
+        [
+            "each run in a fresh process (python -m benchmarks.child); the neighbour is one Python "
+            "busy loop; the geosr command sets OMP_WAIT_POLICY=PASSIVE itself (geosr.entry), while "
+            "the Python API these children call leaves its host's OpenMP alone, so every other "
+            "figure's children spin as libgomp's default has them",
+        ],
+    )
+
+
 def _folder(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -1144,6 +1205,7 @@ FIGURES: dict[str, Callable[[Context], Figure]] = {
     "archive": fig_archive,
     "bands": fig_bands,
     "nodata": fig_nodata,
+    "neighbour": fig_neighbour,
 }
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,13 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_child(args: Sequence[str], *, poll_s: float = 0.02, timeout_s: float = 1800) -> ChildResult:
+def run_child(
+    args: Sequence[str],
+    *,
+    poll_s: float = 0.02,
+    timeout_s: float = 1800,
+    env: Mapping[str, str] | None = None,
+) -> ChildResult:
     """Run ``python -m benchmarks.child ARGS`` in a fresh process and measure it.
 
     Peak memory is taken two ways: psutil polling of the RSS summed over the
@@ -83,10 +89,12 @@ def run_child(args: Sequence[str], *, poll_s: float = 0.02, timeout_s: float = 1
     footprint, which for this harness is the size of a loaded torch.)
     """
     cmd = [sys.executable, "-m", "benchmarks.child", *args]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    child_env = {**os.environ, **(env or {})}
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), child_env.get("PYTHONPATH", "")]))
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     ps = psutil.Process(proc.pid)
     peak = 0
     samples = 0

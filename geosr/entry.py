@@ -5,6 +5,9 @@ second, before :func:`geosr.cli.main` installs the handlers that turn Ctrl-C and
 SIGTERM into one line; a Ctrl-C then printed a traceback of whichever import it
 interrupted.  Nothing has been read or written by then, so the handler here says
 so and exits at once with the status a shell expects (128 + the signal).
+
+It also settles how torch's OpenMP threads wait (:func:`sleep_while_waiting`), which has to be
+done before torch loads.
 """
 
 from __future__ import annotations
@@ -49,8 +52,32 @@ def _ignore_signals() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
+WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+"""The variables by which a user sets how libgomp's threads wait; either one is left alone."""
+
+
+def sleep_while_waiting() -> bool:
+    """Have the command's OpenMP threads sleep as soon as they wait (``OMP_WAIT_POLICY=PASSIVE``),
+    unless the user chose a policy; True when it was set.
+
+    torch's CPU kernels run on GNU OpenMP, whose threads spin for about 3 ms before they sleep
+    while they wait for their team.  On a machine that is the run's alone that hides a wake-up;
+    beside any other busy process the spinning threads take the cores from those that have
+    work.  With one CPU-bound process beside it on the 2-core benchmark machine, a 2048^2 x4
+    run took 1.9x as long with the default (figure 14 of ``benchmarks/RESULTS.md``), and under
+    a load of 11, 42.8 s against 24.8 s; quiet, the two are within the noise (the model's calls
+    are large).  The command owns its process; the Python API leaves its host's OpenMP alone.
+    libgomp reads the variable once, when torch loads it: this runs before any import of torch.
+    """
+    if "torch" in sys.modules or any(name in os.environ for name in WAIT_SETTINGS):
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
 def main() -> None:
     """Run the ``geosr`` command, with a signal during its imports reported in one line."""
+    sleep_while_waiting()
     atexit.register(_ignore_signals)  # first registered: run last
     previous = {
         signum: signal.signal(signum, _stopped_while_starting) for signum in (signal.SIGINT, signal.SIGTERM)
