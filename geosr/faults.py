@@ -13,9 +13,10 @@ the worst crash there is) the ``N``-th time it reaches ``PHASE``::
 cluster: the first process to create ``FILE`` dies, the others (and the worker
 the nanny restarts) carry on.
 
-Phases: ``read``, ``infer``, ``write``, ``journal``, ``task`` (a Dask task done
-on a worker), ``finalise`` (overview levels completed; then the VRT over the store written), ``cog``
-(COG built, not renamed), ``commit`` (output renamed, run state not yet
+Phases: ``read``, ``infer``, ``write``, ``journal``, ``model`` (a Dask worker's
+model loaded by its plugin), ``task`` (a Dask task done on a worker),
+``finalise`` (overview levels completed; then the VRT over the store written),
+``cog`` (COG built, not renamed), ``commit`` (output renamed, run state not yet
 removed).
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from geosr.errors import OptionError
 
-PHASES = ("read", "infer", "write", "journal", "task", "finalise", "cog", "commit")
+PHASES = ("read", "infer", "write", "journal", "model", "task", "finalise", "cog", "commit")
 
 _lock = threading.Lock()
 _counts: dict[str, int] = {}

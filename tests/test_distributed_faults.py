@@ -114,6 +114,29 @@ def test_worker_killed_mid_run_gives_identical_output(job, tmp_path: Path, worke
     assert not run_dir(out).exists()
 
 
+def test_workers_dying_while_they_load_the_model_is_one_line_and_no_lasting_harm(job, tmp_path: Path) -> None:
+    """Workers that die as the plugin loads the model (over their memory limit, say): the
+    scheduler dropped the registration's connection, and the run stopped as "lost the Dask
+    scheduler" while it ran on; and it kept the plugin, so every worker the nanny started
+    in place of a dead one loaded the model and died in turn, long after the run."""
+    from distributed import Client
+
+    cluster = Cluster(tmp_path, 1, {"GEOSR_FAULT_AT": "model:1"})  # each worker dies at its first load
+    dst = tmp_path / "cluster.tif"
+    try:
+        with pytest.raises(geosr.GeosrError, match="died while loading the model") as caught:
+            geosr.upscale_file(
+                job["src"], dst, model=str(job["weights"]), scheduler=cluster.address, **COMMON
+            )
+        with Client(cluster.address) as client:
+            plugins = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
+    finally:
+        cluster.close()
+    assert "lost the Dask scheduler" not in str(caught.value) and "--resume" in str(caught.value)
+    assert "geosr-model" not in plugins
+    assert not dst.exists()
+
+
 def test_a_task_that_kills_every_worker_is_one_resumable_line(job, tmp_path: Path, monkeypatch) -> None:
     """A task whose worker dies each time (out of memory, say): distributed's KilledWorker
     came out as a traceback.  The scheduler gives up at the first death here."""

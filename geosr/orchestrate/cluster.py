@@ -103,6 +103,7 @@ class ModelPlugin(WorkerPlugin):
         except (GeosrError, OSError) as exc:
             failure: BaseException = exc
         else:
+            checkpoint("model")
             return
         raise for_the_client(failure, [], self.key, worker.address)
 
@@ -478,6 +479,36 @@ def for_the_client(failure: BaseException, paths: Sequence[str], key: ModelKey, 
     return failure
 
 
+def _load_model_on_workers(client: Client, plugin: ModelPlugin, address: str, state: RunState) -> None:
+    """Register ``plugin``, which loads the model on each worker and on any that joins later.
+
+    Raises
+    ------
+    ResumableError
+        A worker died while it loaded the model (over its memory limit, say).  The
+        scheduler drops the registration's connection then, which read as "lost the
+        Dask scheduler" while it ran on; and it kept the plugin, so that every worker
+        the nanny started in place of the dead one loaded the model and died in turn,
+        long after the run.  The plugin is withdrawn, and the line says why.
+    """
+    try:
+        client.register_plugin(plugin)
+    except OSError as exc:
+        if isinstance(exc, GeosrError):
+            raise
+        try:
+            check_scheduler_answers(address, SCHEDULER_TIMEOUT)
+        except OptionError:
+            raise exc from None  # the scheduler itself is gone: a lost scheduler
+        with contextlib.suppress(Exception):  # a scheduler going down as well: the line below stands
+            client.unregister_worker_plugin(plugin.name)
+        raise ResumableError(
+            f"{state.destination}: a Dask worker of {address} died while loading the model (out of "
+            f"memory? the workers' logs say why); {state.describe()}; give the workers more memory "
+            "(dask worker --memory-limit), then rerun the same command with --resume to finish it"
+        ) from None
+
+
 def _the_job(job: Job) -> Job:
     """The job, as a task's result that every task depends on (see :func:`run_on_cluster`)."""
     return job
@@ -520,7 +551,7 @@ def run_on_cluster(
                 ),
                 stacklevel=2,
             )
-        client.register_plugin(ModelPlugin(key, _workers_by_host(workers)))
+        _load_model_on_workers(client, ModelPlugin(key, _workers_by_host(workers)), address, state)
         # A task, not scatter(): the scheduler keeps how to compute it, so the job is made
         # again when the worker holding it dies; scattered data is lost for good, and with
         # it every task of the run ("lost the Dask scheduler ... already forgotten" on a
