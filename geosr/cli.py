@@ -29,7 +29,14 @@ from typer.core import TyperGroup
 
 from geosr.allocator import keep_freed_memory
 from geosr.cli_types import StdoutError, given_path, stdout_guarded, unpadded
-from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError, OutputError
+from geosr.errors import (
+    GeosrError,
+    GeosrWarning,
+    InputError,
+    OptionError,
+    OutputError,
+    SchedulerUnreachableError,
+)
 from geosr.interrupts import (
     exit_status,
     forget_abandoned_coroutines,
@@ -345,8 +352,8 @@ def run(
                 # Raised as a GeosrError so that typer does not swallow it (a silent exit 130).
                 written = number - 1 - len(failed)  # the outputs of this run before this input
                 raise interrupted_run(stop, source, destination, written=written, previous=previous) from None
-            if len(sources) == 1 or not isinstance(exc, GeosrError) or isinstance(exc, StdoutError):
-                raise  # a stdout that cannot be written is no input's failure, and ends the batch
+            if len(sources) == 1 or not isinstance(exc, GeosrError) or _ends_the_batch(exc):
+                raise
             _report(exc)
             failed.append(source)
     if failed:
@@ -355,6 +362,13 @@ def run(
             f"{len(failed)} of {len(sources)} inputs failed ({', '.join(names[f] for f in failed)}), "
             "each reported above" + (f"; {_others_written(written)}" if written else "")
         )
+
+
+def _ends_the_batch(exc: GeosrError) -> bool:
+    """Whether ``exc`` is no input's failure and would be every next input's too: a stdout
+    that cannot be written, a Dask scheduler that does not answer (each input waited out
+    its 20 s timeout to say so again)."""
+    return isinstance(exc, StdoutError | SchedulerUnreachableError)
 
 
 def _input_names(sources: list[str]) -> list[str]:

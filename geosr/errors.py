@@ -25,6 +25,10 @@ class OptionError(GeosrError, ValueError):
     """An option value is out of range or inconsistent with the others."""
 
 
+class SchedulerUnreachableError(OptionError):
+    """No Dask scheduler answers at ``--scheduler``: every input of a batch would fail alike."""
+
+
 class OutputError(GeosrError, OSError):
     """The output cannot be written where or how it was asked for."""
 

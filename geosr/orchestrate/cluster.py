@@ -40,7 +40,7 @@ from distributed.client import FuturesCancelledError
 from distributed.comm import CommClosedError
 from distributed.comm.addressing import parse_address, parse_host_port
 
-from geosr.errors import GeosrError, GeosrWarning, OptionError, ResumableError
+from geosr.errors import GeosrError, GeosrWarning, OptionError, ResumableError, SchedulerUnreachableError
 from geosr.faults import checkpoint
 from geosr.io.remote import is_remote
 from geosr.io.run_store import StoreWriter
@@ -260,7 +260,7 @@ def check_scheduler_answers(address: str, timeout: float) -> None:
 
     Raises
     ------
-    OptionError
+    SchedulerUnreachableError
         Nothing answers at ``address`` as a Dask scheduler does.
     """
     import asyncio
@@ -289,7 +289,7 @@ def check_scheduler_answers(address: str, timeout: float) -> None:
             why = "something answered, but not as a Dask scheduler does"
         else:
             return
-    raise OptionError(
+    raise SchedulerUnreachableError(
         f"cannot reach the Dask scheduler at {address} ({why}); is it running, and is that its "
         "port (8786 by default; 8787 is its dashboard)?"
     )
@@ -305,7 +305,7 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
         try:
             client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
         except OSError as exc:
-            raise OptionError(
+            raise SchedulerUnreachableError(
                 f"cannot reach the Dask scheduler at {scheduler} ({exc}); is it running?"
             ) from None
         with _quiet_connection_loss():
