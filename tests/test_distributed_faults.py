@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,40 +25,24 @@ from tests.test_run import random_model_file
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
+QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 COMMON = {"scale": 2, "tile": 16, "batch_size": 1, "device": "cpu", "precision": "fp32"}
 
 
 class Cluster:
-    def __init__(self, tmp: Path, workers: int, worker_env: dict[str, str]) -> None:
+    def __init__(self, tmp: Path, workers: int, worker_env: dict[str, str], *options: str) -> None:
         port = free_port()
         self.address = f"tcp://127.0.0.1:{port}"
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.tmp = tmp
+        self.env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         self.scheduler = subprocess.Popen(
             [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            env=env,
+            env=self.env,
             start_new_session=True,
-            **quiet,
+            **QUIET,
         )
-        self.workers = subprocess.Popen(
-            [
-                str(BIN / "dask"),
-                "worker",
-                self.address,
-                "--nworkers",
-                str(workers),
-                "--nthreads",
-                "1",
-                "--no-dashboard",
-                "--host",
-                "127.0.0.1",
-                "--local-directory",
-                str(tmp),
-            ],
-            env={**env, **worker_env},
-            start_new_session=True,
-            **quiet,
-        )
+        self.workers = self.start_workers(workers, worker_env, *options)
+        self.more: list[subprocess.Popen[bytes]] = []
         from distributed import Client
 
         deadline = time.time() + 90
@@ -70,8 +56,33 @@ class Cluster:
                     raise
                 time.sleep(0.5)
 
+    def start_workers(
+        self, workers: int, worker_env: dict[str, str], *options: str
+    ) -> subprocess.Popen[bytes]:
+        """`dask worker` for ``workers`` worker processes, with ``options`` (--no-nanny, say)."""
+        return subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "worker",
+                self.address,
+                "--nworkers",
+                str(workers),
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+                "--local-directory",
+                str(self.tmp),
+                *options,
+            ],
+            env={**self.env, **worker_env},
+            start_new_session=True,
+            **QUIET,
+        )
+
     def close(self) -> None:
-        for proc in (self.workers, self.scheduler):
+        for proc in (*self.more, self.workers, self.scheduler):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
@@ -135,6 +146,40 @@ def test_workers_dying_while_they_load_the_model_is_one_line_and_no_lasting_harm
     assert "lost the Dask scheduler" not in str(caught.value) and "--resume" in str(caught.value)
     assert "geosr-model" not in plugins
     assert not dst.exists()
+
+
+def test_workers_all_gone_mid_run_say_that_the_run_waits(job, tmp_path: Path, monkeypatch) -> None:
+    """The only worker, started without a nanny, dies mid-run: Dask waits for another to
+    join, and the run sat still, without a word, until killed.  A worker joins once the
+    warning is out, and the run ends with the local run's pixels."""
+    from geosr.orchestrate import cluster as orchestrate
+
+    monkeypatch.setattr(orchestrate, "NO_WORKERS_CHECK", 1.0)
+    cluster = Cluster(tmp_path, 1, {"GEOSR_FAULT_AT": "task:3"}, "--no-nanny")
+    said: list[str] = []
+
+    def show(message: Warning | str, *args: object, **kwargs: object) -> None:
+        said.append(str(message))
+        cluster.more.append(cluster.start_workers(1, {}))
+
+    fallback = threading.Timer(60.0, lambda: cluster.more.append(cluster.start_workers(1, {})))
+    fallback.start()  # without the warning: no hang, a failure
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            monkeypatch.setattr(warnings, "showwarning", show)
+            out = geosr.upscale_file(
+                job["src"],
+                tmp_path / "cluster.tif",
+                model=str(job["weights"]),
+                scheduler=cluster.address,
+                **COMMON,
+            )
+    finally:
+        fallback.cancel()
+        cluster.close()
+    assert [m for m in said if "has no workers left; the run waits" in m], said
+    np.testing.assert_array_equal(pixels(out), pixels(job["ref"]))
 
 
 def test_a_task_that_kills_every_worker_is_one_resumable_line(job, tmp_path: Path, monkeypatch) -> None:

@@ -28,6 +28,7 @@ import contextlib
 import importlib.util
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
@@ -509,6 +510,40 @@ def _load_model_on_workers(client: Client, plugin: ModelPlugin, address: str, st
         ) from None
 
 
+NO_WORKERS_CHECK = 10.0
+"""Seconds without a finished task before the run asks whether any worker is left."""
+
+
+def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterator[Any]:
+    """``futures`` as they finish, saying when the cluster has no worker left to run them.
+
+    Dask waits for workers to join again: a run whose workers had all died (started
+    without a nanny, or their machines gone) sat still, without a word, until killed.
+    """
+    finished = as_completed(futures)
+    quiet_since = time.monotonic()
+    said = False
+    while not finished.is_empty():
+        if finished.has_ready():
+            quiet_since = time.monotonic()
+            yield next(finished)
+        elif time.monotonic() - quiet_since < NO_WORKERS_CHECK:
+            time.sleep(0.05)
+        else:
+            quiet_since = time.monotonic()
+            left = bool(client.scheduler_info(n_workers=-1)["workers"])
+            if not left and not said:
+                warnings.warn(
+                    GeosrWarning(
+                        f"the Dask scheduler at {address} has no workers left; the run waits for some "
+                        "to join (`dask worker` with that address starts one), or stop it with Ctrl-C "
+                        "and finish it later with --resume"
+                    ),
+                    stacklevel=3,
+                )
+            said = not left
+
+
 def _the_job(job: Job) -> Job:
     """The job, as a task's result that every task depends on (see :func:`run_on_cluster`)."""
     return job
@@ -569,7 +604,7 @@ def run_on_cluster(
             )
             for group in batches(list(todo), task_size(len(todo), job.batch_size, len(workers)))
         ]
-        for future in as_completed(futures):
+        for future in _as_finished(client, futures, address):
             finished = future.result()
             state.record(finished)
             if on_tiles_done is not None:
