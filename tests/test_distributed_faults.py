@@ -155,15 +155,28 @@ def test_workers_all_gone_mid_run_say_that_the_run_waits(job, tmp_path: Path, mo
     from geosr.orchestrate import cluster as orchestrate
 
     monkeypatch.setattr(orchestrate, "NO_WORKERS_CHECK", 1.0)
-    cluster = Cluster(tmp_path, 1, {"GEOSR_FAULT_AT": "task:3"}, "--no-nanny")
+    marker = tmp_path / "fault-fired"
+    cluster = Cluster(
+        tmp_path, 1, {"GEOSR_FAULT_AT": "task:3", "GEOSR_FAULT_ONCE": str(marker)}, "--no-nanny"
+    )
     said: list[str] = []
 
     def show(message: Warning | str, *args: object, **kwargs: object) -> None:
         said.append(str(message))
         cluster.more.append(cluster.start_workers(1, {}))
 
-    fallback = threading.Timer(60.0, lambda: cluster.more.append(cluster.start_workers(1, {})))
-    fallback.start()  # without the warning: no hang, a failure
+    done = threading.Event()
+
+    def fallback() -> None:
+        """Without the warning: no hang, a failure.  Counted from the worker's death, which
+        a loaded machine took over a minute to reach (a timer from the start of the run
+        then started a worker before the first one died)."""
+        while not marker.exists() and not done.wait(0.1):
+            pass
+        if not done.wait(30.0) and not said:
+            cluster.more.append(cluster.start_workers(1, {}))
+
+    threading.Thread(target=fallback, daemon=True).start()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
@@ -176,8 +189,9 @@ def test_workers_all_gone_mid_run_say_that_the_run_waits(job, tmp_path: Path, mo
                 **COMMON,
             )
     finally:
-        fallback.cancel()
+        done.set()
         cluster.close()
+    assert marker.exists(), "the fault never fired: the test proved nothing"
     assert [m for m in said if "has no workers left; the run waits" in m], said
     np.testing.assert_array_equal(pixels(out), pixels(job["ref"]))
 
