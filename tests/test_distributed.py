@@ -214,6 +214,18 @@ def test_model_loaded_once_per_worker_with_torch_threads_restored(
     assert list(threads.values()) == [len(os.sched_getaffinity(0))]
 
 
+def test_a_run_leaves_the_cluster_without_its_plugin(scheduler: str, scene: Path, tmp_path: Path) -> None:
+    """The scheduler kept geosr's plugin after the run: every worker that joined the cluster
+    later, for any user's work, imported torch and built the run's model, and had its
+    torch threads set."""
+    from distributed import Client
+
+    geosr.upscale_file(scene, tmp_path / "a.tif", scale=2, model="bicubic", tile=32, scheduler=scheduler)
+    with Client(scheduler) as client:
+        plugins = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
+    assert "geosr-model" not in plugins
+
+
 def test_local_cluster_runs_worker_threads_and_restores_torch_threads(
     scene: Path, tmp_path: Path, dask_default_port_taken
 ) -> None:

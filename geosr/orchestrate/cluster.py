@@ -501,13 +501,20 @@ def _load_model_on_workers(client: Client, plugin: ModelPlugin, address: str, st
             check_scheduler_answers(address, SCHEDULER_TIMEOUT)
         except OptionError:
             raise exc from None  # the scheduler itself is gone: a lost scheduler
-        with contextlib.suppress(Exception):  # a scheduler going down as well: the line below stands
-            client.unregister_worker_plugin(plugin.name)
+        _withdraw_plugin(client)
         raise ResumableError(
             f"{state.destination}: a Dask worker of {address} died while loading the model (out of "
             f"memory? the workers' logs say why); {state.describe()}; give the workers more memory "
             "(dask worker --memory-limit), then rerun the same command with --resume to finish it"
         ) from None
+
+
+def _withdraw_plugin(client: Client) -> None:
+    """Take :class:`ModelPlugin` off the scheduler, which keeps a plugin for every worker that
+    joins: after the run, those workers (any user's) imported torch and built its model.
+    The workers keep the model they built (:func:`cached_predictor`) for the next run."""
+    with contextlib.suppress(Exception):  # a scheduler going down: the run's own line stands
+        client.unregister_worker_plugin(ModelPlugin.name)
 
 
 NO_WORKERS_CHECK = 10.0
@@ -609,9 +616,11 @@ def run_on_cluster(
             state.record(finished)
             if on_tiles_done is not None:
                 on_tiles_done(len(finished))
+        _withdraw_plugin(client)
     except KilledWorker as exc:
         # A task that takes its worker down every time (the kernel's OOM killer, a memory
         # limit): distributed gives up after a few workers, with a traceback of its own.
+        _withdraw_plugin(client)
         raise ResumableError(
             f"{state.destination}: every Dask worker that ran one of its tasks died "
             f"({exc.allowed_failures + 1} in all; out of memory? the workers' logs say why); "
