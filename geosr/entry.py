@@ -66,8 +66,9 @@ def sleep_while_waiting() -> bool:
     work.  With one CPU-bound process beside it on the 2-core benchmark machine, a 2048^2 x4
     run took 1.24x as long with the default (figure 14 of ``benchmarks/RESULTS.md``), and under
     a load of 11 from other jobs, 42.8 s against 24.8 s; quiet, the two are within the noise
-    (the model's calls are large).  The command owns its process; the Python API leaves its host's OpenMP alone.
-    libgomp reads the variable once, when torch loads it: this runs before any import of torch.
+    (the model's calls are large).  The command owns its process; the Python API leaves its
+    host's OpenMP alone.  libgomp reads the variable once, when torch loads it: this runs
+    before any import of torch.
     """
     if "torch" in sys.modules or any(name in os.environ for name in WAIT_SETTINGS):
         return False
