@@ -399,7 +399,7 @@ def _stage_and_upload(
                     upload(extra, f"{parent}/{extra.name}")
             upload(local, dst)
             if local.is_file():
-                from geosr.io.cog import STALE_SIDECARS
+                from geosr.io.atomic import STALE_SIDECARS
 
                 drop_sidecars(dst, local, STALE_SIDECARS)
         except OutputError as exc:

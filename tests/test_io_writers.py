@@ -27,6 +27,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.crs import CRS
 from rio_cogeo.cogeo import cog_validate
 
+import geosr
 from geosr.errors import OptionError, OutputError
 from geosr.io import atomic
 from geosr.io.atomic import TMP_MARKER
@@ -712,3 +713,20 @@ def test_a_raw_run_store_is_made_only_where_its_padded_chunks_fit_twice(tmp_path
         assert compressor is None
     else:
         assert compressor is not None and compressor["cname"] == "lz4"
+
+
+@pytest.mark.parametrize("through", ["sink", "run"])
+def test_a_zarr_output_drops_the_sidecars_of_what_it_replaced(tmp_path, make_spec, make_raster, through):
+    """GDAL keeps a store's statistics and more in ``out.zarr.aux.xml`` and reads them before the
+    store's own: a COG output took its stale sidecars away, a Zarr output left them there."""
+    destination = tmp_path / "out.zarr"
+    for suffix in (".aux.xml", ".ovr"):
+        (tmp_path / f"out.zarr{suffix}").write_text("<PAMDataset>of an earlier output</PAMDataset>")
+    if through == "sink":
+        spec = make_spec(grid=GeoBox((40, 50), UTM.transform, UTM.crs), count=1, block=16)
+        with open_sink(destination, spec) as sink:
+            write_all(sink, coded(spec))
+    else:
+        src = make_raster("in.tif", count=1, height=24, width=24)
+        geosr.upscale_file(src, destination, scale=2, model="bicubic")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == ["out.zarr"]

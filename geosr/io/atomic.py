@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from geosr.errors import OutputError
@@ -208,6 +208,24 @@ def is_foreign_directory(path: Path) -> bool:
     if not path.is_dir() or path.is_symlink() or not any(path.iterdir()):
         return False
     return not any((path / marker).exists() for marker in ZARR_MARKERS)
+
+
+PAM_SUFFIX = ".aux.xml"
+"""GDAL's sidecar beside a raster for what its format cannot hold (GDAL's PAM)."""
+
+STALE_SIDECARS = (PAM_SUFFIX, ".ovr", ".msk")
+"""Files GDAL reads with a raster of the name before its own content (the ``.aux.xml``'s
+CRS and statistics) or in its absence (overviews, mask): an output replaced takes its own
+with it, as ``gdal_translate`` over an existing file does; a Zarr store as much as a COG
+(GDAL keeps a store's statistics in ``out.zarr.aux.xml``)."""
+
+
+def remove_stale_sidecars(destination: Path, keep: Sequence[str] = ()) -> None:
+    """Remove the :data:`STALE_SIDECARS` of an output just put at ``destination``, but those
+    of the suffixes in ``keep`` (the ones written with it)."""
+    for suffix in STALE_SIDECARS:
+        if suffix not in keep:
+            remove_path(destination.with_name(destination.name + suffix))
 
 
 def remove_path(path: Path) -> None:

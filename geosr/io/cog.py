@@ -49,10 +49,11 @@ from rio_cogeo.cogeo import cog_validate
 from geosr.errors import GeosrError, OutputError
 from geosr.faults import checkpoint
 from geosr.io.atomic import (
+    PAM_SUFFIX,
     describe_write_failure,
     format_bytes,
     free_bytes,
-    remove_path,
+    remove_stale_sidecars,
     replace_atomically,
     space_report,
     temporary_sibling,
@@ -361,15 +362,6 @@ class _FromSource(CogBuild):
         return self._given
 
 
-PAM_SUFFIX = ".aux.xml"
-"""GDAL's sidecar beside a raster for what its format cannot hold (GDAL's PAM)."""
-
-STALE_SIDECARS = (PAM_SUFFIX, ".ovr", ".msk")
-"""Files GDAL reads with a GeoTIFF of the name before its own content (the ``.aux.xml``'s
-CRS and statistics) or in its absence (overviews, mask): an output replaced takes its own
-with it, as ``gdal_translate`` over an existing file does."""
-
-
 def _replace_with_sidecar(cog: Path, destination: Path) -> None:
     """Move the finished ``cog`` to ``destination``, with the ``.aux.xml`` GDAL wrote beside it.
 
@@ -386,9 +378,7 @@ def _replace_with_sidecar(cog: Path, destination: Path) -> None:
     if kept:
         replace_atomically(sidecar, destination.with_name(destination.name + PAM_SUFFIX))
     replace_atomically(cog, destination)
-    for suffix in STALE_SIDECARS:
-        if not (kept and suffix == PAM_SUFFIX):
-            remove_path(destination.with_name(destination.name + suffix))
+    remove_stale_sidecars(destination, keep=(PAM_SUFFIX,) if kept else ())
 
 
 def _check_tiles(path: Path, destination: Path, needed: int | None = None) -> None:

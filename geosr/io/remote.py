@@ -405,7 +405,7 @@ def drop_sidecars(dst: str | Path, local: Path, suffixes: Sequence[str]) -> None
 
     GDAL reads an ``.aux.xml``, ``.ovr`` or ``.msk`` beside a raster with it (an ``.aux.xml``
     before the file's own keys): an output uploaded over an older one showed that one's CRS,
-    as a local output did (:data:`geosr.io.cog.STALE_SIDECARS`).
+    as a local output did (:data:`geosr.io.atomic.STALE_SIDECARS`).
     """
     fs, path = _filesystem(fsspec_url(dst))
     for suffix in suffixes:

@@ -39,7 +39,7 @@ from numcodecs import Blosc
 
 from geosr.errors import GeosrError, OutputError
 from geosr.faults import checkpoint
-from geosr.io.atomic import describe_write_failure, free_bytes, replace_atomically
+from geosr.io.atomic import describe_write_failure, free_bytes, remove_stale_sidecars, replace_atomically
 from geosr.io.pyramid import coarser_levels, halve, level_shapes, tile_levels
 from geosr.io.sink import OutputSpec
 from geosr.io.zarr_store import VARIABLE, _create_store, _write_chunkwise
@@ -212,6 +212,7 @@ def _finalise_zarr(store: Path, destination: Path, spec: OutputSpec) -> Path:
         raise OutputError(describe_write_failure(destination, exc, spec.nbytes)) from None
     checkpoint("cog")
     replace_atomically(store, destination)
+    remove_stale_sidecars(destination)
     return destination
 
 

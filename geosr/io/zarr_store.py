@@ -49,7 +49,12 @@ from zarr.codecs import BloscCodec
 
 from geosr.errors import OptionError, OutputError
 from geosr.grid import crs_label
-from geosr.io.atomic import describe_write_failure, replace_atomically, temporary_sibling
+from geosr.io.atomic import (
+    describe_write_failure,
+    remove_stale_sidecars,
+    replace_atomically,
+    temporary_sibling,
+)
 from geosr.io.sink import OutputSpec, SinkBase
 
 VARIABLE = "band_data"
@@ -132,6 +137,7 @@ class ZarrSink(SinkBase):
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
                 zarr.consolidate_metadata(str(self.store), zarr_format=3)
             replace_atomically(self.store, self.destination)
+            remove_stale_sidecars(self.destination)
         except OSError as exc:
             if isinstance(exc, OutputError):
                 raise
