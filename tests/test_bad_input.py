@@ -1034,3 +1034,18 @@ def test_without_a_writable_temporary_folder_a_run_works_and_info_is_one_line(
     assert (tmp_path / "scene_x2.tif").is_file()
     code, err = run_cli(["info", str(src), "--model", "bicubic", "--scale", "2"], capsys, monkeypatch)
     assert_one_clear_line(code, err, "No usable temporary directory", "set TMPDIR to a writable directory")
+
+
+def test_a_file_where_the_run_state_goes_is_named_with_its_remedy(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A plain file named like the run-state folder (``.o.tif.geosr-run``) made mkdir say 'File
+    exists', and the line advised checking permissions and free space."""
+    from geosr.io.runstate import run_dir
+
+    src = make_raster(count=1, height=16, width=16)
+    out = tmp_path / "o.tif"
+    run_dir(out).write_text("not geosr's")
+    code, err = run_cli(["run", str(src), "-o", str(out), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, str(run_dir(out)), "is a file", "move or remove that file")
+    assert not out.exists()

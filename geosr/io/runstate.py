@@ -148,6 +148,12 @@ class RunState:
             Another run holds the lock, or the folder cannot be created.
         """
         directory = run_dir(destination)
+        if directory.exists() and not directory.is_dir():
+            # mkdir said 'File exists', and the advice was to check permissions and free space.
+            raise OutputError(
+                f"cannot write {destination}: {directory}, where its run state goes, is a file, not "
+                "geosr's folder; move or remove that file"
+            )
         try:
             directory.mkdir(exist_ok=True)
             fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
