@@ -35,6 +35,18 @@ FILL_RADIUS = 3
 
 DTYPE_SCALES: Mapping[str, float] = {"uint8": 255.0, "uint16": 10000.0, "int16": 10000.0}
 
+UNITS_DTYPE_TAG = "GEOSR_UNITS_DTYPE"
+"""A float raster's tag naming the dtype whose units its values are in: ``geosr evaluate``'s Wald
+LR holds exact means of the HR's pixels (uint16 DN, say) as float32, and a ``dtype-range``
+model divided them by a float32's 1, not by 10000 (:func:`units_dtype`)."""
+
+
+def units_dtype(dtype: str, tags: Mapping[str, str]) -> str:
+    """The dtype whose units a raster of ``dtype`` with ``tags`` holds: the one
+    :data:`UNITS_DTYPE_TAG` names, when it is one that ``dtype-range`` knows, else ``dtype``."""
+    named = tags.get(UNITS_DTYPE_TAG, dtype)
+    return named if named in DTYPE_SCALES else dtype
+
 
 @dataclass(frozen=True)
 class Normalisation:

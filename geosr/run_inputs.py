@@ -30,6 +30,7 @@ from geosr.normalise import (
     Normalisation,
     normalisation_from_card,
     scene_normalisation,
+    units_dtype,
     valid_mask,
 )
 from geosr.options import RunOptions
@@ -319,7 +320,11 @@ def normalisation_for(
         )
     warn_undeclared_zeros(scene, sample)
     norm = scene_normalisation(
-        sample, valid, dtype=scene.dtype, source=scene.path, **normalisation_from_card(card_normalisation)
+        sample,
+        valid,
+        dtype=units_dtype(scene.dtype, scene.tags),
+        source=scene.path,
+        **normalisation_from_card(card_normalisation),
     )
     if add_offset is not None and norm.method == "dtype-range":
         norm = dataclasses.replace(norm, offset=tuple(-float(o) for o in add_offset))

@@ -966,3 +966,22 @@ def test_an_undeclared_zero_fill_of_a_pair_is_warned_about_with_a_remedy_pairs_t
     assert texts[0].startswith(f"{lr_path}: 12.5 % of its pixels") and "super-resolved as data" in texts[0]
     assert texts[1].startswith(f"{hr_path}: 12.5 % of its pixels") and "scored as data" in texts[1]
     assert all("gdal_edit.py -a_nodata 0 FILE" in t and "--nodata" not in t for t in texts), texts
+
+
+def test_the_wald_lr_is_normalised_as_its_hr_by_a_dtype_range_model(make_raster, tmp_path) -> None:
+    """The Wald LR holds exact means (float32) of uint16 DN: a dtype-range model divided them by a
+    float32's 1, not by 10000, and lost the HR's BOA_ADD_OFFSET, so its scores were of inputs
+    10000 times too bright, which no geosr run on the sensor's own image would see."""
+    from geosr.io.bands import reflectance_offset
+    from geosr.options import RunOptions
+    from geosr.run_inputs import normalisation_for, scene_for
+
+    hr = np.random.default_rng(3).integers(1000, 4000, (2, 32, 32)).astype("uint16")
+    path = make_raster("hr.tif", data=hr, descriptions=("B04", "B08"), tags={"BOA_ADD_OFFSET_B4": "-1000"})
+    evaluate_wald([path], scale=2, model="fake", border=4, upscaler=_fake_upscaler, workdir=tmp_path / "w")
+    lr = scene_for(tmp_path / "w" / "000_hr_lr.tif", RunOptions())
+    assert lr.dtype == "float32"
+    norm = normalisation_for(lr, {"method": "dtype-range"}, reflectance_offset(lr))
+    # reflectance = (DN + BOA_ADD_OFFSET) / 10000, as for the HR itself.
+    x = norm.apply(np.full((2, 1, 1), 3000.0, np.float32))
+    assert x[0, 0, 0] == pytest.approx(0.2) and x[1, 0, 0] == pytest.approx(0.3)

@@ -39,11 +39,11 @@ from geosr.errors import GeosrError, GeosrWarning, InputError, OutputError
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_scorable
 from geosr.interrupts import output_stamp
 from geosr.io.atomic import unwritable_folder
-from geosr.io.bands import select_bands
+from geosr.io.bands import OFFSET_TAG, reflectance_offset, select_bands
 from geosr.io.runstate import run_dir
 from geosr.io.scene import Scene, open_scene, read_window, with_nodata
 from geosr.models.registry import DEFAULT_MODEL
-from geosr.normalise import valid_mask
+from geosr.normalise import UNITS_DTYPE_TAG, valid_mask
 from geosr.options import check_run_options, check_scale
 from geosr.run_inputs import UNDECLARED_ZEROS_REMEDY, reference_sample, warn_undeclared_zeros
 from geosr.tiling import Window
@@ -242,10 +242,12 @@ def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, 
     return hr[:, :hc, :wc], ok, lr
 
 
-def _write_float(path: Path, data: np.ndarray, grid: GeoBox, descriptions: Sequence[str | None] = ()) -> None:
-    """The Wald LR as a float32 GeoTIFF, with the HR bands' descriptions: without them, a
-    model made for some bands in some order ran on a scene of other bands, or in another
-    order, unchecked (``geosr run`` refuses it by the descriptions)."""
+def _write_float(path: Path, data: np.ndarray, grid: GeoBox, scene: Scene) -> None:
+    """The Wald LR as a float32 GeoTIFF, with what it keeps of the HR ``scene``: its bands'
+    descriptions (without them, a model made for some bands in some order ran on a scene of
+    other bands, or in another order, unchecked: ``geosr run`` refuses it by the descriptions),
+    the dtype whose units its means are in and the bands' additive offsets (``BOA_ADD_OFFSET``),
+    both of which a ``dtype-range`` model's normalisation takes (:data:`UNITS_DTYPE_TAG`)."""
     h, w = grid.shape.yx
     profile = {
         "driver": "GTiff",
@@ -259,9 +261,13 @@ def _write_float(path: Path, data: np.ndarray, grid: GeoBox, descriptions: Seque
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data.astype(np.float32))
-        for band, description in enumerate(descriptions, start=1):
-            if description:
-                dst.set_band_description(band, description)
+        dst.update_tags(**{UNITS_DTYPE_TAG: scene.dtype})
+        offsets = reflectance_offset(scene)
+        for band in range(1, data.shape[0] + 1):
+            if scene.descriptions and scene.descriptions[band - 1]:
+                dst.set_band_description(band, scene.descriptions[band - 1])
+            if offsets is not None:
+                dst.update_tags(band, **{OFFSET_TAG: repr(offsets[band - 1])})
 
 
 def _upscale_both(
@@ -479,7 +485,7 @@ def evaluate_wald(
             _check_some_lr(path, valid, lr, scale)
             lr_grid = grid[: hr_c.shape[1], : hr_c.shape[2]].zoom_out(scale)
             lr_path = work / f"{stem}_lr.tif"
-            _write_float(lr_path, lr, lr_grid, scene.descriptions)
+            _write_float(lr_path, lr, lr_grid, scene)
             try:
                 with _warnings_about(lr_path, path):
                     sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
