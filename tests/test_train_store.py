@@ -176,7 +176,7 @@ def test_a_failed_paired_run_leaves_no_store_or_run_folder(
     args = ["train", "--lr", str(lr), "--hr", str(hr), "-s", "2", "--chip", "16", *FAST, "-o", str(run)]
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, hr.name)
-    assert not run.exists()
+    assert not run.exists(), sorted(str(p.relative_to(run)) for p in run.rglob("*"))
     # An explicit store path is not left behind either, nor the folders made for it.
     args += ["--store", str(tmp_path / "stores" / "s.zarr")]
     code, err = run_cli(args, capsys, monkeypatch)
@@ -216,7 +216,7 @@ def test_store_chips_smaller_than_the_validation_border_are_one_line(
     args = ["train", "--lr", str(lr), "--hr", str(hr), *FAST, "-o", str(run)]
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "validation chips of 16 HR px", "8-px border", "--chip")
-    assert not run.exists()
+    assert not run.exists(), sorted(str(p.relative_to(run)) for p in run.rglob("*"))
 
 
 def test_the_card_of_a_store_run_names_the_store_as_its_validation(
@@ -255,7 +255,7 @@ def test_an_interrupt_while_the_store_is_built_leaves_nothing(tmp_path: Path) ->
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr
     assert "Traceback" not in stderr and "nothing was written" in stderr, stderr
-    assert not run.exists()
+    assert not run.exists(), sorted(str(p.relative_to(run)) for p in run.rglob("*"))
 
 
 def test_a_pair_without_data_in_its_bottom_rows_still_has_validation_chips(tmp_path: Path) -> None:

@@ -8,7 +8,10 @@ on a remote ``distributed`` scheduler that sees the same filesystem.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import dask
 from dask import delayed
 
 from geosr.errors import OptionError
+from geosr.interrupts import signals_held
 from geosr.io.atomic import remove_path
 from geosr.train.store import finish_store, init_store, pair_chips, write_pair
 
@@ -29,12 +33,34 @@ def _pair_task(
     lr_chip: int,
     stride: int | None,
     val_fraction: float,
+    stopped: threading.Event | None = None,
 ) -> tuple[tuple[float, float], int]:
     lr, hr, split, shift = pair_chips(
         lr_path, hr_path, scale=scale, lr_chip=lr_chip, stride=stride, val_fraction=val_fraction
     )
+    if stopped is not None and stopped.is_set():
+        return shift, 0  # the build was interrupted: its store is being removed
     n = write_pair(store, key, lr, hr, split)
     return shift, n
+
+
+def _compute_in_threads(tasks: list[Any], workers: int | None, stopped: threading.Event) -> Any:
+    """The pair tasks on a thread pool of this build's own, which an interrupt waits for.
+
+    A Ctrl-C or SIGTERM stops ``dask.compute`` in the main thread, not the task running in a
+    worker thread: it went on and wrote its pair into the store after the caller had removed
+    the store and the run folder, and so made them again (the interrupted run left an
+    incomplete store that the same command then refused).  Now the task sees ``stopped`` and
+    writes nothing, and the pool is waited for before the interrupt goes up.
+    """
+    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1, thread_name_prefix="geosr-pairs")
+    try:
+        return dask.compute(*tasks, scheduler="threads", pool=pool)
+    except BaseException:
+        stopped.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _recorded(path: str | Path) -> str:
@@ -107,15 +133,26 @@ def _build(
     workers: int | None,
 ) -> dict[str, Any]:
     meta = [{"lr": _recorded(lr), "hr": _recorded(hr)} for lr, hr in pairs]
-    init_store(store, scale=scale, lr_chip=lr_chip, pairs=meta)
+    # zarr writes in its own event loop's thread: a Ctrl-C or SIGTERM that stopped the main
+    # thread mid-way left that write going, and it made the store and the run folder again
+    # after the caller had removed them.  The store's metadata is written whole, then stopped.
+    with signals_held():
+        init_store(store, scale=scale, lr_chip=lr_chip, pairs=meta)
+    scheduler = scheduler or "threads"
+    threaded = scheduler == "threads"
+    stopped = threading.Event()  # seen by tasks in this process's threads only
     tasks = [
-        delayed(_pair_task)(store, k, str(lr), str(hr), scale, lr_chip, stride, val_fraction)
+        delayed(_pair_task)(
+            store, k, str(lr), str(hr), scale, lr_chip, stride, val_fraction, stopped if threaded else None
+        )
         for k, (lr, hr) in enumerate(pairs)
     ]
     client = None
     try:
-        if scheduler in (None, "threads", "processes", "synchronous"):
-            kwargs: dict[str, Any] = {"scheduler": scheduler or "threads"}
+        if threaded:
+            results = _compute_in_threads(tasks, workers, stopped)
+        elif scheduler in ("processes", "synchronous"):
+            kwargs: dict[str, Any] = {"scheduler": scheduler}
             if workers:
                 kwargs["num_workers"] = workers
             results = dask.compute(*tasks, **kwargs)
@@ -152,7 +189,8 @@ def _build(
                 cluster_obj.close()
     shifts = [r[0] for r in results]
     counts = [r[1] for r in results]
-    finish_store(store, shifts, counts)
+    with signals_held():
+        finish_store(store, shifts, counts)
     from geosr.train.store import store_info
 
     return store_info(store)
