@@ -97,6 +97,11 @@ def job(make_raster, tmp_path: Path) -> dict[str, Path]:
     return {"src": src, "weights": weights, "ref": ref}
 
 
+def run_on(cluster: Cluster, job: dict[str, Path], dst: Path) -> Path:
+    """The job's run on ``cluster``, written to ``dst``."""
+    return geosr.upscale_file(job["src"], dst, model=str(job["weights"]), scheduler=cluster.address, **COMMON)
+
+
 def pixels(path: Path) -> np.ndarray:
     with rasterio.open(path) as f:
         return f.read()
@@ -111,13 +116,7 @@ def test_worker_killed_mid_run_gives_identical_output(job, tmp_path: Path, worke
     # its nanny restarts it and the scheduler reruns what was lost.
     cluster = Cluster(tmp_path, workers, {"GEOSR_FAULT_AT": "task:3", "GEOSR_FAULT_ONCE": str(marker)})
     try:
-        out = geosr.upscale_file(
-            job["src"],
-            tmp_path / "cluster.tif",
-            model=str(job["weights"]),
-            scheduler=cluster.address,
-            **COMMON,
-        )
+        out = run_on(cluster, job, tmp_path / "cluster.tif")
     finally:
         cluster.close()
     assert marker.exists(), "the fault never fired: the test proved nothing"
@@ -136,9 +135,7 @@ def test_workers_dying_while_they_load_the_model_is_one_line_and_no_lasting_harm
     dst = tmp_path / "cluster.tif"
     try:
         with pytest.raises(geosr.GeosrError, match="died while loading the model") as caught:
-            geosr.upscale_file(
-                job["src"], dst, model=str(job["weights"]), scheduler=cluster.address, **COMMON
-            )
+            run_on(cluster, job, dst)
         with Client(cluster.address) as client:
             plugins = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
     finally:
@@ -181,13 +178,7 @@ def test_workers_all_gone_mid_run_say_that_the_run_waits(job, tmp_path: Path, mo
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             monkeypatch.setattr(warnings, "showwarning", show)
-            out = geosr.upscale_file(
-                job["src"],
-                tmp_path / "cluster.tif",
-                model=str(job["weights"]),
-                scheduler=cluster.address,
-                **COMMON,
-            )
+            out = run_on(cluster, job, tmp_path / "cluster.tif")
     finally:
         done.set()
         cluster.close()
@@ -204,9 +195,7 @@ def test_a_task_that_kills_every_worker_is_one_resumable_line(job, tmp_path: Pat
     dst = tmp_path / "cluster.tif"
     try:
         with pytest.raises(geosr.GeosrError, match="every Dask worker that ran one of its tasks died"):
-            geosr.upscale_file(
-                job["src"], dst, model=str(job["weights"]), scheduler=cluster.address, **COMMON
-            )
+            run_on(cluster, job, dst)
     finally:
         cluster.close()
     assert not dst.exists() and run_dir(dst).exists()  # kept for --resume
