@@ -8,7 +8,6 @@ on a remote ``distributed`` scheduler that sees the same filesystem.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from dask import delayed
 from geosr.errors import OptionError
 from geosr.interrupts import signals_held
 from geosr.io.atomic import remove_path
+from geosr.resources import usable_cpus
 from geosr.train.store import finish_store, init_store, pair_chips, write_pair
 
 
@@ -53,7 +53,7 @@ def _compute_in_threads(tasks: list[Any], workers: int | None, stopped: threadin
     incomplete store that the same command then refused).  Now the task sees ``stopped`` and
     writes nothing, and the pool is waited for before the interrupt goes up.
     """
-    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1, thread_name_prefix="geosr-pairs")
+    pool = ThreadPoolExecutor(max_workers=workers or usable_cpus(), thread_name_prefix="geosr-pairs")
     try:
         return dask.compute(*tasks, scheduler="threads", pool=pool)
     except BaseException:
