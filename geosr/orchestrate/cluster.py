@@ -149,9 +149,10 @@ def _quiet_connection_loss() -> Iterator[None]:
 
     The run reports the loss itself, in one line with the command that resumes
     it (:class:`~geosr.errors.ResumableError`); distributed would log the same
-    event as several tracebacks first.
+    event as several tracebacks first (the client's, and its batched stream's "Batched Comm
+    Closed" with a CommClosedError traceback, which CI once saw above the line).
     """
-    with _quiet_loggers("distributed.client", "distributed.utils"):
+    with _quiet_loggers("distributed.client", "distributed.utils", "distributed.batched"):
         yield
 
 
