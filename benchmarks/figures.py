@@ -317,12 +317,18 @@ def core_rounds(ctx: Context) -> dict[str, Any]:
 
 def _cluster_start_stop() -> None:
     """What a ``workers=2`` run pays whatever the scene: start 2 workers, load the model, stop."""
-    from geosr.orchestrate.cluster import ClosingLater, ModelKey, ModelPlugin, _workers_by_host
+    from geosr.orchestrate.cluster import (
+        ClosingLater,
+        ModelKey,
+        ModelPlugin,
+        _workers_by_host,
+        worker_addresses,
+    )
 
     cluster = ClosingLater(None, 2)
     try:
         key = ModelKey(None, 1, SCALE, "auto", "auto")
-        workers = list(cluster.client.scheduler_info(n_workers=-1)["workers"])
+        workers = worker_addresses(cluster.client)
         cluster.client.register_plugin(ModelPlugin(key, _workers_by_host(workers)))
     finally:
         cluster.wait()

@@ -563,3 +563,22 @@ def test_worker_threads_are_shared_by_its_task_threads() -> None:
         assert threads == {cpus // 2}
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_workers_are_counted_by_asking_the_scheduler_not_the_clients_copy() -> None:
+    """``client.scheduler_info()`` returns a copy that the client's own refresh replaces,
+    without workers, at any moment: on a loaded machine a run was told its one-worker
+    cluster had none, and warned that it waited for some.  A refresh every millisecond
+    makes that race near certain here: about 1 call in 25 came back empty."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from geosr.orchestrate.cluster import worker_addresses
+
+    with (
+        dask.config.set({"distributed.client.scheduler-info-interval": "1ms"}),
+        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        counts = [len(worker_addresses(client)) for _ in range(500)]
+    assert counts == [1] * 500, f"{counts.count(0)} of 500 said no workers"

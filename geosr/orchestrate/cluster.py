@@ -129,6 +129,19 @@ def task_size(tiles: int, batch: int, workers: int) -> int:
     return max(1, min(batch, tiles // (TASKS_PER_WORKER * max(1, workers))))
 
 
+def worker_addresses(client: Client) -> list[str]:
+    """The addresses of the workers that ``client``'s scheduler has now.
+
+    Asked of the scheduler directly: ``client.scheduler_info()`` returns the client's
+    shared copy, which the client's own refresh (every 2 s, with no workers in it) can
+    replace between the fetch and the return.  On a loaded machine it then said "no
+    workers" of a cluster that had them, and the run warned of a cluster with none.
+    """
+    if client.scheduler is None:  # closed: as a lost scheduler, which the run reports
+        raise CommClosedError("the client is closed")
+    return list(client.sync(client.scheduler.identity, n_workers=-1)["workers"])
+
+
 def _workers_by_host(workers: Sequence[str]) -> dict[str, int]:
     """How many of ``workers`` (addresses) run on each host, which share its CPUs."""
     per_host: dict[str, int] = {}
@@ -539,7 +552,7 @@ def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterat
             time.sleep(0.05)
         else:
             quiet_since = time.monotonic()
-            left = bool(client.scheduler_info(n_workers=-1)["workers"])
+            left = bool(worker_addresses(client))
             if not left and not said:
                 warnings.warn(
                     GeosrWarning(
@@ -583,7 +596,7 @@ def run_on_cluster(
     address = getattr(client.scheduler, "address", "the scheduler")
     job, key = for_workers(job, key)
     try:
-        workers = list(client.scheduler_info(n_workers=-1)["workers"])
+        workers = worker_addresses(client)
         if not workers:
             # An adaptive cluster may start its workers only now, so the run waits, but
             # says so: it sat silent, with no progress, for as long as none came.
