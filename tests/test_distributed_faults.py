@@ -170,7 +170,7 @@ def test_workers_all_gone_mid_run_say_that_the_run_waits(job, tmp_path: Path, mo
         then started a worker before the first one died)."""
         while not marker.exists() and not done.wait(0.1):
             pass
-        if not done.wait(30.0) and not said:
+        if not done.wait(90.0) and not said:
             cluster.more.append(cluster.start_workers(1, {}))
 
     threading.Thread(target=fallback, daemon=True).start()
