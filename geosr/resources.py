@@ -19,8 +19,11 @@ single-process run holds at most::
                                            two in fp32 (three when an odd one joins;
                                            Predictor.images_per_call); none
                                            on a GPU, whose memory the batch is sized for
-          + 256 MiB                        GDAL: its block cache (32 MiB, geosr.io) and the
-                                           COG build's buffers and compression threads
+          + max(256 MiB,                   GDAL: its block cache (32 MiB, geosr.io) and the COG
+                96 MiB + (4 + 4*N) * K)    build's buffers and compression threads: N threads
+                                           (one per CPU) hold about 4 COG tiles of K = C*b^2*o
+                                           bytes each (pixel-interleaved, every band;
+                                           b from geosr.io.sink.max_cog_block): gdal_bytes
           + 2 * T*C*(tile + 2*halo + 2*strip)*width*i   strip-organized input whose strips
                                            under a row of tiles outgrow the block cache: the
                                            band of strips kept by the reader, and the next
@@ -55,6 +58,7 @@ import numpy as np
 
 from geosr.errors import OptionError, OutputError
 from geosr.io.atomic import format_bytes, free_bytes
+from geosr.io.sink import max_cog_block
 
 try:
     import resource
@@ -62,7 +66,18 @@ except ImportError:  # pragma: no cover - Windows
     resource = None  # type: ignore[assignment]
 
 GDAL_CACHE = 256 * 2**20
-"""What GDAL may hold (bytes): the block cache geosr bounds (32 MiB) and the COG build's buffers."""
+"""What GDAL may hold (bytes) at least: the block cache geosr bounds (32 MiB) and the COG build's
+buffers (:func:`gdal_bytes`)."""
+
+COG_TILES_PER_THREAD = 4
+"""COG tiles (all bands) GDAL's COG build holds per compression thread, beyond as many again
+for its reading: a tile read, its copy in a compression job and the compressed buffer, with
+the next job queued.  Measured as the growth of a COG build from a run store (ZSTD, predictor)
+of 8 float32 bands in tiles of 512 (8 MiB) on 2 cores: 38, 95, 156 and 273 MiB with 1, 2, 4
+and 8 threads; 40 bands (40 MiB tiles): 186 and 388 MiB with 1 and 2."""
+
+_GDAL_FIXED = 96 * 2**20
+"""GDAL's block cache (32 MiB) and what the COG build holds whatever its tiles."""
 
 ACTIVATIONS_PER_FEATURE = 6
 """Live float32 feature maps per model feature and image at the LR read size (measured bound for CNN-RNN)."""
@@ -178,10 +193,24 @@ class Plan:
 def memory_needed(plan: Plan) -> int:
     """Peak memory of a run (bytes), from the formula in the module docstring."""
     model = plan.model_bytes + plan.activation_bytes() + plan.heap_bytes()
+    gdal = gdal_bytes(plan.bands, plan.out_itemsize)
     if plan.workers <= 1:
-        return model + plan.batch * plan.tile_bytes(queued=True) + plan.row_band_bytes + GDAL_CACHE
+        return model + plan.batch * plan.tile_bytes(queued=True) + plan.row_band_bytes + gdal
     per_worker = model + plan.batch * plan.tile_bytes(queued=False) + plan.row_band_bytes
-    return plan.workers * per_worker + GDAL_CACHE
+    return plan.workers * per_worker + gdal
+
+
+def gdal_bytes(bands: int, itemsize: int) -> int:
+    """What GDAL holds at most (bytes): :data:`GDAL_CACHE`, or more where the COG build's
+    tiles in flight outgrow it (many bands, many CPUs).
+
+    The COG build compresses on every CPU (``NUM_THREADS=ALL_CPUS``, which counts no more
+    CPUs than :func:`usable_cpus`), each thread holding :data:`COG_TILES_PER_THREAD` tiles
+    of all ``bands`` (:func:`geosr.io.sink.max_cog_block`).  Counted for a Zarr output too,
+    which has no COG build: the bound is the same whatever the output.
+    """
+    tile = bands * max_cog_block(bands, itemsize) ** 2 * itemsize
+    return max(GDAL_CACHE, _GDAL_FIXED + COG_TILES_PER_THREAD * (1 + usable_cpus()) * tile)
 
 
 def disk_needed(output_bytes: int, *, cog: bool) -> int:

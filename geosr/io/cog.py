@@ -183,7 +183,7 @@ class CogBuild(SinkBase):
 
     def _cog_options(self) -> dict[str, Any]:
         return {
-            "BLOCKSIZE": self.spec.block,
+            "BLOCKSIZE": self.spec.cog_block,
             **COMPRESSION,
             # Average is the right summary of continuous imagery and skips nodata
             # pixels (integer or NaN), so overviews do not bleed nodata into edges.
@@ -235,7 +235,7 @@ class CogSink(CogBuild):
     Notes
     -----
     Single writer: all ``write`` calls must come from the process (and thread)
-    that opened the sink.  Windows need not be aligned to ``spec.block``, but
+    that opened the sink.  Windows need not be aligned to ``spec.cog_block``, but
     aligned windows avoid rewriting compressed tiles in the intermediate.
     """
 
@@ -266,8 +266,8 @@ class CogSink(CogBuild):
             "crs": spec.grid.crs.wkt if spec.grid.crs is not None else None,
             "transform": spec.grid.transform,
             "tiled": True,
-            "blockxsize": spec.block,
-            "blockysize": spec.block,
+            "blockxsize": spec.cog_block,
+            "blockysize": spec.cog_block,
             "interleave": "pixel",  # as the COG will be: the copy reads whole pixels
             # Fast, lossless: the intermediate is read once, but on a 10980 x 10980
             # x4 Sentinel-2 tile it would be ~15 GiB uncompressed.

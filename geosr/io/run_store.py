@@ -92,14 +92,14 @@ def create_run_store(
 def _cog_store_levels(spec: OutputSpec, chunks: tuple[int, int]) -> tuple[int, list[tuple[_Shape, _Shape]]]:
     """How many levels the tiles write, and every level's (shape, chunk shape) in a COG's store."""
     _, height, width = spec.shape
-    shapes = level_shapes(height, width, spec.block)
+    shapes = level_shapes(height, width, spec.cog_block)
     by_tiles = tile_levels((height, width), chunks, len(shapes))
     levels: list[tuple[_Shape, _Shape]] = []
     for level, shape in enumerate([(height, width), *shapes]):
         if level <= by_tiles:  # one chunk per tile at every tile level
             chunk = (chunks[0] >> level, chunks[1] >> level)
         else:
-            chunk = (min(spec.block, shape[0]), min(spec.block, shape[1]))
+            chunk = (min(spec.cog_block, shape[0]), min(spec.cog_block, shape[1]))
         levels.append((shape, chunk))
     return by_tiles, levels
 
@@ -221,7 +221,7 @@ def _finalise_cog(store: Path, destination: Path, spec: OutputSpec, overwrite: b
     from geosr.io.vrt import write_vrt, zarr_array
 
     _, height, width = spec.shape
-    shapes = level_shapes(height, width, spec.block)
+    shapes = level_shapes(height, width, spec.cog_block)
     levels = _complete_levels(store, destination, spec, shapes)
     checkpoint("finalise")
     vrt = store.parent / "cog.vrt"

@@ -40,6 +40,29 @@ OUTPUT_DTYPES = (
 )  # fmt: skip
 """Pixel types both GeoTIFF and Zarr store natively."""
 
+BLOCK_BYTES = 8 * 2**20
+"""Largest COG tile :func:`max_cog_block` allows, all bands together: a COG is pixel-interleaved
+(GDAL 3.10's COG driver knows no other), so one tile holds every band, and GDAL's COG build
+holds several tiles per compression thread (:func:`geosr.resources.gdal_bytes`).  In tiles
+of 512, 150 float32 bands are 150 MiB a tile: the build of a 512^2 output grew by 609 MiB on
+2 cores, where the memory bound allowed 256 MiB for everything GDAL holds."""
+
+MIN_BLOCK = 128
+"""The smallest tile GDAL's COG driver accepts (its BLOCKSIZE minimum)."""
+
+
+def max_cog_block(count: int, itemsize: int) -> int:
+    """Edge of the COG tiles of ``count`` bands of ``itemsize`` bytes: 512, halved down to
+    :data:`MIN_BLOCK` while one tile of all bands exceeds :data:`BLOCK_BYTES`.
+
+    By band count and data type only, never by the machine, so that every machine writes
+    the same bytes: 512 up to 16 bands of uint16 or 8 of float32, 128 from 33 of float32.
+    """
+    block = 512
+    while block > MIN_BLOCK and count * block * block * itemsize > BLOCK_BYTES:
+        block //= 2
+    return block
+
 
 @dataclass(frozen=True)
 class OutputSpec:
@@ -67,7 +90,8 @@ class OutputSpec:
         Per band: ``value = pixel * scale + offset`` and the value's unit, or
         empty (scale 1, offset 0, no unit).
     block : int
-        Edge of the internal tiles (COG) or chunks (Zarr), a multiple of 16.
+        Edge of the chunks (Zarr) or internal tiles (COG: at most :func:`max_cog_block`,
+        which :attr:`cog_block` gives), a multiple of 16.
     band_axis, band_labels : str, tuple
         A Zarr output's first dimension and its coordinate values, one per band
         (a cube's ``time`` and dates); ``"band"`` and 1..count when empty.
@@ -135,6 +159,11 @@ class OutputSpec:
         scale = self.scales[band - 1] if self.scales else 1.0
         offset = self.offsets[band - 1] if self.offsets else 0.0
         return scale, offset, self.units[band - 1] if self.units else None
+
+    @property
+    def cog_block(self) -> int:
+        """Edge of a COG's tiles: :attr:`block`, or smaller for many bands (:func:`max_cog_block`)."""
+        return min(self.block, max_cog_block(self.count, np.dtype(self.dtype).itemsize))
 
     @property
     def nbytes(self) -> int:
