@@ -169,8 +169,11 @@ class Predictor:
         self.compile = resolve_compile(self.compile)
         if self.torch_device.type == "cpu":
             keep_freed_memory()
+        # float32 whatever torch's default dtype: in a host that had set
+        # torch.set_default_dtype(torch.float64) the model was built, and run, in float64,
+        # and wrote other pixels than `geosr run` does for the same precision.
+        self.model = self.model.eval().to(self.torch_device, dtype=torch.float32)
         # channels_last is ~2.4x faster for fp32 3x3 convs on this class of CPU (oneDNN).
-        self.model = self.model.eval().to(self.torch_device)
         self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @property
