@@ -9,12 +9,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from odc.geo.geobox import GeoBox
 
 from geosr.io.atomic import write_small_file
 from geosr.tiling import Window
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PANEL_PIXELS = 600
 """Most pixels a side a panel shows; a larger window is shown (and read) decimated."""
@@ -25,17 +29,13 @@ def draw_figure(
 ) -> Path:
     """Write ``panels`` (geosr, bicubic, reference: ``(bands, rows, cols)`` of ``win`` on
     ``grid``) as one PNG, shown bicubic, geosr, reference, with ``titles`` and ``name``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     images = stretch(panels)
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
     # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.
     side = min(max(win.width, win.height, 256), PANEL_PIXELS) / 100 + 0.2
     aspect = pixel_aspect(grid)
-    fig, axes = plt.subplots(1, len(images), figsize=(side * len(images), side + 0.5), squeeze=False)
+    fig = detached_figure((side * len(images), side + 0.5))
+    axes = fig.subplots(1, len(images), squeeze=False)
     for ax, index in zip(axes[0], order, strict=True):
         ax.imshow(
             map_oriented(panel_rgba(images[index], panels[index]), grid),
@@ -53,16 +53,28 @@ def draw_figure(
         ),
         fontsize=9,
     )
-    try:
-        with warnings.catch_warnings():
-            # A name in a script the font lacks (中文) is drawn with boxes for those characters:
-            # matplotlib warned once per character, lines about a font amid geosr's own.
-            warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
-            fig.tight_layout()
-            write_small_file(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), "PNG")
-    finally:
-        plt.close(fig)
+    with warnings.catch_warnings():
+        # A name in a script the font lacks (中文) is drawn with boxes for those characters:
+        # matplotlib warned once per character, lines about a font amid geosr's own.
+        warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
+        fig.tight_layout()
+        write_small_file(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), "PNG")
     return png
+
+
+def detached_figure(size: tuple[float, float]) -> Figure:
+    """A matplotlib figure of ``size`` inches drawn by Agg, unknown to pyplot.
+
+    The host's pyplot is left alone: ``matplotlib.use("Agg")``, as the figures were made
+    before, switched the backend of the process that called ``upscale_file(...,
+    quicklook=True)`` (a notebook's, a Qt session's) and closed the figures it had open.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> list[np.ndarray]:

@@ -3,14 +3,19 @@ they do not change what it computes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pytest
 import rasterio
 import torch
 
 import geosr
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def test_a_float64_torch_default_changes_no_pixel(make_raster: Callable[..., Path], tmp_path: Path) -> None:
@@ -25,3 +30,46 @@ def test_a_float64_torch_default_changes_no_pixel(make_raster: Callable[..., Pat
         torch.set_default_dtype(previous)
     with rasterio.open(expected) as a, rasterio.open(got) as b:
         np.testing.assert_array_equal(b.read(), a.read())
+
+
+@pytest.fixture
+def host_figure() -> Iterator[Figure]:
+    """A figure the host has open under a backend of its own that is not Agg (a notebook's, Qt's)."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    previous = matplotlib.get_backend()
+    plt.switch_backend("svg")
+    try:
+        yield plt.figure()
+    finally:
+        plt.close("all")
+        plt.switch_backend(previous)
+
+
+def _quicklook(make_raster: Callable[..., Path], tmp_path: Path) -> None:
+    lr = make_raster(count=1, height=40, width=40)
+    geosr.upscale_file(lr, tmp_path / "q.tif", scale=2, model="bicubic", quicklook=True)
+
+
+def _evaluation_plot(make_raster: Callable[..., Path], tmp_path: Path) -> None:
+    from geosr.evaluation import EvalReport, ImageResult
+    from geosr.evaluation.metrics import BandMetrics
+    from geosr.evaluation.report import write_plot
+
+    band = [BandMetrics(1, 30.0, 0.9, 29.0, 0.8, 1.0, 0.0, 100.0)]
+    write_plot(EvalReport("wald", 4, "m", 16, [ImageResult("hr.tif", band)]), tmp_path / "gain.png")
+
+
+@pytest.mark.parametrize("draw", [_quicklook, _evaluation_plot])
+def test_a_figure_drawn_leaves_the_hosts_matplotlib_as_it_was(
+    draw: Callable[..., None], host_figure: Figure, make_raster: Callable[..., Path], tmp_path: Path
+) -> None:
+    """``matplotlib.use("Agg")`` switched the host's backend and closed the figures it had open."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    draw(make_raster, tmp_path)
+    assert matplotlib.get_backend() == "svg"
+    assert plt.fignum_exists(host_figure.number)
+    assert plt.get_fignums() == [host_figure.number]  # geosr's own figures are not left in pyplot

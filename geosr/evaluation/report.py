@@ -269,13 +269,8 @@ def _short_names(names: Sequence[str], width: int = PLOT_LABEL) -> list[str]:
 
 def write_plot(report: EvalReport, path: str | Path) -> Path:
     """Bar chart of the gain over bicubic per image and band (needs matplotlib)."""
-    try:
-        import matplotlib
+    from geosr.panels import detached_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise OptionError("--plot needs matplotlib: pip install matplotlib") from exc
     labels, gains, colours = [], [], []
     stems = [name.rsplit(".", 1)[0] if "." in Path(name).name else name for name in image_names(report)]
     for im, stem in zip(report.images, _short_names(stems), strict=True):
@@ -286,7 +281,11 @@ def write_plot(report: EvalReport, path: str | Path) -> Path:
             labels.append(label if b.scored else f"{label} (n/a)")
             gains.append(b.gain_db if b.scored else 0.0)
             colours.append("tab:gray" if not b.scored else "tab:green" if b.gain_db >= 0 else "tab:red")
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(labels) + 2), 3.5))
+    try:
+        fig = detached_figure((max(4.0, 0.5 * len(labels) + 2), 3.5))
+    except ImportError as exc:
+        raise OptionError("--plot needs matplotlib: pip install matplotlib") from exc
+    ax = fig.subplots()
     ax.bar(range(len(gains)), gains, color=colours)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
@@ -294,8 +293,5 @@ def write_plot(report: EvalReport, path: str | Path) -> Path:
     ax.set_title(f"{report.model} x{report.scale} ({report.mode})")
     fig.tight_layout()
     p = Path(path)
-    try:
-        # Written whole, as the JSON: the temporary's name has no image suffix, so the format is given.
-        return write_small_file(p, lambda tmp: fig.savefig(tmp, dpi=120, format=p.suffix[1:].lower()), "plot")
-    finally:
-        plt.close(fig)
+    # Written whole, as the JSON: the temporary's name has no image suffix, so the format is given.
+    return write_small_file(p, lambda tmp: fig.savefig(tmp, dpi=120, format=p.suffix[1:].lower()), "plot")
