@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import re
 from pathlib import Path
 
@@ -90,6 +91,28 @@ def test_resume_gives_bit_identical_weights(tmp_path, scenes) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_training_leaves_the_callers_threads_and_random_states_as_they_were(tmp_path, scenes) -> None:
+    """A notebook that trained went on with torch on the run's threads and every global random
+    generator reseeded with the run's seed."""
+
+    def draws() -> tuple[list[float], list[float], float]:
+        return torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random()
+
+    def seed() -> None:
+        torch.manual_seed(123)
+        np.random.seed(123)
+        random.seed(123)
+
+    threads = torch.get_num_threads()
+    config = _config(tmp_path, *scenes, steps=1, val_every=1, threads=threads + 1)
+    seed()
+    expected = draws()
+    seed()
+    train(config)
+    assert torch.get_num_threads() == threads
+    assert draws() == expected
 
 
 def test_a_checkpoint_of_two_steps_is_refused(tmp_path, scenes) -> None:

@@ -15,12 +15,13 @@ Output folder (``config.output``)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -483,7 +484,48 @@ def train(
     -------
     TrainResult
         ``weights``/``card`` are None when stopped before ``config.steps``.
+
+    Notes
+    -----
+    Training seeds torch's, numpy's and Python's global random generators and, with
+    ``config.threads``, sets torch's threads: the caller's are back when it returns.
     """
+    with _callers_state_kept(resolve_device(config.device)):
+        return _train(config, resume=resume, progress=progress, stop_after=stop_after, recipe=recipe)
+
+
+@contextlib.contextmanager
+def _callers_state_kept(device: torch.device) -> Iterator[None]:
+    """Within: the process-wide settings training changes; after: the caller's again.
+
+    A notebook that trained a model went on with torch on ``threads`` threads and drew the
+    same "random" numbers after every training of one seed.
+    """
+    threads = torch.get_num_threads()
+    numpy_state, python_state = np.random.get_state(), random.getstate()  # noqa: NPY002
+    gpus = (
+        [torch.cuda.current_device() if device.index is None else device.index]
+        if device.type == "cuda"
+        else []
+    )
+    try:
+        with torch.random.fork_rng(devices=gpus):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        np.random.set_state(numpy_state)  # noqa: NPY002
+        random.setstate(python_state)
+
+
+def _train(
+    config: TrainConfig,
+    *,
+    resume: bool,
+    progress: ProgressFn | None,
+    stop_after: int | None,
+    recipe: str | None,
+) -> TrainResult:
+    """:func:`train`, which keeps the caller's threads and random states around it."""
     paths_to_write(config.weights_stem)  # refused before training, not once it has ended
     if config.threads:
         torch.set_num_threads(config.threads)
