@@ -73,3 +73,33 @@ def test_a_figure_drawn_leaves_the_hosts_matplotlib_as_it_was(
     assert matplotlib.get_backend() == "svg"
     assert plt.fignum_exists(host_figure.number)
     assert plt.get_fignums() == [host_figure.number]  # geosr's own figures are not left in pyplot
+
+
+def _run_the_default_model(make_raster: Callable[..., Path], tmp_path: Path) -> None:
+    geosr.upscale_file(make_raster(height=32, width=32), tmp_path / "x2.tif", scale=2)
+
+
+def _load_an_untrained_model(make_raster: Callable[..., Path], tmp_path: Path) -> None:
+    with pytest.warns(geosr.GeosrWarning, match="no bundled weights"):
+        geosr.load_model("cnnrnn-fast", bands=1, scale=3)
+
+
+def _read_a_recipes_model_table(make_raster: Callable[..., Path], tmp_path: Path) -> None:
+    from geosr.train import load_config
+
+    load_config(None, {"scale": 2, "model": {"features": 8}, "data": {"train": [{"path": "hr.tif"}]}})
+
+
+@pytest.mark.parametrize(
+    "call", [_run_the_default_model, _load_an_untrained_model, _read_a_recipes_model_table]
+)
+def test_a_model_built_draws_none_of_the_hosts_random_numbers(
+    call: Callable[..., None], make_raster: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A model's layers draw their initial values from torch's global generator: loading one
+    moved on the random numbers of a host that had seeded torch for its own work."""
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    call(make_raster, tmp_path)
+    assert torch.equal(torch.rand(3), expected)

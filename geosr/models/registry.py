@@ -9,6 +9,7 @@ projection: a safe, physically consistent default rather than an error.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
 import os
@@ -332,10 +333,21 @@ def _from_file(path: Path, scale: object) -> SRModel:
         )
     _check_scale(scale, card.name)
     weights = weights_paths(path)[0]
-    model = model_from_card(card, source=card_of(weights))
+    with random_state_kept():  # the layers' random initial values are overwritten at once
+        model = model_from_card(card, source=card_of(weights))
     apply_state(model, state, weights)
     model.card = card
     return model
+
+
+def random_state_kept() -> contextlib.AbstractContextManager[None]:
+    """Within: torch's CPU random generator draws as it would; after: as it was before.
+
+    A model's layers draw their initial values from it when they are made: loading a model
+    (``load_model``, so ``upscale_file`` and ``geosr.upscale``) moved the random numbers of
+    a process that had seeded torch for its own work on.
+    """
+    return torch.random.fork_rng(devices=[])
 
 
 def _looks_like_path(value: str | os.PathLike[str]) -> bool:
@@ -447,7 +459,8 @@ def load_model(
             model = _from_file(weights, scale)
             model.name = target
         else:
-            model = spec.build(scale)
+            with random_state_kept():
+                model = spec.build(scale)
             untrained = model.card.is_untrained
     elif _looks_like_path(target):
         user_weights = local_path(target)

@@ -377,9 +377,11 @@ def _check_model_table(config: TrainConfig, recipe: str | Path | None) -> None:
     if not config.model or config.init is not None:  # only a recipe sets the table; --init brings its own
         return
     from geosr.models import build_model
+    from geosr.models.registry import random_state_kept
 
     try:
-        build_model(config.name, scale=config.scale, **config.model)
+        with random_state_kept():
+            build_model(config.name, scale=config.scale, **config.model)
     except GeosrError as exc:
         where = f"recipe {recipe}: " if recipe is not None else ""
         raise OptionError(f"{where}[model] {exc}") from None
