@@ -3,6 +3,9 @@ they do not change what it computes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,3 +106,24 @@ def test_a_model_built_draws_none_of_the_hosts_random_numbers(
     torch.manual_seed(7)
     call(make_raster, tmp_path)
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, "None 32"), ({"GDAL_CACHEMAX": "64"}, "64 64")])
+def test_the_api_bounds_gdals_cache_and_leaves_the_environment_as_it_was(
+    env: dict[str, str], expected: str
+) -> None:
+    """geosr's GDAL_CACHEMAX stayed in the environment of the importing process, and so of
+    every program it started; a user's own stays, and sizes the cache."""
+    code = (
+        "import os, geosr.api\nfrom geosr.io.scene import gdal_cache_bytes\n"
+        "print(os.environ.get('GDAL_CACHEMAX'), gdal_cache_bytes() // 2**20)"
+    )
+    clean = {k: v for k, v in os.environ.items() if k != "GDAL_CACHEMAX"}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip().splitlines()[-1] == expected

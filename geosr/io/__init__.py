@@ -4,6 +4,7 @@ Nothing here imports torch or dask: these are plain functions over paths and
 numpy arrays that any orchestration (a loop, Dask workers) can call.
 """
 
+import functools
 import os
 
 GDAL_BLOCK_CACHE_MB = 32
@@ -18,5 +19,24 @@ rather than decoding every strip once per tile."""
 
 # GDAL sizes its process-wide cache from this variable the first time any thread
 # uses it, so setting a default before any read bounds the read-ahead thread and
-# Dask workers too; a user's own GDAL_CACHEMAX wins.
+# Dask workers too; a user's own GDAL_CACHEMAX wins.  It is taken out of the
+# environment again once GDAL has read it (settle_block_cache).
+_CACHE_DEFAULTED = "GDAL_CACHEMAX" not in os.environ
 os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_BLOCK_CACHE_MB))
+
+
+@functools.cache
+def settle_block_cache() -> None:
+    """Have GDAL size its block cache now, then take geosr's default out of the environment
+    (once per process).
+
+    Left there, it outlived the call in the process of a Python API user, and every program
+    that process started (``gdalwarp``, Dask worker processes) ran with a 32 MiB cache.
+    """
+    if not _CACHE_DEFAULTED:
+        return
+    from rasterio.env import get_gdal_config
+
+    get_gdal_config("GDAL_CACHEMAX")  # rasterio asks GDALGetCacheMax64, which reads the variable once
+    if os.environ.get("GDAL_CACHEMAX") == str(GDAL_BLOCK_CACHE_MB):
+        del os.environ["GDAL_CACHEMAX"]

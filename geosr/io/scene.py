@@ -28,9 +28,12 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOEr
 from rasterio.windows import Window as RioWindow
 
 from geosr.errors import InputError
+from geosr.io import settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.remote import is_remote, remote_open_problem, web_page_problem
 from geosr.tiling import Window
+
+settle_block_cache()  # before any scene is read: GDAL takes geosr's bound, the environment is left clean
 
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 GEOGRAPHIC_COORDS = (("lat", "lon"), ("latitude", "longitude"))
@@ -951,16 +954,10 @@ def keeps_band(scene: Scene, rows: int) -> bool:
 
 
 def gdal_cache_bytes() -> int:
-    """GDAL's block cache size, from ``GDAL_CACHEMAX`` as GDAL reads it (MB below 100000,
-    bytes above, or a percentage of RAM); geosr.io sets the default."""
-    value = os.environ.get("GDAL_CACHEMAX", "").strip()
-    try:
-        if value.endswith("%"):
-            return int(float(value[:-1]) / 100 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        number = float(value)
-    except (ValueError, OSError, AttributeError):  # AttributeError: no os.sysconf (Windows)
-        return 0
-    return int(number * 2**20) if number < 100_000 else int(number)
+    """GDAL's block cache size in bytes, as GDAL has it (geosr.io sets the default)."""
+    from rasterio.env import get_gdal_config
+
+    return int(get_gdal_config("GDAL_CACHEMAX") or 0)
 
 
 def band_bytes(scene: Scene, rows: int) -> int:
