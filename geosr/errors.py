@@ -8,6 +8,10 @@ message must therefore say what was given, what was expected and how to fix it.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -39,6 +43,23 @@ class ModelError(GeosrError, ValueError):
 
 class GeosrWarning(UserWarning):
     """Something the user should know about, where geosr could still go on."""
+
+
+_FILTERS_HELD = threading.RLock()
+
+
+@contextlib.contextmanager
+def catch_warnings_serialised() -> Iterator[None]:
+    """``warnings.catch_warnings()``, entered by one of geosr's threads at a time.
+
+    ``catch_warnings`` saves the process's warning filters and puts them back as it ends:
+    two runs in two threads of one process interleaved those steps, and the one that ended
+    last put back a copy holding the other's temporary filters, which stayed in the caller's
+    process (rasterio's NotGeoreferencedWarning and zarr's consolidated-metadata warning
+    ignored for good).  Only for short steps that wait on no other thread of geosr's.
+    """
+    with _FILTERS_HELD, warnings.catch_warnings():
+        yield
 
 
 class ResumableError(GeosrError, RuntimeError):

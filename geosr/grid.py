@@ -21,7 +21,7 @@ from pyproj.exceptions import CRSError
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from geosr.errors import OptionError
+from geosr.errors import OptionError, catch_warnings_serialised
 
 
 def scaled(grid: GeoBox, scale: int) -> GeoBox:
@@ -96,7 +96,7 @@ def crs_label(crs: CRS | None) -> str:
 
 def _proj_string(crs: CRS) -> str | None:
     """``crs`` as a PROJ string, or None for one that has none (a local or engineering CRS)."""
-    with warnings.catch_warnings():
+    with catch_warnings_serialised():
         # "You will likely lose important projection information": it is a label, not the CRS.
         warnings.simplefilter("ignore", UserWarning)
         try:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from odc.geo.geobox import GeoBox
 
+from geosr.errors import catch_warnings_serialised
 from geosr.io.atomic import write_small_file
 from geosr.tiling import Window
 
@@ -53,7 +54,7 @@ def draw_figure(
         ),
         fontsize=9,
     )
-    with warnings.catch_warnings():
+    with catch_warnings_serialised():
         # A name in a script the font lacks (中文) is drawn with boxes for those characters:
         # matplotlib warned once per character, lines about a font amid geosr's own.
         warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)

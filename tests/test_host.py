@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -127,3 +130,36 @@ def test_the_api_bounds_gdals_cache_and_leaves_the_environment_as_it_was(
         check=True,
     )
     assert done.stdout.strip().splitlines()[-1] == expected
+
+
+def test_two_threads_opening_scenes_leave_the_warning_filters_as_they_were(
+    make_raster: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each scene is opened with rasterio's NotGeoreferencedWarning ignored for a moment
+    (``catch_warnings``, which saves and restores the process's filters): interleaved in two
+    threads, the one that ended last put the other's filter back, for good."""
+    import geosr.io.scene as scene_io
+
+    paths = [make_raster(f"s{i}.tif") for i in range(2)]
+    first_inside, second_inside = threading.Event(), threading.Event()
+    describe = scene_io._describe_gdal
+
+    def slow_describe(path: str, src: object) -> object:
+        if path == str(paths[0]):  # the first waits (in vain, once serialised) for the second
+            first_inside.set()
+            second_inside.wait(timeout=0.5)
+        else:  # the second ends after the first
+            second_inside.set()
+            time.sleep(0.2)
+        return describe(path, src)
+
+    monkeypatch.setattr(scene_io, "_describe_gdal", slow_describe)
+    before = list(warnings.filters)
+    first = threading.Thread(target=scene_io.open_scene, args=(paths[0],))
+    first.start()
+    first_inside.wait(timeout=5)
+    second = threading.Thread(target=scene_io.open_scene, args=(paths[1],))
+    second.start()
+    first.join()
+    second.join()
+    assert warnings.filters == before

@@ -37,7 +37,7 @@ import numpy as np
 import zarr
 from numcodecs import Blosc
 
-from geosr.errors import GeosrError, OutputError
+from geosr.errors import GeosrError, OutputError, catch_warnings_serialised
 from geosr.faults import checkpoint
 from geosr.io.atomic import describe_write_failure, free_bytes, remove_stale_sidecars, replace_atomically
 from geosr.io.pyramid import coarser_levels, halve, level_shapes, tile_levels
@@ -205,7 +205,7 @@ def unfinished_error(state: RunState, failure: OutputError) -> GeosrError:
 
 def _finalise_zarr(store: Path, destination: Path, spec: OutputSpec) -> Path:
     try:
-        with warnings.catch_warnings():
+        with catch_warnings_serialised():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
             zarr.consolidate_metadata(str(store), zarr_format=3)
     except OSError as exc:

@@ -27,7 +27,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
-from geosr.errors import InputError
+from geosr.errors import InputError, catch_warnings_serialised
 from geosr.io import settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.remote import is_remote, remote_open_problem, web_page_problem
@@ -360,7 +360,7 @@ def _describe(path: str, variable: str | None) -> Scene:
 
         return open_zarr_scene(path, variable=variable)
     try:
-        with warnings.catch_warnings():
+        with catch_warnings_serialised():
             # A file of several variables is no raster itself (no geotransform), and a raster
             # without one is refused below in one line of geosr's: rasterio's warning is noise.
             warnings.simplefilter("ignore", NotGeoreferencedWarning)

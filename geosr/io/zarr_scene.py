@@ -36,7 +36,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from rasterio.crs import CRS
 
-from geosr.errors import InputError
+from geosr.errors import InputError, catch_warnings_serialised
 from geosr.io.scene import (
     BAND_BUDGET,
     CF_FLAG_ATTRIBUTES,
@@ -54,7 +54,7 @@ SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
 def _open_dataset(path: str) -> xr.Dataset:
     _refuse_an_array(path)
     try:
-        with warnings.catch_warnings():
+        with catch_warnings_serialised():
             # A store without consolidated metadata is valid (Zarr v3 has none in its
             # specification), and xarray reads it all the same after saying so in four
             # lines, which a run printed three times (it opens the store three times).
@@ -145,7 +145,7 @@ def _no_raster_variable(ds: xr.Dataset, path: str) -> InputError:
     import zarr
 
     try:
-        with warnings.catch_warnings():
+        with catch_warnings_serialised():
             warnings.simplefilter("ignore")  # zarr's warnings came once already, opening the dataset
             groups = sorted(zarr.open_group(path, mode="r").group_keys())
     except Exception:  # the store opened as a dataset; a group listing is only a hint

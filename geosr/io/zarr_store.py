@@ -47,7 +47,7 @@ import zarr.storage
 from odc.geo.geobox import GeoBox
 from zarr.codecs import BloscCodec
 
-from geosr.errors import OptionError, OutputError
+from geosr.errors import OptionError, OutputError, catch_warnings_serialised
 from geosr.grid import crs_label
 from geosr.io.atomic import (
     describe_write_failure,
@@ -131,7 +131,7 @@ class ZarrSink(SinkBase):
         """
         self._check_open()
         try:
-            with warnings.catch_warnings():
+            with catch_warnings_serialised():
                 # "Consolidated metadata is currently not part in the Zarr format 3
                 # specification": known, and what makes xr.open_zarr fast.
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
@@ -233,7 +233,7 @@ def _create_store(
     from odc.geo.xr import xr_coords
 
     count, height, width = spec.shape
-    with warnings.catch_warnings():
+    with catch_warnings_serialised():
         # pyproj's CF export drops parameters some CRSs have (oblique Mercator's
         # rectified-grid angle, EPSG:2056) and says so; crs_wkt, which readers
         # prefer, still carries the whole CRS.

@@ -23,7 +23,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from geosr.errors import GeosrWarning, InputError, OptionError
+from geosr.errors import GeosrWarning, InputError, OptionError, catch_warnings_serialised
 from geosr.io.scene import (
     Scene,
     chosen_bands,
@@ -93,7 +93,7 @@ class TrainScene:
 def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
     """Read, mask and normalise one HR scene (the ``rows``/``cols`` part of it)."""
     try:
-        with warnings.catch_warnings():
+        with catch_warnings_serialised():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a container
             src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
