@@ -115,6 +115,16 @@ def test_training_leaves_the_callers_threads_and_random_states_as_they_were(tmp_
     assert draws() == expected
 
 
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_training_runs_where_the_caller_turned_gradients_off(tmp_path, scenes, mode) -> None:
+    """Inside torch.no_grad() (an inference notebook), the first step failed in torch's
+    traceback "element 0 of tensors does not require grad"."""
+    with mode():
+        result = train(_config(tmp_path, *scenes, steps=2, val_every=1))
+        assert not torch.is_grad_enabled()  # the caller's mode is kept around the call
+    assert result.step == 2 and result.weights is not None
+
+
 def test_a_checkpoint_of_two_steps_is_refused(tmp_path, scenes) -> None:
     # Killed between the checkpoint's two files: the tensors of step 2 with the state of
     # step 3 resumed as one checkpoint, which the module's docstring said was checked.

@@ -488,9 +488,17 @@ def train(
     Notes
     -----
     Training seeds torch's, numpy's and Python's global random generators and, with
-    ``config.threads``, sets torch's threads: the caller's are back when it returns.
+    ``config.threads``, sets torch's threads: the caller's are back when it returns.  It
+    computes gradients also where the caller has turned them off (``torch.no_grad()``).
     """
-    with _callers_state_kept(resolve_device(config.device)):
+    # Gradients whatever the caller's mode: inside torch.no_grad() or inference_mode(), or after
+    # torch.set_grad_enabled(False) (an inference notebook), the first step failed in torch's
+    # traceback "element 0 of tensors does not require grad and does not have a grad_fn".
+    with (
+        _callers_state_kept(resolve_device(config.device)),
+        torch.inference_mode(False),
+        torch.enable_grad(),
+    ):
         return _train(config, resume=resume, progress=progress, stop_after=stop_after, recipe=recipe)
 
 
