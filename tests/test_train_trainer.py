@@ -125,6 +125,23 @@ def test_training_runs_where_the_caller_turned_gradients_off(tmp_path, scenes, m
     assert result.step == 2 and result.weights is not None
 
 
+def test_a_float64_default_dtype_trains_the_float32_weights(tmp_path, scenes) -> None:
+    """After torch.set_default_dtype(torch.float64) the model was built, trained and saved in
+    float64, with other weights than the same recipe gives."""
+    expected = load_file(str(train(_config(tmp_path / "a", *scenes, steps=2, val_every=1)).weights))
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        result = train(_config(tmp_path / "b", *scenes, steps=2, val_every=1))
+        assert torch.get_default_dtype() == torch.float64  # the caller's, after the call
+    finally:
+        torch.set_default_dtype(previous)
+    got = load_file(str(result.weights))
+    assert got.keys() == expected.keys()
+    for key in got:
+        assert torch.equal(got[key], expected[key]), key
+
+
 def test_a_checkpoint_of_two_steps_is_refused(tmp_path, scenes) -> None:
     # Killed between the checkpoint's two files: the tensors of step 2 with the state of
     # step 3 resumed as one checkpoint, which the module's docstring said was checked.

@@ -487,9 +487,10 @@ def train(
 
     Notes
     -----
-    Training seeds torch's, numpy's and Python's global random generators and, with
-    ``config.threads``, sets torch's threads: the caller's are back when it returns.  It
-    computes gradients also where the caller has turned them off (``torch.no_grad()``).
+    Training seeds torch's, numpy's and Python's global random generators, runs with
+    torch's default dtype float32 and, with ``config.threads``, sets torch's threads: the
+    caller's are back when it returns.  It computes gradients also where the caller has
+    turned them off (``torch.no_grad()``).
     """
     # Gradients whatever the caller's mode: inside torch.no_grad() or inference_mode(), or after
     # torch.set_grad_enabled(False) (an inference notebook), the first step failed in torch's
@@ -509,8 +510,11 @@ def _callers_state_kept(device: torch.device) -> Iterator[None]:
     A notebook that trained a model went on with torch on ``threads`` threads and drew the
     same "random" numbers after every training of one seed.
     """
-    threads = torch.get_num_threads()
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
     numpy_state, python_state = np.random.get_state(), random.getstate()  # noqa: NPY002
+    # float32 whatever the caller's default: after torch.set_default_dtype(torch.float64) the
+    # model was built, trained and saved in float64, with other weights than the recipe gives.
+    torch.set_default_dtype(torch.float32)
     gpus = (
         [torch.cuda.current_device() if device.index is None else device.index]
         if device.type == "cuda"
@@ -521,6 +525,7 @@ def _callers_state_kept(device: torch.device) -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)
         np.random.set_state(numpy_state)  # noqa: NPY002
         random.setstate(python_state)
 
