@@ -163,3 +163,15 @@ def test_two_threads_opening_scenes_leave_the_warning_filters_as_they_were(
     first.join()
     second.join()
     assert warnings.filters == before
+
+
+def test_a_local_cluster_run_leaves_sys_path_as_it_was(
+    make_raster: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The in-process scheduler and workers of ``workers=N`` each put their scratch folder
+    first in ``sys.path``, and took it out as they closed only if it was still first: those
+    of a run of 2 workers stayed once the folders were gone, two entries more a run."""
+    before = list(sys.path)
+    src = make_raster(height=32, width=32)
+    geosr.upscale_file(src, tmp_path / "x2.tif", scale=2, model="bicubic", workers=2)
+    assert sys.path == before

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import sys
 import threading
 import time
 import warnings
@@ -335,6 +336,7 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
 
     kind, n = local_workers(workers, device, _gpu_count(), importlib.util.find_spec("dask_cuda") is not None)
     threads = torch.get_num_threads()
+    path = list(sys.path)
     if kind == "gpu":
         from dask_cuda import LocalCUDACluster
 
@@ -366,6 +368,7 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
         client = Client(cluster)
     except BaseException:
         cluster.close()
+        _forget_scratch_paths(path)
         raise
     try:
         yield client
@@ -376,7 +379,20 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
         with _quiet_loggers("distributed", "distributed.client"):
             client.close()
             cluster.close()
+        _forget_scratch_paths(path)
         torch.set_num_threads(threads)
+
+
+def _forget_scratch_paths(before: list[str]) -> None:
+    """Take out of ``sys.path`` the folders a local cluster put there and removed as it closed.
+
+    Its scheduler and workers in this process each put their scratch folder
+    (``dask-scratch-space/worker-...``) first in ``sys.path`` and take it out as they close
+    only if it is still first: with 2 workers, entries stayed in the caller's ``sys.path``
+    after their folders were gone, more for every ``workers=N`` run of a notebook, each
+    looked in by every later import.  Entries added meanwhile that still exist are the caller's.
+    """
+    sys.path[:] = [entry for entry in sys.path if entry in before or Path(entry).exists()]
 
 
 class ClosingLater:
