@@ -43,7 +43,7 @@ from geosr.io.remote import (
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
 from geosr.io.runstate import RunState, StaleRunError, job_digest, reclaimable_bytes, run_dir
 from geosr.io.scene import Scene, carried_tags
-from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
+from geosr.io.sink import DEFAULT_ZARR_FORMAT, SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.zarr_store import check_zarr_grid
 from geosr.memory_fit import fit_to_memory
 from geosr.normalise import Normalisation
@@ -63,6 +63,7 @@ from geosr.run_inputs import (
 from geosr.run_outputs import (
     check_extras_free,
     check_output_given,
+    check_zarr_format_applies,
     default_output,
     extra_files,
     refuse_overwriting_inputs,
@@ -230,6 +231,7 @@ def upscale_file(
             f"cannot write {dst}: unsupported output suffix {dst.suffix or '(none)'!r}; "
             f"use one of {', '.join(SUPPORTED_SUFFIXES)}{folder}"
         )
+    check_zarr_format_applies(dst, opts.zarr_format)
     if dst.suffix.lower() == ".zarr":
         check_zarr_grid(dst, scene.grid)  # before any compute: the run store would take it
     refuse_existing_data(dst, opts)
@@ -292,6 +294,7 @@ def upscale_file(
         units=scene.units,
         band_axis=scene.band_axis,
         band_labels=scene.band_labels,
+        zarr_format=opts.zarr_format or DEFAULT_ZARR_FORMAT,
     )
     fingerprint = job_fingerprint(scene, net.name, predictor, plan, opts, norm, dst, frames)
     digest = job_digest(fingerprint)

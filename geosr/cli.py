@@ -275,10 +275,20 @@ def run(
     check_resources: Annotated[
         bool, typer.Option(help="Refuse a run that needs more memory or disk than is available.")
     ] = True,
+    zarr_format: Annotated[
+        int | None,
+        typer.Option(
+            "--zarr-format",
+            metavar="2|3",
+            help="Zarr format of a .zarr output: 3 (default), or 2 for GDAL before 3.11 (rasterio 1.4's "
+            "wheels), which reads no v3.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Super-resolve INPUTS by --scale, preserving their georeferencing exactly.
 
-    Each output is a COG (.tif) or Zarr v3 (.zarr) on its input's footprint (or
+    Each output is a COG (.tif) or Zarr v3 or v2 (.zarr) on its input's footprint (or
     on the --aoi/--bbox window of it), with the input's CRS, dtype, nodata and
     band descriptions.  With several inputs, one that fails is reported in one
     line and the others still run; the exit status is then 2.
@@ -293,7 +303,7 @@ def run(
     from geosr.api import upscale_file
     from geosr.batch import batch_outputs, expand_inputs
     from geosr.io.remote import file_url_path
-    from geosr.run_outputs import default_output
+    from geosr.run_outputs import check_zarr_format_applies, default_output
 
     local = file_url_path(output) if output is not None else None
     folder = Path(local) if local is not None and Path(local).is_dir() else None
@@ -326,6 +336,7 @@ def run(
         "resume": resume,
         "restart": restart,
         "check_resources": check_resources,
+        "zarr_format": zarr_format,
     }
     if len(sources) > 1:
         from geosr.faults import check as check_faults
@@ -333,6 +344,9 @@ def run(
 
         check_faults()  # a malformed GEOSR_FAULT_AT, once, not per input
         check_run_options(scale, model, options)
+        for source, target in zip(sources, targets, strict=True):
+            # Once, not per input: several inputs write .tif outputs into a folder.
+            check_zarr_format_applies(target or default_output(source, scale), zarr_format)
     failed: list[str] = []
     names = dict(zip(sources, _input_names(sources), strict=True))
     for number, (source, target) in enumerate(zip(sources, targets, strict=True), start=1):

@@ -17,6 +17,7 @@ from geosr import __version__
 from geosr.errors import InputError
 from geosr.io.remote import local_archive, unsigned
 from geosr.io.scene import Scene
+from geosr.io.sink import DEFAULT_ZARR_FORMAT
 from geosr.normalise import Normalisation
 from geosr.options import RunOptions
 from geosr.tiling import TilePlan
@@ -60,6 +61,9 @@ def job_fingerprint(
         **({"missing_values": repr(scene.missing_values)} if scene.missing_values else {}),
         "normalisation": [norm.method, [repr(v) for v in norm.offset], [repr(v) for v in norm.scale]],
         "output": dst.suffix.lower(),
+        # v2 only: the digests of other runs (v3, the default), which --resume compares, stay,
+        # and a run resumed in the other format is refused rather than mixing the two.
+        **({"zarr_format": opts.zarr_format} if opts.zarr_format not in (None, DEFAULT_ZARR_FORMAT) else {}),
         "bands": opts.bands,
         "offset": repr(opts.offset),
         **area_of_interest(opts),
@@ -116,6 +120,7 @@ FIELD_NAMES = {
     "nodata": "--nodata",
     "missing_values": "--nodata (or the variable's missing_value)",
     "output": "the output format",
+    "zarr_format": "--zarr-format",
     "bands": "--bands",
     "offset": "--offset",
     "aoi": "aoi",

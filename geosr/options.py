@@ -87,6 +87,9 @@ class RunOptions:
         Discard an interrupted run's state and start over.
     check_resources : bool
         Refuse a run whose plan needs more memory or disk than is available.
+    zarr_format : int or None
+        A ``.zarr`` output's format: 2 or 3; None = 3.  2 for GDAL before 3.11
+        (rasterio 1.4's wheels), which reads no v3.  Refused for a COG output.
     """
 
     scale: int = 4
@@ -113,6 +116,7 @@ class RunOptions:
     resume: bool = False
     restart: bool = False
     check_resources: bool = True
+    zarr_format: int | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -151,6 +155,11 @@ class RunOptions:
             raise OptionError("use either --resume (finish the interrupted run) or --restart, not both")
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionError(f"--batch-size {self.batch_size} must be at least 1")
+        if self.zarr_format is not None:
+            from geosr.io.sink import check_zarr_format
+
+            check_zarr_format(self.zarr_format)
+            object.__setattr__(self, "zarr_format", int(self.zarr_format))
         if self.bands is not None:
             from geosr.io.bands import parse_bands
 

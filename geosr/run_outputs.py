@@ -113,6 +113,22 @@ def check_output_given(dst: str | Path | None) -> None:
     raise OptionError(f"--output {text}: no such folder; create it first (mkdir -p {folder}) or give a .tif")
 
 
+def check_zarr_format_applies(dst: Path | str, zarr_format: int | None) -> None:
+    """Refuse a ``--zarr-format`` for an output that is no ``.zarr``: taken silently, it wrote
+    a COG where the user asked for Zarr v2.
+
+    Raises
+    ------
+    OptionError
+        ``zarr_format`` is given and ``dst`` does not end in ``.zarr``.
+    """
+    if zarr_format is not None and not str(dst).lower().rstrip("/").endswith(".zarr"):
+        raise OptionError(
+            f"--zarr-format {zarr_format} is for a .zarr output, and {dst} is a COG; "
+            f"write to a .zarr (e.g. {Path(str(dst)).with_suffix('.zarr').name}) or leave --zarr-format out"
+        )
+
+
 def extra_files(dst: Path, opts: RunOptions) -> list[tuple[Path, str]]:
     """The ``--stac`` Item and ``--quicklook`` PNG the run writes beside ``dst``, and what each is.
 

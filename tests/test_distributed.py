@@ -123,6 +123,19 @@ def test_cluster_output_is_identical_to_local(
     assert not [p for p in tmp_path.iterdir() if "geosr-" in p.name], "temporaries left behind"
 
 
+def test_workers_write_a_zarr_v2_output_gdal_reads(scheduler: str, scene: Path, tmp_path: Path) -> None:
+    """The workers write their regions into the run's store in the output's format: a v2
+    store throughout, which GDAL 3.10 reads with the local COG's pixels and georeferencing."""
+    common = {"scale": 2, "model": "bicubic", "tile": 32, "batch_size": 2, "device": "cpu"}
+    local = geosr.upscale_file(scene, tmp_path / "local.tif", **common)
+    remote = geosr.upscale_file(scene, tmp_path / "remote.zarr", scheduler=scheduler, zarr_format=2, **common)
+    assert not list(Path(remote).rglob("zarr.json")), "a v3 array in the v2 store"
+    with rasterio.open(local) as a, rasterio.open(f'ZARR:"{remote}":/band_data') as b:
+        assert a.transform == b.transform and a.crs == b.crs and a.nodata == b.nodata
+        assert (a.read() == b.read()).all()
+    assert not [p for p in tmp_path.iterdir() if "geosr-" in p.name], "temporaries left behind"
+
+
 def test_relative_paths_reach_workers_started_elsewhere(
     scheduler: str, scene: Path, tmp_path: Path, monkeypatch
 ) -> None:

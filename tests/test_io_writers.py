@@ -299,6 +299,33 @@ def test_zarr_is_rioxarray_readable_with_exact_grid(tmp_path, make_spec, grid, d
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("grid", "dtype", "nodata"),
+    [(UTM, "uint16", 0), (GEOGRAPHIC, "float32", float("nan")), (UTM, "int16", None)],
+)
+def test_zarr_v2_is_read_by_gdal_with_its_crs_and_transform(tmp_path, make_spec, grid, dtype, nodata):
+    """GDAL 3.10 (rasterio 1.4's wheels) reads no Zarr v3 ('Unsupported codec: bytes'), which
+    was all a .zarr output could be; ``zarr_format=2`` writes what it reads, georeferenced."""
+    spec = make_spec(grid=grid, count=2, dtype=dtype, nodata=nodata, block=256, zarr_format=2)
+    data = coded(spec)
+    destination = tmp_path / "out.zarr"
+    with open_sink(destination, spec) as sink:
+        write_all(sink, data)
+    assert json.loads((destination / ".zgroup").read_text())["zarr_format"] == 2
+    with rasterio.open(f'ZARR:"{destination}":/{VARIABLE}') as src:
+        assert src.crs == grid.crs
+        # GDAL derives the transform from the pixel centres, to the last bits of a degree.
+        assert src.transform.almost_equals(grid.transform, precision=abs(grid.resolution.x) * 1e-9)
+        assert (
+            np.array_equal(src.nodata, nodata, equal_nan=True) if nodata is not None else src.nodata is None
+        )
+        np.testing.assert_array_equal(src.read(), data)
+    da = read_zarr(destination)  # and xarray, as a v3 output, to the last bit of its transform
+    assert da.dims == ("band", "y", "x") and da.rio.crs == grid.crs
+    assert tuple(da.rio.transform()) == tuple(grid.transform)
+    np.testing.assert_array_equal(read_zarr(destination, mask_and_scale=False).values, data)
+
+
 def test_cog_and_zarr_hold_identical_values(tmp_path, make_spec):
     spec = make_spec(grid=GeoBox((300, 420), UTM.transform, UTM.crs), count=3)
     data = coded(spec)
@@ -586,6 +613,8 @@ def test_write_rejects_mismatched_windows(tmp_path, small_spec, suffix):
         ({"descriptions": ("a",)}, "descriptions has 1 entries for 4 bands"),
         ({"colorinterp": ("red", "green", "blue", "purple")}, "unknown colour"),
         ({"block": 500}, "multiple of 16"),
+        ({"zarr_format": 4}, "--zarr-format 4 is not supported; use 2"),
+        ({"zarr_format": "2"}, "--zarr-format '2' is not supported; use the number 2"),
     ],
 )
 def test_spec_validation(make_spec, kwargs, message):

@@ -494,6 +494,35 @@ def test_a_ctrl_c_before_the_first_tile_is_journaled_leaves_no_run_state(make_ra
     assert cog_validate(str(dst), quiet=True)[0]
 
 
+def test_a_run_resumed_in_the_other_zarr_format_is_refused(make_raster, tmp_path: Path) -> None:
+    """A Zarr v2 run interrupted, then resumed without --zarr-format (v3), must not finish
+    a store of one format with the tiles of both; resumed as it began, it is v2 throughout."""
+    src = make_raster(count=2, height=40, width=40, nodata=0)
+    dst = tmp_path / "out.zarr"
+    options = {"scale": 2, "model": "bicubic", "tile": 16}
+
+    def ctrl_c_after_a_batch(done: int, total: int) -> None:
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        geosr.upscale_file(src, dst, progress=ctrl_c_after_a_batch, zarr_format=2, **options)
+    with pytest.raises(StaleRunError, match="differs in --zarr-format"):
+        geosr.upscale_file(src, dst, resume=True, zarr_format=3, **options)
+    geosr.upscale_file(src, dst, resume=True, zarr_format=2, **options)
+    assert json.loads((dst / "band_data" / ".zarray").read_text())["zarr_format"] == 2
+    with rasterio.open(f'ZARR:"{dst}":/band_data') as out:
+        whole = geosr.upscale_file(src, tmp_path / "whole.tif", **options)
+        with rasterio.open(whole) as ref:
+            np.testing.assert_array_equal(out.read(), ref.read())
+            assert out.transform == ref.transform and out.crs == ref.crs
+    # The finished v2 output is this job's (a no-op with --resume), not the v3 job's.
+    assert geosr.upscale_file(src, dst, resume=True, zarr_format=2, **options) == dst
+    with pytest.raises(OutputError, match="output of a different job"):
+        geosr.upscale_file(src, dst, resume=True, **options)  # v3, the default
+    assert leftovers(tmp_path, dst) == []
+
+
 def test_ctrl_c_keeps_the_finished_tiles_for_resume(job, tmp_path: Path) -> None:
     dst = tmp_path / "out.tif"
     # Ctrl-C as a terminal delivers it.  A shell that runs the suite in the background

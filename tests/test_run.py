@@ -107,6 +107,49 @@ def test_zarr_output_matches_cog(make_raster, tmp_path: Path) -> None:
         assert (da.values == f.read()).all()
 
 
+def test_zarr_format_2_output_is_read_by_gdal_as_the_cog(
+    make_raster, tmp_path: Path, capfd, monkeypatch
+) -> None:
+    """GDAL 3.10 (rasterio 1.4's wheels) refused every output `geosr run` wrote to a .zarr
+    ('Unsupported codec: bytes': Zarr v3); `--zarr-format 2` writes one it reads, with the
+    COG's pixels, CRS and transform."""
+    src = make_raster(count=2, height=50, width=70, nodata=0, descriptions=("B04", "B08"))
+    cog = geosr.upscale_file(src, tmp_path / "o.tif", scale=2, model="bicubic", tile=32)
+    store = tmp_path / "o.zarr"
+    args = ["run", str(src), "-o", str(store), "--scale", "2", "--model", "bicubic", "--tile", "32"]
+    code, _, err = run_fd_cli([*args, "--zarr-format", "2"], capfd, monkeypatch)
+    assert code == 0, err
+    assert (store / ".zmetadata").exists() and not (store / "zarr.json").exists()
+    with rasterio.open(f'ZARR:"{store}":/band_data') as z, rasterio.open(cog) as f:
+        assert z.crs == f.crs and z.transform == f.transform and z.nodata == f.nodata
+        np.testing.assert_array_equal(z.read(), f.read())
+    assert list(xr.open_zarr(store)["band_data"].attrs["long_name"]) == ["B04", "B08"]
+
+
+def test_zarr_format_for_a_cog_output_is_refused(make_raster, tmp_path: Path, capfd, monkeypatch) -> None:
+    """Taken silently, `--zarr-format 2` wrote a COG where the user wanted a Zarr store."""
+    src = make_raster()
+
+    def run(output: str, zarr_format: str) -> tuple[int, str]:
+        args = ["run", str(src), "-o", str(tmp_path / output), "--scale", "2", "--model", "bicubic"]
+        code, _, err = run_fd_cli([*args, "--zarr-format", zarr_format], capfd, monkeypatch)
+        assert "Traceback" not in err
+        return code, err
+
+    code, err = run("o.tif", "2")
+    assert code == 2 and "--zarr-format 2 is for a .zarr output" in err and "(e.g. o.zarr)" in err, err
+    code, err = run("o.zarr", "4")
+    assert code == 2 and "--zarr-format 4 is not supported; use 2" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+    # Several inputs write .tif outputs into a folder: refused once, not per input.
+    other, folder = make_raster("other.tif"), tmp_path / "out"
+    folder.mkdir()
+    args = ["run", str(src), str(other), "-o", str(folder), "--scale", "2", "--zarr-format", "2"]
+    code, _, err = run_fd_cli(args, capfd, monkeypatch)
+    assert code == 2 and err.count("--zarr-format 2 is for a .zarr output") == 1, err
+    assert list(folder.iterdir()) == []
+
+
 def random_model_file(tmp_path: Path, scale: int) -> Path:
     """A CNN-RNN with random (non-zero) weights, saved like user weights."""
     torch.manual_seed(0)

@@ -15,11 +15,12 @@ neighbour's pixels, and Dask workers can write concurrently.  At the end:
 
 A store that will become a COG is Zarr v2 (GDAL 3.10 reads v2 with Blosc, not
 v3's codecs), uncompressed when the disk has room for it
-(:func:`raw_store_fits`), else LZ4 at level 1; a Zarr output is
-v3 with the output's zstd.  Uncompressed because GDAL's COG driver reads its
-source in one thread while its NUM_THREADS compress: through GDAL, a raw store
-reads at 3.2 GB/s and an LZ4 one at 0.56 GB/s here (an 8192^2 uint16 output in
-512^2 blocks: 0.04 s against 0.23 s), so on a many-core or GPU machine the LZ4
+(:func:`raw_store_fits`), else LZ4 at level 1; a Zarr output is in its own
+format (v3 or v2, ``spec.zarr_format``) with the output's zstd.  Uncompressed
+because GDAL's COG driver reads its source in one thread while its NUM_THREADS
+compress: through GDAL, a raw store reads at 3.2 GB/s and an LZ4 one at
+0.56 GB/s here (an 8192^2 uint16 output in 512^2 blocks: 0.04 s against
+0.23 s), so on a many-core or GPU machine the LZ4
 decode alone would cap the COG build (a 4-band Sentinel-2 tile at x4 is 20 GB
 with its overviews: about 35 s of decoding).  On the 2-core benchmark machine a
 bicubic x4 run is 10-11 % faster end to end (2048^2 and 8192^2 inputs), and a
@@ -207,7 +208,7 @@ def _finalise_zarr(store: Path, destination: Path, spec: OutputSpec) -> Path:
     try:
         with catch_warnings_serialised():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-            zarr.consolidate_metadata(str(store), zarr_format=3)
+            zarr.consolidate_metadata(str(store), zarr_format=spec.zarr_format)
     except OSError as exc:
         raise OutputError(describe_write_failure(destination, exc, spec.nbytes)) from None
     checkpoint("cog")

@@ -17,6 +17,7 @@ store can also be written from other processes, chunk by chunk (see
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import weakref
 from collections.abc import Mapping
@@ -62,6 +63,12 @@ def max_cog_block(count: int, itemsize: int) -> int:
     while block > MIN_BLOCK and count * block * block * itemsize > BLOCK_BYTES:
         block //= 2
     return block
+ZARR_FORMATS = (2, 3)
+"""The Zarr formats a ``.zarr`` output is written in: v3 by default (DESIGN), v2 for
+readers that have no v3 yet (GDAL before 3.11, which rasterio 1.4's wheels bundle)."""
+
+DEFAULT_ZARR_FORMAT = 3
+"""The format of a ``.zarr`` output unless ``--zarr-format`` says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,8 @@ class OutputSpec:
     band_axis, band_labels : str, tuple
         A Zarr output's first dimension and its coordinate values, one per band
         (a cube's ``time`` and dates); ``"band"`` and 1..count when empty.
+    zarr_format : int
+        A Zarr output's format, one of :data:`ZARR_FORMATS` (a COG ignores it).
     """
 
     grid: GeoBox
@@ -111,6 +120,7 @@ class OutputSpec:
     block: int = 512
     band_axis: str = "band"
     band_labels: tuple[Any, ...] = ()
+    zarr_format: int = DEFAULT_ZARR_FORMAT
 
     def __post_init__(self) -> None:
         if not isinstance(self.grid, GeoBox) or self.grid.crs is None:
@@ -145,6 +155,8 @@ class OutputSpec:
             raise OptionError(f"output band axis {self.band_axis!r} would clash with a spatial dimension")
         if self.block < 16 or self.block % 16:
             raise OptionError(f"output block size must be a multiple of 16, got {self.block}")
+        check_zarr_format(self.zarr_format)
+        object.__setattr__(self, "zarr_format", int(self.zarr_format))  # numpy integers too
         # A private copy: the caller's dict may change while the job runs.
         object.__setattr__(self, "tags", {str(k): str(v) for k, v in self.tags.items()})
 
@@ -169,6 +181,17 @@ class OutputSpec:
     def nbytes(self) -> int:
         """Uncompressed size of the full-resolution pixels."""
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+
+def check_zarr_format(zarr_format: object) -> None:
+    """Refuse a Zarr format other than those of :data:`ZARR_FORMATS` (:class:`OptionError`)."""
+    whole = isinstance(zarr_format, numbers.Integral) and not isinstance(zarr_format, bool)
+    if not whole or int(zarr_format) not in ZARR_FORMATS:  # type: ignore[call-overload]
+        number = "" if whole else " the number"  # zarr_format="2" from a config file, say
+        raise OptionError(
+            f"--zarr-format {zarr_format!r} is not supported; use{number} 2 (Zarr v2, which GDAL 3.10 "
+            "reads) or 3 (Zarr v3, the default)"
+        )
 
 
 def check_nodata(nodata: float | None, dtype: str) -> None:
@@ -320,8 +343,8 @@ def open_sink(
     Parameters
     ----------
     destination : str or PathLike
-        ``.tif``/``.tiff`` for a Cloud-Optimized GeoTIFF, ``.zarr`` for a Zarr v3
-        store.
+        ``.tif``/``.tiff`` for a Cloud-Optimized GeoTIFF, ``.zarr`` for a Zarr store
+        (v3, or v2: ``spec.zarr_format``).
     spec : OutputSpec
         Grid, bands, dtype, nodata and metadata of the output.
     overwrite : bool

@@ -1,4 +1,4 @@
-"""Zarr v3 output: an xarray/rioxarray dataset written chunk by chunk, renamed at commit.
+"""Zarr output (v3, or v2): an xarray/rioxarray dataset written chunk by chunk, renamed at commit.
 
 Layout (what ``rioxarray.open_rasterio`` would give for a GeoTIFF, stored as
 Zarr)::
@@ -30,7 +30,9 @@ or give each chunk to one writer.
 
 GDAL: GDAL 3.10 (the one in rasterio's wheels) cannot read final-spec Zarr v3
 ("Unsupported codec: bytes": GDAL learnt the final v3 codec names in 3.11; it
-reads the CF ``grid_mapping`` written here since 3.9).
+reads the CF ``grid_mapping`` written here since 3.9).  It reads the same layout
+in Zarr v2 (``spec.zarr_format``), with its CRS and transform: the same Blosc
+(v2's numcodecs form) and xarray's ``_ARRAY_DIMENSIONS`` for the dimension names.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from typing import Any
 import numpy as np
 import zarr
 import zarr.storage
+from numcodecs import Blosc
 from odc.geo.geobox import GeoBox
 from zarr.codecs import BloscCodec
 
@@ -65,12 +68,16 @@ VARIABLE_TAGS = ("standard_name", "cell_methods", "coverage_content_type")
 carried among the scene's tags, go back on the data variable (CF readers look there)."""
 
 # Blosc is in the Zarr v3 core specification (zstd is an extension): the widest
-# set of readers.  Byte shuffle does for integers what a TIFF predictor does.
-_COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+# set of readers.  Byte shuffle does for integers what a TIFF predictor does.  v2
+# takes the same compressor in numcodecs' form (GDAL 3.10 reads it; not LZ4).
+_COMPRESSORS = {
+    3: BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),
+    2: Blosc(cname="zstd", clevel=5, shuffle=Blosc.SHUFFLE),
+}
 
 
 class ZarrSink(SinkBase):
-    """Write a Zarr v3 store atomically.
+    """Write a Zarr store (``spec.zarr_format``) atomically.
 
     Parameters
     ----------
@@ -135,7 +142,7 @@ class ZarrSink(SinkBase):
                 # "Consolidated metadata is currently not part in the Zarr format 3
                 # specification": known, and what makes xr.open_zarr fast.
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-                zarr.consolidate_metadata(str(self.store), zarr_format=3)
+                zarr.consolidate_metadata(str(self.store), zarr_format=self.spec.zarr_format)
             replace_atomically(self.store, self.destination)
             remove_stale_sidecars(self.destination)
         except OSError as exc:
@@ -182,7 +189,7 @@ def write_region(store: str | os.PathLike[str], rows: slice, cols: slice, data: 
     :attr:`ZarrSink.store`; the sink in the driver process still commits.  No two
     concurrent writers may touch the same chunk (see the module notes).
     """
-    array = zarr.open_array(str(store), path=VARIABLE, mode="r+", zarr_format=3)
+    array = zarr.open_array(str(store), path=VARIABLE, mode="r+")  # v2 or v3, as created
     _write_chunkwise(array, rows, cols, data)
 
 
@@ -219,12 +226,12 @@ def _create_store(
     spec: OutputSpec,
     *,
     chunks: tuple[int, int] | None = None,
-    compressor: BloscCodec = _COMPRESSOR,
 ) -> Any:
     """Write coordinates and metadata, create the empty data array, return it.
 
     ``chunks`` (rows, cols) defaults to ``spec.block`` square chunks.
     """
+    fmt = spec.zarr_format
     # Imported here: xarray, rioxarray and their pandas and dask.array take 0.4 s
     # to import, which every `geosr run` paid while only a Zarr output needs them
     # (a COG's run store is plain zarr).
@@ -242,9 +249,10 @@ def _create_store(
     # odc-geo writes the CF grid mapping; rioxarray adds GeoTransform, which makes
     # .rio.transform() exact instead of derived from rounded pixel centres.
     labels = np.asarray(spec.band_labels) if spec.band_labels else np.arange(1, count + 1, dtype="int64")
-    if labels.dtype.kind == "U":
+    if labels.dtype.kind == "U" and fmt == 3:
         # Band names: variable-length strings, which Zarr v3 readers share; fixed-width
-        # unicode has no v3 specification yet (zarr warns, at length, on every write).
+        # unicode has no v3 specification yet (zarr warns, at length, on every write).  v2 has
+        # fixed-width unicode natively, which GDAL 3.10 reads too.
         labels = labels.astype(object)
     skeleton = xr.Dataset(coords={spec.band_axis: labels, **coords})
     # odc-geo names a geographic grid's axes latitude/longitude; the data array's
@@ -255,19 +263,22 @@ def _create_store(
     skeleton = skeleton.rename({old: new for old, new in axes if old != new})
     skeleton = skeleton.rio.write_transform(spec.grid.transform, grid_mapping_name="spatial_ref")
     skeleton.attrs.update({k: v for k, v in spec.tags.items() if k not in VARIABLE_TAGS})
-    skeleton.to_zarr(str(path), mode="w", zarr_format=3, consolidated=False)
+    skeleton.to_zarr(str(path), mode="w", zarr_format=fmt, consolidated=False)
 
-    group = zarr.open_group(str(path), mode="r+", zarr_format=3)
+    group = zarr.open_group(str(path), mode="r+", zarr_format=fmt)
+    attributes, fill_value = _variable_encoding(spec)
+    # v2 has no dimension names in its metadata: xarray's _ARRAY_DIMENSIONS attribute
+    # (among the attributes) names them, for xarray and GDAL alike.
+    names = {"dimension_names": (spec.band_axis, "y", "x")} if fmt == 3 else {}
     return group.create_array(
         VARIABLE,
         shape=(count, height, width),
         chunks=(1, *(chunks or (min(spec.block, height), min(spec.block, width)))),
         dtype=spec.dtype,
-        # Chunks never written read back as nodata; with no nodata, as 0.
-        fill_value=spec.nodata if spec.nodata is not None else 0,
-        dimension_names=(spec.band_axis, "y", "x"),
-        attributes=_variable_attributes(spec),
-        compressors=compressor,
+        fill_value=fill_value,
+        attributes=attributes,
+        compressors=_COMPRESSORS[fmt],
+        **names,
     )
 
 
@@ -288,12 +299,15 @@ def _cf_scaling(spec: OutputSpec) -> dict[str, Any]:
     return attrs
 
 
-def _variable_attributes(spec: OutputSpec) -> dict[str, Any]:
-    """The data variable's attributes, encoded by xarray itself.
+def _variable_encoding(spec: OutputSpec) -> tuple[dict[str, Any], Any]:
+    """The data variable's attributes and its array's fill value, encoded by xarray itself.
 
-    xarray's Zarr v3 encoding of ``_FillValue`` is its own (base64 for floats, so
-    that NaN survives JSON); rather than copy that rule, a one-pixel stand-in of
-    the variable is encoded into memory and its attributes reused.
+    xarray's encoding of ``_FillValue`` is its own, and differs by format: in v3 an
+    attribute (base64 for floats, so that NaN survives JSON) beside a fill value it
+    ignores, in v2 the array's fill value itself (none without nodata, or xarray would
+    mask the zeros).  Rather than copy those rules, a one-pixel stand-in of the variable
+    is encoded into memory and its attributes and fill value reused.  Chunks never written
+    read back as nodata; with no nodata, as 0.
     """
     attrs: dict[str, Any] = {}
     if any(spec.descriptions):
@@ -309,13 +323,16 @@ def _variable_attributes(spec: OutputSpec) -> dict[str, Any]:
     attrs.update({k: spec.tags[k] for k in VARIABLE_TAGS if k in spec.tags})
     import xarray as xr  # lazily, as in _create_store
 
-    standin = xr.Variable(("band", "y", "x"), np.zeros((spec.count, 1, 1), dtype=spec.dtype), attrs=attrs)
+    pixel = np.zeros((spec.count, 1, 1), dtype=spec.dtype)
+    standin = xr.Variable((spec.band_axis, "y", "x"), pixel, attrs=attrs)
     nodata = spec.nodata
     standin.encoding = {
         "_FillValue": None if nodata is None else np.array(nodata, dtype=spec.dtype)[()],
         "grid_mapping": "spatial_ref",
     }
     memory = zarr.storage.MemoryStore()
-    xr.Dataset({VARIABLE: standin}).to_zarr(memory, zarr_format=3, consolidated=False)
-    encoded = dict(zarr.open_array(memory, path=VARIABLE, mode="r").attrs)
-    return encoded
+    xr.Dataset({VARIABLE: standin}).to_zarr(memory, zarr_format=spec.zarr_format, consolidated=False)
+    encoded = zarr.open_array(memory, path=VARIABLE, mode="r")
+    if spec.zarr_format == 3:
+        return dict(encoded.attrs), spec.nodata if spec.nodata is not None else 0
+    return dict(encoded.attrs), encoded.metadata.fill_value
