@@ -166,10 +166,14 @@ def refuse_overwriting_inputs(
     a group of it (``product.zarr/r10m``), whose other groups would go with it; and so do
     the files GDAL reads for them (:func:`read_files`), a VRT's sources.
 
+    An output inside one of them (``in.zarr -o in.zarr/x2.zarr``) is refused as well: its
+    files, and the run's hidden state beside it, changed the store as it was read, and the
+    whole run ended in "the file changed while it was read (another program wrote to it)".
+
     Raises
     ------
     OptionError
-        ``dst`` resolves to one of them, or to a folder above one.
+        ``dst`` resolves to one of them, to a folder above one, or into a folder one of them is.
     """
     read = [("input", scene), *(("frame", f) for f in frames)]
     named = [("input", str(src)), *((what, s.path) for what, s in read)]
@@ -181,6 +185,13 @@ def refuse_overwriting_inputs(
             suffix = "" if path == str(src) and Path(path).resolve() == written.resolve() else f" {path}"
             raise OptionError(
                 f"{written}: the {kind} would overwrite the {what}{suffix}; choose another -o path"
+            )
+        holder = input_holding(written, named)
+        if holder is not None:
+            what, path = holder
+            raise OptionError(
+                f"{written}: the {kind} would be written inside the {what} {path}, a folder the run "
+                "reads, which would change as it is read; choose an -o path outside it"
             )
 
 
@@ -214,6 +225,19 @@ def overwritten_input(written: Path, named: Sequence[tuple[str, str]]) -> tuple[
             continue
         resolved = Path(path).resolve()
         if resolved == target or target in resolved.parents:
+            return what, path
+    return None
+
+
+def input_holding(written: Path, named: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first ``(what, path)`` of ``named`` that is a local folder (a Zarr store or group)
+    holding ``written``, or None."""
+    target = written.resolve()
+    for what, path in named:
+        if is_remote(path):
+            continue
+        folder = Path(path).resolve()
+        if folder in target.parents and folder.is_dir():
             return what, path
     return None
 

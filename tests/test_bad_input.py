@@ -664,6 +664,24 @@ def test_overwrite_never_replaces_the_store_of_an_input_group(tmp_path: Path, ca
     assert (store / "r20m" / "b05").is_dir() and (store / "r10m" / "b04").is_dir()
 
 
+@pytest.mark.parametrize("output", ["x2.zarr", "x2.tif"])
+def test_an_output_inside_the_input_store_is_refused_before_the_run(
+    tmp_path: Path, capsys, monkeypatch, output: str
+) -> None:
+    """in.zarr -o in.zarr/x2.zarr: the output and the run's hidden state, written into the
+    store being read, changed it, and the whole run ended in "the file changed while it was
+    read (another program wrote to it during the run)", blaming no one there was."""
+    scene, product = tmp_path / "scene.zarr", tmp_path / "product.zarr"
+    _small_raster(("y", "x"), (16, 16)).to_dataset(name="b04").to_zarr(scene)
+    _small_raster(("y", "x"), (16, 16)).to_dataset(name="b04").to_zarr(product, group="r10m")
+    for source in (scene, product / "r10m"):
+        args = ["run", str(source), "-o", str(source / output), "--model", "bicubic", "--scale", "2"]
+        code, err = run_cli(args, capsys, monkeypatch)
+        needle = f"{output}: the output would be written inside the input {source},"
+        assert_one_clear_line(code, err, needle, "choose an -o path outside it")
+        assert sorted(p.name for p in source.iterdir() if "x2" in p.name) == []
+
+
 def test_zarr_data_type_not_supported_says_which_are(tmp_path: Path, capsys, monkeypatch) -> None:
     """A float16 variable is refused with the types geosr reads and how to convert, as a
     GeoTIFF's is.  Before, the line said only 'data type float16 of 'v' is not supported'."""
