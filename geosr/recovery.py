@@ -32,7 +32,7 @@ def tiles_to_trust(state: RunState, plan: TilePlan, scale: int, journaled: set[i
     if not restarted and state.destination.suffix.lower() == ".zarr":
         return journaled  # it leaves out all-nodata chunks: a missing one is no sign of damage
     try:
-        kept = tiles_on_disk(state.store, _output_windows(plan, scale, journaled))
+        kept = tiles_on_disk(state.store, _output_windows(plan, scale, journaled), state.destination)
     except Exception as exc:  # zarr raises many kinds for a store whose metadata is gone
         raise StaleRunError(
             f"{state.destination}: the unfinished run kept in {state.directory} has a damaged "
@@ -75,7 +75,7 @@ def damaged_store_error(
     None when the store is whole and the failure is the output's own."""
     everything = set(range(len(plan)))
     try:
-        whole = tiles_on_disk(state.store, _output_windows(plan, scale, everything))
+        whole = tiles_on_disk(state.store, _output_windows(plan, scale, everything), state.destination)
     except Exception:  # the store itself is gone or unreadable: the failure's own line says enough
         return None
     if whole == everything:

@@ -326,7 +326,7 @@ def test_tiles_on_disk_finds_chunks_a_power_cut_lost_at_any_level(tmp_path: Path
     for index, (r, c) in enumerate((r, c) for r in range(0, 1024, 512) for c in range(0, 1536, 512)):
         windows[index] = (slice(r, r + 512), slice(c, c + 512))
         writer.write(*windows[index], data[:, r : r + 512, c : c + 512])
-    assert tiles_on_disk(store, windows) == set(windows)
+    assert tiles_on_disk(store, windows, dst) == set(windows)
 
     group = zarr.open_group(str(store), mode="r")
     levels = int(group.attrs.get("tile_levels", 0))
@@ -339,7 +339,7 @@ def test_tiles_on_disk_finds_chunks_a_power_cut_lost_at_any_level(tmp_path: Path
     chunk("band_data", (1, 1, 2)).unlink()  # tile 5, second band: the rename was lost
     third = chunk("overview_2" if levels else "band_data", (0, 0, 1))  # tile 1: cut short
     third.write_bytes(third.read_bytes()[: third.stat().st_size // 2])
-    assert tiles_on_disk(store, windows) == {2, 3, 4}
+    assert tiles_on_disk(store, windows, dst) == {2, 3, 4}
 
 
 def test_nan_of_a_float_scene_without_nodata_does_not_spread_through_the_overviews(make_raster) -> None:

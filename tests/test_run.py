@@ -150,6 +150,20 @@ def test_zarr_format_for_a_cog_output_is_refused(make_raster, tmp_path: Path, ca
     assert list(folder.iterdir()) == []
 
 
+def test_input_tags_named_as_the_run_stores_settings_are_only_tags(make_raster, tmp_path: Path) -> None:
+    """A Zarr output's run store holds the input's tags as its group attributes, where a COG's
+    store keeps its settings: a GeoTIFF tag nodata=none ended the run in a ValueError traceback
+    (tile_levels=2 in a KeyError), read as the store's own nodata and overview levels."""
+    src = make_raster(count=2, height=40, width=56, nodata=0, tags={"nodata": "none", "tile_levels": "2"})
+    cog = geosr.upscale_file(src, tmp_path / "o.tif", scale=2, model="bicubic", tile=16)
+    store = geosr.upscale_file(src, tmp_path / "o.zarr", scale=2, model="bicubic", tile=16)
+    attrs = xr.open_zarr(store).attrs
+    assert (attrs["nodata"], attrs["tile_levels"]) == ("none", "2")
+    with rasterio.open(cog) as f:
+        assert f.tags()["nodata"] == "none"
+        np.testing.assert_array_equal(xr.open_zarr(store, mask_and_scale=False)["band_data"].values, f.read())
+
+
 def random_model_file(tmp_path: Path, scale: int) -> Path:
     """A CNN-RNN with random (non-zero) weights, saved like user weights."""
     torch.manual_seed(0)

@@ -158,11 +158,12 @@ class StoreWriter:
         # every chunk is written: zarr's test for chunks equal to the fill value
         # took 16 of 27 ms per 2048^2 uint16 chunk.  A Zarr output keeps the
         # test, so that its all-nodata chunks are left out, as Zarr users expect.
-        config = {"write_empty_chunks": "tile_levels" in group.attrs}
+        cog = _is_cog(destination)
+        config = {"write_empty_chunks": cog}
         self._array = group[VARIABLE].with_config(config)
-        levels = int(group.attrs.get("tile_levels", 0))
+        levels = _tile_levels(group, destination)
         self._levels = [group[_level_name(k)].with_config(config) for k in range(1, levels + 1)]
-        self._nodata = _stored_nodata(group)
+        self._nodata = _stored_nodata(group) if cog else None  # only the levels use it
 
     def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
         """Write ``data`` ``(count, h, w)`` at output pixels ``rows`` x ``cols``.
@@ -261,9 +262,10 @@ def _complete_levels(store: Path, destination: Path, spec: OutputSpec, shapes: l
     return len(shapes)
 
 
-def tiles_on_disk(store: Path, windows: Mapping[int, tuple[slice, slice]]) -> set[int]:
+def tiles_on_disk(store: Path, windows: Mapping[int, tuple[slice, slice]], destination: Path) -> set[int]:
     """The tiles among ``windows`` (tile index -> its output rows and columns) whose
-    chunks, at every level the tiles write, are all in ``store`` and whole.
+    chunks, at every level the tiles write, are all in ``store`` (the run store of
+    ``destination``) and whole.
 
     For a resume after the machine restarted (:meth:`~geosr.io.runstate.RunState.restarted`):
     chunks are renamed into place once written, but not synced, so a power cut
@@ -273,7 +275,7 @@ def tiles_on_disk(store: Path, windows: Mapping[int, tuple[slice, slice]]) -> se
     out chunks that are all nodata, so their tiles are computed again.
     """
     group: Any = zarr.open_group(str(store), mode="r")
-    levels = int(group.attrs.get("tile_levels", 0))
+    levels = _tile_levels(group, destination)
     arrays = [group[VARIABLE], *(group[_level_name(k)] for k in range(1, levels + 1))]
     whole = set()
     for index, (rows, cols) in windows.items():
@@ -304,6 +306,22 @@ def _chunk_whole(store: Path, array: Any, coords: tuple[int, int, int]) -> bool:
     except Exception:  # missing or unreadable, or any decoding failure (codecs raise many kinds)
         return False
     return True
+
+
+def _is_cog(destination: Path) -> bool:
+    """Whether ``destination``'s run store is a COG's (the other kind: a Zarr output's)."""
+    return destination.suffix.lower() != ".zarr"
+
+
+def _tile_levels(group: Any, destination: Path) -> int:
+    """How many overview levels the tiles write into the run store of ``destination``.
+
+    A COG's store says so in its attributes; a Zarr output's has none, and its group's
+    attributes are the input's tags: a GeoTIFF tag named ``tile_levels`` or ``nodata``
+    (GDAL metadata any file may have) was read as the store's own, and a run whose input
+    had ``nodata=none`` ended in a ValueError traceback.
+    """
+    return int(group.attrs.get("tile_levels", 0)) if _is_cog(destination) else 0
 
 
 def _stored_nodata(group: Any) -> float | None:
