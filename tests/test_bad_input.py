@@ -664,6 +664,20 @@ def test_overwrite_never_replaces_the_store_of_an_input_group(tmp_path: Path, ca
     assert (store / "r20m" / "b05").is_dir() and (store / "r10m" / "b04").is_dir()
 
 
+def test_a_gdal_subdataset_name_of_a_store_says_what_to_give(tmp_path: Path, capsys, monkeypatch) -> None:
+    """ZARR:"out.zarr":/band_data (how rasterio opens a Zarr v2 output, and gdalinfo lists a
+    store's arrays) was refused as "no such file or directory", though the store is there."""
+    store = tmp_path / "scene.zarr"
+    _small_raster(("y", "x"), (16, 16)).to_dataset(name="dn").to_zarr(store, zarr_format=2)
+    code, err = run_cli(["run", f'ZARR:"{store}":/dn', "--model", "bicubic"], capsys, monkeypatch)
+    fix = f"give the file and the variable: {store} --variable dn"
+    assert_one_clear_line(code, err, "a GDAL subdataset name", fix)
+    assert "no such file" not in err and outputs_in(tmp_path) == []
+    missing = f'NETCDF:"{tmp_path / "typo.nc"}":tsm'
+    code, err = run_cli(["run", missing, "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, 'typo.nc":tsm: no such file or directory', "--variable NAME")
+
+
 @pytest.mark.parametrize("output", ["x2.zarr", "x2.tif"])
 def test_an_output_inside_the_input_store_is_refused_before_the_run(
     tmp_path: Path, capsys, monkeypatch, output: str

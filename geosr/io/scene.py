@@ -319,6 +319,10 @@ def not_utf8(path: str) -> str | None:
     return None
 
 
+_SUBDATASET = re.compile(r'^[A-Za-z0-9_]+:(?P<file>"[^"]+"|[^:]+):(?P<name>.+)$')
+"""GDAL's subdataset names: ``DRIVER:"file":variable`` (NETCDF, HDF5, ZARR, ...)."""
+
+
 def check_input_exists(path: str) -> None:
     """Refuse a local input path that names nothing (a remote or ``/vsi`` path is GDAL's to find).
 
@@ -329,9 +333,18 @@ def check_input_exists(path: str) -> None:
     """
     check_input_named(path)
     if "://" not in path and not path.startswith("/vsi") and not Path(path).exists():
+        named = _SUBDATASET.match(path)
+        if named is not None and Path(named["file"].strip('"')).exists():
+            # GDAL's name of a variable (ZARR:"out.zarr":/band_data, as rasterio opens a Zarr
+            # v2 output; NETCDF:"f.nc":tsm): the file is there, and "no such file" misled.
+            file, variable = named["file"].strip('"'), named["name"].strip('"/')
+            raise InputError(
+                f"{path}: a GDAL subdataset name, which geosr does not take; give the file and "
+                f"the variable: {file} --variable {variable}"
+            )
         hint = ""
         if re.match(r"^[A-Za-z0-9_]+:", path):  # NETCDF:"f.nc":var, HDF5:...: GDAL's subdataset names
-            hint = "; for a variable of a netCDF or HDF5 file, give the file and --variable NAME"
+            hint = "; for a variable of a netCDF, HDF5 or Zarr file, give the file and --variable NAME"
         raise InputError(f"{path}: no such file or directory; check the path{hint}")
 
 
