@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+import zarr
 from rio_cogeo.cogeo import cog_validate
 
 import geosr
@@ -454,6 +455,27 @@ def test_a_file_that_appears_at_the_destination_during_the_run_is_kept_with_the_
     assert dst.read_text() == "not yours" and run_dir(dst).is_dir()
     geosr.upscale_file(src, dst, resume=True, overwrite=True, **options)
     assert cog_validate(str(dst), quiet=True)[0] and not run_dir(dst).exists()
+
+
+def test_a_store_that_appears_at_a_zarr_destination_during_the_run_is_kept(
+    make_raster, tmp_path: Path
+) -> None:
+    """Another program wrote a Zarr store at the destination while the tiles ran: the run's
+    rename deleted it without a word, --overwrite or not (a COG's build refuses)."""
+    src = make_raster(height=40, width=40)
+    dst = tmp_path / "out.zarr"
+
+    def someone_writes_it(done: int, total: int) -> None:
+        if done == 1:
+            zarr.open_group(str(dst), mode="w").attrs["owner"] = "someone else"
+
+    options = {"scale": 2, "model": "bicubic", "tile": 16, "batch_size": 1}
+    with pytest.raises(ResumableError, match="pass --overwrite to replace it and rerun with --resume"):
+        geosr.upscale_file(src, dst, progress=someone_writes_it, **options)
+    assert zarr.open_group(str(dst), mode="r").attrs["owner"] == "someone else" and run_dir(dst).is_dir()
+    geosr.upscale_file(src, dst, resume=True, overwrite=True, **options)
+    assert "owner" not in zarr.open_group(str(dst), mode="r").attrs and not run_dir(dst).exists()
+    assert xr.open_zarr(dst)["band_data"].shape == (1, 80, 80)
 
 
 def test_an_input_rewritten_during_the_run_is_refused_and_the_old_output_kept(

@@ -40,7 +40,13 @@ from numcodecs import Blosc
 
 from geosr.errors import GeosrError, OutputError, catch_warnings_serialised
 from geosr.faults import checkpoint
-from geosr.io.atomic import describe_write_failure, free_bytes, remove_stale_sidecars, replace_atomically
+from geosr.io.atomic import (
+    check_writable,
+    describe_write_failure,
+    free_bytes,
+    remove_stale_sidecars,
+    replace_atomically,
+)
 from geosr.io.pyramid import coarser_levels, halve, level_shapes, tile_levels
 from geosr.io.sink import OutputSpec
 from geosr.io.zarr_store import VARIABLE, _create_store, _write_chunkwise
@@ -188,7 +194,7 @@ class StoreWriter:
 def finalise(store: Path, destination: Path, spec: OutputSpec, *, overwrite: bool) -> Path:
     """Turn the complete run store into the output at ``destination``, atomically."""
     if destination.suffix.lower() == ".zarr":
-        return _finalise_zarr(store, destination, spec)
+        return _finalise_zarr(store, destination, spec, overwrite)
     return _finalise_cog(store, destination, spec, overwrite)
 
 
@@ -205,7 +211,11 @@ def unfinished_error(state: RunState, failure: OutputError) -> GeosrError:
     return failure if isinstance(failure, WriterBugError) else state.unfinished(failure)
 
 
-def _finalise_zarr(store: Path, destination: Path, spec: OutputSpec) -> Path:
+def _finalise_zarr(store: Path, destination: Path, spec: OutputSpec, overwrite: bool) -> Path:
+    # What appeared at the destination while the tiles ran (another program's store or
+    # folder) is replaced only with --overwrite, and a folder of other files never, as a
+    # COG's build checks: the rename deleted it without a word.
+    check_writable(destination, overwrite)
     try:
         with catch_warnings_serialised():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
