@@ -27,7 +27,7 @@ from geosr.faults import check as check_faults
 from geosr.faults import checkpoint
 from geosr.fingerprint import check_unchanged, job_fingerprint
 from geosr.grid import scaled
-from geosr.io.atomic import check_name_length, check_writable
+from geosr.io.atomic import check_name_length, check_writable, refuse_foreign_directory
 from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.remote import (
     check_remote_output,
@@ -342,8 +342,10 @@ def refuse_existing_data(dst: Path, opts: RunOptions) -> None:
     Raises
     ------
     OutputError
-        ``dst`` exists, holds no geosr job, and ``opts.overwrite`` is false.
+        ``dst`` exists, holds no geosr job, and ``opts.overwrite`` is false; or it is a
+        folder of other files, which no ``--overwrite`` replaces.
     """
+    refuse_foreign_directory(dst)  # which --overwrite does not replace either: said first
     if opts.overwrite or not (dst.exists() or dst.is_symlink()) or output_job(dst) is not None:
         return
     raise OutputError(f"{dst} already exists; pass --overwrite to replace it")

@@ -664,6 +664,21 @@ def test_overwrite_never_replaces_the_store_of_an_input_group(tmp_path: Path, ca
     assert (store / "r20m" / "b05").is_dir() and (store / "r10m" / "b04").is_dir()
 
 
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_a_folder_of_other_files_at_a_zarr_destination_is_told_at_once(
+    make_raster, tmp_path: Path, capsys, monkeypatch, overwrite: list[str]
+) -> None:
+    """Without --overwrite the line said "already exists; pass --overwrite to replace it", and
+    with it: "--overwrite replaces an earlier output, never a folder it did not write"."""
+    folder = tmp_path / "notes.zarr"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    args = ["run", str(make_raster()), "-o", str(folder), "--model", "bicubic", *overwrite]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "notes.zarr is a directory of other files", "move it or choose another")
+    assert "pass --overwrite" not in err and (folder / "notes.txt").read_text() == "mine"
+
+
 def test_a_gdal_subdataset_name_of_a_store_says_what_to_give(tmp_path: Path, capsys, monkeypatch) -> None:
     """ZARR:"out.zarr":/band_data (how rasterio opens a Zarr v2 output, and gdalinfo lists a
     store's arrays) was refused as "no such file or directory", though the store is there."""

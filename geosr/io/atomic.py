@@ -127,14 +127,11 @@ def check_writable(destination: Path, overwrite: bool) -> None:
         raise OutputError(
             f"cannot write {destination}: {parent} is not a directory; choose another output path"
         )
+    # First: "pass --overwrite to replace it" sent the user to this refusal.
+    refuse_foreign_directory(destination)
     # is_symlink too: a dangling link "does not exist" but would still be clobbered.
     if (destination.exists() or destination.is_symlink()) and not overwrite:
         raise OutputError(f"{destination} already exists; pass --overwrite to replace it")
-    if is_foreign_directory(destination):
-        raise OutputError(
-            f"{destination} is a directory of other files, not a Zarr store; --overwrite replaces "
-            "an earlier output, never a folder it did not write: move it or choose another output path"
-        )
     # os.access answers for the real user; root passes it everywhere except on a
     # read-only mount, which is why the sinks also create their temporary right away.
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -201,6 +198,16 @@ def check_name_length(destination: Path) -> None:
 
 ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 """Files at the top of a Zarr store (v3, v2 group, v2 array)."""
+
+
+def refuse_foreign_directory(destination: Path) -> None:
+    """Refuse (:class:`OutputError`) a ``destination`` that is a folder of other files, which
+    no ``--overwrite`` replaces."""
+    if is_foreign_directory(destination):
+        raise OutputError(
+            f"{destination} is a directory of other files, not a Zarr store; --overwrite replaces "
+            "an earlier output, never a folder it did not write: move it or choose another output path"
+        )
 
 
 def is_foreign_directory(path: Path) -> bool:
