@@ -8,6 +8,7 @@ fingerprint differs is refused, naming what changed (:mod:`geosr.io.runstate`).
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,7 +150,10 @@ def file_stamp(path: str) -> tuple[int | None, int | str | None]:
     an http(s) URL's Content-Length and ETag (or Last-Modified), from a HEAD request;
     ``(None, None)`` where neither can be had (object stores without credentials here)."""
     try:
-        stat = (local_archive(path) or Path(path)).stat()  # an archive member: its archive's
+        stamped = local_archive(path) or Path(path)  # an archive member: its archive's
+        if stamped.is_dir():
+            return _tree_stamp(stamped)
+        stat = stamped.stat()
         return stat.st_size, stat.st_mtime_ns
     except OSError:
         pass
@@ -165,6 +169,33 @@ def file_stamp(path: str) -> tuple[int | None, int | str | None]:
     except (OSError, ValueError):
         return None, None
     return (int(length) if length and length.isdigit() else None), version
+
+
+def _tree_stamp(folder: Path) -> tuple[int, int]:
+    """A folder's stamp (a Zarr store, or a group of one): the bytes of its files and the
+    latest modification time of anything in it.
+
+    The folder's own size and mtime, stamped before, change only when an entry of its top
+    level does: a chunk rewritten in place (zarr's usual update) between an interrupted run
+    and its ``--resume``, or during the run, left them as they were, and the output mixed
+    the tiles of both versions.
+
+    Raises
+    ------
+    OSError
+        The folder cannot be listed.
+    """
+    size, latest = 0, folder.stat().st_mtime_ns
+    for root, dirs, files in os.walk(folder):
+        for names, counted in ((dirs, False), (files, True)):
+            for name in names:
+                try:
+                    stat = Path(root, name).lstat()
+                except FileNotFoundError:  # removed as it was listed: its folder's mtime says so
+                    continue
+                latest = max(latest, stat.st_mtime_ns)
+                size += stat.st_size if counted else 0
+    return size, latest
 
 
 def check_unchanged(fingerprint: dict[str, Any], scene: Scene, frames: tuple[Scene, ...] = ()) -> None:

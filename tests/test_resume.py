@@ -624,6 +624,28 @@ def test_resume_notices_a_changed_source_of_a_vrt_input(job, tmp_path: Path) -> 
     assert "differs in a file read with the input (a VRT's source" in again.stderr, again.stderr
 
 
+def test_resume_notices_a_zarr_input_whose_chunks_were_rewritten(make_raster, tmp_path: Path) -> None:
+    """The fingerprint stamped a Zarr input by its folder's size and mtime, which a chunk
+    rewritten in place (zarr's update) leaves as they were: the resumed run mixed the tiles
+    of both versions of the store."""
+    store = tmp_path / "scene.zarr"
+    geosr.upscale_file(make_raster(height=20, width=20), store, scale=2, model="bicubic", tile=16)
+    dst = tmp_path / "out.tif"
+    options = {"scale": 2, "model": "bicubic", "tile": 16}
+
+    def ctrl_c_after_a_batch(done: int, total: int) -> None:
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        geosr.upscale_file(store, dst, progress=ctrl_c_after_a_batch, **options)
+    pixels = zarr.open_array(str(store), path="band_data", mode="r+")
+    # Values inside the scene's range (its normalisation stays), one chunk rewritten in place.
+    pixels[0, 10:20, 10:20] = pixels[0, 10:20, 10:20] - 1
+    with pytest.raises(StaleRunError, match=r"differs in .*the input's modification time"):
+        geosr.upscale_file(store, dst, resume=True, **options)
+
+
 def test_a_remote_inputs_version_is_part_of_the_job(tmp_path: Path) -> None:
     """Before, a URL's fingerprint was its name alone: a resumed run mixed tiles of two
     versions of the file behind it.  Its Content-Length and ETag or Last-Modified now count."""
