@@ -219,7 +219,7 @@ def _finalise_zarr(store: Path, destination: Path, spec: OutputSpec, overwrite: 
     try:
         with catch_warnings_serialised():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-            zarr.consolidate_metadata(str(store), zarr_format=spec.zarr_format)
+            zarr.consolidate_metadata(str(store), zarr_format=spec.zarr_version)
     except OSError as exc:
         raise OutputError(describe_write_failure(destination, exc, spec.nbytes)) from None
     checkpoint("cog")

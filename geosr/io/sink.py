@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 from odc.geo.geobox import GeoBox
@@ -63,6 +63,8 @@ def max_cog_block(count: int, itemsize: int) -> int:
     while block > MIN_BLOCK and count * block * block * itemsize > BLOCK_BYTES:
         block //= 2
     return block
+
+
 ZARR_FORMATS = (2, 3)
 """The Zarr formats a ``.zarr`` output is written in: v3 by default (DESIGN), v2 for
 readers that have no v3 yet (GDAL before 3.11, which rasterio 1.4's wheels bundle)."""
@@ -159,6 +161,11 @@ class OutputSpec:
         object.__setattr__(self, "zarr_format", int(self.zarr_format))  # numpy integers too
         # A private copy: the caller's dict may change while the job runs.
         object.__setattr__(self, "tags", {str(k): str(v) for k, v in self.tags.items()})
+
+    @property
+    def zarr_version(self) -> Literal[2, 3]:
+        """:attr:`zarr_format` as the literal that zarr-python's calls take."""
+        return 2 if self.zarr_format == 2 else 3
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -142,7 +142,7 @@ class ZarrSink(SinkBase):
                 # "Consolidated metadata is currently not part in the Zarr format 3
                 # specification": known, and what makes xr.open_zarr fast.
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-                zarr.consolidate_metadata(str(self.store), zarr_format=self.spec.zarr_format)
+                zarr.consolidate_metadata(str(self.store), zarr_format=self.spec.zarr_version)
             replace_atomically(self.store, self.destination)
             remove_stale_sidecars(self.destination)
         except OSError as exc:
@@ -231,7 +231,7 @@ def _create_store(
 
     ``chunks`` (rows, cols) defaults to ``spec.block`` square chunks.
     """
-    fmt = spec.zarr_format
+    fmt = spec.zarr_version
     # Imported here: xarray, rioxarray and their pandas and dask.array take 0.4 s
     # to import, which every `geosr run` paid while only a Zarr output needs them
     # (a COG's run store is plain zarr).
@@ -269,7 +269,6 @@ def _create_store(
     attributes, fill_value = _variable_encoding(spec)
     # v2 has no dimension names in its metadata: xarray's _ARRAY_DIMENSIONS attribute
     # (among the attributes) names them, for xarray and GDAL alike.
-    names = {"dimension_names": (spec.band_axis, "y", "x")} if fmt == 3 else {}
     return group.create_array(
         VARIABLE,
         shape=(count, height, width),
@@ -278,7 +277,7 @@ def _create_store(
         fill_value=fill_value,
         attributes=attributes,
         compressors=_COMPRESSORS[fmt],
-        **names,
+        dimension_names=(spec.band_axis, "y", "x") if fmt == 3 else None,
     )
 
 
@@ -331,7 +330,7 @@ def _variable_encoding(spec: OutputSpec) -> tuple[dict[str, Any], Any]:
         "grid_mapping": "spatial_ref",
     }
     memory = zarr.storage.MemoryStore()
-    xr.Dataset({VARIABLE: standin}).to_zarr(memory, zarr_format=spec.zarr_format, consolidated=False)
+    xr.Dataset({VARIABLE: standin}).to_zarr(memory, zarr_format=spec.zarr_version, consolidated=False)
     encoded = zarr.open_array(memory, path=VARIABLE, mode="r")
     if spec.zarr_format == 3:
         return dict(encoded.attrs), spec.nodata if spec.nodata is not None else 0
