@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import dask.array as da
@@ -13,7 +14,7 @@ import rioxarray
 import xarray as xr
 
 import geosr
-from geosr.errors import InputError
+from geosr.errors import GeosrWarning, InputError
 
 
 def test_open_rasterio_chunks_default_model_to_raster_equals_run(make_raster, tmp_path: Path) -> None:
@@ -424,3 +425,22 @@ def test_a_masked_read_of_a_file_without_nodata_given_one_keeps_its_valid_pixels
     with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
         assert (lazy.dtypes, lazy.nodata) == (run.dtypes, run.nodata) == (("uint16",), 0)
         np.testing.assert_array_equal(lazy.read(), run.read())
+
+
+def test_a_raw_read_of_a_file_with_a_mask_is_warned_of(make_raster, tmp_path: Path) -> None:
+    """Read without masked=True, the pixels an internal mask hides were super-resolved as data
+    (and fixed the normalisation) without a word: up to 4055 DN from the file job's output.
+    Read with masked=True, as the warning says, the result is the file job's."""
+    src = make_raster(count=1, height=40, width=48)
+    mask = np.full((40, 48), 255, np.uint8)
+    mask[10:20, 5:30] = 0
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(src, "r+") as f:
+        f.write_mask(mask)
+    with pytest.warns(GeosrWarning, match=r"scene\.tif hides pixels with a mask .* masked=True"):
+        geosr.upscale(rioxarray.open_rasterio(src, chunks=True), scale=2, model="bicubic")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GeosrWarning)
+        lazy = geosr.upscale(rioxarray.open_rasterio(src, masked=True, chunks=True), scale=2, model="bicubic")
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic")
+    with rasterio.open(ran) as run:
+        np.testing.assert_array_equal(np.nan_to_num(lazy.values, nan=run.nodata), run.read())

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
 import dask.array as da
 import numpy as np
+import rasterio
+import rasterio.errors
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from geosr.api import model_label
-from geosr.errors import GeosrError, InputError, OptionError
+from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError
 from geosr.grid import scaled
 from geosr.io.bands import check_band_layout
-from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, sample_step
+from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, data_bands, hides_pixels, sample_step
 from geosr.io.sink import check_nodata_of
 from geosr.io.zarr_scene import array_transform, check_evenly_spaced, variable_crs
 from geosr.kernel import finish_tile, prepare_tiles
@@ -210,6 +213,7 @@ def upscale(
     opts = RunOptions(scale=scale, model=model, tile=tile, device=device, precision=precision, nodata=nodata)
     flat = isinstance(data, xr.DataArray) and data.ndim == 2
     data = _checked(data)
+    _warn_of_file_mask(data)
     data = data.rio.set_spatial_dims(y_dim=data.dims[1], x_dim=data.dims[2])  # lat/lon too
     grid = _grid_of(data)
     given = nodata is not None
@@ -315,6 +319,37 @@ def upscale(
         out.encoding.update(scales=tuple(units[0].tolist()), offsets=tuple(units[1].tolist()))
     # A 2-D input gets no dimension it did not have: _checked's band was only for the kernels.
     return out.isel({out.dims[0]: 0}, drop=True) if flat else out
+
+
+def _warn_of_file_mask(data: xr.DataArray) -> None:
+    """Warn, in one line, when ``data`` was read from a file (rioxarray's ``source``) whose mask
+    or alpha band hides pixels that ``data`` does not mark: a read without ``masked=True``, or
+    one that holds the alpha band.  geosr run leaves those pixels nodata and keeps them out of
+    the normalisation; ``upscale`` cannot see the mask, and its result differed from the file
+    job's by up to the whole range (4055 DN of a uint16 scene with an internal mask)."""
+    source = data.encoding.get("source")
+    if not isinstance(source, str):
+        return
+    try:
+        with rasterio.open(source) as src:
+            keep, count = [band - 1 for band in data_bands(src)], src.count
+            hidden = any(hides_pixels(src, band) for band in data_bands(src))
+    except (rasterio.errors.RasterioError, OSError):
+        return  # gone or unreadable since: the DataArray says what it holds
+    raw = "dtype" not in data.encoding  # masked=True and mask_and_scale=True record the stored dtype
+    with_alpha = len(keep) < count and data.shape[0] == count
+    if not (hidden and raw) and not with_alpha:
+        return
+    fixes = ["open it with rioxarray.open_rasterio(..., masked=True)"] if hidden and raw else []
+    if with_alpha:
+        fixes.append(f"leave out its alpha band (.isel({data.dims[0]}={keep}))")
+    warnings.warn(
+        GeosrWarning(
+            f"{source} hides pixels with a mask or an alpha band, which this DataArray does not mark: "
+            f"they are super-resolved as data, where geosr run leaves them nodata; {' and '.join(fixes)}"
+        ),
+        stacklevel=3,
+    )
 
 
 def _model_for_workers(model: str | None) -> str | None:
