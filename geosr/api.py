@@ -189,6 +189,7 @@ def upscale_file(
         Bad input or option; nothing is written in that case.
     """
     check_source_given(src)
+    src = file_url_path(src)  # its local path, for the default output and the checks against it
     check_call_given(dst, progress)
     check_faults()  # before anything is written: a malformed one failed mid-run
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RunOptions)})

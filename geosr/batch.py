@@ -65,6 +65,7 @@ def expand_inputs(patterns: Sequence[str], output_folder: Path | None = None) ->
     out: list[str] = []
     for pattern in patterns:
         check_input_named(pattern)  # before any input runs: '' is a mistyped command, not a file
+        pattern = str(file_url_path(pattern))
         if is_remote(pattern) or not has_wildcards(pattern) or Path(pattern).exists():
             out.append(pattern)
             continue

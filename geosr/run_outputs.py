@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from geosr.errors import GeosrError, OptionError, OutputError
 from geosr.io.remote import (
+    file_url_path,
     fsspec_url,
     is_remote,
     is_virtual,
+    local_file_text,
     local_name,
     remote_exists,
     remote_matches,
@@ -32,11 +33,8 @@ def default_output(src: str | Path, scale: int) -> Path:
     the store, never a file inside it, and a zipped store ``product.zarr.zip`` gives
     ``product_x<scale>.tif``, as its folder would.
     """
-    text = str(src)
-    if text.startswith("file://"):
-        p = Path(urlparse(text).path)
-    else:
-        p = Path(local_name(src)) if is_virtual(src) else Path(src)
+    src = file_url_path(src)
+    p = Path(local_name(src)) if is_virtual(src) else Path(src)
     root = None if is_virtual(src) else _store_root(p)
     if root is not None:
         group = p.absolute().relative_to(root)
@@ -81,8 +79,8 @@ def check_output_given(dst: str | Path | None) -> None:
     if dst is None:
         return
     text = str(dst)
-    if text.lower().startswith("file://"):
-        text = unquote(urlparse(text).path)  # as file_url_path reads it, less the Path that drops '/'
+    local = local_file_text(text)  # as file_url_path reads it, less the Path that drops '/'
+    text = text if local is None else local
     if not text.strip():
         raise OptionError(
             "--output is empty; give a .tif, a .zarr or an existing folder, or leave -o out to write "

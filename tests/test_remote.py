@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -582,6 +583,30 @@ def test_a_file_url_output_is_written_where_it_points(
     assert code == 0, err
     assert sorted(p.name for p in folder.iterdir()) == ["scene_x2.tif", "sr.tif"]
     assert not (tmp_path / "file:").exists()
+
+
+def test_a_file_url_input_is_read_from_the_file_it_names(make_raster, capfd, monkeypatch) -> None:
+    """rasterio read `file://localhost/data/a.tif` as the relative path 'localhost/data/a.tif' and
+    kept a URL's escapes ('a%20b.tif'), so both failed as no readable raster; another host's file
+    URL, and a raw '#' (a fragment: another file), are refused in one line."""
+    from tests.test_batch import run_cli
+
+    src = make_raster("s p#1 ü.tif", count=1, height=30, width=30)
+    for url in (src.as_uri(), f"file://localhost{quote(str(src))}", "file:" + quote(str(src))):
+        code, out, err = run_cli(
+            ["run", url, "--scale", "2", "--model", "bicubic", "--overwrite"], capfd, monkeypatch
+        )
+        assert code == 0, (url, err)
+        assert out.strip() == str(src.with_name("s p#1 ü_x2.tif")), url
+        with rasterio.open(out.strip()) as got:
+            assert got.width == 60
+    for url, needle in (
+        (f"file://elsewhere{quote(str(src))}", "a file URL of the host 'elsewhere'"),
+        (f"file://{src}", "percent-encode them in the name (%3F, %23)"),
+    ):
+        code, out, err = run_cli(["run", url, "--scale", "2", "--model", "bicubic"], capfd, monkeypatch)
+        assert code == 2 and err.startswith(f"error: {url}: ") and needle in err, err
+        assert "Traceback" not in err and not out
 
 
 def test_a_remote_outputs_errors_name_it_not_the_staging_folder(make_raster) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlparse
 
-from geosr.errors import OutputError
+from geosr.errors import InputError, OutputError
 from geosr.io.atomic import take_lock
 
 REMOTE_SCHEMES = ("http", "https", "s3", "gs", "gcs", "az", "azure", "abfs", "oss", "swift", "memory")
@@ -139,12 +139,48 @@ def without_signatures(text: str) -> str:
 
 
 def file_url_path(path: str | Path) -> str | Path:
-    """The local path a ``file://`` URL names (``file:///data/a%20b.tif`` -> ``/data/a b.tif``),
-    or ``path`` unchanged: as a Path, the URL folded to ``file:/data/...``, a relative path."""
+    """The local path a ``file:`` URL names (``file:///data/a%20b.tif``,
+    ``file://localhost/data/a%20b.tif`` -> ``/data/a b.tif``), or ``path`` unchanged.
+
+    rasterio takes ``file://localhost/data/a.tif`` for the relative path
+    ``localhost/data/a.tif`` and keeps a URL's escapes (``%20``) in the name, so an input
+    URL as ``Path.as_uri()`` or a file manager gives it was "no such file".
+
+    Raises
+    ------
+    InputError
+        The URL names another machine's file, or holds a query or fragment.
+    """
+    text = local_file_text(path)
+    return path if text is None else Path(text)
+
+
+def local_file_text(path: str | Path) -> str | None:
+    """The decoded local path of a ``file:`` URL as a string (a folder's ending '/' kept, which a
+    Path drops), or None for any other path.  A ``Path`` folds ``file:///a`` to ``file:/a``, which
+    RFC 8089 allows too.
+
+    Raises
+    ------
+    InputError
+        The URL names another machine's file, or holds a query or fragment.
+    """
     text = str(path)
-    if not text.lower().startswith("file://"):
-        return path
-    return Path(unquote(urlparse(text).path))
+    if not text.lower().startswith("file:/"):
+        return None
+    parts = urlparse(text)
+    if parts.netloc.lower() not in ("", "localhost"):
+        raise InputError(
+            f"{text}: a file URL of the host {parts.netloc!r}; geosr reads and writes this machine's "
+            "files only (file:///path or file://localhost/path): mount that folder and give its path"
+        )
+    if parts.query or parts.fragment:
+        # 'file:///data/a#1.tif' names '/data/a' with a fragment, so the run read another file.
+        raise InputError(
+            f"{text}: a file URL's '?' begins a query and '#' a fragment, which name no file; "
+            "percent-encode them in the name (%3F, %23), or give the path itself"
+        )
+    return unquote(parts.path)
 
 
 def is_virtual(path: str | Path) -> bool:

@@ -30,7 +30,7 @@ from rasterio.windows import Window as RioWindow
 from geosr.errors import InputError, catch_warnings_serialised
 from geosr.io import settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS
-from geosr.io.remote import is_remote, remote_open_problem, web_page_problem
+from geosr.io.remote import file_url_path, is_remote, remote_open_problem, web_page_problem
 from geosr.tiling import Window
 
 settle_block_cache()  # before any scene is read: GDAL takes geosr's bound, the environment is left clean
@@ -332,6 +332,7 @@ def check_input_exists(path: str) -> None:
         The path is empty or does not exist.
     """
     check_input_named(path)
+    path = str(file_url_path(path))
     if "://" not in path and not path.startswith("/vsi") and not Path(path).exists():
         named = _SUBDATASET.match(path)
         if named is not None and Path(named["file"].strip('"')).exists():
@@ -368,6 +369,7 @@ def open_scene(
 
 def _describe(path: str, variable: str | None) -> Scene:
     check_input_exists(path)
+    path = str(file_url_path(path))  # rasterio misreads file://localhost/ and a URL's escapes
     if is_zarr_path(path):
         from geosr.io.zarr_scene import open_zarr_scene
 
