@@ -4,6 +4,7 @@ they print them."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,4 +59,16 @@ def given_path(value: str | Path) -> Path:
         return value
     if not value.strip():
         raise typer.BadParameter("is empty; give a path or leave the option out")
-    return Path(value)
+    return Path(home_expanded(value))
+
+
+def home_expanded(value: str) -> str:
+    """A path argument's leading ``~`` (or ``~user``) as the home folder it names.
+
+    The shell expands it only at the start of a word: quoted, or after ``--output=``, it
+    came through as it is, so ``'~/a.tif'`` was 'no such file' (a quoted glob's ``~`` was
+    expanded) and ``--output=~/out.tif`` was written into a folder named '~' in the working
+    folder, or refused with 'mkdir -p ~/out', which made the home one.  ``--model`` and a
+    recipe's paths expand it too.  A folder named '~' is ``./~``."""
+    # Not Path.expanduser: a Path drops the '/' that makes '-o ~/out/' a folder.
+    return os.path.expanduser(value) if value.startswith("~") else value  # noqa: PTH111

@@ -298,3 +298,25 @@ def test_a_glob_through_a_folder_with_brackets_says_how_to_match_them(make_raste
     with pytest.raises(InputError, match=r"write \[\[\] for a '\[' of a name \(.*S2 \[\[\]2020\]/\*\.tif\)"):
         expand_inputs([pattern])
     assert expand_inputs([pattern.replace("[", "[[]")]) == [str(tmp_path / "S2 [2020]" / "a.tif")]
+
+
+def test_a_tilde_the_shell_left_is_the_home_folder(make_raster, tmp_path, capfd, monkeypatch) -> None:
+    """The shell expands '~' only at a word's start: quoted, or after '--output=', it came through,
+    so '~/scene.tif' was 'no such file' (a quoted glob's '~' was expanded), and '--output=~/out/sr.tif'
+    was refused with 'mkdir -p ~/out', which made the home folder's, not the one it wanted."""
+    from geosr.cli_types import given_path
+
+    make_raster("scene.tif", height=30, width=30)
+    make_raster("date2.tif", height=30, width=30)
+    (tmp_path / "out").mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = ["run", "~/scene.tif", "--output=~/out/sr.tif", "--frame", "~/date2.tif", "--scale", "2"]
+    code, out, err = run_cli([*args, "--model", "bicubic"], capfd, monkeypatch)
+    assert code == 0, err
+    assert out.strip() == str(tmp_path / "out" / "sr.tif")
+    assert pixels(tmp_path / "out" / "sr.tif").shape == (1, 60, 60)
+    assert not (work / "~").exists()
+    assert given_path("~/weights") == tmp_path / "weights"  # --json, --workdir, --lr, --hr...

@@ -23,7 +23,7 @@ from rich.progress import (
 )
 
 from geosr.cli import Batch, Device, Precision, Tile
-from geosr.cli_types import given_path, stdout_guarded
+from geosr.cli_types import given_path, home_expanded, stdout_guarded
 from geosr.errors import InterruptedRunError, OptionError
 from geosr.progress import ProgressLines, progress_bar_drawn
 from geosr.train.config import DataConfig, OptimConfig, TrainConfig
@@ -101,7 +101,9 @@ def _pairs(lr: list[Path] | None, hr: list[Path] | None) -> list[tuple[Path, Pat
 def train_command(
     inputs: Annotated[
         list[str] | None,
-        typer.Argument(help="HR rasters for self-supervised training: files, folders or globs."),
+        typer.Argument(
+            parser=home_expanded, help="HR rasters for self-supervised training: files, folders or globs."
+        ),
     ] = None,
     recipe: Annotated[
         Path | None,
@@ -110,7 +112,10 @@ def train_command(
     val: Annotated[
         list[str] | None,
         typer.Option(
-            "--val", metavar="<path>", help="Validation HR rasters (never trained on; repeat for more)."
+            "--val",
+            metavar="<path>",
+            parser=home_expanded,
+            help="Validation HR rasters (never trained on; repeat for more).",
         ),
     ] = None,
     lr: LrPaths = None,
@@ -540,7 +545,10 @@ def _shift_words(shift: list[float]) -> str:
 def evaluate_command(
     hr_rasters: Annotated[
         list[str] | None,
-        typer.Argument(help="HR rasters for the Wald protocol: files or quoted globs ('val/*.tif')."),
+        typer.Argument(
+            parser=home_expanded,
+            help="HR rasters for the Wald protocol: files or quoted globs ('val/*.tif').",
+        ),
     ] = None,
     lr: LrPaths = None,
     hr: HrPaths = None,
