@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePath
 
 from geosr.errors import GeosrWarning, InputError, OptionError
-from geosr.io.remote import file_url_path, is_remote
+from geosr.io.remote import file_url_path, is_remote, is_virtual
 from geosr.io.scene import check_input_named
 
 _GLOB_CHARS = frozenset("*?[")
@@ -53,7 +53,7 @@ def expand_inputs(patterns: Sequence[str], output_folder: Path | None = None) ->
     """The inputs named by ``patterns``: paths as given, and quoted globs (``'tiles/*.tif'``,
     ``'**'`` for subfolders) expanded in sorted order, for archives too large for a shell.
 
-    A path that exists is never taken as a pattern, nor is a remote path.  A glob's
+    A path that exists is never taken as a pattern, nor is a URL or a GDAL ``/vsi`` path.  A glob's
     matches leave out what geosr wrote for other matches, beside them or in
     ``output_folder`` (the ``-o`` folder of the run).
 
@@ -66,7 +66,8 @@ def expand_inputs(patterns: Sequence[str], output_folder: Path | None = None) ->
     for pattern in patterns:
         check_input_named(pattern)  # before any input runs: '' is a mistyped command, not a file
         pattern = str(file_url_path(pattern))
-        if is_remote(pattern) or not has_wildcards(pattern) or Path(pattern).exists():
+        # A URL or /vsi path is GDAL's to read: '?' or '[' in an archive member's name is no glob.
+        if is_virtual(pattern) or not has_wildcards(pattern) or Path(pattern).exists():
             out.append(pattern)
             continue
         # glob.glob, not Path.glob: the pattern may be absolute and have wildcards in any part.

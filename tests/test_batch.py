@@ -320,3 +320,21 @@ def test_a_tilde_the_shell_left_is_the_home_folder(make_raster, tmp_path, capfd,
     assert pixels(tmp_path / "out" / "sr.tif").shape == (1, 60, 60)
     assert not (work / "~").exists()
     assert given_path("~/weights") == tmp_path / "weights"  # --json, --workdir, --lr, --hr...
+
+
+def test_an_archive_members_question_mark_or_bracket_is_no_glob(
+    make_raster, tmp_path, capfd, monkeypatch
+) -> None:
+    """'/vsizip//data/a.zip/B04?[1].tif' was taken for a glob, which no file on disk matches:
+    'no file matches this pattern', for a member GDAL reads."""
+    import zipfile
+
+    src = make_raster(height=30, width=30)
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zipped:
+        zipped.write(src, "B04?[1].tif")
+    member = f"/vsizip/{tmp_path / 'a.zip'}/B04?[1].tif"
+    assert expand_inputs([member, f"zip://{tmp_path / 'a.zip'}!/B0?.tif"])[0] == member
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["run", member, "--scale", "2", "--model", "bicubic"], capfd, monkeypatch)
+    assert code == 0, err
+    assert pixels(tmp_path / out.strip()).shape == (1, 60, 60)
