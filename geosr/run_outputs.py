@@ -42,8 +42,19 @@ def default_output(src: str | Path, scale: int) -> Path:
         # Relative as the input is: the command printed /abs/path/product_r10m_x2.tif for
         # product.zarr/r10m, as it prints scene_x2.tif for scene.tif.
         return out if p.is_absolute() else Path(os.path.relpath(out))
-    stem = p.name[: -len(".zarr.zip")] if p.name.lower().endswith(".zarr.zip") else p.stem
-    return p.with_name(f"{stem}_x{scale}.tif")
+    return p.with_name(f"{_stem(p.name, compressed=is_virtual(src))}_x{scale}.tif")
+
+
+def _stem(name: str, *, compressed: bool) -> str:
+    """The stem of an input's file name: of the raster a gzipped file holds (``/vsigzip/``:
+    ``a.tif.gz`` -> ``a``, which was ``a.tif_x4.tif``) and of a zipped Zarr store
+    (``product.zarr.zip`` -> ``product``)."""
+    lower = name.lower()
+    if lower.endswith(".zarr.zip"):
+        return name[: -len(".zarr.zip")]
+    if compressed and lower.endswith(".gz"):
+        name = name[: -len(".gz")]
+    return Path(name).stem
 
 
 def _store_root(path: Path) -> Path | None:

@@ -258,6 +258,24 @@ def test_an_archive_member_is_read_written_in_the_working_folder_and_stamped_by_
     assert file_stamp(f"/vsizip/{archive}/inner/scene.tif") != before
 
 
+def test_a_gzipped_inputs_output_is_named_after_the_raster_in_it(
+    make_raster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`geosr run /vsigzip//data/scene.tif.gz` wrote 'scene.tif_x2.tif'."""
+    import gzip
+
+    import geosr
+
+    src = make_raster(height=30, width=30)
+    packed = tmp_path / "scene.tif.gz"
+    packed.write_bytes(gzip.compress(src.read_bytes()))
+    monkeypatch.chdir(tmp_path)
+    out = geosr.upscale_file(f"/vsigzip/{packed}", scale=2, model="bicubic")
+    assert out == Path("scene_x2.tif")
+    with rasterio.open(out) as got:
+        assert got.width == 60
+
+
 def test_the_command_line_uploads_to_a_url_output(make_raster, capfd, monkeypatch) -> None:
     """`geosr run ... -o s3://bucket/x.tif` (README): the option was a Path, which folds
     'memory://bucket' into 'memory:/bucket', a local path to fsspec, so the whole run
