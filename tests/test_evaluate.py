@@ -284,6 +284,31 @@ def test_evaluate_keeps_the_workdir_of_an_earlier_run_unless_told_to_overwrite(
     assert code == 0, err
 
 
+def test_a_workdir_geotiff_never_replaces_an_input(make_raster, tmp_path) -> None:
+    """`geosr evaluate 'work/*.tif' --workdir work --overwrite` took an earlier evaluation's
+    GeoTIFFs as inputs, and the first image's SR (000_field_sr.tif) replaced the next input
+    before it was read: that input was lost and its scores were of the SR."""
+    import re
+
+    from affine import Affine
+
+    from geosr.evaluation.wald import evaluate_paired
+    from tests.conftest import UTM_TRANSFORM
+
+    hr = make_raster("field.tif", height=32, width=32)
+    # An HR of the pair (field.tif, it) as well, at half field.tif's pixel.
+    half = UTM_TRANSFORM * Affine.scale(0.5)
+    taken = make_raster("000_field_sr.tif", height=64, width=64, transform=half)
+    before = taken.read_bytes()
+    replaced = re.escape(f"its 000_field_sr.tif would replace the input {taken} before it is read")
+    with pytest.raises(OutputError, match=replaced):
+        evaluate_wald([hr, taken], scale=2, border=2, model="bicubic", workdir=tmp_path, overwrite=True)
+    with pytest.raises(OutputError, match=replaced):
+        evaluate_paired([(hr, taken)], scale=2, border=2, model="bicubic", workdir=tmp_path, overwrite=True)
+    assert taken.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000_field_sr.tif", "field.tif"]
+
+
 def test_an_evaluation_interrupted_mid_way_leaves_its_workdir_as_it_was(make_raster, tmp_path) -> None:
     """Ctrl-C or SIGTERM once the LR and SR were written: 'nothing was written: run the
     same command again', and that command was refused ('000_field_lr.tif already exists

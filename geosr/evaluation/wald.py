@@ -398,20 +398,32 @@ def _whole_or_nothing(workdir: Path | None, names: Sequence[str]) -> Iterator[No
         raise
 
 
-def _prepare_workdir(workdir: Path, names: Sequence[str], overwrite: bool) -> None:
+def _prepare_workdir(
+    workdir: Path, names: Sequence[str], overwrite: bool, inputs: Sequence[str | Path]
+) -> None:
     """Create ``workdir`` for the GeoTIFFs ``names``, before any compute.
 
     Raises
     ------
     OutputError
-        ``workdir`` is not a directory, cannot be created or takes no new files, or it already holds
-        one of ``names`` (an earlier evaluation's) and ``overwrite`` is false.
+        ``workdir`` is not a directory, cannot be created or takes no new files, it already holds
+        one of ``names`` (an earlier evaluation's) and ``overwrite`` is false, or one of ``names``
+        there is one of the evaluation's ``inputs``.
     """
     if workdir.exists() and not workdir.is_dir():
         raise OutputError(
             f"--workdir {workdir} is a file, not a directory; give a folder (it is created if missing)"
         )
+    sources = {Path(path).resolve(): path for path in inputs}
     for name in names:
+        # An earlier evaluation's GeoTIFFs taken as inputs ('work/*.tif' --workdir work
+        # --overwrite): the first image's SR replaced the next input before it was read.
+        source = sources.get((workdir / name).resolve())
+        if source is not None:
+            raise OutputError(
+                f"--workdir {workdir}: its {name} would replace the input {source} before it is "
+                "read; choose another --workdir"
+            )
         if (workdir / name).exists() and not overwrite:
             raise OutputError(
                 f"{workdir / name} already exists (an earlier evaluation's); pass --overwrite "
@@ -468,7 +480,7 @@ def evaluate_wald(
     stems = [f"{k:03d}_{Path(path).stem}" for k, path in enumerate(hr_paths)]
     names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("lr", "sr", "bicubic")]
     if workdir:
-        _prepare_workdir(Path(workdir), names, overwrite)
+        _prepare_workdir(Path(workdir), names, overwrite, hr_paths)
     with (
         tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp,
         _whole_or_nothing(Path(workdir) if workdir else None, names),
@@ -546,7 +558,7 @@ def evaluate_paired(
     stems = [f"{k:03d}_{Path(lr_path).stem}" for k, (lr_path, _) in enumerate(pairs)]
     names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("sr", "bicubic")]
     if workdir:
-        _prepare_workdir(Path(workdir), names, overwrite)
+        _prepare_workdir(Path(workdir), names, overwrite, [path for pair in pairs for path in pair])
     with (
         tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp,
         _whole_or_nothing(Path(workdir) if workdir else None, names),
