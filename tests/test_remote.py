@@ -258,6 +258,46 @@ def test_an_archive_member_is_read_written_in_the_working_folder_and_stamped_by_
     assert file_stamp(f"/vsizip/{archive}/inner/scene.tif") != before
 
 
+@pytest.mark.parametrize(
+    ("gdal_says", "needles"),
+    [
+        (
+            "AWS_SECRET_ACCESS_KEY and AWS_NO_SIGN_REQUEST configuration options not defined, and "
+            "/root/.aws/credentials not filled",
+            ("no credentials", "AWS_SECRET_ACCESS_KEY", "_NO_SIGN_REQUEST=YES"),
+        ),
+        (
+            "GS_SECRET_ACCESS_KEY+GS_ACCESS_KEY_ID, GS_OAUTH2_REFRESH_TOKEN or "
+            "GOOGLE_APPLICATION_CREDENTIALS or GS_OAUTH2_PRIVATE_KEY+GS_OAUTH2_CLIENT_EMAIL and "
+            "/root/.boto, or GS_NO_SIGN_REQUEST=YES configuration options not defined",
+            ("no credentials", "GOOGLE_APPLICATION_CREDENTIALS"),
+        ),
+        (
+            "Missing AZURE_STORAGE_ACCOUNT+(AZURE_STORAGE_ACCESS_KEY or AZURE_STORAGE_SAS_TOKEN or "
+            "AZURE_NO_SIGN_REQUEST) or AZURE_STORAGE_CONNECTION_STRING configuration options or Azure CLI "
+            "configuration file",
+            ("no credentials", "AZURE_STORAGE_ACCOUNT"),
+        ),
+        ("OSS_SECRET_ACCESS_KEY configuration option not defined", ("no credentials", "OSS_SECRET")),
+        (
+            "CURL error: Could not resolve host: None.blob.core.windows.net",
+            ("no Azure storage account", "set AZURE_STORAGE_ACCOUNT"),
+        ),
+    ],
+)
+def test_missing_cloud_credentials_are_named_as_the_problem(gdal_says: str, needles: tuple[str, ...]) -> None:
+    """`geosr run s3://b/a.tif` without credentials said 'not a readable raster (...); check that
+    the file is complete and in a format GDAL reads', and az:// without AZURE_STORAGE_ACCOUNT
+    'the server could not be reached (... None.blob.core.windows.net); check the URL and the network'."""
+    from geosr.io.remote import remote_open_problem
+
+    problem = remote_open_problem(gdal_says)
+    assert problem is not None
+    assert "format GDAL reads" not in problem and "the network" not in problem
+    for needle in needles:
+        assert needle in problem, problem
+
+
 def test_a_gzipped_inputs_output_is_named_after_the_raster_in_it(
     make_raster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -207,6 +207,11 @@ def local_archive(path: str | Path) -> Path | None:
     return None
 
 
+# GDAL's words for an object store's missing credentials (/vsis3/, /vsigs/, /vsiaz/, /vsioss/,
+# /vsiswift/): 'AWS_SECRET_ACCESS_KEY and AWS_NO_SIGN_REQUEST configuration options not defined',
+# 'Missing AZURE_STORAGE_ACCOUNT+(...) configuration options', 'Missing SWIFT_STORAGE_URL+...'.
+_NO_CREDENTIALS = re.compile(r"configuration options? not defined|^Missing [A-Z_]+.*options")
+
 # GDAL's curl layer words an HTTP failure "HTTP response code: 404" (or "... on URL: 404").
 _HTTP_STATUS = re.compile(r"HTTP response code(?: on \S+)?: (\d{3})")
 
@@ -227,6 +232,18 @@ def remote_open_problem(message: str) -> str | None:
     str or None
         The problem and its fix, or None when ``message`` is no network problem.
     """
+    if _NO_CREDENTIALS.search(message):
+        # GDAL names the options it looked for: they are the fix, not the file's format.
+        return (
+            f"no credentials to read it with ({message}); set them in the environment, or for a "
+            "public bucket its *_NO_SIGN_REQUEST=YES"
+        )
+    if "None.blob.core.windows.net" in message or "None.dfs.core.windows.net" in message:
+        # rasterio's az:// session names the account 'None' when AZURE_STORAGE_ACCOUNT is unset.
+        return (
+            "no Azure storage account to read it from; set AZURE_STORAGE_ACCOUNT (with "
+            "AZURE_STORAGE_ACCESS_KEY or AZURE_STORAGE_SAS_TOKEN, or AZURE_NO_SIGN_REQUEST=YES)"
+        )
     if "Range downloading not supported" in message:
         return (
             "the server does not support HTTP Range requests, which GDAL needs to read parts of a "
