@@ -298,6 +298,32 @@ def test_missing_cloud_credentials_are_named_as_the_problem(gdal_says: str, need
         assert needle in problem, problem
 
 
+def test_standard_input_too_large_to_read_back_is_told_so(make_raster, monkeypatch) -> None:
+    """`curl ... | geosr run /vsistdin/` of a file over 1 MiB failed in its first tile with 'the
+    server stopped serving it (an outage, a signed URL that expired) or the file is truncated'."""
+    import dataclasses
+
+    from rasterio.errors import RasterioIOError
+
+    from geosr.errors import InputError
+    from geosr.io.scene import open_scene, read_window
+    from geosr.tiling import Window
+
+    scene = dataclasses.replace(open_scene(make_raster()), path="/vsistdin/")
+    gdal_says = "Backward Seek() unsupported on /vsistdin beyond maximum buffer limit (1048576 bytes)."
+
+    def failed(*args: object, **kwargs: object) -> None:
+        raise RasterioIOError(gdal_says)
+
+    monkeypatch.setattr("geosr.io.scene._read_inside", failed)
+    with pytest.raises(InputError) as caught:
+        read_window(scene, Window(0, 0, 8, 8))
+    message = str(caught.value)
+    assert message.startswith("/vsistdin/: reading pixels failed") and gdal_says in message
+    assert "save it to a file" in message and "CPL_VSISTDIN_BUFFER_LIMIT" in message
+    assert "server" not in message
+
+
 def test_a_gzipped_inputs_output_is_named_after_the_raster_in_it(
     make_raster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

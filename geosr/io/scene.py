@@ -787,6 +787,14 @@ def _read_failure(path: str, exc: BaseException) -> str:
     root = exc
     while (root.__cause__ or root.__context__) is not None:
         root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    if path.startswith("/vsistdin"):
+        # A pipe is read once: GDAL keeps its start for reads that go back, and a run's reads
+        # (the strided sample, then tiles) go back further; it was told "the server stopped".
+        return (
+            f"({_first_line(root)}); standard input is read once, and GDAL keeps only its first "
+            "MiB for reads that go back: save it to a file and run on that, or set "
+            "CPL_VSISTDIN_BUFFER_LIMIT to more bytes than it holds"
+        )
     if is_remote(path):
         return (
             f"({_first_line(root)}); the server stopped serving it (an outage, a signed URL that expired) "
