@@ -79,13 +79,14 @@ def check_output_given(dst: str | Path | None) -> None:
     Refuse too a local name ending in '/' that is no existing folder: as a Path the slash
     is dropped, so ``-o out/`` read as an output without a suffix, and ``-o a.tif/
     --overwrite`` replaced the file ``a.tif``; and a GDAL ``/vsi`` path that is not a
-    remote one (``/vsimem/``, ``/vsizip/``), which no writer of geosr's can write.
+    remote one (``/vsimem/``, ``/vsizip/``) or a URL of no store (``zip://``, ``ftp://``), which
+    no writer of geosr's can write.
 
     Raises
     ------
     OptionError
         ``dst`` is an empty or blank string, names a folder that is not one, or is a
-        local ``/vsi`` path.
+        local ``/vsi`` path or a URL of no store.
     """
     if dst is None:
         return
@@ -103,11 +104,13 @@ def check_output_given(dst: str | Path | None) -> None:
         raise OptionError(
             f"--output {shown}: the name is not UTF-8, and GDAL writes UTF-8 names only; give one"
         )
-    if text.startswith("/vsi") and not is_remote(text):
-        # GDAL's in-memory files and local archives: read as a local path, the output went to a
-        # folder /vsimem or /vsizip/a.zip on disk, which the refusal told the user to create.
+    if is_virtual(text) and not is_remote(text):
+        # GDAL's in-memory files and local archives, and URLs of no store (zip://, ftp://): read
+        # as a local path, the output went to a folder /vsimem or /vsizip/a.zip on disk, or
+        # 'zip:/data/a.zip!', which the refusal told the user to create.
+        what = "/vsi path" if text.startswith("/vsi") else f"{text.partition('://')[0]}:// URL"
         raise OptionError(
-            f"--output {text}: this /vsi path cannot be written to; give a local path, or an s3://, "
+            f"--output {text}: this {what} cannot be written to; give a local path, or an s3://, "
             "gs:// or az:// URL"
         )
     folder = Path(text)

@@ -824,6 +824,22 @@ def test_a_local_vsi_output_is_refused_as_such(
     assert "create it" not in err and outputs_in(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("where", "what"),
+    [("zip://{tmp}/outs.zip!/out_x2.tif", "zip:// URL"), ("ftp://host/o.tif", "ftp:// URL")],
+)
+def test_a_url_of_no_store_as_output_is_refused_as_such(
+    make_raster, tmp_path: Path, capsys, monkeypatch, where: str, what: str
+) -> None:
+    """An archive's URL or an ftp:// one was taken for a local path, 'zip:/.../outs.zip!/out_x2.tif':
+    "directory zip:/.../outs.zip! does not exist; create it first", a folder named 'zip:'."""
+    path = make_raster(height=16, width=16)
+    dst = where.format(tmp=tmp_path)
+    code, err = run_cli(["run", str(path), "--model", "bicubic", "-o", dst], capsys, monkeypatch)
+    assert_one_clear_line(code, err, dst, f"this {what} cannot be written to", "local path")
+    assert "create it" not in err and outputs_in(tmp_path) == []
+
+
 @pytest.mark.parametrize(("spec", "says"), [("read:x", "'x' is not a count"), ("bogus:1", "unknown phase")])
 def test_a_malformed_fault_injection_variable_is_one_line_before_the_run(
     make_raster, tmp_path: Path, capsys, monkeypatch, spec: str, says: str
