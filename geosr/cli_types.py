@@ -12,7 +12,8 @@ from pathlib import Path
 import typer
 from rich.console import Console, RenderableType
 
-from geosr.errors import OutputError
+from geosr.errors import InputError, OutputError
+from geosr.io.remote import local_file_text
 
 
 class StdoutError(OutputError):
@@ -54,12 +55,18 @@ def given_path(value: str | Path) -> Path:
     its GeoTIFFs there and ``--json ''`` was told that '.' is a directory.
 
     An option's default comes through here too, as the ``Path`` it is declared with
-    (``geosr compare``'s ``compare.png``), and is taken as it is."""
+    (``geosr compare``'s ``compare.png``), and is taken as it is.  A ``file:`` URL is the
+    path it names, as ``geosr run -o`` takes it: as a Path it was 'file:/data/c.png', a
+    folder 'file:' of the working folder."""
     if isinstance(value, Path):
         return value
     if not value.strip():
         raise typer.BadParameter("is empty; give a path or leave the option out")
-    return Path(home_expanded(value))
+    try:
+        local = local_file_text(value)
+    except InputError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return Path(home_expanded(value) if local is None else local)
 
 
 def home_expanded(value: str) -> str:

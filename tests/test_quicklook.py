@@ -417,6 +417,23 @@ def test_compare_refuses_an_empty_option_value(
     assert not png.exists()
 
 
+def test_compare_writes_the_file_a_file_url_names(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    """`geosr compare ... -o file:///data/c%201.png` was taken for the path 'file:/data/c%201.png':
+    "no such directory for the quicklook", where geosr run -o takes the URL; another host's is refused."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr = make_raster(height=40, width=40)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    png = tmp_path / "c 1.png"
+    code, err = run_cli(["compare", lr.as_uri(), str(sr), "-o", png.as_uri()], capsys, monkeypatch)
+    assert code == 0, err
+    assert imread(png).shape[0] > 0
+    elsewhere = f"file://host{tmp_path / 'c2.png'}"
+    code, err = run_cli(["compare", str(lr), str(sr), "-o", elsewhere], capsys, monkeypatch)
+    assert_one_clear_line(code, err, elsewhere, "a file URL of the host 'host'")
+    assert not (tmp_path / "c2.png").exists()
+
+
 def test_compare_takes_the_runs_nodata_as_the_quicklook_does(
     make_raster, tmp_path: Path, capsys, monkeypatch
 ) -> None:
