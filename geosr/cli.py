@@ -28,7 +28,7 @@ from rich.table import Column, Table
 from typer.core import TyperGroup
 
 from geosr.allocator import keep_freed_memory
-from geosr.cli_types import StdoutError, given_path, home_expanded, stdout_guarded, unpadded
+from geosr.cli_types import StdoutError, given_path, given_text, stdout_guarded, unpadded
 from geosr.errors import (
     GeosrError,
     GeosrWarning,
@@ -172,7 +172,7 @@ Variable = Annotated[
 Input = Annotated[
     str,
     typer.Argument(
-        parser=home_expanded,
+        parser=given_text,
         help="GeoTIFF/COG, JPEG2000, any GDAL raster, a .zarr store, a STAC Item .json, "
         "or a remote path (https://, s3://, gs://, /vsi...).",
         show_default=False,
@@ -191,7 +191,7 @@ Offset = Annotated[
 Aoi = Annotated[
     str | None,
     typer.Option(
-        parser=home_expanded,
+        parser=given_text,
         help="Area of interest: a GeoJSON (or any vector file pyogrio reads), any CRS.",
     ),
 ]
@@ -203,7 +203,7 @@ Frames = Annotated[
         "--frame",
         # One path per --frame: typer's own '<list[str]>' read as a list to give at once.
         metavar="<path>",
-        parser=home_expanded,
+        parser=given_text,
         help="A further acquisition of the same place (repeat for more; any grid or CRS).",
     ),
 ]
@@ -215,7 +215,7 @@ def run(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            parser=home_expanded,
+            parser=given_text,
             help="One or more rasters: GeoTIFF/COG, JPEG2000, any GDAL raster, a .zarr store, a STAC "
             "Item .json, or a remote path (https://, s3://, gs://, /vsi...). Several inputs, or a quoted "
             "glob such as 'tiles/*.tif', run one after another in this process (torch and the model "
@@ -231,7 +231,7 @@ def run(
             "--output",
             "-o",
             metavar="<path>",
-            parser=home_expanded,
+            parser=given_text,
             help="Output .tif (COG) or .zarr (local, or s3://, gs://, az://), or an existing folder for "
             "the outputs (required to be one with several inputs); default <stem>_x<scale>.tif beside "
             "each input.",
@@ -657,13 +657,11 @@ def _card_lines(card: object) -> list[tuple[str, str]]:
 @app.command()
 def compare(
     lr: Annotated[
-        str, typer.Argument(parser=home_expanded, help="The low-resolution input.", show_default=False)
+        str, typer.Argument(parser=given_text, help="The low-resolution input.", show_default=False)
     ],
     sr: Annotated[
         str,
-        typer.Argument(
-            parser=home_expanded, help="The super-resolved output of geosr run.", show_default=False
-        ),
+        typer.Argument(parser=given_text, help="The super-resolved output of geosr run.", show_default=False),
     ],
     output: Annotated[
         Path,
@@ -677,7 +675,7 @@ def compare(
     hr: Annotated[
         str | None,
         typer.Option(
-            parser=home_expanded,
+            parser=given_text,
             help="A high-resolution reference of the same area (third panel), read onto the output "
             "grid with nearest neighbour; its bands of the same names, else the same positions.",
         ),

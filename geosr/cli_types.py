@@ -56,26 +56,36 @@ def given_path(value: str | Path) -> Path:
 
     An option's default comes through here too, as the ``Path`` it is declared with
     (``geosr compare``'s ``compare.png``), and is taken as it is.  A ``file:`` URL is the
-    path it names, as ``geosr run -o`` takes it: as a Path it was 'file:/data/c.png', a
-    folder 'file:' of the working folder."""
+    path it names (:func:`given_text`): as a Path it was 'file:/data/c.png', a folder 'file:'
+    of the working folder."""
     if isinstance(value, Path):
         return value
     if not value.strip():
         raise typer.BadParameter("is empty; give a path or leave the option out")
+    return Path(given_text(value))
+
+
+def given_text(value: str) -> str:
+    """A path argument as the shell would have given it: a ``file:`` URL as the decoded path it
+    names, and a leading ``~`` (or ``~user``) as the home folder.
+
+    The shell expands ``~`` only at the start of a word: quoted, or after ``--output=``, it
+    came through as it is, so ``'~/a.tif'`` was 'no such file' (a quoted glob's ``~`` was
+    expanded) and ``--output=~/out.tif`` was written into a folder named '~' in the working
+    folder, or refused with 'mkdir -p ~/out', which made the home one.  ``--model`` and a
+    recipe's paths expand it too.  A folder named '~' is ``./~``.  A ``file:`` URL was a
+    relative path where rasterio did not read it (``--aoi``, ``geosr compare -o``).
+
+    Raises
+    ------
+    typer.BadParameter
+        A file URL of another host, or with a query or fragment.
+    """
     try:
         local = local_file_text(value)
     except InputError as exc:
         raise typer.BadParameter(str(exc)) from None
-    return Path(home_expanded(value) if local is None else local)
-
-
-def home_expanded(value: str) -> str:
-    """A path argument's leading ``~`` (or ``~user``) as the home folder it names.
-
-    The shell expands it only at the start of a word: quoted, or after ``--output=``, it
-    came through as it is, so ``'~/a.tif'`` was 'no such file' (a quoted glob's ``~`` was
-    expanded) and ``--output=~/out.tif`` was written into a folder named '~' in the working
-    folder, or refused with 'mkdir -p ~/out', which made the home one.  ``--model`` and a
-    recipe's paths expand it too.  A folder named '~' is ``./~``."""
+    if local is not None:
+        return local
     # Not Path.expanduser: a Path drops the '/' that makes '-o ~/out/' a folder.
     return os.path.expanduser(value) if value.startswith("~") else value  # noqa: PTH111

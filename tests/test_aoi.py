@@ -142,6 +142,22 @@ def test_tiles_outside_the_polygon_are_not_computed(make_raster, tmp_path: Path)
         assert (data[96:, 96:] == 0).all() and (data[:32, :32] != 0).all()
 
 
+def test_an_aoi_given_as_a_file_url_is_read(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    """`--aoi file:///data/my%20field.geojson` was 'no such AOI file' of 'file:/data/my%20field.geojson',
+    where geosr run takes a file URL for its input and output."""
+    from tests.test_bad_input import run_cli
+
+    src = make_raster(count=1, height=64, width=64)
+    ring = [utm_of_pixel(0, 0), utm_of_pixel(32, 0), utm_of_pixel(32, 32), utm_of_pixel(0, 32)]
+    aoi = write_geojson(tmp_path / "my field.geojson", [*ring, ring[0]], crs="EPSG:32633")
+    out = tmp_path / "o.tif"
+    args = ["run", str(src), "--model", "bicubic", "--scale", "2", "--aoi", aoi.as_uri(), "-o", str(out)]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert code == 0, err
+    with rasterio.open(out) as f:
+        assert (f.width, f.height) == (64, 64)
+
+
 def test_aoi_outside_the_scene_is_a_clear_error(make_raster, tmp_path: Path) -> None:
     src = make_raster()
     with pytest.raises(InputError, match="does not intersect the scene"):

@@ -23,7 +23,7 @@ from rich.progress import (
 )
 
 from geosr.cli import Batch, Device, Precision, Tile
-from geosr.cli_types import given_path, home_expanded, stdout_guarded
+from geosr.cli_types import given_path, given_text, stdout_guarded
 from geosr.errors import InterruptedRunError, OptionError
 from geosr.progress import ProgressLines, progress_bar_drawn
 from geosr.train.config import DataConfig, OptimConfig, TrainConfig
@@ -102,7 +102,7 @@ def train_command(
     inputs: Annotated[
         list[str] | None,
         typer.Argument(
-            parser=home_expanded, help="HR rasters for self-supervised training: files, folders or globs."
+            parser=given_text, help="HR rasters for self-supervised training: files, folders or globs."
         ),
     ] = None,
     recipe: Annotated[
@@ -114,7 +114,7 @@ def train_command(
         typer.Option(
             "--val",
             metavar="<path>",
-            parser=home_expanded,
+            parser=given_text,
             help="Validation HR rasters (never trained on; repeat for more).",
         ),
     ] = None,
@@ -546,7 +546,7 @@ def evaluate_command(
     hr_rasters: Annotated[
         list[str] | None,
         typer.Argument(
-            parser=home_expanded,
+            parser=given_text,
             help="HR rasters for the Wald protocol: files or quoted globs ('val/*.tif').",
         ),
     ] = None,
