@@ -299,6 +299,21 @@ def test_resume_does_not_rebuild_another_runs_store(tmp_path: Path) -> None:
     check_run_output(config, resume=True, overwrite=False, new_store=run / "own.zarr")  # its own: rebuilt
 
 
+def test_a_store_path_that_is_a_file_is_refused_before_anything(tmp_path: Path) -> None:
+    """`geosr train --lr a.tif --hr b.tif --store b.tif --overwrite` (or any file as --store) went on
+    to build the store there: a FileExistsError traceback from zarr, exit status 1."""
+    from geosr.errors import OutputError
+    from geosr.train.trainer import check_run_output
+
+    taken = tmp_path / "hr.tif"
+    taken.write_bytes(b"an input, not a store")
+    config = load_config(None, {"scale": 2, "output": str(tmp_path / "run"), "data": {"store": str(taken)}})
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match=r"--store .*hr\.tif is a file, not a training store"):
+            check_run_output(config, resume=False, overwrite=overwrite, new_store=taken)
+    assert taken.read_bytes() == b"an input, not a store"
+
+
 def test_a_scheduler_that_is_no_dask_address_is_an_option_error(tmp_path: Path, pairs) -> None:
     # Was dask's bare "ValueError: missing port number in address 'foo'" traceback, as geosr run's was.
     from geosr.errors import OptionError

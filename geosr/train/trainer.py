@@ -365,6 +365,12 @@ def check_run_output(
     if why is not None:
         raise OutputError(f"cannot write the run folder {output} ({why}); choose another --output")
     weights = paths_to_write(config.weights_stem)  # --weights mine.pt, or in a read-only folder
+    if new_store is not None and new_store.is_file():
+        # --overwrite went on to build the store there: a FileExistsError traceback from zarr.
+        raise OutputError(
+            f"--store {new_store} is a file, not a training store (a .zarr folder), which building "
+            "would replace: choose another --store path"
+        )
     if new_store is not None and is_foreign_directory(new_store):
         raise OutputError(
             f"--store {new_store} is a folder of other files, not a training store, which building "
