@@ -322,6 +322,20 @@ def test_a_tilde_the_shell_left_is_the_home_folder(make_raster, tmp_path, capfd,
     assert given_path("~/weights") == tmp_path / "weights"  # --json, --workdir, --lr, --hr...
 
 
+def test_a_pattern_inside_an_archive_is_told_to_be_no_glob(make_raster, tmp_path, capfd, monkeypatch) -> None:
+    """A URL or /vsi path is taken as it is (274eb2f), so '/vsizip//data/a.zip/*.tif' failed as
+    'not a readable raster (...); check that the file is complete and in a format GDAL reads'."""
+    import zipfile
+
+    src = make_raster(height=30, width=30)
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zipped:
+        zipped.write(src, "B04.tif")
+    pattern = f"/vsizip/{tmp_path / 'a.zip'}/*.tif"
+    code, _, err = run_cli(["run", pattern, "--scale", "2", "--model", "bicubic"], capfd, monkeypatch)
+    assert code == 2 and err.startswith(f"error: {pattern}: no such raster"), err
+    assert "not inside an archive or at a URL: name each file" in err and "format GDAL reads" not in err
+
+
 def test_an_archive_members_question_mark_or_bracket_is_no_glob(
     make_raster, tmp_path, capfd, monkeypatch
 ) -> None:

@@ -30,7 +30,7 @@ from rasterio.windows import Window as RioWindow
 from geosr.errors import InputError, catch_warnings_serialised
 from geosr.io import settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS
-from geosr.io.remote import file_url_path, is_remote, remote_open_problem, web_page_problem
+from geosr.io.remote import file_url_path, is_remote, is_virtual, remote_open_problem, web_page_problem
 from geosr.tiling import Window
 
 settle_block_cache()  # before any scene is read: GDAL takes geosr's bound, the environment is left clean
@@ -408,6 +408,13 @@ def _unreadable(path: str, exc: RasterioIOError) -> InputError:
         return InputError(
             f"{path}: a folder, not a raster GDAL reads; to run the rasters in it, give a quoted "
             f"glob such as {pattern}"
+        )
+    if "*" in path and is_virtual(path):
+        # A URL or /vsi path is no glob ('?' and '[' may be a member's own), so a pattern of one
+        # failed as an unreadable raster, and its fix was not the file's format.
+        return InputError(
+            f"{path}: no such raster ({_first_line(exc)}); geosr expands patterns on the local disk "
+            "only, not inside an archive or at a URL: name each file"
         )
     return InputError(
         f"{path}: not a readable raster ({_first_line(exc)}); "
