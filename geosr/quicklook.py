@@ -12,6 +12,7 @@ transparent: the white page shows through, not black data.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -552,7 +553,11 @@ def compare_files(
     if png.exists() and not overwrite:
         raise OutputError(f"{png} exists; pass --overwrite to replace it")
     if not png.parent.is_dir():
-        raise OutputError(f"{png.parent}: no such directory for the quicklook")
+        # It said no more: the fix is the folder, as geosr run's line for a missing one says.
+        raise OutputError(
+            f"{png.parent}: no such directory for the quicklook; create it first "
+            f"(mkdir -p {shlex.quote(str(png.parent))}) or choose another -o path"
+        )
     for flag, value in (("--hr", hr), ("--variable", variable), ("--hr-variable", hr_variable)):
         if value is not None and not value.strip():  # --hr '' was read as the folder '.'
             raise OptionError(f"{flag} is empty; give a value or leave the option out")

@@ -434,6 +434,20 @@ def test_compare_writes_the_file_a_file_url_names(make_raster, tmp_path: Path, c
     assert not (tmp_path / "c2.png").exists()
 
 
+def test_compare_into_a_missing_folder_says_to_create_it(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`geosr compare ... -o new/c.png` said 'new: no such directory for the quicklook', no more."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr = make_raster(height=40, width=40)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    png = tmp_path / "new folder" / "c.png"
+    code, err = run_cli(["compare", str(lr), str(sr), "-o", str(png)], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "no such directory for the quicklook", f"mkdir -p '{png.parent}'")
+    assert not png.parent.exists()
+
+
 def test_compare_takes_the_runs_nodata_as_the_quicklook_does(
     make_raster, tmp_path: Path, capsys, monkeypatch
 ) -> None:
