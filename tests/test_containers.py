@@ -80,7 +80,7 @@ def test_the_variable_must_be_named_and_exist(tmp_path: Path, capsys, monkeypatc
     with pytest.raises(InputError, match="--variable tsm is for Zarr stores and files of several variables"):
         geosr.upscale_file(one, tmp_path / "y.tif", variable="tsm", model="bicubic")
     code, err = run_cli(["run", f'NETCDF:"{tmp_path / "ocean.nc"}":tsm'], capsys, monkeypatch)
-    assert_one_clear_line(code, err, "no such file or directory", "give the file and --variable NAME")
+    assert_one_clear_line(code, err, "a GDAL subdataset name", f"{tmp_path / 'ocean.nc'} --variable tsm")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ocean.nc", "one.tif"]
 
 

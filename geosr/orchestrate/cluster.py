@@ -552,18 +552,22 @@ NO_WORKERS_CHECK = 10.0
 
 
 def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterator[Any]:
-    """``futures`` as they finish, saying when the cluster has no worker left to run them.
+    """The results of ``futures`` as they come, saying when the cluster has no worker left.
 
     Dask waits for workers to join again: a run whose workers had all died (started
     without a nanny, or their machines gone) sat still, without a word, until killed.
+    The results are fetched by ``as_completed`` itself, not by ``future.result()`` on a
+    finished future: a worker that died holding a finished task's result sent the task
+    back to be run again, and ``result()`` waited for it where no check could run.
     """
-    finished = as_completed(futures)
+    finished = as_completed(futures, with_results=True)
     quiet_since = time.monotonic()
     said = False
     while not finished.is_empty():
         if finished.has_ready():
             quiet_since = time.monotonic()
-            yield next(finished)
+            _, result = next(finished)
+            yield result
         elif time.monotonic() - quiet_since < NO_WORKERS_CHECK:
             time.sleep(0.05)
         else:
@@ -641,8 +645,7 @@ def run_on_cluster(
             )
             for group in batches(list(todo), task_size(len(todo), job.batch_size, len(workers)))
         ]
-        for future in _as_finished(client, futures, address):
-            finished = future.result()
+        for finished in _as_finished(client, futures, address):
             state.record(finished)
             if on_tiles_done is not None:
                 on_tiles_done(len(finished))
