@@ -405,6 +405,19 @@ def test_overwrite_replaces_only_at_commit(tmp_path, small_spec, suffix):
     assert leftovers(tmp_path) == []
 
 
+def test_a_destination_written_while_the_sink_was_open_is_not_replaced(tmp_path, small_spec, suffix):
+    """Another program (or another geosr process) wrote the destination after open_sink checked
+    it: the commit replaced it without overwrite (a Zarr store; a COG whose build took long)."""
+    destination = tmp_path / f"out{suffix}"
+    sink = open_sink(destination, small_spec)
+    sink.write(slice(0, 40), slice(0, 50), coded(small_spec))
+    before = _existing(destination, small_spec)
+    with pytest.raises(OutputError, match="already exists; pass --overwrite to replace it"):
+        sink.commit()
+    assert snapshot(destination) == before
+    assert leftovers(tmp_path) == []
+
+
 def test_committed_output_is_synced_to_disk(tmp_path, small_spec, suffix, monkeypatch):
     """A run deletes the state it could resume from once the output is committed, so a
     machine crash after that must not find the output empty or cut short: every file

@@ -434,27 +434,35 @@ def test_disk_guard_counts_what_a_killed_cog_build_left_as_free(tmp_path: Path) 
     assert reclaimable_bytes(tmp_path / "never.tif") == 0
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
 def test_a_file_that_appears_at_the_destination_during_the_run_is_kept_with_the_right_advice(
-    make_raster, tmp_path: Path
+    make_raster, tmp_path: Path, suffix: str
 ) -> None:
     """Another program wrote the destination while the tiles ran: the run keeps it and its
     tiles, and said "pass --overwrite to replace it; free some space there and rerun with
-    --resume", a full disk's advice.  The advice is now the failure's own."""
+    --resume", a full disk's advice.  The advice is now the failure's own.  A Zarr output
+    replaced such a store without --overwrite (another geosr run's, finished meanwhile)."""
     src = make_raster(height=40, width=40)
-    dst = tmp_path / "out.tif"
+    dst = tmp_path / f"out{suffix}"
+    theirs = dst / "zarr.json" if suffix == ".zarr" else dst  # a store is a folder
 
     def someone_writes_it(done: int, total: int) -> None:
         if done == 1:
-            dst.write_text("not yours")
+            theirs.parent.mkdir(exist_ok=True)
+            theirs.write_text("not yours")
 
     options = {"scale": 2, "model": "bicubic", "tile": 16, "batch_size": 1}
     with pytest.raises(ResumableError) as stopped:
         geosr.upscale_file(src, dst, progress=someone_writes_it, **options)
     assert "free some space" not in str(stopped.value)
     assert "pass --overwrite to replace it and rerun with --resume" in str(stopped.value)
-    assert dst.read_text() == "not yours" and run_dir(dst).is_dir()
+    assert theirs.read_text() == "not yours" and run_dir(dst).is_dir()
     geosr.upscale_file(src, dst, resume=True, overwrite=True, **options)
-    assert cog_validate(str(dst), quiet=True)[0] and not run_dir(dst).exists()
+    assert not run_dir(dst).exists()
+    if suffix == ".tif":
+        assert cog_validate(str(dst), quiet=True)[0]
+    else:
+        assert zarr_pixels(dst).shape == (1, 80, 80)
 
 
 def test_a_store_that_appears_at_a_zarr_destination_during_the_run_is_kept(

@@ -50,6 +50,7 @@ from geosr.errors import GeosrError, OutputError
 from geosr.faults import checkpoint
 from geosr.io.atomic import (
     PAM_SUFFIX,
+    check_writable,
     describe_write_failure,
     format_bytes,
     free_bytes,
@@ -162,6 +163,8 @@ class CogBuild(SinkBase):
         _check_tiles(cog, self.destination, self._needed())
         self._verify(cog)
         checkpoint("cog")
+        # Checked again: another program may have written the destination during the build.
+        check_writable(self.destination, self.overwrite)
         _replace_with_sidecar(cog, self.destination)
 
     def abort(self) -> None:

@@ -212,10 +212,6 @@ def unfinished_error(state: RunState, failure: OutputError) -> GeosrError:
 
 
 def _finalise_zarr(store: Path, destination: Path, spec: OutputSpec, overwrite: bool) -> Path:
-    # What appeared at the destination while the tiles ran (another program's store or
-    # folder) is replaced only with --overwrite, and a folder of other files never, as a
-    # COG's build checks: the rename deleted it without a word.
-    check_writable(destination, overwrite)
     try:
         with catch_warnings_serialised():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
@@ -223,6 +219,9 @@ def _finalise_zarr(store: Path, destination: Path, spec: OutputSpec, overwrite: 
     except OSError as exc:
         raise OutputError(describe_write_failure(destination, exc, spec.nbytes)) from None
     checkpoint("cog")
+    # As the COG's build checks it: a store another program put at the destination while
+    # the tiles ran was replaced without --overwrite (the run's check came before them).
+    check_writable(destination, overwrite)
     replace_atomically(store, destination)
     remove_stale_sidecars(destination)
     return destination

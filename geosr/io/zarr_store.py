@@ -53,6 +53,7 @@ from zarr.codecs import BloscCodec
 from geosr.errors import OptionError, OutputError, catch_warnings_serialised
 from geosr.grid import crs_label
 from geosr.io.atomic import (
+    check_writable,
     describe_write_failure,
     remove_stale_sidecars,
     replace_atomically,
@@ -143,6 +144,8 @@ class ZarrSink(SinkBase):
                 # specification": known, and what makes xr.open_zarr fast.
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
                 zarr.consolidate_metadata(str(self.store), zarr_format=self.spec.zarr_version)
+            # Checked again: another program may have written the destination since open_sink.
+            check_writable(self.destination, self.overwrite)
             replace_atomically(self.store, self.destination)
             remove_stale_sidecars(self.destination)
         except OSError as exc:
