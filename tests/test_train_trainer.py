@@ -389,6 +389,31 @@ def test_a_second_run_into_the_same_folder_needs_resume_or_overwrite(
     assert run_cli([*args, "--resume"], capsys, monkeypatch)[0] in (0, None)
 
 
+def test_a_run_folder_another_training_writes_is_refused_and_left_to_it(
+    tmp_path, scenes, capsys, monkeypatch
+) -> None:
+    """Two geosr train into one -o at once both ran to exit status 0, each replacing the other's
+    checkpoints, config.json and weights: the second is one line naming the first's pid."""
+    from geosr.io.atomic import take_lock
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    lock = os.open(run / ".geosr-train.lock", os.O_RDWR | os.O_CREAT)
+    assert take_lock(lock) is None  # as the first run holds it
+    args = ["train", str(scenes[0]), *FAST, "-o", str(run)]
+    try:
+        for flags in ([], ["--overwrite"], ["--resume"]):
+            code, err = run_cli([*args, *flags], capsys, monkeypatch)
+            said = (f"cannot write the run folder {run}", f"another geosr train (pid {os.getpid()})")
+            assert_one_clear_line(code, err, *said, "--output")
+            assert [p.name for p in run.iterdir()] == [".geosr-train.lock"]
+    finally:
+        os.close(lock)
+    assert run_cli(args, capsys, monkeypatch)[0] in (0, None)  # once it is free
+    assert (run / "config.json").exists()
+
+
 def test_resume_into_a_folder_without_a_run_keeps_an_existing_weights_file(
     tmp_path, scenes, capsys, monkeypatch
 ) -> None:

@@ -226,7 +226,7 @@ def train_command(
 ) -> None:
     """Train a super-resolution model: self-supervised on HR rasters, or on --lr/--hr pairs."""
     from geosr.train.config import load_config
-    from geosr.train.trainer import check_run_output
+    from geosr.train.trainer import check_run_output, run_folder_held
 
     pairs = _pairs(lr, hr)
     if scheduler != "threads" and not pairs:
@@ -269,16 +269,19 @@ def train_command(
     config = load_config(recipe, overrides)
     store_path = (store or Path(config.output) / "training_store.zarr") if pairs else None
     check_run_output(config, resume=resume, overwrite=overwrite, new_store=store_path)
-    leftovers = _Leftovers(Path(config.output), store_path)
-    try:
-        result = _build_and_train(config, overrides, recipe, pairs, store, store_path, scheduler, resume)
-    except (typer.Exit, InterruptedRunError):
-        raise
-    except (Exception, KeyboardInterrupt):
-        # An interrupt while the store is built too (training reports its own, resumable):
-        # it would leave an incomplete store that the same command then refuses as existing.
-        leftovers.remove()
-        raise
+    with run_folder_held(Path(config.output)) as made:
+        leftovers = _Leftovers(Path(config.output), store_path, made)
+        try:
+            # Again, holding the folder: a run into it may have ended since the check above.
+            check_run_output(config, resume=resume, overwrite=overwrite, new_store=store_path)
+            result = _build_and_train(config, overrides, recipe, pairs, store, store_path, scheduler, resume)
+        except (typer.Exit, InterruptedRunError):
+            raise
+        except (Exception, KeyboardInterrupt):
+            # An interrupt while the store is built too (training reports its own, resumable):
+            # it would leave an incomplete store that the same command then refuses as existing.
+            leftovers.remove()
+            raise
     m = result.metrics
     if m:
         _say(
@@ -404,15 +407,18 @@ class _Leftovers:
     A run that has written a checkpoint keeps everything, for ``--resume``.
     """
 
-    def __init__(self, output: Path, store: Path | None):
+    def __init__(self, output: Path, store: Path | None, made: Path | None):
+        """``made``: the top-most folder of ``output`` that this run made (to hold it)."""
+        from geosr.train.trainer import RUN_LOCK
+
         self.output = output.absolute()
         self.checkpoint = self.output / "checkpoints" / "last.json"
         self.stamp = self._stamp()
         # A folder that did not exist is wholly this run's; in one that did (empty,
-        # resumed or overwritten), only the entries that were not there before.
-        missing = [_first_missing(self.output), _first_missing(store) if store is not None else None]
+        # resumed or overwritten), only the entries that were not there before, and the lock.
+        missing = [made, _first_missing(store) if store is not None else None]
         self.created = [p for p in missing if p is not None]
-        self.before = set(self.output.iterdir()) if self.output.is_dir() else None
+        self.before = {p for p in self.output.iterdir() if p.name != RUN_LOCK}
 
     def _stamp(self) -> int | None:
         return self.checkpoint.stat().st_mtime_ns if self.checkpoint.exists() else None
@@ -423,7 +429,7 @@ class _Leftovers:
 
         if self._stamp() != self.stamp:
             return
-        if self.before is not None and self.output.is_dir():
+        if self.output.is_dir():
             for entry in set(self.output.iterdir()) - self.before:
                 remove_path(entry)
         for path in self.created:

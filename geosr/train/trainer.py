@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from geosr.errors import InputError, ModelError, OptionError, OutputError
-from geosr.io.atomic import is_foreign_directory, unwritable_folder
+from geosr.io.atomic import is_foreign_directory, take_lock, unwritable_folder
 from geosr.models.base import SRModel
 from geosr.models.bicubic import bicubic_upsample
 from geosr.models.card import ModelCard
@@ -410,6 +411,54 @@ def check_run_output(
             f"training store {new_store} already exists: train on it with --store and no --lr/--hr, "
             "pass --overwrite to rebuild it, or choose another --store"
         )
+
+
+RUN_LOCK = ".geosr-train.lock"
+"""The file in a run folder that a training run holds (``flock``) while it writes there."""
+
+
+@contextlib.contextmanager
+def run_folder_held(output: Path) -> Iterator[Path | None]:
+    """Within: this process alone writes the run folder ``output`` (it is made if missing).
+
+    Two ``geosr train`` into one folder at once both ran to exit status 0, each replacing the
+    other's checkpoints, ``config.json``, weights and card, so that the folder could hold the
+    configuration of one run and the weights of the other.
+
+    Yields
+    ------
+    Path or None
+        The top-most folder made here (``output`` or a parent of it), None if it existed.
+
+    Raises
+    ------
+    OutputError
+        Another process holds the folder (the line names its pid), or it cannot be made.
+    """
+    top = output.absolute()
+    while not top.parent.exists():
+        top = top.parent
+    made: Path | None = top
+    try:
+        try:
+            output.mkdir(parents=True)
+        except FileExistsError:
+            made = None  # it was there, or another run made it just now: not ours to remove
+        fd = os.open(output / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the run folder {output} ({exc.strerror or exc}); choose another --output"
+        ) from None
+    holder = take_lock(fd)
+    if holder is not None:
+        raise OutputError(
+            f"cannot write the run folder {output}: another geosr train (pid {holder}) is writing it "
+            "right now; wait for it to finish, or choose another --output"
+        )
+    try:
+        yield made
+    finally:
+        os.close(fd)
 
 
 RUN_CONFIG_KEYS = frozenset({"name", "scale", "steps", "data", "optim", "output"})
