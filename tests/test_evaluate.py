@@ -284,29 +284,38 @@ def test_evaluate_keeps_the_workdir_of_an_earlier_run_unless_told_to_overwrite(
     assert code == 0, err
 
 
-def test_a_workdir_geotiff_never_replaces_an_input(make_raster, tmp_path) -> None:
-    """`geosr evaluate 'work/*.tif' --workdir work --overwrite` took an earlier evaluation's
-    GeoTIFFs as inputs, and the first image's SR (000_field_sr.tif) replaced the next input
-    before it was read: that input was lost and its scores were of the SR."""
-    import re
+def test_an_evaluation_into_a_workdir_another_one_writes_is_refused_and_leaves_it_alone(
+    make_raster, tmp_path, capsys, monkeypatch
+) -> None:
+    """Two evaluations with one --workdir at once: the second wrote the LR the first was
+    reading, and failing on the first's SR run (locked), removed its LR and run state as
+    its own: both failed.  The second is now one line naming the first's pid."""
+    import os
 
-    from affine import Affine
-
-    from geosr.evaluation.wald import evaluate_paired
-    from tests.conftest import UTM_TRANSFORM
+    from geosr.io.atomic import take_lock
+    from tests.test_bad_input import assert_one_clear_line, run_cli
 
     hr = make_raster("field.tif", height=32, width=32)
-    # An HR of the pair (field.tif, it) as well, at half field.tif's pixel.
-    half = UTM_TRANSFORM * Affine.scale(0.5)
-    taken = make_raster("000_field_sr.tif", height=64, width=64, transform=half)
-    before = taken.read_bytes()
-    replaced = re.escape(f"its 000_field_sr.tif would replace the input {taken} before it is read")
-    with pytest.raises(OutputError, match=replaced):
-        evaluate_wald([hr, taken], scale=2, border=2, model="bicubic", workdir=tmp_path, overwrite=True)
-    with pytest.raises(OutputError, match=replaced):
-        evaluate_paired([(hr, taken)], scale=2, border=2, model="bicubic", workdir=tmp_path, overwrite=True)
-    assert taken.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["000_field_sr.tif", "field.tif"]
+    work = tmp_path / "wd"
+    work.mkdir()
+    (work / "000_field_lr.tif").write_bytes(b"the first one's LR, being read")
+    lock = os.open(work / ".geosr-evaluate.lock", os.O_RDWR | os.O_CREAT)
+    assert take_lock(lock) is None  # as the first evaluation holds it
+    args = ["evaluate", str(hr), "-s", "2", "--border", "2", "--model", "bicubic", "--workdir", str(work)]
+    try:
+        for flags in ([], ["--overwrite"]):
+            code, err = run_cli([*args, *flags], capsys, monkeypatch)
+            said = (f"cannot write in --workdir {work}", f"another geosr evaluate (pid {os.getpid()})")
+            assert_one_clear_line(code, err, *said, "another --workdir")
+            assert (work / "000_field_lr.tif").read_bytes() == b"the first one's LR, being read"
+            assert sorted(p.name for p in work.iterdir()) == [".geosr-evaluate.lock", "000_field_lr.tif"]
+    finally:
+        os.close(lock)
+    (work / ".geosr-evaluate.lock").unlink()
+    code, err = run_cli([*args, "--overwrite"], capsys, monkeypatch)  # once it is free
+    assert code == 0, err
+    written = {"000_field_lr.tif", "000_field_sr.tif", "000_field_bicubic.tif"}
+    assert {p.name for p in work.iterdir()} == written  # and no lock left behind
 
 
 def test_an_evaluation_interrupted_mid_way_leaves_its_workdir_as_it_was(make_raster, tmp_path) -> None:
@@ -1010,3 +1019,28 @@ def test_the_wald_lr_is_normalised_as_its_hr_by_a_dtype_range_model(make_raster,
     # reflectance = (DN + BOA_ADD_OFFSET) / 10000, as for the HR itself.
     x = norm.apply(np.full((2, 1, 1), 3000.0, np.float32))
     assert x[0, 0, 0] == pytest.approx(0.2) and x[1, 0, 0] == pytest.approx(0.3)
+
+
+def test_a_workdir_geotiff_never_replaces_an_input(make_raster, tmp_path) -> None:
+    """`geosr evaluate 'work/*.tif' --workdir work --overwrite` took an earlier evaluation's
+    GeoTIFFs as inputs, and the first image's SR (000_field_sr.tif) replaced the next input
+    before it was read: that input was lost and its scores were of the SR."""
+    import re
+
+    from affine import Affine
+
+    from geosr.evaluation.wald import evaluate_paired
+    from tests.conftest import UTM_TRANSFORM
+
+    hr = make_raster("field.tif", height=32, width=32)
+    # An HR of the pair (field.tif, it) as well, at half field.tif's pixel.
+    half = UTM_TRANSFORM * Affine.scale(0.5)
+    taken = make_raster("000_field_sr.tif", height=64, width=64, transform=half)
+    before = taken.read_bytes()
+    replaced = re.escape(f"its 000_field_sr.tif would replace the input {taken} before it is read")
+    with pytest.raises(OutputError, match=replaced):
+        evaluate_wald([hr, taken], scale=2, border=2, model="bicubic", workdir=tmp_path, overwrite=True)
+    with pytest.raises(OutputError, match=replaced):
+        evaluate_paired([(hr, taken)], scale=2, border=2, model="bicubic", workdir=tmp_path, overwrite=True)
+    assert taken.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000_field_sr.tif", "field.tif"]

@@ -38,7 +38,7 @@ from odc.geo.geobox import GeoBox
 from geosr.errors import GeosrError, GeosrWarning, InputError, OutputError
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_scorable
 from geosr.interrupts import output_stamp
-from geosr.io.atomic import unwritable_folder
+from geosr.io.atomic import lock_held, unwritable_folder
 from geosr.io.bands import OFFSET_TAG, reflectance_offset, select_bands
 from geosr.io.runstate import run_dir
 from geosr.io.scene import Scene, open_scene, read_window, with_nodata
@@ -398,18 +398,31 @@ def _whole_or_nothing(workdir: Path | None, names: Sequence[str]) -> Iterator[No
         raise
 
 
-def _prepare_workdir(
-    workdir: Path, names: Sequence[str], overwrite: bool, inputs: Sequence[str | Path]
-) -> None:
-    """Create ``workdir`` for the GeoTIFFs ``names``, before any compute.
+WORKDIR_LOCK = ".geosr-evaluate.lock"
+"""The file in a ``--workdir`` that an evaluation holds (``flock``) while it writes there."""
+
+
+@contextlib.contextmanager
+def _workdir_held(
+    workdir: Path | None, names: Sequence[str], overwrite: bool, inputs: Sequence[str | Path]
+) -> Iterator[None]:
+    """Within: this process alone writes ``workdir`` (made if missing), for the GeoTIFFs ``names``.
+
+    Two evaluations with one --workdir at once wrote the same LR, and the one that failed on
+    the other's run (its SR's run state locked) removed that run's files and state as its own:
+    both failed, the first with 'No such file or directory; ... check that it is writable'.
 
     Raises
     ------
     OutputError
-        ``workdir`` is not a directory, cannot be created or takes no new files, it already holds
-        one of ``names`` (an earlier evaluation's) and ``overwrite`` is false, or one of ``names``
-        there is one of the evaluation's ``inputs``.
+        ``workdir`` is not a directory, cannot be created or takes no new files, another
+        evaluation writes there (the line names its pid), it already holds one of ``names``
+        (an earlier evaluation's) and ``overwrite`` is false, or one of ``names`` there is one
+        of the evaluation's ``inputs``.
     """
+    if workdir is None:
+        yield
+        return
     if workdir.exists() and not workdir.is_dir():
         raise OutputError(
             f"--workdir {workdir} is a file, not a directory; give a folder (it is created if missing)"
@@ -424,11 +437,6 @@ def _prepare_workdir(
                 f"--workdir {workdir}: its {name} would replace the input {source} before it is "
                 "read; choose another --workdir"
             )
-        if (workdir / name).exists() and not overwrite:
-            raise OutputError(
-                f"{workdir / name} already exists (an earlier evaluation's); pass --overwrite "
-                "to replace it or choose another --workdir"
-            )
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -439,6 +447,31 @@ def _prepare_workdir(
     why = unwritable_folder(workdir)
     if why is not None:
         raise OutputError(f"cannot write in --workdir {workdir} ({why}); choose another folder")
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(
+                lock_held(
+                    workdir / WORKDIR_LOCK,
+                    lambda pid: (
+                        f"cannot write in --workdir {workdir}: another geosr evaluate (pid {pid}) "
+                        "is writing there right now; wait for it to finish, or choose another --workdir"
+                    ),
+                )
+            )
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write in --workdir {workdir} ({exc.strerror or exc}); choose another folder"
+            ) from None
+        # Held: an evaluation that ended meanwhile has left what it wrote.
+        for name in names:
+            if (workdir / name).exists() and not overwrite:
+                raise OutputError(
+                    f"{workdir / name} already exists (an earlier evaluation's); pass --overwrite "
+                    "to replace it or choose another --workdir"
+                )
+        yield
 
 
 def evaluate_wald(
@@ -479,9 +512,8 @@ def evaluate_wald(
     report = EvalReport("wald", scale, model or DEFAULT_MODEL, border)
     stems = [f"{k:03d}_{Path(path).stem}" for k, path in enumerate(hr_paths)]
     names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("lr", "sr", "bicubic")]
-    if workdir:
-        _prepare_workdir(Path(workdir), names, overwrite, hr_paths)
     with (
+        _workdir_held(Path(workdir) if workdir else None, names, overwrite, hr_paths),
         tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp,
         _whole_or_nothing(Path(workdir) if workdir else None, names),
     ):
@@ -557,9 +589,10 @@ def evaluate_paired(
     report = EvalReport("paired", scale, model or DEFAULT_MODEL, border)
     stems = [f"{k:03d}_{Path(lr_path).stem}" for k, (lr_path, _) in enumerate(pairs)]
     names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("sr", "bicubic")]
-    if workdir:
-        _prepare_workdir(Path(workdir), names, overwrite, [path for pair in pairs for path in pair])
     with (
+        _workdir_held(
+            Path(workdir) if workdir else None, names, overwrite, [path for pair in pairs for path in pair]
+        ),
         tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp,
         _whole_or_nothing(Path(workdir) if workdir else None, names),
     ):

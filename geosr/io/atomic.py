@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from geosr.errors import OutputError
@@ -457,3 +457,46 @@ def take_lock(fd: int) -> str | None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return None
+
+
+def open_lock(path: Path, busy: Callable[[str], str]) -> int:
+    """Open the lock file ``path`` (made if missing) and lock it for this process, as
+    :func:`take_lock` does; returns its descriptor, which holds the lock until it is closed.
+
+    A lock file that the process holding it removed (a failed run cleaning up, a finished one
+    removing its folder) locks nothing any more: opened before the removal and locked after
+    it, it is let go, and the file now at ``path`` is locked instead.
+
+    Raises
+    ------
+    OutputError
+        Another process holds the lock: the line ``busy`` makes of its pid.
+    OSError
+        ``path`` cannot be made or opened (its folder is gone, or read-only).
+    """
+    for _ in range(100):  # each pass needs another process to remove the file meanwhile
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        holder = take_lock(fd)
+        if holder is not None:
+            raise OutputError(busy(holder))
+        try:
+            if os.fstat(fd).st_ino == path.stat().st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise OutputError(f"cannot lock {path}: other processes keep removing it; wait for them to finish")
+
+
+@contextlib.contextmanager
+def lock_held(path: Path, busy: Callable[[str], str]) -> Iterator[None]:
+    """Within: this process holds the lock file ``path`` (:func:`open_lock`, which says what
+    it raises); it is removed at the end, while still held, so that it leaves nothing behind."""
+    fd = open_lock(path, busy)
+    try:
+        yield
+    finally:
+        # A process that opened it meanwhile finds it gone once it has the lock, and opens anew.
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)

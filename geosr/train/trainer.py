@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 
 from geosr.errors import InputError, ModelError, OptionError, OutputError
-from geosr.io.atomic import is_foreign_directory, take_lock, unwritable_folder
+from geosr.io.atomic import is_foreign_directory, lock_held, unwritable_folder
 from geosr.models.base import SRModel
 from geosr.models.bicubic import bicubic_upsample
 from geosr.models.card import ModelCard
@@ -439,26 +438,28 @@ def run_folder_held(output: Path) -> Iterator[Path | None]:
     while not top.parent.exists():
         top = top.parent
     made: Path | None = top
-    try:
+    with contextlib.ExitStack() as held:
         try:
-            output.mkdir(parents=True)
-        except FileExistsError:
-            made = None  # it was there, or another run made it just now: not ours to remove
-        fd = os.open(output / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write the run folder {output} ({exc.strerror or exc}); choose another --output"
-        ) from None
-    holder = take_lock(fd)
-    if holder is not None:
-        raise OutputError(
-            f"cannot write the run folder {output}: another geosr train (pid {holder}) is writing it "
-            "right now; wait for it to finish, or choose another --output"
-        )
-    try:
+            try:
+                output.mkdir(parents=True)
+            except FileExistsError:
+                made = None  # it was there, or another run made it just now: not ours to remove
+            held.enter_context(
+                lock_held(
+                    output / RUN_LOCK,
+                    lambda pid: (
+                        f"cannot write the run folder {output}: another geosr train (pid {pid}) is "
+                        "writing it right now; wait for it to finish, or choose another --output"
+                    ),
+                )
+            )
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write the run folder {output} ({exc.strerror or exc}); choose another --output"
+            ) from None
         yield made
-    finally:
-        os.close(fd)
 
 
 RUN_CONFIG_KEYS = frozenset({"name", "scale", "steps", "data", "optim", "output"})
