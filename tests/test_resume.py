@@ -302,6 +302,36 @@ def test_busy_run_state_is_refused(job, tmp_path: Path) -> None:
     assert not dst.exists()
 
 
+def test_a_run_state_removed_as_another_run_locks_it_is_made_again(tmp_path: Path, monkeypatch) -> None:
+    """A run finishing as another one starts: it removes its state, lock and all, then unlocks
+    it, and the other had opened that lock in between.  The other locked the removed file, in a
+    folder that was gone (its first write failed), and a third run made the folder again and
+    locked its new lock: two runs held one run state, and wrote one store."""
+    import geosr.io.atomic
+    import geosr.io.runstate
+
+    dst = tmp_path / "out.tif"
+    first = RunState.acquire(dst)
+    real_take_lock = geosr.io.atomic.take_lock
+
+    def first_finishes_meanwhile(fd: int) -> str | None:
+        monkeypatch.undo()
+        first.finish()
+        return real_take_lock(fd)
+
+    # Where the lock is taken (before the change, runstate called it by its own name).
+    monkeypatch.setattr(geosr.io.atomic, "take_lock", first_finishes_meanwhile)
+    monkeypatch.setattr(geosr.io.runstate, "take_lock", first_finishes_meanwhile, raising=False)
+    second = RunState.acquire(dst)
+    try:
+        assert second.directory.is_dir()
+        assert os.fstat(second._lock_fd).st_ino == (second.directory / "lock").stat().st_ino
+        with pytest.raises(OutputError, match=rf"another geosr run \(pid {os.getpid()}\)"):
+            RunState.acquire(dst)  # a third run
+    finally:
+        second.release()
+
+
 def test_a_ctrl_c_as_the_run_state_is_unlocked_is_not_a_traceback(tmp_path: Path, monkeypatch) -> None:
     """A Ctrl-C landing just after the lock's descriptor was closed, as a finished run
     removed its state (SIGINT sent once the output was in place, seen in a real run): the

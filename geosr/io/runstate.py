@@ -45,7 +45,7 @@ from typing import Any
 
 from geosr.errors import GeosrError, OutputError, ResumableError
 from geosr.interrupts import signals_held
-from geosr.io.atomic import TMP_MARKER, format_bytes, remove_path, take_lock
+from geosr.io.atomic import TMP_MARKER, format_bytes, open_lock, remove_path
 
 RUN_SUFFIX = ".geosr-run"
 """Ending of the hidden run-state folder's name: ``.<output name>.geosr-run``."""
@@ -154,19 +154,34 @@ class RunState:
                 f"cannot write {destination}: {directory}, where its run state goes, is a file, not "
                 "geosr's folder; move or remove that file"
             )
-        try:
-            directory.mkdir(exist_ok=True)
-            fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot write {destination}: creating its run state {directory} failed "
-                f"({exc.strerror or exc}); check the directory's permissions and free space"
-            ) from None
-        holder = take_lock(fd)
-        if holder is not None:
-            raise OutputError(
-                f"cannot write {destination}: another geosr run (pid {holder}) is writing it right now "
+
+        def busy(pid: str) -> str:
+            return (
+                f"cannot write {destination}: another geosr run (pid {pid}) is writing it right now "
                 f"(its state is locked in {directory}); wait for it to finish or choose another -o path"
+            )
+
+        for _ in range(100):  # each pass needs another run to remove the folder meanwhile
+            try:
+                directory.mkdir(exist_ok=True)
+                fd = open_lock(directory / "lock", busy)
+                break
+            except OutputError:
+                raise
+            except OSError as exc:
+                # A run that finished removes its folder, lock and all, before it unlocks it: a
+                # lock opened before that and locked after it locks nothing (open_lock lets it
+                # go), and the folder is gone.  Taken as it was, a third run made the folder
+                # again and locked its new lock: two runs wrote one store.
+                if isinstance(exc, FileNotFoundError) and directory.parent.is_dir():
+                    continue
+                raise OutputError(
+                    f"cannot write {destination}: creating its run state {directory} failed "
+                    f"({exc.strerror or exc}); check the directory's permissions and free space"
+                ) from None
+        else:
+            raise OutputError(
+                f"cannot write {destination}: other runs keep removing its run state {directory}"
             )
         state = cls(destination, fd)
         state._remove_stale_temporaries()
