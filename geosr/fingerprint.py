@@ -7,6 +7,7 @@ fingerprint differs is refused, naming what changed (:mod:`geosr.io.runstate`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -16,7 +17,7 @@ from odc.geo import CRS
 
 from geosr import __version__
 from geosr.errors import InputError
-from geosr.io.remote import local_archive, unsigned
+from geosr.io.remote import local_archive, local_stamp, unsigned
 from geosr.io.scene import Scene
 from geosr.io.sink import DEFAULT_ZARR_FORMAT
 from geosr.normalise import Normalisation
@@ -42,7 +43,9 @@ def job_fingerprint(
     Not included: batch size, workers and scheduler, which change how the work
     is spread, never its result (see the determinism tests).
     """
-    size, mtime = file_stamp(scene.path)
+    # Taken as the scene was opened: a file renamed into place since then (a download or an
+    # export finishing) was stamped here, read by the tiles, and passed check_unchanged.
+    size, mtime = scene.stamp or file_stamp(scene.path)
     return {
         "geosr": __version__,
         "input": _where(scene.path),
@@ -70,7 +73,7 @@ def job_fingerprint(
         **area_of_interest(opts),
         # Resolved as the input is: a frame named ./d2.tif in one run and by its absolute
         # path in the --resume made the same job "the output of a different job".
-        "frames": [[_where(f.path), *file_stamp(f.path)] for f in frames],
+        "frames": [[_where(f.path), *(f.stamp or file_stamp(f.path))] for f in frames],
         **files_read_with(scene),
     }
 
@@ -149,14 +152,13 @@ def file_stamp(path: str) -> tuple[int | None, int | str | None]:
     """What tells one version of ``path`` from another: a local file's size and mtime (ns);
     an http(s) URL's Content-Length and ETag (or Last-Modified), from a HEAD request;
     ``(None, None)`` where neither can be had (object stores without credentials here)."""
-    try:
-        stamped = local_archive(path) or Path(path)  # an archive member: its archive's
-        if stamped.is_dir():
-            return _tree_stamp(stamped)
-        stat = stamped.stat()
-        return stat.st_size, stat.st_mtime_ns
-    except OSError:
-        pass
+    folder = local_archive(path) or Path(path)
+    with contextlib.suppress(OSError):
+        if folder.is_dir():
+            return _tree_stamp(folder)
+    stamp = local_stamp(path)  # an archive member: its archive's
+    if stamp is not None:
+        return stamp
     url = path.removeprefix("/vsicurl/")
     if not url.startswith(("http://", "https://")):
         return None, None

@@ -78,7 +78,7 @@ def open_input(src: str | Path, options: RunOptions, *, variable: str | None = N
     if item.stacked:
         # The stack is a temporary VRT, new in every run: the Item stands for it in
         # messages, provenance and the job's fingerprint (so that --resume finds the run).
-        scene = dataclasses.replace(scene, path=str(src), subdataset=item.href)
+        scene = dataclasses.replace(scene, path=str(src), subdataset=item.href, stamp=None)
     if item.when:
         scene = dataclasses.replace(scene, tags={**scene.tags, **item.when})
     return scene

@@ -536,6 +536,28 @@ def test_an_input_rewritten_during_the_run_is_refused_and_the_old_output_kept(
     assert dst.read_bytes() == b"the old output" and leftovers(tmp_path, dst) == []
 
 
+def test_an_input_replaced_as_the_run_starts_is_refused(make_raster, tmp_path: Path, monkeypatch) -> None:
+    """A newer version renamed into place (a download or an export finishing) after the run
+    had opened the input, while it loaded the model: the stamp was taken after that, the
+    tiles read the new file on the old file's grid, and the run ended with exit status 0,
+    an output of the new pixels cropped to the old extent."""
+    import geosr.models
+
+    src = make_raster(height=40, width=40)
+    newer = make_raster("newer.tif", height=56, width=56, data=coordinate_pattern(1, 56, 56)[:, ::-1].copy())
+    dst = tmp_path / "out.tif"
+    load_model = geosr.models.load_model
+
+    def replaced_meanwhile(*args, **kwargs):
+        os.replace(newer, src)
+        return load_model(*args, **kwargs)
+
+    monkeypatch.setattr(geosr.models, "load_model", replaced_meanwhile)
+    with pytest.raises(InputError, match="the file changed while it was read"):
+        geosr.upscale_file(src, dst, scale=2, model="bicubic", tile=16)
+    assert not dst.exists() and leftovers(tmp_path, dst) == []
+
+
 def test_a_ctrl_c_before_the_first_tile_is_journaled_leaves_no_run_state(make_raster, tmp_path: Path) -> None:
     """Stopped as the run store was made or the first batch ran: the line said the finished
     tiles were kept for --resume, and the same command was refused as a stale run."""

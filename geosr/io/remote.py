@@ -207,6 +207,16 @@ def local_archive(path: str | Path) -> Path | None:
     return None
 
 
+def local_stamp(path: str | Path) -> tuple[int, int] | None:
+    """Size and mtime (ns) of the local file ``path`` (of its archive, for a member), or None
+    for a path that is no local file (a URL) or cannot be read."""
+    try:
+        stat = (local_archive(path) or Path(path)).stat()
+    except (OSError, ValueError):  # ValueError: a name with a NUL byte
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
 # GDAL's words for an object store's missing credentials (/vsis3/, /vsigs/, /vsiaz/, /vsioss/,
 # /vsiswift/): 'AWS_SECRET_ACCESS_KEY and AWS_NO_SIGN_REQUEST configuration options not defined',
 # 'Missing AZURE_STORAGE_ACCOUNT+(...) configuration options', 'Missing SWIFT_STORAGE_URL+...'.

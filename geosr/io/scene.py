@@ -30,7 +30,14 @@ from rasterio.windows import Window as RioWindow
 from geosr.errors import InputError, catch_warnings_serialised
 from geosr.io import settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS
-from geosr.io.remote import file_url_path, is_remote, is_virtual, remote_open_problem, web_page_problem
+from geosr.io.remote import (
+    file_url_path,
+    is_remote,
+    is_virtual,
+    local_stamp,
+    remote_open_problem,
+    web_page_problem,
+)
 from geosr.tiling import Window
 
 settle_block_cache()  # before any scene is read: GDAL takes geosr's bound, the environment is left clean
@@ -107,6 +114,10 @@ class Scene:
         variable's ``_FillValue`` and ``missing_value`` (one value or several) that
         differ, which xarray masks all.  Reads give them as NaN; the output marks them
         with :attr:`nodata`.
+    stamp : tuple of int or None
+        Size and mtime (ns) of the local file at ``path``, taken before it was opened
+        (:func:`~geosr.io.remote.local_stamp`): what a run's fingerprint holds, so that a
+        file replaced after this description was taken is told from it.  None elsewhere.
     """
 
     path: str
@@ -133,6 +144,7 @@ class Scene:
     masked: bool = False
     band_nodata: tuple[float | None, ...] = ()
     missing_values: tuple[float, ...] = ()
+    stamp: tuple[int, int] | None = None
 
     @property
     def output_nodata(self) -> float | None:
@@ -374,6 +386,7 @@ def _describe(path: str, variable: str | None) -> Scene:
         from geosr.io.zarr_scene import open_zarr_scene
 
         return open_zarr_scene(path, variable=variable)
+    stamp = local_stamp(path)  # before the open: a file replaced after it differs from it
     try:
         with catch_warnings_serialised():
             # A file of several variables is no raster itself (no geotransform), and a raster
@@ -384,12 +397,13 @@ def _describe(path: str, variable: str | None) -> Scene:
                 others = [name for name in subdataset_keys(src.subdatasets) if name != key]
                 if not subdataset:
                     refuse_flags(path, src, others)
-                    return _describe_gdal(path, src)
+                    return replace(_describe_gdal(path, src), stamp=stamp)
             # The variable's own raster too: one without a geotransform printed rasterio's
             # warning before geosr's error line.
             with rasterio.open(subdataset) as src:
                 refuse_flags(path, src, others)
-                return replace(_describe_gdal(path, src), subdataset=subdataset, subdataset_key=key)
+                described = _describe_gdal(path, src)
+                return replace(described, subdataset=subdataset, subdataset_key=key, stamp=stamp)
     except RasterioIOError as exc:
         raise _unreadable(path, exc) from None
 
