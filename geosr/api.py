@@ -474,9 +474,11 @@ def _run(
             # for a --resume once there is room (a resume re-checks every kept chunk).  None
             # finished: the state holds nothing (its partial chunks took space on the full
             # disk), and it said "the 0 finished tiles are kept", "rerun with --resume".
+            state.check_kept()  # or the state was removed under the tiles: that is the cause
             if not state.done():
                 raise  # the run state is discarded below
             raise state.unfinished(exc, all_tiles=False) from None
+        state.check_kept()
         check_unchanged(fingerprint, job.scene, job.frames)
         try:
             finalise(state.store, dst, spec, overwrite=opts.overwrite)

@@ -558,6 +558,30 @@ def test_an_input_replaced_as_the_run_starts_is_refused(make_raster, tmp_path: P
     assert not dst.exists() and leftovers(tmp_path, dst) == []
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_a_run_state_removed_during_the_run_is_one_line(make_raster, tmp_path: Path, suffix: str) -> None:
+    """The output's folder deleted while the tiles ran: zarr made the store's folders again for
+    the tiles that followed, and the build ended in a GroupNotFoundError traceback (a COG), or
+    kept "the 0 finished tiles" for a --resume that could not use them (a Zarr output)."""
+    import shutil
+
+    src = make_raster(height=40, width=40)
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = out / f"x{suffix}"
+
+    def someone_removes_the_folder(done: int, total: int) -> None:
+        if done == 2:
+            shutil.rmtree(out, ignore_errors=True)  # the tiles may be making folders in it
+
+    options = {"scale": 2, "model": "bicubic", "tile": 16, "batch_size": 1}
+    with pytest.raises(OutputError, match=r"was removed while the run went on .* run the same command again"):
+        geosr.upscale_file(src, dst, progress=someone_removes_the_folder, **options)
+    assert not dst.exists() and not run_dir(dst).exists()
+    geosr.upscale_file(src, dst, **options)  # the same command
+    assert dst.exists() and not run_dir(dst).exists()
+
+
 def test_a_ctrl_c_before_the_first_tile_is_journaled_leaves_no_run_state(make_raster, tmp_path: Path) -> None:
     """Stopped as the run store was made or the first batch ran: the line said the finished
     tiles were kept for --resume, and the same command was refused as a stale run."""

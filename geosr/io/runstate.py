@@ -333,6 +333,8 @@ class RunState:
             self._remove()
 
     def _remove(self) -> None:
+        if self._lock_fd is None:
+            return  # let go of already (check_kept): the folder there is not this run's
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -342,6 +344,32 @@ class RunState:
     def release(self) -> None:
         """Keep the run state for ``--resume`` and unlock it."""
         self._close()
+
+    def check_kept(self) -> None:
+        """Refuse (:class:`OutputError`) to build the output from a state removed while the
+        run went on, and let it go: its tiles are lost.
+
+        The output's folder (or the hidden state in it) deleted or moved mid-run: zarr made
+        the store's folders again for the tiles that followed, and the build then ended in a
+        traceback (a COG: GroupNotFoundError) or, for a Zarr output, in a line that kept
+        "the 0 finished tiles" for a ``--resume`` that could not use them.  What the tiles
+        made again goes too, unless another run has made the state its own (its lock).
+        """
+        lock = self.directory / "lock"
+        try:
+            kept = self._lock_fd is not None and os.fstat(self._lock_fd).st_ino == lock.stat().st_ino
+        except FileNotFoundError:
+            kept = False
+        if kept:
+            return
+        if not lock.exists():
+            remove_path(self.directory)
+        self._close()
+        raise OutputError(
+            f"cannot write {self.destination}: its run state {self.directory} was removed while the run "
+            "went on (its folder deleted or moved), and the finished tiles with it; nothing was written: "
+            "run the same command again"
+        )
 
     def describe(self) -> str:
         """``'N finished tiles are kept in DIR (X)'`` for messages ("1 finished tile is")."""
