@@ -120,6 +120,30 @@ def test_a_resumed_paired_run_trains_on_the_store_it_built(tmp_path: Path, pairs
     assert {p: p.stat().st_mtime_ns for p in store.rglob("*")} == before
 
 
+def test_a_store_another_run_builds_is_refused(tmp_path: Path, pairs, capfd, monkeypatch) -> None:
+    """Two runs building one --store from their pairs at once (into other run folders) each
+    removed what the other wrote: both ended in a traceback ('Directory not empty', 'does not
+    exist').  The second is now one line naming the first's pid, and makes nothing."""
+    import os
+
+    from geosr.io.atomic import take_lock
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    store = tmp_path / "shared.zarr"
+    lock = os.open(tmp_path / ".shared.zarr.geosr-lock", os.O_RDWR | os.O_CREAT)
+    assert take_lock(lock) is None  # as the first run holds it
+    args = ["train", "-s", "2", *FAST, "--store", str(store), "-o", str(tmp_path / "run")]
+    for lr, hr in pairs:
+        args += ["--lr", str(lr), "--hr", str(hr)]
+    try:
+        code, err = run_cli(args, capfd, monkeypatch)
+    finally:
+        os.close(lock)
+    said = (f"cannot build the training store {store}", f"another geosr train (pid {os.getpid()})")
+    assert_one_clear_line(code, err, *said, "--store")
+    assert not store.exists() and not (tmp_path / "run").exists()
+
+
 def test_store_on_a_local_distributed_cluster_matches_threads_and_takes_no_fixed_port(
     tmp_path: Path, pairs, dask_default_port_taken
 ) -> None:

@@ -226,7 +226,7 @@ def train_command(
 ) -> None:
     """Train a super-resolution model: self-supervised on HR rasters, or on --lr/--hr pairs."""
     from geosr.train.config import load_config
-    from geosr.train.trainer import check_run_output, run_folder_held
+    from geosr.train.trainer import check_run_output, run_folder_held, store_held
 
     pairs = _pairs(lr, hr)
     if scheduler != "threads" and not pairs:
@@ -274,7 +274,11 @@ def train_command(
         try:
             # Again, holding the folder: a run into it may have ended since the check above.
             check_run_output(config, resume=resume, overwrite=overwrite, new_store=store_path)
-            result = _build_and_train(config, overrides, recipe, pairs, store, store_path, scheduler, resume)
+            # A --store of its own, which other runs may build too (the run folder's is held with it).
+            with store_held(store_path if store is not None else None):
+                result = _build_and_train(
+                    config, overrides, recipe, pairs, store, store_path, scheduler, resume
+                )
         except (typer.Exit, InterruptedRunError):
             raise
         except (Exception, KeyboardInterrupt):

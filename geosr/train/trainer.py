@@ -462,6 +462,40 @@ def run_folder_held(output: Path) -> Iterator[Path | None]:
         yield made
 
 
+@contextlib.contextmanager
+def store_held(store: Path | None) -> Iterator[None]:
+    """Within: this process alone builds (and trains on) the training store ``store`` (None:
+    nothing to hold); its folder is made if missing.
+
+    Two runs that build one ``--store`` from their pairs at once (into other run folders)
+    each removed what the other wrote, and both ended in a traceback ("Directory not empty",
+    "does not exist").  The lock is ``.<store name>.geosr-lock`` beside the store.
+    """
+    if store is None:
+        yield
+        return
+    with contextlib.ExitStack() as held:
+        try:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(
+                lock_held(
+                    store.parent / f".{store.name}.geosr-lock",
+                    lambda pid: (
+                        f"cannot build the training store {store}: another geosr train (pid {pid}) is "
+                        "building or training on it right now; wait for it to finish, or choose another "
+                        "--store"
+                    ),
+                )
+            )
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise OutputError(
+                f"cannot build the training store {store} ({exc.strerror or exc}); choose another --store"
+            ) from None
+        yield
+
+
 RUN_CONFIG_KEYS = frozenset({"name", "scale", "steps", "data", "optim", "output"})
 """Keys every training run's ``config.json`` has had (:func:`to_dict` of a :class:`TrainConfig`)."""
 
