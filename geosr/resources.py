@@ -20,10 +20,13 @@ single-process run holds at most::
                                            Predictor.images_per_call); none
                                            on a GPU, whose memory the batch is sized for
           + max(256 MiB,                   GDAL: its block cache (32 MiB, geosr.io) and the COG
-                96 MiB + (4 + 4*N) * K)    build's buffers and compression threads: N threads
-                                           (one per CPU) hold about 4 COG tiles of K = C*b^2*o
+                96 MiB + (4 + 4*N) * K,    build's buffers and compression threads: N threads
+                96 MiB + 6 * V)            (one per CPU) hold about 4 COG tiles of K = C*b^2*o
                                            bytes each (pixel-interleaved, every band;
-                                           b from geosr.io.sink.max_cog_block): gdal_bytes
+                                           b from geosr.io.sink.max_cog_block); or, where GDAL
+                                           computes the overviews (odd sides), about 6 of its
+                                           overview chunks of V = C*(2b+2)^2*max(o, 4) bytes
+                                           (OVERVIEW_CHUNKS): gdal_bytes
           + 2 * T*C*(tile + 2*halo + 2*strip)*width*i   strip-organized input whose strips
                                            under a row of tiles outgrow the block cache: the
                                            band of strips kept by the reader, and the next
@@ -75,6 +78,18 @@ for its reading: a tile read, its copy in a compression job and the compressed b
 the next job queued.  Measured as the growth of a COG build from a run store (ZSTD, predictor)
 of 8 float32 bands in tiles of 512 (8 MiB) on 2 cores: 38, 95, 156 and 273 MiB with 1, 2, 4
 and 8 threads; 40 bands (40 MiB tiles): 186 and 388 MiB with 1 and 2."""
+
+OVERVIEW_CHUNKS = 6
+"""Source chunks (all bands) GDAL's overview pass holds, in its own reads, jobs and block cache,
+where it computes the COG's overviews itself: levels of odd sides, or a deepest tile level
+too large to finish in memory (:func:`geosr.io.run_store._complete_levels`).  A chunk is the
+full-resolution pixels under one overview tile, ``(2b + 2)^2`` of every band, counted in 4 bytes
+at least (GDAL's work type: float32 for most types, which over-counts uint8 and uint16, whose
+averages may run in their own type).  Measured on 2 CPUs, with noise, as the growth of a COG
+build from a run store less the 96 MiB :data:`_GDAL_FIXED`, in chunks: 150 float32 bands
+1023^2 (tiles of 128): 4.6; 300 bands 257 x 385: 3.5; 128 bands 511^2: 3.2; 7 uint16 bands
+1024 x 16383 (tiles of 512): 1.3, and 2048 x 16383 no more (the pass holds chunks, not rows of
+the image).  Not measured on more CPUs."""
 
 _GDAL_FIXED = 96 * 2**20
 """GDAL's block cache (32 MiB) and what the COG build holds whatever its tiles."""
@@ -207,10 +222,16 @@ def gdal_bytes(bands: int, itemsize: int) -> int:
     The COG build compresses on every CPU (``NUM_THREADS=ALL_CPUS``, which counts no more
     CPUs than :func:`usable_cpus`), each thread holding :data:`COG_TILES_PER_THREAD` tiles
     of all ``bands`` (:func:`geosr.io.sink.max_cog_block`).  Counted for a Zarr output too,
-    which has no COG build: the bound is the same whatever the output.
+    which has no COG build: the bound is the same whatever the output.  GDAL computes the
+    overviews itself, before that build, where a COG's sides are odd (a 7611 x 7531 Landsat
+    scene's level at x2), holding :data:`OVERVIEW_CHUNKS` chunks of all bands: counted too,
+    as the output's sides are not part of the bound.
     """
-    tile = bands * max_cog_block(bands, itemsize) ** 2 * itemsize
-    return max(GDAL_CACHE, _GDAL_FIXED + COG_TILES_PER_THREAD * (1 + usable_cpus()) * tile)
+    block = max_cog_block(bands, itemsize)
+    tile = bands * block**2 * itemsize
+    chunk = bands * (2 * block + 2) ** 2 * max(itemsize, 4)
+    build = COG_TILES_PER_THREAD * (1 + usable_cpus()) * tile
+    return max(GDAL_CACHE, _GDAL_FIXED + max(build, OVERVIEW_CHUNKS * chunk))
 
 
 def disk_needed(output_bytes: int, *, cog: bool) -> int:
