@@ -567,6 +567,8 @@ def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterat
         if finished.has_ready():
             quiet_since = time.monotonic()
             _, result = next(finished)
+            if isinstance(result, BaseException):  # cancelled (the scheduler lost): not raised
+                raise result
             yield result
         elif time.monotonic() - quiet_since < NO_WORKERS_CHECK:
             time.sleep(0.05)
