@@ -470,19 +470,25 @@ print(json.dumps({"grown": status("VmHWM:") - baseline, "bound": memory_needed(g
 """
 
 
+def assert_cog_build_within_the_formula(tmp_path: Path, *, bands: int, height: int, width: int) -> None:
+    """The COG build of a run store of ``bands`` float32 bands, in a child process, grows its
+    peak memory by less than the formula's share for GDAL."""
+    result = subprocess.run(
+        [sys.executable, "-c", COG_BUILD_CHILD, str(tmp_path), str(bands), str(height), str(width)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert 0 <= numbers["grown"] < numbers["bound"], numbers
+
+
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to reset VmHWM")
 def test_a_many_band_cog_build_stays_within_the_formula(tmp_path: Path) -> None:
     """A COG is pixel-interleaved, and GDAL's COG build holds several tiles of all bands per
     compression thread: in tiles of 512, 128 float32 bands are 128 MiB a tile, and the build of
     a 256^2 output grew by about 4 of them, where the bound allowed 256 MiB for all GDAL holds.
     Many bands now make smaller tiles, and the bound counts the tiles in flight."""
-    result = subprocess.run(
-        [sys.executable, "-c", COG_BUILD_CHILD, str(tmp_path), "128", "256", "256"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    numbers = json.loads(result.stdout.strip().splitlines()[-1])
-    assert 0 <= numbers["grown"] < numbers["bound"], numbers
+    assert_cog_build_within_the_formula(tmp_path, bands=128, height=256, width=256)
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to reset VmHWM")
@@ -491,13 +497,7 @@ def test_gdals_overview_pass_on_odd_sides_stays_within_the_formula(tmp_path: Pat
     bands, (2 * 128 + 2)^2 pixels each: 300 float32 bands of 257 x 385 grew by 371 MB where the
     bound allowed 337 MB (the COG build's tiles on 2 CPUs; more CPUs allow more, and hide it);
     it now counts those chunks."""
-    result = subprocess.run(
-        [sys.executable, "-c", COG_BUILD_CHILD, str(tmp_path), "300", "257", "385"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    numbers = json.loads(result.stdout.strip().splitlines()[-1])
-    assert 0 <= numbers["grown"] < numbers["bound"], numbers
+    assert_cog_build_within_the_formula(tmp_path, bands=300, height=257, width=385)
 
 
 def test_the_gdal_share_counts_the_cog_builds_tiles_on_every_cpu(monkeypatch) -> None:

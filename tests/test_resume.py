@@ -600,16 +600,18 @@ def test_a_ctrl_c_before_the_first_tile_is_journaled_leaves_no_run_state(make_ra
     assert cog_validate(str(dst), quiet=True)[0]
 
 
+def ctrl_c_after_a_batch(done: int, total: int) -> None:
+    """A progress callback that interrupts a run once its first batch is done."""
+    if done:
+        raise KeyboardInterrupt
+
+
 def test_a_run_resumed_in_the_other_zarr_format_is_refused(make_raster, tmp_path: Path) -> None:
     """A Zarr v2 run interrupted, then resumed without --zarr-format (v3), must not finish
     a store of one format with the tiles of both; resumed as it began, it is v2 throughout."""
     src = make_raster(count=2, height=40, width=40, nodata=0)
     dst = tmp_path / "out.zarr"
     options = {"scale": 2, "model": "bicubic", "tile": 16}
-
-    def ctrl_c_after_a_batch(done: int, total: int) -> None:
-        if done:
-            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         geosr.upscale_file(src, dst, progress=ctrl_c_after_a_batch, zarr_format=2, **options)
@@ -716,10 +718,6 @@ def test_resume_notices_a_zarr_input_whose_chunks_were_rewritten(make_raster, tm
     geosr.upscale_file(make_raster(height=20, width=20), store, scale=2, model="bicubic", tile=16)
     dst = tmp_path / "out.tif"
     options = {"scale": 2, "model": "bicubic", "tile": 16}
-
-    def ctrl_c_after_a_batch(done: int, total: int) -> None:
-        if done:
-            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         geosr.upscale_file(store, dst, progress=ctrl_c_after_a_batch, **options)
