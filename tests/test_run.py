@@ -1031,3 +1031,26 @@ def test_the_name_of_one_band_is_a_string_in_a_zarr_output(make_raster, tmp_path
     out = geosr.upscale_file(src, tmp_path / "b4_x2.zarr", scale=2, model="bicubic")
     assert xr.open_zarr(out)["band_data"].attrs["long_name"] == "B4"
     assert open_scene(out).descriptions == ("B4",)  # and read back as the band's name
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_overwrite_replaces_a_symbolic_link_at_the_output_not_the_file_it_names(
+    make_raster, tmp_path: Path, suffix: str
+) -> None:
+    """``-o link --overwrite``, the link naming an earlier output elsewhere: the new output
+    takes the link's place, and the file the link named is left as it was (README)."""
+    src = make_raster(height=16, width=16)
+    elsewhere = tmp_path / "disk"
+    elsewhere.mkdir()
+    earlier = geosr.upscale_file(src, elsewhere / f"earlier{suffix}", scale=2, model="bicubic")
+    before = sorted((p.relative_to(earlier), p.stat().st_mtime_ns) for p in Path(earlier).rglob("*"))
+    link = tmp_path / f"out{suffix}"
+    link.symlink_to(earlier)
+    out = geosr.upscale_file(src, link, scale=3, model="bicubic", overwrite=True)
+    assert Path(out) == link and not link.is_symlink() and link.exists()
+    assert sorted((p.relative_to(earlier), p.stat().st_mtime_ns) for p in Path(earlier).rglob("*")) == before
+    if suffix == ".tif":
+        with rasterio.open(earlier) as f:
+            assert f.width == 32
+    else:
+        assert zarr.open_array(str(earlier), path="band_data", mode="r").shape[-1] == 32
