@@ -447,23 +447,14 @@ def _workdir_held(
     why = unwritable_folder(workdir)
     if why is not None:
         raise OutputError(f"cannot write in --workdir {workdir} ({why}); choose another folder")
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(
-                lock_held(
-                    workdir / WORKDIR_LOCK,
-                    lambda pid: (
-                        f"cannot write in --workdir {workdir}: another geosr evaluate (pid {pid}) "
-                        "is writing there right now; wait for it to finish, or choose another --workdir"
-                    ),
-                )
-            )
-        except OutputError:
-            raise
-        except OSError as exc:
-            raise OutputError(
-                f"cannot write in --workdir {workdir} ({exc.strerror or exc}); choose another folder"
-            ) from None
+    with lock_held(
+        workdir / WORKDIR_LOCK,
+        lambda pid: (
+            f"cannot write in --workdir {workdir}: another geosr evaluate (pid {pid}) "
+            "is writing there right now; wait for it to finish, or choose another --workdir"
+        ),
+        lambda why: f"cannot write in --workdir {workdir} ({why}); choose another folder",
+    ):
         # Held: an evaluation that ended meanwhile has left what it wrote.
         for name in names:
             if (workdir / name).exists() and not overwrite:

@@ -489,10 +489,22 @@ def open_lock(path: Path, busy: Callable[[str], str]) -> int:
 
 
 @contextlib.contextmanager
-def lock_held(path: Path, busy: Callable[[str], str]) -> Iterator[None]:
-    """Within: this process holds the lock file ``path`` (:func:`open_lock`, which says what
-    it raises); it is removed at the end, while still held, so that it leaves nothing behind."""
-    fd = open_lock(path, busy)
+def lock_held(path: Path, busy: Callable[[str], str], unable: Callable[[str], str]) -> Iterator[None]:
+    """Within: this process holds the lock file ``path`` (:func:`open_lock`); it is removed at
+    the end, while still held, so that it leaves nothing behind.
+
+    Raises
+    ------
+    OutputError
+        Another process holds the lock (the line ``busy`` makes of its pid), or ``path``
+        cannot be made or opened (the line ``unable`` makes of the system's reason).
+    """
+    try:
+        fd = open_lock(path, busy)
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(unable(exc.strerror or str(exc))) from None
     try:
         yield
     finally:

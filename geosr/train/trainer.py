@@ -438,27 +438,24 @@ def run_folder_held(output: Path) -> Iterator[Path | None]:
     while not top.parent.exists():
         top = top.parent
     made: Path | None = top
-    with contextlib.ExitStack() as held:
-        try:
-            try:
-                output.mkdir(parents=True)
-            except FileExistsError:
-                made = None  # it was there, or another run made it just now: not ours to remove
-            held.enter_context(
-                lock_held(
-                    output / RUN_LOCK,
-                    lambda pid: (
-                        f"cannot write the run folder {output}: another geosr train (pid {pid}) is "
-                        "writing it right now; wait for it to finish, or choose another --output"
-                    ),
-                )
-            )
-        except OutputError:
-            raise
-        except OSError as exc:
-            raise OutputError(
-                f"cannot write the run folder {output} ({exc.strerror or exc}); choose another --output"
-            ) from None
+
+    def unable(why: str) -> str:
+        return f"cannot write the run folder {output} ({why}); choose another --output"
+
+    try:
+        output.mkdir(parents=True)
+    except FileExistsError:
+        made = None  # it was there, or another run made it just now: not ours to remove
+    except OSError as exc:
+        raise OutputError(unable(exc.strerror or str(exc))) from None
+    with lock_held(
+        output / RUN_LOCK,
+        lambda pid: (
+            f"cannot write the run folder {output}: another geosr train (pid {pid}) is "
+            "writing it right now; wait for it to finish, or choose another --output"
+        ),
+        unable,
+    ):
         yield made
 
 
@@ -474,25 +471,23 @@ def store_held(store: Path | None) -> Iterator[None]:
     if store is None:
         yield
         return
-    with contextlib.ExitStack() as held:
-        try:
-            store.parent.mkdir(parents=True, exist_ok=True)
-            held.enter_context(
-                lock_held(
-                    store.parent / f".{store.name}.geosr-lock",
-                    lambda pid: (
-                        f"cannot build the training store {store}: another geosr train (pid {pid}) is "
-                        "building or training on it right now; wait for it to finish, or choose another "
-                        "--store"
-                    ),
-                )
-            )
-        except OutputError:
-            raise
-        except OSError as exc:
-            raise OutputError(
-                f"cannot build the training store {store} ({exc.strerror or exc}); choose another --store"
-            ) from None
+
+    def unable(why: str) -> str:
+        return f"cannot build the training store {store} ({why}); choose another --store"
+
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(unable(exc.strerror or str(exc))) from None
+    with lock_held(
+        store.parent / f".{store.name}.geosr-lock",
+        lambda pid: (
+            f"cannot build the training store {store}: another geosr train (pid {pid}) is "
+            "building or training on it right now; wait for it to finish, or choose another "
+            "--store"
+        ),
+        unable,
+    ):
         yield
 
 
