@@ -42,7 +42,7 @@ from geosr.io.remote import (
 )
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
 from geosr.io.runstate import RunState, StaleRunError, job_digest, reclaimable_bytes, run_dir
-from geosr.io.scene import Scene, carried_tags
+from geosr.io.scene import Scene, carried_tags, close_datasets
 from geosr.io.sink import DEFAULT_ZARR_FORMAT, SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.zarr_store import check_zarr_grid
 from geosr.memory_fit import fit_to_memory
@@ -188,6 +188,26 @@ def upscale_file(
     GeosrError
         Bad input or option; nothing is written in that case.
     """
+    try:
+        return _upscale_file(src, dst, scale=scale, model=model, progress=progress, **options)
+    finally:
+        # The reads made in this thread (the normalisation's sample, the frames' checks, the
+        # quicklook) each left its file open in the thread's cache: one descriptor more per
+        # input for every call of a notebook or a `geosr run 'archive/*.tif'`, and a second
+        # call on a scene rewritten at the same path took its normalisation from the old file.
+        close_datasets()
+
+
+def _upscale_file(
+    src: str | Path,
+    dst: str | Path | None,
+    *,
+    scale: int,
+    model: str | None,
+    progress: Progress | None,
+    **options: Any,
+) -> Path | str:
+    """:func:`upscale_file`, with the thread's cached dataset handles left open."""
     check_source_given(src)
     src = file_url_path(src)  # its local path, for the default output and the checks against it
     check_call_given(dst, progress)

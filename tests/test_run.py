@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import warnings
 from pathlib import Path
 
@@ -451,6 +453,36 @@ def test_an_earlier_outputs_provenance_is_not_the_next_runs(make_raster, tmp_pat
     assert tags["GEOSR_SOURCE"] == "first.tif" and tags["GEOSR_SCALE"] == "2"
     # compare shows each output band beside the input band of the same position (all B04, B03, B02)
     assert source_bands(open_scene(str(second)), open_scene(str(first)), [0, 1, 2]) == [0, 1, 2]
+
+
+def _open_in_this_process(path: Path) -> bool:
+    """Whether a descriptor of this process names ``path`` (Linux: ``/proc/self/fd``)."""
+    names = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            names.add(os.readlink(fd))
+    return str(path) in names
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists open files by /proc/self/fd (Linux)")
+def test_a_call_leaves_its_input_closed_and_a_rewritten_input_is_read_afresh(
+    make_raster, tmp_path: Path
+) -> None:
+    """upscale_file left its input open in the calling thread's cache of datasets: one
+    descriptor more per input for each call (a notebook's loop, a batch's glob), and a
+    second call on a scene rewritten at the same path took its normalisation from the old file."""
+    src = make_raster(height=32, width=32)
+    geosr.upscale_file(src, tmp_path / "first.tif", scale=2, model="bicubic")
+    assert not _open_in_this_process(src)
+    make_raster("new.tif", data=coordinate_pattern(1, 32, 32) * 3 + 500).replace(src)
+    again = geosr.upscale_file(src, tmp_path / "again.tif", scale=2, model="bicubic")
+    fresh = geosr.upscale_file(
+        make_raster("fresh.tif", data=coordinate_pattern(1, 32, 32) * 3 + 500),
+        tmp_path / "fresh_x2.tif", scale=2, model="bicubic",
+    )  # fmt: skip
+    with rasterio.open(again) as a, rasterio.open(fresh) as b:
+        assert a.tags()["GEOSR_NORM_OFFSET"] == b.tags()["GEOSR_NORM_OFFSET"]
+        np.testing.assert_array_equal(a.read(), b.read())
 
 
 def test_rgb_colour_interpretation_is_carried(make_raster, tmp_path: Path) -> None:
