@@ -15,6 +15,7 @@ from geosr.io.scene import _mirror, open_scene, read_window
 from geosr.kernel import cast_to_dtype, finish_tile, prepare_tiles
 from geosr.normalise import FILL_RADIUS, Normalisation, fill_invalid, scene_normalisation, valid_mask
 from geosr.tiling import Window
+from tests.conftest import coordinate_pattern
 
 
 @pytest.mark.parametrize("crs", ["EPSG:32633", "EPSG:4326"])
@@ -225,6 +226,33 @@ def test_strip_files_are_read_through_bands_each_strip_decoded_once(
             else:
                 assert len(rows_read) == len(plan.tiles)
             scene_io.close_datasets()
+
+
+def test_a_file_replaced_at_the_same_path_is_read_afresh_by_a_thread_that_read_it(
+    make_raster, tmp_path, monkeypatch
+) -> None:
+    """A thread's cached handle and band of strips outlived the file: a Dask worker's threads
+    outlive a run, and the next run on a scene rewritten at the same path read the old pixels."""
+    import os
+
+    from geosr.io import scene as scene_io
+
+    monkeypatch.setattr(scene_io, "gdal_cache_bytes", lambda: 0)  # read through a band of strips
+    path = make_raster("strips.tif", height=40, width=30)
+    window = Window(0, 0, 24, 30)
+    scene_io.close_datasets()
+    try:
+        old = read_window(open_scene(path), window)
+        new = make_raster("new.tif", data=np.flip(coordinate_pattern(1, 40, 30), axis=2))
+        # A later mtime than the old file's, as a file written later has (a coarse clock
+        # could give two files written at once the same).
+        stat = path.stat()
+        os.utime(new, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        new.replace(path)
+        got = read_window(open_scene(path), window)
+    finally:
+        scene_io.close_datasets()
+    np.testing.assert_array_equal(got, np.flip(old, axis=2))
 
 
 def test_integer_percentiles_equal_numpys_bit_for_bit() -> None:

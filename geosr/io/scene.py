@@ -842,10 +842,21 @@ _local = threading.local()
 
 
 def _dataset(scene: Scene) -> Any:
-    """An open handle for ``scene`` owned by the calling thread (opened once per thread)."""
-    cache: dict[tuple[str, str | None], Any] = _local.__dict__.setdefault("datasets", {})
+    """An open handle for ``scene`` owned by the calling thread (opened once per thread).
+
+    Opened again when the file was replaced since (its :attr:`Scene.stamp` differs): a
+    Dask worker's threads outlive a run, and the next run on a scene rewritten at the same
+    path read the old file's pixels through the handle and the strips kept from it.
+    """
+    cache: dict[tuple[str, str | None], tuple[Any, Any]] = _local.__dict__.setdefault("datasets", {})
     key = (scene.path, scene.variable_name)  # a file's variables are different arrays
-    handle = cache.get(key)
+    stamp, handle = cache.get(key, (None, None))
+    if handle is not None and stamp != scene.stamp:
+        _close(handle)
+        bands = _local.__dict__.get("row_bands", {})
+        for band in [k for k in bands if k[0] == scene.path]:
+            del bands[band]
+        handle = None
     if handle is None:
         if scene.is_zarr:
             from geosr.io.zarr_scene import open_zarr_array
@@ -853,18 +864,22 @@ def _dataset(scene: Scene) -> Any:
             handle = open_zarr_array(scene)
         else:
             handle = rasterio.open(scene.subdataset or scene.path)
-        cache[key] = handle
+        cache[key] = (scene.stamp, handle)
     return handle
 
 
 def close_datasets() -> None:
     """Close the calling thread's cached handles (and drop its row band)."""
     _local.__dict__.pop("row_bands", None)
-    cache: dict[tuple[str, str | None], Any] = _local.__dict__.pop("datasets", {})
-    for handle in cache.values():
-        close = getattr(handle, "close", None)
-        if close is not None:
-            close()
+    cache: dict[tuple[str, str | None], tuple[Any, Any]] = _local.__dict__.pop("datasets", {})
+    for _, handle in cache.values():
+        _close(handle)
+
+
+def _close(handle: Any) -> None:
+    close = getattr(handle, "close", None)  # a Zarr array has none
+    if close is not None:
+        close()
 
 
 def _mirror(index: np.ndarray, n: int) -> np.ndarray:
