@@ -338,7 +338,7 @@ def _inside(mask: AoiMask, scene: Scene, sample: np.ndarray, step: int) -> np.nd
     """Which pixels of the strided ``sample`` (``scene[::step, ::step]``) have their centre in the polygon."""
     # The sample's pixel (i, j) is the scene's (i * step, j * step): its centre, not its block's.
     shift = 0.5 - step / 2
-    transform = scene.grid.affine * Affine.translation(shift, shift) * Affine.scale(step)
+    transform = scene.grid.affine @ Affine.translation(shift, shift) @ Affine.scale(step)
     return ~geometry_mask([mask.geometry], out_shape=sample.shape, transform=transform)
 
 

@@ -414,6 +414,21 @@ def test_info_counts_the_valid_pixels_inside_an_aoi_polygon(make_raster, tmp_pat
     assert 45 < float(share.split()[0]) < 52  # 400 of about 820 px, by pixel centres
 
 
+def test_info_on_an_aoi_polygon_uses_no_deprecated_affine_product(make_raster, tmp_path: Path) -> None:
+    """Counting the valid pixels inside an --aoi polygon composed its transform with ``*``, which
+    affine 3 deprecates (``@`` instead; PendingDeprecationWarning now, an error once removed)."""
+    from tests.test_aoi import utm_of_pixel, write_geojson
+
+    src = make_raster(height=40, width=40, nodata=0)
+    ring = [utm_of_pixel(c, r) for c, r in ((0, 0), (30, 0), (0, 30))]
+    aoi = str(write_geojson(tmp_path / "tri.geojson", [*ring, ring[0]], crs="EPSG:32633"))
+    with warnings.catch_warnings():
+        # Only geosr's own call sites: the libraries it calls have such products of their own.
+        warnings.filterwarnings("error", category=PendingDeprecationWarning, module=r"geosr\.")
+        rows = dict(plan_run(src, RunOptions(model="bicubic", scale=2, aoi=aoi)).lines())
+    assert float(rows["valid pixels"].split()[0]) > 0
+
+
 def test_info_piped_has_no_trailing_spaces_and_the_whole_path(make_raster, capsys, monkeypatch) -> None:
     """Piped into grep, diff or a file, each line ended in the spaces rich pads a table with (up
     to 60), and a path longer than the 80 columns rich then assumes was cut: 'input /tmp/…'."""
