@@ -189,168 +189,155 @@ def upscale_file(
         Bad input or option; nothing is written in that case.
     """
     try:
-        return _upscale_file(src, dst, scale=scale, model=model, progress=progress, **options)
+        check_source_given(src)
+        src = file_url_path(src)  # its local path, for the default output and the checks against it
+        check_call_given(dst, progress)
+        check_faults()  # before anything is written: a malformed one failed mid-run
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RunOptions)})
+        if unknown:
+            raise OptionError(unknown_options(unknown))
+        try:
+            opts = RunOptions(scale=scale, model=model, **options)
+        except TypeError as exc:
+            raise OptionError(str(exc)) from None
+        except GeosrError as exc:
+            raise in_context(src, exc) from None
+        check_output_given(dst)
+        scene = scene_for(src, opts)
+        # The frames' units are checked against the sample that fixes the normalisation: read
+        # once, since it touches every block of the file (twice before, for a run with frames).
+        sample = reference_sample(scene) if opts.frames else None
+        frames = frames_for(scene, opts, sample)
+        dst = file_url_path(dst) if dst is not None else None
+        if dst is not None and is_remote(dst):
+            if str(dst).endswith("/"):  # a remote folder (there is no folder to test for)
+                dst = f"{dst}{default_output(src, opts.scale).name}"
+            return _upscale_to_remote(src, str(dst), opts, progress)
+        dst = Path(dst) if dst is not None else default_output(src, opts.scale)
+        if dst.is_dir() and dst.suffix.lower() != ".zarr":
+            # A folder to write into, as `geosr run -o FOLDER` takes it (and as the line for
+            # an output without a suffix says): it was refused as "unsupported suffix".
+            dst = dst / default_output(src, opts.scale).name
+        refuse_overwriting_inputs(dst, src, scene, frames, extras=extra_files(dst, opts))
+        if dst.name.lower() in SUPPORTED_SUFFIXES:
+            # '-o out/.tif': Python reads '.tif' as a hidden name without a suffix, and the line
+            # below said "unsupported output suffix '(none)'" of a .tif.
+            raise OptionError(
+                f"cannot write {dst}: the file name {dst.name!r} is a suffix alone; give a name, "
+                f"e.g. {dst.with_name(default_output(src, opts.scale).stem + dst.name)}"
+            )
+        if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
+            # No suffix: most likely a folder for the output ('-o out/') that does not exist yet.
+            folder = "" if dst.suffix else ", or an existing folder to write it into"
+            raise OptionError(
+                f"cannot write {dst}: unsupported output suffix {dst.suffix or '(none)'!r}; "
+                f"use one of {', '.join(SUPPORTED_SUFFIXES)}{folder}"
+            )
+        check_zarr_format_applies(dst, opts.zarr_format)
+        if dst.suffix.lower() == ".zarr":
+            check_zarr_grid(dst, scene.grid)  # before any compute: the run store would take it
+        refuse_existing_data(dst, opts)
+        from geosr.models import load_model
+        from geosr.predictor import Predictor
+
+        try:
+            net = load_model(opts.model, bands=scene.count, scale=opts.scale)
+            check_band_layout(scene.path, scene.descriptions, net.card.bands, model_label(net, opts.model))
+            predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
+        except GeosrError as exc:
+            raise in_context(src, exc) from None
+        frames = frames_read(src, net, frames)
+        halo = run_halo(net, 1 + len(frames))
+        height, width = scene.grid.shape.yx
+        tile, batch, bounds = fit_to_memory(scene, net, predictor, opts, halo=halo, frames=1 + len(frames))
+        if opts.check_resources:
+            # Before the plan and before any pixel is read: a scene declaring absurd
+            # dimensions stops here, not after allocating millions of tiles.
+            out_bytes = resources.output_bytes(height, width, scene.count, opts.scale, scene.dtype)
+            try:
+                resources.check(bounds, out_bytes, dst, already_on_disk=reclaimable_bytes(dst))
+            except GeosrError as exc:
+                raise in_context(src, exc) from None
+        plan = plan_tiles(height, width, tile=tile, halo=halo)
+        offsets = reflectance_offset(scene, opts.offset)
+        norm = normalisation_for(scene, dict(net.card.normalisation), offsets, sample)
+        out_grid = scaled(scene.grid, opts.scale)
+        mask = output_mask(scene, opts)
+        if mask is not None:
+            plan = mask.keep(plan, opts.scale)
+        job = Job(
+            scene=scene,
+            halo=plan.halo,
+            scale=opts.scale,
+            norm=norm,
+            nodata=scene.nodata,
+            batch_size=batch,
+            frames=frames,
+            aoi=mask,
+            frame_shifts=frame_shifts(frames, offsets, opts.offset),
+        )
+        model_tag = model_label(net, opts.model)
+        tags = provenance_tags(scene, model_tag, opts.scale, norm)
+        if offsets is not None:
+            tags["GEOSR_BOA_ADD_OFFSET"] = ",".join(f"{o:g}" for o in offsets)
+        if frames:
+            tags["GEOSR_FRAMES"] = ",".join(local_name(f.path) for f in frames)
+        spec = OutputSpec(
+            grid=out_grid,
+            count=scene.count,
+            dtype=scene.dtype,
+            nodata=mask.nodata if mask is not None else scene.output_nodata,
+            descriptions=scene.descriptions,
+            colorinterp=scene.colorinterp,
+            tags=tags,
+            band_tags=tuple(carried_tags(tags) for tags in scene.band_tags),
+            scales=scene.scales,
+            offsets=scene.offsets,
+            units=scene.units,
+            band_axis=scene.band_axis,
+            band_labels=scene.band_labels,
+            zarr_format=opts.zarr_format or DEFAULT_ZARR_FORMAT,
+        )
+        fingerprint = job_fingerprint(scene, net.name, predictor, plan, opts, norm, dst, frames)
+        digest = job_digest(fingerprint)
+        spec = dataclasses.replace(spec, tags={**spec.tags, "GEOSR_JOB": digest})
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, len(plan))
+
+        if dst.exists() or dst.is_symlink():
+            found = output_job(dst)
+            if opts.resume and found == digest:
+                _forget_leftover_state(dst)
+                advance(len(plan))
+                # Already finished: nothing is computed again.  But a run killed after its rename
+                # has no --stac/--quicklook files yet, so those asked for and missing are written.
+                write_extras(src, scene, dst, opts, model_tag, missing_only=True, frames=frames)
+                return dst
+            if not opts.overwrite:
+                if found == digest:  # a rerun of a finished batch, say: --resume skips it
+                    raise OutputError(
+                        f"{dst} already exists, written by this same job; pass --resume to keep it "
+                        "(nothing is computed again) or --overwrite to replace it"
+                    )
+                what = "is the output of a different job" if opts.resume and found else "already exists"
+                raise OutputError(f"{dst} {what}; pass --overwrite to replace it")
+        check_extras_free(dst, opts)
+        check_writable(dst, opts.overwrite)
+        check_name_length(dst)
+        out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
+        write_extras(src, scene, out, opts, model_tag, frames=frames)
+        return out
     finally:
         # The reads made in this thread (the normalisation's sample, the frames' checks, the
         # quicklook) each left its file open in the thread's cache: one descriptor more per
         # input for every call of a notebook or a `geosr run 'archive/*.tif'`, and a second
         # call on a scene rewritten at the same path took its normalisation from the old file.
         close_datasets()
-
-
-def _upscale_file(
-    src: str | Path,
-    dst: str | Path | None,
-    *,
-    scale: int,
-    model: str | None,
-    progress: Progress | None,
-    **options: Any,
-) -> Path | str:
-    """:func:`upscale_file`, with the thread's cached dataset handles left open."""
-    check_source_given(src)
-    src = file_url_path(src)  # its local path, for the default output and the checks against it
-    check_call_given(dst, progress)
-    check_faults()  # before anything is written: a malformed one failed mid-run
-    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RunOptions)})
-    if unknown:
-        raise OptionError(unknown_options(unknown))
-    try:
-        opts = RunOptions(scale=scale, model=model, **options)
-    except TypeError as exc:
-        raise OptionError(str(exc)) from None
-    except GeosrError as exc:
-        raise in_context(src, exc) from None
-    check_output_given(dst)
-    scene = scene_for(src, opts)
-    # The frames' units are checked against the sample that fixes the normalisation: read
-    # once, since it touches every block of the file (twice before, for a run with frames).
-    sample = reference_sample(scene) if opts.frames else None
-    frames = frames_for(scene, opts, sample)
-    dst = file_url_path(dst) if dst is not None else None
-    if dst is not None and is_remote(dst):
-        if str(dst).endswith("/"):  # a remote folder (there is no folder to test for)
-            dst = f"{dst}{default_output(src, opts.scale).name}"
-        return _upscale_to_remote(src, str(dst), opts, progress)
-    dst = Path(dst) if dst is not None else default_output(src, opts.scale)
-    if dst.is_dir() and dst.suffix.lower() != ".zarr":
-        # A folder to write into, as `geosr run -o FOLDER` takes it (and as the line for
-        # an output without a suffix says): it was refused as "unsupported suffix".
-        dst = dst / default_output(src, opts.scale).name
-    refuse_overwriting_inputs(dst, src, scene, frames, extras=extra_files(dst, opts))
-    if dst.name.lower() in SUPPORTED_SUFFIXES:
-        # '-o out/.tif': Python reads '.tif' as a hidden name without a suffix, and the line
-        # below said "unsupported output suffix '(none)'" of a .tif.
-        raise OptionError(
-            f"cannot write {dst}: the file name {dst.name!r} is a suffix alone; give a name, "
-            f"e.g. {dst.with_name(default_output(src, opts.scale).stem + dst.name)}"
-        )
-    if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
-        # No suffix: most likely a folder for the output ('-o out/') that does not exist yet.
-        folder = "" if dst.suffix else ", or an existing folder to write it into"
-        raise OptionError(
-            f"cannot write {dst}: unsupported output suffix {dst.suffix or '(none)'!r}; "
-            f"use one of {', '.join(SUPPORTED_SUFFIXES)}{folder}"
-        )
-    check_zarr_format_applies(dst, opts.zarr_format)
-    if dst.suffix.lower() == ".zarr":
-        check_zarr_grid(dst, scene.grid)  # before any compute: the run store would take it
-    refuse_existing_data(dst, opts)
-    from geosr.models import load_model
-    from geosr.predictor import Predictor
-
-    try:
-        net = load_model(opts.model, bands=scene.count, scale=opts.scale)
-        check_band_layout(scene.path, scene.descriptions, net.card.bands, model_label(net, opts.model))
-        predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
-    except GeosrError as exc:
-        raise in_context(src, exc) from None
-    frames = frames_read(src, net, frames)
-    halo = run_halo(net, 1 + len(frames))
-    height, width = scene.grid.shape.yx
-    tile, batch, bounds = fit_to_memory(scene, net, predictor, opts, halo=halo, frames=1 + len(frames))
-    if opts.check_resources:
-        # Before the plan and before any pixel is read: a scene declaring absurd
-        # dimensions stops here, not after allocating millions of tiles.
-        out_bytes = resources.output_bytes(height, width, scene.count, opts.scale, scene.dtype)
-        try:
-            resources.check(bounds, out_bytes, dst, already_on_disk=reclaimable_bytes(dst))
-        except GeosrError as exc:
-            raise in_context(src, exc) from None
-    plan = plan_tiles(height, width, tile=tile, halo=halo)
-    offsets = reflectance_offset(scene, opts.offset)
-    norm = normalisation_for(scene, dict(net.card.normalisation), offsets, sample)
-    out_grid = scaled(scene.grid, opts.scale)
-    mask = output_mask(scene, opts)
-    if mask is not None:
-        plan = mask.keep(plan, opts.scale)
-    job = Job(
-        scene=scene,
-        halo=plan.halo,
-        scale=opts.scale,
-        norm=norm,
-        nodata=scene.nodata,
-        batch_size=batch,
-        frames=frames,
-        aoi=mask,
-        frame_shifts=frame_shifts(frames, offsets, opts.offset),
-    )
-    model_tag = model_label(net, opts.model)
-    tags = provenance_tags(scene, model_tag, opts.scale, norm)
-    if offsets is not None:
-        tags["GEOSR_BOA_ADD_OFFSET"] = ",".join(f"{o:g}" for o in offsets)
-    if frames:
-        tags["GEOSR_FRAMES"] = ",".join(local_name(f.path) for f in frames)
-    spec = OutputSpec(
-        grid=out_grid,
-        count=scene.count,
-        dtype=scene.dtype,
-        nodata=mask.nodata if mask is not None else scene.output_nodata,
-        descriptions=scene.descriptions,
-        colorinterp=scene.colorinterp,
-        tags=tags,
-        band_tags=tuple(carried_tags(tags) for tags in scene.band_tags),
-        scales=scene.scales,
-        offsets=scene.offsets,
-        units=scene.units,
-        band_axis=scene.band_axis,
-        band_labels=scene.band_labels,
-        zarr_format=opts.zarr_format or DEFAULT_ZARR_FORMAT,
-    )
-    fingerprint = job_fingerprint(scene, net.name, predictor, plan, opts, norm, dst, frames)
-    digest = job_digest(fingerprint)
-    spec = dataclasses.replace(spec, tags={**spec.tags, "GEOSR_JOB": digest})
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, len(plan))
-
-    if dst.exists() or dst.is_symlink():
-        found = output_job(dst)
-        if opts.resume and found == digest:
-            _forget_leftover_state(dst)
-            advance(len(plan))
-            # Already finished: nothing is computed again.  But a run killed after its rename
-            # has no --stac/--quicklook files yet, so those asked for and missing are written.
-            write_extras(src, scene, dst, opts, model_tag, missing_only=True, frames=frames)
-            return dst
-        if not opts.overwrite:
-            if found == digest:  # a rerun of a finished batch, say: --resume skips it
-                raise OutputError(
-                    f"{dst} already exists, written by this same job; pass --resume to keep it "
-                    "(nothing is computed again) or --overwrite to replace it"
-                )
-            what = "is the output of a different job" if opts.resume and found else "already exists"
-            raise OutputError(f"{dst} {what}; pass --overwrite to replace it")
-    check_extras_free(dst, opts)
-    check_writable(dst, opts.overwrite)
-    check_name_length(dst)
-    out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
-    write_extras(src, scene, out, opts, model_tag, frames=frames)
-    return out
 
 
 def refuse_existing_data(dst: Path, opts: RunOptions) -> None:
