@@ -10,5 +10,6 @@ on the machine hits both sides of a ratio alike.  Results go to
 from geosr.allocator import keep_freed_memory
 
 # What the geosr command does first (geosr.cli.main), before numpy and torch start
-# threads: the in-process figures then measure the allocator a user's run has.
+# threads: the in-process figures then measure the allocator a `geosr run` has (the
+# Python API leaves its host's own allocator alone: geosr.allocator).
 keep_freed_memory()

@@ -18,6 +18,27 @@ each running the model, took 450 000 faults and 1.7 s of ``sys`` time per
 lock cheap.  Peak memory is unchanged (the same tensors are alive at the same
 time); it is simply not returned between batches.  This is what jemalloc or
 tcmalloc achieve when preloaded, without asking users to preload anything.
+
+Only in processes geosr owns: the ``geosr`` command's (:func:`geosr.cli.main`, first
+thing) and the Dask worker processes that a run loads its model into
+(:class:`geosr.orchestrate.cluster.ModelPlugin`), which exist to run it.  The Python
+API leaves its host's allocator as it found it: tuned from the predictor, a notebook
+that had called ``geosr.upscale_file`` once kept every array it freed afterwards (a
+300 MiB one stayed resident), for good.  Tuning only for the length of a call and
+restoring glibc's defaults after it cannot give the host back what it had:
+
+- glibc fixes its arena limit the first time a thread needs an arena: a later
+  ``M_ARENA_MAX``, even 64, left 4 threads sharing one arena here;
+- setting any of these options, even to its default, switches off for the rest of
+  the process the mmap threshold that glibc otherwise raises to the largest block
+  freed (up to 32 MiB): a 4 MiB block freed and allocated again was a new mapping;
+- a ``geosr.upscale`` result is lazy: its model calls have no end of call to
+  restore at;
+- a ``malloc_trim`` after the call would hand back the host's own free memory too.
+
+So a host keeps glibc's defaults, and its CPU runs the page faults (about 15 % of
+their time); a process that is geosr's alone can call :func:`keep_freed_memory`
+itself, first, before numpy or torch start threads, as the benchmarks do.
 """
 
 from __future__ import annotations
@@ -51,7 +72,10 @@ def libc_function(name: str) -> Any | None:
 
 @functools.cache
 def keep_freed_memory() -> bool:
-    """Tune glibc's allocator for large, short-lived tensors (once per process).
+    """Tune glibc's allocator for large, short-lived tensors, once and for the rest of the process.
+
+    Only in a process that is geosr's alone (see the module's docstring): its freed
+    memory is never returned to the system afterwards.
 
     Returns
     -------

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from geosr.allocator import keep_freed_memory
 from geosr.errors import GeosrWarning, OptionError
 
 log = logging.getLogger(__name__)
@@ -167,8 +166,6 @@ class Predictor:
         self.torch_device = resolve_device(self.device)
         self.resolved_precision = resolve_precision(self.precision, self.torch_device)
         self.compile = resolve_compile(self.compile)
-        if self.torch_device.type == "cpu":
-            keep_freed_memory()
         # float32 whatever torch's default dtype: in a host that had set
         # torch.set_default_dtype(torch.float64) the model was built, and run, in float64,
         # and wrote other pixels than `geosr run` does for the same precision.

@@ -220,6 +220,9 @@ def test_model_loaded_once_per_worker_with_torch_threads_restored(
         after = list(client.run(model_loads).values())
         threads = client.run(lambda: __import__("torch").get_num_threads())
         omp = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
+        tuned = client.run(lambda: sys.modules["geosr.allocator"].keep_freed_memory.cache_info().currsize)
+    # a worker process of geosr's run, like the command's, keeps freed tensor memory
+    assert list(tuned.values()) == [1]
     # 70 tasks, two runs: the model was built once on the worker
     assert [a - b for a, b in zip(after, before, strict=True)] == [1]
     # the nanny set OMP_NUM_THREADS=1; the plugin gave torch the machine's cores back

@@ -27,9 +27,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import os
 import sys
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
@@ -42,6 +44,7 @@ from distributed.client import FuturesCancelledError
 from distributed.comm import CommClosedError
 from distributed.comm.addressing import parse_address, parse_host_port
 
+from geosr.allocator import keep_freed_memory
 from geosr.errors import GeosrError, GeosrWarning, OptionError, ResumableError, SchedulerUnreachableError
 from geosr.faults import checkpoint
 from geosr.io.remote import is_remote
@@ -80,14 +83,29 @@ class ModelKey:
 NO_FIXED_PORT = {"dashboard_address": ":0"}
 
 
+_PROCESS_TOKEN = uuid.uuid4().hex
+
+
+def this_process() -> tuple[int, str]:
+    """What tells this process from the others: a forked child has its token but another
+    pid, a process on another host may have its pid but another token."""
+    return os.getpid(), _PROCESS_TOKEN
+
+
 class ModelPlugin(WorkerPlugin):
-    """Load the model once when a worker joins, and give torch the worker's cores."""
+    """Load the model once when a worker joins, and give torch the worker's cores.
+
+    A worker in a process of its own also gets glibc's allocator tuned for the model's
+    tensors (:mod:`geosr.allocator`), as the ``geosr`` command tunes its own; the worker
+    threads of ``workers=N`` run in the caller's process, whose allocator geosr leaves alone.
+    """
 
     name = "geosr-model"
 
     def __init__(self, key: ModelKey, workers_by_host: dict[str, int]) -> None:
         self.key = key
         self.workers_by_host = workers_by_host
+        self.client_process = this_process()
 
     def setup(self, worker: Any) -> None:
         import torch
@@ -101,10 +119,12 @@ class ModelPlugin(WorkerPlugin):
         tasks_at_once = max(1, int(getattr(worker.state, "nthreads", 1)))
         torch.set_num_threads(max(1, usable_cpus() // (sharing * tasks_at_once)))
         try:
-            self.key.predictor()
+            predictor = self.key.predictor()
         except (GeosrError, OSError) as exc:
             failure: BaseException = exc
         else:
+            if predictor.torch_device.type == "cpu" and this_process() != self.client_process:
+                keep_freed_memory()
             checkpoint("model")
             return
         raise for_the_client(failure, [], self.key, worker.address)
