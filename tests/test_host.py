@@ -3,6 +3,7 @@ they do not change what it computes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -207,3 +208,46 @@ print((resident() - before) // 2**20)
         timeout=120,
     )
     assert int(done.stdout.strip().splitlines()[-1]) < 30, done.stdout
+
+
+def test_overlapping_cluster_runs_leave_distributeds_loggers_as_they_were() -> None:
+    """A run on a cluster keeps distributed's client loggers quiet while it runs (it reports a
+    lost scheduler itself), saving their levels and putting them back as it ends.  Two runs in
+    two threads, the second started before the first ended, left the levels the first had set
+    for good: the host's own Dask clients said nothing below CRITICAL afterwards."""
+    import logging
+
+    from geosr.orchestrate.cluster import _quiet_connection_loss
+
+    loggers = [logging.getLogger(name) for name in ("distributed.client", "distributed.batched")]
+    before = [logger.level for logger in loggers]
+    with contextlib.ExitStack() as second_run:
+        with _quiet_connection_loss():  # the first run
+            second_run.enter_context(_quiet_connection_loss())
+            assert all(logger.level == logging.CRITICAL for logger in loggers)
+        assert all(logger.level == logging.CRITICAL for logger in loggers)  # the second goes on
+    assert [logger.level for logger in loggers] == before
+
+
+def test_overlapping_local_cluster_runs_leave_torch_and_dask_as_they_were() -> None:
+    """The model plugin of a ``workers=N`` run sets torch's threads for the whole process, and
+    the run put the caller's setting back as it ended; its client, the process's default one,
+    set dask's ``scheduler`` option, which distributed puts back as its last default client
+    closes.  Two runs in two threads, the second started before the first ended, left torch
+    on the plugin's share of the cores, and dask on a distributed scheduler with no client:
+    every later ``compute()`` of the host's failed."""
+    import dask
+
+    from geosr.orchestrate.cluster import cluster_client
+
+    before = torch.get_num_threads(), dask.config.get("scheduler", None)
+    torch.set_num_threads(3)  # the host's own
+    try:
+        with contextlib.ExitStack() as second_run, cluster_client(None, 1, "cpu"):  # the first run
+            torch.set_num_threads(1)  # as its plugin does
+            second_run.enter_context(cluster_client(None, 1, "cpu"))
+        assert torch.get_num_threads() == 3
+        assert dask.config.get("scheduler", None) == before[1]
+    finally:
+        torch.set_num_threads(before[0])
+        dask.config.set(scheduler=before[1])

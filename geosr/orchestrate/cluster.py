@@ -25,6 +25,7 @@ worker process per GPU instead (:func:`local_workers`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
 import os
@@ -190,18 +191,50 @@ def _quiet_connection_loss() -> Iterator[None]:
         yield
 
 
+NOT_THE_DEFAULT = {"set_as_default": False}
+"""geosr's clients are not the process's default Dask client.  A default one sets dask's
+``scheduler`` option, and puts back the value it found as the last default client closes:
+two runs in two threads, the second started before the first ended, left it at
+``dask.distributed`` with no client, and every later ``compute()`` of the caller's failed
+("Requested dask.distributed scheduler but no Client active").  Nor do the caller's own
+computations in other threads go to geosr's cluster while a run lasts."""
+
+_HELD = threading.Lock()
+_held: dict[str, tuple[int, Any]] = {}  # setting -> (runs holding it, the caller's value)
+
+
 @contextlib.contextmanager
-def _quiet_loggers(*names: str) -> Iterator[None]:
-    """Keep the loggers ``names`` (and those under them left at their level) off the terminal."""
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
+def _setting_held(name: str, get: Callable[[], Any], put: Callable[[Any], None]) -> Iterator[None]:
+    """Within: runs may change the process-wide setting ``name``; the caller's value (``get``)
+    comes back (``put``) as the last of the runs that hold it ends.
+
+    Each run saved the value it found and put it back as it ended: two runs in two threads
+    of one process, the second started before the first ended, left the first one's value
+    in the caller's process for good.
+    """
+    with _HELD:
+        holders, value = _held.get(name, (0, None))
+        _held[name] = (holders + 1, get() if holders == 0 else value)
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+        with _HELD:
+            holders, value = _held.pop(name)
+            if holders > 1:
+                _held[name] = (holders - 1, value)
+            else:
+                put(value)
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Keep the loggers ``names`` (and those under them left at their level) off the terminal."""
+    with contextlib.ExitStack() as held:
+        for logger in map(logging.getLogger, names):
+            level = functools.partial(getattr, logger, "level")
+            held.enter_context(_setting_held(f"level of {logger.name}", level, logger.setLevel))
+            logger.setLevel(logging.CRITICAL)
+        yield
 
 
 @contextlib.contextmanager
@@ -336,10 +369,11 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
     """A client on ``scheduler``, or on a local cluster of ``workers`` (see :func:`local_workers`)."""
     # Clients are closed with close(), not used as context managers: __exit__
     # resets a context variable, which fails when ClosingLater closes from a thread.
+    # Nor made the process's default (NOT_THE_DEFAULT): geosr hands them its tasks itself.
     if scheduler is not None:
         check_scheduler_answers(scheduler, SCHEDULER_TIMEOUT)
         try:
-            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT, **NOT_THE_DEFAULT)
         except OSError as exc:
             raise SchedulerUnreachableError(
                 f"cannot reach the Dask scheduler at {scheduler} ({exc}); is it running?"
@@ -355,52 +389,55 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
     import torch
 
     kind, n = local_workers(workers, device, _gpu_count(), importlib.util.find_spec("dask_cuda") is not None)
-    threads = torch.get_num_threads()
     path = list(sys.path)
+    # The model plugin sets torch's threads to this machine's share per worker, for the
+    # whole process: the caller's setting comes back when the last local cluster stops.
+    with _setting_held("torch threads", torch.get_num_threads, torch.set_num_threads):
+        cluster = _local_cluster(kind, n, workers)
+        try:
+            client = Client(cluster, **NOT_THE_DEFAULT)
+        except BaseException:
+            cluster.close()
+            _forget_scratch_paths(path)
+            raise
+        try:
+            yield client
+        finally:
+            # Stopped with tasks still queued or running (Ctrl-C, SIGTERM), the cluster logged
+            # a warning for each and a traceback for a submission cut short: 17 lines before
+            # the run's own line, which says all the user needs.
+            with _quiet_loggers("distributed", "distributed.client"):
+                client.close()
+                cluster.close()
+            _forget_scratch_paths(path)
+
+
+def _local_cluster(kind: str, n: int, workers: int) -> LocalCluster:
+    """A local cluster of ``n`` workers of ``kind`` (:func:`local_workers`) for ``--workers``."""
     if kind == "gpu":
         from dask_cuda import LocalCUDACluster
 
         with local_cluster_starting(f"--workers {workers}"):
-            cluster = LocalCUDACluster(
+            return LocalCUDACluster(
                 n_workers=n, threads_per_worker=1, dashboard_address=None, scheduler_kwargs=NO_FIXED_PORT
             )
-    else:
-        # Worker threads in this process, not worker processes: the work releases the
-        # GIL (GDAL, numpy, torch, Blosc), so threads lose nothing, while starting,
-        # importing torch in and stopping two processes cost ~3 s a run on the
-        # benchmark machine, longer than the whole compute of a 1024^2 scene.  The
-        # model plugin sets torch's threads to this machine's share per worker, for
-        # the whole process: the caller's setting comes back when the cluster stops.
-        # No memory limit: Dask gives each worker 1/N of the machine's memory and
-        # compares it with the whole process's, which all N threads share, so with
-        # --workers 100 (240 MiB each here) every worker paused at once and the run
-        # hung; geosr's own guard (geosr.resources) bounds the run's memory instead.
-        with local_cluster_starting(f"--workers {workers}"):
-            cluster = LocalCluster(
-                n_workers=n,
-                threads_per_worker=1,
-                processes=False,
-                memory_limit=0,
-                dashboard_address=None,
-                scheduler_kwargs=NO_FIXED_PORT,
-            )
-    try:
-        client = Client(cluster)
-    except BaseException:
-        cluster.close()
-        _forget_scratch_paths(path)
-        raise
-    try:
-        yield client
-    finally:
-        # Stopped with tasks still queued or running (Ctrl-C, SIGTERM), the cluster logged
-        # a warning for each and a traceback for a submission cut short: 17 lines before
-        # the run's own line, which says all the user needs.
-        with _quiet_loggers("distributed", "distributed.client"):
-            client.close()
-            cluster.close()
-        _forget_scratch_paths(path)
-        torch.set_num_threads(threads)
+    # Worker threads in this process, not worker processes: the work releases the
+    # GIL (GDAL, numpy, torch, Blosc), so threads lose nothing, while starting,
+    # importing torch in and stopping two processes cost ~3 s a run on the
+    # benchmark machine, longer than the whole compute of a 1024^2 scene.
+    # No memory limit: Dask gives each worker 1/N of the machine's memory and
+    # compares it with the whole process's, which all N threads share, so with
+    # --workers 100 (240 MiB each here) every worker paused at once and the run
+    # hung; geosr's own guard (geosr.resources) bounds the run's memory instead.
+    with local_cluster_starting(f"--workers {workers}"):
+        return LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=False,
+            memory_limit=0,
+            dashboard_address=None,
+            scheduler_kwargs=NO_FIXED_PORT,
+        )
 
 
 def _forget_scratch_paths(before: list[str]) -> None:
@@ -580,7 +617,7 @@ def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterat
     finished future: a worker that died holding a finished task's result sent the task
     back to be run again, and ``result()`` waited for it where no check could run.
     """
-    finished = as_completed(futures, with_results=True)
+    finished = as_completed(futures, loop=client.loop, with_results=True)  # not the default client's
     quiet_since = time.monotonic()
     said = False
     while not finished.is_empty():

@@ -161,6 +161,7 @@ def _build(
 
             from geosr.orchestrate.cluster import (
                 NO_FIXED_PORT,
+                NOT_THE_DEFAULT,
                 SCHEDULER_TIMEOUT,
                 check_scheduler_answers,
                 local_cluster_starting,
@@ -175,11 +176,11 @@ def _build(
                         dashboard_address=None,
                         scheduler_kwargs=NO_FIXED_PORT,
                     )
-                client = Client(cluster)
+                client = Client(cluster, **NOT_THE_DEFAULT)
             else:
                 # One line, as for geosr run, where nothing answers: it was an OSError traceback.
                 check_scheduler_answers(scheduler, SCHEDULER_TIMEOUT)
-                client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+                client = Client(scheduler, timeout=SCHEDULER_TIMEOUT, **NOT_THE_DEFAULT)
             results = dask.compute(*tasks, scheduler=client)
     finally:
         if client is not None:
