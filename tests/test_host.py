@@ -251,3 +251,37 @@ def test_overlapping_local_cluster_runs_leave_torch_and_dask_as_they_were() -> N
     finally:
         torch.set_num_threads(before[0])
         dask.config.set(scheduler=before[1])
+
+
+def _torch_threads_of_a_new_thread() -> int:
+    """torch's threads as a thread the host starts now sees them: a thread that used torch
+    before keeps its own setting (OpenMP's is per thread); a new one takes the last one set."""
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+def test_a_run_on_the_hosts_own_threaded_cluster_gives_torch_its_threads_back(
+    make_raster: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The host's own cluster, its workers threads of the host's process (a notebook's
+    ``LocalCluster(processes=False)``): the model plugin set torch's threads to a worker's
+    share of the cores (1 of 2 here, for 2 workers) and nothing put the host's back."""
+    from distributed import Client, LocalCluster
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # the host's own
+    try:
+        with (
+            LocalCluster(n_workers=2, processes=False, protocol="tcp", dashboard_address=":0") as cluster,
+            Client(cluster),
+        ):
+            src = make_raster(height=32, width=32)
+            geosr.upscale_file(
+                src, tmp_path / "x2.tif", scale=2, model="bicubic", scheduler=cluster.scheduler_address
+            )
+        assert _torch_threads_of_a_new_thread() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -370,6 +370,11 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
     # Clients are closed with close(), not used as context managers: __exit__
     # resets a context variable, which fails when ClosingLater closes from a thread.
     # Nor made the process's default (NOT_THE_DEFAULT): geosr hands them its tasks itself.
+    import torch
+
+    # The model plugin sets torch's threads for a worker's whole process: this one's, for the
+    # caller's own cluster of worker threads (LocalCluster(processes=False)) as for --workers.
+    torch_threads = _setting_held("torch threads", torch.get_num_threads, torch.set_num_threads)
     if scheduler is not None:
         check_scheduler_answers(scheduler, SCHEDULER_TIMEOUT)
         try:
@@ -378,7 +383,7 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
             raise SchedulerUnreachableError(
                 f"cannot reach the Dask scheduler at {scheduler} ({exc}); is it running?"
             ) from None
-        with _quiet_connection_loss():
+        with torch_threads, _quiet_connection_loss():
             try:
                 yield client
             finally:
@@ -386,13 +391,9 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
         return
     if workers is None or workers < 1:
         raise OptionError(f"--workers must be at least 1, got {workers}")
-    import torch
-
     kind, n = local_workers(workers, device, _gpu_count(), importlib.util.find_spec("dask_cuda") is not None)
     path = list(sys.path)
-    # The model plugin sets torch's threads to this machine's share per worker, for the
-    # whole process: the caller's setting comes back when the last local cluster stops.
-    with _setting_held("torch threads", torch.get_num_threads, torch.set_num_threads):
+    with torch_threads:
         cluster = _local_cluster(kind, n, workers)
         try:
             client = Client(cluster, **NOT_THE_DEFAULT)
