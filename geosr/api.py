@@ -22,6 +22,7 @@ from geosr.errors import (
     OutputError,
     ResumableError,
     in_context,
+    python_api,
 )
 from geosr.faults import check as check_faults
 from geosr.faults import checkpoint
@@ -47,7 +48,7 @@ from geosr.io.sink import DEFAULT_ZARR_FORMAT, SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.zarr_store import check_zarr_grid
 from geosr.memory_fit import fit_to_memory
 from geosr.normalise import Normalisation
-from geosr.options import RunOptions
+from geosr.options import OPTION_DEFAULTS, OPTION_FLAGS, RunOptions
 from geosr.pipeline import Job, run_tiles
 from geosr.recovery import damaged_store_error, tiles_to_trust
 from geosr.run_inputs import (
@@ -146,6 +147,7 @@ def check_call_given(dst: object, progress: object) -> None:
         raise OptionError(f"progress={progress!r} is not supported: give a function progress(done, total)")
 
 
+@python_api(OPTION_DEFAULTS, OPTION_FLAGS)
 def upscale_file(
     src: str | Path,
     dst: str | Path | None = None,
@@ -186,7 +188,8 @@ def upscale_file(
     Raises
     ------
     GeosrError
-        Bad input or option; nothing is written in that case.
+        Bad input or option; nothing is written in that case.  Its line names the keyword to
+        change (``overwrite=True``), where ``geosr run``'s names the flag (``--overwrite``).
     """
     try:
         check_source_given(src)

@@ -36,6 +36,7 @@ from geosr.errors import (
     OptionError,
     OutputError,
     SchedulerUnreachableError,
+    command_line_wording,
 )
 from geosr.interrupts import (
     exit_status,
@@ -121,6 +122,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -129,6 +131,8 @@ def _root(
     ] = False,
 ) -> None:
     """Super-resolve georeferenced satellite and aerial imagery into COG or Zarr."""
+    # The library's lines name the flags the user typed, not the Python API's keywords.
+    ctx.with_resource(command_line_wording())
 
 
 Scale = Annotated[

@@ -9,10 +9,15 @@ message must therefore say what was given, what was expected and how to fix it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
+import inspect
+import re
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 
 class GeosrError(Exception):
@@ -78,3 +83,95 @@ def in_context(path: str | Path, exc: GeosrError) -> GeosrError:
     if message.startswith(str(path)):
         return exc
     return type(exc)(f"{path}: {message}")
+
+
+_COMMAND_LINE = contextvars.ContextVar("geosr_command_line", default=False)
+_FLAG = re.compile(
+    r"(?<![\w-])(--[a-z][a-z0-9-]*)(?![\w-])"  # a flag, then perhaps its value:
+    r"(?: (-?\d+(?:\.\d+)?|'[^']*'|(?:True|False|None)\b))?"
+)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@contextlib.contextmanager
+def command_line_wording() -> Iterator[None]:
+    """Within: a :func:`python_api` function's errors keep naming the flags (``--overwrite``),
+    since the ``geosr`` command that called it is what its user typed."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def flag_keywords(defaults: Mapping[str, object], **flags: str) -> dict[str, str]:
+    """What a Python caller gives for each command-line flag of the parameters ``defaults``.
+
+    A bool parameter's flag switches it (``--resume``: ``resume=True``, and for one true by
+    default ``--no-check-resources``: ``check_resources=False``); any other's flag is its name
+    in kebab case (``--batch-size``: ``batch_size``).  ``flags`` adds flags named otherwise
+    (``--frame``: ``frames``).
+    """
+    words = {}
+    for name, default in defaults.items():
+        kebab = name.replace("_", "-")
+        if isinstance(default, bool):
+            words[f"--no-{kebab}" if default else f"--{kebab}"] = f"{name}={not default}"
+        else:
+            words[f"--{kebab}"] = name
+    return {**words, **flags}
+
+
+def in_python_words(text: str, keywords: Mapping[str, str]) -> str:
+    """``text`` with each flag of ``keywords`` as its keyword: "pass --overwrite" reads "pass
+    overwrite=True", "--nodata 0" reads "nodata=0" (a number, a quoted text, True, False or None
+    after a flag is its value, joined to its keyword).
+    Flags the mapping does not know stay as they are."""
+
+    def keyword(match: re.Match[str]) -> str:
+        word = keywords.get(match[1])
+        if word is None:
+            return match[0]
+        if "=" in word:  # a switch: a number after it is the text's, not its value
+            return word + match[0][len(match[1]) :]
+        return word if match[2] is None else f"{word}={match[2]}"
+
+    return _FLAG.sub(keyword, text)
+
+
+def python_api(
+    options: Mapping[str, object] | None = None, flags: Mapping[str, str] | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a function of the Python API: its :class:`GeosrError` lines name the keywords
+    it takes (``overwrite=True``) where they named the ``geosr`` command's flags (``--overwrite``),
+    which a Python caller cannot pass.  Under :func:`command_line_wording` they stay as they are.
+
+    The keywords are the function's parameters, ``options`` (the defaults of
+    what its ``**options`` take) and ``flags``, as :func:`flag_keywords` reads them.  Every
+    message keeps one wording inside geosr (the command's, which its tests pin and which error
+    wrappers copy with ``str(exc)``): it is translated once, as it leaves the API.
+    """
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        parameters = inspect.signature(func).parameters.values()
+        # A parameter without a default is valued (``scale`` of load_model): no switch.
+        defaults = {
+            p.name: None if p.default is inspect.Parameter.empty else p.default
+            for p in parameters
+            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        }
+        keywords = flag_keywords({**defaults, **(options or {})}, **(flags or {}))
+
+        @functools.wraps(func)
+        def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return func(*args, **kwargs)
+            except GeosrError as exc:
+                if not _COMMAND_LINE.get() and exc.args and isinstance(exc.args[0], str):
+                    exc.args = (in_python_words(exc.args[0], keywords), *exc.args[1:])
+                raise
+
+        return call
+
+    return decorate

@@ -239,6 +239,12 @@ TEXT_OPTIONS = {
 }
 """What each option read as text takes, for the line refusing a value of another type."""
 
+OPTION_DEFAULTS: dict[str, object] = {f.name: f.default for f in dataclasses.fields(RunOptions)}
+"""Each option's default, from which :func:`~geosr.errors.python_api` reads the keyword of its flag."""
+
+OPTION_FLAGS = {"--frame": "frames", "--output": "dst"}
+"""The flags of ``geosr run`` not named after their keyword of :func:`geosr.upscale_file`."""
+
 
 def check_run_options(scale: int, model: str | None, options: dict[str, Any]) -> None:
     """Refuse, before any raster is read, the options every run would refuse alike: a bad

@@ -165,7 +165,7 @@ def test_aoi_outside_the_scene_is_a_clear_error(make_raster, tmp_path: Path) -> 
     assert not (tmp_path / "o.tif").exists()
     # The fix named for a --bbox alone, --bbox-crs, is refused beside --aoi: a file names its own.
     aoi = write_geojson(tmp_path / "far.geojson", [(100, 10), (101, 10), (101, 11), (100, 10)])
-    with pytest.raises(InputError, match="the crs member of an --aoi GeoJSON"):
+    with pytest.raises(InputError, match="the crs member of an aoi GeoJSON"):
         geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic", aoi=str(aoi))
 
 

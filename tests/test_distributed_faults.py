@@ -139,7 +139,7 @@ def test_workers_dying_while_they_load_the_model_is_one_line_and_no_lasting_harm
             plugins = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
     finally:
         cluster.close()
-    assert "lost the Dask scheduler" not in str(caught.value) and "--resume" in str(caught.value)
+    assert "lost the Dask scheduler" not in str(caught.value) and "resume=True" in str(caught.value)
     assert "geosr-model" not in plugins
     assert not dst.exists()
 

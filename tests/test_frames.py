@@ -113,7 +113,7 @@ def test_the_input_or_a_repeated_frame_is_refused(make_raster, tmp_path: Path, m
     other = make_raster("d2.tif", data=coordinate_pattern(1, 16, 16)[:, ::-1].copy())
     monkeypatch.chdir(tmp_path)
     for frames, says in [(("./ref.tif",), "is the input itself"), ((str(other), "d2.tif"), "given twice")]:
-        with pytest.raises(OptionError, match=f"--frame .* {says}"):
+        with pytest.raises(OptionError, match=f"^frames .* {says}"):
             geosr.upscale_file(ref, tmp_path / "o.tif", scale=2, frames=frames)
     assert not (tmp_path / "o.tif").exists()
 

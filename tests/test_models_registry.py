@@ -95,7 +95,7 @@ def test_a_bundled_files_stem_as_model_names_the_model_and_scale() -> None:
     """--model cnnrnn-fast_x4 (the bundled file's stem) was only 'unknown model', with the list."""
     with pytest.raises(
         ModelError,
-        match=r"^unknown model 'cnnrnn-fast_x4'; .*; for cnnrnn-fast_x4 give --model cnnrnn-fast --scale 4$",
+        match=r"^unknown model 'cnnrnn-fast_x4'; .*; for cnnrnn-fast_x4 give name_or_path cnnrnn-fast scale=4$",
     ):
         load_model("cnnrnn-fast_x4", bands=1, scale=4)
     with pytest.raises(ModelError, match=r"weights file\)$"):
@@ -347,7 +347,7 @@ def test_a_device_torch_cannot_use_is_one_error() -> None:
     device=torch.device('cuda'), which the docstring takes."""
     from geosr.errors import GeosrError
 
-    with pytest.raises(GeosrError, match="--device 'gpu' is not known; use one of auto, cpu, cuda"):
+    with pytest.raises(GeosrError, match="^device='gpu' is not known; use one of auto, cpu, cuda"):
         load_model("cnnrnn-fast", bands=1, scale=2, device="gpu")
     if not torch.cuda.is_available():
         with pytest.raises(GeosrError, match="no CUDA GPU is visible"):

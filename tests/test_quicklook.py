@@ -212,7 +212,7 @@ def test_a_quicklook_that_cannot_be_written_says_the_output_is_and_resume_adds_i
         OutputError, match=r"sr.tif is written, but sr.quicklook.png is not: .*cannot write"
     ) as err:
         geosr.upscale_file(src, dst, overwrite=True, **options)
-    assert "rerun the same command with --resume" in str(err.value)
+    assert "rerun the same command with resume=True" in str(err.value)
     assert dst.exists() and (png / "kept").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "sr.quicklook.png", "sr.tif"]
     written = dst.stat().st_mtime_ns

@@ -165,7 +165,7 @@ def test_output_to_an_fsspec_url_is_uploaded_whole(make_raster, tmp_path: Path) 
         geosr.upscale_file(src, url, scale=2, model="bicubic")
         raise AssertionError("an existing remote output was replaced without overwrite")
     except OutputError as exc:
-        assert "--overwrite" in str(exc)
+        assert "overwrite=True" in str(exc)
     store = "memory://bucket/run/sr.zarr"
     geosr.upscale_file(src, store, scale=2, model="bicubic")
     assert fs.exists("/bucket/run/sr.zarr/zarr.json")
@@ -422,7 +422,7 @@ def test_a_failed_upload_keeps_the_output_and_resume_only_uploads_it(make_raster
     try:
         with monkeypatch.context() as patch:
             patch.setattr(MemoryFileSystem, "put_file", reset)
-            with pytest.raises(ResumableError, match="rerun with --resume to upload it"):
+            with pytest.raises(ResumableError, match="rerun with resume=True to upload it"):
                 geosr.upscale_file(src, url, **options)
         # A Ctrl-C in the upload is told the same (it said: "before any tile ran; nothing was written").
         stopped = str(interrupted_run(KeyboardInterrupt(), str(src), url))
@@ -526,7 +526,7 @@ def test_resume_uploads_the_output_after_its_stac_item_went_up(make_raster, monk
     try:
         with monkeypatch.context() as patch:
             patch.setattr(MemoryFileSystem, "put_file", reset_on_the_output)
-            with pytest.raises(ResumableError, match="rerun with --resume to upload it"):
+            with pytest.raises(ResumableError, match="rerun with resume=True to upload it"):
                 geosr.upscale_file(src, url, **options)
         assert fs.exists("/item-bucket/run/sr.stac.json") and not fs.exists("/item-bucket/run/sr.tif")
         geosr.upscale_file(src, url, resume=True, **options)
@@ -585,7 +585,7 @@ def test_a_remote_stac_item_or_quicklook_is_not_replaced_without_overwrite(
     fs.pipe_file(f"/extras-kept-{option}/{name}", b"the other output's")
     try:
         with pytest.raises(
-            OutputError, match=f"memory://extras-kept-{option}/{name} already exists.*--overwrite"
+            OutputError, match=f"memory://extras-kept-{option}/{name} already exists.*overwrite=True"
         ):
             geosr.upscale_file(
                 src, f"memory://extras-kept-{option}/sr.tif", scale=2, model="bicubic", **{option: True}

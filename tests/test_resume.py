@@ -195,7 +195,7 @@ def test_store_damaged_during_the_run_is_reported_and_resumable(job, tmp_path: P
     message = str(failed.value)
     store = run_dir(dst) / "store.zarr"
     assert f"1 of the 56 tiles in this run's store {store} is damaged on disk" in message
-    assert "rerun with --resume" in message and "free space" not in message
+    assert "rerun with resume=True" in message and "free space" not in message
     assert not dst.exists()
     assert {int(i) for i in (run_dir(dst) / "journal").read_text().split()} == set(range(56)) - {9}
     monkeypatch.undo()
@@ -485,7 +485,7 @@ def test_a_file_that_appears_at_the_destination_during_the_run_is_kept_with_the_
     with pytest.raises(ResumableError) as stopped:
         geosr.upscale_file(src, dst, progress=someone_writes_it, **options)
     assert "free some space" not in str(stopped.value)
-    assert "pass --overwrite to replace it and rerun with --resume" in str(stopped.value)
+    assert "pass overwrite=True to replace it and rerun with resume=True" in str(stopped.value)
     assert theirs.read_text() == "not yours" and run_dir(dst).is_dir()
     geosr.upscale_file(src, dst, resume=True, overwrite=True, **options)
     assert not run_dir(dst).exists()
@@ -508,7 +508,7 @@ def test_a_store_that_appears_at_a_zarr_destination_during_the_run_is_kept(
             zarr.open_group(str(dst), mode="w").attrs["owner"] = "someone else"
 
     options = {"scale": 2, "model": "bicubic", "tile": 16, "batch_size": 1}
-    with pytest.raises(ResumableError, match="pass --overwrite to replace it and rerun with --resume"):
+    with pytest.raises(ResumableError, match="pass overwrite=True to replace it and rerun with resume=True"):
         geosr.upscale_file(src, dst, progress=someone_writes_it, **options)
     assert zarr.open_group(str(dst), mode="r").attrs["owner"] == "someone else" and run_dir(dst).is_dir()
     geosr.upscale_file(src, dst, resume=True, overwrite=True, **options)
@@ -615,7 +615,7 @@ def test_a_run_resumed_in_the_other_zarr_format_is_refused(make_raster, tmp_path
 
     with pytest.raises(KeyboardInterrupt):
         geosr.upscale_file(src, dst, progress=ctrl_c_after_a_batch, zarr_format=2, **options)
-    with pytest.raises(StaleRunError, match="differs in --zarr-format"):
+    with pytest.raises(StaleRunError, match="differs in zarr_format"):
         geosr.upscale_file(src, dst, resume=True, zarr_format=3, **options)
     geosr.upscale_file(src, dst, resume=True, zarr_format=2, **options)
     assert json.loads((dst / "band_data" / ".zarray").read_text())["zarr_format"] == 2

@@ -90,7 +90,7 @@ def test_the_item_and_quicklook_of_another_output_are_kept(make_raster, tmp_path
     item_file, png = tmp_path / "sr.stac.json", tmp_path / "sr.quicklook.png"
     before = item_file.read_bytes(), png.read_bytes()
     for extras in ({"stac": True}, {"quicklook": True}):
-        with pytest.raises(OutputError, match=r"already exists .*pass --overwrite"):
+        with pytest.raises(OutputError, match=r"already exists .*pass overwrite=True"):
             geosr.upscale_file(src, tmp_path / "sr.tif", scale=2, model="bicubic", **extras)
         assert not (tmp_path / "sr.tif").exists()
     assert (item_file.read_bytes(), png.read_bytes()) == before
@@ -116,7 +116,7 @@ def test_item_with_single_band_assets_stacks_by_name(make_raster, tmp_path: Path
     }
     item = tmp_path / "item.json"
     item.write_text(json.dumps(doc))
-    with pytest.raises(InputError, match="--asset KEY"):
+    with pytest.raises(InputError, match="with asset KEY, or stack single-band assets with bands KEY1"):
         geosr.upscale_file(item, tmp_path / "x.tif", scale=2, model="bicubic")
     out = geosr.upscale_file(
         item, tmp_path / "rgb.tif", scale=2, model="bicubic", bands="B04,B03,B02", stac=True
@@ -336,7 +336,9 @@ def test_bands_naming_no_asset_say_which(make_raster, tmp_path: Path) -> None:
     make_raster("B04.tif", height=30, width=30)
     make_raster("B03.tif", height=30, width=30)
     item = item_of(tmp_path, {"B04": "./B04.tif", "B03": "./B03.tif"})
-    with pytest.raises(InputError, match=r"--bands B04,B8A: no raster asset of the Item is named 'B8A'"):
+    with pytest.raises(
+        InputError, match=r"item\.json: bands B04,B8A: no raster asset of the Item is named 'B8A'"
+    ):
         geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B04,B8A")
 
 
@@ -522,7 +524,7 @@ def test_bands_naming_one_asset_or_a_multiband_one(make_raster, tmp_path: Path) 
         assert f.count == 1 and f.descriptions == ("B08",)
         mean = f.read(1).astype(float).reshape(30, 2, 36, 2).mean(axis=(1, 3))
         assert np.abs(mean - nir.read(1)).max() < 5
-    with pytest.raises(InputError, match="asset 'TCI' has 3 bands, and --bands stacks single-band"):
+    with pytest.raises(InputError, match="asset 'TCI' has 3 bands, and bands stacks single-band"):
         geosr.upscale_file(item, tmp_path / "x.tif", scale=2, model="bicubic", bands="B04,TCI")
 
 

@@ -150,7 +150,9 @@ def test_a_checkpoint_of_two_steps_is_refused(tmp_path, scenes) -> None:
     older = tensors.read_bytes()
     train(_config(tmp_path, *scenes), resume=True, stop_after=3)
     tensors.write_bytes(older)
-    with pytest.raises(InputError, match=r"holds step 2 and last.json step 3 .*start again without --resume"):
+    with pytest.raises(
+        InputError, match=r"holds step 2 and last.json step 3 .*start again without resume=True"
+    ):
         train(_config(tmp_path, *scenes), resume=True)
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
 
-from geosr.errors import GeosrError, GeosrWarning, InputError, OutputError
+from geosr.errors import GeosrError, GeosrWarning, InputError, OutputError, python_api
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_scorable
 from geosr.interrupts import output_stamp
 from geosr.io.atomic import lock_held, unwritable_folder
@@ -44,7 +44,7 @@ from geosr.io.runstate import run_dir
 from geosr.io.scene import Scene, open_scene, read_window, with_nodata
 from geosr.models.registry import DEFAULT_MODEL
 from geosr.normalise import UNITS_DTYPE_TAG, valid_mask
-from geosr.options import check_run_options, check_scale
+from geosr.options import OPTION_DEFAULTS, check_run_options, check_scale
 from geosr.run_inputs import UNDECLARED_ZEROS_REMEDY, reference_sample, warn_undeclared_zeros
 from geosr.tiling import Window
 
@@ -465,6 +465,7 @@ def _workdir_held(
         yield
 
 
+@python_api(OPTION_DEFAULTS)
 def evaluate_wald(
     hr_paths: Sequence[str | Path],
     *,
@@ -554,6 +555,7 @@ def _zeros_warned_for_pairs(lr_path: str | Path, hr_path: str | Path) -> Iterato
         yield
 
 
+@python_api(OPTION_DEFAULTS)
 def evaluate_paired(
     pairs: Sequence[tuple[str | Path, str | Path]],
     *,

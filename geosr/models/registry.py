@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from geosr.errors import GeosrWarning, ModelError
+from geosr.errors import GeosrWarning, ModelError, python_api
 from geosr.models.base import MAX_SCALE, MIN_SCALE, SRModel
 from geosr.models.bicubic import Bicubic
 from geosr.models.card import ModelCard, json_ready
@@ -400,6 +400,7 @@ def check_model(name_or_path: str | os.PathLike[str] | None, *, scale: int) -> N
         raise _unknown(target)
 
 
+@python_api(flags={"--model": "name_or_path"})
 def load_model(
     name_or_path: str | os.PathLike[str] | None = None,
     *,

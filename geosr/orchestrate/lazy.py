@@ -24,7 +24,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from geosr.api import model_label
-from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError
+from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError, python_api
 from geosr.grid import scaled
 from geosr.io.bands import check_band_layout
 from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, data_bands, hides_pixels, sample_step
@@ -173,6 +173,7 @@ def _crs_fix(data: xr.DataArray) -> str:
     return "set one with da.rio.write_crs('EPSG:...')"
 
 
+@python_api()
 def upscale(
     data: xr.DataArray,
     *,

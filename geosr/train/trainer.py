@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from geosr.errors import InputError, ModelError, OptionError, OutputError
+from geosr.errors import InputError, ModelError, OptionError, OutputError, python_api
 from geosr.io.atomic import is_foreign_directory, lock_held, unwritable_folder
 from geosr.models.base import SRModel
 from geosr.models.bicubic import bicubic_upsample
@@ -543,6 +543,27 @@ def _check_resumed_store(output: Path, new_store: Path | None) -> None:
         )
 
 
+TRAIN_FLAGS = {
+    f"--{flag}": f"config.{field}"
+    for flag, field in {
+        "output": "output",
+        "weights": "weights",
+        "init": "init",
+        "model": "name",
+        "scale": "scale",
+        "device": "device",
+        "precision": "precision",
+        "steps": "steps",
+        "batch-size": "batch_size",
+        "loss": "loss",
+        "store": "data.store",
+        "chip": "data.lr_chip",
+    }.items()
+}
+"""The TrainConfig field each flag of ``geosr train`` sets, which a Python caller of :func:`train` sets."""
+
+
+@python_api(flags=TRAIN_FLAGS)
 def train(
     config: TrainConfig,
     *,

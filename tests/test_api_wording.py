@@ -1,0 +1,97 @@
+"""The Python API's lines name its keywords (``overwrite=True``), the command's its flags."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import geosr
+from geosr.errors import GeosrError, OutputError
+from tests.conftest import UTM_TRANSFORM
+
+
+def _refusal(call: Callable[[], object]) -> str:
+    with pytest.raises(GeosrError) as said:
+        call()
+    return str(said.value)
+
+
+def test_upscale_file_says_overwrite_true_and_the_command_says_overwrite(
+    make_raster: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A Python caller was told "pass --overwrite to replace it", a flag it cannot pass."""
+    src = make_raster(height=16, width=16)
+    dst = make_raster("taken.tif", height=16, width=16)
+    line = _refusal(lambda: geosr.upscale_file(src, dst, scale=2, model="bicubic"))
+    assert line == f"{dst} already exists; pass overwrite=True to replace it"
+    from geosr.cli import app
+
+    ran = CliRunner().invoke(app, ["run", str(src), "-o", str(dst), "--scale", "2", "--model", "bicubic"])
+    assert isinstance(ran.exception, OutputError)
+    assert str(ran.exception) == f"{dst} already exists; pass --overwrite to replace it"
+
+
+def test_upscale_names_its_keyword(make_raster: Callable[..., Path]) -> None:
+    import rioxarray
+
+    data = rioxarray.open_rasterio(make_raster(height=16, width=16))
+    line = _refusal(lambda: geosr.upscale(data, scale=2, model="bicubic", tile=3))
+    assert line.startswith("tile=3 is too small") and "--" not in line
+
+
+def test_load_model_names_its_keywords() -> None:
+    line = _refusal(lambda: geosr.load_model("cnnrnn-fast_x4", bands=1, scale=4))
+    assert line.endswith("for cnnrnn-fast_x4 give name_or_path cnnrnn-fast scale=4")
+    assert _refusal(lambda: geosr.load_model(None, bands=1, scale=4, device="gpu")).startswith(
+        "device='gpu' is not known"
+    )
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_evaluate_says_overwrite_true(make_raster: Callable[..., Path], tmp_path: Path, paired: bool) -> None:
+    from geosr.evaluation import evaluate_paired, evaluate_wald
+
+    hr = make_raster("hr.tif", height=64, width=64)
+    work = tmp_path / "work"
+    work.mkdir()
+    if paired:
+        # The same place at twice the pixel: a pair.
+        lr = make_raster("lr.tif", height=32, width=32, transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(2))
+        (work / "000_lr_sr.tif").write_bytes(b"an earlier evaluation's")
+        call = lambda: evaluate_paired([(lr, hr)], scale=2, model="bicubic", border=2, workdir=work)  # noqa: E731
+    else:
+        (work / "000_hr_lr.tif").write_bytes(b"an earlier evaluation's")
+        call = lambda: evaluate_wald([hr], scale=2, model="bicubic", border=2, workdir=work)  # noqa: E731
+    line = _refusal(call)
+    assert "pass overwrite=True to replace it or choose another workdir" in line
+    assert "--" not in line
+
+
+def test_train_names_the_config_field(tmp_path: Path) -> None:
+    """train(config) was told "use a matching --scale": a Python caller sets ``config.scale``."""
+    from geosr.train import load_config, train
+
+    weights = Path(geosr.__file__).parent / "weights" / "cnnrnn-fast_x4.safetensors"
+    config = load_config(
+        None, {"scale": 2, "steps": 1, "output": str(tmp_path / "run"), "init": str(weights)}
+    )
+    line = _refusal(lambda: train(config))
+    assert line.endswith("are x4, the run is x2: use a matching config.scale")
+
+
+def test_only_known_flags_become_keywords() -> None:
+    from geosr.errors import in_python_words
+
+    keywords = {"--overwrite": "overwrite=True", "--nodata": "nodata", "--workdir": "workdir"}
+    assert in_python_words("pass --overwrite, or --nodata 0, --nodata -1.5 or --nodata", keywords) == (
+        "pass overwrite=True, or nodata=0, nodata=-1.5 or nodata"
+    )
+    assert in_python_words("--workdir 'w' is a file; --lr and --hr", keywords) == (
+        "workdir='w' is a file; --lr and --hr"
+    )
+    assert in_python_words("--nodata None, --overwrite 2 times", keywords) == (
+        "nodata=None, overwrite=True 2 times"
+    )
