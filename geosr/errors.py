@@ -17,7 +17,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TextIO, TypeVar, cast
 
 
 class GeosrError(Exception):
@@ -65,6 +65,87 @@ def catch_warnings_serialised() -> Iterator[None]:
     """
     with _FILTERS_HELD, warnings.catch_warnings():
         yield
+
+
+_Filter = tuple[str, "re.Pattern[str] | None", type[Warning], "re.Pattern[str] | None", int]
+
+
+@contextlib.contextmanager
+def filter_added(action: str, message: str = "", category: type[Warning] = Warning) -> Iterator[None]:
+    """Within: ``warnings.filterwarnings(action, message, category)``; after: that filter gone,
+    and every other one as the process has it then.
+
+    For steps that last a whole run, which :func:`catch_warnings_serialised` cannot hold its
+    lock over (the run's own threads take it: an in-process Dask worker opening the scene).
+    ``catch_warnings`` put back, at its end, the filters it had found at its start: a filter
+    another thread of the process set meanwhile was dropped.  The filter also applies to the
+    process's other threads while it is in place.
+    """
+    pattern = re.compile(message, re.IGNORECASE) if message else None
+    entry: _Filter = (action, pattern, category, None, 0)  # a new object: removed by identity
+    filters = cast("list[_Filter]", warnings.filters)
+    with _FILTERS_HELD:
+        # Not filterwarnings(), which first takes out an equal filter already there (pytest.warns'
+        # "always", say): removing ours would then remove the caller's too.
+        filters.insert(0, entry)
+        warnings._filters_mutated()  # type: ignore[attr-defined]  # forget what was shown once
+    try:
+        yield
+    finally:
+        with _FILTERS_HELD:
+            filters = cast("list[_Filter]", warnings.filters)
+            for i, other in enumerate(filters):
+                if other is entry:
+                    del filters[i]
+                    break
+            warnings._filters_mutated()  # type: ignore[attr-defined]
+
+
+_RECORDS: dict[int, list[warnings.WarningMessage]] = {}
+"""The warnings recorded so far by each thread (by ident) inside :func:`warnings_recorded`."""
+_SHOWN_BEFORE = [warnings.showwarning]
+"""The ``warnings.showwarning`` that :func:`_record_or_show` passes other threads' warnings to."""
+
+
+def _record_or_show(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    records = _RECORDS.get(threading.get_ident())
+    if records is None:
+        _SHOWN_BEFORE[0](message, category, filename, lineno, file, line)
+    else:
+        records.append(warnings.WarningMessage(message, category, filename, lineno, file, line))
+
+
+@contextlib.contextmanager
+def warnings_recorded() -> Iterator[list[warnings.WarningMessage]]:
+    """Within: the warnings this thread issues are recorded in the list given, all of them
+    (an ``"always"`` filter), not shown; other threads' are shown as before.
+
+    What ``catch_warnings(record=True)`` did for the thread that entered it, without its
+    process-wide save and restore (see :func:`filter_added`): a run's warnings are kept from
+    the caller, rewritten and issued again (:mod:`geosr.evaluation.wald`).
+    """
+    records: list[warnings.WarningMessage] = []
+    thread = threading.get_ident()
+    with _FILTERS_HELD:
+        if not _RECORDS and warnings.showwarning is not _record_or_show:
+            _SHOWN_BEFORE[0] = warnings.showwarning
+            warnings.showwarning = _record_or_show
+        _RECORDS[thread] = records
+    try:
+        with filter_added("always"):
+            yield records
+    finally:
+        with _FILTERS_HELD:
+            del _RECORDS[thread]
+            if not _RECORDS and warnings.showwarning is _record_or_show:
+                warnings.showwarning = _SHOWN_BEFORE[0]
 
 
 class ResumableError(GeosrError, RuntimeError):

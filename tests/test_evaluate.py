@@ -1044,3 +1044,36 @@ def test_a_workdir_geotiff_never_replaces_an_input(make_raster, tmp_path) -> Non
         evaluate_paired([(hr, taken)], scale=2, border=2, model="bicubic", workdir=tmp_path, overwrite=True)
     assert taken.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["000_field_sr.tif", "field.tif"]
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_a_filter_another_thread_sets_while_an_evaluation_runs_stays(make_raster, paired: bool) -> None:
+    """Each run of evaluate_wald (evaluate_paired) was wrapped in ``warnings.catch_warnings``,
+    which put back, as the run ended, the process's filters as they were when it began: a
+    filter the host program's other thread set meanwhile was gone."""
+    import threading
+    import warnings
+
+    from affine import Affine
+
+    from geosr.evaluation import evaluate_paired
+    from tests.conftest import UTM_TRANSFORM, coordinate_pattern
+
+    hr = coordinate_pattern(1, 64, 64)
+    lr = hr.astype(np.float64).reshape(1, 32, 2, 32, 2).mean(axis=(2, 4)).round().astype("uint16")
+    hr_path = make_raster("hr.tif", data=hr, transform=UTM_TRANSFORM @ Affine.scale(0.5))
+    lr_path = make_raster("lr.tif", data=lr)
+
+    def upscaler(src: Path, dst: Path, **kwargs: object) -> Path:
+        other = threading.Thread(target=warnings.filterwarnings, args=("ignore", "the host's own filter"))
+        other.start()
+        other.join()
+        return _fake_upscaler(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    with warnings.catch_warnings():  # this test's filters back as it ends
+        if paired:
+            evaluate_paired([(lr_path, hr_path)], scale=2, model="fake", border=4, upscaler=upscaler)
+        else:
+            evaluate_wald([hr_path], scale=2, model="fake", border=4, upscaler=upscaler)
+        kept = [f for f in warnings.filters if f[1] is not None and f[1].pattern == "the host's own filter"]
+        assert len(kept) == 1

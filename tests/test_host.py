@@ -285,3 +285,27 @@ def test_a_run_on_the_hosts_own_threaded_cluster_gives_torch_its_threads_back(
         assert _torch_threads_of_a_new_thread() == 3
     finally:
         torch.set_num_threads(before)
+def test_two_threads_recording_warnings_keep_each_its_own_and_leave_the_process_as_it_was() -> None:
+    """What evaluate's runs use in place of ``catch_warnings(record=True)``, which swapped the
+    process's filters and ``showwarning`` for all its threads: two evaluations in two threads
+    took each other's warnings, and the one that ended last put back the other's."""
+    from geosr.errors import warnings_recorded
+
+    filters, shown = list(warnings.filters), warnings.showwarning
+    both_inside = threading.Barrier(2)
+    got: dict[str, list[str]] = {}
+
+    def record(name: str) -> None:
+        with warnings_recorded() as caught:
+            both_inside.wait(timeout=5)
+            warnings.warn(f"from {name}", UserWarning, stacklevel=1)
+            both_inside.wait(timeout=5)
+        got[name] = [str(w.message) for w in caught]
+
+    threads = [threading.Thread(target=record, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert got == {"a": ["from a"], "b": ["from b"]}
+    assert warnings.filters == filters and warnings.showwarning is shown

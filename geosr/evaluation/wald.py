@@ -35,7 +35,15 @@ import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
 
-from geosr.errors import GeosrError, GeosrWarning, InputError, OutputError, python_api
+from geosr.errors import (
+    GeosrError,
+    GeosrWarning,
+    InputError,
+    OutputError,
+    filter_added,
+    python_api,
+    warnings_recorded,
+)
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_scorable
 from geosr.interrupts import output_stamp
 from geosr.io.atomic import lock_held, unwritable_folder
@@ -311,8 +319,7 @@ def _warnings_about(lr_path: Path, path: str | Path) -> Iterator[None]:
     They named our temporary (``/tmp/geosr-eval-.../000_scene_lr.tif``), which the user
     cannot find, once for the model's run and again for the bicubic one.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_recorded() as caught:  # not catch_warnings: a run is long, the host has threads
         yield
     seen: set[str] = set()
     for warning in caught:
@@ -550,8 +557,7 @@ def _zeros_warned_for_pairs(lr_path: str | Path, hr_path: str | Path) -> Iterato
     for path, use in ((lr_path, "super-resolved"), (hr_path, "scored")):
         scene = open_scene(path)
         warn_undeclared_zeros(scene, reference_sample(scene), remedy=PAIR_ZEROS_REMEDY, use=use)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", f".*{re.escape(UNDECLARED_ZEROS_REMEDY)}", GeosrWarning)
+    with filter_added("ignore", f".*{re.escape(UNDECLARED_ZEROS_REMEDY)}", GeosrWarning):
         yield
 
 
