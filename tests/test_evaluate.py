@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -1077,3 +1078,19 @@ def test_a_filter_another_thread_sets_while_an_evaluation_runs_stays(make_raster
             evaluate_wald([hr_path], scale=2, model="fake", border=4, upscaler=upscaler)
         kept = [f for f in warnings.filters if f[1] is not None and f[1].pattern == "the host's own filter"]
         assert len(kept) == 1
+
+
+@pytest.mark.parametrize("border", [-1, "4", 2.5])
+def test_a_border_that_is_no_count_of_pixels_is_refused(make_raster, border: object) -> None:
+    """border=-1 from Python was taken: the last row and column alone were scored, 1 pixel
+    of 4096 reported as the image (15.9 dB for 11.8); border="4" was a TypeError traceback."""
+    from geosr.evaluation import evaluate_paired
+
+    hr = make_raster("hr.tif", height=64, width=64)
+    says = rf"^border={re.escape(repr(border))} is not supported: give the HR pixels"
+    with pytest.raises(OptionError, match=says):
+        evaluate_wald([hr], scale=2, model="fake", border=border, upscaler=_fake_upscaler)  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match=says):
+        evaluate_paired([(hr, hr)], scale=2, model="fake", border=border, upscaler=_fake_upscaler)  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match=says):
+        psnr(np.zeros((16, 16)), np.zeros((16, 16)), data_range=1.0, border=border)  # type: ignore[arg-type]

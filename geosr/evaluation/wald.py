@@ -44,7 +44,7 @@ from geosr.errors import (
     python_api,
     warnings_recorded,
 )
-from geosr.evaluation.metrics import BandMetrics, band_metrics, check_scorable
+from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border_count, check_scorable
 from geosr.interrupts import output_stamp
 from geosr.io.atomic import lock_held, unwritable_folder
 from geosr.io.bands import OFFSET_TAG, reflectance_offset, select_bands
@@ -503,6 +503,7 @@ def evaluate_wald(
     # Before any raster is read: 0 and negative scales failed in the block average with a
     # ZeroDivisionError or ValueError traceback.
     check_scale(scale)
+    check_border_count(border)
     if upscaler is None:
         check_run_options(scale, model, options)
     _check_nodata_fits(hr_paths, nodata, variable, bands)
@@ -581,6 +582,7 @@ def evaluate_paired(
 
     if not pairs:
         raise InputError("no LR/HR pair to evaluate: give --lr and --hr")
+    check_border_count(border)
     if upscaler is None:
         check_run_options(scale, model, options)
     _check_pairs(pairs, scale, border)
