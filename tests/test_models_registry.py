@@ -95,7 +95,8 @@ def test_a_bundled_files_stem_as_model_names_the_model_and_scale() -> None:
     """--model cnnrnn-fast_x4 (the bundled file's stem) was only 'unknown model', with the list."""
     with pytest.raises(
         ModelError,
-        match=r"^unknown model 'cnnrnn-fast_x4'; .*; for cnnrnn-fast_x4 give name_or_path cnnrnn-fast scale=4$",
+        match=r"^unknown model 'cnnrnn-fast_x4'; .*; "
+        r"for cnnrnn-fast_x4 give name_or_path cnnrnn-fast scale=4$",
     ):
         load_model("cnnrnn-fast_x4", bands=1, scale=4)
     with pytest.raises(ModelError, match=r"weights file\)$"):
@@ -347,7 +348,7 @@ def test_a_device_torch_cannot_use_is_one_error() -> None:
     device=torch.device('cuda'), which the docstring takes."""
     from geosr.errors import GeosrError
 
-    with pytest.raises(GeosrError, match="^device='gpu' is not known; use one of auto, cpu, cuda"):
+    with pytest.raises(GeosrError, match=r"^device='gpu' is not known; use one of auto, cpu, cuda"):
         load_model("cnnrnn-fast", bands=1, scale=2, device="gpu")
     if not torch.cuda.is_available():
         with pytest.raises(GeosrError, match="no CUDA GPU is visible"):
@@ -370,3 +371,18 @@ def test_a_model_neither_name_nor_path_is_one_error() -> None:
         load_model(3, bands=1, scale=2)  # type: ignore[arg-type]
     with pytest.raises(ModelError, match=r"^unknown model given as a Bicubic; known models: "):
         load_model(load_model("bicubic", bands=1, scale=2), bands=1, scale=2)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("model", [3, ["bicubic"]])
+def test_geosr_upscale_refuses_a_model_neither_name_nor_path_as_load_model_does(make_raster, model) -> None:
+    """geosr.upscale(da, model=3) was pathlib's TypeError again once the predictor cache took
+    the weights' stamp (a list: lru_cache's 'unhashable type'), where upscale_file says it."""
+    import rioxarray
+
+    import geosr
+
+    data = rioxarray.open_rasterio(make_raster(height=16, width=16))
+    with pytest.raises(
+        ModelError, match=rf"^unknown model given as a {type(model).__name__}; known models: "
+    ):
+        geosr.upscale(data, scale=2, model=model)

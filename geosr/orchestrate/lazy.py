@@ -10,6 +10,7 @@ the graph.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -212,6 +213,12 @@ def upscale(
     computed.
     """
     opts = RunOptions(scale=scale, model=model, tile=tile, device=device, precision=precision, nodata=nodata)
+    if opts.model is not None and not isinstance(opts.model, (str, os.PathLike)):
+        # Before the predictor cache, whose weights stamp took model=3 for a path (pathlib's
+        # TypeError) and whose key a list cannot be: load_model's line, as upscale_file gives it.
+        from geosr.models.registry import _unknown
+
+        raise _unknown(opts.model)
     flat = isinstance(data, xr.DataArray) and data.ndim == 2
     data = _checked(data)
     _warn_of_file_mask(data)
