@@ -206,13 +206,14 @@ def test_an_empty_model_or_a_folder_without_a_name_is_one_error(given: str, said
 
 def test_weights_of_several_bands_without_band_names_say_how_to_go_on(tmp_path: Path) -> None:
     """Weights built for 4 bands at once whose card names no bands said only 'expects 4 bands,
-    the input has 3'."""
+    the input has 3'.  From Python the hint names upscale_file's bands=, which selects them:
+    load_model's own bands is their count ("e.g. bands" said it was)."""
     model = random_model(2, in_channels=4)
     save_weights(model, card(model), tmp_path / "m4_x2")
     with pytest.raises(
         ModelError,
         match=r"^model mine \(.*m4_x2\.safetensors\) expects 4 bands, the input has 3; select 4 bands "
-        r"\(e\.g\. --bands\) or use a band-agnostic model",
+        r"\(e\.g\. upscale_file\(bands=\.\.\.\)\) or use a band-agnostic model",
     ):
         load_model(tmp_path / "m4_x2.safetensors", bands=3, scale=2)
 

@@ -400,7 +400,8 @@ def check_model(name_or_path: str | os.PathLike[str] | None, *, scale: int) -> N
         raise _unknown(target)
 
 
-@python_api(flags={"--model": "name_or_path"})
+# Its bands is a count: the run's --bands, which selects them, is upscale_file's.
+@python_api(flags={"--model": "name_or_path", "--bands": "upscale_file(bands=...)"})
 def load_model(
     name_or_path: str | os.PathLike[str] | None = None,
     *,
