@@ -1094,3 +1094,20 @@ def test_a_border_that_is_no_count_of_pixels_is_refused(make_raster, border: obj
         evaluate_paired([(hr, hr)], scale=2, model="fake", border=border, upscaler=_fake_upscaler)  # type: ignore[arg-type]
     with pytest.raises(OptionError, match=says):
         psnr(np.zeros((16, 16)), np.zeros((16, 16)), data_range=1.0, border=border)  # type: ignore[arg-type]
+
+
+def test_one_hr_path_is_one_raster_and_a_pair_alone_is_refused(make_raster) -> None:
+    """evaluate_wald("hr.tif") evaluated its name letter by letter ("h: no such file or
+    directory"), and evaluate_paired(("lr.tif", "hr.tif")) or a list of paths was a bare
+    ValueError 'too many values to unpack'."""
+    from geosr.evaluation import evaluate_paired
+
+    hr = make_raster("hr.tif", height=32, width=32)
+    for given in (hr, str(hr)):
+        report = evaluate_wald(given, scale=2, model="fake", border=2, upscaler=_fake_upscaler)  # type: ignore[arg-type]
+        assert [image.path for image in report.images] == [str(hr)]
+    for pairs in ((str(hr), str(hr)), [hr], hr, [(hr,)]):
+        with pytest.raises(
+            InputError, match=r"^evaluate_paired takes a list of \(lr, hr\) pairs of paths, not "
+        ):
+            evaluate_paired(pairs, scale=2, model="fake", border=2, upscaler=_fake_upscaler)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ histogram matching) and the SR of the real LR file is compared with it.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import tempfile
@@ -229,6 +230,26 @@ def _check_pairs(pairs: Sequence[tuple[str | Path, str | Path]], scale: int, bor
         lr = _open(lr_path)
         h, w = lr.grid.shape.yx
         check_scorable((h * scale, w * scale), border, str(hr_path))
+
+
+def _check_pairs_given(pairs: object) -> None:
+    """Refuse ``pairs`` that are no sequence of ``(lr, hr)`` paths: a pair given alone,
+    ``("lr.tif", "hr.tif")``, or a list of paths was a bare ValueError 'too many values to
+    unpack', each path's letters taken for a pair.
+
+    Raises
+    ------
+    InputError
+        ``pairs`` is a path, or one of its items is not two paths.
+    """
+    items = [pairs] if isinstance(pairs, (str, os.PathLike)) else pairs
+    for item in items:  # type: ignore[attr-defined]
+        is_pair = isinstance(item, (tuple, list)) and len(item) == 2
+        if not is_pair or not all(isinstance(path, (str, os.PathLike)) for path in item):
+            raise InputError(
+                f"evaluate_paired takes a list of (lr, hr) pairs of paths, not {item!r} among them; "
+                "e.g. [('lr.tif', 'hr.tif')]"
+            )
 
 
 def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -496,8 +517,11 @@ def evaluate_wald(
     ``nodata`` overrides the HR rasters' nodata value; ``variable`` picks the data
     variable of Zarr HR stores; ``bands`` evaluates only those bands of each HR raster,
     by description or 1-based number, in that order (``geosr run --bands``), and the
-    report gives their numbers in the file.
+    report gives their numbers in the file.  ``hr_paths`` may be one path.
     """
+    if isinstance(hr_paths, (str, os.PathLike)):
+        # One raster: its name was evaluated letter by letter ('s: no such file or directory').
+        hr_paths = [hr_paths]
     if not hr_paths:
         raise InputError("no HR raster to evaluate: give at least one file")
     # Before any raster is read: 0 and negative scales failed in the block average with a
@@ -582,6 +606,7 @@ def evaluate_paired(
 
     if not pairs:
         raise InputError("no LR/HR pair to evaluate: give --lr and --hr")
+    _check_pairs_given(pairs)
     check_border_count(border)
     if upscaler is None:
         check_run_options(scale, model, options)
