@@ -169,7 +169,7 @@ def upscale_file(
         folder for a remote ``src``), or in ``dst`` when it is an existing folder.
         A remote URL (``s3://``, ``gs://``, any fsspec URL, ``/vsis3/...``) is
         written locally, then uploaded.
-    scale : int
+    scale : int, default 4
         Zoom factor per axis, 2..8 (bundled weights: x2 and x4).
     model : str, optional
         Registry name (``cnnrnn-fast``, ``bicubic``, ...) or weights path.

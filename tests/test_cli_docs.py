@@ -326,3 +326,44 @@ def test_evaluate_says_the_tile_and_batch_defaults_a_run_takes() -> None:
         assert helps[0] == helps[1], f"{name}: {helps}"
     tile = next(p for p in commands["evaluate"].params if p.name == "tile")
     assert f"default {DEFAULT_TILE}" in tile.help
+
+
+PYTHON_API = (
+    ("geosr", "upscale_file"),
+    ("geosr", "upscale"),
+    ("geosr", "load_model"),
+    ("geosr.evaluation", "evaluate_wald"),
+    ("geosr.evaluation", "evaluate_paired"),
+    ("geosr.train", "train"),
+)
+
+
+def _parameters_documented(doc: str) -> dict[str, str]:
+    """Each name of a numpy-style Parameters section, with its entry's first line."""
+    section = doc.split("Parameters\n----------\n", 1)[1]
+    section = re.split(r"\n\S[^\n]*\n-{3,}\n", section, maxsplit=1)[0]  # up to the next section
+    entries: dict[str, str] = {}
+    for line in section.splitlines():
+        if line and not line[0].isspace():
+            names, _, kind = line.partition(" : ")
+            for name in names.split(", "):
+                entries[name.strip()] = kind if "," not in names else ""
+    return entries
+
+
+@pytest.mark.parametrize(("module", "name"), PYTHON_API)
+def test_the_python_api_documents_each_parameter_and_its_default(module: str, name: str) -> None:
+    """help(evaluate_wald) and help(evaluate_paired) named neither border (16 HR pixels left
+    out at each edge) nor its default; upscale_file's scale and train's resume gave no default."""
+    import importlib
+    import inspect
+
+    func = getattr(importlib.import_module(module), name)
+    parameters = inspect.signature(func).parameters.values()
+    given = {("**" if p.kind is p.VAR_KEYWORD else "") + p.name: p.default for p in parameters}
+    documented = _parameters_documented(inspect.getdoc(func) or "")
+    assert sorted(documented) == sorted(given), name
+    for parameter, default in given.items():
+        kind = documented[parameter]
+        if kind and default not in (None, inspect.Parameter.empty):
+            assert kind.endswith(f", default {default}"), f"{name}({parameter}=...): {kind!r}"

@@ -508,16 +508,47 @@ def evaluate_wald(
     overwrite: bool = False,
     **options: Any,
 ) -> EvalReport:
-    """Wald-protocol evaluation of ``model`` (default: the bundled default) on HR rasters.
+    """Wald-protocol evaluation of ``model`` on HR rasters: each is averaged down by ``scale``,
+    super-resolved back (and by bicubic), and both are scored against it.
 
-    ``options`` go to :func:`geosr.api.upscale_file` (``device``, ``precision``,
-    ``tile``, ``batch_size``); ``workdir`` keeps the LR/SR/bicubic GeoTIFFs
-    (a temporary folder otherwise), and ``overwrite`` lets them replace those of
-    an earlier evaluation there; ``upscaler`` replaces ``upscale_file`` (tests);
-    ``nodata`` overrides the HR rasters' nodata value; ``variable`` picks the data
-    variable of Zarr HR stores; ``bands`` evaluates only those bands of each HR raster,
-    by description or 1-based number, in that order (``geosr run --bands``), and the
-    report gives their numbers in the file.  ``hr_paths`` may be one path.
+    Parameters
+    ----------
+    hr_paths : path or sequence of paths
+        The HR rasters (GeoTIFF, any GDAL raster, a Zarr store); one path is one raster.
+    scale : int, default 4
+        Zoom factor per axis, 2..8: the Wald LR is the HR averaged over ``scale x scale`` blocks.
+    model : str, optional
+        Registry name or weights path, as for :func:`geosr.upscale_file`; default the bundled
+        default (``cnnrnn-fast``).
+    border : int, default 16
+        HR pixels left out of the metrics at every edge, 0 or more.
+    workdir : path, optional
+        A folder that keeps the LR, SR and bicubic GeoTIFFs (made if missing); default a
+        temporary folder, removed at the end.
+    upscaler : callable, optional
+        Replaces :func:`geosr.upscale_file` (tests).
+    nodata : float, optional
+        Overrides the HR rasters' nodata value.
+    variable : str, optional
+        The data variable of Zarr HR stores (or netCDF/HDF5 files of several).
+    bands : str, optional
+        Only these bands of each HR raster, by description or 1-based number, in that order
+        (``geosr run --bands``); the report gives their numbers in the file.
+    overwrite : bool, default False
+        Let the GeoTIFFs replace those of an earlier evaluation in ``workdir``.
+    **options
+        Passed to :func:`geosr.upscale_file` (``device``, ``precision``, ``tile``,
+        ``batch_size``, ...).
+
+    Returns
+    -------
+    EvalReport
+        PSNR, SSIM, gain over bicubic and LR consistency per image and band.
+
+    Raises
+    ------
+    GeosrError
+        Bad input or option, before any raster is upscaled where it can be told then.
     """
     if isinstance(hr_paths, (str, os.PathLike)):
         # One raster: its name was evaluated letter by letter ('s: no such file or directory').
@@ -600,7 +631,27 @@ def evaluate_paired(
 ) -> EvalReport:
     """Evaluate on real ``(lr, hr)`` pairs, the HR co-registered onto the LR grid x ``scale``.
 
-    ``workdir`` and ``overwrite`` as for :func:`evaluate_wald` (SR and bicubic GeoTIFFs).
+    Parameters
+    ----------
+    pairs : sequence of (path, path)
+        The LR and HR rasters of each pair: ``[("lr.tif", "hr.tif")]``.
+    scale : int, default 4
+        Zoom factor per axis, 2..8: the HR's pixel is about the LR's / ``scale``.
+    model, border, upscaler, overwrite, **options
+        As for :func:`evaluate_wald` (``border`` default 16; ``workdir`` keeps the SR and
+        bicubic GeoTIFFs).
+    workdir : path, optional
+        As for :func:`evaluate_wald`.
+
+    Returns
+    -------
+    EvalReport
+        Per pair, the metrics and the residual shift co-registration found.
+
+    Raises
+    ------
+    GeosrError
+        Bad input or option; a pair co-registration cannot use is named before the first runs.
     """
     from geosr.train.coreg import coregister
 

@@ -577,7 +577,7 @@ def train(
     Parameters
     ----------
     config : TrainConfig
-    resume : bool
+    resume : bool, default False
         Continue from ``<output>/checkpoints/last.*`` when it exists (else start).
     progress : callable, optional
         Progress callback, see :data:`ProgressFn`.
