@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -387,3 +388,14 @@ def test_geosr_upscale_refuses_a_model_neither_name_nor_path_as_load_model_does(
         ModelError, match=rf"^unknown model given as a {type(model).__name__}; known models: "
     ):
         geosr.upscale(data, scale=2, model=model)
+
+
+@pytest.mark.parametrize(("device", "shown"), [(0, "device=0"), (5, "device=5"), (["cpu"], "device ['cpu']")])
+def test_a_device_neither_text_nor_torch_device_is_one_error(device: object, shown: str) -> None:
+    """load_model(device=0), a CUDA index to torch, was torch's RuntimeError 'Cannot access
+    accelerator device when none is available' (or took a GPU unchecked); a list its TypeError."""
+    from geosr.errors import OptionError
+
+    said = rf"^{re.escape(shown)} is not supported: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+    with pytest.raises(OptionError, match=said):
+        load_model("bicubic", bands=1, scale=2, device=device)  # type: ignore[arg-type]

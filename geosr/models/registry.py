@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from geosr.errors import GeosrWarning, ModelError, python_api
+from geosr.errors import GeosrWarning, ModelError, OptionError, python_api
 from geosr.models.base import MAX_SCALE, MIN_SCALE, SRModel
 from geosr.models.bicubic import Bicubic
 from geosr.models.card import ModelCard, json_ready
@@ -39,6 +39,7 @@ from geosr.models.weights import (
     local_path,
     weights_paths,
 )
+from geosr.options import TEXT_OPTIONS
 from geosr.predictor import resolve_device
 
 log = logging.getLogger(__name__)
@@ -449,6 +450,10 @@ def load_model(
         # were tracebacks (RuntimeError, AssertionError 'Torch not compiled with CUDA'), for
         # torch.device('cuda') too.
         device = resolve_device(str(device))
+    elif device is not None:
+        # device=0 (a CUDA index, to torch) was torch's RuntimeError 'Cannot access accelerator
+        # device when none is available' as the model moved, or a GPU taken unchecked.
+        raise OptionError(f"--device {device!r} is not supported: {TEXT_OPTIONS['device']} or a torch.device")
     target = DEFAULT_MODEL if name_or_path is None else name_or_path
     untrained = False
     user_weights = None
