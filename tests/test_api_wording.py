@@ -95,3 +95,15 @@ def test_only_known_flags_become_keywords() -> None:
     assert in_python_words("--nodata None, --overwrite 2 times", keywords) == (
         "nodata=None, overwrite=True 2 times"
     )
+
+
+def test_train_given_a_dict_says_how_to_build_its_config(tmp_path: Path) -> None:
+    """train({"scale": 2, ...}) was AttributeError "'dict' object has no attribute 'device'"."""
+    from geosr.errors import OptionError
+    from geosr.train import train
+
+    with pytest.raises(
+        OptionError, match=r"^train takes a TrainConfig, not a dict: build it with geosr\.train\.load_config"
+    ):
+        train({"scale": 2, "output": str(tmp_path / "run")})  # type: ignore[arg-type]
+    assert not (tmp_path / "run").exists()

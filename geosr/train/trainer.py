@@ -577,6 +577,7 @@ def train(
     Parameters
     ----------
     config : TrainConfig
+        As :func:`~geosr.train.config.load_config` builds it (a recipe, overrides).
     resume : bool, default False
         Continue from ``<output>/checkpoints/last.*`` when it exists (else start).
     progress : callable, optional
@@ -598,6 +599,12 @@ def train(
     caller's are back when it returns.  It computes gradients also where the caller has
     turned them off (``torch.no_grad()``).
     """
+    if not isinstance(config, TrainConfig):
+        # A dict of the recipe's keys was AttributeError "'dict' object has no attribute 'device'".
+        raise OptionError(
+            f"train takes a TrainConfig, not a {type(config).__name__}: build it with "
+            "geosr.train.load_config(recipe, overrides), overrides a dict of the recipe's keys"
+        )
     # Gradients whatever the caller's mode: inside torch.no_grad() or inference_mode(), or after
     # torch.set_grad_enabled(False) (an inference notebook), the first step failed in torch's
     # traceback "element 0 of tensors does not require grad and does not have a grad_fn".
