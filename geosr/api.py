@@ -362,10 +362,10 @@ def refuse_existing_data(dst: Path, opts: RunOptions) -> None:
     raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
 
 
-def unknown_options(names: list[str]) -> str:
-    """The line for keyword arguments ``upscale_file`` does not take, with the closest
-    known ones: it said "RunOptions.__init__() got an unexpected keyword argument", a
-    class the caller never named."""
+def unknown_options(names: list[str], caller: str = "upscale_file") -> str:
+    """The line for keyword arguments ``caller`` (``upscale_file``, or a function that passes
+    its options on to it) does not take, with the closest known ones: it said
+    "RunOptions.__init__() got an unexpected keyword argument", a class the caller never named."""
     import difflib
 
     known = [f.name for f in dataclasses.fields(RunOptions) if f.name not in ("scale", "model")]
@@ -373,7 +373,7 @@ def unknown_options(names: list[str]) -> str:
         f"{n!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, known, 1)) else repr(n)
         for n in names
     ]
-    return f"upscale_file() got unknown option(s) {', '.join(hints)}; it takes: {', '.join(known)}"
+    return f"{caller}() got unknown option(s) {', '.join(hints)}; it takes: {', '.join(known)}"
 
 
 def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Progress | None) -> str:

@@ -1111,3 +1111,18 @@ def test_one_hr_path_is_one_raster_and_a_pair_alone_is_refused(make_raster) -> N
             InputError, match=r"^evaluate_paired takes a list of \(lr, hr\) pairs of paths, not "
         ):
             evaluate_paired(pairs, scale=2, model="fake", border=2, upscaler=_fake_upscaler)  # type: ignore[arg-type]
+
+
+def test_an_unknown_option_is_named_for_the_evaluation_before_any_raster_is_read(tmp_path) -> None:
+    """evaluate_wald(..., tilesize=64) read the first HR raster and wrote its LR, then failed in
+    its run as "upscale_file() got unknown option(s) 'tilesize'", a function the caller never
+    called; the line now names the evaluation, before any raster (here none exists) is read."""
+    from geosr.evaluation import evaluate_paired
+
+    missing = tmp_path / "hr.tif"
+    with pytest.raises(
+        OptionError, match=r"^evaluate_wald\(\) got unknown option\(s\) 'tilesize' \(did you mean 'tile'\?\)"
+    ):
+        evaluate_wald([missing], scale=2, model="bicubic", border=2, tilesize=64)
+    with pytest.raises(OptionError, match=r"^evaluate_paired\(\) got unknown option\(s\) 'tilesize'"):
+        evaluate_paired([(missing, missing)], scale=2, model="bicubic", border=2, tilesize=64)

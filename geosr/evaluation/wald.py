@@ -40,6 +40,7 @@ from geosr.errors import (
     GeosrError,
     GeosrWarning,
     InputError,
+    OptionError,
     OutputError,
     filter_added,
     python_api,
@@ -230,6 +231,23 @@ def _check_pairs(pairs: Sequence[tuple[str | Path, str | Path]], scale: int, bor
         lr = _open(lr_path)
         h, w = lr.grid.shape.yx
         check_scorable((h * scale, w * scale), border, str(hr_path))
+
+
+def _check_options_known(options: dict[str, Any], caller: str) -> None:
+    """Refuse, before any raster is read, options that :func:`geosr.upscale_file` does not
+    take: the first image's run refused them, after its HR was read and its LR written, in a
+    line that named upscale_file, which the caller of ``caller`` never called.
+
+    Raises
+    ------
+    OptionError
+        An option is no :class:`~geosr.options.RunOptions` field.
+    """
+    from geosr.api import unknown_options
+
+    unknown = sorted(set(options) - set(OPTION_DEFAULTS))
+    if unknown:
+        raise OptionError(unknown_options(unknown, caller))
 
 
 def _check_pairs_given(pairs: object) -> None:
@@ -560,6 +578,7 @@ def evaluate_wald(
     check_scale(scale)
     check_border_count(border)
     if upscaler is None:
+        _check_options_known(options, "evaluate_wald")
         check_run_options(scale, model, options)
     _check_nodata_fits(hr_paths, nodata, variable, bands)
     _check_sizes(hr_paths, scale, border, variable, bands)
@@ -660,6 +679,7 @@ def evaluate_paired(
     _check_pairs_given(pairs)
     check_border_count(border)
     if upscaler is None:
+        _check_options_known(options, "evaluate_paired")
         check_run_options(scale, model, options)
     _check_pairs(pairs, scale, border)
     up = upscaler or _default_upscaler()
