@@ -168,7 +168,7 @@ def in_context(path: str | Path, exc: GeosrError) -> GeosrError:
 
 _COMMAND_LINE = contextvars.ContextVar("geosr_command_line", default=False)
 _FLAG = re.compile(
-    r"(?<![\w-])(--[a-z][a-z0-9-]*)(?![\w-])"  # a flag, then perhaps its value:
+    r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-z])(?![\w-])"  # a flag (or a short one), then perhaps its value:
     r"(?: (-?\d+(?:\.\d+)?|'[^']*'|(?:True|False|None)\b))?"
 )
 P = ParamSpec("P")
@@ -192,7 +192,7 @@ def flag_keywords(defaults: Mapping[str, object], **flags: str) -> dict[str, str
     A bool parameter's flag switches it (``--resume``: ``resume=True``, and for one true by
     default ``--no-check-resources``: ``check_resources=False``); any other's flag is its name
     in kebab case (``--batch-size``: ``batch_size``).  ``flags`` adds flags named otherwise
-    (``--frame``: ``frames``).
+    (``--frame``: ``frames``) and the short ones (``-o``: ``dst``), which no parameter names.
     """
     words = {}
     for name, default in defaults.items():

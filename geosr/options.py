@@ -242,7 +242,7 @@ TEXT_OPTIONS = {
 OPTION_DEFAULTS: dict[str, object] = {f.name: f.default for f in dataclasses.fields(RunOptions)}
 """Each option's default, from which :func:`~geosr.errors.python_api` reads the keyword of its flag."""
 
-OPTION_FLAGS = {"--frame": "frames", "--output": "dst"}
+OPTION_FLAGS = {"--frame": "frames", "--output": "dst", "-o": "dst", "-s": "scale", "-m": "model"}
 """The flags of ``geosr run`` not named after their keyword of :func:`geosr.upscale_file`."""
 
 

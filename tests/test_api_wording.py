@@ -107,3 +107,17 @@ def test_train_given_a_dict_says_how_to_build_its_config(tmp_path: Path) -> None
     ):
         train({"scale": 2, "output": str(tmp_path / "run")})  # type: ignore[arg-type]
     assert not (tmp_path / "run").exists()
+
+
+def test_upscale_file_names_dst_where_the_command_names_its_short_flag(
+    make_raster: Callable[..., Path],
+) -> None:
+    """dst="" was told "--output is empty; ... or leave -o out", two flags of geosr run."""
+    from geosr.errors import in_python_words
+
+    src = make_raster(height=16, width=16)
+    line = _refusal(lambda: geosr.upscale_file(src, "", scale=2, model="bicubic"))
+    assert line.startswith("dst is empty; give a .tif") and "leave dst out" in line
+    assert in_python_words("mkdir -p out, or -o out/ -s 2", {"-o": "dst", "-s": "scale"}) == (
+        "mkdir -p out, or dst out/ scale=2"
+    )

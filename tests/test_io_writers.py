@@ -552,7 +552,7 @@ def test_an_output_name_too_long_for_its_temporaries_is_refused_before_any_tile(
     geosr.upscale_file(src, longest, scale=2, model="bicubic", tile=16)
     assert cog_validate(str(longest), quiet=True)[0]
     too_long = tmp_path / ("b" * (255 - atomic.SIBLING_NAME_EXTRA - 3) + ".tif")
-    with pytest.raises(OutputError, match=r"its name is 215 bytes.*at most 214 bytes with -o"):
+    with pytest.raises(OutputError, match=r"its name is 215 bytes.*at most 214 bytes with dst$"):
         geosr.upscale_file(src, too_long, scale=2, model="bicubic", tile=16)
     assert sorted(p.name for p in tmp_path.iterdir()) == [longest.name, "scene.tif"]
 

@@ -971,7 +971,7 @@ def test_an_output_onto_an_input_store_or_frame_is_refused_even_with_overwrite(m
     store = geosr.upscale_file(src, tmp_path / "in.zarr", scale=2, model="bicubic")
     frame = make_raster("frame.tif", height=30, width=40)
     before = frame.read_bytes()
-    with pytest.raises(OptionError, match="the output would overwrite the input; choose another -o"):
+    with pytest.raises(OptionError, match="the output would overwrite the input; choose another dst path"):
         geosr.upscale_file(store, store, scale=2, model="bicubic", overwrite=True)
     with pytest.raises(OptionError, match=f"the output would overwrite the frame {frame}"):
         geosr.upscale_file(src, frame, scale=2, model="bicubic", frames=(str(frame),), overwrite=True)

@@ -559,7 +559,7 @@ TRAIN_FLAGS = {
         "store": "data.store",
         "chip": "data.lr_chip",
     }.items()
-}
+} | {"-o": "config.output", "-s": "config.scale", "-m": "config.name"}
 """The TrainConfig field each flag of ``geosr train`` sets, which a Python caller of :func:`train` sets."""
 
 
