@@ -1126,3 +1126,17 @@ def test_an_unknown_option_is_named_for_the_evaluation_before_any_raster_is_read
         evaluate_wald([missing], scale=2, model="bicubic", border=2, tilesize=64)
     with pytest.raises(OptionError, match=r"^evaluate_paired\(\) got unknown option\(s\) 'tilesize'"):
         evaluate_paired([(missing, missing)], scale=2, model="bicubic", border=2, tilesize=64)
+
+
+@pytest.mark.parametrize("workdir", ["", " "])
+def test_an_empty_workdir_is_refused_not_taken_for_none(make_raster, workdir: str) -> None:
+    """workdir="" (an unset variable's value) was taken for no workdir: the GeoTIFFs the caller
+    asked to keep went to a temporary folder and were removed without a word."""
+    from geosr.evaluation import evaluate_paired
+
+    hr = make_raster("hr.tif", height=32, width=32)
+    said = rf"^workdir={re.escape(repr(workdir))} is empty; give a folder, or leave it out"
+    with pytest.raises(OptionError, match=said):
+        evaluate_wald([hr], scale=2, model="fake", border=2, upscaler=_fake_upscaler, workdir=workdir)
+    with pytest.raises(OptionError, match=said):
+        evaluate_paired([(hr, hr)], scale=2, model="fake", border=2, upscaler=_fake_upscaler, workdir=workdir)

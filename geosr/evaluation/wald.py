@@ -444,6 +444,27 @@ def _whole_or_nothing(workdir: Path | None, names: Sequence[str]) -> Iterator[No
         raise
 
 
+def _workdir_of(workdir: str | Path | None) -> Path | None:
+    """The folder that keeps an evaluation's GeoTIFFs, None for a temporary one.
+
+    ``workdir=""`` (an unset variable's value) was taken for None: the GeoTIFFs the caller
+    asked to keep were written in a temporary folder and removed, without a word, where
+    ``geosr evaluate --workdir ''`` is refused.
+
+    Raises
+    ------
+    OptionError
+        ``workdir`` is empty or blank.
+    """
+    if workdir is None:
+        return None
+    if not str(workdir).strip():
+        raise OptionError(
+            f"--workdir {str(workdir)!r} is empty; give a folder, or leave it out for a temporary one"
+        )
+    return Path(workdir)
+
+
 WORKDIR_LOCK = ".geosr-evaluate.lock"
 """The file in a ``--workdir`` that an evaluation holds (``flock``) while it writes there."""
 
@@ -577,6 +598,7 @@ def evaluate_wald(
     # ZeroDivisionError or ValueError traceback.
     check_scale(scale)
     check_border_count(border)
+    kept = _workdir_of(workdir)
     if upscaler is None:
         _check_options_known(options, "evaluate_wald")
         check_run_options(scale, model, options)
@@ -587,11 +609,11 @@ def evaluate_wald(
     stems = [f"{k:03d}_{Path(path).stem}" for k, path in enumerate(hr_paths)]
     names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("lr", "sr", "bicubic")]
     with (
-        _workdir_held(Path(workdir) if workdir else None, names, overwrite, hr_paths),
+        _workdir_held(kept, names, overwrite, hr_paths),
         tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp,
-        _whole_or_nothing(Path(workdir) if workdir else None, names),
+        _whole_or_nothing(kept, names),
     ):
-        work = Path(workdir) if workdir else Path(tmp)
+        work = kept or Path(tmp)
         for path, stem in zip(hr_paths, stems, strict=True):
             hr, valid, scene = _read(path, nodata, variable, bands)
             if nodata is None:
@@ -678,6 +700,7 @@ def evaluate_paired(
         raise InputError("no LR/HR pair to evaluate: give --lr and --hr")
     _check_pairs_given(pairs)
     check_border_count(border)
+    kept = _workdir_of(workdir)
     if upscaler is None:
         _check_options_known(options, "evaluate_paired")
         check_run_options(scale, model, options)
@@ -687,13 +710,11 @@ def evaluate_paired(
     stems = [f"{k:03d}_{Path(lr_path).stem}" for k, (lr_path, _) in enumerate(pairs)]
     names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("sr", "bicubic")]
     with (
-        _workdir_held(
-            Path(workdir) if workdir else None, names, overwrite, [path for pair in pairs for path in pair]
-        ),
+        _workdir_held(kept, names, overwrite, [path for pair in pairs for path in pair]),
         tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp,
-        _whole_or_nothing(Path(workdir) if workdir else None, names),
+        _whole_or_nothing(kept, names),
     ):
-        work = Path(workdir) if workdir else Path(tmp)
+        work = kept or Path(tmp)
         for (lr_path, hr_path), stem in zip(pairs, stems, strict=True):
             pair = coregister(lr_path, hr_path, scale)
             check_scorable(pair.hr.shape, border, str(hr_path))
