@@ -258,6 +258,33 @@ def test_an_archive_member_is_read_written_in_the_working_folder_and_stamped_by_
     assert file_stamp(f"/vsizip/{archive}/inner/scene.tif") != before
 
 
+def test_an_archive_url_with_escapes_names_the_archive_and_member_unescaped(
+    make_raster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`zip:///data/my%20dir/a.zip!/my%20scene.tif`, a URL as quote() or a file manager writes it,
+    was 'not a readable raster (/vsizip//data/my%20dir/a.zip/... does not exist)': rasterio keeps
+    the escapes in the names.  Its stamp was no archive's either."""
+    import zipfile
+
+    import geosr
+    from geosr.fingerprint import file_stamp
+    from geosr.run_outputs import default_output
+
+    src = make_raster()
+    folder = tmp_path / "my dir"
+    folder.mkdir()
+    archive = folder / "scenes é.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(src, "my scene.tif")
+    monkeypatch.chdir(tmp_path)
+    url = f"zip://{quote(str(archive))}!/{quote('my scene.tif')}"
+    assert default_output(url, 2) == Path("my scene_x2.tif")
+    assert file_stamp(url) == file_stamp(str(archive))
+    out = geosr.upscale_file(url, scale=2, model="bicubic")
+    with rasterio.open(out) as got, rasterio.open(src) as expected:
+        assert Path(out).resolve() == tmp_path / "my scene_x2.tif" and got.width == 2 * expected.width
+
+
 @pytest.mark.parametrize(
     ("gdal_says", "needles"),
     [

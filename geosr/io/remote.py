@@ -140,7 +140,8 @@ def without_signatures(text: str) -> str:
 
 def file_url_path(path: str | Path) -> str | Path:
     """The local path a ``file:`` URL names (``file:///data/a%20b.tif``,
-    ``file://localhost/data/a%20b.tif`` -> ``/data/a b.tif``), or ``path`` unchanged.
+    ``file://localhost/data/a%20b.tif`` -> ``/data/a b.tif``), the GDAL path of a local
+    archive's URL (:func:`archive_url_path`), or ``path`` unchanged.
 
     rasterio takes ``file://localhost/data/a.tif`` for the relative path
     ``localhost/data/a.tif`` and keeps a URL's escapes (``%20``) in the name, so an input
@@ -151,8 +152,30 @@ def file_url_path(path: str | Path) -> str | Path:
     InputError
         The URL names another machine's file, or holds a query or fragment.
     """
+    archived = archive_url_path(path)
+    if archived is not None:
+        return archived
     text = local_file_text(path)
     return path if text is None else Path(text)
+
+
+def archive_url_path(path: str | Path) -> str | None:
+    """The GDAL path of a local archive's URL, its escapes decoded
+    (``zip:///data/my%20dir/a.zip!/b.tif`` -> ``/vsizip//data/my dir/a.zip/b.tif``), or None
+    for any other path.
+
+    rasterio keeps a URL's escapes in the archive's name ('my%20dir', no such folder), and
+    geosr's own tests of the path (a zipped Zarr store, the archive's stamp) read it as a
+    local path: the URL as a file manager or ``quote`` gives it was no such file.  A '?' or
+    '#' is the name's own, as rasterio reads it: a member's name, not a query.
+    """
+    text = str(path)
+    scheme, found, rest = text.partition("://")
+    if not found or scheme.lower() not in _ARCHIVE_SCHEMES:
+        return None
+    archive, bang, member = rest.partition("!")
+    prefix = "/vsi" + scheme.lower().partition("+")[0] + "/"
+    return prefix + unquote(archive) + ("/" + unquote(member).lstrip("/") if bang else "")
 
 
 def local_file_text(path: str | Path) -> str | None:
@@ -193,9 +216,7 @@ def is_virtual(path: str | Path) -> bool:
 def local_archive(path: str | Path) -> Path | None:
     """The local archive a member path reads from (``/vsizip//data/a.zip/b.tif``,
     ``zip:///data/a.zip!/b.tif`` -> ``/data/a.zip``), or None for any other path."""
-    text = str(path)
-    if urlparse(text).scheme.lower() in _ARCHIVE_SCHEMES:
-        return Path(urlparse(text).path.partition("!")[0])
+    text = archive_url_path(path) or str(path)
     if not text.startswith(_ARCHIVE_PREFIXES):
         return None
     inside = Path(text.split("/", 2)[2])  # /vsizip//data/a.zip/b.tif -> /data/a.zip/b.tif
