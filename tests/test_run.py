@@ -737,6 +737,37 @@ def test_zipped_zarr_store_reads_as_its_folder(tmp_path: Path) -> None:
     assert default_output(tmp_path / "product.zarr.zip", 2) == tmp_path / "product_x2.tif"
 
 
+def test_a_zipped_zarr_store_named_by_gdal_or_a_zip_url_reads_as_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`/vsizip//data/product.zarr.zip` (and `zip:///data/my%20dir/product.zarr.zip`) went to GDAL's
+    Zarr driver: 'the file holds 4 variables (band, x, dn, y); pick one with --variable NAME',
+    and with --variable, 'Unsupported codec: bytes' (GDAL 3.10 reads no Zarr v3)."""
+    from urllib.parse import quote
+
+    import zarr.storage
+
+    from geosr.io.scene import open_scene
+
+    y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(32) + 0.5)
+    values = np.random.default_rng(9).integers(1, 4000, (2, 24, 32)).astype(np.uint16)
+    da = xr.DataArray(values, dims=("band", "y", "x"), coords={"band": [1, 2], "y": y, "x": x})
+    (tmp_path / "my dir").mkdir()
+    path = tmp_path / "my dir" / "product.zarr.zip"
+    zipped = zarr.storage.ZipStore(path, mode="w")
+    da.rio.write_crs("EPSG:32633").to_dataset(name="dn").to_zarr(zipped, zarr_format=3)
+    zipped.close()
+    monkeypatch.chdir(tmp_path)
+    for name in (f"/vsizip/{path}", f"zip://{quote(str(path))}"):
+        scene = open_scene(name)
+        assert (scene.variable, scene.count, scene.grid) == ("dn", 2, open_scene(path).grid), name
+        assert default_output(name, 2) == Path("product_x2.tif")
+    out = geosr.upscale_file(f"/vsizip/{path}", scale=2, model="bicubic")
+    with rasterio.open(out) as got:
+        assert (got.count, got.width, got.height) == (2, 64, 48) and got.transform.c == 335440.0
+
+
 def test_a_groups_default_output_is_relative_as_its_input(tmp_path: Path, monkeypatch) -> None:
     """``geosr run product.zarr/r10m`` printed /abs/path/product_r10m_x2.tif, where every other
     relative input's output is printed as relative (``scene_x2.tif``)."""

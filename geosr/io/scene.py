@@ -34,6 +34,7 @@ from geosr.io.remote import (
     file_url_path,
     is_remote,
     is_virtual,
+    local_archive,
     local_stamp,
     remote_open_problem,
     web_page_problem,
@@ -301,6 +302,22 @@ def is_zipped_zarr(path: Path) -> bool:
         return False  # GDAL says what is wrong with it
 
 
+def zipped_store_named(path: str) -> str:
+    """The zip file of a zipped Zarr store where ``path`` is GDAL's name of that zip file
+    (``/vsizip//data/scene.zarr.zip``, as ``zip:///data/scene.zarr.zip`` is mapped), else ``path``.
+
+    GDAL's Zarr driver read the zipped store as a file of several variables, its coordinates
+    among them ('pick one with --variable'), and decodes no Zarr v3 store (GDAL 3.10): the
+    store is read by the Zarr reader, as the zip file's own path is.
+    """
+    if not path.startswith("/vsizip/"):
+        return path
+    archive = local_archive(path)
+    if archive is None or archive != Path(path.split("/", 2)[2]) or not is_zipped_zarr(archive):
+        return path  # a member of the zip, or another archive
+    return str(archive)
+
+
 def check_input_named(path: str) -> None:
     """Refuse an empty input path, as an unset shell variable gives (``geosr run "$SCENE"``):
     it was the working folder, which `geosr run` failed on with a ValueError traceback.
@@ -381,7 +398,7 @@ def open_scene(
 
 def _describe(path: str, variable: str | None) -> Scene:
     check_input_exists(path)
-    path = str(file_url_path(path))  # rasterio misreads file://localhost/ and a URL's escapes
+    path = zipped_store_named(str(file_url_path(path)))  # rasterio misreads a URL's escapes
     if is_zarr_path(path):
         from geosr.io.zarr_scene import open_zarr_scene
 
