@@ -27,7 +27,8 @@ from geosr.options import RunOptions
 
 def default_output(src: str | Path, scale: int) -> Path:
     """``<input stem>_x<scale>.tif`` beside a local input; in the working folder for a URL or
-    an archive member (``/vsizip/``, ``zip://``), beside which nothing can be written.
+    an archive member (``/vsizip/``, ``zip://``), beside which nothing can be written, and
+    ``stdin_x<scale>.tif`` there for standard input (``/vsistdin/``).
 
     A group of a Zarr store (``product.zarr/r10m``) gives ``product_r10m_x<scale>.tif`` beside
     the store, never a file inside it, and a zipped store ``product.zarr.zip`` gives

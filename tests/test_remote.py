@@ -325,6 +325,16 @@ def test_missing_cloud_credentials_are_named_as_the_problem(gdal_says: str, need
         assert needle in problem, problem
 
 
+def test_standard_inputs_default_output_is_stdin_in_the_working_folder() -> None:
+    """`curl ... | geosr run /vsistdin/` wrote 'vsistdin_x4.tif', a name of GDAL's, not the README's."""
+    from geosr.io.remote import local_name
+    from geosr.run_outputs import default_output
+
+    for path in ("/vsistdin/", "/vsistdin", "/vsistdin?buffer_limit=10MB"):
+        assert default_output(path, 4) == Path("stdin_x4.tif"), path
+        assert local_name(path) == "stdin", path  # the input a run's provenance names
+
+
 def test_standard_input_too_large_to_read_back_is_told_so(make_raster, monkeypatch) -> None:
     """`curl ... | geosr run /vsistdin/` of a file over 1 MiB failed in its first tile with 'the
     server stopped serving it (an outage, a signed URL that expired) or the file is truncated'."""

@@ -62,8 +62,11 @@ def is_remote(path: str | Path) -> bool:
 def local_name(path: str | Path) -> str:
     """The file name of a remote or archived path (``https://host/a/scene.tif?x=1``,
     ``https://host/a/scene%2Btest.tif`` -> ``scene+test.tif`` and ``zip:///data/a.zip!/scene.tif``
-    -> ``scene.tif``)."""
+    -> ``scene.tif``); ``stdin`` for GDAL's standard input (``/vsistdin/``, which was
+    ``vsistdin``, or ``/vsistdin?buffer_limit=10MB``), which has no file name."""
     text = str(path)
+    if text.startswith("/vsistdin"):
+        return "stdin"
     name = PurePosixPath(urlparse(text).path if "://" in text else text).name.rpartition("!")[2]
     if urlparse(text.removeprefix("/vsicurl/")).scheme.lower() in ("http", "https"):
         # An HTTP path is percent-encoded (my%20scene.tif names 'my scene.tif'); an object
