@@ -292,6 +292,28 @@ def test_assets_given_as_file_urls_stack(make_raster, tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.parametrize("bands", [None, "B04,B03"])
+def test_an_asset_href_of_another_hosts_file_url_is_refused(
+    make_raster, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch, bands: str | None
+) -> None:
+    """`file://nas01/data/B04.tif` names nas01's file, and was read as this machine's
+    /data/B04.tif, whatever file that is (with --asset, or stacked by --bands)."""
+    from tests.test_batch import run_cli
+
+    hrefs = {
+        name: f"file://nas01{make_raster(f'{name}.tif', height=30, width=30)}" for name in ("B04", "B03")
+    }
+    item = item_of(tmp_path, hrefs if bands else {"B04": hrefs["B04"]})
+    out = tmp_path / "x2.tif"
+    chosen = ["--bands", bands] if bands else []
+    code, _, err = run_cli(
+        ["run", str(item), "-o", str(out), "--scale", "2", "--model", "bicubic", *chosen], capfd, monkeypatch
+    )
+    assert code == 2 and not out.exists(), err
+    assert err.startswith(f"error: {item}: the asset href {hrefs['B04']}: ") and "'nas01'" in err, err
+    assert err.count("error:") == 1 and "Traceback" not in err, err
+
+
 def test_bands_by_the_eo_bands_names_of_one_multiband_asset(make_raster, tmp_path: Path) -> None:
     # Before: "visual.tif: no band is described as 'B03'", the names being the Item's, not the file's.
     make_raster("visual.tif", count=3, height=30, width=30)

@@ -34,7 +34,7 @@ from geosr.errors import InputError
 from geosr.grid import crs_label
 from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.bands import canonical_band_name, parse_bands
-from geosr.io.remote import fsspec_url, is_remote
+from geosr.io.remote import file_url_path, fsspec_url, is_remote
 from geosr.io.scene import SUPPORTED_DTYPES, Scene, nodata_fields
 
 RASTER_TYPES = (
@@ -266,9 +266,9 @@ class Resolved(NamedTuple):
     scaling: tuple[tuple[float, float] | None, ...] = ()
 
     @classmethod
-    def of_asset(cls, asset: Any, when: dict[str, str]) -> Resolved:
-        """The raster of one ``asset``, with what it declares of its bands."""
-        return cls(_href(asset), when, nodata=declared_nodata(asset), scaling=declared_scaling(asset))
+    def of_asset(cls, path: str | Path, asset: Any, when: dict[str, str]) -> Resolved:
+        """The raster of one ``asset`` of the Item at ``path``, with what it declares of its bands."""
+        return cls(_href(path, asset), when, nodata=declared_nodata(asset), scaling=declared_scaling(asset))
 
 
 def date_tags(item: Any) -> dict[str, str]:
@@ -291,7 +291,7 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
     if asset is not None:
         if asset not in item.assets:
             raise InputError(f"{path}: the Item has no asset {asset!r}; its assets are: {keys}")
-        return Resolved.of_asset(item.assets[asset], when)
+        return Resolved.of_asset(path, item.assets[asset], when)
     if bands:
         wanted = [b for b in parse_bands(bands) if isinstance(b, str)]
         # A name: (the asset, the band its eo:bands name is, or None for the asset's key).
@@ -328,19 +328,29 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
             f"{path}: the Item has {len(rasters)} raster assets ({keys}); "
             "choose one with --asset KEY, or stack single-band assets with --bands KEY1,KEY2,..."
         )
-    return Resolved.of_asset(rasters[0], when)
+    return Resolved.of_asset(path, rasters[0], when)
 
 
-def _href(asset: Any) -> str:
+def _href(item_path: str | Path, asset: Any) -> str:
     """The asset's raster as GDAL opens it: a ``file://`` URL, or a relative href, as its local
     path, decoded (``%20`` is a space).  rasterio took the URL but not its escapes, and a VRT's source
-    neither (the stack's read failed as if the file were corrupt)."""
+    neither (the stack's read failed as if the file were corrupt).
+
+    Raises
+    ------
+    InputError
+        The href is a file URL of another host (``file://server/...``), which was read as this
+        machine's file of that path, or of a query or fragment (:func:`file_url_path`).
+    """
     from urllib.request import url2pathname
 
     href = str(asset.get_absolute_href())
     parsed = urlparse(href)
     if parsed.scheme.lower() == "file":
-        return url2pathname(parsed.path)
+        try:
+            return str(file_url_path(href))
+        except InputError as exc:
+            raise InputError(f"{item_path}: the asset href {exc}") from None
     # A relative href is a URI reference too: '../B%2004.tif' names 'B 04.tif' (pystac joins
     # it to the Item's folder undecoded, "no such file"); a file named so literally wins.
     if not parsed.scheme and "%" in href and not Path(href).exists():
@@ -371,7 +381,7 @@ def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]
     bands = []
     dtypes = []
     for name, asset, band in assets:
-        href = _href(asset)
+        href = _href(item_path, asset)
         try:
             with rasterio.open(href) as src:
                 if band is None and src.count != 1:  # a stack takes band 1: the others would be lost unseen
