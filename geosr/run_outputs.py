@@ -11,6 +11,7 @@ from pathlib import Path
 
 from geosr.errors import GeosrError, OptionError, OutputError
 from geosr.io.remote import (
+    check_driver_installed,
     file_url_path,
     fsspec_url,
     is_remote,
@@ -81,13 +82,16 @@ def check_output_given(dst: str | Path | None) -> None:
     is dropped, so ``-o out/`` read as an output without a suffix, and ``-o a.tif/
     --overwrite`` replaced the file ``a.tif``; and a GDAL ``/vsi`` path that is not a
     remote one (``/vsimem/``, ``/vsizip/``) or a URL of no store (``zip://``, ``ftp://``), which
-    no writer of geosr's can write.
+    no writer of geosr's can write; and a remote output whose upload driver is not installed
+    (:func:`~geosr.io.remote.check_driver_installed`).
 
     Raises
     ------
     OptionError
         ``dst`` is an empty or blank string, names a folder that is not one, or is a
         local ``/vsi`` path or a URL of no store.
+    OutputError
+        ``dst`` is a URL that cannot be written (http), or of no installed driver.
     """
     if dst is None:
         return
@@ -114,9 +118,12 @@ def check_output_given(dst: str | Path | None) -> None:
             f"--output {text}: this {what} cannot be written to; give a local path, or an s3://, "
             "gs:// or az:// URL"
         )
+    if is_remote(text):
+        check_driver_installed(text)
+        return
     folder = Path(text)
     # A Zarr store is a folder: 'out.zarr/' (as the shell completes one) names the store.
-    if is_remote(text) or not text.endswith("/") or folder.is_dir() or folder.suffix.lower() == ".zarr":
+    if not text.endswith("/") or folder.is_dir() or folder.suffix.lower() == ".zarr":
         return
     if folder.exists():
         raise OptionError(

@@ -871,6 +871,31 @@ def test_a_remote_folder_output_takes_each_inputs_default_name(make_raster, capf
             fs.rm("/remote-folder", recursive=True)
 
 
+def test_a_batch_to_a_url_without_its_driver_fails_once_before_any_input(
+    make_raster, capfd, monkeypatch
+) -> None:
+    """`geosr run a.tif b.tif -o s3://bucket/out/` without s3fs read and upscaled each input, then
+    failed on each with the same line ('no filesystem for this URL (Install s3fs to access S3)'),
+    and a summary line of them."""
+    import importlib.util
+
+    from tests.test_batch import run_cli
+
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed: no driver is missing")
+    sources = [str(make_raster(name, height=20, width=20)) for name in ("a.tif", "b.tif")]
+
+    def read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an input was read")
+
+    monkeypatch.setattr("geosr.api.scene_for", read)
+    code, _, err = run_cli(
+        ["run", *sources, "-o", "s3://bucket/out/", "--model", "bicubic"], capfd, monkeypatch
+    )
+    assert code == 2 and err.count("error:") == 1, err
+    assert err.startswith("error: s3://bucket/out/: ") and err.endswith("; pip install s3fs"), err
+
+
 def test_an_http_output_is_refused_as_unwritable(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
     """-o https://... said 'no filesystem for this URL (HTTPFileSystem requires aiohttp); install
     its fsspec driver (s3fs, gcsfs, adlfs)': no driver makes a web server take an upload."""

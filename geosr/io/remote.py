@@ -363,6 +363,28 @@ def _filesystem(url: str) -> tuple[Any, str]:
         ) from None
 
 
+def check_driver_installed(dst: str | Path) -> None:
+    """Refuse the remote output ``dst`` where fsspec's driver for it (s3fs for ``s3://``, gcsfs,
+    adlfs) is not installed, before any input is read: a batch read and computed each input
+    only to fail on it, with the same line for each.
+
+    Raises
+    ------
+    OutputError
+        No driver is installed for ``dst``'s scheme (or it is an http(s) URL: :func:`fsspec_url`).
+    """
+    import fsspec
+    from fsspec.registry import known_implementations
+
+    protocol = fsspec.core.split_protocol(fsspec_url(dst))[0] or "file"
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as exc:
+        package = str(known_implementations.get(protocol, {}).get("class", "")).partition(".")[0]
+        fix = f"pip install {package}" if package else "install its fsspec driver"
+        raise OutputError(f"{dst}: no filesystem to write this URL with ({exc}); {fix}") from None
+
+
 def remote_exists(url: str | Path) -> bool:
     """True when something is at the remote ``url`` (a file, or a folder such as a Zarr store)."""
     fs, path = _filesystem(fsspec_url(url))
