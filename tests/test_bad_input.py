@@ -811,6 +811,49 @@ def test_an_output_ending_in_a_slash_names_a_folder_never_a_file(
     assert not (tmp_path / "new").exists() and outputs_in(tmp_path) == []
 
 
+def _archives(folder: Path, member: Path) -> dict[str, str]:
+    """Archives of ``member`` (as 'scene.tif') in ``folder``, broken in each way a member is
+    not found by GDAL: the path of each, and what its line says."""
+    import tarfile
+    import zipfile
+
+    with zipfile.ZipFile(folder / "good.zip", "w") as zipped:
+        zipped.write(member, "scene.tif")
+    with tarfile.open(folder / "good.tar.gz", "w:gz") as tarred:
+        tarred.add(member, "scene.tif")
+    (folder / "garbage.zip").write_bytes(b"not a zip at all")
+    (folder / "cut.zip").write_bytes((folder / "good.zip").read_bytes()[:900])
+    # Info-ZIP's zip writes a UTF-8 name without the UTF-8 flag: an ASCII name of as many bytes,
+    # which zipfile writes without it, replaced.
+    name, stand_in = "sc é ne.tif", b"sc XX ne.tif"
+    with zipfile.ZipFile(folder / "unflagged.zip", "w") as zipped:
+        zipped.write(member, stand_in.decode())
+    raw = (folder / "unflagged.zip").read_bytes()
+    (folder / "unflagged.zip").write_bytes(raw.replace(stand_in, name.encode()))
+    not_zip, corrupt = "File is not a zip file", "it is truncated or corrupt"
+    return {
+        f"/vsizip/{folder}/garbage.zip/scene.tif": f"garbage.zip cannot be read ({not_zip}): {corrupt}",
+        f"/vsizip/{folder}/cut.zip/scene.tif": f"cut.zip cannot be read ({not_zip}): {corrupt}",
+        f"/vsizip/{folder}/good.zip/Scene.tif": "good.zip holds no 'Scene.tif'; it holds scene.tif",
+        f"zip://{folder}/good.zip!/Scene.tif": "good.zip holds no 'Scene.tif'; it holds scene.tif",
+        f"/vsitar/{folder}/good.tar.gz/B04.tif": "good.tar.gz holds no 'B04.tif'; it holds scene.tif",
+        f"/vsizip/{folder}/unflagged.zip/{name}": "set CPL_ZIP_ENCODING=UTF-8",
+    }
+
+
+def test_an_archive_member_gdal_cannot_find_is_told_why(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A member that a local archive does not hold, a corrupt or truncated archive, and a
+    non-ASCII name that Info-ZIP's zip wrote without its UTF-8 flag (which GDAL then reads as
+    CP437) were each "not a readable raster ('...' does not exist in the file system, ...);
+    check that the file is complete and in a format GDAL reads"."""
+    for path, says in _archives(tmp_path, make_raster(height=16, width=16)).items():
+        code, err = run_cli(["run", path, "--model", "bicubic"], capsys, monkeypatch)
+        assert_one_clear_line(code, err, says)
+        assert "does not exist" not in err and outputs_in(tmp_path) == [], err
+
+
 @pytest.mark.parametrize("where", ["/vsimem/out_x2.tif", "/vsizip/{tmp}/outs.zip/out_x2.tif"])
 def test_a_local_vsi_output_is_refused_as_such(
     make_raster, tmp_path: Path, capsys, monkeypatch, where: str

@@ -231,6 +231,62 @@ def local_archive(path: str | Path) -> Path | None:
     return None
 
 
+_ZIP_UTF8_FLAG = 0x800
+"""A zip entry's flag saying that its name is UTF-8; without it, the name is CP437 (as GDAL reads it)."""
+
+
+def archive_member_problem(path: str | Path) -> str | None:
+    """What is wrong with the member of a local zip or tar archive (``/vsizip/``, ``/vsitar/``)
+    that GDAL could not open, and the fix; None where the archive lists the member (or ``path``
+    is no member of a local archive, or the archive is gone: GDAL's words say so).
+
+    GDAL says "does not exist in the file system" of a member that an archive does not hold,
+    of a member of a truncated or corrupt archive, and of a non-ASCII name that the archive
+    wrote without its UTF-8 flag (Info-ZIP's zip does), so a file that was there was refused as
+    missing and a broken archive's fix was not told.
+    """
+    import tarfile
+    import zipfile
+    import zlib
+
+    text = archive_url_path(path) or str(path)
+    archive = local_archive(text)
+    if archive is None or not text.startswith(("/vsizip/", "/vsitar/")):
+        return None
+    member = Path(text.split("/", 2)[2]).relative_to(archive).as_posix()
+    try:
+        if text.startswith("/vsizip/"):
+            with zipfile.ZipFile(archive) as zipped:
+                entries = {info.filename: info.flag_bits for info in zipped.infolist()}
+        else:
+            with tarfile.open(archive) as tarred:
+                entries = dict.fromkeys(tarred.getnames(), _ZIP_UTF8_FLAG)
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError) as exc:
+        return (
+            f"the archive {archive} cannot be read ({exc}): it is truncated or corrupt; copy or "
+            "download it again"
+        )
+    names = [name for name in entries if not name.endswith("/")]
+    if member == "." or member in entries:
+        return None
+    for name, flags in entries.items():
+        if not flags & _ZIP_UTF8_FLAG and _utf8_read_as_cp437(name) == member:
+            return (
+                f"the archive {archive} holds {member!r}, but names it in UTF-8 without saying so, "
+                "and GDAL reads such names as CP437; set CPL_ZIP_ENCODING=UTF-8 in the environment"
+            )
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"the archive {archive} holds no {member!r}; it holds {shown or 'no file'}: name one of them"
+
+
+def _utf8_read_as_cp437(name: str) -> str | None:
+    """``name`` as zipfile read it (CP437, the entry having no UTF-8 flag), read as UTF-8."""
+    try:
+        return name.encode("cp437").decode("utf-8")
+    except UnicodeError:
+        return None
+
+
 def local_stamp(path: str | Path) -> tuple[int, int] | None:
     """Size and mtime (ns) of the local file ``path`` (of its archive, for a member), or None
     for a path that is no local file (a URL) or cannot be read."""

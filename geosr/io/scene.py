@@ -31,6 +31,7 @@ from geosr.errors import InputError, catch_warnings_serialised
 from geosr.io import settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.remote import (
+    archive_member_problem,
     file_url_path,
     is_remote,
     is_virtual,
@@ -431,6 +432,7 @@ def _unreadable(path: str, exc: RasterioIOError) -> InputError:
     problem = remote_open_problem(_first_line(exc)) if is_remote(path) else None
     if problem is None and is_remote(path):
         problem = web_page_problem(path)
+    problem = problem or archive_member_problem(path)
     if problem is not None:
         return InputError(f"{path}: {problem}")
     if Path(path).is_dir():
