@@ -379,6 +379,25 @@ def test_a_gzipped_inputs_output_is_named_after_the_raster_in_it(
         assert got.width == 60
 
 
+def test_reading_a_tar_gz_member_leaves_nothing_beside_the_archive(make_raster, tmp_path: Path) -> None:
+    """GDAL saved 'scenes.tar.gz.properties' beside the archive a run or `geosr info` read a
+    member of: a file left in the input's folder (which may be read-only, or another user's)."""
+    import tarfile
+
+    from geosr.io.scene import open_scene, read_window
+    from geosr.tiling import Window
+
+    src = make_raster(height=40, width=40)
+    archive = tmp_path / "archive" / "scenes.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tarred:
+        tarred.add(src, "scene.tif")
+    scene = open_scene(f"/vsitar/{archive}/scene.tif")
+    with rasterio.open(src) as expected:
+        np.testing.assert_array_equal(read_window(scene, Window(0, 0, 40, 40)), expected.read())
+    assert list(archive.parent.iterdir()) == [archive]
+
+
 def test_the_command_line_uploads_to_a_url_output(make_raster, capfd, monkeypatch) -> None:
     """`geosr run ... -o s3://bucket/x.tif` (README): the option was a Path, which folds
     'memory://bucket' into 'memory:/bucket', a local path to fsspec, so the whole run

@@ -40,3 +40,20 @@ def settle_block_cache() -> None:
     get_gdal_config("GDAL_CACHEMAX")  # rasterio asks GDALGetCacheMax64, which reads the variable once
     if os.environ.get("GDAL_CACHEMAX") == str(GDAL_BLOCK_CACHE_MB):
         del os.environ["GDAL_CACHEMAX"]
+
+
+@functools.cache
+def leave_archives_alone() -> None:
+    """Have GDAL write no ``.properties`` file beside a ``.gz`` it reads (once per process).
+
+    GDAL's /vsigzip/ (and /vsitar/ of a ``.tar.gz``) saves the sizes it found in
+    ``archive.tar.gz.properties`` beside the archive: a run or ``geosr info`` left a file in
+    the input's folder, which may be read-only or another user's.  Set as GDAL's own
+    option, not in the environment (which every program the process starts would inherit);
+    a user's ``CPL_VSIL_GZIP_WRITE_PROPERTIES`` wins.
+    """
+    if "CPL_VSIL_GZIP_WRITE_PROPERTIES" in os.environ:
+        return
+    from rasterio.env import set_gdal_config
+
+    set_gdal_config("CPL_VSIL_GZIP_WRITE_PROPERTIES", "NO")

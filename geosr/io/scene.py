@@ -28,7 +28,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOEr
 from rasterio.windows import Window as RioWindow
 
 from geosr.errors import InputError, catch_warnings_serialised
-from geosr.io import settle_block_cache
+from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.remote import (
     archive_member_problem,
@@ -43,6 +43,7 @@ from geosr.io.remote import (
 from geosr.tiling import Window
 
 settle_block_cache()  # before any scene is read: GDAL takes geosr's bound, the environment is left clean
+leave_archives_alone()  # before any archive is read
 
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 GEOGRAPHIC_COORDS = (("lat", "lon"), ("latitude", "longitude"))
