@@ -752,11 +752,12 @@ def test_a_zipped_zarr_store_named_by_gdal_or_a_zip_url_reads_as_the_store(
     y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)
     x = 335440.0 + 10.0 * (np.arange(32) + 0.5)
     values = np.random.default_rng(9).integers(1, 4000, (2, 24, 32)).astype(np.uint16)
-    da = xr.DataArray(values, dims=("band", "y", "x"), coords={"band": [1, 2], "y": y, "x": x})
+    coords = {"band": [1, 2], "y": y, "x": x}
+    da = xr.DataArray(values, dims=("band", "y", "x"), coords=coords, attrs={"proj:epsg": 32633})
     (tmp_path / "my dir").mkdir()
     path = tmp_path / "my dir" / "product.zarr.zip"
     zipped = zarr.storage.ZipStore(path, mode="w")
-    da.rio.write_crs("EPSG:32633").to_dataset(name="dn").to_zarr(zipped, zarr_format=3)
+    da.to_dataset(name="dn").to_zarr(zipped, zarr_format=3)
     zipped.close()
     monkeypatch.chdir(tmp_path)
     for name in (f"/vsizip/{path}", f"zip://{quote(str(path))}"):
@@ -766,6 +767,39 @@ def test_a_zipped_zarr_store_named_by_gdal_or_a_zip_url_reads_as_the_store(
     out = geosr.upscale_file(f"/vsizip/{path}", scale=2, model="bicubic")
     with rasterio.open(out) as got:
         assert (got.count, got.width, got.height) == (2, 64, 48) and got.transform.c == 335440.0
+
+
+def test_a_zarr_store_in_a_zip_archive_is_read_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store zipped as a folder of the archive (`zip -r a.zip scene.zarr`), named
+    `/vsizip//data/a.zip/scene.zarr` or `zip:///data/a.zip!/scene.zarr`, was 'not a readable Zarr
+    store (/vsizip/data/a.zip/scene.zarr does not exist); check the path': zarr opened it as a
+    local folder (and GDAL 3.10 reads no Zarr v3)."""
+    import zipfile
+
+    from geosr.io.scene import open_scene, read_window
+    from geosr.tiling import Window
+
+    y = 5866490.0 - 10.0 * (np.arange(24) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(32) + 0.5)
+    values = np.random.default_rng(9).integers(1, 4000, (2, 24, 32)).astype(np.uint16)
+    coords = {"band": [1, 2], "y": y, "x": x}
+    da = xr.DataArray(values, dims=("band", "y", "x"), coords=coords, attrs={"proj:epsg": 32633})
+    store = tmp_path / "scene.zarr"
+    da.to_dataset(name="dn").to_zarr(store, zarr_format=3, encoding={"dn": {"chunks": (1, 8, 8)}})
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for file in sorted(store.rglob("*")):
+            zipped.write(file, file.relative_to(tmp_path).as_posix())
+    monkeypatch.chdir(tmp_path)
+    folder = open_scene(store)
+    for name in (f"/vsizip/{archive}/scene.zarr", f"zip://{archive}!/scene.zarr"):
+        scene = open_scene(name)
+        assert (scene.variable, scene.count, scene.grid) == ("dn", 2, folder.grid), name
+        window = Window(3, 5, 20, 17)
+        np.testing.assert_array_equal(read_window(scene, window), read_window(folder, window))
+        assert default_output(name, 2) == Path("scene_x2.tif")
 
 
 def test_a_groups_default_output_is_relative_as_its_input(tmp_path: Path, monkeypatch) -> None:

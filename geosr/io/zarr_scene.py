@@ -37,6 +37,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.crs import CRS
 
 from geosr.errors import InputError, catch_warnings_serialised
+from geosr.io.remote import local_archive
 from geosr.io.scene import (
     BAND_BUDGET,
     CF_FLAG_ATTRIBUTES,
@@ -62,7 +63,7 @@ def _open_dataset(path: str) -> xr.Dataset:
             # chunks=None: lazily indexed arrays without dask, so the io layer stays dask-free.
             # mask_and_scale=False: the stored values and dtype, as GDAL reads a GeoTIFF's; the
             # _FillValue stays the nodata and scale_factor/add_offset are carried to the output.
-            store: Any = path
+            store: Any = _zipped_member(path) or path
             if is_zipped_zarr(Path(path)):
                 import zarr.storage
 
@@ -70,6 +71,27 @@ def _open_dataset(path: str) -> xr.Dataset:
             return xr.open_zarr(store, decode_coords="all", chunks=None, mask_and_scale=False)
     except Exception as exc:  # zarr raises many types for a broken store
         raise InputError(f"{path}: not a readable Zarr store ({exc}); check the path") from None
+
+
+def _zipped_member(path: str) -> Any:
+    """The zarr store of a store that is a folder in a local zip (``/vsizip//data/a.zip/scene.zarr``,
+    ``zip:///data/a.zip!/scene.zarr``), or None for any other path.
+
+    zarr opens such a path as a local folder: 'not a readable Zarr store (/vsizip/... does not
+    exist)' of a store that is there; and GDAL reads no Zarr v3 store.
+    """
+    archive = local_archive(path) if path.startswith("/vsizip/") else None
+    if archive is None:
+        return None
+    member = Path(path.split("/", 2)[2]).relative_to(archive).as_posix()
+    if member == ".":
+        return None
+    import fsspec
+    from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+    from zarr.storage import FsspecStore
+
+    zipped = fsspec.filesystem("zip", fo=str(archive))
+    return FsspecStore(AsyncFileSystemWrapper(zipped, asynchronous=True), path=member, read_only=True)
 
 
 def _refuse_an_array(path: str) -> None:
