@@ -229,6 +229,26 @@ def test_assets_given_as_gdal_mapped_urls_stack(make_raster, tmp_path: Path) -> 
         assert f.descriptions == ("B04", "B03")
 
 
+def test_assets_given_as_archive_urls_with_escapes_stack(make_raster, tmp_path: Path) -> None:
+    """`zip:///data/my%20dir/bands.zip!/B04.tif` hrefs stacked by --bands were "asset 'B04' ...
+    cannot be read ('/vsizip//data/my%20dir/bands.zip/B04.tif' does not exist ...)": rasterio keeps
+    the escapes (a single asset was read, through the input's own mapping)."""
+    import zipfile
+    from urllib.parse import quote
+
+    (tmp_path / "my dir").mkdir()
+    archive = tmp_path / "my dir" / "bands.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name in ("B04", "B03"):
+            zipped.write(make_raster(f"{name}.tif", height=30, width=30), f"{name} x.tif")
+    hrefs = {name: f"zip://{quote(str(archive))}!/{name}%20x.tif" for name in ("B04", "B03")}
+    out = geosr.upscale_file(
+        item_of(tmp_path, hrefs), tmp_path / "x2.tif", scale=2, model="bicubic", bands="B04,B03"
+    )
+    with rasterio.open(out) as f:
+        assert f.descriptions == ("B04", "B03") and f.width == 60
+
+
 def test_a_relative_href_with_escapes_is_decoded(make_raster, tmp_path: Path) -> None:
     # Before: ".../B%2004.tif: no such file or directory; check the path".
     make_raster("B 04.tif", height=30, width=30)

@@ -333,7 +333,8 @@ def resolve(path: str | Path, *, asset: str | None, bands: str | None) -> Resolv
 
 def _href(item_path: str | Path, asset: Any) -> str:
     """The asset's raster as GDAL opens it: a ``file://`` URL, or a relative href, as its local
-    path, decoded (``%20`` is a space).  rasterio took the URL but not its escapes, and a VRT's source
+    path, decoded (``%20`` is a space), and a local archive's URL (``zip:///a%20b.zip!/B04.tif``) as
+    its ``/vsi`` path, decoded.  rasterio took the URL but not its escapes, and a VRT's source
     neither (the stack's read failed as if the file were corrupt).
 
     Raises
@@ -346,11 +347,12 @@ def _href(item_path: str | Path, asset: Any) -> str:
 
     href = str(asset.get_absolute_href())
     parsed = urlparse(href)
-    if parsed.scheme.lower() == "file":
-        try:
-            return str(file_url_path(href))
-        except InputError as exc:
-            raise InputError(f"{item_path}: the asset href {exc}") from None
+    try:
+        local = str(file_url_path(href))
+    except InputError as exc:
+        raise InputError(f"{item_path}: the asset href {exc}") from None
+    if local != href:
+        return local
     # A relative href is a URI reference too: '../B%2004.tif' names 'B 04.tif' (pystac joins
     # it to the Item's folder undecoded, "no such file"); a file named so literally wins.
     if not parsed.scheme and "%" in href and not Path(href).exists():
