@@ -854,6 +854,30 @@ def test_an_archive_member_gdal_cannot_find_is_told_why(
         assert "does not exist" not in err and outputs_in(tmp_path) == [], err
 
 
+def test_an_archive_given_whole_is_told_to_name_the_raster_in_it(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`geosr run S2.zip` (a .tar.gz, a .tif.gz) was "not a readable raster ('S2.zip' not recognized
+    as being in a supported file format.); check that the file is complete", of a complete file."""
+    import gzip
+
+    folder = tmp_path / "archives"
+    folder.mkdir()
+    _archives(folder, make_raster(height=16, width=16))
+    (folder / "scene.tif.gz").write_bytes(gzip.compress((tmp_path / "scene.tif").read_bytes()))
+    for name, says in [
+        (
+            "good.zip",
+            f"an archive, not a raster; name the raster in it, e.g. /vsizip/{folder}/good.zip/scene.tif",
+        ),
+        ("good.tar.gz", f"e.g. /vsitar/{folder}/good.tar.gz/scene.tif (it holds scene.tif)"),
+        ("scene.tif.gz", f"a gzip-compressed file, not a raster; give /vsigzip/{folder}/scene.tif.gz"),
+    ]:
+        code, err = run_cli(["run", str(folder / name), "--model", "bicubic"], capsys, monkeypatch)
+        assert_one_clear_line(code, err, says)
+        assert "check that the file is complete" not in err and outputs_in(folder) == [], err
+
+
 @pytest.mark.parametrize("where", ["/vsimem/out_x2.tif", "/vsizip/{tmp}/outs.zip/out_x2.tif"])
 def test_a_local_vsi_output_is_refused_as_such(
     make_raster, tmp_path: Path, capsys, monkeypatch, where: str

@@ -275,8 +275,45 @@ def archive_member_problem(path: str | Path) -> str | None:
                 f"the archive {archive} holds {member!r}, but names it in UTF-8 without saying so, "
                 "and GDAL reads such names as CP437; set CPL_ZIP_ENCODING=UTF-8 in the environment"
             )
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    return f"the archive {archive} holds no {member!r}; it holds {shown or 'no file'}: name one of them"
+    return f"the archive {archive} holds no {member!r}; it holds {_listing(names)}: name one of them"
+
+
+def _listing(names: list[str]) -> str:
+    """An archive's first file names, for a line."""
+    return (", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")) or "no file"
+
+
+def whole_archive_problem(path: str | Path) -> str | None:
+    """What to give instead of a local zip, tar or gzip file given whole (``S2.zip``,
+    ``a.tar.gz``, ``scene.tif.gz``), which GDAL reads as no raster, or None for any other file.
+
+    GDAL's words were "not recognized as being in a supported file format", and geosr's fix
+    "check that the file is complete": the fix is to name the raster in the archive.
+    """
+    import tarfile
+    import zipfile
+
+    file = Path(path)
+    try:
+        if not file.is_file():
+            return None
+        if zipfile.is_zipfile(file):
+            with zipfile.ZipFile(file) as zipped:
+                prefix, names = "/vsizip/", zipped.namelist()
+        elif tarfile.is_tarfile(file):
+            with tarfile.open(file) as tarred:
+                prefix, names = "/vsitar/", tarred.getnames()
+        else:
+            with file.open("rb") as stream:
+                if stream.read(2) != b"\x1f\x8b":  # gzip's magic number
+                    return None
+            return f"a gzip-compressed file, not a raster; give /vsigzip/{file} to read the raster in it"
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError):
+        return None  # a damaged archive: GDAL's words stand
+    names = [name for name in names if not name.endswith("/")]
+    rasters = [name for name in names if name.lower().endswith((".tif", ".tiff", ".jp2", ".nc", ".vrt"))]
+    example = f"{prefix}{file}/{(rasters or names or ['NAME'])[0]}"
+    return f"an archive, not a raster; name the raster in it, e.g. {example} (it holds {_listing(names)})"
 
 
 def _utf8_read_as_cp437(name: str) -> str | None:

@@ -39,6 +39,7 @@ from geosr.io.remote import (
     local_stamp,
     remote_open_problem,
     web_page_problem,
+    whole_archive_problem,
 )
 from geosr.tiling import Window
 
@@ -433,7 +434,7 @@ def _unreadable(path: str, exc: RasterioIOError) -> InputError:
     problem = remote_open_problem(_first_line(exc)) if is_remote(path) else None
     if problem is None and is_remote(path):
         problem = web_page_problem(path)
-    problem = problem or archive_member_problem(path)
+    problem = problem or archive_member_problem(path) or whole_archive_problem(path)
     if problem is not None:
         return InputError(f"{path}: {problem}")
     if Path(path).is_dir():
