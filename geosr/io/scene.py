@@ -434,7 +434,8 @@ def _unreadable(path: str, exc: RasterioIOError) -> InputError:
     problem = remote_open_problem(_first_line(exc)) if is_remote(path) else None
     if problem is None and is_remote(path):
         problem = web_page_problem(path)
-    problem = problem or archive_member_problem(path) or whole_archive_problem(path)
+    if problem is None and "*" not in path:  # a pattern's line is below: no glob is expanded in an archive
+        problem = archive_member_problem(path) or whole_archive_problem(path)
     if problem is not None:
         return InputError(f"{path}: {problem}")
     if Path(path).is_dir():
