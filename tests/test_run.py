@@ -802,6 +802,21 @@ def test_a_zarr_store_in_a_zip_archive_is_read_in_place(
         assert default_output(name, 2) == Path("scene_x2.tif")
 
 
+def test_a_zarr_store_a_zip_archive_does_not_hold_is_named_as_missing(tmp_path: Path) -> None:
+    """`/vsizip//data/a.zip/scene.zarr` of a zip without it was "not a readable Zarr store (No group
+    found in store <FsspecStore(AsyncFileSystemWrapper, scene.zarr)> at path ''); check the path"."""
+    import zipfile
+
+    from geosr.errors import InputError
+    from geosr.io.scene import open_scene
+
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("other.zarr/zarr.json", '{"zarr_format": 3, "node_type": "group"}')
+    with pytest.raises(InputError, match=r"a\.zip holds no 'scene\.zarr'; it holds other\.zarr/zarr\.json"):
+        open_scene(f"/vsizip/{archive}/scene.zarr")
+
+
 def test_a_groups_default_output_is_relative_as_its_input(tmp_path: Path, monkeypatch) -> None:
     """``geosr run product.zarr/r10m`` printed /abs/path/product_r10m_x2.tif, where every other
     relative input's output is printed as relative (``scene_x2.tif``)."""

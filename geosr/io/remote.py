@@ -267,8 +267,8 @@ def archive_member_problem(path: str | Path) -> str | None:
             "download it again"
         )
     names = [name for name in entries if not name.endswith("/")]
-    if member == "." or member in entries:
-        return None
+    if member == "." or member in entries or any(name.startswith(f"{member}/") for name in entries):
+        return None  # a folder of it too (a Zarr store), which a zip may hold without an entry
     for name, flags in entries.items():
         if not flags & _ZIP_UTF8_FLAG and _utf8_read_as_cp437(name) == member:
             return (

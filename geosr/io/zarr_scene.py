@@ -37,7 +37,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.crs import CRS
 
 from geosr.errors import InputError, catch_warnings_serialised
-from geosr.io.remote import local_archive
+from geosr.io.remote import archive_member_problem, local_archive
 from geosr.io.scene import (
     BAND_BUDGET,
     CF_FLAG_ATTRIBUTES,
@@ -70,7 +70,10 @@ def _open_dataset(path: str) -> xr.Dataset:
                 store = zarr.storage.ZipStore(path, mode="r")  # zarr opens only folders by path
             return xr.open_zarr(store, decode_coords="all", chunks=None, mask_and_scale=False)
     except Exception as exc:  # zarr raises many types for a broken store
-        raise InputError(f"{path}: not a readable Zarr store ({exc}); check the path") from None
+        problem = archive_member_problem(path)  # zarr's words name its own store object, not the zip
+        raise InputError(
+            f"{path}: {problem or f'not a readable Zarr store ({exc}); check the path'}"
+        ) from None
 
 
 def _zipped_member(path: str) -> Any:
