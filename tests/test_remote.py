@@ -258,6 +258,27 @@ def test_an_archive_member_is_read_written_in_the_working_folder_and_stamped_by_
     assert file_stamp(f"/vsizip/{archive}/inner/scene.tif") != before
 
 
+def test_a_member_of_an_archive_in_an_archive_is_stamped_by_the_outer_one(
+    make_raster, tmp_path: Path
+) -> None:
+    """`/vsizip/{/vsizip//data/outer.zip/inner.zip}/scene.tif` (GDAL's name of it) had no stamp,
+    so --resume could not tell a replaced archive from the one the run began on."""
+    import zipfile
+
+    from geosr.fingerprint import file_stamp
+
+    with zipfile.ZipFile(tmp_path / "inner.zip", "w") as zipped:
+        zipped.write(make_raster(height=16, width=16), "scene.tif")
+    with zipfile.ZipFile(tmp_path / "outer.zip", "w") as zipped:
+        zipped.write(tmp_path / "inner.zip", "inner.zip")
+    nested = f"/vsizip/{{/vsizip/{tmp_path}/outer.zip/inner.zip}}/scene.tif"
+    with rasterio.open(nested) as src:
+        assert src.width == 16  # a name GDAL reads
+    assert file_stamp(nested) == file_stamp(str(tmp_path / "outer.zip")) != (None, None)
+    braced = f"/vsizip/{{{tmp_path}/inner.zip}}/scene.tif"  # braces around a local archive
+    assert file_stamp(braced) == file_stamp(str(tmp_path / "inner.zip"))
+
+
 def test_an_archive_url_with_escapes_names_the_archive_and_member_unescaped(
     make_raster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -222,6 +222,12 @@ def local_archive(path: str | Path) -> Path | None:
     text = archive_url_path(path) or str(path)
     if not text.startswith(_ARCHIVE_PREFIXES):
         return None
+    if text.split("/", 2)[2].startswith("{"):
+        # GDAL's braces around the archive (/vsizip/{/vsizip//data/a.zip/b.zip}/c.tif, an archive
+        # in an archive): the outermost local one.  It was none, so --resume could not tell a
+        # replaced archive.
+        braced = text.split("/", 2)[2][1:].rpartition("}")[0]
+        return local_archive(braced) or (Path(braced) if Path(braced).is_file() else None)
     inside = Path(text.split("/", 2)[2])  # /vsizip//data/a.zip/b.tif -> /data/a.zip/b.tif
     # GDAL marks no boundary between the archive and its member: the archive is the
     # longest leading part that is a file.
@@ -229,6 +235,17 @@ def local_archive(path: str | Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def archive_member(path: str) -> tuple[Path, str] | None:
+    """The local archive and the member's name in it (``/vsizip//data/a.zip/b/c.tif`` ->
+    ``/data/a.zip``, ``b/c.tif``; ``.`` for the archive itself), or None where ``path`` is
+    no member of a local archive, or one of an archive in an archive (GDAL's braces)."""
+    archive = local_archive(path)
+    inside = Path(path.split("/", 2)[2]) if path.startswith(_ARCHIVE_PREFIXES) else None
+    if archive is None or inside is None or not inside.is_relative_to(archive):
+        return None
+    return archive, inside.relative_to(archive).as_posix()
 
 
 _ZIP_UTF8_FLAG = 0x800
@@ -250,10 +267,10 @@ def archive_member_problem(path: str | Path) -> str | None:
     import zlib
 
     text = archive_url_path(path) or str(path)
-    archive = local_archive(text)
-    if archive is None or not text.startswith(("/vsizip/", "/vsitar/")):
+    found = archive_member(text)
+    if found is None or not text.startswith(("/vsizip/", "/vsitar/")):
         return None
-    member = Path(text.split("/", 2)[2]).relative_to(archive).as_posix()
+    archive, member = found
     try:
         if text.startswith("/vsizip/"):
             with zipfile.ZipFile(archive) as zipped:

@@ -37,7 +37,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.crs import CRS
 
 from geosr.errors import InputError, catch_warnings_serialised
-from geosr.io.remote import archive_member_problem, local_archive
+from geosr.io.remote import archive_member, archive_member_problem
 from geosr.io.scene import (
     BAND_BUDGET,
     CF_FLAG_ATTRIBUTES,
@@ -83,12 +83,10 @@ def _zipped_member(path: str) -> Any:
     zarr opens such a path as a local folder: 'not a readable Zarr store (/vsizip/... does not
     exist)' of a store that is there; and GDAL reads no Zarr v3 store.
     """
-    archive = local_archive(path) if path.startswith("/vsizip/") else None
-    if archive is None:
+    found = archive_member(path) if path.startswith("/vsizip/") else None
+    if found is None or found[1] == ".":
         return None
-    member = Path(path.split("/", 2)[2]).relative_to(archive).as_posix()
-    if member == ".":
-        return None
+    archive, member = found
     import fsspec
     from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
     from zarr.storage import FsspecStore
