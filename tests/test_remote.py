@@ -351,7 +351,7 @@ def test_standard_inputs_default_output_is_stdin_in_the_working_folder() -> None
     from geosr.io.remote import local_name
     from geosr.run_outputs import default_output
 
-    for path in ("/vsistdin/", "/vsistdin", "/vsistdin?buffer_limit=10MB"):
+    for path in ("/vsistdin/", "/vsistdin", "/vsistdin?buffer_limit=10MB", "/vsigzip//vsistdin/"):
         assert default_output(path, 4) == Path("stdin_x4.tif"), path
         assert local_name(path) == "stdin", path  # the input a run's provenance names
 

@@ -59,13 +59,18 @@ def is_remote(path: str | Path) -> bool:
     return urlparse(text).scheme.lower() in REMOTE_SCHEMES
 
 
+_STDIN = re.compile(r"(/vsi[a-z0-9_]+/)*/vsistdin/?(\?.*)?")
+"""GDAL's name of standard input, also read through a filter (``/vsigzip//vsistdin/``)."""
+
+
 def local_name(path: str | Path) -> str:
     """The file name of a remote or archived path (``https://host/a/scene.tif?x=1``,
     ``https://host/a/scene%2Btest.tif`` -> ``scene+test.tif`` and ``zip:///data/a.zip!/scene.tif``
     -> ``scene.tif``); ``stdin`` for GDAL's standard input (``/vsistdin/``, which was
-    ``vsistdin``, or ``/vsistdin?buffer_limit=10MB``), which has no file name."""
+    ``vsistdin``, or ``/vsistdin?buffer_limit=10MB``, or gunzipped, ``/vsigzip//vsistdin/``), which
+    has no file name."""
     text = str(path)
-    if text.startswith("/vsistdin"):
+    if _STDIN.fullmatch(text):
         return "stdin"
     name = PurePosixPath(urlparse(text).path if "://" in text else text).name.rpartition("!")[2]
     if urlparse(text.removeprefix("/vsicurl/")).scheme.lower() in ("http", "https"):
