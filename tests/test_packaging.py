@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tomllib
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -20,3 +22,27 @@ def test_every_package_data_pattern_ships_a_file_and_the_package_is_typed() -> N
     assert REPO / "geosr" / "py.typed" in shipped
     for pattern in patterns:
         assert any((REPO / "geosr").glob(pattern)), f"package-data {pattern!r} matches no file"
+
+
+def test_the_sdist_holds_the_tests_and_what_they_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sdist held tests/test_*.py alone (setuptools' default): without conftest.py, tests/__init__.py
+    and malformed.py, which they import, nor examples/, pipelines/ and benchmarks/, which they
+    run and read, so no test ran from it ("No module named 'tests.conftest'")."""
+    from setuptools.command.egg_info import FileList  # what setuptools' sdist reads MANIFEST.in with
+
+    monkeypatch.chdir(REPO)  # FileList's patterns are relative to the project's root
+    read = {  # what the tests import, run and read (and any bytecode beside it, to be left out)
+        path.relative_to(REPO).as_posix()
+        for folder in ("tests", "examples", "pipelines", "benchmarks", "docs")
+        for path in (REPO / folder).rglob("*")
+        if path.is_file()
+    }
+    sdist = FileList()
+    sdist.set_allfiles(sorted(read | {"Makefile"}))
+    manifest = REPO / "MANIFEST.in"
+    for line in manifest.read_text(encoding="utf-8").splitlines() if manifest.exists() else []:
+        if line.strip() and not line.lstrip().startswith("#"):
+            sdist.process_template_line(line)
+    needed = {name for name in read if "__pycache__" not in name} | {"Makefile"}
+    assert needed - set(sdist.files) == set()
+    assert [name for name in sdist.files if name.endswith(".pyc")] == []
