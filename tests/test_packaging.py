@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,32 @@ def test_the_sdist_holds_the_tests_and_what_they_read(monkeypatch: pytest.Monkey
     needed = {name for name in read if "__pycache__" not in name} | {"Makefile"}
     assert needed - set(sdist.files) == set()
     assert [name for name in sdist.files if name.endswith(".pyc")] == []
+
+
+def test_the_recipes_ship_in_the_wheel_and_a_bundled_one_is_found_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wheel had no pipelines/: `geosr train --recipe pipelines/cnnrnn_fast_x4.toml`, as the README
+    and the bundled models' cards give it, was "does not exist; recipes live in pipelines/*.toml"
+    after `pip install geosr`, with no way to reach the recipes the bundled weights came from."""
+    from geosr.train.config import load_config
+
+    patterns = _pyproject()["tool"]["setuptools"]["package-data"]["geosr"]
+    shipped = {path.name for pattern in patterns for path in (REPO / "geosr").glob(pattern)}
+    recipes = {path.name for path in (REPO / "pipelines").glob("*.toml")}
+    assert recipes and recipes <= shipped
+    monkeypatch.chdir(tmp_path)  # no pipelines/ folder here, as for a pip install
+    for name in ("cnnrnn_fast_x4", "cnnrnn_best_x4"):
+        # as text: a recipe's nodata = nan is not equal to itself
+        assert repr(load_config(name)) == repr(load_config(REPO / "pipelines" / f"{name}.toml"))
+
+
+def test_a_recipe_that_is_neither_a_file_nor_a_bundled_name_lists_the_bundled_ones() -> None:
+    from geosr.errors import OptionError
+    from geosr.train.config import load_config
+
+    with pytest.raises(
+        OptionError, match="does not exist; give a TOML file or a bundled recipe's name: "
+    ) as info:
+        load_config("cnnrnn_fast_x3")
+    assert "cnnrnn_fast_x2, cnnrnn_fast_x4" in str(info.value)

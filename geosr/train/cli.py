@@ -107,7 +107,13 @@ def train_command(
     ] = None,
     recipe: Annotated[
         Path | None,
-        typer.Option(parser=given_path, help="TOML recipe (pipelines/*.toml); options below override it."),
+        typer.Option(
+            parser=given_path,
+            help=(
+                "TOML recipe: a file, or a bundled one by its name (pipelines/*.toml), such as "
+                "cnnrnn_fast_x4; options below override it."
+            ),
+        ),
     ] = None,
     val: Annotated[
         list[str] | None,

@@ -1,10 +1,10 @@
 """Typed, frozen training configuration and its TOML recipe format.
 
-A recipe (``pipelines/*.toml``) is just a serialisation of :class:`TrainConfig`:
-top-level keys are its fields, tables are the nested dataclasses, ``[[data.train]]``
-and ``[[data.val]]`` are lists of :class:`SceneSource`.  Precedence is explicit
-in :func:`load_config`: command-line values over the recipe over the defaults
-below.  Unknown keys are errors (a typo must not silently train something else).
+A recipe (``pipelines/*.toml``, or a bundled one by name: ``cnnrnn_fast_x4``) is just a
+serialisation of :class:`TrainConfig`: top-level keys are its fields, tables are the nested
+dataclasses, ``[[data.train]]`` and ``[[data.val]]`` are lists of :class:`SceneSource`.
+Precedence is explicit in :func:`load_config`: command-line values over the recipe over the
+defaults below.  Unknown keys are errors (a typo must not silently train something else).
 
 Paths in a recipe may use ``${GEOSR_DATA_DIR}``; when that variable is unset it
 stands for ``../shared/data`` relative to the current directory (the same
@@ -23,6 +23,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -335,11 +336,34 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _recipes_folder() -> Path:
+    """``pipelines/*.toml`` as the package holds them: ``geosr/pipelines``, a link to them in the
+    repository, so that a wheel, which has no pipelines/ folder, has them too."""
+    return Path(str(resources.files("geosr") / "pipelines"))  # installed as files, as the weights
+
+
+def bundled_recipes() -> list[str]:
+    """The names of the recipes that come with geosr (``cnnrnn_fast_x4``, ...)."""
+    return sorted(path.stem for path in _recipes_folder().glob("*.toml"))
+
+
+def recipe_file(recipe: str | Path) -> Path:
+    """The TOML file ``recipe`` names: a bundled recipe by its name (``cnnrnn_fast_x4``), else the
+    path as given (one with a ``/`` or a suffix is always the file, as ``--model`` takes weights)."""
+    p = Path(recipe)
+    if len(p.parts) == 1 and not p.suffix and p.name in bundled_recipes():
+        return _recipes_folder() / f"{p.name}.toml"
+    return p
+
+
 def read_recipe(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML recipe into a nested dict (no validation yet)."""
-    p = Path(path)
+    """Parse a TOML recipe, a file or a bundled recipe's name, into a nested dict (no validation yet)."""
+    p = recipe_file(path)
     if not p.is_file():
-        raise OptionError(f"recipe {p} does not exist; recipes live in pipelines/*.toml")
+        raise OptionError(
+            f"recipe {p} does not exist; give a TOML file or a bundled recipe's name: "
+            + ", ".join(bundled_recipes())
+        )
     try:
         with p.open("rb") as fh:
             return tomllib.load(fh)
