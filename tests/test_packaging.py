@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -76,3 +77,20 @@ def test_a_recipe_that_is_neither_a_file_nor_a_bundled_name_lists_the_bundled_on
     ) as info:
         load_config("cnnrnn_fast_x3")
     assert "cnnrnn_fast_x2, cnnrnn_fast_x4" in str(info.value)
+
+
+def test_the_license_text_ships_and_the_build_backend_reads_the_license_string() -> None:
+    """pyproject declared Apache-2.0, but no license text was in the wheel nor the sdist (the license
+    asks that recipients get a copy), and it asked for setuptools >= 69, which refuses the SPDX
+    string form of ``license`` that setuptools 77 brought (PEP 639)."""
+    from packaging.requirements import Requirement
+
+    pyproject = _pyproject()
+    texts = [path for pattern in pyproject["project"].get("license-files", []) for path in REPO.glob(pattern)]
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    assert texts, "no license-files in pyproject, or none there"
+    assert re.match(r"\s*Apache License\s+Version 2\.0,", texts[0].read_text(encoding="utf-8"))
+    needs = [Requirement(text) for text in pyproject["build-system"]["requires"]]
+    backend = next(need for need in needs if need.name == "setuptools")
+    assert not backend.specifier.contains("76.9"), backend
+    assert backend.specifier.contains("77.0.0"), backend
