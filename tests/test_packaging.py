@@ -94,3 +94,13 @@ def test_the_license_text_ships_and_the_build_backend_reads_the_license_string()
     backend = next(need for need in needs if need.name == "setuptools")
     assert not backend.specifier.contains("76.9"), backend
     assert backend.specifier.contains("77.0.0"), backend
+
+
+def test_the_readme_tells_a_pip_user_how_to_install_and_what_comes_with_it() -> None:
+    """The README began with `make demo` and `make test`, which need the repository: nothing said
+    how to install geosr with pip, what the wheel holds, nor what stands for `make demo` then."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "`pip install geosr`" in text
+    assert "`python -m geosr.demo`" in text and 'if __name__ == "__main__":' in (
+        REPO / "geosr" / "demo.py"
+    ).read_text(encoding="utf-8")
