@@ -666,6 +666,27 @@ def test_a_recipes_missing_relative_raster_says_where_it_was_looked_for(tmp_path
             resolve_sources((source,), "training")
 
 
+def test_a_recipes_data_not_found_says_what_geosr_data_dir_stood_for(tmp_path: Path, monkeypatch) -> None:
+    # A bundled recipe run with GEOSR_DATA_DIR unset (a pip install, away from the repository)
+    # was "training pattern '../shared/data/aerial/...' matches no raster in the current
+    # directory": it did not say that the path was the variable's default, nor to set it.
+    from geosr.train.config import SceneSource, resolve_sources
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GEOSR_DATA_DIR", raising=False)
+    for path in ("${GEOSR_DATA_DIR}/aerial/*.tif", "${GEOSR_DATA_DIR}/aerial/a.tif"):
+        with pytest.raises(
+            OptionError, match=r"GEOSR_DATA_DIR is unset, so it stood for ../shared/data: set"
+        ):
+            resolve_sources((SceneSource(path),), "training")
+    monkeypatch.setenv("GEOSR_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(OptionError, match=rf"; GEOSR_DATA_DIR={tmp_path / 'data'}$"):
+        resolve_sources((SceneSource("${GEOSR_DATA_DIR}/aerial/*.tif"),), "training")
+    with pytest.raises(OptionError) as info:  # a path of one's own is not told of the variable
+        resolve_sources((SceneSource("hr/a.tif"),), "training")
+    assert "GEOSR_DATA_DIR" not in str(info.value)
+
+
 def test_a_training_glob_is_recursive_as_geosr_runs_is(tmp_path: Path) -> None:
     # 'tiles/**/*.tif' matched one folder level only (glob without recursive=True): no raster here.
     from geosr.train.config import SceneSource, resolve_sources

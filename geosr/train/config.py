@@ -453,12 +453,9 @@ def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[P
             # itself nor deeper ones, and so matched no raster in a tree of tiles.
             files = sorted(Path(f) for f in glob.glob(pattern, recursive=True))  # noqa: PTH207  (absolute globs)
         else:
-            raise OptionError(
-                f"{what} raster {pattern!r} does not exist{_relative_to_cwd(p)}; "
-                f"GEOSR_DATA_DIR={os.environ.get(DATA_DIR_VAR)}"
-            )
+            raise OptionError(f"{what} raster {pattern!r} does not exist{_where_looked(p, source.path)}")
         if not files:
-            raise OptionError(f"{what} pattern {pattern!r} matches no raster{_relative_to_cwd(p)}")
+            raise OptionError(f"{what} pattern {pattern!r} matches no raster{_where_looked(p, source.path)}")
         for f in files:
             # One file, the same part of it, from two patterns ('tiles/*.tif tiles/a.tif', or
             # a.tif relative and absolute) once: it was sampled twice as often, without a word.
@@ -467,6 +464,22 @@ def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[P
                 seen.add(key)
                 out.append((f, source))
     return out
+
+
+def _where_looked(path: Path, given: str) -> str:
+    """Where a raster or pattern that found nothing was looked for."""
+    return _relative_to_cwd(path) + _data_dir_note(given)
+
+
+def _data_dir_note(path: str) -> str:
+    """For a path given with ``${GEOSR_DATA_DIR}``, what the variable stood for: a bundled recipe
+    run where it is unset (a pip install, away from the repository) read ``../shared/data``, and
+    "matches no raster" did not say that setting it was the fix."""
+    if DATA_DIR_VAR not in path:
+        return ""
+    if os.environ.get(DATA_DIR_VAR):
+        return f"; {DATA_DIR_VAR}={os.environ[DATA_DIR_VAR]}"
+    return f"; {DATA_DIR_VAR} is unset, so it stood for {DEFAULT_DATA_DIR}: set it to the folder of the data"
 
 
 def _relative_to_cwd(path: Path) -> str:
