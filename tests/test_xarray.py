@@ -444,3 +444,25 @@ def test_a_raw_read_of_a_file_with_a_mask_is_warned_of(make_raster, tmp_path: Pa
     ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic")
     with rasterio.open(ran) as run:
         np.testing.assert_array_equal(np.nan_to_num(lazy.values, nan=run.nodata), run.read())
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "float32"])
+def test_a_masked_read_of_a_file_without_nodata_declares_one_for_its_masked_pixels(
+    make_raster, tmp_path: Path, dtype: str
+) -> None:
+    """open_rasterio(masked=True) of a file whose mask hides pixels, without nodata: to_raster
+    wrote no nodata, so the masked pixels were data in the file (NaN cast to uint16 or int16;
+    NaN undeclared in float32), where the file job declares 0, -32768 and NaN."""
+    src = make_raster(count=1, height=40, width=48, dtype=dtype)
+    mask = np.full((40, 48), 255, np.uint8)
+    mask[10:20, 5:30] = 0
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(src, "r+") as f:
+        f.write_mask(mask)
+    sr = geosr.upscale(rioxarray.open_rasterio(src, masked=True, chunks=True), scale=2, model="bicubic")
+    sr.rio.to_raster(tmp_path / "lazy.tif")
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic")
+    with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
+        assert lazy.dtypes == run.dtypes == (dtype,)
+        assert run.nodata is not None and np.array_equal(lazy.nodata, run.nodata, equal_nan=True)
+        assert lazy.read(1, masked=True).mask.sum() == 10 * 25 * 4
+        np.testing.assert_array_equal(lazy.read(), run.read())

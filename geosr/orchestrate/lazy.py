@@ -28,7 +28,7 @@ from geosr.api import model_label
 from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError, python_api
 from geosr.grid import scaled
 from geosr.io.bands import check_band_layout
-from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, data_bands, hides_pixels, sample_step
+from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, data_bands, fill_value, hides_pixels, sample_step
 from geosr.io.sink import check_nodata_of
 from geosr.io.zarr_scene import array_transform, check_evenly_spaced, variable_crs
 from geosr.kernel import finish_tile, prepare_tiles
@@ -201,7 +201,9 @@ def upscale(
     -------
     xarray.DataArray
         Dask-backed, ``(band, y*s, x*s)`` under the input's dimension names and
-        leading coordinate (``(y*s, x*s)`` for a 2-D input), same dtype and nodata,
+        leading coordinate (``(y*s, x*s)`` for a 2-D input), same dtype and nodata
+        (where the input has none, that of ``geosr run``'s output: NaN for floats, and
+        for a masked read of a file whose mask hides pixels 0, or a signed type's minimum),
         with ``.rio.transform()`` the scaled grid and the same CRS; chunks are output
         blocks of ``tile * scale`` pixels.
 
@@ -266,6 +268,11 @@ def upscale(
     valid = valid_mask(sample, nodata)
     if not valid.any():
         raise InputError("every pixel of the DataArray is nodata; nothing to super-resolve")
+    if stored is not None and stored[1] is None and (_hides_pixels(data) or np.isnan(sample).any()):
+        # A masked read of a file without nodata whose mask hides pixels: they are NaN, which
+        # to_raster cast into the file's integer type with no nodata declared, so they were
+        # data in the file. They are marked with the value the file job gives such a scene.
+        stored = (stored[0], fill_value(stored[0], None))
     norm = scene_normalisation(
         sample,
         valid,
@@ -335,15 +342,10 @@ def _warn_of_file_mask(data: xr.DataArray) -> None:
     one that holds the alpha band.  geosr run leaves those pixels nodata and keeps them out of
     the normalisation; ``upscale`` cannot see the mask, and its result differed from the file
     job's by up to the whole range (4055 DN of a uint16 scene with an internal mask)."""
-    source = data.encoding.get("source")
-    if not isinstance(source, str):
+    found = _file_mask(data)
+    if found is None:
         return
-    try:
-        with rasterio.open(source) as src:
-            keep, count = [band - 1 for band in data_bands(src)], src.count
-            hidden = any(hides_pixels(src, band) for band in data_bands(src))
-    except (rasterio.errors.RasterioError, OSError):
-        return  # gone or unreadable since: the DataArray says what it holds
+    source, keep, count, hidden = found
     raw = "dtype" not in data.encoding  # masked=True and mask_and_scale=True record the stored dtype
     with_alpha = len(keep) < count and data.shape[0] == count
     if not (hidden and raw) and not with_alpha:
@@ -358,6 +360,28 @@ def _warn_of_file_mask(data: xr.DataArray) -> None:
         ),
         stacklevel=3,
     )
+
+
+def _file_mask(data: xr.DataArray) -> tuple[str, list[int], int, bool] | None:
+    """The file ``data`` was read from (rioxarray's ``source``), the 0-based indexes of its data
+    bands, its band count and whether a mask or an alpha band hides pixels of its data bands;
+    None for an array read from no file, or one gone or unreadable since."""
+    source = data.encoding.get("source")
+    if not isinstance(source, str):
+        return None
+    try:
+        with rasterio.open(source) as src:
+            bands = data_bands(src)
+            return source, [band - 1 for band in bands], src.count, any(hides_pixels(src, b) for b in bands)
+    except (rasterio.errors.RasterioError, OSError):
+        return None
+
+
+def _hides_pixels(data: xr.DataArray) -> bool:
+    """Whether the file ``data`` was read from hides pixels of its data bands with a mask or an
+    alpha band (:attr:`geosr.io.scene.Scene.masked`)."""
+    found = _file_mask(data)
+    return found is not None and found[3]
 
 
 def _model_for_workers(model: str | None) -> str | None:
@@ -554,8 +578,15 @@ def _georeferenced(
         # A masked read (open_rasterio(masked=True)): keep how it was stored, so that
         # to_raster writes the file's dtype and nodata again, not float32 with NaN.
         out = out.rio.write_nodata(source.rio.encoded_nodata, encoded=True)
+    elif stored is not None and stored[1] is not None:
+        # A masked read of a file without nodata, given one or masked: its NaN are written as it.
+        out = out.rio.write_nodata(stored[1], encoded=True)
     elif nodata is not None:
         out = out.rio.write_nodata(nodata, encoded=False)
+    elif stored is None and result.dtype.kind == "f":
+        # As the file job declares it for a float scene without nodata: its NaN (those of the
+        # input, its mask's) were written with no nodata, as data.
+        out = out.rio.write_nodata(np.nan, encoded=False)
     if stored is not None or source.rio.encoded_nodata is not None:  # a masked read, nodata or not
         kept = ("dtype", "rasterio_dtype", "scale_factor", "add_offset")
         out.encoding.update({k: source.encoding[k] for k in kept if k in source.encoding})
