@@ -603,6 +603,26 @@ def test_band_specific_model_refuses_its_bands_in_another_order(tmp_path: Path, 
     geosr.upscale(reordered, scale=2, model=str(weights))
 
 
+def test_bands_selected_from_a_file_are_checked_under_their_own_names(tmp_path: Path, make_raster) -> None:
+    """A band selection keeps open_rasterio's long_name in the file's order: the file's bands put
+    in the card's order with .sel(), as the line says to, were refused again with the same line,
+    and a file in the card's order scrambled by .sel() ran with every band in the wrong slot."""
+    model = trained_like()
+    weights, _ = save_weights(model, card_for(model, bands=["B2", "B3", "B4", "B8"]), tmp_path / "m")
+    reversed_bands = make_raster(
+        "b8432.tif", count=4, height=16, width=16, descriptions=("B8", "B4", "B3", "B2")
+    )
+    ordered = geosr.upscale(
+        rioxarray.open_rasterio(reversed_bands).sel(band=[4, 3, 2, 1]), scale=2, model=str(weights)
+    )
+    assert ordered.attrs["long_name"] == ("B2", "B3", "B4", "B8")
+    in_order = make_raster("b2348.tif", count=4, height=16, width=16, descriptions=("B2", "B3", "B4", "B8"))
+    with pytest.raises(
+        InputError, match=r"expects bands B2,B3,B4,B8 in that order, the input's are B8,B4,B3,B2"
+    ):
+        geosr.upscale(rioxarray.open_rasterio(in_order).sel(band=[4, 3, 2, 1]), scale=2, model=str(weights))
+
+
 @pytest.mark.parametrize("given", ["m", "m.json"])
 def test_provenance_names_the_weights_file_however_given(tmp_path: Path, make_raster, given: str) -> None:
     """--model m (the stem) or m.json (the card) tagged the output 'tiny (m)' or 'tiny (m.json)'."""

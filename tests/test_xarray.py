@@ -466,3 +466,23 @@ def test_a_masked_read_of_a_file_without_nodata_declares_one_for_its_masked_pixe
         assert run.nodata is not None and np.array_equal(lazy.nodata, run.nodata, equal_nan=True)
         assert lazy.read(1, masked=True).mask.sum() == 10 * 25 * 4
         np.testing.assert_array_equal(lazy.read(), run.read())
+
+
+def test_a_selection_of_a_files_bands_keeps_their_own_names_and_units(make_raster, tmp_path: Path) -> None:
+    """open_rasterio's long_name and units stay the file's after .sel(band=...): the result of
+    two bands reversed carried the names in the file's order, which to_raster wrote as the
+    wrong bands' descriptions, and that of one band failed in to_raster (more names than bands)."""
+    src = make_raster(count=3, height=20, width=24, nodata=0, descriptions=("B02", "B03", "B04"))
+    with rasterio.open(src, "r+") as f:
+        f.units = ("DN", "DN", "W")
+    data = rioxarray.open_rasterio(src)
+    for bands, names, units in [
+        ([3, 1], ("B04", "B02"), ("W", "DN")),
+        ([3], ("B04",), "W"),
+        (3, ("B04",), "W"),
+    ]:
+        sr = geosr.upscale(data.sel(band=bands), scale=2, model="bicubic")
+        assert sr.attrs["units"] == units, bands
+        sr.rio.to_raster(tmp_path / "lazy.tif")
+        with rasterio.open(tmp_path / "lazy.tif") as f:
+            assert f.descriptions == names, bands

@@ -9,6 +9,7 @@ the graph.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
@@ -223,7 +224,9 @@ def upscale(
         raise _unknown(opts.model)
     flat = isinstance(data, xr.DataArray) and data.ndim == 2
     data = _checked(data)
-    _warn_of_file_mask(data)
+    source = _source_file(data)
+    _warn_of_file_mask(data, source)
+    data = _attrs_of_its_bands(data, source)
     data = data.rio.set_spatial_dims(y_dim=data.dims[1], x_dim=data.dims[2])  # lat/lon too
     grid = _grid_of(data)
     given = nodata is not None
@@ -268,7 +271,11 @@ def upscale(
     valid = valid_mask(sample, nodata)
     if not valid.any():
         raise InputError("every pixel of the DataArray is nodata; nothing to super-resolve")
-    if stored is not None and stored[1] is None and (_hides_pixels(data) or np.isnan(sample).any()):
+    if (
+        stored is not None
+        and stored[1] is None
+        and ((source is not None and source.hidden) or np.isnan(sample).any())
+    ):
         # A masked read of a file without nodata whose mask hides pixels: they are NaN, which
         # to_raster cast into the file's integer type with no nodata declared, so they were
         # data in the file. They are marked with the value the file job gives such a scene.
@@ -336,52 +343,97 @@ def upscale(
     return out.isel({out.dims[0]: 0}, drop=True) if flat else out
 
 
-def _warn_of_file_mask(data: xr.DataArray) -> None:
-    """Warn, in one line, when ``data`` was read from a file (rioxarray's ``source``) whose mask
-    or alpha band hides pixels that ``data`` does not mark: a read without ``masked=True``, or
-    one that holds the alpha band.  geosr run leaves those pixels nodata and keeps them out of
-    the normalisation; ``upscale`` cannot see the mask, and its result differed from the file
-    job's by up to the whole range (4055 DN of a uint16 scene with an internal mask)."""
-    found = _file_mask(data)
-    if found is None:
-        return
-    source, keep, count, hidden = found
-    raw = "dtype" not in data.encoding  # masked=True and mask_and_scale=True record the stored dtype
-    with_alpha = len(keep) < count and data.shape[0] == count
-    if not (hidden and raw) and not with_alpha:
-        return
-    fixes = ["open it with rioxarray.open_rasterio(..., masked=True)"] if hidden and raw else []
-    if with_alpha:
-        fixes.append(f"leave out its alpha band (.isel({data.dims[0]}={keep}))")
-    warnings.warn(
-        GeosrWarning(
-            f"{source} hides pixels with a mask or an alpha band, which this DataArray does not mark: "
-            f"they are super-resolved as data, where geosr run leaves them nodata; {' and '.join(fixes)}"
-        ),
-        stacklevel=3,
-    )
+@dataclasses.dataclass(frozen=True)
+class SourceFile:
+    """What the file a DataArray was read from (rioxarray's ``source`` encoding) says of its bands."""
+
+    path: str
+    count: int
+    data_bands: tuple[int, ...]
+    """0-based indexes of the bands that hold data: all but alpha bands."""
+    hidden: bool
+    """Whether a mask or an alpha band hides pixels of its data bands (:attr:`Scene.masked`)."""
+    band_attrs: dict[str, tuple[object, ...]]
+    """Its bands' descriptions, units, scales and offsets under open_rasterio's attribute names."""
 
 
-def _file_mask(data: xr.DataArray) -> tuple[str, list[int], int, bool] | None:
-    """The file ``data`` was read from (rioxarray's ``source``), the 0-based indexes of its data
-    bands, its band count and whether a mask or an alpha band hides pixels of its data bands;
-    None for an array read from no file, or one gone or unreadable since."""
+def _source_file(data: xr.DataArray) -> SourceFile | None:
+    """The file ``data`` was read from; None for an array read from no file, or one gone or
+    unreadable since (the DataArray then says what it holds)."""
     source = data.encoding.get("source")
     if not isinstance(source, str):
         return None
     try:
         with rasterio.open(source) as src:
             bands = data_bands(src)
-            return source, [band - 1 for band in bands], src.count, any(hides_pixels(src, b) for b in bands)
+            return SourceFile(
+                path=source,
+                count=src.count,
+                data_bands=tuple(band - 1 for band in bands),
+                hidden=any(hides_pixels(src, band) for band in bands),
+                band_attrs={
+                    "long_name": src.descriptions,
+                    "units": src.units,
+                    "scales": src.scales,
+                    "offsets": src.offsets,
+                },
+            )
     except (rasterio.errors.RasterioError, OSError):
         return None
 
 
-def _hides_pixels(data: xr.DataArray) -> bool:
-    """Whether the file ``data`` was read from hides pixels of its data bands with a mask or an
-    alpha band (:attr:`geosr.io.scene.Scene.masked`)."""
-    found = _file_mask(data)
-    return found is not None and found[3]
+def _warn_of_file_mask(data: xr.DataArray, source: SourceFile | None) -> None:
+    """Warn, in one line, when ``data`` was read from a file whose mask or alpha band hides
+    pixels that ``data`` does not mark: a read without ``masked=True``, or one that holds the
+    alpha band.  geosr run leaves those pixels nodata and keeps them out of the normalisation;
+    ``upscale`` cannot see the mask, and its result differed from the file job's by up to the
+    whole range (4055 DN of a uint16 scene with an internal mask)."""
+    if source is None:
+        return
+    raw = "dtype" not in data.encoding  # masked=True and mask_and_scale=True record the stored dtype
+    with_alpha = len(source.data_bands) < source.count and data.shape[0] == source.count
+    if not (source.hidden and raw) and not with_alpha:
+        return
+    fixes = ["open it with rioxarray.open_rasterio(..., masked=True)"] if source.hidden and raw else []
+    if with_alpha:
+        fixes.append(f"leave out its alpha band (.isel({data.dims[0]}={list(source.data_bands)}))")
+    warnings.warn(
+        GeosrWarning(
+            f"{source.path} hides pixels with a mask or an alpha band, which this DataArray does not "
+            "mark: they are super-resolved as data, where geosr run leaves them nodata; "
+            + " and ".join(fixes)
+        ),
+        stacklevel=3,
+    )
+
+
+def _attrs_of_its_bands(data: xr.DataArray, source: SourceFile | None) -> xr.DataArray:
+    """``data`` with the band names, units, scales and offsets of the bands it holds.
+
+    A selection of open_rasterio's bands (``.sel(band=[4, 3, 2, 1])``, as the line for bands
+    in another order than the model's says to do) keeps the file's attributes, in the file's
+    order: the same line came again, and bands scrambled from the model's order ran with
+    their names unchanged, which to_raster then wrote as the output's band descriptions (a
+    subset failed there: rioxarray refuses more names than bands).  The file's own values are
+    picked by the band labels (1-based, as open_rasterio numbers them); attributes set by the
+    caller, which differ from the file's, are theirs.
+    """
+    band = data.dims[0]
+    if source is None or band not in data.coords:
+        return data
+    labels = np.asarray(data.coords[band].values)
+    if labels.dtype.kind not in "iu" or not ((labels >= 1) & (labels <= source.count)).all():
+        return data
+    if labels.tolist() == list(range(1, source.count + 1)):
+        return data  # all of them, in the file's order
+    picked: dict[str, object] = {}
+    for name, values in source.band_attrs.items():
+        given = data.attrs.get(name)
+        if isinstance(given, (tuple, list)) and tuple(given) == tuple(values):
+            chosen = tuple(values[i - 1] for i in labels)
+            # One band's as open_rasterio gives a one-band file's: the value itself.
+            picked[name] = chosen[0] if len(chosen) == 1 else chosen
+    return data.assign_attrs(picked) if picked else data
 
 
 def _model_for_workers(model: str | None) -> str | None:
