@@ -308,6 +308,16 @@ def test_scalar_coordinates_and_those_along_the_leading_dimension_carry_over() -
     assert one.dims == ("y", "x") and one["time"].values == times[1] and one["cloud"].item() == 0.5
 
 
+def test_a_band_taken_alone_keeps_its_label(make_raster) -> None:
+    """da.sel(band=2) holds its band as a scalar coordinate, which the result dropped (the date
+    of cube.isel(time=0) stayed): bands super-resolved one at a time and xr.concat'ed along
+    'band' came back without their labels."""
+    data = rioxarray.open_rasterio(make_raster(count=2, height=20, width=24, nodata=0))
+    parts = [geosr.upscale(data.sel(band=b), scale=2, model="bicubic") for b in (2, 1)]
+    assert parts[0].dims == ("y", "x") and parts[0]["band"].item() == 2
+    assert xr.concat(parts, dim="band")["band"].values.tolist() == [2, 1]
+
+
 def test_a_file_not_yet_read_is_not_read_whole_by_the_call(make_raster, tmp_path: Path) -> None:
     """open_rasterio without chunks is lazy: the call read the whole file into memory (and
     left it loaded in the caller's DataArray), 288 MB at once for a 4 x 6000^2 uint16 scene;

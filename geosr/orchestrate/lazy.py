@@ -223,6 +223,8 @@ def upscale(
 
         raise _unknown(opts.model)
     flat = isinstance(data, xr.DataArray) and data.ndim == 2
+    # The scalar coordinate of a band taken alone (da.sel(band=2)), which becomes _checked's band.
+    labelled = flat and "band" in data.coords
     data = _checked(data)
     source = _source_file(data)
     _warn_of_file_mask(data, source)
@@ -339,8 +341,9 @@ def upscale(
     if units is not None and {"scales", "offsets"} & set(data.encoding):
         # Those of the bands kept, for to_raster to write (the encoding lists the file's).
         out.encoding.update(scales=tuple(units[0].tolist()), offsets=tuple(units[1].tolist()))
-    # A 2-D input gets no dimension it did not have: _checked's band was only for the kernels.
-    return out.isel({out.dims[0]: 0}, drop=True) if flat else out
+    # A 2-D input gets no dimension it did not have: _checked's band was only for the kernels;
+    # its label, the scalar coordinate of da.sel(band=2), stays (as cube.isel(time=0)'s date).
+    return out.isel({out.dims[0]: 0}, drop=not labelled) if flat else out
 
 
 @dataclasses.dataclass(frozen=True)
