@@ -610,8 +610,10 @@ def _georeferenced(
     h, w = grid.shape.yx
     t = grid.transform
     if grid.axis_aligned:
-        x = t.c + t.a * (np.arange(w) + 0.5)
-        y = t.f + t.e * (np.arange(h) + 0.5)
+        # odc-geo's pixel centres, which rioxarray computes alike (open_rasterio, reproject_match)
+        # and geosr's Zarr output writes: t.c + t.a * (i + 0.5) differed from them in the last bit
+        # (x3, or a 0.3 m grid), and sr - open_rasterio(geosr run's output) aligned 66 of 99 rows.
+        y, x = (axis.values for axis in grid.coordinates.values())
     else:  # no 1-D coordinates describe a rotated grid: pixel indices, as rioxarray gives
         x, y = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
     # The source's own names (time, lat, lon...) and its leading coordinate (the
