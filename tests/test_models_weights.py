@@ -652,3 +652,24 @@ def test_weights_saved_again_under_their_path_are_the_ones_upscale_runs(tmp_path
     with rasterio.open(ran) as f:
         np.testing.assert_array_equal(after, f.read())
     assert (after != before).any()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "tags", "masked"), [("uint16", {}, True), ("float32", {"GEOSR_UNITS_DTYPE": "uint16"}, False)]
+)
+def test_upscale_divides_by_the_units_of_the_files_integers_for_a_dtype_range_model(
+    tmp_path: Path, make_raster, dtype: str, tags: dict[str, str], masked: bool
+) -> None:
+    """A dtype-range model divides uint16 DN by 10000: geosr.upscale divided the floats of a
+    masked read (open_rasterio(masked=True), which the README advises for masked files), and a
+    float raster whose GEOSR_UNITS_DTYPE tag says uint16, by a float's 1, and its pixels were up
+    to 5570 DN from the file job's."""
+    model = trained_like()
+    weights, _ = save_weights(model, card_for(model), tmp_path / "m")  # dtype-range
+    src = make_raster(count=1, height=24, width=28, dtype=dtype, nodata=0, tags=tags)
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model=str(weights), precision="fp32")
+    data = rioxarray.open_rasterio(src, masked=masked)
+    sr = geosr.upscale(data, scale=2, model=str(weights), precision="fp32")
+    sr.rio.to_raster(tmp_path / "lazy.tif")
+    with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
+        np.testing.assert_array_equal(lazy.read(), run.read())

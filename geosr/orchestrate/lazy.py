@@ -38,6 +38,7 @@ from geosr.normalise import (
     Normalisation,
     normalisation_from_card,
     scene_normalisation,
+    units_dtype,
     valid_mask,
 )
 from geosr.options import DEFAULT_TILE, RunOptions
@@ -285,7 +286,9 @@ def upscale(
     norm = scene_normalisation(
         sample,
         valid,
-        dtype=data.dtype.name,
+        # The units of the file's integers behind a masked or decoded read (floats), as the file
+        # job has them: a dtype-range model divided uint16 DN by a float's 1, not by 10000.
+        dtype=stored[0] if stored is not None else units_dtype(data.dtype.name, _string_attrs(data)),
         source=f"DataArray {data.name!r}" if data.name is not None else "the DataArray",
         **normalisation_from_card(net.card.normalisation),
     )
@@ -463,6 +466,11 @@ def _own_nodata(data: xr.DataArray) -> float | None:
             "value; give the right one with nodata=, or drop it (data.attrs.pop('_FillValue'))"
         ) from None
     return None if value is None else float(value)
+
+
+def _string_attrs(data: xr.DataArray) -> dict[str, str]:
+    """``data``'s attributes that are strings: the file's tags, as open_rasterio keeps them."""
+    return {str(k): v for k, v in data.attrs.items() if isinstance(v, str)}
 
 
 def _band_names(data: xr.DataArray) -> tuple[object, ...]:
