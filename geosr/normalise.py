@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -86,6 +86,15 @@ class Normalisation:
         off = np.asarray(self.offset, np.float64).reshape(shape)
         sc = np.asarray(self.scale, np.float64).reshape(shape)
         return off, sc
+
+    def with_add_offset(self, add_offset: tuple[float, ...] | None) -> Normalisation:
+        """This normalisation for stored numbers that ``add_offset`` (Sentinel-2 ``BOA_ADD_OFFSET``,
+        per band) turns into physical units, as ``dtype-range`` models expect them:
+        ``(DN + offset) / 10000``.  Percentile normalisation is unaffected by an additive offset
+        by construction, and returned as it is, as is any for ``add_offset`` None."""
+        if add_offset is None or self.method != "dtype-range":
+            return self
+        return replace(self, offset=tuple(-float(o) for o in add_offset))
 
     def to_tags(self) -> dict[str, str]:
         """Provenance tags describing this normalisation."""

@@ -326,6 +326,4 @@ def normalisation_for(
         source=scene.path,
         **normalisation_from_card(card_normalisation),
     )
-    if add_offset is not None and norm.method == "dtype-range":
-        norm = dataclasses.replace(norm, offset=tuple(-float(o) for o in add_offset))
-    return norm
+    return norm.with_add_offset(add_offset)

@@ -673,3 +673,22 @@ def test_upscale_divides_by_the_units_of_the_files_integers_for_a_dtype_range_mo
     sr.rio.to_raster(tmp_path / "lazy.tif")
     with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
         np.testing.assert_array_equal(lazy.read(), run.read())
+
+
+def test_upscale_adds_each_bands_boa_offset_for_a_dtype_range_model(tmp_path: Path, make_raster) -> None:
+    """Sentinel-2 L2A since baseline 04.00 stores reflectance + 1000 (BOA_ADD_OFFSET -1000), which
+    geosr run takes off for a dtype-range model and geosr.upscale did not: its pixels were up to
+    193 DN from the file job's.  Band tags, which open_rasterio drops, count too, for the bands
+    selected."""
+    model = trained_like()
+    weights, _ = save_weights(model, card_for(model), tmp_path / "m")  # dtype-range
+    src = make_raster(count=2, height=24, width=28, nodata=0)
+    with rasterio.open(src, "r+") as f:
+        f.update_tags(1, BOA_ADD_OFFSET="-1000")
+        f.update_tags(2, BOA_ADD_OFFSET="-400")
+    data = rioxarray.open_rasterio(src)
+    common = {"scale": 2, "model": str(weights), "precision": "fp32"}
+    for bands, lazy in (("1,2", data), ("2", data.sel(band=[2]))):
+        ran = geosr.upscale_file(src, tmp_path / "run.tif", bands=bands, overwrite=True, **common)
+        with rasterio.open(ran) as run:
+            np.testing.assert_array_equal(geosr.upscale(lazy, **common).values, run.read())

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from geosr.errors import InputError, OptionError
 from geosr.io.scene import Scene, nodata_fields
@@ -173,25 +173,40 @@ def _refuse_repeats(scene: Scene, items: Sequence[str | int], indexes: Sequence[
 def reflectance_offset(scene: Scene, override: float | None = None) -> tuple[float, ...] | None:
     """The additive offset per band (``BOA_ADD_OFFSET``), or None when the scene has none.
 
-    Looked up, per band, in the band's tags, then in dataset tags keyed by the
-    band's name (``BOA_ADD_OFFSET_B04``), then in a dataset-wide tag.
-    ``override`` (``--offset``) applies to every band.
+    Looked up as :func:`band_offsets` says, in the scene's tags.  ``override`` (``--offset``)
+    applies to every band.
     """
     if override is not None:
         if not math.isfinite(override):
             raise OptionError(f"--offset {override} is not a finite number; give the offset, e.g. -1000")
         return (float(override),) * scene.count
+    return band_offsets(scene.path, scene.tags, scene.band_tags, scene.descriptions, scene.count)
+
+
+def band_offsets(
+    path: object,
+    tags: Mapping[str, str],
+    band_tags: Sequence[Mapping[str, str]],
+    descriptions: Sequence[str | None],
+    count: int,
+) -> tuple[float, ...] | None:
+    """The additive offset of each of ``count`` bands (``BOA_ADD_OFFSET``), or None when none has one.
+
+    Looked up, per band, in the band's tags, then in dataset ``tags`` keyed by the band's
+    name (``BOA_ADD_OFFSET_B04``), then in a dataset-wide tag.  ``band_tags`` and
+    ``descriptions`` may be empty (none known); ``path`` names the raster in the error.
+    """
     by_name: dict[str, str] = {}
-    for key, text in scene.tags.items():
+    for key, text in tags.items():
         if key.upper().startswith(OFFSET_TAG + "_"):
             by_name[canonical_band_name(key[len(OFFSET_TAG) + 1 :])] = text
-    dataset = scene.tags.get(OFFSET_TAG)
+    dataset = tags.get(OFFSET_TAG)
     offsets: list[float] = []
     found = False
-    for band in range(scene.count):
-        tags = scene.band_tags[band] if scene.band_tags else {}
-        description = scene.descriptions[band] if scene.descriptions else None
-        value = tags.get(OFFSET_TAG)
+    for band in range(count):
+        own = band_tags[band] if band_tags else {}
+        description = descriptions[band] if descriptions else None
+        value = own.get(OFFSET_TAG)
         if value is None and description:
             value = by_name.get(canonical_band_name(description))
         if value is None:
@@ -203,8 +218,6 @@ def reflectance_offset(scene: Scene, override: float | None = None) -> tuple[flo
         except ValueError:
             offset = math.nan
         if not math.isfinite(offset):  # "nan" and "inf" parse, but are no offset
-            raise InputError(
-                f"{scene.path}: {OFFSET_TAG} {value!r} is not a number; pass --offset to override it"
-            )
+            raise InputError(f"{path}: {OFFSET_TAG} {value!r} is not a number; pass --offset to override it")
         offsets.append(offset)
     return tuple(offsets) if found else None

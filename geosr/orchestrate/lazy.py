@@ -28,7 +28,7 @@ from odc.geo.geobox import GeoBox
 from geosr.api import model_label
 from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError, python_api
 from geosr.grid import scaled
-from geosr.io.bands import check_band_layout
+from geosr.io.bands import band_offsets, check_band_layout
 from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, data_bands, fill_value, hides_pixels, sample_step
 from geosr.io.sink import check_nodata_of
 from geosr.io.zarr_scene import array_transform, check_evenly_spaced, variable_crs
@@ -291,7 +291,7 @@ def upscale(
         dtype=stored[0] if stored is not None else units_dtype(data.dtype.name, _string_attrs(data)),
         source=f"DataArray {data.name!r}" if data.name is not None else "the DataArray",
         **normalisation_from_card(net.card.normalisation),
-    )
+    ).with_add_offset(_add_offsets(data, source))
 
     if min(h, w) <= halo:
         # Too small for Dask's overlap (depth must not exceed a chunk): one padded block.
@@ -361,6 +361,8 @@ class SourceFile:
     """Whether a mask or an alpha band hides pixels of its data bands (:attr:`Scene.masked`)."""
     band_attrs: dict[str, tuple[object, ...]]
     """Its bands' descriptions, units, scales and offsets under open_rasterio's attribute names."""
+    add_offsets: tuple[float, ...] | None
+    """Its bands' ``BOA_ADD_OFFSET`` (:func:`geosr.io.bands.band_offsets`), None if it has none."""
 
 
 def _source_file(data: xr.DataArray) -> SourceFile | None:
@@ -383,6 +385,9 @@ def _source_file(data: xr.DataArray) -> SourceFile | None:
                     "scales": src.scales,
                     "offsets": src.offsets,
                 },
+                add_offsets=band_offsets(
+                    source, src.tags(), [src.tags(b) for b in src.indexes], src.descriptions, src.count
+                ),
             )
     except (rasterio.errors.RasterioError, OSError):
         return None
@@ -424,22 +429,44 @@ def _attrs_of_its_bands(data: xr.DataArray, source: SourceFile | None) -> xr.Dat
     picked by the band labels (1-based, as open_rasterio numbers them); attributes set by the
     caller, which differ from the file's, are theirs.
     """
-    band = data.dims[0]
-    if source is None or band not in data.coords:
-        return data
-    labels = np.asarray(data.coords[band].values)
-    if labels.dtype.kind not in "iu" or not ((labels >= 1) & (labels <= source.count)).all():
-        return data
-    if labels.tolist() == list(range(1, source.count + 1)):
-        return data  # all of them, in the file's order
+    indexes = _file_bands(data, source.count) if source is not None else None
+    if source is None or indexes is None or indexes == list(range(source.count)):
+        return data  # not a file's, or all of its bands in its order
     picked: dict[str, object] = {}
     for name, values in source.band_attrs.items():
         given = data.attrs.get(name)
         if isinstance(given, (tuple, list)) and tuple(given) == tuple(values):
-            chosen = tuple(values[i - 1] for i in labels)
+            chosen = tuple(values[i] for i in indexes)
             # One band's as open_rasterio gives a one-band file's: the value itself.
             picked[name] = chosen[0] if len(chosen) == 1 else chosen
     return data.assign_attrs(picked) if picked else data
+
+
+def _file_bands(data: xr.DataArray, count: int) -> list[int] | None:
+    """The 0-based indexes, in a file of ``count`` bands, of the bands ``data`` holds, from its band
+    labels (1-based, as open_rasterio numbers them); None where the labels are no such numbers."""
+    band = data.dims[0]
+    labels = np.asarray(data.coords[band].values) if band in data.coords else np.array([])
+    if labels.size != data.shape[0] or labels.dtype.kind not in "iu":
+        return None
+    if not ((labels >= 1) & (labels <= count)).all():
+        return None
+    return [int(label) - 1 for label in labels]
+
+
+def _add_offsets(data: xr.DataArray, source: SourceFile | None) -> tuple[float, ...] | None:
+    """Each band's ``BOA_ADD_OFFSET`` (Sentinel-2 L2A since processing baseline 04.00), as geosr run
+    finds it in the file ``data`` was read from (in its band tags too, which open_rasterio does not
+    keep), else in ``data``'s attributes; None where there is none.  geosr.upscale left it out, and
+    a dtype-range model's pixels were up to 193 DN from the file job's."""
+    if source is not None:
+        indexes = _file_bands(data, source.count)
+        if source.add_offsets is None or indexes is None:
+            return None
+        return tuple(source.add_offsets[i] for i in indexes)
+    tags = {str(k): str(v) for k, v in data.attrs.items() if isinstance(v, (str, int, float))}
+    names = [str(name) for name in _band_names(data)]
+    return band_offsets("the DataArray", tags, (), names, data.shape[0])
 
 
 def _model_for_workers(model: str | None) -> str | None:
