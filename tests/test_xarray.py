@@ -519,3 +519,16 @@ def test_pixel_centres_are_those_rioxarray_reads_from_the_file_jobs_output(
     np.testing.assert_array_equal(sr.x, run.x)
     np.testing.assert_array_equal(sr.y, run.y)
     assert (sr - run).shape == sr.shape == (1, 99, 123)
+
+
+def test_to_raster_without_recalculating_writes_the_file_jobs_transform(make_raster, tmp_path: Path) -> None:
+    """The README's advice: rioxarray's to_raster recalculates the transform from the pixel
+    centres by default, which moved a 150.0208913649025 m pixel to 150.02089136490235 m; with
+    recalc_transform=False the result's own, geosr run's, is written to the last bit."""
+    transform = Affine(300.0379266750948, 0.0, 101985.0, 0.0, -300.041782729805, 2826915.0)
+    src = make_raster(count=1, height=30, width=40, transform=transform)
+    sr = geosr.upscale(rioxarray.open_rasterio(src), scale=2, model="bicubic")
+    sr.rio.to_raster(tmp_path / "lazy.tif", recalc_transform=False)
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic")
+    with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
+        assert lazy.transform == run.transform == sr.rio.transform()
