@@ -17,6 +17,8 @@ from affine import Affine
 from numpy.typing import DTypeLike
 from odc.geo import CRS
 from odc.geo.geobox import GeoBox
+from odc.geo.overlap import compute_reproject_roi
+from odc.geo.types import NormalizedROI
 from pyproj.exceptions import CRSError
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
@@ -127,6 +129,33 @@ def window_grid(grid: GeoBox, row: int, col: int, height: int, width: int) -> Ge
     """
     transform: Affine = grid.transform @ Affine.translation(col, row)
     return GeoBox((height, width), transform, grid.crs)
+
+
+def source_roi(source: GeoBox, target: GeoBox, padding: int) -> NormalizedROI:
+    """The rows and columns of ``source`` that a warp onto ``target`` reads, with ``padding``
+    pixels around them (clipped to ``source``; empty slices where nothing maps).
+
+    odc-geo's ``compute_reproject_roi``, also for a lon/lat ``source`` whose longitudes run past
+    180 (179.8 to 180.3, or a grid from 0 to 360): ``target``'s footprint comes to it at
+    -179.9, not 180.1, and the region was empty, so a paired HR raster so placed was 'nodata or
+    NaN wherever it overlaps' its LR, and such a ``--frame`` was never fused, without a word.
+    The same pixels placed a turn of longitude west or east are tried too (GDAL's warper,
+    which the pixels go through next, places the target on the source's turn itself).
+    """
+    best = compute_reproject_roi(source, target, padding=padding).roi_src
+    if source.crs is None or not source.crs.geographic:
+        return best
+    for turn in (-360.0, 360.0):
+        turned = GeoBox(source.shape, Affine.translation(turn, 0) @ source.transform, source.crs)
+        roi = compute_reproject_roi(turned, target, padding=padding).roi_src
+        if _pixels(roi) > _pixels(best):
+            best = roi
+    return best
+
+
+def _pixels(roi: NormalizedROI) -> int:
+    rows, cols = roi
+    return max(rows.stop - rows.start, 0) * max(cols.stop - cols.start, 0)
 
 
 def warp_onto(

@@ -315,3 +315,31 @@ def test_a_frame_without_a_valid_pixel_is_left_out_with_a_warning(make_raster, t
         out = geosr.upscale_file(ref, tmp_path / "o.tif", frames=(str(empty), str(d3)))
     with rasterio.open(out) as f:
         assert f.tags()["GEOSR_FRAMES"] == "d3.tif"
+
+
+def test_a_frame_in_lonlat_past_180_is_read_as_it_is_a_turn_west(make_raster, tmp_path: Path) -> None:
+    """A frame on longitudes past 180 over a reference in UTM zone 60S, east of the antimeridian,
+    was never fused (its region of the file was empty), and nothing said so."""
+    from rasterio.warp import calculate_default_transform, reproject
+
+    ref = make_raster("ref.tif", crs="EPSG:32760", transform=Affine(20, 0, 833000, 0, -20, 8230000))
+    with rasterio.open(ref) as src:
+        t, w, h = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds)
+        moved = np.zeros((1, h, w), np.float32)
+        reproject(
+            src.read(),
+            moved,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=t,
+            dst_crs="EPSG:4326",
+        )
+    assert t.c < -179
+    reference, window = open_scene(ref), Window(10, 12, 16, 16)
+    west, east = (
+        open_scene(make_raster(name, data=moved, crs="EPSG:4326", transform=Affine.translation(turn, 0) @ t))
+        for name, turn in (("west.tif", 0), ("east.tif", 360))
+    )
+    want = read_frame_window(west, reference, window)
+    assert np.isfinite(want).all()
+    np.testing.assert_array_equal(read_frame_window(east, reference, window), want)

@@ -465,3 +465,21 @@ def test_a_netcdf_on_latitude_longitude_pairs_as_geosr_run_reads_it(tmp_path, ma
     )  # fmt: skip
     pair = coregister(tmp_path / "lr.nc", hr, 2, match_histograms=False, correct_shift=False)
     assert np.isfinite(pair.hr[:, 2:-2, 2:-2]).all()
+
+
+def test_an_hr_in_lonlat_past_180_pairs_as_it_does_a_turn_west(tmp_path: Path) -> None:
+    """An HR on longitudes 180.11 to 180.13 (a grid from 0 to 360, cut) over an LR in UTM zone
+    60S, east of the antimeridian: it was 'nodata or NaN wherever it overlaps' the LR."""
+    lr_grid = Affine(20.0, 0.0, 833000.0, 0.0, -20.0, 8230000.0)
+    lr = _write(tmp_path / "lr.tif", _texture(32, 32)[None], lr_grid, "EPSG:32760")
+    west = _in_lonlat(lr, tmp_path / "west.tif")  # longitudes from -179.89
+    with rasterio.open(west) as src:
+        assert src.bounds.right < -179
+        east = _write(
+            tmp_path / "east.tif", src.read(), Affine.translation(360, 0) @ src.transform, "EPSG:4326"
+        )
+    grid = read_raster(lr).grid
+    want = reproject_onto_lr_grid(west, grid, 1)
+    got = reproject_onto_lr_grid(east, grid, 1)
+    assert np.isfinite(want).mean() > 0.9
+    np.testing.assert_array_equal(got, want)

@@ -14,13 +14,12 @@ import dataclasses
 
 import numpy as np
 from odc.geo.geobox import GeoBox
-from odc.geo.overlap import compute_reproject_roi
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 
 from geosr.aoi import file_grid
 from geosr.errors import InputError
-from geosr.grid import warp_onto, window_grid
+from geosr.grid import source_roi, warp_onto, window_grid
 from geosr.io.bands import canonical_band_name, select_bands
 from geosr.io.scene import Scene, _mirror, _read_inside, exact_float, read_window
 from geosr.tiling import Window
@@ -121,7 +120,7 @@ def _warped(frame: Scene, target: GeoBox) -> np.ndarray:
     whose red alone was the colour's in red, and a netCDF's ``missing_value`` pixels were data.
     """
     source = file_grid(frame)
-    rows, cols = compute_reproject_roi(source, target, padding=READ_PADDING).roi_src
+    rows, cols = source_roi(source, target, padding=READ_PADDING)
     dtype = exact_float(np.dtype(frame.dtype))
     if rows.stop <= rows.start or cols.stop <= cols.start:  # the frame does not reach this window
         return np.full((frame.count, *target.shape.yx), np.nan, dtype)

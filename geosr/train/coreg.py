@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from odc.geo.geobox import GeoBox
-from odc.geo.overlap import compute_reproject_roi
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geosr.errors import InputError
-from geosr.grid import scaled, warp_onto
+from geosr.grid import scaled, source_roi, warp_onto
 from geosr.io.scene import (
     check_georeferenced,
     check_input_exists,
@@ -111,7 +110,7 @@ def read_raster(
         window = None
         if within is not None:
             check_transformable(path, grid, within)
-            rows, cols = compute_reproject_roi(grid, within, padding=READ_PADDING).roi_src
+            rows, cols = source_roi(grid, within, padding=READ_PADDING)
             grid = grid[rows, cols]
             window = Window.from_slices(rows, cols)
         try:
