@@ -22,6 +22,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
+from geosr.aoi import on_the_grids_turn
 from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
 from geosr.io.bands import canonical_band_name
@@ -97,8 +98,10 @@ def _pixel_box(grid: GeoBox, target: GeoBox) -> tuple[float, float, float, float
     """``target``'s footprint in (fractional) pixels of ``grid``: col0, row0, col1, row1."""
     bounds = target.boundingbox
     if grid.crs is not None and target.crs is not None and grid.crs != target.crs:
-        # The corners must be in the grid's CRS before its inverse transform applies.
-        bounds = target.extent.to_crs(grid.crs).boundingbox
+        # The corners must be in the grid's CRS before its inverse transform applies, and on a
+        # lon/lat grid's turn of longitude: a reference on longitudes past 180 (180.1) under a
+        # UTM output across the antimeridian was said not to overlap it (-179.9).
+        bounds = on_the_grids_turn(target.extent.to_crs(grid.crs), grid).boundingbox
     left, bottom, right, top = bounds
     inverse = ~grid.transform
     corners = [inverse @ (x, y) for x in (left, right) for y in (bottom, top)]
