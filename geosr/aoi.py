@@ -80,6 +80,14 @@ def on_the_grids_turn(local: Geometry, grid: GeoBox) -> Geometry:
     return Geometry(within_a_turn(local.geom, (minx + maxx) / 2), local.crs)
 
 
+def footprints_overlap(grid: GeoBox, other: GeoBox) -> bool:
+    """Whether ``grid``'s footprint meets ``other``'s, in ``other``'s CRS and on its turn of
+    longitude (:func:`on_the_grids_turn`): a UTM raster east of the antimeridian (-179.9) was
+    said not to overlap the same place on a lon/lat grid past 180 (180.1)."""
+    assert other.crs is not None  # rasters without a CRS are refused when opened
+    return bool(on_the_grids_turn(grid.extent.to_crs(other.crs), other).geom.intersects(other.extent.geom))
+
+
 def within_a_turn(geom: Any, centre: float) -> Any:
     """Lon/lat ``geom``'s area within 180 degrees of longitude ``centre``, each part taken
     at the turn of longitude that puts it there (an area may cover both ends of the span)."""

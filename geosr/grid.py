@@ -135,22 +135,28 @@ def source_roi(source: GeoBox, target: GeoBox, padding: int) -> NormalizedROI:
     """The rows and columns of ``source`` that a warp onto ``target`` reads, with ``padding``
     pixels around them (clipped to ``source``; empty slices where nothing maps).
 
-    odc-geo's ``compute_reproject_roi``, also for a lon/lat ``source`` whose longitudes run past
-    180 (179.8 to 180.3, or a grid from 0 to 360): ``target``'s footprint comes to it at
-    -179.9, not 180.1, and the region was empty, so a paired HR raster so placed was 'nodata or
-    NaN wherever it overlaps' its LR, and such a ``--frame`` was never fused, without a word.
-    The same pixels placed a turn of longitude west or east are tried too (GDAL's warper,
-    which the pixels go through next, places the target on the source's turn itself).
+    odc-geo's ``compute_reproject_roi``, also where either grid is in lon/lat on longitudes past
+    180 (179.8 to 180.3, or a grid from 0 to 360): the other's footprint comes to it at -179.9,
+    not 180.1, and the region was empty, so a paired HR raster so placed was 'nodata or NaN
+    wherever it overlaps' its LR, and such a ``--frame`` was never fused, without a word.  Such
+    a grid's pixels placed a turn of longitude west and east are tried too (GDAL's warper,
+    which the pixels go through next, puts the two on one turn itself).
     """
-    best = compute_reproject_roi(source, target, padding=padding).roi_src
-    if source.crs is None or not source.crs.geographic:
-        return best
-    for turn in (-360.0, 360.0):
-        turned = GeoBox(source.shape, Affine.translation(turn, 0) @ source.transform, source.crs)
-        roi = compute_reproject_roi(turned, target, padding=padding).roi_src
-        if _pixels(roi) > _pixels(best):
-            best = roi
-    return best
+    # The first of the largest: the grids as they are, unless a turn of one maps more pixels.
+    rois = (
+        compute_reproject_roi(s, t, padding=padding).roi_src for s in _turns(source) for t in _turns(target)
+    )
+    return max(rois, key=_pixels)
+
+
+def _turns(grid: GeoBox) -> list[GeoBox]:
+    """``grid``, and where it is in lon/lat past -180 or 180, the same pixels a turn west and east."""
+    left, _, right, _ = grid.extent.boundingbox
+    if grid.crs is None or not grid.crs.geographic or -180 <= min(left, right) <= max(left, right) <= 180:
+        return [grid]
+    return [grid] + [
+        GeoBox(grid.shape, Affine.translation(turn, 0) @ grid.transform, grid.crs) for turn in (-360.0, 360.0)
+    ]
 
 
 def _pixels(roi: NormalizedROI) -> int:

@@ -11,7 +11,7 @@ from affine import Affine
 
 import geosr
 from geosr.errors import GeosrWarning, InputError, OptionError
-from geosr.io.frames import read_frame_window
+from geosr.io.frames import check_frame, read_frame_window
 from geosr.io.scene import open_scene, read_window
 from geosr.normalise import Normalisation
 from geosr.temporal import stack_frames
@@ -317,13 +317,15 @@ def test_a_frame_without_a_valid_pixel_is_left_out_with_a_warning(make_raster, t
         assert f.tags()["GEOSR_FRAMES"] == "d3.tif"
 
 
-def test_a_frame_in_lonlat_past_180_is_read_as_it_is_a_turn_west(make_raster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("past_180", ["frame", "reference"])
+def test_a_scene_in_lonlat_past_180_is_read_as_it_is_a_turn_west(make_raster, past_180: str) -> None:
     """A frame on longitudes past 180 over a reference in UTM zone 60S, east of the antimeridian,
-    was never fused (its region of the file was empty), and nothing said so."""
+    was never fused (its region of the file was empty), and nothing said so; the other way round,
+    the frame was said not to overlap the reference."""
     from rasterio.warp import calculate_default_transform, reproject
 
-    ref = make_raster("ref.tif", crs="EPSG:32760", transform=Affine(20, 0, 833000, 0, -20, 8230000))
-    with rasterio.open(ref) as src:
+    utm = make_raster("utm.tif", crs="EPSG:32760", transform=Affine(20, 0, 833000, 0, -20, 8230000))
+    with rasterio.open(utm) as src:
         t, w, h = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds)
         moved = np.zeros((1, h, w), np.float32)
         reproject(
@@ -335,11 +337,14 @@ def test_a_frame_in_lonlat_past_180_is_read_as_it_is_a_turn_west(make_raster, tm
             dst_crs="EPSG:4326",
         )
     assert t.c < -179
-    reference, window = open_scene(ref), Window(10, 12, 16, 16)
-    west, east = (
-        open_scene(make_raster(name, data=moved, crs="EPSG:4326", transform=Affine.translation(turn, 0) @ t))
-        for name, turn in (("west.tif", 0), ("east.tif", 360))
-    )
-    want = read_frame_window(west, reference, window)
-    assert np.isfinite(want).all()
-    np.testing.assert_array_equal(read_frame_window(east, reference, window), want)
+
+    def frame_read(turn: float) -> np.ndarray:
+        lonlat = open_scene(
+            make_raster(f"{turn}.tif", data=moved, crs="EPSG:4326", transform=Affine.translation(turn, 0) @ t)
+        )
+        frame, reference = (lonlat, open_scene(utm)) if past_180 == "frame" else (open_scene(utm), lonlat)
+        return read_frame_window(check_frame(frame, reference), reference, Window(10, 12, 16, 16))
+
+    want = frame_read(0)
+    assert np.isfinite(want).mean() > 0.9
+    np.testing.assert_allclose(frame_read(360), want, rtol=1e-6, equal_nan=True)

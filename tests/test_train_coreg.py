@@ -11,7 +11,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from geosr.train.coreg import coregister, read_raster, reproject_onto_lr_grid
+from geosr.train.coreg import check_pair, coregister, read_raster, reproject_onto_lr_grid
 from geosr.train.degrade import area_downsample
 from geosr.train.registration import apply_shift, estimate_shift, histogram_match, phase_correlation
 from tests.conftest import UTM_TRANSFORM, real_file
@@ -467,19 +467,25 @@ def test_a_netcdf_on_latitude_longitude_pairs_as_geosr_run_reads_it(tmp_path, ma
     assert np.isfinite(pair.hr[:, 2:-2, 2:-2]).all()
 
 
-def test_an_hr_in_lonlat_past_180_pairs_as_it_does_a_turn_west(tmp_path: Path) -> None:
-    """An HR on longitudes 180.11 to 180.13 (a grid from 0 to 360, cut) over an LR in UTM zone
-    60S, east of the antimeridian: it was 'nodata or NaN wherever it overlaps' the LR."""
-    lr_grid = Affine(20.0, 0.0, 833000.0, 0.0, -20.0, 8230000.0)
-    lr = _write(tmp_path / "lr.tif", _texture(32, 32)[None], lr_grid, "EPSG:32760")
-    west = _in_lonlat(lr, tmp_path / "west.tif")  # longitudes from -179.89
+@pytest.mark.parametrize("past_180", ["hr", "lr"])
+def test_a_raster_in_lonlat_past_180_pairs_as_it_does_a_turn_west(tmp_path: Path, past_180: str) -> None:
+    """One raster of a pair on longitudes 180.11 to 180.13 (a grid from 0 to 360, cut), the
+    other in UTM zone 60S east of the antimeridian: the HR was 'nodata or NaN wherever it
+    overlaps' the LR, and 'does not overlap' it the other way round."""
+    utm_grid = Affine(20.0, 0.0, 833000.0, 0.0, -20.0, 8230000.0)
+    utm = _write(tmp_path / "utm.tif", _texture(32, 32)[None], utm_grid, "EPSG:32760")
+    west = _in_lonlat(utm, tmp_path / "west.tif")  # longitudes from -179.89
     with rasterio.open(west) as src:
         assert src.bounds.right < -179
         east = _write(
             tmp_path / "east.tif", src.read(), Affine.translation(360, 0) @ src.transform, "EPSG:4326"
         )
-    grid = read_raster(lr).grid
-    want = reproject_onto_lr_grid(west, grid, 1)
-    got = reproject_onto_lr_grid(east, grid, 1)
+
+    def paired(lonlat: Path) -> np.ndarray:
+        lr, hr = (utm, lonlat) if past_180 == "hr" else (lonlat, utm)
+        check_pair(lr, hr, 1)
+        return reproject_onto_lr_grid(hr, read_raster(lr).grid, 1)
+
+    want = paired(west)
     assert np.isfinite(want).mean() > 0.9
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(paired(east), want, rtol=1e-6, equal_nan=True)

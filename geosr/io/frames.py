@@ -17,7 +17,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 
-from geosr.aoi import file_grid
+from geosr.aoi import file_grid, footprints_overlap
 from geosr.errors import InputError
 from geosr.grid import source_roi, warp_onto, window_grid
 from geosr.io.bands import canonical_band_name, select_bands
@@ -40,9 +40,7 @@ def check_frame(frame: Scene, reference: Scene) -> Scene:
         return dataclasses.replace(
             frame, grid=reference.grid, origin=reference.origin, file_shape=reference.file_shape
         )
-    assert reference.grid.crs is not None  # open_scene refuses rasters without a CRS
-    overlap = frame.grid.extent.to_crs(reference.grid.crs).geom.intersects(reference.grid.extent.geom)
-    if not overlap:
+    if not footprints_overlap(frame.grid, reference.grid):
         raise InputError(
             f"{frame.path}: the frame does not overlap the reference scene {reference.path}; "
             "frames must be acquisitions of the same place"

@@ -23,6 +23,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from geosr.aoi import footprints_overlap
 from geosr.errors import InputError
 from geosr.grid import scaled, source_roi, warp_onto
 from geosr.io.scene import (
@@ -276,11 +277,6 @@ def check_transformable(path: str | Path, grid: GeoBox, onto: GeoBox) -> None:
         ) from None
 
 
-def _overlaps(hr_grid: GeoBox, lr_grid: GeoBox) -> bool:
-    assert lr_grid.crs is not None  # a pair raster without a CRS is refused when opened
-    return bool(hr_grid.extent.to_crs(lr_grid.crs).intersects(lr_grid.extent))
-
-
 def _no_overlap(hr_path: str | Path, lr_path: str | Path) -> str:
     return f"{hr_path} does not overlap {lr_path} (no valid HR pixel on the LR grid)"
 
@@ -290,7 +286,7 @@ def _nothing_valid(hr_path: str | Path, lr_path: str | Path, lr_grid: GeoBox) ->
     nodata or NaN all over the LR raster, which was told as 'does not overlap' too."""
     with rasterio.open(hr_path) as src:
         hr_grid = raster_grid(src)
-    if _overlaps(hr_grid, lr_grid):
+    if footprints_overlap(hr_grid, lr_grid):
         return (
             f"{hr_path} is nodata or NaN wherever it overlaps {lr_path}: no valid HR pixel to pair; "
             "check its nodata value and mask (gdalinfo)"
@@ -334,7 +330,7 @@ def check_pair(lr_path: str | Path, hr_path: str | Path, scale: int) -> None:
         _check_band_counts(
             lr_path, len(chosen_bands(lr_path, lr, None)), hr_path, len(chosen_bands(hr_path, hr, None))
         )
-    if not _overlaps(hr_grid, lr_grid):
+    if not footprints_overlap(hr_grid, lr_grid):
         raise InputError(_no_overlap(hr_path, lr_path))
 
 
