@@ -222,7 +222,10 @@ def wgs84_footprint(grid: GeoBox) -> tuple[dict[str, Any] | None, list[float] | 
     pieces = [shape] if lon.min() >= -180 and lon.max() <= 180 else _cut_at_antimeridian(shape)
     # RFC 7946's right-hand rule: exterior rings counterclockwise (a south-up grid's are not).
     # Points within 1e-7 degrees (1 cm) of a straight line go: a small scene keeps its corners.
-    pieces = [shapely.geometry.polygon.orient(p.simplify(1e-7)) for p in pieces]
+    # Within a thousandth of the footprint for one smaller than that: a scene of 48 x 40 pixels
+    # of 1e-9 degrees (0.1 mm: a lab target, a core scan) lost a corner, a triangle for a footprint.
+    tolerance = min(1e-7, 1e-3 * min(np.ptp(lon), np.ptp(lat)))
+    pieces = [shapely.geometry.polygon.orient(p.simplify(tolerance)) for p in pieces]
     footprint = pieces[0] if len(pieces) == 1 else shapely.MultiPolygon(pieces)
     west, south, east, north = footprint.bounds
     if len(pieces) > 1 and not around_pole and lon.max() - lon.min() < 360:  # across the antimeridian

@@ -598,6 +598,18 @@ def test_footprints_across_the_antimeridian_and_around_a_pole(make_raster, tmp_p
         assert shapely.geometry.shape(geometry).area == pytest.approx(360 * 180)
 
 
+def test_the_footprint_of_a_scene_smaller_than_a_centimetre_keeps_its_corners() -> None:
+    """48 x 40 pixels of 1e-9 degrees: the footprint lost its north-west corner to the
+    simplification of its edges (1e-7 degrees), a triangle."""
+    from affine import Affine
+
+    tiny = GeoBox((40, 48), Affine(1e-9, 0, 12.5, 0, -1e-9, 52.5), "EPSG:4326")
+    geometry, bbox = wgs84_footprint(tiny)
+    assert bbox == pytest.approx([12.5, 52.5 - 4e-8, 12.5 + 4.8e-8, 52.5], abs=1e-12)
+    corners = {(round(x, 12), round(y, 12)) for x, y in geometry["coordinates"][0]}
+    assert corners == {(12.5, 52.5), (12.5, 52.49999996), (12.500000048, 52.49999996), (12.500000048, 52.5)}
+
+
 def test_an_item_in_a_crs_off_the_earth_has_no_footprint(make_raster, tmp_path: Path) -> None:
     """A local (site-grid) CRS has no transformation to WGS 84: the Item has STAC's null
     geometry and the proj:* fields.  Before, --stac raised pyproj's ProjError (a traceback)
