@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import shlex
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from rasterio.features import geometry_mask
 
 from geosr.areas import GEOJSON_CRS, areas, in_degrees
 from geosr.errors import InputError
-from geosr.grid import crs_label, describe, window_grid
+from geosr.grid import crs_code, crs_label, describe, window_grid
 from geosr.io.scene import Scene
 from geosr.tiling import TilePlan, Window
 
@@ -185,10 +186,20 @@ def _refuse_metres_as_degrees(geometry: Geometry, grid: GeoBox, source: str) -> 
     bounds = tuple(round(v, 6) for v in geometry.boundingbox)
     raise InputError(
         f"{source}: the area of interest's bounds {bounds} are not degrees, which its CRS "
-        f"({crs_label(geometry.crs)}) takes; if they are in the scene's CRS, give --bbox-crs "
-        f"{crs_label(grid.crs)} with --bbox, or name the CRS in the GeoJSON's crs member "
+        f"({crs_label(geometry.crs)}) takes; if they are in the scene's CRS, give "
+        f"{_bbox_crs_option(grid, source)} with --bbox, or name the CRS in the GeoJSON's crs member "
         "(RFC 7946 GeoJSON is lon/lat)"
     )
+
+
+def _bbox_crs_option(grid: GeoBox, source: str) -> str:
+    """``--bbox-crs`` with the scene's CRS as it can be typed: its code, else its WKT as GDAL
+    prints it (a label such as ``'Site grid' (WKT, no EPSG code)`` was offered, which is no CRS)."""
+    assert grid.crs is not None  # scenes without a CRS are refused when opened
+    code = crs_code(grid.crs)
+    if code is not None:
+        return f"--bbox-crs {code}"
+    return f'--bbox-crs "$(gdalsrsinfo -o wkt2 {shlex.quote(source)})" (its CRS has no code: its WKT)'
 
 
 def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:

@@ -81,19 +81,30 @@ def crs_label(crs: CRS | None) -> str:
     """
     if crs is None:
         return "none"
+    code = crs_code(crs)
+    if code is not None:
+        # Another authority's code says what it names: ESRI:54009 (World_Mollweide).
+        return code if code.startswith("EPSG:") else f"{code} ({crs.proj.name})"
+    proj4 = _proj_string(crs) if crs.proj.name == "unknown" else None
+    if proj4:
+        return f"{proj4} (PROJ string, no EPSG code)"
+    return f"{crs.proj.name!r} (WKT, no EPSG code)"
+
+
+def crs_code(crs: CRS) -> str | None:
+    """The code that names ``crs`` exactly, as ``--bbox-crs`` and ``gdalwarp -t_srs`` take it:
+    its EPSG code, another authority's (``ESRI:54009``), or the EPSG codes of a compound CRS's
+    parts (``EPSG:32633+5773``); None for a CRS given only as WKT or as a PROJ string."""
     code = epsg_code(crs)
     if code is not None:
         return f"EPSG:{code}"
     authority = crs.proj.to_authority(min_confidence=100)  # ESRI:54009 and the like
     if authority is not None:
-        return f"{authority[0]}:{authority[1]} ({crs.proj.name})"
+        return f"{authority[0]}:{authority[1]}"
     parts = [part.to_epsg(min_confidence=100) for part in crs.proj.sub_crs_list]
     if parts and None not in parts:
         return "EPSG:" + "+".join(str(part) for part in parts)
-    proj4 = _proj_string(crs) if crs.proj.name == "unknown" else None
-    if proj4:
-        return f"{proj4} (PROJ string, no EPSG code)"
-    return f"{crs.proj.name!r} (WKT, no EPSG code)"
+    return None
 
 
 def _proj_string(crs: CRS) -> str | None:

@@ -538,6 +538,30 @@ def test_an_area_in_metres_taken_for_degrees_is_said_to_be(
         assert not out.exists()
 
 
+def test_a_box_in_the_metres_of_a_crs_without_a_code_is_told_a_bbox_crs_that_is_one(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A scene in a CRS given only as WKT (a local transverse Mercator): the line offered
+    "--bbox-crs 'local TM' (WKT, no EPSG code)", which is no CRS; now the WKT, as GDAL prints
+    it, which --bbox-crs takes."""
+    from pyproj import CRS
+
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    local = CRS("+proj=tmerc +lat_0=47 +lon_0=13.8 +k=0.9999 +x_0=500000 +y_0=-5000000 +ellps=GRS80")
+    scene = make_raster(crs=CRS(local.to_wkt().replace('"unknown"', '"local TM"', 1)).to_wkt())
+    (x0, y1), (x1, y0) = utm_of_pixel(10, 10), utm_of_pixel(70, 40)
+    args = ["run", str(scene), "--model", "bicubic", "-o", str(tmp_path / "o.tif")]
+    code, err = run_cli([*args, "--bbox", f"{x0},{y0},{x1},{y1}"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "are not degrees", f'--bbox-crs "$(gdalsrsinfo -o wkt2 {scene})"')
+    assert "local TM" not in err
+    with rasterio.open(scene) as src:
+        grid = GeoBox((src.height, src.width), src.transform, src.crs)
+        wkt = CRS(src.crs.to_wkt()).to_wkt(pretty=True)  # gdalsrsinfo -o wkt2's lines
+    window = aoi_window(grid, parse_bbox(f"{x0},{y0},{x1},{y1}", wkt), str(scene))
+    assert (window.col, window.row, window.width, window.height) == (10, 10, 60, 30)
+
+
 def test_an_area_across_the_antimeridian_keeps_both_sides_of_a_global_grid(
     make_raster, tmp_path: Path
 ) -> None:
