@@ -18,6 +18,7 @@ import shapely
 from odc.geo.geom import Geometry
 
 from geosr.errors import InputError, OptionError
+from geosr.grid import parse_crs
 
 GEOJSON_CRS = "EPSG:4326"
 """RFC 7946: GeoJSON coordinates are longitude/latitude on WGS 84."""
@@ -143,7 +144,7 @@ def _named_crs(path: Path, doc: dict[str, Any]) -> Any:
     if not name or isinstance(name, dict):  # none, or a "link" CRS (a file beside it)
         return GEOJSON_CRS
     try:
-        return Geometry(shapely.Point(0, 0), name).crs
+        return parse_crs(name)
     except Exception as exc:
         raise InputError(
             f"{path}: its crs member names {name!r}, which is not a CRS ({exc}); correct it "
@@ -183,7 +184,7 @@ def parse_bbox(text: str, crs: str = GEOJSON_CRS) -> Geometry:
             "e.g. 13.38,52.50,13.42,52.53"
         )
     try:
-        box_crs = Geometry(shapely.Point(0, 0), crs).crs
+        box_crs = parse_crs(crs)
     except Exception as exc:
         raise OptionError(f"--bbox-crs {crs!r} is not a CRS ({exc}); give e.g. EPSG:4326") from None
     geographic = box_crs is not None and box_crs.geographic
@@ -194,7 +195,7 @@ def parse_bbox(text: str, crs: str = GEOJSON_CRS) -> Geometry:
     if not (minx < maxx and miny < maxy):
         across = ", or, in degrees, a west bound past the east one across the antimeridian"
         raise OptionError(f"--bbox {text!r}: need minx < maxx and miny < maxy{across if geographic else ''}")
-    return Geometry(shapely.box(minx, miny, maxx, maxy), crs)
+    return Geometry(shapely.box(minx, miny, maxx, maxy), box_crs)
 
 
 def areas(geoms: list[Any]) -> Any:

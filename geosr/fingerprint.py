@@ -13,10 +13,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from odc.geo import CRS
-
 from geosr import __version__
 from geosr.errors import InputError
+from geosr.grid import parse_crs
 from geosr.io.remote import local_archive, local_stamp, unsigned
 from geosr.io.scene import Scene
 from geosr.io.sink import DEFAULT_ZARR_FORMAT
@@ -104,7 +103,9 @@ def area_of_interest(opts: RunOptions) -> dict[str, Any]:
     return {
         "aoi": [_where(opts.aoi), _content_digest(opts.aoi)] if opts.aoi else None,
         # The box and its CRS were checked when the scene was cropped: four numbers and a CRS.
-        "bbox": [[float(v) for v in opts.bbox.split(",")], str(CRS(opts.bbox_crs))] if opts.bbox else None,
+        "bbox": [[float(v) for v in opts.bbox.split(",")], str(parse_crs(opts.bbox_crs))]
+        if opts.bbox
+        else None,
     }
 
 

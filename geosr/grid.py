@@ -13,6 +13,7 @@ import math
 import warnings
 
 import numpy as np
+import pyproj
 from affine import Affine
 from numpy.typing import DTypeLike
 from odc.geo import CRS
@@ -89,6 +90,24 @@ def crs_label(crs: CRS | None) -> str:
     if proj4:
         return f"{proj4} (PROJ string, no EPSG code)"
     return f"{crs.proj.name!r} (WKT, no EPSG code)"
+
+
+def parse_crs(text: str) -> CRS:
+    """The CRS a person names: a code (``EPSG:32633``, ``ESRI:54009``), WKT, a PROJ string...
+
+    Also a compound CRS by its parts' codes (``EPSG:32633+5773``, as PROJ and GDAL take it and
+    :func:`crs_code` gives it), which odc-geo reads as one EPSG number and refused ('invalid
+    literal for int()').
+
+    Raises
+    ------
+    pyproj.exceptions.CRSError
+        ``text`` names no CRS.
+    """
+    try:
+        return CRS(text)
+    except ValueError:
+        return CRS(pyproj.CRS.from_user_input(text).to_wkt())
 
 
 def crs_code(crs: CRS) -> str | None:

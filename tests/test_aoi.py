@@ -562,6 +562,25 @@ def test_a_box_in_the_metres_of_a_crs_without_a_code_is_told_a_bbox_crs_that_is_
     assert (window.col, window.row, window.width, window.height) == (10, 10, 60, 30)
 
 
+def test_a_bbox_crs_of_a_compound_crs_by_its_parts_codes_is_taken(make_raster, tmp_path: Path) -> None:
+    """--bbox-crs EPSG:32633+5773 (UTM with EGM96 heights, as PROJ and GDAL name it, and as
+    geosr's own line offers it for such a scene) was 'not a CRS (invalid literal for int())'."""
+    scene = make_raster(crs="EPSG:32633+5773", height=40, width=40)
+    (x0, y1), (x1, y0) = utm_of_pixel(10, 10), utm_of_pixel(30, 20)
+    out = geosr.upscale_file(
+        scene,
+        tmp_path / "o.tif",
+        scale=2,
+        model="bicubic",
+        bbox=f"{x0},{y0},{x1},{y1}",
+        bbox_crs="EPSG:32633+5773",
+    )
+    with rasterio.open(out) as dst:
+        assert dst.shape == (20, 40) and dst.transform == UTM_TRANSFORM * Affine.translation(
+            10, 10
+        ) * Affine.scale(0.5)
+
+
 def test_an_area_across_the_antimeridian_keeps_both_sides_of_a_global_grid(
     make_raster, tmp_path: Path
 ) -> None:
