@@ -115,7 +115,7 @@ def _in_grid_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
     finite = all(math.isfinite(v) for v in local.boundingbox)
     if (finite and local.geom.is_valid) or geometry.crs is None:
         return local
-    if finite and _holds_a_pole(grid):
+    if finite and poles_within(grid):
         # Around a pole the scene's footprint in lon/lat is no polygon (a line at its lowest
         # latitude), so its intersection below was empty: a lon/lat cap (-180,85,180,90) over
         # a polar stereographic scene was said not to intersect it.  The cap's own outline
@@ -125,11 +125,15 @@ def _in_grid_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
     return over_grid.to_crs(grid.crs) if not over_grid.is_empty else over_grid
 
 
-def _holds_a_pole(grid: GeoBox) -> bool:
-    """Whether the North or the South Pole lies within ``grid``'s footprint."""
+def poles_within(grid: GeoBox) -> list[float]:
+    """The latitudes of the poles (90, -90) that lie within ``grid``'s footprint."""
     assert grid.crs is not None  # scenes without a CRS are refused when opened
     poles = Geometry(shapely.MultiPoint([(0, 90), (0, -90)]), GEOJSON_CRS).to_crs(grid.crs)
-    return any(grid.extent.geom.contains(pole) for pole in shapely.get_parts(poles.geom))
+    return [
+        lat
+        for lat, pole in zip((90.0, -90.0), shapely.get_parts(poles.geom), strict=True)
+        if grid.extent.geom.contains(pole)
+    ]
 
 
 def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:

@@ -33,6 +33,7 @@ from odc.geo.geobox import GeoBox
 from pystac.extensions.projection import ProjectionExtension
 
 from geosr import __version__
+from geosr.aoi import poles_within
 from geosr.grid import epsg_code, scaled
 from geosr.io.atomic import write_small_file
 from geosr.io.remote import is_remote, unsigned
@@ -215,7 +216,10 @@ def wgs84_footprint(grid: GeoBox) -> tuple[dict[str, Any] | None, list[float] | 
     lon = np.unwrap(lon, period=360.0)
     around_pole = abs(lon[-1] - lon[0]) > 180  # the ring goes once round a pole: close it there
     if around_pole:
-        pole = 90.0 if lat.mean() > 0 else -90.0
+        # The pole within the grid: a hemispheric grid's edges run south of the equator at its
+        # corners (EASE-Grid 2.0 North, +-9,000 km), and the South Pole closed its footprint.
+        held = poles_within(grid)
+        pole = held[0] if len(held) == 1 else (90.0 if lat.mean() > 0 else -90.0)
         lon, lat = np.append(lon, [lon[-1], lon[0]]), np.append(lat, [pole, pole])
     shape = shapely.Polygon(np.column_stack([lon, lat]))
     # Cut where it leaves [-180, 180], and bring the pieces back by a turn.

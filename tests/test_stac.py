@@ -598,6 +598,20 @@ def test_footprints_across_the_antimeridian_and_around_a_pole(make_raster, tmp_p
         assert shapely.geometry.shape(geometry).area == pytest.approx(360 * 180)
 
 
+def test_the_footprint_of_a_hemispheric_grid_goes_round_its_own_pole() -> None:
+    """EASE-Grid 2.0 North (EPSG:6931, +-9,000 km: the northern hemisphere of SMAP and NSIDC
+    products), whose corners lie south of the equator: its footprint was closed at the South
+    Pole, bbox [-180, -90, 180, 0.13], the wrong half of the globe."""
+    from affine import Affine
+
+    ease = GeoBox((40, 40), Affine(450e3, 0, -9e6, 0, -450e3, 9e6), "EPSG:6931")
+    geometry, bbox = wgs84_footprint(ease)
+    assert bbox[1] > -85 and bbox[3] == 90
+    footprint = shapely.geometry.shape(geometry)
+    assert footprint.contains(shapely.Point(0, 89.9)) and footprint.contains(shapely.Point(-60, 45))
+    assert not footprint.contains(shapely.Point(0, -89.9))
+
+
 def test_the_footprint_of_a_scene_smaller_than_a_centimetre_keeps_its_corners() -> None:
     """48 x 40 pixels of 1e-9 degrees: the footprint lost its north-west corner to the
     simplification of its edges (1e-7 degrees), a triangle."""
