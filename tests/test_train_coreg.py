@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import rasterio
 from affine import Affine
 
+from geosr.errors import InputError
 from geosr.train.coreg import check_pair, coregister, read_raster, reproject_onto_lr_grid
 from geosr.train.degrade import area_downsample
 from geosr.train.registration import apply_shift, estimate_shift, histogram_match, phase_correlation
@@ -395,12 +397,30 @@ def test_a_crs_that_cannot_be_transformed_is_one_line(make_raster, local: str) -
         crs=wkt if local == "lr" else "EPSG:32633",
     )
     hr = make_raster("hr.tif", height=64, width=64, crs=wkt if local == "hr" else "EPSG:32633")
-    names = ("Site grid", "EPSG:32633") if local == "hr" else ("EPSG:32633", "Site grid")
-    says = rf"hr\.tif: its CRS \({names[0]}\) cannot be transformed into the LR's \({names[1]}\); put both"
+    site = "'Site grid' (WKT, no EPSG code)"
+    names = (site, "EPSG:32633") if local == "hr" else ("EPSG:32633", site)
+    says = re.escape(
+        f"hr.tif: its CRS ({names[0]}) cannot be transformed into the LR's ({names[1]}); put both"
+    )
     with pytest.raises(InputError, match=says):
         check_pair(lr, hr, 2)
     with pytest.raises(InputError, match=says):
         coregister(lr, hr, 2)
+
+
+def test_a_crs_that_cannot_be_transformed_is_not_named_by_a_code_it_only_resembles(make_raster) -> None:
+    """An LR in a UTM zone on the International ellipsoid with no datum, which EPSG:23033 (ED50)
+    resembles, beside an HR in a site grid: the line told to warp the HR into EPSG:23033, which
+    is not the LR's CRS (ED50's datum moves it by about 100 m)."""
+    from geosr.train.coreg import check_pair
+
+    wkt = 'LOCAL_CS["Site grid",UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
+    intl = "+proj=utm +zone=33 +ellps=intl +units=m +no_defs"
+    lr = make_raster("lr.tif", height=32, width=32, transform=UTM_TRANSFORM @ Affine.scale(2), crs=intl)
+    hr = make_raster("hr.tif", height=64, width=64, crs=wkt)
+    with pytest.raises(InputError, match="cannot be transformed into the LR's") as raised:
+        check_pair(lr, hr, 2)
+    assert "23033" not in str(raised.value) and "-t_srs CRS FILE" in str(raised.value)
 
 
 def test_an_hr_over_the_lrs_nodata_alone_names_both_files(tmp_path: Path) -> None:

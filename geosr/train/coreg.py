@@ -25,7 +25,7 @@ from rasterio.windows import Window
 
 from geosr.aoi import footprints_overlap
 from geosr.errors import InputError
-from geosr.grid import scaled, source_roi, warp_onto
+from geosr.grid import crs_code, crs_label, scaled, source_roi, warp_onto
 from geosr.io.scene import (
     check_georeferenced,
     check_input_exists,
@@ -251,13 +251,6 @@ class AlignedPair:
     shift: tuple[float, float]
 
 
-def _crs_name(grid: GeoBox) -> str:
-    crs = grid.crs
-    if crs is None:
-        return "none"
-    return f"EPSG:{crs.epsg}" if crs.epsg is not None else str(crs.proj.name)
-
-
 def check_transformable(path: str | Path, grid: GeoBox, onto: GeoBox) -> None:
     """Refuse a raster whose CRS PROJ cannot transform into ``onto``'s (a local CRS, say).
 
@@ -269,11 +262,13 @@ def check_transformable(path: str | Path, grid: GeoBox, onto: GeoBox) -> None:
     try:
         grid.extent.to_crs(onto.crs)
     except ProjError:
-        target = _crs_name(onto)
-        srs = target if onto.crs.epsg is not None else "CRS"
+        # The LR's own code, never one it resembles: odc-geo's crs.epsg took a UTM zone on the
+        # International ellipsoid without a datum for ED50's EPSG:23033, ~100 m off once warped.
+        srs = crs_code(onto.crs) or "CRS"
         raise InputError(
-            f"{path}: its CRS ({_crs_name(grid)}) cannot be transformed into the LR's ({target}); "
-            f"put both rasters in one CRS first, e.g. gdalwarp -t_srs {srs} FILE warped.tif"
+            f"{path}: its CRS ({crs_label(grid.crs)}) cannot be transformed into the LR's "
+            f"({crs_label(onto.crs)}); put both rasters in one CRS first, e.g. gdalwarp -t_srs {srs} "
+            "FILE warped.tif"
         ) from None
 
 
