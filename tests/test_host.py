@@ -285,6 +285,8 @@ def test_a_run_on_the_hosts_own_threaded_cluster_gives_torch_its_threads_back(
         assert _torch_threads_of_a_new_thread() == 3
     finally:
         torch.set_num_threads(before)
+
+
 def test_two_threads_recording_warnings_keep_each_its_own_and_leave_the_process_as_it_was() -> None:
     """What evaluate's runs use in place of ``catch_warnings(record=True)``, which swapped the
     process's filters and ``showwarning`` for all its threads: two evaluations in two threads
