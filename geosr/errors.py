@@ -221,6 +221,11 @@ def in_python_words(text: str, keywords: Mapping[str, str]) -> str:
     return _FLAG.sub(keyword, text)
 
 
+API_ENTRY_FRAMES = 1
+"""Frames :func:`python_api`'s wrapper puts between an entry point's body and its caller: a
+warning that points at the caller's line from that body counts them in its ``stacklevel``."""
+
+
 def python_api(
     options: Mapping[str, object] | None = None, flags: Mapping[str, str] | None = None
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from geosr import resources
-from geosr.errors import GeosrWarning
+from geosr.errors import API_ENTRY_FRAMES, GeosrWarning
 from geosr.io.atomic import format_bytes
 from geosr.io.scene import Scene, band_bytes, keeps_band
 from geosr.options import DEFAULT_TILE, RunOptions
@@ -117,6 +117,6 @@ def fit_to_memory(
                 f"the {format_bytes(available or 0)} of memory available (it needs about "
                 f"{format_bytes(needed)}); --tile sets the tile"
             ),
-            stacklevel=3,
+            stacklevel=3 + API_ENTRY_FRAMES,  # upscale_file's caller
         )
     return tile, batch, bounds

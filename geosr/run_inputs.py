@@ -16,7 +16,7 @@ import numpy as np
 
 from geosr.aoi import AoiMask, aoi_mask, aoi_window, crop_scene, whole_file
 from geosr.areas import parse_bbox, read_vector
-from geosr.errors import GeosrWarning, InputError, OptionError, in_context
+from geosr.errors import API_ENTRY_FRAMES, GeosrWarning, InputError, OptionError, in_context
 from geosr.grid import scaled
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
@@ -215,7 +215,7 @@ def frames_read(src: str | Path, net: SRModel, frames: tuple[Scene, ...]) -> tup
             f"{src}: model {net.name} reads the reference alone, so the {len(frames)} --frame file(s) are "
             "not used; a CNN-RNN model (the default) fuses them",
             GeosrWarning,
-            stacklevel=3,
+            stacklevel=3 + API_ENTRY_FRAMES,  # upscale_file's caller
         )
         return ()
     return frames

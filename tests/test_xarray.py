@@ -447,8 +447,9 @@ def test_a_raw_read_of_a_file_with_a_mask_is_warned_of(make_raster, tmp_path: Pa
     mask[10:20, 5:30] = 0
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(src, "r+") as f:
         f.write_mask(mask)
-    with pytest.warns(GeosrWarning, match=r"scene\.tif hides pixels with a mask .* masked=True"):
+    with pytest.warns(GeosrWarning, match=r"scene\.tif hides pixels with a mask .* masked=True") as caught:
         geosr.upscale(rioxarray.open_rasterio(src, chunks=True), scale=2, model="bicubic")
+    assert {w.filename for w in caught if issubclass(w.category, GeosrWarning)} == {__file__}  # the call
     with warnings.catch_warnings():
         warnings.simplefilter("error", GeosrWarning)
         lazy = geosr.upscale(rioxarray.open_rasterio(src, masked=True, chunks=True), scale=2, model="bicubic")

@@ -26,7 +26,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from geosr.api import model_label
-from geosr.errors import GeosrError, GeosrWarning, InputError, OptionError, python_api
+from geosr.errors import API_ENTRY_FRAMES, GeosrError, GeosrWarning, InputError, OptionError, python_api
 from geosr.grid import scaled
 from geosr.io.bands import band_offsets, check_band_layout
 from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, data_bands, fill_value, hides_pixels, sample_step
@@ -414,7 +414,7 @@ def _warn_of_file_mask(data: xr.DataArray, source: SourceFile | None) -> None:
             "mark: they are super-resolved as data, where geosr run leaves them nodata; "
             + " and ".join(fixes)
         ),
-        stacklevel=3,
+        stacklevel=3 + API_ENTRY_FRAMES,  # upscale's caller
     )
 
 
