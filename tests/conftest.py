@@ -32,6 +32,25 @@ def coordinate_pattern(count: int, height: int, width: int, dtype: str = "uint16
     return data.astype(dtype)
 
 
+def in_lonlat(path: Path) -> tuple[np.ndarray, Affine]:
+    """The first band of ``path`` reprojected onto GDAL's default lon/lat grid for it, and
+    that grid's transform (scenes near the antimeridian land on longitudes past -180)."""
+    from rasterio.warp import calculate_default_transform, reproject
+
+    with rasterio.open(path) as src:
+        t, w, h = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds)
+        moved = np.zeros((1, h, w), np.float32)
+        reproject(
+            src.read(1)[None],
+            moved,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=t,
+            dst_crs="EPSG:4326",
+        )
+    return moved, t
+
+
 def sparse_giant(path: Path, size: int = 1_000_000) -> Path:
     """A ``size x size`` uint16 GeoTIFF with no block written (sparse): at 1,000,000^2 it
     holds only its tile index, 175 MiB, for a declared 1.8 TiB of pixels."""

@@ -16,7 +16,7 @@ from geosr.io.scene import open_scene, read_window
 from geosr.normalise import Normalisation
 from geosr.temporal import stack_frames
 from geosr.tiling import Window
-from tests.conftest import UTM_TRANSFORM, coordinate_pattern
+from tests.conftest import UTM_TRANSFORM, coordinate_pattern, in_lonlat
 
 
 def test_frame_on_another_grid_is_reprojected_per_window(make_raster, tmp_path: Path) -> None:
@@ -322,20 +322,8 @@ def test_a_scene_in_lonlat_past_180_is_read_as_it_is_a_turn_west(make_raster, pa
     """A frame on longitudes past 180 over a reference in UTM zone 60S, east of the antimeridian,
     was never fused (its region of the file was empty), and nothing said so; the other way round,
     the frame was said not to overlap the reference."""
-    from rasterio.warp import calculate_default_transform, reproject
-
     utm = make_raster("utm.tif", crs="EPSG:32760", transform=Affine(20, 0, 833000, 0, -20, 8230000))
-    with rasterio.open(utm) as src:
-        t, w, h = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds)
-        moved = np.zeros((1, h, w), np.float32)
-        reproject(
-            src.read(),
-            moved,
-            src_transform=src.transform,
-            src_crs=src.crs,
-            dst_transform=t,
-            dst_crs="EPSG:4326",
-        )
+    moved, t = in_lonlat(utm)
     assert t.c < -179
 
     def frame_read(turn: float) -> np.ndarray:

@@ -14,7 +14,7 @@ import geosr
 from geosr.cli import app
 from geosr.panels import stretch
 from geosr.quicklook import compare_panels
-from tests.conftest import coordinate_pattern
+from tests.conftest import coordinate_pattern, in_lonlat
 
 
 def test_stretch_is_shared_across_panels() -> None:
@@ -773,23 +773,11 @@ def test_compare_writes_into_a_folder_given_as_output(make_raster, tmp_path: Pat
 def test_a_reference_in_lonlat_past_180_is_shown_as_it_is_a_turn_west(make_raster, tmp_path: Path) -> None:
     """A reference on longitudes past 180 (180.11) under a UTM zone 60S output east of the
     antimeridian (-179.89): 'does not overlap', though it is the same place."""
-    import rasterio
     from affine import Affine
-    from rasterio.warp import calculate_default_transform, reproject
 
     lr = make_raster(height=40, width=40, crs="EPSG:32760", transform=Affine(20, 0, 833000, 0, -20, 8230000))
     sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
-    with rasterio.open(sr) as src:
-        t, w, h = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds)
-        moved = np.zeros((1, h, w), np.float32)
-        reproject(
-            src.read(),
-            moved,
-            src_transform=src.transform,
-            src_crs=src.crs,
-            dst_transform=t,
-            dst_crs="EPSG:4326",
-        )
+    moved, t = in_lonlat(sr)
     assert t.c < -179
     west, east = (
         make_raster(name, data=moved, crs="EPSG:4326", transform=Affine.translation(turn, 0) @ t)

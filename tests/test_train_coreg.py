@@ -16,7 +16,7 @@ from geosr.errors import InputError
 from geosr.train.coreg import check_pair, coregister, read_raster, reproject_onto_lr_grid
 from geosr.train.degrade import area_downsample
 from geosr.train.registration import apply_shift, estimate_shift, histogram_match, phase_correlation
-from tests.conftest import UTM_TRANSFORM, real_file
+from tests.conftest import UTM_TRANSFORM, in_lonlat, real_file
 
 
 def _texture(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -184,19 +184,7 @@ def test_an_hr_pixel_coarser_than_the_lr_pixel_over_the_scale_is_refused(tmp_pat
 
 
 def _in_lonlat(path: Path, out: Path) -> Path:
-    from rasterio.warp import calculate_default_transform, reproject
-
-    with rasterio.open(path) as src:
-        t, w, h = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds)
-        moved = np.zeros((1, h, w), np.float32)
-        reproject(
-            src.read(),
-            moved,
-            src_transform=src.transform,
-            src_crs=src.crs,
-            dst_transform=t,
-            dst_crs="EPSG:4326",
-        )
+    moved, t = in_lonlat(path)
     return _write(out, moved, t, "EPSG:4326")
 
 
