@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -104,3 +107,51 @@ def test_the_readme_tells_a_pip_user_how_to_install_and_what_comes_with_it() -> 
     assert "`python -m geosr.demo`" in text and 'if __name__ == "__main__":' in (
         REPO / "geosr" / "demo.py"
     ).read_text(encoding="utf-8")
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The top-level modules ``path`` imports, leaving out those under a ``try`` that catches
+    ImportError (optional: geosr runs without them)."""
+    tree = ast.parse(path.read_text())
+    optional = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.Try)
+        and any(
+            isinstance(h.type, ast.Name) and h.type.id.endswith(("ImportError", "NotFoundError"))
+            for h in block.handlers
+        )
+        for statement in block.body
+        for node in ast.walk(statement)
+    }
+    modules = set()
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
+        if isinstance(node, ast.Import):
+            modules |= {alias.name.partition(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module.partition(".")[0])
+    return modules
+
+
+def test_every_library_geosr_imports_is_a_declared_dependency() -> None:
+    """geosr imported affine, pyproj, numcodecs, fsspec and distributed itself while declaring
+    none of them: they came in through rasterio, odc-geo, zarr and dask's extra, and a release of
+    one of those dropping or bounding it differently would break geosr, not its own install."""
+
+    def name(requirement: str) -> str:
+        return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+    project = _pyproject()["project"]
+    declared = {name(r) for r in project["dependencies"]}
+    declared |= {name(r) for extra in project["optional-dependencies"].values() for r in extra}
+    distributions = importlib.metadata.packages_distributions()
+    imported = set().union(*(_imported_modules(p) for p in (REPO / "geosr").rglob("*.py")))
+    undeclared = {
+        module
+        for module in imported - set(sys.stdlib_module_names) - {"geosr"}
+        # A module not installed here (an extra's) is named as its distribution.
+        if not declared & {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
+    }
+    assert not undeclared, f"imported but not declared in pyproject.toml: {sorted(undeclared)}"
