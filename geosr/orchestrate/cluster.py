@@ -185,9 +185,14 @@ def _quiet_connection_loss() -> Iterator[None]:
     The run reports the loss itself, in one line with the command that resumes
     it (:class:`~geosr.errors.ResumableError`); distributed would log the same
     event as several tracebacks first (the client's, and its batched stream's "Batched Comm
-    Closed" with a CommClosedError traceback, which CI once saw above the line).
+    Closed" with a CommClosedError traceback, which CI once saw above the line).  Results are
+    gathered by ``as_completed(with_results=True)`` in a task of the client's event loop, whose
+    CommClosedError on the lost connection nobody awaits: tornado logs it as an "Exception in
+    callback" traceback (``tornado.application``), which CI saw above the line too.
     """
-    with _quiet_loggers("distributed.client", "distributed.utils", "distributed.batched"):
+    with _quiet_loggers(
+        "distributed.client", "distributed.utils", "distributed.batched", "tornado.application"
+    ):
         yield
 
 
