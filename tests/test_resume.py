@@ -136,6 +136,10 @@ def test_resume_computes_again_the_tiles_lost_from_disk(job, tmp_path: Path, res
     killed = geosr_run(job, dst, env={"GEOSR_FAULT_AT": "journal:4"})  # 16 tiles journaled
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     state = run_dir(dst)
+    # Which 16: two writer threads may journal batches out of order (tiles 16-19 before 12-15),
+    # as a loaded CI machine once did.
+    finished = {int(i) for i in (state / "journal").read_text().split()}
+    assert len(finished) == 16 and {0, 9} <= finished, finished
     manifest = json.loads((state / "manifest.json").read_text())
     assert manifest["boot"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     if restarted:
@@ -152,7 +156,7 @@ def test_resume_computes_again_the_tiles_lost_from_disk(job, tmp_path: Path, res
     said = "did not reach the disk" if restarted else "are missing or damaged in"
     assert f"2 of the 16 finished tiles kept for this run {said}" in " ".join(checked.stderr.split())
     journaled = {int(i) for i in (state / "journal").read_text().split()}
-    assert journaled == set(range(16)) - {0, 9}
+    assert journaled == finished - {0, 9}
     resume(job, dst)
     assert dst.read_bytes() == job["ref"].read_bytes()
     assert leftovers(tmp_path, dst) == []
