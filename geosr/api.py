@@ -478,7 +478,18 @@ def _run(
             else:
                 writer = StoreWriter(state.store, dst, spec.nbytes)
                 predictor.expect(-(-len(todo) // job.batch_size))  # lets --compile auto decide
-                run_tiles(job, plan, predictor, writer, todo=todo, record=state.record, on_tiles_done=advance)
+                lanes = predictor.lanes()
+                with predictor.sharing_threads(lanes):
+                    run_tiles(
+                        job,
+                        plan,
+                        predictor,
+                        writer,
+                        lanes=lanes,
+                        todo=todo,
+                        record=state.record,
+                        on_tiles_done=advance,
+                    )
         except OutputError as exc:
             # A full disk (or a permission) while tiles were stored: the finished ones stay,
             # for a --resume once there is room (a resume re-checks every kept chunk).  None

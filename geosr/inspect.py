@@ -126,6 +126,8 @@ class RunPlan:
     """What the output marks outside an ``--aoi`` polygon (None without one)."""
     source: str | Path | None = None
     """The input as given, beside which the run writes: a STAC Item's, not its ``--asset``'s file."""
+    lanes: int = 1
+    """Batches the run computes at once (:meth:`~geosr.predictor.Predictor.lanes`)."""
 
     @property
     def estimated_seconds(self) -> float | None:
@@ -198,7 +200,7 @@ class RunPlan:
             (
                 "batch",
                 f"{self.batch_size} tile{'' if self.batch_size == 1 else 's'} on {self.device}, "
-                f"{self.precision}",
+                f"{self.precision}" + (f", {self.lanes} batches at once" if self.lanes > 1 else ""),
             ),
         ]
         if self.memory_bytes is not None and self.disk_bytes is not None:
@@ -329,6 +331,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         aoi_nodata=None if mask is None else mask.nodata,
         frames=len(frames),
         source=src,
+        lanes=bounds.lanes,
         # As the run's normalisation refuses it: an --aoi window is normalised with its whole file.
         refused=reference is not None and not valid_mask(reference, scene.nodata).any(),
     )

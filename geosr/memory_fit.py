@@ -54,6 +54,7 @@ def resource_plan(
         workers=workers,
         row_band_bytes=row_band,
         images_per_call=predictor.images_per_call(batch, scene.count),
+        lanes=predictor.lanes() if workers <= 1 else 1,
         activations_in_ram=predictor.torch_device.type == "cpu",
     )
 

@@ -32,6 +32,12 @@ single-process run holds at most::
                                            band of strips kept by the reader, and the next
                                            (geosr.io.scene.keeps_band; at most 512 MiB a band)
 
+With ``L`` lanes (two on a CPU with two threads or more: ``Predictor.lanes``), each
+lane computes a batch and writes it itself: the ``B * (...)`` term becomes
+``B * (L * (T*C*R*i + T*C*R*5 + 2*C*s^2*R*4 + C*s^2*tile^2*o) + 2 * T*C*R*i)``
+(every lane's batch, one read ahead, one waiting for a lane), and the activations
+term counts ``L`` calls.
+
 not counted: a Zarr input whose chunks are larger than a tile keeps the chunks
 under the current window (geosr.io.zarr_scene.ChunkedReader, at most 512 MiB),
 as decoding any of its windows held them anyway
@@ -164,6 +170,9 @@ class Plan:
     activations_in_ram: bool = True
     """False when the model runs on a GPU: its activations take GPU memory, which the batch
     size is measured against (:meth:`~geosr.predictor.Predictor.batch_size_for`), not RAM."""
+    lanes: int = 1
+    """Batches a single-process run computes at once (:meth:`~geosr.predictor.Predictor.lanes`),
+    each with its model call's activations."""
     tile_shape: tuple[int, int] | None = None
     """The tiles' (height, width) where a scene lower or narrower than ``tile`` clamps them to a
     strip (:func:`geosr.tiling.plan_tiles`); None: ``tile`` x ``tile``.  A 4 x 20000 px strip's
@@ -192,17 +201,20 @@ class Plan:
         return self.activation_bytes() // ACTIVATIONS_PER_FEATURE * HEAP_MAPS_PER_FEATURE
 
     def tile_bytes(self, *, queued: bool) -> int:
-        """Bytes one tile holds while it is in flight."""
+        """Bytes one tile holds while it is in flight: with what waits around it in a
+        single-process run (``queued``), else alone (a Dask worker's batch)."""
         read = self.read_pixels()
         tc = self.frames * self.bands
+        raw = tc * read * self.in_itemsize
+        computing = tc * read * 5 + 2 * self.bands * self.scale**2 * read * 4
         core = self.bands * self.scale**2 * self.core_pixels() * self.out_itemsize
-        total = (
-            tc * read * self.in_itemsize * (2 if queued else 1)
-            + tc * read * 5
-            + 2 * self.bands * self.scale**2 * read * 4
-            + core * (writer_threads() + 1 if queued else 1)
-        )
-        return int(total)
+        if not queued:
+            return int(raw + computing + core)
+        if self.lanes > 1:
+            # Each lane holds its batch until written; one batch is read ahead, and one waits
+            # in the calling thread for a free lane.
+            return int(self.lanes * (raw + computing + core) + 2 * raw)
+        return int(2 * raw + computing + core * (writer_threads() + 1))
 
 
 def memory_needed(plan: Plan) -> int:
@@ -210,7 +222,8 @@ def memory_needed(plan: Plan) -> int:
     model = plan.model_bytes + plan.activation_bytes() + plan.heap_bytes()
     gdal = gdal_bytes(plan.bands, plan.out_itemsize)
     if plan.workers <= 1:
-        return model + plan.batch * plan.tile_bytes(queued=True) + plan.row_band_bytes + gdal
+        calls = (plan.lanes - 1) * (plan.activation_bytes() + plan.heap_bytes())  # the other lanes'
+        return model + calls + plan.batch * plan.tile_bytes(queued=True) + plan.row_band_bytes + gdal
     per_worker = model + plan.batch * plan.tile_bytes(queued=False) + plan.row_band_bytes
     return plan.workers * per_worker + gdal
 

@@ -311,3 +311,26 @@ def test_two_threads_recording_warnings_keep_each_its_own_and_leave_the_process_
         thread.join()
     assert got == {"a": ["from a"], "b": ["from b"]}
     assert warnings.filters == filters and warnings.showwarning is shown
+
+
+def test_a_cpu_run_splits_torchs_threads_between_its_lanes_and_gives_them_back(
+    make_raster: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A single-process CPU run computes two batches at once, each on half of torch's threads
+    (Predictor.lanes), for as long as it lasts; the host's own count comes back after."""
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    torch.set_num_threads(4)  # the host's own
+    try:
+        geosr.upscale_file(
+            make_raster(height=64, width=64),
+            tmp_path / "x2.tif",
+            scale=2,
+            model="bicubic",
+            tile=16,
+            progress=lambda done, total: done and seen.append(torch.get_num_threads()),  # tiles done
+        )
+        assert seen and set(seen) == {2}
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)

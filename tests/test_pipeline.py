@@ -72,6 +72,58 @@ def test_writers_journal_each_batch_once_and_only_after_its_tiles_are_written(ma
     assert most_in_flight[0] == writer_threads() + 1
 
 
+def test_two_lanes_compute_two_batches_at_once_and_write_the_pixels_of_one_lane(make_raster) -> None:
+    """With ``lanes=2`` two batches are in the model at the same time: the first two calls wait
+    for each other at a barrier, where one lane would wait for a call that never comes.  Every
+    batch is journaled once, after its tiles, no more than two at once are in a lane, and the
+    pixels are those one lane writes."""
+    scene = open_scene(make_raster(height=96, width=80))
+    job = Job(
+        scene, halo=4, scale=2, norm=Normalisation((0.0,), (65535.0,), "test"), nodata=None, batch_size=2
+    )
+    plan = plan_tiles(96, 80, tile=16, halo=4)
+    predictor = Predictor(load_model("bicubic", bands=1, scale=2), device="cpu", precision="fp32")
+
+    def run(lanes: int, predict: Callable[[np.ndarray], list[np.ndarray]]) -> tuple[np.ndarray, list[int]]:
+        out = np.zeros((1, 192, 160), np.uint16)
+        journal: list[int] = []
+
+        class ArraySink:
+            def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
+                out[:, rows, cols] = data
+
+        def record(group) -> None:
+            with lock:
+                assert all(out[0, plan.tiles[i].core.scaled(2).rows, plan.tiles[i].core.scaled(2).cols].any()
+                           for i in group)  # fmt: skip
+                journal.extend(group)
+                in_lane[0] -= 1
+
+        run_tiles(job, plan, predict, ArraySink(), lanes=lanes, record=record)
+        return out, journal
+
+    lock = threading.Lock()
+    both_in_the_model = threading.Barrier(2, timeout=10)
+    calls, in_lane, most_in_lanes = [0], [0], [0]
+
+    def predict(x: np.ndarray) -> list[np.ndarray]:
+        with lock:
+            calls[0] += 1
+            first_two = calls[0] <= 2
+            in_lane[0] += 1
+            most_in_lanes[0] = max(most_in_lanes[0], in_lane[0])
+        if first_two:
+            both_in_the_model.wait()  # BrokenBarrierError after 10 s with one lane
+        return predictor(x)
+
+    two_lanes, journal = run(2, predict)
+    assert sorted(journal) == list(range(len(plan))) and len(plan) == 30
+    assert most_in_lanes[0] == 2
+    in_lane[0] = 0
+    one_lane, _ = run(1, predictor)
+    np.testing.assert_array_equal(two_lanes, one_lane)
+
+
 def counted_bicubic(bands: int) -> tuple[Predictor, Callable[[np.ndarray], list[np.ndarray]], list[int]]:
     """The x2 bicubic predictor, a predict that calls it, and the tiles of each of its calls."""
     predictor = Predictor(load_model("bicubic", bands=bands, scale=2), device="cpu", precision="fp32")

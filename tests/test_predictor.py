@@ -224,3 +224,23 @@ def test_bf16_asked_on_a_cpu_without_it_warns_and_auto_picks_what_the_cpu_has() 
         assert messages == []
     else:
         assert len(messages) == 1 and "no native bf16" in messages[0] and "--precision auto" in messages[0]
+
+
+def test_lanes_take_half_of_torchs_threads_each_on_a_cpu_and_give_them_back() -> None:
+    """Two batches at once on a CPU with two torch threads or more, each on half of them; one
+    where a lane would have no thread of its own, or the model is compiled."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        eager = Predictor(tiny_model(), device="cpu", precision="fp32")
+        assert eager.lanes() == 2
+        with eager.sharing_threads(2):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 4
+        assert Predictor(tiny_model(), device="cpu", precision="fp32", compile="on").lanes() == 1
+        torch.set_num_threads(1)
+        assert eager.lanes() == 1
+        with eager.sharing_threads(1):
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -48,6 +48,7 @@ from distributed.comm.addressing import parse_address, parse_host_port
 from geosr.allocator import keep_freed_memory
 from geosr.errors import GeosrError, GeosrWarning, OptionError, ResumableError, SchedulerUnreachableError
 from geosr.faults import checkpoint
+from geosr.held import setting_held
 from geosr.io.remote import is_remote
 from geosr.io.run_store import StoreWriter
 from geosr.io.runstate import RunState
@@ -204,32 +205,6 @@ two runs in two threads, the second started before the first ended, left it at
 ("Requested dask.distributed scheduler but no Client active").  Nor do the caller's own
 computations in other threads go to geosr's cluster while a run lasts."""
 
-_HELD = threading.Lock()
-_held: dict[str, tuple[int, Any]] = {}  # setting -> (runs holding it, the caller's value)
-
-
-@contextlib.contextmanager
-def _setting_held(name: str, get: Callable[[], Any], put: Callable[[Any], None]) -> Iterator[None]:
-    """Within: runs may change the process-wide setting ``name``; the caller's value (``get``)
-    comes back (``put``) as the last of the runs that hold it ends.
-
-    Each run saved the value it found and put it back as it ended: two runs in two threads
-    of one process, the second started before the first ended, left the first one's value
-    in the caller's process for good.
-    """
-    with _HELD:
-        holders, value = _held.get(name, (0, None))
-        _held[name] = (holders + 1, get() if holders == 0 else value)
-    try:
-        yield
-    finally:
-        with _HELD:
-            holders, value = _held.pop(name)
-            if holders > 1:
-                _held[name] = (holders - 1, value)
-            else:
-                put(value)
-
 
 @contextlib.contextmanager
 def _quiet_loggers(*names: str) -> Iterator[None]:
@@ -237,7 +212,7 @@ def _quiet_loggers(*names: str) -> Iterator[None]:
     with contextlib.ExitStack() as held:
         for logger in map(logging.getLogger, names):
             level = functools.partial(getattr, logger, "level")
-            held.enter_context(_setting_held(f"level of {logger.name}", level, logger.setLevel))
+            held.enter_context(setting_held(f"level of {logger.name}", level, logger.setLevel))
             logger.setLevel(logging.CRITICAL)
         yield
 
@@ -379,7 +354,7 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
 
     # The model plugin sets torch's threads for a worker's whole process: this one's, for the
     # caller's own cluster of worker threads (LocalCluster(processes=False)) as for --workers.
-    torch_threads = _setting_held("torch threads", torch.get_num_threads, torch.set_num_threads)
+    torch_threads = setting_held("torch threads", torch.get_num_threads, torch.set_num_threads)
     if scheduler is not None:
         check_scheduler_answers(scheduler, SCHEDULER_TIMEOUT)
         try:

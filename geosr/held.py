@@ -1,0 +1,38 @@
+"""Process-wide settings a run changes for as long as it lasts, and puts back after.
+
+Some settings belong to the whole process, not to a run: torch's thread count, a
+logger's level.  Runs that overlap (two threads of a notebook, say) must not each
+save the value they found and restore it as they end: the second would save the
+first one's value, and leave it in the caller's process for good.  So the first
+run to hold a setting saves the caller's value, and the last one to let it go
+puts it back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+_HELD = threading.Lock()
+_held: dict[str, tuple[int, Any]] = {}  # setting -> (runs holding it, the caller's value)
+
+
+@contextlib.contextmanager
+def setting_held(name: str, get: Callable[[], Any], put: Callable[[Any], None]) -> Iterator[None]:
+    """Within: runs may change the process-wide setting ``name``; the caller's value (``get``)
+    comes back (``put``) as the last of the runs that hold it ends.
+    """
+    with _HELD:
+        holders, value = _held.get(name, (0, None))
+        _held[name] = (holders + 1, get() if holders == 0 else value)
+    try:
+        yield
+    finally:
+        with _HELD:
+            holders, value = _held.pop(name)
+            if holders > 1:
+                _held[name] = (holders - 1, value)
+            else:
+                put(value)
