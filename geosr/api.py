@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geosr import __version__, resources
+from geosr.aoi import AoiMask
 from geosr.errors import (
     GeosrError,
     InputError,
@@ -216,30 +217,7 @@ def upscale_file(
             if str(dst).endswith("/"):  # a remote folder (there is no folder to test for)
                 dst = f"{dst}{default_output(src, opts.scale).name}"
             return _upscale_to_remote(src, str(dst), opts, progress)
-        dst = Path(dst) if dst is not None else default_output(src, opts.scale)
-        if dst.is_dir() and dst.suffix.lower() != ".zarr":
-            # A folder to write into, as `geosr run -o FOLDER` takes it (and as the line for
-            # an output without a suffix says): it was refused as "unsupported suffix".
-            dst = dst / default_output(src, opts.scale).name
-        refuse_overwriting_inputs(dst, src, scene, frames, extras=extra_files(dst, opts))
-        if dst.name.lower() in SUPPORTED_SUFFIXES:
-            # '-o out/.tif': Python reads '.tif' as a hidden name without a suffix, and the line
-            # below said "unsupported output suffix '(none)'" of a .tif.
-            raise OptionError(
-                f"cannot write {dst}: the file name {dst.name!r} is a suffix alone; give a name, "
-                f"e.g. {dst.with_name(default_output(src, opts.scale).stem + dst.name)}"
-            )
-        if dst.suffix.lower() not in SUPPORTED_SUFFIXES:
-            # No suffix: most likely a folder for the output ('-o out/') that does not exist yet.
-            folder = "" if dst.suffix else ", or an existing folder to write it into"
-            raise OptionError(
-                f"cannot write {dst}: unsupported output suffix {dst.suffix or '(none)'!r}; "
-                f"use one of {', '.join(SUPPORTED_SUFFIXES)}{folder}"
-            )
-        check_zarr_format_applies(dst, opts.zarr_format)
-        if dst.suffix.lower() == ".zarr":
-            check_zarr_grid(dst, scene.grid)  # before any compute: the run store would take it
-        refuse_existing_data(dst, opts)
+        dst = local_destination(src, dst, opts, scene, frames)
         from geosr.models import load_model
         from geosr.predictor import Predictor
 
@@ -264,7 +242,6 @@ def upscale_file(
         plan = plan_tiles(height, width, tile=tile, halo=halo)
         offsets = reflectance_offset(scene, opts.offset)
         norm = normalisation_for(scene, dict(net.card.normalisation), offsets, sample)
-        out_grid = scaled(scene.grid, opts.scale)
         mask = output_mask(scene, opts)
         if mask is not None:
             plan = mask.keep(plan, opts.scale)
@@ -281,26 +258,7 @@ def upscale_file(
         )
         model_tag = model_label(net, opts.model)
         tags = provenance_tags(scene, model_tag, opts.scale, norm)
-        if offsets is not None:
-            tags["GEOSR_BOA_ADD_OFFSET"] = ",".join(f"{o:g}" for o in offsets)
-        if frames:
-            tags["GEOSR_FRAMES"] = ",".join(local_name(f.path) for f in frames)
-        spec = OutputSpec(
-            grid=out_grid,
-            count=scene.count,
-            dtype=scene.dtype,
-            nodata=mask.nodata if mask is not None else scene.output_nodata,
-            descriptions=scene.descriptions,
-            colorinterp=scene.colorinterp,
-            tags=tags,
-            band_tags=tuple(carried_tags(tags) for tags in scene.band_tags),
-            scales=scene.scales,
-            offsets=scene.offsets,
-            units=scene.units,
-            band_axis=scene.band_axis,
-            band_labels=scene.band_labels,
-            zarr_format=opts.zarr_format or DEFAULT_ZARR_FORMAT,
-        )
+        spec = output_spec(scene, opts, mask, tags, offsets, frames)
         fingerprint = job_fingerprint(scene, net.name, predictor, plan, opts, norm, dst, frames)
         digest = job_digest(fingerprint)
         spec = dataclasses.replace(spec, tags={**spec.tags, "GEOSR_JOB": digest})
@@ -341,6 +299,78 @@ def upscale_file(
         # input for every call of a notebook or a `geosr run 'archive/*.tif'`, and a second
         # call on a scene rewritten at the same path took its normalisation from the old file.
         close_datasets()
+
+
+def local_destination(
+    src: str | Path, dst: str | Path | None, opts: RunOptions, scene: Scene, frames: tuple[Scene, ...]
+) -> Path:
+    """The local output path of a run (``dst``, a file or an existing folder, or the default
+    beside ``src``), after every check that needs no model: what it would overwrite, its
+    suffix, and what a Zarr destination already holds.
+
+    Raises
+    ------
+    GeosrError
+        The output cannot be written as given; nothing is written.
+    """
+    path = Path(dst) if dst is not None else default_output(src, opts.scale)
+    if path.is_dir() and path.suffix.lower() != ".zarr":
+        # A folder to write into, as `geosr run -o FOLDER` takes it (and as the line for
+        # an output without a suffix says): it was refused as "unsupported suffix".
+        path = path / default_output(src, opts.scale).name
+    refuse_overwriting_inputs(path, src, scene, frames, extras=extra_files(path, opts))
+    if path.name.lower() in SUPPORTED_SUFFIXES:
+        # '-o out/.tif': Python reads '.tif' as a hidden name without a suffix, and the line
+        # below said "unsupported output suffix '(none)'" of a .tif.
+        raise OptionError(
+            f"cannot write {path}: the file name {path.name!r} is a suffix alone; give a name, "
+            f"e.g. {path.with_name(default_output(src, opts.scale).stem + path.name)}"
+        )
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        # No suffix: most likely a folder for the output ('-o out/') that does not exist yet.
+        folder = "" if path.suffix else ", or an existing folder to write it into"
+        raise OptionError(
+            f"cannot write {path}: unsupported output suffix {path.suffix or '(none)'!r}; "
+            f"use one of {', '.join(SUPPORTED_SUFFIXES)}{folder}"
+        )
+    check_zarr_format_applies(path, opts.zarr_format)
+    if path.suffix.lower() == ".zarr":
+        check_zarr_grid(path, scene.grid)  # before any compute: the run store would take it
+    refuse_existing_data(path, opts)
+    return path
+
+
+def output_spec(
+    scene: Scene,
+    opts: RunOptions,
+    mask: AoiMask | None,
+    tags: dict[str, str],
+    offsets: tuple[float, ...] | None,
+    frames: Sequence[Scene],
+) -> OutputSpec:
+    """What the output of ``scene`` at ``opts.scale`` holds besides its pixels: grid, bands,
+    nodata, and the input's metadata with the run's provenance ``tags``."""
+    tags = dict(tags)
+    if offsets is not None:
+        tags["GEOSR_BOA_ADD_OFFSET"] = ",".join(f"{o:g}" for o in offsets)
+    if frames:
+        tags["GEOSR_FRAMES"] = ",".join(local_name(f.path) for f in frames)
+    return OutputSpec(
+        grid=scaled(scene.grid, opts.scale),
+        count=scene.count,
+        dtype=scene.dtype,
+        nodata=mask.nodata if mask is not None else scene.output_nodata,
+        descriptions=scene.descriptions,
+        colorinterp=scene.colorinterp,
+        tags=tags,
+        band_tags=tuple(carried_tags(band) for band in scene.band_tags),
+        scales=scene.scales,
+        offsets=scene.offsets,
+        units=scene.units,
+        band_axis=scene.band_axis,
+        band_labels=scene.band_labels,
+        zarr_format=opts.zarr_format or DEFAULT_ZARR_FORMAT,
+    )
 
 
 def refuse_existing_data(dst: Path, opts: RunOptions) -> None:
