@@ -35,17 +35,17 @@ def test_writers_journal_each_batch_once_and_only_after_its_tiles_are_written(ma
     journal: list[int] = []
     in_flight, most_in_flight = [0], [0]
 
-    all_writing = threading.Event()
+    # The first writes wait until the batch after the writers' is in the model: every writer
+    # then holds a batch (on a loaded machine one writer could otherwise keep up and the others
+    # never start), and the bound is reached whatever the machine's load (writes that finished
+    # before the main thread got the core again did not reach it, and failed the test on CI).
+    queue_full = threading.Event()
 
     class ShuffledSink:
         def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
             with lock:
                 writer_names.add(threading.current_thread().name)
-                if len(writer_names) == writer_threads():
-                    all_writing.set()
-            # The first writes wait until every writer has one: on a loaded machine a
-            # single writer could otherwise keep up and the others never start.
-            all_writing.wait(timeout=10)
+            queue_full.wait(timeout=10)
             time.sleep(float(rng.uniform(0, 0.01)))  # finish in a shuffled order
             with lock:
                 written.add((rows.start, cols.start))
@@ -62,6 +62,8 @@ def test_writers_journal_each_batch_once_and_only_after_its_tiles_are_written(ma
         with lock:
             in_flight[0] += 1
             most_in_flight[0] = max(most_in_flight[0], in_flight[0])
+            if in_flight[0] == writer_threads() + 1:
+                queue_full.set()
         return predictor(x)
 
     run_tiles(job, plan, predict, ShuffledSink(), record=record)
