@@ -221,6 +221,51 @@ def in_python_words(text: str, keywords: Mapping[str, str]) -> str:
     return _FLAG.sub(keyword, text)
 
 
+_KEYWORDS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "geosr_keywords", default=None
+)
+"""The keywords of the Python API entry point the user called, while it runs (None: none runs)."""
+
+
+def current_keywords() -> Mapping[str, str] | None:
+    """The keywords geosr's lines name in this context (:func:`keyword_wording`), None for its flags."""
+    return _KEYWORDS.get()
+
+
+@contextlib.contextmanager
+def keyword_wording(keywords: Mapping[str, str] | None) -> Iterator[None]:
+    """Within: :func:`worded` lines and the :class:`GeosrError` leaving name ``keywords``
+    (:func:`in_python_words`) where they named flags; ``None`` leaves them as they are.
+
+    The outermost entry point's keywords win (``upscale_file`` calling ``load_model`` says
+    ``model``, not ``name_or_path``), and :func:`command_line_wording` keeps the flags.  A
+    context variable, not warning filters, which are the process's: another thread of the host
+    keeps its own wording.  The tasks of a lazy result enter it again with the keywords of the
+    call that built them, since they run after it has returned.
+    """
+    if keywords is None or _KEYWORDS.get() is not None or _COMMAND_LINE.get():
+        yield
+        return
+    token = _KEYWORDS.set(keywords)
+    try:
+        yield
+    except GeosrError as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (in_python_words(exc.args[0], keywords), *exc.args[1:])
+        raise
+    finally:
+        _KEYWORDS.reset(token)
+
+
+def worded(text: str) -> str:
+    """``text``, a warning's, in the words of who called geosr: a Python caller's keywords
+    (``pass nodata=0``) inside an API entry point, the command's flags (``pass --nodata 0``)
+    otherwise.  What :func:`python_api` does for the errors leaving it, for a warning, which
+    is shown where it is issued."""
+    keywords = _KEYWORDS.get()
+    return text if keywords is None else in_python_words(text, keywords)
+
+
 API_ENTRY_FRAMES = 1
 """Frames :func:`python_api`'s wrapper puts between an entry point's body and its caller: a
 warning that points at the caller's line from that body counts them in its ``stacklevel``."""
@@ -231,7 +276,8 @@ def python_api(
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a function of the Python API: its :class:`GeosrError` lines name the keywords
     it takes (``overwrite=True``) where they named the ``geosr`` command's flags (``--overwrite``),
-    which a Python caller cannot pass.  Under :func:`command_line_wording` they stay as they are.
+    which a Python caller cannot pass, and so do the warnings it issues (:func:`worded`).  Under
+    :func:`command_line_wording` they stay as they are.
 
     The keywords are the function's parameters, ``options`` (the defaults of
     what its ``**options`` take) and ``flags``, as :func:`flag_keywords` reads them.  Every
@@ -251,12 +297,8 @@ def python_api(
 
         @functools.wraps(func)
         def call(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
+            with keyword_wording(keywords):
                 return func(*args, **kwargs)
-            except GeosrError as exc:
-                if not _COMMAND_LINE.get() and exc.args and isinstance(exc.args[0], str):
-                    exc.args = (in_python_words(exc.args[0], keywords), *exc.args[1:])
-                raise
 
         return call
 

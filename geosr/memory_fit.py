@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from geosr import resources
-from geosr.errors import API_ENTRY_FRAMES, GeosrWarning
+from geosr.errors import API_ENTRY_FRAMES, GeosrWarning, worded
 from geosr.io.atomic import format_bytes
 from geosr.io.scene import Scene, band_bytes, keeps_band
 from geosr.options import DEFAULT_TILE, RunOptions
@@ -114,9 +114,11 @@ def fit_to_memory(
     if tile != tiles[0]:
         warnings.warn(
             GeosrWarning(
-                f"{scene.name}: tiles of {tile} px instead of {tiles[0]}, so that the run fits in "
-                f"the {format_bytes(available or 0)} of memory available (it needs about "
-                f"{format_bytes(needed)}); --tile sets the tile"
+                worded(
+                    f"{scene.name}: tiles of {tile} px instead of {tiles[0]}, so that the run fits in "
+                    f"the {format_bytes(available or 0)} of memory available (it needs about "
+                    f"{format_bytes(needed)}); --tile sets the tile"
+                )
             ),
             stacklevel=3 + API_ENTRY_FRAMES,  # upscale_file's caller
         )

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from geosr.errors import GeosrWarning, OptionError
+from geosr.errors import GeosrWarning, OptionError, worded
 from geosr.held import setting_held
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         # Autocast then emulates bf16: cnnrnn-fast ran 9x slower than fp32 on an AVX2 EPYC.
         warnings.warn(
             GeosrWarning(
-                "--precision bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX), so bf16 runs "
-                "about 10x slower than fp32 here; use --precision auto (fp32 on this CPU)"
+                worded(
+                    "--precision bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX), so bf16 runs "
+                    "about 10x slower than fp32 here; use --precision auto (fp32 on this CPU)"
+                )
             ),
             stacklevel=2,
         )

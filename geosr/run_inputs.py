@@ -16,7 +16,7 @@ import numpy as np
 
 from geosr.aoi import AoiMask, aoi_mask, aoi_window, crop_scene, whole_file
 from geosr.areas import parse_bbox, read_vector
-from geosr.errors import API_ENTRY_FRAMES, GeosrWarning, InputError, OptionError, in_context
+from geosr.errors import API_ENTRY_FRAMES, GeosrWarning, InputError, OptionError, in_context, worded
 from geosr.grid import scaled
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
@@ -212,8 +212,10 @@ def frames_read(src: str | Path, net: SRModel, frames: tuple[Scene, ...]) -> tup
     reads the reference alone (``geosr run`` and ``geosr info`` alike)."""
     if frames and not net.fuses_frames:
         warnings.warn(
-            f"{src}: model {net.name} reads the reference alone, so the {len(frames)} --frame file(s) are "
-            "not used; a CNN-RNN model (the default) fuses them",
+            worded(
+                f"{src}: model {net.name} reads the reference alone, so the {len(frames)} frame file(s) "
+                "given (--frame) are not used; a CNN-RNN model (the default) fuses them"
+            ),
             GeosrWarning,
             stacklevel=3 + API_ENTRY_FRAMES,  # upscale_file's caller
         )
@@ -282,9 +284,11 @@ def warn_undeclared_zeros(
     if share >= UNDECLARED_ZEROS:
         warnings.warn(
             GeosrWarning(
-                f"{scene.path}: {100 * share:.3g} % of its pixels are 0 in every band and it declares "
-                f"no nodata, so they are {use} as data; {remedy} if they are not "
-                "(as outside a Sentinel-2 L1C swath)"
+                worded(
+                    f"{scene.path}: {100 * share:.3g} % of its pixels are 0 in every band and it declares "
+                    f"no nodata, so they are {use} as data; {remedy} if they are not "
+                    "(as outside a Sentinel-2 L1C swath)"
+                )
             ),
             stacklevel=2,
         )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 import geosr
-from geosr.errors import GeosrError, OutputError
+from geosr.errors import GeosrError, GeosrWarning, OutputError
 from tests.conftest import UTM_TRANSFORM
 
 
@@ -121,3 +123,65 @@ def test_upscale_file_names_dst_where_the_command_names_its_short_flag(
     assert in_python_words("mkdir -p out, or -o out/ -s 2", {"-o": "dst", "-s": "scale"}) == (
         "mkdir -p out, or dst out/ scale=2"
     )
+
+
+def _zero_edged(make_raster: Callable[..., Path]) -> Path:
+    """A uint16 raster whose left columns are 0 with no nodata declared (a swath edge)."""
+    data = np.arange(1, 32 * 32 + 1, dtype="uint16").reshape(1, 32, 32)
+    data[:, :, :12] = 0
+    return make_raster("edge.tif", data=data)
+
+
+def test_upscale_file_warns_in_keywords_and_the_command_in_flags(
+    make_raster: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A Python caller was warned "pass --nodata 0 if they are not", a flag it cannot pass."""
+    src = _zero_edged(make_raster)
+    with pytest.warns(GeosrWarning, match="declares no nodata") as said:
+        geosr.upscale_file(src, tmp_path / "api.tif", scale=2, model="bicubic")
+    (line,) = [str(w.message) for w in said if "declares no nodata" in str(w.message)]
+    assert "pass nodata=0 if they are not" in line and "--" not in line
+    from geosr.cli import app
+
+    with pytest.warns(GeosrWarning, match="pass --nodata 0 if they are not"):
+        CliRunner().invoke(
+            app, ["run", str(src), "-o", str(tmp_path / "cli.tif"), "-s", "2", "-m", "bicubic"]
+        )
+
+
+def test_the_wording_stays_with_the_call_and_its_thread(
+    make_raster: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The keywords are the API call's own: after it, and in another thread during it, geosr's
+    lines name the flags again (no process-wide state is left to the host)."""
+    from geosr.errors import worded
+
+    seen_elsewhere: list[str] = []
+
+    def progress(done: int, total: int) -> None:
+        other = threading.Thread(target=lambda: seen_elsewhere.append(worded("pass --nodata 0")))
+        other.start()
+        other.join()
+
+    with pytest.warns(GeosrWarning, match="pass nodata=0"):
+        geosr.upscale_file(
+            _zero_edged(make_raster), tmp_path / "o.tif", scale=2, model="bicubic", progress=progress
+        )
+    assert seen_elsewhere and set(seen_elsewhere) == {"pass --nodata 0"}
+    assert worded("pass --nodata 0") == "pass --nodata 0"
+
+
+def test_evaluate_warns_in_keywords(make_raster: Callable[..., Path]) -> None:
+    from geosr.evaluation import evaluate_wald
+
+    with pytest.warns(GeosrWarning, match=r"edge\.tif: .* declares no nodata.*pass nodata=0 if"):
+        evaluate_wald([_zero_edged(make_raster)], scale=2, model="bicubic", border=2)
+
+
+def test_a_model_error_inside_upscale_file_names_upscale_files_keyword(
+    make_raster: Callable[..., Path],
+) -> None:
+    """load_model's keyword (name_or_path) was named to a caller of upscale_file, which says model."""
+    src = make_raster(height=16, width=16)
+    line = _refusal(lambda: geosr.upscale_file(src, scale=4, model="cnnrnn-fast_x4"))
+    assert "name_or_path" not in line and line.endswith("give model cnnrnn-fast scale=4"), line

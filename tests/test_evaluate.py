@@ -748,7 +748,7 @@ def test_an_undeclared_zero_fill_is_warned_about_as_geosr_run_does(make_raster) 
     data = np.arange(1, 32 * 32 + 1, dtype="uint16").reshape(1, 32, 32)
     data[:, :, :12] = 0
     path = make_raster("edge.tif", data=data)
-    with pytest.warns(GeosrWarning, match=r"edge\.tif: .* declares no nodata.*pass --nodata 0"):
+    with pytest.warns(GeosrWarning, match=r"edge\.tif: .* declares no nodata.*pass nodata=0"):
         evaluate_wald([path], scale=2, model="fake", border=2, upscaler=_fake_upscaler)
     with warnings.catch_warnings():
         warnings.simplefilter("error", GeosrWarning)

@@ -146,7 +146,7 @@ def test_a_model_reading_the_reference_alone_says_the_frames_are_unused(make_ras
     model = "bicubic"
     src = make_raster(height=40, width=30)
     frame = make_raster("frame.tif", data=coordinate_pattern(1, 40, 30)[::-1].copy())
-    unused = r"reads the reference alone, so the 1 --frame file\(s\) are not used"
+    unused = r"reads the reference alone, so the 1 frame file\(s\) given \(frames\) are not used"
     with pytest.warns(GeosrWarning, match=unused) as caught:
         with_frame = geosr.upscale_file(src, tmp_path / "f.tif", scale=2, model=model, frames=[str(frame)])
     # At the caller's line, where a notebook shows it (not inside geosr/api.py).

@@ -45,6 +45,7 @@ from geosr.errors import (
     filter_added,
     python_api,
     warnings_recorded,
+    worded,
 )
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border_count, check_scorable
 from geosr.interrupts import output_stamp
@@ -654,7 +655,8 @@ def _zeros_warned_for_pairs(lr_path: str | Path, hr_path: str | Path) -> Iterato
     for path, use in ((lr_path, "super-resolved"), (hr_path, "scored")):
         scene = open_scene(path)
         warn_undeclared_zeros(scene, reference_sample(scene), remedy=PAIR_ZEROS_REMEDY, use=use)
-    with filter_added("ignore", f".*{re.escape(UNDECLARED_ZEROS_REMEDY)}", GeosrWarning):
+    # The remedy as the run words it: "pass nodata=0" under the Python API.
+    with filter_added("ignore", f".*{re.escape(worded(UNDECLARED_ZEROS_REMEDY))}", GeosrWarning):
         yield
 
 

@@ -46,7 +46,14 @@ from distributed.comm import CommClosedError
 from distributed.comm.addressing import parse_address, parse_host_port
 
 from geosr.allocator import keep_freed_memory
-from geosr.errors import GeosrError, GeosrWarning, OptionError, ResumableError, SchedulerUnreachableError
+from geosr.errors import (
+    GeosrError,
+    GeosrWarning,
+    OptionError,
+    ResumableError,
+    SchedulerUnreachableError,
+    worded,
+)
 from geosr.faults import checkpoint
 from geosr.held import setting_held
 from geosr.io.remote import is_remote
@@ -616,9 +623,11 @@ def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterat
             if not left and not said:
                 warnings.warn(
                     GeosrWarning(
-                        f"the Dask scheduler at {address} has no workers left; the run waits for some "
-                        "to join (`dask worker` with that address starts one), or stop it with Ctrl-C "
-                        "and finish it later with --resume"
+                        worded(
+                            f"the Dask scheduler at {address} has no workers left; the run waits for "
+                            "some to join (`dask worker` with that address starts one), or stop it with "
+                            "Ctrl-C and finish it later with --resume"
+                        )
                     ),
                     stacklevel=3,
                 )

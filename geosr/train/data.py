@@ -23,7 +23,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from geosr.errors import GeosrWarning, InputError, OptionError, catch_warnings_serialised
+from geosr.errors import GeosrWarning, InputError, OptionError, catch_warnings_serialised, worded
 from geosr.io.scene import (
     Scene,
     chosen_bands,
@@ -233,8 +233,10 @@ class ChipSampler:
         if small:
             # Else left out without a word, and listed in the card's training data all the same.
             warnings.warn(
-                f"{scene_names(small)}: smaller than one {what} chip ({self.size} HR px with margin), "
-                f"left out of {what}; lower {chip} to use them",
+                worded(
+                    f"{scene_names(small)}: smaller than one {what} chip ({self.size} HR px with margin), "
+                    f"left out of {what}; lower {chip} to use them"
+                ),
                 GeosrWarning,
                 stacklevel=2,
             )
