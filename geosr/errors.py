@@ -169,8 +169,20 @@ def in_context(path: str | Path, exc: GeosrError) -> GeosrError:
 _COMMAND_LINE = contextvars.ContextVar("geosr_command_line", default=False)
 _FLAG = re.compile(
     r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-z])(?![\w-])"  # a flag (or a short one), then perhaps its value:
-    r"(?: (-?\d+(?:\.\d+)?|'[^']*'|(?:True|False|None)\b))?"
+    r"(?: (-?\d+(?:\.\d+)?(?!\w|[.,]\w)|'[^']*'|(?:True|False|None)\b"
+    r"|(\w[\w-]*(?:[.:]\w[\w-]*)*(?:,\w[\w-]*(?:[.:]\w[\w-]*)*)*)))?"  # or a bare word or list
 )
+TEXT_VALUES = {
+    "--device": r"auto|cpu|cuda(?::\d+)?",
+    "--precision": r"auto|fp32|bf16|fp16",
+    "--compile": r"auto|on|off",
+    "--bands": r"\w+(?:,\w+)+|[A-Za-z]*\d\w*",  # a list, or one band: B04, 3
+    "--model": r"(?:cnnrnn|edsr|bicubic)[\w-]*",
+    "-m": r"(?:cnnrnn|edsr|bicubic)[\w-]*",
+}
+"""The bare words after a flag that are its value, a text to the Python API ("--precision bf16":
+``precision='bf16'``, "--bands 2,1": ``bands='2,1'``); other words after it are the sentence's
+("--tile sets the tile")."""
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -207,16 +219,23 @@ def flag_keywords(defaults: Mapping[str, object], **flags: str) -> dict[str, str
 def in_python_words(text: str, keywords: Mapping[str, str]) -> str:
     """``text`` with each flag of ``keywords`` as its keyword: "pass --overwrite" reads "pass
     overwrite=True", "--nodata 0" reads "nodata=0" (a number, a quoted text, True, False or None
-    after a flag is its value, joined to its keyword).
+    after a flag is its value, joined to its keyword), "--precision bf16" reads "precision='bf16'"
+    (a word of :data:`TEXT_VALUES`, quoted as the text the keyword takes).
     Flags the mapping does not know stay as they are."""
 
     def keyword(match: re.Match[str]) -> str:
         word = keywords.get(match[1])
         if word is None:
             return match[0]
-        if "=" in word:  # a switch: a number after it is the text's, not its value
-            return word + match[0][len(match[1]) :]
-        return word if match[2] is None else f"{word}={match[2]}"
+        after = match[0][len(match[1]) :]
+        if match[2] is None or not re.fullmatch(r"[\w.]+", word):
+            # No value; or a switch (a number after it is the text's), or no keyword to join it to.
+            return word + after
+        value = match[2].strip("'") if match[3] is None else match[3]
+        text = TEXT_VALUES.get(match[1])
+        if text is not None and (match[2].startswith("'") or re.fullmatch(text, value)):
+            return f"{word}={value!r}"  # the API takes it as text
+        return word + after if match[3] is not None else f"{word}={match[2]}"
 
     return _FLAG.sub(keyword, text)
 

@@ -46,7 +46,7 @@ def test_upscale_names_its_keyword(make_raster: Callable[..., Path]) -> None:
 
 def test_load_model_names_its_keywords() -> None:
     line = _refusal(lambda: geosr.load_model("cnnrnn-fast_x4", bands=1, scale=4))
-    assert line.endswith("for cnnrnn-fast_x4 give name_or_path cnnrnn-fast scale=4")
+    assert line.endswith("for cnnrnn-fast_x4 give name_or_path='cnnrnn-fast' scale=4")
     assert _refusal(lambda: geosr.load_model(None, bands=1, scale=4, device="gpu")).startswith(
         "device='gpu' is not known"
     )
@@ -184,4 +184,27 @@ def test_a_model_error_inside_upscale_file_names_upscale_files_keyword(
     """load_model's keyword (name_or_path) was named to a caller of upscale_file, which says model."""
     src = make_raster(height=16, width=16)
     line = _refusal(lambda: geosr.upscale_file(src, scale=4, model="cnnrnn-fast_x4"))
-    assert "name_or_path" not in line and line.endswith("give model cnnrnn-fast scale=4"), line
+    assert "name_or_path" not in line and line.endswith("give model='cnnrnn-fast' scale=4"), line
+
+
+def test_a_flags_text_value_becomes_the_keywords_text() -> None:
+    """The flag of "--precision bf16" became a keyword and its value stayed a bare word: not Python."""
+    from geosr.errors import in_python_words
+
+    keywords = {"--precision": "precision", "--bands": "bands", "--tile": "tile", "--scale": "scale"}
+    assert in_python_words("--precision bf16: slow; use --precision auto (fp32)", keywords) == (
+        "precision='bf16': slow; use precision='auto' (fp32)"
+    )
+    assert in_python_words("e.g. --bands 2,1) or --bands B04,B03; --bands 3.", keywords) == (
+        "e.g. bands='2,1') or bands='B04,B03'; bands='3'."
+    )
+    # Words that are no value of the flag are the sentence's; numbers end a sentence.
+    assert in_python_words("--bands stacks them; --tile sets the tile, --scale 4.", keywords) == (
+        "bands stacks them; tile sets the tile, scale=4."
+    )
+
+
+def test_upscale_file_names_a_text_option_as_text(make_raster: Callable[..., Path]) -> None:
+    src = make_raster(height=16, width=16)
+    line = _refusal(lambda: geosr.upscale_file(src, scale=2, model="bicubic", device="cpu", precision="fp16"))
+    assert "scene.tif: precision='fp16' is only for CUDA GPUs" in line, line

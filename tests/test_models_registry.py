@@ -97,7 +97,7 @@ def test_a_bundled_files_stem_as_model_names_the_model_and_scale() -> None:
     with pytest.raises(
         ModelError,
         match=r"^unknown model 'cnnrnn-fast_x4'; .*; "
-        r"for cnnrnn-fast_x4 give name_or_path cnnrnn-fast scale=4$",
+        r"for cnnrnn-fast_x4 give name_or_path='cnnrnn-fast' scale=4$",
     ):
         load_model("cnnrnn-fast_x4", bands=1, scale=4)
     with pytest.raises(ModelError, match=r"weights file\)$"):
