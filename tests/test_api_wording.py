@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import rioxarray
+import xarray as xr
 from typer.testing import CliRunner
 
 import geosr
@@ -37,7 +40,6 @@ def test_upscale_file_says_overwrite_true_and_the_command_says_overwrite(
 
 
 def test_upscale_names_its_keyword(make_raster: Callable[..., Path]) -> None:
-    import rioxarray
 
     data = rioxarray.open_rasterio(make_raster(height=16, width=16))
     line = _refusal(lambda: geosr.upscale(data, scale=2, model="bicubic", tile=3))
@@ -208,3 +210,41 @@ def test_upscale_file_names_a_text_option_as_text(make_raster: Callable[..., Pat
     src = make_raster(height=16, width=16)
     line = _refusal(lambda: geosr.upscale_file(src, scale=2, model="bicubic", device="cpu", precision="fp16"))
     assert "scene.tif: precision='fp16' is only for CUDA GPUs" in line, line
+
+
+def _three_bands() -> xr.DataArray:
+    y, x = np.arange(40)[::-1] * 10.0 + 5, np.arange(40) * 10.0 + 5
+    data = np.random.default_rng(0).random((3, 40, 40), dtype=np.float32)
+    array = xr.DataArray(data, dims=("band", "y", "x"), coords={"band": [1, 2, 3], "y": y, "x": x})
+    return array.rio.write_crs("EPSG:32633")
+
+
+def _four_band_weights(stem: Path) -> Path:
+    from geosr.models import save_weights
+    from tests.test_models_registry import card, random_model
+
+    model = random_model(2, in_channels=4)
+    return save_weights(model, card(model), stem)[0]
+
+
+def test_upscale_says_how_a_dataarray_selects_bands(tmp_path: Path) -> None:
+    """upscale was told "select 4 bands (e.g. --bands)", and takes no bands=: .sel() selects them."""
+    weights = _four_band_weights(tmp_path / "m4_x2")
+    line = _refusal(lambda: geosr.upscale(_three_bands(), scale=2, model=str(weights)))
+    assert "select 4 bands (e.g. data.sel(band=[...]))" in line and "--" not in line, line
+
+
+def test_a_lazy_results_errors_at_compute_name_upscales_keywords(tmp_path: Path) -> None:
+    """A task runs after upscale has returned: its error (the weights written again since, for 4
+    bands) named "upscale_file(bands=...)", load_model's words, to a caller of upscale."""
+    from geosr.models import save_weights
+    from tests.test_models_registry import card, random_model
+
+    model = random_model(2)
+    weights = save_weights(model, card(model), tmp_path / "mine_x2")[0]
+    out = geosr.upscale(_three_bands(), scale=2, model=str(weights))
+    stat = weights.stat()
+    _four_band_weights(tmp_path / "mine_x2")  # retrained in the notebook meanwhile
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a later time, on any clock
+    line = _refusal(out.compute)
+    assert "select 4 bands (e.g. data.sel(band=[...]))" in line and "upscale_file" not in line, line

@@ -14,6 +14,7 @@ import functools
 import os
 import threading
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,16 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from geosr.api import model_label
-from geosr.errors import API_ENTRY_FRAMES, GeosrError, GeosrWarning, InputError, OptionError, python_api
+from geosr.errors import (
+    API_ENTRY_FRAMES,
+    GeosrError,
+    GeosrWarning,
+    InputError,
+    OptionError,
+    current_keywords,
+    keyword_wording,
+    python_api,
+)
 from geosr.grid import scaled
 from geosr.io.bands import band_offsets, check_band_layout
 from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, data_bands, fill_value, hides_pixels, sample_step
@@ -108,7 +118,15 @@ def _chunks(length: int, tile: int, halo: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _upscale_block(
+def _upscale_block(block: np.ndarray, *, keywords: Mapping[str, str] | None, **kwargs: Any) -> np.ndarray:
+    """:func:`_upscale_block_as_said` in the words of the ``upscale`` call that built the task
+    (``keywords``): it runs once that call has returned, so its errors (a weights file written
+    again since, for other bands) named geosr run's flags, or load_model's keywords."""
+    with keyword_wording(keywords):
+        return _upscale_block_as_said(block, **kwargs)
+
+
+def _upscale_block_as_said(
     block: np.ndarray,
     *,
     halo: int,
@@ -176,7 +194,8 @@ def _crs_fix(data: xr.DataArray) -> str:
     return "set one with da.rio.write_crs('EPSG:...')"
 
 
-@python_api()
+# Bands are selected on the DataArray: upscale takes no bands=.
+@python_api(flags={"--bands": "data.sel(band=[...])"})
 def upscale(
     data: xr.DataArray,
     *,
@@ -318,6 +337,7 @@ def upscale(
     result = da.map_blocks(
         functools.partial(
             _upscale_block,
+            keywords=current_keywords(),
             halo=halo,
             scale=opts.scale,
             norm=norm,
