@@ -533,3 +533,19 @@ def test_to_raster_without_recalculating_writes_the_file_jobs_transform(make_ras
     ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic")
     with rasterio.open(tmp_path / "lazy.tif") as lazy, rasterio.open(ran) as run:
         assert lazy.transform == run.transform == sr.rio.transform()
+
+
+@pytest.mark.parametrize("shape", [(8, 300), (300, 8)], ids=["row", "column"])
+def test_a_strip_under_the_halo_is_still_cut_along_its_length(
+    make_raster, tmp_path: Path, shape: tuple[int, int]
+) -> None:
+    """An 8 px high strip (under the default model's halo) was one task: the whole strip through
+    the model at once, however long, with nothing to run in parallel.  It is cut in tiles along
+    its length, and its pixels are still the file job's."""
+    src = make_raster(count=1, height=shape[0], width=shape[1])
+    lazy = geosr.upscale(rioxarray.open_rasterio(src), scale=2, tile=64)
+    blocks = [k for k in dict(lazy.data.__dask_graph__()) if str(k[0]).startswith("_upscale_block")]
+    assert len(blocks) >= 4, blocks  # tiles of 64 px along its 300
+    ran = geosr.upscale_file(src, tmp_path / "strip.tif", scale=2, tile=64)
+    with rasterio.open(ran) as out:
+        np.testing.assert_array_equal(lazy.values, out.read())

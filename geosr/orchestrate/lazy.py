@@ -170,6 +170,32 @@ def _upscale_block_as_said(
     return out
 
 
+def _grown_by_halo(array: da.Array, halo: int, tile: int) -> tuple[da.Array, da.Array]:
+    """``array`` in chunks of about ``tile``, and its chunks grown by ``halo`` on each side:
+    the neighbours' pixels inside, the edge mirrored (symmetric, as the file reader pads) outside.
+
+    A side of at most the halo is too short for Dask's overlap (depth must not exceed a chunk):
+    it is one chunk, padded by numpy, whose symmetric pad mirrors on where Dask's stops at one
+    reflection (a 12 px side padded by 15 came out 27 px, not 42).  The other side is still cut
+    in tiles: a strip of 8 x 4000 px was one task, the whole strip through the model at once with
+    no parallelism.
+    """
+    sides = array.shape[1:]
+    thin = [n <= halo for n in sides]
+    array = array.rechunk(
+        (-1, *((n,) if t else _chunks(n, tile, halo) for n, t in zip(sides, thin, strict=True)))
+    )
+    depth = {0: 0, 1: 0 if thin[0] else halo, 2: 0 if thin[1] else halo}
+    boundary = {axis: "none" if depth[axis] == 0 else "reflect" for axis in (1, 2)}
+    padded: da.Array = da.overlap.overlap(array, depth=depth, boundary=boundary) if not all(thin) else array
+    if any(thin):
+        width = ((0, 0), *((halo, halo) if t else (0, 0) for t in thin))
+        grown = tuple(tuple(c + a + b for c in cs) for cs, (a, b) in zip(padded.chunks, width, strict=True))
+        pad = functools.partial(np.pad, pad_width=width, mode="symmetric")
+        padded = da.map_blocks(pad, padded, chunks=grown, dtype=padded.dtype)
+    return array, padded
+
+
 def _grid_of(data: xr.DataArray) -> GeoBox:
     # As for a Zarr store: rioxarray's grid mapping, GeoZarr/CF attributes, CF lat/lon.
     crs = variable_crs(data, data.rio.y_dim, data.rio.x_dim)
@@ -312,23 +338,7 @@ def upscale(
         **normalisation_from_card(net.card.normalisation),
     ).with_add_offset(_add_offsets(data, source))
 
-    if min(h, w) <= halo:
-        # Too small for Dask's overlap (depth must not exceed a chunk): one padded block.
-        # numpy's pad, not dask's: dask's symmetric pad stops at one reflection (a 12 px
-        # side padded by 15 came out 27 px, not 42), where the file reader mirrors on.
-        array = array.rechunk((-1, -1, -1))
-        width = ((0, 0), (halo, halo), (halo, halo))
-        padded = array.map_blocks(
-            np.pad,
-            width,
-            mode="symmetric",
-            chunks=tuple((n + a + b,) for n, (a, b) in zip(array.shape, width, strict=True)),
-        )
-    else:
-        array = array.rechunk((-1, _chunks(h, tile_edge, halo), _chunks(w, tile_edge, halo)))
-        padded = da.overlap.overlap(
-            array, depth={0: 0, 1: halo, 2: halo}, boundary={1: "reflect", 2: "reflect"}
-        )
+    array, padded = _grown_by_halo(array, halo, tile_edge)
     out_chunks = (
         array.chunks[0],
         tuple(c * opts.scale for c in array.chunks[1]),
