@@ -549,3 +549,20 @@ def test_a_strip_under_the_halo_is_still_cut_along_its_length(
     ran = geosr.upscale_file(src, tmp_path / "strip.tif", scale=2, tile=64)
     with rasterio.open(ran) as out:
         np.testing.assert_array_equal(lazy.values, out.read())
+
+
+@pytest.mark.parametrize("read", [{"masked": True}, {"mask_and_scale": True}])
+def test_a_masked_read_of_an_int64_file_is_refused_as_geosr_run_refuses_the_file(
+    make_raster, tmp_path: Path, read: dict[str, bool]
+) -> None:
+    """The floats of a masked read of an int64 GeoTIFF were super-resolved, and to_raster wrote
+    int64 back, while geosr run refused the file: both refuse it now, and astype goes on."""
+    data = np.arange(1, 20 * 20 + 1, dtype="int64").reshape(1, 20, 20)
+    src = make_raster("i64.tif", data=data, nodata=-1)
+    with pytest.raises(InputError, match=r"i64\.tif: data type int64 is not supported") as err:
+        geosr.upscale(rioxarray.open_rasterio(src, **read), scale=2, model="bicubic")
+    assert "data.astype('float32')" in str(err.value)
+    with pytest.raises(InputError, match=r"i64\.tif: data type int64 is not supported"):
+        geosr.upscale_file(src, tmp_path / "o.tif", scale=2, model="bicubic")
+    floats = geosr.upscale(rioxarray.open_rasterio(src, **read).astype("float32"), scale=2, model="bicubic")
+    assert floats.dtype == np.float32 and floats.shape == (1, 40, 40)

@@ -649,7 +649,25 @@ def _checked(data: Any) -> xr.DataArray:
             f"data type {data.dtype} is not supported; use one of {', '.join(SUPPORTED_DTYPES)} "
             "(e.g. data.astype('float32'))"
         )
+    _check_stored_dtype(data)
     return data
+
+
+def _check_stored_dtype(data: xr.DataArray) -> None:
+    """Refuse a masked or decoded read (floats) of a file whose integers geosr does not support.
+
+    ``open_rasterio(masked=True)`` of an int64 GeoTIFF was super-resolved, and its result kept
+    the int64 encoding that to_raster writes back, while geosr run refused the file.
+    """
+    stored = data.encoding.get("rasterio_dtype", data.encoding.get("dtype"))
+    if stored is None or np.dtype(stored).kind not in "ui" or np.dtype(stored).name in SUPPORTED_DTYPES:
+        return
+    source = data.encoding.get("source")
+    raise InputError(
+        f"{source or 'the file the DataArray was read from'}: data type {np.dtype(stored).name} is not "
+        f"supported, as geosr run refuses it; use one of {', '.join(SUPPORTED_DTYPES)}: "
+        "data.astype('float32') super-resolves its values as floats (NaN where the file has nodata)"
+    )
 
 
 def _carried_coords(source: xr.DataArray) -> dict[str, xr.Variable]:
