@@ -566,3 +566,23 @@ def test_a_masked_read_of_an_int64_file_is_refused_as_geosr_run_refuses_the_file
         geosr.upscale_file(src, tmp_path / "o.tif", scale=2, model="bicubic")
     floats = geosr.upscale(rioxarray.open_rasterio(src, **read).astype("float32"), scale=2, model="bicubic")
     assert floats.dtype == np.float32 and floats.shape == (1, 40, 40)
+
+
+def test_a_masked_read_given_another_nodata_has_both_as_nodata(make_raster, tmp_path: Path) -> None:
+    """As upscale's docstring and the README say: the read's NaN (the file's 0) cannot be data,
+    and nodata=5 adds 5; both are written back as the file's 0.  A raw read given nodata=5
+    replaces the file's value, as geosr run --nodata 5 does."""
+    data = np.arange(1, 32 * 32 + 1, dtype="uint16").reshape(1, 32, 32)
+    data[:, :4] = 0
+    data[:, -4:] = 5
+    src = make_raster("n0.tif", data=data, nodata=0)
+    masked = geosr.upscale(rioxarray.open_rasterio(src, masked=True), scale=2, model="bicubic", nodata=5)
+    masked.rio.to_raster(tmp_path / "masked.tif")
+    with rasterio.open(tmp_path / "masked.tif") as out:
+        assert out.nodata == 0
+        assert (out.read()[:, :8] == 0).all() and (out.read()[:, -8:] == 0).all()
+    raw = geosr.upscale(rioxarray.open_rasterio(src), scale=2, model="bicubic", nodata=5)
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic", nodata=5)
+    with rasterio.open(ran) as out:
+        assert out.nodata == 5
+        np.testing.assert_array_equal(raw.values, out.read())

@@ -241,8 +241,15 @@ def upscale(
         rioxarray (``.rio.crs``, ``.rio.transform()``); the dimensions may have
         other names (``time, lat, lon``), and CF latitude/longitude without a
         CRS are read as EPSG:4326.
-    scale, model, tile, device, precision, nodata
+    scale, model, tile, device, precision
         As for :func:`geosr.upscale_file`.
+    nodata : float, optional
+        The value of the input's pixels that are nodata, in place of its ``rio.nodata``.  Its
+        NaN stay nodata too: those of a masked read (``open_rasterio(masked=True)``), where the
+        file had its own nodata value, cannot be read as data, so such a read given another
+        value has both nodata (written back as the file's value), where ``geosr run --nodata``
+        on the file replaces the file's value.  Read the file without ``masked=True`` to
+        replace it.
 
     Returns
     -------
