@@ -179,6 +179,9 @@ TEXT_VALUES = {
     "--bands": r"\w+(?:,\w+)+|[A-Za-z]*\d\w*",  # a list, or one band: B04, 3
     "--model": r"(?:cnnrnn|edsr|bicubic)[\w-]*",
     "-m": r"(?:cnnrnn|edsr|bicubic)[\w-]*",
+    "--bbox": r"[\w.-]+(?:,[\w.-]+){3}",  # minx,miny,maxx,maxy
+    "--bbox-crs": r"[A-Z]+:\w+",  # EPSG:32633
+    "--variable": r"[A-Za-z_]\w*",  # no message has a word of its own after --variable
 }
 """The bare words after a flag that are its value, a text to the Python API ("--precision bf16":
 ``precision='bf16'``, "--bands 2,1": ``bands='2,1'``); other words after it are the sentence's

@@ -248,3 +248,14 @@ def test_a_lazy_results_errors_at_compute_name_upscales_keywords(tmp_path: Path)
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a later time, on any clock
     line = _refusal(out.compute)
     assert "select 4 bands (e.g. data.sel(band=[...]))" in line and "upscale_file" not in line, line
+
+
+def test_upscale_file_names_a_crs_a_box_and_a_variable_as_text(make_raster: Callable[..., Path]) -> None:
+    """ "bbox_crs EPSG:3857 is the CRS of bbox ...; add bbox minx,miny,maxx,maxy" and "variable v is
+    for Zarr stores": the flags became keywords, their values stayed bare words."""
+    src = make_raster(height=16, width=16)
+    line = _refusal(lambda: geosr.upscale_file(src, scale=2, model="bicubic", bbox_crs="EPSG:3857"))
+    assert "bbox_crs='EPSG:3857' is the CRS of bbox" in line, line
+    assert "add bbox='minx,miny,maxx,maxy', or leave bbox_crs out" in line, line
+    line = _refusal(lambda: geosr.upscale_file(src, scale=2, model="bicubic", variable="v"))
+    assert "variable='v' is for Zarr stores" in line, line
