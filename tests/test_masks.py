@@ -197,7 +197,7 @@ def test_bands_may_leave_out_a_palette_band(tmp_path: Path) -> None:
     out = geosr.upscale_file(stack, tmp_path / "rg.tif", scale=2, model="bicubic", bands="2,1")
     with rasterio.open(out) as f:
         assert f.count == 2 and ColorInterp.palette not in f.colorinterp
-    with pytest.raises(InputError, match=r"stack\.vrt: band 3 holds .* leave it out with bands=1,2$"):
+    with pytest.raises(InputError, match=r"stack\.vrt: band 3 holds .* leave it out with bands='1,2'$"):
         geosr.upscale_file(stack, tmp_path / "all.tif", scale=2, model="bicubic")
     with pytest.raises(InputError, match=r"stack\.vrt: band 3 holds palette"):
         geosr.upscale_file(stack, tmp_path / "b3.tif", scale=2, model="bicubic", bands="1,3")
