@@ -248,3 +248,24 @@ def test_what_describes_the_inputs_grid_is_not_carried_to_the_output(tmp_path: P
         assert any(key.endswith("title") for key in tags) and any(k.endswith("SENSOR") for k in tags), tags
         stale = [k for k in tags if k.rsplit("#", 1)[-1] in ("GeoTransform", "resolution")]
         assert not stale and not any("geospatial_lat_resolution" in k for k in tags), (name, tags)
+
+
+def test_two_variables_read_in_one_thread_each_give_their_own_pixels(tmp_path: Path, monkeypatch) -> None:
+    """The band of strips a reading thread keeps (a strip file whose band GDAL's cache cannot hold,
+    as a small GDAL_CACHEMAX or a wide scene makes it) was keyed by path and bands only: on a
+    Dask worker, whose threads keep it between runs, the run of ``tsm`` after one of ``chl``
+    read ``chl``'s pixels."""
+    from geosr.io import scene as scenes
+    from geosr.tiling import Window
+
+    values = variables(tmp_path / "ocean.nc")
+    monkeypatch.setattr(scenes, "gdal_cache_bytes", lambda: 0)  # every strip band is kept
+    window = Window(10, 10, 16, 16)
+    try:
+        for name in ("chl", "tsm"):
+            scene = scenes.open_scene(str(tmp_path / "ocean.nc"), variable=name)
+            assert scene.block_rows  # netCDF-3 is read in strips
+            read = scenes.read_window(scene, window)[0]
+            np.testing.assert_array_equal(read, values[name][10:26, 10:26])
+    finally:
+        scenes.close_datasets()

@@ -1075,10 +1075,12 @@ def _from_row_band(scene: Scene, handle: Any, indexes: list[int] | None, window:
     file_height, file_width = scene.file_shape or scene.grid.shape.yx
     scene_width = scene.grid.shape.yx[1]
     r0, r1, c0, c1 = window.row, window.row + window.height, window.col, window.col + window.width
-    bands: dict[tuple[str, tuple[int, ...]], tuple[int, int, int, np.ndarray]] = _local.__dict__.setdefault(
-        "row_bands", {}
+    bands: dict[tuple[str, str | None, tuple[int, ...]], tuple[int, int, int, np.ndarray]] = (
+        _local.__dict__.setdefault("row_bands", {})
     )
-    key = (scene.path, tuple(indexes or ()))
+    # The variable too: two variables of one netCDF share the path and band 1, and the
+    # second read in a thread got the first one's pixels.
+    key = (scene.path, scene.variable_name, tuple(indexes or ()))
     top, b0, b1, band = bands.get(key, (0, 0, 0, None))
     if band is None or not (top <= r0 and r1 <= top + band.shape[1] and b0 <= c0 and c1 <= b1):
         step = scene.block_rows
