@@ -26,7 +26,15 @@ from geosr.aoi import on_the_grids_turn
 from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.grid import warp_onto, window_grid
 from geosr.io.bands import canonical_band_name
-from geosr.io.scene import Scene, is_zarr_path, open_scene, read_decimated, read_window, with_nodata
+from geosr.io.scene import (
+    Scene,
+    close_datasets,
+    is_zarr_path,
+    open_scene,
+    read_decimated,
+    read_window,
+    with_nodata,
+)
 from geosr.io.stac_input import (
     Resolved,
     is_stac_item,
@@ -578,17 +586,22 @@ def compare_files(
                 f"--bands {bands}: give 1 band (shown in grey) or 3 (shown as red, green, blue), "
                 f"not {len(positions)}"
             )
-    return render_compare(
-        lr,
-        sr,
-        png,
-        hr=hr,
-        window=window,
-        bands=positions,
-        variable=variable,
-        lr_nodata=nodata,
-        hr_variable=hr_variable,
-    )
+    try:
+        return render_compare(
+            lr,
+            sr,
+            png,
+            hr=hr,
+            window=window,
+            bands=positions,
+            variable=variable,
+            lr_nodata=nodata,
+            hr_variable=hr_variable,
+        )
+    finally:
+        # Its reads left the files open in the thread's cache: a notebook's every comparison
+        # kept two or three more descriptors, and a deleted output's disk space, for good.
+        close_datasets()
 
 
 def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -16,6 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("GEOSR_DATA_DIR", REPO.parent / "shared" / "data"))
 
 UTM_TRANSFORM = Affine(10.0, 0.0, 335440.0, 0.0, -10.0, 5866490.0)
+
+
+def open_in_this_process(path: Path) -> bool:
+    """Whether a descriptor of this process names ``path`` (Linux: ``/proc/self/fd``)."""
+    names = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            names.add(os.readlink(fd))
+    return str(path) in names
 
 
 def coordinate_pattern(count: int, height: int, width: int, dtype: str = "uint16") -> np.ndarray:

@@ -14,7 +14,7 @@ import geosr
 from geosr.cli import app
 from geosr.panels import stretch
 from geosr.quicklook import compare_panels
-from tests.conftest import coordinate_pattern, in_lonlat
+from tests.conftest import coordinate_pattern, in_lonlat, open_in_this_process
 
 
 def test_stretch_is_shared_across_panels() -> None:
@@ -786,3 +786,15 @@ def test_a_reference_in_lonlat_past_180_is_shown_as_it_is_a_turn_west(make_raste
     want = compare_panels(str(lr), str(sr), hr=str(west))[0][2]
     assert np.isfinite(want).mean() > 0.9
     np.testing.assert_array_equal(compare_panels(str(lr), str(sr), hr=str(east))[0][2], want)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists open files by /proc/self/fd (Linux)")
+def test_compare_files_leaves_the_files_it_compares_closed(make_raster, tmp_path: Path) -> None:
+    """Its reads left the input, the output and the reference open in the calling thread's cache:
+    more descriptors for each comparison of a notebook, and a deleted output's space kept."""
+    from geosr.quicklook import compare_files
+
+    lr = make_raster(height=32, width=32)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    compare_files(str(lr), str(sr), tmp_path / "c.png", hr=str(sr))
+    assert not [p for p in (lr, sr) if open_in_this_process(p)]

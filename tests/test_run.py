@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import warnings
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from geosr.errors import GeosrWarning
 from geosr.models import CNNRNN, CNNRNNConfig, ModelCard, save_weights
 from geosr.normalise import FILL_RADIUS
 from geosr.run_outputs import default_output
-from tests.conftest import coordinate_pattern
+from tests.conftest import coordinate_pattern, open_in_this_process
 from tests.test_batch import run_cli as run_fd_cli
 
 GEO_TRANSFORM = Affine(
@@ -455,15 +453,6 @@ def test_an_earlier_outputs_provenance_is_not_the_next_runs(make_raster, tmp_pat
     assert source_bands(open_scene(str(second)), open_scene(str(first)), [0, 1, 2]) == [0, 1, 2]
 
 
-def _open_in_this_process(path: Path) -> bool:
-    """Whether a descriptor of this process names ``path`` (Linux: ``/proc/self/fd``)."""
-    names = set()
-    for fd in Path("/proc/self/fd").iterdir():
-        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
-            names.add(os.readlink(fd))
-    return str(path) in names
-
-
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists open files by /proc/self/fd (Linux)")
 def test_a_call_leaves_its_input_closed_and_a_rewritten_input_is_read_afresh(
     make_raster, tmp_path: Path
@@ -473,7 +462,7 @@ def test_a_call_leaves_its_input_closed_and_a_rewritten_input_is_read_afresh(
     second call on a scene rewritten at the same path took its normalisation from the old file."""
     src = make_raster(height=32, width=32)
     geosr.upscale_file(src, tmp_path / "first.tif", scale=2, model="bicubic")
-    assert not _open_in_this_process(src)
+    assert not open_in_this_process(src)
     make_raster("new.tif", data=coordinate_pattern(1, 32, 32) * 3 + 500).replace(src)
     again = geosr.upscale_file(src, tmp_path / "again.tif", scale=2, model="bicubic")
     fresh = geosr.upscale_file(
