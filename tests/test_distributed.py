@@ -242,6 +242,46 @@ def test_a_run_leaves_the_cluster_without_its_plugin(scheduler: str, scene: Path
     assert "geosr-model" not in plugins
 
 
+def _held_on_worker(path: str) -> tuple[bool, int]:
+    """Whether this process has ``path`` open, and how many bands of strips its threads keep."""
+    from geosr.io import scene
+    from tests.conftest import open_in_this_process
+
+    return open_in_this_process(Path(path)), sum(len(r.row_bands) for r in scene._every_thread)
+
+
+def _strips_kept_on_worker(kept: bool) -> None:
+    """Have a worker's reads keep bands of strips (as where GDAL's cache cannot hold one), or not."""
+    from geosr.io import scene
+
+    if kept:
+        scene.__dict__.setdefault("real_cache_bytes", scene.gdal_cache_bytes)
+        scene.gdal_cache_bytes = lambda: 0
+    else:
+        scene.gdal_cache_bytes = scene.__dict__.pop("real_cache_bytes", scene.gdal_cache_bytes)
+
+
+def test_a_run_leaves_the_workers_without_its_input_open_or_its_rows(
+    scheduler: str, make_raster, tmp_path: Path
+) -> None:
+    """A worker's task threads outlive the run, and each kept the input open in its cache
+    (a deleted input's disk space stayed taken until the worker restarted) and its band of
+    decoded strips (up to 512 MiB a thread)."""
+    from distributed import Client
+
+    src = make_raster(height=64, width=64)  # strips
+    with Client(scheduler) as client:
+        client.run(_strips_kept_on_worker, True)
+        try:
+            geosr.upscale_file(
+                src, tmp_path / "x2.tif", scale=2, model="bicubic", tile=32, scheduler=scheduler
+            )
+            after = list(client.run(_held_on_worker, str(src)).values())
+        finally:
+            client.run(_strips_kept_on_worker, False)
+    assert after == [(False, 0)]
+
+
 def test_local_cluster_runs_worker_threads_and_restores_torch_threads(
     scene: Path, tmp_path: Path, dask_default_port_taken
 ) -> None:

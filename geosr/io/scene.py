@@ -13,8 +13,9 @@ import re
 import shlex
 import threading
 import warnings
+import weakref
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -860,7 +861,42 @@ def _first_line(exc: BaseException) -> str:
 
 # --- reading -----------------------------------------------------------------
 
+
+class _Reads:
+    """One thread's open datasets (:func:`_dataset`) and kept bands of strips (:func:`_from_row_band`).
+
+    ``lock`` is held while the thread reads through them, so that another thread may close
+    them (:func:`release`) between two of its reads, never during one.
+    """
+
+    __slots__ = ("__weakref__", "datasets", "lock", "row_bands")
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.datasets: dict[tuple[str, str | None], tuple[Any, Any]] = {}
+        self.row_bands: dict[tuple[str, str | None, tuple[int, ...]], tuple[int, int, int, np.ndarray]] = {}
+
+    def drop(self, paths: Collection[str] | None = None) -> None:
+        """Close the handles of ``paths`` (None: all) and forget their bands of strips."""
+        for key in [k for k in self.row_bands if paths is None or k[0] in paths]:
+            del self.row_bands[key]
+        for name in [k for k in self.datasets if paths is None or k[0] in paths]:
+            _close(self.datasets.pop(name)[1])
+
+
 _local = threading.local()
+_every_thread: weakref.WeakSet[_Reads] = weakref.WeakSet()  # gone with their threads
+_EVERY_THREAD = threading.Lock()
+
+
+def _reads() -> _Reads:
+    """The calling thread's :class:`_Reads`."""
+    reads: _Reads | None = getattr(_local, "reads", None)
+    if reads is None:
+        reads = _local.reads = _Reads()
+        with _EVERY_THREAD:
+            _every_thread.add(reads)
+    return reads
 
 
 def _dataset(scene: Scene) -> Any:
@@ -870,14 +906,11 @@ def _dataset(scene: Scene) -> Any:
     Dask worker's threads outlive a run, and the next run on a scene rewritten at the same
     path read the old file's pixels through the handle and the strips kept from it.
     """
-    cache: dict[tuple[str, str | None], tuple[Any, Any]] = _local.__dict__.setdefault("datasets", {})
+    reads = _reads()
     key = (scene.path, scene.variable_name)  # a file's variables are different arrays
-    stamp, handle = cache.get(key, (None, None))
+    stamp, handle = reads.datasets.get(key, (None, None))
     if handle is not None and stamp != scene.stamp:
-        _close(handle)
-        bands = _local.__dict__.get("row_bands", {})
-        for band in [k for k in bands if k[0] == scene.path]:
-            del bands[band]
+        reads.drop([scene.path])
         handle = None
     if handle is None:
         if scene.is_zarr:
@@ -886,16 +919,31 @@ def _dataset(scene: Scene) -> Any:
             handle = open_zarr_array(scene)
         else:
             handle = rasterio.open(scene.subdataset or scene.path)
-        cache[key] = (scene.stamp, handle)
+        reads.datasets[key] = (scene.stamp, handle)
     return handle
 
 
 def close_datasets() -> None:
     """Close the calling thread's cached handles (and drop its row band)."""
-    _local.__dict__.pop("row_bands", None)
-    cache: dict[tuple[str, str | None], tuple[Any, Any]] = _local.__dict__.pop("datasets", {})
-    for _, handle in cache.values():
-        _close(handle)
+    reads: _Reads | None = getattr(_local, "reads", None)
+    if reads is not None:
+        with reads.lock:
+            reads.drop()
+
+
+def release(paths: Collection[str]) -> None:
+    """Close every thread's cached handles of ``paths`` and drop their bands of strips.
+
+    For the end of a run on a Dask worker, whose task threads outlive it: each kept the
+    input open (a deleted input's space stayed taken until the worker restarted) and up to
+    :data:`BAND_BUDGET` of its decoded rows.  A thread reading meanwhile (another run's
+    task) is waited for, and opens the file again on its next read.
+    """
+    with _EVERY_THREAD:
+        everyone = list(_every_thread)
+    for reads in everyone:
+        with reads.lock:
+            reads.drop(set(paths))
 
 
 def _close(handle: Any) -> None:
@@ -944,6 +992,12 @@ def _read_inside(scene: Scene, window: Window, *, keep_band: bool = True, step: 
     for reads that move down the scene row of tiles by row of tiles.  ``step``: one
     pixel of each ``step`` x ``step`` block (:func:`read_decimated`).
     """
+    with _reads().lock:  # not closed by release() while it reads
+        return _read_held(scene, window, keep_band=keep_band, step=step)
+
+
+def _read_held(scene: Scene, window: Window, *, keep_band: bool, step: int) -> np.ndarray:
+    """:func:`_read_inside`, with the thread's lock held."""
     handle = _dataset(scene)
     if scene.is_zarr:
         # About the middle pixel of each block, as GDAL's decimated read takes it, and one pixel
@@ -1075,9 +1129,7 @@ def _from_row_band(scene: Scene, handle: Any, indexes: list[int] | None, window:
     file_height, file_width = scene.file_shape or scene.grid.shape.yx
     scene_width = scene.grid.shape.yx[1]
     r0, r1, c0, c1 = window.row, window.row + window.height, window.col, window.col + window.width
-    bands: dict[tuple[str, str | None, tuple[int, ...]], tuple[int, int, int, np.ndarray]] = (
-        _local.__dict__.setdefault("row_bands", {})
-    )
+    bands = _reads().row_bands
     # The variable too: two variables of one netCDF share the path and band 1, and the
     # second read in a thread got the first one's pixels.
     key = (scene.path, scene.variable_name, tuple(indexes or ()))
@@ -1118,7 +1170,9 @@ def read_sample(scene: Scene, max_pixels: int = 1 << 20, rows_per_read: int = 51
     step = sample_step(h, w, max_pixels)
     try:
         if scene.is_zarr:
-            return _zarr_block(scene, _dataset(scene)[:, r_off : r_off + h : step, c_off : c_off + w : step])
+            with _reads().lock:
+                block = _dataset(scene)[:, r_off : r_off + h : step, c_off : c_off + w : step]
+                return _zarr_block(scene, block)
         strip = max(step, rows_per_read // step * step)
         parts = []
         for r0 in range(0, h, strip):

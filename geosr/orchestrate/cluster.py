@@ -59,7 +59,7 @@ from geosr.held import setting_held
 from geosr.io.remote import is_remote
 from geosr.io.run_store import StoreWriter
 from geosr.io.runstate import RunState
-from geosr.io.scene import Scene
+from geosr.io.scene import Scene, release
 from geosr.models import MODEL_NAMES
 from geosr.models.weights import weights_paths
 from geosr.orchestrate.lazy import cached_predictor, predictor_builds
@@ -592,6 +592,20 @@ def _withdraw_plugin(client: Client) -> None:
         client.unregister_worker_plugin(ModelPlugin.name)
 
 
+def _leave_workers(client: Client, job: Job) -> None:
+    """Take the run's plugin off the scheduler (:func:`_withdraw_plugin`), and have the
+    workers close the run's files in their task threads (:func:`geosr.io.scene.release`).
+
+    Those threads outlive the run: each kept its input open, so that a deleted input's space
+    stayed taken until the worker restarted, and up to 512 MiB of its decoded rows.  Kept
+    for the run only, they still spare its tasks the opening and decoding.
+    """
+    _withdraw_plugin(client)
+    paths = [job.scene.path, *(frame.path for frame in job.frames)]
+    with contextlib.suppress(Exception):  # a scheduler going down: the run's own line stands
+        client.run(release, paths)
+
+
 NO_WORKERS_CHECK = 10.0
 """Seconds without a finished task before the run asks whether any worker is left."""
 
@@ -698,11 +712,11 @@ def run_on_cluster(
             state.record(finished)
             if on_tiles_done is not None:
                 on_tiles_done(len(finished))
-        _withdraw_plugin(client)
+        _leave_workers(client, job)
     except KilledWorker as exc:
         # A task that takes its worker down every time (the kernel's OOM killer, a memory
         # limit): distributed gives up after a few workers, with a traceback of its own.
-        _withdraw_plugin(client)
+        _leave_workers(client, job)
         raise ResumableError(
             f"{state.destination}: every Dask worker that ran one of its tasks died "
             f"({exc.allowed_failures + 1} in all; out of memory? the workers' logs say why); "
@@ -710,7 +724,8 @@ def run_on_cluster(
             "then rerun the same command with --resume to finish it"
         ) from None
     except (OSError, TimeoutError, CancelledError, CommClosedError, FuturesCancelledError) as exc:
-        if isinstance(exc, GeosrError):
+        if isinstance(exc, GeosrError):  # a task's own failure (a damaged input): the cluster is there
+            _leave_workers(client, job)
             raise
         raise ResumableError(
             f"{state.destination}: lost the Dask scheduler at {address} ({type(exc).__name__}: "
