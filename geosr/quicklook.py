@@ -28,7 +28,7 @@ from geosr.grid import warp_onto, window_grid
 from geosr.io.bands import canonical_band_name
 from geosr.io.scene import (
     Scene,
-    close_datasets,
+    datasets_closed,
     is_zarr_path,
     open_scene,
     read_decimated,
@@ -586,7 +586,9 @@ def compare_files(
                 f"--bands {bands}: give 1 band (shown in grey) or 3 (shown as red, green, blue), "
                 f"not {len(positions)}"
             )
-    try:
+    # Its reads left the files open in the thread's cache: a notebook's every comparison
+    # kept two or three more descriptors, and a deleted output's disk space, for good.
+    with datasets_closed():
         return render_compare(
             lr,
             sr,
@@ -598,10 +600,6 @@ def compare_files(
             lr_nodata=nodata,
             hr_variable=hr_variable,
         )
-    finally:
-        # Its reads left the files open in the thread's cache: a notebook's every comparison
-        # kept two or three more descriptors, and a deleted output's disk space, for good.
-        close_datasets()
 
 
 def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:

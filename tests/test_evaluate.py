@@ -1140,3 +1140,25 @@ def test_an_empty_workdir_is_refused_not_taken_for_none(make_raster, workdir: st
         evaluate_wald([hr], scale=2, model="fake", border=2, upscaler=_fake_upscaler, workdir=workdir)
     with pytest.raises(OptionError, match=said):
         evaluate_paired([(hr, hr)], scale=2, model="fake", border=2, upscaler=_fake_upscaler, workdir=workdir)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists open files by /proc/self/fd (Linux)")
+def test_an_evaluation_leaves_no_file_it_scored_open(make_raster, tmp_path) -> None:
+    """The SR and bicubic outputs it scores were left open in the calling thread's cache: in its
+    temporary folder, deleted, their disk space stayed taken; in a workdir, a notebook kept them."""
+    from affine import Affine
+
+    from geosr.evaluation import evaluate_paired
+    from tests.conftest import UTM_TRANSFORM, coordinate_pattern, open_in_this_process
+
+    hr = coordinate_pattern(1, 64, 64)
+    hr_path = make_raster("hr.tif", data=hr, transform=UTM_TRANSFORM @ Affine.scale(0.5))
+    lr = make_raster("lr.tif", data=hr.reshape(1, 32, 2, 32, 2).mean(axis=(2, 4)).astype("uint16"))
+    for evaluate in (
+        lambda: evaluate_wald([hr_path], scale=2, model="bicubic", border=4, workdir=tmp_path / "w"),
+        lambda: evaluate_paired([(lr, hr_path)], scale=2, model="bicubic", border=4, workdir=tmp_path / "p"),
+    ):
+        evaluate()
+        files = [*tmp_path.iterdir(), *(tmp_path / "w").iterdir()]
+        files += [*(tmp_path / "p").iterdir()] if (tmp_path / "p").is_dir() else []
+        assert [f.name for f in files if open_in_this_process(f)] == []

@@ -52,7 +52,7 @@ from geosr.interrupts import output_stamp
 from geosr.io.atomic import lock_held, unwritable_folder
 from geosr.io.bands import OFFSET_TAG, reflectance_offset, select_bands
 from geosr.io.runstate import run_dir
-from geosr.io.scene import Scene, open_scene, read_window, with_nodata
+from geosr.io.scene import Scene, datasets_closed, open_scene, read_window, with_nodata
 from geosr.models.registry import DEFAULT_MODEL
 from geosr.normalise import UNITS_DTYPE_TAG, valid_mask
 from geosr.options import OPTION_DEFAULTS, check_run_options, check_scale
@@ -612,6 +612,8 @@ def evaluate_wald(
     with (
         _workdir_held(kept, names, overwrite, hr_paths),
         tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp,
+        # The outputs it scores were left open: a temporary folder's files, deleted, kept their space.
+        datasets_closed(),
         _whole_or_nothing(kept, names),
     ):
         work = kept or Path(tmp)
@@ -714,6 +716,7 @@ def evaluate_paired(
     with (
         _workdir_held(kept, names, overwrite, [path for pair in pairs for path in pair]),
         tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp,
+        datasets_closed(),  # as evaluate_wald's
         _whole_or_nothing(kept, names),
     ):
         work = kept or Path(tmp)

@@ -8,6 +8,7 @@ thread so that reading many tiles does not pay GDAL's open cost each time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -15,7 +16,7 @@ import threading
 import warnings
 import weakref
 import zipfile
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -929,6 +930,17 @@ def close_datasets() -> None:
     if reads is not None:
         with reads.lock:
             reads.drop()
+
+
+@contextlib.contextmanager
+def datasets_closed() -> Iterator[None]:
+    """Within: reads keep their files open in the calling thread's cache, closed as it ends
+    (:func:`close_datasets`), however it ends: for calls of the Python API, which a notebook
+    makes many times in one thread."""
+    try:
+        yield
+    finally:
+        close_datasets()
 
 
 def release(paths: Collection[str]) -> None:
