@@ -46,6 +46,7 @@ from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_j
 from geosr.io.runstate import RunState, StaleRunError, job_digest, reclaimable_bytes, run_dir
 from geosr.io.scene import Scene, carried_tags, close_datasets
 from geosr.io.sink import DEFAULT_ZARR_FORMAT, SUPPORTED_SUFFIXES, OutputSpec
+from geosr.io.stac_input import forget_fetched
 from geosr.io.zarr_store import check_zarr_grid
 from geosr.memory_fit import fit_to_memory
 from geosr.normalise import Normalisation
@@ -299,6 +300,7 @@ def upscale_file(
         # input for every call of a notebook or a `geosr run 'archive/*.tif'`, and a second
         # call on a scene rewritten at the same path took its normalisation from the old file.
         close_datasets()
+        forget_fetched()  # a remote STAC Item: the next call reads it as it is then
 
 
 def local_destination(

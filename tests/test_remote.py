@@ -885,6 +885,44 @@ def test_a_stac_api_item_url_without_a_suffix_is_an_item(make_raster, tmp_path: 
         assert f.tags()["STAC_DATETIME"].startswith("2024-05-01") and (f.read() == g.read()).all()
 
 
+def test_a_remote_item_is_fetched_again_by_the_next_call(make_raster, tmp_path: Path) -> None:
+    """The Item's JSON was kept for the process, a failed fetch too: an Item not yet published
+    (or a timeout) stayed 'not a readable raster' for every later call of a notebook, and an
+    Item published again was read as it was."""
+    import json
+
+    import geosr
+    from geosr.errors import GeosrError
+
+    for i, band in enumerate(("B04", "B03")):
+        make_raster(f"{band}.tif", data=coordinate_pattern(1, 30, 30) + 100 * i)
+
+    def publish(band: str) -> None:
+        asset = {"href": f"./{band}.tif", "type": "image/tiff", "roles": ["data"]}
+        item = {
+            "type": "Feature",
+            "stac_version": "1.1.0",
+            "id": "t",
+            "geometry": None,
+            "properties": {"datetime": "2024-05-01T10:00:00Z"},
+            "links": [],
+            "assets": {band: asset},
+        }
+        (tmp_path / "item.json").write_text(json.dumps(item))
+
+    options = {"scale": 2, "model": "bicubic", "overwrite": True}
+    with served(tmp_path) as base:
+        with pytest.raises(GeosrError):
+            geosr.upscale_file(f"{base}/item.json", tmp_path / "sr.tif", **options)  # not published yet
+        means = []
+        for band in ("B04", "B03"):  # B03 is B04 + 100
+            publish(band)
+            out = geosr.upscale_file(f"{base}/item.json", tmp_path / "sr.tif", **options)
+            with rasterio.open(out) as f:
+                means.append(float(f.read().mean()))
+    assert means[1] - means[0] == pytest.approx(100, abs=1)
+
+
 def test_a_remote_folder_output_takes_each_inputs_default_name(make_raster, capfd, monkeypatch) -> None:
     """`-o memory://b/out/` (s3://bucket/out/ alike) was taken as a file named 'out' and refused,
     'unsupported output suffix (none) ... or an existing folder to write it into', and with

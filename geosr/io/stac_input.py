@@ -60,36 +60,55 @@ def _json_document(path: str | Path) -> Any:
         return None
 
 
-@functools.lru_cache(maxsize=8)
 def _remote_json(url: str) -> Any:
     """The JSON at a remote ``.json`` URL, or at an ``https://`` URL without a suffix (a STAC
     API's Item, ``.../collections/C/items/ID``), fetched once per run (an Item is looked at
-    several times), or None: GDAL then says what is wrong with the URL, as for any remote input."""
+    several times), or None: GDAL then says what is wrong with the URL, as for any remote input.
+
+    A fetch that failed (a timeout, an Item not uploaded yet) is not kept: it was, for the
+    process, and every later call of a notebook took the Item for a raster.
+    """
+    try:
+        return _fetched(url)
+    except (OSError, ImportError):
+        return None
+
+
+@functools.lru_cache(maxsize=8)
+def _fetched(url: str) -> Any:
+    """:func:`_remote_json`, raising OSError where the fetch failed (lru_cache keeps no error).
+    Forgotten as each run ends (:func:`forget_fetched`)."""
     parsed = urlparse(url)
     web = parsed.scheme.lower() in ("http", "https")
     api_item = web and not PurePosixPath(parsed.path).suffix  # a raster's URL names its format
     if not parsed.path.lower().endswith(".json") and not api_item:
         return None
+    if web:
+        import urllib.request
+
+        accept = {"Accept": "application/geo+json, application/json;q=0.9, */*;q=0.1"}
+        with urllib.request.urlopen(urllib.request.Request(url, headers=accept), timeout=30) as response:
+            first = response.read(1)
+            # Only a JSON answer is read whole (a suffixless raster's download stops here).
+            json_answer = first == b"{" or "json" in response.headers.get("Content-Type", "")
+            if api_item and not json_answer:
+                return None
+            text = first + response.read()
+    else:
+        import fsspec
+
+        with fsspec.open(fsspec_url(url), "rb") as file:
+            text = file.read()
     try:
-        if web:
-            import urllib.request
-
-            accept = {"Accept": "application/geo+json, application/json;q=0.9, */*;q=0.1"}
-            with urllib.request.urlopen(urllib.request.Request(url, headers=accept), timeout=30) as response:
-                first = response.read(1)
-                # Only a JSON answer is read whole (a suffixless raster's download stops here).
-                json_answer = first == b"{" or "json" in response.headers.get("Content-Type", "")
-                if api_item and not json_answer:
-                    return None
-                text = first + response.read()
-        else:
-            import fsspec
-
-            with fsspec.open(fsspec_url(url), "rb") as file:
-                text = file.read()
         return json.loads(text)
-    except (OSError, ValueError, ImportError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
+
+
+def forget_fetched() -> None:
+    """Forget the remote documents fetched: an Item published again since is read again by the
+    next run (a notebook's next call), not taken as it was."""
+    _fetched.cache_clear()
 
 
 def is_stac_item(path: str | Path) -> bool:
