@@ -35,6 +35,7 @@ from geosr.io.remote import (
     check_remote_output,
     drop_sidecars,
     file_url_path,
+    forget_remote_files,
     fsspec_url,
     is_remote,
     local_name,
@@ -301,6 +302,9 @@ def upscale_file(
         # call on a scene rewritten at the same path took its normalisation from the old file.
         close_datasets()
         forget_fetched()  # a remote STAC Item: the next call reads it as it is then
+        frames_given = options.get("frames") or ()
+        frames_given = [frames_given] if isinstance(frames_given, str | Path) else frames_given
+        forget_remote_files([str(src), *map(str, frames_given)])  # and a remote input
 
 
 def local_destination(

@@ -923,6 +923,31 @@ def test_a_remote_item_is_fetched_again_by_the_next_call(make_raster, tmp_path: 
     assert means[1] - means[0] == pytest.approx(100, abs=1)
 
 
+def test_a_file_published_or_replaced_at_a_url_is_read_as_it_is_by_the_next_call(
+    make_raster, tmp_path: Path
+) -> None:
+    """GDAL's /vsicurl/ keeps a URL's size, existence and fetched bytes for the process: the next
+    call on a URL that was missing still said HTTP 404, and one on a file replaced at the URL
+    read the old file's pixels."""
+    import geosr
+    from geosr.errors import InputError
+
+    www = tmp_path / "www"
+    www.mkdir()
+    first = make_raster("first.tif", data=coordinate_pattern(1, 40, 40))
+    second = make_raster("second.tif", data=coordinate_pattern(1, 40, 40) + 1000)
+    options = {"scale": 2, "model": "bicubic", "overwrite": True}
+    means = []
+    with served(www) as base:
+        with pytest.raises(InputError, match="HTTP 404"):
+            geosr.upscale_file(f"{base}/scene.tif", tmp_path / "sr.tif", **options)  # not uploaded yet
+        for published in (first, second):
+            shutil.copyfile(published, www / "scene.tif")
+            with rasterio.open(geosr.upscale_file(f"{base}/scene.tif", tmp_path / "sr.tif", **options)) as f:
+                means.append(float(f.read().mean()))
+    assert means[1] - means[0] == pytest.approx(1000, abs=1)
+
+
 def test_a_remote_folder_output_takes_each_inputs_default_name(make_raster, capfd, monkeypatch) -> None:
     """`-o memory://b/out/` (s3://bucket/out/ alike) was taken as a file named 'out' and refused,
     'unsupported output suffix (none) ... or an existing folder to write it into', and with

@@ -12,11 +12,12 @@ open.  Outputs are written locally, atomically (see :mod:`geosr.io.atomic`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlparse
@@ -47,6 +48,47 @@ def bound_remote_waits() -> None:
     os.environ.setdefault("GDAL_HTTP_LOW_SPEED_TIME", str(STALLED_TRANSFER_S))
     os.environ.setdefault("GDAL_HTTP_LOW_SPEED_LIMIT", "1")
     os.environ.setdefault("GDAL_HTTP_CONNECTTIMEOUT", str(CONNECT_TIMEOUT_S))
+
+
+def forget_remote_files(paths: Iterable[str | Path]) -> None:
+    """Have GDAL forget what it fetched of remote files, where ``paths`` has one (a run's inputs).
+
+    GDAL's ``/vsicurl/`` (``/vsis3/``, ``/vsigs/``...) keeps each URL's size, existence and
+    fetched ranges for the process: a notebook's next call on a URL that was missing (not
+    uploaded yet) still said 'not found on the server (HTTP 404)', and one on a file replaced
+    at the same URL read the old file's pixels (the pixels of a local file replaced at its path
+    are read afresh: :attr:`geosr.io.scene.Scene.stamp`).  Within a run the cache still serves.
+    """
+    if not any(is_remote(path) for path in paths):
+        return
+    gdal = _gdal_library()
+    if gdal is not None:
+        gdal.VSICurlClearCache()
+
+
+@functools.cache
+def _gdal_library() -> Any:
+    """The GDAL library rasterio runs on (ctypes), or None where it cannot be found.
+
+    rasterio has no call for GDAL's ``VSICurlClearCache``.  The library is the one this process
+    has loaded (Linux: ``/proc/self/maps`` names it), else the one a rasterio wheel bundles.
+    """
+    import ctypes
+
+    import rasterio
+
+    loaded: list[str] = []
+    with contextlib.suppress(OSError), Path("/proc/self/maps").open() as maps:
+        files = {line.split(None, 5)[-1].strip() for line in maps if line.count(" ") >= 5}
+        loaded = sorted(f for f in files if Path(f).name.startswith("libgdal"))
+    here = Path(rasterio.__file__).parent
+    bundled = [*here.glob(".dylibs/libgdal*"), *here.parent.glob("rasterio.libs/libgdal*")]
+    for candidate in [*loaded, *map(str, bundled)]:
+        with contextlib.suppress(OSError, AttributeError):
+            library = ctypes.CDLL(candidate)
+            library.VSICurlClearCache.restype = None
+            return library
+    return None
 
 
 def is_remote(path: str | Path) -> bool:

@@ -35,6 +35,7 @@ from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.remote import (
     archive_member_problem,
     file_url_path,
+    forget_remote_files,
     is_remote,
     is_virtual,
     local_archive,
@@ -956,6 +957,7 @@ def release(paths: Collection[str]) -> None:
     for reads in everyone:
         with reads.lock:
             reads.drop(set(paths))
+    forget_remote_files(paths)  # and what GDAL fetched of a remote input, replaced there before the next run
 
 
 def _close(handle: Any) -> None:
