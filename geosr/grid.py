@@ -10,6 +10,7 @@ transform ``input.transform @ Affine.scale(1/s)`` (each pixel term divided by
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -90,6 +91,21 @@ def crs_label(crs: CRS | None) -> str:
     if proj4:
         return f"{proj4} (PROJ string, no EPSG code)"
     return f"{crs.proj.name!r} (WKT, no EPSG code)"
+
+
+def crs_wkt(crs: CRS) -> str:
+    """``crs`` as WKT that GDAL reads back as the same CRS: the WKT it was read from, if any.
+
+    Not odc-geo's ``crs.wkt`` (pyproj's WKT2) alone: WKT2 restates a TOWGS84 scale of 6.7 ppm
+    as the factor 1.0000067, which GDAL turned back into 6.69999999992 ppm in every output.
+    A CRS named by a code (``EPSG:32633``) or a PROJ string has no WKT of its own; pyproj's
+    is then exact.
+    """
+    text = str(crs)
+    return text if _WKT_START.match(text) else crs.wkt
+
+
+_WKT_START = re.compile(r"\s*[A-Za-z][A-Za-z0-9_]*\s*\[")
 
 
 def parse_crs(text: str) -> CRS:

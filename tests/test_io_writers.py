@@ -209,6 +209,26 @@ def test_cog_keeps_a_crs_that_geotiff_keys_cannot_hold(tmp_path, make_spec):
     assert leftovers(tmp_path) == []
 
 
+# A Bessel datum with a 7-parameter shift to WGS84 (DHDN and the like): the scale is in ppm.
+TOWGS84 = "598.1,73.7,418.2,0.202,0.045,-2.455,6.7"
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_a_towgs84_shift_is_written_digit_for_digit(tmp_path, make_spec, suffix):
+    """pyproj's WKT2 (odc-geo's ``crs.wkt``) gives the shift's 6.7 ppm as the factor 1.0000067,
+    and GDAL read every output's scale back as 6.69999999992 ppm."""
+    crs = CRS.from_proj4(f"+proj=tmerc +lon_0=9 +x_0=3500000 +ellps=bessel +towgs84={TOWGS84} +units=m")
+    # As geosr's reader makes a grid: from the CRS GDAL gives.
+    grid = GeoBox((40, 50), Affine(5.0, 0.0, 3_500_000.0, 0.0, -5.0, 5_500_000.0), crs)
+    spec = make_spec(grid=grid, count=1, block=16, zarr_format=2)
+    destination = tmp_path / f"out{suffix}"
+    with open_sink(destination, spec) as sink:
+        write_all(sink, coded(spec))
+    name = str(destination) if suffix == ".tif" else f'ZARR:"{destination}":/{VARIABLE}'
+    with rasterio.open(name) as src:
+        assert f"TOWGS84[{TOWGS84}]" in src.crs.to_wkt()
+
+
 def test_overwriting_a_cog_drops_its_old_sidecar(tmp_path, make_spec):
     """GDAL reads an ``.aux.xml`` before the TIFF's own keys: the sidecar of the output
     replaced (its rotated-pole CRS, or statistics QGIS saved) gave the new output a CRS

@@ -48,6 +48,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from geosr.errors import GeosrError, OutputError
 from geosr.faults import checkpoint
+from geosr.grid import crs_wkt
 from geosr.io.atomic import (
     PAM_SUFFIX,
     check_writable,
@@ -266,7 +267,7 @@ class CogSink(CogBuild):
             "count": spec.count,
             "dtype": spec.dtype,
             "nodata": spec.nodata,
-            "crs": spec.grid.crs.wkt if spec.grid.crs is not None else None,
+            "crs": crs_wkt(spec.grid.crs) if spec.grid.crs is not None else None,
             "transform": spec.grid.transform,
             "tiled": True,
             "blockxsize": spec.cog_block,

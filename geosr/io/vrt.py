@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.dtypes import dtype_rev, typename_fwd
 
+from geosr.grid import crs_wkt
 from geosr.io.sink import OutputSpec
 
 # rasterio's ColorInterp names that GDAL does not parse (it reads them as Undefined):
@@ -55,7 +56,7 @@ def write_vrt(path: Path, spec: OutputSpec, source: str, overviews: Sequence[str
     root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
     # Without dataAxisToSRSAxisMapping GDAL reads the geotransform in the
     # traditional GIS order (x = easting or longitude), as geosr writes it.
-    ET.SubElement(root, "SRS").text = spec.grid.crs.wkt  # type: ignore[union-attr]
+    ET.SubElement(root, "SRS").text = crs_wkt(spec.grid.crs)  # type: ignore[arg-type]
     ET.SubElement(root, "GeoTransform").text = ", ".join(
         repr(float(v)) for v in spec.grid.transform.to_gdal()
     )

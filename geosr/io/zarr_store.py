@@ -51,7 +51,7 @@ from odc.geo.geobox import GeoBox
 from zarr.codecs import BloscCodec
 
 from geosr.errors import OptionError, OutputError, catch_warnings_serialised
-from geosr.grid import crs_label
+from geosr.grid import crs_label, crs_wkt
 from geosr.io.atomic import (
     check_writable,
     describe_write_failure,
@@ -265,6 +265,10 @@ def _create_store(
     axes = zip(spec.grid.dimensions, ("y", "x"), strict=True)
     skeleton = skeleton.rename({old: new for old, new in axes if old != new})
     skeleton = skeleton.rio.write_transform(spec.grid.transform, grid_mapping_name="spatial_ref")
+    if spec.grid.crs is not None:
+        # odc-geo writes pyproj's WKT2, which loses a TOWGS84 scale's last digits (see crs_wkt).
+        wkt = crs_wkt(spec.grid.crs)
+        skeleton["spatial_ref"].attrs.update(crs_wkt=wkt, spatial_ref=wkt)
     skeleton.attrs.update({k: v for k, v in spec.tags.items() if k not in VARIABLE_TAGS})
     skeleton.to_zarr(str(path), mode="w", zarr_format=fmt, consolidated=False)
 
