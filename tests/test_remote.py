@@ -356,6 +356,29 @@ def test_standard_inputs_default_output_is_stdin_in_the_working_folder() -> None
         assert local_name(path) == "stdin", path  # the input a run's provenance names
 
 
+@pytest.mark.parametrize(
+    ("path", "piped", "says"),
+    [
+        ("/vsistdin/", None, "standard input is empty"),  # < /dev/null
+        ("/vsistdin/", "", "standard input holds no raster GDAL reads (it was empty, or not a raster)"),
+        ("-", "", "reads standard input as /vsistdin/ (GDAL's name), not '-'"),
+    ],
+)
+def test_standard_input_without_a_raster_is_one_line(tmp_path: Path, path: str, piped, says: str) -> None:
+    """An empty standard input was 'not a readable raster ... not recognized as being in a
+    supported file format', and `geosr run -` was '-: no such file or directory; check the path'."""
+    out = tmp_path / "out.tif"
+    result = subprocess.run(
+        [sys.executable, "-m", "geosr", "run", path, "-o", str(out), "--model", "bicubic"],
+        input=piped, stdin=subprocess.DEVNULL if piped is None else None,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+    assert "geosr run /vsistdin/ < scene.tif" in result.stderr
+    assert not out.exists()
+
+
 def test_standard_input_too_large_to_read_back_is_told_so(make_raster, monkeypatch) -> None:
     """`curl ... | geosr run /vsistdin/` of a file over 1 MiB failed in its first tile with 'the
     server stopped serving it (an outage, a signed URL that expired) or the file is truncated'."""

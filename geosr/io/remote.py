@@ -16,6 +16,7 @@ import functools
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
@@ -104,6 +105,34 @@ def is_remote(path: str | Path) -> bool:
 _STDIN = re.compile(r"(/vsi[a-z0-9_]+/)*/vsistdin/?(\?.*)?")
 """GDAL's name of standard input, also read through a filter (``/vsigzip//vsistdin/``)."""
 
+STDIN_EXAMPLE = "geosr run /vsistdin/ < scene.tif"
+"""How standard input is given a raster, for the lines that say it holds none."""
+
+
+def is_stdin(path: str | Path) -> bool:
+    """Whether ``path`` is GDAL's standard input (``/vsistdin/``, also through a filter)."""
+    return _STDIN.fullmatch(str(path)) is not None
+
+
+def stdin_problem() -> str | None:
+    """Why standard input holds no raster, where that is known before GDAL reads it, else None.
+
+    GDAL waited on a terminal for a raster typed in, and called an empty input (``< /dev/null``,
+    an empty file) 'not recognized as being in a supported file format'.
+    """
+    try:
+        found = os.fstat(0)
+    except OSError:
+        return f"standard input is closed; pipe a raster into it: {STDIN_EXAMPLE}"
+    if os.isatty(0):
+        return f"standard input is a terminal, not a raster; pipe one into it: {STDIN_EXAMPLE}"
+    null = Path(os.devnull).stat()
+    if (found.st_dev, found.st_ino) == (null.st_dev, null.st_ino) or (
+        stat.S_ISREG(found.st_mode) and found.st_size == 0
+    ):
+        return f"standard input is empty; pipe a raster into it: {STDIN_EXAMPLE}"
+    return None
+
 
 def local_name(path: str | Path) -> str:
     """The file name of a remote or archived path (``https://host/a/scene.tif?x=1``,
@@ -112,7 +141,7 @@ def local_name(path: str | Path) -> str:
     ``vsistdin``, or ``/vsistdin?buffer_limit=10MB``, or gunzipped, ``/vsigzip//vsistdin/``), which
     has no file name."""
     text = str(path)
-    if _STDIN.fullmatch(text):
+    if is_stdin(text):
         return "stdin"
     name = PurePosixPath(urlparse(text).path if "://" in text else text).name.rpartition("!")[2]
     if urlparse(text.removeprefix("/vsicurl/")).scheme.lower() in ("http", "https"):

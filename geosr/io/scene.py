@@ -33,14 +33,17 @@ from geosr.errors import InputError, catch_warnings_serialised
 from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.remote import (
+    STDIN_EXAMPLE,
     archive_member_problem,
     file_url_path,
     forget_remote_files,
     is_remote,
+    is_stdin,
     is_virtual,
     local_archive,
     local_stamp,
     remote_open_problem,
+    stdin_problem,
     web_page_problem,
     whole_archive_problem,
 )
@@ -368,6 +371,15 @@ def check_input_exists(path: str) -> None:
     """
     check_input_named(path)
     path = str(file_url_path(path))
+    problem = stdin_problem() if is_stdin(path) else None
+    if problem is not None:
+        raise InputError(f"{path}: {problem}")
+    if path == "-" and not Path(path).exists():
+        # The shell's usual name of standard input; GDAL's is another, and "-: no such file" hid it.
+        raise InputError(
+            "-: no such file; geosr reads standard input as /vsistdin/ (GDAL's name), not '-': "
+            + STDIN_EXAMPLE
+        )
     if "://" not in path and not path.startswith("/vsi") and not Path(path).exists():
         named = _SUBDATASET.match(path)
         if named is not None and Path(named["file"].strip('"')).exists():
@@ -439,6 +451,11 @@ def _unreadable(path: str, exc: RasterioIOError) -> InputError:
         problem = web_page_problem(path)
     if problem is None and "*" not in path:  # a pattern's line is below: no glob is expanded in an archive
         problem = archive_member_problem(path) or whole_archive_problem(path)
+    if problem is None and is_stdin(path):
+        # GDAL has read a pipe's bytes by now, so which of the two it was cannot be told.
+        problem = (
+            f"standard input holds no raster GDAL reads (it was empty, or not a raster); {STDIN_EXAMPLE}"
+        )
     if problem is not None:
         return InputError(f"{path}: {problem}")
     if Path(path).is_dir():
