@@ -878,6 +878,34 @@ def test_an_archive_given_whole_is_told_to_name_the_raster_in_it(
         assert "check that the file is complete" not in err and outputs_in(folder) == [], err
 
 
+def test_an_archives_names_outside_utf8_are_listed_readably(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A zip's names without its UTF-8 flag were listed as zipfile reads them, as CP437: Info-ZIP's
+    UTF-8 'sc é ne.tif' as 'sc ├⌐ ne.tif', with no word of why; and a name in Windows' CP1252
+    asked for as written was 'holds no ...'."""
+    import zipfile
+
+    _archives(tmp_path, make_raster(height=16, width=16))
+    name, stand_in = "sc é ne.tif", b"sc X ne.tif"  # é is one byte in CP1252
+    with zipfile.ZipFile(tmp_path / "windows.zip", "w") as zipped:
+        zipped.write(tmp_path / "scene.tif", stand_in.decode())
+    raw = (tmp_path / "windows.zip").read_bytes()
+    (tmp_path / "windows.zip").write_bytes(raw.replace(stand_in, name.encode("cp1252")))
+    for path, says in [
+        (
+            f"/vsizip/{tmp_path}/unflagged.zip/B04.tif",
+            f"it holds {name}: name one of them; its names are UTF-8",
+        ),
+        (str(tmp_path / "unflagged.zip"), f"unflagged.zip/{name} (it holds {name}); its names are UTF-8"),
+        (f"/vsizip/{tmp_path}/windows.zip/B04.tif", "its names are in a legacy encoding"),
+        (f"/vsizip/{tmp_path}/windows.zip/{name}", "names it in CP1252 without saying so"),
+    ]:
+        code, err = run_cli(["run", path, "--model", "bicubic"], capsys, monkeypatch)
+        assert_one_clear_line(code, err, says)
+        assert "├" not in err, err
+
+
 @pytest.mark.parametrize("where", ["/vsimem/out_x2.tif", "/vsizip/{tmp}/outs.zip/out_x2.tif"])
 def test_a_local_vsi_output_is_refused_as_such(
     make_raster, tmp_path: Path, capsys, monkeypatch, where: str

@@ -359,20 +359,57 @@ def archive_member_problem(path: str | Path) -> str | None:
             f"the archive {archive} cannot be read ({exc}): it is truncated or corrupt; copy or "
             "download it again"
         )
-    names = [name for name in entries if not name.endswith("/")]
     if member == "." or member in entries or any(name.startswith(f"{member}/") for name in entries):
         return None  # a folder of it too (a Zarr store), which a zip may hold without an entry
     for name, flags in entries.items():
-        if not flags & _ZIP_UTF8_FLAG and _utf8_read_as_cp437(name) == member:
-            return (
-                f"the archive {archive} holds {member!r}, but names it in UTF-8 without saying so, "
-                "and GDAL reads such names as CP437; set CPL_ZIP_ENCODING=UTF-8 in the environment"
-            )
-    return f"the archive {archive} holds no {member!r}; it holds {_listing(names)}: name one of them"
+        for encoding in _ZIP_NAME_ENCODINGS:
+            if not flags & _ZIP_UTF8_FLAG and _written_name(name, encoding) == member:
+                return (
+                    f"the archive {archive} holds {member!r}, but names it in {encoding} without saying "
+                    f"so, and GDAL reads such names as CP437; set CPL_ZIP_ENCODING={encoding} in the "
+                    "environment"
+                )
+    names, note = _listing(entries)
+    return f"the archive {archive} holds no {member!r}; it holds {_some(names)}: name one of them{note}"
 
 
-def _listing(names: list[str]) -> str:
-    """An archive's first file names, for a line."""
+# The encodings a zip's names are written in without its UTF-8 flag, besides CP437 (as zipfile
+# and GDAL read them): Info-ZIP's UTF-8, and the Windows code page of Western Europe.
+_ZIP_NAME_ENCODINGS = ("UTF-8", "CP1252")
+
+
+def _listing(entries: dict[str, int]) -> tuple[list[str], str]:
+    """An archive's file names (``entries``: each name and its zip flags) as a person reads them,
+    and the note a line needs for names that GDAL does not read so ("" if none).
+
+    A name in UTF-8 without the flag that says so (Info-ZIP's zip) is shown as written, where
+    it was 'sc ├⌐ ne.tif' (read as CP437); a name in another encoding, as GDAL reads it, which
+    it can be given as.
+    """
+    names, notes = [], set()
+    for name, flags in entries.items():
+        if name.endswith("/"):
+            continue
+        if flags & _ZIP_UTF8_FLAG or name.isascii():
+            names.append(name)
+            continue
+        written = _written_name(name, "UTF-8")
+        notes.add(_UNFLAGGED_UTF8 if written else _LEGACY_NAMES)
+        names.append(written or name)
+    return names, "".join(f"; {note}" for note in sorted(notes))
+
+
+_UNFLAGGED_UTF8 = (
+    "its names are UTF-8 without the zip's flag that says so: set CPL_ZIP_ENCODING=UTF-8 to give them"
+)
+_LEGACY_NAMES = (
+    "its names are in a legacy encoding, shown as GDAL reads them (as CP437); to give them as "
+    "written, set CPL_ZIP_ENCODING to the archive's (e.g. CP1252)"
+)
+
+
+def _some(names: list[str]) -> str:
+    """The first few of ``names``, for a line."""
     return (", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")) or "no file"
 
 
@@ -392,10 +429,10 @@ def whole_archive_problem(path: str | Path) -> str | None:
             return None
         if zipfile.is_zipfile(file):
             with zipfile.ZipFile(file) as zipped:
-                prefix, names = "/vsizip/", zipped.namelist()
+                prefix, entries = "/vsizip/", {info.filename: info.flag_bits for info in zipped.infolist()}
         elif tarfile.is_tarfile(file):
             with tarfile.open(file) as tarred:
-                prefix, names = "/vsitar/", tarred.getnames()
+                prefix, entries = "/vsitar/", dict.fromkeys(tarred.getnames(), _ZIP_UTF8_FLAG)
         else:
             with file.open("rb") as stream:
                 if stream.read(2) != b"\x1f\x8b":  # gzip's magic number
@@ -403,16 +440,16 @@ def whole_archive_problem(path: str | Path) -> str | None:
             return f"a gzip-compressed file, not a raster; give /vsigzip/{file} to read the raster in it"
     except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError):
         return None  # a damaged archive: GDAL's words stand
-    names = [name for name in names if not name.endswith("/")]
+    names, note = _listing(entries)
     rasters = [name for name in names if name.lower().endswith((".tif", ".tiff", ".jp2", ".nc", ".vrt"))]
     example = f"{prefix}{file}/{(rasters or names or ['NAME'])[0]}"
-    return f"an archive, not a raster; name the raster in it, e.g. {example} (it holds {_listing(names)})"
+    return f"an archive, not a raster; name the raster in it, e.g. {example} (it holds {_some(names)}){note}"
 
 
-def _utf8_read_as_cp437(name: str) -> str | None:
-    """``name`` as zipfile read it (CP437, the entry having no UTF-8 flag), read as UTF-8."""
+def _written_name(name: str, encoding: str) -> str | None:
+    """``name`` as zipfile read it (CP437, the entry having no UTF-8 flag), read in ``encoding``."""
     try:
-        return name.encode("cp437").decode("utf-8")
+        return name.encode("cp437").decode(encoding)
     except UnicodeError:
         return None
 
