@@ -1155,3 +1155,23 @@ def test_overwrite_replaces_a_symbolic_link_at_the_output_not_the_file_it_names(
             assert f.width == 32
     else:
         assert zarr.open_array(str(earlier), path="band_data", mode="r").shape[-1] == 32
+
+
+def test_rpcs_beside_a_geotransform_are_left_out_with_a_warning(make_raster, tmp_path: Path) -> None:
+    """A georeferenced raster's RPCs were dropped from the output without a word."""
+    from rasterio.rpc import RPC
+
+    path = make_raster(height=16, width=16)
+    linear = [0.0, 1.0] + [0.0] * 18  # sample = longitude, line = latitude: a valid model
+    rpcs = RPC(
+        height_off=0, height_scale=100, lat_off=47.0, lat_scale=0.1, line_den_coeff=[1.0] + [0.0] * 19,
+        line_num_coeff=[0.0, 0.0, -1.0] + [0.0] * 17, line_off=8, line_scale=8, long_off=15.0,
+        long_scale=0.1, samp_den_coeff=[1.0] + [0.0] * 19, samp_num_coeff=linear, samp_off=8, samp_scale=8,
+    )  # fmt: skip
+    with rasterio.open(path, "r+") as dst:
+        dst.rpcs = rpcs
+    out = tmp_path / "out.tif"
+    with pytest.warns(GeosrWarning, match=r"also carries RPCs, which are not written to the output"):
+        geosr.upscale_file(path, out, scale=2, model="bicubic")
+    with rasterio.open(out) as src:
+        assert src.rpcs is None  # as the warning says

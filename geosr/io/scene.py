@@ -29,7 +29,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
-from geosr.errors import InputError, catch_warnings_serialised
+from geosr.errors import GeosrWarning, InputError, catch_warnings_serialised
 from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.remote import (
@@ -607,6 +607,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         )
     grid = raster_grid(src)
     check_georeferenced(path, src, grid.crs)
+    warn_rpcs_left_out(path, src)
     if src.width < 1 or src.height < 1 or src.count < 1:
         raise InputError(f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)")
     data = data_bands(src)
@@ -803,6 +804,26 @@ def geolocated(src: Any) -> bool:
     ``gdal_edit.py -a_srs``, which would have placed it by its pixel numbers.
     """
     return bool(src.tags(ns="GEOLOCATION"))
+
+
+def warn_rpcs_left_out(path: str, src: Any) -> None:
+    """Say that a georeferenced raster's RPCs (a satellite product's sensor model beside its
+    map grid) are not written to the output: they went without a word.
+
+    The output is placed by its geotransform alone.  RPCs for its s-times finer pixels are the
+    input's with LINE/SAMP_SCALE x s and LINE/SAMP_OFF x s + (s - 1) / 2 (RPC pixel coordinates
+    count from the first pixel's centre; checked with GDAL's RPC transformer), and an area of
+    interest moves the offsets again; geosr does not write them.
+    """
+    if src.rpcs is not None:
+        warnings.warn(
+            GeosrWarning(
+                f"{path}: the raster also carries RPCs, which are not written to the output (it is "
+                "placed by its geotransform alone); RPCs of a whole-scene output at --scale s are the "
+                "input's with LINE_SCALE and SAMP_SCALE x s, LINE_OFF and SAMP_OFF x s + (s - 1) / 2"
+            ),
+            stacklevel=2,
+        )
 
 
 def check_georeferenced(path: str, src: Any, crs: CRS | None) -> None:
