@@ -48,7 +48,7 @@ def draw_figure(
     fig.suptitle(
         _fitted(
             f"{name}: window of {win.width} x {win.height} output px"
-            f"{_decimated(win, panels[0])}, one 2-98 % stretch",
+            f"{_decimated(win, panels[0])}, one 2-98 % stretch{_not_north_up(grid)}",
             side * len(images),
             9,
         ),
@@ -110,12 +110,26 @@ def pixel_aspect(grid: GeoBox) -> float:
 
 def map_oriented(image: np.ndarray, grid: GeoBox) -> np.ndarray:
     """``image`` ``(rows, cols, ...)`` on ``grid`` turned north up and east right, as on a map: a
-    south-up grid (a Zarr store's ascending latitudes) was drawn upside down.  A rotated grid
-    is drawn as it is."""
+    south-up grid (a Zarr store's ascending latitudes) was drawn upside down.  A rotated or
+    sheared grid is drawn as stored, and the figure's title says so (:func:`_not_north_up`):
+    turning it would resample every panel a second time."""
     a, b, _, d, e, _ = tuple(grid.transform)[:6]
     if b != 0 or d != 0:
         return image
     return image[:: -1 if e > 0 else 1, :: -1 if a < 0 else 1]
+
+
+def _not_north_up(grid: GeoBox) -> str:
+    """What a figure of a rotated or sheared ``grid`` says of its orientation, which
+    :func:`map_oriented` leaves as stored: it was drawn so without a word, north anywhere."""
+    a, b, _, d, e, _ = tuple(grid.transform)[:6]
+    if b == 0 and d == 0:
+        return ""
+    # The directions of a pixel row (x) and column (y) on the map, counter-clockwise from east.
+    row, column = np.degrees(np.arctan2(d, a)), np.degrees(np.arctan2(e, b))
+    if not np.isclose(abs(row - column), 90):
+        return ", in stored pixel order: the grid is sheared, not north up"
+    return f", in stored pixel order: the grid is turned {row:.3g}° counter-clockwise from north up"
 
 
 def _decimated(win: Window, panel: np.ndarray) -> str:

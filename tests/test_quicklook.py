@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from affine import Affine
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
@@ -728,6 +729,33 @@ def test_a_south_up_scene_is_drawn_north_up(make_raster, tmp_path: Path) -> None
     drawn = np.flatnonzero((image < 0.99).mean(axis=1) > 0.3)  # the panels' rows
     top, bottom = image[drawn[2]].mean(), image[drawn[-3]].mean()
     assert top > bottom + 0.5  # the bright north on top
+
+
+@pytest.mark.parametrize(
+    ("turn", "says"),
+    [
+        (Affine.rotation(30), "the grid is turned 30° counter-clockwise from north up"),
+        (Affine.shear(20, 0), "the grid is sheared, not north up"),
+        (Affine.identity(), None),
+    ],
+)
+def test_a_rotated_or_sheared_grids_figure_says_it_is_not_north_up(
+    make_raster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, turn: Affine, says: str | None
+) -> None:
+    """The panels of a rotated or sheared grid are drawn in stored pixel order (turning them would
+    resample them again), and nothing said so: north was anywhere on a figure read as a map."""
+    from geosr import panels
+
+    lr = make_raster(
+        height=24, width=24, transform=Affine.translation(335440, 5866490) @ turn @ Affine.scale(10, -10)
+    )
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    figures, drawn = [], panels.detached_figure
+    monkeypatch.setattr(panels, "detached_figure", lambda size: figures.append(drawn(size)) or figures[-1])
+    png = tmp_path / "c.png"
+    assert CliRunner().invoke(app, ["compare", str(lr), str(sr), "-o", str(png)]).exit_code == 0
+    title = " ".join(figures[0].get_suptitle().split())
+    assert (says in title) if says else "north up" not in title, title
 
 
 def test_a_reference_coarser_than_the_output_is_said(make_raster, tmp_path: Path) -> None:
