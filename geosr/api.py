@@ -332,6 +332,12 @@ def local_destination(
             f"cannot write {path}: the file name {path.name!r} is a suffix alone; give a name, "
             f"e.g. {path.with_name(default_output(src, opts.scale).stem + path.name)}"
         )
+    if str(path) == "-":
+        # The shell's usual name of standard output: it was "unsupported output suffix '(none)'".
+        raise OptionError(
+            "cannot write -: geosr writes its output to a file, not to standard output; give a "
+            ".tif or .zarr path, or a folder, with -o"
+        )
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         # No suffix: most likely a folder for the output ('-o out/') that does not exist yet.
         folder = "" if path.suffix else ", or an existing folder to write it into"

@@ -906,6 +906,19 @@ def test_an_archives_names_outside_utf8_are_listed_readably(
         assert "├" not in err, err
 
 
+def test_standard_output_as_the_output_is_refused_as_such(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`-o -` (the shell's name of standard output) was "unsupported output suffix '(none)'"."""
+    path = make_raster(height=16, width=16)
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["run", str(path), "--model", "bicubic", "-o", "-"], capsys, monkeypatch)
+    assert_one_clear_line(
+        code, err, "cannot write -: geosr writes its output to a file, not to standard output"
+    )
+    assert "suffix" not in err and outputs_in(tmp_path) == []
+
+
 @pytest.mark.parametrize("where", ["/vsimem/out_x2.tif", "/vsizip/{tmp}/outs.zip/out_x2.tif"])
 def test_a_local_vsi_output_is_refused_as_such(
     make_raster, tmp_path: Path, capsys, monkeypatch, where: str
