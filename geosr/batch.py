@@ -11,11 +11,10 @@ from __future__ import annotations
 import glob
 import os
 import re
-import warnings
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 
-from geosr.errors import GeosrWarning, InputError, OptionError
+from geosr.errors import InputError, OptionError, warn
 from geosr.io.remote import file_url_path, is_remote, is_virtual
 from geosr.io.scene import check_input_named
 
@@ -100,7 +99,7 @@ def _once_each(paths: list[str]) -> list[str]:
         key = path if is_remote(path) else str(Path(path).resolve())
         if key in first:
             message = f"{path}: given twice (as {first[key]} too); it runs once"
-            warnings.warn(message, GeosrWarning, stacklevel=3)
+            warn(message)
             continue
         first[key] = path
         kept.append(path)
@@ -129,11 +128,9 @@ def _without_products(matches: list[str], output_folder: Path | None = None) -> 
             products.append(match)
     if products:
         names = ", ".join(Path(p).name for p in products[:5]) + (", ..." if len(products) > 5 else "")
-        warnings.warn(
+        warn(
             f"skipping {len(products)} file(s) that the pattern matches but that geosr wrote for "
-            f"other matches ({names}); name them without a pattern to super-resolve them",
-            GeosrWarning,
-            stacklevel=2,
+            f"other matches ({names}); name them without a pattern to super-resolve them"
         )
     return [m for m in matches if m not in products]
 

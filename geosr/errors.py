@@ -12,7 +12,9 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import os
 import re
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -288,9 +290,24 @@ def worded(text: str) -> str:
     return text if keywords is None else in_python_words(text, keywords)
 
 
-API_ENTRY_FRAMES = 1
-"""Frames :func:`python_api`'s wrapper puts between an entry point's body and its caller: a
-warning that points at the caller's line from that body counts them in its ``stacklevel``."""
+_PACKAGE = f"{Path(__file__).absolute().parent}{os.sep}"  # not resolve(): frames keep symlinks
+"""geosr's folder, which :func:`warn` looks past for the line to point at."""
+
+
+def warn(message: str, category: type[Warning] = GeosrWarning) -> None:
+    """Issue ``message`` (:func:`worded`) as a ``category`` warning at the first line outside geosr.
+
+    That is the line of the caller's that called the API, where a notebook shows it and where a
+    filter by module applies.  A fixed ``stacklevel`` pointed at one path's caller only: the
+    warning about undeclared 0s pointed inside geosr/run_inputs.py from upscale_file, and
+    load_model's about untrained weights at the python_api wrapper in geosr/errors.py.
+    """
+    frame = sys._getframe(1)
+    level = 2  # warn's caller
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    warnings.warn(category(worded(message)), stacklevel=level)
 
 
 def python_api(

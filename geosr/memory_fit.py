@@ -4,13 +4,12 @@ numbers that bound depends on (:mod:`geosr.resources` holds the formula).
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geosr import resources
-from geosr.errors import API_ENTRY_FRAMES, GeosrWarning, worded
+from geosr.errors import warn
 from geosr.io.atomic import format_bytes
 from geosr.io.scene import Scene, band_bytes, keeps_band
 from geosr.options import DEFAULT_TILE, RunOptions
@@ -112,14 +111,9 @@ def fit_to_memory(
     else:
         return tile, batch, bounds  # nothing fits: the guard refuses the smallest plan, with its numbers
     if tile != tiles[0]:
-        warnings.warn(
-            GeosrWarning(
-                worded(
-                    f"{scene.name}: tiles of {tile} px instead of {tiles[0]}, so that the run fits in "
-                    f"the {format_bytes(available or 0)} of memory available (it needs about "
-                    f"{format_bytes(needed)}); --tile sets the tile"
-                )
-            ),
-            stacklevel=3 + API_ENTRY_FRAMES,  # upscale_file's caller
+        warn(
+            f"{scene.name}: tiles of {tile} px instead of {tiles[0]}, so that the run fits in "
+            f"the {format_bytes(available or 0)} of memory available (it needs about "
+            f"{format_bytes(needed)}); --tile sets the tile"
         )
     return tile, batch, bounds

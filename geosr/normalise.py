@@ -21,14 +21,13 @@ pixel depends only on pixels within ``FILL_RADIUS``: tiles with a halo of
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from geosr.errors import GeosrWarning, InputError
+from geosr.errors import InputError, warn
 
 FILL_RADIUS = 3
 """LR pixels a filled nodata value may draw on (adds to the tile halo)."""
@@ -183,12 +182,9 @@ def scene_normalisation(
         scales.append(float(span))
     if empty:  # one line for them all: a cube can have many cloudy dates
         which = f"band {empty[0]} has" if len(empty) == 1 else f"bands {', '.join(map(str, empty))} have"
-        warnings.warn(
-            GeosrWarning(
-                f"{source}: {which} no valid pixel (everything is nodata or NaN); "
-                "their output is nodata wherever their input is"
-            ),
-            stacklevel=2,
+        warn(
+            f"{source}: {which} no valid pixel (everything is nodata or NaN); "
+            "their output is nodata wherever their input is"
         )
     return Normalisation(tuple(offsets), tuple(scales), method)
 

@@ -17,14 +17,13 @@ import itertools
 import logging
 import re
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from geosr.errors import GeosrWarning, OptionError, worded
+from geosr.errors import OptionError, warn
 from geosr.held import setting_held
 
 log = logging.getLogger(__name__)
@@ -82,14 +81,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return "bf16" if cpu_has_bf16() else "fp32"
     if precision == "bf16" and not cpu_has_bf16():
         # Autocast then emulates bf16: cnnrnn-fast ran 9x slower than fp32 on an AVX2 EPYC.
-        warnings.warn(
-            GeosrWarning(
-                worded(
-                    "--precision bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX), so bf16 runs "
-                    "about 10x slower than fp32 here; use --precision auto (fp32 on this CPU)"
-                )
-            ),
-            stacklevel=2,
+        warn(
+            "--precision bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX), so bf16 runs "
+            "about 10x slower than fp32 here; use --precision auto (fp32 on this CPU)"
         )
     return precision
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
 from geosr.aoi import on_the_grids_turn
-from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
+from geosr.errors import InputError, OptionError, OutputError, warn
 from geosr.grid import warp_onto, window_grid
 from geosr.io.bands import canonical_band_name
 from geosr.io.scene import (
@@ -466,12 +465,9 @@ def compare_panels(
         titles.append("reference")
         coarser = _scale(hr_scene, sr_scene)
         if coarser > 1:  # the LR given as --hr, say: its blocks look like a poor model's
-            warnings.warn(
-                GeosrWarning(
-                    f"{hr}: its pixels are {coarser} times as large as those of {sr}, so the reference "
-                    "panel shows them enlarged; give a reference of the output's resolution or finer as --hr"
-                ),
-                stacklevel=2,
+            warn(
+                f"{hr}: its pixels are {coarser} times as large as those of {sr}, so the reference "
+                "panel shows them enlarged; give a reference of the output's resolution or finer as --hr"
             )
     return panels, titles, win, scale
 
@@ -514,13 +510,10 @@ def render_compare(
     )
     if not np.isfinite(panels[0]).all(axis=0).any():  # as panel_rgba: nodata in any band is not shown
         # A black PNG reads as a failed run; the centre of a swath edge or of a cloudy date is nodata.
-        warnings.warn(
-            GeosrWarning(
-                f"{png}: no pixel of {sr} in the window shown is valid (nodata in a band shown), so "
-                "every panel is empty; choose a window with data: geosr compare --window "
-                "col,row,width,height (or other bands: --bands)"
-            ),
-            stacklevel=2,
+        warn(
+            f"{png}: no pixel of {sr} in the window shown is valid (nodata in a band shown), so "
+            "every panel is empty; choose a window with data: geosr compare --window "
+            "col,row,width,height (or other bands: --bands)"
         )
     draw_figure(panels, titles, win, _raster_scene(sr, "SR").grid, png, Path(sr).name)
     return png

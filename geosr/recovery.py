@@ -11,9 +11,7 @@ COG build fails; either way the journal keeps only the whole tiles, which
 
 from __future__ import annotations
 
-import warnings
-
-from geosr.errors import GeosrWarning, OutputError, ResumableError
+from geosr.errors import OutputError, ResumableError, warn
 from geosr.io.run_store import tiles_on_disk
 from geosr.io.runstate import RunState, StaleRunError
 from geosr.tiling import TilePlan
@@ -46,12 +44,9 @@ def tiles_to_trust(state: RunState, plan: TilePlan, scale: int, journaled: set[i
             if restarted
             else f"{'is' if lost == 1 else 'are'} missing or damaged in {state.store}"
         )
-        warnings.warn(
-            GeosrWarning(
-                f"{state.destination}: {lost} of the {len(journaled)} finished tiles "
-                f"kept for this run {why}; computing them again"
-            ),
-            stacklevel=2,
+        warn(
+            f"{state.destination}: {lost} of the {len(journaled)} finished tiles "
+            f"kept for this run {why}; computing them again"
         )
     if restarted or kept != journaled:
         state.keep_only(kept)

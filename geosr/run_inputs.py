@@ -8,7 +8,6 @@ told before the model loads.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from geosr.aoi import AoiMask, aoi_mask, aoi_window, crop_scene, whole_file
 from geosr.areas import parse_bbox, read_vector
-from geosr.errors import API_ENTRY_FRAMES, GeosrWarning, InputError, OptionError, in_context, worded
+from geosr.errors import InputError, OptionError, in_context, warn
 from geosr.grid import scaled
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
@@ -184,11 +183,9 @@ def frame_is_usable(frame: Scene, scene: Scene, reference: np.ndarray) -> bool:
         return True
     own = value_magnitudes(read_sample(whole_file(frame)), frame.nodata)
     if np.isnan(own).all():
-        warnings.warn(
+        warn(
             f"{frame.path}: the frame has no valid pixel (everything is nodata, masked or NaN), so it "
-            "is left out of the run; check its nodata value (gdalinfo)",
-            GeosrWarning,
-            stacklevel=4,
+            "is left out of the run; check its nodata value (gdalinfo)"
         )
         return False
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -211,13 +208,9 @@ def frames_read(src: str | Path, net: SRModel, frames: tuple[Scene, ...]) -> tup
     """The ``--frame`` scenes the model ``net`` reads: none, with a warning, for a model that
     reads the reference alone (``geosr run`` and ``geosr info`` alike)."""
     if frames and not net.fuses_frames:
-        warnings.warn(
-            worded(
-                f"{src}: model {net.name} reads the reference alone, so the {len(frames)} frame file(s) "
-                "given (--frame) are not used; a CNN-RNN model (the default) fuses them"
-            ),
-            GeosrWarning,
-            stacklevel=3 + API_ENTRY_FRAMES,  # upscale_file's caller
+        warn(
+            f"{src}: model {net.name} reads the reference alone, so the {len(frames)} frame file(s) "
+            "given (--frame) are not used; a CNN-RNN model (the default) fuses them"
         )
         return ()
     return frames
@@ -282,15 +275,10 @@ def warn_undeclared_zeros(
         return
     share = float((sample == 0).all(axis=0).mean()) if sample.size else 0.0
     if share >= UNDECLARED_ZEROS:
-        warnings.warn(
-            GeosrWarning(
-                worded(
-                    f"{scene.path}: {100 * share:.3g} % of its pixels are 0 in every band and it declares "
-                    f"no nodata, so they are {use} as data; {remedy} if they are not "
-                    "(as outside a Sentinel-2 L1C swath)"
-                )
-            ),
-            stacklevel=2,
+        warn(
+            f"{scene.path}: {100 * share:.3g} % of its pixels are 0 in every band and it declares "
+            f"no nodata, so they are {use} as data; {remedy} if they are not "
+            "(as outside a Sentinel-2 L1C swath)"
         )
 
 

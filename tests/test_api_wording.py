@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -259,3 +260,22 @@ def test_upscale_file_names_a_crs_a_box_and_a_variable_as_text(make_raster: Call
     assert "add bbox='minx,miny,maxx,maxy', or leave bbox_crs out" in line, line
     line = _refusal(lambda: geosr.upscale_file(src, scale=2, model="bicubic", variable="v"))
     assert "variable='v' is for Zarr stores" in line, line
+
+
+def test_the_apis_warnings_point_at_the_callers_line(
+    make_raster: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The warning about undeclared 0s pointed inside geosr/run_inputs.py, load_model's about
+    untrained weights at geosr/errors.py and evaluate's at geosr/evaluation/wald.py: a notebook
+    showed geosr's source line, and a filter by module missed them."""
+    from geosr.evaluation import evaluate_wald
+
+    src = _zero_edged(make_raster)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        geosr.upscale_file(src, tmp_path / "a.tif", scale=3, model="edsr-baseline")
+        evaluate_wald([src], scale=2, model="bicubic", border=2)
+    said = [w for w in caught if issubclass(w.category, GeosrWarning)]
+    assert any("no bundled weights" in str(w.message) for w in said), said
+    assert sum("declares no nodata" in str(w.message) for w in said) == 2, said
+    assert {w.filename for w in said} == {__file__}, [(w.filename, str(w.message)[:40]) for w in said]

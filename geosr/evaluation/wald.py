@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from geosr.errors import (
     OutputError,
     filter_added,
     python_api,
+    warn,
     warnings_recorded,
     worded,
 )
@@ -366,7 +366,7 @@ def _warnings_about(lr_path: Path, path: str | Path) -> Iterator[None]:
         text = str(warning.message).replace(str(lr_path), f"{path} (its Wald LR)")
         if text not in seen:
             seen.add(text)
-            warnings.warn(text, warning.category, stacklevel=3)
+            warn(text, warning.category)
 
 
 def _check_some_lr(path: str | Path, valid: np.ndarray, lr: np.ndarray, scale: int) -> None:

@@ -14,7 +14,6 @@ import logging
 import numbers
 import os
 import re
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import torch
 
-from geosr.errors import GeosrWarning, ModelError, OptionError, python_api
+from geosr.errors import ModelError, OptionError, python_api, warn
 from geosr.models.base import MAX_SCALE, MIN_SCALE, SRModel
 from geosr.models.bicubic import Bicubic
 from geosr.models.card import ModelCard, json_ready
@@ -378,12 +377,9 @@ def _warn_if_shadowing(name: str) -> None:
     weights without a word, as a bare stem names a file only when it is no model's name."""
     shadowed = Path(name + WEIGHTS_SUFFIX)
     if shadowed.is_file():
-        warnings.warn(
-            GeosrWarning(
-                f"model {name} is geosr's registered model, not the file {shadowed} in the current "
-                f"directory; give ./{shadowed} to run that file"
-            ),
-            stacklevel=3,
+        warn(
+            f"model {name} is geosr's registered model, not the file {shadowed} in the current "
+            f"directory; give ./{shadowed} to run that file"
         )
 
 
@@ -480,13 +476,10 @@ def load_model(
         # model's while it is bicubic's.
         # EDSR has no radiometric projection: untrained, it is bicubic alone.
         projected = model.card.config.get("radiometric_projection", False)
-        warnings.warn(
-            GeosrWarning(
-                f"no bundled weights for {target} x{scale}; it runs untrained, which equals "
-                f"bicubic{' + radiometric projection' if projected else ''} ({_bundled_note(str(target))}; "
-                f"train x{scale} weights with geosr train)"
-            ),
-            stacklevel=2,
+        warn(
+            f"no bundled weights for {target} x{scale}; it runs untrained, which equals "
+            f"bicubic{' + radiometric projection' if projected else ''} ({_bundled_note(str(target))}; "
+            f"train x{scale} weights with geosr train)"
         )
     if device is not None:
         model = model.to(device)

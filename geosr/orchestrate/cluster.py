@@ -33,7 +33,6 @@ import sys
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, replace
@@ -48,11 +47,10 @@ from distributed.comm.addressing import parse_address, parse_host_port
 from geosr.allocator import keep_freed_memory
 from geosr.errors import (
     GeosrError,
-    GeosrWarning,
     OptionError,
     ResumableError,
     SchedulerUnreachableError,
-    worded,
+    warn,
 )
 from geosr.faults import checkpoint
 from geosr.held import setting_held
@@ -635,15 +633,10 @@ def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterat
             quiet_since = time.monotonic()
             left = bool(worker_addresses(client))
             if not left and not said:
-                warnings.warn(
-                    GeosrWarning(
-                        worded(
-                            f"the Dask scheduler at {address} has no workers left; the run waits for "
-                            "some to join (`dask worker` with that address starts one), or stop it with "
-                            "Ctrl-C and finish it later with --resume"
-                        )
-                    ),
-                    stacklevel=3,
+                warn(
+                    f"the Dask scheduler at {address} has no workers left; the run waits for "
+                    "some to join (`dask worker` with that address starts one), or stop it with "
+                    "Ctrl-C and finish it later with --resume"
                 )
             said = not left
 
@@ -683,12 +676,9 @@ def run_on_cluster(
         if not workers:
             # An adaptive cluster may start its workers only now, so the run waits, but
             # says so: it sat silent, with no progress, for as long as none came.
-            warnings.warn(
-                GeosrWarning(
-                    f"the Dask scheduler at {address} has no workers yet; the run waits for "
-                    "some to join (`dask worker` with that address starts one)"
-                ),
-                stacklevel=2,
+            warn(
+                f"the Dask scheduler at {address} has no workers yet; the run waits for "
+                "some to join (`dask worker` with that address starts one)"
             )
         _load_model_on_workers(client, ModelPlugin(key, _workers_by_host(workers)), address, state)
         # A task, not scatter(): the scheduler keeps how to compute it, so the job is made

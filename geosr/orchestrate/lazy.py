@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import os
 import threading
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,13 @@ from odc.geo.geobox import GeoBox
 
 from geosr.api import model_label
 from geosr.errors import (
-    API_ENTRY_FRAMES,
     GeosrError,
-    GeosrWarning,
     InputError,
     OptionError,
     current_keywords,
     keyword_wording,
     python_api,
+    warn,
 )
 from geosr.grid import scaled
 from geosr.io.bands import band_offsets, check_band_layout
@@ -445,13 +443,9 @@ def _warn_of_file_mask(data: xr.DataArray, source: SourceFile | None) -> None:
     fixes = ["open it with rioxarray.open_rasterio(..., masked=True)"] if source.hidden and raw else []
     if with_alpha:
         fixes.append(f"leave out its alpha band (.isel({data.dims[0]}={list(source.data_bands)}))")
-    warnings.warn(
-        GeosrWarning(
-            f"{source.path} hides pixels with a mask or an alpha band, which this DataArray does not "
-            "mark: they are super-resolved as data, where geosr run leaves them nodata; "
-            + " and ".join(fixes)
-        ),
-        stacklevel=3 + API_ENTRY_FRAMES,  # upscale's caller
+    warn(
+        f"{source.path} hides pixels with a mask or an alpha band, which this DataArray does not "
+        "mark: they are super-resolved as data, where geosr run leaves them nodata; " + " and ".join(fixes)
     )
 
 

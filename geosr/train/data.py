@@ -23,7 +23,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from geosr.errors import GeosrWarning, InputError, OptionError, catch_warnings_serialised, worded
+from geosr.errors import InputError, OptionError, catch_warnings_serialised, warn
 from geosr.io.scene import (
     Scene,
     chosen_bands,
@@ -168,11 +168,9 @@ def _with_detail(scenes: list[TrainScene], pairs: list[tuple[int, int]]) -> list
             "which teaches nothing; give rasters with detail (or check their nodata value)"
         )
     if flat:
-        warnings.warn(
+        warn(
             f"{', '.join(_band_name(scenes[i], b) for i, b in flat)}: every valid pixel holds "
-            "one value, which teaches nothing; left out of training",
-            GeosrWarning,
-            stacklevel=3,
+            "one value, which teaches nothing; left out of training"
         )
     return [pair for pair in pairs if pair not in flat]
 
@@ -232,13 +230,9 @@ class ChipSampler:
         small = [s for s in scenes if min(s.data.shape[1:]) < self.size]
         if small:
             # Else left out without a word, and listed in the card's training data all the same.
-            warnings.warn(
-                worded(
-                    f"{scene_names(small)}: smaller than one {what} chip ({self.size} HR px with margin), "
-                    f"left out of {what}; lower {chip} to use them"
-                ),
-                GeosrWarning,
-                stacklevel=2,
+            warn(
+                f"{scene_names(small)}: smaller than one {what} chip ({self.size} HR px with margin), "
+                f"left out of {what}; lower {chip} to use them"
             )
         # Checked here, exactly, before any output is written: the sampler's random
         # tries would only find out at the first batch, and not say which file.
