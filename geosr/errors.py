@@ -172,13 +172,13 @@ _COMMAND_LINE = contextvars.ContextVar("geosr_command_line", default=False)
 _FLAG = re.compile(
     r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-z])(?![\w-])"  # a flag (or a short one), then perhaps its value:
     r"(?: (-?\d+(?:\.\d+)?(?!\w|[.,]\w)|'[^']*'|(?:True|False|None)\b"
-    r"|(\w[\w-]*(?:[.:]\w[\w-]*)*(?:,\w[\w-]*(?:[.:]\w[\w-]*)*)*)))?"  # or a bare word or list
+    r"|(\w[\w-]*(?:[.:]\w[\w-]*)*(?:,\w[\w-]*(?:[.:]\w[\w-]*)*)*(?:,\.\.\.)?)))?"  # a word, a list
 )
 TEXT_VALUES = {
     "--device": r"auto|cpu|cuda(?::\d+)?",
     "--precision": r"auto|fp32|bf16|fp16",
     "--compile": r"auto|on|off",
-    "--bands": r"\w+(?:,\w+)+|[A-Za-z]*\d\w*",  # a list, or one band: B04, 3
+    "--bands": r"\w+(?:,\w+)+(?:,\.\.\.)?|[A-Za-z]*\d\w*",  # a list (KEY1,KEY2,...), or one band: B04, 3
     "--model": r"(?:cnnrnn|edsr|bicubic)[\w-]*",
     "-m": r"(?:cnnrnn|edsr|bicubic)[\w-]*",
     "--bbox": r"[\w.-]+(?:,[\w.-]+){3}",  # minx,miny,maxx,maxy

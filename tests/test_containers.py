@@ -77,7 +77,7 @@ def test_the_variable_must_be_named_and_exist(tmp_path: Path, capsys, monkeypatc
     with pytest.raises(InputError, match="no variable 'sst'; the file holds chl, tsm"):
         geosr.upscale_file(tmp_path / "ocean.nc", tmp_path / "x.tif", variable="sst", model="bicubic")
     one = geotiff(tmp_path / "one.tif", np.ones((40, 50), np.float32))
-    with pytest.raises(InputError, match="variable tsm is for Zarr stores and files of several variables"):
+    with pytest.raises(InputError, match="variable='tsm' is for Zarr stores and files of several variables"):
         geosr.upscale_file(one, tmp_path / "y.tif", variable="tsm", model="bicubic")
     code, err = run_cli(["run", f'NETCDF:"{tmp_path / "ocean.nc"}":tsm'], capsys, monkeypatch)
     assert_one_clear_line(code, err, "a GDAL subdataset name", f"{tmp_path / 'ocean.nc'} --variable tsm")

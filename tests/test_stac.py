@@ -116,7 +116,9 @@ def test_item_with_single_band_assets_stacks_by_name(make_raster, tmp_path: Path
     }
     item = tmp_path / "item.json"
     item.write_text(json.dumps(doc))
-    with pytest.raises(InputError, match="with asset KEY, or stack single-band assets with bands KEY1"):
+    with pytest.raises(
+        InputError, match=r"with asset KEY, or stack single-band assets with bands='KEY1,KEY2,\.\.\.'"
+    ):
         geosr.upscale_file(item, tmp_path / "x.tif", scale=2, model="bicubic")
     out = geosr.upscale_file(
         item, tmp_path / "rgb.tif", scale=2, model="bicubic", bands="B04,B03,B02", stac=True
@@ -379,7 +381,7 @@ def test_bands_naming_no_asset_say_which(make_raster, tmp_path: Path) -> None:
     make_raster("B03.tif", height=30, width=30)
     item = item_of(tmp_path, {"B04": "./B04.tif", "B03": "./B03.tif"})
     with pytest.raises(
-        InputError, match=r"item\.json: bands B04,B8A: no raster asset of the Item is named 'B8A'"
+        InputError, match=r"item\.json: bands='B04,B8A': no raster asset of the Item is named 'B8A'"
     ):
         geosr.upscale_file(item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B04,B8A")
 
