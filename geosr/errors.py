@@ -237,8 +237,11 @@ def in_python_words(text: str, keywords: Mapping[str, str]) -> str:
             # No value; or a switch (a number after it is the text's), or no keyword to join it to.
             return word + after
         value = match[2].strip("'") if match[3] is None else match[3]
-        text = TEXT_VALUES.get(match[1])
-        if text is not None and (match[2].startswith("'") or re.fullmatch(text, value)):
+        shape = TEXT_VALUES.get(match[1])
+        # A number is the value as given: "bands=3 is not supported: give ... text" is of an int.
+        if shape is not None and (
+            match[2].startswith("'") or (match[3] is not None and re.fullmatch(shape, value))
+        ):
             return f"{word}={value!r}"  # the API takes it as text
         return word + after if match[3] is not None else f"{word}={match[2]}"
 

@@ -199,9 +199,10 @@ def test_a_flags_text_value_becomes_the_keywords_text() -> None:
         "precision='bf16': slow; use precision='auto' (fp32)"
     )
     assert in_python_words("e.g. --bands 2,1) or --bands B04,B03; --bands 3.", keywords) == (
-        "e.g. bands='2,1') or bands='B04,B03'; bands='3'."
+        "e.g. bands='2,1') or bands='B04,B03'; bands=3."
     )
-    # Words that are no value of the flag are the sentence's; numbers end a sentence.
+    # A number is as given (bands=3, an int, is refused for not being text); words that are no
+    # value of the flag are the sentence's; numbers end a sentence.
     assert in_python_words("--bands stacks them; --tile sets the tile, --scale 4.", keywords) == (
         "bands stacks them; tile sets the tile, scale=4."
     )
