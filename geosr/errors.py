@@ -226,7 +226,7 @@ def in_python_words(text: str, keywords: Mapping[str, str]) -> str:
     overwrite=True", "--nodata 0" reads "nodata=0" (a number, a quoted text, True, False or None
     after a flag is its value, joined to its keyword), "--precision bf16" reads "precision='bf16'"
     (a word of :data:`TEXT_VALUES`, quoted as the text the keyword takes).
-    Flags the mapping does not know stay as they are."""
+    Flags the mapping does not know stay as they are, and so do those of a command in backticks."""
 
     def keyword(match: re.Match[str]) -> str:
         word = keywords.get(match[1])
@@ -245,7 +245,10 @@ def in_python_words(text: str, keywords: Mapping[str, str]) -> str:
             return f"{word}={value!r}"  # the API takes it as text
         return word + after if match[3] is not None else f"{word}={match[2]}"
 
-    return _FLAG.sub(keyword, text)
+    # A command in backticks (`geosr compare --window ...`) keeps its flags: it is to be typed as such.
+    return "".join(
+        part if part.startswith("`") else _FLAG.sub(keyword, part) for part in re.split(r"(`[^`]*`)", text)
+    )
 
 
 _KEYWORDS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(

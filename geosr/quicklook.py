@@ -512,8 +512,8 @@ def render_compare(
         # A black PNG reads as a failed run; the centre of a swath edge or of a cloudy date is nodata.
         warn(
             f"{png}: no pixel of {sr} in the window shown is valid (nodata in a band shown), so "
-            "every panel is empty; choose a window with data: geosr compare --window "
-            "col,row,width,height (or other bands: --bands)"
+            "every panel is empty; choose a window with data: `geosr compare --window "
+            "col,row,width,height` (or other bands: `--bands`)"
         )
     draw_figure(panels, titles, win, _raster_scene(sr, "SR").grid, png, Path(sr).name)
     return png

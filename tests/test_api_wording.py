@@ -280,3 +280,17 @@ def test_the_apis_warnings_point_at_the_callers_line(
     assert any("no bundled weights" in str(w.message) for w in said), said
     assert sum("declares no nodata" in str(w.message) for w in said) == 2, said
     assert {w.filename for w in said} == {__file__}, [(w.filename, str(w.message)[:40]) for w in said]
+
+
+def test_a_command_to_type_keeps_its_flags(make_raster: Callable[..., Path], tmp_path: Path) -> None:
+    """upscale_file(quicklook=True) of a window without a pixel valid in every band said "choose a
+    window with data: geosr compare --window col,row,width,height (or other bands: bands)": the
+    command's --bands became upscale_file's keyword.  A command in backticks keeps its flags."""
+    data = np.arange(3 * 40 * 40, dtype="float32").reshape(3, 40, 40)
+    data[0, :20] = np.nan  # no pixel is valid in both the red and the blue band
+    data[2, 20:] = np.nan
+    src = make_raster(data=data, nodata=float("nan"))
+    with pytest.warns(GeosrWarning, match="in the window shown is valid") as said:
+        geosr.upscale_file(src, tmp_path / "sr.tif", scale=2, model="bicubic", quicklook=True)
+    (line,) = [str(w.message) for w in said if "window shown" in str(w.message)]
+    assert line.endswith("`geosr compare --window col,row,width,height` (or other bands: `--bands`)"), line
