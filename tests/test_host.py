@@ -178,6 +178,30 @@ def test_a_local_cluster_run_leaves_sys_path_as_it_was(
     assert sys.path == before
 
 
+def test_a_local_cluster_run_leaves_no_scheduler_or_worker_alive(
+    make_raster: Callable[..., Path], tmp_path: Path
+) -> None:
+    """distributed's cache of handlers (``distributed.core._expects_comm``) kept every in-process
+    server it had served, with its log handler on distributed's loggers: each ``workers=2`` run
+    of a notebook left two workers and a scheduler in memory, for good."""
+    import gc
+    import logging
+
+    from distributed import Scheduler, Worker
+
+    def alive() -> tuple[int, int]:
+        gc.collect()
+        servers = sum(isinstance(o, Worker | Scheduler) for o in gc.get_objects())
+        return servers, len(logging.getLogger("distributed.worker").handlers)
+
+    src = make_raster(height=32, width=32)
+    before = alive()  # fewer after: servers an earlier test's own cluster left go too
+    for name in ("a.tif", "b.tif"):
+        geosr.upscale_file(src, tmp_path / name, scale=2, model="bicubic", workers=2)
+    after = alive()
+    assert after[0] <= before[0] and after[1] <= before[1], (before, after)
+
+
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc for the resident set")
 def test_api_calls_leave_the_host_returning_the_memory_it_frees(
     make_raster: Callable[..., Path], tmp_path: Path

@@ -396,6 +396,7 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
                 client.close()
                 cluster.close()
             _forget_scratch_paths(path)
+            _let_closed_servers_go()
 
 
 def _local_cluster(kind: str, n: int, workers: int) -> LocalCluster:
@@ -424,6 +425,23 @@ def _local_cluster(kind: str, n: int, workers: int) -> LocalCluster:
             dashboard_address=None,
             scheduler_kwargs=NO_FIXED_PORT,
         )
+
+
+def _let_closed_servers_go() -> None:
+    """Let the caller's process free the scheduler and workers a local cluster ran in it.
+
+    distributed caches, for good (``functools.cache`` of ``distributed.core._expects_comm``),
+    whether each handler a server was asked to run takes a connection, keyed by the handler:
+    the server's own bound methods, which keep it alive.  Every ``workers=N`` run of a notebook
+    left its N workers and its scheduler in memory, each with a log handler of its own on
+    distributed's loggers (removed as it is freed) keeping up to 10000 records.  The cache only
+    spares an ``inspect`` of a handler; emptied, it fills again for the servers still running.
+    """
+    from distributed import core
+
+    forget = getattr(getattr(core, "_expects_comm", None), "cache_clear", None)
+    if forget is not None:  # another release of distributed may not have it
+        forget()
 
 
 def _forget_scratch_paths(before: list[str]) -> None:
