@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,3 +274,39 @@ def test_integer_percentiles_equal_numpys_bit_for_bit() -> None:
             assert percentiles(values, qs) == expected, (dtype, size, qs)
     floats = rng.normal(size=1000).astype(np.float32)
     assert percentiles(floats, (0.1, 99.9)) == tuple(np.percentile(floats.astype(np.float64), (0.1, 99.9)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists open files by /proc/self/fd (Linux)")
+def test_release_closes_every_threads_files_and_waits_for_a_busy_one_a_second_at_most(make_raster) -> None:
+    """At the end of a cluster run, each worker closes the run's files in all its threads
+    (:func:`geosr.io.scene.release`, in the worker's event loop): a thread held in a read of
+    another run (a stalled remote file) held it back, heartbeats and all, until the read ended."""
+    import threading
+
+    from geosr.io import scene as scene_io
+    from tests.conftest import open_in_this_process
+
+    mine, busy = make_raster("mine.tif"), make_raster("busy.tif")
+    read_window(open_scene(str(mine)), Window(0, 0, 8, 8))  # this thread keeps it open
+    opened, finish = threading.Event(), threading.Event()
+
+    def reading() -> None:
+        read_window(open_scene(str(busy)), Window(0, 0, 8, 8))
+        with scene_io._reads().lock:  # as while a long read lasts
+            opened.set()
+            finish.wait(30)
+        scene_io.close_datasets()
+
+    other = threading.Thread(target=reading)
+    other.start()
+    try:
+        assert opened.wait(10)
+        released = threading.Thread(target=scene_io.release, args=([str(mine), str(busy)],))
+        released.start()
+        released.join(6)
+        assert not released.is_alive()
+        assert not open_in_this_process(mine) and open_in_this_process(busy)  # the busy thread keeps its own
+    finally:
+        finish.set()
+        other.join(10)
+        scene_io.close_datasets()

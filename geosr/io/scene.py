@@ -982,19 +982,28 @@ def datasets_closed() -> Iterator[None]:
         close_datasets()
 
 
+RELEASE_WAIT_S = 1.0
+"""Longest :func:`release` waits for a thread's read to end, in seconds."""
+
+
 def release(paths: Collection[str]) -> None:
     """Close every thread's cached handles of ``paths`` and drop their bands of strips.
 
     For the end of a run on a Dask worker, whose task threads outlive it: each kept the
     input open (a deleted input's space stayed taken until the worker restarted) and up to
     :data:`BAND_BUDGET` of its decoded rows.  A thread reading meanwhile (another run's
-    task) is waited for, and opens the file again on its next read.
+    task) is waited for, a second at most: Dask runs this in the worker's event loop, whose
+    heartbeats a read of a stalled remote file would hold back; that thread keeps its files.
+    A thread whose files are closed opens them again on its next read.
     """
     with _EVERY_THREAD:
         everyone = list(_every_thread)
     for reads in everyone:
-        with reads.lock:
-            reads.drop(set(paths))
+        if reads.lock.acquire(timeout=RELEASE_WAIT_S):
+            try:
+                reads.drop(set(paths))
+            finally:
+                reads.lock.release()
     forget_remote_files(paths)  # and what GDAL fetched of a remote input, replaced there before the next run
 
 
