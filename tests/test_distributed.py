@@ -282,6 +282,29 @@ def test_a_run_leaves_the_workers_without_its_input_open_or_its_rows(
     assert after == [(False, 0)]
 
 
+def test_an_interrupted_run_leaves_the_cluster_without_its_plugin(
+    scheduler: str, make_raster, tmp_path: Path
+) -> None:
+    """Interrupted (Ctrl-C, a notebook's stop), a run left its plugin on the scheduler, so that
+    every worker joining later built its model, as test_a_run_leaves_the_cluster_without_its_plugin
+    says of a finished one."""
+    from distributed import Client
+
+    def stop(done: int, total: int) -> None:
+        if done:  # tiles have run on the cluster
+            raise KeyboardInterrupt
+
+    src = make_raster(height=128, width=128)
+    with pytest.raises(KeyboardInterrupt):
+        geosr.upscale_file(
+            src, tmp_path / "x2.tif", scale=2, model="bicubic", tile=16, batch_size=1, scheduler=scheduler,
+            progress=stop,
+        )  # fmt: skip
+    with Client(scheduler) as client:
+        plugins = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
+    assert "geosr-model" not in plugins
+
+
 def test_local_cluster_runs_worker_threads_and_restores_torch_threads(
     scene: Path, tmp_path: Path, dask_default_port_taken
 ) -> None:

@@ -689,6 +689,7 @@ def run_on_cluster(
         return
     address = getattr(client.scheduler, "address", "the scheduler")
     job, key = for_workers(job, key)
+    futures: list[Any] = []
     try:
         workers = worker_addresses(client)
         if not workers:
@@ -740,3 +741,10 @@ def run_on_cluster(
             f"{str(exc).splitlines()[0] if str(exc) else 'connection closed'}); {state.describe()}; "
             "rerun the same command with --resume (with or without a cluster) to finish it"
         ) from None
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM, a notebook's stop): the scheduler kept the run's plugin,
+        # so that every worker joining later built its model, and the workers its input open.
+        with contextlib.suppress(Exception):
+            client.cancel(futures)  # its tasks not started yet read nothing more
+        _leave_workers(client, job)
+        raise
