@@ -906,6 +906,25 @@ def test_an_archives_names_outside_utf8_are_listed_readably(
         assert "├" not in err, err
 
 
+def test_a_tars_names_outside_utf8_are_listed_with_their_bytes(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A tar's Latin-1 name was listed as tarfile keeps it, 'B\\udce4nd.tif', a name no one can
+    type, and the fix given (name it) cannot work: geosr passes GDAL UTF-8 names only."""
+    import io
+    import tarfile
+
+    data = make_raster(height=16, width=16).read_bytes()
+    with tarfile.open(tmp_path / "latin.tar", "w", format=tarfile.USTAR_FORMAT, encoding="latin-1") as tarred:
+        member = tarfile.TarInfo("B\xe4nd.tif")
+        member.size = len(data)
+        tarred.addfile(member, io.BytesIO(data))
+    for path in (str(tmp_path / "latin.tar"), f"/vsitar/{tmp_path}/latin.tar/B04.tif"):
+        code, err = run_cli(["run", path, "--model", "bicubic"], capsys, monkeypatch)
+        assert_one_clear_line(code, err, "it holds B\\xe4nd.tif", "extract the raster from the archive")
+        assert "udce4" not in err, err
+
+
 def test_standard_output_as_the_output_is_refused_as_such(
     make_raster, tmp_path: Path, capsys, monkeypatch
 ) -> None:

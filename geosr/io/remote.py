@@ -384,13 +384,19 @@ def _listing(entries: dict[str, int]) -> tuple[list[str], str]:
 
     A name in UTF-8 without the flag that says so (Info-ZIP's zip) is shown as written, where
     it was 'sc ├⌐ ne.tif' (read as CP437); a name in another encoding, as GDAL reads it, which
-    it can be given as.
+    it can be given as; a tar's name that is not UTF-8 with its bytes as ``\\xe4``, where it was
+    'B\\udce4nd.tif', which geosr cannot pass to GDAL.
     """
     names, notes = [], set()
     for name, flags in entries.items():
         if name.endswith("/"):
             continue
         if flags & _ZIP_UTF8_FLAG or name.isascii():
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:  # a tar's name in another encoding, kept as surrogates
+                notes.add(_NOT_UTF8)
+                name = os.fsencode(name).decode("utf-8", "backslashreplace")
             names.append(name)
             continue
         written = _written_name(name, "UTF-8")
@@ -401,6 +407,10 @@ def _listing(entries: dict[str, int]) -> tuple[list[str], str]:
 
 _UNFLAGGED_UTF8 = (
     "its names are UTF-8 without the zip's flag that says so: set CPL_ZIP_ENCODING=UTF-8 to give them"
+)
+_NOT_UTF8 = (
+    "its names are not UTF-8 (their other bytes shown as \\xNN), which geosr cannot pass to GDAL: extract "
+    "the raster from the archive and run on the file"
 )
 _LEGACY_NAMES = (
     "its names are in a legacy encoding, shown as GDAL reads them (as CP437); to give them as "
