@@ -28,7 +28,7 @@ from geosr.errors import (
 from geosr.faults import check as check_faults
 from geosr.faults import checkpoint
 from geosr.fingerprint import check_unchanged, job_fingerprint
-from geosr.grid import scaled
+from geosr.grid import scaled, scaled_rpcs
 from geosr.io.atomic import check_name_length, check_writable, refuse_foreign_directory
 from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.remote import (
@@ -71,6 +71,7 @@ from geosr.run_outputs import (
     default_output,
     extra_files,
     refuse_overwriting_inputs,
+    warn_rpcs_left_out,
     write_extras,
 )
 from geosr.tiling import TilePlan, plan_tiles
@@ -261,6 +262,7 @@ def upscale_file(
         model_tag = model_label(net, opts.model)
         tags = provenance_tags(scene, model_tag, opts.scale, norm)
         spec = output_spec(scene, opts, mask, tags, offsets, frames)
+        warn_rpcs_left_out(src, dst, spec)
         fingerprint = job_fingerprint(scene, net.name, predictor, plan, opts, norm, dst, frames)
         digest = job_digest(fingerprint)
         spec = dataclasses.replace(spec, tags={**spec.tags, "GEOSR_JOB": digest})
@@ -382,6 +384,7 @@ def output_spec(
         band_axis=scene.band_axis,
         band_labels=scene.band_labels,
         zarr_format=opts.zarr_format or DEFAULT_ZARR_FORMAT,
+        rpcs=scaled_rpcs(scene.rpcs, opts.scale, scene.origin),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import pyproj
@@ -54,6 +55,24 @@ def scaled(grid: GeoBox, scale: int) -> GeoBox:
     # pixel size, which xarray's alignment and GDAL's equal-grid checks compare exactly.
     transform = Affine(t.a / scale, t.b / scale, t.c, t.d / scale, t.e / scale, t.f)
     return GeoBox((h * scale, w * scale), transform, grid.crs)
+
+
+def scaled_rpcs(rpcs: Mapping[str, str], scale: int, origin: tuple[int, int]) -> dict[str, str]:
+    """RPCs (GDAL's ``RPC`` metadata domain) of :func:`scaled`'s grid of the window at ``origin``
+    (row, col) of the file ``rpcs`` describe: the same ground point for each output pixel.
+
+    RPC pixel coordinates count from the first pixel's centre, so a coordinate ``r`` of the file
+    is ``scale * (r + 0.5 - row) - 0.5`` of the output: ``LINE_OFF`` and ``SAMP_OFF`` move so, and
+    ``LINE_SCALE`` and ``SAMP_SCALE`` are multiplied by ``scale``.  Empty for no RPCs.
+    """
+    if not rpcs:
+        return {}
+    out = dict(rpcs)
+    for axis, start in (("LINE", origin[0]), ("SAMP", origin[1])):
+        offset, size = float(rpcs[f"{axis}_OFF"].split()[0]), float(rpcs[f"{axis}_SCALE"].split()[0])
+        out[f"{axis}_OFF"] = repr(scale * (offset + 0.5 - start) - 0.5)
+        out[f"{axis}_SCALE"] = repr(scale * size)
+    return out
 
 
 def describe(grid: GeoBox) -> str:

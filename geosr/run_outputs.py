@@ -6,10 +6,11 @@ quicklook), and those files written beside a finished output.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from geosr.errors import GeosrError, OptionError, OutputError
+from geosr.errors import API_ENTRY_FRAMES, GeosrError, GeosrWarning, OptionError, OutputError
 from geosr.io.remote import (
     check_driver_installed,
     file_url_path,
@@ -23,6 +24,7 @@ from geosr.io.remote import (
     staging_folder,
 )
 from geosr.io.scene import Scene, is_zarr_path, not_utf8
+from geosr.io.sink import OutputSpec
 from geosr.options import RunOptions
 
 
@@ -348,3 +350,15 @@ def _write_extra(out: Path, path: Path, missing_only: bool, write: Callable[[], 
             f"{out} is written, but {path.name} is not: {reason}; fix that and rerun the same "
             "command with --resume, which writes only what is missing"
         ) from None
+
+
+def warn_rpcs_left_out(src: str | Path, dst: Path, spec: OutputSpec) -> None:
+    """Say that a Zarr output goes without the input's RPCs, which a COG carries (rescaled to
+    its pixels): GDAL's Zarr driver keeps no RPCs, and they were dropped without a word."""
+    if spec.rpcs and is_zarr_path(dst):
+        warnings.warn(
+            f"{src}: the raster's RPCs are not written to {dst} (a Zarr store holds none); the output "
+            "is placed by its geotransform alone: write a .tif to keep them",
+            GeosrWarning,
+            stacklevel=3 + API_ENTRY_FRAMES,  # upscale_file's caller
+        )

@@ -1157,21 +1157,47 @@ def test_overwrite_replaces_a_symbolic_link_at_the_output_not_the_file_it_names(
         assert zarr.open_array(str(earlier), path="band_data", mode="r").shape[-1] == 32
 
 
-def test_rpcs_beside_a_geotransform_are_left_out_with_a_warning(make_raster, tmp_path: Path) -> None:
-    """A georeferenced raster's RPCs were dropped from the output without a word."""
+def _with_rpcs(path: Path) -> Path:
+    """``path`` given RPCs of a simple valid model beside its geotransform, as a satellite
+    product has its sensor model (sample = longitude, line = -latitude, normalised)."""
     from rasterio.rpc import RPC
 
-    path = make_raster(height=16, width=16)
-    linear = [0.0, 1.0] + [0.0] * 18  # sample = longitude, line = latitude: a valid model
+    zeros = [0.0] * 17
     rpcs = RPC(
-        height_off=0, height_scale=100, lat_off=47.0, lat_scale=0.1, line_den_coeff=[1.0] + [0.0] * 19,
-        line_num_coeff=[0.0, 0.0, -1.0] + [0.0] * 17, line_off=8, line_scale=8, long_off=15.0,
-        long_scale=0.1, samp_den_coeff=[1.0] + [0.0] * 19, samp_num_coeff=linear, samp_off=8, samp_scale=8,
+        height_off=0, height_scale=100, lat_off=47.0, lat_scale=0.1, line_den_coeff=[1.0, *zeros, 0.0, 0.0],
+        line_num_coeff=[0.0, 0.1, -1.0, *zeros], line_off=8, line_scale=8, long_off=15.0, long_scale=0.1,
+        samp_den_coeff=[1.0, *zeros, 0.0, 0.0], samp_num_coeff=[0.0, 1.0, 0.2, *zeros], samp_off=8,
+        samp_scale=8,
     )  # fmt: skip
     with rasterio.open(path, "r+") as dst:
         dst.rpcs = rpcs
+    return path
+
+
+@pytest.mark.parametrize("bbox", [None, "336000,5866000,336400,5866300"])
+def test_rpcs_beside_a_geotransform_are_carried_for_the_outputs_pixels(
+    make_raster, tmp_path: Path, bbox: str | None
+) -> None:
+    """A georeferenced raster's RPCs were dropped from the output without a word.  They are
+    carried, rescaled: GDAL's RPC transformer places every output pixel on the ground point of
+    the same spot of the input (also for an area of interest, a window of the file)."""
+    from rasterio.transform import RPCTransformer
+
+    path = _with_rpcs(make_raster(height=16, width=16, transform=Affine(60, 0, 335820, 0, -60, 5866590)))
     out = tmp_path / "out.tif"
-    with pytest.warns(GeosrWarning, match=r"also carries RPCs, which are not written to the output"):
-        geosr.upscale_file(path, out, scale=2, model="bicubic")
-    with rasterio.open(out) as src:
-        assert src.rpcs is None  # as the warning says
+    aoi = {"bbox": bbox, "bbox_crs": "EPSG:32633"} if bbox else {}
+    geosr.upscale_file(path, out, scale=3, model="bicubic", **aoi)
+    with rasterio.open(path) as src, rasterio.open(out) as dst:
+        col0, row0 = ~src.transform @ (dst.transform.c, dst.transform.f)
+        assert (row0, col0) == ((4.0, 3.0) if bbox else (0.0, 0.0))  # the whole pixels around the box
+        given, carried = RPCTransformer(src.rpcs), RPCTransformer(dst.rpcs)
+        for row, col in [(0, 0), (4, 7), (dst.height - 1, dst.width - 1)]:
+            here = carried.xy(row, col, zs=10, offset="ul")
+            there = given.xy(row0 + row / 3, col0 + col / 3, zs=10, offset="ul")
+            np.testing.assert_allclose(here, there, rtol=0, atol=1e-12)
+
+
+def test_a_zarr_output_says_it_goes_without_the_rpcs(make_raster, tmp_path: Path) -> None:
+    path = _with_rpcs(make_raster(height=16, width=16))
+    with pytest.warns(GeosrWarning, match=r"RPCs are not written to .*out.zarr \(a Zarr store holds none\)"):
+        geosr.upscale_file(path, tmp_path / "out.zarr", scale=2, model="bicubic")

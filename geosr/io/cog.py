@@ -289,6 +289,8 @@ class CogSink(CogBuild):
         spec = self.spec
         if spec.tags:
             ds.update_tags(**spec.tags)
+        if spec.rpcs:
+            ds.update_tags(ns="RPC", **spec.rpcs)
         for band, description in enumerate(spec.descriptions, start=1):
             if description:
                 ds.set_band_description(band, description)

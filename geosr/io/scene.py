@@ -29,7 +29,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
-from geosr.errors import GeosrWarning, InputError, catch_warnings_serialised
+from geosr.errors import InputError, catch_warnings_serialised
 from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.remote import (
@@ -106,6 +106,8 @@ class Scene:
         A Zarr variable's leading dimension (``time`` of a cube) and its
         coordinate's value per band, which a Zarr output keeps; ``"band"`` and
         empty otherwise.
+    rpcs : mapping of str to str
+        The file's RPCs (GDAL's ``RPC`` metadata domain) beside its geotransform, or empty.
     masked : bool
         The file hides pixels with a mask shared by its bands (an internal or
         ``.msk`` mask, or an alpha band, which is then not one of the scene's
@@ -155,6 +157,7 @@ class Scene:
     band_nodata: tuple[float | None, ...] = ()
     missing_values: tuple[float, ...] = ()
     stamp: tuple[int, int] | None = None
+    rpcs: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def output_nodata(self) -> float | None:
@@ -607,7 +610,6 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         )
     grid = raster_grid(src)
     check_georeferenced(path, src, grid.crs)
-    warn_rpcs_left_out(path, src)
     if src.width < 1 or src.height < 1 or src.count < 1:
         raise InputError(f"{path}: the raster is empty ({src.width} x {src.height}, {src.count} bands)")
     data = data_bands(src)
@@ -629,6 +631,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         offsets=tuple(float(src.offsets[b - 1]) for b in data),
         units=tuple(src.units[b - 1] or None for b in data),
         masked=any(hides_pixels(src, band) for band in data),
+        rpcs=dict(src.tags(ns="RPC")) if src.rpcs is not None else {},
     )
 
 
@@ -804,26 +807,6 @@ def geolocated(src: Any) -> bool:
     ``gdal_edit.py -a_srs``, which would have placed it by its pixel numbers.
     """
     return bool(src.tags(ns="GEOLOCATION"))
-
-
-def warn_rpcs_left_out(path: str, src: Any) -> None:
-    """Say that a georeferenced raster's RPCs (a satellite product's sensor model beside its
-    map grid) are not written to the output: they went without a word.
-
-    The output is placed by its geotransform alone.  RPCs for its s-times finer pixels are the
-    input's with LINE/SAMP_SCALE x s and LINE/SAMP_OFF x s + (s - 1) / 2 (RPC pixel coordinates
-    count from the first pixel's centre; checked with GDAL's RPC transformer), and an area of
-    interest moves the offsets again; geosr does not write them.
-    """
-    if src.rpcs is not None:
-        warnings.warn(
-            GeosrWarning(
-                f"{path}: the raster also carries RPCs, which are not written to the output (it is "
-                "placed by its geotransform alone); RPCs of a whole-scene output at --scale s are the "
-                "input's with LINE_SCALE and SAMP_SCALE x s, LINE_OFF and SAMP_OFF x s + (s - 1) / 2"
-            ),
-            stacklevel=2,
-        )
 
 
 def check_georeferenced(path: str, src: Any, crs: CRS | None) -> None:

@@ -106,6 +106,9 @@ class OutputSpec:
         (a cube's ``time`` and dates); ``"band"`` and 1..count when empty.
     zarr_format : int
         A Zarr output's format, one of :data:`ZARR_FORMATS` (a COG ignores it).
+    rpcs : mapping of str to str
+        RPCs of the output's pixels (GDAL's ``RPC`` metadata domain, :func:`geosr.grid.scaled_rpcs`),
+        or empty; a COG carries them, a Zarr store cannot.
     """
 
     grid: GeoBox
@@ -123,6 +126,7 @@ class OutputSpec:
     band_axis: str = "band"
     band_labels: tuple[Any, ...] = ()
     zarr_format: int = DEFAULT_ZARR_FORMAT
+    rpcs: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.grid, GeoBox) or self.grid.crs is None:

@@ -61,6 +61,7 @@ def write_vrt(path: Path, spec: OutputSpec, source: str, overviews: Sequence[str
         repr(float(v)) for v in spec.grid.transform.to_gdal()
     )
     _metadata(root, spec.tags)
+    _metadata(root, spec.rpcs, domain="RPC")
     data_type = typename_fwd[dtype_rev[spec.dtype]]
     for band in range(1, spec.count + 1):
         element = ET.SubElement(root, "VRTRasterBand", dataType=data_type, band=str(band))
@@ -91,10 +92,10 @@ def _source(parent: ET.Element, name: str, band: int) -> None:
     ET.SubElement(parent, "SourceBand").text = str(band)
 
 
-def _metadata(parent: ET.Element, tags: Mapping[str, object]) -> None:
+def _metadata(parent: ET.Element, tags: Mapping[str, object], domain: str = "") -> None:
     if not tags:
         return
-    metadata = ET.SubElement(parent, "Metadata")
+    metadata = ET.SubElement(parent, "Metadata", {"domain": domain} if domain else {})
     for key, value in tags.items():
         ET.SubElement(metadata, "MDI", key=str(key)).text = str(value)
 
