@@ -6,11 +6,10 @@ quicklook), and those files written beside a finished output.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from geosr.errors import API_ENTRY_FRAMES, GeosrError, GeosrWarning, OptionError, OutputError
+from geosr.errors import GeosrError, OptionError, OutputError, warn
 from geosr.io.remote import (
     check_driver_installed,
     file_url_path,
@@ -356,9 +355,7 @@ def warn_rpcs_left_out(src: str | Path, dst: Path, spec: OutputSpec) -> None:
     """Say that a Zarr output goes without the input's RPCs, which a COG carries (rescaled to
     its pixels): GDAL's Zarr driver keeps no RPCs, and they were dropped without a word."""
     if spec.rpcs and is_zarr_path(dst):
-        warnings.warn(
+        warn(
             f"{src}: the raster's RPCs are not written to {dst} (a Zarr store holds none); the output "
-            "is placed by its geotransform alone: write a .tif to keep them",
-            GeosrWarning,
-            stacklevel=3 + API_ENTRY_FRAMES,  # upscale_file's caller
+            "is placed by its geotransform alone: write a .tif to keep them"
         )
