@@ -524,17 +524,17 @@ def _run(
                 writer = StoreWriter(state.store, dst, spec.nbytes)
                 predictor.expect(-(-len(todo) // job.batch_size))  # lets --compile auto decide
                 lanes = predictor.lanes()
-                with predictor.sharing_threads(lanes):
-                    run_tiles(
-                        job,
-                        plan,
-                        predictor,
-                        writer,
-                        lanes=lanes,
-                        todo=todo,
-                        record=state.record,
-                        on_tiles_done=advance,
-                    )
+                predict = predictor.predict_in_lane if lanes > 1 else predictor
+                run_tiles(
+                    job,
+                    plan,
+                    predict,
+                    writer,
+                    lanes=lanes,
+                    todo=todo,
+                    record=state.record,
+                    on_tiles_done=advance,
+                )
         except OutputError as exc:
             # A full disk (or a permission) while tiles were stored: the finished ones stay,
             # for a --resume once there is room (a resume re-checks every kept chunk).  None

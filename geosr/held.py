@@ -15,20 +15,25 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+TORCH_THREADS = "torch threads"
+"""The name under which runs hold torch's thread count (``torch.set_num_threads``)."""
+
 _HELD = threading.Lock()
 _held: dict[str, tuple[int, Any]] = {}  # setting -> (runs holding it, the caller's value)
 
 
 @contextlib.contextmanager
-def setting_held(name: str, get: Callable[[], Any], put: Callable[[Any], None]) -> Iterator[None]:
-    """Within: runs may change the process-wide setting ``name``; the caller's value (``get``)
-    comes back (``put``) as the last of the runs that hold it ends.
+def setting_held(name: str, get: Callable[[], Any], put: Callable[[Any], None]) -> Iterator[Any]:
+    """Within: runs may change the process-wide setting ``name``; the caller's value (``get``,
+    read by the first run to hold it, which the context gives) comes back (``put``) as the last
+    of the runs that hold it ends.
     """
     with _HELD:
         holders, value = _held.get(name, (0, None))
-        _held[name] = (holders + 1, get() if holders == 0 else value)
+        value = get() if holders == 0 else value
+        _held[name] = (holders + 1, value)
     try:
-        yield
+        yield value
     finally:
         with _HELD:
             holders, value = _held.pop(name)

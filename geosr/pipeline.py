@@ -161,7 +161,8 @@ def run_tiles(
     25 MiB of peak RSS and gained no time.
 
     With ``lanes`` > 1 (a CPU: :meth:`~geosr.predictor.Predictor.lanes`), that many
-    threads each compute a batch, on their share of torch's threads, and write it;
+    threads each compute a batch (``predict`` then takes its share of torch's threads:
+    :meth:`~geosr.predictor.Predictor.predict_in_lane`) and write it;
     the calling thread only hands batches out.  A lane that waits on a write, or
     on a core another thread holds, leaves the other lane computing, where one
     model call on all the cores waits for the slowest of its threads at every

@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from geosr.errors import OptionError, warn
-from geosr.held import setting_held
+from geosr.held import TORCH_THREADS, setting_held
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,34 @@ size (1 unit in 12 of 312,000 output pixels between tile sizes) and from the sam
 among others, where calls of two or more give the same bits at any size, which
 the bit-identity of fp32 outputs across tile and batch sizes rests on; bf16 calls of
 one image give the same bits at any tile size (``tests/test_determinism.py``)."""
+
+
+_SHARING = threading.Lock()
+_calls_sharing = [0]  # model calls in flight that share torch's threads (shared_threads)
+
+
+@contextlib.contextmanager
+def shared_threads() -> Iterator[None]:
+    """Within: a model call takes an even share of torch's threads with the other calls in
+    flight in the process, set in its own thread, which has the caller's count back after.
+
+    For calls that others run at once, each in a thread of its own: a run's lanes.  One call
+    on all of the cores waits at every layer for its slowest thread, where two calls on one
+    thread each do not wait for each other.  torch keeps a thread count per thread once that
+    thread has used torch (OpenMP's), so a call's share is set in its own thread as it starts,
+    from the calls in flight then: a call alone takes every thread.
+    """
+    with setting_held(TORCH_THREADS, torch.get_num_threads, torch.set_num_threads) as caller_threads:
+        with _SHARING:
+            _calls_sharing[0] += 1
+            share = max(1, caller_threads // _calls_sharing[0])
+        torch.set_num_threads(share)
+        try:
+            yield
+        finally:
+            with _SHARING:
+                _calls_sharing[0] -= 1
+            torch.set_num_threads(caller_threads)  # this thread's own count (and new threads')
 
 
 def cpu_batch(images_per_tile: int) -> int:
@@ -225,34 +254,25 @@ class Predictor:
 
     def lanes(self) -> int:
         """Batches a single-process run computes at once (:func:`geosr.pipeline.run_tiles`):
-        2 for an eager model on a CPU with 2 torch threads or more, each lane on half of
-        them (:meth:`sharing_threads`), else 1.
+        2 for an eager model on a CPU with 2 torch threads or more, each call on its share of
+        them (:meth:`predict_in_lane`), else 1.
 
-        Measured on 2 cores (2048^2 scene, x4, COG out, against one lane on both
-        cores): cnnrnn-fast 1.08x in bf16 and 1.03x in fp32, x2 1.01x, bicubic 1.12x,
-        the same pixels; peak RSS grows by the second lane's activations (0.72 to
-        0.95 GB for cnnrnn-fast x4 in bf16).  On a GPU the model is one stream of work;
-        a compiled model stays in one thread (its compilation is not made for two).
+        Measured on 2 cores (2048^2 scene, x4, COG out, against one lane on both cores,
+        interleaved in one process): cnnrnn-fast 1.08x in bf16 and 1.04x in fp32, the same
+        pixels; peak RSS grows by the second lane's activations (0.72 to 0.95 GB for
+        cnnrnn-fast x4 in bf16).  On a GPU the model is one stream of work; a compiled model
+        stays in one thread (its compilation is not made for two).
         """
         if self.torch_device.type != "cpu" or self.compile != "off":
             return 1
         return 2 if torch.get_num_threads() >= 2 else 1
 
-    @contextlib.contextmanager
-    def sharing_threads(self, lanes: int) -> Iterator[None]:
-        """Within: torch's threads split evenly between ``lanes`` model calls at once.
-
-        torch's thread count is the process's: a caller's own torch work in other
-        threads also gets the share while a run lasts, and the count the caller had
-        comes back after (:func:`geosr.held.setting_held`, which counts runs that overlap).
-        """
-        if lanes <= 1:
-            yield
-            return
-        threads = torch.get_num_threads()
-        with setting_held("torch threads", torch.get_num_threads, torch.set_num_threads):
-            torch.set_num_threads(max(1, threads // lanes))
-            yield
+    def predict_in_lane(self, batch: np.ndarray) -> list[np.ndarray]:
+        """:meth:`__call__` on an even share of torch's threads with the other calls in flight
+        (:func:`shared_threads`): a lane's call while the other lane computes takes half of them,
+        a lone one (the last batch of a job, a one-tile scene) all of them."""
+        with shared_threads():
+            return self(batch)
 
     def expect(self, calls: int) -> None:
         """Announce how many batches the job will send (lets ``compile=auto`` decide)."""

@@ -337,24 +337,28 @@ def test_two_threads_recording_warnings_keep_each_its_own_and_leave_the_process_
     assert warnings.filters == filters and warnings.showwarning is shown
 
 
-def test_a_cpu_run_splits_torchs_threads_between_its_lanes_and_gives_them_back(
+def test_a_cpu_run_computes_in_two_lanes_and_leaves_the_hosts_threads_as_they_were(
     make_raster: Callable[..., Path], tmp_path: Path
 ) -> None:
-    """A single-process CPU run computes two batches at once, each on half of torch's threads
-    (Predictor.lanes), for as long as it lasts; the host's own count comes back after."""
+    """A single-process CPU run computes two batches at once, in two lane threads that each set
+    their own share of torch's threads (Predictor.predict_in_lane); the host's count is its own
+    throughout, and that of threads started after the run too."""
     before = torch.get_num_threads()
-    seen: list[int] = []
+    lanes_seen: set[str] = set()
+    counts: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        lanes_seen.update(t.name for t in threading.enumerate() if t.name.startswith("geosr-lane"))
+        counts.append(torch.get_num_threads())
+
     torch.set_num_threads(4)  # the host's own
     try:
         geosr.upscale_file(
-            make_raster(height=64, width=64),
-            tmp_path / "x2.tif",
-            scale=2,
-            model="bicubic",
-            tile=16,
-            progress=lambda done, total: done and seen.append(torch.get_num_threads()),  # tiles done
-        )
-        assert seen and set(seen) == {2}
-        assert torch.get_num_threads() == 4
+            make_raster(height=64, width=64), tmp_path / "x2.tif", scale=2, model="bicubic", tile=16,
+            progress=progress,
+        )  # fmt: skip
+        assert len(lanes_seen) == 2
+        assert set(counts) == {4} and torch.get_num_threads() == 4
+        assert _torch_threads_of_a_new_thread() == 4
     finally:
         torch.set_num_threads(before)

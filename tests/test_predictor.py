@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import warnings
 
 import numpy as np
@@ -226,21 +227,51 @@ def test_bf16_asked_on_a_cpu_without_it_warns_and_auto_picks_what_the_cpu_has() 
         assert len(messages) == 1 and "no native bf16" in messages[0] and "--precision auto" in messages[0]
 
 
-def test_lanes_take_half_of_torchs_threads_each_on_a_cpu_and_give_them_back() -> None:
-    """Two batches at once on a CPU with two torch threads or more, each on half of them; one
-    where a lane would have no thread of its own, or the model is compiled."""
+def test_two_lanes_on_a_cpu_with_two_threads_or_more_and_an_eager_model() -> None:
+    """Two batches at once on a CPU with two torch threads or more; one where a lane would have
+    no thread of its own, or the model is compiled."""
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(4)
         eager = Predictor(tiny_model(), device="cpu", precision="fp32")
         assert eager.lanes() == 2
-        with eager.sharing_threads(2):
-            assert torch.get_num_threads() == 2
-        assert torch.get_num_threads() == 4
         assert Predictor(tiny_model(), device="cpu", precision="fp32", compile="on").lanes() == 1
         torch.set_num_threads(1)
         assert eager.lanes() == 1
-        with eager.sharing_threads(1):
-            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_calls_in_flight_at_once_share_torchs_threads_and_give_them_back() -> None:
+    """A run's lanes each ran a model call on all of torch's threads: two on 4 threads ran 8.
+    A call takes its share of them as it starts (all of them alone: the last batch of a job),
+    in its own thread, which has the host's count back as it ends."""
+    from geosr.predictor import shared_threads
+
+    before = torch.get_num_threads()
+    first_inside, second_done = threading.Event(), threading.Event()
+    seen: dict[str, int] = {}
+
+    def call(name: str) -> None:
+        with shared_threads():
+            seen[name] = torch.get_num_threads()
+            if name == "first":
+                first_inside.set()
+                second_done.wait(timeout=10)  # still in flight while the second starts
+            else:
+                second_done.set()
+        seen[name + " after"] = torch.get_num_threads()
+
+    try:
+        torch.set_num_threads(4)
+        first = threading.Thread(target=call, args=("first",))
+        first.start()
+        first_inside.wait(timeout=10)
+        second = threading.Thread(target=call, args=("second",))
+        second.start()
+        for thread in (first, second):
+            thread.join()
+        assert seen == {"first": 4, "second": 2, "first after": 4, "second after": 4}
+        assert torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(before)

@@ -53,7 +53,7 @@ from geosr.errors import (
     warn,
 )
 from geosr.faults import checkpoint
-from geosr.held import setting_held
+from geosr.held import TORCH_THREADS, setting_held
 from geosr.io.remote import is_remote
 from geosr.io.run_store import StoreWriter
 from geosr.io.runstate import RunState
@@ -359,7 +359,7 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
 
     # The model plugin sets torch's threads for a worker's whole process: this one's, for the
     # caller's own cluster of worker threads (LocalCluster(processes=False)) as for --workers.
-    torch_threads = setting_held("torch threads", torch.get_num_threads, torch.set_num_threads)
+    torch_threads = setting_held(TORCH_THREADS, torch.get_num_threads, torch.set_num_threads)
     if scheduler is not None:
         check_scheduler_answers(scheduler, SCHEDULER_TIMEOUT)
         try:
