@@ -160,7 +160,7 @@ def test_workers_all_gone_mid_run_say_that_the_run_waits(job, tmp_path: Path, mo
     def warn(message: Warning | str, *args: object, **kwargs: object) -> None:
         """Records what the run warns of, and starts a worker once it says it waits for one:
         only then (a worker started on any warning, as before, hid a run that never said it).
-        ``warnings.warn`` itself, so that no filter of the suite's can hide the warning."""
+        The run's ``warn`` itself (geosr.errors.warn): no filter of the suite's can hide it."""
         said.append(str(message))
         if "has no workers left" in str(message):
             cluster.more.append(cluster.start_workers(1, {}))
@@ -178,7 +178,7 @@ def test_workers_all_gone_mid_run_say_that_the_run_waits(job, tmp_path: Path, mo
 
     threading.Thread(target=fallback, daemon=True).start()
     try:
-        monkeypatch.setattr(orchestrate.warnings, "warn", warn)
+        monkeypatch.setattr(orchestrate, "warn", warn)
         out = run_on(cluster, job, tmp_path / "cluster.tif")
     finally:
         done.set()
