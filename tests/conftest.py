@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -143,3 +144,16 @@ def dask_default_port_taken() -> Iterator[None]:
         except OSError:
             pass
         yield
+
+
+def item_of(tmp_path: Path, hrefs: dict[str, str], **properties: object) -> Path:
+    """``item.json`` in ``tmp_path``: a STAC Item of GeoTIFF assets (key: href), dated 2022-03-01
+    unless ``properties`` say otherwise."""
+    kind = "image/tiff; application=geotiff"
+    assets = {key: {"href": href, "type": kind, "roles": ["data"]} for key, href in hrefs.items()}
+    properties = properties or {"datetime": "2022-03-01T10:00:00Z"}
+    doc = {"type": "Feature", "stac_version": "1.1.0", "id": "s2", "geometry": None,
+           "properties": properties, "links": [], "assets": assets}  # fmt: skip
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(doc))
+    return item

@@ -19,7 +19,7 @@ import pytest
 import rasterio
 from rasterio.shutil import copy as rio_copy
 
-from tests.conftest import REPO, UTM_TRANSFORM, coordinate_pattern
+from tests.conftest import REPO, UTM_TRANSFORM, coordinate_pattern, item_of
 
 
 class RangeHandler(SimpleHTTPRequestHandler):
@@ -912,26 +912,11 @@ def test_a_remote_item_is_fetched_again_by_the_next_call(make_raster, tmp_path: 
     """The Item's JSON was kept for the process, a failed fetch too: an Item not yet published
     (or a timeout) stayed 'not a readable raster' for every later call of a notebook, and an
     Item published again was read as it was."""
-    import json
-
     import geosr
     from geosr.errors import GeosrError
 
     for i, band in enumerate(("B04", "B03")):
         make_raster(f"{band}.tif", data=coordinate_pattern(1, 30, 30) + 100 * i)
-
-    def publish(band: str) -> None:
-        asset = {"href": f"./{band}.tif", "type": "image/tiff", "roles": ["data"]}
-        item = {
-            "type": "Feature",
-            "stac_version": "1.1.0",
-            "id": "t",
-            "geometry": None,
-            "properties": {"datetime": "2024-05-01T10:00:00Z"},
-            "links": [],
-            "assets": {band: asset},
-        }
-        (tmp_path / "item.json").write_text(json.dumps(item))
 
     options = {"scale": 2, "model": "bicubic", "overwrite": True}
     with served(tmp_path) as base:
@@ -939,7 +924,7 @@ def test_a_remote_item_is_fetched_again_by_the_next_call(make_raster, tmp_path: 
             geosr.upscale_file(f"{base}/item.json", tmp_path / "sr.tif", **options)  # not published yet
         means = []
         for band in ("B04", "B03"):  # B03 is B04 + 100
-            publish(band)
+            item_of(tmp_path, {band: f"./{band}.tif"})  # published, or published again
             out = geosr.upscale_file(f"{base}/item.json", tmp_path / "sr.tif", **options)
             with rasterio.open(out) as f:
                 means.append(float(f.read().mean()))

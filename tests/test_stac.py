@@ -17,7 +17,7 @@ import geosr
 from geosr.errors import GeosrWarning, InputError, OutputError
 from geosr.grid import crs_label
 from geosr.stac import validate_item, wgs84_footprint
-from tests.conftest import coordinate_pattern
+from tests.conftest import coordinate_pattern, item_of
 
 
 def test_run_writes_a_valid_item_that_round_trips_as_input(make_raster, tmp_path: Path) -> None:
@@ -201,19 +201,6 @@ def test_stacked_assets_keep_their_own_nodata(make_raster, tmp_path: Path) -> No
     assert (sr[0][top] == 0).all() and (sr[1][top] == 0).all()  # nodata in both, as the output's 0
     assert (sr[0][~top] == 1000).all() and (sr[1][~top] == 1001).all()
     assert (sr[2] != 0).all()  # B02's zeros were data: the output moves them off its nodata value
-
-
-def item_of(tmp_path: Path, hrefs: dict[str, str], **properties: object) -> Path:
-    """``item.json`` in ``tmp_path``: a STAC Item of GeoTIFF assets (key: href), dated 2022-03-01
-    unless ``properties`` say otherwise."""
-    kind = "image/tiff; application=geotiff"
-    assets = {key: {"href": href, "type": kind, "roles": ["data"]} for key, href in hrefs.items()}
-    properties = properties or {"datetime": "2022-03-01T10:00:00Z"}
-    doc = {"type": "Feature", "stac_version": "1.1.0", "id": "s2", "geometry": None,
-           "properties": properties, "links": [], "assets": assets}  # fmt: skip
-    item = tmp_path / "item.json"
-    item.write_text(json.dumps(doc))
-    return item
 
 
 def test_assets_given_as_gdal_mapped_urls_stack(make_raster, tmp_path: Path) -> None:
