@@ -21,7 +21,7 @@ from geosr.models import (
 )
 from geosr.models.base import pixel_shuffle
 from geosr.models.bicubic import bicubic_upsample
-from geosr.models.cnnrnn import ConvGRUCell
+from geosr.models.cnnrnn import ConvGRUCell, tanh
 
 TINY: dict[str, Any] = {"features": 4, "encoder_blocks": 1, "refine_steps": 1}
 
@@ -252,16 +252,34 @@ def test_pixel_shuffle_passes_gradients_as_torchs_does() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gru_first_step_is_the_textbook_update_gate_times_candidate(dtype: torch.dtype) -> None:
     """The first step (h = 0) gives sigmoid(z gates) * tanh(candidate) exactly, also on the
-    channels_last tensors the predictor runs, where z is a strided slice of the gates."""
+    channels_last tensors the predictor runs, where z is a strided slice of the gates (tanh:
+    the module's, which equals torch's within 4e-7, next test)."""
     torch.manual_seed(0)
     cell = ConvGRUCell(4).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     x = torch.randn(2, 4, 9, 8).contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         gates, candidate = cell.project(x)
         got = cell.first((gates, candidate))
-    expected = torch.sigmoid(gates[:, :4].contiguous()) * torch.tanh(candidate.contiguous())
+    expected = torch.sigmoid(gates[:, :4].contiguous()) * tanh(candidate.contiguous())
     assert got.dtype == dtype
     assert torch.equal(got, expected)
+
+
+def test_the_grus_tanh_is_torchs_within_4e7_in_fp32_and_torchs_own_in_bf16() -> None:
+    """fp32 on a CPU goes through 2 sigmoid(2x) - 1, which is faster there (see tanh); bf16,
+    in which the bundled weights were trained and run, keeps torch.tanh bit for bit."""
+    x = torch.cat([torch.linspace(-12, 12, 200_001), torch.tensor([0.0, -0.0, 1e-30, -1e-30, 40.0, -40.0])])
+    assert (tanh(x) - torch.tanh(x)).abs().max().item() <= 4e-7
+    assert torch.equal(tanh(x[-2:]), torch.tensor([1.0, -1.0]))
+    half = x.to(torch.bfloat16)
+    assert torch.equal(tanh(half), torch.tanh(half))
+
+
+def test_the_grus_fp32_tanh_passes_gradients_as_torchs_does() -> None:
+    x = torch.linspace(-5, 5, 101, requires_grad=True)
+    (grad,) = torch.autograd.grad(tanh(x).sum(), x)
+    (expected,) = torch.autograd.grad(torch.tanh(x).sum(), x)
+    assert torch.allclose(grad, expected, atol=1e-6)
 
 
 # --- validation -----------------------------------------------------------------
