@@ -132,3 +132,24 @@ def test_a_scene_smaller_than_a_chip_beside_others_is_left_out_with_a_warning(ma
     with pytest.warns(GeosrWarning, match=r"small\.tif\[b1\]: smaller than one training chip.*left out"):
         sampler = ChipSampler(scenes, scale=2, lr_chip=8, degradation=DegradationConfig(), seed=0)
     assert sampler.pairs == [(0, 0)]
+
+
+def test_the_chip_size_to_lower_is_named_once_as_its_user_sets_it(make_raster) -> None:
+    """It read "lower --chip (data.lr_chip)", and to a Python caller of train() "lower
+    config.data.lr_chip (data.lr_chip)": the flag translated, its recipe key beside it."""
+    from geosr.errors import GeosrWarning, keyword_wording
+    from geosr.train.trainer import TRAIN_FLAGS
+
+    big = make_raster("big.tif", height=64, width=64, dtype="uint8")
+    small = make_raster("small.tif", height=20, width=20, dtype="uint8")
+    scenes = [load_scene(p, SceneSource(str(p))) for p in (big, small)]
+    with pytest.warns(GeosrWarning) as command:
+        ChipSampler(scenes, scale=2, lr_chip=8, degradation=DegradationConfig(), seed=0)
+    assert str(command[0].message).endswith("lower --chip (data.lr_chip in a recipe) to use them")
+    with keyword_wording(TRAIN_FLAGS), pytest.warns(GeosrWarning) as api:
+        ChipSampler(scenes, scale=2, lr_chip=8, degradation=DegradationConfig(), seed=0)
+    assert str(api[0].message).endswith("lower config.data.lr_chip to use them")
+    with keyword_wording(TRAIN_FLAGS), pytest.raises(OptionError, match=r"lower config\.data\.val_lr_chip$"):
+        ChipSampler(
+            scenes[1:], scale=2, lr_chip=8, degradation=DegradationConfig(), seed=0, what="validation"
+        )

@@ -23,7 +23,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from geosr.errors import InputError, OptionError, catch_warnings_serialised, warn
+from geosr.errors import InputError, OptionError, catch_warnings_serialised, current_keywords, warn
 from geosr.io.scene import (
     Scene,
     chosen_bands,
@@ -221,7 +221,7 @@ class ChipSampler:
             pairs = _with_detail(scenes, pairs)
         usable = [(i, b) for i, b in pairs if min(scenes[i].data.shape[1:]) >= self.size]
         names = scene_names(scenes)
-        chip = "--chip (data.lr_chip)" if what == "training" else "data.val_lr_chip"
+        chip = chip_setting(what)
         if not usable:
             raise OptionError(
                 f"{names}: smaller than one {what} chip ({self.size} HR px with margin): "
@@ -298,6 +298,19 @@ class ChipSampler:
         m = self.margin
         hr = np.ascontiguousarray(chips[:, :, m : self.size - m, m : self.size - m])
         return lr, hr
+
+
+def chip_setting(what: str) -> str:
+    """The setting of the ``what`` ("training" or "validation") chips' size, as its user writes it.
+
+    A Python caller sets a field of its :class:`~geosr.train.config.TrainConfig`; the command's
+    user a flag or a recipe's key (only training chips have a flag).  "--chip (data.lr_chip)"
+    read "config.data.lr_chip (data.lr_chip)" to a Python caller once its flag was translated.
+    """
+    field = "lr_chip" if what == "training" else "val_lr_chip"
+    if current_keywords() is not None:
+        return f"config.data.{field}"
+    return f"--chip (data.{field} in a recipe)" if what == "training" else f"data.{field} in a recipe"
 
 
 def scene_names(scenes: list[TrainScene], most: int = 3) -> str:
