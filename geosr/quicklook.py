@@ -413,7 +413,7 @@ def compare_panels(
     if lr_nodata is not None:
         from geosr.io.sink import check_nodata_of
 
-        check_nodata_of(lr, lr_nodata, lr_scene.dtype, "--nodata")  # NaN in a uint16 LR would hide nothing
+        check_nodata_of(lr, lr_nodata, lr_scene.dtype)  # NaN in a uint16 LR would hide nothing
         # A run's --nodata made the missing values data: the bicubic panel hid them still.
         lr_scene = dataclasses.replace(with_nodata(lr_scene, lr_nodata), missing_values=tuple(lr_missing))
     else:

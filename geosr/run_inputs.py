@@ -21,7 +21,7 @@ from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
 from geosr.io.remote import is_remote
 from geosr.io.scene import Scene, fill_value, open_scene, read_sample, with_nodata
-from geosr.io.sink import check_nodata_of
+from geosr.io.sink import NODATA_GIVEN, check_nodata_of
 from geosr.io.stac_input import is_stac_item, not_an_item, with_declared_nodata, with_declared_scaling
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.normalise import (
@@ -49,8 +49,10 @@ def scene_for(src: str | Path, options: RunOptions) -> Scene:
     scene = with_nodata(scene, options.nodata)
     # Here, naming the file, rather than when the output is set up: among several
     # inputs that line did not say which one (and geosr info never said it).
-    whose = "--nodata" if options.nodata is not None else "the file's nodata; override it with --nodata V"
-    check_nodata_of(scene.path, scene.nodata, scene.dtype, whose)
+    remedy = (
+        NODATA_GIVEN if options.nodata is not None else "it is the file's: give --nodata {values} instead"
+    )
+    check_nodata_of(scene.path, scene.nodata, scene.dtype, remedy)
     if options.bands:
         scene = select_bands(scene, options.bands)
     area = area_of_interest(options)

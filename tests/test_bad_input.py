@@ -383,6 +383,23 @@ def test_infinite_nodata_for_an_integer_scene_is_one_line(
     assert outputs_in(tmp_path) == []
 
 
+def test_nodata_the_dtype_cannot_hold_says_how_to_fix_it_in_the_callers_words(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """It ended "... or no nodata (--nodata)", which read "... or no nodata (nodata)" to a
+    Python caller: a setting in parentheses after the sentence."""
+    import geosr
+
+    path = make_raster(dtype="uint16")
+    code, err = run_cli(["run", str(path), "--model", "bicubic", "--nodata", "-1"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "nodata -1.0 is not a valid uint16 value")
+    assert err.rstrip().endswith("; give --nodata an integer in [0, 65535] or leave it out"), err
+    with pytest.raises(geosr.GeosrError) as api:
+        geosr.upscale_file(path, tmp_path / "out.tif", scale=2, model="bicubic", nodata=-1)
+    assert str(api.value).endswith("; give nodata an integer in [0, 65535] or leave it out"), api.value
+    assert outputs_in(tmp_path) == []
+
+
 def test_nodata_the_dtype_cannot_hold_names_the_file(make_raster, tmp_path: Path, capfd, monkeypatch) -> None:
     # Among several inputs the line did not say which one (and geosr info accepted it).
     from tests.test_batch import run_cli as run_capturing_fds  # per-input lines go to fd 2

@@ -290,7 +290,9 @@ def test_a_nodata_the_dtype_cannot_hold_is_one_clear_error(make_raster, nodata: 
     """As geosr run refuses it: -1 for uint16 pixels was rioxarray's OverflowError, and NaN
     a ValueError ('cannot convert float NaN to integer') only once the result was computed."""
     data = rioxarray.open_rasterio(make_raster(count=1, height=20, width=20))
-    with pytest.raises(geosr.GeosrError, match=r"not a valid uint16 value; use an integer in \[0, 65535\]"):
+    with pytest.raises(
+        geosr.GeosrError, match=r"not a valid uint16 value; give nodata an integer in \[0, 65535\]"
+    ):
         geosr.upscale(data, scale=2, model="bicubic", nodata=nodata).compute()
 
 

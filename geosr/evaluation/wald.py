@@ -198,7 +198,7 @@ def _check_nodata_fits(
     from geosr.io.sink import check_nodata_of
 
     for path in paths:
-        check_nodata_of(path, nodata, _open(path, variable, bands).dtype, "--nodata")
+        check_nodata_of(path, nodata, _open(path, variable, bands).dtype)
 
 
 def _check_sizes(

@@ -205,28 +205,41 @@ def check_zarr_format(zarr_format: object) -> None:
         )
 
 
-def check_nodata(nodata: float | None, dtype: str) -> None:
-    """Refuse a nodata value that ``dtype`` cannot hold (:class:`OptionError`)."""
+NODATA_GIVEN = "give --nodata {values} or leave it out"
+"""How to fix a ``--nodata`` (or ``nodata=``) the dtype cannot hold: :func:`check_nodata_of`'s ``remedy``."""
+
+
+def check_nodata(nodata: float | None, dtype: str, remedy: str = "use {values} or no nodata") -> None:
+    """Refuse a nodata value that ``dtype`` cannot hold (:class:`OptionError`).
+
+    ``remedy`` says how to fix it, ``{values}`` standing for the values ``dtype`` holds.
+    """
     if nodata is None:
         return
     kind = np.dtype(dtype).kind
     if kind == "f":
         # NaN and +-inf are float values like any other (GDAL writes and masks them; a
         # float32 scene may use -inf): only finite values beyond the type's range do not fit.
-        if math.isfinite(nodata) and abs(nodata) > float(np.finfo(dtype).max):
-            raise OptionError(f"nodata {nodata!r} does not fit in {dtype}; choose a smaller value")
+        top = float(np.finfo(dtype).max)
+        if math.isfinite(nodata) and abs(nodata) > top:
+            values = f"a value in [{-top:.4g}, {top:.4g}]"
+            raise OptionError(f"nodata {nodata!r} does not fit in {dtype}; {remedy.format(values=values)}")
         return
     info = np.iinfo(dtype)
     if not math.isfinite(nodata) or nodata != int(nodata) or not info.min <= nodata <= info.max:
-        raise OptionError(
-            f"nodata {nodata!r} is not a valid {dtype} value; use an integer in "
-            f"[{info.min}, {info.max}] or no nodata"
-        )
+        values = f"an integer in [{info.min}, {info.max}]"
+        raise OptionError(f"nodata {nodata!r} is not a valid {dtype} value; {remedy.format(values=values)}")
 
 
-def check_nodata_of(source: str | Path | None, nodata: float | None, dtype: str, whose: str) -> None:
-    """:func:`check_nodata`, its line naming ``source`` (the raster, if any) and ``whose``
-    value it is (``--nodata``, the file's own...), which the bare check cannot know.
+def check_nodata_of(
+    source: str | Path | None, nodata: float | None, dtype: str, remedy: str = NODATA_GIVEN
+) -> None:
+    """:func:`check_nodata`, its line naming ``source`` (the raster, if any) and saying how to fix
+    the value where it came from (``remedy``: the ``--nodata`` given, the file's own...), which the
+    bare check cannot know.
+
+    A remedy in parentheses at the end ("or no nodata (--nodata)") read "(nodata)" to a Python
+    caller, a word without a sentence.
 
     Raises
     ------
@@ -234,11 +247,9 @@ def check_nodata_of(source: str | Path | None, nodata: float | None, dtype: str,
         ``dtype`` cannot hold ``nodata``.
     """
     try:
-        check_nodata(nodata, dtype)
+        check_nodata(nodata, dtype, remedy)
     except OptionError as exc:
-        raise OptionError(
-            f"{source}: {exc} ({whose})" if source is not None else f"{exc} ({whose})"
-        ) from None
+        raise OptionError(f"{source}: {exc}" if source is not None else str(exc)) from None
 
 
 @runtime_checkable

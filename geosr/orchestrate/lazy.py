@@ -38,7 +38,7 @@ from geosr.errors import (
 from geosr.grid import scaled
 from geosr.io.bands import band_offsets, check_band_layout
 from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, data_bands, fill_value, hides_pixels, sample_step
-from geosr.io.sink import check_nodata_of
+from geosr.io.sink import NODATA_GIVEN, check_nodata_of
 from geosr.io.zarr_scene import array_transform, check_evenly_spaced, variable_crs
 from geosr.kernel import finish_tile, prepare_tiles
 from geosr.normalise import (
@@ -288,8 +288,8 @@ def upscale(
         nodata = data.rio.encoded_nodata
     # As geosr run checks it: -1 for uint16 was rioxarray's OverflowError, NaN a
     # ValueError only when the result was computed.
-    whose = "the nodata= argument" if given else "the DataArray's rio.nodata; override it with nodata="
-    check_nodata_of(None, nodata, data.dtype.name, whose)
+    remedy = NODATA_GIVEN if given else "it is the DataArray's rio.nodata: give --nodata {values} instead"
+    check_nodata_of(None, nodata, data.dtype.name, remedy)
     model = _model_for_workers(opts.model)
     predictor = cached_predictor(model, data.shape[0], opts.scale, opts.device, opts.precision)
     net = predictor.model
@@ -311,7 +311,8 @@ def upscale(
     if stored is not None and stored[1] is None and nodata is not None and given and not np.isnan(nodata):
         # A masked read of a file without nodata, given one: its valid pixels that round to it
         # are moved off it, as the file job does (kept, they were nodata in the written file).
-        check_nodata_of(None, nodata, stored[0], "the nodata= argument")
+        remedy = f"the file read masked holds {stored[0]} pixels: give --nodata {{values}} or leave it out"
+        check_nodata_of(None, nodata, stored[0], remedy)
         stored = (stored[0], nodata)
     units = _decoded_units(data) if stored else None
     if units is not None:

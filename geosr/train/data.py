@@ -116,7 +116,8 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
         # colour, CF missing values, the file's mask or alpha band), or the source's nodata instead.
         if source.nodata is not None and not math.isnan(source.nodata):  # NaN: none (a recipe's way)
             # One the dtype cannot hold marked nothing: the fill meant was trained on as data.
-            check_nodata_of(path, source.nodata, src.dtypes[0], "--nodata or the recipe's nodata")
+            remedy = "give --nodata (or the recipe's nodata) {values}, or none"
+            check_nodata_of(path, source.nodata, src.dtypes[0], remedy)
         grid = raster_grid(src)
         masked = hides_pixels(src, bands[0])
         fields = declared_invalid(src, bands)
