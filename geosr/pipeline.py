@@ -8,6 +8,7 @@ the batch, never by the scene.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import threading
 from collections import deque
@@ -215,18 +216,18 @@ def run_tiles(
                 task = functools.partial(write, group, infer(group, raw))
             while len(in_flight) >= takers:  # wait for a free lane or writer
                 _wait(in_flight.popleft(), on_tiles_done)  # re-raises an error here
-            in_flight.append((pool.submit(task), len(group)))
+            in_flight.append((submit(pool, task), len(group)))
 
         # Tiles with data wait here for a full batch: the model runs on full batches even
         # where the nodata tiles that process_batch skips are scattered among them (a lone
         # tile costs two on a CPU in fp32: Predictor._predict).
         waiting: list[tuple[int, np.ndarray]] = []
         try:
-            pending = reader.submit(read, groups[0])
+            pending = submit(reader, read, groups[0])
             for index, group in enumerate(groups):
                 raw = pending.result()
                 if index + 1 < len(groups):
-                    pending = reader.submit(read, groups[index + 1])
+                    pending = submit(reader, read, groups[index + 1])
                 has_data = valid_cores(job, [tiles_of[i] for i in group], raw)
                 if all(has_data) and not waiting:
                     compute(group, raw)  # the usual case: the batch as read
@@ -246,6 +247,16 @@ def run_tiles(
             for future, _ in in_flight:
                 future.cancel()
             reader.submit(close_datasets).result()
+
+
+def submit(pool: ThreadPoolExecutor, task: Callable[..., T], *args: object) -> Future[T]:
+    """``pool.submit(task, *args)``, the task run in a copy of the caller's context.
+
+    A pool's thread has a context of its own, without the wording of the API call that started
+    the run (:func:`~geosr.errors.keyword_wording`): a warning issued there named the command's
+    flags (``--nodata 0``) to a Python caller of ``upscale_file``.
+    """
+    return pool.submit(contextvars.copy_context().run, task, *args)
 
 
 def _wait(item: tuple[Future[None], int], on_tiles_done: Callable[[int], None] | None) -> None:

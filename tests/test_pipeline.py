@@ -196,3 +196,40 @@ def test_nodata_tiles_scattered_among_batches_leave_the_model_full_batches(make_
     for tile, out in zip(plan.tiles, expected, strict=True):
         core = tile.core.scaled(2)
         np.testing.assert_array_equal(sink.out[:, core.rows, core.cols], out)
+
+
+def test_warnings_of_the_runs_threads_name_the_api_callers_keywords(make_raster, monkeypatch) -> None:
+    """A lane, a writer or the reader has a context of its own: a warning issued there named the
+    command's flags (``--nodata 0``) to a Python caller, whose words only the calling thread had."""
+    import warnings
+
+    import geosr.pipeline
+    from geosr.errors import GeosrWarning, keyword_wording, warn
+
+    scene = open_scene(make_raster(height=48, width=40))
+    job = Job(
+        scene, halo=4, scale=2, norm=Normalisation((0.0,), (65535.0,), "test"), nodata=None, batch_size=2
+    )
+    plan = plan_tiles(48, 40, tile=16, halo=4)
+    predictor = Predictor(load_model("bicubic", bands=1, scale=2), device="cpu", precision="fp32")
+    reads = geosr.pipeline.read_batch
+
+    def read(*args):
+        warn("read: pass --nodata 0")
+        return reads(*args)
+
+    def predict(x: np.ndarray) -> list[np.ndarray]:
+        warn("predict: pass --nodata 0")
+        return predictor(x)
+
+    class WarningSink:
+        def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
+            warn("write: pass --nodata 0")
+
+    monkeypatch.setattr(geosr.pipeline, "read_batch", read)
+    for lanes in (1, 2):  # the calling thread computes and writer threads write; lanes do both
+        with warnings.catch_warnings(record=True) as caught, keyword_wording({"--nodata": "nodata"}):
+            warnings.simplefilter("always", GeosrWarning)
+            run_tiles(job, plan, predict, WarningSink(), lanes=lanes)
+        said = {str(w.message) for w in caught}
+        assert said == {f"{what}: pass nodata=0" for what in ("read", "predict", "write")}, said
