@@ -148,14 +148,26 @@ def test_store_on_a_local_distributed_cluster_matches_threads_and_takes_no_fixed
     tmp_path: Path, pairs, dask_default_port_taken
 ) -> None:
     """scheduler="local" starts worker processes (a real LocalCluster): the same chips as the
-    threaded build, and no "Port 8787 is already in use" beside another Dask dashboard."""
+    threaded build, no "Port 8787 is already in use" beside another Dask dashboard, and no
+    scheduler left in the caller's process (distributed's cache of handlers kept the closed one,
+    one more every call, as it kept those of workers=N runs: test_host)."""
+    import gc
+
+    from distributed import Scheduler
+
+    def schedulers() -> int:
+        gc.collect()
+        return sum(isinstance(o, Scheduler) for o in gc.get_objects())
+
     threaded = build_training_store(pairs, tmp_path / "t.zarr", scale=2, lr_chip=16, scheduler="threads")
+    before = schedulers()  # fewer after: those an earlier test's cluster left go too
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         local = build_training_store(
             pairs, tmp_path / "l.zarr", scale=2, lr_chip=16, scheduler="local", workers=2
         )
     assert not [w for w in seen if "already in use" in str(w.message)]
+    assert schedulers() <= before
     assert [p["chips"] for p in local["pairs"]] == [p["chips"] for p in threaded["pairs"]]
     np.testing.assert_array_equal(
         read_store(tmp_path / "l.zarr", "train")[1], read_store(tmp_path / "t.zarr", "train")[1]

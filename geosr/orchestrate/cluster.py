@@ -377,26 +377,35 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
     if workers is None or workers < 1:
         raise OptionError(f"--workers must be at least 1, got {workers}")
     kind, n = local_workers(workers, device, _gpu_count(), importlib.util.find_spec("dask_cuda") is not None)
+    with torch_threads, local_client(lambda: _local_cluster(kind, n, workers)) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def local_client(start: Callable[[], LocalCluster]) -> Iterator[Client]:
+    """A client (not the process's default) on the local cluster ``start`` makes; after: both
+    closed, and nothing of the cluster left in the caller's process (its servers, its
+    ``sys.path`` entries).  For ``workers=N`` runs and ``build_training_store(scheduler="local")``.
+    """
     path = list(sys.path)
-    with torch_threads:
-        cluster = _local_cluster(kind, n, workers)
-        try:
-            client = Client(cluster, **NOT_THE_DEFAULT)
-        except BaseException:
+    cluster = start()
+    try:
+        client = Client(cluster, **NOT_THE_DEFAULT)
+    except BaseException:
+        cluster.close()
+        _forget_scratch_paths(path)
+        raise
+    try:
+        yield client
+    finally:
+        # Stopped with tasks still queued or running (Ctrl-C, SIGTERM), the cluster logged
+        # a warning for each and a traceback for a submission cut short: 17 lines before
+        # the run's own line, which says all the user needs.
+        with _quiet_loggers("distributed", "distributed.client"):
+            client.close()
             cluster.close()
-            _forget_scratch_paths(path)
-            raise
-        try:
-            yield client
-        finally:
-            # Stopped with tasks still queued or running (Ctrl-C, SIGTERM), the cluster logged
-            # a warning for each and a traceback for a submission cut short: 17 lines before
-            # the run's own line, which says all the user needs.
-            with _quiet_loggers("distributed", "distributed.client"):
-                client.close()
-                cluster.close()
-            _forget_scratch_paths(path)
-            _let_closed_servers_go()
+        _forget_scratch_paths(path)
+        _let_closed_servers_go()
 
 
 def _local_cluster(kind: str, n: int, workers: int) -> LocalCluster:

@@ -63,6 +63,45 @@ def _compute_in_threads(tasks: list[Any], workers: int | None, stopped: threadin
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _compute_on_cluster(tasks: list[Any], scheduler: str, workers: int | None) -> Any:
+    """The pair tasks on a Dask cluster: a local one of ``workers`` processes (``"local"``),
+    or the one whose scheduler is at ``scheduler``."""
+    from distributed import Client, LocalCluster
+
+    from geosr.orchestrate.cluster import (
+        NO_FIXED_PORT,
+        NOT_THE_DEFAULT,
+        SCHEDULER_TIMEOUT,
+        check_scheduler_answers,
+        local_client,
+        local_cluster_starting,
+    )
+
+    if scheduler == "local":
+
+        def start() -> LocalCluster:
+            with local_cluster_starting("--scheduler local"):
+                return LocalCluster(
+                    n_workers=workers or 2,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    scheduler_kwargs=NO_FIXED_PORT,
+                )
+
+        # Closed as a workers=N run's: closing the client and cluster left the closed scheduler
+        # in the caller's process (distributed's cache of handlers), one more every call.
+        with local_client(start) as client:
+            return dask.compute(*tasks, scheduler=client)
+    # One line, as for geosr run, where nothing answers: it was an OSError traceback.
+    check_scheduler_answers(scheduler, SCHEDULER_TIMEOUT)
+    client = Client(scheduler, timeout=SCHEDULER_TIMEOUT, **NOT_THE_DEFAULT)
+    try:
+        return dask.compute(*tasks, scheduler=client)
+    finally:
+        client.close()
+
+
 def _recorded(path: str | Path) -> str:
     """A pair's path as the store records it: absolute, unless a URL.
 
@@ -147,47 +186,15 @@ def _build(
         )
         for k, (lr, hr) in enumerate(pairs)
     ]
-    client = None
-    try:
-        if threaded:
-            results = _compute_in_threads(tasks, workers, stopped)
-        elif scheduler in ("processes", "synchronous"):
-            kwargs: dict[str, Any] = {"scheduler": scheduler}
-            if workers:
-                kwargs["num_workers"] = workers
-            results = dask.compute(*tasks, **kwargs)
-        else:
-            from distributed import Client, LocalCluster
-
-            from geosr.orchestrate.cluster import (
-                NO_FIXED_PORT,
-                NOT_THE_DEFAULT,
-                SCHEDULER_TIMEOUT,
-                check_scheduler_answers,
-                local_cluster_starting,
-            )
-
-            if scheduler == "local":
-                with local_cluster_starting("--scheduler local"):
-                    cluster = LocalCluster(
-                        n_workers=workers or 2,
-                        threads_per_worker=1,
-                        processes=True,
-                        dashboard_address=None,
-                        scheduler_kwargs=NO_FIXED_PORT,
-                    )
-                client = Client(cluster, **NOT_THE_DEFAULT)
-            else:
-                # One line, as for geosr run, where nothing answers: it was an OSError traceback.
-                check_scheduler_answers(scheduler, SCHEDULER_TIMEOUT)
-                client = Client(scheduler, timeout=SCHEDULER_TIMEOUT, **NOT_THE_DEFAULT)
-            results = dask.compute(*tasks, scheduler=client)
-    finally:
-        if client is not None:
-            cluster_obj = getattr(client, "cluster", None)
-            client.close()
-            if cluster_obj is not None:
-                cluster_obj.close()
+    if threaded:
+        results = _compute_in_threads(tasks, workers, stopped)
+    elif scheduler in ("processes", "synchronous"):
+        kwargs: dict[str, Any] = {"scheduler": scheduler}
+        if workers:
+            kwargs["num_workers"] = workers
+        results = dask.compute(*tasks, **kwargs)
+    else:
+        results = _compute_on_cluster(tasks, scheduler, workers)
     shifts = [r[0] for r in results]
     counts = [r[1] for r in results]
     with signals_held():
