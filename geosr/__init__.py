@@ -11,14 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["GeosrError", "GeosrWarning", "__version__", "load_model", "upscale", "upscale_file"]
+__all__ = [
+    "GeosrError",
+    "GeosrWarning",
+    "__version__",
+    "forget_models",
+    "load_model",
+    "upscale",
+    "upscale_file",
+]
 
 from geosr.errors import GeosrError, GeosrWarning
 
 if TYPE_CHECKING:
     from geosr.api import upscale_file
     from geosr.models import load_model
-    from geosr.orchestrate.lazy import upscale
+    from geosr.orchestrate.lazy import forget_models, upscale
 
 
 def __getattr__(name: str) -> Any:
@@ -35,4 +43,8 @@ def __getattr__(name: str) -> Any:
         from geosr.orchestrate.lazy import upscale
 
         return upscale
+    if name == "forget_models":
+        from geosr.orchestrate.lazy import forget_models
+
+        return forget_models
     raise AttributeError(f"module 'geosr' has no attribute {name!r}")

@@ -388,6 +388,27 @@ def test_tasks_starting_at_once_build_the_model_once() -> None:
     assert predictor_builds() == 1 and all(b is built[0] for b in built)
 
 
+def test_the_models_kept_for_the_next_calls_can_be_freed(make_raster) -> None:
+    """upscale keeps its model (up to 4, on the GPU for CUDA) for the next calls, which nothing
+    said and nothing let a notebook free short of private lru_cache calls."""
+    import gc
+    import weakref
+
+    from geosr.orchestrate.lazy import MODELS_KEPT, cached_predictor, predictor_builds
+
+    data = rioxarray.open_rasterio(make_raster(count=1, height=20, width=20))
+    first = geosr.upscale(data, scale=2, model="bicubic").compute()
+    builds = predictor_builds()
+    kept = weakref.ref(cached_predictor("bicubic", 1, 2, "auto", "auto"))
+    assert predictor_builds() == builds  # the one upscale keeps
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"the last {MODELS_KEPT} models" in readme and "geosr.forget_models()" in readme
+    geosr.forget_models()
+    gc.collect()
+    assert kept() is None
+    np.testing.assert_array_equal(geosr.upscale(data, scale=2, model="bicubic").compute(), first)
+
+
 def test_a_grid_mapping_left_in_its_dataset_is_told_how_to_read_it(make_raster, tmp_path: Path) -> None:
     """xr.open_zarr(store)["band_data"] leaves the store's spatial_ref behind (it comes with
     decode_coords="all"): the line said the DataArray had no CRS and to set one, though the

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,7 +59,10 @@ def cached_predictor(
     model: str | None, bands: int, scale: int, device: str, precision: str, compile: str = "off"
 ) -> Any:
     """The predictor for these settings, built once per process (per Dask worker), and
-    again when the weights file ``model`` names has been written since."""
+    again when the weights file ``model`` names has been written since.
+
+    The last :data:`MODELS_KEPT` are kept, with their weights (on the GPU for a CUDA device),
+    until :func:`forget_models`."""
     stamp = _weights_stamp(model)
     with _BUILDING:
         return _predictor(model, stamp, bands, scale, device, precision, compile)
@@ -69,7 +74,11 @@ first builds, so a worker's task threads starting at once each built the model (
 4 copies on the GPU, for a worker of 4 threads)."""
 
 
-@functools.lru_cache(maxsize=4)
+MODELS_KEPT = 4
+"""How many predictors (settings of :func:`cached_predictor`) a process keeps for its next calls."""
+
+
+@functools.lru_cache(maxsize=MODELS_KEPT)
 def _predictor(
     model: str | None, stamp: object, bands: int, scale: int, device: str, precision: str, compile: str
 ) -> Any:
@@ -78,6 +87,21 @@ def _predictor(
 
     net = load_model(model, bands=bands, scale=scale)
     return Predictor(net, device=device, precision=precision, compile=compile)
+
+
+def forget_models() -> None:
+    """Free the models this process keeps for its next :func:`upscale` (and ``workers=N`` run).
+
+    They are built again by the next call that needs them; a lazy result not yet computed
+    still computes.  A CUDA device's memory they held is handed back to the driver, as far as
+    nothing else of the process holds it.
+    """
+    with _BUILDING:
+        _predictor.cache_clear()
+    torch = sys.modules.get("torch")  # not imported by a process that never ran a model
+    if torch is not None and torch.cuda.is_initialized():
+        gc.collect()  # a predictor in a reference cycle would hold its weights until then
+        torch.cuda.empty_cache()
 
 
 def predictor_builds() -> int:
@@ -265,6 +289,10 @@ def upscale(
     of a dask-backed one) for the scene's normalisation, which every tile
     then shares, as ``geosr run`` does; the tiles run only when the result is
     computed.
+
+    The model is built once and kept for the next calls: the process keeps the last
+    :data:`MODELS_KEPT` models (one per model, band count, scale, device and precision), on the
+    GPU for a CUDA device.  :func:`geosr.forget_models` frees them.
     """
     opts = RunOptions(scale=scale, model=model, tile=tile, device=device, precision=precision, nodata=nodata)
     if opts.model is not None and not isinstance(opts.model, (str, os.PathLike)):
