@@ -291,9 +291,11 @@ def upscale_file(
                     )
                 what = "is the output of a different job" if opts.resume and found else "already exists"
                 raise OutputError(f"{dst} {what}; pass --overwrite to replace it")
+        # Before the extras' check: their names are longer still, and a 250-byte output's
+        # quicklook raised 'File name too long' looking for an earlier one, a traceback.
+        check_name_length(dst)
         check_extras_free(dst, opts)
         check_writable(dst, opts.overwrite)
-        check_name_length(dst)
         out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
         write_extras(src, scene, out, opts, model_tag, frames=frames)
         return out

@@ -792,3 +792,15 @@ def test_a_zarr_output_drops_the_sidecars_of_what_it_replaced(tmp_path, make_spe
         src = make_raster("in.tif", count=1, height=24, width=24)
         geosr.upscale_file(src, destination, scale=2, model="bicubic")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == ["out.zarr"]
+
+
+def test_an_output_name_too_long_for_its_quicklook_is_refused_in_one_line(make_raster, tmp_path):
+    """A 249-byte output name with --stac --quicklook raised OSError 'File name too long' (a
+    traceback) looking for an earlier quicklook of 255 + 4 bytes, before the name's own check."""
+    import geosr
+
+    src = make_raster(height=40, width=40)
+    dst = tmp_path / ("d" * 245 + ".tif")
+    with pytest.raises(OutputError, match=r"its name is 249 bytes"):
+        geosr.upscale_file(src, dst, scale=2, model="bicubic", stac=True, quicklook=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
