@@ -317,7 +317,8 @@ def run(
     from geosr.run_outputs import check_zarr_format_applies, default_output
 
     local = file_url_path(output) if output is not None else None
-    folder = Path(local) if local is not None and Path(local).is_dir() else None
+    # os.path's is False for a name too long to exist (Path's raised): batch_outputs says what is wrong.
+    folder = Path(local) if local is not None and os.path.isdir(local) else None  # noqa: PTH112
     sources = expand_inputs(inputs, folder)
     if frame and len(sources) > 1:
         raise OptionError(
@@ -792,11 +793,11 @@ def _main() -> None:
         _report(interrupted_early(str(stop) or "interrupted"))
         sys.exit(exit_status(130))
     except Exception as exc:
-        no_folder = _no_temporary_folder(exc)
-        if no_folder is None:
+        known = _no_temporary_folder(exc) or _name_too_long(exc)
+        if known is None:
             raise
-        _report(no_folder)
-        sys.exit(no_folder.exit_code)
+        _report(known)
+        sys.exit(known.exit_code)
     except SystemExit as exc:
         unreported = unreported_interrupt(exc)
         if unreported is not None:
@@ -819,6 +820,30 @@ def _no_temporary_folder(exc: BaseException) -> OutputError | None:
             break
         if isinstance(seen, FileNotFoundError) and "No usable temporary directory" in str(seen):
             return OutputError(f"{seen.strerror}; set TMPDIR to a writable directory")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _name_too_long(exc: BaseException) -> OptionError | None:
+    """The line for a path with a name over the limit of a file name, or None.
+
+    run, info, compare and evaluate refuse one as they check their paths; the rest (train's
+    --output, --weights, --recipe, ...) met the OS's 'File name too long' in a traceback.
+    """
+    import errno
+
+    from geosr.io.atomic import overlong_name
+
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; a bound guards against cycles
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno == errno.ENAMETOOLONG:
+            name = os.fsdecode(seen.filename) if seen.filename is not None else None
+            if name is None:
+                return OptionError(f"{seen.strerror}: a path given has a name too long; shorten it")
+            why = overlong_name(name) or "a name in it is too long for the file system"
+            return OptionError(f"{name}: {why}; choose a shorter one")
         seen = seen.__cause__ or seen.__context__
     return None
 

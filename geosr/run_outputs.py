@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from geosr.errors import GeosrError, OptionError, OutputError, warn
+from geosr.io.atomic import overlong_name
 from geosr.io.remote import (
     check_driver_installed,
     file_url_path,
@@ -89,8 +90,8 @@ def check_output_given(dst: str | Path | None) -> None:
     Raises
     ------
     OptionError
-        ``dst`` is an empty or blank string, names a folder that is not one, or is a
-        local ``/vsi`` path or a URL of no store.
+        ``dst`` is an empty or blank string, names a folder that is not one, has a name over
+        the 255-byte limit of a file name, or is a local ``/vsi`` path or a URL of no store.
     OutputError
         ``dst`` is a URL that cannot be written (http), or of no installed driver.
     """
@@ -122,6 +123,9 @@ def check_output_given(dst: str | Path | None) -> None:
     if is_remote(text):
         check_driver_installed(text)
         return
+    overlong = overlong_name(text)
+    if overlong is not None:
+        raise OptionError(f"--output {text}: {overlong}; choose a shorter one")
     folder = Path(text)
     # A Zarr store is a folder: 'out.zarr/' (as the shell completes one) names the store.
     if not text.endswith("/") or folder.is_dir() or folder.suffix.lower() == ".zarr":

@@ -103,6 +103,47 @@ def test_a_usage_error_is_one_line_too(tmp_path: Path, capsys, monkeypatch, args
     assert len(err.strip().splitlines()) == 1, err
 
 
+LONG = "e" * 256
+"""A name one byte over the 255-byte limit of a file name (and longer with its suffix)."""
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", f"{LONG}.tif"], f"{LONG}.tif:"),
+        (["run", "{src}", "-o", f"{LONG}.tif"], f"--output {LONG}.tif:"),
+        (["run", "{src}", "-o", f"{LONG}/x.tif"], f"--output {LONG}/x.tif:"),
+        (["info", f"{LONG}.tif"], f"{LONG}.tif:"),
+        (["compare", "{src}", "{src}", "-o", f"{LONG}.png"], f"--output {LONG}.png:"),
+        (["evaluate", "{src}", "--json", f"{LONG}.json"], f"--json {LONG}.json:"),
+        (["evaluate", "{src}", "--workdir", LONG], f"--workdir {LONG}:"),
+        (["train", "--val", "{src}", "--recipe", f"{LONG}.toml"], f"{LONG}.toml:"),
+    ],
+)
+def test_a_name_over_the_file_name_limit_is_one_line(
+    make_raster, tmp_path: Path, capsys, monkeypatch, args: list[str], needle: str
+) -> None:
+    """A path with a name over 255 bytes raised OSError 'File name too long' in a traceback
+    (from Path.exists or is_dir, before any check could say what was wrong)."""
+    src = str(make_raster())
+    monkeypatch.chdir(tmp_path)
+    args = [src if a == "{src}" else a for a in args]
+    model = ["--model", "bicubic"] if args[0] in ("run", "evaluate") else []
+    code, err = run_cli([*args, *model], capsys, monkeypatch)
+    assert_one_clear_line(code, err, needle, "over the 255-byte limit of a file name")
+    assert len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_the_api_refuses_an_input_name_over_the_file_name_limit(tmp_path: Path) -> None:
+    """The Python API raised OSError (errno 36) from Path.exists, not geosr's InputError."""
+    import geosr
+    from geosr.errors import InputError
+
+    with pytest.raises(InputError, match=r"over the 255-byte limit.*no such file can exist"):
+        geosr.upscale_file(tmp_path / f"{LONG}.tif", tmp_path / "out.tif", scale=2, model="bicubic")
+
+
 @pytest.mark.parametrize("bands", ["", " , "])
 def test_empty_bands_are_refused_not_read_as_every_band(
     make_raster, tmp_path: Path, capsys, monkeypatch, bands: str

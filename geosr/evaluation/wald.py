@@ -49,7 +49,7 @@ from geosr.errors import (
 )
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border_count, check_scorable
 from geosr.interrupts import output_stamp
-from geosr.io.atomic import lock_held, unwritable_folder
+from geosr.io.atomic import lock_held, overlong_name, unwritable_folder
 from geosr.io.bands import OFFSET_TAG, reflectance_offset, select_bands
 from geosr.io.runstate import run_dir
 from geosr.io.scene import Scene, datasets_closed, open_scene, read_window, with_nodata
@@ -491,6 +491,9 @@ def _workdir_held(
     if workdir is None:
         yield
         return
+    overlong = overlong_name(str(workdir))
+    if overlong is not None:
+        raise OptionError(f"--workdir {workdir}: {overlong}; choose a shorter one")
     if workdir.exists() and not workdir.is_dir():
         raise OutputError(
             f"--workdir {workdir} is a file, not a directory; give a folder (it is created if missing)"

@@ -186,7 +186,7 @@ def check_name_length(destination: Path) -> None:
     try:
         limit = os.pathconf(destination.parent, "PC_NAME_MAX")
     except (OSError, ValueError):
-        limit = 255  # every file system Linux mounts by default
+        limit = NAME_MAX
     length = len(os.fsencode(destination.name))
     if length + SIBLING_NAME_EXTRA > limit:
         raise OutputError(
@@ -194,6 +194,24 @@ def check_name_length(destination: Path) -> None:
             f"writes beside it add {SIBLING_NAME_EXTRA}, over the {limit}-byte limit of a file name "
             f"there; choose an output name of at most {limit - SIBLING_NAME_EXTRA} bytes with -o"
         )
+
+
+NAME_MAX = 255
+"""Bytes a file name may have on every file system Linux mounts by default."""
+
+
+def overlong_name(path: str) -> str | None:
+    """What is wrong with a local ``path`` one of whose names (a folder's or the file's) is
+    over :data:`NAME_MAX` bytes, or None: asked about it, the OS raises 'File name too long',
+    which reached the user as a traceback.  A URL or ``/vsi`` path is its store's to judge."""
+    if "://" in path or path.startswith("/vsi"):
+        return None
+    for part in Path(path).parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            shown = part if len(part) <= 40 else f"{part[:20]}...{part[-12:]}"
+            return f"the name {shown} is {size} bytes, over the {NAME_MAX}-byte limit of a file name"
+    return None
 
 
 ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")

@@ -31,7 +31,7 @@ from rasterio.windows import Window as RioWindow
 
 from geosr.errors import InputError, catch_warnings_serialised
 from geosr.io import leave_archives_alone, settle_block_cache
-from geosr.io.atomic import ZARR_MARKERS
+from geosr.io.atomic import ZARR_MARKERS, overlong_name
 from geosr.io.remote import (
     STDIN_EXAMPLE,
     archive_member_problem,
@@ -337,7 +337,7 @@ def check_input_named(path: str) -> None:
     Raises
     ------
     InputError
-        The path is empty or blank.
+        The path is empty or blank, not UTF-8, or has a name too long to exist.
     """
     if not path.strip():
         raise InputError(f"the input path {path!r} is empty; give the path or URL of a raster")
@@ -347,6 +347,9 @@ def check_input_named(path: str) -> None:
             f"{shown}: the name is not UTF-8 (bytes of another encoding), and GDAL opens UTF-8 names "
             "only; rename it to UTF-8 (e.g. convmv -f latin1 -t utf8 --notest FILE)"
         )
+    overlong = overlong_name(path)
+    if overlong is not None:
+        raise InputError(f"{path}: {overlong}, so no such file can exist; check the path")
 
 
 def not_utf8(path: str) -> str | None:
