@@ -15,7 +15,7 @@ import sys
 import tempfile
 import textwrap
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -57,28 +57,51 @@ _click_errors = sys.modules[typer.BadParameter.__module__]
 
 
 @contextlib.contextmanager
-def _usage_errors_as_one_line() -> Iterator[None]:
+def _usage_errors_as_one_line(given: Sequence[str] = ()) -> Iterator[None]:
     """Raise click's usage errors (``--scale x``, a mistyped option) as an :class:`OptionError`:
     typer printed each in a six-line box under the command's usage, where every other
-    bad option gets one ``error:`` line."""
+    bad option gets one ``error:`` line.  ``given``: the command line's arguments, for
+    :func:`_dashed_file_hint`."""
     try:
         yield
     except _click_errors.UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":
             raise  # a bare `geosr`: its help, which click raises as a usage error
         where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
-        raise OptionError(f"{exc.format_message()}{where}") from None
+        raise OptionError(f"{exc.format_message()}{where}{_dashed_file_hint(given)}") from None
+
+
+def _dashed_file_hint(given: Sequence[str]) -> str:
+    """How to pass a file whose name starts with '-', if one of ``given`` is one: click reads
+    ``-scene.tif`` as options (``-s cene.tif``), and the line said only "Invalid value for
+    '--scale'" or "No such option: -x", never the file nor how to give it."""
+    for arg in given:
+        if arg == "--":  # what follows is no option
+            break
+        if arg.startswith("-") and arg != "-" and os.path.lexists(arg):
+            return (
+                f"; {arg} is a file, read as options: give it as {shlex.quote('./' + arg)}, "
+                f"or last, after the options and '--' (... -- {shlex.quote(arg)})"
+            )
+    return ""
+
+
+_GIVEN = "geosr.given"
+"""The key of a context's ``meta`` under which :class:`_Commands` keeps the arguments it parsed."""
 
 
 class _Commands(TyperGroup):
     """geosr's commands, whose usage errors (the group's and each command's) are one line."""
 
-    def make_context(self, *args: Any, **kwargs: Any) -> Any:
-        with _usage_errors_as_one_line():
-            return super().make_context(*args, **kwargs)
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        given = list(args)  # parsing consumes them
+        with _usage_errors_as_one_line(given):
+            ctx = super().make_context(info_name, args, parent, **extra)
+        ctx.meta[_GIVEN] = given
+        return ctx
 
     def invoke(self, ctx: Any) -> Any:
-        with _usage_errors_as_one_line():
+        with _usage_errors_as_one_line(ctx.meta.get(_GIVEN, ())):
             return super().invoke(ctx)
 
 

@@ -144,6 +144,38 @@ def test_the_api_refuses_an_input_name_over_the_file_name_limit(tmp_path: Path) 
         geosr.upscale_file(tmp_path / f"{LONG}.tif", tmp_path / "out.tif", scale=2, model="bicubic")
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "-scene.tif", "--model", "bicubic"], "Invalid value for '--scale'"),
+        (["run", "--model", "bicubic", "-scene.tif"], "Invalid value for '--scale'"),
+        (["run", "-scene.tif", "--scale", "2"], "Missing argument"),
+        (["info", "-x y.tif"], "No such option: -x"),
+    ],
+)
+def test_a_file_whose_name_starts_with_a_dash_is_told_how_to_give(
+    make_raster, tmp_path: Path, capsys, monkeypatch, args: list[str], needle: str
+) -> None:
+    """click reads ``-scene.tif`` as ``-s cene.tif``: the line said "Invalid value for '--scale'"
+    (or "Missing argument 'inputs'", "No such option: -x"), never the file nor how to pass it."""
+    make_raster(args[-1] if args[0] == "info" else "-scene.tif")
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(args, capsys, monkeypatch)
+    name = args[-1] if args[0] == "info" else "-scene.tif"
+    shown = "'./-x y.tif'" if args[0] == "info" else "./-scene.tif"
+    assert_one_clear_line(code, err, needle, f"{name} is a file, read as options: give it as {shown}")
+    assert "after the options and '--'" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_a_usage_error_without_a_dashed_file_has_no_hint(tmp_path: Path, capsys, monkeypatch) -> None:
+    """The hint is for a file that is there, not for every mistyped option."""
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["run", "-scene.tif"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "Invalid value for '--scale'")
+    assert "is a file" not in err
+
+
 @pytest.mark.parametrize("bands", ["", " , "])
 def test_empty_bands_are_refused_not_read_as_every_band(
     make_raster, tmp_path: Path, capsys, monkeypatch, bands: str
