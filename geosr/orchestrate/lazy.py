@@ -295,113 +295,48 @@ def upscale(
     GPU for a CUDA device.  :func:`geosr.forget_models` frees them.
     """
     opts = RunOptions(scale=scale, model=model, tile=tile, device=device, precision=precision, nodata=nodata)
-    if opts.model is not None and not isinstance(opts.model, (str, os.PathLike)):
-        # Before the predictor cache, whose weights stamp took model=3 for a path (pathlib's
-        # TypeError) and whose key a list cannot be: load_model's line, as upscale_file gives it.
-        from geosr.models.registry import _unknown
-
-        raise _unknown(opts.model)
+    _check_model_argument(opts.model)
     flat = isinstance(data, xr.DataArray) and data.ndim == 2
     # The scalar coordinate of a band taken alone (da.sel(band=2)), which becomes _checked's band.
     labelled = flat and "band" in data.coords
-    data = _checked(data)
-    source = _source_file(data)
-    _warn_of_file_mask(data, source)
-    data = _attrs_of_its_bands(data, source)
-    data = data.rio.set_spatial_dims(y_dim=data.dims[1], x_dim=data.dims[2])  # lat/lon too
+    data, source = _as_bands_of_its_file(data)
     grid = _grid_of(data)
     given = nodata is not None
-    nodata = float(nodata) if nodata is not None else _own_nodata(data)
-    if nodata is None and data.rio.encoded_nodata is not None:
-        nodata = data.rio.encoded_nodata
-    # As geosr run checks it: -1 for uint16 was rioxarray's OverflowError, NaN a
-    # ValueError only when the result was computed.
-    remedy = NODATA_GIVEN if given else "it is the DataArray's rio.nodata: give --nodata {values} instead"
-    check_nodata_of(None, nodata, data.dtype.name, remedy)
+    nodata = _nodata_of(data, nodata)
     model = _model_for_workers(opts.model)
-    predictor = cached_predictor(model, data.shape[0], opts.scale, opts.device, opts.precision)
-    net = predictor.model
-    check_band_layout(
-        "the DataArray",
-        _band_names(data),
-        net.card.bands,
-        model_label(net, opts.model),
-        fix="put them in that order with .sel()",
-    )
+    net = _model_for_bands(data, model, opts)
     halo = net.receptive_field + FILL_RADIUS
     # Dask's overlap needs chunks of at least the halo: a smaller --tile is rounded up.
     tile_edge = max(opts.tile or DEFAULT_TILE, halo)
 
-    # Not data.data for a file not yet read (open_rasterio without chunks): that read the
-    # whole file into memory at the call, and kept it in the caller's DataArray.
-    array = data.data if data.chunks is not None else data.chunk(dict.fromkeys(data.dims[1:], tile_edge)).data
-    stored = _stored(data)
-    if stored is not None and stored[1] is None and nodata is not None and given and not np.isnan(nodata):
-        # A masked read of a file without nodata, given one: its valid pixels that round to it
-        # are moved off it, as the file job does (kept, they were nodata in the written file).
-        remedy = f"the file read masked holds {stored[0]} pixels: give --nodata {{values}} or leave it out"
-        check_nodata_of(None, nodata, stored[0], remedy)
-        stored = (stored[0], nodata)
+    array = _dask_array(data, tile_edge)
+    stored = _stored_given(data, nodata if given else None)
     units = _decoded_units(data) if stored else None
     if units is not None:
         # A decoded read (mask_and_scale): run on the stored integers as the file job does, so
         # that they are rounded and clipped in the stored dtype, not the physical values.
         array = np.rint((array - units[1][:, None, None]) / units[0][:, None, None])
-    h, w = grid.shape.yx
-    step = sample_step(h, w)
-    sample = np.asarray(array[:, ::step, ::step])
+    sample = _sample(array, grid)
     valid = valid_mask(sample, nodata)
     if not valid.any():
         raise InputError("every pixel of the DataArray is nodata; nothing to super-resolve")
-    if (
-        stored is not None
-        and stored[1] is None
-        and ((source is not None and source.hidden) or np.isnan(sample).any())
-    ):
-        # A masked read of a file without nodata whose mask hides pixels: they are NaN, which
-        # to_raster cast into the file's integer type with no nodata declared, so they were
-        # data in the file. They are marked with the value the file job gives such a scene.
-        stored = (stored[0], fill_value(stored[0], None))
-    norm = scene_normalisation(
-        sample,
-        valid,
-        # The units of the file's integers behind a masked or decoded read (floats), as the file
-        # job has them: a dtype-range model divided uint16 DN by a float's 1, not by 10000.
-        dtype=stored[0] if stored is not None else units_dtype(data.dtype.name, _string_attrs(data)),
-        source=f"DataArray {data.name!r}" if data.name is not None else "the DataArray",
-        **normalisation_from_card(net.card.normalisation),
-    ).with_add_offset(_add_offsets(data, source))
+    stored = _stored_marking_hidden(stored, source, sample)
+    norm = _normalisation(data, source, net, sample, valid, stored)
 
-    array, padded = _grown_by_halo(array, halo, tile_edge)
-    out_chunks = (
-        array.chunks[0],
-        tuple(c * opts.scale for c in array.chunks[1]),
-        tuple(c * opts.scale for c in array.chunks[2]),
+    kernel = functools.partial(
+        _upscale_block,
+        keywords=current_keywords(),
+        halo=halo,
+        scale=opts.scale,
+        norm=norm,
+        nodata=nodata,
+        dtype=data.dtype.name,
+        stored=stored,
+        model=model,
+        device=opts.device,
+        precision=opts.precision,
     )
-    result = da.map_blocks(
-        functools.partial(
-            _upscale_block,
-            keywords=current_keywords(),
-            halo=halo,
-            scale=opts.scale,
-            norm=norm,
-            nodata=nodata,
-            dtype=data.dtype.name,
-            stored=stored,
-            model=model,
-            device=opts.device,
-            precision=opts.precision,
-        ),
-        padded,
-        chunks=out_chunks,
-        dtype=data.dtype,
-    )
-    # Regular chunks, the last one no larger (what Zarr and to_zarr require): a remainder
-    # under the halo rode on the last input chunk, which made that output chunk larger.
-    # Blocks of the tile asked for, as documented, also where the tasks' are rounded up to
-    # the halo (tile=8 gave 30 px blocks at x2, not 16).
-    block = (opts.tile or DEFAULT_TILE) * opts.scale
-    result = result.rechunk((-1, block, block))
+    result = _super_resolved(array, kernel, halo=halo, tile_edge=tile_edge, opts=opts, dtype=data.dtype)
     if units is not None:
         result = (result * units[0][:, None, None] + units[1][:, None, None]).astype(data.dtype)
     out = _georeferenced(result, data, scaled(grid, opts.scale), nodata, stored)
@@ -411,6 +346,205 @@ def upscale(
     # A 2-D input gets no dimension it did not have: _checked's band was only for the kernels;
     # its label, the scalar coordinate of da.sel(band=2), stays (as cube.isel(time=0)'s date).
     return out.isel({out.dims[0]: 0}, drop=not labelled) if flat else out
+
+
+def _check_model_argument(model: object) -> None:
+    """Refuse a ``model=`` that is neither a name nor a path, with load_model's line.
+
+    Checked before the predictor cache, whose weights stamp took ``model=3`` for a path
+    (pathlib's TypeError) and whose key a list cannot be: upscale_file gives the same line.
+
+    Raises
+    ------
+    ModelError
+        ``model`` is given and is not a ``str`` or ``os.PathLike``.
+    """
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        from geosr.models.registry import _unknown
+
+        raise _unknown(model)
+
+
+def _as_bands_of_its_file(data: Any) -> tuple[xr.DataArray, SourceFile | None]:
+    """``data`` checked as a ``(band, y, x)`` DataArray, with the file it was read from.
+
+    Parameters
+    ----------
+    data : Any
+        What the caller gave ``upscale``.
+
+    Returns
+    -------
+    tuple of (xarray.DataArray, SourceFile or None)
+        The array with its bands' attributes picked from its file's (:func:`_attrs_of_its_bands`)
+        and its last two dimensions declared spatial (``lat``/``lon`` too); the file, None for an
+        array read from no file.  Warns when the file's mask hides pixels the array does not mark.
+    """
+    data = _checked(data)
+    source = _source_file(data)
+    _warn_of_file_mask(data, source)
+    data = _attrs_of_its_bands(data, source)
+    return data.rio.set_spatial_dims(y_dim=data.dims[1], x_dim=data.dims[2]), source
+
+
+def _nodata_of(data: xr.DataArray, given: float | None) -> float | None:
+    """The nodata value ``upscale`` runs with, checked against ``data``'s dtype as geosr run checks it.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        The checked input.
+    given : float, optional
+        The caller's ``nodata=``; else the array's own (``rio.nodata``, then its encoded one).
+
+    Raises
+    ------
+    OptionError
+        The value does not fit the dtype: -1 for uint16 was rioxarray's OverflowError, NaN a
+        ValueError only when the result was computed.
+    """
+    nodata = float(given) if given is not None else _own_nodata(data)
+    if nodata is None and data.rio.encoded_nodata is not None:
+        nodata = data.rio.encoded_nodata
+    remedy = (
+        NODATA_GIVEN
+        if given is not None
+        else "it is the DataArray's rio.nodata: give --nodata {values} instead"
+    )
+    check_nodata_of(None, nodata, data.dtype.name, remedy)
+    return nodata
+
+
+def _model_for_bands(data: xr.DataArray, model: str | None, opts: RunOptions) -> Any:
+    """The model (``nn.Module`` with its card) that runs on ``data``, loaded into this process's cache.
+
+    Raises
+    ------
+    InputError
+        ``data``'s bands are named, and not those of the model's card in its order.
+    """
+    net = cached_predictor(model, data.shape[0], opts.scale, opts.device, opts.precision).model
+    check_band_layout(
+        "the DataArray",
+        _band_names(data),
+        net.card.bands,
+        model_label(net, opts.model),
+        fix="put them in that order with .sel()",
+    )
+    return net
+
+
+def _dask_array(data: xr.DataArray, tile_edge: int) -> da.Array:
+    """``data``'s pixels as a dask array, chunked in tiles of ``tile_edge`` if it was not chunked.
+
+    Not ``data.data`` for a file not yet read (open_rasterio without chunks): that read the
+    whole file into memory at the call, and kept it in the caller's DataArray.
+    """
+    if data.chunks is not None:
+        return data.data
+    chunked: da.Array = data.chunk(dict.fromkeys(data.dims[1:], tile_edge)).data
+    return chunked
+
+
+def _stored_given(data: xr.DataArray, given: float | None) -> tuple[str, float | None] | None:
+    """:func:`_stored`, with the caller's ``nodata=`` as the nodata of a file that has none.
+
+    A masked read of a file without nodata, given one: its valid pixels that round to it are
+    moved off it, as the file job does (kept, they were nodata in the written file).
+    """
+    stored = _stored(data)
+    if stored is not None and stored[1] is None and given is not None and not np.isnan(given):
+        remedy = f"the file read masked holds {stored[0]} pixels: give --nodata {{values}} or leave it out"
+        check_nodata_of(None, given, stored[0], remedy)
+        stored = (stored[0], given)
+    return stored
+
+
+def _sample(array: da.Array, grid: GeoBox) -> np.ndarray:
+    """The strided sample of ``array`` the scene's normalisation is computed from, as geosr run's."""
+    h, w = grid.shape.yx
+    step = sample_step(h, w)
+    return np.asarray(array[:, ::step, ::step])
+
+
+def _stored_marking_hidden(
+    stored: tuple[str, float | None] | None, source: SourceFile | None, sample: np.ndarray
+) -> tuple[str, float | None] | None:
+    """``stored`` with a nodata value to mark the pixels a masked read hides in a file without one.
+
+    They are NaN, which to_raster cast into the file's integer type with no nodata declared, so
+    they were data in the file.  They are marked with the value the file job gives such a scene.
+    """
+    if stored is None or stored[1] is not None:
+        return stored
+    if (source is not None and source.hidden) or np.isnan(sample).any():
+        return (stored[0], fill_value(stored[0], None))
+    return stored
+
+
+def _normalisation(
+    data: xr.DataArray,
+    source: SourceFile | None,
+    net: Any,
+    sample: np.ndarray,
+    valid: np.ndarray,
+    stored: tuple[str, float | None] | None,
+) -> Normalisation:
+    """The scene's normalisation from its ``sample``, as the model's card asks and geosr run computes it.
+
+    The units are those of the file's integers behind a masked or decoded read (floats), as the
+    file job has them: a dtype-range model divided uint16 DN by a float's 1, not by 10000.
+    """
+    return scene_normalisation(
+        sample,
+        valid,
+        dtype=stored[0] if stored is not None else units_dtype(data.dtype.name, _string_attrs(data)),
+        source=f"DataArray {data.name!r}" if data.name is not None else "the DataArray",
+        **normalisation_from_card(net.card.normalisation),
+    ).with_add_offset(_add_offsets(data, source))
+
+
+def _super_resolved(
+    array: da.Array,
+    kernel: functools.partial[np.ndarray],
+    *,
+    halo: int,
+    tile_edge: int,
+    opts: RunOptions,
+    dtype: np.dtype,
+) -> da.Array:
+    """The lazy output pixels: ``kernel`` (:func:`_upscale_block`) on each input chunk grown by ``halo``.
+
+    Parameters
+    ----------
+    array : dask.array.Array
+        The input's pixels, ``(band, y, x)``.
+    kernel : functools.partial
+        :func:`_upscale_block` with all its arguments but the block.
+    halo, tile_edge : int
+        The pixels each chunk is grown by, and the edge of the chunks the tasks run on.
+    opts : RunOptions
+        The call's scale and tile.
+    dtype : numpy.dtype
+        The output's dtype.
+
+    Returns
+    -------
+    dask.array.Array
+        ``(band, y*s, x*s)`` in regular chunks of ``tile * scale`` pixels, the last one no larger
+        (what Zarr and to_zarr require): a remainder under the halo rode on the last input chunk,
+        which made that output chunk larger.  Blocks of the tile asked for, as documented, also
+        where the tasks' are rounded up to the halo (tile=8 gave 30 px blocks at x2, not 16).
+    """
+    array, padded = _grown_by_halo(array, halo, tile_edge)
+    out_chunks = (
+        array.chunks[0],
+        tuple(c * opts.scale for c in array.chunks[1]),
+        tuple(c * opts.scale for c in array.chunks[2]),
+    )
+    result = da.map_blocks(kernel, padded, chunks=out_chunks, dtype=dtype)
+    block = (opts.tile or DEFAULT_TILE) * opts.scale
+    return result.rechunk((-1, block, block))
 
 
 @dataclasses.dataclass(frozen=True)
