@@ -661,22 +661,14 @@ def _train(
     ckpt_dir = output / "checkpoints"
     config_dict = to_dict(config)
 
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % (2**32))  # noqa: NPY002  (third-party code may use it)
-    random.seed(config.seed)
+    _seed_everything(config.seed)
 
     # channels_last: oneDNN's fast convolution layout on CPUs, tensor cores' on GPUs.
     model = build_model(config).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     # Read now, while the run starts: the file may have moved by the time the card is written.
     parent = {"init": init_record(config.init, config.scale)} if config.init is not None else {}
     model.train()
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=config.optim.lr,
-        betas=config.optim.betas,
-        weight_decay=config.optim.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+    optimizer, scheduler = _optimiser(model, config)
     loss_fn = build_loss(config.loss, perceptual_net=config.perceptual_net, device=device)
 
     sampler, validator = _training_data(config, device)
@@ -711,38 +703,25 @@ def _train(
     upcoming = prefetch.submit(sampler.batch, state.step, config.batch_size)
     try:
         for step in range(state.step, config.steps):
-            lr_np, hr_np = upcoming.result()
+            batch = upcoming.result()
             if step + 1 < config.steps:
                 upcoming = prefetch.submit(sampler.batch, step + 1, config.batch_size)
-            lr_t = torch.from_numpy(lr_np).to(device, non_blocking=True)
-            hr_t = torch.from_numpy(hr_np).to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-                pred = model(lr_t)
-            loss = loss_fn(pred.float(), hr_t)
-            if not torch.isfinite(loss):
-                raise OptionError(
-                    f"the loss became {float(loss)} at step {step}: lower optim.lr or check the training data"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.optim.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
+            value = _optimisation_step(
+                model,
+                loss_fn,
+                optimizer,
+                scheduler,
+                batch,
+                step=step,
+                device=device,
+                autocast=autocast,
+                grad_clip=config.optim.grad_clip,
+            )
             state.step = step + 1
-            value = float(loss.detach())
             running = value if step == start_step else 0.9 * running + 0.1 * value
             done = state.step
             if validator is not None and (done % config.val_every == 0 or done == config.steps):
-                last_psnr = validator(model, autocast)
-                state.history.append(
-                    {
-                        "step": done,
-                        "loss": running,
-                        "psnr": last_psnr,
-                        "psnr_bicubic": validator.psnr_bicubic,
-                    }
-                )
+                last_psnr = _validated(validator, model, autocast, state, running)
             state.seconds = seconds0 + time.perf_counter() - t0
             if done % config.checkpoint_every == 0 or done in (config.steps, stop_after):
                 checkpoint()
@@ -763,6 +742,103 @@ def _train(
     model_cpu = model.to("cpu")
     weights, card_path = save_weights(model_cpu, card, config.weights_stem)
     return _result(weights, card_path, state, metrics, start_step)
+
+
+def _seed_everything(seed: int) -> None:
+    """Seed torch's, numpy's and Python's global random generators with ``seed``.
+
+    numpy's and Python's too, since third-party code a run calls (augmentations, losses) may
+    draw from them.
+    """
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))  # noqa: NPY002
+    random.seed(seed)
+
+
+def _optimiser(
+    model: nn.Module, config: TrainConfig
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """The AdamW optimiser of ``model``'s parameters and its learning-rate schedule, as ``config`` says."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.optim.lr,
+        betas=config.optim.betas,
+        weight_decay=config.optim.weight_decay,
+    )
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+
+
+def _optimisation_step(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    batch: tuple[np.ndarray, np.ndarray],
+    *,
+    step: int,
+    device: torch.device,
+    autocast: torch.dtype | None,
+    grad_clip: float,
+) -> float:
+    """One step of the optimiser and the schedule on one batch.
+
+    Parameters
+    ----------
+    model, loss_fn, optimizer, scheduler
+        What the run trains, and how.
+    batch : tuple of numpy.ndarray
+        The low- and high-resolution chips of this step, as the sampler draws them.
+    step : int
+        The 0-based step, for the error message.
+    device : torch.device
+        Where the model is.
+    autocast : torch.dtype, optional
+        The forward pass's autocast dtype, None for float32 throughout.
+    grad_clip : float
+        The gradient norm to clip to; 0 for none.
+
+    Returns
+    -------
+    float
+        The batch's loss.
+
+    Raises
+    ------
+    OptionError
+        The loss is not finite (NaN or infinite).
+    """
+    lr_t = torch.from_numpy(batch[0]).to(device, non_blocking=True)
+    hr_t = torch.from_numpy(batch[1]).to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        pred = model(lr_t)
+    loss = loss_fn(pred.float(), hr_t)
+    if not torch.isfinite(loss):
+        raise OptionError(
+            f"the loss became {float(loss)} at step {step}: lower optim.lr or check the training data"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
+def _validated(
+    validator: Validator, model: nn.Module, autocast: torch.dtype | None, state: TrainState, running: float
+) -> float:
+    """The model's validation PSNR now, recorded in ``state.history`` with the running loss."""
+    psnr = validator(model, autocast)
+    state.history.append(
+        {
+            "step": state.step,
+            "loss": running,
+            "psnr": psnr,
+            "psnr_bicubic": validator.psnr_bicubic,
+        }
+    )
+    return psnr
 
 
 def _training_data(
