@@ -7,6 +7,7 @@ never a traceback: those are for bugs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -337,7 +338,6 @@ def run(
     from geosr.api import upscale_file
     from geosr.batch import batch_outputs, expand_inputs
     from geosr.io.remote import file_url_path
-    from geosr.run_outputs import check_zarr_format_applies, default_output
 
     local = file_url_path(output) if output is not None else None
     # os.path's is False for a name too long to exist (Path's raised): batch_outputs says what is wrong.
@@ -374,14 +374,69 @@ def run(
         "zarr_format": zarr_format,
     }
     if len(sources) > 1:
-        from geosr.faults import check as check_faults
-        from geosr.options import check_run_options
+        _check_batch(sources, targets, scale, model, options)
+    _run_each(sources, targets, scale, functools.partial(upscale_file, scale=scale, model=model, **options))
 
-        check_faults()  # a malformed GEOSR_FAULT_AT, once, not per input
-        check_run_options(scale, model, options)
-        for source, target in zip(sources, targets, strict=True):
-            # Once, not per input: several inputs write .tif outputs into a folder.
-            check_zarr_format_applies(target or default_output(source, scale), zarr_format)
+
+def _check_batch(
+    sources: list[str],
+    targets: list[Path | str | None],
+    scale: int,
+    model: str | None,
+    options: dict[str, Any],
+) -> None:
+    """Refuse, before the first input runs, what would fail every input of a batch.
+
+    Parameters
+    ----------
+    sources, targets : list
+        The inputs and their outputs (None: the default output beside the input).
+    scale, model, options
+        What :func:`~geosr.api.upscale_file` is called with for each.
+
+    Raises
+    ------
+    GeosrError
+        A malformed ``GEOSR_FAULT_AT``, a bad option, or a ``--zarr-format`` for .tif outputs: said
+        once, not once per input.
+    """
+    from geosr.faults import check as check_faults
+    from geosr.options import check_run_options
+    from geosr.run_outputs import check_zarr_format_applies, default_output
+
+    check_faults()
+    check_run_options(scale, model, options)
+    for source, target in zip(sources, targets, strict=True):
+        # Several inputs write .tif outputs into a folder.
+        check_zarr_format_applies(target or default_output(source, scale), options["zarr_format"])
+
+
+def _run_each(
+    sources: list[str], targets: list[Path | str | None], scale: int, upscale: Callable[..., Path | str]
+) -> None:
+    """Super-resolve each input in turn, printing each output's path as it is written.
+
+    With several inputs, one that fails is reported in one line and the others still run.
+
+    Parameters
+    ----------
+    sources, targets : list
+        The inputs and their outputs (None: the default output beside the input).
+    scale : int
+        The run's scale, which names the default outputs.
+    upscale : callable
+        :func:`~geosr.api.upscale_file` with the run's options, called as
+        ``upscale(source, target, progress=...)``.
+
+    Raises
+    ------
+    GeosrError
+        The one input's failure; a batch's failure that would be every next input's too
+        (:func:`_ends_the_batch`); the batch's summary where inputs failed; an interruption
+        (Ctrl-C) with what was written and how to resume.
+    """
+    from geosr.run_outputs import default_output
+
     failed: list[str] = []
     names = dict(zip(sources, _input_names(sources), strict=True))
     for number, (source, target) in enumerate(zip(sources, targets, strict=True), start=1):
@@ -389,12 +444,7 @@ def run(
         destination = target or default_output(source, scale)
         previous = output_stamp(destination)  # to tell an output this run wrote from an old one
         try:
-            with _progress_bar(label) as advance:
-                out = upscale_file(source, target, scale=scale, model=model, progress=advance, **options)
-            # Inside the try: a Ctrl-C as the path is printed (a pipe that is not read, say)
-            # said "nothing was written: run the same command again" of a written output.
-            with stdout_guarded(f"{out} is written, but "):
-                typer.echo(str(out))
+            _run_one(upscale, source, target, label)
         except (KeyboardInterrupt, GeosrError) as exc:
             stop = exc if isinstance(exc, KeyboardInterrupt) else swallowed_interrupt()
             if stop is not None:
@@ -411,6 +461,17 @@ def run(
             f"{len(failed)} of {len(sources)} inputs failed ({', '.join(names[f] for f in failed)}), "
             "each reported above" + (f"; {_others_written(written)}" if written else "")
         )
+
+
+def _run_one(upscale: Callable[..., Path | str], source: str, target: Path | str | None, label: str) -> None:
+    """Super-resolve ``source`` into ``target`` with ``upscale`` under a progress bar named ``label``,
+    then print the output's path on stdout."""
+    with _progress_bar(label) as advance:
+        out = upscale(source, target, progress=advance)
+    # In the caller's try: a Ctrl-C as the path is printed (a pipe that is not read, say)
+    # said "nothing was written: run the same command again" of a written output.
+    with stdout_guarded(f"{out} is written, but "):
+        typer.echo(str(out))
 
 
 def _ends_the_batch(exc: GeosrError) -> bool:
