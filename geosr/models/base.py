@@ -127,8 +127,28 @@ class SRModel(nn.Module):
         return True
 
 
+def check_int_at_least(value: object, name: str, minimum: int) -> int:
+    """Return ``value`` if it is an integer of at least ``minimum``, else raise.
+
+    Parameters
+    ----------
+    value : object
+        What was given.
+    name : str
+        What it is, as the message names it (``frames``, ``EDSRConfig.blocks``).
+    minimum : int
+        The smallest value accepted.
+
+    Raises
+    ------
+    ModelError
+        ``value`` is a bool (an int subclass, but a bug, not a count), not an int, or too small.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ModelError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
 def check_frames(frames: object) -> int:
     """Return ``frames`` if it is a positive integer, else raise :class:`ModelError`."""
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ModelError(f"frames must be an integer >= 1, got {frames!r}")
-    return frames
+    return check_int_at_least(frames, "frames", 1)

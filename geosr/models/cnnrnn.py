@@ -30,6 +30,7 @@ from geosr.models.base import (
     SRModel,
     check_frames,
     check_input,
+    check_int_at_least,
     check_scale,
     output_dtype,
     pixel_shuffle,
@@ -38,11 +39,6 @@ from geosr.models.bicubic import BICUBIC_RADIUS, bicubic_phases
 from geosr.models.card import ModelCard
 
 _NEGATIVE_SLOPE = 0.2
-
-
-def _positive_int(value: object, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ModelError(f"CNNRNNConfig.{name} must be an integer >= {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -81,10 +77,10 @@ class CNNRNNConfig:
 
     def __post_init__(self) -> None:
         check_scale(self.scale, model="cnnrnn")
-        _positive_int(self.features, "features", 1)
-        _positive_int(self.encoder_blocks, "encoder_blocks", 0)
-        _positive_int(self.refine_steps, "refine_steps", 0)
-        _positive_int(self.in_channels, "in_channels", 1)
+        check_int_at_least(self.features, "CNNRNNConfig.features", 1)
+        check_int_at_least(self.encoder_blocks, "CNNRNNConfig.encoder_blocks", 0)
+        check_int_at_least(self.refine_steps, "CNNRNNConfig.refine_steps", 0)
+        check_int_at_least(self.in_channels, "CNNRNNConfig.in_channels", 1)
         for flag in ("recurrent", "radiometric_projection"):
             if not isinstance(getattr(self, flag), bool):
                 raise ModelError(f"CNNRNNConfig.{flag} must be true or false, got {getattr(self, flag)!r}")

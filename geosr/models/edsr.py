@@ -24,7 +24,14 @@ import torch
 from torch import nn
 
 from geosr.errors import ModelError
-from geosr.models.base import SRModel, check_frames, check_input, check_scale, output_dtype
+from geosr.models.base import (
+    SRModel,
+    check_frames,
+    check_input,
+    check_int_at_least,
+    check_scale,
+    output_dtype,
+)
 from geosr.models.bicubic import BICUBIC_RADIUS, bicubic_upsample
 from geosr.models.card import ModelCard
 
@@ -50,9 +57,7 @@ class EDSRConfig:
     def __post_init__(self) -> None:
         check_scale(self.scale, model="edsr")
         for name, minimum in (("features", 1), ("blocks", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ModelError(f"EDSRConfig.{name} must be an integer >= {minimum}, got {value!r}")
+            check_int_at_least(getattr(self, name), f"EDSRConfig.{name}", minimum)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""

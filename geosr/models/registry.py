@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from geosr.errors import ModelError, OptionError, python_api, warn
-from geosr.models.base import MAX_SCALE, MIN_SCALE, SRModel
+from geosr.models.base import MAX_SCALE, MIN_SCALE, SRModel, check_int_at_least
 from geosr.models.bicubic import Bicubic
 from geosr.models.card import ModelCard, json_ready
 from geosr.models.cnnrnn import CNNRNN, CNNRNNConfig
@@ -271,8 +271,7 @@ def _check_bands(model: SRModel, bands: object, weights: Path | None = None) -> 
     """Refuse a band count the model's card does not take; ``weights`` names a user's file,
     whose card may carry a bundled model's name ('model cnnrnn-fast expects 4 bands ... or
     use a band-agnostic model such as cnnrnn-fast' contradicted itself)."""
-    if isinstance(bands, bool) or not isinstance(bands, int) or bands < 1:
-        raise ModelError(f"bands must be an integer >= 1, got {bands!r}")
+    bands = check_int_at_least(bands, "bands", 1)
     what = f"model {model.name}" + (f" ({weights})" if weights is not None else "")
     card_bands = model.card.bands
     if card_bands is not None and len(card_bands) != bands:
