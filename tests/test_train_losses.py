@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -97,3 +99,60 @@ def test_feature_extractor_refuses_bad_safetensors_naming_the_file(tmp_path) -> 
         with pytest.raises(ModelError, match=what) as info:
             load_feature_extractor(path)
         assert str(path) in str(info.value)
+
+
+class _TwoFeatures(torch.nn.Module):
+    """A user's feature network: two feature maps of a ``(B, 3, H, W)`` batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        y = self.conv(x)
+        return [y, torch.relu(y)]
+
+
+def _loss_of_a_batch(net: torch.nn.Module) -> None:
+    """The perceptual loss of ``net`` on two single-band chips of another size than the export's
+    is finite and reaches the prediction, and ``net`` itself stays frozen."""
+    pred = torch.rand(2, 1, 24, 40, requires_grad=True)
+    loss = PerceptualLoss(net)(pred, torch.rand(2, 1, 24, 40))
+    loss.backward()
+    assert torch.isfinite(loss) and pred.grad is not None and pred.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_a_torchscript_feature_net_loads_without_torchs_deprecation_of_the_loader(tmp_path) -> None:
+    """torch 2.13 deprecates torch.jit.load: its DeprecationWarning, about geosr's call, reached
+    the user, and under -W error a valid file was refused as "not a TorchScript archive"."""
+    path = tmp_path / "features.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the test's own torch.jit.script
+        torch.jit.script(_TwoFeatures()).save(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net = load_feature_extractor(path)
+    _loss_of_a_batch(net)
+
+
+def test_a_torch_export_feature_net_is_read(tmp_path) -> None:
+    """torch.export, which torch names in place of TorchScript, gives .pt2 archives: they were
+    refused as of an unknown format, leaving only the deprecated TorchScript."""
+    size = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    exported = torch.export.export(_TwoFeatures().eval(), (torch.rand(2, 3, 32, 32),), dynamic_shapes=(size,))
+    path = tmp_path / "features.pt2"
+    torch.export.save(exported, str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net = load_feature_extractor(path)
+    _loss_of_a_batch(net)
+
+
+def test_a_broken_pt2_is_refused_naming_the_file(tmp_path) -> None:
+    path = tmp_path / "features.pt2"
+    path.write_bytes(b"not an archive")
+    with pytest.raises(
+        ModelError, match=r"features\.pt2 is not a torch\.export archive .*torch\.export\.save"
+    ):
+        load_feature_extractor(path)

@@ -182,7 +182,7 @@ def train_command(
         Path | None,
         typer.Option(
             parser=given_path,
-            help="Feature network for the perceptual loss (.safetensors VGG or TorchScript).",
+            help="Feature network for the perceptual loss (.safetensors VGG, .pt2 or TorchScript).",
         ),
     ] = None,
     seed: Annotated[

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812  (the torch convention)
 from torch import nn
 
-from geosr.errors import ModelError, OptionError
+from geosr.errors import ModelError, OptionError, catch_warnings_serialised
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -202,15 +203,21 @@ def load_feature_extractor(path: str | Path, *, layers: Sequence[int] = (3, 8, 1
         rebuilt from the indices (conv, ReLU, and max-pool where an index is
         skipped); ``layers`` are the module indices whose outputs are compared
         (3, 8, 15 = relu1_2, relu2_2, relu3_3 of VGG16).  Nothing is unpickled.
+    ``*.pt2``
+        A :func:`torch.export.save` archive of a module mapping ``(B, 3 or 1, H, W)`` to a
+        tensor or a list of tensors, exported in eval mode with dynamic batch, height and
+        width (``torch.export.Dim``).
     ``*.pt``, ``*.ts``, ``*.torchscript``
-        A TorchScript module mapping ``(B, 3 or 1, H, W)`` to a tensor or a list of
-        tensors.  TorchScript runs code from the file: use only files you trust.
+        A TorchScript module, likewise.  torch deprecates TorchScript for ``torch.export``;
+        TorchScript runs code from the file: use only files you trust.
 
     Single-band inputs are repeated to the extractor's channel count.
     """
     p = Path(path)
     if not p.is_file():
-        raise ModelError(f"feature extractor {p} does not exist: give a .safetensors or TorchScript file")
+        raise ModelError(
+            f"feature extractor {p} does not exist: give a .safetensors, .pt2 or TorchScript file"
+        )
     if p.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -221,21 +228,47 @@ def load_feature_extractor(path: str | Path, *, layers: Sequence[int] = (3, 8, 1
             raise ModelError(f"feature extractor {p}: {exc}") from None
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(f"feature extractor {p} is not a valid safetensors file: {exc}") from None
+        net.eval()
+    elif p.suffix == ".pt2":
+        net = _exported(p)  # in the mode it was exported in: eval() raises for it
     elif p.suffix in {".pt", ".ts", ".torchscript"}:
-        try:
-            net = torch.jit.load(str(p), map_location="cpu")
-        except Exception as exc:
-            raise ModelError(
-                f"{p} is not a TorchScript archive ({exc}); save it with torch.jit.save"
-            ) from exc
+        net = _torchscript(p).eval()
     else:
         raise ModelError(
-            f"feature extractor {p}: unknown format {p.suffix!r}; use .safetensors or .pt (TorchScript)"
+            f"feature extractor {p}: unknown format {p.suffix!r}; use .safetensors, .pt2 (torch.export) "
+            "or .pt (TorchScript)"
         )
-    net.eval()
     for param in net.parameters():
         param.requires_grad_(False)
     return net
+
+
+def _exported(path: Path) -> nn.Module:
+    """The module of the :func:`torch.export.save` archive at ``path``, on the CPU."""
+    try:
+        return torch.export.load(str(path)).module()
+    except Exception as exc:
+        raise ModelError(
+            f"{path} is not a torch.export archive ({exc}); save it with torch.export.save"
+        ) from exc
+
+
+def _torchscript(path: Path) -> nn.Module:
+    """The TorchScript module at ``path``, on the CPU, without torch's deprecation of the loader.
+
+    torch 2.13 deprecates ``torch.jit.load`` for ``torch.export``: its warning was about
+    geosr's call, not the user's, and under ``-W error`` it refused a valid file as "not a
+    TorchScript archive".  The file is read all the same while torch can; ``.pt2`` is the way on.
+    """
+    with catch_warnings_serialised():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.load` is deprecated", DeprecationWarning)
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise ModelError(
+                f"{path} is not a TorchScript archive ({exc}); save it with torch.jit.save, or export "
+                "the network with torch.export.save to a .pt2 file"
+            ) from exc
 
 
 class PerceptualLoss(nn.Module):
@@ -243,7 +276,7 @@ class PerceptualLoss(nn.Module):
 
     Inputs in normalised units are fed as they are (``[0, 1]``-like), repeated
     to the network's channel count (``in_channels``, read from a VGG state dict
-    or 3 for TorchScript).
+    or 3 for ``.pt2`` and TorchScript).
     """
 
     def __init__(self, extractor: nn.Module, in_channels: int | None = None):
@@ -292,7 +325,8 @@ def build_loss(
                 # The command line's name too: "set perceptual_net" left a CLI user to guess.
                 raise OptionError(
                     "the perceptual loss needs a feature network: give --perceptual-net FILE "
-                    "(perceptual_net in a recipe), a .safetensors VGG or a TorchScript file"
+                    "(perceptual_net in a recipe), a .safetensors VGG, a .pt2 (torch.export) "
+                    "or a TorchScript file"
                 )
             net = PerceptualLoss(load_feature_extractor(perceptual_net)).to(device)
             terms.append((float(weight), net))
