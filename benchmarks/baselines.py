@@ -117,7 +117,7 @@ def gdal_cubic(src: Path, dst: Path, scale: int, threads: int) -> str:
         return f"gdalwarp CLI ({cli}), -r cubic -tr, -multi NUM_THREADS={threads}, -of COG"
     assert src_data is not None
     count, height, width = src_data.shape
-    transform = profile["transform"] * Affine.scale(1 / scale)
+    transform = profile["transform"] @ Affine.scale(1 / scale)
     out = np.zeros((count, height * scale, width * scale), dtype=src_data.dtype)
     nodata = profile.get("nodata")
     reproject(

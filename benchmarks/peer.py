@@ -87,7 +87,7 @@ def peer_upscale(
     profile.update(
         width=width * scale,
         height=height * scale,
-        transform=profile["transform"] * Affine.scale(1 / scale),
+        transform=profile["transform"] @ Affine.scale(1 / scale),
         bigtiff="IF_SAFER",
     )
     with rasterio.open(dst, "w", **profile) as out_ds:

@@ -576,9 +576,9 @@ def test_a_bbox_crs_of_a_compound_crs_by_its_parts_codes_is_taken(make_raster, t
         bbox_crs="EPSG:32633+5773",
     )
     with rasterio.open(out) as dst:
-        assert dst.shape == (20, 40) and dst.transform == UTM_TRANSFORM * Affine.translation(
+        assert dst.shape == (20, 40) and dst.transform == UTM_TRANSFORM @ Affine.translation(
             10, 10
-        ) * Affine.scale(0.5)
+        ) @ Affine.scale(0.5)
 
 
 def test_an_area_across_the_antimeridian_keeps_both_sides_of_a_global_grid(

@@ -484,7 +484,7 @@ def test_wald_only_options_with_pairs_are_refused(
     from tests.test_bad_input import assert_one_clear_line, run_cli
 
     lr = make_raster("lr.tif", height=32, width=32)
-    hr = make_raster("hr.tif", height=64, width=64, transform=UTM_TRANSFORM * Affine.scale(0.5))
+    hr = make_raster("hr.tif", height=64, width=64, transform=UTM_TRANSFORM @ Affine.scale(0.5))
     monkeypatch.setattr("geosr.api.upscale_file", _refuse_to_evaluate)
     args = ["evaluate", "--lr", str(lr), "--hr", str(hr), "-s", "2", "--model", "bicubic", *option]
     code, err = run_cli(args, capsys, monkeypatch)
@@ -1035,7 +1035,7 @@ def test_a_workdir_geotiff_never_replaces_an_input(make_raster, tmp_path) -> Non
 
     hr = make_raster("field.tif", height=32, width=32)
     # An HR of the pair (field.tif, it) as well, at half field.tif's pixel.
-    half = UTM_TRANSFORM * Affine.scale(0.5)
+    half = UTM_TRANSFORM @ Affine.scale(0.5)
     taken = make_raster("000_field_sr.tif", height=64, width=64, transform=half)
     before = taken.read_bytes()
     replaced = re.escape(f"its 000_field_sr.tif would replace the input {taken} before it is read")

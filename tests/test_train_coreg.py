@@ -207,7 +207,7 @@ def test_a_pair_raster_without_a_crs_is_named(make_raster, without: str) -> None
     """Was rasterio's 'CRSError: Missing src_crs.' (or dst_crs) traceback from the warp."""
     from geosr.errors import InputError
 
-    lr_grid = UTM_TRANSFORM * Affine.scale(2)
+    lr_grid = UTM_TRANSFORM @ Affine.scale(2)
     lr = make_raster(
         "lr.tif", height=32, width=32, transform=lr_grid, crs=None if without == "lr" else "EPSG:32633"
     )
@@ -220,12 +220,12 @@ def test_an_hr_raster_all_nan_over_the_lr_is_not_said_to_miss_it(make_raster) ->
     """An HR raster on the LR's footprint but NaN all over it was told it 'does not overlap'."""
     from geosr.errors import InputError
 
-    lr = make_raster("lr.tif", height=32, width=32, transform=UTM_TRANSFORM * Affine.scale(2))
+    lr = make_raster("lr.tif", height=32, width=32, transform=UTM_TRANSFORM @ Affine.scale(2))
     nan = np.full((1, 64, 64), np.nan, np.float32)
     hr = make_raster("hr.tif", height=64, width=64, dtype="float32", data=nan)
     with pytest.raises(InputError, match=r"hr\.tif is nodata or NaN wherever it overlaps .*lr\.tif"):
         coregister(lr, hr, 2)
-    far = make_raster("far.tif", height=64, width=64, transform=UTM_TRANSFORM * Affine.translation(9000, 0))
+    far = make_raster("far.tif", height=64, width=64, transform=UTM_TRANSFORM @ Affine.translation(9000, 0))
     with pytest.raises(InputError, match=r"far\.tif does not overlap .*lr\.tif"):
         coregister(lr, far, 2)
 
@@ -325,7 +325,7 @@ def test_an_hr_raster_without_a_geotransform_is_named(make_raster, georeferencin
 
     from geosr.errors import InputError
 
-    lr = make_raster("lr.tif", height=32, width=32, transform=UTM_TRANSFORM * Affine.scale(2))
+    lr = make_raster("lr.tif", height=32, width=32, transform=UTM_TRANSFORM @ Affine.scale(2))
     hr = make_raster("hr.tif", height=64, width=64, transform=Affine.identity(), crs=None)
     with rasterio.open(hr, "r+") as dst:
         if georeferencing == "gcps":
@@ -352,7 +352,7 @@ def test_only_the_part_of_the_hr_over_the_lr_is_read(tmp_path: Path) -> None:
     lr = _write(
         tmp_path / "lr.tif",
         np.ones((1, 16, 16), np.float32),
-        UTM_TRANSFORM * Affine.translation(5000, 7000) * Affine.scale(4),
+        UTM_TRANSFORM @ Affine.translation(5000, 7000) @ Affine.scale(4),
         "EPSG:32633",
     )
     script = (
@@ -381,7 +381,7 @@ def test_a_crs_that_cannot_be_transformed_is_one_line(make_raster, local: str) -
         "lr.tif",
         height=32,
         width=32,
-        transform=UTM_TRANSFORM * Affine.scale(2),
+        transform=UTM_TRANSFORM @ Affine.scale(2),
         crs=wkt if local == "lr" else "EPSG:32633",
     )
     hr = make_raster("hr.tif", height=64, width=64, crs=wkt if local == "hr" else "EPSG:32633")

@@ -254,7 +254,7 @@ def test_a_2d_input_gives_a_2d_result(make_raster) -> None:
     )
     sr = geosr.upscale(data, scale=2, model="bicubic")
     assert sr.dims == ("y", "x") and sr.shape == (40, 60) and sr.rio.nodata == 0
-    assert sr.rio.transform() == data.rio.transform() * data.rio.transform().scale(0.5)
+    assert sr.rio.transform() == data.rio.transform() @ data.rio.transform().scale(0.5)
     np.testing.assert_array_equal(
         sr.values, geosr.upscale(data.expand_dims("band"), scale=2, model="bicubic")[0]
     )
