@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -237,6 +238,23 @@ def test_the_tests_the_readme_names_exist() -> None:
         if match.group(2):
             assert module is not None, match.group(0)
             assert f"def {match.group(2)[2:]}(" in module.read_text(encoding="utf-8"), match.group(0)
+
+
+def test_the_readmes_rioxarray_reads_run_without_a_warning(make_raster) -> None:
+    """The README's cluster example read its scene with open_rasterio(chunks=True): rioxarray
+    hands xarray those chunks as a tuple, which xarray deprecates (a FutureWarning on every run,
+    an error in a release to come)."""
+    import rioxarray
+
+    text = README.read_text(encoding="utf-8")
+    keywords = re.findall(r'rioxarray\.open_rasterio\("[^"]+"((?:, [^()]*)?)\)', text)
+    assert len(keywords) >= 2, keywords
+    scene = str(make_raster(count=1, height=20, width=30))
+    for given in keywords:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            warnings.simplefilter("error", DeprecationWarning)
+            eval(f"rioxarray.open_rasterio(scene{given})", {"rioxarray": rioxarray, "scene": scene})
 
 
 def test_the_scales_in_help_are_those_the_models_take() -> None:
