@@ -361,9 +361,17 @@ def test_a_scheduler_without_workers_says_the_run_waits_for_some(
     import torch
     from distributed import LocalCluster
 
+    from geosr.orchestrate.cluster import NO_FIXED_PORT
+
     threads = torch.get_num_threads()
     said: list[str] = []
-    with LocalCluster(n_workers=0, processes=False, protocol="tcp://", dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=0,
+        processes=False,
+        protocol="tcp://",
+        dashboard_address=None,
+        scheduler_kwargs=NO_FIXED_PORT,
+    ) as cluster:
 
         def show(message: Warning | str, *args: object, **kwargs: object) -> None:
             said.append(str(message))
@@ -625,7 +633,7 @@ def test_worker_threads_are_shared_by_its_task_threads() -> None:
     import torch
     from distributed import Client, LocalCluster
 
-    from geosr.orchestrate.cluster import ModelKey, ModelPlugin
+    from geosr.orchestrate.cluster import NO_FIXED_PORT, ModelKey, ModelPlugin
 
     cpus = len(os.sched_getaffinity(0))
     if cpus < 2:
@@ -633,7 +641,13 @@ def test_worker_threads_are_shared_by_its_task_threads() -> None:
     before = torch.get_num_threads()
     try:
         with (
-            LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as c,
+            LocalCluster(
+                n_workers=1,
+                threads_per_worker=2,
+                processes=False,
+                dashboard_address=None,
+                scheduler_kwargs=NO_FIXED_PORT,
+            ) as c,
             Client(c) as client,
         ):
             client.register_plugin(ModelPlugin(ModelKey("bicubic", 1, 2, "cpu", "fp32"), {}))
@@ -652,11 +666,13 @@ def test_the_workers_are_counted_by_asking_the_scheduler_not_the_clients_copy() 
     import dask
     from distributed import Client, LocalCluster
 
-    from geosr.orchestrate.cluster import worker_addresses
+    from geosr.orchestrate.cluster import NO_FIXED_PORT, worker_addresses
 
     with (
         dask.config.set({"distributed.client.scheduler-info-interval": "1ms"}),
-        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=1, processes=False, dashboard_address=None, scheduler_kwargs=NO_FIXED_PORT
+        ) as cluster,
         Client(cluster) as client,
     ):
         counts = [len(worker_addresses(client)) for _ in range(500)]
