@@ -126,12 +126,17 @@ def _record_or_show(
 
 @contextlib.contextmanager
 def warnings_recorded() -> Iterator[list[warnings.WarningMessage]]:
-    """Within: the warnings this thread issues are recorded in the list given, all of them
-    (an ``"always"`` filter), not shown; other threads' are shown as before.
+    """Within: the warnings this thread issues are recorded in the list given, not shown: those
+    the filters in force would show, and every :class:`GeosrWarning` (an ``"always"`` filter, so
+    that each is rewritten, not one that a location shown once before keeps back); other
+    threads' are shown as before.
 
     What ``catch_warnings(record=True)`` did for the thread that entered it, without its
     process-wide save and restore (see :func:`filter_added`): a run's warnings are kept from
-    the caller, rewritten and issued again (:mod:`geosr.evaluation.wald`).
+    the caller, rewritten and issued again (:mod:`geosr.evaluation.wald`).  Not all warnings
+    "always": issued again at the caller's line, a library's DeprecationWarning, which Python
+    shows in ``__main__`` only, came out there, and one the caller ignored by its module
+    (``module="rasterio"``) came out as the caller's.
     """
     records: list[warnings.WarningMessage] = []
     thread = threading.get_ident()
@@ -141,7 +146,7 @@ def warnings_recorded() -> Iterator[list[warnings.WarningMessage]]:
             warnings.showwarning = _record_or_show
         _RECORDS[thread] = records
     try:
-        with filter_added("always"):
+        with filter_added("always", category=GeosrWarning):
             yield records
     finally:
         with _FILTERS_HELD:

@@ -1162,3 +1162,34 @@ def test_an_evaluation_leaves_no_file_it_scored_open(make_raster, tmp_path) -> N
         files = [*tmp_path.iterdir(), *(tmp_path / "w").iterdir()]
         files += [*(tmp_path / "p").iterdir()] if (tmp_path / "p").is_dir() else []
         assert [f.name for f in files if open_in_this_process(f)] == []
+
+
+def test_a_library_warning_the_callers_filters_hide_stays_hidden(make_raster) -> None:
+    """A run's warnings were all recorded (an "always" filter) and issued again at the caller's
+    line: a library's DeprecationWarning, which Python shows only in the caller's own module
+    (``__main__``, a notebook), then showed there, and a warning the caller ignored by its
+    module (``module="rasterio"``) came out as one of the caller's.  Those the filters in force
+    show still come out, geosr's own with the user's raster named."""
+    import warnings
+
+    from geosr.errors import GeosrWarning
+
+    path = make_raster("field.tif", height=32, width=32)
+
+    def upscaler(src: Path, dst: Path, **kwargs: object) -> Path:
+        for category in (DeprecationWarning, UserWarning):
+            # As a library under the run issues them, from its own module.
+            warnings.warn_explicit(f"a {category.__name__}", category, "somelib.py", 1, module="somelib")
+        warnings.warn_explicit("shown", RuntimeWarning, "otherlib.py", 1, module="otherlib")
+        warnings.warn(f"{src} is odd", GeosrWarning, stacklevel=1)
+        return _fake_upscaler(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.resetwarnings()  # Python's defaults, with this module as __main__, and the caller's own
+        warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("default", category=DeprecationWarning, module=__name__)
+        warnings.filterwarnings("ignore", module="somelib")
+        evaluate_wald([path], scale=2, model="fake", border=2, upscaler=upscaler)
+    said = sorted(f"{w.category.__name__}: {w.message}" for w in seen)
+    assert said == [f"GeosrWarning: {path} (its Wald LR) is odd", "RuntimeWarning: shown"], said
