@@ -303,6 +303,10 @@ def worded(text: str) -> str:
 
 _PACKAGE = f"{Path(__file__).absolute().parent}{os.sep}"  # not resolve(): frames keep symlinks
 """geosr's folder, which :func:`warn` looks past for the line to point at."""
+_LOOKED_PAST = (_PACKAGE, contextlib.__file__)
+"""Where :func:`warn` looks past: geosr, and contextlib, whose ``__exit__`` runs the end of a
+``with`` block of geosr's (the Wald runs' warnings, issued again as the block ends, pointed at
+contextlib.py, where neither a notebook's nor the caller's filter by module saw them)."""
 
 
 def warn(message: str, category: type[Warning] = GeosrWarning) -> None:
@@ -315,7 +319,7 @@ def warn(message: str, category: type[Warning] = GeosrWarning) -> None:
     """
     frame = sys._getframe(1)
     level = 2  # warn's caller
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame is not None and frame.f_code.co_filename.startswith(_LOOKED_PAST):
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     warnings.warn(category(worded(message)), stacklevel=level)

@@ -1193,3 +1193,21 @@ def test_a_library_warning_the_callers_filters_hide_stays_hidden(make_raster) ->
         evaluate_wald([path], scale=2, model="fake", border=2, upscaler=upscaler)
     said = sorted(f"{w.category.__name__}: {w.message}" for w in seen)
     assert said == [f"GeosrWarning: {path} (its Wald LR) is odd", "RuntimeWarning: shown"], said
+
+
+def test_the_runs_warnings_issued_again_point_at_the_callers_line(make_raster) -> None:
+    """They pointed at contextlib.py (the end of the ``with`` block that records them), where a
+    notebook shows the line and a filter by the caller's module applies to none of them."""
+    import warnings
+
+    from geosr.errors import GeosrWarning
+
+    path = make_raster("field.tif", height=32, width=32)
+
+    def upscaler(src: Path, dst: Path, **kwargs: object) -> Path:
+        warnings.warn(f"{src} is odd", GeosrWarning, stacklevel=1)
+        return _fake_upscaler(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.warns(GeosrWarning, match=r"\(its Wald LR\) is odd") as seen:
+        evaluate_wald([path], scale=2, model="fake", border=2, upscaler=upscaler)
+    assert [w.filename for w in seen if w.category is GeosrWarning] == [__file__]
