@@ -39,6 +39,7 @@ from geosr.io.remote import (
     fsspec_url,
     is_remote,
     local_name,
+    remote_waits_bounded_in,
     staged_output,
     staging_held,
     upload,
@@ -152,6 +153,7 @@ def check_call_given(dst: object, progress: object) -> None:
 
 
 @python_api(OPTION_DEFAULTS, OPTION_FLAGS)
+@remote_waits_bounded_in
 def upscale_file(
     src: str | Path,
     dst: str | Path | None = None,

@@ -1074,6 +1074,50 @@ def test_a_stalled_server_fails_the_run_in_one_line(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+_STALLED_CALL = """
+import sys
+import geosr
+from geosr.io import remote
+remote.STALLED_TRANSFER_S = 1
+try:
+    geosr.upscale_file(sys.argv[1], sys.argv[2], scale=2, model="bicubic")
+except geosr.GeosrError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_a_stalled_server_fails_a_python_api_call_and_the_callers_settings_stay(tmp_path: Path) -> None:
+    """Only the command bounded the waits: upscale_file on a server that took the connection and
+    never answered hung for good.  It fails now, and the environment is left as it was: a
+    caller's own GDAL_HTTP_LOW_SPEED_TIME (2 s here) is kept, and geosr's own bounds go."""
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GDAL_HTTP_")}
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/scene.tif"
+        out = tmp_path / "out.tif"
+        args = [sys.executable, "-c", _STALLED_CALL, url, str(out)]
+        done = subprocess.run(
+            args, check=False, capture_output=True, text=True, env=env, timeout=60, cwd=REPO
+        )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert url in done.stderr and "server" in done.stderr, done.stderr
+    assert not out.exists()
+
+    from geosr.io.remote import remote_waits_bounded
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("GDAL_HTTP_LOW_SPEED_TIME", "GDAL_HTTP_LOW_SPEED_LIMIT", "GDAL_HTTP_CONNECTTIMEOUT"):
+            patch.delenv(name, raising=False)
+        patch.setenv("GDAL_HTTP_LOW_SPEED_TIME", "2")
+        with remote_waits_bounded():
+            assert os.environ["GDAL_HTTP_LOW_SPEED_TIME"] == "2"
+            assert os.environ["GDAL_HTTP_CONNECTTIMEOUT"] == "30"
+        assert os.environ["GDAL_HTTP_LOW_SPEED_TIME"] == "2"
+        assert "GDAL_HTTP_CONNECTTIMEOUT" not in os.environ and "GDAL_HTTP_LOW_SPEED_LIMIT" not in os.environ
+
+
 def test_a_signed_urls_signature_is_printed_nowhere(tmp_path: Path, capfd, monkeypatch) -> None:
     """A signed URL (an S3 presigned URL, a Planetary Computer SAS href) had its signature, a
     credential, printed in the error line, the progress lines of a log and a batch's summary."""

@@ -51,6 +51,7 @@ from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border_cou
 from geosr.interrupts import output_stamp
 from geosr.io.atomic import lock_held, overlong_name, unwritable_folder
 from geosr.io.bands import OFFSET_TAG, reflectance_offset, select_bands
+from geosr.io.remote import remote_waits_bounded_in
 from geosr.io.runstate import run_dir
 from geosr.io.scene import Scene, datasets_closed, open_scene, read_window, with_nodata
 from geosr.models.registry import DEFAULT_MODEL
@@ -537,6 +538,7 @@ def _workdir_held(
 
 
 @python_api(OPTION_DEFAULTS)
+@remote_waits_bounded_in
 def evaluate_wald(
     hr_paths: Sequence[str | Path],
     *,
@@ -666,6 +668,7 @@ def _zeros_warned_for_pairs(lr_path: str | Path, hr_path: str | Path) -> Iterato
 
 
 @python_api(OPTION_DEFAULTS)
+@remote_waits_bounded_in
 def evaluate_paired(
     pairs: Sequence[tuple[str | Path, str | Path]],
     *,

@@ -18,13 +18,17 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlparse
 
 from geosr.errors import InputError, OutputError
 from geosr.io.atomic import take_lock
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 REMOTE_SCHEMES = ("http", "https", "s3", "gs", "gcs", "az", "azure", "abfs", "oss", "swift", "memory")
 
@@ -42,13 +46,75 @@ CONNECT_TIMEOUT_S = 30
 """Seconds to connect to a remote server before the read fails (``GDAL_HTTP_CONNECTTIMEOUT``)."""
 
 
+def _remote_waits() -> dict[str, str]:
+    """GDAL's options that bound a remote read's waits, with geosr's values (read at each call)."""
+    return {
+        "GDAL_HTTP_LOW_SPEED_TIME": str(STALLED_TRANSFER_S),
+        "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
+        "GDAL_HTTP_CONNECTTIMEOUT": str(CONNECT_TIMEOUT_S),
+    }
+
+
 def bound_remote_waits() -> None:
     """Make a stalled or unreachable server fail a remote read, in one line, rather than hang
     it: :data:`STALLED_TRANSFER_S` and :data:`CONNECT_TIMEOUT_S`, unless the user set GDAL's
-    options (GDAL reads them from the environment at each request)."""
-    os.environ.setdefault("GDAL_HTTP_LOW_SPEED_TIME", str(STALLED_TRANSFER_S))
-    os.environ.setdefault("GDAL_HTTP_LOW_SPEED_LIMIT", "1")
-    os.environ.setdefault("GDAL_HTTP_CONNECTTIMEOUT", str(CONNECT_TIMEOUT_S))
+    options (GDAL reads them from the environment at each request).  For the ``geosr``
+    command, for the whole process; the Python API has :func:`remote_waits_bounded`."""
+    for name, value in _remote_waits().items():
+        os.environ.setdefault(name, value)
+
+
+_BOUNDING = threading.Lock()
+_BOUND: dict[str, str] = {}
+"""The options :func:`remote_waits_bounded` put in the environment, while calls are inside it."""
+_CALLS_BOUNDED = [0]
+
+
+@contextlib.contextmanager
+def remote_waits_bounded() -> Iterator[None]:
+    """Within: :func:`bound_remote_waits`'s bounds on remote reads, for the options the caller has
+    not set (in the environment, a ``rasterio.Env`` or ``gdal.SetConfigOption``); after: the
+    environment as it was, unless changed meanwhile.
+
+    For the Python API: curl waits forever by default, so ``upscale_file`` on a server that
+    took the connection and then stalled hung for good, where ``geosr run`` failed in one line.
+    In the environment, not a ``rasterio.Env``, so that the run's own threads and the worker
+    processes it starts read them too.  Calls in several threads at once share them: the last
+    to leave takes them out.
+    """
+    from rasterio.env import get_gdal_config
+
+    with _BOUNDING:
+        if not _CALLS_BOUNDED[0]:
+            for name, value in _remote_waits().items():
+                if get_gdal_config(name) is None:  # GDAL's view: config options, then environment
+                    os.environ[name] = _BOUND[name] = value
+        _CALLS_BOUNDED[0] += 1
+    try:
+        yield
+    finally:
+        with _BOUNDING:
+            _CALLS_BOUNDED[0] -= 1
+            if not _CALLS_BOUNDED[0]:
+                for name, value in _BOUND.items():
+                    if os.environ.get(name) == value:
+                        del os.environ[name]
+                _BOUND.clear()
+
+
+def remote_waits_bounded_in(func: Callable[P, R]) -> Callable[P, R]:
+    """``func``, run inside :func:`remote_waits_bounded`: for the Python API's entry points.
+
+    A wrapper of geosr's, not the context manager used as a decorator: :func:`geosr.errors.warn`
+    points at the first frame outside geosr, which contextlib's wrapper was.
+    """
+
+    @functools.wraps(func)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        with remote_waits_bounded():
+            return func(*args, **kwargs)
+
+    return call
 
 
 def forget_remote_files(paths: Iterable[str | Path]) -> None:
