@@ -65,6 +65,17 @@ def given_path(value: str | Path) -> Path:
     return Path(given_text(value))
 
 
+def given_raster(value: str) -> str:
+    """A raster option's value (``--lr``, ``--hr``): a path or a URL as :func:`given_text` gives
+    it, refused when empty as :func:`given_path` refuses it.
+
+    Not a ``Path``, which folded the ``//`` of a URL (``https:/host/lr.tif``: 'no such file or
+    directory') and dropped the ``/`` of ``/vsistdin/``, where ``geosr run`` reads both."""
+    if not value.strip():
+        raise typer.BadParameter("is empty; give a path or leave the option out")
+    return given_text(value)
+
+
 def given_text(value: str) -> str:
     """A path argument as the shell would have given it: a ``file:`` URL as the decoded path it
     names, and a leading ``~`` (or ``~user``) as the home folder.

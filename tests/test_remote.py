@@ -956,6 +956,36 @@ def test_a_file_published_or_replaced_at_a_url_is_read_as_it_is_by_the_next_call
     assert means[1] - means[0] == pytest.approx(1000, abs=1)
 
 
+def test_evaluate_reads_a_remote_pair_as_run_reads_a_remote_input(
+    make_raster, tmp_path, capsys, monkeypatch
+) -> None:
+    """--lr/--hr were Paths, which fold the // of a URL: 'http:/127.0.0.1:PORT/lr.tif: no such
+    file or directory', where geosr run and the Wald protocol's HR rasters read it; and
+    evaluate_paired made a Path of its LR for the run (the same line from the Python API)."""
+    import json
+
+    from affine import Affine
+
+    from geosr.evaluation.wald import evaluate_paired
+    from tests.conftest import UTM_TRANSFORM
+    from tests.test_bad_input import run_cli
+
+    www = tmp_path / "www"
+    www.mkdir()
+    make_raster("www/lr.tif", height=32, width=32)
+    make_raster("www/hr.tif", height=64, width=64, transform=UTM_TRANSFORM * Affine.scale(0.5))
+    with served(www) as base:
+        args = ["evaluate", "--lr", f"{base}/lr.tif", "--hr", f"{base}/hr.tif", "-s", "2", "-m", "bicubic"]
+        code, err = run_cli([*args, "--border", "2", "--json", str(tmp_path / "r.json")], capsys, monkeypatch)
+        assert code == 0, err
+        assert (
+            json.loads((tmp_path / "r.json").read_text())["images"][0]["path"]
+            == f"{base}/lr.tif vs {base}/hr.tif"
+        )
+        pairs = [(f"{base}/lr.tif", f"{base}/hr.tif")]
+        assert evaluate_paired(pairs, scale=2, model="bicubic", border=2).images
+
+
 def test_a_remote_folder_output_takes_each_inputs_default_name(make_raster, capfd, monkeypatch) -> None:
     """`-o memory://b/out/` (s3://bucket/out/ alike) was taken as a file named 'out' and refused,
     'unsupported output suffix (none) ... or an existing folder to write it into', and with

@@ -320,7 +320,7 @@ def _write_float(path: Path, data: np.ndarray, grid: GeoBox, scene: Scene) -> No
 
 
 def _upscale_both(
-    lr_path: Path,
+    lr_path: str | Path,
     workdir: Path,
     stem: str,
     scale: int,
@@ -730,7 +730,8 @@ def evaluate_paired(
             pair = coregister(lr_path, hr_path, scale)
             check_scorable(pair.hr.shape, border, str(hr_path))
             with _zeros_warned_for_pairs(lr_path, hr_path):
-                sr, bic = _upscale_both(Path(lr_path), work, stem, scale, model, up, options)
+                # As given: a Path folded the // of a URL ('http:/host/lr.tif': no such file).
+                sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
             ok = np.isfinite(pair.hr) & np.isfinite(sr) & np.isfinite(bic)
             bands = _image_metrics(
                 hr_path, sr, bic, pair.hr, pair.lr, scale, ok, border, hr_valid=np.isfinite(pair.hr)

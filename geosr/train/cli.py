@@ -23,7 +23,7 @@ from rich.progress import (
 )
 
 from geosr.cli import Batch, Device, Precision, Tile
-from geosr.cli_types import given_path, given_text, stdout_guarded
+from geosr.cli_types import given_path, given_raster, given_text, stdout_guarded
 from geosr.errors import InterruptedRunError, OptionError
 from geosr.progress import ProgressLines, progress_bar_drawn
 from geosr.train.config import DataConfig, OptimConfig, TrainConfig
@@ -54,19 +54,19 @@ PrecisionOpt = Annotated[
     str | None, typer.Option("--precision", help=f"auto, fp32 or bf16{_or_recipe(TrainConfig.precision)}.")
 ]
 LrPaths = Annotated[
-    list[Path] | None,
+    list[str] | None,
     typer.Option(
         "--lr",
-        parser=given_path,
+        parser=given_raster,
         metavar="<path>",
         help="Low-resolution raster of a pair (repeat, in order with --hr).",
     ),
 ]
 HrPaths = Annotated[
-    list[Path] | None,
+    list[str] | None,
     typer.Option(
         "--hr",
-        parser=given_path,
+        parser=given_raster,
         metavar="<path>",
         help="High-resolution raster of a pair (repeat, in order with --lr).",
     ),
@@ -91,7 +91,7 @@ def _parse_loss(text: str | None) -> dict[str, float] | None:
     return out
 
 
-def _pairs(lr: list[Path] | None, hr: list[Path] | None) -> list[tuple[Path, Path]]:
+def _pairs(lr: list[str] | None, hr: list[str] | None) -> list[tuple[str, str]]:
     lr, hr = lr or [], hr or []
     if len(lr) != len(hr):
         raise OptionError(f"--lr and --hr come in pairs: got {len(lr)} --lr and {len(hr)} --hr")
@@ -303,7 +303,7 @@ def train_command(
 
 
 def _check_data_sources(
-    inputs: list[str] | None, val: list[str] | None, pairs: list[tuple[Path, Path]], store: Path | None
+    inputs: list[str] | None, val: list[str] | None, pairs: list[tuple[str, str]], store: Path | None
 ) -> None:
     """Refuse HR rasters or --val beside --lr/--hr or --store: training would ignore them.
 
@@ -330,7 +330,7 @@ def _check_nodata(
     nodata: float | None,
     inputs: list[str] | None,
     val: list[str] | None,
-    pairs: list[tuple[Path, Path]],
+    pairs: list[tuple[str, str]],
     store: Path | None,
 ) -> None:
     """Refuse a ``--nodata`` that applies to no raster given on the command line.
@@ -461,7 +461,7 @@ def _build_and_train(
     config: Any,
     overrides: dict[str, Any],
     recipe: Path | None,
-    pairs: list[tuple[Path, Path]],
+    pairs: list[tuple[str, str]],
     store: Path | None,
     store_path: Path | None,
     scheduler: str,
@@ -640,7 +640,7 @@ def evaluate_command(
     hr_rasters = expand_inputs(hr_rasters) if hr_rasters else None
     # Before the evaluation, which can take long: a report never replaces a file the
     # user had unless asked, and a missing folder is an error, as for `geosr run -o`.
-    inputs = [*(Path(h) for h in hr_rasters or []), *(p for pair in pairs for p in pair)]
+    inputs = [Path(p) for p in [*(hr_rasters or []), *(p for pair in pairs for p in pair)]]
     # '-' was a file of that name in the working folder; stdout now carries the JSON alone.
     to_stdout = json_path == Path("-")
     check_report_paths(None if to_stdout else json_path, plot, overwrite=overwrite, inputs=inputs)
