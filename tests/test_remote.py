@@ -986,6 +986,33 @@ def test_evaluate_reads_a_remote_pair_as_run_reads_a_remote_input(
         assert evaluate_paired(pairs, scale=2, model="bicubic", border=2).images
 
 
+def test_an_evaluation_reads_a_raster_replaced_at_its_url_as_it_is_now(make_raster, tmp_path: Path) -> None:
+    """GDAL's /vsicurl/ cache, which upscale_file forgets after each call (the test above), was
+    kept by evaluate_wald and evaluate_paired: a reference replaced at its URL since an earlier
+    call was scored as it was then."""
+    from affine import Affine
+
+    from geosr.evaluation.wald import evaluate_paired, evaluate_wald
+    from tests.conftest import UTM_TRANSFORM
+    from tests.test_evaluate import _fake_upscaler
+
+    www = tmp_path / "www"
+    www.mkdir()
+    make_raster("www/lr.tif", height=16, width=16)
+    fine = {"height": 32, "width": 32, "transform": UTM_TRANSFORM * Affine.scale(0.5)}
+    first = make_raster("first.tif", data=coordinate_pattern(1, 32, 32), **fine)
+    second = make_raster("second.tif", data=coordinate_pattern(1, 32, 32) * 3 + 1000, **fine)
+    options = {"scale": 2, "model": "fake", "border": 2, "upscaler": _fake_upscaler}
+    wald, paired = [], []
+    with served(www) as base:
+        for published in (first, second):
+            shutil.copyfile(published, www / "hr.tif")
+            wald.append(evaluate_wald([f"{base}/hr.tif"], **options).to_dict()["images"][0]["bands"])
+            pairs = [(f"{base}/lr.tif", f"{base}/hr.tif")]
+            paired.append(evaluate_paired(pairs, **options).to_dict()["images"][0]["bands"])
+    assert wald[1] != wald[0] and paired[1] != paired[0]  # the second's 3x contrast: other scores
+
+
 def test_a_remote_folder_output_takes_each_inputs_default_name(make_raster, capfd, monkeypatch) -> None:
     """`-o memory://b/out/` (s3://bucket/out/ alike) was taken as a file named 'out' and refused,
     'unsupported output suffix (none) ... or an existing folder to write it into', and with

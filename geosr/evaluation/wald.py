@@ -51,7 +51,7 @@ from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border_cou
 from geosr.interrupts import output_stamp
 from geosr.io.atomic import lock_held, overlong_name, unwritable_folder
 from geosr.io.bands import OFFSET_TAG, reflectance_offset, select_bands
-from geosr.io.remote import remote_waits_bounded_in
+from geosr.io.remote import forget_remote_files, remote_waits_bounded_in
 from geosr.io.runstate import run_dir
 from geosr.io.scene import Scene, datasets_closed, open_scene, read_window, with_nodata
 from geosr.models.registry import DEFAULT_MODEL
@@ -600,6 +600,9 @@ def evaluate_wald(
         hr_paths = [hr_paths]
     if not hr_paths:
         raise InputError("no HR raster to evaluate: give at least one file")
+    # GDAL keeps what it fetched of a URL for the process: a raster replaced at its URL since an
+    # earlier call was scored as it was then.  upscale_file forgets after its run, as here before.
+    forget_remote_files(map(str, hr_paths))
     # Before any raster is read: 0 and negative scales failed in the block average with a
     # ZeroDivisionError or ValueError traceback.
     check_scale(scale)
@@ -709,6 +712,7 @@ def evaluate_paired(
     if not pairs:
         raise InputError("no LR/HR pair to evaluate: give --lr and --hr")
     _check_pairs_given(pairs)
+    forget_remote_files(str(path) for pair in pairs for path in pair)  # as evaluate_wald's
     check_border_count(border)
     kept = _workdir_of(workdir)
     if upscaler is None:
