@@ -23,7 +23,7 @@ from geosr.io.remote import (
     remote_matches,
     staging_folder,
 )
-from geosr.io.scene import Scene, is_zarr_path, not_utf8
+from geosr.io.scene import Scene, is_zarr_path, not_utf8, windows_path
 from geosr.io.sink import OutputSpec
 from geosr.options import RunOptions
 
@@ -91,7 +91,8 @@ def check_output_given(dst: str | Path | None) -> None:
     ------
     OptionError
         ``dst`` is an empty or blank string, names a folder that is not one, has a name over
-        the 255-byte limit of a file name, or is a local ``/vsi`` path or a URL of no store.
+        the 255-byte limit of a file name, is a Windows path (``C:\\out.tif``) on a system of
+        no drives, or is a local ``/vsi`` path or a URL of no store.
     OutputError
         ``dst`` is a URL that cannot be written (http), or of no installed driver.
     """
@@ -126,6 +127,13 @@ def check_output_given(dst: str | Path | None) -> None:
     overlong = overlong_name(text)
     if overlong is not None:
         raise OptionError(f"--output {text}: {overlong}; choose a shorter one")
+    if windows_path(text) and not Path(text[:2]).exists():
+        # Taken as it is, the output was written as a file named 'C:\\data\\out.tif' in the
+        # working folder, where nobody would look for it (unless a folder 'C:' is there).
+        raise OptionError(
+            f"--output {text}: a Windows path (a drive letter), which names no place here; give the "
+            "output's path on this system"
+        )
     folder = Path(text)
     # A Zarr store is a folder: 'out.zarr/' (as the shell completes one) names the store.
     if not text.endswith("/") or folder.is_dir() or folder.suffix.lower() == ".zarr":

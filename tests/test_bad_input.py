@@ -176,6 +176,26 @@ def test_a_usage_error_without_a_dashed_file_has_no_hint(tmp_path: Path, capsys,
     assert "is a file" not in err
 
 
+@pytest.mark.parametrize("path", ["C:\\data\\scene.tif", "D:/scene.tif"])
+def test_a_windows_input_path_is_told_as_one(tmp_path: Path, capsys, monkeypatch, path: str) -> None:
+    """'C:' was read as a GDAL subdataset's driver: the hint was to give a netCDF's --variable."""
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["info", path], capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"{path}: no such file", "a Windows path", "its path on this system")
+    assert "--variable" not in err
+
+
+@pytest.mark.parametrize("output", ["C:\\data\\out.tif", "C:/data/out.tif"])
+def test_a_windows_output_path_is_refused(make_raster, tmp_path: Path, capsys, monkeypatch, output) -> None:
+    """'C:\\data\\out.tif' was written as a file of that name in the working folder (and
+    'C:/data/out.tif' refused as a missing folder 'C:/data', to be created)."""
+    src = make_raster()
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["run", str(src), "-o", output, "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"--output {output}: a Windows path", "path on this system")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
 @pytest.mark.parametrize("bands", ["", " , "])
 def test_empty_bands_are_refused_not_read_as_every_band(
     make_raster, tmp_path: Path, capsys, monkeypatch, bands: str

@@ -363,6 +363,16 @@ def not_utf8(path: str) -> str | None:
     return None
 
 
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+"""A Windows path's start: a drive letter, a colon, a slash or backslash (``C:\\data``)."""
+
+
+def windows_path(path: str) -> bool:
+    """Whether ``path`` is a Windows one (``C:\\data\\a.tif``) on a system that has no drives:
+    pasted from a Windows machine or a recipe written there, it names no file here."""
+    return os.sep == "/" and _WINDOWS_DRIVE.match(path) is not None
+
+
 _SUBDATASET = re.compile(r'^[A-Za-z0-9_]+:(?P<file>"[^"]+"|[^:]+):(?P<name>.+)$')
 """GDAL's subdataset names: ``DRIVER:"file":variable`` (NETCDF, HDF5, ZARR, ...)."""
 
@@ -397,7 +407,9 @@ def check_input_exists(path: str) -> None:
                 f"the variable: {file} --variable {variable}"
             )
         hint = ""
-        if re.match(r"^[A-Za-z0-9_]+:", path):  # NETCDF:"f.nc":var, HDF5:...: GDAL's subdataset names
+        if windows_path(path):  # 'C:' is no subdataset's driver: the hint below misled
+            hint = "; it is a Windows path (a drive letter), no file here: give its path on this system"
+        elif re.match(r"^[A-Za-z0-9_]+:", path):  # NETCDF:"f.nc":var, HDF5:...: GDAL's subdataset names
             hint = "; for a variable of a netCDF, HDF5 or Zarr file, give the file and --variable NAME"
         raise InputError(f"{path}: no such file or directory; check the path{hint}")
 
