@@ -171,8 +171,9 @@ def upscale_file(
         GeoTIFF/COG, JPEG2000, any GDAL raster, a Zarr store or a STAC Item (``.json``),
         local or remote (``https://``, ``s3://``, ``/vsi...``), as ``geosr run`` takes it.
     dst : path or URL, optional
-        Output; default ``<stem>_x<scale>.tif`` beside ``src`` (in the working
-        folder for a remote ``src``), or in ``dst`` when it is an existing folder.
+        Output; default ``<stem>_x<scale>.tif`` beside ``src`` (``<stem>_<variable>_x<scale>.tif``
+        with a ``variable``; in the working folder for a remote ``src``), or in ``dst`` when it
+        is an existing folder.
         A remote URL (``s3://``, ``gs://``, any fsspec URL, ``/vsis3/...``) is
         written locally, then uploaded.
     scale : int, default 4
@@ -220,7 +221,7 @@ def upscale_file(
         dst = file_url_path(dst) if dst is not None else None
         if dst is not None and is_remote(dst):
             if str(dst).endswith("/"):  # a remote folder (there is no folder to test for)
-                dst = f"{dst}{default_output(src, opts.scale).name}"
+                dst = f"{dst}{default_output(src, opts.scale, opts.variable).name}"
             return _upscale_to_remote(src, str(dst), opts, progress)
         dst = local_destination(src, dst, opts, scene, frames)
         from geosr.models import load_model
@@ -325,18 +326,18 @@ def local_destination(
     GeosrError
         The output cannot be written as given; nothing is written.
     """
-    path = Path(dst) if dst is not None else default_output(src, opts.scale)
+    path = Path(dst) if dst is not None else default_output(src, opts.scale, opts.variable)
     if path.is_dir() and path.suffix.lower() != ".zarr":
         # A folder to write into, as `geosr run -o FOLDER` takes it (and as the line for
         # an output without a suffix says): it was refused as "unsupported suffix".
-        path = path / default_output(src, opts.scale).name
+        path = path / default_output(src, opts.scale, opts.variable).name
     refuse_overwriting_inputs(path, src, scene, frames, extras=extra_files(path, opts))
     if path.name.lower() in SUPPORTED_SUFFIXES:
         # '-o out/.tif': Python reads '.tif' as a hidden name without a suffix, and the line
         # below said "unsupported output suffix '(none)'" of a .tif.
         raise OptionError(
             f"cannot write {path}: the file name {path.name!r} is a suffix alone; give a name, "
-            f"e.g. {path.with_name(default_output(src, opts.scale).stem + path.name)}"
+            f"e.g. {path.with_name(default_output(src, opts.scale, opts.variable).stem + path.name)}"
         )
     if str(path) == "-":
         # The shell's usual name of standard output: it was "unsupported output suffix '(none)'".

@@ -135,9 +135,12 @@ def _without_products(matches: list[str], output_folder: Path | None = None) -> 
     return [m for m in matches if m not in products]
 
 
-def batch_outputs(sources: Sequence[str], output: str | Path | None, scale: int) -> list[Path | str | None]:
+def batch_outputs(
+    sources: Sequence[str], output: str | Path | None, scale: int, variable: str | None = None
+) -> list[Path | str | None]:
     """Where each of ``sources`` is written: ``output`` itself for one input, else
-    ``<output folder>/<stem>_x<scale>.tif`` (or beside each input without ``-o``).
+    ``<output folder>/<stem>_x<scale>.tif`` (or beside each input without ``-o``;
+    ``<stem>_<variable>_x<scale>.tif`` for a ``variable``, :func:`~geosr.run_outputs.default_output`).
 
     ``output`` is a folder when it is an existing directory that is not a Zarr
     store (a ``.zarr`` output is a directory too).  With several inputs it must
@@ -174,7 +177,7 @@ def batch_outputs(sources: Sequence[str], output: str | Path | None, scale: int)
         )
     targets: list[Path | str] = []
     for src in sources:
-        own = default_output(src, scale)
+        own = default_output(src, scale, variable)
         if remote_folder:
             targets.append(f"{output}{own.name}")
         else:

@@ -347,7 +347,7 @@ def run(
         raise OptionError(
             "--frame gives further acquisitions of one scene; run each input with its own frames"
         )
-    targets = batch_outputs(sources, output, scale)
+    targets = batch_outputs(sources, output, scale, variable)
     options: dict[str, Any] = {
         "tile": tile,
         "batch_size": batch_size,
@@ -375,7 +375,8 @@ def run(
     }
     if len(sources) > 1:
         _check_batch(sources, targets, scale, model, options)
-    _run_each(sources, targets, scale, functools.partial(upscale_file, scale=scale, model=model, **options))
+    upscale = functools.partial(upscale_file, scale=scale, model=model, **options)
+    _run_each(sources, targets, scale, variable, upscale)
 
 
 def _check_batch(
@@ -408,11 +409,17 @@ def _check_batch(
     check_run_options(scale, model, options)
     for source, target in zip(sources, targets, strict=True):
         # Several inputs write .tif outputs into a folder.
-        check_zarr_format_applies(target or default_output(source, scale), options["zarr_format"])
+        check_zarr_format_applies(
+            target or default_output(source, scale, options["variable"]), options["zarr_format"]
+        )
 
 
 def _run_each(
-    sources: list[str], targets: list[Path | str | None], scale: int, upscale: Callable[..., Path | str]
+    sources: list[str],
+    targets: list[Path | str | None],
+    scale: int,
+    variable: str | None,
+    upscale: Callable[..., Path | str],
 ) -> None:
     """Super-resolve each input in turn, printing each output's path as it is written.
 
@@ -424,6 +431,8 @@ def _run_each(
         The inputs and their outputs (None: the default output beside the input).
     scale : int
         The run's scale, which names the default outputs.
+    variable : str, optional
+        The ``--variable`` read, which names the default outputs too.
     upscale : callable
         :func:`~geosr.api.upscale_file` with the run's options, called as
         ``upscale(source, target, progress=...)``.
@@ -441,7 +450,7 @@ def _run_each(
     names = dict(zip(sources, _input_names(sources), strict=True))
     for number, (source, target) in enumerate(zip(sources, targets, strict=True), start=1):
         label = names[source] if len(sources) == 1 else f"[{number}/{len(sources)}] {names[source]}"
-        destination = target or default_output(source, scale)
+        destination = target or default_output(source, scale, variable)
         previous = output_stamp(destination)  # to tell an output this run wrote from an old one
         try:
             _run_one(upscale, source, target, label)

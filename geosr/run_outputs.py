@@ -28,25 +28,35 @@ from geosr.io.sink import OutputSpec
 from geosr.options import RunOptions
 
 
-def default_output(src: str | Path, scale: int) -> Path:
+def default_output(src: str | Path, scale: int, variable: str | None = None) -> Path:
     """``<input stem>_x<scale>.tif`` beside a local input; in the working folder for a URL or
     an archive member (``/vsizip/``, ``zip://``), beside which nothing can be written, and
     ``stdin_x<scale>.tif`` there for standard input (``/vsistdin/``).
 
     A group of a Zarr store (``product.zarr/r10m``) gives ``product_r10m_x<scale>.tif`` beside
     the store, never a file inside it, and a zipped store ``product.zarr.zip`` gives
-    ``product_x<scale>.tif``, as its folder would.
+    ``product_x<scale>.tif``, as its folder would.  A ``variable`` of a store or a netCDF
+    file is named too (``ocean.nc``, ``tsm``: ``ocean_tsm_x<scale>.tif``): the runs of two
+    variables of one file had one output, the second refused or, with ``--overwrite``,
+    replacing the first.
     """
     src = file_url_path(src)
     p = Path(local_name(src)) if is_virtual(src) else Path(src)
     root = None if is_virtual(src) else _store_root(p)
+    named = f"_{_variable_part(variable)}" if variable else ""
     if root is not None:
         group = p.absolute().relative_to(root)
-        out = root.with_name(f"{Path(root.name).stem}_{'_'.join(group.parts)}_x{scale}.tif")
+        out = root.with_name(f"{Path(root.name).stem}_{'_'.join(group.parts)}{named}_x{scale}.tif")
         # Relative as the input is: the command printed /abs/path/product_r10m_x2.tif for
         # product.zarr/r10m, as it prints scene_x2.tif for scene.tif.
         return out if p.is_absolute() else Path(os.path.relpath(out))
-    return p.with_name(f"{_stem(p.name, compressed=is_virtual(src))}_x{scale}.tif")
+    return p.with_name(f"{_stem(p.name, compressed=is_virtual(src))}{named}_x{scale}.tif")
+
+
+def _variable_part(variable: str) -> str:
+    """A variable's name as part of a file name: a path in a store (``/measurements/b02``)
+    as ``measurements_b02``, never a folder."""
+    return "_".join(part for part in variable.replace("\\", "/").split("/") if part)
 
 
 def _stem(name: str, *, compressed: bool) -> str:

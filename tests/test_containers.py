@@ -20,6 +20,7 @@ from affine import Affine
 
 import geosr
 from geosr.errors import InputError
+from geosr.run_outputs import default_output
 from tests.test_bad_input import assert_one_clear_line, run_cli
 
 LAT = 52.5 - 0.01 * (np.arange(40) + 0.5)
@@ -269,3 +270,16 @@ def test_two_variables_read_in_one_thread_each_give_their_own_pixels(tmp_path: P
             np.testing.assert_array_equal(read, values[name][10:26, 10:26])
     finally:
         scenes.close_datasets()
+
+
+def test_the_default_outputs_of_two_variables_are_named_by_them(tmp_path: Path, capsys, monkeypatch) -> None:
+    """``geosr run ocean.nc --variable tsm`` and ``--variable chl`` both wrote ocean_x2.tif: the
+    second run was refused ('already exists'), and with --overwrite replaced the first's output."""
+    variables(tmp_path / "ocean.nc")
+    args = ["run", str(tmp_path / "ocean.nc"), "--scale", "2", "--model", "bicubic"]
+    for name in ("tsm", "chl"):
+        code, err = run_cli([*args, "--variable", name], capsys, monkeypatch)
+        assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ocean.nc", "ocean_chl_x2.tif", "ocean_tsm_x2.tif"]
+    in_a_store = default_output(tmp_path / "p.zarr", 2, "/measurements/b02")
+    assert in_a_store == tmp_path / "p_measurements_b02_x2.tif"
