@@ -1349,3 +1349,29 @@ def test_a_file_where_the_run_state_goes_is_named_with_its_remedy(
     code, err = run_cli(["run", str(src), "-o", str(out), "--model", "bicubic"], capsys, monkeypatch)
     assert_one_clear_line(code, err, str(run_dir(out)), "is a file", "move or remove that file")
     assert not out.exists()
+
+
+def test_a_raster_gdal_cannot_open_is_told_alike_by_run_evaluate_and_train(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A pair's raster (evaluate and train --lr/--hr) and a training raster said 'cannot open
+    X: <GDAL's words>', and a URL of a server that cannot be reached 'cannot open URL: CURL
+    error ...', where geosr run names the problem and its fix."""
+    junk = tmp_path / "junk.tif"
+    junk.write_text("not a raster")
+    hr = make_raster("hr.tif", height=64, width=64)
+    fast = ["-s", "2", "--steps", "1", "--chip", "8", "--device", "cpu", "-o", str(tmp_path / "run")]
+    lines = []
+    for args in (
+        ["run", str(junk), "-m", "bicubic"],
+        ["evaluate", "--lr", str(junk), "--hr", str(hr), "-s", "2", "-m", "bicubic"],
+        ["train", str(junk), *fast],  # (train --lr reads a pair as evaluate --lr does)
+    ):
+        code, err = run_cli(args, capsys, monkeypatch)
+        assert_one_clear_line(code, err, "junk.tif: not a readable raster", "format GDAL reads")
+        lines.append(err)
+    assert len(set(lines)) == 1, lines
+    unreachable = "https://127.0.0.1:9/lr.tif"
+    args = ["evaluate", "--lr", unreachable, "--hr", str(hr), "-s", "2", "-m", "bicubic"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"{unreachable}: the server could not be reached", "check the URL")

@@ -458,12 +458,13 @@ def _describe(path: str, variable: str | None) -> Scene:
                 described = _describe_gdal(path, src)
                 return replace(described, subdataset=subdataset, subdataset_key=key, stamp=stamp)
     except RasterioIOError as exc:
-        raise _unreadable(path, exc) from None
+        raise unreadable(path, exc) from None
 
 
-def _unreadable(path: str, exc: RasterioIOError) -> InputError:
+def unreadable(path: str, exc: RasterioIOError) -> InputError:
     """The one line for a raster GDAL cannot open: a remote file's network problem
-    (not found, access denied, no HTTP Range support) needs another fix than a bad file."""
+    (not found, access denied, no HTTP Range support) needs another fix than a bad file.
+    Every command's (run, compare, evaluate, train) raster says it so."""
     problem = remote_open_problem(_first_line(exc)) if is_remote(path) else None
     if problem is None and is_remote(path):
         problem = web_page_problem(path)

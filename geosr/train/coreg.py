@@ -37,6 +37,7 @@ from geosr.io.scene import (
     raster_crs,
     raster_grid,
     refuse_palette,
+    unreadable,
 )
 from geosr.train.degrade import area_downsample
 from geosr.train.registration import estimate_shift, histogram_match, undo_shift
@@ -77,7 +78,8 @@ def _open_pair_raster(path: str | Path) -> rasterio.DatasetReader:
     try:
         src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"cannot open {path}: {exc}") from exc
+        # geosr run's line: 'cannot open URL: CURL error ...' named no fix.
+        raise unreadable(str(path), exc) from None
     try:
         refuse_palette(path, src)
         located = bool(src.gcps[0]) or src.rpcs is not None or geolocated(src)

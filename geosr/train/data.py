@@ -34,6 +34,7 @@ from geosr.io.scene import (
     read_masks,
     refuse_palette,
     subdataset_keys,
+    unreadable,
     with_nodata,
 )
 from geosr.io.sink import check_nodata_of
@@ -97,7 +98,7 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a container
             src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"cannot open training raster {path}: {exc}") from exc
+        raise unreadable(str(path), exc) from None  # geosr run's line
     with src:
         if src.count == 0 and src.subdatasets:
             keys = subdataset_keys(src.subdatasets)
