@@ -379,6 +379,27 @@ def test_standard_input_without_a_raster_is_one_line(tmp_path: Path, path: str, 
     assert not out.exists()
 
 
+def test_a_cog_on_standard_input_is_told_how_to_read_it(make_raster, tmp_path: Path) -> None:
+    """geosr's own output piped in (`geosr run /vsistdin/ < scene_x2.tif`, or as compare's SR)
+    was 'standard input holds no raster GDAL reads (it was empty, or not a raster)': GDAL reads a
+    pipe's TIFF as a stream, which a COG is not, unless it may keep it (buffer_limit), as it then does."""
+    cog = tmp_path / "cog.tif"
+    rio_copy(make_raster(height=32, width=32), cog, driver="COG")  # as geosr writes its output
+    # The scene geosr run opens first, in a process of its own (standard input is read once).
+    opens = "import sys\nfrom geosr.io.scene import open_scene\nprint(open_scene(sys.argv[1]).grid.shape)"
+    for given, kept in (("/vsistdin/", False), ("/vsistdin?buffer_limit=1GB", True)):
+        with Path(cog).open("rb") as piped:
+            done = subprocess.run(
+                [sys.executable, "-c", opens, given],
+                stdin=piped, capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+            )  # fmt: skip
+        if kept:
+            assert done.returncode == 0, done.stderr
+        else:
+            assert "holds a TIFF laid out to be read in any order" in done.stderr, done.stderr
+            assert "give /vsistdin?buffer_limit=1GB" in done.stderr, done.stderr
+
+
 def test_standard_input_too_large_to_read_back_is_told_so(make_raster, monkeypatch) -> None:
     """`curl ... | geosr run /vsistdin/` of a file over 1 MiB failed in its first tile with 'the
     server stopped serving it (an outage, a signed URL that expired) or the file is truncated'."""

@@ -471,10 +471,7 @@ def unreadable(path: str, exc: RasterioIOError) -> InputError:
     if problem is None and "*" not in path:  # a pattern's line is below: no glob is expanded in an archive
         problem = archive_member_problem(path) or whole_archive_problem(path)
     if problem is None and is_stdin(path):
-        # GDAL has read a pipe's bytes by now, so which of the two it was cannot be told.
-        problem = (
-            f"standard input holds no raster GDAL reads (it was empty, or not a raster); {STDIN_EXAMPLE}"
-        )
+        problem = _stdin_unread(_first_line(exc))
     if problem is not None:
         return InputError(f"{path}: {problem}")
     if Path(path).is_dir():
@@ -495,6 +492,20 @@ def unreadable(path: str, exc: RasterioIOError) -> InputError:
         f"{path}: not a readable raster ({_first_line(exc)}); "
         "check that the file is complete and in a format GDAL reads"
     )
+
+
+def _stdin_unread(said: str) -> str:
+    """Why GDAL read no raster from standard input, by what it ``said``."""
+    if "streamed TIFF" in said:
+        # A COG (geosr's own output) was told "no raster (it was empty, or not a raster)": GDAL
+        # reads a pipe's TIFF as a stream unless it may keep it, and a COG's layout is no stream.
+        return (
+            "standard input holds a TIFF laid out to be read in any order (a COG, as geosr writes), "
+            "which GDAL reads from a pipe only if it may keep it: give /vsistdin?buffer_limit=1GB "
+            "(at least the file's size) in place of /vsistdin/, or the file's path"
+        )
+    # GDAL has read a pipe's bytes by now, so which of the two it was cannot be told.
+    return f"standard input holds no raster GDAL reads (it was empty, or not a raster); {STDIN_EXAMPLE}"
 
 
 def _pick_subdataset(path: str, src: Any, variable: str | None) -> tuple[str, str]:
