@@ -260,6 +260,26 @@ def test_validator_leaves_out_chips_constant_inside_the_border() -> None:
     np.testing.assert_array_equal(validator.hr.numpy(), hr[[0, 2]])
 
 
+def test_a_validation_border_that_leaves_nothing_names_the_settings_as_the_caller_sets_them() -> None:
+    """train()'s line read "use larger chips (config.data.lr_chip with --lr/--hr or
+    config.data.store, data.val_lr_chip otherwise) or a smaller data.val_border in a recipe"."""
+    from geosr.errors import keyword_wording
+    from geosr.train.trainer import TRAIN_FLAGS
+
+    hr = np.random.default_rng(0).random((2, 1, 8, 8)).astype(np.float32)
+    lr = hr.reshape(2, 1, 4, 2, 4, 2).mean(axis=(3, 5))[:, None]
+    cpu = torch.device("cpu")
+    with pytest.raises(OptionError) as command:
+        Validator(lr, hr, scale=2, border=4, device=cpu)
+    assert "(--chip with --lr/--hr or --store, data.val_lr_chip otherwise)" in str(command.value)
+    with keyword_wording(TRAIN_FLAGS), pytest.raises(OptionError) as api:
+        Validator(lr, hr, scale=2, border=4, device=cpu)
+    assert str(api.value).endswith(
+        "4-px border: use larger chips (config.data.lr_chip with config.data.store, "
+        "config.data.val_lr_chip otherwise) or a smaller config.data.val_border"
+    ), api.value
+
+
 def test_a_zarr_store_as_training_data_is_named_as_such(tmp_path) -> None:
     """A Zarr store given as training data is refused saying what it is and how to export it,
     not as a folder that "matches no raster"."""

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from geosr.errors import InputError, ModelError, OptionError, OutputError, python_api
+from geosr.errors import InputError, ModelError, OptionError, OutputError, current_keywords, python_api
 from geosr.io.atomic import is_foreign_directory, lock_held, unwritable_folder
 from geosr.models.base import SRModel
 from geosr.models.bicubic import bicubic_upsample
@@ -233,6 +233,24 @@ def psnr_batch(pred: torch.Tensor, target: torch.Tensor, border: int) -> torch.T
     return -10.0 * torch.log10(mse)
 
 
+def _larger_chips_or_border() -> str:
+    """How to leave validation chips an inside: the settings as the caller sets them.
+
+    The command's line, translated for a Python caller of :func:`train`, read "use larger chips
+    (config.data.lr_chip with --lr/--hr or config.data.store, data.val_lr_chip otherwise) or a
+    smaller data.val_border in a recipe": flags it cannot pass and a recipe it may not have.
+    """
+    if current_keywords() is not None:
+        return (
+            ": use larger chips (config.data.lr_chip with config.data.store, config.data.val_lr_chip "
+            "otherwise) or a smaller config.data.val_border"
+        )
+    return (
+        " (data.val_border): use larger chips (--chip with --lr/--hr or --store, data.val_lr_chip "
+        "otherwise) or a smaller data.val_border in a recipe"
+    )
+
+
 class Validator:
     """Fixed validation chips and the bicubic baseline on them.
 
@@ -261,8 +279,7 @@ class Validator:
             # Else an empty inside: numpy's "zero-size array" traceback (--chip 8 -s 2 on pairs).
             raise OptionError(
                 f"{source}: validation chips of {size} HR px leave nothing inside their {border}-px "
-                "border (data.val_border): use larger chips (--chip with --lr/--hr or --store, "
-                "data.val_lr_chip otherwise) or a smaller data.val_border in a recipe"
+                f"border{_larger_chips_or_border()}"
             )
         inner = _inside(hr, border)
         textured = np.ptp(inner.reshape(len(inner), -1), axis=1) > 0
