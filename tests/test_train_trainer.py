@@ -280,6 +280,30 @@ def test_a_validation_border_that_leaves_nothing_names_the_settings_as_the_calle
     ), api.value
 
 
+def test_init_weights_of_another_model_name_the_name_setting_as_the_caller_sets_it(
+    tmp_path, monkeypatch
+) -> None:
+    """train()'s line read "config.name (name) is 'cnnrnn-fast': drop config.name='cnnrnn-fast' or
+    use config.name='edsr-baseline'", and the command's named the recipe key "(name)" alone."""
+    from types import SimpleNamespace
+
+    from geosr.errors import keyword_wording
+    from geosr.train import trainer
+
+    monkeypatch.setattr(trainer, "initial_model", lambda init, scale: SimpleNamespace(name="edsr-baseline"))
+    config = dataclasses.replace(load_config(None, {"scale": 2}), init=str(tmp_path / "w.safetensors"))
+    with pytest.raises(OptionError) as command:
+        trainer.build_model(config)
+    assert str(command.value).endswith(
+        "but --model (name in a recipe) is 'cnnrnn-fast': drop -m cnnrnn-fast or use -m edsr-baseline"
+    ), command.value
+    with keyword_wording(trainer.TRAIN_FLAGS), pytest.raises(OptionError) as api:
+        trainer.build_model(config)
+    assert str(api.value).endswith(
+        "holds a edsr-baseline model (its card), but config.name is 'cnnrnn-fast': set it to 'edsr-baseline'"
+    ), api.value
+
+
 def test_a_zarr_store_as_training_data_is_named_as_such(tmp_path) -> None:
     """A Zarr store given as training data is refused saying what it is and how to export it,
     not as a folder that "matches no raster"."""

@@ -118,8 +118,8 @@ def build_model(config: TrainConfig) -> nn.Module:
         # that is not the model's, and so would every output's GEOSR_MODEL tag.
         if getattr(model, "name", config.name) != config.name:
             raise OptionError(
-                f"--init {config.init} holds a {model.name} model (its card), but --model (name) is "
-                f"{config.name!r}: drop -m {config.name} or use -m {model.name}"
+                f"--init {config.init} holds a {model.name} model (its card), but "
+                f"{_name_to_match(config.name, str(model.name))}"
             )
     else:
         model = registry_build(config.name, scale=config.scale, **config.model)
@@ -231,6 +231,15 @@ def psnr_batch(pred: torch.Tensor, target: torch.Tensor, border: int) -> torch.T
     pred, target = _inside(pred, border), _inside(target, border)
     mse = ((pred.double() - target.double()) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
     return -10.0 * torch.log10(mse)
+
+
+def _name_to_match(name: str, held: str) -> str:
+    """That the model ``name`` is not the ``held`` one of ``--init``, and how to match them, as the
+    caller sets the name: the command's "--model (name) is 'x': drop -m x or use -m y" read
+    "config.name (name) is 'x': drop config.name='x' or use config.name='y'" to a Python caller."""
+    if current_keywords() is not None:
+        return f"config.name is {name!r}: set it to {held!r}"
+    return f"--model (name in a recipe) is {name!r}: drop -m {name} or use -m {held}"
 
 
 def _larger_chips_or_border() -> str:
