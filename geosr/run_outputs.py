@@ -24,7 +24,7 @@ from geosr.io.remote import (
     staging_folder,
 )
 from geosr.io.scene import Scene, is_zarr_path, not_utf8, windows_path
-from geosr.io.sink import OutputSpec
+from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
 from geosr.options import RunOptions
 
 
@@ -152,6 +152,13 @@ def check_output_given(dst: str | Path | None) -> None:
         raise OptionError(
             f"--output {text}: {folder} is a file, not a folder; drop the '/' to write that file "
             "(with --overwrite), or give a folder"
+        )
+    if folder.suffix.lower() in SUPPORTED_SUFFIXES:
+        # A raster's name with a stray '/' (as a shell completes a folder): the line said to
+        # create a folder 'out.tif', to write scene_x4.tif into it.
+        raise OptionError(
+            f"--output {text}: no such folder, and {folder.name} is the name of a raster; drop the '/' "
+            f"to write {folder}, or create the folder first (mkdir -p {folder})"
         )
     raise OptionError(f"--output {text}: no such folder; create it first (mkdir -p {folder}) or give a .tif")
 

@@ -921,6 +921,18 @@ def test_an_output_ending_in_a_slash_names_a_folder_never_a_file(
     assert not (tmp_path / "new").exists() and outputs_in(tmp_path) == []
 
 
+@pytest.mark.parametrize("name", ["new.tif", "new.TIFF"])
+def test_a_raster_name_with_a_stray_slash_is_told_to_drop_it(
+    make_raster, tmp_path: Path, capsys, monkeypatch, name: str
+) -> None:
+    """``-o new.tif/`` was told to create a folder 'new.tif' (mkdir -p new.tif) or 'give a .tif'."""
+    path = make_raster()
+    args = ["run", str(path), "--model", "bicubic", "-o", f"{tmp_path / name}/"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"{name}/: no such folder", f"drop the '/' to write {tmp_path / name}")
+    assert outputs_in(tmp_path) == []
+
+
 def _archives(folder: Path, member: Path) -> dict[str, str]:
     """Archives of ``member`` (as 'scene.tif') in ``folder``, broken in each way a member is
     not found by GDAL: the path of each, and what its line says."""
