@@ -807,3 +807,18 @@ def test_a_nodata_the_rasters_type_cannot_hold_is_one_line(
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "scene.tif", "not a valid uint16 value", "--nodata")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_recipes_output_in_the_home_folder_is_one_folder(tmp_path: Path, monkeypatch) -> None:
+    """A recipe's ``output = "~/runs/x"`` put the config and checkpoints into './~/runs/x' and the
+    weights (saved through expanduser) into the home folder's runs/x: one run in two places; its
+    ``perceptual_net`` and ``data.store`` there were said not to exist."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text('output = "~/runs/x"\nperceptual_net = "~/vgg.pt"\n[data]\nstore = "~/pairs.zarr"\n')
+    config = load_config(recipe, {"scale": 2})
+    assert config.output == str(tmp_path / "home" / "runs" / "x")
+    assert config.weights_stem.parent == tmp_path / "home" / "runs" / "x"
+    # Which said they 'did not exist'.
+    assert config.perceptual_net == str(tmp_path / "home" / "vgg.pt")
+    assert config.data.store == str(tmp_path / "home" / "pairs.zarr")

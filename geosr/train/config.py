@@ -107,6 +107,8 @@ class DataConfig:
                     raise OptionError(f"data.{name}[{k}].path is empty; give a raster, a folder or a glob")
         if self.store is not None and not self.store.strip():
             raise OptionError("data.store is empty; give a training store (.zarr) or leave it out")
+        if self.store is not None:  # a recipe's "~/store.zarr" 'did not exist'
+            object.__setattr__(self, "store", os.path.expanduser(self.store))  # noqa: PTH111
         # A recipe's sizes are not bounded by typer as --chip is: 0 or less was a numpy or
         # model traceback ("negative dimensions", "empty input", "cannot reshape").
         least = {"lr_chip": 4, "val_chips": 1, "val_lr_chip": 4, "val_border": 0}
@@ -206,6 +208,13 @@ class TrainConfig:
                 # A recipe's output = "" was the working folder: the run's config, checkpoints and
                 # weights went among the user's files (the command line refuses an empty -o).
                 raise OptionError(f"{name} is empty; give a path or leave it out")
+        # A recipe's output = "~/runs/x" (the command line's -o is expanded by the shell or
+        # given_path): the config and checkpoints went into a folder '~' in the working folder,
+        # the weights (saved through expanduser) into the home folder: one run in two places.
+        # A perceptual_net there 'did not exist'.
+        object.__setattr__(self, "output", os.path.expanduser(self.output))  # noqa: PTH111
+        if self.perceptual_net is not None:
+            object.__setattr__(self, "perceptual_net", os.path.expanduser(self.perceptual_net))  # noqa: PTH111
         if self.scale not in (2, 3, 4, 8):
             raise OptionError(f"scale must be 2, 3, 4 or 8, got {self.scale}")
         if self.steps < 1 or self.batch_size < 1:

@@ -984,8 +984,9 @@ def _recorded_data(sources: Sequence[SceneSource], store: str | None) -> list[st
     """The training rasters (or store) as the card records them: a relative path made absolute.
 
     A card is read beside its weights, by another user or from another folder, and does not
-    say which folder training ran in: ``train.tif`` named no file there.  Paths under
-    ``${GEOSR_DATA_DIR}`` or ``~`` stay as written, portable.  The run's ``config`` in the card
+    say which folder training ran in: ``train.tif`` named no file there.  Rasters under
+    ``${GEOSR_DATA_DIR}`` or ``~`` stay as written, portable (a store's ``~`` is expanded
+    with the config).  The run's ``config`` in the card
     keeps them as given, as a resume compares them.
     """
 
