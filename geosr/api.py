@@ -203,15 +203,7 @@ def upscale_file(
         src = file_url_path(src)  # its local path, for the default output and the checks against it
         check_call_given(dst, progress)
         check_faults()  # before anything is written: a malformed one failed mid-run
-        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RunOptions)})
-        if unknown:
-            raise OptionError(unknown_options(unknown))
-        try:
-            opts = RunOptions(scale=scale, model=model, **options)
-        except TypeError as exc:
-            raise OptionError(str(exc)) from None
-        except GeosrError as exc:
-            raise in_context(src, exc) from None
+        opts = _run_options(src, scale, model, options)
         check_output_given(dst)
         scene = scene_for(src, opts)
         # The frames' units are checked against the sample that fixes the normalisation: read
@@ -224,15 +216,7 @@ def upscale_file(
                 dst = f"{dst}{default_output(src, opts.scale, opts.variable).name}"
             return _upscale_to_remote(src, str(dst), opts, progress)
         dst = local_destination(src, dst, opts, scene, frames)
-        from geosr.models import load_model
-        from geosr.predictor import Predictor
-
-        try:
-            net = load_model(opts.model, bands=scene.count, scale=opts.scale)
-            check_band_layout(scene.path, scene.descriptions, net.card.bands, model_label(net, opts.model))
-            predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
-        except GeosrError as exc:
-            raise in_context(src, exc) from None
+        net, predictor = _predictor_for(src, scene, opts)
         frames = frames_read(src, net, frames)
         halo = run_halo(net, 1 + len(frames))
         height, width = scene.grid.shape.yx
@@ -240,11 +224,7 @@ def upscale_file(
         if opts.check_resources:
             # Before the plan and before any pixel is read: a scene declaring absurd
             # dimensions stops here, not after allocating millions of tiles.
-            out_bytes = resources.output_bytes(height, width, scene.count, opts.scale, scene.dtype)
-            try:
-                resources.check(bounds, out_bytes, dst, already_on_disk=reclaimable_bytes(dst))
-            except GeosrError as exc:
-                raise in_context(src, exc) from None
+            _check_resources(src, scene, opts, bounds, dst)
         plan = plan_tiles(height, width, tile=tile, halo=halo)
         offsets = reflectance_offset(scene, opts.offset)
         norm = normalisation_for(scene, dict(net.card.normalisation), offsets, sample)
@@ -277,23 +257,13 @@ def upscale_file(
             if progress is not None:
                 progress(done, len(plan))
 
-        if dst.exists() or dst.is_symlink():
-            found = output_job(dst)
-            if opts.resume and found == digest:
-                _forget_leftover_state(dst)
-                advance(len(plan))
-                # Already finished: nothing is computed again.  But a run killed after its rename
-                # has no --stac/--quicklook files yet, so those asked for and missing are written.
-                write_extras(src, scene, dst, opts, model_tag, missing_only=True, frames=frames)
-                return dst
-            if not opts.overwrite:
-                if found == digest:  # a rerun of a finished batch, say: --resume skips it
-                    raise OutputError(
-                        f"{dst} already exists, written by this same job; pass --resume to keep it "
-                        "(nothing is computed again) or --overwrite to replace it"
-                    )
-                what = "is the output of a different job" if opts.resume and found else "already exists"
-                raise OutputError(f"{dst} {what}; pass --overwrite to replace it")
+        if _check_existing_output(dst, digest, opts):
+            _forget_leftover_state(dst)
+            advance(len(plan))
+            # Already finished: nothing is computed again.  But a run killed after its rename
+            # has no --stac/--quicklook files yet, so those asked for and missing are written.
+            write_extras(src, scene, dst, opts, model_tag, missing_only=True, frames=frames)
+            return dst
         # Before the extras' check: their names are longer still, and a 250-byte output's
         # quicklook raised 'File name too long' looking for an earlier one, a traceback.
         check_name_length(dst)
@@ -303,15 +273,112 @@ def upscale_file(
         write_extras(src, scene, out, opts, model_tag, frames=frames)
         return out
     finally:
-        # The reads made in this thread (the normalisation's sample, the frames' checks, the
-        # quicklook) each left its file open in the thread's cache: one descriptor more per
-        # input for every call of a notebook or a `geosr run 'archive/*.tif'`, and a second
-        # call on a scene rewritten at the same path took its normalisation from the old file.
-        close_datasets()
-        forget_fetched()  # a remote STAC Item: the next call reads it as it is then
-        frames_given = options.get("frames") or ()
-        frames_given = [frames_given] if isinstance(frames_given, str | Path) else frames_given
-        forget_remote_files([str(src), *map(str, frames_given)])  # and a remote input
+        _forget_reads(src, options.get("frames"))
+
+
+def _run_options(src: str | Path, scale: int, model: str | None, options: dict[str, Any]) -> RunOptions:
+    """The call's :class:`~geosr.options.RunOptions`, or one line naming what is wrong with them.
+
+    Raises
+    ------
+    OptionError
+        A keyword that is no option, or a value of the wrong type.
+    GeosrError
+        A value the options refuse, in the context of ``src``.
+    """
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(RunOptions)})
+    if unknown:
+        raise OptionError(unknown_options(unknown))
+    try:
+        return RunOptions(scale=scale, model=model, **options)
+    except TypeError as exc:
+        raise OptionError(str(exc)) from None
+    except GeosrError as exc:
+        raise in_context(src, exc) from None
+
+
+def _predictor_for(src: str | Path, scene: Scene, opts: RunOptions) -> tuple[SRModel, Predictor]:
+    """The model the run asks for, checked against ``scene``'s bands, and its predictor.
+
+    Raises
+    ------
+    GeosrError
+        The model cannot be loaded, or does not take the scene's bands, in the context of ``src``.
+    """
+    from geosr.models import load_model
+    from geosr.predictor import Predictor
+
+    try:
+        net = load_model(opts.model, bands=scene.count, scale=opts.scale)
+        check_band_layout(scene.path, scene.descriptions, net.card.bands, model_label(net, opts.model))
+        predictor = Predictor(net, device=opts.device, precision=opts.precision, compile=opts.compile)
+    except GeosrError as exc:
+        raise in_context(src, exc) from None
+    return net, predictor
+
+
+def _check_resources(
+    src: str | Path, scene: Scene, opts: RunOptions, bounds: resources.Plan, dst: Path
+) -> None:
+    """Refuse a run whose memory (``bounds``, :func:`~geosr.memory_fit.fit_to_memory`'s) or output
+    does not fit this machine, counting the space an unfinished run of ``dst`` would give back.
+
+    Raises
+    ------
+    GeosrError
+        In the context of ``src``: what is needed, what is available, and what to change.
+    """
+    height, width = scene.grid.shape.yx
+    out_bytes = resources.output_bytes(height, width, scene.count, opts.scale, scene.dtype)
+    try:
+        resources.check(bounds, out_bytes, dst, already_on_disk=reclaimable_bytes(dst))
+    except GeosrError as exc:
+        raise in_context(src, exc) from None
+
+
+def _check_existing_output(dst: Path, digest: str, opts: RunOptions) -> bool:
+    """Refuse to replace an existing ``dst`` without ``overwrite``; tell whether ``resume`` keeps it.
+
+    Returns
+    -------
+    bool
+        True for this job's output with ``resume``; False where there is no output yet, or
+        ``overwrite`` replaces it.
+
+    Raises
+    ------
+    OutputError
+        ``dst`` exists and neither ``resume`` keeps it nor ``overwrite`` replaces it.
+    """
+    if not (dst.exists() or dst.is_symlink()):
+        return False
+    found = output_job(dst)
+    if opts.resume and found == digest:
+        return True
+    if opts.overwrite:
+        return False
+    if found == digest:  # a rerun of a finished batch, say: --resume skips it
+        raise OutputError(
+            f"{dst} already exists, written by this same job; pass --resume to keep it "
+            "(nothing is computed again) or --overwrite to replace it"
+        )
+    what = "is the output of a different job" if opts.resume and found else "already exists"
+    raise OutputError(f"{dst} {what}; pass --overwrite to replace it")
+
+
+def _forget_reads(src: str | Path, frames_given: Any) -> None:
+    """Close and forget what a call read in this thread: its files' cached handles and fetched copies.
+
+    The reads made in this thread (the normalisation's sample, the frames' checks, the
+    quicklook) each left its file open in the thread's cache: one descriptor more per
+    input for every call of a notebook or a `geosr run 'archive/*.tif'`, and a second
+    call on a scene rewritten at the same path took its normalisation from the old file.
+    """
+    close_datasets()
+    forget_fetched()  # a remote STAC Item: the next call reads it as it is then
+    frames_given = frames_given or ()
+    frames_given = [frames_given] if isinstance(frames_given, str | Path) else frames_given
+    forget_remote_files([str(src), *map(str, frames_given)])  # and a remote input
 
 
 def local_destination(
