@@ -395,86 +395,145 @@ def _grid_difference(grid: tuple[Any, ...], other: tuple[Any, ...]) -> str:
     return f"{width} x {height} px vs {width0} x {height0}"
 
 
+class _StackedBand(NamedTuple):
+    """One band of a stack of assets: what the VRT says of it, and the grid of its file."""
+
+    name: str
+    source: str
+    """GDAL's own name of the asset's file (``/vsis3/...``, ``/vsizip/...``)."""
+    number: int
+    """The band's 1-based number in its file."""
+    nodata: float | None
+    scaling: tuple[float, float]
+    """Its scale and offset."""
+    dtype: str
+    grid: tuple[Any, ...]
+    """``(width, height, transform, crs)`` of its file."""
+    crs_wkt: str
+
+
 def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]]) -> str:
     """A VRT stacking ``assets`` (name, asset, band) in order: the band of the asset that
     its ``eo:bands`` name is, or (None) a single-band asset by its key; one grid for all."""
-    grid = None
-    bands = []
-    dtypes = []
+    bands: list[_StackedBand] = []
     for name, asset, band in assets:
-        href = _href(item_path, asset)
-        try:
-            with rasterio.open(href) as src:
-                if band is None and src.count != 1:  # a stack takes band 1: the others would be lost unseen
-                    raise InputError(
-                        f"{item_path}: asset {name!r} has {src.count} bands, and --bands stacks "
-                        f"single-band assets; read it with --asset {name} (and --bands by its own bands)"
-                    )
-                if band is not None and src.count != len(_names(asset)):  # which band is which?
-                    raise InputError(
-                        f"{item_path}: the asset with band {name!r} names {len(_names(asset))} bands in its "
-                        f"eo:bands, but its raster ({href}) has {src.count}; correct the Item, or read the "
-                        "asset with --asset KEY and pick bands by 1-based index"
-                    )
-                if src.crs is None:  # as open_scene says of a file; the stack raised AttributeError
-                    raise InputError(
-                        f"{item_path}: asset {name!r} ({href}) has no CRS, so its output could not be "
-                        "georeferenced; assign one first, e.g. gdal_edit.py -a_srs EPSG:32633 FILE"
-                    )
-                here = (src.width, src.height, tuple(src.transform), src.crs)
-                if grid is None:
-                    grid, crs_wkt = here, src.crs.to_wkt()
-                elif here != grid:
-                    raise InputError(
-                        f"{item_path}: asset {name!r} is on another grid than {assets[0][0]!r} "
-                        f"({_grid_difference(here, grid)}); stack assets of one grid (resolution, "
-                        "CRS and extent), or run each grid separately"
-                    )
-                # GDAL's own name of the file (/vsis3/..., /vsizip/...): a VRT's source takes no s3://
-                # or zip:// URL, which rasterio maps for a file it opens ("No such file" in the read).
-                source = src.files[0] if src.files else href
-                file_scaling = tuple(zip(src.scales, src.offsets, strict=True))
-        except rasterio.errors.RasterioIOError as exc:
-            raise InputError(f"{item_path}: asset {name!r} ({href}) cannot be read ({exc})") from None
-        index = band or 1
-        nodata = src.nodatavals[index - 1]  # each asset's own (Scene.band_nodata), else the Item's
-        declared = fitting(declared_nodata(asset), src.dtypes[index - 1])
-        if nodata is None and len(declared) == src.count:
-            nodata = declared[index - 1]
-        scaling = file_scaling[index - 1]  # the file's own, else the Item's
-        if scaling == (1.0, 0.0) and len(scales := declared_scaling(asset)) == src.count:
-            scaling = scales[index - 1] or scaling
-        bands.append((name, source, index, nodata, scaling))
-        dtypes.append(src.dtypes[index - 1])
-    assert grid is not None
-    # One type holding every asset's values: the first asset's cut the others' (a float
-    # reflectance band stacked after a uint16 one became 0, an int16 one's negatives 0).
+        first = (bands[0].grid, assets[0][0]) if bands else None
+        bands.append(_stacked_band(item_path, name, asset, band, first))
+    dtype = _stack_dtype(item_path, [name for name, _, _ in assets], [b.dtype for b in bands])
+    return _written_vrt(item_path, _vrt_xml(bands, typename_fwd[dtype_rev[dtype]]))
+
+
+def _stacked_band(
+    item_path: str | Path, name: str, asset: Any, band: int | None, first: tuple[tuple[Any, ...], str] | None
+) -> _StackedBand:
+    """The band ``band`` of ``asset`` (band 1 of a single-band asset for None), checked for a stack.
+
+    Parameters
+    ----------
+    item_path : str or Path
+        The STAC Item, as the messages name it.
+    name, asset, band
+        The band's name in the stack, its asset and its 1-based number there (None: a
+        single-band asset).
+    first : tuple, optional
+        The grid of the stack's first asset and that asset's name; None for the first.
+
+    Raises
+    ------
+    InputError
+        The asset cannot be read, has other bands than its ``eo:bands`` say or than a stack
+        takes, has no CRS, or lies on another grid than the first.
+    """
+    href = _href(item_path, asset)
+    try:
+        with rasterio.open(href) as src:
+            if band is None and src.count != 1:  # a stack takes band 1: the others would be lost unseen
+                raise InputError(
+                    f"{item_path}: asset {name!r} has {src.count} bands, and --bands stacks "
+                    f"single-band assets; read it with --asset {name} (and --bands by its own bands)"
+                )
+            if band is not None and src.count != len(_names(asset)):  # which band is which?
+                raise InputError(
+                    f"{item_path}: the asset with band {name!r} names {len(_names(asset))} bands in its "
+                    f"eo:bands, but its raster ({href}) has {src.count}; correct the Item, or read the "
+                    "asset with --asset KEY and pick bands by 1-based index"
+                )
+            if src.crs is None:  # as open_scene says of a file; the stack raised AttributeError
+                raise InputError(
+                    f"{item_path}: asset {name!r} ({href}) has no CRS, so its output could not be "
+                    "georeferenced; assign one first, e.g. gdal_edit.py -a_srs EPSG:32633 FILE"
+                )
+            here = (src.width, src.height, tuple(src.transform), src.crs)
+            if first is not None and here != first[0]:
+                raise InputError(
+                    f"{item_path}: asset {name!r} is on another grid than {first[1]!r} "
+                    f"({_grid_difference(here, first[0])}); stack assets of one grid (resolution, "
+                    "CRS and extent), or run each grid separately"
+                )
+            # GDAL's own name of the file (/vsis3/..., /vsizip/...): a VRT's source takes no s3://
+            # or zip:// URL, which rasterio maps for a file it opens ("No such file" in the read).
+            source = src.files[0] if src.files else href
+            crs_wkt = src.crs.to_wkt()
+            file_scaling = tuple(zip(src.scales, src.offsets, strict=True))
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"{item_path}: asset {name!r} ({href}) cannot be read ({exc})") from None
+    index = band or 1
+    nodata = src.nodatavals[index - 1]  # each asset's own (Scene.band_nodata), else the Item's
+    declared = fitting(declared_nodata(asset), src.dtypes[index - 1])
+    if nodata is None and len(declared) == src.count:
+        nodata = declared[index - 1]
+    scaling = file_scaling[index - 1]  # the file's own, else the Item's
+    if scaling == (1.0, 0.0) and len(scales := declared_scaling(asset)) == src.count:
+        scaling = scales[index - 1] or scaling
+    return _StackedBand(name, source, index, nodata, scaling, src.dtypes[index - 1], here, crs_wkt)
+
+
+def _stack_dtype(item_path: str | Path, names: list[str], dtypes: list[str]) -> str:
+    """One type holding every asset's values: the first asset's cut the others' (a float
+    reflectance band stacked after a uint16 one became 0, an int16 one's negatives 0).
+
+    Raises
+    ------
+    InputError
+        That type is not supported (64-bit integers, complex: a KeyError before).
+    """
     dtype = np.result_type(*dtypes).name
-    if dtype not in SUPPORTED_DTYPES:  # 64-bit integers, complex: a KeyError before
-        stacked = ", ".join(f"{n!r} {t}" for (n, _, _), t in zip(assets, dtypes, strict=True))
+    if dtype not in SUPPORTED_DTYPES:
+        stacked = ", ".join(f"{n!r} {t}" for n, t in zip(names, dtypes, strict=True))
         raise InputError(
             f"{item_path}: the assets stacked ({stacked}) need {dtype}, which is not supported; "
             f"use assets of {', '.join(SUPPORTED_DTYPES)} (gdal_translate -ot)"
         )
-    gdal_type = typename_fwd[dtype_rev[dtype]]
-    width, height, transform, _ = grid
+    return str(dtype)
+
+
+def _vrt_xml(bands: list[_StackedBand], gdal_type: str) -> str:
+    """The VRT of ``bands`` (on the first one's grid), each of GDAL data type ``gdal_type``."""
+    width, height, transform, _ = bands[0].grid
+    srs = escape(bands[0].crs_wkt)
     geotransform = ", ".join(repr(v) for v in (transform[2], transform[0], transform[1],
                                                 transform[5], transform[3], transform[4]))  # fmt: skip
     parts = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
-             f"<SRS>{escape(crs_wkt)}</SRS>", f"<GeoTransform>{geotransform}</GeoTransform>"]  # fmt: skip
-    for i, (name, href, index, nodata, (scale, offset)) in enumerate(bands, start=1):
-        band_xml = f"<Description>{escape(name)}</Description>"
-        band_xml += f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
+             f"<SRS>{srs}</SRS>", f"<GeoTransform>{geotransform}</GeoTransform>"]  # fmt: skip
+    for i, band in enumerate(bands, start=1):
+        scale, offset = band.scaling
+        band_xml = f"<Description>{escape(band.name)}</Description>"
+        band_xml += f"<NoDataValue>{band.nodata!r}</NoDataValue>" if band.nodata is not None else ""
         if (scale, offset) != (1.0, 0.0):
             band_xml += f"<Offset>{offset!r}</Offset><Scale>{scale!r}</Scale>"
         parts.append(
             f'<VRTRasterBand dataType="{gdal_type}" band="{i}">{band_xml}'
-            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(href)}</SourceFilename>'
-            f"<SourceBand>{index}</SourceBand></SimpleSource></VRTRasterBand>"
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(band.source)}</SourceFilename>'
+            f"<SourceBand>{band.number}</SourceBand></SimpleSource></VRTRasterBand>"
         )
     parts.append("</VRTDataset>")
+    return "\n".join(parts)
+
+
+def _written_vrt(item_path: str | Path, xml: str) -> str:
+    """``xml`` written as ``<Item stem>.vrt`` in a temporary folder removed when the process exits."""
     folder = Path(tempfile.mkdtemp(prefix="geosr-stac-"))
     atexit.register(shutil.rmtree, folder, True)
     vrt = folder / f"{Path(item_path).stem}.vrt"
-    vrt.write_text("\n".join(parts))
+    vrt.write_text(xml)
     return str(vrt)
