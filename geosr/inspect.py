@@ -141,23 +141,16 @@ class RunPlan:
         return f"{self.source} (reads {self.scene.path})"
 
     def lines(self) -> list[tuple[str, str]]:
+        """The ``(key, value)`` lines ``geosr info`` prints: what the input is, then the run's plan."""
+        return self._input_lines() + self._run_lines()
+
+    def _input_lines(self) -> list[tuple[str, str]]:
+        """The lines on the input: its path, grid, bands, nodata, mask, valid pixels and window."""
         s = self.scene
-        out_grid = scaled(s.grid, self.options.scale)
         rows = [
             ("input", self._input()),
             ("grid", describe(s.grid)),
-            (
-                "bands",
-                f"{s.count} x {s.dtype}: "
-                # The file's band numbers, which --bands takes: a selection or an alpha band
-                # makes them other than 1..count.
-                + ", ".join(
-                    d or f"band {i}"
-                    for i, d in zip(
-                        s.bands or range(1, s.count + 1), s.descriptions or (None,) * s.count, strict=True
-                    )
-                ),
-            ),
+            ("bands", self._bands()),
             ("nodata", _nodata_text(s, self.aoi_nodata)),
         ]
         if s.masked:
@@ -179,18 +172,26 @@ class RunPlan:
                     f"({w} x {h} px) of the {fw} x {fh} px file",
                 )
             )
-        rows += [
-            ("output grid", describe(out_grid)),
-            (
-                "output size",
-                (
-                    f"{self.output_bytes / 2**30:.2f} GiB uncompressed"
-                    if self.output_bytes >= 2**30
-                    # A small output in KiB: 'MiB' to one decimal made a 100 x 80 one '0.0 MiB'.
-                    else f"{format_bytes(self.output_bytes)} uncompressed"
-                )
-                + (" (BigTIFF)" if is_bigtiff(self.output_bytes) else ""),
-            ),
+        return rows
+
+    def _bands(self) -> str:
+        """The bands' count, dtype and names (or numbers)."""
+        s = self.scene
+        # The file's band numbers, which --bands takes: a selection or an alpha band
+        # makes them other than 1..count.
+        names = (
+            d or f"band {i}"
+            for i, d in zip(
+                s.bands or range(1, s.count + 1), s.descriptions or (None,) * s.count, strict=True
+            )
+        )
+        return f"{s.count} x {s.dtype}: " + ", ".join(names)
+
+    def _run_lines(self) -> list[tuple[str, str]]:
+        """The lines on the run: output grid and size, model, tiles, batch, resources and time."""
+        rows = [
+            ("output grid", describe(scaled(self.scene.grid, self.options.scale))),
+            ("output size", self._output_size()),
             ("model", f"{self.model} x{self.options.scale}" + _frames_text(self.frames)),
             (
                 "tiles",
@@ -217,6 +218,16 @@ class RunPlan:
         if self.timing is not None:
             rows.append(("estimated time", self.timing.describe()))
         return rows
+
+    def _output_size(self) -> str:
+        """The output's uncompressed size, and whether it needs a BigTIFF."""
+        size = (
+            f"{self.output_bytes / 2**30:.2f} GiB"
+            if self.output_bytes >= 2**30
+            # A small output in KiB: 'MiB' to one decimal made a 100 x 80 one '0.0 MiB'.
+            else format_bytes(self.output_bytes)
+        )
+        return f"{size} uncompressed" + (" (BigTIFF)" if is_bigtiff(self.output_bytes) else "")
 
     def _shortfall(self) -> str:
         """What geosr run would refuse for lack of memory or of disk in the default output's
