@@ -89,18 +89,19 @@ def served(directory: Path, answers: int = 1 << 30) -> Iterator[str]:
     """``http://127.0.0.1:PORT`` serving ``directory`` with Range support (``answers`` GETs,
     then HTTP 503), from another process: GDAL holds the GIL while it reads, so a server
     thread of the test's own would never answer an in-process run."""
-    server = subprocess.Popen(
+    # As a context manager, Popen closes the pipe it read the port from (left open, a ResourceWarning).
+    with subprocess.Popen(
         [sys.executable, "-c", _SERVE, str(directory), str(answers)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
-    )
-    try:
-        assert server.stdout is not None
-        yield f"http://127.0.0.1:{server.stdout.readline().strip()}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    ) as server:
+        try:
+            assert server.stdout is not None
+            yield f"http://127.0.0.1:{server.stdout.readline().strip()}"
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
 
 
 def test_http_cog_is_read_in_ranges(tmp_path: Path) -> None:
