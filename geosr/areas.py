@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import shapely
 from odc.geo.geom import Geometry
 
-from geosr.errors import InputError, OptionError
+from geosr.errors import InputError, OptionError, catch_warnings_serialised
 from geosr.grid import parse_crs
 
 GEOJSON_CRS = "EPSG:4326"
@@ -127,7 +128,11 @@ def _read_geojson(path: Path) -> Geometry:
     if untyped:
         raise InputError(f"{path}: a geometry's type is {untyped[0]!r}, not a GeoJSON one; check the file")
     try:
-        shapes = [shapely.geometry.shape(g) for g in raw if g]
+        with catch_warnings_serialised():
+            # shapely's "invalid value encountered in linearrings", of a NaN coordinate, came
+            # out as a warning line before the one line that _union gives of it.
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            shapes = [shapely.geometry.shape(g) for g in raw if g]
     except (shapely.errors.ShapelyError, AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         # AttributeError: a geometry that is no object ("geometry": "POLYGON"); GEOSException:
         # a ring that does not close (a NaN coordinate).

@@ -479,12 +479,14 @@ UNKNOWN_CRS = {"type": "name", "properties": {"name": "EPSG:99999"}}
         ({"type": "Feature", "geometry": {"coordinates": [RING]}}, "a geometry's type is None"),
     ],
 )
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a line on the user's terminal, which capsys misses
 def test_a_malformed_geojson_is_one_line(
     make_raster, tmp_path: Path, capsys, monkeypatch, doc, needle
 ) -> None:
     """Each ended in a traceback (AttributeError, pyproj's CRSError, a GEOSException), or, for a
     NaN coordinate, said the AOI had no area; an Esri JSON, a TopoJSON or a geometry without a
-    type 'cannot be read ('NoneType' object has no attribute 'lower')'."""
+    type 'cannot be read ('NoneType' object has no attribute 'lower')'.  A NaN coordinate had
+    shapely's 'warning: invalid value encountered in linearrings' before its line."""
     from tests.test_bad_input import assert_one_clear_line, run_cli
 
     aoi = tmp_path / "area.geojson"
