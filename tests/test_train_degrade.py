@@ -134,6 +134,23 @@ def test_a_scene_smaller_than_a_chip_beside_others_is_left_out_with_a_warning(ma
     assert sampler.pairs == [(0, 0)]
 
 
+def test_a_sources_nodata_the_dtype_cannot_hold_is_told_as_its_user_sets_it(make_raster) -> None:
+    """A Python caller of train() was told to "give --nodata (or the recipe's nodata)", neither
+    of which it has: its sources' nodata is in config.data."""
+    from geosr.errors import keyword_wording
+    from geosr.train.trainer import TRAIN_FLAGS
+
+    path = make_raster("scene.tif", height=20, width=20, dtype="uint16")
+    with pytest.raises(OptionError) as command:
+        load_scene(path, SceneSource(str(path), nodata=-1))
+    assert "give --nodata (or the recipe's nodata) an integer in [0, 65535], or none" in str(command.value)
+    with keyword_wording(TRAIN_FLAGS), pytest.raises(OptionError) as api:
+        load_scene(path, SceneSource(str(path), nodata=-1))
+    assert str(api.value).endswith(
+        "give its source's nodata (in config.data.train or .val) an integer in [0, 65535], or None"
+    ), api.value
+
+
 def test_the_chip_size_to_lower_is_named_once_as_its_user_sets_it(make_raster) -> None:
     """It read "lower --chip (data.lr_chip)", and to a Python caller of train() "lower
     config.data.lr_chip (data.lr_chip)": the flag translated, its recipe key beside it."""

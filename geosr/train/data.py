@@ -117,8 +117,7 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
         # colour, CF missing values, the file's mask or alpha band), or the source's nodata instead.
         if source.nodata is not None and not math.isnan(source.nodata):  # NaN: none (a recipe's way)
             # One the dtype cannot hold marked nothing: the fill meant was trained on as data.
-            remedy = "give --nodata (or the recipe's nodata) {values}, or none"
-            check_nodata_of(path, source.nodata, src.dtypes[0], remedy)
+            check_nodata_of(path, source.nodata, src.dtypes[0], _nodata_remedy())
         grid = raster_grid(src)
         masked = hides_pixels(src, bands[0])
         fields = declared_invalid(src, bands)
@@ -300,6 +299,15 @@ class ChipSampler:
         m = self.margin
         hr = np.ascontiguousarray(chips[:, :, m : self.size - m, m : self.size - m])
         return lr, hr
+
+
+def _nodata_remedy() -> str:
+    """How to give a training source a nodata its dtype holds, as its user sets it
+    (:func:`~geosr.io.sink.check_nodata_of`'s remedy): a Python caller of ``train`` has no
+    ``--nodata``, but the nodata of the source in ``config.data``."""
+    if current_keywords() is not None:
+        return "give its source's nodata (in config.data.train or .val) {values}, or None"
+    return "give --nodata (or the recipe's nodata) {values}, or none"
 
 
 def chip_setting(what: str) -> str:
