@@ -196,6 +196,22 @@ def test_a_windows_output_path_is_refused(make_raster, tmp_path: Path, capsys, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
+@pytest.mark.parametrize("name", ["s3:scene.tif", "zip:scene.tif"])
+def test_a_file_named_like_a_url_is_told_how_to_give(
+    make_raster, tmp_path: Path, capsys, monkeypatch, name: str
+) -> None:
+    """A file 's3:scene.tif' was read as an S3 URL ('no credentials to read it with'), and
+    'zip:scene.tif' as an archive's member ('/vsizip/scene.tif' does not exist)."""
+    make_raster(name)
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["run", name, "--model", "bicubic"], capsys, monkeypatch)
+    scheme = name.partition(":")[0]
+    assert_one_clear_line(code, err, f"{name}: read as a {scheme}: URL", f"give it as ./{name}")
+    assert outputs_in(tmp_path) == []
+    code, err = run_cli(["run", f"./{name}", "--model", "bicubic", "--scale", "2"], capsys, monkeypatch)
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("bands", ["", " , "])
 def test_empty_bands_are_refused_not_read_as_every_band(
     make_raster, tmp_path: Path, capsys, monkeypatch, bands: str

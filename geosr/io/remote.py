@@ -36,6 +36,9 @@ REMOTE_SCHEMES = ("http", "https", "s3", "gs", "gcs", "az", "azure", "abfs", "os
 _ARCHIVE_PREFIXES = ("/vsizip/", "/vsitar/", "/vsigzip/")
 _ARCHIVE_SCHEMES = ("zip", "tar", "gzip", "zip+file", "tar+file", "gzip+file")
 
+URL_SCHEMES = (*REMOTE_SCHEMES, *_ARCHIVE_SCHEMES, "ftp")
+"""The schemes before which geosr, or rasterio, reads ``scheme:name`` as a URL, ``//`` or not."""
+
 
 STALLED_TRANSFER_S = 30
 """Seconds a remote read may go without a byte before it fails (GDAL's

@@ -34,6 +34,7 @@ from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS, overlong_name
 from geosr.io.remote import (
     STDIN_EXAMPLE,
+    URL_SCHEMES,
     archive_member_problem,
     file_url_path,
     forget_remote_files,
@@ -395,6 +396,14 @@ def check_input_exists(path: str) -> None:
         raise InputError(
             "-: no such file; geosr reads standard input as /vsistdin/ (GDAL's name), not '-': "
             + STDIN_EXAMPLE
+        )
+    scheme = path.partition(":")[0]
+    if ":" in path and "://" not in path and scheme.lower() in URL_SCHEMES and Path(path).exists():
+        # A file named 's3:x.tif' was read as an S3 URL ('no credentials to read it with'),
+        # 'zip:x.tif' as an archive's member: the file itself was never read.
+        raise InputError(
+            f"{path}: read as a {scheme}: URL, though a file of this name is here; give it as "
+            f"{shlex.quote('./' + path)} to read the file"
         )
     if "://" not in path and not path.startswith("/vsi") and not Path(path).exists():
         named = _SUBDATASET.match(path)
