@@ -8,6 +8,7 @@ subclasses, which the main app prints as one line.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -469,44 +470,88 @@ def _build_and_train(
 ) -> Any:
     """Build the store from the pairs (if any), then train; the part whose leftovers a failure removes."""
     from geosr.train.config import load_config
-    from geosr.train.trainer import train
+    from geosr.train.trainer import train  # torch loads here, before the store is built
 
     if pairs and store_path is not None:
-        from geosr.orchestrate.training_store import build_training_store
-        from geosr.train.store import built_pairs
-
-        # A resumed run trains on the store it began with: building it again co-registered
-        # every pair once more, and took up files changed since, or other pairs.
-        built = built_pairs(store_path, scale=config.scale, lr_chip=config.data.lr_chip) if resume else None
-        if built is not None and built != [(Path(lr).absolute(), Path(hr).absolute()) for lr, hr in pairs]:
-            raise OptionError(
-                f"cannot resume {config.output}: its training store {store_path} was built from other "
-                f"--lr/--hr pairs ({len(built)}, the first {built[0][0].name} / {built[0][1].name}); "
-                "resume with the same pairs, or start again with --overwrite"
-            )
-        if built is not None:
-            _say(f"resuming on the training store {store_path}, built from these pairs before")
-        else:
-            from geosr.train.coreg import check_pair
-
-            # Every pair, before the first is co-registered: a missing file, swapped or mismatched
-            # rasters were found only while the store was built, below the line that says so,
-            # after the pairs before them (minutes each on real scenes).
-            for lr_path, hr_path in pairs:
-                check_pair(lr_path, hr_path, config.scale)
-            _say(f"building the training store {store_path} from {len(pairs)} pair(s)")
-            info = build_training_store(
-                pairs, store_path, scale=config.scale, lr_chip=config.data.lr_chip, scheduler=scheduler
-            )
-            for p in info["pairs"]:
-                names = f"{Path(p['lr']).name} / {Path(p['hr']).name}"
-                _say(f"  {names}: {_shift_words(p['shift'])}, {p['chips']} chips")
+        _store_from_pairs(config, pairs, store_path, scheduler, resume)
         config = load_config(recipe, {**overrides, "data": {**overrides["data"], "store": str(store_path)}})
     elif store is not None:
         config = load_config(recipe, {**overrides, "data": {**overrides["data"], "store": str(store)}})
     if not config.data.store and not config.data.train:
         raise OptionError("nothing to train on: give HR rasters, --lr/--hr pairs, --store or a --recipe")
+    return _train_with_progress(train, config, recipe, resume)
 
+
+def _store_from_pairs(
+    config: Any, pairs: list[tuple[Path, Path]], store_path: Path, scheduler: str, resume: bool
+) -> None:
+    """Build the training store ``store_path`` from the LR/HR ``pairs``, saying so on stderr; a
+    resumed run keeps the store it began with.
+
+    Raises
+    ------
+    OptionError
+        Resuming on a store built from other pairs.
+    GeosrError
+        A pair that cannot be co-registered (a missing file, swapped or mismatched rasters), told
+        before the first pair is.
+    """
+    from geosr.orchestrate.training_store import build_training_store
+    from geosr.train.store import built_pairs
+
+    # A resumed run trains on the store it began with: building it again co-registered
+    # every pair once more, and took up files changed since, or other pairs.
+    built = built_pairs(store_path, scale=config.scale, lr_chip=config.data.lr_chip) if resume else None
+    if built is not None and built != [(Path(lr).absolute(), Path(hr).absolute()) for lr, hr in pairs]:
+        raise OptionError(
+            f"cannot resume {config.output}: its training store {store_path} was built from other "
+            f"--lr/--hr pairs ({len(built)}, the first {built[0][0].name} / {built[0][1].name}); "
+            "resume with the same pairs, or start again with --overwrite"
+        )
+    if built is not None:
+        _say(f"resuming on the training store {store_path}, built from these pairs before")
+        return
+    from geosr.train.coreg import check_pair
+
+    # Every pair, before the first is co-registered: a missing file, swapped or mismatched
+    # rasters were found only while the store was built, below the line that says so,
+    # after the pairs before them (minutes each on real scenes).
+    for lr_path, hr_path in pairs:
+        check_pair(lr_path, hr_path, config.scale)
+    _say(f"building the training store {store_path} from {len(pairs)} pair(s)")
+    info = build_training_store(
+        pairs, store_path, scale=config.scale, lr_chip=config.data.lr_chip, scheduler=scheduler
+    )
+    for p in info["pairs"]:
+        names = f"{Path(p['lr']).name} / {Path(p['hr']).name}"
+        _say(f"  {names}: {_shift_words(p['shift'])}, {p['chips']} chips")
+
+
+def _train_with_progress(train: Callable[..., Any], config: Any, recipe: Path | None, resume: bool) -> Any:
+    """Train as ``config`` says under a progress bar on stderr (plain lines where it is no terminal).
+
+    Parameters
+    ----------
+    train : callable
+        :func:`geosr.train.trainer.train`, which the caller imported (with torch) before it
+        built the training store.
+    config : TrainConfig
+        The run's configuration, its store filled in.
+    recipe : Path, optional
+        The recipe, recorded in the model card.
+    resume : bool
+        Continue from the run's last checkpoint.
+
+    Returns
+    -------
+    TrainResult
+        :func:`~geosr.train.trainer.train`'s.
+
+    Raises
+    ------
+    InterruptedRunError
+        Interrupted (Ctrl-C, SIGTERM): one line, with the command that continues the run.
+    """
     # Where stderr is no terminal (a log file, a Slurm job), rich would show nothing until the
     # end: plain lines now and then instead.
     lines = None if progress_bar_drawn(err) else ProgressLines("training", "steps")
