@@ -483,7 +483,7 @@ def _build_and_train(
 
 
 def _store_from_pairs(
-    config: Any, pairs: list[tuple[Path, Path]], store_path: Path, scheduler: str, resume: bool
+    config: Any, pairs: list[tuple[str, str]], store_path: Path, scheduler: str, resume: bool
 ) -> None:
     """Build the training store ``store_path`` from the LR/HR ``pairs``, saying so on stderr; a
     resumed run keeps the store it began with.
