@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from geosr.errors import InputError, OptionError
+from geosr.errors import InputError, OptionError, OutputError
 from geosr.models import load_weights
 from geosr.train.config import SceneSource, load_config
 from geosr.train.trainer import Validator, train
@@ -216,10 +216,23 @@ def test_a_new_run_over_an_old_one_leaves_nothing_of_it_to_resume(tmp_path, scen
         raise RuntimeError("power cut")  # before the new run's first checkpoint
 
     with pytest.raises(RuntimeError, match="power cut"):
-        train(_config(tmp_path, *scenes, seed=4, log_every=1), progress=crash)
+        train(_config(tmp_path, *scenes, seed=4, log_every=1), overwrite=True, progress=crash)
     resumed = train(_config(tmp_path, *scenes, seed=4, log_every=1), resume=True)
     assert resumed.step == 6 and resumed.weights is not None
     assert [h["step"] for h in resumed.history] == [3, 6]  # all of it run by the new run
+
+
+def test_a_second_python_run_into_the_same_folder_needs_resume_or_overwrite(tmp_path, scenes) -> None:
+    """train() replaced an earlier run's weights and card without a word, where geosr train
+    refuses it: now it refuses too, in the caller's words, before anything is written."""
+    first = train(_config(tmp_path, *scenes, steps=3))
+    assert first.weights is not None
+    kept = first.weights.read_bytes()
+    with pytest.raises(OutputError, match=r"holds a training run: pass resume=True .* overwrite=True"):
+        train(_config(tmp_path, *scenes, steps=3, seed=4))
+    assert first.weights.read_bytes() == kept
+    again = train(_config(tmp_path, *scenes, steps=3, seed=4), overwrite=True)
+    assert again.weights == first.weights and again.weights.read_bytes() != kept
 
 
 def test_fine_tuning_starts_from_the_given_weights(tmp_path, scenes) -> None:

@@ -284,7 +284,7 @@ def train_command(
             # A --store of its own, which other runs may build too (the run folder's is held with it).
             with store_held(store_path if store is not None else None):
                 result = _build_and_train(
-                    config, overrides, recipe, pairs, store, store_path, scheduler, resume
+                    config, overrides, recipe, pairs, store, store_path, scheduler, resume, overwrite
                 )
         except (typer.Exit, InterruptedRunError):
             raise
@@ -467,6 +467,7 @@ def _build_and_train(
     store_path: Path | None,
     scheduler: str,
     resume: bool,
+    overwrite: bool,
 ) -> Any:
     """Build the store from the pairs (if any), then train; the part whose leftovers a failure removes."""
     from geosr.train.config import load_config
@@ -479,7 +480,7 @@ def _build_and_train(
         config = load_config(recipe, {**overrides, "data": {**overrides["data"], "store": str(store)}})
     if not config.data.store and not config.data.train:
         raise OptionError("nothing to train on: give HR rasters, --lr/--hr pairs, --store or a --recipe")
-    return _train_with_progress(train, config, recipe, resume)
+    return _train_with_progress(train, config, recipe, resume, overwrite)
 
 
 def _store_from_pairs(
@@ -527,7 +528,9 @@ def _store_from_pairs(
         _say(f"  {names}: {_shift_words(p['shift'])}, {p['chips']} chips")
 
 
-def _train_with_progress(train: Callable[..., Any], config: Any, recipe: Path | None, resume: bool) -> Any:
+def _train_with_progress(
+    train: Callable[..., Any], config: Any, recipe: Path | None, resume: bool, overwrite: bool
+) -> Any:
     """Train as ``config`` says under a progress bar on stderr (plain lines where it is no terminal).
 
     Parameters
@@ -541,6 +544,8 @@ def _train_with_progress(train: Callable[..., Any], config: Any, recipe: Path | 
         The recipe, recorded in the model card.
     resume : bool
         Continue from the run's last checkpoint.
+    overwrite : bool
+        ``--overwrite``: replace an earlier run in the run folder.
 
     Returns
     -------
@@ -576,7 +581,13 @@ def _train_with_progress(train: Callable[..., Any], config: Any, recipe: Path | 
                 lines(step, total, f"loss {loss}" + (f", val PSNR {psnr}" if psnr != "-" else ""))
 
         try:
-            return train(config, resume=resume, progress=report, recipe=str(recipe) if recipe else None)
+            return train(
+                config,
+                resume=resume,
+                overwrite=overwrite,
+                progress=report,
+                recipe=str(recipe) if recipe else None,
+            )
         except KeyboardInterrupt as stop:
             # Reported as geosr run's are: one line (rich wrapped this one at 80 columns in a
             # log file), the signal's own words (a SIGTERM said "interrupted"), the command.

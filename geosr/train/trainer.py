@@ -594,6 +594,7 @@ def train(
     config: TrainConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: ProgressFn | None = None,
     stop_after: int | None = None,
     recipe: str | None = None,
@@ -606,6 +607,10 @@ def train(
         As :func:`~geosr.train.config.load_config` builds it (a recipe, overrides).
     resume : bool, default False
         Continue from ``<output>/checkpoints/last.*`` when it exists (else start).
+    overwrite : bool, default False
+        Replace the run in ``config.output`` and the weights file, where they exist: without
+        it (or ``resume``) an earlier run is refused before anything is written, as
+        ``geosr train`` refuses it (:func:`check_run_output`).
     progress : callable, optional
         Progress callback, see :data:`ProgressFn`.
     stop_after : int, optional
@@ -631,6 +636,8 @@ def train(
             f"train takes a TrainConfig, not a {type(config).__name__}: build it with "
             "geosr.train.load_config(recipe, overrides), overrides a dict of the recipe's keys"
         )
+    # A second call into one folder replaced the first run's weights and card without a word.
+    check_run_output(config, resume=resume, overwrite=overwrite)
     # Gradients whatever the caller's mode: inside torch.no_grad() or inference_mode(), or after
     # torch.set_grad_enabled(False) (an inference notebook), the first step failed in torch's
     # traceback "element 0 of tensors does not require grad and does not have a grad_fn".
