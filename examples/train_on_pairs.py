@@ -36,7 +36,14 @@ with rasterio.open(lr, "w", **small) as dst:
 store = folder / "pairs.zarr"
 # The bottom 30 % of the rows is held out for validation (a spatial split).
 info = build_training_store(
-    [(lr, hr)], store, scale=4, lr_chip=16, stride=8, val_fraction=0.3, scheduler="synchronous"
+    [(lr, hr)],
+    store,
+    scale=4,
+    lr_chip=16,
+    stride=8,
+    val_fraction=0.3,
+    scheduler="synchronous",
+    overwrite=True,
 )
 print("training store:", store, "chips:", [p["chips"] for p in info["pairs"]])
 config = load_config(
@@ -54,7 +61,7 @@ config = load_config(
         "data": {"store": str(store), "lr_chip": 16, "val_chips": 4},
     },
 )
-result = train(config)
+result = train(config, overwrite=True)  # a rerun of this example replaces its run
 print("weights:", result.weights)
 out = geosr.upscale_file(lr, folder / "mine_x4.tif", scale=4, model=str(result.weights), overwrite=True)
 with rasterio.open(out) as f:

@@ -447,3 +447,26 @@ def test_a_run_built_from_relative_paths_resumes_from_another_folder(
         monkeypatch,
     )
     assert code == 0 and "resuming on the training store" in " ".join(err.split()), err
+
+
+def test_a_second_build_into_one_store_needs_overwrite_and_never_takes_other_files(
+    tmp_path: Path, pairs
+) -> None:
+    """build_training_store replaced an existing store without a word (and would delete a folder
+    of other files given as the store): it now asks for overwrite=True, and refuses the folder."""
+    from geosr.errors import OutputError
+
+    store = tmp_path / "store.zarr"
+    build_training_store(pairs[:1], store, scale=2, lr_chip=16, scheduler="synchronous")
+    kept = sorted(p.relative_to(store) for p in store.rglob("*"))
+    with pytest.raises(OutputError, match=r"already exists: pass overwrite=True to rebuild it"):
+        build_training_store(pairs, store, scale=2, lr_chip=16, scheduler="synchronous")
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == kept
+    info = build_training_store(pairs, store, scale=2, lr_chip=16, scheduler="synchronous", overwrite=True)
+    assert len(info["pairs"]) == 2
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(OutputError, match="folder of other files"):
+        build_training_store(pairs, folder, scale=2, lr_chip=16, scheduler="synchronous", overwrite=True)
+    assert (folder / "notes.txt").read_text(encoding="utf-8") == "mine"

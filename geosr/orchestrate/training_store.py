@@ -17,9 +17,9 @@ from typing import Any
 import dask
 from dask import delayed
 
-from geosr.errors import OptionError
+from geosr.errors import OptionError, OutputError
 from geosr.interrupts import signals_held
-from geosr.io.atomic import remove_path
+from geosr.io.atomic import is_foreign_directory, remove_path
 from geosr.resources import usable_cpus
 from geosr.train.store import finish_store, init_store, pair_chips, write_pair
 
@@ -121,6 +121,7 @@ def build_training_store(
     val_fraction: float = 0.2,
     scheduler: str | None = "threads",
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Co-register every ``(lr, hr)`` pair and cache its chips in ``store``.
 
@@ -135,11 +136,18 @@ def build_training_store(
         ``distributed`` cluster) or a scheduler address ``tcp://host:8786``.
     workers : int, optional
         Threads or processes for the local schedulers.
+    overwrite : bool, default False
+        Rebuild ``store`` where it exists; never a file, nor a folder of other files.
 
     Returns
     -------
     dict
         The store's attributes, with per-pair shifts (HR px) and chip counts.
+
+    Raises
+    ------
+    OutputError
+        ``store`` exists and ``overwrite`` is False, or it is a file or a folder of other files.
     """
     if not pairs:
         raise OptionError("no LR/HR pair given: pass --lr and --hr rasters of the same place")
@@ -148,6 +156,7 @@ def build_training_store(
         from geosr.orchestrate.cluster import check_scheduler_address
 
         check_scheduler_address(scheduler)
+    _check_store_path(Path(store), overwrite)
     store = str(store)
     existed = Path(store).exists()
     try:
@@ -159,6 +168,28 @@ def build_training_store(
         if not existed:
             remove_path(Path(store))
         raise
+
+
+def _check_store_path(store: Path, overwrite: bool) -> None:
+    """Refuse a ``store`` that building would replace unasked, or that is no training store.
+
+    A second call with the same path replaced the first store without a word (``geosr train``
+    refuses it before it calls this: :func:`geosr.train.trainer.check_run_output`).
+    """
+    if store.is_file():
+        raise OutputError(
+            f"{store} is a file, not a training store (a .zarr folder): choose another store path"
+        )
+    if is_foreign_directory(store):
+        raise OutputError(
+            f"{store} is a folder of other files, not a training store, which building would delete: "
+            "choose another store path"
+        )
+    if store.exists() and not overwrite:
+        raise OutputError(
+            f"training store {store} already exists: pass overwrite=True to rebuild it, or choose another "
+            "store path"
+        )
 
 
 def _build(

@@ -520,8 +520,15 @@ def _store_from_pairs(
     for lr_path, hr_path in pairs:
         check_pair(lr_path, hr_path, config.scale)
     _say(f"building the training store {store_path} from {len(pairs)} pair(s)")
+    # overwrite: check_run_output refused, before, a store the run was not asked to rebuild
+    # (--overwrite) and one a --resume does not own; a resumed run's unfinished store is rebuilt.
     info = build_training_store(
-        pairs, store_path, scale=config.scale, lr_chip=config.data.lr_chip, scheduler=scheduler
+        pairs,
+        store_path,
+        scale=config.scale,
+        lr_chip=config.data.lr_chip,
+        scheduler=scheduler,
+        overwrite=True,
     )
     for p in info["pairs"]:
         names = f"{Path(p['lr']).name} / {Path(p['hr']).name}"
