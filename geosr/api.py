@@ -569,44 +569,14 @@ def _run(
     """Run the planned job locally (single process) or on a Dask cluster, resumably."""
     state = RunState.acquire(dst)
     try:
-        finished = state.prepare(fingerprint, len(plan), resume=opts.resume, restart=opts.restart)
-        if finished:
-            finished = tiles_to_trust(state, plan, opts.scale, finished)
-        if not finished and not state.manifest():
-            chunks = (plan.tile_height * opts.scale, plan.tile_width * opts.scale)
-            is_zarr = dst.suffix.lower() == ".zarr"
-            create_run_store(state.store, spec, chunks, for_zarr_output=is_zarr, destination=dst)
-            state.commit_manifest(fingerprint, len(plan))
-        todo = [i for i in range(len(plan)) if i not in finished]
+        todo = _tiles_to_do(state, plan, dst, spec, opts, fingerprint)
         advance(len(plan) - len(todo))
         cluster = None
         try:
             if opts.scheduler is not None or opts.workers is not None:
-                from geosr.orchestrate.cluster import ClosingLater, ModelKey, run_on_cluster
-
-                key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision, opts.compile)
-                cluster = ClosingLater(opts.scheduler, opts.workers, opts.device)
-                try:
-                    run_on_cluster(job, plan, todo, key, state, cluster.client, on_tiles_done=advance)
-                except BaseException:
-                    cluster.wait()
-                    raise
-                cluster.close_later()  # workers stop while the output is finalised
+                cluster = _run_on_cluster(job, plan, todo, state, spec, opts, advance)
             else:
-                writer = StoreWriter(state.store, dst, spec.nbytes)
-                predictor.expect(-(-len(todo) // job.batch_size))  # lets --compile auto decide
-                lanes = predictor.lanes()
-                predict = predictor.predict_in_lane if lanes > 1 else predictor
-                run_tiles(
-                    job,
-                    plan,
-                    predict,
-                    writer,
-                    lanes=lanes,
-                    todo=todo,
-                    record=state.record,
-                    on_tiles_done=advance,
-                )
+                _run_here(job, plan, todo, predictor, state, dst, spec, advance)
         except OutputError as exc:
             # A full disk (or a permission) while tiles were stored: the finished ones stay,
             # for a --resume once there is room (a resume re-checks every kept chunk).  None
@@ -619,14 +589,7 @@ def _run(
         state.check_kept()
         check_unchanged(fingerprint, job.scene, job.frames)
         try:
-            finalise(state.store, dst, spec, overwrite=opts.overwrite)
-        except OutputError as exc:
-            damaged = (
-                None if dst.suffix.lower() == ".zarr" else damaged_store_error(state, plan, opts.scale, exc)
-            )
-            if damaged is None:
-                raise unfinished_error(state, exc) from None  # resumable: only the output is left
-            raise damaged from None
+            _finalise(state, plan, dst, spec, opts)
         finally:
             if cluster is not None:
                 cluster.wait()
@@ -650,3 +613,92 @@ def _run(
             state.discard()
         raise
     return dst
+
+
+def _tiles_to_do(
+    state: RunState,
+    plan: TilePlan,
+    dst: Path,
+    spec: OutputSpec,
+    opts: RunOptions,
+    fingerprint: dict[str, Any],
+) -> list[int]:
+    """The tiles of ``plan`` still to compute: all of them for a new run, whose run store is created
+    here, else those an interrupted run of the same job did not finish (or whose stored pixels
+    cannot be trusted)."""
+    finished = state.prepare(fingerprint, len(plan), resume=opts.resume, restart=opts.restart)
+    if finished:
+        finished = tiles_to_trust(state, plan, opts.scale, finished)
+    if not finished and not state.manifest():
+        chunks = (plan.tile_height * opts.scale, plan.tile_width * opts.scale)
+        is_zarr = dst.suffix.lower() == ".zarr"
+        create_run_store(state.store, spec, chunks, for_zarr_output=is_zarr, destination=dst)
+        state.commit_manifest(fingerprint, len(plan))
+    return [i for i in range(len(plan)) if i not in finished]
+
+
+def _run_on_cluster(
+    job: Job,
+    plan: TilePlan,
+    todo: list[int],
+    state: RunState,
+    spec: OutputSpec,
+    opts: RunOptions,
+    advance: Callable[[int], None],
+) -> Any:
+    """Compute the tiles ``todo`` on the Dask cluster the options name (``--scheduler``, ``--workers``).
+
+    Returns
+    -------
+    ClosingLater
+        The cluster, closing while the output is finalised: the caller waits for it.
+    """
+    from geosr.orchestrate.cluster import ClosingLater, ModelKey, run_on_cluster
+
+    key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision, opts.compile)
+    cluster = ClosingLater(opts.scheduler, opts.workers, opts.device)
+    try:
+        run_on_cluster(job, plan, todo, key, state, cluster.client, on_tiles_done=advance)
+    except BaseException:
+        cluster.wait()
+        raise
+    cluster.close_later()  # workers stop while the output is finalised
+    return cluster
+
+
+def _run_here(
+    job: Job,
+    plan: TilePlan,
+    todo: list[int],
+    predictor: Predictor,
+    state: RunState,
+    dst: Path,
+    spec: OutputSpec,
+    advance: Callable[[int], None],
+) -> None:
+    """Compute the tiles ``todo`` in this process, into the run store, in as many lanes as the
+    predictor takes."""
+    writer = StoreWriter(state.store, dst, spec.nbytes)
+    predictor.expect(-(-len(todo) // job.batch_size))  # lets --compile auto decide
+    lanes = predictor.lanes()
+    predict = predictor.predict_in_lane if lanes > 1 else predictor
+    run_tiles(job, plan, predict, writer, lanes=lanes, todo=todo, record=state.record, on_tiles_done=advance)
+
+
+def _finalise(state: RunState, plan: TilePlan, dst: Path, spec: OutputSpec, opts: RunOptions) -> None:
+    """Write the output ``dst`` from the finished run store.
+
+    Raises
+    ------
+    GeosrError
+        Writing the output failed: :func:`~geosr.io.run_store.unfinished_error`'s line, resumable
+        where only the output is left to write, or, for a COG whose run store has damaged tiles,
+        :func:`~geosr.recovery.damaged_store_error`'s.
+    """
+    try:
+        finalise(state.store, dst, spec, overwrite=opts.overwrite)
+    except OutputError as exc:
+        damaged = None if dst.suffix.lower() == ".zarr" else damaged_store_error(state, plan, opts.scale, exc)
+        if damaged is None:
+            raise unfinished_error(state, exc) from None  # resumable: only the output is left
+        raise damaged from None
