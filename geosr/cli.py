@@ -29,7 +29,7 @@ from rich.table import Column, Table
 from typer.core import TyperGroup
 
 from geosr.allocator import keep_freed_memory
-from geosr.cli_types import StdoutError, given_path, given_text, stdout_guarded, unpadded
+from geosr.cli_types import StdoutError, given_text, stdout_guarded, unpadded
 from geosr.errors import (
     GeosrError,
     GeosrWarning,
@@ -762,14 +762,15 @@ def compare(
         typer.Argument(parser=given_text, help="The super-resolved output of geosr run.", show_default=False),
     ],
     output: Annotated[
-        Path,
+        str,
         typer.Option(
             "--output",
             "-o",
-            parser=given_path,
+            # Text, not a Path, which drops the '/' that says a folder (compare_files checks it).
+            parser=given_text,
             help="The PNG to write, or an existing folder to write it into.",
         ),
-    ] = Path("compare.png"),
+    ] = "compare.png",
     hr: Annotated[
         str | None,
         typer.Option(

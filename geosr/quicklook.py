@@ -520,6 +520,25 @@ def render_compare(
     return png
 
 
+def _check_folder_given(text: str) -> None:
+    """Refuse an empty ``-o``, and one ending in '/' that is no existing folder: as a Path the
+    slash is dropped, so ``-o c.png/ --overwrite`` replaced the file c.png, and ``-o new/`` was
+    told that 'new' is no PNG, as ``geosr run -o`` was before it said so
+    (:func:`~geosr.run_outputs.check_output_given`)."""
+    if not text.strip():  # an unset shell variable (-o "$OUT"): as a Path, the working folder
+        raise OptionError("--output is empty; give a path or leave the option out")
+    folder = Path(text)
+    if not text.endswith("/") or folder.is_dir():
+        return
+    if folder.exists():
+        raise OptionError(
+            f"--output {text}: {folder} is a file, not a folder; drop the '/' to write that file "
+            "(with --overwrite), or give a folder"
+        )
+    made = f"mkdir -p {shlex.quote(str(folder))}"
+    raise OptionError(f"--output {text}: no such folder; create it first ({made}) or give a .png")
+
+
 def compare_files(
     lr: str,
     sr: str,
@@ -541,6 +560,7 @@ def compare_files(
     overlong = overlong_name(str(png))
     if overlong is not None:
         raise OptionError(f"--output {png}: {overlong}; choose a shorter one")
+    _check_folder_given(str(png))
     png = Path(png)
     if png.is_dir() and not is_zarr_path(png):
         # As geosr run -o takes a folder (a Zarr store is an output, no folder for it): it was

@@ -449,6 +449,26 @@ def test_compare_into_a_missing_folder_says_to_create_it(
     assert not png.parent.exists()
 
 
+def test_compare_to_a_name_with_a_stray_slash_is_refused(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """``-o c.png/ --overwrite`` replaced the file c.png (a Path drops the '/'), and ``-o new/``
+    was told that 'new' is no PNG, where no folder 'new' is."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr = make_raster(height=40, width=40)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    kept = tmp_path / "c.png"
+    kept.write_bytes(b"an earlier figure")
+    args = ["compare", str(lr), str(sr), "--overwrite", "-o"]
+    code, err = run_cli([*args, f"{kept}/"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"{kept}/", "is a file, not a folder", "drop the '/'")
+    assert kept.read_bytes() == b"an earlier figure"
+    code, err = run_cli([*args, f"{tmp_path / 'new'}/"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "new/: no such folder", "mkdir -p")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "scene.tif", "sr.tif"]
+
+
 def test_compare_takes_the_runs_nodata_as_the_quicklook_does(
     make_raster, tmp_path: Path, capsys, monkeypatch
 ) -> None:
