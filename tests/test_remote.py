@@ -995,7 +995,7 @@ def test_evaluate_reads_a_remote_pair_as_run_reads_a_remote_input(
     www = tmp_path / "www"
     www.mkdir()
     make_raster("www/lr.tif", height=32, width=32)
-    make_raster("www/hr.tif", height=64, width=64, transform=UTM_TRANSFORM * Affine.scale(0.5))
+    make_raster("www/hr.tif", height=64, width=64, transform=UTM_TRANSFORM @ Affine.scale(0.5))
     with served(www) as base:
         args = ["evaluate", "--lr", f"{base}/lr.tif", "--hr", f"{base}/hr.tif", "-s", "2", "-m", "bicubic"]
         code, err = run_cli([*args, "--border", "2", "--json", str(tmp_path / "r.json")], capsys, monkeypatch)
@@ -1021,7 +1021,7 @@ def test_an_evaluation_reads_a_raster_replaced_at_its_url_as_it_is_now(make_rast
     www = tmp_path / "www"
     www.mkdir()
     make_raster("www/lr.tif", height=16, width=16)
-    fine = {"height": 32, "width": 32, "transform": UTM_TRANSFORM * Affine.scale(0.5)}
+    fine = {"height": 32, "width": 32, "transform": UTM_TRANSFORM @ Affine.scale(0.5)}
     first = make_raster("first.tif", data=coordinate_pattern(1, 32, 32), **fine)
     second = make_raster("second.tif", data=coordinate_pattern(1, 32, 32) * 3 + 1000, **fine)
     options = {"scale": 2, "model": "fake", "border": 2, "upscaler": _fake_upscaler}
