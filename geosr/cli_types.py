@@ -4,7 +4,6 @@ they print them."""
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import typer
 from rich.console import Console, RenderableType
 
 from geosr.errors import InputError, OutputError
-from geosr.io.remote import local_file_text
+from geosr.io.remote import home_expanded, local_file_text
 
 
 class StdoutError(OutputError):
@@ -98,5 +97,4 @@ def given_text(value: str) -> str:
         raise typer.BadParameter(str(exc)) from None
     if local is not None:
         return local
-    # Not Path.expanduser: a Path drops the '/' that makes '-o ~/out/' a folder.
-    return os.path.expanduser(value) if value.startswith("~") else value  # noqa: PTH111
+    return home_expanded(value)

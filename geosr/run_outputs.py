@@ -15,6 +15,7 @@ from geosr.io.remote import (
     check_driver_installed,
     file_url_path,
     fsspec_url,
+    home_expanded,
     is_remote,
     is_virtual,
     local_file_text,
@@ -110,7 +111,7 @@ def check_output_given(dst: str | Path | None) -> None:
         return
     text = str(dst)
     local = local_file_text(text)  # as file_url_path reads it, less the Path that drops '/'
-    text = text if local is None else local
+    text = home_expanded(text) if local is None else local
     if not text.strip():
         raise OptionError(
             "--output is empty; give a .tif, a .zarr or an existing folder, or leave -o out to write "

@@ -791,6 +791,23 @@ def test_a_file_url_output_is_written_where_it_points(
     assert not (tmp_path / "file:").exists()
 
 
+def test_python_paths_under_the_home_folder_are_read_and_written_there(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """A shell expands '~' for geosr run; geosr.upscale_file('~/scene.tif') was 'no such file' and
+    an output '~/out/' 'directory ~ does not exist' (load_model took '~' already)."""
+    import geosr
+
+    make_raster("scene.tif", count=1, height=30, width=30)
+    (tmp_path / "out").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "out")  # not the home folder: '~' is no relative path
+    written = geosr.upscale_file("~/scene.tif", "~/out/", scale=2, model="bicubic")
+    assert Path(written) == tmp_path / "out" / "scene_x2.tif" and Path(written).is_file()
+    assert geosr.upscale_file(Path("~/scene.tif"), scale=2, model="bicubic") == tmp_path / "scene_x2.tif"
+    assert not (tmp_path / "out" / "~").exists()
+
+
 def test_a_file_url_input_is_read_from_the_file_it_names(make_raster, capfd, monkeypatch) -> None:
     """rasterio read `file://localhost/data/a.tif` as the relative path 'localhost/data/a.tif' and
     kept a URL's escapes ('a%20b.tif'), so both failed as no readable raster; another host's file

@@ -289,7 +289,8 @@ def without_signatures(text: str) -> str:
 def file_url_path(path: str | Path) -> str | Path:
     """The local path a ``file:`` URL names (``file:///data/a%20b.tif``,
     ``file://localhost/data/a%20b.tif`` -> ``/data/a b.tif``), the GDAL path of a local
-    archive's URL (:func:`archive_url_path`), or ``path`` unchanged.
+    archive's URL (:func:`archive_url_path`), a path under ``~`` in the home folder, or
+    ``path`` unchanged.
 
     rasterio takes ``file://localhost/data/a.tif`` for the relative path
     ``localhost/data/a.tif`` and keeps a URL's escapes (``%20``) in the name, so an input
@@ -304,7 +305,19 @@ def file_url_path(path: str | Path) -> str | Path:
     if archived is not None:
         return archived
     text = local_file_text(path)
-    return path if text is None else Path(text)
+    if text is not None:
+        return Path(text)
+    return path.expanduser() if isinstance(path, Path) else home_expanded(path)
+
+
+def home_expanded(text: str) -> str:
+    """``text`` with a leading ``~`` or ``~user`` expanded to that home folder, as a shell does.
+
+    A Python caller's ``'~/scene.tif'`` was "no such file" and its ``'~/out.tif'`` "directory ~
+    does not exist", where the command's shell expands them (and load_model took them).  Text,
+    not a Path, so that ``'~/out/'`` keeps the '/' that makes it a folder.
+    """
+    return os.path.expanduser(text) if text.startswith("~") else text  # noqa: PTH111
 
 
 def archive_url_path(path: str | Path) -> str | None:
