@@ -29,7 +29,7 @@ from geosr.faults import check as check_faults
 from geosr.faults import checkpoint
 from geosr.fingerprint import check_unchanged, job_fingerprint
 from geosr.grid import scaled, scaled_rpcs
-from geosr.io.atomic import check_name_length, check_writable, refuse_foreign_directory
+from geosr.io.atomic import check_name_length, check_writable, enclosing_zarr_store, refuse_foreign_directory
 from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.remote import (
     check_remote_output,
@@ -399,6 +399,14 @@ def local_destination(
         # an output without a suffix says): it was refused as "unsupported suffix".
         path = path / default_output(src, opts.scale, opts.variable).name
     refuse_overwriting_inputs(path, src, scene, frames, extras=extra_files(path, opts))
+    store = enclosing_zarr_store(path)
+    if store is not None:
+        # Written there, it was deleted with the store by a later `-o STORE --overwrite`, and
+        # zarr and GDAL read the store without it.
+        raise OptionError(
+            f"cannot write {path}: it is inside the Zarr store {store}, which is no folder for "
+            "other files; write it beside the store, or to another folder"
+        )
     if path.name.lower() in SUPPORTED_SUFFIXES:
         # '-o out/.tif': Python reads '.tif' as a hidden name without a suffix, and the line
         # below said "unsupported output suffix '(none)'" of a .tif.

@@ -283,3 +283,24 @@ def test_the_default_outputs_of_two_variables_are_named_by_them(tmp_path: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ocean.nc", "ocean_chl_x2.tif", "ocean_tsm_x2.tif"]
     in_a_store = default_output(tmp_path / "p.zarr", 2, "/measurements/b02")
     assert in_a_store == tmp_path / "p_measurements_b02_x2.tif"
+
+
+@pytest.mark.parametrize("inner", ["inner.tif", "sub/inner.tif", "inner.zarr"])
+def test_an_output_inside_a_zarr_store_is_refused(
+    make_raster, tmp_path: Path, capsys, monkeypatch, inner: str
+) -> None:
+    """-o st.zarr/inner.tif wrote a GeoTIFF inside a Zarr store, which a later -o st.zarr
+    --overwrite deleted with the store (and zarr and GDAL read the store without it)."""
+    src = make_raster(count=1, height=30, width=30)
+    store = tmp_path / "st.zarr"
+    code, err = run_cli(
+        ["run", str(src), "-o", str(store), "-s", "2", "--model", "bicubic"], capsys, monkeypatch
+    )
+    assert code in (0, None), err
+    (store / "sub").mkdir()
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    code, err = run_cli(
+        ["run", str(src), "-o", str(store / inner), "-s", "2", "--model", "bicubic"], capsys, monkeypatch
+    )
+    assert_one_clear_line(code, err, f"inside the Zarr store {store}", "write it beside the store")
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before

@@ -218,6 +218,14 @@ ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 """Files at the top of a Zarr store (v3, v2 group, v2 array)."""
 
 
+def enclosing_zarr_store(path: Path) -> Path | None:
+    """The Zarr store (or group) a folder above ``path`` is, the nearest first; None if none is."""
+    for folder in path.absolute().parents:
+        if any((folder / marker).exists() for marker in ZARR_MARKERS):
+            return folder
+    return None
+
+
 def refuse_foreign_directory(destination: Path) -> None:
     """Refuse (:class:`OutputError`) a ``destination`` that is a folder of other files, which
     no ``--overwrite`` replaces."""
