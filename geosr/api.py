@@ -420,6 +420,13 @@ def local_destination(
             "cannot write -: geosr writes its output to a file, not to standard output; give a "
             ".tif or .zarr path, or a folder, with -o"
         )
+    if path.suffix.rstrip().lower() in SUPPORTED_SUFFIXES and path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        # "-o 'out.tif '" (a stray space in quotes, a name pasted from a table) was told
+        # "unsupported output suffix '.tif '", where the space is hard to see.
+        raise OptionError(
+            f"cannot write {str(path)!r}: its name ends in white space after {path.suffix.rstrip()!r}; "
+            f"give {str(path.with_name(path.name.rstrip()))!r}"
+        )
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         # No suffix: most likely a folder for the output ('-o out/') that does not exist yet.
         folder = "" if path.suffix else ", or an existing folder to write it into"

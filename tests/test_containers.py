@@ -304,3 +304,16 @@ def test_an_output_inside_a_zarr_store_is_refused(
     )
     assert_one_clear_line(code, err, f"inside the Zarr store {store}", "write it beside the store")
     assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
+@pytest.mark.parametrize("name", ["out.tif ", "out.zarr\t"])
+def test_an_output_name_ending_in_white_space_says_so(
+    make_raster, tmp_path: Path, capsys, monkeypatch, name: str
+) -> None:
+    """-o 'out.tif ' was told "unsupported output suffix '.tif '", the space hard to see."""
+    src = make_raster(count=1, height=30, width=30)
+    code, err = run_cli(
+        ["run", str(src), "-o", str(tmp_path / name), "-s", "2", "--model", "bicubic"], capsys, monkeypatch
+    )
+    assert_one_clear_line(code, err, "ends in white space after", repr(str(tmp_path / name.rstrip())))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
