@@ -306,6 +306,23 @@ def test_an_output_inside_a_zarr_store_is_refused(
     assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
 
 
+def test_an_output_beside_a_zarr_store_through_dot_dot_is_written(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """-o st.zarr/../out.tif names a file beside the store: not refused as inside it."""
+    src = make_raster(count=1, height=30, width=30)
+    store = tmp_path / "st.zarr"
+    code, err = run_cli(
+        ["run", str(src), "-o", str(store), "-s", "2", "--model", "bicubic"], capsys, monkeypatch
+    )
+    assert code in (0, None), err
+    code, err = run_cli(
+        ["run", str(src), "-o", f"{store}/../out.tif", "-s", "2", "--model", "bicubic"], capsys, monkeypatch
+    )
+    assert code in (0, None), err
+    assert (tmp_path / "out.tif").is_file()
+
+
 @pytest.mark.parametrize("name", ["out.tif ", "out.zarr\t"])
 def test_an_output_name_ending_in_white_space_says_so(
     make_raster, tmp_path: Path, capsys, monkeypatch, name: str

@@ -219,8 +219,11 @@ ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 
 
 def enclosing_zarr_store(path: Path) -> Path | None:
-    """The Zarr store (or group) a folder above ``path`` is, the nearest first; None if none is."""
-    for folder in path.absolute().parents:
+    """The Zarr store (or group) a folder above ``path`` is, the nearest first; None if none is.
+
+    The path is normalised first: ``st.zarr/../out.tif`` is beside the store, not in it.
+    """
+    for folder in Path(os.path.abspath(path)).parents:  # noqa: PTH100  (resolve would follow links)
         if any((folder / marker).exists() for marker in ZARR_MARKERS):
             return folder
     return None
