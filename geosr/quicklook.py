@@ -24,7 +24,7 @@ from rasterio.enums import Resampling
 from geosr.aoi import on_the_grids_turn
 from geosr.errors import InputError, OptionError, OutputError, warn
 from geosr.grid import warp_onto, window_grid
-from geosr.io.atomic import overlong_name
+from geosr.io.atomic import refuse_overlong_name
 from geosr.io.bands import canonical_band_name
 from geosr.io.scene import (
     Scene,
@@ -557,9 +557,7 @@ def compare_files(
     ``nodata`` overrides ``lr``'s nodata value, as ``geosr run --nodata`` did for the run
     (and as its ``--quicklook`` does): a JP2's undeclared 0 is not data in the bicubic panel.
     """
-    overlong = overlong_name(str(png))
-    if overlong is not None:
-        raise OptionError(f"--output {png}: {overlong}; choose a shorter one")
+    refuse_overlong_name("--output", str(png))
     _check_folder_given(str(png))
     png = Path(png)
     if png.is_dir() and not is_zarr_path(png):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from geosr.errors import GeosrError, OptionError, OutputError, warn
-from geosr.io.atomic import overlong_name
+from geosr.io.atomic import refuse_overlong_name
 from geosr.io.remote import (
     check_driver_installed,
     file_url_path,
@@ -135,9 +135,7 @@ def check_output_given(dst: str | Path | None) -> None:
     if is_remote(text):
         check_driver_installed(text)
         return
-    overlong = overlong_name(text)
-    if overlong is not None:
-        raise OptionError(f"--output {text}: {overlong}; choose a shorter one")
+    refuse_overlong_name("--output", text)
     if windows_path(text) and not Path(text[:2]).exists():
         # Taken as it is, the output was written as a file named 'C:\\data\\out.tif' in the
         # working folder, where nobody would look for it (unless a folder 'C:' is there).

@@ -196,7 +196,7 @@ def check_report_paths(
         A destination is a directory, an input, exists without ``overwrite``, or
         its directory is missing or not writable.
     """
-    from geosr.io.atomic import check_writable, overlong_name
+    from geosr.io.atomic import check_writable, refuse_overlong_name
 
     if plot is not None:
         _check_plot_format(plot)
@@ -209,9 +209,7 @@ def check_report_paths(
     for option, path in (("--json", json_path), ("--plot", plot)):
         if path is None:
             continue
-        overlong = overlong_name(str(path))
-        if overlong is not None:
-            raise OptionError(f"{option} {path}: {overlong}; choose a shorter one")
+        refuse_overlong_name(option, str(path))
         if path.is_dir():
             # --overwrite replaces report files, never a folder (check_writable lets an
             # empty one or a Zarr store through: those are outputs of `geosr run`).

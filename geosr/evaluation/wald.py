@@ -49,7 +49,7 @@ from geosr.errors import (
 )
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border_count, check_scorable
 from geosr.interrupts import output_stamp
-from geosr.io.atomic import lock_held, overlong_name, unwritable_folder
+from geosr.io.atomic import lock_held, refuse_overlong_name, unwritable_folder
 from geosr.io.bands import OFFSET_TAG, reflectance_offset, select_bands
 from geosr.io.remote import forget_remote_files, remote_waits_bounded_in
 from geosr.io.runstate import run_dir
@@ -492,9 +492,7 @@ def _workdir_held(
     if workdir is None:
         yield
         return
-    overlong = overlong_name(str(workdir))
-    if overlong is not None:
-        raise OptionError(f"--workdir {workdir}: {overlong}; choose a shorter one")
+    refuse_overlong_name("--workdir", str(workdir))
     if workdir.exists() and not workdir.is_dir():
         raise OutputError(
             f"--workdir {workdir} is a file, not a directory; give a folder (it is created if missing)"

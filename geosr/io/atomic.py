@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from geosr.errors import OutputError
+from geosr.errors import OptionError, OutputError
 from geosr.interrupts import signals_held
 
 try:
@@ -212,6 +212,14 @@ def overlong_name(path: str) -> str | None:
             shown = part if len(part) <= 40 else f"{part[:20]}...{part[-12:]}"
             return f"the name {shown} is {size} bytes, over the {NAME_MAX}-byte limit of a file name"
     return None
+
+
+def refuse_overlong_name(option: str, path: str) -> None:
+    """Refuse (:class:`OptionError`) the path an ``option`` gives when one of its names is too
+    long to exist (:func:`overlong_name`), in one line, before the OS's traceback."""
+    overlong = overlong_name(path)
+    if overlong is not None:
+        raise OptionError(f"{option} {path}: {overlong}; choose a shorter one")
 
 
 ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
