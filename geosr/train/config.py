@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from geosr.errors import GeosrError, OptionError
+from geosr.io.remote import home_expanded
 from geosr.train.degrade import DegradationConfig
 
 DATA_DIR_VAR = "GEOSR_DATA_DIR"
@@ -108,7 +109,7 @@ class DataConfig:
         if self.store is not None and not self.store.strip():
             raise OptionError("data.store is empty; give a training store (.zarr) or leave it out")
         if self.store is not None:  # a recipe's "~/store.zarr" 'did not exist'
-            object.__setattr__(self, "store", os.path.expanduser(self.store))  # noqa: PTH111
+            object.__setattr__(self, "store", home_expanded(self.store))
         # A recipe's sizes are not bounded by typer as --chip is: 0 or less was a numpy or
         # model traceback ("negative dimensions", "empty input", "cannot reshape").
         least = {"lr_chip": 4, "val_chips": 1, "val_lr_chip": 4, "val_border": 0}
@@ -212,9 +213,9 @@ class TrainConfig:
         # given_path): the config and checkpoints went into a folder '~' in the working folder,
         # the weights (saved through expanduser) into the home folder: one run in two places.
         # A perceptual_net there 'did not exist'.
-        object.__setattr__(self, "output", os.path.expanduser(self.output))  # noqa: PTH111
+        object.__setattr__(self, "output", home_expanded(self.output))
         if self.perceptual_net is not None:
-            object.__setattr__(self, "perceptual_net", os.path.expanduser(self.perceptual_net))  # noqa: PTH111
+            object.__setattr__(self, "perceptual_net", home_expanded(self.perceptual_net))
         if self.scale not in (2, 3, 4, 8):
             raise OptionError(f"scale must be 2, 3, 4 or 8, got {self.scale}")
         if self.steps < 1 or self.batch_size < 1:
