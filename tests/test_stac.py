@@ -661,6 +661,38 @@ def test_an_items_scale_and_offset_reach_the_output_and_its_item(make_raster, tm
     assert bands == [{"data_type": "uint16", "nodata": 0, "scale": 0.0001, "offset": -0.1}]
 
 
+def test_a_stac_1_1_items_raster_scale_offset_and_nodata_reach_the_output(
+    make_raster, tmp_path: Path
+) -> None:
+    """STAC 1.1 with the raster extension v2 declares ``value = pixel * scale + offset`` as
+    ``raster:scale``/``raster:offset``, in ``bands`` or on the asset itself (its fields hold for
+    every band), and ``nodata`` on the asset too: geosr read only a band's bare ``scale``/
+    ``offset``/``nodata``, so the output of such an Item lost how its integers are reflectance,
+    and its fill was super-resolved as data."""
+    values = np.full((1, 20, 20), 1000, np.uint16)
+    values[:, :, :6] = 0
+    for name in ("B04", "B03"):
+        make_raster(f"{name}.tif", data=values)
+    item = item_of(tmp_path, {"B04": "./B04.tif", "B03": "./B03.tif"})
+    doc = json.loads(item.read_text())
+    doc["assets"]["B04"]["bands"] = [
+        {"name": "B04", "nodata": 0, "raster:scale": 0.0001, "raster:offset": -0.1}
+    ]
+    doc["assets"]["B03"].update(
+        {"bands": [{"name": "B03"}], "nodata": 0, "raster:scale": 0.0001, "raster:offset": -0.1}
+    )
+    item.write_text(json.dumps(doc))
+    for name, options in (
+        ("b04", {"asset": "B04"}),
+        ("b03", {"asset": "B03"}),
+        ("stack", {"bands": "B04,B03"}),
+    ):
+        out = geosr.upscale_file(item, tmp_path / f"{name}.tif", scale=2, model="bicubic", **options)
+        with rasterio.open(out) as f:
+            assert f.scales == (0.0001,) * f.count and f.offsets == (-0.1,) * f.count, name
+            assert f.nodata == 0 and (f.read()[:, :, :12] == 0).all(), name
+
+
 def test_compare_reads_the_item_in_the_units_of_its_output(make_raster, tmp_path: Path) -> None:
     """The output of an Item whose raster:bands declare a scale and offset its file lacks
     declares them; compare read the Item's file without them, so its bicubic panel was

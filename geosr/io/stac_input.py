@@ -189,10 +189,19 @@ def _names(asset: Any, key: str = "name") -> list[str]:
     return names
 
 
+ASSET_BAND_FIELDS = ("nodata", "raster:scale", "raster:offset")
+"""STAC 1.1 fields an asset may hold for all its bands (common metadata, raster extension v2)."""
+
+
 def _declared_bands(asset: Any) -> list[dict[str, Any]]:
-    """The asset's band objects, ``raster:bands`` or STAC 1.1 ``bands`` ({} for a non-object)."""
+    """The asset's band objects, ``raster:bands`` or STAC 1.1 ``bands`` ({} for a non-object),
+    each under the :data:`ASSET_BAND_FIELDS` the asset itself holds (one band object of them
+    for an asset without bands): STAC 1.1 puts a single-band asset's nodata and scale there."""
+    shared = {key: asset.extra_fields[key] for key in ASSET_BAND_FIELDS if key in asset.extra_fields}
     bands = asset.extra_fields.get("raster:bands") or asset.extra_fields.get("bands") or []
-    return [band if isinstance(band, dict) else {} for band in bands]
+    if not bands and shared:
+        return [shared]
+    return [{**shared, **band} if isinstance(band, dict) else shared for band in bands]
 
 
 def declared_nodata(asset: Any) -> tuple[float | None, ...]:
@@ -208,6 +217,12 @@ def declared_nodata(asset: Any) -> tuple[float | None, ...]:
     return tuple(values)
 
 
+def _scaling_field(band: dict[str, Any], key: str, default: float) -> Any:
+    """A band object's ``scale`` or ``offset``: bare in ``raster:bands`` (raster extension v1),
+    ``raster:scale``/``raster:offset`` in STAC 1.1 ``bands`` (v2)."""
+    return band.get(key, band.get(f"raster:{key}", default))
+
+
 def declared_scaling(asset: Any) -> tuple[tuple[float, float] | None, ...]:
     """Each band's ``(scale, offset)`` as the asset declares it (``value = pixel * scale +
     offset``; Sentinel-2 L2A Items: 0.0001 and -0.1), None for a band that declares neither
@@ -215,7 +230,7 @@ def declared_scaling(asset: Any) -> tuple[tuple[float, float] | None, ...]:
     values: list[tuple[float, float] | None] = []
     for band in _declared_bands(asset):
         try:
-            pair = (float(band.get("scale", 1.0)), float(band.get("offset", 0.0)))
+            pair = (float(_scaling_field(band, "scale", 1.0)), float(_scaling_field(band, "offset", 0.0)))
         except (TypeError, ValueError):
             pair = (1.0, 0.0)
         usable = all(math.isfinite(v) for v in pair) and pair[0] != 0
