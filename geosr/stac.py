@@ -4,14 +4,16 @@ The Item (pystac) carries the output's footprint in WGS 84 (``geometry``,
 ``bbox``), the projection extension on the asset's own grid (``proj:code``,
 ``proj:wkt2``, ``proj:shape``, ``proj:transform``, ``proj:bbox``,
 ``proj:geometry``), one ``data`` asset with its media type (COG or Zarr) and its
-``bands`` (name, ``data_type``, ``nodata``: STAC 1.1 common metadata), and the
-provenance: a ``derived_from`` link to the input (file or STAC Item) and to each ``--frame``, and
+``bands`` (name, ``data_type``, ``nodata``, ``unit``: STAC 1.1 common metadata; and
+``raster:scale``/``raster:offset`` of the raster extension v2, declared where a band has them), and
+the provenance: a ``derived_from`` link to the input (file or STAC Item) and to each ``--frame``, and
 ``geosr:model``, ``geosr:scale``, ``geosr:version`` properties.  It is written
 as ``<output stem>.stac.json`` beside the output.
 
 pystac's default validator downloads extension schemas; there is no network
 here (nor on many clusters), so :func:`validate_item` feeds it the projection
-schema from ``geosr/schemas`` (the core and GeoJSON schemas ship with pystac).
+schema and a raster v2 schema of geosr's own (of the fields it writes) from
+``geosr/schemas`` (the core and GeoJSON schemas ship with pystac).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from geosr.io.remote import is_remote, unsigned
 from geosr.io.scene import Scene, open_scene
 from geosr.io.sink import SUPPORTED_SUFFIXES
 
-SCHEMAS = {ProjectionExtension.get_schema_uri(): "projection-v2.0.0.json"}
+# The raster extension v2 (STAC 1.1 bands); pystac knows v1 only (raster:bands).
+RASTER_V2 = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
+SCHEMAS = {ProjectionExtension.get_schema_uri(): "projection-v2.0.0.json", RASTER_V2: "raster-v2.0.0.json"}
 
 
 def item_path(output: str | Path) -> Path:
@@ -133,8 +137,11 @@ def build_item(
         roles=["data"],
         title=f"{scene.name} super-resolved x{scale} by geosr ({model})",
     )
-    asset.extra_fields["bands"] = output_bands(output)
+    bands = output_bands(output)
+    asset.extra_fields["bands"] = bands
     item.add_asset("data", asset)
+    if any(key.startswith("raster:") for band in bands for key in band):
+        item.stac_extensions.append(RASTER_V2)
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     assert grid.crs is not None  # scenes without a CRS are refused when opened
     epsg = epsg_code(grid.crs)
@@ -158,12 +165,13 @@ def build_item(
 
 def output_bands(output: Path) -> list[dict[str, Any]]:
     """STAC 1.1 ``bands`` of the written ``output``: each band's name (its description),
-    ``data_type``, ``nodata`` (``"nan"`` for NaN), ``scale``/``offset`` and ``unit``, as the
-    file itself has them.
+    ``data_type``, ``nodata`` (``"nan"`` for NaN), ``unit`` and, where not 1 and 0,
+    ``raster:scale``/``raster:offset`` (the raster extension v2), as the file itself has them.
 
     Without them a STAC client (odc-stac, stackstac) took the fill of an AOI's corners or a
     swath edge for data, and could not tell the bands apart by name; geosr reads them back
-    from an input Item the same way.
+    from an input Item the same way.  A bare ``scale``/``offset`` is no STAC 1.1 field, so a
+    client did not apply it: an L2A output's integers were not read as reflectance.
     """
     written = open_scene(output)
     nodata = written.band_nodata or (written.nodata,) * written.count
@@ -184,7 +192,7 @@ def output_bands(output: Path) -> list[dict[str, Any]]:
             written.offsets[index] if written.offsets else 0.0,
         )
         if (scale, offset) != (1.0, 0.0):
-            band.update(scale=scale, offset=offset)
+            band.update({"raster:scale": scale, "raster:offset": offset})
         if written.units and written.units[index]:
             band["unit"] = written.units[index]
         bands.append(band)
@@ -249,7 +257,8 @@ def _cut_at_antimeridian(shape: shapely.Polygon) -> list[shapely.Polygon]:
 
 
 def validate_item(item: pystac.Item) -> list[str]:
-    """Validate ``item`` against the STAC core and projection schemas, without network access."""
+    """Validate ``item`` against the STAC core schema and those of the extensions it declares
+    (projection, raster v2: :data:`SCHEMAS`), without network access."""
     from pystac.validation import JsonSchemaSTACValidator
 
     validator = JsonSchemaSTACValidator()

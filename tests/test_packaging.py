@@ -29,6 +29,18 @@ def test_every_package_data_pattern_ships_a_file_and_the_package_is_typed() -> N
         assert any((REPO / "geosr").glob(pattern)), f"package-data {pattern!r} matches no file"
 
 
+def test_the_extension_schemas_the_stac_item_is_validated_against_ship() -> None:
+    """``--stac`` validates the Item offline against the projection and raster v2 schemas in
+    geosr/schemas: one not in the wheel, pystac would try to download it, and fail offline."""
+    from geosr.stac import SCHEMAS
+
+    patterns = _pyproject()["tool"]["setuptools"]["package-data"]["geosr"]
+    shipped = {path for pattern in patterns for path in (REPO / "geosr").glob(pattern) if path.is_file()}
+    assert "https://stac-extensions.github.io/raster/v2.0.0/schema.json" in SCHEMAS
+    for name in SCHEMAS.values():
+        assert REPO / "geosr" / "schemas" / name in shipped, name
+
+
 def test_the_sdist_holds_the_tests_and_what_they_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """The sdist held tests/test_*.py alone (setuptools' default): without conftest.py, tests/__init__.py
     and malformed.py, which they import, nor examples/, pipelines/ and benchmarks/, which they

@@ -19,6 +19,8 @@ from geosr.grid import crs_label
 from geosr.stac import validate_item, wgs84_footprint
 from tests.conftest import coordinate_pattern, item_of
 
+RASTER_V2 = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
+
 
 def test_run_writes_a_valid_item_that_round_trips_as_input(make_raster, tmp_path: Path) -> None:
     src = make_raster(count=2, descriptions=("B04", "B08"), height=40, width=50)
@@ -658,7 +660,58 @@ def test_an_items_scale_and_offset_reach_the_output_and_its_item(make_raster, tm
         with rasterio.open(out) as f:
             assert f.scales == (0.0001,) * count and f.offsets == (-0.1,) * count, out
     bands = json.loads((tmp_path / "one.stac.json").read_text())["assets"]["data"]["bands"]
-    assert bands == [{"data_type": "uint16", "nodata": 0, "scale": 0.0001, "offset": -0.1}]
+    assert bands == [{"data_type": "uint16", "nodata": 0, "raster:scale": 0.0001, "raster:offset": -0.1}]
+
+
+def test_the_items_scale_and_offset_are_the_raster_extensions_and_round_trip(
+    make_raster, tmp_path: Path
+) -> None:
+    """The output Item's bands carried a bare ``scale``/``offset``, no STAC 1.1 field (the raster
+    extension v2 names them ``raster:scale``/``raster:offset``): a STAC client did not apply
+    them, so an L2A output's integers were not read as reflectance."""
+    src = make_raster(count=2, nodata=0, height=20, width=20)
+    with rasterio.open(src, "r+") as f:
+        f.scales, f.offsets = (0.0001, 0.0001), (-0.1, -0.1)
+    out = geosr.upscale_file(src, tmp_path / "sr.tif", scale=2, model="bicubic", stac=True)
+    item_file = tmp_path / "sr.stac.json"
+    doc = json.loads(item_file.read_text())
+    band = {"data_type": "uint16", "nodata": 0, "raster:scale": 0.0001, "raster:offset": -0.1}
+    assert doc["assets"]["data"]["bands"] == [band, band]
+    assert RASTER_V2 in doc["stac_extensions"]
+    assert RASTER_V2 in validate_item(pystac.Item.from_file(str(item_file)))
+    # The Item alone keeps the scaling: its file, stripped of it, is read back in reflectance.
+    with rasterio.open(out, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as f:
+        f.scales, f.offsets = (1.0, 1.0), (0.0, 0.0)
+    again = geosr.upscale_file(item_file, tmp_path / "again.tif", scale=2, model="bicubic")
+    with rasterio.open(again) as f:
+        assert f.scales == (0.0001, 0.0001) and f.offsets == (-0.1, -0.1)
+    # An output without a scale declares no raster extension: nothing of it is in its bands.
+    plain = make_raster("plain.tif", height=20, width=20)
+    geosr.upscale_file(plain, tmp_path / "plain_x2.tif", scale=2, model="bicubic", stac=True)
+    doc = json.loads((tmp_path / "plain_x2.stac.json").read_text())
+    assert RASTER_V2 not in doc["stac_extensions"]
+    assert not [key for band in doc["assets"]["data"]["bands"] for key in band if "scale" in key]
+
+
+@pytest.mark.parametrize(
+    ("where", "field", "value"),
+    [("band", "raster:scale", "0.0001"), ("band", "raster:offset", None), ("asset", "raster:scale", [1])],
+)
+def test_validation_catches_a_raster_field_of_the_wrong_type(
+    make_raster, tmp_path: Path, where: str, field: str, value: object
+) -> None:
+    """The raster extension v2's fields are validated offline as the projection's are (geosr
+    ships a schema of its own for them): before, the Item did not declare the extension (pystac
+    would have downloaded its schema), so a field of the wrong type went unchecked."""
+    src = make_raster(height=20, width=20)
+    with rasterio.open(src, "r+") as f:
+        f.scales, f.offsets = (0.0001,), (-0.1,)
+    geosr.upscale_file(src, tmp_path / "sr.tif", scale=2, model="bicubic", stac=True)
+    item = pystac.Item.from_file(str(tmp_path / "sr.stac.json"))
+    asset = item.assets["data"].extra_fields
+    (asset["bands"][0] if where == "band" else asset)[field] = value
+    with pytest.raises(pystac.errors.STACValidationError, match=f"against schema at {RASTER_V2}"):
+        validate_item(item)
 
 
 def test_a_stac_1_1_items_raster_scale_offset_and_nodata_reach_the_output(
