@@ -75,6 +75,13 @@ def given_raster(value: str) -> str:
     return given_text(value)
 
 
+def given_name(value: str) -> str:
+    """A file option's value (``geosr evaluate --json``, ``--plot``) as text, refused when empty
+    as :func:`given_path` refuses it: a ``Path`` dropped the '/' at its end that says a folder,
+    so ``--json m.json/`` wrote the report as the file m.json."""
+    return given_raster(value)
+
+
 def given_text(value: str) -> str:
     """A path argument as the shell would have given it: a ``file:`` URL as the decoded path it
     names, and a leading ``~`` (or ``~user``) as the home folder.

@@ -215,6 +215,10 @@ def _refuse_to_evaluate(*_: object, **__: object) -> None:
         # A folder passed check_writable with --overwrite; writing failed at the end.
         (["--json", "folder", "--overwrite"], ["--json", "folder is a directory"]),
         (["--plot", "folder.png", "--overwrite"], ["--plot", "folder.png is a directory"]),
+        # A '/' at the end, which a Path drops: the report was written as the file m.json.
+        (["--json", "m.json/"], ["--json m.json/", "names a folder", "drop the '/'"]),
+        (["--plot", "p.png/", "--overwrite"], ["--plot p.png/", "names a folder", "drop the '/'"]),
+        (["--json", "field.tif/", "--overwrite"], ["--json field.tif/", "names a folder"]),
     ],
 )
 def test_evaluate_checks_report_paths_before_evaluating(

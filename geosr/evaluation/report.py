@@ -169,9 +169,20 @@ def _check_plot_format(plot: Path) -> None:
         )
 
 
+def _check_no_folder_named(option: str, text: str) -> None:
+    """Refuse a report path ending in '/', which names a folder where the report is a file: as a
+    Path the slash is dropped, so ``--json m.json/`` wrote the file m.json (replaced it with
+    --overwrite), as ``geosr run -o`` and ``geosr compare -o`` did before they said so."""
+    if text.endswith("/") and not Path(text).is_dir():  # a folder is told so below
+        raise OutputError(
+            f"{option} {text}: the '/' at its end names a folder, and the report is a file; "
+            f"drop the '/' to write the file {Path(text)}, or give another path"
+        )
+
+
 def check_report_paths(
-    json_path: Path | None,
-    plot: Path | None,
+    json_path: str | Path | None,
+    plot: str | Path | None,
     *,
     overwrite: bool,
     inputs: Sequence[Path] = (),
@@ -180,8 +191,8 @@ def check_report_paths(
 
     Parameters
     ----------
-    json_path, plot : Path or None
-        The ``--json`` and ``--plot`` destinations.
+    json_path, plot : str, Path or None
+        The ``--json`` and ``--plot`` destinations (text keeps a '/' at the end, which names a folder).
     overwrite : bool
         Whether existing report files may be replaced.
     inputs : sequence of Path
@@ -193,11 +204,16 @@ def check_report_paths(
         The plot's extension is not a format matplotlib writes, or both reports
         name the same file (the plot would silently replace the JSON).
     OutputError
-        A destination is a directory, an input, exists without ``overwrite``, or
-        its directory is missing or not writable.
+        A destination is a directory or names one (a '/' at its end), an input, exists
+        without ``overwrite``, or its directory is missing or not writable.
     """
     from geosr.io.atomic import check_writable, refuse_overlong_name
 
+    for option, given in (("--json", json_path), ("--plot", plot)):
+        if given is not None:
+            _check_no_folder_named(option, str(given))
+    json_path = None if json_path is None else Path(json_path)
+    plot = None if plot is None else Path(plot)
     if plot is not None:
         _check_plot_format(plot)
     if json_path is not None and plot is not None and json_path.resolve() == plot.resolve():

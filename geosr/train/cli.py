@@ -24,7 +24,7 @@ from rich.progress import (
 )
 
 from geosr.cli import Batch, Device, Precision, Tile
-from geosr.cli_types import given_path, given_raster, given_text, stdout_guarded
+from geosr.cli_types import given_name, given_path, given_raster, given_text, stdout_guarded
 from geosr.errors import InterruptedRunError, OptionError
 from geosr.progress import ProgressLines, progress_bar_drawn
 from geosr.train.config import DataConfig, OptimConfig, TrainConfig
@@ -642,17 +642,18 @@ def evaluate_command(
         ),
     ] = None,
     border: Annotated[int, typer.Option(help="HR pixels excluded at every edge.", min=0)] = 16,
+    # Text, not Paths, which drop the '/' that says a folder (check_report_paths refuses it).
     json_path: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--json",
-            parser=given_path,
+            parser=given_name,
             help="Write the full report as JSON; '-' prints it on stdout, for scripts (jq), and the "
             "table on stderr.",
         ),
     ] = None,
     plot: Annotated[
-        Path | None, typer.Option(parser=given_path, help="Write a PNG bar chart of the gain over bicubic.")
+        str | None, typer.Option(parser=given_name, help="Write a PNG bar chart of the gain over bicubic.")
     ] = None,
     workdir: Annotated[
         Path | None, typer.Option(parser=given_path, help="Keep the LR, SR and bicubic GeoTIFFs here.")
@@ -705,7 +706,7 @@ def evaluate_command(
     # user had unless asked, and a missing folder is an error, as for `geosr run -o`.
     inputs = [Path(p) for p in [*(hr_rasters or []), *(p for pair in pairs for p in pair)]]
     # '-' was a file of that name in the working folder; stdout now carries the JSON alone.
-    to_stdout = json_path == Path("-")
+    to_stdout = json_path == "-"
     check_report_paths(None if to_stdout else json_path, plot, overwrite=overwrite, inputs=inputs)
     options: dict[str, Any] = {
         "device": device,
