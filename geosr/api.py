@@ -29,7 +29,13 @@ from geosr.faults import check as check_faults
 from geosr.faults import checkpoint
 from geosr.fingerprint import check_unchanged, job_fingerprint
 from geosr.grid import scaled, scaled_rpcs
-from geosr.io.atomic import check_name_length, check_writable, enclosing_zarr_store, refuse_foreign_directory
+from geosr.io.atomic import (
+    check_name_length,
+    check_writable,
+    enclosing_zarr_store,
+    refuse_foreign_directory,
+    refuse_kernel_file_system,
+)
 from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.remote import (
     check_remote_output,
@@ -407,6 +413,8 @@ def local_destination(
             f"cannot write {path}: it is inside the Zarr store {store}, which is no folder for "
             "other files; write it beside the store, or to another folder"
         )
+    # Before the check of free space, which told '0 B are free in /proc; free some space'.
+    refuse_kernel_file_system(path)
     if path.name.lower() in SUPPORTED_SUFFIXES:
         # '-o out/.tif': Python reads '.tif' as a hidden name without a suffix, and the line
         # below said "unsupported output suffix '(none)'" of a .tif.

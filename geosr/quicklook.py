@@ -24,7 +24,7 @@ from rasterio.enums import Resampling
 from geosr.aoi import on_the_grids_turn
 from geosr.errors import InputError, OptionError, OutputError, warn
 from geosr.grid import warp_onto, window_grid
-from geosr.io.atomic import refuse_overlong_name
+from geosr.io.atomic import refuse_kernel_file_system, refuse_overlong_name
 from geosr.io.bands import canonical_band_name
 from geosr.io.scene import (
     Scene,
@@ -584,6 +584,7 @@ def compare_files(
             f"{png.parent}: no such directory for the quicklook; create it first "
             f"(mkdir -p {shlex.quote(str(png.parent))}) or choose another -o path"
         )
+    refuse_kernel_file_system(png)  # its temporary was 'No such file or directory', in /proc
     for flag, value in (("--hr", hr), ("--variable", variable), ("--hr-variable", hr_variable)):
         if value is not None and not value.strip():  # --hr '' was read as the folder '.'
             raise OptionError(f"{flag} is empty; give a value or leave the option out")

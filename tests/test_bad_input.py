@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from affine import Affine
 
 from geosr.cli import main
+from tests.conftest import UTM_TRANSFORM
 
 
 def run_cli(
@@ -1403,3 +1405,26 @@ def test_a_raster_gdal_cannot_open_is_told_alike_by_run_evaluate_and_train(
     args = ["evaluate", "--lr", unreachable, "--hr", str(hr), "-s", "2", "-m", "bicubic"]
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, f"{unreachable}: the server could not be reached", "check the URL")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc file system here")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "{src}", "-s", "2", "-m", "bicubic", "-o", "/proc/out.tif"],
+        ["run", "{src}", "-s", "2", "-m", "bicubic", "-o", "/proc/"],
+        ["evaluate", "{src}", "-s", "2", "--border", "2", "-m", "bicubic", "--json", "/proc/m.json"],
+        ["evaluate", "{src}", "-s", "2", "--border", "2", "-m", "bicubic", "--workdir", "/proc/wd"],
+        ["compare", "{src}", "{sr}", "-o", "/proc/c.png"],
+    ],
+)
+def test_an_output_on_the_kernels_proc_file_system_is_no_place_for_files(
+    make_raster, capsys, monkeypatch, args: list[str]
+) -> None:
+    """Root may write in /proc as os.access sees it: `-o /proc/out.tif` was told '0 B are free in
+    /proc; free some space', and a report or a PNG 'No such file or directory: /proc/.m.json.tmp'."""
+    src = make_raster(height=32, width=32)
+    sr = make_raster("sr.tif", height=64, width=64, transform=UTM_TRANSFORM @ Affine.scale(0.5))
+    code, err = run_cli([a.format(src=src, sr=sr) for a in args], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "/proc is on the kernel's proc file system", "no place for files")
+    assert "free" not in err and "No such file" not in err

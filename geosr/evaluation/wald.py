@@ -507,16 +507,17 @@ def _workdir_held(
                 f"--workdir {workdir}: its {name} would replace the input {source} before it is "
                 "read; choose another --workdir"
             )
+    # An existing folder on a read-only file system: the first LR GeoTIFF failed in a traceback.
+    # Before mkdir, whose 'No such file or directory' under /proc said nothing of why.
+    why = unwritable_folder(workdir)
+    if why is not None:
+        raise OutputError(f"cannot write in --workdir {workdir} ({why}); choose another folder")
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(
             f"cannot create --workdir {workdir} ({exc.strerror or exc}); choose another folder"
         ) from None
-    # An existing folder on a read-only file system: the first LR GeoTIFF failed in a traceback.
-    why = unwritable_folder(workdir)
-    if why is not None:
-        raise OutputError(f"cannot write in --workdir {workdir} ({why}); choose another folder")
     with lock_held(
         workdir / WORKDIR_LOCK,
         lambda pid: (

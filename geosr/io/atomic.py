@@ -127,6 +127,7 @@ def check_writable(destination: Path, overwrite: bool) -> None:
         raise OutputError(
             f"cannot write {destination}: {parent} is not a directory; choose another output path"
         )
+    refuse_kernel_file_system(destination)
     # First: "pass --overwrite to replace it" sent the user to this refusal.
     refuse_foreign_directory(destination)
     # is_symlink too: a dangling link "does not exist" but would still be clobbered.
@@ -148,9 +149,63 @@ def unwritable_folder(folder: Path) -> str | None:
         existing = existing.parent
     if not existing.is_dir():
         return f"{existing} is not a directory"
+    kernel = kernel_file_system(existing)
+    if kernel is not None:
+        return no_place_for_files(existing, kernel)
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is {'on a read-only file system' if _read_only(existing) else 'not writable'}"
     return None
+
+
+KERNEL_FILE_SYSTEMS = frozenset(
+    {
+        "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts",
+        "efivarfs", "fusectl", "mqueue", "nsfs", "proc", "pstore", "securityfs", "sysfs", "tracefs",
+    }
+)  # fmt: skip
+"""The types of the file systems through which Linux shows its own state (/proc, /sys), which
+hold no files of a user's."""
+
+
+def kernel_file_system(directory: Path) -> str | None:
+    """The type of the kernel's file system ``directory`` is on (``proc``, ``sysfs``), or None.
+
+    Root passes :func:`os.access` there, so an output under /proc was let through to be told
+    '0 B are free in /proc; free some space' (:func:`geosr.resources.check`), or 'No such file
+    or directory' for its temporary.  Only a file system of no blocks (statvfs) is looked up in
+    the mount table: one that holds files has some.
+    """
+    try:
+        if os.statvfs(directory).f_blocks:
+            return None
+        table = Path("/proc/self/mounts").read_text(encoding="utf-8", errors="surrogateescape")
+    except (OSError, AttributeError):  # no statvfs (Windows), no mount table (macOS)
+        return None
+    path = os.path.realpath(directory)
+    # The deepest mount point holding the path; the table writes a space in a name as \040.
+    fields = [line.split() for line in table.splitlines()]
+    types = {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), f[1]): f[2] for f in fields if len(f) > 2}
+    points = [m for m in types if path == m or path.startswith(m.rstrip("/") + "/")]
+    kind = types[max(points, key=len)] if points else None
+    return kind if kind in KERNEL_FILE_SYSTEMS else None
+
+
+def no_place_for_files(directory: Path, kind: str) -> str:
+    """Why a folder on the kernel's file system ``kind`` (:func:`kernel_file_system`) takes no output."""
+    return f"{directory} is on the kernel's {kind} file system, no place for files; choose a folder on a disk"
+
+
+def refuse_kernel_file_system(destination: Path) -> None:
+    """Refuse an output whose folder is on the kernel's file system (:func:`kernel_file_system`).
+
+    Raises
+    ------
+    OutputError
+        ``destination``'s folder is under /proc, /sys or the like.
+    """
+    kind = kernel_file_system(destination.parent)
+    if kind is not None:
+        raise OutputError(f"cannot write {destination}: {no_place_for_files(destination.parent, kind)}")
 
 
 def _why_not_writable(directory: Path) -> str:
