@@ -294,3 +294,37 @@ def test_a_command_to_type_keeps_its_flags(make_raster: Callable[..., Path], tmp
         geosr.upscale_file(src, tmp_path / "sr.tif", scale=2, model="bicubic", quicklook=True)
     (line,) = [str(w.message) for w in said if "window shown" in str(w.message)]
     assert line.endswith("`geosr compare --window col,row,width,height` (or other bands: `--bands`)"), line
+
+
+@pytest.mark.parametrize(
+    ("overrides", "python", "command"),
+    [
+        (
+            {"name": "cnnrnn-best", "init": "cnnrnn-fast"},
+            "init='cnnrnn-fast' trains a cnnrnn-fast model, but name is 'cnnrnn-best': set name to "
+            "'cnnrnn-fast', or leave it out",
+            "--init cnnrnn-fast trains a cnnrnn-fast model, but --model (name) is 'cnnrnn-best': "
+            "drop -m cnnrnn-best or use -m cnnrnn-fast",
+        ),
+        (
+            {"loss": {"l1": -1.0}},
+            "loss weight l1=-1.0 must be a number >= 0 (0 leaves the term out), e.g. "
+            "loss={'l1': 1, 'ssim': 0.1}",
+            "loss weight l1=-1.0 must be a number >= 0 (0 leaves the term out), e.g. --loss l1=1,ssim=0.1",
+        ),
+    ],
+)
+def test_load_config_names_the_keys_a_python_caller_gives(
+    tmp_path: Path, capsys, monkeypatch, overrides: dict[str, object], python: str, command: str
+) -> None:
+    """load_config(None, {"name": ..., "init": ...}) was told "drop -m cnnrnn-best or use -m
+    cnnrnn-fast", and a negative loss weight "e.g. --loss l1=1,ssim=0.1": flags of geosr train."""
+    from geosr.train import load_config
+    from tests.test_bad_input import run_cli
+
+    assert _refusal(lambda: load_config(None, overrides)) == python
+    flags = ["-m", "cnnrnn-best", "--init", "cnnrnn-fast"] if "init" in overrides else ["--loss", "l1=-1.0"]
+    code, err = run_cli(
+        ["train", str(tmp_path / "hr.tif"), *flags, "-o", str(tmp_path / "r")], capsys, monkeypatch
+    )
+    assert code == 2 and " ".join(err.split()) == f"error: {command}", err

@@ -511,7 +511,9 @@ def test_a_validation_raster_smaller_than_a_chip_is_named(tmp_path, scenes, make
 
 
 def test_a_model_name_other_than_the_init_model_is_refused() -> None:
-    with pytest.raises(OptionError, match=r"--init cnnrnn-fast trains a cnnrnn-fast model.*-m cnnrnn-best"):
+    with pytest.raises(
+        OptionError, match=r"^init='cnnrnn-fast' trains a cnnrnn-fast model, but name is 'cnnrnn-best'"
+    ):
         load_config(None, {"name": "cnnrnn-best", "scale": 4, "init": "cnnrnn-fast"})
     assert load_config(None, {"name": "cnnrnn-best", "scale": 4, "init": "cnnrnn-best"}).name == "cnnrnn-best"
 

@@ -27,9 +27,29 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from geosr.errors import GeosrError, OptionError
+from geosr.errors import GeosrError, OptionError, current_keywords, python_api
 from geosr.io.remote import home_expanded
 from geosr.train.degrade import DegradationConfig
+
+CONFIG_FLAGS = {
+    f"--{flag}": key
+    for flag, key in {
+        "output": "output",
+        "weights": "weights",
+        "init": "init",
+        "model": "name",
+        "scale": "scale",
+        "device": "device",
+        "precision": "precision",
+        "steps": "steps",
+        "batch-size": "batch_size",
+        "loss": "loss",
+        "store": "data.store",
+        "chip": "data.lr_chip",
+    }.items()
+} | {"-o": "output", "-s": "scale", "-m": "name"}
+"""The :class:`TrainConfig` field (a recipe's key) each flag of ``geosr train`` sets, which a
+Python caller of :func:`load_config` gives in its overrides."""
 
 DATA_DIR_VAR = "GEOSR_DATA_DIR"
 DEFAULT_DATA_DIR = "../shared/data"
@@ -229,16 +249,13 @@ class TrainConfig:
         # A bundled name as init *is* the architecture; another name would label
         # the trained weights and card with a model they are not.
         if self.init is not None and is_model_name(self.init) and self.name != self.init:
-            raise OptionError(
-                f"--init {self.init} trains a {self.init} model, but --model (name) is {self.name!r}: "
-                f"drop -m {self.name} or use -m {self.init}"
-            )
+            raise OptionError(f"{_init_flag(self.init)} trains a {self.init} model, but {_name_to_set(self)}")
         for term, weight in self.loss.items():
             # Negative weights would make the optimiser maximise that error; 0 leaves a term out.
             if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
                 raise OptionError(
                     f"loss weight {term}={weight} must be a number >= 0 (0 leaves the term out), "
-                    "e.g. --loss l1=1,ssim=0.1"
+                    f"e.g. {_loss_example()}"
                 )
         if not 0 <= self.seed < 2**63:
             # numpy's generator takes no negative seed, torch's manual_seed none of 2**64 or more:
@@ -257,6 +274,25 @@ class TrainConfig:
         if self.weights:
             return Path(self.weights)
         return Path(self.output) / f"{self.name}_x{self.scale}"
+
+
+def _init_flag(init: str) -> str:
+    """The ``init`` setting as its user gave it: a flag of the command, a key of a Python caller's."""
+    return f"init={init!r}" if current_keywords() is not None else f"--init {init}"
+
+
+def _name_to_set(config: TrainConfig) -> str:
+    """That the model name is not the ``init`` model's, and how to match them, as the caller
+    sets the name: translated, the command's "--model (name) is 'x': drop -m x or use -m y"
+    read "name (name) is 'x': drop name='x' or use name='y'" to a Python caller."""
+    if current_keywords() is not None:
+        return f"name is {config.name!r}: set name to {config.init!r}, or leave it out"
+    return f"--model (name) is {config.name!r}: drop -m {config.name} or use -m {config.init}"
+
+
+def _loss_example() -> str:
+    """Loss weights as the caller gives them: the command's --loss text, a Python caller's dict."""
+    return "loss={'l1': 1, 'ssim': 0.1}" if current_keywords() is not None else "--loss l1=1,ssim=0.1"
 
 
 def is_model_name(init: str) -> bool:
@@ -381,11 +417,13 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
         raise OptionError(f"recipe {p} is not valid TOML: {exc}") from exc
 
 
+@python_api(flags=CONFIG_FLAGS)
 def load_config(recipe: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """The run's configuration: ``overrides`` (CLI) over ``recipe`` over the defaults.
 
     ``overrides`` is nested like the recipe; ``None`` values mean "not given".
-    A ``loss`` or ``model`` table replaces the lower level's table as a whole.
+    A ``loss`` or ``model`` table replaces the lower level's table as a whole.  Its lines
+    name the keys a Python caller gives (``init='cnnrnn-fast'``), ``geosr train``'s its flags.
     """
     merged: dict[str, Any] = {}
     if recipe is not None:

@@ -46,7 +46,14 @@ from geosr.train.checkpoint import (
     read_checkpoint_config,
     save_checkpoint,
 )
-from geosr.train.config import SceneSource, TrainConfig, check_held_out, is_model_name, to_dict
+from geosr.train.config import (
+    CONFIG_FLAGS,
+    SceneSource,
+    TrainConfig,
+    check_held_out,
+    is_model_name,
+    to_dict,
+)
 from geosr.train.data import (
     NORMALISATION,
     ChipSampler,
@@ -569,23 +576,7 @@ def _check_resumed_store(output: Path, new_store: Path | None) -> None:
         )
 
 
-TRAIN_FLAGS = {
-    f"--{flag}": f"config.{field}"
-    for flag, field in {
-        "output": "output",
-        "weights": "weights",
-        "init": "init",
-        "model": "name",
-        "scale": "scale",
-        "device": "device",
-        "precision": "precision",
-        "steps": "steps",
-        "batch-size": "batch_size",
-        "loss": "loss",
-        "store": "data.store",
-        "chip": "data.lr_chip",
-    }.items()
-} | {"-o": "config.output", "-s": "config.scale", "-m": "config.name"}
+TRAIN_FLAGS = {flag: f"config.{key}" for flag, key in CONFIG_FLAGS.items()}
 """The TrainConfig field each flag of ``geosr train`` sets, which a Python caller of :func:`train` sets."""
 
 
