@@ -50,7 +50,7 @@ from geosr.interrupts import (
     swallowed_interrupt,
     unreported_interrupt,
 )
-from geosr.io.remote import bound_remote_waits, is_remote, local_name, without_signatures
+from geosr.io.remote import bound_remote_waits, command_named, is_remote, local_name, without_signatures
 from geosr.progress import ProgressLines, progress_bar_drawn
 
 _click_errors = sys.modules[typer.BadParameter.__module__]
@@ -157,6 +157,7 @@ def _root(
     """Super-resolve georeferenced satellite and aerial imagery into COG or Zarr."""
     # The library's lines name the flags the user typed, not the Python API's keywords.
     ctx.with_resource(command_line_wording())
+    ctx.with_resource(command_named(ctx.invoked_subcommand))  # and the command in their examples
 
 
 Scale = Annotated[

@@ -1257,3 +1257,26 @@ def test_info_of_a_signed_url_names_it_without_its_signature(make_raster, capfd,
         code, out, err = run_cli(["info", url, "-m", "bicubic", "--no-calibrate"], capfd, monkeypatch)
     assert code == 0, err
     assert f"{base}/scene.tif" in out and "SECRETSIG" not in out and "AKIAKEY" not in out, out
+
+
+@pytest.mark.parametrize(
+    ("command", "example"),
+    [
+        (["compare", "-", "{src}"], "geosr compare /vsistdin/ sr.tif < lr.tif"),
+        (["compare", "{src}", "-"], "geosr compare /vsistdin/ sr.tif < lr.tif"),
+        (["evaluate", "-", "-s", "2", "-m", "bicubic"], "geosr evaluate /vsistdin/ < hr.tif"),
+        (["evaluate", "--lr", "-", "--hr", "{src}", "-s", "2", "-m", "bicubic"], "geosr evaluate /vsistdin/"),
+        (["info", "-"], "geosr info /vsistdin/ < scene.tif"),
+    ],
+)
+def test_the_standard_input_hint_names_the_command_used(
+    make_raster, capsys, monkeypatch, command: list[str], example: str
+) -> None:
+    """`geosr compare - sr.tif` and `geosr evaluate -` were told to type `geosr run /vsistdin/ <
+    scene.tif`, the hint of the command they were not using."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    src = make_raster(height=32, width=32)
+    code, err = run_cli([a.format(src=src) for a in command], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "reads standard input as /vsistdin/", example)
+    assert "geosr run" not in err

@@ -12,6 +12,7 @@ open.  Outputs are written locally, atomically (see :mod:`geosr.io.atomic`).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import hashlib
 import os
@@ -174,8 +175,31 @@ def is_remote(path: str | Path) -> bool:
 _STDIN = re.compile(r"(/vsi[a-z0-9_]+/)*/vsistdin/?(\?.*)?")
 """GDAL's name of standard input, also read through a filter (``/vsigzip//vsistdin/``)."""
 
-STDIN_EXAMPLE = "geosr run /vsistdin/ < scene.tif"
-"""How standard input is given a raster, for the lines that say it holds none."""
+STDIN_EXAMPLES = {
+    "run": "geosr run /vsistdin/ < scene.tif",
+    "info": "geosr info /vsistdin/ < scene.tif",
+    "compare": "geosr compare /vsistdin/ sr.tif < lr.tif",
+    "evaluate": "geosr evaluate /vsistdin/ < hr.tif",
+}
+"""How each command is given a raster on standard input, for the lines that say it holds none."""
+_COMMAND = contextvars.ContextVar("geosr_command", default="run")
+"""The ``geosr`` command running (:func:`command_named`); ``run`` for the Python API."""
+
+
+@contextlib.contextmanager
+def command_named(name: str | None) -> Iterator[None]:
+    """Within: :func:`stdin_example` is that of the ``geosr`` command ``name`` (None: ``run``'s)."""
+    token = _COMMAND.set(name or "run")
+    try:
+        yield
+    finally:
+        _COMMAND.reset(token)
+
+
+def stdin_example() -> str:
+    """How the command running is given a raster on standard input: ``geosr compare -`` and
+    ``geosr evaluate -`` were told to type ``geosr run /vsistdin/ < scene.tif``."""
+    return STDIN_EXAMPLES.get(_COMMAND.get(), STDIN_EXAMPLES["run"])
 
 
 def is_stdin(path: str | Path) -> bool:
@@ -192,14 +216,14 @@ def stdin_problem() -> str | None:
     try:
         found = os.fstat(0)
     except OSError:
-        return f"standard input is closed; pipe a raster into it: {STDIN_EXAMPLE}"
+        return f"standard input is closed; pipe a raster into it: {stdin_example()}"
     if os.isatty(0):
-        return f"standard input is a terminal, not a raster; pipe one into it: {STDIN_EXAMPLE}"
+        return f"standard input is a terminal, not a raster; pipe one into it: {stdin_example()}"
     null = Path(os.devnull).stat()
     if (found.st_dev, found.st_ino) == (null.st_dev, null.st_ino) or (
         stat.S_ISREG(found.st_mode) and found.st_size == 0
     ):
-        return f"standard input is empty; pipe a raster into it: {STDIN_EXAMPLE}"
+        return f"standard input is empty; pipe a raster into it: {stdin_example()}"
     return None
 
 

@@ -33,7 +33,6 @@ from geosr.errors import InputError, catch_warnings_serialised
 from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS, overlong_name
 from geosr.io.remote import (
-    STDIN_EXAMPLE,
     URL_SCHEMES,
     archive_member_problem,
     file_url_path,
@@ -44,6 +43,7 @@ from geosr.io.remote import (
     local_archive,
     local_stamp,
     remote_open_problem,
+    stdin_example,
     stdin_problem,
     web_page_problem,
     whole_archive_problem,
@@ -395,7 +395,7 @@ def check_input_exists(path: str) -> None:
         # The shell's usual name of standard input; GDAL's is another, and "-: no such file" hid it.
         raise InputError(
             "-: no such file; geosr reads standard input as /vsistdin/ (GDAL's name), not '-': "
-            + STDIN_EXAMPLE
+            + stdin_example()
         )
     scheme = path.partition(":")[0]
     if ":" in path and "://" not in path and scheme.lower() in URL_SCHEMES and Path(path).exists():
@@ -514,7 +514,7 @@ def _stdin_unread(said: str) -> str:
             "(at least the file's size) in place of /vsistdin/, or the file's path"
         )
     # GDAL has read a pipe's bytes by now, so which of the two it was cannot be told.
-    return f"standard input holds no raster GDAL reads (it was empty, or not a raster); {STDIN_EXAMPLE}"
+    return f"standard input holds no raster GDAL reads (it was empty, or not a raster); {stdin_example()}"
 
 
 def _pick_subdataset(path: str, src: Any, variable: str | None) -> tuple[str, str]:
