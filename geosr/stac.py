@@ -264,7 +264,7 @@ def validate_item(item: pystac.Item) -> list[str]:
     validator = JsonSchemaSTACValidator()
     package = resources.files("geosr.schemas")
     for uri, name in SCHEMAS.items():
-        validator.schema_cache[uri] = json.loads(package.joinpath(name).read_text())
+        validator.schema_cache[uri] = json.loads(package.joinpath(name).read_text(encoding="utf-8"))
     return list(item.validate(validator=validator))
 
 
@@ -275,4 +275,6 @@ def write_item(
     item = build_item(output, source=source, scene=scene, model=model, scale=scale, frames=frames)
     validate_item(item)
     text = json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2)
-    return write_small_file(item_path(output), lambda tmp: tmp.write_text(text), "STAC Item")
+    return write_small_file(
+        item_path(output), lambda tmp: tmp.write_text(text, encoding="utf-8"), "STAC Item"
+    )

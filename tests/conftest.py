@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -144,6 +146,15 @@ def dask_default_port_taken() -> Iterator[None]:
         except OSError:
             pass
         yield
+
+
+def in_an_ascii_locale(*args: str) -> subprocess.CompletedProcess[str]:
+    """``geosr ARGS`` where Python's default text encoding is ASCII (a C locale, UTF-8 mode off),
+    as in a bare container or a cron job; ``python -c CODE`` for ``"-c", CODE``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
+    env |= {"LC_ALL": "C", "PYTHONUTF8": "0"}
+    command = [sys.executable, *args] if args[:1] == ("-c",) else [sys.executable, "-m", "geosr", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def item_of(tmp_path: Path, hrefs: dict[str, str], **properties: object) -> Path:

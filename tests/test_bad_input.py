@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -1428,3 +1429,19 @@ def test_an_output_on_the_kernels_proc_file_system_is_no_place_for_files(
     code, err = run_cli([a.format(src=src, sr=sr) for a in args], capsys, monkeypatch)
     assert_one_clear_line(code, err, "/proc is on the kernel's proc file system", "no place for files")
     assert "free" not in err and "No such file" not in err
+
+
+def test_a_zarr_array_of_non_ascii_attributes_is_named_in_an_ascii_locale(tmp_path: Path) -> None:
+    """Its zarr.json, UTF-8 with an attribute "Réflectance", was read in the locale's encoding: in
+    a C locale the refusal of an array for its store was zarr's 'An array already exists in store'."""
+    from tests.conftest import in_an_ascii_locale
+
+    store = tmp_path / "scene.zarr"
+    _small_raster(("y", "x"), (16, 16)).to_dataset(name="dn").to_zarr(store, zarr_format=3)
+    meta = store / "dn" / "zarr.json"
+    doc = json.loads(meta.read_text(encoding="utf-8"))
+    doc["attributes"]["long_name"] = "Réflectance"
+    meta.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    done = in_an_ascii_locale("run", str(store / "dn"), "--model", "bicubic")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "a Zarr array, not a store" in done.stderr and f"{store} --variable dn" in done.stderr, done.stderr

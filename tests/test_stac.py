@@ -17,7 +17,7 @@ import geosr
 from geosr.errors import GeosrWarning, InputError, OutputError
 from geosr.grid import crs_label
 from geosr.stac import validate_item, wgs84_footprint
-from tests.conftest import coordinate_pattern, item_of
+from tests.conftest import coordinate_pattern, in_an_ascii_locale, item_of
 
 RASTER_V2 = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
 
@@ -833,3 +833,21 @@ def test_the_quicklook_of_an_asset_run_shows_the_input_in_the_outputs_units(
     geosr_panel, bicubic_panel = shown[0]
     assert np.nanmax(bicubic_panel) < 1  # reflectance, not integers
     np.testing.assert_allclose(bicubic_panel, geosr_panel, atol=0.002)
+
+
+def test_an_item_of_non_ascii_text_is_read_in_an_ascii_locale(make_raster, tmp_path: Path) -> None:
+    """An Item written in UTF-8 with a band description "Réflectance" was read in the locale's
+    encoding: in a C locale 'item.json: not a readable raster', and its stack's VRT, written so
+    too, a UnicodeEncodeError traceback."""
+    for key in ("B04", "B03"):
+        make_raster(f"{key}.tif", height=16, width=16)
+    doc = json.loads(item_of(tmp_path, {"B04": "./B04.tif", "B03": "./B03.tif"}).read_text(encoding="utf-8"))
+    doc["properties"]["title"] = "Réflectance au sol"
+    for key, asset in doc["assets"].items():
+        asset["eo:bands"] = [{"name": key, "description": "Réflectance"}]
+    (tmp_path / "item.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "out.tif"
+    args = ["run", str(tmp_path / "item.json"), "--bands", "B04,B03", "-s", "2", "-m", "bicubic"]
+    done = in_an_ascii_locale(*args, "-o", str(out), "--stac")
+    assert done.returncode == 0, done.stderr
+    assert pystac.Item.from_file(str(tmp_path / "out.stac.json")).properties["datetime"]

@@ -198,7 +198,7 @@ class RunState:
     def manifest(self) -> dict[str, Any] | None:
         """The stored manifest, or None when there is none (or it is unreadable)."""
         try:
-            data = json.loads(self.manifest_path.read_text())
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) and "fingerprint" in data else None
@@ -206,7 +206,7 @@ class RunState:
     def done(self) -> set[int]:
         """Indices of the tiles the journal lists as finished."""
         try:
-            text = self.journal_path.read_text()
+            text = self.journal_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return set()
         finished: set[int] = set()
@@ -264,7 +264,7 @@ class RunState:
 
     def _write_manifest(self, data: Mapping[str, Any]) -> None:
         tmp = self.directory / "manifest.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str), encoding="utf-8")
         tmp.replace(self.manifest_path)
 
     def restarted(self) -> bool:
@@ -283,7 +283,7 @@ class RunState:
         if self._journal is not None:
             self._journal.close()
         tmp = self.directory / "journal.tmp"
-        tmp.write_text("".join(f"{i}\n" for i in sorted(tiles)))
+        tmp.write_text("".join(f"{i}\n" for i in sorted(tiles)), encoding="utf-8")
         tmp.replace(self.journal_path)
         # The journal first: should the process die in between, the old boot is
         # still recorded, and the next resume checks the chunks again.
@@ -296,7 +296,7 @@ class RunState:
                 remove_path(entry)
 
     def _open_journal(self) -> None:
-        self._journal = self.journal_path.open("a")
+        self._journal = self.journal_path.open("a", encoding="utf-8")
 
     # --- progress ---------------------------------------------------------------
 

@@ -55,7 +55,7 @@ def _json_document(path: str | Path) -> Any:
     if p.suffix.lower() != ".json" or not p.is_file():
         return None
     try:
-        return json.loads(p.read_text())
+        return json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
 
@@ -550,5 +550,5 @@ def _written_vrt(item_path: str | Path, xml: str) -> str:
     folder = Path(tempfile.mkdtemp(prefix="geosr-stac-"))
     atexit.register(shutil.rmtree, folder, True)
     vrt = folder / f"{Path(item_path).stem}.vrt"
-    vrt.write_text(xml)
+    vrt.write_text(xml, encoding="utf-8")
     return str(vrt)

@@ -103,7 +103,7 @@ def _refuse_an_array(path: str) -> None:
     v3 = folder / "zarr.json"
     try:
         is_array = (folder / ".zarray").is_file() or (
-            v3.is_file() and json.loads(v3.read_text()).get("node_type") == "array"
+            v3.is_file() and json.loads(v3.read_text(encoding="utf-8")).get("node_type") == "array"
         )
     except (OSError, ValueError):
         return  # unreadable metadata: opening the store says what is wrong
