@@ -26,6 +26,7 @@ from geosr.errors import InputError, OptionError, OutputError, warn
 from geosr.grid import warp_onto, window_grid
 from geosr.io.atomic import refuse_kernel_file_system, refuse_overlong_name
 from geosr.io.bands import canonical_band_name
+from geosr.io.remote import home_expanded, local_file_text
 from geosr.io.scene import (
     Scene,
     datasets_closed,
@@ -557,9 +558,13 @@ def compare_files(
     ``nodata`` overrides ``lr``'s nodata value, as ``geosr run --nodata`` did for the run
     (and as its ``--quicklook`` does): a JP2's undeclared 0 is not data in the bicubic panel.
     """
-    refuse_overlong_name("--output", str(png))
-    _check_folder_given(str(png))
-    png = Path(png)
+    # As the command's shell gives it (and as the rasters are read): '~/c.png' was '~: no such
+    # directory for the quicklook'.  Text, which keeps the '/' that says a folder.
+    given = str(png)
+    given = local_file_text(given) or home_expanded(given)
+    refuse_overlong_name("--output", given)
+    _check_folder_given(given)
+    png = Path(given)
     if png.is_dir() and not is_zarr_path(png):
         # As geosr run -o takes a folder (a Zarr store is an output, no folder for it): it was
         # refused as 'the quicklook is a PNG'.

@@ -1215,3 +1215,27 @@ def test_the_runs_warnings_issued_again_point_at_the_callers_line(make_raster) -
     with pytest.warns(GeosrWarning, match=r"\(its Wald LR\) is odd") as seen:
         evaluate_wald([path], scale=2, model="fake", border=2, upscaler=upscaler)
     assert [w.filename for w in seen if w.category is GeosrWarning] == [__file__]
+
+
+def test_the_evaluation_api_expands_a_home_folder_in_every_path(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """evaluate_paired([("~/lr.tif", "~/hr.tif")]) was "~/lr.tif: not a readable raster (No such
+    file or directory)", evaluate_wald's workdir="~/wd" a folder '~' made in the working folder
+    (then 'no such file' for its LR), and write_json(report, "~/r.json") wrote into such a folder."""
+    from geosr.evaluation import evaluate_paired
+    from geosr.evaluation.report import write_plot
+    from tests.conftest import UTM_TRANSFORM
+
+    make_raster("hr.tif", height=64, width=64)
+    make_raster("lr.tif", height=32, width=32, transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(2))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not the home folder: '~' is no relative path
+    wald = evaluate_wald(["~/hr.tif"], scale=2, model="bicubic", border=2, workdir="~/wd")
+    assert (tmp_path / "wd" / "000_hr_sr.tif").is_file()
+    paired = evaluate_paired([("~/lr.tif", "~/hr.tif")], scale=2, model="bicubic", border=2)
+    assert paired.images[0].pair == (str(tmp_path / "lr.tif"), str(tmp_path / "hr.tif"))
+    assert write_json(wald, "~/r.json") == tmp_path / "r.json"
+    assert write_plot(wald, Path("~/gain.png")) == tmp_path / "gain.png"
+    assert list((tmp_path / "elsewhere").iterdir()) == []

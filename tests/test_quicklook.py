@@ -15,7 +15,7 @@ import geosr
 from geosr.cli import app
 from geosr.panels import stretch
 from geosr.quicklook import compare_panels
-from tests.conftest import coordinate_pattern, in_lonlat, open_in_this_process
+from tests.conftest import UTM_TRANSFORM, coordinate_pattern, in_lonlat, open_in_this_process
 
 
 def test_stretch_is_shared_across_panels() -> None:
@@ -846,3 +846,19 @@ def test_compare_files_leaves_the_files_it_compares_closed(make_raster, tmp_path
     sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
     compare_files(str(lr), str(sr), tmp_path / "c.png", hr=str(sr))
     assert not [p for p in (lr, sr) if open_in_this_process(p)]
+
+
+def test_compare_files_expands_a_home_folder_in_every_path(make_raster, tmp_path: Path, monkeypatch) -> None:
+    """geosr.quicklook.compare_files(..., "~/c.png") was '~: no such directory for the quicklook;
+    create it first (mkdir -p '~')', where its rasters' '~' was the home folder."""
+    from geosr.quicklook import compare_files
+
+    make_raster("lr.tif", height=16, width=16)
+    make_raster("sr.tif", height=32, width=32, transform=UTM_TRANSFORM @ Affine.scale(0.5))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not the home folder: '~' is no relative path
+    assert compare_files("~/lr.tif", "~/sr.tif", "~/c.png", hr="~/sr.tif") == tmp_path / "c.png"
+    assert compare_files("~/lr.tif", "~/sr.tif", Path("~/d.png")) == tmp_path / "d.png"
+    assert imread(tmp_path / "c.png").shape[-1] in (3, 4) and (tmp_path / "d.png").is_file()
+    assert list((tmp_path / "elsewhere").iterdir()) == []

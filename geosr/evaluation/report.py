@@ -20,6 +20,7 @@ from geosr.errors import OptionError, OutputError
 from geosr.evaluation.metrics import BandMetrics
 from geosr.evaluation.wald import EvalReport
 from geosr.io.atomic import write_small_file
+from geosr.io.remote import home_expanded
 
 PLOT_LABEL = 24
 """Characters of an image's name in a tick label of the plot."""
@@ -245,7 +246,7 @@ def report_json(report: EvalReport) -> str:
 def write_json(report: EvalReport, path: str | Path) -> Path:
     """The report as JSON at ``path``, written whole (a full disk left a cut file, in place
     of the report ``--overwrite`` was to replace)."""
-    p = Path(path)
+    p = Path(home_expanded(str(path)))  # '~/r.json' was written into a folder '~' of the working one
     text = report_json(report)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -309,6 +310,6 @@ def write_plot(report: EvalReport, path: str | Path) -> Path:
     ax.set_ylabel("PSNR gain over bicubic (dB)")
     ax.set_title(f"{report.model} x{report.scale} ({report.mode})")
     fig.tight_layout()
-    p = Path(path)
+    p = Path(home_expanded(str(path)))  # as write_json's
     # Written whole, as the JSON: the temporary's name has no image suffix, so the format is given.
     return write_small_file(p, lambda tmp: fig.savefig(tmp, dpi=120, format=p.suffix[1:].lower()), "plot")

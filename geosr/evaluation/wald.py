@@ -51,7 +51,7 @@ from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border_cou
 from geosr.interrupts import output_stamp
 from geosr.io.atomic import lock_held, refuse_overlong_name, unwritable_folder
 from geosr.io.bands import OFFSET_TAG, reflectance_offset, select_bands
-from geosr.io.remote import forget_remote_files, remote_waits_bounded_in
+from geosr.io.remote import file_url_path, forget_remote_files, remote_waits_bounded_in
 from geosr.io.runstate import run_dir
 from geosr.io.scene import Scene, datasets_closed, open_scene, read_window, with_nodata
 from geosr.models.registry import DEFAULT_MODEL
@@ -464,7 +464,8 @@ def _workdir_of(workdir: str | Path | None) -> Path | None:
         raise OptionError(
             f"--workdir {str(workdir)!r} is empty; give a folder, or leave it out for a temporary one"
         )
-    return Path(workdir)
+    # '~/wd' was made as a folder '~' in the working folder, where the rasters' '~' is the home one.
+    return Path(file_url_path(workdir))
 
 
 WORKDIR_LOCK = ".geosr-evaluate.lock"
@@ -711,6 +712,8 @@ def evaluate_paired(
     if not pairs:
         raise InputError("no LR/HR pair to evaluate: give --lr and --hr")
     _check_pairs_given(pairs)
+    # As upscale_file reads its input: ("~/lr.tif", "~/hr.tif") was 'no such file' to co-registration.
+    pairs = [(file_url_path(lr_path), file_url_path(hr_path)) for lr_path, hr_path in pairs]
     forget_remote_files(str(path) for pair in pairs for path in pair)  # as evaluate_wald's
     check_border_count(border)
     kept = _workdir_of(workdir)
