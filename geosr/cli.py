@@ -967,7 +967,15 @@ def _native_stderr_captured() -> Iterator[None]:
         return
     python_stderr = sys.stderr
     python_stderr.flush()
-    sys.stderr = open(saved, "w", closefd=False)  # noqa: SIM115 - restored below
+    # In the encoding and with the errors of the stream it stands in for: the locale's, with strict
+    # errors, made a non-ASCII warning a UnicodeEncodeError traceback in a C locale.
+    sys.stderr = open(  # noqa: SIM115 - restored below
+        saved,
+        "w",
+        closefd=False,
+        encoding=getattr(python_stderr, "encoding", None) or "utf-8",
+        errors=getattr(python_stderr, "errors", None) or "backslashreplace",
+    )
     os.dup2(capture.fileno(), 2)
     failed = True
     try:

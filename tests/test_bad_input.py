@@ -1445,3 +1445,21 @@ def test_a_zarr_array_of_non_ascii_attributes_is_named_in_an_ascii_locale(tmp_pa
     done = in_an_ascii_locale("run", str(store / "dn"), "--model", "bicubic")
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "a Zarr array, not a store" in done.stderr and f"{store} --variable dn" in done.stderr, done.stderr
+
+
+def test_a_non_ascii_warning_during_a_command_in_an_ascii_locale_is_printed() -> None:
+    """While a command runs, Python's stderr is the terminal reopened: in the locale's encoding
+    with strict errors, where Python's own stderr escapes what it cannot encode, so a warning
+    naming "Réflectance" in a C locale was a UnicodeEncodeError traceback."""
+    from tests.conftest import in_an_ascii_locale
+
+    probe = (
+        "import warnings\n"
+        "from geosr.cli import _native_stderr_captured, _warning_lines\n"
+        "warnings.showwarning = _warning_lines()\n"
+        "with _native_stderr_captured():\n"
+        "    warnings.warn('R\\u00e9flectance: a band of that name')\n"
+    )
+    done = in_an_ascii_locale("-c", probe)
+    assert done.returncode == 0, done.stderr
+    assert "warning: R\\xe9flectance: a band of that name" in done.stderr, done.stderr
