@@ -183,21 +183,21 @@ def test_a_zarr_input_keeps_its_stored_dtype_nodata_and_band_metadata(tmp_path: 
 
 
 def test_a_variable_without_a_geotransform_is_one_line(tmp_path: Path) -> None:
-    """A variable that GDAL finds a CRS but no geotransform for (x/y coordinates without CF
-    attributes, as xarray writes a netCDF-3) is refused in geosr's one line: before,
-    rasterio's 'Dataset has no geotransform, gcps, or rpcs' warning came first."""
+    """A variable that GDAL finds a CRS but no geotransform for, and that has no x/y coordinates
+    to place it either, is refused in geosr's one line: before, rasterio's 'Dataset has no
+    geotransform, gcps, or rpcs' warning came first.  (With coordinates, as xarray writes them,
+    it is read: tests/test_netcdf_inputs.py.)"""
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
     grid = np.zeros((40, 50), np.float32)
-    coords = {"y": 5866490.0 - 10.0 * (np.arange(40) + 0.5), "x": 335440.0 + 10.0 * (np.arange(50) + 0.5)}
-    ds = xr.Dataset({"a": (("y", "x"), grid), "b": (("y", "x"), grid)}, coords=coords)
+    ds = xr.Dataset({"a": (("y", "x"), grid), "b": (("y", "x"), grid)})
     ds.rio.write_crs("EPSG:32633").to_netcdf(tmp_path / "bare.nc", engine="scipy")
     from geosr.io.scene import open_scene
 
     with warnings.catch_warnings(record=True) as caught, pytest.raises(InputError) as said:
         warnings.simplefilter("always")  # as the CLI shows them: each as a 'warning:' line
         open_scene(tmp_path / "bare.nc", variable="a")
-    assert "bare.nc: the raster has no geotransform" in str(said.value)
+    assert "bare.nc: variable 'a' has neither x/y coordinates nor a GeoTransform" in str(said.value)
     assert not [w for w in caught if "geotransform" in str(w.message)], [str(w.message) for w in caught]
 
 

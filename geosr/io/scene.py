@@ -459,15 +459,43 @@ def _describe(path: str, variable: str | None) -> Scene:
                 others = [name for name in subdataset_keys(src.subdatasets) if name != key]
                 if not subdataset:
                     refuse_flags(path, src, others)
+                    if placed_by_coordinates(path, src):
+                        return replace(_by_xarray(path, src.tags(1).get("NETCDF_VARNAME")), stamp=stamp)
                     return replace(_describe_gdal(path, src), stamp=stamp)
             # The variable's own raster too: one without a geotransform printed rasterio's
             # warning before geosr's error line.
             with rasterio.open(subdataset) as src:
                 refuse_flags(path, src, others)
+                if placed_by_coordinates(path, src):
+                    return replace(_by_xarray(path, key), stamp=stamp)
                 described = _describe_gdal(path, src)
                 return replace(described, subdataset=subdataset, subdataset_key=key, stamp=stamp)
     except RasterioIOError as exc:
         raise unreadable(path, exc) from None
+
+
+def placed_by_coordinates(path: str, src: Any) -> bool:
+    """Whether an open netCDF variable is one GDAL finds no georeferencing for, but whose 1-D x/y
+    coordinate variables may place it: xarray and rioxarray write them without the CF attributes
+    (``standard_name``, ``axis``) by which GDAL's netCDF driver knows them, and GDAL then reads
+    the rows bottom-up on a pixel grid.  Such a file was refused ('the raster has no
+    geotransform'), though rioxarray reads its grid from the coordinates."""
+    return (
+        src.driver == "netCDF"
+        and src.transform.is_identity
+        and not src.gcps[0]
+        and src.rpcs is None
+        and not geolocated(src)
+        and Path(path).is_file()  # xarray opens local files only
+    )
+
+
+def _by_xarray(path: str, variable: str | None) -> Scene:
+    """The scene of a netCDF ``variable`` read through xarray, on the grid of its coordinates
+    (:func:`placed_by_coordinates`), as a Zarr store's is."""
+    from geosr.io.zarr_scene import open_zarr_scene
+
+    return open_zarr_scene(path, variable=variable)
 
 
 def unreadable(path: str, exc: RasterioIOError) -> InputError:

@@ -45,6 +45,7 @@ from geosr.io.scene import (
     SUPPORTED_DTYPES,
     Scene,
     flags_refused,
+    is_zarr_path,
     is_zipped_zarr,
     missing_values,
 )
@@ -53,6 +54,8 @@ SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
 
 
 def _open_dataset(path: str) -> xr.Dataset:
+    if not is_zarr_path(path):
+        return _open_netcdf(path)
     _refuse_an_array(path)
     try:
         with catch_warnings_serialised():
@@ -73,6 +76,22 @@ def _open_dataset(path: str) -> xr.Dataset:
         problem = archive_member_problem(path)  # zarr's words name its own store object, not the zip
         raise InputError(
             f"{path}: {problem or f'not a readable Zarr store ({exc}); check the path'}"
+        ) from None
+
+
+def _open_netcdf(path: str) -> xr.Dataset:
+    """A netCDF file that GDAL finds no grid for (:func:`~geosr.io.scene.placed_by_coordinates`),
+    opened as a Zarr store is: lazily, its values as stored."""
+    try:
+        with catch_warnings_serialised():
+            return xr.open_dataset(path, chunks=None, mask_and_scale=False, decode_coords="all")
+    except Exception as exc:  # each backend raises its own types
+        said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"{path}: GDAL finds no geotransform for it (x/y coordinates without CF attributes, as "
+            f"xarray writes them), and xarray cannot read its coordinates ({said}); for a netCDF-4 "
+            "file install h5netcdf (pip install h5netcdf), or give x and y their CF attributes "
+            "(standard_name projection_x_coordinate, projection_y_coordinate)"
         ) from None
 
 

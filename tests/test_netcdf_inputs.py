@@ -1,0 +1,94 @@
+"""netCDF files as xarray and rioxarray write them: 1-D x/y coordinates without CF attributes.
+
+GDAL's netCDF driver finds no geotransform for such a file (it knows x/y by their CF
+attributes, which xarray does not write), so geosr refused what ``da.to_netcdf`` wrote:
+'the raster has no geotransform (pixel grid only)'.  geosr reads them through xarray, as it
+reads a Zarr store, on the grid the coordinates give (as rioxarray computes it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+
+import geosr
+from tests.test_bad_input import assert_one_clear_line, run_cli
+
+Y = 5000000 - 10 * (np.arange(40) + 0.5)
+X = 300000 + 10 * (np.arange(48) + 0.5)
+
+
+def refl(band: bool = True, seed: int = 0) -> xr.DataArray:
+    """A UTM uint16 ``refl`` with nodata 0 on pixel-centre coordinates, as rioxarray writes it."""
+    values = (np.random.default_rng(seed).random((1, 40, 48)) * 3000).astype("uint16")
+    values[0, :3, :5] = 0
+    da = xr.DataArray(values, dims=("band", "y", "x"), coords={"band": [1], "y": Y, "x": X}, name="refl")
+    da = da if band else da.isel(band=0, drop=True)
+    return da.rio.write_crs("EPSG:32633").rio.write_nodata(0)
+
+
+def geotiff(da: xr.DataArray, path: Path) -> Path:
+    """``da`` as a GeoTIFF of what its netCDF-3 holds: xarray stores uint16 as int16 there."""
+    da.astype("int16").rio.write_nodata(0).rio.to_raster(path)
+    return path
+
+
+def run(src: Path, out: Path, **kwargs) -> rasterio.DatasetReader:
+    return rasterio.open(geosr.upscale_file(src, out, scale=2, model="bicubic", **kwargs))
+
+
+@pytest.mark.parametrize("band", [True, False], ids=["band-y-x", "y-x"])
+def test_a_netcdf_that_xarray_wrote_is_read_on_the_grid_of_its_coordinates(
+    tmp_path: Path, capsys, monkeypatch, band: bool
+) -> None:
+    """The bug's own file: 'x.nc: the raster has no geotransform (pixel grid only)'."""
+    da = refl(band)
+    da.to_netcdf(tmp_path / "x.nc")
+    geotiff(da, tmp_path / "x.tif")
+    code, err = run_cli(
+        ["run", str(tmp_path / "x.nc"), "--scale", "2", "--model", "bicubic"], capsys, monkeypatch
+    )
+    assert code == 0, err
+    read = xr.open_dataset(tmp_path / "x.nc", decode_coords="all")["refl"]
+    with rasterio.open(tmp_path / "x_x2.tif") as out, run(tmp_path / "x.tif", tmp_path / "ref.tif") as ref:
+        assert out.transform == read.rio.transform() @ Affine.scale(1 / 2) == ref.transform
+        assert out.crs == read.rio.crs == "EPSG:32633"
+        assert (out.nodata, out.count, out.shape) == (0, 1, (80, 96))
+        np.testing.assert_array_equal(out.read(), ref.read())
+
+
+def test_a_variable_of_a_dataset_that_xarray_wrote_is_picked_with_variable(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    ds = xr.Dataset({"a": refl(seed=1), "b": refl(seed=2)})
+    ds.to_netcdf(tmp_path / "two.nc")
+    code, err = run_cli(["run", str(tmp_path / "two.nc"), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "two.nc: the file holds 2 variables (a, b); pick one with --variable")
+    geotiff(refl(seed=2), tmp_path / "b.tif")
+    with (
+        run(tmp_path / "two.nc", tmp_path / "b_x2.tif", variable="b") as out,
+        run(tmp_path / "b.tif", tmp_path / "ref.tif") as ref,
+    ):
+        assert (out.transform, out.crs, out.nodata) == (ref.transform, ref.crs, 0)
+        np.testing.assert_array_equal(out.read(), ref.read())
+
+
+def test_a_cf_netcdf_that_gdal_georeferences_gives_the_same_output(tmp_path: Path) -> None:
+    """With CF attributes on x/y, GDAL reads the file itself: the same pixels and grid."""
+    da = refl()
+    da.to_netcdf(tmp_path / "bare.nc")
+    da["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
+    da["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
+    da.to_netcdf(tmp_path / "cf.nc")
+    with (
+        run(tmp_path / "bare.nc", tmp_path / "a.tif") as bare,
+        run(tmp_path / "cf.nc", tmp_path / "b.tif") as cf,
+    ):
+        assert (bare.transform, bare.crs, bare.nodata) == (cf.transform, cf.crs, cf.nodata)
+        np.testing.assert_array_equal(bare.read(), cf.read())
