@@ -92,3 +92,39 @@ def test_a_cf_netcdf_that_gdal_georeferences_gives_the_same_output(tmp_path: Pat
     ):
         assert (bare.transform, bare.crs, bare.nodata) == (cf.transform, cf.crs, cf.nodata)
         np.testing.assert_array_equal(bare.read(), cf.read())
+
+
+def test_a_south_up_netcdf_gives_the_north_up_output_of_the_same_pixels(tmp_path: Path) -> None:
+    """y ascending (row 0 the south, as netCDF grids often are): GDAL turns a CF file north up,
+    and the file xarray wrote, read through xarray, is turned so too.  The output of each, of
+    the whole scene and of an area of interest, is the north-up file's."""
+    da = refl()
+    south_up = da.isel(y=slice(None, None, -1))
+    da.to_netcdf(tmp_path / "north.nc")
+    south_up.to_netcdf(tmp_path / "south.nc")
+    south_up["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
+    south_up["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
+    south_up.to_netcdf(tmp_path / "south_cf.nc")
+    for kwargs in ({}, {"bbox": "300050,4999650,300330,4999880", "bbox_crs": "EPSG:32633"}):
+        outs = [run(tmp_path / f"{name}.nc", tmp_path / f"{name}_{len(kwargs)}.tif", **kwargs) for name in
+                ("north", "south", "south_cf")]  # fmt: skip
+        north, *others = outs
+        assert north.transform.e < 0
+        for other in others:
+            assert (other.transform, other.shape) == (north.transform, north.shape), (other.name, kwargs)
+            np.testing.assert_array_equal(other.read(), north.read(), err_msg=f"{other.name} {kwargs}")
+        for out in outs:
+            out.close()
+    # Strided reads too: a quicklook's decimated window, the scene's normalisation sample.
+    from geosr.io.scene import datasets_closed, open_scene, read_decimated, read_sample
+    from geosr.tiling import Window
+
+    with datasets_closed():
+        north, south = (open_scene(tmp_path / f"{name}.nc") for name in ("north", "south"))
+        assert south.grid == north.grid
+        for step in (1, 3, 7):
+            window = Window(2, 5, 31, 40)
+            np.testing.assert_array_equal(
+                read_decimated(south, window, step), read_decimated(north, window, step)
+            )
+        np.testing.assert_array_equal(read_sample(south, max_pixels=200), read_sample(north, max_pixels=200))

@@ -331,6 +331,8 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         raise InputError(
             f"{path}: cannot derive a transform from the coordinates of {name!r} ({exc})"
         ) from None
+    if rows_flipped(path, transform):
+        transform = north_up(transform, da.sizes[ydim])
     nodata = _nodata(da)
     if nodata is None and np.issubdtype(da.dtype, np.floating):
         nodata = float("nan")
@@ -362,6 +364,22 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
         band_labels=labels,
         **bands,
     )
+
+
+def rows_flipped(path: str, transform: Affine) -> bool:
+    """Whether the rows of a variable on ``transform`` are read bottom-up, so that its scene is
+    north up: a south-up netCDF variable (y ascending, as netCDF grids often are) read through
+    xarray.  GDAL turns the same variable north up where it reads the file itself (x/y with CF
+    attributes), so the output of a file does not depend on its coordinates' attributes.
+
+    A Zarr store's south-up variable keeps its grid (a positive y pixel size), as a GeoTIFF's does.
+    """
+    return not is_zarr_path(path) and transform.b == 0 and transform.d == 0 and transform.e > 0
+
+
+def north_up(transform: Affine, height: int) -> Affine:
+    """The transform of a south-up grid of ``height`` rows read bottom-up (:func:`rows_flipped`)."""
+    return transform @ Affine.translation(0, height) @ Affine.scale(1, -1)
 
 
 def _nodata(da: xr.DataArray) -> Any:
@@ -483,7 +501,11 @@ def open_zarr_array(scene: Scene) -> Any:
     lead = [d for d in da.dims if d not in (ydim, xdim)]
     chunks = da.encoding.get("preferred_chunks", {})
     da = da.transpose(*lead, ydim, xdim)
-    return ChunkedReader(da, (chunks.get(ydim, da.shape[-2]), chunks.get(xdim, da.shape[-1])))
+    flipped = rows_flipped(
+        scene.path, array_transform(da.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim), scene.path)
+    )
+    chunk_shape = (chunks.get(ydim, da.shape[-2]), chunks.get(xdim, da.shape[-1]))
+    return ChunkedReader(da, chunk_shape, flip_rows=flipped)
 
 
 class ChunkedReader:
@@ -503,11 +525,12 @@ class ChunkedReader:
     pixels in 512 px chunks), and a 10980^2 one would be for each of ~480.
     """
 
-    def __init__(self, da: xr.DataArray, chunk_shape: tuple[int, int]) -> None:
+    def __init__(self, da: xr.DataArray, chunk_shape: tuple[int, int], *, flip_rows: bool = False) -> None:
         self._da = da
         self.shape: tuple[int, ...] = da.shape if da.ndim == 3 else (1, *da.shape)
         self._chunk = chunk_shape
         self._kept: tuple[int, int, int, int, np.ndarray] | None = None
+        self._flip_rows = flip_rows
 
     def __getitem__(self, key: tuple[Any, slice, slice]) -> np.ndarray:
         bands, rows, cols = key
@@ -523,10 +546,26 @@ class ChunkedReader:
             raise OSError(f"a chunk cannot be decoded: {type(exc).__name__}: {exc}") from exc
 
     def _values(self, bands: Any, rows: slice, cols: slice) -> np.ndarray:
-        """Decode ``[bands, rows, cols]`` of the variable."""
+        """Decode ``[bands, rows, cols]`` of the variable (of its rows bottom-up, where they are
+        read so: ``flip_rows``)."""
+        if self._flip_rows:
+            return self._stored(bands, self._stored_rows(rows), cols)[:, ::-1].copy()
+        return self._stored(bands, rows, cols)
+
+    def _stored(self, bands: Any, rows: slice, cols: slice) -> np.ndarray:
+        """Decode ``[bands, rows, cols]`` of the variable as stored."""
         if self._da.ndim == 3:
             return np.asarray(self._da[bands, rows, cols].values)
         return np.asarray(self._da[rows, cols].values)[np.newaxis][bands]
+
+    def _stored_rows(self, rows: slice) -> slice:
+        """The stored rows, top-down, of ``rows`` of the variable read bottom-up: the same rows
+        in reverse order, so that the block read is turned by reversing it."""
+        height = self.shape[1]
+        wanted = range(*rows.indices(height))
+        if not wanted:
+            return slice(0, 0)
+        return slice(height - 1 - wanted[-1], height - wanted[0], wanted.step)
 
     def _from_kept(self, bands: Any, rows: slice, cols: slice) -> np.ndarray | None:
         """The window cut from the kept chunks (decoding them first), or None when
