@@ -128,3 +128,40 @@ def test_a_south_up_netcdf_gives_the_north_up_output_of_the_same_pixels(tmp_path
                 read_decimated(south, window, step), read_decimated(north, window, step)
             )
         np.testing.assert_array_equal(read_sample(south, max_pixels=200), read_sample(north, max_pixels=200))
+
+
+def curvilinear(path: Path, *, cf: bool, crs: bool = False) -> Path:
+    """A variable on 2-D lat/lon (a latitude and longitude per pixel), with or without CF attributes."""
+    rows, cols = np.mgrid[0:40, 0:48]
+    lat, lon = 50 + 0.01 * rows + 0.001 * cols, 10 + 0.01 * cols + 0.002 * rows
+    attrs = (
+        {"standard_name": "latitude", "units": "degrees_north"},
+        {"standard_name": "longitude", "units": "degrees_east"},
+    )
+    coords = {
+        "lat": (("y", "x"), lat, attrs[0] if cf else {}),
+        "lon": (("y", "x"), lon, attrs[1] if cf else {}),
+    }
+    ds = xr.Dataset({"v": (("y", "x"), np.ones((40, 48), np.float32))}, coords=coords)
+    (ds.rio.write_crs("EPSG:4326") if crs else ds).to_netcdf(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("cf", "crs", "says"),
+    [
+        (True, False, "a swath georeferenced by geolocation arrays only"),  # GDAL's geolocation
+        (False, False, "variable 'v' is on a curvilinear grid (2-D lat/lon coordinates"),
+        (False, True, "variable 'v' is on a curvilinear grid (2-D lat/lon coordinates"),
+    ],
+)
+def test_a_curvilinear_netcdf_is_refused_with_how_to_regrid_it(
+    tmp_path: Path, capsys, monkeypatch, cf: bool, crs: bool, says: str
+) -> None:
+    """Before, a file xarray wrote was said to have no CRS ('write one with rioxarray'), or,
+    with one, neither x/y coordinates nor a GeoTransform ('write_transform'): either would
+    misplace its pixels."""
+    src = curvilinear(tmp_path / "swath.nc", cf=cf, crs=crs)
+    code, err = run_cli(["run", str(src), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"{src}: ", says, "regrid" if not cf else "gdalwarp -geoloc")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["swath.nc"]

@@ -289,6 +289,30 @@ def array_transform(data: xr.DataArray, source: str) -> Affine:
     return stored
 
 
+def _refuse_a_curvilinear_grid(da: xr.DataArray, ydim: str, xdim: str, path: str) -> None:
+    """Refuse a variable placed by 2-D latitude/longitude coordinates (a latitude and longitude per
+    pixel: a curvilinear grid, a swath) and no 1-D ones: it was said to have no CRS, or neither
+    x/y coordinates nor a GeoTransform, and told to write a transform, which would misplace it."""
+    if ydim in da.coords and xdim in da.coords:
+        return
+    names = [
+        str(name)
+        for name, coord in da.coords.items()
+        if coord.ndim == 2
+        and set(coord.dims) == {ydim, xdim}
+        and (
+            str(name).lower() in ("lat", "lon", "latitude", "longitude")
+            or coord.attrs.get("standard_name") in ("latitude", "longitude")
+        )
+    ]
+    if names:
+        raise InputError(
+            f"{path}: variable {da.name!r} is on a curvilinear grid (2-D {'/'.join(sorted(names))} "
+            "coordinates: a position per pixel), which no geotransform describes; regrid it onto a "
+            "regular grid first (e.g. with xESMF or pyresample)"
+        )
+
+
 def _refuse_an_empty_variable(da: xr.DataArray, path: str) -> None:
     """Refuse a variable with a dimension of length 0: one of no rows was said to have
     coordinates no transform could be derived from, and one of no bands failed on the model's
@@ -307,6 +331,7 @@ def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
     name = _pick_variable(ds, path, variable)
     da = ds[name]
     ydim, xdim = _spatial_dims(da, path)
+    _refuse_a_curvilinear_grid(da, ydim, xdim, path)
     _refuse_an_empty_variable(da, path)
     da = da.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
     crs = variable_crs(da, ydim, xdim, ds)
