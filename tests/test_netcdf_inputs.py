@@ -165,3 +165,34 @@ def test_a_curvilinear_netcdf_is_refused_with_how_to_regrid_it(
     code, err = run_cli(["run", str(src), "--model", "bicubic"], capsys, monkeypatch)
     assert_one_clear_line(code, err, f"{src}: ", says, "regrid" if not cf else "gdalwarp -geoloc")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["swath.nc"]
+
+
+@pytest.mark.parametrize("kind", ["xarray", "cf", "cf-lat-lon", "lat-lon"])
+def test_unevenly_spaced_coordinates_are_refused_as_no_geotransform_describes_them(
+    tmp_path: Path, capsys, monkeypatch, kind: str
+) -> None:
+    """A 5 m jump in a 10 m grid (tiles concatenated with a gap).  GDAL, which reads a file with
+    CF attributes on its coordinates (or named lat/lon), looks at their first, middle and last
+    steps only: it spread them evenly without a word, 10.1 m pixels up to half a pixel off (or,
+    without units, said the file had no CRS)."""
+    x = X.copy()
+    x[20:] += 5
+    da = refl().assign_coords(x=x)
+    if kind.endswith("lat-lon"):
+        lat, lon = 50 + 0.01 * np.arange(40), 10 + x / 1000 - 300
+        da = da.rename(y="lat", x="lon").assign_coords(lat=lat, lon=lon).drop_vars("spatial_ref")
+    if kind.startswith("cf"):
+        for name, standard_name, units in [
+            *(("x", "projection_x_coordinate", "m"), ("y", "projection_y_coordinate", "m")),
+            *(("lon", "longitude", "degrees_east"), ("lat", "latitude", "degrees_north")),
+        ]:
+            if name in da.coords:
+                da[name].attrs.update(standard_name=standard_name, units=units)
+    da.to_netcdf(tmp_path / "gap.nc")
+    code, err = run_cli(["run", str(tmp_path / "gap.nc"), "--model", "bicubic"], capsys, monkeypatch)
+    name = "lon" if kind.endswith("lat-lon") else "x"
+    steps = "from 0.01 to 0.015" if kind.endswith("lat-lon") else "from 10 to 15"
+    assert_one_clear_line(
+        code, err, "gap.nc: the ", f"{name} coordinates", "not evenly spaced", steps, "interp"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gap.nc"]

@@ -48,6 +48,8 @@ from geosr.io.scene import (
     is_zarr_path,
     is_zipped_zarr,
     missing_values,
+    uneven_refused,
+    uneven_steps,
 )
 
 SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
@@ -451,18 +453,9 @@ def check_evenly_spaced(da: xr.DataArray, dim: str, source: str) -> None:
     stored = np.asarray(da[dim].values)
     if not np.issubdtype(stored.dtype, np.number):
         return  # not positions: rioxarray's own error says so
-    values = stored.astype(np.float64)
-    step = (values[-1] - values[0]) / (values.size - 1)
-    off = np.abs(values - (values[0] + step * np.arange(values.size))).max()
-    floats = np.issubdtype(stored.dtype, np.floating)
-    rounding = 2 * float(np.spacing(np.abs(stored).max())) if floats else 0.0
-    if not off <= max(abs(step) / 100, rounding):
-        steps = np.diff(values)
-        raise InputError(
-            f"{source}: the {dim} coordinates of {da.name!r} are not evenly spaced (steps from "
-            f"{steps.min():.6g} to {steps.max():.6g}), so no geotransform describes the grid; "
-            "regrid it to a regular grid first (odc-geo's xr_reproject, rioxarray's reproject)"
-        )
+    steps = uneven_steps(stored)
+    if steps is not None:
+        raise uneven_refused(source, f"{dim} coordinates of {da.name!r}", steps)
 
 
 BAND_ATTRIBUTES = frozenset(
