@@ -196,3 +196,29 @@ def test_unevenly_spaced_coordinates_are_refused_as_no_geotransform_describes_th
         code, err, "gap.nc: the ", f"{name} coordinates", "not evenly spaced", steps, "interp"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gap.nc"]
+
+
+def test_a_time_series_netcdf_is_read_as_a_zarr_store_of_it_is(tmp_path: Path) -> None:
+    """A ``(time, y, x)`` variable: its dates are bands, named by their dates, as a Zarr store's
+    are (and were refused, without CF attributes, for want of a geotransform).  With CF
+    attributes GDAL reads the file: the same pixels, but its bands were unnamed ('NETCDF_DIM_time=0'
+    in their metadata, days since the first date)."""
+    values = (np.random.default_rng(0).random((3, 40, 48)) * 1000).astype("float32")
+    dates = np.array(["2024-01-01", "2024-02-01", "2024-03-01"], dtype="datetime64[ns]")
+    cube = xr.DataArray(values, dims=("time", "y", "x"), coords={"time": dates, "y": Y, "x": X}, name="chl")
+    cube = cube.rio.write_crs("EPSG:32633")
+    cube.to_netcdf(tmp_path / "t.nc")
+    cube.to_dataset().to_zarr(tmp_path / "t.zarr")
+    cube["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
+    cube["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
+    cube.to_netcdf(tmp_path / "t_cf.nc")
+    with run(tmp_path / "t.zarr", tmp_path / "zarr.tif") as store:
+        assert store.count == 3 and store.descriptions == tuple(str(d) for d in dates)
+        for name in ("t.nc", "t_cf.nc"):
+            with run(tmp_path / name, tmp_path / f"{name}.tif") as out:
+                assert (out.transform, out.crs, out.descriptions) == (
+                    store.transform,
+                    store.crs,
+                    store.descriptions,
+                )
+                np.testing.assert_array_equal(out.read(), store.read())

@@ -764,7 +764,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         count=len(data),
         dtype=dtype,
         **declared_invalid(src, data),
-        descriptions=tuple(src.descriptions[b - 1] for b in data),
+        descriptions=netcdf_dates(src, data) or tuple(src.descriptions[b - 1] for b in data),
         colorinterp=tuple(src.colorinterp[b - 1].name for b in data),
         tags=dict(src.tags()),
         band_tags=tuple(dict(src.tags(b)) for b in data),
@@ -776,6 +776,34 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         masked=any(hides_pixels(src, band) for band in data),
         rpcs=dict(src.tags(ns="RPC")) if src.rpcs is not None else {},
     )
+
+
+def netcdf_dates(src: Any, bands: Sequence[int]) -> tuple[str, ...] | None:
+    """The dates of the 1-based ``bands`` of an open netCDF variable whose one dimension besides
+    y/x is CF time (``units`` of ``days since ...``), as text, or None.
+
+    A Zarr store's ``(time, y, x)`` variable (and the netCDF that xarray reads) names its bands by
+    their dates; GDAL gave the same file's bands no name, only ``NETCDF_DIM_time=31`` in their
+    metadata, so the output's bands of a file told nothing of when they were taken.
+    """
+    tags = src.tags() if src.driver == "netCDF" else {}
+    extra = tags.get("NETCDF_DIM_EXTRA", "").strip("{}").split(",")
+    units = tags.get(f"{extra[0]}#units", "") if len(extra) == 1 else ""
+    if " since " not in units or any(src.descriptions[b - 1] for b in bands):
+        return None
+    import xarray as xr  # only for netCDF time series
+
+    dim = extra[0]
+    try:
+        numbers = [float(src.tags(b)[f"NETCDF_DIM_{dim}"]) for b in bands]
+        attrs = {"units": units, "calendar": tags.get(f"{dim}#calendar", "standard")}
+        with catch_warnings_serialised():
+            warnings.simplefilter("ignore")  # xarray's about unusual calendars: the dates stay unnamed
+            dates = xr.decode_cf(xr.Dataset(coords={dim: (dim, numbers, attrs)}))[dim].values
+    except (KeyError, ValueError, TypeError, OverflowError, ImportError):
+        return None  # not numbers, or a calendar xarray cannot decode without cftime
+    # As a Zarr store's labels are written (str of numpy's datetime64).
+    return tuple(str(date) for date in dates)
 
 
 def declared_invalid(src: Any, bands: Sequence[int]) -> dict[str, Any]:
