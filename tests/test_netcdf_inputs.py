@@ -222,3 +222,27 @@ def test_a_time_series_netcdf_is_read_as_a_zarr_store_of_it_is(tmp_path: Path) -
                     store.descriptions,
                 )
                 np.testing.assert_array_equal(out.read(), store.read())
+
+
+def test_a_netcdf4_xarray_cannot_open_says_what_to_install_or_assign(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A netCDF-4 (HDF5) file that GDAL finds no grid for goes to xarray for its coordinates,
+    which needs h5netcdf or netCDF4 to open it: without them, this one (no coordinates at all,
+    as GDAL writes a pixel grid) was said to have 'x/y coordinates without CF attributes'."""
+    import importlib.util
+
+    import rasterio.shutil
+
+    if any(importlib.util.find_spec(name) for name in ("h5netcdf", "netCDF4")):
+        pytest.skip("xarray opens netCDF-4 files here")
+    profile = {"driver": "GTiff", "width": 8, "height": 6, "count": 1, "dtype": "float32"}
+    with rasterio.open(tmp_path / "grid.tif", "w", **profile) as dst:
+        dst.write(np.ones((1, 6, 8), np.float32))
+    rasterio.shutil.copy(tmp_path / "grid.tif", tmp_path / "grid.nc", driver="netCDF", FORMAT="NC4")
+    assert (tmp_path / "grid.nc").read_bytes()[:4] == b"\x89HDF"
+    code, err = run_cli(["run", str(tmp_path / "grid.nc"), "--model", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(
+        code, err, "grid.nc: GDAL finds no geotransform for it", "pip install h5netcdf", "-a_ullr"
+    )
+    assert "without CF attributes" not in err

@@ -88,12 +88,12 @@ def _open_netcdf(path: str) -> xr.Dataset:
         with catch_warnings_serialised():
             return xr.open_dataset(path, chunks=None, mask_and_scale=False, decode_coords="all")
     except Exception as exc:  # each backend raises its own types
-        said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        said = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
         raise InputError(
-            f"{path}: GDAL finds no geotransform for it (x/y coordinates without CF attributes, as "
-            f"xarray writes them), and xarray cannot read its coordinates ({said}); for a netCDF-4 "
-            "file install h5netcdf (pip install h5netcdf), or give x and y their CF attributes "
-            "(standard_name projection_x_coordinate, projection_y_coordinate)"
+            f"{path}: GDAL finds no geotransform for it, and xarray, which would read the grid of "
+            f"its x/y coordinates, cannot open it ({said}); install h5netcdf for a netCDF-4 file "
+            "(pip install h5netcdf), or assign a geotransform and CRS first (gdal_translate -a_ullr "
+            "ULX ULY LRX LRY -a_srs EPSG:32633 FILE fixed.tif)"
         ) from None
 
 
