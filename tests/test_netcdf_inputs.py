@@ -246,3 +246,20 @@ def test_a_netcdf4_xarray_cannot_open_says_what_to_install_or_assign(
         code, err, "grid.nc: GDAL finds no geotransform for it", "pip install h5netcdf", "-a_ullr"
     )
     assert "without CF attributes" not in err
+
+
+def test_lat_lon_coordinates_without_units_are_degrees_as_in_a_zarr_store(tmp_path: Path) -> None:
+    """xarray writes lat/lon coordinates given without attributes as they are: GDAL places the
+    variable by their names but gives it no CRS, and geosr refused it ('the raster has no CRS'),
+    where the same Dataset in a Zarr store is read in degrees (EPSG:4326)."""
+    values = np.random.default_rng(0).random((40, 48)).astype(np.float32)
+    lat, lon = 52.5 - 0.01 * (np.arange(40) + 0.5), 4.0 + 0.01 * (np.arange(48) + 0.5)
+    ds = xr.Dataset({"v": (("lat", "lon"), values)}, coords={"lat": lat, "lon": lon})
+    ds.to_netcdf(tmp_path / "ll.nc")
+    ds.to_zarr(tmp_path / "ll.zarr")
+    with (
+        run(tmp_path / "ll.nc", tmp_path / "nc.tif") as out,
+        run(tmp_path / "ll.zarr", tmp_path / "z.tif") as ref,
+    ):
+        assert (out.crs, out.transform) == ("EPSG:4326", ref.transform) and ref.crs == "EPSG:4326"
+        np.testing.assert_array_equal(out.read(), ref.read())

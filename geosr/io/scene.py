@@ -948,13 +948,29 @@ def file_mask(
 def _cf_geographic(src: Any) -> CRS | None:
     """EPSG:4326 for a netCDF/HDF5 variable on CF latitude/longitude coordinates without a
     grid mapping, which GDAL leaves without a CRS (the Zarr reader reads them the same way:
-    by the CF conventions they are geographic degrees); else None."""
+    by the CF conventions they are geographic degrees); else None.
+
+    Coordinates named so without ``units`` (as xarray writes them when given none), which GDAL
+    places the variable by, are degrees too where its bounds are within the globe's: a Zarr
+    store's lat/lon dimensions are, and the netCDF of the same Dataset was refused ('no CRS').
+    """
     if src.driver not in ("netCDF", "HDF5") or src.transform.is_identity:
         return None
-    units = {key.split("#")[0]: value for key, value in src.tags().items() if key.endswith("#units")}
+    tags = src.tags()
+    units = {key.split("#")[0]: value for key, value in tags.items() if key.endswith("#units")}
     lat = any(units.get(name) == "degrees_north" for name in ("lat", "latitude"))
     lon = any(units.get(name) == "degrees_east" for name in ("lon", "longitude"))
-    return CRS.from_epsg(4326) if lat and lon else None
+    if lat and lon:
+        return CRS.from_epsg(4326)
+    variables = {key.split("#")[0] for key in tags if "#" in key}
+    named = any({y, x} <= variables and not units.get(y) and not units.get(x) for y, x in GEOGRAPHIC_COORDS)
+    left, bottom, right, top = src.bounds
+    on_the_globe = (
+        min(left, right) >= -180
+        and max(left, right) <= 360
+        and -90 <= min(bottom, top) <= max(bottom, top) <= 90
+    )
+    return CRS.from_epsg(4326) if named and on_the_globe else None
 
 
 def raster_crs(src: Any) -> CRS | None:
