@@ -263,3 +263,28 @@ def test_lat_lon_coordinates_without_units_are_degrees_as_in_a_zarr_store(tmp_pa
     ):
         assert (out.crs, out.transform) == ("EPSG:4326", ref.transform) and ref.crs == "EPSG:4326"
         np.testing.assert_array_equal(out.read(), ref.read())
+
+
+def test_a_netcdf_that_xarray_wrote_is_a_frame_as_its_geotiff_is(tmp_path: Path) -> None:
+    """``--frame x.nc``: it was refused as 'frames must be GDAL rasters (GeoTIFF, JP2, ...), not
+    Zarr', of a netCDF; a CF netCDF, which GDAL reads, was taken.  On the reference's grid and
+    on one half a pixel off (reprojected), it gives its GeoTIFF's pixels."""
+    from geosr.io.frames import check_frame, read_frame_window
+    from geosr.io.scene import datasets_closed, open_scene
+    from geosr.tiling import Window
+
+    da = refl(seed=3)
+    da.to_netcdf(tmp_path / "frame.nc")
+    geotiff(da, tmp_path / "frame.tif")
+    geotiff(refl(), tmp_path / "same.tif")
+    geotiff(refl().assign_coords(x=X + 5, y=Y - 5), tmp_path / "moved.tif")
+    with datasets_closed():
+        for name in ("same.tif", "moved.tif"):
+            reference = open_scene(tmp_path / name)
+            read = [
+                read_frame_window(
+                    check_frame(open_scene(tmp_path / frame), reference), reference, Window(3, 4, 20, 24)
+                )
+                for frame in ("frame.nc", "frame.tif")
+            ]
+            np.testing.assert_array_equal(read[0], read[1], err_msg=name)

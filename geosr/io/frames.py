@@ -21,7 +21,7 @@ from geosr.aoi import file_grid, footprints_overlap
 from geosr.errors import InputError
 from geosr.grid import source_roi, warp_onto, window_grid
 from geosr.io.bands import canonical_band_name, select_bands
-from geosr.io.scene import Scene, _mirror, _read_inside, exact_float, read_window
+from geosr.io.scene import Scene, _mirror, _read_inside, exact_float, is_zarr_path, read_window
 from geosr.tiling import Window
 
 
@@ -32,7 +32,7 @@ def check_frame(frame: Scene, reference: Scene) -> Scene:
             f"{frame.path}: the frame has {frame.count} bands, the reference {reference.path} has "
             f"{reference.count}; frames must have the same bands (select them with --bands)"
         )
-    if frame.is_zarr:
+    if frame.is_zarr and is_zarr_path(frame.path):
         raise InputError(f"{frame.path}: frames must be GDAL rasters (GeoTIFF, JP2, ...), not Zarr")
     frame = in_reference_order(frame, reference)
     ref_file = file_grid(reference)
