@@ -497,3 +497,24 @@ def test_a_raster_in_lonlat_past_180_pairs_as_it_does_a_turn_west(tmp_path: Path
     want = paired(west)
     assert np.isfinite(want).mean() > 0.9
     np.testing.assert_allclose(paired(east), want, rtol=1e-6, equal_nan=True)
+
+
+def test_a_netcdf_on_unevenly_spaced_coordinates_is_refused_in_a_pair_as_in_a_run(tmp_path) -> None:
+    """GDAL spreads a netCDF's 1-D coordinates evenly from the first to the last, looking at three
+    steps only: a pair raster with a 5 m jump in its 10 m grid was warped 10.1 m pixels, up to
+    half a pixel off, where ``geosr run`` refuses it."""
+    import rioxarray  # noqa: F401  (the .rio accessor)
+    import xarray as xr
+
+    x = 4e5 + 10 * (np.arange(56) + 0.5)
+    x[20:] += 5
+    coords = {
+        "y": ("y", 5e6 - 10 * (np.arange(48) + 0.5), {"standard_name": "projection_y_coordinate"}),
+        "x": ("x", x, {"standard_name": "projection_x_coordinate"}),
+    }
+    variable = xr.DataArray(np.ones((48, 56), np.float32), dims=("y", "x"), coords=coords, name="v")
+    variable.to_dataset().rio.write_crs("EPSG:32633").to_netcdf(tmp_path / "lr.nc", engine="scipy")
+    with pytest.raises(
+        InputError, match=r"lr\.nc: the x coordinates are not evenly spaced \(steps from 10 to 15\)"
+    ):
+        read_raster(tmp_path / "lr.nc")

@@ -37,6 +37,7 @@ from geosr.io.scene import (
     raster_crs,
     raster_grid,
     refuse_palette,
+    refuse_uneven_coordinates,
     unreadable,
 )
 from geosr.train.degrade import area_downsample
@@ -92,6 +93,8 @@ def _open_pair_raster(path: str | Path) -> rasterio.DatasetReader:
         # GCPs or RPCs alone were told to assign a CRS (to a grid of pixel numbers), and a
         # CRS without a geotransform was warped as pixel numbers read as metres.
         check_georeferenced(str(path), src, crs)
+        # A netCDF on unevenly spaced coordinates, which GDAL spreads evenly: refused as a run refuses it.
+        refuse_uneven_coordinates(str(path), src)
     except BaseException:
         src.close()
         raise
