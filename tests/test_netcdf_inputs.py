@@ -288,3 +288,18 @@ def test_a_netcdf_that_xarray_wrote_is_a_frame_as_its_geotiff_is(tmp_path: Path)
                 for frame in ("frame.nc", "frame.tif")
             ]
             np.testing.assert_array_equal(read[0], read[1], err_msg=name)
+
+
+def test_a_netcdf_read_through_xarray_is_closed_after_its_description_and_its_run(tmp_path: Path) -> None:
+    """xarray holds a netCDF file open until its dataset is closed: the one that described the
+    scene, and the one each reading thread kept (closed with the thread's readers, but a variable
+    of a dataset closes nothing of it), stayed open until the garbage collector found them: after
+    the run, and in a Dask worker after release()."""
+    from geosr.io.scene import open_scene
+    from tests.conftest import open_in_this_process
+
+    refl().to_netcdf(tmp_path / "x.nc")
+    open_scene(tmp_path / "x.nc")
+    assert not open_in_this_process(tmp_path / "x.nc")
+    run(tmp_path / "x.nc", tmp_path / "x_x2.tif").close()
+    assert not open_in_this_process(tmp_path / "x.nc")

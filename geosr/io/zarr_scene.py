@@ -328,8 +328,19 @@ def _refuse_an_empty_variable(da: xr.DataArray, path: str) -> None:
 
 
 def open_zarr_scene(path: str, *, variable: str | None = None) -> Scene:
-    """Describe the raster variable of the Zarr store at ``path``."""
+    """Describe the raster variable of the Zarr store at ``path`` (or of a netCDF file read
+    through xarray, :func:`~geosr.io.scene.placed_by_coordinates`)."""
     ds = _open_dataset(path)
+    try:
+        return _describe_variable(ds, path, variable)
+    finally:
+        # A netCDF's file stayed open until the garbage collector found the dataset: after the
+        # run, which closes its readers, and in a Dask worker after release().
+        ds.close()
+
+
+def _describe_variable(ds: xr.Dataset, path: str, variable: str | None) -> Scene:
+    """:func:`open_zarr_scene` of the opened dataset ``ds``."""
     name = _pick_variable(ds, path, variable)
     da = ds[name]
     ydim, xdim = _spatial_dims(da, path)
@@ -523,7 +534,7 @@ def open_zarr_array(scene: Scene) -> Any:
         scene.path, array_transform(da.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim), scene.path)
     )
     chunk_shape = (chunks.get(ydim, da.shape[-2]), chunks.get(xdim, da.shape[-1]))
-    return ChunkedReader(da, chunk_shape, flip_rows=flipped)
+    return ChunkedReader(da, chunk_shape, flip_rows=flipped, closes=ds)
 
 
 class ChunkedReader:
@@ -543,8 +554,18 @@ class ChunkedReader:
     pixels in 512 px chunks), and a 10980^2 one would be for each of ~480.
     """
 
-    def __init__(self, da: xr.DataArray, chunk_shape: tuple[int, int], *, flip_rows: bool = False) -> None:
+    def __init__(
+        self,
+        da: xr.DataArray,
+        chunk_shape: tuple[int, int],
+        *,
+        flip_rows: bool = False,
+        closes: xr.Dataset | None = None,
+    ) -> None:
         self._da = da
+        # The dataset ``da`` is of, which holds its files open (a netCDF's; a DataArray of a
+        # Dataset closes nothing of it).
+        self._closes = closes
         self.shape: tuple[int, ...] = da.shape if da.ndim == 3 else (1, *da.shape)
         self._chunk = chunk_shape
         self._kept: tuple[int, int, int, int, np.ndarray] | None = None
@@ -612,3 +633,5 @@ class ChunkedReader:
     def close(self) -> None:
         self._kept = None
         self._da.close()
+        if self._closes is not None:
+            self._closes.close()
