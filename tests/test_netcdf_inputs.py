@@ -303,3 +303,34 @@ def test_a_netcdf_read_through_xarray_is_closed_after_its_description_and_its_ru
     assert not open_in_this_process(tmp_path / "x.nc")
     run(tmp_path / "x.nc", tmp_path / "x_x2.tif").close()
     assert not open_in_this_process(tmp_path / "x.nc")
+
+
+def test_a_packed_cf_netcdf_is_described_as_the_one_xarray_wrote(tmp_path: Path) -> None:
+    """An int16 variable packed with scale_factor/add_offset, its units and long_name: read by
+    GDAL (CF attributes on x/y) or through xarray (none), as a Zarr store, the output has the same
+    pixels, scale, offset, units and band name.  GDAL's band had no name: a Zarr store's, and the
+    file xarray wrote, are named by their CF long_name."""
+    values = (np.random.default_rng(0).random((40, 48)) * 30).astype(np.float32)
+    attrs = {"units": "degC", "long_name": "sea surface temperature"}
+    da = xr.DataArray(values, dims=("y", "x"), coords={"y": Y, "x": X}, name="sst", attrs=attrs)
+    da = da.rio.write_crs("EPSG:32633")
+    da.encoding.update(dtype="int16", scale_factor=0.01, add_offset=10.0, _FillValue=-32768)
+    da.to_netcdf(tmp_path / "bare.nc")
+    da["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
+    da["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
+    da.to_netcdf(tmp_path / "cf.nc")
+    with (
+        run(tmp_path / "bare.nc", tmp_path / "a.tif") as bare,
+        run(tmp_path / "cf.nc", tmp_path / "b.tif") as cf,
+    ):
+        for out in (bare, cf):
+            described = (out.dtypes, out.nodata, out.scales, out.offsets, out.units, out.descriptions)
+            assert described == (
+                ("int16",),
+                -32768,
+                (0.01,),
+                (10.0,),
+                ("degC",),
+                ("sea surface temperature",),
+            )
+        np.testing.assert_array_equal(bare.read(), cf.read())

@@ -764,7 +764,9 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         count=len(data),
         dtype=dtype,
         **declared_invalid(src, data),
-        descriptions=netcdf_dates(src, data) or tuple(src.descriptions[b - 1] for b in data),
+        descriptions=netcdf_dates(src, data)
+        or netcdf_long_name(src, data)
+        or tuple(src.descriptions[b - 1] for b in data),
         colorinterp=tuple(src.colorinterp[b - 1].name for b in data),
         tags=dict(src.tags()),
         band_tags=tuple(dict(src.tags(b)) for b in data),
@@ -776,6 +778,18 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         masked=any(hides_pixels(src, band) for band in data),
         rpcs=dict(src.tags(ns="RPC")) if src.rpcs is not None else {},
     )
+
+
+def netcdf_long_name(src: Any, bands: Sequence[int]) -> tuple[str] | None:
+    """The CF ``long_name`` of an open netCDF variable of one band, as its band's name, or None.
+
+    A Zarr store's variable of one band (and the netCDF xarray reads) is named by it; GDAL gave
+    the same file's band no name, so the output's band of a CF file was unnamed.
+    """
+    if src.driver != "netCDF" or len(bands) != 1 or src.descriptions[bands[0] - 1]:
+        return None
+    name = src.tags(bands[0]).get("long_name")
+    return (name,) if name else None
 
 
 def netcdf_dates(src: Any, bands: Sequence[int]) -> tuple[str, ...] | None:
