@@ -530,7 +530,8 @@ def open_zarr_array(scene: Scene) -> Any:
     lead = [d for d in da.dims if d not in (ydim, xdim)]
     chunks = da.encoding.get("preferred_chunks", {})
     da = da.transpose(*lead, ydim, xdim)
-    flipped = rows_flipped(
+    # Not for a store (never flipped): its coordinates are not read again by each reading thread.
+    flipped = not is_zarr_path(scene.path) and rows_flipped(
         scene.path, array_transform(da.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim), scene.path)
     )
     chunk_shape = (chunks.get(ydim, da.shape[-2]), chunks.get(xdim, da.shape[-1]))
