@@ -1008,7 +1008,13 @@ def _exact_command(exc: GeosrError) -> str:
 
 
 def _register_plugins() -> None:
-    """Attach the commands that live with their own subsystem (training, evaluation)."""
+    """Attach the commands that live with their own subsystem (training, evaluation), once.
+
+    :func:`main` calls this on every call: each ``app.command`` appends, so a process that
+    ran the command many times (a test suite, a notebook) held thousands of copies, and
+    building the click command from them grew slower with every run."""
+    if any(command.name == "train" for command in app.registered_commands):
+        return
     try:
         from geosr.train.cli import evaluate_command, train_command
     except ImportError:

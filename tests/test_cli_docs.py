@@ -30,6 +30,20 @@ def test_every_command_and_option_has_help() -> None:
     assert checked > 40
 
 
+def test_the_command_run_many_times_in_one_process_has_each_command_once(monkeypatch, capsys) -> None:
+    """Every main() attached train and evaluate again: a process that ran the command a
+    thousand times (a notebook, this suite) held 2000 copies, and building the command from
+    them took seconds, longer with every run."""
+    from geosr.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["geosr", "--version"])
+    for _ in range(3):
+        with pytest.raises(SystemExit):
+            main()
+    names = [command.name for command in app.registered_commands]
+    assert names.count("train") == names.count("evaluate") == 1, names
+
+
 def test_python_m_geosr_and_shell_completion() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "geosr", "--show-completion", "bash"],
