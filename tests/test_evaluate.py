@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -176,11 +175,15 @@ def test_an_error_while_upscaling_names_the_users_raster(make_raster, tmp_path) 
     assert "geosr-eval-" not in str(info.value)
 
 
-def test_wald_on_a_zarr_store_picks_its_variable_and_scores_like_the_geotiff(make_raster, tmp_path) -> None:
+def test_wald_on_a_zarr_store_picks_its_variable_and_scores_like_the_geotiff(
+    make_raster, tmp_path, capsys, monkeypatch
+) -> None:
     """`geosr evaluate STORE --variable NAME`: the Zarr's variable is scored exactly as the
     same pixels in a GeoTIFF (the error for a store of several variables asked for a
     --variable option the command did not have)."""
     import xarray as xr
+
+    from tests.test_bad_input import run_cli
 
     tif = make_raster(count=1, height=64, width=64, dtype="float32", nodata=float("nan"))
     data = xr.open_dataarray(tif, engine="rasterio").rename("refl").to_dataset()
@@ -190,13 +193,11 @@ def test_wald_on_a_zarr_store_picks_its_variable_and_scores_like_the_geotiff(mak
     from_tif = evaluate_wald([tif], scale=2, model="bicubic", border=4)
     from_zarr = evaluate_wald([store], scale=2, model="bicubic", border=4, variable="refl")
     assert from_zarr.images[0].bands[0].psnr == from_tif.images[0].bands[0].psnr
-    cli = [sys.executable, "-m", "geosr", "evaluate", str(store), "--scale", "2", "--model", "bicubic"]
-    refused = subprocess.run(cli, capture_output=True, text=True, timeout=300, check=False)
-    assert refused.returncode == 2 and "choose one with --variable" in refused.stderr
-    ran = subprocess.run(
-        [*cli, "--variable", "refl"], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert ran.returncode == 0, ran.stderr
+    cli = ["evaluate", str(store), "--scale", "2", "--model", "bicubic"]
+    code, err = run_cli(cli, capsys, monkeypatch)
+    assert code == 2 and "choose one with --variable" in err, err
+    code, err = run_cli([*cli, "--variable", "refl"], capsys, monkeypatch)
+    assert code == 0, err
 
 
 def _refuse_to_evaluate(*_: object, **__: object) -> None:
