@@ -79,6 +79,28 @@ def geosr_run(job: dict[str, Path], dst: Path, *extra: str, env: dict[str, str] 
     return result
 
 
+def geosr_here(
+    job: dict[str, Path], dst: Path, *extra: str, capfd: pytest.CaptureFixture[str], monkeypatch
+) -> subprocess.CompletedProcess[str]:
+    """:func:`geosr_run`'s command run in this process, where the process itself is not the
+    point (a refusal's line and status, a resume to its end): no child's start-up, torch's
+    import included (about 2 s each)."""
+    from geosr.cli import main
+
+    args = ["run", str(job["src"]), "-o", str(dst), "--model", str(job["weights"]), *RUN, *extra]
+    monkeypatch.setattr(sys, "argv", [GEOSR.name, *args])
+    code: int | str | None = 0
+    try:
+        main()
+    except SystemExit as exit_info:
+        code = exit_info.code
+    # The command keeps C libraries' prints off stderr at the descriptor level: read it there.
+    lines = capfd.readouterr().err.splitlines()
+    stderr = "\n".join(line for line in lines if not re.match(r"geosr: .*: \d+/\d+ tiles", line))
+    status = code if isinstance(code, int) else 0 if code is None else 1  # as a process's exit
+    return subprocess.CompletedProcess(args, status, "", stderr)
+
+
 def resume(job: dict[str, Path], dst: Path) -> Path:
     options = {"scale": 2, "tile": 16, "batch_size": 4, "device": "cpu", "precision": "fp32"}
     return geosr.upscale_file(job["src"], dst, model=str(job["weights"]), resume=True, **options)
@@ -162,17 +184,19 @@ def test_resume_computes_again_the_tiles_lost_from_disk(job, tmp_path: Path, res
     assert leftovers(tmp_path, dst) == []
 
 
-def test_resume_with_a_store_whose_metadata_is_gone_asks_for_restart(job, tmp_path: Path) -> None:
+def test_resume_with_a_store_whose_metadata_is_gone_asks_for_restart(
+    job, tmp_path: Path, capfd, monkeypatch
+) -> None:
     """A store that zarr cannot open at all: one line, exit 2, the state kept until --restart."""
     dst = tmp_path / "out.tif"
     killed = geosr_run(job, dst, env={"GEOSR_FAULT_AT": "journal:4"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     (run_dir(dst) / "store.zarr" / "band_data" / ".zarray").unlink()
-    refused = geosr_run(job, dst, "--resume")
+    refused = geosr_here(job, dst, "--resume", capfd=capfd, monkeypatch=monkeypatch)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "has a damaged store" in refused.stderr and "pass --restart" in refused.stderr
     assert run_dir(dst).is_dir() and not dst.exists()
-    restarted = geosr_run(job, dst, "--restart")
+    restarted = geosr_here(job, dst, "--restart", capfd=capfd, monkeypatch=monkeypatch)
     assert restarted.returncode == 0, restarted.stderr
     assert dst.read_bytes() == job["ref"].read_bytes()
     assert leftovers(tmp_path, dst) == []
@@ -261,10 +285,10 @@ def test_destination_is_never_partial_while_polled(job, tmp_path: Path) -> None:
     assert valid and not errors
 
 
-def test_stale_run_is_reported_with_the_command_to_resume(job, tmp_path: Path) -> None:
+def test_stale_run_is_reported_with_the_command_to_resume(job, tmp_path: Path, capfd, monkeypatch) -> None:
     dst = tmp_path / "out.tif"
     geosr_run(job, dst, env={"GEOSR_FAULT_AT": "journal:3"})
-    again = geosr_run(job, dst)
+    again = geosr_here(job, dst, capfd=capfd, monkeypatch=monkeypatch)
     assert again.returncode == 2 and "Traceback" not in again.stderr
     text = " ".join(again.stderr.split())
     assert "unfinished run of this job (12 of 56 tiles done)" in text
@@ -357,16 +381,18 @@ def test_a_ctrl_c_as_the_run_state_is_unlocked_is_not_a_traceback(tmp_path: Path
     assert not run_dir(tmp_path / "out.tif").exists()
 
 
-def test_finished_output_is_refused_or_a_no_op_with_resume(job, tmp_path: Path) -> None:
+def test_finished_output_is_refused_or_a_no_op_with_resume(job, tmp_path: Path, capfd, monkeypatch) -> None:
     dst = tmp_path / "out.tif"
     resume(job, dst)
     before = dst.stat().st_mtime_ns, dst.read_bytes()
-    again = geosr_run(job, dst)
+    again = geosr_here(job, dst, capfd=capfd, monkeypatch=monkeypatch)
     assert again.returncode == 2 and "--overwrite" in again.stderr
     resume(job, dst)  # a no-op: nothing rewritten
     assert (dst.stat().st_mtime_ns, dst.read_bytes()) == before
     # --resume on an output of another job is refused, never rewritten.
-    other = geosr_run(job, dst, "--resume", "--scale", "2", "--tile", "32")
+    other = geosr_here(
+        job, dst, "--resume", "--scale", "2", "--tile", "32", capfd=capfd, monkeypatch=monkeypatch
+    )
     assert other.returncode == 2 and "different job" in other.stderr
     assert (dst.stat().st_mtime_ns, dst.read_bytes()) == before
 
@@ -660,7 +686,7 @@ def test_ctrl_c_keeps_the_finished_tiles_for_resume(job, tmp_path: Path) -> None
     assert dst.read_bytes() == job["ref"].read_bytes()
 
 
-def test_resume_notices_a_changed_aoi_or_frame(job, tmp_path: Path) -> None:
+def test_resume_notices_a_changed_aoi_or_frame(job, tmp_path: Path, capfd, monkeypatch) -> None:
     """Before, the fingerprint held their paths only: a resumed run mixed the tiles of the
     old AOI polygon (or frame) with the new one's."""
     ring = [UTM_TRANSFORM @ corner for corner in ((5, 5), (95, 5), (95, 115), (5, 115), (5, 5))]
@@ -683,16 +709,16 @@ def test_resume_notices_a_changed_aoi_or_frame(job, tmp_path: Path) -> None:
     assert killed.returncode != 0 and run_dir(dst).exists()
 
     write_aoi([ring[0], ring[1], ring[3], ring[0]])  # a triangle of the same extent
-    again = geosr_run(job, dst, *extra, "--resume")
+    again = geosr_here(job, dst, *extra, "--resume", capfd=capfd, monkeypatch=monkeypatch)
     assert again.returncode == 2 and "differs in aoi" in again.stderr, again.stderr
     write_aoi(ring)
     with rasterio.open(frame, "r+") as changed:
         changed.write(pixels // 2)
-    again = geosr_run(job, dst, *extra, "--resume")
+    again = geosr_here(job, dst, *extra, "--resume", capfd=capfd, monkeypatch=monkeypatch)
     assert again.returncode == 2 and "differs in frames" in again.stderr, again.stderr
 
 
-def test_resume_notices_a_changed_source_of_a_vrt_input(job, tmp_path: Path) -> None:
+def test_resume_notices_a_changed_source_of_a_vrt_input(job, tmp_path: Path, capfd, monkeypatch) -> None:
     """The fingerprint stamped the VRT file alone: a source rewritten between an interrupted
     run and its --resume (the VRT itself untouched) gave an output of both versions' tiles."""
     from rasterio.shutil import copy
@@ -709,7 +735,7 @@ def test_resume_notices_a_changed_source_of_a_vrt_input(job, tmp_path: Path) -> 
         pixels = changed.read()
         pixels[:, 60:70, 40:50] = pixels[:, 60:70, 40:50][:, ::-1]
         changed.write(pixels)
-    again = geosr_run(vrt_job, dst, "--resume")
+    again = geosr_here(vrt_job, dst, "--resume", capfd=capfd, monkeypatch=monkeypatch)
     assert again.returncode == 2, again.stderr
     assert "differs in a file read with the input (a VRT's source" in again.stderr, again.stderr
 
@@ -756,7 +782,9 @@ def test_a_remote_inputs_version_is_part_of_the_job(tmp_path: Path) -> None:
         server.server_close()
 
 
-def test_resume_after_the_rename_still_writes_the_stac_item_and_quicklook(job, tmp_path: Path) -> None:
+def test_resume_after_the_rename_still_writes_the_stac_item_and_quicklook(
+    job, tmp_path: Path, capfd, monkeypatch
+) -> None:
     """Killed after the rename (a phase the README lists), the resume found the output
     finished and returned: exit 0, but the --stac Item and --quicklook PNG asked for were
     never written.  A kept output's missing extras are now written; present ones are kept."""
@@ -765,12 +793,12 @@ def test_resume_after_the_rename_still_writes_the_stac_item_and_quicklook(job, t
     assert killed.returncode == -signal.SIGKILL and dst.exists()
     assert not (tmp_path / "out.stac.json").exists()
     finished = dst.stat().st_mtime_ns
-    done = geosr_run(job, dst, "--stac", "--quicklook", "--resume")
+    done = geosr_here(job, dst, "--stac", "--quicklook", "--resume", capfd=capfd, monkeypatch=monkeypatch)
     assert done.returncode == 0, done.stderr
     assert dst.stat().st_mtime_ns == finished  # nothing computed again
     item = tmp_path / "out.stac.json"
     assert json.loads(item.read_text())["assets"]["data"]["href"] == "./out.tif"
     assert (tmp_path / "out.quicklook.png").stat().st_size > 0
     written = item.stat().st_mtime_ns
-    assert geosr_run(job, dst, "--stac", "--resume").returncode == 0
+    assert geosr_here(job, dst, "--stac", "--resume", capfd=capfd, monkeypatch=monkeypatch).returncode == 0
     assert item.stat().st_mtime_ns == written
