@@ -18,6 +18,7 @@ import rasterio
 
 import geosr
 from geosr.io.runstate import run_dir
+from tests.conftest import UTM_TRANSFORM
 from tests.test_distributed import free_port
 from tests.test_run import random_model_file
 
@@ -87,12 +88,18 @@ class Cluster:
             proc.wait(timeout=30)
 
 
-@pytest.fixture
-def job(make_raster, tmp_path: Path) -> dict[str, Path]:
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An input, a small random CNN-RNN and their local output: read-only, shared by the tests
+    (each writes its own outputs in its own tmp_path)."""
+    folder = tmp_path_factory.mktemp("job")
     data = np.random.default_rng(5).integers(300, 5000, (2, 112, 96)).astype("uint16")
-    src = make_raster(data=data)
-    weights = random_model_file(tmp_path, 2)
-    ref = geosr.upscale_file(src, tmp_path / "local.tif", model=str(weights), **COMMON)
+    src = folder / "scene.tif"
+    profile = {"driver": "GTiff", "count": 2, "height": 112, "width": 96, "dtype": "uint16"}
+    with rasterio.open(src, "w", crs="EPSG:32633", transform=UTM_TRANSFORM, **profile) as f:
+        f.write(data)
+    weights = random_model_file(folder, 2)
+    ref = geosr.upscale_file(src, folder / "local.tif", model=str(weights), **COMMON)
     return {"src": src, "weights": weights, "ref": ref}
 
 
