@@ -860,6 +860,11 @@ def main() -> None:
             raise
 
 
+_RASTERIO_QUIET = logging.NullHandler()
+"""One handler for every :func:`main` of a process: ``addHandler`` adds an instance once, where a
+new one each call piled up on rasterio's logger (a notebook's or a test suite's runs)."""
+
+
 def _main() -> None:
     """:func:`main`, with SIGTERM raising :class:`~geosr.interrupts.Terminated` as Ctrl-C does."""
     # GDAL and libtiff print some errors (a write failing on a full disk, in
@@ -868,7 +873,7 @@ def _main() -> None:
     os.environ.setdefault("CPL_LOG", os.devnull)
     bound_remote_waits()
     # rasterio logs the same GDAL errors; without a handler Python would print them.
-    logging.getLogger("rasterio").addHandler(logging.NullHandler())
+    logging.getLogger("rasterio").addHandler(_RASTERIO_QUIET)
     original = warnings.showwarning
     warnings.showwarning = _warning_lines()
     warnings.simplefilter("default", GeosrWarning)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -33,15 +34,20 @@ def test_every_command_and_option_has_help() -> None:
 def test_the_command_run_many_times_in_one_process_has_each_command_once(monkeypatch, capsys) -> None:
     """Every main() attached train and evaluate again: a process that ran the command a
     thousand times (a notebook, this suite) held 2000 copies, and building the command from
-    them took seconds, longer with every run."""
+    them took seconds, longer with every run.  Nor does rasterio's logger get a handler more."""
     from geosr.cli import main
 
+    rasterio_log = logging.getLogger("rasterio")
     monkeypatch.setattr(sys, "argv", ["geosr", "--version"])
-    for _ in range(3):
+    with pytest.raises(SystemExit):
+        main()
+    handlers = list(rasterio_log.handlers)
+    for _ in range(2):
         with pytest.raises(SystemExit):
             main()
     names = [command.name for command in app.registered_commands]
     assert names.count("train") == names.count("evaluate") == 1, names
+    assert rasterio_log.handlers == handlers
 
 
 def test_python_m_geosr_and_shell_completion() -> None:
