@@ -24,6 +24,7 @@ from geosr.faults import checkpoint
 from geosr.io.frames import read_frame_window
 from geosr.io.scene import Scene, close_datasets, exact_float, read_window
 from geosr.kernel import finish_tile, prepare_tiles
+from geosr.lanes import PEERS
 from geosr.normalise import Normalisation, valid_mask
 from geosr.resources import writer_threads
 from geosr.temporal import predict_grouped, stack_frames
@@ -207,16 +208,25 @@ def run_tiles(
             max_workers=takers, thread_name_prefix="geosr-lane" if lanes > 1 else "geosr-write"
         ) as pool,
     ):
-        in_flight: deque[tuple[Future[None], int]] = deque()
+        in_flight: deque[tuple[Future[None], int, bool]] = deque()
 
-        def compute(group: Sequence[int], raw: np.ndarray) -> None:
+        def compute(group: Sequence[int], raw: np.ndarray, *, more: bool, model: bool = True) -> None:
+            """Hand ``group`` to a lane (or compute it and hand it to a writer); ``more``: whether
+            batches for the model may follow, ``model``: whether this one has tiles for it."""
             if lanes > 1:
                 task = functools.partial(infer_and_write, group, raw)
             else:
                 task = functools.partial(write, group, infer(group, raw))
             while len(in_flight) >= takers:  # wait for a free lane or writer
                 _wait(in_flight.popleft(), on_tiles_done)  # re-raises an error here
-            in_flight.append((submit(pool, task), len(group)))
+            # The calls this one shares the cores with: those still in the model, and the next
+            # batch's while batches remain (the first call starts before the second is read).
+            busy = sum(1 for future, _, in_model in in_flight if in_model and not future.done())
+            token = PEERS.set(min(lanes, 1 + busy + more))
+            try:
+                in_flight.append((submit(pool, task), len(group), model))
+            finally:
+                PEERS.reset(token)
 
         # Tiles with data wait here for a full batch: the model runs on full batches even
         # where the nodata tiles that process_batch skips are scattered among them (a lone
@@ -229,22 +239,23 @@ def run_tiles(
                 if index + 1 < len(groups):
                     pending = submit(reader, read, groups[index + 1])
                 has_data = valid_cores(job, [tiles_of[i] for i in group], raw)
+                last = index + 1 == len(groups)
                 if all(has_data) and not waiting:
-                    compute(group, raw)  # the usual case: the batch as read
+                    compute(group, raw, more=not last)  # the usual case: the batch as read
                     continue
                 empty = [k for k, ok in enumerate(has_data) if not ok]
-                if empty:
-                    compute([group[k] for k in empty], raw[empty])  # nodata, without the model
+                if empty:  # nodata, without the model
+                    compute([group[k] for k in empty], raw[empty], more=not last, model=False)
                 # Copies: a view would keep its whole batch alive while it waits.
                 waiting += [(group[k], raw[k].copy()) for k, ok in enumerate(has_data) if ok]
-                last = index + 1 == len(groups)
                 while len(waiting) >= job.batch_size or (last and waiting):
                     batch, waiting = waiting[: job.batch_size], waiting[job.batch_size :]
-                    compute([i for i, _ in batch], np.stack([r for _, r in batch]))
+                    more = not last or len(waiting) > 0
+                    compute([i for i, _ in batch], np.stack([r for _, r in batch]), more=more)
             while in_flight:
                 _wait(in_flight.popleft(), on_tiles_done)
         finally:
-            for future, _ in in_flight:
+            for future, _, _ in in_flight:
                 future.cancel()
             reader.submit(close_datasets).result()
 
@@ -259,8 +270,8 @@ def submit(pool: ThreadPoolExecutor, task: Callable[..., T], *args: object) -> F
     return pool.submit(contextvars.copy_context().run, task, *args)
 
 
-def _wait(item: tuple[Future[None], int], on_tiles_done: Callable[[int], None] | None) -> None:
-    future, n = item
+def _wait(item: tuple[Future[None], int, bool], on_tiles_done: Callable[[int], None] | None) -> None:
+    future, n, _ = item
     future.result()
     if on_tiles_done is not None:
         on_tiles_done(n)

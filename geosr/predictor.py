@@ -26,6 +26,7 @@ import torch
 
 from geosr.errors import OptionError, warn
 from geosr.held import TORCH_THREADS, setting_held
+from geosr.lanes import PEERS
 
 log = logging.getLogger(__name__)
 
@@ -128,20 +129,24 @@ _calls_sharing = [0]  # model calls in flight that share torch's threads (shared
 
 
 @contextlib.contextmanager
-def shared_threads() -> Iterator[None]:
+def shared_threads(expected: int = 1) -> Iterator[None]:
     """Within: a model call takes an even share of torch's threads with the other calls in
-    flight in the process, set in its own thread, which has the caller's count back after.
+    flight in the process, or with the ``expected`` calls its job runs at once if more, set in
+    its own thread, which has the caller's count back after.
 
     For calls that others run at once, each in a thread of its own: a run's lanes.  One call
     on all of the cores waits at every layer for its slowest thread, where two calls on one
     thread each do not wait for each other.  torch keeps a thread count per thread once that
-    thread has used torch (OpenMP's), so a call's share is set in its own thread as it starts,
-    from the calls in flight then: a call alone takes every thread.
+    thread has used torch (OpenMP's), so a call's share is set in its own thread as it starts.
+    From the calls in flight alone, the first lane's call, a few milliseconds ahead of the
+    second, took every thread and kept them while the second took its share: one thread more
+    than cores for the whole of both first calls.  ``expected`` counts the second before it
+    starts; a call that is alone and expects no other (the last batch of a job) takes every thread.
     """
     with setting_held(TORCH_THREADS, torch.get_num_threads, torch.set_num_threads) as caller_threads:
         with _SHARING:
             _calls_sharing[0] += 1
-            share = max(1, caller_threads // _calls_sharing[0])
+            share = max(1, caller_threads // max(_calls_sharing[0], expected))
         torch.set_num_threads(share)
         try:
             yield
@@ -268,10 +273,11 @@ class Predictor:
         return 2 if torch.get_num_threads() >= 2 else 1
 
     def predict_in_lane(self, batch: np.ndarray) -> list[np.ndarray]:
-        """:meth:`__call__` on an even share of torch's threads with the other calls in flight
-        (:func:`shared_threads`): a lane's call while the other lane computes takes half of them,
-        a lone one (the last batch of a job, a one-tile scene) all of them."""
-        with shared_threads():
+        """:meth:`__call__` on an even share of torch's threads with the other lanes
+        (:func:`shared_threads`): with the calls the pipeline expects at once
+        (:data:`geosr.lanes.PEERS`: half of them each on 2 lanes from the first call on), a
+        lone call (the last batch of a job, the only one with data) all of them."""
+        with shared_threads(expected=PEERS.get()):
             return self(batch)
 
     def expect(self, calls: int) -> None:

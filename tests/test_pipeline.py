@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -233,3 +234,38 @@ def test_warnings_of_the_runs_threads_name_the_api_callers_keywords(make_raster,
             run_tiles(job, plan, predict, WarningSink(), lanes=lanes)
         said = {str(w.message) for w in caught}
         assert said == {f"{what}: pass nodata=0" for what in ("read", "predict", "write")}, said
+
+
+def test_lanes_are_told_how_many_calls_to_share_the_cores_with(make_raster) -> None:
+    """The pipeline tells each lane's model call how many calls it expects at once
+    (geosr.lanes.PEERS): the first call of a job 2, though the second batch is still being
+    read as it starts (from the calls in flight alone it took every thread, and the second
+    its share on top: 3 threads on 2 cores); a job whose only batch with data comes last, 1
+    (a call that shared with a call that never came ran on half the cores)."""
+    from geosr.lanes import PEERS
+
+    predictor = Predictor(load_model("bicubic", bands=1, scale=2), device="cpu", precision="fp32")
+    job_norm = Normalisation((0.0,), (65535.0,), "test")
+
+    def peers_of_each_call(scene_path: Path, nodata: float | None) -> list[int]:
+        scene = open_scene(str(scene_path))
+        job = Job(scene, halo=4, scale=2, norm=job_norm, nodata=nodata, batch_size=2)
+        plan = plan_tiles(*scene.grid.shape.yx, tile=16, halo=4)
+        peers: list[int] = []
+
+        class NoSink:
+            def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
+                pass
+
+        def predict(x: np.ndarray) -> list[np.ndarray]:
+            peers.append(PEERS.get())
+            return predictor(x)
+
+        run_tiles(job, plan, predict, NoSink(), lanes=2)
+        return peers
+
+    everywhere = peers_of_each_call(make_raster("all.tif", height=32, width=64), None)  # 8 tiles, 4 batches
+    assert everywhere[:2] == [2, 2] and len(everywhere) == 4
+    data = np.zeros((1, 32, 64), np.uint16)
+    data[0, 16:, 48:] = 1000  # one tile of eight has data, in the last batch
+    assert peers_of_each_call(make_raster("one.tif", data=data, nodata=0), 0) == [1]

@@ -275,3 +275,45 @@ def test_calls_in_flight_at_once_share_torchs_threads_and_give_them_back() -> No
         assert torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_lanes_call_shares_the_threads_with_the_calls_the_pipeline_expects() -> None:
+    """The first lane's first call of a job, started a few milliseconds before the second
+    lane's, took every thread and kept them while the second took its share: 3 threads on
+    2 cores through both first calls.  A call now shares with the calls the pipeline expects
+    at once (geosr.lanes.PEERS, which run_tiles sets per batch) when they are more than those
+    in flight: half the threads on 2 lanes from the first call on; alone, all of them."""
+    from geosr.lanes import PEERS
+    from geosr.predictor import shared_threads
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    predictor = Predictor(tiny_model(), device="cpu", precision="fp32")
+    forward = predictor.model.forward
+
+    def counting(*args: object, **kwargs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return forward(*args, **kwargs)
+
+    predictor.model.forward = counting  # type: ignore[method-assign]
+
+    def threads_of_a_call() -> set[int]:
+        seen.clear()
+        predictor.predict_in_lane(batch(2))
+        return set(seen)
+
+    try:
+        torch.set_num_threads(4)
+        with shared_threads(expected=2):
+            assert torch.get_num_threads() == 2
+        with shared_threads(expected=1):
+            assert torch.get_num_threads() == 4
+        token = PEERS.set(2)
+        try:
+            assert threads_of_a_call() == {2}  # another call expected: half of them
+        finally:
+            PEERS.reset(token)
+        assert threads_of_a_call() == {4}  # alone: all of them
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
