@@ -37,6 +37,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.crs import CRS
 
 from geosr.errors import InputError, catch_warnings_serialised
+from geosr.io.coordinates import uneven_refused, uneven_steps
 from geosr.io.remote import archive_member, archive_member_problem
 from geosr.io.scene import (
     BAND_BUDGET,
@@ -48,8 +49,6 @@ from geosr.io.scene import (
     is_zarr_path,
     is_zipped_zarr,
     missing_values,
-    uneven_refused,
-    uneven_steps,
 )
 
 SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))

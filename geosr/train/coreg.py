@@ -26,6 +26,7 @@ from rasterio.windows import Window
 from geosr.aoi import footprints_overlap
 from geosr.errors import InputError
 from geosr.grid import crs_code, crs_label, scaled, source_roi, warp_onto
+from geosr.io.coordinates import refuse_uneven_coordinates
 from geosr.io.scene import (
     check_georeferenced,
     check_input_exists,
@@ -37,7 +38,6 @@ from geosr.io.scene import (
     raster_crs,
     raster_grid,
     refuse_palette,
-    refuse_uneven_coordinates,
     unreadable,
 )
 from geosr.train.degrade import area_downsample
