@@ -39,6 +39,16 @@ def geotiff(da: xr.DataArray, path: Path) -> Path:
     return path
 
 
+def to_cf_netcdf(da: xr.DataArray, path: Path) -> Path:
+    """``da`` written to the netCDF ``path`` with the CF attributes on x/y by which GDAL's
+    netCDF driver knows the axes (xarray writes them without): a file GDAL georeferences itself."""
+    da = da.copy()
+    da["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
+    da["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
+    da.to_netcdf(path)
+    return path
+
+
 def run(src: Path, out: Path, **kwargs) -> rasterio.DatasetReader:
     return rasterio.open(geosr.upscale_file(src, out, scale=2, model="bicubic", **kwargs))
 
@@ -83,9 +93,7 @@ def test_a_cf_netcdf_that_gdal_georeferences_gives_the_same_output(tmp_path: Pat
     """With CF attributes on x/y, GDAL reads the file itself: the same pixels and grid."""
     da = refl()
     da.to_netcdf(tmp_path / "bare.nc")
-    da["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
-    da["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
-    da.to_netcdf(tmp_path / "cf.nc")
+    to_cf_netcdf(da, tmp_path / "cf.nc")
     with (
         run(tmp_path / "bare.nc", tmp_path / "a.tif") as bare,
         run(tmp_path / "cf.nc", tmp_path / "b.tif") as cf,
@@ -102,9 +110,7 @@ def test_a_south_up_netcdf_gives_the_north_up_output_of_the_same_pixels(tmp_path
     south_up = da.isel(y=slice(None, None, -1))
     da.to_netcdf(tmp_path / "north.nc")
     south_up.to_netcdf(tmp_path / "south.nc")
-    south_up["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
-    south_up["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
-    south_up.to_netcdf(tmp_path / "south_cf.nc")
+    to_cf_netcdf(south_up, tmp_path / "south_cf.nc")
     for kwargs in ({}, {"bbox": "300050,4999650,300330,4999880", "bbox_crs": "EPSG:32633"}):
         outs = [run(tmp_path / f"{name}.nc", tmp_path / f"{name}_{len(kwargs)}.tif", **kwargs) for name in
                 ("north", "south", "south_cf")]  # fmt: skip
@@ -209,9 +215,7 @@ def test_a_time_series_netcdf_is_read_as_a_zarr_store_of_it_is(tmp_path: Path) -
     cube = cube.rio.write_crs("EPSG:32633")
     cube.to_netcdf(tmp_path / "t.nc")
     cube.to_dataset().to_zarr(tmp_path / "t.zarr")
-    cube["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
-    cube["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
-    cube.to_netcdf(tmp_path / "t_cf.nc")
+    to_cf_netcdf(cube, tmp_path / "t_cf.nc")
     with run(tmp_path / "t.zarr", tmp_path / "zarr.tif") as store:
         assert store.count == 3 and store.descriptions == tuple(str(d) for d in dates)
         for name in ("t.nc", "t_cf.nc"):
@@ -316,9 +320,7 @@ def test_a_packed_cf_netcdf_is_described_as_the_one_xarray_wrote(tmp_path: Path)
     da = da.rio.write_crs("EPSG:32633")
     da.encoding.update(dtype="int16", scale_factor=0.01, add_offset=10.0, _FillValue=-32768)
     da.to_netcdf(tmp_path / "bare.nc")
-    da["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
-    da["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
-    da.to_netcdf(tmp_path / "cf.nc")
+    to_cf_netcdf(da, tmp_path / "cf.nc")
     with (
         run(tmp_path / "bare.nc", tmp_path / "a.tif") as bare,
         run(tmp_path / "cf.nc", tmp_path / "b.tif") as cf,
