@@ -302,7 +302,7 @@ def _refuse_a_curvilinear_grid(da: xr.DataArray, ydim: str, xdim: str, path: str
         if coord.ndim == 2
         and set(coord.dims) == {ydim, xdim}
         and (
-            str(name).lower() in ("lat", "lon", "latitude", "longitude")
+            any(str(name).lower() in pair for pair in GEOGRAPHIC_COORDS)
             or coord.attrs.get("standard_name") in ("latitude", "longitude")
         )
     ]
