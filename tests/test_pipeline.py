@@ -269,3 +269,37 @@ def test_lanes_are_told_how_many_calls_to_share_the_cores_with(make_raster) -> N
     data = np.zeros((1, 32, 64), np.uint16)
     data[0, 16:, 48:] = 1000  # one tile of eight has data, in the last batch
     assert peers_of_each_call(make_raster("one.tif", data=data, nodata=0), 0) == [1]
+
+
+def test_a_lane_that_finished_takes_the_next_batch_while_the_other_still_computes(make_raster) -> None:
+    """A free lane gets the next batch at once, though the batch handed out before its own is
+    still in the model: the pipeline waited for the oldest batch, so the lane whose call ended
+    first sat idle behind the other's slower call (here: the first call only ends once the
+    third has started, which never happened)."""
+    scene = open_scene(make_raster(height=32, width=64))  # 8 tiles, 4 batches
+    job = Job(
+        scene, halo=4, scale=2, norm=Normalisation((0.0,), (65535.0,), "test"), nodata=None, batch_size=2
+    )
+    plan = plan_tiles(32, 64, tile=16, halo=4)
+    predictor = Predictor(load_model("bicubic", bands=1, scale=2), device="cpu", precision="fp32")
+    lock = threading.Lock()
+    calls = [0]
+    third_started = threading.Event()
+    first_saw_the_third: list[bool] = []
+
+    class NoSink:
+        def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
+            pass
+
+    def predict(x: np.ndarray) -> list[np.ndarray]:
+        with lock:
+            calls[0] += 1
+            call = calls[0]
+        if call == 1:
+            first_saw_the_third.append(third_started.wait(timeout=5))
+        elif call == 3:
+            third_started.set()
+        return predictor(x)
+
+    run_tiles(job, plan, predict, NoSink(), lanes=2)
+    assert calls[0] == 4 and first_saw_the_third == [True]
