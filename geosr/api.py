@@ -72,6 +72,7 @@ from geosr.run_inputs import (
     scene_for,
 )
 from geosr.run_outputs import (
+    check_compress_applies,
     check_extras_free,
     check_output_given,
     check_zarr_format_applies,
@@ -443,6 +444,7 @@ def local_destination(
             f"use one of {', '.join(SUPPORTED_SUFFIXES)}{folder}"
         )
     check_zarr_format_applies(path, opts.zarr_format)
+    check_compress_applies(path, opts.compress)
     if path.suffix.lower() == ".zarr":
         check_zarr_grid(path, scene.grid)  # before any compute: the run store would take it
     refuse_existing_data(path, opts)
@@ -479,6 +481,7 @@ def output_spec(
         band_axis=scene.band_axis,
         band_labels=scene.band_labels,
         zarr_format=opts.zarr_format or DEFAULT_ZARR_FORMAT,
+        compress=opts.compress,
         rpcs=scaled_rpcs(scene.rpcs, opts.scale, scene.origin),
     )
 

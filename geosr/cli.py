@@ -321,6 +321,15 @@ def run(
             show_default=False,
         ),
     ] = None,
+    compress: Annotated[
+        str,
+        typer.Option(
+            metavar="zstd|deflate|lzw|none",
+            help="Lossless compression of the output: zstd (default, fast); deflate, or lzw (a COG "
+            "only), for readers whose libtiff has no zstd; none for the fastest build.",
+            show_default=False,
+        ),
+    ] = "zstd",
 ) -> None:
     """Super-resolve INPUTS by --scale, preserving their georeferencing exactly.
 
@@ -373,6 +382,7 @@ def run(
         "restart": restart,
         "check_resources": check_resources,
         "zarr_format": zarr_format,
+        "compress": compress,
     }
     if len(sources) > 1:
         _check_batch(sources, targets, scale, model, options)
@@ -404,15 +414,15 @@ def _check_batch(
     """
     from geosr.faults import check as check_faults
     from geosr.options import check_run_options
-    from geosr.run_outputs import check_zarr_format_applies, default_output
+    from geosr.run_outputs import check_compress_applies, check_zarr_format_applies, default_output
 
     check_faults()
     check_run_options(scale, model, options)
     for source, target in zip(sources, targets, strict=True):
         # Several inputs write .tif outputs into a folder.
-        check_zarr_format_applies(
-            target or default_output(source, scale, options["variable"]), options["zarr_format"]
-        )
+        destination = target or default_output(source, scale, options["variable"])
+        check_zarr_format_applies(destination, options["zarr_format"])
+        check_compress_applies(destination, options["compress"].strip().lower())
 
 
 def _run_each(

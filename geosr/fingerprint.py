@@ -18,7 +18,7 @@ from geosr.errors import InputError
 from geosr.grid import parse_crs
 from geosr.io.remote import local_archive, local_stamp, unsigned
 from geosr.io.scene import Scene
-from geosr.io.sink import DEFAULT_ZARR_FORMAT
+from geosr.io.sink import DEFAULT_COMPRESS, DEFAULT_ZARR_FORMAT
 from geosr.normalise import Normalisation
 from geosr.options import RunOptions
 from geosr.tiling import TilePlan
@@ -67,6 +67,9 @@ def job_fingerprint(
         # v2 only: the digests of other runs (v3, the default), which --resume compares, stay,
         # and a run resumed in the other format is refused rather than mixing the two.
         **({"zarr_format": opts.zarr_format} if opts.zarr_format not in (None, DEFAULT_ZARR_FORMAT) else {}),
+        # Likewise: a Zarr output's chunks keep the codec they were written with, and a complete
+        # output of another compression is not the one asked for.
+        **({"compress": opts.compress} if opts.compress != DEFAULT_COMPRESS else {}),
         "bands": opts.bands,
         "offset": repr(opts.offset),
         **area_of_interest(opts),
@@ -126,6 +129,7 @@ FIELD_NAMES = {
     "missing_values": "--nodata (or the variable's missing_value)",
     "output": "the output format",
     "zarr_format": "--zarr-format",
+    "compress": "--compress",
     "bands": "--bands",
     "offset": "--offset",
     "aoi": "aoi",

@@ -90,6 +90,9 @@ class RunOptions:
     zarr_format : int or None
         A ``.zarr`` output's format: 2 or 3; None = 3.  2 for GDAL before 3.11
         (rasterio 1.4's wheels), which reads no v3.  Refused for a COG output.
+    compress : str
+        The output's lossless compression: ``zstd`` (default), ``deflate``, ``lzw`` (a COG
+        only) or ``none`` (:data:`geosr.io.sink.COMPRESSIONS`).
     """
 
     scale: int = 4
@@ -117,6 +120,7 @@ class RunOptions:
     restart: bool = False
     check_resources: bool = True
     zarr_format: int | None = None
+    compress: str = "zstd"
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -160,6 +164,9 @@ class RunOptions:
 
             check_zarr_format(self.zarr_format)
             object.__setattr__(self, "zarr_format", int(self.zarr_format))
+        from geosr.io.sink import checked_compress
+
+        object.__setattr__(self, "compress", checked_compress(self.compress))
         if self.bands is not None:
             from geosr.io.bands import parse_bands
 

@@ -25,7 +25,7 @@ from geosr.io.remote import (
     staging_folder,
 )
 from geosr.io.scene import Scene, is_zarr_path, not_utf8, windows_path
-from geosr.io.sink import SUPPORTED_SUFFIXES, OutputSpec
+from geosr.io.sink import COMPRESSIONS, SUPPORTED_SUFFIXES, TIFF_ONLY_COMPRESSIONS, OutputSpec
 from geosr.options import RunOptions
 
 
@@ -175,6 +175,22 @@ def check_zarr_format_applies(dst: Path | str, zarr_format: int | None) -> None:
         raise OptionError(
             f"--zarr-format {zarr_format} is for a .zarr output, and {dst} is a COG; "
             f"write to a .zarr (e.g. {Path(str(dst)).with_suffix('.zarr').name}) or leave --zarr-format out"
+        )
+
+
+def check_compress_applies(dst: Path | str, compress: str) -> None:
+    """Refuse a ``--compress`` that a ``.zarr`` output has no codec for (LZW, a TIFF compression).
+
+    Raises
+    ------
+    OptionError
+        ``compress`` is one of :data:`~geosr.io.sink.TIFF_ONLY_COMPRESSIONS` and ``dst`` ends in ``.zarr``.
+    """
+    if compress in TIFF_ONLY_COMPRESSIONS and str(dst).lower().rstrip("/").endswith(".zarr"):
+        zarr_ones = [c for c in COMPRESSIONS if c not in TIFF_ONLY_COMPRESSIONS]
+        raise OptionError(
+            f"--compress {compress!r} is a TIFF compression, and {dst} is a Zarr store; use "
+            f"{', '.join(zarr_ones[:-1])} or {zarr_ones[-1]} for it, or write a .tif"
         )
 
 

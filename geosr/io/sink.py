@@ -72,6 +72,17 @@ readers that have no v3 yet (GDAL before 3.11, which rasterio 1.4's wheels bundl
 DEFAULT_ZARR_FORMAT = 3
 """The format of a ``.zarr`` output unless ``--zarr-format`` says otherwise."""
 
+COMPRESSIONS = ("zstd", "deflate", "lzw", "none")
+"""The lossless compressions of an output (``--compress``): zstd by default (fast, read by
+GDAL 2.3 and later); deflate for readers whose libtiff has no zstd (older desktop GIS); lzw
+likewise, for a COG only; none for the fastest build where disk space does not matter."""
+
+DEFAULT_COMPRESS = "zstd"
+"""An output's compression unless ``--compress`` says otherwise."""
+
+TIFF_ONLY_COMPRESSIONS = ("lzw",)
+"""Compressions with no Zarr codec: a ``.zarr`` output refuses them."""
+
 
 @dataclass(frozen=True)
 class OutputSpec:
@@ -106,6 +117,9 @@ class OutputSpec:
         (a cube's ``time`` and dates); ``"band"`` and 1..count when empty.
     zarr_format : int
         A Zarr output's format, one of :data:`ZARR_FORMATS` (a COG ignores it).
+    compress : str
+        The output's lossless compression, one of :data:`COMPRESSIONS` (a Zarr output
+        takes all but :data:`TIFF_ONLY_COMPRESSIONS`).
     rpcs : mapping of str to str
         RPCs of the output's pixels (GDAL's ``RPC`` metadata domain, :func:`geosr.grid.scaled_rpcs`),
         or empty; a COG carries them, a Zarr store cannot.
@@ -126,6 +140,7 @@ class OutputSpec:
     band_axis: str = "band"
     band_labels: tuple[Any, ...] = ()
     zarr_format: int = DEFAULT_ZARR_FORMAT
+    compress: str = DEFAULT_COMPRESS
     rpcs: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -163,6 +178,7 @@ class OutputSpec:
             raise OptionError(f"output block size must be a multiple of 16, got {self.block}")
         check_zarr_format(self.zarr_format)
         object.__setattr__(self, "zarr_format", int(self.zarr_format))  # numpy integers too
+        object.__setattr__(self, "compress", checked_compress(self.compress))
         # A private copy: the caller's dict may change while the job runs.
         object.__setattr__(self, "tags", {str(k): str(v) for k, v in self.tags.items()})
 
@@ -203,6 +219,18 @@ def check_zarr_format(zarr_format: object) -> None:
             f"--zarr-format {zarr_format!r} is not supported; use{number} 2 (Zarr v2, which GDAL 3.10 "
             "reads) or 3 (Zarr v3, the default)"
         )
+
+
+def checked_compress(compress: object) -> str:
+    """``compress`` as one of :data:`COMPRESSIONS` (any case: ``ZSTD`` as GDAL spells it), or
+    :class:`OptionError`."""
+    name = compress.strip().lower() if isinstance(compress, str) else None
+    if name not in COMPRESSIONS:
+        raise OptionError(
+            f"--compress {compress!r} is not supported; use {', '.join(COMPRESSIONS[:-1])} or "
+            f"{COMPRESSIONS[-1]} (all lossless)"
+        )
+    return name
 
 
 NODATA_GIVEN = "give --nodata {values} or leave it out"

@@ -46,9 +46,9 @@ from typing import Any
 import numpy as np
 import zarr
 import zarr.storage
-from numcodecs import Blosc
+from numcodecs import Blosc, GZip
 from odc.geo.geobox import GeoBox
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, GzipCodec
 
 from geosr.errors import OptionError, OutputError, catch_warnings_serialised
 from geosr.grid import crs_label, crs_wkt
@@ -71,9 +71,14 @@ carried among the scene's tags, go back on the data variable (CF readers look th
 # Blosc is in the Zarr v3 core specification (zstd is an extension): the widest
 # set of readers.  Byte shuffle does for integers what a TIFF predictor does.  v2
 # takes the same compressor in numcodecs' form (GDAL 3.10 reads it; not LZ4).
-_COMPRESSORS = {
-    3: BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),
-    2: Blosc(cname="zstd", clevel=5, shuffle=Blosc.SHUFFLE),
+# deflate is gzip, the other core codec (every Zarr reader has it); none, no codec.
+_COMPRESSORS: dict[tuple[str, int], Any] = {
+    ("zstd", 3): BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),
+    ("zstd", 2): Blosc(cname="zstd", clevel=5, shuffle=Blosc.SHUFFLE),
+    ("deflate", 3): GzipCodec(level=6),
+    ("deflate", 2): GZip(level=6),
+    ("none", 3): None,
+    ("none", 2): None,
 }
 
 
@@ -283,7 +288,7 @@ def _create_store(
         dtype=spec.dtype,
         fill_value=fill_value,
         attributes=attributes,
-        compressors=_COMPRESSORS[fmt],
+        compressors=_COMPRESSORS[spec.compress, fmt],
         dimension_names=(spec.band_axis, "y", "x") if fmt == 3 else None,
     )
 

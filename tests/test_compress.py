@@ -1,0 +1,98 @@
+"""`--compress`: the output's lossless compression, for a COG and a Zarr store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import zarr
+from rasterio.enums import Compression
+from rio_cogeo.cogeo import cog_validate
+
+import geosr
+from geosr.errors import OptionError, OutputError
+from tests.test_batch import run_cli as run_fd_cli
+
+OPTIONS = {"scale": 2, "model": "bicubic", "tile": 16}
+
+
+@pytest.mark.parametrize(
+    ("compress", "gdal_name"),
+    [("zstd", Compression.zstd), ("deflate", Compression.deflate), ("lzw", Compression.lzw), ("none", None)],
+)
+def test_a_cog_is_written_with_the_compression_asked_for_and_the_same_pixels(
+    make_raster, tmp_path: Path, compress: str, gdal_name: Compression | None
+) -> None:
+    """Every compression is lossless: the pixels are the default's, bit for bit, in a valid COG
+    whose full resolution and overviews are compressed as asked (GDAL's own name for it)."""
+    src = make_raster(count=2, height=300, width=280, nodata=0)  # 600 x 560: one overview
+    default = geosr.upscale_file(src, tmp_path / "default.tif", **OPTIONS)
+    out = geosr.upscale_file(src, tmp_path / f"{compress}.tif", compress=compress, **OPTIONS)
+    assert cog_validate(str(out), quiet=True)[0]
+    with rasterio.open(out) as written, rasterio.open(default) as reference:
+        assert written.compression == gdal_name
+        assert written.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == (None if compress == "none" else "2")
+        np.testing.assert_array_equal(written.read(), reference.read())
+        assert written.overviews(1) == reference.overviews(1) != []
+        overview = (2, 300, 280)
+        np.testing.assert_array_equal(written.read(out_shape=overview), reference.read(out_shape=overview))
+
+
+@pytest.mark.parametrize(("compress", "codec"), [("zstd", "blosc"), ("deflate", "gzip"), ("none", None)])
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_zarr_store_is_written_with_the_codec_of_the_compression(
+    make_raster, tmp_path: Path, compress: str, codec: str | None, zarr_format: int
+) -> None:
+    src = make_raster(count=2, height=40, width=40, nodata=0)
+    reference = geosr.upscale_file(src, tmp_path / "reference.tif", **OPTIONS)
+    out = tmp_path / f"{compress}.zarr"
+    geosr.upscale_file(src, out, compress=compress, zarr_format=zarr_format, **OPTIONS)
+    array = zarr.open_array(str(out / "band_data"), mode="r")
+    names = [type(c).__name__.lower() for c in array.compressors]
+    assert len(names) == (codec is not None) and all(codec in name for name in names), names
+    with rasterio.open(reference) as ref:
+        np.testing.assert_array_equal(array[:], ref.read())
+
+
+def test_an_unknown_or_tiff_only_compression_is_refused_in_one_line(
+    make_raster, tmp_path: Path, capfd, monkeypatch
+) -> None:
+    """Before anything is read or written: an unknown name, and LZW (a TIFF compression, which
+    Zarr has no codec for) for a .zarr output; any case is taken."""
+    src = make_raster()
+
+    def run(output: str, *more: str) -> tuple[int, str]:
+        args = ["run", str(src), "-o", str(tmp_path / output), "--scale", "2", "--model", "bicubic"]
+        code, _, err = run_fd_cli([*args, *more], capfd, monkeypatch)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        return code, err
+
+    code, err = run("o.tif", "--compress", "jpeg")
+    assert code == 2 and "--compress 'jpeg' is not supported; use zstd, deflate, lzw or none" in err, err
+    code, err = run("o.zarr", "--compress", "lzw")
+    assert code == 2 and "--compress 'lzw' is a TIFF compression" in err, err
+    assert "use zstd, deflate or none for it" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+
+    with pytest.raises(OptionError, match=r"compress='jpeg' is not supported; use zstd"):
+        geosr.upscale_file(src, tmp_path / "api.tif", compress="jpeg", **OPTIONS)
+    with pytest.raises(OptionError, match=r"compress='lzw' is a TIFF compression"):
+        geosr.upscale_file(src, tmp_path / "api.zarr", compress="lzw", **OPTIONS)
+    out = geosr.upscale_file(src, tmp_path / "upper.tif", compress=" DEFLATE", **OPTIONS)
+    with rasterio.open(out) as written:
+        assert written.compression == Compression.deflate
+
+
+def test_an_output_of_another_compression_is_another_jobs(make_raster, tmp_path: Path) -> None:
+    """A finished output is this job's only in the compression it was written in: --resume with
+    another compression is no no-op that keeps the old one."""
+    src = make_raster(height=40, width=40)
+    dst = geosr.upscale_file(src, tmp_path / "out.tif", compress="deflate", **OPTIONS)
+    assert geosr.upscale_file(src, dst, resume=True, compress="deflate", **OPTIONS) == dst
+    with pytest.raises(OutputError, match="output of a different job"):
+        geosr.upscale_file(src, dst, resume=True, **OPTIONS)
+    geosr.upscale_file(src, dst, overwrite=True, **OPTIONS)
+    with rasterio.open(dst) as written:
+        assert written.compression == Compression.zstd
