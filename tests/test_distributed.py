@@ -406,6 +406,16 @@ def test_local_cluster_workers_do_not_pause_on_the_memory_they_share() -> None:
     assert list(limits.values()) == [None, None]
 
 
+def test_local_cluster_workers_run_no_statistical_profiler() -> None:
+    """A worker samples its threads' stacks every 10 ms for the dashboard's profile, which
+    the local cluster does not serve: 2.5 % of a run's CPU on 2 cores, taken from the model."""
+    from geosr.orchestrate.cluster import cluster_client
+
+    with cluster_client(None, 2) as client:
+        profiling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+    assert list(profiling.values()) == [False, False]
+
+
 def test_more_local_workers_than_one_process_runs_is_refused_at_once(
     scene: Path, capsys, monkeypatch
 ) -> None:
