@@ -197,8 +197,15 @@ def run_tiles(
                 record(group)
                 checkpoint("journal")
 
-    def infer_and_write(group: Sequence[int], raw: np.ndarray) -> None:
-        write(group, infer(group, raw))
+    outlook = _Outlook(lanes, to_come=len(groups))
+
+    def infer_and_write(group: Sequence[int], raw: np.ndarray, model: bool) -> None:
+        try:
+            outputs = infer(group, raw)
+        finally:
+            if model:
+                outlook.finished()
+        write(group, outputs)
 
     # Threads that take batches from the calling thread: lanes, or writers.
     takers = lanes if lanes > 1 else writer_threads()
@@ -208,30 +215,25 @@ def run_tiles(
             max_workers=takers, thread_name_prefix="geosr-lane" if lanes > 1 else "geosr-write"
         ) as pool,
     ):
-        in_flight: deque[tuple[Future[None], int, bool]] = deque()
+        in_flight: deque[tuple[Future[None], int]] = deque()
 
         def compute(group: Sequence[int], raw: np.ndarray, *, more: bool, model: bool = True) -> None:
             """Hand ``group`` to a lane (or compute it and hand it to a writer); ``more``: whether
             batches for the model may follow, ``model``: whether this one has tiles for it."""
             if lanes > 1:
-                task = functools.partial(infer_and_write, group, raw)
+                task = functools.partial(infer_and_write, group, raw, model)
             else:
                 task = functools.partial(write, group, infer(group, raw))
             if len(in_flight) >= takers:  # wait for a free lane or writer
                 _wait_for_one(in_flight, on_tiles_done)  # re-raises an error here
-            # The calls this one shares the cores with: those still in the model, and the next
-            # batch's while batches remain (the first call starts before the second is read).
-            busy = sum(1 for future, _, in_model in in_flight if in_model and not future.done())
-            token = PEERS.set(min(lanes, 1 + busy + more))
-            try:
-                in_flight.append((submit(pool, task), len(group), model))
-            finally:
-                PEERS.reset(token)
+            outlook.handing_out(model=model and lanes > 1, more=more)
+            in_flight.append((submit(pool, task), len(group)))
 
         # Tiles with data wait here for a full batch: the model runs on full batches even
         # where the nodata tiles that process_batch skips are scattered among them (a lone
         # tile costs two on a CPU in fp32: Predictor._predict).
         waiting: list[tuple[int, np.ndarray]] = []
+        token = PEERS.set(outlook)
         try:
             pending = submit(reader, read, groups[0])
             for index, group in enumerate(groups):
@@ -252,12 +254,44 @@ def run_tiles(
                     batch, waiting = waiting[: job.batch_size], waiting[job.batch_size :]
                     more = not last or len(waiting) > 0
                     compute([i for i, _ in batch], np.stack([r for _, r in batch]), more=more)
+            outlook.handing_out(model=False, more=False)  # trailing nodata batches: none to come
             while in_flight:
                 _wait(in_flight.popleft(), on_tiles_done)
         finally:
-            for future, _, _ in in_flight:
+            PEERS.reset(token)
+            for future, _ in in_flight:
                 future.cancel()
             reader.submit(close_datasets).result()
+
+
+class _Outlook:
+    """How many model calls a run's lanes compute at once now (:data:`geosr.lanes.PEERS`): the
+    batches in the lanes' model, and one more while batches for the model may still come.
+
+    Asked before each model call of a batch (:func:`geosr.predictor.shared_threads`): a batch
+    is several calls, and a lane whose peer finished its last batch, with none left to take,
+    computed the rest of its own on half the cores while the other half sat idle.
+    """
+
+    def __init__(self, lanes: int, *, to_come: int) -> None:
+        self._lanes = lanes
+        self._in_model = 0
+        self._more = to_come > 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        return max(1, min(self._lanes, self._in_model + self._more))
+
+    def handing_out(self, *, model: bool, more: bool) -> None:
+        """A batch goes to a lane (``model``: into the model), and ``more`` may follow it."""
+        with self._lock:  # counted in before the batch to come is counted out: never too few
+            self._in_model += model
+            self._more = more
+
+    def finished(self) -> None:
+        """A lane's batch is out of the model."""
+        with self._lock:
+            self._in_model -= 1
 
 
 def submit(pool: ThreadPoolExecutor, task: Callable[..., T], *args: object) -> Future[T]:
@@ -271,7 +305,7 @@ def submit(pool: ThreadPoolExecutor, task: Callable[..., T], *args: object) -> F
 
 
 def _wait_for_one(
-    in_flight: deque[tuple[Future[None], int, bool]], on_tiles_done: Callable[[int], None] | None
+    in_flight: deque[tuple[Future[None], int]], on_tiles_done: Callable[[int], None] | None
 ) -> None:
     """Wait until one batch of ``in_flight`` is done, whichever it is, and take the done ones out.
 
@@ -279,14 +313,14 @@ def _wait_for_one(
     call before it got the next batch (a 2048^2 run: 0.34 s idle on one of 2 cores behind a
     call that took 1.0 s instead of 0.67 s).
     """
-    wait([future for future, _, _ in in_flight], return_when=FIRST_COMPLETED)
+    wait([future for future, _ in in_flight], return_when=FIRST_COMPLETED)
     for item in [item for item in in_flight if item[0].done()]:
         in_flight.remove(item)
         _wait(item, on_tiles_done)
 
 
-def _wait(item: tuple[Future[None], int, bool], on_tiles_done: Callable[[int], None] | None) -> None:
-    future, n, _ = item
+def _wait(item: tuple[Future[None], int], on_tiles_done: Callable[[int], None] | None) -> None:
+    future, n = item
     future.result()
     if on_tiles_done is not None:
         on_tiles_done(n)

@@ -12,13 +12,14 @@ compilation to pay for itself.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import itertools
 import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 
 from geosr.errors import OptionError, warn
 from geosr.held import TORCH_THREADS, setting_held
-from geosr.lanes import PEERS
+from geosr.lanes import PEERS, alone
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +129,17 @@ _SHARING = threading.Lock()
 _calls_sharing = [0]  # model calls in flight that share torch's threads (shared_threads)
 
 
+_RESHARE: contextvars.ContextVar[Callable[[], None]] = contextvars.ContextVar(
+    "geosr_reshare", default=lambda: None
+)
+"""Takes the share of torch's threads that :func:`shared_threads` gives now: called before each
+model call of a batch (:meth:`Predictor._predict_call`); outside :func:`shared_threads`, nothing."""
+
+
 @contextlib.contextmanager
-def shared_threads(expected: int = 1) -> Iterator[None]:
-    """Within: a model call takes an even share of torch's threads with the other calls in
-    flight in the process, or with the ``expected`` calls its job runs at once if more, set in
+def shared_threads(expected: Callable[[], int] = alone) -> Iterator[None]:
+    """Within: each model call takes an even share of torch's threads with the other calls in
+    flight in the process, or with the ``expected()`` calls its job runs at once if more, set in
     its own thread, which has the caller's count back after.
 
     For calls that others run at once, each in a thread of its own: a run's lanes.  One call
@@ -141,16 +149,23 @@ def shared_threads(expected: int = 1) -> Iterator[None]:
     From the calls in flight alone, the first lane's call, a few milliseconds ahead of the
     second, took every thread and kept them while the second took its share: one thread more
     than cores for the whole of both first calls.  ``expected`` counts the second before it
-    starts; a call that is alone and expects no other (the last batch of a job) takes every thread.
+    starts.  The share is taken again before each model call of a batch (a batch is several:
+    :data:`CPU_CALL_IMAGES`), so a call that is alone and expects no other (the end of a job,
+    its peer done) takes every thread.
     """
     with setting_held(TORCH_THREADS, torch.get_num_threads, torch.set_num_threads) as caller_threads:
         with _SHARING:
             _calls_sharing[0] += 1
-            share = max(1, caller_threads // max(_calls_sharing[0], expected))
-        torch.set_num_threads(share)
+
+        def share() -> None:
+            torch.set_num_threads(max(1, caller_threads // max(_calls_sharing[0], expected())))
+
+        share()
+        token = _RESHARE.set(share)
         try:
             yield
         finally:
+            _RESHARE.reset(token)
             with _SHARING:
                 _calls_sharing[0] -= 1
             torch.set_num_threads(caller_threads)  # this thread's own count (and new threads')
@@ -276,7 +291,7 @@ class Predictor:
         """:meth:`__call__` on an even share of torch's threads with the other lanes
         (:func:`shared_threads`): with the calls the pipeline expects at once
         (:data:`geosr.lanes.PEERS`: half of them each on 2 lanes from the first call on), a
-        lone call (the last batch of a job, the only one with data) all of them."""
+        lone call (the end of a job, the only batch with data) all of them."""
         with shared_threads(expected=PEERS.get()):
             return self(batch)
 
@@ -381,6 +396,7 @@ class Predictor:
         return [np.concatenate(outputs[t * bands : (t + 1) * bands]) for t in range(n)]
 
     def _predict_call(self, model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
+        _RESHARE.get()()  # in a lane: its share of the threads now (shared_threads)
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         if self.torch_device.type == "cuda":
             x = x.pin_memory().to(self.torch_device, non_blocking=True)

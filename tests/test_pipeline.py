@@ -258,7 +258,7 @@ def test_lanes_are_told_how_many_calls_to_share_the_cores_with(make_raster) -> N
                 pass
 
         def predict(x: np.ndarray) -> list[np.ndarray]:
-            peers.append(PEERS.get())
+            peers.append(PEERS.get()())
             return predictor(x)
 
         run_tiles(job, plan, predict, NoSink(), lanes=2)
@@ -303,3 +303,44 @@ def test_a_lane_that_finished_takes_the_next_batch_while_the_other_still_compute
 
     run_tiles(job, plan, predict, NoSink(), lanes=2)
     assert calls[0] == 4 and first_saw_the_third == [True]
+
+
+def test_a_lane_left_alone_at_the_end_of_a_job_is_told_so_during_its_batch(make_raster) -> None:
+    """The calls to share the cores with are counted as the run goes (geosr.lanes.PEERS, asked
+    before each model call of a batch): the last batch, started beside the one before it,
+    learns once that one is done that it is alone, where it kept half the cores to its end."""
+    from geosr.lanes import PEERS
+
+    scene = open_scene(make_raster(height=32, width=64))  # 8 tiles, 4 batches
+    job = Job(
+        scene, halo=4, scale=2, norm=Normalisation((0.0,), (65535.0,), "test"), nodata=None, batch_size=2
+    )
+    plan = plan_tiles(32, 64, tile=16, halo=4)
+    predictor = Predictor(load_model("bicubic", bands=1, scale=2), device="cpu", precision="fp32")
+    lock = threading.Lock()
+    calls = [0]
+    fourth_started = threading.Event()
+    seen: list[int] = []
+
+    class NoSink:
+        def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
+            pass
+
+    def predict(x: np.ndarray) -> list[np.ndarray]:
+        with lock:
+            calls[0] += 1
+            call = calls[0]
+        expected = PEERS.get()
+        if call == 3:
+            fourth_started.wait(timeout=5)  # still in the model as the last batch starts
+        elif call == 4:
+            seen.append(expected())
+            fourth_started.set()
+            deadline = time.monotonic() + 5
+            while expected() != 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            seen.append(expected())
+        return predictor(x)
+
+    run_tiles(job, plan, predict, NoSink(), lanes=2)
+    assert seen == [2, 1]

@@ -277,11 +277,38 @@ def test_calls_in_flight_at_once_share_torchs_threads_and_give_them_back() -> No
         torch.set_num_threads(before)
 
 
+def test_a_lane_takes_its_share_again_before_each_model_call_of_its_batch() -> None:
+    """A batch is several model calls (one image each in bf16): a lane whose peer finished its
+    last batch, with none left to take, computed the rest of its own on half the threads."""
+    from geosr.lanes import PEERS
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    predictor = Predictor(tiny_model(), device="cpu", precision="bf16")
+    forward = predictor.model.forward
+
+    def counting(*args: object, **kwargs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return forward(*args, **kwargs)
+
+    predictor.model.forward = counting  # type: ignore[method-assign]
+    try:
+        torch.set_num_threads(4)
+        token = PEERS.set(lambda: 1 if seen else 2)  # the peer is done after the first call
+        try:
+            predictor.predict_in_lane(batch(1))  # one tile of 2 bands: 2 calls of one image
+        finally:
+            PEERS.reset(token)
+        assert seen == [2, 4] and torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_lanes_call_shares_the_threads_with_the_calls_the_pipeline_expects() -> None:
     """The first lane's first call of a job, started a few milliseconds before the second
     lane's, took every thread and kept them while the second took its share: 3 threads on
     2 cores through both first calls.  A call now shares with the calls the pipeline expects
-    at once (geosr.lanes.PEERS, which run_tiles sets per batch) when they are more than those
+    at once (geosr.lanes.PEERS, which run_tiles keeps) when they are more than those
     in flight: half the threads on 2 lanes from the first call on; alone, all of them."""
     from geosr.lanes import PEERS
     from geosr.predictor import shared_threads
@@ -304,11 +331,11 @@ def test_a_lanes_call_shares_the_threads_with_the_calls_the_pipeline_expects() -
 
     try:
         torch.set_num_threads(4)
-        with shared_threads(expected=2):
+        with shared_threads(expected=lambda: 2):
             assert torch.get_num_threads() == 2
-        with shared_threads(expected=1):
+        with shared_threads(expected=lambda: 1):
             assert torch.get_num_threads() == 4
-        token = PEERS.set(2)
+        token = PEERS.set(lambda: 2)
         try:
             assert threads_of_a_call() == {2}  # another call expected: half of them
         finally:
