@@ -16,6 +16,7 @@ from odc.geo.geobox import GeoBox
 
 from geosr.errors import catch_warnings_serialised
 from geosr.io.atomic import write_small_file
+from geosr.io.names import utf8_name
 from geosr.tiling import Window
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def draw_figure(
         ax.set_axis_off()
     fig.suptitle(
         _fitted(
-            f"{name}: window of {win.width} x {win.height} output px"
+            f"{utf8_name(name)}: window of {win.width} x {win.height} output px"
             f"{_decimated(win, panels[0])}, one 2-98 % stretch{_not_north_up(grid)}",
             side * len(images),
             9,

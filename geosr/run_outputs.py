@@ -11,6 +11,7 @@ from pathlib import Path
 
 from geosr.errors import GeosrError, OptionError, OutputError, warn
 from geosr.io.atomic import refuse_overlong_name
+from geosr.io.names import open_raster, os_name
 from geosr.io.remote import (
     check_driver_installed,
     file_url_path,
@@ -269,15 +270,14 @@ def read_files(scene: Scene) -> list[str]:
     """
     if scene.is_zarr or is_remote(scene.path):
         return []
-    import rasterio
     from rasterio.errors import RasterioError
 
     try:
-        with rasterio.open(scene.subdataset or scene.path) as src:
+        with open_raster(scene.subdataset or scene.path) as src:
             files = list(src.files)
     except RasterioError:  # opened once already: read_sample says what is wrong with it
         return []
-    return [path for path in files if not is_remote(path)]
+    return [os_name(path) for path in files if not is_remote(path)]
 
 
 def overwritten_input(written: Path, named: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
@@ -288,7 +288,7 @@ def overwritten_input(written: Path, named: Sequence[tuple[str, str]]) -> tuple[
     for what, path in named:
         if is_remote(path):
             continue
-        resolved = Path(path).resolve()
+        resolved = Path(os_name(path)).resolve()
         if resolved == target or target in resolved.parents:
             return what, path
     return None
@@ -301,7 +301,7 @@ def input_holding(written: Path, named: Sequence[tuple[str, str]]) -> tuple[str,
     for what, path in named:
         if is_remote(path):
             continue
-        folder = Path(path).resolve()
+        folder = Path(os_name(path)).resolve()
         if folder in target.parents and folder.is_dir():
             return what, path
     return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from geosr import __version__
 from geosr.aoi import poles_within
 from geosr.grid import epsg_code, scaled
 from geosr.io.atomic import write_small_file
+from geosr.io.names import utf8_name
 from geosr.io.remote import is_remote, unsigned
 from geosr.io.scene import Scene, open_scene
 from geosr.io.sink import SUPPORTED_SUFFIXES
@@ -123,7 +125,7 @@ def build_item(
     elif span is not None:
         properties.update(start_datetime=_rfc3339(span[0]), end_datetime=_rfc3339(span[1]))
     item = pystac.Item(
-        id=output.stem,
+        id=utf8_name(output.stem),
         geometry=geometry,
         bbox=bbox,
         datetime=None if span is not None and when is None else (when or now),
@@ -132,10 +134,10 @@ def build_item(
     asset = pystac.Asset(
         # A URI reference: a '#' in the name began a fragment, so the Item named the file 'a' for
         # 'a#1_x4.tif' (geosr and pystac read it so); a space or '%' is escaped as well.
-        href=f"./{quote(output.name)}",
+        href=f"./{quote(os.fsencode(output.name))}",
         media_type=media_type(output),
         roles=["data"],
-        title=f"{scene.name} super-resolved x{scale} by geosr ({model})",
+        title=f"{utf8_name(scene.name)} super-resolved x{scale} by geosr ({model})",
     )
     bands = output_bands(output)
     asset.extra_fields["bands"] = bands
@@ -156,8 +158,9 @@ def build_item(
     # The output is derived from every date fused into it, not the reference alone.
     for path, title in ((source, "geosr input"), *((frame, "geosr frame") for frame in frames)):
         # A local path as a URI reference, as the asset's: '#' in 'a#1.tif' began a fragment,
-        # so the link named the file 'a'.  A remote one without its signature, a credential.
-        href = unsigned(path) if is_remote(path) else quote(str(Path(path).resolve()))
+        # so the link named the file 'a'.  Its bytes, quoted: a name Python holds with surrogates
+        # (an ASCII locale's) is UTF-8 there.  A remote one without its signature, a credential.
+        href = unsigned(path) if is_remote(path) else quote(os.fsencode(Path(path).resolve()))
         media = pystac.MediaType.JSON if str(path).endswith(".json") else None
         item.add_link(pystac.Link("derived_from", href, media_type=media, title=title))
     return item

@@ -1308,6 +1308,22 @@ def test_a_name_that_is_not_utf8_is_one_line(make_raster, tmp_path: Path, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
+def test_a_utf8_name_is_read_and_written_in_an_ascii_locale(make_raster, tmp_path: Path) -> None:
+    """In a C locale (UTF-8 mode off) Python holds 'scène.tif' with surrogates: it was refused as
+    'the name is not UTF-8 ... convmv', and an output in a folder so named was a traceback at the
+    COG's build; its STAC Item names both by their UTF-8 bytes."""
+    from tests.conftest import in_an_ascii_locale
+
+    src = make_raster(height=16, width=16).rename(tmp_path / "scène.tif")
+    (tmp_path / "sortié").mkdir()
+    out = tmp_path / "sortié" / "oùt.tif"
+    done = in_an_ascii_locale("run", str(src), "-m", "bicubic", "-s", "2", "-o", str(out), "--stac")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    item = json.loads((tmp_path / "sortié" / "oùt.stac.json").read_text(encoding="utf-8"))
+    assert item["assets"]["data"]["href"] == "./o%C3%B9t.tif"
+    assert [link["href"] for link in item["links"]] == [f"{tmp_path}/sc%C3%A8ne.tif"]
+
+
 class _FullStdout:
     """A stdout redirected to a full disk (``> list.txt``, ``/dev/full``): every write fails."""
 

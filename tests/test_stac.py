@@ -835,6 +835,18 @@ def test_the_quicklook_of_an_asset_run_shows_the_input_in_the_outputs_units(
     np.testing.assert_allclose(bicubic_panel, geosr_panel, atol=0.002)
 
 
+def test_an_asset_in_a_non_ascii_folder_is_read_in_an_ascii_locale(make_raster, tmp_path: Path) -> None:
+    """An href of an Item (UTF-8 text) in a folder 'bandés' could not be encoded by Python in a C
+    locale: the checks of its name and of the files GDAL reads for it were a UnicodeEncodeError
+    traceback."""
+    (tmp_path / "bandés").mkdir()
+    make_raster("bandés/B04.tif", height=16, width=16)
+    item = item_of(tmp_path, {"B04": "./bandés/B04.tif"})
+    done = in_an_ascii_locale("run", str(item), "-s", "2", "-m", "bicubic", "-o", str(tmp_path / "out.tif"))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert (tmp_path / "out.tif").is_file()
+
+
 def test_an_item_of_non_ascii_text_is_read_in_an_ascii_locale(make_raster, tmp_path: Path) -> None:
     """An Item written in UTF-8 with a band description "Réflectance" was read in the locale's
     encoding: in a C locale 'item.json: not a readable raster', and its stack's VRT, written so

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from odc.geo.geobox import GeoBox
 
 from geosr.errors import (
@@ -51,6 +50,7 @@ from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border_cou
 from geosr.interrupts import output_stamp
 from geosr.io.atomic import lock_held, refuse_overlong_name, unwritable_folder
 from geosr.io.bands import OFFSET_TAG, reflectance_offset, select_bands
+from geosr.io.names import open_raster
 from geosr.io.remote import file_url_path, forget_remote_files, remote_waits_bounded_in
 from geosr.io.runstate import run_dir
 from geosr.io.scene import Scene, datasets_closed, open_scene, read_window, with_nodata
@@ -308,7 +308,7 @@ def _write_float(path: Path, data: np.ndarray, grid: GeoBox, scene: Scene) -> No
         "crs": grid.crs,
         "nodata": float("nan") if np.isnan(data).any() else None,
     }
-    with rasterio.open(path, "w", **profile) as dst:
+    with open_raster(path, "w", **profile) as dst:
         dst.write(data.astype(np.float32))
         dst.update_tags(**{UNITS_DTYPE_TAG: scene.dtype})
         offsets = reflectance_offset(scene)

@@ -61,6 +61,7 @@ from geosr.io.atomic import (
     space_report,
     temporary_sibling,
 )
+from geosr.io.names import open_raster, utf8_name
 from geosr.io.sink import OutputSpec, SinkBase
 
 COMPRESSION: dict[str, Any] = {
@@ -173,7 +174,7 @@ class CogBuild(SinkBase):
         self._check_space(needed)
         cog = temporary_sibling(self.destination, ".tif")
         self._track(cog)
-        rasterio.shutil.copy(source, cog, driver="COG", **self._cog_options())
+        rasterio.shutil.copy(utf8_name(source), utf8_name(cog), driver="COG", **self._cog_options())
         _check_tiles(cog, self.destination, self._needed())
         self._verify(cog)
         checkpoint("cog")
@@ -212,7 +213,7 @@ class CogBuild(SinkBase):
     def _verify(self, cog: Path) -> None:
         """Check the COG against the spec and the COG rules before it replaces anything."""
         spec = self.spec
-        with rasterio.open(cog) as src:
+        with open_raster(cog) as src:
             found_grid = (src.height, src.width, src.count, src.dtypes[0])
             transform, crs = src.transform, src.crs
         height, width = spec.grid.shape.yx
@@ -226,7 +227,7 @@ class CogBuild(SinkBase):
         if crs is None or spec.grid.crs != crs:
             problems.append(f"CRS {crs} instead of {spec.grid.crs}")
         if not problems:
-            is_valid, errors, _warnings = cog_validate(str(cog), quiet=True)
+            is_valid, errors, _warnings = cog_validate(utf8_name(cog), quiet=True)
             if not is_valid or errors:
                 problems.append("not a valid COG: " + "; ".join(errors))
         if problems:
@@ -261,7 +262,7 @@ class CogSink(CogBuild):
         self._tmp = temporary_sibling(self.destination, ".tif")
         self._track(self._tmp)
         try:
-            self._ds = rasterio.open(self._tmp, "w", **self._intermediate_profile())
+            self._ds = open_raster(self._tmp, "w", **self._intermediate_profile())
             self._write_metadata(self._ds)
         except _GDAL_ERRORS as exc:
             self._cleanup()
@@ -412,14 +413,14 @@ def _check_tiles(path: Path, destination: Path, needed: int | None = None) -> No
     size = path.stat().st_size
     lost, reason = 0, ""
     try:
-        with rasterio.open(path) as src:
+        with open_raster(path) as src:
             # Pixel-interleaved: band 1's tile holds every band's pixels.
             pixel = src.interleaving in (None, Interleaving.pixel)
             bands = [1] if pixel else list(src.indexes)
             # Overviews have their own sizes and (in GDAL's COG driver) tile sizes.
             levels: list[tuple[int | None, Any, Any]] = [(None, src.shape, src.block_shapes[0])]
             for index in range(len(src.overviews(1))):
-                with rasterio.open(path, overview_level=index) as overview:
+                with open_raster(path, overview_level=index) as overview:
                     levels.append((index, overview.shape, overview.block_shapes[0]))
             for band in bands:
                 for ovr, (height, width), (block_height, block_width) in levels:

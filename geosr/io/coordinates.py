@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import rasterio
 from rasterio.errors import RasterioError
 
 from geosr.errors import InputError
+from geosr.io.names import open_raster
 
 
 def uneven_steps(stored: np.ndarray) -> tuple[float, float] | None:
@@ -86,7 +86,7 @@ def refuse_uneven_coordinates(path: str, src: Any) -> None:
 def _coordinate_values(path: str, name: str) -> np.ndarray | None:
     """The values of the 1-D variable ``name`` of the netCDF ``path`` as GDAL reads it, or None."""
     try:
-        with rasterio.open(f'NETCDF:"{path}":{name}') as coordinate:
+        with open_raster(f'NETCDF:"{path}":{name}') as coordinate:
             if coordinate.count != 1 or coordinate.height != 1:
                 return None
             return coordinate.read(1)[0]

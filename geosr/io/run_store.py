@@ -47,6 +47,7 @@ from geosr.io.atomic import (
     remove_stale_sidecars,
     replace_atomically,
 )
+from geosr.io.names import open_raster
 from geosr.io.pyramid import coarser_levels, halve, level_shapes, tile_levels
 from geosr.io.sink import OutputSpec
 from geosr.io.zarr_store import VARIABLE, _create_store, _write_chunkwise
@@ -348,9 +349,7 @@ def output_job(destination: Path) -> str | None:
         if destination.suffix.lower() == ".zarr":
             value = zarr.open_group(str(destination), mode="r").attrs.get("GEOSR_JOB")
             return str(value) if value is not None else None
-        import rasterio
-
-        with rasterio.open(destination) as src:
+        with open_raster(destination) as src:
             return src.tags().get("GEOSR_JOB")
     except Exception:  # any unreadable file simply is not a finished output of this job
         return None

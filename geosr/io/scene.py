@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
@@ -33,6 +32,7 @@ from geosr.errors import InputError, catch_warnings_serialised
 from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS, overlong_name
 from geosr.io.coordinates import refuse_uneven_coordinates
+from geosr.io.names import open_raster, os_name
 from geosr.io.remote import (
     URL_SCHEMES,
     archive_member_problem,
@@ -357,10 +357,13 @@ def check_input_named(path: str) -> None:
 def not_utf8(path: str) -> str | None:
     """``path`` shown with its undecodable bytes as ``\\xff``, if it has any (a Latin-1 name
     off an old archive): Python keeps them as surrogates, which GDAL cannot take (rasterio
-    raised UnicodeEncodeError, a traceback); None for a UTF-8 path."""
+    raised UnicodeEncodeError, a traceback); None for a UTF-8 path, which Python holds with
+    surrogates too under an ASCII locale (GDAL opens it: :func:`geosr.io.names.utf8_name`)."""
     try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeEncodeError:  # text, not bytes decoded: UTF-8 whatever the locale
+        return None
+    except UnicodeDecodeError:
         return os.fsencode(path).decode("utf-8", "backslashreplace")
     return None
 
@@ -443,6 +446,7 @@ def open_scene(
 
 
 def _describe(path: str, variable: str | None) -> Scene:
+    path = os_name(path)  # a STAC Item's href, a caller's text: Python's spelling of its name
     check_input_exists(path)
     path = zipped_store_named(str(file_url_path(path)))  # rasterio misreads a URL's escapes
     if is_zarr_path(path):
@@ -455,7 +459,7 @@ def _describe(path: str, variable: str | None) -> Scene:
             # A file of several variables is no raster itself (no geotransform), and a raster
             # without one is refused below in one line of geosr's: rasterio's warning is noise.
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
+            with open_raster(path) as src:
                 key, subdataset = _pick_subdataset(path, src, variable)
                 others = [name for name in subdataset_keys(src.subdatasets) if name != key]
                 if not subdataset:
@@ -466,7 +470,7 @@ def _describe(path: str, variable: str | None) -> Scene:
                     return replace(_describe_gdal(path, src), stamp=stamp)
             # The variable's own raster too: one without a geotransform printed rasterio's
             # warning before geosr's error line.
-            with rasterio.open(subdataset) as src:
+            with open_raster(subdataset) as src:
                 refuse_flags(path, src, others)
                 refuse_uneven_coordinates(path, src)
                 if placed_by_coordinates(path, src):
@@ -1066,7 +1070,7 @@ def _dataset(scene: Scene) -> Any:
 
             handle = open_zarr_array(scene)
         else:
-            handle = rasterio.open(scene.subdataset or scene.path)
+            handle = open_raster(scene.subdataset or scene.path)
         reads.datasets[key] = (scene.stamp, handle)
     return handle
 

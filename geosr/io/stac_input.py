@@ -34,6 +34,7 @@ from geosr.errors import InputError
 from geosr.grid import crs_label
 from geosr.io.atomic import ZARR_MARKERS
 from geosr.io.bands import canonical_band_name, parse_bands
+from geosr.io.names import open_raster
 from geosr.io.remote import file_url_path, fsspec_url, is_remote
 from geosr.io.scene import SUPPORTED_DTYPES, Scene, nodata_fields
 
@@ -461,7 +462,7 @@ def _stacked_band(
     """
     href = _href(item_path, asset)
     try:
-        with rasterio.open(href) as src:
+        with open_raster(href) as src:
             if band is None and src.count != 1:  # a stack takes band 1: the others would be lost unseen
                 raise InputError(
                     f"{item_path}: asset {name!r} has {src.count} bands, and --bands stacks "

@@ -20,6 +20,7 @@ import numpy as np
 from rasterio.dtypes import dtype_rev, typename_fwd
 
 from geosr.grid import crs_wkt
+from geosr.io.names import utf8_name
 from geosr.io.sink import OutputSpec
 
 # rasterio's ColorInterp names that GDAL does not parse (it reads them as Undefined):
@@ -34,7 +35,7 @@ def zarr_array(store: Path, name: str) -> str:
     ended the path there, and the COG build of an output named ``a "b".tif`` failed
     ('No such file or directory') with advice to free space and resume, which failed again.
     """
-    quoted = str(store).replace("\\", "\\\\").replace('"', '\\"')
+    quoted = utf8_name(store).replace("\\", "\\\\").replace('"', '\\"')
     return f'ZARR:"{quoted}":/{name}'
 
 

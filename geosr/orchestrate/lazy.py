@@ -39,6 +39,7 @@ from geosr.errors import (
 )
 from geosr.grid import scaled
 from geosr.io.bands import band_offsets, check_band_layout
+from geosr.io.names import open_raster
 from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, data_bands, fill_value, hides_pixels, sample_step
 from geosr.io.sink import NODATA_GIVEN, check_nodata_of
 from geosr.io.zarr_scene import array_transform, check_evenly_spaced, variable_crs
@@ -570,7 +571,7 @@ def _source_file(data: xr.DataArray) -> SourceFile | None:
     if not isinstance(source, str):
         return None
     try:
-        with rasterio.open(source) as src:
+        with open_raster(source) as src:
             bands = data_bands(src)
             return SourceFile(
                 path=source,

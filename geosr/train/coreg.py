@@ -27,6 +27,7 @@ from geosr.aoi import footprints_overlap
 from geosr.errors import InputError
 from geosr.grid import crs_code, crs_label, scaled, source_roi, warp_onto
 from geosr.io.coordinates import refuse_uneven_coordinates
+from geosr.io.names import open_raster
 from geosr.io.scene import (
     check_georeferenced,
     check_input_exists,
@@ -77,7 +78,7 @@ def _open_pair_raster(path: str | Path) -> rasterio.DatasetReader:
     """Open a raster of a pair, refusing what co-registration cannot use (the caller closes it)."""
     check_input_exists(str(path))
     try:
-        src = rasterio.open(path)
+        src = open_raster(path)
     except rasterio.errors.RasterioIOError as exc:
         # geosr run's line: 'cannot open URL: CURL error ...' named no fix.
         raise unreadable(str(path), exc) from None
@@ -284,7 +285,7 @@ def _no_overlap(hr_path: str | Path, lr_path: str | Path) -> str:
 def _nothing_valid(hr_path: str | Path, lr_path: str | Path, lr_grid: GeoBox) -> str:
     """Why the HR raster gives no valid pixel on the LR grid: it lies elsewhere, or it is
     nodata or NaN all over the LR raster, which was told as 'does not overlap' too."""
-    with rasterio.open(hr_path) as src:
+    with open_raster(hr_path) as src:
         hr_grid = raster_grid(src)
     if footprints_overlap(hr_grid, lr_grid):
         return (

@@ -24,6 +24,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geosr.errors import InputError, OptionError, catch_warnings_serialised, current_keywords, warn
+from geosr.io.names import open_raster
 from geosr.io.scene import (
     Scene,
     chosen_bands,
@@ -96,7 +97,7 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
     try:
         with catch_warnings_serialised():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a container
-            src = rasterio.open(path)
+            src = open_raster(path)
     except rasterio.errors.RasterioIOError as exc:
         raise unreadable(str(path), exc) from None  # geosr run's line
     with src:

@@ -1,0 +1,43 @@
+"""A local path's two spellings: Python's (the OS's bytes, decoded by the file-system encoding)
+and GDAL's (those bytes as UTF-8 text).
+
+Under an ASCII locale (``LC_ALL=C`` with ``PYTHONUTF8=0``) Python decodes a non-ASCII name
+such as ``scène.tif`` with surrogates (``sc\\udcc3\\udca8ne.tif``), which rasterio cannot
+encode for GDAL; text read from a file (a STAC Item's href) is the other way round: GDAL
+opens it, and Python's ``os`` cannot encode it.  Under a UTF-8 locale both are the same.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def os_name(path: str) -> str:
+    """``path`` as Python's ``os`` functions take it: text it cannot encode (an href of a STAC
+    Item, whose JSON is UTF-8) is read as the UTF-8 bytes it names; anything else is unchanged."""
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        return os.fsdecode(path.encode("utf-8"))
+    return path
+
+
+def utf8_name(path: str | Path) -> str:
+    """``path`` as GDAL opens it and a JSON document shows it: the UTF-8 text of the bytes it
+    names (a name Python decoded with surrogates, under an ASCII locale); a name that is not
+    UTF-8 is unchanged (it is refused before any open: :func:`geosr.io.scene.not_utf8`), as is
+    text Python's ``os`` cannot encode."""
+    name = os.fspath(path)
+    try:
+        return os.fsencode(name).decode("utf-8")
+    except UnicodeError:
+        return name
+
+
+def open_raster(path: str | Path, *args: Any, **kwargs: Any) -> Any:
+    """``rasterio.open`` of ``path`` by its GDAL name (:func:`utf8_name`)."""
+    import rasterio  # not at import: the CLI's start loads no GDAL
+
+    return rasterio.open(utf8_name(path), *args, **kwargs)
