@@ -296,24 +296,24 @@ def test_a_command_to_type_keeps_its_flags(make_raster: Callable[..., Path], tmp
     assert line.endswith("`geosr compare --window col,row,width,height` (or other bands: `--bands`)"), line
 
 
-@pytest.mark.parametrize(
-    ("overrides", "python", "command"),
-    [
-        (
-            {"name": "cnnrnn-best", "init": "cnnrnn-fast"},
-            "init='cnnrnn-fast' trains a cnnrnn-fast model, but name is 'cnnrnn-best': set name to "
-            "'cnnrnn-fast', or leave it out",
-            "--init cnnrnn-fast trains a cnnrnn-fast model, but --model (name) is 'cnnrnn-best': "
-            "drop -m cnnrnn-best or use -m cnnrnn-fast",
-        ),
-        (
-            {"loss": {"l1": -1.0}},
-            "loss weight l1=-1.0 must be a number >= 0 (0 leaves the term out), e.g. "
-            "loss={'l1': 1, 'ssim': 0.1}",
-            "loss weight l1=-1.0 must be a number >= 0 (0 leaves the term out), e.g. --loss l1=1,ssim=0.1",
-        ),
-    ],
-)
+TRAIN_CONFIG_REFUSALS = [
+    (
+        {"name": "cnnrnn-best", "init": "cnnrnn-fast"},
+        "init='cnnrnn-fast' trains a cnnrnn-fast model, but name is 'cnnrnn-best': set name to "
+        "'cnnrnn-fast', or leave it out",
+        "--init cnnrnn-fast trains a cnnrnn-fast model, but --model (name) is 'cnnrnn-best': "
+        "drop -m cnnrnn-best or use -m cnnrnn-fast",
+    ),
+    (
+        {"loss": {"l1": -1.0}},
+        "loss weight l1=-1.0 must be a number >= 0 (0 leaves the term out), e.g. loss={'l1': 1, 'ssim': 0.1}",
+        "loss weight l1=-1.0 must be a number >= 0 (0 leaves the term out), e.g. --loss l1=1,ssim=0.1",
+    ),
+]
+"""Refused settings of a training run, a Python caller's line for them and `geosr train`'s."""
+
+
+@pytest.mark.parametrize(("overrides", "python", "command"), TRAIN_CONFIG_REFUSALS)
 def test_load_config_names_the_keys_a_python_caller_gives(
     tmp_path: Path, capsys, monkeypatch, overrides: dict[str, object], python: str, command: str
 ) -> None:
@@ -328,3 +328,14 @@ def test_load_config_names_the_keys_a_python_caller_gives(
         ["train", str(tmp_path / "hr.tif"), *flags, "-o", str(tmp_path / "r")], capsys, monkeypatch
     )
     assert code == 2 and " ".join(err.split()) == f"error: {command}", err
+
+
+@pytest.mark.parametrize(("overrides", "python", "command"), TRAIN_CONFIG_REFUSALS)
+def test_a_train_config_built_in_python_names_its_fields(
+    overrides: dict[str, object], python: str, command: str
+) -> None:
+    """TrainConfig(name="cnnrnn-best", init="cnnrnn-fast"), built by a Python caller without
+    load_config, was told "drop -m cnnrnn-best or use -m cnnrnn-fast": flags of geosr train."""
+    from geosr.train import TrainConfig
+
+    assert _refusal(lambda: TrainConfig(**overrides)) == python  # type: ignore[arg-type]

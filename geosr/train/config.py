@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from geosr.errors import GeosrError, OptionError, current_keywords, python_api
+from geosr.errors import GeosrError, OptionError, current_keywords, keyword_wording, python_api
 from geosr.io.remote import home_expanded
 from geosr.train.degrade import DegradationConfig
 
@@ -223,6 +223,13 @@ class TrainConfig:
     weights: str | None = None
 
     def __post_init__(self) -> None:
+        # Built by a Python caller (not load_config, not geosr train): its lines name the fields
+        # it sets ("init='edsr'"), not the command's flags ("--init edsr ... drop -m x").
+        with keyword_wording(CONFIG_FLAGS):
+            self._check()
+
+    def _check(self) -> None:
+        """Refuse (:class:`OptionError`) settings no run can use, and expand ``~`` in its paths."""
         for name in ("output", "weights", "init", "perceptual_net"):
             value = getattr(self, name)
             if value is not None and not value.strip():
