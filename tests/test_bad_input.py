@@ -1433,18 +1433,23 @@ def test_a_raster_gdal_cannot_open_is_told_alike_by_run_evaluate_and_train(
         ["evaluate", "{src}", "-s", "2", "--border", "2", "-m", "bicubic", "--json", "/proc/m.json"],
         ["evaluate", "{src}", "-s", "2", "--border", "2", "-m", "bicubic", "--workdir", "/proc/wd"],
         ["compare", "{src}", "{sr}", "-o", "/proc/c.png"],
+        ["train", "{src}", "-s", "2", "--steps", "1", "--device", "cpu", "-o", "/proc/run"],
+        ["train", "{src}", "-s", "2", "--steps", "1", "-o", "{tmp}/run", "--weights", "/proc/w"],
     ],
 )
 def test_an_output_on_the_kernels_proc_file_system_is_no_place_for_files(
-    make_raster, capsys, monkeypatch, args: list[str]
+    make_raster, tmp_path: Path, capsys, monkeypatch, args: list[str]
 ) -> None:
     """Root may write in /proc as os.access sees it: `-o /proc/out.tif` was told '0 B are free in
-    /proc; free some space', and a report or a PNG 'No such file or directory: /proc/.m.json.tmp'."""
+    /proc; free some space', and a report or a PNG 'No such file or directory: /proc/.m.json.tmp'.
+    One remedy: train -o /proc/run (and evaluate --workdir) read '... no place for files; choose a
+    folder on a disk); choose another --output'."""
     src = make_raster(height=32, width=32)
     sr = make_raster("sr.tif", height=64, width=64, transform=UTM_TRANSFORM @ Affine.scale(0.5))
-    code, err = run_cli([a.format(src=src, sr=sr) for a in args], capsys, monkeypatch)
+    code, err = run_cli([a.format(src=src, sr=sr, tmp=tmp_path) for a in args], capsys, monkeypatch)
     assert_one_clear_line(code, err, "/proc is on the kernel's proc file system", "no place for files")
     assert "free" not in err and "No such file" not in err
+    assert err.count("choose") == 1, err
 
 
 def test_a_zarr_array_of_non_ascii_attributes_is_named_in_an_ascii_locale(tmp_path: Path) -> None:

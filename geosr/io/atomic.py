@@ -150,8 +150,8 @@ def unwritable_folder(folder: Path) -> str | None:
     if not existing.is_dir():
         return f"{existing} is not a directory"
     kernel = kernel_file_system(existing)
-    if kernel is not None:
-        return no_place_for_files(existing, kernel)
+    if kernel is not None:  # the reason alone: the caller names the option to change
+        return on_kernel_file_system(existing, kernel)
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is {'on a read-only file system' if _read_only(existing) else 'not writable'}"
     return None
@@ -190,9 +190,14 @@ def kernel_file_system(directory: Path) -> str | None:
     return kind if kind in KERNEL_FILE_SYSTEMS else None
 
 
-def no_place_for_files(directory: Path, kind: str) -> str:
+def on_kernel_file_system(directory: Path, kind: str) -> str:
     """Why a folder on the kernel's file system ``kind`` (:func:`kernel_file_system`) takes no output."""
-    return f"{directory} is on the kernel's {kind} file system, no place for files; choose a folder on a disk"
+    return f"{directory} is on the kernel's {kind} file system, no place for files"
+
+
+def no_place_for_files(directory: Path, kind: str) -> str:
+    """:func:`on_kernel_file_system`, and the fix."""
+    return f"{on_kernel_file_system(directory, kind)}; choose a folder on a disk"
 
 
 def refuse_kernel_file_system(destination: Path) -> None:
