@@ -173,17 +173,21 @@ def test_a_curvilinear_netcdf_is_refused_with_how_to_regrid_it(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["swath.nc"]
 
 
-@pytest.mark.parametrize("kind", ["xarray", "cf", "cf-lat-lon", "lat-lon"])
+@pytest.mark.parametrize("kind", ["xarray", "cf", "cf-lat-lon", "lat-lon", "integer-geotransform"])
 def test_unevenly_spaced_coordinates_are_refused_as_no_geotransform_describes_them(
     tmp_path: Path, capsys, monkeypatch, kind: str
 ) -> None:
     """A 5 m jump in a 10 m grid (tiles concatenated with a gap).  GDAL, which reads a file with
     CF attributes on its coordinates (or named lat/lon), looks at their first, middle and last
     steps only: it spread them evenly without a word, 10.1 m pixels up to half a pixel off (or,
-    without units, said the file had no CRS)."""
+    without units, said the file had no CRS).  Integer coordinates have no attributes at all
+    (no _FillValue either), so GDAL's metadata does not list them: with the GeoTransform
+    rioxarray stores, GDAL placed the grid by it, and the uneven x was accepted."""
     x = X.copy()
     x[20:] += 5
     da = refl().assign_coords(x=x)
+    if kind == "integer-geotransform":
+        da = da.assign_coords(x=x.astype("int64"), y=Y.astype("int64")).rio.write_transform()
     if kind.endswith("lat-lon"):
         lat, lon = 50 + 0.01 * np.arange(40), 10 + x / 1000 - 300
         da = da.rename(y="lat", x="lon").assign_coords(lat=lat, lon=lon).drop_vars("spatial_ref")

@@ -60,7 +60,10 @@ def refuse_uneven_coordinates(path: str, src: Any) -> None:
     coordinates evenly from the first to the last without a word: a 5 m jump in a 10 m grid
     became 10.1 m pixels, each row of the output up to half a pixel off.  The coordinate
     variables (by CF attribute or name, as GDAL gives them in the metadata) are read as GDAL
-    reads any variable (netCDF-3 and -4 alike).
+    reads any variable (netCDF-3 and -4 alike).  So are those of :data:`CF_AXIS_NAMES` the
+    metadata does not list: a variable without attributes has no line there, as integer
+    coordinates written by xarray (no ``_FillValue``), which GDAL placed by the GeoTransform
+    rioxarray stores with the grid mapping, their uneven steps unseen.
     """
     if src.driver != "netCDF" or src.transform.is_identity:
         return
@@ -69,6 +72,10 @@ def refuse_uneven_coordinates(path: str, src: Any) -> None:
         name, cut, attr = key.partition("#")
         if cut:
             attrs.setdefault(name, {})[attr] = value
+    listed = {name.lower() for name in attrs}
+    for name in CF_AXIS_NAMES:
+        if name not in listed:
+            attrs[name] = {}
     for name, given in attrs.items():
         axis = (
             name.lower() in CF_AXIS_NAMES
