@@ -222,6 +222,36 @@ def test_estimate_times_the_model_on_tiles_with_data(make_raster, tmp_path: Path
     assert half.model > 0.3 * whole.model, (half.model, whole.model)  # one batch's model time, both
 
 
+def test_estimate_times_a_batch_on_a_lanes_share_of_the_threads(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """A run on a CPU computes 2 lanes at once, each on half of torch's threads; info timed a batch
+    on all of them and counted every batch after another: 22 s for a 7.7 s run of cnnrnn-fast
+    on 2 cores.  The batch is timed on the share a lane gets, and the lanes' batches side by side."""
+    import torch
+
+    from geosr.predictor import Predictor
+    from tests.test_run import random_model_file
+
+    threads = []
+    call = Predictor.__call__
+
+    def counting(self, batch):  # type: ignore[no-untyped-def]
+        threads.append(torch.get_num_threads())
+        return call(self, batch)
+
+    monkeypatch.setattr(Predictor, "__call__", counting)
+    weights = random_model_file(tmp_path, scale=2)
+    options = RunOptions(scale=2, model=str(weights), tile=64, batch_size=1, device="cpu", precision="fp32")
+    plan = plan_run(make_raster(height=128, width=128, dtype="float32"), options)
+    assert plan.timing is not None and plan.timing.lanes == plan.lanes
+    assert threads and set(threads) == {max(1, torch.get_num_threads() // plan.lanes)}, threads
+    timing = dataclasses.replace(plan.timing, model=1.0, model_batches=3, lanes=2)
+    assert timing.model_seconds == 2.0  # 3 batches on 2 lanes: 2 batches' time
+    assert dataclasses.replace(timing, lanes=1).model_seconds == 3.0
+    assert "model 2.0 s" in timing.describe()
+
+
 def test_estimate_times_the_whole_files_sample_an_aoi_run_reads(make_raster, monkeypatch) -> None:
     """A run normalises an --aoi window with its whole file's percentiles, so it first reads a
     strided sample of the whole file; info timed the window's sample instead.  On the
