@@ -24,6 +24,7 @@ worker process per GPU instead (:func:`local_workers`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib.util
@@ -203,6 +204,34 @@ def _quiet_connection_loss() -> Iterator[None]:
         yield
 
 
+def _timeouts_left_unsaid(io_loop: object) -> None:
+    """Keep off the terminal the timeouts a cluster's event loop (``io_loop``: tornado's, over
+    asyncio's) is stopped on: asyncio's "Future exception was never retrieved ...
+    TimeoutError('Timeout')", printed whenever the future was collected (after the
+    benchmark's cluster figure, or as Python exited).
+
+    A batched stream of distributed waits on a tornado ``Event`` with a timeout; when that
+    timeout fires in the loop's last turn, as the cluster closes, the future holds the
+    TimeoutError and the coroutine that would take it never runs again.  Anything else the
+    loop reports goes to the handler it had, or asyncio's own.
+    """
+    loop = getattr(io_loop, "asyncio_loop", None)
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        return
+    before = loop.get_exception_handler()
+
+    def report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        unretrieved = context.get("message") == "Future exception was never retrieved"
+        if unretrieved and isinstance(context.get("exception"), TimeoutError):
+            return
+        if before is None:
+            loop.default_exception_handler(context)
+        else:
+            before(loop, context)
+
+    loop.set_exception_handler(report)
+
+
 NOT_THE_DEFAULT = {"set_as_default": False}
 """geosr's clients are not the process's default Dask client.  A default one sets dask's
 ``scheduler`` option, and puts back the value it found as the last default client closes:
@@ -318,7 +347,6 @@ def check_scheduler_answers(address: str, timeout: float) -> None:
     SchedulerUnreachableError
         Nothing answers at ``address`` as a Dask scheduler does.
     """
-    import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
     from distributed.comm import connect
@@ -369,6 +397,7 @@ def cluster_client(scheduler: str | None, workers: int | None, device: str = "au
             raise SchedulerUnreachableError(
                 f"cannot reach the Dask scheduler at {scheduler} ({exc}); is it running?"
             ) from None
+        _timeouts_left_unsaid(client.loop)
         with torch_threads, _quiet_connection_loss():
             try:
                 yield client
@@ -390,6 +419,7 @@ def local_client(start: Callable[[], LocalCluster]) -> Iterator[Client]:
     """
     path = list(sys.path)
     cluster = start()
+    _timeouts_left_unsaid(cluster.loop)
     try:
         client = Client(cluster, **NOT_THE_DEFAULT)
     except BaseException:
