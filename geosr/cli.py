@@ -50,6 +50,7 @@ from geosr.interrupts import (
     swallowed_interrupt,
     unreported_interrupt,
 )
+from geosr.io.names import as_shown
 from geosr.io.remote import bound_remote_waits, command_named, is_remote, local_name, without_signatures
 from geosr.progress import ProgressLines, progress_bar_drawn
 
@@ -524,7 +525,8 @@ def _report(exc: GeosrError) -> None:
     with signals_held():  # a second Ctrl-C as the first one's line is printed: after the line
         # Escaped: a path, band or option value in the message is no markup ('[/]' crashed the
         # report, '--device [red]x' came out as 'x' in red).
-        line = f"{without_signatures(str(exc))}{_exact_command(exc)}"  # the command as typed, to paste
+        # The command as typed, to paste; a name Python holds with surrogates by its characters.
+        line = as_shown(f"{without_signatures(str(exc))}{_exact_command(exc)}")
         err.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
 
 
@@ -849,7 +851,7 @@ def _warning_lines() -> Callable[..., None]:
         text = str(message)
         if text not in shown:
             shown.add(text)
-            line = escape(without_signatures(text))
+            line = escape(as_shown(without_signatures(text)))
             err.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
 
     return show

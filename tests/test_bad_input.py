@@ -1324,6 +1324,20 @@ def test_a_utf8_name_is_read_and_written_in_an_ascii_locale(make_raster, tmp_pat
     assert [link["href"] for link in item["links"]] == [f"{tmp_path}/sc%C3%A8ne.tif"]
 
 
+def test_a_utf8_name_in_a_line_is_shown_by_its_characters_in_an_ascii_locale(
+    make_raster, tmp_path: Path
+) -> None:
+    """In a C locale a line naming 'oùt.tif' showed the surrogates Python holds it with,
+    'o\\udcc3\\udcb9t.tif already exists'; now its character, as Python escapes it there."""
+    from tests.conftest import in_an_ascii_locale
+
+    src = make_raster(height=16, width=16)
+    taken = make_raster("oùt.tif", height=16, width=16)
+    done = in_an_ascii_locale("run", str(src), "-m", "bicubic", "-s", "2", "-o", str(taken))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: {tmp_path}/o\\xf9t.tif already exists"), done.stderr
+
+
 class _FullStdout:
     """A stdout redirected to a full disk (``> list.txt``, ``/dev/full``): every write fails."""
 

@@ -41,3 +41,14 @@ def open_raster(path: str | Path, *args: Any, **kwargs: Any) -> Any:
     import rasterio  # not at import: the CLI's start loads no GDAL
 
     return rasterio.open(utf8_name(path), *args, **kwargs)
+
+
+def as_shown(text: str) -> str:
+    """``text`` (a message naming paths) as a terminal can show it: a name Python holds with
+    surrogates is its characters where its bytes are UTF-8 (``sc\\udcc3\\udca8ne.tif`` reads
+    ``scène.tif``, shown ``sc\\xe8ne.tif`` on an ASCII terminal), and ``\\xNN`` for bytes that
+    are not (a Latin-1 name's ``\\xe4``), as :func:`geosr.io.scene.not_utf8` shows them."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no decoding gives (text of a caller's)
+        return text
