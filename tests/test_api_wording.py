@@ -339,3 +339,15 @@ def test_a_train_config_built_in_python_names_its_fields(
     from geosr.train import TrainConfig
 
     assert _refusal(lambda: TrainConfig(**overrides)) == python  # type: ignore[arg-type]
+
+
+def test_a_train_config_built_in_python_takes_paths_and_refuses_other_types(tmp_path: Path) -> None:
+    """TrainConfig(output=tmp_path / "run") was an AttributeError traceback ('PosixPath' object has
+    no attribute 'strip') and TrainConfig(steps="10") a TypeError one ("'<' not supported");
+    a recipe's values are checked as it is read, a Python caller's were not."""
+    from geosr.train import TrainConfig
+
+    config = TrainConfig(output=tmp_path / "run", weights=tmp_path / "w")  # type: ignore[arg-type]
+    assert (config.output, config.weights) == (str(tmp_path / "run"), str(tmp_path / "w"))
+    assert _refusal(lambda: TrainConfig(steps="10")) == "steps must be int, got '10'"  # type: ignore[arg-type]
+    assert _refusal(lambda: TrainConfig(seed=1.5)) == "seed must be int, got 1.5"  # type: ignore[arg-type]

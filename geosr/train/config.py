@@ -230,8 +230,13 @@ class TrainConfig:
 
     def _check(self) -> None:
         """Refuse (:class:`OptionError`) settings no run can use, and expand ``~`` in its paths."""
+        hints = typing.get_type_hints(TrainConfig)
         for name in ("output", "weights", "init", "perceptual_net"):
             value = getattr(self, name)
+            if isinstance(value, os.PathLike):  # a Python caller's Path: 'no attribute strip'
+                value = os.fspath(value)
+                object.__setattr__(self, name, value)
+            _convert(hints[name], value, name)
             if value is not None and not value.strip():
                 # A recipe's output = "" was the working folder: the run's config, checkpoints and
                 # weights went among the user's files (the command line refuses an empty -o).
@@ -243,6 +248,9 @@ class TrainConfig:
         object.__setattr__(self, "output", home_expanded(self.output))
         if self.perceptual_net is not None:
             object.__setattr__(self, "perceptual_net", home_expanded(self.perceptual_net))
+        for name in (name for name, hint in hints.items() if hint is int):  # steps, seed, ...
+            # A Python caller's steps="10" (a recipe's is checked as read) was a TypeError traceback.
+            _convert(int, getattr(self, name), name)
         if self.scale not in (2, 3, 4, 8):
             raise OptionError(f"scale must be 2, 3, 4 or 8, got {self.scale}")
         if self.steps < 1 or self.batch_size < 1:
