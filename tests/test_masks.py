@@ -152,6 +152,25 @@ def test_masked_float_scene_writes_nan(tmp_path: Path) -> None:
     assert np.isnan(values[hidden_hr]).all() and np.isfinite(values[~hidden_hr]).all()
 
 
+def test_float_pixels_that_gdal_takes_for_nodata_are_nodata(tmp_path: Path) -> None:
+    """ArcGIS writes float32 rasters whose nodata tag is -3.40282306073709653e+38 and whose nodata
+    pixels hold float32's lowest, -3.4028234663852886e+38: two float32 steps apart, which GDAL's
+    nodata mask (QGIS, rasterio's masked reads) takes as equal.  Compared exactly, they were data:
+    the scene's normalisation spanned 3.4e+38, and the valid pixels of 0.25..1 came out 0."""
+    declared = -3.4028230607370965e38
+    data = coordinate_pattern(1, 64, 64, "float32") / 4000
+    hidden = hidden_area(64, 64)
+    esri = write(tmp_path / "esri.tif", np.where(hidden, np.finfo(np.float32).min, data), nodata=declared)
+    with rasterio.open(esri) as src:
+        assert ((src.read_masks(1) == 0) == hidden).all()  # what GDAL calls nodata
+    exact = write(tmp_path / "exact.tif", np.where(hidden, np.float32(declared), data), nodata=declared)
+    a = geosr.upscale_file(esri, tmp_path / "esri_x2.tif", scale=2, model="bicubic")
+    b = geosr.upscale_file(exact, tmp_path / "exact_x2.tif", scale=2, model="bicubic")
+    (pixels, profile, _), (expected, _, _) = read(a), read(b)
+    assert profile["nodata"] == declared
+    np.testing.assert_array_equal(pixels, expected)
+
+
 def test_fully_masked_scene_is_refused(tmp_path: Path, capsys, monkeypatch) -> None:
     data = coordinate_pattern(1, 40, 40)
     path = with_internal_mask(tmp_path / "empty.tif", data, np.ones((40, 40), bool))

@@ -1187,10 +1187,30 @@ def _read_held(scene: Scene, window: Window, *, keep_band: bool, step: int) -> n
         block = _from_row_band(scene, handle, indexes, window)
     else:
         block = handle.read(indexes, window=rio_window, **out)
+    block = nodata_as_gdal_masks_it(block, scene.nodata)
     if not scene.nan_marks_invalid:
         return block
     mask = read_masks(handle, indexes, rio_window, **out) if scene.masked else None
     return hide_invalid(scene, block, mask)
+
+
+def nodata_as_gdal_masks_it(block: np.ndarray, nodata: float | None) -> np.ndarray:
+    """``block``, with the float pixels that GDAL's nodata mask hides set to ``nodata`` exactly.
+
+    GDAL takes a float pixel for the nodata value within two float32 steps of it (``ARE_REAL_EQUAL``,
+    ``|a - b| < 2 FLT_EPSILON |a + b|``, in the band's type), and so do QGIS, rasterio's masked
+    reads and gdalwarp: ArcGIS writes float32 rasters that declare -3.40282306073709653e+38 and
+    hold float32's lowest, -3.4028234663852886e+38, two steps off.  Compared exactly, they were
+    data (:func:`geosr.normalise.valid_mask`), and the scene's normalisation spanned 3.4e+38.
+    Integer pixels, a NaN or infinite nodata, and blocks without such pixels come back as they are.
+    """
+    if block.dtype.kind != "f" or nodata is None or not np.isfinite(nodata):
+        return block
+    with np.errstate(over="ignore", invalid="ignore"):
+        target = block.dtype.type(nodata)
+        near = np.abs(block - target) < np.finfo(np.float32).eps * np.abs(block + target) * 2
+    near &= block != target
+    return np.where(near, target, block) if near.any() else block
 
 
 def read_masks(src: Any, indexes: list[int] | None, window: RioWindow | None, **out: Any) -> np.ndarray:
