@@ -609,3 +609,19 @@ def test_a_masked_read_given_another_nodata_has_both_as_nodata(make_raster, tmp_
     with rasterio.open(ran) as out:
         assert out.nodata == 5
         np.testing.assert_array_equal(raw.values, out.read())
+
+
+def test_float_pixels_that_gdal_takes_for_nodata_are_nodata_as_in_the_file_job(
+    make_raster, tmp_path: Path
+) -> None:
+    """An ArcGIS float32 raster declares -3.40282306073709653e+38 and holds float32's lowest in its
+    nodata pixels, which GDAL's mask hides (and geosr run with it): read without masked=True, they
+    were data, and the valid pixels of 0.25..1 came out 0 (the normalisation spanned 3.4e+38)."""
+    declared = -3.4028230607370965e38
+    data = np.linspace(0.25, 1, 48 * 40, dtype=np.float32).reshape(1, 48, 40)
+    data[:, :10, :12] = np.finfo(np.float32).min
+    src = make_raster(data=data, nodata=declared)
+    lazy = geosr.upscale(rioxarray.open_rasterio(src), scale=2, model="bicubic").values
+    ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic")
+    with rasterio.open(ran) as out:
+        np.testing.assert_array_equal(lazy, out.read())

@@ -40,7 +40,15 @@ from geosr.errors import (
 from geosr.grid import scaled
 from geosr.io.bands import band_offsets, check_band_layout
 from geosr.io.names import open_raster
-from geosr.io.scene import SUPPORTED_DTYPES, carried_tags, data_bands, fill_value, hides_pixels, sample_step
+from geosr.io.scene import (
+    SUPPORTED_DTYPES,
+    carried_tags,
+    data_bands,
+    fill_value,
+    hides_pixels,
+    nodata_as_gdal_masks_it,
+    sample_step,
+)
 from geosr.io.sink import NODATA_GIVEN, check_nodata_of
 from geosr.io.zarr_scene import array_transform, check_evenly_spaced, variable_crs
 from geosr.kernel import finish_tile, prepare_tiles
@@ -317,6 +325,9 @@ def upscale(
         # A decoded read (mask_and_scale): run on the stored integers as the file job does, so
         # that they are rounded and clipped in the stored dtype, not the physical values.
         array = np.rint((array - units[1][:, None, None]) / units[0][:, None, None])
+    elif stored is None and array.dtype.kind == "f" and nodata is not None and np.isfinite(nodata):
+        # The float pixels GDAL's nodata mask hides are nodata, as the file job reads them.
+        array = da.map_blocks(nodata_as_gdal_masks_it, array, nodata=nodata, dtype=array.dtype)
     sample = _sample(array, grid)
     valid = valid_mask(sample, nodata)
     if not valid.any():
