@@ -631,3 +631,15 @@ def test_training_takes_each_bands_own_mask_as_the_run_does(tmp_path: Path) -> N
     other[60:, :30] = True  # band 2 hides another place
     vrt = with_band_masks(tmp_path / "masks.vrt", data, (hidden, other))
     np.testing.assert_array_equal(_training_invalid(vrt), np.stack([hidden, other]))
+
+
+def test_training_takes_the_float_pixels_gdal_takes_for_nodata_as_the_run_does(tmp_path: Path) -> None:
+    """An ArcGIS float32 raster declares -3.40282306073709653e+38 and holds float32's lowest in its
+    nodata pixels, which GDAL's mask hides and ``geosr run`` reads as nodata: training took them as
+    data, and its scene's normalisation spanned 3.4e+38."""
+    data = coordinate_pattern(1, 48, 56, "float32") / 4000
+    hidden = hidden_area(48, 56)
+    esri = write(
+        tmp_path / "esri.tif", np.where(hidden, np.finfo(np.float32).min, data), nodata=-3.4028230607370965e38
+    )
+    np.testing.assert_array_equal(_training_invalid(esri), hidden[None])

@@ -31,6 +31,7 @@ from geosr.io.scene import (
     declared_invalid,
     hide_invalid,
     hides_pixels,
+    nodata_as_gdal_masks_it,
     raster_grid,
     read_masks,
     refuse_palette,
@@ -126,7 +127,7 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
             Scene(str(path), grid, len(bands), src.dtypes[0], masked=masked, **fields), source.nodata
         )
         try:
-            block = src.read(bands, window=window)
+            block = nodata_as_gdal_masks_it(src.read(bands, window=window), scene.nodata)
             if scene.nan_marks_invalid:
                 block = hide_invalid(scene, block, read_masks(src, bands, window) if masked else None)
         except (rasterio.errors.RasterioError, OSError) as exc:
