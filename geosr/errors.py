@@ -176,7 +176,7 @@ def in_context(path: str | Path, exc: GeosrError) -> GeosrError:
 _COMMAND_LINE = contextvars.ContextVar("geosr_command_line", default=False)
 _FLAG = re.compile(
     r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-z])(?![\w-])"  # a flag (or a short one), then perhaps its value:
-    r"(?: (-?\d+(?:\.\d+)?(?!\w|[.,]\w)|'[^']*'|(?:True|False|None)\b"
+    r"(?: (-?\d+(?:\.\d+)?(?:e[+-]?\d+)?(?!\w|[.,]\w)|'[^']*'|(?:True|False|None)\b"
     r"|(\w[\w-]*(?:[.:]\w[\w-]*)*(?:,\w[\w-]*(?:[.:]\w[\w-]*)*)*(?:,\.\.\.)?)))?"  # a word, a list
 )
 TEXT_VALUES = {

@@ -1098,6 +1098,38 @@ def test_zeros_of_an_undeclared_nodata_are_warned_about(
     assert code == 0 and "declares no nodata" not in err, err
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # the fill, as data
+def test_a_float_fill_value_not_declared_as_nodata_is_warned_about(
+    make_raster, tmp_path: Path, capfd, monkeypatch
+) -> None:
+    """A float32 raster whose fill is float32's lowest (-3.4028234663852886e+38) without a nodata
+    tag saying so: run as data, each fill pixel overflowed the model's input and blanked the
+    output around it (NaN over about 100 x 100 output pixels per fill pixel with the default
+    model at x4), with numpy's bare 'overflow encountered in cast' as the only word."""
+    fill = float(np.finfo(np.float32).min)
+    data = coordinate_pattern(1, 40, 40, "float32") / 4000
+    data[:, 20, 20] = fill
+    src = make_raster("fill.tif", data=data, nodata=float("nan"))
+    code, _, err = run_fd_cli(
+        ["run", str(src), "-o", str(tmp_path / "a.tif"), "--model", "bicubic"], capfd, monkeypatch
+    )
+    assert code == 0, err
+    assert "fill.tif: 1 of its 1600 pixels sampled hold -3.4028234663852886e+38" in err, err
+    assert "pass --nodata -3.4028234663852886e+38 if they are fill" in err, err
+    with pytest.warns(GeosrWarning, match=r"pass nodata=-3\.4028234663852886e\+38 if they are fill"):
+        geosr.upscale_file(src, tmp_path / "c.tif", model="bicubic", scale=2)
+    code, _, err = run_fd_cli(
+        ["run", str(src), "-o", str(tmp_path / "b.tif"), "--model", "bicubic", "--nodata", str(fill)],
+        capfd,
+        monkeypatch,
+    )
+    assert code == 0 and "pixels sampled hold" not in err, err
+    with rasterio.open(tmp_path / "b.tif") as out:
+        pixels, nodata = out.read(), np.float32(out.nodata)
+    assert nodata == fill and (pixels == nodata).sum() == 16  # the fill pixel's own, no hole around it
+    assert np.abs(pixels[pixels != nodata]).max() < 2
+
+
 def test_a_mask_or_label_variable_beside_the_raster_is_not_a_candidate(tmp_path: Path) -> None:
     """A store of one numeric raster and a bool mask (and a grid of strings) reads the raster
     by itself: before, 'the store holds 3 raster variables of measurements (land, name, refl);
