@@ -1118,6 +1118,8 @@ def test_a_float_fill_value_not_declared_as_nodata_is_warned_about(
     assert "pass --nodata -3.4028234663852886e+38 if they are fill" in err, err
     with pytest.warns(GeosrWarning, match=r"pass nodata=-3\.4028234663852886e\+38 if they are fill"):
         geosr.upscale_file(src, tmp_path / "c.tif", model="bicubic", scale=2)
+    code, _, err = run_fd_cli(["info", str(src), "--model", "bicubic"], capfd, monkeypatch)
+    assert code == 0 and "pixels sampled hold -3.4028234663852886e+38" in err, err  # as the run would
     code, _, err = run_fd_cli(
         ["run", str(src), "-o", str(tmp_path / "b.tif"), "--model", "bicubic", "--nodata", str(fill)],
         capfd,
