@@ -343,6 +343,24 @@ def test_each_band_has_its_own_nodata(tmp_path: Path, model: str | None) -> None
     assert (second[0] == 2).sum() == 4 * other.sum()
 
 
+def test_a_bands_own_float_nodata_hides_the_pixels_gdal_takes_for_it(tmp_path: Path) -> None:
+    """A band's own nodata value in a stack of float files (an ArcGIS one's -3.40282306073709653e+38
+    over pixels of float32's lowest, two float32 steps off) hides the pixels GDAL's mask of that
+    band hides, as the scene's nodata does: they were data, and blanked the band's output."""
+    declared = -3.4028230607370965e38
+    data = coordinate_pattern(2, 96, 112, "float32") / 4000
+    hidden = hidden_area(96, 112)
+    other = np.zeros_like(hidden)
+    other[60:, :30] = True
+    data[0, hidden], data[1, other] = np.finfo(np.float32).min, -9999
+    vrt = with_band_nodata(tmp_path / "stack.vrt", data, (declared, -9999))
+    with rasterio.open(vrt) as src:
+        assert ((src.read_masks(1) == 0) == hidden).all()  # what GDAL calls nodata in band 1
+    marked = np.where([hidden, other], np.float32(declared), data).astype(np.float32)
+    reference = write(tmp_path / "one.tif", marked, nodata=declared)
+    assert_runs_as(vrt, reference, "bicubic", nodata=declared, hidden=(hidden, other))
+
+
 def assert_runs_as(
     src: Path, reference: Path, model: str, *, nodata: float, hidden: tuple[np.ndarray, ...]
 ) -> None:

@@ -1258,6 +1258,10 @@ def hide_invalid(scene: Scene, block: np.ndarray, mask: np.ndarray | None) -> np
     or ``(C, h, w)``: each band's own) hides pixels and where a band holds its own nodata value
     (:attr:`Scene.band_nodata`) or a further missing value (:attr:`Scene.missing_values`): from
     here on they are invalid, like nodata (:func:`geosr.normalise.valid_mask`)."""
+    if scene.band_nodata and block.dtype.kind == "f":  # each band's own, as GDAL's mask of it takes it
+        block = np.stack(
+            [nodata_as_gdal_masks_it(b, v) for b, v in zip(block, scene.band_nodata, strict=True)]
+        )
     out = block.astype(scene.read_dtype)
     if mask is not None and mask.ndim == 3:
         out[mask == 0] = np.nan
