@@ -420,11 +420,10 @@ def _time_one_batch(
         job, norm=Normalisation((0.0,) * scene.count, (span,) * scene.count, "calibration")
     )
     predict = predictor.predict_in_lane if lanes > 1 else predictor
-    peers = PEERS.set(lanes)  # the calls a lane's share is taken with: the run's lanes, all busy
+    peers = PEERS.set(lambda: lanes)  # the calls a lane's share is taken with: the run's lanes, all busy
     try:
-        process_batch(
-            job, tiles[:1], raw[:1], predict
-        )  # warm-up: first calls pay for oneDNN kernel selection
+        # Warm-up: the first calls pay for oneDNN's kernel selection.
+        process_batch(job, tiles[:1], raw[:1], predict)
         start = time.perf_counter()
         outputs = process_batch(job, tiles, raw, predict)
         model = time.perf_counter() - start
