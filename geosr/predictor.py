@@ -105,6 +105,13 @@ def compile_pays_off(seconds_per_call: float, calls_left: int) -> bool:
 
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
+OVERFLOW_CHECKED = ("fp16",)
+"""Precisions whose model calls are checked for overflow, and computed again in float32 where
+they overflowed: fp16 (the ``auto`` precision of GPUs without bf16, such as the T4 and V100)
+stops at 65504, and an activation beyond it gives inf, then NaN outputs: holes in the image.
+bf16 has float32's range.  The check runs on the device, before the outputs are copied back
+(on a CPU it would cost 10 % of a bf16 call, for an overflow bf16 cannot have in practice)."""
+
 CPU_BATCH = 2
 """Images per batch on a CPU (see :meth:`Predictor.batch_size_for`): two default
 512 px tiles of one band, as many pixels as four 256 px ones.  A band-agnostic model
@@ -209,6 +216,7 @@ class Predictor:
     _compiled_shape: tuple[int, ...] | None = field(default=None, init=False, repr=False)
     _calls_left: int = field(default=0, init=False, repr=False)
     _decided: bool = field(default=False, init=False, repr=False)
+    _warned_overflow: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.torch_device = resolve_device(self.device)
@@ -401,12 +409,29 @@ class Predictor:
         if self.torch_device.type == "cuda":
             x = x.pin_memory().to(self.torch_device, non_blocking=True)
         dtype = _AUTOCAST.get(self.resolved_precision)
+        y = self._forward(model, x, dtype)
+        if self.resolved_precision in OVERFLOW_CHECKED and not bool(torch.isfinite(y).all()):
+            y = self._forward_in_fp32(model, x)
+        return y.float().cpu().numpy()
+
+    def _forward(self, model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+        """``model(x)``, autocast to ``dtype`` (None: float32 throughout)."""
         with (
             torch.inference_mode(),
             torch.autocast(self.torch_device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
         ):
-            y = model(x)
-        return y.float().cpu().numpy()
+            return model(x)
+
+    def _forward_in_fp32(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A call whose reduced-precision outputs overflowed, computed again in float32, said once."""
+        if not self._warned_overflow:
+            self._warned_overflow = True
+            warn(
+                f"the model overflowed {self.resolved_precision} (infinite or NaN outputs) on a batch; "
+                "such batches are computed again in fp32, the same pixels as --precision fp32 "
+                "(pass --precision fp32 to skip the first try)"
+            )
+        return self._forward(model, x, None)
 
     def weights_digest(self) -> str:
         """SHA-256 of the model's parameters and buffers (names, shapes, values).

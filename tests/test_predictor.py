@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from geosr.allocator import keep_freed_memory
-from geosr.errors import OptionError
+from geosr.errors import GeosrWarning, OptionError
 from geosr.models import load_model
 from geosr.options import RunOptions
 from geosr.predictor import COMPILE_COST_S, COMPILE_SAVING, Predictor, compile_pays_off
@@ -212,7 +212,6 @@ def test_bf16_asked_on_a_cpu_without_it_warns_and_auto_picks_what_the_cpu_has() 
     emulate it (about 10x slower than fp32, seen on an AVX2 EPYC)."""
     import warnings
 
-    from geosr.errors import GeosrWarning
     from geosr.predictor import cpu_has_bf16, resolve_precision
 
     cpu = torch.device("cpu")
@@ -344,3 +343,49 @@ def test_a_lanes_call_shares_the_threads_with_the_calls_the_pipeline_expects() -
         assert torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(before)
+
+
+class _OverflowsInBf16(torch.nn.Module):
+    """Outputs beyond bf16's largest value (3.39e38) and within float32's (3.40e38): inf where a
+    reduced precision computes them, finite in float32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 1, bias=False)
+        torch.nn.init.constant_(self.conv.weight, 3.4e38)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x[:, 0])
+
+
+def test_a_reduced_precision_call_that_overflows_is_computed_again_in_fp32(monkeypatch) -> None:
+    """fp16 (the auto precision of GPUs without bf16) stops at 65504: a call whose outputs
+    overflow gave inf and NaN pixels.  Such a call is computed again in float32, with one
+    warning for the run.  fp16 needs a GPU; bf16 on this CPU overflows the same way past its own
+    largest value, so the check is turned on for it here."""
+    import geosr.predictor
+
+    monkeypatch.setattr(geosr.predictor, "OVERFLOW_CHECKED", ("bf16",))
+    x = np.ones((2, 1, 1, 4, 4), np.float32)
+    plain = Predictor(_OverflowsInBf16(), device="cpu", precision="fp32")(x)
+    predictor = Predictor(_OverflowsInBf16(), device="cpu", precision="bf16")
+    with pytest.warns(GeosrWarning, match="overflowed bf16") as warned:
+        first, second = predictor(x), predictor(x)
+    assert len(warned) == 1
+    for out in (first, second):
+        assert np.isfinite(np.stack(out)).all()
+        np.testing.assert_array_equal(np.stack(out), np.stack(plain))
+    monkeypatch.setattr(geosr.predictor, "OVERFLOW_CHECKED", ())
+    assert not np.isfinite(np.stack(Predictor(_OverflowsInBf16(), device="cpu", precision="bf16")(x))).any()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_an_fp16_call_that_overflows_on_a_gpu_is_computed_again_in_fp32() -> None:
+    """The case the check is for: outputs past fp16's 65504 (here 70000), finite in float32."""
+    model = _OverflowsInBf16()
+    torch.nn.init.constant_(model.conv.weight, 7e4)
+    x = np.ones((2, 1, 1, 4, 4), np.float32)
+    with pytest.warns(GeosrWarning, match="overflowed fp16"):
+        out = np.stack(Predictor(model, device="cuda", precision="fp16")(x))
+    assert np.isfinite(out).all() and np.allclose(out, 7e4)
