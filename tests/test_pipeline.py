@@ -271,12 +271,15 @@ def test_lanes_are_told_how_many_calls_to_share_the_cores_with(make_raster) -> N
     assert peers_of_each_call(make_raster("one.tif", data=data, nodata=0), 0) == [1]
 
 
-def test_a_lane_that_finished_takes_the_next_batch_while_the_other_still_computes(make_raster) -> None:
-    """A free lane gets the next batch at once, though the batch handed out before its own is
-    still in the model: the pipeline waited for the oldest batch, so the lane whose call ended
-    first sat idle behind the other's slower call (here: the first call only ends once the
-    third has started, which never happened)."""
-    scene = open_scene(make_raster(height=32, width=64))  # 8 tiles, 4 batches
+class NoSink:
+    def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
+        pass
+
+
+def run_four_batches_on_two_lanes(make_raster, before_call: Callable[[int], None]) -> int:
+    """Run 8 tiles in 4 batches of 2 on 2 lanes (bicubic), calling ``before_call(n)`` before the
+    n-th model call (from 1) in the lane that makes it; returns the number of calls."""
+    scene = open_scene(make_raster(height=32, width=64))
     job = Job(
         scene, halo=4, scale=2, norm=Normalisation((0.0,), (65535.0,), "test"), nodata=None, batch_size=2
     )
@@ -284,25 +287,34 @@ def test_a_lane_that_finished_takes_the_next_batch_while_the_other_still_compute
     predictor = Predictor(load_model("bicubic", bands=1, scale=2), device="cpu", precision="fp32")
     lock = threading.Lock()
     calls = [0]
-    third_started = threading.Event()
-    first_saw_the_third: list[bool] = []
-
-    class NoSink:
-        def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
-            pass
 
     def predict(x: np.ndarray) -> list[np.ndarray]:
         with lock:
             calls[0] += 1
             call = calls[0]
+        before_call(call)
+        return predictor(x)
+
+    run_tiles(job, plan, predict, NoSink(), lanes=2)
+    return calls[0]
+
+
+def test_a_lane_that_finished_takes_the_next_batch_while_the_other_still_computes(make_raster) -> None:
+    """A free lane gets the next batch at once, though the batch handed out before its own is
+    still in the model: the pipeline waited for the oldest batch, so the lane whose call ended
+    first sat idle behind the other's slower call (here: the first call only ends once the
+    third has started, which never happened)."""
+    third_started = threading.Event()
+    first_saw_the_third: list[bool] = []
+
+    def before_call(call: int) -> None:
         if call == 1:
             first_saw_the_third.append(third_started.wait(timeout=5))
         elif call == 3:
             third_started.set()
-        return predictor(x)
 
-    run_tiles(job, plan, predict, NoSink(), lanes=2)
-    assert calls[0] == 4 and first_saw_the_third == [True]
+    assert run_four_batches_on_two_lanes(make_raster, before_call) == 4
+    assert first_saw_the_third == [True]
 
 
 def test_a_lane_left_alone_at_the_end_of_a_job_is_told_so_during_its_batch(make_raster) -> None:
@@ -311,25 +323,10 @@ def test_a_lane_left_alone_at_the_end_of_a_job_is_told_so_during_its_batch(make_
     learns once that one is done that it is alone, where it kept half the cores to its end."""
     from geosr.lanes import PEERS
 
-    scene = open_scene(make_raster(height=32, width=64))  # 8 tiles, 4 batches
-    job = Job(
-        scene, halo=4, scale=2, norm=Normalisation((0.0,), (65535.0,), "test"), nodata=None, batch_size=2
-    )
-    plan = plan_tiles(32, 64, tile=16, halo=4)
-    predictor = Predictor(load_model("bicubic", bands=1, scale=2), device="cpu", precision="fp32")
-    lock = threading.Lock()
-    calls = [0]
     fourth_started = threading.Event()
     seen: list[int] = []
 
-    class NoSink:
-        def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
-            pass
-
-    def predict(x: np.ndarray) -> list[np.ndarray]:
-        with lock:
-            calls[0] += 1
-            call = calls[0]
+    def before_call(call: int) -> None:
         expected = PEERS.get()
         if call == 3:
             fourth_started.wait(timeout=5)  # still in the model as the last batch starts
@@ -340,7 +337,6 @@ def test_a_lane_left_alone_at_the_end_of_a_job_is_told_so_during_its_batch(make_
             while expected() != 1 and time.monotonic() < deadline:
                 time.sleep(0.005)
             seen.append(expected())
-        return predictor(x)
 
-    run_tiles(job, plan, predict, NoSink(), lanes=2)
+    assert run_four_batches_on_two_lanes(make_raster, before_call) == 4
     assert seen == [2, 1]
