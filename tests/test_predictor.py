@@ -276,14 +276,9 @@ def test_calls_in_flight_at_once_share_torchs_threads_and_give_them_back() -> No
         torch.set_num_threads(before)
 
 
-def test_a_lane_takes_its_share_again_before_each_model_call_of_its_batch() -> None:
-    """A batch is several model calls (one image each in bf16): a lane whose peer finished its
-    last batch, with none left to take, computed the rest of its own on half the threads."""
-    from geosr.lanes import PEERS
-
-    before = torch.get_num_threads()
+def threads_of_each_forward(predictor: Predictor) -> list[int]:
+    """A list that gets torch's thread count as each model call of ``predictor`` starts."""
     seen: list[int] = []
-    predictor = Predictor(tiny_model(), device="cpu", precision="bf16")
     forward = predictor.model.forward
 
     def counting(*args: object, **kwargs: object) -> object:
@@ -291,6 +286,17 @@ def test_a_lane_takes_its_share_again_before_each_model_call_of_its_batch() -> N
         return forward(*args, **kwargs)
 
     predictor.model.forward = counting  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_lane_takes_its_share_again_before_each_model_call_of_its_batch() -> None:
+    """A batch is several model calls (one image each in bf16): a lane whose peer finished its
+    last batch, with none left to take, computed the rest of its own on half the threads."""
+    from geosr.lanes import PEERS
+
+    before = torch.get_num_threads()
+    predictor = Predictor(tiny_model(), device="cpu", precision="bf16")
+    seen = threads_of_each_forward(predictor)
     try:
         torch.set_num_threads(4)
         token = PEERS.set(lambda: 1 if seen else 2)  # the peer is done after the first call
@@ -313,15 +319,8 @@ def test_a_lanes_call_shares_the_threads_with_the_calls_the_pipeline_expects() -
     from geosr.predictor import shared_threads
 
     before = torch.get_num_threads()
-    seen: list[int] = []
     predictor = Predictor(tiny_model(), device="cpu", precision="fp32")
-    forward = predictor.model.forward
-
-    def counting(*args: object, **kwargs: object) -> object:
-        seen.append(torch.get_num_threads())
-        return forward(*args, **kwargs)
-
-    predictor.model.forward = counting  # type: ignore[method-assign]
+    seen = threads_of_each_forward(predictor)
 
     def threads_of_a_call() -> set[int]:
         seen.clear()
