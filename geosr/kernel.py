@@ -41,8 +41,10 @@ def cast_to_dtype(values: np.ndarray, dtype: str, nodata: float | None) -> np.nd
     """Round and clip ``values`` into ``dtype``, keeping valid pixels off the nodata value.
 
     A valid pixel that happens to round to the nodata value (0 is a common
-    nodata for imagery) would silently disappear; it is moved one unit into the
-    valid range instead.
+    nodata for imagery) would silently disappear; it is moved one unit off it instead,
+    to the side of its own value: with a nodata inside the range (0 in a signed scene),
+    -0.4 becomes -1 and 0.3 becomes 1, where moving every one up biased a DEM's sea level
+    upwards.  A value exactly on it has no side and goes up, as GDAL's overviews move theirs.
     """
     target = np.dtype(dtype)
     if np.issubdtype(target, np.integer):
@@ -56,13 +58,26 @@ def cast_to_dtype(values: np.ndarray, dtype: str, nodata: float | None) -> np.nd
             low, kept_off = low + 1, None
         elif kept_off == high:
             high, kept_off = high - 1, None
-        # In place: ``values`` is a temporary of the caller's (finish_tile's).
-        out = np.clip(np.rint(values, out=values), low, high, out=values).astype(target)
-        if kept_off is not None:
-            out[out == kept_off] = target.type(kept_off + 1)
+        if kept_off is None:
+            # In place: ``values`` is a temporary of the caller's (finish_tile's).
+            return np.clip(np.rint(values, out=values), low, high, out=values).astype(target)
+        # Clipped in place (a clipped value stays on its side of nodata), rounded straight
+        # into the output: ``values`` then still say on which side each pixel was.
+        out = np.empty(values.shape, target)
+        np.rint(np.clip(values, low, high, out=values), out=out, casting="unsafe")
+        _off_mid_range_nodata(out, values, target.type(kept_off))
         return out
     info_f = np.finfo(target)
     return np.clip(values, info_f.min, info_f.max).astype(target)
+
+
+def _off_mid_range_nodata(out: np.ndarray, values: np.ndarray, nodata: np.integer) -> None:
+    """Move the pixels of ``out`` equal to ``nodata``, strictly inside its dtype's range, one
+    unit towards the ``values`` they were rounded from (up for a value equal to it), in place."""
+    hits = np.flatnonzero(out == nodata)
+    if hits.size:
+        below = values.reshape(-1)[hits] < nodata
+        out.reshape(-1)[hits] = np.where(below, out.dtype.type(nodata - 1), out.dtype.type(nodata + 1))
 
 
 def finish_tile(

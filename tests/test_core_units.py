@@ -115,14 +115,28 @@ def test_cast_rounds_clips_and_keeps_valid_off_nodata() -> None:
     assert cast_to_dtype(v(), "uint8", 0).tolist() == [1, 1, 1, 255, 255]
     assert cast_to_dtype(v(), "uint8", 255).tolist() == [0, 0, 1, 254, 254]
     assert cast_to_dtype(v(), "uint8", 7).tolist() == [0, 0, 1, 255, 255]
-    assert cast_to_dtype(np.array([6.6, 7.4, 8.0]), "uint8", 7).tolist() == [8, 8, 8]
+    # A nodata inside the range: a value rounding onto it goes to its own side (all went up: 6.6 gave 8)
+    assert cast_to_dtype(np.array([6.6, 7.4, 7.0, 8.0]), "uint8", 7).tolist() == [6, 8, 8, 8]
     assert cast_to_dtype(v(), "float32", None).dtype == np.float32
+
+
+def test_a_valid_value_rounding_onto_a_mid_range_nodata_keeps_its_side() -> None:
+    """Signed data around a nodata of 0 (a DEM's sea level): -0.4 became +1, so every
+    valid value near 0 was biased upwards; it goes to the nearest valid integer on its side."""
+    values = np.array([-0.4, 0.3, -0.5, 0.5, 0.0, -1.2, 1.2, -32767.6, 32767.6])
+    assert cast_to_dtype(values, "int16", 0).tolist() == [-1, 1, -1, 1, 1, -1, 1, -32768, 32767]
+    assert cast_to_dtype(np.array([-10000.0, -9999.4, -9998.6]), "int16", -9999).tolist() == [
+        -10000,
+        -10000,
+        -9998,
+    ]
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "int32"])
 def test_cast_equals_rounding_then_moving_nodata_aside(dtype: str) -> None:
     """The clip that keeps valid pixels off an end-of-range nodata equals the plain rule:
-    round, clip to the dtype, then move pixels equal to nodata one unit inwards."""
+    round, clip to the dtype, then move pixels equal to nodata one unit inwards (at an end of
+    the range) or towards the value they were rounded from (inside it)."""
     info = np.iinfo(dtype)
     rng = np.random.default_rng(7)
     for nodata in (None, info.min, info.max, 0, 7, -9999):
@@ -133,7 +147,10 @@ def test_cast_equals_rounding_then_moving_nodata_aside(dtype: str) -> None:
         values = np.concatenate([near, anywhere])
         expected = np.clip(np.rint(values), info.min, info.max).astype(dtype)
         if nodata is not None:
-            expected[expected == nodata] = nodata + (1 if nodata < info.max else -1)
+            hit = expected == nodata
+            inside = info.min < nodata < info.max  # a value rounding onto it keeps its own side
+            below = values < nodata if inside else np.full(values.shape, nodata == info.max)
+            expected[hit] = np.where(below[hit], nodata - 1, nodata + 1)
         assert np.array_equal(cast_to_dtype(values.copy(), dtype, nodata), expected), nodata
 
 
