@@ -150,6 +150,29 @@ def test_a_mean_rounding_to_nodata_stays_valid() -> None:
     assert halve(block, -9999).item() == -9998
 
 
+@pytest.mark.parametrize(
+    ("dtype", "nodata", "block", "expected"),
+    [
+        ("int16", -9999, (-10000, -9999, -9998, -10000), -10000),  # -9999.33 of three valid pixels
+        ("int16", 0, (-1, 1, -1, 0), -1),  # -0.33
+        ("int16", 0, (1, -1, 1, 0), 1),
+        ("int16", 0, (-1, 1, -3, 3), 1),  # exactly 0: no side, the next value up as GDAL
+        ("uint8", 10, (8, 11, 11, 9), 9),  # every pixel valid (the unsigned fast path): 9.75
+        ("uint8", 10, (12, 9, 9, 11), 11),  # 10.25
+        # float32's neighbours of 1, 1 - 2**-24 three times and 1 + 2**-23: 1 - 2**-26 rounds to 1
+        ("float32", 1.0, (0.99999994, 0.99999994, 0.99999994, 1.0000001), 0.99999994),
+    ],
+)
+def test_a_mean_rounding_to_nodata_goes_to_its_own_side(
+    dtype: str, nodata: float, block: tuple[float, ...], expected: float
+) -> None:
+    """A mean that rounds to a nodata value inside the range goes to the valid value next to it
+    on its own side: every such mean went up (-9999.33 with nodata -9999 gave -9998, -0.25 with
+    nodata 0 gave 1), biasing them upwards."""
+    data = np.array(block, dtype).reshape(1, 2, 2)
+    assert halve(data, nodata).item() == np.asarray(expected, dtype).item()
+
+
 def test_level_shapes_and_tile_alignment() -> None:
     assert level_shapes(8192, 8192, 512) == [(4096, 4096), (2048, 2048), (1024, 1024), (512, 512)]
     assert level_shapes(43920, 43920, 512)[-1] == (343, 343)  # a Sentinel-2 tile x4

@@ -17,7 +17,8 @@ to the nodata value moved to the next value up),
 integers rounded half away from zero, each level computed from the one above, as GDAL does:
 the result is bit-identical to GDAL's own overviews (``tests/test_pyramid.py``
 compares them), except where GDAL 3.10 leaves a mean that rounds to the nodata value
-as nodata (it moves exact ones only): here it is moved too, not a hole in valid data.
+as nodata (it moves exact ones only): here it is moved too, to the side of the exact
+mean, not a hole in valid data.
 A level of odd sides does not halve exactly (GDAL rounds its
 size down and weighs the pixels its blocks cut): those levels, and any below
 them, are left to GDAL (:func:`coarser_levels`).
@@ -70,39 +71,66 @@ def halve(data: np.ndarray, nodata: float | None) -> np.ndarray:
     """
     wide = _accumulator(data.dtype)
     valid = _valid(data, nodata)
+    count: np.ndarray | int = 4  # every pixel valid: the common case, without masks
     if valid is None:
-        # Every pixel valid: the common case, without masks.
-        return _off_nodata(_mean(_sum4(data, wide), 4, data.dtype), nodata)
-    count = _sum4(valid, np.uint8)
-    out = _off_nodata(_mean(_sum4(np.where(valid, data, 0), wide), np.maximum(count, 1), data.dtype), nodata)
-    empty = count == 0
-    if empty.any():
-        out[empty] = nodata
+        total = _sum4(data, wide)
+    else:
+        count = _sum4(valid, np.uint8)
+        total = _sum4(np.where(valid, data, 0), wide)
+    # _mean shifts an unsigned total in place, which _off_nodata reads after it where
+    # the nodata value is one a mean can round to.
+    kept = total.copy() if data.dtype.kind == "u" and _inside(nodata, data.dtype) else total
+    # A plain 4 where every pixel counts: _mean's fast path for it takes an int.
+    divisor = count if valid is None else np.maximum(count, 1)
+    out = _off_nodata(_mean(total, divisor, data.dtype), nodata, kept, divisor)
+    if isinstance(count, np.ndarray):
+        empty = count == 0
+        if empty.any():
+            out[empty] = nodata
     return out
 
 
-def _off_nodata(out: np.ndarray, nodata: float | None) -> np.ndarray:
-    """``out``, averages of valid pixels, with those equal to ``nodata`` moved off it, in place.
+def _inside(nodata: float | None, dtype: np.dtype) -> bool:
+    """Whether a mean of valid pixels of ``dtype`` can equal ``nodata``: a value strictly inside
+    an integer range (at an end of it, 0 for unsigned imagery, none can), any float but NaN."""
+    if nodata is None or np.isnan(nodata):
+        return False
+    if dtype.kind == "f":
+        return True
+    info = np.iinfo(dtype)
+    return bool(info.min < nodata < info.max)
+
+
+def _off_nodata(
+    out: np.ndarray, nodata: float | None, total: np.ndarray, count: np.ndarray | int
+) -> np.ndarray:
+    """``out``, the means ``total / count`` of valid pixels, with those equal to ``nodata`` moved
+    off it, in place, to the side of their exact mean.
 
     Valid pixels on both sides of a nodata value inside the range (0 in a signed
     scene) can average to it, and would show as a hole in the overview.  GDAL's
-    ``AVERAGE`` replaces such a result by the next value up (nodata + 1, or the
-    next float), and so does this, also for a mean that rounds to it, which GDAL
-    3.10 misses.
+    ``AVERAGE`` replaces an exact one by the next value up (nodata + 1, or the
+    next float), and so does this.  A mean that only rounds to it, which GDAL 3.10
+    leaves a hole, is moved too, towards its exact value: -9999.25 with nodata -9999
+    becomes -10000 (the next value up biased such pixels upwards, as a prediction
+    rounding onto it was, :func:`geosr.kernel.cast_to_dtype`).
     """
-    if nodata is None or np.isnan(nodata):
+    if nodata is None or not _inside(nodata, out.dtype):
+        # At an end of an integer range (0 for unsigned imagery, the usual case) or outside
+        # it, no average of valid pixels can equal it: no comparison pass.
         return out
+    target = out.dtype.type(nodata)
+    hits = np.flatnonzero(out == target)
+    if not hits.size:
+        return out
+    counts = np.broadcast_to(count, out.shape).reshape(-1)[hits]
     if out.dtype.kind == "f":
-        target = out.dtype.type(nodata)
-        replacement = np.nextafter(target, out.dtype.type(np.inf))
+        below = total.reshape(-1)[hits] / counts < nodata
+        down, up = (np.nextafter(target, out.dtype.type(t)) for t in (-np.inf, np.inf))
     else:
-        info = np.iinfo(out.dtype)
-        if not info.min < nodata < info.max:
-            # At an end of the range (0 for unsigned imagery, the usual case) or outside it,
-            # no average of valid pixels can equal it: no comparison pass.
-            return out
-        target, replacement = out.dtype.type(nodata), out.dtype.type(nodata + 1)
-    out[out == target] = replacement
+        below = total.reshape(-1)[hits] < int(nodata) * counts.astype(np.int64)
+        down, up = out.dtype.type(nodata - 1), out.dtype.type(nodata + 1)
+    out.reshape(-1)[hits] = np.where(below, down, up)
     return out
 
 
