@@ -275,10 +275,18 @@ def warn_undeclared_zeros(
     """
     if scene.nodata is not None or scene.nan_marks_invalid or np.dtype(scene.dtype).kind != "u":
         return
+    warn_zeros_as_data(str(scene.path), sample, remedy, use)
+
+
+def warn_zeros_as_data(
+    source: str, sample: np.ndarray, remedy: str = UNDECLARED_ZEROS_REMEDY, use: str = "super-resolved"
+) -> None:
+    """:func:`warn_undeclared_zeros`'s line for ``source`` (a file, or ``geosr.upscale``'s DataArray),
+    whose ``sample`` its caller knows to be unsigned pixels with no nodata declared."""
     share = float((sample == 0).all(axis=0).mean()) if sample.size else 0.0
     if share >= UNDECLARED_ZEROS:
         warn(
-            f"{scene.path}: {100 * share:.3g} % of its pixels are 0 in every band and it declares "
+            f"{source}: {100 * share:.3g} % of its pixels are 0 in every band and it declares "
             f"no nodata, so they are {use} as data; {remedy} if they are not "
             "(as outside a Sentinel-2 L1C swath)"
         )

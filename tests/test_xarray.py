@@ -625,3 +625,21 @@ def test_float_pixels_that_gdal_takes_for_nodata_are_nodata_as_in_the_file_job(
     ran = geosr.upscale_file(src, tmp_path / "run.tif", scale=2, model="bicubic")
     with rasterio.open(ran) as out:
         np.testing.assert_array_equal(lazy, out.read())
+
+
+def test_zeros_of_an_undeclared_nodata_are_warned_about_as_the_file_job_does(make_raster) -> None:
+    """A Sentinel-2 L1C swath's 0, undeclared: upscale_file warns of it, and geosr.upscale of the
+    same pixels super-resolved them as data without a word. Its line is the file job's, the
+    file's or the DataArray's, in keywords; nodata=, or a nodata of the array's, ends it."""
+    data = np.full((1, 40, 40), 500, np.uint16)
+    data[:, :, :12] = 0
+    src = make_raster("l1c.tif", data=data)
+    said = "30 % of its pixels are 0 in every band and it declares no nodata, so they are super-resolved"
+    with pytest.warns(GeosrWarning, match=rf"l1c\.tif: {said} as data; pass nodata=0 if they are not"):
+        geosr.upscale(rioxarray.open_rasterio(src), scale=2, model="bicubic")
+    array = xr.DataArray(data, dims=("band", "y", "x")).rio.write_crs("EPSG:32633")
+    array = array.rio.write_transform(Affine(10, 0, 0, 0, -10, 400))
+    with pytest.warns(GeosrWarning, match=rf"^the DataArray: {said} as data; pass nodata=0 if"):
+        geosr.upscale(array, scale=2, model="bicubic")
+    geosr.upscale(array, scale=2, model="bicubic", nodata=0)  # no warning: an error here
+    geosr.upscale(array.rio.write_nodata(0), scale=2, model="bicubic")

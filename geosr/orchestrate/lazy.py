@@ -61,6 +61,7 @@ from geosr.normalise import (
     valid_mask,
 )
 from geosr.options import DEFAULT_TILE, RunOptions
+from geosr.run_inputs import warn_zeros_as_data
 from geosr.tiling import Window
 
 
@@ -333,6 +334,7 @@ def upscale(
     if not valid.any():
         raise InputError("every pixel of the DataArray is nodata; nothing to super-resolve")
     stored = _stored_marking_hidden(stored, source, sample)
+    _warn_of_undeclared_zeros(data, source, sample, nodata, stored)
     norm = _normalisation(data, source, net, sample, valid, stored)
 
     kernel = functools.partial(
@@ -511,9 +513,31 @@ def _normalisation(
         sample,
         valid,
         dtype=stored[0] if stored is not None else units_dtype(data.dtype.name, _string_attrs(data)),
-        source=f"DataArray {data.name!r}" if data.name is not None else "the DataArray",
+        source=_label(data),
         **normalisation_from_card(net.card.normalisation),
     ).with_add_offset(_add_offsets(data, source))
+
+
+def _warn_of_undeclared_zeros(
+    data: xr.DataArray,
+    source: SourceFile | None,
+    sample: np.ndarray,
+    nodata: float | None,
+    stored: tuple[str, float | None] | None,
+) -> None:
+    """Warn, in geosr run's line, when unsigned pixels with no nodata (the array's, its file's or
+    ``nodata=``) are 0 in every band on a sizeable share of the ``sample``: the 0 outside a
+    Sentinel-2 L1C swath, which the file job warns of, was super-resolved as data without a word."""
+    if nodata is not None or (stored is not None and stored[1] is not None):
+        return
+    if np.dtype(stored[0] if stored is not None else data.dtype).kind != "u":
+        return
+    warn_zeros_as_data(source.path if source is not None else _label(data), sample)
+
+
+def _label(data: xr.DataArray) -> str:
+    """How geosr's lines name a DataArray read from no file."""
+    return f"DataArray {data.name!r}" if data.name is not None else "the DataArray"
 
 
 def _super_resolved(
