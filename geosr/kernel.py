@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from geosr.errors import warn
 from geosr.normalise import Normalisation, fill_invalid, valid_mask
 
 
@@ -31,10 +32,33 @@ def prepare_tiles(
         Model input (one frame).
     valid : ndarray of bool, shape (B, C, h, w)
     """
-    valid = valid_mask(raw, nodata)
-    x = norm.apply(np.where(valid, raw, 0) if not valid.all() else raw)
+    x, valid = normalise_valid(raw, valid_mask(raw, nodata), norm)
     x = fill_invalid(x, valid)
     return x[:, None], valid
+
+
+def normalise_valid(raw: np.ndarray, valid: np.ndarray, norm: Normalisation) -> tuple[np.ndarray, np.ndarray]:
+    """``raw`` normalised to float32 (its invalid pixels as 0), and ``valid`` less the pixels
+    whose normalised value float32 cannot hold.
+
+    A float scene's value beyond float32's range once normalised (1e+39 in a float64 raster,
+    which the scene's sample missed) became an infinity, with numpy's bare 'overflow encountered
+    in cast', and the model's sums made NaN of the output around it.  Such pixels are nodata
+    instead, filled as nodata is, and said so in one line.
+    """
+    with np.errstate(over="ignore"):  # told in geosr's own line below
+        x = norm.apply(np.where(valid, raw, 0) if not valid.all() else raw)
+    # Only floats can overflow: an integer's normalised value is far inside float32's range.
+    if raw.dtype.kind == "f" and not np.isfinite(x).all():
+        beyond = ~np.isfinite(x)  # invalid pixels went in as 0: these are valid ones
+        value = str(raw[beyond][0])  # as its dtype writes it: 3e+38 of a float32, not 3.0000000054977558e+38
+        warn(
+            f"the input holds {value}, beyond float32's range once normalised for the model, which "
+            "computes in float32: such pixels are written as nodata, not super-resolved; if it is "
+            "the input's fill value, pass it as --nodata"
+        )
+        valid = valid & ~beyond
+    return x, valid
 
 
 def cast_to_dtype(values: np.ndarray, dtype: str, nodata: float | None) -> np.ndarray:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from geosr.kernel import prepare_tiles
+from geosr.kernel import normalise_valid, prepare_tiles
 from geosr.normalise import Normalisation, valid_mask
 
 MIN_VALID = 0.5
@@ -53,7 +53,7 @@ def stack_frames(
             ok = valid_mask(frame, nodata)
             if ok.mean() < min_valid:
                 continue
-            x = norm.apply(np.where(ok, frame, 0))
+            x, ok = normalise_valid(frame, ok, norm)
             frames.append(np.where(ok, x, x_ref[i, 0]).astype(np.float32, copy=False))
         inputs.append(np.stack(frames))
     return inputs, valid

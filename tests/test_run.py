@@ -1066,6 +1066,30 @@ def test_an_output_onto_a_source_file_of_a_vrt_input_is_refused_even_with_overwr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mosaic.vrt", "part.tif"]
 
 
+def test_a_value_beyond_float32_is_nodata_in_one_line_not_numpys(make_raster, tmp_path: Path) -> None:
+    """1e+39 in a float64 raster overflowed the model's float32 input: the output was NaN and
+    1.8e+308 around it, and the only words numpy's bare 'overflow encountered in cast' and
+    '... in add'.  The pixel is nodata (its 2 x 2 output footprint NaN, its neighbours data),
+    in geosr's line; declared as nodata, it is not warned of."""
+    data = coordinate_pattern(1, 40, 40, "float64") / 1000
+    data[0, 21, 23] = 1e39
+    src = make_raster("big.tif", data=data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = geosr.upscale_file(src, tmp_path / "a.tif", scale=2, model="bicubic")
+    lines = {str(w.message) for w in caught if issubclass(w.category, (GeosrWarning, RuntimeWarning))}
+    assert lines == {
+        "the input holds 1e+39, beyond float32's range once normalised for the model, which computes "
+        "in float32: such pixels are written as nodata, not super-resolved; if it is the input's fill "
+        "value, pass it as nodata"
+    }, lines
+    with rasterio.open(out) as f:
+        pixels = f.read(1)
+    assert np.isnan(pixels[42:44, 46:48]).all() and np.isnan(pixels).sum() == 4
+    assert np.abs(pixels[~np.isnan(pixels)]).max() < 10
+    geosr.upscale_file(src, tmp_path / "b.tif", scale=2, model="bicubic", nodata=1e39)
+
+
 def test_zeros_of_an_undeclared_nodata_are_warned_about(
     make_raster, tmp_path: Path, capfd, monkeypatch
 ) -> None:
