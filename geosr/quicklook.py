@@ -233,10 +233,13 @@ def _on_grid(
     step = max(1, int(min((c1 - c0) / target.shape.x, (r1 - r0) / target.shape.y) + 1e-6))
     step = min(step, window.height, window.width)  # a sliver under the target: a block of it
     grid = window_grid(scene.grid, window.row, window.col, window.height, window.width)
-    if step == 1:
-        source = read_window(scene, window)[bands].astype(np.float32)
-    else:
-        source = read_decimated(scene, window, step)[bands].astype(np.float32)
+    # A float64 pixel beyond float32's range becomes an infinity, invalid below as the run's
+    # output has it (nodata), not numpy's bare 'overflow encountered in cast'.
+    with np.errstate(over="ignore"):
+        if step == 1:
+            source = read_window(scene, window)[bands].astype(np.float32)
+        else:
+            source = read_decimated(scene, window, step)[bands].astype(np.float32)
         # The last block may be partial: the pixels, not the step, span the window.
         (height, width) = source.shape[1:]
         pixel = Affine.scale(window.width / width, window.height / height)
