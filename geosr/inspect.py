@@ -323,7 +323,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     timing = valid = None
     if reference is not None:
         warn_undeclared_zeros(scene, reference)  # as the run would
-        warn_float_fill(scene, reference, valid_mask(reference, scene.nodata))
+        warn_float_fill(scene, reference)
         # An --aoi window's own pixels, of which the output is made.
         sample = reference if sampled_for_reference(scene) is scene else read_sample(scene)
         valid_sample = np.asarray(valid_mask(sample, scene.nodata).any(axis=0))

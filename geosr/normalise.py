@@ -104,11 +104,20 @@ class Normalisation:
         }
 
 
+FLOAT_FILL = 1e38
+"""Magnitude from which a float pixel is a fill value, never a measurement: float32's lowest
+(-3.4028234663852886e+38, ESRI's and many a converter's), -3.4e+38, Surfer's 1.70141e+38.
+Taken as data, such a pixel overflowed the model's float32 input (or its sums) and blanked the
+output around it: NaN over about 100 x 100 output pixels per pixel with the default model at x4."""
+
+
 def valid_mask(block: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Return a boolean mask of valid pixels (finite and not equal to ``nodata``)."""
+    """Return a boolean mask of valid pixels: not equal to ``nodata`` and, for floats, finite and
+    under :data:`FLOAT_FILL` in magnitude."""
     valid = np.ones(block.shape, bool)
     if np.issubdtype(block.dtype, np.floating):
-        valid &= np.isfinite(block)
+        with np.errstate(invalid="ignore"):
+            valid &= np.abs(block) < FLOAT_FILL  # NaN and infinities fail it too
     if nodata is not None and not np.isnan(nodata):
         valid &= block != nodata
     return valid

@@ -26,6 +26,7 @@ from geosr.io.stac_input import is_stac_item, not_an_item, with_declared_nodata,
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.normalise import (
     FILL_RADIUS,
+    FLOAT_FILL,
     Normalisation,
     normalisation_from_card,
     scene_normalisation,
@@ -292,32 +293,29 @@ def warn_zeros_as_data(
         )
 
 
-FLOAT_FILL = 1e38
-"""Magnitude from which a float pixel is a fill value, never a measurement: float32's lowest
-(-3.4028234663852886e+38, ESRI's and many a converter's), -3.4e+38, Surfer's 1.70141e+38."""
+def warn_float_fill(scene: Scene, sample: np.ndarray) -> None:
+    """Warn, in one line, when pixels of a float scene's ``sample`` hold a fill value
+    (:data:`~geosr.normalise.FLOAT_FILL` or more in magnitude) that the scene does not declare as
+    its nodata, naming the commonest one and the ``--nodata`` that declares it.
 
-
-def warn_float_fill(scene: Scene, sample: np.ndarray, valid: np.ndarray) -> None:
-    """Warn, in one line, when valid pixels of a float scene's ``sample`` hold a fill value
-    (:data:`FLOAT_FILL` or more in magnitude) that the scene does not declare as its nodata,
-    naming the commonest one and the ``--nodata`` that declares it.
-
-    Run as data, each such pixel overflowed the model's float32 input (numpy's bare 'overflow
-    encountered in cast' was the only word) and blanked the output around it: NaN over about
-    100 x 100 output pixels per fill pixel with the default model at x4.
+    Such pixels are nodata whatever the scene declares (:func:`~geosr.normalise.valid_mask`):
+    run as data, each overflowed the model's float32 input and blanked the output around it,
+    and numpy's bare 'overflow encountered in cast' was the only word.
     """
     if np.dtype(scene.dtype).kind != "f":
         return
     with np.errstate(invalid="ignore"):
-        fill = valid & (np.abs(sample) >= FLOAT_FILL)
+        fill = np.isfinite(sample) & (np.abs(sample) >= FLOAT_FILL)
+    if scene.nodata is not None and not np.isnan(scene.nodata):
+        fill &= sample != scene.nodata
     if not fill.any():
         return
     values, counts = np.unique(sample[fill], return_counts=True)
     value = float(values[np.argmax(counts)])
     warn(
         f"{scene.path}: {int(fill.sum())} of its {sample.size} pixels sampled hold {value!r}, a float "
-        "fill value, not declared as its nodata, so they are super-resolved as data and blank the "
-        f"output around them; pass --nodata {value!r} if they are fill"
+        f"fill value ({FLOAT_FILL:g} or more in magnitude) not declared as its nodata: they are written "
+        f"as nodata, not super-resolved; pass --nodata {value!r} to declare it"
     )
 
 
@@ -350,7 +348,7 @@ def normalisation_for(
             "Check the nodata value and mask (gdalinfo) or pass --nodata to override the value"
         )
     warn_undeclared_zeros(scene, sample)
-    warn_float_fill(scene, sample, valid)
+    warn_float_fill(scene, sample)
     norm = scene_normalisation(
         sample,
         valid,

@@ -158,28 +158,28 @@ def test_cast_equals_rounding_then_moving_nodata_aside(dtype: str) -> None:
 def test_values_float32_cannot_hold_once_normalised_are_nodata_with_one_line() -> None:
     """1e+39 in a float64 tile became an infinity in the model's float32 input, with numpy's
     bare 'overflow encountered in cast' (and NaN over the output around it): it is nodata,
-    filled as nodata is, in geosr's line; also in a frame of a stack, and for a float32
-    pixel that only overflows once normalised."""
+    filled as nodata is, as any float of FLOAT_FILL or more (the scene's sample says so, not each
+    tile), also in a frame of a stack; a smaller value that only overflows once normalised is
+    nodata too, in geosr's line."""
     from geosr.temporal import stack_frames
 
     raw = np.full((1, 1, 8, 8), 0.5)
     raw[0, 0, 3, 4] = 1e39
-    said = r"the input holds 1e\+39, beyond float32's range once normalised .* pass it as --nodata"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither numpy's bare line nor a line per tile
+        x, valid = prepare_tiles(raw, None, Normalisation((0.0,), (1.0,)))
+        assert np.isfinite(x).all() and x[0, 0, 0, 3, 4] == 0.5
+        assert not valid[0, 0, 3, 4] and valid.sum() == 63
+        frames = np.stack([np.full((1, 1, 8, 8), 0.25), raw], axis=1)  # (B, T, C, h, w)
+        inputs, _ = stack_frames(frames, None, Normalisation((0.0,), (1.0,)))
+        assert inputs[0][1, 0, 3, 4] == 0.25 and inputs[0][1, 0, 0, 0] == 0.5  # the reference's pixel
+    said = r"the input holds 5e\+37, beyond float32's range once normalised .* pass it as --nodata"
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # numpy's bare line is not given
         with pytest.warns(GeosrWarning, match=said):
-            x, valid = prepare_tiles(raw, None, Normalisation((0.0,), (1.0,)))
-        assert np.isfinite(x).all() and x[0, 0, 0, 3, 4] == 0.5
-        assert not valid[0, 0, 3, 4] and valid.sum() == 63
-        with pytest.warns(GeosrWarning, match=r"the input holds 3e\+38"):
-            _, valid = prepare_tiles(
-                np.full((1, 1, 4, 4), 3e38, np.float32), None, Normalisation((0.0,), (0.5,))
-            )
-        assert not valid.any()
-        frames = np.stack([np.full((1, 1, 8, 8), 0.25), raw], axis=1)  # (B, T, C, h, w)
-        with pytest.warns(GeosrWarning, match=said):
-            inputs, _ = stack_frames(frames, None, Normalisation((0.0,), (1.0,)))
-        assert inputs[0][1, 0, 3, 4] == 0.25 and inputs[0][1, 0, 0, 0] == 0.5  # the reference's pixel
+            big = np.full((1, 1, 4, 4), 5e37, np.float32)
+            _, valid = prepare_tiles(big, None, Normalisation((0.0,), (0.1,)))
+    assert not valid.any()
 
 
 def test_finish_marks_exactly_the_nodata_footprint() -> None:

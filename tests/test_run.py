@@ -1079,9 +1079,9 @@ def test_a_value_beyond_float32_is_nodata_in_one_line_not_numpys(make_raster, tm
         out = geosr.upscale_file(src, tmp_path / "a.tif", scale=2, model="bicubic", quicklook=True)
     lines = {str(w.message) for w in caught if issubclass(w.category, (GeosrWarning, RuntimeWarning))}
     assert lines == {
-        "the input holds 1e+39, beyond float32's range once normalised for the model, which computes "
-        "in float32: such pixels are written as nodata, not super-resolved; if it is the input's fill "
-        "value, pass it as nodata"
+        f"{src}: 1 of its 1600 pixels sampled hold 1e+39, a float fill value (1e+38 or more in "
+        "magnitude) not declared as its nodata: they are written as nodata, not super-resolved; "
+        "pass nodata=1e+39 to declare it"
     }, lines
     with rasterio.open(out) as f:
         pixels = f.read(1)
@@ -1139,8 +1139,8 @@ def test_a_float_fill_value_not_declared_as_nodata_is_warned_about(
     )
     assert code == 0, err
     assert "fill.tif: 1 of its 1600 pixels sampled hold -3.4028234663852886e+38" in err, err
-    assert "pass --nodata -3.4028234663852886e+38 if they are fill" in err, err
-    with pytest.warns(GeosrWarning, match=r"pass nodata=-3\.4028234663852886e\+38 if they are fill"):
+    assert "pass --nodata -3.4028234663852886e+38 to declare it" in err, err
+    with pytest.warns(GeosrWarning, match=r"pass nodata=-3\.4028234663852886e\+38 to declare it"):
         geosr.upscale_file(src, tmp_path / "c.tif", model="bicubic", scale=2)
     code, _, err = run_fd_cli(["info", str(src), "--model", "bicubic"], capfd, monkeypatch)
     assert code == 0 and "pixels sampled hold -3.4028234663852886e+38" in err, err  # as the run would
