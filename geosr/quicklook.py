@@ -24,7 +24,7 @@ from rasterio.enums import Resampling
 from geosr.aoi import on_the_grids_turn
 from geosr.errors import InputError, OptionError, OutputError, warn
 from geosr.grid import warp_onto, window_grid
-from geosr.io.atomic import refuse_kernel_file_system, refuse_overlong_name
+from geosr.io.atomic import refuse_kernel_file_system, refuse_overlong_name, unwritable_folder
 from geosr.io.bands import canonical_band_name
 from geosr.io.remote import home_expanded, local_file_text
 from geosr.io.scene import (
@@ -593,6 +593,11 @@ def compare_files(
             f"(mkdir -p {shlex.quote(str(png.parent))}) or choose another -o path"
         )
     refuse_kernel_file_system(png)  # its temporary was 'No such file or directory', in /proc
+    why = unwritable_folder(png.parent)
+    if why is not None:
+        # Found out by the PNG's temporary once the panels were read and drawn: 'cannot write
+        # the PNG ([Errno 30] Read-only file system: 'out/.c.png.tmp')', and no fix.
+        raise OutputError(f"cannot write {png}: {why}; choose another -o path")
     for flag, value in (("--hr", hr), ("--variable", variable), ("--hr-variable", hr_variable)):
         if value is not None and not value.strip():  # --hr '' was read as the folder '.'
             raise OptionError(f"{flag} is empty; give a value or leave the option out")

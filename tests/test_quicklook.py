@@ -862,3 +862,34 @@ def test_compare_files_expands_a_home_folder_in_every_path(make_raster, tmp_path
     assert compare_files("~/lr.tif", "~/sr.tif", Path("~/d.png")) == tmp_path / "d.png"
     assert imread(tmp_path / "c.png").shape[-1] in (3, 4) and (tmp_path / "d.png").is_file()
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_compare_into_a_folder_that_takes_no_files_is_one_line(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """-o into a folder on a read-only file system: the panels were read and drawn, then 'cannot
+    write the PNG ([Errno 30] Read-only file system: '.../.c.png.tmp')', a temporary's name and no fix."""
+    import os
+
+    from geosr.io import atomic
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr = make_raster(height=40, width=40)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    real_access, real_statvfs = os.access, os.statvfs
+
+    def statvfs(path):  # as a read-only mount: root, too, is refused there
+        found = real_statvfs(path)
+        if Path(path) != closed:
+            return found
+        return os.statvfs_result((*found[:8], found.f_flag | os.ST_RDONLY, found.f_namemax))
+
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != closed and real_access(path, mode))
+    monkeypatch.setattr(atomic.os, "statvfs", statvfs)
+    png = closed / "c.png"
+    code, err = run_cli(["compare", str(lr), str(sr), "-o", str(png)], capsys, monkeypatch)
+    said = (f"cannot write {png}: {closed} is on a read-only file system", "choose another -o path")
+    assert_one_clear_line(code, err, *said)
+    assert list(closed.iterdir()) == []
