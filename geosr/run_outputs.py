@@ -316,17 +316,25 @@ def check_extras_free(dst: Path | str, opts: RunOptions) -> None:
     replaced only with ``--overwrite``, as the output itself would be.  A remote
     output's (a URL) are uploaded beside it: they are looked for there.
 
+    A folder of that name is refused even with ``--overwrite``, which replaces files only:
+    the run was computed whole, then failed on the file's temporary ('Is a directory').
+
     Raises
     ------
     OutputError
-        One of them exists and ``opts.overwrite`` is false.
+        One of them exists and ``opts.overwrite`` is false, or is a folder.
     """
-    if opts.overwrite:
-        return
     remote = isinstance(dst, str) and is_remote(dst)
     name = local_name(str(dst)) if remote else Path(dst).name
     for path, what in extra_files(Path(name), opts):
         extra = path.name
+        if not remote and _is_folder(Path(dst).with_name(extra)):
+            raise OutputError(
+                f"{Path(dst).with_name(extra)} is a folder, where the {what} of {name} goes; "
+                "--overwrite replaces files only: move the folder away, or choose another -o name"
+            )
+        if opts.overwrite:
+            continue
         if remote:
             where: str | Path = f"{fsspec_url(str(dst)).rsplit('/', 1)[0]}/{extra}"
             # One this job uploaded before its output's upload failed is its own: its copy
@@ -383,6 +391,11 @@ def write_extras(
 def _write_extra(out: Path, path: Path, missing_only: bool, write: Callable[[], object]) -> None:
     """``write()`` the file ``path`` beside the finished output ``out``, unless ``missing_only``
     and it is there; a failure says that ``out`` is finished and how to get the rest."""
+    if _is_folder(path):  # taken for a written file by --resume, which then wrote nothing
+        raise OutputError(
+            f"{out} is written, but {path.name} is not: {path} is a folder; move it away and rerun "
+            "the same command with --resume, which writes only what is missing"
+        )
     if missing_only and path.exists():
         return
     try:
@@ -393,6 +406,11 @@ def _write_extra(out: Path, path: Path, missing_only: bool, write: Callable[[], 
             f"{out} is written, but {path.name} is not: {reason}; fix that and rerun the same "
             "command with --resume, which writes only what is missing"
         ) from None
+
+
+def _is_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder (not a link to one), which no small file written there replaces."""
+    return path.is_dir() and not path.is_symlink()
 
 
 def warn_rpcs_left_out(src: str | Path, dst: Path, spec: OutputSpec) -> None:

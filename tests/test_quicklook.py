@@ -202,17 +202,23 @@ def test_a_quicklook_that_cannot_be_written_says_the_output_is_and_resume_adds_i
 ) -> None:
     # A folder where the PNG goes ended the run in an IsADirectoryError traceback after the
     # output was written, with the PNG's temporary left beside it; the STAC Item's
-    # failure did not say that the output was complete.
+    # failure did not say that the output was complete.  (One there before the run is
+    # refused up front: it is made here while the run computes.)
     from geosr.errors import OutputError
 
     src = make_raster(height=40, width=30)
     dst, png = tmp_path / "sr.tif", tmp_path / "sr.quicklook.png"
-    (png / "kept").mkdir(parents=True)
     options = {"scale": 2, "model": "bicubic", "quicklook": True}
     with pytest.raises(
-        OutputError, match=r"sr.tif is written, but sr.quicklook.png is not: .*cannot write"
+        OutputError, match=r"sr.tif is written, but sr.quicklook.png is not: .* a folder"
     ) as err:
-        geosr.upscale_file(src, dst, overwrite=True, **options)
+        geosr.upscale_file(
+            src,
+            dst,
+            overwrite=True,
+            progress=lambda *_: (png / "kept").mkdir(parents=True, exist_ok=True),
+            **options,
+        )
     assert "rerun the same command with resume=True" in str(err.value)
     assert dst.exists() and (png / "kept").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "sr.quicklook.png", "sr.tif"]
@@ -893,3 +899,24 @@ def test_compare_into_a_folder_that_takes_no_files_is_one_line(
     said = (f"cannot write {png}: {closed} is on a read-only file system", "choose another -o path")
     assert_one_clear_line(code, err, *said)
     assert list(closed.iterdir()) == []
+
+
+def test_a_folder_where_the_quicklook_goes_is_refused_before_the_run(make_raster, tmp_path) -> None:
+    """A folder named as the quicklook: with --overwrite (which replaces files only) the whole
+    run was computed, then failed on the PNG ('Is a directory'); --resume of the finished output
+    took the folder for its written PNG and wrote nothing, without a word."""
+    from geosr.errors import OutputError
+
+    src = make_raster(height=40, width=30)
+    dst, png = tmp_path / "sr.tif", tmp_path / "sr.quicklook.png"
+    png.mkdir()
+    options = {"scale": 2, "model": "bicubic", "quicklook": True}
+    with pytest.raises(
+        OutputError, match=r"sr.quicklook.png is a folder, where the quicklook of sr.tif goes"
+    ):
+        geosr.upscale_file(src, dst, overwrite=True, **options)
+    assert not dst.exists()
+    geosr.upscale_file(src, dst, scale=2, model="bicubic")
+    with pytest.raises(OutputError, match=r"sr.tif is written, but sr.quicklook.png is not: .* is a folder"):
+        geosr.upscale_file(src, dst, resume=True, **options)
+    assert png.is_dir() and list(png.iterdir()) == []
