@@ -103,19 +103,31 @@ def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> l
 
 
 def pixel_aspect(grid: GeoBox) -> float:
-    """Height over width of a pixel of ``grid`` in its CRS's units, for ``imshow``: a panel of
-    10 x 20 m pixels was drawn with square ones, the scene squashed to half its height."""
+    """Height over width of a pixel of ``grid`` in its CRS's units as :func:`map_oriented` draws
+    it, for ``imshow``: a panel of 10 x 20 m pixels was drawn with square ones, the scene squashed
+    to half its height."""
     a, b, _, d, e, _ = tuple(grid.transform)[:6]
+    if _quarter_turned(grid):  # drawn with its rows as columns
+        return float(np.hypot(a, d) / np.hypot(b, e))
     return float(np.hypot(b, e) / np.hypot(a, d))
+
+
+def _quarter_turned(grid: GeoBox) -> bool:
+    """Whether ``grid``'s pixel rows run north or south and its columns east or west: a turn by
+    a quarter (and perhaps a flip), which a transpose undoes exactly."""
+    a, b, _, d, e, _ = tuple(grid.transform)[:6]
+    return a == 0 and e == 0 and b != 0 and d != 0
 
 
 def map_oriented(image: np.ndarray, grid: GeoBox) -> np.ndarray:
     """``image`` ``(rows, cols, ...)`` on ``grid`` turned north up and east right, as on a map: a
-    south-up grid (a Zarr store's ascending latitudes) was drawn upside down.  A rotated or
-    sheared grid is drawn as stored, and the figure's title says so (:func:`_not_north_up`):
-    turning it would resample every panel a second time."""
+    south-up grid (a Zarr store's ascending latitudes) was drawn upside down, a grid turned by a
+    quarter on its side.  Any other rotated or sheared grid is drawn as stored, and the figure's
+    title says so (:func:`_not_north_up`): turning it would resample every panel a second time."""
     a, b, _, d, e, _ = tuple(grid.transform)[:6]
-    if b != 0 or d != 0:
+    if _quarter_turned(grid):  # the stored columns run north-south: the transpose's rows do
+        image, a, e = np.swapaxes(image, 0, 1), b, d
+    elif b != 0 or d != 0:
         return image
     return image[:: -1 if e > 0 else 1, :: -1 if a < 0 else 1]
 
@@ -124,7 +136,7 @@ def _not_north_up(grid: GeoBox) -> str:
     """What a figure of a rotated or sheared ``grid`` says of its orientation, which
     :func:`map_oriented` leaves as stored: it was drawn so without a word, north anywhere."""
     a, b, _, d, e, _ = tuple(grid.transform)[:6]
-    if b == 0 and d == 0:
+    if (b == 0 and d == 0) or _quarter_turned(grid):
         return ""
     # The directions of a pixel row (x) and column (y) on the map, counter-clockwise from east.
     row, column = np.degrees(np.arctan2(d, a)), np.degrees(np.arctan2(e, b))

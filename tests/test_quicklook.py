@@ -920,3 +920,22 @@ def test_a_folder_where_the_quicklook_goes_is_refused_before_the_run(make_raster
     with pytest.raises(OutputError, match=r"sr.tif is written, but sr.quicklook.png is not: .* is a folder"):
         geosr.upscale_file(src, dst, resume=True, **options)
     assert png.is_dir() and list(png.iterdir()) == []
+
+
+def test_a_grid_turned_a_quarter_is_drawn_north_up(make_raster, tmp_path: Path) -> None:
+    """Pixel rows running south (a quarter turn, which a transpose undoes exactly, no resampling)
+    were drawn as stored, the title saying 'turned -90° counter-clockwise': west on top, and the
+    wide scene drawn tall."""
+    data = np.repeat(np.linspace(4000, 100, 40, dtype=np.float32), 20).reshape(1, 40, 20).astype("uint16")
+    # Row r, col c at x = x0 + 10 r, y = y0 - 10 c: row 0 (bright) is the west edge, 400 x 200 m.
+    lr = make_raster(data=data, transform=Affine(0, 10, 335440, -10, 0, 5866490))
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    png = tmp_path / "c.png"
+    assert CliRunner().invoke(app, ["compare", str(lr), str(sr), "-o", str(png)]).exit_code == 0
+    image = imread(png)[..., :3].mean(axis=-1)
+    first = image[:, : image.shape[1] // 2]  # the bicubic panel
+    cols = np.flatnonzero((first < 0.99).mean(axis=0) > 0.2)
+    rows = np.flatnonzero((first[:, cols] < 0.99).mean(axis=1) > 0.9)  # not the titles' lines
+    assert len(cols) > 1.8 * len(rows)  # twice as wide as tall
+    panel = first[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    assert panel[:, :5].mean() > panel[:, -5:].mean() + 0.5  # the bright west on the left
