@@ -138,11 +138,17 @@ def _not_north_up(grid: GeoBox) -> str:
     a, b, _, d, e, _ = tuple(grid.transform)[:6]
     if (b == 0 and d == 0) or _quarter_turned(grid):
         return ""
-    # The directions of a pixel row (x) and column (y) on the map, counter-clockwise from east.
+    # The directions of a pixel row (x) and column (y) on the map, counter-clockwise from east:
+    # a column runs a quarter turn clockwise of its row on a map, counter-clockwise on its mirror
+    # image (a turn past 90° clockwise was said to be sheared: -135 - 135 is -270).
     row, column = np.degrees(np.arctan2(d, a)), np.degrees(np.arctan2(e, b))
-    if not np.isclose(abs(row - column), 90):
+    between = (row - column) % 360
+    if not (np.isclose(between, 90) or np.isclose(between, 270)):
         return ", in stored pixel order: the grid is sheared, not north up"
-    return f", in stored pixel order: the grid is turned {row:.3g}° counter-clockwise from north up"
+    # '-30° counter-clockwise' said a clockwise turn backwards.
+    turn = f"{abs(row):.3g}° {'clockwise' if row < 0 else 'counter-clockwise'}"
+    mirrored = "" if np.isclose(between, 90) else " and mirrored"
+    return f", in stored pixel order: the grid is turned {turn} from north up{mirrored}"
 
 
 def _decimated(win: Window, panel: np.ndarray) -> str:

@@ -761,6 +761,13 @@ def test_a_south_up_scene_is_drawn_north_up(make_raster, tmp_path: Path) -> None
     ("turn", "says"),
     [
         (Affine.rotation(30), "the grid is turned 30° counter-clockwise from north up"),
+        # Said 'sheared', and '-30° counter-clockwise'; a mirror image was said to be turned only.
+        (Affine.rotation(-135), "the grid is turned 135° clockwise from north up"),
+        (Affine.rotation(-30), "the grid is turned 30° clockwise from north up"),
+        (
+            Affine.rotation(30) @ Affine.scale(1, -1),
+            "turned 30° counter-clockwise from north up and mirrored",
+        ),
         (Affine.shear(20, 0), "the grid is sheared, not north up"),
         (Affine.identity(), None),
     ],
