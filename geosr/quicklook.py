@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import shapely
 from affine import Affine
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
@@ -105,17 +106,20 @@ def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int
 
 def _pixel_box(grid: GeoBox, target: GeoBox) -> tuple[float, float, float, float]:
     """``target``'s footprint in (fractional) pixels of ``grid``: col0, row0, col1, row1."""
-    bounds = target.boundingbox
+    footprint = target.extent
     if grid.crs is not None and target.crs is not None and grid.crs != target.crs:
         # The corners must be in the grid's CRS before its inverse transform applies, and on a
         # lon/lat grid's turn of longitude: a reference on longitudes past 180 (180.1) under a
         # UTM output across the antimeridian was said not to overlap it (-179.9).
-        bounds = on_the_grids_turn(target.extent.to_crs(grid.crs), grid).boundingbox
-    left, bottom, right, top = bounds
+        footprint = on_the_grids_turn(footprint.to_crs(grid.crs), grid)
+    # The footprint's own corners, not its bounding box's: on a grid turned 30°, the box of a
+    # window spans 1.87 times its side in the grid's pixels, and --window 0,0,10,10 of an x2
+    # run showed 29 x 29 output px, not 20 x 20.
+    x, y = shapely.get_coordinates(footprint.geom).T
     inverse = ~grid.transform
-    corners = [inverse @ (x, y) for x in (left, right) for y in (bottom, top)]
-    cols, rows = [c for c, _ in corners], [r for _, r in corners]
-    return min(cols), min(rows), max(cols), max(rows)
+    cols = inverse.a * x + inverse.b * y + inverse.c
+    rows = inverse.d * x + inverse.e * y + inverse.f
+    return float(cols.min()), float(rows.min()), float(cols.max()), float(rows.max())
 
 
 def _footprint_window(scene: Scene, target: GeoBox) -> Window | None:

@@ -15,6 +15,7 @@ import geosr
 from geosr.cli import app
 from geosr.panels import stretch
 from geosr.quicklook import compare_panels
+from geosr.tiling import Window
 from tests.conftest import UTM_TRANSFORM, coordinate_pattern, in_lonlat, open_in_this_process
 
 
@@ -946,3 +947,14 @@ def test_a_grid_turned_a_quarter_is_drawn_north_up(make_raster, tmp_path: Path) 
     assert len(cols) > 1.8 * len(rows)  # twice as wide as tall
     panel = first[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     assert panel[:, :5].mean() > panel[:, -5:].mean() + 0.5  # the bright west on the left
+
+
+def test_a_window_of_a_turned_grid_is_the_window_asked_for(make_raster, tmp_path: Path) -> None:
+    """--window 0,0,10,10 of a grid turned 30° showed 29 x 29 output px of an x2 run, not 20 x 20:
+    the window was placed by its bounding box in the CRS, 1.87 times its side in the turned pixels."""
+    turned = Affine.translation(335440, 5866490) @ Affine.rotation(30) @ Affine.scale(10, -10)
+    lr = make_raster(height=30, width=30, transform=turned)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    panels, _, window, _ = compare_panels(str(lr), str(sr), window="4,6,10,10")
+    assert window == Window(row=12, col=8, height=20, width=20)
+    assert panels[0].shape == (1, 20, 20)
