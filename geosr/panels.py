@@ -27,10 +27,17 @@ PANEL_PIXELS = 600
 
 
 def draw_figure(
-    panels: Sequence[np.ndarray], titles: Sequence[str], win: Window, grid: GeoBox, png: Path, name: str
+    panels: Sequence[np.ndarray],
+    titles: Sequence[str],
+    win: Window,
+    grid: GeoBox,
+    png: Path,
+    name: str,
+    bands: str = "",
 ) -> Path:
     """Write ``panels`` (geosr, bicubic, reference: ``(bands, rows, cols)`` of ``win`` on
-    ``grid``) as one PNG, shown bicubic, geosr, reference, with ``titles`` and ``name``."""
+    ``grid``) as one PNG, shown bicubic, geosr, reference, with ``titles``, ``name`` and what
+    ``bands`` are shown (:func:`geosr.quicklook.shown_bands`)."""
     images = stretch(panels)
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
     # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.
@@ -48,7 +55,8 @@ def draw_figure(
         ax.set_axis_off()
     fig.suptitle(
         _fitted(
-            f"{utf8_name(name)}: window of {win.width} x {win.height} output px"
+            f"{utf8_name(name)}: {bands + ', ' if bands else ''}"
+            f"window of {win.width} x {win.height} output px"
             f"{_decimated(win, panels[0])}, one 2-98 % stretch{_not_north_up(grid)}",
             side * len(images),
             9,

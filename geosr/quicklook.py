@@ -524,8 +524,23 @@ def render_compare(
             "every panel is empty; choose a window with data: `geosr compare --window "
             "col,row,width,height` (or other bands: `--bands`)"
         )
-    draw_figure(panels, titles, win, _raster_scene(sr, "SR").grid, png, Path(sr).name)
+    sr_scene = _raster_scene(sr, "SR")
+    said = shown_bands(sr_scene, display_bands(sr_scene, bands))
+    draw_figure(panels, titles, win, sr_scene.grid, png, Path(sr).name, said)
     return png
+
+
+def shown_bands(scene: Scene, show: Sequence[int]) -> str:
+    """What the figure says of the bands ``show`` (0-based) of ``scene``, the output: their
+    descriptions, else their numbers, and how they are drawn.  It said nothing: bands 1, 2, 3
+    of an unnamed 8-band file, or the near infrared of a false-colour --bands run, were
+    drawn as red, green, blue without a word, and one date of a cube as 'the' image."""
+    named = [scene.descriptions[p] if p < len(scene.descriptions) else None for p in show]
+    numbers = [scene.bands[p] if scene.bands else p + 1 for p in show]
+    said = ",".join(str(n) for n in (named if all(named) else numbers))
+    if len(show) == 1:
+        return f"band {said} in grey"
+    return f"bands {said} as red, green, blue"
 
 
 def _check_folder_given(text: str) -> None:

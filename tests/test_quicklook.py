@@ -958,3 +958,24 @@ def test_a_window_of_a_turned_grid_is_the_window_asked_for(make_raster, tmp_path
     panels, _, window, _ = compare_panels(str(lr), str(sr), window="4,6,10,10")
     assert window == Window(row=12, col=8, height=20, width=20)
     assert panels[0].shape == (1, 20, 20)
+
+
+def test_the_figure_says_which_bands_it_shows(make_raster, tmp_path: Path, monkeypatch) -> None:
+    """Nothing in the figure said which bands it drew: bands 1, 2, 3 of an unnamed multispectral
+    file, or the near infrared of a false-colour run, were shown as red, green, blue without a word."""
+    from geosr import panels
+
+    figures, drawn = [], panels.detached_figure
+    monkeypatch.setattr(panels, "detached_figure", lambda size: figures.append(drawn(size)) or figures[-1])
+    named = make_raster("named.tif", count=4, height=24, width=24, descriptions=("B2", "B3", "B4", "B8"))
+    unnamed = make_raster("unnamed.tif", count=4, height=24, width=24)
+    for lr in (named, unnamed):
+        sr = geosr.upscale_file(lr, tmp_path / f"{lr.stem}_x2.tif", scale=2, model="bicubic")
+        for extra in ([], ["--bands", "B8" if lr == named else "2"]):
+            args = ["compare", str(lr), str(sr), "-o", str(tmp_path / "c.png"), "--overwrite", *extra]
+            assert CliRunner().invoke(app, args).exit_code == 0
+    said = [" ".join(figure.get_suptitle().split()) for figure in figures]
+    assert said[0].startswith("named_x2.tif: bands B4,B3,B2 as red, green, blue, window of 48 x 48"), said
+    assert said[1].startswith("named_x2.tif: band B8 in grey, window of"), said
+    assert said[2].startswith("unnamed_x2.tif: bands 1,2,3 as red, green, blue, window of"), said
+    assert said[3].startswith("unnamed_x2.tif: band 2 in grey, window of"), said
