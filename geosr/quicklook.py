@@ -406,9 +406,10 @@ def compare_panels(
     hr_variable: str | None = None,
     lr_scaling: Mapping[int, tuple[float, float]] | None = None,
     lr_missing: Sequence[float] = (),
-) -> tuple[list[np.ndarray], list[str], Window, int]:
+) -> tuple[list[np.ndarray], list[str], Window, int, str]:
     """The panels of :func:`render_compare` on the output grid, unstretched (geosr, bicubic,
-    then the reference), their titles, the window (output pixels) and the scale.
+    then the reference), their titles, the window (output pixels), the scale and the bands
+    shown (:func:`shown_bands`).
 
     ``lr_nodata`` overrides ``lr``'s own nodata, each band's own and its further missing values
     (a CF ``missing_value``), as ``--nodata`` did for the run (:func:`~geosr.io.scene.with_nodata`);
@@ -456,7 +457,9 @@ def compare_panels(
     decimation = -(-max(win.height, win.width) // PANEL_PIXELS)
     if decimation > 1:  # no more pixels than a panel shows: a large window was read whole
         target = target.zoom_out(decimation)
-    show = display_bands(sr_scene, bands)
+    # The dates of a cube input are the output's bands (named by their dates): not colours, as
+    # its --quicklook shows them; dates 1, 2, 3 were drawn as red, green, blue (nodata where any was).
+    show = display_bands(sr_scene, bands) if bands or lr_scene.band_axis == "band" else [0]
     from_lr = read_positions(lr_scene, lr_bands) if lr_bands else None
     if from_lr is None:
         from_lr = source_bands(sr_scene, lr_scene, show)
@@ -478,7 +481,7 @@ def compare_panels(
                 f"{hr}: its pixels are {coarser} times as large as those of {sr}, so the reference "
                 "panel shows them enlarged; give a reference of the output's resolution or finer as --hr"
             )
-    return panels, titles, win, scale
+    return panels, titles, win, scale, shown_bands(sr_scene, show)
 
 
 def render_compare(
@@ -504,7 +507,7 @@ def render_compare(
     variable of a Zarr ``lr`` (``hr_variable`` of ``hr``); ``lr_nodata`` overrides ``lr``'s nodata
     (``lr_missing`` kept beside it) and ``lr_scaling`` its missing scale and offset (:func:`compare_panels`).
     """
-    panels, titles, win, _ = compare_panels(
+    panels, titles, win, _, shown = compare_panels(
         lr,
         sr,
         hr=hr,
@@ -524,9 +527,7 @@ def render_compare(
             "every panel is empty; choose a window with data: `geosr compare --window "
             "col,row,width,height` (or other bands: `--bands`)"
         )
-    sr_scene = _raster_scene(sr, "SR")
-    said = shown_bands(sr_scene, display_bands(sr_scene, bands))
-    draw_figure(panels, titles, win, sr_scene.grid, png, Path(sr).name, said)
+    draw_figure(panels, titles, win, _raster_scene(sr, "SR").grid, png, Path(sr).name, shown)
     return png
 
 

@@ -351,7 +351,7 @@ def test_window_is_in_the_input_pixels_for_an_aoi_output(make_raster, tmp_path: 
     aoi = geosr.upscale_file(
         lr, tmp_path / "aoi.tif", scale=2, model="bicubic", bbox=east, bbox_crs="EPSG:32633"
     )
-    panels, _, win, _ = compare_panels(str(lr), str(aoi), window="25,5,10,10")
+    panels, _, win, *_ = compare_panels(str(lr), str(aoi), window="25,5,10,10")
     expected = compare_panels(str(lr), str(full), window="25,5,10,10")[0]
     assert (win.width, win.height) == (20, 20)
     np.testing.assert_array_equal(panels[0], expected[0])
@@ -387,7 +387,7 @@ def test_compare_with_an_input_in_another_crs(make_raster, tmp_path: Path) -> No
     geographic = tmp_path / "lr_4326.tif"
     with rasterio.open(geographic, "w", **profile) as dst:
         dst.write(data)
-    panels, titles, _, scale = compare_panels(str(geographic), str(sr))
+    panels, titles, _, scale, _ = compare_panels(str(geographic), str(sr))
     assert scale == 2 and titles[0].endswith("x2")
     assert np.isfinite(panels[1]).mean() > 0.9  # the bicubic panel is the LR, reprojected
 
@@ -402,7 +402,7 @@ def test_default_window_is_centred_where_the_input_covers_the_output(make_raster
     sr = geosr.upscale_file(big, tmp_path / "big_x2.tif", scale=2, model="bicubic")
     with rasterio.open(big) as src:
         corner = make_raster("corner.tif", data=src.read(window=((0, 30), (0, 30))))
-    panels, _, win, _ = compare_panels(str(corner), str(sr))
+    panels, _, win, *_ = compare_panels(str(corner), str(sr))
     assert (win.row, win.col, win.height, win.width) == (0, 0, 60, 60)
     assert np.isfinite(panels[1]).all()
     # The input and output of one run: the centred 128 LR px, as before.
@@ -955,7 +955,7 @@ def test_a_window_of_a_turned_grid_is_the_window_asked_for(make_raster, tmp_path
     turned = Affine.translation(335440, 5866490) @ Affine.rotation(30) @ Affine.scale(10, -10)
     lr = make_raster(height=30, width=30, transform=turned)
     sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
-    panels, _, window, _ = compare_panels(str(lr), str(sr), window="4,6,10,10")
+    panels, _, window, *_ = compare_panels(str(lr), str(sr), window="4,6,10,10")
     assert window == Window(row=12, col=8, height=20, width=20)
     assert panels[0].shape == (1, 20, 20)
 
@@ -979,3 +979,30 @@ def test_the_figure_says_which_bands_it_shows(make_raster, tmp_path: Path, monke
     assert said[1].startswith("named_x2.tif: band B8 in grey, window of"), said
     assert said[2].startswith("unnamed_x2.tif: bands 1,2,3 as red, green, blue, window of"), said
     assert said[3].startswith("unnamed_x2.tif: band 2 in grey, window of"), said
+
+
+def test_compare_of_a_cube_shows_its_first_date_as_its_quicklook_does(tmp_path: Path) -> None:
+    """The output of a (time, lat, lon) cube names its bands by their dates: geosr compare drew
+    dates 1, 2, 3 as red, green, blue, where --quicklook showed date 1 in grey, and a cloud on
+    date 2 (NaN) blanked the panels there ('no pixel ... is valid') though date 1 had data."""
+    import xarray as xr
+
+    times = np.array(["2017-01-16", "2017-01-25", "2017-01-26"], dtype="datetime64[ns]")
+    values = np.stack([coordinate_pattern(1, 32, 32, "float32")[0]] * 3)
+    values[1, 8:24, 8:24] = np.nan  # a cloud over the centre on date 2
+    cube = xr.DataArray(
+        values,
+        dims=("time", "lat", "lon"),
+        coords={
+            "time": times,
+            "lat": 52.5 - 0.0025 * (np.arange(32) + 0.5),
+            "lon": 0.0025 * (np.arange(32) + 0.5),
+        },
+        name="conc_chl",
+    )
+    store = tmp_path / "cube.zarr"
+    cube.to_dataset().to_zarr(store, zarr_format=3, consolidated=False)
+    sr = geosr.upscale_file(store, tmp_path / "sr.tif", scale=2, model="bicubic")
+    panels, *_, shown = compare_panels(str(store), str(sr))
+    assert [p.shape[0] for p in panels] == [1, 1] and np.isfinite(panels[0]).all()
+    assert shown.startswith("band 2017-01-16") and shown.endswith("in grey")
