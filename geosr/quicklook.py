@@ -67,11 +67,12 @@ def quicklook_path(output: str | Path) -> Path:
     return out.with_name(f"{out.stem}.quicklook.png")
 
 
-def parse_window(text: str | None, lr_shape: tuple[int, int]) -> Window:
-    """``col,row,width,height`` (LR pixels), or the centred default, clipped to the scene."""
+def parse_window(text: str | None, lr_shape: tuple[int, int], size: int = DEFAULT_WINDOW) -> Window:
+    """``col,row,width,height`` (LR pixels), or the centred default of ``size`` a side, clipped
+    to the scene."""
     h, w = lr_shape
     if text is None:
-        size_h, size_w = min(DEFAULT_WINDOW, h), min(DEFAULT_WINDOW, w)
+        size_h, size_w = min(size, h), min(size, w)
         return Window((h - size_h) // 2, (w - size_w) // 2, size_h, size_w)
     try:
         col, row, width, height = (int(v) for v in text.split(","))
@@ -183,10 +184,13 @@ def _default_window(lr_scene: Scene, sr_scene: Scene, scale: int) -> Window:
     """Up to :data:`DEFAULT_WINDOW` LR pixels of the SR grid, centred on the part of it that
     the LR covers (all of it for the input and output of one run): centred on the SR
     alone, the window missed an LR that covers a corner of it, which was then called
-    'does not overlap'."""
+    'does not overlap'.  No more than a panel shows 1:1 (:data:`PANEL_PIXELS`): the 1024
+    output px of an x8 run's were shown 1:2, from overviews, the model's detail averaged away."""
     sh, sw = sr_scene.grid.shape.yx
     part = _covered(sr_scene.grid, lr_scene.grid) or Window(0, 0, sh, sw)
-    inner = parse_window(None, (max(part.height // scale, 1), max(part.width // scale, 1))).scaled(scale)
+    side = max(min(DEFAULT_WINDOW, PANEL_PIXELS // scale), 1)
+    covered = (max(part.height // scale, 1), max(part.width // scale, 1))
+    inner = parse_window(None, covered, side).scaled(scale)
     row, col = part.row + inner.row, part.col + inner.col
     return Window(row, col, min(inner.height, sh - row), min(inner.width, sw - col))
 

@@ -1006,3 +1006,13 @@ def test_compare_of_a_cube_shows_its_first_date_as_its_quicklook_does(tmp_path: 
     panels, *_, shown = compare_panels(str(store), str(sr))
     assert [p.shape[0] for p in panels] == [1, 1] and np.isfinite(panels[0]).all()
     assert shown.startswith("band 2017-01-16") and shown.endswith("in grey")
+
+
+def test_the_default_window_of_a_large_scale_is_shown_one_to_one(make_raster, tmp_path: Path) -> None:
+    """The default window of 128 LR px was 640 output px at x5 (1024 at x8), more than a panel's
+    600: the quicklook showed it 1:2, read from overviews, the very detail it is for averaged away."""
+    lr = make_raster(height=130, width=130)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=5, model="bicubic")
+    panels, _, window, scale, _ = compare_panels(str(lr), str(sr))
+    assert scale == 5 and window == Window(row=25, col=25, height=600, width=600)
+    assert panels[0].shape == (1, 600, 600)
