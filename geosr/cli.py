@@ -789,7 +789,8 @@ def compare(
         typer.Option(
             parser=given_text,
             help="A high-resolution reference of the same area (third panel), read onto the output "
-            "grid with nearest neighbour; its bands of the same names, else the same positions.",
+            "grid with nearest neighbour; its bands of the same names, else its red, green, blue by colour "
+            "interpretation, else the same positions.",
         ),
     ] = None,
     window: Annotated[

@@ -95,6 +95,14 @@ def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int
         return list(wanted)
     if scene.count < 3 or scene.band_axis != "band":
         return [0]  # one band in grey; the dates of a cube are not colours
+    return rgb_bands(scene) or [0, 1, 2]
+
+
+def rgb_bands(scene: Scene) -> list[int] | None:
+    """0-based positions of ``scene``'s red, green and blue bands, by their names or their
+    colour interpretation; None when neither says."""
+    if scene.count < 3 or scene.band_axis != "band":
+        return None
     names = [canonical_band_name(d or "") for d in scene.descriptions] if scene.descriptions else []
     for rgb in RGB_NAMES:
         if names and all(n in names for n in rgb):
@@ -102,7 +110,19 @@ def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int
     interp = [c.lower() for c in scene.colorinterp]
     if all(c in interp for c in ("red", "green", "blue")):
         return [interp.index(c) for c in ("red", "green", "blue")]
-    return [0, 1, 2]
+    return None
+
+
+def reference_bands(sr_scene: Scene, reference: Scene, show: Sequence[int]) -> list[int]:
+    """0-based positions in ``reference`` of the output's bands ``show``: those of the same names
+    (:func:`same_named_bands`); where the names do not say, and ``show`` are the output's red,
+    green and blue, the reference's own (:func:`rgb_bands`): an RGB orthophoto (its colour
+    interpretation, no band names) against an output of B2,B3,B4 (shown as B4,B3,B2: positions
+    2,1,0) was shown from its own positions 2,1,0, blue as red and red as blue."""
+    named = same_named_bands(sr_scene, reference, show)
+    if named != list(show) or list(show) != rgb_bands(sr_scene):
+        return named
+    return rgb_bands(reference) or named
 
 
 def _pixel_box(grid: GeoBox, target: GeoBox) -> tuple[float, float, float, float]:
@@ -475,7 +495,7 @@ def compare_panels(
     titles = [" ".join(filter(None, ("geosr", sr_scene.tags.get("GEOSR_MODEL"), f"x{scale}"))), "bicubic"]
     if hr is not None:
         hr_scene = _open_reference(hr, hr_variable)
-        from_hr = same_named_bands(sr_scene, hr_scene, show)
+        from_hr = reference_bands(sr_scene, hr_scene, show)
         _check_bands(hr_scene, from_hr, sr)
         panels.append(_on_grid(hr_scene, from_hr, target, Resampling.nearest, other=sr))
         titles.append("reference")

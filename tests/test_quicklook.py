@@ -1016,3 +1016,29 @@ def test_the_default_window_of_a_large_scale_is_shown_one_to_one(make_raster, tm
     panels, _, window, scale, _ = compare_panels(str(lr), str(sr))
     assert scale == 5 and window == Window(row=25, col=25, height=600, width=600)
     assert panels[0].shape == (1, 600, 600)
+
+
+def test_a_reference_without_band_names_is_shown_by_its_colour_interpretation(
+    make_raster, tmp_path: Path
+) -> None:
+    """An RGB orthophoto as --hr (red, green, blue by colour interpretation, no band names) against
+    an output of B02,B03,B04 shown as B04,B03,B02 (positions 2,1,0) was read from its own positions
+    2,1,0: its blue drawn as red and its red as blue."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    from tests.conftest import UTM_TRANSFORM
+
+    levels = np.array([1000, 3000, 6000], np.uint16)[:, None, None]  # B02, B03, B04
+    lr = make_raster(data=np.broadcast_to(levels, (3, 32, 32)).copy(), descriptions=("B02", "B03", "B04"))
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    hr = make_raster(
+        "hr.tif",
+        data=np.broadcast_to(levels[::-1], (3, 64, 64)).copy(),  # red, green, blue
+        transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(0.5),
+    )
+    with rasterio.open(hr, "r+") as f:
+        f.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+    panels = compare_panels(str(lr), str(sr), hr=str(hr))[0]
+    for panel in panels:  # red, green, blue in every panel
+        np.testing.assert_allclose(np.nanmean(panel, axis=(1, 2)), [6000, 3000, 1000], atol=1)
