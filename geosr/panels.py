@@ -91,8 +91,16 @@ def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> l
     """Scale every panel to [0, 1] with the percentiles of the first panel, band by band, of
     the pixels it shows (valid in every band, :func:`panel_rgba`): a band's pixels hidden by
     another band's nodata (stacked assets each with their own) set its stretch unseen."""
-    ref = panels[0]
+    lo, hi = stretch_limits(panels[0], low, high)
     out = []
+    for panel in panels:
+        scaled = (panel - lo[:, None, None]) / (hi - lo)[:, None, None]
+        out.append(np.clip(np.nan_to_num(scaled, nan=0.0), 0, 1))
+    return out
+
+
+def stretch_limits(ref: np.ndarray, low: float = 2, high: float = 98) -> tuple[np.ndarray, np.ndarray]:
+    """The values :func:`stretch` draws black and white, band by band of the panel ``ref``."""
     lo = np.zeros(ref.shape[0])
     hi = np.ones(ref.shape[0])
     shown = np.isfinite(ref).all(axis=0)
@@ -104,10 +112,7 @@ def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> l
             # A constant band (a lake, a saturated field) mid-grey, not black as a failed run
             # (the darkest of the stretch); a unit either side of it still tells values apart.
             lo[b], hi[b] = lo[b] - 1, lo[b] + 1
-    for panel in panels:
-        scaled = (panel - lo[:, None, None]) / (hi - lo)[:, None, None]
-        out.append(np.clip(np.nan_to_num(scaled, nan=0.0), 0, 1))
-    return out
+    return lo, hi
 
 
 def pixel_aspect(grid: GeoBox) -> float:

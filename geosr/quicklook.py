@@ -46,7 +46,7 @@ from geosr.io.stac_input import (
 )
 from geosr.io.stac_input import resolve as resolve_stac
 from geosr.normalise import valid_mask
-from geosr.panels import PANEL_PIXELS, draw_figure
+from geosr.panels import PANEL_PIXELS, draw_figure, stretch_limits
 from geosr.run_outputs import overwritten_input
 from geosr.tiling import Window
 
@@ -499,6 +499,7 @@ def compare_panels(
         _check_bands(hr_scene, from_hr, sr)
         panels.append(_on_grid(hr_scene, from_hr, target, Resampling.nearest, other=sr))
         titles.append("reference")
+        _warn_out_of_stretch(hr, sr, panels[0], panels[-1])
         coarser = _scale(hr_scene, sr_scene)
         if coarser > 1:  # the LR given as --hr, say: its blocks look like a poor model's
             warn(
@@ -506,6 +507,30 @@ def compare_panels(
                 "panel shows them enlarged; give a reference of the output's resolution or finer as --hr"
             )
     return panels, titles, win, scale, shown_bands(sr_scene, show)
+
+
+def _warn_out_of_stretch(hr: str, sr: str, output: np.ndarray, reference: np.ndarray) -> None:
+    """Say so when the reference panel is all but black (or white) in the output's stretch,
+    which every panel shares: a reference of other units (another sensor's bytes against
+    reflectance x 10000, a file without the scale and offset it needs) was drawn black
+    without a word, as though it were a failed read."""
+    lo, hi = stretch_limits(output)
+    valid = [b for b in range(len(reference)) if np.isfinite(reference[b]).any()]
+    if not valid:
+        return
+    medians = {b: float(np.nanmedian(reference[b])) for b in valid}
+    # Units differ by a factor (40 from bytes to reflectance x 10000): half the darkest value
+    # shown, or twice the brightest; a brighter date of the same units is no other unit.
+    for below, colour in ((True, "black"), (False, "white")):
+        if all((0 < 2 * medians[b] < lo[b]) if below else (medians[b] > 2 * hi[b] > 0) for b in valid):
+            b = valid[0]
+            warn(
+                f"{hr}: most of its values lie {'below' if below else 'above'} the stretch of {sr} "
+                f"(median {medians[b]:.4g} against {lo[b]:.4g} to {hi[b]:.4g}), so the reference panel "
+                f"is all but {colour}: is it in other units than the output (another sensor's "
+                "values, or a file without the scale and offset it needs)? Give --hr a reference in "
+                "the output's units"
+            )
 
 
 def render_compare(

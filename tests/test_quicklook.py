@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
 from matplotlib.image import imread
 from typer.testing import CliRunner
@@ -1042,3 +1043,20 @@ def test_a_reference_without_band_names_is_shown_by_its_colour_interpretation(
     panels = compare_panels(str(lr), str(sr), hr=str(hr))[0]
     for panel in panels:  # red, green, blue in every panel
         np.testing.assert_allclose(np.nanmean(panel, axis=(1, 2)), [6000, 3000, 1000], atol=1)
+
+
+def test_a_reference_in_other_units_is_said_not_drawn_black_silently(make_raster, tmp_path: Path) -> None:
+    """A reference in other units than the output (another sensor's bytes against integers of
+    reflectance x 10000) was drawn black in the output's stretch, which every panel shares,
+    without a word: it looked like a failed read."""
+    from geosr.errors import GeosrWarning
+    from tests.conftest import UTM_TRANSFORM
+
+    lr = make_raster(height=32, width=32)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    compare_panels(str(lr), str(sr), hr=str(sr))  # the same units: no warning (one fails the test)
+    with rasterio.open(sr) as f:
+        data = (f.read() // 40).astype("uint8")
+    other = make_raster("bytes.tif", data=data, transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(0.5))
+    with pytest.warns(GeosrWarning, match=r"bytes.tif: most of its values lie below the stretch of .*sr.tif"):
+        compare_panels(str(lr), str(sr), hr=str(other))
