@@ -22,7 +22,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 
-from geosr.aoi import on_the_grids_turn
+from geosr.aoi import on_the_grids_turn, poles_within
 from geosr.errors import InputError, OptionError, OutputError, warn
 from geosr.grid import warp_onto, window_grid
 from geosr.io.atomic import refuse_kernel_file_system, refuse_overlong_name, unwritable_folder
@@ -127,16 +127,30 @@ def reference_bands(sr_scene: Scene, reference: Scene, show: Sequence[int]) -> l
 
 def _pixel_box(grid: GeoBox, target: GeoBox) -> tuple[float, float, float, float]:
     """``target``'s footprint in (fractional) pixels of ``grid``: col0, row0, col1, row1."""
-    footprint = target.extent
+    footprint = target.extent.geom
     if grid.crs is not None and target.crs is not None and grid.crs != target.crs:
         # The corners must be in the grid's CRS before its inverse transform applies, and on a
         # lon/lat grid's turn of longitude: a reference on longitudes past 180 (180.1) under a
         # UTM output across the antimeridian was said not to overlap it (-179.9).
-        footprint = on_the_grids_turn(footprint.to_crs(grid.crs), grid)
+        moved = target.extent.to_crs(grid.crs)
+        pole = poles_within(target) if grid.crs.geographic else []
+        if pole:
+            # Around a pole a footprint is no polygon in lon/lat (its corners a ring at one
+            # latitude), so a lon/lat reference was said not to overlap a polar stereographic
+            # output: it spans every longitude of the grid's turn, from its lowest latitude to the pole.
+            minx, _, maxx, _ = grid.extent.boundingbox
+            centre = (minx + maxx) / 2
+            lats = shapely.get_coordinates(moved.geom)[:, 1]
+            farthest = float(lats.min() if pole[0] > 0 else lats.max())
+            footprint = shapely.MultiPoint([(centre - 180, farthest), (centre + 180, pole[0])])
+        else:
+            footprint = on_the_grids_turn(moved, grid).geom
     # The footprint's own corners, not its bounding box's: on a grid turned 30°, the box of a
     # window spans 1.87 times its side in the grid's pixels, and --window 0,0,10,10 of an x2
     # run showed 29 x 29 output px, not 20 x 20.
-    x, y = shapely.get_coordinates(footprint.geom).T
+    x, y = shapely.get_coordinates(footprint).T
+    if not x.size:  # nothing of it on the grid's turn
+        return (np.nan,) * 4
     inverse = ~grid.transform
     cols = inverse.a * x + inverse.b * y + inverse.c
     rows = inverse.d * x + inverse.e * y + inverse.f

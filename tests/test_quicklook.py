@@ -1060,3 +1060,22 @@ def test_a_reference_in_other_units_is_said_not_drawn_black_silently(make_raster
     other = make_raster("bytes.tif", data=data, transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(0.5))
     with pytest.warns(GeosrWarning, match=r"bytes.tif: most of its values lie below the stretch of .*sr.tif"):
         compare_panels(str(lr), str(sr), hr=str(other))
+
+
+def test_a_lonlat_reference_of_an_output_around_a_pole_is_shown(make_raster, tmp_path: Path) -> None:
+    """Around a pole an output's footprint is no polygon in lon/lat (its corners a ring at one
+    latitude): a lon/lat reference of a polar stereographic output was said not to overlap it
+    ('does not overlap ...: no pixel of it lies in the area compared')."""
+    from rasterio.warp import reproject
+
+    lr = make_raster(height=30, width=30, crs="EPSG:3413", transform=Affine(2000, 0, -30000, 0, -2000, 30000))
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    lonlat = Affine(1.0, 0, -180, 0, -0.002, 90.0)  # 1° x 0.002° down to 89.6° N
+    moved = np.zeros((1, 200, 360), np.float32)
+    with rasterio.open(sr) as f:
+        reproject(f.read().astype(np.float32), moved, src_transform=f.transform, src_crs=f.crs,
+                  dst_transform=lonlat, dst_crs="EPSG:4326", dst_nodata=np.nan)  # fmt: skip
+    hr = make_raster("hr.tif", data=moved, crs="EPSG:4326", transform=lonlat, nodata=float("nan"))
+    geosr_panel, _, reference = compare_panels(str(lr), str(sr), hr=str(hr))[0]
+    assert np.isfinite(reference).mean() > 0.9
+    assert np.nanmedian(np.abs(reference - geosr_panel) / geosr_panel) < 0.02
