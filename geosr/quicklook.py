@@ -20,6 +20,7 @@ import numpy as np
 import shapely
 from affine import Affine
 from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
 from rasterio.enums import Resampling
 
 from geosr.aoi import on_the_grids_turn, poles_within
@@ -132,7 +133,11 @@ def _pixel_box(grid: GeoBox, target: GeoBox) -> tuple[float, float, float, float
         # The corners must be in the grid's CRS before its inverse transform applies, and on a
         # lon/lat grid's turn of longitude: a reference on longitudes past 180 (180.1) under a
         # UTM output across the antimeridian was said not to overlap it (-179.9).
-        moved = target.extent.to_crs(grid.crs)
+        # Its edges densified: a lon/lat window from -180 to 180 at 89.5° N is a disc in polar
+        # stereographic, which its four corners (two points on its rim, and the pole) do not span.
+        left, bottom, right, top = target.extent.boundingbox
+        dense = shapely.segmentize(target.extent.geom, max(right - left, top - bottom) / 64)
+        moved = Geometry(dense, target.crs).to_crs(grid.crs)
         pole = poles_within(target) if grid.crs.geographic else []
         if pole:
             # Around a pole a footprint is no polygon in lon/lat (its corners a ring at one

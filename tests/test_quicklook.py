@@ -1079,3 +1079,23 @@ def test_a_lonlat_reference_of_an_output_around_a_pole_is_shown(make_raster, tmp
     geosr_panel, _, reference = compare_panels(str(lr), str(sr), hr=str(hr))[0]
     assert np.isfinite(reference).mean() > 0.9
     assert np.nanmedian(np.abs(reference - geosr_panel) / geosr_panel) < 0.02
+
+
+def test_a_polar_reference_of_a_lonlat_output_up_to_a_pole_is_read_whole(make_raster, tmp_path: Path) -> None:
+    """A lon/lat output from -180 to 180 up to the pole is a disc in polar stereographic, which its
+    window's four corners (two points on its rim and the pole) do not span: of a polar
+    stereographic reference only the pixels around one meridian were read, the rest left empty."""
+    from rasterio.warp import reproject
+
+    lonlat = Affine(10, 0, -180, 0, -0.025, 90)  # 36 x 20 px down to 89.5° N
+    lr = make_raster(height=20, width=36, crs="EPSG:4326", transform=lonlat)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    polar = Affine(1000, 0, -60000, 0, -1000, 60000)
+    moved = np.full((1, 120, 120), np.nan, np.float32)
+    with rasterio.open(sr) as f:
+        reproject(f.read().astype(np.float32), moved, src_transform=f.transform, src_crs=f.crs,
+                  dst_transform=polar, dst_crs="EPSG:3413", dst_nodata=np.nan)  # fmt: skip
+    hr = make_raster("hr.tif", data=moved, crs="EPSG:3413", transform=polar, nodata=float("nan"))
+    geosr_panel, _, reference = compare_panels(str(lr), str(sr), hr=str(hr))[0]
+    assert np.isfinite(reference).mean() > 0.95
+    assert np.nanmedian(np.abs(reference - geosr_panel) / geosr_panel) < 0.02
