@@ -42,7 +42,7 @@ def draw_figure(
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
     # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.
     side = min(max(win.width, win.height, 256), PANEL_PIXELS) / 100 + 0.2
-    aspect = pixel_aspect(grid)
+    aspect = pixel_aspect(grid, win)
     fig = detached_figure((side * len(images), side + 0.5))
     axes = fig.subplots(1, len(images), squeeze=False)
     for ax, index in zip(axes[0], order, strict=True):
@@ -115,11 +115,19 @@ def stretch_limits(ref: np.ndarray, low: float = 2, high: float = 98) -> tuple[n
     return lo, hi
 
 
-def pixel_aspect(grid: GeoBox) -> float:
-    """Height over width of a pixel of ``grid`` in its CRS's units as :func:`map_oriented` draws
-    it, for ``imshow``: a panel of 10 x 20 m pixels was drawn with square ones, the scene squashed
-    to half its height."""
+def pixel_aspect(grid: GeoBox, win: Window | None = None) -> float:
+    """Height over width of a pixel of ``grid`` on the ground as :func:`map_oriented` draws it, for
+    ``imshow``: a panel of 10 x 20 m pixels was drawn with square ones, the scene squashed to half
+    its height.  A degree of longitude spans the cosine of the latitude (at the centre of ``win``)
+    of one of latitude: a polar lon/lat grid of 5 x 0.01° pixels, 2.4 x 1.1 km there, was drawn
+    500 times as wide as tall, each panel a line."""
     a, b, _, d, e, _ = tuple(grid.transform)[:6]
+    if grid.crs is not None and grid.crs.geographic:
+        rows, cols = grid.shape.yx
+        row, col = (win.row + win.height / 2, win.col + win.width / 2) if win else (rows / 2, cols / 2)
+        _, latitude = grid.transform @ (col, row)
+        east = max(float(np.cos(np.radians(min(abs(latitude), 90.0)))), 1e-6)
+        a, b = a * east, b * east
     if _quarter_turned(grid):  # drawn with its rows as columns
         return float(np.hypot(a, d) / np.hypot(b, e))
     return float(np.hypot(b, e) / np.hypot(a, d))

@@ -1099,3 +1099,21 @@ def test_a_polar_reference_of_a_lonlat_output_up_to_a_pole_is_read_whole(make_ra
     geosr_panel, _, reference = compare_panels(str(lr), str(sr), hr=str(hr))[0]
     assert np.isfinite(reference).mean() > 0.95
     assert np.nanmedian(np.abs(reference - geosr_panel) / geosr_panel) < 0.02
+
+
+def test_a_lonlat_panel_keeps_the_shape_of_the_ground(make_raster, tmp_path: Path) -> None:
+    """Lon/lat pixels were drawn in degrees: at 60° N a degree of longitude spans half the ground of
+    one of latitude, so a window of square-degree pixels (twice as tall as wide there) was drawn
+    square; near a pole, a polar grid's 5 x 0.01° pixels (2.4 x 1.1 km) made each panel a line."""
+    lr = make_raster(
+        count=1, height=40, width=40, crs="EPSG:4326", transform=Affine(0.001, 0, 10, 0, -0.001, 60.02)
+    )
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    png = tmp_path / "c.png"
+    CliRunner().invoke(app, ["compare", str(lr), str(sr), "-o", str(png), "--window", "10,10,20,20"])
+    drawn = (imread(png)[..., :3] < 0.99).any(axis=-1)
+    columns = np.flatnonzero(drawn.sum(axis=0) > 0.3 * drawn.shape[0])
+    first = columns[columns < drawn.shape[1] // 2]  # the first panel
+    rows = np.flatnonzero(drawn[:, first[0] : first[0] + 10].all(axis=1))
+    height, width = rows[-1] - rows[0] + 1, first[-1] - first[0] + 1
+    assert height == pytest.approx(2 * width, rel=0.05)
