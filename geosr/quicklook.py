@@ -672,7 +672,8 @@ def compare_files(
         raise OptionError(
             f"{png}: the PNG would overwrite the {found[0]} it compares; choose another -o path"
         )
-    if png.exists() and not overwrite:
+    # is_symlink too: a dangling link "does not exist", and was replaced without a word.
+    if (png.exists() or png.is_symlink()) and not overwrite:
         raise OutputError(f"{png} exists; pass --overwrite to replace it")
     if not png.parent.is_dir():
         # It said no more: the fix is the folder, as geosr run's line for a missing one says.

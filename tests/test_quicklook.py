@@ -1117,3 +1117,19 @@ def test_a_lonlat_panel_keeps_the_shape_of_the_ground(make_raster, tmp_path: Pat
     rows = np.flatnonzero(drawn[:, first[0] : first[0] + 10].all(axis=1))
     height, width = rows[-1] - rows[0] + 1, first[-1] - first[0] + 1
     assert height == pytest.approx(2 * width, rel=0.05)
+
+
+def test_compare_keeps_a_dangling_link_where_the_png_goes(make_raster, tmp_path: Path) -> None:
+    """-o onto a symbolic link to a missing file (a link to shared storage not mounted yet): the
+    link 'did not exist', so it was replaced by the PNG without --overwrite."""
+    from geosr.errors import OutputError
+    from geosr.quicklook import compare_files
+
+    lr = make_raster(height=40, width=40)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    link = tmp_path / "c.png"
+    link.symlink_to(tmp_path / "elsewhere" / "c.png")
+    with pytest.raises(OutputError, match=r"c.png exists; pass --overwrite to replace it"):
+        compare_files(str(lr), str(sr), link)
+    assert link.is_symlink()
+    assert compare_files(str(lr), str(sr), link, overwrite=True).is_file()
