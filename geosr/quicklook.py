@@ -234,6 +234,51 @@ def _default_window(lr_scene: Scene, sr_scene: Scene, scale: int) -> Window:
     return Window(row, col, min(inner.height, sh - row), min(inner.width, sw - col))
 
 
+def _panel_grid(sr_scene: Scene, win: Window) -> GeoBox:
+    """The grid the panels of ``win`` (output pixels) are read onto: no more pixels than a
+    panel shows (:data:`PANEL_PIXELS`), a large window decimated (it was read whole)."""
+    target = window_grid(sr_scene.grid, win.row, win.col, win.height, win.width)
+    decimation = -(-max(win.height, win.width) // PANEL_PIXELS)
+    return target.zoom_out(decimation) if decimation > 1 else target
+
+
+_SEARCH_PIXELS = 256
+"""Pixels a side of the decimated read of the output in which :func:`_onto_data` looks for data."""
+
+
+def _onto_data(sr_scene: Scene, show: Sequence[int], win: Window, scale: int) -> Window:
+    """The default window ``win``, which holds no valid pixel of ``show`` in the output, moved to
+    where the window holds the most valid pixels (on a read of the output decimated to
+    :data:`_SEARCH_PIXELS` a side), the place nearest ``win`` of those, on the input's pixels;
+    ``win`` where the output has none.
+
+    Centred on a swath's nodata, a bay masked out or a cloud, the quicklook of a scene mostly
+    nodata was blank, its data elsewhere, and ``--quicklook`` takes no ``--window`` to move it.
+    """
+    sh, sw = sr_scene.grid.shape.yx
+    step = max(1, -(-max(sh, sw) // _SEARCH_PIXELS))
+    coarse = read_decimated(sr_scene, Window(0, 0, sh, sw), step)[list(show)]
+    valid = valid_mask(coarse, sr_scene.nodata).all(axis=0)
+    if not valid.any():
+        return win
+    # The valid pixels under the window at each place (a summed-area table), in coarse pixels.
+    kh = min(max(round(win.height / step), 1), valid.shape[0])
+    kw = min(max(round(win.width / step), 1), valid.shape[1])
+    table = np.pad(valid.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    counts = table[kh:, kw:] - table[:-kh, kw:] - table[kh:, :-kw] + table[:-kh, :-kw]
+    rows, cols = np.nonzero(counts == counts.max())
+    nearest = int(np.argmin((rows - win.row / step) ** 2 + (cols - win.col / step) ** 2))
+
+    def placed(start: int, size: int, extent: int, origin: int) -> int:
+        # On the input's pixels, as the default window is: whole steps of scale from its start.
+        offset = round((start - origin) / scale) * scale + origin
+        return int(min(max(offset, 0), extent - size))
+
+    row = placed(int(rows[nearest]) * step, win.height, sh, win.row % scale)
+    col = placed(int(cols[nearest]) * step, win.width, sw, win.col % scale)
+    return Window(row, col, win.height, win.width)
+
+
 def _covered(grid: GeoBox, target: GeoBox) -> Window | None:
     """The pixels of ``grid`` under ``target``, clipped to ``grid``; None when there are none."""
     height, width = grid.shape.yx
@@ -496,21 +541,21 @@ def compare_panels(
     else:
         # The LR file's own pixels: an AOI output covers only part of it.
         win = _sr_window(lr_scene, sr_scene, parse_window(window, lr_scene.grid.shape.yx), window, sr)
-    target = window_grid(sr_scene.grid, win.row, win.col, win.height, win.width)
-    decimation = -(-max(win.height, win.width) // PANEL_PIXELS)
-    if decimation > 1:  # no more pixels than a panel shows: a large window was read whole
-        target = target.zoom_out(decimation)
     # The dates of a cube input are the output's bands (named by their dates): not colours, as
     # its --quicklook shows them; dates 1, 2, 3 were drawn as red, green, blue (nodata where any was).
     show = display_bands(sr_scene, bands) if bands or lr_scene.band_axis == "band" else [0]
+    target = _panel_grid(sr_scene, win)
+    output = _on_grid(sr_scene, show, target, Resampling.nearest, other=sr)
+    if window is None and not np.isfinite(output).all(axis=0).any():
+        moved = _onto_data(sr_scene, show, win, scale)
+        if moved != win:
+            win, target = moved, _panel_grid(sr_scene, moved)
+            output = _on_grid(sr_scene, show, target, Resampling.nearest, other=sr)
     from_lr = read_positions(lr_scene, lr_bands) if lr_bands else None
     if from_lr is None:
         from_lr = source_bands(sr_scene, lr_scene, show)
     _check_bands(lr_scene, from_lr, sr)
-    panels = [
-        _on_grid(sr_scene, show, target, Resampling.nearest, other=sr),
-        _on_grid(lr_scene, from_lr, target, Resampling.cubic, other=sr),
-    ]
+    panels = [output, _on_grid(lr_scene, from_lr, target, Resampling.cubic, other=sr)]
     titles = [" ".join(filter(None, ("geosr", sr_scene.tags.get("GEOSR_MODEL"), f"x{scale}"))), "bicubic"]
     if hr is not None:
         hr_scene = _open_reference(hr, hr_variable)

@@ -1133,3 +1133,19 @@ def test_compare_keeps_a_dangling_link_where_the_png_goes(make_raster, tmp_path:
         compare_files(str(lr), str(sr), link)
     assert link.is_symlink()
     assert compare_files(str(lr), str(sr), link, overwrite=True).is_file()
+
+
+def test_the_default_window_of_a_scene_mostly_nodata_is_moved_onto_its_data(
+    make_raster, tmp_path: Path
+) -> None:
+    """A swath covering the west of a scene: the centred default window held no valid pixel, so
+    the --quicklook was blank ('no pixel ... is valid'), and it takes no --window to move it."""
+    data = coordinate_pattern(1, 200, 200)
+    data[:, :, 30:] = 0  # nodata east of the swath's edge
+    lr = make_raster(data=data, nodata=0)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    panels, _, window, *_ = compare_panels(str(lr), str(sr))
+    assert window == Window(row=72, col=0, height=256, width=256)  # the centre's rows, the west
+    assert np.isfinite(panels[0]).mean() > 0.2 and np.isfinite(panels[1]).mean() > 0.2
+    # A window given is shown as given.
+    assert compare_panels(str(lr), str(sr), window="36,36,128,128")[2] == Window(72, 72, 256, 256)
