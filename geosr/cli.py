@@ -795,7 +795,10 @@ def compare(
     ] = None,
     window: Annotated[
         str | None,
-        typer.Option(help="col,row,width,height in LR pixels (default: a centred window of up to 128 px)."),
+        typer.Option(
+            help="col,row,width,height in LR pixels (default: up to 128 px, as many as a panel shows "
+            "1:1, in the centre, or where the output has data if the centre has none)."
+        ),
     ] = None,
     bands: Annotated[
         str | None,
