@@ -51,7 +51,9 @@ def draw_figure(
             interpolation="nearest",
             aspect=aspect,
         )
-        ax.set_title(_fitted(titles[index], side, 10))
+        # parse_math off: a '$' in a file name, model or band name began TeX (mathtext), which
+        # drew 'cost$_x2$.tif' as cost with a subscript x2, and failed on 'a$\frac$.tif' in a traceback.
+        ax.set_title(_fitted(titles[index], side, 10), parse_math=False)
         ax.set_axis_off()
     fig.suptitle(
         _fitted(
@@ -62,6 +64,7 @@ def draw_figure(
             9,
         ),
         fontsize=9,
+        parse_math=False,
     )
     with catch_warnings_serialised():
         # A name in a script the font lacks (中文) is drawn with boxes for those characters:

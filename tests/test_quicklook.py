@@ -1149,3 +1149,23 @@ def test_the_default_window_of_a_scene_mostly_nodata_is_moved_onto_its_data(
     assert np.isfinite(panels[0]).mean() > 0.2 and np.isfinite(panels[1]).mean() > 0.2
     # A window given is shown as given.
     assert compare_panels(str(lr), str(sr), window="36,36,128,128")[2] == Window(72, 72, 256, 256)
+
+
+def test_a_dollar_in_a_name_is_drawn_as_written(make_raster, tmp_path: Path, monkeypatch) -> None:
+    """A '$' in a file name began TeX (matplotlib's mathtext): 'cost$_x2$.tif' was drawn as 'cost'
+    with a subscript 'x2', and 'a$\\frac$_x2.tif' ended compare in a ParseSyntaxException traceback."""
+    import shutil
+
+    from geosr import panels
+
+    figures, drawn = [], panels.detached_figure
+    monkeypatch.setattr(panels, "detached_figure", lambda size: figures.append(drawn(size)) or figures[-1])
+    lr = make_raster(height=24, width=24)
+    sr = shutil.copy(
+        geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic"), tmp_path / "a$\\frac$_x2.tif"
+    )
+    result = CliRunner().invoke(app, ["compare", str(lr), str(sr), "-o", str(tmp_path / "c.png")])
+    assert result.exit_code == 0, result.output
+    (title,) = figures[0].texts  # the suptitle
+    assert title.get_text().startswith("a$\\frac$_x2.tif: ") and not title.get_parse_math()
+    assert not any(ax.title.get_parse_math() for ax in figures[0].axes)
