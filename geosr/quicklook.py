@@ -246,18 +246,17 @@ _SEARCH_PIXELS = 256
 """Pixels a side of the decimated read of the output in which :func:`_onto_data` looks for data."""
 
 
-def _onto_data(sr_scene: Scene, show: Sequence[int], win: Window, scale: int) -> Window:
+def _onto_data(sr_scene: Scene, show: Sequence[int], win: Window, scale: int, part: Window) -> Window:
     """The default window ``win``, which holds no valid pixel of ``show`` in the output, moved to
-    where the window holds the most valid pixels (on a read of the output decimated to
-    :data:`_SEARCH_PIXELS` a side), the place nearest ``win`` of those, on the input's pixels;
-    ``win`` where the output has none.
+    where the window holds the most valid pixels of ``part`` (the output's pixels the input covers,
+    read decimated to :data:`_SEARCH_PIXELS` a side), the place nearest ``win`` of those, on the
+    input's pixels; ``win`` where ``part`` has none.
 
     Centred on a swath's nodata, a bay masked out or a cloud, the quicklook of a scene mostly
     nodata was blank, its data elsewhere, and ``--quicklook`` takes no ``--window`` to move it.
     """
-    sh, sw = sr_scene.grid.shape.yx
-    step = max(1, -(-max(sh, sw) // _SEARCH_PIXELS))
-    coarse = read_decimated(sr_scene, Window(0, 0, sh, sw), step)[list(show)]
+    step = max(1, -(-max(part.height, part.width) // _SEARCH_PIXELS))
+    coarse = read_decimated(sr_scene, part, step)[list(show)]
     valid = valid_mask(coarse, sr_scene.nodata).all(axis=0)
     if not valid.any():
         return win
@@ -267,15 +266,15 @@ def _onto_data(sr_scene: Scene, show: Sequence[int], win: Window, scale: int) ->
     table = np.pad(valid.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     counts = table[kh:, kw:] - table[:-kh, kw:] - table[kh:, :-kw] + table[:-kh, :-kw]
     rows, cols = np.nonzero(counts == counts.max())
-    nearest = int(np.argmin((rows - win.row / step) ** 2 + (cols - win.col / step) ** 2))
+    near = ((rows - (win.row - part.row) / step) ** 2 + (cols - (win.col - part.col) / step) ** 2).argmin()
 
-    def placed(start: int, size: int, extent: int, origin: int) -> int:
+    def placed(start: int, size: int, first: int, extent: int, origin: int) -> int:
         # On the input's pixels, as the default window is: whole steps of scale from its start.
-        offset = round((start - origin) / scale) * scale + origin
-        return int(min(max(offset, 0), extent - size))
+        offset = round((first + start - origin) / scale) * scale + origin
+        return int(min(max(offset, first), first + extent - size))
 
-    row = placed(int(rows[nearest]) * step, win.height, sh, win.row % scale)
-    col = placed(int(cols[nearest]) * step, win.width, sw, win.col % scale)
+    row = placed(int(rows[near]) * step, win.height, part.row, part.height, win.row % scale)
+    col = placed(int(cols[near]) * step, win.width, part.col, part.width, win.col % scale)
     return Window(row, col, win.height, win.width)
 
 
@@ -547,7 +546,9 @@ def compare_panels(
     target = _panel_grid(sr_scene, win)
     output = _on_grid(sr_scene, show, target, Resampling.nearest, other=sr)
     if window is None and not np.isfinite(output).all(axis=0).any():
-        moved = _onto_data(sr_scene, show, win, scale)
+        sh, sw = sr_scene.grid.shape.yx
+        part = _covered(sr_scene.grid, lr_scene.grid) or Window(0, 0, sh, sw)
+        moved = _onto_data(sr_scene, show, win, scale, part)
         if moved != win:
             win, target = moved, _panel_grid(sr_scene, moved)
             output = _on_grid(sr_scene, show, target, Resampling.nearest, other=sr)

@@ -1169,3 +1169,22 @@ def test_a_dollar_in_a_name_is_drawn_as_written(make_raster, tmp_path: Path, mon
     (title,) = figures[0].texts  # the suptitle
     assert title.get_text().startswith("a$\\frac$_x2.tif: ") and not title.get_parse_math()
     assert not any(ax.title.get_parse_math() for ax in figures[0].axes)
+
+
+def test_the_default_window_moved_onto_data_stays_where_the_input_covers(make_raster, tmp_path: Path) -> None:
+    """An input covering the east of the output, whose centre there holds no data: the window was
+    moved onto the output's most data, in the west, where the input has no pixel (its bicubic panel
+    empty), not onto the data the input covers."""
+    data = coordinate_pattern(1, 100, 300)
+    data[:, :, 60:290] = 0  # data in a wide strip west and a narrow one east
+    full = make_raster(data=data, nodata=0)
+    sr = geosr.upscale_file(full, tmp_path / "sr.tif", scale=2, model="bicubic")
+    east = make_raster(
+        "east.tif",
+        data=data[:, :, 100:],
+        nodata=0,
+        transform=UTM_TRANSFORM @ UTM_TRANSFORM.translation(100, 0),
+    )
+    panels, _, window, *_ = compare_panels(str(east), str(sr))
+    assert window.col + window.width == 600  # the east strip, which the input covers
+    assert np.isfinite(panels[1]).mean() > 0.05  # the bicubic panel shows the input
