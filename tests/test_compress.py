@@ -56,6 +56,25 @@ def test_a_zarr_store_is_written_with_the_codec_of_the_compression(
         np.testing.assert_array_equal(array[:], ref.read())
 
 
+@pytest.mark.parametrize(("compress", "codec"), [("zstd", "blosc"), ("deflate", "gzip"), ("none", None)])
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_every_array_of_a_zarr_store_takes_the_codec_of_the_compression(
+    make_raster, tmp_path: Path, compress: str, codec: str | None, zarr_format: int
+) -> None:
+    """The coordinates too (x, y, the band labels, the CRS): they kept zarr's default codec
+    (zstd in v3, Blosc LZ4 in v2), so that a store written for a reader without zstd or Blosc
+    could not be georeferenced by it."""
+    src = make_raster(count=2, height=40, width=40, nodata=0)
+    out = geosr.upscale_file(
+        src, tmp_path / "out.zarr", compress=compress, zarr_format=zarr_format, **OPTIONS
+    )
+    group = zarr.open_group(str(out), mode="r")
+    found = {name: [type(c).__name__.lower() for c in group[name].compressors] for name in group.array_keys()}
+    assert set(found) == {"band_data", "band", "x", "y", "spatial_ref"}, found
+    assert all(len(names) == (codec is not None) for names in found.values()), found
+    assert all(codec in name for names in found.values() for name in names), found
+
+
 def test_an_unknown_or_tiff_only_compression_is_refused_in_one_line(
     make_raster, tmp_path: Path, capfd, monkeypatch
 ) -> None:

@@ -275,7 +275,11 @@ def _create_store(
         wkt = crs_wkt(spec.grid.crs)
         skeleton["spatial_ref"].attrs.update(crs_wkt=wkt, spatial_ref=wkt)
     skeleton.attrs.update({k: v for k, v in spec.tags.items() if k not in VARIABLE_TAGS})
-    skeleton.to_zarr(str(path), mode="w", zarr_format=fmt, consolidated=False)
+    # The coordinates take the data's codec, not zarr's default (zstd in v3, LZ4 in v2): a
+    # store of --compress deflate or none was still unreadable without zstd or Blosc.
+    codec = _COMPRESSORS[spec.compress, fmt]
+    encoding = {name: {"compressors": codec} for name in skeleton.variables}
+    skeleton.to_zarr(str(path), mode="w", zarr_format=fmt, consolidated=False, encoding=encoding)
 
     group = zarr.open_group(str(path), mode="r+", zarr_format=fmt)
     attributes, fill_value = _variable_encoding(spec)
@@ -288,7 +292,7 @@ def _create_store(
         dtype=spec.dtype,
         fill_value=fill_value,
         attributes=attributes,
-        compressors=_COMPRESSORS[spec.compress, fmt],
+        compressors=codec,
         dimension_names=(spec.band_axis, "y", "x") if fmt == 3 else None,
     )
 
