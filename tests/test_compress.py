@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from rasterio.enums import Compression
 from rio_cogeo.cogeo import cog_validate
 
 import geosr
-from geosr.errors import OptionError, OutputError
+from geosr.errors import OptionError, OutputError, ResumableError
 from tests.test_batch import run_cli as run_fd_cli
 
 OPTIONS = {"scale": 2, "model": "bicubic", "tile": 16}
@@ -73,6 +74,29 @@ def test_every_array_of_a_zarr_store_takes_the_codec_of_the_compression(
     assert set(found) == {"band_data", "band", "x", "y", "spatial_ref"}, found
     assert all(len(names) == (codec is not None) for names in found.values()), found
     assert all(codec in name for names in found.values() for name in names), found
+
+
+def test_an_uncompressed_cog_that_cannot_fit_is_refused_before_its_build(
+    make_raster, tmp_path: Path, capfd
+) -> None:
+    """The space check before the COG build took the run store's size on disk as the COG's
+    bound: true of a compressed COG, but a tight disk's store is LZ4 (1.5 MB here), and the
+    COG of --compress none is its raw pixels (2.6 MB).  GDAL started it and printed a line
+    per failed write.  A file-size limit fails writes as a full disk does (Python ignores
+    SIGXFSZ), and caps what geosr sees as free."""
+    src = make_raster(height=512, width=512)  # 1024^2 uint16 and a 512^2 overview: 2.6 MB raw
+    dst = tmp_path / "out.tif"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2_300_000, hard))  # no room for the raw store twice
+    try:
+        with pytest.raises(ResumableError) as raised:
+            geosr.upscale_file(src, dst, compress="none", check_resources=False, scale=2, model="bicubic")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert "not enough disk space to build the COG; it needs about 2.7 MiB" in str(raised.value), raised.value
+    assert "rerun with resume=True: the 1 finished tile is kept" in str(raised.value), raised.value
+    assert "File too large" not in capfd.readouterr().err
+    assert not dst.exists()
 
 
 def test_an_unknown_or_tiff_only_compression_is_refused_in_one_line(

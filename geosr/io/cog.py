@@ -171,6 +171,10 @@ class CogBuild(SinkBase):
     def _build(self) -> None:
         """Copy the source into a temporary COG, check it, and rename it into place."""
         source, needed = self._source()
+        if self.spec.compress == "none":
+            # Uncompressed, the COG is its pixels and overviews whatever the source's size on
+            # disk, which an LZ4 run store (a tight disk's) makes a fraction of it.
+            needed = max(needed, self._needed())
         self._check_space(needed)
         cog = temporary_sibling(self.destination, ".tif")
         self._track(cog)
