@@ -16,7 +16,7 @@ neighbour's pixels, and Dask workers can write concurrently.  At the end:
 A store that will become a COG is Zarr v2 (GDAL 3.10 reads v2 with Blosc, not
 v3's codecs), uncompressed when the disk has room for it
 (:func:`raw_store_fits`), else LZ4 at level 1; a Zarr output is in its own
-format (v3 or v2, ``spec.zarr_format``) with the output's zstd.  Uncompressed
+format (v3 or v2, ``spec.zarr_format``) with the output's codec (``--compress``).  Uncompressed
 because GDAL's COG driver reads its source in one thread while its NUM_THREADS
 compress: through GDAL, a raw store reads at 3.2 GB/s and an LZ4 one at
 0.56 GB/s here (an 8192^2 uint16 output in 512^2 blocks: 0.04 s against
