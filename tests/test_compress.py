@@ -76,24 +76,34 @@ def test_every_array_of_a_zarr_store_takes_the_codec_of_the_compression(
     assert all(codec in name for names in found.values() for name in names), found
 
 
+@pytest.mark.parametrize(
+    ("side", "limit"),
+    [
+        # 1024^2 uint16 and a 512^2 overview: 2.5 MiB; the raw store does not fit twice, so it is LZ4.
+        pytest.param(512, 2_300_000, id="lz4-store"),
+        # 600^2: 0.9 MB of pixels, in a raw store, but four 512^2 tiles and the overview's one.
+        pytest.param(300, 2_000_000, id="edge-tiles"),
+    ],
+)
 def test_an_uncompressed_cog_that_cannot_fit_is_refused_before_its_build(
-    make_raster, tmp_path: Path, capfd
+    make_raster, tmp_path: Path, capfd, side: int, limit: int
 ) -> None:
     """The space check before the COG build took the run store's size on disk as the COG's
-    bound: true of a compressed COG, but a tight disk's store is LZ4 (1.5 MB here), and the
-    COG of --compress none is its raw pixels (2.6 MB).  GDAL started it and printed a line
-    per failed write.  A file-size limit fails writes as a full disk does (Python ignores
-    SIGXFSZ), and caps what geosr sees as free."""
-    src = make_raster(height=512, width=512)  # 1024^2 uint16 and a 512^2 overview: 2.6 MB raw
+    bound: true of a compressed COG, but a tight disk's store is LZ4 (1.5 MB of 2.5 MiB
+    here), and the COG of --compress none is its tiles at full size, edge padding too (2.5
+    MiB for a 600^2 output).  GDAL started it and printed a line per failed write.  A
+    file-size limit fails writes as a full disk does (Python ignores SIGXFSZ), and caps
+    what geosr sees as free."""
+    src = make_raster(height=side, width=side)
     dst = tmp_path / "out.tif"
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (2_300_000, hard))  # no room for the raw store twice
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     try:
         with pytest.raises(ResumableError) as raised:
             geosr.upscale_file(src, dst, compress="none", check_resources=False, scale=2, model="bicubic")
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    assert "not enough disk space to build the COG; it needs about 2.7 MiB" in str(raised.value), raised.value
+    assert "not enough disk space to build the COG; it needs about 2.5 MiB" in str(raised.value), raised.value
     assert "rerun with resume=True: the 1 finished tile is kept" in str(raised.value), raised.value
     assert "File too large" not in capfd.readouterr().err
     assert not dst.exists()

@@ -62,6 +62,7 @@ from geosr.io.atomic import (
     temporary_sibling,
 )
 from geosr.io.names import open_raster, utf8_name
+from geosr.io.pyramid import level_shapes
 from geosr.io.sink import OutputSpec, SinkBase
 
 COMPRESSION: dict[str, Any] = {
@@ -110,6 +111,17 @@ def cog_bytes(output_bytes: int) -> int:
     """The uncompressed bytes of a COG of ``output_bytes`` pixels: full resolution + overviews
     (1/4 + 1/16 + ...)."""
     return output_bytes * 4 // 3
+
+
+def uncompressed_cog_bytes(spec: OutputSpec) -> int:
+    """The size of the COG of ``spec`` without compression: every tile of every level at its
+    full size, the edge tiles' padding too (a 600^2 output's four 512^2 tiles and its overview's
+    one, 2.6 MB for 0.9 MB of uint16 pixels)."""
+    height, width = spec.grid.shape.yx
+    block = spec.cog_block
+    levels = [(height, width), *level_shapes(height, width, block)]
+    tiles = sum(-(-rows // block) * -(-cols // block) for rows, cols in levels)
+    return tiles * block * block * spec.count * np.dtype(spec.dtype).itemsize
 
 
 # GDAL signals failures as rasterio exceptions (RasterioError, some also OSError)
@@ -172,9 +184,10 @@ class CogBuild(SinkBase):
         """Copy the source into a temporary COG, check it, and rename it into place."""
         source, needed = self._source()
         if self.spec.compress == "none":
-            # Uncompressed, the COG is its pixels and overviews whatever the source's size on
-            # disk, which an LZ4 run store (a tight disk's) makes a fraction of it.
-            needed = max(needed, self._needed())
+            # Uncompressed, the COG is its tiles, their edge padding too, whatever the source's
+            # size on disk: an LZ4 run store (a tight disk's) is a fraction of its pixels, and a
+            # raw one has none of that padding.
+            needed = max(needed, uncompressed_cog_bytes(self.spec))
         self._check_space(needed)
         cog = temporary_sibling(self.destination, ".tif")
         self._track(cog)
