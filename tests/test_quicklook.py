@@ -1062,20 +1062,28 @@ def test_a_reference_in_other_units_is_said_not_drawn_black_silently(make_raster
         compare_panels(str(lr), str(sr), hr=str(other))
 
 
+def reprojected_reference(
+    make_raster, sr: Path, shape: tuple[int, int], transform: Affine, crs: str, *, fill: float
+) -> Path:
+    """``hr.tif``: the output ``sr`` reprojected onto a ``shape`` grid of ``transform`` in ``crs``
+    that starts as ``fill`` (nodata NaN), a reference in another CRS."""
+    from rasterio.warp import reproject
+
+    moved = np.full((1, *shape), fill, np.float32)
+    with rasterio.open(sr) as f:
+        reproject(f.read().astype(np.float32), moved, src_transform=f.transform, src_crs=f.crs,
+                  dst_transform=transform, dst_crs=crs, dst_nodata=np.nan)  # fmt: skip
+    return make_raster("hr.tif", data=moved, crs=crs, transform=transform, nodata=float("nan"))
+
+
 def test_a_lonlat_reference_of_an_output_around_a_pole_is_shown(make_raster, tmp_path: Path) -> None:
     """Around a pole an output's footprint is no polygon in lon/lat (its corners a ring at one
     latitude): a lon/lat reference of a polar stereographic output was said not to overlap it
     ('does not overlap ...: no pixel of it lies in the area compared')."""
-    from rasterio.warp import reproject
-
     lr = make_raster(height=30, width=30, crs="EPSG:3413", transform=Affine(2000, 0, -30000, 0, -2000, 30000))
     sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
     lonlat = Affine(1.0, 0, -180, 0, -0.002, 90.0)  # 1° x 0.002° down to 89.6° N
-    moved = np.zeros((1, 200, 360), np.float32)
-    with rasterio.open(sr) as f:
-        reproject(f.read().astype(np.float32), moved, src_transform=f.transform, src_crs=f.crs,
-                  dst_transform=lonlat, dst_crs="EPSG:4326", dst_nodata=np.nan)  # fmt: skip
-    hr = make_raster("hr.tif", data=moved, crs="EPSG:4326", transform=lonlat, nodata=float("nan"))
+    hr = reprojected_reference(make_raster, sr, (200, 360), lonlat, "EPSG:4326", fill=0.0)
     geosr_panel, _, reference = compare_panels(str(lr), str(sr), hr=str(hr))[0]
     assert np.isfinite(reference).mean() > 0.9
     assert np.nanmedian(np.abs(reference - geosr_panel) / geosr_panel) < 0.02
@@ -1085,17 +1093,11 @@ def test_a_polar_reference_of_a_lonlat_output_up_to_a_pole_is_read_whole(make_ra
     """A lon/lat output from -180 to 180 up to the pole is a disc in polar stereographic, which its
     window's four corners (two points on its rim and the pole) do not span: of a polar
     stereographic reference only the pixels around one meridian were read, the rest left empty."""
-    from rasterio.warp import reproject
-
     lonlat = Affine(10, 0, -180, 0, -0.025, 90)  # 36 x 20 px down to 89.5° N
     lr = make_raster(height=20, width=36, crs="EPSG:4326", transform=lonlat)
     sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
     polar = Affine(1000, 0, -60000, 0, -1000, 60000)
-    moved = np.full((1, 120, 120), np.nan, np.float32)
-    with rasterio.open(sr) as f:
-        reproject(f.read().astype(np.float32), moved, src_transform=f.transform, src_crs=f.crs,
-                  dst_transform=polar, dst_crs="EPSG:3413", dst_nodata=np.nan)  # fmt: skip
-    hr = make_raster("hr.tif", data=moved, crs="EPSG:3413", transform=polar, nodata=float("nan"))
+    hr = reprojected_reference(make_raster, sr, (120, 120), polar, "EPSG:3413", fill=np.nan)
     geosr_panel, _, reference = compare_panels(str(lr), str(sr), hr=str(hr))[0]
     assert np.isfinite(reference).mean() > 0.95
     assert np.nanmedian(np.abs(reference - geosr_panel) / geosr_panel) < 0.02
