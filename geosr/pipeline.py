@@ -197,7 +197,7 @@ def run_tiles(
                 record(group)
                 checkpoint("journal")
 
-    outlook = _Outlook(lanes, to_come=len(groups))
+    outlook = _Outlook(lanes)
 
     def infer_and_write(group: Sequence[int], raw: np.ndarray, model: bool) -> None:
         try:
@@ -273,10 +273,10 @@ class _Outlook:
     computed the rest of its own on half the cores while the other half sat idle.
     """
 
-    def __init__(self, lanes: int, *, to_come: int) -> None:
+    def __init__(self, lanes: int) -> None:
         self._lanes = lanes
         self._in_model = 0
-        self._more = to_come > 0
+        self._more = True  # a run has a batch at least: the first is to come
         self._lock = threading.Lock()
 
     def __call__(self) -> int:
