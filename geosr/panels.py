@@ -37,7 +37,7 @@ def draw_figure(
 ) -> Path:
     """Write ``panels`` (geosr, bicubic, reference: ``(bands, rows, cols)`` of ``win`` on
     ``grid``) as one PNG, shown bicubic, geosr, reference, with ``titles``, ``name`` and what
-    ``bands`` are shown (:func:`geosr.quicklook.shown_bands`)."""
+    ``bands`` are shown (:func:`geosr.figure_bands.shown_bands`)."""
     images = stretch(panels)
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
     # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.

@@ -25,9 +25,16 @@ from rasterio.enums import Resampling
 
 from geosr.aoi import on_the_grids_turn, poles_within
 from geosr.errors import InputError, OptionError, OutputError, warn
+from geosr.figure_bands import (
+    check_bands,
+    display_bands,
+    read_positions,
+    reference_bands,
+    shown_bands,
+    source_bands,
+)
 from geosr.grid import warp_onto, window_grid
 from geosr.io.atomic import refuse_kernel_file_system, refuse_overlong_name, unwritable_folder
-from geosr.io.bands import canonical_band_name
 from geosr.io.remote import home_expanded, local_file_text
 from geosr.io.scene import (
     Scene,
@@ -55,8 +62,6 @@ COMPARE_PNG = "compare.png"
 """The PNG geosr compare writes where no -o names one, or into the folder -o names."""
 DEFAULT_WINDOW = 128
 """LR pixels per side of the default (centred) window."""
-
-RGB_NAMES = (("B4", "B3", "B2"), ("RED", "GREEN", "BLUE"))
 
 _MARGIN = 3
 """Source pixels read around a panel's footprint: the cubic kernel's reach, and one for rounding."""
@@ -88,42 +93,6 @@ def parse_window(text: str | None, lr_shape: tuple[int, int], size: int = DEFAUL
             f"--window {text!r} is outside the {w} x {h} px input; give col,row,width,height inside it"
         )
     return Window(row, col, min(height, h - row), min(width, w - col))
-
-
-def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int]:
-    """0-based positions of the bands to show: red, green, blue when the names say so."""
-    if wanted:
-        return list(wanted)
-    if scene.count < 3 or scene.band_axis != "band":
-        return [0]  # one band in grey; the dates of a cube are not colours
-    return rgb_bands(scene) or [0, 1, 2]
-
-
-def rgb_bands(scene: Scene) -> list[int] | None:
-    """0-based positions of ``scene``'s red, green and blue bands, by their names or their
-    colour interpretation; None when neither says."""
-    if scene.count < 3 or scene.band_axis != "band":
-        return None
-    names = [canonical_band_name(d or "") for d in scene.descriptions] if scene.descriptions else []
-    for rgb in RGB_NAMES:
-        if names and all(n in names for n in rgb):
-            return [names.index(n) for n in rgb]
-    interp = [c.lower() for c in scene.colorinterp]
-    if all(c in interp for c in ("red", "green", "blue")):
-        return [interp.index(c) for c in ("red", "green", "blue")]
-    return None
-
-
-def reference_bands(sr_scene: Scene, reference: Scene, show: Sequence[int]) -> list[int]:
-    """0-based positions in ``reference`` of the output's bands ``show``: those of the same names
-    (:func:`same_named_bands`); where the names do not say, and ``show`` are the output's red,
-    green and blue, the reference's own (:func:`rgb_bands`): an RGB orthophoto (its colour
-    interpretation, no band names) against an output of B2,B3,B4 (shown as B4,B3,B2: positions
-    2,1,0) was shown from its own positions 2,1,0, blue as red and red as blue."""
-    named = same_named_bands(sr_scene, reference, show)
-    if named != list(show) or list(show) != rgb_bands(sr_scene):
-        return named
-    return rgb_bands(reference) or named
 
 
 def _pixel_box(grid: GeoBox, target: GeoBox) -> tuple[float, float, float, float]:
@@ -361,55 +330,6 @@ def _warped(source: np.ndarray, grid: GeoBox, target: GeoBox, resampling: Resamp
     return warped
 
 
-def source_bands(sr_scene: Scene, source: Scene, show: Sequence[int]) -> list[int]:
-    """0-based positions in ``source`` (the LR input) of the output's bands ``show``.
-
-    The output of a ``--bands`` run records the input's band numbers it holds
-    (``GEOSR_BANDS``): its band 1 may be the input's band 3.  Without that record,
-    or when ``source`` lacks those bands (another file), the bands of the same names
-    (:func:`same_named_bands`).
-    """
-    recorded = sr_scene.tags.get("GEOSR_BANDS", "")
-    try:
-        numbers = [int(v) for v in recorded.split(",")] if recorded else []
-    except ValueError:
-        numbers = []
-    positions = read_positions(source, numbers) if len(numbers) == sr_scene.count else None
-    if positions is None:
-        return same_named_bands(sr_scene, source, show)
-    return [positions[p] for p in show]
-
-
-def read_positions(scene: Scene, numbers: Sequence[int]) -> list[int] | None:
-    """0-based positions, in a read of ``scene``, of its file's bands ``numbers`` (1-based, as
-    ``--bands`` and ``GEOSR_BANDS`` give them); None where it lacks one.
-
-    A read gives the scene's bands alone (:attr:`~geosr.io.scene.Scene.bands`): the alpha band of
-    an ARGB file is not in it, and band number - 1 showed each input band's neighbour (G, B, N
-    of an ARGBN orthomosaic as red, green, blue) in the bicubic panel.
-    """
-    held = list(scene.bands) or list(range(1, scene.count + 1))
-    if not all(n in held for n in numbers):
-        return None
-    return [held.index(n) for n in numbers]
-
-
-def same_named_bands(sr_scene: Scene, other: Scene, show: Sequence[int]) -> list[int]:
-    """0-based positions in ``other`` of the bands named as the output's bands ``show``; the
-    same positions when the names do not say (a band without a name, or a name ``other``
-    lacks or holds twice).
-
-    A reference stacked B04,B03,B02 against an output of B02,B03,B04 (shown as B04,B03,B02:
-    positions 2,1,0) was shown from its own positions 2,1,0, blue as red and red as blue.
-    """
-    wanted = [sr_scene.descriptions[p] if p < len(sr_scene.descriptions) else None for p in show]
-    names = [canonical_band_name(d) if d else None for d in other.descriptions]
-    found = [canonical_band_name(w) for w in wanted if w]
-    if len(found) < len(show) or not all(names.count(n) == 1 for n in found):
-        return list(show)
-    return [names.index(n) for n in found]
-
-
 def stac_raster(lr: str, sr_scene: Scene) -> Resolved:
     """The raster a STAC Item ``lr`` stands for (``lr`` itself for any other input): its
     data asset, or the stack of the single-band assets the output's bands are named
@@ -467,17 +387,6 @@ def _raster_scene(path: str, what: str, variable: str | None = None) -> Scene:
         ) from None
     scene = open_scene(raster.href, variable=variable)
     return with_declared_scaling(with_declared_nodata(scene, raster.nodata), raster.scaling)
-
-
-def _check_bands(scene: Scene, positions: Sequence[int], sr: str) -> None:
-    """One line, not an IndexError, when ``scene`` lacks a band shown from ``sr``."""
-    if max(positions) >= scene.count:
-        shown = ",".join(str(p + 1) for p in positions)
-        raise InputError(
-            f"{scene.path} has {scene.count} band{'' if scene.count == 1 else 's'}, fewer than the "
-            f"bands {shown} shown from {sr}; pick bands both have with --bands, or compare the input "
-            "and output of one run"
-        )
 
 
 def compare_panels(
@@ -555,13 +464,13 @@ def compare_panels(
     from_lr = read_positions(lr_scene, lr_bands) if lr_bands else None
     if from_lr is None:
         from_lr = source_bands(sr_scene, lr_scene, show)
-    _check_bands(lr_scene, from_lr, sr)
+    check_bands(lr_scene, from_lr, sr)
     panels = [output, _on_grid(lr_scene, from_lr, target, Resampling.cubic, other=sr)]
     titles = [" ".join(filter(None, ("geosr", sr_scene.tags.get("GEOSR_MODEL"), f"x{scale}"))), "bicubic"]
     if hr is not None:
         hr_scene = _open_reference(hr, hr_variable)
         from_hr = reference_bands(sr_scene, hr_scene, show)
-        _check_bands(hr_scene, from_hr, sr)
+        check_bands(hr_scene, from_hr, sr)
         panels.append(_on_grid(hr_scene, from_hr, target, Resampling.nearest, other=sr))
         titles.append("reference")
         _warn_out_of_stretch(hr, sr, panels[0], panels[-1])
@@ -643,19 +552,6 @@ def render_compare(
         )
     draw_figure(panels, titles, win, _raster_scene(sr, "SR").grid, png, Path(sr).name, shown)
     return png
-
-
-def shown_bands(scene: Scene, show: Sequence[int]) -> str:
-    """What the figure says of the bands ``show`` (0-based) of ``scene``, the output: their
-    descriptions, else their numbers, and how they are drawn.  It said nothing: bands 1, 2, 3
-    of an unnamed 8-band file, or the near infrared of a false-colour --bands run, were
-    drawn as red, green, blue without a word, and one date of a cube as 'the' image."""
-    named = [scene.descriptions[p] if p < len(scene.descriptions) else None for p in show]
-    numbers = [scene.bands[p] if scene.bands else p + 1 for p in show]
-    said = ",".join(str(n) for n in (named if all(named) else numbers))
-    if len(show) == 1:
-        return f"band {said} in grey"
-    return f"bands {said} as red, green, blue"
 
 
 def _check_folder_given(text: str) -> None:

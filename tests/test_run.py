@@ -435,8 +435,8 @@ def test_an_earlier_outputs_provenance_is_not_the_next_runs(make_raster, tmp_pat
     """An output run again carried its GEOSR_* tags where the new run writes none of its own:
     ``GEOSR_BANDS=3,2,1`` and ``GEOSR_BOA_ADD_OFFSET`` of a ``--bands 3,2,1 --offset -1000`` run
     stood on the output of a run with neither, and ``geosr compare`` took the bands for reordered."""
+    from geosr.figure_bands import source_bands
     from geosr.io.scene import open_scene
-    from geosr.quicklook import source_bands
 
     src = make_raster(count=4, height=24, width=24, descriptions=("B02", "B03", "B04", "B08"))
     first = geosr.upscale_file(

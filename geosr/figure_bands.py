@@ -1,0 +1,128 @@
+"""Which bands a compare or --quicklook figure shows, and where each panel's source holds them.
+
+The output's red, green and blue by their names or colour interpretation, else its first band
+in grey (a cube's dates are no colours); the same bands in the LR input (by the numbers a
+``--bands`` run records, else by name) and in a reference (by name, else by its own colours);
+and the words the figure's title gives them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from geosr.errors import InputError
+from geosr.io.bands import canonical_band_name
+from geosr.io.scene import Scene
+
+RGB_NAMES = (("B4", "B3", "B2"), ("RED", "GREEN", "BLUE"))
+"""Band names (as :func:`~geosr.io.bands.canonical_band_name` spells them) that say red, green
+and blue: Sentinel-2's and Landsat 8's numbers, and the colours' own names."""
+
+
+def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int]:
+    """0-based positions of the bands to show: red, green, blue when the names say so."""
+    if wanted:
+        return list(wanted)
+    if scene.count < 3 or scene.band_axis != "band":
+        return [0]  # one band in grey; the dates of a cube are not colours
+    return rgb_bands(scene) or [0, 1, 2]
+
+
+def rgb_bands(scene: Scene) -> list[int] | None:
+    """0-based positions of ``scene``'s red, green and blue bands, by their names or their
+    colour interpretation; None when neither says."""
+    if scene.count < 3 or scene.band_axis != "band":
+        return None
+    names = [canonical_band_name(d or "") for d in scene.descriptions] if scene.descriptions else []
+    for rgb in RGB_NAMES:
+        if names and all(n in names for n in rgb):
+            return [names.index(n) for n in rgb]
+    interp = [c.lower() for c in scene.colorinterp]
+    if all(c in interp for c in ("red", "green", "blue")):
+        return [interp.index(c) for c in ("red", "green", "blue")]
+    return None
+
+
+def reference_bands(sr_scene: Scene, reference: Scene, show: Sequence[int]) -> list[int]:
+    """0-based positions in ``reference`` of the output's bands ``show``: those of the same names
+    (:func:`same_named_bands`); where the names do not say, and ``show`` are the output's red,
+    green and blue, the reference's own (:func:`rgb_bands`): an RGB orthophoto (its colour
+    interpretation, no band names) against an output of B2,B3,B4 (shown as B4,B3,B2: positions
+    2,1,0) was shown from its own positions 2,1,0, blue as red and red as blue."""
+    named = same_named_bands(sr_scene, reference, show)
+    if named != list(show) or list(show) != rgb_bands(sr_scene):
+        return named
+    return rgb_bands(reference) or named
+
+
+def source_bands(sr_scene: Scene, source: Scene, show: Sequence[int]) -> list[int]:
+    """0-based positions in ``source`` (the LR input) of the output's bands ``show``.
+
+    The output of a ``--bands`` run records the input's band numbers it holds
+    (``GEOSR_BANDS``): its band 1 may be the input's band 3.  Without that record,
+    or when ``source`` lacks those bands (another file), the bands of the same names
+    (:func:`same_named_bands`).
+    """
+    recorded = sr_scene.tags.get("GEOSR_BANDS", "")
+    try:
+        numbers = [int(v) for v in recorded.split(",")] if recorded else []
+    except ValueError:
+        numbers = []
+    positions = read_positions(source, numbers) if len(numbers) == sr_scene.count else None
+    if positions is None:
+        return same_named_bands(sr_scene, source, show)
+    return [positions[p] for p in show]
+
+
+def read_positions(scene: Scene, numbers: Sequence[int]) -> list[int] | None:
+    """0-based positions, in a read of ``scene``, of its file's bands ``numbers`` (1-based, as
+    ``--bands`` and ``GEOSR_BANDS`` give them); None where it lacks one.
+
+    A read gives the scene's bands alone (:attr:`~geosr.io.scene.Scene.bands`): the alpha band of
+    an ARGB file is not in it, and band number - 1 showed each input band's neighbour (G, B, N
+    of an ARGBN orthomosaic as red, green, blue) in the bicubic panel.
+    """
+    held = list(scene.bands) or list(range(1, scene.count + 1))
+    if not all(n in held for n in numbers):
+        return None
+    return [held.index(n) for n in numbers]
+
+
+def same_named_bands(sr_scene: Scene, other: Scene, show: Sequence[int]) -> list[int]:
+    """0-based positions in ``other`` of the bands named as the output's bands ``show``; the
+    same positions when the names do not say (a band without a name, or a name ``other``
+    lacks or holds twice).
+
+    A reference stacked B04,B03,B02 against an output of B02,B03,B04 (shown as B04,B03,B02:
+    positions 2,1,0) was shown from its own positions 2,1,0, blue as red and red as blue.
+    """
+    wanted = [sr_scene.descriptions[p] if p < len(sr_scene.descriptions) else None for p in show]
+    names = [canonical_band_name(d) if d else None for d in other.descriptions]
+    found = [canonical_band_name(w) for w in wanted if w]
+    if len(found) < len(show) or not all(names.count(n) == 1 for n in found):
+        return list(show)
+    return [names.index(n) for n in found]
+
+
+def check_bands(scene: Scene, positions: Sequence[int], sr: str) -> None:
+    """One line, not an IndexError, when ``scene`` lacks a band shown from ``sr``."""
+    if max(positions) >= scene.count:
+        shown = ",".join(str(p + 1) for p in positions)
+        raise InputError(
+            f"{scene.path} has {scene.count} band{'' if scene.count == 1 else 's'}, fewer than the "
+            f"bands {shown} shown from {sr}; pick bands both have with --bands, or compare the input "
+            "and output of one run"
+        )
+
+
+def shown_bands(scene: Scene, show: Sequence[int]) -> str:
+    """What the figure says of the bands ``show`` (0-based) of ``scene``, the output: their
+    descriptions, else their numbers, and how they are drawn.  It said nothing: bands 1, 2, 3
+    of an unnamed 8-band file, or the near infrared of a false-colour --bands run, were
+    drawn as red, green, blue without a word, and one date of a cube as 'the' image."""
+    named = [scene.descriptions[p] if p < len(scene.descriptions) else None for p in show]
+    numbers = [scene.bands[p] if scene.bands else p + 1 for p in show]
+    said = ",".join(str(n) for n in (named if all(named) else numbers))
+    if len(show) == 1:
+        return f"band {said} in grey"
+    return f"bands {said} as red, green, blue"
