@@ -238,6 +238,15 @@ Frames = Annotated[
     ),
 ]
 Asset = Annotated[str | None, typer.Option(help="Asset key to read from a STAC Item input.")]
+Compress = Annotated[
+    str,
+    typer.Option(
+        metavar="zstd|deflate|lzw|none",
+        help="Lossless compression of the output: zstd (default, fast); deflate, or lzw (a COG "
+        "only), for readers whose libtiff has no zstd; none for the fastest build.",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
@@ -322,15 +331,7 @@ def run(
             show_default=False,
         ),
     ] = None,
-    compress: Annotated[
-        str,
-        typer.Option(
-            metavar="zstd|deflate|lzw|none",
-            help="Lossless compression of the output: zstd (default, fast); deflate, or lzw (a COG "
-            "only), for readers whose libtiff has no zstd; none for the fastest build.",
-            show_default=False,
-        ),
-    ] = "zstd",
+    compress: Compress = "zstd",
 ) -> None:
     """Super-resolve INPUTS by --scale, preserving their georeferencing exactly.
 
@@ -606,6 +607,7 @@ def info(
     calibrate: Annotated[
         bool, typer.Option(help="Time one batch and a sample of the output to estimate the run time.")
     ] = True,
+    compress: Compress = "zstd",
 ) -> None:
     """Describe INPUT (grid, CRS, bands, nodata) and the plan of a run on it."""
     from geosr.inspect import plan_run
@@ -627,6 +629,7 @@ def info(
         bbox_crs=bbox_crs,
         frames=tuple(frame or ()),
         asset=asset,
+        compress=compress,
     )
     table = Table(show_header=False, box=None)
     table.add_column(no_wrap=True)

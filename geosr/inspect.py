@@ -20,10 +20,10 @@ from geosr.api import model_label
 from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes, free_bytes
 from geosr.io.bands import check_band_layout, reflectance_offset
-from geosr.io.cog import is_bigtiff
+from geosr.io.cog import is_bigtiff, uncompressed_cog_bytes
 from geosr.io.run_store import StoreWriter, create_run_store, finalise
 from geosr.io.scene import Scene, read_sample, sample_step
-from geosr.io.sink import OutputSpec
+from geosr.io.sink import DEFAULT_COMPRESS, OutputSpec
 from geosr.lanes import PEERS
 from geosr.memory_fit import fit_to_memory
 from geosr.models import load_model
@@ -79,6 +79,8 @@ class Timing:
     lanes: int = 1
     """Batches the run computes at once (:meth:`~geosr.predictor.Predictor.lanes`), each on its
     share of the threads."""
+    compress: str = DEFAULT_COMPRESS
+    """The COG's compression (``--compress``), which :attr:`cog` was measured with."""
 
     @property
     def model_seconds(self) -> float:
@@ -101,11 +103,25 @@ class Timing:
     def describe(self) -> str:
         """The estimate and what it is made of."""
         return (
-            f"{_seconds(self.total)} for a COG: model {_seconds(self.model_seconds)}, "
+            f"{_seconds(self.total)} for {cog_kind(self.compress)}: model {_seconds(self.model_seconds)}, "
             f"reading {_seconds(self.read * self.batches + self.sample)}, "
             f"run store {_seconds(self.store)}, COG build {_seconds(self.cog)} "
             f"(measured on 1 of {self.batches} batch{'es' if self.batches > 1 else ''})"
         )
+
+
+_COG_KINDS = {
+    "zstd": "a ZSTD COG",
+    "deflate": "a DEFLATE COG",
+    "lzw": "an LZW COG",
+    "none": "an uncompressed COG",
+}
+"""The COG of each ``--compress`` as info's lines name it, its compression as gdalinfo does."""
+
+
+def cog_kind(compress: str) -> str:
+    """The COG of ``--compress`` as info's lines name it: 'a ZSTD COG', 'an uncompressed COG'."""
+    return _COG_KINDS[compress]
 
 
 def _seconds(value: float) -> str:
@@ -225,7 +241,8 @@ class RunPlan:
                     f"peak memory about {format_bytes(held + self.memory_bytes)} ("
                     + (f"{format_bytes(held)} for Python, torch and the model, then " if held else "")
                     + f"{format_bytes(self.memory_bytes)} set by tile and batch, not the scene); "
-                    f"disk about {format_bytes(self.disk_bytes)} for a COG" + self._shortfall(),
+                    f"disk about {format_bytes(self.disk_bytes)} for {cog_kind(self.options.compress)}"
+                    + self._shortfall(),
                 )
             )
         if self.timing is not None:
@@ -336,7 +353,9 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         # _time_one_batch sets a normalisation once it has read the batch.
         job = Job(scene, plan.halo, options.scale, Normalisation((), (), "calibration"), scene.nodata, batch,
                   frames, frame_shifts=shifts)  # fmt: skip
-        timing = _time_one_batch(job, plan, with_data, predictor, sample_seconds, lanes=bounds.lanes)
+        timing = _time_one_batch(
+            job, plan, with_data, predictor, sample_seconds, lanes=bounds.lanes, compress=options.compress
+        )
     return RunPlan(
         scene,
         options,
@@ -350,7 +369,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         out_bytes,
         timing,
         resources.memory_needed(bounds),
-        resources.disk_needed(out_bytes, cog=True),
+        resources.disk_needed(out_bytes, cog=True, cog_bytes=_cog_bound(scene, options)),
         held,
         valid,
         aoi_nodata=None if mask is None else mask.nodata,
@@ -360,6 +379,16 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         # As the run's normalisation refuses it: an --aoi window is normalised with its whole file.
         refused=reference is not None and not valid_mask(reference, scene.nodata).any(),
     )
+
+
+def _cog_bound(scene: Scene, options: RunOptions) -> int:
+    """The disk the COG build needs beyond the run store's bound: an uncompressed COG's every
+    tile at full size (:func:`~geosr.io.cog.uncompressed_cog_bytes`), as the build checks;
+    nothing more for a compressed one."""
+    if options.compress != "none":
+        return 0
+    grid = scaled(scene.grid, options.scale)
+    return uncompressed_cog_bytes(OutputSpec(grid, scene.count, scene.dtype, None, compress="none"))
 
 
 def _inside(mask: AoiMask, scene: Scene, sample: np.ndarray, step: int) -> np.ndarray:
@@ -392,6 +421,7 @@ def _time_one_batch(
     sample_seconds: float,
     *,
     lanes: int = 1,
+    compress: str = DEFAULT_COMPRESS,
 ) -> Timing:
     """Read, compute and write a batch of ``job`` (its frames too) as the run would, and time each part.
 
@@ -429,7 +459,7 @@ def _time_one_batch(
         model = time.perf_counter() - start
     finally:
         PEERS.reset(peers)
-    store, cog = _time_output(scene, outputs[0], job.scale)
+    store, cog = _time_output(scene, outputs[0], job.scale, compress)
     return Timing(
         batches=-(-len(plan) // batch),
         model=model * batch / len(tiles),
@@ -440,6 +470,7 @@ def _time_one_batch(
         sample=sample_seconds,
         overlapped=predictor.torch_device.type != "cpu",
         lanes=lanes,
+        compress=compress,
     )
 
 
@@ -449,14 +480,16 @@ here.  One tile's COG took 140-600 ms from run to run, 2 x 2 tiles 190-260 ms a 
 235-265 ms a tile: one tile's time was too noisy, and too low, to scale."""
 
 
-def _time_output(scene: Scene, out: np.ndarray, scale: int) -> tuple[float, float]:
+def _time_output(
+    scene: Scene, out: np.ndarray, scale: int, compress: str = DEFAULT_COMPRESS
+) -> tuple[float, float]:
     """Seconds to store the whole output in a run store and to build its COG, from a sample.
 
     The sample is the output of the timed batch's first tile (as few of its bands as make
     :data:`_SAMPLE_VALUES`), repeated tile by tile up to about that many values, or
     the output's size if smaller.  It goes through the run's own code,
     :class:`~geosr.io.run_store.StoreWriter` and :func:`~geosr.io.run_store.finalise`
-    (GDAL's COG driver with the run's compression, the tile checks, the
+    (GDAL's COG driver with the run's ``compress``, the tile checks, the
     validation), in a temporary folder, and both times are scaled by the output's
     values.  The model's own pixels, since compression takes time by content.
     A 16 x 16 output first measures the fixed costs (creating the store; starting
@@ -477,22 +510,28 @@ def _time_output(scene: Scene, out: np.ndarray, scale: int) -> tuple[float, floa
         # Twice, the less: a first call also imports and loads what the run has by then, and
         # on a busy machine one slow call would cancel the sample's time.
         created, _, fixed = min(
-            _store_and_build(Path(folder) / f"fixed{k}", grid, nodata, out[:1, :16, :16], (1, 1))
+            _store_and_build(Path(folder) / f"fixed{k}", grid, nodata, out[:1, :16, :16], (1, 1), compress)
             for k in range(2)
         )
-        _, store, cog = _store_and_build(Path(folder) / "sample", grid, nodata, out[:bands], (down, across))
+        sample = Path(folder) / "sample"
+        _, store, cog = _store_and_build(sample, grid, nodata, out[:bands], (down, across), compress)
     share = total / (down * across * tile_values)
     return created + store * share, fixed + max(0.0, cog - fixed) * share
 
 
 def _store_and_build(
-    folder: Path, grid: GeoBox, nodata: float | None, out: np.ndarray, copies: tuple[int, int]
+    folder: Path,
+    grid: GeoBox,
+    nodata: float | None,
+    out: np.ndarray,
+    copies: tuple[int, int],
+    compress: str = DEFAULT_COMPRESS,
 ) -> tuple[float, float, float]:
     """Seconds to create a run store, to write ``out`` into it ``copies`` (down, across) times,
-    one chunk each, as the run writes tiles, and to build the COG from it."""
+    one chunk each, as the run writes tiles, and to build the COG of ``compress`` from it."""
     bands, height, width = out.shape
     shape = (copies[0] * height, copies[1] * width)
-    spec = OutputSpec(GeoBox(shape, grid.affine, grid.crs), bands, str(out.dtype), nodata)
+    spec = OutputSpec(GeoBox(shape, grid.affine, grid.crs), bands, str(out.dtype), nodata, compress=compress)
     folder.mkdir()
     store, cog = folder / "store.zarr", folder / "sample.tif"
     start = time.perf_counter()

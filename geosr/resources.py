@@ -247,7 +247,7 @@ def gdal_bytes(bands: int, itemsize: int) -> int:
     return max(GDAL_CACHE, _GDAL_FIXED + max(build, OVERVIEW_CHUNKS * chunk))
 
 
-def disk_needed(output_bytes: int, *, cog: bool) -> int:
+def disk_needed(output_bytes: int, *, cog: bool, cog_bytes: int = 0) -> int:
     """Disk a run needs at its peak, for ``output_bytes`` of uncompressed output.
 
     A COG run holds its run store with overview levels (4/3), and the COG build
@@ -256,9 +256,13 @@ def disk_needed(output_bytes: int, *, cog: bool) -> int:
     store is raw where the disk has room for it (:func:`geosr.io.run_store.raw_store_fits`),
     else compressed, which on real imagery saves no more than the bound allows
     (:data:`STORE_FRACTION`).  A Zarr output is its store.
+
+    ``cog_bytes`` is the COG's own bound where the build asks more than the store's: an
+    uncompressed COG's every tile at full size (:func:`geosr.io.cog.uncompressed_cog_bytes`).
     """
     if cog:
-        return int(output_bytes * STORE_FRACTION * 4 / 3 * 2)
+        store = int(output_bytes * STORE_FRACTION * 4 / 3)
+        return store + max(store, cog_bytes)
     return int(output_bytes * STORE_FRACTION)
 
 

@@ -16,7 +16,7 @@ from affine import Affine
 from geosr.api import upscale_file
 from geosr.cli import main
 from geosr.errors import InputError
-from geosr.inspect import plan_run
+from geosr.inspect import Timing, plan_run
 from geosr.options import RunOptions
 from tests.conftest import sparse_giant
 
@@ -36,7 +36,7 @@ def test_plan_describes_scene_and_run(make_raster) -> None:
     assert plan.output_bytes == 3 * 1200 * 800
     assert plan.estimated_seconds is not None and plan.estimated_seconds > 0
     # The disk a COG run needs: its store with overviews, and as much again for the COG build.
-    assert "disk about 7.3 MiB for a COG" in " ".join(rows["resources"].split())
+    assert "disk about 7.3 MiB for a ZSTD COG" in " ".join(rows["resources"].split())
 
 
 def test_info_says_a_float_output_declares_nan(make_raster) -> None:
@@ -190,7 +190,8 @@ def test_estimated_time_is_the_runs_not_the_models_alone(make_raster, tmp_path: 
     # Generous bounds for a noisy machine: 0.6-0.85x measured; the model alone was 0.13-0.15x.
     assert 0.45 * run <= plan.estimated_seconds <= 2.5 * run, (plan.estimated_seconds, seconds)
     line = dict(plan.lines())["estimated time"]
-    assert all(part in line for part in ("for a COG", "model", "reading", "run store", "COG build")), line
+    parts = ("for a ZSTD COG", "model", "reading", "run store", "COG build")
+    assert all(part in line for part in parts), line
 
 
 def test_info_says_when_the_run_would_not_fit_on_disk(make_raster, tmp_path: Path) -> None:
@@ -483,3 +484,55 @@ def test_info_prints_a_name_in_brackets_as_it_is(make_raster, capsys, monkeypatc
     out = capsys.readouterr().out
     assert exit_info.value.code in (0, None)
     assert " input        scene [v2].tif\n" in out, out
+
+
+def test_info_plans_the_cog_of_the_compression_asked_for(make_raster, tmp_path, capsys, monkeypatch) -> None:
+    """geosr info took no --compress ('No such option: --compress'): its disk figure and COG build
+    time were a ZSTD COG's, while an uncompressed COG stores every tile at full size (a 600 x 400
+    output's two tiles and its overview's one) and LZW builds about 4.5x slower.  Now its lines
+    name the COG's compression, the disk counts the uncompressed COG's tiles, and the build is
+    timed with the compression asked for."""
+    from geosr.inspect import _store_and_build
+
+    src = make_raster(height=100, width=150)  # uint16, x4: 600 x 400
+    store = 600 * 400 * 2 * 4 // 3  # the run store with its overviews
+    disks = {}
+    for compress, kind in [
+        ("zstd", "a ZSTD"),
+        ("deflate", "a DEFLATE"),
+        ("lzw", "an LZW"),
+        ("none", "an uncompressed"),
+    ]:
+        plan = plan_run(src, RunOptions(model="bicubic", compress=compress), calibrate=False)
+        disks[compress] = plan.disk_bytes
+        assert f"for {kind} COG" in " ".join(dict(plan.lines())["resources"].split()), compress
+    assert disks["zstd"] == disks["deflate"] == disks["lzw"] == 2 * store
+    assert disks["none"] == store + 3 * 512 * 512 * 2  # the COG's tiles, full size, edges too
+
+    timing = Timing(1, model=1.0, model_batches=1, read=0, store=0, cog=0.5, sample=0, overlapped=False)
+    assert (
+        dataclasses.replace(timing, compress="none").describe().startswith("1.5 s for an uncompressed COG:")
+    )
+    # The sample the estimate times is built with the compression asked for.
+    out = np.arange(2 * 64 * 64, dtype="uint16").reshape(2, 64, 64)
+    scene_grid = plan_run(src, RunOptions(model="bicubic"), calibrate=False).scene.grid
+    _store_and_build(tmp_path / "lzw", scene_grid, None, out, (1, 2), "lzw")
+    with rasterio.open(tmp_path / "lzw" / "sample.tif") as cog:
+        assert cog.compression is not None and cog.compression.name == "lzw" and cog.shape == (64, 128)
+
+    monkeypatch.chdir(src.parent)
+    for args, code in [(["--compress", "LZW"], 0), (["--compress", "jpeg"], 2)]:
+        monkeypatch.setattr(
+            sys, "argv", ["geosr", "info", src.name, "--model", "bicubic", "--no-calibrate", *args]
+        )
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        captured = capsys.readouterr()
+        assert (stopped.value.code or 0) == code, captured.err
+        if code:
+            assert not captured.out
+            assert captured.err.strip() == (
+                "error: --compress 'jpeg' is not supported; use zstd, deflate, lzw or none (all lossless)"
+            )
+        else:
+            assert "an LZW COG" in " ".join(captured.out.split())

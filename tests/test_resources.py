@@ -198,7 +198,7 @@ def test_info_reports_the_bounds(make_raster) -> None:
     assert without_model <= plan.memory_bytes < without_model + 2**20  # bicubic weighs almost nothing
     assert plan.disk_bytes == disk_needed(2 * 600 * 400 * 2, cog=True)
     resources_row = dict(plan.lines())["resources"]
-    assert "peak memory about" in resources_row and "for a COG" in resources_row
+    assert "peak memory about" in resources_row and "for a ZSTD COG" in resources_row
 
 
 MANY_BANDS_CHILD = r"""
