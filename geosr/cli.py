@@ -242,8 +242,9 @@ Compress = Annotated[
     str,
     typer.Option(
         metavar="zstd|deflate|lzw|none",
-        help="Lossless compression of the output: zstd (default, fast); deflate, or lzw (a COG "
-        "only), for readers whose libtiff has no zstd; none for the fastest build.",
+        help="Lossless compression of the output: zstd (default, fast); deflate or lzw (a COG only) "
+        "for readers whose libtiff has no zstd, deflate (gzip) in Zarr for those without Blosc; "
+        "none for the fastest build.",
         show_default=False,
     ),
 ]
