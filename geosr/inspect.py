@@ -257,7 +257,9 @@ class RunPlan:
             # A small output in KiB: 'MiB' to one decimal made a 100 x 80 one '0.0 MiB'.
             else format_bytes(self.output_bytes)
         )
-        return f"{size} uncompressed" + (" (BigTIFF)" if is_bigtiff(self.output_bytes) else "")
+        return f"{size} uncompressed" + (
+            " (BigTIFF)" if is_bigtiff(_output_spec(self.scene, self.options)) else ""
+        )
 
     def _shortfall(self) -> str:
         """What geosr run would refuse for lack of memory or of disk in the default output's
@@ -387,8 +389,13 @@ def _cog_bound(scene: Scene, options: RunOptions) -> int:
     nothing more for a compressed one."""
     if options.compress != "none":
         return 0
+    return uncompressed_cog_bytes(_output_spec(scene, options))
+
+
+def _output_spec(scene: Scene, options: RunOptions) -> OutputSpec:
+    """The output's grid, bands, dtype and compression, which size its COG."""
     grid = scaled(scene.grid, options.scale)
-    return uncompressed_cog_bytes(OutputSpec(grid, scene.count, scene.dtype, None, compress="none"))
+    return OutputSpec(grid, scene.count, scene.dtype, None, compress=options.compress)
 
 
 def _inside(mask: AoiMask, scene: Scene, sample: np.ndarray, step: int) -> np.ndarray:

@@ -149,3 +149,29 @@ def test_an_output_of_another_compression_is_another_jobs(make_raster, tmp_path:
     geosr.upscale_file(src, dst, overwrite=True, **OPTIONS)
     with rasterio.open(dst) as written:
         assert written.compression == Compression.zstd
+
+
+def test_a_cog_is_a_bigtiff_when_its_compression_can_take_it_past_4_gib() -> None:
+    """is_bigtiff took every COG's size as its pixels and overviews: true of ZSTD and DEFLATE,
+    which store a tile they cannot compress as it is, but LZW grows noisy data up to 1.37x (a
+    2 GiB uint16 output, 2.67 GiB with its overviews, was written as a classic TIFF whose 4 GiB
+    LZW could pass), and an uncompressed COG stores its edge tiles at full size (a 64 px wide
+    output 8x its pixels).  The decision now takes each compression's bound; no file is made."""
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    from geosr.io.cog import cog_size_bound, is_bigtiff
+    from geosr.io.sink import COMPRESSIONS, OutputSpec
+
+    def bigtiff(height: int, width: int) -> list[bool]:
+        grid = GeoBox((height, width), Affine(10, 0, 0, 0, -10, 0), "EPSG:32633")
+        return [is_bigtiff(OutputSpec(grid, 1, "uint16", None, compress=c)) for c in COMPRESSIONS]
+
+    assert COMPRESSIONS == ("zstd", "deflate", "lzw", "none")
+    assert bigtiff(32768, 32768) == [False, False, True, False]  # 2 GiB: 2.67 GiB with overviews
+    assert bigtiff(24576, 32768) == [False, False, False, False]  # 1.5 GiB: 2.8 GiB of LZW at most
+    assert bigtiff(2**22, 64) == [False, False, False, True]  # 512 MiB: 8192 tiles of 512 KiB
+    assert bigtiff(45056, 45056) == [True] * 4  # 3.78 GiB: 5.04 GiB with overviews
+    grid = GeoBox((32768, 32768), Affine(10, 0, 0, 0, -10, 0), "EPSG:32633")
+    lzw = cog_size_bound(OutputSpec(grid, 1, "uint16", None, compress="lzw"))
+    assert lzw == int(2**31 * 4 // 3 * 1.4)  # pixels and overviews, times LZW's growth

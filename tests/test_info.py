@@ -156,8 +156,6 @@ def test_info_says_bigtiff_exactly_when_the_cog_is_one(tmp_path: Path) -> None:
     about 2 GiB): a 2-band uint16 8192^2 scene at x4 (4.00 GiB) gave a BigTIFF COG that info
     called a plain one."""
 
-    from geosr.io.cog import is_bigtiff
-
     src = tmp_path / "sparse.tif"
     profile = {"driver": "GTiff", "width": 8192, "height": 6144, "count": 2, "dtype": "uint16", "tiled": True}
     grid = {"crs": "EPSG:32633", "transform": Affine(10, 0, 0, 0, -10, 0)}
@@ -165,8 +163,15 @@ def test_info_says_bigtiff_exactly_when_the_cog_is_one(tmp_path: Path) -> None:
         dst.write(np.ones((2, 512, 512), "uint16"), window=((0, 512), (0, 512)))
     plan = plan_run(src, RunOptions(scale=4, model="bicubic"), calibrate=False)
     assert plan.output_bytes == 2 * 8192 * 6144 * 16 * 2  # 3 GiB: 4 GiB with its overviews
-    assert is_bigtiff(plan.output_bytes) and "(BigTIFF)" in dict(plan.lines())["output size"]
-    assert not is_bigtiff(2 * 2**30)  # 2 GiB: a classic TIFF, as GDAL is told (BIGTIFF=NO)
+    assert "(BigTIFF)" in dict(plan.lines())["output size"]
+    # 2 GiB: a classic TIFF, as GDAL is told (BIGTIFF=NO), unless LZW can take it past 4 GiB.
+    single = tmp_path / "single.tif"
+    with rasterio.open(single, "w", **{**profile, "count": 1, "height": 8192}, **grid, sparse_ok=True) as dst:
+        dst.write(np.ones((1, 512, 512), "uint16"), window=((0, 512), (0, 512)))
+    for compress, bigtiff in [("zstd", False), ("deflate", False), ("lzw", True), ("none", False)]:
+        options = RunOptions(scale=4, model="bicubic", compress=compress)
+        line = dict(plan_run(single, options, calibrate=False).lines())["output size"]
+        assert line == "2.00 GiB uncompressed" + " (BigTIFF)" * bigtiff, compress
 
 
 def test_estimated_time_is_the_runs_not_the_models_alone(make_raster, tmp_path: Path) -> None:

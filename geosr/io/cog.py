@@ -90,21 +90,41 @@ COMPRESSIONS: dict[str, dict[str, Any]] = {
 }
 """GDAL COG driver options of each ``--compress`` (:data:`geosr.io.sink.COMPRESSIONS`)."""
 
-# Above this uncompressed size (full resolution + overviews) the COG must be
-# BigTIFF: classic TIFF offsets are 32-bit.  The margin covers tile headers and
-# incompressible data, so below it a classic TIFF always fits.
+# Above this bound on its size (full resolution + overviews, :func:`cog_size_bound`) the COG
+# must be BigTIFF: classic TIFF offsets are 32-bit.  The margin covers tile headers and
+# the bound's own error, so below it a classic TIFF always fits.
 _BIGTIFF_BYTES = int(3.5 * 2**30)
 
+_GROWTH = {"lzw": 1.4}
+"""How much larger than its pixels a COG of each compression can be, where it can be larger:
+LZW grows incompressible data (its codes, up to 12 bits, can stand for a byte each): COGs of
+2048^2 uniformly random uint8, uint16 and float32 were 1.33-1.37x their uncompressed size here,
+one of a Landsat-8 band at its own resolution 1.12x its pixels and overviews
+(LC08_B7_Memphis_COG.tiff; x4 cubic upsamples of the real data 0.72-0.89x), and 1.5x is the
+worst, which 1.4 still keeps under 4 GiB below :data:`_BIGTIFF_BYTES`.  ZSTD and DEFLATE store
+a block they cannot compress as it is (random data: 0.97-0.98x)."""
 
-def is_bigtiff(output_bytes: int) -> bool:
-    """Whether the COG of ``output_bytes`` uncompressed pixels is written as a BigTIFF.
+
+def is_bigtiff(spec: OutputSpec) -> bool:
+    """Whether the COG of ``spec`` is written as a BigTIFF: when its size can pass classic TIFF's
+    4 GiB, by its compression's bound (:func:`cog_size_bound`).
 
     Decided here, not by GDAL's IF_SAFER heuristic, which made BigTIFFs of outputs
     from about 2 GiB (a 2 GiB mostly-nodata output, 6 MB on disk), so that
     ``geosr info`` can say which a run writes: readers on an old libtiff open
     only classic TIFF.
     """
-    return cog_bytes(output_bytes) > _BIGTIFF_BYTES
+    return cog_size_bound(spec) > _BIGTIFF_BYTES
+
+
+def cog_size_bound(spec: OutputSpec) -> int:
+    """The most the COG of ``spec`` can take, tile headers aside: without compression its every
+    tile at full size (:func:`uncompressed_cog_bytes`, 16x the pixels of a 32-pixel-wide output
+    in 512-pixel tiles); with one, its pixels and overviews times what the compression can grow
+    them by (:data:`_GROWTH`)."""
+    if spec.compress == "none":
+        return uncompressed_cog_bytes(spec)
+    return int(cog_bytes(spec.nbytes) * _GROWTH.get(spec.compress, 1.0))
 
 
 def cog_bytes(output_bytes: int) -> int:
@@ -223,7 +243,7 @@ class CogBuild(SinkBase):
             # Average is the right summary of continuous imagery and skips nodata
             # pixels (integer or NaN), so overviews do not bleed nodata into edges.
             "OVERVIEW_RESAMPLING": "AVERAGE",
-            "BIGTIFF": "YES" if is_bigtiff(self.spec.nbytes) else "NO",
+            "BIGTIFF": "YES" if is_bigtiff(self.spec) else "NO",
             "NUM_THREADS": "ALL_CPUS",
         }
 
