@@ -1240,3 +1240,16 @@ def test_the_evaluation_api_expands_a_home_folder_in_every_path(
     assert write_json(wald, "~/r.json") == tmp_path / "r.json"
     assert write_plot(wald, Path("~/gain.png")) == tmp_path / "gain.png"
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.parametrize(("model", "image"), [("m$\\frac$", "/d/a.tif"), ("m", "/d/a$\\frac$.tif")])
+def test_a_dollar_in_a_model_or_image_name_is_drawn_as_written_in_the_plot(tmp_path, model, image) -> None:
+    """A '$' in the model's name (the plot's title) or an image's (its bar's label) began TeX
+    (matplotlib's mathtext): 'm$\\frac$' ended --plot in a ParseSyntaxException traceback, no PNG."""
+    from geosr.evaluation import EvalReport, ImageResult
+    from geosr.evaluation.metrics import BandMetrics
+    from geosr.evaluation.report import write_plot
+
+    band = [BandMetrics(1, 30.0, 0.9, 29.0, 0.8, 1.0, 0.0, 100.0)]
+    report = EvalReport("wald", 4, model, 16, [ImageResult(image, band)])
+    assert write_plot(report, tmp_path / "gain.png").stat().st_size > 0

@@ -306,9 +306,11 @@ def write_plot(report: EvalReport, path: str | Path) -> Path:
     ax = fig.subplots()
     ax.bar(range(len(gains)), gains, color=colours)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+    # parse_math off, as in the compare figure (geosr.panels): a '$' in a file or model name began
+    # TeX (mathtext), which drew 'cost$_x2$' as cost with a subscript x2 and failed on 'a$\frac$'.
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7, parse_math=False)
     ax.set_ylabel("PSNR gain over bicubic (dB)")
-    ax.set_title(f"{report.model} x{report.scale} ({report.mode})")
+    ax.set_title(f"{report.model} x{report.scale} ({report.mode})", parse_math=False)
     fig.tight_layout()
     p = Path(home_expanded(str(path)))  # as write_json's
     # Written whole, as the JSON: the temporary's name has no image suffix, so the format is given.
