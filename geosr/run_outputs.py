@@ -372,6 +372,7 @@ def write_extras(
             out,
             item,
             missing_only,
+            opts.overwrite,
             lambda: write_item(
                 out,
                 source=src,
@@ -385,16 +386,29 @@ def write_extras(
         from geosr.quicklook import quicklook_path, write_compare
 
         png = quicklook_path(out)
-        _write_extra(out, png, missing_only, lambda: write_compare(scene, out, png))
+        _write_extra(out, png, missing_only, opts.overwrite, lambda: write_compare(scene, out, png))
 
 
-def _write_extra(out: Path, path: Path, missing_only: bool, write: Callable[[], object]) -> None:
+def _write_extra(
+    out: Path, path: Path, missing_only: bool, overwrite: bool, write: Callable[[], object]
+) -> None:
     """``write()`` the file ``path`` beside the finished output ``out``, unless ``missing_only``
-    and it is there; a failure says that ``out`` is finished and how to get the rest."""
+    and it is there; a failure says that ``out`` is finished and how to get the rest.
+
+    A link to nothing is no file written there, yet no missing one either: it is replaced
+    only with ``overwrite``, as a fresh run's :func:`check_extras_free` has it.
+    """
     if _is_folder(path):  # taken for a written file by --resume, which then wrote nothing
         raise OutputError(
             f"{out} is written, but {path.name} is not: {path} is a folder; move it away and rerun "
             "the same command with --resume, which writes only what is missing"
+        )
+    if missing_only and not overwrite and path.is_symlink() and not path.exists():
+        # exists() follows the link: --resume took the dangling link for a missing file and
+        # replaced it without a word, where a fresh run refuses it without --overwrite.
+        raise OutputError(
+            f"{out} is written, but {path.name} is not: {path} is a link to nothing; remove it, "
+            "or pass --overwrite to replace it, and rerun the same command with --resume"
         )
     if missing_only and path.exists():
         return

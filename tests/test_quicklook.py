@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -929,6 +930,35 @@ def test_a_folder_where_the_quicklook_goes_is_refused_before_the_run(make_raster
     with pytest.raises(OutputError, match=r"sr.tif is written, but sr.quicklook.png is not: .* is a folder"):
         geosr.upscale_file(src, dst, resume=True, **options)
     assert png.is_dir() and list(png.iterdir()) == []
+
+
+@pytest.mark.parametrize(("flag", "name"), [("quicklook", "sr.quicklook.png"), ("stac", "sr.stac.json")])
+def test_resume_replaces_a_dangling_link_where_an_extra_goes_only_with_overwrite(
+    make_raster, tmp_path: Path, flag: str, name: str
+) -> None:
+    """--resume of a finished output took a link to nothing where its --quicklook PNG or --stac
+    Item goes for a missing file and wrote over it without a word, which a fresh run refuses
+    without --overwrite."""
+    from geosr.errors import OutputError
+
+    src = make_raster(height=40, width=30)
+    dst, extra = tmp_path / "sr.tif", tmp_path / name
+    geosr.upscale_file(src, dst, scale=2, model="bicubic")
+    extra.symlink_to(tmp_path / "nowhere" / "x")
+    options = {"scale": 2, "model": "bicubic", flag: True, "resume": True}
+    with pytest.raises(
+        OutputError,
+        match="^"
+        + re.escape(
+            f"{dst} is written, but {name} is not: {extra} is a link to nothing; remove it, or pass "
+            "overwrite=True to replace it, and rerun the same command with resume=True"
+        )
+        + "$",
+    ):
+        geosr.upscale_file(src, dst, **options)
+    assert extra.is_symlink() and not extra.exists()
+    geosr.upscale_file(src, dst, overwrite=True, **options)
+    assert not extra.is_symlink() and extra.stat().st_size > 0
 
 
 def test_a_grid_turned_a_quarter_is_drawn_north_up(make_raster, tmp_path: Path) -> None:
