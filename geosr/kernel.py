@@ -15,7 +15,7 @@ from geosr.normalise import Normalisation, fill_invalid, valid_mask
 
 
 def prepare_tiles(
-    raw: np.ndarray, nodata: float | None, norm: Normalisation
+    raw: np.ndarray, nodata: float | None, norm: Normalisation, source: str = "the input"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalise raw tiles and fill their nodata.
 
@@ -25,6 +25,9 @@ def prepare_tiles(
         Pixels as read, any dtype.
     nodata : float or None
     norm : Normalisation
+    source : str
+        What the line on a value beyond float32 (:func:`normalise_valid`) names: the file's path
+        where the caller knows it.
 
     Returns
     -------
@@ -32,14 +35,22 @@ def prepare_tiles(
         Model input (one frame).
     valid : ndarray of bool, shape (B, C, h, w)
     """
-    x, valid = normalise_valid(raw, valid_mask(raw, nodata), norm)
+    x, valid = normalise_valid(raw, valid_mask(raw, nodata), norm, source)
     x = fill_invalid(x, valid)
     return x[:, None], valid
 
 
-def normalise_valid(raw: np.ndarray, valid: np.ndarray, norm: Normalisation) -> tuple[np.ndarray, np.ndarray]:
+def normalise_valid(
+    raw: np.ndarray,
+    valid: np.ndarray,
+    norm: Normalisation,
+    source: str = "the input",
+    fate: str = "written as nodata, not super-resolved",
+) -> tuple[np.ndarray, np.ndarray]:
     """``raw`` normalised to float32 (its invalid pixels as 0), and ``valid`` less the pixels
-    whose normalised value float32 cannot hold.
+    whose normalised value float32 cannot hold.  ``source`` is what ``raw`` is read from, which
+    the line below names (the file's path; it said 'the input' of every file and frame), and
+    ``fate`` what the caller does with such pixels (a frame's are not fused).
 
     A float scene's value beyond float32's range once normalised (1e+39 in a float64 raster,
     which the scene's sample missed) became an infinity, with numpy's bare 'overflow encountered
@@ -53,9 +64,8 @@ def normalise_valid(raw: np.ndarray, valid: np.ndarray, norm: Normalisation) -> 
         beyond = ~np.isfinite(x)  # invalid pixels went in as 0: these are valid ones
         value = str(raw[beyond][0])  # as its dtype writes it: 3e+38 of a float32, not 3.0000000054977558e+38
         warn(
-            f"the input holds {value}, beyond float32's range once normalised for the model, which "
-            "computes in float32: such pixels are written as nodata, not super-resolved; if it is "
-            "the input's fill value, pass it as --nodata"
+            f"{source} holds {value}, beyond float32's range once normalised for the model, which "
+            f"computes in float32: such pixels are {fate}; if it is its fill value, pass it as --nodata"
         )
         valid = valid & ~beyond
     return x, valid

@@ -85,9 +85,11 @@ def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Pre
     wedges of Sentinel-2 tiles cost reading, not compute.
     """
     if raw.ndim == 5:
-        inputs, valid = stack_frames(raw, job.nodata, job.norm)
+        # Named as the other lines on a --frame are (run_inputs.frames_for).
+        sources = [str(job.scene.path), *(f"--frame {f.path}" for f in job.frames)]
+        inputs, valid = stack_frames(raw, job.nodata, job.norm, sources=sources)
     else:
-        x, valid = prepare_tiles(raw, job.nodata, job.norm)
+        x, valid = prepare_tiles(raw, job.nodata, job.norm, str(job.scene.path))
     cores = [valid[i][:, t.core_in_read.rows, t.core_in_read.cols] for i, t in enumerate(tiles)]
     needed = [i for i, core in enumerate(cores) if core.any()]
     sr: dict[int, np.ndarray] = {}

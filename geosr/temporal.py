@@ -24,7 +24,12 @@ MIN_VALID = 0.5
 
 
 def stack_frames(
-    raw: np.ndarray, nodata: float | None, norm: Normalisation, *, min_valid: float = MIN_VALID
+    raw: np.ndarray,
+    nodata: float | None,
+    norm: Normalisation,
+    *,
+    min_valid: float = MIN_VALID,
+    sources: Sequence[str] = (),
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Model inputs per tile from ``raw`` frames.
 
@@ -36,6 +41,9 @@ def stack_frames(
         Nodata value of the frames (NaN is always invalid).
     norm : Normalisation
         The reference scene's.
+    sources : sequence of str
+        What each frame is read from (the reference first), which a line on a value beyond
+        float32 names (:func:`~geosr.kernel.normalise_valid`); 'the input' where not given.
 
     Returns
     -------
@@ -44,7 +52,8 @@ def stack_frames(
     valid : ndarray of bool, shape (B, C, h, w)
         Validity of the reference pixels (decides the output's nodata).
     """
-    x_ref, valid = prepare_tiles(raw[:, 0], nodata, norm)
+    names = [*sources, *["the input"] * (raw.shape[1] - len(sources))]
+    x_ref, valid = prepare_tiles(raw[:, 0], nodata, norm, names[0])
     inputs = []
     for i in range(raw.shape[0]):
         frames = [x_ref[i, 0]]
@@ -53,7 +62,7 @@ def stack_frames(
             ok = valid_mask(frame, nodata)
             if ok.mean() < min_valid:
                 continue
-            x, ok = normalise_valid(frame, ok, norm)
+            x, ok = normalise_valid(frame, ok, norm, names[t], "not fused, the reference's taken there")
             frames.append(np.where(ok, x, x_ref[i, 0]).astype(np.float32, copy=False))
         inputs.append(np.stack(frames))
     return inputs, valid

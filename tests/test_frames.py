@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -336,3 +337,21 @@ def test_a_scene_in_lonlat_past_180_is_read_as_it_is_a_turn_west(make_raster, pa
     want = frame_read(0)
     assert np.isfinite(want).mean() > 0.9
     np.testing.assert_allclose(frame_read(360), want, rtol=1e-6, equal_nan=True)
+
+
+def test_a_frames_value_beyond_float32_once_normalised_is_said_of_that_frame(make_raster, tmp_path) -> None:
+    """A frame's 7e+37, beyond float32 once normalised by the reference's statistics, was said as
+    'the input holds 7e+37', which named neither the frame nor told it from the reference."""
+    data = np.random.default_rng(0).random((1, 40, 40), np.float32) / 1000
+    ref = make_raster("ref.tif", data=data)
+    data[0, 3, 3] = 7e37
+    frame = make_raster("frame.tif", data=data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        geosr.upscale_file(ref, tmp_path / "sr.tif", scale=2, frames=[str(frame)])
+    lines = {str(w.message) for w in caught if issubclass(w.category, (GeosrWarning, RuntimeWarning))}
+    assert lines == {
+        f"frames {frame} holds 7e+37, beyond float32's range once normalised for the model, which "
+        "computes in float32: such pixels are not fused, the reference's taken there; if it is its fill "
+        "value, pass it as nodata"
+    }, lines

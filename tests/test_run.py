@@ -19,7 +19,7 @@ from geosr.errors import GeosrWarning
 from geosr.models import CNNRNN, CNNRNNConfig, ModelCard, save_weights
 from geosr.normalise import FILL_RADIUS
 from geosr.run_outputs import default_output
-from tests.conftest import coordinate_pattern, open_in_this_process
+from tests.conftest import UTM_TRANSFORM, coordinate_pattern, open_in_this_process
 from tests.test_batch import run_cli as run_fd_cli
 
 GEO_TRANSFORM = Affine(
@@ -1088,6 +1088,29 @@ def test_a_value_beyond_float32_is_nodata_in_one_line_not_numpys(make_raster, tm
     assert np.isnan(pixels[42:44, 46:48]).all() and np.isnan(pixels).sum() == 4
     assert np.abs(pixels[~np.isnan(pixels)]).max() < 10
     geosr.upscale_file(src, tmp_path / "b.tif", scale=2, model="bicubic", nodata=1e39)
+
+
+def test_a_value_beyond_float32_once_normalised_is_said_of_its_file(make_raster, tmp_path: Path) -> None:
+    """5e+37 where the scene's sample (every other pixel of a 1025 x 1024 raster) did not look
+    overflowed once normalised, in a line that said 'the input holds 5e+37', not which file."""
+    data = np.random.default_rng(0).random((1, 1025, 1024), np.float32) / 1000
+    data[0, 3, 3] = 5e37  # an odd row and column: not in the sample
+    src = make_raster("tiny.tif", data=data)
+    x0, y0 = UTM_TRANSFORM.c, UTM_TRANSFORM.f
+    bbox = (x0, y0 + 40 * UTM_TRANSFORM.e, x0 + 40 * UTM_TRANSFORM.a, y0)  # the first 40 x 40 pixels
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = geosr.upscale_file(
+            src, tmp_path / "sr.tif", scale=2, model="bicubic", bbox=bbox, bbox_crs="EPSG:32633"
+        )
+    lines = {str(w.message) for w in caught if issubclass(w.category, (GeosrWarning, RuntimeWarning))}
+    assert lines == {
+        f"{src} holds 5e+37, beyond float32's range once normalised for the model, which computes in "
+        "float32: such pixels are written as nodata, not super-resolved; if it is its fill value, pass "
+        "it as nodata"
+    }, lines
+    with rasterio.open(out) as f:
+        assert f.shape == (80, 80) and np.isnan(f.read(1)[6:8, 6:8]).all()
 
 
 def test_zeros_of_an_undeclared_nodata_are_warned_about(
