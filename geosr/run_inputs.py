@@ -293,10 +293,17 @@ def warn_zeros_as_data(
         )
 
 
-def warn_float_fill(scene: Scene, sample: np.ndarray) -> None:
+def warn_float_fill(
+    scene: Scene,
+    sample: np.ndarray,
+    fate: str = "written as nodata, not super-resolved",
+    remedy: str = "pass --nodata {value} to declare it",
+) -> None:
     """Warn, in one line, when pixels of a float scene's ``sample`` hold a fill value
     (:data:`~geosr.normalise.FLOAT_FILL` or more in magnitude) that the scene does not declare as
-    its nodata, naming the commonest one and the ``--nodata`` that declares it.
+    its nodata, naming the commonest one and the ``--nodata`` that declares it; ``fate`` says
+    what becomes of them, and ``remedy`` (``{value}`` in it the value) how to declare it, for a
+    command that takes its nodata otherwise (training's source).
 
     Such pixels are nodata whatever the scene declares (:func:`~geosr.normalise.valid_mask`):
     run as data, each overflowed the model's float32 input and blanked the output around it,
@@ -314,8 +321,8 @@ def warn_float_fill(scene: Scene, sample: np.ndarray) -> None:
     value = float(values[np.argmax(counts)])
     warn(
         f"{scene.path}: {int(fill.sum())} of its {sample.size} pixels sampled hold {value!r}, a float "
-        f"fill value ({FLOAT_FILL:g} or more in magnitude) not declared as its nodata: they are written "
-        f"as nodata, not super-resolved; pass --nodata {value!r} to declare it"
+        f"fill value ({FLOAT_FILL:g} or more in magnitude) not declared as its nodata: they are {fate}; "
+        + remedy.format(value=repr(value))
     )
 
 

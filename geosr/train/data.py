@@ -40,7 +40,9 @@ from geosr.io.scene import (
     with_nodata,
 )
 from geosr.io.sink import check_nodata_of
+from geosr.kernel import normalise_valid
 from geosr.normalise import scene_normalisation, valid_mask
+from geosr.run_inputs import warn_float_fill
 from geosr.train.config import SceneSource, resolve_sources
 from geosr.train.coreg import read_failed
 from geosr.train.degrade import WALD, DegradationConfig, degrade_batch, margin_for
@@ -134,8 +136,11 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
             raise read_failed(path, exc) from None
     dtype = scene.dtype
     valid = valid_mask(block, scene.nodata)
+    # An undeclared float fill (1e+39) is invalid, as in geosr run, which says so in this line;
+    # normalised as it was, it printed numpy's bare 'overflow encountered in cast' instead.
+    warn_float_fill(scene, block, "left out of training", _fill_remedy())
     norm = scene_normalisation(block, valid, method="percentile", low=0.1, high=99.9, source=str(path))
-    data = norm.apply(block)
+    data, valid = normalise_valid(block, valid, norm, str(path), "left out of training")
     data[~valid] = 0.0
     invalid = (~valid).astype(np.int32)
     sat = np.zeros((invalid.shape[0], invalid.shape[1] + 1, invalid.shape[2] + 1), np.int32)
@@ -301,6 +306,14 @@ class ChipSampler:
         m = self.margin
         hr = np.ascontiguousarray(chips[:, :, m : self.size - m, m : self.size - m])
         return lr, hr
+
+
+def _fill_remedy() -> str:
+    """How to declare a float fill value of a training source (``{value}`` in it), as its
+    user gives the source's nodata (:func:`_nodata_remedy`'s)."""
+    if current_keywords() is not None:
+        return "give its source's nodata (in config.data.train or .val) as {value} to declare it"
+    return "give --nodata {value} (or the recipe's nodata) to declare it"
 
 
 def _nodata_remedy() -> str:
