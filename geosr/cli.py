@@ -50,7 +50,7 @@ from geosr.interrupts import (
     swallowed_interrupt,
     unreported_interrupt,
 )
-from geosr.io.names import as_shown
+from geosr.io.names import as_shown, printable
 from geosr.io.remote import bound_remote_waits, command_named, is_remote, local_name, without_signatures
 from geosr.progress import ProgressLines, progress_bar_drawn
 
@@ -636,8 +636,10 @@ def info(
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # a long path is folded onto the next line, not cut with '…'
     for key, value in plan_run(_one_input(input), options, calibrate=calibrate).lines():
-        # A path in brackets is no markup; a signed URL's signature (a credential) is left out.
-        table.add_row(f"[bold]{key}[/bold]", escape(without_signatures(value)))
+        # A path in brackets is no markup; a signed URL's signature (a credential) is left out;
+        # a name the terminal cannot print is escaped, as in an error line (it read 'sc??ne.tif').
+        shown = printable(without_signatures(value), getattr(sys.stdout, "encoding", None))
+        table.add_row(f"[bold]{key}[/bold]", escape(shown))
     print_table(table)
 
 

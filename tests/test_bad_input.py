@@ -1338,6 +1338,20 @@ def test_a_utf8_name_in_a_line_is_shown_by_its_characters_in_an_ascii_locale(
     assert done.stderr.startswith(f"error: {tmp_path}/o\\xf9t.tif already exists"), done.stderr
 
 
+def test_a_utf8_name_in_geosr_info_is_shown_as_in_an_error_line_in_an_ascii_locale(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """In a C locale geosr info's table showed 'scène.tif' as 'sc??ne.tif' (each of its UTF-8
+    bytes replaced); now as an error line shows it, 'sc\\xe8ne.tif'."""
+    from tests.conftest import in_an_ascii_locale
+
+    make_raster("scène.tif", height=16, width=16)
+    monkeypatch.chdir(tmp_path)  # a name short enough for one line of the table
+    done = in_an_ascii_locale("info", "scène.tif", "-m", "bicubic", "-s", "2")
+    assert done.returncode == 0, done.stderr
+    assert "input           sc\\xe8ne.tif\n" in done.stdout, done.stdout
+
+
 class _FullStdout:
     """A stdout redirected to a full disk (``> list.txt``, ``/dev/full``): every write fails."""
 

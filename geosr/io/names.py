@@ -52,3 +52,15 @@ def as_shown(text: str) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate no decoding gives (text of a caller's)
         return text
+
+
+def printable(text: str, encoding: str | None) -> str:
+    """``text`` as :func:`as_shown` gives it, with what ``encoding`` (a stream's) cannot print
+    escaped as Python escapes it (``scène.tif`` reads ``sc\\xe8ne.tif`` on an ASCII terminal),
+    for output that is not an error line: stdout replaced each such byte with '?'."""
+    shown = as_shown(text)
+    codec = encoding or "utf-8"
+    try:
+        return shown.encode(codec, "backslashreplace").decode(codec)
+    except LookupError:  # an encoding Python does not know: left to the stream
+        return shown
