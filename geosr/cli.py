@@ -50,7 +50,7 @@ from geosr.interrupts import (
     swallowed_interrupt,
     unreported_interrupt,
 )
-from geosr.io.names import as_shown, printable
+from geosr.io.names import as_shown, printable, shell_quoted
 from geosr.io.remote import bound_remote_waits, command_named, is_remote, local_name, without_signatures
 from geosr.progress import ProgressLines, progress_bar_drawn
 
@@ -1031,7 +1031,9 @@ def _exact_command(exc: GeosrError) -> str:
     if not (isinstance(exc, ResumableError) or (isinstance(exc, StaleRunError) and exc.resumable)):
         return ""
     args = [a for a in sys.argv[1:] if a not in ("--resume", "--restart")]
-    return f" (to resume: {shlex.join(['geosr', *args, '--resume'])})"
+    # Each word as a shell reads it back from this terminal: in an ASCII locale 'scène.tif' was
+    # shown 'sc\xe8ne.tif', which names no file; it is $'sc\xc3\xa8ne.tif' there.
+    return f" (to resume: {' '.join(shell_quoted(a) for a in ['geosr', *args, '--resume'])})"
 
 
 def _register_plugins() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -1350,6 +1351,38 @@ def test_a_utf8_name_in_geosr_info_is_shown_as_in_an_error_line_in_an_ascii_loca
     done = in_an_ascii_locale("info", "scène.tif", "-m", "bicubic", "-s", "2")
     assert done.returncode == 0, done.stderr
     assert "input           sc\\xe8ne.tif\n" in done.stdout, done.stdout
+
+
+def test_the_command_to_resume_a_utf8_name_can_be_pasted_in_an_ascii_locale(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """In a C locale the command to resume named 'scène.tif' 'sc\\xe8ne.tif', which no shell
+    reads back as the file; it is $'sc\\xc3\\xa8ne.tif' there, and a C-locale bash runs it."""
+    from geosr.io.names import shell_quoted
+    from tests.conftest import in_an_ascii_locale
+
+    make_raster("scène.tif", height=200, width=200)
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "scène.tif", "-m", "bicubic", "-s", "2", "--tile", "64"]
+    monkeypatch.setenv("GEOSR_FAULT_AT", "journal:3")
+    assert in_an_ascii_locale(*args).returncode != 0
+    monkeypatch.delenv("GEOSR_FAULT_AT")
+    stale = in_an_ascii_locale(*args)
+    assert stale.returncode == 2, stale.stderr
+    command = stale.stderr.split("(to resume: ")[-1].rstrip().removesuffix(")")
+    assert command == "geosr run $'sc\\xc3\\xa8ne.tif' -m bicubic -s 2 --tile 64 --resume", stale.stderr
+    geosr = f"{sys.executable} -m geosr"
+    pasted = subprocess.run(
+        ["bash", "-c", command.replace("geosr", geosr, 1)],
+        env={k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
+        | {"LC_ALL": "C", "PYTHONUTF8": "0"},
+        capture_output=True,
+        check=False,
+    )
+    assert pasted.returncode == 0, pasted.stderr
+    assert (tmp_path / "scène_x2.tif").exists()
+    # A UTF-8 terminal shows the name, quoted as before.
+    assert shell_quoted("scène.tif", "utf-8") == "'scène.tif'"
 
 
 class _FullStdout:

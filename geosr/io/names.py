@@ -10,6 +10,8 @@ opens it, and Python's ``os`` cannot encode it.  Under a UTF-8 locale both are t
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +66,32 @@ def printable(text: str, encoding: str | None) -> str:
         return shown.encode(codec, "backslashreplace").decode(codec)
     except LookupError:  # an encoding Python does not know: left to the stream
         return shown
+
+
+def shell_quoted(arg: str, encoding: str | None = None) -> str:
+    """``arg`` as a shell word to paste from a terminal of ``encoding`` (stderr's by default):
+    :func:`shlex.quote`, unless the terminal cannot print the name, which it then escaped to
+    ``sc\\xe8ne.tif``, a name no shell finds; such a word is spelt by its bytes in bash's
+    ANSI-C quoting, ``$'sc\\xc3\\xa8ne.tif'`` (zsh and ksh read it too)."""
+    quoted = shlex.quote(arg)
+    codec = encoding or getattr(sys.stderr, "encoding", None) or "utf-8"
+    try:
+        as_shown(quoted).encode(codec)
+    except (UnicodeEncodeError, LookupError):
+        pass
+    else:
+        return quoted
+    try:
+        raw = os.fsencode(arg)
+    except UnicodeEncodeError:  # text Python's os cannot encode (a caller's): its UTF-8
+        raw = arg.encode("utf-8", "surrogatepass")
+    return "$'" + "".join(_ansi_c(byte) for byte in raw) + "'"
+
+
+def _ansi_c(byte: int) -> str:
+    """One byte inside ``$'...'``: printable ASCII as itself, a quote and a backslash escaped,
+    anything else as ``\\xNN``."""
+    char = chr(byte)
+    if char in "'\\":
+        return "\\" + char
+    return char if 0x20 <= byte < 0x7F else f"\\x{byte:02x}"
