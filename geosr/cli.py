@@ -561,6 +561,9 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     instead (:class:`~geosr.progress.ProgressLines`): rich would draw nothing there
     until the end, and a blank line per bar.
     """
+    # A name Python holds with surrogates by its characters, as in an error line: in an ASCII
+    # locale the bar and the lines read 'sc\udcc3\udca8ne.tif'.
+    label = as_shown(label)
     if not progress_bar_drawn(err):
         lines = ProgressLines(label, "tiles")
         yield lambda done, total: lines(done, total, _BUILDING if done >= total else "")

@@ -1385,6 +1385,21 @@ def test_the_command_to_resume_a_utf8_name_can_be_pasted_in_an_ascii_locale(
     assert shell_quoted("scène.tif", "utf-8") == "'scène.tif'"
 
 
+def test_a_utf8_name_in_the_progress_bar_is_shown_by_its_characters_in_an_ascii_locale(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """In a C locale the progress bar named 'scène.tif' by the surrogates Python holds it with,
+    'sc\\udcc3\\udca8ne.tif'; now as an error line does, 'sc\\xe8ne.tif'."""
+    from tests.conftest import in_an_ascii_locale
+
+    make_raster("scène.tif", height=16, width=16)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich draws its bar as on a terminal
+    done = in_an_ascii_locale("run", "scène.tif", "-m", "bicubic", "-s", "2")
+    assert done.returncode == 0, done.stderr
+    assert "sc\\xe8ne.tif" in done.stderr and "\\udc" not in done.stderr, done.stderr
+
+
 class _FullStdout:
     """A stdout redirected to a full disk (``> list.txt``, ``/dev/full``): every write fails."""
 
