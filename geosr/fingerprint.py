@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from geosr import __version__
 from geosr.errors import InputError
 from geosr.grid import parse_crs
+from geosr.io.names import os_name, utf8_name
 from geosr.io.remote import local_archive, local_stamp, unsigned
 from geosr.io.scene import Scene
 from geosr.io.sink import DEFAULT_COMPRESS, DEFAULT_ZARR_FORMAT
@@ -148,9 +149,12 @@ def describe_fields(keys: list[str]) -> str:
 
 def _where(path: str) -> str:
     """A local file's absolute path (however it was named), else ``path`` as given (a URL),
-    less its signature: a --resume with the URL signed again is the same job."""
-    source = Path(path)
-    return str(source.resolve()) if source.exists() else unsigned(path)
+    less its signature: a --resume with the URL signed again is the same job.  A local path
+    is spelt as GDAL and JSON spell it (:func:`~geosr.io.names.utf8_name`): a run of scène.tif
+    started in an ASCII locale, which holds the name with surrogates, and resumed in a UTF-8
+    one was 'a different job (... it differs in the input's path)'."""
+    source = Path(os_name(path))
+    return utf8_name(source.resolve()) if source.exists() else unsigned(path)
 
 
 def file_stamp(path: str) -> tuple[int | None, int | str | None]:

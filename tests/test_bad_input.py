@@ -1385,6 +1385,32 @@ def test_the_command_to_resume_a_utf8_name_can_be_pasted_in_an_ascii_locale(
     assert shell_quoted("scène.tif", "utf-8") == "'scène.tif'"
 
 
+def test_a_run_of_a_utf8_name_started_in_an_ascii_locale_resumes_in_a_utf8_one(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """A run of 'scène.tif' interrupted in a C locale, which holds the name with surrogates,
+    was 'an unfinished run of a different job (... it differs in the input's path)' to the
+    same command in a UTF-8 locale; it resumes there."""
+    from tests.conftest import in_an_ascii_locale
+
+    make_raster("scène.tif", height=200, width=200)
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "scène.tif", "-m", "bicubic", "-s", "2", "--tile", "64"]
+    monkeypatch.setenv("GEOSR_FAULT_AT", "journal:3")
+    assert in_an_ascii_locale(*args).returncode != 0
+    monkeypatch.delenv("GEOSR_FAULT_AT")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))} | {"PYTHONUTF8": "1"}
+    resumed = subprocess.run(
+        [sys.executable, "-m", "geosr", *args, "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "scène_x2.tif").exists()
+
+
 def test_a_utf8_name_in_the_progress_bar_is_shown_by_its_characters_in_an_ascii_locale(
     make_raster, tmp_path: Path, monkeypatch
 ) -> None:
