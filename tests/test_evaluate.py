@@ -1253,3 +1253,19 @@ def test_a_dollar_in_a_model_or_image_name_is_drawn_as_written_in_the_plot(tmp_p
     band = [BandMetrics(1, 30.0, 0.9, 29.0, 0.8, 1.0, 0.0, 100.0)]
     report = EvalReport("wald", 4, model, 16, [ImageResult(image, band)])
     assert write_plot(report, tmp_path / "gain.png").stat().st_size > 0
+
+
+def test_a_plot_of_a_utf8_name_is_drawn_in_an_ascii_locale(make_raster, tmp_path: Path, monkeypatch) -> None:
+    """In a C locale, which holds 'scène.tif' with surrogates, evaluate --plot was a TypeError
+    traceback from matplotlib's font ('set_text(): incompatible function arguments'); the
+    plot is drawn, the image named by its characters (escaped in the table on that terminal)."""
+    from tests.conftest import in_an_ascii_locale
+
+    make_raster("scène.tif", height=64, width=64)
+    monkeypatch.chdir(tmp_path)
+    done = in_an_ascii_locale(
+        "evaluate", "scène.tif", "-s", "2", "-m", "bicubic", "--border", "4", "--plot", "p.png"
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert "| sc\\xe8ne " in done.stdout and "\\udc" not in done.stdout, done.stdout

@@ -20,6 +20,7 @@ from geosr.errors import OptionError, OutputError
 from geosr.evaluation.metrics import BandMetrics
 from geosr.evaluation.wald import EvalReport
 from geosr.io.atomic import write_small_file
+from geosr.io.names import as_shown, printable
 from geosr.io.remote import home_expanded
 
 PLOT_LABEL = 24
@@ -47,16 +48,26 @@ def image_names(report: EvalReport) -> list[str]:
     where one LR file is paired with several HR files (its rows read alike).
     """
     if report.mode != "paired":
-        return names_apart([Path(im.path) for im in report.images])
+        return _by_characters(names_apart([Path(im.path) for im in report.images]))
     # The pair's own paths: a folder named "run vs ref" split the path there ("run").
     lrs, hrs = zip(*(im.pair or im.path.split(" vs ", 1) for im in report.images), strict=True)
     names = names_apart([Path(p) for p in lrs])
     hr_names = names_apart([Path(p) for p in hrs])
-    return [f"{n} vs {h}" if lrs.count(lr) > 1 else n for n, h, lr in zip(names, hr_names, lrs, strict=True)]
+    return _by_characters(
+        [f"{n} vs {h}" if lrs.count(lr) > 1 else n for n, h, lr in zip(names, hr_names, lrs, strict=True)]
+    )
 
 
-def table(report: EvalReport) -> Table:
-    """A rich table: one row per image and band, then the mean."""
+def _by_characters(names: list[str]) -> list[str]:
+    """``names`` by their characters (:func:`~geosr.io.names.as_shown`): in an ASCII locale
+    Python holds 'scène.tif' with surrogates, which matplotlib cannot draw (--plot was a
+    TypeError traceback from its font)."""
+    return [as_shown(name) for name in names]
+
+
+def table(report: EvalReport, encoding: str = "utf-8") -> Table:
+    """A rich table: one row per image and band, then the mean, its names as a terminal of
+    ``encoding`` prints them (:func:`~geosr.io.names.printable`)."""
     # Names and a weights path escaped: rich reads cells as markup ('hr [a].tif' showed as 'hr .tif').
     t = Table(
         title=escape(
@@ -83,7 +94,7 @@ def table(report: EvalReport) -> Table:
         for k, b in enumerate(im.bands):
             t.add_row(
                 # Once per image: a folded name repeated on each of 13 band rows filled screens.
-                escape(name) if k == 0 else "",
+                escape(printable(name, encoding)) if k == 0 else "",
                 str(b.band),
                 _fmt(b.psnr),
                 _fmt(b.ssim, 4),
@@ -112,16 +123,17 @@ def print_report(report: EvalReport, console: Console | None = None) -> None:
     """The table, each image band's note and the summary line, on ``console`` (stdout by default)."""
     console = console or Console()
     # Less the spaces rich pads the centred title with (:func:`~geosr.cli_types.unpadded`).
-    console.print(Text.from_ansi(unpadded(console, table(report))), soft_wrap=True)
+    # Names escaped for an ASCII terminal before rich measures them: the stream's own escaping
+    # came after, and an 'è' was a UnicodeEncodeError traceback on stdout.
+    console.print(Text.from_ansi(unpadded(console, table(report, console.encoding))), soft_wrap=True)
     for im, name in zip(report.images, image_names(report), strict=True):
         for b in im.bands:
             note = b.note or _few_scored(b, report.border)
             if note:
                 # One line each, however long (rich wrapped them at 80 columns in a pipe, a
                 # long image name across two lines).
-                console.print(
-                    f"note: {name} band {b.band}: {note}", highlight=False, markup=False, soft_wrap=True
-                )
+                line = printable(f"note: {name} band {b.band}: {note}", console.encoding)
+                console.print(line, highlight=False, markup=False, soft_wrap=True)
     s = report.summary()
     if s:
         console.print(_summary_line(s), highlight=False, soft_wrap=True)
