@@ -309,18 +309,23 @@ def warn_float_fill(
     run as data, each overflowed the model's float32 input and blanked the output around it,
     and numpy's bare 'overflow encountered in cast' was the only word.
     """
-    if np.dtype(scene.dtype).kind != "f":
-        return
+    if np.dtype(scene.dtype).kind == "f":
+        warn_float_fill_of(str(scene.path), sample, scene.nodata, fate, remedy)
+
+
+def warn_float_fill_of(source: str, sample: np.ndarray, nodata: float | None, fate: str, remedy: str) -> None:
+    """:func:`warn_float_fill`'s line for ``source``, whose float ``sample`` its caller has read
+    (a training pair's raster, read with its nodata as NaN: ``nodata`` None)."""
     with np.errstate(invalid="ignore"):
         fill = np.isfinite(sample) & (np.abs(sample) >= FLOAT_FILL)
-    if scene.nodata is not None and not np.isnan(scene.nodata):
-        fill &= sample != scene.nodata
+    if nodata is not None and not np.isnan(nodata):
+        fill &= sample != nodata
     if not fill.any():
         return
     values, counts = np.unique(sample[fill], return_counts=True)
     value = float(values[np.argmax(counts)])
     warn(
-        f"{scene.path}: {int(fill.sum())} of its {sample.size} pixels sampled hold {value!r}, a float "
+        f"{source}: {int(fill.sum())} of its {sample.size} pixels sampled hold {value!r}, a float "
         f"fill value ({FLOAT_FILL:g} or more in magnitude) not declared as its nodata: they are {fate}; "
         + remedy.format(value=repr(value))
     )

@@ -13,12 +13,13 @@ import rasterio
 from affine import Affine
 from scipy import ndimage
 
+from geosr.errors import GeosrWarning
 from geosr.orchestrate.training_store import build_training_store
 from geosr.train.config import load_config
 from geosr.train.data import StoreSampler
 from geosr.train.degrade import area_downsample
 from geosr.train.registration import apply_shift
-from geosr.train.store import read_store
+from geosr.train.store import pair_chips, read_store
 from geosr.train.trainer import train
 
 
@@ -470,3 +471,24 @@ def test_a_second_build_into_one_store_needs_overwrite_and_never_takes_other_fil
     with pytest.raises(OutputError, match="folder of other files"):
         build_training_store(pairs, folder, scale=2, lr_chip=16, scheduler="synchronous", overwrite=True)
     assert (folder / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_an_undeclared_float_fill_in_a_pair_is_left_out_in_one_line(tmp_path: Path) -> None:
+    """1e+39 in a float64 HR raster was cast to float32's infinity and left out of the pairs, said
+    only as numpy's bare 'overflow encountered in cast'; 2e+38, a fill value to geosr run, was paired."""
+    rng = np.random.default_rng(0)
+    hr = ndimage.gaussian_filter(rng.random((160, 160)), 2.0) * 1000
+    lr = _write(tmp_path / "lr.tif", area_downsample(hr, 2)[None], Affine(20.0, 0, 1000.0, 0, -20.0, 9000.0))
+    hr[50, 50] = hr[90, 90] = 1e39
+    hr[120, 30] = -2e38
+    hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, hr_chips, _, _ = pair_chips(str(lr), str(hr_path), scale=2, lr_chip=8)
+    lines = [str(w.message) for w in caught if issubclass(w.category, (GeosrWarning, RuntimeWarning))]
+    assert lines == [
+        f"{hr_path}: 3 of its 25600 pixels sampled hold 1e+39, a float fill value (1e+38 or more in "
+        "magnitude) not declared as its nodata: they are left out of the pairs; declare it in the file "
+        "(gdal_edit.py -a_nodata 1e+39 FILE)"
+    ], lines
+    assert np.abs(hr_chips).max() < 10

@@ -41,6 +41,8 @@ from geosr.io.scene import (
     refuse_palette,
     unreadable,
 )
+from geosr.normalise import valid_mask
+from geosr.run_inputs import warn_float_fill_of
 from geosr.train.degrade import area_downsample
 from geosr.train.registration import estimate_shift, histogram_match, undo_shift
 
@@ -59,6 +61,10 @@ class RasterBands:
     grid: GeoBox
     dtype: str
     path: str
+
+
+PAIR_FILL_REMEDY = "declare it in the file (gdal_edit.py -a_nodata {value} FILE)"
+"""How a paired training raster's float fill value is declared: a pair takes each file's own nodata."""
 
 
 def read_failed(path: str | Path, exc: BaseException) -> InputError:
@@ -122,7 +128,16 @@ def read_raster(
             window = Window.from_slices(rows, cols)
         try:
             raw = src.read(idx, masked=True, window=window)
-            arr = raw.astype(np.float32).filled(np.nan)
+            # A float fill value (1e+39 beyond float32) is invalid, as geosr run has it, said in
+            # the run's line: cast as it was, numpy's bare 'overflow encountered in cast' said it.
+            fill = ~valid_mask(raw.data, None) & ~np.ma.getmaskarray(raw)
+            if raw.dtype.kind == "f" and fill.any():
+                warn_float_fill_of(
+                    str(path), raw.filled(np.nan), None, "left out of the pairs", PAIR_FILL_REMEDY
+                )
+            with np.errstate(over="ignore"):
+                arr = raw.astype(np.float32).filled(np.nan)
+            arr[fill] = np.nan
             # A netCDF variable's missing_value other than its _FillValue (GDAL's nodata), as a run
             # reads it: it was paired as data.
             arr[np.isin(raw.data, declared_invalid(src, idx)["missing_values"])] = np.nan
