@@ -37,6 +37,7 @@ from geosr.io.atomic import (
     refuse_kernel_file_system,
 )
 from geosr.io.bands import check_band_layout, reflectance_offset
+from geosr.io.cog import cog_build_bound
 from geosr.io.remote import (
     check_remote_output,
     drop_sidecars,
@@ -337,8 +338,12 @@ def _check_resources(
     """
     height, width = scene.grid.shape.yx
     out_bytes = resources.output_bytes(height, width, scene.count, opts.scale, scene.dtype)
+    # Its grid, bands and compression size the COG, not its metadata.
+    spec = OutputSpec(scaled(scene.grid, opts.scale), scene.count, scene.dtype, None, compress=opts.compress)
     try:
-        resources.check(bounds, out_bytes, dst, already_on_disk=reclaimable_bytes(dst))
+        resources.check(
+            bounds, out_bytes, dst, already_on_disk=reclaimable_bytes(dst), cog_bytes=cog_build_bound(spec)
+        )
     except GeosrError as exc:
         raise in_context(src, exc) from None
 

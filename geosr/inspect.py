@@ -20,7 +20,7 @@ from geosr.api import model_label
 from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes, free_bytes
 from geosr.io.bands import check_band_layout, reflectance_offset
-from geosr.io.cog import is_bigtiff, uncompressed_cog_bytes
+from geosr.io.cog import cog_build_bound, is_bigtiff
 from geosr.io.run_store import StoreWriter, create_run_store, finalise
 from geosr.io.scene import Scene, read_sample, sample_step
 from geosr.io.sink import DEFAULT_COMPRESS, OutputSpec
@@ -371,7 +371,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         out_bytes,
         timing,
         resources.memory_needed(bounds),
-        resources.disk_needed(out_bytes, cog=True, cog_bytes=_cog_bound(scene, options)),
+        resources.disk_needed(out_bytes, cog=True, cog_bytes=cog_build_bound(_output_spec(scene, options))),
         held,
         valid,
         aoi_nodata=None if mask is None else mask.nodata,
@@ -381,15 +381,6 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         # As the run's normalisation refuses it: an --aoi window is normalised with its whole file.
         refused=reference is not None and not valid_mask(reference, scene.nodata).any(),
     )
-
-
-def _cog_bound(scene: Scene, options: RunOptions) -> int:
-    """The disk the COG build needs beyond the run store's bound: an uncompressed COG's every
-    tile at full size (:func:`~geosr.io.cog.uncompressed_cog_bytes`), as the build checks;
-    nothing more for a compressed one."""
-    if options.compress != "none":
-        return 0
-    return uncompressed_cog_bytes(_output_spec(scene, options))
 
 
 def _output_spec(scene: Scene, options: RunOptions) -> OutputSpec:

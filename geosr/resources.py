@@ -302,8 +302,12 @@ def _address_space() -> int:
     return 0
 
 
-def check(plan: Plan, output_bytes: int, destination: Path, *, already_on_disk: int = 0) -> None:
+def check(
+    plan: Plan, output_bytes: int, destination: Path, *, already_on_disk: int = 0, cog_bytes: int = 0
+) -> None:
     """Refuse a run whose plan exceeds the available memory or disk, with the numbers.
+
+    ``cog_bytes``: the COG build's own bound, where its run store's does not hold (:func:`disk_needed`).
 
     Raises
     ------
@@ -322,7 +326,7 @@ def check(plan: Plan, output_bytes: int, destination: Path, *, already_on_disk: 
             "(or --no-check-resources to try anyway)"
         )
     cog = destination.suffix.lower() != ".zarr"
-    disk = max(0, disk_needed(output_bytes, cog=cog) - already_on_disk)
+    disk = max(0, disk_needed(output_bytes, cog=cog, cog_bytes=cog_bytes if cog else 0) - already_on_disk)
     free = free_bytes(destination.parent)
     if free is not None and disk > free:
         raise OutputError(

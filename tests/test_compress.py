@@ -175,3 +175,35 @@ def test_a_cog_is_a_bigtiff_when_its_compression_can_take_it_past_4_gib() -> Non
     grid = GeoBox((32768, 32768), Affine(10, 0, 0, 0, -10, 0), "EPSG:32633")
     lzw = cog_size_bound(OutputSpec(grid, 1, "uint16", None, compress="lzw"))
     assert lzw == int(2**31 * 4 // 3 * 1.4)  # pixels and overviews, times LZW's growth
+
+
+def test_an_uncompressed_cog_that_cannot_fit_is_refused_before_its_tiles(tmp_path: Path) -> None:
+    """geosr run's resource check before the first tile counted a COG's build as its run store's
+    size, so a --compress none output whose tiles are mostly padding (32 x 4000 px in 512^2
+    tiles: 7.5 MiB for 250 KiB of pixels, 7.8 MiB with its run store) ran its model over every
+    tile and was refused only at the COG build ('not enough disk space to build the COG; it
+    needs about 7.5 MiB and 2.0 MiB are available ...; ... rerun with resume=True').  The
+    check now counts the uncompressed COG's tiles, and refuses it before the model runs, leaving
+    nothing behind.  A file-size limit caps what geosr sees as free."""
+    src = tmp_path / "narrow.tif"
+    profile = {"driver": "GTiff", "count": 1, "height": 2000, "width": 16, "dtype": "uint16"}
+    with rasterio.open(
+        src, "w", **profile, crs="EPSG:32633", transform=rasterio.Affine(10, 0, 0, 0, -10, 0)
+    ) as d:
+        d.write(np.arange(2000 * 16, dtype="uint16").reshape(1, 2000, 16))
+    dst = tmp_path / "out.tif"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2 * 2**20, hard))
+    try:
+        with pytest.raises(OutputError) as raised:
+            geosr.upscale_file(src, dst, compress="none", scale=2, model="bicubic")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert not isinstance(raised.value, ResumableError)
+    message = str(raised.value)
+    assert "the output is 250.0 KiB uncompressed and the run needs about 7.8 MiB of disk" in message, message
+    assert "but 2.0 MiB are free" in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["narrow.tif"]
+    # A compressed COG of it needs only its store's bound, and is written.
+    geosr.upscale_file(src, dst, compress="lzw", scale=2, model="bicubic")
+    assert dst.exists()

@@ -144,6 +144,13 @@ def uncompressed_cog_bytes(spec: OutputSpec) -> int:
     return tiles * block * block * spec.count * np.dtype(spec.dtype).itemsize
 
 
+def cog_build_bound(spec: OutputSpec) -> int:
+    """The disk the COG build of ``spec`` needs where its run store's size does not bound it
+    (:func:`geosr.resources.disk_needed`'s ``cog_bytes``): an uncompressed COG's every tile
+    (:func:`uncompressed_cog_bytes`), as :meth:`CogBuild._build` checks; 0 for a compressed one."""
+    return uncompressed_cog_bytes(spec) if spec.compress == "none" else 0
+
+
 # GDAL signals failures as rasterio exceptions (RasterioError, some also OSError)
 # and, from some calls, as CPLE_* errors which derive from neither.
 try:
