@@ -1269,3 +1269,19 @@ def test_a_plot_of_a_utf8_name_is_drawn_in_an_ascii_locale(make_raster, tmp_path
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert (tmp_path / "p.png").stat().st_size > 0
     assert "| sc\\xe8ne " in done.stdout and "\\udc" not in done.stdout, done.stdout
+
+
+def test_the_json_of_a_utf8_name_in_an_ascii_locale_is_its_characters(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """In a C locale evaluate --json gave 'scène.tif' as the surrogates Python holds it with,
+    "sc\\udcc3\\udca8ne.tif" (no UTF-8 text, refused by strict parsers); now "sc\\u00e8ne.tif"."""
+    from tests.conftest import in_an_ascii_locale
+
+    make_raster("scène.tif", height=64, width=64)
+    monkeypatch.chdir(tmp_path)
+    done = in_an_ascii_locale(
+        "evaluate", "scène.tif", "-s", "2", "-m", "bicubic", "--border", "4", "--json", "-"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\\udc" not in done.stdout and json.loads(done.stdout)["images"][0]["path"] == "scène.tif"

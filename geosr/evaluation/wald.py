@@ -50,7 +50,7 @@ from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border_cou
 from geosr.interrupts import output_stamp
 from geosr.io.atomic import lock_held, refuse_overlong_name, unwritable_folder
 from geosr.io.bands import OFFSET_TAG, reflectance_offset, select_bands
-from geosr.io.names import open_raster
+from geosr.io.names import open_raster, utf8_name
 from geosr.io.remote import file_url_path, forget_remote_files, remote_waits_bounded_in
 from geosr.io.runstate import run_dir
 from geosr.io.scene import Scene, datasets_closed, open_scene, read_window, with_nodata
@@ -135,8 +135,10 @@ class EvalReport:
                 "border": self.border,
                 "psnr_range": "99.9th - 0.1st percentile of valid HR pixels, per band",
                 "summary": self.summary(),
+                # A path as JSON spells it: in an ASCII locale 'scène.tif' was the surrogates
+                # Python holds it with, "sc\udcc3\udca8ne.tif", which no strict parser takes.
                 "images": [
-                    {"path": im.path, "shift": im.shift, "bands": [asdict(b) for b in im.bands]}
+                    {"path": utf8_name(im.path), "shift": im.shift, "bands": [asdict(b) for b in im.bands]}
                     for im in self.images
                 ],
             }
