@@ -29,7 +29,7 @@ from rich.table import Column, Table
 from typer.core import TyperGroup
 
 from geosr.allocator import keep_freed_memory
-from geosr.cli_types import StdoutError, given_text, stdout_guarded, unpadded
+from geosr.cli_types import StdoutError, echo_path, given_text, stdout_guarded, unpadded
 from geosr.errors import (
     GeosrError,
     GeosrWarning,
@@ -494,7 +494,7 @@ def _run_one(upscale: Callable[..., Path | str], source: str, target: Path | str
     # In the caller's try: a Ctrl-C as the path is printed (a pipe that is not read, say)
     # said "nothing was written: run the same command again" of a written output.
     with stdout_guarded(f"{out} is written, but "):
-        typer.echo(str(out))
+        echo_path(out)
 
 
 def _ends_the_batch(exc: GeosrError) -> bool:
@@ -847,7 +847,7 @@ def compare(
         hr_variable=hr_variable,
     )
     with stdout_guarded(f"{png} is written, but "):
-        typer.echo(str(png))
+        echo_path(png)
 
 
 def _warning_lines() -> Callable[..., None]:

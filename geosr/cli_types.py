@@ -12,6 +12,7 @@ import typer
 from rich.console import Console, RenderableType
 
 from geosr.errors import InputError, OutputError
+from geosr.io.names import path_bytes
 from geosr.io.remote import home_expanded, local_file_text
 
 
@@ -37,6 +38,13 @@ def stdout_guarded(done: str = "") -> Iterator[None]:
             f"{done}cannot write on stdout ({exc.strerror or exc}); free space where it is redirected, "
             "or redirect it elsewhere"
         ) from None
+
+
+def echo_path(path: str | Path) -> None:
+    """Print an output's path on stdout, for a script to take (``out=$(geosr run ...)``), by
+    its bytes: in an ASCII locale stdout replaced each byte of a UTF-8 name with '?', and
+    'doss??/o??t.tif' named no file.  A terminal of that locale shows it as ``ls`` does."""
+    typer.echo(path_bytes(path))
 
 
 def unpadded(console: Console, renderable: RenderableType) -> str:

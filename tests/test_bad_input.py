@@ -1385,6 +1385,23 @@ def test_the_command_to_resume_a_utf8_name_can_be_pasted_in_an_ascii_locale(
     assert shell_quoted("scène.tif", "utf-8") == "'scène.tif'"
 
 
+def test_the_output_path_on_stdout_is_its_bytes_in_an_ascii_locale(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """In a C locale geosr run and compare printed 'dossé/oùt.tif' on stdout as 'doss??/o??t.tif'
+    (each byte of its UTF-8 replaced), which a script (out=$(geosr run ...)) could not open; it
+    is the name's bytes."""
+    from tests.conftest import in_an_ascii_locale
+
+    make_raster("scène.tif", height=16, width=16)
+    (tmp_path / "dossé").mkdir()
+    monkeypatch.chdir(tmp_path)
+    done = in_an_ascii_locale("run", "scène.tif", "-m", "bicubic", "-s", "2", "-o", "dossé/oùt.tif")
+    assert done.returncode == 0 and done.stdout == "dossé/oùt.tif\n", done.stderr
+    done = in_an_ascii_locale("compare", "scène.tif", "dossé/oùt.tif", "-o", "dossé/côte.png")
+    assert done.returncode == 0 and done.stdout == "dossé/côte.png\n", done.stderr
+
+
 def test_a_run_of_a_utf8_name_started_in_an_ascii_locale_resumes_in_a_utf8_one(
     make_raster, tmp_path: Path, monkeypatch
 ) -> None:

@@ -56,6 +56,12 @@ def as_shown(text: str) -> str:
         return text
 
 
+def path_bytes(path: str | Path) -> bytes:
+    """The bytes ``path`` names, as the OS takes them: text Python's ``os`` cannot encode (a
+    caller's, in an ASCII locale) is its UTF-8 (:func:`os_name`)."""
+    return os.fsencode(os_name(os.fspath(path)))
+
+
 def printable(text: str, encoding: str | None) -> str:
     """``text`` as :func:`as_shown` gives it, with what ``encoding`` (a stream's) cannot print
     escaped as Python escapes it (``scène.tif`` reads ``sc\\xe8ne.tif`` on an ASCII terminal),

@@ -24,7 +24,7 @@ from rich.progress import (
 )
 
 from geosr.cli import Batch, Device, Precision, Tile
-from geosr.cli_types import given_name, given_path, given_raster, given_text, stdout_guarded
+from geosr.cli_types import echo_path, given_name, given_path, given_raster, given_text, stdout_guarded
 from geosr.errors import InterruptedRunError, OptionError
 from geosr.progress import ProgressLines, progress_bar_drawn
 from geosr.train.config import DataConfig, OptimConfig, TrainConfig
@@ -300,7 +300,7 @@ def train_command(
             f"gain {m['val_gain_db']:+.2f} dB; {result.steps_per_second:.2f} steps/s"
         )
     with stdout_guarded(f"{result.weights} is written, but "):
-        typer.echo(str(result.weights))
+        echo_path(result.weights)
 
 
 def _check_data_sources(
