@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import shlex
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from rasterio.features import geometry_mask
 from geosr.areas import GEOJSON_CRS, areas, in_degrees
 from geosr.errors import InputError
 from geosr.grid import crs_code, crs_label, describe, window_grid
+from geosr.io.names import shell_quoted
 from geosr.io.scene import Scene
 from geosr.tiling import TilePlan, Window
 
@@ -203,7 +203,7 @@ def _bbox_crs_option(grid: GeoBox, source: str) -> str:
     code = crs_code(grid.crs)
     if code is not None:
         return f"--bbox-crs {code}"
-    return f'--bbox-crs "$(gdalsrsinfo -o wkt2 {shlex.quote(source)})" (its CRS has no code: its WKT)'
+    return f'--bbox-crs "$(gdalsrsinfo -o wkt2 {shell_quoted(source)})" (its CRS has no code: its WKT)'
 
 
 def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:

@@ -11,7 +11,6 @@ import functools
 import json
 import logging
 import os
-import shlex
 import sys
 import tempfile
 import textwrap
@@ -82,8 +81,8 @@ def _dashed_file_hint(given: Sequence[str]) -> str:
             break
         if arg.startswith("-") and arg != "-" and os.path.lexists(arg):
             return (
-                f"; {arg} is a file, read as options: give it as {shlex.quote('./' + arg)}, "
-                f"or last, after the options and '--' (... -- {shlex.quote(arg)})"
+                f"; {arg} is a file, read as options: give it as {shell_quoted('./' + arg)}, "
+                f"or last, after the options and '--' (... -- {shell_quoted(arg)})"
             )
     return ""
 

@@ -12,7 +12,6 @@ transparent: the white page shows through, not black data.
 from __future__ import annotations
 
 import dataclasses
-import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from geosr.figure_bands import (
 )
 from geosr.grid import warp_onto, window_grid
 from geosr.io.atomic import refuse_kernel_file_system, refuse_overlong_name, unwritable_folder
+from geosr.io.names import shell_quoted
 from geosr.io.remote import home_expanded, local_file_text
 from geosr.io.scene import (
     Scene,
@@ -569,7 +569,7 @@ def _check_folder_given(text: str) -> None:
             f"--output {text}: {folder} is a file, not a folder; drop the '/' to write that file "
             "(with --overwrite), or give a folder"
         )
-    made = f"mkdir -p {shlex.quote(str(folder))}"
+    made = f"mkdir -p {shell_quoted(str(folder))}"
     raise OptionError(f"--output {text}: no such folder; create it first ({made}) or give a .png")
 
 
@@ -621,7 +621,7 @@ def compare_files(
         # It said no more: the fix is the folder, as geosr run's line for a missing one says.
         raise OutputError(
             f"{png.parent}: no such directory for the quicklook; create it first "
-            f"(mkdir -p {shlex.quote(str(png.parent))}) or choose another -o path"
+            f"(mkdir -p {shell_quoted(str(png.parent))}) or choose another -o path"
         )
     refuse_kernel_file_system(png)  # its temporary was 'No such file or directory', in /proc
     why = unwritable_folder(png.parent)

@@ -1385,6 +1385,26 @@ def test_the_command_to_resume_a_utf8_name_can_be_pasted_in_an_ascii_locale(
     assert shell_quoted("scène.tif", "utf-8") == "'scène.tif'"
 
 
+def test_the_commands_a_line_suggests_can_be_pasted_in_an_ascii_locale(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """In a C locale the commands a line suggests named 'dossé' as the terminal escapes it,
+    'doss\\xe9' (mkdir -p 'doss\\xe9/neuf' made a folder of that name); now by its bytes in
+    bash's ANSI-C quoting, which a C-locale bash reads back as the folder."""
+    from tests.conftest import in_an_ascii_locale
+
+    make_raster("scène.tif", height=16, width=16)
+    (tmp_path / "dossé").mkdir()
+    monkeypatch.chdir(tmp_path)
+    done = in_an_ascii_locale("run", "dossé")
+    assert done.stderr.rstrip().endswith("give a quoted glob such as $'doss\\xc3\\xa9/*.tif'"), done.stderr
+    done = in_an_ascii_locale("compare", "scène.tif", "scène.tif", "-o", "dossé/neuf/")
+    assert "(mkdir -p $'doss\\xc3\\xa9/neuf')" in done.stderr, done.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))} | {"LC_ALL": "C"}
+    subprocess.run(["bash", "-c", "mkdir -p $'doss\\xc3\\xa9/neuf'"], env=env, check=True)
+    assert (tmp_path / "dossé" / "neuf").is_dir()
+
+
 def test_the_output_path_on_stdout_is_its_bytes_in_an_ascii_locale(
     make_raster, tmp_path: Path, monkeypatch
 ) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shlex
 import threading
 import warnings
 import weakref
@@ -32,7 +31,7 @@ from geosr.errors import InputError, catch_warnings_serialised
 from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS, overlong_name
 from geosr.io.coordinates import refuse_uneven_coordinates
-from geosr.io.names import open_raster, os_name
+from geosr.io.names import open_raster, os_name, shell_quoted
 from geosr.io.remote import (
     URL_SCHEMES,
     archive_member_problem,
@@ -407,7 +406,7 @@ def check_input_exists(path: str) -> None:
         # 'zip:x.tif' as an archive's member: the file itself was never read.
         raise InputError(
             f"{path}: read as a {scheme}: URL, though a file of this name is here; give it as "
-            f"{shlex.quote('./' + path)} to read the file"
+            f"{shell_quoted('./' + path)} to read the file"
         )
     if "://" not in path and not path.startswith("/vsi") and not Path(path).exists():
         named = _SUBDATASET.match(path)
@@ -520,7 +519,7 @@ def unreadable(path: str, exc: RasterioIOError) -> InputError:
         return InputError(f"{path}: {problem}")
     if Path(path).is_dir():
         # Some GDAL rasters are folders (an ArcInfo grid), so only now: a folder of scenes.
-        pattern = shlex.quote(str(Path(path) / "*.tif"))
+        pattern = shell_quoted(str(Path(path) / "*.tif"))
         return InputError(
             f"{path}: a folder, not a raster GDAL reads; to run the rasters in it, give a quoted "
             f"glob such as {pattern}"
