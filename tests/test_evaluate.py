@@ -1285,3 +1285,19 @@ def test_the_json_of_a_utf8_name_in_an_ascii_locale_is_its_characters(
     )
     assert done.returncode == 0, done.stderr
     assert "\\udc" not in done.stdout and json.loads(done.stdout)["images"][0]["path"] == "scène.tif"
+
+
+def test_the_files_evaluate_wrote_are_named_by_their_characters_in_an_ascii_locale(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """In a C locale evaluate's last line named 'dossé/rés.json' by the surrogates Python holds it
+    with, 'wrote doss\\udcc3\\udca9/r\\udcc3\\udca9s.json'; now as an error line does."""
+    from tests.conftest import in_an_ascii_locale
+
+    make_raster("scene.tif", height=64, width=64)
+    (tmp_path / "dossé").mkdir()
+    monkeypatch.chdir(tmp_path)
+    args = ["evaluate", "scene.tif", "-s", "2", "-m", "bicubic", "--border", "4", "--json", "dossé/rés.json"]
+    done = in_an_ascii_locale(*args)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == "wrote doss\\xe9/r\\xe9s.json", done.stderr

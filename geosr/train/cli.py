@@ -26,6 +26,7 @@ from rich.progress import (
 from geosr.cli import Batch, Device, Precision, Tile
 from geosr.cli_types import echo_path, given_name, given_path, given_raster, given_text, stdout_guarded
 from geosr.errors import InterruptedRunError, OptionError
+from geosr.io.names import as_shown
 from geosr.progress import ProgressLines, progress_bar_drawn
 from geosr.train.config import DataConfig, OptimConfig, TrainConfig
 
@@ -40,8 +41,10 @@ def _or_recipe(value: object) -> str:
 
 def _say(text: str) -> None:
     """Print a line of ``text`` on stderr as it is: paths in it are no rich markup, and a long
-    one stays on its line (rich wrapped at 80 columns in a pipe: 'wrote /a/long/pa' 'th.json')."""
-    err.print(text, markup=False, soft_wrap=True)
+    one stays on its line (rich wrapped at 80 columns in a pipe: 'wrote /a/long/pa' 'th.json');
+    a name Python holds with surrogates by its characters, as in an error line (in an ASCII locale
+    'wrote doss\\udcc3\\udca9/r.json')."""
+    err.print(as_shown(text), markup=False, soft_wrap=True)
 
 
 Scale = Annotated[
