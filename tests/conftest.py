@@ -8,8 +8,10 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -168,3 +170,17 @@ def item_of(tmp_path: Path, hrefs: dict[str, str], **properties: object) -> Path
     item = tmp_path / "item.json"
     item.write_text(json.dumps(doc))
     return item
+
+
+T = TypeVar("T")
+
+
+def warnings_said(call: Callable[[], T]) -> tuple[T, list[str]]:
+    """``call()``'s result, and the lines of the warnings it gave, in order: geosr's, and numpy's
+    RuntimeWarnings (which a user sees as bare 'overflow encountered in cast')."""
+    from geosr.errors import GeosrWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = call()
+    return result, [str(w.message) for w in caught if issubclass(w.category, (GeosrWarning, RuntimeWarning))]

@@ -1353,12 +1353,9 @@ def test_a_utf8_name_in_geosr_info_is_shown_as_in_an_error_line_in_an_ascii_loca
     assert "input           sc\\xe8ne.tif\n" in done.stdout, done.stdout
 
 
-def test_the_command_to_resume_a_utf8_name_can_be_pasted_in_an_ascii_locale(
-    make_raster, tmp_path: Path, monkeypatch
-) -> None:
-    """In a C locale the command to resume named 'scène.tif' 'sc\\xe8ne.tif', which no shell
-    reads back as the file; it is $'sc\\xc3\\xa8ne.tif' there, and a C-locale bash runs it."""
-    from geosr.io.names import shell_quoted
+def _interrupted_in_an_ascii_locale(make_raster, tmp_path: Path, monkeypatch) -> list[str]:
+    """The arguments of a run of 'scène.tif' (in ``tmp_path``, the working folder now) that was
+    interrupted after its third journaled batch in a C locale."""
     from tests.conftest import in_an_ascii_locale
 
     make_raster("scène.tif", height=200, width=200)
@@ -1367,6 +1364,18 @@ def test_the_command_to_resume_a_utf8_name_can_be_pasted_in_an_ascii_locale(
     monkeypatch.setenv("GEOSR_FAULT_AT", "journal:3")
     assert in_an_ascii_locale(*args).returncode != 0
     monkeypatch.delenv("GEOSR_FAULT_AT")
+    return args
+
+
+def test_the_command_to_resume_a_utf8_name_can_be_pasted_in_an_ascii_locale(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """In a C locale the command to resume named 'scène.tif' 'sc\\xe8ne.tif', which no shell
+    reads back as the file; it is $'sc\\xc3\\xa8ne.tif' there, and a C-locale bash runs it."""
+    from geosr.io.names import shell_quoted
+    from tests.conftest import in_an_ascii_locale
+
+    args = _interrupted_in_an_ascii_locale(make_raster, tmp_path, monkeypatch)
     stale = in_an_ascii_locale(*args)
     assert stale.returncode == 2, stale.stderr
     command = stale.stderr.split("(to resume: ")[-1].rstrip().removesuffix(")")
@@ -1428,14 +1437,7 @@ def test_a_run_of_a_utf8_name_started_in_an_ascii_locale_resumes_in_a_utf8_one(
     """A run of 'scène.tif' interrupted in a C locale, which holds the name with surrogates,
     was 'an unfinished run of a different job (... it differs in the input's path)' to the
     same command in a UTF-8 locale; it resumes there."""
-    from tests.conftest import in_an_ascii_locale
-
-    make_raster("scène.tif", height=200, width=200)
-    monkeypatch.chdir(tmp_path)
-    args = ["run", "scène.tif", "-m", "bicubic", "-s", "2", "--tile", "64"]
-    monkeypatch.setenv("GEOSR_FAULT_AT", "journal:3")
-    assert in_an_ascii_locale(*args).returncode != 0
-    monkeypatch.delenv("GEOSR_FAULT_AT")
+    args = _interrupted_in_an_ascii_locale(make_raster, tmp_path, monkeypatch)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))} | {"PYTHONUTF8": "1"}
     resumed = subprocess.run(
         [sys.executable, "-m", "geosr", *args, "--resume"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from geosr.io.scene import open_scene, read_window
 from geosr.normalise import Normalisation
 from geosr.temporal import stack_frames
 from geosr.tiling import Window
-from tests.conftest import UTM_TRANSFORM, coordinate_pattern, in_lonlat
+from tests.conftest import UTM_TRANSFORM, coordinate_pattern, in_lonlat, warnings_said
 
 
 def test_frame_on_another_grid_is_reprojected_per_window(make_raster, tmp_path: Path) -> None:
@@ -346,11 +345,10 @@ def test_a_frames_value_beyond_float32_once_normalised_is_said_of_that_frame(mak
     ref = make_raster("ref.tif", data=data)
     data[0, 3, 3] = 7e37
     frame = make_raster("frame.tif", data=data)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        geosr.upscale_file(ref, tmp_path / "sr.tif", scale=2, frames=[str(frame)])
-    lines = {str(w.message) for w in caught if issubclass(w.category, (GeosrWarning, RuntimeWarning))}
-    assert lines == {
+    _, said = warnings_said(
+        lambda: geosr.upscale_file(ref, tmp_path / "sr.tif", scale=2, frames=[str(frame)])
+    )
+    assert (lines := set(said)) == {
         f"frames {frame} holds 7e+37, beyond float32's range once normalised for the model, which "
         "computes in float32: such pixels are not fused, the reference's taken there; if it is its fill "
         "value, pass it as nodata"

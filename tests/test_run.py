@@ -19,7 +19,7 @@ from geosr.errors import GeosrWarning
 from geosr.models import CNNRNN, CNNRNNConfig, ModelCard, save_weights
 from geosr.normalise import FILL_RADIUS
 from geosr.run_outputs import default_output
-from tests.conftest import UTM_TRANSFORM, coordinate_pattern, open_in_this_process
+from tests.conftest import UTM_TRANSFORM, coordinate_pattern, open_in_this_process, warnings_said
 from tests.test_batch import run_cli as run_fd_cli
 
 GEO_TRANSFORM = Affine(
@@ -1074,11 +1074,10 @@ def test_a_value_beyond_float32_is_nodata_in_one_line_not_numpys(make_raster, tm
     data = coordinate_pattern(1, 40, 40, "float64") / 1000
     data[0, 21, 23] = 1e39
     src = make_raster("big.tif", data=data)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = geosr.upscale_file(src, tmp_path / "a.tif", scale=2, model="bicubic", quicklook=True)
-    lines = {str(w.message) for w in caught if issubclass(w.category, (GeosrWarning, RuntimeWarning))}
-    assert lines == {
+    out, said = warnings_said(
+        lambda: geosr.upscale_file(src, tmp_path / "a.tif", scale=2, model="bicubic", quicklook=True)
+    )
+    assert (lines := set(said)) == {
         f"{src}: 1 of its 1600 pixels sampled hold 1e+39, a float fill value (1e+38 or more in "
         "magnitude) not declared as its nodata: they are written as nodata, not super-resolved; "
         "pass nodata=1e+39 to declare it"
@@ -1098,13 +1097,12 @@ def test_a_value_beyond_float32_once_normalised_is_said_of_its_file(make_raster,
     src = make_raster("tiny.tif", data=data)
     x0, y0 = UTM_TRANSFORM.c, UTM_TRANSFORM.f
     bbox = (x0, y0 + 40 * UTM_TRANSFORM.e, x0 + 40 * UTM_TRANSFORM.a, y0)  # the first 40 x 40 pixels
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = geosr.upscale_file(
+    out, said = warnings_said(
+        lambda: geosr.upscale_file(
             src, tmp_path / "sr.tif", scale=2, model="bicubic", bbox=bbox, bbox_crs="EPSG:32633"
         )
-    lines = {str(w.message) for w in caught if issubclass(w.category, (GeosrWarning, RuntimeWarning))}
-    assert lines == {
+    )
+    assert (lines := set(said)) == {
         f"{src} holds 5e+37, beyond float32's range once normalised for the model, which computes in "
         "float32: such pixels are written as nodata, not super-resolved; if it is its fill value, pass "
         "it as nodata"

@@ -13,7 +13,6 @@ import rasterio
 from affine import Affine
 from scipy import ndimage
 
-from geosr.errors import GeosrWarning
 from geosr.orchestrate.training_store import build_training_store
 from geosr.train.config import load_config
 from geosr.train.data import StoreSampler
@@ -21,6 +20,7 @@ from geosr.train.degrade import area_downsample
 from geosr.train.registration import apply_shift
 from geosr.train.store import pair_chips, read_store
 from geosr.train.trainer import train
+from tests.conftest import warnings_said
 
 
 def _write(path: Path, data: np.ndarray, transform: Affine) -> Path:
@@ -482,10 +482,7 @@ def test_an_undeclared_float_fill_in_a_pair_is_left_out_in_one_line(tmp_path: Pa
     hr[50, 50] = hr[90, 90] = 1e39
     hr[120, 30] = -2e38
     hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        _, hr_chips, _, _ = pair_chips(str(lr), str(hr_path), scale=2, lr_chip=8)
-    lines = [str(w.message) for w in caught if issubclass(w.category, (GeosrWarning, RuntimeWarning))]
+    (_, hr_chips, _, _), lines = warnings_said(lambda: pair_chips(str(lr), str(hr_path), scale=2, lr_chip=8))
     assert lines == [
         f"{hr_path}: 3 of its 25600 pixels sampled hold 1e+39, a float fill value (1e+38 or more in "
         "magnitude) not declared as its nodata: they are left out of the pairs; declare it in the file "

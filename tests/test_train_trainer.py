@@ -7,7 +7,6 @@ import json
 import os
 import random
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
 from geosr.models import load_weights
 from geosr.train.config import SceneSource, load_config
 from geosr.train.trainer import Validator, train
+from tests.conftest import warnings_said
 
 TINY = {"features": 8, "encoder_blocks": 1, "refine_steps": 1}
 
@@ -552,7 +552,6 @@ def test_a_flat_training_raster_is_left_out_or_refused(
 ) -> None:
     """A raster whose valid pixels hold one value (a mask, a never-filled band) was trained on
     without a word: batches of it teach nothing."""
-    from geosr.errors import GeosrWarning
     from tests.test_bad_input import assert_one_clear_line, run_cli
 
     flat = make_raster("flat.tif", data=np.full((1, 96, 96), 500, "uint16"))
@@ -849,10 +848,8 @@ def test_an_undeclared_float_fill_is_left_out_of_training_in_one_line(tmp_path, 
     data = np.random.default_rng(0).random((1, 96, 96)) / 10 + 0.02
     data[0, 10, 10] = 1e39
     src = make_raster("fill.tif", data=data)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert train(_config(tmp_path, src, scenes[1], steps=1)).step == 1
-    lines = [str(w.message) for w in caught if issubclass(w.category, (GeosrWarning, RuntimeWarning))]
+    result, lines = warnings_said(lambda: train(_config(tmp_path, src, scenes[1], steps=1)))
+    assert result.step == 1
     assert lines == [
         f"{src}: 1 of its 9216 pixels sampled hold 1e+39, a float fill value (1e+38 or more in "
         "magnitude) not declared as its nodata: they are left out of training; give its source's "
