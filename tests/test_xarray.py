@@ -16,6 +16,7 @@ from affine import Affine
 
 import geosr
 from geosr.errors import GeosrWarning, InputError
+from tests.conftest import warnings_said
 
 
 def test_open_rasterio_chunks_default_model_to_raster_equals_run(make_raster, tmp_path: Path) -> None:
@@ -643,3 +644,19 @@ def test_zeros_of_an_undeclared_nodata_are_warned_about_as_the_file_job_does(mak
         geosr.upscale(array, scale=2, model="bicubic")
     geosr.upscale(array, scale=2, model="bicubic", nodata=0)  # no warning: an error here
     geosr.upscale(array.rio.write_nodata(0), scale=2, model="bicubic")
+
+
+def test_a_value_float32_cannot_hold_once_normalised_is_said_of_the_array(make_raster) -> None:
+    """The tile-level line of a value beyond float32 once normalised named the file of a file job,
+    and 'the input' for geosr.upscale: it names the array's file, or the DataArray."""
+    data = np.random.default_rng(0).random((1, 40, 40), np.float32) / 1000
+    data[0, 5, 5] = 5e37
+    said = "holds 5e+37, beyond float32's range once normalised for the model"
+    array = xr.DataArray(data, dims=("band", "y", "x"), name="refl").rio.write_crs("EPSG:32633")
+    array = array.rio.write_transform(Affine(10, 0, 0, 0, -10, 400))
+    _, lines = warnings_said(lambda: geosr.upscale(array, scale=2, model="bicubic").compute())
+    assert any(line.startswith(f"DataArray 'refl' {said}") for line in lines), lines
+    src = make_raster("big.tif", data=data)
+    read = rioxarray.open_rasterio(src)
+    _, lines = warnings_said(lambda: geosr.upscale(read, scale=2, model="bicubic").compute())
+    assert any(line.startswith(f"{src} {said}") for line in lines), lines

@@ -170,14 +170,16 @@ def _upscale_block_as_said(
     device: str,
     precision: str,
     stored: tuple[str, float | None] | None = None,
+    source: str = "the DataArray",
 ) -> np.ndarray:
     """One output chunk from one input chunk grown by the halo.
 
     ``stored`` is the file's own dtype and nodata value (None if it has none) behind a
     masked read (floats, NaN where the file has nodata): the pixels are then rounded and
     clipped as the file job writes them, so that ``to_raster`` stores the same values back.
+    ``source`` names the array in geosr's lines: its file, or the DataArray.
     """
-    x, valid = prepare_tiles(block[None], nodata, norm)
+    x, valid = prepare_tiles(block[None], nodata, norm, source)
     h, w = block.shape[1] - 2 * halo, block.shape[2] - 2 * halo
     core = Window(halo, halo, h, w)
     out_core = core.scaled(scale)
@@ -349,6 +351,7 @@ def upscale(
         model=model,
         device=opts.device,
         precision=opts.precision,
+        source=str(source.path) if source is not None else _label(data),
     )
     result = _super_resolved(array, kernel, halo=halo, tile_edge=tile_edge, opts=opts, dtype=data.dtype)
     if units is not None:
