@@ -325,6 +325,12 @@ def _predictor_for(src: str | Path, scene: Scene, opts: RunOptions) -> tuple[SRM
     return net, predictor
 
 
+def sizing_spec(scene: Scene, opts: RunOptions) -> OutputSpec:
+    """The output of ``scene`` as far as its size goes: its grid, bands, dtype and compression,
+    which size its COG (not its metadata), for the checks before a run and ``geosr info``."""
+    return OutputSpec(scaled(scene.grid, opts.scale), scene.count, scene.dtype, None, compress=opts.compress)
+
+
 def _check_resources(
     src: str | Path, scene: Scene, opts: RunOptions, bounds: resources.Plan, dst: Path
 ) -> None:
@@ -338,8 +344,7 @@ def _check_resources(
     """
     height, width = scene.grid.shape.yx
     out_bytes = resources.output_bytes(height, width, scene.count, opts.scale, scene.dtype)
-    # Its grid, bands and compression size the COG, not its metadata.
-    spec = OutputSpec(scaled(scene.grid, opts.scale), scene.count, scene.dtype, None, compress=opts.compress)
+    spec = sizing_spec(scene, opts)
     try:
         resources.check(
             bounds, out_bytes, dst, already_on_disk=reclaimable_bytes(dst), cog_bytes=cog_build_bound(spec)

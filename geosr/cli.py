@@ -415,6 +415,7 @@ def _check_batch(
         once, not once per input.
     """
     from geosr.faults import check as check_faults
+    from geosr.io.sink import checked_compress
     from geosr.options import check_run_options
     from geosr.run_outputs import check_compress_applies, check_zarr_format_applies, default_output
 
@@ -424,7 +425,7 @@ def _check_batch(
         # Several inputs write .tif outputs into a folder.
         destination = target or default_output(source, scale, options["variable"])
         check_zarr_format_applies(destination, options["zarr_format"])
-        check_compress_applies(destination, options["compress"].strip().lower())
+        check_compress_applies(destination, checked_compress(options["compress"]))
 
 
 def _run_each(

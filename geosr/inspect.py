@@ -16,7 +16,7 @@ from rasterio.features import geometry_mask
 
 from geosr import resources
 from geosr.aoi import AoiMask
-from geosr.api import model_label
+from geosr.api import model_label, sizing_spec
 from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes, free_bytes
 from geosr.io.bands import check_band_layout, reflectance_offset
@@ -258,7 +258,7 @@ class RunPlan:
             else format_bytes(self.output_bytes)
         )
         return f"{size} uncompressed" + (
-            " (BigTIFF)" if is_bigtiff(_output_spec(self.scene, self.options)) else ""
+            " (BigTIFF)" if is_bigtiff(sizing_spec(self.scene, self.options)) else ""
         )
 
     def _shortfall(self) -> str:
@@ -371,7 +371,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         out_bytes,
         timing,
         resources.memory_needed(bounds),
-        resources.disk_needed(out_bytes, cog=True, cog_bytes=cog_build_bound(_output_spec(scene, options))),
+        resources.disk_needed(out_bytes, cog=True, cog_bytes=cog_build_bound(sizing_spec(scene, options))),
         held,
         valid,
         aoi_nodata=None if mask is None else mask.nodata,
@@ -381,12 +381,6 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         # As the run's normalisation refuses it: an --aoi window is normalised with its whole file.
         refused=reference is not None and not valid_mask(reference, scene.nodata).any(),
     )
-
-
-def _output_spec(scene: Scene, options: RunOptions) -> OutputSpec:
-    """The output's grid, bands, dtype and compression, which size its COG."""
-    grid = scaled(scene.grid, options.scale)
-    return OutputSpec(grid, scene.count, scene.dtype, None, compress=options.compress)
 
 
 def _inside(mask: AoiMask, scene: Scene, sample: np.ndarray, step: int) -> np.ndarray:

@@ -78,7 +78,7 @@ COMPRESSION: dict[str, Any] = {
 }
 """The default compression of a COG (GDAL COG driver creation options)."""
 
-COMPRESSIONS: dict[str, dict[str, Any]] = {
+COG_OPTIONS: dict[str, dict[str, Any]] = {
     "zstd": COMPRESSION,
     # Level 3: zstd's size at zstd's speed.  A COG of a 2048^2 Sentinel-2 band x4 (GDAL's
     # build from its uncompressed pixels and overviews, 2 cores): zstd 2 0.81 s, 67.0 MB;
@@ -146,8 +146,8 @@ def uncompressed_cog_bytes(spec: OutputSpec) -> int:
 
 def cog_build_bound(spec: OutputSpec) -> int:
     """The disk the COG build of ``spec`` needs where its run store's size does not bound it
-    (:func:`geosr.resources.disk_needed`'s ``cog_bytes``): an uncompressed COG's every tile
-    (:func:`uncompressed_cog_bytes`), as :meth:`CogBuild._build` checks; 0 for a compressed one."""
+    (:func:`geosr.resources.disk_needed`'s ``cog_bytes``, and :meth:`CogBuild._build`'s check):
+    an uncompressed COG's every tile (:func:`uncompressed_cog_bytes`); 0 for a compressed one."""
     return uncompressed_cog_bytes(spec) if spec.compress == "none" else 0
 
 
@@ -210,12 +210,10 @@ class CogBuild(SinkBase):
     def _build(self) -> None:
         """Copy the source into a temporary COG, check it, and rename it into place."""
         source, needed = self._source()
-        if self.spec.compress == "none":
-            # Uncompressed, the COG is its tiles, their edge padding too, whatever the source's
-            # size on disk: an LZ4 run store (a tight disk's) is a fraction of its pixels, and a
-            # raw one has none of that padding.
-            needed = max(needed, uncompressed_cog_bytes(self.spec))
-        self._check_space(needed)
+        # Uncompressed, the COG is its tiles, their edge padding too, whatever the source's size
+        # on disk: an LZ4 run store (a tight disk's) is a fraction of its pixels, and a raw one
+        # has none of that padding.
+        self._check_space(max(needed, cog_build_bound(self.spec)))
         cog = temporary_sibling(self.destination, ".tif")
         self._track(cog)
         rasterio.shutil.copy(utf8_name(source), utf8_name(cog), driver="COG", **self._cog_options())
@@ -246,7 +244,7 @@ class CogBuild(SinkBase):
     def _cog_options(self) -> dict[str, Any]:
         return {
             "BLOCKSIZE": self.spec.cog_block,
-            **COMPRESSIONS[self.spec.compress],
+            **COG_OPTIONS[self.spec.compress],
             # Average is the right summary of continuous imagery and skips nodata
             # pixels (integer or NaN), so overviews do not bleed nodata into edges.
             "OVERVIEW_RESAMPLING": "AVERAGE",
