@@ -87,11 +87,7 @@ def shell_quoted(arg: str, encoding: str | None = None) -> str:
         pass
     else:
         return quoted
-    try:
-        raw = os.fsencode(arg)
-    except UnicodeEncodeError:  # text Python's os cannot encode (a caller's): its UTF-8
-        raw = arg.encode("utf-8", "surrogatepass")
-    return "$'" + "".join(_ansi_c(byte) for byte in raw) + "'"
+    return "$'" + "".join(_ansi_c(byte) for byte in path_bytes(arg)) + "'"
 
 
 def _ansi_c(byte: int) -> str:
