@@ -163,6 +163,11 @@ def check_output_given(dst: str | Path | None) -> None:
     raise OptionError(f"--output {text}: no such folder; create it first (mkdir -p {folder}) or give a .tif")
 
 
+def _names_a_zarr_store(dst: Path | str) -> bool:
+    """Whether the output ``dst`` (a path or URL, a folder's trailing '/' too) is a Zarr store."""
+    return str(dst).lower().rstrip("/").endswith(".zarr")
+
+
 def check_zarr_format_applies(dst: Path | str, zarr_format: int | None) -> None:
     """Refuse a ``--zarr-format`` for an output that is no ``.zarr``: taken silently, it wrote
     a COG where the user asked for Zarr v2.
@@ -172,7 +177,7 @@ def check_zarr_format_applies(dst: Path | str, zarr_format: int | None) -> None:
     OptionError
         ``zarr_format`` is given and ``dst`` does not end in ``.zarr``.
     """
-    if zarr_format is not None and not str(dst).lower().rstrip("/").endswith(".zarr"):
+    if zarr_format is not None and not _names_a_zarr_store(dst):
         raise OptionError(
             f"--zarr-format {zarr_format} is for a .zarr output, and {dst} is a COG; "
             f"write to a .zarr (e.g. {Path(str(dst)).with_suffix('.zarr').name}) or leave --zarr-format out"
@@ -187,7 +192,7 @@ def check_compress_applies(dst: Path | str, compress: str) -> None:
     OptionError
         ``compress`` is one of :data:`~geosr.io.sink.TIFF_ONLY_COMPRESSIONS` and ``dst`` ends in ``.zarr``.
     """
-    if compress in TIFF_ONLY_COMPRESSIONS and str(dst).lower().rstrip("/").endswith(".zarr"):
+    if compress in TIFF_ONLY_COMPRESSIONS and _names_a_zarr_store(dst):
         zarr_ones = [c for c in COMPRESSIONS if c not in TIFF_ONLY_COMPRESSIONS]
         raise OptionError(
             f"--compress {compress!r} is a TIFF compression, and {dst} is a Zarr store; use "
