@@ -249,6 +249,7 @@ def upscale_file(
             frames=frames,
             aoi=mask,
             frame_shifts=frame_shifts(frames, offsets, opts.offset),
+            projects=net.projects,
         )
         model_tag = model_label(net, opts.model)
         tags = provenance_tags(scene, model_tag, opts.scale, norm)

@@ -53,6 +53,9 @@ class Job:
     frame_shifts: tuple[tuple[float, ...] | None, ...] = ()
     """Per frame, what to add to each band to put it in the reference's DN convention
     (their Sentinel-2 ``BOA_ADD_OFFSET`` differ, across baseline 04.00); None: nothing."""
+    projects: bool = False
+    """Whether the model projects its output onto its input (:attr:`SRModel.projects`), which
+    :func:`~geosr.kernel.finish_tile` then makes exact for the dtypes that need it."""
 
 
 T = TypeVar("T")
@@ -98,6 +101,7 @@ def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Pre
     elif needed:
         sr = dict(zip(needed, predict(x if len(needed) == len(tiles) else x[needed]), strict=True))
     out_nodata = job.aoi.nodata if job.aoi is not None else job.scene.output_nodata
+    reference = raw[:, 0] if raw.ndim == 5 else raw
     outputs = []
     for i, (tile, core) in enumerate(zip(tiles, cores, strict=True)):
         lr = tile.core_in_read
@@ -111,6 +115,7 @@ def process_batch(job: Job, tiles: Sequence[Tile], raw: np.ndarray, predict: Pre
             norm=job.norm,
             dtype=job.scene.dtype,
             nodata=out_nodata,
+            reference=reference[i][:, lr.rows, lr.cols] if job.projects else None,
         )
         if job.aoi is not None:
             out = job.aoi.apply(out, tile.core.scaled(job.scale))

@@ -73,6 +73,40 @@ def test_bicubic_run_preserves_everything(make_raster, dtype: str) -> None:
         assert tags["GEOSR_VERSION"] == geosr.__version__
 
 
+WIDE_SCENES = {
+    # Spans of 1e7 and more, which float32 (the model's arithmetic) holds to about 1 unit.
+    "int32": lambda rng: rng.integers(-5_000_000, 5_000_000, (1, 32, 32)).astype("int32"),
+    "uint32": lambda rng: rng.integers(1_000_000_000, 1_010_000_000, (1, 32, 32)).astype("uint32"),
+    "float64": lambda rng: rng.uniform(-5e6, 5e6, (1, 32, 32)) + rng.uniform(0, 1e-3, (1, 32, 32)),
+}
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["file", "dataarray"])
+@pytest.mark.parametrize("dtype", sorted(WIDE_SCENES))
+def test_block_means_reproduce_a_wide_scene_exactly(
+    make_raster, tmp_path: Path, dtype: str, lazy: bool
+) -> None:
+    """The default model's output, averaged back down by the scale, is its input: within the
+    rounding to the dtype's integers, or to float64's precision.  The model projects in float32,
+    which left an int32 scene spanning 1e7 up to 1.4 DN off, a float64 one 1.2 units."""
+    data = WIDE_SCENES[dtype](np.random.default_rng(0))
+    src = make_raster(data=data)
+    if lazy:
+        import rioxarray
+
+        out = geosr.upscale(rioxarray.open_rasterio(src, chunks={"x": 16, "y": 16}), scale=4, tile=16).values
+    else:
+        with rasterio.open(geosr.upscale_file(src, tmp_path / "out.tif", scale=4, tile=16)) as f:
+            out = f.read()
+    assert out.dtype == data.dtype
+    means = out.astype(np.float64).reshape(1, 32, 4, 32, 4).mean(axis=(2, 4))
+    error = np.abs(means - data)
+    if dtype == "float64":
+        assert error.max() <= 1e-12 * np.abs(data).max()
+    else:
+        assert error.max() <= 0.5
+
+
 @pytest.mark.parametrize("scale", [2, 3])
 def test_geographic_crs_and_odd_shapes(make_raster, scale: int) -> None:
     src = make_raster(count=4, height=41, width=53, dtype="float64", crs="EPSG:4326", transform=GEO_TRANSFORM)

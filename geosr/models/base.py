@@ -126,6 +126,13 @@ class SRModel(nn.Module):
         without changing any output.  False for a model trained on a band layout."""
         return True
 
+    @property
+    def projects(self) -> bool:
+        """True when every ``s x s`` block of the output averages to its frame-0 input pixel
+        (CNN-RNN's radiometric projection): :func:`geosr.kernel.finish_tile` then redoes the
+        projection in float64 for the pixels of dtypes float32 does not hold."""
+        return False
+
 
 def check_int_at_least(value: object, name: str, minimum: int) -> int:
     """Return ``value`` if it is an integer of at least ``minimum``, else raise.

@@ -271,6 +271,11 @@ class CNNRNN(SRModel):
         """Bands fold into the batch unless the network was built for a band layout."""
         return self.config.in_channels == 1
 
+    @property
+    def projects(self) -> bool:
+        """Whether the output is projected onto the input (``radiometric_projection``)."""
+        return self.config.radiometric_projection
+
     def receptive_radius(self, frames: int) -> int:
         """LR pixels on each side an output pixel depends on, for ``frames`` frames.
 

@@ -184,13 +184,17 @@ def _upscale_block_as_said(
     core = Window(halo, halo, h, w)
     out_core = core.scaled(scale)
     core_valid = valid[0][:, core.rows, core.cols]
+    reference = None  # the source pixels, where the model projects onto them (finish_tile)
     if core_valid.any():
         predictor = cached_predictor(model, block.shape[0], scale, device, precision)
         sr = predictor(x)[0][:, out_core.rows, out_core.cols]
+        reference = block[:, core.rows, core.cols] if predictor.model.projects else None
     else:  # all nodata whatever the model says (as pipeline.process_batch skips it)
         sr = np.zeros((block.shape[0], out_core.height, out_core.width), np.float32)
     if stored is None:
-        return finish_tile(sr, core_valid, scale=scale, norm=norm, dtype=dtype, nodata=nodata)
+        return finish_tile(
+            sr, core_valid, scale=scale, norm=norm, dtype=dtype, nodata=nodata, reference=reference
+        )
     # A file without nodata has no integer to mark the caller's NaN with: they go back after the cast.
     out = finish_tile(
         sr,
@@ -199,6 +203,7 @@ def _upscale_block_as_said(
         norm=norm,
         dtype=stored[0],
         nodata=stored[1],
+        reference=reference,
     ).astype(dtype)
     out[~core_valid.repeat(scale, axis=-2).repeat(scale, axis=-1)] = np.nan
     return out
