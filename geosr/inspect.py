@@ -32,6 +32,7 @@ from geosr.options import RunOptions
 from geosr.pipeline import Job, process_batch, read_batch
 from geosr.predictor import Predictor
 from geosr.run_inputs import (
+    check_normalisable,
     frame_shifts,
     frames_for,
     frames_read,
@@ -326,6 +327,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
     net = load_model(options.model, bands=scene.count, scale=options.scale)
     # What the run would refuse, naming the model as its output would.
     check_band_layout(scene.path, scene.descriptions, net.card.bands, model_label(net, options.model))
+    check_normalisable(scene, dict(net.card.normalisation))
     predictor = Predictor(net, device=options.device, precision=options.precision)
     frames = frames_read(src, net, frames)
     # The --frame files deepen the halo and multiply the memory: planned without them,

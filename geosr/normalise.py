@@ -10,7 +10,9 @@ per scene (never per tile: per-tile statistics make seams).  Two methods:
     trained this way sees the same value range everywhere.
 ``dtype-range``
     ``offset = 0`` and a fixed ``scale`` per dtype (uint8: 255, uint16: 10000 for
-    Sentinel-2 reflectance), for models trained on physical units.
+    Sentinel-2 reflectance, floats: 1, physical units already), for models trained on
+    physical units.  Other integer dtypes have no such convention: the model's card
+    gives their divisor, or their scenes are refused (:func:`dtype_divisor`).
 
 Nodata pixels are replaced before the model sees them by a *local* fill
 (normalised convolution over a fixed radius, then a constant), so that the
@@ -32,7 +34,20 @@ from geosr.errors import InputError, warn
 FILL_RADIUS = 3
 """LR pixels a filled nodata value may draw on (adds to the tile halo)."""
 
-DTYPE_SCALES: Mapping[str, float] = {"uint8": 255.0, "uint16": 10000.0, "int16": 10000.0}
+DTYPE_SCALES: Mapping[str, float] = {
+    "uint8": 255.0,
+    "uint16": 10000.0,
+    "int16": 10000.0,
+    # A float raster holds physical values (reflectance 0..1, what DN / 10000 gives); one that
+    # holds integer DN names their dtype in UNITS_DTYPE_TAG, or the card gives its divisor.
+    "float32": 1.0,
+    "float64": 1.0,
+}
+"""``dtype-range`` divisors of the dtypes that have a convention; a card's own take precedence."""
+
+DIVISOR_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+"""The dtypes a card's ``dtype-range`` normalisation may give a divisor for: those geosr reads
+(:data:`geosr.io.scene.SUPPORTED_DTYPES`)."""
 
 UNITS_DTYPE_TAG = "GEOSR_UNITS_DTYPE"
 """A float raster's tag naming the dtype whose units its values are in: ``geosr evaluate``'s Wald
@@ -44,7 +59,7 @@ def units_dtype(dtype: str, tags: Mapping[str, str]) -> str:
     """The dtype whose units a raster of ``dtype`` with ``tags`` holds: the one
     :data:`UNITS_DTYPE_TAG` names, when it is one that ``dtype-range`` knows, else ``dtype``."""
     named = tags.get(UNITS_DTYPE_TAG, dtype)
-    return named if named in DTYPE_SCALES else dtype
+    return named if named in DIVISOR_DTYPES else dtype
 
 
 @dataclass(frozen=True)
@@ -156,7 +171,7 @@ def scene_normalisation(
     Raises
     ------
     InputError
-        When no band has a valid pixel.
+        When no band has a valid pixel, or ``dtype-range`` has no divisor for ``dtype``.
 
     Warns
     -----
@@ -167,7 +182,7 @@ def scene_normalisation(
         bands go on.
     """
     if method == "dtype-range":
-        scale = {**DTYPE_SCALES, **(divisors or {})}.get(str(dtype), 1.0)
+        scale = dtype_divisor(str(dtype), divisors or {}, source)
         return Normalisation((0.0,) * sample.shape[0], (scale,) * sample.shape[0], method)
     if method != "percentile":
         raise InputError(f"unknown normalisation method {method!r}: use 'percentile' or 'dtype-range'")
@@ -196,6 +211,28 @@ def scene_normalisation(
             "their output is nodata wherever their input is"
         )
     return Normalisation(tuple(offsets), tuple(scales), method)
+
+
+def dtype_divisor(dtype: str, divisors: Mapping[str, float], source: str = "input") -> float:
+    """``dtype-range``'s divisor for pixels of ``dtype``: the card's (``divisors``), else
+    :data:`DTYPE_SCALES`'.
+
+    Raises
+    ------
+    InputError
+        For a dtype that neither gives (int8, uint32, int32 but for a card's divisor): they were
+        divided by 1, and an int32 scene of values in the millions went into a model trained
+        on values near 0..1, with no word of it.
+    """
+    known = {**DTYPE_SCALES, **divisors}
+    if dtype in known:
+        return known[dtype]
+    given = ", ".join(f"{name} by {value:g}" for name, value in known.items())
+    raise InputError(
+        f"{source} is {dtype}, for which the model's dtype-range normalisation has no divisor (it "
+        f'divides {given}): add "{dtype}": <divisor> to its card\'s normalisation, or convert the '
+        "input to one of those (gdal_translate -ot)"
+    )
 
 
 def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]:
@@ -237,7 +274,7 @@ def normalisation_from_card(card_normalisation: Mapping[str, Any]) -> dict[str, 
     elif method == "dtype-range":
         # The card's divisors are what its weights were trained with (DN / 10000 for
         # reflectance, say): the defaults stand only for the dtypes it leaves out.
-        kwargs["divisors"] = {k: float(v) for k, v in card_normalisation.items() if k in DTYPE_SCALES}
+        kwargs["divisors"] = {k: float(v) for k, v in card_normalisation.items() if k in DIVISOR_DTYPES}
     return kwargs
 
 

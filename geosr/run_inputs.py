@@ -28,6 +28,7 @@ from geosr.normalise import (
     FILL_RADIUS,
     FLOAT_FILL,
     Normalisation,
+    dtype_divisor,
     normalisation_from_card,
     scene_normalisation,
     units_dtype,
@@ -329,6 +330,15 @@ def warn_float_fill_of(source: str, sample: np.ndarray, nodata: float | None, fa
         f"fill value ({FLOAT_FILL:g} or more in magnitude) not declared as its nodata: they are {fate}; "
         + remedy.format(value=repr(value))
     )
+
+
+def check_normalisable(scene: Scene, card_normalisation: dict[str, Any]) -> None:
+    """Refuse ``scene``, in the line its run would (:func:`~geosr.normalise.dtype_divisor`), where
+    the card's ``dtype-range`` normalisation has no divisor for its dtype: for ``geosr info``,
+    which plans the run without normalising."""
+    kwargs = normalisation_from_card(card_normalisation)
+    if kwargs["method"] == "dtype-range":
+        dtype_divisor(units_dtype(scene.dtype, scene.tags), kwargs["divisors"], str(scene.path))
 
 
 def normalisation_for(

@@ -581,6 +581,58 @@ def test_dtype_range_divisor_of_the_card_is_used(tmp_path: Path, make_raster) ->
         assert f.tags()["GEOSR_NORM_SCALE"] == "4000"
 
 
+@pytest.mark.parametrize("dtype", ["int8", "uint32", "int32"])
+def test_dtype_range_refuses_an_integer_dtype_it_has_no_divisor_for(
+    tmp_path: Path, make_raster, dtype: str
+) -> None:
+    """A dtype-range model divided int8, uint32 and int32 pixels by 1: an int32 scene of values in
+    the millions went into a model trained on values near 0..1, with no word of it.  geosr run,
+    geosr info and geosr.upscale refuse it in one line, nothing written; with a divisor for the
+    dtype in the card, it runs divided by that."""
+    model = trained_like()
+    weights, _ = save_weights(model, card_for(model), tmp_path / "m")  # dtype-range: uint8, uint16
+    src = make_raster(count=1, height=24, width=24, dtype=dtype)
+    line = (
+        f"is {dtype}, for which the model's dtype-range normalisation has no divisor "
+        r"\(it divides uint8 by 255, uint16 by 10000, int16 by 10000, float32 by 1, float64 by 1\): "
+        f'add "{dtype}": <divisor> to its card\'s normalisation, or convert the input to one of those'
+    )
+    with pytest.raises(InputError, match=f"^{re.escape(str(src))} {line}"):
+        geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights))
+    assert not (tmp_path / "out.tif").exists()
+    with pytest.raises(InputError, match=f"^{re.escape(str(src))} {line}"):
+        plan_run(src, RunOptions(scale=2, model=str(weights)), calibrate=False)  # geosr info
+    with pytest.raises(InputError, match=f"^the DataArray {line}"):
+        geosr.upscale(rioxarray.open_rasterio(src), scale=2, model=str(weights))
+    normalisation = {"method": "dtype-range", dtype: 100}
+    weights, _ = save_weights(model, card_for(model, normalisation=normalisation), tmp_path / "m2")
+    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights))
+    with rasterio.open(out) as f:
+        assert f.tags()["GEOSR_NORM_SCALE"] == "100"
+
+
+def test_a_card_may_give_a_dtype_range_divisor_for_every_dtype_geosr_reads() -> None:
+    from geosr.io.scene import SUPPORTED_DTYPES
+    from geosr.normalise import DIVISOR_DTYPES
+
+    assert sorted(DIVISOR_DTYPES) == sorted(SUPPORTED_DTYPES)
+
+
+@pytest.mark.parametrize(("card", "divisor"), [({}, "1"), ({"float32": 10000}, "10000")])
+def test_dtype_range_divides_a_float_scene_by_one_or_the_cards_divisor(
+    tmp_path: Path, make_raster, card: dict[str, float], divisor: str
+) -> None:
+    """A float raster holds physical values (reflectance 0..1, what uint16 DN / 10000 gives):
+    divided by 1, unless the card gives a float32 divisor (a model trained on DN held as floats)."""
+    model = trained_like()
+    normalisation = {"method": "dtype-range", **card}
+    weights, _ = save_weights(model, card_for(model, normalisation=normalisation), tmp_path / "m")
+    src = make_raster(count=1, height=24, width=24, dtype="float32")
+    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model=str(weights))
+    with rasterio.open(out) as f:
+        assert f.tags()["GEOSR_NORM_SCALE"] == divisor
+
+
 def test_band_specific_model_refuses_its_bands_in_another_order(tmp_path: Path, make_raster) -> None:
     """Only the band count was checked: a B8,B4,B3,B2 scene ran through a B2,B3,B4,B8 model
     with every band in the wrong slot."""

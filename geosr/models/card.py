@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from geosr.errors import ModelError
+from geosr.normalise import DIVISOR_DTYPES
 
 ARCHITECTURES = ("cnnrnn", "edsr", "bicubic")
 NORMALISATION_METHODS = ("dtype-range", "percentile")
-DTYPE_RANGE_KEYS = ("uint8", "uint16", "int16")
 REQUIRED_FIELDS = ("name", "architecture", "config", "scale")
 UNKNOWN = "unknown"
 """``date`` and ``geosr_version`` of a card read without them."""
@@ -48,7 +48,7 @@ def _normalisation_problem(norm: dict[str, Any]) -> str | None:
                 "must be numbers with 0 <= low < high <= 100"
             )
         return None
-    for key in DTYPE_RANGE_KEYS:
+    for key in DIVISOR_DTYPES:
         if key in norm and not (_number(norm[key]) or 0) > 0:
             return f"dtype-range divisor {key}={norm[key]!r} must be a positive number"
     return None
@@ -111,8 +111,10 @@ class ModelCard:
         ``method``
             ``"percentile"`` (scene-global 0.1/99.9 percentiles per band, any
             dtype) or ``"dtype-range"`` (divide by a fixed value per dtype).
-        ``uint8``, ``uint16``, ``int16`` (``dtype-range`` only)
-            The divisor for that input dtype, e.g. ``255`` and ``10000``.
+        ``uint8``, ``uint16``, ... (``dtype-range`` only; any of :data:`geosr.normalise.DIVISOR_DTYPES`)
+            The divisor for that input dtype, e.g. ``255`` and ``10000``.  Without one,
+            uint8 is divided by 255, uint16 and int16 by 10000, floats by 1, and a scene of
+            another dtype is refused.
 
         Other keys are kept for the record and ignored.
     training : dict
