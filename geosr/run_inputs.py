@@ -299,24 +299,32 @@ def warn_float_fill(
     sample: np.ndarray,
     fate: str = "written as nodata, not super-resolved",
     remedy: str = "pass --nodata {value} to declare it",
+    sampled: bool = True,
 ) -> None:
     """Warn, in one line, when pixels of a float scene's ``sample`` hold a fill value
     (:data:`~geosr.normalise.FLOAT_FILL` or more in magnitude) that the scene does not declare as
     its nodata, naming the commonest one and the ``--nodata`` that declares it; ``fate`` says
     what becomes of them, and ``remedy`` (``{value}`` in it the value) how to declare it, for a
-    command that takes its nodata otherwise (training's source).
+    command that takes its nodata otherwise (training's source).  ``sampled`` False: ``sample``
+    is every pixel the caller uses (training's), not a sample of them (the run's).
 
     Such pixels are nodata whatever the scene declares (:func:`~geosr.normalise.valid_mask`):
     run as data, each overflowed the model's float32 input and blanked the output around it,
     and numpy's bare 'overflow encountered in cast' was the only word.
     """
     if np.dtype(scene.dtype).kind == "f":
-        warn_float_fill_of(str(scene.path), sample, scene.nodata, fate, remedy)
+        warn_float_fill_of(str(scene.path), sample, scene.nodata, fate, remedy, sampled)
 
 
-def warn_float_fill_of(source: str, sample: np.ndarray, nodata: float | None, fate: str, remedy: str) -> None:
+def warn_float_fill_of(
+    source: str, sample: np.ndarray, nodata: float | None, fate: str, remedy: str, sampled: bool = True
+) -> None:
     """:func:`warn_float_fill`'s line for ``source``, whose float ``sample`` its caller has read
-    (a training pair's raster, read with its nodata as NaN: ``nodata`` None)."""
+    (a training pair's raster, read with its nodata as NaN: ``nodata`` None).
+
+    The line says 'of its N pixels sampled' for a sample, 'of the N pixels read' where
+    ``sampled`` is False: training reads every pixel it trains on (of a part of the file, for
+    a validation split or a warp's window), and was said to have sampled them."""
     with np.errstate(invalid="ignore"):
         fill = np.isfinite(sample) & (np.abs(sample) >= FLOAT_FILL)
     if nodata is not None and not np.isnan(nodata):
@@ -325,8 +333,9 @@ def warn_float_fill_of(source: str, sample: np.ndarray, nodata: float | None, fa
         return
     values, counts = np.unique(sample[fill], return_counts=True)
     value = float(values[np.argmax(counts)])
+    counted = f"of its {sample.size} pixels sampled" if sampled else f"of the {sample.size} pixels read"
     warn(
-        f"{source}: {int(fill.sum())} of its {sample.size} pixels sampled hold {value!r}, a float "
+        f"{source}: {int(fill.sum())} {counted} hold {value!r}, a float "
         f"fill value ({FLOAT_FILL:g} or more in magnitude) not declared as its nodata: they are {fate}; "
         + remedy.format(value=repr(value))
     )

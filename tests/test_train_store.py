@@ -484,7 +484,7 @@ def test_an_undeclared_float_fill_in_a_pair_is_left_out_in_one_line(tmp_path: Pa
     hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0))
     (_, hr_chips, _, _), lines = warnings_said(lambda: pair_chips(str(lr), str(hr_path), scale=2, lr_chip=8))
     assert lines == [
-        f"{hr_path}: 3 of its 25600 pixels sampled hold 1e+39, a float fill value (1e+38 or more in "
+        f"{hr_path}: 3 of the 25600 pixels read hold 1e+39, a float fill value (1e+38 or more in "
         "magnitude) not declared as its nodata: they are left out of the pairs; declare it in the file "
         "(gdal_edit.py -a_nodata 1e+39 FILE)"
     ], lines

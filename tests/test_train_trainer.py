@@ -851,7 +851,7 @@ def test_an_undeclared_float_fill_is_left_out_of_training_in_one_line(tmp_path, 
     result, lines = warnings_said(lambda: train(_config(tmp_path, src, scenes[1], steps=1)))
     assert result.step == 1
     assert lines == [
-        f"{src}: 1 of its 9216 pixels sampled hold 1e+39, a float fill value (1e+38 or more in "
+        f"{src}: 1 of the 9216 pixels read hold 1e+39, a float fill value (1e+38 or more in "
         "magnitude) not declared as its nodata: they are left out of training; give its source's "
         "nodata (in config.data.train or .val) as 1e+39 to declare it"
     ], lines

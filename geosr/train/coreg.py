@@ -133,7 +133,12 @@ def read_raster(
             fill = ~valid_mask(raw.data, None) & ~np.ma.getmaskarray(raw)
             if raw.dtype.kind == "f" and fill.any():
                 warn_float_fill_of(
-                    str(path), raw.filled(np.nan), None, "left out of the pairs", PAIR_FILL_REMEDY
+                    str(path),
+                    raw.filled(np.nan),
+                    None,
+                    "left out of the pairs",
+                    PAIR_FILL_REMEDY,
+                    sampled=False,
                 )
             with np.errstate(over="ignore"):
                 arr = raw.astype(np.float32).filled(np.nan)

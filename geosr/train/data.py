@@ -138,7 +138,7 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
     valid = valid_mask(block, scene.nodata)
     # An undeclared float fill (1e+39) is invalid, as in geosr run, which says so in this line;
     # normalised as it was, it printed numpy's bare 'overflow encountered in cast' instead.
-    warn_float_fill(scene, block, "left out of training", _fill_remedy())
+    warn_float_fill(scene, block, "left out of training", _fill_remedy(), sampled=False)
     norm = scene_normalisation(block, valid, method="percentile", low=0.1, high=99.9, source=str(path))
     data, valid = normalise_valid(block, valid, norm, str(path), "left out of training")
     data[~valid] = 0.0
