@@ -6,7 +6,8 @@ with nearest neighbour, so any misplacement would show.  The contrast stretch
 is the 2nd-98th percentile of the geosr panel's valid pixels, per band, and is
 applied unchanged to every panel: differences between panels are real, not an
 artefact of each panel being stretched on its own.  Nodata and NaN pixels are
-transparent: the white page shows through, not black data.
+transparent: the white page shows through, not black data; where the geosr panel shows
+nothing (outside an ``--aoi`` polygon), neither do the others.
 """
 
 from __future__ import annotations
@@ -465,13 +466,15 @@ def compare_panels(
     if from_lr is None:
         from_lr = source_bands(sr_scene, lr_scene, show)
     check_bands(lr_scene, from_lr, sr)
-    panels = [output, _on_grid(lr_scene, from_lr, target, Resampling.cubic, other=sr)]
+    bicubic = _on_grid(lr_scene, from_lr, target, Resampling.cubic, other=sr)
+    panels = [output, _shown_where(output, bicubic)]
     titles = [" ".join(filter(None, ("geosr", sr_scene.tags.get("GEOSR_MODEL"), f"x{scale}"))), "bicubic"]
     if hr is not None:
         hr_scene = _open_reference(hr, hr_variable)
         from_hr = reference_bands(sr_scene, hr_scene, show)
         check_bands(hr_scene, from_hr, sr)
-        panels.append(_on_grid(hr_scene, from_hr, target, Resampling.nearest, other=sr))
+        reference = _on_grid(hr_scene, from_hr, target, Resampling.nearest, other=sr)
+        panels.append(_shown_where(output, reference))
         titles.append("reference")
         _warn_out_of_stretch(hr, sr, panels[0], panels[-1])
         coarser = _scale(hr_scene, sr_scene)
@@ -481,6 +484,13 @@ def compare_panels(
                 "panel shows them enlarged; give a reference of the output's resolution or finer as --hr"
             )
     return panels, titles, win, scale, shown_bands(sr_scene, show)
+
+
+def _shown_where(output: np.ndarray, panel: np.ndarray) -> np.ndarray:
+    """``panel`` (bicubic, reference) hidden (NaN) where the ``output`` panel shows nothing (nodata
+    in a band shown): outside an ``--aoi`` polygon the output is nodata, and the bicubic and
+    reference panels showed the input there, beside an output cut to the polygon."""
+    return np.where(np.isfinite(output).all(axis=0), panel, np.float32(np.nan))
 
 
 def _warn_out_of_stretch(hr: str, sr: str, output: np.ndarray, reference: np.ndarray) -> None:

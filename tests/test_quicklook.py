@@ -241,8 +241,10 @@ def test_the_bicubic_panel_takes_the_runs_nodata(make_raster, tmp_path) -> None:
     out = geosr.upscale_file(src, tmp_path / "sr.tif", scale=2, model="bicubic", nodata=0)
     as_file = compare_panels(str(src), str(out))[0][1]
     as_run = compare_panels(str(src), str(out), lr_nodata=0)[0][1]
-    assert np.isfinite(as_file[:, :, :20]).all() and np.isnan(as_run[:, :, :20]).all()
-    assert np.nanmax(np.abs(as_run[:, :, 30:] - 1000)) < 1  # no ringing from the fill
+    # The fill is hidden in both, as in the output; beside it the file's reading rings, the run's not.
+    assert np.isnan(as_file[:, :, :24]).all() and np.isnan(as_run[:, :, :24]).all()
+    assert np.abs(as_file[:, :, 24:27] - 1000).max() > 100
+    assert np.nanmax(np.abs(as_run - 1000)) < 1  # no ringing from the fill
 
 
 def keys_cubic(values: np.ndarray, position: float) -> float:
@@ -361,6 +363,28 @@ def test_window_is_in_the_input_pixels_for_an_aoi_output(make_raster, tmp_path: 
     covers = r"'2,5,10,10' lies outside .*aoi.tif, which covers cols 20-40, rows 0-40"
     with pytest.raises(OptionError, match=covers):
         compare_panels(str(lr), str(aoi), window="2,5,10,10")
+
+
+def test_the_panels_hide_what_an_aoi_polygon_left_out_of_the_output(make_raster, tmp_path: Path) -> None:
+    """Outside an --aoi polygon the output is nodata: the bicubic and reference panels showed the
+    input there, the whole square beside the output's triangle."""
+    from tests.test_aoi import write_geojson
+
+    lr = make_raster(count=3, height=40, width=40)
+    left, top = UTM_TRANSFORM.c, UTM_TRANSFORM.f
+    ring = [(left, top), (left + 400, top), (left, top - 400), (left, top)]  # the upper-left half
+    aoi = write_geojson(tmp_path / "tri.geojson", ring, crs="EPSG:32633")
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic", aoi=str(aoi), quicklook=True)
+    with pytest.warns(geosr.GeosrWarning, match="reference panel shows them enlarged"):
+        panels = compare_panels(str(lr), str(sr), hr=str(lr))[0]
+    shown = [np.isfinite(panel).all(axis=0) for panel in panels]
+    assert 0.4 < shown[0].mean() < 0.6 and not shown[0][-1, -1]
+    for each in shown[1:]:
+        np.testing.assert_array_equal(each, shown[0])
+    # The quicklook's two panels (below their titles), bicubic and geosr, are as much white page.
+    white = (imread(tmp_path / "sr.quicklook.png")[60:, :, :3] == 1).all(axis=-1)
+    half = white.shape[1] // 2
+    assert abs(white[:, :half].mean() - white[:, half:].mean()) < 0.02
 
 
 def test_compare_with_an_input_in_another_crs(make_raster, tmp_path: Path) -> None:
