@@ -8,15 +8,36 @@ and the words the figure's title gives them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from geosr.errors import InputError
 from geosr.io.bands import canonical_band_name
 from geosr.io.scene import Scene
 
 RGB_NAMES = (("B4", "B3", "B2"), ("RED", "GREEN", "BLUE"))
-"""Band names (as :func:`~geosr.io.bands.canonical_band_name` spells them) that say red, green
-and blue: Sentinel-2's and Landsat 8's numbers, and the colours' own names."""
+"""Band names (as :func:`colour_name` spells them) that say red, green and blue: Sentinel-2's
+and Landsat 8/9's numbers, and the colours' own names."""
+LANDSAT_TM_RGB = ("B3", "B2", "B1")
+"""Landsat 4-7's (TM, ETM+) red, green and blue, whose B4 is the near infrared: taken where the
+file names its mission (:func:`landsat_tm`), else Landsat 8/9's (and Sentinel-2's) B4, B3, B2."""
+_LANDSAT_TM = re.compile(r"(?<![A-Z0-9])(L[TEM]0[4-7]_|L[TEM][4-7]\d{6}|LANDSAT[_ -]?[4-7](?!\d))")
+"""A Landsat 4-7 product ID (LE07_L2SP_...), scene ID (LT50440342011...) or spacecraft (LANDSAT_7)."""
+
+
+def colour_name(description: str) -> str:
+    """A band's ``description`` as :data:`RGB_NAMES` spell it: Landsat Collection 2's surface
+    reflectance SR_B4 as B4, and GDAL's Sentinel-2 'B4, central wavelength 665 nm' as B4, which
+    were no colours to a figure (its first three bands shown: SR_B1, coastal aerosol, as red)."""
+    return canonical_band_name(description.split(",", 1)[0].strip().upper().removeprefix("SR_"))
+
+
+def landsat_tm(scene: Scene) -> bool:
+    """Whether ``scene`` says it is of Landsat 4, 5 or 7: its file's name, or a tag (an output's
+    GEOSR_SOURCE names its input), holds such a product or scene ID or spacecraft name."""
+    said = [Path(scene.path).name, *(str(v) for v in scene.tags.values())]
+    return any(_LANDSAT_TM.search(text.upper()) for text in said)
 
 
 def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int]:
@@ -33,8 +54,9 @@ def rgb_bands(scene: Scene) -> list[int] | None:
     colour interpretation; None when neither says."""
     if scene.count < 3 or scene.band_axis != "band":
         return None
-    names = [canonical_band_name(d or "") for d in scene.descriptions] if scene.descriptions else []
-    for rgb in RGB_NAMES:
+    names = [colour_name(d or "") for d in scene.descriptions] if scene.descriptions else []
+    numbers = LANDSAT_TM_RGB if landsat_tm(scene) else RGB_NAMES[0]
+    for rgb in (numbers, *RGB_NAMES[1:]):
         if names and all(n in names for n in rgb):
             return [names.index(n) for n in rgb]
     interp = [c.lower() for c in scene.colorinterp]

@@ -1036,6 +1036,39 @@ def test_the_figure_says_which_bands_it_shows(make_raster, tmp_path: Path, monke
     assert said[3].startswith("unnamed_x2.tif: band 2 in grey, window of"), said
 
 
+@pytest.mark.parametrize(
+    ("name", "descriptions", "rgb"),
+    [
+        ("stack.tif", ("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7"), [3, 2, 1]),
+        ("LC09_L2SP_044034_20220101_20220103_02_T1_SR.tif", ("SR_B2", "SR_B3", "SR_B4", "SR_B5"), [2, 1, 0]),
+        ("l8.tif", ("B1", "B2", "B3", "B4", "B5"), [3, 2, 1]),
+        ("s2.tif", ("B02", "B03", "B04", "B08"), [2, 1, 0]),
+        (
+            "S2_gdal.tif",
+            tuple(f"B{b}, central wavelength {w} nm" for b, w in ((8, 842), (4, 665), (3, 560), (2, 490))),
+            [1, 2, 3],
+        ),
+        (
+            "LE07_L2SP_044034_20200101_20200127_02_T1_SR.tif",
+            ("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7"),
+            [2, 1, 0],
+        ),
+        ("LT50440342011001PAC01.tif", ("B1", "B2", "B3", "B4"), [2, 1, 0]),
+    ],
+)
+def test_sensor_band_names_are_shown_as_red_green_blue(
+    make_raster, tmp_path, name, descriptions, rgb
+) -> None:
+    """Landsat Collection 2's SR_B4, SR_B3, SR_B2 and GDAL's Sentinel-2 'B4, central wavelength
+    665 nm' were no colours to a figure, which showed the first three bands (SR_B1, coastal aerosol,
+    as red); Landsat 4-7's red, green, blue are B3, B2, B1, its B4 the near infrared, where its file
+    says it is of Landsat 4-7 (a product or scene ID), also in geosr compare of its output."""
+    lr = make_raster(name, count=len(descriptions), height=12, width=12, descriptions=descriptions)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    shown = compare_panels(str(lr), str(sr))[4]
+    assert shown == f"bands {','.join(descriptions[p] for p in rgb)} as red, green, blue"
+
+
 def test_compare_of_a_cube_shows_its_first_date_as_its_quicklook_does(tmp_path: Path) -> None:
     """The output of a (time, lat, lon) cube names its bands by their dates: geosr compare drew
     dates 1, 2, 3 as red, green, blue, where --quicklook showed date 1 in grey, and a cloud on
