@@ -136,6 +136,42 @@ def poles_within(grid: GeoBox) -> list[float]:
     ]
 
 
+def pixel_box(grid: GeoBox, target: GeoBox) -> tuple[float, float, float, float]:
+    """``target``'s footprint in (fractional) pixels of ``grid``: col0, row0, col1, row1."""
+    footprint = target.extent.geom
+    if grid.crs is not None and target.crs is not None and grid.crs != target.crs:
+        # The corners must be in the grid's CRS before its inverse transform applies, and on a
+        # lon/lat grid's turn of longitude: a reference on longitudes past 180 (180.1) under a
+        # UTM output across the antimeridian was said not to overlap it (-179.9).
+        # Its edges densified: a lon/lat window from -180 to 180 at 89.5° N is a disc in polar
+        # stereographic, which its four corners (two points on its rim, and the pole) do not span.
+        left, bottom, right, top = target.extent.boundingbox
+        dense = shapely.segmentize(target.extent.geom, max(right - left, top - bottom) / 64)
+        moved = Geometry(dense, target.crs).to_crs(grid.crs)
+        pole = poles_within(target) if grid.crs.geographic else []
+        if pole:
+            # Around a pole a footprint is no polygon in lon/lat (its corners a ring at one
+            # latitude), so a lon/lat reference was said not to overlap a polar stereographic
+            # output: it spans every longitude of the grid's turn, from its lowest latitude to the pole.
+            minx, _, maxx, _ = grid.extent.boundingbox
+            centre = (minx + maxx) / 2
+            lats = shapely.get_coordinates(moved.geom)[:, 1]
+            farthest = float(lats.min() if pole[0] > 0 else lats.max())
+            footprint = shapely.MultiPoint([(centre - 180, farthest), (centre + 180, pole[0])])
+        else:
+            footprint = on_the_grids_turn(moved, grid).geom
+    # The footprint's own corners, not its bounding box's: on a grid turned 30°, the box of a
+    # window spans 1.87 times its side in the grid's pixels, and --window 0,0,10,10 of an x2
+    # run showed 29 x 29 output px, not 20 x 20.
+    x, y = shapely.get_coordinates(footprint).T
+    if not x.size:  # nothing of it on the grid's turn
+        return (np.nan,) * 4
+    inverse = ~grid.transform
+    cols = inverse.a * x + inverse.b * y + inverse.c
+    rows = inverse.d * x + inverse.e * y + inverse.f
+    return float(cols.min()), float(rows.min()), float(cols.max()), float(rows.max())
+
+
 def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     """The pixel window of ``grid`` that covers ``geometry`` (snapped outward, clipped)."""
     _refuse_metres_as_degrees(geometry, grid, source)

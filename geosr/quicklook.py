@@ -17,13 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import shapely
 from affine import Affine
 from odc.geo.geobox import GeoBox
-from odc.geo.geom import Geometry
 from rasterio.enums import Resampling
 
-from geosr.aoi import on_the_grids_turn, poles_within
+from geosr.aoi import pixel_box
 from geosr.errors import InputError, OptionError, OutputError, warn
 from geosr.figure_bands import (
     check_bands,
@@ -96,47 +94,11 @@ def parse_window(text: str | None, lr_shape: tuple[int, int], size: int = DEFAUL
     return Window(row, col, min(height, h - row), min(width, w - col))
 
 
-def _pixel_box(grid: GeoBox, target: GeoBox) -> tuple[float, float, float, float]:
-    """``target``'s footprint in (fractional) pixels of ``grid``: col0, row0, col1, row1."""
-    footprint = target.extent.geom
-    if grid.crs is not None and target.crs is not None and grid.crs != target.crs:
-        # The corners must be in the grid's CRS before its inverse transform applies, and on a
-        # lon/lat grid's turn of longitude: a reference on longitudes past 180 (180.1) under a
-        # UTM output across the antimeridian was said not to overlap it (-179.9).
-        # Its edges densified: a lon/lat window from -180 to 180 at 89.5° N is a disc in polar
-        # stereographic, which its four corners (two points on its rim, and the pole) do not span.
-        left, bottom, right, top = target.extent.boundingbox
-        dense = shapely.segmentize(target.extent.geom, max(right - left, top - bottom) / 64)
-        moved = Geometry(dense, target.crs).to_crs(grid.crs)
-        pole = poles_within(target) if grid.crs.geographic else []
-        if pole:
-            # Around a pole a footprint is no polygon in lon/lat (its corners a ring at one
-            # latitude), so a lon/lat reference was said not to overlap a polar stereographic
-            # output: it spans every longitude of the grid's turn, from its lowest latitude to the pole.
-            minx, _, maxx, _ = grid.extent.boundingbox
-            centre = (minx + maxx) / 2
-            lats = shapely.get_coordinates(moved.geom)[:, 1]
-            farthest = float(lats.min() if pole[0] > 0 else lats.max())
-            footprint = shapely.MultiPoint([(centre - 180, farthest), (centre + 180, pole[0])])
-        else:
-            footprint = on_the_grids_turn(moved, grid).geom
-    # The footprint's own corners, not its bounding box's: on a grid turned 30°, the box of a
-    # window spans 1.87 times its side in the grid's pixels, and --window 0,0,10,10 of an x2
-    # run showed 29 x 29 output px, not 20 x 20.
-    x, y = shapely.get_coordinates(footprint).T
-    if not x.size:  # nothing of it on the grid's turn
-        return (np.nan,) * 4
-    inverse = ~grid.transform
-    cols = inverse.a * x + inverse.b * y + inverse.c
-    rows = inverse.d * x + inverse.e * y + inverse.f
-    return float(cols.min()), float(rows.min()), float(cols.max()), float(rows.max())
-
-
 def _footprint_window(scene: Scene, target: GeoBox) -> Window | None:
     """The pixels of ``scene`` under ``target`` plus :data:`_MARGIN`, clipped to the
     scene; None when ``target`` lies wholly outside it."""
     height, width = scene.grid.shape.yx
-    box = _pixel_box(scene.grid, target)
+    box = pixel_box(scene.grid, target)
     if not all(np.isfinite(box)):
         return None  # the window cannot even be expressed in the scene's CRS
     c0, r0, c1, r1 = box
@@ -159,7 +121,7 @@ def _scale(lr_scene: Scene, sr_scene: Scene) -> int:
     lr_crs, sr_crs = lr_scene.grid.crs, sr_scene.grid.crs
     if lr_crs is None or sr_crs is None or lr_crs == sr_crs:
         return round(abs(lr_scene.grid.resolution.x) / abs(sr_scene.grid.resolution.x))
-    col0, row0, col1, row1 = _pixel_box(lr_scene.grid, sr_scene.grid)
+    col0, row0, col1, row1 = pixel_box(lr_scene.grid, sr_scene.grid)
     sh, sw = sr_scene.grid.shape.yx
     return round(float(np.sqrt(sh * sw / max((col1 - col0) * (row1 - row0), 1e-12))))
 
@@ -180,7 +142,7 @@ def _sr_window(lr_scene: Scene, sr_scene: Scene, lr_window: Window, text: str, s
     lr_box = window_grid(lr_scene.grid, lr_window.row, lr_window.col, lr_window.height, lr_window.width)
     covered = _covered(sr_scene.grid, lr_box)
     if covered is None:
-        a0, b0, a1, b1 = _pixel_box(lr_scene.grid, sr_scene.grid)
+        a0, b0, a1, b1 = pixel_box(lr_scene.grid, sr_scene.grid)
         raise OptionError(
             f"--window {text!r} lies outside {sr}, which covers cols {round(a0)}-{round(a1)}, "
             f"rows {round(b0)}-{round(b1)} of the {lr_scene.grid.shape.x} x {lr_scene.grid.shape.y} px "
@@ -251,7 +213,7 @@ def _onto_data(sr_scene: Scene, show: Sequence[int], win: Window, scale: int, pa
 def _covered(grid: GeoBox, target: GeoBox) -> Window | None:
     """The pixels of ``grid`` under ``target``, clipped to ``grid``; None when there are none."""
     height, width = grid.shape.yx
-    c0, r0, c1, r1 = _pixel_box(grid, target)
+    c0, r0, c1, r1 = pixel_box(grid, target)
     if not all(np.isfinite((c0, r0, c1, r1))):
         return None
     eps = 1e-6  # aligned grids give whole numbers up to floating-point noise
@@ -290,7 +252,7 @@ def _on_grid(
     if window is None:
         raise _no_overlap(scene.path, other or "the window shown")
     # A target coarser than the scene (a large window, decimated) needs one pixel in step x step.
-    c0, r0, c1, r1 = _pixel_box(scene.grid, target)
+    c0, r0, c1, r1 = pixel_box(scene.grid, target)
     step = max(1, int(min((c1 - c0) / target.shape.x, (r1 - r0) / target.shape.y) + 1e-6))
     step = min(step, window.height, window.width)  # a sliver under the target: a block of it
     grid = window_grid(scene.grid, window.row, window.col, window.height, window.width)
