@@ -206,12 +206,39 @@ def source_roi(source: GeoBox, target: GeoBox, padding: int) -> NormalizedROI:
     wherever it overlaps' its LR, and such a ``--frame`` was never fused, without a word.  Such
     a grid's pixels placed a turn of longitude west and east are tried too (GDAL's warper,
     which the pixels go through next, puts the two on one turn itself).
+
+    Around a pole (within either grid, in other CRSs) odc-geo's fit of the reprojection failed
+    ('Matrix is not positive definite'): a lon/lat ``--frame`` of a polar stereographic input was
+    refused ('reprojecting the frame failed'), and of a polar frame of a lon/lat input up to the
+    pole (a disc in the frame) only the middle was read, the rest left empty.  There the
+    footprint of ``target``'s densified edges is taken (:func:`~geosr.aoi.pixel_box`): in lon/lat,
+    every longitude from its farthest latitude to the pole.
     """
+    from geosr.aoi import pixel_box, poles_within  # geosr.aoi imports this module
+
+    if (
+        None not in (source.crs, target.crs)
+        and source.crs != target.crs
+        and (poles_within(target) or poles_within(source))
+    ):
+        return _box_roi(source, pixel_box(source, target), padding)
     # The first of the largest: the grids as they are, unless a turn of one maps more pixels.
     rois = (
         compute_reproject_roi(s, t, padding=padding).roi_src for s in _turns(source) for t in _turns(target)
     )
     return max(rois, key=_pixels)
+
+
+def _box_roi(source: GeoBox, box: tuple[float, float, float, float], padding: int) -> NormalizedROI:
+    """The rows and columns of ``source`` under ``box`` (col0, row0, col1, row1 in its pixels), with
+    ``padding`` pixels around them, clipped to ``source``."""
+    c0, r0, c1, r1 = box
+    if not all(math.isfinite(v) for v in box):
+        return slice(0, 0), slice(0, 0)
+    height, width = source.shape.yx
+    rows = slice(max(math.floor(r0) - padding, 0), min(math.ceil(r1) + padding, height))
+    cols = slice(max(math.floor(c0) - padding, 0), min(math.ceil(c1) + padding, width))
+    return rows, cols
 
 
 def _turns(grid: GeoBox) -> list[GeoBox]:

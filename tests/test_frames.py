@@ -353,3 +353,41 @@ def test_a_frames_value_beyond_float32_once_normalised_is_said_of_that_frame(mak
         "computes in float32: such pixels are not fused, the reference's taken there; if it is its fill "
         "value, pass it as nodata"
     }, lines
+
+
+def test_a_lonlat_frame_of_a_polar_input_is_read_around_the_pole(make_raster) -> None:
+    """Around a pole odc-geo's fit of the reprojection failed: a lon/lat frame of a polar
+    stereographic input was refused ('frame.tif: reprojecting the frame failed (Matrix is not
+    positive definite)') for every window that holds the pole."""
+    from rasterio.warp import reproject
+
+    polar = Affine(2000, 0, -30000, 0, -2000, 30000)  # 60 km a side, the North Pole at its centre
+    ref = make_raster("ref.tif", height=30, width=30, crs="EPSG:3413", transform=polar)
+    lonlat = Affine(1.0, 0, -180, 0, -0.002, 90.0)  # 1° x 0.002° down to 89.6° N
+    moved = np.zeros((1, 200, 360), np.float32)
+    reproject(coordinate_pattern(1, 30, 30).astype(np.float32), moved, src_transform=polar,
+              src_crs="EPSG:3413", dst_transform=lonlat, dst_crs="EPSG:4326")  # fmt: skip
+    frame = make_raster("frame.tif", data=moved, crs="EPSG:4326", transform=lonlat, nodata=0)
+    for window in (Window(0, 0, 30, 30), Window(12, 12, 6, 6)):
+        got = read_frame_window(open_scene(frame), open_scene(ref), window)
+        want = read_window(open_scene(ref), window).astype(np.float32)
+        assert np.isfinite(got).all() and np.median(np.abs(got - want) / want) < 0.01
+
+
+def test_a_polar_frame_of_a_lonlat_input_up_to_the_pole_is_read_whole(make_raster) -> None:
+    """A lon/lat input from -180 to 180 up to the pole is a disc in polar stereographic, which
+    odc-geo's region of a polar frame fell short of: its rim was left empty (nodata)."""
+    from rasterio.warp import reproject
+
+    lonlat = Affine(10, 0, -180, 0, -0.025, 90)  # 36 x 20 px down to 89.5° N
+    ref = make_raster(
+        "ref.tif", data=coordinate_pattern(1, 20, 36, "float32"), crs="EPSG:4326", transform=lonlat
+    )
+    polar = Affine(1000, 0, -60000, 0, -1000, 60000)
+    moved = np.full((1, 120, 120), np.nan, np.float32)
+    reproject(coordinate_pattern(1, 20, 36, "float32"), moved, src_transform=lonlat, src_crs="EPSG:4326",
+              dst_transform=polar, dst_crs="EPSG:3413", dst_nodata=np.nan)  # fmt: skip
+    frame = make_raster("frame.tif", data=moved, crs="EPSG:3413", transform=polar, nodata=float("nan"))
+    got = read_frame_window(open_scene(frame), open_scene(ref), Window(0, 0, 20, 36))
+    want = read_window(open_scene(ref), Window(0, 0, 20, 36))
+    assert np.isfinite(got).all() and np.median(np.abs(got - want) / want) < 0.01
