@@ -65,6 +65,15 @@ def rgb_bands(scene: Scene) -> list[int] | None:
     return None
 
 
+def eight_bit_rgb(scene: Scene) -> bool:
+    """Whether ``scene`` is 8-bit colour, as photographs and display composites are: bytes without
+    a scale or offset, of red, green and blue by their colour interpretation (a photometric RGB
+    GeoTIFF's).  Its figure stretches every band alike (:func:`~geosr.panels.stretch_limits`)."""
+    interp = [c.lower() for c in scene.colorinterp]
+    unscaled = all(v == 1 for v in scene.scales) and all(v == 0 for v in scene.offsets)
+    return scene.dtype == "uint8" and unscaled and all(c in interp for c in ("red", "green", "blue"))
+
+
 def reference_bands(sr_scene: Scene, reference: Scene, show: Sequence[int]) -> list[int]:
     """0-based positions in ``reference`` of the output's bands ``show``: those of the same names
     (:func:`same_named_bands`); where the names do not say, and ``show`` are the output's red,

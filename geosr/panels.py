@@ -34,11 +34,14 @@ def draw_figure(
     png: Path,
     name: str,
     bands: str = "",
+    *,
+    together: bool = False,
 ) -> Path:
     """Write ``panels`` (geosr, bicubic, reference: ``(bands, rows, cols)`` of ``win`` on
     ``grid``) as one PNG, shown bicubic, geosr, reference, with ``titles``, ``name`` and what
-    ``bands`` are shown (:func:`geosr.figure_bands.shown_bands`)."""
-    images = stretch(panels)
+    ``bands`` are shown (:func:`geosr.figure_bands.shown_bands`); ``together``: one stretch for
+    all bands (:func:`stretch_limits`)."""
+    images = stretch(panels, together=together)
     order = [1, 0, *range(2, len(images))]  # bicubic, geosr, reference
     # One screen pixel per output pixel up to 600 px a panel, so the detail is not resampled away.
     side = min(max(win.width, win.height, 256), PANEL_PIXELS) / 100 + 0.2
@@ -59,7 +62,7 @@ def draw_figure(
         _fitted(
             f"{utf8_name(name)}: {bands + ', ' if bands else ''}"
             f"window of {win.width} x {win.height} output px"
-            f"{_decimated(win, panels[0])}, one 2-98 % stretch{_not_north_up(grid)}",
+            f"{_decimated(win, panels[0])}, {_stretch_said(panels[0], together)}{_not_north_up(grid)}",
             side * len(images),
             9,
         ),
@@ -90,11 +93,14 @@ def detached_figure(size: tuple[float, float]) -> Figure:
     return fig
 
 
-def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> list[np.ndarray]:
-    """Scale every panel to [0, 1] with the percentiles of the first panel, band by band, of
-    the pixels it shows (valid in every band, :func:`panel_rgba`): a band's pixels hidden by
-    another band's nodata (stacked assets each with their own) set its stretch unseen."""
-    lo, hi = stretch_limits(panels[0], low, high)
+def stretch(
+    panels: Sequence[np.ndarray], low: float = 2, high: float = 98, *, together: bool = False
+) -> list[np.ndarray]:
+    """Scale every panel to [0, 1] with the percentiles of the first panel, band by band (or of
+    all bands ``together``, :func:`stretch_limits`), of the pixels it shows (valid in every band,
+    :func:`panel_rgba`): a band's pixels hidden by another band's nodata (stacked assets each with
+    their own) set its stretch unseen."""
+    lo, hi = stretch_limits(panels[0], low, high, together=together)
     out = []
     for panel in panels:
         scaled = (panel - lo[:, None, None]) / (hi - lo)[:, None, None]
@@ -102,11 +108,19 @@ def stretch(panels: Sequence[np.ndarray], low: float = 2, high: float = 98) -> l
     return out
 
 
-def stretch_limits(ref: np.ndarray, low: float = 2, high: float = 98) -> tuple[np.ndarray, np.ndarray]:
-    """The values :func:`stretch` draws black and white, band by band of the panel ``ref``."""
+def stretch_limits(
+    ref: np.ndarray, low: float = 2, high: float = 98, *, together: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The values :func:`stretch` draws black and white, band by band of the panel ``ref``; or
+    ``together``, the same for every band, of their pixels pooled, and 0 and 255 where those
+    span 0 to 255 already: 8-bit RGB (:func:`geosr.figure_bands.eight_bit_rgb`) is balanced as
+    stored, and each band stretched on its own tinted it (a grey road cyan beside a red roof)."""
+    shown = np.isfinite(ref).all(axis=0)
+    if together:
+        black, white = _pooled_limits(ref[:, shown] if shown.any() else ref[np.isfinite(ref)], low, high)
+        return np.full(ref.shape[0], black), np.full(ref.shape[0], white)
     lo = np.zeros(ref.shape[0])
     hi = np.ones(ref.shape[0])
-    shown = np.isfinite(ref).all(axis=0)
     for b in range(ref.shape[0]):
         values = ref[b][shown if shown.any() else np.isfinite(ref[b])]
         if values.size:
@@ -116,6 +130,26 @@ def stretch_limits(ref: np.ndarray, low: float = 2, high: float = 98) -> tuple[n
             # (the darkest of the stretch); a unit either side of it still tells values apart.
             lo[b], hi[b] = lo[b] - 1, lo[b] + 1
     return lo, hi
+
+
+def _pooled_limits(values: np.ndarray, low: float, high: float) -> tuple[float, float]:
+    """:func:`stretch_limits` of every band ``together``: of their ``values`` pooled."""
+    if not values.size:
+        return 0.0, 255.0
+    if values.min() <= 0 and values.max() >= 255:  # the full 8 bits: shown as stored
+        return 0.0, 255.0
+    lo, hi = (float(v) for v in np.percentile(values, [low, high]))
+    return (lo, hi) if hi > lo else (lo - 1, lo + 1)  # a constant panel mid-grey, as a band's
+
+
+def _stretch_said(ref: np.ndarray, together: bool) -> str:
+    """What a figure's title says of its stretch (:func:`stretch_limits`)."""
+    if not together:
+        return "one 2-98 % stretch"
+    lo, hi = stretch_limits(ref, together=True)
+    if (lo[0], hi[0]) == (0, 255):
+        return "8-bit RGB as stored"
+    return "one 2-98 % stretch of all bands alike"
 
 
 def pixel_aspect(grid: GeoBox, win: Window | None = None) -> float:

@@ -26,6 +26,7 @@ from geosr.errors import InputError, OptionError, OutputError, warn
 from geosr.figure_bands import (
     check_bands,
     display_bands,
+    eight_bit_rgb,
     read_positions,
     reference_bands,
     shown_bands,
@@ -438,7 +439,7 @@ def compare_panels(
         reference = _on_grid(hr_scene, from_hr, target, Resampling.nearest, other=sr)
         panels.append(_shown_where(output, reference))
         titles.append("reference")
-        _warn_out_of_stretch(hr, sr, panels[0], panels[-1])
+        _warn_out_of_stretch(hr, sr, panels[0], panels[-1], together=eight_bit_rgb(sr_scene))
         coarser = _scale(hr_scene, sr_scene)
         if coarser > 1:  # the LR given as --hr, say: its blocks look like a poor model's
             warn(
@@ -455,12 +456,14 @@ def _shown_where(output: np.ndarray, panel: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(output).all(axis=0), panel, np.float32(np.nan))
 
 
-def _warn_out_of_stretch(hr: str, sr: str, output: np.ndarray, reference: np.ndarray) -> None:
+def _warn_out_of_stretch(
+    hr: str, sr: str, output: np.ndarray, reference: np.ndarray, *, together: bool = False
+) -> None:
     """Say so when the reference panel is all but black (or white) in the output's stretch,
     which every panel shares: a reference of other units (another sensor's bytes against
     reflectance x 10000, a file without the scale and offset it needs) was drawn black
     without a word, as though it were a failed read."""
-    lo, hi = stretch_limits(output)
+    lo, hi = stretch_limits(output, together=together)
     valid = [b for b in range(len(reference)) if np.isfinite(reference[b]).any()]
     if not valid:
         return
@@ -522,7 +525,10 @@ def render_compare(
             "every panel is empty; choose a window with data: `geosr compare --window "
             "col,row,width,height` (or other bands: `--bands`)"
         )
-    draw_figure(panels, titles, win, _raster_scene(sr, "SR").grid, png, Path(sr).name, shown)
+    sr_scene = _raster_scene(sr, "SR")
+    # 8-bit RGB is balanced as stored: each band stretched on its own tinted a grey road cyan.
+    together = eight_bit_rgb(sr_scene)
+    draw_figure(panels, titles, win, sr_scene.grid, png, Path(sr).name, shown, together=together)
     return png
 
 

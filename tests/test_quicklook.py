@@ -288,7 +288,7 @@ def test_the_bicubic_panel_hides_the_missing_values_the_run_hid(tmp_path: Path, 
     data[:, :6] = -32767
     nc = cf_netcdf(tmp_path / "v.nc", data, (-32767,))
     shown = []
-    monkeypatch.setattr("geosr.quicklook.draw_figure", lambda panels, *_: shown.append(panels[1]))
+    monkeypatch.setattr("geosr.quicklook.draw_figure", lambda panels, *_, **__: shown.append(panels[1]))
     for name, nodata in (("kept", None), ("data", -32768)):
         out = geosr.upscale_file(
             nc, tmp_path / f"{name}.tif", scale=2, model="bicubic", nodata=nodata, quicklook=True
@@ -323,7 +323,7 @@ def test_the_bicubic_panel_of_an_input_whose_alpha_band_comes_first_shows_the_sa
             ColorInterp.undefined,
         ]
     shown = []
-    monkeypatch.setattr("geosr.quicklook.draw_figure", lambda panels, *_: shown.append(panels))
+    monkeypatch.setattr("geosr.quicklook.draw_figure", lambda panels, *_, **__: shown.append(panels))
     geosr.upscale_file(src, tmp_path / "all.tif", scale=2, model="bicubic", quicklook=True)
     picked = geosr.upscale_file(src, tmp_path / "picked.tif", scale=2, model="bicubic", bands="4,3,2")
     for geosr_panel, bicubic_panel in (shown[0], compare_panels(str(src), str(picked))[0]):
@@ -1067,6 +1067,44 @@ def test_sensor_band_names_are_shown_as_red_green_blue(
     sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
     shown = compare_panels(str(lr), str(sr))[4]
     assert shown == f"bands {','.join(descriptions[p] for p in rgb)} as red, green, blue"
+
+
+@pytest.mark.parametrize(
+    ("top", "said"), [(196, "one 2-98 % stretch of all bands alike"), (255, "8-bit RGB as stored")]
+)
+def test_a_grey_of_8bit_rgb_is_drawn_grey(tmp_path: Path, monkeypatch, top: int, said: str) -> None:
+    """Each band of 8-bit RGB (a photograph, a display composite) was stretched on its own: beside
+    a red roof, red's stretch reached 250 and green's and blue's 196, so the grey road was drawn
+    cyan.  All three take one stretch, and none where they span 0 to 255 already."""
+    from geosr import panels
+
+    grey = np.linspace(40, top, 40).round().astype(np.uint8)[None, :].repeat(40, axis=0)
+    data = np.stack([grey, grey, grey])
+    data[:, :10, :10] = np.array([250, 20, 20], np.uint8)[:, None, None]  # a red roof
+    if top == 255:
+        data[:, -1, :2] = 0  # and a black pixel
+    lr = tmp_path / "rgb.tif"
+    profile = {"driver": "GTiff", "count": 3, "height": 40, "width": 40, "dtype": "uint8"}
+    with rasterio.open(
+        lr, "w", **profile, crs="EPSG:32633", transform=UTM_TRANSFORM, photometric="RGB"
+    ) as dst:
+        dst.write(data)
+    given, drawn, titles, stretch = [], [], [], panels.stretch
+
+    def kept(shown: list[np.ndarray], **kw: bool) -> list[np.ndarray]:
+        given.append(shown)
+        drawn.append(stretch(shown, **kw))
+        return drawn[-1]
+
+    monkeypatch.setattr(panels, "stretch", kept)
+    figure = panels.detached_figure
+    monkeypatch.setattr(panels, "detached_figure", lambda size: titles.append(figure(size)) or titles[-1])
+    geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic", quicklook=True)
+    road = drawn[0][1][:, 30:70, 30:]  # the bicubic panel's grey, away from the roof
+    assert np.ptp(road, axis=0).max() < 1e-6 and np.ptp(road) > 0.3
+    assert said in " ".join(titles[0].get_suptitle().split())
+    if top == 255:
+        np.testing.assert_allclose(drawn[0][0], given[0][0] / 255, atol=1e-6)
 
 
 def test_compare_of_a_cube_shows_its_first_date_as_its_quicklook_does(tmp_path: Path) -> None:

@@ -828,7 +828,7 @@ def test_the_quicklook_of_an_asset_run_shows_the_input_in_the_outputs_units(
     item.write_text(json.dumps(doc))
     shown: list[list[np.ndarray]] = []
     stretch = panels.stretch
-    monkeypatch.setattr(panels, "stretch", lambda drawn: shown.append(drawn) or stretch(drawn))
+    monkeypatch.setattr(panels, "stretch", lambda drawn, **kw: shown.append(drawn) or stretch(drawn, **kw))
     geosr.upscale_file(item, tmp_path / "one.tif", scale=2, model="bicubic", asset="B04", quicklook=True)
     geosr_panel, bicubic_panel = shown[0]
     assert np.nanmax(bicubic_panel) < 1  # reflectance, not integers
