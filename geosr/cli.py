@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -543,14 +544,30 @@ _LABEL_MIN = 20
 """The label's width on the narrowest terminal."""
 
 
-def _cut_middle(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters in its middle: a long file name keeps its start
-    and its end (the tile, the date, the suffix), as the label of a bar."""
-    width = max(width, 3)
-    if len(text) <= width:
-        return text
-    head = (width - 1) // 2
-    return f"{text[:head]}…{text[len(text) - (width - 1 - head) :]}"
+def _cut_middle(text: str, width: int, encoding: str | None = "utf-8") -> str:
+    """``text`` as a terminal of ``encoding`` shows it (:func:`~geosr.io.names.printable`: 'è' is
+    '\\xe8' on an ASCII one), cut to ``width`` columns in its middle: a long file name keeps its
+    start and its end (the tile, the date, the suffix), as the label of a bar."""
+    # Measured as shown: counted by characters, a label of 'è's was up to four times its room.
+    shown = [printable(char, encoding) for char in text]
+    if cell_len("".join(shown)) <= width:
+        return "".join(shown)
+    mark = "…" if printable("…", encoding) == "…" else "..."
+    room = max(width - cell_len(mark), 2)
+    head = _fitting(shown, room // 2)
+    tail = _fitting(shown[len(head) :][::-1], room - cell_len("".join(head)))[::-1]
+    return "".join([*head, mark, *tail])
+
+
+def _fitting(pieces: list[str], width: int) -> list[str]:
+    """The first of ``pieces`` that fit in ``width`` columns together."""
+    kept: list[str] = []
+    for piece in pieces:
+        width -= cell_len(piece)
+        if width < 0:
+            break
+        kept.append(piece)
+    return kept
 
 
 @contextlib.contextmanager
@@ -570,7 +587,7 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         return
     # A long name took the whole line: rich cut the count, 'tiles' and the time left to '…'.
     # Escaped: the description is markup ('scene [v2].tif' showed as 'scene .tif').
-    name = escape(_cut_middle(label, max(_LABEL_MIN, err.width - _BAR_ROOM)))
+    name = escape(_cut_middle(label, max(_LABEL_MIN, err.width - _BAR_ROOM), err.encoding))
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -137,3 +137,35 @@ def test_a_long_name_leaves_the_bar_its_count_and_time(monkeypatch) -> None:
     assert any(
         "S2B_MSIL2A_202…T134211_B04.tif (building the output) " in f and " 16/16 tiles " in f for f in shown
     ), shown
+
+
+def test_a_non_ascii_name_fits_the_bar_in_an_ascii_locale(monkeypatch) -> None:
+    """In a C locale stderr escapes 'è' to '\\xe8' and '…' to '\\u2026': the label, cut by its
+    characters, came out up to three columns wider per non-ASCII character (five for the '…'),
+    and the bar's line ran past the terminal. It is cut by the columns it is shown in."""
+    import io
+
+    from rich.console import Console
+
+    import geosr.cli
+
+    def frames(name: str, done: int, total: int) -> list[str]:
+        screen = io.BytesIO()
+        # As Python opens stderr in a C locale (UTF-8 mode off): ASCII, escaping what it cannot write.
+        stderr = io.TextIOWrapper(screen, encoding="ascii", errors="backslashreplace", write_through=True)
+        monkeypatch.setattr(
+            geosr.cli, "err", Console(file=stderr, force_terminal=True, width=80, color_system=None)
+        )
+        with geosr.cli._progress_bar(name) as advance:
+            advance(done, total)
+        shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue().decode("ascii"))
+        return [f for f in shown.replace("\r", "\n").splitlines() if f.strip()]
+
+    for name, label in [
+        ("scène_ünï.tif", "sc\\xe8ne_\\xfcn\\xef.tif "),
+        ("scène_ünï_" * 8 + "B04.tif", "sc\\xe8ne_\\xfc...n\\xef_B04.tif "),
+    ]:
+        for done in (5, 16):
+            shown = frames(name, done, 16)
+            assert any(f.startswith(label) and f" {done}/16 tiles " in f for f in shown), shown
+            assert all(len(f) <= 80 for f in shown), shown
