@@ -56,7 +56,7 @@ from geosr.io.runstate import RunState, StaleRunError, job_digest, reclaimable_b
 from geosr.io.scene import Scene, carried_tags, close_datasets
 from geosr.io.sink import DEFAULT_ZARR_FORMAT, SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.stac_input import forget_fetched
-from geosr.io.zarr_store import check_zarr_grid
+from geosr.io.zarr_store import check_zarr_grid, store_bytes
 from geosr.memory_fit import fit_to_memory
 from geosr.normalise import Normalisation
 from geosr.options import OPTION_DEFAULTS, OPTION_FLAGS, RunOptions
@@ -332,6 +332,23 @@ def sizing_spec(scene: Scene, opts: RunOptions) -> OutputSpec:
     return OutputSpec(scaled(scene.grid, opts.scale), scene.count, scene.dtype, None, compress=opts.compress)
 
 
+def zarr_chunks(scene: Scene, scale: int, tile: int) -> tuple[int, int]:
+    """A Zarr output's chunks (rows, cols): a tile's core at the output's resolution, as
+    :func:`~geosr.tiling.plan_tiles` clamps it to the scene, one chunk per tile."""
+    height, width = scene.grid.shape.yx
+    return min(tile, height) * scale, min(tile, width) * scale
+
+
+def output_bounds(scene: Scene, opts: RunOptions, tile: int, *, zarr: bool) -> tuple[int, int]:
+    """The output's own bounds on the disk its run needs, in tiles of ``tile``: the
+    ``cog_bytes`` and ``zarr_bytes`` of :func:`geosr.resources.disk_needed`, for the checks
+    before a run and ``geosr info``."""
+    spec = sizing_spec(scene, opts)
+    if zarr:
+        return 0, store_bytes(spec, zarr_chunks(scene, opts.scale, tile))
+    return cog_build_bound(spec), 0
+
+
 def _check_resources(
     src: str | Path, scene: Scene, opts: RunOptions, bounds: resources.Plan, dst: Path
 ) -> None:
@@ -345,10 +362,15 @@ def _check_resources(
     """
     height, width = scene.grid.shape.yx
     out_bytes = resources.output_bytes(height, width, scene.count, opts.scale, scene.dtype)
-    spec = sizing_spec(scene, opts)
+    cog_bytes, zarr_bytes = output_bounds(scene, opts, bounds.tile, zarr=dst.suffix.lower() == ".zarr")
     try:
         resources.check(
-            bounds, out_bytes, dst, already_on_disk=reclaimable_bytes(dst), cog_bytes=cog_build_bound(spec)
+            bounds,
+            out_bytes,
+            dst,
+            already_on_disk=reclaimable_bytes(dst),
+            cog_bytes=cog_bytes,
+            zarr_bytes=zarr_bytes,
         )
     except GeosrError as exc:
         raise in_context(src, exc) from None

@@ -50,7 +50,8 @@ space left under ``ulimit -v``), or whose output cannot fit on the disk.
 Disk: a COG run needs, at its peak (the COG build), the run store with its
 overview levels and, free beside it, as much again (the COG build's own check,
 :meth:`geosr.io.cog.CogBuild._check_space`): about ``2.7 x`` the uncompressed
-output (``1 x`` for a Zarr output), as real imagery barely compresses in the run
+output (``1 x`` for a Zarr output, its whole chunks where it is uncompressed:
+:func:`geosr.io.zarr_store.store_bytes`), as real imagery barely compresses in the run
 store (:data:`STORE_FRACTION`).  These are estimates: ``--no-check-resources``
 skips the guard, and a COG build that fails anyway keeps the run state for
 ``--resume``.
@@ -247,7 +248,7 @@ def gdal_bytes(bands: int, itemsize: int) -> int:
     return max(GDAL_CACHE, _GDAL_FIXED + max(build, OVERVIEW_CHUNKS * chunk))
 
 
-def disk_needed(output_bytes: int, *, cog: bool, cog_bytes: int = 0) -> int:
+def disk_needed(output_bytes: int, *, cog: bool, cog_bytes: int = 0, zarr_bytes: int = 0) -> int:
     """Disk a run needs at its peak, for ``output_bytes`` of uncompressed output.
 
     A COG run holds its run store with overview levels (4/3), and the COG build
@@ -259,11 +260,13 @@ def disk_needed(output_bytes: int, *, cog: bool, cog_bytes: int = 0) -> int:
 
     ``cog_bytes`` is the COG's own bound where the build asks more than the store's: an
     uncompressed COG's every tile at full size (:func:`geosr.io.cog.uncompressed_cog_bytes`).
+    ``zarr_bytes``, a Zarr output's (:func:`geosr.io.zarr_store.store_bytes`): an uncompressed
+    store's every chunk at full size, its coordinates and metadata.
     """
     if cog:
         store = int(output_bytes * STORE_FRACTION * 4 / 3)
         return store + max(store, cog_bytes)
-    return int(output_bytes * STORE_FRACTION)
+    return max(int(output_bytes * STORE_FRACTION), zarr_bytes)
 
 
 def resident_bytes() -> int | None:
@@ -303,11 +306,18 @@ def _address_space() -> int:
 
 
 def check(
-    plan: Plan, output_bytes: int, destination: Path, *, already_on_disk: int = 0, cog_bytes: int = 0
+    plan: Plan,
+    output_bytes: int,
+    destination: Path,
+    *,
+    already_on_disk: int = 0,
+    cog_bytes: int = 0,
+    zarr_bytes: int = 0,
 ) -> None:
     """Refuse a run whose plan exceeds the available memory or disk, with the numbers.
 
-    ``cog_bytes``: the COG build's own bound, where its run store's does not hold (:func:`disk_needed`).
+    ``cog_bytes``: the COG build's own bound, where its run store's does not hold; ``zarr_bytes``:
+    a Zarr output's (:func:`disk_needed`).
 
     Raises
     ------
@@ -326,7 +336,8 @@ def check(
             "(or --no-check-resources to try anyway)"
         )
     cog = destination.suffix.lower() != ".zarr"
-    disk = max(0, disk_needed(output_bytes, cog=cog, cog_bytes=cog_bytes if cog else 0) - already_on_disk)
+    needed = disk_needed(output_bytes, cog=cog, cog_bytes=cog_bytes, zarr_bytes=zarr_bytes)
+    disk = max(0, needed - already_on_disk)
     free = free_bytes(destination.parent)
     if free is not None and disk > free:
         raise OutputError(

@@ -109,6 +109,33 @@ def test_an_uncompressed_cog_that_cannot_fit_is_refused_before_its_build(
     assert not dst.exists()
 
 
+def test_an_uncompressed_zarr_store_that_cannot_fit_is_refused_before_its_tiles(
+    make_raster, tmp_path: Path
+) -> None:
+    """geosr run's check before the first tile counted a Zarr output as its pixels, but an
+    uncompressed store holds every chunk whole, an edge chunk's padding too: a 300^2 scene at
+    x2 in tiles of 256 is four 512^2 chunks of a 600^2 output, 2.0 MiB on disk for 703 KiB of
+    pixels, and the check passed it with 1 MiB free.  It now counts the whole chunks, and
+    refuses it before the model runs, leaving nothing behind; the compressed store, its pixels'
+    size at most, still runs.  A file-size limit caps what geosr sees as free (one chunk file
+    under it, the run without the check wrote the whole store)."""
+    src = make_raster(height=300, width=300)
+    dst = tmp_path / "out.zarr"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, hard))
+    try:
+        with pytest.raises(OutputError) as raised:
+            geosr.upscale_file(src, dst, compress="none", scale=2, model="bicubic", tile=256)
+        message = str(raised.value)
+        assert "is 703.1 KiB uncompressed and the run needs about 2.1 MiB of disk" in message, message
+        assert "but 1.0 MiB are free" in message, message
+        assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+        geosr.upscale_file(src, dst, compress="zstd", scale=2, model="bicubic", tile=256)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert dst.exists()
+
+
 def test_an_unknown_or_tiff_only_compression_is_refused_in_one_line(
     make_raster, tmp_path: Path, capfd, monkeypatch
 ) -> None:

@@ -82,6 +82,30 @@ _COMPRESSORS: dict[tuple[str, int], Any] = {
 }
 
 
+METADATA_BYTES = 64 * 2**10
+"""What a Zarr output's metadata may take on disk: its JSON (the CF grid mapping's WKT, the
+variable's attributes) and the consolidated copy of it.  A one-band UTM output's was 14 KB."""
+
+
+def store_bytes(spec: OutputSpec, chunks: tuple[int, int]) -> int:
+    """The most the Zarr output of ``spec`` in ``chunks`` (rows, cols) takes on disk.
+
+    Uncompressed (``--compress none``), every chunk at its full size, an edge chunk's padding
+    too: a 600^2 scene at x4 in tiles of 512 is four 2048^2 chunks of a 2400^2 output, 2.9x
+    its pixels.  Compressed, its pixels: Blosc and gzip store a chunk they cannot compress
+    about as it is (:data:`geosr.resources.STORE_FRACTION`), and the padding, all fill value,
+    compresses away.  Then the coordinates, uncompressed, and :data:`METADATA_BYTES`.
+    """
+    count, height, width = spec.shape
+    rows, cols = chunks
+    if spec.compress == "none":
+        pixels = count * -(-height // rows) * rows * -(-width // cols) * cols * np.dtype(spec.dtype).itemsize
+    else:
+        pixels = spec.nbytes
+    coordinates = 8 * (count + height + width)  # band, y and x, int64 and float64
+    return pixels + coordinates + METADATA_BYTES
+
+
 class ZarrSink(SinkBase):
     """Write a Zarr store (``spec.zarr_format``) atomically.
 
