@@ -449,6 +449,22 @@ def local_destination(
         )
     # Before the check of free space, which told '0 B are free in /proc; free some space'.
     refuse_kernel_file_system(path)
+    check_output_name(src, path, opts)
+    if path.suffix.lower() == ".zarr":
+        check_zarr_grid(path, scene.grid)  # before any compute: the run store would take it
+    refuse_existing_data(path, opts)
+    return path
+
+
+def check_output_name(src: str | Path, path: Path, opts: RunOptions) -> None:
+    """Refuse an output whose name selects no format (:data:`~geosr.io.sink.SUPPORTED_SUFFIXES`),
+    or whose format takes no ``--zarr-format`` or ``--compress`` of ``opts``.
+
+    Raises
+    ------
+    OptionError
+        What is wrong with the name, and the name to give.
+    """
     if path.name.lower() in SUPPORTED_SUFFIXES:
         # '-o out/.tif': Python reads '.tif' as a hidden name without a suffix, and the line
         # below said "unsupported output suffix '(none)'" of a .tif.
@@ -478,10 +494,6 @@ def local_destination(
         )
     check_zarr_format_applies(path, opts.zarr_format)
     check_compress_applies(path, opts.compress)
-    if path.suffix.lower() == ".zarr":
-        check_zarr_grid(path, scene.grid)  # before any compute: the run store would take it
-    refuse_existing_data(path, opts)
-    return path
 
 
 def output_spec(

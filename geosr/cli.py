@@ -610,6 +610,17 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 @app.command()
 def info(
     input: Input,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="<path>",
+            parser=given_text,
+            help="The output to plan, as geosr run takes it: a .tif (COG) or .zarr, or an existing "
+            "folder; default <stem>_x<scale>.tif beside the input.  Nothing is written.",
+        ),
+    ] = None,
     scale: Scale = 4,
     model: ModelOpt = None,
     tile: Tile = None,
@@ -655,7 +666,7 @@ def info(
     table = Table(show_header=False, box=None)
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # a long path is folded onto the next line, not cut with '…'
-    for key, value in plan_run(_one_input(input), options, calibrate=calibrate).lines():
+    for key, value in plan_run(_one_input(input), options, calibrate=calibrate, output=output).lines():
         # A path in brackets is no markup; a signed URL's signature (a credential) is left out;
         # a name the terminal cannot print is escaped, as in an error line (it read 'sc??ne.tif').
         shown = printable(without_signatures(value), getattr(sys.stdout, "encoding", None))

@@ -16,14 +16,16 @@ from rasterio.features import geometry_mask
 
 from geosr import resources
 from geosr.aoi import AoiMask
-from geosr.api import model_label, sizing_spec
+from geosr.api import check_output_name, model_label, output_bounds, sizing_spec, zarr_chunks
 from geosr.grid import describe, scaled
 from geosr.io.atomic import format_bytes, free_bytes
 from geosr.io.bands import check_band_layout, reflectance_offset
-from geosr.io.cog import cog_build_bound, is_bigtiff
+from geosr.io.cog import is_bigtiff
+from geosr.io.remote import file_url_path, is_remote, staged_output
 from geosr.io.run_store import StoreWriter, create_run_store, finalise
 from geosr.io.scene import Scene, read_sample, sample_step
 from geosr.io.sink import DEFAULT_COMPRESS, OutputSpec
+from geosr.io.zarr_store import check_zarr_grid
 from geosr.lanes import PEERS
 from geosr.memory_fit import fit_to_memory
 from geosr.models import load_model
@@ -44,7 +46,7 @@ from geosr.run_inputs import (
     warn_float_fill,
     warn_undeclared_zeros,
 )
-from geosr.run_outputs import default_output
+from geosr.run_outputs import check_output_given, default_output
 from geosr.tiling import TilePlan, plan_tiles
 
 
@@ -81,7 +83,10 @@ class Timing:
     """Batches the run computes at once (:meth:`~geosr.predictor.Predictor.lanes`), each on its
     share of the threads."""
     compress: str = DEFAULT_COMPRESS
-    """The COG's compression (``--compress``), which :attr:`cog` was measured with."""
+    """The output's compression (``--compress``), which :attr:`store` and :attr:`cog` were measured with."""
+    zarr: bool = False
+    """Whether the output is a Zarr store: the run store itself, with no COG build (:attr:`cog`
+    is then the store's finishing, its metadata consolidated and the store renamed)."""
 
     @property
     def model_seconds(self) -> float:
@@ -103,11 +108,16 @@ class Timing:
 
     def describe(self) -> str:
         """The estimate and what it is made of."""
+        output = (
+            f"writing the store {_seconds(self.store + self.cog)}"
+            if self.zarr
+            else f"run store {_seconds(self.store)}, COG build {_seconds(self.cog)}"
+        )
+        reading = self.read * self.batches + self.sample
         return (
-            f"{_seconds(self.total)} for {cog_kind(self.compress)}: model {_seconds(self.model_seconds)}, "
-            f"reading {_seconds(self.read * self.batches + self.sample)}, "
-            f"run store {_seconds(self.store)}, COG build {_seconds(self.cog)} "
-            f"(measured on 1 of {self.batches} batch{'es' if self.batches > 1 else ''})"
+            f"{_seconds(self.total)} for {output_kind(self.compress, zarr=self.zarr)}: "
+            f"model {_seconds(self.model_seconds)}, reading {_seconds(reading)}, "
+            f"{output} (measured on 1 of {self.batches} batch{'es' if self.batches > 1 else ''})"
         )
 
 
@@ -120,9 +130,23 @@ _COG_KINDS = {
 """The COG of each ``--compress`` as info's lines name it, its compression as gdalinfo does."""
 
 
+_ZARR_KINDS = {
+    "zstd": "a Zarr store (Blosc zstd)",
+    "deflate": "a Zarr store (gzip)",
+    "none": "an uncompressed Zarr store",
+}
+"""The Zarr store of each ``--compress`` as info's lines name it, by its codec."""
+
+
 def cog_kind(compress: str) -> str:
     """The COG of ``--compress`` as info's lines name it: 'a ZSTD COG', 'an uncompressed COG'."""
     return _COG_KINDS[compress]
+
+
+def output_kind(compress: str, *, zarr: bool) -> str:
+    """The output of ``--compress`` as info's lines name it: :func:`cog_kind`, or for a Zarr
+    store 'a Zarr store (Blosc zstd)', 'an uncompressed Zarr store'."""
+    return _ZARR_KINDS[compress] if zarr else cog_kind(compress)
 
 
 def _seconds(value: float) -> str:
@@ -158,6 +182,15 @@ class RunPlan:
     """The input as given, beside which the run writes: a STAC Item's, not its ``--asset``'s file."""
     lanes: int = 1
     """Batches the run computes at once (:meth:`~geosr.predictor.Predictor.lanes`)."""
+    destination: Path | None = None
+    """Where the run writes (:func:`planned_output`); None: the default output beside the input."""
+    chunks: tuple[int, int] = (0, 0)
+    """A Zarr output's chunks (rows, cols) of a band (:func:`~geosr.api.zarr_chunks`)."""
+
+    @property
+    def zarr(self) -> bool:
+        """Whether the output is a Zarr store (else a COG)."""
+        return self.destination is not None and self.destination.suffix.lower() == ".zarr"
 
     @property
     def estimated_seconds(self) -> float | None:
@@ -242,7 +275,8 @@ class RunPlan:
                     f"peak memory about {format_bytes(held + self.memory_bytes)} ("
                     + (f"{format_bytes(held)} for Python, torch and the model, then " if held else "")
                     + f"{format_bytes(self.memory_bytes)} set by tile and batch, not the scene); "
-                    f"disk about {format_bytes(self.disk_bytes)} for {cog_kind(self.options.compress)}"
+                    f"disk about {format_bytes(self.disk_bytes)} for "
+                    + output_kind(self.options.compress, zarr=self.zarr)
                     + self._shortfall(),
                 )
             )
@@ -251,13 +285,22 @@ class RunPlan:
         return rows
 
     def _output_size(self) -> str:
-        """The output's uncompressed size, and whether it needs a BigTIFF."""
+        """The output's uncompressed size, and whether it needs a BigTIFF (a COG) or in how
+        many chunks it is stored (a Zarr store)."""
         size = (
             f"{self.output_bytes / 2**30:.2f} GiB"
             if self.output_bytes >= 2**30
             # A small output in KiB: 'MiB' to one decimal made a 100 x 80 one '0.0 MiB'.
             else format_bytes(self.output_bytes)
         )
+        if self.zarr:
+            rows, cols = self.chunks
+            height, width = scaled(self.scene.grid, self.options.scale).shape.yx
+            count = self.scene.count * -(-height // rows) * -(-width // cols)
+            each = ", one band each" if self.scene.count > 1 else ""
+            return (
+                f"{size} uncompressed, in {count} chunk{'s' if count > 1 else ''} of {cols} x {rows} px{each}"
+            )
         return f"{size} uncompressed" + (
             " (BigTIFF)" if is_bigtiff(sizing_spec(self.scene, self.options)) else ""
         )
@@ -272,11 +315,45 @@ class RunPlan:
             hint = "use a smaller --tile or --batch-size"
             out.append(f"only {format_bytes(available)} of memory available ({hint})")
         source = self.scene.path if self.source is None else self.source
-        folder = default_output(source, self.options.scale).parent.resolve()
+        destination = self.destination or default_output(source, self.options.scale)
+        folder = _existing(destination.parent.resolve())
         free = free_bytes(folder)
         if free is not None and self.disk_bytes is not None and self.disk_bytes > free:
             out.append(f"only {format_bytes(free)} free in {folder} (write elsewhere with -o)")
         return f"; {' and '.join(out)}: geosr run would refuse it" if out else ""
+
+
+def _existing(folder: Path) -> Path:
+    """``folder``, or its nearest existing parent: a remote output's staging folder is made by
+    the run (:func:`~geosr.io.remote.staging_folder`), on the file system of its parent."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+def planned_output(src: str | Path, options: RunOptions, output: str | Path | None) -> Path:
+    """Where ``geosr run`` with ``-o output`` writes: ``output``, a file in it where it is a
+    folder, the local copy of a remote one (:func:`~geosr.io.remote.staged_output`), or the
+    default beside ``src`` for None.  Refused as the run refuses its name.
+
+    Raises
+    ------
+    OptionError
+        ``output`` is empty, selects no format, or takes no ``--compress`` of ``options``.
+    """
+    default = default_output(src, options.scale, options.variable)
+    if output is None:
+        return default
+    check_output_given(output)
+    text = str(file_url_path(output))
+    if is_remote(text):
+        path = staged_output(f"{text}{default.name}" if text.endswith("/") else text)
+    else:
+        path = Path(text)
+        if path.is_dir() and path.suffix.lower() != ".zarr":
+            path = path / default.name
+    check_output_name(src, path, options)
+    return path
 
 
 def _frames_text(frames: int) -> str:
@@ -313,9 +390,16 @@ def _nodata_text(scene: Scene, aoi_nodata: float | None = None) -> str:
     return "none" if scene.nodata is None else f"{scene.nodata:g}"
 
 
-def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) -> RunPlan:
-    """Open ``src``, plan the run ``options`` describe, and time one batch of it."""
+def plan_run(
+    src: str | Path, options: RunOptions, *, calibrate: bool = True, output: str | Path | None = None
+) -> RunPlan:
+    """Open ``src``, plan the run ``options`` describe into ``output`` (a .tif or a .zarr; None:
+    the default beside ``src``), and time one batch of it."""
+    destination = planned_output(src, options, output)
+    zarr = destination.suffix.lower() == ".zarr"
     scene = scene_for(src, options)
+    if zarr:
+        check_zarr_grid(destination, scene.grid)  # as the run refuses it
     # What a run reads before its first tile, timed as it reads it: the strided sample of the
     # whole file, also for an --aoi window (0.9 s estimated for a 3.8 s run of a window of the
     # Sentinel-2 JP2 without it), then each --frame's (5.7 s for 11.8 s with two frames).  Read
@@ -340,6 +424,7 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         plan = mask.keep(plan, options.scale)
     h, w = scene.grid.shape.yx
     out_bytes = resources.output_bytes(h, w, scene.count, options.scale, scene.dtype)
+    cog_bytes, zarr_bytes = output_bounds(scene, options, tile, zarr=zarr)
     held = resources.resident_bytes()  # before the calibration batch grows it
     timing = valid = None
     if reference is not None:
@@ -358,7 +443,14 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         job = Job(scene, plan.halo, options.scale, Normalisation((), (), "calibration"), scene.nodata, batch,
                   frames, frame_shifts=shifts)  # fmt: skip
         timing = _time_one_batch(
-            job, plan, with_data, predictor, sample_seconds, lanes=bounds.lanes, compress=options.compress
+            job,
+            plan,
+            with_data,
+            predictor,
+            sample_seconds,
+            lanes=bounds.lanes,
+            compress=options.compress,
+            zarr=zarr,
         )
     return RunPlan(
         scene,
@@ -373,13 +465,16 @@ def plan_run(src: str | Path, options: RunOptions, *, calibrate: bool = True) ->
         out_bytes,
         timing,
         resources.memory_needed(bounds),
-        resources.disk_needed(out_bytes, cog=True, cog_bytes=cog_build_bound(sizing_spec(scene, options))),
+        # As geosr run's check before its first tile (geosr.api._check_resources).
+        resources.disk_needed(out_bytes, cog=not zarr, cog_bytes=cog_bytes, zarr_bytes=zarr_bytes),
         held,
         valid,
         aoi_nodata=None if mask is None else mask.nodata,
         frames=len(frames),
         source=src,
         lanes=bounds.lanes,
+        destination=destination,
+        chunks=zarr_chunks(scene, options.scale, tile),
         # As the run's normalisation refuses it: an --aoi window is normalised with its whole file.
         refused=reference is not None and not valid_mask(reference, scene.nodata).any(),
     )
@@ -416,6 +511,7 @@ def _time_one_batch(
     *,
     lanes: int = 1,
     compress: str = DEFAULT_COMPRESS,
+    zarr: bool = False,
 ) -> Timing:
     """Read, compute and write a batch of ``job`` (its frames too) as the run would, and time each part.
 
@@ -453,7 +549,7 @@ def _time_one_batch(
         model = time.perf_counter() - start
     finally:
         PEERS.reset(peers)
-    store, cog = _time_output(scene, outputs[0], job.scale, compress)
+    store, cog = _time_output(scene, outputs[0], job.scale, compress, zarr=zarr)
     return Timing(
         batches=-(-len(plan) // batch),
         model=model * batch / len(tiles),
@@ -465,6 +561,7 @@ def _time_one_batch(
         overlapped=predictor.torch_device.type != "cpu",
         lanes=lanes,
         compress=compress,
+        zarr=zarr,
     )
 
 
@@ -475,9 +572,10 @@ here.  One tile's COG took 140-600 ms from run to run, 2 x 2 tiles 190-260 ms a 
 
 
 def _time_output(
-    scene: Scene, out: np.ndarray, scale: int, compress: str = DEFAULT_COMPRESS
+    scene: Scene, out: np.ndarray, scale: int, compress: str = DEFAULT_COMPRESS, *, zarr: bool = False
 ) -> tuple[float, float]:
-    """Seconds to store the whole output in a run store and to build its COG, from a sample.
+    """Seconds to store the whole output in a run store and to build its COG (to finish the
+    store, for a Zarr output: ``zarr``), from a sample.
 
     The sample is the output of the timed batch's first tile (as few of its bands as make
     :data:`_SAMPLE_VALUES`), repeated tile by tile up to about that many values, or
@@ -485,7 +583,8 @@ def _time_output(
     :class:`~geosr.io.run_store.StoreWriter` and :func:`~geosr.io.run_store.finalise`
     (GDAL's COG driver with the run's ``compress``, the tile checks, the
     validation), in a temporary folder, and both times are scaled by the output's
-    values.  The model's own pixels, since compression takes time by content.
+    values (not a Zarr store's finishing, its metadata alone).  The model's own
+    pixels, since compression takes time by content.
     A 16 x 16 output first measures the fixed costs (creating the store; starting
     the COG driver, validating), which a run pays once and which are most of a
     small sample's time: scaled with it, they made small tiles' estimates 2-3x too long.
@@ -504,12 +603,21 @@ def _time_output(
         # Twice, the less: a first call also imports and loads what the run has by then, and
         # on a busy machine one slow call would cancel the sample's time.
         created, _, fixed = min(
-            _store_and_build(Path(folder) / f"fixed{k}", grid, nodata, out[:1, :16, :16], (1, 1), compress)
+            _store_and_build(
+                Path(folder) / f"fixed{k}", grid, nodata, out[:1, :16, :16], (1, 1), compress, zarr=zarr
+            )
             for k in range(2)
         )
         sample = Path(folder) / "sample"
-        _, store, cog = _store_and_build(sample, grid, nodata, out[:bands], (down, across), compress)
+        _, store, cog = _store_and_build(
+            sample, grid, nodata, out[:bands], (down, across), compress, zarr=zarr
+        )
     share = total / (down * across * tile_values)
+    if zarr:
+        # A Zarr store's finishing consolidates its metadata and renames it, whatever its pixels:
+        # scaled, the sample's noise in it (up to 0.2 s here, on a busy machine) made a minute and
+        # more of a 43920^2 output's (a Sentinel-2 band at x4: 460 times the sample).
+        return created + store * share, fixed
     return created + store * share, fixed + max(0.0, cog - fixed) * share
 
 
@@ -520,16 +628,19 @@ def _store_and_build(
     out: np.ndarray,
     copies: tuple[int, int],
     compress: str = DEFAULT_COMPRESS,
+    *,
+    zarr: bool = False,
 ) -> tuple[float, float, float]:
     """Seconds to create a run store, to write ``out`` into it ``copies`` (down, across) times,
-    one chunk each, as the run writes tiles, and to build the COG of ``compress`` from it."""
+    one chunk each, as the run writes tiles, and to build the COG of ``compress`` from it (for
+    a Zarr output, ``zarr``: the store in its codec, then finished into the output)."""
     bands, height, width = out.shape
     shape = (copies[0] * height, copies[1] * width)
     spec = OutputSpec(GeoBox(shape, grid.affine, grid.crs), bands, str(out.dtype), nodata, compress=compress)
     folder.mkdir()
-    store, cog = folder / "store.zarr", folder / "sample.tif"
+    store, cog = folder / "store.zarr", folder / ("sample.zarr" if zarr else "sample.tif")
     start = time.perf_counter()
-    create_run_store(store, spec, (height, width), for_zarr_output=False, destination=cog)
+    create_run_store(store, spec, (height, width), for_zarr_output=zarr, destination=cog)
     created = time.perf_counter()
     writer = StoreWriter(store, cog)
     for row in range(0, shape[0], height):

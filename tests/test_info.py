@@ -17,6 +17,7 @@ from geosr.api import upscale_file
 from geosr.cli import main
 from geosr.errors import InputError
 from geosr.inspect import Timing, plan_run
+from geosr.io.atomic import format_bytes
 from geosr.options import RunOptions
 from tests.conftest import sparse_giant
 
@@ -541,3 +542,52 @@ def test_info_plans_the_cog_of_the_compression_asked_for(make_raster, tmp_path, 
             )
         else:
             assert "an LZW COG" in " ".join(captured.out.split())
+
+
+def _size_on_disk(store: Path) -> int:
+    return sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    ("compress", "kind"), [("zstd", "a Zarr store (Blosc zstd)"), ("none", "an uncompressed Zarr store")]
+)
+def test_info_plans_the_zarr_store_the_output_names(
+    make_raster, tmp_path: Path, capsys, monkeypatch, compress: str, kind: str
+) -> None:
+    """geosr info took no --output and planned a COG whatever the run would write: a Zarr
+    store's disk figure was a ZSTD COG's (its run store and the COG build beside it), its size
+    line spoke of a BigTIFF and its time of a COG build.  An uncompressed store holds its edge
+    chunks whole: 300 x 200 px at x2 in tiles of 128 is six 256^2 chunks of a 600 x 400
+    output.  Now -o out.zarr plans the store: its chunks, the disk geosr run's check counts
+    for it, which bounds the store a real run writes (noise, which no codec compresses), and
+    its writing without a COG build."""
+    noise = np.random.default_rng(0).integers(1, 60000, size=(1, 300, 200), dtype="uint16")
+    src = make_raster(data=noise)
+    options = RunOptions(scale=2, model="bicubic", tile=128, compress=compress)
+    plan = plan_run(src, options, output=tmp_path / "planned.zarr")
+    rows = {key: " ".join(value.split()) for key, value in plan.lines()}
+    assert rows["output size"] == "468.8 KiB uncompressed, in 6 chunks of 256 x 256 px"
+    assert f"disk about {format_bytes(plan.disk_bytes)} for {kind}" in rows["resources"]
+    assert f"for {kind}: model" in rows["estimated time"] and "writing the store" in rows["estimated time"]
+    assert "COG" not in " ".join(rows.values())
+    assert not (tmp_path / "planned.zarr").exists()
+    store = upscale_file(src, tmp_path / "out.zarr", scale=2, model="bicubic", tile=128, compress=compress)
+    written = _size_on_disk(Path(store))
+    assert written <= plan.disk_bytes < written + 128 * 2**10, (written, plan.disk_bytes)
+
+    # A COG (the default, or -o of a .tif) is planned as before; LZW has no Zarr codec.
+    monkeypatch.chdir(tmp_path)
+    for args, code, said in [
+        (["-o", "cli.zarr", "--compress", compress], 0, kind),
+        (["--compress", compress], 0, "COG"),
+        (["-o", "cli.zarr", "--compress", "lzw"], 2, "--compress 'lzw' is a TIFF compression"),
+    ]:
+        monkeypatch.setattr(
+            sys, "argv", ["geosr", "info", src.name, "--model", "bicubic", "--no-calibrate", *args]
+        )
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        captured = capsys.readouterr()
+        assert (stopped.value.code or 0) == code, captured.err
+        assert said in " ".join((captured.out + captured.err).split()), (args, captured)
+    assert not (tmp_path / "cli.zarr").exists()
