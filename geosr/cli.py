@@ -242,9 +242,9 @@ Compress = Annotated[
     str,
     typer.Option(
         metavar="zstd|deflate|lzw|none",
-        help="Lossless compression of the output: zstd (default, fast); deflate or lzw (a COG only) "
-        "for readers whose libtiff has no zstd, deflate (gzip) in Zarr for those without Blosc; "
-        "none for the fastest build.",
+        help="Lossless compression of the output: zstd (default, fast); deflate for readers without "
+        "zstd: in a COG, those whose libtiff lacks it; in Zarr (gzip), those without Blosc; lzw "
+        "likewise, a COG only; none, the fastest to write, every tile or chunk whole, edge padding too.",
         show_default=False,
     ),
 ]

@@ -75,8 +75,8 @@ DEFAULT_ZARR_FORMAT = 3
 COMPRESSIONS = ("zstd", "deflate", "lzw", "none")
 """The lossless compressions of an output (``--compress``): zstd by default (fast, read by
 GDAL 2.3 and later); deflate for readers whose libtiff has no zstd (older desktop GIS), and in
-Zarr gzip, for readers without Blosc; lzw like deflate, for a COG only; none for the fastest
-build where disk space does not matter."""
+Zarr gzip, for readers without Blosc; lzw like deflate, for a COG only; none, the fastest
+to write, where disk space does not matter (every COG tile or Zarr chunk whole, edge padding too)."""
 
 DEFAULT_COMPRESS = "zstd"
 """An output's compression unless ``--compress`` says otherwise."""
