@@ -383,7 +383,11 @@ def _nodata_text(scene: Scene, aoi_nodata: float | None = None) -> str:
         )
         return f"{each}; the output marks them all {scene.output_nodata:g}"
     if scene.nodata is None and scene.output_nodata is not None and not scene.masked:
-        return f"none; the output declares {scene.output_nodata:g}, which it writes where the input is NaN"
+        # A float scene's NaN, which an --aoi polygon's outside takes too (AoiMask.nodata).
+        where = "where the input is NaN" + (
+            " and outside the area of interest" if aoi_nodata is not None else ""
+        )
+        return f"none; the output declares {scene.output_nodata:g}, which it writes {where}"
     if scene.missing_values:
         values = ", ".join(f"{v:g}" for v in (scene.nodata, *scene.missing_values) if v is not None)
         return f"{values} (CF missing values); the output marks them all {scene.output_nodata:g}"

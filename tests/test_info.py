@@ -375,6 +375,26 @@ def test_info_gives_the_nodata_an_aoi_polygon_declares(make_raster, tmp_path: Pa
     )
 
 
+def test_info_says_a_float_output_declares_nan_outside_an_aoi_polygon_too(
+    make_raster, tmp_path: Path
+) -> None:
+    """A float scene without nodata declares NaN on its output, which an --aoi polygon's outside
+    takes too (half the output of this triangle); info's line said it wrote NaN only 'where the
+    input is NaN', of an input that held none."""
+    from tests.test_aoi import utm_of_pixel, write_geojson
+
+    ring = [utm_of_pixel(c, r) for c, r in ((0, 0), (60, 0), (0, 50))]
+    aoi = str(write_geojson(tmp_path / "tri.geojson", [*ring, ring[0]], crs="EPSG:32633"))
+    src = make_raster(dtype="float32")
+    rows = dict(plan_run(src, RunOptions(model="bicubic", aoi=aoi), calibrate=False).lines())
+    assert rows["nodata"] == (
+        "none; the output declares nan, which it writes where the input is NaN and outside the area "
+        "of interest"
+    )
+    with rasterio.open(upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic", aoi=aoi)) as out:
+        assert np.isnan(out.nodata) and np.isnan(out.read(1)).any()
+
+
 def test_info_plans_a_run_with_frames(make_raster, capsys, monkeypatch) -> None:
     """geosr info took no --frame, and planned a 3-date run as a single-date one: halo 15 px
     instead of 19, and 2.1 GiB of memory for the 5.6 GiB the run needs (3 x 512^2 uint16)."""
