@@ -18,7 +18,7 @@ from geosr import resources
 from geosr.aoi import AoiMask
 from geosr.api import check_output_name, model_label, output_bounds, sizing_spec, zarr_chunks
 from geosr.grid import describe, scaled
-from geosr.io.atomic import format_bytes, free_bytes
+from geosr.io.atomic import check_writable, format_bytes, free_bytes
 from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.cog import is_bigtiff
 from geosr.io.remote import file_url_path, is_remote, staged_output
@@ -340,6 +340,9 @@ def planned_output(src: str | Path, options: RunOptions, output: str | Path | No
     ------
     OptionError
         ``output`` is empty, selects no format, or takes no ``--compress`` of ``options``.
+    OutputError
+        ``output`` cannot be written: its folder is missing or not writable, or a folder of
+        other files is in its place.
     """
     default = default_output(src, options.scale, options.variable)
     if output is None:
@@ -352,6 +355,9 @@ def planned_output(src: str | Path, options: RunOptions, output: str | Path | No
         path = Path(text)
         if path.is_dir() and path.suffix.lower() != ".zarr":
             path = path / default.name
+        # A missing or unwritable folder, a folder of other files in its place: what the run
+        # refuses before reading a pixel, whatever --overwrite (which info does not take) says.
+        check_writable(path, overwrite=True)
     check_output_name(src, path, options)
     return path
 

@@ -611,3 +611,28 @@ def test_info_plans_the_zarr_store_the_output_names(
         assert (stopped.value.code or 0) == code, captured.err
         assert said in " ".join((captured.out + captured.err).split()), (args, captured)
     assert not (tmp_path / "cli.zarr").exists()
+
+
+def test_info_refuses_an_output_the_run_cannot_write(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """geosr info -o planned an output in a missing folder, or under a file, which geosr run
+    refuses before reading a pixel: info now refuses it with the run's line, writing nothing."""
+    src = make_raster()
+    monkeypatch.chdir(tmp_path)
+    for output, said in [
+        (
+            "missing/out.zarr",
+            "cannot write missing/out.zarr: directory missing does not exist; create it first",
+        ),
+        (f"{src.name}/out.tif", f"cannot write {src.name}/out.tif: {src.name} is not a directory"),
+    ]:
+        monkeypatch.setattr(
+            sys, "argv", ["geosr", "info", src.name, "--model", "bicubic", "--no-calibrate", "-o", output]
+        )
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        captured = capsys.readouterr()
+        assert stopped.value.code == 2 and not captured.out, captured
+        assert captured.err.startswith(f"error: {said}") and len(captured.err.splitlines()) == 1, captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
