@@ -238,6 +238,16 @@ Frames = Annotated[
     ),
 ]
 Asset = Annotated[str | None, typer.Option(help="Asset key to read from a STAC Item input.")]
+ZarrFormat = Annotated[
+    int | None,
+    typer.Option(
+        "--zarr-format",
+        metavar="2|3",
+        help="Zarr format of a .zarr output: 3 (default), or 2 for GDAL before 3.11 (rasterio 1.4's "
+        "wheels), which reads no v3.",
+        show_default=False,
+    ),
+]
 Compress = Annotated[
     str,
     typer.Option(
@@ -322,16 +332,7 @@ def run(
     check_resources: Annotated[
         bool, typer.Option(help="Refuse a run that needs more memory or disk than is available.")
     ] = True,
-    zarr_format: Annotated[
-        int | None,
-        typer.Option(
-            "--zarr-format",
-            metavar="2|3",
-            help="Zarr format of a .zarr output: 3 (default), or 2 for GDAL before 3.11 (rasterio 1.4's "
-            "wheels), which reads no v3.",
-            show_default=False,
-        ),
-    ] = None,
+    zarr_format: ZarrFormat = None,
     compress: Compress = "zstd",
 ) -> None:
     """Super-resolve INPUTS by --scale, preserving their georeferencing exactly.
@@ -639,6 +640,7 @@ def info(
     calibrate: Annotated[
         bool, typer.Option(help="Time one batch and a sample of the output to estimate the run time.")
     ] = True,
+    zarr_format: ZarrFormat = None,
     compress: Compress = "zstd",
 ) -> None:
     """Describe INPUT (grid, CRS, bands, nodata) and the plan of a run on it."""
@@ -661,6 +663,7 @@ def info(
         bbox_crs=bbox_crs,
         frames=tuple(frame or ()),
         asset=asset,
+        zarr_format=zarr_format,
         compress=compress,
     )
     table = Table(show_header=False, box=None)

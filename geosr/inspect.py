@@ -339,13 +339,15 @@ def planned_output(src: str | Path, options: RunOptions, output: str | Path | No
     Raises
     ------
     OptionError
-        ``output`` is empty, selects no format, or takes no ``--compress`` of ``options``.
+        ``output`` is empty, selects no format, or takes no ``--zarr-format`` or ``--compress``
+        of ``options``.
     OutputError
         ``output`` cannot be written: its folder is missing or not writable, or a folder of
         other files is in its place.
     """
     default = default_output(src, options.scale, options.variable)
     if output is None:
+        check_output_name(src, default, options)  # a --zarr-format is for a .zarr output
         return default
     check_output_given(output)
     text = str(file_url_path(output))

@@ -636,3 +636,27 @@ def test_info_refuses_an_output_the_run_cannot_write(
         assert stopped.value.code == 2 and not captured.out, captured
         assert captured.err.startswith(f"error: {said}") and len(captured.err.splitlines()) == 1, captured.err
     assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+
+
+def test_info_takes_the_zarr_format_the_run_takes(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    """geosr run -o out.zarr --zarr-format 2 could not be planned: info took no --zarr-format
+    ('No such option'). It takes it now, and refuses it for a COG output as the run does."""
+    src = make_raster()
+    monkeypatch.chdir(tmp_path)
+    for args, code, said in [
+        (["-o", "out.zarr", "--zarr-format", "2"], 0, "for a Zarr store (Blosc zstd)"),
+        (
+            ["--zarr-format", "2"],
+            2,
+            "error: --zarr-format 2 is for a .zarr output, and scene_x4.tif is a COG",
+        ),
+    ]:
+        monkeypatch.setattr(
+            sys, "argv", ["geosr", "info", src.name, "--model", "bicubic", "--no-calibrate", *args]
+        )
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        captured = capsys.readouterr()
+        assert (stopped.value.code or 0) == code, captured
+        assert said in " ".join((captured.out + captured.err).split()), captured
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
