@@ -236,24 +236,141 @@ def train_command(
 ) -> None:
     """Train a super-resolution model: self-supervised on HR rasters, or on --lr/--hr pairs."""
     from geosr.train.config import load_config
-    from geosr.train.trainer import check_run_output, run_folder_held, store_held
 
     pairs = _pairs(lr, hr)
+    _check_train_options(inputs, val, pairs, store, scheduler, nodata, model, init)
+    model = _model_of(model, init)
+    lr_chip = _chip_of(lr_chip, store, pairs, recipe)
+    overrides = _train_overrides(
+        inputs=inputs,
+        val=val,
+        nodata=nodata,
+        lr_chip=lr_chip,
+        model=model,
+        scale=scale,
+        init=init,
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        loss=loss,
+        perceptual_net=perceptual_net,
+        device=device,
+        precision=precision,
+        threads=threads,
+        val_every=val_every,
+        checkpoint_every=checkpoint_every,
+        output=output,
+        weights=weights,
+        learning_rate=learning_rate,
+    )
+    config = load_config(recipe, overrides)
+    result = _train_in_run_folder(config, overrides, recipe, pairs, store, scheduler, resume, overwrite)
+    _report_training(result)
+
+
+def _check_train_options(
+    inputs: list[str] | None,
+    val: list[str] | None,
+    pairs: list[tuple[str, str]],
+    store: Path | None,
+    scheduler: str,
+    nodata: float | None,
+    model: str | None,
+    init: str | None,
+) -> None:
+    """Refuse, before the recipe is read, options that contradict each other or apply to nothing.
+
+    Raises
+    ------
+    OptionError
+        ``--scheduler`` without pairs, HR rasters or ``--val`` beside pairs or ``--store``, a
+        ``--nodata`` that applies to no raster given, a ``-m`` that names no model to train.
+    """
+    _check_scheduler(scheduler, pairs)
+    _check_data_sources(inputs, val, pairs, store)
+    _check_nodata(nodata, inputs, val, pairs, store)
+    _check_model_name(model, init)
+
+
+def _check_scheduler(scheduler: str, pairs: list[tuple[str, str]]) -> None:
+    """Refuse a ``--scheduler`` other than threads where no store is built from --lr/--hr pairs.
+
+    It was ignored without a word: training itself runs in this process, and only the
+    store built from --lr/--hr pairs is built on a scheduler.
+    """
     if scheduler != "threads" and not pairs:
-        # It was ignored without a word: training itself runs in this process, and only the
-        # store built from --lr/--hr pairs is built on a scheduler.
         raise OptionError(
             f"--scheduler {scheduler} builds the training store of --lr/--hr pairs, and there are none: "
             "training runs in this process; drop --scheduler, or give the pairs"
         )
-    _check_data_sources(inputs, val, pairs, store)
-    _check_nodata(nodata, inputs, val, pairs, store)
-    _check_model_name(model, init)
+
+
+def _model_of(model: str | None, init: str | None) -> str | None:
+    """The model name a run takes: ``-m``, else the ``--init`` weights' own (for its weights
+    file and card), else None (the recipe's or the default)."""
     if init and model is None:
-        model = _init_name(init)  # the init model's own name, for its weights and card
+        return _init_name(init)
+    return model
+
+
+def _chip_of(
+    lr_chip: int | None, store: Path | None, pairs: list[tuple[str, str]], recipe: Path | None
+) -> int | None:
+    """The LR chip size a run takes: ``--chip``, else a reused ``--store``'s where the recipe
+    gives none (the store's chips are cut: their size is not a choice), else None."""
     if store is not None and not pairs and lr_chip is None and not _recipe_sets_chip(recipe):
-        lr_chip = _store_chip(store)  # the store's chips are cut: their size is not a choice
-    overrides: dict[str, Any] = {
+        return _store_chip(store)
+    return lr_chip
+
+
+def _train_overrides(
+    *,
+    inputs: list[str] | None,
+    val: list[str] | None,
+    nodata: float | None,
+    lr_chip: int | None,
+    model: str | None,
+    scale: int | None,
+    init: str | None,
+    steps: int | None,
+    batch_size: int | None,
+    seed: int | None,
+    loss: str | None,
+    perceptual_net: Path | None,
+    device: str | None,
+    precision: str | None,
+    threads: int | None,
+    val_every: int | None,
+    checkpoint_every: int | None,
+    output: Path | None,
+    weights: Path | None,
+    learning_rate: float | None,
+) -> dict[str, Any]:
+    """The recipe keys ``geosr train``'s options set, for :func:`~geosr.train.config.load_config`.
+
+    Parameters
+    ----------
+    inputs, val : list of str, optional
+        The HR and ``--val`` rasters, each a source with ``nodata``.
+    nodata : float, optional
+        ``--nodata``, of every raster of ``inputs`` and ``val``.
+    lr_chip, model, scale, init, steps, batch_size, seed, loss, perceptual_net
+        The options of the same names (``--chip``, ``-m`` ...); None where not given, which
+        leaves the recipe's value (or the default).
+    device, precision, threads, val_every, checkpoint_every, output, weights, learning_rate
+        As above (``--learning-rate``).
+
+    Returns
+    -------
+    dict
+        The overrides, None for a key the command line does not set.
+
+    Raises
+    ------
+    OptionError
+        ``--loss`` is empty or gives a weight that is not a number.
+    """
+    return {
         "name": model,
         "scale": scale,
         "init": init,
@@ -276,7 +393,52 @@ def train_command(
             "lr_chip": lr_chip,
         },
     }
-    config = load_config(recipe, overrides)
+
+
+def _train_in_run_folder(
+    config: Any,
+    overrides: dict[str, Any],
+    recipe: Path | None,
+    pairs: list[tuple[str, str]],
+    store: Path | None,
+    scheduler: str,
+    resume: bool,
+    overwrite: bool,
+) -> Any:
+    """Build the store (from ``pairs``) and train, holding the run folder: what a failed run
+    created is removed, unless it checkpointed.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's configuration, before a store is filled in.
+    overrides : dict
+        The recipe keys the options set (:func:`_train_overrides`), to fill the store in.
+    recipe : Path, optional
+        The ``--recipe``.
+    pairs : list of (str, str)
+        The ``--lr/--hr`` pairs, for a store to build (in ``--store`` or the run folder).
+    store : Path, optional
+        ``--store``: the store to build from ``pairs``, or to train on.
+    scheduler : str
+        The Dask scheduler that builds the store.
+    resume, overwrite : bool
+        ``--resume``, ``--overwrite``.
+
+    Returns
+    -------
+    TrainResult
+        :func:`~geosr.train.trainer.train`'s.
+
+    Raises
+    ------
+    OutputError
+        The run would replace an earlier run, weights file or store without being asked.
+    InterruptedRunError
+        Interrupted while training (the run is kept for ``--resume``).
+    """
+    from geosr.train.trainer import check_run_output, run_folder_held, store_held
+
     store_path = (store or Path(config.output) / "training_store.zarr") if pairs else None
     check_run_output(config, resume=resume, overwrite=overwrite, new_store=store_path)
     with run_folder_held(Path(config.output)) as made:
@@ -286,7 +448,7 @@ def train_command(
             check_run_output(config, resume=resume, overwrite=overwrite, new_store=store_path)
             # A --store of its own, which other runs may build too (the run folder's is held with it).
             with store_held(store_path if store is not None else None):
-                result = _build_and_train(
+                return _build_and_train(
                     config, overrides, recipe, pairs, store, store_path, scheduler, resume, overwrite
                 )
         except (typer.Exit, InterruptedRunError):
@@ -296,6 +458,10 @@ def train_command(
             # it would leave an incomplete store that the same command then refuses as existing.
             leftovers.remove()
             raise
+
+
+def _report_training(result: Any) -> None:
+    """Say the validation metrics (where the run validated) on stderr, then the weights' path on stdout."""
     m = result.metrics
     if m:
         _say(
