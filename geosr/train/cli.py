@@ -850,15 +850,43 @@ def evaluate_command(
 ) -> None:
     """Measure PSNR, SSIM and gain over bicubic: Wald protocol on HR rasters, or --lr/--hr pairs."""
     from geosr.batch import expand_inputs
-    from geosr.evaluation.report import check_report_paths, print_report, report_json, write_json, write_plot
-    from geosr.evaluation.wald import evaluate_paired, evaluate_wald
 
     pairs = _pairs(lr, hr)
+    _check_evaluate_options(hr_rasters, pairs, nodata, variable, bands)
+    # Quoted globs, as `geosr run` and `geosr train` take them; strings, not Paths,
+    # which would fold the // of a remote path.
+    hr_rasters = expand_inputs(hr_rasters) if hr_rasters else None
+    _check_report_files(json_path, plot, overwrite, hr_rasters, pairs)
+    # geosr run's own options, as the run of each image takes them.
+    run = {"device": device, "precision": precision, "tile": tile, "batch_size": batch_size}
+    common = {"scale": scale, "model": model, "border": border, "workdir": workdir, "overwrite": overwrite}
+    report = _evaluated(
+        hr_rasters, pairs, {**common, **run}, {"nodata": nodata, "variable": variable, "bands": bands}
+    )
+    _report_evaluation(report, json_path, plot)
+
+
+def _check_evaluate_options(
+    hr_rasters: list[str] | None,
+    pairs: list[tuple[str, str]],
+    nodata: float | None,
+    variable: str | None,
+    bands: str | None,
+) -> None:
+    """Refuse HR rasters beside --lr/--hr pairs, and the options of the Wald protocol with pairs.
+
+    Paired evaluation reads each file's own nodata: an override would be silently
+    ignored, and pixels the user meant as nodata (0 in a JP2 swath) scored as data.
+
+    Raises
+    ------
+    OptionError
+        HR rasters and pairs given together, or ``--nodata``, ``--variable`` or ``--bands``
+        with pairs.
+    """
     if pairs and hr_rasters:
         raise OptionError("give either HR rasters (Wald protocol) or --lr/--hr pairs, not both")
     if pairs and (nodata is not None or variable is not None or bands is not None):
-        # Paired evaluation reads each file's own nodata: an override would be silently
-        # ignored, and pixels the user meant as nodata (0 in a JP2 swath) scored as data.
         option = "--nodata" if nodata is not None else "--variable" if variable is not None else "--bands"
         how = (
             "whose own nodata is used: set it in the files (gdal_edit.py -a_nodata VALUE FILE)"
@@ -868,40 +896,77 @@ def evaluate_command(
         raise OptionError(
             f"{option} applies to the HR rasters of the Wald protocol, not to --lr/--hr pairs, {how}"
         )
-    # Quoted globs, as `geosr run` and `geosr train` take them; strings, not Paths,
-    # which would fold the // of a remote path.
-    hr_rasters = expand_inputs(hr_rasters) if hr_rasters else None
-    # Before the evaluation, which can take long: a report never replaces a file the
-    # user had unless asked, and a missing folder is an error, as for `geosr run -o`.
+
+
+def _check_report_files(
+    json_path: str | None,
+    plot: str | None,
+    overwrite: bool,
+    hr_rasters: list[str] | None,
+    pairs: list[tuple[str, str]],
+) -> None:
+    """Refuse, before the evaluation, which can take long, a --json or --plot file that would
+    replace a file the user had (unless ``overwrite``) or one of the inputs, or lies in a missing
+    folder, as for ``geosr run -o``; ``--json -`` is stdout, no file.
+
+    Raises
+    ------
+    OptionError, OutputError
+        As :func:`~geosr.evaluation.report.check_report_paths` raises them.
+    """
+    from geosr.evaluation.report import check_report_paths
+
     inputs = [Path(p) for p in [*(hr_rasters or []), *(p for pair in pairs for p in pair)]]
     # '-' was a file of that name in the working folder; stdout now carries the JSON alone.
     to_stdout = json_path == "-"
     check_report_paths(None if to_stdout else json_path, plot, overwrite=overwrite, inputs=inputs)
-    options: dict[str, Any] = {
-        "device": device,
-        "precision": precision,
-        "tile": tile,
-        "batch_size": batch_size,
-    }
+
+
+def _evaluated(
+    hr_rasters: list[str] | None,
+    pairs: list[tuple[str, str]],
+    options: dict[str, Any],
+    wald_options: dict[str, Any],
+) -> Any:
+    """The report of the evaluation on ``pairs``, where given, else on ``hr_rasters`` (Wald).
+
+    Parameters
+    ----------
+    hr_rasters : list of str, optional
+        The HR rasters of the Wald protocol, their globs expanded.
+    pairs : list of (str, str)
+        The ``--lr/--hr`` pairs.
+    options : dict
+        The keywords of both evaluations (``scale``, ``model``, ``border``, ``workdir``,
+        ``overwrite``) and ``geosr run``'s options, as the run of each image takes them.
+    wald_options : dict
+        The keywords of the Wald protocol alone (``nodata``, ``variable``, ``bands``).
+
+    Returns
+    -------
+    EvalReport
+        :func:`~geosr.evaluation.wald.evaluate_paired`'s or :func:`~geosr.evaluation.wald.evaluate_wald`'s.
+
+    Raises
+    ------
+    OptionError
+        Neither HR rasters nor pairs.
+    """
+    from geosr.evaluation.wald import evaluate_paired, evaluate_wald
+
     if pairs:
-        report = evaluate_paired(
-            pairs, scale=scale, model=model, border=border, workdir=workdir, overwrite=overwrite, **options
-        )
-    elif hr_rasters:
-        report = evaluate_wald(
-            hr_rasters,
-            scale=scale,
-            model=model,
-            border=border,
-            workdir=workdir,
-            overwrite=overwrite,
-            nodata=nodata,
-            variable=variable,
-            bands=bands,
-            **options,
-        )
-    else:
-        raise OptionError("nothing to evaluate: give HR rasters or --lr/--hr pairs")
+        return evaluate_paired(pairs, **options)
+    if hr_rasters:
+        return evaluate_wald(hr_rasters, **options, **wald_options)
+    raise OptionError("nothing to evaluate: give HR rasters or --lr/--hr pairs")
+
+
+def _report_evaluation(report: Any, json_path: str | None, plot: str | None) -> None:
+    """Write the --json and --plot files, then print the table (on stderr where ``--json -``
+    prints the JSON on stdout), and say the files written."""
+    from geosr.evaluation.report import print_report, report_json, write_json, write_plot
+
+    to_stdout = json_path == "-"
     # The files first: a stdout that cannot be written loses the table alone.
     written = [write_json(report, json_path)] if json_path and not to_stdout else []
     written += [write_plot(report, plot)] if plot else []
