@@ -597,11 +597,7 @@ def evaluate_wald(
     GeosrError
         Bad input or option, before any raster is upscaled where it can be told then.
     """
-    if isinstance(hr_paths, (str, os.PathLike)):
-        # One raster: its name was evaluated letter by letter ('s: no such file or directory').
-        hr_paths = [hr_paths]
-    if not hr_paths:
-        raise InputError("no HR raster to evaluate: give at least one file")
+    hr_paths = _hr_paths_given(hr_paths)
     # GDAL keeps what it fetched of a URL for the process: a raster replaced at its URL since an
     # earlier call was scored as it was then.  upscale_file forgets after its run, as here before.
     forget_remote_files(map(str, hr_paths))
@@ -610,46 +606,167 @@ def evaluate_wald(
     check_scale(scale)
     check_border_count(border)
     kept = _workdir_of(workdir)
-    if upscaler is None:
-        _check_options_known(options, "evaluate_wald")
-        check_run_options(scale, model, options)
+    _check_run_options(options, scale, model, upscaler, "evaluate_wald")
     _check_nodata_fits(hr_paths, nodata, variable, bands)
     _check_sizes(hr_paths, scale, border, variable, bands)
     up = upscaler or _default_upscaler()
     report = EvalReport("wald", scale, model or DEFAULT_MODEL, border)
-    stems = [f"{k:03d}_{Path(path).stem}" for k, path in enumerate(hr_paths)]
-    names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("lr", "sr", "bicubic")]
+    stems, names = _output_names(hr_paths, ("lr", "sr", "bicubic"))
+    with _evaluation_folder(kept, names, overwrite, hr_paths) as work:
+        for path, stem in zip(hr_paths, stems, strict=True):
+            report.images.append(
+                _wald_image(path, work, stem, up, scale, model, border, nodata, variable, bands, options)
+            )
+    return report
+
+
+def _check_run_options(
+    options: dict[str, Any], scale: int, model: str | None, upscaler: Upscaler | None, caller: str
+) -> None:
+    """Refuse, before any raster is read, the run options :func:`geosr.upscale_file` does not
+    take or would refuse; not those of a test's ``upscaler``, which takes its own.
+
+    Raises
+    ------
+    OptionError
+        An option is unknown to :func:`geosr.upscale_file` (:func:`_check_options_known`, which
+        names ``caller``), or a value it refuses.
+    """
+    if upscaler is None:
+        _check_options_known(options, caller)
+        check_run_options(scale, model, options)
+
+
+def _output_names(paths: Sequence[str | Path], kinds: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The stem of each image's GeoTIFFs, numbered (two inputs of one name stay apart), and the
+    names of all its GeoTIFFs, ``<stem>_<kind>.tif`` for each of ``kinds``."""
+    stems = [f"{k:03d}_{Path(path).stem}" for k, path in enumerate(paths)]
+    return stems, [f"{stem}_{kind}.tif" for stem in stems for kind in kinds]
+
+
+@contextlib.contextmanager
+def _evaluation_folder(
+    kept: Path | None, names: Sequence[str], overwrite: bool, inputs: Sequence[str | Path]
+) -> Iterator[Path]:
+    """Within: the folder an evaluation writes its GeoTIFFs ``names`` in, ``kept`` (held,
+    :func:`_workdir_held`; what a failed evaluation wrote there removed) or a temporary one.
+
+    Raises
+    ------
+    OutputError
+        As :func:`_workdir_held` raises it.
+    """
     with (
-        _workdir_held(kept, names, overwrite, hr_paths),
+        _workdir_held(kept, names, overwrite, inputs),
         tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp,
         # The outputs it scores were left open: a temporary folder's files, deleted, kept their space.
         datasets_closed(),
         _whole_or_nothing(kept, names),
     ):
-        work = kept or Path(tmp)
-        for path, stem in zip(hr_paths, stems, strict=True):
-            hr, valid, scene = _read(path, nodata, variable, bands)
-            if nodata is None:
-                # As geosr run warns: the float32 Wald LR hid the HR's undeclared 0 fill from
-                # the run's check, and it was scored as data without a word (25.9 dB for 30.6).
-                warn_undeclared_zeros(scene, hr)
-            grid = scene.grid
-            hr_c, ok, lr = wald_lr(hr, valid, scale)
-            _check_some_lr(path, valid, lr, scale)
-            lr_grid = grid[: hr_c.shape[1], : hr_c.shape[2]].zoom_out(scale)
-            lr_path = work / f"{stem}_lr.tif"
-            _write_float(lr_path, lr, lr_grid, scene)
-            try:
-                with _warnings_about(lr_path, path):
-                    sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
-            except GeosrError as exc:
-                # The LR is a temporary of ours: name the user's raster instead.
-                raise type(exc)(str(exc).replace(str(lr_path), f"{path} (its Wald LR)")) from None
-            # LR nodata blocks are nodata in both outputs: compare where all are valid.
-            both = ok & np.isfinite(sr) & np.isfinite(bic)
-            metrics = _image_metrics(path, sr, bic, hr_c, lr, scale, both, border, scene.bands, ok)
-            report.images.append(ImageResult(str(path), metrics))
-    return report
+        yield kept or Path(tmp)
+
+
+def _hr_paths_given(hr_paths: Sequence[str | Path]) -> Sequence[str | Path]:
+    """``hr_paths`` as a sequence of paths, one path given alone as one raster.
+
+    Raises
+    ------
+    InputError
+        No path given.
+    """
+    if isinstance(hr_paths, (str, os.PathLike)):
+        # One raster: its name was evaluated letter by letter ('s: no such file or directory').
+        hr_paths = [hr_paths]
+    if not hr_paths:
+        raise InputError("no HR raster to evaluate: give at least one file")
+    return hr_paths
+
+
+def _wald_image(
+    path: str | Path,
+    work: Path,
+    stem: str,
+    up: Upscaler,
+    scale: int,
+    model: str | None,
+    border: int,
+    nodata: float | None,
+    variable: str | None,
+    bands: str | None,
+    options: dict[str, Any],
+) -> ImageResult:
+    """The Wald protocol on one HR raster: its LR written in ``work`` as ``<stem>_lr.tif``,
+    super-resolved by ``up`` and by bicubic, both scored against the HR.
+
+    Parameters
+    ----------
+    path : path
+        The HR raster.
+    work : Path
+        The folder of the evaluation's GeoTIFFs.
+    stem : str
+        The start of this image's GeoTIFFs' names.
+    up : callable
+        :func:`geosr.upscale_file`, or a test's stand-in.
+    scale, model, border, nodata, variable, bands, options
+        As :func:`evaluate_wald` takes them.
+
+    Returns
+    -------
+    ImageResult
+        The image's metrics per band.
+
+    Raises
+    ------
+    GeosrError
+        The raster cannot be evaluated, or a run failed (naming ``path``, not the LR).
+    """
+    lr_path = work / f"{stem}_lr.tif"
+    hr_c, ok, lr, scene = _write_wald_lr(path, lr_path, scale, nodata, variable, bands)
+    try:
+        with _warnings_about(lr_path, path):
+            sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
+    except GeosrError as exc:
+        # The LR is a temporary of ours: name the user's raster instead.
+        raise type(exc)(str(exc).replace(str(lr_path), f"{path} (its Wald LR)")) from None
+    # LR nodata blocks are nodata in both outputs: compare where all are valid.
+    both = ok & np.isfinite(sr) & np.isfinite(bic)
+    metrics = _image_metrics(path, sr, bic, hr_c, lr, scale, both, border, scene.bands, ok)
+    return ImageResult(str(path), metrics)
+
+
+def _write_wald_lr(
+    path: str | Path,
+    lr_path: Path,
+    scale: int,
+    nodata: float | None,
+    variable: str | None,
+    bands: str | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Scene]:
+    """Read the HR raster ``path`` and write its Wald LR (:func:`wald_lr`) as the GeoTIFF ``lr_path``.
+
+    Returns
+    -------
+    hr, valid, lr : numpy.ndarray
+        The HR cropped to a multiple of ``scale``, where it is valid, and the LR.
+    scene : Scene
+        The HR raster.
+
+    Raises
+    ------
+    InputError
+        The LR would be all nodata (:func:`_check_some_lr`).
+    """
+    hr, valid, scene = _read(path, nodata, variable, bands)
+    if nodata is None:
+        # As geosr run warns: the float32 Wald LR hid the HR's undeclared 0 fill from
+        # the run's check, and it was scored as data without a word (25.9 dB for 30.6).
+        warn_undeclared_zeros(scene, hr)
+    hr_c, ok, lr = wald_lr(hr, valid, scale)
+    _check_some_lr(path, valid, lr, scale)
+    lr_grid = scene.grid[: hr_c.shape[1], : hr_c.shape[2]].zoom_out(scale)
+    _write_float(lr_path, lr, lr_grid, scene)
+    return hr_c, ok, lr, scene
 
 
 PAIR_ZEROS_REMEDY = "declare it in the file (gdal_edit.py -a_nodata 0 FILE)"
