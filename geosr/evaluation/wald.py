@@ -826,8 +826,6 @@ def evaluate_paired(
     GeosrError
         Bad input or option; a pair co-registration cannot use is named before the first runs.
     """
-    from geosr.train.coreg import coregister
-
     if not pairs:
         raise InputError("no LR/HR pair to evaluate: give --lr and --hr")
     _check_pairs_given(pairs)
@@ -836,32 +834,65 @@ def evaluate_paired(
     forget_remote_files(str(path) for pair in pairs for path in pair)  # as evaluate_wald's
     check_border_count(border)
     kept = _workdir_of(workdir)
-    if upscaler is None:
-        _check_options_known(options, "evaluate_paired")
-        check_run_options(scale, model, options)
+    _check_run_options(options, scale, model, upscaler, "evaluate_paired")
     _check_pairs(pairs, scale, border)
     up = upscaler or _default_upscaler()
     report = EvalReport("paired", scale, model or DEFAULT_MODEL, border)
-    stems = [f"{k:03d}_{Path(lr_path).stem}" for k, (lr_path, _) in enumerate(pairs)]
-    names = [f"{stem}_{kind}.tif" for stem in stems for kind in ("sr", "bicubic")]
-    with (
-        _workdir_held(kept, names, overwrite, [path for pair in pairs for path in pair]),
-        tempfile.TemporaryDirectory(prefix="geosr-eval-") as tmp,
-        datasets_closed(),  # as evaluate_wald's
-        _whole_or_nothing(kept, names),
-    ):
-        work = kept or Path(tmp)
+    stems, names = _output_names([lr_path for lr_path, _ in pairs], ("sr", "bicubic"))
+    with _evaluation_folder(kept, names, overwrite, [path for pair in pairs for path in pair]) as work:
         for (lr_path, hr_path), stem in zip(pairs, stems, strict=True):
-            pair = coregister(lr_path, hr_path, scale)
-            check_scorable(pair.hr.shape, border, str(hr_path))
-            with _zeros_warned_for_pairs(lr_path, hr_path):
-                # As given: a Path folded the // of a URL ('http:/host/lr.tif': no such file).
-                sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
-            ok = np.isfinite(pair.hr) & np.isfinite(sr) & np.isfinite(bic)
-            bands = _image_metrics(
-                hr_path, sr, bic, pair.hr, pair.lr, scale, ok, border, hr_valid=np.isfinite(pair.hr)
-            )
             report.images.append(
-                ImageResult(f"{lr_path} vs {hr_path}", bands, pair.shift, (str(lr_path), str(hr_path)))
+                _paired_image(lr_path, hr_path, work, stem, up, scale, model, border, options)
             )
     return report
+
+
+def _paired_image(
+    lr_path: str | Path,
+    hr_path: str | Path,
+    work: Path,
+    stem: str,
+    up: Upscaler,
+    scale: int,
+    model: str | None,
+    border: int,
+    options: dict[str, Any],
+) -> ImageResult:
+    """One pair: its LR super-resolved by ``up`` and by bicubic into ``work``, both scored
+    against the HR co-registered onto the LR grid x ``scale``.
+
+    Parameters
+    ----------
+    lr_path, hr_path : path
+        The pair's rasters, as given (a Path folded the // of a URL).
+    work : Path
+        The folder of the evaluation's GeoTIFFs.
+    stem : str
+        The start of this pair's GeoTIFFs' names.
+    up : callable
+        :func:`geosr.upscale_file`, or a test's stand-in.
+    scale, model, border, options
+        As :func:`evaluate_paired` takes them.
+
+    Returns
+    -------
+    ImageResult
+        The pair's metrics per band, and the residual shift co-registration found.
+
+    Raises
+    ------
+    GeosrError
+        The pair cannot be co-registered or scored, or a run failed.
+    """
+    from geosr.train.coreg import coregister
+
+    pair = coregister(lr_path, hr_path, scale)
+    check_scorable(pair.hr.shape, border, str(hr_path))
+    with _zeros_warned_for_pairs(lr_path, hr_path):
+        # As given: a Path folded the // of a URL ('http:/host/lr.tif': no such file).
+        sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
+    ok = np.isfinite(pair.hr) & np.isfinite(sr) & np.isfinite(bic)
+    bands = _image_metrics(
+        hr_path, sr, bic, pair.hr, pair.lr, scale, ok, border, hr_valid=np.isfinite(pair.hr)
+    )
+    return ImageResult(f"{lr_path} vs {hr_path}", bands, pair.shift, (str(lr_path), str(hr_path)))
