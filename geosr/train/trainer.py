@@ -679,10 +679,68 @@ def _train(
     paths_to_write(config.weights_stem)  # refused before training, not once it has ended
     if config.threads:
         torch.set_num_threads(config.threads)
+    run, parent = _set_up(config)
+    sampler, validator = _training_data(config, run.device)
+    state = _started(config, run, resume=resume)
+    start_step = state.step
+    if _steps_taken(config, run, state, sampler, validator, progress, stop_after):
+        return _result(None, None, state, {}, start_step)
+    metrics = _final_metrics(validator, run.model, run.autocast)
+    card = _card(config, run.model, state, metrics, parent=parent, recipe=recipe)
+    model_cpu = run.model.to("cpu")
+    weights, card_path = save_weights(model_cpu, card, config.weights_stem)
+    return _result(weights, card_path, state, metrics, start_step)
+
+
+@dataclass
+class _Run:
+    """What a run trains and how, as :func:`_set_up` makes it from the configuration."""
+
+    model: SRModel
+    optimizer: torch.optim.AdamW
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    device: torch.device
+    autocast: torch.dtype | None
+    """The forward pass's autocast dtype, None for float32 throughout."""
+    output: Path
+    config_dict: dict[str, Any]
+    """The configuration as ``config.json`` and the checkpoints record it."""
+
+    @property
+    def checkpoints(self) -> Path:
+        """The folder of the run's checkpoint."""
+        return self.output / "checkpoints"
+
+    def checkpoint(self, state: TrainState) -> None:
+        """Write the run's checkpoint at ``state``."""
+        save_checkpoint(
+            self.checkpoints,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            state=state,
+            config=self.config_dict,
+        )
+
+
+def _set_up(config: TrainConfig) -> tuple[_Run, dict[str, Any]]:
+    """The device, the seeded model, its optimiser and loss of a run as ``config`` says.
+
+    Returns
+    -------
+    run : _Run
+        The model (in training mode), its optimiser, schedule and loss, and where it runs.
+    parent : dict
+        What the model card records of the ``init`` weights (empty without).
+
+    Raises
+    ------
+    GeosrError
+        The device, precision, model, ``init`` weights or loss cannot be had.
+    """
     device = resolve_device(config.device)
     autocast = resolve_precision(config.precision, device)
-    output = Path(config.output)
-    ckpt_dir = output / "checkpoints"
     config_dict = to_dict(config)
 
     _seed_everything(config.seed)
@@ -694,28 +752,71 @@ def _train(
     model.train()
     optimizer, scheduler = _optimiser(model, config)
     loss_fn = build_loss(config.loss, perceptual_net=config.perceptual_net, device=device)
+    run = _Run(model, optimizer, scheduler, loss_fn, device, autocast, Path(config.output), config_dict)
+    return run, parent
 
-    sampler, validator = _training_data(config, device)
 
+def _started(config: TrainConfig, run: _Run, *, resume: bool) -> TrainState:
+    """The state the run starts from, its last checkpoint's where it resumes one (its
+    configuration checked), with the run folder and its ``config.json`` written.
+
+    Raises
+    ------
+    OptionError
+        The resumed run's configuration differs.
+    OutputError
+        The run folder cannot be written.
+    """
     state = TrainState()
-    resumed = resume and has_checkpoint(ckpt_dir)
+    resumed = resume and has_checkpoint(run.checkpoints)
     if resumed:
-        _check_resume_config(output, config)
+        _check_resume_config(run.output, config)
         state = load_checkpoint(
-            ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=device
+            run.checkpoints,
+            model=run.model,
+            optimizer=run.optimizer,
+            scheduler=run.scheduler,
+            device=run.device,
         )
-    _start_run_folder(output, config_dict, resumed=resumed)
+    _start_run_folder(run.output, run.config_dict, resumed=resumed)
+    return state
 
-    def checkpoint() -> None:
-        save_checkpoint(
-            ckpt_dir,
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            state=state,
-            config=config_dict,
-        )
 
+def _steps_taken(
+    config: TrainConfig,
+    run: _Run,
+    state: TrainState,
+    sampler: ChipSampler | StoreSampler,
+    validator: Validator | None,
+    progress: ProgressFn | None,
+    stop_after: int | None,
+) -> bool:
+    """Take the optimisation steps from ``state.step`` to ``config.steps``, validating,
+    checkpointing and reporting ``progress`` as ``config`` says; an interrupt checkpoints
+    the steps taken, for a resume.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's configuration.
+    run : _Run
+        What the run trains and how.
+    state : TrainState
+        Where the run is, updated at every step.
+    sampler : ChipSampler or StoreSampler
+        The training batches.
+    validator : Validator, optional
+        The validation chips, None for none.
+    progress : callable, optional
+        As :func:`train` takes it.
+    stop_after : int, optional
+        The step after which to stop (with a checkpoint), as if interrupted.
+
+    Returns
+    -------
+    bool
+        Whether the run stopped at ``stop_after``, before ``config.steps``.
+    """
     start_step = state.step
     t0 = time.perf_counter()
     seconds0 = state.seconds
@@ -731,41 +832,36 @@ def _train(
             if step + 1 < config.steps:
                 upcoming = prefetch.submit(sampler.batch, step + 1, config.batch_size)
             value = _optimisation_step(
-                model,
-                loss_fn,
-                optimizer,
-                scheduler,
+                run.model,
+                run.loss_fn,
+                run.optimizer,
+                run.scheduler,
                 batch,
                 step=step,
-                device=device,
-                autocast=autocast,
+                device=run.device,
+                autocast=run.autocast,
                 grad_clip=config.optim.grad_clip,
             )
             state.step = step + 1
             running = value if step == start_step else 0.9 * running + 0.1 * value
             done = state.step
             if validator is not None and (done % config.val_every == 0 or done == config.steps):
-                last_psnr = _validated(validator, model, autocast, state, running)
+                last_psnr = _validated(validator, run.model, run.autocast, state, running)
             state.seconds = seconds0 + time.perf_counter() - t0
             if done % config.checkpoint_every == 0 or done in (config.steps, stop_after):
-                checkpoint()
+                run.checkpoint(state)
             if progress is not None and (done % config.log_every == 0 or done == config.steps):
                 progress(done, config.steps, {"loss": running, "psnr": last_psnr})
             if stop_after is not None and done >= stop_after and done < config.steps:
-                return _result(None, None, state, {}, start_step)
+                return True
     except KeyboardInterrupt:
         if state.step > start_step:
             state.seconds = seconds0 + time.perf_counter() - t0
-            checkpoint()
+            run.checkpoint(state)
         raise
     finally:
         prefetch.shutdown(wait=True, cancel_futures=True)
-
-    metrics = _final_metrics(validator, model, autocast)
-    card = _card(config, model, state, metrics, parent=parent, recipe=recipe)
-    model_cpu = model.to("cpu")
-    weights, card_path = save_weights(model_cpu, card, config.weights_stem)
-    return _result(weights, card_path, state, metrics, start_step)
+    return False
 
 
 def _seed_everything(seed: int) -> None:
