@@ -391,13 +391,43 @@ def check_run_output(
         ``--weights`` with a pickle suffix (``mine.pt``).
     """
     output = Path(config.output)
+    _check_run_folder(output)  # before the weights' folder: the run folder holds them by default
+    weights = paths_to_write(config.weights_stem)  # --weights mine.pt, or in a read-only folder
+    _check_store_path(new_store)
+    _check_no_foreign_run(output)
+    if overwrite:
+        return
+    holds_run = (output / "config.json").exists() or (output / "checkpoints").exists()
+    if resume and holds_run:
+        _check_resumed_store(output, new_store)
+        return
+    _check_nothing_replaced(output, holds_run, weights, new_store)
+
+
+def _check_run_folder(output: Path) -> None:
+    """Refuse a run folder ``output`` that is a file or cannot take new files (a read-only
+    file system), before training, not after.
+
+    Raises
+    ------
+    OutputError
+        ``output`` is a file, or cannot be written.
+    """
     if output.exists() and not output.is_dir():
         raise OutputError(f"-o {output} is a file, not a run folder: choose another --output")
-    # Before training, not after; the run folder first, which holds the weights by default.
     why = unwritable_folder(output)
     if why is not None:
         raise OutputError(f"cannot write the run folder {output} ({why}); choose another --output")
-    weights = paths_to_write(config.weights_stem)  # --weights mine.pt, or in a read-only folder
+
+
+def _check_store_path(new_store: Path | None) -> None:
+    """Refuse to build the training store ``new_store`` over a file or a folder of other files.
+
+    Raises
+    ------
+    OutputError
+        ``new_store`` is a file, or a folder that is not a training store.
+    """
     if new_store is not None and new_store.is_file():
         # --overwrite went on to build the store there: a FileExistsError traceback from zarr.
         raise OutputError(
@@ -409,6 +439,17 @@ def check_run_output(
             f"--store {new_store} is a folder of other files, not a training store, which building "
             "would delete: choose another --store path"
         )
+
+
+def _check_no_foreign_run(output: Path) -> None:
+    """Refuse a run folder whose ``config.json`` or ``checkpoints`` geosr train did not write:
+    --overwrite would replace them, --resume take them up.
+
+    Raises
+    ------
+    OutputError
+        ``config.json`` is no training run's configuration, or ``checkpoints`` holds other files.
+    """
     if _foreign_config(output / "config.json"):
         raise OutputError(
             f"{output / 'config.json'} is not the configuration of a training run: --overwrite replaces "
@@ -420,14 +461,32 @@ def check_run_output(
             f"{output / 'checkpoints'} holds files that are not a training run's checkpoint: --overwrite "
             "replaces a run of geosr train, never a folder of other files; choose another --output"
         )
-    holds_run = (output / "config.json").exists() or (output / "checkpoints").exists()
-    # --resume of a folder that holds no run starts one, which must not replace the user's
-    # weights file or store either (it did: -o misspelt, --weights of an earlier model).
-    if overwrite:
-        return
-    if resume and holds_run:
-        _check_resumed_store(output, new_store)
-        return
+
+
+def _check_nothing_replaced(
+    output: Path, holds_run: bool, weights: Sequence[Path], new_store: Path | None
+) -> None:
+    """Refuse a new run that would replace an earlier run, weights file or store, unasked.
+
+    A --resume of a folder that holds no run starts one, which must not replace the user's
+    weights file or store either (it did: -o misspelt, --weights of an earlier model).
+
+    Parameters
+    ----------
+    output : Path
+        The run folder.
+    holds_run : bool
+        Whether it holds a run.
+    weights : sequence of Path
+        The files of the weights the run writes.
+    new_store : Path, optional
+        The training store the run builds, if any.
+
+    Raises
+    ------
+    OutputError
+        ``output`` holds a run, or a weights file or ``new_store`` exists.
+    """
     if holds_run:
         raise OutputError(
             f"{output} already holds a training run: pass --resume to continue it, --overwrite to "
