@@ -321,27 +321,39 @@ def _write_float(path: Path, data: np.ndarray, grid: GeoBox, scene: Scene) -> No
                 dst.update_tags(band, **{OFFSET_TAG: repr(offsets[band - 1])})
 
 
-def _upscale_both(
-    lr_path: str | Path,
-    workdir: Path,
-    stem: str,
-    scale: int,
-    model: str | None,
-    upscaler: Upscaler,
-    options: dict[str, Any],
-) -> tuple[np.ndarray, np.ndarray]:
-    sr_path = upscaler(
-        lr_path, workdir / f"{stem}_sr.tif", scale=scale, model=model, overwrite=True, **options
-    )
-    bic_path = upscaler(
-        lr_path,
-        workdir / f"{stem}_bicubic.tif",
-        scale=scale,
-        model="bicubic",
-        overwrite=True,
-        **options,
-    )
-    return _read_output(sr_path), _read_output(bic_path)
+@dataclass(frozen=True)
+class _Upscaling:
+    """How an evaluation super-resolves each LR raster, by the model and by bicubic."""
+
+    work: Path
+    """The folder of the evaluation's GeoTIFFs."""
+    upscaler: Upscaler
+    """:func:`geosr.upscale_file`, or a test's stand-in."""
+    scale: int
+    model: str | None
+    options: dict[str, Any]
+    """The other keywords of each run (``device``, ``tile`` ...)."""
+
+    def both(self, lr_path: str | Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
+        """The SR and bicubic outputs of ``lr_path``, written in ``work`` as ``<stem>_sr.tif`` and
+        ``<stem>_bicubic.tif`` and read as floats, NaN where they are nodata."""
+        sr_path = self.upscaler(
+            lr_path,
+            self.work / f"{stem}_sr.tif",
+            scale=self.scale,
+            model=self.model,
+            overwrite=True,
+            **self.options,
+        )
+        bic_path = self.upscaler(
+            lr_path,
+            self.work / f"{stem}_bicubic.tif",
+            scale=self.scale,
+            model="bicubic",
+            overwrite=True,
+            **self.options,
+        )
+        return _read_output(sr_path), _read_output(bic_path)
 
 
 def _read_output(path: str | Path) -> np.ndarray:
@@ -613,10 +625,9 @@ def evaluate_wald(
     report = EvalReport("wald", scale, model or DEFAULT_MODEL, border)
     stems, names = _output_names(hr_paths, ("lr", "sr", "bicubic"))
     with _evaluation_folder(kept, names, overwrite, hr_paths) as work:
+        runs = _Upscaling(work, up, scale, model, options)
         for path, stem in zip(hr_paths, stems, strict=True):
-            report.images.append(
-                _wald_image(path, work, stem, up, scale, model, border, nodata, variable, bands, options)
-            )
+            report.images.append(_wald_image(path, stem, runs, border, nodata, variable, bands))
     return report
 
 
@@ -684,31 +695,25 @@ def _hr_paths_given(hr_paths: Sequence[str | Path]) -> Sequence[str | Path]:
 
 def _wald_image(
     path: str | Path,
-    work: Path,
     stem: str,
-    up: Upscaler,
-    scale: int,
-    model: str | None,
+    runs: _Upscaling,
     border: int,
     nodata: float | None,
     variable: str | None,
     bands: str | None,
-    options: dict[str, Any],
 ) -> ImageResult:
-    """The Wald protocol on one HR raster: its LR written in ``work`` as ``<stem>_lr.tif``,
-    super-resolved by ``up`` and by bicubic, both scored against the HR.
+    """The Wald protocol on one HR raster: its LR written in the evaluation's folder as
+    ``<stem>_lr.tif``, super-resolved by the model and by bicubic, both scored against the HR.
 
     Parameters
     ----------
     path : path
         The HR raster.
-    work : Path
-        The folder of the evaluation's GeoTIFFs.
     stem : str
         The start of this image's GeoTIFFs' names.
-    up : callable
-        :func:`geosr.upscale_file`, or a test's stand-in.
-    scale, model, border, nodata, variable, bands, options
+    runs : _Upscaling
+        How the LR is super-resolved, and where its GeoTIFFs go.
+    border, nodata, variable, bands
         As :func:`evaluate_wald` takes them.
 
     Returns
@@ -721,17 +726,17 @@ def _wald_image(
     GeosrError
         The raster cannot be evaluated, or a run failed (naming ``path``, not the LR).
     """
-    lr_path = work / f"{stem}_lr.tif"
-    hr_c, ok, lr, scene = _write_wald_lr(path, lr_path, scale, nodata, variable, bands)
+    lr_path = runs.work / f"{stem}_lr.tif"
+    hr_c, ok, lr, scene = _write_wald_lr(path, lr_path, runs.scale, nodata, variable, bands)
     try:
         with _warnings_about(lr_path, path):
-            sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
+            sr, bic = runs.both(lr_path, stem)
     except GeosrError as exc:
         # The LR is a temporary of ours: name the user's raster instead.
         raise type(exc)(str(exc).replace(str(lr_path), f"{path} (its Wald LR)")) from None
     # LR nodata blocks are nodata in both outputs: compare where all are valid.
     both = ok & np.isfinite(sr) & np.isfinite(bic)
-    metrics = _image_metrics(path, sr, bic, hr_c, lr, scale, both, border, scene.bands, ok)
+    metrics = _image_metrics(path, sr, bic, hr_c, lr, runs.scale, both, border, scene.bands, ok)
     return ImageResult(str(path), metrics)
 
 
@@ -840,39 +845,28 @@ def evaluate_paired(
     report = EvalReport("paired", scale, model or DEFAULT_MODEL, border)
     stems, names = _output_names([lr_path for lr_path, _ in pairs], ("sr", "bicubic"))
     with _evaluation_folder(kept, names, overwrite, [path for pair in pairs for path in pair]) as work:
+        runs = _Upscaling(work, up, scale, model, options)
         for (lr_path, hr_path), stem in zip(pairs, stems, strict=True):
-            report.images.append(
-                _paired_image(lr_path, hr_path, work, stem, up, scale, model, border, options)
-            )
+            report.images.append(_paired_image(lr_path, hr_path, stem, runs, border))
     return report
 
 
 def _paired_image(
-    lr_path: str | Path,
-    hr_path: str | Path,
-    work: Path,
-    stem: str,
-    up: Upscaler,
-    scale: int,
-    model: str | None,
-    border: int,
-    options: dict[str, Any],
+    lr_path: str | Path, hr_path: str | Path, stem: str, runs: _Upscaling, border: int
 ) -> ImageResult:
-    """One pair: its LR super-resolved by ``up`` and by bicubic into ``work``, both scored
-    against the HR co-registered onto the LR grid x ``scale``.
+    """One pair: its LR super-resolved by the model and by bicubic, both scored against the HR
+    co-registered onto the LR grid x the scale.
 
     Parameters
     ----------
     lr_path, hr_path : path
         The pair's rasters, as given (a Path folded the // of a URL).
-    work : Path
-        The folder of the evaluation's GeoTIFFs.
     stem : str
         The start of this pair's GeoTIFFs' names.
-    up : callable
-        :func:`geosr.upscale_file`, or a test's stand-in.
-    scale, model, border, options
-        As :func:`evaluate_paired` takes them.
+    runs : _Upscaling
+        How the LR is super-resolved, and where its GeoTIFFs go.
+    border : int
+        As :func:`evaluate_paired` takes it.
 
     Returns
     -------
@@ -886,13 +880,13 @@ def _paired_image(
     """
     from geosr.train.coreg import coregister
 
-    pair = coregister(lr_path, hr_path, scale)
+    pair = coregister(lr_path, hr_path, runs.scale)
     check_scorable(pair.hr.shape, border, str(hr_path))
     with _zeros_warned_for_pairs(lr_path, hr_path):
         # As given: a Path folded the // of a URL ('http:/host/lr.tif': no such file).
-        sr, bic = _upscale_both(lr_path, work, stem, scale, model, up, options)
+        sr, bic = runs.both(lr_path, stem)
     ok = np.isfinite(pair.hr) & np.isfinite(sr) & np.isfinite(bic)
     bands = _image_metrics(
-        hr_path, sr, bic, pair.hr, pair.lr, scale, ok, border, hr_valid=np.isfinite(pair.hr)
+        hr_path, sr, bic, pair.hr, pair.lr, runs.scale, ok, border, hr_valid=np.isfinite(pair.hr)
     )
     return ImageResult(f"{lr_path} vs {hr_path}", bands, pair.shift, (str(lr_path), str(hr_path)))
