@@ -842,6 +842,20 @@ def test_a_recipes_output_in_the_home_folder_is_one_folder(tmp_path: Path, monke
     assert config.data.store == str(tmp_path / "home" / "pairs.zarr")
 
 
+def test_a_recipes_weights_follow_the_output_the_command_line_gives(tmp_path: Path) -> None:
+    """`geosr train --recipe cnnrnn_fast_x4 -o runs/t1` wrote its config and checkpoints into runs/t1
+    but its weights into the recipe's runs/cnnrnn_fast_x4, and `-o runs/t2` after it was refused:
+    'runs/cnnrnn_fast_x4/cnnrnn-fast_x4.safetensors already exists'."""
+    config = load_config("cnnrnn_fast_x4", {"output": str(tmp_path / "t1")})
+    assert config.weights_stem == tmp_path / "t1" / "cnnrnn-fast_x4"
+    assert load_config("cnnrnn_fast_x4").weights_stem == Path("runs/cnnrnn_fast_x4/cnnrnn-fast_x4")
+    given = load_config("cnnrnn_fast_x4", {"output": str(tmp_path / "t1"), "weights": "w/mine"})
+    assert given.weights_stem == Path("w/mine")
+    recipe = tmp_path / "elsewhere.toml"  # weights a recipe keeps apart from its run stay there
+    recipe.write_text('output = "runs/x"\nweights = "models/x_x4"\n')
+    assert load_config(recipe, {"output": str(tmp_path / "t2")}).weights_stem == Path("models/x_x4")
+
+
 def test_an_undeclared_float_fill_is_left_out_of_training_in_one_line(tmp_path, scenes, make_raster) -> None:
     """1e+39 in a float64 raster of values near 0.1, declared as no nodata, was left out (as
     geosr run does) but said only as numpy's bare 'overflow encountered in cast'."""

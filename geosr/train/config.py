@@ -24,7 +24,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from geosr.errors import GeosrError, OptionError, current_keywords, keyword_wording, python_api
@@ -444,6 +444,7 @@ def load_config(recipe: str | Path | None = None, overrides: Mapping[str, Any] |
     if recipe is not None:
         merged = _merge(merged, read_recipe(recipe))
     if overrides:
+        merged = _weights_follow_the_output(merged, overrides)
         merged = _merge(merged, overrides)
     try:
         config = typing.cast(TrainConfig, from_dict(TrainConfig, merged))
@@ -455,6 +456,23 @@ def load_config(recipe: str | Path | None = None, overrides: Mapping[str, Any] |
         raise OptionError(f"recipe {recipe}: {exc}") from None
     _check_model_table(config, recipe)
     return config
+
+
+def _weights_follow_the_output(recipe: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe with its ``weights`` moved into an ``output`` the overrides give, where they were
+    in the recipe's own: ``geosr train --recipe cnnrnn_fast_x4 -o runs/mine`` wrote its config and
+    checkpoints into runs/mine but the weights into the recipe's runs/cnnrnn_fast_x4, and a second
+    such run into another folder was refused, as that file existed."""
+    output, weights = recipe.get("output"), recipe.get("weights")
+    if overrides.get("output") is None or overrides.get("weights") is not None:
+        return recipe
+    if not isinstance(output, str) or not isinstance(weights, str):
+        return recipe
+    try:
+        inside = PurePath(weights).relative_to(PurePath(output))
+    except ValueError:
+        return recipe  # weights the recipe puts elsewhere on purpose stay there
+    return recipe | {"weights": str(PurePath(overrides["output"]) / inside)}
 
 
 def _check_model_table(config: TrainConfig, recipe: str | Path | None) -> None:
