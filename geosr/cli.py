@@ -70,7 +70,25 @@ def _usage_errors_as_one_line(given: Sequence[str] = ()) -> Iterator[None]:
         if type(exc).__name__ == "NoArgsIsHelpError":
             raise  # a bare `geosr`: its help, which click raises as a usage error
         where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
-        raise OptionError(f"{exc.format_message()}{where}{_dashed_file_hint(given)}") from None
+        raise OptionError(f"{_said_with_the_value(exc)}{where}{_dashed_file_hint(given)}") from None
+
+
+_PARSING_SAID = {"int_parsing": "is not a whole number", "float_parsing": "is not a number"}
+"""What typer's parsing (pydantic's) says of a value it cannot read, in the words of the rest."""
+
+
+def _said_with_the_value(exc: Any) -> str:
+    """click's line for a bad option, naming the value given: typer's parsing said of ``--scale 4x``
+    only "Input should be a valid integer, unable to parse string as an integer", of ``--steps 0``
+    "Input should be greater than or equal to 1", never the '4x' or the 0."""
+    errors = getattr(exc.__cause__, "errors", None)
+    found = errors() if callable(errors) else []
+    if not isinstance(exc, _click_errors.BadParameter) or not found or "input" not in found[0]:
+        return str(exc.format_message())
+    value, kind = found[0]["input"], found[0].get("type")
+    said = _PARSING_SAID.get(kind) or f"is refused: {exc.message[:1].lower()}{exc.message[1:]}"
+    exc.message = f"{str(value)!r} {said}"
+    return str(exc.format_message())
 
 
 def _dashed_file_hint(given: Sequence[str]) -> str:

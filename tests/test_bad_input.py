@@ -107,6 +107,23 @@ def test_a_usage_error_is_one_line_too(tmp_path: Path, capsys, monkeypatch, args
     assert len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "scene.tif", "--scale", "4x"], "'--scale' / '-s': '4x' is not a whole number"),
+        (["run", "scene.tif", "--nodata", "none"], "'--nodata': 'none' is not a number"),
+        (["train", "--steps", "0"], "'--steps': '0' is refused: input should be greater than or equal to 1"),
+    ],
+)
+def test_a_value_the_option_cannot_take_is_named(capsys, monkeypatch, args, needle) -> None:
+    """``--scale 4x`` was answered 'Invalid value for '--scale' / '-s': Input should be a valid
+    integer, unable to parse string as an integer', and ``--steps 0`` 'Input should be greater than
+    or equal to 1': the words of typer's parser, without the value given."""
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, needle)
+    assert "Input should" not in err and "parse string" not in err, err
+
+
 LONG = "e" * 256
 """A name one byte over the 255-byte limit of a file name (and longer with its suffix)."""
 
