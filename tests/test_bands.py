@@ -36,6 +36,17 @@ def test_select_and_order_by_name_or_index(make_raster, tmp_path: Path) -> None:
     assert xr.open_zarr(store)["band"].values.tolist() == [3, 2, 1]
 
 
+def test_bands_reordered_leave_no_sidecar_beside_the_cog(make_raster, tmp_path: Path) -> None:
+    """``--bands B04,B03,B02,B08`` of a grey GeoTIFF (band 1 grey, the others undefined) left
+    ``S2_x4.tif.aux.xml`` beside the output, holding band 3's 'Gray', which a TIFF cannot hold."""
+    src = make_raster(count=4, height=24, width=24, descriptions=("B02", "B03", "B04", "B08"))
+    out = geosr.upscale_file(src, tmp_path / "o.tif", scale=2, model="bicubic", bands="B04,B03,B02,B08")
+    assert sorted(p.name for p in tmp_path.glob("o.tif*")) == ["o.tif"]
+    with rasterio.open(out) as b:
+        assert b.descriptions == ("B04", "B03", "B02", "B08")
+        assert b.colorinterp[1:] == (ColorInterp.undefined,) * 3
+
+
 def test_a_band_selected_twice_is_refused(make_raster, tmp_path: Path) -> None:
     """``--bands 2,2`` (or ``B03,3``, one band by name and number) ran the band twice: a Zarr
     output had a band coordinate of [2, 2], so ``.sel(band=2)`` gave two bands, and the STAC

@@ -184,6 +184,17 @@ class OutputSpec:
         object.__setattr__(self, "tags", {str(k): str(v) for k, v in self.tags.items()})
 
     @property
+    def tiff_colorinterp(self) -> tuple[str, ...]:
+        """:attr:`colorinterp` as a GeoTIFF holds it: a grey band after the first is undefined, as
+        GDAL reads a grey image's further bands.
+
+        A TIFF has one photometric interpretation, band 1's: the COG driver, copying the run's VRT,
+        wrote a later band's grey into an ``.aux.xml``, which ``--bands 4,3,2,1`` of any grey
+        GeoTIFF (band 1 grey, the others undefined) left beside every output for no reader's use.
+        """
+        return self.colorinterp[:1] + tuple("undefined" if c == "gray" else c for c in self.colorinterp[1:])
+
+    @property
     def zarr_version(self) -> Literal[2, 3]:
         """:attr:`zarr_format` as the literal that zarr-python's calls take."""
         return 2 if self.zarr_format == 2 else 3

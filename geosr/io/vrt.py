@@ -71,7 +71,7 @@ def write_vrt(path: Path, spec: OutputSpec, source: str, overviews: Sequence[str
         if spec.descriptions and spec.descriptions[band - 1]:
             ET.SubElement(element, "Description").text = spec.descriptions[band - 1]
         if spec.colorinterp:
-            name = spec.colorinterp[band - 1]
+            name = spec.tiff_colorinterp[band - 1]
             ET.SubElement(element, "ColorInterp").text = _GDAL_COLOR_NAMES.get(name, name)
         if spec.band_tags:
             _metadata(element, spec.band_tags[band - 1])
