@@ -238,6 +238,25 @@ def test_evaluate_checks_report_paths_before_evaluating(
     assert not any((tmp_path / "folder").iterdir()) and not any((tmp_path / "folder.png").iterdir())
 
 
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_an_existing_report_is_named_by_its_option_as_given(
+    make_raster, tmp_path, capsys, monkeypatch, option
+) -> None:
+    """`geosr evaluate field.tif --json metrics.json`, run twice, said 'error: /home/me/work/metrics.json
+    already exists; ...': the absolute path, and not the option, where every other report line names
+    both as given ('--plot gain.txt: matplotlib cannot write .txt images')."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    hr = make_raster("field.tif", height=32, width=32)
+    (tmp_path / "report.png").write_bytes(b"an earlier report")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("geosr.evaluation.wald.evaluate_wald", _refuse_to_evaluate)
+    code, err = run_cli(["evaluate", str(hr), "-s", "2", option, "report.png"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"error: {option} report.png already exists; pass --overwrite")
+    assert str(tmp_path) not in err
+    assert (tmp_path / "report.png").read_bytes() == b"an earlier report"
+
+
 def test_evaluate_workdir_that_is_a_file_is_one_line(make_raster, tmp_path, capsys, monkeypatch) -> None:
     # It was a FileExistsError traceback from mkdir.
     from tests.test_bad_input import assert_one_clear_line, run_cli

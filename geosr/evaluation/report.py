@@ -245,6 +245,10 @@ def check_report_paths(
             raise OutputError(f"{option} {path} is a directory; give the path of a file")
         if path.resolve() in sources:
             raise OutputError(f"{option} {path} is an input of this evaluation; give another path")
+        if (path.exists() or path.is_symlink()) and not overwrite:
+            # check_writable's line named the file by its absolute path, and not the option:
+            # '/home/me/work/metrics.json already exists' for `--json metrics.json`.
+            raise OutputError(f"{option} {path} already exists; pass --overwrite to replace it")
         check_writable(path.absolute(), overwrite)
 
 
