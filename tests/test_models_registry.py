@@ -92,6 +92,36 @@ def test_unknown_name_lists_known_names() -> None:
         build_model("srgan", scale=2)
 
 
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [
+        ("fast", "cnnrnn-fast"),
+        ("cnnrnn_best", "cnnrnn-best"),
+        ("edsr", "edsr-baseline"),
+        ("bicubc", "bicubic"),
+    ],
+)
+def test_a_part_or_a_near_miss_of_a_model_name_is_told_the_name(given: str, meant: str) -> None:
+    """--model fast was 'unknown model 'fast'; known models: cnnrnn-fast, ... (or give the path of a
+    .safetensors weights file)': the name it stands for left to find in the list."""
+    with pytest.raises(ModelError, match=rf"^unknown model '{given}'; .*; did you mean {meant}\?$"):
+        load_model(given, bands=1, scale=4)
+    with pytest.raises(ModelError, match=r"weights file\)$"):  # a name like none of them, or several
+        load_model("cnnrnn", bands=1, scale=4)
+
+
+def test_the_name_meant_is_told_without_a_flag_other_options_do_not_take(
+    make_raster, tmp_path, capsys, monkeypatch
+) -> None:
+    """--init takes a model name too: 'did you mean --model cnnrnn-fast?' sent it to another flag."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    args = ["train", str(make_raster()), "--init", "fast", "-o", str(tmp_path / "run")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "unknown model 'fast'", "did you mean cnnrnn-fast?")
+    assert "--model" not in err, err
+
+
 def test_a_bundled_files_stem_as_model_names_the_model_and_scale() -> None:
     """--model cnnrnn-fast_x4 (the bundled file's stem) was only 'unknown model', with the list."""
     with pytest.raises(

@@ -10,6 +10,7 @@ projection: a safe, physically consistent default rather than an error.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import numbers
 import os
@@ -180,10 +181,23 @@ def _unknown(name: object) -> ModelError:
     hint = ""
     if stem is not None and stem.group(1) in MODEL_NAMES:
         hint = f"; for {name} give --model {stem.group(1)} --scale {stem.group(2)}"
+    elif isinstance(name, str) and (meant := _meant(name)):
+        hint = f"; did you mean {meant}?"  # no flag: --init takes a name too
     return ModelError(
         f"unknown model {what}; known models: {', '.join(MODEL_NAMES)} "
         f"(or give the path of a {WEIGHTS_SUFFIX} weights file){hint}"
     )
+
+
+def _meant(name: str) -> str | None:
+    """The one model name that ``name`` is part of or close to (``fast``, ``cnnrnn_best``,
+    ``edsr``), which ``--model fast`` was not told: only the list of names, in full."""
+    typed = name.strip().lower().replace("_", "-")
+    if not typed:
+        return None
+    within = [known for known in MODEL_NAMES if typed in known]
+    found = within or difflib.get_close_matches(typed, list(MODEL_NAMES), n=2, cutoff=0.75)
+    return found[0] if len(found) == 1 else None
 
 
 def _spec(name: str) -> ModelSpec:
