@@ -154,3 +154,24 @@ def test_init_weights_training_cannot_keep_are_refused(tmp_path, config, card, s
     weights = save_weights(model, model_card, tmp_path / "t")[0]
     with pytest.raises(OptionError, match=rf"^--init {weights}: its .*{said}.*fine-tunes band by band"):
         initial_model(str(weights), 2)
+
+
+@pytest.mark.parametrize(
+    ("init", "said"),
+    [("cnnrnn-fast_x4", "give --init cnnrnn-fast --scale 4"), ("fast", "did you mean cnnrnn-fast?")],
+)
+def test_an_unknown_init_name_is_named_as_the_init(
+    tmp_path, make_raster, capsys, monkeypatch, init, said
+) -> None:
+    """`geosr train hr.tif --init cnnrnn-fast_x4` said 'unknown model 'cnnrnn-fast_x4'; ...; for
+    cnnrnn-fast_x4 give --model cnnrnn-fast --scale 4': geosr run's line, naming no --init, and
+    sending a fine-tuning run to --model, which trains a new model from scratch."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+    from tests.test_train_trainer import FAST
+
+    hr = make_raster("hr.tif", height=64, width=64, dtype="uint8")
+    args = ["train", str(hr), *FAST, "--init", init, "-o", str(tmp_path / "run")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"error: --init {init}: unknown model '{init}'", said)
+    assert "--model" not in err, err
+    assert not (tmp_path / "run").exists()

@@ -142,7 +142,12 @@ def initial_model(init: str, scale: int) -> nn.Module:
 
     path = local_path(init)  # not Path(init): a URL's '//' folded into 'https:/host/...'
     if is_model_name(init):  # e.g. "cnnrnn-fast"
-        bundled = bundled_weights(init, scale)
+        try:
+            bundled = bundled_weights(init, scale)
+        except ModelError as exc:
+            # The registry's line is geosr run's: it named no --init, and for the bundled file's stem
+            # said 'give --model cnnrnn-fast --scale 4', which trains a new model, not this one.
+            raise ModelError(f"--init {init}: {exc}".replace("give --model ", "give --init ")) from None
         if bundled is None:
             raise OptionError(
                 f"init={init!r}: no bundled x{scale} weights of that name; give a .safetensors file"
