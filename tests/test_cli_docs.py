@@ -366,6 +366,16 @@ def test_evaluate_says_the_tile_and_batch_defaults_a_run_takes() -> None:
     assert f"default {DEFAULT_TILE}" in tile.help
 
 
+def test_every_command_says_the_files_its_variable_reads() -> None:
+    """geosr evaluate --variable said 'Variable to read from Zarr HR stores (Wald)', and it picks
+    the variable of a netCDF or HDF5 file of several too, as geosr run's and compare's say."""
+    _register_plugins()
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for command in ("run", "info", "compare", "evaluate"):
+        option = next(p for p in commands[command].params if p.name == "variable")
+        assert "Zarr" in option.help and "netCDF/HDF5" in option.help, f"geosr {command}: {option.help}"
+
+
 PYTHON_API = (
     ("geosr", "upscale_file"),
     ("geosr", "upscale"),

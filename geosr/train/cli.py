@@ -839,7 +839,10 @@ def evaluate_command(
         bool,
         typer.Option("--overwrite", help="Replace existing --json/--plot files and --workdir GeoTIFFs."),
     ] = False,
-    variable: Annotated[str | None, typer.Option(help="Variable to read from Zarr HR stores (Wald).")] = None,
+    variable: Annotated[
+        str | None,
+        typer.Option(help="Variable to read from HR Zarr stores or netCDF/HDF5 files of several (Wald)."),
+    ] = None,
     bands: Annotated[
         str | None,
         typer.Option(
