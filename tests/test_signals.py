@@ -365,11 +365,15 @@ def test_a_signal_while_a_training_checkpoint_is_written_leaves_one_step(tmp_pat
     assert proc.stdout.split() == ["2", "2"], proc.stdout
 
 
+@pytest.mark.parametrize(
+    ("signum", "said"), [(signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGINT, "interrupted")]
+)
 def test_a_signal_during_training_is_one_line_with_the_command_that_resumes(
-    scene: Path, tmp_path: Path
+    scene: Path, tmp_path: Path, signum: signal.Signals, said: str
 ) -> None:
     # Training said "interrupted; continue with the same command and --resume (run folder
     # ...)", also for a SIGTERM, without "error:" and wrapped by rich at 80 columns in a log.
+    # Then Ctrl-C said nothing: "error: ; the run is kept in run: ...".
     run = tmp_path / "run"
     fast = ["--chip", "8", "--batch-size", "2", "--device", "cpu", "--precision", "fp32", "--threads", "1"]
     proc = start(
@@ -388,8 +392,8 @@ def test_a_signal_during_training_is_one_line_with_the_command_that_resumes(
         ]
     )
     wait_for(proc, (run / "checkpoints" / "last.json").exists)
-    line = stopped(proc, signal.SIGTERM).strip()
-    assert line.startswith(f"error: terminated (SIGTERM); the run is kept in {run}"), line
+    line = stopped(proc, signum).strip()
+    assert line.startswith(f"error: {said}; the run is kept in {run}"), line
     assert line.endswith(f"-o {run} --resume)") and "(to resume: geosr train" in line, line
 
 

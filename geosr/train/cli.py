@@ -767,8 +767,9 @@ def _train_with_progress(
         except KeyboardInterrupt as stop:
             # Reported as geosr run's are: one line (rich wrapped this one at 80 columns in a
             # log file), the signal's own words (a SIGTERM said "interrupted"), the command.
+            # str(): an exception is true whatever its words, and Ctrl-C's has none ('error: ; the run').
             raise InterruptedRunError(
-                f"{stop or 'interrupted'}; the run is kept in {config.output}: continue it with --resume"
+                f"{str(stop) or 'interrupted'}; the run is kept in {config.output}: continue it with --resume"
             ) from None
         except Exception:
             # An error (a raster, the resume check, ...) is one line: the bar, still at 0 or
