@@ -195,7 +195,7 @@ def test_load_from_path(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"support scale 3 only, not 2: .* or use weights trained for x2$"):
         load_model(tmp_path / "mine_x3.safetensors", bands=4, scale=2)
     # Not 'or use weights trained for x1', which geosr would refuse in turn.
-    with pytest.raises(ModelError, match=r"only, not 1: run with scale 3 \(scales are 2\.\.8\)$"):
+    with pytest.raises(ModelError, match=r"only, not 1: run with scale=3 \(scales are 2\.\.8\)$"):
         load_model(tmp_path / "mine_x3.safetensors", bands=4, scale=1)
 
 
@@ -429,3 +429,18 @@ def test_a_device_neither_text_nor_torch_device_is_one_error(device: object, sho
     said = rf"^{re.escape(shown)} is not supported: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
     with pytest.raises(OptionError, match=said):
         load_model("bicubic", bands=1, scale=2, device=device)  # type: ignore[arg-type]
+
+
+def test_weights_of_another_scale_name_the_flag_that_sets_it(
+    make_raster, tmp_path, capsys, monkeypatch
+) -> None:
+    """`geosr run scene.tif --model mine_x4.safetensors --scale 2` said 'run with scale 4', naming no
+    flag, where every other line of the command names the one to give ('use --scale 4')."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+    from tests.test_run import random_model_file
+
+    weights = random_model_file(tmp_path, 4)
+    args = ["run", str(make_raster()), "--model", str(weights), "--scale", "2", "-o", str(tmp_path / "o.tif")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "support scale 4 only, not 2: run with --scale 4, or use weights")
+    assert not (tmp_path / "o.tif").exists()

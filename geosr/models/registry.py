@@ -341,7 +341,7 @@ def _from_file(path: Path, scale: object) -> SRModel:
         if possible:
             other = f", or use weights trained for x{scale}"
         raise ModelError(
-            f"weights {path} support scale {card.scale} only, not {scale!r}: run with scale {card.scale}"
+            f"weights {path} support scale {card.scale} only, not {scale!r}: run with --scale {card.scale}"
             + other
         )
     _check_scale(scale, card.name)
