@@ -211,6 +211,8 @@ def _refuse_to_evaluate(*_: object, **__: object) -> None:
         # evaluation (a traceback), and same.out was left holding the JSON.
         (["--json", "same.out", "--plot", "same.out"], ["same.out", "cannot write .out", ".png"]),
         (["--plot", "gain"], ["gain", "no extension", ".png"]),
+        # As --json - prints the JSON: it was 'no extension names its image format'.
+        (["--plot", "-"], ["--plot -: the plot is written to a file, not to standard output", "gain.png"]),
         # The same path for both: the PNG silently replaced the JSON.
         (["--json", "r.png", "--plot", "r.png"], ["--json and --plot both name", "r.png"]),
         # A folder passed check_writable with --overwrite; writing failed at the end.

@@ -175,6 +175,13 @@ def _check_plot_format(plot: Path) -> None:
     # whole evaluation; without one it would even write another file (plot.png).
     formats = plot_formats()
     fmt = plot.suffix[1:].lower()
+    if str(plot) == "-":
+        # As --json - prints the JSON: 'no extension names its image format' did not say that
+        # the plot goes to a file alone.
+        raise OptionError(
+            "--plot -: the plot is written to a file, not to standard output (--json - prints the JSON); "
+            "give a path such as gain.png"
+        )
     if fmt not in formats:
         what = f"matplotlib cannot write .{fmt} images" if fmt else "no extension names its image format"
         raise OptionError(
