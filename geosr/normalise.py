@@ -23,7 +23,7 @@ pixel depends only on pixels within ``FILL_RADIUS``: tiles with a halo of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -148,6 +148,8 @@ def scene_normalisation(
     high: float = 99.9,
     divisors: Mapping[str, float] | None = None,
     source: str = "input",
+    band_axis: str = "band",
+    band_labels: Sequence[Any] = (),
 ) -> Normalisation:
     """Compute the scene-global normalisation from a sample of the scene.
 
@@ -167,6 +169,9 @@ def scene_normalisation(
         Divisors per dtype for ``dtype-range`` (a model card's), over :data:`DTYPE_SCALES`.
     source : str
         Name of the scene, for error messages.
+    band_axis, band_labels : str, sequence
+        The name and values of the scene's leading axis (``time`` and a cube's dates), which
+        the warning of bands without a valid pixel names them by.
 
     Raises
     ------
@@ -205,10 +210,14 @@ def scene_normalisation(
         offsets.append(float(lo))
         scales.append(float(span))
     if empty:  # one line for them all: a cube can have many cloudy dates
-        which = f"band {empty[0]} has" if len(empty) == 1 else f"bands {', '.join(map(str, empty))} have"
+        subject = f"band{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))}"
+        if band_axis != "band" and len(band_labels) == sample.shape[0]:
+            # A cube's dates by their dates: 'bands 2, 3, 5' left them to be counted along its axis.
+            named = ", ".join(_label_text(band_labels[band - 1]) for band in empty)
+            subject = f"{band_axis} {named} ({subject})"
         warn(
-            f"{source}: {which} no valid pixel (everything is nodata or NaN); "
-            "their output is nodata wherever their input is"
+            f"{source}: {subject} {'has' if len(empty) == 1 else 'have'} no valid pixel "
+            "(everything is nodata or NaN); their output is nodata wherever their input is"
         )
     return Normalisation(tuple(offsets), tuple(scales), method)
 
@@ -233,6 +242,14 @@ def dtype_divisor(dtype: str, divisors: Mapping[str, float], source: str = "inpu
         f'divides {given}): add "{dtype}": <divisor> to its card\'s normalisation, or convert the '
         "input to one of those (gdal_translate -ot)"
     )
+
+
+def _label_text(label: Any) -> str:
+    """A label of a cube's axis as a line shows it: a date without its midnight or nanoseconds."""
+    if isinstance(label, np.datetime64):
+        text = str(np.datetime_as_string(label, unit="s"))
+        return text.removesuffix("T00:00:00")
+    return str(label)
 
 
 def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]:

@@ -385,6 +385,8 @@ def normalisation_for(
         valid,
         dtype=units_dtype(scene.dtype, scene.tags),
         source=scene.path,
+        band_axis=scene.band_axis,
+        band_labels=scene.band_labels,
         **normalisation_from_card(card_normalisation),
     )
     return norm.with_add_offset(add_offset)

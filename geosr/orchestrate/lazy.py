@@ -522,6 +522,10 @@ def _normalisation(
         valid,
         dtype=stored[0] if stored is not None else units_dtype(data.dtype.name, _string_attrs(data)),
         source=_label(data),
+        band_axis=str(data.dims[0]) if data.ndim == 3 else "band",
+        band_labels=tuple(data[data.dims[0]].values)
+        if data.ndim == 3 and data.dims[0] in data.coords
+        else (),
         **normalisation_from_card(net.card.normalisation),
     ).with_add_offset(_add_offsets(data, source))
 
