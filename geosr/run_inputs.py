@@ -141,7 +141,14 @@ def frames_for(scene: Scene, options: RunOptions, sample: np.ndarray | None = No
         seen.append(str(path))
         # A frame may be a STAC Item as the input may: GDAL's STACIT driver read one
         # that carries projection fields without --asset/--bands, and refused any other.
-        frame = open_input(path, options)
+        try:
+            frame = open_input(path, options)
+        except InputError as exc:
+            # 'd2.tif: no such file or directory' did not say it was a --frame, not the input.
+            said = str(exc)
+            raise type(exc)(
+                f"--frame {said}" if said.startswith(str(path)) else f"--frame {path}: {said}"
+            ) from None
         frame = with_nodata(frame, options.nodata)
         if options.bands:
             frame = select_bands(frame, options.bands)

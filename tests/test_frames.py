@@ -118,6 +118,25 @@ def test_the_input_or_a_repeated_frame_is_refused(make_raster, tmp_path: Path, m
     assert not (tmp_path / "o.tif").exists()
 
 
+def test_a_frame_that_cannot_be_read_is_named_as_a_frame(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`geosr run ref.tif --frame d2.tif` with no d2.tif said 'error: d2.tif: no such file or
+    directory; check the path', as if it were an input."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    ref = make_raster("ref.tif", height=16, width=16)
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["run", str(ref), "--frame", "d2.tif", "-o", "o.tif"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "error: --frame d2.tif: no such file or directory")
+    (tmp_path / "notes.txt").write_text("not a raster")
+    code, err = run_cli(["info", str(ref), "--frame", "notes.txt"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "error: --frame notes.txt")
+    with pytest.raises(InputError, match=r"^frames d2\.tif: no such file"):
+        geosr.upscale_file(ref, tmp_path / "o.tif", scale=2, frames=("d2.tif",))
+    assert not (tmp_path / "o.tif").exists()
+
+
 def test_a_frame_of_another_boa_add_offset_is_read_in_the_references_convention(
     make_raster, tmp_path: Path
 ) -> None:
