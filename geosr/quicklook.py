@@ -572,6 +572,11 @@ def compare_files(
     # As the command's shell gives it (and as the rasters are read): '~/c.png' was '~: no such
     # directory for the quicklook'.  Text, which keeps the '/' that says a folder.
     given = str(png)
+    if given == "-":
+        # As geosr run -o - says: '-: the quicklook is a PNG' read '-' as a file name lacking .png.
+        raise OptionError(
+            "-o -: the quicklook is written to a file, not to standard output; give a path ending in .png"
+        )
     given = local_file_text(given) or home_expanded(given)
     refuse_overlong_name("--output", given)
     _check_folder_given(given)

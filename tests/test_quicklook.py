@@ -1315,3 +1315,21 @@ def test_the_default_window_moved_onto_data_stays_where_the_input_covers(make_ra
     panels, _, window, *_ = compare_panels(str(east), str(sr))
     assert window.col + window.width == 600  # the east strip, which the input covers
     assert np.isfinite(panels[1]).mean() > 0.05  # the bicubic panel shows the input
+
+
+def test_compare_to_standard_output_says_the_quicklook_is_a_file(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`geosr compare lr.tif sr.tif -o -` said 'error: -: the quicklook is a PNG; give an -o path
+    ending in .png', as if '-' were a file name lacking .png, where geosr run -o - says that the
+    output goes to a file."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr = make_raster(count=1, height=40, width=40)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["compare", str(lr), str(sr), "-o", "-"], capsys, monkeypatch)
+    assert_one_clear_line(
+        code, err, "error: -o -: the quicklook is written to a file, not to standard output"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif", "sr.tif"]
