@@ -656,6 +656,8 @@ def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, mon
     [
         ('steps = "ten"\n', "config.steps must be int"),
         ("stepz = 3\n", "unknown key(s) ['stepz']"),
+        # A table without its path was a TypeError traceback ("missing 1 required positional argument").
+        ("[[data.train]]\n", "config.data.train[0] has no path: add path = ... to that table"),
         # A string for a float was a TypeError traceback from the config's own checks.
         ('[optim]\nlr = "fast"\n', "config.optim.lr must be float, got 'fast'"),
         # The [model] table was told only once training began, naming neither the recipe nor the table.

@@ -377,8 +377,17 @@ def from_dict(cls: type[Any], values: Mapping[str, Any], where: str = "config") 
     unknown = sorted(set(values) - names)
     if unknown:
         raise OptionError(f"unknown key(s) {unknown} in {where}; known: {sorted(names)}")
+    # An empty [[data.train]] table (a key without a default) was a TypeError traceback.
+    needed = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]
+    if needed:
+        raise OptionError(f"{where} has no {needed[0]}: add {needed[0]} = ... to that table")
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in values.items()}
     return cls(**kwargs)
+
+
+def _required(f: dataclasses.Field[Any]) -> bool:
+    """Whether a config field has no default: a table must give it."""
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
