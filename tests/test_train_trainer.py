@@ -678,6 +678,14 @@ def test_an_error_in_a_recipe_names_the_recipe(tmp_path: Path, text: str, says: 
         load_config(recipe, {"scale": 5})
 
 
+def test_a_recipe_not_in_utf8_is_one_line_with_its_line(tmp_path: Path) -> None:
+    # A Latin-1 'café' in a comment was a UnicodeDecodeError traceback naming neither file nor line.
+    recipe = tmp_path / "mine.toml"
+    recipe.write_bytes("steps = 3\n# caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(OptionError, match=rf"^recipe {recipe} is not UTF-8 text: byte 0xe9 at line 2; save"):
+        load_config(recipe, {"scale": 2})
+
+
 @pytest.mark.parametrize(
     ("table", "says"),
     [

@@ -439,6 +439,10 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise OptionError(f"recipe {p} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8: a Latin-1 'café' in a comment was a traceback
+        byte, line = exc.object[exc.start], exc.object[: exc.start].count(b"\n") + 1
+        what = f"byte {byte:#04x} at line {line}"
+        raise OptionError(f"recipe {p} is not UTF-8 text: {what}; save it as UTF-8") from None
 
 
 @python_api(flags=CONFIG_FLAGS)
