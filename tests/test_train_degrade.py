@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -63,6 +65,22 @@ def test_quantisation_rounds_to_the_step() -> None:
 def test_bad_degradation_ranges_are_refused() -> None:
     with pytest.raises(OptionError, match="blur_sigma"):
         DegradationConfig(blur_sigma=(0.5, 0.1))
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"blur_sigma": (math.nan, 0.5)}, "blur_sigma must be a range of finite numbers"),
+        ({"noise_sigma": (0.0, math.inf)}, "noise_sigma must be a range of finite numbers"),
+        ({"max_shift": math.nan}, "max_shift must be a finite number >= 0"),
+        ({"max_shift": math.inf}, "max_shift must be a finite number >= 0"),
+    ],
+)
+def test_a_nan_or_infinite_degradation_value_is_refused(values: dict, says: str) -> None:
+    # A recipe's blur_sigma = [nan, 0.5] or max_shift = inf passed the range checks, and training
+    # ended in numpy's traceback ("high - low range exceeds valid bounds") as chips were drawn.
+    with pytest.raises(OptionError, match=says):
+        DegradationConfig(multi_frame_probability=1.0, **values)
 
 
 def test_dihedral_has_eight_distinct_elements() -> None:

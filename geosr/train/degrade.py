@@ -76,12 +76,15 @@ class DegradationConfig:
                 raise OptionError(f"degradation {name} must be in [0, 1], got {value}")
         for name in ("blur_sigma", "noise_sigma"):
             lo, hi = getattr(self, name)
-            if lo < 0 or hi < lo:
-                raise OptionError(f"degradation {name} must be a range 0 <= low <= high, got {(lo, hi)}")
+            # nan passed 'lo < 0 or hi < lo', and nan or inf was numpy's traceback as chips were drawn.
+            if not (0 <= lo <= hi and math.isfinite(hi)):
+                raise OptionError(
+                    f"degradation {name} must be a range of finite numbers 0 <= low <= high, got {(lo, hi)}"
+                )
         if self.frames[0] < 1 or self.frames[1] < self.frames[0]:
             raise OptionError(f"degradation frames must be a range 1 <= low <= high, got {self.frames}")
-        if self.max_shift < 0:
-            raise OptionError(f"degradation max_shift must be >= 0, got {self.max_shift}")
+        if not (math.isfinite(self.max_shift) and self.max_shift >= 0):
+            raise OptionError(f"degradation max_shift must be a finite number >= 0, got {self.max_shift}")
 
 
 WALD = DegradationConfig(blur_probability=0.0, noise_sigma=(0.0, 0.0), quantise=True)
