@@ -115,6 +115,9 @@ def test_source_weight_sets_how_often_a_scene_is_drawn(make_raster) -> None:
     np.testing.assert_allclose(sampler.weights, [0.2, 0.8])
     with pytest.raises(OptionError, match="weight must be > 0"):
         SceneSource("x.tif", weight=0.0)
+    # A recipe's weight = inf made every draw probability nan: numpy's traceback as training began.
+    with pytest.raises(OptionError, match=r"x\.tif: weight must be > 0 and finite, got inf"):
+        SceneSource("x.tif", weight=math.inf)
 
 
 def test_sampler_finds_the_rare_valid_chips_of_a_mostly_nodata_scene(make_raster) -> None:
