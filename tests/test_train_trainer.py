@@ -663,6 +663,8 @@ def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, mon
         # The [model] table was told only once training began, naming neither the recipe nor the table.
         ('[model]\nfeatures = "x"\n', "[model] CNNRNNConfig.features must be an integer >= 1"),
         ("[model]\nfeaturez = 8\n", "[model] unknown CNNRNN config keys ['featurez']"),
+        # "build_model() got multiple values for keyword argument 'scale'" (a TypeError traceback).
+        ("[model]\nscale = 4\n", "[model] scale = 4: the model's scale is the run's own scale"),
     ],
 )
 def test_an_error_in_a_recipe_names_the_recipe(tmp_path: Path, text: str, says: str) -> None:

@@ -257,6 +257,11 @@ class TrainConfig:
             raise OptionError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
         if self.precision not in {"auto", "fp32", "bf16"}:
             raise OptionError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if "scale" in self.model:  # was a TypeError traceback: build_model's scale given twice
+            raise OptionError(
+                f"[model] scale = {self.model['scale']}: the model's scale is the run's own scale "
+                "setting; drop it from [model]"
+            )
         if self.init is not None and self.model:
             raise OptionError(
                 f"init={self.init!r} brings its own architecture: drop the model overrides {self.model}"
