@@ -1125,6 +1125,24 @@ def test_a_value_beyond_float32_is_nodata_in_one_line_not_numpys(make_raster, tm
     geosr.upscale_file(src, tmp_path / "b.tif", scale=2, model="bicubic", nodata=1e39)
 
 
+def test_a_float32_nodata_beyond_float32_gives_no_numpy_line(make_raster, tmp_path: Path) -> None:
+    """A float32 band declaring nodata 1e+39, which no float32 pixel can hold (rasterio takes the
+    band as having none), printed numpy's bare 'overflow encountered in cast' as the scene opened."""
+    make_raster("band.tif", dtype="float32")
+    vrt = tmp_path / "declared.vrt"
+    vrt.write_text(
+        '<VRTDataset rasterXSize="91" rasterYSize="67"><SRS>EPSG:32633</SRS>'
+        f"<GeoTransform>{', '.join(map(repr, UTM_TRANSFORM.to_gdal()))}</GeoTransform>"
+        '<VRTRasterBand dataType="Float32" band="1"><NoDataValue>1e+39</NoDataValue><SimpleSource>'
+        '<SourceFilename relativeToVRT="1">band.tif</SourceFilename><SourceBand>1</SourceBand>'
+        "</SimpleSource></VRTRasterBand></VRTDataset>"
+    )
+    out, said = warnings_said(lambda: geosr.upscale_file(vrt, tmp_path / "sr.tif", scale=2, model="bicubic"))
+    assert said == []
+    with rasterio.open(out) as f:
+        assert np.isnan(f.nodata) and np.isfinite(f.read(1)).all()
+
+
 def test_a_value_beyond_float32_once_normalised_is_said_of_its_file(make_raster, tmp_path: Path) -> None:
     """5e+37 where the scene's sample (every other pixel of a 1025 x 1024 raster) did not look
     overflowed once normalised, in a line that said 'the input holds 5e+37', not which file."""

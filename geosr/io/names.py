@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
+
+from geosr.errors import catch_warnings_serialised
 
 
 def os_name(path: str) -> str:
@@ -42,7 +45,12 @@ def open_raster(path: str | Path, *args: Any, **kwargs: Any) -> Any:
     """``rasterio.open`` of ``path`` by its GDAL name (:func:`utf8_name`)."""
     import rasterio  # not at import: the CLI's start loads no GDAL
 
-    return rasterio.open(utf8_name(path), *args, **kwargs)
+    with catch_warnings_serialised():
+        # rasterio casts a band's declared nodata to the band's type to see whether it fits:
+        # a float32 band's 1e+39 printed numpy's bare 'overflow encountered in cast'.  rasterio
+        # then takes the band as having no nodata, silently, as it does an integer band's -1.
+        warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning, r"rasterio\.")
+        return rasterio.open(utf8_name(path), *args, **kwargs)
 
 
 def as_shown(text: str) -> str:
