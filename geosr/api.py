@@ -439,6 +439,24 @@ def local_destination(
         # an output without a suffix says): it was refused as "unsupported suffix".
         path = path / default_output(src, opts.scale, opts.variable).name
     refuse_overwriting_inputs(path, src, scene, frames, extras=extra_files(path, opts))
+    refuse_inside_zarr_store(path)
+    # Before the check of free space, which told '0 B are free in /proc; free some space'.
+    refuse_kernel_file_system(path)
+    check_output_name(src, path, opts)
+    if path.suffix.lower() == ".zarr":
+        check_zarr_grid(path, scene.grid)  # before any compute: the run store would take it
+    refuse_existing_data(path, opts)
+    return path
+
+
+def refuse_inside_zarr_store(path: Path) -> None:
+    """Refuse an output ``path`` inside an existing Zarr store (``product.zarr/out.tif``).
+
+    Raises
+    ------
+    OptionError
+        A folder above ``path`` is a Zarr store (or group).
+    """
     store = enclosing_zarr_store(path)
     if store is not None:
         # Written there, it was deleted with the store by a later `-o STORE --overwrite`, and
@@ -447,13 +465,6 @@ def local_destination(
             f"cannot write {path}: it is inside the Zarr store {store}, which is no folder for "
             "other files; write it beside the store, or to another folder"
         )
-    # Before the check of free space, which told '0 B are free in /proc; free some space'.
-    refuse_kernel_file_system(path)
-    check_output_name(src, path, opts)
-    if path.suffix.lower() == ".zarr":
-        check_zarr_grid(path, scene.grid)  # before any compute: the run store would take it
-    refuse_existing_data(path, opts)
-    return path
 
 
 def check_output_name(src: str | Path, path: Path, opts: RunOptions) -> None:

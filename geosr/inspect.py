@@ -16,7 +16,14 @@ from rasterio.features import geometry_mask
 
 from geosr import resources
 from geosr.aoi import AoiMask
-from geosr.api import check_output_name, model_label, output_bounds, sizing_spec, zarr_chunks
+from geosr.api import (
+    check_output_name,
+    model_label,
+    output_bounds,
+    refuse_inside_zarr_store,
+    sizing_spec,
+    zarr_chunks,
+)
 from geosr.grid import describe, scaled
 from geosr.io.atomic import check_writable, format_bytes, free_bytes
 from geosr.io.bands import check_band_layout, reflectance_offset
@@ -339,8 +346,8 @@ def planned_output(src: str | Path, options: RunOptions, output: str | Path | No
     Raises
     ------
     OptionError
-        ``output`` is empty, selects no format, or takes no ``--zarr-format`` or ``--compress``
-        of ``options``.
+        ``output`` is empty, selects no format, takes no ``--zarr-format`` or ``--compress``
+        of ``options``, or is inside a Zarr store.
     OutputError
         ``output`` cannot be written: its folder is missing or not writable, or a folder of
         other files is in its place.
@@ -357,6 +364,7 @@ def planned_output(src: str | Path, options: RunOptions, output: str | Path | No
         path = Path(text)
         if path.is_dir() and path.suffix.lower() != ".zarr":
             path = path / default.name
+        refuse_inside_zarr_store(path)
         # A missing or unwritable folder, a folder of other files in its place: what the run
         # refuses before reading a pixel, whatever --overwrite (which info does not take) says.
         check_writable(path, overwrite=True)

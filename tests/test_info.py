@@ -638,6 +638,32 @@ def test_info_refuses_an_output_the_run_cannot_write(
     assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
 
 
+def test_info_refuses_an_output_inside_a_zarr_store_as_the_run_does(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """geosr info -o product.zarr/out.tif (a path inside an existing Zarr store) planned the COG,
+    where geosr run refuses it before reading a pixel: info now refuses it with the run's line."""
+    import zarr
+
+    src = make_raster()
+    monkeypatch.chdir(tmp_path)
+    zarr.open_group("product.zarr", mode="w")
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    said = []
+    for command in ("info", "run"):
+        monkeypatch.setattr(
+            sys, "argv", ["geosr", command, src.name, "--model", "bicubic", "-o", "product.zarr/out.tif"]
+        )
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        captured = capsys.readouterr()
+        assert stopped.value.code == 2 and not captured.out and len(captured.err.splitlines()) == 1, captured
+        said.append(captured.err)
+    assert said[0] == said[1]
+    assert said[0].startswith("error: cannot write product.zarr/out.tif: it is inside the Zarr store ")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == written
+
+
 def test_info_takes_the_zarr_format_the_run_takes(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
     """geosr run -o out.zarr --zarr-format 2 could not be planned: info took no --zarr-format
     ('No such option'). It takes it now, and refuses it for a COG output as the run does."""
