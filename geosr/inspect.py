@@ -30,6 +30,7 @@ from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.cog import is_bigtiff
 from geosr.io.remote import file_url_path, is_remote, staged_output
 from geosr.io.run_store import StoreWriter, create_run_store, finalise
+from geosr.io.runstate import reclaimable_bytes
 from geosr.io.scene import Scene, read_sample, sample_step
 from geosr.io.sink import DEFAULT_COMPRESS, OutputSpec
 from geosr.io.zarr_store import check_zarr_grid
@@ -313,8 +314,8 @@ class RunPlan:
         )
 
     def _shortfall(self) -> str:
-        """What geosr run would refuse for lack of memory or of disk in the default output's
-        folder, as its resource check does; empty when both fit."""
+        """What geosr run would refuse for lack of memory or of disk in the output's folder, as
+        its resource check does (:func:`geosr.api._check_resources`); empty when both fit."""
         out = []
         available = resources.available_memory()
         # The run's check compares what tile and batch need (process_bytes is already in use).
@@ -325,7 +326,14 @@ class RunPlan:
         destination = self.destination or default_output(source, self.options.scale)
         folder = _existing(destination.parent.resolve())
         free = free_bytes(folder)
-        if free is not None and self.disk_bytes is not None and self.disk_bytes > free:
+        # As the run's check: what an unfinished run of the output holds (its run state, which
+        # the run resumes into, and temporaries) is the run's to take back; counted as taken,
+        # it said 'geosr run would refuse it' of a run that fits.
+        if (
+            free is not None
+            and self.disk_bytes is not None
+            and self.disk_bytes - reclaimable_bytes(destination) > free
+        ):
             out.append(f"only {format_bytes(free)} free in {folder} (write elsewhere with -o)")
         return f"; {' and '.join(out)}: geosr run would refuse it" if out else ""
 

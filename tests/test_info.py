@@ -333,6 +333,39 @@ def test_info_checks_the_disk_where_the_run_writes_an_items_asset(make_raster, t
     assert dict(plan.lines())["input"] == f"{item} (reads {tmp_path / 'sub' / 'b03.tif'})"
 
 
+def test_info_counts_the_space_an_unfinished_run_holds_as_the_run_does(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """geosr run counts the space an unfinished run of its output holds (its run state, which it
+    resumes into) as free; info did not, and said 'geosr run would refuse it' of a run that then
+    resumed on the same free space."""
+    import geosr.inspect
+    import geosr.resources
+    from geosr.io.runstate import reclaimable_bytes
+
+    src, dst = make_raster(height=64, width=64), tmp_path / "out.tif"
+    options = RunOptions(scale=2, model="bicubic", tile=32, batch_size=1)
+
+    def interrupt(done: int, total: int) -> None:  # Ctrl-C after the first batch
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        upscale_file(src, dst, progress=interrupt, **dataclasses.asdict(options))
+    held = reclaimable_bytes(dst)
+    assert held > 0 and not dst.exists()
+    needed = plan_run(src, options, calibrate=False, output=dst).disk_bytes
+    assert needed is not None and needed > held
+    for module in (geosr.inspect, geosr.resources):  # room for what the run still needs, no more
+        monkeypatch.setattr(module, "free_bytes", lambda folder: needed - held)
+    lines = dict(plan_run(src, options, calibrate=False, output=dst).lines())
+    assert "refuse" not in lines["resources"], lines["resources"]
+    upscale_file(
+        src, dst, **dataclasses.asdict(dataclasses.replace(options, resume=True))
+    )  # as the run agrees
+    assert dst.exists()
+
+
 def test_info_counts_the_tiles_an_aoi_polygon_keeps(make_raster, tmp_path: Path) -> None:
     """The run skips the tiles wholly outside an --aoi polygon; info counted every tile of the
     polygon's window: an L along two edges of a 300 x 200 scene, tiles of 64, was '20 of 64 x 64'
