@@ -54,7 +54,7 @@ from geosr.run_inputs import (
     warn_float_fill,
     warn_undeclared_zeros,
 )
-from geosr.run_outputs import check_output_given, default_output
+from geosr.run_outputs import check_output_given, default_output, extra_files, refuse_overwriting_inputs
 from geosr.tiling import TilePlan, plan_tiles
 
 
@@ -436,6 +436,8 @@ def plan_run(
     reference = reference_sample(scene) if calibrate else None
     frames = frames_for(scene, options, reference)
     sample_seconds = time.perf_counter() - start
+    # As the run refuses it, before its model loads: an output over its input or a --frame.
+    refuse_overwriting_inputs(destination, src, scene, frames, extras=extra_files(destination, options))
     net = load_model(options.model, bands=scene.count, scale=options.scale)
     # What the run would refuse, naming the model as its output would.
     check_band_layout(scene.path, scene.descriptions, net.card.bands, model_label(net, options.model))

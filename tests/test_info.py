@@ -19,7 +19,7 @@ from geosr.errors import InputError
 from geosr.inspect import Timing, plan_run
 from geosr.io.atomic import format_bytes
 from geosr.options import RunOptions
-from tests.conftest import sparse_giant
+from tests.conftest import UTM_TRANSFORM, coordinate_pattern, sparse_giant
 
 
 def test_plan_describes_scene_and_run(make_raster) -> None:
@@ -695,6 +695,38 @@ def test_info_refuses_an_output_inside_a_zarr_store_as_the_run_does(
     assert said[0] == said[1]
     assert said[0].startswith("error: cannot write product.zarr/out.tif: it is inside the Zarr store ")
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == written
+
+
+def test_info_refuses_an_output_over_a_frame_or_the_input_as_the_run_does(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """geosr info ref.tif --frame d2.tif -o d2.tif (or -o ref.tif) planned the run, where geosr
+    run refuses to write over what it reads: info now refuses it with the run's line."""
+    src = make_raster("ref.tif", height=32, width=32)
+    # The same place a third of a pixel east and south: another acquisition, on another grid.
+    make_raster(
+        "d2.tif", data=coordinate_pattern(1, 32, 32), transform=UTM_TRANSFORM @ Affine.translation(0.3, 0.3)
+    )
+    monkeypatch.chdir(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    for output, said in [
+        ("d2.tif", "the output would overwrite the frame d2.tif"),
+        ("ref.tif", "the output would overwrite the input;"),
+    ]:
+        lines = []
+        for command in ("info", "run"):
+            monkeypatch.setattr(
+                sys, "argv", ["geosr", command, src.name, "--frame", "d2.tif", "--scale", "2", "-o", output]
+            )
+            with pytest.raises(SystemExit) as stopped:
+                main()
+            captured = capsys.readouterr()
+            assert stopped.value.code == 2 and not captured.out and len(captured.err.splitlines()) == 1, (
+                captured
+            )
+            lines.append(captured.err)
+        assert lines[0] == lines[1] and lines[0].startswith(f"error: {output}: {said}"), lines
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_info_takes_the_zarr_format_the_run_takes(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
