@@ -25,7 +25,7 @@ from geosr.api import (
     zarr_chunks,
 )
 from geosr.grid import describe, scaled
-from geosr.io.atomic import check_writable, format_bytes, free_bytes
+from geosr.io.atomic import check_name_length, check_writable, format_bytes, free_bytes
 from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.cog import is_bigtiff
 from geosr.io.remote import file_url_path, is_remote, staged_output
@@ -357,13 +357,20 @@ def planned_output(src: str | Path, options: RunOptions, output: str | Path | No
         ``output`` is empty, selects no format, takes no ``--zarr-format`` or ``--compress``
         of ``options``, or is inside a Zarr store.
     OutputError
-        ``output`` cannot be written: its folder is missing or not writable, or a folder of
-        other files is in its place.
+        ``output`` cannot be written: its folder is missing or not writable, a folder of
+        other files is in its place, or its name is too long for the run's temporaries beside it.
     """
     default = default_output(src, options.scale, options.variable)
-    if output is None:
-        check_output_name(src, default, options)  # a --zarr-format is for a .zarr output
-        return default
+    path = default if output is None else _given_output(output, default)
+    check_output_name(src, path, options)  # a --zarr-format is for a .zarr output
+    # The run's, before its first tile: its temporaries' names would be too long beside it.
+    check_name_length(path)
+    return path
+
+
+def _given_output(output: str | Path, default: Path) -> Path:
+    """Where the run writes for ``-o output`` (``default`` is the name it gives a file in a
+    folder), refused where the run cannot write it (:func:`planned_output`)."""
     check_output_given(output)
     text = str(file_url_path(output))
     if is_remote(text):
@@ -376,7 +383,6 @@ def planned_output(src: str | Path, options: RunOptions, output: str | Path | No
         # A missing or unwritable folder, a folder of other files in its place: what the run
         # refuses before reading a pixel, whatever --overwrite (which info does not take) says.
         check_writable(path, overwrite=True)
-    check_output_name(src, path, options)
     return path
 
 

@@ -729,6 +729,29 @@ def test_info_refuses_an_output_over_a_frame_or_the_input_as_the_run_does(
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+def test_info_refuses_an_output_name_too_long_for_the_runs_temporaries(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """geosr info -o NAME.tif, NAME of 220 bytes, planned the run, which geosr run refuses (the
+    temporaries it writes beside the output would have names over the file system's limit):
+    info now refuses it with the run's line."""
+    src = make_raster()
+    monkeypatch.chdir(tmp_path)
+    output = "a" * 220 + ".tif"
+    lines = []
+    for command in ("info", "run"):
+        monkeypatch.setattr(sys, "argv", ["geosr", command, src.name, "--model", "bicubic", "-o", output])
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        captured = capsys.readouterr()
+        assert stopped.value.code == 2 and not captured.out, captured
+        lines.append(" ".join(captured.err.split()))
+    assert lines[0] == lines[1] and lines[0].startswith(
+        f"error: cannot write {output}: its name is 224 bytes"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == [src.name]
+
+
 def test_info_takes_the_zarr_format_the_run_takes(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
     """geosr run -o out.zarr --zarr-format 2 could not be planned: info took no --zarr-format
     ('No such option'). It takes it now, and refuses it for a COG output as the run does."""
