@@ -39,6 +39,7 @@ from geosr.errors import (
     SchedulerUnreachableError,
     command_line_wording,
 )
+from geosr.held import environment_defaults
 from geosr.interrupts import (
     exit_status,
     forget_abandoned_coroutines,
@@ -51,7 +52,7 @@ from geosr.interrupts import (
     unreported_interrupt,
 )
 from geosr.io.names import as_shown, printable, shell_quoted
-from geosr.io.remote import bound_remote_waits, command_named, is_remote, local_name, without_signatures
+from geosr.io.remote import command_named, is_remote, local_name, remote_waits_defaulted, without_signatures
 from geosr.progress import ProgressLines, progress_bar_drawn
 
 _click_errors = sys.modules[typer.BadParameter.__module__]
@@ -925,7 +926,7 @@ def main() -> None:
     # allocates before the tuning gets a malloc arena of its own, which later threads
     # (the reader, writers, Dask workers) share and page-fault through (geosr.allocator).
     keep_freed_memory()
-    with signals_as_interrupts():
+    with signals_as_interrupts(), _command_settings():
         try:
             _main()
         except SystemExit as exc:
@@ -939,13 +940,19 @@ _RASTERIO_QUIET = logging.NullHandler()
 new one each call piled up on rasterio's logger (a notebook's or a test suite's runs)."""
 
 
-def _main() -> None:
-    """:func:`main`, with SIGTERM raising :class:`~geosr.interrupts.Terminated` as Ctrl-C does."""
+@contextlib.contextmanager
+def _command_settings() -> Iterator[None]:
+    """Within: the process-wide settings the command runs with; after: the caller's again, for
+    :func:`main` called in a notebook's or a test's process."""
     # GDAL and libtiff print some errors (a write failing on a full disk, in
     # particular) straight to stderr; geosr reports each failure itself in one
     # line, so their copies go to the bit bucket unless the user asked for a log.
-    os.environ.setdefault("CPL_LOG", os.devnull)
-    bound_remote_waits()
+    with environment_defaults({"CPL_LOG": os.devnull}), remote_waits_defaulted():
+        yield
+
+
+def _main() -> None:
+    """:func:`main`, with SIGTERM raising :class:`~geosr.interrupts.Terminated` as Ctrl-C does."""
     # rasterio logs the same GDAL errors; without a handler Python would print them.
     logging.getLogger("rasterio").addHandler(_RASTERIO_QUIET)
     original = warnings.showwarning

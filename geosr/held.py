@@ -11,8 +11,10 @@ puts it back.
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 TORCH_THREADS = "torch threads"
@@ -41,3 +43,31 @@ def setting_held(name: str, get: Callable[[], Any], put: Callable[[Any], None]) 
                 _held[name] = (holders - 1, value)
             else:
                 put(value)
+
+
+def _put_variable(name: str, value: str | None) -> None:
+    """Set the environment variable ``name`` to ``value``, or take it out for None."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+@contextlib.contextmanager
+def environment_defaults(values: Mapping[str, str]) -> Iterator[None]:
+    """Within: each variable of ``values`` the environment lacks, set to its value; after: the
+    environment's own again, as the last of the calls that hold it ends (:func:`setting_held`).
+
+    For the ``geosr`` command's own settings (its process's GDAL and the programs it starts
+    read them from the environment): :func:`geosr.cli.main` called in a notebook's or a test's
+    process left them there for good.
+    """
+    with contextlib.ExitStack() as held:
+        for name, value in values.items():
+            get = functools.partial(os.environ.get, name)
+            caller = held.enter_context(
+                setting_held(f"environment variable {name}", get, functools.partial(_put_variable, name))
+            )
+            if caller is None:
+                os.environ[name] = value
+        yield

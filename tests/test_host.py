@@ -1,5 +1,6 @@
 """The Python API inside a user's process: it leaves the host's settings as they were, and
-they do not change what it computes."""
+they do not change what it computes.  So does the command called in-process (``geosr.cli.main``,
+from a notebook or a test)."""
 
 from __future__ import annotations
 
@@ -363,3 +364,37 @@ def test_a_cpu_run_computes_in_two_lanes_and_leaves_the_hosts_threads_as_they_we
         assert _torch_threads_of_a_new_thread() == 4
     finally:
         torch.set_num_threads(before)
+
+
+def _the_command_in_process(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """``geosr ARGS`` run by :func:`geosr.cli.main` in this process; its exit status."""
+    from geosr.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["geosr", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return exited.value.code if isinstance(exited.value.code, int) else 0
+
+
+def _a_run(make_raster: Callable[..., Path], tmp_path: Path) -> list[str]:
+    return ["run", str(make_raster()), "-o", str(tmp_path / "x2.tif"), "--model", "bicubic", "--scale", "2"]
+
+
+def test_the_command_in_process_leaves_the_environment_as_it_was(
+    make_raster: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The command set CPL_LOG=/dev/null and GDAL_HTTP_LOW_SPEED_TIME, GDAL_HTTP_LOW_SPEED_LIMIT
+    and GDAL_HTTP_CONNECTTIMEOUT in os.environ for good: a notebook's (a test's) later GDAL, and
+    every program it started, logged nowhere and gave up on a slow server after geosr's 30 s.
+    A user's own value is kept throughout."""
+    import geosr.io.scene  # noqa: F401 - GDAL's cache sized, geosr's default out of the environment
+
+    for name in ("CPL_LOG", "GDAL_HTTP_LOW_SPEED_LIMIT", "GDAL_HTTP_CONNECTTIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GDAL_HTTP_LOW_SPEED_TIME", "2")
+    before = dict(os.environ)
+    assert _the_command_in_process(_a_run(make_raster, tmp_path), monkeypatch) == 0, capsys.readouterr().err
+    assert dict(os.environ) == before

@@ -26,6 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlparse
 
 from geosr.errors import InputError, OutputError
+from geosr.held import environment_defaults
 from geosr.io.atomic import take_lock
 
 P = ParamSpec("P")
@@ -59,13 +60,14 @@ def _remote_waits() -> dict[str, str]:
     }
 
 
-def bound_remote_waits() -> None:
-    """Make a stalled or unreachable server fail a remote read, in one line, rather than hang
-    it: :data:`STALLED_TRANSFER_S` and :data:`CONNECT_TIMEOUT_S`, unless the user set GDAL's
-    options (GDAL reads them from the environment at each request).  For the ``geosr``
-    command, for the whole process; the Python API has :func:`remote_waits_bounded`."""
-    for name, value in _remote_waits().items():
-        os.environ.setdefault(name, value)
+def remote_waits_defaulted() -> contextlib.AbstractContextManager[None]:
+    """Within: a stalled or unreachable server fails a remote read, in one line, rather than
+    hang it: :data:`STALLED_TRANSFER_S` and :data:`CONNECT_TIMEOUT_S`, unless the user set
+    GDAL's options in the environment (GDAL reads them there at each request); after: the
+    environment as it was.  For the ``geosr`` command, which looks no further than the
+    environment (rasterio is not loaded for ``--help``); the Python API has
+    :func:`remote_waits_bounded`."""
+    return environment_defaults(_remote_waits())
 
 
 _BOUNDING = threading.Lock()
@@ -76,7 +78,7 @@ _CALLS_BOUNDED = [0]
 
 @contextlib.contextmanager
 def remote_waits_bounded() -> Iterator[None]:
-    """Within: :func:`bound_remote_waits`'s bounds on remote reads, for the options the caller has
+    """Within: :func:`remote_waits_defaulted`'s bounds on remote reads, for the options the caller has
     not set (in the environment, a ``rasterio.Env`` or ``gdal.SetConfigOption``); after: the
     environment as it was, unless changed meanwhile.
 
