@@ -39,7 +39,7 @@ from geosr.errors import (
     SchedulerUnreachableError,
     command_line_wording,
 )
-from geosr.held import environment_defaults
+from geosr.held import environment_defaults, setting_held
 from geosr.interrupts import (
     exit_status,
     forget_abandoned_coroutines,
@@ -947,14 +947,28 @@ def _command_settings() -> Iterator[None]:
     # GDAL and libtiff print some errors (a write failing on a full disk, in
     # particular) straight to stderr; geosr reports each failure itself in one
     # line, so their copies go to the bit bucket unless the user asked for a log.
-    with environment_defaults({"CPL_LOG": os.devnull}), remote_waits_defaulted():
+    with environment_defaults({"CPL_LOG": os.devnull}), remote_waits_defaulted(), _rasterio_quiet():
+        yield
+
+
+@contextlib.contextmanager
+def _rasterio_quiet() -> Iterator[None]:
+    """Within: :data:`_RASTERIO_QUIET` on rasterio's logger; after: off it again, unless the
+    caller had it there, as the last of overlapping calls ends (:func:`~geosr.held.setting_held`)."""
+    # rasterio logs the same GDAL errors; without a handler Python would print them.
+    rasterio_log = logging.getLogger("rasterio")
+
+    def put(had: bool) -> None:
+        if not had:
+            rasterio_log.removeHandler(_RASTERIO_QUIET)
+
+    with setting_held("rasterio's quiet handler", lambda: _RASTERIO_QUIET in rasterio_log.handlers, put):
+        rasterio_log.addHandler(_RASTERIO_QUIET)
         yield
 
 
 def _main() -> None:
     """:func:`main`, with SIGTERM raising :class:`~geosr.interrupts.Terminated` as Ctrl-C does."""
-    # rasterio logs the same GDAL errors; without a handler Python would print them.
-    logging.getLogger("rasterio").addHandler(_RASTERIO_QUIET)
     original = warnings.showwarning
     warnings.showwarning = _warning_lines()
     warnings.simplefilter("default", GeosrWarning)

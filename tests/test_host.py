@@ -398,3 +398,23 @@ def test_the_command_in_process_leaves_the_environment_as_it_was(
     before = dict(os.environ)
     assert _the_command_in_process(_a_run(make_raster, tmp_path), monkeypatch) == 0, capsys.readouterr().err
     assert dict(os.environ) == before
+
+
+def test_the_command_in_process_leaves_rasterios_logger_as_it_was(
+    make_raster: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The command kept a handler of its own on rasterio's logger for good (it quiets the GDAL
+    errors rasterio logs, which geosr reports in its own line): a notebook's later GDAL warnings,
+    which Python prints when no handler takes them, went nowhere."""
+    import logging
+
+    from geosr.cli import _RASTERIO_QUIET
+
+    rasterio_log = logging.getLogger("rasterio")
+    rasterio_log.removeHandler(_RASTERIO_QUIET)  # left by an earlier test's command
+    before = list(rasterio_log.handlers)
+    assert _the_command_in_process(_a_run(make_raster, tmp_path), monkeypatch) == 0, capsys.readouterr().err
+    assert rasterio_log.handlers == before
