@@ -38,6 +38,7 @@ from geosr.errors import (
     OutputError,
     SchedulerUnreachableError,
     command_line_wording,
+    filter_added,
 )
 from geosr.held import environment_defaults, setting_held
 from geosr.interrupts import (
@@ -947,7 +948,13 @@ def _command_settings() -> Iterator[None]:
     # GDAL and libtiff print some errors (a write failing on a full disk, in
     # particular) straight to stderr; geosr reports each failure itself in one
     # line, so their copies go to the bit bucket unless the user asked for a log.
-    with environment_defaults({"CPL_LOG": os.devnull}), remote_waits_defaulted(), _rasterio_quiet():
+    with contextlib.ExitStack() as settings:
+        settings.enter_context(environment_defaults({"CPL_LOG": os.devnull}))
+        settings.enter_context(remote_waits_defaulted())
+        settings.enter_context(_rasterio_quiet())
+        # Each of geosr's warnings shown once (as a line of its own: _warning_lines), whatever the
+        # filters of the process.
+        settings.enter_context(filter_added("default", category=GeosrWarning))
         yield
 
 
@@ -971,7 +978,6 @@ def _main() -> None:
     """:func:`main`, with SIGTERM raising :class:`~geosr.interrupts.Terminated` as Ctrl-C does."""
     original = warnings.showwarning
     warnings.showwarning = _warning_lines()
-    warnings.simplefilter("default", GeosrWarning)
     try:
         # Inside the try: importing the training commands takes a moment, in which a
         # Ctrl-C gets its one line too.

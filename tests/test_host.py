@@ -418,3 +418,18 @@ def test_the_command_in_process_leaves_rasterios_logger_as_it_was(
     before = list(rasterio_log.handlers)
     assert _the_command_in_process(_a_run(make_raster, tmp_path), monkeypatch) == 0, capsys.readouterr().err
     assert rasterio_log.handlers == before
+
+
+def test_the_command_in_process_leaves_the_warning_filters_as_they_were(
+    make_raster: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The command put its filter for geosr's warnings ("default": each shown once) first in the
+    process's filters for good: a notebook that ignored them, or made them errors, saw them
+    again, as ordinary warnings, after one command."""
+    warnings.simplefilter("ignore", geosr.GeosrWarning)  # the host's own (pytest restores the filters)
+    before = list(warnings.filters)
+    assert _the_command_in_process(_a_run(make_raster, tmp_path), monkeypatch) == 0, capsys.readouterr().err
+    assert warnings.filters == before
