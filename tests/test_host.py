@@ -433,3 +433,35 @@ def test_the_command_in_process_leaves_the_warning_filters_as_they_were(
     before = list(warnings.filters)
     assert _the_command_in_process(_a_run(make_raster, tmp_path), monkeypatch) == 0, capsys.readouterr().err
     assert warnings.filters == before
+
+
+_CACHE_AFTER = """
+import os, sys
+from geosr.cli import main
+{between}
+variable = os.environ.get('GDAL_CACHEMAX')
+from geosr.io.scene import gdal_cache_bytes  # sizes GDAL's cache
+print(variable, os.environ.get('GDAL_CACHEMAX'), gdal_cache_bytes() // 2**20)
+"""
+_VERSION_IN_PROCESS = "sys.argv = ['geosr', '--version']\ntry:\n    main()\nexcept SystemExit:\n    pass"
+
+
+@pytest.mark.parametrize(
+    ("between", "expected"),
+    [(_VERSION_IN_PROCESS, "None None 32"), ("os.environ['GDAL_CACHEMAX'] = '32'", "32 32 32")],
+    ids=["a command that reads nothing", "the user's own 32 set after the import"],
+)
+def test_importing_the_command_leaves_gdals_cache_variable_as_it_was(between: str, expected: str) -> None:
+    """Importing geosr.cli (any of geosr.io's modules) put GDAL_CACHEMAX=32 in the environment,
+    taken out only as geosr.io.scene was imported: ``geosr --version`` run in-process left it
+    there for the caller's GDAL and every program it started; and a user's own GDAL_CACHEMAX=32,
+    set after the import, was taken out.  GDAL's cache is geosr's 32 MiB all the same."""
+    clean = {k: v for k, v in os.environ.items() if k != "GDAL_CACHEMAX"}
+    done = subprocess.run(
+        [sys.executable, "-c", _CACHE_AFTER.format(between=between)],
+        env={**clean, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip().splitlines()[-1] == expected

@@ -17,28 +17,28 @@ strip-organized file whose strips under a row of tiles exceed it is read
 through a band of strips kept by the reader (:func:`geosr.io.scene.keeps_band`)
 rather than decoding every strip once per tile."""
 
-# GDAL sizes its process-wide cache from this variable the first time any thread
-# uses it, so setting a default before any read bounds the read-ahead thread and
-# Dask workers too; a user's own GDAL_CACHEMAX wins.  It is taken out of the
-# environment again once GDAL has read it (settle_block_cache).
-_CACHE_DEFAULTED = "GDAL_CACHEMAX" not in os.environ
-os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_BLOCK_CACHE_MB))
-
 
 @functools.cache
 def settle_block_cache() -> None:
-    """Have GDAL size its block cache now, then take geosr's default out of the environment
-    (once per process).
+    """Have GDAL size its block cache now, with :data:`GDAL_BLOCK_CACHE_MB` unless the user set
+    ``GDAL_CACHEMAX`` (once per process; before any read: :mod:`geosr.io.scene`'s import, in
+    Dask workers too, and :func:`geosr.io.names.open_raster`).
 
-    Left there, it outlived the call in the process of a Python API user, and every program
-    that process started (``gdalwarp``, Dask worker processes) ran with a 32 MiB cache.
+    GDAL sizes its process-wide cache from the variable the first time any thread uses it, so
+    geosr's default is in the environment for that moment only.  Left there, it outlived the
+    call in the process of a Python API user, and every program that process started
+    (``gdalwarp``, Dask worker processes) ran with a 32 MiB cache; set as ``geosr.io`` was
+    imported (by ``geosr.cli``), it stayed after a command that read nothing, and a user's own
+    ``GDAL_CACHEMAX=32`` set meanwhile was taken out with it.
     """
-    if not _CACHE_DEFAULTED:
+    if "GDAL_CACHEMAX" in os.environ:  # the user's own: GDAL reads it
         return
     from rasterio.env import get_gdal_config
 
-    get_gdal_config("GDAL_CACHEMAX")  # rasterio asks GDALGetCacheMax64, which reads the variable once
-    if os.environ.get("GDAL_CACHEMAX") == str(GDAL_BLOCK_CACHE_MB):
+    os.environ["GDAL_CACHEMAX"] = str(GDAL_BLOCK_CACHE_MB)
+    try:
+        get_gdal_config("GDAL_CACHEMAX")  # rasterio asks GDALGetCacheMax64, which reads the variable once
+    finally:
         del os.environ["GDAL_CACHEMAX"]
 
 

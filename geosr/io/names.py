@@ -45,6 +45,9 @@ def open_raster(path: str | Path, *args: Any, **kwargs: Any) -> Any:
     """``rasterio.open`` of ``path`` by its GDAL name (:func:`utf8_name`)."""
     import rasterio  # not at import: the CLI's start loads no GDAL
 
+    from geosr.io import settle_block_cache
+
+    settle_block_cache()  # geosr's bound on GDAL's cache, before GDAL's first read
     with catch_warnings_serialised():
         # rasterio casts a band's declared nodata to the band's type to see whether it fits:
         # a float32 band's 1e+39 printed numpy's bare 'overflow encountered in cast'.  rasterio
