@@ -744,3 +744,30 @@ def test_upscale_adds_each_bands_boa_offset_for_a_dtype_range_model(tmp_path: Pa
         ran = geosr.upscale_file(src, tmp_path / "run.tif", bands=bands, overwrite=True, **common)
         with rasterio.open(ran) as run:
             np.testing.assert_array_equal(geosr.upscale(lazy, **common).values, run.read())
+
+
+def test_saving_weights_leaves_the_process_umask_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """save_weights read the umask by setting it to 0 and back: a file another thread of the
+    process (the host's, a run's writer) made in that moment was writable by everyone.  Read
+    where Linux shows it, the umask is never set; the weights get the mode any new file gets."""
+    status = Path("/proc/self/status")
+    if not status.exists() or "Umask:" not in status.read_text():
+        pytest.skip("the OS shows no process umask to read: it is set and put back")
+    mask = os.umask(0o027)  # the test's own, for a mode that tells it from the default
+    os.umask(mask | 0o027)
+    set_to: list[int] = []
+    real = os.umask
+
+    def umask(value: int) -> int:
+        set_to.append(value)
+        return real(value)
+
+    monkeypatch.setattr(os, "umask", umask)
+    try:
+        weights, _ = save_weights(trained_like(), card_for(trained_like()), tmp_path / "m")
+    finally:
+        real(mask)
+    assert set_to == []
+    assert weights.stat().st_mode & 0o777 == 0o666 & ~(mask | 0o027)

@@ -78,7 +78,7 @@ def temporary_sibling(destination: Path, suffix: str, *, directory: bool = False
             path = Path(name)
         # mkstemp/mkdtemp make private (0600/0700) entries, and the rename keeps
         # the mode: give the output the permissions any new file would get.
-        path.chmod((0o777 if directory else 0o666) & ~_umask())
+        path.chmod((0o777 if directory else 0o666) & ~process_umask())
     except OSError as exc:
         raise OutputError(
             f"cannot write {destination}: creating a temporary file in {parent} failed "
@@ -87,8 +87,9 @@ def temporary_sibling(destination: Path, suffix: str, *, directory: bool = False
     return path
 
 
-def _umask() -> int:
-    """The process's umask, read without changing it where the OS allows."""
+def process_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux): setting it
+    and back, another thread's file made in between gets the mode set."""
     try:
         with Path("/proc/self/status").open() as status:
             for line in status:

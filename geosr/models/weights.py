@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from geosr.errors import ModelError, OutputError
-from geosr.io.atomic import describe_write_failure, unwritable_folder
+from geosr.io.atomic import describe_write_failure, process_umask, unwritable_folder
 from geosr.models.card import REQUIRED_FIELDS, ModelCard
 
 WEIGHTS_SUFFIX = ".safetensors"
@@ -145,9 +145,7 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
     try:
         write(tmp_path)
         # mkstemp makes private files; a saved model is an ordinary user file.
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp_path.chmod(0o666 & ~umask)
+        tmp_path.chmod(0o666 & ~process_umask())
         tmp_path.replace(target)
     except (OSError, SafetensorError) as exc:
         tmp_path.unlink(missing_ok=True)  # first: the free space reported counts it as free
