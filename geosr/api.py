@@ -86,6 +86,8 @@ from geosr.run_outputs import (
 from geosr.tiling import TilePlan, plan_tiles
 
 if TYPE_CHECKING:
+    import numpy as np
+
     # Imported where a model is loaded, not here: they import torch, whose 3 s (17 s on a
     # busy machine) came before the line for a corrupt file or a scene without a CRS,
     # which need only the raster's header.
@@ -209,10 +211,7 @@ def upscale_file(
     try:
         check_source_given(src)
         src = file_url_path(src)  # its local path, for the default output and the checks against it
-        check_call_given(dst, progress)
-        check_faults()  # before anything is written: a malformed one failed mid-run
-        opts = _run_options(src, scale, model, options)
-        check_output_given(dst)
+        opts = _checked_call(src, dst, scale, model, progress, options)
         scene = scene_for(src, opts)
         # The frames' units are checked against the sample that fixes the normalisation: read
         # once, since it touches every block of the file (twice before, for a run with frames).
@@ -220,69 +219,194 @@ def upscale_file(
         frames = frames_for(scene, opts, sample)
         dst = file_url_path(dst) if dst is not None else None
         if dst is not None and is_remote(dst):
-            if str(dst).endswith("/"):  # a remote folder (there is no folder to test for)
-                dst = f"{dst}{default_output(src, opts.scale, opts.variable).name}"
-            return _upscale_to_remote(src, str(dst), opts, progress)
+            return _upscale_to_remote(src, _remote_output(src, dst, opts), opts, progress)
         dst = local_destination(src, dst, opts, scene, frames)
-        net, predictor = _predictor_for(src, scene, opts)
-        frames = frames_read(src, net, frames)
-        halo = run_halo(net, 1 + len(frames))
-        height, width = scene.grid.shape.yx
-        tile, batch, bounds = fit_to_memory(scene, net, predictor, opts, halo=halo, frames=1 + len(frames))
-        if opts.check_resources:
-            # Before the plan and before any pixel is read: a scene declaring absurd
-            # dimensions stops here, not after allocating millions of tiles.
-            _check_resources(src, scene, opts, bounds, dst)
-        plan = plan_tiles(height, width, tile=tile, halo=halo)
-        offsets = reflectance_offset(scene, opts.offset)
-        norm = normalisation_for(scene, dict(net.card.normalisation), offsets, sample)
-        mask = output_mask(scene, opts)
-        if mask is not None:
-            plan = mask.keep(plan, opts.scale)
-        job = Job(
-            scene=scene,
-            halo=plan.halo,
-            scale=opts.scale,
-            norm=norm,
-            nodata=scene.nodata,
-            batch_size=batch,
-            frames=frames,
-            aoi=mask,
-            frame_shifts=frame_shifts(frames, offsets, opts.offset),
-            projects=net.projects,
-        )
-        model_tag = model_label(net, opts.model)
-        tags = provenance_tags(scene, model_tag, opts.scale, norm)
-        spec = output_spec(scene, opts, mask, tags, offsets, frames)
-        warn_rpcs_left_out(src, dst, spec)
-        fingerprint = job_fingerprint(scene, net.name, predictor, plan, opts, norm, dst, frames)
-        digest = job_digest(fingerprint)
-        spec = dataclasses.replace(spec, tags={**spec.tags, "GEOSR_JOB": digest})
-        done = 0
-
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress(done, len(plan))
-
-        if _check_existing_output(dst, digest, opts):
-            _forget_leftover_state(dst)
-            advance(len(plan))
-            # Already finished: nothing is computed again.  But a run killed after its rename
-            # has no --stac/--quicklook files yet, so those asked for and missing are written.
-            write_extras(src, scene, dst, opts, model_tag, missing_only=True, frames=frames)
-            return dst
-        # Before the extras' check: their names are longer still, and a 250-byte output's
-        # quicklook raised 'File name too long' looking for an earlier one, a traceback.
-        check_name_length(dst)
-        check_extras_free(dst, opts)
-        check_writable(dst, opts.overwrite)
-        out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
-        write_extras(src, scene, out, opts, model_tag, frames=frames)
-        return out
+        return _upscale_to_local(src, dst, scene, sample, frames, opts, progress)
     finally:
         _forget_reads(src, options.get("frames"))
+
+
+def _checked_call(
+    src: str | Path,
+    dst: str | Path | None,
+    scale: int,
+    model: str | None,
+    progress: Progress | None,
+    options: dict[str, Any],
+) -> RunOptions:
+    """The call's options, once its arguments are checked; before anything is read or written.
+
+    Raises
+    ------
+    GeosrError
+        An output or ``progress`` of the wrong type, a malformed fault, a bad option, or an
+        output no writer can write (:func:`~geosr.run_outputs.check_output_given`).
+    """
+    check_call_given(dst, progress)
+    check_faults()  # before anything is written: a malformed one failed mid-run
+    opts = _run_options(src, scale, model, options)
+    check_output_given(dst)
+    return opts
+
+
+def _remote_output(src: str | Path, dst: str | Path, opts: RunOptions) -> str:
+    """The remote output URL: ``dst``, or the default output's name in ``dst`` when it ends in ``/``."""
+    if str(dst).endswith("/"):  # a remote folder (there is no folder to test for)
+        dst = f"{dst}{default_output(src, opts.scale, opts.variable).name}"
+    return str(dst)
+
+
+def _upscale_to_local(
+    src: str | Path,
+    dst: Path,
+    scene: Scene,
+    sample: np.ndarray | None,
+    frames: tuple[Scene, ...],
+    opts: RunOptions,
+    progress: Progress | None,
+) -> Path:
+    """Run the job of ``scene`` into the local output ``dst``, or, where ``resume`` keeps it
+    finished, only write its missing extras.
+
+    Raises
+    ------
+    GeosrError
+        Bad input or option, found before or during the run.
+    """
+    net, predictor = _predictor_for(src, scene, opts)
+    frames = frames_read(src, net, frames)
+    plan, batch = _tile_plan(src, dst, scene, net, predictor, opts, frames)
+    job, plan, offsets = _planned_job(scene, net, opts, plan, batch, frames, sample)
+    model_tag = model_label(net, opts.model)
+    spec, fingerprint, digest = _job_output(
+        src, dst, job, net.name, predictor, plan, opts, offsets, model_tag
+    )
+    advance = _progress_counter(progress, len(plan))
+    if _check_existing_output(dst, digest, opts):
+        _forget_leftover_state(dst)
+        advance(len(plan))
+        # Already finished: nothing is computed again.  But a run killed after its rename
+        # has no --stac/--quicklook files yet, so those asked for and missing are written.
+        write_extras(src, scene, dst, opts, model_tag, missing_only=True, frames=frames)
+        return dst
+    # Before the extras' check: their names are longer still, and a 250-byte output's
+    # quicklook raised 'File name too long' looking for an earlier one, a traceback.
+    check_name_length(dst)
+    check_extras_free(dst, opts)
+    check_writable(dst, opts.overwrite)
+    out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
+    write_extras(src, scene, out, opts, model_tag, frames=frames)
+    return out
+
+
+def _tile_plan(
+    src: str | Path,
+    dst: Path,
+    scene: Scene,
+    net: SRModel,
+    predictor: Predictor,
+    opts: RunOptions,
+    frames: tuple[Scene, ...],
+) -> tuple[TilePlan, int]:
+    """The tiles of ``scene`` and the batch size that fit the memory, once the run is known to
+    fit this machine (``check_resources``).
+
+    Raises
+    ------
+    GeosrError
+        The run's memory or output does not fit this machine, in the context of ``src``.
+    """
+    halo = run_halo(net, 1 + len(frames))
+    height, width = scene.grid.shape.yx
+    tile, batch, bounds = fit_to_memory(scene, net, predictor, opts, halo=halo, frames=1 + len(frames))
+    if opts.check_resources:
+        # Before the plan and before any pixel is read: a scene declaring absurd
+        # dimensions stops here, not after allocating millions of tiles.
+        _check_resources(src, scene, opts, bounds, dst)
+    return plan_tiles(height, width, tile=tile, halo=halo), batch
+
+
+def _planned_job(
+    scene: Scene,
+    net: SRModel,
+    opts: RunOptions,
+    plan: TilePlan,
+    batch: int,
+    frames: tuple[Scene, ...],
+    sample: np.ndarray | None,
+) -> tuple[Job, TilePlan, tuple[float, ...] | None]:
+    """The job of ``scene``: its normalisation, area of interest and frames.
+
+    Returns
+    -------
+    job : Job
+        What each tile is run with.
+    plan : TilePlan
+        ``plan``, less the tiles outside the area of interest.
+    offsets : tuple of float or None
+        The scene's reflectance offsets, which the output's tags record.
+    """
+    offsets = reflectance_offset(scene, opts.offset)
+    norm = normalisation_for(scene, dict(net.card.normalisation), offsets, sample)
+    mask = output_mask(scene, opts)
+    if mask is not None:
+        plan = mask.keep(plan, opts.scale)
+    job = Job(
+        scene=scene,
+        halo=plan.halo,
+        scale=opts.scale,
+        norm=norm,
+        nodata=scene.nodata,
+        batch_size=batch,
+        frames=frames,
+        aoi=mask,
+        frame_shifts=frame_shifts(frames, offsets, opts.offset),
+        projects=net.projects,
+    )
+    return job, plan, offsets
+
+
+def _job_output(
+    src: str | Path,
+    dst: Path,
+    job: Job,
+    model_name: str,
+    predictor: Predictor,
+    plan: TilePlan,
+    opts: RunOptions,
+    offsets: tuple[float, ...] | None,
+    model_tag: str,
+) -> tuple[OutputSpec, dict[str, Any], str]:
+    """What the output of ``job`` holds besides its pixels, and what identifies the job.
+
+    Returns
+    -------
+    spec : OutputSpec
+        The output's grid, bands and tags, its provenance and the job's digest among them.
+    fingerprint : dict
+        What a resumed run must find unchanged.
+    digest : str
+        The fingerprint's digest, the output's ``GEOSR_JOB`` tag.
+    """
+    tags = provenance_tags(job.scene, model_tag, opts.scale, job.norm)
+    spec = output_spec(job.scene, opts, job.aoi, tags, offsets, job.frames)
+    warn_rpcs_left_out(src, dst, spec)
+    fingerprint = job_fingerprint(job.scene, model_name, predictor, plan, opts, job.norm, dst, job.frames)
+    digest = job_digest(fingerprint)
+    return dataclasses.replace(spec, tags={**spec.tags, "GEOSR_JOB": digest}), fingerprint, digest
+
+
+def _progress_counter(progress: Progress | None, total: int) -> Callable[[int], None]:
+    """What the run calls with each number of tiles done: it tells ``progress(done, total)``."""
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    return advance
 
 
 def _run_options(src: str | Path, scale: int, model: str | None, options: dict[str, Any]) -> RunOptions:
