@@ -325,25 +325,8 @@ def upscale(
     halo = net.receptive_field + FILL_RADIUS
     # Dask's overlap needs chunks of at least the halo: a smaller --tile is rounded up.
     tile_edge = max(opts.tile or DEFAULT_TILE, halo)
-
-    array = _dask_array(data, tile_edge)
-    stored = _stored_given(data, nodata if given else None)
-    units = _decoded_units(data) if stored else None
-    if units is not None:
-        # A decoded read (mask_and_scale): run on the stored integers as the file job does, so
-        # that they are rounded and clipped in the stored dtype, not the physical values.
-        array = np.rint((array - units[1][:, None, None]) / units[0][:, None, None])
-    elif stored is None and array.dtype.kind == "f" and nodata is not None and np.isfinite(nodata):
-        # The float pixels GDAL's nodata mask hides are nodata, as the file job reads them.
-        array = da.map_blocks(nodata_as_gdal_masks_it, array, nodata=nodata, dtype=array.dtype)
-    sample = _sample(array, grid)
-    valid = valid_mask(sample, nodata)
-    if not valid.any():
-        raise InputError("every pixel of the DataArray is nodata; nothing to super-resolve")
-    stored = _stored_marking_hidden(stored, source, sample)
-    _warn_of_undeclared_zeros(data, source, sample, nodata, stored)
-    norm = _normalisation(data, source, net, sample, valid, stored)
-
+    array, stored, units = _array_to_run(data, tile_edge, nodata, nodata if given else None)
+    norm, stored = _sampled_normalisation(data, source, net, array, grid, nodata, stored)
     kernel = functools.partial(
         _upscale_block,
         keywords=current_keywords(),
@@ -359,15 +342,103 @@ def upscale(
         source=str(source.path) if source is not None else _label(data),
     )
     result = _super_resolved(array, kernel, halo=halo, tile_edge=tile_edge, opts=opts, dtype=data.dtype)
-    if units is not None:
-        result = (result * units[0][:, None, None] + units[1][:, None, None]).astype(data.dtype)
-    out = _georeferenced(result, data, scaled(grid, opts.scale), nodata, stored)
-    if units is not None and {"scales", "offsets"} & set(data.encoding):
-        # Those of the bands kept, for to_raster to write (the encoding lists the file's).
-        out.encoding.update(scales=tuple(units[0].tolist()), offsets=tuple(units[1].tolist()))
+    out = _output_of(result, data, scaled(grid, opts.scale), nodata, stored, units)
     # A 2-D input gets no dimension it did not have: _checked's band was only for the kernels;
     # its label, the scalar coordinate of da.sel(band=2), stays (as cube.isel(time=0)'s date).
     return out.isel({out.dims[0]: 0}, drop=not labelled) if flat else out
+
+
+def _array_to_run(
+    data: xr.DataArray, tile_edge: int, nodata: float | None, given: float | None
+) -> tuple[da.Array, tuple[str, float | None] | None, tuple[np.ndarray, np.ndarray] | None]:
+    """``data``'s pixels as the kernels take them: the file's stored integers behind a decoded
+    read, and the float pixels GDAL's mask hides as ``nodata``.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        The checked ``(band, y, x)`` input.
+    tile_edge : int
+        The edge of the chunks of an input that is not chunked.
+    nodata : float or None
+        The input's nodata.
+    given : float or None
+        ``nodata`` where the caller gave it (``nodata=``), else None.
+
+    Returns
+    -------
+    array : dask.array.Array
+        The pixels to run.
+    stored : tuple of (str, float or None), or None
+        The dtype and nodata of the file's integers behind a masked or decoded read
+        (:func:`_stored_given`).
+    units : tuple of numpy.ndarray, or None
+        The scales and offsets per band of a decoded read (:func:`_decoded_units`), which the
+        output is decoded with.
+    """
+    array = _dask_array(data, tile_edge)
+    stored = _stored_given(data, given)
+    units = _decoded_units(data) if stored else None
+    if units is not None:
+        # A decoded read (mask_and_scale): run on the stored integers as the file job does, so
+        # that they are rounded and clipped in the stored dtype, not the physical values.
+        array = np.rint((array - units[1][:, None, None]) / units[0][:, None, None])
+    elif stored is None and array.dtype.kind == "f" and nodata is not None and np.isfinite(nodata):
+        # The float pixels GDAL's nodata mask hides are nodata, as the file job reads them.
+        array = da.map_blocks(nodata_as_gdal_masks_it, array, nodata=nodata, dtype=array.dtype)
+    return array, stored, units
+
+
+def _sampled_normalisation(
+    data: xr.DataArray,
+    source: SourceFile | None,
+    net: Any,
+    array: da.Array,
+    grid: GeoBox,
+    nodata: float | None,
+    stored: tuple[str, float | None] | None,
+) -> tuple[Normalisation, tuple[str, float | None] | None]:
+    """The scene's normalisation, from a strided sample of ``array`` read now, as geosr run's.
+
+    Returns
+    -------
+    norm : Normalisation
+        What every tile is normalised with.
+    stored : tuple of (str, float or None), or None
+        ``stored``, with a nodata value marking the pixels a masked read hides
+        (:func:`_stored_marking_hidden`).
+
+    Raises
+    ------
+    InputError
+        Every pixel of the sample is nodata.
+    """
+    sample = _sample(array, grid)
+    valid = valid_mask(sample, nodata)
+    if not valid.any():
+        raise InputError("every pixel of the DataArray is nodata; nothing to super-resolve")
+    stored = _stored_marking_hidden(stored, source, sample)
+    _warn_of_undeclared_zeros(data, source, sample, nodata, stored)
+    return _normalisation(data, source, net, sample, valid, stored), stored
+
+
+def _output_of(
+    result: da.Array,
+    data: xr.DataArray,
+    grid: GeoBox,
+    nodata: float | None,
+    stored: tuple[str, float | None] | None,
+    units: tuple[np.ndarray, np.ndarray] | None,
+) -> xr.DataArray:
+    """The output DataArray on ``grid`` (the scaled one): ``result`` georeferenced as ``data``,
+    decoded with ``units`` (and told them, for to_raster) where ``data`` is a decoded read."""
+    if units is not None:
+        result = (result * units[0][:, None, None] + units[1][:, None, None]).astype(data.dtype)
+    out = _georeferenced(result, data, grid, nodata, stored)
+    if units is not None and {"scales", "offsets"} & set(data.encoding):
+        # Those of the bands kept, for to_raster to write (the encoding lists the file's).
+        out.encoding.update(scales=tuple(units[0].tolist()), offsets=tuple(units[1].tolist()))
+    return out
 
 
 def _check_model_argument(model: object) -> None:
