@@ -379,6 +379,41 @@ def compare_panels(
     declares none, as the run's STAC Item gave them."""
     sr_scene = _raster_scene(sr, "SR")
     raster = stac_raster(lr, sr_scene)
+    lr_scene = _lr_scene(lr, raster, variable, lr_nodata, lr_scaling, lr_missing)
+    scale = _checked_scale(lr, sr, lr_scene, sr_scene)
+    # The dates of a cube input are the output's bands (named by their dates): not colours, as
+    # its --quicklook shows them; dates 1, 2, 3 were drawn as red, green, blue (nodata where any was).
+    show = display_bands(sr_scene, bands) if bands or lr_scene.band_axis == "band" else [0]
+    win, target, output = _output_panel(lr_scene, sr_scene, sr, window, show, scale)
+    from_lr = read_positions(lr_scene, lr_bands) if lr_bands else None
+    if from_lr is None:
+        from_lr = source_bands(sr_scene, lr_scene, show)
+    check_bands(lr_scene, from_lr, sr)
+    bicubic = _on_grid(lr_scene, from_lr, target, Resampling.cubic, other=sr)
+    panels = [output, _shown_where(output, bicubic)]
+    titles = [" ".join(filter(None, ("geosr", sr_scene.tags.get("GEOSR_MODEL"), f"x{scale}"))), "bicubic"]
+    if hr is not None:
+        panels.append(_reference_panel(hr, sr, hr_variable, sr_scene, show, target, output))
+        titles.append("reference")
+    return panels, titles, win, scale, shown_bands(sr_scene, show)
+
+
+def _lr_scene(
+    lr: str,
+    raster: Resolved,
+    variable: str | None,
+    lr_nodata: float | None,
+    lr_scaling: Mapping[int, tuple[float, float]] | None,
+    lr_missing: Sequence[float],
+) -> Scene:
+    """The LR input ``lr`` (the raster of its STAC Item, ``raster``) with the nodata, missing values,
+    scale and offset its run read it with (:func:`compare_panels`).
+
+    Raises
+    ------
+    GeosrError
+        ``lr`` cannot be read, or ``lr_nodata`` does not fit its dtype.
+    """
     lr_scene = open_scene(raster.href, variable=variable)
     if lr_nodata is not None:
         from geosr.io.sink import check_nodata_of
@@ -393,7 +428,18 @@ def compare_panels(
     if lr_scaling:
         declared = tuple(lr_scaling.get(number) for number in range(1, lr_scene.count + 1))
         lr_scene = with_declared_scaling(lr_scene, declared)
-    lr_scene = with_declared_scaling(lr_scene, raster.scaling)
+    return with_declared_scaling(lr_scene, raster.scaling)
+
+
+def _checked_scale(lr: str, sr: str, lr_scene: Scene, sr_scene: Scene) -> int:
+    """The scale of ``sr`` over ``lr``, once they are known to overlap and ``sr`` to be finer.
+
+    Raises
+    ------
+    InputError
+        The rasters do not overlap, or ``sr``'s pixels are not smaller than ``lr``'s, or it
+        has less than one of them.
+    """
     # First: the pixel sizes of rasters far apart (or in other units) give no scale.
     if _footprint_window(lr_scene, sr_scene.grid) is None:
         raise _no_overlap(lr, sr)
@@ -408,14 +454,26 @@ def compare_panels(
             f"{sr}: its {sw} x {sh} px are less than one pixel of {lr} (x{scale}); "
             "is it the super-resolved output of that input?"
         )
+    return scale
+
+
+def _output_panel(
+    lr_scene: Scene, sr_scene: Scene, sr: str, window: str | None, show: list[int], scale: int
+) -> tuple[Window, GeoBox, np.ndarray]:
+    """The window shown (output pixels), its grid and the output's panel on it.
+
+    The default window is moved onto the output's data where the centred one shows none.
+
+    Raises
+    ------
+    GeosrError
+        ``window`` is malformed or outside the rasters, or the output cannot be read.
+    """
     if window is None:
         win = _default_window(lr_scene, sr_scene, scale)
     else:
         # The LR file's own pixels: an AOI output covers only part of it.
         win = _sr_window(lr_scene, sr_scene, parse_window(window, lr_scene.grid.shape.yx), window, sr)
-    # The dates of a cube input are the output's bands (named by their dates): not colours, as
-    # its --quicklook shows them; dates 1, 2, 3 were drawn as red, green, blue (nodata where any was).
-    show = display_bands(sr_scene, bands) if bands or lr_scene.band_axis == "band" else [0]
     target = _panel_grid(sr_scene, win)
     output = _on_grid(sr_scene, show, target, Resampling.nearest, other=sr)
     if window is None and not np.isfinite(output).all(axis=0).any():
@@ -425,28 +483,38 @@ def compare_panels(
         if moved != win:
             win, target = moved, _panel_grid(sr_scene, moved)
             output = _on_grid(sr_scene, show, target, Resampling.nearest, other=sr)
-    from_lr = read_positions(lr_scene, lr_bands) if lr_bands else None
-    if from_lr is None:
-        from_lr = source_bands(sr_scene, lr_scene, show)
-    check_bands(lr_scene, from_lr, sr)
-    bicubic = _on_grid(lr_scene, from_lr, target, Resampling.cubic, other=sr)
-    panels = [output, _shown_where(output, bicubic)]
-    titles = [" ".join(filter(None, ("geosr", sr_scene.tags.get("GEOSR_MODEL"), f"x{scale}"))), "bicubic"]
-    if hr is not None:
-        hr_scene = _open_reference(hr, hr_variable)
-        from_hr = reference_bands(sr_scene, hr_scene, show)
-        check_bands(hr_scene, from_hr, sr)
-        reference = _on_grid(hr_scene, from_hr, target, Resampling.nearest, other=sr)
-        panels.append(_shown_where(output, reference))
-        titles.append("reference")
-        _warn_out_of_stretch(hr, sr, panels[0], panels[-1], together=eight_bit_rgb(sr_scene))
-        coarser = _scale(hr_scene, sr_scene)
-        if coarser > 1:  # the LR given as --hr, say: its blocks look like a poor model's
-            warn(
-                f"{hr}: its pixels are {coarser} times as large as those of {sr}, so the reference "
-                "panel shows them enlarged; give a reference of the output's resolution or finer as --hr"
-            )
-    return panels, titles, win, scale, shown_bands(sr_scene, show)
+    return win, target, output
+
+
+def _reference_panel(
+    hr: str,
+    sr: str,
+    hr_variable: str | None,
+    sr_scene: Scene,
+    show: list[int],
+    target: GeoBox,
+    output: np.ndarray,
+) -> np.ndarray:
+    """The reference ``hr``'s panel on ``target``, hidden where the ``output`` panel shows nothing;
+    with a warning where it is in other units than the output, or coarser.
+
+    Raises
+    ------
+    GeosrError
+        ``hr`` cannot be read, or lacks the bands shown.
+    """
+    hr_scene = _open_reference(hr, hr_variable)
+    from_hr = reference_bands(sr_scene, hr_scene, show)
+    check_bands(hr_scene, from_hr, sr)
+    reference = _shown_where(output, _on_grid(hr_scene, from_hr, target, Resampling.nearest, other=sr))
+    _warn_out_of_stretch(hr, sr, output, reference, together=eight_bit_rgb(sr_scene))
+    coarser = _scale(hr_scene, sr_scene)
+    if coarser > 1:  # the LR given as --hr, say: its blocks look like a poor model's
+        warn(
+            f"{hr}: its pixels are {coarser} times as large as those of {sr}, so the reference "
+            "panel shows them enlarged; give a reference of the output's resolution or finer as --hr"
+        )
+    return reference
 
 
 def _shown_where(output: np.ndarray, panel: np.ndarray) -> np.ndarray:
