@@ -637,6 +637,40 @@ def compare_files(
     ``nodata`` overrides ``lr``'s nodata value, as ``geosr run --nodata`` did for the run
     (and as its ``--quicklook`` does): a JP2's undeclared 0 is not data in the bicubic panel.
     """
+    png = _compare_png(png)
+    _check_png_writable(png, lr, sr, hr, overwrite)
+    for flag, value in (("--hr", hr), ("--variable", variable), ("--hr-variable", hr_variable)):
+        if value is not None and not value.strip():  # --hr '' was read as the folder '.'
+            raise OptionError(f"{flag} is empty; give a value or leave the option out")
+    if hr_variable is not None and hr is None:
+        raise OptionError(
+            f"--hr-variable {hr_variable} names a variable of the --hr reference; give --hr too"
+        )
+    positions = _band_positions(sr, bands)
+    # Its reads left the files open in the thread's cache: a notebook's every comparison
+    # kept two or three more descriptors, and a deleted output's disk space, for good.
+    with datasets_closed():
+        return render_compare(
+            lr,
+            sr,
+            png,
+            hr=hr,
+            window=window,
+            bands=positions,
+            variable=variable,
+            lr_nodata=nodata,
+            hr_variable=hr_variable,
+        )
+
+
+def _compare_png(png: str | Path) -> Path:
+    """The PNG ``-o`` names: ``png``, or :data:`COMPARE_PNG` in the folder it names.
+
+    Raises
+    ------
+    OptionError
+        ``png`` is empty, too long, a folder that is not one, or no ``.png``.
+    """
     # As the command's shell gives it (and as the rasters are read): '~/c.png' was '~: no such
     # directory for the quicklook'.  Text, which keeps the '/' that says a folder.
     given = str(png)
@@ -648,13 +682,27 @@ def compare_files(
     given = local_file_text(given) or home_expanded(given)
     refuse_overlong_name("--output", given)
     _check_folder_given(given)
-    png = Path(given)
-    if png.is_dir() and not is_zarr_path(png):
+    path = Path(given)
+    if path.is_dir() and not is_zarr_path(path):
         # As geosr run -o takes a folder (a Zarr store is an output, no folder for it): it was
         # refused as 'the quicklook is a PNG'.
-        png = png / COMPARE_PNG
-    if png.suffix.lower() != ".png":
-        raise OptionError(f"{png}: the quicklook is a PNG; give an -o path ending in .png")
+        path = path / COMPARE_PNG
+    if path.suffix.lower() != ".png":
+        raise OptionError(f"{path}: the quicklook is a PNG; give an -o path ending in .png")
+    return path
+
+
+def _check_png_writable(png: Path, lr: str, sr: str, hr: str | None, overwrite: bool) -> None:
+    """Refuse a ``png`` that would replace a raster compared, or an earlier PNG without
+    ``overwrite``, or that cannot be written where it is.
+
+    Raises
+    ------
+    OptionError
+        ``png`` is one of the rasters ``lr``, ``sr`` and ``hr``.
+    OutputError
+        ``png`` exists and ``overwrite`` is not given, or its folder is missing or unwritable.
+    """
     # --overwrite replaces an earlier PNG, never a raster the comparison reads: a PNG with a
     # world file is one GDAL reads, and ``-o ref.png --overwrite`` replaced it.
     named = [
@@ -680,37 +728,28 @@ def compare_files(
         # Found out by the PNG's temporary once the panels were read and drawn: 'cannot write
         # the PNG ([Errno 30] Read-only file system: 'out/.c.png.tmp')', and no fix.
         raise OutputError(f"cannot write {png}: {why}; choose another -o path")
-    for flag, value in (("--hr", hr), ("--variable", variable), ("--hr-variable", hr_variable)):
-        if value is not None and not value.strip():  # --hr '' was read as the folder '.'
-            raise OptionError(f"{flag} is empty; give a value or leave the option out")
-    if hr_variable is not None and hr is None:
-        raise OptionError(
-            f"--hr-variable {hr_variable} names a variable of the --hr reference; give --hr too"
-        )
-    positions = None
-    if bands is not None:  # '' is refused (parse_bands), as geosr run does: it showed the default bands
-        from geosr.io.bands import band_indexes, parse_bands
 
-        positions = [i - 1 for i in band_indexes(_raster_scene(sr, "SR"), parse_bands(bands))]
-        if len(positions) not in (1, 3):  # a panel is grey or red, green, blue
-            raise OptionError(
-                f"--bands {bands}: give 1 band (shown in grey) or 3 (shown as red, green, blue), "
-                f"not {len(positions)}"
-            )
-    # Its reads left the files open in the thread's cache: a notebook's every comparison
-    # kept two or three more descriptors, and a deleted output's disk space, for good.
-    with datasets_closed():
-        return render_compare(
-            lr,
-            sr,
-            png,
-            hr=hr,
-            window=window,
-            bands=positions,
-            variable=variable,
-            lr_nodata=nodata,
-            hr_variable=hr_variable,
+
+def _band_positions(sr: str, bands: str | None) -> list[int] | None:
+    """The positions (0-based) in ``sr`` of the ``--bands`` shown, or None for the default ones.
+
+    Raises
+    ------
+    GeosrError
+        ``bands`` is malformed, names bands ``sr`` lacks, or is neither 1 nor 3 bands.
+    """
+    if bands is None:
+        return None
+    # '' is refused (parse_bands), as geosr run does: it showed the default bands.
+    from geosr.io.bands import band_indexes, parse_bands
+
+    positions = [i - 1 for i in band_indexes(_raster_scene(sr, "SR"), parse_bands(bands))]
+    if len(positions) not in (1, 3):  # a panel is grey or red, green, blue
+        raise OptionError(
+            f"--bands {bands}: give 1 band (shown in grey) or 3 (shown as red, green, blue), "
+            f"not {len(positions)}"
         )
+    return positions
 
 
 def write_compare(scene: Scene, output: Path, png: Path) -> Path | None:
