@@ -454,18 +454,55 @@ def load_model(
         A device name that is not known, or CUDA where there is none.
     """
     bands, scale = _plain_int(bands), _plain_int(scale)
+    device = _checked_device(device)
+    target = DEFAULT_MODEL if name_or_path is None else name_or_path
+    model, untrained, user_weights = _model_named(target, scale)
+    _check_bands(model, bands, user_weights)
+    if untrained:
+        _warn_untrained(model, target, scale)
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
+
+
+def _checked_device(device: object) -> torch.device | None:
+    """The device ``load_model`` was given, resolved (``auto``, ``cuda``); None where it was given none.
+
+    Raises
+    ------
+    OptionError
+        A device name that is not known, CUDA where there is none, or a value that names no device.
+    """
     if isinstance(device, (str, torch.device)):
         # Checked first, as geosr run checks it: torch's errors for 'gpu' or a missing CUDA
         # were tracebacks (RuntimeError, AssertionError 'Torch not compiled with CUDA'), for
         # torch.device('cuda') too.
-        device = resolve_device(str(device))
-    elif device is not None:
+        return resolve_device(str(device))
+    if device is not None:
         # device=0 (a CUDA index, to torch) was torch's RuntimeError 'Cannot access accelerator
         # device when none is available' as the model moved, or a GPU taken unchecked.
         raise OptionError(f"--device {device!r} is not supported: {TEXT_OPTIONS['device']} or a torch.device")
-    target = DEFAULT_MODEL if name_or_path is None else name_or_path
-    untrained = False
-    user_weights = None
+    return None
+
+
+def _model_named(target: str | os.PathLike[str], scale: int) -> tuple[SRModel, bool, Path | None]:
+    """The model ``target`` names at ``scale``: a registered one (with its bundled weights where
+    there are some), else the weights file it names.
+
+    Returns
+    -------
+    model : SRModel
+        As built or read: not yet moved to a device, nor in eval mode.
+    untrained : bool
+        Whether it is a registered model without bundled weights for ``scale``, and untrained.
+    user_weights : pathlib.Path or None
+        The weights file ``target`` names; None for a registered model.
+
+    Raises
+    ------
+    ModelError
+        Unknown name, unsupported scale, pickle checkpoint, missing card, weights that do not fit.
+    """
     if isinstance(target, str) and target in MODEL_NAMES:
         spec = MODEL_NAMES[target]
         scale = _check_scale(scale, target)
@@ -474,26 +511,23 @@ def load_model(
         if weights is not None:
             model = _from_file(weights, scale)
             model.name = target
-        else:
-            with random_state_kept():
-                model = spec.build(scale)
-            untrained = model.card.is_untrained
-    elif _looks_like_path(target):
+            return model, False, None
+        with random_state_kept():
+            model = spec.build(scale)
+        return model, model.card.is_untrained, None
+    if _looks_like_path(target):
         user_weights = local_path(target)
-        model = _from_file(user_weights, scale)
-    else:
-        raise _unknown(target)
-    _check_bands(model, bands, user_weights)
-    if untrained:
-        # A warning the command line shows: the output would otherwise pass for the
-        # model's while it is bicubic's.
-        # EDSR has no radiometric projection: untrained, it is bicubic alone.
-        projected = model.card.config.get("radiometric_projection", False)
-        warn(
-            f"no bundled weights for {target} x{scale}; it runs untrained, which equals "
-            f"bicubic{' + radiometric projection' if projected else ''} ({_bundled_note(str(target))}; "
-            f"train x{scale} weights with geosr train)"
-        )
-    if device is not None:
-        model = model.to(device)
-    return model.eval()
+        return _from_file(user_weights, scale), False, user_weights
+    raise _unknown(target)
+
+
+def _warn_untrained(model: SRModel, target: str | os.PathLike[str], scale: int) -> None:
+    """Warn that the registered model ``target`` runs untrained at ``scale``: the command line
+    shows it, where the output would otherwise pass for the model's while it is bicubic's."""
+    # EDSR has no radiometric projection: untrained, it is bicubic alone.
+    projected = model.card.config.get("radiometric_projection", False)
+    warn(
+        f"no bundled weights for {target} x{scale}; it runs untrained, which equals "
+        f"bicubic{' + radiometric projection' if projected else ''} ({_bundled_note(str(target))}; "
+        f"train x{scale} weights with geosr train)"
+    )
