@@ -747,23 +747,7 @@ def run_on_cluster(
                 "some to join (`dask worker` with that address starts one)"
             )
         _load_model_on_workers(client, ModelPlugin(key, _workers_by_host(workers)), address, state)
-        # A task, not scatter(): the scheduler keeps how to compute it, so the job is made
-        # again when the worker holding it dies; scattered data is lost for good, and with
-        # it every task of the run ("lost the Dask scheduler ... already forgotten" on a
-        # one-worker cluster whose nanny restarted the killed worker).
-        shared = client.submit(_the_job, job, pure=False)
-        futures = [
-            client.submit(
-                _run_batch,
-                shared,
-                [(i, plan.tiles[i]) for i in group],
-                key,
-                str(Path(state.store).absolute()),
-                str(Path(state.destination).absolute()),
-                pure=False,
-            )
-            for group in batches(list(todo), task_size(len(todo), job.batch_size, len(workers)))
-        ]
+        futures = _submitted(client, job, plan, todo, key, state, len(workers))
         for finished in _as_finished(client, futures, address):
             state.record(finished)
             if on_tiles_done is not None:
@@ -773,21 +757,12 @@ def run_on_cluster(
         # A task that takes its worker down every time (the kernel's OOM killer, a memory
         # limit): distributed gives up after a few workers, with a traceback of its own.
         _leave_workers(client, job)
-        raise ResumableError(
-            f"{state.destination}: every Dask worker that ran one of its tasks died "
-            f"({exc.allowed_failures + 1} in all; out of memory? the workers' logs say why); "
-            f"{state.describe()}; give the workers more memory or pass a smaller --batch-size, "
-            "then rerun the same command with --resume to finish it"
-        ) from None
+        raise _workers_died(state, exc) from None
     except (OSError, TimeoutError, CancelledError, CommClosedError, FuturesCancelledError) as exc:
         if isinstance(exc, GeosrError):  # a task's own failure (a damaged input): the cluster is there
             _leave_workers(client, job)
             raise
-        raise ResumableError(
-            f"{state.destination}: lost the Dask scheduler at {address} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'connection closed'}); {state.describe()}; "
-            "rerun the same command with --resume (with or without a cluster) to finish it"
-        ) from None
+        raise _scheduler_lost(state, address, exc) from None
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM, a notebook's stop): the scheduler kept the run's plugin,
         # so that every worker joining later built its model, and the workers its input open.
@@ -795,3 +770,54 @@ def run_on_cluster(
             client.cancel(futures)  # its tasks not started yet read nothing more
         _leave_workers(client, job)
         raise
+
+
+def _submitted(
+    client: Client,
+    job: Job,
+    plan: TilePlan,
+    todo: Sequence[int],
+    key: ModelKey,
+    state: RunState,
+    workers: int,
+) -> list[Any]:
+    """The futures of the tasks that run the tiles ``todo`` into the run state's store, in batches
+    sized for ``workers`` workers, each reading the job from one task of its own."""
+    # A task, not scatter(): the scheduler keeps how to compute it, so the job is made
+    # again when the worker holding it dies; scattered data is lost for good, and with
+    # it every task of the run ("lost the Dask scheduler ... already forgotten" on a
+    # one-worker cluster whose nanny restarted the killed worker).
+    shared = client.submit(_the_job, job, pure=False)
+    return [
+        client.submit(
+            _run_batch,
+            shared,
+            [(i, plan.tiles[i]) for i in group],
+            key,
+            str(Path(state.store).absolute()),
+            str(Path(state.destination).absolute()),
+            pure=False,
+        )
+        for group in batches(list(todo), task_size(len(todo), job.batch_size, workers))
+    ]
+
+
+def _workers_died(state: RunState, exc: KilledWorker) -> ResumableError:
+    """The line for a run whose tasks took every worker that ran them down: the finished tiles
+    are kept, for a ``--resume`` with more memory or smaller batches."""
+    return ResumableError(
+        f"{state.destination}: every Dask worker that ran one of its tasks died "
+        f"({exc.allowed_failures + 1} in all; out of memory? the workers' logs say why); "
+        f"{state.describe()}; give the workers more memory or pass a smaller --batch-size, "
+        "then rerun the same command with --resume to finish it"
+    )
+
+
+def _scheduler_lost(state: RunState, address: str, exc: BaseException) -> ResumableError:
+    """The line for a run that lost the scheduler at ``address`` (``exc``): the finished tiles
+    are kept, for a ``--resume`` with or without a cluster."""
+    return ResumableError(
+        f"{state.destination}: lost the Dask scheduler at {address} ({type(exc).__name__}: "
+        f"{str(exc).splitlines()[0] if str(exc) else 'connection closed'}); {state.describe()}; "
+        "rerun the same command with --resume (with or without a cluster) to finish it"
+    )
