@@ -357,6 +357,19 @@ def test_a_truncated_raster_is_one_line_and_leaves_no_run(
     assert not (tmp_path / "run").exists()
 
 
+def test_a_batch_too_large_for_memory_is_one_line_and_leaves_no_run(
+    tmp_path, scenes, capsys, monkeypatch
+) -> None:
+    """A batch size with zeros too many was numpy's MemoryError traceback ("Unable to allocate")."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    # 10**12 chips are beyond any address space: refused at once, whatever the memory overcommit.
+    args = ["train", str(scenes[0]), *FAST, "--batch-size", str(10**12), "-o", str(tmp_path / "run")]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, "out of memory: Unable to allocate", "lower --batch-size or --chip")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_run_folder_that_cannot_be_made_is_one_line(tmp_path, scenes, capsys, monkeypatch) -> None:
     """-o on a read-only file system (EROFS) or under a file (ENOTDIR): an OSError traceback."""
     from tests.test_bad_input import assert_one_clear_line, run_cli

@@ -701,7 +701,15 @@ def train(
         torch.inference_mode(False),
         torch.enable_grad(),
     ):
-        return _train(config, resume=resume, progress=progress, stop_after=stop_after, recipe=recipe)
+        try:
+            return _train(config, resume=resume, progress=progress, stop_after=stop_after, recipe=recipe)
+        except (MemoryError, torch.OutOfMemoryError) as exc:
+            # A recipe's batch_size = 100000000 (a zero too many) was numpy's traceback "Unable to
+            # allocate 252. GiB for an array with shape (100000000, 1, 26, 26) ...".
+            raise OptionError(
+                f"out of memory: {exc}; lower --batch-size or --chip, or data.val_chips or "
+                "data.val_lr_chip in a recipe"
+            ) from None
 
 
 @contextlib.contextmanager
