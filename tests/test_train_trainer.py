@@ -774,6 +774,17 @@ def test_a_recipes_data_not_found_says_what_geosr_data_dir_stood_for(tmp_path: P
     assert "GEOSR_DATA_DIR" not in str(info.value)
 
 
+def test_a_recipes_path_with_another_variable_says_it_was_read_as_written(tmp_path, monkeypatch) -> None:
+    # "training raster '${DATA}/hr.tif' does not exist" did not say that only ${GEOSR_DATA_DIR} is expanded.
+    from geosr.train.config import resolve_sources
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATA", str(tmp_path))
+    for path in ("${DATA}/hr.tif", "$DATA/*.tif"):
+        with pytest.raises(OptionError, match=r"are expanded in paths, so \$\{?DATA\}? was read as written$"):
+            resolve_sources((SceneSource(path),), "training")
+
+
 def test_a_training_glob_is_recursive_as_geosr_runs_is(tmp_path: Path) -> None:
     # 'tiles/**/*.tif' matched one folder level only (glob without recursive=True): no raster here.
     from geosr.train.config import SceneSource, resolve_sources

@@ -18,6 +18,7 @@ import dataclasses
 import glob
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -567,7 +568,18 @@ def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[P
 
 def _where_looked(path: Path, given: str) -> str:
     """Where a raster or pattern that found nothing was looked for."""
-    return _relative_to_cwd(path) + _data_dir_note(given)
+    return _relative_to_cwd(path) + _data_dir_note(given) + _unexpanded_note(expand_path(given))
+
+
+def _unexpanded_note(pattern: str) -> str:
+    """For a path still holding a variable once expanded (``${HOME}/hr.tif``), that it was read as
+    written: "raster '${HOME}/hr.tif' does not exist" did not say that no other variable is expanded."""
+    variable = re.search(r"\$\{?[A-Za-z_]\w*\}?", pattern)
+    if variable is None:
+        return ""
+    return (
+        f"; only ${{{DATA_DIR_VAR}}} and ~ are expanded in paths, so {variable.group()} was read as written"
+    )
 
 
 def _data_dir_note(path: str) -> str:
