@@ -701,6 +701,13 @@ def test_a_recipe_not_in_utf8_is_one_line_with_its_line(tmp_path: Path) -> None:
         load_config(recipe, {"scale": 2})
 
 
+def test_a_recipe_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    # Notepad's "UTF-8 with BOM" was "recipe mine.toml is not valid TOML: Invalid statement (at line 1, ...)".
+    recipe = tmp_path / "mine.toml"
+    recipe.write_bytes("steps = 3\n".encode("utf-8-sig"))
+    assert load_config(recipe).steps == 3
+
+
 @pytest.mark.parametrize(
     ("table", "says"),
     [

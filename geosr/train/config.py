@@ -14,6 +14,7 @@ directory (run recipes from the repository root, as ``make weights`` does).
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import glob
 import math
@@ -441,8 +442,8 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
             + ", ".join(bundled_recipes())
         )
     try:
-        with p.open("rb") as fh:
-            return tomllib.load(fh)
+        # Without the byte-order mark some Windows editors write: 'Invalid statement (at line 1, column 1)'.
+        return tomllib.loads(p.read_bytes().removeprefix(codecs.BOM_UTF8).decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise OptionError(f"recipe {p} is not valid TOML: {exc}") from exc
     except UnicodeDecodeError as exc:  # TOML is UTF-8: a Latin-1 'café' in a comment was a traceback
