@@ -701,6 +701,12 @@ def test_a_recipe_not_in_utf8_is_one_line_with_its_line(tmp_path: Path) -> None:
         load_config(recipe, {"scale": 2})
 
 
+def test_a_folder_as_recipe_is_said_to_be_one(tmp_path: Path) -> None:
+    # "recipe pipelines does not exist" beside the folder pipelines.
+    with pytest.raises(OptionError, match=rf"^recipe {tmp_path} is a folder, not a TOML file; give a TOML"):
+        load_config(tmp_path)
+
+
 def test_a_recipe_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     # Notepad's "UTF-8 with BOM" was "recipe mine.toml is not valid TOML: Invalid statement (at line 1, ...)".
     recipe = tmp_path / "mine.toml"

@@ -437,8 +437,10 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     """Parse a TOML recipe, a file or a bundled recipe's name, into a nested dict (no validation yet)."""
     p = recipe_file(path)
     if not p.is_file():
+        # A folder (--recipe pipelines) was said not to exist.
+        state = "is a folder, not a TOML file" if p.is_dir() else "does not exist"
         raise OptionError(
-            f"recipe {p} does not exist; give a TOML file or a bundled recipe's name: "
+            f"recipe {p} {state}; give a TOML file or a bundled recipe's name: "
             + ", ".join(bundled_recipes())
         )
     try:
