@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import random
 import re
@@ -722,6 +723,11 @@ def test_a_recipe_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
         ({"data": {"val_border": -2}}, "data.val_border must be >= 0"),
         ({"optim": {"betas": [1.5, 0.9]}}, "optim.betas must be two numbers 0 <= b < 1"),
         ({"optim": {"weight_decay": -1.0}}, "optim.weight_decay must be >= 0"),
+        # These trained: inf as "the loss became nan at step 1: lower optim.lr", the others as if 0.
+        ({"optim": {"weight_decay": math.inf}}, "optim.weight_decay must be >= 0 and finite, got inf"),
+        ({"optim": {"warmup": -5}}, "optim.warmup must be >= 0 steps, got -5"),
+        ({"optim": {"grad_clip": math.nan}}, "optim.grad_clip must be >= 0 (0: no clipping), got nan"),
+        ({"optim": {"grad_clip": -1.0}}, "optim.grad_clip must be >= 0 (0: no clipping), got -1.0"),
     ],
 )
 def test_a_recipes_size_or_optimiser_value_out_of_range_is_an_option_error(table: dict, says: str) -> None:

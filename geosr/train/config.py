@@ -160,8 +160,12 @@ class OptimConfig:
         # AdamW's own checks were tracebacks ("Invalid beta parameter at index 0: 1.5").
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise OptionError(f"optim.betas must be two numbers 0 <= b < 1, got {list(self.betas)}")
-        if not self.weight_decay >= 0:
-            raise OptionError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):  # inf: a nan loss at step 1
+            raise OptionError(f"optim.weight_decay must be >= 0 and finite, got {self.weight_decay}")
+        if self.warmup < 0:  # was taken as 0 without a word
+            raise OptionError(f"optim.warmup must be >= 0 steps, got {self.warmup}")
+        if not self.grad_clip >= 0:  # nan or below 0 turned clipping off without a word
+            raise OptionError(f"optim.grad_clip must be >= 0 (0: no clipping), got {self.grad_clip}")
         if not 0 <= self.min_lr_ratio <= 1:  # below 0, the decay ended in a negative rate: ascent
             raise OptionError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
