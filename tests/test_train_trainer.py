@@ -677,6 +677,9 @@ def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, mon
         # The [model] table was told only once training began, naming neither the recipe nor the table.
         ('[model]\nfeatures = "x"\n', "[model] CNNRNNConfig.features must be an integer >= 1"),
         ("[model]\nfeaturez = 8\n", "[model] unknown CNNRNN config keys ['featurez']"),
+        # Told once training began, naming no recipe.
+        ("loss = { l3 = 1.0 }\n", "unknown loss 'l3'; known losses: l1, mse"),
+        ("loss = { l1 = 0 }\n", "the loss has no term with a non-zero weight: {'l1': 0}"),
         # "build_model() got multiple values for keyword argument 'scale'" (a TypeError traceback).
         ("[model]\nscale = 4\n", "[model] scale = 4: the model's scale is the run's own scale"),
     ],

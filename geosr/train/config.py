@@ -283,6 +283,10 @@ class TrainConfig:
                     f"loss weight {term}={weight} must be a number >= 0 (0 leaves the term out), "
                     f"e.g. {_loss_example()}"
                 )
+        from geosr.train.losses import check_loss  # torch: only where a run is configured
+
+        # Here, not once training starts: "unknown loss 'l3'" did not name the recipe to fix.
+        check_loss(self.loss)
         if not 0 <= self.seed < 2**63:
             # numpy's generator takes no negative seed, torch's manual_seed none of 2**64 or more:
             # either was a traceback (ValueError) at the start of training.

@@ -305,6 +305,16 @@ LOSSES: dict[str, LossFn] = {
 }
 
 
+def check_loss(weights: Mapping[str, float]) -> None:
+    """Refuse (:class:`OptionError`) an unknown term of non-zero weight, or weights that leave no term."""
+    known = [*LOSSES, "perceptual"]
+    for name, weight in weights.items():
+        if weight != 0 and name not in known:
+            raise OptionError(f"unknown loss {name!r}; known losses: {', '.join(known)}")
+    if all(weight == 0 for weight in weights.values()):
+        raise OptionError(f"the loss has no term with a non-zero weight: {dict(weights)}")
+
+
 def build_loss(
     weights: Mapping[str, float],
     *,
@@ -316,6 +326,7 @@ def build_loss(
     Names: ``l1``, ``mse``, ``ssim``, ``shift_l1`` and ``perceptual`` (which
     needs ``perceptual_net``, a file for :func:`load_feature_extractor`).
     """
+    check_loss(weights)
     terms: list[tuple[float, LossFn]] = []
     for name, weight in weights.items():
         if weight == 0:
@@ -330,13 +341,8 @@ def build_loss(
                 )
             net = PerceptualLoss(load_feature_extractor(perceptual_net)).to(device)
             terms.append((float(weight), net))
-        elif name in LOSSES:
-            terms.append((float(weight), LOSSES[name]))
         else:
-            known = ", ".join([*LOSSES, "perceptual"])
-            raise OptionError(f"unknown loss {name!r}; known losses: {known}")
-    if not terms:
-        raise OptionError(f"the loss has no term with a non-zero weight: {dict(weights)}")
+            terms.append((float(weight), LOSSES[name]))
 
     def total(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         pred = pred.float()
