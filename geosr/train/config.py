@@ -261,6 +261,7 @@ class TrainConfig:
             raise OptionError(f"scale must be 2, 3, 4 or 8, got {self.scale}")
         if self.steps < 1 or self.batch_size < 1:
             raise OptionError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
+        _check_device(self.device)
         if self.precision not in {"auto", "fp32", "bf16"}:
             raise OptionError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if "scale" in self.model:  # was a TypeError traceback: build_model's scale given twice
@@ -304,6 +305,19 @@ class TrainConfig:
         if self.weights:
             return Path(self.weights)
         return Path(self.output) / f"{self.name}_x{self.scale}"
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device torch cannot name, as the config is built: a recipe's device = "gpu" was
+    told once training began, naming no recipe.  Whether CUDA is there is the run's to say."""
+    if device == "auto":
+        return
+    import torch  # only where a run is configured
+
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise OptionError(f"unknown device {device!r}: use auto, cpu or cuda[:N]") from None
 
 
 def _init_flag(init: str) -> str:
