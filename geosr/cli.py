@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from geosr.allocator import keep_freed_memory
 from geosr.cli_types import StdoutError, echo_path, given_text, stdout_guarded, unpadded
@@ -127,6 +127,41 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
 
 
+def _argument_shown(param: Any, *, in_usage: bool) -> str:
+    """An argument as a user types it: its metavar (``INPUTS``), in ``[...]`` in the usage line when
+    it may be left out, ``...`` after it when it takes several."""
+    name = str(param.metavar or param.name.upper())
+    if in_usage and not param.required:
+        name = f"[{name}]"
+    return f"{name}..." if param.nargs != 1 else name
+
+
+class _Command(TyperCommand):
+    """A geosr command whose help names its arguments as they are typed: typer's showed Python's
+    (``Usage: geosr run [OPTIONS] {inputs}...``; ``inputs... <list[str]>`` under Arguments), where
+    click's convention, which ``[OPTIONS]`` follows, is ``INPUTS...`` and ``[HR]...``."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        arguments = [p for p in self.get_params(ctx) if p.param_type_name == "argument"]
+        return pieces + [_argument_shown(p, in_usage=True) for p in arguments]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                sections["Arguments"].append((_argument_shown(param, in_usage=False), record[1]))
+            else:
+                sections["Options"].append(record)
+        for title, rows in sections.items():
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
 app = typer.Typer(
     name="geosr",
     cls=_Commands,
@@ -223,6 +258,7 @@ Input = Annotated[
     str,
     typer.Argument(
         parser=given_text,
+        metavar="INPUT",
         help="GeoTIFF/COG, JPEG2000, any GDAL raster, a .zarr store, a STAC Item .json, "
         "or a remote path (https://, s3://, gs://, /vsi...).",
         show_default=False,
@@ -280,12 +316,13 @@ Compress = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
     inputs: Annotated[
         list[str],
         typer.Argument(
             parser=given_text,
+            metavar="INPUTS",
             help="One or more rasters: GeoTIFF/COG, JPEG2000, any GDAL raster, a .zarr store, a STAC "
             "Item .json, or a remote path (https://, s3://, gs://, /vsi...). Several inputs, or a quoted "
             "glob such as 'tiles/*.tif', run one after another in this process (torch and the model "
@@ -628,7 +665,7 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         yield advance
 
 
-@app.command()
+@app.command(cls=_Command)
 def info(
     input: Input,
     output: Annotated[
@@ -717,7 +754,7 @@ def print_table(table: Table) -> None:
         typer.echo(unpadded(Console(), table))
 
 
-@app.command()
+@app.command(cls=_Command)
 def models(
     as_json: Annotated[
         bool,
@@ -825,14 +862,20 @@ def _card_lines(card: object) -> list[tuple[str, str]]:
     return lines
 
 
-@app.command()
+@app.command(cls=_Command)
 def compare(
     lr: Annotated[
-        str, typer.Argument(parser=given_text, help="The low-resolution input.", show_default=False)
+        str,
+        typer.Argument(parser=given_text, metavar="LR", help="The low-resolution input.", show_default=False),
     ],
     sr: Annotated[
         str,
-        typer.Argument(parser=given_text, help="The super-resolved output of geosr run.", show_default=False),
+        typer.Argument(
+            parser=given_text,
+            metavar="SR",
+            help="The super-resolved output of geosr run.",
+            show_default=False,
+        ),
     ],
     output: Annotated[
         str,
@@ -1127,5 +1170,5 @@ def _register_plugins() -> None:
         from geosr.train.cli import evaluate_command, train_command
     except ImportError:
         return
-    app.command("train")(train_command)
-    app.command("evaluate")(evaluate_command)
+    app.command("train", cls=_Command)(train_command)
+    app.command("evaluate", cls=_Command)(evaluate_command)

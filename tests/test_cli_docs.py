@@ -415,3 +415,27 @@ def test_the_python_api_documents_each_parameter_and_its_default(module: str, na
         kind = documented[parameter]
         if kind and default not in (None, inspect.Parameter.empty):
             assert kind.endswith(f", default {default}"), f"{name}({parameter}=...): {kind!r}"
+
+
+def test_help_names_the_arguments_as_they_are_typed() -> None:
+    # typer's help showed Python's names: 'Usage: geosr run [OPTIONS] {inputs}...' and, under
+    # Arguments, 'inputs... <list[str]>', 'lr <str>', 'hr_rasters... <list[str]>'.
+    _register_plugins()
+    expected = {
+        "run": ("[OPTIONS] INPUTS...", ["INPUTS..."]),
+        "info": ("[OPTIONS] INPUT", ["INPUT"]),
+        "models": ("[OPTIONS]", []),
+        "compare": ("[OPTIONS] LR SR", ["LR", "SR"]),
+        "train": ("[OPTIONS] [HR]...", ["HR..."]),
+        "evaluate": ("[OPTIONS] [HR]...", ["HR..."]),
+    }
+    for command, (usage, names) in expected.items():
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        first = result.output.splitlines()[0]
+        assert first.endswith(f" {command} {usage}"), first
+        assert "list[" not in result.output, result.output
+        arguments = result.output.split("Arguments:\n")[-1].split("Options:")[0] if names else ""
+        rows = [line.split()[0] for line in arguments.splitlines() if line[2:3].strip()]
+        assert rows == names, arguments
+        assert not re.search(r"<\w+>", arguments), arguments

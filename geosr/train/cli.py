@@ -106,7 +106,9 @@ def train_command(
     inputs: Annotated[
         list[str] | None,
         typer.Argument(
-            parser=given_text, help="HR rasters for self-supervised training: files, folders or globs."
+            parser=given_text,
+            metavar="HR",
+            help="HR rasters for self-supervised training: files, folders or globs.",
         ),
     ] = None,
     recipe: Annotated[
@@ -796,6 +798,7 @@ def evaluate_command(
         list[str] | None,
         typer.Argument(
             parser=given_text,
+            metavar="HR",
             help="HR rasters for the Wald protocol: files or quoted globs ('val/*.tif').",
         ),
     ] = None,
