@@ -30,6 +30,7 @@ from geosr.faults import checkpoint
 from geosr.fingerprint import check_unchanged, job_fingerprint
 from geosr.grid import scaled, scaled_rpcs
 from geosr.io.atomic import (
+    already_exists,
     check_name_length,
     check_writable,
     enclosing_zarr_store,
@@ -682,7 +683,7 @@ def refuse_existing_data(dst: Path, opts: RunOptions) -> None:
     refuse_foreign_directory(dst)  # which --overwrite does not replace either: said first
     if opts.overwrite or not (dst.exists() or dst.is_symlink()) or output_job(dst) is not None:
         return
-    raise OutputError(f"{dst} already exists; pass --overwrite to replace it")
+    raise already_exists(dst)
 
 
 def unknown_options(names: list[str], caller: str = "upscale_file") -> str:

@@ -33,7 +33,7 @@ from geosr.figure_bands import (
     source_bands,
 )
 from geosr.grid import warp_onto, window_grid
-from geosr.io.atomic import refuse_kernel_file_system, refuse_overlong_name, unwritable_folder
+from geosr.io.atomic import already_exists, refuse_kernel_file_system, refuse_overlong_name, unwritable_folder
 from geosr.io.names import shell_quoted
 from geosr.io.remote import home_expanded, local_file_text
 from geosr.io.scene import (
@@ -715,7 +715,7 @@ def _check_png_writable(png: Path, lr: str, sr: str, hr: str | None, overwrite: 
         )
     # is_symlink too: a dangling link "does not exist", and was replaced without a word.
     if (png.exists() or png.is_symlink()) and not overwrite:
-        raise OutputError(f"{png} exists; pass --overwrite to replace it")
+        raise already_exists(png)
     if not png.parent.is_dir():
         # It said no more: the fix is the folder, as geosr run's line for a missing one says.
         raise OutputError(

@@ -1257,7 +1257,7 @@ def test_compare_keeps_a_dangling_link_where_the_png_goes(make_raster, tmp_path:
     sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
     link = tmp_path / "c.png"
     link.symlink_to(tmp_path / "elsewhere" / "c.png")
-    with pytest.raises(OutputError, match=r"c.png exists; pass --overwrite to replace it"):
+    with pytest.raises(OutputError, match=r"c\.png already exists; pass --overwrite to replace it"):
         compare_files(str(lr), str(sr), link)
     assert link.is_symlink()
     assert compare_files(str(lr), str(sr), link, overwrite=True).is_file()

@@ -19,7 +19,7 @@ from geosr.cli_types import unpadded
 from geosr.errors import OptionError, OutputError
 from geosr.evaluation.metrics import BandMetrics
 from geosr.evaluation.wald import EvalReport
-from geosr.io.atomic import write_small_file
+from geosr.io.atomic import already_exists, write_small_file
 from geosr.io.names import as_shown, printable
 from geosr.io.remote import home_expanded
 
@@ -255,7 +255,7 @@ def check_report_paths(
         if (path.exists() or path.is_symlink()) and not overwrite:
             # check_writable's line named the file by its absolute path, and not the option:
             # '/home/me/work/metrics.json already exists' for `--json metrics.json`.
-            raise OutputError(f"{option} {path} already exists; pass --overwrite to replace it")
+            raise already_exists(f"{option} {path}")
         check_writable(path.absolute(), overwrite)
 
 

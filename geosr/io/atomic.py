@@ -102,6 +102,12 @@ def process_umask() -> int:
     return mask
 
 
+def already_exists(destination: str | Path) -> OutputError:
+    """The refusal of an existing output without ``--overwrite``: one line for every command
+    (geosr compare's and a remote output's said only "x exists; ...")."""
+    return OutputError(f"{destination} already exists; pass --overwrite to replace it")
+
+
 def check_writable(destination: Path, overwrite: bool) -> None:
     """Fail fast, with one clear line, when ``destination`` cannot be written.
 
@@ -133,7 +139,7 @@ def check_writable(destination: Path, overwrite: bool) -> None:
     refuse_foreign_directory(destination)
     # is_symlink too: a dangling link "does not exist" but would still be clobbered.
     if (destination.exists() or destination.is_symlink()) and not overwrite:
-        raise OutputError(f"{destination} already exists; pass --overwrite to replace it")
+        raise already_exists(destination)
     # os.access answers for the real user; root passes it everywhere except on a
     # read-only mount, which is why the sinks also create their temporary right away.
     if not os.access(parent, os.W_OK | os.X_OK):

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlparse
 
 from geosr.errors import InputError, OutputError
 from geosr.held import environment_defaults
-from geosr.io.atomic import take_lock
+from geosr.io.atomic import already_exists, take_lock
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -735,7 +735,7 @@ def remote_exists(url: str | Path) -> bool:
 def check_remote_output(dst: str | Path, *, overwrite: bool) -> None:
     """Refuse an existing remote output without ``overwrite``, before any compute."""
     if not overwrite and remote_exists(dst):
-        raise OutputError(f"{dst} exists; pass --overwrite to replace it")
+        raise already_exists(dst)
 
 
 def staging_folder(dst: str | Path) -> Path:
