@@ -17,9 +17,16 @@ import re
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import ParamSpec, TextIO, TypeVar, cast
+
+
+def in_words(words: Sequence[str]) -> str:
+    """``words`` as a sentence lists them: 'steps', 'lr and steps', 'data, lr and steps', where a
+    Python list in a user's line read "differs in ['steps']"."""
+    *first, last = words
+    return f"{', '.join(first)} and {last}" if first else last
 
 
 class GeosrError(Exception):

@@ -661,8 +661,11 @@ def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, mon
     assert run_cli(args, capsys, monkeypatch)[0] in (0, None)
     monkeypatch.chdir(scenes[0].parent)
     code, err = run_cli(["train", scenes[0].name, *FAST, "-o", str(run), "--resume"], capsys, monkeypatch)
-    expected = f"data.train[0].path: '{scenes[0]}' in the run, 'train.tif' now"
+    expected = f"differs in data (data.train[0].path: '{scenes[0]}' in the run, 'train.tif' now)"
     assert_one_clear_line(code, err, "cannot resume", expected)
+    # Several were a Python list: "differs in ['seed', 'steps']".
+    code, err = run_cli([*args, "--resume", "--steps", "2", "--seed", "1"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "cannot resume", "differs in seed and steps (seed: 0 in the run, 1 now)")
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from geosr.errors import InputError, ModelError, OptionError, OutputError, current_keywords, python_api
+from geosr.errors import (
+    InputError,
+    ModelError,
+    OptionError,
+    OutputError,
+    current_keywords,
+    in_words,
+    python_api,
+)
 from geosr.io.atomic import is_foreign_directory, lock_held, unwritable_folder
 from geosr.models.base import SRModel
 from geosr.models.bicubic import bicubic_upsample
@@ -349,8 +357,9 @@ def _check_resume_config(output: Path, config: TrainConfig) -> None:
     if diff:
         where, then, now = _first_difference(stored.get(diff[0]), current.get(diff[0]), diff[0])
         raise OptionError(
-            f"cannot resume {output}: the configuration differs in {diff} ({where}: {then!r} in the run, "
-            f"{now!r} now); resume with the same recipe and options, or choose a new --output"
+            f"cannot resume {output}: the configuration differs in {in_words(diff)} "
+            f"({where}: {then!r} in the run, {now!r} now); resume with the same recipe and options, "
+            "or choose a new --output"
         )
 
 
