@@ -307,7 +307,9 @@ def test_config_validation(kwargs: dict[str, object], pattern: str) -> None:
 def test_config_dict_round_trip_and_unknown_keys() -> None:
     config = CNNRNNConfig(scale=3, features=8, recurrent=False)
     assert CNNRNNConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ModelError, match=r"unknown CNNRNN config keys \['width'\]"):
+    with pytest.raises(
+        ModelError, match=r"unknown CNNRNN config keys width; expected some of encoder_blocks, features, "
+    ):
         CNNRNNConfig.from_dict({"scale": 2, "width": 8})
 
 

@@ -77,8 +77,8 @@ def test_build_model_overrides() -> None:
     assert model.config.features == 8 and not model.config.recurrent
     with pytest.raises(ModelError, match="unknown CNNRNN config keys"):
         build_model("cnnrnn-fast", scale=3, width=8)
-    with pytest.raises(ModelError, match="takes no options"):
-        build_model("bicubic", scale=3, features=8)
+    with pytest.raises(ModelError, match=r"^model bicubic takes no options, got features and tile$"):
+        build_model("bicubic", scale=3, features=8, tile=4)
 
 
 def test_unknown_name_lists_known_names() -> None:

@@ -672,14 +672,18 @@ def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, mon
     ("text", "says"),
     [
         ('steps = "ten"\n', "config.steps must be int"),
-        ("stepz = 3\n", "unknown key(s) ['stepz']"),
+        # A Python list: "unknown key(s) ['stepz'] in config; known: ['batch_size', ...]".
+        ("stepz = 3\n", "unknown key(s) stepz in config; known: batch_size, checkpoint_every,"),
         # A table without its path was a TypeError traceback ("missing 1 required positional argument").
         ("[[data.train]]\n", "config.data.train[0] has no path: add path = ... to that table"),
         # A string for a float was a TypeError traceback from the config's own checks.
         ('[optim]\nlr = "fast"\n', "config.optim.lr must be float, got 'fast'"),
         # The [model] table was told only once training began, naming neither the recipe nor the table.
         ('[model]\nfeatures = "x"\n', "[model] CNNRNNConfig.features must be an integer >= 1"),
-        ("[model]\nfeaturez = 8\n", "[model] unknown CNNRNN config keys ['featurez']"),
+        (
+            "[model]\nfeaturez = 8\n",
+            "[model] unknown CNNRNN config keys featurez; expected some of encoder_blocks,",
+        ),
         # Told once training began, naming no recipe.
         ("loss = { l3 = 1.0 }\n", "unknown loss 'l3'; known losses: l1, mse"),
         ("loss = { l1 = 0 }\n", "the loss has no term with a non-zero weight: {'l1': 0}"),

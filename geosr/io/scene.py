@@ -27,7 +27,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
-from geosr.errors import InputError, catch_warnings_serialised
+from geosr.errors import InputError, catch_warnings_serialised, in_words
 from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS, overlong_name
 from geosr.io.coordinates import refuse_uneven_coordinates
@@ -669,7 +669,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
     dtypes = set(src.dtypes)
     if len(dtypes) != 1:
         raise InputError(
-            f"{path}: bands have different data types {sorted(dtypes)}; "
+            f"{path}: bands have different data types {in_words(sorted(dtypes))}; "
             "convert to one type first (gdal_translate -ot)"
         )
     dtype = src.dtypes[0]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812  (the torch convention)
 from torch import nn
 
-from geosr.errors import ModelError
+from geosr.errors import ModelError, in_words
 from geosr.models.base import (
     SRModel,
     check_frames,
@@ -95,7 +95,9 @@ class CNNRNNConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ModelError(f"unknown CNNRNN config keys {unknown}; expected some of {sorted(known)}")
+            raise ModelError(
+                f"unknown CNNRNN config keys {in_words(unknown)}; expected some of {', '.join(sorted(known))}"
+            )
         if "scale" not in data:
             raise ModelError("CNNRNN config has no 'scale'")
         return cls(**data)

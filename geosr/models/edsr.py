@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from geosr.errors import ModelError
+from geosr.errors import ModelError, in_words
 from geosr.models.base import (
     SRModel,
     check_frames,
@@ -68,7 +68,7 @@ class EDSRConfig:
         """Build from a card's ``config``; unknown keys are refused, not ignored."""
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
-            raise ModelError(f"unknown EDSR config keys {unknown}")
+            raise ModelError(f"unknown EDSR config keys {in_words(unknown)}")
         return cls(**data)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from geosr.errors import ModelError, OptionError, python_api, warn
+from geosr.errors import ModelError, OptionError, in_words, python_api, warn
 from geosr.models.base import MAX_SCALE, MIN_SCALE, SRModel, check_int_at_least
 from geosr.models.bicubic import Bicubic
 from geosr.models.card import ModelCard, json_ready
@@ -60,7 +60,7 @@ def _build_edsr(name: str, scale: int, options: Mapping[str, Any]) -> SRModel:
 
 def _build_bicubic(name: str, scale: int, options: Mapping[str, Any]) -> SRModel:
     if options:
-        raise ModelError(f"model {name} takes no options, got {sorted(options)}")
+        raise ModelError(f"model {name} takes no options, got {in_words(sorted(options))}")
     return Bicubic(scale)
 
 

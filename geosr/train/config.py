@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path, PurePath
 from typing import Any
 
-from geosr.errors import GeosrError, OptionError, current_keywords, keyword_wording, python_api
+from geosr.errors import GeosrError, OptionError, current_keywords, in_words, keyword_wording, python_api
 from geosr.io.remote import home_expanded
 from geosr.train.degrade import DegradationConfig
 
@@ -405,7 +405,7 @@ def from_dict(cls: type[Any], values: Mapping[str, Any], where: str = "config") 
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise OptionError(f"unknown key(s) {unknown} in {where}; known: {sorted(names)}")
+        raise OptionError(f"unknown key(s) {in_words(unknown)} in {where}; known: {', '.join(sorted(names))}")
     # An empty [[data.train]] table (a key without a default) was a TypeError traceback.
     needed = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]
     if needed:
