@@ -230,6 +230,7 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
+        metavar="<name>",
         help="Model name (see `geosr models`; default cnnrnn-fast), 'bicubic', or a .safetensors path; a "
         "model's name always means that model: give ./NAME.safetensors for a file of that name.",
     ),
@@ -278,6 +279,7 @@ Aoi = Annotated[
     str | None,
     typer.Option(
         parser=given_text,
+        metavar="<path>",
         help="Area of interest: a GeoJSON (or any vector file pyogrio reads), any CRS.",
     ),
 ]
@@ -884,6 +886,7 @@ def compare(
             "-o",
             # Text, not a Path, which drops the '/' that says a folder (compare_files checks it).
             parser=given_text,
+            metavar="<path>",
             help="The PNG to write, or an existing folder to write it into.",
         ),
     ] = "compare.png",
@@ -891,6 +894,7 @@ def compare(
         str | None,
         typer.Option(
             parser=given_text,
+            metavar="<path>",
             help="A high-resolution reference of the same area (third panel), read onto the output "
             "grid with nearest neighbour; its bands of the same names, else its red, green, blue by colour "
             "interpretation, else the same positions.",

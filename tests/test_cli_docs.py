@@ -439,3 +439,24 @@ def test_help_names_the_arguments_as_they_are_typed() -> None:
         rows = [line.split()[0] for line in arguments.splitlines() if line[2:3].strip()]
         assert rows == names, arguments
         assert not re.search(r"<\w+>", arguments), arguments
+
+
+def test_help_shows_option_values_in_one_spelling() -> None:
+    # Options took '<path>' in run and '<Path>' (Python's class) in train and evaluate, an
+    # '<int range>' where min= is set (the range is said in [x>=1] already), and --model '<str>'.
+    _register_plugins()
+    for command in ("run", "info", "train", "evaluate"):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        for odd in ("<Path>", " range>"):
+            assert odd not in result.output, f"geosr {command} --help: {odd}"
+        assert "-m, --model <name>" in result.output, result.output
+    # Files given as text were '<str>': geosr compare's -o and --hr, evaluate's --json and
+    # --plot, run's --aoi; train's --init, a file or a bundled model's name.
+    paths = {"compare": ("-o, --output", "--hr"), "evaluate": ("--json", "--plot"), "run": ("--aoi",)}
+    for command, options in paths.items():
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        for option in options:
+            assert f"  {option} <path>  " in result.output, f"geosr {command} {option}: {result.output}"
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert "  --init <weights>  " in result.output, result.output

@@ -115,6 +115,7 @@ def train_command(
         Path | None,
         typer.Option(
             parser=given_path,
+            metavar="<path>",
             help=(
                 "TOML recipe: a file, or a bundled one by its name (pipelines/*.toml), such as "
                 "cnnrnn_fast_x4; options below override it."
@@ -135,7 +136,9 @@ def train_command(
     store: Annotated[
         Path | None,
         typer.Option(
-            parser=given_path, help="Paired training store (.zarr): built from --lr/--hr, or reused."
+            parser=given_path,
+            metavar="<path>",
+            help="Paired training store (.zarr): built from --lr/--hr, or reused.",
         ),
     ] = None,
     scheduler: Annotated[
@@ -150,6 +153,7 @@ def train_command(
         typer.Option(
             "--model",
             "-m",
+            metavar="<name>",
             help="Model to train: cnnrnn-fast or cnnrnn-best (default "
             f"{TrainConfig.name}, or the recipe's, or the --init weights' own).",
         ),
@@ -157,15 +161,22 @@ def train_command(
     init: Annotated[
         str | None,
         typer.Option(
-            help="Start from these weights (fine-tuning): a .safetensors file or a bundled model name."
+            metavar="<weights>",
+            help="Start from these weights (fine-tuning): a .safetensors file or a bundled model name.",
         ),
     ] = None,
     steps: Annotated[
-        int | None, typer.Option(help=f"Optimiser steps{_or_recipe(TrainConfig.steps)}.", min=1)
+        int | None,
+        typer.Option(help=f"Optimiser steps{_or_recipe(TrainConfig.steps)}.", min=1, metavar="<int>"),
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option("--batch-size", help=f"Chips per step{_or_recipe(TrainConfig.batch_size)}.", min=1),
+        typer.Option(
+            "--batch-size",
+            help=f"Chips per step{_or_recipe(TrainConfig.batch_size)}.",
+            min=1,
+            metavar="<int>",
+        ),
     ] = None,
     lr_chip: Annotated[
         int | None,
@@ -173,6 +184,7 @@ def train_command(
             "--chip",
             help=f"LR chip size in pixels (default {DataConfig.lr_chip}, or the recipe's, or the --store's).",
             min=4,
+            metavar="<int>",
         ),
     ] = None,
     learning_rate: Annotated[
@@ -188,6 +200,7 @@ def train_command(
         Path | None,
         typer.Option(
             parser=given_path,
+            metavar="<path>",
             help="Feature network for the perceptual loss (.safetensors VGG, .pt2 or TorchScript).",
         ),
     ] = None,
@@ -199,11 +212,18 @@ def train_command(
     precision: PrecisionOpt = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (0: default).")] = None,
     val_every: Annotated[
-        int | None, typer.Option(help=f"Validate every N steps{_or_recipe(TrainConfig.val_every)}.", min=1)
+        int | None,
+        typer.Option(
+            help=f"Validate every N steps{_or_recipe(TrainConfig.val_every)}.", min=1, metavar="<int>"
+        ),
     ] = None,
     checkpoint_every: Annotated[
         int | None,
-        typer.Option(help=f"Checkpoint every N steps{_or_recipe(TrainConfig.checkpoint_every)}.", min=1),
+        typer.Option(
+            help=f"Checkpoint every N steps{_or_recipe(TrainConfig.checkpoint_every)}.",
+            min=1,
+            metavar="<int>",
+        ),
     ] = None,
     output: Annotated[
         Path | None,
@@ -211,13 +231,16 @@ def train_command(
             "--output",
             "-o",
             parser=given_path,
+            metavar="<path>",
             help=f"Run folder: config, checkpoints, weights{_or_recipe(TrainConfig.output)}.",
         ),
     ] = None,
     weights: Annotated[
         Path | None,
         typer.Option(
-            parser=given_path, help="Stem of the weights file to write (default in the run folder)."
+            parser=given_path,
+            metavar="<path>",
+            help="Stem of the weights file to write (default in the run folder).",
         ),
     ] = None,
     nodata: Annotated[
@@ -810,26 +833,34 @@ def evaluate_command(
         typer.Option(
             "--model",
             "-m",
+            metavar="<name>",
             help="Model name (see `geosr models`) or a .safetensors path (default: cnnrnn-fast); a "
             "model's name always means that model: give ./NAME.safetensors for a file of that name.",
         ),
     ] = None,
-    border: Annotated[int, typer.Option(help="HR pixels excluded at every edge.", min=0)] = 16,
+    border: Annotated[
+        int, typer.Option(help="HR pixels excluded at every edge.", min=0, metavar="<int>")
+    ] = 16,
     # Text, not Paths, which drop the '/' that says a folder (check_report_paths refuses it).
     json_path: Annotated[
         str | None,
         typer.Option(
             "--json",
             parser=given_name,
+            metavar="<path>",
             help="Write the full report as JSON; '-' prints it on stdout, for scripts (jq), and the "
             "table on stderr.",
         ),
     ] = None,
     plot: Annotated[
-        str | None, typer.Option(parser=given_name, help="Write a PNG bar chart of the gain over bicubic.")
+        str | None,
+        typer.Option(
+            parser=given_name, metavar="<path>", help="Write a PNG bar chart of the gain over bicubic."
+        ),
     ] = None,
     workdir: Annotated[
-        Path | None, typer.Option(parser=given_path, help="Keep the LR, SR and bicubic GeoTIFFs here.")
+        Path | None,
+        typer.Option(parser=given_path, metavar="<path>", help="Keep the LR, SR and bicubic GeoTIFFs here."),
     ] = None,
     # geosr run's own options, as the run of each image takes them (their help named no default).
     tile: Tile = None,
