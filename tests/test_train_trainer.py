@@ -686,7 +686,9 @@ def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, mon
         ),
         # Told once training began, naming no recipe.
         ("loss = { l3 = 1.0 }\n", "unknown loss 'l3'; known losses: l1, mse"),
-        ("loss = { l1 = 0 }\n", "the loss has no term with a non-zero weight: {'l1': 0}"),
+        # A Python dict: "the loss has no term with a non-zero weight: {'l1': 0}".
+        ("loss = { l1 = 0 }\n", "the loss has no term with a non-zero weight (l1 is 0): give a term"),
+        ("loss = { l1 = 0, ssim = 0 }\n", "no term with a non-zero weight (l1 and ssim are 0): give"),
         ('device = "gpu"\n', "unknown device 'gpu': use auto, cpu or cuda[:N]"),
         # "build_model() got multiple values for keyword argument 'scale'" (a TypeError traceback).
         ("[model]\nscale = 4\n", "[model] scale = 4: the model's scale is the run's own scale"),

@@ -313,7 +313,12 @@ def check_loss(weights: Mapping[str, float]) -> None:
         if weight != 0 and name not in known:
             raise OptionError(f"unknown loss {name!r}; known losses: {', '.join(known)}")
     if all(weight == 0 for weight in weights.values()):
-        raise OptionError(f"the loss has no term with a non-zero weight: {dict(weights)}")
+        # Not the weights as a Python dict ("{'l1': 0}"), which is neither a recipe's nor --loss's spelling.
+        verb = "is" if len(weights) == 1 else "are"
+        zeros = f"{in_words(list(weights))} {verb} 0" if weights else "none given"
+        raise OptionError(
+            f"the loss has no term with a non-zero weight ({zeros}): give a term a weight above 0"
+        )
 
 
 def build_loss(
