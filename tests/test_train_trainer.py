@@ -721,6 +721,23 @@ def test_a_folder_as_recipe_is_said_to_be_one(tmp_path: Path) -> None:
         load_config(tmp_path)
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").is_file(), reason="needs Linux's /proc/self/mem")
+def test_a_recipe_that_cannot_be_read_is_one_line() -> None:
+    # A file the OS refuses to read (an unreadable or failing disk's; /proc/self/mem fails to be read
+    # from its start, as root too) was an OSError traceback: "[Errno 5] Input/output error".
+    with pytest.raises(OptionError, match=r"^recipe /proc/self/mem cannot be read \(Input/output error\); "):
+        load_config("/proc/self/mem")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_recipe_that_is_no_file_is_said_to_be_none(tmp_path: Path) -> None:
+    # A named pipe (or a device) as --recipe was said not to exist, beside it.
+    pipe = tmp_path / "mine.toml"
+    os.mkfifo(pipe)
+    with pytest.raises(OptionError, match=rf"^recipe {pipe} is not a regular file; give a TOML file"):
+        load_config(pipe)
+
+
 def test_a_recipe_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     # Notepad's "UTF-8 with BOM" was "recipe mine.toml is not valid TOML: Invalid statement (at line 1, ...)".
     recipe = tmp_path / "mine.toml"

@@ -459,8 +459,11 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     """Parse a TOML recipe, a file or a bundled recipe's name, into a nested dict (no validation yet)."""
     p = recipe_file(path)
     if not p.is_file():
-        # A folder (--recipe pipelines) was said not to exist.
-        state = "is a folder, not a TOML file" if p.is_dir() else "does not exist"
+        # A folder (--recipe pipelines) was said not to exist, and so was a named pipe or a device.
+        if p.is_dir():
+            state = "is a folder, not a TOML file"
+        else:
+            state = "is not a regular file" if p.exists() else "does not exist"
         raise OptionError(
             f"recipe {p} {state}; give a TOML file or a bundled recipe's name: "
             + ", ".join(bundled_recipes())
@@ -474,6 +477,11 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
         byte, line = exc.object[exc.start], exc.object[: exc.start].count(b"\n") + 1
         what = f"byte {byte:#04x} at line {line}"
         raise OptionError(f"recipe {p} is not UTF-8 text: {what}; save it as UTF-8") from None
+    except OSError as exc:  # no read permission, a failing disk: an OSError traceback
+        raise OptionError(
+            f"recipe {p} cannot be read ({exc.strerror or exc}); check its permissions, or copy it "
+            "to a readable TOML file"
+        ) from None
 
 
 @python_api(flags=CONFIG_FLAGS)
