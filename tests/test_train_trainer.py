@@ -595,7 +595,9 @@ def test_a_negative_thread_count_is_one_line(tmp_path, scenes, capsys, monkeypat
 @pytest.mark.parametrize(
     ("option", "needle"),
     [
-        (["--learning-rate", "nan"], "optim.lr must be a finite number > 0"),
+        # Named optim.lr, a recipe's key, which no user of the command typed.
+        (["--learning-rate", "nan"], "--learning-rate must be a finite number > 0, got nan"),
+        (["--learning-rate", "-1"], "--learning-rate must be a finite number > 0, got -1.0"),
         (["--seed", "-1"], "seed must be a whole number"),
         (["--seed", "99999999999999999999"], "seed must be a whole number"),
         (["--loss", ""], "--loss '' is empty"),  # trained with the default loss, silently
@@ -612,6 +614,12 @@ def test_a_nan_learning_rate_or_an_out_of_range_seed_is_one_line(
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, needle)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_python_callers_bad_learning_rate_names_its_key() -> None:
+    # The command line names --learning-rate; load_config's caller gives optim.lr, and a recipe too.
+    with pytest.raises(OptionError, match=r"^optim\.lr must be a finite number > 0, got -1\.0"):
+        load_config(None, {"optim": {"lr": -1.0}})
 
 
 def test_a_training_raster_error_is_not_preceded_by_the_progress_bar(

@@ -48,6 +48,7 @@ CONFIG_FLAGS = {
         "loss": "loss",
         "store": "data.store",
         "chip": "data.lr_chip",
+        "learning-rate": "optim.lr",
     }.items()
 } | {"-o": "output", "-s": "scale", "-m": "name"}
 """The :class:`TrainConfig` field (a recipe's key) each flag of ``geosr train`` sets, which a
@@ -502,7 +503,7 @@ def load_config(recipe: str | Path | None = None, overrides: Mapping[str, Any] |
         config = typing.cast(TrainConfig, from_dict(TrainConfig, merged))
     except OptionError as exc:
         if recipe is None or not _valid(overrides or {}):
-            raise
+            raise _named_as_set(exc, overrides or {}) from None
         # The options alone are valid, so the recipe is at fault: "config.steps must be
         # int" did not say which file to fix.
         raise OptionError(f"recipe {recipe}: {exc}") from None
@@ -542,6 +543,29 @@ def _check_model_table(config: TrainConfig, recipe: str | Path | None) -> None:
     except GeosrError as exc:
         where = f"recipe {recipe}: " if recipe is not None else ""
         raise OptionError(f"{where}[model] {exc}") from None
+
+
+def _named_as_set(exc: OptionError, overrides: Mapping[str, Any]) -> OptionError:
+    """``exc``, an error of the overrides, naming the flag that set its key where the command line
+    gave it: ``geosr train --learning-rate -1`` was told "optim.lr must be a finite number > 0", a
+    recipe's key, which its user never typed.  A Python caller's lines keep the keys it gives."""
+    if current_keywords() is not None:
+        return exc
+    message = str(exc)
+    for flag, key in CONFIG_FLAGS.items():
+        if flag.startswith("--") and message.startswith(f"{key} ") and _given(overrides, key):
+            return OptionError(f"{flag}{message.removeprefix(key)}")
+    return exc
+
+
+def _given(overrides: Mapping[str, Any], key: str) -> bool:
+    """Whether ``overrides`` set the dotted ``key`` (``optim.lr``) to a value."""
+    value: Any = overrides
+    for part in key.split("."):
+        if not isinstance(value, Mapping):
+            return False
+        value = value.get(part)
+    return value is not None
 
 
 def _valid(overrides: Mapping[str, Any]) -> bool:
