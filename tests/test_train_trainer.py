@@ -715,6 +715,28 @@ def test_an_error_in_a_recipe_names_the_recipe(tmp_path: Path, text: str, says: 
         load_config(recipe, {"scale": 5})
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        # Took 5 GB in 15 minutes, without finishing a step, with multi_frame_probability = 1.
+        (
+            "[degradation]\nmulti_frame_probability = 1.0\nframes = [2, 100000]\n",
+            "degradation.frames must be a range 1 <= low <= high <= 64, got [2, 100000]",
+        ),
+        # Trained on without end.
+        ("steps = 99999999999999999999\n", "steps must be below 2**63, got 99999999999999999999"),
+        ("val_every = 99999999999999999999\n", "val_every must be below 2**63, got 99999999999999999999"),
+    ],
+)
+def test_a_recipes_value_beyond_any_run_is_refused_naming_the_recipe(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text(text)
+    with pytest.raises(OptionError, match=rf"^recipe {recipe}: {re.escape(says)}$"):
+        load_config(recipe)
+
+
 def test_a_recipe_not_in_utf8_is_one_line_with_its_line(tmp_path: Path) -> None:
     # A Latin-1 'café' in a comment was a UnicodeDecodeError traceback naming neither file nor line.
     recipe = tmp_path / "mine.toml"

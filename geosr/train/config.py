@@ -258,6 +258,10 @@ class TrainConfig:
         for name in (name for name, hint in hints.items() if hint is int):  # steps, seed, ...
             # A Python caller's steps="10" (a recipe's is checked as read) was a TypeError traceback.
             _convert(int, getattr(self, name), name)
+            if name != "seed" and getattr(self, name) >= 2**63:  # the seed's line is its own, below
+                # TOML and Python take any integer: steps = 99999999999999999999 trained on without
+                # end, where torch and numpy count in 64-bit integers.
+                raise OptionError(f"{name} must be below 2**63, got {getattr(self, name)}")
         if self.scale not in (2, 3, 4, 8):
             raise OptionError(f"scale must be 2, 3, 4 or 8, got {self.scale}")
         if self.steps < 1 or self.batch_size < 1:

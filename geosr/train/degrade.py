@@ -37,6 +37,13 @@ from geosr.errors import OptionError
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
+MAX_FRAMES = 64
+"""The most frames a training stack may have.  Each frame is one more sequential ConvGRU step,
+whose activations the backward pass holds, and one more degraded copy of every chip: memory
+and time grow with it, without end (``frames = [2, 100000]`` took 5 GB in 15 min and had not
+finished a step).  Multi-frame data has tens of frames at most (PROBA-V's scenes hold 9 to 35),
+and a model trained on 64 already fuses any longer stack ``geosr run`` is given."""
+
 
 @dataclass(frozen=True)
 class DegradationConfig:
@@ -73,18 +80,21 @@ class DegradationConfig:
         for name in ("blur_probability", "multi_frame_probability"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise OptionError(f"degradation {name} must be in [0, 1], got {value}")
+                raise OptionError(f"degradation.{name} must be in [0, 1], got {value}")
         for name in ("blur_sigma", "noise_sigma"):
             lo, hi = getattr(self, name)
             # nan passed 'lo < 0 or hi < lo', and nan or inf was numpy's traceback as chips were drawn.
             if not (0 <= lo <= hi and math.isfinite(hi)):
                 raise OptionError(
-                    f"degradation {name} must be a range of finite numbers 0 <= low <= high, got {(lo, hi)}"
+                    f"degradation.{name} must be a range of finite numbers 0 <= low <= high, got {(lo, hi)}"
                 )
-        if self.frames[0] < 1 or self.frames[1] < self.frames[0]:
-            raise OptionError(f"degradation frames must be a range 1 <= low <= high, got {self.frames}")
+        if not 1 <= self.frames[0] <= self.frames[1] <= MAX_FRAMES:
+            raise OptionError(
+                f"degradation.frames must be a range 1 <= low <= high <= {MAX_FRAMES}, "
+                f"got {list(self.frames)}"
+            )
         if not (math.isfinite(self.max_shift) and self.max_shift >= 0):
-            raise OptionError(f"degradation max_shift must be a finite number >= 0, got {self.max_shift}")
+            raise OptionError(f"degradation.max_shift must be a finite number >= 0, got {self.max_shift}")
 
 
 WALD = DegradationConfig(blur_probability=0.0, noise_sigma=(0.0, 0.0), quantise=True)
