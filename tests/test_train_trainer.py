@@ -660,6 +660,39 @@ def test_a_validation_raster_that_training_reads_too_is_refused(tmp_path, scenes
         check_held_out((top,), (SceneSource(str(scenes[1]), rows=(0.4, 1.0)),))
 
 
+@pytest.mark.parametrize(
+    ("tables", "says"),
+    [
+        (
+            '[[data.train]]\npath = "{train}"\n[[data.train]]\npath = "{missing}"\n',
+            "data.train[1].path: training raster",
+        ),
+        ('[[data.train]]\npath = "{folder}/zz*.tif"\n', "data.train[0].path: training pattern"),
+        (
+            '[[data.train]]\npath = "{folder}"\n[[data.val]]\npath = "{val}"\n',
+            "data.val[0].path: {val} is both",
+        ),
+        (
+            '[[data.train]]\npath = "{train}"\nbands = [0]\n',
+            "data.train[0].bands: {train} has 1 band(s); bands [0]",
+        ),
+    ],
+)
+def test_a_recipes_source_that_cannot_be_read_names_the_recipe_and_its_key(
+    tmp_path, scenes, tables: str, says: str
+) -> None:
+    """Raised where the sources are read, these named neither the recipe nor which table to fix:
+    "training raster 'b.tif' does not exist", "a.tif has 1 band(s); bands [0] do not exist"."""
+    names = {"train": scenes[0], "val": scenes[1], "folder": scenes[0].parent, "missing": tmp_path / "no.tif"}
+    recipe = tmp_path / "mine.toml"
+    settings = 'name = "cnnrnn-fast"\nscale = 2\nsteps = 1\ndevice = "cpu"\n'
+    model = "[model]\nfeatures = 8\nencoder_blocks = 1\nrefine_steps = 1\n"
+    recipe.write_text(settings + f'output = "{tmp_path / "run"}"\n' + model + tables.format(**names))
+    with pytest.raises(OptionError if "bands" not in says else InputError) as info:
+        train(load_config(recipe), recipe=str(recipe))
+    assert str(info.value).startswith(f"recipe {recipe}: {says.format(**names)}"), info.value
+
+
 def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, monkeypatch) -> None:
     """'differs in ['data']' did not say that the training raster was now spelt another way."""
     from tests.test_bad_input import assert_one_clear_line, run_cli

@@ -15,6 +15,7 @@ directory (run recipes from the repository root, as ``make weights`` does).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import dataclasses
 import glob
 import math
@@ -23,7 +24,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePath
@@ -614,9 +615,11 @@ def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[P
             # itself nor deeper ones, and so matched no raster in a tree of tiles.
             files = sorted(Path(f) for f in glob.glob(pattern, recursive=True))  # noqa: PTH207  (absolute globs)
         else:
-            raise OptionError(f"{what} raster {pattern!r} does not exist{_where_looked(p, source.path)}")
+            message = f"{what} raster {pattern!r} does not exist{_where_looked(p, source.path)}"
+            raise of_source(OptionError(message), source, "path")
         if not files:
-            raise OptionError(f"{what} pattern {pattern!r} matches no raster{_where_looked(p, source.path)}")
+            message = f"{what} pattern {pattern!r} matches no raster{_where_looked(p, source.path)}"
+            raise of_source(OptionError(message), source, "path")
         for f in files:
             # One file, the same part of it, from two patterns ('tiles/*.tif tiles/a.tif', or
             # a.tif relative and absolute) once: it was sampled twice as often, without a word.
@@ -677,13 +680,57 @@ def check_held_out(train: tuple[SceneSource, ...], val: tuple[SceneSource, ...])
         for g, t in trained:
             bands = not t.bands or not v.bands or bool(set(t.bands) & set(v.bands))
             if g == f.resolve() and bands and _overlap(t.rows, v.rows) and _overlap(t.cols, v.cols):
-                raise OptionError(
+                message = (
                     f"{f} is both a training and a validation raster, but validation rasters are never "
                     "trained on: leave it out of the training rasters (a glob or folder may match it), "
                     "or split it with rows/cols in a recipe"
                 )
+                raise of_source(OptionError(message), v, "path")
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
     """Whether two [start, stop) fractions of a scene share pixels."""
     return a[0] < b[1] and b[0] < a[1]
+
+
+_SOURCE = "geosr_scene_source"
+"""The attribute of an error of one :class:`SceneSource` that holds it and its key (:func:`of_source`)."""
+
+
+def of_source(exc: GeosrError, source: SceneSource, key: str) -> GeosrError:
+    """``exc``, marked as an error of ``source``'s ``key`` (``path``, ``bands``), for
+    :func:`sources_named` to name the recipe's table that gives it."""
+    setattr(exc, _SOURCE, (source, key))
+    return exc
+
+
+@contextlib.contextmanager
+def sources_named(data: DataConfig, recipe: str | Path | None) -> Iterator[None]:
+    """Within: an error of one of ``data``'s sources (:func:`of_source`) that the recipe gives
+    names the recipe and the source's key: "training raster 'b.tif' does not exist", "a.tif has 1
+    band(s); bands [0] do not exist" and a validation raster trained on were raised where no recipe
+    is known, and did not say which file, nor which of its tables, to fix.
+
+    A source given otherwise (``geosr train``'s rasters, a Python caller's) keeps its line.
+    """
+    try:
+        yield
+    except GeosrError as exc:
+        source, key = getattr(exc, _SOURCE, (None, None))
+        where = _recipe_key(data, recipe, source) if source is not None else None
+        if where is None:
+            raise
+        raise type(exc)(f"recipe {recipe}: {where}.{key}: {exc}") from None
+
+
+def _recipe_key(data: DataConfig, recipe: str | Path | None, source: SceneSource) -> str | None:
+    """The key (``data.train[2]``) of ``source`` where the recipe gives it, else None."""
+    if recipe is None:
+        return None
+    tables = read_recipe(recipe).get("data", {})
+    for table in ("train", "val"):
+        given = tables.get(table, []) if isinstance(tables, Mapping) else []
+        for k, entry in enumerate(getattr(data, table)):
+            if entry is source and k < len(given) and given[k].get("path") == source.path:
+                return f"data.{table}[{k}]"
+    return None

@@ -23,7 +23,14 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from geosr.errors import InputError, OptionError, catch_warnings_serialised, current_keywords, warn
+from geosr.errors import (
+    GeosrError,
+    InputError,
+    OptionError,
+    catch_warnings_serialised,
+    current_keywords,
+    warn,
+)
 from geosr.io.names import open_raster
 from geosr.io.scene import (
     Scene,
@@ -43,7 +50,7 @@ from geosr.io.sink import check_nodata_of
 from geosr.kernel import normalise_valid
 from geosr.normalise import scene_normalisation, valid_mask
 from geosr.run_inputs import warn_float_fill
-from geosr.train.config import SceneSource, resolve_sources
+from geosr.train.config import SceneSource, of_source, resolve_sources
 from geosr.train.coreg import read_failed
 from geosr.train.degrade import WALD, DegradationConfig, degrade_batch, margin_for
 
@@ -113,7 +120,10 @@ def load_scene(path: str | Path, source: SceneSource) -> TrainScene:
                 f"{key.replace(':', '_').replace('/', '_')}.tif"
             )
         refuse_palette(path, src)
-        bands = chosen_bands(path, src, source.bands)
+        try:
+            bands = chosen_bands(path, src, source.bands)
+        except GeosrError as exc:  # bands = [0]: named with the recipe's key (sources_named)
+            raise of_source(exc, source, "bands") from None
         r0, r1 = (round(f * src.height) for f in source.rows)
         c0, c1 = (round(f * src.width) for f in source.cols)
         window = Window(c0, r0, c1 - c0, r1 - r0)

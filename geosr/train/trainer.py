@@ -60,6 +60,7 @@ from geosr.train.config import (
     TrainConfig,
     check_held_out,
     is_model_name,
+    sources_named,
     to_dict,
 )
 from geosr.train.data import (
@@ -761,7 +762,8 @@ def _train(
     if config.threads:
         torch.set_num_threads(config.threads)
     run, parent = _set_up(config)
-    sampler, validator = _training_data(config, run.device)
+    with sources_named(config.data, recipe):
+        sampler, validator = _training_data(config, run.device)
     state = _started(config, run, resume=resume)
     start_step = state.step
     if _steps_taken(config, run, state, sampler, validator, progress, stop_after):
