@@ -20,6 +20,7 @@ from geosr.io.names import os_name, utf8_name
 from geosr.io.remote import local_archive, local_stamp, unsigned
 from geosr.io.scene import Scene
 from geosr.io.sink import DEFAULT_COMPRESS, DEFAULT_ZARR_FORMAT
+from geosr.kernel import needs_exact_projection
 from geosr.normalise import Normalisation
 from geosr.options import RunOptions
 from geosr.tiling import TilePlan
@@ -63,6 +64,10 @@ def job_fingerprint(
         "nodata": repr(scene.band_nodata or scene.nodata),
         # Only where there are any: the digests of other runs, which --resume compares, stay.
         **({"missing_values": repr(scene.missing_values)} if scene.missing_values else {}),
+        # Redone in float64 where float32 does not hold the pixels (kernel.project_exactly): an
+        # unfinished run of such a scene begun before would resume into tiles ~1 DN apart.  Only
+        # there: the digests of other runs, whose pixels did not change, stay.
+        **({"projection": "float64"} if _projects_exactly(predictor, scene) else {}),
         "normalisation": [norm.method, [repr(v) for v in norm.offset], [repr(v) for v in norm.scale]],
         "output": dst.suffix.lower(),
         # v2 only: the digests of other runs (v3, the default), which --resume compares, stay,
@@ -79,6 +84,11 @@ def job_fingerprint(
         "frames": [[_where(f.path), *(f.stamp or file_stamp(f.path))] for f in frames],
         **files_read_with(scene),
     }
+
+
+def _projects_exactly(predictor: Predictor, scene: Scene) -> bool:
+    """Whether the model's projection of ``scene`` is redone in float64 (:func:`geosr.kernel.finish_tile`)."""
+    return bool(predictor.model.projects) and needs_exact_projection(scene.dtype)
 
 
 def files_read_with(scene: Scene) -> dict[str, Any]:
@@ -128,6 +138,7 @@ FIELD_NAMES = {
     "compile": "--compile",
     "nodata": "--nodata",
     "missing_values": "--nodata (or the variable's missing_value)",
+    "projection": "the radiometric projection (exact in float64 for 32-bit integer and float64 scenes)",
     "output": "the output format",
     "zarr_format": "--zarr-format",
     "compress": "--compress",

@@ -802,3 +802,27 @@ def test_resume_after_the_rename_still_writes_the_stac_item_and_quicklook(
     written = item.stat().st_mtime_ns
     assert geosr_here(job, dst, "--stac", "--resume", capfd=capfd, monkeypatch=monkeypatch).returncode == 0
     assert item.stat().st_mtime_ns == written
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint16"])
+def test_a_run_begun_before_the_exact_projection_is_not_resumed(
+    make_raster, tmp_path: Path, dtype: str
+) -> None:
+    """An int32, uint32 or float64 run interrupted before the projection was redone in float64
+    resumed into tiles ~1 DN off the old ones; other dtypes' pixels did not change, nor may their runs."""
+    src = make_raster(count=1, height=40, width=40, dtype=dtype)
+    dst = tmp_path / "out.tif"
+    options = {"scale": 2, "tile": 16}  # the default model, which projects
+    with pytest.raises(KeyboardInterrupt):
+        geosr.upscale_file(src, dst, progress=ctrl_c_after_a_batch, **options)
+    manifest_path = run_dir(dst) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    fingerprint = manifest["fingerprint"]
+    assert ("projection" in fingerprint) == (dtype == "int32")
+    fingerprint.pop("projection", None)  # as a run of geosr before the change stored it
+    manifest_path.write_text(json.dumps(manifest))
+    if dtype == "int32":
+        with pytest.raises(StaleRunError, match="differs in the radiometric projection"):
+            geosr.upscale_file(src, dst, resume=True, **options)
+    else:
+        assert geosr.upscale_file(src, dst, resume=True, **options) == dst
