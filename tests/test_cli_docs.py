@@ -212,10 +212,13 @@ def _command_options(name: str) -> set[str]:
 
 
 def test_the_readme_synopsis_of_run_names_every_option() -> None:
-    # The synopsis left out --scheduler and --workers, which the README shows just above it.
+    # The synopsis left out --scheduler and --workers, which the README shows just above it; it
+    # named the inputs 'INPUT...' where --help says 'INPUTS...'.
     text = README.read_text(encoding="utf-8")
-    synopsis = re.search(r"`geosr run INPUT\.\.\.(.*?)`", text, re.DOTALL)
-    assert synopsis is not None
+    usage = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output.splitlines()[0]
+    arguments = usage.split(" [OPTIONS] ")[-1]  # as --help names them: 'INPUTS...'
+    synopsis = re.search(rf"`geosr run {re.escape(arguments)} (.*?)`", text, re.DOTALL)
+    assert synopsis is not None, f"the README's synopsis does not begin `geosr run {arguments}`"
     named = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", synopsis.group(1)))
     options = _command_options("run")
     assert named <= options, f"not options of geosr run: {sorted(named - options)}"
