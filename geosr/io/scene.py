@@ -540,12 +540,15 @@ def unreadable(path: str, exc: RasterioIOError) -> InputError:
 def _stdin_unread(said: str) -> str:
     """Why GDAL read no raster from standard input, by what it ``said``."""
     if "streamed TIFF" in said:
-        # A COG (geosr's own output) was told "no raster (it was empty, or not a raster)": GDAL
-        # reads a pipe's TIFF as a stream unless it may keep it, and a COG's layout is no stream.
+        # GDAL reads a pipe's TIFF as a stream unless it may keep it, and a stream must begin
+        # with its first directory ('IFD start should be at offset 8'): a COG (geosr's own output)
+        # has its layout metadata there, a TIFF whose tags were edited in place its directory at
+        # the end; a plain GeoTIFF as GDAL writes it streams.
         return (
-            "standard input holds a TIFF laid out to be read in any order (a COG, as geosr writes), "
-            "which GDAL reads from a pipe only if it may keep it: give /vsistdin?buffer_limit=1GB "
-            "(at least the file's size) in place of /vsistdin/, or the file's path"
+            "standard input holds a TIFF whose first directory is not at its start (a COG, as geosr "
+            "writes, or a TIFF edited in place), which GDAL reads from a pipe only if it may keep it: "
+            "give /vsistdin?buffer_limit=1GB (at least the file's size) in place of /vsistdin/, or the "
+            "file's path"
         )
     # GDAL has read a pipe's bytes by now, so which of the two it was cannot be told.
     return f"standard input holds no raster GDAL reads (it was empty, or not a raster); {stdin_example()}"
