@@ -667,8 +667,11 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         yield advance
 
 
-@app.command(cls=_Command)
+# Extra arguments reach the command (ctx.args), which refuses them as it does a glob of several:
+# click's line was 'Got unexpected extra argument(s) (b.tif)'.
+@app.command(cls=_Command, context_settings={"allow_extra_args": True})
 def info(
+    ctx: typer.Context,
     input: Input,
     output: Annotated[
         str | None,
@@ -728,7 +731,9 @@ def info(
     table = Table(show_header=False, box=None)
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # a long path is folded onto the next line, not cut with '…'
-    for key, value in plan_run(_one_input(input), options, calibrate=calibrate, output=output).lines():
+    for key, value in plan_run(
+        _one_input(input, *ctx.args), options, calibrate=calibrate, output=output
+    ).lines():
         # A path in brackets is no markup; a signed URL's signature (a credential) is left out;
         # a name the terminal cannot print is escaped, as in an error line (it read 'sc??ne.tif').
         shown = printable(without_signatures(value), getattr(sys.stdout, "encoding", None))
@@ -736,18 +741,26 @@ def info(
     print_table(table)
 
 
-def _one_input(pattern: str) -> str:
+def _one_input(pattern: str, *others: str) -> str:
     """The input ``geosr info`` describes: a quoted glob (as ``geosr run`` takes) of one match
-    is that file; of several, refused in one line, which said 'no such file' of the glob."""
+    is that file; of several, refused in one line, which said 'no such file' of the glob, as are
+    ``others`` (more arguments, or an unquoted glob the shell expanded)."""
     from geosr.batch import expand_inputs
 
+    if others:
+        raise InputError(f"given {_several((pattern, *others))}; geosr info describes one: give one of them")
     sources = expand_inputs([pattern])
     if len(sources) > 1:
-        shown = ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else "")
         raise InputError(
-            f"{pattern}: matches {len(sources)} inputs ({shown}); geosr info describes one: give one of them"
+            f"{pattern}: matches {_several(sources)}; geosr info describes one: give one of them"
         )
     return sources[0]
+
+
+def _several(sources: Sequence[str]) -> str:
+    """``N inputs (a.tif, b.tif, c.tif, ...)``: the first three of ``sources``."""
+    shown = ", ".join(sources[:3]) + (", ..." if len(sources) > 3 else "")
+    return f"{len(sources)} inputs ({shown})"
 
 
 def print_table(table: Table) -> None:

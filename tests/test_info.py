@@ -68,8 +68,10 @@ def test_info_takes_a_glob_of_one_input_and_refuses_one_of_several(make_raster, 
     make_raster("b.tif", height=20, width=20)
     monkeypatch.chdir(a.parent)  # short names: a long path is folded over two lines
 
-    def info(pattern: str) -> tuple[int, str, str]:
-        code, captured = _geosr(monkeypatch, capsys, "info", pattern, "--model", "bicubic", "--no-calibrate")
+    def info(*patterns: str) -> tuple[int, str, str]:
+        code, captured = _geosr(
+            monkeypatch, capsys, "info", *patterns, "--model", "bicubic", "--no-calibrate"
+        )
         return code, captured.out, captured.err
 
     code, out, _ = info("a*.tif")
@@ -80,6 +82,10 @@ def test_info_takes_a_glob_of_one_input_and_refuses_one_of_several(make_raster, 
         err.strip()
         == "error: *.tif: matches 2 inputs (a.tif, b.tif); geosr info describes one: give one of them"
     )
+    # Two of them, or the glob unquoted (the shell's): click's 'Got unexpected extra argument(s) (b.tif)'.
+    code, out, err = info("a.tif", "b.tif")
+    assert code and not out
+    assert err.strip() == "error: given 2 inputs (a.tif, b.tif); geosr info describes one: give one of them"
 
 
 def test_info_on_a_scene_whose_first_tiles_are_all_nan_says_no_numpy_warning(make_raster) -> None:
