@@ -171,7 +171,31 @@ def _union(path: Path, shapes: list[Any], crs: Any) -> Geometry:
     merged = areas([shapely.make_valid(shapely.force_2d(s)) for s in shapes])
     if merged.area == 0:
         raise InputError(f"{path}: the AOI has no area (points or lines); give a polygon")
-    return Geometry(merged, crs)
+    area = Geometry(merged, crs)
+    if area.crs is not None and area.crs.geographic and in_degrees(area.boundingbox):  # else refused later
+        _refuse_an_edge_round_the_world(path, shapes)
+    return area
+
+
+def _refuse_an_edge_round_the_world(path: Path, shapes: list[Any]) -> None:
+    """Refuse a lon/lat polygon with an edge over 180 degrees of longitude: one drawn across the
+    antimeridian (179.95 to -179.95), which GeoJSON reads the long way round (RFC 7946 asks for it
+    to be split there), gave a full-width output of a scene there, most of it valid.  An edge of
+    a whole turn is a whole-world box's side (-180 to 180, or 0 to 360)."""
+    parts = shapely.get_parts(shapes)
+    for ring in shapely.get_rings(parts[shapely.get_type_id(parts) == 3]):
+        x = shapely.get_coordinates(ring)[:, 0]
+        west, east = x[:-1], x[1:]
+        span = np.abs(east - west)
+        long_way = (span > 180) & (span != 360)
+        if long_way.any():
+            i = int(np.flatnonzero(long_way)[0])
+            raise InputError(
+                f"{path}: a polygon edge runs from longitude {west[i]:g} to {east[i]:g}, which GeoJSON "
+                f"reads as {span[i]:g} degrees the long way round; if the area crosses "
+                "the antimeridian, split it there into a polygon on each side (RFC 7946, 3.1.9), and if "
+                "it is that wide, add vertices so that no edge spans over 180 degrees"
+            )
 
 
 def parse_bbox(text: str, crs: str = GEOJSON_CRS) -> Geometry:

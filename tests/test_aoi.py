@@ -753,3 +753,31 @@ def test_an_aoi_file_is_read_once_per_version(make_raster, tmp_path: Path) -> No
     with rasterio.open(smaller) as ds:
         assert (ds.width, ds.height) == (60, 60)
     assert _read_vector.cache_info().misses == 2
+
+
+def test_a_polygon_drawn_across_the_antimeridian_is_refused_until_split(make_raster, tmp_path: Path) -> None:
+    """A polygon written across the antimeridian (179.9 to -179.85), which GeoJSON reads the long
+    way round (RFC 7946 asks for it to be split there), gave the scene's full width, most of it
+    valid; it is refused, and split as RFC 7946 says, it gives its own columns."""
+    grid = Affine(0.01, 0, 179.7, 0, -0.01, -16.0)
+    src = make_raster(crs="EPSG:4326", transform=grid, height=40, width=56)
+    across = [(179.9, -16.3), (-179.85, -16.3), (-179.85, -16.1), (179.9, -16.1), (179.9, -16.3)]
+    aoi = write_geojson(tmp_path / "across.geojson", across)
+    out = tmp_path / "out.tif"
+    with pytest.raises(InputError) as refused:
+        geosr.upscale_file(src, out, scale=2, model="bicubic", aoi=str(aoi))
+    assert str(refused.value) == (
+        f"{aoi}: a polygon edge runs from longitude 179.9 to -179.85, which GeoJSON reads as 359.75 "
+        "degrees the long way round; if the area crosses the antimeridian, split it there into a polygon "
+        "on each side (RFC 7946, 3.1.9), and if it is that wide, add vertices so that no edge spans over "
+        "180 degrees"
+    )
+    assert not out.exists()
+    halves = [[(179.9, -16.3), (180, -16.3), (180, -16.1), (179.9, -16.1), (179.9, -16.3)]]
+    halves += [[(-180, -16.3), (-179.85, -16.3), (-179.85, -16.1), (-180, -16.1), (-180, -16.3)]]
+    split = {"type": "MultiPolygon", "coordinates": [[ring] for ring in halves]}
+    (tmp_path / "split.geojson").write_text(json.dumps(split))
+    geosr.upscale_file(src, out, scale=2, model="bicubic", aoi=str(tmp_path / "split.geojson"))
+    with rasterio.open(out) as f:
+        assert f.transform == grid @ Affine.translation(20, 10) @ Affine.scale(0.5)
+        assert (f.width, f.height) == (50, 40) and (f.read(1) != 0).all()
