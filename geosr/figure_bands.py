@@ -125,11 +125,13 @@ def same_named_bands(sr_scene: Scene, other: Scene, show: Sequence[int]) -> list
     lacks or holds twice).
 
     A reference stacked B04,B03,B02 against an output of B02,B03,B04 (shown as B04,B03,B02:
-    positions 2,1,0) was shown from its own positions 2,1,0, blue as red and red as blue.
+    positions 2,1,0) was shown from its own positions 2,1,0, blue as red and red as blue.  Names
+    are compared as :func:`colour_name` spells them: a reference's SR_B8 or 'B8, central wavelength
+    842 nm' was no output's B08.
     """
     wanted = [sr_scene.descriptions[p] if p < len(sr_scene.descriptions) else None for p in show]
-    names = [canonical_band_name(d) if d else None for d in other.descriptions]
-    found = [canonical_band_name(w) for w in wanted if w]
+    names = [colour_name(d) if d else None for d in other.descriptions]
+    found = [colour_name(w) for w in wanted if w]
     if len(found) < len(show) or not all(names.count(n) == 1 for n in found):
         return list(show)
     return [names.index(n) for n in found]

@@ -581,6 +581,36 @@ def test_the_reference_is_shown_from_its_bands_of_the_same_names(make_raster, tm
         np.testing.assert_allclose(np.nanmean(panel, axis=(1, 2)), [6000, 3000, 1000], atol=1)
 
 
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("B08", "B04", "B03", "B02"),
+        ("SR_B8", "SR_B4", "SR_B3", "SR_B2"),
+        tuple(f"B{b}, central wavelength {w} nm" for b, w in ((8, 842), (4, 665), (3, 560), (2, 490))),
+    ],
+)
+def test_the_reference_bands_match_by_sensor_band_names(make_raster, tmp_path: Path, names) -> None:
+    """A reference's bands were matched to the output's by the old rule: 'SR_B8' or 'B8, central
+    wavelength 842 nm' was no 'B08', so the output's near infrared (its 4th band) was shown from
+    the reference's 4th, its blue; a figure's colours already read those names (colour_name)."""
+    from tests.conftest import UTM_TRANSFORM
+
+    levels = np.array([1000, 3000, 6000, 8000], "uint16")[:, None, None]
+    lr = make_raster(
+        data=np.broadcast_to(levels, (4, 32, 32)).copy(), descriptions=("B02", "B03", "B04", "B08")
+    )
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    hr = make_raster(
+        "hr.tif",
+        data=np.broadcast_to(levels[::-1], (4, 64, 64)).copy(),
+        descriptions=names,
+        transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(0.5),
+    )
+    for shown, means in (([3], [8000]), ([2, 1, 0], [6000, 3000, 1000])):
+        reference = compare_panels(str(lr), str(sr), hr=str(hr), bands=shown)[0][-1]
+        np.testing.assert_allclose(np.nanmean(reference, axis=(1, 2)), means, atol=1)
+
+
 def test_panels_hold_the_values_the_scale_and_offset_give(make_raster, tmp_path: Path) -> None:
     """An output of integers declared as reflectance (scale 0.0001, offset -0.1) against a
     reference in reflectance: the reference was stretched as integers, so it showed black."""
