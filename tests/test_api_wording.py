@@ -307,7 +307,7 @@ TRAIN_CONFIG_REFUSALS = [
     (
         {"loss": {"l1": -1.0}},
         "loss weight l1=-1.0 must be a number >= 0 (0 leaves the term out), e.g. loss={'l1': 1, 'ssim': 0.1}",
-        "loss weight l1=-1.0 must be a number >= 0 (0 leaves the term out), e.g. --loss l1=1,ssim=0.1",
+        "--loss weight l1=-1.0 must be a number >= 0 (0 leaves the term out), e.g. --loss l1=1,ssim=0.1",
     ),
 ]
 """Refused settings of a training run, a Python caller's line for them and `geosr train`'s."""
