@@ -12,11 +12,8 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
-
-from geosr.errors import catch_warnings_serialised
 
 
 def os_name(path: str) -> str:
@@ -43,16 +40,18 @@ def utf8_name(path: str | Path) -> str:
 
 def open_raster(path: str | Path, *args: Any, **kwargs: Any) -> Any:
     """``rasterio.open`` of ``path`` by its GDAL name (:func:`utf8_name`)."""
-    import rasterio  # not at import: the CLI's start loads no GDAL
+    import numpy as np  # not at import: the CLI's start loads no GDAL
+    import rasterio
 
     from geosr.io import settle_block_cache
 
     settle_block_cache()  # geosr's bound on GDAL's cache, before GDAL's first read
-    with catch_warnings_serialised():
-        # rasterio casts a band's declared nodata to the band's type to see whether it fits:
-        # a float32 band's 1e+39 printed numpy's bare 'overflow encountered in cast'.  rasterio
-        # then takes the band as having no nodata, silently, as it does an integer band's -1.
-        warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning, r"rasterio\.")
+    # rasterio casts a band's declared nodata to the band's type to see whether it fits: a
+    # float32 band's 1e+39 printed numpy's bare 'overflow encountered in cast'.  rasterio then
+    # takes the band as having no nodata, silently, as it does an integer band's -1.  numpy's
+    # error state is this thread's own: no lock over the process's warning filters, which
+    # serialised every open (a remote file's included) across the reading threads.
+    with np.errstate(over="ignore"):
         return rasterio.open(utf8_name(path), *args, **kwargs)
 
 
