@@ -558,11 +558,8 @@ def local_destination(
     GeosrError
         The output cannot be written as given; nothing is written.
     """
-    path = Path(dst) if dst is not None else default_output(src, opts.scale, opts.variable)
-    if path.is_dir() and path.suffix.lower() != ".zarr":
-        # A folder to write into, as `geosr run -o FOLDER` takes it (and as the line for
-        # an output without a suffix says): it was refused as "unsupported suffix".
-        path = path / default_output(src, opts.scale, opts.variable).name
+    default = default_output(src, opts.scale, opts.variable)
+    path = into_folder(Path(dst) if dst is not None else default, default)
     refuse_overwriting_inputs(path, src, scene, frames, extras=extra_files(path, opts))
     refuse_inside_zarr_store(path)
     # Before the check of free space, which told '0 B are free in /proc; free some space'.
@@ -572,6 +569,13 @@ def local_destination(
         check_zarr_grid(path, scene.grid)  # before any compute: the run store would take it
     refuse_existing_data(path, opts)
     return path
+
+
+def into_folder(path: Path, default: Path) -> Path:
+    """``path``, or where it is an existing folder (not a Zarr store) the file named as
+    ``default`` in it: a folder to write into, as ``geosr run -o FOLDER`` takes it (and as the
+    line for an output without a suffix says); it was refused as "unsupported suffix"."""
+    return path / default.name if path.is_dir() and path.suffix.lower() != ".zarr" else path
 
 
 def refuse_inside_zarr_store(path: Path) -> None:

@@ -18,6 +18,7 @@ from geosr import resources
 from geosr.aoi import AoiMask
 from geosr.api import (
     check_output_name,
+    into_folder,
     model_label,
     output_bounds,
     refuse_inside_zarr_store,
@@ -376,9 +377,7 @@ def _given_output(output: str | Path, default: Path) -> Path:
     if is_remote(text):
         path = staged_output(f"{text}{default.name}" if text.endswith("/") else text)
     else:
-        path = Path(text)
-        if path.is_dir() and path.suffix.lower() != ".zarr":
-            path = path / default.name
+        path = into_folder(Path(text), default)
         refuse_inside_zarr_store(path)
         # A missing or unwritable folder, a folder of other files in its place: what the run
         # refuses before reading a pixel, whatever --overwrite (which info does not take) says.
