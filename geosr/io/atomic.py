@@ -574,7 +574,8 @@ def open_lock(path: Path, busy: Callable[[str], str]) -> int:
     Raises
     ------
     OutputError
-        Another process holds the lock: the line ``busy`` makes of its pid.
+        Another process holds the lock: the line ``busy`` makes of its pid; or other processes
+        keep removing the file.
     OSError
         ``path`` cannot be made or opened (its folder is gone, or read-only).
     """

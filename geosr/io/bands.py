@@ -130,9 +130,12 @@ def select_bands(scene: Scene, wanted: str | Sequence[str | int]) -> Scene:
 
     Raises
     ------
+    OptionError
+        ``wanted`` has an empty entry (``B04,,B02``).
     InputError
-        A band is wanted twice (``2,2``, or ``B03,3`` of the same band): it ran twice, and a
-        Zarr output's band coordinate and a STAC Item's bands then named two bands alike.
+        A band the scene does not have (:func:`band_indexes`), or a band wanted twice (``2,2``,
+        or ``B03,3`` of the same band): it ran twice, and a Zarr output's band coordinate and
+        a STAC Item's bands then named two bands alike.
     """
     items = parse_bands(wanted)
     indexes = band_indexes(scene, items)

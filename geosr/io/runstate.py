@@ -127,10 +127,12 @@ class RunState:
 
     @property
     def manifest_path(self) -> Path:
+        """The job's fingerprint and tile count (:meth:`commit_manifest`): present, the state is resumable."""
         return self.directory / "manifest.json"
 
     @property
     def journal_path(self) -> Path:
+        """The append-only list of finished tiles, one line per batch."""
         return self.directory / "journal"
 
     @property

@@ -77,6 +77,9 @@ class Scene:
         Per band (may hold None / be empty).
     tags : mapping
         Dataset tags, carried to the output.
+    band_tags : tuple of mappings
+        Per band: its tags (a GDAL band's metadata, a Zarr variable's ``band_tags``
+        attribute), carried to the output; may be empty.
     variable : str or None
         Data variable of a Zarr store; None for GDAL rasters.
     subdataset, subdataset_key : str
@@ -196,10 +199,12 @@ class Scene:
 
     @property
     def name(self) -> str:
+        """The file (or store) name of :attr:`path`, without its folder."""
         return Path(self.path).name
 
     @property
     def is_zarr(self) -> bool:
+        """Whether the scene is a Zarr store's variable (not a GDAL raster)."""
         return self.variable is not None
 
     @property

@@ -631,6 +631,7 @@ class ChunkedReader:
         return block[bands].copy()  # never a view: the caller may write into what it gets
 
     def close(self) -> None:
+        """Drop the kept chunks and close the variable and the files of its dataset."""
         self._kept = None
         self._da.close()
         if self._closes is not None:
