@@ -190,6 +190,12 @@ class TrainConfig:
         Loss names and weights (see :func:`geosr.train.losses.build_loss`).
     perceptual_net : str, optional
         Feature network file for the ``perceptual`` loss.
+    degradation : DegradationConfig
+        How self-supervised LR inputs are made from HR chips (a recipe's ``[degradation]``).
+    data : DataConfig
+        Where training and validation chips come from (``[data]``).
+    optim : OptimConfig
+        The optimiser and its learning-rate schedule (``[optim]``).
     device : str
         ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
     precision : str

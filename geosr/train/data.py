@@ -86,6 +86,7 @@ class TrainScene:
     flat: tuple[bool, ...] = ()
 
     def all_valid(self, band: int, y: int, x: int, size: int) -> bool:
+        """Whether the ``size`` x ``size`` chip of ``band`` at top-left pixel ``(y, x)`` is all valid."""
         s = self.invalid_sat[band]
         total = s[y + size, x + size] - s[y, x + size] - s[y + size, x] + s[y, x]
         return bool(total == 0)
@@ -378,7 +379,7 @@ def validation_set(
 class StoreSampler:
     """Batches from a paired training store (see ``geosr.orchestrate.training_store``).
 
-    The store holds ``lr`` (N, 1, h, w) and ``hr`` (N, 1, H, W) float32 chips
+    The store holds ``lr`` (N, h, w) and ``hr`` (N, H, W) float32 chips
     (normalised, co-registered); they are read into memory once.
     """
 
@@ -389,6 +390,8 @@ class StoreSampler:
         self.seed = seed
 
     def batch(self, step: int, batch_size: int, *, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The batch of ``step``: ``lr`` (B, 1, 1, h, w) and ``hr`` (B, 1, H, W), float32, each
+        chip drawn with one of its 8 flips/rotations."""
         rng = np.random.default_rng([self.seed, stream, step])
         idx = rng.integers(0, self.lr.shape[0], batch_size)
         ks = rng.integers(0, 8, batch_size)

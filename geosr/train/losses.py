@@ -292,6 +292,8 @@ class PerceptualLoss(nn.Module):
         return list(out) if isinstance(out, (list, tuple)) else [out]
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The mean over the network's feature maps of the L1 distance between ``pred``'s and
+        ``target``'s (``(B, C, H, W)``); no gradient flows through ``target``."""
         with torch.no_grad():
             ft = self._features(target.float())
         fp = self._features(pred.float())
