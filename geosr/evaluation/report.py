@@ -221,8 +221,9 @@ def check_report_paths(
     Raises
     ------
     OptionError
-        The plot's extension is not a format matplotlib writes, or both reports
-        name the same file (the plot would silently replace the JSON).
+        The plot's extension is not a format matplotlib writes (or the plot is ``-``, or
+        matplotlib is not installed), a name is too long to exist, or both reports name the
+        same file (the plot would silently replace the JSON).
     OutputError
         A destination is a directory or names one (a '/' at its end), an input, exists
         without ``overwrite``, or its directory is missing or not writable.

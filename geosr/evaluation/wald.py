@@ -277,8 +277,17 @@ def _check_pairs_given(pairs: object) -> None:
 def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crop ``(C, H, W)`` to a multiple of ``scale`` and block-average it.
 
-    Returns ``(hr_cropped, valid_cropped, lr)`` with ``lr`` float32 and NaN where a
-    block holds any invalid HR pixel.
+    Returns
+    -------
+    hr_cropped, valid_cropped : numpy.ndarray
+        ``hr`` (its dtype) and ``valid`` cropped to ``(C, H - H % scale, W - W % scale)``.
+    lr : numpy.ndarray, float32
+        The block means, NaN where a block holds any invalid HR pixel.
+
+    Raises
+    ------
+    InputError
+        The raster is smaller than one ``scale`` x ``scale`` block.
     """
     c, h, w = hr.shape
     hc, wc = h - h % scale, w - w % scale
