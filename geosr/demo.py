@@ -57,6 +57,8 @@ def make_demo_scene(folder: Path, size: int = 512) -> Path:
 
 
 def main() -> int:
+    """Super-resolve the demo scene x4 into ``out/demo`` with a quicklook, and print what was
+    made; 0 when the output is a valid COG, else 1."""
     from rio_cogeo.cogeo import cog_validate
 
     import geosr

@@ -106,6 +106,8 @@ class Timing:
 
     @property
     def total(self) -> float:
+        """The whole run's estimated seconds: the sample, the tiles, then the COG build (or
+        the store's finishing)."""
         # Reading (one thread) and writing (writer_threads) overlap each other, and on a
         # GPU the model too; on a CPU the model's threads take every core, so they add to
         # it (a bicubic 2048^2 x4 run: model 1.4 s + writes 3.1 s on 2 writers = 3.0 s
@@ -203,6 +205,7 @@ class RunPlan:
 
     @property
     def estimated_seconds(self) -> float | None:
+        """The run's estimated seconds (:attr:`Timing.total`); None where no batch was timed."""
         return None if self.timing is None else self.timing.total
 
     def _input(self) -> str:

@@ -141,7 +141,9 @@ class Writer(Protocol):
     dataset (:class:`~geosr.io.cog.CogSink`) is not safe to share that way.
     """
 
-    def write(self, rows: slice, cols: slice, data: np.ndarray) -> None: ...
+    def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
+        """Write ``data`` ``(count, h, w)`` at output pixels ``rows`` x ``cols``."""
+        ...
 
 
 def run_tiles(

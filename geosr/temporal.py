@@ -41,6 +41,9 @@ def stack_frames(
         Nodata value of the frames (NaN is always invalid).
     norm : Normalisation
         The reference scene's.
+    min_valid : float, default :data:`MIN_VALID`
+        Fraction of a tile's read window a frame other than the reference must cover with
+        valid pixels to be stacked for that tile; one below it is left out of that tile.
     sources : sequence of str
         What each frame is read from (the reference first), which a line on a value beyond
         float32 names (:func:`~geosr.kernel.normalise_valid`); 'the input' where not given.

@@ -36,10 +36,12 @@ class Window:
 
     @property
     def rows(self) -> slice:
+        """The window's rows, as a slice."""
         return slice(self.row, self.row + self.height)
 
     @property
     def cols(self) -> slice:
+        """The window's columns, as a slice."""
         return slice(self.col, self.col + self.width)
 
     def scaled(self, scale: int) -> Window:
@@ -65,6 +67,7 @@ class Tile:
 
     @property
     def read(self) -> Window:
+        """The read window: the compute window grown by ``halo`` on every side."""
         return self.compute.grown(self.halo)
 
     @property

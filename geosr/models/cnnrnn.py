@@ -125,6 +125,7 @@ class ResidualBlock(nn.Module):
         self.conv2 = _conv(features, features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(N, F, h, w)`` plus its residual, the same shape."""
         return x + self.conv2(self.act(self.conv1(x)))
 
 
@@ -179,6 +180,7 @@ class ConvGRUCell(nn.Module):
         return z * tanh(candidate)
 
     def forward(self, projected: tuple[torch.Tensor, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+        """The next hidden state from the input's :meth:`project` and ``h`` ``(N, F, h, w)``."""
         gates, candidate = projected
         z, r = torch.sigmoid(gates + self.hidden_gates(h)).chunk(2, dim=1)
         n = tanh(candidate + self.hidden_candidate(r * h))
@@ -197,6 +199,7 @@ class FeedForwardBlock(nn.Module):
         self.conv2 = _conv(features, features)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The next state from ``x`` and ``h``, both ``(N, F, h, w)``."""
         return h + self.conv2(self.act(self.conv1(torch.cat([x, h], dim=1))))
 
 

@@ -80,6 +80,7 @@ class ModelKey:
     compile: str = "off"
 
     def predictor(self) -> Any:
+        """This process's cached :class:`~geosr.predictor.Predictor` for the key."""
         # A worker sees its tasks one by one and cannot tell whether compiling pays
         # off, so ``auto`` stays eager there; ``on`` compiles once per worker.
         compile = "on" if self.compile == "on" else "off"
@@ -117,6 +118,7 @@ class ModelPlugin(WorkerPlugin):
         self.client_process = this_process()
 
     def setup(self, worker: Any) -> None:
+        """Set ``worker``'s torch threads and load its model; a failure is raised for the client."""
         import torch
 
         # The worker's own CPUs, counted where it runs: the client's machine (a laptop
@@ -520,6 +522,8 @@ class ClosingLater:
         self._error: BaseException | None = None
 
     def close_later(self) -> None:
+        """Start closing the client and its cluster in a thread; :meth:`wait` joins it."""
+
         def close() -> None:
             try:
                 self._stack.close()
@@ -530,6 +534,8 @@ class ClosingLater:
         self._thread.start()
 
     def wait(self) -> None:
+        """Wait for the cluster to be closed (closing it now if :meth:`close_later` was not
+        called), re-raising what closing it raised."""
         if self._thread is None:
             self._stack.close()
             return
@@ -729,8 +735,8 @@ def run_on_cluster(
     Raises
     ------
     ResumableError
-        The scheduler (or the connection to it) was lost; the finished tiles
-        are kept.
+        The scheduler (or the connection to it) was lost, or the tasks took down every
+        worker that ran them (the OOM killer, a memory limit); the finished tiles are kept.
     """
     if not todo:
         return

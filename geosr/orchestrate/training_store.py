@@ -128,7 +128,8 @@ def build_training_store(
     Parameters
     ----------
     pairs : sequence of (lr_path, hr_path)
-    store : path of the Zarr store to (re)create
+    store : path
+        The Zarr store to (re)create.
     scale, lr_chip, stride, val_fraction
         See :func:`geosr.train.store.pair_chips`.
     scheduler : str, optional
@@ -146,6 +147,8 @@ def build_training_store(
 
     Raises
     ------
+    OptionError
+        No pair is given, or ``scheduler`` is neither a scheduler's name nor an address.
     OutputError
         ``store`` exists and ``overwrite`` is False, or it is a file or a folder of other files.
     """
