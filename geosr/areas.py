@@ -63,7 +63,7 @@ def _read_vector(path: Path, _version: tuple[int, ...]) -> Geometry:
     except Exception as exc:
         raise InputError(f"{path}: not a readable vector file ({exc})") from None
     shapes = [shapely.from_wkb(g) for g in geometries if g is not None]
-    area = _union(path, shapes, meta.get("crs") or GEOJSON_CRS)
+    area = _union(path, shapes, meta.get("crs") or GEOJSON_CRS, geojson=False)
     if not meta.get("crs") and not in_degrees(area.boundingbox):
         # A shapefile without its .prj in UTM was taken for lon/lat, then said not to meet the
         # scene and to check --bbox-crs, which an --aoi file cannot take.
@@ -137,7 +137,7 @@ def _read_geojson(path: Path) -> Geometry:
         # AttributeError: a geometry that is no object ("geometry": "POLYGON"); GEOSException:
         # a ring that does not close (a NaN coordinate).
         raise InputError(f"{path}: a geometry cannot be read ({exc})") from None
-    return _union(path, shapes, _named_crs(path, doc))
+    return _union(path, shapes, _named_crs(path, doc), geojson=True)
 
 
 def _named_crs(path: Path, doc: dict[str, Any]) -> Any:
@@ -157,7 +157,7 @@ def _named_crs(path: Path, doc: dict[str, Any]) -> Any:
         ) from None
 
 
-def _union(path: Path, shapes: list[Any], crs: Any) -> Geometry:
+def _union(path: Path, shapes: list[Any], crs: Any, *, geojson: bool) -> Geometry:
     shapes = [s for s in shapes if not s.is_empty]
     if not shapes:
         raise InputError(f"{path}: the file holds no geometry")
@@ -173,15 +173,18 @@ def _union(path: Path, shapes: list[Any], crs: Any) -> Geometry:
         raise InputError(f"{path}: the AOI has no area (points or lines); give a polygon")
     area = Geometry(merged, crs)
     if area.crs is not None and area.crs.geographic and in_degrees(area.boundingbox):  # else refused later
-        _refuse_an_edge_round_the_world(path, shapes)
+        _refuse_an_edge_round_the_world(path, shapes, geojson)
     return area
 
 
-def _refuse_an_edge_round_the_world(path: Path, shapes: list[Any]) -> None:
+def _refuse_an_edge_round_the_world(path: Path, shapes: list[Any], geojson: bool) -> None:
     """Refuse a lon/lat polygon with an edge over 180 degrees of longitude: one drawn across the
     antimeridian (179.95 to -179.95), which GeoJSON reads the long way round (RFC 7946 asks for it
     to be split there), gave a full-width output of a scene there, most of it valid.  An edge of
-    a whole turn is a whole-world box's side (-180 to 180, or 0 to 360)."""
+    a whole turn is a whole-world box's side (-180 to 180, or 0 to 360).
+
+    A shapefile or GeoPackage (read by pyogrio) is told so in its own terms: it was told of
+    GeoJSON and RFC 7946, neither of which it is held to."""
     parts = shapely.get_parts(shapes)
     for ring in shapely.get_rings(parts[shapely.get_type_id(parts) == 3]):
         x = shapely.get_coordinates(ring)[:, 0]
@@ -190,11 +193,16 @@ def _refuse_an_edge_round_the_world(path: Path, shapes: list[Any]) -> None:
         long_way = (span > 180) & (span != 360)
         if long_way.any():
             i = int(np.flatnonzero(long_way)[0])
+            if geojson:
+                edge = f"which GeoJSON reads as {span[i]:g} degrees the long way round"
+                split = "(RFC 7946, 3.1.9)"
+            else:
+                edge = f"{span[i]:g} degrees the long way round as the file's coordinates read"
+                split = f"(ogr2ogr -wrapdateline -t_srs EPSG:4326 split.gpkg {path.name})"
             raise InputError(
-                f"{path}: a polygon edge runs from longitude {west[i]:g} to {east[i]:g}, which GeoJSON "
-                f"reads as {span[i]:g} degrees the long way round; if the area crosses "
-                "the antimeridian, split it there into a polygon on each side (RFC 7946, 3.1.9), and if "
-                "it is that wide, add vertices so that no edge spans over 180 degrees"
+                f"{path}: a polygon edge runs from longitude {west[i]:g} to {east[i]:g}, {edge}; if the "
+                f"area crosses the antimeridian, split it there into a polygon on each side {split}, and "
+                "if it is that wide, add vertices so that no edge spans over 180 degrees"
             )
 
 

@@ -625,6 +625,28 @@ def test_a_vector_file_without_a_crs_in_metres_is_refused(tmp_path: Path, monkey
     assert read_vector(without_a_crs(shapely.box(*lonlat(x0, y0), *lonlat(x1, y1)))).crs == "EPSG:4326"
 
 
+@pytest.mark.parametrize("name", ["area.shp", "area.gpkg"])
+def test_a_vector_file_drawn_across_the_antimeridian_is_refused_in_its_own_terms(
+    name: str, tmp_path: Path, monkeypatch
+) -> None:
+    """A shapefile or GeoPackage polygon written across the antimeridian was refused as one that
+    'GeoJSON reads' the long way round, to be split 'as RFC 7946, 3.1.9' says: neither applies to
+    the file given.  pyogrio is stood in for as in the test above."""
+    across = shapely.Polygon([(179.9, -16.3), (-179.85, -16.3), (-179.85, -16.1), (179.9, -16.1)])
+    read = lambda path: ({"crs": "EPSG:4326"}, None, [shapely.to_wkb(across)], None)  # noqa: E731
+    monkeypatch.setitem(sys.modules, "pyogrio", SimpleNamespace(raw=SimpleNamespace(read=read)))
+    path = tmp_path / name
+    path.write_bytes(b"")
+    with pytest.raises(InputError) as refused:
+        read_vector(path)
+    assert str(refused.value) == (
+        f"{path}: a polygon edge runs from longitude 179.9 to -179.85, 359.75 degrees the long way round "
+        "as the file's coordinates read; if the area crosses the antimeridian, split it there into a "
+        f"polygon on each side (ogr2ogr -wrapdateline -t_srs EPSG:4326 split.gpkg {name}), and if it is "
+        "that wide, add vertices so that no edge spans over 180 degrees"
+    )
+
+
 def test_a_scene_across_the_antimeridian_is_said_to_run_west_past_east(make_raster, tmp_path: Path) -> None:
     """A UTM zone 1 scene from 179.9 E to 179.82 W missed by an area at 170 W: its bounds were
     given as (-179.82, ..., 179.9, ...), the globe the other way round, in which -170 lies."""
