@@ -694,17 +694,30 @@ def test_an_option_every_run_refuses_does_not_blame_the_raster(
     assert ".tif" not in err, err
 
 
-def test_long_image_names_are_whole_in_an_80_column_table(make_raster, tmp_path) -> None:
-    # In 80 columns (a pipe, a log) both NAIP dates read "m_47099…", one image twice.
+def test_long_image_names_are_whole_and_each_row_one_line_in_80_columns(make_raster, tmp_path) -> None:
+    """In 80 columns (a pipe, a log) the image column has 8 characters: a long name was folded
+    over 6 lines of its row (cut, both NAIP dates had read "m_47099…", one image twice).  The
+    rows number the images, listed whole, one line each, under the table."""
+    import io
+
     from rich.console import Console
 
-    names = ["m_4709963_se_14_1_20090818.tif", "m_4709963_se_14_1_20100629.tif"]
+    names = ["m_4709963_se_14_1_20090818_20110101_naip.tif", "m_4709963_se_14_1_20100629_20120101_naip.tif"]
     paths = [make_raster(name, height=24, width=24) for name in names]
     report = evaluate_wald(paths, scale=2, model="fake", border=2, upscaler=_fake_upscaler)
-    console = Console(record=True, width=80)
-    print_report(report, console)
-    cells = [line.split("│")[1].strip() for line in console.export_text().splitlines() if line.count("│") > 3]
-    assert all(name in "".join(cells) for name in names), cells
+    screen = io.StringIO()
+    print_report(report, Console(file=screen, width=80))
+    lines = screen.getvalue().splitlines()
+    rows = [line.split("│")[1:3] for line in lines if line.count("│") > 3]
+    assert [[cell.strip() for cell in row] for row in rows] == [["1", "1"], ["2", "1"], ["mean", ""]]
+    assert [line for line in lines if line.startswith("image ")] == [
+        f"image {i}: {n}" for i, n in enumerate(names, 1)
+    ]
+    # Where the names fit, they are the rows' own.
+    screen = io.StringIO()
+    print_report(report, Console(file=screen, width=200))
+    rows = [line.split("│")[1].strip() for line in screen.getvalue().splitlines() if line.count("│") > 3]
+    assert rows == [*names, "mean"] and "image 1:" not in screen.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -1279,7 +1292,8 @@ def test_a_dollar_in_a_model_or_image_name_is_drawn_as_written_in_the_plot(tmp_p
 def test_a_plot_of_a_utf8_name_is_drawn_in_an_ascii_locale(make_raster, tmp_path: Path, monkeypatch) -> None:
     """In a C locale, which holds 'scène.tif' with surrogates, evaluate --plot was a TypeError
     traceback from matplotlib's font ('set_text(): incompatible function arguments'); the
-    plot is drawn, the image named by its characters (escaped in the table on that terminal)."""
+    plot is drawn, the image named by its characters (escaped on that terminal: under the table,
+    where its 80 columns leave the name no room in it)."""
     from tests.conftest import in_an_ascii_locale
 
     make_raster("scène.tif", height=64, width=64)
@@ -1289,7 +1303,7 @@ def test_a_plot_of_a_utf8_name_is_drawn_in_an_ascii_locale(make_raster, tmp_path
     )
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert (tmp_path / "p.png").stat().st_size > 0
-    assert "| sc\\xe8ne " in done.stdout and "\\udc" not in done.stdout, done.stdout
+    assert "\nimage 1: sc\\xe8ne.tif\n" in done.stdout and "\\udc" not in done.stdout, done.stdout
 
 
 def test_the_json_of_a_utf8_name_in_an_ascii_locale_is_its_characters(

@@ -65,9 +65,9 @@ def _by_characters(names: list[str]) -> list[str]:
     return [as_shown(name) for name in names]
 
 
-def table(report: EvalReport, encoding: str = "utf-8") -> Table:
+def table(report: EvalReport, encoding: str = "utf-8", names: Sequence[str] | None = None) -> Table:
     """A rich table: one row per image and band, then the mean, its names as a terminal of
-    ``encoding`` prints them (:func:`~geosr.io.names.printable`)."""
+    ``encoding`` prints them (:func:`~geosr.io.names.printable`), or ``names`` in their place."""
     # Names and a weights path escaped: rich reads cells as markup ('hr [a].tif' showed as 'hr .tif').
     t = Table(
         title=escape(
@@ -90,11 +90,13 @@ def table(report: EvalReport, encoding: str = "utf-8") -> Table:
             t.add_column(col, justify="left", overflow="fold")
         else:
             t.add_column(col, justify="right")
-    for im, name in zip(report.images, image_names(report), strict=True):
+    if names is None:
+        names = [printable(name, encoding) for name in image_names(report)]
+    for im, name in zip(report.images, names, strict=True):
         for k, b in enumerate(im.bands):
             t.add_row(
                 # Once per image: a folded name repeated on each of 13 band rows filled screens.
-                escape(printable(name, encoding)) if k == 0 else "",
+                escape(name) if k == 0 else "",
                 str(b.band),
                 _fmt(b.psnr),
                 _fmt(b.ssim, 4),
@@ -125,7 +127,19 @@ def print_report(report: EvalReport, console: Console | None = None) -> None:
     # Less the spaces rich pads the centred title with (:func:`~geosr.cli_types.unpadded`).
     # Names escaped for an ASCII terminal before rich measures them: the stream's own escaping
     # came after, and an 'è' was a UnicodeEncodeError traceback on stdout.
-    console.print(Text.from_ansi(unpadded(console, table(report, console.encoding))), soft_wrap=True)
+    names = [printable(name, console.encoding) for name in image_names(report)]
+    shown = Text.from_ansi(unpadded(console, table(report, names=names)))
+    numbered = not _whole(shown.plain, names)
+    if numbered:
+        # The image column had 8 characters at 80 columns: a name was folded over 6 lines of
+        # its row, and cut, two NAIP dates read alike ("m_47099…").  Numbers fit; the names
+        # follow the table, whole, one line each.
+        numbers = [str(i) for i in range(1, len(names) + 1)]
+        shown = Text.from_ansi(unpadded(console, table(report, names=numbers)))
+    console.print(shown, soft_wrap=True)
+    if numbered:
+        for number, name in enumerate(names, 1):
+            console.print(f"image {number}: {name}", highlight=False, markup=False, soft_wrap=True)
     for im, name in zip(report.images, image_names(report), strict=True):
         for b in im.bands:
             note = b.note or _few_scored(b, report.border)
@@ -137,6 +151,13 @@ def print_report(report: EvalReport, console: Console | None = None) -> None:
     s = report.summary()
     if s:
         console.print(_summary_line(s), highlight=False, soft_wrap=True)
+
+
+def _whole(rendered: str, names: Sequence[str]) -> bool:
+    """Whether each of ``names`` is whole on a line of the ``rendered`` table: not folded over
+    several lines of its row by a column too narrow for it."""
+    lines = rendered.splitlines()
+    return all(any(name in line for line in lines) for name in names)
 
 
 def _few_scored(b: BandMetrics, border: int) -> str:
