@@ -56,7 +56,7 @@ from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_j
 from geosr.io.runstate import RunState, StaleRunError, job_digest, reclaimable_bytes, run_dir
 from geosr.io.scene import Scene, carried_tags, close_datasets
 from geosr.io.sink import DEFAULT_ZARR_FORMAT, SUPPORTED_SUFFIXES, OutputSpec
-from geosr.io.stac_input import forget_fetched
+from geosr.io.stac_input import forget_fetched, stacks_removed
 from geosr.io.zarr_store import check_zarr_grid, store_bytes
 from geosr.memory_fit import fit_to_memory
 from geosr.normalise import Normalisation
@@ -209,22 +209,24 @@ def upscale_file(
         Bad input or option; nothing is written in that case.  Its line names the keyword to
         change (``overwrite=True``), where ``geosr run``'s names the flag (``--overwrite``).
     """
-    try:
-        check_source_given(src)
-        src = file_url_path(src)  # its local path, for the default output and the checks against it
-        opts = _checked_call(src, dst, scale, model, progress, options)
-        scene = scene_for(src, opts)
-        # The frames' units are checked against the sample that fixes the normalisation: read
-        # once, since it touches every block of the file (twice before, for a run with frames).
-        sample = reference_sample(scene) if opts.frames else None
-        frames = frames_for(scene, opts, sample)
-        dst = file_url_path(dst) if dst is not None else None
-        if dst is not None and is_remote(dst):
-            return _upscale_to_remote(src, _remote_output(src, dst, opts), opts, progress)
-        dst = local_destination(src, dst, opts, scene, frames)
-        return _upscale_to_local(src, dst, scene, sample, frames, opts, progress)
-    finally:
-        _forget_reads(src, options.get("frames"))
+    # Its datasets closed (_forget_reads), then the folders of its stacks of an Item's assets removed.
+    with stacks_removed():
+        try:
+            check_source_given(src)
+            src = file_url_path(src)  # its local path, for the default output and the checks against it
+            opts = _checked_call(src, dst, scale, model, progress, options)
+            scene = scene_for(src, opts)
+            # The frames' units are checked against the sample that fixes the normalisation: read
+            # once, since it touches every block of the file (twice before, for a run with frames).
+            sample = reference_sample(scene) if opts.frames else None
+            frames = frames_for(scene, opts, sample)
+            dst = file_url_path(dst) if dst is not None else None
+            if dst is not None and is_remote(dst):
+                return _upscale_to_remote(src, _remote_output(src, dst, opts), opts, progress)
+            dst = local_destination(src, dst, opts, scene, frames)
+            return _upscale_to_local(src, dst, scene, sample, frames, opts, progress)
+        finally:
+            _forget_reads(src, options.get("frames"))
 
 
 def _checked_call(

@@ -49,6 +49,7 @@ from geosr.io.stac_input import (
     Resolved,
     is_stac_item,
     not_an_item,
+    stacks_removed,
     with_declared_nodata,
     with_declared_scaling,
 )
@@ -648,8 +649,9 @@ def compare_files(
         )
     positions = _band_positions(sr, bands)
     # Its reads left the files open in the thread's cache: a notebook's every comparison
-    # kept two or three more descriptors, and a deleted output's disk space, for good.
-    with datasets_closed():
+    # kept two or three more descriptors, and a deleted output's disk space, for good; and
+    # the folder of an Item's stack of assets until the process exited.
+    with stacks_removed(), datasets_closed():
         return render_compare(
             lr,
             sr,

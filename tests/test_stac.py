@@ -146,6 +146,33 @@ def test_item_with_single_band_assets_stacks_by_name(make_raster, tmp_path: Path
         geosr.upscale_file(item, tmp_path / "y.tif", scale=2, model="bicubic", asset="B99")
 
 
+def test_a_stack_of_assets_leaves_no_folder_behind_its_call(make_raster, tmp_path: Path, monkeypatch) -> None:
+    """Each --bands stack was a VRT in a temporary folder removed only when the process exited:
+    a notebook or service calling upscale_file in a loop kept one folder (or two, with the
+    quicklook's) per call.  They go when the call ends, a failed one's too, and geosr compare's.
+    """
+    import tempfile
+
+    from geosr.quicklook import compare_files
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # mkdtemp's folder, this test's alone
+    item = item_of(
+        tmp_path, {name: str(make_raster(f"{name}.tif", height=30, width=30)) for name in ("B04", "B03")}
+    )
+    out = geosr.upscale_file(
+        item, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B04,B03", quicklook=True
+    )
+    assert (tmp_path / "x2.quicklook.png").exists()
+    with pytest.raises(OutputError, match="already exists"):
+        geosr.upscale_file(item, out, scale=2, model="bicubic", bands="B04,B03")
+    assert list(temporary.iterdir()) == []
+    # geosr compare of the Item stacks its assets as the run did.
+    assert compare_files(str(item), str(out), tmp_path / "c.png").exists()
+    assert list(temporary.iterdir()) == []
+
+
 def test_a_stacked_item_gets_its_quicklook_and_compares(make_raster, tmp_path: Path) -> None:
     # Before, the quicklook opened the Item JSON with GDAL: the run failed after writing its
     # output ("item.json: not a readable raster", exit 2), and so did geosr compare item.json.

@@ -14,12 +14,15 @@ resolves asset hrefs against the Item's location (local paths and anything GDAL 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
@@ -546,10 +549,37 @@ def _vrt_xml(bands: list[_StackedBand], gdal_type: str) -> str:
     return "\n".join(parts)
 
 
+_STACK_FOLDERS: ContextVar[list[Path] | None] = ContextVar("geosr_stack_folders", default=None)
+"""The folders of the stacks written within the innermost :func:`stacks_removed`, or None outside one."""
+
+
+@contextlib.contextmanager
+def stacks_removed() -> Iterator[None]:
+    """Remove the folders of the stacks (:func:`stack_assets`) written within, when it ends,
+    also on an error: removed when the process exited, a notebook's or a service's every call
+    of ``upscale_file`` on an Item kept one (two with its quicklook's).
+
+    Only those of this context: a call in another thread keeps its own until its end.
+    """
+    folders: list[Path] = []
+    token = _STACK_FOLDERS.set(folders)
+    try:
+        yield
+    finally:
+        _STACK_FOLDERS.reset(token)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _written_vrt(item_path: str | Path, xml: str) -> str:
-    """``xml`` written as ``<Item stem>.vrt`` in a temporary folder removed when the process exits."""
+    """``xml`` written as ``<Item stem>.vrt`` in a temporary folder, removed when the innermost
+    :func:`stacks_removed` ends, or, outside one, when the process exits."""
     folder = Path(tempfile.mkdtemp(prefix="geosr-stac-"))
-    atexit.register(shutil.rmtree, folder, True)
+    scope = _STACK_FOLDERS.get()
+    if scope is None:
+        atexit.register(shutil.rmtree, folder, True)
+    else:
+        scope.append(folder)
     vrt = folder / f"{Path(item_path).stem}.vrt"
     vrt.write_text(xml, encoding="utf-8")
     return str(vrt)
