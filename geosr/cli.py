@@ -704,6 +704,13 @@ def info(
     ] = True,
     zarr_format: ZarrFormat = None,
     compress: Compress = "zstd",
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Plan replacing an existing output, as geosr run --overwrite does (without it, "
+            "refused as the run refuses it).  Nothing is written."
+        ),
+    ] = False,
 ) -> None:
     """Describe INPUT (grid, CRS, bands, nodata) and the plan of a run on it."""
     from geosr.inspect import plan_run
@@ -727,6 +734,7 @@ def info(
         asset=asset,
         zarr_format=zarr_format,
         compress=compress,
+        overwrite=overwrite,
     )
     table = Table(show_header=False, box=None)
     table.add_column(no_wrap=True)

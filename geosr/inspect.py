@@ -383,7 +383,8 @@ def _given_output(output: str | Path, default: Path) -> Path:
         path = into_folder(Path(text), default)
         refuse_inside_zarr_store(path)
         # A missing or unwritable folder, a folder of other files in its place: what the run
-        # refuses before reading a pixel, whatever --overwrite (which info does not take) says.
+        # refuses before reading a pixel, whatever --overwrite says.  An existing output is
+        # refused later (plan_run), after an output over an input, in the run's order.
         check_writable(path, overwrite=True)
     return path
 
@@ -446,6 +447,10 @@ def plan_run(
     sample_seconds = time.perf_counter() - start
     # As the run refuses it, before its model loads: an output over its input or a --frame.
     refuse_overwriting_inputs(destination, src, scene, frames, extras=extra_files(destination, options))
+    if output is None or not is_remote(str(file_url_path(output))):  # not a remote one's staging copy
+        # As the run refuses an existing output without --overwrite (and, as info takes no
+        # --resume, its own job's too): it was planned as though absent.
+        check_writable(destination, options.overwrite)
     net = load_model(options.model, bands=scene.count, scale=options.scale)
     # What the run would refuse, naming the model as its output would.
     check_band_layout(scene.path, scene.descriptions, net.card.bands, model_label(net, options.model))

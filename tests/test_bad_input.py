@@ -1537,7 +1537,9 @@ def test_without_a_writable_temporary_folder_a_run_works_and_info_is_one_line(
     code, err = run_cli(["run", str(src), "--model", "bicubic", "--scale", "2"], capsys, monkeypatch)
     assert code == 0 and "Traceback" not in err, err
     assert (tmp_path / "scene_x2.tif").is_file()
-    code, err = run_cli(["info", str(src), "--model", "bicubic", "--scale", "2"], capsys, monkeypatch)
+    # --overwrite: the plan of a rerun over the output just written, which it refuses without.
+    info = ["info", str(src), "--model", "bicubic", "--scale", "2", "--overwrite"]
+    code, err = run_cli(info, capsys, monkeypatch)
     assert_one_clear_line(code, err, "No usable temporary directory", "set TMPDIR to a writable directory")
 
 
