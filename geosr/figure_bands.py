@@ -9,7 +9,7 @@ and the words the figure's title gives them.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from geosr.errors import InputError
@@ -24,6 +24,11 @@ LANDSAT_TM_RGB = ("B3", "B2", "B1")
 file names its mission (:func:`landsat_tm`), else Landsat 8/9's (and Sentinel-2's) B4, B3, B2."""
 _LANDSAT_TM = re.compile(r"(?<![A-Z0-9])(L[TEM]0[4-7]_|L[TEM][4-7]\d{6}|LANDSAT[_ -]?[4-7](?!\d))")
 """A Landsat 4-7 product ID (LE07_L2SP_...), scene ID (LT50440342011...) or spacecraft (LANDSAT_7)."""
+NEAR_INFRARED_NM = (700.0, 1000.0)
+"""Wavelengths of the near infrared, where Landsat 4-7's B4 is (760-900 nm); Landsat 8/9's and
+Sentinel-2's B4 is red (655, 665 nm)."""
+_MICROMETRES = ("micrometers", "micrometres", "micrometer", "micrometre", "microns", "micron", "um", "µm")
+_NANOMETRES = ("nanometers", "nanometres", "nanometer", "nanometre", "nm")
 
 
 def colour_name(description: str) -> str:
@@ -35,9 +40,35 @@ def colour_name(description: str) -> str:
 
 def landsat_tm(scene: Scene) -> bool:
     """Whether ``scene`` says it is of Landsat 4, 5 or 7: its file's name, or a tag (an output's
-    GEOSR_SOURCE names its input), holds such a product or scene ID or spacecraft name."""
+    GEOSR_SOURCE names its input, a SPACECRAFT_ID its mission), holds such a product or scene ID
+    or spacecraft name; or its B4's wavelength is in the near infrared (:func:`b4_near_infrared`)."""
     said = [Path(scene.path).name, *(str(v) for v in scene.tags.values())]
-    return any(_LANDSAT_TM.search(text.upper()) for text in said)
+    return any(_LANDSAT_TM.search(text.upper()) for text in said) or b4_near_infrared(scene)
+
+
+def b4_near_infrared(scene: Scene) -> bool:
+    """Whether the band of ``scene`` named B4 has a wavelength (a ``wavelength`` band tag, as
+    GDAL gives an ENVI file's bands) in the near infrared: a Landsat 4-7 stack whose name does
+    not say its mission was shown as Landsat 8/9's B4, B3, B2, its near infrared as red."""
+    names = [colour_name(d or "") for d in scene.descriptions]
+    if "B4" not in names or len(scene.band_tags) != len(names):
+        return False
+    nm = wavelength_nm(scene.band_tags[names.index("B4")])
+    return nm is not None and NEAR_INFRARED_NM[0] < nm < NEAR_INFRARED_NM[1]
+
+
+def wavelength_nm(tags: Mapping[str, str]) -> float | None:
+    """A band's ``wavelength`` tag in nanometres (in micrometres where its ``wavelength_units``
+    say so, or, without units of length (ENVI's 'Unknown'), below 100), or None where it has
+    none that is a number."""
+    lower = {key.lower(): str(value).strip() for key, value in tags.items()}
+    try:
+        value = float(lower.get("wavelength", ""))
+    except ValueError:
+        return None
+    units = lower.get("wavelength_units", "").lower()
+    micrometres = units in _MICROMETRES or (units not in _NANOMETRES and value < 100)
+    return value * 1000 if micrometres else value
 
 
 def display_bands(scene: Scene, wanted: Sequence[int] | None = None) -> list[int]:

@@ -1101,6 +1101,30 @@ def test_sensor_band_names_are_shown_as_red_green_blue(
 
 
 @pytest.mark.parametrize(
+    ("wavelengths", "units", "rgb"),
+    [
+        (("0.485", "0.56", "0.66", "0.835", "1.65", "2.215"), "Micrometers", [2, 1, 0]),  # TM, ETM+
+        (("485", "560", "660", "835", "1650", "2215"), None, [2, 1, 0]),
+        (("0.443", "0.482", "0.561", "0.655", "0.865", "1.609"), "Micrometers", [3, 2, 1]),  # OLI
+    ],
+)
+def test_a_landsat_stack_whose_b4_is_near_infrared_by_its_wavelength_shows_b3_b2_b1(
+    make_raster, tmp_path, wavelengths: tuple[str, ...], units: str | None, rgb: list[int]
+) -> None:
+    """A Landsat 4-7 stack whose name does not say its mission (stack.tif) was shown as B4, B3, B2,
+    Landsat 8/9's numbers, its near infrared as red, where its bands' wavelengths (as GDAL gives an
+    ENVI file's: a ``wavelength`` band tag, with ``wavelength_units``) put its B4 there."""
+    names = ("B1", "B2", "B3", "B4", "B5", "B7")
+    lr = make_raster("stack.tif", count=6, height=12, width=12, descriptions=names)
+    with rasterio.open(lr, "r+") as f:
+        for band, wavelength in enumerate(wavelengths, start=1):
+            f.update_tags(band, wavelength=wavelength, **({"wavelength_units": units} if units else {}))
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    shown = compare_panels(str(lr), str(sr))[4]  # the output's bands carry the tags
+    assert shown == f"bands {','.join(names[p] for p in rgb)} as red, green, blue"
+
+
+@pytest.mark.parametrize(
     ("top", "said"), [(196, "one 2-98 % stretch of all bands alike"), (255, "8-bit RGB as stored")]
 )
 def test_a_grey_of_8bit_rgb_is_drawn_grey(tmp_path: Path, monkeypatch, top: int, said: str) -> None:
