@@ -707,7 +707,7 @@ def info(
     overwrite: Annotated[
         bool,
         typer.Option(
-            help="Plan replacing an existing output, as geosr run --overwrite does (without it, "
+            help="Plan replacing an existing -o output, as geosr run --overwrite does (without it, "
             "refused as the run refuses it).  Nothing is written."
         ),
     ] = False,

@@ -447,9 +447,10 @@ def plan_run(
     sample_seconds = time.perf_counter() - start
     # As the run refuses it, before its model loads: an output over its input or a --frame.
     refuse_overwriting_inputs(destination, src, scene, frames, extras=extra_files(destination, options))
-    if output is None or not is_remote(str(file_url_path(output))):  # not a remote one's staging copy
-        # As the run refuses an existing output without --overwrite (and, as info takes no
-        # --resume, its own job's too): it was planned as though absent.
+    if output is not None and not is_remote(str(file_url_path(output))):  # not a remote one's staging copy
+        # An output the user names is refused as the run refuses it without --overwrite (and, as
+        # info takes no --resume, its own job's too).  The default output is not: `geosr info
+        # scene.tif` after a run of it still describes the scene, and the run itself says the rest.
         check_writable(destination, options.overwrite)
     net = load_model(options.model, bands=scene.count, scale=options.scale)
     # What the run would refuse, naming the model as its output would.
