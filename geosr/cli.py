@@ -29,7 +29,7 @@ from rich.table import Column, Table
 from typer.core import TyperCommand, TyperGroup
 
 from geosr.allocator import keep_freed_memory
-from geosr.cli_types import StdoutError, echo_path, given_text, stdout_guarded, unpadded
+from geosr.cli_types import StdoutError, echo_path, given_text, path_option, stdout_guarded, unpadded
 from geosr.errors import (
     GeosrError,
     GeosrWarning,
@@ -277,20 +277,16 @@ Offset = Annotated[
 ]
 Aoi = Annotated[
     str | None,
-    typer.Option(
-        parser=given_text,
-        metavar="<path>",
-        help="Area of interest: a GeoJSON (or any vector file pyogrio reads), any CRS.",
+    path_option(
+        parser=given_text, help="Area of interest: a GeoJSON (or any vector file pyogrio reads), any CRS."
     ),
 ]
 Bbox = Annotated[str | None, typer.Option(help="Area of interest as minx,miny,maxx,maxy in --bbox-crs.")]
 BboxCrs = Annotated[str, typer.Option("--bbox-crs", help="CRS of --bbox.")]
 Frames = Annotated[
     list[str] | None,
-    typer.Option(
+    path_option(
         "--frame",
-        # One path per --frame: typer's own '<list[str]>' read as a list to give at once.
-        metavar="<path>",
         parser=given_text,
         help="A further acquisition of the same place (repeat for more; any grid or CRS).",
     ),
@@ -336,10 +332,9 @@ def run(
         # A string, not a Path: a Path makes 's3://bucket/x.tif' 's3:/bucket/x.tif', which fsspec
         # takes for a local file (the upload failed after the whole run); batch_outputs converts.
         str | None,
-        typer.Option(
+        path_option(
             "--output",
             "-o",
-            metavar="<path>",
             parser=given_text,
             help="Output .tif (COG) or .zarr (local, or s3://, gs://, az://), or an existing folder for "
             "the outputs (required to be one with several inputs); default <stem>_x<scale>.tif beside "
@@ -675,10 +670,9 @@ def info(
     input: Input,
     output: Annotated[
         str | None,
-        typer.Option(
+        path_option(
             "--output",
             "-o",
-            metavar="<path>",
             parser=given_text,
             help="The output to plan, as geosr run takes it: a .tif (COG) or .zarr, or an existing "
             "folder; default <stem>_x<scale>.tif beside the input.  Nothing is written.",
@@ -902,20 +896,18 @@ def compare(
     ],
     output: Annotated[
         str,
-        typer.Option(
+        # Text, not a Path, which drops the '/' that says a folder (compare_files checks it).
+        path_option(
             "--output",
             "-o",
-            # Text, not a Path, which drops the '/' that says a folder (compare_files checks it).
             parser=given_text,
-            metavar="<path>",
             help="The PNG to write, or an existing folder to write it into.",
         ),
     ] = "compare.png",
     hr: Annotated[
         str | None,
-        typer.Option(
+        path_option(
             parser=given_text,
-            metavar="<path>",
             help="A high-resolution reference of the same area (third panel), read onto the output "
             "grid with nearest neighbour; its bands of the same names, else its red, green, blue by colour "
             "interpretation, else the same positions.",

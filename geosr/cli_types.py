@@ -1,12 +1,13 @@
-"""Parsers the commands share for their path options, their guard on stdout, and tables as
-they print them."""
+"""Parsers the commands share for their path options (and the options' declaration), their
+guard on stdout, and tables as they print them."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console, RenderableType
@@ -113,3 +114,12 @@ def given_text(value: str) -> str:
     if local is not None:
         return local
     return home_expanded(value)
+
+
+def path_option(*names: str, parser: Callable[[str], Any], help: str) -> Any:
+    """A path option as every command declares it: shown as ``<path>`` in its help (typer's
+    ``<str>`` or ``<list[str]>`` said nothing of a file, and read as a list to give at once),
+    its value read by ``parser`` (:func:`given_path`, :func:`given_text`, :func:`given_raster`
+    or :func:`given_name`); ``names`` are the flags, the parameter's own where none is given.
+    For ``Annotated[str | None, path_option(...)]``."""
+    return typer.Option(*names, parser=parser, metavar="<path>", help=help)

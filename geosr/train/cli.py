@@ -24,7 +24,15 @@ from rich.progress import (
 )
 
 from geosr.cli import Batch, Device, Precision, Tile
-from geosr.cli_types import echo_path, given_name, given_path, given_raster, given_text, stdout_guarded
+from geosr.cli_types import (
+    echo_path,
+    given_name,
+    given_path,
+    given_raster,
+    given_text,
+    path_option,
+    stdout_guarded,
+)
 from geosr.errors import InterruptedRunError, OptionError
 from geosr.io.names import as_shown
 from geosr.progress import ProgressLines, progress_bar_drawn
@@ -59,20 +67,14 @@ PrecisionOpt = Annotated[
 ]
 LrPaths = Annotated[
     list[str] | None,
-    typer.Option(
-        "--lr",
-        parser=given_raster,
-        metavar="<path>",
-        help="Low-resolution raster of a pair (repeat, in order with --hr).",
+    path_option(
+        "--lr", parser=given_raster, help="Low-resolution raster of a pair (repeat, in order with --hr)."
     ),
 ]
 HrPaths = Annotated[
     list[str] | None,
-    typer.Option(
-        "--hr",
-        parser=given_raster,
-        metavar="<path>",
-        help="High-resolution raster of a pair (repeat, in order with --lr).",
+    path_option(
+        "--hr", parser=given_raster, help="High-resolution raster of a pair (repeat, in order with --lr)."
     ),
 ]
 
@@ -113,9 +115,8 @@ def train_command(
     ] = None,
     recipe: Annotated[
         Path | None,
-        typer.Option(
+        path_option(
             parser=given_path,
-            metavar="<path>",
             help=(
                 "TOML recipe: a file, or a bundled one by its name (pipelines/*.toml), such as "
                 "cnnrnn_fast_x4; options below override it."
@@ -124,21 +125,16 @@ def train_command(
     ] = None,
     val: Annotated[
         list[str] | None,
-        typer.Option(
-            "--val",
-            metavar="<path>",
-            parser=given_text,
-            help="Validation HR rasters (never trained on; repeat for more).",
+        path_option(
+            "--val", parser=given_text, help="Validation HR rasters (never trained on; repeat for more)."
         ),
     ] = None,
     lr: LrPaths = None,
     hr: HrPaths = None,
     store: Annotated[
         Path | None,
-        typer.Option(
-            parser=given_path,
-            metavar="<path>",
-            help="Paired training store (.zarr): built from --lr/--hr, or reused.",
+        path_option(
+            parser=given_path, help="Paired training store (.zarr): built from --lr/--hr, or reused."
         ),
     ] = None,
     scheduler: Annotated[
@@ -198,9 +194,8 @@ def train_command(
     ] = None,
     perceptual_net: Annotated[
         Path | None,
-        typer.Option(
+        path_option(
             parser=given_path,
-            metavar="<path>",
             help="Feature network for the perceptual loss (.safetensors VGG, .pt2 or TorchScript).",
         ),
     ] = None,
@@ -227,21 +222,16 @@ def train_command(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option(
+        path_option(
             "--output",
             "-o",
             parser=given_path,
-            metavar="<path>",
             help=f"Run folder: config, checkpoints, weights{_or_recipe(TrainConfig.output)}.",
         ),
     ] = None,
     weights: Annotated[
         Path | None,
-        typer.Option(
-            parser=given_path,
-            metavar="<path>",
-            help="Stem of the weights file to write (default in the run folder).",
-        ),
+        path_option(parser=given_path, help="Stem of the weights file to write (default in the run folder)."),
     ] = None,
     nodata: Annotated[
         float | None,
@@ -844,23 +834,20 @@ def evaluate_command(
     # Text, not Paths, which drop the '/' that says a folder (check_report_paths refuses it).
     json_path: Annotated[
         str | None,
-        typer.Option(
+        path_option(
             "--json",
             parser=given_name,
-            metavar="<path>",
             help="Write the full report as JSON; '-' prints it on stdout, for scripts (jq), and the "
             "table on stderr.",
         ),
     ] = None,
     plot: Annotated[
         str | None,
-        typer.Option(
-            parser=given_name, metavar="<path>", help="Write a PNG bar chart of the gain over bicubic."
-        ),
+        path_option(parser=given_name, help="Write a PNG bar chart of the gain over bicubic."),
     ] = None,
     workdir: Annotated[
         Path | None,
-        typer.Option(parser=given_path, metavar="<path>", help="Keep the LR, SR and bicubic GeoTIFFs here."),
+        path_option(parser=given_path, help="Keep the LR, SR and bicubic GeoTIFFs here."),
     ] = None,
     # geosr run's own options, as the run of each image takes them (their help named no default).
     tile: Tile = None,
