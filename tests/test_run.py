@@ -382,20 +382,29 @@ def test_wide_pixels_keep_their_low_digits(
     assert error <= (1e-6 if dtype == "float64" else 1), error
 
 
-@pytest.mark.filterwarnings("ignore:.*declares no nodata:geosr.errors.GeosrWarning")  # its half of zeros
-def test_the_inputs_cached_statistics_are_not_the_outputs(make_raster, tmp_path: Path) -> None:
+def file_and_lazy_outputs(src: Path, tmp_path: Path, chunk: int = 32) -> tuple[Path, Path]:
+    """``src`` super-resolved x2 with bicubic by :func:`geosr.upscale_file` (out.tif), and by
+    :func:`geosr.upscale` on rioxarray's lazy read of it in ``chunk`` x ``chunk`` chunks, which
+    rioxarray writes (lazy.tif): the two ways an input's tags can reach an output."""
     import rioxarray
 
+    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic")
+    lazy = geosr.upscale(
+        rioxarray.open_rasterio(src, chunks={"x": chunk, "y": chunk}), scale=2, model="bicubic"
+    )
+    lazy.rio.to_raster(tmp_path / "lazy.tif")
+    return out, tmp_path / "lazy.tif"
+
+
+@pytest.mark.filterwarnings("ignore:.*declares no nodata:geosr.errors.GeosrWarning")  # its half of zeros
+def test_the_inputs_cached_statistics_are_not_the_outputs(make_raster, tmp_path: Path) -> None:
     # GDAL caches band statistics as tags (gdalinfo -stats, QGIS: often in a .aux.xml);
     # carried over, the output claimed the input's maximum, 254, beside its pixels of 255.
     src = make_raster("stats.tif", data=np.tile(np.repeat([0, 254], 20), (1, 30, 1)).astype("uint8"))
     stats = {"STATISTICS_MINIMUM": "0", "STATISTICS_MAXIMUM": "254", "STATISTICS_MEAN": "127"}
     with rasterio.open(src, "r+") as f:
         f.update_tags(1, WAVELENGTH="665", **stats)
-    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic")
-    lazy = geosr.upscale(rioxarray.open_rasterio(src, chunks={"x": 32, "y": 32}), scale=2, model="bicubic")
-    lazy.rio.to_raster(tmp_path / "lazy.tif")
-    for path in (out, tmp_path / "lazy.tif"):
+    for path in file_and_lazy_outputs(src, tmp_path):
         with rasterio.open(path) as f:
             assert f.read().max() == 255  # bicubic overshoots the input's 254
             tags = {**f.tags(), **f.tags(1)}
@@ -408,15 +417,10 @@ def test_the_inputs_sample_value_range_is_not_the_outputs(make_raster, tmp_path:
     """A TIFF's MinSampleValue/MaxSampleValue (GDAL's TIFFTAG_MINSAMPLEVALUE and
     TIFFTAG_MAXSAMPLEVALUE) were carried into the output's own TIFF tags: a maximum of 244
     beside the output's pixels of 255, which super-resolution's overshoot gives."""
-    import rioxarray
-
     src = make_raster("range.tif", data=np.tile(np.repeat([10, 244], 20), (1, 30, 1)).astype("uint8"))
     with rasterio.open(src, "r+") as f:
         f.update_tags(TIFFTAG_MINSAMPLEVALUE="10", TIFFTAG_MAXSAMPLEVALUE="244", SENSOR="test")
-    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic")
-    lazy = geosr.upscale(rioxarray.open_rasterio(src, chunks={"x": 32, "y": 32}), scale=2, model="bicubic")
-    lazy.rio.to_raster(tmp_path / "lazy.tif")
-    for path in (out, tmp_path / "lazy.tif"):
+    for path in file_and_lazy_outputs(src, tmp_path):
         with rasterio.open(path) as f:
             assert f.read().max() > 244 and f.read().min() < 10  # bicubic overshoots the input's range
             tags = f.tags()
@@ -448,15 +452,11 @@ def test_the_inputs_overview_resampling_tag_is_not_the_outputs(make_raster, tmp_
     """A COG's ``OVR_RESAMPLING_ALG`` (rio-cogeo's; ``OVERVIEW_RESAMPLING`` since its 6.0) says
     how its overviews were made: carried over, the output's average overviews were declared
     nearest-neighbour ones (the titiler and xcube samples of the test data carry it)."""
-    import rioxarray
-
     src = make_raster("cog.tif", height=264, width=264, dtype="uint8")
     with rasterio.open(src, "r+") as f:
         f.update_tags(OVR_RESAMPLING_ALG="NEAREST", OVERVIEW_RESAMPLING="NEAREST", SENSOR="test")
-    out = geosr.upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic")
-    lazy = geosr.upscale(rioxarray.open_rasterio(src, chunks={"x": 128, "y": 128}), scale=2, model="bicubic")
-    lazy.rio.to_raster(tmp_path / "lazy.tif")
-    for path in (out, tmp_path / "lazy.tif"):
+    out, lazy = file_and_lazy_outputs(src, tmp_path, chunk=128)
+    for path in (out, lazy):
         with rasterio.open(path) as f:
             tags = f.tags()
             assert tags["SENSOR"] == "test", path.name
