@@ -314,6 +314,13 @@ Compress = Annotated[
 ]
 
 
+def _output_option(help: str) -> Any:
+    """``-o`` as geosr run and geosr info take it, with their own ``help``: a string, for their
+    ``str | None``, not a Path: a Path makes 's3://bucket/x.tif' 's3:/bucket/x.tif', which fsspec
+    takes for a local file (the upload failed after the whole run); batch_outputs converts."""
+    return path_option("--output", "-o", parser=given_text, help=help)
+
+
 @app.command(cls=_Command)
 def run(
     inputs: Annotated[
@@ -329,14 +336,9 @@ def run(
         ),
     ],
     output: Annotated[
-        # A string, not a Path: a Path makes 's3://bucket/x.tif' 's3:/bucket/x.tif', which fsspec
-        # takes for a local file (the upload failed after the whole run); batch_outputs converts.
         str | None,
-        path_option(
-            "--output",
-            "-o",
-            parser=given_text,
-            help="Output .tif (COG) or .zarr (local, or s3://, gs://, az://), or an existing folder for "
+        _output_option(
+            "Output .tif (COG) or .zarr (local, or s3://, gs://, az://), or an existing folder for "
             "the outputs (required to be one with several inputs); default <stem>_x<scale>.tif beside "
             "each input.",
         ),
@@ -670,11 +672,8 @@ def info(
     input: Input,
     output: Annotated[
         str | None,
-        path_option(
-            "--output",
-            "-o",
-            parser=given_text,
-            help="The output to plan, as geosr run takes it: a .tif (COG) or .zarr, or an existing "
+        _output_option(
+            "The output to plan, as geosr run takes it: a .tif (COG) or .zarr, or an existing "
             "folder; default <stem>_x<scale>.tif beside the input.  Nothing is written.",
         ),
     ] = None,
