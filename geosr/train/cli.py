@@ -79,6 +79,12 @@ HrPaths = Annotated[
 ]
 
 
+def _hr_rasters(help: str) -> Any:
+    """The HR rasters geosr train and geosr evaluate take as arguments, with their own ``help``:
+    text, not Paths, which would fold the // of a remote path."""
+    return typer.Argument(parser=given_text, metavar="HR", help=help)
+
+
 def _parse_loss(text: str | None) -> dict[str, float] | None:
     """``"l1=1,ssim=0.1"`` -> ``{"l1": 1.0, "ssim": 0.1}``; a bare name weighs 1."""
     if text is None:
@@ -107,11 +113,7 @@ def _pairs(lr: list[str] | None, hr: list[str] | None) -> list[tuple[str, str]]:
 def train_command(
     inputs: Annotated[
         list[str] | None,
-        typer.Argument(
-            parser=given_text,
-            metavar="HR",
-            help="HR rasters for self-supervised training: files, folders or globs.",
-        ),
+        _hr_rasters("HR rasters for self-supervised training: files, folders or globs."),
     ] = None,
     recipe: Annotated[
         Path | None,
@@ -809,11 +811,7 @@ def _shift_words(shift: list[float]) -> str:
 def evaluate_command(
     hr_rasters: Annotated[
         list[str] | None,
-        typer.Argument(
-            parser=given_text,
-            metavar="HR",
-            help="HR rasters for the Wald protocol: files or quoted globs ('val/*.tif').",
-        ),
+        _hr_rasters("HR rasters for the Wald protocol: files or quoted globs ('val/*.tif')."),
     ] = None,
     lr: LrPaths = None,
     hr: HrPaths = None,
