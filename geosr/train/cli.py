@@ -79,6 +79,12 @@ HrPaths = Annotated[
 ]
 
 
+def _whole_number(*names: str, help: str, minimum: int = 1) -> Any:
+    """An option of a whole number of at least ``minimum``, which typer refuses below it, shown as
+    ``<int>`` in the help; ``names`` are its flags, the parameter's own where none is given."""
+    return typer.Option(*names, help=help, min=minimum, metavar="<int>")
+
+
 def _hr_rasters(help: str) -> Any:
     """The HR rasters geosr train and geosr evaluate take as arguments, with their own ``help``:
     text, not Paths, which would fold the // of a remote path."""
@@ -165,24 +171,18 @@ def train_command(
     ] = None,
     steps: Annotated[
         int | None,
-        typer.Option(help=f"Optimiser steps{_or_recipe(TrainConfig.steps)}.", min=1, metavar="<int>"),
+        _whole_number(help=f"Optimiser steps{_or_recipe(TrainConfig.steps)}."),
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option(
-            "--batch-size",
-            help=f"Chips per step{_or_recipe(TrainConfig.batch_size)}.",
-            min=1,
-            metavar="<int>",
-        ),
+        _whole_number("--batch-size", help=f"Chips per step{_or_recipe(TrainConfig.batch_size)}."),
     ] = None,
     lr_chip: Annotated[
         int | None,
-        typer.Option(
+        _whole_number(
             "--chip",
             help=f"LR chip size in pixels (default {DataConfig.lr_chip}, or the recipe's, or the --store's).",
-            min=4,
-            metavar="<int>",
+            minimum=4,
         ),
     ] = None,
     learning_rate: Annotated[
@@ -210,17 +210,11 @@ def train_command(
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (0: default).")] = None,
     val_every: Annotated[
         int | None,
-        typer.Option(
-            help=f"Validate every N steps{_or_recipe(TrainConfig.val_every)}.", min=1, metavar="<int>"
-        ),
+        _whole_number(help=f"Validate every N steps{_or_recipe(TrainConfig.val_every)}."),
     ] = None,
     checkpoint_every: Annotated[
         int | None,
-        typer.Option(
-            help=f"Checkpoint every N steps{_or_recipe(TrainConfig.checkpoint_every)}.",
-            min=1,
-            metavar="<int>",
-        ),
+        _whole_number(help=f"Checkpoint every N steps{_or_recipe(TrainConfig.checkpoint_every)}."),
     ] = None,
     output: Annotated[
         Path | None,
@@ -826,9 +820,7 @@ def evaluate_command(
             "model's name always means that model: give ./NAME.safetensors for a file of that name.",
         ),
     ] = None,
-    border: Annotated[
-        int, typer.Option(help="HR pixels excluded at every edge.", min=0, metavar="<int>")
-    ] = 16,
+    border: Annotated[int, _whole_number(help="HR pixels excluded at every edge.", minimum=0)] = 16,
     # Text, not Paths, which drop the '/' that says a folder (check_report_paths refuses it).
     json_path: Annotated[
         str | None,
