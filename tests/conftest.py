@@ -47,6 +47,24 @@ def coordinate_pattern(count: int, height: int, width: int, dtype: str = "uint16
     return data.astype(dtype)
 
 
+def write_geotiff(path: Path, data: np.ndarray, transform: Affine, crs: str = "EPSG:32633") -> Path:
+    """Write ``data`` ``(count, height, width)`` at ``path`` as a GeoTIFF of its dtype on the grid of
+    ``transform`` in ``crs``, no nodata declared; returns ``path``.  (:func:`make_raster` names a file
+    in the test's tmp_path, with a transform and contents of its own by default.)"""
+    profile = {
+        "driver": "GTiff",
+        "count": data.shape[0],
+        "height": data.shape[1],
+        "width": data.shape[2],
+        "dtype": str(data.dtype),
+        "crs": crs,
+        "transform": transform,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
 def in_lonlat(path: Path) -> tuple[np.ndarray, Affine]:
     """The first band of ``path`` reprojected onto GDAL's default lon/lat grid for it, and
     that grid's transform (scenes near the antimeridian land on longitudes past -180)."""

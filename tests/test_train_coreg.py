@@ -16,7 +16,7 @@ from geosr.errors import InputError
 from geosr.train.coreg import check_pair, coregister, read_raster, reproject_onto_lr_grid
 from geosr.train.degrade import area_downsample
 from geosr.train.registration import apply_shift, estimate_shift, histogram_match, phase_correlation
-from tests.conftest import UTM_TRANSFORM, in_lonlat, real_file
+from tests.conftest import UTM_TRANSFORM, in_lonlat, real_file, write_geotiff
 
 
 def _texture(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -53,28 +53,15 @@ def test_histogram_match_maps_quantiles_onto_the_reference() -> None:
     assert np.corrcoef(matched.ravel(), np.sqrt(np.clip(hr, 0, None)).ravel())[0, 1] > 0.99
 
 
-def _write(path: Path, data: np.ndarray, transform: Affine, crs: str) -> Path:
-    profile = {
-        "driver": "GTiff",
-        "count": data.shape[0],
-        "height": data.shape[1],
-        "width": data.shape[2],
-        "dtype": str(data.dtype),
-        "crs": crs,
-        "transform": transform,
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
-
-
 def test_coregister_synthetic_pair_with_offset_georeferencing(tmp_path: Path) -> None:
     hr = _texture(240, 240, seed=3).astype(np.float32)
     lr = area_downsample(hr, 4)[None]
     t_lr = Affine(40.0, 0, 1000.0, 0, -40.0, 9000.0)
-    lr_path = _write(tmp_path / "lr.tif", lr, t_lr, "EPSG:32633")
+    lr_path = write_geotiff(tmp_path / "lr.tif", lr, t_lr, "EPSG:32633")
     shifted = apply_shift(hr, (0.4, -0.8))[None] * 1.5 + 20
-    hr_path = _write(tmp_path / "hr.tif", shifted, Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0), "EPSG:32633")
+    hr_path = write_geotiff(
+        tmp_path / "hr.tif", shifted, Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0), "EPSG:32633"
+    )
     pair = coregister(lr_path, hr_path, 4)
     assert abs(pair.shift[0] - 0.4) <= 0.1 and abs(pair.shift[1] + 0.8) <= 0.1
     inner = (slice(None), slice(8, -8), slice(8, -8))
@@ -98,7 +85,7 @@ def test_landsat_pan_vs_wald_lr_has_zero_shift_and_recovers_a_known_one(
     assert abs(dy) <= 0.1 and abs(dx) <= 0.1
     pan = read_raster(pan_path)
     for known in [(0.3, -0.7), (-1.25, 0.45)]:
-        copy = _write(
+        copy = write_geotiff(
             tmp_path / "pan_shifted.tif",
             apply_shift(pan.data[0], known)[None],
             pan.grid.transform,
@@ -129,7 +116,7 @@ def test_landsat_pan_vs_ms_real_pair(data_dir: Path, tmp_path: Path) -> None:
     base = arr[2]
     pan = read_raster(pan_path)
     known = (0.3, -0.7)
-    copy = _write(
+    copy = write_geotiff(
         tmp_path / "pan_shifted.tif",
         apply_shift(pan.data[0], known)[None],
         pan.grid.transform,
@@ -146,7 +133,7 @@ def test_landsat_pan_vs_ms_real_pair(data_dir: Path, tmp_path: Path) -> None:
 def test_a_truncated_raster_is_named_as_such(tmp_path: Path) -> None:
     from geosr.errors import InputError
 
-    path = _write(
+    path = write_geotiff(
         tmp_path / "cut.tif",
         _texture(300, 300)[None].astype(np.float32),
         Affine(10.0, 0, 0, 0, -10.0, 0),
@@ -163,13 +150,15 @@ def test_an_hr_pixel_coarser_than_the_lr_pixel_over_the_scale_is_refused(tmp_pat
     from geosr.errors import InputError
 
     hr = _texture(120, 120, seed=1).astype(np.float32)
-    lr_path = _write(
+    lr_path = write_geotiff(
         tmp_path / "lr.tif",
         area_downsample(hr, 2)[None],
         Affine(20.0, 0, 1000.0, 0, -20.0, 9000.0),
         "EPSG:32633",
     )
-    hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0), "EPSG:32633")
+    hr_path = write_geotiff(
+        tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0), "EPSG:32633"
+    )
     for lr, hr_file, scale in ((hr_path, lr_path, 2), (lr_path, lr_path, 2), (lr_path, hr_path, 4)):
         with pytest.raises(InputError, match=r"its pixel \(\d+ m\) is coarser than .*check --scale.*swapped"):
             coregister(lr, hr_file, scale)
@@ -185,7 +174,7 @@ def test_an_hr_pixel_coarser_than_the_lr_pixel_over_the_scale_is_refused(tmp_pat
 
 def _in_lonlat(path: Path, out: Path) -> Path:
     moved, t = in_lonlat(path)
-    return _write(out, moved, t, "EPSG:4326")
+    return write_geotiff(out, moved, t, "EPSG:4326")
 
 
 def test_a_band_count_mismatch_says_how_to_fix_it_on_the_command_line(tmp_path: Path) -> None:
@@ -194,10 +183,12 @@ def test_a_band_count_mismatch_says_how_to_fix_it_on_the_command_line(tmp_path: 
     from geosr.errors import InputError
 
     hr = _texture(64, 64, seed=2).astype(np.float32)
-    lr_path = _write(
+    lr_path = write_geotiff(
         tmp_path / "lr.tif", area_downsample(hr, 2)[None], Affine(20.0, 0, 0, 0, -20.0, 0), "EPSG:32633"
     )
-    hr3 = _write(tmp_path / "hr3.tif", np.stack([hr] * 3), Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
+    hr3 = write_geotiff(
+        tmp_path / "hr3.tif", np.stack([hr] * 3), Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633"
+    )
     with pytest.raises(InputError, match=r"lr\.tif gives 1 band\(s\) and .*hr3\.tif 3: .*gdal_translate -b"):
         coregister(lr_path, hr3, 2)
 
@@ -234,11 +225,11 @@ def test_pixels_the_shift_takes_from_beyond_the_edge_are_invalid(tmp_path: Path)
     """Undoing a shift of 2 rows and -5 columns replicated the HR's edge pixels into the rows and
     columns it had no data for, which stayed valid: chips of invented texture along those edges."""
     hr = _texture(160, 160, seed=4).astype(np.float32)
-    lr_path = _write(
+    lr_path = write_geotiff(
         tmp_path / "lr.tif", area_downsample(hr, 4)[None], Affine(40.0, 0, 0, 0, -40.0, 0), "EPSG:32633"
     )
     moved = apply_shift(hr, (2.0, -5.0))[None]
-    hr_path = _write(tmp_path / "hr.tif", moved, Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
+    hr_path = write_geotiff(tmp_path / "hr.tif", moved, Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
     pair = coregister(lr_path, hr_path, 4, match_histograms=False)
     assert abs(pair.shift[0] - 2.0) <= 0.1 and abs(pair.shift[1] + 5.0) <= 0.1
     valid = np.isfinite(pair.hr[0])
@@ -256,8 +247,8 @@ def test_a_flat_image_has_no_shift_to_remove(tmp_path: Path, flat: str) -> None:
     if flat == "hr":
         hr[:] = 500
     lr = area_downsample(hr, 4)[None] if flat == "hr" else np.full((1, 32, 32), 480, np.float32)
-    lr_path = _write(tmp_path / "lr.tif", lr, Affine(40.0, 0, 0, 0, -40.0, 0), "EPSG:32633")
-    hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
+    lr_path = write_geotiff(tmp_path / "lr.tif", lr, Affine(40.0, 0, 0, 0, -40.0, 0), "EPSG:32633")
+    hr_path = write_geotiff(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         pair = coregister(lr_path, hr_path, 4)
@@ -276,8 +267,8 @@ def test_an_averaged_hr_pixel_that_nodata_or_the_edge_cuts_is_invalid(tmp_path: 
     else:
         hr = hr[:51]  # ... or beyond the HR's edge
     lr = np.full((1, 20, 20), 100, np.float32)
-    lr_path = _write(tmp_path / "lr.tif", lr, Affine(10.0, 0, 0, 0, -10.0, 200.0), "EPSG:32633")
-    hr_path = _write(tmp_path / "hr.tif", hr[None], hr_transform, "EPSG:32633")
+    lr_path = write_geotiff(tmp_path / "lr.tif", lr, Affine(10.0, 0, 0, 0, -10.0, 200.0), "EPSG:32633")
+    hr_path = write_geotiff(tmp_path / "hr.tif", hr[None], hr_transform, "EPSG:32633")
     on_grid = reproject_onto_lr_grid(hr_path, read_raster(lr_path).grid, 4)[0]
     assert np.isfinite(on_grid[:20]).all()
     assert not np.isfinite(on_grid[20:]).any()
@@ -302,10 +293,10 @@ def test_valid_pixels_beside_a_nodata_hole_keep_their_values_when_the_shift_is_r
     cubic spline, whose ringing threw the valid pixels around it 180 standard deviations off."""
     bands = np.stack([_texture(192, 192, seed=8 + k) * k + 2000 * k**2 for k in (1, 2, 3)])
     lr = np.stack([area_downsample(b, 4) for b in bands]).astype(np.float32)
-    lr_path = _write(tmp_path / "lr.tif", lr, Affine(40.0, 0, 0, 0, -40.0, 0), "EPSG:32633")
+    lr_path = write_geotiff(tmp_path / "lr.tif", lr, Affine(40.0, 0, 0, 0, -40.0, 0), "EPSG:32633")
     moved = np.stack([apply_shift(b, (0.5, -0.5)) for b in bands])
     moved[:, 80:120, 80:120] = np.nan
-    hr_path = _write(tmp_path / "hr.tif", moved, Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
+    hr_path = write_geotiff(tmp_path / "hr.tif", moved, Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
     pair = coregister(lr_path, hr_path, 4, match_histograms=False)
     inner = (slice(8, -8), slice(8, -8))
     for got, want in zip(pair.hr, bands, strict=True):
@@ -349,7 +340,7 @@ def test_only_the_part_of_the_hr_over_the_lr_is_read(tmp_path: Path) -> None:
     from tests.conftest import REPO, sparse_giant
 
     hr = sparse_giant(tmp_path / "giant.tif", size=100_000)
-    lr = _write(
+    lr = write_geotiff(
         tmp_path / "lr.tif",
         np.ones((1, 16, 16), np.float32),
         UTM_TRANSFORM @ Affine.translation(5000, 7000) @ Affine.scale(4),
@@ -419,8 +410,8 @@ def test_an_hr_over_the_lrs_nodata_alone_names_both_files(tmp_path: Path) -> Non
     hr = _texture(128, 128, seed=9).astype(np.float32)
     lr = area_downsample(hr, 4)[None].astype(np.float32)
     lr[:, :16] = np.nan
-    lr_path = _write(tmp_path / "lr.tif", lr, Affine(40.0, 0, 0, 0, -40.0, 0), "EPSG:32633")
-    hr_path = _write(tmp_path / "hr.tif", hr[None, :64], Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
+    lr_path = write_geotiff(tmp_path / "lr.tif", lr, Affine(40.0, 0, 0, 0, -40.0, 0), "EPSG:32633")
+    hr_path = write_geotiff(tmp_path / "hr.tif", hr[None, :64], Affine(10.0, 0, 0, 0, -10.0, 0), "EPSG:32633")
     for correct_shift in (True, False):
         with pytest.raises(InputError, match=r"hr\.tif has no valid pixel .*where .*lr\.tif has data"):
             coregister(lr_path, hr_path, 4, correct_shift=correct_shift)
@@ -481,11 +472,11 @@ def test_a_raster_in_lonlat_past_180_pairs_as_it_does_a_turn_west(tmp_path: Path
     other in UTM zone 60S east of the antimeridian: the HR was 'nodata or NaN wherever it
     overlaps' the LR, and 'does not overlap' it the other way round."""
     utm_grid = Affine(20.0, 0.0, 833000.0, 0.0, -20.0, 8230000.0)
-    utm = _write(tmp_path / "utm.tif", _texture(32, 32)[None], utm_grid, "EPSG:32760")
+    utm = write_geotiff(tmp_path / "utm.tif", _texture(32, 32)[None], utm_grid, "EPSG:32760")
     west = _in_lonlat(utm, tmp_path / "west.tif")  # longitudes from -179.89
     with rasterio.open(west) as src:
         assert src.bounds.right < -179
-        east = _write(
+        east = write_geotiff(
             tmp_path / "east.tif", src.read(), Affine.translation(360, 0) @ src.transform, "EPSG:4326"
         )
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 from affine import Affine
 from scipy import ndimage
 
@@ -20,22 +19,7 @@ from geosr.train.degrade import area_downsample
 from geosr.train.registration import apply_shift
 from geosr.train.store import pair_chips, read_store
 from geosr.train.trainer import train
-from tests.conftest import warnings_said
-
-
-def _write(path: Path, data: np.ndarray, transform: Affine) -> Path:
-    profile = {
-        "driver": "GTiff",
-        "count": data.shape[0],
-        "height": data.shape[1],
-        "width": data.shape[2],
-        "dtype": str(data.dtype),
-        "crs": "EPSG:32633",
-        "transform": transform,
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
+from tests.conftest import warnings_said, write_geotiff
 
 
 @pytest.fixture
@@ -45,9 +29,9 @@ def pairs(tmp_path: Path) -> list[tuple[Path, Path]]:
         rng = np.random.default_rng(k)
         hr = ndimage.gaussian_filter(rng.random((160, 160)), 2.0).astype(np.float32) * 1000
         lr = area_downsample(hr, 2)[None]
-        lr_path = _write(tmp_path / f"lr{k}.tif", lr, Affine(20.0, 0, 1000.0, 0, -20.0, 9000.0))
+        lr_path = write_geotiff(tmp_path / f"lr{k}.tif", lr, Affine(20.0, 0, 1000.0, 0, -20.0, 9000.0))
         moved = (apply_shift(hr, shift) * 0.8 + 50)[None]
-        hr_path = _write(tmp_path / f"hr{k}.tif", moved, Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0))
+        hr_path = write_geotiff(tmp_path / f"hr{k}.tif", moved, Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0))
         out.append((lr_path, hr_path))
     return out
 
@@ -282,8 +266,10 @@ def test_an_interrupt_while_the_store_is_built_leaves_nothing(tmp_path: Path) ->
 
     rng = np.random.default_rng(0)
     hr = ndimage.gaussian_filter(rng.random((1024, 1024)), 2.0).astype(np.float32) * 1000
-    lr_path = _write(tmp_path / "lr.tif", area_downsample(hr, 2)[None], Affine(20.0, 0, 0, 0, -20.0, 0))
-    hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 0, 0, -10.0, 0))
+    lr_path = write_geotiff(
+        tmp_path / "lr.tif", area_downsample(hr, 2)[None], Affine(20.0, 0, 0, 0, -20.0, 0)
+    )
+    hr_path = write_geotiff(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 0, 0, -10.0, 0))
     run = tmp_path / "run"
     args = ["train", "--lr", str(lr_path), "--hr", str(hr_path), "-s", "2", "--chip", "16", *FAST]
     proc = start([*args, "-o", str(run)])
@@ -304,11 +290,11 @@ def test_a_pair_without_data_in_its_bottom_rows_still_has_validation_chips(tmp_p
     from geosr.train.store import pair_chips
 
     hr = ndimage.gaussian_filter(np.random.default_rng(4).random((128, 128)), 2.0).astype(np.float32) * 1000
-    lr_path = _write(
+    lr_path = write_geotiff(
         tmp_path / "lr.tif", area_downsample(hr, 2)[None], Affine(20.0, 0, 1000.0, 0, -20.0, 9000.0)
     )
     hr[76:] = np.nan
-    hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0))
+    hr_path = write_geotiff(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0))
     *_, split, _ = pair_chips(str(lr_path), str(hr_path), scale=2, lr_chip=8)
     assert split.sum() == 8  # the chip row at LR y = 24, the last one with data
     assert (split == 0).sum() == 24  # the three rows above it train
@@ -478,10 +464,12 @@ def test_an_undeclared_float_fill_in_a_pair_is_left_out_in_one_line(tmp_path: Pa
     only as numpy's bare 'overflow encountered in cast'; 2e+38, a fill value to geosr run, was paired."""
     rng = np.random.default_rng(0)
     hr = ndimage.gaussian_filter(rng.random((160, 160)), 2.0) * 1000
-    lr = _write(tmp_path / "lr.tif", area_downsample(hr, 2)[None], Affine(20.0, 0, 1000.0, 0, -20.0, 9000.0))
+    lr = write_geotiff(
+        tmp_path / "lr.tif", area_downsample(hr, 2)[None], Affine(20.0, 0, 1000.0, 0, -20.0, 9000.0)
+    )
     hr[50, 50] = hr[90, 90] = 1e39
     hr[120, 30] = -2e38
-    hr_path = _write(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0))
+    hr_path = write_geotiff(tmp_path / "hr.tif", hr[None], Affine(10.0, 0, 1000.0, 0, -10.0, 9000.0))
     (_, hr_chips, _, _), lines = warnings_said(lambda: pair_chips(str(lr), str(hr_path), scale=2, lr_chip=8))
     assert lines == [
         f"{hr_path}: 3 of the 25600 pixels read hold 1e+39, a float fill value (1e+38 or more in "
