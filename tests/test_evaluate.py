@@ -6,6 +6,7 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,16 @@ def _fake_upscaler(src: Path, dst: Path, *, scale: int, model: str | None, **_: 
     with rasterio.open(dst, "w", **profile) as d:
         d.write(up.astype(np.float32))
     return Path(dst)
+
+
+def _recording(calls: list[Path]) -> Callable[..., Path]:
+    """:func:`_fake_upscaler`, noting in ``calls`` each output it is asked to write."""
+
+    def upscaler(src: Path, dst: Path, **kw: object) -> Path:
+        calls.append(Path(dst))
+        return _fake_upscaler(src, dst, **kw)  # type: ignore[arg-type]
+
+    return upscaler
 
 
 def test_wald_with_a_hand_computable_upscaler(make_raster, tmp_path) -> None:
@@ -439,12 +450,8 @@ def test_an_image_too_small_for_the_border_is_named_before_it_is_upscaled(make_r
     small = make_raster("small.tif", height=20, width=20)
     calls: list[Path] = []
 
-    def upscaler(src: Path, dst: Path, **kw: object) -> Path:
-        calls.append(Path(dst))
-        return _fake_upscaler(src, dst, **kw)  # type: ignore[arg-type]
-
     with pytest.raises(InputError, match=r"small\.tif: a border of 16 px leaves nothing of its 20 x 20"):
-        evaluate_wald([big, small], scale=2, model="fake", border=16, upscaler=upscaler)
+        evaluate_wald([big, small], scale=2, model="fake", border=16, upscaler=_recording(calls))
     assert calls == []
 
 
@@ -454,12 +461,8 @@ def test_an_image_smaller_than_an_ssim_window_is_named_before_it_is_upscaled(mak
     small = make_raster("small.tif", height=9, width=13)
     calls: list[Path] = []
 
-    def upscaler(src: Path, dst: Path, **kw: object) -> Path:
-        calls.append(Path(dst))
-        return _fake_upscaler(src, dst, **kw)  # type: ignore[arg-type]
-
     with pytest.raises(InputError, match=r"small\.tif: its 8 x 12 pixels hold no whole 11 x 11 SSIM window"):
-        evaluate_wald([small], scale=2, model="fake", border=0, upscaler=upscaler)
+        evaluate_wald([small], scale=2, model="fake", border=0, upscaler=_recording(calls))
     assert calls == []
 
 
@@ -752,12 +755,8 @@ def test_a_bad_pair_is_named_before_any_pair_is_evaluated(make_raster, flaw: str
         pairs.append((lr, make_raster("far.tif", height=48, width=48, transform=far)))
     calls: list[Path] = []
 
-    def upscaler(src: Path, dst: Path, **kw: object) -> Path:
-        calls.append(Path(dst))
-        return _fake_upscaler(src, dst, **kw)  # type: ignore[arg-type]
-
     with pytest.raises(InputError, match=says):
-        evaluate_paired(pairs, scale=2, model="fake", border=8, upscaler=upscaler)
+        evaluate_paired(pairs, scale=2, model="fake", border=8, upscaler=_recording(calls))
     assert calls == []
 
 
