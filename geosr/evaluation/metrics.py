@@ -222,32 +222,36 @@ class BandMetrics:
         return all(np.isfinite(values))
 
 
-def _constant_band(band: int, value: float) -> BandMetrics:
+def _unscored(band: int, note: str, data_range: float = 0.0) -> BandMetrics:
+    """The metrics of a band none of which could be computed: NaN, and ``note`` saying why."""
     nan = float("nan")
-    note = (
+    return BandMetrics(band, nan, nan, nan, nan, nan, nan, data_range, note=note)
+
+
+def _constant_band(band: int, value: float) -> BandMetrics:
+    return _unscored(
+        band,
         f"the reference band is constant ({value:g} from its 0.1st to its 99.9th percentile): "
-        "PSNR and SSIM are undefined without a range of values; not scored, left out of the means"
+        "PSNR and SSIM are undefined without a range of values; not scored, left out of the means",
     )
-    return BandMetrics(band, nan, nan, nan, nan, nan, nan, 0.0, note=note)
 
 
 def _empty_band(band: int) -> BandMetrics:
-    nan = float("nan")
-    note = (
+    return _unscored(
+        band,
         "the reference band has no valid pixel (all nodata, NaN or masked, as a cloudy date's): "
-        "not scored, left out of the means"
+        "not scored, left out of the means",
     )
-    return BandMetrics(band, nan, nan, nan, nan, nan, nan, 0.0, note=note)
 
 
 def _nothing_compared(band: int, border: int, data_range: float) -> BandMetrics:
-    nan = float("nan")
-    note = (
+    return _unscored(
+        band,
         f"none of the band's valid HR pixels could be compared: they lie within the {border} px border "
         "or where the SR is nodata (beside the LR's nodata, or in the Wald protocol in blocks holding "
-        "a nodata HR pixel); not scored, left out of the means (a smaller --border may score it)"
+        "a nodata HR pixel); not scored, left out of the means (a smaller --border may score it)",
+        data_range,
     )
-    return BandMetrics(band, nan, nan, nan, nan, nan, nan, data_range, note=note)
 
 
 def _infinity_note(psnr_sr: float, psnr_bicubic: float) -> str:
