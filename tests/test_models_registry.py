@@ -18,7 +18,6 @@ from geosr.models import (
     DEFAULT_MODEL,
     MODEL_NAMES,
     Bicubic,
-    CNNRNNConfig,
     ModelCard,
     build_model,
     bundled_weights,
@@ -27,8 +26,7 @@ from geosr.models import (
     registry,
     save_weights,
 )
-
-TINY = {"features": 4, "encoder_blocks": 1, "refine_steps": 1}
+from tests.test_models_weights import trained_like
 
 
 @pytest.fixture
@@ -41,12 +39,8 @@ def weights_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def random_model(scale: int, **overrides: object) -> CNNRNN:
-    torch.manual_seed(0)
-    model = CNNRNN(CNNRNNConfig(scale=scale, **{**TINY, **overrides}), name="mine")  # type: ignore[arg-type]
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.2)
-    return model.eval()
+    """:func:`~tests.test_models_weights.trained_like`, named as the cards of this file name it."""
+    return trained_like(scale, "mine", **overrides)
 
 
 def card(model: CNNRNN, name: str = "mine", **changes: object) -> ModelCard:

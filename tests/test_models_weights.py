@@ -32,10 +32,11 @@ from geosr.options import RunOptions
 TINY = {"features": 4, "encoder_blocks": 1, "refine_steps": 1}
 
 
-def trained_like(scale: int = 2, **overrides: object) -> CNNRNN:
-    """A tiny model with every weight random (as if trained)."""
+def trained_like(scale: int = 2, name: str = "tiny", **overrides: object) -> CNNRNN:
+    """A tiny model named ``name`` with every weight random (as if trained); ``overrides`` are
+    :class:`CNNRNNConfig` fields."""
     torch.manual_seed(0)
-    model = CNNRNN(CNNRNNConfig(scale=scale, **{**TINY, **overrides}), name="tiny")  # type: ignore[arg-type]
+    model = CNNRNN(CNNRNNConfig(scale=scale, **{**TINY, **overrides}), name=name)  # type: ignore[arg-type]
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.2)
