@@ -649,8 +649,9 @@ def test_a_validation_raster_that_training_reads_too_is_refused(tmp_path, scenes
     """--help says validation rasters are never trained on: a training folder that holds the
     validation raster made the validation PSNR one on training data. A rows split passes."""
     folder = scenes[0].parent  # holds train.tif and val.tif
-    with pytest.raises(OptionError, match=r"val\.tif is both a training and a validation raster"):
+    with pytest.raises(OptionError, match=r"val\.tif is both a training and a validation raster") as info:
         train(_config(tmp_path, folder, scenes[1]))
+    assert f"(the training rasters '{folder}' include it)" in str(info.value)  # which entry to edit
     assert not (tmp_path / "run").exists()
     from geosr.train.config import SceneSource, check_held_out
 
@@ -669,8 +670,10 @@ def test_a_validation_raster_that_training_reads_too_is_refused(tmp_path, scenes
         ),
         ('[[data.train]]\npath = "{folder}/zz*.tif"\n', "data.train[0].path: training pattern"),
         (
-            '[[data.train]]\npath = "{folder}"\n[[data.val]]\npath = "{val}"\n',
-            "data.val[0].path: {val} is both",
+            '[[data.train]]\npath = "{train}"\n[[data.train]]\npath = "{folder}"\n'
+            '[[data.val]]\npath = "{val}"\n',
+            "data.val[0].path and data.train[1].path: {val} is both a training and a validation raster "
+            "(the training rasters '{folder}' include it)",
         ),
         (
             '[[data.train]]\npath = "{train}"\nbands = [0]\n',

@@ -686,12 +686,15 @@ def check_held_out(train: tuple[SceneSource, ...], val: tuple[SceneSource, ...])
         for g, t in trained:
             bands = not t.bands or not v.bands or bool(set(t.bands) & set(v.bands))
             if g == f.resolve() and bands and _overlap(t.rows, v.rows) and _overlap(t.cols, v.cols):
+                # Both sides: the validation raster alone did not say which training entry to edit
+                # (a folder or glob that matches it, one of many).
                 message = (
-                    f"{f} is both a training and a validation raster, but validation rasters are never "
-                    "trained on: leave it out of the training rasters (a glob or folder may match it), "
-                    "or split it with rows/cols in a recipe"
+                    f"{f} is both a training and a validation raster (the training rasters "
+                    f"{expand_path(t.path)!r} include it), but validation rasters are never trained on: "
+                    "leave it out of the training rasters (a glob or folder may match it), or split "
+                    "it with rows/cols in a recipe"
                 )
-                raise of_source(OptionError(message), v, "path")
+                raise of_source(OptionError(message), v, "path", also=t)
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -703,10 +706,11 @@ _SOURCE = "geosr_scene_source"
 """The attribute of an error of one :class:`SceneSource` that holds it and its key (:func:`of_source`)."""
 
 
-def of_source(exc: GeosrError, source: SceneSource, key: str) -> GeosrError:
+def of_source(exc: GeosrError, source: SceneSource, key: str, also: SceneSource | None = None) -> GeosrError:
     """``exc``, marked as an error of ``source``'s ``key`` (``path``, ``bands``), for
-    :func:`sources_named` to name the recipe's table that gives it."""
-    setattr(exc, _SOURCE, (source, key))
+    :func:`sources_named` to name the recipe's table that gives it, and that of ``also``, another
+    source the error is of (the training source that reads a validation raster)."""
+    setattr(exc, _SOURCE, (source, key, also))
     return exc
 
 
@@ -722,11 +726,13 @@ def sources_named(data: DataConfig, recipe: str | Path | None) -> Iterator[None]
     try:
         yield
     except GeosrError as exc:
-        source, key = getattr(exc, _SOURCE, (None, None))
+        source, key, also = getattr(exc, _SOURCE, (None, None, None))
         where = _recipe_key(data, recipe, source) if source is not None else None
         if where is None:
             raise
-        raise type(exc)(f"recipe {recipe}: {where}.{key}: {exc}") from None
+        other = _recipe_key(data, recipe, also) if also is not None else None
+        keys = f"{where}.{key}" + (f" and {other}.{key}" if other is not None else "")
+        raise type(exc)(f"recipe {recipe}: {keys}: {exc}") from None
 
 
 def _recipe_key(data: DataConfig, recipe: str | Path | None, source: SceneSource) -> str | None:
