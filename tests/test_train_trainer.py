@@ -835,6 +835,30 @@ def test_a_recipes_size_or_optimiser_value_out_of_range_is_an_option_error(table
 @pytest.mark.parametrize(
     ("text", "says"),
     [
+        (
+            "[degradation]\nblur_sigma = [0.6, 0.2]\n",
+            "degradation.blur_sigma must be a range of finite numbers 0 <= low <= high, got [0.6, 0.2]",
+        ),
+        ("[degradation]\nnoise_sigma = [0, nan]\n", "got [0.0, nan]"),
+        (
+            '[[data.train]]\npath = "a.tif"\nrows = [0.8, 1.6]\n',
+            "a.tif: rows must be fractions 0 <= start < stop <= 1, got [0.8, 1.6]",
+        ),
+    ],
+)
+def test_a_recipes_range_is_shown_as_the_recipe_writes_it(tmp_path: Path, text: str, says: str) -> None:
+    """A TOML list was shown as a Python tuple: 'blur_sigma must be a range ..., got (0.6, 0.2)'."""
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text(text)
+    with pytest.raises(OptionError) as info:
+        load_config(recipe)
+    line = str(info.value)
+    assert line.startswith(f"recipe {recipe}: ") and line.endswith(says), line
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
         ('output = ""\n', "output is empty"),
         ('weights = " "\n', "weights is empty"),
         ('[[data.train]]\npath = "a.tif"\n[[data.val]]\npath = ""\n', "data.val[0].path is empty"),

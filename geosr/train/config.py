@@ -92,7 +92,7 @@ class SceneSource:
             lo, hi = getattr(self, name)
             if not 0.0 <= lo < hi <= 1.0:
                 raise OptionError(
-                    f"{self.path}: {name} must be fractions 0 <= start < stop <= 1, got {(lo, hi)}"
+                    f"{self.path}: {name} must be fractions 0 <= start < stop <= 1, got {[lo, hi]}"
                 )
         if not (self.weight > 0 and math.isfinite(self.weight)):  # inf: numpy's "Probabilities contain NaN"
             raise OptionError(f"{self.path}: weight must be > 0 and finite, got {self.weight}")

@@ -86,7 +86,7 @@ class DegradationConfig:
             # nan passed 'lo < 0 or hi < lo', and nan or inf was numpy's traceback as chips were drawn.
             if not (0 <= lo <= hi and math.isfinite(hi)):
                 raise OptionError(
-                    f"degradation.{name} must be a range of finite numbers 0 <= low <= high, got {(lo, hi)}"
+                    f"degradation.{name} must be a range of finite numbers 0 <= low <= high, got {[lo, hi]}"
                 )
         if not 1 <= self.frames[0] <= self.frames[1] <= MAX_FRAMES:
             raise OptionError(
