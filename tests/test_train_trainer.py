@@ -1031,6 +1031,22 @@ def test_a_recipes_weights_follow_the_output_the_command_line_gives(tmp_path: Pa
     assert load_config(recipe, {"output": str(tmp_path / "t2")}).weights_stem == Path("models/x_x4")
 
 
+def test_a_recipes_weights_are_named_for_the_scale_and_model_the_command_line_gives(tmp_path: Path) -> None:
+    """`geosr train --recipe cnnrnn_fast_x4 -s 2` wrote its x2 model as cnnrnn-fast_x4.safetensors,
+    the recipe's name for its x4 weights (and -m cnnrnn-best a cnnrnn-best model so)."""
+    x2 = load_config("cnnrnn_fast_x4", {"scale": 2})
+    assert x2.weights_stem == Path("runs/cnnrnn_fast_x4/cnnrnn-fast_x2")
+    moved = load_config("cnnrnn_fast_x4", {"scale": 2, "output": str(tmp_path / "t1")})
+    assert moved.weights_stem == tmp_path / "t1" / "cnnrnn-fast_x2"
+    named = load_config("cnnrnn_fast_x4", {"name": "cnnrnn-best", "scale": 3})
+    assert named.weights_stem == Path("runs/cnnrnn_fast_x4/cnnrnn-best_x3")
+    given = load_config("cnnrnn_fast_x4", {"scale": 2, "weights": "w/mine_x4"})
+    assert given.weights_stem == Path("w/mine_x4")
+    recipe = tmp_path / "own.toml"  # a name of the recipe's own choosing stays
+    recipe.write_text('scale = 4\nweights = "models/best"\n')
+    assert load_config(recipe, {"scale": 2}).weights_stem == Path("models/best")
+
+
 def test_an_undeclared_float_fill_is_left_out_of_training_in_one_line(tmp_path, scenes, make_raster) -> None:
     """1e+39 in a float64 raster of values near 0.1, declared as no nodata, was left out (as
     geosr run does) but said only as numpy's bare 'overflow encountered in cast'."""

@@ -508,6 +508,7 @@ def load_config(recipe: str | Path | None = None, overrides: Mapping[str, Any] |
     if recipe is not None:
         merged = _merge(merged, read_recipe(recipe))
     if overrides:
+        merged = _weights_follow_the_model(merged, overrides)
         merged = _weights_follow_the_output(merged, overrides)
         merged = _merge(merged, overrides)
     try:
@@ -520,6 +521,22 @@ def load_config(recipe: str | Path | None = None, overrides: Mapping[str, Any] |
         raise OptionError(f"recipe {recipe}: {exc}") from None
     _check_model_table(config, recipe)
     return config
+
+
+def _weights_follow_the_model(recipe: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe with its ``weights`` named for the model and scale the overrides give, where the
+    recipe names them as the default does (``<name>_x<scale>``): ``geosr train --recipe
+    cnnrnn_fast_x4 -s 2`` wrote its x2 model as cnnrnn-fast_x4.safetensors, and ``-m cnnrnn-best``
+    a cnnrnn-best model as cnnrnn-fast_x4.  A name of the recipe's own choosing stays."""
+    weights = recipe.get("weights")
+    if not isinstance(weights, str) or overrides.get("weights") is not None:
+        return recipe
+    name, scale = recipe.get("name", TrainConfig.name), recipe.get("scale", TrainConfig.scale)
+    given = (overrides.get("name") or name, overrides.get("scale") or scale)
+    stem = PurePath(weights)
+    if stem.name != f"{name}_x{scale}" or given == (name, scale):
+        return recipe
+    return recipe | {"weights": str(stem.with_name(f"{given[0]}_x{given[1]}"))}
 
 
 def _weights_follow_the_output(recipe: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
