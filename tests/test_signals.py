@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -376,6 +377,10 @@ def test_a_signal_during_training_is_one_line_with_the_command_that_resumes(
     # Then Ctrl-C said nothing: "error: ; the run is kept in run: ...".
     run = tmp_path / "run"
     fast = ["--chip", "8", "--batch-size", "2", "--device", "cpu", "--precision", "fp32", "--threads", "1"]
+    # Validation rasters, or the run says first that it measures no validation PSNR: two lines.
+    val = tmp_path / "val.tif"
+    shutil.copyfile(scene, val)
+    fast += ["--val", str(val)]
     proc = start(
         [
             "train",

@@ -645,6 +645,32 @@ def test_a_training_raster_error_is_not_preceded_by_the_progress_bar(
     assert len(stderr.strip().splitlines()) == 1, stderr
 
 
+def test_a_run_without_validation_rasters_says_so_at_the_start(tmp_path, scenes, capfd, monkeypatch) -> None:
+    """A recipe without [[data.val]] showed "val PSNR -" to the end of the run and wrote a card
+    without metrics, without a word on why or how to measure the model."""
+    from tests.test_bad_input import run_cli
+
+    recipe = tmp_path / "tiny.toml"  # small validation chips: a full validation takes seconds
+    settings = 'name = "cnnrnn-fast"\nscale = 2\nsteps = 1\nbatch_size = 2\ndevice = "cpu"\nthreads = 1\n'
+    model = "[model]\nfeatures = 8\nencoder_blocks = 1\nrefine_steps = 1\n"
+    data = "[data]\nlr_chip = 8\nval_chips = 2\nval_lr_chip = 16\nval_border = 2\n"
+    recipe.write_text(settings + model + data + f'[[data.train]]\npath = "{scenes[0]}"\n')
+    # capfd: the command prints its lines on the file descriptor (geosr.cli._native_stderr_captured).
+    code, err = run_cli(["train", "--recipe", str(recipe), "-o", str(tmp_path / "a")], capfd, monkeypatch)
+    assert code == 0, err
+    assert err.splitlines()[:1] == [
+        "no validation rasters, so no validation PSNR is measured while training nor recorded in the "
+        "model card; to measure the model on rasters kept out of training, add a [[data.val]] table to "
+        f"{recipe}"
+    ], err
+    assert err.count("no validation rasters") == 1, err
+    card = json.loads((tmp_path / "a" / "cnnrnn-fast_x2.json").read_text())
+    assert card["metrics"] == {} and card["training"]["validation"] == []  # the card's own record
+    recipe.write_text(recipe.read_text() + f'[[data.val]]\npath = "{scenes[1]}"\n')
+    code, err = run_cli(["train", "--recipe", str(recipe), "-o", str(tmp_path / "b")], capfd, monkeypatch)
+    assert code == 0 and "no validation" not in err, err
+
+
 def test_a_validation_raster_that_training_reads_too_is_refused(tmp_path, scenes) -> None:
     """--help says validation rasters are never trained on: a training folder that holds the
     validation raster made the validation PSNR one on training data. A rows split passes."""

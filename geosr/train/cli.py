@@ -663,6 +663,25 @@ def _build_and_train(
     return _train_with_progress(train, config, recipe, resume, overwrite)
 
 
+def _validates(config: Any) -> bool:
+    """Whether the run measures a validation PSNR: on its ``--val`` rasters, or on a training
+    store's own validation chips."""
+    return bool(config.data.store or config.data.val)
+
+
+def _say_if_unvalidated(config: Any, recipe: Path | None) -> None:
+    """Say, as training starts, that a run without validation rasters measures no validation PSNR,
+    and how to give it some: the bar's "val PSNR -" and a card without metrics were all that
+    said so."""
+    if _validates(config):
+        return
+    how = f"add a [[data.val]] table to {recipe}" if recipe is not None else "give --val RASTER"
+    _say(
+        "no validation rasters, so no validation PSNR is measured while training nor recorded in "
+        f"the model card; to measure the model on rasters kept out of training, {how}"
+    )
+
+
 def _store_from_pairs(
     config: Any, pairs: list[tuple[str, str]], store_path: Path, scheduler: str, resume: bool
 ) -> None:
@@ -747,12 +766,14 @@ def _train_with_progress(
     # Where stderr is no terminal (a log file, a Slurm job), rich would show nothing until the
     # end: plain lines now and then instead.
     lines = None if progress_bar_drawn(err) else ProgressLines("training", "steps")
+    # No "val PSNR -" column for the whole of a run that measures none.
+    psnr = [TextColumn("val PSNR {task.fields[psnr]}")] if _validates(config) else []
     with Progress(
         TextColumn("[bold]training"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}"),
-        TextColumn("val PSNR {task.fields[psnr]}"),
+        *psnr,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
@@ -774,6 +795,8 @@ def _train_with_progress(
                 overwrite=overwrite,
                 progress=report,
                 recipe=str(recipe) if recipe else None,
+                # Once the data is read: an error in it stays the one line on stderr.
+                started=lambda: _say_if_unvalidated(config, recipe),
             )
         except KeyboardInterrupt as stop:
             # Reported as geosr run's are: one line (rich wrapped this one at 80 columns in a

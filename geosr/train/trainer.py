@@ -663,6 +663,7 @@ def train(
     progress: ProgressFn | None = None,
     stop_after: int | None = None,
     recipe: str | None = None,
+    started: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train (or resume training) a model as ``config`` says.
 
@@ -682,6 +683,8 @@ def train(
         Stop (with a checkpoint) after this global step, as if interrupted.
     recipe : str, optional
         Recipe path, recorded in the model card.
+    started : callable, optional
+        Called once the training data is read and the run folder written, before the first step.
 
     Returns
     -------
@@ -712,7 +715,14 @@ def train(
         torch.enable_grad(),
     ):
         try:
-            return _train(config, resume=resume, progress=progress, stop_after=stop_after, recipe=recipe)
+            return _train(
+                config,
+                resume=resume,
+                progress=progress,
+                stop_after=stop_after,
+                recipe=recipe,
+                started=started,
+            )
         except (MemoryError, torch.OutOfMemoryError) as exc:
             # A recipe's batch_size = 100000000 (a zero too many) was numpy's traceback "Unable to
             # allocate 252. GiB for an array with shape (100000000, 1, 26, 26) ...".
@@ -756,6 +766,7 @@ def _train(
     progress: ProgressFn | None,
     stop_after: int | None,
     recipe: str | None,
+    started: Callable[[], None] | None,
 ) -> TrainResult:
     """:func:`train`, which keeps the caller's threads and random states around it."""
     paths_to_write(config.weights_stem)  # refused before training, not once it has ended
@@ -765,6 +776,8 @@ def _train(
     with sources_named(config.data, recipe):
         sampler, validator = _training_data(config, run.device)
     state = _started(config, run, resume=resume)
+    if started is not None:
+        started()
     start_step = state.step
     if _steps_taken(config, run, state, sampler, validator, progress, stop_after):
         return _result(None, None, state, {}, start_step)
