@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -398,8 +399,21 @@ def test_a_signal_during_training_is_one_line_with_the_command_that_resumes(
     )
     wait_for(proc, (run / "checkpoints" / "last.json").exists)
     line = stopped(proc, signum).strip()
-    assert line.startswith(f"error: {said}; the run is kept in {run}"), line
-    assert line.endswith(f"-o {run} --resume)") and "(to resume: geosr train" in line, line
+    # It said "the run is kept in run: continue it with --resume (to resume: ... --resume)".
+    checkpoints = re.escape(str(run / "checkpoints"))
+    kept = rf"error: {re.escape(said)} after step \d+ of 100000; its checkpoint is kept in {checkpoints} "
+    assert re.match(kept + r"\(to resume: geosr train ", line), line
+    assert line.endswith(f"-o {run} --resume)") and line.count("--resume") == 1, line
+
+
+def test_a_training_interrupted_before_its_first_checkpoint_says_it_starts_again(tmp_path: Path) -> None:
+    # (Before the first step, as its data is read.) No checkpoint to name, nor a step reached.
+    from geosr.train.cli import _interrupted
+    from geosr.train.config import load_config
+
+    run = tmp_path / "run"
+    expected = f"interrupted before its first checkpoint; the run in {run} starts again from step 0"
+    assert _interrupted("interrupted", load_config(None, {"output": str(run)})) == expected
 
 
 LATE_SIGNAL = """

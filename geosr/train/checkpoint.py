@@ -116,6 +116,17 @@ def has_checkpoint(directory: str | Path) -> bool:
     return (d / f"{NAME}.json").is_file() and (d / f"{NAME}.safetensors").is_file()
 
 
+def checkpoint_step(directory: str | Path) -> int | None:
+    """The step of the checkpoint in ``directory``, None where it holds none (or none readable)."""
+    if not has_checkpoint(directory):
+        return None
+    try:
+        step = json.loads((Path(directory) / f"{NAME}.json").read_text(encoding="utf-8"))["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return step if isinstance(step, int) else None
+
+
 def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
     """The run config stored in a checkpoint."""
     meta = json.loads((Path(directory) / f"{NAME}.json").read_text(encoding="utf-8"))

@@ -802,9 +802,7 @@ def _train_with_progress(
             # Reported as geosr run's are: one line (rich wrapped this one at 80 columns in a
             # log file), the signal's own words (a SIGTERM said "interrupted"), the command.
             # str(): an exception is true whatever its words, and Ctrl-C's has none ('error: ; the run').
-            raise InterruptedRunError(
-                f"{str(stop) or 'interrupted'}; the run is kept in {config.output}: continue it with --resume"
-            ) from None
+            raise InterruptedRunError(_interrupted(str(stop) or "interrupted", config)) from None
         except Exception:
             # An error (a raster, the resume check, ...) is one line: the bar, still at 0 or
             # at the failed step, goes instead of staying above it. An interrupt keeps it.
@@ -812,6 +810,22 @@ def _train_with_progress(
             bar.live.stop()
             bar.disable = True  # so leaving the block adds no blank line where stderr is no terminal
             raise
+
+
+def _interrupted(said: str, config: Any) -> str:
+    """The line of a run interrupted as ``said``: where its checkpoint is, and at which step.
+
+    The command that resumes it follows, as geosr's main adds it: the line said "continue it
+    with --resume (to resume: geosr train ... --resume)", the hint twice, and named the run
+    folder, not the checkpoint the run goes on from, nor how far it had come.
+    """
+    from geosr.train.checkpoint import checkpoint_step
+
+    checkpoints = Path(config.output) / "checkpoints"
+    step = checkpoint_step(checkpoints)
+    if step is None:
+        return f"{said} before its first checkpoint; the run in {config.output} starts again from step 0"
+    return f"{said} after step {step} of {config.steps}; its checkpoint is kept in {checkpoints}"
 
 
 def _shift_words(shift: list[float]) -> str:
