@@ -1057,6 +1057,22 @@ def test_a_recipes_weights_follow_the_output_the_command_line_gives(tmp_path: Pa
     assert load_config(recipe, {"output": str(tmp_path / "t2")}).weights_stem == Path("models/x_x4")
 
 
+def test_init_beside_a_recipes_model_table_names_the_flag_and_the_table(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """It said "init='cnnrnn-fast' brings its own architecture: drop the model overrides
+    {'features': 8, 'refine_steps': 1}": a keyword and a Python dict, to a user of --init and TOML."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text("[model]\nfeatures = 8\nrefine_steps = 1\n")
+    code, err = run_cli(["train", "--recipe", str(recipe), "--init", "cnnrnn-fast"], capsys, monkeypatch)
+    said = "--init cnnrnn-fast brings its own architecture: drop the recipe's [model] table (features = 8, "
+    assert_one_clear_line(code, err, f"recipe {recipe}: {said}refine_steps = 1)")
+    with pytest.raises(OptionError, match=re.escape("drop the model overrides {'features': 8}")):
+        load_config(None, {"init": "cnnrnn-fast", "model": {"features": 8}})  # a Python caller's dict
+
+
 def test_a_recipes_weights_are_named_for_the_scale_and_model_the_command_line_gives(tmp_path: Path) -> None:
     """`geosr train --recipe cnnrnn_fast_x4 -s 2` wrote its x2 model as cnnrnn-fast_x4.safetensors,
     the recipe's name for its x4 weights (and -m cnnrnn-best a cnnrnn-best model so)."""

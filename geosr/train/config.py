@@ -18,6 +18,7 @@ import codecs
 import contextlib
 import dataclasses
 import glob
+import json
 import math
 import os
 import re
@@ -282,9 +283,8 @@ class TrainConfig:
                 "setting; drop it from [model]"
             )
         if self.init is not None and self.model:
-            raise OptionError(
-                f"init={self.init!r} brings its own architecture: drop the model overrides {self.model}"
-            )
+            init = _init_flag(self.init)
+            raise OptionError(f"{init} brings its own architecture: {_drop_model(self.model)}")
         # A bundled name as init *is* the architecture; another name would label
         # the trained weights and card with a model they are not.
         if self.init is not None and is_model_name(self.init) and self.name != self.init:
@@ -335,6 +335,15 @@ def _check_device(device: str) -> None:
 def _init_flag(init: str) -> str:
     """The ``init`` setting as its user gave it: a flag of the command, a key of a Python caller's."""
     return f"init={init!r}" if current_keywords() is not None else f"--init {init}"
+
+
+def _drop_model(model: Mapping[str, Any]) -> str:
+    """How to drop the ``model`` overrides, as the caller gives them: the command's come from a
+    recipe's [model] table, which "drop the model overrides {'features': 8}" showed as a Python dict."""
+    if current_keywords() is not None:
+        return f"drop the model overrides {model}"
+    pairs = ", ".join(f"{key} = {json.dumps(value)}" for key, value in model.items())
+    return f"drop the recipe's [model] table ({pairs})"
 
 
 def _name_to_set(config: TrainConfig) -> str:
