@@ -24,6 +24,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 from rasterio.features import geometry_mask
 
-from geosr.areas import GEOJSON_CRS, areas, in_degrees
+from geosr.areas import GEOJSON_CRS, areas, in_degrees, is_geojson
 from geosr.errors import InputError
 from geosr.grid import crs_code, crs_label, describe, window_grid
 from geosr.io.names import shell_quoted
@@ -172,9 +173,13 @@ def pixel_box(grid: GeoBox, target: GeoBox) -> tuple[float, float, float, float]
     return float(cols.min()), float(rows.min()), float(cols.max()), float(rows.max())
 
 
-def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
-    """The pixel window of ``grid`` that covers ``geometry`` (snapped outward, clipped)."""
-    _refuse_metres_as_degrees(geometry, grid, source)
+def aoi_window(grid: GeoBox, geometry: Geometry, source: str, aoi: str | Path | None = None) -> Window:
+    """The pixel window of ``grid`` that covers ``geometry`` (snapped outward, clipped).
+
+    ``aoi`` is the ``--aoi`` file ``geometry`` was read from, None for a ``--bbox``: a line
+    about its CRS names the fix in the terms of what was given.
+    """
+    _refuse_metres_as_degrees(geometry, grid, source, aoi)
     try:
         local = in_scene_crs(geometry, grid)
     except pyproj.exceptions.ProjError:
@@ -185,7 +190,7 @@ def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
             "(--bbox-crs, or the AOI file's crs)"
         ) from None
     if local.is_empty:
-        raise _no_overlap(grid, geometry, source)
+        raise _no_overlap(grid, geometry, source, aoi)
     h, w = grid.shape.yx
     inverse = ~grid.transform
     minx, miny, maxx, maxy = local.boundingbox
@@ -196,7 +201,7 @@ def aoi_window(grid: GeoBox, geometry: Geometry, source: str) -> Window:
     r0, r1 = _snapped(min(rows), max(rows))
     c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, w), min(r1, h)
     if c0 >= c1 or r0 >= r1 or not local.geom.intersects(grid.extent.geom):
-        raise _no_overlap(grid, geometry, source)
+        raise _no_overlap(grid, geometry, source, aoi)
     return Window(r0, c0, r1 - r0, c1 - c0)
 
 
@@ -214,9 +219,10 @@ def _snapped(low: float, high: float) -> tuple[int, int]:
     return start, stop
 
 
-def _refuse_metres_as_degrees(geometry: Geometry, grid: GeoBox, source: str) -> None:
+def _refuse_metres_as_degrees(geometry: Geometry, grid: GeoBox, source: str, aoi: str | Path | None) -> None:
     """Refuse a lon/lat area whose coordinates are no degrees: a box in the scene's metres
-    without ``--bbox-crs``, a GeoJSON in UTM without a ``crs`` member.
+    without ``--bbox-crs``, a GeoJSON in UTM without a ``crs`` member, a shapefile in UTM whose
+    .prj says WGS 84.
 
     It was said not to intersect the scene and to check ``--bbox-crs``, which an ``--aoi``
     file cannot take.
@@ -224,33 +230,67 @@ def _refuse_metres_as_degrees(geometry: Geometry, grid: GeoBox, source: str) -> 
     if geometry.crs is None or not geometry.crs.geographic or in_degrees(geometry.boundingbox):
         return
     bounds = tuple(round(v, 6) for v in geometry.boundingbox)
+    fix = _worded_for(
+        aoi,
+        bbox=f"give {_bbox_crs_option(grid, source)} with --bbox",
+        geojson="name the CRS in the GeoJSON's crs member (RFC 7946 GeoJSON is lon/lat)",
+        vector=f"give the file that CRS in place of the lon/lat one it names: ogr2ogr -a_srs "
+        f"{_typed_crs(grid, source)} {_with_the_crs(aoi)} {shell_quoted(str(aoi))}",
+    )
     raise InputError(
         f"{source}: the area of interest's bounds {bounds} are not degrees, which its CRS "
-        f"({crs_label(geometry.crs)}) takes; if they are in the scene's CRS, give "
-        f"{_bbox_crs_option(grid, source)} with --bbox, or name the CRS in the GeoJSON's crs member "
-        "(RFC 7946 GeoJSON is lon/lat)"
+        f"({crs_label(geometry.crs)}) takes; if they are in the scene's CRS, {fix}"
     )
 
 
+def _worded_for(aoi: str | Path | None, *, bbox: str, geojson: str, vector: str) -> str:
+    """The wording for the area as it was given: ``bbox`` for a ``--bbox`` (``aoi`` None),
+    ``geojson`` for a GeoJSON ``--aoi``, ``vector`` for any other vector file (pyogrio's).
+
+    A shapefile or GeoPackage was told of a GeoJSON's crs member, and a --bbox of both.
+    """
+    if aoi is None:
+        return bbox
+    return geojson if is_geojson(aoi) else vector
+
+
+def _with_the_crs(aoi: str | Path | None) -> str:
+    """The copy of ``aoi`` for ``ogr2ogr -a_srs`` to write, in the working folder: a name
+    other than the file's own (``area.gpkg`` of an ``area.gpkg`` would overwrite what it reads)."""
+    return shell_quoted(f"{Path(str(aoi)).stem}_crs.gpkg")
+
+
 def _bbox_crs_option(grid: GeoBox, source: str) -> str:
-    """``--bbox-crs`` with the scene's CRS as it can be typed: its code, else its WKT as GDAL
-    prints it (a label such as ``'Site grid' (WKT, no EPSG code)`` was offered, which is no CRS)."""
+    """``--bbox-crs`` with the scene's CRS as it can be typed (:func:`_typed_crs`), saying so
+    where that is its WKT."""
+    assert grid.crs is not None  # scenes without a CRS are refused when opened
+    wkt = "" if crs_code(grid.crs) is not None else " (its CRS has no code: its WKT)"
+    return f"--bbox-crs {_typed_crs(grid, source)}{wkt}"
+
+
+def _typed_crs(grid: GeoBox, source: str) -> str:
+    """The scene's CRS as it can be typed: its code, else its WKT as GDAL prints it (a label
+    such as ``'Site grid' (WKT, no EPSG code)`` was offered, which is no CRS)."""
     assert grid.crs is not None  # scenes without a CRS are refused when opened
     code = crs_code(grid.crs)
     if code is not None:
-        return f"--bbox-crs {code}"
-    return f'--bbox-crs "$(gdalsrsinfo -o wkt2 {shell_quoted(source)})" (its CRS has no code: its WKT)'
+        return code
+    return f'"$(gdalsrsinfo -o wkt2 {shell_quoted(source)})"'
 
 
-def _no_overlap(grid: GeoBox, geometry: Geometry, source: str) -> InputError:
+def _no_overlap(grid: GeoBox, geometry: Geometry, source: str, aoi: str | Path | None) -> InputError:
     crs = geometry.crs
     name = crs_label(crs)
     scene_bounds = _scene_bounds(grid, crs)
-    hint = "check the AOI and its CRS (--bbox-crs for a --bbox, the crs member of an --aoi GeoJSON)"
+    hint = "check the AOI and its CRS " + _worded_for(
+        aoi,
+        bbox="(--bbox-crs)",
+        geojson="(the crs member of the --aoi GeoJSON)",
+        vector=f"(the one the file names, as ogrinfo -so -al {shell_quoted(str(aoi))} shows it)",
+    )
     if _meets_the_scene_swapped(grid, geometry):
-        hint = (
-            "read as latitude, longitude, it meets the scene: give the longitude first (x, y), "
-            "as --bbox and GeoJSON take them"
+        hint = "read as latitude, longitude, it meets the scene: give the longitude first (x, y), as " + (
+            _worded_for(aoi, bbox="--bbox takes them", geojson="GeoJSON takes them", vector="GDAL reads them")
         )
     return InputError(
         f"{source}: the area of interest does not intersect the scene "

@@ -25,6 +25,12 @@ GEOJSON_CRS = "EPSG:4326"
 """RFC 7946: GeoJSON coordinates are longitude/latitude on WGS 84."""
 
 
+def is_geojson(path: str | Path) -> bool:
+    """Whether the ``--aoi`` file at ``path`` is read as GeoJSON (by its suffix), else through
+    pyogrio: what a line about the file's CRS or coordinates may name (a crs member, RFC 7946)."""
+    return Path(path).suffix.lower() in (".geojson", ".json")
+
+
 def read_vector(path: str | Path) -> Geometry:
     """The union of every geometry in the vector file at ``path``, with its CRS.
 
@@ -42,7 +48,7 @@ def read_vector(path: str | Path) -> Geometry:
 
 @functools.lru_cache(maxsize=4)
 def _read_vector(path: Path, _version: tuple[int, ...]) -> Geometry:
-    if path.suffix.lower() in (".geojson", ".json"):
+    if is_geojson(path):
         return _read_geojson(path)
     _refuse_non_vector(path)
     try:

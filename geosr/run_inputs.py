@@ -59,7 +59,7 @@ def scene_for(src: str | Path, options: RunOptions) -> Scene:
         scene = select_bands(scene, options.bands)
     area = area_of_interest(options)
     if area is not None:
-        scene = crop_scene(scene, aoi_window(scene.grid, area, scene.path))
+        scene = crop_scene(scene, aoi_window(scene.grid, area, scene.path, options.aoi))
     return scene
 
 

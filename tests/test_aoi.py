@@ -165,7 +165,7 @@ def test_aoi_outside_the_scene_is_a_clear_error(make_raster, tmp_path: Path) -> 
     assert not (tmp_path / "o.tif").exists()
     # The fix named for a --bbox alone, --bbox-crs, is refused beside --aoi: a file names its own.
     aoi = write_geojson(tmp_path / "far.geojson", [(100, 10), (101, 10), (101, 11), (100, 10)])
-    with pytest.raises(InputError, match="the crs member of an aoi GeoJSON"):
+    with pytest.raises(InputError, match=r"check the AOI and its CRS \(the crs member of the aoi GeoJSON\)$"):
         geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic", aoi=str(aoi))
 
 
@@ -532,11 +532,15 @@ def test_an_area_in_metres_taken_for_degrees_is_said_to_be(
     aoi = write_geojson(tmp_path / "area.geojson", [(x0, y0), (x1, y0), (x1, y1), (x0, y0)])
     out = tmp_path / "o.tif"
     args = ["run", str(make_raster()), "--model", "bicubic", "-o", str(out)]
-    for area in (["--bbox", f"{x0},{y0},{x1},{y1}"], ["--aoi", str(aoi)]):
+    # Each is told the fix of what it is: a --bbox was told of a GeoJSON's crs member, and a
+    # GeoJSON of --bbox-crs, which is refused beside --aoi.
+    for area, fix, other in (
+        (["--bbox", f"{x0},{y0},{x1},{y1}"], "give --bbox-crs EPSG:32633 with --bbox", "crs member"),
+        (["--aoi", str(aoi)], "name the CRS in the GeoJSON's crs member", "--bbox-crs"),
+    ):
         code, err = run_cli([*args, *area], capsys, monkeypatch)
-        assert_one_clear_line(
-            code, err, "scene.tif", "are not degrees", "--bbox-crs EPSG:32633", "crs member"
-        )
+        assert_one_clear_line(code, err, "scene.tif", "are not degrees", fix)
+        assert other not in err
         assert not out.exists()
 
 
@@ -562,6 +566,38 @@ def test_a_box_in_the_metres_of_a_crs_without_a_code_is_told_a_bbox_crs_that_is_
         wkt = CRS(src.crs.to_wkt()).to_wkt(pretty=True)  # gdalsrsinfo -o wkt2's lines
     window = aoi_window(grid, parse_bbox(f"{x0},{y0},{x1},{y1}", wkt), str(scene))
     assert (window.col, window.row, window.width, window.height) == (10, 10, 60, 30)
+
+
+@pytest.mark.parametrize("name", ["area.shp", "area.gpkg"])
+def test_a_vector_file_with_a_wrong_crs_is_told_the_fix_for_its_format(
+    name: str, make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A shapefile or GeoPackage in UTM whose CRS says lon/lat, or that lies elsewhere, was told
+    to name its CRS in 'the GeoJSON's crs member' (and of --bbox-crs), which it has not.
+    pyogrio is stood in for as in test_a_vector_file_without_a_crs_in_metres_is_refused."""
+    from tests.test_bad_input import run_cli
+
+    (x0, y1), (x1, y0) = utm_of_pixel(10, 10), utm_of_pixel(70, 70)
+    scene, aoi, out = make_raster(), tmp_path / name, tmp_path / "o.tif"
+    said = []
+    for size, polygon in enumerate((shapely.box(x0, y0, x1, y1), shapely.box(100, 10, 101, 11))):
+        aoi.write_bytes(b"." * size)  # another version of the file: read_vector reads it again
+        read = lambda path, polygon=polygon: ({"crs": "EPSG:4326"}, None, [shapely.to_wkb(polygon)], None)  # noqa: E731
+        monkeypatch.setitem(sys.modules, "pyogrio", SimpleNamespace(raw=SimpleNamespace(read=read)))
+        args = ["run", str(scene), "--model", "bicubic", "--aoi", str(aoi), "-o", str(out)]
+        code, err = run_cli(args, capsys, monkeypatch)
+        assert code == 2 and not out.exists()
+        said.append(err.splitlines()[-1])
+    assert said[0].startswith(f"error: {scene}: the area of interest's bounds (335540.0, 5865790.0, ")
+    assert said[0].endswith(
+        "are not degrees, which its CRS (EPSG:4326) takes; if they are in the scene's CRS, give the file "
+        f"that CRS in place of the lon/lat one it names: ogr2ogr -a_srs EPSG:32633 area_crs.gpkg {aoi}"
+    )
+    assert said[1].startswith(f"error: {scene}: the area of interest does not intersect the scene ")
+    assert said[1].endswith(
+        f"check the AOI and its CRS (the one the file names, as ogrinfo -so -al {aoi} shows it)"
+    )
+    assert not any("GeoJSON" in line or "--bbox-crs" in line for line in said)
 
 
 def test_a_bbox_crs_of_a_compound_crs_by_its_parts_codes_is_taken(make_raster, tmp_path: Path) -> None:
