@@ -65,8 +65,14 @@ def test_receptive_field_is_exact() -> None:
 def test_config_validation() -> None:
     with pytest.raises(ModelError, match="blocks"):
         EDSRConfig(scale=2, blocks=-1)
-    with pytest.raises(ModelError, match=r"^unknown EDSR config keys depth$"):
+    # The keys it takes, as CNN-RNN's line lists them: 'unknown EDSR config keys depth' left them to guess.
+    with pytest.raises(
+        ModelError, match=r"^unknown EDSR config keys depth; expected some of blocks, features, scale$"
+    ):
         EDSRConfig.from_dict({"scale": 2, "depth": 3})
+    # A TypeError traceback ("missing 1 required positional argument: 'scale'").
+    with pytest.raises(ModelError, match=r"^EDSR config has no 'scale'$"):
+        EDSRConfig.from_dict({"features": 4})
 
 
 def test_trained_weights_round_trip(tmp_path: Path) -> None:

@@ -10,12 +10,14 @@ what the tile planner and the provenance tags need: its ``scale``, its
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import MISSING, fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
 
-from geosr.errors import ModelError
+from geosr.errors import ModelError, in_words
 
 if TYPE_CHECKING:
     from geosr.models.card import ModelCard
@@ -132,6 +134,36 @@ class SRModel(nn.Module):
         (CNN-RNN's radiometric projection): :func:`geosr.kernel.finish_tile` then redoes the
         projection in float64 for the pixels of dtypes float32 does not hold."""
         return False
+
+
+_Config = TypeVar("_Config")
+
+
+def config_from_dict(config: type[_Config], data: Mapping[str, Any], architecture: str) -> _Config:
+    """The ``config`` dataclass (an architecture's) built from a card's or a recipe's ``config``.
+
+    Keys it has no field for are refused, not ignored, naming those it takes (EDSR's line
+    named the unknown key alone, where CNN-RNN's listed the keys), and so is a field without a
+    default left out (EDSR's ``scale`` was a TypeError traceback).
+
+    Raises
+    ------
+    ModelError
+        ``unknown EDSR config keys depth; expected some of blocks, features, scale``, or
+        ``EDSR config has no 'scale'``.
+    """
+    known = fields(config)  # type: ignore[arg-type]  # an architecture's config is a dataclass
+    unknown = sorted(set(data) - {f.name for f in known})
+    if unknown:
+        raise ModelError(
+            f"unknown {architecture} config keys {in_words(unknown)}; "
+            f"expected some of {', '.join(sorted(f.name for f in known))}"
+        )
+    required = (f.name for f in known if f.default is MISSING and f.default_factory is MISSING)
+    missing = [repr(name) for name in required if name not in data]
+    if missing:
+        raise ModelError(f"{architecture} config has no {in_words(missing)}")
+    return config(**data)
 
 
 def check_int_at_least(value: object, name: str, minimum: int) -> int:

@@ -18,20 +18,21 @@ exist, and training starts from bicubic rather than from noise.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812  (the torch convention)
 from torch import nn
 
-from geosr.errors import ModelError, in_words
+from geosr.errors import ModelError
 from geosr.models.base import (
     SRModel,
     check_frames,
     check_input,
     check_int_at_least,
     check_scale,
+    config_from_dict,
     output_dtype,
     pixel_shuffle,
 )
@@ -92,15 +93,7 @@ class CNNRNNConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CNNRNNConfig:
         """Build from a card's ``config``; unknown keys are refused, not ignored."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelError(
-                f"unknown CNNRNN config keys {in_words(unknown)}; expected some of {', '.join(sorted(known))}"
-            )
-        if "scale" not in data:
-            raise ModelError("CNNRNN config has no 'scale'")
-        return cls(**data)
+        return config_from_dict(cls, data, "CNNRNN")
 
 
 def _conv(cin: int, cout: int, *, bias: bool = True) -> nn.Conv2d:

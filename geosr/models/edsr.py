@@ -17,19 +17,20 @@ last convolution starts at zero, so the untrained network is exactly bicubic.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from geosr.errors import ModelError, in_words
+from geosr.errors import ModelError
 from geosr.models.base import (
     SRModel,
     check_frames,
     check_input,
     check_int_at_least,
     check_scale,
+    config_from_dict,
     output_dtype,
 )
 from geosr.models.bicubic import BICUBIC_RADIUS, bicubic_upsample
@@ -66,10 +67,7 @@ class EDSRConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EDSRConfig:
         """Build from a card's ``config``; unknown keys are refused, not ignored."""
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ModelError(f"unknown EDSR config keys {in_words(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "EDSR")
 
 
 class _Block(nn.Module):
