@@ -420,18 +420,24 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
-def from_dict(cls: type[Any], values: Mapping[str, Any], where: str = "config") -> Any:
-    """Build a config dataclass from a nested mapping, refusing unknown keys."""
+def from_dict(cls: type[Any], values: Mapping[str, Any], where: str = "") -> Any:
+    """Build a config dataclass from a nested mapping, refusing unknown keys.
+
+    ``where`` is the table ``values`` is, as the recipe writes its keys (``optim``,
+    ``data.train[0]``; ``""`` for the top level): a line named ``config.optim.lr``, a key
+    that no recipe has, beside the ``degradation.frames`` of the config's own checks.
+    """
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise OptionError(f"unknown key(s) {in_words(unknown)} in {where}; known: {', '.join(sorted(names))}")
+        table = f" in {where}" if where else ""
+        raise OptionError(f"unknown key(s) {in_words(unknown)}{table}; known: {', '.join(sorted(names))}")
     # An empty [[data.train]] table (a key without a default) was a TypeError traceback.
     needed = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]
     if needed:
-        raise OptionError(f"{where} has no {needed[0]}: add {needed[0]} = ... to that table")
-    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in values.items()}
+        raise OptionError(f"{where or 'the config'} has no {needed[0]}: add {needed[0]} = ... to that table")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in values.items()}
     return cls(**kwargs)
 
 
@@ -525,8 +531,8 @@ def load_config(recipe: str | Path | None = None, overrides: Mapping[str, Any] |
     except OptionError as exc:
         if recipe is None or not _valid(overrides or {}):
             raise _named_as_set(exc, overrides or {}) from None
-        # The options alone are valid, so the recipe is at fault: "config.steps must be
-        # int" did not say which file to fix.
+        # The options alone are valid, so the recipe is at fault: "steps must be int" did
+        # not say which file to fix.
         raise OptionError(f"recipe {recipe}: {exc}") from None
     _check_model_table(config, recipe)
     return config
