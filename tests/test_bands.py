@@ -17,6 +17,7 @@ from geosr.inspect import plan_run
 from geosr.io.bands import reflectance_offset
 from geosr.options import RunOptions
 from geosr.run_inputs import normalisation_for, scene_for
+from tests.conftest import real_file
 
 
 def test_select_and_order_by_name_or_index(make_raster, tmp_path: Path) -> None:
@@ -129,11 +130,11 @@ def test_an_offset_that_is_no_number_is_refused(make_raster, tmp_path: Path, off
 
 def test_band_names_on_bigearthnet(data_dir: Path, tmp_path: Path) -> None:
     """Stack the 10 m bands of a real BigEarthNet patch, then select B04,B03,B02 by name."""
-    folder = sorted((data_dir / "sentinel2" / "bigearthnet").glob("S2*"))[0]
+    patch = "S2A_MSIL2A_20170613T101031_87_48"
     names = ("B02", "B03", "B04", "B08")
     arrays = []
     for name in names:
-        with rasterio.open(next(folder.glob(f"*_{name}.tif"))) as f:
+        with rasterio.open(real_file(data_dir, f"sentinel2/bigearthnet/{patch}/{patch}_{name}.tif")) as f:
             arrays.append(f.read(1))
             profile = f.profile
     profile.update(count=4, driver="GTiff")

@@ -13,7 +13,7 @@ import pytest
 
 from geosr.errors import OptionError
 from geosr.resources import GDAL_CACHE, Plan, check, disk_needed, memory_needed
-from tests.conftest import sparse_giant
+from tests.conftest import real_file, sparse_giant
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ def test_disk_estimate_covers_the_cog_build_on_real_imagery(
     from geosr import resources
     from geosr.io import cog, run_store
 
-    with rasterio.open(data_dir / name) as src:
+    with rasterio.open(real_file(data_dir, name)) as src:
         side = min(src.width, src.height, 400)  # the middle: no swath edge of nodata
         window = Window((src.width - side) // 2, (src.height - side) // 2, side, side)
         profile = {**src.profile, "driver": "GTiff", "width": window.width, "height": window.height}
