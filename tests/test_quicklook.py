@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 import geosr
 from geosr.cli import app
 from geosr.panels import stretch
-from geosr.quicklook import compare_panels
+from geosr.quicklook import compare_panels, quicklook_path
 from geosr.tiling import Window
 from tests.conftest import UTM_TRANSFORM, coordinate_pattern, in_lonlat, open_in_this_process
 
@@ -278,6 +279,21 @@ def test_the_bicubic_panel_of_a_one_pixel_strip_is_cubic(make_raster, tmp_path, 
     np.testing.assert_allclose(bicubic[0, 3:-3], expected, atol=1e-3)
 
 
+def drawn_panels(monkeypatch: pytest.MonkeyPatch) -> list[list[np.ndarray]]:
+    """The panels of each figure a run's --quicklook draws, in order; the figures are drawn as ever."""
+    import geosr.quicklook
+
+    shown: list[list[np.ndarray]] = []
+    draw = geosr.quicklook.draw_figure
+
+    def recorded(panels: list[np.ndarray], *args: Any, **kwargs: Any) -> Path:
+        shown.append(list(panels))
+        return draw(panels, *args, **kwargs)
+
+    monkeypatch.setattr(geosr.quicklook, "draw_figure", recorded)
+    return shown
+
+
 def test_the_bicubic_panel_hides_the_missing_values_the_run_hid(tmp_path: Path, monkeypatch) -> None:
     """A netCDF's CF missing_value (-32767 beside its _FillValue) is missing in a run, and data after
     --nodata -32768, which replaces the file's values as the run's does; the bicubic panel of compare
@@ -287,13 +303,13 @@ def test_the_bicubic_panel_hides_the_missing_values_the_run_hid(tmp_path: Path, 
     data = (coordinate_pattern(1, 24, 28, "uint16") % 3000 + 100).astype(np.int16)[0]
     data[:, :6] = -32767
     nc = cf_netcdf(tmp_path / "v.nc", data, (-32767,))
-    shown = []
-    monkeypatch.setattr("geosr.quicklook.draw_figure", lambda panels, *_, **__: shown.append(panels[1]))
+    shown = drawn_panels(monkeypatch)
     for name, nodata in (("kept", None), ("data", -32768)):
         out = geosr.upscale_file(
             nc, tmp_path / f"{name}.tif", scale=2, model="bicubic", nodata=nodata, quicklook=True
         )
-    hidden, as_data = shown
+        assert quicklook_path(out).is_file()
+    hidden, as_data = (panels[1] for panels in shown)
     assert np.isnan(hidden[:, :, :10]).all() and np.isfinite(hidden[:, :, 14:]).all()
     assert np.isfinite(as_data).all()
     assert np.isfinite(compare_panels(str(nc), str(out), lr_nodata=-32768)[0][1]).all()  # geosr compare
@@ -322,9 +338,10 @@ def test_the_bicubic_panel_of_an_input_whose_alpha_band_comes_first_shows_the_sa
             ColorInterp.blue,
             ColorInterp.undefined,
         ]
-    shown = []
-    monkeypatch.setattr("geosr.quicklook.draw_figure", lambda panels, *_, **__: shown.append(panels))
-    geosr.upscale_file(src, tmp_path / "all.tif", scale=2, model="bicubic", quicklook=True)
+    shown = drawn_panels(monkeypatch)
+    assert quicklook_path(
+        geosr.upscale_file(src, tmp_path / "all.tif", scale=2, model="bicubic", quicklook=True)
+    ).is_file()
     picked = geosr.upscale_file(src, tmp_path / "picked.tif", scale=2, model="bicubic", bands="4,3,2")
     for geosr_panel, bicubic_panel in (shown[0], compare_panels(str(src), str(picked))[0]):
         assert np.nanmedian(np.abs(geosr_panel - bicubic_panel)) < 5  # a neighbour band is 40 off
