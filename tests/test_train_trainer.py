@@ -295,18 +295,14 @@ def test_a_validation_border_that_leaves_nothing_names_the_settings_as_the_calle
     ), api.value
 
 
-def test_init_weights_of_another_model_name_the_name_setting_as_the_caller_sets_it(
-    tmp_path, monkeypatch
-) -> None:
+def test_init_weights_of_another_model_name_the_name_setting_as_the_caller_sets_it(tmp_path) -> None:
     """train()'s line read "config.name (name) is 'cnnrnn-fast': drop config.name='cnnrnn-fast' or
     use config.name='edsr-baseline'", and the command's named the recipe key "(name)" alone."""
-    from types import SimpleNamespace
-
     from geosr.errors import keyword_wording
     from geosr.train import trainer
+    from tests.test_finetune import _edsr_weights
 
-    monkeypatch.setattr(trainer, "initial_model", lambda init, scale: SimpleNamespace(name="edsr-baseline"))
-    config = dataclasses.replace(load_config(None, {"scale": 2}), init=str(tmp_path / "w.safetensors"))
+    config = dataclasses.replace(load_config(None, {"scale": 2}), init=str(_edsr_weights(tmp_path)))
     with pytest.raises(OptionError) as command:
         trainer.build_model(config)
     assert str(command.value).endswith(
