@@ -1226,12 +1226,10 @@ def test_a_stalled_server_fails_a_python_api_call_and_the_callers_settings_stay(
         assert "GDAL_HTTP_CONNECTTIMEOUT" not in os.environ and "GDAL_HTTP_LOW_SPEED_LIMIT" not in os.environ
 
 
-def test_a_signed_urls_signature_is_printed_nowhere(tmp_path: Path, capfd, monkeypatch) -> None:
+def test_a_signed_urls_signature_is_printed_nowhere(make_raster, tmp_path: Path, capfd, monkeypatch) -> None:
     """A signed URL (an S3 presigned URL, a Planetary Computer SAS href) had its signature, a
     credential, printed in the error line, the progress lines of a log and a batch's summary."""
-    import geosr.api
     import geosr.progress
-    from geosr.errors import InputError
     from tests.test_batch import run_cli
 
     signed = "https://127.0.0.1:9/a/scene.tif?X-Amz-Credential=AKIAKEY&X-Amz-Signature=SECRETSIG"
@@ -1241,22 +1239,24 @@ def test_a_signed_urls_signature_is_printed_nowhere(tmp_path: Path, capfd, monke
     assert code == 2 and "error: https://127.0.0.1:9/a/scene.tif: " in err, err
     assert "SECRETSIG" not in err and "AKIAKEY" not in err, err
 
-    def runs(src: str, dst: object, *, progress, **_: object) -> Path:
-        if "b.tif" in src:
-            raise InputError(f"{src}: not a raster")
-        progress(0, 4)
-        progress(4, 4)
-        return tmp_path / "o.tif"
-
-    monkeypatch.setattr(geosr.api, "upscale_file", runs)
+    # A batch of two served files, the second no raster: a progress line, an error line, a summary.
+    www = tmp_path / "www"
+    www.mkdir()
+    make_raster("www/scene.tif", height=64, width=64)
+    (www / "b.tif").write_bytes(b"not a raster")
+    (tmp_path / "out").mkdir()
     monkeypatch.setattr(geosr.progress, "QUIET_S", 0.0)
-    other = signed.replace("scene.tif", "b.tif").replace("SECRETSIG", "OTHERSIG")
-    code, _, err = run_cli(["run", signed, other, "-m", "bicubic", "-o", str(tmp_path)], capfd, monkeypatch)
+    with served(www) as base:
+        first = f"{base}/scene.tif?X-Amz-Credential=AKIAKEY&X-Amz-Signature=SECRETSIG"
+        other = f"{base}/b.tif?X-Amz-Credential=AKIAKEY&X-Amz-Signature=OTHERSIG"
+        args = ["run", first, other, "-m", "bicubic", "--tile", "32", "-o", str(tmp_path / "out")]
+        code, _, err = run_cli(args, capfd, monkeypatch)
     assert code == 2, err
     assert "geosr: [1/2] scene.tif: 4/4 tiles (100 %)" in err, err
-    assert "error: https://127.0.0.1:9/a/b.tif: not a raster" in err, err
+    assert f"error: {base}/b.tif: " in err, err
     assert "1 of 2 inputs failed (b.tif)" in err, err
     assert "SIG" not in err and "AKIAKEY" not in err, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scene_x4.tif"]
 
 
 def test_info_of_a_signed_url_names_it_without_its_signature(make_raster, capfd, monkeypatch) -> None:
