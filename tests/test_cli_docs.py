@@ -254,6 +254,7 @@ def test_the_tests_the_readme_names_exist() -> None:
     # pointing at nothing.
     text = README.read_text(encoding="utf-8")
     module = None
+    named = []
     for match in re.finditer(r"`(tests/[\w/]+\.py)?(::\w+)?`", text):
         if match.group(1):
             module = README.parent / match.group(1)
@@ -261,6 +262,9 @@ def test_the_tests_the_readme_names_exist() -> None:
         if match.group(2):
             assert module is not None, match.group(0)
             assert f"def {match.group(2)[2:]}(" in module.read_text(encoding="utf-8"), match.group(0)
+            named.append(match.group(2))
+    # A table written another way (no backquotes, 'file.py :: test') is matched by nothing.
+    assert len(named) >= 10, f"the README's Guarantees table names {len(named)} tests as `tests/x.py::test`"
 
 
 def test_the_readmes_rioxarray_reads_run_without_a_warning(make_raster) -> None:
