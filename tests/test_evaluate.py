@@ -1275,17 +1275,39 @@ def test_the_evaluation_api_expands_a_home_folder_in_every_path(
     assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
-@pytest.mark.parametrize(("model", "image"), [("m$\\frac$", "/d/a.tif"), ("m", "/d/a$\\frac$.tif")])
-def test_a_dollar_in_a_model_or_image_name_is_drawn_as_written_in_the_plot(tmp_path, model, image) -> None:
+@pytest.mark.parametrize(
+    ("model", "image"),
+    [
+        ("m$\\frac$", "/d/a.tif"),
+        ("m", "/d/a$\\frac$.tif"),
+        ("cost$_x2$", "/d/a.tif"),
+        ("m", "/d/cost$_x2$.tif"),
+    ],
+)
+def test_a_dollar_in_a_model_or_image_name_is_drawn_as_written_in_the_plot(
+    tmp_path, monkeypatch, model, image
+) -> None:
     """A '$' in the model's name (the plot's title) or an image's (its bar's label) began TeX
-    (matplotlib's mathtext): 'm$\\frac$' ended --plot in a ParseSyntaxException traceback, no PNG."""
+    (matplotlib's mathtext): 'm$\\frac$' ended --plot in a ParseSyntaxException traceback, no PNG,
+    and 'cost$_x2$' was drawn as cost with a subscript x2."""
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
     from geosr.evaluation import EvalReport, ImageResult
     from geosr.evaluation.metrics import BandMetrics
     from geosr.evaluation.report import write_plot
 
+    saved: list[Figure] = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **kw: saved.append(fig) or savefig(fig, *a, **kw))
     band = [BandMetrics(1, 30.0, 0.9, 29.0, 0.8, 1.0, 0.0, 100.0)]
     report = EvalReport("wald", 4, model, 16, [ImageResult(image, band)])
     assert write_plot(report, tmp_path / "gain.png").stat().st_size > 0
+    # The name is a text of the figure as written, and drawn as it is written: not as mathtext.
+    name = model if "$" in model else Path(image).stem  # a bar is labelled by the stem and band
+    (figure,) = saved
+    named = [text for text in figure.findobj(Text) if name in text.get_text()]
+    assert named and [text.get_parse_math() for text in named] == [False] * len(named), name
 
 
 def test_a_plot_of_a_utf8_name_is_drawn_in_an_ascii_locale(make_raster, tmp_path: Path, monkeypatch) -> None:
