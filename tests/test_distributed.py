@@ -20,6 +20,7 @@ import rasterio
 import xarray as xr
 
 import geosr
+from geosr.orchestrate.cluster import ModelPlugin
 from tests.test_run import random_model_file
 
 pytestmark = pytest.mark.slow
@@ -240,7 +241,7 @@ def test_a_run_leaves_the_cluster_without_its_plugin(scheduler: str, scene: Path
     geosr.upscale_file(scene, tmp_path / "a.tif", scale=2, model="bicubic", tile=32, scheduler=scheduler)
     with Client(scheduler) as client:
         plugins = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
-    assert "geosr-model" not in plugins
+    assert ModelPlugin.name not in plugins  # by the name the run registers it under
 
 
 def _held_on_worker(path: str) -> tuple[bool, int]:
@@ -303,7 +304,7 @@ def test_an_interrupted_run_leaves_the_cluster_without_its_plugin(
         )  # fmt: skip
     with Client(scheduler) as client:
         plugins = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
-    assert "geosr-model" not in plugins
+    assert ModelPlugin.name not in plugins  # by the name the run registers it under
 
 
 def test_local_cluster_runs_worker_threads_and_restores_torch_threads(

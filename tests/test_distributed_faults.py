@@ -18,6 +18,7 @@ import rasterio
 
 import geosr
 from geosr.io.runstate import run_dir
+from geosr.orchestrate.cluster import ModelPlugin
 from tests.conftest import UTM_TRANSFORM
 from tests.test_distributed import free_port
 from tests.test_run import random_model_file
@@ -147,7 +148,7 @@ def test_workers_dying_while_they_load_the_model_is_one_line_and_no_lasting_harm
     finally:
         cluster.close()
     assert "lost the Dask scheduler" not in str(caught.value) and "resume=True" in str(caught.value)
-    assert "geosr-model" not in plugins
+    assert ModelPlugin.name not in plugins  # by the name the run registers it under
     assert not dst.exists()
 
 
