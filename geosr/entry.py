@@ -52,6 +52,28 @@ def _ignore_signals() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
+def closed_streams_filled() -> None:
+    """Open the null device on each standard descriptor (0, 1, 2) the command was started without
+    (``2>&-``, ``<&-``, a daemon's), and give Python a stderr on it.
+
+    Python leaves ``sys.stderr`` None for a closed descriptor 2, and the command died as it set
+    up its own stderr, silently, with exit status 1, before it read anything: ``geosr run a.tif
+    2>&-`` wrote nothing.  A closed descriptor is also the number the next file opened takes, so
+    the reads of standard input or the writes meant for it went to that file.  ``sys.stdin`` and
+    ``sys.stdout`` stay None, by which the command tells that they were closed.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115 - the process's
+
+
 WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 """The variables by which a user sets how libgomp's threads wait; either one is left alone."""
 
@@ -78,6 +100,7 @@ def sleep_while_waiting() -> bool:
 
 def main() -> None:
     """Run the ``geosr`` command, with a signal during its imports reported in one line."""
+    closed_streams_filled()  # first: before any file is opened in place of one
     sleep_while_waiting()
     atexit.register(_ignore_signals)  # first registered: run last
     previous = {

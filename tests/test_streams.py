@@ -1,0 +1,27 @@
+"""The geosr command with its standard streams closed, piped or redirected, as a shell, cron or CI
+gives them: each case runs the command in a process of its own, with real descriptors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def geosr(*args: str, redirect: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``geosr ARGS REDIRECT`` as ``sh`` runs it (``redirect``: ``2>&-``, ``<&-``, ...), its stdout
+    and stderr captured where ``redirect`` leaves them."""
+    command = ["sh", "-c", f'exec "$@" {redirect}', "sh", sys.executable, "-m", "geosr", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_closed_stderr_leaves_the_run_to_work_and_the_status_to_tell(make_raster, tmp_path: Path) -> None:
+    """``geosr run a.tif 2>&-`` (a cron line, a daemon): Python has no stderr, and every command
+    died as it set up its own, with exit status 1 and nothing written."""
+    src = make_raster(height=16, width=16)
+    out = tmp_path / "out.tif"
+    done = geosr("run", str(src), "-m", "bicubic", "-s", "2", "-o", str(out), redirect="2>&-")
+    assert (done.returncode, done.stdout) == (0, f"{out}\n")
+    assert out.exists()
+    refused = geosr("info", str(tmp_path / "nope.tif"), redirect="2>&-")
+    assert (refused.returncode, refused.stdout) == (2, "")
