@@ -1038,6 +1038,7 @@ def _main() -> None:
     original = warnings.showwarning
     warnings.showwarning = _warning_lines()
     try:
+        _stdout_open()
         # Inside the try: importing the training commands takes a moment, in which a
         # Ctrl-C gets its one line too.
         _register_plugins()
@@ -1065,6 +1066,20 @@ def _main() -> None:
         sys.exit(exit_status(exc.code) if isinstance(exc.code, int) else exc.code)
     finally:
         warnings.showwarning = original
+
+
+def _stdout_open() -> None:
+    """Refuse to start where stdout is closed (``geosr run a.tif >&-``), before any work.
+
+    Every command prints there (an output's path, a table, JSON, its help); Python leaves
+    ``sys.stdout`` None for a closed descriptor 1, and each command ended in an AttributeError
+    traceback as it printed, a run after writing its output.
+    """
+    if sys.stdout is None:
+        raise StdoutError(
+            "cannot write on stdout (it is closed); redirect it instead, to /dev/null to discard what "
+            "geosr prints there"
+        )
 
 
 def _no_temporary_folder(exc: BaseException) -> OutputError | None:

@@ -25,3 +25,18 @@ def test_a_closed_stderr_leaves_the_run_to_work_and_the_status_to_tell(make_rast
     assert out.exists()
     refused = geosr("info", str(tmp_path / "nope.tif"), redirect="2>&-")
     assert (refused.returncode, refused.stdout) == (2, "")
+
+
+def test_a_closed_stdout_is_refused_in_one_line_before_any_work(make_raster, tmp_path: Path) -> None:
+    """``geosr run a.tif >&-``: every command prints on stdout (a path, a table, JSON), and each
+    ended in an AttributeError traceback as it printed, a run after writing its output."""
+    src = make_raster(height=16, width=16)
+    out = tmp_path / "out.tif"
+    for args in (["run", str(src), "-m", "bicubic", "-s", "2", "-o", str(out)], ["models", "--json"]):
+        done = geosr(*args, redirect=">&-")
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == (
+            "error: cannot write on stdout (it is closed); redirect it instead, to /dev/null to discard "
+            "what geosr prints there\n"
+        )
+    assert not out.exists()
