@@ -40,3 +40,15 @@ def test_a_closed_stdout_is_refused_in_one_line_before_any_work(make_raster, tmp
             "what geosr prints there\n"
         )
     assert not out.exists()
+
+
+def test_a_closed_stdin_is_said_to_be_closed(tmp_path: Path) -> None:
+    """``geosr run /vsistdin/ <&-`` was told that standard input is empty: the first file the
+    command opened had taken descriptor 0."""
+    done = geosr("run", "/vsistdin/", "-m", "bicubic", "-o", str(tmp_path / "out.tif"), redirect="<&-")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "error: /vsistdin/: standard input is closed; pipe a raster into it: "
+        "geosr run /vsistdin/ < scene.tif\n"
+    )
+    assert list(tmp_path.iterdir()) == []

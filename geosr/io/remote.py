@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -215,10 +216,16 @@ def stdin_problem() -> str | None:
     GDAL waited on a terminal for a raster typed in, and called an empty input (``< /dev/null``,
     an empty file) 'not recognized as being in a supported file format'.
     """
+    closed = f"standard input is closed; pipe a raster into it: {stdin_example()}"
+    if sys.stdin is None:
+        # Python's word that descriptor 0 was closed as it started (``<&-``): the command has since
+        # opened the null device there (geosr.entry), which reads as empty; without it, the first
+        # file the command opened took descriptor 0, which read as an empty regular file.
+        return closed
     try:
         found = os.fstat(0)
     except OSError:
-        return f"standard input is closed; pipe a raster into it: {stdin_example()}"
+        return closed
     if os.isatty(0):
         return f"standard input is a terminal, not a raster; pipe one into it: {stdin_example()}"
     null = Path(os.devnull).stat()
