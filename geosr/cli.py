@@ -811,7 +811,9 @@ def _print_models(infos: list[Any], *, as_json: bool) -> None:
     print_table(table)
     for info in infos:
         for scale, card in info.cards.items():
-            console.print(f"\n[bold]{info.name} x{scale}[/bold] (model card)")
+            # One line however narrow the terminal: at 20 columns '(model card)' went onto a
+            # line of its own, the line above ending in a space.
+            console.print(f"\n[bold]{info.name} x{scale}[/bold] (model card)", soft_wrap=True)
             for key, value in _card_lines(card):
                 # Wrapped here, not by rich: its wrap left '; ' at the ends of lines and started
                 # the next at column 0, outside the card, when piped (80 columns).

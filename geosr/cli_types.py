@@ -4,6 +4,7 @@ guard on stdout, and tables as they print them."""
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console, RenderableType
+from rich.measure import Measurement
 
 from geosr.errors import InputError, OutputError
 from geosr.io.names import path_bytes
@@ -48,13 +50,40 @@ def echo_path(path: str | Path) -> None:
     typer.echo(path_bytes(path))
 
 
+AS_PIPED = 80
+"""The width a table is laid out at where the terminal is too narrow for its words: a pipe's
+(rich's default there), at which the tables are laid out and tested."""
+
+
 def unpadded(console: Console, renderable: RenderableType) -> str:
     """``renderable`` as ``console`` renders it, less the spaces rich pads every line with to
     its width (a table's, a centred title's): piped into grep, diff or a file, each line of
-    ``geosr info`` ended in up to 60, and evaluate's title in 15."""
+    ``geosr info`` ended in up to 60, and evaluate's title in 15.
+
+    On a terminal narrower than its words need, as piped (:data:`AS_PIPED` columns), the
+    terminal wrapping the longer lines: at ``COLUMNS=20`` rich gave ``geosr models`` its names
+    alone (the other columns 0 wide), evaluate's table empty cells, and ``geosr info`` its
+    values a few letters a line ('EPSG:', '32633').
+    """
+    needed = Measurement.get(console, console.options.update_width(AS_PIPED), renderable).minimum
+    if needed > console.width:
+        console = _widened(console, AS_PIPED)
     with console.capture() as captured:
         console.print(renderable)
     return "\n".join(line.rstrip() for line in captured.get().splitlines())
+
+
+def _widened(console: Console, width: int) -> Console:
+    """A console as ``console`` (its colours, its terminal, its encoding, for the boxes an ASCII
+    one draws), ``width`` columns wide."""
+    return Console(
+        file=io.TextIOWrapper(io.BytesIO(), encoding=console.encoding),
+        width=width,
+        color_system=console.color_system,  # type: ignore[arg-type]  # one of the names it takes
+        force_terminal=console.is_terminal,
+        no_color=console.no_color,
+        legacy_windows=console.legacy_windows,
+    )
 
 
 def given_path(value: str | Path) -> Path:

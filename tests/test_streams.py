@@ -3,16 +3,20 @@ gives them: each case runs the command in a process of its own, with real descri
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 
-def geosr(*args: str, redirect: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``geosr ARGS REDIRECT`` as ``sh`` runs it (``redirect``: ``2>&-``, ``<&-``, ...), its stdout
-    and stderr captured where ``redirect`` leaves them."""
+def geosr(*args: str, redirect: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    """``geosr ARGS REDIRECT`` as ``sh`` runs it (``redirect``: ``2>&-``, ``<&-``, ...), with ``env``
+    added to the environment, its stdout and stderr captured where ``redirect`` leaves them."""
     command = ["sh", "-c", f'exec "$@" {redirect}', "sh", sys.executable, "-m", "geosr", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_a_closed_stderr_leaves_the_run_to_work_and_the_status_to_tell(make_raster, tmp_path: Path) -> None:
@@ -52,3 +56,23 @@ def test_a_closed_stdin_is_said_to_be_closed(tmp_path: Path) -> None:
         "geosr run /vsistdin/ < scene.tif\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_terminal_too_narrow_for_a_table_gets_it_as_piped(make_raster) -> None:
+    """At ``COLUMNS=20`` ``geosr models`` showed its names alone (the other columns 0 wide),
+    evaluate's table empty cells, and ``geosr info`` its values a few letters a line ('EPSG:',
+    '32633'): each table is now laid out as at 80 columns, a pipe's width, and the terminal
+    wraps its lines."""
+    src = make_raster(height=32, width=32)
+    for args, words in (
+        (["models"], "bundled scales"),
+        (["info", str(src), "-m", "bicubic", "--no-calibrate"], "CRS EPSG:32633, pixel"),
+        (["evaluate", str(src), "-m", "bicubic", "-s", "2", "--border", "2"], "│ mean │"),
+    ):
+        # The models' cards are wrapped to the terminal's width, under their values.
+        narrow, piped = (
+            geosr(*args, COLUMNS=width).stdout.split("(model card)")[0] for width in ("20", "80")
+        )
+        # The digits of info's memory and evaluate's scores vary from run to run.
+        assert re.sub(r"\d", "0", narrow) == re.sub(r"\d", "0", piped), narrow
+        assert words in " ".join(piped.split())
