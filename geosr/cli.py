@@ -598,7 +598,10 @@ every block and its overviews) takes minutes more, which a bar at 100 % left une
 _BAR_ROOM = 50
 """Columns the bar, the count, 'tiles' and the time left need beside the label (rich narrows the bar)."""
 _LABEL_MIN = 20
-"""The label's width on the narrowest terminal."""
+"""The label's width on the narrowest terminal that has the bar."""
+_BAR_FITS = 60
+"""The narrowest terminal with room for the bar and the time left beside a label of :data:`_LABEL_MIN`
+and a count in thousands; a narrower one gets the label and the count alone (:func:`_count_line`)."""
 
 
 def _cut_middle(text: str, width: int, encoding: str | None = "utf-8") -> str:
@@ -642,6 +645,9 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         lines = ProgressLines(label, "tiles")
         yield lambda done, total: lines(done, total, _BUILDING if done >= total else "")
         return
+    if err.width < _BAR_FITS:
+        yield from _count_line(label)
+        return
     # A long name took the whole line: rich cut the count, 'tiles' and the time left to '…'.
     # Escaped: the description is markup ('scene [v2].tif' showed as 'scene .tif').
     name = escape(_cut_middle(label, max(_LABEL_MIN, err.width - _BAR_ROOM), err.encoding))
@@ -662,6 +668,35 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total, description=shown)
 
         yield advance
+
+
+def _count_line(label: str) -> Iterator[Callable[[int, int], None]]:
+    """:func:`_progress_bar` on a terminal narrower than :data:`_BAR_FITS`: the label, cut to what
+    the count leaves, then ``12/36 tiles``, or what is being done once every tile is.
+
+    Below about 55 columns, rich narrowed every column of the bar's line to share the room: the
+    count read '2…' and the label lost its end ('a_rather_…23010… t…' at 20 columns).
+    """
+    line = TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis"))
+    with Progress(line, console=err, transient=True) as bar:
+        task = bar.add_task(_counted(label, "0/? tiles"), total=None)
+
+        def advance(done: int, total: int) -> None:
+            said = [f"({_BUILDING})", "(building)"] if done >= total else [f"{done}/{total} tiles"]
+            bar.update(task, completed=done, total=total, description=_counted(label, *said))
+
+        yield advance
+
+
+def _counted(label: str, *said: str) -> str:
+    """``label`` and the first of ``said`` that leaves it 8 columns of the terminal (else the last),
+    the label cut in its middle to fit, as markup."""
+    for words in said:
+        room = err.width - 1 - cell_len(words)
+        if room >= 8:
+            break
+    name = _cut_middle(label, max(room, 4), err.encoding)
+    return f"[bold]{escape(name)}[/bold] {escape(words)}"
 
 
 # Extra arguments reach the command (ctx.args), which refuses them as it does a glob of several:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import re
 
+import pytest
+
 import geosr.progress
 from geosr.progress import ProgressLines, duration
 from tests.test_bad_input import run_cli
@@ -169,3 +171,34 @@ def test_a_non_ascii_name_fits_the_bar_in_an_ascii_locale(monkeypatch) -> None:
             shown = frames(name, done, 16)
             assert any(f.startswith(label) and f" {done}/16 tiles " in f for f in shown), shown
             assert all(len(f) <= 80 for f in shown), shown
+
+
+@pytest.mark.parametrize("width", [20, 40])
+def test_a_narrow_terminal_shows_the_whole_count(monkeypatch, width: int) -> None:
+    """Below about 55 columns rich narrowed each column of the bar's line to share the room: at
+    40 the count read '2…' ('a_rather_…230101.tif ━━━  2… tiles 0:00…'), at 20 the count was
+    gone ('a_rather_…23010… t…'). There, the label cut to fit and the count, whole."""
+    import io
+
+    from rich.console import Console
+
+    import geosr.cli
+
+    def frames(done: int, total: int) -> list[str]:
+        screen = io.StringIO()
+        monkeypatch.setattr(
+            geosr.cli, "err", Console(file=screen, force_terminal=True, width=width, color_system=None)
+        )
+        with geosr.cli._progress_bar("a_rather_long_scene_name_S2A_MSIL2A_20230101.tif") as advance:
+            advance(done, total)
+        shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+        return [f for f in shown.replace("\r", "\n").splitlines() if f.strip()]
+
+    shown = frames(7, 36)
+    assert any(f.startswith("a_r") and f.endswith(".tif 7/36 tiles") for f in shown), shown
+    assert all(len(f) <= width for f in shown), shown
+    building = frames(36, 36)
+    assert any(
+        f.endswith(".tif (building the output)" if width == 40 else ".tif (building)") for f in building
+    )
+    assert all(len(f) <= width for f in building), building
