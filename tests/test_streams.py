@@ -76,3 +76,35 @@ def test_a_terminal_too_narrow_for_a_table_gets_it_as_piped(make_raster) -> None
         # The digits of info's memory and evaluate's scores vary from run to run.
         assert re.sub(r"\d", "0", narrow) == re.sub(r"\d", "0", piped), narrow
         assert words in " ".join(piped.split())
+
+
+def test_a_pipe_closed_early_ends_quietly_with_the_status_the_readme_gives(make_raster) -> None:
+    """``geosr models | head -1``: no 'BrokenPipeError' nor 'Exception ignored' lines, and the
+    status the README gives, where it gave none (it promised 0 or 2)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    status = " ".join(readme.split("* **Exit status**:")[1].split("\n* ")[0].split())
+    assert "(`geosr models | head -1`) ends the command quietly with status 1" in status
+    src = make_raster(height=32, width=32)
+    for args in (
+        ["models"],
+        ["models", "--json"],
+        ["info", str(src), "-m", "bicubic", "--no-calibrate"],
+        ["evaluate", str(src), "-m", "bicubic", "-s", "2", "--border", "2", "--json", "-"],
+    ):
+        # A reader gone before the first line: every write on stdout fails.
+        reader, writer = os.pipe()
+        os.close(reader)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "geosr", *args],
+                stdout=writer,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        finally:
+            os.close(writer)
+        assert done.returncode == 1, (args, done.stderr)
+        # evaluate --json - prints its table on stderr, which stays open.
+        assert "Error" not in done.stderr and "Exception" not in done.stderr, (args, done.stderr)
