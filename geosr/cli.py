@@ -29,7 +29,15 @@ from rich.table import Column, Table
 from typer.core import TyperCommand, TyperGroup
 
 from geosr.allocator import keep_freed_memory
-from geosr.cli_types import StdoutError, echo_path, given_text, path_option, stdout_guarded, unpadded
+from geosr.cli_types import (
+    StdoutError,
+    echo_path,
+    flushed_or_silenced,
+    given_text,
+    path_option,
+    stdout_guarded,
+    unpadded,
+)
 from geosr.errors import (
     GeosrError,
     GeosrWarning,
@@ -1203,7 +1211,7 @@ def _native_stderr_captured() -> Iterator[None]:
         failed = isinstance(exc, SystemExit) and exc.code not in (0, None, 2, 130)
         raise
     finally:
-        sys.stderr.flush()
+        flushed_or_silenced(sys.stderr)
         os.dup2(saved, 2)
         sys.stderr = python_stderr
         os.close(saved)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import typer
 from rich.console import Console, RenderableType
@@ -41,6 +42,25 @@ def stdout_guarded(done: str = "") -> Iterator[None]:
             f"{done}cannot write on stdout ({exc.strerror or exc}); free space where it is redirected, "
             "or redirect it elsewhere"
         ) from None
+
+
+def flushed_or_silenced(stream: IO[str]) -> bool:
+    """Flush ``stream``; where its reader is gone (``geosr run a.tif 2>&1 | head -1``), open the null
+    device on its descriptor instead, and say so (True).
+
+    The rest of what the command says there then goes nowhere, where each write failed again:
+    a warning on stderr whose reader was gone stopped the run, then the flush of the same
+    stderr as the command ended replaced its exit status 1 with a BrokenPipeError, and Python's
+    own flush as it exited made the status 120.
+    """
+    try:
+        stream.flush()
+    except BrokenPipeError:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+        return True
+    return False
 
 
 def echo_path(path: str | Path) -> None:

@@ -108,3 +108,28 @@ def test_a_pipe_closed_early_ends_quietly_with_the_status_the_readme_gives(make_
         assert done.returncode == 1, (args, done.stderr)
         # evaluate --json - prints its table on stderr, which stays open.
         assert "Error" not in done.stderr and "Exception" not in done.stderr, (args, done.stderr)
+
+
+def test_a_stderr_whose_reader_is_gone_ends_the_command_with_the_pipes_status(
+    make_raster, tmp_path: Path
+) -> None:
+    """``geosr run a.tif -s 3 2>&1 | head -0``: the warning that cnnrnn-fast has no x3 weights
+    met a closed pipe, and the flush of stderr as the command ended made its status 120, where
+    the README gives 1 for a pipe whose reader stops early."""
+    src = make_raster(height=16, width=16)
+    out = tmp_path / "out.tif"
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "geosr", "run", str(src), "-m", "cnnrnn-fast", "-s", "3", "-o", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=writer,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert not out.exists()
