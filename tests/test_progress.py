@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -202,3 +203,37 @@ def test_a_narrow_terminal_shows_the_whole_count(monkeypatch, width: int) -> Non
         f.endswith(".tif (building the output)" if width == 40 else ".tif (building)") for f in building
     )
     assert all(len(f) <= width for f in building), building
+
+
+@pytest.mark.parametrize("width", [20, 40, 60])
+def test_a_narrow_terminal_shows_the_whole_training_step_count(monkeypatch, width: int) -> None:
+    """Under 80 columns rich narrowed every column of the training bar's line: at 60 the step
+    count read '12…', at 40 and 20 it was gone ('training     … loss - val PSNR - 0…'). There,
+    the count whole, then the loss and the validation PSNR as they fit."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    import geosr.train.cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(
+        geosr.train.cli, "err", Console(file=screen, force_terminal=True, width=width, color_system=None)
+    )
+
+    def train(config: object, *, progress: Callable[..., None], **_: object) -> str:
+        progress(1234, 16000, {"loss": 0.01234, "psnr": 31.25})
+        return "trained"
+
+    config = SimpleNamespace(steps=16000, output="run")
+    assert geosr.train.cli._train_with_progress(train, config, None, False, False) == "trained"
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    frames = [f.rstrip() for f in shown.replace("\r", "\n").splitlines() if f.strip()]
+    expected = {
+        20: "training 1234/16000",
+        40: "training 1234/16000, loss 0.0123",
+        60: "training 1234/16000, loss 0.0123, val PSNR 31.25 dB",
+    }[width]
+    assert expected in frames, frames
+    assert all(len(f) <= width for f in frames), frames

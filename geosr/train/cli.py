@@ -13,15 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 
 from geosr.cli import Batch, Device, Precision, Tile
 from geosr.cli_types import (
@@ -734,6 +737,41 @@ def _store_from_pairs(
         _say(f"  {names}: {_shift_words(p['shift'])}, {p['chips']} chips")
 
 
+_BAR_FITS = 80
+"""The narrowest terminal with room for the training bar beside its count, loss, validation PSNR
+and times; a narrower one gets the count and what of the rest fits (:func:`_training_line`)."""
+
+
+def _training_columns(compact: bool, validates: bool) -> list[ProgressColumn]:
+    """The training progress's columns: the bar and its fields, or, ``compact``, one line of words.
+    No "val PSNR -" column for the whole of a run that measures none (not ``validates``).
+
+    Under 80 columns rich narrowed every column to share the room: at 60 the step count read
+    '12…' and the times '0:0…', at 40 the count was gone ('training     … loss - val PSNR - 0…').
+    """
+    if compact:
+        return [TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis"))]
+    return [
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        *([TextColumn("val PSNR {task.fields[psnr]}")] if validates else []),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+
+
+def _training_line(step: int, total: int, *more: str) -> str:
+    """``training 1234/16000``, then each of ``more`` (the loss, the validation PSNR) that fits
+    the terminal, in order; the line of a compact progress (:func:`_training_columns`)."""
+    line = f"training {step}/{total}"
+    for words in more:
+        if words and cell_len(f"{line}, {words}") < err.width:
+            line = f"{line}, {words}"
+    return line
+
+
 def _train_with_progress(
     train: Callable[..., Any], config: Any, recipe: Path | None, resume: bool, overwrite: bool
 ) -> Any:
@@ -766,25 +804,17 @@ def _train_with_progress(
     # Where stderr is no terminal (a log file, a Slurm job), rich would show nothing until the
     # end: plain lines now and then instead.
     lines = None if progress_bar_drawn(err) else ProgressLines("training", "steps")
-    # No "val PSNR -" column for the whole of a run that measures none.
-    psnr = [TextColumn("val PSNR {task.fields[psnr]}")] if _validates(config) else []
+    compact = lines is None and err.width < _BAR_FITS
     with Progress(
-        TextColumn("[bold]training"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        *psnr,
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=lines is not None,
+        *_training_columns(compact, _validates(config)), console=err, disable=lines is not None
     ) as bar:
-        task = bar.add_task("train", total=config.steps, loss="-", psnr="-")
+        task = bar.add_task(_training_line(0, config.steps), total=config.steps, loss="-", psnr="-")
 
         def report(step: int, total: int, logs: dict[str, float]) -> None:
             value = logs.get("psnr", float("nan"))
             loss, psnr = f"{logs['loss']:.4f}", "-" if math.isnan(value) else f"{value:.2f} dB"
-            bar.update(task, completed=step, loss=loss, psnr=psnr)
+            said = _training_line(step, total, f"loss {loss}", f"val PSNR {psnr}" if psnr != "-" else "")
+            bar.update(task, completed=step, loss=loss, psnr=psnr, description=said)
             if lines is not None:
                 lines(step, total, f"loss {loss}" + (f", val PSNR {psnr}" if psnr != "-" else ""))
 
