@@ -887,6 +887,28 @@ def test_the_printed_report_has_no_trailing_spaces(make_raster) -> None:
     assert [line for line in lines if line != line.rstrip()] == []
 
 
+def test_a_short_image_name_is_whole_in_a_pipe(make_raster) -> None:
+    """At 80 columns (a pipe, a log) rich narrowed the image column with the figures' to share
+    the room: 'small.tif' came out as 'small.ti' over 'f', and the tests widened the terminal
+    to 120 to see a name whole."""
+    import io
+
+    from rich.console import Console
+
+    report = evaluate_wald(
+        [make_raster("small.tif", height=48, width=48), make_raster("S2_20230101.tif", height=48, width=48)],
+        scale=2,
+        model="fake",
+        border=2,
+        upscaler=_fake_upscaler,
+    )
+    screen = io.StringIO()
+    print_report(report, Console(file=screen, width=80))
+    rows = [line.split("│")[1].strip() for line in screen.getvalue().splitlines() if line.startswith("│")]
+    assert [row for row in rows if row] == ["small.tif", "S2_20230101.tif", "mean"], screen.getvalue()
+    assert all(len(line) <= 80 for line in screen.getvalue().splitlines())
+
+
 def test_notes_and_the_summary_are_one_line_each_in_a_pipe(make_raster) -> None:
     """At 80 columns (a pipe, a log) a note and the summary were wrapped mid-sentence, a long
     image name over two lines: a line-by-line reader (grep 'note:') got half of each."""
@@ -1324,7 +1346,7 @@ def test_a_plot_of_a_utf8_name_is_drawn_in_an_ascii_locale(make_raster, tmp_path
     )
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert (tmp_path / "p.png").stat().st_size > 0
-    assert "\nimage 1: sc\\xe8ne.tif\n" in done.stdout and "\\udc" not in done.stdout, done.stdout
+    assert "| sc\\xe8ne.tif |" in done.stdout and "\\udc" not in done.stdout, done.stdout
 
 
 def test_the_json_of_a_utf8_name_in_an_ascii_locale_is_its_characters(
