@@ -744,8 +744,8 @@ and times; a narrower one gets the count and what of the rest fits (:func:`_trai
 
 def _training_columns(compact: bool, validates: bool) -> list[ProgressColumn]:
     """The training progress's columns: the bar and its fields, or, ``compact``, one line of words.
-    No "val PSNR -" column for the whole of a run that measures none (not ``validates``).
 
+    No "val PSNR -" column for the whole of a run that measures none (not ``validates``).
     Under 80 columns rich narrowed every column to share the room: at 60 the step count read
     '12…' and the times '0:0…', at 40 the count was gone ('training     … loss - val PSNR - 0…').
     """
