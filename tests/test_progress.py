@@ -226,7 +226,8 @@ def test_a_narrow_terminal_shows_the_whole_training_step_count(monkeypatch, widt
         progress(1234, 16000, {"loss": 0.01234, "psnr": 31.25})
         return "trained"
 
-    config = SimpleNamespace(steps=16000, output="run")
+    # A run with validation rasters, whose line has a validation PSNR to fit.
+    config = SimpleNamespace(steps=16000, output="run", data=SimpleNamespace(store=None, val=["val.tif"]))
     assert geosr.train.cli._train_with_progress(train, config, None, False, False) == "trained"
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
     frames = [f.rstrip() for f in shown.replace("\r", "\n").splitlines() if f.strip()]
