@@ -15,8 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from geosr.errors import GeosrWarning, InputError, OptionError, OutputError
+from geosr.errors import GeosrWarning, InputError, ModelError, OptionError, OutputError
 from geosr.models import load_weights
+from geosr.models.cnnrnn import CNNRNNConfig
 from geosr.train.config import SceneSource, load_config
 from geosr.train.trainer import Validator, train
 from tests.conftest import warnings_said
@@ -748,7 +749,7 @@ def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, mon
         ('[optim]\nlr = "fast"\n', "optim.lr must be float, got 'fast'"),
         ("[degradation]\nblur_sigma = [1.0]\n", "degradation.blur_sigma must have 2 values, got [1.0]"),
         # The [model] table was told only once training began, naming neither the recipe nor the table.
-        ('[model]\nfeatures = "x"\n', "[model] CNNRNNConfig.features must be an integer >= 1"),
+        ('[model]\nfeatures = "x"\n', "model.features must be an integer >= 1, got 'x'"),
         (
             "[model]\nfeaturez = 8\n",
             "[model] unknown CNNRNN config keys featurez; expected some of encoder_blocks,",
@@ -773,6 +774,25 @@ def test_an_error_in_a_recipe_names_the_recipe(tmp_path: Path, text: str, says: 
     recipe.write_text("steps = 3\n")
     with pytest.raises(OptionError, match=r"^scale must be"):
         load_config(recipe, {"scale": 5})
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[model]\nfeatures = 0\n", "model.features must be an integer >= 1, got 0"),
+        ("[model]\nrecurrent = 3\n", "model.recurrent must be true or false, got 3"),
+        ('name = "edsr-baseline"\n[model]\nblocks = -1\n', "model.blocks must be an integer >= 0, got -1"),
+    ],
+)
+def test_a_recipes_model_key_is_named_as_the_recipe_writes_it(tmp_path: Path, text: str, says: str) -> None:
+    # "recipe mine.toml: [model] CNNRNNConfig.features must be ...": a class the recipe never names.
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text(text)
+    with pytest.raises(OptionError, match=rf"^recipe {recipe}: {re.escape(says)}$"):
+        load_config(recipe, {"scale": 2})
+    # A Python caller of the model's config keeps the class's own wording.
+    with pytest.raises(ModelError, match=r"^CNNRNNConfig\.features must be an integer >= 1, got 0$"):
+        CNNRNNConfig(scale=2, features=0)
 
 
 @pytest.mark.parametrize(

@@ -574,7 +574,9 @@ def _weights_follow_the_output(recipe: dict[str, Any], overrides: Mapping[str, A
 def _check_model_table(config: TrainConfig, recipe: str | Path | None) -> None:
     """Build the recipe's ``[model]`` architecture once, to refuse a bad one before any data
     is read: ``features = "x"`` was told only when training began, and as "CNNRNNConfig.features
-    must be an integer >= 1", which named neither the recipe nor its table."""
+    must be an integer >= 1", which named neither the recipe nor its table.  A field's line names
+    the key as the recipe writes it: "[model] CNNRNNConfig.features must be ...", the model
+    config's own wording for a Python caller of it, named a class the recipe's user never wrote."""
     if not config.model or config.init is not None:  # only a recipe sets the table; --init brings its own
         return
     from geosr.models import build_model
@@ -585,7 +587,13 @@ def _check_model_table(config: TrainConfig, recipe: str | Path | None) -> None:
             build_model(config.name, scale=config.scale, **config.model)
     except GeosrError as exc:
         where = f"recipe {recipe}: " if recipe is not None else ""
-        raise OptionError(f"{where}[model] {exc}") from None
+        message, named = _MODEL_FIELD.subn("model.", str(exc), count=1)
+        raise OptionError(f"{where}{message if named else f'[model] {message}'}") from None
+
+
+_MODEL_FIELD = re.compile(r"^\w+Config\.")
+"""How a model config's checks name a field (``CNNRNNConfig.features``), where the [model] table
+calls it ``model.features``."""
 
 
 def _named_as_set(exc: OptionError, overrides: Mapping[str, Any]) -> OptionError:
