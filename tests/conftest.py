@@ -140,6 +140,22 @@ def make_raster(tmp_path: Path) -> Callable[..., Path]:
     return _make
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: a test left unmarked would run under "not realdata"
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test that takes :func:`data_dir` without the ``realdata`` marker: test_aoi's,
+    test_bands', test_frames' and others took it unmarked, so ``pytest -m "not realdata"``, the
+    run without the real imagery, still opened it."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "data_dir" in getattr(item, "fixturenames", ()) and item.get_closest_marker("realdata") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            f"{', '.join(unmarked)} take(s) the data_dir fixture without @pytest.mark.realdata: add it"
+        )
+
+
 @pytest.fixture
 def data_dir() -> Path:
     """The real imagery folder; skips the test with a reason when it is absent."""

@@ -274,6 +274,7 @@ def test_bad_bbox_and_both_aoi_options(make_raster, tmp_path: Path) -> None:
         geosr.upscale_file(src, tmp_path / "o.tif", model="bicubic", bbox="1,2,3,4", aoi="x.geojson")
 
 
+@pytest.mark.realdata
 def test_cli_bbox_on_a_real_scene(data_dir: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -310,6 +311,7 @@ def test_info_shows_the_aoi_window(make_raster) -> None:
     assert lines["grid"].startswith("40 x 30 px")
 
 
+@pytest.mark.realdata
 def test_lonlat_bbox_over_the_real_utm_scene(data_dir: Path, tmp_path: Path) -> None:
     jp2 = data_dir / "sentinel2" / "tgt_S2A_20160529T153631_T33UUU_sub.jp2"
     if not jp2.exists():

@@ -128,6 +128,7 @@ def test_an_offset_that_is_no_number_is_refused(make_raster, tmp_path: Path, off
     assert not (tmp_path / "o.tif").exists()
 
 
+@pytest.mark.realdata
 def test_band_names_on_bigearthnet(data_dir: Path, tmp_path: Path) -> None:
     """Stack the 10 m bands of a real BigEarthNet patch, then select B04,B03,B02 by name."""
     patch = "S2A_MSIL2A_20170613T101031_87_48"

@@ -88,6 +88,7 @@ def readme_bf16_share() -> float:
 
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="needs a CPU with native bf16 (AVX-512 BF16 or AMX)")
+@pytest.mark.realdata
 def test_bf16_differs_from_fp32_within_the_readme_s_bound(make_raster, data_dir: Path) -> None:
     """The README said at most 11 units (0.09 % of the range) of one scene; this crop of a
     Sentinel-2 scene differs by 12 units in its NIR band (0.37 % of the output's range).  The

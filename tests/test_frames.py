@@ -80,6 +80,7 @@ def test_uncovered_frame_is_skipped_for_that_tile() -> None:
     assert np.allclose(inputs[1][2, :, :2], 0.5) and np.allclose(inputs[1][2, :, 2:], 0.7)
 
 
+@pytest.mark.realdata
 def test_three_date_run_on_the_eolearn_stack(data_dir: Path, tmp_path: Path) -> None:
     folder = data_dir / "sentinel2" / "eolearn_slovenia_2015"
     dates = sorted(folder.glob("derived_*.tif"))

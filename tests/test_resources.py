@@ -59,6 +59,7 @@ def test_disk_estimate_covers_store_and_cog() -> None:
     assert disk_needed(3 * 2**30, cog=False) < disk_needed(3 * 2**30, cog=True)
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize(
     ("name", "scale", "tile"),
     [
