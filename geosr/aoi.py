@@ -35,7 +35,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 from rasterio.features import geometry_mask
 
-from geosr.areas import GEOJSON_CRS, areas, in_degrees, is_geojson
+from geosr.areas import GEOJSON_CRS, areas, in_degrees, is_geojson, projected
 from geosr.errors import InputError
 from geosr.grid import crs_code, crs_label, describe, window_grid
 from geosr.io.names import shell_quoted
@@ -87,7 +87,9 @@ def footprints_overlap(grid: GeoBox, other: GeoBox) -> bool:
     longitude (:func:`on_the_grids_turn`): a UTM raster east of the antimeridian (-179.9) was
     said not to overlap the same place on a lon/lat grid past 180 (180.1)."""
     assert other.crs is not None  # rasters without a CRS are refused when opened
-    return bool(on_the_grids_turn(grid.extent.to_crs(other.crs), other).geom.intersects(other.extent.geom))
+    return bool(
+        on_the_grids_turn(projected(grid.extent, other.crs), other).geom.intersects(other.extent.geom)
+    )
 
 
 def within_a_turn(geom: Any, centre: float) -> Any:
@@ -109,7 +111,7 @@ def _in_grid_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
     step = max(maxx - minx, maxy - miny) / 200
     dense = Geometry(shapely.segmentize(geometry.geom, step), geometry.crs)
     assert grid.crs is not None  # scenes without a CRS are refused when opened
-    local = dense.to_crs(grid.crs)
+    local = projected(dense, grid.crs)
     # Far from the zone, points may also project to finite but folded coordinates: a
     # whole-world lon/lat box became a self-intersecting ring beside a UTM scene, which
     # it was then said not to intersect.
@@ -122,14 +124,14 @@ def _in_grid_crs(geometry: Geometry, grid: GeoBox) -> Geometry:
         # a polar stereographic scene was said not to intersect it.  The cap's own outline
         # there is valid but for its edges on the 180th meridian, which meet along a slit.
         return Geometry(areas([shapely.make_valid(local.geom)]), local.crs)
-    over_grid = geometry & grid.extent.to_crs(geometry.crs)
-    return over_grid.to_crs(grid.crs) if not over_grid.is_empty else over_grid
+    over_grid = geometry & projected(grid.extent, geometry.crs)
+    return projected(over_grid, grid.crs) if not over_grid.is_empty else over_grid
 
 
 def poles_within(grid: GeoBox) -> list[float]:
     """The latitudes of the poles (90, -90) that lie within ``grid``'s footprint."""
     assert grid.crs is not None  # scenes without a CRS are refused when opened
-    poles = Geometry(shapely.MultiPoint([(0, 90), (0, -90)]), GEOJSON_CRS).to_crs(grid.crs)
+    poles = projected(Geometry(shapely.MultiPoint([(0, 90), (0, -90)]), GEOJSON_CRS), grid.crs)
     return [
         lat
         for lat, pole in zip((90.0, -90.0), shapely.get_parts(poles.geom), strict=True)
@@ -148,7 +150,7 @@ def pixel_box(grid: GeoBox, target: GeoBox) -> tuple[float, float, float, float]
         # stereographic, which its four corners (two points on its rim, and the pole) do not span.
         left, bottom, right, top = target.extent.boundingbox
         dense = shapely.segmentize(target.extent.geom, max(right - left, top - bottom) / 64)
-        moved = Geometry(dense, target.crs).to_crs(grid.crs)
+        moved = projected(Geometry(dense, target.crs), grid.crs)
         pole = poles_within(target) if grid.crs.geographic else []
         if pole:
             # Around a pole a footprint is no polygon in lon/lat (its corners a ring at one
@@ -325,7 +327,7 @@ def _scene_bounds(grid: GeoBox, crs: Any) -> Sequence[float]:
         _, bbox = wgs84_footprint(grid)
         if bbox is not None:
             return bbox
-    return grid.extent.to_crs(crs).boundingbox
+    return projected(grid.extent, crs).boundingbox
 
 
 def file_grid(scene: Scene) -> GeoBox:

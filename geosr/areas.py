@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from odc.geo.crs import SomeCRS, norm_crs_or_error
 from odc.geo.geom import Geometry
 
 from geosr.errors import InputError, OptionError, catch_warnings_serialised
@@ -239,6 +240,28 @@ def parse_bbox(text: str, crs: str = GEOJSON_CRS) -> Geometry:
         across = ", or, in degrees, a west bound past the east one across the antimeridian"
         raise OptionError(f"--bbox {text!r}: need minx < maxx and miny < maxy{across if geographic else ''}")
     return Geometry(shapely.box(minx, miny, maxx, maxy), box_crs)
+
+
+def projected(geometry: Geometry, crs: SomeCRS) -> Geometry:
+    """``geometry.to_crs(crs)``, point by point, through ``shapely.transform``.
+
+    odc-geo's ``to_crs`` goes through ``shapely.ops.transform``, which shapely 2.1 deprecates: a
+    run with an AOI told a user who shows warnings (``python -W default``, pytest, the CLI's
+    "warning:" lines under them) "The 'shapely.ops.transform()' function is deprecated", of
+    code that was neither theirs nor geosr's to change.  The same transformer
+    (``transformer_to_crs``: lon/lat order, unprojectable points NaN), so the same coordinates.
+    """
+    crs = norm_crs_or_error(crs, geometry)
+    if geometry.crs == crs:
+        return geometry
+    if geometry.crs is None:
+        raise ValueError("Cannot project geometries without CRS")  # odc-geo's own line
+    to_crs = geometry.crs.transformer_to_crs(crs)
+
+    def moved(xy: np.ndarray) -> np.ndarray:
+        return np.column_stack(to_crs(xy[:, 0], xy[:, 1]))
+
+    return Geometry(shapely.transform(geometry.geom, moved), crs)
 
 
 def areas(geoms: list[Any]) -> Any:

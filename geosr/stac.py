@@ -37,6 +37,7 @@ from pystac.extensions.projection import ProjectionExtension
 
 from geosr import __version__
 from geosr.aoi import poles_within
+from geosr.areas import projected
 from geosr.grid import epsg_code, scaled
 from geosr.io.atomic import write_small_file
 from geosr.io.names import utf8_name
@@ -219,7 +220,7 @@ def wgs84_footprint(grid: GeoBox) -> tuple[dict[str, Any] | None, list[float] | 
     try:
         # Eight segments an edge, so that none spans 180 degrees of longitude (a global
         # grid's edges span 360), which the unwrapping below relies on.
-        extent = grid.extent.segmented(max(box.span_x, box.span_y) / 8).to_crs("EPSG:4326")
+        extent = projected(grid.extent.segmented(max(box.span_x, box.span_y) / 8), "EPSG:4326")
     except pyproj.exceptions.ProjError:
         return None, None
     lon, lat = np.asarray(extent.geom.exterior.coords, dtype=float).T

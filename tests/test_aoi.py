@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -84,6 +85,16 @@ def test_the_aoi_is_normalised_as_its_whole_scene(make_raster, tmp_path: Path) -
         assert a.tags()["GEOSR_NORM_SCALE"] == f.tags()["GEOSR_NORM_SCALE"]
         window = rasterio.windows.Window(16, 16, 64, 64)
         assert np.abs(a.read().astype(int) - f.read(window=window).astype(int)).max() <= 1
+
+
+def test_an_aoi_in_another_crs_tells_of_no_deprecated_library_call(make_raster, tmp_path: Path) -> None:
+    # odc-geo's Geometry.to_crs calls shapely.ops.transform: under `python -W default` (or pytest)
+    # every run with an AOI said "The 'shapely.ops.transform()' function is deprecated".
+    src = make_raster(count=1, height=80, width=80)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        triangle_run(src, tmp_path)
+    assert not [str(w.message) for w in caught if "shapely" in str(w.message)]
 
 
 def test_polygon_in_epsg4326_over_a_utm_scene(make_raster, tmp_path: Path) -> None:

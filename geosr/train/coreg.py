@@ -24,6 +24,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from geosr.aoi import footprints_overlap
+from geosr.areas import projected
 from geosr.errors import InputError
 from geosr.grid import crs_code, crs_label, scaled, source_roi, warp_onto
 from geosr.io.coordinates import refuse_uneven_coordinates
@@ -286,7 +287,7 @@ def check_transformable(path: str | Path, grid: GeoBox, onto: GeoBox) -> None:
 
     assert onto.crs is not None  # a pair raster without a CRS is refused when opened
     try:
-        grid.extent.to_crs(onto.crs)
+        projected(grid.extent, onto.crs)
     except ProjError:
         # The LR's own code, never one it resembles: odc-geo's crs.epsg took a UTM zone on the
         # International ellipsoid without a datum for ED50's EPSG:23033, ~100 m off once warped.
