@@ -445,6 +445,10 @@ def test_local_cluster_workers_run_no_statistical_profiler() -> None:
     assert list(profiling.values()) == [False, False]
 
 
+# A hang (the fault) fails in 2 minutes, not the suite's 10, and ends the process it stalls;
+# not a bound on the wall time, which was 0.13 s here when quiet, 10-20 s in a pytest-xdist
+# worker beside other jobs (the refusal line is the fix: the hung run never printed one).
+@pytest.mark.timeout(120, method="thread")
 def test_more_local_workers_than_one_process_runs_is_refused_at_once(
     scene: Path, capsys, monkeypatch
 ) -> None:
@@ -454,12 +458,8 @@ def test_more_local_workers_than_one_process_runs_is_refused_at_once(
     from tests.test_bad_input import assert_one_clear_line, run_cli
 
     args = ["run", str(scene), "--model", "bicubic", "--workers", "300"]
-    start = time.monotonic()
     code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "--workers 300", "at most 64", "--scheduler")
-    # The line is the fix (the hung run never printed one); the bound only keeps a hang
-    # from passing.  0.13 s here when quiet, 10-20 s in a pytest-xdist worker beside other jobs.
-    assert time.monotonic() - start < 60
     assert sorted(p.name for p in scene.parent.iterdir()) == [scene.name]
 
 
@@ -631,16 +631,18 @@ def test_a_web_port_given_as_scheduler_is_one_clear_error(scene: Path, tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == [scene.name]
 
 
+# The port never answers, so the refusal can only come from the handshake's deadline; a hang
+# (the fault) fails in 2 minutes and ends the process it stalls.  It was a bound of 15 s on the
+# wall time, of which the deadline takes 6 (1 s + the margin): 10-12 s on a busy machine.
+@pytest.mark.timeout(120, method="thread")
 def test_a_silent_port_given_as_scheduler_is_refused_in_time() -> None:
     """A port that accepts and never answers: Dask's client waits for the scheduler's
     handshake without limit, so the run hung until killed."""
     from geosr.errors import OptionError
     from geosr.orchestrate.cluster import check_scheduler_answers
 
-    start = time.monotonic()
     with not_a_scheduler(None) as address, pytest.raises(OptionError, match="no Dask scheduler answered"):
         check_scheduler_answers(address, timeout=1)
-    assert time.monotonic() - start < 15
 
 
 def test_worker_threads_follow_the_workers_cores_not_the_clients(
