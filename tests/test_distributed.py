@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import socket
 import subprocess
@@ -28,26 +29,47 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def start_scheduler(
+    folder: Path, env: dict[str, str], *, new_session: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`dask scheduler` on a port of its own choosing, and its address once it listens.
+
+    Not a port found free, let go and then given to it: any other process (another
+    pytest-xdist worker's cluster) could take it in between, and the scheduler then never
+    started."""
+    scheduler_file = folder / "scheduler.json"
+    command = ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard"]
+    proc = subprocess.Popen(
+        [str(BIN / "dask"), *command, "--scheduler-file", str(scheduler_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=new_session,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(FileNotFoundError, ValueError):  # not written yet, or not whole
+            return proc, str(json.loads(scheduler_file.read_text())["address"])
+        assert proc.poll() is None and time.monotonic() < deadline, "the dask scheduler did not start"
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[str]:
+    """``tcp://127.0.0.1:PORT`` where nothing listens, for as long as the test holds it: bound,
+    never listening, the port refuses connections and no other process can take it (a port
+    found free and let go could be, by another pytest-xdist worker's cluster)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"tcp://127.0.0.1:{held.getsockname()[1]}"
 
 
 @pytest.fixture(scope="module")
-def scheduler() -> Iterator[str]:
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A scheduler and one nanny-managed worker process, as a user would start them."""
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    procs = [
-        subprocess.Popen(
-            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
+    first, address = start_scheduler(tmp_path_factory.mktemp("scheduler"), env)
+    procs = [first]
     procs.append(
         subprocess.Popen(
             [
@@ -549,9 +571,9 @@ def test_unreachable_scheduler_is_a_clear_error(scene: Path, tmp_path: Path, cap
     from tests.test_bad_input import assert_one_clear_line, run_cli
 
     monkeypatch.setattr(cluster, "SCHEDULER_TIMEOUT", 2.0)
-    address = f"tcp://127.0.0.1:{free_port()}"
-    args = ["run", str(scene), "--scheduler", address, "--model", "bicubic"]
-    code, err = run_cli(args, capsys, monkeypatch)
+    with refusing_port() as address:
+        args = ["run", str(scene), "--scheduler", address, "--model", "bicubic"]
+        code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "cannot reach the Dask scheduler", address)
     assert sorted(p.name for p in scene.parent.iterdir()) == [scene.name]
 
@@ -588,9 +610,9 @@ def test_an_unreachable_scheduler_ends_a_batch_at_its_first_input(
     inputs = [str(make_raster(f"{name}.tif", height=16, width=16)) for name in "abc"]
     out = tmp_path / "out"
     out.mkdir()
-    address = f"tcp://127.0.0.1:{free_port()}"
-    args = ["run", *inputs, "-o", str(out), "--scheduler", address, "--model", "bicubic"]
-    code, err = run_cli(args, capsys, monkeypatch)
+    with refusing_port() as address:
+        args = ["run", *inputs, "-o", str(out), "--scheduler", address, "--model", "bicubic"]
+        code, err = run_cli(args, capsys, monkeypatch)
     assert_one_clear_line(code, err, "cannot reach the Dask scheduler", address)
     assert err.count("error:") == 1, err
     assert list(out.iterdir()) == []

@@ -20,7 +20,7 @@ import geosr
 from geosr.io.runstate import run_dir
 from geosr.orchestrate.cluster import ModelPlugin
 from tests.conftest import UTM_TRANSFORM
-from tests.test_distributed import free_port
+from tests.test_distributed import start_scheduler
 from tests.test_run import random_model_file
 
 pytestmark = pytest.mark.slow
@@ -32,16 +32,9 @@ COMMON = {"scale": 2, "tile": 16, "batch_size": 1, "device": "cpu", "precision":
 
 class Cluster:
     def __init__(self, tmp: Path, workers: int, worker_env: dict[str, str], *options: str) -> None:
-        port = free_port()
-        self.address = f"tcp://127.0.0.1:{port}"
         self.tmp = tmp
         self.env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        self.scheduler = subprocess.Popen(
-            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            env=self.env,
-            start_new_session=True,
-            **QUIET,
-        )
+        self.scheduler, self.address = start_scheduler(tmp, self.env, new_session=True)
         self.workers = self.start_workers(workers, worker_env, *options)
         self.more: list[subprocess.Popen[bytes]] = []
         from distributed import Client
