@@ -95,6 +95,16 @@ def sparse_giant(path: Path, size: int = 1_000_000) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_terminal_width_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets the width rich gives output that is no terminal (80 columns), not the
+    COLUMNS (and LINES) of the shell that started pytest: with COLUMNS=40 geosr info's table
+    wrapped what test_info reads ('halo 17 px' over two lines, the input's path over more
+    than 4).  A test that wants a width sets it."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
 @pytest.fixture
 def make_raster(tmp_path: Path) -> Callable[..., Path]:
     """Write a GeoTIFF; returns its path.  Keyword arguments describe it."""
