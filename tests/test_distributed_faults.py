@@ -31,7 +31,10 @@ COMMON = {"scale": 2, "tile": 16, "batch_size": 1, "device": "cpu", "precision":
 
 
 class Cluster:
-    def __init__(self, tmp: Path, workers: int, worker_env: dict[str, str], *options: str) -> None:
+    def __init__(
+        self, tmp: Path, workers: int, worker_env: dict[str, str], *options: str, running: bool = True
+    ) -> None:
+        """``running``: wait for the workers to run tasks; else only for them to join (paused, say)."""
         self.tmp = tmp
         self.env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         self.scheduler, self.address = start_scheduler(tmp, self.env, new_session=True)
@@ -43,7 +46,10 @@ class Cluster:
         while True:
             try:
                 with Client(self.address, timeout="5s") as client:
-                    client.wait_for_workers(workers, timeout=60)
+                    if running:
+                        client.wait_for_workers(workers, timeout=60)
+                    elif len(client.scheduler_info(n_workers=-1)["workers"]) < workers:
+                        raise TimeoutError("not all workers joined yet")
                 break
             except (OSError, TimeoutError):
                 if time.time() > deadline:
@@ -186,6 +192,50 @@ def test_workers_all_gone_mid_run_say_that_the_run_waits(job, tmp_path: Path, mo
         cluster.close()
     assert marker.exists(), "the fault never fired: the test proved nothing"
     assert [m for m in said if "has no workers left; the run waits" in m], said
+    np.testing.assert_array_equal(pixels(out), pixels(job["ref"]))
+
+
+def test_workers_all_paused_at_their_memory_limit_say_that_the_run_waits(
+    job, tmp_path: Path, monkeypatch
+) -> None:
+    """The only worker paused at its memory limit (``dask worker --memory-limit`` below what the
+    model holds): it starts no task until its memory falls, which it never did, and the run sat
+    still, without a word, until killed.  Here it pauses at once (a pause fraction of 1 %); an
+    unpaused worker joins once the warning is out, and the run ends with the local run's pixels."""
+    from geosr.orchestrate import cluster as orchestrate
+
+    monkeypatch.setattr(orchestrate, "NO_WORKERS_CHECK", 1.0)
+    paused = {
+        "DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "0.01",
+        "DASK_DISTRIBUTED__WORKER__MEMORY__TARGET": "False",
+        "DASK_DISTRIBUTED__WORKER__MEMORY__SPILL": "False",
+        "DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE": "False",
+    }
+    cluster = Cluster(tmp_path, 1, paused, "--memory-limit", "4GiB", running=False)
+    said: list[str] = []
+
+    def warn(message: Warning | str, *args: object, **kwargs: object) -> None:
+        said.append(str(message))
+        if "is paused" in str(message):
+            cluster.more.append(cluster.start_workers(1, {}))
+
+    done = threading.Event()
+
+    def fallback() -> None:
+        """Without the warning: no hang, a failure.  Counted from the start of the run, which on
+        a loaded machine took over a minute to load the model on the worker, before any check."""
+        if not done.wait(240.0) and not said:
+            cluster.more.append(cluster.start_workers(1, {}))
+
+    threading.Thread(target=fallback, daemon=True).start()
+    try:
+        monkeypatch.setattr(orchestrate, "warn", warn)
+        out = run_on(cluster, job, tmp_path / "cluster.tif")
+    finally:
+        done.set()
+        cluster.close()
+    paused_line = [m for m in said if "is paused, near its memory limit" in m]
+    assert paused_line and "MiB of 4096 MiB" in paused_line[0] and "--resume" in paused_line[0], said
     np.testing.assert_array_equal(pixels(out), pixels(job["ref"]))
 
 

@@ -169,9 +169,15 @@ def worker_addresses(client: Client) -> list[str]:
     replace between the fetch and the return.  On a loaded machine it then said "no
     workers" of a cluster that had them, and the run warned of a cluster with none.
     """
+    return list(_workers(client))
+
+
+def _workers(client: Client) -> dict[str, dict[str, Any]]:
+    """The workers that ``client``'s scheduler has now, by address: what it knows of each
+    (``status``, ``memory_limit``, ``metrics``), asked of it directly (see :func:`worker_addresses`)."""
     if client.scheduler is None:  # closed: as a lost scheduler, which the run reports
         raise CommClosedError("the client is closed")
-    return list(client.sync(client.scheduler.identity, n_workers=-1)["workers"])
+    return dict(client.sync(client.scheduler.identity, n_workers=-1)["workers"])
 
 
 def _workers_by_host(workers: Sequence[str]) -> dict[str, int]:
@@ -680,17 +686,18 @@ NO_WORKERS_CHECK = 10.0
 
 
 def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterator[Any]:
-    """The results of ``futures`` as they come, saying when the cluster has no worker left.
+    """The results of ``futures`` as they come, saying when no worker is left to run them.
 
-    Dask waits for workers to join again: a run whose workers had all died (started
-    without a nanny, or their machines gone) sat still, without a word, until killed.
+    Dask waits for workers to join again, or to resume: a run whose workers had all died
+    (started without a nanny, or their machines gone) sat still, without a word, until
+    killed, and so did one whose workers were all paused at their memory limit.
     The results are fetched by ``as_completed`` itself, not by ``future.result()`` on a
     finished future: a worker that died holding a finished task's result sent the task
     back to be run again, and ``result()`` waited for it where no check could run.
     """
     finished = as_completed(futures, loop=client.loop, with_results=True)  # not the default client's
     quiet_since = time.monotonic()
-    said = False
+    said: str | None = None
     while not finished.is_empty():
         if finished.has_ready():
             quiet_since = time.monotonic()
@@ -702,14 +709,34 @@ def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterat
             time.sleep(0.05)
         else:
             quiet_since = time.monotonic()
-            left = bool(worker_addresses(client))
-            if not left and not said:
-                warn(
-                    f"the Dask scheduler at {address} has no workers left; the run waits for "
-                    "some to join (`dask worker` with that address starts one), or stop it with "
-                    "Ctrl-C and finish it later with --resume"
-                )
-            said = not left
+            stalled = _why_no_worker_runs(_workers(client), address)
+            if stalled is not None and stalled != said:
+                warn(stalled)
+            said = stalled
+
+
+def _why_no_worker_runs(workers: dict[str, dict[str, Any]], address: str) -> str | None:
+    """Why none of ``workers`` (:func:`_workers`) of the scheduler at ``address`` can run a task,
+    as the run's warning; ``None`` if one can."""
+    if not workers:
+        return (
+            f"the Dask scheduler at {address} has no workers left; the run waits for "
+            "some to join (`dask worker` with that address starts one), or stop it with "
+            "Ctrl-C and finish it later with --resume"
+        )
+    if any(worker.get("status") != "paused" for worker in workers.values()):
+        return None
+    # Paused, a worker keeps its tasks without starting one until its memory falls back under
+    # the limit's pause fraction: with the model held, it may never.
+    first, worker = next(iter(workers.items()))
+    used = worker.get("metrics", {}).get("memory")
+    limit = worker.get("memory_limit")
+    held = f" ({first}: {used / 2**20:.0f} MiB of {limit / 2**20:.0f} MiB)" if used and limit else ""
+    return (
+        f"every Dask worker of the scheduler at {address} is paused, near its memory limit{held}; "
+        "the run waits for one to resume, or stop it with Ctrl-C, give the workers more memory "
+        "(dask worker --memory-limit) and finish it later with --resume"
+    )
 
 
 def _the_job(job: Job) -> Job:
