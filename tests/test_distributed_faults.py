@@ -239,6 +239,29 @@ def test_workers_all_paused_at_their_memory_limit_say_that_the_run_waits(
     np.testing.assert_array_equal(pixels(out), pixels(job["ref"]))
 
 
+def test_a_worker_without_geosr_is_one_line(job, tmp_path: Path) -> None:
+    """A worker whose environment lacks geosr cannot unpickle the run's model plugin, and
+    distributed answered with a bare Exception: a traceback ending in
+    'Exception: ModuleNotFoundError("No module named 'geosr'")', exit status 1."""
+    hidden = tmp_path / "without" / "geosr"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'geosr'\", name='geosr')\n"
+    )
+    cluster = Cluster(tmp_path, 1, {"PYTHONPATH": str(hidden.parent)})
+    dst = tmp_path / "cluster.tif"
+    try:
+        with pytest.raises(geosr.GeosrError) as caught:
+            run_on(cluster, job, dst)
+    finally:
+        cluster.close()
+    assert str(caught.value) == (
+        f"a Dask worker of {cluster.address} cannot import geosr (No module named 'geosr'): install "
+        f"geosr {geosr.__version__} where the workers run, as on this machine, then rerun the same command"
+    )
+    assert not dst.exists()
+
+
 def test_a_task_that_kills_every_worker_is_one_resumable_line(job, tmp_path: Path, monkeypatch) -> None:
     """A task whose worker dies each time (out of memory, say): distributed's KilledWorker
     came out as a traceback.  The scheduler gives up at the first death here."""

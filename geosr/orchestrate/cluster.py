@@ -30,6 +30,7 @@ import functools
 import importlib.util
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -46,6 +47,7 @@ from distributed.client import FuturesCancelledError
 from distributed.comm import CommClosedError
 from distributed.comm.addressing import parse_address, parse_host_port
 
+from geosr import __version__
 from geosr.allocator import keep_freed_memory
 from geosr.errors import (
     GeosrError,
@@ -657,6 +659,26 @@ def _load_model_on_workers(client: Client, plugin: ModelPlugin, address: str, st
             f"memory? the workers' logs say why); {state.describe()}; give the workers more memory "
             "(dask worker --memory-limit), then rerun the same command with --resume to finish it"
         ) from None
+    except Exception as exc:
+        missing = _missing_module(exc, address)
+        if missing is None:
+            raise
+        raise missing from None
+
+
+def _missing_module(exc: BaseException, address: str) -> OptionError | None:
+    """The line for a worker of ``address`` without a module the run needs (geosr, torch), if
+    that is what ``exc`` says: one that cannot unpickle :class:`ModelPlugin` answers with a bare
+    ``Exception('ModuleNotFoundError("No module named 'geosr'")')``, a traceback on the client."""
+    found = re.search(r"No module named '([\w.]+)'", str(exc))
+    if found is None:
+        return None
+    module = found.group(1).split(".")[0]
+    version = f" {__version__}" if module == "geosr" else ""
+    return OptionError(
+        f"a Dask worker of {address} cannot import {module} (No module named {module!r}): install "
+        f"{module}{version} where the workers run, as on this machine, then rerun the same command"
+    )
 
 
 def _withdraw_plugin(client: Client) -> None:
