@@ -262,6 +262,28 @@ def test_a_worker_without_geosr_is_one_line(job, tmp_path: Path) -> None:
     assert not dst.exists()
 
 
+def test_a_worker_with_another_geosr_version_is_one_line(job, tmp_path: Path) -> None:
+    """A worker running another release of geosr ran the client's tasks with its own code,
+    without a word: the same pixels only if nothing they touch changed between the two."""
+    real = Path(geosr.__file__).parent
+    other = tmp_path / "other" / "geosr"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text(
+        f"__path__ = [{str(real)!r}]\n"
+        f"exec(compile(open({str(real / '__init__.py')!r}).read(), 'geosr/__init__.py', 'exec'))\n"
+        "__version__ = '0.0.1'\n"
+    )
+    cluster = Cluster(tmp_path, 1, {"PYTHONPATH": str(other.parent)})
+    dst = tmp_path / "cluster.tif"
+    try:
+        with pytest.raises(geosr.GeosrError, match=r"runs geosr 0\.0\.1, this machine ") as caught:
+            run_on(cluster, job, dst)
+    finally:
+        cluster.close()
+    assert f"install geosr {geosr.__version__} where the workers run" in str(caught.value)
+    assert not dst.exists()
+
+
 def test_a_task_that_kills_every_worker_is_one_resumable_line(job, tmp_path: Path, monkeypatch) -> None:
     """A task whose worker dies each time (out of memory, say): distributed's KilledWorker
     came out as a traceback.  The scheduler gives up at the first death here."""

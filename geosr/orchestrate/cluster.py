@@ -118,9 +118,18 @@ class ModelPlugin(WorkerPlugin):
         self.key = key
         self.workers_by_host = workers_by_host
         self.client_process = this_process()
+        self.version = __version__
 
     def setup(self, worker: Any) -> None:
         """Set ``worker``'s torch threads and load its model; a failure is raised for the client."""
+        if __version__ != self.version:
+            # Its tasks would unpickle this version's job with their own code: at best a
+            # traceback, at worst other pixels than this version makes.
+            raise OptionError(
+                f"the Dask worker {worker.address} runs geosr {__version__}, this machine "
+                f"{self.version}: install geosr {self.version} where the workers run, then rerun "
+                "the same command"
+            )
         import torch
 
         # The worker's own CPUs, counted where it runs: the client's machine (a laptop
