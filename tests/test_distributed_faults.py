@@ -286,15 +286,19 @@ def test_a_worker_with_another_geosr_version_is_one_line(job, tmp_path: Path) ->
 
 def test_a_task_that_kills_every_worker_is_one_resumable_line(job, tmp_path: Path, monkeypatch) -> None:
     """A task whose worker dies each time (out of memory, say): distributed's KilledWorker
-    came out as a traceback.  The scheduler gives up at the first death here."""
+    came out as a traceback.  The scheduler gives up at the first death here.  The line
+    told a run of one tile a batch (--batch-size 1, as here) to pass a smaller --batch-size."""
     monkeypatch.setenv("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", "0")
     cluster = Cluster(tmp_path, 1, {"GEOSR_FAULT_AT": "task:1"})
     dst = tmp_path / "cluster.tif"
     try:
-        with pytest.raises(geosr.GeosrError, match="every Dask worker that ran one of its tasks died"):
+        with pytest.raises(
+            geosr.GeosrError, match="every Dask worker that ran one of its tasks died"
+        ) as caught:
             run_on(cluster, job, dst)
     finally:
         cluster.close()
+    assert "give the workers more memory, then rerun" in str(caught.value)
     assert not dst.exists() and run_dir(dst).exists()  # kept for --resume
 
 

@@ -821,7 +821,7 @@ def run_on_cluster(
         # A task that takes its worker down every time (the kernel's OOM killer, a memory
         # limit): distributed gives up after a few workers, with a traceback of its own.
         _leave_workers(client, job)
-        raise _workers_died(state, exc) from None
+        raise _workers_died(state, exc, job.batch_size) from None
     except (OSError, TimeoutError, CancelledError, CommClosedError, FuturesCancelledError) as exc:
         if isinstance(exc, GeosrError):  # a task's own failure (a damaged input): the cluster is there
             _leave_workers(client, job)
@@ -866,13 +866,14 @@ def _submitted(
     ]
 
 
-def _workers_died(state: RunState, exc: KilledWorker) -> ResumableError:
+def _workers_died(state: RunState, exc: KilledWorker, batch: int) -> ResumableError:
     """The line for a run whose tasks took every worker that ran them down: the finished tiles
-    are kept, for a ``--resume`` with more memory or smaller batches."""
+    are kept, for a ``--resume`` with more memory or (from a ``batch`` over 1) smaller batches."""
+    smaller = " or pass a smaller --batch-size" if batch > 1 else ""
     return ResumableError(
         f"{state.destination}: every Dask worker that ran one of its tasks died "
         f"({exc.allowed_failures + 1} in all; out of memory? the workers' logs say why); "
-        f"{state.describe()}; give the workers more memory or pass a smaller --batch-size, "
+        f"{state.describe()}; give the workers more memory{smaller}, "
         "then rerun the same command with --resume to finish it"
     )
 
