@@ -4,6 +4,7 @@ clearly, and `--resume` (local) finishes it with identical pixels."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -282,6 +283,57 @@ def test_a_worker_with_another_geosr_version_is_one_line(job, tmp_path: Path) ->
         cluster.close()
     assert f"install geosr {geosr.__version__} where the workers run" in str(caught.value)
     assert not dst.exists()
+
+
+def test_a_stopped_worker_is_said_to_be_stalled(job, tmp_path: Path, monkeypatch) -> None:
+    """The only worker stopped mid-run (SIGSTOP: a machine swapping, or cut off): the scheduler
+    waits 5 minutes (worker-ttl) before it gives up on it, and the run sat still meanwhile,
+    without a word.  The worker carries on once the warning is out, and the run ends with the
+    local run's pixels."""
+    import psutil
+
+    from geosr.orchestrate import cluster as orchestrate
+
+    monkeypatch.setattr(orchestrate, "NO_WORKERS_CHECK", 1.0)
+    monkeypatch.setattr(orchestrate, "STALLED_AFTER", 3.0, raising=False)
+    cluster = Cluster(tmp_path, 1, {})
+    dst = tmp_path / "cluster.tif"
+    (worker,) = [
+        p for p in psutil.Process(cluster.workers.pid).children() if "spawn_main" in " ".join(p.cmdline())
+    ]
+    stopped, done = threading.Event(), threading.Event()
+    said: list[str] = []
+
+    def warn(message: Warning | str, *args: object, **kwargs: object) -> None:
+        if stopped.is_set():
+            said.append(str(message))
+            worker.resume()
+
+    def stop() -> None:
+        """Once a few tiles are done; without the warning, carries on after 60 s: no hang, a failure."""
+        journal = run_dir(dst) / "journal"
+        while not (journal.exists() and journal.read_text().count("\n") >= 3):
+            if done.wait(0.05):
+                return
+        worker.suspend()
+        stopped.set()
+        done.wait(60.0)
+        with contextlib.suppress(psutil.NoSuchProcess):  # the test's cluster closed meanwhile
+            worker.resume()
+
+    threading.Thread(target=stop, daemon=True).start()
+    try:
+        monkeypatch.setattr(orchestrate, "warn", warn)
+        out = run_on(cluster, job, dst)
+    finally:
+        done.set()
+        worker.resume()
+        cluster.close()
+    assert stopped.is_set(), "the worker was never stopped: the test proved nothing"
+    assert [m for m in said if m.startswith("the Dask worker tcp://") and "has not been heard from" in m], (
+        said
+    )
+    np.testing.assert_array_equal(pixels(out), pixels(job["ref"]))
 
 
 def test_a_task_that_kills_every_worker_is_one_resumable_line(job, tmp_path: Path, monkeypatch) -> None:

@@ -715,6 +715,11 @@ def _leave_workers(client: Client, job: Job) -> None:
 NO_WORKERS_CHECK = 10.0
 """Seconds without a finished task before the run asks whether any worker is left."""
 
+STALLED_AFTER = 60.0
+"""Seconds since the scheduler last heard from a worker before the run calls it stalled.  A worker
+reports every second or so; importing torch as it loads the model held its event loop for 15 s
+on a loaded 2-core machine, and a worker is only asked about once no task has finished for a while."""
+
 
 def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterator[Any]:
     """The results of ``futures`` as they come, saying when no worker is left to run them.
@@ -756,7 +761,7 @@ def _why_no_worker_runs(workers: dict[str, dict[str, Any]], address: str) -> str
             "Ctrl-C and finish it later with --resume"
         )
     if any(worker.get("status") != "paused" for worker in workers.values()):
-        return None
+        return _stalled(workers, address)
     # Paused, a worker keeps its tasks without starting one until its memory falls back under
     # the limit's pause fraction: with the model held, it may never.
     first, worker = next(iter(workers.items()))
@@ -768,6 +773,27 @@ def _why_no_worker_runs(workers: dict[str, dict[str, Any]], address: str) -> str
         "the run waits for one to resume, or stop it with Ctrl-C, give the workers more memory "
         "(dask worker --memory-limit) and finish it later with --resume"
     )
+
+
+def _stalled(workers: dict[str, dict[str, Any]], address: str) -> str | None:
+    """The warning for the first of ``workers`` not heard from for :data:`STALLED_AFTER` s, if any.
+
+    A stopped worker (``kill -STOP``, a machine swapping or cut off) keeps its tasks, and the
+    scheduler waits for it for ``distributed.scheduler.worker-ttl`` before giving them to
+    another: the run sat still meanwhile, without a word.  Its last report is stamped by the
+    scheduler's clock, which the margin lets differ from this machine's by a few seconds.
+    """
+    now = time.time()
+    for worker, about in workers.items():
+        if now - about.get("last_seen", now) > STALLED_AFTER:
+            return (
+                f"the Dask worker {worker} of the scheduler at {address} has not been heard from for "
+                f"over {STALLED_AFTER:g} s (stopped, or its machine overloaded or cut off?); the run "
+                "waits for it, and the scheduler gives its tasks to other workers after "
+                "distributed.scheduler.worker-ttl (5 minutes by default), or stop the run with Ctrl-C "
+                "and finish it later with --resume"
+            )
+    return None
 
 
 def _the_job(job: Job) -> Job:
