@@ -121,7 +121,8 @@ class ModelPlugin(WorkerPlugin):
         self.version = __version__
 
     def setup(self, worker: Any) -> None:
-        """Set ``worker``'s torch threads and load its model; a failure is raised for the client."""
+        """Refuse a ``worker`` of another geosr version, then set its torch threads and load its
+        model; a failure is raised for the client."""
         if __version__ != self.version:
             # Its tasks would unpickle this version's job with their own code: at best a
             # traceback, at worst other pixels than this version makes.
