@@ -159,6 +159,7 @@ def test_workers_all_gone_mid_run_say_that_the_run_waits(job, tmp_path: Path, mo
     from geosr.orchestrate import cluster as orchestrate
 
     monkeypatch.setattr(orchestrate, "NO_WORKERS_CHECK", 1.0)
+    monkeypatch.setattr(orchestrate, "RESTART_GRACE", 2.0)
     marker = tmp_path / "fault-fired"
     cluster = Cluster(
         tmp_path, 1, {"GEOSR_FAULT_AT": "task:3", "GEOSR_FAULT_ONCE": str(marker)}, "--no-nanny"
@@ -193,6 +194,27 @@ def test_workers_all_gone_mid_run_say_that_the_run_waits(job, tmp_path: Path, mo
         cluster.close()
     assert marker.exists(), "the fault never fired: the test proved nothing"
     assert [m for m in said if "has no workers left; the run waits" in m], said
+    np.testing.assert_array_equal(pixels(out), pixels(job["ref"]))
+
+
+def test_a_worker_its_nanny_restarts_is_not_said_to_be_gone(job, tmp_path: Path, monkeypatch) -> None:
+    """The only worker dies mid-run and its nanny starts another (as after a kill for memory): the
+    scheduler has no worker until it joins, and the run warned meanwhile that it "has no workers
+    left; the run waits for some to join" of a cluster whose worker was on its way back.  Here
+    the run asks as soon as no task has finished for 0.2 s, well within the restart."""
+    from geosr.orchestrate import cluster as orchestrate
+
+    monkeypatch.setattr(orchestrate, "NO_WORKERS_CHECK", 0.2)
+    marker = tmp_path / "fault-fired"
+    cluster = Cluster(tmp_path, 1, {"GEOSR_FAULT_AT": "task:3", "GEOSR_FAULT_ONCE": str(marker)})
+    said: list[str] = []
+    try:
+        monkeypatch.setattr(orchestrate, "warn", lambda message, *args, **kwargs: said.append(str(message)))
+        out = run_on(cluster, job, tmp_path / "cluster.tif")
+    finally:
+        cluster.close()
+    assert marker.exists(), "the fault never fired: the test proved nothing"
+    assert not [m for m in said if "has no workers left" in m], said
     np.testing.assert_array_equal(pixels(out), pixels(job["ref"]))
 
 

@@ -722,6 +722,13 @@ reports every second or so; importing torch as it loads the model held its event
 on a loaded 2-core machine, and a worker is only asked about once no task has finished for a while."""
 
 
+RESTART_GRACE = 30.0
+"""Seconds a scheduler must have had no workers before the run says that none is left.  A nanny
+restarting the worker it killed (over its memory limit, say) leaves the scheduler without it
+until the new one joins: a few seconds, over 10 on a loaded machine, and the run warned meanwhile
+"no workers left; the run waits for some to join" of a cluster whose worker was on its way back."""
+
+
 def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterator[Any]:
     """The results of ``futures`` as they come, saying when no worker is left to run them.
 
@@ -734,6 +741,7 @@ def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterat
     """
     finished = as_completed(futures, loop=client.loop, with_results=True)  # not the default client's
     quiet_since = time.monotonic()
+    empty_since: float | None = None  # since when the scheduler has had no workers
     said: str | None = None
     while not finished.is_empty():
         if finished.has_ready():
@@ -746,7 +754,11 @@ def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterat
             time.sleep(0.05)
         else:
             quiet_since = time.monotonic()
-            stalled = _why_no_worker_runs(_workers(client), address)
+            workers = _workers(client)
+            empty_since = None if workers else (empty_since or quiet_since)
+            if empty_since is not None and quiet_since - empty_since < RESTART_GRACE:
+                continue  # a nanny may be restarting its worker (RESTART_GRACE)
+            stalled = _why_no_worker_runs(workers, address)
             if stalled is not None and stalled != said:
                 warn(stalled)
             said = stalled
