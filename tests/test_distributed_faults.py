@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -285,9 +286,8 @@ def test_a_worker_without_geosr_is_one_line(job, tmp_path: Path) -> None:
     assert not dst.exists()
 
 
-def test_a_worker_with_another_geosr_version_is_one_line(job, tmp_path: Path) -> None:
-    """A worker running another release of geosr ran the client's tasks with its own code,
-    without a word: the same pixels only if nothing they touch changed between the two."""
+def another_geosr_version(tmp_path: Path) -> dict[str, str]:
+    """A worker environment whose geosr is this one but says it is 0.0.1."""
     real = Path(geosr.__file__).parent
     other = tmp_path / "other" / "geosr"
     other.mkdir(parents=True)
@@ -296,7 +296,13 @@ def test_a_worker_with_another_geosr_version_is_one_line(job, tmp_path: Path) ->
         f"exec(compile(open({str(real / '__init__.py')!r}).read(), 'geosr/__init__.py', 'exec'))\n"
         "__version__ = '0.0.1'\n"
     )
-    cluster = Cluster(tmp_path, 1, {"PYTHONPATH": str(other.parent)})
+    return {"PYTHONPATH": str(other.parent)}
+
+
+def test_a_worker_with_another_geosr_version_is_one_line(job, tmp_path: Path) -> None:
+    """A worker running another release of geosr ran the client's tasks with its own code,
+    without a word: the same pixels only if nothing they touch changed between the two."""
+    cluster = Cluster(tmp_path, 1, another_geosr_version(tmp_path))
     dst = tmp_path / "cluster.tif"
     try:
         with pytest.raises(geosr.GeosrError, match=r"runs geosr 0\.0\.1, this machine ") as caught:
@@ -305,6 +311,63 @@ def test_a_worker_with_another_geosr_version_is_one_line(job, tmp_path: Path) ->
         cluster.close()
     assert f"install geosr {geosr.__version__} where the workers run" in str(caught.value)
     assert not dst.exists()
+
+
+def test_a_worker_with_another_geosr_version_joining_mid_run_is_one_line(job, tmp_path: Path) -> None:
+    """A worker of another geosr release that joins once the run has started: its model plugin
+    refuses it, but distributed only logs that, and the worker ran the client's tasks with its
+    own code.  Once a few tiles are done, the run's only worker (no nanny) is stopped, the other
+    one started, and once it has joined the first is killed: the tasks left go to the new one."""
+    import psutil
+    from distributed import Client
+
+    cluster = Cluster(tmp_path, 1, {}, "--no-nanny")
+    dst = tmp_path / "cluster.tif"
+    first = psutil.Process(cluster.workers.pid)
+    other = another_geosr_version(tmp_path)
+    done, joined = threading.Event(), threading.Event()
+
+    def two_workers() -> bool:
+        try:
+            with Client(cluster.address, timeout="10s") as client:
+                return len(client.scheduler_info(n_workers=-1)["workers"]) > 1
+        except (OSError, TimeoutError):  # asked again: the thread must live to resume or kill the first
+            return False
+
+    def swap_workers() -> None:
+        """Without a worker joining within 60 s, the first carries on: no hang, a failure."""
+        journal = run_dir(dst) / "journal"
+        while not (journal.exists() and journal.read_text().count("\n") >= 3):
+            if done.wait(0.05):
+                return
+        first.suspend()  # so that the run cannot end before the other worker joins
+        cluster.more.append(cluster.start_workers(1, other))
+        deadline = time.monotonic() + 60
+        while not done.is_set() and time.monotonic() < deadline:
+            if two_workers():
+                joined.set()
+                first.kill()
+                return
+            time.sleep(0.2)
+        first.resume()
+
+    threading.Thread(target=swap_workers, daemon=True).start()
+    try:
+        with pytest.raises(geosr.GeosrError) as caught:
+            run_on(cluster, job, dst)
+    finally:
+        done.set()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            first.resume()
+        cluster.close()
+    assert joined.is_set(), "no worker joined mid-run: the test proved nothing"
+    assert re.fullmatch(
+        r"the Dask worker tcp://127\.0\.0\.1:\d+ runs geosr 0\.0\.1, this machine "
+        + re.escape(f"{geosr.__version__}: install geosr {geosr.__version__} where the workers run, then ")
+        + "rerun the same command",
+        str(caught.value),
+    ), caught.value
+    assert not dst.exists() and not run_dir(dst).exists()
 
 
 def test_a_stopped_worker_is_said_to_be_stalled(job, tmp_path: Path, monkeypatch) -> None:

@@ -80,6 +80,8 @@ class ModelKey:
     device: str
     precision: str
     compile: str = "off"
+    version: str = __version__
+    """The geosr of the client that made the key, which each task checks (:func:`_refuse_another_version`)."""
 
     def predictor(self) -> Any:
         """This process's cached :class:`~geosr.predictor.Predictor` for the key."""
@@ -123,14 +125,7 @@ class ModelPlugin(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         """Refuse a ``worker`` of another geosr version, then set its torch threads and load its
         model; a failure is raised for the client."""
-        if __version__ != self.version:
-            # Its tasks would unpickle this version's job with their own code: at best a
-            # traceback, at worst other pixels than this version makes.
-            raise OptionError(
-                f"the Dask worker {worker.address} runs geosr {__version__}, this machine "
-                f"{self.version}: install geosr {self.version} where the workers run, then rerun "
-                "the same command"
-            )
+        _refuse_another_version(self.version, worker.address)
         import torch
 
         # The worker's own CPUs, counted where it runs: the client's machine (a laptop
@@ -151,6 +146,21 @@ class ModelPlugin(WorkerPlugin):
             checkpoint("model")
             return
         raise for_the_client(failure, [], self.key, worker.address)
+
+
+def _refuse_another_version(version: str, worker: str) -> None:
+    """Refuse to run on ``worker`` when its geosr is not the client's ``version``.
+
+    Its tasks would unpickle the client's job with their own code: at best a traceback, at
+    worst other pixels than the client's version makes.  :class:`ModelPlugin` refuses a worker
+    present when the run starts; one that joins later only logs its plugin's refusal and is
+    given tasks all the same, so each task checks too (:func:`_run_batch`).
+    """
+    if __version__ != version:
+        raise OptionError(
+            f"the Dask worker {worker} runs geosr {__version__}, this machine {version}: install "
+            f"geosr {version} where the workers run, then rerun the same command"
+        )
 
 
 def model_loads() -> int:
@@ -603,6 +613,7 @@ def _run_batch(job: Job, tiles: Sequence[tuple[int, Tile]], key: ModelKey, store
     Idempotent: each tile owns its chunks, so a task rerun after a lost worker
     rewrites the same pixels.
     """
+    _refuse_another_version(key.version, get_worker().address)
     try:
         raw = read_batch(job, [t for _, t in tiles])
         writer = StoreWriter(Path(store), Path(dst))
