@@ -162,6 +162,27 @@ def warnings_recorded() -> Iterator[list[warnings.WarningMessage]]:
                 warnings.showwarning = _SHOWN_BEFORE[0]
 
 
+def warn_again(warning: warnings.WarningMessage, text: str) -> None:
+    """Issue ``warning``, recorded by :func:`warnings_recorded`, again as ``text``, from where it came.
+
+    Issued again with its text and category alone, at the caller's line, a library's warning (a
+    DeprecationWarning of rasterio's, say) seemed the caller's own: a filter by the library's module
+    no longer applied, and one by the caller's (pytest's on ``tests``) applied to it.  geosr's own
+    warnings already point at the caller's line (:func:`warn`), and are worded for it again.
+    """
+    if issubclass(warning.category, GeosrWarning):
+        warn(text, warning.category)
+        return
+    # warnings.warn's module name, which the filters match; with no module loaded from the file,
+    # its name without .py (warn_explicit's, which takes module=None as a name no filter matches).
+    # No registry: the module's has this warning as shown already.
+    module = next(
+        (m.__name__ for m in list(sys.modules.values()) if getattr(m, "__file__", None) == warning.filename),
+        warning.filename.removesuffix(".py"),
+    )
+    warnings.warn_explicit(text, warning.category, warning.filename, warning.lineno, module=module)
+
+
 class ResumableError(GeosrError, RuntimeError):
     """The run stopped part way (e.g. its Dask scheduler was lost); ``--resume`` finishes it."""
 

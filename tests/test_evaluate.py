@@ -1140,6 +1140,45 @@ def test_a_filter_another_thread_sets_while_an_evaluation_runs_stays(make_raster
         assert len(kept) == 1
 
 
+def test_a_librarys_deprecation_warning_in_an_evaluation_keeps_where_it_came_from(
+    make_raster, tmp_path, monkeypatch
+) -> None:
+    """The runs' warnings were issued again with their text and category alone, at the caller's
+    line: a library's DeprecationWarning seemed the caller's own (``tests``), which pytest's
+    filter here made an error, and a filter by the library's module no longer applied."""
+    import importlib.util
+    import warnings
+
+    from affine import Affine
+
+    from tests.conftest import UTM_TRANSFORM, coordinate_pattern
+
+    library = tmp_path / "oldlib.py"
+    library.write_text(
+        "import warnings\n\ndef old():\n    warnings.warn('old() is deprecated', DeprecationWarning)\n"
+    )
+    spec = importlib.util.spec_from_file_location("oldlib", library)
+    assert spec is not None and spec.loader is not None
+    oldlib = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "oldlib", oldlib)
+    spec.loader.exec_module(oldlib)
+    hr = coordinate_pattern(1, 64, 64)
+    hr_path = make_raster("hr.tif", data=hr, transform=UTM_TRANSFORM @ Affine.scale(0.5))
+
+    def upscaler(src: Path, dst: Path, **kwargs: object) -> Path:
+        oldlib.old()
+        return _fake_upscaler(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore", DeprecationWarning)  # but the library's own:
+        warnings.filterwarnings("default", category=DeprecationWarning, module="oldlib")
+        warnings.filterwarnings("error", category=DeprecationWarning, module="tests")  # pytest's, here too
+        evaluate_wald([hr_path], scale=2, model="fake", border=4, upscaler=upscaler)
+    assert [(str(w.message), w.filename, w.lineno) for w in caught if w.category is DeprecationWarning] == [
+        ("old() is deprecated", str(library), 4)
+    ]
+
+
 @pytest.mark.parametrize("border", [-1, "4", 2.5])
 def test_a_border_that_is_no_count_of_pixels_is_refused(make_raster, border: object) -> None:
     """border=-1 from Python was taken: the last row and column alone were scored, 1 pixel

@@ -42,7 +42,7 @@ from geosr.errors import (
     OutputError,
     filter_added,
     python_api,
-    warn,
+    warn_again,
     warnings_recorded,
     worded,
 )
@@ -390,7 +390,7 @@ def _warnings_about(lr_path: Path, path: str | Path) -> Iterator[None]:
         text = str(warning.message).replace(str(lr_path), f"{path} (its Wald LR)")
         if text not in seen:
             seen.add(text)
-            warn(text, warning.category)
+            warn_again(warning, text)
 
 
 def _check_some_lr(path: str | Path, valid: np.ndarray, lr: np.ndarray, scale: int) -> None:
