@@ -421,6 +421,32 @@ def test_a_stopped_worker_is_said_to_be_stalled(job, tmp_path: Path, monkeypatch
     np.testing.assert_array_equal(pixels(out), pixels(job["ref"]))
 
 
+def test_a_client_whose_clock_runs_ahead_calls_no_worker_stalled(tmp_path: Path, monkeypatch) -> None:
+    """The workers' last reports are stamped by the scheduler's clock, and the run compared them
+    with this machine's: a client whose clock ran over a minute ahead of the scheduler's (a laptop
+    against a cluster) warned that each healthy worker 'has not been heard from for over 60 s'."""
+    from distributed import Client
+
+    from geosr.orchestrate import cluster as orchestrate
+
+    monkeypatch.setattr(orchestrate, "NO_WORKERS_CHECK", 0.2)  # asked about after 0.2 s without a result
+    said: list[str] = []
+    monkeypatch.setattr(orchestrate, "warn", lambda message, *args, **kwargs: said.append(str(message)))
+    cluster = Cluster(tmp_path, 1, {})
+    try:
+        with Client(cluster.address, timeout="30s") as client:
+            task = client.submit(time.sleep, 2.0, pure=False)
+            wall_clock = time.time
+            monkeypatch.setattr(time, "time", lambda: wall_clock() + 3600.0)  # this machine's: an hour ahead
+            try:
+                assert list(orchestrate._as_finished(client, [task], cluster.address)) == [None]
+            finally:
+                monkeypatch.setattr(time, "time", wall_clock)
+    finally:
+        cluster.close()
+    assert said == []
+
+
 def test_a_task_that_kills_every_worker_is_one_resumable_line(job, tmp_path: Path, monkeypatch) -> None:
     """A task whose worker dies each time (out of memory, say): distributed's KilledWorker
     came out as a traceback.  The scheduler gives up at the first death here.  The line

@@ -769,15 +769,15 @@ def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterat
             empty_since = None if workers else (empty_since or quiet_since)
             if empty_since is not None and quiet_since - empty_since < RESTART_GRACE:
                 continue  # a nanny may be restarting its worker (RESTART_GRACE)
-            stalled = _why_no_worker_runs(workers, address)
+            stalled = _why_no_worker_runs(client, workers, address)
             if stalled is not None and stalled != said:
                 warn(stalled)
             said = stalled
 
 
-def _why_no_worker_runs(workers: dict[str, dict[str, Any]], address: str) -> str | None:
-    """Why none of ``workers`` (:func:`_workers`) of the scheduler at ``address`` can run a task,
-    as the run's warning; ``None`` if one can."""
+def _why_no_worker_runs(client: Client, workers: dict[str, dict[str, Any]], address: str) -> str | None:
+    """Why none of ``workers`` (:func:`_workers`) of ``client``'s scheduler, at ``address``, can run
+    a task, as the run's warning; ``None`` if one can."""
     if not workers:
         return (
             f"the Dask scheduler at {address} has no workers left; the run waits for "
@@ -785,7 +785,8 @@ def _why_no_worker_runs(workers: dict[str, dict[str, Any]], address: str) -> str
             "Ctrl-C and finish it later with --resume"
         )
     if any(worker.get("status") != "paused" for worker in workers.values()):
-        return _stalled(workers, address)
+        # time_ns, not a function of geosr's: a scheduler with an older geosr could not unpickle that
+        return _stalled(workers, address, client.run_on_scheduler(time.time_ns) / 1e9)
     # Paused, a worker keeps its tasks without starting one until its memory falls back under
     # the limit's pause fraction: with the model held, it may never.
     first, worker = next(iter(workers.items()))
@@ -799,15 +800,16 @@ def _why_no_worker_runs(workers: dict[str, dict[str, Any]], address: str) -> str
     )
 
 
-def _stalled(workers: dict[str, dict[str, Any]], address: str) -> str | None:
-    """The warning for the first of ``workers`` not heard from for :data:`STALLED_AFTER` s, if any.
+def _stalled(workers: dict[str, dict[str, Any]], address: str, now: float) -> str | None:
+    """The warning for the first of ``workers`` not heard from for :data:`STALLED_AFTER` s by
+    ``now``, the time on the scheduler's clock, if any.
 
     A stopped worker (``kill -STOP``, a machine swapping or cut off) keeps its tasks, and the
     scheduler waits for it for ``distributed.scheduler.worker-ttl`` before giving them to
     another: the run sat still meanwhile, without a word.  Its last report is stamped by the
-    scheduler's clock, which the margin lets differ from this machine's by a few seconds.
+    scheduler's clock, not this machine's: compared with this one's, running a minute ahead (a
+    laptop against a cluster), every healthy worker was called stalled.
     """
-    now = time.time()
     for worker, about in workers.items():
         if now - about.get("last_seen", now) > STALLED_AFTER:
             return (
