@@ -1,5 +1,6 @@
 """The geosr command with its standard streams closed, piped or redirected, as a shell, cron or CI
-gives them: each case runs the command in a process of its own, with real descriptors."""
+gives them: each case runs the command in a process of its own, with real descriptors, but the
+terminal's width, which the command reads from COLUMNS, in this process."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 
 def geosr(*args: str, redirect: str = "", **env: str) -> subprocess.CompletedProcess[str]:
@@ -58,7 +61,22 @@ def test_a_closed_stdin_is_said_to_be_closed(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_terminal_too_narrow_for_a_table_gets_it_as_piped(make_raster) -> None:
+def geosr_in_process(*args: str, columns: str, monkeypatch, capfd) -> str:
+    """What ``geosr ARGS`` prints on stdout at ``COLUMNS=columns``, run by :func:`geosr.cli.main` in
+    this process: for what a terminal's width changes, not its streams, without a process (and
+    torch imported again) a command."""
+    from geosr.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["geosr", *args])
+    monkeypatch.setenv("COLUMNS", columns)
+    with pytest.raises(SystemExit) as ended:
+        main()
+    printed = capfd.readouterr()
+    assert ended.value.code in (0, None), printed.err
+    return printed.out
+
+
+def test_a_terminal_too_narrow_for_a_table_gets_it_as_piped(make_raster, monkeypatch, capfd) -> None:
     """At ``COLUMNS=20`` ``geosr models`` showed its names alone (the other columns 0 wide),
     evaluate's table empty cells, and ``geosr info`` its values a few letters a line ('EPSG:',
     '32633'): each table is now laid out as at 80 columns, a pipe's width, and the terminal
@@ -71,7 +89,10 @@ def test_a_terminal_too_narrow_for_a_table_gets_it_as_piped(make_raster) -> None
     ):
         # The models' cards are wrapped to the terminal's width, under their values.
         narrow, piped = (
-            geosr(*args, COLUMNS=width).stdout.split("(model card)")[0] for width in ("20", "80")
+            geosr_in_process(*args, columns=width, monkeypatch=monkeypatch, capfd=capfd).split(
+                "(model card)"
+            )[0]
+            for width in ("20", "80")
         )
         # The digits of info's memory and evaluate's scores vary from run to run.
         assert re.sub(r"\d", "0", narrow) == re.sub(r"\d", "0", piped), narrow
