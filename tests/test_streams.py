@@ -106,29 +106,35 @@ def test_a_pipe_closed_early_ends_quietly_with_the_status_the_readme_gives(make_
     status = " ".join(readme.split("* **Exit status**:")[1].split("\n* ")[0].split())
     assert "(`geosr models | head -1`) ends the command quietly with status 1" in status
     src = make_raster(height=32, width=32)
-    for args in (
-        ["models"],
-        ["models", "--json"],
-        ["info", str(src), "-m", "bicubic", "--no-calibrate"],
-        ["evaluate", str(src), "-m", "bicubic", "-s", "2", "--border", "2", "--json", "-"],
-    ):
-        # A reader gone before the first line: every write on stdout fails.
-        reader, writer = os.pipe()
-        os.close(reader)
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "geosr", *args],
-                stdout=writer,
-                stderr=subprocess.PIPE,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-        finally:
-            os.close(writer)
-        assert done.returncode == 1, (args, done.stderr)
-        # evaluate --json - prints its table on stderr, which stays open.
-        assert "Error" not in done.stderr and "Exception" not in done.stderr, (args, done.stderr)
+    # The commands run at once, each into a pipe whose reader is gone before its first line (every
+    # write on stdout fails): one after the other, their imports (torch's) were most of the test's time.
+    running: list[tuple[list[str], subprocess.Popen[str]]] = []
+    try:
+        for args in (
+            ["models"],
+            ["models", "--json"],
+            ["info", str(src), "-m", "bicubic", "--no-calibrate"],
+            ["evaluate", str(src), "-m", "bicubic", "-s", "2", "--border", "2", "--json", "-"],
+        ):
+            reader, writer = os.pipe()
+            os.close(reader)
+            try:
+                command = [sys.executable, "-m", "geosr", *args]
+                running.append(
+                    (args, subprocess.Popen(command, stdout=writer, stderr=subprocess.PIPE, text=True))
+                )
+            finally:
+                os.close(writer)
+        for args, process in running:
+            _, stderr = process.communicate(timeout=120)
+            assert process.returncode == 1, (args, stderr)
+            # evaluate --json - prints its table on stderr, which stays open.
+            assert "Error" not in stderr and "Exception" not in stderr, (args, stderr)
+    finally:
+        for _, process in running:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
 
 def test_a_stderr_whose_reader_is_gone_ends_the_command_with_the_pipes_status(
