@@ -44,9 +44,9 @@ def stdout_guarded(done: str = "") -> Iterator[None]:
         ) from None
 
 
-def flushed_or_silenced(stream: IO[str]) -> bool:
+def flushed_or_silenced(stream: IO[str]) -> None:
     """Flush ``stream``; where its reader is gone (``geosr run a.tif 2>&1 | head -1``), open the null
-    device on its descriptor instead, and say so (True).
+    device on its descriptor instead.
 
     The rest of what the command says there then goes nowhere, where each write failed again:
     a warning on stderr whose reader was gone stopped the run, then the flush of the same
@@ -59,8 +59,6 @@ def flushed_or_silenced(stream: IO[str]) -> bool:
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, stream.fileno())
         os.close(null)
-        return True
-    return False
 
 
 def echo_path(path: str | Path) -> None:
