@@ -120,12 +120,11 @@ class ModelPlugin(WorkerPlugin):
         self.key = key
         self.workers_by_host = workers_by_host
         self.client_process = this_process()
-        self.version = __version__
 
     def setup(self, worker: Any) -> None:
         """Refuse a ``worker`` of another geosr version, then set its torch threads and load its
         model; a failure is raised for the client."""
-        _refuse_another_version(self.version, worker.address)
+        _refuse_another_version(self.key.version, worker.address)
         import torch
 
         # The worker's own CPUs, counted where it runs: the client's machine (a laptop
