@@ -70,7 +70,7 @@ def _read_vector(path: Path, _version: tuple[int, ...]) -> Geometry:
     except Exception as exc:
         raise InputError(f"{path}: not a readable vector file ({exc})") from None
     shapes = [shapely.from_wkb(g) for g in geometries if g is not None]
-    area = _union(path, shapes, meta.get("crs") or GEOJSON_CRS, geojson=False)
+    area = _union(path, shapes, meta.get("crs") or GEOJSON_CRS)
     if not meta.get("crs") and not in_degrees(area.boundingbox):
         # A shapefile without its .prj in UTM was taken for lon/lat, then said not to meet the
         # scene and to check --bbox-crs, which an --aoi file cannot take.
@@ -144,7 +144,7 @@ def _read_geojson(path: Path) -> Geometry:
         # AttributeError: a geometry that is no object ("geometry": "POLYGON"); GEOSException:
         # a ring that does not close (a NaN coordinate).
         raise InputError(f"{path}: a geometry cannot be read ({exc})") from None
-    return _union(path, shapes, _named_crs(path, doc), geojson=True)
+    return _union(path, shapes, _named_crs(path, doc))
 
 
 def _named_crs(path: Path, doc: dict[str, Any]) -> Any:
@@ -164,7 +164,7 @@ def _named_crs(path: Path, doc: dict[str, Any]) -> Any:
         ) from None
 
 
-def _union(path: Path, shapes: list[Any], crs: Any, *, geojson: bool) -> Geometry:
+def _union(path: Path, shapes: list[Any], crs: Any) -> Geometry:
     shapes = [s for s in shapes if not s.is_empty]
     if not shapes:
         raise InputError(f"{path}: the file holds no geometry")
@@ -180,11 +180,11 @@ def _union(path: Path, shapes: list[Any], crs: Any, *, geojson: bool) -> Geometr
         raise InputError(f"{path}: the AOI has no area (points or lines); give a polygon")
     area = Geometry(merged, crs)
     if area.crs is not None and area.crs.geographic and in_degrees(area.boundingbox):  # else refused later
-        _refuse_an_edge_round_the_world(path, shapes, geojson)
+        _refuse_an_edge_round_the_world(path, shapes)
     return area
 
 
-def _refuse_an_edge_round_the_world(path: Path, shapes: list[Any], geojson: bool) -> None:
+def _refuse_an_edge_round_the_world(path: Path, shapes: list[Any]) -> None:
     """Refuse a lon/lat polygon with an edge over 180 degrees of longitude: one drawn across the
     antimeridian (179.95 to -179.95), which GeoJSON reads the long way round (RFC 7946 asks for it
     to be split there), gave a full-width output of a scene there, most of it valid.  An edge of
@@ -200,7 +200,7 @@ def _refuse_an_edge_round_the_world(path: Path, shapes: list[Any], geojson: bool
         long_way = (span > 180) & (span != 360)
         if long_way.any():
             i = int(np.flatnonzero(long_way)[0])
-            if geojson:
+            if is_geojson(path):
                 edge = f"which GeoJSON reads as {span[i]:g} degrees the long way round"
                 split = "(RFC 7946, 3.1.9)"
             else:
