@@ -222,7 +222,7 @@ def upscale_file(
             frames = frames_for(scene, opts, sample)
             dst = file_url_path(dst) if dst is not None else None
             if dst is not None and is_remote(dst):
-                return _upscale_to_remote(src, _remote_output(src, dst, opts), opts, progress)
+                return _upscale_to_remote(src, remote_output(src, dst, opts), opts, progress)
             dst = local_destination(src, dst, opts, scene, frames)
             return _upscale_to_local(src, dst, scene, sample, frames, opts, progress)
         finally:
@@ -252,7 +252,7 @@ def _checked_call(
     return opts
 
 
-def _remote_output(src: str | Path, dst: str | Path, opts: RunOptions) -> str:
+def remote_output(src: str | Path, dst: str | Path, opts: RunOptions) -> str:
     """The remote output URL: ``dst``, or the default output's name in ``dst`` when it ends in ``/``."""
     if str(dst).endswith("/"):  # a remote folder (there is no folder to test for)
         dst = f"{dst}{default_output(src, opts.scale, opts.variable).name}"

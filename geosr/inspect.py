@@ -22,6 +22,7 @@ from geosr.api import (
     model_label,
     output_bounds,
     refuse_inside_zarr_store,
+    remote_output,
     sizing_spec,
     zarr_chunks,
 )
@@ -29,7 +30,7 @@ from geosr.grid import describe, scaled
 from geosr.io.atomic import check_name_length, check_writable, format_bytes, free_bytes
 from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.cog import is_bigtiff
-from geosr.io.remote import file_url_path, is_remote, staged_output
+from geosr.io.remote import check_remote_output, file_url_path, is_remote, staged_output
 from geosr.io.run_store import StoreWriter, create_run_store, finalise
 from geosr.io.runstate import reclaimable_bytes
 from geosr.io.scene import Scene, read_sample, sample_step
@@ -389,6 +390,24 @@ def _given_output(output: str | Path, default: Path) -> Path:
     return path
 
 
+def _refuse_existing_output(
+    src: str | Path, output: str | Path, destination: Path, options: RunOptions
+) -> None:
+    """Refuse the existing output ``output`` (planned into ``destination``) as the run refuses it
+    without --overwrite (and, as info takes no --resume, its own job's too).
+
+    The default output is not refused: `geosr info scene.tif` after a run of it still describes
+    the scene, and the run itself says the rest.  A remote output is refused by the run's check of
+    the URL (:func:`~geosr.io.remote.check_remote_output`), not of its local staging copy, which
+    info's plan took for it: it planned over an existing ``s3://`` output the run refuses.
+    """
+    named = file_url_path(output)
+    if is_remote(str(named)):
+        check_remote_output(remote_output(src, named, options), overwrite=options.overwrite)
+    else:
+        check_writable(destination, options.overwrite)
+
+
 def _frames_text(frames: int) -> str:
     return f", fusing the input and {frames} --frame file{'s' if frames > 1 else ''}" if frames else ""
 
@@ -447,11 +466,8 @@ def plan_run(
     sample_seconds = time.perf_counter() - start
     # As the run refuses it, before its model loads: an output over its input or a --frame.
     refuse_overwriting_inputs(destination, src, scene, frames, extras=extra_files(destination, options))
-    if output is not None and not is_remote(str(file_url_path(output))):  # not a remote one's staging copy
-        # An output the user names is refused as the run refuses it without --overwrite (and, as
-        # info takes no --resume, its own job's too).  The default output is not: `geosr info
-        # scene.tif` after a run of it still describes the scene, and the run itself says the rest.
-        check_writable(destination, options.overwrite)
+    if output is not None:
+        _refuse_existing_output(src, output, destination, options)
     net = load_model(options.model, bands=scene.count, scale=options.scale)
     # What the run would refuse, naming the model as its output would.
     check_band_layout(scene.path, scene.descriptions, net.card.bands, model_label(net, options.model))

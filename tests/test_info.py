@@ -787,6 +787,52 @@ def test_info_refuses_an_existing_output_as_the_run_does_and_plans_it_with_overw
         assert out.shape == (64, 64)
 
 
+def test_info_refuses_an_existing_remote_output_as_the_run_does(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """geosr info -o s3://bucket/out.tif planned the run over an existing remote output, which
+    geosr run refuses without --overwrite: info checked its local staging copy, never there.
+    It now refuses the URL with the run's line, a folder URL's default output too, and plans it
+    with --overwrite.  fsspec's in-memory filesystem stands in for s3:// (the same code path)."""
+    import fsspec
+
+    src = make_raster("in.tif", height=32, width=32)
+    monkeypatch.chdir(tmp_path)
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/info-taken/out.tif", b"older")
+    fs.pipe_file("/info-taken/in_x2.tif", b"older")
+    try:
+        for output, name in [
+            ("memory://info-taken/out.tif", "memory://info-taken/out.tif"),
+            ("memory://info-taken/", "memory://info-taken/in_x2.tif"),
+        ]:
+            lines = []
+            for command in ("info", "run"):
+                args = [command, src.name, "-s", "2", "-m", "bicubic", "-o", output]
+                code, captured = _geosr(monkeypatch, capsys, *args)
+                assert code == 2 and not captured.out, captured
+                lines.append(captured.err)
+            assert set(lines) == {f"error: {name} already exists; pass --overwrite to replace it\n"}, lines
+            code, captured = _geosr(
+                monkeypatch,
+                capsys,
+                "info",
+                src.name,
+                "-s",
+                "2",
+                "-m",
+                "bicubic",
+                "--no-calibrate",
+                "-o",
+                output,
+                "--overwrite",
+            )
+            assert code == 0 and "output grid  64 x 64 px" in captured.out, captured
+        assert fs.cat_file("/info-taken/out.tif") == fs.cat_file("/info-taken/in_x2.tif") == b"older"
+    finally:
+        fs.rm("/info-taken", recursive=True)
+
+
 def test_info_refuses_an_output_name_too_long_for_the_runs_temporaries(
     make_raster, tmp_path: Path, capsys, monkeypatch
 ) -> None:
