@@ -26,19 +26,21 @@ from geosr.api import (
     sizing_spec,
     zarr_chunks,
 )
+from geosr.errors import OutputError
+from geosr.fingerprint import job_fingerprint
 from geosr.grid import describe, scaled
-from geosr.io.atomic import check_name_length, check_writable, format_bytes, free_bytes
+from geosr.io.atomic import already_exists, check_name_length, check_writable, format_bytes, free_bytes
 from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.cog import is_bigtiff
 from geosr.io.remote import check_remote_output, file_url_path, is_remote, staged_output
-from geosr.io.run_store import StoreWriter, create_run_store, finalise
-from geosr.io.runstate import reclaimable_bytes
+from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job
+from geosr.io.runstate import job_digest, reclaimable_bytes
 from geosr.io.scene import Scene, read_sample, sample_step
 from geosr.io.sink import DEFAULT_COMPRESS, OutputSpec
 from geosr.io.zarr_store import check_zarr_grid
 from geosr.lanes import PEERS
 from geosr.memory_fit import fit_to_memory
-from geosr.models import load_model
+from geosr.models import SRModel, load_model
 from geosr.normalise import Normalisation, valid_mask
 from geosr.options import RunOptions
 from geosr.pipeline import Job, process_batch, read_batch
@@ -48,6 +50,7 @@ from geosr.run_inputs import (
     frame_shifts,
     frames_for,
     frames_read,
+    normalisation_for,
     output_mask,
     reference_sample,
     run_halo,
@@ -405,7 +408,46 @@ def _refuse_existing_output(
     if is_remote(str(named)):
         check_remote_output(remote_output(src, named, options), overwrite=options.overwrite)
     else:
-        check_writable(destination, options.overwrite)
+        # A geosr job's output is refused once the job is known (_refuse_a_jobs_output), as the
+        # run refuses it: this same job's is one geosr run --resume keeps.
+        check_writable(destination, options.overwrite or output_job(destination) is not None)
+
+
+def _refuse_a_jobs_output(destination: Path, digest: str) -> None:
+    """Refuse ``destination``, the output of a geosr job, as the run without --resume and
+    --overwrite refuses it: the job of ``digest``'s (which geosr run --resume keeps) in words
+    saying so, where info said only "already exists; pass --overwrite to replace it".
+
+    Raises
+    ------
+    OutputError
+        ``destination`` holds a ``GEOSR_JOB`` tag.
+    """
+    found = output_job(destination)
+    if found == digest:
+        raise OutputError(
+            f"{destination} already exists, written by this same job; geosr run --resume keeps it "
+            "(nothing is computed again), or pass --overwrite to plan replacing it"
+        )
+    if found is not None:
+        raise already_exists(destination)
+
+
+def _job_digest(
+    scene: Scene,
+    net: SRModel,
+    predictor: Predictor,
+    plan: TilePlan,
+    options: RunOptions,
+    frames: tuple[Scene, ...],
+    reference: np.ndarray | None,
+    destination: Path,
+) -> str:
+    """The ``GEOSR_JOB`` digest the run of ``plan`` would tag ``destination`` with (the run's
+    :func:`~geosr.fingerprint.job_fingerprint`, of its normalisation from ``reference``)."""
+    offsets = reflectance_offset(scene, options.offset)
+    norm = normalisation_for(scene, dict(net.card.normalisation), offsets, reference)
+    return job_digest(job_fingerprint(scene, net.name, predictor, plan, options, norm, destination, frames))
 
 
 def _frames_text(frames: int) -> str:
@@ -482,6 +524,10 @@ def plan_run(
     mask = output_mask(scene, options)
     if mask is not None:  # the run never reads the tiles wholly outside an --aoi polygon
         plan = mask.keep(plan, options.scale)
+    named = None if output is None else file_url_path(output)
+    if named is not None and not is_remote(str(named)) and not options.overwrite and output_job(destination):
+        digest = _job_digest(scene, net, predictor, plan, options, frames, reference, destination)
+        _refuse_a_jobs_output(destination, digest)
     h, w = scene.grid.shape.yx
     out_bytes = resources.output_bytes(h, w, scene.count, options.scale, scene.dtype)
     cog_bytes, zarr_bytes = output_bounds(scene, options, tile, zarr=zarr)

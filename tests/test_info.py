@@ -833,6 +833,31 @@ def test_info_refuses_an_existing_remote_output_as_the_run_does(
         fs.rm("/info-taken", recursive=True)
 
 
+@pytest.mark.parametrize("name", ["done.tif", "done.zarr"])
+def test_info_says_an_output_of_the_same_job_is_one_geosr_run_resume_keeps(
+    make_raster, tmp_path: Path, capsys, monkeypatch, name: str
+) -> None:
+    """geosr info -o OUT, OUT the finished output of this same job, said "OUT already exists;
+    pass --overwrite to replace it", where geosr run says it was written by this same job and
+    --resume keeps it (nothing computed again).  info now says so too; the output of another
+    job (here another scale) is still refused as any existing output."""
+    src = make_raster("in.tif", height=32, width=32)
+    monkeypatch.chdir(tmp_path)
+    upscale_file(src.name, name, scale=2, model="bicubic")
+    args = [src.name, "-m", "bicubic", "-o", name]
+    code, captured = _geosr(monkeypatch, capsys, "run", *args, "-s", "2")
+    assert code == 2 and "written by this same job; pass --resume to keep it" in captured.err, captured
+    for calibrate in ([], ["--no-calibrate"]):
+        code, captured = _geosr(monkeypatch, capsys, "info", *args, "-s", "2", *calibrate)
+        assert code == 2 and not captured.out, captured
+        assert captured.err == (
+            f"error: {name} already exists, written by this same job; geosr run --resume keeps it "
+            "(nothing is computed again), or pass --overwrite to plan replacing it\n"
+        )
+    code, captured = _geosr(monkeypatch, capsys, "info", *args, "-s", "3", "--no-calibrate")
+    assert code == 2 and captured.err == f"error: {name} already exists; pass --overwrite to replace it\n"
+
+
 def test_info_refuses_an_output_name_too_long_for_the_runs_temporaries(
     make_raster, tmp_path: Path, capsys, monkeypatch
 ) -> None:
