@@ -3,6 +3,7 @@ exit status 128 + the signal, no traceback, whenever the signal arrives."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -54,6 +55,17 @@ def stopped(proc: subprocess.Popen[str], signum: int) -> str:
     assert proc.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
     return stderr
+
+
+def opening_a_fifo(proc: subprocess.Popen[str]) -> bool:
+    """True once a thread of ``proc`` waits in the open of a FIFO for its other end (the kernel's
+    ``wait_for_partner``), which a fixed second's sleep took for granted: slow when it was there
+    at once, and a signal sent too early under load."""
+    for task in Path(f"/proc/{proc.pid}/task").glob("*"):
+        with contextlib.suppress(OSError):  # a thread that has just ended
+            if (task / "wchan").read_text() == "wait_for_partner":
+                return True
+    return False
 
 
 def loading_torch(proc: subprocess.Popen[str]) -> bool:
@@ -144,7 +156,7 @@ def test_an_interrupt_between_inputs_points_to_resume(scene: Path, tmp_path: Pat
         while not first_output.exists():
             assert proc.poll() is None, proc.communicate()[1]
             time.sleep(0.02)
-        time.sleep(1.0)  # the second input is now blocked on the pipe
+        wait_for(proc, lambda: opening_a_fifo(proc))  # the second input is blocked on the pipe
         line = " ".join(stopped(proc, signal.SIGINT).split())
     finally:
         os.close(os.open(aoi, os.O_RDONLY | os.O_NONBLOCK))  # frees a feeder blocked in open
@@ -165,7 +177,7 @@ def test_a_signal_inside_gdals_error_callback_is_not_lost(scene: Path, tmp_path:
     proc = start(["run", str(scene), str(fifo), "-o", str(folder), "--model", "bicubic", *RUN])
     try:
         wait_for(proc, (folder / "scene_x2.tif").exists)
-        time.sleep(1.0)  # the second input is now blocked opening the FIFO
+        wait_for(proc, lambda: opening_a_fifo(proc))  # the second input is blocked opening it
         line = " ".join(stopped(proc, signal.SIGTERM).split())
     finally:
         os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # nothing stays blocked on it
