@@ -112,6 +112,17 @@ def _no_terminal_width_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LINES", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _torch_seeded() -> None:
+    """Each test draws torch's random numbers (``torch.rand`` inputs, a model's initial weights)
+    from seed 0: unseeded, they depended on the tests run before it in its process (the
+    selection, the order, the xdist worker), so a failure could not be reproduced alone.  Only
+    where torch is loaded (every test module that uses it imports it), so no test pays its import."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(0)
+
+
 @pytest.fixture
 def make_raster(tmp_path: Path) -> Callable[..., Path]:
     """Write a GeoTIFF; returns its path.  Keyword arguments describe it."""
