@@ -257,9 +257,13 @@ def test_the_card_of_a_store_run_names_the_store_as_its_validation(
     assert card["training"]["validation"] == str(store)
 
 
-def test_an_interrupt_while_the_store_is_built_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "said"), [("SIGINT", "interrupted"), ("SIGTERM", "terminated (SIGTERM)")])
+def test_an_interrupt_while_the_store_is_built_leaves_nothing(tmp_path: Path, signum: str, said: str) -> None:
     """SIGTERM while the pairs are co-registered said 'nothing was written: run the same command
-    again', but left the run folder and an incomplete store, which that command then refused."""
+    again', but left the run folder and an incomplete store, which that command then refused.
+    Its line, and Ctrl-C's, said only "interrupted; nothing was written": it now says what was
+    interrupted (the store's build), what is left (nothing: both removed) and how to go on, as
+    training's own line does."""
     import signal
 
     from tests.test_signals import start, wait_for
@@ -274,10 +278,14 @@ def test_an_interrupt_while_the_store_is_built_leaves_nothing(tmp_path: Path) ->
     args = ["train", "--lr", str(lr_path), "--hr", str(hr_path), "-s", "2", "--chip", "16", *FAST]
     proc = start([*args, "-o", str(run)])
     wait_for(proc, (run / "training_store.zarr" / "zarr.json").exists)  # seconds of work left
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(getattr(signal, signum))
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, stderr
-    assert "Traceback" not in stderr and "nothing was written" in stderr, stderr
+    assert proc.returncode == 128 + getattr(signal, signum), stderr
+    assert "Traceback" not in stderr and stderr.splitlines()[-1] == (
+        f"error: {said} while building the training store {run / 'training_store.zarr'}, before any "
+        f"training step; the unfinished store is removed, with the run folder {run}: run the same "
+        "command again"
+    ), stderr
     assert not run.exists(), sorted(str(p.relative_to(run)) for p in run.rglob("*"))
 
 

@@ -36,7 +36,7 @@ from geosr.cli_types import (
     path_option,
     stdout_guarded,
 )
-from geosr.errors import InterruptedRunError, OptionError
+from geosr.errors import GeosrError, InterruptedRunError, OptionError
 from geosr.io.names import as_shown
 from geosr.progress import ProgressLines, progress_bar_drawn
 from geosr.train.config import DataConfig, OptimConfig, TrainConfig
@@ -467,10 +467,12 @@ def _train_in_run_folder(
                 )
         except (typer.Exit, InterruptedRunError):
             raise
-        except (Exception, KeyboardInterrupt):
+        except (Exception, KeyboardInterrupt) as exc:
             # An interrupt while the store is built too (training reports its own, resumable):
             # it would leave an incomplete store that the same command then refuses as existing.
             leftovers.remove()
+            if isinstance(exc, _StoreBuildInterrupted) and store_path is not None:
+                raise _store_build_interrupted(str(exc), store_path, Path(config.output)) from None
             raise
 
 
@@ -562,7 +564,6 @@ def _init_name(init: str) -> str | None:
     file was otherwise labelled with the default name, cnnrnn-fast, in its weights
     file name, its card and every output's GEOSR_MODEL tag.
     """
-    from geosr.errors import GeosrError
     from geosr.models.weights import card_of, read_card
     from geosr.train.config import is_model_name
 
@@ -593,6 +594,31 @@ def _store_chip(store: Path) -> int | None:
     except (ValueError, OSError):
         return None  # not a store: training says so
     return chip if isinstance(chip, int) else None
+
+
+class _StoreBuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM (its words) while the training store was built: said once the run's
+    leftovers are removed (:func:`_store_build_interrupted`), as what is left is known then."""
+
+
+def _store_build_interrupted(said: str, store: Path, output: Path) -> GeosrError:
+    """The line of a store build interrupted as ``said``, once what the run made is removed:
+    what was interrupted, what is left of it on disk, and how to go on, as training's line
+    says its step and checkpoint (:func:`_interrupted`).  It said "interrupted; nothing was
+    written: run the same command again", whatever was stopped and left.
+    """
+    if store.exists():  # there before the run (rebuilt with --overwrite, or for a --resume)
+        left = "the earlier store, being rebuilt, is left unfinished"
+    elif output.exists():
+        left = "the unfinished store is removed"
+    else:
+        left = f"the unfinished store is removed, with the run folder {output}"
+    error = GeosrError(
+        f"{said} while building the training store {store}, before any training step; {left}: "
+        "run the same command again"
+    )
+    error.exit_code = 130  # exit_status makes it 143 after a SIGTERM
+    return error
 
 
 class _Leftovers:
@@ -724,14 +750,17 @@ def _store_from_pairs(
     _say(f"building the training store {store_path} from {len(pairs)} pair(s)")
     # overwrite: check_run_output refused, before, a store the run was not asked to rebuild
     # (--overwrite) and one a --resume does not own; a resumed run's unfinished store is rebuilt.
-    info = build_training_store(
-        pairs,
-        store_path,
-        scale=config.scale,
-        lr_chip=config.data.lr_chip,
-        scheduler=scheduler,
-        overwrite=True,
-    )
+    try:
+        info = build_training_store(
+            pairs,
+            store_path,
+            scale=config.scale,
+            lr_chip=config.data.lr_chip,
+            scheduler=scheduler,
+            overwrite=True,
+        )
+    except KeyboardInterrupt as stop:  # str(): Ctrl-C's has no words, SIGTERM's has
+        raise _StoreBuildInterrupted(str(stop) or "interrupted") from None
     for p in info["pairs"]:
         names = f"{Path(p['lr']).name} / {Path(p['hr']).name}"
         _say(f"  {names}: {_shift_words(p['shift'])}, {p['chips']} chips")
