@@ -482,10 +482,10 @@ def fig_overhead(ctx: Context) -> Figure:
             "compute_input": setup.source,
         },
         [
-            "compute = the same Predictor (device, precision, channels_last) called on the same "
-            "batches of read windows as the run, in as many lanes at once as the run (Predictor.lanes: "
-            "2 on a CPU with 2 threads or more, each call on its share of them), data already in memory: "
-            "no reading, normalising, cropping, casting or writing",
+            "compute = the same Predictor (device, precision, channels_last, fused convolutions) called "
+            "on the same batches of read windows as the run, in as many lanes at once as the run "
+            "(Predictor.lanes: 2 on a CPU with 2 threads or more, each call on its share of them), "
+            "data already in memory: no reading, normalising, cropping, casting or writing",
             "cog_build = GDAL's COG driver building the run's output again from its uncompressed pixels "
             f"and overview levels, with geosr's options (ZSTD, predictor, all cores), timed in each round: "
             f"{cog_share:.0%} of the model compute time by itself. Both cores compress, so no overlap with "
@@ -595,7 +595,8 @@ def fig_peer(ctx: Context) -> Figure:
         [
             "peer: whole scene in memory, normalised as the model card says (as geosr: the same pixels "
             f"away from seams and edges), tiles of {PEER_TILE} with a {PEER_PAD}-pixel pad (clamped at "
-            "the edges), batch 1, fp32, contiguous memory format, torch.no_grad, crop and paste into a "
+            "the edges), batch 1, fp32, contiguous memory format, the model called directly (its plain "
+            "layers: fusing convolutions is geosr's Predictor's), torch.no_grad, crop and paste into a "
             "full-size array, one GeoTIFF write with the input's profile (tiled DEFLATE, no overviews, "
             "not a COG); geosr writes a validated COG with overviews",
             f"the peer's {PEER_PAD}-pixel pad is less than geosr's halo ({setup.halo}), so it can leave "

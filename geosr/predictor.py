@@ -228,6 +228,12 @@ class Predictor:
         self.model = self.model.eval().to(self.torch_device, dtype=torch.float32)
         # channels_last is ~2.4x faster for fp32 3x3 convs on this class of CPU (oneDNN).
         self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        from geosr.models.base import SRModel  # here: geosr.models imports this module
+
+        if isinstance(self.model, SRModel):
+            # A geosr network: convolutions with their activation or sum fused in, on a CPU
+            # (geosr.models.fused): cnnrnn-fast's bf16 forward ~1.2x faster.
+            self.model.fuse_convolutions = True
 
     @property
     def compiled(self) -> bool:

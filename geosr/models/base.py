@@ -111,6 +111,10 @@ class SRModel(nn.Module):
     card: ModelCard
     fuses_frames: bool = True
     """Whether frames after the first change the output (False: frame 0 alone is read)."""
+    fuse_convolutions: bool = False
+    """Whether CPU inference may run convolutions with their activation or sum fused in
+    (:mod:`geosr.models.fused`): set by :class:`geosr.predictor.Predictor`, which owns the
+    model's inference; a model called directly runs its plain layers."""
 
     def __init__(self, scale: int, *, name: str) -> None:
         super().__init__()

@@ -19,13 +19,14 @@ exist, and training starts from bicubic rather than from noise.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812  (the torch convention)
 from torch import nn
 
 from geosr.errors import ModelError
+from geosr.models import fused
 from geosr.models.base import (
     SRModel,
     check_frames,
@@ -121,6 +122,10 @@ class ResidualBlock(nn.Module):
         """``x`` ``(N, F, h, w)`` plus its residual, the same shape."""
         return x + self.conv2(self.act(self.conv1(x)))
 
+    def fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` in two fused convolutions (:mod:`geosr.models.fused`)."""
+        return fused.conv(self.conv2, fused.conv(self.conv1, x, leaky_relu=_NEGATIVE_SLOPE), add=x)
+
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
     """``torch.tanh(x)``, computed as ``2 sigmoid(2x) - 1`` for fp32 tensors on a CPU.
@@ -179,6 +184,36 @@ class ConvGRUCell(nn.Module):
         n = tanh(candidate + self.hidden_candidate(r * h))
         # lerp(h, n, z) == (1 - z) * h + z * n in one fused op instead of four:
         # element-wise work is a large share of this model's CPU time.
+        return torch.lerp(h, n, z)
+
+    def fused_project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`project` in fused convolutions, the gates as two tensors: ``z``'s and ``r``'s shares."""
+        f = x.shape[1]
+        return (
+            fused.conv(self.input_gates, x, channels=slice(0, f)),
+            fused.conv(self.input_gates, x, channels=slice(f, 2 * f)),
+            fused.conv(self.input_candidate, x),
+        )
+
+    def fused_first(self, projected: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """:meth:`first` from :meth:`fused_project`'s shares."""
+        z, _, candidate = projected
+        return torch.sigmoid(z) * fused.tanh(candidate)
+
+    def fused_step(
+        self, projected: tuple[torch.Tensor, torch.Tensor, torch.Tensor], h: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`forward` from :meth:`fused_project`'s shares, each sum fused into its convolution.
+
+        ``z`` and ``r`` come from two convolutions over halves of the hidden gates' weights:
+        two contiguous tensors, where one convolution's output split in two gave strided
+        halves that the sigmoid, the product and the lerp ran slowly on.
+        """
+        z_in, r_in, candidate = projected
+        f = h.shape[1]
+        z = torch.sigmoid(fused.conv(self.hidden_gates, h, add=z_in, channels=slice(0, f)))
+        r = torch.sigmoid(fused.conv(self.hidden_gates, h, add=r_in, channels=slice(f, 2 * f)))
+        n = fused.tanh(fused.conv(self.hidden_candidate, r * h, add=candidate))
         return torch.lerp(h, n, z)
 
 
@@ -332,6 +367,8 @@ class CNNRNN(SRModel):
 
     def _body(self, x: torch.Tensor) -> torch.Tensor:
         """The learned residual before the pixel shuffle, ``(N, T, Cin, h, w)`` -> ``(N, Cin*s*s, h, w)``."""
+        if self.fuse_convolutions and self.cell is not None and fused.available(x):
+            return self._fused_body(x)
         n, t, cin, h, w = x.shape
         frames = x.reshape(n * t, cin, h, w).to(self.head.weight.dtype)
         feats = self.encoder(self.head_act(self.head(frames)))
@@ -354,3 +391,23 @@ class CNNRNN(SRModel):
                 state = block(ref, state)
         out: torch.Tensor = self.decoder[:-1](state)  # the last module is the PixelShuffle
         return out
+
+    def _fused_body(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`_body` of a recurrent network in fused convolutions (:mod:`geosr.models.fused`)."""
+        n, t, cin, h, w = x.shape
+        frames = x.reshape(n * t, cin, h, w).to(fused.compute_dtype(x))
+        # channels_last from the first layer on: every fused output keeps its input's layout.
+        frames = frames.contiguous(memory_format=torch.channels_last)
+        feats = fused.conv(self.head, frames, leaky_relu=_NEGATIVE_SLOPE)
+        for block in self.encoder:
+            feats = cast(ResidualBlock, block).fused_forward(feats)
+        assert self.cell is not None  # _body sends only recurrent networks here
+        shares = [share.reshape(n, t, -1, h, w) for share in self.cell.fused_project(feats)]
+        ref_projection = (shares[0][:, 0], shares[1][:, 0], shares[2][:, 0])
+        state = self.cell.fused_first(ref_projection)
+        for i in range(1, t):
+            state = self.cell.fused_step((shares[0][:, i], shares[1][:, i], shares[2][:, i]), state)
+        for _ in range(self.config.refine_steps):
+            state = self.cell.fused_step(ref_projection, state)
+        hidden = fused.conv(cast(nn.Conv2d, self.decoder[0]), state, leaky_relu=_NEGATIVE_SLOPE)
+        return fused.conv(cast(nn.Conv2d, self.decoder[2]), hidden)
