@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from geosr.models import CNNRNN, CNNRNNConfig
+from geosr.models import CNNRNN, CNNRNNConfig, SRModel
+from geosr.models.edsr import EDSR, EDSRConfig
 from geosr.predictor import Predictor, cpu_has_bf16
 from tests.test_models_cnnrnn import randomise_tail
 
@@ -34,7 +35,7 @@ def frames(shape: tuple[int, ...]) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(1))
 
 
-def forward(model: CNNRNN, x: torch.Tensor, *, fuse: bool, dtype: torch.dtype | None = None) -> torch.Tensor:
+def forward(model: SRModel, x: torch.Tensor, *, fuse: bool, dtype: torch.dtype | None = None) -> torch.Tensor:
     model.fuse_convolutions = fuse
     autocast = torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
     with torch.inference_mode(), autocast:
@@ -57,6 +58,26 @@ def test_fused_convolutions_compute_the_eager_function_in_fp32(config: dict[str,
     fused = forward(model, x, fuse=True)
     assert ops_run(lambda: forward(model, x, fuse=True)) >= {FUSED_OP}
     torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_the_edsr_baseline_fuses_as_well(dtype: torch.dtype | None) -> None:
+    """The baseline the default model is compared with gets the same CPU path (a fair speed ratio)."""
+    if dtype is not None and not cpu_has_bf16():
+        pytest.skip("needs a CPU with bf16 kernels")
+    torch.manual_seed(0)
+    model = EDSR(EDSRConfig(scale=2, features=6, blocks=2)).eval()
+    with torch.no_grad():
+        model.tail[0].weight.normal_(0.0, 0.1)
+    x = frames((2, 1, 3, 12, 10))
+    exact = forward(model, x, fuse=False)
+    eager = forward(model, x, fuse=False, dtype=dtype)
+    fused = forward(model, x, fuse=True, dtype=dtype)
+    assert FUSED_OP in ops_run(lambda: forward(model, x, fuse=True, dtype=dtype))
+    if dtype is None:
+        torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-5)
+    else:
+        assert float((fused - exact).abs().mean()) <= 1.1 * float((eager - exact).abs().mean())
 
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="needs a CPU with bf16 kernels")

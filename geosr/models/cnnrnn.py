@@ -124,7 +124,7 @@ class ResidualBlock(nn.Module):
 
     def fused_forward(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` in two fused convolutions (:mod:`geosr.models.fused`)."""
-        return fused.conv(self.conv2, fused.conv(self.conv1, x, leaky_relu=_NEGATIVE_SLOPE), add=x)
+        return fused.conv(self.conv2, fused.conv(self.conv1, x, activation=self.act), add=x)
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
@@ -398,7 +398,7 @@ class CNNRNN(SRModel):
         frames = x.reshape(n * t, cin, h, w).to(fused.compute_dtype(x))
         # channels_last from the first layer on: every fused output keeps its input's layout.
         frames = frames.contiguous(memory_format=torch.channels_last)
-        feats = fused.conv(self.head, frames, leaky_relu=_NEGATIVE_SLOPE)
+        feats = fused.conv(self.head, frames, activation=self.head_act)
         for block in self.encoder:
             feats = cast(ResidualBlock, block).fused_forward(feats)
         assert self.cell is not None  # _body sends only recurrent networks here
@@ -409,5 +409,5 @@ class CNNRNN(SRModel):
             state = self.cell.fused_step((shares[0][:, i], shares[1][:, i], shares[2][:, i]), state)
         for _ in range(self.config.refine_steps):
             state = self.cell.fused_step(ref_projection, state)
-        hidden = fused.conv(cast(nn.Conv2d, self.decoder[0]), state, leaky_relu=_NEGATIVE_SLOPE)
+        hidden = fused.conv(cast(nn.Conv2d, self.decoder[0]), state, activation=self.decoder[1])
         return fused.conv(cast(nn.Conv2d, self.decoder[2]), hidden)

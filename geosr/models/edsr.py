@@ -18,12 +18,13 @@ last convolution starts at zero, so the untrained network is exactly bicubic.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from geosr.errors import ModelError
+from geosr.models import fused
 from geosr.models.base import (
     SRModel,
     check_frames,
@@ -80,6 +81,10 @@ class _Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(self.act(self.conv1(x)))
 
+    def fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` in two fused convolutions (:mod:`geosr.models.fused`)."""
+        return fused.conv(self.conv2, fused.conv(self.conv1, x, activation=self.act), add=x)
+
 
 class EDSR(SRModel):
     """Plain residual super-resolution CNN; see the module docstring."""
@@ -113,7 +118,21 @@ class EDSR(SRModel):
         b, _, c, h, w = x.shape
         ref = x[:, 0].reshape(b * c, 1, h, w)
         dtype = output_dtype(self)
-        feats = self.head(ref.to(self.head.weight.dtype))
-        residual = self.tail(feats + self.body(feats)).to(dtype)
+        if self.fuse_convolutions and fused.available(ref):
+            residual = self._fused_residual(ref).to(dtype)
+        else:
+            feats = self.head(ref.to(self.head.weight.dtype))
+            residual = self.tail(feats + self.body(feats)).to(dtype)
         out = residual + bicubic_upsample(ref, self.scale, dtype)
         return out.reshape(b, c, *out.shape[-2:])
+
+    def _fused_residual(self, ref: torch.Tensor) -> torch.Tensor:
+        """``tail(feats + body(feats))`` in fused convolutions, as the CNN-RNN runs on a CPU."""
+        frames = ref.to(fused.compute_dtype(ref)).contiguous(memory_format=torch.channels_last)
+        feats = fused.conv(self.head, frames)
+        state = feats
+        *blocks, body_end = self.body
+        for block in blocks:
+            state = cast(_Block, block).fused_forward(state)
+        state = fused.conv(cast(nn.Conv2d, body_end), state, add=feats)
+        return cast(torch.Tensor, self.tail(state))

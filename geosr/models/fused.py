@@ -49,11 +49,11 @@ def conv(
     layer: nn.Conv2d,
     x: torch.Tensor,
     *,
-    leaky_relu: float | None = None,
+    activation: nn.Module | None = None,
     add: torch.Tensor | None = None,
     channels: slice | None = None,
 ) -> torch.Tensor:
-    """``layer(x)``, then ``+ add`` or a leaky ReLU of that slope, in one oneDNN call.
+    """``activation(layer(x))`` or ``layer(x) + add`` in one oneDNN call.
 
     Parameters
     ----------
@@ -62,15 +62,18 @@ def conv(
     x : torch.Tensor
         ``(N, C, h, w)`` in the dtype the call runs in (:func:`compute_dtype`);
         channels_last, so that every fused output is too.
-    leaky_relu, add
-        At most one of them: oneDNN fuses a sum only with ReLU after it.
+    activation : nn.Module, optional
+        An ``nn.ReLU`` or ``nn.LeakyReLU`` to apply to the output.
+    add : torch.Tensor, optional
+        A tensor of the output's shape to add to it; not with an activation
+        (oneDNN fuses a sum only with a ReLU after it).
     channels : slice, optional
         The output channels to compute (a slice of the layer's): two halves of
         one layer computed apart give two contiguous tensors, where slicing one
         output gives strided views that element-wise kernels run slowly on.
     """
-    if leaky_relu is not None and add is not None:
-        raise ValueError("a fused convolution takes a leaky ReLU or a sum, not both")
+    if activation is not None and add is not None:
+        raise ValueError("a fused convolution takes an activation or a sum, not both")
     weight, bias = layer.weight, layer.bias
     if channels is not None:
         weight = weight[channels]
@@ -82,9 +85,18 @@ def conv(
         raise RuntimeError("this torch has no oneDNN pointwise convolutions; check fused.available first")
     if add is not None:
         return _POINTWISE.binary(x, add.to(x.dtype), weight, bias, *geometry, "add", None, None, [], None)
-    if leaky_relu is not None:
-        return _POINTWISE(x, weight, bias, *geometry, "leaky_relu", [leaky_relu], None)
-    return _POINTWISE(x, weight, bias, *geometry, "none", [], None)
+    return _POINTWISE(x, weight, bias, *geometry, *_post_op(activation), None)
+
+
+def _post_op(activation: nn.Module | None) -> tuple[str, list[float]]:
+    """oneDNN's name and scalars for ``activation``."""
+    if activation is None:
+        return "none", []
+    if isinstance(activation, nn.LeakyReLU):
+        return "leaky_relu", [activation.negative_slope]
+    if isinstance(activation, nn.ReLU):
+        return "relu", []
+    raise ValueError(f"no fused form of {type(activation).__name__}")
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
