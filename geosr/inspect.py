@@ -6,8 +6,10 @@ import dataclasses
 import math
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -26,7 +28,7 @@ from geosr.api import (
     sizing_spec,
     zarr_chunks,
 )
-from geosr.errors import OutputError
+from geosr.errors import InputError, OutputError
 from geosr.fingerprint import job_fingerprint
 from geosr.grid import describe, scaled
 from geosr.io.atomic import already_exists, check_name_length, check_writable, format_bytes, free_bytes
@@ -34,7 +36,7 @@ from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.cog import is_bigtiff
 from geosr.io.remote import check_remote_output, file_url_path, is_remote, staged_output
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job
-from geosr.io.runstate import job_digest, reclaimable_bytes
+from geosr.io.runstate import StaleRunError, job_digest, reclaimable_bytes, run_dir, stale_run, stored_run
 from geosr.io.scene import Scene, read_sample, sample_step
 from geosr.io.sink import DEFAULT_COMPRESS, OutputSpec
 from geosr.io.zarr_store import check_zarr_grid
@@ -201,6 +203,14 @@ class RunPlan:
     """Where the run writes (:func:`planned_output`); None: the default output beside the input."""
     chunks: tuple[int, int] = (0, 0)
     """A Zarr output's chunks (rows, cols) of a band (:func:`~geosr.api.zarr_chunks`)."""
+    tiles_done: int | None = None
+    """Tiles of :attr:`plan` an unfinished run of this same job at the output finished (its
+    journal), which ``geosr run --resume`` keeps; None where no such run is kept there."""
+    resumed: Timing | None = None
+    """The estimate of ``geosr run --resume`` finishing that run: the tiles left, then the output."""
+    other_run: str | None = None
+    """What ``geosr run`` says of an unfinished run of another job kept at the output, which
+    it refuses to start over without ``--restart`` (None where there is none)."""
 
     @property
     def zarr(self) -> bool:
@@ -211,6 +221,12 @@ class RunPlan:
     def estimated_seconds(self) -> float | None:
         """The run's estimated seconds (:attr:`Timing.total`); None where no batch was timed."""
         return None if self.timing is None else self.timing.total
+
+    @property
+    def resume_seconds(self) -> float | None:
+        """The estimated seconds of ``geosr run --resume`` (:attr:`resumed`); None where there is
+        no unfinished run of this job to resume, or no batch was timed."""
+        return None if self.resumed is None else self.resumed.total
 
     def _input(self) -> str:
         """The input as given, and the file read for it where that is another (a STAC Item's
@@ -296,9 +312,37 @@ class RunPlan:
                     + self._shortfall(),
                 )
             )
+        rows.extend(self._unfinished_lines())
         if self.timing is not None:
-            rows.append(("estimated time", self.timing.describe()))
+            rows.append(("estimated time", self._time_text(self.timing)))
         return rows
+
+    def _unfinished_lines(self) -> list[tuple[str, str]]:
+        """The line on an unfinished run kept at the output: of this job, what --resume keeps; of
+        another, what geosr run says of it.  Without it, info planned every tile of a run that
+        geosr run then refused to start ('an unfinished run of this job (4 of 16 tiles done)')."""
+        if self.other_run is not None:
+            return [("unfinished run", f"geosr run refuses to start: {self.other_run}")]
+        if self.tiles_done is None or self.destination is None:
+            return []
+        total, done = len(self.plan), self.tiles_done
+        return [
+            (
+                "unfinished run",
+                f"{done} of {total} tiles done, kept in {run_dir(self.destination)}; "
+                f"geosr run --resume computes the {total - done} left, --restart all {total} again",
+            )
+        ]
+
+    def _time_text(self, timing: Timing) -> str:
+        """The estimated time: of an unfinished run's --resume too, where there is one."""
+        if self.resumed is None or self.tiles_done is None:
+            return timing.describe()
+        total = len(self.plan)
+        return (
+            f"{_seconds(self.resumed.total)} with --resume ({total - self.tiles_done} of {total} tiles "
+            f"left), with --restart {timing.describe()}"
+        )
 
     def _output_size(self) -> str:
         """The output's uncompressed size, and whether it needs a BigTIFF (a COG) or in how
@@ -413,10 +457,11 @@ def _refuse_existing_output(
         check_writable(destination, options.overwrite or output_job(destination) is not None)
 
 
-def _refuse_a_jobs_output(destination: Path, digest: str) -> None:
+def _refuse_a_jobs_output(destination: Path, digest: str | None) -> None:
     """Refuse ``destination``, the output of a geosr job, as the run without --resume and
     --overwrite refuses it: the job of ``digest``'s (which geosr run --resume keeps) in words
-    saying so, where info said only "already exists; pass --overwrite to replace it".
+    saying so, where info said only "already exists; pass --overwrite to replace it"; any
+    other job's, or any where ``digest`` is None (the job could not be fingerprinted), as such.
 
     Raises
     ------
@@ -433,7 +478,8 @@ def _refuse_a_jobs_output(destination: Path, digest: str) -> None:
         raise already_exists(destination)
 
 
-def _job_digest(
+def _job_fingerprint(
+    destination: Path,
     scene: Scene,
     net: SRModel,
     predictor: Predictor,
@@ -441,13 +487,19 @@ def _job_digest(
     options: RunOptions,
     frames: tuple[Scene, ...],
     reference: np.ndarray | None,
-    destination: Path,
-) -> str:
-    """The ``GEOSR_JOB`` digest the run of ``plan`` would tag ``destination`` with (the run's
-    :func:`~geosr.fingerprint.job_fingerprint`, of its normalisation from ``reference``)."""
+) -> dict[str, Any] | None:
+    """The run's :func:`~geosr.fingerprint.job_fingerprint` of ``plan`` into ``destination``, of
+    its normalisation from ``reference``; None where the scene has no valid pixel (the run
+    refuses it first: :attr:`RunPlan.refused`)."""
     offsets = reflectance_offset(scene, options.offset)
-    norm = normalisation_for(scene, dict(net.card.normalisation), offsets, reference)
-    return job_digest(job_fingerprint(scene, net.name, predictor, plan, options, norm, destination, frames))
+    with warnings.catch_warnings():
+        # The sample's warnings (undeclared zeros, a float fill) are plan_run's to give, once.
+        warnings.simplefilter("ignore")
+        try:
+            norm = normalisation_for(scene, dict(net.card.normalisation), offsets, reference)
+        except InputError:
+            return None
+    return job_fingerprint(scene, net.name, predictor, plan, options, norm, destination, frames)
 
 
 def _frames_text(frames: int) -> str:
@@ -526,13 +578,15 @@ def plan_run(
         plan = mask.keep(plan, options.scale)
     named = None if output is None else file_url_path(output)
     if named is not None and not is_remote(str(named)) and not options.overwrite and output_job(destination):
-        digest = _job_digest(scene, net, predictor, plan, options, frames, reference, destination)
-        _refuse_a_jobs_output(destination, digest)
+        fingerprint = _job_fingerprint(destination, scene, net, predictor, plan, options, frames, reference)
+        _refuse_a_jobs_output(destination, None if fingerprint is None else job_digest(fingerprint))
     h, w = scene.grid.shape.yx
     out_bytes = resources.output_bytes(h, w, scene.count, options.scale, scene.dtype)
     cog_bytes, zarr_bytes = output_bounds(scene, options, tile, zarr=zarr)
     held = resources.resident_bytes()  # before the calibration batch grows it
-    timing = valid = None
+    unfinished = _unfinished_run(destination, scene, net, predictor, plan, options, frames, reference)
+    done = None if unfinished is None or not unfinished[0].resumable else unfinished[1]
+    timing = valid = resumed = None
     if reference is not None:
         warn_undeclared_zeros(scene, reference)  # as the run would
         warn_float_fill(scene, reference)
@@ -558,6 +612,8 @@ def plan_run(
             compress=options.compress,
             zarr=zarr,
         )
+        if done is not None:
+            resumed = _resumed(timing, plan, with_data, done, batch)
     return RunPlan(
         scene,
         options,
@@ -581,8 +637,48 @@ def plan_run(
         lanes=bounds.lanes,
         destination=destination,
         chunks=zarr_chunks(scene, options.scale, tile),
+        tiles_done=None if done is None else len(done),
+        resumed=resumed,
+        other_run=None if unfinished is None or done is not None else str(unfinished[0]),
         # As the run's normalisation refuses it: an --aoi window is normalised with its whole file.
         refused=reference is not None and not valid_mask(reference, scene.nodata).any(),
+    )
+
+
+def _unfinished_run(
+    destination: Path,
+    scene: Scene,
+    net: SRModel,
+    predictor: Predictor,
+    plan: TilePlan,
+    options: RunOptions,
+    frames: tuple[Scene, ...],
+    reference: np.ndarray | None,
+) -> tuple[StaleRunError, set[int]] | None:
+    """What geosr run, given neither --resume nor --restart, says of an unfinished run kept at
+    ``destination`` (:func:`~geosr.io.runstate.stale_run`: resumable where it is of this job,
+    by the run's :func:`~geosr.fingerprint.job_fingerprint`), and the tiles that run finished;
+    None where none is kept."""
+    found = stored_run(destination)
+    if found is None:
+        return None
+    stored, finished = found
+    fingerprint = _job_fingerprint(destination, scene, net, predictor, plan, options, frames, reference)
+    if fingerprint is None:
+        return None
+    return stale_run(destination, stored, finished, fingerprint, len(plan)), finished
+
+
+def _resumed(timing: Timing, plan: TilePlan, with_data: list[bool], finished: set[int], batch: int) -> Timing:
+    """``timing`` for ``geosr run --resume``: it reads, computes and stores the tiles of ``plan``
+    not ``finished`` alone (``with_data``: per tile, whether the model runs on it), then builds
+    the whole output as a new run does."""
+    left = [i for i in range(len(plan)) if i not in finished]
+    return dataclasses.replace(
+        timing,
+        batches=-(-len(left) // batch),
+        model_batches=-(-sum(with_data[i] for i in left) // batch),
+        store=timing.store * len(left) / len(plan),
     )
 
 

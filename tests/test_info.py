@@ -387,6 +387,53 @@ def test_info_counts_the_space_an_unfinished_run_holds_as_the_run_does(
     assert dst.exists()
 
 
+def test_info_says_what_resume_finishes_of_an_unfinished_run(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """After a geosr run -o OUT stopped part-way (Ctrl-C), geosr info -o OUT planned every tile
+    as if none were done, exit 0 and no word of it, where geosr run refused to start ('an
+    unfinished run of this job (2 of 4 tiles done) ...; rerun with --resume').  info now says
+    how many tiles are done, that --resume computes the rest, and estimates that; of another
+    job's unfinished run there, it says what geosr run says."""
+    src = make_raster("in.tif", height=64, width=64)
+    monkeypatch.chdir(tmp_path)
+    options = RunOptions(scale=2, model="bicubic", tile=32, batch_size=1)
+
+    def interrupt(done: int, total: int) -> None:  # Ctrl-C after the first batch
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        upscale_file(src.name, "part.tif", progress=interrupt, **dataclasses.asdict(options))
+    args = [src.name, "-o", "part.tif", "-m", "bicubic", "--tile", "32", "--batch-size", "1"]
+    code, captured = _geosr(monkeypatch, capsys, "run", *args, "-s", "2")
+    found = re.search(r"an unfinished run of this job \((\d+) of 4 tiles done\)", captured.err)
+    assert code == 2 and found, captured
+    done = int(found[1])
+    code, captured = _geosr(monkeypatch, capsys, "info", *args, "-s", "2", "--no-calibrate")
+    assert code == 0 and "unfinished run" in captured.out and not captured.err, captured
+    plan = plan_run(src.name, options, output="part.tif")
+    assert (plan.tiles_done, len(plan.plan)) == (done, 4)
+    rows = dict(plan.lines())
+    assert rows["unfinished run"] == (
+        f"{done} of 4 tiles done, kept in .part.tif.geosr-run; geosr run --resume computes the "
+        f"{4 - done} left, --restart all 4 again"
+    )
+    # Fewer tiles to read, compute and store, the same output to build: by construction, not timing.
+    assert plan.resume_seconds is not None and plan.estimated_seconds is not None
+    assert plan.resume_seconds < plan.estimated_seconds
+    assert rows["estimated time"].startswith(
+        f"{plan.resume_seconds:.1f} s with --resume ({4 - done} of 4 tiles left), "
+        f"with --restart {plan.estimated_seconds:.1f} s for a ZSTD COG: model"
+    )
+    # Another job's (here another scale): geosr run's line, which refuses to start without --restart.
+    code, captured = _geosr(monkeypatch, capsys, "run", *args, "-s", "3")
+    assert code == 2 and "an unfinished run of a different job" in captured.err, captured
+    other = plan_run(src.name, dataclasses.replace(options, scale=3), calibrate=False, output="part.tif")
+    assert other.tiles_done is None and other.resume_seconds is None
+    assert dict(other.lines())["unfinished run"] == f"geosr run refuses to start: {captured.err[7:-1]}"
+
+
 def test_info_counts_the_tiles_an_aoi_polygon_keeps(make_raster, tmp_path: Path) -> None:
     """The run skips the tiles wholly outside an --aoi polygon; info counted every tile of the
     polygon's window: an L along two edges of a 300 x 200 scene, tiles of 64, was '20 of 64 x 64'

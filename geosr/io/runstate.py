@@ -111,6 +111,71 @@ def job_digest(fingerprint: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest stored at ``path``, or None when there is none (or it is unreadable)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "fingerprint" in data else None
+
+
+def _read_journal(path: Path) -> set[int]:
+    """Indices of the tiles the journal at ``path`` lists as finished."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return set()
+    finished: set[int] = set()
+    for line in text.splitlines(keepends=True):
+        # A line without its newline was being written when the run died.
+        if line.endswith("\n"):
+            with contextlib.suppress(ValueError):
+                finished.update(int(i) for i in line.split())
+    return finished
+
+
+def stored_run(destination: Path) -> tuple[dict[str, Any], set[int]] | None:
+    """The manifest of an unfinished run of ``destination`` and the tiles its journal lists
+    as finished, read without its lock (``geosr info`` writes nothing); None when there is none."""
+    directory = run_dir(destination)
+    stored = _read_manifest(directory / "manifest.json")
+    return None if stored is None else (stored, _read_journal(directory / "journal"))
+
+
+def stale_run(
+    destination: Path,
+    stored: Mapping[str, Any],
+    finished: set[int],
+    fingerprint: Mapping[str, Any],
+    tiles: int,
+) -> StaleRunError:
+    """What a run of ``fingerprint`` (``tiles`` tiles) into ``destination`` says of the unfinished
+    run ``stored`` (its manifest; ``finished``, its journaled tiles) without --resume or --restart:
+    resumable where it is of this same job."""
+    directory = run_dir(destination)
+    if stored["fingerprint"] != dict(fingerprint):
+        from geosr.fingerprint import describe_fields  # imports torch: only here
+
+        changed = sorted(
+            key
+            for key in set(stored["fingerprint"]) | set(fingerprint)
+            if stored["fingerprint"].get(key) != fingerprint.get(key)
+        )
+        return StaleRunError(
+            f"{destination}: an unfinished run of a different job ({len(finished)} of "
+            f"{stored.get('tiles', '?')} tiles done; it differs in {describe_fields(changed)}) "
+            f"is kept in {directory}; pass --restart to discard it and start over",
+            resumable=False,
+        )
+    return StaleRunError(
+        f"{destination}: an unfinished run of this job ({len(finished)} of {tiles} "
+        f"tiles done) is kept in {directory}; rerun with --resume to finish it, "
+        "or with --restart to start over",
+        resumable=True,
+    )
+
+
 class RunState:
     """The locked run-state folder of one destination.
 
@@ -199,25 +264,11 @@ class RunState:
 
     def manifest(self) -> dict[str, Any] | None:
         """The stored manifest, or None when there is none (or it is unreadable)."""
-        try:
-            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and "fingerprint" in data else None
+        return _read_manifest(self.manifest_path)
 
     def done(self) -> set[int]:
         """Indices of the tiles the journal lists as finished."""
-        try:
-            text = self.journal_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return set()
-        finished: set[int] = set()
-        for line in text.splitlines(keepends=True):
-            # A line without its newline was being written when the run died.
-            if line.endswith("\n"):
-                with contextlib.suppress(ValueError):
-                    finished.update(int(i) for i in line.split())
-        return finished
+        return _read_journal(self.journal_path)
 
     def prepare(self, fingerprint: Mapping[str, Any], tiles: int, *, resume: bool, restart: bool) -> set[int]:
         """Start a fresh state, or continue the stored one; returns the finished tiles.
@@ -231,27 +282,8 @@ class RunState:
         stored = self.manifest()
         if stored is not None and not restart:
             finished = self.done()
-            if stored["fingerprint"] != dict(fingerprint):
-                from geosr.fingerprint import describe_fields  # imports torch: only here
-
-                changed = sorted(
-                    key
-                    for key in set(stored["fingerprint"]) | set(fingerprint)
-                    if stored["fingerprint"].get(key) != fingerprint.get(key)
-                )
-                raise StaleRunError(
-                    f"{self.destination}: an unfinished run of a different job ({len(finished)} of "
-                    f"{stored.get('tiles', '?')} tiles done; it differs in {describe_fields(changed)}) "
-                    f"is kept in {self.directory}; pass --restart to discard it and start over",
-                    resumable=False,
-                )
-            if not resume:
-                raise StaleRunError(
-                    f"{self.destination}: an unfinished run of this job ({len(finished)} of {tiles} "
-                    f"tiles done) is kept in {self.directory}; rerun with --resume to finish it, "
-                    "or with --restart to start over",
-                    resumable=True,
-                )
+            if stored["fingerprint"] != dict(fingerprint) or not resume:
+                raise stale_run(self.destination, stored, finished, fingerprint, tiles)
             self._open_journal()
             return finished
         self._reset()
