@@ -2,7 +2,8 @@
 
 Figures 1-4 come from the same interleaved rounds (end-to-end, model compute,
 peer loop) on the same scene, so a burst of load from another job hits all of
-them in the same round; figures 5-6 run each job in a fresh process.
+them in the same round, as does figure 15 (geosr info's estimate, taken in
+those rounds); figures 5-6 run each job in a fresh process.
 """
 
 from __future__ import annotations
@@ -283,6 +284,7 @@ def core_rounds(ctx: Context) -> dict[str, Any]:
     peer: list[float] = []
     cluster: list[float] = []
     cluster_fixed: list[float] = []
+    estimates: list[Any] = []
     for i in range(ctx.runs):
         dst = ctx.out("e2e_x4.tif")
         e2e.append(timed(lambda dst=dst: geosr.upscale_file(scene.path, dst, scale=SCALE, overwrite=True)))
@@ -292,6 +294,10 @@ def core_rounds(ctx: Context) -> dict[str, Any]:
             f"  round {i + 1}/{ctx.runs}: end-to-end {e2e[-1]:.2f} s, compute {compute[-1]:.2f} s, "
             f"COG build {cog_build[-1]:.2f} s"
         )
+        if "estimate" in ctx.want:
+            # In the round, beside the run it estimates: the same load lands on both.
+            estimates.append(info_plan(scene.path, dst))
+            msg += f", geosr info's estimate {estimates[-1].estimated_seconds:.2f} s"
         if with_peer and (not peer or sum(peer) + median(peer) <= ctx.peer_budget_s):
             dst = ctx.out("peer_x4.tif")
             peer.append(
@@ -323,6 +329,7 @@ def core_rounds(ctx: Context) -> dict[str, Any]:
         "cluster": cluster,
         "cluster_fixed": cluster_fixed,
         "cluster_option": cluster_option,
+        "estimates": estimates,
     }
     ctx.memo["core"] = result
     return result
@@ -347,6 +354,16 @@ def time_cog_build(cog: Path, source: Path, again: Path) -> float:
     source.unlink()
     again.unlink()
     return seconds
+
+
+def info_plan(path: Path, dst: Path) -> Any:
+    """What ``geosr info PATH -o DST --overwrite`` plans for figure 1's job (the default model,
+    x:data:`SCALE`, into ``dst``), its batch timed: :func:`geosr.inspect.plan_run`, the call
+    info makes, here in this process."""
+    from geosr.inspect import plan_run
+    from geosr.options import RunOptions
+
+    return plan_run(path, RunOptions(scale=SCALE, overwrite=True), output=dst)
 
 
 def _cluster_start_stop() -> None:
@@ -1236,6 +1253,53 @@ def fig_neighbour(ctx: Context) -> Figure:
     )
 
 
+def fig_estimate(ctx: Context) -> Figure:
+    """``geosr info``'s time estimate of figure 1's job against that job's measured time: the
+    estimates taken in figure 1's rounds, beside its runs (none is run again)."""
+    r = core_rounds(ctx)
+    scene = r["scene"]
+    plans = r.get("estimates") or [info_plan(scene.path, ctx.out("e2e_x4.tif"))]
+    estimates = [plan.estimated_seconds for plan in plans]
+    measured = median(r["e2e"])
+    estimate = median(estimates)
+    ratio = estimate / measured
+    timing = plans[-1].timing
+    return Figure(
+        "estimate",
+        15,
+        f"geosr info's time estimate against the measured run, default model, {scene.size}^2 x{SCALE} -> COG",
+        f"{ratio:.2f}x the measured time (estimate {_fmt_s(estimate)} vs end-to-end {_fmt_s(measured)})",
+        "- (no target in the issue)",
+        None,
+        ratio,
+        "x",
+        {
+            "estimate_seconds": _samples(estimates),
+            "e2e_seconds": _samples(r["e2e"]),
+            "estimate_per_round": _samples([e / t for e, t in zip(estimates, r["e2e"], strict=False)]),
+            # What the last estimate is made of (geosr.inspect.Timing), as info's line gives it.
+            "model_s": round(timing.model_seconds, 3),
+            "reading_s": round(timing.read * timing.batches + timing.sample, 3),
+            "run_store_s": round(timing.store, 3),
+            "cog_build_s": round(timing.cog, 3),
+            "batches": timing.batches,
+            "lanes": timing.lanes,
+            "estimated_time_line": timing.describe(),
+        },
+        [
+            "estimate = geosr.inspect.plan_run, the call geosr info -o OUT --overwrite makes, on figure 1's "
+            "scene and output, in each of figure 1's rounds right after its end-to-end run (1.0 would be "
+            "exact): it times the strided sample of the whole scene, one batch of tiles with data near "
+            "the scene's middle (read, then the model after a warm-up call, on a lane's share of the "
+            "threads) scaled to every batch, and a sample of that batch's output written into a run store "
+            "and built into a COG by the run's own code, scaled to the output's size",
+            "figure 1's time counts what the estimate leaves out: each geosr.upscale_file call loading "
+            "the model and planning the run, and every tile's content where one batch was timed; the "
+            "estimate adds the parts up as geosr.inspect.Timing.total says they overlap",
+        ],
+    )
+
+
 def _folder(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -1256,6 +1320,7 @@ FIGURES: dict[str, Callable[[Context], Figure]] = {
     "bands": fig_bands,
     "nodata": fig_nodata,
     "neighbour": fig_neighbour,
+    "estimate": fig_estimate,
 }
 
 

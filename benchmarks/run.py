@@ -8,7 +8,7 @@ Usage::
     python -m benchmarks.run --profile       # also profile one end-to-end run (cProfile)
 
 Figures: throughput, overhead, peak, peer, memory, scaling, cluster, gdal, gpu, compile, archive, bands,
-nodata, neighbour.
+nodata, neighbour, estimate.
 """
 
 from __future__ import annotations
