@@ -37,6 +37,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 from numcodecs import Blosc
+from zarr.core.group import GroupMetadata
+from zarr.core.metadata import ArrayMetadata, ArrayV2Metadata
+from zarr.dtype import parse_dtype
+from zarr.storage import LocalStore
 
 from geosr.errors import GeosrError, OutputError, catch_warnings_serialised
 from geosr.faults import checkpoint
@@ -134,24 +138,33 @@ def raw_store_fits(spec: OutputSpec, chunks: tuple[int, int], destination: Path)
 def _create_cog_store(path: Path, spec: OutputSpec, chunks: tuple[int, int], codec: Blosc | None) -> None:
     """Pixels and overview levels only: the VRT gives the COG its georeferencing
     and metadata from the spec, so the store needs no coordinates (nor a CRS that
-    CF can describe)."""
+    CF can describe).
+
+    Written in one :func:`zarr.create_hierarchy` call, the same files as a group and its arrays
+    created one by one, where each ``create_array`` wrote the group's metadata again and waited
+    for zarr's event loop: 10-14 ms against 3-5 ms for a COG's four levels here, a tenth of the
+    fixed cost of a 1024^2 bicubic job.  ``overwrite`` empties the folder, as ``mode="w"`` did.
+    """
     count = spec.count
     by_tiles, levels = _cog_store_levels(spec, chunks)
     fill = spec.nodata if spec.nodata is not None else 0
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    dtype = parse_dtype(np.dtype(spec.dtype), zarr_format=2)
     # The nodata value as text: JSON has no NaN.
-    group.attrs.update(
-        {"tile_levels": by_tiles, "nodata": None if spec.nodata is None else repr(spec.nodata)}
-    )
+    attrs = {"tile_levels": by_tiles, "nodata": None if spec.nodata is None else repr(spec.nodata)}
+    nodes: dict[str, GroupMetadata | ArrayMetadata] = {"": GroupMetadata(attributes=attrs, zarr_format=2)}
     for level, (shape, chunk) in enumerate(levels):
-        group.create_array(
-            _level_name(level) if level else VARIABLE,
+        nodes[_level_name(level) if level else VARIABLE] = ArrayV2Metadata(
             shape=(count, *shape),
             chunks=(1, *chunk),
-            dtype=spec.dtype,
+            dtype=dtype,
             fill_value=fill,
-            compressors=codec,
+            order="C",
+            compressor=codec,
+            filters=None,
+            dimension_separator=".",
         )
+    for _ in zarr.create_hierarchy(store=LocalStore(str(path)), nodes=nodes, overwrite=True):
+        pass  # a generator: the nodes are written as it is consumed
 
 
 class StoreWriter:
