@@ -255,7 +255,8 @@ Batch = Annotated[
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (GPU N).")]
 Precision = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA only).")]
 Compile = Annotated[
-    str, typer.Option(help="torch.compile the model: off, on, or auto (when the job is long enough).")
+    str,
+    typer.Option(help="torch.compile the model: off, on, or auto (on a GPU, when the job is long enough)."),
 ]
 Nodata = Annotated[
     float | None, typer.Option(help="Override the input's nodata value (e.g. 0 for Sentinel-2 JP2).")

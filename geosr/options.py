@@ -44,9 +44,9 @@ class RunOptions:
     device, precision : str
         ``auto|cpu|cuda[:N]`` and ``auto|fp32|bf16|fp16``.
     compile : str
-        ``auto|on|off``: ``torch.compile`` the model; ``auto`` does when the
-        job is long enough to repay the compilation (see
-        :func:`geosr.predictor.compile_pays_off`).  ``off`` by default: compiled
+        ``auto|on|off``: ``torch.compile`` the model; ``auto`` does on a GPU when
+        the job is long enough to repay the compilation, never on a CPU, where the
+        eager model is faster (see :func:`geosr.predictor.compile_pays_off`).  ``off`` by default: compiled
         bf16 kernels round differently from eager ones, and ``auto`` decides per
         run, so a resumed run could mix the two; ``on`` and ``off`` are
         reproducible.

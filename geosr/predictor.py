@@ -40,10 +40,10 @@ COMPILE_COST_S = 60.0
 measured; 12 s with a warm on-disk inductor cache, which ``auto`` does not count on)."""
 
 COMPILE_SAVING = 0.1
-"""Share of the eager forward time compilation saves on CPU: 1.12x for cnnrnn-fast in
-bf16 (benchmark figure 10, 2026-11-30; the element-wise GRU gates fuse).  It was
-1.45x before the eager model did its skip, projection and first GRU step at low
-resolution; a rule still assuming 0.3 compiled jobs that could not repay it."""
+"""Share of the eager forward time compilation saves, where ``auto`` considers it (a GPU):
+1.12x for cnnrnn-fast in bf16 on a CPU (benchmark figure 10, 2026-11-30; the element-wise
+GRU gates fuse), before the eager CPU path fused its convolutions; not measured on a GPU,
+none having been lent to this project's machines."""
 
 
 def cpu_has_bf16() -> bool:
@@ -98,8 +98,16 @@ def resolve_compile(mode: str) -> str:
     return mode
 
 
-def compile_pays_off(seconds_per_call: float, calls_left: int) -> bool:
-    """True when compiling now saves more time than it costs (see :data:`COMPILE_COST_S`)."""
+def compile_pays_off(seconds_per_call: float, calls_left: int, device: torch.device) -> bool:
+    """True when compiling now saves more time than it costs (see :data:`COMPILE_COST_S`).
+
+    Never on a CPU: there the eager model's fused convolutions in two lanes
+    (:mod:`geosr.models.fused`, :meth:`Predictor.lanes`) ran the 2048^2 x4 job's compute in
+    2.13 s where the compiled model, in one lane, took 2.53 s (benchmark figure 10,
+    2026-12-03: 0.84x), and ``auto`` compiled any job long enough, to run it slower.
+    """
+    if device.type == "cpu":
+        return False
     return seconds_per_call * calls_left * COMPILE_SAVING > COMPILE_COST_S
 
 
@@ -328,7 +336,7 @@ class Predictor:
         out = self._predict_eager(batch)
         if self.compile == "auto" and not self._decided:
             self._decided = True
-            if compile_pays_off(time.perf_counter() - start, self._calls_left):
+            if compile_pays_off(time.perf_counter() - start, self._calls_left, self.torch_device):
                 log.info("compiling the model for the %d batches left", self._calls_left)
                 self._start_compiled(batch)
         return out

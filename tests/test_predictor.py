@@ -55,12 +55,25 @@ def test_compiled_model_gives_the_eager_pixels_and_pads_short_batches() -> None:
 
 
 def test_auto_compiles_only_when_the_announced_job_repays_it() -> None:
-    assert not compile_pays_off(seconds_per_call=1.0, calls_left=10)
-    assert compile_pays_off(seconds_per_call=1.0, calls_left=int(COMPILE_COST_S / COMPILE_SAVING) + 1)
+    gpu = torch.device("cuda")
+    assert not compile_pays_off(seconds_per_call=1.0, calls_left=10, device=gpu)
+    calls = int(COMPILE_COST_S / COMPILE_SAVING) + 1
+    assert compile_pays_off(seconds_per_call=1.0, calls_left=calls, device=gpu)
     predictor = Predictor(tiny_model(), device="cpu", precision="fp32", compile="auto")
     predictor.expect(3)  # a small job: a few milliseconds per batch
     for seed in range(3):
         predictor(batch(2, seed))
+    assert not predictor.compiled
+
+
+def test_auto_never_compiles_on_a_cpu_where_the_fused_eager_model_is_faster() -> None:
+    """Figure 10 (2026-12-03): compiled, the default model's compute ran at 0.84x the fused eager
+    model's on a CPU; auto compiled any job announcing enough batches, to run it slower."""
+    assert not compile_pays_off(seconds_per_call=10.0, calls_left=10**6, device=torch.device("cpu"))
+    predictor = Predictor(tiny_model(), device="cpu", precision="fp32", compile="auto")
+    predictor.expect(10**9)  # a job whose announced length would repay any compilation
+    predictor(batch(2, 0))
+    predictor(batch(2, 1))
     assert not predictor.compiled
 
 
