@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from affine import Affine
@@ -439,7 +441,7 @@ def _given_output(output: str | Path, default: Path) -> Path:
 
 def _refuse_existing_output(
     src: str | Path, output: str | Path, destination: Path, options: RunOptions
-) -> None:
+) -> str | None:
     """Refuse the existing output ``output`` (planned into ``destination``) as the run refuses it
     without --overwrite (and, as info takes no --resume, its own job's too).
 
@@ -447,35 +449,41 @@ def _refuse_existing_output(
     the scene, and the run itself says the rest.  A remote output is refused by the run's check of
     the URL (:func:`~geosr.io.remote.check_remote_output`), not of its local staging copy, which
     info's plan took for it: it planned over an existing ``s3://`` output the run refuses.
+
+    Returns
+    -------
+    str or None
+        The ``GEOSR_JOB`` tag of a local output of a geosr job, which is refused once the job
+        is known (:func:`_refuse_a_jobs_output`), as the run refuses it: this same job's is
+        one geosr run --resume keeps.  None where there is none, or with --overwrite.
     """
     named = file_url_path(output)
     if is_remote(str(named)):
         check_remote_output(remote_output(src, named, options), overwrite=options.overwrite)
-    else:
-        # A geosr job's output is refused once the job is known (_refuse_a_jobs_output), as the
-        # run refuses it: this same job's is one geosr run --resume keeps.
-        check_writable(destination, options.overwrite or output_job(destination) is not None)
+        return None
+    job = None if options.overwrite else output_job(destination)
+    check_writable(destination, options.overwrite or job is not None)
+    return job
 
 
-def _refuse_a_jobs_output(destination: Path, digest: str | None) -> None:
-    """Refuse ``destination``, the output of a geosr job, as the run without --resume and
-    --overwrite refuses it: the job of ``digest``'s (which geosr run --resume keeps) in words
-    saying so, where info said only "already exists; pass --overwrite to replace it"; any
-    other job's, or any where ``digest`` is None (the job could not be fingerprinted), as such.
+def _refuse_a_jobs_output(destination: Path, found: str, fingerprint: dict[str, Any] | None) -> NoReturn:
+    """Refuse ``destination``, the output of the geosr job ``found`` (its ``GEOSR_JOB`` tag), as
+    the run without --resume and --overwrite refuses it: the job of ``fingerprint``'s (which
+    geosr run --resume keeps) in words saying so, where info said only "already exists; pass
+    --overwrite to replace it"; any other job's, or any where ``fingerprint`` is None (the job
+    could not be fingerprinted), as such.
 
     Raises
     ------
     OutputError
-        ``destination`` holds a ``GEOSR_JOB`` tag.
+        Always.
     """
-    found = output_job(destination)
-    if found == digest:
+    if fingerprint is not None and found == job_digest(fingerprint):
         raise OutputError(
             f"{destination} already exists, written by this same job; geosr run --resume keeps it "
             "(nothing is computed again), or pass --overwrite to plan replacing it"
         )
-    if found is not None:
-        raise already_exists(destination)
+    raise already_exists(destination)
 
 
 def _job_fingerprint(
@@ -560,8 +568,7 @@ def plan_run(
     sample_seconds = time.perf_counter() - start
     # As the run refuses it, before its model loads: an output over its input or a --frame.
     refuse_overwriting_inputs(destination, src, scene, frames, extras=extra_files(destination, options))
-    if output is not None:
-        _refuse_existing_output(src, output, destination, options)
+    output_job_tag = None if output is None else _refuse_existing_output(src, output, destination, options)
     net = load_model(options.model, bands=scene.count, scale=options.scale)
     # What the run would refuse, naming the model as its output would.
     check_band_layout(scene.path, scene.descriptions, net.card.bands, model_label(net, options.model))
@@ -576,15 +583,19 @@ def plan_run(
     mask = output_mask(scene, options)
     if mask is not None:  # the run never reads the tiles wholly outside an --aoi polygon
         plan = mask.keep(plan, options.scale)
-    named = None if output is None else file_url_path(output)
-    if named is not None and not is_remote(str(named)) and not options.overwrite and output_job(destination):
-        fingerprint = _job_fingerprint(destination, scene, net, predictor, plan, options, frames, reference)
-        _refuse_a_jobs_output(destination, None if fingerprint is None else job_digest(fingerprint))
+    # Computed once, where an output or an unfinished run of a geosr job is kept there.
+    fingerprint = functools.cache(
+        functools.partial(
+            _job_fingerprint, destination, scene, net, predictor, plan, options, frames, reference
+        )
+    )
+    if output_job_tag is not None:
+        _refuse_a_jobs_output(destination, output_job_tag, fingerprint())
     h, w = scene.grid.shape.yx
     out_bytes = resources.output_bytes(h, w, scene.count, options.scale, scene.dtype)
     cog_bytes, zarr_bytes = output_bounds(scene, options, tile, zarr=zarr)
     held = resources.resident_bytes()  # before the calibration batch grows it
-    unfinished = _unfinished_run(destination, scene, net, predictor, plan, options, frames, reference)
+    unfinished = _unfinished_run(destination, len(plan), fingerprint)
     done = None if unfinished is None or not unfinished[0].resumable else unfinished[1]
     timing = valid = resumed = None
     if reference is not None:
@@ -646,27 +657,18 @@ def plan_run(
 
 
 def _unfinished_run(
-    destination: Path,
-    scene: Scene,
-    net: SRModel,
-    predictor: Predictor,
-    plan: TilePlan,
-    options: RunOptions,
-    frames: tuple[Scene, ...],
-    reference: np.ndarray | None,
+    destination: Path, tiles: int, fingerprint: Callable[[], dict[str, Any] | None]
 ) -> tuple[StaleRunError, set[int]] | None:
     """What geosr run, given neither --resume nor --restart, says of an unfinished run kept at
     ``destination`` (:func:`~geosr.io.runstate.stale_run`: resumable where it is of this job,
-    by the run's :func:`~geosr.fingerprint.job_fingerprint`), and the tiles that run finished;
-    None where none is kept."""
+    the job of ``fingerprint()`` (:func:`_job_fingerprint`), of ``tiles`` tiles), and the tiles
+    that run finished; None where none is kept, or where the job has no fingerprint."""
     found = stored_run(destination)
-    if found is None:
+    job = None if found is None else fingerprint()
+    if found is None or job is None:
         return None
     stored, finished = found
-    fingerprint = _job_fingerprint(destination, scene, net, predictor, plan, options, frames, reference)
-    if fingerprint is None:
-        return None
-    return stale_run(destination, stored, finished, fingerprint, len(plan)), finished
+    return stale_run(destination, stored, finished, job, tiles), finished
 
 
 def _resumed(timing: Timing, plan: TilePlan, with_data: list[bool], finished: set[int], batch: int) -> Timing:
