@@ -144,6 +144,18 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(x * 2) * 2 - 1
 
 
+def inference_tanh(x: torch.Tensor) -> torch.Tensor:
+    """:func:`tanh` for the fused CPU path, which never trains: bf16 widened to fp32 in place.
+
+    torch's bf16 tanh on a CPU took 22 ms over 2 x 32 x 542^2 values (2 threads) where
+    widening to fp32, an in-place fp32 tanh and narrowing back took 16 ms, with values
+    identical to it.  Other dtypes take :func:`tanh`, as the eager path does.
+    """
+    if x.dtype != torch.bfloat16 or x.device.type != "cpu":
+        return tanh(x)
+    return x.float().tanh_().to(torch.bfloat16)
+
+
 class ConvGRUCell(nn.Module):
     """Convolutional GRU: ``h' = (1 - z) * h + z * tanh(Wx * x + Uh * (r * h))``.
 
@@ -198,7 +210,7 @@ class ConvGRUCell(nn.Module):
     def fused_first(self, projected: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """:meth:`first` from :meth:`fused_project`'s shares."""
         z, _, candidate = projected
-        return torch.sigmoid(z) * fused.tanh(candidate)
+        return torch.sigmoid(z) * inference_tanh(candidate)
 
     def fused_step(
         self, projected: tuple[torch.Tensor, torch.Tensor, torch.Tensor], h: torch.Tensor
@@ -213,7 +225,7 @@ class ConvGRUCell(nn.Module):
         f = h.shape[1]
         z = torch.sigmoid(fused.conv(self.hidden_gates, h, add=z_in, channels=slice(0, f)))
         r = torch.sigmoid(fused.conv(self.hidden_gates, h, add=r_in, channels=slice(f, 2 * f)))
-        n = fused.tanh(fused.conv(self.hidden_candidate, r * h, add=candidate))
+        n = inference_tanh(fused.conv(self.hidden_candidate, r * h, add=candidate))
         return torch.lerp(h, n, z)
 
 

@@ -72,6 +72,8 @@ def conv(
         one layer computed apart give two contiguous tensors, where slicing one
         output gives strided views that element-wise kernels run slowly on.
     """
+    if _POINTWISE is None:
+        raise RuntimeError("this torch has no oneDNN pointwise convolutions; check fused.available first")
     if activation is not None and add is not None:
         raise ValueError("a fused convolution takes an activation or a sum, not both")
     weight, bias = layer.weight, layer.bias
@@ -81,8 +83,6 @@ def conv(
     weight = weight.to(x.dtype)
     bias = None if bias is None else bias.to(x.dtype)
     geometry = (list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups)
-    if _POINTWISE is None:
-        raise RuntimeError("this torch has no oneDNN pointwise convolutions; check fused.available first")
     if add is not None:
         return _POINTWISE.binary(x, add.to(x.dtype), weight, bias, *geometry, "add", None, None, [], None)
     return _POINTWISE(x, weight, bias, *geometry, *_post_op(activation), None)
@@ -97,15 +97,3 @@ def _post_op(activation: nn.Module | None) -> tuple[str, list[float]]:
     if isinstance(activation, nn.ReLU):
         return "relu", []
     raise ValueError(f"no fused form of {type(activation).__name__}")
-
-
-def tanh(x: torch.Tensor) -> torch.Tensor:
-    """``torch.tanh(x)``, the same values, faster for bfloat16 on a CPU (inference only).
-
-    torch's bf16 tanh on a CPU took 22 ms over 2 x 32 x 542^2 values (2 threads) where
-    widening to fp32, an in-place fp32 tanh and narrowing back took 16 ms, with
-    identical results.
-    """
-    if x.dtype != torch.bfloat16 or x.device.type != "cpu":
-        return torch.tanh(x)
-    return x.float().tanh_().to(torch.bfloat16)
