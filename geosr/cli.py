@@ -748,6 +748,15 @@ def info(
             "refused as the run refuses it).  Nothing is written."
         ),
     ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the scene and the plan as one JSON object on stdout, for scripts (jq), instead "
+            "of the lines: numbers as numbers (bytes, seconds, pixels); its keys are those of "
+            "geosr.inspect.RunPlan.to_dict (README: geosr info --json).",
+        ),
+    ] = False,
 ) -> None:
     """Describe INPUT (grid, CRS, bands, nodata) and the plan of a run on it."""
     from geosr.inspect import plan_run
@@ -773,12 +782,16 @@ def info(
         compress=compress,
         overwrite=overwrite,
     )
+    plan = plan_run(_one_input(input, *ctx.args), options, calibrate=calibrate, output=output)
+    if as_json:
+        with stdout_guarded():
+            # allow_nan=False: to_dict spells a NaN nodata "nan", and JSON has no such token.
+            typer.echo(json.dumps(plan.to_dict(), indent=2, allow_nan=False))
+        return
     table = Table(show_header=False, box=None)
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # a long path is folded onto the next line, not cut with '…'
-    for key, value in plan_run(
-        _one_input(input, *ctx.args), options, calibrate=calibrate, output=output
-    ).lines():
+    for key, value in plan.lines():
         # A path in brackets is no markup; a signed URL's signature (a credential) is left out;
         # a name the terminal cannot print is escaped, as in an error line (it read 'sc??ne.tif').
         shown = printable(without_signatures(value), getattr(sys.stdout, "encoding", None))

@@ -32,11 +32,18 @@ from geosr.api import (
 )
 from geosr.errors import InputError, OutputError
 from geosr.fingerprint import job_fingerprint
-from geosr.grid import describe, scaled
+from geosr.grid import crs_code, crs_wkt, describe, scaled
 from geosr.io.atomic import already_exists, check_name_length, check_writable, format_bytes, free_bytes
 from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.cog import is_bigtiff
-from geosr.io.remote import check_remote_output, file_url_path, is_remote, staged_output
+from geosr.io.names import utf8_name
+from geosr.io.remote import (
+    check_remote_output,
+    file_url_path,
+    is_remote,
+    staged_output,
+    without_signatures,
+)
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job
 from geosr.io.runstate import StaleRunError, job_digest, reclaimable_bytes, run_dir, stale_run, stored_run
 from geosr.io.scene import Scene, read_sample, sample_step
@@ -367,29 +374,244 @@ class RunPlan:
             " (BigTIFF)" if is_bigtiff(sizing_spec(self.scene, self.options)) else ""
         )
 
+    def _output_path(self) -> Path:
+        """Where the run writes: :attr:`destination`, or the default output beside the input."""
+        source = self.scene.path if self.source is None else self.source
+        return self.destination or default_output(source, self.options.scale)
+
+    def _room(self) -> _Room:
+        """The memory and the disk the run's resource check finds (:func:`geosr.api._check_resources`)."""
+        destination = self._output_path()
+        folder = _existing(destination.parent.resolve())
+        # As the run's check: what an unfinished run of the output holds (its run state, which
+        # the run resumes into, and temporaries) is the run's to take back; counted as taken,
+        # it said 'geosr run would refuse it' of a run that fits.
+        return _Room(resources.available_memory(), folder, free_bytes(folder), reclaimable_bytes(destination))
+
     def _shortfall(self) -> str:
         """What geosr run would refuse for lack of memory or of disk in the output's folder, as
         its resource check does (:func:`geosr.api._check_resources`); empty when both fit."""
         out = []
-        available = resources.available_memory()
-        # The run's check compares what tile and batch need (process_bytes is already in use).
-        if available is not None and self.memory_bytes is not None and self.memory_bytes > available:
+        room = self._room()
+        if room.memory is not None and room.memory_short(self.memory_bytes):
             hint = "use a smaller --tile or --batch-size"
-            out.append(f"only {format_bytes(available)} of memory available ({hint})")
-        source = self.scene.path if self.source is None else self.source
-        destination = self.destination or default_output(source, self.options.scale)
-        folder = _existing(destination.parent.resolve())
-        free = free_bytes(folder)
-        # As the run's check: what an unfinished run of the output holds (its run state, which
-        # the run resumes into, and temporaries) is the run's to take back; counted as taken,
-        # it said 'geosr run would refuse it' of a run that fits.
-        if (
-            free is not None
-            and self.disk_bytes is not None
-            and self.disk_bytes - reclaimable_bytes(destination) > free
-        ):
-            out.append(f"only {format_bytes(free)} free in {folder} (write elsewhere with -o)")
+            out.append(f"only {format_bytes(room.memory)} of memory available ({hint})")
+        if room.free is not None and room.disk_short(self.disk_bytes):
+            out.append(f"only {format_bytes(room.free)} free in {room.folder} (write elsewhere with -o)")
         return f"; {' and '.join(out)}: geosr run would refuse it" if out else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as ``geosr info --json`` prints it: what :meth:`lines` says, as JSON values.
+
+        Numbers are numbers (bytes, seconds, pixels), not the lines' rounded text; a NaN nodata
+        is ``"nan"``, as a STAC Item's; paths are UTF-8 text without a signed URL's signature.
+        The keys, each always present (None, JSON's null, where the line is absent):
+
+        ``input``, ``reads``
+            The input as given, and the file read for it (another for a STAC Item's asset).
+        ``grid``, ``output_grid``
+            ``width``, ``height`` (pixels), ``crs`` (``"EPSG:32633"`` where a code names it, else
+            WKT; None for none), ``transform`` (the 6 numbers a, b, c, d, e, f of the affine,
+            rasterio's order), ``bounds`` ([left, bottom, right, top] in the CRS).
+        ``bands``
+            ``count``, ``dtype``, ``indexes`` (the file's band numbers read), ``names`` (each
+            band's description, or None).
+        ``nodata``
+            ``value`` (the input's, shared by its bands), ``bands`` (each band's own where they
+            differ, else None), ``missing_values`` (a CF variable's further fill values),
+            ``output`` (what the output declares), ``masked`` (a mask hides pixels).
+        ``valid_fraction``
+            The share of valid pixels in a strided sample (None without ``--calibrate``);
+            ``refused``: whether geosr run refuses the scene (no valid pixel).
+        ``area_of_interest``
+            ``col``, ``row``, ``width``, ``height`` of the window read, ``file_width``,
+            ``file_height``; None where the whole file is read.
+        ``output``
+            ``path``, ``format`` (``"cog"`` or ``"zarr"``), ``compress``, ``bytes``
+            (uncompressed), ``bigtiff`` (a COG's; None for Zarr), ``chunks`` ([rows, cols]; None
+            for a COG).
+        ``model``
+            ``name``, ``scale``, ``frames`` (the ``--frame`` files fused).
+        ``tiles``
+            ``count``, ``width``, ``height``, ``halo`` (pixels of the input).
+        ``batch``
+            ``size`` (tiles), ``device``, ``precision``, ``lanes`` (batches at once).
+        ``resources``
+            ``peak_memory_bytes`` (``process_bytes`` + ``memory_bytes``), ``process_bytes``,
+            ``memory_bytes`` (set by tile and batch), ``disk_bytes``, ``available_memory_bytes``,
+            ``free_disk_bytes`` (in ``disk_folder``), ``memory_short``, ``disk_short`` (geosr run
+            would refuse it for lack of either); None without a memory estimate.
+        ``estimate``
+            ``seconds`` (the whole run), ``model_seconds``, ``reading_seconds``, ``store_seconds``,
+            ``cog_seconds`` (a Zarr store's finishing for Zarr), ``batches``, ``resume_seconds``
+            (``geosr run --resume`` of an unfinished run; else None); None without ``--calibrate``.
+        ``unfinished_run``
+            An unfinished run kept at the output: ``same_job`` (whether ``--resume`` keeps it),
+            ``tiles_done``, ``tiles`` and ``run_state`` (its folder) for this job's, ``message``
+            (what geosr run says) for another's; None where there is none.
+        """
+        timing = self.timing
+        return {
+            "input": _json_path(self.scene.path if self.source is None else self.source),
+            "reads": _json_path(self.scene.path),
+            "grid": _grid_dict(self.scene.grid),
+            "bands": self._bands_dict(),
+            "nodata": self._nodata_dict(),
+            "valid_fraction": self.valid_fraction,
+            "refused": self.refused,
+            "area_of_interest": self._window_dict(),
+            "output_grid": _grid_dict(scaled(self.scene.grid, self.options.scale)),
+            "output": self._output_dict(),
+            "model": {"name": self.model, "scale": self.options.scale, "frames": self.frames},
+            "tiles": {
+                "count": len(self.plan),
+                "width": self.plan.tile_width,
+                "height": self.plan.tile_height,
+                "halo": self.plan.halo,
+            },
+            "batch": {
+                "size": self.batch_size,
+                "device": self.device,
+                "precision": self.precision,
+                "lanes": self.lanes,
+            },
+            "resources": self._resources_dict(),
+            "estimate": None if timing is None else _timing_dict(timing, self.resume_seconds),
+            "unfinished_run": self._unfinished_dict(),
+        }
+
+    def _bands_dict(self) -> dict[str, Any]:
+        s = self.scene
+        return {
+            "count": s.count,
+            "dtype": s.dtype,
+            "indexes": list(s.bands or range(1, s.count + 1)),
+            "names": list(s.descriptions or (None,) * s.count),
+        }
+
+    def _nodata_dict(self) -> dict[str, Any]:
+        s = self.scene
+        output = s.output_nodata if s.output_nodata is not None else self.aoi_nodata
+        return {
+            "value": _json_number(s.nodata),
+            "bands": [_json_number(v) for v in s.band_nodata] if s.band_nodata else None,
+            "missing_values": [_json_number(v) for v in s.missing_values],
+            "output": _json_number(output),
+            "masked": s.masked,
+        }
+
+    def _window_dict(self) -> dict[str, int] | None:
+        s = self.scene
+        if s.file_shape is None:
+            return None
+        h, w = s.grid.shape.yx
+        return {
+            "col": s.origin[1],
+            "row": s.origin[0],
+            "width": w,
+            "height": h,
+            "file_width": s.file_shape[1],
+            "file_height": s.file_shape[0],
+        }
+
+    def _output_dict(self) -> dict[str, Any]:
+        return {
+            "path": _json_path(self._output_path()),
+            "format": "zarr" if self.zarr else "cog",
+            "compress": self.options.compress,
+            "bytes": self.output_bytes,
+            "bigtiff": None if self.zarr else is_bigtiff(sizing_spec(self.scene, self.options)),
+            "chunks": list(self.chunks) if self.zarr else None,
+        }
+
+    def _resources_dict(self) -> dict[str, Any] | None:
+        if self.memory_bytes is None or self.disk_bytes is None:
+            return None
+        held = self.process_bytes or 0
+        room = self._room()
+        return {
+            "peak_memory_bytes": held + self.memory_bytes,
+            "process_bytes": held,
+            "memory_bytes": self.memory_bytes,
+            "disk_bytes": self.disk_bytes,
+            "available_memory_bytes": room.memory,
+            "free_disk_bytes": room.free,
+            "disk_folder": _json_path(room.folder),
+            "memory_short": room.memory_short(self.memory_bytes),
+            "disk_short": room.disk_short(self.disk_bytes),
+        }
+
+    def _unfinished_dict(self) -> dict[str, Any] | None:
+        if self.other_run is not None:
+            return {"same_job": False, "message": without_signatures(self.other_run)}
+        if self.tiles_done is None or self.destination is None:
+            return None
+        return {
+            "same_job": True,
+            "tiles_done": self.tiles_done,
+            "tiles": len(self.plan),
+            "run_state": _json_path(run_dir(self.destination)),
+        }
+
+
+@dataclass(frozen=True)
+class _Room:
+    """The memory and the disk a run finds: what geosr run's resource check compares its needs with."""
+
+    memory: int | None
+    """Bytes of memory available (None where the system does not say)."""
+    folder: Path
+    """The output's folder, or its nearest existing parent."""
+    free: int | None
+    """Bytes free in :attr:`folder` (None where the file system does not say)."""
+    reclaimable: int
+    """Bytes an unfinished run of the output holds, which the run takes back."""
+
+    def memory_short(self, needed: int | None) -> bool:
+        """Whether ``needed`` bytes (set by tile and batch) are more than :attr:`memory`."""
+        # The run's check compares what tile and batch need (process_bytes is already in use).
+        return self.memory is not None and needed is not None and needed > self.memory
+
+    def disk_short(self, needed: int | None) -> bool:
+        """Whether ``needed`` bytes of disk, less :attr:`reclaimable`, are more than :attr:`free`."""
+        return self.free is not None and needed is not None and needed - self.reclaimable > self.free
+
+
+def _json_path(path: str | Path) -> str:
+    """``path`` as info's JSON gives it: UTF-8 text, a signed URL's signature left out."""
+    return without_signatures(utf8_name(path))
+
+
+def _json_number(value: float | None) -> float | str | None:
+    """``value`` as JSON holds it: NaN, which JSON has no token for, as ``"nan"`` (a STAC Item's)."""
+    return "nan" if value is not None and math.isnan(value) else value
+
+
+def _grid_dict(grid: GeoBox) -> dict[str, Any]:
+    """``grid``'s size, CRS (its code, else WKT), affine transform and bounds, as JSON values."""
+    h, w = grid.shape.yx
+    crs = None if grid.crs is None else crs_code(grid.crs) or crs_wkt(grid.crs)
+    box = grid.boundingbox
+    return {
+        "width": w,
+        "height": h,
+        "crs": crs,
+        "transform": list(grid.affine)[:6],
+        "bounds": [box.left, box.bottom, box.right, box.top],
+    }
+
+
+def _timing_dict(timing: Timing, resume_seconds: float | None) -> dict[str, Any]:
+    """``timing``'s estimate and its parts in seconds, as :meth:`Timing.describe` says them."""
+    return {
+        "seconds": timing.total,
+        "model_seconds": timing.model_seconds,
+        "reading_seconds": timing.read * timing.batches + timing.sample,
+        "store_seconds": timing.store,
+        "cog_seconds": timing.cog,
+        "batches": timing.batches,
+        "resume_seconds": resume_seconds,
+    }
 
 
 def _existing(folder: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import sys
 import time
@@ -660,6 +661,94 @@ def test_info_plans_the_cog_of_the_compression_asked_for(make_raster, tmp_path, 
             )
         else:
             assert "an LZW COG" in " ".join(captured.out.split())
+
+
+def test_info_json_gives_the_plan_the_lines_show_as_numbers(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """geosr info had no --json ('No such option: --json'): a script over an archive parsed its
+    lines, whose numbers are rounded text ('192.0 KiB', '0.0 s').  Now --json prints one JSON
+    object of the same plan, the numbers as numbers, an unfinished run's tiles done too."""
+    src = make_raster("in.tif", count=2, height=64, width=48, nodata=0, descriptions=("R", "G"))
+    monkeypatch.chdir(tmp_path)
+    options = RunOptions(scale=2, model="bicubic", tile=32, batch_size=1)
+
+    def interrupt(done: int, total: int) -> None:  # Ctrl-C after the first batch
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        upscale_file(src.name, "part.tif", progress=interrupt, **dataclasses.asdict(options))
+    args = [src.name, "-o", "part.tif", "-m", "bicubic", "--tile", "32", "--batch-size", "1", "-s", "2"]
+    code, captured = _geosr(monkeypatch, capsys, "info", *args, "--json")
+    assert code == 0 and not captured.err, captured
+    plan = json.loads(captured.out)
+    code, captured = _geosr(monkeypatch, capsys, "info", *args)
+    assert code == 0, captured
+    rows: dict[str, str] = {}
+    key = ""
+    for line in captured.out.splitlines():  # a key's value goes on over the lines without one
+        key = line[:16].strip() or key
+        rows[key] = f"{rows.get(key, '')} {line[16:].strip()}".strip()
+    grid, out = plan["grid"], plan["output_grid"]
+    assert rows["grid"].startswith(f"{grid['width']} x {grid['height']} px, CRS {grid['crs']}, pixel 10 x 10")
+    assert rows["output grid"].startswith(f"{out['width']} x {out['height']} px, CRS {out['crs']}")
+    with rasterio.open(src) as dataset:
+        assert grid["transform"] == list(dataset.transform)[:6]
+        assert grid["bounds"] == list(dataset.bounds) == out["bounds"]
+    assert rows["bands"] == f"{plan['bands']['count']} x {plan['bands']['dtype']}: R, G"
+    assert plan["bands"]["names"] == ["R", "G"] and plan["nodata"]["value"] == 0
+    assert rows["output size"] == f"{format_bytes(plan['output']['bytes'])} uncompressed"
+    assert plan["output"]["bytes"] == 2 * 128 * 96 * 2 and plan["output"]["format"] == "cog"
+    tiles, batch = plan["tiles"], plan["batch"]
+    assert rows["model"] == f"{plan['model']['name']} x{plan['model']['scale']}" == "bicubic x2"
+    assert (
+        rows["tiles"]
+        == f"{tiles['count']} of {tiles['width']} x {tiles['height']} px, halo {tiles['halo']} px"
+    )
+    assert rows["batch"].startswith(f"{batch['size']} tile on {batch['device']}, {batch['precision']}")
+    memory = plan["resources"]
+    assert memory["peak_memory_bytes"] == memory["process_bytes"] + memory["memory_bytes"]
+    assert f"disk about {format_bytes(memory['disk_bytes'])} for a ZSTD COG" in " ".join(
+        rows["resources"].split()
+    )
+    done = plan["unfinished_run"]["tiles_done"]
+    assert plan["unfinished_run"] == {
+        "same_job": True,
+        "tiles_done": done,
+        "tiles": 4,
+        "run_state": str(Path(".part.tif.geosr-run")),
+    }
+    assert rows["unfinished run"].startswith(f"{done} of 4 tiles done")
+    estimate = plan["estimate"]
+    assert isinstance(estimate["seconds"], float) and estimate["resume_seconds"] < estimate["seconds"]
+    assert estimate["batches"] == 4 and plan["valid_fraction"] == 1.0
+    assert rows["estimated time"].startswith(
+        f"{estimate['resume_seconds']:.1f} s with --resume ({4 - done} of 4 tiles left), "
+        f"with --restart {estimate['seconds']:.1f} s for a ZSTD COG: model {estimate['model_seconds']:.1f} s"
+    )
+    # A float scene's NaN, which JSON has no token for; no estimate without --calibrate.
+    floats = make_raster("floats.tif", dtype="float32")
+    code, captured = _geosr(
+        monkeypatch, capsys, "info", floats.name, "-m", "bicubic", "--no-calibrate", "--json"
+    )
+    assert code == 0, captured
+    plan = json.loads(captured.out)
+    assert plan["nodata"] == {
+        "value": None,
+        "bands": None,
+        "missing_values": [],
+        "output": "nan",
+        "masked": False,
+    }
+    assert (
+        plan["estimate"] is None
+        and plan["valid_fraction"] is None
+        and plan["output"]["path"] == "floats_x4.tif"
+    )
+    # An error is its one line, as evaluate's: no JSON on stdout.
+    code, captured = _geosr(monkeypatch, capsys, "info", "missing.tif", "--json")
+    assert code == 2 and captured.out == "" and captured.err.count("\n") == 1, captured
 
 
 def _geosr(monkeypatch, capsys, *args: str) -> tuple[int, pytest.CaptureResult[str]]:
