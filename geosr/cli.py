@@ -30,11 +30,14 @@ from typer.core import TyperCommand, TyperGroup
 
 from geosr.allocator import keep_freed_memory
 from geosr.cli_types import (
+    PIPE_CLOSED,
+    StdoutConsole,
     StdoutError,
     echo_path,
     flushed_or_silenced,
     given_text,
     path_option,
+    pipe_closed_ends_quietly,
     stdout_guarded,
     unpadded,
 )
@@ -123,15 +126,17 @@ _GIVEN = "geosr.given"
 class _Commands(TyperGroup):
     """geosr's commands, whose usage errors (the group's and each command's) are one line."""
 
+    # Both within pipe_closed_ends_quietly: the help and --version are printed as the arguments are
+    # parsed (a command's own as the group invokes it), the rest by the command.
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         given = list(args)  # parsing consumes them
-        with _usage_errors_as_one_line(given):
+        with pipe_closed_ends_quietly(), _usage_errors_as_one_line(given):
             ctx = super().make_context(info_name, args, parent, **extra)
         ctx.meta[_GIVEN] = given
         return ctx
 
     def invoke(self, ctx: Any) -> Any:
-        with _usage_errors_as_one_line(ctx.meta.get(_GIVEN, ())):
+        with pipe_closed_ends_quietly(), _usage_errors_as_one_line(ctx.meta.get(_GIVEN, ())):
             return super().invoke(ctx)
 
 
@@ -850,7 +855,7 @@ def _print_models(infos: list[Any], *, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps([info.to_dict() for info in infos], indent=2, allow_nan=False))
         return
-    console = Console()
+    console = StdoutConsole()
     # The name is what --model takes: never cut to 'cnnrnn-f…' in a narrow terminal; the
     # other columns fold rather than lose their ends.  No box, as geosr info and the README:
     # piped into grep or a file, its lines were framed in box-drawing characters.
@@ -1221,8 +1226,8 @@ def _native_stderr_captured() -> Iterator[None]:
         yield
         failed = False
     except (GeosrError, KeyboardInterrupt, SystemExit) as exc:
-        # 130: an interrupt the command reported itself, no bug.
-        failed = isinstance(exc, SystemExit) and exc.code not in (0, None, 2, 130)
+        # 130: an interrupt the command reported itself, no bug; nor a pipe closed early.
+        failed = isinstance(exc, SystemExit) and exc.code not in (0, None, 2, 130, PIPE_CLOSED)
         raise
     finally:
         flushed_or_silenced(sys.stderr)

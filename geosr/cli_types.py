@@ -4,8 +4,10 @@ guard on stdout, and tables as they print them."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +32,7 @@ def stdout_guarded(done: str = "") -> Iterator[None]:
     ``/dev/full``) is a :class:`StdoutError` in one line, which was an OSError traceback and
     exit status 1, even after a run's output was written.  ``done`` says what is done anyway.
 
-    A closed pipe (``| head``) is left to click, which ends the command quietly.
+    A closed pipe (``| head``) is left to :func:`pipe_closed_ends_quietly`, around the command.
     """
     try:
         yield
@@ -59,6 +61,43 @@ def flushed_or_silenced(stream: IO[str]) -> None:
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, stream.fileno())
         os.close(null)
+
+
+PIPE_CLOSED = 128 + signal.SIGPIPE
+"""The exit status of a command whose stdout's reader stopped early (``geosr models | head -1``):
+a process killed by SIGPIPE's, which a shell gives ``git log | head -1`` and gdalinfo too."""
+
+
+@contextlib.contextmanager
+def pipe_closed_ends_quietly() -> Iterator[None]:
+    """Within: a write on a stdout whose reader is gone (``geosr models | head -1``) ends the
+    command with :data:`PIPE_CLOSED`, saying nothing, as ``git`` and ``gdalinfo`` end.
+
+    Left to click, it ended with status 1, which ``set -o pipefail`` took for a failure of the
+    command's own.  The null device goes on stdout's descriptor (Python's recipe), so that
+    Python's flush of what is left as it exits says nothing ('Exception ignored ... BrokenPipeError').
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # no descriptor: nothing to flush
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+        sys.exit(PIPE_CLOSED)
+
+
+class StdoutConsole(Console):
+    """rich's console on stdout, whose reader gone ends the command as any write on stdout then
+    does (:func:`pipe_closed_ends_quietly`): rich's own ending was exit status 1 (``geosr
+    evaluate a.tif | head -1``), and ``geosr models | head -1`` ended with 141."""
+
+    def on_broken_pipe(self) -> None:
+        """Raise the write's error again, for :func:`pipe_closed_ends_quietly`."""
+        self.quiet = True  # nothing more from this console
+        raise BrokenPipeError(errno.EPIPE, "the reader of stdout is gone")
 
 
 def echo_path(path: str | Path) -> None:

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from geosr.batch import names_apart
-from geosr.cli_types import unpadded
+from geosr.cli_types import StdoutConsole, unpadded
 from geosr.errors import OptionError, OutputError
 from geosr.evaluation.metrics import BandMetrics
 from geosr.evaluation.wald import EvalReport
@@ -115,7 +115,7 @@ def table(report: EvalReport, encoding: str = "utf-8", names: Sequence[str] | No
 
 def print_report(report: EvalReport, console: Console | None = None) -> None:
     """The table, each image band's note and the summary line, on ``console`` (stdout by default)."""
-    console = console or Console()
+    console = console or StdoutConsole()
     # Less the spaces rich pads the centred title with (:func:`~geosr.cli_types.unpadded`).
     # Names escaped for an ASCII terminal before rich measures them: the stream's own escaping
     # came after, and an 'è' was a UnicodeEncodeError traceback on stdout.

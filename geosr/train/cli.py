@@ -28,6 +28,7 @@ from rich.table import Column
 
 from geosr.cli import Batch, Device, Precision, Tile
 from geosr.cli_types import (
+    StdoutConsole,
     echo_path,
     given_name,
     given_path,
@@ -1083,7 +1084,7 @@ def _report_evaluation(report: Any, json_path: str | None, plot: str | None) -> 
     written += [write_plot(report, plot)] if plot else []
     done = f"{' and '.join(map(str, written))} {'is' if len(written) == 1 else 'are'} written, but "
     with stdout_guarded(done if written else ""):
-        print_report(report, err if to_stdout else Console())
+        print_report(report, err if to_stdout else StdoutConsole())
         if to_stdout:
             typer.echo(report_json(report))
     for path in written:
