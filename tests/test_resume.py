@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -593,25 +594,51 @@ def test_an_input_replaced_as_the_run_starts_is_refused(make_raster, tmp_path: P
 
 @pytest.mark.parametrize("suffix", [".tif", ".zarr"])
 def test_a_run_state_removed_during_the_run_is_one_line(make_raster, tmp_path: Path, suffix: str) -> None:
-    """The output's folder deleted while the tiles ran: zarr made the store's folders again for
-    the tiles that followed, and the build ended in a GroupNotFoundError traceback (a COG), or
-    kept "the 0 finished tiles" for a --resume that could not use them (a Zarr output)."""
+    """The output's hidden run state deleted while the tiles ran: zarr made the store's folders
+    again for the tiles that followed, and the build ended in a GroupNotFoundError traceback (a
+    COG), or kept "the 0 finished tiles" for a --resume that could not use them (a Zarr output).
+    The output's whole folder deleted is the same line; the same command then says the folder
+    is missing, in one line.
+
+    Each is removed at a point the run reports (its progress), whatever the machine's pace: the
+    whole folder, removed after the second tile while writer threads wrote others, was made
+    again by a write that followed, or was not, where every write that followed overlapped the
+    removal and failed, and the same command then found no folder (a flaky test under load).
+    The state alone is removed there now, its folder kept; the whole folder after the last
+    tile, when no write is in flight and none follows."""
     import shutil
 
     src = make_raster(height=40, width=40)
     out = tmp_path / "out"
     out.mkdir()
     dst = out / f"x{suffix}"
+    removed = r"was removed while the run went on .* run the same command again"
 
-    def someone_removes_the_folder(done: int, total: int) -> None:
-        if done == 2:
-            shutil.rmtree(out, ignore_errors=True)  # the tiles may be making folders in it
+    def removing(path: Path, *, after: int | None = None) -> Callable[[int, int], None]:
+        """A progress callback that removes ``path`` once ``after`` tiles are done (None: all)."""
 
-    options = {"scale": 2, "model": "bicubic", "tile": 16, "batch_size": 1}
-    with pytest.raises(OutputError, match=r"was removed while the run went on .* run the same command again"):
-        geosr.upscale_file(src, dst, progress=someone_removes_the_folder, **options)
+        def progress(done: int, total: int) -> None:
+            if done == (total if after is None else after):
+                shutil.rmtree(path, ignore_errors=True)  # the tiles may be making folders in it
+
+        return progress
+
+    options = {"scale": 2, "model": "bicubic", "tile": 16, "batch_size": 1}  # 9 tiles
+    with pytest.raises(OutputError, match=removed):
+        geosr.upscale_file(src, dst, progress=removing(run_dir(dst), after=2), **options)
     assert not dst.exists() and not run_dir(dst).exists()
     geosr.upscale_file(src, dst, **options)  # the same command
+    assert dst.exists() and not run_dir(dst).exists()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    dst = gone / f"x{suffix}"
+    with pytest.raises(OutputError, match=removed):
+        geosr.upscale_file(src, dst, progress=removing(gone), **options)
+    assert not gone.exists()
+    with pytest.raises(OutputError, match="does not exist; create it first"):
+        geosr.upscale_file(src, dst, **options)  # the same command
+    gone.mkdir()
+    geosr.upscale_file(src, dst, **options)
     assert dst.exists() and not run_dir(dst).exists()
 
 
