@@ -642,6 +642,29 @@ def test_a_run_state_removed_during_the_run_is_one_line(make_raster, tmp_path: P
     assert dst.exists() and not run_dir(dst).exists()
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_an_output_folder_removed_before_the_first_tile_is_one_line(
+    make_raster, tmp_path: Path, suffix: str
+) -> None:
+    """The output's folder deleted after the run made its store, before the first tile (the
+    run's progress at 0): opening the store to write the tiles ended in a FileNotFoundError
+    traceback ('.../store.zarr does not exist'); it is the line of a state removed under the tiles."""
+    import shutil
+
+    src = make_raster(height=40, width=40)
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = out / f"x{suffix}"
+
+    def removed_at_start(done: int, total: int) -> None:
+        if done == 0:
+            shutil.rmtree(out)
+
+    with pytest.raises(OutputError, match=r"was removed while the run went on .* run the same command again"):
+        geosr.upscale_file(src, dst, progress=removed_at_start, scale=2, model="bicubic", tile=16)
+    assert not out.exists()
+
+
 def test_a_ctrl_c_before_the_first_tile_is_journaled_leaves_no_run_state(make_raster, tmp_path: Path) -> None:
     """Stopped as the run store was made or the first batch ran: the line said the finished
     tiles were kept for --resume, and the same command was refused as a stale run."""

@@ -29,6 +29,8 @@ CNN-RNN run unchanged: its COG build gains what writing 1.6x the bytes costs.
 
 from __future__ import annotations
 
+import errno
+import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +42,7 @@ from numcodecs import Blosc
 from zarr.core.group import GroupMetadata
 from zarr.core.metadata import ArrayMetadata, ArrayV2Metadata
 from zarr.dtype import parse_dtype
+from zarr.errors import GroupNotFoundError
 from zarr.storage import LocalStore
 
 from geosr.errors import GeosrError, OutputError, catch_warnings_serialised
@@ -175,7 +178,13 @@ class StoreWriter:
     def __init__(self, store: Path, destination: Path, needed: int | None = None) -> None:
         self.destination = destination
         self.needed = needed
-        group: Any = zarr.open_group(str(store), mode="r+")
+        try:
+            group: Any = zarr.open_group(str(store), mode="r+")
+        except (OSError, GroupNotFoundError) as exc:
+            # The store removed after it was made (its output's folder deleted before the
+            # first tile): a FileNotFoundError traceback, where the run says so in one line
+            # (RunState.check_kept) as it does of a store removed under its tiles.
+            raise OutputError(describe_write_failure(destination, _as_os_error(exc, store), needed)) from None
         # A COG's store (the one with overview levels) is read once, by GDAL, so
         # every chunk is written: zarr's test for chunks equal to the fill value
         # took 16 of 27 ms per 2048^2 uint16 chunk.  A Zarr output keeps the
@@ -205,6 +214,16 @@ class StoreWriter:
                 _write_chunkwise(level, rows, cols, data)
         except OSError as exc:
             raise OutputError(describe_write_failure(self.destination, exc, self.needed)) from None
+
+
+def _as_os_error(exc: Exception, store: Path) -> OSError:
+    """``exc``, or for zarr's GroupNotFoundError (the store's folder there, its metadata not) the
+    FileNotFoundError of the missing store."""
+    return (
+        exc
+        if isinstance(exc, OSError)
+        else FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(store))
+    )
 
 
 def finalise(store: Path, destination: Path, spec: OutputSpec, *, overwrite: bool) -> Path:
