@@ -474,6 +474,15 @@ its task threads' stacks every 10 ms on the event loop, for a dashboard that geo
 cluster does not serve: the 2048^2 x4 benchmark job took 0.2 CPU-s more of 8 (2.5 %) with it,
 on 2 cores that the model needs (median of 4 interleaved runs with 2 workers)."""
 
+FEWER_TICKS = {"distributed.admin.tick.interval": "1s", "distributed.admin.system-monitor.interval": "10s"}
+"""Dask config for the worker threads of ``workers=N``: the scheduler's and each worker's event-loop
+tick (a check for a blocked loop, every 20 ms) and system monitor (psutil's CPU, memory, disk and
+network counters, every 500 ms) run less often.  They share this process's GIL and 2 cores with
+the model: 15 ms of CPU each second with 2 idle workers, 3.7 ms so (8 s windows); in the 2048^2
+x4 benchmark job, whose loop also runs the tasks' messages, 0.16 to 0.06 CPU-s per run on a loaded
+machine.  A blocked loop is still reported once it has been for ``distributed.admin.tick.limit``
+(3 s); the monitor's samples only feed a dashboard and memory limits, which these workers do not have."""
+
 
 def _local_cluster(kind: str, n: int, workers: int) -> LocalCluster:
     """A local cluster of ``n`` workers of ``kind`` (:func:`local_workers`) for ``--workers``."""
@@ -492,7 +501,7 @@ def _local_cluster(kind: str, n: int, workers: int) -> LocalCluster:
     # compares it with the whole process's, which all N threads share, so with
     # --workers 100 (240 MiB each here) every worker paused at once and the run
     # hung; geosr's own guard (geosr.resources) bounds the run's memory instead.
-    with local_cluster_starting(f"--workers {workers}"), dask.config.set(NO_PROFILER):
+    with local_cluster_starting(f"--workers {workers}"), dask.config.set({**NO_PROFILER, **FEWER_TICKS}):
         return LocalCluster(
             n_workers=n,
             threads_per_worker=1,
