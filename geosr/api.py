@@ -61,7 +61,7 @@ from geosr.io.zarr_store import check_zarr_grid, store_bytes
 from geosr.memory_fit import fit_to_memory
 from geosr.normalise import Normalisation
 from geosr.options import OPTION_DEFAULTS, OPTION_FLAGS, RunOptions
-from geosr.pipeline import Job, run_tiles
+from geosr.pipeline import Job, Reader, run_tiles
 from geosr.recovery import damaged_store_error, tiles_to_trust
 from geosr.run_inputs import (
     frame_shifts,
@@ -279,27 +279,41 @@ def _upscale_to_local(
     net, predictor = _predictor_for(src, scene, opts)
     frames = frames_read(src, net, frames)
     plan, batch = _tile_plan(src, dst, scene, net, predictor, opts, frames)
-    job, plan, offsets = _planned_job(scene, net, opts, plan, batch, frames, sample)
-    model_tag = model_label(net, opts.model)
-    spec, fingerprint, digest = _job_output(
-        src, dst, job, net.name, predictor, plan, opts, offsets, model_tag
-    )
-    advance = _progress_counter(progress, len(plan))
-    if _check_existing_output(dst, digest, opts):
-        _forget_leftover_state(dst)
-        advance(len(plan))
-        # Already finished: nothing is computed again.  But a run killed after its rename
-        # has no --stac/--quicklook files yet, so those asked for and missing are written.
-        write_extras(src, scene, dst, opts, model_tag, missing_only=True, frames=frames)
-        return dst
-    # Before the extras' check: their names are longer still, and a 250-byte output's
-    # quicklook raised 'File name too long' looking for an earlier one, a traceback.
-    check_name_length(dst)
-    check_extras_free(dst, opts)
-    check_writable(dst, opts.overwrite)
-    out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance)
+    with _reader_for(scene, plan, batch, frames, opts) as reader:
+        job, plan, offsets = _planned_job(scene, net, opts, plan, batch, frames, sample)
+        model_tag = model_label(net, opts.model)
+        spec, fingerprint, digest = _job_output(
+            src, dst, job, net.name, predictor, plan, opts, offsets, model_tag
+        )
+        advance = _progress_counter(progress, len(plan))
+        if _check_existing_output(dst, digest, opts):
+            _forget_leftover_state(dst)
+            advance(len(plan))
+            # Already finished: nothing is computed again.  But a run killed after its rename
+            # has no --stac/--quicklook files yet, so those asked for and missing are written.
+            write_extras(src, scene, dst, opts, model_tag, missing_only=True, frames=frames)
+            return dst
+        # Before the extras' check: their names are longer still, and a 250-byte output's
+        # quicklook raised 'File name too long' looking for an earlier one, a traceback.
+        check_name_length(dst)
+        check_extras_free(dst, opts)
+        check_writable(dst, opts.overwrite)
+        out = _run(job, plan, predictor, dst, spec, opts, fingerprint, advance, reader)
     write_extras(src, scene, out, opts, model_tag, frames=frames)
     return out
+
+
+def _reader_for(
+    scene: Scene, plan: TilePlan, batch: int, frames: tuple[Scene, ...], opts: RunOptions
+) -> Reader:
+    """The reader of a run in this process, already reading the plan's first batch while the
+    run is prepared (its normalisation, its output's metadata, its run store), on a core that
+    would wait meanwhile; a run with frames reads them shifted by the job's offsets, and a
+    Dask cluster's workers read their own tiles: their reader reads nothing ahead."""
+    reader = Reader()
+    if not frames and opts.scheduler is None and opts.workers is None:
+        reader.read_ahead(scene, plan.tiles[:batch])
+    return reader
 
 
 def _tile_plan(
@@ -778,8 +792,10 @@ def _run(
     opts: RunOptions,
     fingerprint: dict[str, Any],
     advance: Callable[[int], None],
+    reader: Reader,
 ) -> Path:
-    """Run the planned job locally (single process) or on a Dask cluster, resumably."""
+    """Run the planned job locally (single process) or on a Dask cluster, resumably; ``reader``
+    reads the tiles of a run in this process."""
     state = RunState.acquire(dst)
     try:
         todo = _tiles_to_do(state, plan, dst, spec, opts, fingerprint)
@@ -789,7 +805,7 @@ def _run(
             if opts.scheduler is not None or opts.workers is not None:
                 cluster = _run_on_cluster(job, plan, todo, state, spec, opts, advance)
             else:
-                _run_here(job, plan, todo, predictor, state, dst, spec, advance)
+                _run_here(job, plan, todo, predictor, state, dst, spec, advance, reader)
         except OutputError as exc:
             # A full disk (or a permission) while tiles were stored: the finished ones stay,
             # for a --resume once there is room (a resume re-checks every kept chunk).  None
@@ -888,14 +904,25 @@ def _run_here(
     dst: Path,
     spec: OutputSpec,
     advance: Callable[[int], None],
+    reader: Reader,
 ) -> None:
     """Compute the tiles ``todo`` in this process, into the run store, in as many lanes as the
-    predictor takes."""
+    predictor takes, read by ``reader``."""
     writer = StoreWriter(state.store, dst, spec.nbytes)
     predictor.expect(-(-len(todo) // job.batch_size))  # lets --compile auto decide
     lanes = predictor.lanes()
     predict = predictor.predict_in_lane if lanes > 1 else predictor
-    run_tiles(job, plan, predict, writer, lanes=lanes, todo=todo, record=state.record, on_tiles_done=advance)
+    run_tiles(
+        job,
+        plan,
+        predict,
+        writer,
+        lanes=lanes,
+        todo=todo,
+        record=state.record,
+        on_tiles_done=advance,
+        reader=reader,
+    )
 
 
 def _finalise(state: RunState, plan: TilePlan, dst: Path, spec: OutputSpec, opts: RunOptions) -> None:
