@@ -683,6 +683,38 @@ def test_a_ctrl_c_before_the_first_tile_is_journaled_leaves_no_run_state(make_ra
     assert cog_validate(str(dst), quiet=True)[0]
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_an_output_folder_removed_during_the_run_says_to_make_it_again(
+    make_raster, tmp_path: Path, suffix: str
+) -> None:
+    """The output's whole folder deleted while the run went on: the line said only "run the same
+    command again", which was then refused ("directory ... does not exist; create it first"). It
+    names the folder to make again; a state removed from a folder still there keeps the old advice."""
+    import shutil
+
+    src = make_raster(height=40, width=40)
+    options = {"scale": 2, "model": "bicubic", "tile": 16, "batch_size": 1}  # 9 tiles
+
+    def removing(path: Path):
+        def progress(done: int, total: int) -> None:
+            if done == total:  # after the last tile: no write in flight, none follows
+                shutil.rmtree(path, ignore_errors=True)
+
+        return progress
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    dst = gone / f"x{suffix}"
+    advice = f"nothing was written: make {gone} again (mkdir -p {gone}) and run the same command again"
+    with pytest.raises(OutputError, match=re.escape(advice) + "$"):
+        geosr.upscale_file(src, dst, progress=removing(gone), **options)
+    gone.mkdir()
+    with pytest.raises(OutputError, match=r"nothing was written: run the same command again$"):
+        geosr.upscale_file(src, dst, progress=removing(run_dir(dst)), **options)
+    geosr.upscale_file(src, dst, **options)  # the same command
+    assert dst.exists() and not run_dir(dst).exists()
+
+
 def ctrl_c_after_a_batch(done: int, total: int) -> None:
     """A progress callback that interrupts a run once its first batch is done."""
     if done:

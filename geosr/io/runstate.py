@@ -399,10 +399,16 @@ class RunState:
         if not lock.exists():
             remove_path(self.directory)
         self._close()
+        # The output's own folder gone too: the same command alone was refused next ("directory
+        # ... does not exist; create it first"), so the advice names the folder to make again.
+        folder = self.destination.parent
+        rerun = "run the same command again"
+        if not folder.is_dir():
+            rerun = f"make {folder} again (mkdir -p {folder}) and {rerun}"
         raise OutputError(
             f"cannot write {self.destination}: its run state {self.directory} was removed while the run "
             "went on (its folder deleted or moved), and the finished tiles with it; nothing was written: "
-            "run the same command again"
+            + rerun
         )
 
     def describe(self) -> str:
