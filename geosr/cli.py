@@ -801,7 +801,8 @@ def info(
         # a name the terminal cannot print is escaped, as in an error line (it read 'sc??ne.tif').
         shown = printable(without_signatures(value), getattr(sys.stdout, "encoding", None))
         table.add_row(f"[bold]{key}[/bold]", escape(shown))
-    print_table(table)
+    # Piped, each value on its line, whole: folded at 80 columns, a path was cut mid-name.
+    print_table(table, whole_when_piped=True)
 
 
 def _one_input(pattern: str, *others: str) -> str:
@@ -826,10 +827,11 @@ def _several(sources: Sequence[str]) -> str:
     return f"{len(sources)} inputs ({shown})"
 
 
-def print_table(table: Table) -> None:
-    """Print ``table`` on stdout without the spaces rich pads its lines with (:func:`unpadded`)."""
+def print_table(table: Table, *, whole_when_piped: bool = False) -> None:
+    """Print ``table`` on stdout without the spaces rich pads its lines with (:func:`unpadded`),
+    its cells unwrapped where stdout is no terminal with ``whole_when_piped``."""
     with stdout_guarded():
-        typer.echo(unpadded(Console(), table))
+        typer.echo(unpadded(Console(), table, whole_when_piped=whole_when_piped))
 
 
 @app.command(cls=_Command)

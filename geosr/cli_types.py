@@ -112,7 +112,7 @@ AS_PIPED = 80
 (rich's default there), at which the tables are laid out and tested."""
 
 
-def unpadded(console: Console, renderable: RenderableType) -> str:
+def unpadded(console: Console, renderable: RenderableType, *, whole_when_piped: bool = False) -> str:
     """``renderable`` as ``console`` renders it, less the spaces rich pads every line with to
     its width (a table's, a centred title's): piped into grep, diff or a file, each line of
     ``geosr info`` ended in up to 60, and evaluate's title in 15.
@@ -121,10 +121,27 @@ def unpadded(console: Console, renderable: RenderableType) -> str:
     terminal wrapping the longer lines: at ``COLUMNS=20`` rich gave ``geosr models`` its names
     alone (the other columns 0 wide), evaluate's table empty cells, and ``geosr info`` its
     values a few letters a line ('EPSG:', '32633').
+
+    ``whole_when_piped``: where ``console`` is no terminal, each cell on one line, however
+    long (as gdalinfo prints), not folded at :data:`AS_PIPED` columns: ``geosr info x.tif | cat``
+    cut a path mid-name ('.../2020.ti' over 'f'), which a log then could not give back.
     """
-    needed = Measurement.get(console, console.options.update_width(AS_PIPED), renderable).minimum
+    options = console.options.update_width(AS_PIPED)
+    if whole_when_piped and not console.is_terminal:
+        unwrapped = Measurement.get(console, options.update_width(_UNBOUNDED), renderable).maximum
+        return _unpadded_at(_widened(console, max(AS_PIPED, unwrapped)), renderable)
+    needed = Measurement.get(console, options, renderable).minimum
     if needed > console.width:
         console = _widened(console, AS_PIPED)
+    return _unpadded_at(console, renderable)
+
+
+_UNBOUNDED = 1 << 20
+"""A width no table's line reaches: the one its measure may take to find its widest line."""
+
+
+def _unpadded_at(console: Console, renderable: RenderableType) -> str:
+    """``renderable`` rendered by ``console``, at its width, each line stripped of its padding."""
     with console.capture() as captured:
         console.print(renderable)
     return "\n".join(line.rstrip() for line in captured.get().splitlines())

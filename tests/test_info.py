@@ -91,6 +91,63 @@ def test_info_takes_a_glob_of_one_input_and_refuses_one_of_several(make_raster, 
     assert err.strip() == "error: given 2 inputs (a.tif, b.tif); geosr info describes one: give one of them"
 
 
+def test_info_piped_prints_each_value_whole_on_its_line(make_raster, tmp_path: Path) -> None:
+    """``geosr info scene.tif | cat`` folded the values at 80 columns, a path mid-name
+    ('.../2020.ti' over 'f'), which a log could not give back: piped (a real pipe, and
+    CliRunner's stdout), each value is now on its line, whole, as gdalinfo prints it; on a
+    terminal (a pseudo-terminal of 80 columns) it is folded to the terminal's width as before."""
+    import os
+    import pty
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from geosr.cli import app
+
+    src = make_raster("LC08_L2SP_006066_20200712_20200912_02_T1_SR_B4_a_name_as_long_as_an_archive_has.tif")
+    args = ["info", str(src), "--model", "bicubic", "--no-calibrate"]
+    command = [sys.executable, "-m", "geosr", *args]
+    leader, follower = pty.openpty()
+    try:
+        terminal = subprocess.Popen(
+            command, stdout=follower, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "80"}
+        )
+    finally:
+        os.close(follower)
+    piped = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    shown = b""
+    while chunk := _read_or_none(leader):
+        shown += chunk
+    os.close(leader)
+    assert terminal.wait(timeout=120) == 0, terminal.stderr
+    assert piped.returncode == 0, piped.stderr
+    lines = dict(line.split(maxsplit=1) for line in piped.stdout.splitlines() if line.startswith(" input"))
+    assert lines == {"input": str(src)}
+    assert "resources" in piped.stdout and len(piped.stdout.splitlines()) == len(dict(plan_lines(src)))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    # The memory figures (Python's own) vary between the processes.
+    assert re.sub(r"[\d.]+ [KMG]iB", "", result.output) == re.sub(r"[\d.]+ [KMG]iB", "", piped.stdout)
+    on_terminal = re.sub(r"\x1b\[[0-9;]*m", "", shown.decode()).splitlines()
+    assert max(len(line) for line in on_terminal) <= 80
+    assert str(src) not in "".join(on_terminal) and str(src) in "".join(line.strip() for line in on_terminal)
+
+
+def _read_or_none(fd: int) -> bytes | None:
+    """What a pseudo-terminal's leader reads, or None once its follower has closed (EIO)."""
+    import os
+
+    try:
+        return os.read(fd, 1 << 16) or None
+    except OSError:
+        return None
+
+
+def plan_lines(src: Path) -> list[tuple[str, str]]:
+    """The lines geosr info prints of ``src`` with bicubic, uncalibrated."""
+    return list(plan_run(src, RunOptions(model="bicubic"), calibrate=False).lines())
+
+
 def test_info_on_a_scene_whose_first_tiles_are_all_nan_says_no_numpy_warning(make_raster) -> None:
     """The calibration batch (from the middle of the plan) may be all NaN: that must not leak
     numpy's "All-NaN slice encountered" to the user (the CLI prints every warning)."""
