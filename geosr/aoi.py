@@ -6,7 +6,7 @@
    CRS (odc-geo, densified so that straight edges in one CRS stay covered in
    the other);
 2. its bounding box is snapped *outward* to the input pixel grid and clipped to
-   the scene: that window becomes the scene (:func:`geosr.io.scene.Scene`
+   the scene (with a warning): that window becomes the scene (:func:`geosr.io.scene.Scene`
    ``origin``), so only the tiles inside it are read and computed, and the
    output grid is that window times the scale (georeferencing stays exact:
    the window's transform is a whole-pixel translation of the input's);
@@ -36,7 +36,7 @@ from odc.geo.geom import Geometry
 from rasterio.features import geometry_mask
 
 from geosr.areas import GEOJSON_CRS, areas, in_degrees, is_geojson, projected
-from geosr.errors import InputError
+from geosr.errors import InputError, warn
 from geosr.grid import crs_code, crs_label, describe, window_grid
 from geosr.io.names import shell_quoted
 from geosr.io.scene import Scene
@@ -201,9 +201,17 @@ def aoi_window(grid: GeoBox, geometry: Geometry, source: str, aoi: str | Path | 
     rows = [r for _, r in corners]
     c0, c1 = _snapped(min(cols), max(cols))
     r0, r1 = _snapped(min(rows), max(rows))
+    past = c0 < 0 or r0 < 0 or c1 > w or r1 > h
     c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, w), min(r1, h)
     if c0 >= c1 or r0 >= r1 or not local.geom.intersects(grid.extent.geom):
         raise _no_overlap(grid, geometry, source, aoi)
+    if past:
+        # Clipped without a word, the output covered less than the area asked for, as if the
+        # scene had data there; gdal_translate -projwin says so too.
+        warn(
+            f"{source}: the area of interest reaches past the scene's edge; the output covers only "
+            f"its part inside the scene (cols {c0}-{c1 - 1}, rows {r0}-{r1 - 1} of the {w} x {h} px file)"
+        )
     return Window(r0, c0, r1 - r0, c1 - c0)
 
 

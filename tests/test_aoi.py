@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import warnings
@@ -189,17 +190,30 @@ def test_an_aoi_that_holds_no_output_pixels_centre_is_refused(
     make_raster, tmp_path: Path, cols: tuple[float, float], rows: tuple[float, float]
 ) -> None:
     """Before, the output was nodata alone, and the run exited 0.  A --bbox of the same
-    bounds still gives the input pixel(s) around it."""
+    bounds still gives the input pixel(s) around it (the sliver's said to be clipped)."""
+    from geosr.errors import GeosrWarning
+
+    def clipped() -> contextlib.AbstractContextManager[object]:
+        past = cols[0] < 0
+        return pytest.warns(GeosrWarning, match="reaches past") if past else contextlib.nullcontext()
+
     src = make_raster(height=9, width=13)
     ring = [utm_of_pixel(c, r) for c, r in ((cols[0], rows[0]), (cols[1], rows[0]), (cols[1], rows[1]))]
     aoi = write_geojson(tmp_path / "small.geojson", [*ring, ring[0]], crs="EPSG:32633")
-    with pytest.raises(InputError, match=r"scene\.tif: the area of interest holds no output pixel's centre"):
+    refused = r"scene\.tif: the area of interest holds no output pixel's centre"
+    with pytest.raises(InputError, match=refused), clipped():
         geosr.upscale_file(src, tmp_path / "o.tif", scale=2, model="bicubic", aoi=str(aoi))
     assert not (tmp_path / "o.tif").exists()
     (x0, y1), (x1, y0) = utm_of_pixel(cols[0], rows[0]), utm_of_pixel(cols[1], rows[1])
-    out = geosr.upscale_file(
-        src, tmp_path / "b.tif", scale=2, model="bicubic", bbox=f"{x0},{y0},{x1},{y1}", bbox_crs="EPSG:32633"
-    )
+    with clipped():
+        out = geosr.upscale_file(
+            src,
+            tmp_path / "b.tif",
+            scale=2,
+            model="bicubic",
+            bbox=f"{x0},{y0},{x1},{y1}",
+            bbox_crs="EPSG:32633",
+        )
     with rasterio.open(out) as f:
         assert (f.read() != 0).all()
 
@@ -852,3 +866,37 @@ def test_a_polygon_drawn_across_the_antimeridian_is_refused_until_split(make_ras
     with rasterio.open(out) as f:
         assert f.transform == grid @ Affine.translation(20, 10) @ Affine.scale(0.5)
         assert (f.width, f.height) == (50, 40) and (f.read(1) != 0).all()
+
+
+def test_a_box_reaching_past_the_scene_is_said_to_be_clipped(make_raster, tmp_path: Path) -> None:
+    """A box over the scene's west edge was clipped to the scene without a word: the output
+    covered less than the area asked for. It is said, with the window the output covers; a
+    box inside the scene, or on its very edges, is not."""
+    from geosr.errors import GeosrWarning
+
+    src = make_raster(height=67, width=91)
+    x0, y1 = utm_of_pixel(-10, 5)
+    x1, y0 = utm_of_pixel(30, 25)
+    past = (
+        f"{src}: the area of interest reaches past the scene's edge; the output covers only its part "
+        "inside the scene (cols 0-29, rows 5-24 of the 91 x 67 px file)"
+    )
+    with pytest.warns(GeosrWarning) as caught:
+        out = geosr.upscale_file(
+            src,
+            tmp_path / "past.tif",
+            scale=2,
+            model="bicubic",
+            bbox=f"{x0},{y0},{x1},{y1}",
+            bbox_crs="EPSG:32633",
+        )
+    assert [str(w.message) for w in caught if issubclass(w.category, GeosrWarning)] == [past]
+    with rasterio.open(out) as o:
+        assert o.transform == UTM_TRANSFORM @ Affine.translation(0, 5) @ Affine.scale(0.5)
+    grid = GeoBox((67, 91), UTM_TRANSFORM, "EPSG:32633")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GeosrWarning)
+        for c0, r0, c1, r1 in [(0, 0, 91, 67), (3, 4, 50, 60)]:
+            (x0, y1), (x1, y0) = utm_of_pixel(c0, r0), utm_of_pixel(c1, r1)
+            window = aoi_window(grid, parse_bbox(f"{x0!r},{y0!r},{x1!r},{y1!r}", "EPSG:32633"), "scene.tif")
+            assert (window.col, window.row, window.width, window.height) == (c0, r0, c1 - c0, r1 - r0)

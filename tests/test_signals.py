@@ -136,7 +136,8 @@ def test_an_interrupt_between_inputs_points_to_resume(scene: Path, tmp_path: Pat
     second.write_bytes(scene.read_bytes())
     aoi = tmp_path / "aoi.geojson"
     os.mkfifo(aoi)
-    ring = [[12.5, 52.9], [12.6, 52.9], [12.6, 53.0], [12.5, 53.0], [12.5, 52.9]]
+    # Inside the scene (pixels about 23-76, 26-96): one past it is said to be clipped, a second line.
+    ring = [[12.556, 52.9145], [12.5635, 52.9145], [12.5635, 52.9205], [12.556, 52.9205], [12.556, 52.9145]]
     box = {"type": "Polygon", "coordinates": [ring]}
     folder = tmp_path / "out"
     folder.mkdir()
