@@ -219,9 +219,15 @@ def frames_read(src: str | Path, net: SRModel, frames: tuple[Scene, ...]) -> tup
     """The ``--frame`` scenes the model ``net`` reads: none, with a warning, for a model that
     reads the reference alone (``geosr run`` and ``geosr info`` alike)."""
     if frames and not net.fuses_frames:
+        # 'the 1 frame file(s) given (--frame) are not used' read as a form, not a sentence.
+        unused = (
+            "frame file given (--frame) is"
+            if len(frames) == 1
+            else f"{len(frames)} frame files given (--frame) are"
+        )
         warn(
-            f"{src}: model {net.name} reads the reference alone, so the {len(frames)} frame file(s) "
-            "given (--frame) are not used; a CNN-RNN model (the default) fuses them"
+            f"{src}: model {net.name} reads the reference alone, so the {unused} not used; "
+            "a CNN-RNN model (the default) fuses them"
         )
         return ()
     return frames

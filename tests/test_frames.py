@@ -166,7 +166,7 @@ def test_a_model_reading_the_reference_alone_says_the_frames_are_unused(make_ras
     model = "bicubic"
     src = make_raster(height=40, width=30)
     frame = make_raster("frame.tif", data=coordinate_pattern(1, 40, 30)[::-1].copy())
-    unused = r"reads the reference alone, so the 1 frame file\(s\) given \(frames\) are not used"
+    unused = r"reads the reference alone, so the frame file given \(frames\) is not used; a CNN-RNN"
     with pytest.warns(GeosrWarning, match=unused) as caught:
         with_frame = geosr.upscale_file(src, tmp_path / "f.tif", scale=2, model=model, frames=[str(frame)])
     # At the caller's line, where a notebook shows it (not inside geosr/api.py).
@@ -175,6 +175,10 @@ def test_a_model_reading_the_reference_alone_says_the_frames_are_unused(make_ras
     with rasterio.open(with_frame) as a, rasterio.open(alone) as b:
         assert np.array_equal(a.read(), b.read())
         assert a.tags()["GEOSR_JOB"] == b.tags()["GEOSR_JOB"]  # the same job: the frame is not in it
+    # Counted in words: it said 'the 1 frame file(s) given ... are not used'.
+    with pytest.warns(GeosrWarning, match=r"so the 2 frame files given \(frames\) are not used; a CNN-RNN"):
+        other = make_raster("other.tif", data=coordinate_pattern(1, 40, 30)[:, ::-1].copy())
+        geosr.upscale_file(src, tmp_path / "f2.tif", scale=2, model=model, frames=[str(frame), str(other)])
 
 
 def test_a_frame_on_another_grid_keeps_its_alpha_bands_transparency(make_raster) -> None:
