@@ -144,11 +144,14 @@ def _sr_window(lr_scene: Scene, sr_scene: Scene, lr_window: Window, text: str, s
     lr_box = window_grid(lr_scene.grid, lr_window.row, lr_window.col, lr_window.height, lr_window.width)
     covered = _covered(sr_scene.grid, lr_box)
     if covered is None:
-        a0, b0, a1, b1 = pixel_box(lr_scene.grid, sr_scene.grid)
+        c0, r0, c1, r1 = (round(v) for v in pixel_box(lr_scene.grid, sr_scene.grid))
+        # The last column and row included, and the size, as geosr info's area of interest:
+        # 'cols 151-201' here was 'cols 151-200 (50 ...)' there, and col 201 lay outside.
         raise OptionError(
-            f"--window {text!r} lies outside {sr}, which covers cols {round(a0)}-{round(a1)}, "
-            f"rows {round(b0)}-{round(b1)} of the {lr_scene.grid.shape.x} x {lr_scene.grid.shape.y} px "
-            "input; give col,row,width,height inside them"
+            f"--window {text!r} lies outside {sr}, which covers cols {c0}-{max(c1 - 1, c0)}, "
+            f"rows {r0}-{max(r1 - 1, r0)} ({max(c1 - c0, 1)} x {max(r1 - r0, 1)} px) of the "
+            f"{lr_scene.grid.shape.x} x {lr_scene.grid.shape.y} px input; "
+            "give col,row,width,height inside them"
         )
     return covered
 

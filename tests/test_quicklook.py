@@ -377,7 +377,10 @@ def test_window_is_in_the_input_pixels_for_an_aoi_output(make_raster, tmp_path: 
     assert (win.width, win.height) == (20, 20)
     np.testing.assert_array_equal(panels[0], expected[0])
     np.testing.assert_allclose(panels[1], expected[1], atol=1e-3)
-    covers = r"'2,5,10,10' lies outside .*aoi.tif, which covers cols 20-40, rows 0-40"
+    # The last column and row included, as geosr info gives an AOI's (it said 'cols 20-40, rows 0-40').
+    covers = (
+        r"'2,5,10,10' lies outside .*aoi.tif, which covers cols 20-39, rows 0-39 \(20 x 40 px\) of the 40 x"
+    )
     with pytest.raises(OptionError, match=covers):
         compare_panels(str(lr), str(aoi), window="2,5,10,10")
 
