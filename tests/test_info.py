@@ -425,12 +425,7 @@ def test_info_counts_the_space_an_unfinished_run_holds_as_the_run_does(
     src, dst = make_raster(height=64, width=64), tmp_path / "out.tif"
     options = RunOptions(scale=2, model="bicubic", tile=32, batch_size=1)
 
-    def interrupt(done: int, total: int) -> None:  # Ctrl-C after the first batch
-        if done:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        upscale_file(src, dst, progress=interrupt, **dataclasses.asdict(options))
+    _stop_after_the_first_batch(src, dst, options)
     held = reclaimable_bytes(dst)
     assert held > 0 and not dst.exists()
     needed = plan_run(src, options, calibrate=False, output=dst).disk_bytes
@@ -457,12 +452,7 @@ def test_info_says_what_resume_finishes_of_an_unfinished_run(
     monkeypatch.chdir(tmp_path)
     options = RunOptions(scale=2, model="bicubic", tile=32, batch_size=1)
 
-    def interrupt(done: int, total: int) -> None:  # Ctrl-C after the first batch
-        if done:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        upscale_file(src.name, "part.tif", progress=interrupt, **dataclasses.asdict(options))
+    _stop_after_the_first_batch(src.name, "part.tif", options)
     args = [src.name, "-o", "part.tif", "-m", "bicubic", "--tile", "32", "--batch-size", "1"]
     code, captured = _geosr(monkeypatch, capsys, "run", *args, "-s", "2")
     found = re.search(r"an unfinished run of this job \((\d+) of 4 tiles done\)", captured.err)
@@ -730,12 +720,7 @@ def test_info_json_gives_the_plan_the_lines_show_as_numbers(
     monkeypatch.chdir(tmp_path)
     options = RunOptions(scale=2, model="bicubic", tile=32, batch_size=1)
 
-    def interrupt(done: int, total: int) -> None:  # Ctrl-C after the first batch
-        if done:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        upscale_file(src.name, "part.tif", progress=interrupt, **dataclasses.asdict(options))
+    _stop_after_the_first_batch(src.name, "part.tif", options)
     args = [src.name, "-o", "part.tif", "-m", "bicubic", "--tile", "32", "--batch-size", "1", "-s", "2"]
     code, captured = _geosr(monkeypatch, capsys, "info", *args, "--json")
     assert code == 0 and not captured.err, captured
@@ -806,6 +791,17 @@ def test_info_json_gives_the_plan_the_lines_show_as_numbers(
     # An error is its one line, as evaluate's: no JSON on stdout.
     code, captured = _geosr(monkeypatch, capsys, "info", "missing.tif", "--json")
     assert code == 2 and captured.out == "" and captured.err.count("\n") == 1, captured
+
+
+def _stop_after_the_first_batch(src: str | Path, dst: str | Path, options: RunOptions) -> None:
+    """Run ``src`` to ``dst`` as ``geosr run`` would and stop it, as Ctrl-C does, after its first batch."""
+
+    def interrupt(done: int, total: int) -> None:
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        upscale_file(src, dst, progress=interrupt, **dataclasses.asdict(options))
 
 
 def _geosr(monkeypatch, capsys, *args: str) -> tuple[int, pytest.CaptureResult[str]]:
