@@ -64,6 +64,7 @@ from geosr.options import OPTION_DEFAULTS, OPTION_FLAGS, RunOptions
 from geosr.pipeline import Job, Reader, run_tiles
 from geosr.recovery import damaged_store_error, tiles_to_trust
 from geosr.run_inputs import (
+    check_area_has_data,
     frame_shifts,
     frames_for,
     frames_read,
@@ -364,8 +365,11 @@ def _planned_job(
         The scene's reflectance offsets, which the output's tags record.
     """
     offsets = reflectance_offset(scene, opts.offset)
+    sample = reference_sample(scene) if sample is None else sample
     norm = normalisation_for(scene, dict(net.card.normalisation), offsets, sample)
     mask = output_mask(scene, opts)
+    # Its output would be all nodata, as a file without a valid pixel's (refused just above).
+    check_area_has_data(scene, opts, mask, sample)
     if mask is not None:
         plan = mask.keep(plan, opts.scale)
     job = Job(

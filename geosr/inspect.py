@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
-from affine import Affine
 from odc.geo.geobox import GeoBox
-from rasterio.features import geometry_mask
 
 from geosr import resources
-from geosr.aoi import AoiMask
 from geosr.api import (
     check_output_name,
     into_folder,
@@ -57,6 +54,8 @@ from geosr.options import RunOptions
 from geosr.pipeline import Job, process_batch, read_batch
 from geosr.predictor import Predictor
 from geosr.run_inputs import (
+    EMPTY_AREA_REMEDY,
+    area_has_data,
     check_normalisable,
     frame_shifts,
     frames_for,
@@ -66,6 +65,7 @@ from geosr.run_inputs import (
     reference_sample,
     run_halo,
     sampled_for_reference,
+    sampled_inside,
     scene_for,
     warn_float_fill,
     warn_undeclared_zeros,
@@ -199,7 +199,10 @@ class RunPlan:
     valid_fraction: float | None = None
     """Share of the scene's pixels valid in some band, from the strided sample (calibrated plans)."""
     refused: bool = False
-    """Whether the run refuses the scene: its whole file holds no valid pixel, also around an --aoi."""
+    """Whether the run refuses the scene: its whole file holds no valid pixel, also around an --aoi,
+    or its area of interest none (:attr:`area_refused`)."""
+    area_refused: bool = False
+    """Whether the run refuses the area of interest alone: its file holds valid pixels, the area none."""
     frames: int = 0
     """The ``--frame`` files the model fuses with the input."""
     aoi_nodata: float | None = None
@@ -262,8 +265,9 @@ class RunPlan:
                 ("mask", f"the file's mask hides pixels; the output marks them nodata {s.output_nodata:g}")
             )
         if self.valid_fraction is not None:
-            aoi = s.file_shape is not None and not self.refused
-            rows.append(("valid pixels", _valid_text(self.valid_fraction, aoi=aoi)))
+            rows.append(
+                ("valid pixels", _valid_text(self.valid_fraction, self.refused, area=self.area_refused))
+            )
         if s.file_shape is not None:
             h, w = s.grid.shape.yx
             fh, fw = s.file_shape
@@ -422,7 +426,8 @@ class RunPlan:
             ``output`` (what the output declares), ``masked`` (a mask hides pixels).
         ``valid_fraction``
             The share of valid pixels in a strided sample (None without ``--calibrate``);
-            ``refused``: whether geosr run refuses the scene (no valid pixel).
+            ``refused``: whether geosr run refuses the scene (no valid pixel in the file, or in its
+            area of interest).
         ``area_of_interest``
             ``col``, ``row``, ``width``, ``height`` of the window read, ``file_width``,
             ``file_height``; None where the whole file is read.
@@ -736,13 +741,19 @@ def _frames_text(frames: int) -> str:
     return f", fusing the input and {frames} --frame file{'s' if frames > 1 else ''}" if frames else ""
 
 
-def _valid_text(fraction: float, *, aoi: bool) -> str:
-    """The valid share of the pixels, and what a run does when there are none."""
+def _valid_text(fraction: float, refused: bool, *, area: bool) -> str:
+    """The valid share of the pixels, and what a run does when there are none: it refuses the
+    scene, or its area of interest alone (``area``)."""
     if fraction > 0:
         return f"{100 * fraction:.3g} % (a strided sample)"
-    if aoi:
-        return "none in the area of interest: its output would be all nodata"
-    return "none: geosr run refuses this scene; check the nodata value and mask (gdalinfo), or pass --nodata"
+    if area:
+        return f"none in the area of interest: geosr run refuses it; {EMPTY_AREA_REMEDY}"
+    if refused:
+        return (
+            "none: geosr run refuses this scene; check the nodata value and mask (gdalinfo), or pass --nodata"
+        )
+    # The whole file's sample sees a valid pixel in the area (area_has_data), its own none.
+    return "a few, too few for a strided sample to count"
 
 
 def _nodata_text(scene: Scene, aoi_nodata: float | None = None) -> str:
@@ -820,6 +831,7 @@ def plan_run(
     unfinished = _unfinished_run(destination, len(plan), fingerprint)
     done = None if unfinished is None or not unfinished[0].resumable else unfinished[1]
     timing = valid = resumed = None
+    area_refused = False
     if reference is not None:
         warn_undeclared_zeros(scene, reference)  # as the run would
         warn_float_fill(scene, reference)
@@ -828,8 +840,18 @@ def plan_run(
         valid_sample = np.asarray(valid_mask(sample, scene.nodata).any(axis=0))
         step = sample_step(*scene.grid.shape.yx)
         # Within an --aoi polygon: outside it the output is nodata whatever the scene holds.
-        counted = valid_sample if mask is None else valid_sample[_inside(mask, scene, valid_sample, step)]
+        counted = (
+            valid_sample
+            if mask is None
+            else valid_sample[sampled_inside(mask, scene, valid_sample.shape, step)]
+        )
         valid = float(counted.mean()) if counted.size else 0.0
+        # As the run refuses it (check_area_has_data), its file having a valid pixel.
+        area_refused = (
+            scene.file_shape is not None
+            and bool(valid_mask(reference, scene.nodata).any())
+            and not area_has_data(scene, mask, reference, sample)
+        )
         with_data = _tiles_with_data(plan, valid_sample, step)
         shifts = frame_shifts(frames, reflectance_offset(scene, options.offset), options.offset)
         # _time_one_batch sets a normalisation once it has read the batch.
@@ -874,7 +896,8 @@ def plan_run(
         resumed=resumed,
         other_run=None if unfinished is None or done is not None else str(unfinished[0]),
         # As the run's normalisation refuses it: an --aoi window is normalised with its whole file.
-        refused=reference is not None and not valid_mask(reference, scene.nodata).any(),
+        refused=reference is not None and (area_refused or not valid_mask(reference, scene.nodata).any()),
+        area_refused=area_refused,
     )
 
 
@@ -904,14 +927,6 @@ def _resumed(timing: Timing, plan: TilePlan, with_data: list[bool], finished: se
         model_batches=-(-sum(with_data[i] for i in left) // batch),
         store=timing.store * len(left) / len(plan),
     )
-
-
-def _inside(mask: AoiMask, scene: Scene, sample: np.ndarray, step: int) -> np.ndarray:
-    """Which pixels of the strided ``sample`` (``scene[::step, ::step]``) have their centre in the polygon."""
-    # The sample's pixel (i, j) is the scene's (i * step, j * step): its centre, not its block's.
-    shift = 0.5 - step / 2
-    transform = scene.grid.affine @ Affine.translation(shift, shift) @ Affine.scale(step)
-    return ~geometry_mask([mask.geometry], out_shape=sample.shape, transform=transform)
 
 
 def _tiles_with_data(plan: TilePlan, valid_sample: np.ndarray, step: int) -> list[bool]:

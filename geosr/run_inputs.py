@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from affine import Affine
+from rasterio.features import geometry_mask
 
 from geosr.aoi import AoiMask, aoi_mask, aoi_window, crop_scene, whole_file
 from geosr.areas import parse_bbox, read_vector
@@ -20,7 +22,7 @@ from geosr.grid import scaled
 from geosr.io.bands import reflectance_offset, select_bands
 from geosr.io.frames import check_frame
 from geosr.io.remote import is_remote
-from geosr.io.scene import Scene, fill_value, open_scene, read_sample, with_nodata
+from geosr.io.scene import Scene, fill_value, open_scene, read_sample, sample_step, with_nodata
 from geosr.io.sink import NODATA_GIVEN, check_nodata_of
 from geosr.io.stac_input import is_stac_item, not_an_item, with_declared_nodata, with_declared_scaling
 from geosr.io.stac_input import resolve as resolve_stac
@@ -123,6 +125,78 @@ def sampled_for_reference(scene: Scene) -> Scene:
     """The scene :func:`reference_sample` reads: ``scene``'s whole file, or ``scene`` itself
     (the same object) where it is no window of one or a remote input's."""
     return scene if is_remote(scene.path) else whole_file(scene)
+
+
+def sampled_inside(
+    mask: AoiMask, scene: Scene, shape: tuple[int, ...], step: int, first: tuple[int, int] = (0, 0)
+) -> np.ndarray:
+    """Which pixels of a strided sample of ``scene`` have their centre in ``mask``'s polygon:
+    the sample's pixel (i, j), of ``shape``, is the scene's (first[0] + i * step, first[1] + j * step)."""
+    # Its centre, not its block's: step / 2 back from the block's, half a pixel into the scene's.
+    shift = 0.5 - step / 2
+    transform = (
+        scene.grid.affine @ Affine.translation(first[1] + shift, first[0] + shift) @ Affine.scale(step)
+    )
+    return ~geometry_mask([mask.geometry], out_shape=shape, transform=transform)
+
+
+def _valid_inside(
+    sample: np.ndarray, scene: Scene, mask: AoiMask | None, step: int, first: tuple[int, int] = (0, 0)
+) -> np.ndarray:
+    """The pixels of the strided ``sample`` of ``scene`` valid in some band, inside ``mask``'s
+    polygon where there is one (:func:`sampled_inside`), flattened."""
+    valid = np.asarray(valid_mask(sample, scene.nodata).any(axis=0))
+    return valid.ravel() if mask is None else valid[sampled_inside(mask, scene, valid.shape, step, first)]
+
+
+def area_has_data(
+    scene: Scene, mask: AoiMask | None, reference: np.ndarray, window_sample: np.ndarray | None = None
+) -> bool:
+    """Whether the area of interest ``scene`` (a window of its file: :func:`scene_for`) holds a
+    valid pixel, inside ``mask``'s ``--aoi`` polygon where there is one, as the strided samples
+    see it: the whole file's ``reference`` (:func:`reference_sample`), which the run has read,
+    and only where that sees none there (its stride can step over a small area) the window's
+    own (``window_sample``; read here where None), as :func:`normalisation_for` sees the file."""
+    whole = sampled_for_reference(scene)
+    if whole is not scene:
+        step = sample_step(*whole.grid.shape.yx)
+        (r0, c0), (h, w) = scene.origin, scene.grid.shape.yx
+        # The reference's pixels are the file's rows and columns that are multiples of step.
+        rows = slice(-(-r0 // step), -(-(r0 + h) // step))
+        cols = slice(-(-c0 // step), -(-(c0 + w) // step))
+        first = (rows.start * step - r0, cols.start * step - c0)
+        if _valid_inside(reference[:, rows, cols], scene, mask, step, first).any():
+            return True
+        sample = read_sample(scene) if window_sample is None else window_sample
+    else:  # a remote input's reference is the window's own sample
+        sample = reference
+    return bool(_valid_inside(sample, scene, mask, sample_step(*scene.grid.shape.yx)).any())
+
+
+def check_area_has_data(
+    scene: Scene, options: RunOptions, mask: AoiMask | None, reference: np.ndarray
+) -> None:
+    """Refuse an ``--aoi`` or ``--bbox`` where the scene holds no valid pixel (:func:`area_has_data`),
+    as :func:`normalisation_for` refuses a file without one: its output would be all nodata.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the area, and how to fix it.
+    """
+    if (options.aoi is None and options.bbox is None) or area_has_data(scene, mask, reference):
+        return
+    area = f"--aoi '{options.aoi}'" if options.aoi is not None else f"--bbox '{options.bbox}'"
+    raise InputError(
+        f"{scene.path}: the area of interest ({area}) holds no valid pixel (everything there is "
+        f"nodata), so its output would be all nodata; {EMPTY_AREA_REMEDY}"
+    )
+
+
+EMPTY_AREA_REMEDY = (
+    "give an area where the scene has data, or check the nodata value and mask (gdalinfo), or pass --nodata"
+)
+"""How to fix an area of interest without a valid pixel, which geosr run refuses and geosr info tells."""
 
 
 def frames_for(scene: Scene, options: RunOptions, sample: np.ndarray | None = None) -> tuple[Scene, ...]:

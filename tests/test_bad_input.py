@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
 
 from geosr.cli import main
@@ -346,6 +347,83 @@ def test_all_nodata_scene_is_refused(make_raster, tmp_path: Path, capsys, monkey
     code, err = run_cli(["run", str(path)], capsys, monkeypatch)
     assert_one_clear_line(code, err, "scene.tif", "nodata")
     assert outputs_in(tmp_path) == []
+
+
+def test_an_area_of_interest_holding_only_nodata_is_refused(
+    make_raster, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A --bbox over the nodata half of a scene wrote an all-nodata output, exit 0, where a
+    file without a valid pixel is refused: the area is now refused as well, with nothing
+    written, and an existing output kept even with --overwrite; geosr info says the run refuses it."""
+    import geosr
+    from geosr.errors import InputError
+    from geosr.inspect import plan_run
+    from geosr.options import RunOptions
+
+    data = np.zeros((1, 60, 60), np.uint16)
+    data[:, :, 30:] = 500  # the east half alone holds data
+    path = make_raster(data=data, nodata=0)
+    (x0, y0), (x1, y1) = UTM_TRANSFORM @ (2, 40), UTM_TRANSFORM @ (20, 10)
+    box = f"{x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}"
+    args = ["run", str(path), "--model", "bicubic", "--scale", "2", "--bbox", box, "--bbox-crs", "EPSG:32633"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(
+        code, err, f"error: {path}: the area of interest (--bbox '{box}') holds no valid pixel"
+    )
+    assert err.rstrip().endswith("; give an area where the scene has data, or check the nodata value and "
+                                 "mask (gdalinfo), or pass --nodata"), err  # fmt: skip
+    assert outputs_in(tmp_path) == []
+    kept = tmp_path / "kept.tif"
+    kept.write_bytes(b"an earlier output")
+    code, err = run_cli([*args, "-o", str(kept), "--overwrite"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "holds no valid pixel")
+    assert kept.read_bytes() == b"an earlier output"
+    with pytest.raises(
+        InputError, match=rf"\(bbox='{re.escape(box)}'\) holds no valid pixel.* or pass nodata"
+    ):
+        geosr.upscale_file(
+            path, tmp_path / "api.tif", scale=2, model="bicubic", bbox=box, bbox_crs="EPSG:32633"
+        )
+    plan = plan_run(path, RunOptions(scale=2, model="bicubic", bbox=box, bbox_crs="EPSG:32633"))
+    assert plan.refused
+    assert dict(plan.lines())["valid pixels"] == (
+        "none in the area of interest: geosr run refuses it; give an area where the scene has data, "
+        "or check the nodata value and mask (gdalinfo), or pass --nodata"
+    )
+    (x1, y1) = UTM_TRANSFORM @ (32, 10)  # two columns of data: a run
+    out = geosr.upscale_file(
+        path,
+        tmp_path / "edge.tif",
+        scale=2,
+        model="bicubic",
+        bbox=f"{x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}",
+        bbox_crs="EPSG:32633",
+    )
+    assert out.exists()
+
+
+def test_an_area_with_data_the_files_sample_steps_over_is_run(make_raster, tmp_path: Path) -> None:
+    """The whole file's strided sample (every 2nd pixel of a 1200 x 1000 file) sees no valid
+    pixel in a small area whose one valid pixel lies between its pixels: the area's own sample
+    does, and the run goes ahead as geosr info says."""
+    import geosr
+    from geosr.inspect import plan_run
+    from geosr.options import RunOptions
+
+    data = np.zeros((1, 1000, 1200), np.uint16)
+    data[:, 501, 501] = 500
+    data[:, :, 1100:] = 500  # the file's own data, far from the area
+    path = make_raster(data=data, nodata=0)
+    (x0, y0), (x1, y1) = UTM_TRANSFORM @ (496, 506), UTM_TRANSFORM @ (506, 496)
+    box = f"{x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}"
+    options = RunOptions(scale=2, model="bicubic", bbox=box, bbox_crs="EPSG:32633")
+    plan = plan_run(path, options, calibrate=True)
+    assert not plan.refused
+    out = geosr.upscale_file(
+        path, tmp_path / "out.tif", scale=2, model="bicubic", bbox=box, bbox_crs="EPSG:32633"
+    )
+    with rasterio.open(out) as f:
+        assert (f.read() > 0).any()
 
 
 def test_raster_without_crs_is_refused(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
