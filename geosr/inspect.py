@@ -213,6 +213,9 @@ class RunPlan:
     """Batches the run computes at once (:meth:`~geosr.predictor.Predictor.lanes`)."""
     destination: Path | None = None
     """Where the run writes (:func:`planned_output`); None: the default output beside the input."""
+    output: str | None = None
+    """The output as geosr run names it on stdout: a remote one's URL, of which :attr:`destination`
+    is the local copy; None: :attr:`destination`'s path."""
     chunks: tuple[int, int] = (0, 0)
     """A Zarr output's chunks (rows, cols) of a band (:func:`~geosr.api.zarr_chunks`)."""
     tiles_done: int | None = None
@@ -298,6 +301,8 @@ class RunPlan:
     def _run_lines(self) -> list[tuple[str, str]]:
         """The lines on the run: output grid and size, model, tiles, batch, resources and time."""
         rows = [
+            # As the run prints it: with -o FOLDER (or a folder URL) the file it names there.
+            ("output", _json_path(self._output_name())),
             ("output grid", describe(scaled(self.scene.grid, self.options.scale))),
             ("output size", self._output_size()),
             ("model", f"{self.model} x{self.options.scale}" + _frames_text(self.frames)),
@@ -383,6 +388,10 @@ class RunPlan:
         source = self.scene.path if self.source is None else self.source
         return self.destination or default_output(source, self.options.scale)
 
+    def _output_name(self) -> str | Path:
+        """The output as geosr run names it (:attr:`output`), else :meth:`_output_path`."""
+        return self.output or self._output_path()
+
     def _room(self) -> _Room:
         """The memory and the disk the run's resource check finds (:func:`geosr.api._check_resources`)."""
         destination = self._output_path()
@@ -432,7 +441,8 @@ class RunPlan:
             ``col``, ``row``, ``width``, ``height`` of the window read, ``file_width``,
             ``file_height``; None where the whole file is read.
         ``output``
-            ``path``, ``format`` (``"cog"`` or ``"zarr"``), ``compress``, ``bytes``
+            ``path`` (as geosr run prints it: the file it names in a folder, a remote output's
+            URL), ``format`` (``"cog"`` or ``"zarr"``), ``compress``, ``bytes``
             (uncompressed), ``bigtiff`` (a COG's; None for Zarr), ``chunks`` ([rows, cols]; None
             for a COG).
         ``model``
@@ -521,7 +531,7 @@ class RunPlan:
 
     def _output_dict(self) -> dict[str, Any]:
         return {
-            "path": _json_path(self._output_path()),
+            "path": _json_path(self._output_name()),
             "format": "zarr" if self.zarr else "cog",
             "compress": self.options.compress,
             "bytes": self.output_bytes,
@@ -647,6 +657,16 @@ def planned_output(src: str | Path, options: RunOptions, output: str | Path | No
     # The run's, before its first tile: its temporaries' names would be too long beside it.
     check_name_length(path)
     return path
+
+
+def _output_named(src: str | Path, options: RunOptions, output: str | Path | None, destination: Path) -> str:
+    """The output as geosr run names it on stdout: ``destination`` (:func:`planned_output`), or
+    the URL of a remote ``output``, the default output's name in a folder URL; info's JSON gave
+    the local copy the run uploads (/tmp/.geosr-upload-0-.../in_x2.tif for -o s3://bucket/)."""
+    given = None if output is None else file_url_path(output)
+    if given is not None and is_remote(str(given)):
+        return remote_output(src, given, options)
+    return str(destination)
 
 
 def _given_output(output: str | Path, default: Path) -> Path:
@@ -891,6 +911,7 @@ def plan_run(
         source=src,
         lanes=bounds.lanes,
         destination=destination,
+        output=_output_named(src, options, output, destination),
         chunks=zarr_chunks(scene, options.scale, tile),
         tiles_done=None if done is None else len(done),
         resumed=resumed,

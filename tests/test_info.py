@@ -1087,3 +1087,33 @@ def test_info_takes_the_zarr_format_the_run_takes(make_raster, tmp_path: Path, c
         assert code == expected, captured
         assert said in " ".join((captured.out + captured.err).split()), captured
     assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+
+
+def test_info_names_the_output_as_the_run_prints_it(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    """geosr info printed no output line, and with -o FOLDER never said which file the run writes
+    in it (FOLDER/in_x2.tif, as geosr run prints it); for a remote output its JSON gave the local
+    copy the run uploads (/tmp/.geosr-upload-0-.../in_x2.tif) for the URL the run names."""
+    src = make_raster("in.tif", height=32, width=32)
+    monkeypatch.chdir(tmp_path)
+    for folder in ("a", "b", "c"):
+        (tmp_path / folder).mkdir()
+    common = [src.name, "-s", "2", "-m", "bicubic"]
+    for output in ("a", "b/", "c/named.tif", None):
+        given = [] if output is None else ["-o", output]
+        code, text = _geosr(monkeypatch, capsys, "info", *common, "--no-calibrate", *given)
+        assert code == 0, text
+        code, json_text = _geosr(monkeypatch, capsys, "info", *common, "--no-calibrate", "--json", *given)
+        assert code == 0, json_text
+        code, run = _geosr(monkeypatch, capsys, "run", *common, *given)
+        assert code == 0, run
+        printed = run.out.strip()
+        assert f"\n output       {printed}\n" in f"\n{text.out}", text.out
+        assert json.loads(json_text.out)["output"]["path"] == printed
+    assert printed == "in_x2.tif"
+    assert [(tmp_path / f).exists() for f in ("a/in_x2.tif", "b/in_x2.tif", "c/named.tif")] == [True] * 3
+    for output, url in [
+        ("memory://info-named/", "memory://info-named/in_x2.tif"),
+        ("memory://info-named/out.tif", "memory://info-named/out.tif"),
+    ]:
+        plan = plan_run(src.name, RunOptions(scale=2, model="bicubic"), calibrate=False, output=output)
+        assert dict(plan.lines())["output"] == plan.to_dict()["output"]["path"] == url
