@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import io
 import os
 import signal
 import sys
@@ -92,6 +93,27 @@ def closed_streams_filled() -> None:
         sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115 - the process's
 
 
+def stdout_buffered() -> None:
+    """Give an unbuffered stdout (``PYTHONUNBUFFERED=1`` or ``python -u``, as many container
+    images set) a buffer flushed at each line, so that each write on it is whole or an error.
+
+    Unbuffered, Python's text stdout writes on the descriptor itself and does not check what
+    the write took: a pipe whose reader went mid-write (``geosr models --json | head -1``, 38 KiB
+    into a 4 KiB pipe) took a part, the rest was dropped without an error, and the command ended
+    with status 0, its output cut short, where buffered it ends with 141 (a buffer writes what is
+    left, which fails: :func:`~geosr.cli_types.pipe_closed_ends_quietly`).  Flushed at each line,
+    what the command prints still shows at once, as the user asked.
+    """
+    stream = sys.stdout
+    if not isinstance(stream, io.TextIOWrapper) or not isinstance(stream.buffer, io.RawIOBase):
+        return  # buffered (the default), replaced, or closed (None)
+    # A file of its own on the descriptor: Python's stdout (sys.__stdout__) keeps its own.
+    raw = io.FileIO(stream.fileno(), "w", closefd=False)
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(raw), encoding=stream.encoding, errors=stream.errors, line_buffering=True
+    )
+
+
 WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 """The variables by which a user sets how libgomp's threads wait; either one is left alone."""
 
@@ -119,6 +141,7 @@ def sleep_while_waiting() -> bool:
 def main() -> None:
     """Run the ``geosr`` command, with a signal during its imports reported in one line."""
     closed_streams_filled()  # first: before any file is opened in place of one
+    stdout_buffered()
     sleep_while_waiting()
     atexit.register(_ignore_signals)  # first registered: run last
     previous = {

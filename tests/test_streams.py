@@ -140,33 +140,54 @@ def test_a_pipe_closed_early_ends_quietly_with_the_status_the_readme_gives(make_
                 process.communicate()
 
 
+def _first_line_then_stop(args: list[str], env: dict[str, str]) -> tuple[bytes, int, bytes]:
+    """Run ``geosr ARGS`` into a 4 KiB pipe (its least) whose reader stops after the first line,
+    as ``head -1`` does; the line, the command's status and its stderr."""
+    reader, writer = os.pipe()
+    fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, 4096)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "geosr", *args], stdout=writer, stderr=subprocess.PIPE, env=env
+        )
+    finally:
+        os.close(writer)
+    try:
+        with os.fdopen(reader, "rb", buffering=0) as pipe:  # unbuffered: the first line alone is read
+            first = b""
+            while (byte := pipe.read(1)) not in (b"\n", b""):  # b"": the command ended without one
+                first += byte
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return first, process.returncode, stderr
+
+
 @pytest.mark.skipif(not hasattr(fcntl, "F_SETPIPE_SZ"), reason="a pipe's size is set on Linux alone")
 def test_a_reader_that_stops_after_one_line_ends_the_command_as_git_ends() -> None:
     """``geosr models | head -1``: the command ended with status 1 (click's), where ``git log |
     head -1`` and gdalinfo end with 141, 128 + SIGPIPE.  Its cards, one write a line, are about
     4.8 KiB at 40 columns, more than the pipe holds (4 KiB, its least) beyond the line read: the
     command still has lines to write when the reader stops, whatever the machine's pace."""
-    reader, writer = os.pipe()
-    fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, 4096)
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "geosr", "models"],
-            stdout=writer,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "COLUMNS": "40"},
-        )
-    finally:
-        os.close(writer)
-    try:
-        with os.fdopen(reader, "rb", buffering=0) as pipe:  # unbuffered: the first line alone is read
-            first = b"".join(iter(lambda: pipe.read(1), b"\n"))
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    first, status, stderr = _first_line_then_stop(["models"], {**os.environ, "COLUMNS": "40"})
     assert first.split()[0] == b"name"
-    assert (process.returncode, stderr) == (141, b""), stderr
+    assert (status, stderr) == (141, b""), stderr
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_SETPIPE_SZ"), reason="a pipe's size is set on Linux alone")
+@pytest.mark.parametrize("unbuffered", ["1", None])
+def test_one_large_write_whose_reader_stops_ends_the_command_as_git_ends(unbuffered: str | None) -> None:
+    """``PYTHONUNBUFFERED=1 geosr models --json | head -1`` (a container's setting): its one write
+    of 38 KiB, of which the 4 KiB pipe took a part, was cut short without an error, exit status 0;
+    an unbuffered stdout's write is not checked for what it took.  It now ends with 141, as
+    buffered."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered is not None:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    first, status, stderr = _first_line_then_stop(["models", "--json"], env)
+    assert first == b"["
+    assert (status, stderr) == (141, b""), stderr
 
 
 def test_a_stderr_whose_reader_is_gone_ends_the_command_with_the_pipes_status(
