@@ -721,7 +721,8 @@ def unknown_options(names: list[str], caller: str = "upscale_file") -> str:
         f"{n!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, known, 1)) else repr(n)
         for n in names
     ]
-    return f"{caller}() got unknown option(s) {', '.join(hints)}; it takes: {', '.join(known)}"
+    options = "option" if len(hints) == 1 else "options"
+    return f"{caller}() got unknown {options} {', '.join(hints)}; it takes: {', '.join(known)}"
 
 
 def _upscale_to_remote(src: str | Path, dst: str, opts: RunOptions, progress: Progress | None) -> str:

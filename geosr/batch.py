@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 
-from geosr.errors import InputError, OptionError, warn
+from geosr.errors import InputError, OptionError, counted, warn
 from geosr.io.remote import file_url_path, is_remote, is_virtual
 from geosr.io.scene import check_input_named
 
@@ -129,7 +129,7 @@ def _without_products(matches: list[str], output_folder: Path | None = None) -> 
     if products:
         names = ", ".join(Path(p).name for p in products[:5]) + (", ..." if len(products) > 5 else "")
         warn(
-            f"skipping {len(products)} file(s) that the pattern matches but that geosr wrote for "
+            f"skipping {counted(len(products), 'file')} that the pattern matches but that geosr wrote for "
             f"other matches ({names}); name them without a pattern to super-resolve them"
         )
     return [m for m in matches if m not in products]

@@ -29,6 +29,12 @@ def in_words(words: Sequence[str]) -> str:
     return f"{', '.join(first)} and {last}" if first else last
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun`` as a sentence counts: '1 file', '3 files' (``plural`` where it is
+    not the noun and an s), where '3 file(s)' read as a form."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 class GeosrError(Exception):
     """Root of every error geosr raises on purpose (bad input, bad option)."""
 

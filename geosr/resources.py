@@ -66,7 +66,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geosr.errors import OptionError, OutputError
+from geosr.errors import OptionError, OutputError, counted
 from geosr.io.atomic import format_bytes, free_bytes
 from geosr.io.sink import max_cog_block
 
@@ -331,7 +331,8 @@ def check(
     if available is not None and memory > available:
         raise OptionError(
             f"the run would need about {format_bytes(memory)} of memory (tile {plan.tile} + halo "
-            f"{plan.halo}, batch {plan.batch}, {plan.workers} worker(s), {plan.bands} bands, x{plan.scale}) "
+            f"{plan.halo}, batch {plan.batch}, {counted(plan.workers, 'worker')}, "
+            f"{counted(plan.bands, 'band')}, x{plan.scale}) "
             f"but only {format_bytes(available)} are available; use a smaller --tile or --batch-size "
             "(or --no-check-resources to try anyway)"
         )

@@ -760,7 +760,7 @@ def test_python_api_names_an_unknown_option_and_the_one_meant(make_raster, tmp_p
     scene = make_raster()
     with pytest.raises(
         geosr.GeosrError,
-        match=r"^upscale_file\(\) got unknown option\(s\) 'batchsize' "
+        match=r"^upscale_file\(\) got unknown option 'batchsize' "
         r"\(did you mean 'batch_size'\?\); it takes: tile, batch_size, ",
     ):
         geosr.upscale_file(scene, tmp_path / "out.tif", scale=2, batchsize=2)

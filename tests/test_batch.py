@@ -184,7 +184,7 @@ def test_the_same_glob_again_does_not_take_the_outputs_as_inputs(
     code, out, err = run_cli([*args, "--resume"], capfd, monkeypatch)
     assert code == 0, err
     assert out.split() == [str(tmp_path / f"tile_{i}_x2.tif") for i in range(3)]
-    assert "skipping 3 file(s)" in err and "tile_0_x2.tif" in err
+    assert "skipping 3 files that" in err and "tile_0_x2.tif" in err
     code, _, err = run_cli(
         ["run", pattern, "--scale", "3", "--model", "bicubic", "--stac"], capfd, monkeypatch
     )
@@ -212,7 +212,7 @@ def test_a_recursive_glob_again_does_not_take_its_output_folder_for_inputs(
     code, out, err = run_cli([*args, "--resume"], capfd, monkeypatch)
     assert code == 0, err
     assert out.split() == [str(folder / f"tile_{i}_x2.tif") for i in range(3)]
-    assert "skipping 3 file(s)" in err
+    assert "skipping 3 files that" in err
     assert sorted(p.name for p in folder.iterdir()) == [f"tile_{i}_x2.tif" for i in range(3)]
 
 
@@ -352,3 +352,13 @@ def test_an_archive_members_question_mark_or_bracket_is_no_glob(
     code, out, err = run_cli(["run", member, "--scale", "2", "--model", "bicubic"], capfd, monkeypatch)
     assert code == 0, err
     assert pixels(tmp_path / out.strip()).shape == (1, 60, 60)
+
+
+def test_one_output_skipped_by_a_glob_is_counted_in_words(tmp_path, recwarn) -> None:
+    """'skipping 1 file(s) that the pattern matches ...' read as a form: now '1 file', '2 files'."""
+    for name in ("a.tif", "a_x2.tif", "b.tif", "b_x2.tif", "b_x4.tif"):
+        (tmp_path / name).write_bytes(b"")
+    for pattern, said in (("a*.tif", "skipping 1 file that"), ("b*.tif", "skipping 2 files that")):
+        recwarn.clear()
+        assert expand_inputs([str(tmp_path / pattern)]) == [str(tmp_path / pattern[0]) + ".tif"]
+        assert any(said in str(w.message) for w in recwarn), [str(w.message) for w in recwarn]

@@ -726,7 +726,7 @@ def test_long_image_names_are_whole_and_each_row_one_line_in_80_columns(make_ras
 @pytest.mark.parametrize(
     ("flaw", "says"),
     [
-        ("bands", "lr3.tif gives 3 band"),
+        ("bands", "lr3.tif gives 3 bands and"),
         ("border", "a border of 8 px"),
         ("swapped", "hr.tif's pixel"),
         ("elsewhere", "far.tif does not overlap"),
@@ -1220,10 +1220,10 @@ def test_an_unknown_option_is_named_for_the_evaluation_before_any_raster_is_read
 
     missing = tmp_path / "hr.tif"
     with pytest.raises(
-        OptionError, match=r"^evaluate_wald\(\) got unknown option\(s\) 'tilesize' \(did you mean 'tile'\?\)"
+        OptionError, match=r"^evaluate_wald\(\) got unknown option 'tilesize' \(did you mean 'tile'\?\)"
     ):
         evaluate_wald([missing], scale=2, model="bicubic", border=2, tilesize=64)
-    with pytest.raises(OptionError, match=r"^evaluate_paired\(\) got unknown option\(s\) 'tilesize'"):
+    with pytest.raises(OptionError, match=r"^evaluate_paired\(\) got unknown option 'tilesize'"):
         evaluate_paired([(missing, missing)], scale=2, model="bicubic", border=2, tilesize=64)
 
 

@@ -700,7 +700,7 @@ def test_a_validation_raster_that_training_reads_too_is_refused(tmp_path, scenes
         ),
         (
             '[[data.train]]\npath = "{train}"\nbands = [0]\n',
-            "data.train[0].bands: {train} has 1 band(s); bands [0]",
+            "data.train[0].bands: {train} has 1 band; bands [0]",
         ),
     ],
 )
@@ -741,8 +741,9 @@ def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, mon
         # Each key as the recipe writes it: "config.steps", "in config" named keys of no recipe.
         ('steps = "ten"\n', "steps must be int"),
         # A Python list: "unknown key(s) ['stepz'] in config; known: ['batch_size', ...]".
-        ("stepz = 3\n", "unknown key(s) stepz; known: batch_size, checkpoint_every,"),
-        ("[optim]\nlrr = 3\n", "unknown key(s) lrr in optim; known: betas, grad_clip, lr,"),
+        ("stepz = 3\n", "unknown key stepz; known: batch_size, checkpoint_every,"),
+        ("[optim]\nlrr = 3\n", "unknown key lrr in optim; known: betas, grad_clip, lr,"),
+        ("stepz = 3\nepochz = 1\n", "unknown keys epochz and stepz; known: batch_size,"),
         # A table without its path was a TypeError traceback ("missing 1 required positional argument").
         ("[[data.train]]\n", "data.train[0] has no path: add path = ... to that table"),
         # A string for a float was a TypeError traceback from the config's own checks.

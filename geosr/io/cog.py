@@ -47,7 +47,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
-from geosr.errors import GeosrError, OutputError
+from geosr.errors import GeosrError, OutputError, counted
 from geosr.faults import checkpoint
 from geosr.grid import crs_wkt
 from geosr.io.atomic import (
@@ -475,7 +475,11 @@ def _check_tiles(path: Path, destination: Path, needed: int | None = None) -> No
     except _GDAL_ERRORS as exc:
         lost, reason = -1, (str(exc).strip() or type(exc).__name__).splitlines()[0]
     if lost:
-        what = "the file was left unreadable" if lost < 0 else f"{lost} tile(s) were not written"
+        what = (
+            "the file was left unreadable"
+            if lost < 0
+            else f"{counted(lost, 'tile')} {'was' if lost == 1 else 'were'} not written"
+        )
         raise OutputError(
             f"cannot write {destination}: {what}, most likely because the disk is full"
             + (f" (GDAL: {reason})" if lost < 0 else "")

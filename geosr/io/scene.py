@@ -27,7 +27,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
-from geosr.errors import InputError, catch_warnings_serialised, in_words
+from geosr.errors import InputError, catch_warnings_serialised, counted, in_words
 from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS, overlong_name
 from geosr.io.coordinates import refuse_uneven_coordinates
@@ -847,7 +847,7 @@ def chosen_bands(path: str | Path, src: Any, bands: Sequence[int] | None) -> lis
     chosen = list(bands) if bands else data_bands(src)
     bad = [b for b in chosen if not 1 <= b <= src.count]
     if bad or not chosen:
-        raise InputError(f"{path} has {src.count} band(s); bands {bad or chosen} do not exist")
+        raise InputError(f"{path} has {counted(src.count, 'band')}; bands {bad or chosen} do not exist")
     return chosen
 
 

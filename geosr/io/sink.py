@@ -30,7 +30,7 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 from rasterio.enums import ColorInterp
 
-from geosr.errors import OptionError, OutputError
+from geosr.errors import OptionError, OutputError, in_words
 from geosr.io.atomic import check_writable, remove_with_sidecars
 
 SUPPORTED_SUFFIXES = {".tif": "COG", ".tiff": "COG", ".zarr": "Zarr"}
@@ -170,7 +170,8 @@ class OutputSpec:
         unknown = [c for c in self.colorinterp if c not in ColorInterp.__members__]
         if unknown:
             raise OptionError(
-                f"unknown colour interpretation(s) {unknown}; use rasterio ColorInterp names "
+                f"unknown colour interpretation{'s' if len(unknown) > 1 else ''} "
+                f"{in_words([repr(c) for c in unknown])}; use rasterio ColorInterp names "
                 f"such as {', '.join(list(ColorInterp.__members__)[:8])}"
             )
         if self.band_axis in ("y", "x"):

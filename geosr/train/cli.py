@@ -37,7 +37,7 @@ from geosr.cli_types import (
     path_option,
     stdout_guarded,
 )
-from geosr.errors import GeosrError, InterruptedRunError, OptionError
+from geosr.errors import GeosrError, InterruptedRunError, OptionError, counted
 from geosr.io.names import as_shown
 from geosr.progress import ProgressLines, progress_bar_drawn
 from geosr.train.config import DataConfig, OptimConfig, TrainConfig
@@ -748,7 +748,7 @@ def _store_from_pairs(
     # after the pairs before them (minutes each on real scenes).
     for lr_path, hr_path in pairs:
         check_pair(lr_path, hr_path, config.scale)
-    _say(f"building the training store {store_path} from {len(pairs)} pair(s)")
+    _say(f"building the training store {store_path} from {counted(len(pairs), 'pair')}")
     # overwrite: check_run_output refused, before, a store the run was not asked to rebuild
     # (--overwrite) and one a --resume does not own; a resumed run's unfinished store is rebuilt.
     try:

@@ -432,7 +432,8 @@ def from_dict(cls: type[Any], values: Mapping[str, Any], where: str = "") -> Any
     unknown = sorted(set(values) - names)
     if unknown:
         table = f" in {where}" if where else ""
-        raise OptionError(f"unknown key(s) {in_words(unknown)}{table}; known: {', '.join(sorted(names))}")
+        keys = "key" if len(unknown) == 1 else "keys"
+        raise OptionError(f"unknown {keys} {in_words(unknown)}{table}; known: {', '.join(sorted(names))}")
     # An empty [[data.train]] table (a key without a default) was a TypeError traceback.
     needed = [f.name for f in dataclasses.fields(cls) if f.name not in values and _required(f)]
     if needed:

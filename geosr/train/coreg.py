@@ -25,7 +25,7 @@ from rasterio.windows import Window
 
 from geosr.aoi import footprints_overlap
 from geosr.areas import projected
-from geosr.errors import InputError
+from geosr.errors import InputError, counted
 from geosr.grid import crs_code, crs_label, scaled, source_roi, warp_onto
 from geosr.io.coordinates import refuse_uneven_coordinates
 from geosr.io.names import open_raster
@@ -319,7 +319,7 @@ def _nothing_valid(hr_path: str | Path, lr_path: str | Path, lr_grid: GeoBox) ->
 def _check_band_counts(lr_path: str | Path, lr_count: int, hr_path: str | Path, hr_count: int) -> None:
     if hr_count != lr_count:
         raise InputError(
-            f"{lr_path} gives {lr_count} band(s) and {hr_path} {hr_count}: a pair needs the "
+            f"{lr_path} gives {counted(lr_count, 'band')} and {hr_path} {hr_count}: a pair needs the "
             "same bands in the same order; write them out with gdal_translate -b N ... (or pass "
             "lr_bands/hr_bands in Python)"
         )

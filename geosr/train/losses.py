@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812  (the torch convention)
 from torch import nn
 
-from geosr.errors import ModelError, OptionError, catch_warnings_serialised, in_words
+from geosr.errors import ModelError, OptionError, catch_warnings_serialised, counted, in_words
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -174,7 +174,8 @@ class _VGGFeatures(nn.Module):
         if not self.layers:
             # Else no feature to compare: torch.stack's traceback at the first step.
             raise ModelError(
-                f"its {len(conv_idx)} convolution(s) end at layer {self.order[-1]}, before the compared "
+                f"its {counted(len(conv_idx), 'convolution')} {'ends' if len(conv_idx) == 1 else 'end'} "
+                f"at layer {self.order[-1]}, before the compared "
                 f"layers {in_words([str(n) for n in sorted(layers)])}: give the features of a deeper VGG "
                 "(e.g. VGG16's)"
             )
