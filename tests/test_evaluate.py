@@ -698,7 +698,7 @@ def test_an_option_every_run_refuses_does_not_blame_the_raster(
 
 
 def test_long_image_names_are_whole_and_each_row_one_line_in_80_columns(make_raster, tmp_path) -> None:
-    """In 80 columns (a pipe, a log) the image column has 8 characters: a long name was folded
+    """In an 80-column terminal the image column has 8 characters: a long name was folded
     over 6 lines of its row (cut, both NAIP dates had read "m_47099…", one image twice).  The
     rows number the images, listed whole, one line each, under the table."""
     import io
@@ -709,7 +709,7 @@ def test_long_image_names_are_whole_and_each_row_one_line_in_80_columns(make_ras
     paths = [make_raster(name, height=24, width=24) for name in names]
     report = evaluate_wald(paths, scale=2, model="fake", border=2, upscaler=_fake_upscaler)
     screen = io.StringIO()
-    print_report(report, Console(file=screen, width=80))
+    print_report(report, Console(file=screen, width=80, force_terminal=True, color_system=None))
     lines = screen.getvalue().splitlines()
     rows = [line.split("│")[1:3] for line in lines if line.count("│") > 3]
     assert [[cell.strip() for cell in row] for row in rows] == [["1", "1"], ["2", "1"], ["mean", ""]]
@@ -721,6 +721,25 @@ def test_long_image_names_are_whole_and_each_row_one_line_in_80_columns(make_ras
     print_report(report, Console(file=screen, width=200))
     rows = [line.split("│")[1].strip() for line in screen.getvalue().splitlines() if line.count("│") > 3]
     assert rows == [*names, "mean"] and "image 1:" not in screen.getvalue()
+
+
+def test_a_piped_table_names_each_row_whole(make_raster) -> None:
+    """Piped (a log, grep, a script) evaluate numbered long names as in an 80-column terminal,
+    a row's name ('1') on a line under the table, where geosr info prints its values whole
+    when piped: each row now has its image's whole name, on one line."""
+    import io
+
+    from rich.console import Console
+
+    names = ["m_4709963_se_14_1_20090818_20110101_naip.tif", "m_4709963_se_14_1_20100629_20120101_naip.tif"]
+    paths = [make_raster(name, height=24, width=24) for name in names]
+    report = evaluate_wald(paths, scale=2, model="fake", border=2, upscaler=_fake_upscaler)
+    screen = io.StringIO()
+    print_report(report, Console(file=screen, width=80))  # a file: no terminal
+    lines = screen.getvalue().splitlines()
+    rows = [[cell.strip() for cell in line.split("│")[1:3]] for line in lines if line.count("│") > 3]
+    assert rows == [[names[0], "1"], [names[1], "1"], ["mean", ""]], screen.getvalue()
+    assert not any(line.startswith("image ") for line in lines), screen.getvalue()
 
 
 @pytest.mark.parametrize(

@@ -120,12 +120,14 @@ def print_report(report: EvalReport, console: Console | None = None) -> None:
     # Names escaped for an ASCII terminal before rich measures them: the stream's own escaping
     # came after, and an 'è' was a UnicodeEncodeError traceback on stdout.
     names = [printable(name, console.encoding) for name in image_names(report)]
-    shown = Text.from_ansi(unpadded(console, table(report, names=names)))
+    # Piped (a log, grep, a script), each row whole on one line with its image's name, as geosr
+    # info prints its values: numbered, a row named '1' left its name to a line under the table.
+    shown = Text.from_ansi(unpadded(console, table(report, names=names), whole_when_piped=True))
     numbered = not _whole(shown.plain, names)
     if numbered:
-        # The image column had 8 characters at 80 columns: a name was folded over 6 lines of
-        # its row, and cut, two NAIP dates read alike ("m_47099…").  Numbers fit; the names
-        # follow the table, whole, one line each.
+        # The image column had 8 characters in an 80-column terminal: a name was folded over 6
+        # lines of its row, and cut, two NAIP dates read alike ("m_47099…").  Numbers fit; the
+        # names follow the table, whole, one line each.
         numbers = [str(i) for i in range(1, len(names) + 1)]
         shown = Text.from_ansi(unpadded(console, table(report, names=numbers)))
     console.print(shown, soft_wrap=True)
