@@ -390,6 +390,25 @@ def test_bands_by_their_eo_common_names(make_raster, tmp_path: Path) -> None:
         assert [int(np.median(f.read(b))) for b in (1, 2)] == [2, 4]
 
 
+def test_stacked_bands_take_their_colours_from_the_common_names(make_raster, tmp_path: Path) -> None:
+    """A stack of an Item's B04, B03, B02 (common names red, green, blue) was written grey and
+    undefined, which viewers draw in grey; the Item says which band is which colour."""
+    common = {"B04": "red", "B03": "green", "B02": "blue", "B08": "nir"}
+    for key in common:
+        make_raster(f"{key}.tif", data=np.full((1, 20, 20), 100 * int(key[-1]), np.uint16))
+    item = item_of(tmp_path, {key: f"./{key}.tif" for key in common})
+    doc = json.loads(item.read_text())
+    for key, name in common.items():
+        doc["assets"][key]["eo:bands"] = [{"name": key, "common_name": name}]
+    item.write_text(json.dumps(doc))
+    out = geosr.upscale_file(item, tmp_path / "rgb.tif", scale=2, model="bicubic", bands="B04,B03,B02")
+    with rasterio.open(out) as f:
+        assert [c.name for c in f.colorinterp] == ["red", "green", "blue"]
+    out = geosr.upscale_file(item, tmp_path / "bn.tif", scale=2, model="bicubic", bands="blue,B08")
+    with rasterio.open(out) as f:
+        assert [c.name for c in f.colorinterp] == ["blue", "undefined"]
+
+
 def test_bands_naming_no_asset_say_which(make_raster, tmp_path: Path) -> None:
     # Before: "the Item has 2 raster assets (B04, B03); choose one with --asset KEY, or stack
     # single-band assets with --bands KEY1,KEY2,...", which had been given.

@@ -429,6 +429,26 @@ class _StackedBand(NamedTuple):
     grid: tuple[Any, ...]
     """``(width, height, transform, crs)`` of its file."""
     crs_wkt: str
+    colour: str | None
+    """Its colour interpretation (``red``, ``green``, ``blue``), or None for none of them."""
+
+
+PRIMARY_COLOURS = ("red", "green", "blue")
+"""The colour interpretations a stacked band takes from its ``common_name``: a stack of
+``red,green,blue`` was written as grey and undefined bands, which viewers (QGIS, a
+``gdal_translate`` to PNG) do not draw in colour, where the Item says which band is which."""
+
+
+def _colour(asset: Any, index: int, file_colour: str) -> str | None:
+    """The colour of band ``index`` of ``asset``: its Item common name where that is red,
+    green or blue, else its file's own colour interpretation where that is one of them (a
+    visual asset's band)."""
+    common = _names(asset, "common_name")
+    named = common[index - 1].lower() if len(common) >= index else None
+    for colour in (named, file_colour):
+        if colour in PRIMARY_COLOURS:
+            return colour
+    return None
 
 
 def stack_assets(item_path: str | Path, assets: list[tuple[str, Any, int | None]]) -> str:
@@ -494,6 +514,7 @@ def _stacked_band(
             source = src.files[0] if src.files else href
             crs_wkt = src.crs.to_wkt()
             file_scaling = tuple(zip(src.scales, src.offsets, strict=True))
+            file_colours = [c.name for c in src.colorinterp]
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"{item_path}: asset {name!r} ({href}) cannot be read ({exc})") from None
     index = band or 1
@@ -504,7 +525,8 @@ def _stacked_band(
     scaling = file_scaling[index - 1]  # the file's own, else the Item's
     if scaling == (1.0, 0.0) and len(scales := declared_scaling(asset)) == src.count:
         scaling = scales[index - 1] or scaling
-    return _StackedBand(name, source, index, nodata, scaling, src.dtypes[index - 1], here, crs_wkt)
+    colour = _colour(asset, index, file_colours[index - 1])
+    return _StackedBand(name, source, index, nodata, scaling, src.dtypes[index - 1], here, crs_wkt, colour)
 
 
 def _stack_dtype(item_path: str | Path, names: list[str], dtypes: list[str]) -> str:
@@ -537,6 +559,7 @@ def _vrt_xml(bands: list[_StackedBand], gdal_type: str) -> str:
     for i, band in enumerate(bands, start=1):
         scale, offset = band.scaling
         band_xml = f"<Description>{escape(band.name)}</Description>"
+        band_xml += f"<ColorInterp>{band.colour.title()}</ColorInterp>" if band.colour else ""
         band_xml += f"<NoDataValue>{band.nodata!r}</NoDataValue>" if band.nodata is not None else ""
         if (scale, offset) != (1.0, 0.0):
             band_xml += f"<Offset>{offset!r}</Offset><Scale>{scale!r}</Scale>"
