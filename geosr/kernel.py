@@ -8,6 +8,8 @@ and Dask tasks call these same functions, so every path writes the same bytes.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from geosr.errors import warn
@@ -96,7 +98,9 @@ def project_exactly(values: np.ndarray, reference: np.ndarray, valid: np.ndarray
     blocks -= error[:, :, None, :, None]
 
 
-def cast_to_dtype(values: np.ndarray, dtype: str, nodata: float | None) -> np.ndarray:
+def cast_to_dtype(
+    values: np.ndarray, dtype: str, nodata: float | None, out: np.ndarray | None = None
+) -> np.ndarray:
     """Round and clip ``values`` into ``dtype``, keeping valid pixels off the nodata value.
 
     A valid pixel that happens to round to the nodata value (0 is a common
@@ -104,8 +108,13 @@ def cast_to_dtype(values: np.ndarray, dtype: str, nodata: float | None) -> np.nd
     to the side of its own value: with a nodata inside the range (0 in a signed scene),
     -0.4 becomes -1 and 0.3 becomes 1, where moving every one up biased a DEM's sea level
     upwards.  A value exactly on it has no side and goes up, as GDAL's overviews move theirs.
+
+    ``values`` is overwritten; the result goes into ``out`` where given (a contiguous ``dtype``
+    array of ``values``' shape), else into a new array.
     """
     target = np.dtype(dtype)
+    if out is None:
+        out = np.empty(values.shape, target)
     if np.issubdtype(target, np.integer):
         info = np.iinfo(target)
         low, high = int(info.min), int(info.max)
@@ -117,17 +126,17 @@ def cast_to_dtype(values: np.ndarray, dtype: str, nodata: float | None) -> np.nd
             low, kept_off = low + 1, None
         elif kept_off == high:
             high, kept_off = high - 1, None
+        # Rounded in place (``values`` is a temporary of the caller's), clipped straight into the
+        # output: the bounds are integers, so clipping before or after rounding is the same.
         if kept_off is None:
-            # In place: ``values`` is a temporary of the caller's (finish_tile's).
-            return np.clip(np.rint(values, out=values), low, high, out=values).astype(target)
+            return np.clip(np.rint(values, out=values), low, high, out=out, casting="unsafe")
         # Clipped in place (a clipped value stays on its side of nodata), rounded straight
         # into the output: ``values`` then still say on which side each pixel was.
-        out = np.empty(values.shape, target)
         np.rint(np.clip(values, low, high, out=values), out=out, casting="unsafe")
         _off_mid_range_nodata(out, values, target.type(kept_off))
         return out
     info_f = np.finfo(target)
-    return np.clip(values, info_f.min, info_f.max).astype(target)
+    return np.clip(values, info_f.min, info_f.max, out=out, casting="unsafe")
 
 
 def _off_mid_range_nodata(out: np.ndarray, values: np.ndarray, nodata: np.integer) -> None:
@@ -168,14 +177,62 @@ def finish_tile(
         The core's source pixels (frame 0), given where the model projects its output onto
         its input (:attr:`geosr.models.base.SRModel.projects`): see :func:`project_exactly`.
     """
+    out = np.empty(sr.shape, dtype)
+    if reference is None or not needs_exact_projection(dtype):
+        reference = None
+    # A few output rows at a time, band by band: every step is per pixel (the projection per
+    # s x s block, whole in a slice of rows that starts and ends on a multiple of s), so the
+    # pixels are those of the whole tile at once, and the float temporaries stay in the cache
+    # instead of being a tile's size each (16 MiB per pass of float32 for a 2048^2 core).
+    rows = scale * max(1, FINISH_CHUNK // (scale * sr.shape[-1]))
+    for band in range(sr.shape[0]):
+        band_norm = _band_normalisation(norm, band, sr.shape[0])
+        for start in range(0, sr.shape[-2], rows):
+            hr, lr = slice(start, start + rows), slice(start // scale, (start + rows) // scale)
+            _finish_rows(
+                sr[band : band + 1, hr],
+                valid[band : band + 1, lr],
+                out[band : band + 1, hr],
+                scale=scale,
+                norm=band_norm,
+                nodata=nodata,
+                reference=None if reference is None else reference[band : band + 1, lr],
+            )
+    return out
+
+
+FINISH_CHUNK = 2**17
+"""Pixels :func:`finish_tile` turns into output pixels at once: 512 KiB of float32, which stay
+in a core's L2 cache from one step to the next.  A 2048^2 core (a 512 px tile at x4) of uint16
+took 5.5 ms in whole-tile passes (six over 16 MiB of float32), 3.8 ms in chunks of 2**17
+pixels (2**16: 3.9-4.6 ms, 2**20: 5.2-8.8 ms); with glibc's default allocator, which maps
+each whole-tile temporary afresh and page-faults it, 12.7 ms against 7.7 ms."""
+
+
+def _band_normalisation(norm: Normalisation, band: int, bands: int) -> Normalisation:
+    """``norm`` of ``band`` alone, broadcast over ``bands`` as :meth:`Normalisation.invert` does."""
+    offset = np.broadcast_to(np.asarray(norm.offset, np.float64), (bands,))[band]
+    scale = np.broadcast_to(np.asarray(norm.scale, np.float64), (bands,))[band]
+    return replace(norm, offset=(float(offset),), scale=(float(scale),))
+
+
+def _finish_rows(
+    sr: np.ndarray,
+    valid: np.ndarray,
+    out: np.ndarray,
+    *,
+    scale: int,
+    norm: Normalisation,
+    nodata: float | None,
+    reference: np.ndarray | None,
+) -> None:
+    """:func:`finish_tile` on rows of one band (``reference`` None: no projection), into ``out``."""
     # float32 holds 8- and 16-bit values and their halves exactly; wider types need float64.
-    working = np.float32 if np.dtype(dtype).itemsize <= 2 else np.float64
+    working = np.float32 if out.dtype.itemsize <= 2 else np.float64
     values = norm.invert(sr, working)
-    if reference is not None and needs_exact_projection(dtype):
+    if reference is not None:
         project_exactly(values, reference, valid, scale)
-    out = cast_to_dtype(values, dtype, nodata)
+    cast_to_dtype(values, out.dtype.name, nodata, out=out)
     if not valid.all():
         invalid_hr = ~valid.repeat(scale, axis=-2).repeat(scale, axis=-1)
-        fill = nodata if nodata is not None else np.nan
-        out[invalid_hr] = fill
-    return out
+        out[invalid_hr] = nodata if nodata is not None else np.nan

@@ -193,6 +193,38 @@ def test_finish_marks_exactly_the_nodata_footprint() -> None:
     assert (out[0][out[0] != -1] == 7).all() and (out == -1).sum() == 4
 
 
+@pytest.mark.parametrize(
+    ("dtype", "nodata"),
+    [("uint8", 0), ("uint16", None), ("uint16", 1000), ("int16", -9999), ("int32", 0), ("float32", np.nan)],
+)
+def test_finish_in_chunks_of_rows_gives_the_pixels_of_the_whole_tile(
+    monkeypatch: pytest.MonkeyPatch, dtype: str, nodata: float | None
+) -> None:
+    """finish_tile works a few rows of a band at a time (FINISH_CHUNK pixels), the temporaries
+    in the cache: the same pixels as the whole tile at once, with several bands, nodata at an
+    end of the range, inside it and NaN, the projection of int32 (per s x s block), a model
+    output seen through the core's view, and one normalisation broadcast over the bands."""
+    import geosr.kernel
+
+    rng = np.random.default_rng(3)
+    scale, bands, h, w = 4, 3, 24, 10
+    padded = rng.normal(0.0, 1.5, (bands, (h + 2) * scale, (w + 2) * scale)).astype(np.float32)
+    sr = padded[:, scale:-scale, scale:-scale]  # a view, as process_batch passes the core
+    valid = (rng.random((bands, h, w)) > 0.2) | (nodata is None)  # no nodata: every pixel valid
+    ref = rng.integers(-5000, 5000, (bands, h, w)).astype(dtype)  # projected onto for int32
+    per_band = Normalisation((10.0, -20.0, 30.0), (900.0, 1100.0, 2000.0))
+    for norm in (per_band, Normalisation((5.0,), (3000.0,))):
+        outputs = []
+        for chunk in (10**9, 1, 3 * scale * w * scale):  # the whole tile, s rows, 3 s rows
+            monkeypatch.setattr(geosr.kernel, "FINISH_CHUNK", chunk)
+            tile = finish_tile(sr, valid, scale=scale, norm=norm, dtype=dtype, nodata=nodata, reference=ref)
+            outputs.append(tile)
+        assert outputs[0].dtype == np.dtype(dtype)
+        assert np.isnan(outputs[0].astype(np.float64)).any() == (dtype == "float32")
+        for out in outputs[1:]:
+            assert out.tobytes() == outputs[0].tobytes()
+
+
 def test_prepare_hides_nodata_from_the_model() -> None:
     raw = np.full((1, 1, 8, 8), 500, np.uint16)
     raw[0, 0, :, :3] = 0
