@@ -375,6 +375,38 @@ def test_the_run_hears_of_a_finished_task_as_it_finishes() -> None:
         assert next(finished)[1] is None
 
 
+def test_a_small_job_goes_in_each_task_and_a_large_one_in_a_task_of_its_own(
+    scene: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A job goes to the workers in each task where it is small, as the benchmark's is: a shared
+    task ran first, a round trip to a worker before the first tile could start.  A large one
+    (an AOI of many vertices), or one of very many tasks, is still computed once by a task that
+    all depend on, and gives the same pixels."""
+    from distributed import Future
+
+    from geosr.io.scene import open_scene
+    from geosr.normalise import Normalisation
+    from geosr.orchestrate import cluster as orchestrate
+    from geosr.pipeline import Job
+
+    job = Job(
+        open_scene(scene), halo=4, scale=2, norm=Normalisation((0.0,), (9e3,), "t"), nodata=0, batch_size=2
+    )
+    with orchestrate.cluster_client(None, 1) as client:
+        assert orchestrate._job_for_tasks(client, job, 16) is job
+        # Its copies in thousands of tasks would add up: one task all read.
+        assert isinstance(orchestrate._job_for_tasks(client, job, 10**6), Future)
+        monkeypatch.setattr(orchestrate, "SHARED_JOB_BYTES", 0)
+        shared = orchestrate._job_for_tasks(client, job, 1)
+        assert isinstance(shared, Future) and shared.result() == job
+    common = {"scale": 2, "model": "bicubic", "tile": 32}
+    # Every job is large now: the run's tasks read it from a task of its own.
+    out = geosr.upscale_file(scene, tmp_path / "cluster.tif", workers=2, **common)
+    local = geosr.upscale_file(scene, tmp_path / "local.tif", **common)
+    with rasterio.open(out) as a, rasterio.open(local) as b:
+        assert (a.read() == b.read()).all()
+
+
 def test_a_local_cluster_interrupted_mid_run_leaves_the_terminal_to_geosr() -> None:
     """Ctrl-C or SIGTERM during a --workers run: stopping the cluster with tasks running
     logged a Dask warning per cancelled task, and a scheduler traceback for a submission

@@ -30,6 +30,7 @@ import functools
 import importlib.util
 import logging
 import os
+import pickle
 import re
 import sys
 import threading
@@ -951,12 +952,9 @@ def _submitted(
     workers: int,
 ) -> list[Any]:
     """The futures of the tasks that run the tiles ``todo`` into the run state's store, in batches
-    sized for ``workers`` workers, each reading the job from one task of its own."""
-    # A task, not scatter(): the scheduler keeps how to compute it, so the job is made
-    # again when the worker holding it dies; scattered data is lost for good, and with
-    # it every task of the run ("lost the Dask scheduler ... already forgotten" on a
-    # one-worker cluster whose nanny restarted the killed worker).
-    shared = client.submit(_the_job, job, pure=False)
+    sized for ``workers`` workers, each with the job (:func:`_job_for_tasks`)."""
+    groups = list(batches(list(todo), task_size(len(todo), job.batch_size, workers)))
+    shared = _job_for_tasks(client, job, len(groups))
     run = uuid.uuid4().hex  # the run's store writers on the workers (_store_writer)
     return [
         client.submit(
@@ -969,8 +967,33 @@ def _submitted(
             run,
             pure=False,
         )
-        for group in batches(list(todo), task_size(len(todo), job.batch_size, workers))
+        for group in groups
     ]
+
+
+SHARED_JOB_BYTES = 4 * 2**20
+"""Pickled size of a job times its tasks over which the job reaches them as one task's result
+(:func:`_job_for_tasks`): the scheduler holds each task's copy until it has run."""
+
+
+def _job_for_tasks(client: Client, job: Job, tasks: int) -> Job | Any:
+    """``job`` as the ``tasks`` tasks of ``client`` take it: in each task itself, or, where their
+    copies would add up to over :data:`SHARED_JOB_BYTES` pickled (an AOI's polygon of many
+    vertices, a scene of thousands of tasks), the future of one task whose result they all read.
+
+    In each task where they add up to little (1.8 kB in each of the 16 of the 2048^2 x4
+    benchmark job): a shared task is a round trip to a worker and back before the first tile
+    can start, which started 15 ms after the tasks were submitted, 10 ms so (medians of 12 runs
+    with 2 local workers, a loaded machine).  A task, not scatter(): the scheduler keeps how to
+    compute it, so the job is made again when the worker holding it dies; scattered data is lost
+    for good, and with it every task of the run ("lost the Dask scheduler ... already forgotten"
+    on a one-worker cluster whose nanny restarted the killed worker).
+    """
+    try:
+        small = len(pickle.dumps(job)) * tasks <= SHARED_JOB_BYTES
+    except (pickle.PicklingError, TypeError, AttributeError):  # cloudpickle, Dask's, may take it
+        small = False
+    return job if small else client.submit(_the_job, job, pure=False)
 
 
 def _workers_died(state: RunState, exc: KilledWorker, batch: int) -> ResumableError:
