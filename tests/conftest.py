@@ -31,6 +31,15 @@ DATA_DIR = Path(os.environ.get("GEOSR_DATA_DIR", REPO.parent / "shared" / "data"
 UTM_TRANSFORM = Affine(10.0, 0.0, 335440.0, 0.0, -10.0, 5866490.0)
 
 
+def upscale_in_utm_bbox(src: Path, dst: Path, bbox: str, **options: object) -> Path:
+    """``src`` x2 by the bicubic model into ``dst``, cut to ``bbox`` (minx,miny,maxx,maxy) given in
+    EPSG:32633, the CRS of :func:`make_raster`'s rasters; ``options`` add to or override these."""
+    import geosr
+
+    settings: dict = {"scale": 2, "model": "bicubic", "bbox": bbox, "bbox_crs": "EPSG:32633", **options}
+    return geosr.upscale_file(src, dst, **settings)
+
+
 def open_in_this_process(path: Path) -> bool:
     """Whether a descriptor of this process names ``path`` (Linux: ``/proc/self/fd``)."""
     names = set()

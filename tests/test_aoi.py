@@ -21,7 +21,7 @@ import geosr
 from geosr.aoi import aoi_window
 from geosr.areas import parse_bbox, read_vector
 from geosr.errors import InputError, OptionError
-from tests.conftest import UTM_TRANSFORM
+from tests.conftest import UTM_TRANSFORM, upscale_in_utm_bbox
 
 
 def lonlat(x: float, y: float) -> tuple[float, float]:
@@ -55,14 +55,7 @@ def test_bbox_in_utm_crops_exactly_and_matches_the_full_run(make_raster, tmp_pat
     full = geosr.upscale_file(src, tmp_path / "full.tif", scale=2, model="bicubic")
     x0, y1 = utm_of_pixel(20.5, 10.2)  # inside pixels: the window snaps outward to 20..61, 10..41
     x1, y0 = utm_of_pixel(60.3, 40.9)
-    out = geosr.upscale_file(
-        src,
-        tmp_path / "aoi.tif",
-        scale=2,
-        model="bicubic",
-        bbox=f"{x0},{y0},{x1},{y1}",
-        bbox_crs="EPSG:32633",
-    )
+    out = upscale_in_utm_bbox(src, tmp_path / "aoi.tif", f"{x0},{y0},{x1},{y1}")
     with rasterio.open(out) as a, rasterio.open(full) as f:
         assert (a.width, a.height) == (2 * 41, 2 * 31)
         assert a.transform == UTM_TRANSFORM @ Affine.translation(20, 10) @ Affine.scale(0.5)
@@ -206,14 +199,7 @@ def test_an_aoi_that_holds_no_output_pixels_centre_is_refused(
     assert not (tmp_path / "o.tif").exists()
     (x0, y1), (x1, y0) = utm_of_pixel(cols[0], rows[0]), utm_of_pixel(cols[1], rows[1])
     with clipped():
-        out = geosr.upscale_file(
-            src,
-            tmp_path / "b.tif",
-            scale=2,
-            model="bicubic",
-            bbox=f"{x0},{y0},{x1},{y1}",
-            bbox_crs="EPSG:32633",
-        )
+        out = upscale_in_utm_bbox(src, tmp_path / "b.tif", f"{x0},{y0},{x1},{y1}")
     with rasterio.open(out) as f:
         assert (f.read() != 0).all()
 
@@ -882,14 +868,7 @@ def test_a_box_reaching_past_the_scene_is_said_to_be_clipped(make_raster, tmp_pa
         "inside the scene (cols 0-29, rows 5-24 of the 91 x 67 px file)"
     )
     with pytest.warns(GeosrWarning) as caught:
-        out = geosr.upscale_file(
-            src,
-            tmp_path / "past.tif",
-            scale=2,
-            model="bicubic",
-            bbox=f"{x0},{y0},{x1},{y1}",
-            bbox_crs="EPSG:32633",
-        )
+        out = upscale_in_utm_bbox(src, tmp_path / "past.tif", f"{x0},{y0},{x1},{y1}")
     assert [str(w.message) for w in caught if issubclass(w.category, GeosrWarning)] == [past]
     with rasterio.open(out) as o:
         assert o.transform == UTM_TRANSFORM @ Affine.translation(0, 5) @ Affine.scale(0.5)

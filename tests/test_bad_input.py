@@ -15,7 +15,7 @@ import rasterio
 from affine import Affine
 
 from geosr.cli import main
-from tests.conftest import UTM_TRANSFORM
+from tests.conftest import UTM_TRANSFORM, upscale_in_utm_bbox
 
 
 def run_cli(
@@ -355,7 +355,6 @@ def test_an_area_of_interest_holding_only_nodata_is_refused(
     """A --bbox over the nodata half of a scene wrote an all-nodata output, exit 0, where a
     file without a valid pixel is refused: the area is now refused as well, with nothing
     written, and an existing output kept even with --overwrite; geosr info says the run refuses it."""
-    import geosr
     from geosr.errors import InputError
     from geosr.inspect import plan_run
     from geosr.options import RunOptions
@@ -381,9 +380,7 @@ def test_an_area_of_interest_holding_only_nodata_is_refused(
     with pytest.raises(
         InputError, match=rf"\(bbox='{re.escape(box)}'\) holds no valid pixel.* or pass nodata"
     ):
-        geosr.upscale_file(
-            path, tmp_path / "api.tif", scale=2, model="bicubic", bbox=box, bbox_crs="EPSG:32633"
-        )
+        upscale_in_utm_bbox(path, tmp_path / "api.tif", box)
     plan = plan_run(path, RunOptions(scale=2, model="bicubic", bbox=box, bbox_crs="EPSG:32633"))
     assert plan.refused
     assert dict(plan.lines())["valid pixels"] == (
@@ -391,14 +388,7 @@ def test_an_area_of_interest_holding_only_nodata_is_refused(
         "or check the nodata value and mask (gdalinfo), or pass --nodata"
     )
     (x1, y1) = UTM_TRANSFORM @ (32, 10)  # two columns of data: a run
-    out = geosr.upscale_file(
-        path,
-        tmp_path / "edge.tif",
-        scale=2,
-        model="bicubic",
-        bbox=f"{x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}",
-        bbox_crs="EPSG:32633",
-    )
+    out = upscale_in_utm_bbox(path, tmp_path / "edge.tif", f"{x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}")
     assert out.exists()
 
 
@@ -406,7 +396,6 @@ def test_an_area_with_data_the_files_sample_steps_over_is_run(make_raster, tmp_p
     """The whole file's strided sample (every 2nd pixel of a 1200 x 1000 file) sees no valid
     pixel in a small area whose one valid pixel lies between its pixels: the area's own sample
     does, and the run goes ahead as geosr info says."""
-    import geosr
     from geosr.inspect import plan_run
     from geosr.options import RunOptions
 
@@ -419,9 +408,7 @@ def test_an_area_with_data_the_files_sample_steps_over_is_run(make_raster, tmp_p
     options = RunOptions(scale=2, model="bicubic", bbox=box, bbox_crs="EPSG:32633")
     plan = plan_run(path, options, calibrate=True)
     assert not plan.refused
-    out = geosr.upscale_file(
-        path, tmp_path / "out.tif", scale=2, model="bicubic", bbox=box, bbox_crs="EPSG:32633"
-    )
+    out = upscale_in_utm_bbox(path, tmp_path / "out.tif", box)
     with rasterio.open(out) as f:
         assert (f.read() > 0).any()
 

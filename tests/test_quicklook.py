@@ -19,7 +19,13 @@ from geosr.cli import app
 from geosr.panels import stretch
 from geosr.quicklook import compare_panels, quicklook_path
 from geosr.tiling import Window
-from tests.conftest import UTM_TRANSFORM, coordinate_pattern, in_lonlat, open_in_this_process
+from tests.conftest import (
+    UTM_TRANSFORM,
+    coordinate_pattern,
+    in_lonlat,
+    open_in_this_process,
+    upscale_in_utm_bbox,
+)
 
 
 def test_stretch_is_shared_across_panels() -> None:
@@ -369,9 +375,7 @@ def test_window_is_in_the_input_pixels_for_an_aoi_output(make_raster, tmp_path: 
     full = geosr.upscale_file(lr, tmp_path / "full.tif", scale=2, model="bicubic")
     left, top = UTM_TRANSFORM.c, UTM_TRANSFORM.f
     east = f"{left + 200},{top - 400},{left + 400},{top}"  # the eastern half: cols 20-40
-    aoi = geosr.upscale_file(
-        lr, tmp_path / "aoi.tif", scale=2, model="bicubic", bbox=east, bbox_crs="EPSG:32633"
-    )
+    aoi = upscale_in_utm_bbox(lr, tmp_path / "aoi.tif", east)
     panels, _, win, *_ = compare_panels(str(lr), str(aoi), window="25,5,10,10")
     expected = compare_panels(str(lr), str(full), window="25,5,10,10")[0]
     assert (win.width, win.height) == (20, 20)
