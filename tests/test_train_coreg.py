@@ -193,6 +193,30 @@ def test_a_band_count_mismatch_says_how_to_fix_it_on_the_command_line(tmp_path: 
         coregister(lr_path, hr3, 2)
 
 
+def test_bands_a_pair_raster_lacks_are_told_as_band_numbers_with_the_keyword_to_give(make_raster) -> None:
+    """coregister(lr_bands=(0,)) said "lr.tif has 1 band; bands [0] do not exist" (a Python list,
+    no numbers to give instead), and a raster whose one band is alpha "bands [] do not exist"."""
+    lr = make_raster("lr.tif", height=32, width=32, transform=UTM_TRANSFORM @ Affine.scale(2))
+    hr = make_raster("hr.tif", count=3, height=64, width=64)
+    with pytest.raises(InputError) as info:
+        coregister(lr, hr, 2, lr_bands=(0,))
+    assert str(info.value) == f"{lr}: band 0 does not exist: its one band is band 1 (give e.g. lr_bands=(1,))"
+    with pytest.raises(InputError) as info:
+        coregister(lr, hr, 2, hr_bands=(4, 0, 4))
+    assert str(info.value) == (
+        f"{hr}: bands 4 and 0 do not exist: its bands are numbered 1 to 3 (give e.g. hr_bands=(1, 2, 3))"
+    )
+    with rasterio.open(lr, "r+") as f:
+        f.colorinterp = [rasterio.enums.ColorInterp.alpha]
+    for call in (check_pair, coregister):
+        with pytest.raises(
+            InputError,
+            match=rf"^{re.escape(str(lr))}: every band is an alpha band .*"
+            r"gdal_edit\.py -colorinterp_1 gray FILE$",
+        ):
+            call(lr, hr, 2)
+
+
 @pytest.mark.parametrize("without", ["lr", "hr"])
 def test_a_pair_raster_without_a_crs_is_named(make_raster, without: str) -> None:
     """Was rasterio's 'CRSError: Missing src_crs.' (or dst_crs) traceback from the warp."""

@@ -700,7 +700,8 @@ def test_a_validation_raster_that_training_reads_too_is_refused(tmp_path, scenes
         ),
         (
             '[[data.train]]\npath = "{train}"\nbands = [0]\n',
-            "data.train[0].bands: {train} has 1 band; bands [0]",
+            "data.train[0].bands: {train}: band 0 does not exist: its one band is band 1 "
+            "(give e.g. bands = [1])",
         ),
     ],
 )
@@ -717,6 +718,35 @@ def test_a_recipes_source_that_cannot_be_read_names_the_recipe_and_its_key(
     with pytest.raises(OptionError if "bands" not in says else InputError) as info:
         train(load_config(recipe), recipe=str(recipe))
     assert str(info.value).startswith(f"recipe {recipe}: {says.format(**names)}"), info.value
+
+
+def test_a_recipes_bands_that_do_not_exist_are_told_as_band_numbers_with_ones_to_give(
+    tmp_path, make_raster, capsys, monkeypatch
+) -> None:
+    """geosr train --recipe with bands that a raster lacks said "a.tif has 3 bands; bands [0, 5] do
+    not exist": a Python list, and not which numbers its bands have (GDAL's, from 1) nor what to give."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    rgb = make_raster("rgb.tif", count=3, height=40, width=40)
+    grey = make_raster("grey.tif", height=40, width=40)
+    settings = 'name = "cnnrnn-fast"\nscale = 2\nsteps = 1\ndevice = "cpu"\nprecision = "fp32"\n'
+    model = "[model]\nfeatures = 8\nencoder_blocks = 1\nrefine_steps = 1\n"
+    for path, bands, says in [
+        (
+            rgb,
+            "[0, 5]",
+            "bands 0 and 5 do not exist: its bands are numbered 1 to 3 (give e.g. bands = [1, 2, 3])",
+        ),
+        (grey, "[0]", "band 0 does not exist: its one band is band 1 (give e.g. bands = [1])"),
+    ]:
+        recipe = tmp_path / "mine.toml"
+        source = f'[[data.train]]\npath = "{path}"\nbands = {bands}\n'
+        recipe.write_text(settings + f'output = "{tmp_path / "run"}"\n' + model + source)
+        code, err = run_cli(["train", "--recipe", str(recipe)], capsys, monkeypatch)
+        assert_one_clear_line(code, err, f"recipe {recipe}: data.train[0].bands: {path}: {says}")
+        assert "[0" not in err.replace("data.train[0]", ""), err
+        assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, monkeypatch) -> None:

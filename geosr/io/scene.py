@@ -27,7 +27,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
-from geosr.errors import InputError, catch_warnings_serialised, counted, in_words
+from geosr.errors import InputError, catch_warnings_serialised, in_words
 from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS, overlong_name
 from geosr.io.coordinates import refuse_uneven_coordinates
@@ -837,18 +837,41 @@ def hides_pixels(src: Any, band: int) -> bool:
     return MaskFlags.per_dataset in flags or ColorInterp.alpha in src.colorinterp or not flags
 
 
-def chosen_bands(path: str | Path, src: Any, bands: Sequence[int] | None) -> list[int]:
+def chosen_bands(path: str | Path, src: Any, bands: Sequence[int] | None, *, key: str = "bands") -> list[int]:
     """The 1-based ``bands`` of an open dataset, checked to exist, or its data bands (all but
     alpha bands) for None: the bands training and co-registration read.
 
     An alpha band is the file's mask, not a band of the data: read, it was trained on as an
-    image and made evaluate's RGBA pairs a broadcasting traceback (4 bands vs 3).
+    image and made evaluate's RGBA pairs a broadcasting traceback (4 bands vs 3).  ``key``
+    names the setting that gave ``bands`` in the line that refuses them: ``bands``, a
+    recipe's key (given as TOML), or a Python keyword (``lr_bands``, given as a tuple).
     """
-    chosen = list(bands) if bands else data_bands(src)
-    bad = [b for b in chosen if not 1 <= b <= src.count]
-    if bad or not chosen:
-        raise InputError(f"{path} has {counted(src.count, 'band')}; bands {bad or chosen} do not exist")
+    data = data_bands(src)
+    if not bands and not data:
+        raise InputError(
+            f"{path}: every band is an alpha band (the file's mask), so there is no image to read; "
+            "set the colour interpretation of the image bands, e.g. gdal_edit.py -colorinterp_1 gray FILE"
+        )
+    chosen = list(bands) if bands else data
+    bad = [b for b in dict.fromkeys(chosen) if not 1 <= b <= src.count]
+    if bad:
+        # Not "has 1 band; bands [0] do not exist": a Python list, and no numbers to give instead.
+        missing = (
+            f"band {bad[0]} does not exist"
+            if len(bad) == 1
+            else f"bands {in_words([str(b) for b in bad])} do not exist"
+        )
+        numbered = "its one band is band 1" if src.count == 1 else f"its bands are numbered 1 to {src.count}"
+        raise InputError(f"{path}: {missing}: {numbered} (give e.g. {_bands_setting(key, data)})")
     return chosen
+
+
+def _bands_setting(key: str, bands: Sequence[int]) -> str:
+    """``key`` set to ``bands`` as its user writes it: a recipe's ``bands = [1, 2]`` (TOML),
+    else a Python keyword's ``lr_bands=(1, 2)``."""
+    if key == "bands":
+        return f"bands = [{', '.join(map(str, bands))}]"
+    return f"{key}=({', '.join(map(str, bands))}{',' if len(bands) == 1 else ''})"
 
 
 def pixel_nodata(src: Any) -> bool:

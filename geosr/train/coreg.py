@@ -110,16 +110,23 @@ def _open_pair_raster(path: str | Path) -> rasterio.DatasetReader:
 
 
 def read_raster(
-    path: str | Path, bands: tuple[int, ...] | None = None, *, within: GeoBox | None = None
+    path: str | Path,
+    bands: tuple[int, ...] | None = None,
+    *,
+    within: GeoBox | None = None,
+    key: str = "bands",
 ) -> RasterBands:
     """Read ``bands`` (1-based; all but alpha bands when None) as float32 with NaN where invalid.
+
+    ``key``: the keyword that gave ``bands``, which the line refusing them names
+    (:func:`~geosr.io.scene.chosen_bands`).
 
     With ``within``, only the part of the raster that a warp onto ``within`` reads, plus
     :data:`READ_PADDING` pixels (possibly none): an aerial tile paired with a small LR
     scene was read whole, gigabytes of float32 for a few megabytes used.
     """
     with _open_pair_raster(path) as src:
-        idx = chosen_bands(path, src, bands)
+        idx = chosen_bands(path, src, bands, key=key)
         grid = raster_grid(src)
         window = None
         if within is not None:
@@ -166,6 +173,7 @@ def reproject_onto_lr_grid(
     *,
     bands: tuple[int, ...] | None = None,
     lr_name: str = "the LR raster",
+    key: str = "bands",
 ) -> np.ndarray:
     """The HR raster on ``lr_grid`` refined by ``scale``: (C, H, W) float32, NaN where invalid.
 
@@ -174,7 +182,7 @@ def reproject_onto_lr_grid(
     twice, or ``scale`` is wrong.  A finer one is area-averaged onto the grid.
     """
     target = scaled(lr_grid, scale)
-    hr = read_raster(hr_path, bands, within=target)
+    hr = read_raster(hr_path, bands, within=target, key=key)
     if 0 in hr.data.shape:  # beside the LR grid: nothing maps
         return np.full((hr.data.shape[0], *target.shape.yx), np.nan, np.float32)
     ratio = _hr_pixel_ratio(hr_path, hr.grid, lr_grid, scale, lr_name)
@@ -367,8 +375,8 @@ def coregister(
     correct_shift: bool = True,
 ) -> AlignedPair:
     """Co-register an HR raster onto an LR raster (grid, residual shift, radiometry)."""
-    lr = read_raster(lr_path, lr_bands)
-    hr = reproject_onto_lr_grid(hr_path, lr.grid, scale, bands=hr_bands, lr_name=str(lr_path))
+    lr = read_raster(lr_path, lr_bands, key="lr_bands")
+    hr = reproject_onto_lr_grid(hr_path, lr.grid, scale, bands=hr_bands, lr_name=str(lr_path), key="hr_bands")
     _check_band_counts(lr_path, lr.data.shape[0], hr_path, hr.shape[0])
     hr_valid = np.isfinite(hr)
     if not hr_valid.any():
