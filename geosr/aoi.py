@@ -37,7 +37,7 @@ from rasterio.features import geometry_mask
 
 from geosr.areas import GEOJSON_CRS, areas, in_degrees, is_geojson, projected
 from geosr.errors import InputError, warn
-from geosr.grid import crs_code, crs_label, describe, window_grid
+from geosr.grid import cropped, crs_code, crs_label, describe, window_grid
 from geosr.io.names import shell_quoted
 from geosr.io.scene import Scene
 from geosr.tiling import TilePlan, Window
@@ -357,7 +357,7 @@ def crop_scene(scene: Scene, window: Window) -> Scene:
     r_off, c_off = scene.origin
     return dataclasses.replace(
         scene,
-        grid=scene.grid[window.rows, window.cols],
+        grid=cropped(scene.grid, window.rows, window.cols),
         origin=(r_off + window.row, c_off + window.col),
         file_shape=scene.file_shape or (int(scene.grid.shape.y), int(scene.grid.shape.x)),
     )
@@ -398,7 +398,7 @@ class AoiMask:
 
     def touches(self, window: Window) -> bool:
         """True when output ``window`` has any part inside the polygon (else it is all nodata)."""
-        box = self.grid[window.rows, window.cols].extent.geom
+        box = cropped(self.grid, window.rows, window.cols).extent.geom
         # Sharing only an edge or a corner is not overlapping: no pixel centre can be inside.
         return bool(self.shape.intersects(box) and not self.shape.touches(box))
 
@@ -411,7 +411,7 @@ class AoiMask:
 
     def outside(self, window: Window) -> np.ndarray:
         """Boolean ``(h, w)``: True where the output pixel's centre is outside the polygon."""
-        sub = self.grid[window.rows, window.cols]
+        sub = cropped(self.grid, window.rows, window.cols)
         with _RASTERIZE:
             return geometry_mask([self.geometry], out_shape=sub.shape.yx, transform=sub.transform)
 

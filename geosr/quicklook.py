@@ -32,7 +32,7 @@ from geosr.figure_bands import (
     shown_bands,
     source_bands,
 )
-from geosr.grid import warp_onto, window_grid
+from geosr.grid import warp_onto, window_grid, zoomed_out
 from geosr.io.atomic import already_exists, refuse_kernel_file_system, refuse_overlong_name, unwritable_folder
 from geosr.io.names import shell_quoted
 from geosr.io.remote import home_expanded, local_file_text
@@ -176,7 +176,7 @@ def _panel_grid(sr_scene: Scene, win: Window) -> GeoBox:
     panel shows (:data:`PANEL_PIXELS`), a large window decimated (it was read whole)."""
     target = window_grid(sr_scene.grid, win.row, win.col, win.height, win.width)
     decimation = -(-max(win.height, win.width) // PANEL_PIXELS)
-    return target.zoom_out(decimation) if decimation > 1 else target
+    return zoomed_out(target, decimation) if decimation > 1 else target
 
 
 _SEARCH_PIXELS = 256

@@ -91,6 +91,34 @@ def test_an_aoi_in_another_crs_tells_of_no_deprecated_library_call(make_raster, 
     assert not [str(w.message) for w in caught if "shapely" in str(w.message)]
 
 
+def test_an_area_of_interest_tells_of_no_deprecated_affine_product(make_raster, tmp_path: Path) -> None:
+    """geosr cut the grid of an --aoi or --bbox window with odc-geo's GeoBox slicing, which composes
+    transforms with ``*``: under `python -W default` (or pytest) geosr info --bbox said "warning: Use
+    `@` matmul instead of `*` mul operator for matrix multiplication", and so did the Python API."""
+    import subprocess
+
+    from geosr.inspect import plan_run
+    from geosr.options import RunOptions
+
+    src = make_raster(count=1, height=80, width=80)
+    (x0, y1), (x1, y0) = utm_of_pixel(10, 10), utm_of_pixel(50, 40)
+    box = f"{x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        triangle_run(src, tmp_path)
+        geosr.upscale_file(
+            src, tmp_path / "box.tif", scale=2, model="bicubic", bbox=box, bbox_crs="EPSG:32633"
+        )
+        plan_run(src, RunOptions(scale=2, model="bicubic", aoi=str(tmp_path / "area.geojson")))
+    assert not [str(w.message) for w in caught if "matmul" in str(w.message)]
+    command = [sys.executable, "-W", "default", "-m", "geosr", "info", str(src), "-s", "2", "-m", "bicubic"]
+    done = subprocess.run(
+        [*command, "--bbox", box, "--bbox-crs", "EPSG:32633"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "matmul" not in done.stderr and "area of interest" in done.stdout, done.stderr
+
+
 def test_polygon_in_epsg4326_over_a_utm_scene(make_raster, tmp_path: Path) -> None:
     src = make_raster(count=1, height=80, width=80, dtype="uint16", nodata=None)
     # A triangle given in lon/lat: the run covers its window, nodata outside the triangle.

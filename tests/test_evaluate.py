@@ -135,6 +135,22 @@ def test_wald_with_a_hand_computable_upscaler(make_raster, tmp_path) -> None:
         assert (lr.width, lr.height) == (20, 20)
 
 
+def test_the_wald_lr_grid_tells_of_no_deprecated_affine_product(make_raster, tmp_path) -> None:
+    """The Wald LR's grid was cut and zoomed out with odc-geo's GeoBox, which composes transforms
+    with ``*``: under `python -W default` (or pytest) geosr evaluate said "warning: Use `@` matmul
+    instead of `*` mul operator for matrix multiplication"."""
+    import warnings
+
+    path = make_raster("hr.tif", height=41, width=40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluate_wald([path], scale=2, model="bicubic", border=2, workdir=tmp_path / "w")
+    assert not [str(w.message) for w in caught if "matmul" in str(w.message)]
+    with rasterio.open(tmp_path / "w" / "000_hr_lr.tif") as lr, rasterio.open(path) as src:
+        assert lr.transform == src.transform @ src.transform.scale(2)
+        assert (lr.width, lr.height) == (20, 20)
+
+
 def test_report_json_and_table(make_raster, tmp_path) -> None:
     path = make_raster("hr.tif", height=48, width=48)
     report = evaluate_wald([path], scale=2, model="fake", border=2, upscaler=_fake_upscaler)

@@ -51,6 +51,19 @@ def test_compare_cli_writes_png_with_three_panels(make_raster, tmp_path: Path) -
     assert again.exit_code != 0 and "--overwrite" in str(again.exception)
 
 
+def test_a_large_compare_window_tells_of_no_deprecated_affine_product(make_raster, tmp_path: Path) -> None:
+    """A window of more output pixels than a panel shows was zoomed out with odc-geo's GeoBox,
+    which composes transforms with ``*``: under `python -W default` (or pytest) geosr compare
+    said "warning: Use `@` matmul instead of `*` mul operator for matrix multiplication"."""
+    lr = make_raster(height=320, width=320)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        panels, *_ = compare_panels(str(lr), str(sr), window="0,0,320,320")
+    assert not [str(w.message) for w in caught if "matmul" in str(w.message)]
+    assert panels[0].shape[-2:] == (320, 320)  # 640 output pixels a side, decimated by 2
+
+
 def test_compare_without_output_writes_the_default_png(
     make_raster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from odc.geo.geobox import GeoBox
 
 from geosr.errors import InputError
 from geosr.train.coreg import check_pair, coregister, read_raster, reproject_onto_lr_grid
@@ -215,6 +216,27 @@ def test_bands_a_pair_raster_lacks_are_told_as_band_numbers_with_the_keyword_to_
             r"gdal_edit\.py -colorinterp_1 gray FILE$",
         ):
             call(lr, hr, 2)
+
+
+def test_reading_the_hr_under_the_lr_cuts_its_grid_with_no_deprecated_affine_product(make_raster) -> None:
+    """The HR's grid was cut to the part under the LR, and padded for the coverage of averaged
+    pixels, with odc-geo's GeoBox slicing and pad, which compose transforms with ``*`` ("Use `@`
+    matmul instead of `*` mul operator", under `python -W default` or pytest).  odc-geo's own
+    search for that part still multiplies so: not geosr's call."""
+    hr = make_raster("hr.tif", height=64, width=64)
+    target = GeoBox((16, 16), UTM_TRANSFORM @ Affine.translation(20, 20), "EPSG:32633")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        part = read_raster(hr, within=target)
+        # 20 m LR pixels at x1 from 10 m HR ones: averaged, with the coverage of its padded grid.
+        averaged = reproject_onto_lr_grid(
+            hr, GeoBox((8, 8), target.transform @ Affine.scale(2), target.crs), 1
+        )
+    ours = [w for w in caught if "matmul" in str(w.message) and w.filename.endswith("geobox.py")]
+    assert not ours, [f"{w.filename}:{w.lineno}" for w in ours]
+    assert part.grid.transform == UTM_TRANSFORM @ Affine.translation(16, 16)  # READ_PADDING of 4
+    assert part.data.shape == (1, 24, 24)
+    assert averaged.shape == (1, 8, 8) and np.isfinite(averaged).all()
 
 
 @pytest.mark.parametrize("without", ["lr", "hr"])

@@ -47,6 +47,7 @@ from geosr.errors import (
     worded,
 )
 from geosr.evaluation.metrics import BandMetrics, band_metrics, check_border_count, check_scorable
+from geosr.grid import cropped, zoomed_out
 from geosr.interrupts import output_stamp
 from geosr.io.atomic import lock_held, refuse_overlong_name, unwritable_folder
 from geosr.io.bands import OFFSET_TAG, reflectance_offset, select_bands
@@ -778,7 +779,7 @@ def _write_wald_lr(
         warn_undeclared_zeros(scene, hr)
     hr_c, ok, lr = wald_lr(hr, valid, scale)
     _check_some_lr(path, valid, lr, scale)
-    lr_grid = scene.grid[: hr_c.shape[1], : hr_c.shape[2]].zoom_out(scale)
+    lr_grid = zoomed_out(cropped(scene.grid, slice(hr_c.shape[1]), slice(hr_c.shape[2])), scale)
     _write_float(lr_path, lr, lr_grid, scene)
     return hr_c, ok, lr, scene
 

@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from geosr.aoi import footprints_overlap
 from geosr.areas import projected
 from geosr.errors import InputError, counted
-from geosr.grid import crs_code, crs_label, scaled, source_roi, warp_onto
+from geosr.grid import cropped, crs_code, crs_label, scaled, source_roi, warp_onto, window_grid
 from geosr.io.coordinates import refuse_uneven_coordinates
 from geosr.io.names import open_raster
 from geosr.io.scene import (
@@ -132,7 +132,7 @@ def read_raster(
         if within is not None:
             check_transformable(path, grid, within)
             rows, cols = source_roi(grid, within, padding=READ_PADDING)
-            grid = grid[rows, cols]
+            grid = cropped(grid, rows, cols)
             window = Window.from_slices(rows, cols)
         try:
             raw = src.read(idx, masked=True, window=window)
@@ -202,7 +202,8 @@ def _coverage(hr: RasterBands, target: GeoBox) -> np.ndarray:
     leaves what lies beyond the source out of the mean), averages to that fraction.
     """
     valid = np.pad(np.isfinite(hr.data), ((0, 0), (1, 1), (1, 1))).astype(np.float32)
-    return warp_onto(valid, hr.grid.pad(1), target, Resampling.average)
+    ring = window_grid(hr.grid, -1, -1, *valid.shape[1:])  # GeoBox.pad(1), composed with @ (cropped)
+    return warp_onto(valid, ring, target, Resampling.average)
 
 
 def _hr_pixel_ratio(hr_path: str | Path, hr_grid: GeoBox, lr_grid: GeoBox, scale: int, lr_name: str) -> float:
