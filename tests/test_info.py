@@ -214,6 +214,32 @@ def test_info_gives_the_valid_share_and_says_when_a_run_would_refuse(make_raster
     assert "valid pixels" not in dict(plan_run(empty, RunOptions(model="bicubic"), calibrate=False).lines())
 
 
+def test_info_says_a_few_valid_pixels_where_only_the_whole_files_sample_sees_them(
+    make_raster, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A --bbox window of 1100 x 1100 px (a sample of every 2nd pixel) from row 1, of a file whose
+    only valid pixels are its row 500: the window's sample (rows 1, 3, ...) sees none, the whole
+    file's (rows 0, 2, ...) sees them, so geosr run goes ahead, and geosr info says so in words
+    ("a few"), not "none" nor "0 %"."""
+    data = np.zeros((1, 1500, 1500), "uint16")
+    data[:, 500, :] = 900
+    src = make_raster("line.tif", data=data, nodata=0)
+    (x0, y1), (x1, y0) = UTM_TRANSFORM @ (1, 1), UTM_TRANSFORM @ (1101, 1101)
+    box = ["--bbox", f"{x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}", "--bbox-crs", "EPSG:32633"]
+    args = ["info", str(src), "-s", "2", "-m", "bicubic", *box]
+    code, captured = _geosr(monkeypatch, capsys, *args)
+    assert code == 0, captured.err
+    lines = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in captured.out.splitlines())
+    assert lines["valid pixels"] == "a few, too few for a strided sample to count"
+    assert lines["area of interest"].startswith("cols 1-1100, rows 1-1100 (1100 x 1100 px)")
+    assert captured.err == ""
+    code, captured = _geosr(monkeypatch, capsys, *args, "--json")
+    assert json.loads(captured.out)["refused"] is False
+    out = upscale_file(src, tmp_path / "out.tif", scale=2, model="bicubic", bbox=box[1], bbox_crs=box[3])
+    with rasterio.open(out) as f:
+        assert (f.read(1)[998:1000] == 900).all()  # row 500 of the file, 499 of the window, x2
+
+
 def test_info_says_bigtiff_exactly_when_the_cog_is_one(tmp_path: Path) -> None:
     """Before, info said '(BigTIFF)' only above 4 GiB of output, while the writer makes a
     BigTIFF from 2.625 GiB (3.5 GiB with overviews; and GDAL's IF_SAFER below that from
