@@ -1223,6 +1223,42 @@ def test_a_fault_marker_in_a_missing_folder_is_one_line_before_the_run(
     assert outputs_in(tmp_path) == []
 
 
+def test_a_zarr_variable_that_is_no_raster_is_told_in_words_with_the_variable_to_give(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """--variable time_bnds of a store was "variable 'time_bnds' has no spatial dimensions (y/x or
+    lat/lon): ('time', 'nv')": a Python tuple, and not which variable to give instead."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    import xarray as xr
+
+    import geosr
+    from geosr.errors import InputError
+
+    y = 5866490.0 - 10.0 * (np.arange(8) + 0.5)
+    x = 335440.0 + 10.0 * (np.arange(8) + 0.5)
+    raster = xr.DataArray(np.ones((8, 8), "float32"), dims=("y", "x"), coords={"y": y, "x": x})
+    ds = raster.rio.write_crs("EPSG:32633").to_dataset(name="red")
+    ds["time_bnds"] = xr.DataArray(np.zeros((3, 2)), dims=("time", "nv"))
+    ds["crs_code"] = xr.DataArray(32633)
+    store = tmp_path / "cube.zarr"
+    ds.to_zarr(store, consolidated=False)
+    says = "has no spatial dimensions (y/x or lat/lon), only time and nv; give --variable red"
+    code, err = run_cli(["run", str(store), "--variable", "time_bnds", "-m", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"{store}: variable 'time_bnds' {says}")
+    assert "('time'" not in err and len(err.strip().splitlines()) == 1, err
+    code, err = run_cli(["info", str(store), "--variable", "crs_code", "--no-calibrate"], capsys, monkeypatch)
+    assert_one_clear_line(
+        code, err, "variable 'crs_code' has no spatial dimensions (y/x or lat/lon), no dimensions"
+    )
+    with pytest.raises(InputError, match=r"only time and nv; give variable='red'$"):
+        geosr.upscale_file(store, tmp_path / "out.tif", model="bicubic", variable="time_bnds")
+    ds["nir"] = raster.rio.write_crs("EPSG:32633")
+    ds.to_zarr(tmp_path / "two.zarr", consolidated=False)
+    code, err = run_cli(["run", str(tmp_path / "two.zarr"), "--variable", "time_bnds"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "only time and nv; give one of red, nir with --variable")
+    assert outputs_in(tmp_path) == []
+
+
 def test_a_zarr_variable_not_linked_to_its_grid_mapping_says_how_to_link_it(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:

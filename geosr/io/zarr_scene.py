@@ -36,7 +36,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from rasterio.crs import CRS
 
-from geosr.errors import InputError, catch_warnings_serialised
+from geosr.errors import InputError, catch_warnings_serialised, in_words
 from geosr.io.coordinates import uneven_refused, uneven_steps
 from geosr.io.remote import archive_member, archive_member_problem
 from geosr.io.scene import (
@@ -156,6 +156,17 @@ def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
         if is_flags(ds[variable]):
             meanings = str(ds[variable].attrs.get("flag_meanings", ""))
             raise flags_refused(path, variable, meanings, [str(name) for name in spatial])
+        if not any(set(dims) <= set(ds[variable].dims) for dims in SPATIAL_DIMS):
+            # Not "has no spatial dimensions ...: ('time', 'nv')": a Python tuple, and no variable to give.
+            # No word of the line's own after --variable: the Python API reads it as the value.
+            give = (
+                f"give --variable {spatial[0]}"
+                if len(spatial) == 1
+                else f"give one of {', '.join(map(str, spatial))} with --variable"
+                if spatial
+                else "the store holds no raster variable on y/x or lat/lon dimensions to give instead"
+            )
+            raise InputError(f"{_no_spatial_dims(path, ds[variable])}; {give}")
         _check_raster_dims(ds[variable], path)
         return variable
     if len(spatial) == 1:
@@ -214,7 +225,13 @@ def _spatial_dims(da: xr.DataArray, path: str) -> tuple[str, str]:
     for ydim, xdim in SPATIAL_DIMS:
         if ydim in da.dims and xdim in da.dims:
             return ydim, xdim
-    raise InputError(f"{path}: variable {da.name!r} has no spatial dimensions (y/x or lat/lon): {da.dims}")
+    raise InputError(_no_spatial_dims(path, da))
+
+
+def _no_spatial_dims(path: str, da: xr.DataArray) -> str:
+    """That ``da`` is no raster: none of its dimensions are spatial, in words."""
+    dims = f"only {in_words([str(d) for d in da.dims])}" if da.dims else "no dimensions at all"
+    return f"{path}: variable {da.name!r} has no spatial dimensions (y/x or lat/lon), {dims}"
 
 
 def variable_crs(da: xr.DataArray, ydim: str, xdim: str, ds: xr.Dataset | None = None) -> CRS | None:
