@@ -477,16 +477,40 @@ def test_an_image_smaller_than_an_ssim_window_is_named_before_it_is_upscaled(mak
     small = make_raster("small.tif", height=9, width=13)
     calls: list[Path] = []
 
-    with pytest.raises(InputError, match=r"small\.tif: its 8 x 12 pixels hold no whole 11 x 11 SSIM window"):
+    with pytest.raises(InputError, match=r"small\.tif: its 12 x 8 px hold no whole 11 x 11 SSIM window"):
         evaluate_wald([small], scale=2, model="fake", border=0, upscaler=_recording(calls))
     assert calls == []
+
+
+def test_evaluates_size_lines_give_width_x_height_as_gdal_and_geosr_info_do(
+    make_raster, capsys, monkeypatch
+) -> None:
+    """geosr evaluate gave sizes height x width: "a border of 16 px leaves nothing of its 60 x 30
+    pixels" of a raster 30 px wide and 60 high, which gdalinfo, QGIS and geosr info give as 30 x 60."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    tall = make_raster("tall.tif", height=61, width=30)
+    code, err = run_cli(
+        ["evaluate", str(tall), "-s", "2", "-m", "bicubic", "--border", "16"], capsys, monkeypatch
+    )
+    assert_one_clear_line(code, err, "tall.tif: a border of 16 px leaves nothing of its 30 x 60 px")
+    wide = make_raster("wide.tif", height=9, width=41)
+    code, err = run_cli(
+        ["evaluate", str(wide), "-s", "2", "-m", "bicubic", "--border", "0"], capsys, monkeypatch
+    )
+    assert_one_clear_line(code, err, "wide.tif: its 40 x 8 px hold no whole 11 x 11 SSIM window")
+    flat = make_raster("flat.tif", height=1, width=40)
+    code, err = run_cli(["evaluate", str(flat), "-s", "2", "-m", "bicubic"], capsys, monkeypatch)
+    assert_one_clear_line(code, err, "flat.tif: its 40 x 1 px hold no 2 x 2 block")
+    with pytest.raises(InputError, match=r"^a 40 x 1 px raster is smaller than one 2 x 2 block$"):
+        wald_lr(np.ones((1, 1, 40)), np.ones((1, 1, 40), bool), 2)
 
 
 def test_an_image_smaller_than_one_block_is_named(make_raster) -> None:
     # "a 3 x 40 raster is smaller than one 4 x 4 block": which of the rasters was not said.
     big = make_raster("big.tif", height=48, width=48)
     tiny = make_raster("tiny.tif", height=3, width=40)
-    with pytest.raises(InputError, match=r"^.*tiny\.tif: its 3 x 40 pixels hold no 4 x 4 block"):
+    with pytest.raises(InputError, match=r"^.*tiny\.tif: its 40 x 3 px hold no 4 x 4 block"):
         evaluate_wald([big, tiny], scale=4, model="fake", border=0, upscaler=_fake_upscaler)
 
 

@@ -57,7 +57,8 @@ def check_border(shape: tuple[int, ...], border: int, source: str = "") -> None:
     if 2 * border >= min(h, w):
         where = f"{source}: " if source else ""
         raise InputError(
-            f"{where}a border of {border} px leaves nothing of its {h} x {w} pixels; "
+            # Width x height, as gdalinfo and geosr info give a size: 'its 718 x 790 pixels' was h x w.
+            f"{where}a border of {border} px leaves nothing of its {w} x {h} px; "
             "use a smaller --border or a larger image"
         )
 
@@ -75,7 +76,7 @@ def check_scorable(shape: tuple[int, ...], border: int, source: str = "") -> Non
         side = 2 * SSIM_RADIUS + 1
         where = f"{source}: " if source else ""
         raise InputError(
-            f"{where}its {h} x {w} pixels hold no whole {side} x {side} SSIM window; "
+            f"{where}its {w} x {h} px hold no whole {side} x {side} SSIM window; "
             f"give a larger image ({side} x {side} pixels at least, cropped to a multiple of --scale)"
         )
 

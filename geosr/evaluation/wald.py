@@ -218,7 +218,7 @@ def _check_sizes(
         h, w = _open(path, variable, bands).grid.shape.yx
         if h < scale or w < scale:
             raise InputError(
-                f"{path}: its {h} x {w} pixels hold no {scale} x {scale} block to average into a Wald "
+                f"{path}: its {w} x {h} px hold no {scale} x {scale} block to average into a Wald "
                 "LR pixel; give a larger raster or a smaller --scale"
             )
         check_scorable((h - h % scale, w - w % scale), border, str(path))
@@ -293,7 +293,7 @@ def wald_lr(hr: np.ndarray, valid: np.ndarray, scale: int) -> tuple[np.ndarray, 
     c, h, w = hr.shape
     hc, wc = h - h % scale, w - w % scale
     if hc == 0 or wc == 0:
-        raise InputError(f"a {h} x {w} raster is smaller than one {scale} x {scale} block")
+        raise InputError(f"a {w} x {h} px raster is smaller than one {scale} x {scale} block")
     hr_c = hr[:, :hc, :wc].astype(np.float64)
     ok = valid[:, :hc, :wc]
     blocks = np.where(ok, hr_c, 0.0).reshape(c, hc // scale, scale, wc // scale, scale)
