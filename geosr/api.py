@@ -54,7 +54,7 @@ from geosr.io.remote import (
 )
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
 from geosr.io.runstate import RunState, StaleRunError, job_digest, reclaimable_bytes, run_dir
-from geosr.io.scene import Scene, carried_tags, close_datasets
+from geosr.io.scene import SOURCE_DATETIME_TAG, Scene, carried_tags, close_datasets
 from geosr.io.sink import DEFAULT_ZARR_FORMAT, SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.stac_input import forget_fetched, stacks_removed
 from geosr.io.zarr_store import check_zarr_grid, store_bytes
@@ -118,7 +118,13 @@ def model_label(net: SRModel, model: str | None) -> str:
 
 
 def provenance_tags(scene: Scene, model_name: str, scale: int, norm: Normalisation) -> dict[str, str]:
-    """The input's tags plus what produced this output."""
+    """The input's tags plus what produced this output.
+
+    The program and the date that made the input's file (its TIFF ``Software`` and ``DateTime``,
+    which the output does not carry as its own) are kept as ``GEOSR_SOURCE_SOFTWARE`` and
+    ``GEOSR_SOURCE_DATETIME``; the date passes on through further runs, as the scene's date a
+    STAC Item falls back on (:func:`geosr.stac.acquisition_time`).
+    """
     tags = carried_tags(scene.tags)
     tags.update(
         GEOSR_VERSION=__version__,
@@ -127,6 +133,12 @@ def provenance_tags(scene: Scene, model_name: str, scale: int, norm: Normalisati
         GEOSR_SOURCE=local_name(scene.path),  # of a signed URL, without its signature
         **norm.to_tags(),
     )
+    software = scene.tags.get("TIFFTAG_SOFTWARE")
+    written = scene.tags.get("TIFFTAG_DATETIME", scene.tags.get(SOURCE_DATETIME_TAG))
+    if software:
+        tags["GEOSR_SOURCE_SOFTWARE"] = str(software)
+    if written:
+        tags[SOURCE_DATETIME_TAG] = str(written)
     if scene.bands:
         tags["GEOSR_BANDS"] = ",".join(str(b) for b in scene.bands)
     return tags

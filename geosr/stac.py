@@ -42,7 +42,7 @@ from geosr.grid import epsg_code, scaled
 from geosr.io.atomic import write_small_file
 from geosr.io.names import utf8_name
 from geosr.io.remote import is_remote, unsigned
-from geosr.io.scene import Scene, open_scene
+from geosr.io.scene import SOURCE_DATETIME_TAG, Scene, open_scene
 from geosr.io.sink import SUPPORTED_SUFFIXES
 
 # The raster extension v2 (STAC 1.1 bands); pystac knows v1 only (raster:bands).
@@ -64,10 +64,11 @@ def media_type(output: Path) -> str:
 
 
 def acquisition_time(scene: Scene) -> dt.datetime | None:
-    """The input's own date (a STAC input's ``datetime``, or the TIFF date tag), if any;
-    None for a STAC input of a range of dates (:func:`acquisition_span`)."""
-    for key in ("STAC_DATETIME", "TIFFTAG_DATETIME"):
-        if key == "TIFFTAG_DATETIME" and "STAC_START_DATETIME" in scene.tags:
+    """The input's own date (a STAC input's ``datetime``, or the TIFF date tag, which an earlier
+    geosr output keeps as ``GEOSR_SOURCE_DATETIME``), if any; None for a STAC input of a range of
+    dates (:func:`acquisition_span`)."""
+    for key in ("STAC_DATETIME", "TIFFTAG_DATETIME", SOURCE_DATETIME_TAG):
+        if key != "STAC_DATETIME" and "STAC_START_DATETIME" in scene.tags:
             return None  # the Item's range, not the file's own date
         parsed = _parsed(scene.tags.get(key))
         if parsed is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -426,6 +427,39 @@ def test_the_inputs_sample_value_range_is_not_the_outputs(make_raster, tmp_path:
             tags = f.tags()
             assert tags["SENSOR"] == "test", path.name
             assert not any("SAMPLEVALUE" in key for key in tags), (path.name, tags)
+
+
+def test_the_output_names_geosr_as_its_software_and_keeps_the_inputs_as_provenance(
+    make_raster, tmp_path: Path
+) -> None:
+    """The input's TIFF Software, DateTime and HostComputer were the output's own TIFF tags: the
+    x2 COG of a Sen2Cor product said that Sen2Cor 2.11 wrote it, in 2020, on the product's host.
+    A COG now names geosr as its software; the input's program and date are provenance
+    (GEOSR_SOURCE_SOFTWARE, GEOSR_SOURCE_DATETIME), and the date still dates the scene's STAC
+    Item after a second run.  Rights and content (Artist, Copyright, ImageDescription) stay."""
+    written = {"TIFFTAG_SOFTWARE": "Sen2Cor 2.11", "TIFFTAG_DATETIME": "2020:01:01 10:00:00"}
+    content = {"TIFFTAG_ARTIST": "ESA", "TIFFTAG_COPYRIGHT": "Copernicus", "TIFFTAG_IMAGEDESCRIPTION": "L2A"}
+    host = {"TIFFTAG_HOSTCOMPUTER": "pdgs"}
+    src = make_raster("l2a.tif", height=30, width=30, tags={**written, **content, **host})
+    out, lazy = file_and_lazy_outputs(src, tmp_path)
+    with rasterio.open(out) as f:
+        tags = f.tags()
+    assert tags["TIFFTAG_SOFTWARE"] == f"geosr {geosr.__version__}"
+    assert "TIFFTAG_DATETIME" not in tags and "TIFFTAG_HOSTCOMPUTER" not in tags
+    assert (tags["GEOSR_SOURCE_SOFTWARE"], tags["GEOSR_SOURCE_DATETIME"]) == tuple(written.values())
+    assert content.items() <= tags.items()
+    with rasterio.open(lazy) as f:  # rioxarray's write of geosr.upscale: no program or date of its making
+        assert not set(written) & set(f.tags()) and content.items() <= f.tags().items()
+    store = geosr.upscale_file(src, tmp_path / "out.zarr", scale=2, model="bicubic")
+    attrs = xr.open_zarr(store).attrs
+    assert not set(written) & set(attrs) and attrs["GEOSR_SOURCE_SOFTWARE"] == "Sen2Cor 2.11"
+    again = geosr.upscale_file(out, tmp_path / "x4.tif", scale=2, model="bicubic", stac=True)
+    with rasterio.open(again) as f:
+        tags = f.tags()
+    assert tags["GEOSR_SOURCE_SOFTWARE"] == f"geosr {geosr.__version__}"
+    assert tags["GEOSR_SOURCE_DATETIME"] == written["TIFFTAG_DATETIME"]
+    item = json.loads((tmp_path / "x4.stac.json").read_text())
+    assert item["properties"]["datetime"] == "2020-01-01T10:00:00Z"
 
 
 def test_a_pixel_is_point_input_gives_an_exact_pixel_is_area_output(make_raster, tmp_path: Path) -> None:

@@ -343,8 +343,7 @@ class CogSink(CogBuild):
 
     def _write_metadata(self, ds: Any) -> None:
         spec = self.spec
-        if spec.tags:
-            ds.update_tags(**spec.tags)
+        ds.update_tags(**spec.tiff_tags)
         if spec.rpcs:
             ds.update_tags(ns="RPC", **spec.rpcs)
         for band, description in enumerate(spec.descriptions, start=1):

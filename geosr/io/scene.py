@@ -236,6 +236,17 @@ cached band statistics (``gdalinfo -stats``, QGIS), which readers take as the fi
 and the TIFF tags of the smallest and largest sample value, which GDAL writes as the output's
 own TIFF tags (``gdal_translate`` drops them too wherever the values may change)."""
 
+WRITER_TAGS = ("TIFFTAG_SOFTWARE", "TIFFTAG_DATETIME", "TIFFTAG_HOSTCOMPUTER")
+"""The TIFF tags of a file's making: the program, the time and the computer that wrote the input,
+none of which wrote the output.  Carried over, an output of a Sen2Cor product said that Sen2Cor
+made it, on the day the product was made.  An output's provenance keeps the first two
+(:func:`geosr.api.provenance_tags`), and a COG names geosr as its software
+(:attr:`geosr.io.sink.OutputSpec.tiff_tags`)."""
+
+SOURCE_DATETIME_TAG = "GEOSR_SOURCE_DATETIME"
+"""An output's record of its input's TIFF date (``TIFFTAG_DATETIME``), or of the date an earlier
+run recorded: the scene's date for a STAC Item (:func:`geosr.stac.acquisition_time`)."""
+
 PROVENANCE_PREFIX = "GEOSR_"
 """geosr's own tags of the run that wrote a file (``GEOSR_BANDS``, ``GEOSR_FRAMES``...): an input
 that is an earlier output describes that run, not the one reading it, which writes its own."""
@@ -270,7 +281,8 @@ def carried_tags(tags: Mapping[str, Any]) -> dict[str, Any]:
     """``tags`` an output keeps: all but those that describe the input's pixel values
     (:data:`STALE_TAG_PREFIXES`, :data:`CF_MISSING_ATTRIBUTES`), its grid
     (:data:`INPUT_GRID_ATTRIBUTES`) and how its file stores it (:data:`RASTER_TYPE_TAG`), its
-    overviews (:data:`OVERVIEW_TAGS`) or the run that wrote it (:data:`PROVENANCE_PREFIX`).
+    overviews (:data:`OVERVIEW_TAGS`), the making of its file (:data:`WRITER_TAGS`) or the run
+    that wrote it (:data:`PROVENANCE_PREFIX`).
 
     Kept, an output's STATISTICS_MAXIMUM of its input's 254 would stand beside its pixels of
     255: ``gdalinfo -stats`` reports it and QGIS stretches by it without reading a pixel; a
@@ -285,7 +297,7 @@ def carried_tags(tags: Mapping[str, Any]) -> dict[str, Any]:
         k: v
         for k, v in tags.items()
         if not str(k).startswith((*STALE_TAG_PREFIXES, PROVENANCE_PREFIX))
-        and str(k) not in (*OVERVIEW_TAGS, RASTER_TYPE_TAG)
+        and str(k) not in (*OVERVIEW_TAGS, RASTER_TYPE_TAG, *WRITER_TAGS)
         # A netCDF variable's attribute comes as ``variable#name`` (GDAL's metadata).
         and str(k).rsplit("#", 1)[-1] not in (*CF_MISSING_ATTRIBUTES, *INPUT_GRID_ATTRIBUTES)
     }

@@ -30,6 +30,7 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 from rasterio.enums import ColorInterp
 
+from geosr import __version__
 from geosr.errors import OptionError, OutputError, in_words
 from geosr.io.atomic import check_writable, remove_with_sidecars
 
@@ -194,6 +195,15 @@ class OutputSpec:
         GeoTIFF (band 1 grey, the others undefined) left beside every output for no reader's use.
         """
         return self.colorinterp[:1] + tuple("undefined" if c == "gray" else c for c in self.colorinterp[1:])
+
+    @property
+    def tiff_tags(self) -> dict[str, str]:
+        """:attr:`tags` as a GeoTIFF holds them: its TIFF ``Software`` tag names geosr, which wrote it.
+
+        The input's own (the program that made the input's file) is no tag of the output's
+        (:data:`geosr.io.scene.WRITER_TAGS`); the run's provenance keeps it.
+        """
+        return {**self.tags, "TIFFTAG_SOFTWARE": f"geosr {__version__}"}
 
     @property
     def zarr_version(self) -> Literal[2, 3]:

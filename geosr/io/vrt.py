@@ -61,7 +61,7 @@ def write_vrt(path: Path, spec: OutputSpec, source: str, overviews: Sequence[str
     ET.SubElement(root, "GeoTransform").text = ", ".join(
         repr(float(v)) for v in spec.grid.transform.to_gdal()
     )
-    _metadata(root, spec.tags)
+    _metadata(root, spec.tiff_tags)
     _metadata(root, spec.rpcs, domain="RPC")
     data_type = typename_fwd[dtype_rev[spec.dtype]]
     for band in range(1, spec.count + 1):
