@@ -31,7 +31,9 @@ import geosr
 from geosr.errors import OptionError, OutputError
 from geosr.io import atomic
 from geosr.io.atomic import TMP_MARKER
+from geosr.io.scene import open_scene
 from geosr.io.sink import OutputSpec, RasterSink, open_sink
+from geosr.io.zarr_scene import band_metadata
 from geosr.io.zarr_store import VARIABLE, write_region
 
 UTM = GeoBox((611, 1037), Affine(2.5, 0.0, 499_980.0, 0.0, -2.5, 5_300_040.0), "EPSG:32633")
@@ -344,6 +346,23 @@ def test_zarr_v2_is_read_by_gdal_with_its_crs_and_transform(tmp_path, make_spec,
     assert da.dims == ("band", "y", "x") and da.rio.crs == grid.crs
     assert tuple(da.rio.transform()) == tuple(grid.transform)
     np.testing.assert_array_equal(read_zarr(destination, mask_and_scale=False).values, data)
+
+
+def test_gdal_reads_a_zarr_outputs_band_colours(tmp_path, make_spec):
+    """geosr wrote a Zarr output's colours as "colorinterp", an attribute of its own, which GDAL's
+    Zarr driver does not know: rasterio.open('ZARR:"out.zarr":/band_data') of an RGB(NIR) output
+    gave undefined for every band.  They are now GDAL's COLOR_INTERPRETATION, in names GDAL parses
+    (other_ir as OtherIR), which geosr reads back as well, and still its earlier "colorinterp"."""
+    colours = ("red", "green", "blue", "other_ir")
+    spec = make_spec(grid=GeoBox((64, 48), UTM.transform, UTM.crs), colorinterp=colours, zarr_format=2)
+    destination = tmp_path / "out.zarr"
+    with open_sink(destination, spec) as sink:
+        write_all(sink, coded(spec))
+    with rasterio.open(f'ZARR:"{destination}":/{VARIABLE}') as src:
+        assert tuple(c.name for c in src.colorinterp) == colours
+    assert open_scene(destination).colorinterp == colours
+    attrs = {"colorinterp": list(colours), "long_name": ["a", "b", "c", "d"]}
+    assert band_metadata(attrs, 4)["colorinterp"] == colours  # a store of an earlier geosr
 
 
 def test_cog_and_zarr_hold_identical_values(tmp_path, make_spec):

@@ -86,6 +86,31 @@ TIFF_ONLY_COMPRESSIONS = ("lzw",)
 """Compressions with no Zarr codec: a ``.zarr`` output refuses them."""
 
 
+GDAL_COLOR_NAMES = {"other_ir": "OtherIR", "Y": "YCbCr_Y", "Cb": "YCbCr_Cb", "Cr": "YCbCr_Cr"}
+"""rasterio's ColorInterp names that GDAL does not parse (it reads them as Undefined), and GDAL's
+own names for them.  The others match GDAL's, case aside (GDAL parses ``red`` as ``Red``)."""
+
+
+COLOR_ATTRIBUTE = "COLOR_INTERPRETATION"
+"""A Zarr array's attribute of its bands' colours (GDAL's names, one per band): GDAL's Zarr driver
+writes and reads it, so a Zarr output holds them there (:mod:`geosr.io.zarr_store`) and a Zarr
+input's are read from it (:func:`geosr.io.zarr_scene.band_metadata`)."""
+
+
+def gdal_color_name(name: str) -> str:
+    """The name GDAL parses for the rasterio ``ColorInterp`` name ``name`` (a VRT's, a Zarr array's)."""
+    return GDAL_COLOR_NAMES.get(name, name)
+
+
+def colorinterp_name(text: object) -> str | None:
+    """The rasterio ``ColorInterp`` name of a colour interpretation as GDAL or rasterio names it, in
+    any case (``Red``, ``OtherIR``, ``YCbCr_Y``, ``red``), or None for none of them."""
+    wanted = str(text).lower()
+    names = {gdal.lower(): name for name, gdal in GDAL_COLOR_NAMES.items()}
+    names.update({name.lower(): name for name in ColorInterp.__members__})
+    return names.get(wanted)
+
+
 @dataclass(frozen=True)
 class OutputSpec:
     """Everything a sink needs to know before the first pixel arrives.

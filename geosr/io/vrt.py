@@ -21,11 +21,7 @@ from rasterio.dtypes import dtype_rev, typename_fwd
 
 from geosr.grid import crs_wkt
 from geosr.io.names import utf8_name
-from geosr.io.sink import OutputSpec
-
-# rasterio's ColorInterp names that GDAL does not parse (it reads them as Undefined):
-# GDAL's own names for them.  The others match GDAL's, case aside.
-_GDAL_COLOR_NAMES = {"other_ir": "OtherIR", "Y": "YCbCr_Y", "Cb": "YCbCr_Cb", "Cr": "YCbCr_Cr"}
+from geosr.io.sink import OutputSpec, gdal_color_name
 
 
 def zarr_array(store: Path, name: str) -> str:
@@ -72,7 +68,7 @@ def write_vrt(path: Path, spec: OutputSpec, source: str, overviews: Sequence[str
             ET.SubElement(element, "Description").text = spec.descriptions[band - 1]
         if spec.colorinterp:
             name = spec.tiff_colorinterp[band - 1]
-            ET.SubElement(element, "ColorInterp").text = _GDAL_COLOR_NAMES.get(name, name)
+            ET.SubElement(element, "ColorInterp").text = gdal_color_name(name)
         if spec.band_tags:
             _metadata(element, spec.band_tags[band - 1])
         scale, offset, unit = spec.scaling(band)

@@ -50,6 +50,7 @@ from geosr.io.scene import (
     is_zipped_zarr,
     missing_values,
 )
+from geosr.io.sink import COLOR_ATTRIBUTE, colorinterp_name
 
 SPATIAL_DIMS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
 
@@ -487,7 +488,7 @@ def check_evenly_spaced(da: xr.DataArray, dim: str, source: str) -> None:
 
 BAND_ATTRIBUTES = frozenset(
     {
-        *("long_name", "units", "colorinterp", "band_tags"),
+        *("long_name", "units", COLOR_ATTRIBUTE, "colorinterp", "band_tags"),
         *("scale_factor", "add_offset", "scales", "offsets"),
         *("_FillValue", "missing_value", "grid_mapping", "coordinates"),
     }
@@ -518,8 +519,11 @@ def band_metadata(attrs: dict[str, Any], count: int) -> dict[str, Any]:
     offsets = per_band(attrs.get("offsets", attrs.get("add_offset", 0.0)))
     if scales is not None and offsets is not None:
         fields.update(scales=tuple(map(float, scales)), offsets=tuple(map(float, offsets)))
-    if (colorinterp := per_band(attrs.get("colorinterp"))) is not None and None not in colorinterp:
-        fields["colorinterp"] = tuple(map(str, colorinterp))
+    # GDAL's attribute, which geosr writes; "colorinterp" in rasterio's names, which it wrote before.
+    colors = per_band(attrs.get(COLOR_ATTRIBUTE, attrs.get("colorinterp")))
+    colorinterp = tuple(map(colorinterp_name, colors)) if colors is not None else None
+    if colorinterp is not None and None not in colorinterp:
+        fields["colorinterp"] = colorinterp
     if (band_tags := attrs.get("band_tags")) is not None and len(band_tags) == count:
         fields["band_tags"] = tuple({str(k): str(v) for k, v in tags.items()} for tags in band_tags)
     return fields

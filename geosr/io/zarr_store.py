@@ -5,7 +5,8 @@ Zarr)::
 
     band_data   (band, y, x)  spec.dtype, chunks (1, block, block),
                               attrs: grid_mapping="spatial_ref", _FillValue=nodata,
-                              long_name=descriptions, colorinterp, band_tags,
+                              long_name=descriptions, COLOR_INTERPRETATION
+                              (GDAL's colour names), band_tags,
                               the VARIABLE_TAGS of spec.tags (standard_name)
     band        (band,)       1..count; a Zarr input's own leading axis
                               and values instead (time and dates of a cube)
@@ -59,7 +60,7 @@ from geosr.io.atomic import (
     replace_atomically,
     temporary_sibling,
 )
-from geosr.io.sink import OutputSpec, SinkBase
+from geosr.io.sink import COLOR_ATTRIBUTE, OutputSpec, SinkBase, gdal_color_name
 
 VARIABLE = "band_data"
 """Name of the data variable, as in datasets from ``rioxarray.open_rasterio``."""
@@ -355,7 +356,9 @@ def _variable_encoding(spec: OutputSpec) -> tuple[dict[str, Any], Any]:
         names = [d or "" for d in spec.descriptions]
         attrs["long_name"] = names[0] if spec.count == 1 else names
     if spec.colorinterp:
-        attrs["colorinterp"] = list(spec.colorinterp)
+        # GDAL's attribute, in names GDAL parses: GDAL's Zarr driver reads (and writes) a band's
+        # colour from it, and read geosr's own "colorinterp" as no colour at all.
+        attrs[COLOR_ATTRIBUTE] = [gdal_color_name(c) for c in spec.colorinterp]
     if any(spec.band_tags):
         attrs["band_tags"] = [dict(tags) for tags in spec.band_tags]
     attrs.update(_cf_scaling(spec))
