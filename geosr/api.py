@@ -700,6 +700,7 @@ def output_spec(
         zarr_format=opts.zarr_format or DEFAULT_ZARR_FORMAT,
         compress=opts.compress,
         rpcs=scaled_rpcs(scene.rpcs, opts.scale, scene.origin),
+        band_imagery=scene.band_imagery,
     )
 
 

@@ -462,6 +462,24 @@ def test_the_output_names_geosr_as_its_software_and_keeps_the_inputs_as_provenan
     assert item["properties"]["datetime"] == "2020-01-01T10:00:00Z"
 
 
+def test_the_bands_wavelengths_in_gdals_imagery_domain_reach_the_output(make_raster, tmp_path: Path) -> None:
+    """GDAL 3.10 gives a band's central wavelength and width in its IMAGERY metadata domain (ENVI,
+    Sentinel-2 products, GeoTIFFs made from them): they were not read, and every output lost them.
+    A COG's bands hold them in that domain, following --bands; a Zarr output among its band_tags."""
+    src = make_raster("msi.tif", count=3, height=30, width=30, descriptions=("B2", "B3", "B4"))
+    wavelengths = {"B2": "0.49", "B3": "0.56", "B4": "0.665"}
+    with rasterio.open(src, "r+") as f:
+        for band, name in enumerate(f.descriptions, start=1):
+            f.update_tags(band, ns="IMAGERY", CENTRAL_WAVELENGTH_UM=wavelengths[name], FWHM_UM="0.03")
+    out = geosr.upscale_file(src, tmp_path / "x2.tif", scale=2, model="bicubic", bands="B4,B2")
+    with rasterio.open(out) as f:
+        found = [f.tags(band, ns="IMAGERY") for band in f.indexes]
+    assert found == [{"CENTRAL_WAVELENGTH_UM": wavelengths[b], "FWHM_UM": "0.03"} for b in ("B4", "B2")]
+    store = geosr.upscale_file(src, tmp_path / "x2.zarr", scale=2, model="bicubic")
+    band_tags = xr.open_zarr(store)["band_data"].attrs["band_tags"]
+    assert [tags["CENTRAL_WAVELENGTH_UM"] for tags in band_tags] == list(wavelengths.values())
+
+
 def test_a_pixel_is_point_input_gives_an_exact_pixel_is_area_output(make_raster, tmp_path: Path) -> None:
     """A PixelIsPoint GeoTIFF (AREA_OR_POINT=Point, as Landsat's) gave a Point output, whose tie
     point GDAL moves by half a pixel: on this grid the transform read back one unit in the last

@@ -153,6 +153,7 @@ def select_bands(scene: Scene, wanted: str | Sequence[str | int]) -> Scene:
         descriptions=pick(scene.descriptions),
         colorinterp=pick(scene.colorinterp),
         band_tags=pick(scene.band_tags),
+        band_imagery=pick(scene.band_imagery),
         scales=pick(scene.scales),
         offsets=pick(scene.offsets),
         units=pick(scene.units),

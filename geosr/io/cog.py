@@ -352,6 +352,9 @@ class CogSink(CogBuild):
         for band, tags in enumerate(spec.band_tags, start=1):
             if tags:
                 ds.update_tags(band, **{str(k): str(v) for k, v in tags.items()})
+        for band, tags in enumerate(spec.band_imagery, start=1):
+            if tags:
+                ds.update_tags(band, ns="IMAGERY", **tags)
         if spec.colorinterp:
             ds.colorinterp = [ColorInterp[name] for name in spec.colorinterp]
         scaling = [spec.scaling(band) for band in range(1, spec.count + 1)]

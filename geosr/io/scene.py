@@ -112,6 +112,9 @@ class Scene:
         empty otherwise.
     rpcs : mapping of str to str
         The file's RPCs (GDAL's ``RPC`` metadata domain) beside its geotransform, or empty.
+    band_imagery : tuple of mappings
+        Per band: GDAL's ``IMAGERY`` metadata domain (``CENTRAL_WAVELENGTH_UM``, ``FWHM_UM``: the
+        band's wavelength and width), carried to the output; may be empty.
     masked : bool
         The file hides pixels with a mask shared by its bands (an internal or
         ``.msk`` mask, or an alpha band, which is then not one of the scene's
@@ -162,6 +165,7 @@ class Scene:
     missing_values: tuple[float, ...] = ()
     stamp: tuple[int, int] | None = None
     rpcs: Mapping[str, str] = field(default_factory=dict)
+    band_imagery: tuple[Mapping[str, str], ...] = ()
 
     @property
     def output_nodata(self) -> float | None:
@@ -235,6 +239,11 @@ STALE_TAG_PREFIXES = ("STATISTICS_", "TIFFTAG_MINSAMPLEVALUE", "TIFFTAG_MAXSAMPL
 cached band statistics (``gdalinfo -stats``, QGIS), which readers take as the file's own,
 and the TIFF tags of the smallest and largest sample value, which GDAL writes as the output's
 own TIFF tags (``gdal_translate`` drops them too wherever the values may change)."""
+
+IMAGERY_DOMAIN = "IMAGERY"
+"""GDAL's metadata domain of what a sensor saw; a band's holds its central wavelength and width
+(``CENTRAL_WAVELENGTH_UM``, ``FWHM_UM``, GDAL 3.10: ENVI, Sentinel-2, and GeoTIFFs made from
+them), which super-resolution does not change."""
 
 WRITER_TAGS = ("TIFFTAG_SOFTWARE", "TIFFTAG_DATETIME", "TIFFTAG_HOSTCOMPUTER")
 """The TIFF tags of a file's making: the program, the time and the computer that wrote the input,
@@ -724,6 +733,7 @@ def _describe_gdal(path: str, src: Any) -> Scene:
         units=tuple(src.units[b - 1] or None for b in data),
         masked=any(hides_pixels(src, band) for band in data),
         rpcs=dict(src.tags(ns="RPC")) if src.rpcs is not None else {},
+        band_imagery=tuple(dict(src.tags(b, ns=IMAGERY_DOMAIN)) for b in data),
     )
 
 

@@ -150,6 +150,9 @@ class OutputSpec:
     rpcs : mapping of str to str
         RPCs of the output's pixels (GDAL's ``RPC`` metadata domain, :func:`geosr.grid.scaled_rpcs`),
         or empty; a COG carries them, a Zarr store cannot.
+    band_imagery : tuple of mappings
+        Per band: GDAL's ``IMAGERY`` metadata domain (``CENTRAL_WAVELENGTH_UM``, ``FWHM_UM``), or
+        empty; a COG's bands hold it in that domain, a Zarr output among its ``band_tags``.
     """
 
     grid: GeoBox
@@ -169,6 +172,7 @@ class OutputSpec:
     zarr_format: int = DEFAULT_ZARR_FORMAT
     compress: str = DEFAULT_COMPRESS
     rpcs: Mapping[str, str] = field(default_factory=dict)
+    band_imagery: tuple[Mapping[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.grid, GeoBox) or self.grid.crs is None:
@@ -185,7 +189,8 @@ class OutputSpec:
             )
         object.__setattr__(self, "dtype", dtype)  # normalise np.uint16 / "u2" to "uint16"
         check_nodata(self.nodata, dtype)
-        for name in ("descriptions", "colorinterp", "band_tags", "scales", "offsets", "units", "band_labels"):
+        per_band = ("descriptions", "colorinterp", "band_tags", "band_imagery", "scales", "offsets", "units")
+        for name in (*per_band, "band_labels"):
             value = tuple(getattr(self, name))
             if len(value) not in (0, self.count):
                 raise OptionError(

@@ -71,6 +71,8 @@ def write_vrt(path: Path, spec: OutputSpec, source: str, overviews: Sequence[str
             ET.SubElement(element, "ColorInterp").text = gdal_color_name(name)
         if spec.band_tags:
             _metadata(element, spec.band_tags[band - 1])
+        if spec.band_imagery:
+            _metadata(element, spec.band_imagery[band - 1], domain="IMAGERY")
         scale, offset, unit = spec.scaling(band)
         if (scale, offset) != (1.0, 0.0):
             ET.SubElement(element, "Offset").text = repr(offset)

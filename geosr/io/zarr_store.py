@@ -359,8 +359,11 @@ def _variable_encoding(spec: OutputSpec) -> tuple[dict[str, Any], Any]:
         # GDAL's attribute, in names GDAL parses: GDAL's Zarr driver reads (and writes) a band's
         # colour from it, and read geosr's own "colorinterp" as no colour at all.
         attrs[COLOR_ATTRIBUTE] = [gdal_color_name(c) for c in spec.colorinterp]
-    if any(spec.band_tags):
-        attrs["band_tags"] = [dict(tags) for tags in spec.band_tags]
+    # No metadata domains in Zarr: a band's IMAGERY items (its wavelength) are among its tags.
+    imagery = spec.band_imagery or ({},) * spec.count
+    band_tags = [{**imagery[i], **(spec.band_tags[i] if spec.band_tags else {})} for i in range(spec.count)]
+    if any(band_tags):
+        attrs["band_tags"] = band_tags
     attrs.update(_cf_scaling(spec))
     attrs.update({k: spec.tags[k] for k in VARIABLE_TAGS if k in spec.tags})
     import xarray as xr  # lazily, as in _create_store
