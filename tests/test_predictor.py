@@ -302,6 +302,7 @@ def threads_of_each_forward(predictor: Predictor) -> list[int]:
     return seen
 
 
+@EMULATED_BF16_OK
 def test_a_lane_takes_its_share_again_before_each_model_call_of_its_batch() -> None:
     """A batch is several model calls (one image each in bf16): a lane whose peer finished its
     last batch, with none left to take, computed the rest of its own on half the threads."""
@@ -370,6 +371,7 @@ class _OverflowsInBf16(torch.nn.Module):
         return self.conv(x[:, 0])
 
 
+@EMULATED_BF16_OK
 def test_a_reduced_precision_call_that_overflows_is_computed_again_in_fp32(monkeypatch) -> None:
     """fp16 (the auto precision of GPUs without bf16) stops at 65504: a call whose outputs
     overflow gave inf and NaN pixels.  Such a call is computed again in float32, with one

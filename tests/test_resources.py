@@ -188,12 +188,14 @@ def test_absurd_declared_size_is_refused_before_reading(tmp_path: Path) -> None:
 def test_info_reports_the_bounds(make_raster) -> None:
     from geosr.inspect import plan_run
     from geosr.options import RunOptions
+    from geosr.predictor import cpu_has_bf16
 
     src = make_raster(count=2, height=300, width=200)
     plan = plan_run(src, RunOptions(scale=2, model="bicubic", tile=64, batch_size=4), calibrate=False)
     without_model = memory_needed(
         Plan(tile=64, halo=plan.plan.halo, batch=4, bands=2, scale=2, in_itemsize=2, out_itemsize=2,
-             features=1, model_bytes=0, images_per_call=1,  # bf16: 1 image a call (fp32 pairs: < 1 MiB more)
+             features=1, model_bytes=0,
+             images_per_call=1 if cpu_has_bf16() else 3,  # auto: bf16 1 image a call; fp32 pairs, + odd one
              lanes=plan.lanes)  # 2 on a CPU with 2 threads or more (Predictor.lanes)
     )  # fmt: skip
     assert without_model <= plan.memory_bytes < without_model + 2**20  # bicubic weighs almost nothing
