@@ -974,8 +974,9 @@ def compare(
         path_option(
             parser=given_text,
             help="A high-resolution reference of the same area (third panel), read onto the output "
-            "grid with nearest neighbour; its bands of the same names, else its red, green, blue by colour "
-            "interpretation, else the same positions.",
+            "grid with nearest neighbour; its bands of the same names, else, laid out as LR, the bands "
+            "a --bands run took from LR, else its red, green, blue by colour interpretation, else the "
+            "same positions.",
         ),
     ] = None,
     window: Annotated[

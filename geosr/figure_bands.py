@@ -105,16 +105,44 @@ def eight_bit_rgb(scene: Scene) -> bool:
     return scene.dtype == "uint8" and unscaled and all(c in interp for c in ("red", "green", "blue"))
 
 
-def reference_bands(sr_scene: Scene, reference: Scene, show: Sequence[int]) -> list[int]:
+def reference_bands(
+    sr_scene: Scene,
+    reference: Scene,
+    show: Sequence[int],
+    source: Scene | None = None,
+    from_source: Sequence[int] | None = None,
+) -> list[int]:
     """0-based positions in ``reference`` of the output's bands ``show``: those of the same names
-    (:func:`same_named_bands`); where the names do not say, and ``show`` are the output's red,
-    green and blue, the reference's own (:func:`rgb_bands`): an RGB orthophoto (its colour
-    interpretation, no band names) against an output of B2,B3,B4 (shown as B4,B3,B2: positions
-    2,1,0) was shown from its own positions 2,1,0, blue as red and red as blue."""
+    (:func:`same_named_bands`); where the names do not say, and ``reference`` is laid out as
+    ``source``, the LR input (:func:`same_layout`), the positions ``from_source`` the bicubic
+    panel took from it; else, where ``show`` are the output's red, green and blue, the
+    reference's own (:func:`rgb_bands`): an RGB orthophoto (its colour interpretation, no band
+    names) against an output of B2,B3,B4 (shown as B4,B3,B2: positions 2,1,0) was shown from its
+    own positions 2,1,0, blue as red and red as blue.
+
+    A false-colour ``--bands 4,1,2`` run of a NAIP file (red, green, blue, near infrared, no band
+    names) against the same NAIP product as ``--hr`` had its reference drawn from bands 1, 2, 3:
+    red, green, blue beside the other panels' near infrared, red, green.
+    """
     named = same_named_bands(sr_scene, reference, show)
-    if named != list(show) or list(show) != rgb_bands(sr_scene):
+    if named != list(show):
+        return named
+    if source is not None and from_source is not None and same_layout(source, reference):
+        return list(from_source)
+    if list(show) != rgb_bands(sr_scene):
         return named
     return rgb_bands(reference) or named
+
+
+def same_layout(scene: Scene, other: Scene) -> bool:
+    """Whether ``other`` holds its bands as ``scene`` does: as many, in the file's same numbers,
+    of the same names and colour interpretations (a product at another resolution)."""
+
+    def layout(s: Scene) -> tuple[object, ...]:
+        numbers = tuple(s.bands) or tuple(range(1, s.count + 1))
+        return s.count, numbers, tuple(s.descriptions), tuple(c.lower() for c in s.colorinterp)
+
+    return layout(scene) == layout(other)
 
 
 def source_bands(sr_scene: Scene, source: Scene, show: Sequence[int]) -> list[int]:

@@ -397,7 +397,8 @@ def compare_panels(
     panels = [output, _shown_where(output, bicubic)]
     titles = [" ".join(filter(None, ("geosr", sr_scene.tags.get("GEOSR_MODEL"), f"x{scale}"))), "bicubic"]
     if hr is not None:
-        panels.append(_reference_panel(hr, sr, hr_variable, sr_scene, show, target, output))
+        reference = _reference_panel(hr, sr, hr_variable, sr_scene, show, target, output, (lr_scene, from_lr))
+        panels.append(reference)
         titles.append("reference")
     return panels, titles, win, scale, shown_bands(sr_scene, show)
 
@@ -498,9 +499,11 @@ def _reference_panel(
     show: list[int],
     target: GeoBox,
     output: np.ndarray,
+    source: tuple[Scene, Sequence[int]],
 ) -> np.ndarray:
     """The reference ``hr``'s panel on ``target``, hidden where the ``output`` panel shows nothing;
-    with a warning where it is in other units than the output, or coarser.
+    with a warning where it is in other units than the output, or coarser.  ``source``: the LR
+    input and the positions of the bands ``show`` in it (:func:`reference_bands`).
 
     Raises
     ------
@@ -508,7 +511,7 @@ def _reference_panel(
         ``hr`` cannot be read, or lacks the bands shown.
     """
     hr_scene = _open_reference(hr, hr_variable)
-    from_hr = reference_bands(sr_scene, hr_scene, show)
+    from_hr = reference_bands(sr_scene, hr_scene, show, *source)
     check_bands(hr_scene, from_hr, sr)
     reference = _shown_where(output, _on_grid(hr_scene, from_hr, target, Resampling.nearest, other=sr))
     _warn_out_of_stretch(hr, sr, output, reference, together=eight_bit_rgb(sr_scene))

@@ -1262,6 +1262,33 @@ def test_a_reference_without_band_names_is_shown_by_its_colour_interpretation(
         np.testing.assert_allclose(np.nanmean(panel, axis=(1, 2)), [6000, 3000, 1000], atol=1)
 
 
+def test_a_reference_laid_out_as_the_input_shows_the_bands_of_a_false_colour_run(
+    make_raster, tmp_path: Path
+) -> None:
+    """A NAIP-like input (red, green, blue, near infrared by colour interpretation, no band names)
+    run with --bands 4,1,2 (near infrared, red, green) against the same product at a finer pixel
+    as --hr: the reference was drawn from its bands 1, 2, 3 (red, green, blue) beside the other
+    panels' 4, 1, 2."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    from tests.conftest import UTM_TRANSFORM
+
+    levels = np.array([10, 60, 110, 200], np.uint8)[:, None, None]  # red, green, blue, near infrared
+    colours = (ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined)
+    lr = make_raster(data=np.broadcast_to(levels, (4, 32, 32)).copy())
+    hr = make_raster("hr.tif", data=np.broadcast_to(levels, (4, 64, 64)).copy(),
+                     transform=UTM_TRANSFORM @ UTM_TRANSFORM.scale(0.5))  # fmt: skip
+    for path in (lr, hr):
+        with rasterio.open(path, "r+") as f:
+            f.colorinterp = colours
+    sr = geosr.upscale_file(lr, tmp_path / "cir.tif", scale=2, model="bicubic", bands="4,1,2")
+    panels, titles = compare_panels(str(lr), str(sr), hr=str(hr))[:2]
+    assert titles[-1] == "reference"
+    for panel in panels:  # near infrared, red, green in every panel
+        np.testing.assert_allclose(np.nanmean(panel, axis=(1, 2)), [200, 10, 60], atol=1)
+
+
 def test_a_reference_in_other_units_is_said_not_drawn_black_silently(make_raster, tmp_path: Path) -> None:
     """A reference in other units than the output (another sensor's bytes against integers of
     reflectance x 10000) was drawn black in the output's stretch, which every panel shares,
