@@ -215,9 +215,11 @@ def scene_normalisation(
             # A cube's dates by their dates: 'bands 2, 3, 5' left them to be counted along its axis.
             named = ", ".join(_label_text(band_labels[band - 1]) for band in empty)
             subject = f"{band_axis} {named} ({subject})"
+        # 'band 2 has no valid pixel ...; their output' spoke of one band as of several.
+        has, its = ("has", "its") if len(empty) == 1 else ("have", "their")
         warn(
-            f"{source}: {subject} {'has' if len(empty) == 1 else 'have'} no valid pixel "
-            "(everything is nodata or NaN); their output is nodata wherever their input is"
+            f"{source}: {subject} {has} no valid pixel (everything is nodata or NaN); "
+            f"{its} output is nodata wherever {its} input is"
         )
     return Normalisation(tuple(offsets), tuple(scales), method)
 
