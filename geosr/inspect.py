@@ -67,6 +67,7 @@ from geosr.run_inputs import (
     sampled_for_reference,
     sampled_inside,
     scene_for,
+    warn_empty_bands_of,
     warn_float_fill,
     warn_undeclared_zeros,
 )
@@ -855,6 +856,7 @@ def plan_run(
     if reference is not None:
         warn_undeclared_zeros(scene, reference)  # as the run would
         warn_float_fill(scene, reference)
+        warn_empty_bands_of(scene, reference, dict(net.card.normalisation))
         # An --aoi window's own pixels, of which the output is made.
         sample = reference if sampled_for_reference(scene) is scene else read_sample(scene)
         valid_sample = np.asarray(valid_mask(sample, scene.nodata).any(axis=0))

@@ -209,19 +209,34 @@ def scene_normalisation(
         span = hi - lo if hi > lo else max(abs(float(hi)), 1.0)
         offsets.append(float(lo))
         scales.append(float(span))
-    if empty:  # one line for them all: a cube can have many cloudy dates
-        subject = f"band{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))}"
-        if band_axis != "band" and len(band_labels) == sample.shape[0]:
-            # A cube's dates by their dates: 'bands 2, 3, 5' left them to be counted along its axis.
-            named = ", ".join(_label_text(band_labels[band - 1]) for band in empty)
-            subject = f"{band_axis} {named} ({subject})"
-        # 'band 2 has no valid pixel ...; their output' spoke of one band as of several.
-        has, its = ("has", "its") if len(empty) == 1 else ("have", "their")
-        warn(
-            f"{source}: {subject} {has} no valid pixel (everything is nodata or NaN); "
-            f"{its} output is nodata wherever {its} input is"
-        )
+    warn_empty_bands(valid, source, band_axis, band_labels)
     return Normalisation(tuple(offsets), tuple(scales), method)
+
+
+def warn_empty_bands(
+    valid: np.ndarray, source: str, band_axis: str = "band", band_labels: Sequence[Any] = ()
+) -> None:
+    """Warn once, naming the bands of ``valid`` (a sample's ``(C, h, w)`` valid-pixel mask) that
+    hold no valid pixel, where another holds one (with none anywhere the run refuses the scene).
+
+    ``band_axis``, ``band_labels``: the name and values of the scene's leading axis (``time``
+    and a cube's dates), which the line names those bands by.
+    """
+    empty = [band + 1 for band in range(valid.shape[0]) if not valid[band].any()]
+    if not empty or len(empty) == valid.shape[0]:
+        return
+    # One line for them all: a cube can have many cloudy dates.
+    subject = f"band{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))}"
+    if band_axis != "band" and len(band_labels) == valid.shape[0]:
+        # A cube's dates by their dates: 'bands 2, 3, 5' left them to be counted along its axis.
+        named = ", ".join(_label_text(band_labels[band - 1]) for band in empty)
+        subject = f"{band_axis} {named} ({subject})"
+    # 'band 2 has no valid pixel ...; their output' spoke of one band as of several.
+    has, its = ("has", "its") if len(empty) == 1 else ("have", "their")
+    warn(
+        f"{source}: {subject} {has} no valid pixel (everything is nodata or NaN); "
+        f"{its} output is nodata wherever {its} input is"
+    )
 
 
 def dtype_divisor(dtype: str, divisors: Mapping[str, float], source: str = "input") -> float:

@@ -35,6 +35,7 @@ from geosr.normalise import (
     scene_normalisation,
     units_dtype,
     valid_mask,
+    warn_empty_bands,
 )
 from geosr.options import RunOptions
 
@@ -401,6 +402,16 @@ def warn_float_fill(
     """
     if np.dtype(scene.dtype).kind == "f":
         warn_float_fill_of(str(scene.path), sample, scene.nodata, fate, remedy, sampled)
+
+
+def warn_empty_bands_of(scene: Scene, sample: np.ndarray, card_normalisation: dict[str, Any]) -> None:
+    """The line :func:`normalisation_for` gives of the bands of ``scene`` without a valid pixel in
+    its ``sample`` (:func:`~geosr.normalise.warn_empty_bands`), for a model of
+    ``card_normalisation``: ``geosr info`` computes its normalisation with its warnings hidden,
+    and said nothing of a cube's cloudy dates ('valid pixels 100 %') that the run warns of."""
+    if normalisation_from_card(card_normalisation)["method"] == "percentile":
+        valid = valid_mask(sample, scene.nodata)
+        warn_empty_bands(valid, str(scene.path), scene.band_axis, scene.band_labels)
 
 
 def warn_float_fill_of(

@@ -160,6 +160,24 @@ def test_info_on_a_scene_whose_first_tiles_are_all_nan_says_no_numpy_warning(mak
     assert plan.estimated_seconds is not None
 
 
+def test_info_warns_of_a_band_without_a_valid_pixel_as_the_run_does(make_raster) -> None:
+    """An OLCI crop whose second date is all NaN: geosr run warned 'band 2 has no valid pixel',
+    geosr info said only 'valid pixels 100 %' (a pixel valid in some band)."""
+    data = np.random.default_rng(1).random((2, 48, 40)).astype("float32")
+    data[1] = np.nan
+    src = make_raster(data=data, nodata=float("nan"))
+    line = "band 2 has no valid pixel (everything is nodata or NaN); its output is nodata"
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        plan = plan_run(src, RunOptions(scale=2, model="bicubic"))
+    assert [str(w.message) for w in said if line in str(w.message)] == [
+        f"{src}: {line} wherever its input is"
+    ], [str(w.message) for w in said]
+    assert dict(plan.lines())["valid pixels"] == "100 % (a strided sample)"
+    with pytest.warns(Warning, match=re.escape(line)):  # the run's own line, word for word
+        upscale_file(src, src.with_name("x2.tif"), scale=2, model="bicubic")
+
+
 def test_grid_line_names_a_compound_crs_and_a_proj_string(make_raster) -> None:
     """A compound CRS of two EPSG codes was 'WGS 84 / UTM zone 33N + EGM96 height' (WKT, no EPSG
     code), and a CRS given as a PROJ string 'unknown' (WKT, no EPSG code), as if it had none."""
