@@ -334,3 +334,39 @@ def test_an_output_name_ending_in_white_space_says_so(
     )
     assert_one_clear_line(code, err, "ends in white space after", repr(str(tmp_path / name.rstrip())))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+@pytest.mark.parametrize("zarr_format", ["ZARR_V2", "ZARR_V3"])
+def test_a_zarr_store_gdal_wrote_gives_the_pixels_and_grid_of_its_geotiff(
+    tmp_path: Path, capsys, monkeypatch, zarr_format: str
+) -> None:
+    """``gdal_translate -of Zarr`` (rasterio's copy here: GDAL 3.10's Zarr driver) writes a raster
+    as one array on dimensions Y/X and Band (first or last, as the GeoTIFF was interleaved), its
+    CRS in a ``_CRS`` attribute for one band, and only in ``pam.aux.xml`` for several; its v3 form
+    has no codecs.  geosr refused each: "no raster variable of measurements with y/x or lat/lon
+    dimensions", and a v3 one "not a readable Zarr store".  ``geosr run store.zarr`` now gives the
+    pixels, grid and nodata of a run of the GeoTIFF the store was made from."""
+    import rasterio.shutil
+
+    from geosr.io.scene import open_scene
+
+    grid = Affine(10, 0, 4e5, 0, -10, 5e6)
+    # GDAL 3.10 sets no nodata on a store of several bands ('SetRawNoDataValue() not implemented').
+    for count, nodata, interleave in ((3, None, "pixel"), (4, None, "band"), (1, 0, "band")):
+        tif, store = tmp_path / f"scene{count}.tif", tmp_path / f"scene{count}.zarr"
+        data = (np.arange(count * 30 * 40).reshape(count, 30, 40) % 997).astype(np.uint16)
+        profile = {"driver": "GTiff", "crs": "EPSG:32633", "transform": grid, "interleave": interleave}
+        profile.update(width=40, height=30, count=count, dtype="uint16", nodata=nodata)
+        with rasterio.open(tif, "w", **profile) as f:
+            f.write(data)
+        rasterio.shutil.copy(tif, store, driver="Zarr", FORMAT=zarr_format)
+        code, err = run_cli(["run", str(store), "--scale", "2", "--model", "bicubic"], capsys, monkeypatch)
+        assert code == 0, err
+        ref = geosr.upscale_file(tif, tmp_path / f"ref{count}.tif", scale=2, model="bicubic")
+        with rasterio.open(tmp_path / f"scene{count}_x2.tif") as out, rasterio.open(ref) as want:
+            np.testing.assert_array_equal(out.read(), want.read())
+            assert (out.crs, out.transform, out.nodata) == (want.crs, grid @ Affine.scale(0.5), nodata)
+    # The store's one array is its variable, as geosr names it for GDAL's ZARR:"scene3.zarr":/scene3.
+    assert open_scene(tmp_path / "scene3.zarr", variable="scene3").count == 3
+    with pytest.raises(InputError, match="no variable 'nir'; the store holds scene3"):
+        open_scene(tmp_path / "scene3.zarr", variable="nir")

@@ -31,6 +31,7 @@ from geosr.errors import InputError, catch_warnings_serialised, in_words
 from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS, overlong_name
 from geosr.io.coordinates import refuse_uneven_coordinates
+from geosr.io.gdal_zarr import gdal_arrays, sidecar_crs, written_by_gdal
 from geosr.io.names import open_raster, os_name, shell_quoted
 from geosr.io.remote import (
     URL_SCHEMES,
@@ -474,11 +475,15 @@ def _describe(path: str, variable: str | None) -> Scene:
     path = os_name(path)  # a STAC Item's href, a caller's text: Python's spelling of its name
     check_input_exists(path)
     path = zipped_store_named(str(file_url_path(path)))  # rasterio misreads a URL's escapes
-    if is_zarr_path(path):
+    if is_zarr_path(path) and not written_by_gdal(path):
         from geosr.io.zarr_scene import open_zarr_scene
 
         return open_zarr_scene(path, variable=variable)
     stamp = local_stamp(path)  # before the open: a file replaced after it differs from it
+    if Path(path).is_dir():
+        # A store GDAL wrote (written_by_gdal): the folder's own stat does not change with its
+        # chunks, and the run's fingerprint stamps the files in it, as of the Zarr reader's stores.
+        stamp = None
     try:
         with catch_warnings_serialised():
             # A file of several variables is no raster itself (no geotransform), and a raster
@@ -596,6 +601,14 @@ def _pick_subdataset(path: str, src: Any, variable: str | None) -> tuple[str, st
             )
         return variable, names[variable]
     own = src.tags(1).get("NETCDF_VARNAME") if src.count else None
+    if src.driver == "Zarr" and len(arrays := gdal_arrays(path)) == 1:
+        # The one array of a store GDAL wrote, which geosr names as the variable of
+        # ZARR:"out.zarr":/out: refused as no variable of 'one raster', the two lines looped.
+        if variable not in (None, arrays[0]):
+            raise InputError(
+                f"{path}: no variable {variable!r}; the store holds {arrays[0]} (--variable NAME)"
+            )
+        return "", ""
     if variable is not None and variable != own:
         raise InputError(
             f"{path}: --variable {variable} is for Zarr stores and files of several variables "
@@ -970,8 +983,9 @@ def _cf_geographic(src: Any) -> CRS | None:
 def raster_crs(src: Any) -> CRS | None:
     """The CRS of an open GDAL dataset as a run takes it: its own, else the CF geographic one
     (:func:`_cf_geographic`); co-registration of a pair took GDAL's alone, and refused a
-    netCDF on latitude/longitude that ``geosr run`` reads, as 'the raster has no CRS'."""
-    return src.crs or _cf_geographic(src)
+    netCDF on latitude/longitude that ``geosr run`` reads, as 'the raster has no CRS'.  A Zarr
+    store of several bands that GDAL wrote holds its CRS in its sidecar alone (:func:`sidecar_crs`)."""
+    return src.crs or _cf_geographic(src) or sidecar_crs(src)
 
 
 def raster_grid(src: Any) -> GeoBox:
