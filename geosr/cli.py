@@ -35,6 +35,7 @@ from geosr.cli_types import (
     StdoutError,
     echo_path,
     flushed_or_silenced,
+    given_number,
     given_text,
     path_option,
     pipe_closed_ends_quietly,
@@ -264,7 +265,8 @@ Compile = Annotated[
     typer.Option(help="torch.compile the model: off, on, or auto (on a GPU, when the job is long enough)."),
 ]
 Nodata = Annotated[
-    float | None, typer.Option(help="Override the input's nodata value (e.g. 0 for Sentinel-2 JP2).")
+    float | None,
+    typer.Option(parser=given_number, help="Override the input's nodata value (e.g. 0 for Sentinel-2 JP2)."),
 ]
 Variable = Annotated[
     str | None, typer.Option(help="Variable to read from a Zarr store or a netCDF/HDF5 file of several.")
@@ -1001,7 +1003,10 @@ def compare(
     ] = None,
     nodata: Annotated[
         float | None,
-        typer.Option(help="Override the LR input's nodata value, as given to geosr run (e.g. 0 for a JP2)."),
+        typer.Option(
+            parser=given_number,
+            help="Override the LR input's nodata value, as given to geosr run (e.g. 0 for a JP2).",
+        ),
     ] = None,
     hr_variable: Annotated[
         str | None,

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console, RenderableType
 from rich.measure import Measurement
 
-from geosr.errors import InputError, OutputError
+from geosr.errors import GivenNumber, InputError, OutputError
 from geosr.io.names import path_bytes
 from geosr.io.remote import home_expanded, local_file_text
 
@@ -192,6 +192,21 @@ def given_name(value: str) -> str:
     as :func:`given_path` refuses it: a ``Path`` dropped the '/' at its end that says a folder,
     so ``--json m.json/`` wrote the report as the file m.json."""
     return given_raster(value)
+
+
+def given_number(value: str) -> float:
+    """A number option (``--nodata``) that keeps its text, so that a line about it shows it as
+    typed: ``--nodata 300`` of a uint8 raster was told back as "nodata 300.0" (:class:`GivenNumber`).
+
+    Raises
+    ------
+    typer.BadParameter
+        ``value`` is no number, in the words of typer's float options.
+    """
+    try:
+        return GivenNumber(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a number") from None
 
 
 def given_text(value: str) -> str:

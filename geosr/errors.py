@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import math
 import os
 import re
 import sys
@@ -33,6 +34,36 @@ def counted(count: int, noun: str, plural: str | None = None) -> str:
     """``count`` and ``noun`` as a sentence counts: '1 file', '3 files' (``plural`` where it is
     not the noun and an s), where '3 file(s)' read as a form."""
     return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+class GivenNumber(float):
+    """A number read from text (``--nodata 1e-3``, ``nodata="300"``) that keeps the text, so
+    that a line about it shows the number as it was given (:func:`number_text`)."""
+
+    given: str
+
+    def __new__(cls, text: str) -> GivenNumber:
+        number = super().__new__(cls, text)
+        number.given = text.strip()
+        return number
+
+    def __reduce__(self) -> tuple[type[GivenNumber], tuple[str]]:
+        return GivenNumber, (self.given,)  # a Dask worker's copy keeps the text too
+
+
+def number_text(value: float) -> str:
+    """``value`` as a user's line shows it: as given (:class:`GivenNumber`), else a whole
+    number without '.0' and any other in Python's shortest form ('0.001', 'nan', '-inf').
+
+    A --nodata 300 was said back as "nodata 300.0", a value the user never typed.
+    """
+    given = getattr(value, "given", None)
+    if isinstance(given, str):
+        return given
+    number = float(value)
+    if math.isfinite(number) and number.is_integer() and abs(number) < 2**53:
+        return str(int(number))
+    return repr(number)
 
 
 class GeosrError(Exception):

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from geosr.errors import OptionError
+from geosr.errors import GivenNumber, OptionError
 
 DEFAULT_TILE = 512
 """LR pixels per tile edge.  The halo (15 px for the default x4 model) costs 12 %
@@ -193,7 +193,7 @@ class RunOptions:
             if value is not None and not _number(value):
                 raise OptionError(f"--{name} {value!r} is not supported: use a number")
             if isinstance(value, str):  # read as the command line reads it: offset="-1000" was a TypeError
-                object.__setattr__(self, name, float(value))
+                object.__setattr__(self, name, GivenNumber(value))  # shown as given: "nodata 1e-3"
         if isinstance(self.bbox, (list, tuple)) and len(self.bbox) == 4 and all(map(_number, self.bbox)):
             object.__setattr__(self, "bbox", ",".join(str(float(v)) for v in self.bbox))
         self._check_text()

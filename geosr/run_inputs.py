@@ -57,7 +57,9 @@ def scene_for(src: str | Path, options: RunOptions) -> Scene:
     remedy = (
         NODATA_GIVEN if options.nodata is not None else "it is the file's: give --nodata {values} instead"
     )
-    check_nodata_of(scene.path, scene.nodata, scene.dtype, remedy)
+    # The --nodata given, not the scene's float of it: its line shows it as typed (300, not 300.0).
+    given = options.nodata if options.nodata is not None else scene.nodata
+    check_nodata_of(scene.path, given, scene.dtype, remedy)
     if options.bands:
         scene = select_bands(scene, options.bands)
     area = area_of_interest(options)

@@ -587,11 +587,34 @@ def test_nodata_the_dtype_cannot_hold_says_how_to_fix_it_in_the_callers_words(
 
     path = make_raster(dtype="uint16")
     code, err = run_cli(["run", str(path), "--model", "bicubic", "--nodata", "-1"], capsys, monkeypatch)
-    assert_one_clear_line(code, err, "nodata -1.0 is not a valid uint16 value")
+    assert_one_clear_line(code, err, "nodata -1 is not a valid uint16 value")
     assert err.rstrip().endswith("; give --nodata an integer in [0, 65535] or leave it out"), err
     with pytest.raises(geosr.GeosrError) as api:
         geosr.upscale_file(path, tmp_path / "out.tif", scale=2, model="bicubic", nodata=-1)
     assert str(api.value).endswith("; give nodata an integer in [0, 65535] or leave it out"), api.value
+    assert outputs_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("given", ["300", "1e-3", "nan", "-inf"])
+def test_nodata_the_dtype_cannot_hold_is_said_as_it_was_typed(
+    make_raster, tmp_path: Path, capsys, monkeypatch, given: str
+) -> None:
+    """--nodata 300 of a uint8 raster was said back as "nodata 300.0", --nodata 1e-3 as 0.001:
+    numbers the user never typed.  geosr run, info and compare (and the API, given text or a
+    number) now say it as given, with the values to give instead."""
+    import geosr
+
+    path = make_raster(dtype="uint8")
+    said = f"{path}: nodata {given} is not a valid uint8 value; give --nodata an integer in [0, 255]"
+    raster = str(path)
+    for command in (["run", raster, "--model", "bicubic"], ["info", raster], ["compare", raster, raster]):
+        code, err = run_cli([*command, "--nodata", given], capsys, monkeypatch)
+        assert_one_clear_line(code, err, said)
+    with pytest.raises(geosr.GeosrError, match=f"nodata {given} is not"):
+        geosr.upscale_file(path, tmp_path / "out.tif", scale=2, model="bicubic", nodata=given)
+    shown = {"1e-3": "0.001"}.get(given, given)  # a Python float, in Python's shortest form
+    with pytest.raises(geosr.GeosrError, match=f"nodata {shown} is not"):
+        geosr.upscale_file(path, tmp_path / "out.tif", scale=2, model="bicubic", nodata=float(given))
     assert outputs_in(tmp_path) == []
 
 
@@ -604,7 +627,7 @@ def test_nodata_the_dtype_cannot_hold_names_the_file(make_raster, tmp_path: Path
     args = ["run", str(small), str(wide), "--model", "bicubic", "--nodata", "300"]
     code, _, err = run_capturing_fds(args, capfd, monkeypatch)
     assert code == 2 and "Traceback" not in err
-    assert err.startswith(f"error: {small}: nodata 300.0 is not a valid uint8 value"), err
+    assert err.startswith(f"error: {small}: nodata 300 is not a valid uint8 value"), err
     assert (tmp_path / "wide_x4.tif").exists() and not (tmp_path / "small_x4.tif").exists()
     code, _, err = run_capturing_fds(
         ["info", str(small), "--model", "bicubic", "--nodata", "300"], capfd, monkeypatch

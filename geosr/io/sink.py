@@ -31,7 +31,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import ColorInterp
 
 from geosr import __version__
-from geosr.errors import OptionError, OutputError, in_words
+from geosr.errors import OptionError, OutputError, in_words, number_text
 from geosr.io.atomic import check_writable, remove_with_sidecars
 
 SUPPORTED_SUFFIXES = {".tif": "COG", ".tiff": "COG", ".zarr": "Zarr"}
@@ -304,12 +304,16 @@ def check_nodata(nodata: float | None, dtype: str, remedy: str = "use {values} o
         top = float(np.finfo(dtype).max)
         if math.isfinite(nodata) and abs(nodata) > top:
             values = f"a value in [{-top:.4g}, {top:.4g}]"
-            raise OptionError(f"nodata {nodata!r} does not fit in {dtype}; {remedy.format(values=values)}")
+            raise OptionError(
+                f"nodata {number_text(nodata)} does not fit in {dtype}; {remedy.format(values=values)}"
+            )
         return
     info = np.iinfo(dtype)
     if not math.isfinite(nodata) or nodata != int(nodata) or not info.min <= nodata <= info.max:
         values = f"an integer in [{info.min}, {info.max}]"
-        raise OptionError(f"nodata {nodata!r} is not a valid {dtype} value; {remedy.format(values=values)}")
+        raise OptionError(
+            f"nodata {number_text(nodata)} is not a valid {dtype} value; {remedy.format(values=values)}"
+        )
 
 
 def check_nodata_of(

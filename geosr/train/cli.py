@@ -31,6 +31,7 @@ from geosr.cli_types import (
     StdoutConsole,
     echo_path,
     given_name,
+    given_number,
     given_path,
     given_raster,
     given_text,
@@ -236,8 +237,9 @@ def train_command(
     nodata: Annotated[
         float | None,
         typer.Option(
+            parser=given_number,
             help="Nodata value of the HR and --val rasters given here, in place of their own (0 for "
-            "Sentinel-2 JP2s); a recipe sets it per source."
+            "Sentinel-2 JP2s); a recipe sets it per source.",
         ),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
