@@ -74,9 +74,11 @@ def quicklook_path(output: str | Path) -> Path:
     return out.with_name(f"{out.stem}.quicklook.png")
 
 
-def parse_window(text: str | None, lr_shape: tuple[int, int], size: int = DEFAULT_WINDOW) -> Window:
+def parse_window(
+    text: str | None, lr_shape: tuple[int, int], size: int = DEFAULT_WINDOW, source: str | None = None
+) -> Window:
     """``col,row,width,height`` (LR pixels), or the centred default of ``size`` a side, clipped
-    to the scene."""
+    to the scene; ``source`` names the LR input in the line of a window outside it."""
     h, w = lr_shape
     if text is None:
         size_h, size_w = min(size, h), min(size, w)
@@ -90,8 +92,10 @@ def parse_window(text: str | None, lr_shape: tuple[int, int], size: int = DEFAUL
     if width < 1 or height < 1:
         raise OptionError(f"--window {text!r} is empty; its width and height must be at least 1 LR pixel")
     if not (0 <= col < w and 0 <= row < h):
+        # Naming the input, as geosr's other lines do: "the 791 x 718 px input" said of which file?
+        where = f"{source}: " if source is not None else ""
         raise OptionError(
-            f"--window {text!r} is outside the {w} x {h} px input; give col,row,width,height inside it"
+            f"{where}--window {text!r} is outside the {w} x {h} px input; give col,row,width,height inside it"
         )
     return Window(row, col, min(height, h - row), min(width, w - col))
 
@@ -388,7 +392,7 @@ def compare_panels(
     # The dates of a cube input are the output's bands (named by their dates): not colours, as
     # its --quicklook shows them; dates 1, 2, 3 were drawn as red, green, blue (nodata where any was).
     show = display_bands(sr_scene, bands) if bands or lr_scene.band_axis == "band" else [0]
-    win, target, output = _output_panel(lr_scene, sr_scene, sr, window, show, scale)
+    win, target, output = _output_panel(lr_scene, sr_scene, sr, window, show, scale, lr=lr)
     from_lr = read_positions(lr_scene, lr_bands) if lr_bands else None
     if from_lr is None:
         from_lr = source_bands(sr_scene, lr_scene, show)
@@ -463,9 +467,10 @@ def _checked_scale(lr: str, sr: str, lr_scene: Scene, sr_scene: Scene) -> int:
 
 
 def _output_panel(
-    lr_scene: Scene, sr_scene: Scene, sr: str, window: str | None, show: list[int], scale: int
+    lr_scene: Scene, sr_scene: Scene, sr: str, window: str | None, show: list[int], scale: int, *, lr: str
 ) -> tuple[Window, GeoBox, np.ndarray]:
-    """The window shown (output pixels), its grid and the output's panel on it.
+    """The window shown (output pixels), its grid and the output's panel on it; ``lr`` and ``sr``
+    name the inputs as given.
 
     The default window is moved onto the output's data where the centred one shows none.
 
@@ -478,7 +483,8 @@ def _output_panel(
         win = _default_window(lr_scene, sr_scene, scale)
     else:
         # The LR file's own pixels: an AOI output covers only part of it.
-        win = _sr_window(lr_scene, sr_scene, parse_window(window, lr_scene.grid.shape.yx), window, sr)
+        lr_window = parse_window(window, lr_scene.grid.shape.yx, source=lr)
+        win = _sr_window(lr_scene, sr_scene, lr_window, window, sr)
     target = _panel_grid(sr_scene, win)
     output = _on_grid(sr_scene, show, target, Resampling.nearest, other=sr)
     if window is None and not np.isfinite(output).all(axis=0).any():

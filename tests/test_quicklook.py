@@ -97,6 +97,19 @@ def test_bad_window(make_raster, tmp_path: Path) -> None:
         compare_files(str(lr), str(sr), tmp_path / "x.png", window="0,0,0,5")
 
 
+def test_a_window_outside_the_input_names_it(make_raster, tmp_path: Path, capsys, monkeypatch) -> None:
+    """ "--window '100,0,10,10' is outside the 40 x 40 px input" named no file, where geosr's
+    other lines begin with the one they are about."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    lr = make_raster(count=1, height=40, width=40)
+    sr = geosr.upscale_file(lr, tmp_path / "sr.tif", scale=2, model="bicubic")
+    args = ["compare", str(lr), str(sr), "-o", str(tmp_path / "x.png"), "--window", "100,0,10,10"]
+    code, err = run_cli(args, capsys, monkeypatch)
+    assert_one_clear_line(code, err, f"error: {lr}: --window '100,0,10,10' is outside the 40 x 40 px input")
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_compare_and_quicklook_read_zarr_like_geotiff(make_raster, tmp_path: Path) -> None:
     """A Zarr cube (its variable picked with --variable) and a Zarr output are read through
     the scenes' own readers: their panels equal the GeoTIFF's, and --quicklook works for a
