@@ -54,7 +54,7 @@ from geosr.io.remote import (
 )
 from geosr.io.run_store import StoreWriter, create_run_store, finalise, output_job, unfinished_error
 from geosr.io.runstate import RunState, StaleRunError, job_digest, reclaimable_bytes, run_dir
-from geosr.io.scene import SOURCE_DATETIME_TAG, Scene, carried_tags, close_datasets
+from geosr.io.scene import SOURCE_DATETIME_TAG, Scene, carried_tags, close_datasets, scaled_print_resolution
 from geosr.io.sink import DEFAULT_ZARR_FORMAT, SUPPORTED_SUFFIXES, OutputSpec
 from geosr.io.stac_input import forget_fetched, stacks_removed
 from geosr.io.zarr_store import check_zarr_grid, store_bytes
@@ -125,7 +125,7 @@ def provenance_tags(scene: Scene, model_name: str, scale: int, norm: Normalisati
     ``GEOSR_SOURCE_DATETIME``; the date passes on through further runs, as the scene's date a
     STAC Item falls back on (:func:`geosr.stac.acquisition_time`).
     """
-    tags = carried_tags(scene.tags)
+    tags = scaled_print_resolution(carried_tags(scene.tags), scale)
     tags.update(
         GEOSR_VERSION=__version__,
         GEOSR_MODEL=model_name,

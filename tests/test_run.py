@@ -462,6 +462,31 @@ def test_the_output_names_geosr_as_its_software_and_keeps_the_inputs_as_provenan
     assert item["properties"]["datetime"] == "2020-01-01T10:00:00Z"
 
 
+def test_a_scans_print_resolution_is_as_many_times_finer_as_its_pixels(make_raster, tmp_path: Path) -> None:
+    """TIFF XResolution/YResolution (pixels per inch or cm on paper) were copied as they were: an
+    x2 output of a 300-dpi scan said 300 dpi, so it printed twice the size of its input.  The
+    COG, the Zarr output and geosr.upscale's (rioxarray's write of it) now say 600 and 240 (of an
+    input 300 x 120), in the input's unit; a resolution that is no number is dropped."""
+    dpi = {
+        "TIFFTAG_XRESOLUTION": "300",
+        "TIFFTAG_YRESOLUTION": "120",
+        "TIFFTAG_RESOLUTIONUNIT": "2 (pixels/inch)",
+    }
+    src = make_raster("scan.tif", height=30, width=30, tags=dpi)
+    finer = {**dpi, "TIFFTAG_XRESOLUTION": "600", "TIFFTAG_YRESOLUTION": "240"}
+    out, lazy = file_and_lazy_outputs(src, tmp_path)
+    for path in (out, lazy):
+        with rasterio.open(path) as f:
+            got = {k: v for k, v in f.tags().items() if k in finer}
+        assert got == finer, (path.name, got)
+    store = geosr.upscale_file(src, tmp_path / "out.zarr", scale=2, model="bicubic")
+    assert {k: v for k, v in xr.open_zarr(store).attrs.items() if k in finer} == finer
+    from geosr.io.scene import scaled_print_resolution
+
+    odd = scaled_print_resolution({"TIFFTAG_XRESOLUTION": "n/a", "TIFFTAG_YRESOLUTION": 72.5}, 4)
+    assert odd == {"TIFFTAG_YRESOLUTION": 290}
+
+
 def test_the_bands_wavelengths_in_gdals_imagery_domain_reach_the_output(make_raster, tmp_path: Path) -> None:
     """GDAL 3.10 gives a band's central wavelength and width in its IMAGERY metadata domain (ENVI,
     Sentinel-2 products, GeoTIFFs made from them): they were not read, and every output lost them.

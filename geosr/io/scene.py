@@ -9,6 +9,7 @@ thread so that reading many tiles does not pay GDAL's open cost each time.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import threading
@@ -27,7 +28,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
-from geosr.errors import InputError, catch_warnings_serialised, in_words
+from geosr.errors import InputError, catch_warnings_serialised, in_words, number_text
 from geosr.io import leave_archives_alone, settle_block_cache
 from geosr.io.atomic import ZARR_MARKERS, overlong_name
 from geosr.io.coordinates import refuse_uneven_coordinates
@@ -285,6 +286,36 @@ INPUT_GRID_ATTRIBUTES = (
 """Attributes that describe the input's pixel grid, which is not the output's: a grid mapping's
 ``GeoTransform`` (``crs#GeoTransform`` as GDAL gives a netCDF's), xarray's old open_rasterio
 ``transform`` and ``res``, stackstac's ``spec`` and ``resolution``, ACDD's resolutions."""
+
+
+PRINT_RESOLUTION_TAGS = ("TIFFTAG_XRESOLUTION", "TIFFTAG_YRESOLUTION")
+"""The TIFF tags of pixels per inch (or centimetre: ``TIFFTAG_RESOLUTIONUNIT``) on paper: a scan's
+300 dpi, which :func:`scaled_print_resolution` multiplies by the scale."""
+
+
+def scaled_print_resolution(tags: Mapping[str, Any], scale: int) -> dict[str, Any]:
+    """``tags`` with their print resolution (:data:`PRINT_RESOLUTION_TAGS`) ``scale`` times finer.
+
+    An output of ``scale`` times the pixels covers the same ground, and so the same paper: kept as
+    they were, an x4 output of a 300-dpi scan claimed 300 dpi and printed four times the size of
+    its input (Photoshop, GIMP, LibreOffice and QGIS's print layout size an image by them).
+    Dropping them would have printed it at the reader's default (72 dpi) instead.  A value that is
+    no number is dropped, as a resolution of the input's pixels would be wrong for the output's.
+    """
+    out = dict(tags)
+    for key in PRINT_RESOLUTION_TAGS:
+        if key not in out:
+            continue
+        try:
+            per_unit = float(out.pop(key))
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(per_unit) and per_unit > 0:
+            finer = per_unit * scale
+            # As given: GDAL's tags are text, a DataArray's attributes (open_rasterio's) numbers.
+            number = int(finer) if finer.is_integer() else finer
+            out[key] = number_text(finer) if isinstance(tags[key], str) else number
+    return out
 
 
 def carried_tags(tags: Mapping[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from geosr.io.scene import (
     hides_pixels,
     nodata_as_gdal_masks_it,
     sample_step,
+    scaled_print_resolution,
 )
 from geosr.io.sink import NODATA_GIVEN, check_nodata_of
 from geosr.io.zarr_scene import array_transform, check_evenly_spaced, variable_crs
@@ -991,7 +992,8 @@ def _georeferenced(
         dims=(leading, ydim, xdim),
         coords={leading: labels, ydim: y, xdim: x},
         # Not the nodata value (written again) nor what describes the input's grid (carried_tags).
-        attrs=carried_tags(source.attrs),
+        # A scan's dpi as many times finer as the pixels (scaled_print_resolution).
+        attrs=scaled_print_resolution(carried_tags(source.attrs), w // source.sizes[xdim]),
     )
     # Not name=source.name: for None, xarray takes the dask array's own name, a task token
     # ('_upscale_block-2334...'), which to_zarr then wrote as the variable's name.
