@@ -327,6 +327,18 @@ def test_a_zarr_store_as_training_data_is_named_as_such(tmp_path) -> None:
     xr.Dataset({"refl": (("y", "x"), np.zeros((8, 8), np.float32))}).to_zarr(store, zarr_format=3)
     with pytest.raises(OptionError, match=r"is a Zarr store, which training does not read.*to_raster"):
         resolve_sources((SceneSource(str(store)),), "training")
+    # One GDAL wrote (gdal_translate -of Zarr): xarray cannot export it, GDAL can.
+    import rasterio
+    import rasterio.shutil
+    from affine import Affine
+
+    tif, gdal_store = tmp_path / "hr.tif", tmp_path / "gdal.zarr"
+    profile = {"driver": "GTiff", "crs": "EPSG:32633", "transform": Affine(1, 0, 0, 0, -1, 0)}
+    with rasterio.open(tif, "w", **profile, width=8, height=8, count=1, dtype="uint8") as f:
+        f.write(np.zeros((1, 8, 8), np.uint8))
+    rasterio.shutil.copy(tif, gdal_store, driver="Zarr", FORMAT="ZARR_V3")
+    with pytest.raises(OptionError, match=f"e.g. gdal_translate {gdal_store} hr.tif$"):
+        resolve_sources((SceneSource(str(gdal_store)),), "training")
 
 
 # --- the command line: bad input is one line, nothing of the user's is replaced or left over ---

@@ -32,6 +32,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from geosr.errors import GeosrError, OptionError, current_keywords, in_words, keyword_wording, python_api
+from geosr.io.gdal_zarr import written_by_gdal
 from geosr.io.remote import home_expanded
 from geosr.train.degrade import DegradationConfig
 
@@ -647,9 +648,15 @@ def resolve_sources(sources: tuple[SceneSource, ...], what: str) -> list[tuple[P
         pattern = expand_path(source.path)
         p = Path(pattern)
         if p.is_dir() and ((p / "zarr.json").exists() or (p / ".zgroup").exists()):
+            # GDAL's own store (Y/X dimensions, a v3 form zarr-python refuses): xarray's export fails.
+            export = (
+                f"gdal_translate {pattern} hr.tif"
+                if written_by_gdal(str(p))
+                else "xr.open_zarr(STORE)[NAME].rio.to_raster('hr.tif')"
+            )
             raise OptionError(
                 f"{what} raster {pattern!r} is a Zarr store, which training does not read; write "
-                "its variable to a GeoTIFF first, e.g. xr.open_zarr(STORE)[NAME].rio.to_raster('hr.tif')"
+                f"its variable to a GeoTIFF first, e.g. {export}"
             )
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
