@@ -370,3 +370,9 @@ def test_a_zarr_store_gdal_wrote_gives_the_pixels_and_grid_of_its_geotiff(
     assert open_scene(tmp_path / "scene3.zarr", variable="scene3").count == 3
     with pytest.raises(InputError, match="no variable 'nir'; the store holds scene3"):
         open_scene(tmp_path / "scene3.zarr", variable="nir")
+    if zarr_format == "ZARR_V2":  # zipped, it is read by zarr-python, which takes v2 only
+        import shutil
+
+        zipped = shutil.make_archive(str(tmp_path / "scene1.zarr"), "zip", tmp_path / "scene1.zarr")
+        with pytest.raises(InputError, match=r"a store GDAL wrote \(scene1 on its Y/X dimensions\).*unzip"):
+            open_scene(zipped)

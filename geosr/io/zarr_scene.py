@@ -38,6 +38,7 @@ from rasterio.crs import CRS
 
 from geosr.errors import InputError, catch_warnings_serialised, in_words
 from geosr.io.coordinates import uneven_refused, uneven_steps
+from geosr.io.gdal_zarr import GDAL_DIMENSIONS
 from geosr.io.remote import archive_member, archive_member_problem
 from geosr.io.scene import (
     BAND_BUDGET,
@@ -209,6 +210,13 @@ def _no_raster_variable(ds: xr.Dataset, path: str) -> InputError:
         return InputError(
             f"{path}: no raster variable at the root of the store, which has the groups "
             f"{', '.join(groups)}; give the group as the input, e.g. {path.rstrip('/')}/{groups[0]}"
+        )
+    gdal = [str(name) for name, var in ds.data_vars.items() if set(var.dims) >= GDAL_DIMENSIONS]
+    if gdal:
+        # A local folder is read by GDAL (geosr.io.gdal_zarr); a zipped or remote one comes here.
+        return InputError(
+            f"{path}: a store GDAL wrote ({gdal[0]} on its Y/X dimensions), which geosr reads from a "
+            "local folder: unzip or copy it to one first, or convert it with GDAL (gdal_translate)"
         )
     for var in ds.data_vars.values():
         if any(set(dims) <= set(var.dims) for dims in SPATIAL_DIMS) and var.ndim > 3:
