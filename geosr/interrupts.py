@@ -153,7 +153,7 @@ def interrupted_run(
     if run_dir(local).exists():
         where = f"in {run_dir(local)}" if is_remote(destination) else "beside it"
         return InterruptedRunError(
-            f"{source}: {what}; no output was written, the finished tiles are kept {where}: "
+            f"{source}: {what}; no output was written, {_tiles_kept(local)} {where}: "
             "rerun with --resume to finish"
         )
     if is_remote(destination) and local.exists():
@@ -168,6 +168,21 @@ def interrupted_run(
             f"which keeps {'them' if written > 1 else 'it'} and runs the others"
         )
     return interrupted_early(f"{source}: {what} before any tile ran")
+
+
+def _tiles_kept(local: Path) -> str:
+    """``'8 of 49 tiles are kept'``: how much of the run kept for ``local`` is done, as
+    ``geosr info`` and the next run say it (it said "the finished tiles are kept", which
+    left the user to guess whether a --resume was worth it); "the finished tiles are
+    kept" where its manifest cannot be read."""
+    from geosr.io.runstate import stored_run
+
+    stored = stored_run(local)
+    total = None if stored is None else stored[0].get("tiles")
+    if stored is None or not isinstance(total, int):
+        return "the finished tiles are kept"
+    done = len(stored[1])
+    return f"{done} of {total} tile{'' if total == 1 else 's'} {'is' if done == 1 else 'are'} kept"
 
 
 def interrupted_early(what: str) -> GeosrError:

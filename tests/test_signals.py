@@ -94,6 +94,10 @@ def test_sigterm_mid_run_keeps_the_tiles_and_prints_the_resume_command(scene: Pa
     line = " ".join(stopped(proc, signal.SIGTERM).split())
     assert "terminated (SIGTERM)" in line and "(to resume: geosr run" in line and "--resume)" in line, line
     assert not dst.exists() and journal.exists()
+    # It said "the finished tiles are kept beside it", not how many, where geosr info and
+    # the next run say "N of 56 tiles done".
+    done = len(journal.read_text().split())
+    assert f"no output was written, {done} of 56 tiles are kept beside it: rerun with --resume" in line, line
     options = {"scale": 2, "tile": 16, "batch_size": 4, "device": "cpu", "precision": "fp32"}
     geosr.upscale_file(scene, dst, model=str(weights), resume=True, **options)
     assert dst.exists() and not run_dir(dst).exists()
