@@ -153,15 +153,22 @@ def source_bands(sr_scene: Scene, source: Scene, show: Sequence[int]) -> list[in
     or when ``source`` lacks those bands (another file), the bands of the same names
     (:func:`same_named_bands`).
     """
+    numbers = recorded_bands(sr_scene)
+    positions = None if numbers is None else read_positions(source, numbers)
+    if positions is None:
+        return same_named_bands(sr_scene, source, show)
+    return [positions[p] for p in show]
+
+
+def recorded_bands(sr_scene: Scene) -> list[int] | None:
+    """The input's band numbers (1-based) the output ``sr_scene`` holds, one per band, as the
+    run recorded them (``GEOSR_BANDS`` of a ``--bands`` run); None without a usable record."""
     recorded = sr_scene.tags.get("GEOSR_BANDS", "")
     try:
         numbers = [int(v) for v in recorded.split(",")] if recorded else []
     except ValueError:
-        numbers = []
-    positions = read_positions(source, numbers) if len(numbers) == sr_scene.count else None
-    if positions is None:
-        return same_named_bands(sr_scene, source, show)
-    return [positions[p] for p in show]
+        return None
+    return numbers if numbers and len(numbers) == sr_scene.count else None
 
 
 def read_positions(scene: Scene, numbers: Sequence[int]) -> list[int] | None:
@@ -211,10 +218,19 @@ def shown_bands(scene: Scene, show: Sequence[int]) -> str:
     """What the figure says of the bands ``show`` (0-based) of ``scene``, the output: their
     descriptions, else their numbers, and how they are drawn.  It said nothing: bands 1, 2, 3
     of an unnamed 8-band file, or the near infrared of a false-colour --bands run, were
-    drawn as red, green, blue without a word, and one date of a cube as 'the' image."""
+    drawn as red, green, blue without a word, and one date of a cube as 'the' image.  The
+    unnamed bands of a ``--bands`` run's output are said by the input's numbers too
+    (:func:`recorded_bands`)."""
     named = [scene.descriptions[p] if p < len(scene.descriptions) else None for p in show]
     numbers = [scene.bands[p] if scene.bands else p + 1 for p in show]
     said = ",".join(str(n) for n in (named if all(named) else numbers))
+    taken = recorded_bands(scene)
+    if not all(named) and taken is not None and [taken[p] for p in show] != numbers:
+        # A --bands 4,1,2 run's output holds the input's bands 4, 1, 2 as its 1, 2, 3: the
+        # title said "bands 1,2,3", numbers the user never picked.  Both: --bands of compare
+        # counts the output's.
+        picked = ",".join(str(taken[p]) for p in show)
+        said = f"{picked} of the input (the output's {said})"
     if len(show) == 1:
         return f"band {said} in grey"
     return f"bands {said} as red, green, blue"

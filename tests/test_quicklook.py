@@ -1117,6 +1117,29 @@ def test_the_figure_says_which_bands_it_shows(make_raster, tmp_path: Path, monke
     assert said[3].startswith("unnamed_x2.tif: band 2 in grey, window of"), said
 
 
+def test_the_bands_of_a_bands_run_are_said_by_the_inputs_numbers(
+    make_raster, tmp_path: Path, monkeypatch
+) -> None:
+    """The output of a --bands 4,1,2 run holds the input's bands 4, 1, 2 as its 1, 2, 3: the
+    figure said "bands 1,2,3 as red, green, blue", numbers the user never picked."""
+    from geosr import panels
+
+    figures, drawn = [], panels.detached_figure
+    monkeypatch.setattr(panels, "detached_figure", lambda size: figures.append(drawn(size)) or figures[-1])
+    lr = make_raster(count=4, height=24, width=24)
+    sr = geosr.upscale_file(lr, tmp_path / "cir.tif", scale=2, model="bicubic", bands="4,1,2")
+    plain = geosr.upscale_file(lr, tmp_path / "plain.tif", scale=2, model="bicubic")
+    for out, extra in ((sr, []), (sr, ["--bands", "3"]), (plain, [])):
+        args = ["compare", str(lr), str(out), "-o", str(tmp_path / "c.png"), "--overwrite", *extra]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    said = [" ".join(figure.get_suptitle().split()) for figure in figures]
+    cir = "cir.tif: bands 4,1,2 of the input (the output's 1,2,3) as red, green, blue,"
+    assert said[0].startswith(cir), said
+    assert said[1].startswith("cir.tif: band 2 of the input (the output's 3) in grey,"), said
+    assert said[2].startswith("plain.tif: bands 1,2,3 as red, green, blue,"), said
+
+
 @pytest.mark.parametrize(
     ("name", "descriptions", "rgb"),
     [
