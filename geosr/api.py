@@ -141,6 +141,10 @@ def provenance_tags(scene: Scene, model_name: str, scale: int, norm: Normalisati
         tags[SOURCE_DATETIME_TAG] = str(written)
     if scene.bands:
         tags["GEOSR_BANDS"] = ",".join(str(b) for b in scene.bands)
+    if scene.variable_name:
+        # The --variable read, which geosr compare of the output against its store of several
+        # variables needed given again (geosr.quicklook._lr_scene).
+        tags["GEOSR_VARIABLE"] = scene.variable_name
     return tags
 
 

@@ -325,6 +325,21 @@ def stac_raster(lr: str, sr_scene: Scene) -> Resolved:
         ) from None
 
 
+def _open_lr(href: str, variable: str | None, recorded: str | None) -> Scene:
+    """The LR input's scene: its ``variable``, else the one its run ``recorded`` where the file
+    holds several (it asked for --variable again, which the output says); the file's own refusal
+    where it holds no such variable (another store)."""
+    try:
+        return open_scene(href, variable=variable)
+    except InputError as exc:
+        if variable is not None or recorded is None or "--variable" not in str(exc):
+            raise
+        try:
+            return open_scene(href, variable=recorded)
+        except InputError:
+            raise exc from None
+
+
 def _open_reference(hr: str, variable: str | None) -> Scene:
     """The ``--hr`` reference's scene; a store of several variables asks for ``--hr-variable``:
     it asked for ``--variable``, which picks the LR input's, and was then refused there."""
@@ -387,7 +402,8 @@ def compare_panels(
     declares none, as the run's STAC Item gave them."""
     sr_scene = _raster_scene(sr, "SR")
     raster = stac_raster(lr, sr_scene)
-    lr_scene = _lr_scene(lr, raster, variable, lr_nodata, lr_scaling, lr_missing)
+    recorded = sr_scene.tags.get("GEOSR_VARIABLE")
+    lr_scene = _lr_scene(lr, raster, variable, lr_nodata, lr_scaling, lr_missing, recorded=recorded)
     scale = _checked_scale(lr, sr, lr_scene, sr_scene)
     # The dates of a cube input are the output's bands (named by their dates): not colours, as
     # its --quicklook shows them; dates 1, 2, 3 were drawn as red, green, blue (nodata where any was).
@@ -414,16 +430,20 @@ def _lr_scene(
     lr_nodata: float | None,
     lr_scaling: Mapping[int, tuple[float, float]] | None,
     lr_missing: Sequence[float],
+    *,
+    recorded: str | None = None,
 ) -> Scene:
     """The LR input ``lr`` (the raster of its STAC Item, ``raster``) with the nodata, missing values,
-    scale and offset its run read it with (:func:`compare_panels`).
+    scale and offset its run read it with (:func:`compare_panels`).  ``recorded``: the variable
+    the run read (``GEOSR_VARIABLE``), read from a store or file of several variables where no
+    ``variable`` is given.
 
     Raises
     ------
     GeosrError
         ``lr`` cannot be read, or ``lr_nodata`` does not fit its dtype.
     """
-    lr_scene = open_scene(raster.href, variable=variable)
+    lr_scene = _open_lr(raster.href, variable, recorded)
     if lr_nodata is not None:
         from geosr.io.sink import check_nodata_of
 

@@ -143,6 +143,19 @@ def test_compare_and_quicklook_read_zarr_like_geotiff(make_raster, tmp_path: Pat
     result = CliRunner().invoke(app, ["compare", str(store), str(sr), "--variable", "refl", "-o", str(png)])
     assert result.exit_code == 0, result.output
     assert imread(png).shape[1] > 1.5 * imread(png).shape[0]
+    # The run records the variable it read: without --variable, compare reads it, where it
+    # said "the store holds 2 raster variables ... (refl, other); choose one with --variable NAME".
+    assert open_scene(sr).tags["GEOSR_VARIABLE"] == "refl"
+    recorded = tmp_path / "recorded.png"
+    result = CliRunner().invoke(app, ["compare", str(store), str(sr), "-o", str(recorded)])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(imread(recorded), imread(png))
+    # A store without that variable is refused as before, by its own variables.
+    other = tmp_path / "other.zarr"
+    cube.rename({"refl": "b", "other": "c"}).to_zarr(other, zarr_format=3, consolidated=False)
+    result = CliRunner().invoke(app, ["compare", str(other), str(sr), "-o", str(tmp_path / "o.png")])
+    assert "(b, c); choose one with --variable NAME" in str(result.exception), result.output
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_compare_of_rasters_that_do_not_overlap_is_one_line(
