@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from geosr.errors import GeosrError, InterruptedRunError
+from geosr.errors import GeosrError, InterruptedRunError, counted
 
 
 class Terminated(KeyboardInterrupt):
@@ -182,7 +182,7 @@ def _tiles_kept(local: Path) -> str:
     if stored is None or not isinstance(total, int):
         return "the finished tiles are kept"
     done = len(stored[1])
-    return f"{done} of {total} tile{'' if total == 1 else 's'} {'is' if done == 1 else 'are'} kept"
+    return f"{done} of {counted(total, 'tile')} {'is' if done == 1 else 'are'} kept"
 
 
 def interrupted_early(what: str) -> GeosrError:
