@@ -2,7 +2,10 @@
 
 Issue 3's measure: batch 8 of 128 x 128 LR tiles, one band, x4, through
 :class:`geosr.predictor.Predictor` (channels_last, inference mode, bf16 autocast
-or fp32) on the CPU, in output megapixels per second per band.  The models are
+or fp32) on the CPU, in output megapixels per second per band.  ``--device cuda``
+measures the GPU (bf16, fp16 and fp32; each call's host-to-device and back copies
+included, as ``geosr run`` makes them) and writes ``model_speed_cuda.json``;
+``--batch`` and ``--tile`` give a GPU work enough to fill it.  The models are
 measured in interleaved rounds (one call of each per round, median over the
 rounds) so that load from other jobs lands on all of them alike; the ratios to
 the EDSR-style baseline are the robust figures on a shared machine.
@@ -30,13 +33,17 @@ HERE = Path(__file__).parent
 MODELS = ("cnnrnn-fast", "cnnrnn-best", "edsr-baseline")
 BASELINE = "edsr-baseline"
 BATCH, TILE, SCALE = 8, 128, 4
+PRECISIONS = {"cpu": ("bf16", "fp32"), "cuda": ("bf16", "fp16", "fp32")}
 
 
-def measure(rounds: int, precisions: tuple[str, ...]) -> dict[str, Any]:
+def measure(
+    rounds: int, precisions: tuple[str, ...], device: str = "cpu", size: tuple[int, int] = (BATCH, TILE)
+) -> dict[str, Any]:
     """Median seconds per batch of every model and precision, interleaved."""
-    batch = np.random.default_rng(0).random((BATCH, 1, 1, TILE, TILE), dtype=np.float32)
+    n, tile = size
+    batch = np.random.default_rng(0).random((n, 1, 1, tile, tile), dtype=np.float32)
     predictors = {
-        (name, p): Predictor(build_model(name, scale=SCALE), device="cpu", precision=p)
+        (name, p): Predictor(build_model(name, scale=SCALE), device=device, precision=p)
         for name in MODELS
         for p in precisions
     }
@@ -49,7 +56,7 @@ def measure(rounds: int, precisions: tuple[str, ...]) -> dict[str, Any]:
             t0 = time.perf_counter()
             predict(batch)
             samples[key].append(time.perf_counter() - t0)
-    out_mpx = BATCH * (TILE * SCALE) ** 2 / 1e6
+    out_mpx = n * (tile * SCALE) ** 2 / 1e6
     results: dict[str, Any] = {}
     for name in MODELS:
         model = build_model(name, scale=SCALE)
@@ -85,17 +92,23 @@ def table(results: dict[str, Any], precisions: tuple[str, ...]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--device", choices=sorted(PRECISIONS), default="cpu")
+    parser.add_argument("--batch", type=int, default=BATCH, help="LR tiles per call")
+    parser.add_argument("--tile", type=int, default=TILE, help="LR tile edge, pixels")
     args = parser.parse_args(argv)
-    precisions = ("bf16", "fp32")
-    results = measure(args.rounds, precisions)
+    precisions = PRECISIONS[args.device]
+    results = measure(args.rounds, precisions, args.device, (args.batch, args.tile))
     record = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
+        "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
+        "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "input": f"batch {BATCH} x 1 band x {TILE} x {TILE} LR, x{SCALE}",
+        "input": f"batch {args.batch} x 1 band x {args.tile} x {args.tile} LR, x{SCALE}",
         "models": results,
     }
-    (HERE / "model_speed.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    name = "model_speed.json" if args.device == "cpu" else f"model_speed_{args.device}.json"
+    (HERE / name).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(table(results, precisions))
 
 
