@@ -825,7 +825,8 @@ def _run(
         cluster = None
         try:
             if opts.scheduler is not None or opts.workers is not None:
-                cluster = _run_on_cluster(job, plan, todo, state, spec, opts, advance)
+                tiles = predictor.whole_call_tiles(spec.count)
+                cluster = _run_on_cluster(job, plan, todo, state, spec, opts, advance, tiles)
             else:
                 _run_here(job, plan, todo, predictor, state, dst, spec, advance, reader)
         except OutputError as exc:
@@ -896,8 +897,11 @@ def _run_on_cluster(
     spec: OutputSpec,
     opts: RunOptions,
     advance: Callable[[int], None],
+    whole_call_tiles: int,
 ) -> Any:
-    """Compute the tiles ``todo`` on the Dask cluster the options name (``--scheduler``, ``--workers``).
+    """Compute the tiles ``todo`` on the Dask cluster the options name (``--scheduler``, ``--workers``),
+    in tasks of ``whole_call_tiles`` tiles at least: what fills a model call of this process's
+    predictor, the best guess at a scheduler's workers too.
 
     Returns
     -------
@@ -909,7 +913,16 @@ def _run_on_cluster(
     key = ModelKey(opts.model, spec.count, opts.scale, opts.device, opts.precision, opts.compile)
     cluster = ClosingLater(opts.scheduler, opts.workers, opts.device)
     try:
-        run_on_cluster(job, plan, todo, key, state, cluster.client, on_tiles_done=advance)
+        run_on_cluster(
+            job,
+            plan,
+            todo,
+            key,
+            state,
+            cluster.client,
+            on_tiles_done=advance,
+            whole_call_tiles=whole_call_tiles,
+        )
     except BaseException:
         cluster.wait()
         raise

@@ -288,6 +288,13 @@ class Predictor:
     def _most_per_call(self, size: int) -> int:
         return size if size == 1 else size + 1  # an odd image out joins the last call
 
+    def whole_call_tiles(self, bands: int) -> int:
+        """The fewest tiles of ``bands`` bands that fill a model call: fewer are computed
+        with copies of an image (:data:`CPU_CALL_IMAGES`), so a Dask task of fewer
+        (:func:`geosr.orchestrate.cluster.task_size`) would pay for work it drops."""
+        size = self._call_size()
+        return 1 if size is None else -(-size // self._images_per_tile(bands))
+
     def images_per_call(self, batch: int, bands: int) -> int:
         """The most images one model call holds for ``batch`` tiles of ``bands`` bands."""
         images = batch * self._images_per_tile(bands)

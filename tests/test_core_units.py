@@ -243,6 +243,10 @@ def test_cluster_tasks_shrink_below_a_batch_only_when_workers_would_run_dry() ->
     assert task_size(16, 2, 2) == 1  # 16 tiles, 2 workers: one tile per task
     assert task_size(3, 4, 8) == 1
     assert task_size(TASKS_PER_WORKER * 4 * 3, 16, 4) == 3
+    # An fp32 CPU call holds 2 images: tasks of one single-band tile would compute each twice.
+    assert task_size(16, 2, 2, least=2) == 2
+    assert task_size(462, 2, 2, least=2) == 2
+    assert task_size(3, 1, 8, least=2) == 1  # a batch of one tile (many bands) caps it
 
 
 def test_gdal_cache_size_is_gdals_own() -> None:

@@ -172,15 +172,19 @@ TASKS_PER_WORKER = 8
 """Fewest tasks per worker before tasks shrink below a batch (see :func:`task_size`)."""
 
 
-def task_size(tiles: int, batch: int, workers: int) -> int:
+def task_size(tiles: int, batch: int, workers: int, least: int = 1) -> int:
     """Tiles per task: the predictor's batch, or fewer when that would leave each
-    worker under :data:`TASKS_PER_WORKER` tasks.
+    worker under :data:`TASKS_PER_WORKER` tasks, but never under ``least`` (the tiles
+    of a whole model call, :meth:`~geosr.predictor.Predictor.whole_call_tiles`).
 
     Few, large tasks end unevenly: on the 2048^2 benchmark scene (16 tiles), 8
     tasks of 2 tiles on 2 workers ran at 0.85x the single process, 16 tasks of
-    one tile at 0.97x.  Outputs do not depend on the batch (tested).
+    one tile at 0.97x (bf16).  In fp32 a CPU model call takes two images, and a
+    lone one is computed with a copy of itself: tasks of one single-band tile
+    computed every tile twice, and the same cluster ran at 0.47x the single
+    process (AVX2 EPYC, 2026-12-04).  Outputs do not depend on the batch (tested).
     """
-    return max(1, min(batch, tiles // (TASKS_PER_WORKER * max(1, workers))))
+    return max(1, min(batch, least), min(batch, tiles // (TASKS_PER_WORKER * max(1, workers))))
 
 
 def worker_addresses(client: Client) -> list[str]:
@@ -890,8 +894,10 @@ def run_on_cluster(
     client: Client,
     *,
     on_tiles_done: Callable[[int], None] | None = None,
+    whole_call_tiles: int = 1,
 ) -> None:
-    """Run the tiles ``todo`` of ``plan`` on ``client``'s workers into the run state's store.
+    """Run the tiles ``todo`` of ``plan`` on ``client``'s workers into the run state's store,
+    in tasks of ``whole_call_tiles`` tiles at least (:func:`task_size`).
 
     Each finished task is journaled by the client, so that a run whose
     scheduler is lost can be finished with ``--resume`` (on a cluster or not).
@@ -917,7 +923,7 @@ def run_on_cluster(
                 "some to join (`dask worker` with that address starts one)"
             )
         _load_model_on_workers(client, ModelPlugin(key, _workers_by_host(workers)), address, state)
-        futures = _submitted(client, job, plan, todo, key, state, len(workers))
+        futures = _submitted(client, job, plan, todo, key, state, len(workers), whole_call_tiles)
         for finished in _as_finished(client, futures, address):
             state.record(finished)
             if on_tiles_done is not None:
@@ -950,10 +956,12 @@ def _submitted(
     key: ModelKey,
     state: RunState,
     workers: int,
+    least: int,
 ) -> list[Any]:
     """The futures of the tasks that run the tiles ``todo`` into the run state's store, in batches
-    sized for ``workers`` workers, each with the job (:func:`_job_for_tasks`)."""
-    groups = list(batches(list(todo), task_size(len(todo), job.batch_size, workers)))
+    sized for ``workers`` workers (at least ``least`` tiles, :func:`task_size`), each with the
+    job (:func:`_job_for_tasks`)."""
+    groups = list(batches(list(todo), task_size(len(todo), job.batch_size, workers, least)))
     shared = _job_for_tasks(client, job, len(groups))
     run = uuid.uuid4().hex  # the run's store writers on the workers (_store_writer)
     return [
