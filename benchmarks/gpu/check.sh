@@ -5,7 +5,8 @@
 #   2. the models' forward speed on the GPU (benchmarks.model_speed --device cuda);
 #   3. benchmark figure 9 at the --quick size (2048^2 x 4 bands), then at the full size:
 #      a 10980^2 x 4-band synthetic scene x4 -> COG on the GPU, and the share of the GPU's
-#      bf16 conv peak the whole run reaches, with nvidia-smi sampling the GPU meanwhile.
+#      bf16 conv peak the whole run reaches, its COG build timed apart and the same job into
+#      Zarr (the tiles alone), with nvidia-smi sampling the GPU meanwhile.
 # Each step has its own time limit, so that one that hangs leaves the others' results.
 # Prepare here: benchmarks/gpu/fetch_wheels.sh (the packages the GPU image lacks, .whl/site.tar.xz).
 # Then call the device tool with carry [".whl"], command "bash benchmarks/gpu/check.sh",
@@ -36,7 +37,7 @@ step "figure 9, full"
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used,power.draw --format=csv -lms 1000 \
   > "$OUT/smi.csv" 2>&1 &
 smi=$!
-timeout 270 python3 -m benchmarks.run --only gpu --runs 1 --workdir /tmp/bench 2>&1 | tee -a "$log"
+timeout 300 python3 -m benchmarks.run --only gpu --runs 1 --workdir /tmp/bench 2>&1 | tee -a "$log"
 kill "$smi" 2>/dev/null
 cp benchmarks/RESULTS.md benchmarks/results.json "$OUT/"
 df -h /tmp | tee -a "$log"
