@@ -207,13 +207,15 @@ def test_a_chunk_of_nodata_alone_is_not_given_to_the_model(make_raster) -> None:
     chunked = rioxarray.open_rasterio(make_raster(data=data, nodata=0), chunks={"x": 24, "y": 32})
     calls = []
     model = cached_predictor("bicubic", 1, 2, "auto", "auto").model  # the one upscale uses
-    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    hook = model.register_forward_hook(lambda _, inputs, __: calls.append(len(inputs[0])))
     try:
         out = geosr.upscale(chunked, scale=2, model="bicubic", tile=24).values
     finally:
         hook.remove()
     assert (out[:, :, :96] == 0).all() and (out[:, :, 100:] == 700).all()
-    assert out.shape == (1, 64, 192) and len(calls) == 4  # of 8 blocks (2 x 4 of 24 px), as many as hold data
+    # Images the model saw: of 8 tiles (2 x 4 of 24 px), as many as hold data, one to a
+    # call in bf16 and two (in tasks of two tiles) in fp32.
+    assert out.shape == (1, 64, 192) and sum(calls) == 4
 
 
 def test_a_masked_read_of_a_file_without_nodata_is_written_back_as_the_file_job_writes_it(
@@ -569,7 +571,8 @@ def test_a_strip_under_the_halo_is_still_cut_along_its_length(
     src = make_raster(count=1, height=shape[0], width=shape[1])
     lazy = geosr.upscale(rioxarray.open_rasterio(src), scale=2, tile=64)
     blocks = [k for k in dict(lazy.data.__dask_graph__()) if str(k[0]).startswith("_upscale_block")]
-    assert len(blocks) >= 4, blocks  # tiles of 64 px along its 300
+    # Tiles of 64 px along its 300, two to a task where an fp32 call takes two.
+    assert len(blocks) >= 3, blocks
     ran = geosr.upscale_file(src, tmp_path / "strip.tif", scale=2, tile=64)
     with rasterio.open(ran) as out:
         np.testing.assert_array_equal(lazy.values, out.read())
@@ -660,3 +663,36 @@ def test_a_value_float32_cannot_hold_once_normalised_is_said_of_the_array(make_r
     read = rioxarray.open_rasterio(src)
     _, lines = warnings_said(lambda: geosr.upscale(read, scale=2, model="bicubic").compute())
     assert any(line.startswith(f"{src} {said}") for line in lines), lines
+
+
+@pytest.mark.parametrize(("width", "images"), [(64, 4), (70, 8), (100, 8)])
+def test_tasks_hold_the_tiles_of_a_whole_fp32_call(
+    make_raster, tmp_path: Path, monkeypatch, width: int, images: int
+) -> None:
+    """In fp32 on a CPU a model call takes two images and computes a lone one with a copy of
+    itself: upscale ran one single-band tile per task, so every tile twice (1.7x the time of
+    the computation on a 1024^2 band on 2 cores). A task now holds two tiles along x, cut as
+    tasks of one tile were, and runs those of one shape in one call: 4 tiles of 32 px (a
+    64 x 64 band, tile 32) are 4 images, not 8; 6 tiles (width 100: 32, 32, 36) 8, not 12;
+    where a remainder under the halo (15 px) rides on a tile (width 70: 32, 38) the two differ
+    and each goes alone, as before. The pixels and the output's chunks are as before, and the
+    file job's."""
+    from geosr.predictor import Predictor
+
+    seen: list[int] = []
+    call = Predictor._predict_call
+
+    def counted_call(self: Predictor, model: object, batch: np.ndarray) -> np.ndarray:
+        seen.append(len(batch))
+        return call(self, model, batch)
+
+    monkeypatch.setattr(Predictor, "_predict_call", counted_call)
+    data = np.random.default_rng(7).integers(300, 5000, (1, 64, width)).astype("uint16")
+    path = make_raster(data=data)
+    common = {"scale": 2, "tile": 32, "precision": "fp32", "device": "cpu"}
+    out = geosr.upscale(rioxarray.open_rasterio(path), **common)
+    assert out.chunks is not None and set(out.chunks[2][:-1]) == {64}
+    computed = out.values
+    assert sum(seen) == images and set(seen) == {2}
+    with rasterio.open(geosr.upscale_file(path, tmp_path / "file.tif", **common)) as src:
+        assert np.array_equal(src.read(), computed)

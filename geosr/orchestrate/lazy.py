@@ -15,7 +15,7 @@ import gc
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,26 +172,30 @@ def _upscale_block_as_said(
     precision: str,
     stored: tuple[str, float | None] | None = None,
     source: str = "the DataArray",
+    tile: int | None = None,
 ) -> np.ndarray:
     """One output chunk from one input chunk grown by the halo.
 
     ``stored`` is the file's own dtype and nodata value (None if it has none) behind a
     masked read (floats, NaN where the file has nodata): the pixels are then rounded and
     clipped as the file job writes them, so that ``to_raster`` stores the same values back.
-    ``source`` names the array in geosr's lines: its file, or the DataArray.
+    ``source`` names the array in geosr's lines: its file, or the DataArray.  A chunk of
+    several tiles of ``tile`` columns (:func:`_super_resolved`) runs them as one batch.
     """
-    x, valid = prepare_tiles(block[None], nodata, norm, source)
     h, w = block.shape[1] - 2 * halo, block.shape[2] - 2 * halo
     core = Window(halo, halo, h, w)
-    out_core = core.scaled(scale)
-    core_valid = valid[0][:, core.rows, core.cols]
-    reference = None  # the source pixels, where the model projects onto them (finish_tile)
-    if core_valid.any():
-        predictor = cached_predictor(model, block.shape[0], scale, device, precision)
-        sr = predictor(x)[0][:, out_core.rows, out_core.cols]
-        reference = block[:, core.rows, core.cols] if predictor.model.projects else None
-    else:  # all nodata whatever the model says (as pipeline.process_batch skips it)
-        sr = np.zeros((block.shape[0], out_core.height, out_core.width), np.float32)
+    predictor = cached_predictor(model, block.shape[0], scale, device, precision)
+    widths = _chunks(w, tile, halo) if tile else (w,)
+    starts = np.cumsum((0, *widths[:-1]))
+    tiles = [
+        block[:, :, start : start + width + 2 * halo] for start, width in zip(starts, widths, strict=True)
+    ]
+    outputs, valids = _tiles_predicted(
+        tiles, predictor, halo=halo, scale=scale, norm=norm, nodata=nodata, source=source
+    )
+    sr, core_valid = np.concatenate(outputs, axis=-1), np.concatenate(valids, axis=-1)
+    # The source pixels, where the model projects onto them (finish_tile).
+    reference = block[:, core.rows, core.cols] if predictor.model.projects and core_valid.any() else None
     if stored is None:
         return finish_tile(
             sr, core_valid, scale=scale, norm=norm, dtype=dtype, nodata=nodata, reference=reference
@@ -210,7 +214,46 @@ def _upscale_block_as_said(
     return out
 
 
-def _grown_by_halo(array: da.Array, halo: int, tile: int) -> tuple[da.Array, da.Array]:
+def _tiles_predicted(
+    tiles: Sequence[np.ndarray],
+    predictor: Any,
+    *,
+    halo: int,
+    scale: int,
+    norm: Normalisation,
+    nodata: float | None,
+    source: str,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The model's output cores of ``tiles`` (each grown by ``halo``, as the file job reads
+    its tiles) and their valid cores; the tiles of one shape go through the model in one call.
+
+    A tile with no valid pixel is nodata whatever the model says: it is not run (as
+    :func:`geosr.pipeline.process_batch` skips it).
+    """
+    outputs: list[np.ndarray] = [np.empty(0)] * len(tiles)
+    valids: list[np.ndarray] = [np.empty(0)] * len(tiles)
+    for shape in dict.fromkeys(t.shape for t in tiles):
+        indexes = [i for i, t in enumerate(tiles) if t.shape == shape]
+        x, valid = prepare_tiles(np.stack([tiles[i] for i in indexes]), nodata, norm, source)
+        core = Window(halo, halo, shape[1] - 2 * halo, shape[2] - 2 * halo)
+        out_core = core.scaled(scale)
+        core_valid = valid[:, :, core.rows, core.cols]
+        runs = [k for k in range(len(indexes)) if core_valid[k].any()]
+        predicted = dict(zip(runs, predictor(x[runs]), strict=True)) if runs else {}
+        for k, i in enumerate(indexes):
+            out = predicted.get(k)
+            outputs[i] = (
+                out[:, out_core.rows, out_core.cols]
+                if out is not None
+                else np.zeros((shape[0], out_core.height, out_core.width), np.float32)
+            )
+            valids[i] = core_valid[k]
+    return outputs, valids
+
+
+def _grown_by_halo(
+    array: da.Array, halo: int, tile: int, tiles_per_chunk: int = 1
+) -> tuple[da.Array, da.Array]:
     """``array`` in chunks of about ``tile``, and its chunks grown by ``halo`` on each side:
     the neighbours' pixels inside, the edge mirrored (symmetric, as the file reader pads) outside.
 
@@ -219,11 +262,15 @@ def _grown_by_halo(array: da.Array, halo: int, tile: int) -> tuple[da.Array, da.
     reflection (a 12 px side padded by 15 came out 27 px, not 42).  The other side is still cut
     in tiles: a strip of 8 x 4000 px was one task, the whole strip through the model at once with
     no parallelism.
+
+    Along x a chunk holds ``tiles_per_chunk`` tiles, whose cuts (:func:`_chunks` of the chunk
+    by ``tile``) are those of chunks of one tile: the kernel cuts it so.
     """
     sides = array.shape[1:]
     thin = [n <= halo for n in sides]
+    edges = (tile, tile * tiles_per_chunk)
     array = array.rechunk(
-        (-1, *((n,) if t else _chunks(n, tile, halo) for n, t in zip(sides, thin, strict=True)))
+        (-1, *((n,) if t else _chunks(n, e, halo) for n, t, e in zip(sides, thin, edges, strict=True)))
     )
     depth = {0: 0, 1: 0 if thin[0] else halo, 2: 0 if thin[1] else halo}
     boundary = {axis: "none" if depth[axis] == 0 else "reflect" for axis in (1, 2)}
@@ -328,6 +375,10 @@ def upscale(
     tile_edge = max(opts.tile or DEFAULT_TILE, halo)
     array, stored, units = _array_to_run(data, tile_edge, nodata, nodata if given else None)
     norm, stored = _sampled_normalisation(data, source, net, array, grid, nodata, stored)
+    # Tasks of the tiles of a whole model call: in fp32 on a CPU a lone single-band tile is
+    # computed with a copy of itself (Predictor.whole_call_tiles), so one a task ran twice.
+    predictor = cached_predictor(model, data.shape[0], opts.scale, opts.device, opts.precision)
+    tiles_per_chunk = predictor.whole_call_tiles(data.shape[0])
     kernel = functools.partial(
         _upscale_block,
         keywords=current_keywords(),
@@ -341,8 +392,17 @@ def upscale(
         device=opts.device,
         precision=opts.precision,
         source=str(source.path) if source is not None else _label(data),
+        tile=tile_edge if tiles_per_chunk > 1 else None,
     )
-    result = _super_resolved(array, kernel, halo=halo, tile_edge=tile_edge, opts=opts, dtype=data.dtype)
+    result = _super_resolved(
+        array,
+        kernel,
+        halo=halo,
+        tile_edge=tile_edge,
+        tiles_per_chunk=tiles_per_chunk,
+        opts=opts,
+        dtype=data.dtype,
+    )
     out = _output_of(result, data, scaled(grid, opts.scale), nodata, stored, units)
     # A 2-D input gets no dimension it did not have: _checked's band was only for the kernels;
     # its label, the scalar coordinate of da.sel(band=2), stays (as cube.isel(time=0)'s date).
@@ -630,6 +690,7 @@ def _super_resolved(
     *,
     halo: int,
     tile_edge: int,
+    tiles_per_chunk: int = 1,
     opts: RunOptions,
     dtype: np.dtype,
 ) -> da.Array:
@@ -642,7 +703,9 @@ def _super_resolved(
     kernel : functools.partial
         :func:`_upscale_block` with all its arguments but the block.
     halo, tile_edge : int
-        The pixels each chunk is grown by, and the edge of the chunks the tasks run on.
+        The pixels each chunk is grown by, and the edge of the tiles the tasks run on.
+    tiles_per_chunk : int
+        Tiles along x in a task's chunk, which ``kernel`` cuts it into (its ``tile``).
     opts : RunOptions
         The call's scale and tile.
     dtype : numpy.dtype
@@ -656,7 +719,7 @@ def _super_resolved(
         which made that output chunk larger.  Blocks of the tile asked for, as documented, also
         where the tasks' are rounded up to the halo (tile=8 gave 30 px blocks at x2, not 16).
     """
-    array, padded = _grown_by_halo(array, halo, tile_edge)
+    array, padded = _grown_by_halo(array, halo, tile_edge, tiles_per_chunk)
     out_chunks = (
         array.chunks[0],
         tuple(c * opts.scale for c in array.chunks[1]),
