@@ -255,3 +255,20 @@ def warnings_said(call: Callable[[], T]) -> tuple[T, list[str]]:
         warnings.simplefilter("always")
         result = call()
     return result, [str(w.message) for w in caught if issubclass(w.category, (GeosrWarning, RuntimeWarning))]
+
+
+@pytest.fixture
+def model_images(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The images of each model call the Predictor makes (its ``_predict_call``), in order:
+    an fp32 call on a CPU pads a lone image with a copy (CPU_CALL_IMAGES), counted here."""
+    from geosr.predictor import Predictor
+
+    seen: list[int] = []
+    call = Predictor._predict_call
+
+    def counted_call(self: Predictor, model: object, batch: np.ndarray) -> np.ndarray:
+        seen.append(len(batch))
+        return call(self, model, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Predictor, "_predict_call", counted_call)
+    return seen

@@ -14,7 +14,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -795,22 +794,15 @@ def test_the_workers_are_counted_by_asking_the_scheduler_not_the_clients_copy() 
     assert counts == [1] * 500, f"{counts.count(0)} of 500 said no workers"
 
 
-def test_cluster_tasks_fill_the_model_calls_of_fp32(make_raster, tmp_path: Path, monkeypatch) -> None:
+def test_cluster_tasks_fill_the_model_calls_of_fp32(
+    make_raster, tmp_path: Path, model_images: list[int]
+) -> None:
     """An fp32 model call on a CPU takes two images and computes a lone one with a copy of
     itself (CPU_CALL_IMAGES): workers=2 made tasks of one single-band tile, so every tile was
     computed twice, and the run took 2.1x the single process's time (AVX2 EPYC). Tasks now
     hold the tiles of a whole call: the model sees each tile once, and the pixels are the
     single process's."""
-    from geosr.predictor import Predictor
-
-    seen: list[int] = []
-    call = Predictor._predict_call
-
-    def counted_call(self: Predictor, model: Any, batch: np.ndarray) -> np.ndarray:
-        seen.append(len(batch))
-        return call(self, model, batch)
-
-    monkeypatch.setattr(Predictor, "_predict_call", counted_call)
+    seen = model_images
     data = np.random.default_rng(5).integers(300, 5000, (1, 64, 64)).astype("uint16")
     path = make_raster(data=data)
     common = {"scale": 2, "tile": 32, "precision": "fp32", "device": "cpu"}

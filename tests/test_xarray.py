@@ -667,7 +667,7 @@ def test_a_value_float32_cannot_hold_once_normalised_is_said_of_the_array(make_r
 
 @pytest.mark.parametrize(("width", "images"), [(64, 4), (70, 8), (100, 8)])
 def test_tasks_hold_the_tiles_of_a_whole_fp32_call(
-    make_raster, tmp_path: Path, monkeypatch, width: int, images: int
+    make_raster, tmp_path: Path, model_images: list[int], width: int, images: int
 ) -> None:
     """In fp32 on a CPU a model call takes two images and computes a lone one with a copy of
     itself: upscale ran one single-band tile per task, so every tile twice (1.7x the time of
@@ -677,16 +677,7 @@ def test_tasks_hold_the_tiles_of_a_whole_fp32_call(
     where a remainder under the halo (15 px) rides on a tile (width 70: 32, 38) the two differ
     and each goes alone, as before. The pixels and the output's chunks are as before, and the
     file job's."""
-    from geosr.predictor import Predictor
-
-    seen: list[int] = []
-    call = Predictor._predict_call
-
-    def counted_call(self: Predictor, model: object, batch: np.ndarray) -> np.ndarray:
-        seen.append(len(batch))
-        return call(self, model, batch)
-
-    monkeypatch.setattr(Predictor, "_predict_call", counted_call)
+    seen = model_images
     data = np.random.default_rng(7).integers(300, 5000, (1, 64, width)).astype("uint16")
     path = make_raster(data=data)
     common = {"scale": 2, "tile": 32, "precision": "fp32", "device": "cpu"}
