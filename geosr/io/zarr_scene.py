@@ -142,9 +142,11 @@ def is_flags(var: xr.DataArray) -> bool:
 
 
 def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
+    # By name: a store without consolidated metadata lists its arrays in the order its
+    # filesystem gives them (the same store said "red, nir" and "nir, red" in two folders).
     spatial = [
         name
-        for name, var in ds.data_vars.items()
+        for name, var in sorted(ds.data_vars.items(), key=lambda item: str(item[0]))
         if any(set(dims) <= set(var.dims) for dims in SPATIAL_DIMS)
         and var.ndim in (2, 3)
         and not is_flags(var)
@@ -154,7 +156,9 @@ def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
     ]
     if variable is not None:
         if variable not in ds.data_vars:
-            raise InputError(f"{path}: no variable {variable!r}; it has {', '.join(map(str, ds.data_vars))}")
+            raise InputError(
+                f"{path}: no variable {variable!r}; it has {', '.join(sorted(map(str, ds.data_vars)))}"
+            )
         if is_flags(ds[variable]):
             meanings = str(ds[variable].attrs.get("flag_meanings", ""))
             raise flags_refused(path, variable, meanings, [str(name) for name in spatial])
