@@ -225,8 +225,9 @@ def _no_raster_variable(ds: xr.Dataset, path: str) -> InputError:
     for var in ds.data_vars.values():
         if any(set(dims) <= set(var.dims) for dims in SPATIAL_DIMS) and var.ndim > 3:
             _check_raster_dims(var, path)
-    flags = [str(name) for name, var in ds.data_vars.items() if is_flags(var)]
-    described = ", ".join(f"{name} {tuple(map(str, var.dims))}" for name, var in ds.data_vars.items())
+    named = sorted(ds.data_vars.items(), key=lambda item: str(item[0]))  # not the filesystem's order
+    flags = [str(name) for name, var in named if is_flags(var)]
+    described = ", ".join(f"{name} {tuple(map(str, var.dims))}" for name, var in named)
     return InputError(
         f"{path}: no raster variable of measurements with y/x or lat/lon dimensions "
         f"(variables: {described or 'none'}{'; CF flags: ' + ', '.join(flags) if flags else ''}); "
