@@ -141,12 +141,17 @@ def is_flags(var: xr.DataArray) -> bool:
     return any(name in var.attrs for name in CF_FLAG_ATTRIBUTES)
 
 
+def _by_name(ds: xr.Dataset) -> list[tuple[Any, xr.DataArray]]:
+    """``ds``'s variables by name, as geosr's lines name them: a store without consolidated
+    metadata lists its arrays in its filesystem's order (the same store said "red, nir" in one
+    folder and "nir, red" in another)."""
+    return sorted(ds.data_vars.items(), key=lambda item: str(item[0]))
+
+
 def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
-    # By name: a store without consolidated metadata lists its arrays in the order its
-    # filesystem gives them (the same store said "red, nir" and "nir, red" in two folders).
     spatial = [
         name
-        for name, var in sorted(ds.data_vars.items(), key=lambda item: str(item[0]))
+        for name, var in _by_name(ds)
         if any(set(dims) <= set(var.dims) for dims in SPATIAL_DIMS)
         and var.ndim in (2, 3)
         and not is_flags(var)
@@ -157,7 +162,7 @@ def _pick_variable(ds: xr.Dataset, path: str, variable: str | None) -> str:
     if variable is not None:
         if variable not in ds.data_vars:
             raise InputError(
-                f"{path}: no variable {variable!r}; it has {', '.join(sorted(map(str, ds.data_vars)))}"
+                f"{path}: no variable {variable!r}; it has {', '.join(str(name) for name, _ in _by_name(ds))}"
             )
         if is_flags(ds[variable]):
             meanings = str(ds[variable].attrs.get("flag_meanings", ""))
@@ -225,7 +230,7 @@ def _no_raster_variable(ds: xr.Dataset, path: str) -> InputError:
     for var in ds.data_vars.values():
         if any(set(dims) <= set(var.dims) for dims in SPATIAL_DIMS) and var.ndim > 3:
             _check_raster_dims(var, path)
-    named = sorted(ds.data_vars.items(), key=lambda item: str(item[0]))  # not the filesystem's order
+    named = _by_name(ds)
     flags = [str(name) for name, var in named if is_flags(var)]
     described = ", ".join(f"{name} {tuple(map(str, var.dims))}" for name, var in named)
     return InputError(

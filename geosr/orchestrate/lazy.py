@@ -15,7 +15,7 @@ import gc
 import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +184,10 @@ def _upscale_block_as_said(
     """
     h, w = block.shape[1] - 2 * halo, block.shape[2] - 2 * halo
     core = Window(halo, halo, h, w)
-    predictor = cached_predictor(model, block.shape[0], scale, device, precision)
+
+    def predictor() -> Any:  # built only for a chunk with data (a worker's first may have none)
+        return cached_predictor(model, block.shape[0], scale, device, precision)
+
     widths = _chunks(w, tile, halo) if tile else (w,)
     starts = np.cumsum((0, *widths[:-1]))
     tiles = [
@@ -195,7 +198,7 @@ def _upscale_block_as_said(
     )
     sr, core_valid = np.concatenate(outputs, axis=-1), np.concatenate(valids, axis=-1)
     # The source pixels, where the model projects onto them (finish_tile).
-    reference = block[:, core.rows, core.cols] if predictor.model.projects and core_valid.any() else None
+    reference = block[:, core.rows, core.cols] if core_valid.any() and predictor().model.projects else None
     if stored is None:
         return finish_tile(
             sr, core_valid, scale=scale, norm=norm, dtype=dtype, nodata=nodata, reference=reference
@@ -216,7 +219,7 @@ def _upscale_block_as_said(
 
 def _tiles_predicted(
     tiles: Sequence[np.ndarray],
-    predictor: Any,
+    predictor: Callable[[], Any],
     *,
     halo: int,
     scale: int,
@@ -225,7 +228,8 @@ def _tiles_predicted(
     source: str,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The model's output cores of ``tiles`` (each grown by ``halo``, as the file job reads
-    its tiles) and their valid cores; the tiles of one shape go through the model in one call.
+    its tiles) and their valid cores; the tiles of one shape go through the model (of the
+    predictor ``predictor()`` gives) in one call.
 
     A tile with no valid pixel is nodata whatever the model says: it is not run (as
     :func:`geosr.pipeline.process_batch` skips it).
@@ -239,7 +243,7 @@ def _tiles_predicted(
         out_core = core.scaled(scale)
         core_valid = valid[:, :, core.rows, core.cols]
         runs = [k for k in range(len(indexes)) if core_valid[k].any()]
-        predicted = dict(zip(runs, predictor(x[runs]), strict=True)) if runs else {}
+        predicted = dict(zip(runs, predictor()(x[runs]), strict=True)) if runs else {}
         for k, i in enumerate(indexes):
             out = predicted.get(k)
             outputs[i] = (
@@ -369,7 +373,8 @@ def upscale(
     given = nodata is not None
     nodata = _nodata_of(data, nodata)
     model = _model_for_workers(opts.model)
-    net = _model_for_bands(data, model, opts)
+    predictor = _predictor_for_bands(data, model, opts)
+    net = predictor.model
     halo = net.receptive_field + FILL_RADIUS
     # Dask's overlap needs chunks of at least the halo: a smaller --tile is rounded up.
     tile_edge = max(opts.tile or DEFAULT_TILE, halo)
@@ -377,7 +382,6 @@ def upscale(
     norm, stored = _sampled_normalisation(data, source, net, array, grid, nodata, stored)
     # Tasks of the tiles of a whole model call: in fp32 on a CPU a lone single-band tile is
     # computed with a copy of itself (Predictor.whole_call_tiles), so one a task ran twice.
-    predictor = cached_predictor(model, data.shape[0], opts.scale, opts.device, opts.precision)
     tiles_per_chunk = predictor.whole_call_tiles(data.shape[0])
     kernel = functools.partial(
         _upscale_block,
@@ -392,7 +396,7 @@ def upscale(
         device=opts.device,
         precision=opts.precision,
         source=str(source.path) if source is not None else _label(data),
-        tile=tile_edge if tiles_per_chunk > 1 else None,
+        tile=tile_edge,
     )
     result = _super_resolved(
         array,
@@ -569,15 +573,16 @@ def _nodata_of(data: xr.DataArray, given: float | None) -> float | None:
     return nodata
 
 
-def _model_for_bands(data: xr.DataArray, model: str | None, opts: RunOptions) -> Any:
-    """The model (``nn.Module`` with its card) that runs on ``data``, loaded into this process's cache.
+def _predictor_for_bands(data: xr.DataArray, model: str | None, opts: RunOptions) -> Any:
+    """The predictor of the model that runs on ``data``, loaded into this process's cache.
 
     Raises
     ------
     InputError
         ``data``'s bands are named, and not those of the model's card in its order.
     """
-    net = cached_predictor(model, data.shape[0], opts.scale, opts.device, opts.precision).model
+    predictor = cached_predictor(model, data.shape[0], opts.scale, opts.device, opts.precision)
+    net = predictor.model
     check_band_layout(
         "the DataArray",
         _band_names(data),
@@ -585,7 +590,7 @@ def _model_for_bands(data: xr.DataArray, model: str | None, opts: RunOptions) ->
         model_label(net, opts.model),
         fix="put them in that order with .sel()",
     )
-    return net
+    return predictor
 
 
 def _dask_array(data: xr.DataArray, tile_edge: int) -> da.Array:
