@@ -192,6 +192,7 @@ GRID = GeoBox((1536, 2560), Affine(2.5, 0.0, 499_980.0, 0.0, -2.5, 5_300_040.0),
     [
         (GRID, (512, 512)),  # every level written by the tiles
         (GRID, (256, 384)),  # 384 = 2**7 * 3: all levels exact too, chunk not square
+        (GRID, (1024, 1280)),  # tiles of several chunks (512 x 320), a short last row of tiles
         (
             GeoBox((1548, 2560), GRID.affine, GRID.crs),
             (512, 512),

@@ -1,7 +1,8 @@
 """The run's pixel store, and the final output built from it.
 
 Every run (local or on a cluster) writes tile outputs into a Zarr store in
-its run-state folder (:mod:`geosr.io.runstate`), one chunk per tile core: no two
+its run-state folder (:mod:`geosr.io.runstate`), in chunks that tile cores own whole (one
+per core in a Zarr output, blocks of the COG's size in a COG's: :func:`block_chunk`): no two
 tiles share a chunk, so a tile rewritten after a crash never touches a
 neighbour's pixels, and Dask workers can write concurrently.  At the end:
 
@@ -54,6 +55,7 @@ from geosr.io.atomic import (
     remove_stale_sidecars,
     replace_atomically,
 )
+from geosr.io.chunk_files import ChunkFiles
 from geosr.io.names import open_raster
 from geosr.io.pyramid import coarser_levels, halve, level_shapes, tile_levels
 from geosr.io.sink import OutputSpec
@@ -111,12 +113,32 @@ def _cog_store_levels(spec: OutputSpec, chunks: tuple[int, int]) -> tuple[int, l
     by_tiles = tile_levels((height, width), chunks, len(shapes))
     levels: list[tuple[_Shape, _Shape]] = []
     for level, shape in enumerate([(height, width), *shapes]):
-        if level <= by_tiles:  # one chunk per tile at every tile level
-            chunk = (chunks[0] >> level, chunks[1] >> level)
+        if level <= by_tiles:  # a tile owns whole chunks at every tile level
+            chunk = (
+                block_chunk(chunks[0] >> level, spec.cog_block),
+                block_chunk(chunks[1] >> level, spec.cog_block),
+            )
         else:
             chunk = (min(spec.cog_block, shape[0]), min(spec.cog_block, shape[1]))
         levels.append((shape, chunk))
     return by_tiles, levels
+
+
+def block_chunk(side: int, block: int) -> int:
+    """The chunk side, in a COG's store, for a tile side of ``side`` pixels: the largest
+    divisor of ``side`` no larger than the COG's ``block``.
+
+    A tile then owns whole chunks (no two tiles write one), and GDAL reads each chunk
+    about once.  Its Zarr driver reads a whole chunk for every block the COG driver asks
+    of it: in one 2048^2 chunk per tile, each of the 16 blocks of 512^2 in it read
+    all of it.  Copying a 4-band 8192^2 uint16 store into an uncompressed COG took
+    1.38 s in chunks of 2048^2, 0.74 s in 1024^2 and 0.60 s in 512^2 here, as fast as from
+    a tiled GeoTIFF (0.56 s); through the run's VRT, overviews included, GDAL read the
+    store at about 270 MB/s, the rate at which the COG build of figure 9 ran on the GPU
+    machine (benchmarks/gpu/RESULTS.md).  Writing a tile as 16 chunks instead of one took
+    22 against 20 ms per 2048^2 band.
+    """
+    return max(d for d in range(1, min(side, block) + 1) if side % d == 0)
 
 
 def raw_store_fits(spec: OutputSpec, chunks: tuple[int, int], destination: Path) -> bool:
@@ -191,9 +213,12 @@ class StoreWriter:
         # test, so that its all-nodata chunks are left out, as Zarr users expect.
         cog = _is_cog(destination)
         config = {"write_empty_chunks": cog}
-        self._array = group[VARIABLE].with_config(config)
-        levels = _tile_levels(group, destination)
-        self._levels = [group[_level_name(k)].with_config(config) for k in range(1, levels + 1)]
+        arrays = [
+            group[VARIABLE],
+            *(group[_level_name(k)] for k in range(1, _tile_levels(group, destination) + 1)),
+        ]
+        # A COG's store takes its chunks as files (ChunkFiles): it has many, blocks of the COG.
+        self._arrays = [ChunkFiles(store, a) if cog else a.with_config(config) for a in arrays]
         self._nodata = _stored_nodata(group) if cog else None  # only the levels use it
 
     def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
@@ -205,15 +230,25 @@ class StoreWriter:
             Disk full or any other write failure, with the path and the sizes.
         """
         try:
-            _write_chunkwise(self._array, rows, cols, data)
-            for level in self._levels:
-                # Tile windows start and end on multiples of 2**k (tile_levels), so
-                # every halving is exact and lands on the level's own chunk.
-                data = halve(data, self._nodata)
-                rows, cols = slice(rows.start // 2, rows.stop // 2), slice(cols.start // 2, cols.stop // 2)
-                _write_chunkwise(level, rows, cols, data)
+            for k, array in enumerate(self._arrays):
+                if k:
+                    # Tile windows start and end on multiples of 2**k (tile_levels), so
+                    # every halving is exact and lands on the level's own chunks.
+                    data = halve(data, self._nodata)
+                    rows, cols = (
+                        slice(rows.start // 2, rows.stop // 2),
+                        slice(cols.start // 2, cols.stop // 2),
+                    )
+                if isinstance(array, ChunkFiles):
+                    array.write(rows, cols, data)
+                else:
+                    _write_chunkwise(array, rows, cols, data)
         except OSError as exc:
             raise OutputError(describe_write_failure(self.destination, exc, self.needed)) from None
+
+
+def _halved(window: slice) -> slice:
+    return slice(window.start // 2, window.stop // 2)
 
 
 def _as_os_error(exc: Exception, store: Path) -> OSError:
@@ -323,15 +358,22 @@ def tiles_on_disk(store: Path, windows: Mapping[int, tuple[slice, slice]], desti
     arrays = [group[VARIABLE], *(group[_level_name(k)] for k in range(1, levels + 1))]
     whole = set()
     for index, (rows, cols) in windows.items():
-        # A tile owns one chunk per band at every level: its window's corner, halved per level.
+        # A tile owns whole chunks at every level: those under its window, halved per level.
         chunks = [
-            (array, (band, (rows.start >> k) // array.chunks[1], (cols.start >> k) // array.chunks[2]))
+            (array, (band, row, col))
             for k, array in enumerate(arrays)
             for band in range(array.shape[0])
+            for row in _chunks_under(rows, k, array.chunks[1])
+            for col in _chunks_under(cols, k, array.chunks[2])
         ]
         if all(_chunk_whole(store, array, coords) for array, coords in chunks):
             whole.add(index)
     return whole
+
+
+def _chunks_under(window: slice, level: int, chunk: int) -> range:
+    """Indices of the chunks of side ``chunk`` under ``window`` (level 0 pixels) at ``level``."""
+    return range((window.start >> level) // chunk, -(-(window.stop >> level) // chunk))
 
 
 def _chunk_whole(store: Path, array: Any, coords: tuple[int, int, int]) -> bool:

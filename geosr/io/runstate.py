@@ -7,7 +7,7 @@ Every run writing ``DIR/out.tif`` works in the hidden folder
     manifest.json   the job's fingerprint (input path, size and mtime, model and
                     weights digest, scale, tiling, precision, normalisation...)
     journal         append-only: one line per batch of finished tiles
-    store.zarr      the output pixels, one Zarr chunk per tile core
+    store.zarr      the output pixels, in Zarr chunks each tile core owns whole
 
 A tile is journaled only after its chunks are written (zarr renames each chunk
 into place, so a chunk is never half written), hence if the process dies at
