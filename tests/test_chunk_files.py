@@ -26,7 +26,9 @@ def test_block_chunk_divides_the_tile_and_fits_in_a_block() -> None:
     assert block_chunk(2000, 512) == 500  # a --tile 500 at x4: a tile owns 4 x 4 chunks
     assert block_chunk(1928, 512) == 482
     assert block_chunk(256, 512) == 256  # a tile smaller than a block is one chunk
-    assert block_chunk(1031, 512) == 1  # a prime side: GDAL still reads it, in 1-pixel rows
+    assert block_chunk(2084, 512) == 2084  # 4 x 521: no divisor near a block, one chunk (not 4^2 px)
+    assert block_chunk(1031, 512) == 1031  # a prime side (a 1031-pixel scene at x1)
+    assert block_chunk(1200, 512) == 400
 
 
 @pytest.mark.parametrize(("tile", "chunk"), [((2048, 2048), (512, 512)), ((1024, 1280), (512, 320))])

@@ -137,8 +137,12 @@ def block_chunk(side: int, block: int) -> int:
     store at about 270 MB/s, the rate at which the COG build of figure 9 ran on the GPU
     machine (benchmarks/gpu/RESULTS.md).  Writing a tile as 16 chunks instead of one took
     22 against 20 ms per 2048^2 band.
+
+    A side with no divisor of at least a quarter block (a 521-pixel tile at x4: 2084 = 4 x 521)
+    stays one chunk, as in a Zarr output: chunks of 4 pixels would be a million files a tile.
     """
-    return max(d for d in range(1, min(side, block) + 1) if side % d == 0)
+    chunk = max(d for d in range(1, min(side, block) + 1) if side % d == 0)
+    return chunk if chunk >= min(side, block // 4) else side
 
 
 def raw_store_fits(spec: OutputSpec, chunks: tuple[int, int], destination: Path) -> bool:
