@@ -947,6 +947,7 @@ def fig_gpu(ctx: Context) -> Figure:
     import geosr
     from benchmarks.baselines import gpu_conv_peak
     from geosr.models import DEFAULT_MODEL, flops_per_lr_pixel, load_model
+    from geosr.resources import writer_threads
 
     size = ctx.sizes.gpu
     scene = ctx.cached(f"gpu-{size}", lambda: synthetic_scene(size, ctx.workdir, bands=GPU_BANDS))
@@ -954,7 +955,7 @@ def fig_gpu(ctx: Context) -> Figure:
     runs = ctx.runs if size < 8192 else 1
     times, builds = [], []
     for _ in range(runs):
-        with cog_build_timed() as build:
+        with stopwatches(run_stages()) as stages:
             times.append(
                 timed(
                     lambda: geosr.upscale_file(
@@ -962,9 +963,13 @@ def fig_gpu(ctx: Context) -> Figure:
                     )
                 )
             )
-        builds.append(sum(build))
+        builds.append(sum(stages["cog"]))
+        busy = {name: round(sum(calls), 2) for name, calls in stages.items()}
         ctx.out("gpu.tif").unlink(missing_ok=True)
-        ctx.log(f"  {times[-1]:.1f} s, of which the COG build (after the last tile) {builds[-1]:.1f} s")
+        ctx.log(
+            f"  {times[-1]:.1f} s, of which the COG build (after the last tile) {builds[-1]:.1f} s; "
+            f"busy {busy}"
+        )
     # The same job into Zarr, whose run store becomes the output by a rename: the tiles
     # alone, without the COG build, as a Zarr user gets them.
     zarr_seconds = timed(
@@ -997,6 +1002,10 @@ def fig_gpu(ctx: Context) -> Figure:
         {
             "seconds": _samples(times),
             "cog_build_seconds": _samples(builds),
+            # Of the last run: each stage's calls, summed over the threads that made them.
+            "stage_busy_seconds": busy,
+            "batches": len(stages["batch"]),
+            "writer_threads": writer_threads(),
             "zarr_output_seconds": round(zarr_seconds, 2),
             "device": name,
             "output": f"{size * SCALE}^2 x {GPU_BANDS} bands uint16",
@@ -1013,32 +1022,61 @@ def fig_gpu(ctx: Context) -> Figure:
             "cog_build: geosr.io.cog.cog_from_source, GDAL's COG driver copying the finished run store "
             "(its overviews included) into the COG, checked and renamed; the rest is reading, the model "
             "and writing the run store",
+            "stage_busy_seconds: stopwatches around read_batch (the reader thread), process_batch (the "
+            "calling thread: normalising, the model, casting the outputs), Predictor._predict_call (the "
+            "model calls, host-device copies included), StoreWriter.write (the writer threads: a tile "
+            "and its overview levels) and the COG build",
         ],
     )
 
 
 @contextlib.contextmanager
-def cog_build_timed() -> Iterator[list[float]]:
-    """Seconds of each COG build of the runs inside, appended to the list yielded: a
-    stopwatch around :func:`geosr.io.cog.cog_from_source`, which the run store's
-    finalisation looks up at each call."""
-    import geosr.io.cog
+def stopwatches(targets: dict[str, tuple[Any, str]]) -> Iterator[dict[str, list[float]]]:
+    """Seconds of every call of each target inside, by name: a target ``(owner, attribute)``
+    (a module's function, or a class's method) is replaced by a timed wrapper meanwhile.
 
-    build = geosr.io.cog.cog_from_source
-    seconds: list[float] = []
+    For functions the run looks up at each call, as geosr's modules do with each other's.
+    Calls from several threads are all counted, so a stage's seconds may exceed the wall time.
+    """
+    seconds: dict[str, list[float]] = {name: [] for name in targets}
+    originals = {name: getattr(owner, attr) for name, (owner, attr) in targets.items()}
 
-    def timed_build(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return build(*args, **kwargs)
-        finally:
-            seconds.append(time.perf_counter() - start)
+    def timed_call(call: Callable[..., Any], out: list[float]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                out.append(time.perf_counter() - start)
 
-    geosr.io.cog.cog_from_source = timed_build
+        return timed
+
+    for name, (owner, attr) in targets.items():
+        setattr(owner, attr, timed_call(originals[name], seconds[name]))
     try:
         yield seconds
     finally:
-        geosr.io.cog.cog_from_source = build
+        for name, (owner, attr) in targets.items():
+            setattr(owner, attr, originals[name])
+
+
+def run_stages() -> dict[str, tuple[Any, str]]:
+    """The stages of a single-process run that :func:`stopwatches` can time apart: reading a
+    batch (all but the first, read ahead while the run is prepared), the whole of a batch's processing (normalising, the model, casting the outputs), the
+    model calls alone (host-device copies included), writing a tile into the run store (with its
+    overview levels), and the COG build after the last tile."""
+    import geosr.io.cog
+    import geosr.io.run_store
+    import geosr.pipeline
+    import geosr.predictor
+
+    return {
+        "read": (geosr.pipeline, "read_batch"),
+        "batch": (geosr.pipeline, "process_batch"),
+        "model": (geosr.predictor.Predictor, "_predict_call"),
+        "store": (geosr.io.run_store.StoreWriter, "write"),
+        "cog": (geosr.io.cog, "cog_from_source"),
+    }
 
 
 def fig_compile(ctx: Context) -> Figure:

@@ -306,16 +306,21 @@ def test_every_held_out_file_of_the_recipes_has_its_table_name(recipe: Path) -> 
     assert [validation_stem(source) in NAMES for source in held_out] == [True] * len(held_out)
 
 
-def test_the_cog_build_of_a_run_is_timed_apart_and_the_build_restored(make_raster, tmp_path: Path) -> None:
+def test_a_runs_stages_are_timed_apart_and_restored(make_raster, tmp_path: Path) -> None:
     """Figure 9 splits a GPU run's time: the COG build after the last tile, which a GPU run
-    waits on, against the rest (on an H200 it was most of the 121 s)."""
-    import geosr.io.cog
-
-    build = geosr.io.cog.cog_from_source
-    scene = make_raster("in.tif", width=48, height=40)
-    with figures.cog_build_timed() as seconds:
+    waits on (on an H200 it was most of the 121 s), reading, the batches, the model calls in
+    them, and the writes of the run store."""
+    stages = figures.run_stages()
+    originals = {name: getattr(owner, attr) for name, (owner, attr) in stages.items()}
+    scene = make_raster("in.tif", width=300, height=200)
+    with figures.stopwatches(stages) as seconds:
         total = figures.timed(
-            lambda: geosr.upscale_file(scene, tmp_path / "out.tif", scale=2, model="bicubic")
+            lambda: geosr.upscale_file(scene, tmp_path / "out.tif", scale=2, tile=128, model="bicubic")
         )
-    assert len(seconds) == 1 and 0 < seconds[0] < total
-    assert geosr.io.cog.cog_from_source is build
+    assert len(seconds["cog"]) == 1 and 0 < seconds["cog"][0] < total
+    # Tiles of 128: 6, in batches; the first batch is read ahead, while the run is prepared.
+    assert len(seconds["read"]) == len(seconds["batch"]) - 1 >= 1
+    assert len(seconds["model"]) >= len(seconds["batch"])
+    assert len(seconds["store"]) == 6  # one write per tile
+    assert sum(seconds["model"]) < sum(seconds["batch"])
+    assert {name: getattr(owner, attr) for name, (owner, attr) in stages.items()} == originals

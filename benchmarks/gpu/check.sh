@@ -6,7 +6,9 @@
 #   3. benchmark figure 9 at the --quick size (2048^2 x 4 bands), then at the full size:
 #      a 10980^2 x 4-band synthetic scene x4 -> COG on the GPU, and the share of the GPU's
 #      bf16 conv peak the whole run reaches, its COG build timed apart and the same job into
-#      Zarr (the tiles alone), with nvidia-smi sampling the GPU meanwhile.
+#      Zarr (the tiles alone), with nvidia-smi sampling the GPU meanwhile and
+#      benchmarks/gpu/sample_host.py the host (CPU busy and I/O wait, disk writes, dirty pages:
+#      $OUT/host.csv); the figure splits the run's time by stage (stage_busy_seconds).
 # Each step has its own time limit, so that one that hangs leaves the others' results.
 # Prepare here: benchmarks/gpu/fetch_wheels.sh (the packages the GPU image lacks, .whl/site.tar.xz).
 # Then call the device tool with carry [".whl"], command "bash benchmarks/gpu/check.sh",
@@ -37,8 +39,10 @@ step "figure 9, full"
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used,power.draw --format=csv -lms 1000 \
   > "$OUT/smi.csv" 2>&1 &
 smi=$!
+python3 benchmarks/gpu/sample_host.py > "$OUT/host.csv" 2>&1 &
+host=$!
 timeout 300 python3 -m benchmarks.run --only gpu --runs 1 --workdir /tmp/bench 2>&1 | tee -a "$log"
-kill "$smi" 2>/dev/null
+kill "$smi" "$host" 2>/dev/null
 cp benchmarks/RESULTS.md benchmarks/results.json "$OUT/"
 df -h /tmp | tee -a "$log"
 step "done"
