@@ -947,7 +947,8 @@ def fig_gpu(ctx: Context) -> Figure:
     import geosr
     from benchmarks.baselines import gpu_conv_peak
     from geosr.models import DEFAULT_MODEL, flops_per_lr_pixel, load_model
-    from geosr.resources import writer_threads
+    from geosr.predictor import gpu_lanes
+    from geosr.resources import usable_cpus, writer_threads
 
     size = ctx.sizes.gpu
     scene = ctx.cached(f"gpu-{size}", lambda: synthetic_scene(size, ctx.workdir, bands=GPU_BANDS))
@@ -1005,6 +1006,8 @@ def fig_gpu(ctx: Context) -> Figure:
             # Of the last run: each stage's calls, summed over the threads that made them.
             "stage_busy_seconds": busy,
             "batches": len(stages["batch"]),
+            # Lanes compute and write their own batches; one lane hands its batches to writers.
+            "lanes": gpu_lanes(usable_cpus()),
             "writer_threads": writer_threads(),
             "zarr_output_seconds": round(zarr_seconds, 2),
             "device": name,
@@ -1062,9 +1065,10 @@ def stopwatches(targets: dict[str, tuple[Any, str]]) -> Iterator[dict[str, list[
 
 def run_stages() -> dict[str, tuple[Any, str]]:
     """The stages of a single-process run that :func:`stopwatches` can time apart: reading a
-    batch (all but the first, read ahead while the run is prepared), the whole of a batch's processing (normalising, the model, casting the outputs), the
-    model calls alone (host-device copies included), writing a tile into the run store (with its
-    overview levels), and the COG build after the last tile."""
+    batch (all but the first, read ahead while the run is prepared), the whole of a batch's
+    processing (normalising, the model, casting the outputs), the model calls alone
+    (host-device copies included), writing a tile into the run store (with its overview
+    levels), and the COG build after the last tile."""
     import geosr.io.cog
     import geosr.io.run_store
     import geosr.pipeline

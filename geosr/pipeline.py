@@ -220,9 +220,9 @@ def run_tiles(
     A deeper queue only held memory: one batch more cost an 8192^2 x4 bicubic run
     25 MiB of peak RSS and gained no time.
 
-    With ``lanes`` > 1 (a CPU: :meth:`~geosr.predictor.Predictor.lanes`), that many
-    threads each compute a batch (``predict`` then takes its share of torch's threads:
-    :meth:`~geosr.predictor.Predictor.predict_in_lane`) and write it;
+    With ``lanes`` > 1 (:meth:`~geosr.predictor.Predictor.lanes`: a CPU's, or a GPU's on
+    many CPUs), that many threads each compute a batch (``predict`` then takes its share of
+    torch's threads: :meth:`~geosr.predictor.Predictor.predict_in_lane`) and write it;
     the calling thread only hands batches out.  A lane that waits on a write, or
     on a core another thread holds, leaves the other lane computing, where one
     model call on all the cores waits for the slowest of its threads at every

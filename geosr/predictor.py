@@ -28,6 +28,7 @@ import torch
 from geosr.errors import OptionError, warn
 from geosr.held import TORCH_THREADS, setting_held
 from geosr.lanes import PEERS, alone
+from geosr.resources import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,27 @@ GPU_MEMORY_SHARE = 0.6
 """Share of a GPU's free memory a batch may fill (the rest: allocator slack, copies)."""
 
 GPU_MAX_BATCH = 64
-"""More tiles per call than this gains nothing on a GPU and delays the first write."""
+"""More tiles per call than this gains nothing on a GPU and delays the first write (a run in
+several lanes shares it out: :meth:`Predictor.batch_size_for`)."""
+
+GPU_LANES_MAX = 4
+"""The most lanes a run on a GPU takes (:func:`gpu_lanes`)."""
+
+
+def gpu_lanes(cpus: int) -> int:
+    """Batches a run on a GPU computes at once, with ``cpus`` CPUs: one per 4 CPUs, 1 to
+    :data:`GPU_LANES_MAX`.
+
+    A batch is CPU work before and after its model call: normalising, the copies to and
+    from the GPU, casting the float32 outputs into the output's dtype, writing them with
+    their overview levels.  In one lane the GPU waits for all of it: figure 9 on an H200
+    (16 CPUs, 2026-12-04) computed in bursts of about a second, one per batch of 64 tiles,
+    every 4 s (benchmarks/gpu/RESULTS.md).  In lanes, each lane's CPU work overlaps the
+    others' model calls, which the GPU runs one after another; each lane's batch gets its
+    share of the GPU's memory.  A CPU per lane at least for that work and 3 for GDAL,
+    reading and the writers' compression around them: one lane on 4 CPUs or fewer, as before.
+    """
+    return max(1, min(GPU_LANES_MAX, cpus // 4))
 
 
 @dataclass
@@ -251,9 +272,11 @@ class Predictor:
     def batch_size_for(self, read_shape: tuple[int, int], bands: int, frames: int = 1) -> int:
         """Tiles per call for read windows of ``read_shape``: measured on a GPU, fixed on a CPU.
 
-        On CUDA, one tile is run and its peak memory measured; the batch then
-        fills :data:`GPU_MEMORY_SHARE` of the free memory (the out-of-memory
-        back-off in :meth:`__call__` covers a wrong guess).  On a CPU larger
+        On CUDA, one tile is run and its peak memory measured; the batches of the
+        run's lanes (:meth:`lanes`, whose calls are on the GPU at once) then fill
+        :data:`GPU_MEMORY_SHARE` of the free memory together, and hold
+        :data:`GPU_MAX_BATCH` tiles together at most (the out-of-memory back-off in
+        :meth:`__call__` covers a wrong guess).  On a CPU larger
         batches do not run faster per tile (oneDNN already uses every core on
         one tile), so a batch holds :data:`CPU_BATCH` images at most: small, so
         that reading and writing overlap with compute in short steps, and so
@@ -268,7 +291,8 @@ class Predictor:
         self._predict(self.model, np.zeros((1, frames, bands, *read_shape), dtype=np.float32))
         per_tile = max(1, torch.cuda.max_memory_allocated(device) - before)
         free, _ = torch.cuda.mem_get_info(device)
-        return int(max(1, min(GPU_MAX_BATCH, GPU_MEMORY_SHARE * free // per_tile)))
+        lanes = self.lanes()  # whose calls are on the GPU at once
+        return int(max(1, min(GPU_MAX_BATCH // lanes, GPU_MEMORY_SHARE * free // (per_tile * lanes))))
 
     @property
     def per_band(self) -> bool:
@@ -304,15 +328,19 @@ class Predictor:
     def lanes(self) -> int:
         """Batches a single-process run computes at once (:func:`geosr.pipeline.run_tiles`):
         2 for an eager model on a CPU with 2 torch threads or more, each call on its share of
-        them (:meth:`predict_in_lane`), else 1.
+        them (:meth:`predict_in_lane`); on a GPU, :func:`gpu_lanes` of the CPUs; else 1.
 
         Measured on 2 cores (2048^2 scene, x4, COG out, against one lane on both cores,
         interleaved in one process): cnnrnn-fast 1.08x in bf16 and 1.04x in fp32, the same
         pixels; peak RSS grows by the second lane's activations (0.72 to 0.95 GB for
-        cnnrnn-fast x4 in bf16).  On a GPU the model is one stream of work; a compiled model
-        stays in one thread (its compilation is not made for two).
+        cnnrnn-fast x4 in bf16).  A compiled model stays in one thread (its compilation is
+        not made for two).
         """
-        if self.torch_device.type != "cpu" or self.compile != "off":
+        if self.compile != "off":
+            return 1
+        if self.torch_device.type == "cuda":
+            return gpu_lanes(usable_cpus())
+        if self.torch_device.type != "cpu":
             return 1
         return 2 if torch.get_num_threads() >= 2 else 1
 

@@ -254,6 +254,43 @@ def test_two_lanes_on_a_cpu_with_two_threads_or_more_and_an_eager_model() -> Non
         torch.set_num_threads(before)
 
 
+def test_a_gpu_takes_a_lane_per_four_cpus_up_to_four() -> None:
+    """On a GPU a lane's CPU work (normalising, copies, casting, writing) overlaps the other
+    lanes' model calls: one lane where the CPUs are few, as before."""
+    from geosr.predictor import GPU_LANES_MAX, gpu_lanes
+
+    assert [gpu_lanes(cpus) for cpus in (1, 2, 4, 7, 8, 12, 16, 64)] == [1, 1, 1, 1, 2, 3, 4, 4]
+    assert GPU_LANES_MAX == 4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_lanes_share_the_batch_and_write_the_pixels_of_one_lane(
+    make_raster, tmp_path, monkeypatch
+) -> None:
+    """A run on the GPU in lanes: each lane's batch is its share of the GPU's (memory and
+    GPU_MAX_BATCH), and the pixels are those of one lane (to 1 DN: cuDNN may pick other
+    kernels for other batch sizes)."""
+    import rasterio
+
+    import geosr
+    import geosr.predictor
+    from geosr.predictor import GPU_MAX_BATCH, gpu_lanes
+    from geosr.resources import usable_cpus
+
+    gpu = Predictor(tiny_model(), device="cuda", precision="fp32")
+    assert gpu.lanes() == gpu_lanes(usable_cpus())
+    assert 1 <= gpu.batch_size_for((12, 12), bands=2) <= GPU_MAX_BATCH // gpu.lanes()
+    scene = make_raster("in.tif", width=400, height=300)
+    pixels = {}
+    for lanes in (3, 1):
+        monkeypatch.setattr(geosr.predictor, "gpu_lanes", lambda cpus, lanes=lanes: lanes)
+        out = geosr.upscale_file(scene, tmp_path / f"lanes{lanes}.tif", scale=2, tile=64, device="cuda")
+        with rasterio.open(out) as src:
+            pixels[lanes] = src.read().astype(np.int64)
+    assert np.abs(pixels[3] - pixels[1]).max() <= 1
+
+
 def test_calls_in_flight_at_once_share_torchs_threads_and_give_them_back() -> None:
     """A run's lanes each ran a model call on all of torch's threads: two on 4 threads ran 8.
     A call takes its share of them as it starts (all of them alone: the last batch of a job),
