@@ -269,8 +269,8 @@ def test_gpu_lanes_share_the_batch_and_write_the_pixels_of_one_lane(
     make_raster, tmp_path, monkeypatch
 ) -> None:
     """A run on the GPU in lanes: each lane's batch is its share of the GPU's (memory and
-    GPU_MAX_BATCH), and the pixels are those of one lane (to 1 DN: cuDNN may pick other
-    kernels for other batch sizes)."""
+    GPU_MAX_BATCH), and the pixels are those of one lane (in fp32, to 1 DN: cuDNN may pick
+    other kernels for other batch sizes)."""
     import rasterio
 
     import geosr
@@ -285,7 +285,9 @@ def test_gpu_lanes_share_the_batch_and_write_the_pixels_of_one_lane(
     pixels = {}
     for lanes in (3, 1):
         monkeypatch.setattr(geosr.predictor, "gpu_lanes", lambda cpus, lanes=lanes: lanes)
-        out = geosr.upscale_file(scene, tmp_path / f"lanes{lanes}.tif", scale=2, tile=64, device="cuda")
+        out = geosr.upscale_file(
+            scene, tmp_path / f"lanes{lanes}.tif", scale=2, tile=64, device="cuda", precision="fp32"
+        )
         with rasterio.open(out) as src:
             pixels[lanes] = src.read().astype(np.int64)
     assert np.abs(pixels[3] - pixels[1]).max() <= 1
