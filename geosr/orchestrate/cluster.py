@@ -4,7 +4,7 @@ Tasks are the predictor's batches of the single-process run, so every tile is
 computed exactly as it is locally.  Each task receives the (shared, small)
 job description and its tiles, reads the input itself by path, and writes its
 output region straight into the run's Zarr store on the shared filesystem
-(:mod:`geosr.io.run_store`, one chunk per tile, so concurrent and repeated
+(:mod:`geosr.io.run_store`, whose chunks each tile owns whole, so concurrent and repeated
 writes are safe): nothing large travels through the scheduler or the client.
 The client journals each finished task; it builds the COG or Zarr output from
 the store at the end, as a local run does.
