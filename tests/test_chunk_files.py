@@ -105,3 +105,19 @@ def test_a_resume_trusts_a_tile_only_with_every_chunk_it_owns(tmp_path: Path) ->
     assert tiles_on_disk(store, windows, dst) == {0, 1}
     (store / "band_data" / "0.1.1").unlink()  # tile 1's lower chunk, not its first
     assert tiles_on_disk(store, windows, dst) == {0}
+
+
+def test_chunk_files_refuse_nested_chunk_keys(tmp_path: Path) -> None:
+    """Keys with "/" need a folder per chunk row, which a write could make again under a
+    store just removed: such arrays are refused, not half written."""
+    array = zarr.create_array(
+        tmp_path / "nested.zarr",
+        shape=(1, 8, 8),
+        chunks=(1, 4, 4),
+        dtype="uint16",
+        zarr_format=2,
+        chunk_key_encoding={"name": "v2", "separator": "/"},
+        compressors=None,
+    )
+    with pytest.raises(ValueError, match="flat chunk keys"):
+        ChunkFiles(tmp_path / "nested.zarr", array)

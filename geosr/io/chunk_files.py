@@ -38,10 +38,12 @@ class ChunkFiles:
         self._dtype = np.dtype(meta.dtype.to_native_dtype())
         self._fill = meta.fill_value
         self._codec = meta.compressor  # a numcodecs codec, or None: raw bytes
-        self._separator = meta.dimension_separator
-        if meta.filters or meta.order != "C":
+        if meta.filters or meta.order != "C" or meta.dimension_separator != ".":
+            # Nested chunk keys ("/") would need folders made per chunk, which could make them
+            # again under a store another thread has just removed (the reason for one at a time).
             raise ValueError(
-                f"{self._folder}: chunk files are written only for C-order arrays without filters"
+                f"{self._folder}: chunk files are written for C-order arrays without filters "
+                "and with flat chunk keys only"
             )
 
     def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
@@ -73,7 +75,7 @@ class ChunkFiles:
             block = full
         block = np.ascontiguousarray(block, dtype=self._dtype)
         payload = self._codec.encode(block) if self._codec is not None else block.data
-        path = self._folder / self._separator.join(map(str, index))
+        path = self._folder / ".".join(map(str, index))
         partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
         try:
             with partial.open("wb") as f:
