@@ -31,7 +31,8 @@ class ChunkFiles:
 
     def __init__(self, store: Path, array: Any) -> None:
         meta = array.metadata
-        self._array = array
+        # For windows that cut chunks: every chunk written, as the files are (a COG's store).
+        self._array = array.with_config({"write_empty_chunks": True})
         self._folder = store / array.path
         self._chunk: tuple[int, int] = array.chunks[1:]
         self._shape: tuple[int, int] = array.shape[1:]

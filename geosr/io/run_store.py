@@ -129,14 +129,14 @@ def block_chunk(side: int, block: int) -> int:
     divisor of ``side`` no larger than the COG's ``block``.
 
     A tile then owns whole chunks (no two tiles write one), and GDAL reads each chunk
-    about once.  Its Zarr driver reads a whole chunk for every block the COG driver asks
-    of it: in one 2048^2 chunk per tile, each of the 16 blocks of 512^2 in it read
-    all of it.  Copying a 4-band 8192^2 uint16 store into an uncompressed COG took
-    1.38 s in chunks of 2048^2, 0.74 s in 1024^2 and 0.60 s in 512^2 here, as fast as from
-    a tiled GeoTIFF (0.56 s); through the run's VRT, overviews included, GDAL read the
-    store at about 270 MB/s, the rate at which the COG build of figure 9 ran on the GPU
-    machine (benchmarks/gpu/RESULTS.md).  Writing a tile as 16 chunks instead of one took
-    22 against 20 ms per 2048^2 band.
+    once.  Its Zarr driver reads a whole chunk for every block the COG driver asks of it,
+    and a multi-band COG asks for each block of every band in turn: in one 2048^2 chunk
+    per tile, each of the 16 blocks of 512^2 in it read all of it.  Copying a 4-band
+    8192^2 uint16 store into an uncompressed COG (tmpfs, 2 cores) took 1.62-1.91 s in
+    chunks of 2048^2, 0.84-0.93 s in 1024^2 and 0.59-0.65 s in 512^2, as fast as from a
+    tiled GeoTIFF (0.56 s); through 2048^2 chunks GDAL read about 270 MB/s, the rate of
+    figure 9's COG build on the GPU machine (benchmarks/gpu/RESULTS.md).  The chunks are
+    written as files (:mod:`geosr.io.chunk_files`), not one zarr call each.
 
     A side with no divisor of at least a quarter block (a 521-pixel tile at x4: 2084 = 4 x 521)
     stays one chunk, as in a Zarr output: chunks of 4 pixels would be a million files a tile.
@@ -239,10 +239,7 @@ class StoreWriter:
                     # Tile windows start and end on multiples of 2**k (tile_levels), so
                     # every halving is exact and lands on the level's own chunks.
                     data = halve(data, self._nodata)
-                    rows, cols = (
-                        slice(rows.start // 2, rows.stop // 2),
-                        slice(cols.start // 2, cols.stop // 2),
-                    )
+                    rows, cols = _halved(rows), _halved(cols)
                 if isinstance(array, ChunkFiles):
                     array.write(rows, cols, data)
                 else:
