@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from geosr.io.zarr_store import _write_chunkwise
+from geosr.io.zarr_store import _chunk_blocks, _write_chunkwise
 
 
 class ChunkFiles:
@@ -53,16 +53,8 @@ class ChunkFiles:
         if not (self._whole(rows, 0) and self._whole(cols, 1)):
             _write_chunkwise(self._array, rows, cols, data)
             return
-        (ch_r, ch_c), (height, width) = self._chunk, self._shape
-        for band in range(data.shape[0]):
-            for r in range(rows.start, rows.stop, ch_r):
-                for c in range(cols.start, cols.stop, ch_c):
-                    block = data[
-                        band,
-                        r - rows.start : min(r + ch_r, height) - rows.start,
-                        c - cols.start : min(c + ch_c, width) - cols.start,
-                    ]
-                    self._put((band, r // ch_r, c // ch_c), block)
+        for band, r, c, block in _chunk_blocks(rows, cols, data, self._chunk):
+            self._put((band, r.start // self._chunk[0], c.start // self._chunk[1]), block)
 
     def _whole(self, window: slice, axis: int) -> bool:
         """Whether ``window`` starts on a chunk edge and ends on one or at the array's edge."""

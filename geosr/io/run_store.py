@@ -31,9 +31,10 @@ CNN-RNN run unchanged: its COG build gains what writing 1.6x the bytes costs.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -222,7 +223,10 @@ class StoreWriter:
             *(group[_level_name(k)] for k in range(1, _tile_levels(group, destination) + 1)),
         ]
         # A COG's store takes its chunks as files (ChunkFiles): it has many, blocks of the COG.
-        self._arrays = [ChunkFiles(store, a) if cog else a.with_config(config) for a in arrays]
+        self._writes: list[Callable[[slice, slice, np.ndarray], None]] = [
+            ChunkFiles(store, a).write if cog else functools.partial(_write_chunkwise, a.with_config(config))
+            for a in arrays
+        ]
         self._nodata = _stored_nodata(group) if cog else None  # only the levels use it
 
     def write(self, rows: slice, cols: slice, data: np.ndarray) -> None:
@@ -234,16 +238,13 @@ class StoreWriter:
             Disk full or any other write failure, with the path and the sizes.
         """
         try:
-            for k, array in enumerate(self._arrays):
+            for k, write in enumerate(self._writes):
                 if k:
                     # Tile windows start and end on multiples of 2**k (tile_levels), so
                     # every halving is exact and lands on the level's own chunks.
                     data = halve(data, self._nodata)
                     rows, cols = _halved(rows), _halved(cols)
-                if isinstance(array, ChunkFiles):
-                    array.write(rows, cols, data)
-                else:
-                    _write_chunkwise(array, rows, cols, data)
+                write(rows, cols, data)
         except OSError as exc:
             raise OutputError(describe_write_failure(self.destination, exc, self.needed)) from None
 

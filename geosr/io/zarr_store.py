@@ -234,15 +234,25 @@ def _write_chunkwise(array: Any, rows: slice, cols: slice, data: np.ndarray) -> 
     recreate directories under a store that abort() has just removed.  One chunk
     at a time leaves nothing in flight, and measured no slower (zarr 3.1, 2 cores).
     """
-    _, chunk_rows, chunk_cols = array.chunks
+    for band, r, c, block in _chunk_blocks(rows, cols, data, array.chunks[1:]):
+        array[band, r, c] = block
+
+
+def _chunk_blocks(
+    rows: slice, cols: slice, data: np.ndarray, chunks: tuple[int, int]
+) -> Iterator[tuple[int, slice, slice, np.ndarray]]:
+    """The pieces of ``data`` ``(count, h, w)``, written at ``rows`` x ``cols``, that fall in one
+    chunk of ``chunks`` (rows, cols) each: (band, its rows, its columns, its pixels)."""
+    chunk_rows, chunk_cols = chunks
     for band in range(data.shape[0]):
         for r in _chunk_spans(rows, chunk_rows):
             for c in _chunk_spans(cols, chunk_cols):
-                array[band, r, c] = data[
+                block = data[
                     band,
                     r.start - rows.start : r.stop - rows.start,
                     c.start - cols.start : c.stop - cols.start,
                 ]
+                yield band, r, c, block
 
 
 def _chunk_spans(window: slice, chunk: int) -> Iterator[slice]:
