@@ -323,4 +323,17 @@ def test_a_runs_stages_are_timed_apart_and_restored(make_raster, tmp_path: Path)
     assert len(seconds["model"]) >= len(seconds["batch"])
     assert len(seconds["store"]) == 6  # one write per tile
     assert sum(seconds["model"]) < sum(seconds["batch"])
+    once = [
+        "tiles",
+        "unchanged",
+        "levels",
+        "cog_copy",
+        "cog_checks",
+        "cog_verify",
+        "cog_rename",
+        "state_removal",
+    ]
+    assert [len(seconds[name]) for name in once] == [1] * len(once)
+    assert seconds["tiles"][0] + seconds["cog"][0] < total
+    assert seconds["cog_copy"][0] + seconds["cog_rename"][0] < seconds["cog"][0]
     assert {name: getattr(owner, attr) for name, (owner, attr) in stages.items()} == originals

@@ -60,6 +60,7 @@ from geosr.io.atomic import (
     replace_atomically,
     space_report,
     temporary_sibling,
+    written_back_meanwhile,
 )
 from geosr.io.names import open_raster, utf8_name
 from geosr.io.pyramid import level_shapes
@@ -216,7 +217,8 @@ class CogBuild(SinkBase):
         self._check_space(max(needed, cog_build_bound(self.spec)))
         cog = temporary_sibling(self.destination, ".tif")
         self._track(cog)
-        rasterio.shutil.copy(utf8_name(source), utf8_name(cog), driver="COG", **self._cog_options())
+        with written_back_meanwhile(cog):
+            rasterio.shutil.copy(utf8_name(source), utf8_name(cog), driver="COG", **self._cog_options())
         _check_tiles(cog, self.destination, self._needed())
         self._verify(cog)
         checkpoint("cog")
