@@ -1037,10 +1037,12 @@ def fig_gpu(ctx: Context) -> Figure:
             "cog_build: geosr.io.cog.cog_from_source, GDAL's COG driver copying the finished run store "
             "(its overviews included) into the COG, checked and renamed; the rest is reading, the model "
             "and writing the run store",
-            "stage_busy_seconds: stopwatches around read_batch (the reader thread), process_batch (the "
-            "calling thread: normalising, the model, casting the outputs), Predictor._predict_call (the "
-            "model calls, host-device copies included), StoreWriter.write (the writer threads: a tile "
-            "and its overview levels) and the COG build",
+            "stage_busy_seconds (benchmarks.figures.run_stages): the tiles (api._run_here); in them "
+            "read_batch (the reader thread), process_batch (normalising, the model, casting the outputs), "
+            "Predictor._predict_call (the model calls, host-device copies included) and StoreWriter.write "
+            "(a tile and its overview levels), summed over the threads; then the input's check, the levels "
+            "the tiles could not write, the COG build (GDAL's copy, the tiles' check, the validation, the "
+            "rename with its sync) and the run state's removal",
         ],
     )
 
