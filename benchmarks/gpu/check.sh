@@ -24,6 +24,10 @@ step "unpack"
 python3 -c "import tarfile; tarfile.open('.whl/site.tar.xz').extractall('/tmp/site', filter='data')" || exit 1
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee -a "$log"
+# The kernel's dirty-page limits (when writers are throttled) and the file system of /tmp.
+grep . /proc/sys/vm/dirty_ratio /proc/sys/vm/dirty_background_ratio /proc/sys/vm/dirty_expire_centisecs \
+  2>&1 | tee -a "$log"
+findmnt -n -o FSTYPE,OPTIONS --target /tmp 2>&1 | tee -a "$log"
 python3 -c "import torch, geosr, rasterio; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
   'bf16', torch.cuda.is_bf16_supported(), 'geosr', geosr.__version__, 'gdal', rasterio.__gdal_version__)" \
   2>&1 | tee -a "$log"
