@@ -93,6 +93,30 @@ def test_exact_levels_equal_gdal_average(
             np.testing.assert_array_equal(mine, gdal)
 
 
+@pytest.mark.parametrize(("dtype", "nodata", "shape", "holes"), CASES)
+def test_levels_halved_a_few_rows_at_a_time_equal_gdal_average(
+    tmp_path: Path, monkeypatch, dtype: str, nodata: float | None, shape, holes
+) -> None:
+    """halve averages a band's rows a block at a time, for the cache (HALVE_CHUNK): in blocks
+    of 8 rows here, the lower half of each band without holes, so that blocks with nodata and
+    blocks without (its fast path) meet, its pixels are still GDAL's."""
+    import geosr.io.pyramid
+
+    monkeypatch.setattr(geosr.io.pyramid, "HALVE_CHUNK", 4 * shape[1])
+    data = sample(dtype, nodata, shape, holes, seed=len(tmp_path.name))
+    if nodata is not None:
+        clean = sample(dtype, None, shape, 0.0, seed=1)
+        clean[clean == nodata] = data.dtype.type(1)
+        data[:, shape[0] // 2 :] = clean[:, shape[0] // 2 :]
+    ours, theirs = our_levels(data, nodata, 64), gdal_overviews(data, nodata, 64, tmp_path)
+    assert [o.shape for o in ours] == [t.shape for t in theirs]
+    for mine, gdal in zip(ours, theirs, strict=True):
+        if data.dtype.kind == "f":
+            np.testing.assert_allclose(mine, gdal, rtol=1e-6, equal_nan=True)
+        else:
+            np.testing.assert_array_equal(mine, gdal)
+
+
 @pytest.mark.parametrize(("dtype", "nodata"), [("uint16", 0), ("int16", -9999), ("float32", float("nan"))])
 def test_exact_levels_built_at_the_end_equal_gdal_average(tmp_path: Path, dtype: str, nodata: float) -> None:
     """Levels below the tiles' own (tiles of --tile 65 at x6: one level) that still halve

