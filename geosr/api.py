@@ -7,6 +7,7 @@ the model loaded and the tiles run, locally or on a Dask cluster, resumably.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -36,6 +37,7 @@ from geosr.io.atomic import (
     enclosing_zarr_store,
     refuse_foreign_directory,
     refuse_kernel_file_system,
+    written_back_meanwhile,
 )
 from geosr.io.bands import check_band_layout, reflectance_offset
 from geosr.io.cog import cog_build_bound
@@ -947,17 +949,22 @@ def _run_here(
     predictor.expect(-(-len(todo) // job.batch_size))  # lets --compile auto decide
     lanes = predictor.lanes()
     predict = predictor.predict_in_lane if lanes > 1 else predictor
-    run_tiles(
-        job,
-        plan,
-        predict,
-        writer,
-        lanes=lanes,
-        todo=todo,
-        record=state.record,
-        on_tiles_done=advance,
-        reader=reader,
-    )
+    # A Zarr output is its run store, synced whole before its rename: synced as its chunks
+    # come, the disk writes while the model computes.  A COG's store is read back and
+    # removed, never synced.
+    zarr_output = dst.suffix.lower() == ".zarr"
+    with written_back_meanwhile(state.store) if zarr_output else contextlib.nullcontext():
+        run_tiles(
+            job,
+            plan,
+            predict,
+            writer,
+            lanes=lanes,
+            todo=todo,
+            record=state.record,
+            on_tiles_done=advance,
+            reader=reader,
+        )
 
 
 def _finalise(state: RunState, plan: TilePlan, dst: Path, spec: OutputSpec, opts: RunOptions) -> None:

@@ -510,6 +510,55 @@ def test_a_file_being_written_is_synced_as_it_grows_and_no_longer_after(tmp_path
     assert sizes == sorted(sizes) and sizes[0] < 20 * 4096
 
 
+def test_a_directory_being_written_has_each_changed_file_synced_once_per_change(tmp_path, monkeypatch):
+    """A Zarr output is its run store, synced whole before its rename: synced as its chunks
+    come, a file again only once it changed.  The real sync runs; the spy records its inode."""
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def recording(fd: int) -> None:
+        real(fd)
+        synced.append(os.fstat(fd).st_ino)
+
+    monkeypatch.setattr(os, "fdatasync", recording)
+    store = tmp_path / "out.zarr"
+    (store / "b").mkdir(parents=True)
+    first, second = store / "a", store / "b" / "0.0"
+    first.write_bytes(b"1")
+    with atomic.written_back_meanwhile(store, every=0.02):
+        time.sleep(0.15)
+        second.write_bytes(b"22")
+        time.sleep(0.15)
+        first.write_bytes(b"333")  # changed: synced again
+        time.sleep(0.15)
+    time.sleep(0.1)
+    inode = {path.name: path.stat().st_ino for path in (first, second)}
+    assert synced.count(inode["a"]) == 2 and synced.count(inode["0.0"]) == 1
+    assert len(synced) == 3
+
+
+def test_a_zarr_outputs_store_is_synced_as_its_tiles_come_and_a_cogs_is_not(
+    make_raster, tmp_path, monkeypatch
+):
+    """A COG's run store is read back and removed, so only a Zarr output's is synced as it
+    is written (the spy wraps the real writeback, which runs)."""
+    import geosr.api
+
+    synced: list[Path] = []
+    real = geosr.api.written_back_meanwhile
+
+    def recording(path: Path, *args, **kwargs):
+        synced.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(geosr.api, "written_back_meanwhile", recording)
+    scene = make_raster("in.tif", width=96, height=64)
+    geosr.upscale_file(scene, tmp_path / "out.tif", scale=2, model="bicubic")
+    assert synced == []
+    geosr.upscale_file(scene, tmp_path / "out.zarr", scale=2, model="bicubic")
+    assert len(synced) == 1 and synced[0].name.endswith(".zarr") and not synced[0].exists()
+
+
 def test_a_large_tree_is_removed_by_threads_whole(tmp_path, monkeypatch):
     """A run store of tens of thousands of chunk files took one thread 12 s to remove on an
     H200 machine: past a count its files are unlinked in threads, then its folders go."""
