@@ -954,16 +954,16 @@ def fig_gpu(ctx: Context) -> Figure:
     scene = ctx.cached(f"gpu-{size}", lambda: synthetic_scene(size, ctx.workdir, bands=GPU_BANDS))
     # The full scene's output is 15 GB of uint16 (about two minutes a run): one run.
     runs = ctx.runs if size < 8192 else 1
+
+    def seconds_into(name: str) -> float:
+        return timed(
+            lambda: geosr.upscale_file(scene.path, ctx.out(name), scale=SCALE, device="cuda", overwrite=True)
+        )
+
     times, builds = [], []
     for _ in range(runs):
         with stopwatches(run_stages()) as stages:
-            times.append(
-                timed(
-                    lambda: geosr.upscale_file(
-                        scene.path, ctx.out("gpu.tif"), scale=SCALE, device="cuda", overwrite=True
-                    )
-                )
-            )
+            times.append(seconds_into("gpu.tif"))
         builds.append(sum(stages["cog"]))
         busy = {name: round(sum(calls), 2) for name, calls in stages.items()}
         ctx.out("gpu.tif").unlink(missing_ok=True)
@@ -976,19 +976,11 @@ def fig_gpu(ctx: Context) -> Figure:
     lanes = gpu_lanes(usable_cpus())
     fewer = max(1, lanes // 2)
     with gpu_lanes_fixed(fewer):
-        fewer_seconds = timed(
-            lambda: geosr.upscale_file(
-                scene.path, ctx.out("gpu.tif"), scale=SCALE, device="cuda", overwrite=True
-            )
-        )
+        fewer_seconds = seconds_into("gpu.tif")
     ctx.out("gpu.tif").unlink(missing_ok=True)
     # The same job into Zarr, whose run store becomes the output by a rename (synced: on the
     # H200 machine, most of its time is the disk's).
-    zarr_seconds = timed(
-        lambda: geosr.upscale_file(
-            scene.path, ctx.out("gpu.zarr"), scale=SCALE, device="cuda", overwrite=True
-        )
-    )
+    zarr_seconds = seconds_into("gpu.zarr")
     shutil.rmtree(ctx.out("gpu.zarr"), ignore_errors=True)
     ctx.log(f"  in {fewer} lanes: {fewer_seconds:.1f} s; into Zarr: {zarr_seconds:.1f} s")
     t = median(times)

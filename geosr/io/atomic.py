@@ -374,7 +374,7 @@ def _unlink_files(tree: Path) -> None:
     samples), waiting on the disk (benchmarks/gpu/RESULTS.md).  Errors are left to the
     ``rmtree`` that follows.
     """
-    files = [Path(root) / name for root, _, names in os.walk(tree) for name in names]
+    files = _files_under(tree)
     if len(files) < REMOVAL_THREADED_FILES:
         # rmtree alone: the 1,100 files of an 8192^2 x 4-band run store took 0.09-0.12 s
         # here, and 0.15-0.20 s in threads.

@@ -212,19 +212,20 @@ class StoreWriter:
             # first tile): a FileNotFoundError traceback, where the run says so in one line
             # (RunState.check_kept) as it does of a store removed under its tiles.
             raise OutputError(describe_write_failure(destination, _as_os_error(exc, store), needed)) from None
-        # A COG's store (the one with overview levels) is read once, by GDAL, so
-        # every chunk is written: zarr's test for chunks equal to the fill value
-        # took 16 of 27 ms per 2048^2 uint16 chunk.  A Zarr output keeps the
-        # test, so that its all-nodata chunks are left out, as Zarr users expect.
+        # A COG's store (the one with overview levels) is read once, by GDAL, so every
+        # chunk is written, as files (ChunkFiles: its chunks are many, blocks of the COG):
+        # zarr's test for chunks equal to the fill value took 16 of 27 ms per 2048^2 uint16
+        # chunk.  A Zarr output keeps the test, so that its all-nodata chunks are left out,
+        # as Zarr users expect.
         cog = _is_cog(destination)
-        config = {"write_empty_chunks": cog}
         arrays = [
             group[VARIABLE],
             *(group[_level_name(k)] for k in range(1, _tile_levels(group, destination) + 1)),
         ]
-        # A COG's store takes its chunks as files (ChunkFiles): it has many, blocks of the COG.
         self._writes: list[Callable[[slice, slice, np.ndarray], None]] = [
-            ChunkFiles(store, a).write if cog else functools.partial(_write_chunkwise, a.with_config(config))
+            ChunkFiles(store, a).write
+            if cog
+            else functools.partial(_write_chunkwise, a.with_config({"write_empty_chunks": False}))
             for a in arrays
         ]
         self._nodata = _stored_nodata(group) if cog else None  # only the levels use it
