@@ -133,12 +133,20 @@ CPU_CALL_IMAGES = {"bf16": 1, "fp32": 2}
 last call).  A call holds the activations of all its images: cnnrnn-fast in bf16 on a
 2048^2 x4 run peaked at 1.0 GB with pairs of 542 px images, 0.7 GB one at a time, for
 4 % more compute (two calls of one image 0.554 s, one of two 0.532 s; 2-3 % end to
-end).  In fp32 one-image calls are not taken (a lone image is paired with a copy of
-itself): oneDNN's fp32 kernels for a single image round differently with the image's
+end).  In fp32 one-image calls are not taken (a lone image goes as its two halves:
+:meth:`Predictor._predict_lone`): oneDNN's fp32 kernels for a single image round differently with the image's
 size (1 unit in 12 of 312,000 output pixels between tile sizes) and from the same image
 among others, where calls of two or more give the same bits at any size, which
 the bit-identity of fp32 outputs across tile and batch sizes rests on; bf16 calls of
 one image give the same bits at any tile size (``tests/test_determinism.py``)."""
+
+
+def _receptive_radius(model: torch.nn.Module, frames: int) -> int | None:
+    """LR pixels on each side that an output pixel of ``model`` depends on with ``frames``
+    frames, or None for a module that does not say (not a geosr network)."""
+    from geosr.models.base import SRModel  # here: geosr.models imports this module
+
+    return model.receptive_radius(frames) if isinstance(model, SRModel) else None
 
 
 _SHARING = threading.Lock()
@@ -425,11 +433,39 @@ class Predictor:
         images = len(batch) * self._images_per_tile(batch.shape[2])
         if size is None or images <= self._most_per_call(size):
             if images == 1 and size is not None and size > 1:
-                # A lone image rounds differently in oneDNN's fp32 kernels (CPU_CALL_IMAGES):
-                # it goes with a copy of itself, whose output is dropped.
-                return list(self._predict_call(model, np.concatenate([batch, batch])))[:1]
+                return self._predict_lone(model, batch)
             return list(self._predict_call(model, batch))
         return self._predict_in_parts(model, batch, size)
+
+    def _predict_lone(self, model: torch.nn.Module, batch: np.ndarray) -> list[np.ndarray]:
+        """One image where calls take two (fp32 on a CPU): its two halves, each grown by the
+        model's receptive field, in one call of two images.
+
+        A lone image rounds differently in oneDNN's fp32 kernels (:data:`CPU_CALL_IMAGES`),
+        so it used to go with a copy of itself, whose output was dropped: twice its compute,
+        a scene of one tile (an archive of 256 px chips) at half speed.  Each half's output
+        pixels depend only on pixels inside it (the receptive field reaches no further), and
+        calls of two images give the same bits at any size: the halves put together are the
+        pixels of the whole image among others.  A model whose receptive field is not known,
+        or an image too small to gain, still goes with its copy.
+        """
+        h, w = batch.shape[3:]
+        radius = _receptive_radius(self.model, frames=batch.shape[1])
+        axis = 4 if w >= h else 3  # cut across the longer side: the halves' overlap is smaller
+        length = batch.shape[axis]
+        cut = -(-length // 2)  # the first half's last pixel + 1; the second's first
+        if radius is None or cut + radius >= length:
+            return list(self._predict_call(model, np.concatenate([batch, batch])))[:1]
+        part = cut + radius
+        halves = np.concatenate(
+            [batch.take(range(part), axis=axis), batch.take(range(length - part, length), axis=axis)]
+        )
+        first, second = self._predict_call(model, halves)
+        scale = first.shape[-1 if axis == 4 else -2] // part
+        keep = (cut + part - length) * scale  # the second half's pixels before the cut
+        if axis == 4:
+            return [np.concatenate([first[..., : cut * scale], second[..., keep:]], axis=-1)]
+        return [np.concatenate([first[..., : cut * scale, :], second[..., keep:, :]], axis=-2)]
 
     def _predict_in_parts(self, model: torch.nn.Module, batch: np.ndarray, size: int) -> list[np.ndarray]:
         """Calls of ``size`` images: the bands of every tile for a band-agnostic model, else tiles.

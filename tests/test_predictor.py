@@ -163,6 +163,36 @@ def test_cpu_calls_hold_one_image_in_bf16_and_pairs_in_fp32_with_the_whole_calls
     assert out.shape == (4, 3, 24, 24)
 
 
+@pytest.mark.parametrize("frames", [1, 3])
+def test_a_lone_fp32_image_is_its_two_halves_in_one_call_with_the_bits_it_has_among_others(
+    frames: int,
+) -> None:
+    """fp32 calls on a CPU take two images (a lone one rounds differently): a lone image goes
+    as its two halves, each grown by the receptive field, cut across its longer side, not with
+    a copy of itself at twice the compute.  Its pixels are, to the bit, those it has in a call
+    with another image; an image too small to gain still goes with its copy."""
+    predictor = Predictor(tiny_model(), device="cpu", precision="fp32")
+    radius = predictor.model.receptive_radius(frames)
+    rng = np.random.default_rng(frames)
+    calls = []
+    forward = predictor.model.forward
+    predictor.model.forward = lambda t: calls.append(tuple(t.shape)) or forward(t)  # type: ignore[method-assign]
+    long, short = 4 * radius + 11, 2 * radius + 3
+    for shape, call in [
+        ((short, long), (2, frames, 1, short, long - long // 2 + radius)),  # wide: cut across columns
+        ((long, short), (2, frames, 1, long - long // 2 + radius, short)),  # tall: across rows
+        ((2 * radius, 2 * radius), (2, frames, 1, 2 * radius, 2 * radius)),  # too small: with its copy
+    ]:
+        image = rng.uniform(0, 1, (1, frames, 1, *shape)).astype(np.float32)
+        other = rng.uniform(0, 1, image.shape).astype(np.float32)
+        calls.clear()
+        lone = predictor(image)[0]
+        assert calls == [call]
+        among = predictor(np.concatenate([image, other]))[0]
+        assert lone.shape == (1, 2 * shape[0], 2 * shape[1])
+        assert lone.tobytes() == among.tobytes(), shape
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_batch_from_free_memory_and_pixels_match_the_cpu() -> None:
