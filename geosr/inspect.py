@@ -1006,8 +1006,9 @@ def _time_one_batch(
     predict = predictor.predict_in_lane if lanes > 1 else predictor
     peers = PEERS.set(lambda: lanes)  # the calls a lane's share is taken with: the run's lanes, all busy
     try:
-        # Warm-up: the first calls pay for oneDNN's kernel selection.
-        process_batch(job, tiles[:1], raw[:1], predict)
+        # Warm-up: the first calls of a shape pay for oneDNN's kernel selection, so the same
+        # batch, whose calls have the timed calls' shapes (a lone fp32 image is its halves).
+        process_batch(job, tiles, raw, predict)
         start = time.perf_counter()
         outputs = process_batch(job, tiles, raw, predict)
         model = time.perf_counter() - start
