@@ -134,11 +134,12 @@ last call).  A call holds the activations of all its images: cnnrnn-fast in bf16
 2048^2 x4 run peaked at 1.0 GB with pairs of 542 px images, 0.7 GB one at a time, for
 4 % more compute (two calls of one image 0.554 s, one of two 0.532 s; 2-3 % end to
 end).  In fp32 one-image calls are not taken (a lone image goes as its two halves:
-:meth:`Predictor._predict_lone`): oneDNN's fp32 kernels for a single image round differently with the image's
-size (1 unit in 12 of 312,000 output pixels between tile sizes) and from the same image
-among others, where calls of two or more give the same bits at any size, which
-the bit-identity of fp32 outputs across tile and batch sizes rests on; bf16 calls of
-one image give the same bits at any tile size (``tests/test_determinism.py``)."""
+:meth:`Predictor._predict_lone`): oneDNN's fp32 kernels for a single image round
+differently with the image's size (1 unit in 12 of 312,000 output pixels between tile
+sizes) and from the same image among others, where calls of two or more give the same
+bits at any size, which the bit-identity of fp32 outputs across tile and batch sizes
+rests on; bf16 calls of one image give the same bits at any tile size
+(``tests/test_determinism.py``)."""
 
 
 def _receptive_radius(model: torch.nn.Module, frames: int) -> int | None:
@@ -461,11 +462,12 @@ class Predictor:
             [batch.take(range(part), axis=axis), batch.take(range(length - part, length), axis=axis)]
         )
         first, second = self._predict_call(model, halves)
-        scale = first.shape[-1 if axis == 4 else -2] // part
-        keep = (cut + part - length) * scale  # the second half's pixels before the cut
-        if axis == 4:
-            return [np.concatenate([first[..., : cut * scale], second[..., keep:]], axis=-1)]
-        return [np.concatenate([first[..., : cut * scale, :], second[..., keep:, :]], axis=-2)]
+        out_axis = axis - 2  # an output image is (C, H, W)
+        scale = first.shape[out_axis] // part
+        before_cut = (cut + part - length) * scale  # the second half's output pixels before the cut
+        head = np.split(first, [cut * scale], axis=out_axis)[0]
+        tail = np.split(second, [before_cut], axis=out_axis)[1]
+        return [np.concatenate([head, tail], axis=out_axis)]
 
     def _predict_in_parts(self, model: torch.nn.Module, batch: np.ndarray, size: int) -> list[np.ndarray]:
         """Calls of ``size`` images: the bands of every tile for a band-agnostic model, else tiles.
