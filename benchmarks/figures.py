@@ -13,7 +13,6 @@ import dataclasses
 import inspect
 import itertools
 import math
-import shutil
 import subprocess
 import sys
 import time
@@ -946,6 +945,7 @@ def fig_gpu(ctx: Context) -> Figure:
         )
     import geosr
     from benchmarks.baselines import gpu_conv_peak
+    from geosr.io.atomic import remove_path
     from geosr.models import DEFAULT_MODEL, flops_per_lr_pixel, load_model
     from geosr.predictor import gpu_lanes
     from geosr.resources import usable_cpus, writer_threads
@@ -956,9 +956,12 @@ def fig_gpu(ctx: Context) -> Figure:
     runs = ctx.runs if size < 8192 else 1
 
     def seconds_into(name: str) -> float:
-        return timed(
+        """The job's seconds into ``name``, whose output (15 GB at the full size) is then removed."""
+        seconds = timed(
             lambda: geosr.upscale_file(scene.path, ctx.out(name), scale=SCALE, device="cuda", overwrite=True)
         )
+        remove_path(ctx.out(name))
+        return seconds
 
     times, builds = [], []
     for _ in range(runs):
@@ -966,7 +969,6 @@ def fig_gpu(ctx: Context) -> Figure:
             times.append(seconds_into("gpu.tif"))
         builds.append(sum(stages["cog"]))
         busy = {name: round(sum(calls), 2) for name, calls in stages.items()}
-        ctx.out("gpu.tif").unlink(missing_ok=True)
         ctx.log(
             f"  {times[-1]:.1f} s, of which the COG build (after the last tile) {builds[-1]:.1f} s; "
             f"busy {busy}"
@@ -977,11 +979,9 @@ def fig_gpu(ctx: Context) -> Figure:
     fewer = max(1, lanes // 2)
     with gpu_lanes_fixed(fewer):
         fewer_seconds = seconds_into("gpu.tif")
-    ctx.out("gpu.tif").unlink(missing_ok=True)
     # The same job into Zarr, whose run store becomes the output by a rename (synced: on the
     # H200 machine, most of its time is the disk's).
     zarr_seconds = seconds_into("gpu.zarr")
-    shutil.rmtree(ctx.out("gpu.zarr"), ignore_errors=True)
     ctx.log(f"  in {fewer} lanes: {fewer_seconds:.1f} s; into Zarr: {zarr_seconds:.1f} s")
     t = median(times)
     # Since the run's batch-size probe, which resets the peak: the GPU memory the run held.
