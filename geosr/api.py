@@ -31,6 +31,7 @@ from geosr.faults import checkpoint
 from geosr.fingerprint import check_unchanged, job_fingerprint
 from geosr.grid import scaled, scaled_rpcs
 from geosr.io.atomic import (
+    WriteError,
     already_exists,
     check_name_length,
     check_writable,
@@ -838,7 +839,10 @@ def _run(
             # disk), and it said "the 0 finished tiles are kept", "rerun with --resume".
             state.check_kept()  # or the state was removed under the tiles: that is the cause
             if not state.done():
-                raise  # the run state is discarded below
+                # Discarded now, not below: the line then tells the space free once its
+                # partial chunks are gone, not the little they had left.
+                state.discard()
+                raise exc.told_now() if isinstance(exc, WriteError) else exc from None
             raise state.unfinished(exc, all_tiles=False) from None
         state.check_kept()
         check_unchanged(fingerprint, job.scene, job.frames)

@@ -92,14 +92,14 @@ def _brackets_hint(pattern: str) -> str:
 
 def _once_each(paths: list[str]) -> list[str]:
     """``paths`` without the repeats of one file (a glob that also matches a file named
-    beside it, or one file spelled two ways), each dropped with one warning line."""
+    beside it, or one file spelled two ways), each dropped with one warning line, which names
+    the spelling kept: it said "given twice" of each repeat, twice for a file given three times."""
     first: dict[str, str] = {}
     kept = []
     for path in paths:
         key = path if is_remote(path) else str(Path(path).resolve())
         if key in first:
-            message = f"{path}: given twice (as {first[key]} too); it runs once"
-            warn(message)
+            warn(f"{path}: the same file as {first[key]}, given before; it runs once")
             continue
         first[key] = path
         kept.append(path)

@@ -132,7 +132,7 @@ FIELD_NAMES = {
     "model": "--model",
     "weights": "the model's weights",
     "scale": "--scale",
-    "tile": "tile",
+    "tile": "the tile size (--tile)",
     "device": "--device",
     "precision": "--precision",
     "compile": "--compile",
@@ -144,13 +144,14 @@ FIELD_NAMES = {
     "compress": "--compress",
     "bands": "--bands",
     "offset": "--offset",
-    "aoi": "aoi",
+    "aoi": "--aoi (its file, or the area in it)",
     "bbox": "--bbox",
-    "frames": "frames",
+    "frames": "--frame (which files, or a file changed)",
     "input_files": "a file read with the input (a VRT's source, its mask or .aux.xml was changed)",
 }
 """How a refused resume names what differs: the options as typed, or what changed in words
-(not 'input_mtime_ns'); 'tile', 'aoi' and 'frames' stay as tests and users know them."""
+(not 'input_mtime_ns'), and the option that sets each (it said 'differs in tile' beside
+'differs in --compress')."""
 
 
 def describe_fields(keys: list[str]) -> str:

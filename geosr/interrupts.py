@@ -151,10 +151,12 @@ def interrupted_run(
             "and writes only what is missing"
         )
     if run_dir(local).exists():
+        # Its own output, not the command's: in a batch it said "no output was written" with
+        # the outputs of the inputs before it in place.
         where = f"in {run_dir(local)}" if is_remote(destination) else "beside it"
         return InterruptedRunError(
-            f"{source}: {what}; no output was written, {_tiles_kept(local)} {where}: "
-            "rerun with --resume to finish"
+            f"{source}: {what}; its output is not written yet, {_tiles_kept(local)} {where}"
+            f"{_and_written_before(written)}: rerun with --resume to finish"
         )
     if is_remote(destination) and local.exists():
         return InterruptedRunError(
@@ -162,12 +164,24 @@ def interrupted_run(
             "rerun with --resume to upload it (nothing is computed again)"
         )
     if written:
-        outputs = f"{written} outputs before it are" if written > 1 else "output before it is"
         return InterruptedRunError(
-            f"{source}: {what} before any tile ran; the {outputs} written: rerun with --resume, "
-            f"which keeps {'them' if written > 1 else 'it'} and runs the others"
+            f"{source}: {what} before any tile ran; {_written_before(written)}: rerun with "
+            f"--resume, which keeps {'them' if written > 1 else 'it'} and runs the others"
         )
     return interrupted_early(f"{source}: {what} before any tile ran")
+
+
+def _written_before(written: int) -> str:
+    """``'the output before it is written'``, or ``'the 3 outputs before it are written'``: the
+    inputs of the same command done before the one interrupted."""
+    return (
+        f"the {written} outputs before it are written" if written > 1 else "the output before it is written"
+    )
+
+
+def _and_written_before(written: int) -> str:
+    """``', and the output before it is written'`` (:func:`_written_before`), or nothing."""
+    return f", and {_written_before(written)}" if written else ""
 
 
 def _tiles_kept(local: Path) -> str:

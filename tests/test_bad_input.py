@@ -431,8 +431,21 @@ def test_raster_without_any_georeferencing_gets_geosrs_line_only(tmp_path: Path)
     cli = subprocess.run(
         [sys.executable, "-m", "geosr", "run", str(path)], capture_output=True, text=True, check=False
     )
-    assert_one_clear_line(cli.returncode, cli.stderr, "plain.tif", "no CRS", "gdal_edit")
+    assert_one_clear_line(cli.returncode, cli.stderr, "plain.tif", "no CRS and no geotransform", "gdal_edit")
     assert len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+    # The fix it gives is the whole fix: it told of the CRS alone, and once that was
+    # assigned, refused the file again for its geotransform.  Applied as gdal_edit.py would
+    # (not installed here: Debian's gdal-bin does not ship it).
+    fix = " ".join(cli.stderr.split()).split("e.g. ")[1]
+    assert fix == "gdal_edit.py -a_srs EPSG:32633 -a_ullr ULX ULY LRX LRY FILE", fix
+    with rasterio.open(path, "r+") as edited:
+        edited.crs = "EPSG:32633"
+        edited.transform = rasterio.transform.from_bounds(500000, 0, 500080, 80, 8, 8)
+    cli = subprocess.run(
+        [sys.executable, "-m", "geosr", "info", str(path), "--model", "bicubic"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
 
 
 def swath_vrt(folder: Path) -> Path:

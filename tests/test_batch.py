@@ -265,8 +265,14 @@ def test_one_file_given_twice_runs_once(scenes, tmp_path, capfd, monkeypatch) ->
     args = ["run", str(tmp_path / "tile_*.tif"), str(scenes[0]), "-o", str(folder), "--model", "bicubic"]
     code, out, err = run_cli([*args, "--scale", "2"], capfd, monkeypatch)
     assert code == 0, err
-    assert f"warning: {scenes[0]}: given twice (as {scenes[0]} too); it runs once" in err
+    assert f"warning: {scenes[0]}: the same file as {scenes[0]}, given before; it runs once" in err
     assert out.split() == [str(folder / f"tile_{i}_x2.tif") for i in range(3)]
+    # Given a third time, spelled another way: one line for each repeat, naming the first.
+    again = [*args, f"{tmp_path}/./{scenes[0].name}", "--scale", "2", "--overwrite"]
+    code, out, err = run_cli(again, capfd, monkeypatch)
+    assert code == 0, err
+    assert err.count("given before; it runs once") == 2 and "given twice" not in err, err
+    assert f"warning: {tmp_path}/./{scenes[0].name}: the same file as {scenes[0]}, given before" in err
 
 
 def test_inputs_of_one_name_in_several_folders_are_told_apart(

@@ -848,6 +848,27 @@ def test_full_disk_gives_clear_error_and_no_leftovers(tmp_path, suffix, limit, s
     assert result["left"] == []
 
 
+def test_a_write_error_crosses_processes_and_is_told_again_with_the_space_free_now(tmp_path) -> None:
+    """A Dask worker's failed store write reaches the client pickled: by its parts (its
+    constructor takes them, not the line), which telling it again there needs."""
+    import errno
+    import pickle
+
+    from geosr.io.atomic import WriteError, write_failure
+
+    cause = OSError(errno.ENOSPC, "No space left on device")
+    error = write_failure(tmp_path / "out.tif", cause, 2**40)
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, WriteError) and str(copy) == str(error)
+    assert str(error).startswith(f"cannot write {tmp_path / 'out.tif'}: No space left on device; the output")
+    assert str(error).endswith("free some space or write to another directory")
+    again = copy.told_now()  # the space itself, measured anew: test_resume's small_disk
+    assert isinstance(again, WriteError) and (again.destination, again.needed) == (
+        tmp_path / "out.tif",
+        2**40,
+    )
+
+
 def test_a_failed_cog_build_measures_free_space_after_removing_its_temporaries(
     tmp_path, make_spec, monkeypatch
 ):

@@ -28,6 +28,7 @@ from rio_cogeo.cogeo import cog_validate
 
 import geosr
 from geosr.errors import InputError, OutputError, ResumableError
+from geosr.io.atomic import format_bytes
 from geosr.io.runstate import RunState, StaleRunError, reclaimable_bytes, run_dir
 from tests.conftest import UTM_TRANSFORM, coordinate_pattern
 from tests.test_run import random_model_file
@@ -299,7 +300,7 @@ def test_stale_run_is_reported_with_the_command_to_resume(job, tmp_path: Path, c
     assert f"to resume: {GEOSR.name} run {job['src']} -o {dst}" in text and text.endswith("--resume)")
     assert "--restart" in text and not dst.exists()
     # A different job (another tile size) cannot take over that state...
-    with pytest.raises(StaleRunError, match=r"differs in tile\)"):
+    with pytest.raises(StaleRunError, match=r"differs in the tile size \(tile\)\)"):
         geosr.upscale_file(
             job["src"], dst, model=str(job["weights"]), scale=2, tile=32, device="cpu", precision="fp32",
             resume=True,
@@ -441,6 +442,49 @@ def test_disk_full_stops_cleanly_and_keeps_the_old_output(
     again = geosr_run({**job, "src": noisy}, dst, "--overwrite")
     assert again.returncode == 0, again.stderr
     assert cog_validate(str(dst))[0] and leftovers(tmp_path, dst) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real 1 MiB file system (tmpfs) that a run fills: a file-size limit fails writes as
+    a full disk does, but leaves the free space that the messages report as it was."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"mounting a tmpfs needs root (CAP_SYS_ADMIN): {made.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True, check=False)
+
+
+def test_a_full_disk_before_any_tile_tells_the_space_free_once_the_store_is_gone(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """The line's "N are free" was read while the run store's partial chunks still filled the
+    disk (476.0 KiB of 1 MiB), then the store was removed: the user was told of less room than
+    there was, to free space that was free already."""
+    src = tmp_path / "noise.tif"
+    rng = np.random.default_rng(0)
+    with rasterio.open(
+        src, "w", driver="GTiff", count=1, height=256, width=256, dtype="uint16",
+        crs="EPSG:32633", transform=UTM_TRANSFORM,
+    ) as f:  # fmt: skip
+        f.write(rng.integers(1, 60000, (1, 256, 256), dtype="uint16"))  # one tile, 2 MiB out
+    dst = small_disk / "out.tif"
+    run = [sys.executable, "-m", "geosr", "run", str(src), "-o", str(dst), "--model", "bicubic"]
+    result = subprocess.run([*run, "--no-check-resources"], capture_output=True, text=True, check=False)
+    text = " ".join(result.stderr.split())
+    assert result.returncode == 2 and text.startswith(f"error: cannot write {dst}: No space left"), text
+    assert os.listdir(small_disk) == []  # nothing kept: no tile was finished
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    assert f"the output needs up to 2.0 MiB uncompressed and {format_bytes(free)} are free in" in text, text
 
 
 def test_cog_build_short_of_space_keeps_the_tiles_and_resume_only_builds_it(job, tmp_path: Path) -> None:
@@ -795,12 +839,16 @@ def test_resume_notices_a_changed_aoi_or_frame(job, tmp_path: Path, capfd, monke
 
     write_aoi([ring[0], ring[1], ring[3], ring[0]])  # a triangle of the same extent
     again = geosr_here(job, dst, *extra, "--resume", capfd=capfd, monkeypatch=monkeypatch)
-    assert again.returncode == 2 and "differs in aoi" in again.stderr, again.stderr
+    assert again.returncode == 2 and "differs in --aoi (its file, or the area in it)" in again.stderr, (
+        again.stderr
+    )
     write_aoi(ring)
     with rasterio.open(frame, "r+") as changed:
         changed.write(pixels // 2)
     again = geosr_here(job, dst, *extra, "--resume", capfd=capfd, monkeypatch=monkeypatch)
-    assert again.returncode == 2 and "differs in frames" in again.stderr, again.stderr
+    assert again.returncode == 2 and "differs in --frame (which files, or a file changed)" in again.stderr, (
+        again.stderr
+    )
 
 
 def test_resume_notices_a_changed_source_of_a_vrt_input(job, tmp_path: Path, capfd, monkeypatch) -> None:

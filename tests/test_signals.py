@@ -97,10 +97,32 @@ def test_sigterm_mid_run_keeps_the_tiles_and_prints_the_resume_command(scene: Pa
     # It said "the finished tiles are kept beside it", not how many, where geosr info and
     # the next run say "N of 56 tiles done".
     done = len(journal.read_text().split())
-    assert f"no output was written, {done} of 56 tiles are kept beside it: rerun with --resume" in line, line
+    assert (
+        f"its output is not written yet, {done} of 56 tiles are kept beside it: rerun with --resume" in line
+    ), line
     options = {"scale": 2, "tile": 16, "batch_size": 4, "device": "cpu", "precision": "fp32"}
     geosr.upscale_file(scene, dst, model=str(weights), resume=True, **options)
     assert dst.exists() and not run_dir(dst).exists()
+
+
+def test_a_signal_mid_run_in_a_batch_tells_of_the_outputs_written_before(scene: Path, tmp_path: Path) -> None:
+    """In a batch, a run interrupted mid-way said "no output was written" with the outputs of
+    the inputs before it in place."""
+    weights = random_model_file(tmp_path, 2)
+    second = tmp_path / "second.tif"
+    second.write_bytes(scene.read_bytes())
+    folder = tmp_path / "out"
+    folder.mkdir()
+    proc = start(["run", str(scene), str(second), "-o", str(folder), "--model", str(weights), *RUN])
+    journal = run_dir(folder / "second_x2.tif") / "journal"
+    wait_for(proc, lambda: journal.exists() and journal.read_text().count("\n") >= 2)
+    line = " ".join(stopped(proc, signal.SIGTERM).split())
+    done = len(journal.read_text().split())
+    assert (
+        f"second.tif: terminated (SIGTERM); its output is not written yet, {done} of 56 tiles are kept "
+        "beside it, and the output before it is written: rerun with --resume to finish"
+    ) in line, line
+    assert (folder / "scene_x2.tif").exists() and not (folder / "second_x2.tif").exists()
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see torch loading")

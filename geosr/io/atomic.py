@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from geosr.errors import OptionError, OutputError
 from geosr.interrupts import signals_held
@@ -622,6 +623,12 @@ def describe_write_failure(destination: Path, exc: BaseException, needed: int | 
     needed : int or None
         Upper bound of the output's size in bytes (uncompressed), when known.
     """
+    return str(WriteError(destination, *_failure_cause(exc), needed))
+
+
+def _failure_cause(exc: BaseException) -> tuple[str, bool]:
+    """What a failed write's exception chain says (its first specific message, else the type's
+    name), and whether it says the space ran out."""
     reason = ""
     is_space = False
     seen: BaseException | None = exc
@@ -635,14 +642,43 @@ def describe_write_failure(destination: Path, exc: BaseException, needed: int | 
             is_space = True
         is_space = is_space or bool(_SPACE_WORDS.search(text))
         seen = seen.__cause__ or seen.__context__
-    message = f"cannot write {destination}: {reason or type(exc).__name__}"
-    # GDAL rarely says "disk full" (libtiff prints that to stderr only), so the
-    # sizes are given whenever known: they show at once whether space is the cause.
-    message += space_report(destination.parent, needed)
-    free = free_bytes(destination.parent)
-    if is_space or (needed is not None and free is not None and free < needed):
-        return message + "; free some space or write to another directory"
-    return message + f"; check that {destination.parent} is writable and has free space"
+    return reason or type(exc).__name__, is_space
+
+
+class WriteError(OutputError):
+    """A failed write, told as :func:`describe_write_failure` tells it, which can be told again
+    with the free space measured anew (:meth:`told_now`).
+
+    A run that finished no tile removes its store after the write failed: the line, made
+    before, said "168.0 KiB are free" of a disk with 3 MiB free once the store's partial
+    chunks were gone.
+    """
+
+    def __init__(self, destination: Path, reason: str, is_space: bool, needed: int | None) -> None:
+        self.destination, self.reason, self.is_space, self.needed = destination, reason, is_space, needed
+        message = f"cannot write {destination}: {reason}"
+        # GDAL rarely says "disk full" (libtiff prints that to stderr only), so the
+        # sizes are given whenever known: they show at once whether space is the cause.
+        message += space_report(destination.parent, needed)
+        free = free_bytes(destination.parent)
+        if is_space or (needed is not None and free is not None and free < needed):
+            message += "; free some space or write to another directory"
+        else:
+            message += f"; check that {destination.parent} is writable and has free space"
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # From a Dask worker to the client: pickled by its parts, not by its message.
+        return type(self), (self.destination, self.reason, self.is_space, self.needed)
+
+    def told_now(self) -> WriteError:
+        """The same failure, with the free space as it is now."""
+        return WriteError(self.destination, self.reason, self.is_space, self.needed)
+
+
+def write_failure(destination: Path, exc: BaseException, needed: int | None) -> WriteError:
+    """The :class:`WriteError` of ``exc`` (see :func:`describe_write_failure`)."""
+    return WriteError(destination, *_failure_cause(exc), needed)
 
 
 def take_lock(fd: int) -> str | None:

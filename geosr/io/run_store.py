@@ -55,6 +55,7 @@ from geosr.io.atomic import (
     free_bytes,
     remove_stale_sidecars,
     replace_atomically,
+    write_failure,
 )
 from geosr.io.chunk_files import ChunkFiles
 from geosr.io.names import open_raster
@@ -104,7 +105,7 @@ def create_run_store(
             raw = not compressed and raw_store_fits(spec, chunks, destination)
             _create_cog_store(path, spec, chunks, None if raw else _LZ4)
     except OSError as exc:
-        raise OutputError(describe_write_failure(destination, exc, spec.nbytes)) from None
+        raise write_failure(destination, exc, spec.nbytes) from None
 
 
 def _cog_store_levels(spec: OutputSpec, chunks: tuple[int, int]) -> tuple[int, list[tuple[_Shape, _Shape]]]:
@@ -211,7 +212,7 @@ class StoreWriter:
             # The store removed after it was made (its output's folder deleted before the
             # first tile): a FileNotFoundError traceback, where the run says so in one line
             # (RunState.check_kept) as it does of a store removed under its tiles.
-            raise OutputError(describe_write_failure(destination, _as_os_error(exc, store), needed)) from None
+            raise write_failure(destination, _as_os_error(exc, store), needed) from None
         # A COG's store (the one with overview levels) is read once, by GDAL, so every
         # chunk is written, as files (ChunkFiles: its chunks are many, blocks of the COG):
         # zarr's test for chunks equal to the fill value took 16 of 27 ms per 2048^2 uint16
@@ -247,7 +248,7 @@ class StoreWriter:
                     rows, cols = _halved(rows), _halved(cols)
                 write(rows, cols, data)
         except OSError as exc:
-            raise OutputError(describe_write_failure(self.destination, exc, self.needed)) from None
+            raise write_failure(self.destination, exc, self.needed) from None
 
 
 def _halved(window: slice) -> slice:

@@ -1057,6 +1057,14 @@ def check_georeferenced(path: str, src: Any, crs: CRS | None) -> None:
                 "and latitude per pixel), not by a geotransform, which geosr needs to scale its grid "
                 "exactly; warp it onto a map grid first (gdalwarp -geoloc -r cubic FILE warped.tif)"
             )
+    if crs is None and src.transform.is_identity:
+        # Both in one line: told of the CRS alone, a user who assigned one was then refused
+        # for the geotransform (a plain TIFF has neither).
+        raise InputError(
+            f"{path}: the raster has no CRS and no geotransform (pixel grid only), so its output "
+            "could not be georeferenced; assign both first, e.g. gdal_edit.py -a_srs EPSG:32633 "
+            "-a_ullr ULX ULY LRX LRY FILE"
+        )
     if crs is None:
         raise InputError(
             f"{path}: the raster has no CRS, so its output could not be georeferenced; "
