@@ -849,8 +849,9 @@ def test_full_disk_gives_clear_error_and_no_leftovers(tmp_path, suffix, limit, s
 
 
 def test_a_write_error_crosses_processes_and_is_told_again_with_the_space_free_now(tmp_path) -> None:
-    """A Dask worker's failed store write reaches the client pickled: by its parts (its
-    constructor takes them, not the line), which telling it again there needs."""
+    """A Dask worker's failed store write reaches the client pickled: its line as the worker
+    told it (the free space of the worker's disk), and the parts that telling it again needs
+    (its constructor takes them, not the line)."""
     import errno
     import pickle
 
@@ -858,8 +859,10 @@ def test_a_write_error_crosses_processes_and_is_told_again_with_the_space_free_n
 
     cause = OSError(errno.ENOSPC, "No space left on device")
     error = write_failure(tmp_path / "out.tif", cause, 2**40)
-    copy = pickle.loads(pickle.dumps(error))
-    assert isinstance(copy, WriteError) and str(copy) == str(error)
+    told = pickle.dumps(error)
+    os.rmdir(tmp_path)  # the client does not see the worker's folder: the line is kept as told
+    copy = pickle.loads(told)
+    assert isinstance(copy, WriteError) and str(copy) == str(error) and "are free in" in str(copy)
     assert str(error).startswith(f"cannot write {tmp_path / 'out.tif'}: No space left on device; the output")
     assert str(error).endswith("free some space or write to another directory")
     again = copy.told_now()  # the space itself, measured anew: test_resume's small_disk

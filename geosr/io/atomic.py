@@ -668,12 +668,21 @@ class WriteError(OutputError):
         super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # From a Dask worker to the client: pickled by its parts, not by its message.
-        return type(self), (self.destination, self.reason, self.is_space, self.needed)
+        # From a Dask worker to the client: its line as the worker told it (the worker's
+        # disk, which the client may not see), and its parts for telling it again.
+        return _told, (str(self), self.destination, self.reason, self.is_space, self.needed)
 
     def told_now(self) -> WriteError:
         """The same failure, with the free space as it is now."""
         return WriteError(self.destination, self.reason, self.is_space, self.needed)
+
+
+def _told(message: str, destination: Path, reason: str, is_space: bool, needed: int | None) -> WriteError:
+    """A :class:`WriteError` unpickled: its ``message`` as told where it was raised."""
+    error = WriteError.__new__(WriteError)
+    error.destination, error.reason, error.is_space, error.needed = destination, reason, is_space, needed
+    OutputError.__init__(error, message)
+    return error
 
 
 def write_failure(destination: Path, exc: BaseException, needed: int | None) -> WriteError:
