@@ -762,19 +762,48 @@ def test_a_recipes_bands_that_do_not_exist_are_told_as_band_numbers_with_ones_to
 
 
 def test_a_refused_resume_says_which_value_differs(tmp_path, scenes, capsys, monkeypatch) -> None:
-    """'differs in ['data']' did not say that the training raster was now spelt another way."""
+    """'differs in ['data']' did not say that the training raster was now another one."""
     from tests.test_bad_input import assert_one_clear_line, run_cli
 
     run = tmp_path / "run"
     args = ["train", str(scenes[0]), *FAST, "-o", str(run)]
     assert run_cli(args, capsys, monkeypatch)[0] in (0, None)
-    monkeypatch.chdir(scenes[0].parent)
-    code, err = run_cli(["train", scenes[0].name, *FAST, "-o", str(run), "--resume"], capsys, monkeypatch)
-    expected = f"differs in data (data.train[0].path: '{scenes[0]}' in the run, 'train.tif' now)"
+    code, err = run_cli(["train", str(scenes[1]), *FAST, "-o", str(run), "--resume"], capsys, monkeypatch)
+    expected = f"differs in data (data.train[0].path: '{scenes[0]}' in the run, '{scenes[1]}' now)"
     assert_one_clear_line(code, err, "cannot resume", expected)
     # Several were a Python list: "differs in ['seed', 'steps']".
     code, err = run_cli([*args, "--resume", "--steps", "2", "--seed", "1"], capsys, monkeypatch)
     assert_one_clear_line(code, err, "cannot resume", "differs in seed and steps (seed: 0 in the run, 1 now)")
+
+
+def test_a_run_resumes_with_its_files_spelt_another_way_or_its_folder_copied(
+    tmp_path, scenes, capsys, monkeypatch
+) -> None:
+    """The same folder and data spelt another way from the same directory (relative for
+    absolute), or the run folder copied elsewhere, were refused as another configuration
+    ("differs in output (output: 'intrun' in the run, '/tmp/sweep2/intrun' now)")."""
+    import shutil
+
+    from tests.test_bad_input import run_cli
+
+    run = tmp_path / "run"
+    train = ["train", *FAST, "--checkpoint-every", "1"]
+    assert run_cli([*train, str(scenes[0]), "-o", str(run), "--steps", "2"], capsys, monkeypatch)[0] in (
+        0,
+        None,
+    )
+    monkeypatch.chdir(tmp_path)
+    relative = os.path.relpath(scenes[0], tmp_path)
+    code, err = run_cli([*train, relative, "-o", "run", "--steps", "2", "--resume"], capsys, monkeypatch)
+    assert code == 0, err
+    shutil.copytree(run, tmp_path / "copy")
+    code, err = run_cli([*train, relative, "-o", "copy", "--steps", "2", "--resume"], capsys, monkeypatch)
+    assert code == 0, err
+    # What differs still does: another raster.
+    code, err = run_cli(
+        [*train, str(scenes[1]), "-o", "copy", "--steps", "2", "--resume"], capsys, monkeypatch
+    )
+    assert code == 2 and "differs in data" in err, err
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,7 @@ from geosr.train.config import (
     SceneSource,
     TrainConfig,
     check_held_out,
+    expand_path,
     is_model_name,
     sources_named,
     to_dict,
@@ -73,8 +74,12 @@ from geosr.train.data import (
 )
 from geosr.train.losses import build_loss
 
-# Fields that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = frozenset({"threads", "device", "log_every"})
+# Fields that may change between an interrupted run and its resumption.  The output is the
+# folder resumed, however it is spelt and wherever it was moved or copied to.
+RESUMABLE_CHANGES = frozenset({"threads", "device", "log_every", "output"})
+
+_PATH_FIELDS = ("perceptual_net", "init", "weights")
+"""Top-level configuration fields that hold a path (``init`` may hold a model name instead)."""
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 """Called as ``(step, total, {"loss": ..., "psnr": ...})`` after every logged step."""
@@ -350,6 +355,7 @@ def _validator(
 def _check_resume_config(output: Path, config: TrainConfig) -> None:
     stored = read_checkpoint_config(output / "checkpoints")
     current = to_dict(config)
+    stored, current = _paths_as_files(stored), _paths_as_files(current)
     diff = sorted(
         k
         for k in set(stored) | set(current)
@@ -362,6 +368,35 @@ def _check_resume_config(output: Path, config: TrainConfig) -> None:
             f"({where}: {then!r} in the run, {now!r} now); resume with the same recipe and options, "
             "or choose a new --output"
         )
+
+
+def _paths_as_files(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` (:func:`to_dict`'s) with its paths as the files they name from here, and those
+    inside its run folder relative to it, to compare a run with its resumption.
+
+    A run resumed with its folder or its data spelt another way (``-o /abs/run`` for ``-o run``,
+    from the same directory) was refused as another configuration, and so was a run folder
+    copied elsewhere, by the paths inside it (the paired store's).
+    """
+    folder = Path(expand_path(str(config.get("output") or "."))).resolve()
+
+    def as_file(path: Any) -> Any:
+        if not isinstance(path, str):
+            return path
+        file = Path(expand_path(path)).resolve()
+        return f"<run folder>/{file.relative_to(folder)}" if file.is_relative_to(folder) else str(file)
+
+    out = {**config, **{k: as_file(config[k]) for k in _PATH_FIELDS if k in config}}
+    if isinstance(config.get("init"), str) and is_model_name(config["init"]):
+        out["init"] = config["init"]  # --init cnnrnn-fast names no file
+    data = config.get("data")
+    if isinstance(data, dict):
+        sources = {
+            split: [{**source, "path": as_file(source.get("path"))} for source in data.get(split) or []]
+            for split in ("train", "val")
+        }
+        out["data"] = {**data, **sources, "store": as_file(data.get("store"))}
+    return out
 
 
 def _first_difference(then: Any, now: Any, where: str) -> tuple[str, Any, Any]:
