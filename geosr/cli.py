@@ -1255,10 +1255,27 @@ def _exact_command(exc: GeosrError) -> str:
 
     if not (isinstance(exc, ResumableError) or (isinstance(exc, StaleRunError) and exc.resumable)):
         return ""
-    args = [a for a in sys.argv[1:] if a not in ("--resume", "--restart")]
+    lost = exc.lost_option if isinstance(exc, ResumableError) else None
+    args = _without(lost, [a for a in sys.argv[1:] if a not in ("--resume", "--restart")])
     # Each word as a shell reads it back from this terminal: in an ASCII locale 'scène.tif' was
     # shown 'sc\xe8ne.tif', which names no file; it is $'sc\xc3\xa8ne.tif' there.
     return f" (to resume: {' '.join(shell_quoted(a) for a in ['geosr', *args, '--resume'])})"
+
+
+def _without(option: str | None, args: list[str]) -> list[str]:
+    """``args`` less ``option`` and its value (``--scheduler tcp://...`` or ``--scheduler=tcp://...``)."""
+    if option is None:
+        return args
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(f"{option}="):
+            out.append(arg)
+    return out
 
 
 def _register_plugins() -> None:

@@ -223,6 +223,16 @@ def warn_again(warning: warnings.WarningMessage, text: str) -> None:
 class ResumableError(GeosrError, RuntimeError):
     """The run stopped part way (e.g. its Dask scheduler was lost); ``--resume`` finishes it."""
 
+    lost_option: str | None = None
+    """An option the command printed to resume it leaves out, with its value: the ``--scheduler``
+    that was lost (as printed, the resume waited 20 s for it, then failed)."""
+
+
+class SchedulerLostError(ResumableError):
+    """The run lost its Dask scheduler; ``--resume`` finishes it, here or on a cluster."""
+
+    lost_option = "--scheduler"
+
 
 class InterruptedRunError(ResumableError):
     """The user interrupted the run (Ctrl-C); ``--resume`` finishes it."""

@@ -54,6 +54,7 @@ from geosr.errors import (
     GeosrError,
     OptionError,
     ResumableError,
+    SchedulerLostError,
     SchedulerUnreachableError,
     warn,
 )
@@ -1018,9 +1019,10 @@ def _workers_died(state: RunState, exc: KilledWorker, batch: int) -> ResumableEr
 
 def _scheduler_lost(state: RunState, address: str, exc: BaseException) -> ResumableError:
     """The line for a run that lost the scheduler at ``address`` (``exc``): the finished tiles
-    are kept, for a ``--resume`` with or without a cluster."""
-    return ResumableError(
+    are kept, for a ``--resume`` here, or on a cluster with its ``--scheduler``."""
+    return SchedulerLostError(
         f"{state.destination}: lost the Dask scheduler at {address} ({type(exc).__name__}: "
         f"{str(exc).splitlines()[0] if str(exc) else 'connection closed'}); {state.describe()}; "
-        "rerun the same command with --resume (with or without a cluster) to finish it"
+        "rerun the command with --resume to finish it, here without --scheduler, or on a cluster "
+        "with the --scheduler of one that runs"
     )
