@@ -216,6 +216,27 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path, given: str) -> None:
         torch.testing.assert_close(rebuilt.eval()(x), model(x), rtol=0, atol=0)
 
 
+def test_the_same_weights_are_the_same_bytes(tmp_path: Path) -> None:
+    """safetensors keeps its metadata in a hash map seeded afresh for each, so a model saved
+    again (three trainings with one seed) wrote ``format``, ``name`` and ``scale`` in another
+    order: equal tensors, other bytes and checksums.  Here 12 saves, one file's bytes; read by
+    safetensors' own parser, with its metadata."""
+    from safetensors import safe_open
+
+    model = trained_like(name="mé")  # a name outside ASCII, as JSON writes it in UTF-8
+    card = card_for(model, name="mé")
+    blobs = set()
+    for i in range(12):
+        weights, _ = save_weights(model, card, tmp_path / f"m{i}")
+        blobs.add(weights.read_bytes())
+    assert len(blobs) == 1
+    with safe_open(str(weights), "pt") as f:
+        assert f.metadata() == {"format": "pt", "name": "mé", "scale": "2"}
+        saved = model.state_dict()
+        assert [k for k in f.keys() if not torch.equal(f.get_tensor(k), saved[k])] == []  # noqa: SIM118 (safe_open is not iterable)
+    assert int.from_bytes(blobs.pop()[:8], "little") % 8 == 0  # the tensors start 8-aligned
+
+
 def test_channels_last_model_saves(tmp_path: Path) -> None:
     """A model converted to channels_last (as the predictor does) has strided weights, which
     safetensors refuses: every tensor is saved, with its values.  (Every tensor safetensors

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from geosr.errors import ModelError, OutputError
@@ -185,9 +185,28 @@ def save_weights(model: nn.Module, card: ModelCard, path: str | os.PathLike[str]
         for k, v in model.state_dict().items()
     }
     metadata = {"format": "pt", "name": card.name, "scale": str(card.scale)}
-    atomic_write(weights_path, lambda p: save_file(tensors, str(p), metadata=metadata))
+    blob = in_sorted_order(save(tensors, metadata=metadata))
+    atomic_write(weights_path, lambda p: p.write_bytes(blob))
     atomic_write(card_path, lambda p: p.write_text(card.to_json(), encoding="utf-8"))
     return weights_path, card_path
+
+
+def in_sorted_order(blob: bytes) -> bytes:
+    """A safetensors file with its header's metadata in key order: the same weights, the same bytes.
+
+    safetensors keeps the metadata in a Rust HashMap, seeded afresh for each map, so three
+    trainings with one seed wrote three orders of ``format``, ``name`` and ``scale``: equal
+    tensors, other bytes (and checksums).  The header is JSON after its 8-byte length, and the
+    tensors' offsets count from its end, so it is written again, padded with spaces to 8 bytes
+    as safetensors pads it.
+    """
+    length = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + length])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + length :]
 
 
 def load_weights(path: str | os.PathLike[str]) -> tuple[StateDict, ModelCard]:
