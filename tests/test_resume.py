@@ -410,6 +410,16 @@ def _limit_file_size(limit: int):
     return preexec
 
 
+def noise_scene(path: Path, count: int, height: int, width: int) -> Path:
+    """A uint16 scene of random values at ``path``: incompressible, so its run store fills a disk."""
+    with rasterio.open(
+        path, "w", driver="GTiff", count=count, height=height, width=width, dtype="uint16",
+        crs="EPSG:32633", transform=UTM_TRANSFORM,
+    ) as f:  # fmt: skip
+        f.write(np.random.default_rng(0).integers(1, 60000, (count, height, width), dtype="uint16"))
+    return path
+
+
 @pytest.mark.parametrize(("limit", "stage"), [(1500, "store")])
 def test_disk_full_stops_cleanly_and_keeps_the_old_output(
     job, tmp_path: Path, limit: int, stage: str
@@ -418,13 +428,7 @@ def test_disk_full_stops_cleanly_and_keeps_the_old_output(
     Here no tile fits: nothing is kept and the same command runs once there is room (it
     said "the 0 finished tiles are kept" and "rerun with --resume", and left the run state
     with its partial chunks).  Finished tiles stay for a --resume: the next test."""
-    noisy = tmp_path / "noise.tif"
-    rng = np.random.default_rng(0)
-    with rasterio.open(
-        noisy, "w", driver="GTiff", count=2, height=120, width=100, dtype="uint16",
-        crs="EPSG:32633", transform=UTM_TRANSFORM,
-    ) as f:  # fmt: skip
-        f.write(rng.integers(1, 60000, (2, 120, 100), dtype="uint16"))
+    noisy = noise_scene(tmp_path / "noise.tif", 2, 120, 100)
     dst = tmp_path / "out.tif"
     dst.write_bytes(b"last week's results")
     result = geosr_run(
@@ -470,13 +474,7 @@ def test_a_full_disk_before_any_tile_tells_the_space_free_once_the_store_is_gone
     """The line's "N are free" was read while the run store's partial chunks still filled the
     disk (476.0 KiB of 1 MiB), then the store was removed: the user was told of less room than
     there was, to free space that was free already."""
-    src = tmp_path / "noise.tif"
-    rng = np.random.default_rng(0)
-    with rasterio.open(
-        src, "w", driver="GTiff", count=1, height=256, width=256, dtype="uint16",
-        crs="EPSG:32633", transform=UTM_TRANSFORM,
-    ) as f:  # fmt: skip
-        f.write(rng.integers(1, 60000, (1, 256, 256), dtype="uint16"))  # one tile, 2 MiB out
+    src = noise_scene(tmp_path / "noise.tif", 1, 256, 256)  # one tile, 2 MiB out
     dst = small_disk / "out.tif"
     run = [sys.executable, "-m", "geosr", "run", str(src), "-o", str(dst), "--model", "bicubic"]
     result = subprocess.run([*run, "--no-check-resources"], capture_output=True, text=True, check=False)
