@@ -1012,6 +1012,9 @@ def test_a_pair_whose_hr_covers_a_corner_of_the_lr_says_how_much_was_scored(make
     screen = io.StringIO()
     print_report(report, Console(file=screen, width=80))
     assert "note: lr.tif band 1: only 19.1% of its HR pixels were scored" in screen.getvalue()
+    # The JSON says it too: its note was empty.
+    note = _strict_json(json.dumps(report.to_dict()))["images"][0]["bands"][0]["note"]
+    assert note.startswith("only 19.1% of its HR pixels were scored") and note in screen.getvalue()
 
 
 def test_an_image_mostly_border_or_nodata_says_how_much_was_scored(make_raster) -> None:

@@ -17,7 +17,6 @@ from rich.text import Text
 from geosr.batch import names_apart
 from geosr.cli_types import StdoutConsole, unpadded
 from geosr.errors import OptionError, OutputError
-from geosr.evaluation.metrics import BandMetrics
 from geosr.evaluation.wald import EvalReport
 from geosr.io.atomic import already_exists, write_small_file
 from geosr.io.names import as_shown, printable
@@ -25,9 +24,6 @@ from geosr.io.remote import home_expanded
 
 PLOT_LABEL = 24
 """Characters of an image's name in a tick label of the plot."""
-
-FEW_SCORED = 0.5
-"""A scored band whose PSNR compared less of the image than this gets a note saying how much."""
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -136,7 +132,7 @@ def print_report(report: EvalReport, console: Console | None = None) -> None:
             console.print(f"image {number}: {name}", highlight=False, markup=False, soft_wrap=True)
     for im, name in zip(report.images, image_names(report), strict=True):
         for b in im.bands:
-            note = b.note or _few_scored(b, report.border)
+            note = report.band_note(b)
             if note:
                 # One line each, however long (rich wrapped them at 80 columns in a pipe, a
                 # long image name across two lines).
@@ -152,17 +148,6 @@ def _whole(rendered: str, names: Sequence[str]) -> bool:
     several lines of its row by a column too narrow for it."""
     lines = rendered.splitlines()
     return all(any(name in line for line in lines) for name in names)
-
-
-def _few_scored(b: BandMetrics, border: int) -> str:
-    """What share of the image a scored band's figures describe, when it is under half: nothing
-    said that nodata, the HR's footprint or the border had left most of it out."""
-    if not b.scored or b.scored_fraction >= FEW_SCORED:
-        return ""
-    return (
-        f"only {100 * b.scored_fraction:.3g}% of its HR pixels were scored (the others are nodata, "
-        f"beyond the HR's footprint or within the {border} px border): its figures describe that part alone"
-    )
 
 
 def _summary_line(s: dict[str, Any]) -> str:

@@ -80,6 +80,10 @@ class ImageResult:
         return float(np.mean(gains)) if gains else float("nan")
 
 
+FEW_SCORED = 0.5
+"""A scored band whose PSNR compared less of the image than this gets a note saying how much."""
+
+
 @dataclass(frozen=True)
 class EvalReport:
     """Everything ``geosr evaluate`` prints, as a value."""
@@ -125,6 +129,19 @@ class EvalReport:
             )
         return out
 
+    def band_note(self, b: BandMetrics) -> str:
+        """What the report says of band ``b``: why a metric is not a finite number (its
+        ``note``), or what share of the image a scored band's figures describe, when it is under
+        :data:`FEW_SCORED`: nothing said that nodata, the HR's footprint or the border had left
+        most of it out.  In the table's notes and in the JSON alike (the JSON's was empty)."""
+        if b.note or not b.scored or b.scored_fraction >= FEW_SCORED:
+            return b.note
+        return (
+            f"only {100 * b.scored_fraction:.3g}% of its HR pixels were scored (the others are nodata, "
+            f"beyond the HR's footprint or within the {self.border} px border): its figures describe "
+            "that part alone"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The report as strict JSON values: a metric that is not a finite number is None,
         and the band's (or the summary's) ``note`` says why."""
@@ -139,7 +156,11 @@ class EvalReport:
                 # A path as JSON spells it: in an ASCII locale 'scène.tif' was the surrogates
                 # Python holds it with, "sc\udcc3\udca8ne.tif", which no strict parser takes.
                 "images": [
-                    {"path": utf8_name(im.path), "shift": im.shift, "bands": [asdict(b) for b in im.bands]}
+                    {
+                        "path": utf8_name(im.path),
+                        "shift": im.shift,
+                        "bands": [{**asdict(b), "note": self.band_note(b)} for b in im.bands],
+                    }
                     for im in self.images
                 ],
             }
