@@ -236,6 +236,13 @@ def test_a_second_python_run_into_the_same_folder_needs_resume_or_overwrite(tmp_
     assert first.weights.read_bytes() == kept
     again = train(_config(tmp_path, *scenes, steps=3, seed=4), overwrite=True)
     assert again.weights == first.weights and again.weights.read_bytes() != kept
+    # A new run of another scale writes other names: the replaced run's weights and card went
+    # too (they stayed beside the new run's configuration, for --model to load as this run's).
+    other = train(_config(tmp_path, *scenes, steps=3, scale=4), overwrite=True)
+    assert other.weights is not None and other.weights.name == "cnnrnn-fast_x4.safetensors"
+    assert sorted(p.name for p in other.weights.parent.glob("*_x*")) == [
+        "cnnrnn-fast_x4.json", "cnnrnn-fast_x4.safetensors"
+    ]  # fmt: skip
 
 
 def test_fine_tuning_starts_from_the_given_weights(tmp_path, scenes) -> None:

@@ -1142,12 +1142,33 @@ def _start_run_folder(output: Path, config_dict: dict[str, Any], *, resumed: boo
             # A new run over an earlier one (--overwrite): its checkpoint goes now, not at this
             # run's first checkpoint, or a crash before that left it for --resume to take up.
             shutil.rmtree(ckpt_dir)
+        if not resumed:
+            _remove_earlier_weights(output)
         output.mkdir(parents=True, exist_ok=True)
         (output / "config.json").write_text(json.dumps(config_dict, indent=2), encoding="utf-8")
     except OSError as exc:  # a read-only file system, a file in the path: it was a traceback
         raise OutputError(
             f"cannot write the run folder {output} ({exc.strerror or exc}); choose another --output"
         ) from None
+
+
+def _remove_earlier_weights(output: Path) -> None:
+    """Remove the weights and card an earlier run in ``output`` wrote there (``--overwrite``).
+
+    A new run of another model or scale writes other names, and left the replaced run's
+    (``cnnrnn-fast_x4.safetensors`` beside a new x2 run's config), for ``--model`` to load as if
+    they were this run's.  Weights written elsewhere (``--weights``) are the user's to keep.
+    """
+    try:
+        earlier = json.loads((output / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no earlier run here (check_run_output refused a config.json of another kind)
+    if not isinstance(earlier, dict) or earlier.get("weights") or not {"name", "scale"} <= earlier.keys():
+        return
+    for suffix in (".safetensors", ".json"):
+        path = output / f"{earlier['name']}_x{earlier['scale']}{suffix}"
+        if path.parent == output:  # a name with a '/' in it names no file of this run folder
+            path.unlink(missing_ok=True)
 
 
 def _final_metrics(
