@@ -354,6 +354,24 @@ def test_a_scheduler_that_is_no_dask_address_is_an_option_error(tmp_path: Path, 
     assert not (tmp_path / "s.zarr").exists()
 
 
+def test_geosr_train_tells_a_misspelt_scheduler_before_building_and_names_every_form(
+    tmp_path: Path, pairs, capfd, monkeypatch
+) -> None:
+    """'--scheduler thread' was told after "building the training store", and of the address
+    form alone, where --help lists threads, processes, local or tcp://host:port."""
+    from tests.test_bad_input import assert_one_clear_line, run_cli
+
+    (lr, hr) = pairs[0]
+    run = tmp_path / "run"
+    args = ["train", "--lr", str(lr), "--hr", str(hr), "-s", "2", "-o", str(run), "--scheduler", "thread"]
+    code, err = run_cli(args, capfd, monkeypatch)
+    assert_one_clear_line(
+        code, err, "--scheduler 'thread' is not a Dask scheduler address", "tcp://HOST:8786"
+    )
+    assert "or threads, processes or local to build the store on this machine" in err, err
+    assert "building" not in err and not run.exists()
+
+
 def test_the_shift_removed_is_printed_with_its_axes_and_sign(
     tmp_path: Path, pairs, capfd, monkeypatch
 ) -> None:

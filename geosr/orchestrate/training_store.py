@@ -111,6 +111,28 @@ def _recorded(path: str | Path) -> str:
     return str(path) if "://" in str(path) else str(Path(path).absolute())
 
 
+STORE_SCHEDULERS = (None, "threads", "processes", "synchronous", "local")
+"""The schedulers a training store is built on by name, on this machine; else a scheduler's address."""
+
+
+def check_store_scheduler(scheduler: str | None) -> None:
+    """Refuse a ``scheduler`` that is neither one of :data:`STORE_SCHEDULERS` nor a Dask address.
+
+    As geosr run checks its own, before the store is made: 'foo' was dask's bare ValueError, and
+    'thread' was told of the address form alone, after "building the training store".
+    """
+    if scheduler in STORE_SCHEDULERS:
+        return
+    from geosr.orchestrate.cluster import check_scheduler_address
+
+    try:
+        check_scheduler_address(scheduler)
+    except OptionError as exc:
+        raise OptionError(
+            f"{exc}, or threads, processes or local to build the store on this machine"
+        ) from None
+
+
 def build_training_store(
     pairs: Sequence[tuple[str | Path, str | Path]],
     store: str | Path,
@@ -154,11 +176,7 @@ def build_training_store(
     """
     if not pairs:
         raise OptionError("no LR/HR pair given: pass --lr and --hr rasters of the same place")
-    if scheduler not in (None, "threads", "processes", "synchronous", "local"):
-        # As geosr run checks it, before the store is made: 'foo' was dask's bare ValueError.
-        from geosr.orchestrate.cluster import check_scheduler_address
-
-        check_scheduler_address(scheduler)
+    check_store_scheduler(scheduler)
     _check_store_path(Path(store), overwrite)
     store = str(store)
     existed = Path(store).exists()

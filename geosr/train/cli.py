@@ -320,6 +320,9 @@ def _check_scheduler(scheduler: str, pairs: list[tuple[str, str]]) -> None:
             f"--scheduler {scheduler} builds the training store of --lr/--hr pairs, and there are none: "
             "training runs in this process; drop --scheduler, or give the pairs"
         )
+    from geosr.orchestrate.training_store import check_store_scheduler
+
+    check_store_scheduler(scheduler)
 
 
 def _model_of(model: str | None, init: str | None) -> str | None:
