@@ -812,9 +812,15 @@ def _as_finished(client: Client, futures: Sequence[Any], address: str) -> Iterat
             if empty_since is not None and quiet_since - empty_since < RESTART_GRACE:
                 continue  # a nanny may be restarting its worker (RESTART_GRACE)
             stalled = _why_no_worker_runs(client, workers, address)
-            if stalled is not None and stalled != said:
+            if stalled is not None and _gist(stalled) != _gist(said):
                 warn(stalled)
             said = stalled
+
+
+def _gist(warning: str | None) -> str | None:
+    """``warning`` less its numbers: one that differs from the last only in them (a paused
+    worker's memory figure, which moves at every look) is the same, and is not said again."""
+    return None if warning is None else re.sub(r"\d+", "#", warning)
 
 
 def _wait_for_next(finished: as_completed, seconds: float) -> None:
