@@ -317,7 +317,13 @@ class TrainConfig:
         """Where the final weights go (without suffix)."""
         if self.weights:
             return Path(self.weights)
-        return Path(self.output) / f"{self.name}_x{self.scale}"
+        return weights_stem_in(self.output, self.name, self.scale)
+
+
+def weights_stem_in(output: str | Path, name: str, scale: int) -> Path:
+    """The stem of the weights a run of model ``name`` at ``scale`` writes in its run folder
+    ``output`` when no ``weights`` path is given."""
+    return Path(output) / f"{name}_x{scale}"
 
 
 def _check_device(device: str) -> None:

@@ -63,6 +63,7 @@ from geosr.train.config import (
     is_model_name,
     sources_named,
     to_dict,
+    weights_stem_in,
 )
 from geosr.train.data import (
     NORMALISATION,
@@ -386,9 +387,9 @@ def _paths_as_files(config: dict[str, Any]) -> dict[str, Any]:
         file = Path(expand_path(path)).resolve()
         return f"<run folder>/{file.relative_to(folder)}" if file.is_relative_to(folder) else str(file)
 
-    out = {**config, **{k: as_file(config[k]) for k in _PATH_FIELDS if k in config}}
-    if isinstance(config.get("init"), str) and is_model_name(config["init"]):
-        out["init"] = config["init"]  # --init cnnrnn-fast names no file
+    init = config.get("init")
+    named = {"init"} if isinstance(init, str) and is_model_name(init) else set()  # --init cnnrnn-fast
+    out = {**config, **{k: as_file(config[k]) for k in _PATH_FIELDS if k in config and k not in named}}
     data = config.get("data")
     if isinstance(data, dict):
         sources = {
@@ -1138,11 +1139,11 @@ def _start_run_folder(output: Path, config_dict: dict[str, Any], *, resumed: boo
     """Create the run folder and write the run's ``config.json`` in it."""
     ckpt_dir = output / "checkpoints"
     try:
-        if not resumed and ckpt_dir.is_dir():
+        if not resumed:
             # A new run over an earlier one (--overwrite): its checkpoint goes now, not at this
             # run's first checkpoint, or a crash before that left it for --resume to take up.
-            shutil.rmtree(ckpt_dir)
-        if not resumed:
+            if ckpt_dir.is_dir():
+                shutil.rmtree(ckpt_dir)
             _remove_earlier_weights(output)
         output.mkdir(parents=True, exist_ok=True)
         (output / "config.json").write_text(json.dumps(config_dict, indent=2), encoding="utf-8")
@@ -1165,9 +1166,9 @@ def _remove_earlier_weights(output: Path) -> None:
         return  # no earlier run here (check_run_output refused a config.json of another kind)
     if not isinstance(earlier, dict) or earlier.get("weights") or not {"name", "scale"} <= earlier.keys():
         return
-    for suffix in (".safetensors", ".json"):
-        path = output / f"{earlier['name']}_x{earlier['scale']}{suffix}"
-        if path.parent == output:  # a name with a '/' in it names no file of this run folder
+    stem = weights_stem_in(output, earlier["name"], earlier["scale"])
+    if stem.parent == output:  # a name with a '/' in it names no file of this run folder
+        for path in weights_paths(stem):
             path.unlink(missing_ok=True)
 
 
