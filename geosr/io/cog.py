@@ -8,7 +8,9 @@ streamed window by window.  Two ways in:
   and :meth:`CogSink.commit` turns that into the COG;
 * :func:`cog_from_source`, for a complete GDAL dataset that already has its
   overviews (the run store behind a VRT, :mod:`geosr.io.run_store`): GDAL's COG
-  driver then only compresses and lays out, with no intermediate to write.
+  driver then only compresses and lays out, with no intermediate to write; or,
+  from the run store itself, geosr compresses the tiles on every core into the
+  layout GDAL writes (:mod:`geosr.io.cog_tiles`).
 
 Both end in :class:`CogBuild`: GDAL's COG driver, the checks, and the rename.
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -218,13 +221,17 @@ class CogBuild(SinkBase):
         cog = temporary_sibling(self.destination, ".tif")
         self._track(cog)
         with written_back_meanwhile(cog):
-            rasterio.shutil.copy(utf8_name(source), utf8_name(cog), driver="COG", **self._cog_options())
+            self._copy(source, cog)
         _check_tiles(cog, self.destination, self._needed())
         self._verify(cog)
         checkpoint("cog")
         # Checked again: another program may have written the destination during the build.
         check_writable(self.destination, self.overwrite)
         _replace_with_sidecar(cog, self.destination)
+
+    def _copy(self, source: str | Path, cog: Path) -> None:
+        """Write the COG at ``cog`` from ``source``: GDAL's COG driver."""
+        rasterio.shutil.copy(utf8_name(source), utf8_name(cog), driver="COG", **self._cog_options())
 
     def abort(self) -> None:
         """Remove the temporaries; the destination is not touched."""
@@ -406,26 +413,49 @@ class CogSink(CogBuild):
             self._cleanup()
 
 
+TileWriter = Callable[[Path, dict[str, Any]], bool]
+"""Writes the COG at a path with GDAL's COG options, or returns False for GDAL to build it."""
+
+
 def cog_from_source(
-    source: str | Path, destination: Path, spec: OutputSpec, *, source_bytes: int, overwrite: bool
+    source: str | Path,
+    destination: Path,
+    spec: OutputSpec,
+    *,
+    source_bytes: int,
+    overwrite: bool,
+    tiles: TileWriter | None = None,
 ) -> Path:
     """Build the COG at ``destination`` from a complete GDAL ``source`` that has its overviews.
 
     ``source_bytes`` is the source's size on disk, from which the free space the
     copy needs is estimated (the COG is smaller than the lightly compressed source).
+    ``tiles`` writes the same COG faster where it can (:func:`geosr.io.cog_tiles.write_cog`,
+    from the run store behind ``source``); GDAL builds it from ``source`` where it cannot.
     """
-    return _FromSource(destination, spec, source, source_bytes, overwrite).commit()
+    return _FromSource(destination, spec, source, source_bytes, overwrite, tiles).commit()
 
 
 class _FromSource(CogBuild):
     def __init__(
-        self, destination: Path, spec: OutputSpec, source: str | Path, source_bytes: int, overwrite: bool
+        self,
+        destination: Path,
+        spec: OutputSpec,
+        source: str | Path,
+        source_bytes: int,
+        overwrite: bool,
+        tiles: TileWriter | None,
     ) -> None:
         super().__init__(destination, spec, overwrite)
         self._given = (source, source_bytes)
+        self._tiles = tiles
 
     def _source(self) -> tuple[str | Path, int]:
         return self._given
+
+    def _copy(self, source: str | Path, cog: Path) -> None:
+        if self._tiles is None or not self._tiles(cog, self._cog_options()):
+            super()._copy(source, cog)
 
 
 def _replace_with_sidecar(cog: Path, destination: Path) -> None:

@@ -9,10 +9,12 @@ neighbour's pixels, and Dask workers can write concurrently.  At the end:
 * ``.zarr`` output: the store *is* the output; its metadata is consolidated
   and the folder renamed into place;
 * ``.tif`` output: the store also holds the COG's overview levels, written
-  with each tile (:mod:`geosr.io.pyramid`); a VRT presents the store to GDAL as
-  the finished raster (:mod:`geosr.io.vrt`), and GDAL's COG driver copies it
-  into the COG (:func:`~geosr.io.cog.cog_from_source`): no intermediate
-  GeoTIFF, no overview pass at the end.
+  with each tile (:mod:`geosr.io.pyramid`); geosr compresses the store's chunks on
+  every core into the COG GDAL's COG driver lays out (:mod:`geosr.io.cog_tiles`), or,
+  for layouts that writer leaves alone, a VRT presents the store to GDAL as the
+  finished raster (:mod:`geosr.io.vrt`) and GDAL's COG driver copies it into the COG
+  (:func:`~geosr.io.cog.cog_from_source`): no intermediate GeoTIFF, no overview pass
+  at the end.
 
 A store that will become a COG is Zarr v2 (GDAL 3.10 reads v2 with Blosc, not
 v3's codecs), uncompressed when the disk has room for it
@@ -303,6 +305,7 @@ def _finalise_zarr(store: Path, destination: Path, spec: OutputSpec, overwrite: 
 
 def _finalise_cog(store: Path, destination: Path, spec: OutputSpec, overwrite: bool) -> Path:
     from geosr.io.cog import cog_from_source
+    from geosr.io.cog_tiles import write_cog
     from geosr.io.vrt import write_vrt, zarr_array
 
     _, height, width = spec.shape
@@ -316,7 +319,12 @@ def _finalise_cog(store: Path, destination: Path, spec: OutputSpec, overwrite: b
     except OSError as exc:
         raise OutputError(describe_write_failure(destination, exc, None)) from None
     checkpoint("finalise")
-    return cog_from_source(vrt, destination, spec, source_bytes=_size_on_disk(store), overwrite=overwrite)
+    # geosr compresses the COG's tiles itself when the store holds every level (cog_tiles).
+    names = [VARIABLE, *(_level_name(k) for k in range(1, levels + 1))]
+    tiles = functools.partial(write_cog, store, spec, names=names) if levels == len(shapes) else None
+    return cog_from_source(
+        vrt, destination, spec, source_bytes=_size_on_disk(store), overwrite=overwrite, tiles=tiles
+    )
 
 
 def _complete_levels(store: Path, destination: Path, spec: OutputSpec, shapes: list[tuple[int, int]]) -> int:

@@ -35,7 +35,14 @@ def zarr_array(store: Path, name: str) -> str:
     return f'ZARR:"{quoted}":/{name}'
 
 
-def write_vrt(path: Path, spec: OutputSpec, source: str, overviews: Sequence[str] = ()) -> None:
+def write_vrt(
+    path: Path,
+    spec: OutputSpec,
+    source: str | None,
+    overviews: Sequence[str] = (),
+    *,
+    size: tuple[int, int] | None = None,
+) -> None:
     """Write a VRT at ``path``: the raster ``source`` on ``spec``'s grid, with ``spec``'s metadata.
 
     Parameters
@@ -44,12 +51,16 @@ def write_vrt(path: Path, spec: OutputSpec, source: str, overviews: Sequence[str
         The ``.vrt`` to write.
     spec : OutputSpec
         Grid, nodata and metadata of the output.
-    source : str
-        GDAL dataset name of the full-resolution pixels, one GDAL band per output band.
+    source : str or None
+        GDAL dataset name of the full-resolution pixels, one GDAL band per output band;
+        None for a raster with no pixels (GDAL reads it as empty without reading anything:
+        the COG skeleton of :mod:`geosr.io.cog_tiles`).
     overviews : sequence of str
         GDAL dataset names of the overview levels, finest first.
+    size : (rows, cols), optional
+        The raster's size where it is not the grid's: an overview level of the skeleton.
     """
-    height, width = spec.grid.shape.yx
+    height, width = size or spec.grid.shape.yx
     root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
     # Without dataAxisToSRSAxisMapping GDAL reads the geotransform in the
     # traditional GIS order (x = easting or longitude), as geosr writes it.
@@ -79,8 +90,8 @@ def write_vrt(path: Path, spec: OutputSpec, source: str, overviews: Sequence[str
             ET.SubElement(element, "Scale").text = repr(scale)
         if unit:
             ET.SubElement(element, "UnitType").text = unit
-        simple = ET.SubElement(element, "SimpleSource")
-        _source(simple, source, band)
+        if source is not None:
+            _source(ET.SubElement(element, "SimpleSource"), source, band)
         for overview in overviews:
             _source(ET.SubElement(element, "Overview"), overview, band)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=False)
