@@ -299,6 +299,9 @@ def _tile(
     level: _Level, tile: tuple[int, int], block: int, count: int, dtype: np.dtype, fill: float
 ) -> np.ndarray:
     """The pixels of COG tile ``tile`` of ``level``, ``(block, block, count)``, padded with ``fill``."""
+    if count == 1 and level.chunk == (block, block):  # the chunk is the tile: no copy
+        chunk = _chunk(level, (0, *tile), dtype)
+        return np.full((block, block, 1), fill, dtype) if chunk is None else chunk[:, :, np.newaxis]
     out = np.full((block, block, count), fill, dtype)
     rows = range(tile[0] * block, min((tile[0] + 1) * block, level.shape[0]), level.chunk[0])
     cols = range(tile[1] * block, min((tile[1] + 1) * block, level.shape[1]), level.chunk[1])
@@ -336,7 +339,8 @@ def _predicted(tile: np.ndarray, predictor: int) -> np.ndarray:
     first, then each byte less the byte ``bands`` before it in that row, wrapping.
     """
     if predictor == 2:
-        out = tile.copy()
+        out = np.empty_like(tile)
+        out[:, :1] = tile[:, :1]
         np.subtract(tile[:, 1:], tile[:, :-1], out=out[:, 1:])
         return out
     if predictor == 3:
