@@ -1,11 +1,11 @@
 """A COG's tiles compressed by geosr on every core, into the file GDAL's COG driver lays out.
 
-GDAL's COG driver reads its source in one thread and compresses in ``NUM_THREADS``,
-and its reading, ordering and writing keep it to about two cores' worth: on the
-16-core benchmark machine the COG of a 2048^2 x4 job (179 MB of pixels with its
-overviews) took 0.47 s, where ZSTD alone needs about 0.06 s there, and on the H200
-machine a 10980^2 x 4-band x4 COG took 29.7 s of the 67.7 s run, 0.69 GB/s
-(``benchmarks/RESULTS.md``, figures 2 and 9).  So geosr splits the build:
+GDAL's COG driver reads its source in one thread and compresses in ``NUM_THREADS``, and
+on many cores it uses few of them: on the 16-core benchmark machine the COG of a 2048^2
+x4 job (179 MB of pixels with its overviews) took 0.47 s, about two cores' worth of ZSTD
+(``benchmarks/RESULTS.md``, figure 2), and on the H200 machine a 10980^2 x 4-band x4 COG
+took 29.7 s of the 67.7 s run, 0.69 GB/s, with 7-8 of its 16 CPUs busy
+(``benchmarks/gpu/RESULTS.md``).  So geosr splits the build:
 
 1. GDAL writes the COG's *skeleton*: from a VRT with the output's georeferencing and
    metadata but no pixels (no band or overview level has a source, so GDAL reads
@@ -57,24 +57,8 @@ _CODES = {"ZSTD": ZSTD, "DEFLATE": DEFLATE, "NONE": NONE}
 _TYPES = {3: "H", 4: "I", 16: "Q"}
 """Struct formats of the TIFF integer types (SHORT, LONG, LONG8) a tile array can have."""
 
-_SIZES = {
-    1: 1,
-    2: 1,
-    3: 2,
-    4: 4,
-    5: 8,
-    6: 1,
-    7: 1,
-    8: 2,
-    9: 4,
-    10: 8,
-    11: 4,
-    12: 8,
-    13: 4,
-    16: 8,
-    17: 8,
-    18: 8,
-}
+_SIZES = dict.fromkeys((1, 2, 6, 7), 1) | {3: 2, 8: 2} | dict.fromkeys((4, 9, 11, 13), 4)
+_SIZES |= dict.fromkeys((5, 10, 12, 16, 17, 18), 8)
 """Bytes per value of every TIFF field type."""
 
 _AHEAD = 2
