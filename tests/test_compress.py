@@ -103,7 +103,8 @@ def test_an_uncompressed_cog_that_cannot_fit_is_refused_before_its_build(
             geosr.upscale_file(src, dst, compress="none", check_resources=False, scale=2, model="bicubic")
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    assert "not enough disk space to build the COG; it needs about 2.5 MiB" in str(raised.value), raised.value
+    # Five 512^2 uint16 tiles (2.5 MiB), each framed, and the header's room (0.25 MiB).
+    assert "not enough disk space to build the COG; it needs about 2.8 MiB" in str(raised.value), raised.value
     assert "rerun with resume=True: the 1 finished tile is kept" in str(raised.value), raised.value
     assert "File too large" not in capfd.readouterr().err
     assert not dst.exists()
@@ -228,7 +229,8 @@ def test_an_uncompressed_cog_that_cannot_fit_is_refused_before_its_tiles(tmp_pat
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert not isinstance(raised.value, ResumableError)
     message = str(raised.value)
-    assert "the output is 250.0 KiB uncompressed and the run needs about 7.8 MiB of disk" in message, message
+    # 7.5 MiB of tiles, their framing and the header's room (0.25 MiB), and the run store.
+    assert "the output is 250.0 KiB uncompressed and the run needs about 8.1 MiB of disk" in message, message
     assert "but 2.0 MiB are free" in message, message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["narrow.tif"]
     # A compressed COG of it needs only its store's bound, and is written.

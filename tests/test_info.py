@@ -728,7 +728,8 @@ def test_info_plans_the_cog_of_the_compression_asked_for(make_raster, tmp_path, 
         disks[compress] = plan.disk_bytes
         assert f"for {kind} COG" in " ".join(dict(plan.lines())["resources"].split()), compress
     assert disks["zstd"] == disks["deflate"] == disks["lzw"] == 2 * store
-    assert disks["none"] == store + 3 * 512 * 512 * 2  # the COG's tiles, full size, edges too
+    # The COG's tiles, full size, edges too, each framed, and its header.
+    assert disks["none"] == store + 3 * (512 * 512 * 2 + 24) + 256 * 2**10
 
     timing = Timing(1, model=1.0, model_batches=1, read=0, store=0, cog=0.5, sample=0, overlapped=False)
     assert (

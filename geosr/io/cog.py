@@ -137,15 +137,28 @@ def cog_bytes(output_bytes: int) -> int:
     return output_bytes * 4 // 3
 
 
+_TIFF_HEADER_BYTES = 256 * 2**10
+"""Room for a COG's header, ghost metadata, IFDs and tags (GDAL's metadata XML, GeoTIFF keys):
+a few KiB for geosr's outputs, more with long tags."""
+
+_TILE_FRAMING_BYTES = 4 + 4 + 8 + 8
+"""A COG's bytes per tile besides its pixels: the size before it and its last 4 bytes repeated
+after it (the ghost header's leader and trailer), and its offset and size in the IFD (BigTIFF)."""
+
+
 def uncompressed_cog_bytes(spec: OutputSpec) -> int:
-    """The size of the COG of ``spec`` without compression: every tile of every level at its
-    full size, the edge tiles' padding too (a 600^2 output's four 512^2 tiles and its overview's
-    one, 2.6 MB for 0.9 MB of uint16 pixels)."""
+    """The size of the COG of ``spec`` without compression, at most: every tile of every level at
+    its full size, the edge tiles' padding too (a 600^2 output's four 512^2 tiles and its
+    overview's one, 2.6 MB for 0.9 MB of uint16 pixels), each tile's framing, and the header.
+
+    The tiles alone fell short: a disk that had room for them filled while the COG was written
+    (21 tiles of 512^2 x 3 bytes are 16,515,072 bytes; the COG was 16,516,790)."""
     height, width = spec.grid.shape.yx
     block = spec.cog_block
     levels = [(height, width), *level_shapes(height, width, block)]
     tiles = sum(-(-rows // block) * -(-cols // block) for rows, cols in levels)
-    return tiles * block * block * spec.count * np.dtype(spec.dtype).itemsize
+    tile_bytes = block * block * spec.count * np.dtype(spec.dtype).itemsize
+    return tiles * (tile_bytes + _TILE_FRAMING_BYTES) + _TIFF_HEADER_BYTES
 
 
 def cog_build_bound(spec: OutputSpec) -> int:
@@ -177,7 +190,8 @@ class CogBuild(SinkBase):
     """
 
     def _needed(self) -> int:
-        return cog_bytes(self.spec.nbytes)
+        # Uncompressed, the COG is its padded tiles: more than its pixels (cog_build_bound).
+        return max(cog_bytes(self.spec.nbytes), cog_build_bound(self.spec))
 
     def _source(self) -> tuple[str | Path, int]:
         """The finished source as GDAL opens it, and the disk space the copy needs."""
