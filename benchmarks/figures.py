@@ -366,12 +366,11 @@ def time_geosr_cog_build(cog: Path, store: Path, again: Path) -> float:
     GDAL's: the same pixels, compression and threads."""
     from odc.geo.geobox import GeoBox
 
-    from geosr.io.cog import COMPRESSION, is_bigtiff
+    from geosr.io.cog import cog_options
     from geosr.io.cog_tiles import write_cog
     from geosr.io.pyramid import level_shapes
-    from geosr.io.run_store import StoreWriter, create_run_store
+    from geosr.io.run_store import StoreWriter, create_run_store, level_names
     from geosr.io.sink import OutputSpec
-    from geosr.io.zarr_store import VARIABLE
 
     with rasterio.open(cog) as src:
         block = src.block_shapes[0][0]
@@ -390,15 +389,9 @@ def time_geosr_cog_build(cog: Path, store: Path, again: Path) -> float:
         for row in range(0, src.height, block):
             window = rasterio.windows.Window(0, row, src.width, min(block, src.height - row))
             writer.write(slice(row, row + window.height), slice(0, src.width), src.read(window=window))
-    levels = len(level_shapes(spec.shape[1], spec.shape[2], block))
-    names = [VARIABLE, *(f"overview_{k}" for k in range(1, levels + 1))]
-    options = {"BLOCKSIZE": block, **COMPRESSION, "BIGTIFF": "YES" if is_bigtiff(spec) else "NO"}
+    names = level_names(len(level_shapes(spec.shape[1], spec.shape[2], block)))
     written: list[bool] = []
-    seconds = timed(
-        lambda: written.append(
-            write_cog(store, spec, again, options | {"NUM_THREADS": "ALL_CPUS"}, names=names)
-        )
-    )
+    seconds = timed(lambda: written.append(write_cog(store, spec, again, cog_options(spec), names=names)))
     if written != [True]:
         raise RuntimeError(f"geosr's COG build left {cog}'s layout to GDAL")
     again.unlink()

@@ -168,6 +168,19 @@ def cog_build_bound(spec: OutputSpec) -> int:
     return uncompressed_cog_bytes(spec) if spec.compress == "none" else 0
 
 
+def cog_options(spec: OutputSpec) -> dict[str, Any]:
+    """GDAL COG driver creation options of the COG of ``spec``."""
+    return {
+        "BLOCKSIZE": spec.cog_block,
+        **COG_OPTIONS[spec.compress],
+        # Average is the right summary of continuous imagery and skips nodata
+        # pixels (integer or NaN), so overviews do not bleed nodata into edges.
+        "OVERVIEW_RESAMPLING": "AVERAGE",
+        "BIGTIFF": "YES" if is_bigtiff(spec) else "NO",
+        "NUM_THREADS": "ALL_CPUS",
+    }
+
+
 # GDAL signals failures as rasterio exceptions (RasterioError, some also OSError)
 # and, from some calls, as CPLE_* errors which derive from neither.
 try:
@@ -265,15 +278,7 @@ class CogBuild(SinkBase):
             )
 
     def _cog_options(self) -> dict[str, Any]:
-        return {
-            "BLOCKSIZE": self.spec.cog_block,
-            **COG_OPTIONS[self.spec.compress],
-            # Average is the right summary of continuous imagery and skips nodata
-            # pixels (integer or NaN), so overviews do not bleed nodata into edges.
-            "OVERVIEW_RESAMPLING": "AVERAGE",
-            "BIGTIFF": "YES" if is_bigtiff(self.spec) else "NO",
-            "NUM_THREADS": "ALL_CPUS",
-        }
+        return cog_options(self.spec)
 
     def _verify(self, cog: Path) -> None:
         """Check the COG against the spec and the COG rules before it replaces anything."""

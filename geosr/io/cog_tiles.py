@@ -86,10 +86,8 @@ class UnknownLayoutError(Exception):
 class _Ifd:
     """One image of the skeleton: its size, tiling, encoding, and where its tile arrays are."""
 
-    width: int
-    height: int
     tags: Mapping[int, tuple[int, int, int]]  # tag -> (type, count, file position of the values)
-    values: Mapping[int, int]  # first value of each scalar tag
+    values: Mapping[int, int]  # first value of each integer tag (one per band for bits, format)
 
     def value(self, tag: int, default: int) -> int:
         return self.values.get(tag, default)
@@ -232,22 +230,20 @@ def _read_ifds(path: Path, expected: int) -> list[_Ifd]:
             (entries,) = struct.unpack("<" + count_format, f.read(struct.calcsize(count_format)))
             first = offset + struct.calcsize(count_format)
             raw = f.read(entries * entry_size + size)
-            tags, values = {}, {}
+            tags = {}
             for i in range(entries):
                 tag, kind, count = struct.unpack_from("<HH" + word, raw, i * entry_size)
                 field = i * entry_size + 4 + size  # the value, or where the values are
-                if _SIZES.get(kind, 0) * count <= size:
-                    tags[tag] = (kind, count, first + field)
-                    if kind in _TYPES:
-                        values[tag] = struct.unpack_from("<" + _TYPES[kind], raw, field)[0]
-                else:
-                    tags[tag] = (kind, count, struct.unpack_from("<" + word, raw, field)[0])
+                inline = _SIZES.get(kind, 0) * count <= size
+                position = first + field if inline else struct.unpack_from("<" + word, raw, field)[0]
+                tags[tag] = (kind, count, position)
             (offset,) = struct.unpack_from("<" + word, raw, entries * entry_size)
+            values = {}
             for tag, (kind, _count, position) in tags.items():
-                if tag not in values and kind in _TYPES:  # a value per band (bits, sample format)
+                if kind in _TYPES:
                     f.seek(position)
                     values[tag] = struct.unpack("<" + _TYPES[kind], f.read(struct.calcsize(_TYPES[kind])))[0]
-            ifds.append(_Ifd(values.get(256, 0), values.get(257, 0), tags, values))
+            ifds.append(_Ifd(tags, values))
     if len(ifds) != expected:
         raise UnknownLayoutError(f"{len(ifds)} images, not {expected}")
     return ifds
@@ -258,7 +254,7 @@ def _check_ifd(ifd: _Ifd, level: _Level, block: int, spec: OutputSpec, code: int
     dtype = np.dtype(spec.dtype)
     tiles = -(-level.shape[0] // block) * -(-level.shape[1] // block)
     expected = {
-        "size": ((level.shape[1], level.shape[0]), (ifd.width, ifd.height)),
+        "size": ((level.shape[1], level.shape[0]), (ifd.value(256, 0), ifd.value(257, 0))),
         "tiles": ((block, block), (ifd.value(322, 0), ifd.value(323, 0))),
         "bands": (spec.count, ifd.value(277, 1)),
         "bits": (8 * dtype.itemsize, ifd.value(258, 1)),

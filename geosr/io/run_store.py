@@ -86,6 +86,11 @@ def _level_name(level: int) -> str:
     return f"overview_{level}"
 
 
+def level_names(levels: int) -> list[str]:
+    """The arrays of a COG's run store that hold ``levels`` overview levels: full resolution first."""
+    return [VARIABLE, *(_level_name(k) for k in range(1, levels + 1))]
+
+
 def create_run_store(
     path: Path,
     spec: OutputSpec,
@@ -313,14 +318,13 @@ def _finalise_cog(store: Path, destination: Path, spec: OutputSpec, overwrite: b
     levels = _complete_levels(store, destination, spec, shapes)
     checkpoint("finalise")
     vrt = store.parent / "cog.vrt"
-    overviews = [zarr_array(store, _level_name(k)) for k in range(1, levels + 1)]
+    names = level_names(levels)
     try:
-        write_vrt(vrt, spec, zarr_array(store, VARIABLE), overviews)
+        write_vrt(vrt, spec, zarr_array(store, names[0]), [zarr_array(store, name) for name in names[1:]])
     except OSError as exc:
         raise OutputError(describe_write_failure(destination, exc, None)) from None
     checkpoint("finalise")
     # geosr compresses the COG's tiles itself when the store holds every level (cog_tiles).
-    names = [VARIABLE, *(_level_name(k) for k in range(1, levels + 1))]
     tiles = functools.partial(write_cog, store, spec, names=names) if levels == len(shapes) else None
     return cog_from_source(
         vrt, destination, spec, source_bytes=_size_on_disk(store), overwrite=overwrite, tiles=tiles
